@@ -1,0 +1,196 @@
+/* libparley: the C client library for the Parley messaging server.
+ *
+ * One parley handle is one device's connection to a server. The library is
+ * single-threaded and event driven like mosquitto's client: it owns one
+ * non-blocking socket and does its work inside parley_run(), which the
+ * application calls in its loop (or blocks in, with a timeout). Callbacks run
+ * inside parley_run() (and inside the blocking calls below) on the caller's
+ * thread.
+ *
+ * Reliability: parley_send() puts the message in an outbox and returns at
+ * once. The outbox survives reconnects: every unacked message is re-sent,
+ * with the same client id, after each reconnect until the server acks it
+ * (the server deduplicates, so this never makes a second copy). A message is
+ * reported exactly once, through on_ack or on_send_error.
+ *
+ * Reception: messages arrive through on_message in queue order. The library
+ * drops anything it already handed to the application during this handle's
+ * life (by qid), so a redelivery after a reconnect is never shown twice. With
+ * auto_ack on (the default) it acknowledges each delivered message after
+ * on_message returns, batched into one Ack per parley_run() pass.
+ *
+ * Reconnect: after an authenticated connection drops, the library reconnects
+ * with exponential backoff and full jitter (reconnect_min_ms doubling up to
+ * reconnect_max_ms) and resumes with its session token (no password needed).
+ *
+ * Errors: functions return PARLEY_OK (0) or a negative code. Codes -1..-99
+ * are the server's protocol error codes negated (docs/protocol.md, "Error
+ * codes"); -100 and below are local. parley_strerror() names them all.
+ */
+#ifndef PARLEY_H
+#define PARLEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PARLEY_OK 0
+/* Server error codes (negated protocol ErrorCode). */
+#define PARLEY_E_BAD_FRAME (-1)
+#define PARLEY_E_FRAME_TOO_LARGE (-2)
+#define PARLEY_E_UNKNOWN_TYPE (-3)
+#define PARLEY_E_UNSUPPORTED_VERSION (-4)
+#define PARLEY_E_HELLO_REQUIRED (-5)
+#define PARLEY_E_AUTH_REQUIRED (-6)
+#define PARLEY_E_HEARTBEAT_TIMEOUT (-7)
+#define PARLEY_E_SHUTTING_DOWN (-8)
+#define PARLEY_E_SLOW_CONSUMER (-9)
+#define PARLEY_E_BAD_CREDENTIALS (-20)
+#define PARLEY_E_USER_EXISTS (-21)
+#define PARLEY_E_BAD_TOKEN (-22)
+#define PARLEY_E_INVALID_ARGUMENT (-23)
+#define PARLEY_E_UNKNOWN_PEER (-24)
+#define PARLEY_E_MESSAGE_TOO_LARGE (-25)
+#define PARLEY_E_TOO_MANY_DEVICES (-26)
+#define PARLEY_E_QUEUE_FULL (-27)
+#define PARLEY_E_ALREADY_AUTHENTICATED (-28)
+#define PARLEY_E_INTERNAL (-29)
+/* Local error codes. */
+#define PARLEY_E_CONNECT (-100)   /* cannot reach the server */
+#define PARLEY_E_TIMEOUT (-101)   /* no answer in time */
+#define PARLEY_E_CLOSED (-102)    /* the connection closed */
+#define PARLEY_E_PROTOCOL (-103)  /* the server sent something we cannot parse */
+#define PARLEY_E_STATE (-104)     /* call not valid now (e.g. send before auth) */
+#define PARLEY_E_ARG (-105)       /* bad argument to a library call */
+
+/* Returns a short message for any code above; never NULL. */
+const char *parley_strerror(int code);
+
+typedef struct parley parley;
+
+typedef enum parley_kind {
+  PARLEY_KIND_MOBILE = 1,
+  PARLEY_KIND_WEB = 2,
+  PARLEY_KIND_IOT = 3,
+  PARLEY_KIND_BOT = 4,
+} parley_kind;
+
+/* A received message. Every pointer is valid only during the callback. */
+typedef struct parley_message {
+  uint64_t qid;            /* server message id, increasing in this device's queue */
+  const char *conv;        /* conversation id, e.g. "dm:alice:bob" */
+  uint64_t seq;            /* position in the conversation, gap-free from 1 */
+  const char *from;        /* sender user name */
+  const char *from_device; /* sender device name */
+  const char *id;          /* sender's client message id */
+  const uint8_t *body;     /* message bytes (text is UTF-8, not NUL-terminated) */
+  size_t body_len;
+  uint64_t client_ts;      /* sender's (corrected) clock, ms since the epoch */
+  uint64_t server_ts;      /* server clock at commit, ms since the epoch */
+} parley_message;
+
+/* The server's ack of a sent message. Pointers valid during the callback. */
+typedef struct parley_send_ack {
+  const char *id;     /* the client message id */
+  const char *conv;
+  uint64_t seq;
+  uint64_t server_ts;
+  int duplicate;      /* the server had committed this id before */
+} parley_send_ack;
+
+typedef enum parley_state {
+  PARLEY_STATE_DISCONNECTED = 0,
+  PARLEY_STATE_CONNECTED = 1,     /* hello done, not authenticated */
+  PARLEY_STATE_AUTHENTICATED = 2, /* ready: sends flow, messages arrive */
+} parley_state;
+
+typedef struct parley_callbacks {
+  /* A message arrived. */
+  void (*on_message)(parley *c, const parley_message *m, void *ud);
+  /* A sent message was committed by the server. */
+  void (*on_ack)(parley *c, const parley_send_ack *a, void *ud);
+  /* A sent message was refused for good (code: UNKNOWN_PEER, MESSAGE_TOO_LARGE,
+   * INVALID_ARGUMENT, QUEUE_FULL...). It is removed from the outbox. */
+  void (*on_send_error)(parley *c, const char *id, int code, const char *message, void *ud);
+  /* The connection state changed; err is the reason for a disconnect (or 0). */
+  void (*on_state)(parley *c, parley_state state, int err, void *ud);
+} parley_callbacks;
+
+typedef struct parley_options {
+  const char *host;             /* default "127.0.0.1" */
+  int port;                     /* default 7700 */
+  parley_kind kind;             /* default PARLEY_KIND_BOT */
+  const char *client_name;      /* sent in Hello; default "libparley/<version>" */
+  int auto_ack;                 /* default 1 (see above); set -1 for "off" */
+  int auto_reconnect;           /* default 1; set -1 for "off" */
+  int reconnect_min_ms;         /* default 200 */
+  int reconnect_max_ms;         /* default 10000 */
+  int request_timeout_ms;       /* blocking calls' timeout; default 10000 */
+  parley_callbacks cb;
+  void *ud;                     /* passed to every callback */
+} parley_options;
+
+/* Creates a handle (not connected). opt may be NULL for all defaults; it is
+ * copied (strings too). Never returns NULL except on out of memory. */
+parley *parley_new(const parley_options *opt);
+/* Closes the connection and frees the handle and its outbox. */
+void parley_free(parley *c);
+
+/* Connects and exchanges Hello/Welcome (blocking, up to request_timeout_ms). */
+int parley_connect(parley *c);
+
+/* Blocking authentication calls on a connected handle. On success the handle
+ * is AUTHENTICATED and parley_token() returns the session token. */
+int parley_register(parley *c, const char *user, const char *password, const char *device);
+int parley_login(parley *c, const char *user, const char *password, const char *device);
+int parley_resume(parley *c, const char *token);
+/* Revokes the token on the server and closes (blocking). */
+int parley_logout(parley *c);
+
+/* The session token (NULL before auth); owned by the handle. */
+const char *parley_token(const parley *c);
+const char *parley_user(const parley *c);
+const char *parley_device(const parley *c);
+parley_state parley_get_state(const parley *c);
+
+/* Queues a message for peer (a user name). id may be NULL: the library makes
+ * a random one. The id used is copied to id_out (at least 65 bytes) if not
+ * NULL. Returns at once; the result arrives through on_ack/on_send_error.
+ * client_ts is taken from parley_server_now() (the corrected clock). */
+int parley_send(parley *c, const char *id, const char *peer, const void *body, size_t len, char *id_out);
+
+/* Sends and waits for the server's ack (runs parley_run meanwhile). On
+ * PARLEY_OK fills *ack (its strings valid until the next call on c). */
+int parley_send_wait(parley *c, const char *id, const char *peer, const void *body, size_t len,
+                     parley_send_ack *ack, int timeout_ms);
+
+/* Acknowledges every delivered message with qid <= upto (for auto_ack off). */
+int parley_ack(parley *c, uint64_t upto);
+
+/* Does all pending work: reads and dispatches frames, flushes the outbox and
+ * acks, sends heartbeats, reconnects. Waits up to timeout_ms for the socket
+ * (0 = don't wait). Returns PARLEY_OK, or a negative code if the connection
+ * is down and will not come back (auto_reconnect off, or bad token). */
+int parley_run(parley *c, int timeout_ms);
+
+/* Messages in the outbox not yet acked. */
+size_t parley_outbox_len(const parley *c);
+
+/* Server clock minus local clock, ms (from Welcome and each Pong, using the
+ * round trip's midpoint). */
+int64_t parley_clock_offset(const parley *c);
+/* Local clock corrected by the offset: the server's now, ms since the epoch. */
+uint64_t parley_server_now(const parley *c);
+/* Heartbeat interval the server asked for, ms. */
+uint32_t parley_heartbeat_ms(const parley *c);
+
+/* The socket (for the application's own poll loop), or -1. */
+int parley_fd(const parley *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

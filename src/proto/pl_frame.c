@@ -1,0 +1,91 @@
+#include "pl_frame.h"
+
+#include <string.h>
+
+#include "../common/pl_mem.h"
+
+pl_err pl_frame_parse(const uint8_t *p, size_t len, uint32_t max_frame, pl_frame *f, size_t *consumed) {
+  if (len < 4)
+    return PL_ERR_AGAIN;
+  uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+  if (n == 0)
+    return PL_ERR_BAD_FRAME;
+  if (n > max_frame)
+    return PL_ERR_FRAME_TOO_LARGE;
+  if (len - 4 < n)
+    return PL_ERR_AGAIN;
+  f->type = p[4];
+  f->payload = p + PL_FRAME_HDR;
+  f->payload_len = n - 1;
+  *consumed = 4 + (size_t)n;
+  return PL_OK;
+}
+
+void pl_frame_put_header(uint8_t *out, uint8_t type, size_t payload_len) {
+  uint32_t n = (uint32_t)payload_len + 1;
+  out[0] = (uint8_t)(n >> 24);
+  out[1] = (uint8_t)(n >> 16);
+  out[2] = (uint8_t)(n >> 8);
+  out[3] = (uint8_t)n;
+  out[4] = type;
+}
+
+const ProtobufCMessageDescriptor *pl_frame_descriptor(uint8_t type) {
+  switch (type) {
+  case PARLEY__FRAME_TYPE__FRAME_HELLO: return &parley__hello__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_WELCOME: return &parley__welcome__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_ERROR: return &parley__error__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_REGISTER: return &parley__register__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_LOGIN: return &parley__login__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_RESUME: return &parley__resume__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_AUTH_OK: return &parley__auth_ok__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_LOGOUT: return &parley__logout__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_LOGOUT_OK: return &parley__logout_ok__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_SEND: return &parley__send__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_SEND_ACK: return &parley__send_ack__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_MESSAGE: return &parley__message__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_ACK: return &parley__ack__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_PING: return &parley__ping__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_PONG: return &parley__pong__descriptor;
+  default: return NULL;
+  }
+}
+
+int pl_frame_client_may_send(uint8_t type) {
+  switch (type) {
+  case PARLEY__FRAME_TYPE__FRAME_HELLO:
+  case PARLEY__FRAME_TYPE__FRAME_REGISTER:
+  case PARLEY__FRAME_TYPE__FRAME_LOGIN:
+  case PARLEY__FRAME_TYPE__FRAME_RESUME:
+  case PARLEY__FRAME_TYPE__FRAME_LOGOUT:
+  case PARLEY__FRAME_TYPE__FRAME_SEND:
+  case PARLEY__FRAME_TYPE__FRAME_ACK:
+  case PARLEY__FRAME_TYPE__FRAME_PING:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+pl_buf *pl_frame_encode(uint8_t type, const ProtobufCMessage *msg) {
+  size_t n = protobuf_c_message_get_packed_size(msg);
+  pl_buf *b = pl_buf_new(PL_FRAME_HDR + n);
+  pl_frame_put_header(b->data, type, n);
+  protobuf_c_message_pack(msg, b->data + PL_FRAME_HDR);
+  return b;
+}
+
+void pl_frame_append(pl_bytes *out, uint8_t type, const ProtobufCMessage *msg) {
+  size_t n = protobuf_c_message_get_packed_size(msg);
+  pl_bytes_reserve(out, PL_FRAME_HDR + n);
+  pl_frame_put_header(out->p + out->len, type, n);
+  protobuf_c_message_pack(msg, out->p + out->len + PL_FRAME_HDR);
+  out->len += PL_FRAME_HDR + n;
+}
+
+ProtobufCMessage *pl_frame_unpack(const pl_frame *f) {
+  const ProtobufCMessageDescriptor *d = pl_frame_descriptor(f->type);
+  if (!d)
+    return NULL;
+  return protobuf_c_message_unpack(d, NULL, f->payload_len, f->payload);
+}

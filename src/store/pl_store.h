@@ -1,0 +1,170 @@
+/* pl_store: the durable store, an asynchronous interface over a backend.
+ *
+ * Callers (the session layer, on loop threads) fill a pl_store_req and submit
+ * it. One store thread takes every queued request, runs the whole batch in
+ * one transaction on the backend and commits it once (group commit: one fsync
+ * for many messages, acks and deletes), then:
+ *   1. for every SEND that committed a new message, calls the deliver hook
+ *      (on the store thread, in commit order: this is what keeps each
+ *      device's live stream in queue order), then
+ *   2. hands every request back through the post hook, in submission order,
+ *      so its done callback runs on the caller's thread.
+ * A request whose batch failed to commit comes back with PL_ERR_INTERNAL and
+ * nothing of it was stored.
+ *
+ * The backend (SQLite now, PostgreSQL later) is a vtable (pl_store_backend);
+ * nothing above this header knows which one runs. */
+#ifndef PL_STORE_H
+#define PL_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/pl_err.h"
+
+/* A stored message as delivered to a device. Strings are NUL-terminated. */
+typedef struct pl_msg {
+  uint64_t qid;        /* server message id; increasing in commit order */
+  char *conv;          /* "dm:<lower name>:<higher name>" (byte order) */
+  uint64_t seq;        /* gap-free position in conv, from 1 */
+  char *from;          /* sender user name */
+  char *from_device;   /* sender device name */
+  char *id;            /* sender's client message id */
+  uint8_t *body;
+  size_t body_len;
+  uint64_t client_ts, server_ts; /* ms since the epoch */
+} pl_msg;
+
+typedef enum pl_store_op {
+  PL_STORE_REGISTER = 1, /* create user + first device */
+  PL_STORE_GET_USER,     /* read a user's password hash (for login) */
+  PL_STORE_LOGIN_DEVICE, /* create or resume a device by name, set its token */
+  PL_STORE_RESUME,       /* find the device of a token */
+  PL_STORE_LOGOUT,       /* revoke a device's token */
+  PL_STORE_SEND,         /* commit a 1:1 message (dedup, seq, queue) */
+  PL_STORE_FETCH,        /* read a device's queue after a qid */
+  PL_STORE_ACK,          /* drop a device's queue up to a qid */
+} pl_store_op;
+
+typedef struct pl_store_req pl_store_req;
+typedef void (*pl_store_done_cb)(pl_store_req *req);
+
+#define PL_TOKEN_HASH_LEN 32
+
+struct pl_store_req {
+  pl_store_op op;
+  pl_store_done_cb done; /* called once with the result (see post hook) */
+  void *origin;          /* passed to the post hook: which thread to run done on */
+  void *data;            /* the caller's */
+  pl_err status;         /* result: PL_OK or the reason */
+
+  /* Inputs; strings are borrowed from the caller until done runs. */
+  struct {
+    const char *user;        /* REGISTER, GET_USER, LOGIN_DEVICE */
+    const char *device;      /* REGISTER, LOGIN_DEVICE: device name */
+    const char *pwhash;      /* REGISTER: Argon2id string (crypto_pwhash_str) */
+    uint8_t token_hash[PL_TOKEN_HASH_LEN]; /* REGISTER, LOGIN_DEVICE, RESUME */
+    uint64_t user_id;        /* LOGIN_DEVICE, SEND (sender) */
+    uint64_t device_id;      /* LOGOUT, SEND (sending device), FETCH, ACK */
+    const char *device_name; /* SEND: sending device's name */
+    const char *peer;        /* SEND: recipient user name */
+    const char *client_id;   /* SEND */
+    const uint8_t *body;     /* SEND */
+    size_t body_len;
+    uint64_t client_ts;      /* SEND */
+    uint64_t after;          /* FETCH: return qid > after */
+    uint32_t limit;          /* FETCH: at most this many (0 = 256) */
+    uint64_t upto;           /* ACK */
+  } in;
+
+  /* Outputs (owned by the request; pl_store_req_clear frees them). */
+  struct {
+    uint64_t user_id, device_id; /* REGISTER, GET_USER, LOGIN_DEVICE, RESUME */
+    char *user;                  /* RESUME: user name */
+    char *device;                /* RESUME: device name */
+    char *pwhash;                /* GET_USER */
+    int created;                 /* LOGIN_DEVICE: a new device was made */
+    char *conv;                  /* SEND */
+    uint64_t seq, server_ts;     /* SEND */
+    int duplicate;               /* SEND: client_id was committed before */
+    pl_msg msg;                  /* SEND: the committed message (if !duplicate) */
+    uint64_t *targets;           /* SEND: devices it was queued for */
+    size_t ntargets;
+    pl_msg *msgs;                /* FETCH: in qid order */
+    size_t nmsgs;
+    int more;                    /* FETCH: more messages remain after these */
+    uint64_t removed;            /* ACK: queue entries removed */
+  } out;
+
+  pl_store_req *next; /* store-private queue link */
+};
+
+/* Frees every out field and zeroes out (in is left alone). */
+void pl_store_req_clear(pl_store_req *req);
+void pl_msg_clear(pl_msg *m);
+
+typedef struct pl_store_config {
+  const char *dir;       /* data directory; the backend keeps its files there */
+  int durable;           /* 1: a commit survives power loss (fsync); 0: process crash only */
+  uint64_t ttl_ms;       /* message and dedup time-to-live */
+  uint32_t max_devices;  /* per user */
+  uint32_t max_queue;    /* queued messages per device */
+  uint32_t max_batch;    /* requests per transaction */
+  uint32_t sweep_ms;     /* how often expired messages are deleted */
+} pl_store_config;
+
+/* The backend vtable. All calls happen on the store thread, except open and
+ * close (on the thread that opens/closes the store). */
+typedef struct pl_store_backend {
+  const char *name;
+  pl_err (*open)(void **be, const pl_store_config *cfg);
+  void (*close)(void *be);
+  pl_err (*begin)(void *be);
+  /* Runs one request inside the open transaction; sets req->status and out.
+   * Returns PL_OK unless the transaction itself is broken (then the whole
+   * batch is rolled back and every request fails with PL_ERR_INTERNAL). */
+  pl_err (*exec)(void *be, pl_store_req *req);
+  pl_err (*commit)(void *be);
+  /* Undo the transaction and forget any cache that may hold its effects. */
+  void (*rollback)(void *be);
+  /* Inside a transaction: delete messages and dedup entries past their TTL. */
+  pl_err (*expire)(void *be, uint64_t now_ms, uint64_t *deleted);
+} pl_store_backend;
+
+extern const pl_store_backend pl_store_sqlite;
+
+typedef struct pl_store pl_store;
+
+/* Runs req->done on the thread that origin stands for. With origin == NULL
+ * the store thread calls done itself. */
+typedef void (*pl_store_post_fn)(void *ud, void *origin, pl_store_req *req);
+/* Called on the store thread after commit for each new message. */
+typedef void (*pl_store_deliver_fn)(void *ud, const pl_msg *m, const uint64_t *devices, size_t n);
+
+typedef struct pl_store_hooks {
+  pl_store_post_fn post;
+  pl_store_deliver_fn deliver;
+  void *ud;
+} pl_store_hooks;
+
+/* Opens the backend and starts the store thread. */
+pl_err pl_store_open(pl_store **out, const pl_store_backend *be, const pl_store_config *cfg,
+                     const pl_store_hooks *hooks);
+/* Queues a request (any thread). After pl_store_close starts, fails the
+ * request with PL_ERR_SHUTTING_DOWN through the normal done path. */
+void pl_store_submit(pl_store *s, pl_store_req *req);
+/* Submits and waits; done is not called (for start-up, tools and tests). */
+pl_err pl_store_call(pl_store *s, pl_store_req *req);
+/* Runs the TTL sweep now and waits (tests). */
+pl_err pl_store_expire_now(pl_store *s, uint64_t now_ms, uint64_t *deleted);
+/* Finishes and commits every queued request, stops the thread, closes. */
+void pl_store_close(pl_store *s);
+
+/* Counters for metrics and benchmarks. */
+typedef struct pl_store_stats {
+  uint64_t commits, requests, messages, fails;
+  uint64_t commit_us_total; /* time spent in commit() */
+} pl_store_stats;
+void pl_store_get_stats(pl_store *s, pl_store_stats *st);
+
+#endif

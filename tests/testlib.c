@@ -1,0 +1,245 @@
+#define _GNU_SOURCE
+#include "testlib.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "parley.pb-c.h"
+#include "proto/pl_frame.h"
+
+jmp_buf tl__jmp;
+int tl__passed, tl__failed;
+static const char *tl__current;
+
+void tl__fail(const char *file, int line, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "FAIL %s at %s:%d: ", tl__current ? tl__current : "?", file, line);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  longjmp(tl__jmp, 1);
+}
+
+void tl__run(const char *name, void (*fn)(void)) {
+  tl__current = name;
+  fprintf(stderr, "RUN  %s\n", name);
+  if (setjmp(tl__jmp) == 0) {
+    fn();
+    tl__passed++;
+    fprintf(stderr, "PASS %s\n", name);
+  } else {
+    tl__failed++;
+  }
+  tl__current = NULL;
+}
+
+int tl_summary(void) {
+  printf("%d passed, %d failed\n", tl__passed, tl__failed);
+  return tl__failed ? 1 : 0;
+}
+
+char *tl_tempdir(void) {
+  const char *t = getenv("TMPDIR");
+  char tmpl[512];
+  snprintf(tmpl, sizeof tmpl, "%s/parley-test-XXXXXX", t && *t ? t : "/tmp");
+  if (!mkdtemp(tmpl))
+    tl__fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
+  return strdup(tmpl);
+}
+
+void tl_rmrf(const char *dir) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "warning: could not remove %s\n", dir);
+}
+
+static int tl__free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+    tl__fail(__FILE__, __LINE__, "free port: %s", strerror(errno));
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static void tl__spawn(tl_server *s) {
+  const char *bin = getenv("PARLEYD");
+  if (!bin)
+    tl__fail(__FILE__, __LINE__, "PARLEYD is not set");
+  char *argv[64];
+  int argc = 0;
+  static char listen[64];
+  snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
+  argv[argc++] = (char *)bin;
+  argv[argc++] = "--data";
+  argv[argc++] = s->dir;
+  argv[argc++] = "--listen";
+  argv[argc++] = listen;
+  char extra[sizeof s->extra];
+  memcpy(extra, s->extra, sizeof extra);
+  for (char *save = NULL, *t = strtok_r(extra, " ", &save); t && argc < 62; t = strtok_r(NULL, " ", &save))
+    argv[argc++] = t;
+  argv[argc] = NULL;
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (!getenv("PARLEY_TEST_VERBOSE")) {
+      char logp[600];
+      snprintf(logp, sizeof logp, "%s.log", s->dir);
+      int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0)
+        dup2(fd, 2);
+    }
+    execv(bin, argv);
+    _exit(127);
+  }
+  s->pid = pid;
+  /* Wait until it accepts. */
+  for (int i = 0; i < 600; i++) {
+    int fd = tl_connect(s->port);
+    if (fd >= 0) {
+      close(fd);
+      return;
+    }
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid)
+      tl__fail(__FILE__, __LINE__, "parleyd exited during start-up (see %s.log)", s->dir);
+    usleep(20000);
+  }
+  tl__fail(__FILE__, __LINE__, "parleyd did not start listening");
+}
+
+void tl_server_start(tl_server *s, const char *extra_args) {
+  memset(s, 0, sizeof *s);
+  s->dir = tl_tempdir();
+  s->port = tl__free_port();
+  snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
+  if (extra_args)
+    snprintf(s->extra, sizeof s->extra, "%s", extra_args);
+  tl__spawn(s);
+}
+
+void tl_server_restart(tl_server *s) { tl__spawn(s); }
+
+int tl_server_kill(tl_server *s, int sig) {
+  int st = 0;
+  if (s->pid > 0) {
+    kill(s->pid, sig);
+    waitpid(s->pid, &st, 0);
+    s->pid = 0;
+  }
+  return st;
+}
+
+void tl_server_stop(tl_server *s) {
+  if (s->pid > 0)
+    tl_server_kill(s, SIGTERM);
+  if (s->dir) {
+    tl_rmrf(s->dir);
+    char logp[600];
+    snprintf(logp, sizeof logp, "%s.log", s->dir);
+    if (!getenv("PARLEY_TEST_KEEP_LOGS"))
+      unlink(logp);
+    free(s->dir);
+    s->dir = NULL;
+  }
+}
+
+int tl_connect(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return -1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+int tl_write_all(int fd, const void *p, size_t n) {
+  const uint8_t *b = p;
+  while (n) {
+    ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return -1;
+    b += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+int tl_send_frame(int fd, uint8_t type, const void *msg) {
+  pl_buf *b = pl_frame_encode(type, (const ProtobufCMessage *)msg);
+  int rc = tl_write_all(fd, b->data, b->len);
+  pl_buf_unref(b);
+  return rc;
+}
+
+static int tl__read_n(int fd, uint8_t *p, size_t n, int timeout_ms) {
+  while (n) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int r = poll(&pfd, 1, timeout_ms);
+    if (r <= 0)
+      return 0;
+    ssize_t got = recv(fd, p, n, 0);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      return 0;
+    p += got;
+    n -= (size_t)got;
+  }
+  return 1;
+}
+
+int tl_recv_frame(int fd, int timeout_ms, void **out) {
+  uint8_t hdr[PL_FRAME_HDR];
+  *out = NULL;
+  if (!tl__read_n(fd, hdr, sizeof hdr, timeout_ms))
+    return 0;
+  uint32_t n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+  if (n == 0 || n > (64u << 20))
+    return -1;
+  uint8_t *payload = malloc(n);
+  if (n > 1 && !tl__read_n(fd, payload, n - 1, timeout_ms)) {
+    free(payload);
+    return 0;
+  }
+  pl_frame f = {.type = hdr[4], .payload = payload, .payload_len = n - 1};
+  *out = pl_frame_unpack(&f);
+  free(payload);
+  return *out ? hdr[4] : -1;
+}
+
+int tl_wait_closed(int fd, int timeout_ms) {
+  uint8_t buf[4096];
+  for (;;) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int r = poll(&pfd, 1, timeout_ms);
+    if (r <= 0)
+      return 0;
+    ssize_t got = recv(fd, buf, sizeof buf, 0);
+    if (got <= 0)
+      return 1;
+  }
+}
