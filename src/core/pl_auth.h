@@ -1,0 +1,35 @@
+/* pl_auth: passwords, session tokens and name rules. Pure functions; the
+ * Argon2id ones are slow on purpose and run on libuv's thread pool. */
+#ifndef PL_AUTH_H
+#define PL_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/pl_err.h"
+
+#define PL_AUTH_HASH_MAX 128 /* >= crypto_pwhash_STRBYTES */
+#define PL_AUTH_TOKEN_MAX 64 /* base64url of 32 random bytes + NUL */
+
+/* Must be called once before any other (initialises libsodium). */
+pl_err pl_auth_init(void);
+/* Argon2id hash string of pw (libsodium's interactive limits, or the
+ * moderate ones when strong != 0). */
+pl_err pl_auth_hash(const char *pw, size_t len, char out[PL_AUTH_HASH_MAX], int strong);
+/* 1 if pw matches hash. */
+int pl_auth_verify(const char *hash, const char *pw, size_t len);
+/* Burns the same time as a verify, for unknown users (no user enumeration by timing). */
+void pl_auth_dummy_verify(const char *pw, size_t len);
+/* A new random token and the hash the store keeps of it. */
+void pl_auth_new_token(char token[PL_AUTH_TOKEN_MAX], uint8_t hash[32]);
+/* The stored hash of a presented token. */
+void pl_auth_token_hash(const char *token, size_t len, uint8_t hash[32]);
+
+/* [a-z0-9_.-]{1,32} */
+int pl_auth_valid_user(const char *s, size_t len);
+/* 1..64 bytes of printable UTF-8 without control characters */
+int pl_auth_valid_device(const char *s, size_t len);
+/* 8..1024 bytes */
+int pl_auth_valid_password(size_t len);
+
+#endif

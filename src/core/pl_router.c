@@ -1,0 +1,184 @@
+#include "pl_router.h"
+
+#include <pthread.h>
+
+#include "../common/pl_log.h"
+#include "../common/pl_map.h"
+#include "../common/pl_mem.h"
+#include "../proto/pl_frame.h"
+
+typedef struct pl__route {
+  pl_loop *loop;
+  void *ep;
+} pl__route;
+
+typedef struct pl__local {
+  pl_router base;
+  pl_router_sink sink;
+  pthread_mutex_t mu;
+  pl_map global; /* device -> pl__route *, guarded by mu */
+  int nloops;
+  pl_map *local; /* [loop index] device -> ep, owned by that loop's thread */
+} pl__local;
+
+typedef struct pl__push_task {
+  pl_task task;
+  pl__local *r;
+  pl_loop *loop;
+  uint64_t device, qid;
+  pl_buf *frame;
+} pl__push_task;
+
+typedef struct pl__kick_task {
+  pl_task task;
+  pl__local *r;
+  pl_loop *loop;
+  uint64_t device;
+  void *ep;
+} pl__kick_task;
+
+pl_buf *pl_router_encode(const pl_msg *m) {
+  Parley__Message msg = PARLEY__MESSAGE__INIT;
+  msg.qid = m->qid;
+  msg.conv = m->conv;
+  msg.seq = m->seq;
+  msg.from = m->from;
+  msg.from_device = m->from_device;
+  msg.id = m->id;
+  msg.body.data = m->body;
+  msg.body.len = m->body_len;
+  msg.client_ts = m->client_ts;
+  msg.server_ts = m->server_ts;
+  return pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_MESSAGE, &msg.base);
+}
+
+static void pl__kick_run(pl_task *t) {
+  pl__kick_task *k = (pl__kick_task *)t;
+  pl_map *local = &k->r->local[pl_loop_index(k->loop)];
+  /* Only if ep is still the one registered: then it is alive. */
+  if (pl_map_get(local, k->device) == k->ep)
+    k->r->sink.kick(k->ep);
+  pl_free(k);
+}
+
+static void pl__attach(pl_router *base, uint64_t device, pl_loop *loop, void *ep) {
+  pl__local *r = (pl__local *)base;
+  pl_map_put(&r->local[pl_loop_index(loop)], device, ep);
+  pl__route *nr = pl_malloc(sizeof *nr);
+  nr->loop = loop;
+  nr->ep = ep;
+  pthread_mutex_lock(&r->mu);
+  pl__route *old = pl_map_put(&r->global, device, nr);
+  pthread_mutex_unlock(&r->mu);
+  if (!old)
+    return;
+  if (old->ep != ep) {
+    if (old->loop == loop) {
+      /* Same loop: local already points at ep; kick the old one directly. */
+      r->sink.kick(old->ep);
+    } else {
+      pl__kick_task *k = pl_malloc(sizeof *k);
+      k->task.fn = pl__kick_run;
+      k->r = r;
+      k->loop = old->loop;
+      k->device = device;
+      k->ep = old->ep;
+      if (pl_loop_post(old->loop, &k->task) != PL_OK)
+        pl_free(k);
+    }
+  }
+  pl_free(old);
+}
+
+static void pl__detach(pl_router *base, uint64_t device, pl_loop *loop, void *ep) {
+  pl__local *r = (pl__local *)base;
+  pl_map *local = &r->local[pl_loop_index(loop)];
+  if (pl_map_get(local, device) == ep)
+    pl_map_del(local, device);
+  pl__route *gone = NULL;
+  pthread_mutex_lock(&r->mu);
+  pl__route *cur = pl_map_get(&r->global, device);
+  if (cur && cur->ep == ep)
+    gone = pl_map_del(&r->global, device);
+  pthread_mutex_unlock(&r->mu);
+  pl_free(gone);
+}
+
+static void pl__push_run(pl_task *t) {
+  pl__push_task *p = (pl__push_task *)t;
+  void *ep = pl_map_get(&p->r->local[pl_loop_index(p->loop)], p->device);
+  if (ep)
+    p->r->sink.push(ep, p->qid, p->frame);
+  pl_buf_unref(p->frame);
+  pl_free(p);
+}
+
+static void pl__deliver(pl_router *base, const pl_msg *m, const uint64_t *devices, size_t n) {
+  pl__local *r = (pl__local *)base;
+  pl_buf *frame = NULL;
+  for (size_t i = 0; i < n; i++) {
+    pl_loop *loop = NULL;
+    pthread_mutex_lock(&r->mu);
+    pl__route *rt = pl_map_get(&r->global, devices[i]);
+    if (rt)
+      loop = rt->loop;
+    pthread_mutex_unlock(&r->mu);
+    if (!loop)
+      continue; /* offline: the durable queue has it */
+    if (!frame)
+      frame = pl_router_encode(m); /* once, shared by every receiver */
+    pl__push_task *p = pl_malloc(sizeof *p);
+    p->task.fn = pl__push_run;
+    p->r = r;
+    p->loop = loop;
+    p->device = devices[i];
+    p->qid = m->qid;
+    p->frame = pl_buf_ref(frame);
+    if (pl_loop_post(loop, &p->task) != PL_OK) {
+      pl_buf_unref(p->frame);
+      pl_free(p);
+    }
+  }
+  pl_buf_unref(frame);
+}
+
+static size_t pl__count(pl_router *base) {
+  pl__local *r = (pl__local *)base;
+  pthread_mutex_lock(&r->mu);
+  size_t n = r->global.len;
+  pthread_mutex_unlock(&r->mu);
+  return n;
+}
+
+static void pl__free_router(pl_router *base) {
+  pl__local *r = (pl__local *)base;
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&r->global, &it, &k, &v);)
+    pl_free(v);
+  pl_map_free(&r->global);
+  for (int i = 0; i < r->nloops; i++)
+    pl_map_free(&r->local[i]);
+  pl_free(r->local);
+  pthread_mutex_destroy(&r->mu);
+  pl_free(r);
+}
+
+static const pl_router_ops pl__local_ops = {
+    .attach = pl__attach,
+    .detach = pl__detach,
+    .deliver = pl__deliver,
+    .count = pl__count,
+    .free = pl__free_router,
+};
+
+pl_router *pl_router_local_new(int nloops, const pl_router_sink *sink) {
+  pl__local *r = pl_calloc(1, sizeof *r);
+  r->base.ops = &pl__local_ops;
+  r->sink = *sink;
+  pthread_mutex_init(&r->mu, NULL);
+  pl_map_init(&r->global);
+  r->nloops = nloops;
+  r->local = pl_calloc((size_t)nloops, sizeof *r->local);
+  return &r->base;
+}

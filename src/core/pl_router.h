@@ -1,0 +1,56 @@
+/* pl_router: which connection serves a device, and getting a committed
+ * message to it.
+ *
+ * An interface (vtable) with a local, in-process implementation now; a
+ * cluster router (Redis pub/sub or PostgreSQL LISTEN/NOTIFY) implements the
+ * same calls later. The session layer gives the router an endpoint for every
+ * authenticated device connection, and a sink through which the router hands
+ * it messages on the endpoint's own loop thread.
+ *
+ * deliver() is called by the store thread after each commit, in commit order;
+ * the local router encodes the Message frame once and posts a reference to
+ * each device's loop, whose mailbox keeps that order. A device with no
+ * endpoint is skipped: its copy waits in the durable queue. */
+#ifndef PL_ROUTER_H
+#define PL_ROUTER_H
+
+#include <stdint.h>
+
+#include "../common/pl_buf.h"
+#include "../net/pl_loop.h"
+#include "../store/pl_store.h"
+
+typedef struct pl_router pl_router;
+
+/* Called on the endpoint's loop thread. */
+typedef struct pl_router_sink {
+  /* A message for the device of ep; frame is a whole Message frame (borrowed:
+   * take a reference to keep it). */
+  void (*push)(void *ep, uint64_t qid, pl_buf *frame);
+  /* Another connection took over this device: ep should close. */
+  void (*kick)(void *ep);
+} pl_router_sink;
+
+typedef struct pl_router_ops {
+  /* ep serves device on loop (call on that loop's thread). */
+  void (*attach)(pl_router *r, uint64_t device, pl_loop *loop, void *ep);
+  /* ep no longer serves device (call on ep's loop thread). */
+  void (*detach)(pl_router *r, uint64_t device, pl_loop *loop, void *ep);
+  /* Routes a committed message to the given devices (store thread). */
+  void (*deliver)(pl_router *r, const pl_msg *m, const uint64_t *devices, size_t n);
+  /* Endpoints currently attached. */
+  size_t (*count)(pl_router *r);
+  void (*free)(pl_router *r);
+} pl_router_ops;
+
+struct pl_router {
+  const pl_router_ops *ops;
+};
+
+/* The in-process router for nloops loops (indexed by pl_loop_index). */
+pl_router *pl_router_local_new(int nloops, const pl_router_sink *sink);
+
+/* Encodes m as a Message frame (shared by the local and future routers). */
+pl_buf *pl_router_encode(const pl_msg *m);
+
+#endif

@@ -1,0 +1,728 @@
+#include "pl_session.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#include "../common/pl_log.h"
+#include "../common/pl_mem.h"
+#include "../common/pl_time.h"
+#include "pl_auth.h"
+
+#define PL__MAX_PEND 4096 /* pushes held while a fetch is in flight */
+#define PL__MAX_ID 64     /* client message id bytes */
+
+struct pl_core {
+  pl_core_config cfg;
+  pl_store *store;
+  pl_router *router;
+  pl_conn_handler handler;
+  atomic_uint_fast64_t conns_open, conns_total, frames_in, messages_out, sends, errors;
+};
+
+enum { S_HELLO, S_AUTH, S_READY };
+enum { SYNC_OFF, SYNC_FETCHING, SYNC_LIVE, SYNC_LAGGING };
+
+typedef struct pl__pend {
+  struct pl__pend *next;
+  uint64_t qid;
+  pl_buf *frame;
+} pl__pend;
+
+typedef struct pl_session {
+  pl_core *core;
+  pl_conn *conn; /* NULL once the connection is gone */
+  pl_loop *loop;
+  uint8_t state, sync, kind, paused, ack_busy, pend_overflow;
+  uint32_t refs;     /* 1 for the connection + 1 per request in flight */
+  uint32_t inflight; /* sends awaiting commit */
+  uint64_t user_id, device_id;
+  char *user, *device;
+  uint64_t last_sent;         /* highest qid written to the client */
+  uint64_t ack_want, ack_done; /* cumulative acks: asked for / committed */
+  pl__pend *pend, *pend_tail;
+  uint32_t npend;
+} pl_session;
+
+/* A store request of a session; it also keeps the frame whose strings the
+ * request borrows, so nothing is copied on the send path. */
+typedef struct pl__sreq {
+  pl_task task;
+  pl_store_req req;
+  pl_session *s;
+  ProtobufCMessage *msg;
+  char *pwhash;
+  uint64_t uid; /* login: the user found by GET_USER */
+  char token[PL_AUTH_TOKEN_MAX];
+} pl__sreq;
+
+typedef struct pl__work {
+  uv_work_t w;
+  pl__sreq *sr;
+  int verify; /* 0: hash the password (register); 1: check it (login) */
+  int ok;
+  char hash[PL_AUTH_HASH_MAX];
+} pl__work;
+
+#define PL__SREQ(r) ((pl__sreq *)((char *)(r) - offsetof(pl__sreq, req)))
+
+static void pl__start_sync(pl_session *s);
+
+/* ---- session lifetime, output, errors ---------------------------------- */
+
+static void pl__pend_clear(pl_session *s) {
+  while (s->pend) {
+    pl__pend *p = s->pend;
+    s->pend = p->next;
+    pl_buf_unref(p->frame);
+    pl_free(p);
+  }
+  s->pend_tail = NULL;
+  s->npend = 0;
+  s->pend_overflow = 0;
+}
+
+static void pl__unref(pl_session *s) {
+  if (--s->refs)
+    return;
+  pl__pend_clear(s);
+  pl_free(s->user);
+  pl_free(s->device);
+  pl_free(s);
+}
+
+static void pl__write(pl_session *s, uint8_t type, const ProtobufCMessage *m) {
+  if (!s->conn)
+    return;
+  pl_buf *b = pl_frame_encode(type, m);
+  pl_conn_write(s->conn, b);
+  pl_buf_unref(b);
+}
+
+static void pl__error(pl_session *s, pl_err e, const char *ref) {
+  Parley__Error m = PARLEY__ERROR__INIT;
+  m.code = (Parley__ErrorCode)pl_err_to_wire(e);
+  m.message = (char *)pl_err_msg(e);
+  m.ref = (char *)(ref ? ref : "");
+  atomic_fetch_add_explicit(&s->core->errors, 1, memory_order_relaxed);
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_ERROR, &m.base);
+}
+
+/* A protocol violation: answer with the code, then close. */
+static void pl__fatal(pl_session *s, pl_err e) {
+  if (!s->conn)
+    return;
+  pl_info("conn %llu %s: closing: %s", (unsigned long long)s->conn->id, s->conn->peer, pl_err_name(e));
+  pl__error(s, e, NULL);
+  pl_conn_close(s->conn);
+}
+
+static void pl__resume_reading(pl_session *s) {
+  if (s->paused && s->conn) {
+    s->paused = 0;
+    s->conn->ops->resume(s->conn);
+  }
+}
+
+/* ---- store requests ----------------------------------------------------- */
+
+static pl__sreq *pl__sreq_new(pl_session *s, pl_store_op op, ProtobufCMessage *msg, pl_store_done_cb done) {
+  pl__sreq *sr = pl_calloc(1, sizeof *sr);
+  sr->s = s;
+  sr->msg = msg;
+  sr->req.op = op;
+  sr->req.done = done;
+  sr->req.origin = s->loop;
+  s->refs++;
+  return sr;
+}
+
+static void pl__sreq_free(pl__sreq *sr) {
+  pl_session *s = sr->s;
+  pl_store_req_clear(&sr->req);
+  if (sr->msg)
+    protobuf_c_message_free_unpacked(sr->msg, NULL);
+  pl_free(sr->pwhash);
+  pl_free(sr);
+  pl__unref(s);
+}
+
+static void pl__submit(pl__sreq *sr) { pl_store_submit(sr->s->core->store, &sr->req); }
+
+static void pl__sreq_task(pl_task *t) {
+  pl__sreq *sr = (pl__sreq *)t;
+  sr->req.done(&sr->req);
+}
+
+static void pl__store_post(void *ud, void *origin, pl_store_req *req) {
+  (void)ud;
+  pl__sreq *sr = PL__SREQ(req);
+  sr->task.fn = pl__sreq_task;
+  if (pl_loop_post(origin, &sr->task) != PL_OK)
+    pl_warn("store completion dropped: loop %d is closed", pl_loop_index(origin));
+}
+
+static void pl__store_deliver(void *ud, const pl_msg *m, const uint64_t *devices, size_t n) {
+  pl_core *core = ud;
+  core->router->ops->deliver(core->router, m, devices, n);
+}
+
+/* ---- delivery cursor ---------------------------------------------------- */
+
+static void pl__send_msg(pl_session *s, uint64_t qid, pl_buf *frame) {
+  pl_conn_write(s->conn, frame);
+  s->last_sent = qid;
+  atomic_fetch_add_explicit(&s->core->messages_out, 1, memory_order_relaxed);
+}
+
+/* The client reads too slowly: stop taking pushes, refetch once drained. */
+static void pl__lag(pl_session *s) {
+  s->sync = SYNC_LAGGING;
+  pl__pend_clear(s);
+  s->conn->want_drain = 1;
+}
+
+static void pl__fetch_done(pl_store_req *req) {
+  pl__sreq *sr = PL__SREQ(req);
+  pl_session *s = sr->s;
+  if (!s->conn || s->state != S_READY)
+    goto out;
+  if (req->status != PL_OK) {
+    pl__fatal(s, PL_ERR_INTERNAL);
+    goto out;
+  }
+  for (size_t i = 0; i < req->out.nmsgs; i++) {
+    if (req->out.msgs[i].qid <= s->last_sent)
+      continue;
+    pl_buf *b = pl_router_encode(&req->out.msgs[i]);
+    pl__send_msg(s, req->out.msgs[i].qid, b);
+    pl_buf_unref(b);
+  }
+  if (req->out.more || s->pend_overflow) {
+    /* Pushes held meanwhile are in the queue too: the next page has them. */
+    pl__pend_clear(s);
+    if (s->conn->out_bytes < s->core->cfg.out_high)
+      pl__start_sync(s);
+    else
+      pl__lag(s);
+    goto out;
+  }
+  for (pl__pend *p = s->pend; p; p = p->next)
+    if (p->qid > s->last_sent)
+      pl__send_msg(s, p->qid, p->frame);
+  pl__pend_clear(s);
+  s->sync = SYNC_LIVE;
+out:
+  pl__sreq_free(sr);
+}
+
+static void pl__start_sync(pl_session *s) {
+  s->sync = SYNC_FETCHING;
+  pl__pend_clear(s);
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_FETCH, NULL, pl__fetch_done);
+  sr->req.in.device_id = s->device_id;
+  sr->req.in.after = s->last_sent;
+  sr->req.in.limit = s->core->cfg.fetch_batch;
+  pl__submit(sr);
+}
+
+/* Router sink: a committed message for this session's device. */
+static void pl__push(void *ep, uint64_t qid, pl_buf *frame) {
+  pl_session *s = ep;
+  if (!s->conn || s->state != S_READY)
+    return;
+  switch (s->sync) {
+  case SYNC_FETCHING:
+    if (s->npend >= PL__MAX_PEND) {
+      s->pend_overflow = 1;
+      return;
+    }
+    pl__pend *p = pl_malloc(sizeof *p);
+    p->next = NULL;
+    p->qid = qid;
+    p->frame = pl_buf_ref(frame);
+    if (s->pend_tail)
+      s->pend_tail->next = p;
+    else
+      s->pend = p;
+    s->pend_tail = p;
+    s->npend++;
+    return;
+  case SYNC_LIVE:
+    if (qid <= s->last_sent)
+      return;
+    if (s->conn->out_bytes > s->core->cfg.out_high) {
+      pl__lag(s);
+      return;
+    }
+    pl__send_msg(s, qid, frame);
+    return;
+  default:
+    return; /* lagging: the next fetch reads it from the queue */
+  }
+}
+
+static void pl__kick(void *ep) {
+  pl_session *s = ep;
+  if (!s->conn)
+    return;
+  pl_info("conn %llu %s: %s@%s replaced by a newer connection", (unsigned long long)s->conn->id,
+          s->conn->peer, s->user, s->device);
+  s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
+  s->state = S_AUTH;
+  s->sync = SYNC_OFF;
+  pl_conn_close(s->conn);
+}
+
+/* ---- authentication ----------------------------------------------------- */
+
+static void pl__authenticated(pl_session *s, pl__sreq *sr, const char *user, const char *device, int created) {
+  s->state = S_READY;
+  s->user_id = sr->req.op == PL_STORE_LOGIN_DEVICE ? sr->uid : sr->req.out.user_id;
+  s->device_id = sr->req.out.device_id;
+  s->user = pl_strdup(user);
+  s->device = pl_strdup(device);
+  s->core->router->ops->attach(s->core->router, s->device_id, s->loop, s);
+  Parley__AuthOk m = PARLEY__AUTH_OK__INIT;
+  m.user = s->user;
+  m.device = s->device;
+  m.device_id = s->device_id;
+  m.token = sr->token;
+  m.created = created;
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_AUTH_OK, &m.base);
+  pl_info("conn %llu %s: %s@%s authenticated (%s)", (unsigned long long)s->conn->id, s->conn->peer, s->user,
+          s->device, sr->req.op == PL_STORE_RESUME ? "token" : "password");
+  pl__start_sync(s);
+}
+
+/* Ends an auth step: a request error keeps the connection for a retry. */
+static void pl__auth_end(pl__sreq *sr, pl_err e) {
+  pl_session *s = sr->s;
+  if (e != PL_OK && s->conn) {
+    pl_info("conn %llu %s: auth failed: %s", (unsigned long long)s->conn->id, s->conn->peer, pl_err_name(e));
+    pl__error(s, e, NULL);
+  }
+  pl__resume_reading(s);
+  pl__sreq_free(sr);
+}
+
+static void pl__auth_done(pl_store_req *req) {
+  pl__sreq *sr = PL__SREQ(req);
+  pl_session *s = sr->s;
+  if (!s->conn || req->status != PL_OK) {
+    pl__auth_end(sr, req->status);
+    return;
+  }
+  if (req->op == PL_STORE_RESUME) {
+    Parley__Resume *r = (Parley__Resume *)sr->msg;
+    snprintf(sr->token, sizeof sr->token, "%s", r->token);
+    pl__authenticated(s, sr, req->out.user, req->out.device, 0);
+  } else if (req->op == PL_STORE_REGISTER) {
+    Parley__Register *r = (Parley__Register *)sr->msg;
+    pl__authenticated(s, sr, r->user, r->device && *r->device ? r->device : "default", 1);
+  } else {
+    Parley__Login *r = (Parley__Login *)sr->msg;
+    pl__authenticated(s, sr, r->user, r->device && *r->device ? r->device : "default", req->out.created);
+  }
+  pl__auth_end(sr, PL_OK);
+}
+
+static void pl__argon_work(uv_work_t *w) {
+  pl__work *wk = (pl__work *)w;
+  pl__sreq *sr = wk->sr;
+  if (wk->verify) {
+    Parley__Login *l = (Parley__Login *)sr->msg;
+    wk->ok = pl_auth_verify(sr->pwhash, l->password, strlen(l->password));
+  } else {
+    Parley__Register *r = (Parley__Register *)sr->msg;
+    wk->ok = pl_auth_hash(r->password, strlen(r->password), wk->hash, sr->s->core->cfg.strong_hash) == PL_OK;
+  }
+}
+
+static void pl__argon_done(uv_work_t *w, int status) {
+  pl__work *wk = (pl__work *)w;
+  pl__sreq *sr = wk->sr;
+  int ok = status == 0 && wk->ok;
+  if (!wk->verify && ok)
+    sr->pwhash = pl_strdup(wk->hash);
+  int verify = wk->verify;
+  pl_free(wk);
+  if (!sr->s->conn)
+    return pl__auth_end(sr, PL_OK);
+  if (!ok)
+    return pl__auth_end(sr, verify ? PL_ERR_BAD_CREDENTIALS : PL_ERR_INTERNAL);
+  pl_store_req_clear(&sr->req);
+  pl_auth_new_token(sr->token, sr->req.in.token_hash);
+  if (verify) {
+    sr->req.op = PL_STORE_LOGIN_DEVICE;
+    sr->req.in.user_id = sr->uid;
+  } else {
+    sr->req.in.pwhash = sr->pwhash;
+  }
+  pl__submit(sr);
+}
+
+static void pl__argon(pl__sreq *sr, int verify) {
+  pl__work *wk = pl_calloc(1, sizeof *wk);
+  wk->sr = sr;
+  wk->verify = verify;
+  uv_queue_work(pl_loop_uv(sr->s->loop), &wk->w, pl__argon_work, pl__argon_done);
+}
+
+static void pl__get_user_done(pl_store_req *req) {
+  pl__sreq *sr = PL__SREQ(req);
+  if (!sr->s->conn)
+    return pl__auth_end(sr, PL_OK);
+  if (req->status != PL_OK)
+    return pl__auth_end(sr, req->status);
+  /* Keep the hash and user id across the clear that precedes the next step. */
+  sr->pwhash = req->out.pwhash;
+  req->out.pwhash = NULL;
+  sr->uid = req->out.user_id;
+  req->done = pl__auth_done;
+  pl__argon(sr, 1);
+}
+
+static int pl__on_register(pl_session *s, ProtobufCMessage *msg) {
+  Parley__Register *r = (Parley__Register *)msg;
+  const char *dev = r->device && *r->device ? r->device : "default";
+  if (!pl_auth_valid_user(r->user, strlen(r->user)) || !pl_auth_valid_password(strlen(r->password)) ||
+      !pl_auth_valid_device(dev, strlen(dev))) {
+    pl__error(s, PL_ERR_INVALID_ARGUMENT, NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_REGISTER, msg, pl__auth_done);
+  sr->req.in.user = r->user;
+  sr->req.in.device = dev;
+  pl__argon(sr, 0);
+  s->paused = 1;
+  return 1;
+}
+
+static int pl__on_login(pl_session *s, ProtobufCMessage *msg) {
+  Parley__Login *r = (Parley__Login *)msg;
+  const char *dev = r->device && *r->device ? r->device : "default";
+  if (!pl_auth_valid_user(r->user, strlen(r->user)) || !pl_auth_valid_device(dev, strlen(dev))) {
+    pl__error(s, PL_ERR_BAD_CREDENTIALS, NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_GET_USER, msg, pl__get_user_done);
+  sr->req.in.user = r->user;
+  sr->req.in.device = dev;
+  pl__submit(sr);
+  s->paused = 1;
+  return 1;
+}
+
+static int pl__on_resume(pl_session *s, ProtobufCMessage *msg) {
+  Parley__Resume *r = (Parley__Resume *)msg;
+  size_t len = strlen(r->token);
+  if (len == 0 || len >= PL_AUTH_TOKEN_MAX) {
+    pl__error(s, PL_ERR_BAD_TOKEN, NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_RESUME, msg, pl__auth_done);
+  pl_auth_token_hash(r->token, len, sr->req.in.token_hash);
+  pl__submit(sr);
+  s->paused = 1;
+  return 1;
+}
+
+/* ---- messaging ---------------------------------------------------------- */
+
+static void pl__send_done(pl_store_req *req) {
+  pl__sreq *sr = PL__SREQ(req);
+  pl_session *s = sr->s;
+  Parley__Send *m = (Parley__Send *)sr->msg;
+  if (req->status == PL_OK) {
+    Parley__SendAck a = PARLEY__SEND_ACK__INIT;
+    a.id = m->id;
+    a.conv = req->out.conv;
+    a.seq = req->out.seq;
+    a.server_ts = req->out.server_ts;
+    a.duplicate = req->out.duplicate;
+    pl__write(s, PARLEY__FRAME_TYPE__FRAME_SEND_ACK, &a.base);
+  } else if (s->conn) {
+    pl__error(s, req->status, m->id);
+  }
+  s->inflight--;
+  if (s->inflight <= s->core->cfg.max_inflight / 2)
+    pl__resume_reading(s);
+  pl__sreq_free(sr);
+}
+
+static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
+  Parley__Send *m = (Parley__Send *)msg;
+  size_t idlen = strlen(m->id);
+  pl_err e = PL_OK;
+  if (idlen == 0 || idlen > PL__MAX_ID || !pl_auth_valid_user(m->to, strlen(m->to)))
+    e = PL_ERR_INVALID_ARGUMENT;
+  else if (m->body.len > s->core->cfg.max_message)
+    e = PL_ERR_MESSAGE_TOO_LARGE;
+  if (e != PL_OK) {
+    pl__error(s, e, idlen <= PL__MAX_ID ? m->id : NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_SEND, msg, pl__send_done);
+  sr->req.in.user_id = s->user_id;
+  sr->req.in.user = s->user;
+  sr->req.in.device_id = s->device_id;
+  sr->req.in.device_name = s->device;
+  sr->req.in.peer = m->to;
+  sr->req.in.client_id = m->id;
+  sr->req.in.body = m->body.data;
+  sr->req.in.body_len = m->body.len;
+  sr->req.in.client_ts = m->client_ts;
+  atomic_fetch_add_explicit(&s->core->sends, 1, memory_order_relaxed);
+  pl__submit(sr);
+  if (++s->inflight >= s->core->cfg.max_inflight) {
+    s->paused = 1; /* back-pressure: read no more until commits catch up */
+    return 1;
+  }
+  return 0;
+}
+
+static void pl__submit_ack(pl_session *s);
+
+static void pl__ack_done(pl_store_req *req) {
+  pl__sreq *sr = PL__SREQ(req);
+  pl_session *s = sr->s;
+  s->ack_busy = 0;
+  if (req->status == PL_OK && req->in.upto > s->ack_done)
+    s->ack_done = req->in.upto;
+  pl__submit_ack(s);
+  pl__sreq_free(sr);
+}
+
+/* One ack request in flight per session: acks that arrive meanwhile
+ * coalesce into the next (they are cumulative). */
+static void pl__submit_ack(pl_session *s) {
+  if (s->ack_busy || s->ack_want <= s->ack_done || s->state != S_READY)
+    return;
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_ACK, NULL, pl__ack_done);
+  sr->req.in.device_id = s->device_id;
+  sr->req.in.upto = s->ack_want;
+  s->ack_busy = 1;
+  pl__submit(sr);
+}
+
+static void pl__on_ack(pl_session *s, const Parley__Ack *m) {
+  /* A client cannot ack what it was not sent. */
+  uint64_t upto = m->upto < s->last_sent ? m->upto : s->last_sent;
+  if (upto > s->ack_want)
+    s->ack_want = upto;
+  pl__submit_ack(s);
+}
+
+static void pl__logout_done(pl_store_req *req) {
+  pl__sreq *sr = PL__SREQ(req);
+  pl_session *s = sr->s;
+  if (s->conn && req->status == PL_OK) {
+    Parley__LogoutOk m = PARLEY__LOGOUT_OK__INIT;
+    pl__write(s, PARLEY__FRAME_TYPE__FRAME_LOGOUT_OK, &m.base);
+    pl_info("conn %llu %s: %s@%s logged out", (unsigned long long)s->conn->id, s->conn->peer, s->user, s->device);
+    pl_conn_close(s->conn);
+  } else if (s->conn) {
+    pl__error(s, req->status, NULL);
+    pl__resume_reading(s);
+  }
+  pl__sreq_free(sr);
+}
+
+static int pl__on_logout(pl_session *s) {
+  s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
+  s->sync = SYNC_OFF;
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_LOGOUT, NULL, pl__logout_done);
+  sr->req.in.device_id = s->device_id;
+  pl__submit(sr);
+  s->paused = 1;
+  return 1;
+}
+
+static void pl__on_ping(pl_session *s, const Parley__Ping *p) {
+  Parley__Pong m = PARLEY__PONG__INIT;
+  m.client_ts = p->client_ts;
+  m.server_ts = pl_now_ms();
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_PONG, &m.base);
+}
+
+static void pl__on_hello(pl_session *s, const Parley__Hello *h) {
+  if (h->version != PL_PROTOCOL_VERSION) {
+    pl__fatal(s, PL_ERR_UNSUPPORTED_VERSION);
+    return;
+  }
+  const pl_core_config *cfg = &s->core->cfg;
+  s->kind = h->kind <= 4 ? (uint8_t)h->kind : 0;
+  s->state = S_AUTH;
+  uint32_t hb = cfg->heartbeat_ms[s->kind];
+  s->conn->idle_timeout_ms = hb + hb / 2; /* grace: half an interval */
+  Parley__Welcome w = PARLEY__WELCOME__INIT;
+  w.version = PL_PROTOCOL_VERSION;
+  w.server_ts = pl_now_ms();
+  w.heartbeat_ms = hb;
+  w.max_frame = cfg->max_frame;
+  w.max_message = cfg->max_message;
+  w.server_name = "parleyd/0.1";
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_WELCOME, &w.base);
+}
+
+/* ---- the handler the transports call ------------------------------------ */
+
+/* Returns 1 if msg was taken over (and reading paused), 0 otherwise. */
+static int pl__dispatch(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
+  switch (s->state) {
+  case S_HELLO:
+    if (type != PARLEY__FRAME_TYPE__FRAME_HELLO)
+      pl__fatal(s, PL_ERR_HELLO_REQUIRED);
+    else
+      pl__on_hello(s, (Parley__Hello *)msg);
+    break;
+  case S_AUTH:
+    switch (type) {
+    case PARLEY__FRAME_TYPE__FRAME_REGISTER: return pl__on_register(s, msg);
+    case PARLEY__FRAME_TYPE__FRAME_LOGIN: return pl__on_login(s, msg);
+    case PARLEY__FRAME_TYPE__FRAME_RESUME: return pl__on_resume(s, msg);
+    case PARLEY__FRAME_TYPE__FRAME_PING: pl__on_ping(s, (Parley__Ping *)msg); break;
+    case PARLEY__FRAME_TYPE__FRAME_HELLO: pl__error(s, PL_ERR_INVALID_ARGUMENT, NULL); break;
+    default: pl__fatal(s, PL_ERR_AUTH_REQUIRED); break;
+    }
+    break;
+  default:
+    switch (type) {
+    case PARLEY__FRAME_TYPE__FRAME_SEND: return pl__on_send(s, msg);
+    case PARLEY__FRAME_TYPE__FRAME_ACK: pl__on_ack(s, (Parley__Ack *)msg); break;
+    case PARLEY__FRAME_TYPE__FRAME_PING: pl__on_ping(s, (Parley__Ping *)msg); break;
+    case PARLEY__FRAME_TYPE__FRAME_LOGOUT:
+      protobuf_c_message_free_unpacked(msg, NULL);
+      return pl__on_logout(s) ? 2 : 0;
+    case PARLEY__FRAME_TYPE__FRAME_HELLO: pl__error(s, PL_ERR_INVALID_ARGUMENT, NULL); break;
+    default: pl__error(s, PL_ERR_ALREADY_AUTHENTICATED, NULL); break;
+    }
+  }
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return 0;
+}
+
+static int pl__on_frame(pl_conn *c, const pl_frame *f, void *ud) {
+  pl_core *core = ud;
+  pl_session *s = c->session;
+  atomic_fetch_add_explicit(&core->frames_in, 1, memory_order_relaxed);
+  if (!pl_frame_client_may_send(f->type)) {
+    pl__fatal(s, PL_ERR_UNKNOWN_TYPE);
+    return 0;
+  }
+  ProtobufCMessage *msg = pl_frame_unpack(f);
+  if (!msg) {
+    pl__fatal(s, PL_ERR_BAD_FRAME);
+    return 0;
+  }
+  return pl__dispatch(s, f->type, msg) ? 1 : 0;
+}
+
+static void pl__on_open(pl_conn *c, void *ud) {
+  pl_core *core = ud;
+  pl_session *s = pl_calloc(1, sizeof *s);
+  s->core = core;
+  s->conn = c;
+  s->loop = c->loop;
+  s->refs = 1;
+  c->session = s;
+  c->idle_timeout_ms = core->cfg.hello_timeout_ms;
+  c->drain_mark = core->cfg.out_high;
+  atomic_fetch_add_explicit(&core->conns_open, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&core->conns_total, 1, memory_order_relaxed);
+  pl_debug("conn %llu %s: open (%s)", (unsigned long long)c->id, c->peer, c->ops->name);
+}
+
+static void pl__on_bad_input(pl_conn *c, pl_err why, void *ud) {
+  (void)ud;
+  pl__fatal(c->session, why);
+}
+
+static void pl__on_idle(pl_conn *c, void *ud) {
+  (void)ud;
+  pl__fatal(c->session, c->session && ((pl_session *)c->session)->state == S_HELLO ? PL_ERR_HELLO_REQUIRED
+                                                                                    : PL_ERR_HEARTBEAT_TIMEOUT);
+}
+
+static void pl__on_drain(pl_conn *c, void *ud) {
+  (void)ud;
+  pl_session *s = c->session;
+  if (s->state == S_READY && s->sync == SYNC_LAGGING)
+    pl__start_sync(s);
+}
+
+static void pl__on_close(pl_conn *c, void *ud) {
+  pl_core *core = ud;
+  pl_session *s = c->session;
+  if (s->state == S_READY) {
+    core->router->ops->detach(core->router, s->device_id, s->loop, s);
+    pl_info("conn %llu %s: %s@%s disconnected", (unsigned long long)c->id, c->peer, s->user, s->device);
+  }
+  s->conn = NULL;
+  s->sync = SYNC_OFF;
+  pl__pend_clear(s);
+  atomic_fetch_sub_explicit(&core->conns_open, 1, memory_order_relaxed);
+  pl__unref(s);
+}
+
+/* ---- the core ----------------------------------------------------------- */
+
+void pl_core_config_defaults(pl_core_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->heartbeat_ms[0] = 30000; /* unknown */
+  cfg->heartbeat_ms[1] = 30000; /* mobile */
+  cfg->heartbeat_ms[2] = 15000; /* web */
+  cfg->heartbeat_ms[3] = 60000; /* iot */
+  cfg->heartbeat_ms[4] = 30000; /* bot */
+  cfg->hello_timeout_ms = 10000;
+  cfg->max_frame = 1u << 20;
+  cfg->max_message = 64u * 1024u;
+  cfg->fetch_batch = 512;
+  cfg->max_inflight = 1024;
+  cfg->out_high = 256u * 1024u;
+}
+
+pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
+  pl_core *core = pl_calloc(1, sizeof *core);
+  core->cfg = *cfg;
+  static const pl_router_sink sink = {.push = pl__push, .kick = pl__kick};
+  core->router = pl_router_local_new(nloops, &sink);
+  core->handler = (pl_conn_handler){
+      .on_open = pl__on_open,
+      .on_frame = pl__on_frame,
+      .on_bad_input = pl__on_bad_input,
+      .on_idle = pl__on_idle,
+      .on_drain = pl__on_drain,
+      .on_close = pl__on_close,
+      .ud = core,
+  };
+  return core;
+}
+
+void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks) {
+  hooks->post = pl__store_post;
+  hooks->deliver = pl__store_deliver;
+  hooks->ud = core;
+}
+
+void pl_core_set_store(pl_core *core, pl_store *store) { core->store = store; }
+const pl_conn_handler *pl_core_handler(pl_core *core) { return &core->handler; }
+pl_router *pl_core_router(pl_core *core) { return core->router; }
+
+void pl_core_free(pl_core *core) {
+  core->router->ops->free(core->router);
+  pl_free(core);
+}
+
+void pl_core_get_stats(pl_core *core, pl_core_stats *st) {
+  st->conns_open = atomic_load_explicit(&core->conns_open, memory_order_relaxed);
+  st->conns_total = atomic_load_explicit(&core->conns_total, memory_order_relaxed);
+  st->frames_in = atomic_load_explicit(&core->frames_in, memory_order_relaxed);
+  st->messages_out = atomic_load_explicit(&core->messages_out, memory_order_relaxed);
+  st->sends = atomic_load_explicit(&core->sends, memory_order_relaxed);
+  st->errors = atomic_load_explicit(&core->errors, memory_order_relaxed);
+}

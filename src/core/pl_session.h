@@ -1,0 +1,56 @@
+/* pl_session: the protocol state machine of one client connection, and the
+ * core context that every session shares.
+ *
+ *   HELLO --Hello--> AUTH --Register/Login/Resume--> READY --Logout--> closed
+ *
+ * In READY the session is a cursor over its device's durable queue: it
+ * fetches pages of queued messages after the last qid it sent, then goes LIVE
+ * and takes pushes from the router; when the client reads too slowly it stops
+ * taking pushes (LAGGING) and fetches again once its output drains. The
+ * queue, not memory, buffers for slow and offline devices.
+ *
+ * pl_core is the context passed around instead of globals: limits, the store,
+ * the router. The server's main wires it to the transports through
+ * pl_core_handler(). */
+#ifndef PL_SESSION_H
+#define PL_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../net/pl_conn.h"
+#include "../store/pl_store.h"
+#include "pl_router.h"
+
+typedef struct pl_core_config {
+  uint32_t heartbeat_ms[5];   /* by ClientKind: unknown, mobile, web, iot, bot */
+  uint32_t hello_timeout_ms;  /* time allowed before Hello */
+  uint32_t max_frame;         /* largest frame length accepted */
+  uint32_t max_message;       /* largest Send.body */
+  uint32_t fetch_batch;       /* queued messages read per fetch */
+  uint32_t max_inflight;      /* Sends awaiting commit before reading pauses */
+  size_t out_high;            /* output bytes above which a device lags */
+  int strong_hash;            /* Argon2id moderate limits instead of interactive */
+} pl_core_config;
+
+void pl_core_config_defaults(pl_core_config *cfg);
+
+typedef struct pl_core pl_core;
+
+/* Creates the core for nloops loops; the router is made here. */
+pl_core *pl_core_new(const pl_core_config *cfg, int nloops);
+/* The hooks the store must be opened with (they lead to this core). */
+void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks);
+void pl_core_set_store(pl_core *core, pl_store *store);
+/* The handler transports call. */
+const pl_conn_handler *pl_core_handler(pl_core *core);
+pl_router *pl_core_router(pl_core *core);
+void pl_core_free(pl_core *core);
+
+/* Counters (approximate, relaxed atomics) for logs and metrics. */
+typedef struct pl_core_stats {
+  uint64_t conns_open, conns_total, frames_in, messages_out, sends, errors;
+} pl_core_stats;
+void pl_core_get_stats(pl_core *core, pl_core_stats *st);
+
+#endif

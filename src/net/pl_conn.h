@@ -1,0 +1,72 @@
+/* pl_conn: one client connection, whatever transport carries it.
+ *
+ * The transport (TCP now; TLS, WebSocket, long-poll later) turns bytes into
+ * whole frames and frames into bytes. The session layer above sees only this
+ * struct, the transport's vtable, and the handler it registered: the net
+ * layer never includes the core, which keeps it readable, testable and
+ * fuzzable alone (libuv's and curl's way of breaking the transport <-> logic
+ * circle). */
+#ifndef PL_CONN_H
+#define PL_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/pl_buf.h"
+#include "../common/pl_err.h"
+#include "../proto/pl_frame.h"
+#include "pl_loop.h"
+
+typedef struct pl_conn pl_conn;
+
+typedef struct pl_transport_ops {
+  const char *name; /* "tcp", "ws", ... (logs, metrics) */
+  /* Queues a whole frame; the transport takes its own reference to b. The
+   * bytes go out with the rest of this loop pass's output in one write. */
+  void (*write)(pl_conn *c, pl_buf *b);
+  /* Writes what is queued, then closes. on_close follows. */
+  void (*close)(pl_conn *c);
+  /* Stops / restarts delivering frames (back-pressure on a busy client). */
+  void (*pause)(pl_conn *c);
+  void (*resume)(pl_conn *c);
+} pl_transport_ops;
+
+/* What the session layer registers; called on the connection's loop. */
+typedef struct pl_conn_handler {
+  /* A new connection; set c->session here. */
+  void (*on_open)(pl_conn *c, void *ud);
+  /* One whole frame. Return 0 to go on, 1 to pause reading (the transport
+   * keeps the unread bytes until resume). */
+  int (*on_frame)(pl_conn *c, const pl_frame *f, void *ud);
+  /* Unparseable input (PL_ERR_FRAME_TOO_LARGE, PL_ERR_BAD_FRAME). The
+   * handler answers and closes. */
+  void (*on_bad_input)(pl_conn *c, pl_err why, void *ud);
+  /* Nothing was received for longer than c->idle_timeout_ms. */
+  void (*on_idle)(pl_conn *c, void *ud);
+  /* Everything queued has been written (after having been above
+   * c->drain_mark bytes). */
+  void (*on_drain)(pl_conn *c, void *ud);
+  /* The connection is gone; the handler must not touch c afterwards. */
+  void (*on_close)(pl_conn *c, void *ud);
+  void *ud;
+} pl_conn_handler;
+
+struct pl_conn {
+  const pl_transport_ops *ops;
+  const pl_conn_handler *h;
+  pl_loop *loop;
+  void *session;            /* the handler's */
+  uint64_t last_rx_ms;      /* monotonic time of the last bytes received */
+  uint32_t idle_timeout_ms; /* 0 = none */
+  uint32_t max_frame;       /* largest length prefix accepted */
+  size_t out_bytes;         /* queued, not yet written */
+  size_t drain_mark;        /* with want_drain: on_drain fires once out_bytes <= drain_mark / 2 */
+  int want_drain;           /* set by the handler; cleared when on_drain fires */
+  char peer[48];            /* "ip:port" for logs */
+  uint64_t id;              /* unique per process, for logs */
+};
+
+static inline void pl_conn_write(pl_conn *c, pl_buf *b) { c->ops->write(c, b); }
+static inline void pl_conn_close(pl_conn *c) { c->ops->close(c); }
+
+#endif

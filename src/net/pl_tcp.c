@@ -1,0 +1,461 @@
+#include "pl_tcp.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../common/pl_log.h"
+#include "../common/pl_mem.h"
+#include "../common/pl_time.h"
+
+/* Writes go out in chunks of at most this many buffers per syscall. */
+#define PL__IOV_MAX 256
+/* A closing connection whose peer does not read gets this long, then is cut. */
+#define PL__CLOSE_GRACE_MS 5000
+
+typedef struct pl_tcp_conn pl_tcp_conn;
+
+struct pl_tcp_listener {
+  uv_tcp_t tcp;
+  pl_loop *loop;
+  const pl_conn_handler *h;
+  uint32_t max_frame;
+  pl_tcp_conn *conns; /* doubly linked list of open connections */
+  size_t count;
+  int closing;
+};
+
+struct pl_tcp_conn {
+  pl_conn c; /* first: a pl_conn * is a pl_tcp_conn * */
+  uv_tcp_t tcp;
+  pl_tcp_listener *lst;
+  pl_flusher flusher;
+  pl_buf **q; /* output queue; q[0] is written from offset qoff */
+  uint32_t qlen, qcap, qoff;
+  pl_bytes rbuf; /* unparsed input; empty (no memory) between frames */
+  uint64_t closing_since;
+  uint8_t writing, paused, closing, dead;
+  pl_tcp_conn *prev, *next;
+};
+
+typedef struct pl_wreq {
+  uv_write_t req;
+  pl_tcp_conn *tc;
+  uint32_t n;
+  pl_buf *bufs[];
+} pl_wreq;
+
+static uint64_t pl__next_conn_id = 1; /* guarded by pl__id_mu */
+static uv_mutex_t pl__id_mu;
+static uv_once_t pl__id_once = UV_ONCE_INIT;
+static void pl__id_init(void) { uv_mutex_init(&pl__id_mu); }
+
+static uint64_t pl__conn_id(void) {
+  uv_once(&pl__id_once, pl__id_init);
+  uv_mutex_lock(&pl__id_mu);
+  uint64_t id = pl__next_conn_id++;
+  uv_mutex_unlock(&pl__id_mu);
+  return id;
+}
+
+/* ---- output ----------------------------------------------------------- */
+
+static void pl__flush(pl_flusher *f);
+static void pl__hard_close(pl_tcp_conn *tc);
+
+static void pl__check_drain(pl_tcp_conn *tc) {
+  pl_conn *c = &tc->c;
+  if (c->want_drain && c->out_bytes <= c->drain_mark / 2 && !tc->closing) {
+    c->want_drain = 0;
+    c->h->on_drain(c, c->h->ud);
+  }
+}
+
+/* Drops n written bytes from the head of the queue. */
+static void pl__advance(pl_tcp_conn *tc, size_t n) {
+  tc->c.out_bytes -= n;
+  uint32_t i = 0;
+  while (n && i < tc->qlen) {
+    size_t left = tc->q[i]->len - tc->qoff;
+    if (n < left) {
+      tc->qoff += (uint32_t)n;
+      break;
+    }
+    n -= left;
+    tc->qoff = 0;
+    pl_buf_unref(tc->q[i++]);
+  }
+  memmove(tc->q, tc->q + i, (tc->qlen - i) * sizeof *tc->q);
+  tc->qlen -= i;
+}
+
+static uint32_t pl__iov(pl_tcp_conn *tc, uv_buf_t *iov) {
+  uint32_t n = tc->qlen < PL__IOV_MAX ? tc->qlen : PL__IOV_MAX;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t off = i == 0 ? tc->qoff : 0;
+    iov[i] = uv_buf_init((char *)tc->q[i]->data + off, tc->q[i]->len - off);
+  }
+  return n;
+}
+
+static void pl__write_cb(uv_write_t *req, int status) {
+  pl_wreq *w = (pl_wreq *)req;
+  pl_tcp_conn *tc = w->tc;
+  size_t bytes = 0;
+  for (uint32_t i = 0; i < w->n; i++) {
+    bytes += w->bufs[i]->len;
+    pl_buf_unref(w->bufs[i]);
+  }
+  if (w->n)
+    bytes -= (size_t)(uintptr_t)req->data; /* offset into the first buffer */
+  pl_free(w);
+  tc->writing = 0;
+  tc->c.out_bytes -= bytes;
+  if (status < 0) {
+    if (status != UV_ECANCELED)
+      pl_debug("conn %llu: write failed: %s", (unsigned long long)tc->c.id, uv_strerror(status));
+    pl__hard_close(tc);
+    return;
+  }
+  pl__check_drain(tc);
+  if (tc->qlen || tc->closing)
+    pl_loop_mark(tc->c.loop, &tc->flusher);
+}
+
+/* Hands the head of the queue to libuv as one uv_write (used when the
+ * socket would block). The write request takes the queue's references. */
+static void pl__write_rest(pl_tcp_conn *tc) {
+  uv_buf_t iov[PL__IOV_MAX];
+  uint32_t n = pl__iov(tc, iov);
+  pl_wreq *w = pl_malloc(sizeof *w + n * sizeof(pl_buf *));
+  w->tc = tc;
+  w->n = n;
+  w->req.data = (void *)(uintptr_t)tc->qoff;
+  memcpy(w->bufs, tc->q, n * sizeof(pl_buf *));
+  memmove(tc->q, tc->q + n, (tc->qlen - n) * sizeof *tc->q);
+  tc->qlen -= n;
+  tc->qoff = 0;
+  tc->writing = 1;
+  int rc = uv_write(&w->req, (uv_stream_t *)&tc->tcp, iov, n, pl__write_cb);
+  if (rc < 0) {
+    tc->writing = 0;
+    for (uint32_t i = 0; i < n; i++)
+      pl_buf_unref(w->bufs[i]);
+    pl_free(w);
+    pl__hard_close(tc);
+  }
+}
+
+static void pl__flush(pl_flusher *f) {
+  pl_tcp_conn *tc = (pl_tcp_conn *)((char *)f - offsetof(pl_tcp_conn, flusher));
+  if (tc->dead)
+    return;
+  /* One writev per chunk of up to PL__IOV_MAX frames; what the socket does
+   * not take now goes to libuv, which waits for it to become writable. */
+  while (tc->qlen && !tc->writing) {
+    uv_buf_t iov[PL__IOV_MAX];
+    uint32_t n = pl__iov(tc, iov);
+    size_t total = 0;
+    for (uint32_t i = 0; i < n; i++)
+      total += iov[i].len;
+    int r = uv_try_write((uv_stream_t *)&tc->tcp, iov, n);
+    if (r < 0 && r != UV_EAGAIN) {
+      pl__hard_close(tc);
+      return;
+    }
+    if (r > 0)
+      pl__advance(tc, (size_t)r);
+    if ((r < 0 || (size_t)r < total) && tc->qlen)
+      pl__write_rest(tc);
+  }
+  if (tc->dead)
+    return;
+  pl__check_drain(tc);
+  if (tc->closing && !tc->qlen && !tc->writing)
+    pl__hard_close(tc);
+}
+
+static void pl__tcp_write(pl_conn *c, pl_buf *b) {
+  pl_tcp_conn *tc = (pl_tcp_conn *)c;
+  if (tc->closing || tc->dead)
+    return;
+  if (tc->qlen == tc->qcap) {
+    tc->qcap = tc->qcap ? tc->qcap * 2 : 8;
+    tc->q = pl_realloc(tc->q, tc->qcap * sizeof *tc->q);
+  }
+  tc->q[tc->qlen++] = pl_buf_ref(b);
+  c->out_bytes += b->len;
+  pl_loop_mark(c->loop, &tc->flusher);
+}
+
+/* ---- closing ---------------------------------------------------------- */
+
+static void pl__closed_cb(uv_handle_t *h) {
+  pl_tcp_conn *tc = h->data;
+  pl_tcp_listener *l = tc->lst;
+  for (uint32_t i = 0; i < tc->qlen; i++)
+    pl_buf_unref(tc->q[i]);
+  pl_free(tc->q);
+  pl_bytes_free(&tc->rbuf);
+  if (tc->prev)
+    tc->prev->next = tc->next;
+  else
+    l->conns = tc->next;
+  if (tc->next)
+    tc->next->prev = tc->prev;
+  l->count--;
+  pl_debug("conn %llu: closed", (unsigned long long)tc->c.id);
+  tc->c.h->on_close(&tc->c, tc->c.h->ud);
+  pl_free(tc);
+}
+
+static void pl__hard_close(pl_tcp_conn *tc) {
+  if (tc->dead)
+    return;
+  tc->dead = 1;
+  tc->closing = 1;
+  uv_close((uv_handle_t *)&tc->tcp, pl__closed_cb);
+}
+
+static void pl__tcp_close(pl_conn *c) {
+  pl_tcp_conn *tc = (pl_tcp_conn *)c;
+  if (tc->closing)
+    return;
+  tc->closing = 1;
+  tc->closing_since = pl_mono_ms();
+  uv_read_stop((uv_stream_t *)&tc->tcp);
+  pl_loop_mark(c->loop, &tc->flusher);
+}
+
+/* ---- input ------------------------------------------------------------ */
+
+/* Parses and dispatches whole frames from p[0..n); returns bytes consumed. */
+static size_t pl__dispatch(pl_tcp_conn *tc, const uint8_t *p, size_t n) {
+  pl_conn *c = &tc->c;
+  size_t off = 0;
+  while (!tc->closing && !tc->paused) {
+    pl_frame f;
+    size_t used;
+    pl_err rc = pl_frame_parse(p + off, n - off, c->max_frame, &f, &used);
+    if (rc == PL_ERR_AGAIN)
+      break;
+    if (rc != PL_OK) {
+      c->h->on_bad_input(c, rc, c->h->ud);
+      return n; /* nothing after a framing error can be trusted */
+    }
+    off += used;
+    if (c->h->on_frame(c, &f, c->h->ud)) {
+      tc->paused = 1;
+      uv_read_stop((uv_stream_t *)&tc->tcp);
+    }
+  }
+  return off;
+}
+
+static void pl__process_rbuf(pl_tcp_conn *tc) {
+  size_t used = pl__dispatch(tc, tc->rbuf.p, tc->rbuf.len);
+  if (used >= tc->rbuf.len)
+    pl_bytes_free(&tc->rbuf); /* idle connections own no read buffer */
+  else
+    pl_bytes_consume(&tc->rbuf, used);
+}
+
+static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)hint;
+  pl_tcp_conn *tc = h->data;
+  *buf = uv_buf_init((char *)pl_loop_rbuf(tc->c.loop), PL_LOOP_RBUF);
+}
+
+static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  pl_tcp_conn *tc = s->data;
+  if (nread == 0)
+    return;
+  if (nread < 0) {
+    if (nread == UV_EOF)
+      pl__tcp_close(&tc->c); /* the peer is done sending: flush and close */
+    else
+      pl__hard_close(tc);
+    return;
+  }
+  tc->c.last_rx_ms = pl_mono_ms();
+  const uint8_t *p = (const uint8_t *)buf->base;
+  if (tc->rbuf.len == 0) {
+    size_t used = pl__dispatch(tc, p, (size_t)nread);
+    if (used < (size_t)nread && !tc->closing)
+      pl_bytes_append(&tc->rbuf, p + used, (size_t)nread - used);
+  } else {
+    pl_bytes_append(&tc->rbuf, p, (size_t)nread);
+    pl__process_rbuf(tc);
+  }
+}
+
+static void pl__tcp_pause(pl_conn *c) {
+  pl_tcp_conn *tc = (pl_tcp_conn *)c;
+  if (!tc->paused && !tc->closing) {
+    tc->paused = 1;
+    uv_read_stop((uv_stream_t *)&tc->tcp);
+  }
+}
+
+static void pl__tcp_resume(pl_conn *c) {
+  pl_tcp_conn *tc = (pl_tcp_conn *)c;
+  if (!tc->paused || tc->closing)
+    return;
+  tc->paused = 0;
+  if (tc->rbuf.len)
+    pl__process_rbuf(tc);
+  if (!tc->paused && !tc->closing)
+    uv_read_start((uv_stream_t *)&tc->tcp, pl__alloc_cb, pl__read_cb);
+}
+
+static const pl_transport_ops pl__tcp_ops = {
+    .name = "tcp",
+    .write = pl__tcp_write,
+    .close = pl__tcp_close,
+    .pause = pl__tcp_pause,
+    .resume = pl__tcp_resume,
+};
+
+/* ---- listener --------------------------------------------------------- */
+
+static void pl__peer_name(pl_tcp_conn *tc) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  tc->c.peer[0] = '\0';
+  if (uv_tcp_getpeername(&tc->tcp, (struct sockaddr *)&ss, &len) != 0)
+    return;
+  char ip[40] = "?";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+  }
+  snprintf(tc->c.peer, sizeof tc->c.peer, "%s:%d", ip, port);
+}
+
+static void pl__free_data(uv_handle_t *h) { pl_free(h->data); }
+
+static void pl__on_connection(uv_stream_t *server, int status) {
+  pl_tcp_listener *l = server->data;
+  if (status < 0 || l->closing)
+    return;
+  pl_tcp_conn *tc = pl_calloc(1, sizeof *tc);
+  uv_tcp_init(pl_loop_uv(l->loop), &tc->tcp);
+  tc->tcp.data = tc;
+  if (uv_accept(server, (uv_stream_t *)&tc->tcp) != 0) {
+    uv_close((uv_handle_t *)&tc->tcp, pl__free_data);
+    return;
+  }
+  tc->lst = l;
+  tc->c.ops = &pl__tcp_ops;
+  tc->c.h = l->h;
+  tc->c.loop = l->loop;
+  tc->c.max_frame = l->max_frame;
+  tc->c.last_rx_ms = pl_mono_ms();
+  tc->c.id = pl__conn_id();
+  tc->flusher.fn = pl__flush;
+  uv_tcp_nodelay(&tc->tcp, 1);
+  pl__peer_name(tc);
+  tc->next = l->conns;
+  if (l->conns)
+    l->conns->prev = tc;
+  l->conns = tc;
+  l->count++;
+  l->h->on_open(&tc->c, l->h->ud);
+  if (!tc->closing)
+    uv_read_start((uv_stream_t *)&tc->tcp, pl__alloc_cb, pl__read_cb);
+}
+
+static int pl__bind_reuseport(const pl_tcp_config *cfg, int *fd_out) {
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&ss) != 0)
+    return UV_EINVAL;
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return UV_EMFILE;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  if (bind(fd, (struct sockaddr *)&ss, len) != 0) {
+    close(fd);
+    return UV_EADDRINUSE;
+  }
+  *fd_out = fd;
+  return 0;
+}
+
+pl_err pl_tcp_listen(pl_loop *loop, const pl_tcp_config *cfg, const pl_conn_handler *h, pl_tcp_listener **out) {
+  int fd = -1, rc = pl__bind_reuseport(cfg, &fd);
+  if (rc != 0) {
+    pl_error("listen %s:%d: %s", cfg->host, cfg->port, uv_strerror(rc));
+    return PL_ERR_IO;
+  }
+  pl_tcp_listener *l = pl_calloc(1, sizeof *l);
+  l->loop = loop;
+  l->h = h;
+  l->max_frame = cfg->max_frame;
+  uv_tcp_init(pl_loop_uv(loop), &l->tcp);
+  l->tcp.data = l;
+  uv_tcp_open(&l->tcp, fd);
+  rc = uv_listen((uv_stream_t *)&l->tcp, cfg->backlog > 0 ? cfg->backlog : 4096, pl__on_connection);
+  if (rc != 0) {
+    pl_error("listen %s:%d: %s", cfg->host, cfg->port, uv_strerror(rc));
+    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)pl_free);
+    return PL_ERR_IO;
+  }
+  *out = l;
+  return PL_OK;
+}
+
+static void pl__listener_closed(uv_handle_t *h) {
+  pl_tcp_listener *l = h->data;
+  l->closing = 2;
+}
+
+void pl_tcp_listener_free(pl_tcp_listener *l) { pl_free(l); }
+
+void pl_tcp_abort_all(pl_tcp_listener *l) {
+  pl_tcp_conn *next;
+  for (pl_tcp_conn *tc = l->conns; tc; tc = next) {
+    next = tc->next;
+    pl__hard_close(tc);
+  }
+}
+
+void pl_tcp_listener_close(pl_tcp_listener *l) {
+  if (l->closing)
+    return;
+  l->closing = 1;
+  uv_close((uv_handle_t *)&l->tcp, pl__listener_closed);
+}
+
+void pl_tcp_close_all(pl_tcp_listener *l) {
+  for (pl_tcp_conn *tc = l->conns; tc; tc = tc->next)
+    pl__tcp_close(&tc->c);
+}
+
+size_t pl_tcp_count(const pl_tcp_listener *l) { return l->count; }
+
+void pl_tcp_sweep(pl_tcp_listener *l, uint64_t now) {
+  pl_tcp_conn *next;
+  for (pl_tcp_conn *tc = l->conns; tc; tc = next) {
+    next = tc->next;
+    pl_conn *c = &tc->c;
+    if (tc->closing) {
+      if (!tc->dead && now - tc->closing_since > PL__CLOSE_GRACE_MS)
+        pl__hard_close(tc);
+      continue;
+    }
+    if (c->idle_timeout_ms && now - c->last_rx_ms > c->idle_timeout_ms)
+      c->h->on_idle(c, c->h->ud);
+  }
+}

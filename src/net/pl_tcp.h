@@ -1,0 +1,34 @@
+/* pl_tcp: the native protocol over TCP. One listener per loop, all bound to
+ * the same address with SO_REUSEPORT so the kernel spreads connections over
+ * the loops without a lock. */
+#ifndef PL_TCP_H
+#define PL_TCP_H
+
+#include "pl_conn.h"
+#include "pl_loop.h"
+
+typedef struct pl_tcp_listener pl_tcp_listener;
+
+typedef struct pl_tcp_config {
+  const char *host;   /* numeric IPv4 or IPv6 address */
+  int port;
+  int backlog;
+  uint32_t max_frame;
+} pl_tcp_config;
+
+/* Creates a listener on loop l (call on l's thread or before it starts). */
+pl_err pl_tcp_listen(pl_loop *l, const pl_tcp_config *cfg, const pl_conn_handler *h, pl_tcp_listener **out);
+/* Stops accepting and closes the listener (on its loop's thread). */
+void pl_tcp_listener_close(pl_tcp_listener *t);
+/* Frees the listener after its loop has ended. */
+void pl_tcp_listener_free(pl_tcp_listener *t);
+/* Cuts every connection at once (queued output is dropped). */
+void pl_tcp_abort_all(pl_tcp_listener *t);
+/* Closes every connection of this listener (graceful: queued output first). */
+void pl_tcp_close_all(pl_tcp_listener *t);
+/* Connections currently open on this listener. */
+size_t pl_tcp_count(const pl_tcp_listener *t);
+/* Calls on_idle for connections silent past their idle timeout. */
+void pl_tcp_sweep(pl_tcp_listener *t, uint64_t now_mono_ms);
+
+#endif

@@ -1,0 +1,223 @@
+/* parleyd: wires the layers together and nothing else.
+ *
+ * Threads: N event loops (one per core by default) each accepting on its own
+ * SO_REUSEPORT listener; one store thread doing group commits; libuv's
+ * thread pool for Argon2id. The main thread only waits for signals. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/pl_log.h"
+#include "common/pl_mem.h"
+#include "common/pl_time.h"
+#include "core/pl_auth.h"
+#include "core/pl_session.h"
+#include "net/pl_tcp.h"
+#include "pl_config.h"
+#include "store/pl_store.h"
+
+typedef struct pl_server {
+  pl_config cfg;
+  int nloops;
+  pl_loop **loops;
+  pl_tcp_listener **listeners;
+  pl_core *core;
+  pl_store *store;
+  int lock_fd;
+} pl_server;
+
+typedef struct pl__loop_task {
+  pl_task task;
+  pl_server *srv;
+  int i;
+  uv_timer_t *abort_timer;
+} pl__loop_task;
+
+static int pl__mkdirs(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s", dir);
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+      return -1;
+    *p = '/';
+  }
+  return mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* One server per data dir: a second one would corrupt the queues' order. */
+static int pl__lock_data(pl_server *srv) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/LOCK", srv->cfg.data);
+  srv->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (srv->lock_fd < 0 || flock(srv->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    pl_error("data dir %s is in use by another parleyd (or not writable)", srv->cfg.data);
+    return -1;
+  }
+  return 0;
+}
+
+static void pl__tick(pl_loop *l, void *ud) {
+  (void)l;
+  pl_tcp_sweep(ud, pl_mono_ms());
+}
+
+static void pl__stop_listen(pl_task *t) {
+  pl__loop_task *lt = (pl__loop_task *)t;
+  pl_tcp_listener_close(lt->srv->listeners[lt->i]);
+  pl_free(lt);
+}
+
+static void pl__abort_cb(uv_timer_t *timer) {
+  pl__loop_task *lt = timer->data;
+  pl_warn("loop %d: cutting connections that did not close in time", lt->i);
+  pl_tcp_abort_all(lt->srv->listeners[lt->i]);
+}
+
+static void pl__close_all(pl_task *t) {
+  pl__loop_task *lt = (pl__loop_task *)t;
+  pl_loop *l = lt->srv->loops[lt->i];
+  pl_tcp_close_all(lt->srv->listeners[lt->i]);
+  /* Unreferenced: it cuts slow peers, but does not keep a finished loop up. */
+  lt->abort_timer = pl_malloc(sizeof *lt->abort_timer);
+  uv_timer_init(pl_loop_uv(l), lt->abort_timer);
+  lt->abort_timer->data = lt;
+  uv_timer_start(lt->abort_timer, pl__abort_cb, 3000, 0);
+  uv_unref((uv_handle_t *)lt->abort_timer);
+  pl_loop_release(l);
+}
+
+static void pl__post_all(pl_server *srv, void (*fn)(pl_task *), pl__loop_task **keep) {
+  for (int i = 0; i < srv->nloops; i++) {
+    pl__loop_task *lt = pl_calloc(1, sizeof *lt);
+    lt->task.fn = fn;
+    lt->srv = srv;
+    lt->i = i;
+    if (keep)
+      keep[i] = lt;
+    if (pl_loop_post(srv->loops[i], &lt->task) != PL_OK && !keep)
+      pl_free(lt);
+  }
+}
+
+static void pl__on_signal(uv_signal_t *h, int signum) {
+  pl_info("received %s: shutting down", strsignal(signum));
+  uv_stop(h->loop);
+}
+
+static void pl__core_config(const pl_config *c, pl_core_config *cc) {
+  pl_core_config_defaults(cc);
+  cc->heartbeat_ms[0] = c->hb_bot_s * 1000u;
+  cc->heartbeat_ms[1] = c->hb_mobile_s * 1000u;
+  cc->heartbeat_ms[2] = c->hb_web_s * 1000u;
+  cc->heartbeat_ms[3] = c->hb_iot_s * 1000u;
+  cc->heartbeat_ms[4] = c->hb_bot_s * 1000u;
+  cc->max_frame = c->max_frame;
+  cc->max_message = c->max_message;
+  cc->strong_hash = c->strong_hash;
+}
+
+static pl_err pl__start(pl_server *srv) {
+  const pl_config *c = &srv->cfg;
+  if (pl_auth_init() != PL_OK || pl__mkdirs(c->data) != 0 || pl__lock_data(srv) != 0) {
+    pl_error("cannot use data dir %s: %s", c->data, strerror(errno));
+    return PL_ERR_CONFIG;
+  }
+  srv->nloops = c->threads > 0 ? c->threads : (int)uv_available_parallelism();
+  pl_core_config cc;
+  pl__core_config(c, &cc);
+  srv->core = pl_core_new(&cc, srv->nloops);
+  pl_store_config sc = {.dir = c->data, .durable = c->durable, .ttl_ms = c->ttl_s * 1000u,
+                        .max_devices = c->max_devices, .max_queue = c->max_queue,
+                        .max_batch = c->commit_batch, .sweep_ms = 10000};
+  pl_store_hooks hooks;
+  pl_core_store_hooks(srv->core, &hooks);
+  pl_err e = pl_store_open(&srv->store, &pl_store_sqlite, &sc, &hooks);
+  if (e != PL_OK) {
+    pl_error("cannot open the store in %s: %s", c->data, pl_err_msg(e));
+    return e;
+  }
+  pl_core_set_store(srv->core, srv->store);
+  srv->loops = pl_calloc((size_t)srv->nloops, sizeof *srv->loops);
+  srv->listeners = pl_calloc((size_t)srv->nloops, sizeof *srv->listeners);
+  pl_tcp_config tc = {.host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
+  for (int i = 0; i < srv->nloops; i++) {
+    srv->loops[i] = pl_loop_new(i);
+    e = pl_tcp_listen(srv->loops[i], &tc, pl_core_handler(srv->core), &srv->listeners[i]);
+    if (e != PL_OK)
+      return e;
+    pl_loop_set_tick(srv->loops[i], 1000, pl__tick, srv->listeners[i]);
+  }
+  for (int i = 0; i < srv->nloops; i++)
+    pl_loop_start(srv->loops[i]);
+  pl_info("parleyd listening on %s:%d (%d loops, data %s, durability %s)", c->listen_host, c->listen_port,
+          srv->nloops, c->data, c->durable ? "fsync" : "process");
+  return PL_OK;
+}
+
+/* Stop accepting; let the store commit and answer everything queued; then
+ * close connections (output flushed) and end the loops. */
+static void pl__shutdown(pl_server *srv) {
+  pl__post_all(srv, pl__stop_listen, NULL);
+  pl_store_close(srv->store);
+  srv->store = NULL;
+  pl__loop_task **keep = pl_calloc((size_t)srv->nloops, sizeof *keep);
+  pl__post_all(srv, pl__close_all, keep);
+  for (int i = 0; i < srv->nloops; i++) {
+    pl_loop_join(srv->loops[i]);
+    pl_loop_free(srv->loops[i]);
+    pl_tcp_listener_free(srv->listeners[i]);
+    if (keep[i])
+      pl_free(keep[i]->abort_timer);
+    pl_free(keep[i]);
+  }
+  pl_free(keep);
+  pl_free(srv->loops);
+  pl_free(srv->listeners);
+  if (srv->core)
+    pl_core_free(srv->core);
+  if (srv->lock_fd > 0)
+    close(srv->lock_fd);
+}
+
+int main(int argc, char **argv) {
+  pl_server srv;
+  memset(&srv, 0, sizeof srv);
+  srv.lock_fd = -1;
+  pl_config_defaults(&srv.cfg);
+  int rc = pl_config_args(&srv.cfg, argc, argv);
+  if (rc != 0)
+    return rc > 0 ? 0 : 2;
+  pl_log_set_level((pl_log_level)srv.cfg.log_level);
+  signal(SIGPIPE, SIG_IGN);
+
+  uv_loop_t main_loop;
+  uv_loop_init(&main_loop);
+  uv_signal_t sigs[2];
+  uv_signal_init(&main_loop, &sigs[0]);
+  uv_signal_init(&main_loop, &sigs[1]);
+  uv_signal_start(&sigs[0], pl__on_signal, SIGTERM);
+  uv_signal_start(&sigs[1], pl__on_signal, SIGINT);
+
+  if (pl__start(&srv) != PL_OK) {
+    /* Nothing was served: close the store (it may hold no work) and leave. */
+    if (srv.store)
+      pl_store_close(srv.store);
+    return 1;
+  }
+  uv_run(&main_loop, UV_RUN_DEFAULT);
+  pl__shutdown(&srv);
+  uv_close((uv_handle_t *)&sigs[0], NULL);
+  uv_close((uv_handle_t *)&sigs[1], NULL);
+  uv_run(&main_loop, UV_RUN_DEFAULT);
+  uv_loop_close(&main_loop);
+  pl_info("parleyd stopped");
+  return 0;
+}

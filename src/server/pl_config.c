@@ -1,0 +1,255 @@
+#include "pl_config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/pl_log.h"
+
+typedef enum { T_STR, T_INT, T_U32, T_U64, T_BOOL, T_LISTEN, T_DURABILITY, T_LOG } pl__type;
+
+typedef struct pl__opt {
+  const char *name, *arg, *help;
+  pl__type type;
+  size_t off;
+  size_t size; /* for T_STR */
+} pl__opt;
+
+#define OFF(f) offsetof(pl_config, f)
+static const pl__opt pl__opts[] = {
+    {"data", "DIR", "data directory (created if missing; default ./data)", T_STR, OFF(data), 512},
+    {"listen", "HOST:PORT", "native protocol listener (default 127.0.0.1:7700)", T_LISTEN, 0, 0},
+    {"threads", "N", "event-loop threads (default: number of CPUs)", T_INT, OFF(threads), 0},
+    {"durability", "fsync|process",
+     "fsync: ack after the group commit reached the disk (default); process: ack after the write, "
+     "survives a crash of parleyd but not of the machine",
+     T_DURABILITY, 0, 0},
+    {"ttl", "SECONDS", "message time-to-live (default 259200 = 72 h)", T_U64, OFF(ttl_s), 0},
+    {"heartbeat-mobile", "SECONDS", "heartbeat interval asked of mobile clients (default 30)", T_U32,
+     OFF(hb_mobile_s), 0},
+    {"heartbeat-web", "SECONDS", "heartbeat interval asked of web clients (default 15)", T_U32, OFF(hb_web_s), 0},
+    {"heartbeat-iot", "SECONDS", "heartbeat interval asked of iot clients (default 60)", T_U32, OFF(hb_iot_s), 0},
+    {"heartbeat-bot", "SECONDS", "heartbeat interval asked of bots and others (default 30)", T_U32, OFF(hb_bot_s),
+     0},
+    {"max-frame", "BYTES", "largest frame accepted (default 1048576)", T_U32, OFF(max_frame), 0},
+    {"max-message", "BYTES", "largest message body accepted (default 65536)", T_U32, OFF(max_message), 0},
+    {"max-devices", "N", "devices per user (default 16)", T_U32, OFF(max_devices), 0},
+    {"max-queue", "N", "messages queued per device before sends to it fail (default 100000)", T_U32,
+     OFF(max_queue), 0},
+    {"commit-batch", "N", "most requests in one storage transaction (default 4096)", T_U32, OFF(commit_batch), 0},
+    {"strong-hash", "0|1", "Argon2id moderate limits instead of interactive (default 0)", T_BOOL, OFF(strong_hash),
+     0},
+    {"log-level", "LEVEL", "debug, info, warn, error or off (default info)", T_LOG, 0, 0},
+};
+#define PL__NOPTS (sizeof pl__opts / sizeof pl__opts[0])
+
+void pl_config_defaults(pl_config *c) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->data, sizeof c->data, "data");
+  snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
+  c->listen_port = 7700;
+  c->durable = 1;
+  c->ttl_s = 72u * 3600u;
+  c->hb_mobile_s = 30;
+  c->hb_web_s = 15;
+  c->hb_iot_s = 60;
+  c->hb_bot_s = 30;
+  c->max_frame = 1u << 20;
+  c->max_message = 64u * 1024u;
+  c->max_devices = 16;
+  c->max_queue = 100000;
+  c->commit_batch = 4096;
+  c->log_level = PL_LOG_INFO;
+}
+
+static int pl__num(const char *v, unsigned long long max, unsigned long long *out) {
+  char *end;
+  errno = 0;
+  if (!*v || *v == '-')
+    return -1;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (errno || *end || n > max)
+    return -1;
+  *out = n;
+  return 0;
+}
+
+static int pl__listen(pl_config *c, const char *v) {
+  const char *colon = strrchr(v, ':');
+  unsigned long long port;
+  if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host || pl__num(colon + 1, 65535, &port))
+    return -1;
+  const char *h = v;
+  size_t n = (size_t)(colon - v);
+  if (h[0] == '[' && n >= 2 && h[n - 1] == ']') { /* [::1]:7700 */
+    h++;
+    n -= 2;
+  }
+  memcpy(c->listen_host, h, n);
+  c->listen_host[n] = '\0';
+  c->listen_port = (int)port;
+  return 0;
+}
+
+static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
+  char *base = (char *)c;
+  unsigned long long n;
+  switch (o->type) {
+  case T_STR:
+    if (strlen(v) >= o->size || !*v)
+      return -1;
+    snprintf(base + o->off, o->size, "%s", v);
+    return 0;
+  case T_INT:
+    if (pl__num(v, 1024, &n))
+      return -1;
+    *(int *)(base + o->off) = (int)n;
+    return 0;
+  case T_U32:
+    if (pl__num(v, 0xffffffffu, &n) || n == 0)
+      return -1;
+    *(uint32_t *)(base + o->off) = (uint32_t)n;
+    return 0;
+  case T_U64:
+    if (pl__num(v, 1ull << 40, &n) || n == 0)
+      return -1;
+    *(uint64_t *)(base + o->off) = n;
+    return 0;
+  case T_BOOL:
+    if (pl__num(v, 1, &n))
+      return -1;
+    *(int *)(base + o->off) = (int)n;
+    return 0;
+  case T_LISTEN:
+    return pl__listen(c, v);
+  case T_DURABILITY:
+    if (strcmp(v, "fsync") == 0)
+      c->durable = 1;
+    else if (strcmp(v, "process") == 0)
+      c->durable = 0;
+    else
+      return -1;
+    return 0;
+  case T_LOG: {
+    int l = pl_log_parse_level(v);
+    if (l < 0)
+      return -1;
+    c->log_level = l;
+    return 0;
+  }
+  }
+  return -1;
+}
+
+int pl_config_set(pl_config *c, const char *key, const char *value, char *err, size_t errlen) {
+  for (size_t i = 0; i < PL__NOPTS; i++) {
+    if (strcmp(pl__opts[i].name, key) != 0)
+      continue;
+    if (pl__apply(c, &pl__opts[i], value) == 0)
+      return 0;
+    snprintf(err, errlen, "bad value '%s' for %s (expected %s)", value, key, pl__opts[i].arg);
+    return -1;
+  }
+  snprintf(err, errlen, "unknown option '%s'", key);
+  return -1;
+}
+
+static char *pl__trim(char *s) {
+  while (*s == ' ' || *s == '\t')
+    s++;
+  char *e = s + strlen(s);
+  while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+    *--e = '\0';
+  return s;
+}
+
+int pl_config_load(pl_config *c, const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "cannot open config %s: %s", path, strerror(errno));
+    return -1;
+  }
+  char line[1024], why[256];
+  int lineno = 0, rc = 0;
+  while (fgets(line, sizeof line, f)) {
+    lineno++;
+    char *hash = strchr(line, '#');
+    if (hash)
+      *hash = '\0';
+    char *l = pl__trim(line);
+    if (!*l)
+      continue;
+    char *eq = strchr(l, '=');
+    if (!eq) {
+      snprintf(err, errlen, "%s:%d: expected key = value", path, lineno);
+      rc = -1;
+      break;
+    }
+    *eq = '\0';
+    if (pl_config_set(c, pl__trim(l), pl__trim(eq + 1), why, sizeof why) != 0) {
+      snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+      rc = -1;
+      break;
+    }
+  }
+  fclose(f);
+  return rc;
+}
+
+void pl_config_usage(FILE *out) {
+  fprintf(out, "usage: parleyd [OPTIONS]\n\n"
+               "Parley messaging server. Options may also be given in a config file\n"
+               "(--config FILE) as 'name = value' lines; the command line wins.\n\n"
+               "  --config FILE            read options from FILE first\n");
+  for (size_t i = 0; i < PL__NOPTS; i++) {
+    char left[64];
+    snprintf(left, sizeof left, "--%s %s", pl__opts[i].name, pl__opts[i].arg);
+    fprintf(out, "  %-24s %s\n", left, pl__opts[i].help);
+  }
+  fprintf(out, "  --help                   this text\n  --version                print the version\n");
+}
+
+int pl_config_args(pl_config *c, int argc, char **argv) {
+  char err[512];
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      pl_config_usage(stdout);
+      return 1;
+    }
+    if (strcmp(argv[i], "--version") == 0) {
+      printf("parleyd 0.1 (protocol 1)\n");
+      return 1;
+    }
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc && pl_config_load(c, argv[++i], err, sizeof err) != 0) {
+      fprintf(stderr, "parleyd: %s\n", err);
+      return -1;
+    }
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0) {
+      fprintf(stderr, "parleyd: unexpected argument '%s' (see --help)\n", a);
+      return -1;
+    }
+    char key[64];
+    const char *val, *eq = strchr(a + 2, '=');
+    if (eq) { /* --name=value */
+      snprintf(key, sizeof key, "%.*s", (int)(eq - a - 2), a + 2);
+      val = eq + 1;
+    } else {
+      snprintf(key, sizeof key, "%s", a + 2);
+      if (i + 1 >= argc) {
+        fprintf(stderr, "parleyd: option --%s needs a value (see --help)\n", key);
+        return -1;
+      }
+      val = argv[++i];
+    }
+    if (strcmp(key, "config") == 0)
+      continue;
+    if (pl_config_set(c, key, val, err, sizeof err) != 0) {
+      fprintf(stderr, "parleyd: %s (see --help)\n", err);
+      return -1;
+    }
+  }
+  return 0;
+}

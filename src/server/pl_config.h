@@ -1,0 +1,36 @@
+/* pl_config: parleyd's settings, from defaults, a config file and the
+ * command line (in that order; later wins). One table lists every option
+ * with its help text, so --help, the file parser and docs/operations.md
+ * cannot drift apart. */
+#ifndef PL_CONFIG_H
+#define PL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct pl_config {
+  char data[512];
+  char listen_host[64];
+  int listen_port;
+  int threads;
+  int durable;          /* 1: fsync each group commit; 0: survive process crash only */
+  uint64_t ttl_s;
+  uint32_t hb_mobile_s, hb_web_s, hb_iot_s, hb_bot_s;
+  uint32_t max_frame, max_message, max_devices, max_queue, commit_batch;
+  int strong_hash;
+  int log_level;
+} pl_config;
+
+void pl_config_defaults(pl_config *c);
+/* Applies key=value (key is the long option name without dashes). Returns 0,
+ * or -1 and writes a reason to err. */
+int pl_config_set(pl_config *c, const char *key, const char *value, char *err, size_t errlen);
+/* Reads a file of "key = value" lines ('#' starts a comment). */
+int pl_config_load(pl_config *c, const char *path, char *err, size_t errlen);
+/* Parses argv (handles --config first, then every other option). Returns 0 to
+ * run, 1 if --help/--version was printed, -1 on error (printed). */
+int pl_config_args(pl_config *c, int argc, char **argv);
+void pl_config_usage(FILE *out);
+
+#endif
