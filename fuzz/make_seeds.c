@@ -1,0 +1,334 @@
+/* make_seeds: writes the fuzzers' seed corpus, a few small valid and edge
+ * inputs per target, into <dir>/<target>/<name> (dir is fuzz/corpus).
+ *
+ *   cmake --build build-fuzz --target make_seeds && build-fuzz/fuzz/make_seeds fuzz/corpus
+ *
+ * Seeds come from the real encoders, so they stay valid as the schema grows.
+ * Every message target gets: empty (all defaults), typical, max (largest
+ * varints, long and multibyte strings), unknown_fields (typical + fields the
+ * schema lacks), truncated (typical minus its last byte), repeated_fields
+ * (typical twice: the last value wins), field_zero (an overlong tag for
+ * field 0, which protobuf-c accepts; see fuzz_msg.c). fuzz_frame inputs are one selector
+ * byte (where the stream is split in two reads) and then a byte stream. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/pl_buf.h"
+#include "common/pl_mem.h"
+#include "proto/pl_frame.h"
+
+static const char *root;
+static char longstr[301]; /* 300 bytes: a two-byte length prefix */
+static char utf8[] = "h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x99\x82";
+static uint8_t binbody[] = {0, 1, 2, 0xff, 0, 0x80, 'h', 'i', 0};
+
+static void die(const char *what, const char *path) {
+  fprintf(stderr, "make_seeds: %s %s: %s\n", what, path, strerror(errno));
+  exit(1);
+}
+
+static void put(const char *target, const char *name, const uint8_t *p, size_t n) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", root, target);
+  if (mkdir(path, 0755) != 0 && errno != EEXIST)
+    die("mkdir", path);
+  snprintf(path, sizeof path, "%s/%s/%s", root, target, name);
+  FILE *f = fopen(path, "wb");
+  if (!f || (n && fwrite(p, 1, n, f) != n) || fclose(f) != 0)
+    die("write", path);
+}
+
+static uint8_t *pack(const void *msg, size_t *n) {
+  *n = protobuf_c_message_get_packed_size(msg);
+  uint8_t *p = pl_malloc(*n + 1);
+  protobuf_c_message_pack(msg, p);
+  return p;
+}
+
+static void put_msg(const char *target, const char *name, const void *msg) {
+  size_t n;
+  uint8_t *p = pack(msg, &n);
+  put(target, name, p, n);
+  pl_free(p);
+}
+
+/* Field 15 varint 7, field 16 length-delimited "xyz", field 17 fixed64, field 18 fixed32. */
+static const uint8_t unknown_fields[] = {0x78, 0x07, 0x82, 0x01, 0x03, 'x', 'y',  'z',  0x89, 0x01, 1, 2,
+                                         3,    4,    5,    6,    7,    8,   0x95, 0x01, 1,    2,    3, 4};
+
+/* Field 0, varint 5, with its tag in two bytes. */
+static const uint8_t field_zero[] = {0x80, 0x00, 0x05};
+
+static void put_variants(const char *target, const void *typical, const void *max) {
+  size_t n;
+  uint8_t *p = pack(typical, &n);
+  put(target, "empty", NULL, 0);
+  put(target, "typical", p, n);
+  put_msg(target, "max", max);
+
+  pl_bytes b = {0};
+  pl_bytes_append(&b, p, n);
+  pl_bytes_append(&b, unknown_fields, sizeof unknown_fields);
+  put(target, "unknown_fields", b.p, b.len);
+  b.len = 0;
+  if (n > 1)
+    put(target, "truncated", p, n - 1);
+  pl_bytes_append(&b, p, n);
+  pl_bytes_append(&b, p, n);
+  put(target, "repeated_fields", b.p, b.len);
+  put(target, "field_zero", field_zero, sizeof field_zero);
+  pl_bytes_free(&b);
+  pl_free(p);
+}
+
+static void messages(void) {
+  Parley__Hello hello = PARLEY__HELLO__INIT, hello_max = PARLEY__HELLO__INIT;
+  hello.version = 1;
+  hello.kind = PARLEY__CLIENT_KIND__KIND_MOBILE;
+  hello.client_name = "parley-cli/0.1";
+  hello_max.version = UINT32_MAX;
+  hello_max.kind = (Parley__ClientKind)99; /* unknown enum values are kept in proto3 */
+  hello_max.client_name = longstr;
+  put_variants("fuzz_msg_hello", &hello, &hello_max);
+
+  Parley__Register reg = PARLEY__REGISTER__INIT, reg_max = PARLEY__REGISTER__INIT;
+  reg.user = "alice";
+  reg.password = "correct horse";
+  reg.device = "phone";
+  reg_max.user = utf8;
+  reg_max.password = longstr;
+  reg_max.device = longstr;
+  put_variants("fuzz_msg_register", &reg, &reg_max);
+
+  Parley__Login login = PARLEY__LOGIN__INIT, login_max = PARLEY__LOGIN__INIT;
+  login.user = "bob";
+  login.password = "hunter22";
+  login.device = "laptop";
+  login_max.user = longstr;
+  login_max.password = utf8;
+  login_max.device = longstr;
+  put_variants("fuzz_msg_login", &login, &login_max);
+
+  Parley__Resume resume = PARLEY__RESUME__INIT, resume_max = PARLEY__RESUME__INIT;
+  resume.token = "3q2+7wAAAAEAAAAAAAAAAQ";
+  resume_max.token = longstr;
+  put_variants("fuzz_msg_resume", &resume, &resume_max);
+
+  /* Logout has no fields: typical and max are both empty. */
+  Parley__Logout logout = PARLEY__LOGOUT__INIT;
+  put_variants("fuzz_msg_logout", &logout, &logout);
+
+  Parley__Send send = PARLEY__SEND__INIT, send_max = PARLEY__SEND__INIT;
+  send.id = "m-0001";
+  send.to = "bob";
+  send.body = (ProtobufCBinaryData){.len = 5, .data = (uint8_t *)"hello"};
+  send.client_ts = 1700000000000ull;
+  send_max.id = longstr;
+  send_max.to = utf8;
+  send_max.body = (ProtobufCBinaryData){.len = sizeof binbody, .data = binbody};
+  send_max.client_ts = UINT64_MAX;
+  put_variants("fuzz_msg_send", &send, &send_max);
+
+  Parley__Ack ack = PARLEY__ACK__INIT, ack_max = PARLEY__ACK__INIT;
+  ack.upto = 42;
+  ack_max.upto = UINT64_MAX;
+  put_variants("fuzz_msg_ack", &ack, &ack_max);
+
+  Parley__Ping ping = PARLEY__PING__INIT, ping_max = PARLEY__PING__INIT;
+  ping.client_ts = 1700000000123ull;
+  ping_max.client_ts = UINT64_MAX;
+  put_variants("fuzz_msg_ping", &ping, &ping_max);
+
+  Parley__Welcome wel = PARLEY__WELCOME__INIT, wel_max = PARLEY__WELCOME__INIT;
+  wel.version = 1;
+  wel.server_ts = 1700000000456ull;
+  wel.heartbeat_ms = 30000;
+  wel.max_frame = 1u << 20;
+  wel.max_message = 65536;
+  wel.server_name = "parleyd/0.1";
+  wel_max.version = UINT32_MAX;
+  wel_max.server_ts = UINT64_MAX;
+  wel_max.heartbeat_ms = UINT32_MAX;
+  wel_max.max_frame = UINT32_MAX;
+  wel_max.max_message = UINT32_MAX;
+  wel_max.server_name = longstr;
+  put_variants("fuzz_msg_welcome", &wel, &wel_max);
+
+  Parley__Error err = PARLEY__ERROR__INIT, err_max = PARLEY__ERROR__INIT;
+  err.code = PARLEY__ERROR_CODE__ERR_UNKNOWN_PEER;
+  err.message = "unknown peer";
+  err.ref = "m-0001";
+  err_max.code = (Parley__ErrorCode)100000;
+  err_max.message = utf8;
+  err_max.ref = longstr;
+  put_variants("fuzz_msg_error", &err, &err_max);
+
+  Parley__AuthOk auth = PARLEY__AUTH_OK__INIT, auth_max = PARLEY__AUTH_OK__INIT;
+  auth.user = "alice";
+  auth.device = "phone";
+  auth.device_id = 7;
+  auth.token = "3q2+7wAAAAEAAAAAAAAAAQ";
+  auth.created = 1;
+  auth_max.user = utf8;
+  auth_max.device = longstr;
+  auth_max.device_id = UINT64_MAX;
+  auth_max.token = longstr;
+  auth_max.created = 1;
+  put_variants("fuzz_msg_auth_ok", &auth, &auth_max);
+
+  Parley__SendAck sack = PARLEY__SEND_ACK__INIT, sack_max = PARLEY__SEND_ACK__INIT;
+  sack.id = "m-0001";
+  sack.conv = "dm:alice:bob";
+  sack.seq = 1;
+  sack.server_ts = 1700000000789ull;
+  sack_max.id = longstr;
+  sack_max.conv = utf8;
+  sack_max.seq = UINT64_MAX;
+  sack_max.server_ts = UINT64_MAX;
+  sack_max.duplicate = 1;
+  put_variants("fuzz_msg_send_ack", &sack, &sack_max);
+
+  Parley__Message msg = PARLEY__MESSAGE__INIT, msg_max = PARLEY__MESSAGE__INIT;
+  msg.qid = 9;
+  msg.conv = "dm:alice:bob";
+  msg.seq = 3;
+  msg.from = "alice";
+  msg.from_device = "phone";
+  msg.id = "m-0001";
+  msg.body = (ProtobufCBinaryData){.len = 5, .data = (uint8_t *)"hello"};
+  msg.client_ts = 1700000000000ull;
+  msg.server_ts = 1700000000789ull;
+  msg_max.qid = UINT64_MAX;
+  msg_max.conv = longstr;
+  msg_max.seq = UINT64_MAX;
+  msg_max.from = utf8;
+  msg_max.from_device = longstr;
+  msg_max.id = longstr;
+  msg_max.body = (ProtobufCBinaryData){.len = sizeof binbody, .data = binbody};
+  msg_max.client_ts = UINT64_MAX;
+  msg_max.server_ts = UINT64_MAX;
+  put_variants("fuzz_msg_message", &msg, &msg_max);
+
+  Parley__Pong pong = PARLEY__PONG__INIT, pong_max = PARLEY__PONG__INIT;
+  pong.client_ts = 1700000000123ull;
+  pong.server_ts = 1700000000124ull;
+  pong_max.client_ts = UINT64_MAX;
+  pong_max.server_ts = UINT64_MAX;
+  put_variants("fuzz_msg_pong", &pong, &pong_max);
+}
+
+/* Writes a fuzz_frame input: the selector byte, then the stream. */
+static void put_stream(const char *name, uint8_t selector, const pl_bytes *s) {
+  pl_bytes b = {0};
+  pl_bytes_append(&b, &selector, 1);
+  pl_bytes_append(&b, s->p, s->len);
+  put("fuzz_frame", name, b.p, b.len);
+  pl_bytes_free(&b);
+}
+
+static void raw_frame(pl_bytes *s, uint32_t length, uint8_t type, const void *payload, size_t n) {
+  uint8_t h[5] = {(uint8_t)(length >> 24), (uint8_t)(length >> 16), (uint8_t)(length >> 8), (uint8_t)length,
+                  type};
+  pl_bytes_append(s, h, sizeof h);
+  pl_bytes_append(s, payload, n);
+}
+
+static void frames(void) {
+  Parley__Hello hello = PARLEY__HELLO__INIT;
+  hello.version = 1;
+  hello.kind = PARLEY__CLIENT_KIND__KIND_BOT;
+  hello.client_name = "seed";
+  Parley__Register reg = PARLEY__REGISTER__INIT;
+  reg.user = "alice";
+  reg.password = "correct horse";
+  Parley__Send send = PARLEY__SEND__INIT;
+  send.id = "m-1";
+  send.to = "bob";
+  send.body = (ProtobufCBinaryData){.len = 2, .data = (uint8_t *)"hi"};
+  Parley__Ack ack = PARLEY__ACK__INIT;
+  ack.upto = 5;
+  Parley__Ping ping = PARLEY__PING__INIT;
+  ping.client_ts = 12345;
+  Parley__Logout logout = PARLEY__LOGOUT__INIT;
+  pl_bytes s = {0};
+
+  pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_HELLO, &hello.base);
+  put_stream("hello", 0x80, &s);
+
+  /* A whole session, split in the middle of a frame. */
+  pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_REGISTER, &reg.base);
+  pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_SEND, &send.base);
+  pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_ACK, &ack.base);
+  pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_PING, &ping.base);
+  pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_LOGOUT, &logout.base);
+  put_stream("session", 0x55, &s);
+  /* The same, split inside the first header. */
+  put_stream("session_split_header", 0x01, &s);
+
+  /* Ends halfway through a frame: the tail stays buffered. */
+  s.len = 0;
+  pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_HELLO, &hello.base);
+  size_t whole = s.len;
+  pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_SEND, &send.base);
+  s.len = whole + (s.len - whole) / 2;
+  put_stream("partial", 0xc0, &s);
+
+  /* Every type, each with an empty payload (all fields default). */
+  s.len = 0;
+  for (unsigned t = 0; t <= 16; t++)
+    raw_frame(&s, 1, (uint8_t)t, NULL, 0);
+  put_stream("every_type_empty", 0x20, &s);
+
+  /* Framing errors, after a good frame. */
+  s.len = 0;
+  pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_PING, &ping.base);
+  whole = s.len;
+  raw_frame(&s, 0, 0, NULL, 0);
+  put_stream("zero_length", 0x80, &s);
+  s.len = whole;
+  raw_frame(&s, (1u << 20) + 1, PARLEY__FRAME_TYPE__FRAME_SEND, "x", 1);
+  put_stream("too_large", 0x80, &s);
+  s.len = whole;
+  raw_frame(&s, UINT32_MAX, PARLEY__FRAME_TYPE__FRAME_SEND, NULL, 0);
+  put_stream("length_max", 0x80, &s);
+  /* Exactly the limit: a valid prefix for a frame that never completes. */
+  s.len = whole;
+  raw_frame(&s, 1u << 20, PARLEY__FRAME_TYPE__FRAME_SEND, "\x0a\x01", 2);
+  put_stream("length_at_limit", 0x80, &s);
+
+  /* Unknown type, and a payload that is not protobuf for its type. */
+  s.len = 0;
+  raw_frame(&s, 4, 0x63, "abc", 3);
+  raw_frame(&s, 3, PARLEY__FRAME_TYPE__FRAME_SEND, "\xff\xff", 2);
+  raw_frame(&s, 3, PARLEY__FRAME_TYPE__FRAME_HELLO, "\x1a\x05", 2); /* string longer than the payload */
+  pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_PING, &ping.base);
+  put_stream("bad_payloads", 0x30, &s);
+
+  /* Many small frames back to back. */
+  s.len = 0;
+  for (int i = 0; i < 64; i++)
+    pl_frame_append(&s, PARLEY__FRAME_TYPE__FRAME_PING, &ping.base);
+  put_stream("many_pings", 0x7f, &s);
+
+  s.len = 0;
+  put_stream("empty_stream", 0x00, &s);
+  pl_bytes_free(&s);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: make_seeds CORPUS_DIR   (e.g. fuzz/corpus)\n");
+    return 2;
+  }
+  root = argv[1];
+  if (mkdir(root, 0755) != 0 && errno != EEXIST)
+    die("mkdir", root);
+  memset(longstr, 'z', sizeof longstr - 1);
+  messages();
+  frames();
+  return pl_mem_used() == 0 ? 0 : 1;
+}
