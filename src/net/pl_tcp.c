@@ -455,6 +455,11 @@ void pl_tcp_sweep(pl_tcp_listener *l, uint64_t now) {
         pl__hard_close(tc);
       continue;
     }
+    if (!tc->qlen && tc->q) { /* an idle connection owns no output queue */
+      pl_free(tc->q);
+      tc->q = NULL;
+      tc->qcap = 0;
+    }
     if (c->idle_timeout_ms && now - c->last_rx_ms > c->idle_timeout_ms)
       c->h->on_idle(c, c->h->ud);
   }
