@@ -1,0 +1,370 @@
+/* pl_store: the store thread, its request queue and group commit.
+ *
+ * Submitters append to a mutex-protected FIFO and signal a condvar. The one
+ * store thread takes up to max_batch requests at a time, runs them in one
+ * backend transaction and commits once; then delivers new messages and hands
+ * every request back in submission order. The backend is only ever used from
+ * this thread (open/close excepted), so it needs no locking of its own. */
+#include "pl_store.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "../common/pl_log.h"
+#include "../common/pl_mem.h"
+#include "../common/pl_time.h"
+
+#define PL__DEFAULT_SWEEP_MS 10000u
+#define PL__DEFAULT_BATCH 1024u
+
+/* A pl_store_expire_now caller waiting for the store thread. */
+typedef struct pl__sweep {
+  struct pl__sweep *next;
+  uint64_t now_ms, deleted;
+  pl_err err;
+  int done;
+} pl__sweep;
+
+/* A pl_store_call caller: the request's own done/origin/data are parked
+ * here while the request runs with the internal done. */
+typedef struct pl__call {
+  pl_store *s;
+  pl_store_done_cb done;
+  void *origin, *data;
+  int finished;
+} pl__call;
+
+struct pl_store {
+  const pl_store_backend *be;
+  void *bctx;
+  pl_store_config cfg;
+  pl_store_hooks hooks;
+  pthread_t thread;
+  pthread_mutex_t mu;    /* guards everything below */
+  pthread_cond_t wake;   /* the store thread: work, a sweep or stop */
+  pthread_cond_t called; /* pl_store_call / expire_now waiters */
+  pl_store_req *head, *tail;
+  pl__sweep *sweeps;
+  int closing; /* no more submissions; the thread drains and exits */
+  pl_store_stats stats;
+};
+
+/* ---- request and message memory ----------------------------------------- */
+
+void pl_msg_clear(pl_msg *m) {
+  pl_free(m->conv);
+  pl_free(m->from);
+  pl_free(m->from_device);
+  pl_free(m->id);
+  pl_free(m->body);
+  memset(m, 0, sizeof *m);
+}
+
+void pl_store_req_clear(pl_store_req *req) {
+  pl_free(req->out.user);
+  pl_free(req->out.device);
+  pl_free(req->out.pwhash);
+  pl_free(req->out.conv);
+  pl_msg_clear(&req->out.msg);
+  pl_free(req->out.targets);
+  for (size_t i = 0; i < req->out.nmsgs; i++)
+    pl_msg_clear(&req->out.msgs[i]);
+  pl_free(req->out.msgs);
+  memset(&req->out, 0, sizeof req->out);
+}
+
+/* ---- handing requests back ---------------------------------------------- */
+
+/* The last touch of req: after post the request belongs to another thread. */
+static void pl__hand_back(pl_store *s, pl_store_req *req) {
+  if (req->origin && s->hooks.post)
+    s->hooks.post(s->hooks.ud, req->origin, req);
+  else if (req->done)
+    req->done(req);
+}
+
+static void pl__deliver_batch(pl_store *s, pl_store_req *batch) {
+  if (!s->hooks.deliver)
+    return;
+  for (pl_store_req *r = batch; r; r = r->next)
+    if (r->op == PL_STORE_SEND && r->status == PL_OK && !r->out.duplicate && r->out.ntargets)
+      s->hooks.deliver(s->hooks.ud, &r->out.msg, r->out.targets, r->out.ntargets);
+}
+
+static void pl__hand_back_batch(pl_store *s, pl_store_req *batch) {
+  while (batch) {
+    pl_store_req *next = batch->next;
+    batch->next = NULL;
+    pl__hand_back(s, batch);
+    batch = next;
+  }
+}
+
+/* ---- the store thread ---------------------------------------------------- */
+
+static uint64_t pl__commit_timed(pl_store *s, pl_err *e) {
+  uint64_t t0 = pl_mono_us();
+  *e = s->be->commit(s->bctx);
+  return pl_mono_us() - t0;
+}
+
+/* Runs one batch in one transaction. Returns the time commit() took. */
+static uint64_t pl__exec_batch(pl_store *s, pl_store_req *batch, pl_err *e) {
+  uint64_t us = 0;
+  *e = s->be->begin(s->bctx);
+  for (pl_store_req *r = batch; *e == PL_OK && r; r = r->next) {
+    r->status = PL_OK;
+    *e = s->be->exec(s->bctx, r);
+  }
+  if (*e == PL_OK)
+    us = pl__commit_timed(s, e);
+  if (*e != PL_OK) {
+    pl_error("store: transaction of a batch failed (%s); rolling back", pl_err_name(*e));
+    s->be->rollback(s->bctx);
+    for (pl_store_req *r = batch; r; r = r->next) {
+      pl_store_req_clear(r);
+      r->status = PL_ERR_INTERNAL;
+    }
+  }
+  return us;
+}
+
+static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
+  pl_err e;
+  uint64_t us = pl__exec_batch(s, batch, &e);
+  uint64_t msgs = 0;
+  for (pl_store_req *r = batch; e == PL_OK && r; r = r->next)
+    if (r->op == PL_STORE_SEND && r->status == PL_OK && !r->out.duplicate)
+      msgs++;
+  pthread_mutex_lock(&s->mu);
+  s->stats.requests += n;
+  s->stats.commits += e == PL_OK;
+  s->stats.commit_us_total += us;
+  s->stats.messages += msgs;
+  s->stats.fails += e == PL_OK ? 0 : n;
+  pthread_mutex_unlock(&s->mu);
+  if (e == PL_OK)
+    pl__deliver_batch(s, batch);
+  pl__hand_back_batch(s, batch);
+}
+
+static pl_err pl__sweep_once(pl_store *s, uint64_t now_ms, uint64_t *deleted) {
+  *deleted = 0;
+  pl_err e = s->be->begin(s->bctx);
+  if (e == PL_OK)
+    e = s->be->expire(s->bctx, now_ms, deleted);
+  if (e == PL_OK)
+    e = s->be->commit(s->bctx);
+  if (e != PL_OK) {
+    s->be->rollback(s->bctx);
+    *deleted = 0;
+    pl_error("store: TTL sweep failed: %s", pl_err_name(e));
+  } else if (*deleted) {
+    pl_debug("store: TTL sweep deleted %llu messages", (unsigned long long)*deleted);
+  }
+  return e;
+}
+
+/* Called and returns with s->mu held. */
+static void pl__run_sweeps(pl_store *s, pl__sweep *list) {
+  pthread_mutex_unlock(&s->mu);
+  for (pl__sweep *w = list; w; w = w->next)
+    w->err = pl__sweep_once(s, w->now_ms, &w->deleted);
+  pthread_mutex_lock(&s->mu);
+  for (pl__sweep *w = list; w; w = w->next)
+    w->done = 1;
+  pthread_cond_broadcast(&s->called);
+}
+
+/* Detaches up to max requests from the queue (s->mu held). */
+static pl_store_req *pl__take(pl_store *s, size_t max, size_t *n) {
+  pl_store_req *first = s->head, *last = NULL;
+  *n = 0;
+  for (pl_store_req *r = first; r && *n < max; r = r->next) {
+    last = r;
+    (*n)++;
+  }
+  s->head = last->next;
+  if (!s->head)
+    s->tail = NULL;
+  last->next = NULL;
+  return first;
+}
+
+static void pl__deadline(struct timespec *ts, uint64_t mono_ms) {
+  ts->tv_sec = (time_t)(mono_ms / 1000u);
+  ts->tv_nsec = (long)(mono_ms % 1000u) * 1000000L;
+}
+
+static void *pl__thread(void *arg) {
+  pl_store *s = arg;
+  uint64_t sweep_ms = s->cfg.sweep_ms ? s->cfg.sweep_ms : PL__DEFAULT_SWEEP_MS;
+  size_t max = s->cfg.max_batch ? s->cfg.max_batch : PL__DEFAULT_BATCH;
+  uint64_t next_sweep = pl_mono_ms() + sweep_ms;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    if (s->sweeps) {
+      pl__sweep *list = s->sweeps;
+      s->sweeps = NULL;
+      pl__run_sweeps(s, list);
+    } else if (pl_mono_ms() >= next_sweep) {
+      /* Checked before the queue so a never-empty queue cannot starve it. */
+      pthread_mutex_unlock(&s->mu);
+      uint64_t deleted;
+      pl__sweep_once(s, pl_now_ms(), &deleted);
+      next_sweep = pl_mono_ms() + sweep_ms;
+      pthread_mutex_lock(&s->mu);
+    } else if (s->head) {
+      size_t n;
+      pl_store_req *batch = pl__take(s, max, &n);
+      pthread_mutex_unlock(&s->mu);
+      pl__run_batch(s, batch, n);
+      pthread_mutex_lock(&s->mu);
+    } else if (s->closing) {
+      break;
+    } else {
+      struct timespec ts;
+      pl__deadline(&ts, next_sweep);
+      pthread_cond_timedwait(&s->wake, &s->mu, &ts);
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+/* ---- public calls -------------------------------------------------------- */
+
+static void pl__sync_init(pl_store *s) {
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  /* Timed waits on the monotonic clock: a wall-clock jump must not stall
+   * or rush the TTL sweep. */
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->wake, &ca);
+  pthread_cond_init(&s->called, NULL);
+  pthread_condattr_destroy(&ca);
+}
+
+static void pl__sync_destroy(pl_store *s) {
+  pthread_cond_destroy(&s->called);
+  pthread_cond_destroy(&s->wake);
+  pthread_mutex_destroy(&s->mu);
+}
+
+pl_err pl_store_open(pl_store **out, const pl_store_backend *be, const pl_store_config *cfg,
+                     const pl_store_hooks *hooks) {
+  pl_store *s = pl_calloc(1, sizeof *s);
+  int opened = 0;
+  *out = NULL;
+  s->be = be;
+  s->cfg = *cfg;
+  if (hooks)
+    s->hooks = *hooks;
+  pl__sync_init(s);
+  pl_err e = be->open(&s->bctx, &s->cfg);
+  if (e != PL_OK)
+    goto out;
+  opened = 1;
+  if (pthread_create(&s->thread, NULL, pl__thread, s) != 0) {
+    e = PL_ERR_INTERNAL;
+    goto out;
+  }
+  pl_info("store: %s backend open in %s (%s)", be->name, cfg->dir, cfg->durable ? "fsync" : "process");
+  *out = s;
+  s = NULL;
+out:
+  if (s) {
+    if (opened)
+      be->close(s->bctx);
+    pl__sync_destroy(s);
+    pl_free(s);
+  }
+  return e;
+}
+
+void pl_store_submit(pl_store *s, pl_store_req *req) {
+  pl_store_req_clear(req);
+  req->status = PL_OK;
+  req->next = NULL;
+  pthread_mutex_lock(&s->mu);
+  if (s->closing) {
+    pthread_mutex_unlock(&s->mu);
+    req->status = PL_ERR_SHUTTING_DOWN;
+    pl__hand_back(s, req);
+    return;
+  }
+  if (s->tail)
+    s->tail->next = req;
+  else
+    s->head = req;
+  s->tail = req;
+  pthread_cond_signal(&s->wake);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void pl__call_done(pl_store_req *req) {
+  pl__call *c = req->data;
+  pl_store *s = c->s;
+  pthread_mutex_lock(&s->mu);
+  c->finished = 1;
+  pthread_cond_broadcast(&s->called);
+  pthread_mutex_unlock(&s->mu);
+}
+
+pl_err pl_store_call(pl_store *s, pl_store_req *req) {
+  pl__call c = {.s = s, .done = req->done, .origin = req->origin, .data = req->data};
+  req->done = pl__call_done;
+  req->origin = NULL;
+  req->data = &c;
+  pl_store_submit(s, req);
+  pthread_mutex_lock(&s->mu);
+  while (!c.finished)
+    pthread_cond_wait(&s->called, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  req->done = c.done;
+  req->origin = c.origin;
+  req->data = c.data;
+  return req->status;
+}
+
+pl_err pl_store_expire_now(pl_store *s, uint64_t now_ms, uint64_t *deleted) {
+  pl__sweep w = {.now_ms = now_ms};
+  pthread_mutex_lock(&s->mu);
+  if (s->closing) {
+    w.err = PL_ERR_SHUTTING_DOWN;
+    goto out;
+  }
+  w.next = s->sweeps;
+  s->sweeps = &w;
+  pthread_cond_signal(&s->wake);
+  while (!w.done)
+    pthread_cond_wait(&s->called, &s->mu);
+out:
+  pthread_mutex_unlock(&s->mu);
+  if (deleted)
+    *deleted = w.deleted;
+  return w.err;
+}
+
+void pl_store_close(pl_store *s) {
+  if (!s)
+    return;
+  pthread_mutex_lock(&s->mu);
+  s->closing = 1;
+  pthread_cond_signal(&s->wake);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->thread, NULL);
+  s->be->close(s->bctx);
+  pl_info("store: closed (%llu requests in %llu commits)", (unsigned long long)s->stats.requests,
+          (unsigned long long)s->stats.commits);
+  pl__sync_destroy(s);
+  pl_free(s);
+}
+
+void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
+  pthread_mutex_lock(&s->mu);
+  *st = s->stats;
+  pthread_mutex_unlock(&s->mu);
+}

@@ -1,0 +1,901 @@
+/* pl_store_sqlite: the store backend on SQLite (WAL mode), <dir>/parley.db.
+ *
+ * Only the store thread writes, so a few small caches sit in front of the
+ * tables: queue length per device, last seq/server_ts per conversation, and
+ * user -> name + devices. Every cache may hold effects of the open
+ * transaction, so rollback() drops them all; they are also trimmed at
+ * begin() (never inside a transaction, where callers hold pointers into
+ * them) once they grow past PL__CACHE_MAX entries.
+ *
+ * Schema:
+ *   users    id, name (unique), pwhash, created
+ *   devices  id, user_id, name, token_hash (unique, NULL = logged out),
+ *            created; unique (user_id, name)
+ *   convs    conv -> last_seq, last_ts: gap-free seq and monotonic
+ *            server_ts per conversation (kept when messages are deleted)
+ *   messages qid (AUTOINCREMENT: a qid is never reused, even after the
+ *            newest message is deleted, because clients page by qid), the
+ *            message, expires, refs = queue rows still pointing at it
+ *   queue    (device_id, qid): a device's queue, in qid order
+ *   dedup    (sender_uid, client_id) -> conv, seq, server_ts, expires:
+ *            outlives the message so a late retry gets its original ack */
+#include "pl_store.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/pl_log.h"
+#include "../common/pl_map.h"
+#include "../common/pl_mem.h"
+#include "../common/pl_time.h"
+
+#define PL__SCHEMA_VERSION 1
+#define PL__FETCH_DEFAULT 256u
+#define PL__CACHE_MAX 65536u
+/* Far above any configurable message size, well below SQLite's row limit: a
+ * body SQLite would refuse must fail alone, not break its whole batch. */
+#define PL__MAX_BODY (256u << 20)
+
+static const char pl__schema[] =
+    "BEGIN;"
+    "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+    " pwhash TEXT NOT NULL, created INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS devices(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+    " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL, UNIQUE(user_id, name));"
+    "CREATE TABLE IF NOT EXISTS convs(conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
+    " last_ts INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS messages(qid INTEGER PRIMARY KEY AUTOINCREMENT, conv TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, sender_uid INTEGER NOT NULL, from_name TEXT NOT NULL,"
+    " from_device TEXT NOT NULL, client_id TEXT NOT NULL, body BLOB NOT NULL,"
+    " client_ts INTEGER NOT NULL, server_ts INTEGER NOT NULL, expires INTEGER NOT NULL,"
+    " refs INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS messages_expires ON messages(expires);"
+    "CREATE TABLE IF NOT EXISTS queue(device_id INTEGER NOT NULL, qid INTEGER NOT NULL,"
+    " PRIMARY KEY(device_id, qid)) WITHOUT ROWID;"
+    /* The TTL sweep deletes queue rows by qid. */
+    "CREATE INDEX IF NOT EXISTS queue_qid ON queue(qid);"
+    "CREATE TABLE IF NOT EXISTS dedup(sender_uid INTEGER NOT NULL, client_id TEXT NOT NULL,"
+    " conv TEXT NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL, expires INTEGER NOT NULL,"
+    " PRIMARY KEY(sender_uid, client_id)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS dedup_expires ON dedup(expires);"
+    "PRAGMA user_version = 1;"
+    "COMMIT;";
+
+/* name, SQL: every statement is prepared once at open and reused. */
+#define PL__STMTS(X)                                                                                    \
+  X(BEGIN, "BEGIN IMMEDIATE")                                                                           \
+  X(COMMIT, "COMMIT")                                                                                   \
+  X(ROLLBACK, "ROLLBACK")                                                                               \
+  X(USER_BY_NAME, "SELECT id, pwhash FROM users WHERE name = ?1")                                       \
+  X(USER_BY_ID, "SELECT name FROM users WHERE id = ?1")                                                 \
+  X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                         \
+  X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 ORDER BY id")                                \
+  X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                          \
+  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created) VALUES(?1, ?2, ?3, ?4)")    \
+  X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2 WHERE id = ?1")                                   \
+  X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"    \
+            " WHERE d.token_hash = ?1")                                                                 \
+  X(DEDUP_GET, "SELECT conv, seq, server_ts FROM dedup WHERE sender_uid = ?1 AND client_id = ?2"        \
+               " AND expires > ?3")                                                                     \
+  X(DEDUP_PUT, "INSERT OR REPLACE INTO dedup(sender_uid, client_id, conv, seq, server_ts, expires)"     \
+               " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                       \
+  X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                    \
+  X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")               \
+  X(MSG_INSERT,                                                                                         \
+    "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"              \
+    " client_ts, server_ts, expires, refs) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")       \
+  X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                   \
+  X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                     \
+  X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts," \
+           " m.server_ts FROM queue q JOIN messages m ON m.qid = q.qid"                                 \
+           " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")         \
+  X(ACK_REFS, "UPDATE messages SET refs = refs - 1"                                                     \
+              " WHERE qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")               \
+  X(ACK_MSGS, "DELETE FROM messages WHERE refs <= 0"                                                    \
+              " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                 \
+  X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                  \
+  X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")      \
+  X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                            \
+  X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE expires <= ?1")
+
+enum {
+#define PL__STMT_ENUM(name, sql) ST_##name,
+  PL__STMTS(PL__STMT_ENUM)
+#undef PL__STMT_ENUM
+      ST__COUNT
+};
+
+static const char *const pl__sql[ST__COUNT] = {
+#define PL__STMT_SQL(name, sql) sql,
+    PL__STMTS(PL__STMT_SQL)
+#undef PL__STMT_SQL
+};
+
+/* A cached user: name and device ids (ascending). */
+typedef struct pl__user {
+  uint64_t id;
+  char *name;
+  uint64_t *devs;
+  size_t ndevs;
+} pl__user;
+
+/* A cached conversation counter. */
+typedef struct pl__conv {
+  char *name;
+  uint64_t seq, ts;
+} pl__conv;
+
+typedef struct pl__sq {
+  sqlite3 *db;
+  sqlite3_stmt *st[ST__COUNT];
+  uint64_t ttl_ms;
+  uint32_t max_devices, max_queue;
+  pl_map qlen;  /* device id -> queue length + 1 (values must not be NULL) */
+  pl_map convs; /* hash(conv) -> pl__conv */
+  pl_map users; /* user id -> pl__user (owner) */
+  pl_map names; /* hash(name) -> pl__user (borrowed from users) */
+} pl__sq;
+
+/* ---- small SQLite helpers ------------------------------------------------ */
+
+static pl_err pl__sql_err(pl__sq *q, sqlite3_stmt *st, int rc) {
+  pl_error("store: sqlite error %d (%s) in: %s", rc, sqlite3_errmsg(q->db), st ? sqlite3_sql(st) : "?");
+  return PL_ERR_STORE;
+}
+
+static void pl__bind_u64(sqlite3_stmt *st, int i, uint64_t v) { sqlite3_bind_int64(st, i, (sqlite3_int64)v); }
+
+static void pl__bind_text(sqlite3_stmt *st, int i, const char *s) {
+  sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
+}
+
+static uint64_t pl__col_u64(sqlite3_stmt *st, int i) { return (uint64_t)sqlite3_column_int64(st, i); }
+
+static char *pl__col_str(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return pl_strndup(t ? (const char *)t : "", (size_t)sqlite3_column_bytes(st, i));
+}
+
+/* A time for SQL, where integers are signed 64-bit. */
+static uint64_t pl__clamp(uint64_t v) { return v > INT64_MAX ? INT64_MAX : v; }
+
+static uint64_t pl__expires(const pl__sq *q, uint64_t ts) {
+  if (!q->ttl_ms || ts >= INT64_MAX - q->ttl_ms)
+    return INT64_MAX; /* ttl 0: never */
+  return ts + q->ttl_ms;
+}
+
+/* Steps a statement that returns no rows and resets it. */
+static pl_err pl__run(pl__sq *q, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Steps a query once: *found = 1 with a row to read (the caller resets). */
+static pl_err pl__row(pl__sq *q, sqlite3_stmt *st, int *found) {
+  int rc = sqlite3_step(st);
+  *found = rc == SQLITE_ROW;
+  if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+    return PL_OK;
+  pl_err e = pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* ---- caches --------------------------------------------------------------- */
+
+static uint64_t pl__hash(const char *s) { return pl_hash_bytes(s, strlen(s)); }
+
+static void pl__user_free(pl__user *u) {
+  pl_free(u->name);
+  pl_free(u->devs);
+  pl_free(u);
+}
+
+static void pl__users_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->users, &it, &k, &v);)
+    pl__user_free(v);
+  pl_map_free(&q->users);
+  pl_map_free(&q->names);
+}
+
+static void pl__convs_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->convs, &it, &k, &v);) {
+    pl__conv *c = v;
+    pl_free(c->name);
+    pl_free(c);
+  }
+  pl_map_free(&q->convs);
+}
+
+static void pl__caches_drop(pl__sq *q) {
+  pl_map_free(&q->qlen);
+  pl__convs_drop(q);
+  pl__users_drop(q);
+}
+
+static void pl__user_forget(pl__sq *q, uint64_t uid) {
+  pl__user *u = pl_map_del(&q->users, uid);
+  if (!u)
+    return;
+  uint64_t h = pl__hash(u->name);
+  if (pl_map_get(&q->names, h) == u)
+    pl_map_del(&q->names, h);
+  pl__user_free(u);
+}
+
+static pl_err pl__load_devices(pl__sq *q, pl__user *u) {
+  sqlite3_stmt *st = q->st[ST_DEVICES_OF];
+  size_t cap = 0;
+  int rc;
+  pl__bind_u64(st, 1, u->id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (u->ndevs == cap) {
+      cap = cap ? cap * 2 : 4;
+      u->devs = pl_realloc(u->devs, cap * sizeof *u->devs);
+    }
+    u->devs[u->ndevs++] = pl__col_u64(st, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* The user uid, from the cache or loaded into it; *out = NULL if none. */
+static pl_err pl__user_get(pl__sq *q, uint64_t uid, pl__user **out) {
+  sqlite3_stmt *st = q->st[ST_USER_BY_ID];
+  pl__user *u = NULL;
+  int found = 0;
+  *out = uid ? pl_map_get(&q->users, uid) : NULL;
+  if (*out || !uid)
+    return PL_OK;
+  pl__bind_u64(st, 1, uid);
+  pl_err e = pl__row(q, st, &found);
+  if (e != PL_OK || !found)
+    goto out;
+  u = pl_calloc(1, sizeof *u);
+  u->id = uid;
+  u->name = pl__col_str(st, 0);
+  sqlite3_reset(st);
+  e = pl__load_devices(q, u);
+  if (e != PL_OK)
+    goto out;
+  pl_map_put(&q->users, uid, u);
+  pl_map_put(&q->names, pl__hash(u->name), u);
+  *out = u;
+  u = NULL;
+out:
+  sqlite3_reset(st);
+  if (u)
+    pl__user_free(u);
+  return e;
+}
+
+/* The id (and optionally a copy of the password hash) of a user name. */
+static pl_err pl__user_id(pl__sq *q, const char *name, uint64_t *uid, char **pwhash) {
+  sqlite3_stmt *st = q->st[ST_USER_BY_NAME];
+  int found;
+  *uid = 0;
+  pl__bind_text(st, 1, name);
+  pl_err e = pl__row(q, st, &found);
+  if (e == PL_OK && found) {
+    *uid = pl__col_u64(st, 0);
+    if (pwhash)
+      *pwhash = pl__col_str(st, 1);
+  }
+  sqlite3_reset(st);
+  return e;
+}
+
+static pl_err pl__user_by_name(pl__sq *q, const char *name, pl__user **out) {
+  uint64_t uid;
+  *out = pl_map_get(&q->names, pl__hash(name));
+  if (*out && strcmp((*out)->name, name) == 0)
+    return PL_OK;
+  *out = NULL;
+  pl_err e = pl__user_id(q, name, &uid, NULL);
+  if (e != PL_OK || !uid)
+    return e;
+  e = pl__user_get(q, uid, out);
+  if (*out)
+    pl_map_put(&q->names, pl__hash(name), *out);
+  return e;
+}
+
+/* Queue length of a device (cached; counted on a miss). */
+static pl_err pl__qlen(pl__sq *q, uint64_t dev, uint64_t *n) {
+  sqlite3_stmt *st = q->st[ST_QUEUE_COUNT];
+  void *v = pl_map_get(&q->qlen, dev);
+  int found;
+  if (v) {
+    *n = (uint64_t)((uintptr_t)v - 1);
+    return PL_OK;
+  }
+  pl__bind_u64(st, 1, dev);
+  pl_err e = pl__row(q, st, &found);
+  *n = e == PL_OK && found ? pl__col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  if (e == PL_OK)
+    pl_map_put(&q->qlen, dev, (void *)(uintptr_t)(*n + 1));
+  return e;
+}
+
+static void pl__qlen_add(pl__sq *q, uint64_t dev, int64_t delta) {
+  void *v = pl_map_get(&q->qlen, dev);
+  if (!v)
+    return;
+  int64_t n = (int64_t)((uintptr_t)v - 1) + delta;
+  if (n < 0)
+    pl_map_del(&q->qlen, dev); /* out of step: recount next time */
+  else
+    pl_map_put(&q->qlen, dev, (void *)(uintptr_t)(n + 1));
+}
+
+static pl_err pl__conv_get(pl__sq *q, const char *name, pl__conv **out) {
+  sqlite3_stmt *st = q->st[ST_CONV_GET];
+  uint64_t h = pl__hash(name);
+  pl__conv *c = pl_map_get(&q->convs, h);
+  int found;
+  *out = c;
+  if (c && strcmp(c->name, name) == 0)
+    return PL_OK;
+  pl__bind_text(st, 1, name);
+  pl_err e = pl__row(q, st, &found);
+  if (e != PL_OK)
+    return e;
+  if (!c) {
+    c = pl_calloc(1, sizeof *c);
+    pl_map_put(&q->convs, h, c);
+  }
+  pl_free(c->name); /* a hash collision: the entry now caches this conv */
+  c->name = pl_strdup(name);
+  c->seq = found ? pl__col_u64(st, 0) : 0;
+  c->ts = found ? pl__col_u64(st, 1) : 0;
+  sqlite3_reset(st);
+  *out = c;
+  return PL_OK;
+}
+
+/* ---- accounts and devices -------------------------------------------------- */
+
+static pl_err pl__device_insert(pl__sq *q, uint64_t uid, const char *name, const uint8_t *token,
+                                uint64_t *id) {
+  sqlite3_stmt *st = q->st[ST_DEVICE_INSERT];
+  pl__bind_u64(st, 1, uid);
+  pl__bind_text(st, 2, name);
+  sqlite3_bind_blob(st, 3, token, PL_TOKEN_HASH_LEN, SQLITE_STATIC);
+  pl__bind_u64(st, 4, pl_now_ms());
+  pl_err e = pl__run(q, st);
+  *id = e == PL_OK ? (uint64_t)sqlite3_last_insert_rowid(q->db) : 0;
+  pl__user_forget(q, uid); /* its device list changed */
+  return e;
+}
+
+static pl_err pl__register(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_USER_INSERT];
+  uint64_t uid;
+  pl_err e = pl__user_id(q, r->in.user, &uid, NULL);
+  if (e != PL_OK)
+    return e;
+  if (uid) {
+    r->status = PL_ERR_USER_EXISTS;
+    return PL_OK;
+  }
+  pl__bind_text(st, 1, r->in.user);
+  pl__bind_text(st, 2, r->in.pwhash);
+  pl__bind_u64(st, 3, pl_now_ms());
+  e = pl__run(q, st);
+  if (e != PL_OK)
+    return e;
+  r->out.user_id = (uint64_t)sqlite3_last_insert_rowid(q->db);
+  return pl__device_insert(q, r->out.user_id, r->in.device, r->in.token_hash, &r->out.device_id);
+}
+
+static pl_err pl__get_user(pl__sq *q, pl_store_req *r) {
+  pl_err e = pl__user_id(q, r->in.user, &r->out.user_id, &r->out.pwhash);
+  if (e == PL_OK && !r->out.user_id)
+    r->status = PL_ERR_BAD_CREDENTIALS;
+  return e;
+}
+
+static pl_err pl__set_token(pl__sq *q, uint64_t dev, const uint8_t *token) {
+  sqlite3_stmt *st = q->st[ST_DEVICE_TOKEN];
+  pl__bind_u64(st, 1, dev);
+  if (token)
+    sqlite3_bind_blob(st, 2, token, PL_TOKEN_HASH_LEN, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 2);
+  return pl__run(q, st);
+}
+
+static pl_err pl__device_by_name(pl__sq *q, uint64_t uid, const char *name, uint64_t *dev) {
+  sqlite3_stmt *st = q->st[ST_DEVICE_BY_NAME];
+  int found;
+  pl__bind_u64(st, 1, uid);
+  pl__bind_text(st, 2, name);
+  pl_err e = pl__row(q, st, &found);
+  *dev = e == PL_OK && found ? pl__col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  return e;
+}
+
+static pl_err pl__login_device(pl__sq *q, pl_store_req *r) {
+  pl__user *u;
+  pl_err e = pl__device_by_name(q, r->in.user_id, r->in.device, &r->out.device_id);
+  if (e != PL_OK)
+    return e;
+  r->out.user_id = r->in.user_id;
+  if (r->out.device_id) /* a known device: rotate its token */
+    return pl__set_token(q, r->out.device_id, r->in.token_hash);
+  e = pl__user_get(q, r->in.user_id, &u);
+  if (e != PL_OK)
+    return e;
+  if (!u)
+    r->status = PL_ERR_BAD_CREDENTIALS;
+  else if (q->max_devices && u->ndevs >= q->max_devices)
+    r->status = PL_ERR_TOO_MANY_DEVICES;
+  if (r->status != PL_OK)
+    return PL_OK;
+  r->out.created = 1;
+  return pl__device_insert(q, r->in.user_id, r->in.device, r->in.token_hash, &r->out.device_id);
+}
+
+static pl_err pl__resume(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_RESUME];
+  int found;
+  sqlite3_bind_blob(st, 1, r->in.token_hash, PL_TOKEN_HASH_LEN, SQLITE_STATIC);
+  pl_err e = pl__row(q, st, &found);
+  if (e == PL_OK && found) {
+    r->out.device_id = pl__col_u64(st, 0);
+    r->out.user_id = pl__col_u64(st, 1);
+    r->out.device = pl__col_str(st, 2);
+    r->out.user = pl__col_str(st, 3);
+  } else if (e == PL_OK) {
+    r->status = PL_ERR_BAD_TOKEN;
+  }
+  sqlite3_reset(st);
+  return e;
+}
+
+/* ---- send -------------------------------------------------------------------- */
+
+static pl_err pl__dedup_get(pl__sq *q, pl_store_req *r, uint64_t now, int *hit) {
+  sqlite3_stmt *st = q->st[ST_DEDUP_GET];
+  pl__bind_u64(st, 1, r->in.user_id);
+  pl__bind_text(st, 2, r->in.client_id);
+  pl__bind_u64(st, 3, pl__clamp(now));
+  pl_err e = pl__row(q, st, hit);
+  if (e == PL_OK && *hit) {
+    r->out.duplicate = 1;
+    r->out.conv = pl__col_str(st, 0);
+    r->out.seq = pl__col_u64(st, 1);
+    r->out.server_ts = pl__col_u64(st, 2);
+  }
+  sqlite3_reset(st);
+  return e;
+}
+
+/* The peer's devices, then the sender's other devices; none twice. */
+static uint64_t *pl__targets(const pl__user *peer, const pl__user *me, uint64_t from_dev, size_t *n) {
+  uint64_t *t = pl_malloc((peer->ndevs + me->ndevs + 1) * sizeof *t);
+  *n = 0;
+  if (peer != me)
+    for (size_t i = 0; i < peer->ndevs; i++)
+      t[(*n)++] = peer->devs[i];
+  for (size_t i = 0; i < me->ndevs; i++)
+    if (me->devs[i] != from_dev)
+      t[(*n)++] = me->devs[i];
+  return t;
+}
+
+static pl_err pl__queues_full(pl__sq *q, const uint64_t *t, size_t n, int *full) {
+  uint64_t len;
+  *full = 0;
+  for (size_t i = 0; q->max_queue && i < n && !*full; i++) {
+    pl_err e = pl__qlen(q, t[i], &len);
+    if (e != PL_OK)
+      return e;
+    *full = len >= q->max_queue;
+  }
+  return PL_OK;
+}
+
+static char *pl__conv_name(const char *a, const char *b) {
+  if (strcmp(a, b) > 0) {
+    const char *t = a;
+    a = b;
+    b = t;
+  }
+  size_t n = strlen(a) + strlen(b) + 5;
+  char *s = pl_malloc(n);
+  snprintf(s, n, "dm:%s:%s", a, b);
+  return s;
+}
+
+/* Takes the next seq of conv; server_ts never goes back within a conv. */
+static pl_err pl__conv_next(pl__sq *q, const char *conv, uint64_t now, uint64_t *seq, uint64_t *ts) {
+  sqlite3_stmt *st = q->st[ST_CONV_PUT];
+  pl__conv *c;
+  pl_err e = pl__conv_get(q, conv, &c);
+  if (e != PL_OK)
+    return e;
+  *seq = c->seq + 1;
+  *ts = now > c->ts ? now : c->ts;
+  pl__bind_text(st, 1, conv);
+  pl__bind_u64(st, 2, *seq);
+  pl__bind_u64(st, 3, pl__clamp(*ts));
+  e = pl__run(q, st);
+  if (e == PL_OK) {
+    c->seq = *seq;
+    c->ts = *ts;
+  }
+  return e;
+}
+
+/* out.msg is filled (but for qid) before this runs. */
+static pl_err pl__msg_insert(pl__sq *q, pl_store_req *r, uint64_t expires) {
+  sqlite3_stmt *st = q->st[ST_MSG_INSERT];
+  const pl_msg *m = &r->out.msg;
+  pl__bind_text(st, 1, m->conv);
+  pl__bind_u64(st, 2, m->seq);
+  pl__bind_u64(st, 3, r->in.user_id);
+  pl__bind_text(st, 4, m->from);
+  pl__bind_text(st, 5, m->from_device);
+  pl__bind_text(st, 6, m->id);
+  sqlite3_bind_blob(st, 7, m->body, (int)m->body_len, SQLITE_STATIC);
+  pl__bind_u64(st, 8, m->client_ts);
+  pl__bind_u64(st, 9, m->server_ts);
+  pl__bind_u64(st, 10, expires);
+  pl__bind_u64(st, 11, r->out.ntargets);
+  pl_err e = pl__run(q, st);
+  r->out.msg.qid = e == PL_OK ? (uint64_t)sqlite3_last_insert_rowid(q->db) : 0;
+  return e;
+}
+
+static pl_err pl__queue_insert(pl__sq *q, const uint64_t *t, size_t n, uint64_t qid) {
+  sqlite3_stmt *st = q->st[ST_QUEUE_INSERT];
+  pl_err e = PL_OK;
+  for (size_t i = 0; i < n && e == PL_OK; i++) {
+    pl__bind_u64(st, 1, t[i]);
+    pl__bind_u64(st, 2, qid);
+    e = pl__run(q, st);
+    if (e == PL_OK)
+      pl__qlen_add(q, t[i], 1);
+  }
+  return e;
+}
+
+static pl_err pl__dedup_put(pl__sq *q, pl_store_req *r, uint64_t expires) {
+  sqlite3_stmt *st = q->st[ST_DEDUP_PUT];
+  pl__bind_u64(st, 1, r->in.user_id);
+  pl__bind_text(st, 2, r->in.client_id);
+  pl__bind_text(st, 3, r->out.conv);
+  pl__bind_u64(st, 4, r->out.seq);
+  pl__bind_u64(st, 5, pl__clamp(r->out.server_ts));
+  pl__bind_u64(st, 6, expires);
+  return pl__run(q, st);
+}
+
+static void pl__fill_msg(pl_store_req *r, const char *from) {
+  pl_msg *m = &r->out.msg;
+  m->conv = pl_strdup(r->out.conv);
+  m->seq = r->out.seq;
+  m->from = pl_strdup(from);
+  m->from_device = pl_strdup(r->in.device_name ? r->in.device_name : "");
+  m->id = pl_strdup(r->in.client_id);
+  m->body = pl_memdup(r->in.body, r->in.body_len);
+  m->body_len = r->in.body_len;
+  m->client_ts = r->in.client_ts;
+  m->server_ts = r->out.server_ts;
+}
+
+/* Writes an accepted message: seq, message row, queue rows, dedup row.
+ * A message with no target (a note to self, no other device) gets a seq
+ * and a dedup row but no message row; its qid is 0. */
+static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, const pl__user *me,
+                             uint64_t now) {
+  r->out.conv = pl__conv_name(me->name, peer->name);
+  pl_err e = pl__conv_next(q, r->out.conv, now, &r->out.seq, &r->out.server_ts);
+  if (e != PL_OK)
+    return e;
+  uint64_t expires = pl__expires(q, r->out.server_ts);
+  pl__fill_msg(r, me->name);
+  if (r->out.ntargets) {
+    e = pl__msg_insert(q, r, expires);
+    if (e == PL_OK)
+      e = pl__queue_insert(q, r->out.targets, r->out.ntargets, r->out.msg.qid);
+  }
+  return e == PL_OK ? pl__dedup_put(q, r, expires) : e;
+}
+
+static pl_err pl__send(pl__sq *q, pl_store_req *r) {
+  uint64_t now = pl_now_ms();
+  pl__user *peer = NULL, *me = NULL;
+  int hit, full;
+  if (r->in.body_len > PL__MAX_BODY) {
+    r->status = PL_ERR_MESSAGE_TOO_LARGE;
+    return PL_OK;
+  }
+  pl_err e = pl__dedup_get(q, r, now, &hit);
+  if (e != PL_OK || hit)
+    return e;
+  e = pl__user_by_name(q, r->in.peer, &peer);
+  if (e == PL_OK && peer)
+    e = pl__user_get(q, r->in.user_id, &me);
+  if (e != PL_OK)
+    return e;
+  if (!peer || !me) {
+    r->status = !peer ? PL_ERR_UNKNOWN_PEER : PL_ERR_INVALID_ARGUMENT;
+    return PL_OK;
+  }
+  r->out.targets = pl__targets(peer, me, r->in.device_id, &r->out.ntargets);
+  e = pl__queues_full(q, r->out.targets, r->out.ntargets, &full);
+  if (e == PL_OK && full) {
+    pl_store_req_clear(r);
+    r->status = PL_ERR_QUEUE_FULL;
+    return PL_OK;
+  }
+  return e == PL_OK ? pl__send_write(q, r, peer, me, now) : e;
+}
+
+/* ---- fetch and ack ------------------------------------------------------------ */
+
+static void pl__msg_row(sqlite3_stmt *st, pl_msg *m) {
+  m->qid = pl__col_u64(st, 0);
+  m->conv = pl__col_str(st, 1);
+  m->seq = pl__col_u64(st, 2);
+  m->from = pl__col_str(st, 3);
+  m->from_device = pl__col_str(st, 4);
+  m->id = pl__col_str(st, 5);
+  const void *body = sqlite3_column_blob(st, 6);
+  m->body_len = (size_t)sqlite3_column_bytes(st, 6);
+  m->body = pl_memdup(body, m->body_len);
+  m->client_ts = pl__col_u64(st, 7);
+  m->server_ts = pl__col_u64(st, 8);
+}
+
+static pl_err pl__fetch(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_FETCH];
+  uint32_t limit = r->in.limit ? r->in.limit : PL__FETCH_DEFAULT;
+  size_t cap = 0;
+  int rc;
+  pl__bind_u64(st, 1, r->in.device_id);
+  pl__bind_u64(st, 2, pl__clamp(r->in.after));
+  pl__bind_u64(st, 3, pl__clamp(pl_now_ms()));
+  pl__bind_u64(st, 4, (uint64_t)limit + 1); /* one more tells whether there is more */
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (r->out.nmsgs == limit) {
+      r->out.more = 1;
+      break;
+    }
+    if (r->out.nmsgs == cap) {
+      cap = cap ? cap * 2 : 16;
+      cap = cap < limit ? cap : limit;
+      r->out.msgs = pl_realloc(r->out.msgs, cap * sizeof *r->out.msgs);
+    }
+    pl__msg_row(st, &r->out.msgs[r->out.nmsgs++]);
+  }
+  pl_err e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Set-based: drop one reference from every acked message, delete those
+ * left with none, then the queue rows themselves. */
+static pl_err pl__ack(pl__sq *q, pl_store_req *r) {
+  static const int steps[] = {ST_ACK_REFS, ST_ACK_MSGS, ST_ACK_QUEUE};
+  pl_err e = PL_OK;
+  uint64_t upto = pl__clamp(r->in.upto);
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0] && e == PL_OK; i++) {
+    sqlite3_stmt *st = q->st[steps[i]];
+    pl__bind_u64(st, 1, r->in.device_id);
+    pl__bind_u64(st, 2, upto);
+    e = pl__run(q, st);
+  }
+  if (e != PL_OK)
+    return e;
+  r->out.removed = (uint64_t)sqlite3_changes64(q->db);
+  pl__qlen_add(q, r->in.device_id, -(int64_t)r->out.removed);
+  return PL_OK;
+}
+
+/* ---- the vtable ----------------------------------------------------------------- */
+
+static int pl__valid(const pl_store_req *r) {
+  switch (r->op) {
+  case PL_STORE_REGISTER: return r->in.user && r->in.device && r->in.pwhash;
+  case PL_STORE_GET_USER: return r->in.user != NULL;
+  case PL_STORE_LOGIN_DEVICE: return r->in.device != NULL;
+  case PL_STORE_SEND: return r->in.peer && r->in.client_id && (r->in.body || !r->in.body_len);
+  case PL_STORE_RESUME:
+  case PL_STORE_LOGOUT:
+  case PL_STORE_FETCH:
+  case PL_STORE_ACK: return 1;
+  }
+  return 0;
+}
+
+static pl_err pl__sq_exec(void *be, pl_store_req *r) {
+  pl__sq *q = be;
+  if (!pl__valid(r)) {
+    r->status = PL_ERR_INVALID_ARGUMENT;
+    return PL_OK;
+  }
+  switch (r->op) {
+  case PL_STORE_REGISTER: return pl__register(q, r);
+  case PL_STORE_GET_USER: return pl__get_user(q, r);
+  case PL_STORE_LOGIN_DEVICE: return pl__login_device(q, r);
+  case PL_STORE_RESUME: return pl__resume(q, r);
+  case PL_STORE_LOGOUT: return pl__set_token(q, r->in.device_id, NULL);
+  case PL_STORE_SEND: return pl__send(q, r);
+  case PL_STORE_FETCH: return pl__fetch(q, r);
+  case PL_STORE_ACK: return pl__ack(q, r);
+  }
+  return PL_OK; /* unreachable: pl__valid rejects unknown ops */
+}
+
+static pl_err pl__sq_begin(void *be) {
+  pl__sq *q = be;
+  /* Trim here, between transactions: inside one, callers hold pointers
+   * into the caches. */
+  if (q->qlen.len > PL__CACHE_MAX)
+    pl_map_free(&q->qlen);
+  if (q->convs.len > PL__CACHE_MAX)
+    pl__convs_drop(q);
+  if (q->users.len > PL__CACHE_MAX)
+    pl__users_drop(q);
+  return pl__run(q, q->st[ST_BEGIN]);
+}
+
+static pl_err pl__sq_commit(void *be) {
+  pl__sq *q = be;
+  return pl__run(q, q->st[ST_COMMIT]);
+}
+
+static void pl__sq_rollback(void *be) {
+  pl__sq *q = be;
+  if (!sqlite3_get_autocommit(q->db))
+    pl__run(q, q->st[ST_ROLLBACK]);
+  pl__caches_drop(q);
+}
+
+static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
+  static const int steps[] = {ST_EXPIRE_QUEUE, ST_EXPIRE_MSGS, ST_EXPIRE_DEDUP};
+  pl__sq *q = be;
+  pl_err e = PL_OK;
+  uint64_t changes[3] = {0, 0, 0};
+  for (size_t i = 0; i < 3 && e == PL_OK; i++) {
+    sqlite3_stmt *st = q->st[steps[i]];
+    pl__bind_u64(st, 1, pl__clamp(now_ms));
+    e = pl__run(q, st);
+    changes[i] = (uint64_t)sqlite3_changes64(q->db);
+  }
+  if (changes[0])
+    pl_map_free(&q->qlen); /* queue rows of unknown devices went */
+  *deleted = e == PL_OK ? changes[1] : 0;
+  return e;
+}
+
+/* ---- open and close ---------------------------------------------------------------- */
+
+static void pl__sq_close(void *be) {
+  pl__sq *q = be;
+  if (!q)
+    return;
+  for (int i = 0; i < ST__COUNT; i++)
+    sqlite3_finalize(q->st[i]);
+  if (sqlite3_close(q->db) != SQLITE_OK)
+    pl_error("store: sqlite close: %s", sqlite3_errmsg(q->db));
+  pl__caches_drop(q);
+  pl_free(q);
+}
+
+static int pl__first_col(void *arg, int ncol, char **vals, char **names) {
+  (void)names;
+  char **out = arg;
+  if (ncol > 0 && vals[0] && !*out)
+    *out = pl_strdup(vals[0]);
+  return 0;
+}
+
+/* Runs sql; *val gets the first column of its first row (pl_free it). */
+static pl_err pl__exec_sql(pl__sq *q, const char *sql, char **val) {
+  char *err = NULL, *v = NULL;
+  int rc = sqlite3_exec(q->db, sql, pl__first_col, &v, &err);
+  if (rc != SQLITE_OK) {
+    pl_error("store: sqlite: %s: %s", sql, err ? err : sqlite3_errstr(rc));
+    sqlite3_free(err);
+    pl_free(v);
+    return PL_ERR_STORE;
+  }
+  if (val)
+    *val = v;
+  else
+    pl_free(v);
+  return PL_OK;
+}
+
+/* WAL; synchronous=FULL makes COMMIT fsync the WAL before it returns (the
+ * server acks only after that), NORMAL survives a crash of the process. */
+static pl_err pl__setup(pl__sq *q, int durable) {
+  char *mode = NULL, *ver = NULL;
+  pl_err e = pl__exec_sql(q, "PRAGMA journal_mode=WAL", &mode);
+  if (e == PL_OK && (!mode || strcmp(mode, "wal") != 0)) {
+    pl_error("store: cannot switch the database to WAL mode (got %s)", mode ? mode : "nothing");
+    e = PL_ERR_STORE;
+  }
+  if (e == PL_OK)
+    e = pl__exec_sql(q, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL);
+  if (e == PL_OK)
+    e = pl__exec_sql(q, "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384", NULL);
+  if (e == PL_OK)
+    e = pl__exec_sql(q, "PRAGMA user_version", &ver);
+  if (e == PL_OK && ver && atoi(ver) > PL__SCHEMA_VERSION) {
+    pl_error("store: database schema version %s is newer than this server's (%d)", ver, PL__SCHEMA_VERSION);
+    e = PL_ERR_STORE;
+  }
+  if (e == PL_OK)
+    e = pl__exec_sql(q, pl__schema, NULL);
+  pl_free(mode);
+  pl_free(ver);
+  return e;
+}
+
+static pl_err pl__prepare(pl__sq *q) {
+  for (int i = 0; i < ST__COUNT; i++) {
+    int rc = sqlite3_prepare_v3(q->db, pl__sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL);
+    if (rc != SQLITE_OK) {
+      pl_error("store: sqlite: cannot prepare %s: %s", pl__sql[i], sqlite3_errmsg(q->db));
+      return PL_ERR_STORE;
+    }
+  }
+  return PL_OK;
+}
+
+static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
+  pl__sq *q = pl_calloc(1, sizeof *q);
+  size_t n = strlen(cfg->dir) + sizeof "/parley.db";
+  char *path = pl_malloc(n);
+  pl_err e = PL_ERR_STORE;
+  *out = NULL;
+  snprintf(path, n, "%s/parley.db", cfg->dir);
+  q->ttl_ms = cfg->ttl_ms;
+  q->max_devices = cfg->max_devices;
+  q->max_queue = cfg->max_queue;
+  int rc =
+      sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    pl_error("store: cannot open %s: %s", path, q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
+    goto out;
+  }
+  sqlite3_busy_timeout(q->db, 5000); /* a tool reading the file meanwhile */
+  if (pl__setup(q, cfg->durable) != PL_OK || pl__prepare(q) != PL_OK)
+    goto out;
+  *out = q;
+  q = NULL;
+  e = PL_OK;
+out:
+  pl_free(path);
+  pl__sq_close(q);
+  return e;
+}
+
+const pl_store_backend pl_store_sqlite = {
+    .name = "sqlite",
+    .open = pl__sq_open,
+    .close = pl__sq_close,
+    .begin = pl__sq_begin,
+    .exec = pl__sq_exec,
+    .commit = pl__sq_commit,
+    .rollback = pl__sq_rollback,
+    .expire = pl__sq_expire,
+};

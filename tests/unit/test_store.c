@@ -1,0 +1,1100 @@
+/* test_store: the store thread (pl_store.c) and the SQLite backend, through
+ * the public interface. A fake backend pins the batch-failure and hand-back
+ * rules; everything else runs on a real parley.db in a temp dir. */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/pl_log.h"
+#include "common/pl_mem.h"
+#include "common/pl_time.h"
+#include "store/pl_store.h"
+#include "testlib.h"
+
+/* ---- deliveries and completions ----------------------------------------- */
+
+#define MAX_REC 4096
+
+static struct {
+  pthread_mutex_t mu;
+  size_t n;               /* deliver calls */
+  uint64_t qids[MAX_REC]; /* qid of each, in call order */
+  uint64_t last_devs[16]; /* devices of the last call */
+  size_t last_ndevs;
+  char events[64]; /* 'D' deliver, 'P' post, in order (fake backend tests) */
+  size_t nevents;
+  pl_store_req *posted[16];
+  size_t nposted;
+} rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void rec_reset(void) {
+  pthread_mutex_lock(&rec.mu);
+  rec.n = rec.last_ndevs = rec.nevents = rec.nposted = 0;
+  pthread_mutex_unlock(&rec.mu);
+}
+
+static size_t rec_count(void) {
+  pthread_mutex_lock(&rec.mu);
+  size_t n = rec.n;
+  pthread_mutex_unlock(&rec.mu);
+  return n;
+}
+
+static void on_deliver(void *ud, const pl_msg *m, const uint64_t *devs, size_t n) {
+  (void)ud;
+  pthread_mutex_lock(&rec.mu);
+  if (rec.n < MAX_REC)
+    rec.qids[rec.n] = m->qid;
+  rec.n++;
+  rec.last_ndevs = n < 16 ? n : 16;
+  memcpy(rec.last_devs, devs, rec.last_ndevs * sizeof *devs);
+  if (rec.nevents < sizeof rec.events)
+    rec.events[rec.nevents++] = 'D';
+  pthread_mutex_unlock(&rec.mu);
+}
+
+static void on_post(void *ud, void *origin, pl_store_req *req) {
+  (void)ud;
+  (void)origin;
+  pthread_mutex_lock(&rec.mu);
+  if (rec.nevents < sizeof rec.events)
+    rec.events[rec.nevents++] = 'P';
+  if (rec.nposted < 16)
+    rec.posted[rec.nposted++] = req;
+  pthread_mutex_unlock(&rec.mu);
+}
+
+static const pl_store_hooks hooks = {.post = on_post, .deliver = on_deliver, .ud = NULL};
+
+/* Counts completions of asynchronous requests (req->data points here). */
+typedef struct waiter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  size_t n;
+} waiter;
+
+static void waiter_init(waiter *w) {
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  w->n = 0;
+}
+
+static void waiter_destroy(waiter *w) {
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+}
+
+static void count_done(pl_store_req *req) {
+  waiter *w = req->data;
+  pthread_mutex_lock(&w->mu);
+  w->n++;
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+static void waiter_wait(waiter *w, size_t n) {
+  pthread_mutex_lock(&w->mu);
+  while (w->n < n)
+    pthread_cond_wait(&w->cv, &w->mu);
+  pthread_mutex_unlock(&w->mu);
+}
+
+/* ---- store helpers ------------------------------------------------------- */
+
+static pl_store_config base_cfg(const char *dir) {
+  pl_store_config c = {.dir = dir,
+                       .durable = 0,
+                       .ttl_ms = 3600u * 1000u,
+                       .max_devices = 4,
+                       .max_queue = 100000,
+                       .max_batch = 0,
+                       .sweep_ms = 0};
+  return c;
+}
+
+static pl_store *open_store(const pl_store_config *c) {
+  pl_store *s = NULL;
+  CHECK_EQ_I(pl_store_open(&s, &pl_store_sqlite, c, &hooks), PL_OK);
+  CHECK(s != NULL);
+  return s;
+}
+
+static void token(uint8_t t[PL_TOKEN_HASH_LEN], unsigned n) {
+  memset(t, 0xab, PL_TOKEN_HASH_LEN);
+  memcpy(t, &n, sizeof n);
+}
+
+typedef struct account {
+  uint64_t uid, did;
+  const char *user, *device;
+} account;
+
+static account reg(pl_store *s, const char *user, const char *device, unsigned tok) {
+  pl_store_req r = {.op = PL_STORE_REGISTER};
+  r.in.user = user;
+  r.in.device = device;
+  r.in.pwhash = "$argon2id$fake";
+  token(r.in.token_hash, tok);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  account a = {r.out.user_id, r.out.device_id, user, device};
+  CHECK(a.uid > 0 && a.did > 0);
+  pl_store_req_clear(&r);
+  return a;
+}
+
+static pl_err login(pl_store *s, account *a, const char *device, unsigned tok, int *created) {
+  pl_store_req r = {.op = PL_STORE_LOGIN_DEVICE};
+  r.in.user = a->user;
+  r.in.user_id = a->uid;
+  r.in.device = device;
+  token(r.in.token_hash, tok);
+  pl_err e = pl_store_call(s, &r);
+  if (created)
+    *created = r.out.created;
+  a->did = r.out.device_id;
+  a->device = device;
+  pl_store_req_clear(&r);
+  return e;
+}
+
+static account dev(pl_store *s, account a, const char *device, unsigned tok) {
+  int created = 0;
+  CHECK_EQ_I(login(s, &a, device, tok, &created), PL_OK);
+  CHECK_EQ_I(created, 1);
+  return a;
+}
+
+static pl_err resume(pl_store *s, unsigned tok, pl_store_req *r) {
+  memset(r, 0, sizeof *r);
+  r->op = PL_STORE_RESUME;
+  token(r->in.token_hash, tok);
+  return pl_store_call(s, r);
+}
+
+static void send_init(pl_store_req *r, const account *from, const char *peer, const char *cid,
+                      const char *body) {
+  memset(r, 0, sizeof *r);
+  r->op = PL_STORE_SEND;
+  r->in.user_id = from->uid;
+  r->in.user = from->user;
+  r->in.device_id = from->did;
+  r->in.device_name = from->device;
+  r->in.peer = peer;
+  r->in.client_id = cid;
+  r->in.body = (const uint8_t *)body;
+  r->in.body_len = strlen(body);
+  r->in.client_ts = 1234;
+}
+
+/* Sends and keeps the result in *r (the caller clears it). */
+static pl_err send_msg(pl_store *s, const account *from, const char *peer, const char *cid, pl_store_req *r) {
+  send_init(r, from, peer, cid, cid);
+  return pl_store_call(s, r);
+}
+
+static pl_err fetch(pl_store *s, uint64_t did, uint64_t after, uint32_t limit, pl_store_req *r) {
+  memset(r, 0, sizeof *r);
+  r->op = PL_STORE_FETCH;
+  r->in.device_id = did;
+  r->in.after = after;
+  r->in.limit = limit;
+  return pl_store_call(s, r);
+}
+
+static size_t fetch_count(pl_store *s, uint64_t did) {
+  pl_store_req r;
+  CHECK_EQ_I(fetch(s, did, 0, 100000, &r), PL_OK);
+  size_t n = r.out.nmsgs;
+  pl_store_req_clear(&r);
+  return n;
+}
+
+static uint64_t ack(pl_store *s, uint64_t did, uint64_t upto) {
+  pl_store_req r = {.op = PL_STORE_ACK};
+  r.in.device_id = did;
+  r.in.upto = upto;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  return r.out.removed;
+}
+
+/* Reads parley.db directly, as another connection (WAL allows it). */
+static long long db_count(const char *dir, const char *table) {
+  char path[600], sql[128];
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  long long n = -1;
+  snprintf(path, sizeof path, "%s/parley.db", dir);
+  snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s", table);
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+/* ---- accounts ------------------------------------------------------------ */
+
+static void test_register_and_get_user(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  pl_store_req r = {.op = PL_STORE_REGISTER};
+  r.in.user = "alice";
+  r.in.device = "other";
+  r.in.pwhash = "x";
+  token(r.in.token_hash, 2);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_ERR_USER_EXISTS);
+
+  pl_store_req g = {.op = PL_STORE_GET_USER};
+  g.in.user = "alice";
+  CHECK_EQ_I(pl_store_call(s, &g), PL_OK);
+  CHECK_EQ_U(g.out.user_id, a.uid);
+  CHECK_STR(g.out.pwhash, "$argon2id$fake");
+  pl_store_req_clear(&g);
+  g.in.user = "nobody";
+  CHECK_EQ_I(pl_store_call(s, &g), PL_ERR_BAD_CREDENTIALS);
+  CHECK(g.out.pwhash == NULL);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+static void test_login_device_and_token_rotation(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  uint64_t phone = a.did;
+  pl_store_req r;
+  CHECK_EQ_I(resume(s, 1, &r), PL_OK);
+  CHECK_EQ_U(r.out.user_id, a.uid);
+  CHECK_EQ_U(r.out.device_id, phone);
+  CHECK_STR(r.out.user, "alice");
+  CHECK_STR(r.out.device, "phone");
+  pl_store_req_clear(&r);
+
+  int created = -1;
+  account l = a;
+  CHECK_EQ_I(login(s, &l, "laptop", 2, &created), PL_OK);
+  CHECK_EQ_I(created, 1);
+  CHECK(l.did != phone);
+  CHECK_EQ_I(login(s, &l, "phone", 3, &created), PL_OK); /* same name: same device */
+  CHECK_EQ_I(created, 0);
+  CHECK_EQ_U(l.did, phone);
+  CHECK_EQ_I(resume(s, 1, &r), PL_ERR_BAD_TOKEN); /* rotated away */
+  CHECK(r.out.user == NULL);
+  CHECK_EQ_I(resume(s, 3, &r), PL_OK);
+  CHECK_EQ_U(r.out.device_id, phone);
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(resume(s, 2, &r), PL_OK);
+  CHECK_STR(r.out.device, "laptop");
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+static void test_max_devices(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  c.max_devices = 3;
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "d1", 1);
+  dev(s, a, "d2", 2);
+  dev(s, a, "d3", 3);
+  CHECK_EQ_I(login(s, &a, "d4", 4, NULL), PL_ERR_TOO_MANY_DEVICES);
+  CHECK_EQ_I(login(s, &a, "d2", 5, NULL), PL_OK); /* an existing one still logs in */
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+static void test_logout_revokes(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  pl_store_req r = {.op = PL_STORE_LOGOUT};
+  r.in.device_id = a.did;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(resume(s, 1, &r), PL_ERR_BAD_TOKEN);
+  int created = -1;
+  CHECK_EQ_I(login(s, &a, "phone", 7, &created), PL_OK);
+  CHECK_EQ_I(created, 0);
+  CHECK_EQ_I(resume(s, 7, &r), PL_OK);
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* ---- send ---------------------------------------------------------------- */
+
+static void test_send_unknown_peer(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  rec_reset();
+  pl_store_req r;
+  CHECK_EQ_I(send_msg(s, &a, "ghost", "m1", &r), PL_ERR_UNKNOWN_PEER);
+  CHECK(r.out.conv == NULL && r.out.targets == NULL);
+  CHECK_EQ_U(rec_count(), 0);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+#define NSEQ 1000
+
+static void test_seq_gap_free(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "bob", "phone", 1); /* "bob" > "alice": conv order is by name, not by sender */
+  reg(s, "alice", "phone", 2);
+  reg(s, "carol", "phone", 3);
+  pl_store_req *rs = pl_calloc(NSEQ, sizeof *rs);
+  char(*ids)[16] = pl_calloc(NSEQ, sizeof *ids);
+  waiter w;
+  waiter_init(&w);
+  for (size_t i = 0; i < NSEQ; i++) {
+    snprintf(ids[i], sizeof ids[i], "b%zu", i);
+    send_init(&rs[i], &a, i % 2 ? "carol" : "alice", ids[i], "x");
+    rs[i].done = count_done;
+    rs[i].data = &w;
+    pl_store_submit(s, &rs[i]);
+  }
+  waiter_wait(&w, NSEQ);
+  uint64_t last_ts[2] = {0, 0};
+  for (size_t i = 0; i < NSEQ; i++) {
+    CHECK_EQ_I(rs[i].status, PL_OK);
+    CHECK_STR(rs[i].out.conv, i % 2 ? "dm:bob:carol" : "dm:alice:bob");
+    CHECK_EQ_U(rs[i].out.seq, i / 2 + 1); /* each conv counts 1..N on its own */
+    CHECK(rs[i].out.server_ts >= last_ts[i % 2]);
+    last_ts[i % 2] = rs[i].out.server_ts;
+    if (i)
+      CHECK(rs[i].out.msg.qid > rs[i - 1].out.msg.qid);
+    pl_store_req_clear(&rs[i]);
+  }
+  waiter_destroy(&w);
+  pl_free(rs);
+  pl_free(ids);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+static void test_dedup_survives_restart(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  reg(s, "bob", "phone", 2);
+  rec_reset();
+  pl_store_req r;
+  CHECK_EQ_I(send_msg(s, &a, "bob", "m1", &r), PL_OK);
+  CHECK_EQ_I(r.out.duplicate, 0);
+  uint64_t seq = r.out.seq, ts = r.out.server_ts;
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(rec_count(), 1);
+
+  CHECK_EQ_I(send_msg(s, &a, "bob", "m1", &r), PL_OK);
+  CHECK_EQ_I(r.out.duplicate, 1);
+  CHECK_EQ_U(r.out.seq, seq);
+  CHECK_EQ_U(r.out.server_ts, ts);
+  CHECK_STR(r.out.conv, "dm:alice:bob");
+  CHECK_EQ_U(r.out.ntargets, 0);
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(rec_count(), 1); /* no second delivery */
+
+  pl_store_close(s);
+  s = open_store(&c);
+  CHECK_EQ_I(send_msg(s, &a, "bob", "m1", &r), PL_OK);
+  CHECK_EQ_I(r.out.duplicate, 1);
+  CHECK_EQ_U(r.out.seq, seq);
+  CHECK_EQ_U(r.out.server_ts, ts);
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(rec_count(), 1);
+  CHECK_EQ_I(send_msg(s, &a, "bob", "m2", &r), PL_OK);
+  CHECK_EQ_U(r.out.seq, seq + 1); /* the conv counter survived too */
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+static int has(const uint64_t *v, size_t n, uint64_t x) {
+  for (size_t i = 0; i < n; i++)
+    if (v[i] == x)
+      return 1;
+  return 0;
+}
+
+static void test_targets(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account ap = reg(s, "alice", "phone", 1);
+  account al = dev(s, ap, "laptop", 2);
+  account bp = reg(s, "bob", "phone", 3);
+  account bt = dev(s, bp, "tablet", 4);
+  account carol = reg(s, "carol", "only", 5);
+  rec_reset();
+  pl_store_req r;
+  CHECK_EQ_I(send_msg(s, &ap, "bob", "t1", &r), PL_OK);
+  CHECK_EQ_U(r.out.ntargets, 3);
+  CHECK(has(r.out.targets, 3, bp.did) && has(r.out.targets, 3, bt.did) && has(r.out.targets, 3, al.did));
+  CHECK(!has(r.out.targets, 3, ap.did));
+  CHECK_EQ_U(rec.last_ndevs, 3);
+  CHECK(has(rec.last_devs, 3, bp.did) && has(rec.last_devs, 3, bt.did) && has(rec.last_devs, 3, al.did));
+  CHECK_STR(r.out.msg.from, "alice");
+  CHECK_STR(r.out.msg.from_device, "phone");
+  CHECK_STR(r.out.msg.id, "t1");
+  CHECK_STR(r.out.msg.conv, "dm:alice:bob");
+  CHECK(r.out.msg.qid > 0);
+  pl_store_req_clear(&r);
+
+  /* A note to self reaches the sender's other devices only, once each. */
+  CHECK_EQ_I(send_msg(s, &ap, "alice", "t2", &r), PL_OK);
+  CHECK_STR(r.out.conv, "dm:alice:alice");
+  CHECK_EQ_U(r.out.ntargets, 1);
+  CHECK_EQ_U(r.out.targets[0], al.did);
+  pl_store_req_clear(&r);
+
+  /* ...and with no other device it is committed and acked, but goes nowhere. */
+  size_t before = rec_count();
+  CHECK_EQ_I(send_msg(s, &carol, "carol", "t3", &r), PL_OK);
+  CHECK_EQ_U(r.out.seq, 1);
+  CHECK_EQ_U(r.out.ntargets, 0);
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(rec_count(), before);
+  CHECK_EQ_I(send_msg(s, &carol, "carol", "t3", &r), PL_OK);
+  CHECK_EQ_I(r.out.duplicate, 1);
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(fetch_count(s, carol.did), 0);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* ---- fetch and ack ------------------------------------------------------- */
+
+static void test_fetch_order_limit_more(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  account b = reg(s, "bob", "phone", 2);
+  static const char *ids[] = {"f1", "f2", "f3", "f4", "f5"};
+  pl_store_req r;
+  for (size_t i = 0; i < 5; i++) {
+    CHECK_EQ_I(send_msg(s, &a, "bob", ids[i], &r), PL_OK);
+    pl_store_req_clear(&r);
+  }
+  uint64_t after = 0;
+  size_t got = 0;
+  static const size_t pages[] = {2, 2, 1};
+  for (size_t p = 0; p < 3; p++) {
+    CHECK_EQ_I(fetch(s, b.did, after, 2, &r), PL_OK);
+    CHECK_EQ_U(r.out.nmsgs, pages[p]);
+    CHECK_EQ_I(r.out.more, p < 2);
+    for (size_t i = 0; i < r.out.nmsgs; i++, got++) {
+      pl_msg *m = &r.out.msgs[i];
+      CHECK(m->qid > after);
+      after = m->qid;
+      CHECK_STR(m->id, ids[got]);
+      CHECK_EQ_U(m->seq, got + 1);
+      CHECK_STR(m->conv, "dm:alice:bob");
+      CHECK_STR(m->from, "alice");
+      CHECK_STR(m->from_device, "phone");
+      CHECK_EQ_U(m->body_len, strlen(ids[got]));
+      CHECK(memcmp(m->body, ids[got], m->body_len) == 0);
+      CHECK_EQ_U(m->client_ts, 1234);
+      CHECK(m->server_ts > 0);
+    }
+    pl_store_req_clear(&r);
+  }
+  CHECK_EQ_I(fetch(s, b.did, 0, 0, &r), PL_OK); /* limit 0 = default */
+  CHECK_EQ_U(r.out.nmsgs, 5);
+  CHECK_EQ_I(r.out.more, 0);
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(fetch_count(s, a.did), 0); /* the sender's own device is not a target */
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+static void test_ack_two_devices(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  account bp = reg(s, "bob", "phone", 2);
+  account bt = dev(s, bp, "tablet", 3);
+  uint64_t q[3];
+  pl_store_req r;
+  for (size_t i = 0; i < 3; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "a%zu", i);
+    CHECK_EQ_I(send_msg(s, &a, "bob", id, &r), PL_OK);
+    q[i] = r.out.msg.qid;
+    pl_store_req_clear(&r);
+  }
+  CHECK_EQ_U(ack(s, bp.did, q[1]), 2);
+  CHECK_EQ_U(fetch_count(s, bp.did), 1);
+  CHECK_EQ_U(fetch_count(s, bt.did), 3);
+  CHECK_EQ_I(db_count(dir, "messages"), 3); /* the tablet still holds all three */
+
+  CHECK_EQ_U(ack(s, bt.did, q[2]), 3);
+  CHECK_EQ_U(fetch_count(s, bt.did), 0);
+  CHECK_EQ_I(db_count(dir, "messages"), 1); /* q[2]: the phone has not acked it */
+  CHECK_EQ_U(fetch_count(s, bp.did), 1);
+
+  CHECK_EQ_U(ack(s, bp.did, q[2]), 1);
+  CHECK_EQ_I(db_count(dir, "messages"), 0);
+  CHECK_EQ_I(db_count(dir, "queue"), 0);
+  CHECK_EQ_U(ack(s, bp.did, q[2]), 0);
+  uint64_t deleted = 99;
+  CHECK_EQ_I(pl_store_expire_now(s, pl_now_ms() + 2 * c.ttl_ms, &deleted), PL_OK);
+  CHECK_EQ_U(deleted, 0); /* nothing was left behind for the sweep */
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+static void test_queue_full(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  c.max_queue = 3;
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  account b = reg(s, "bob", "phone", 2);
+  pl_store_req r;
+  uint64_t first = 0;
+  for (int i = 0; i < 3; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "q%d", i);
+    CHECK_EQ_I(send_msg(s, &a, "bob", id, &r), PL_OK);
+    if (!first)
+      first = r.out.msg.qid;
+    pl_store_req_clear(&r);
+  }
+  rec_reset();
+  CHECK_EQ_I(send_msg(s, &a, "bob", "q3", &r), PL_ERR_QUEUE_FULL);
+  CHECK(r.out.targets == NULL && r.out.conv == NULL);
+  CHECK_EQ_U(rec_count(), 0);
+  CHECK_EQ_U(fetch_count(s, b.did), 3);
+  CHECK_EQ_U(ack(s, b.did, first), 1);
+  CHECK_EQ_I(send_msg(s, &a, "bob", "q3", &r), PL_OK); /* not a duplicate: nothing was written */
+  CHECK_EQ_I(r.out.duplicate, 0);
+  CHECK_EQ_U(r.out.seq, 4); /* the refused send took no seq */
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* ---- TTL ------------------------------------------------------------------ */
+
+static void test_ttl_short(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  c.ttl_ms = 50;
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  account b = reg(s, "bob", "phone", 2);
+  pl_store_req r;
+  CHECK_EQ_I(send_msg(s, &a, "bob", "e1", &r), PL_OK);
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(send_msg(s, &a, "bob", "e2", &r), PL_OK);
+  pl_store_req_clear(&r);
+  usleep(120 * 1000);
+  CHECK_EQ_U(fetch_count(s, b.did), 0); /* expired, even before the sweep */
+  CHECK_EQ_I(send_msg(s, &a, "bob", "e1", &r), PL_OK);
+  CHECK_EQ_I(r.out.duplicate, 0); /* the dedup entry expired with it */
+  CHECK_EQ_U(r.out.seq, 3);
+  pl_store_req_clear(&r);
+  usleep(120 * 1000);
+  uint64_t deleted = 0;
+  CHECK_EQ_I(pl_store_expire_now(s, pl_now_ms(), &deleted), PL_OK);
+  CHECK_EQ_U(deleted, 3);
+  CHECK_EQ_I(db_count(dir, "messages"), 0);
+  CHECK_EQ_I(db_count(dir, "queue"), 0);
+  CHECK_EQ_I(db_count(dir, "dedup"), 0);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+static void test_ttl_expire_now(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  c.max_queue = 2;
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  account b = reg(s, "bob", "phone", 2);
+  pl_store_req r;
+  CHECK_EQ_I(send_msg(s, &a, "bob", "x1", &r), PL_OK);
+  uint64_t ts = r.out.server_ts;
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(send_msg(s, &a, "bob", "x2", &r), PL_OK);
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(send_msg(s, &a, "bob", "x3", &r), PL_ERR_QUEUE_FULL);
+  uint64_t deleted = 99;
+  CHECK_EQ_I(pl_store_expire_now(s, ts + c.ttl_ms - 1, &deleted), PL_OK);
+  CHECK_EQ_U(deleted, 0);
+  CHECK_EQ_I(pl_store_expire_now(s, pl_now_ms() + c.ttl_ms, &deleted), PL_OK);
+  CHECK_EQ_U(deleted, 2);
+  CHECK_EQ_U(fetch_count(s, b.did), 0);
+  /* The sweep emptied bob's queue, so the cached length must not refuse this. */
+  CHECK_EQ_I(send_msg(s, &a, "bob", "x1", &r), PL_OK);
+  CHECK_EQ_I(r.out.duplicate, 0);
+  CHECK_EQ_U(r.out.seq, 3);
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(fetch_count(s, b.did), 1);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* ---- the store thread ---------------------------------------------------- */
+
+#define NGROUP 2000
+
+typedef struct group_arg {
+  pl_store *s;
+  account a;
+  pl_store_req *rs;
+  char (*ids)[16];
+  waiter *w;
+} group_arg;
+
+static void *group_submitter(void *p) {
+  group_arg *g = p;
+  for (size_t i = 0; i < NGROUP; i++) {
+    snprintf(g->ids[i], sizeof g->ids[i], "g%zu", i);
+    send_init(&g->rs[i], &g->a, "bob", g->ids[i], "group");
+    g->rs[i].done = count_done;
+    g->rs[i].data = g->w;
+    pl_store_submit(g->s, &g->rs[i]);
+  }
+  return NULL;
+}
+
+static void test_group_commit(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  c.durable = 1;
+  pl_store *s = open_store(&c);
+  reg(s, "bob", "phone", 2);
+  waiter w;
+  waiter_init(&w);
+  group_arg g = {s, reg(s, "alice", "phone", 1), pl_calloc(NGROUP, sizeof(pl_store_req)),
+                 pl_calloc(NGROUP, sizeof(char[16])), &w};
+  pl_store_stats st0, st;
+  pl_store_get_stats(s, &st0);
+  pthread_t t;
+  CHECK_EQ_I(pthread_create(&t, NULL, group_submitter, &g), 0);
+  waiter_wait(&w, NGROUP);
+  pthread_join(t, NULL);
+  pl_store_get_stats(s, &st);
+  CHECK_EQ_U(st.requests - st0.requests, NGROUP);
+  CHECK_EQ_U(st.messages - st0.messages, NGROUP);
+  CHECK(st.commits - st0.commits < NGROUP);
+  CHECK_EQ_U(st.fails, 0);
+  fprintf(stderr, "  group commit: %d sends in %llu commits\n", NGROUP,
+          (unsigned long long)(st.commits - st0.commits));
+  for (size_t i = 0; i < NGROUP; i++) {
+    CHECK_EQ_I(g.rs[i].status, PL_OK);
+    CHECK_EQ_U(g.rs[i].out.seq, i + 1);
+    pl_store_req_clear(&g.rs[i]);
+  }
+  waiter_destroy(&w);
+  pl_free(g.rs);
+  pl_free(g.ids);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+static int user_done_calls;
+static void user_done(pl_store_req *req) {
+  (void)req;
+  user_done_calls++;
+}
+
+static void test_call_leaves_done_alone(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  int mine = 0;
+  pl_store_req r = {.op = PL_STORE_GET_USER, .done = user_done, .origin = &mine, .data = &mine};
+  r.in.user = "nobody";
+  user_done_calls = 0;
+  rec_reset();
+  CHECK_EQ_I(pl_store_call(s, &r), PL_ERR_BAD_CREDENTIALS);
+  CHECK_EQ_I(user_done_calls, 0);
+  CHECK_EQ_U(rec.nposted, 0);
+  CHECK(r.done == user_done && r.origin == &mine && r.data == &mine);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* Close drains what was queued; a submission after close began fails. */
+static struct {
+  pl_store *s;
+  atomic_int started;
+  pl_store_req late;
+  waiter w;
+} cl;
+
+static void slow_done(pl_store_req *req) {
+  (void)req;
+  atomic_store(&cl.started, 1);
+  usleep(200 * 1000); /* meanwhile the main thread calls pl_store_close */
+  pl_store_submit(cl.s, &cl.late);
+}
+
+static void test_close_drains_then_refuses(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  cl.s = open_store(&c);
+  account a = reg(cl.s, "alice", "phone", 1);
+  reg(cl.s, "bob", "phone", 2);
+  waiter_init(&cl.w);
+  atomic_store(&cl.started, 0);
+  pl_store_req first = {.op = PL_STORE_GET_USER, .done = slow_done};
+  first.in.user = "alice";
+  memset(&cl.late, 0, sizeof cl.late);
+  cl.late.op = PL_STORE_GET_USER;
+  cl.late.in.user = "alice";
+  cl.late.done = count_done;
+  cl.late.data = &cl.w;
+  pl_store_submit(cl.s, &first);
+  while (!atomic_load(&cl.started))
+    usleep(1000);
+  pl_store_req rs[50];
+  char ids[50][16];
+  for (int i = 0; i < 50; i++) {
+    snprintf(ids[i], sizeof ids[i], "c%d", i);
+    send_init(&rs[i], &a, "bob", ids[i], "bye");
+    rs[i].done = count_done;
+    rs[i].data = &cl.w;
+    pl_store_submit(cl.s, &rs[i]);
+  }
+  pl_store_close(cl.s);
+  CHECK_EQ_U(cl.w.n, 51);
+  CHECK_EQ_I(first.status, PL_OK);
+  pl_store_req_clear(&first);
+  CHECK_EQ_I(cl.late.status, PL_ERR_SHUTTING_DOWN);
+  for (int i = 0; i < 50; i++) {
+    CHECK_EQ_I(rs[i].status, PL_OK);
+    CHECK_EQ_U(rs[i].out.seq, (unsigned)i + 1);
+    pl_store_req_clear(&rs[i]);
+  }
+  waiter_destroy(&cl.w);
+  pl_store *s = open_store(&c);
+  account b = {0, 0, "bob", "phone"};
+  pl_store_req r;
+  CHECK_EQ_I(resume(s, 2, &r), PL_OK);
+  b.did = r.out.device_id;
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(fetch_count(s, b.did), 50);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+static void test_durable_reopen(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  c.durable = 1;
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  account b = reg(s, "bob", "phone", 2);
+  pl_store_req r;
+  uint64_t last_qid = 0;
+  for (int i = 0; i < 4; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "d%d", i);
+    CHECK_EQ_I(send_msg(s, &a, "bob", id, &r), PL_OK);
+    last_qid = r.out.msg.qid;
+    pl_store_req_clear(&r);
+  }
+  CHECK_EQ_I(fetch(s, b.did, 0, 1, &r), PL_OK);
+  uint64_t first = r.out.msgs[0].qid;
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(ack(s, b.did, first), 1);
+  pl_store_close(s);
+
+  s = open_store(&c);
+  CHECK_EQ_I(resume(s, 1, &r), PL_OK);
+  CHECK_EQ_U(r.out.device_id, a.did);
+  CHECK_STR(r.out.user, "alice");
+  pl_store_req_clear(&r);
+  pl_store_req g = {.op = PL_STORE_GET_USER};
+  g.in.user = "bob";
+  CHECK_EQ_I(pl_store_call(s, &g), PL_OK);
+  CHECK_EQ_U(g.out.user_id, b.uid);
+  pl_store_req_clear(&g);
+  CHECK_EQ_U(fetch_count(s, b.did), 3);
+  CHECK_EQ_U(ack(s, b.did, last_qid), 3); /* now every message row is gone... */
+  CHECK_EQ_I(db_count(dir, "messages"), 0);
+  pl_store_close(s);
+
+  s = open_store(&c);
+  CHECK_EQ_I(send_msg(s, &a, "bob", "d9", &r), PL_OK);
+  CHECK_EQ_U(r.out.seq, 5);
+  CHECK(r.out.msg.qid > last_qid); /* ...yet a qid is never handed out twice */
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* What pl_store_call returned OK for was committed: a process that dies
+ * without closing the store (durable=0: synchronous=NORMAL) loses none of it. */
+static void test_process_crash_keeps_commits(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    pl_store *s = NULL;
+    if (pl_store_open(&s, &pl_store_sqlite, &c, NULL) != PL_OK)
+      _exit(2);
+    pl_store_req r = {.op = PL_STORE_REGISTER};
+    r.in.user = "bob";
+    r.in.device = "phone";
+    r.in.pwhash = "h";
+    token(r.in.token_hash, 2);
+    if (pl_store_call(s, &r) != PL_OK)
+      _exit(3);
+    account a = {0, 0, "alice", "phone"};
+    memset(&r, 0, sizeof r);
+    r.op = PL_STORE_REGISTER;
+    r.in.user = "alice";
+    r.in.device = "phone";
+    r.in.pwhash = "h";
+    token(r.in.token_hash, 1);
+    if (pl_store_call(s, &r) != PL_OK)
+      _exit(4);
+    a.uid = r.out.user_id;
+    a.did = r.out.device_id;
+    for (int i = 0; i < 10; i++) {
+      char id[16];
+      snprintf(id, sizeof id, "k%d", i);
+      if (send_msg(s, &a, "bob", id, &r) != PL_OK)
+        _exit(5);
+    }
+    _exit(0); /* no pl_store_close: the process just ends */
+  }
+  int st = 0;
+  CHECK(waitpid(pid, &st, 0) == pid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  pl_store *s = open_store(&c);
+  pl_store_req r;
+  CHECK_EQ_I(resume(s, 2, &r), PL_OK);
+  uint64_t bob = r.out.device_id;
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(fetch_count(s, bob), 10);
+  CHECK_EQ_I(resume(s, 1, &r), PL_OK);
+  account a = {r.out.user_id, r.out.device_id, "alice", "phone"};
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(send_msg(s, &a, "bob", "k3", &r), PL_OK);
+  CHECK_EQ_I(r.out.duplicate, 1);
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(send_msg(s, &a, "bob", "k10", &r), PL_OK);
+  CHECK_EQ_U(r.out.seq, 11);
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* ---- pl_store.c against a fake backend ------------------------------------ */
+
+static struct {
+  int begins, commits, rollbacks;
+  pthread_mutex_t gate_mu;
+  pthread_cond_t gate_cv;
+  int gate_open, gate_entered;
+} fk = {.gate_mu = PTHREAD_MUTEX_INITIALIZER, .gate_cv = PTHREAD_COND_INITIALIZER};
+
+static pl_err fk_open(void **be, const pl_store_config *cfg) {
+  (void)cfg;
+  *be = &fk;
+  return PL_OK;
+}
+static void fk_close(void *be) { (void)be; }
+static pl_err fk_begin(void *be) {
+  (void)be;
+  fk.begins++;
+  return PL_OK;
+}
+static pl_err fk_commit(void *be) {
+  (void)be;
+  fk.commits++;
+  return PL_OK;
+}
+static void fk_rollback(void *be) {
+  (void)be;
+  fk.rollbacks++;
+}
+static pl_err fk_expire(void *be, uint64_t now, uint64_t *deleted) {
+  (void)be;
+  (void)now;
+  *deleted = 0;
+  return PL_OK;
+}
+
+/* GET_USER "gate" blocks until released; SEND fills out as a real one would;
+ * ACK "breaks the transaction". */
+static pl_err fk_exec(void *be, pl_store_req *r) {
+  (void)be;
+  if (r->op == PL_STORE_GET_USER) {
+    pthread_mutex_lock(&fk.gate_mu);
+    fk.gate_entered = 1;
+    pthread_cond_broadcast(&fk.gate_cv);
+    while (!fk.gate_open)
+      pthread_cond_wait(&fk.gate_cv, &fk.gate_mu);
+    pthread_mutex_unlock(&fk.gate_mu);
+    return PL_OK;
+  }
+  if (r->op == PL_STORE_SEND) {
+    r->out.conv = pl_strdup("dm:a:b");
+    r->out.msg.conv = pl_strdup("dm:a:b");
+    r->out.msg.qid = r->in.client_ts;
+    r->out.targets = pl_malloc(sizeof *r->out.targets);
+    r->out.targets[0] = 7;
+    r->out.ntargets = 1;
+    return PL_OK;
+  }
+  return r->op == PL_STORE_ACK ? PL_ERR_STORE : PL_OK;
+}
+
+static const pl_store_backend fake = {"fake",  fk_open,   fk_close,    fk_begin,
+                                      fk_exec, fk_commit, fk_rollback, fk_expire};
+
+static void gate_wait_entered(void) {
+  pthread_mutex_lock(&fk.gate_mu);
+  while (!fk.gate_entered)
+    pthread_cond_wait(&fk.gate_cv, &fk.gate_mu);
+  pthread_mutex_unlock(&fk.gate_mu);
+}
+
+static void gate_open(void) {
+  pthread_mutex_lock(&fk.gate_mu);
+  fk.gate_open = 1;
+  pthread_cond_broadcast(&fk.gate_cv);
+  pthread_mutex_unlock(&fk.gate_mu);
+}
+
+static pl_store *fake_open(pl_store_req *gate, waiter *w) {
+  pl_store_config c = {.dir = "(fake)"};
+  pl_store *s = NULL;
+  fk.begins = fk.commits = fk.rollbacks = 0;
+  fk.gate_open = fk.gate_entered = 0;
+  rec_reset();
+  CHECK_EQ_I(pl_store_open(&s, &fake, &c, &hooks), PL_OK);
+  memset(gate, 0, sizeof *gate);
+  gate->op = PL_STORE_GET_USER;
+  gate->done = count_done;
+  gate->data = w;
+  pl_store_submit(s, gate);
+  gate_wait_entered(); /* the thread is busy: what comes next forms one batch */
+  return s;
+}
+
+static void fake_send(pl_store *s, pl_store_req *r, uint64_t qid, void *origin, waiter *w) {
+  memset(r, 0, sizeof *r);
+  r->op = PL_STORE_SEND;
+  r->in.client_ts = qid;
+  r->origin = origin;
+  r->done = count_done;
+  r->data = w;
+  pl_store_submit(s, r);
+}
+
+static void test_batch_failure_fails_every_request(void) {
+  waiter w;
+  waiter_init(&w);
+  pl_store_req gate, x, y;
+  pl_store *s = fake_open(&gate, &w);
+  fake_send(s, &x, 1, NULL, &w);
+  memset(&y, 0, sizeof y);
+  y.op = PL_STORE_ACK;
+  y.done = count_done;
+  y.data = &w;
+  pl_store_submit(s, &y);
+  gate_open();
+  waiter_wait(&w, 3);
+  CHECK_EQ_I(gate.status, PL_OK);
+  CHECK_EQ_I(x.status, PL_ERR_INTERNAL);
+  CHECK(x.out.conv == NULL && x.out.targets == NULL && x.out.ntargets == 0); /* cleared, not leaked */
+  CHECK_EQ_I(y.status, PL_ERR_INTERNAL);
+  CHECK_EQ_U(rec_count(), 0); /* nothing delivered from a rolled-back batch */
+  CHECK_EQ_I(fk.rollbacks, 1);
+  pl_store_stats st;
+  pl_store_get_stats(s, &st);
+  CHECK_EQ_U(st.fails, 2);
+  CHECK_EQ_U(st.commits, 1);
+  pl_store_close(s);
+  waiter_destroy(&w);
+}
+
+static void test_deliver_before_post_in_order(void) {
+  waiter w;
+  waiter_init(&w);
+  pl_store_req gate, r[3];
+  int origin;
+  pl_store *s = fake_open(&gate, &w);
+  for (int i = 0; i < 3; i++)
+    fake_send(s, &r[i], 10 + (uint64_t)i, &origin, &w);
+  gate_open();
+  waiter_wait(&w, 1); /* the gate itself had no origin */
+  pl_store_close(s);  /* drains: every post has happened */
+  CHECK_EQ_U(rec.nevents, 6);
+  CHECK(memcmp(rec.events, "DDDPPP", 6) == 0);
+  for (int i = 0; i < 3; i++) {
+    CHECK_EQ_U(rec.qids[i], 10 + (uint64_t)i);
+    CHECK(rec.posted[i] == &r[i]);
+    CHECK_EQ_I(r[i].status, PL_OK);
+    pl_store_req_clear(&r[i]);
+  }
+  CHECK_EQ_I(fk.commits, 2); /* the gate's batch, then all three in one */
+  waiter_destroy(&w);
+}
+
+int main(void) {
+  pl_log_set_level(PL_LOG_WARN);
+  RUN(test_register_and_get_user);
+  RUN(test_login_device_and_token_rotation);
+  RUN(test_max_devices);
+  RUN(test_logout_revokes);
+  RUN(test_send_unknown_peer);
+  RUN(test_seq_gap_free);
+  RUN(test_dedup_survives_restart);
+  RUN(test_targets);
+  RUN(test_fetch_order_limit_more);
+  RUN(test_ack_two_devices);
+  RUN(test_queue_full);
+  RUN(test_ttl_short);
+  RUN(test_ttl_expire_now);
+  RUN(test_group_commit);
+  RUN(test_call_leaves_done_alone);
+  RUN(test_close_drains_then_refuses);
+  RUN(test_durable_reopen);
+  RUN(test_process_crash_keeps_commits);
+  RUN(test_batch_failure_fails_every_request);
+  RUN(test_deliver_before_post_in_order);
+  return tl_summary();
+}
