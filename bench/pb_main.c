@@ -1,0 +1,177 @@
+/* parley-bench: a load generator for parleyd (see bench/README.md).
+ *
+ * main() only wires the steps: options, the server (ours or a running one),
+ * the users (created once, tokens cached), the workers, the report. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pb_opts.h"
+#include "pb_prepare.h"
+#include "pb_report.h"
+#include "pb_scen.h"
+#include "pb_server.h"
+#include "pb_users.h"
+#include "pb_worker.h"
+
+#define PB__REGISTER_PARALLEL 16
+
+static void pb__raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+static int pb__mkdirs(const char *dir) {
+  char path[600];
+  snprintf(path, sizeof path, "%s", dir);
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+      return -1;
+    *p = '/';
+  }
+  return mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* Our own parleyd (on --state or a temp dir), or the one at --server. */
+static int pb__server(const pb_opts *o, pb_server *srv) {
+  memset(srv, 0, sizeof *srv);
+  if (o->server[0]) {
+    if (pb_server_parse(o->server, &srv->addr) != 0) {
+      fprintf(stderr, "parley-bench: bad --server '%s' (want IPv4:PORT)\n", o->server);
+      return -1;
+    }
+    srv->pid = (pid_t)o->server_pid;
+    return 0;
+  }
+  if (pb_server_find_bin(srv->bin, sizeof srv->bin) != 0) {
+    fprintf(stderr, "parley-bench: no parleyd next to parley-bench and $PARLEYD unset (or use --server)\n");
+    return -1;
+  }
+  if (o->state[0] && pb__mkdirs(o->state) != 0) {
+    fprintf(stderr, "parley-bench: cannot create %s: %s\n", o->state, strerror(errno));
+    return -1;
+  }
+  return pb_server_start(srv, o->state, o->parleyd_args);
+}
+
+/* Our server: its data dir. A running one: --state or ~/.cache/parley-bench. */
+static int pb__tokens_path(const pb_opts *o, const pb_server *srv, char *out, size_t n) {
+  if (srv->own) {
+    snprintf(out, n, "%s/bench-tokens", srv->dir);
+    return 0;
+  }
+  char dir[600];
+  const char *home = getenv("HOME");
+  if (o->state[0])
+    snprintf(dir, sizeof dir, "%s", o->state);
+  else
+    snprintf(dir, sizeof dir, "%s/.cache/parley-bench", home && *home ? home : "/tmp");
+  if (pb__mkdirs(dir) != 0)
+    return -1;
+  char ip[32];
+  uint32_t a = ntohl(srv->addr.sin_addr.s_addr);
+  snprintf(ip, sizeof ip, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+  snprintf(out, n, "%s/tokens-%s-%u", dir, ip, ntohs(srv->addr.sin_port));
+  return 0;
+}
+
+/* Creates missing users; restarts our server afterwards so that nothing of
+ * the creation (Argon2 buffers, caches) is in the figures. */
+static int pb__users(const pb_opts *o, pb_server *srv, const char *tokens, uint32_t n) {
+  pb_users *u = pb_users_open(tokens, n);
+  if (!u) {
+    fprintf(stderr, "parley-bench: cannot open the token cache %s: %s\n", tokens, strerror(errno));
+    return -1;
+  }
+  uint32_t created = 0;
+  int rc = pb_prepare_users(o, &srv->addr, u, n, PB__REGISTER_PARALLEL, &created);
+  pb_users_close(u);
+  if (rc == 0 && created && srv->own) {
+    if (!o->quiet)
+      fprintf(stderr, "parley-bench: restarting parleyd after creating users\n");
+    rc = pb_server_restart(srv);
+  }
+  return rc;
+}
+
+static uint32_t pb__workers(const pb_scenario *sc, const pb_opts *o) {
+  uint32_t cap = pb_worker_capacity(), need = (sc->conns(o) + cap - 1) / cap;
+  uint32_t n = o->workers > need ? o->workers : need;
+  if (n == 0)
+    n = 1;
+  if (sc->max_workers && n > sc->max_workers)
+    n = sc->max_workers;
+  return n;
+}
+
+static uint64_t pb__run_id(void) {
+  uint64_t id = 0;
+  if (getrandom(&id, sizeof id, 0) != sizeof id)
+    id = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+  return id ? id : 1;
+}
+
+static int pb__run(const pb_scenario *sc, const pb_opts *o, pb_server *srv, const char *tokens) {
+  pb_plan plan = {.sc = sc, .o = o, .server = srv->addr, .tokens = tokens, .nusers = sc->users(o),
+                  .run_id = pb__run_id(), .server_pid = srv->pid, .nworkers = pb__workers(sc, o)};
+  if (plan.nworkers * pb_worker_capacity() < sc->conns(o)) {
+    fprintf(stderr, "parley-bench: %s cannot open %u connections (at most %u)\n", sc->name, sc->conns(o),
+            plan.nworkers * pb_worker_capacity());
+    return 1;
+  }
+  pb_result *res = calloc(1, sizeof *res);
+  pb_sample s[3];
+  int rc = pb_workers_run(&plan, res, s);
+  pb_report rep;
+  pb_report_init(&rep, sc->name);
+  sc->report(o, res, s, &rep);
+  pb_report_common(&rep, o, res, s);
+  pb_report_int(&rep, "workers", "worker processes", plan.nworkers);
+  if (rc != 0)
+    pb_report_note(&rep, "run FAILED: %s", res->why[0] ? res->why : "see above");
+  if (!srv->pid)
+    pb_report_note(&rep, "no server pid: no server CPU / RSS figures (use --server-pid)");
+  pb_report_print(&rep, stdout, o->json);
+  int bad = res->lost || res->duplicated || res->misrouted;
+  free(res);
+  return rc != 0 ? 1 : bad ? 2 : 0;
+}
+
+int main(int argc, char **argv) {
+  pb_opts o;
+  int rc = pb_opts_parse(&o, argc, argv);
+  if (rc != 0)
+    return rc > 0 ? 0 : 64;
+  const pb_scenario *sc = pb_scen_find(o.scenario);
+  if (!sc) {
+    fprintf(stderr, "parley-bench: unknown scenario '%s' (idle, pairs, drain, storm)\n", o.scenario);
+    return 64;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  pb__raise_nofile();
+  sc->defaults(&o);
+  pb_server srv;
+  char tokens[700];
+  if (pb__server(&o, &srv) != 0)
+    return 1;
+  rc = 1;
+  if (pb__tokens_path(&o, &srv, tokens, sizeof tokens) != 0)
+    fprintf(stderr, "parley-bench: cannot create a directory for the token cache\n");
+  else if (pb__users(&o, &srv, tokens, sc->users(&o)) == 0)
+    rc = pb__run(sc, &o, &srv, tokens);
+  pb_server_stop(&srv);
+  return rc;
+}

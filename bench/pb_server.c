@@ -1,0 +1,259 @@
+#include "pb_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pb_loop.h"
+
+#define PB__MAX_ARGS 64
+
+int pb_server_parse(const char *hostport, struct sockaddr_in *out) {
+  char host[128];
+  const char *colon = strrchr(hostport, ':');
+  if (!colon || (size_t)(colon - hostport) >= sizeof host)
+    return -1;
+  memcpy(host, hostport, (size_t)(colon - hostport));
+  host[colon - hostport] = '\0';
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || port <= 0 || port > 65535)
+    return -1;
+  memset(out, 0, sizeof *out);
+  out->sin_family = AF_INET;
+  out->sin_port = htons((uint16_t)port);
+  if (!strcmp(host, "localhost"))
+    snprintf(host, sizeof host, "127.0.0.1");
+  return inet_pton(AF_INET, host, &out->sin_addr) == 1 ? 0 : -1;
+}
+
+int pb_server_find_bin(char *out, size_t n) {
+  const char *env = getenv("PARLEYD");
+  if (env && *env) {
+    snprintf(out, n, "%s", env);
+    return access(out, X_OK);
+  }
+  char self[PATH_MAX];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0)
+    return -1;
+  self[len] = '\0';
+  char *slash = strrchr(self, '/');
+  if (!slash)
+    return -1;
+  *slash = '\0';
+  snprintf(out, n, "%s/parleyd", self);
+  return access(out, X_OK);
+}
+
+/* A port nobody listens on now (the kernel's pick; a tiny race is accepted). */
+static int pb__free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  int port = -1;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+      getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    port = ntohs(a.sin_port);
+  if (fd >= 0)
+    close(fd);
+  return port;
+}
+
+static int pb__can_connect(const struct sockaddr_in *a) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return 0;
+  int ok = connect(fd, (const struct sockaddr *)a, sizeof *a) == 0;
+  close(fd);
+  return ok;
+}
+
+/* Splits args on blanks into argv (no quoting). */
+static int pb__split(char *args, char **argv, int max) {
+  int n = 0;
+  for (char *tok = strtok(args, " \t\n"); tok && n < max; tok = strtok(NULL, " \t\n"))
+    argv[n++] = tok;
+  return n;
+}
+
+static void pb__exec(const pb_server *s) {
+  char listen[64], log[600], args[sizeof s->args], bin[sizeof s->bin], dir[sizeof s->dir];
+  snprintf(bin, sizeof bin, "%s", s->bin);
+  snprintf(dir, sizeof dir, "%s", s->dir);
+  snprintf(listen, sizeof listen, "127.0.0.1:%d", ntohs(s->addr.sin_port));
+  snprintf(log, sizeof log, "%s/parleyd.log", s->dir);
+  snprintf(args, sizeof args, "%s", s->args);
+  char *argv[PB__MAX_ARGS + 16] = {bin, "--data", dir, "--listen", listen,
+                                   "--log-level", "warn", "--max-queue", "10000000"};
+  int n = 9;
+  n += pb__split(args, argv + n, PB__MAX_ARGS);
+  argv[n] = NULL;
+  int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    dup2(fd, 1);
+    dup2(fd, 2);
+  }
+  setpgid(0, 0); /* a ^C to the bench does not hit the server mid-measurement */
+  execv(bin, argv);
+  fprintf(stderr, "parley-bench: cannot run %s: %s\n", bin, strerror(errno));
+  _exit(127);
+}
+
+static void pb__print_log_tail(const pb_server *s) {
+  char path[600], line[512];
+  snprintf(path, sizeof path, "%s/parleyd.log", s->dir);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return;
+  while (fgets(line, sizeof line, f))
+    fprintf(stderr, "  parleyd: %s", line);
+  fclose(f);
+}
+
+/* Forks parleyd and waits up to 15 s for it to accept connections. */
+static int pb__spawn(pb_server *s) {
+  fflush(NULL);
+  s->pid = fork();
+  if (s->pid < 0)
+    return -1;
+  if (s->pid == 0)
+    pb__exec(s);
+  uint64_t deadline = pb_now_us() + 15000000u;
+  while (pb_now_us() < deadline) {
+    int st;
+    if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+      fprintf(stderr, "parley-bench: parleyd exited at start-up (status %d); its log:\n", st);
+      pb__print_log_tail(s);
+      s->pid = 0;
+      return -1;
+    }
+    if (pb__can_connect(&s->addr))
+      return 0;
+    usleep(20000);
+  }
+  fprintf(stderr, "parley-bench: parleyd did not start listening within 15 s\n");
+  return -1;
+}
+
+int pb_server_start(pb_server *s, const char *dir, const char *args) {
+  s->own = 1;
+  snprintf(s->args, sizeof s->args, "%s", args ? args : "");
+  if (dir && *dir) {
+    snprintf(s->dir, sizeof s->dir, "%s", dir);
+    if (mkdir(s->dir, 0700) != 0 && errno != EEXIST) {
+      fprintf(stderr, "parley-bench: cannot create %s: %s\n", s->dir, strerror(errno));
+      return -1;
+    }
+  } else {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(s->dir, sizeof s->dir, "%s/parley-bench.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(s->dir))
+      return -1;
+    s->tmp = 1;
+  }
+  int port = pb__free_port();
+  if (port < 0)
+    return -1;
+  memset(&s->addr, 0, sizeof s->addr);
+  s->addr.sin_family = AF_INET;
+  s->addr.sin_port = htons((uint16_t)port);
+  s->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return pb__spawn(s);
+}
+
+static void pb__kill_wait(pb_server *s) {
+  if (s->pid <= 0)
+    return;
+  kill(s->pid, SIGTERM);
+  for (int i = 0; i < 1500; i++) {
+    if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+      s->pid = 0;
+      return;
+    }
+    usleep(10000);
+  }
+  fprintf(stderr, "parley-bench: parleyd did not stop within 15 s; killing it\n");
+  kill(s->pid, SIGKILL);
+  waitpid(s->pid, NULL, 0);
+  s->pid = 0;
+}
+
+int pb_server_restart(pb_server *s) {
+  pb__kill_wait(s);
+  return pb__spawn(s);
+}
+
+static int pb__rm(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+void pb_server_stop(pb_server *s) {
+  if (!s->own)
+    return;
+  pb__kill_wait(s);
+  if (s->tmp)
+    nftw(s->dir, pb__rm, 16, FTW_DEPTH | FTW_PHYS);
+  s->own = 0;
+}
+
+static int pb__read_file(const char *path, char *buf, size_t n) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t r = read(fd, buf, n - 1);
+  close(fd);
+  if (r <= 0)
+    return -1;
+  buf[r] = '\0';
+  return 0;
+}
+
+/* utime + stime (fields 14 and 15, after the parenthesised command). */
+static int pb__cpu(pid_t pid, uint64_t *us) {
+  char path[64], buf[2048];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  if (pb__read_file(path, buf, sizeof buf))
+    return -1;
+  char *p = strrchr(buf, ')');
+  unsigned long long ut, st;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    return -1;
+  long hz = sysconf(_SC_CLK_TCK);
+  *us = (ut + st) * 1000000ull / (unsigned long long)(hz > 0 ? hz : 100);
+  return 0;
+}
+
+static int pb__rss(pid_t pid, uint64_t *bytes) {
+  char path[64], buf[8192];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  if (pb__read_file(path, buf, sizeof buf))
+    return -1;
+  char *p = strstr(buf, "VmRSS:");
+  unsigned long long kb;
+  if (!p || sscanf(p + 6, "%llu", &kb) != 1)
+    return -1;
+  *bytes = kb * 1024u;
+  return 0;
+}
+
+pb_sample pb_server_sample(pid_t pid) {
+  pb_sample s = {.t_us = pb_now_us()};
+  if (pid > 0 && pb__cpu(pid, &s.cpu_us) == 0 && pb__rss(pid, &s.rss_bytes) == 0)
+    s.ok = 1;
+  return s;
+}
