@@ -72,7 +72,7 @@ static const char pl__schema[] =
   X(USER_BY_NAME, "SELECT id, pwhash FROM users WHERE name = ?1")                                       \
   X(USER_BY_ID, "SELECT name FROM users WHERE id = ?1")                                                 \
   X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                         \
-  X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 ORDER BY id")                                \
+  X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")                                \
   X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                          \
   X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created) VALUES(?1, ?2, ?3, ?4)")    \
   X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2 WHERE id = ?1")                                   \
@@ -434,8 +434,10 @@ static pl_err pl__login_device(pl__sq *q, pl_store_req *r) {
   if (e != PL_OK)
     return e;
   r->out.user_id = r->in.user_id;
-  if (r->out.device_id) /* a known device: rotate its token */
+  if (r->out.device_id) { /* a known device: rotate its token */
+    pl__user_forget(q, r->in.user_id); /* it may have been logged out: a target again */
     return pl__set_token(q, r->out.device_id, r->in.token_hash);
+  }
   e = pl__user_get(q, r->in.user_id, &u);
   if (e != PL_OK)
     return e;
@@ -708,6 +710,20 @@ static pl_err pl__ack(pl__sq *q, pl_store_req *r) {
   return PL_OK;
 }
 
+/* A logged-out device is no longer a target, and what was queued for it is
+ * dropped: otherwise a forgotten device would fill its queue and, through
+ * QUEUE_FULL, block everyone who writes to its user. Logging in again
+ * starts it with the messages sent from then on, like a new device. */
+static pl_err pl__logout(pl__sq *q, pl_store_req *r) {
+  pl_err e = pl__set_token(q, r->in.device_id, NULL);
+  if (e != PL_OK)
+    return e;
+  r->in.upto = UINT64_MAX;
+  e = pl__ack(q, r);
+  pl__users_drop(q); /* device lists changed; logouts are rare */
+  return e;
+}
+
 /* ---- the vtable ----------------------------------------------------------------- */
 
 static int pl__valid(const pl_store_req *r) {
@@ -735,7 +751,7 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_GET_USER: return pl__get_user(q, r);
   case PL_STORE_LOGIN_DEVICE: return pl__login_device(q, r);
   case PL_STORE_RESUME: return pl__resume(q, r);
-  case PL_STORE_LOGOUT: return pl__set_token(q, r->in.device_id, NULL);
+  case PL_STORE_LOGOUT: return pl__logout(q, r);
   case PL_STORE_SEND: return pl__send(q, r);
   case PL_STORE_FETCH: return pl__fetch(q, r);
   case PL_STORE_ACK: return pl__ack(q, r);

@@ -334,6 +334,47 @@ static void test_logout_revokes(void) {
   free(dir);
 }
 
+
+/* Regression: a logged-out device kept receiving queue entries, so a
+ * forgotten device filled up and its QUEUE_FULL blocked every sender. */
+static void test_logout_drops_queue_and_stops_targeting(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  c.max_queue = 2;
+  pl_store *s = open_store(&c);
+  account alice = reg(s, "alice", "phone", 1);
+  account bob = reg(s, "bob", "phone", 2);
+  account bob_pc = dev(s, bob, "pc", 3);
+  pl_store_req r;
+  CHECK_EQ_I(send_msg(s, &alice, "bob", "m1", &r), PL_OK);
+  CHECK_EQ_U(r.out.ntargets, 2);
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(fetch_count(s, bob_pc.did), 1);
+  pl_store_req lo = {.op = PL_STORE_LOGOUT};
+  lo.in.device_id = bob_pc.did;
+  CHECK_EQ_I(pl_store_call(s, &lo), PL_OK);
+  CHECK_EQ_U(fetch_count(s, bob_pc.did), 0); /* its queue is gone */
+  /* bob's phone acks; the pc no longer holds the message: it is deleted. */
+  CHECK_EQ_U(ack(s, bob.did, 1000), 1);
+  CHECK_EQ_I(db_count(dir, "messages"), 0);
+  /* The pc is not a target: bob's phone alone fills to max_queue. */
+  CHECK_EQ_I(send_msg(s, &alice, "bob", "m2", &r), PL_OK);
+  CHECK_EQ_U(r.out.ntargets, 1);
+  CHECK_EQ_U(r.out.targets[0], bob.did);
+  pl_store_req_clear(&r);
+  /* Logging in again makes it a target for what is sent from then on. */
+  int created = -1;
+  CHECK_EQ_I(login(s, &bob_pc, "pc", 4, &created), PL_OK);
+  CHECK_EQ_I(created, 0);
+  CHECK_EQ_I(send_msg(s, &alice, "bob", "m3", &r), PL_OK);
+  CHECK_EQ_U(r.out.ntargets, 2);
+  pl_store_req_clear(&r);
+  CHECK_EQ_U(fetch_count(s, bob_pc.did), 1);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
 /* ---- send ---------------------------------------------------------------- */
 
 static void test_send_unknown_peer(void) {
@@ -1080,6 +1121,7 @@ int main(void) {
   RUN(test_login_device_and_token_rotation);
   RUN(test_max_devices);
   RUN(test_logout_revokes);
+  RUN(test_logout_drops_queue_and_stops_targeting);
   RUN(test_send_unknown_peer);
   RUN(test_seq_gap_free);
   RUN(test_dedup_survives_restart);
