@@ -6,7 +6,7 @@
 #   make asan            the same under ASan+UBSan with clang, in build-asan/
 #   make fuzz            build the libFuzzer targets in build-fuzz/, run each for FUZZ_SECONDS (30)
 #   make fuzz-seeds      regenerate the committed seed corpus in fuzz/corpus/
-#   make bench ARGS=...  run parley-bench, every scenario in BENCH_SCENARIOS
+#   make bench ARGS=...  run parley-bench, every scenario (bench/run-all.sh if present)
 #   make fmt             clang-format our sources in place
 #   make clean           remove the build directories
 #   make deps            install missing build/test packages (apt-get)
@@ -68,10 +68,13 @@ fuzz-seeds: fuzz-build
 	cmake --build build-fuzz -j$(NPROC) --target make_seeds
 	$(SAN_ENV) build-fuzz/fuzz/make_seeds fuzz/corpus
 
-# parley-bench starts a parleyd of its own for each scenario; ARGS go to every run.
+# Every scenario: through bench/run-all.sh (one summary table) when the tree has
+# it, else each of BENCH_SCENARIOS in turn. parley-bench starts its own parleyd;
+# ARGS go to every run.
 bench: deps build
 	@if [ ! -x build/parley-bench ]; then \
 	  echo "bench: build/parley-bench was not built (is bench/ in the tree yet?); nothing to run"; exit 0; fi; \
+	if [ -x bench/run-all.sh ]; then exec bench/run-all.sh $(ARGS); fi; \
 	for s in $(BENCH_SCENARIOS); do echo "== parley-bench $$s"; build/parley-bench $$s $(ARGS) || exit 1; done
 
 # Our sources only: generated code lives in build*/gen and is not ours to format.
