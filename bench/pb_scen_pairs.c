@@ -24,7 +24,7 @@ static uint32_t pairs_users(const pb_opts *o) { return 2 * o->conns; }
 /* Sender quota of pair i when M messages are split over N pairs. */
 static uint64_t pairs_quota(const pb_opts *o, uint32_t i) {
   if (!o->messages)
-    return 0;
+    return PB_NO_QUOTA;
   return o->messages / o->conns + (i < o->messages % o->conns);
 }
 
@@ -45,6 +45,8 @@ static int pairs_setup(pb_ctx *c) {
 
 static uint64_t pairs_local_quota(const pb_ctx *c) {
   uint64_t q = 0;
+  if (!c->o->messages)
+    return 0; /* pacing: no limit */
   for (uint32_t i = c->w; i < c->o->conns; i += c->nw)
     q += pairs_quota(c->o, i);
   return q;
@@ -56,8 +58,11 @@ static int pairs_run(pb_ctx *c) {
   uint32_t mine = t->npeers / 2;
   t->recording = 1;
   c->res->t_go = pb_now_us();
-  if (o->rate > 0)
-    pb_traffic_pace(t, o->rate * mine / o->conns, pairs_local_quota(c));
+  uint64_t limit = pairs_local_quota(c);
+  if (o->messages && !limit)
+    pb_traffic_stop(t); /* fewer messages than workers: none for this one */
+  else if (o->rate > 0)
+    pb_traffic_pace(t, o->rate * mine / o->conns, limit);
   else
     pb_traffic_fill(t);
   pb_ctx_say(c, "sending %s for %s", o->rate > 0 ? "open loop" : "as fast as possible",

@@ -61,13 +61,15 @@ int pb_traffic_send(pb_peer *p, uint64_t ts_us) {
   pb_conn_send(&p->c, PARLEY__FRAME_TYPE__FRAME_SEND, &s.base);
   pb_track_mark(&p->tr, seq, PB_T_SENT);
   p->next_seq++;
+  if (p->t->filling && p->quota != PB_NO_QUOTA && p->next_seq == p->quota + 1)
+    p->t->quota_open--;
   p->inflight++;
   p->t->inflight++;
   p->t->res->sent++;
   return 0;
 }
 
-static int pb__may_send(const pb_peer *p) { return !p->quota || p->next_seq <= p->quota; }
+static int pb__may_send(const pb_peer *p) { return p->next_seq <= p->quota; }
 
 static void pb__refill(pb_peer *p) {
   pb_traffic *t = p->t;
@@ -82,6 +84,13 @@ static void pb__refill(pb_peer *p) {
 void pb_traffic_fill(pb_traffic *t) {
   t->interval_us = 0;
   t->filling = 1;
+  for (uint32_t i = 0; i < t->npeers; i++) {
+    const pb_peer *p = &t->peers[i];
+    if (p->to == PB_NOBODY || p->quota == PB_NO_QUOTA)
+      continue;
+    t->has_quota = 1;
+    t->quota_open += pb__may_send(p);
+  }
   for (uint32_t i = 0; i < t->npeers; i++)
     pb__refill(&t->peers[i]);
 }
@@ -122,21 +131,12 @@ void pb_traffic_stop(pb_traffic *t) {
 }
 
 int pb_traffic_quota_done(void *arg) {
-  pb_traffic *t = arg;
+  const pb_traffic *t = arg;
   if (t->stopping)
     return 1;
   if (t->interval_us > 0)
     return t->pace_limit && t->pace_n >= t->pace_limit;
-  int any = 0;
-  for (uint32_t i = 0; i < t->npeers; i++) {
-    const pb_peer *p = &t->peers[i];
-    if (p->to == PB_NOBODY)
-      continue;
-    if (!p->quota || pb__may_send(p))
-      return 0;
-    any = 1;
-  }
-  return any;
+  return t->has_quota && t->quota_open == 0;
 }
 
 /* ---- frames ---------------------------------------------------------------- */
@@ -276,6 +276,7 @@ pb_peer *pb_traffic_add(pb_traffic *t, uint32_t uidx, uint32_t to, uint32_t from
   p->to = to;
   p->from = from;
   p->next_seq = 1;
+  p->quota = PB_NO_QUOTA;
   if (to != PB_NOBODY && uidx < t->nusers)
     t->by_uidx[uidx] = p;
   return p;
@@ -305,11 +306,8 @@ void pb_traffic_drop(pb_peer *p, int rst) {
 }
 
 int pb_traffic_connected(void *arg) {
-  pb_traffic *t = arg;
-  for (uint32_t i = 0; i < t->npeers; i++)
-    if (t->peers[i].c.state != PB_C_READY && t->peers[i].c.state != PB_C_IDLE)
-      return 0;
-  return 1;
+  const pb_traffic *t = arg;
+  return t->net->handshaking == 0 && !t->net->queue;
 }
 
 int pb_traffic_settled(void *arg) {

@@ -28,6 +28,7 @@
 
 #define PB_NOBODY UINT32_MAX
 #define PB_REVIVE_US 200000u
+#define PB_NO_QUOTA UINT64_MAX
 
 typedef struct pb_traffic pb_traffic;
 
@@ -36,7 +37,7 @@ typedef struct pb_peer {
   pb_traffic *t;
   uint32_t to, from;          /* user indices, or PB_NOBODY */
   uint64_t next_seq, inflight;
-  uint64_t quota;             /* most messages to send; 0: no limit */
+  uint64_t quota;             /* most messages to send; PB_NO_QUOTA: no limit */
   pb_track tr;                /* as a sender */
   uint8_t ready;
   uint8_t manual;             /* pb_traffic_connect leaves it alone */
@@ -58,6 +59,8 @@ struct pb_traffic {
   int closing;       /* disconnects are expected */
   uint64_t ready, errors_logged;
   uint64_t inflight, received_once; /* sends awaiting an answer; this run's messages received */
+  uint32_t quota_open;              /* max speed: senders below their quota */
+  int has_quota;
   pb_timer revive;                  /* reconnects lost peers */
   void (*on_ready)(pb_peer *p); /* optional hook */
   /* open-loop pacing */
@@ -80,7 +83,8 @@ void pb_traffic_connect(pb_traffic *t);
 void pb_traffic_start(pb_peer *p);
 /* Disconnects p on purpose (rst: abortive close); it stays down. */
 void pb_traffic_drop(pb_peer *p, int rst);
-/* Condition: every peer is ready or failed. */
+/* Condition: no connection of t's net is queued or handshaking (every
+ * started peer is ready, or failed). */
 int pb_traffic_connected(void *t);
 /* Sends one message from p stamped with ts_us; -1 if p is not connected. */
 int pb_traffic_send(pb_peer *p, uint64_t ts_us);
