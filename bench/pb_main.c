@@ -108,10 +108,10 @@ static int pb__users(const pb_opts *o, pb_server *srv, const char *tokens, uint3
 }
 
 static uint32_t pb__workers(const pb_scenario *sc, const pb_opts *o) {
-  uint32_t cap = pb_worker_capacity(), need = (sc->conns(o) + cap - 1) / cap;
+  uint32_t cap = pb_worker_capacity(), need = (sc->conns(o) + cap - 1) / cap + (sc->solo_worker0 ? 1 : 0);
   uint32_t n = o->workers > need ? o->workers : need;
-  if (n == 0)
-    n = 1;
+  if (n < 1 + (uint32_t)sc->solo_worker0)
+    n = 1 + (uint32_t)sc->solo_worker0;
   if (sc->max_workers && n > sc->max_workers)
     n = sc->max_workers;
   return n;
@@ -127,7 +127,7 @@ static uint64_t pb__run_id(void) {
 static int pb__run(const pb_scenario *sc, const pb_opts *o, pb_server *srv, const char *tokens) {
   pb_plan plan = {.sc = sc, .o = o, .server = srv->addr, .tokens = tokens, .nusers = sc->users(o),
                   .run_id = pb__run_id(), .server_pid = srv->pid, .nworkers = pb__workers(sc, o)};
-  if (plan.nworkers * pb_worker_capacity() < sc->conns(o)) {
+  if ((plan.nworkers - (uint32_t)sc->solo_worker0) * pb_worker_capacity() < sc->conns(o)) {
     fprintf(stderr, "parley-bench: %s cannot open %u connections (at most %u)\n", sc->name, sc->conns(o),
             plan.nworkers * pb_worker_capacity());
     return 1;

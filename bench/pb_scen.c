@@ -19,7 +19,7 @@ const pb_scenario *pb_scen_find(const char *name) {
 
 int pb_scen_connect(pb_ctx *c, struct pb_traffic *t, const char *what) {
   uint64_t t0 = pb_now_us();
-  pb_ctx_say(c, "connecting %u %s", t->npeers * c->nw, what);
+  pb_ctx_say(c, "connecting %u %s", t->npeers, what);
   pb_traffic_connect(t);
   if (pb_ctx_run(c, pb_traffic_connected, t, c->o->timeout) != 0)
     return pb_ctx_fail(c, "connecting %s timed out: %llu of %u ready", what, (unsigned long long)t->ready,

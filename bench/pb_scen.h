@@ -32,6 +32,8 @@ typedef struct pb_ctx {
   pb_result *res;
   uint64_t run_id; /* the same in every worker; tags message bodies and ids */
   int go, quit;    /* set by the parent's commands */
+  uint32_t barriers; /* barriers passed */
+  int res_fd;      /* to the parent */
   void *state;     /* the scenario's */
 } pb_ctx;
 
@@ -44,6 +46,7 @@ typedef struct pb_scenario {
   /* Connections open at once (sizes the worker count). */
   uint32_t (*conns)(const pb_opts *o);
   uint32_t max_workers; /* 0: no limit */
+  int solo_worker0;     /* worker 0 runs apart from the conns() connections */
   int (*setup)(pb_ctx *c);
   int (*run)(pb_ctx *c);
   void (*teardown)(pb_ctx *c);
@@ -59,9 +62,12 @@ const pb_scenario *pb_scen_find(const char *name);
 int pb_ctx_fail(pb_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Runs the loop until done(arg) or `seconds` pass; -1 on timeout. */
 int pb_ctx_run(pb_ctx *c, pb_cond done, void *arg, double seconds);
+/* Waits (running the loop) until every worker reached this barrier, or
+ * `seconds` passed (-1). Every worker of a scenario must call it equally often. */
+int pb_ctx_barrier(pb_ctx *c, double seconds);
 /* Runs the loop for `seconds` (the measured phase of a fixed duration). */
 void pb_ctx_sleep(pb_ctx *c, double seconds);
-/* A progress line on stderr (worker 0 only, unless --quiet). */
+/* A progress line on stderr (unless --quiet), tagged with the worker. */
 void pb_ctx_say(const pb_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Shared steps (pb_scen.c); they take a pb_traffic (pb_traffic.h). */

@@ -37,7 +37,8 @@ static int idle_setup(pb_ctx *c) {
 
 static int idle_run(pb_ctx *c) {
   c->res->t_go = pb_now_us();
-  pb_ctx_say(c, "holding %u connections for %.0f s", c->o->conns, c->o->duration);
+  if (c->w == 0)
+    pb_ctx_say(c, "holding %u connections for %.0f s", c->o->conns, c->o->duration);
   pb_ctx_sleep(c, c->o->duration);
   c->res->t_stop = pb_now_us();
   return 0;

@@ -65,8 +65,9 @@ static int pairs_run(pb_ctx *c) {
     pb_traffic_pace(t, o->rate * mine / o->conns, limit);
   else
     pb_traffic_fill(t);
-  pb_ctx_say(c, "sending %s for %s", o->rate > 0 ? "open loop" : "as fast as possible",
-             o->duration > 0 ? "the duration" : "the message count");
+  if (c->w == 0)
+    pb_ctx_say(c, "sending %s for %s", o->rate > 0 ? "open loop" : "as fast as possible",
+               o->duration > 0 ? "the duration" : "the message count");
   pb_ctx_run(c, pb_traffic_quota_done, t, o->duration > 0 ? o->duration : o->timeout);
   pb_traffic_stop(t);
   c->res->t_stop = pb_now_us();

@@ -61,14 +61,16 @@ int pb_ctx_run(pb_ctx *c, pb_cond done, void *arg, double seconds) {
 void pb_ctx_sleep(pb_ctx *c, double seconds) { pb_ctx_run(c, NULL, NULL, seconds); }
 
 void pb_ctx_say(const pb_ctx *c, const char *fmt, ...) {
-  if (c->w != 0 || c->o->quiet)
+  if (c->o->quiet)
     return;
+  char line[512];
+  int n = c->nw > 1 ? snprintf(line, sizeof line, "parley-bench[%u]: ", c->w)
+                    : snprintf(line, sizeof line, "parley-bench: ");
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "parley-bench: ");
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
   va_end(ap);
+  fprintf(stderr, "%s\n", line); /* one write: workers' lines do not interleave */
 }
 
 /* ---- the worker process -------------------------------------------------------- */
@@ -94,6 +96,7 @@ static void pb__ctl_cb(pb_io *io, uint32_t ev) {
   for (ssize_t i = 0; i < n; i++) {
     ctl->c->go |= cmd[i] == 'G';
     ctl->c->quit |= cmd[i] == 'Q';
+    ctl->c->barriers += cmd[i] == 'B';
   }
 }
 
@@ -120,6 +123,23 @@ static uint64_t pb__cpu_self_us(void) {
 
 static int pb__flag_go(void *arg) { return ((pb_ctx *)arg)->go; }
 
+typedef struct pb__barrier {
+  pb_ctx *c;
+  uint32_t passed;
+} pb__barrier;
+
+static int pb__barrier_passed(void *arg) {
+  pb__barrier *b = arg;
+  return b->c->barriers > b->passed;
+}
+
+int pb_ctx_barrier(pb_ctx *c, double seconds) {
+  pb__barrier b = {c, c->barriers};
+  if (pb__write_all(c->res_fd, "D", 1) != 0)
+    return -1;
+  return pb_ctx_run(c, pb__barrier_passed, &b, seconds);
+}
+
 /* setup -> R/F -> GO -> run -> result -> QUIT -> teardown. */
 static void pb__phases(pb_ctx *c, int res_fd) {
   const pb_scenario *sc = c->state;
@@ -138,7 +158,7 @@ static void pb__phases(pb_ctx *c, int res_fd) {
   c->res->retries = c->net.retries;
   c->res->relogins = c->net.relogins;
   c->res->registered = c->net.registered;
-  if (pb__write_all(res_fd, c->res, sizeof *c->res) != 0)
+  if (pb__write_all(res_fd, "X", 1) != 0 || pb__write_all(res_fd, c->res, sizeof *c->res) != 0)
     return;
   pb_ctx_run(c, NULL, NULL, 1e9); /* hold the connections until QUIT */
   sc->teardown(c);
@@ -158,7 +178,7 @@ static void pb__worker_main(const pb_plan *p, uint32_t w, int ctl_fd, int res_fd
     fprintf(stderr, "parley-bench: worker %u: cannot open %s or epoll\n", w, p->tokens);
     _exit(1);
   }
-  pb_ctx c = {.o = p->o, .w = w, .nw = p->nworkers, .loop = l, .run_id = p->run_id};
+  pb_ctx c = {.o = p->o, .w = w, .nw = p->nworkers, .loop = l, .run_id = p->run_id, .res_fd = res_fd};
   c.res = pl_calloc(1, sizeof *c.res);
   pb_net_init(&c.net, l, &p->server, u);
   pb__net_options(&c.net, p->o);
@@ -259,17 +279,50 @@ static int pb__await_ready(pb__child *ch, uint32_t n, int timeout_ms, pb_result 
   return rc;
 }
 
+/* Reads one worker's message: 'D' (at a barrier) or 'X' + its result. */
+static int pb__collect_one(pb__child *ch, int timeout_ms, pb_result *res, pb_result *one, uint32_t *barrier,
+                           uint32_t *results) {
+  char type;
+  if (pb__read_all(ch->res, &type, 1, timeout_ms) != 0)
+    return -1;
+  if (type == 'D') {
+    (*barrier)++;
+    return 0;
+  }
+  if (type != 'X' || pb__read_all(ch->res, one, sizeof *one, timeout_ms) != 0)
+    return -1;
+  pb_result_merge(res, one);
+  close(ch->res);
+  ch->res = -1;
+  (*results)++;
+  return 0;
+}
+
+/* Collects every worker's result; in the meantime, lets workers through a
+ * barrier once all that have not finished are waiting at it. */
 static int pb__collect(pb__child *ch, uint32_t n, int timeout_ms, pb_result *res) {
   pb_result *one = pl_malloc(sizeof *one);
+  struct pollfd *pfd = pl_calloc(n, sizeof *pfd);
+  uint32_t barrier = 0, results = 0;
   int rc = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    if (pb__read_all(ch[i].res, one, sizeof *one, timeout_ms) != 0) {
-      snprintf(res->why, sizeof res->why, "worker %u died or hung", i);
+  while (rc == 0 && results < n) {
+    for (uint32_t i = 0; i < n; i++)
+      pfd[i] = (struct pollfd){.fd = ch[i].res, .events = POLLIN};
+    if (poll(pfd, n, timeout_ms) <= 0) {
       rc = -1;
       break;
     }
-    pb_result_merge(res, one);
+    for (uint32_t i = 0; i < n && rc == 0; i++)
+      if (pfd[i].fd >= 0 && pfd[i].revents)
+        rc = pb__collect_one(&ch[i], timeout_ms, res, one, &barrier, &results);
+    if (rc == 0 && barrier && barrier + results >= n) {
+      pb__tell_all(ch, n, 'B');
+      barrier = 0;
+    }
   }
+  if (rc != 0)
+    snprintf(res->why, sizeof res->why, "a worker died or hung");
+  pl_free(pfd);
   pl_free(one);
   return rc;
 }

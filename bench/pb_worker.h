@@ -2,9 +2,10 @@
  *
  * One process may hold at most RLIMIT_NOFILE descriptors (20,000 here), so
  * the connections are spread over as many forked workers as that needs (or
- * --workers). Each worker gets two pipes: commands from the parent (G: go,
- * Q: quit; end of file also means quit) and, the other way, one status byte
- * when set-up is done (R: ready, F: failed) and then its pb_result as raw
+ * --workers). Each worker gets two pipes. Parent to worker, one byte per
+ * command: G (go), B (everyone reached the barrier), Q (quit; end of file
+ * too). Worker to parent, one type byte per message: R or F (set-up done or
+ * failed), D (waiting at a barrier), X followed by its pb_result as raw
  * bytes (same binary, same layout). The parent reads the server's figures
  * before set-up, at GO and after every result, while workers still hold
  * their connections. */
