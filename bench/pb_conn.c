@@ -273,7 +273,7 @@ static void pb__after_read(pb_conn *c) {
     c->ack_next = n->acks;
     n->acks = c;
     if (!n->ack_timer.armed)
-      pb_timer_start(n->loop, &n->ack_timer, pb_now_us() + PB_ACK_DELAY_US);
+      pb_timer_start(n->loop, &n->ack_timer, pb_now_us() + n->ack_delay_us);
   }
 }
 
@@ -480,6 +480,7 @@ void pb_net_init(pb_net *n, pb_loop *l, const struct sockaddr_in *server, pb_use
   n->users = users;
   n->per_addr = 10000;
   n->ack_batch = 64;
+  n->ack_delay_us = 5000;
   n->max_attempts = 3;
   n->scratch = pl_malloc(PB__SCRATCH);
   n->ack_timer = (pb_timer){.cb = pb__ack_tick, .ud = n};

@@ -9,7 +9,7 @@
  * token. After AuthOk the owner gets every frame except Pong; the connection
  * itself keeps the heartbeat (a Ping when nothing was sent for half the
  * interval from Welcome) and acknowledges Messages cumulatively, batched:
- * after ack_batch messages, else within PB_ACK_DELAY_US.
+ * after ack_batch messages, else within ack_delay_us.
  *
  * The shared state of a worker's connections is a pb_net: the loop, the
  * server address, the connect queue (at most max_handshakes connections in
@@ -24,8 +24,6 @@
 #include "pb_loop.h"
 #include "pb_users.h"
 #include "proto/pl_frame.h"
-
-#define PB_ACK_DELAY_US 5000
 
 typedef struct pb_conn pb_conn;
 
@@ -47,6 +45,7 @@ typedef struct pb_net {
   uint32_t src_base;       /* first source address (host order); 0: let the kernel choose */
   uint32_t per_addr;       /* connections per source address */
   uint32_t ack_batch;      /* Ack after this many unacknowledged Messages */
+  uint32_t ack_delay_us;   /* ... or this long after the first of them */
   uint32_t max_handshakes; /* 0: start every queued connection at once */
   uint32_t max_attempts;   /* connection attempts before on_close is called */
   pb_users *users;

@@ -23,6 +23,25 @@
 
 #define PB__REGISTER_PARALLEL 16
 
+/* Our parleyd, for the signal handler: on ^C or a TERM the server goes
+ * first, so every wait of the bench ends (connections close, poll is
+ * interrupted) and main cleans up the rest (workers, temp dir) as usual. */
+static volatile pid_t pb__server_pid;
+
+static void pb__on_signal(int sig) {
+  (void)sig;
+  if (pb__server_pid > 0)
+    kill(pb__server_pid, SIGTERM);
+}
+
+static void pb__signals(void) {
+  struct sigaction sa = {.sa_handler = pb__on_signal}; /* no SA_RESTART: waits return EINTR */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+}
+
 static void pb__raise_nofile(void) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -103,6 +122,7 @@ static int pb__users(const pb_opts *o, pb_server *srv, const char *tokens, uint3
     if (!o->quiet)
       fprintf(stderr, "parley-bench: restarting parleyd after creating users\n");
     rc = pb_server_restart(srv);
+    pb__server_pid = srv->pid;
   }
   return rc;
 }
@@ -160,18 +180,20 @@ int main(int argc, char **argv) {
     fprintf(stderr, "parley-bench: unknown scenario '%s' (idle, pairs, drain, storm)\n", o.scenario);
     return 64;
   }
-  signal(SIGPIPE, SIG_IGN);
+  pb__signals();
   pb__raise_nofile();
   sc->defaults(&o);
   pb_server srv;
   char tokens[700];
   if (pb__server(&o, &srv) != 0)
     return 1;
+  pb__server_pid = srv.own ? srv.pid : 0;
   rc = 1;
   if (pb__tokens_path(&o, &srv, tokens, sizeof tokens) != 0)
     fprintf(stderr, "parley-bench: cannot create a directory for the token cache\n");
   else if (pb__users(&o, &srv, tokens, sc->users(&o)) == 0)
     rc = pb__run(sc, &o, &srv, tokens);
+  pb__server_pid = 0;
   pb_server_stop(&srv);
   return rc;
 }

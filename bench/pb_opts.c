@@ -33,7 +33,8 @@ void pb_opts_usage(FILE *out) {
           "  --per-addr N           connections per source address (default 10000)\n"
           "  --src ADDR|none        first source address (default 127.0.0.2; then .3, .4, ...)\n"
           "  --handshakes N         connections authenticating at once in set-up (default 256)\n"
-          "  --ack-batch N          receivers Ack after N messages or 5 ms (default 64)\n"
+          "  --ack-batch N          receivers Ack after N messages (default 64) ...\n"
+          "  --ack-delay MS         ... or MS ms after the first unacknowledged one (default 5)\n"
           "  --timeout S            longest any phase may take (default 300)\n"
           "  --json                 print one JSON object instead of the table\n"
           "  --quiet                no progress lines on stderr\n");
@@ -50,6 +51,7 @@ static void pb__defaults(pb_opts *o) {
   o->src_base = 0x7f000002u;
   o->handshakes = 256;
   o->ack_batch = 64;
+  o->ack_delay_ms = 5;
   o->timeout = 300;
 }
 
@@ -112,6 +114,7 @@ static int pb__apply(pb_opts *o, const char *k, const char *v) {
   if (!strcmp(k, "src")) return pb__src(o, v);
   if (!strcmp(k, "handshakes")) return pb__u32(v, &o->handshakes);
   if (!strcmp(k, "ack-batch")) return pb__u32(v, &o->ack_batch) || !o->ack_batch ? -1 : 0;
+  if (!strcmp(k, "ack-delay")) return pb__u32(v, &o->ack_delay_ms) || o->ack_delay_ms > 60000 ? -1 : 0;
   if (!strcmp(k, "timeout")) return pb__num(v, &d) || d <= 0 ? -1 : (o->timeout = d, 0);
   return -2;
 }

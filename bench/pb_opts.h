@@ -23,7 +23,8 @@ typedef struct pb_opts {
   uint32_t per_addr;      /* connections per source address */
   uint32_t src_base;      /* first source address, host order; 0: no bind */
   uint32_t handshakes;    /* connections authenticating at once during set-up */
-  uint32_t ack_batch;     /* receivers Ack after this many messages (or 5 ms) */
+  uint32_t ack_batch;     /* receivers Ack after this many messages */
+  uint32_t ack_delay_ms;  /* ... or this long after the first unacknowledged one */
   double timeout;         /* seconds any phase may take before the run fails */
   int quiet;
   const char *argv0;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -106,6 +107,7 @@ static void pb__exec(const pb_server *s) {
     dup2(fd, 2);
   }
   setpgid(0, 0); /* a ^C to the bench does not hit the server mid-measurement */
+  prctl(PR_SET_PDEATHSIG, SIGTERM); /* but a bench that dies takes its server along */
   execv(bin, argv);
   fprintf(stderr, "parley-bench: cannot run %s: %s\n", bin, strerror(errno));
   _exit(127);

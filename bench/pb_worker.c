@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -168,6 +169,7 @@ static void pb__net_options(pb_net *n, const pb_opts *o) {
   n->src_base = o->src_base;
   n->per_addr = o->per_addr;
   n->ack_batch = o->ack_batch;
+  n->ack_delay_us = o->ack_delay_ms * 1000u;
   n->max_handshakes = o->handshakes;
 }
 
@@ -203,6 +205,7 @@ static int pb__fork(const pb_plan *p, pb__child *ch, uint32_t w) {
   if (ch[w].pid < 0)
     return -1;
   if (ch[w].pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     for (uint32_t i = 0; i < w; i++) { /* so each worker sees its parent's end close */
       close(ch[i].ctl);
       close(ch[i].res);
@@ -308,7 +311,9 @@ static int pb__collect(pb__child *ch, uint32_t n, int timeout_ms, pb_result *res
   while (rc == 0 && results < n) {
     for (uint32_t i = 0; i < n; i++)
       pfd[i] = (struct pollfd){.fd = ch[i].res, .events = POLLIN};
-    if (poll(pfd, n, timeout_ms) <= 0) {
+    int pr = poll(pfd, n, timeout_ms);
+    if (pr <= 0) {
+      snprintf(res->why, sizeof res->why, "%s", pr < 0 && errno == EINTR ? "interrupted" : "timed out");
       rc = -1;
       break;
     }
@@ -320,7 +325,7 @@ static int pb__collect(pb__child *ch, uint32_t n, int timeout_ms, pb_result *res
       barrier = 0;
     }
   }
-  if (rc != 0)
+  if (rc != 0 && !res->why[0])
     snprintf(res->why, sizeof res->why, "a worker died or hung");
   pl_free(pfd);
   pl_free(one);
