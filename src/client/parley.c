@@ -1,0 +1,285 @@
+/* libparley's public API: handle lifetime, the blocking calls (loops of
+ * engine passes, see plc_engine.c), sending and accessors. */
+#include <sodium.h>
+#include <string.h>
+
+#include "common/pl_mem.h"
+#include "common/pl_time.h"
+#include "plc_internal.h"
+#include "proto/pl_frame.h"
+
+#define PLC_RANDOM_ID_BYTES 16
+
+const char *parley_strerror(int code) {
+  switch (code) {
+  case PARLEY_OK: return "success";
+  case PARLEY_E_BAD_FRAME: return "malformed frame";
+  case PARLEY_E_FRAME_TOO_LARGE: return "frame too large";
+  case PARLEY_E_UNKNOWN_TYPE: return "unknown frame type";
+  case PARLEY_E_UNSUPPORTED_VERSION: return "unsupported protocol version";
+  case PARLEY_E_HELLO_REQUIRED: return "first frame must be hello";
+  case PARLEY_E_AUTH_REQUIRED: return "authentication required";
+  case PARLEY_E_HEARTBEAT_TIMEOUT: return "heartbeat timeout";
+  case PARLEY_E_SHUTTING_DOWN: return "server shutting down";
+  case PARLEY_E_SLOW_CONSUMER: return "client does not read fast enough";
+  case PARLEY_E_BAD_CREDENTIALS: return "unknown user or wrong password";
+  case PARLEY_E_USER_EXISTS: return "user name already taken";
+  case PARLEY_E_BAD_TOKEN: return "unknown or revoked token";
+  case PARLEY_E_INVALID_ARGUMENT: return "invalid argument";
+  case PARLEY_E_UNKNOWN_PEER: return "unknown peer";
+  case PARLEY_E_MESSAGE_TOO_LARGE: return "message too large";
+  case PARLEY_E_TOO_MANY_DEVICES: return "too many devices";
+  case PARLEY_E_QUEUE_FULL: return "recipient queue full";
+  case PARLEY_E_ALREADY_AUTHENTICATED: return "already authenticated";
+  case PARLEY_E_INTERNAL: return "internal server error";
+  case PARLEY_E_CONNECT: return "cannot reach the server";
+  case PARLEY_E_TIMEOUT: return "no answer in time";
+  case PARLEY_E_CLOSED: return "connection closed";
+  case PARLEY_E_PROTOCOL: return "unexpected data from the server";
+  case PARLEY_E_STATE: return "call not valid in this state";
+  case PARLEY_E_ARG: return "bad argument";
+  default: return code > -100 && code < 0 ? "server error" : "unknown error";
+  }
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+static int plc__flag(int v) { return v >= 0; } /* 0 = default (on), -1 = off */
+static int plc__or(int v, int dflt) { return v > 0 ? v : dflt; }
+
+parley *parley_new(const parley_options *opt) {
+  if (sodium_init() < 0)
+    return NULL;
+  parley_options o;
+  memset(&o, 0, sizeof o);
+  if (opt)
+    o = *opt;
+  parley *c = pl_calloc(1, sizeof *c);
+  c->host = pl_strdup(o.host && *o.host ? o.host : "127.0.0.1");
+  c->port = o.port > 0 && o.port < 65536 ? o.port : 7700;
+  c->kind = o.kind >= PARLEY_KIND_MOBILE && o.kind <= PARLEY_KIND_BOT ? o.kind : PARLEY_KIND_BOT;
+  c->client_name = pl_strdup(o.client_name ? o.client_name : "libparley/" PLC_VERSION);
+  c->auto_ack = plc__flag(o.auto_ack);
+  c->auto_reconnect = plc__flag(o.auto_reconnect);
+  c->reconnect_min_ms = plc__or(o.reconnect_min_ms, 200);
+  c->reconnect_max_ms = plc__or(o.reconnect_max_ms, 10000);
+  if (c->reconnect_max_ms < c->reconnect_min_ms)
+    c->reconnect_max_ms = c->reconnect_min_ms;
+  c->request_timeout_ms = plc__or(o.request_timeout_ms, 10000);
+  c->cb = o.cb;
+  c->ud = o.ud;
+  c->heartbeat_ms = 30000;
+  plc_sock_init(&c->sock);
+  plc_outbox_init(&c->ob);
+  return c;
+}
+
+void parley_free(parley *c) {
+  if (!c)
+    return;
+  plc_linger(c);
+  plc_sock_close(&c->sock);
+  plc_outbox_free(&c->ob);
+  pl_bytes_free(&c->rbuf);
+  pl_bytes_free(&c->wbuf);
+  pl_free(c->host);
+  pl_free(c->client_name);
+  pl_free(c->token);
+  pl_free(c->user);
+  pl_free(c->device);
+  pl_free(c->wait_conv);
+  pl_free(c);
+}
+
+/* ---- blocking calls ----------------------------------------------------- */
+
+/* Runs the engine until the pending operation ends. The engine's phase
+ * deadline (request_timeout_ms) ends it; the outer bound is only a guard. */
+static int plc__wait_op(parley *c) {
+  uint64_t guard = pl_mono_ms() + (uint64_t)c->request_timeout_ms + 1000;
+  while (c->op != PLC_OP_NONE) {
+    if (pl_mono_ms() >= guard) {
+      plc_drop(c, PARLEY_E_TIMEOUT, 0);
+      break;
+    }
+    plc_pass(c, 1000);
+  }
+  return c->op_err;
+}
+
+int parley_connect(parley *c) {
+  if (!c)
+    return PARLEY_E_ARG;
+  if (c->depth || c->phase != PLC_IDLE)
+    return PARLEY_E_STATE;
+  c->dead = 0;
+  c->resuming = 0;
+  c->attempts = 0;
+  c->op = PLC_OP_CONNECT;
+  if (plc_start(c) != PARLEY_OK)
+    return c->op_err;
+  return plc__wait_op(c);
+}
+
+static int plc__auth(parley *c, uint8_t type, const ProtobufCMessage *msg) {
+  if (c->depth || c->phase != PLC_OPEN)
+    return PARLEY_E_STATE;
+  plc_write(c, type, msg);
+  c->phase = PLC_AUTHING;
+  c->phase_deadline = pl_mono_ms() + (uint64_t)c->request_timeout_ms;
+  c->resuming = 0;
+  c->op = PLC_OP_AUTH;
+  return plc__wait_op(c);
+}
+
+static char *plc__str(const char *s) { return (char *)(s ? s : ""); }
+
+int parley_register(parley *c, const char *user, const char *password, const char *device) {
+  if (!c || !user || !password)
+    return PARLEY_E_ARG;
+  Parley__Register r = PARLEY__REGISTER__INIT;
+  r.user = plc__str(user);
+  r.password = plc__str(password);
+  r.device = plc__str(device);
+  return plc__auth(c, PARLEY__FRAME_TYPE__FRAME_REGISTER, &r.base);
+}
+
+int parley_login(parley *c, const char *user, const char *password, const char *device) {
+  if (!c || !user || !password)
+    return PARLEY_E_ARG;
+  Parley__Login r = PARLEY__LOGIN__INIT;
+  r.user = plc__str(user);
+  r.password = plc__str(password);
+  r.device = plc__str(device);
+  return plc__auth(c, PARLEY__FRAME_TYPE__FRAME_LOGIN, &r.base);
+}
+
+int parley_resume(parley *c, const char *token) {
+  if (!c || !token || !*token)
+    return PARLEY_E_ARG;
+  Parley__Resume r = PARLEY__RESUME__INIT;
+  r.token = plc__str(token);
+  return plc__auth(c, PARLEY__FRAME_TYPE__FRAME_RESUME, &r.base);
+}
+
+int parley_logout(parley *c) {
+  if (!c)
+    return PARLEY_E_ARG;
+  if (c->depth || c->phase != PLC_READY)
+    return PARLEY_E_STATE;
+  Parley__Logout m = PARLEY__LOGOUT__INIT;
+  plc_write(c, PARLEY__FRAME_TYPE__FRAME_LOGOUT, &m.base);
+  c->phase = PLC_LOGOUT;
+  c->phase_deadline = pl_mono_ms() + (uint64_t)c->request_timeout_ms;
+  c->op = PLC_OP_LOGOUT;
+  return plc__wait_op(c);
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+const char *parley_token(const parley *c) { return c ? c->token : NULL; }
+const char *parley_user(const parley *c) { return c ? c->user : NULL; }
+const char *parley_device(const parley *c) { return c ? c->device : NULL; }
+parley_state parley_get_state(const parley *c) { return c ? plc_state(c) : PARLEY_STATE_DISCONNECTED; }
+size_t parley_outbox_len(const parley *c) { return c ? c->ob.len : 0; }
+int64_t parley_clock_offset(const parley *c) { return c ? c->clock_offset : 0; }
+uint32_t parley_heartbeat_ms(const parley *c) { return c ? c->heartbeat_ms : 0; }
+int parley_fd(const parley *c) { return c ? c->sock.fd : -1; }
+
+uint64_t parley_server_now(const parley *c) {
+  int64_t now = (int64_t)pl_now_ms() + (c ? c->clock_offset : 0);
+  return now > 0 ? (uint64_t)now : 0;
+}
+
+/* ---- sending and receiving ---------------------------------------------- */
+
+static void plc__random_id(char out[PLC_ID_MAX + 1]) {
+  unsigned char rnd[PLC_RANDOM_ID_BYTES];
+  randombytes_buf(rnd, sizeof rnd);
+  sodium_bin2hex(out, PLC_ID_MAX + 1, rnd, sizeof rnd);
+}
+
+static int plc__send(parley *c, const char *id, const char *peer, const void *body, size_t len, char *id_out,
+                     plc_msg **out) {
+  if (!c || !peer || !*peer || (len && !body))
+    return PARLEY_E_ARG;
+  char idbuf[PLC_ID_MAX + 1];
+  if (id) {
+    size_t n = strlen(id);
+    if (n == 0 || n > PLC_ID_MAX)
+      return PARLEY_E_ARG;
+    memcpy(idbuf, id, n + 1);
+  } else {
+    plc__random_id(idbuf);
+  }
+  if (!c->token)
+    return PARLEY_E_STATE; /* never authenticated, logged out, or the token was refused */
+  if (c->max_message && len > c->max_message)
+    return PARLEY_E_MESSAGE_TOO_LARGE;
+  Parley__Send s = PARLEY__SEND__INIT;
+  s.id = idbuf;
+  s.to = (char *)peer;
+  s.body.data = (uint8_t *)body;
+  s.body.len = len;
+  s.client_ts = parley_server_now(c);
+  pl_bytes frame = {0};
+  pl_frame_append(&frame, PARLEY__FRAME_TYPE__FRAME_SEND, &s.base);
+  plc_msg *m = plc_outbox_add(&c->ob, idbuf, frame.p, frame.len);
+  if (c->phase == PLC_READY)
+    plc_write_msg(c, m);
+  if (id_out)
+    memcpy(id_out, idbuf, strlen(idbuf) + 1);
+  if (out)
+    *out = m;
+  return PARLEY_OK;
+}
+
+int parley_send(parley *c, const char *id, const char *peer, const void *body, size_t len, char *id_out) {
+  return plc__send(c, id, peer, body, len, id_out, NULL);
+}
+
+int parley_send_wait(parley *c, const char *id, const char *peer, const void *body, size_t len,
+                     parley_send_ack *ack, int timeout_ms) {
+  if (c && c->depth)
+    return PARLEY_E_STATE;
+  plc_msg *m;
+  int rc = plc__send(c, id, peer, body, len, NULL, &m);
+  if (rc != PARLEY_OK)
+    return rc;
+  uint64_t deadline = pl_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : c->request_timeout_ms);
+  c->wait_msg = m;
+  c->wait_done = 0;
+  rc = PARLEY_E_TIMEOUT;
+  for (uint64_t now = pl_mono_ms(); !c->wait_done && now < deadline; now = pl_mono_ms()) {
+    int down = plc_pass(c, (int)(deadline - now));
+    if (down && !c->wait_done) {
+      rc = down;
+      break;
+    }
+  }
+  if (!c->wait_done) {
+    c->wait_msg = NULL; /* stays in the outbox; its outcome goes to the callbacks */
+    return rc;
+  }
+  if (c->wait_err)
+    return c->wait_err;
+  if (ack)
+    *ack = c->wait_ack;
+  return PARLEY_OK;
+}
+
+int parley_ack(parley *c, uint64_t upto) {
+  if (!c)
+    return PARLEY_E_ARG;
+  if (upto > c->ack_upto)
+    c->ack_upto = upto;
+  return PARLEY_OK;
+}
+
+int parley_run(parley *c, int timeout_ms) {
+  if (!c)
+    return PARLEY_E_ARG;
+  if (c->depth)
+    return PARLEY_E_STATE;
+  return plc_pass(c, timeout_ms);
+}
