@@ -1,0 +1,148 @@
+#include "cli_json.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char cli__replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
+
+size_t cli_utf8_next(const uint8_t *p, size_t n, uint32_t *cp) {
+  if (n == 0)
+    return 0;
+  uint8_t b = p[0];
+  if (b < 0x80) {
+    *cp = b;
+    return 1;
+  }
+  size_t len;
+  uint32_t v, min;
+  if (b >= 0xC2 && b <= 0xDF) {
+    len = 2, v = b & 0x1Fu, min = 0x80;
+  } else if (b >= 0xE0 && b <= 0xEF) {
+    len = 3, v = b & 0x0Fu, min = 0x800;
+  } else if (b >= 0xF0 && b <= 0xF4) {
+    len = 4, v = b & 0x07u, min = 0x10000;
+  } else {
+    return 0; /* a continuation byte, an overlong lead (C0, C1) or F5..FF */
+  }
+  if (n < len)
+    return 0;
+  for (size_t i = 1; i < len; i++) {
+    if ((p[i] & 0xC0) != 0x80)
+      return 0;
+    v = v << 6 | (p[i] & 0x3Fu);
+  }
+  if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+    return 0;
+  *cp = v;
+  return len;
+}
+
+void cli_json_str(pl_bytes *out, const void *data, size_t n) {
+  const uint8_t *p = data;
+  pl_bytes_append(out, "\"", 1);
+  size_t i = 0;
+  while (i < n) {
+    uint32_t cp;
+    size_t len = cli_utf8_next(p + i, n - i, &cp);
+    if (len == 0) {
+      pl_bytes_append(out, "\\ufffd", 6);
+      i++;
+      continue;
+    }
+    if (cp == '"' || cp == '\\') {
+      char esc[2] = {'\\', (char)cp};
+      pl_bytes_append(out, esc, 2);
+    } else if (cp < 0x20) {
+      const char *short_esc = NULL;
+      switch (cp) {
+      case '\b': short_esc = "\\b"; break;
+      case '\f': short_esc = "\\f"; break;
+      case '\n': short_esc = "\\n"; break;
+      case '\r': short_esc = "\\r"; break;
+      case '\t': short_esc = "\\t"; break;
+      default: break;
+      }
+      char esc[8];
+      if (!short_esc)
+        snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp);
+      pl_bytes_append(out, short_esc ? short_esc : esc, strlen(short_esc ? short_esc : esc));
+    } else {
+      pl_bytes_append(out, p + i, len);
+    }
+    i += len;
+  }
+  pl_bytes_append(out, "\"", 1);
+}
+
+void cli_json_cstr(pl_bytes *out, const char *s) { cli_json_str(out, s ? s : "", s ? strlen(s) : 0); }
+
+void cli_text_safe(pl_bytes *out, const void *data, size_t n) {
+  const uint8_t *p = data;
+  size_t i = 0;
+  while (i < n) {
+    uint32_t cp;
+    size_t len = cli_utf8_next(p + i, n - i, &cp);
+    if (len == 0) {
+      pl_bytes_append(out, cli__replacement, 3);
+      i++;
+      continue;
+    }
+    if (cp == '\n')
+      pl_bytes_append(out, "\n  ", 3);
+    else if (cp == '\t')
+      pl_bytes_append(out, "\t", 1);
+    else if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
+      pl_bytes_append(out, cli__replacement, 3);
+    else
+      pl_bytes_append(out, p + i, len);
+    i += len;
+  }
+}
+
+static void cli__key(pl_bytes *out, const char *key, int first) {
+  if (!first)
+    pl_bytes_append(out, ",", 1);
+  cli_json_cstr(out, key);
+  pl_bytes_append(out, ":", 1);
+}
+
+static void cli__u64(pl_bytes *out, uint64_t v) {
+  char num[24];
+  int n = snprintf(num, sizeof num, "%" PRIu64, v);
+  pl_bytes_append(out, num, (size_t)n);
+}
+
+void cli_json_message(pl_bytes *out, const parley_message *m) {
+  pl_bytes_append(out, "{", 1);
+  cli__key(out, "type", 1);
+  cli_json_cstr(out, "message");
+  cli__key(out, "from", 0);
+  cli_json_cstr(out, m->from);
+  cli__key(out, "conv", 0);
+  cli_json_cstr(out, m->conv);
+  cli__key(out, "seq", 0);
+  cli__u64(out, m->seq);
+  cli__key(out, "id", 0);
+  cli_json_cstr(out, m->id);
+  cli__key(out, "text", 0);
+  cli_json_str(out, m->body, m->body ? m->body_len : 0);
+  cli__key(out, "client_ts", 0);
+  cli__u64(out, m->client_ts);
+  cli__key(out, "server_ts", 0);
+  cli__u64(out, m->server_ts);
+  pl_bytes_append(out, "}\n", 2);
+}
+
+void cli_json_send_ack(pl_bytes *out, const parley_send_ack *a) {
+  pl_bytes_append(out, "{", 1);
+  cli__key(out, "id", 1);
+  cli_json_cstr(out, a->id);
+  cli__key(out, "conv", 0);
+  cli_json_cstr(out, a->conv);
+  cli__key(out, "seq", 0);
+  cli__u64(out, a->seq);
+  cli__key(out, "server_ts", 0);
+  cli__u64(out, a->server_ts);
+  pl_bytes_append(out, "}\n", 2);
+}

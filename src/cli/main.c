@@ -1,0 +1,564 @@
+/* parley: the command-line client, a thin user of libparley.
+ *
+ * Every command opens one session (register, or login with user, password
+ * and device), does its one thing and exits: 0 on success, else one line
+ * "parley: <reason>" on stderr and a status that tells the kind of failure
+ * (see usage()). Received messages are only acknowledged after they have
+ * been written out, so a crash or a closed pipe means redelivery, never loss. */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli_json.h"
+#include "common/pl_buf.h"
+#include "common/pl_time.h"
+#include "parley/parley.h"
+
+#define CLI_VERSION "0.1"
+#define CLI_TIMEOUT_MS 15000  /* blocking calls (Argon2 on the server takes a moment) */
+#define CLI_ACK_EVERY 1000    /* recv: ack periodically so a long drain is not redelivered */
+#define CLI_DRAIN_MS 10000    /* chat: how long to wait for acks after end of input */
+
+enum {
+  CLI_EXIT_OK = 0,
+  CLI_EXIT_ERR = 1,     /* anything else */
+  CLI_EXIT_USAGE = 2,   /* bad command line */
+  CLI_EXIT_CONN = 3,    /* server unreachable, silent, or connection lost */
+  CLI_EXIT_AUTH = 4,    /* register/login refused, session taken over */
+  CLI_EXIT_REFUSED = 5, /* a message was refused (unknown peer, too large, queue full) */
+};
+
+typedef struct cli {
+  const char *server, *user, *password, *device;
+  char host[256];
+  int port;
+  const char *cmd;
+  const char *pos[3];
+  int npos;
+  const char *id;     /* send --id */
+  const char *wait;   /* recv --wait */
+  int no_ack;         /* recv --no-ack */
+} cli;
+
+static void usage(FILE *out) {
+  fputs("usage: parley [--server HOST:PORT] [--user NAME] [--password PW] [--device NAME] COMMAND\n"
+        "\n"
+        "commands:\n"
+        "  register                    create the account (and its first device)\n"
+        "  send [--id ID] PEER TEXT    send TEXT to PEER; once the server has acked, print\n"
+        "                              {\"id\":\"..\",\"conv\":\"..\",\"seq\":N,\"server_ts\":MS}\n"
+        "                              (the same --id again prints the same seq: no second copy)\n"
+        "  recv [--wait S] [--no-ack]  print each pending message as one JSON line, then acknowledge\n"
+        "                              them (unless --no-ack); exit after S seconds without a\n"
+        "                              message (default 1, fractions allowed):\n"
+        "                              {\"type\":\"message\",\"from\":..,\"conv\":..,\"seq\":N,\"id\":..,\n"
+        "                               \"text\":..,\"client_ts\":MS,\"server_ts\":MS}\n"
+        "  chat PEER                   send each line of standard input to PEER and print incoming\n"
+        "                              messages as \"sender: text\"; end of input (Ctrl-D) quits\n"
+        "  logout                      revoke this device's session on the server\n"
+        "\n"
+        "options (each may come from the environment instead; options win):\n"
+        "  --server HOST:PORT   PARLEY_SERVER     default 127.0.0.1:7700\n"
+        "  --user NAME          PARLEY_USER\n"
+        "  --password PW        PARLEY_PASSWORD\n"
+        "  --device NAME        PARLEY_DEVICE     default \"default\"\n"
+        "  -h, --help           print this help;  --version  print the version\n"
+        "Options also take the form --name=value. \"--\" ends the options (for a TEXT that\n"
+        "starts with \"--\"). Text that is not valid UTF-8 is shown with U+FFFD for each bad byte.\n"
+        "\n"
+        "exit status: 0 success, 1 other error, 2 bad usage, 3 server unreachable or connection\n"
+        "lost, 4 authentication refused, 5 message refused by the server\n",
+        out);
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static int cli_fail(int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("parley: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  return status;
+}
+
+/* The one place that turns a library error into words and an exit status. */
+static int cli_error(const cli *o, int err, const char *peer) {
+  switch (err) {
+  case PARLEY_E_CONNECT: return cli_fail(CLI_EXIT_CONN, "cannot reach server %s", o->server);
+  case PARLEY_E_TIMEOUT: return cli_fail(CLI_EXIT_CONN, "no answer from server %s", o->server);
+  case PARLEY_E_CLOSED:
+  case PARLEY_E_HEARTBEAT_TIMEOUT:
+  case PARLEY_E_SLOW_CONSUMER:
+  case PARLEY_E_PROTOCOL:
+    return cli_fail(CLI_EXIT_CONN, "connection to server %s lost (%s)", o->server, parley_strerror(err));
+  case PARLEY_E_SHUTTING_DOWN: return cli_fail(CLI_EXIT_CONN, "server %s is shutting down", o->server);
+  case PARLEY_E_BAD_CREDENTIALS: return cli_fail(CLI_EXIT_AUTH, "wrong user name or password");
+  case PARLEY_E_USER_EXISTS: return cli_fail(CLI_EXIT_AUTH, "user name already taken");
+  case PARLEY_E_BAD_TOKEN:
+    return cli_fail(CLI_EXIT_AUTH,
+                    "session ended: device '%s' logged in elsewhere (use --device NAME for a second session)",
+                    o->device);
+  case PARLEY_E_TOO_MANY_DEVICES: return cli_fail(CLI_EXIT_AUTH, "too many devices for user '%s'", o->user);
+  case PARLEY_E_UNKNOWN_PEER: return cli_fail(CLI_EXIT_REFUSED, "unknown peer '%s'", peer ? peer : "?");
+  case PARLEY_E_MESSAGE_TOO_LARGE: return cli_fail(CLI_EXIT_REFUSED, "message too large");
+  case PARLEY_E_QUEUE_FULL:
+    return cli_fail(CLI_EXIT_REFUSED, "'%s' has too many undelivered messages (queue full); try later",
+                    peer ? peer : "?");
+  case PARLEY_E_INTERNAL: return cli_fail(CLI_EXIT_ERR, "server error; try again later");
+  default: return cli_fail(CLI_EXIT_ERR, "%s", parley_strerror(err));
+  }
+}
+
+/* ---- command line ------------------------------------------------------- */
+
+static int cli_parse_server(cli *o) {
+  const char *s = o->server;
+  const char *port = NULL;
+  size_t hostlen;
+  if (s[0] == '[') { /* [v6]:port */
+    const char *end = strchr(s, ']');
+    if (!end || (end[1] && end[1] != ':'))
+      return -1;
+    hostlen = (size_t)(end - s - 1);
+    s++;
+    port = end[1] ? end + 2 : NULL;
+  } else {
+    const char *colon = strrchr(s, ':');
+    if (colon && strchr(s, ':') == colon) { /* one colon: host:port */
+      hostlen = (size_t)(colon - s);
+      port = colon + 1;
+    } else { /* a bare host, or an IPv6 address without brackets */
+      hostlen = strlen(s);
+    }
+  }
+  if (hostlen == 0 || hostlen >= sizeof o->host)
+    return -1;
+  memcpy(o->host, s, hostlen);
+  o->host[hostlen] = '\0';
+  o->port = 7700;
+  if (port) {
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (!*port || *end || p < 1 || p > 65535)
+      return -1;
+    o->port = (int)p;
+  }
+  return 0;
+}
+
+/* Options that take a value, and where each is stored. */
+static const char **cli_option(cli *o, const char *name) {
+  if (!strcmp(name, "server")) return &o->server;
+  if (!strcmp(name, "user")) return &o->user;
+  if (!strcmp(name, "password")) return &o->password;
+  if (!strcmp(name, "device")) return &o->device;
+  if (!strcmp(name, "id")) return &o->id;
+  if (!strcmp(name, "wait")) return &o->wait;
+  return NULL;
+}
+
+/* Returns -1 to run, else the exit status (help, version, usage error). */
+static int cli_parse(cli *o, int argc, char **argv) {
+  int opts_done = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!opts_done && (!strcmp(a, "-h") || !strcmp(a, "--help"))) {
+      usage(stdout);
+      return CLI_EXIT_OK;
+    }
+    if (!opts_done && !strcmp(a, "--version")) {
+      printf("parley %s\n", CLI_VERSION);
+      return CLI_EXIT_OK;
+    }
+    if (!opts_done && !strcmp(a, "--")) {
+      opts_done = 1;
+    } else if (!opts_done && !strcmp(a, "--no-ack")) {
+      o->no_ack = 1;
+    } else if (!opts_done && a[0] == '-' && a[1] == '-') {
+      char name[32];
+      const char *eq = strchr(a + 2, '=');
+      size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+      snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name ? n : sizeof name - 1), a + 2);
+      const char **slot = cli_option(o, name);
+      if (!slot)
+        return cli_fail(CLI_EXIT_USAGE, "unknown option '%s' (see parley --help)", a);
+      if (eq)
+        *slot = eq + 1;
+      else if (i + 1 < argc)
+        *slot = argv[++i];
+      else
+        return cli_fail(CLI_EXIT_USAGE, "option '%s' needs a value", a);
+    } else if (!o->cmd) {
+      o->cmd = a;
+    } else if (o->npos < 3) {
+      o->pos[o->npos++] = a;
+    } else {
+      return cli_fail(CLI_EXIT_USAGE, "too many arguments (see parley --help)");
+    }
+  }
+  return -1;
+}
+
+static const char *cli_env(const char *flag, const char *name, const char *dflt) {
+  if (flag)
+    return flag;
+  const char *v = getenv(name);
+  return v && *v ? v : dflt;
+}
+
+/* Checks the command line as a whole; returns -1 if fine, else the exit status. */
+static int cli_check(cli *o) {
+  if (!o->cmd) {
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+  }
+  o->server = cli_env(o->server, "PARLEY_SERVER", "127.0.0.1:7700");
+  o->user = cli_env(o->user, "PARLEY_USER", NULL);
+  o->password = cli_env(o->password, "PARLEY_PASSWORD", NULL);
+  o->device = cli_env(o->device, "PARLEY_DEVICE", "default");
+  if (cli_parse_server(o) != 0)
+    return cli_fail(CLI_EXIT_USAGE, "bad server address '%s' (want HOST:PORT)", o->server);
+  static const struct {
+    const char *cmd;
+    int npos;
+    const char *args;
+  } cmds[] = {{"register", 0, ""}, {"send", 2, " PEER TEXT"}, {"recv", 0, ""}, {"chat", 1, " PEER"},
+              {"logout", 0, ""}};
+  size_t k = 0;
+  while (k < sizeof cmds / sizeof cmds[0] && strcmp(cmds[k].cmd, o->cmd) != 0)
+    k++;
+  if (k == sizeof cmds / sizeof cmds[0])
+    return cli_fail(CLI_EXIT_USAGE, "unknown command '%s' (see parley --help)", o->cmd);
+  if (o->npos != cmds[k].npos)
+    return cli_fail(CLI_EXIT_USAGE, "usage: parley %s%s", o->cmd, cmds[k].args);
+  if (o->id && strcmp(o->cmd, "send") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--id is an option of 'send'");
+  if ((o->wait || o->no_ack) && strcmp(o->cmd, "recv") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--wait and --no-ack are options of 'recv'");
+  if (o->id && (!*o->id || strlen(o->id) > 64))
+    return cli_fail(CLI_EXIT_USAGE, "--id must be 1 to 64 bytes");
+  if (!o->user)
+    return cli_fail(CLI_EXIT_USAGE, "no user name (use --user or PARLEY_USER)");
+  if (!o->password)
+    return cli_fail(CLI_EXIT_USAGE, "no password (use --password or PARLEY_PASSWORD)");
+  return -1;
+}
+
+/* ---- sessions ----------------------------------------------------------- */
+
+static parley *cli_new(const cli *o, const parley_callbacks *cb, void *ud) {
+  parley_options opt;
+  memset(&opt, 0, sizeof opt);
+  opt.host = o->host;
+  opt.port = o->port;
+  opt.kind = PARLEY_KIND_BOT;
+  opt.client_name = "parley-cli/" CLI_VERSION;
+  /* Never ack behind the user's back: a command only acks what it printed. */
+  opt.auto_ack = -1;
+  opt.request_timeout_ms = CLI_TIMEOUT_MS;
+  if (cb)
+    opt.cb = *cb;
+  opt.ud = ud;
+  return parley_new(&opt);
+}
+
+/* Connects and logs in (or registers). Returns 0, or the exit status after
+ * printing why (and freeing *pc). */
+static int cli_open(const cli *o, parley **pc, const parley_callbacks *cb, void *ud, int do_register) {
+  parley *c = cli_new(o, cb, ud);
+  if (!c)
+    return cli_fail(CLI_EXIT_ERR, "cannot initialise the client library");
+  int rc = parley_connect(c);
+  if (rc == PARLEY_OK)
+    rc = do_register ? parley_register(c, o->user, o->password, o->device)
+                     : parley_login(c, o->user, o->password, o->device);
+  if (rc == PARLEY_E_INVALID_ARGUMENT) {
+    parley_free(c);
+    return cli_fail(CLI_EXIT_AUTH,
+                    "invalid user name, password or device (user: 1-32 of a-z 0-9 _ . -; "
+                    "password: 8-1024 bytes; device: 1-64 bytes)");
+  }
+  if (rc != PARLEY_OK) {
+    parley_free(c);
+    return cli_error(o, rc, NULL);
+  }
+  *pc = c;
+  return 0;
+}
+
+/* Writes out[0..len) to stdout and flushes; 0 or -1. */
+static int cli_print(pl_bytes *out) {
+  if (out->len && fwrite(out->p, 1, out->len, stdout) != out->len)
+    return -1;
+  out->len = 0;
+  return fflush(stdout) == 0 ? 0 : -1;
+}
+
+/* ---- register, logout, send --------------------------------------------- */
+
+static int cmd_register(const cli *o) {
+  parley *c;
+  int rc = cli_open(o, &c, NULL, NULL, 1);
+  if (rc)
+    return rc;
+  parley_free(c);
+  return CLI_EXIT_OK;
+}
+
+static int cmd_logout(const cli *o) {
+  parley *c;
+  int rc = cli_open(o, &c, NULL, NULL, 0);
+  if (rc)
+    return rc;
+  rc = parley_logout(c);
+  parley_free(c);
+  return rc == PARLEY_OK ? CLI_EXIT_OK : cli_error(o, rc, NULL);
+}
+
+static int cmd_send(const cli *o) {
+  const char *peer = o->pos[0], *text = o->pos[1];
+  parley *c;
+  int rc = cli_open(o, &c, NULL, NULL, 0);
+  if (rc)
+    return rc;
+  parley_send_ack ack;
+  rc = parley_send_wait(c, o->id, peer, text, strlen(text), &ack, CLI_TIMEOUT_MS);
+  int status = CLI_EXIT_OK;
+  if (rc == PARLEY_E_INVALID_ARGUMENT) {
+    status = cli_fail(CLI_EXIT_REFUSED, "invalid peer name '%s'", peer);
+  } else if (rc != PARLEY_OK) {
+    status = cli_error(o, rc, peer);
+  } else {
+    pl_bytes out = {0};
+    cli_json_send_ack(&out, &ack);
+    if (cli_print(&out) != 0)
+      status = cli_fail(CLI_EXIT_ERR, "cannot write to standard output");
+    pl_bytes_free(&out);
+  }
+  parley_free(c);
+  return status;
+}
+
+/* ---- recv --------------------------------------------------------------- */
+
+typedef struct cli_recv {
+  pl_bytes out;
+  uint64_t last_qid;   /* highest printed (buffered) */
+  uint64_t last_event; /* mono ms of the latest message */
+  size_t unflushed;    /* messages printed since the last ack */
+} cli_recv;
+
+static void recv_on_message(parley *c, const parley_message *m, void *ud) {
+  (void)c;
+  cli_recv *r = ud;
+  cli_json_message(&r->out, m);
+  r->last_qid = m->qid;
+  r->last_event = pl_mono_ms();
+  r->unflushed++;
+}
+
+/* Prints what is buffered, then (unless --no-ack) acks it: in that order. */
+static int recv_commit(const cli *o, parley *c, cli_recv *r) {
+  if (cli_print(&r->out) != 0)
+    return cli_fail(CLI_EXIT_ERR, "cannot write to standard output (messages not acknowledged)");
+  if (!o->no_ack && r->last_qid)
+    parley_ack(c, r->last_qid);
+  r->unflushed = 0;
+  return 0;
+}
+
+static int cmd_recv(const cli *o) {
+  double wait_s = 1.0;
+  if (o->wait) {
+    char *end;
+    wait_s = strtod(o->wait, &end);
+    if (end == o->wait || *end || !isfinite(wait_s) || wait_s < 0 || wait_s > 86400.0 * 365)
+      return cli_fail(CLI_EXIT_USAGE, "--wait wants a number of seconds, not '%s'", o->wait);
+  }
+  uint64_t quiet_ms = (uint64_t)(wait_s * 1000.0 + 0.5);
+  cli_recv r = {0};
+  parley_callbacks cb = {.on_message = recv_on_message};
+  parley *c;
+  int status = cli_open(o, &c, &cb, &r, 0);
+  if (status)
+    return status;
+  r.last_event = pl_mono_ms();
+  for (;;) {
+    uint64_t now = pl_mono_ms();
+    if (now >= r.last_event + quiet_ms)
+      break;
+    uint64_t left = r.last_event + quiet_ms - now;
+    int rc = parley_run(c, left > 1000 ? 1000 : (int)left);
+    if (rc != PARLEY_OK) {
+      /* Down for good: show what arrived, but it cannot be acked any more. */
+      cli_print(&r.out);
+      status = cli_error(o, rc, NULL);
+      goto out;
+    }
+    if (r.unflushed >= CLI_ACK_EVERY && (status = recv_commit(o, c, &r)) != 0)
+      goto out;
+  }
+  if ((status = recv_commit(o, c, &r)) != 0)
+    goto out;
+  parley_run(c, 0); /* writes the Ack; parley_free then closes gracefully */
+out:
+  parley_free(c);
+  pl_bytes_free(&r.out);
+  return status;
+}
+
+/* ---- chat --------------------------------------------------------------- */
+
+typedef struct cli_chat {
+  const cli *o;
+  const char *peer;
+  pl_bytes line; /* stdin not yet split into lines */
+  pl_bytes out;
+  int status; /* set by a failure that ends the chat */
+  int refused; /* some message was refused */
+} cli_chat;
+
+static void chat_on_message(parley *c, const parley_message *m, void *ud) {
+  cli_chat *ch = ud;
+  cli_text_safe(&ch->out, m->from, strlen(m->from));
+  pl_bytes_append(&ch->out, ": ", 2);
+  cli_text_safe(&ch->out, m->body, m->body ? m->body_len : 0);
+  pl_bytes_append(&ch->out, "\n", 1);
+  if (cli_print(&ch->out) != 0) {
+    ch->status = cli_fail(CLI_EXIT_ERR, "cannot write to standard output");
+    return;
+  }
+  parley_ack(c, m->qid); /* shown, so received */
+}
+
+static void chat_on_send_error(parley *c, const char *id, int code, const char *message, void *ud) {
+  (void)c, (void)id, (void)message;
+  cli_chat *ch = ud;
+  int status = cli_error(ch->o, code, ch->peer);
+  ch->refused = 1;
+  if (code == PARLEY_E_UNKNOWN_PEER || code == PARLEY_E_INVALID_ARGUMENT)
+    ch->status = status; /* every further line would fail the same way */
+}
+
+static void chat_on_state(parley *c, parley_state st, int err, void *ud) {
+  (void)c;
+  cli_chat *ch = ud;
+  if (!isatty(STDERR_FILENO))
+    return;
+  if (st == PARLEY_STATE_DISCONNECTED && err)
+    fprintf(stderr, "parley: connection lost (%s), reconnecting...\n", parley_strerror(err));
+  else if (st == PARLEY_STATE_AUTHENTICATED)
+    fprintf(stderr, "parley: connected to %s\n", ch->o->server);
+}
+
+static void chat_send_line(parley *c, cli_chat *ch, const char *p, size_t n) {
+  if (n && p[n - 1] == '\r')
+    n--;
+  if (n == 0)
+    return;
+  int rc = parley_send(c, NULL, ch->peer, p, n, NULL);
+  if (rc != PARLEY_OK) {
+    cli_error(ch->o, rc, ch->peer);
+    ch->refused = 1;
+  }
+}
+
+/* Reads what stdin has; sends each complete line (and the rest at EOF).
+ * Returns 1 at end of input. */
+static int chat_read_stdin(parley *c, cli_chat *ch) {
+  pl_bytes_reserve(&ch->line, 4096);
+  ssize_t n = read(STDIN_FILENO, ch->line.p + ch->line.len, ch->line.cap - ch->line.len);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN))
+    return 0;
+  int eof = n <= 0;
+  if (n > 0)
+    ch->line.len += (size_t)n;
+  size_t start = 0;
+  for (size_t i = 0; i < ch->line.len; i++) {
+    if (ch->line.p[i] == '\n') {
+      chat_send_line(c, ch, (const char *)ch->line.p + start, i - start);
+      start = i + 1;
+    }
+  }
+  if (eof && start < ch->line.len) {
+    chat_send_line(c, ch, (const char *)ch->line.p + start, ch->line.len - start);
+    start = ch->line.len;
+  }
+  pl_bytes_consume(&ch->line, start);
+  return eof;
+}
+
+static int cmd_chat(const cli *o) {
+  cli_chat ch = {.o = o, .peer = o->pos[0]};
+  parley_callbacks cb = {
+      .on_message = chat_on_message, .on_send_error = chat_on_send_error, .on_state = chat_on_state};
+  parley *c;
+  int status = cli_open(o, &c, &cb, &ch, 0);
+  if (status)
+    return status;
+  if (isatty(STDIN_FILENO))
+    fprintf(stderr, "Chatting with %s as %s. Type a line and press Enter to send; Ctrl-D quits.\n",
+            ch.peer, o->user);
+  int eof = 0;
+  uint64_t eof_at = 0;
+  while (!ch.status) {
+    struct pollfd fds[2];
+    nfds_t n = 0;
+    if (!eof)
+      fds[n++] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
+    int fd = parley_fd(c);
+    if (fd >= 0)
+      fds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
+    /* The library's timers (heartbeat, reconnect) need a pass now and then. */
+    poll(fds, n, eof ? 50 : 200);
+    if (!eof && fds[0].revents && chat_read_stdin(c, &ch)) {
+      eof = 1;
+      eof_at = pl_mono_ms();
+    }
+    int rc = parley_run(c, 0);
+    if (rc != PARLEY_OK) {
+      status = cli_error(o, rc, ch.peer);
+      goto out;
+    }
+    if (eof && parley_outbox_len(c) == 0)
+      break;
+    if (eof && pl_mono_ms() >= eof_at + CLI_DRAIN_MS) {
+      status = cli_fail(CLI_EXIT_CONN, "%zu message(s) not confirmed by server %s", parley_outbox_len(c),
+                        o->server);
+      goto out;
+    }
+  }
+  status = ch.status ? ch.status : ch.refused ? CLI_EXIT_REFUSED : CLI_EXIT_OK;
+  parley_run(c, 0); /* writes the last Ack */
+out:
+  parley_free(c);
+  pl_bytes_free(&ch.line);
+  pl_bytes_free(&ch.out);
+  return status;
+}
+
+int main(int argc, char **argv) {
+  cli o = {0};
+  int status = cli_parse(&o, argc, argv);
+  if (status >= 0)
+    return status;
+  if ((status = cli_check(&o)) >= 0)
+    return status;
+  if (!strcmp(o.cmd, "register"))
+    return cmd_register(&o);
+  if (!strcmp(o.cmd, "send"))
+    return cmd_send(&o);
+  if (!strcmp(o.cmd, "recv"))
+    return cmd_recv(&o);
+  if (!strcmp(o.cmd, "chat"))
+    return cmd_chat(&o);
+  return cmd_logout(&o);
+}
