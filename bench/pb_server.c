@@ -101,11 +101,16 @@ static void pb__exec(const pb_server *s) {
   int n = 9;
   n += pb__split(args, argv + n, PB__MAX_ARGS);
   argv[n] = NULL;
-  int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), null = open("/dev/null", O_RDONLY);
   if (fd >= 0) {
     dup2(fd, 1);
     dup2(fd, 2);
   }
+  if (null >= 0)
+    dup2(null, 0);
+  /* Nothing of ours or our caller's stays open in the server: a pipe it kept
+   * would make `out=$(parley-bench ...)` wait for the server to exit. */
+  close_range(3, ~0u, 0);
   setpgid(0, 0); /* a ^C to the bench does not hit the server mid-measurement */
   prctl(PR_SET_PDEATHSIG, SIGTERM); /* but a bench that dies takes its server along */
   execv(bin, argv);
