@@ -100,7 +100,8 @@ void plc_drop(parley *c, int err, int reconnect) {
   c->retry_scan_at = 0;
   for (plc_msg *m = c->ob.head; m; m = m->next)
     m->state = PLC_MSG_QUEUED;
-  plc__op_finish(c, c->op, err ? err : PARLEY_E_CLOSED);
+  if (c->op != PLC_OP_NONE)
+    plc__op_finish(c, c->op, err ? err : PARLEY_E_CLOSED);
   if (again) {
     c->attempts++;
     c->reconnect_at = pl_mono_ms() + plc__backoff(c, c->attempts);
@@ -212,9 +213,13 @@ static void plc__on_auth_ok(parley *c, const Parley__AuthOk *a) {
   plc__notify(c, before, 0);
 }
 
+/* A protocol-level code (the server is closing the connection): nothing was
+ * committed, and the message goes again after the reconnect. */
+static int plc__conn_level(int code) { return code <= PARLEY_E_BAD_FRAME && code >= PARLEY_E_SLOW_CONSUMER; }
+
 static void plc__on_send_error(parley *c, const Parley__Error *e, int code) {
   plc_msg *m = plc_outbox_find(&c->ob, e->ref);
-  if (!m)
+  if (!m || plc__conn_level(code))
     return;
   if (code != PARLEY_E_INTERNAL) {
     plc_msg_done(c, m, NULL, code, e->message && *e->message ? e->message : NULL);
@@ -231,11 +236,12 @@ static void plc__on_send_error(parley *c, const Parley__Error *e, int code) {
 
 static void plc__on_error(parley *c, const Parley__Error *e) {
   int code = e->code ? -(int)e->code : PARLEY_E_PROTOCOL;
+  int fatal = plc__conn_level(code); /* the server closes after these */
   if (e->ref && *e->ref && c->phase >= PLC_READY) {
     plc__on_send_error(c, e, code);
-    return;
+    if (!fatal)
+      return;
   }
-  int fatal = e->code >= 1 && e->code <= 9; /* protocol violations: the server closes */
   if (fatal || c->phase == PLC_HELLO) {
     plc_drop(c, code, 1);
     return;
