@@ -108,6 +108,10 @@ static int cli_error(const cli *o, int err, const char *peer) {
                     o->device);
   case PARLEY_E_TOO_MANY_DEVICES: return cli_fail(CLI_EXIT_AUTH, "too many devices for user '%s'", o->user);
   case PARLEY_E_UNKNOWN_PEER: return cli_fail(CLI_EXIT_REFUSED, "unknown peer '%s'", peer ? peer : "?");
+  case PARLEY_E_INVALID_ARGUMENT:
+    if (peer) /* the server checks a Send's peer name and id; our ids are valid */
+      return cli_fail(CLI_EXIT_REFUSED, "invalid peer name '%s'", peer);
+    return cli_fail(CLI_EXIT_ERR, "%s", parley_strerror(err));
   case PARLEY_E_MESSAGE_TOO_LARGE: return cli_fail(CLI_EXIT_REFUSED, "message too large");
   case PARLEY_E_QUEUE_FULL:
     return cli_fail(CLI_EXIT_REFUSED, "'%s' has too many undelivered messages (queue full); try later",
@@ -332,9 +336,7 @@ static int cmd_send(const cli *o) {
   parley_send_ack ack;
   rc = parley_send_wait(c, o->id, peer, text, strlen(text), &ack, CLI_TIMEOUT_MS);
   int status = CLI_EXIT_OK;
-  if (rc == PARLEY_E_INVALID_ARGUMENT) {
-    status = cli_fail(CLI_EXIT_REFUSED, "invalid peer name '%s'", peer);
-  } else if (rc != PARLEY_OK) {
+  if (rc != PARLEY_OK) {
     status = cli_error(o, rc, peer);
   } else {
     pl_bytes out = {0};
@@ -424,6 +426,7 @@ typedef struct cli_chat {
   pl_bytes out;
   int status; /* set by a failure that ends the chat */
   int refused; /* some message was refused */
+  int lost;    /* the connection dropped (and is being re-established) */
 } cli_chat;
 
 static void chat_on_message(parley *c, const parley_message *m, void *ud) {
@@ -453,10 +456,13 @@ static void chat_on_state(parley *c, parley_state st, int err, void *ud) {
   cli_chat *ch = ud;
   if (!isatty(STDERR_FILENO))
     return;
-  if (st == PARLEY_STATE_DISCONNECTED && err)
+  if (st == PARLEY_STATE_DISCONNECTED && err) {
     fprintf(stderr, "parley: connection lost (%s), reconnecting...\n", parley_strerror(err));
-  else if (st == PARLEY_STATE_AUTHENTICATED)
-    fprintf(stderr, "parley: connected to %s\n", ch->o->server);
+    ch->lost = 1;
+  } else if (st == PARLEY_STATE_AUTHENTICATED && ch->lost) {
+    fprintf(stderr, "parley: reconnected to %s\n", ch->o->server);
+    ch->lost = 0;
+  }
 }
 
 static void chat_send_line(parley *c, cli_chat *ch, const char *p, size_t n) {
