@@ -9,13 +9,17 @@ pl_err pl_auth_init(void) {
   if (sodium_init() < 0)
     return PL_ERR_INTERNAL;
   if (!pl__dummy[0])
-    pl_auth_hash("dummy-password", 14, pl__dummy, 0);
+    pl_auth_hash("dummy-password", 14, pl__dummy, 0, 0);
   return PL_OK;
 }
 
-pl_err pl_auth_hash(const char *pw, size_t len, char out[PL_AUTH_HASH_MAX], int strong) {
-  unsigned long long ops = strong ? crypto_pwhash_OPSLIMIT_MODERATE : crypto_pwhash_OPSLIMIT_INTERACTIVE;
-  size_t mem = strong ? crypto_pwhash_MEMLIMIT_MODERATE : crypto_pwhash_MEMLIMIT_INTERACTIVE;
+pl_err pl_auth_hash(const char *pw, size_t len, char out[PL_AUTH_HASH_MAX], uint32_t ops_in, uint32_t mem_kib) {
+  unsigned long long ops = ops_in ? ops_in : crypto_pwhash_OPSLIMIT_INTERACTIVE;
+  size_t mem = mem_kib ? (size_t)mem_kib * 1024u : crypto_pwhash_MEMLIMIT_INTERACTIVE;
+  if (ops < crypto_pwhash_OPSLIMIT_MIN)
+    ops = crypto_pwhash_OPSLIMIT_MIN;
+  if (mem < crypto_pwhash_MEMLIMIT_MIN)
+    mem = crypto_pwhash_MEMLIMIT_MIN;
   if (crypto_pwhash_str_alg(out, pw, len, ops, mem, crypto_pwhash_ALG_ARGON2ID13) != 0)
     return PL_ERR_NOMEM;
   return PL_OK;

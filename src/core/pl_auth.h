@@ -13,9 +13,10 @@
 
 /* Must be called once before any other (initialises libsodium). */
 pl_err pl_auth_init(void);
-/* Argon2id hash string of pw (libsodium's interactive limits, or the
- * moderate ones when strong != 0). */
-pl_err pl_auth_hash(const char *pw, size_t len, char out[PL_AUTH_HASH_MAX], int strong);
+/* Argon2id hash string of pw with ops passes over mem_kib KiB (0, 0: libsodium's
+ * interactive limits, 2 passes over 64 MiB). The limits are stored in the hash,
+ * so changing them later does not invalidate existing passwords. */
+pl_err pl_auth_hash(const char *pw, size_t len, char out[PL_AUTH_HASH_MAX], uint32_t ops, uint32_t mem_kib);
 /* 1 if pw matches hash. */
 int pl_auth_verify(const char *hash, const char *pw, size_t len);
 /* Burns the same time as a verify, for unknown users (no user enumeration by timing). */

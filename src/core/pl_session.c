@@ -334,7 +334,8 @@ static void pl__argon_work(uv_work_t *w) {
     wk->ok = pl_auth_verify(sr->pwhash, l->password, strlen(l->password));
   } else {
     Parley__Register *r = (Parley__Register *)sr->msg;
-    wk->ok = pl_auth_hash(r->password, strlen(r->password), wk->hash, sr->s->core->cfg.strong_hash) == PL_OK;
+    const pl_core_config *cfg = &sr->s->core->cfg;
+    wk->ok = pl_auth_hash(r->password, strlen(r->password), wk->hash, cfg->argon2_ops, cfg->argon2_mem_kib) == PL_OK;
   }
 }
 

@@ -30,7 +30,8 @@ typedef struct pl_core_config {
   uint32_t fetch_batch;       /* queued messages read per fetch */
   uint32_t max_inflight;      /* Sends awaiting commit before reading pauses */
   size_t out_high;            /* output bytes above which a device lags */
-  int strong_hash;            /* Argon2id moderate limits instead of interactive */
+  uint32_t argon2_ops;        /* Argon2id passes (0: libsodium interactive = 2) */
+  uint32_t argon2_mem_kib;    /* Argon2id memory (0: libsodium interactive = 64 MiB) */
 } pl_core_config;
 
 void pl_core_config_defaults(pl_core_config *cfg);

@@ -121,7 +121,8 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   cc->heartbeat_ms[4] = c->hb_bot_s * 1000u;
   cc->max_frame = c->max_frame;
   cc->max_message = c->max_message;
-  cc->strong_hash = c->strong_hash;
+  cc->argon2_ops = c->argon2_ops;
+  cc->argon2_mem_kib = c->argon2_mem_kib;
 }
 
 static pl_err pl__start(pl_server *srv) {

@@ -37,8 +37,9 @@ static const pl__opt pl__opts[] = {
     {"max-queue", "N", "messages queued per device before sends to it fail (default 100000)", T_U32,
      OFF(max_queue), 0},
     {"commit-batch", "N", "most requests in one storage transaction (default 4096)", T_U32, OFF(commit_batch), 0},
-    {"strong-hash", "0|1", "Argon2id moderate limits instead of interactive (default 0)", T_BOOL, OFF(strong_hash),
-     0},
+    {"argon2-ops", "N", "Argon2id passes for new password hashes (default 2)", T_U32, OFF(argon2_ops), 0},
+    {"argon2-mem", "KIB", "Argon2id memory for new password hashes, KiB (default 65536; min 8)", T_U32,
+     OFF(argon2_mem_kib), 0},
     {"log-level", "LEVEL", "debug, info, warn, error or off (default info)", T_LOG, 0, 0},
 };
 #define PL__NOPTS (sizeof pl__opts / sizeof pl__opts[0])

@@ -18,7 +18,7 @@ typedef struct pl_config {
   uint64_t ttl_s;
   uint32_t hb_mobile_s, hb_web_s, hb_iot_s, hb_bot_s;
   uint32_t max_frame, max_message, max_devices, max_queue, commit_batch;
-  int strong_hash;
+  uint32_t argon2_ops, argon2_mem_kib;
   int log_level;
 } pl_config;
 
