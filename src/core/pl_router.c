@@ -19,6 +19,7 @@ typedef struct pl__local {
   pl_map global; /* device -> pl__route *, guarded by mu */
   int nloops;
   pl_map *local; /* [loop index] device -> ep, owned by that loop's thread */
+  pl_task **out_head, **out_tail;  /* [loop index] pushes of this commit (store thread) */
 } pl__local;
 
 typedef struct pl__push_task {
@@ -113,33 +114,62 @@ static void pl__push_run(pl_task *t) {
   pl_free(p);
 }
 
+/* Holds a push for the end of the commit, in order, per loop. */
+static void pl__hold(pl__local *r, pl__push_task *p) {
+  int i = pl_loop_index(p->loop);
+  p->task.next = NULL;
+  if (r->out_tail[i])
+    r->out_tail[i]->next = &p->task;
+  else
+    r->out_head[i] = &p->task;
+  r->out_tail[i] = &p->task;
+}
+
 static void pl__deliver(pl_router *base, const pl_msg *m, const uint64_t *devices, size_t n) {
   pl__local *r = (pl__local *)base;
+  pl_loop *stack[16], **loops = n <= 16 ? stack : pl_malloc(n * sizeof *loops);
+  pthread_mutex_lock(&r->mu); /* one lock for all of this message's devices */
+  for (size_t i = 0; i < n; i++) {
+    pl__route *rt = pl_map_get(&r->global, devices[i]);
+    loops[i] = rt ? rt->loop : NULL;
+  }
+  pthread_mutex_unlock(&r->mu);
   pl_buf *frame = NULL;
   for (size_t i = 0; i < n; i++) {
-    pl_loop *loop = NULL;
-    pthread_mutex_lock(&r->mu);
-    pl__route *rt = pl_map_get(&r->global, devices[i]);
-    if (rt)
-      loop = rt->loop;
-    pthread_mutex_unlock(&r->mu);
-    if (!loop)
+    if (!loops[i])
       continue; /* offline: the durable queue has it */
     if (!frame)
       frame = pl_router_encode(m); /* once, shared by every receiver */
     pl__push_task *p = pl_malloc(sizeof *p);
     p->task.fn = pl__push_run;
     p->r = r;
-    p->loop = loop;
+    p->loop = loops[i];
     p->device = devices[i];
     p->qid = m->qid;
     p->frame = pl_buf_ref(frame);
-    if (pl_loop_post(loop, &p->task) != PL_OK) {
+    pl__hold(r, p);
+  }
+  pl_buf_unref(frame);
+  if (loops != stack)
+    pl_free(loops);
+}
+
+static void pl__deliver_end(pl_router *base) {
+  pl__local *r = (pl__local *)base;
+  for (int i = 0; i < r->nloops; i++) {
+    pl_task *head = r->out_head[i], *tail = r->out_tail[i];
+    if (!head)
+      continue;
+    r->out_head[i] = r->out_tail[i] = NULL;
+    if (pl_loop_post_list(((pl__push_task *)head)->loop, head, tail) == PL_OK)
+      continue;
+    while (head) { /* the loop is closing: the queue keeps these */
+      pl__push_task *p = (pl__push_task *)head;
+      head = head->next;
       pl_buf_unref(p->frame);
       pl_free(p);
     }
   }
-  pl_buf_unref(frame);
 }
 
 static size_t pl__count(pl_router *base) {
@@ -160,6 +190,8 @@ static void pl__free_router(pl_router *base) {
   for (int i = 0; i < r->nloops; i++)
     pl_map_free(&r->local[i]);
   pl_free(r->local);
+  pl_free(r->out_head);
+  pl_free(r->out_tail);
   pthread_mutex_destroy(&r->mu);
   pl_free(r);
 }
@@ -168,6 +200,7 @@ static const pl_router_ops pl__local_ops = {
     .attach = pl__attach,
     .detach = pl__detach,
     .deliver = pl__deliver,
+    .deliver_end = pl__deliver_end,
     .count = pl__count,
     .free = pl__free_router,
 };
@@ -180,5 +213,7 @@ pl_router *pl_router_local_new(int nloops, const pl_router_sink *sink) {
   pl_map_init(&r->global);
   r->nloops = nloops;
   r->local = pl_calloc((size_t)nloops, sizeof *r->local);
+  r->out_head = pl_calloc((size_t)nloops, sizeof *r->out_head);
+  r->out_tail = pl_calloc((size_t)nloops, sizeof *r->out_tail);
   return &r->base;
 }

@@ -38,6 +38,8 @@ typedef struct pl_router_ops {
   void (*detach)(pl_router *r, uint64_t device, pl_loop *loop, void *ep);
   /* Routes a committed message to the given devices (store thread). */
   void (*deliver)(pl_router *r, const pl_msg *m, const uint64_t *devices, size_t n);
+  /* After the last deliver of a commit (store thread): send what is held. */
+  void (*deliver_end)(pl_router *r);
   /* Endpoints currently attached. */
   size_t (*count)(pl_router *r);
   void (*free)(pl_router *r);

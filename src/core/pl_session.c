@@ -166,6 +166,11 @@ static void pl__store_deliver(void *ud, const pl_msg *m, const uint64_t *devices
   core->router->ops->deliver(core->router, m, devices, n);
 }
 
+static void pl__store_deliver_end(void *ud) {
+  pl_core *core = ud;
+  core->router->ops->deliver_end(core->router);
+}
+
 /* ---- delivery cursor ---------------------------------------------------- */
 
 static void pl__send_msg(pl_session *s, uint64_t qid, pl_buf *frame) {
@@ -707,6 +712,7 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
 void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks) {
   hooks->post = pl__store_post;
   hooks->deliver = pl__store_deliver;
+  hooks->deliver_end = pl__store_deliver_end;
   hooks->ud = core;
 }
 

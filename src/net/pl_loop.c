@@ -104,22 +104,27 @@ uv_loop_t *pl_loop_uv(pl_loop *l) { return &l->uv; }
 int pl_loop_index(const pl_loop *l) { return l->index; }
 uint8_t *pl_loop_rbuf(pl_loop *l) { return l->rbuf; }
 
-pl_err pl_loop_post(pl_loop *l, pl_task *t) {
-  t->next = NULL;
+pl_err pl_loop_post_list(pl_loop *l, pl_task *head, pl_task *tail) {
+  tail->next = NULL;
   pthread_mutex_lock(&l->mu);
   if (l->closed) {
     pthread_mutex_unlock(&l->mu);
     return PL_ERR_SHUTTING_DOWN;
   }
+  int was_empty = l->head == NULL;
   if (l->tail)
-    l->tail->next = t;
+    l->tail->next = head;
   else
-    l->head = t;
-  l->tail = t;
-  uv_async_send(&l->wake); /* coalesces: many posts, one wake-up */
+    l->head = head;
+  l->tail = tail;
+  /* A non-empty mailbox has a wake-up pending already. */
+  if (was_empty)
+    uv_async_send(&l->wake);
   pthread_mutex_unlock(&l->mu);
   return PL_OK;
 }
+
+pl_err pl_loop_post(pl_loop *l, pl_task *t) { return pl_loop_post_list(l, t, t); }
 
 void pl_loop_mark(pl_loop *l, pl_flusher *f) {
   if (f->queued)

@@ -47,6 +47,10 @@ uint8_t *pl_loop_rbuf(pl_loop *l);
  * mailbox is closed. */
 pl_err pl_loop_post(pl_loop *l, pl_task *t);
 
+/* Posts the chain head..tail (linked by next) in one go: one lock and one
+ * wake-up for a whole commit's worth of tasks. */
+pl_err pl_loop_post_list(pl_loop *l, pl_task *head, pl_task *tail);
+
 /* A flusher is called once at the end of each loop pass while it is marked. */
 typedef struct pl_flusher pl_flusher;
 struct pl_flusher {

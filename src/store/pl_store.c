@@ -90,6 +90,8 @@ static void pl__deliver_batch(pl_store *s, pl_store_req *batch) {
   for (pl_store_req *r = batch; r; r = r->next)
     if (r->op == PL_STORE_SEND && r->status == PL_OK && !r->out.duplicate && r->out.ntargets)
       s->hooks.deliver(s->hooks.ud, &r->out.msg, r->out.targets, r->out.ntargets);
+  if (s->hooks.deliver_end)
+    s->hooks.deliver_end(s->hooks.ud);
 }
 
 static void pl__hand_back_batch(pl_store *s, pl_store_req *batch) {

@@ -144,6 +144,10 @@ typedef void (*pl_store_deliver_fn)(void *ud, const pl_msg *m, const uint64_t *d
 typedef struct pl_store_hooks {
   pl_store_post_fn post;
   pl_store_deliver_fn deliver;
+  /* Optional: called on the store thread after the last deliver of a
+   * commit, before any post (lets the router hand a commit's pushes to each
+   * loop in one go). */
+  void (*deliver_end)(void *ud);
   void *ud;
 } pl_store_hooks;
 
