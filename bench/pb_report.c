@@ -76,6 +76,20 @@ void pb_report_latency(pb_report *r, const pb_hist *h) {
   pb__set(r, "lat_mean_us", "latency mean", "us", (double)h->sum / (double)h->count, 0, 0);
 }
 
+void pb_report_ack_latency(pb_report *r, const pb_hist *h) {
+  if (!h->count)
+    return;
+  pb__set(r, "ack_p50_us", "send to SendAck p50", "us", (double)pb_hist_quantile(h, 0.50), 0, 1);
+  pb__set(r, "ack_p99_us", "send to SendAck p99", "us", (double)pb_hist_quantile(h, 0.99), 0, 1);
+}
+
+void pb_report_lag(pb_report *r, const pb_hist *h) {
+  if (!h->count)
+    return;
+  pb__set(r, "bench_lag_p99_us", "bench late sending, p99", "us", (double)pb_hist_quantile(h, 0.99), 0, 1);
+  pb__set(r, "bench_lag_max_us", "bench late sending, max", "us", (double)h->max, 0, 1);
+}
+
 static void pb__server(pb_report *r, const pb_sample s[3]) {
   if (!s[0].ok || !s[2].ok) {
     pb_report_null(r, "server_cpu_s", "server CPU, measured phase", "s");

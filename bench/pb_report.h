@@ -40,6 +40,10 @@ void pb_report_note(pb_report *r, const char *fmt, ...) __attribute__((format(pr
 
 /* Adds the latency quantiles of h (or nulls if h is empty). */
 void pb_report_latency(pb_report *r, const pb_hist *h);
+/* Adds the send-to-SendAck quantiles of h (nothing if h is empty). */
+void pb_report_ack_latency(pb_report *r, const pb_hist *h);
+/* Open loop: how late the bench itself sent (p99, max of h). */
+void pb_report_lag(pb_report *r, const pb_hist *h);
 /* Adds the figures every scenario shares: conns, ledger, server before/after. */
 void pb_report_common(pb_report *r, const pb_opts *o, const pb_result *res, const pb_sample s[3]);
 

@@ -84,6 +84,8 @@ static void pairs_report(const pb_opts *o, const pb_result *r, const pb_sample s
   double secs = pb_scen_secs(r->t_go, r->t_last_rx);
   pb_report_num(rep, "delivered_per_s", "delivered", (double)r->unique / secs, "msg/s");
   pb_report_latency(rep, &r->lat);
+  pb_report_ack_latency(rep, &r->ack);
+  pb_report_lag(rep, &r->lag);
   if (s[1].ok && s[2].ok && r->unique)
     pb_report_num(rep, "server_cpu_us_per_msg", "server CPU per message",
                   (double)(s[2].cpu_us - s[1].cpu_us) / (double)r->unique, "us");

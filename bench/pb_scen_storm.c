@@ -118,6 +118,8 @@ static void storm_report(const pb_opts *o, const pb_result *r, const pb_sample s
   pb_report_num(rep, "delivered_per_s", "bystanders delivered", (double)r->unique / pb_scen_secs(r->t_go, r->t_stop),
                 "msg/s");
   pb_report_latency(rep, &r->lat);
+  pb_report_ack_latency(rep, &r->ack);
+  pb_report_lag(rep, &r->lag);
   pb_report_int(rep, "storm_devices", "devices reconnecting", o->conns);
   pb_report_int(rep, "resumed", "devices resumed", r->phase_done);
   pb_report_num(rep, "resume_all_s", "time until all resumed", secs, "s");

@@ -78,6 +78,8 @@ static void pb__track_grow(pb_track *t, uint64_t seq) {
     cap *= 2;
   t->st = pl_realloc(t->st, cap);
   memset(t->st + t->cap, 0, cap - t->cap);
+  t->ts = pl_realloc(t->ts, cap * sizeof *t->ts);
+  memset(t->ts + t->cap, 0, (cap - t->cap) * sizeof *t->ts);
   t->cap = cap;
 }
 
@@ -87,6 +89,15 @@ void pb_track_mark(pb_track *t, uint64_t seq, uint8_t flag) {
   pb__track_grow(t, seq);
   t->st[seq - 1] |= flag;
 }
+
+void pb_track_set_time(pb_track *t, uint64_t seq, uint64_t us) {
+  if (!seq)
+    return;
+  pb__track_grow(t, seq);
+  t->ts[seq - 1] = us;
+}
+
+uint64_t pb_track_time(const pb_track *t, uint64_t seq) { return seq && seq <= t->cap ? t->ts[seq - 1] : 0; }
 
 int pb_track_has(const pb_track *t, uint64_t seq, uint8_t flag) {
   return seq && seq <= t->cap && (t->st[seq - 1] & flag);
@@ -105,7 +116,9 @@ unsigned pb_track_recv(pb_track *t, uint64_t seq) {
 
 void pb_track_free(pb_track *t) {
   pl_free(t->st);
+  pl_free(t->ts);
   t->st = NULL;
+  t->ts = NULL;
   t->cap = 0;
 }
 
@@ -159,4 +172,6 @@ void pb_result_merge(pb_result *into, const pb_result *r) {
   pb__max_set(&into->t_phase_end, r->t_phase_end);
   pb_hist_merge(&into->lat, &r->lat);
   pb_hist_merge(&into->lat2, &r->lat2);
+  pb_hist_merge(&into->ack, &r->ack);
+  pb_hist_merge(&into->lag, &r->lag);
 }

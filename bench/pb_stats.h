@@ -32,12 +32,16 @@ uint64_t pb_hist_quantile(const pb_hist *h, double q);
 enum { PB_T_SENT = 1, PB_T_ACKED = 2, PB_T_REFUSED = 4 };
 
 typedef struct pb_track {
-  uint8_t *st; /* by seq - 1: flags in bits 0..2, receive count in bits 3..7 */
+  uint8_t *st;     /* by seq - 1: flags in bits 0..2, receive count in bits 3..7 */
+  uint64_t *ts;    /* by seq - 1: send time (us), for the SendAck latency */
   uint64_t cap;
 } pb_track;
 
 /* Sets flag on seq (from 1), growing the ledger. */
 void pb_track_mark(pb_track *t, uint64_t seq, uint8_t flag);
+/* Records / reads the send time of seq (0 if none). */
+void pb_track_set_time(pb_track *t, uint64_t seq, uint64_t us);
+uint64_t pb_track_time(const pb_track *t, uint64_t seq);
 /* 1 if seq has flag. */
 int pb_track_has(const pb_track *t, uint64_t seq, uint8_t flag);
 /* Counts one receipt of seq; returns how many there have been (saturates at 31). */
@@ -57,6 +61,8 @@ typedef struct pb_result {
   uint64_t bench_cpu_us;                        /* this worker's CPU in the measured phase */
   pb_hist lat;   /* end-to-end message latency */
   pb_hist lat2;  /* storm: connect-to-AuthOk time of each reconnecting device */
+  pb_hist ack;   /* send to SendAck (the server's commit path) */
+  pb_hist lag;   /* open loop: how late the bench sent each message (its own share of latency) */
 } pb_result;
 
 void pb_result_init(pb_result *r);

@@ -60,6 +60,7 @@ int pb_traffic_send(pb_peer *p, uint64_t ts_us) {
   s.client_ts = pl_now_ms();
   pb_conn_send(&p->c, PARLEY__FRAME_TYPE__FRAME_SEND, &s.base);
   pb_track_mark(&p->tr, seq, PB_T_SENT);
+  pb_track_set_time(&p->tr, seq, ts_us);
   p->next_seq++;
   if (p->t->filling && p->quota != PB_NO_QUOTA && p->next_seq == p->quota + 1)
     p->t->quota_open--;
@@ -106,7 +107,8 @@ static void pb__pace_tick(pb_timer *tm) {
       pb_timer_start(t->net->loop, tm, due > next ? due : next);
       return;
     }
-    pb_traffic_send(t->senders[t->pace_n % t->nsenders], due);
+    if (pb_traffic_send(t->senders[t->pace_n % t->nsenders], due) == 0 && t->recording)
+      pb_hist_add(&t->res->lag, now - due);
     t->pace_n++;
   }
 }
@@ -157,6 +159,10 @@ static void pb__on_send_ack(pb_peer *p, const Parley__SendAck *a) {
   }
   r->acked++;
   r->acked_dup += a->duplicate;
+  if (p->t->recording) {
+    uint64_t now = pb_now_us(), sent = pb_track_time(&p->tr, seq);
+    pb_hist_add(&r->ack, now > sent ? now - sent : 0);
+  }
   pb__answered(p, seq, PB_T_ACKED);
 }
 
