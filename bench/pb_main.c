@@ -145,8 +145,14 @@ static uint64_t pb__run_id(void) {
 }
 
 static int pb__run(const pb_scenario *sc, const pb_opts *o, pb_server *srv, const char *tokens) {
-  pb_plan plan = {.sc = sc, .o = o, .server = srv->addr, .tokens = tokens, .nusers = sc->users(o),
-                  .run_id = pb__run_id(), .server_pid = srv->pid, .nworkers = pb__workers(sc, o)};
+  pb_plan plan = {.sc = sc,
+                  .o = o,
+                  .server = srv->addr,
+                  .tokens = tokens,
+                  .nusers = sc->users(o),
+                  .run_id = pb__run_id(),
+                  .server_pid = srv->pid,
+                  .nworkers = pb__workers(sc, o)};
   if ((plan.nworkers - (uint32_t)sc->solo_worker0) * pb_worker_capacity() < sc->conns(o)) {
     fprintf(stderr, "parley-bench: %s cannot open %u connections (at most %u)\n", sc->name, sc->conns(o),
             plan.nworkers * pb_worker_capacity());

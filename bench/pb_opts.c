@@ -6,38 +6,39 @@
 #include <string.h>
 
 void pb_opts_usage(FILE *out) {
-  fprintf(out,
-          "usage: parley-bench [--server HOST:PORT] [--server-pid PID] SCENARIO [--conns N] [--rate R]\n"
-          "                    [--messages M] [--duration S] [--json] [more options]\n"
-          "\n"
-          "Scenarios:\n"
-          "  idle    N connections, heartbeats only: server RSS per connection (default N 1000)\n"
-          "  pairs   N sender->receiver pairs; --rate R total msg/s open loop, else max speed (N 100)\n"
-          "  drain   M messages queue for an offline device, then it connects (M 10000, N senders 4)\n"
-          "  storm   N devices reconnect at once with tokens, bystander pairs meanwhile (N 1000)\n"
-          "\n"
-          "Options:\n"
-          "  --server HOST:PORT     use a running parleyd (default: start build/parleyd or $PARLEYD)\n"
-          "  --server-pid PID       its pid, for server CPU and RSS figures\n"
-          "  --parleyd-args \"...\"   extra arguments for the parleyd the bench starts\n"
-          "  --state DIR            keep state between runs: our parleyd's data dir, or (with --server)\n"
-          "                         where the token cache lives (default: a temp dir / ~/.cache/parley-bench)\n"
-          "  --conns N              connections, pairs or devices (per scenario, see above)\n"
-          "  --rate R               offered messages/s in total (pairs; storm bystanders, default 200)\n"
-          "  --messages M           messages (pairs: stop after M; drain: M queued)\n"
-          "  --duration S           seconds of the measured phase (pairs 10, idle 5)\n"
-          "  --size BYTES           message body size (default 100)\n"
-          "  --window W             max-speed sends in flight per sender (default 64)\n"
-          "  --bystanders B         storm: bystander pairs (default 5)\n"
-          "  --workers N            at least N worker processes (default: as the open-file limit needs)\n"
-          "  --per-addr N           connections per source address (default 10000)\n"
-          "  --src ADDR|none        first source address (default 127.0.0.2; then .3, .4, ...)\n"
-          "  --handshakes N         connections authenticating at once in set-up (default 256)\n"
-          "  --ack-batch N          receivers Ack after N messages (default 64) ...\n"
-          "  --ack-delay MS         ... or MS ms after the first unacknowledged one (default 5)\n"
-          "  --timeout S            longest any phase may take (default 300)\n"
-          "  --json                 print one JSON object instead of the table\n"
-          "  --quiet                no progress lines on stderr\n");
+  fprintf(
+      out,
+      "usage: parley-bench [--server HOST:PORT] [--server-pid PID] SCENARIO [--conns N] [--rate R]\n"
+      "                    [--messages M] [--duration S] [--json] [more options]\n"
+      "\n"
+      "Scenarios:\n"
+      "  idle    N connections, heartbeats only: server RSS per connection (default N 1000)\n"
+      "  pairs   N sender->receiver pairs; --rate R total msg/s open loop, else max speed (N 100)\n"
+      "  drain   M messages queue for an offline device, then it connects (M 10000, N senders 4)\n"
+      "  storm   N devices reconnect at once with tokens, bystander pairs meanwhile (N 1000)\n"
+      "\n"
+      "Options:\n"
+      "  --server HOST:PORT     use a running parleyd (default: start build/parleyd or $PARLEYD)\n"
+      "  --server-pid PID       its pid, for server CPU and RSS figures\n"
+      "  --parleyd-args \"...\"   extra arguments for the parleyd the bench starts\n"
+      "  --state DIR            keep state between runs: our parleyd's data dir, or (with --server)\n"
+      "                         where the token cache lives (default: a temp dir / ~/.cache/parley-bench)\n"
+      "  --conns N              connections, pairs or devices (per scenario, see above)\n"
+      "  --rate R               offered messages/s in total (pairs; storm bystanders, default 200)\n"
+      "  --messages M           messages (pairs: stop after M; drain: M queued)\n"
+      "  --duration S           seconds of the measured phase (pairs 10, idle 5)\n"
+      "  --size BYTES           message body size (default 100)\n"
+      "  --window W             max-speed sends in flight per sender (default 64)\n"
+      "  --bystanders B         storm: bystander pairs (default 5)\n"
+      "  --workers N            at least N worker processes (default: as the open-file limit needs)\n"
+      "  --per-addr N           connections per source address (default 10000)\n"
+      "  --src ADDR|none        first source address (default 127.0.0.2; then .3, .4, ...)\n"
+      "  --handshakes N         connections authenticating at once in set-up (default 256)\n"
+      "  --ack-batch N          receivers Ack after N messages (default 64) ...\n"
+      "  --ack-delay MS         ... or MS ms after the first unacknowledged one (default 5)\n"
+      "  --timeout S            longest any phase may take (default 300)\n"
+      "  --json                 print one JSON object instead of the table\n"
+      "  --quiet                no progress lines on stderr\n");
 }
 
 static void pb__defaults(pb_opts *o) {
@@ -98,24 +99,42 @@ static int pb__str(char *dst, size_t n, const char *v) {
 static int pb__apply(pb_opts *o, const char *k, const char *v) {
   double d;
   uint32_t u;
-  if (!strcmp(k, "server")) return pb__str(o->server, sizeof o->server, v);
-  if (!strcmp(k, "server-pid")) return pb__u32(v, &u) ? -1 : (o->server_pid = (long)u, 0);
-  if (!strcmp(k, "parleyd-args")) return pb__str(o->parleyd_args, sizeof o->parleyd_args, v);
-  if (!strcmp(k, "state")) return pb__str(o->state, sizeof o->state, v);
-  if (!strcmp(k, "conns")) return pb__u32(v, &o->conns);
-  if (!strcmp(k, "rate")) return pb__num(v, &o->rate);
-  if (!strcmp(k, "messages")) return pb__u32(v, &u) ? -1 : (o->messages = u, 0);
-  if (!strcmp(k, "duration")) return pb__num(v, &o->duration);
-  if (!strcmp(k, "size")) return pb__u32(v, &o->size);
-  if (!strcmp(k, "window")) return pb__u32(v, &o->window) || !o->window ? -1 : 0;
-  if (!strcmp(k, "bystanders")) return pb__u32(v, &o->bystanders);
-  if (!strcmp(k, "workers")) return pb__u32(v, &o->workers);
-  if (!strcmp(k, "per-addr")) return pb__u32(v, &o->per_addr) || !o->per_addr ? -1 : 0;
-  if (!strcmp(k, "src")) return pb__src(o, v);
-  if (!strcmp(k, "handshakes")) return pb__u32(v, &o->handshakes);
-  if (!strcmp(k, "ack-batch")) return pb__u32(v, &o->ack_batch) || !o->ack_batch ? -1 : 0;
-  if (!strcmp(k, "ack-delay")) return pb__u32(v, &o->ack_delay_ms) || o->ack_delay_ms > 60000 ? -1 : 0;
-  if (!strcmp(k, "timeout")) return pb__num(v, &d) || d <= 0 ? -1 : (o->timeout = d, 0);
+  if (!strcmp(k, "server"))
+    return pb__str(o->server, sizeof o->server, v);
+  if (!strcmp(k, "server-pid"))
+    return pb__u32(v, &u) ? -1 : (o->server_pid = (long)u, 0);
+  if (!strcmp(k, "parleyd-args"))
+    return pb__str(o->parleyd_args, sizeof o->parleyd_args, v);
+  if (!strcmp(k, "state"))
+    return pb__str(o->state, sizeof o->state, v);
+  if (!strcmp(k, "conns"))
+    return pb__u32(v, &o->conns);
+  if (!strcmp(k, "rate"))
+    return pb__num(v, &o->rate);
+  if (!strcmp(k, "messages"))
+    return pb__u32(v, &u) ? -1 : (o->messages = u, 0);
+  if (!strcmp(k, "duration"))
+    return pb__num(v, &o->duration);
+  if (!strcmp(k, "size"))
+    return pb__u32(v, &o->size);
+  if (!strcmp(k, "window"))
+    return pb__u32(v, &o->window) || !o->window ? -1 : 0;
+  if (!strcmp(k, "bystanders"))
+    return pb__u32(v, &o->bystanders);
+  if (!strcmp(k, "workers"))
+    return pb__u32(v, &o->workers);
+  if (!strcmp(k, "per-addr"))
+    return pb__u32(v, &o->per_addr) || !o->per_addr ? -1 : 0;
+  if (!strcmp(k, "src"))
+    return pb__src(o, v);
+  if (!strcmp(k, "handshakes"))
+    return pb__u32(v, &o->handshakes);
+  if (!strcmp(k, "ack-batch"))
+    return pb__u32(v, &o->ack_batch) || !o->ack_batch ? -1 : 0;
+  if (!strcmp(k, "ack-delay"))
+    return pb__u32(v, &o->ack_delay_ms) || o->ack_delay_ms > 60000 ? -1 : 0;
+  if (!strcmp(k, "timeout"))
+    return pb__num(v, &d) || d <= 0 ? -1 : (o->timeout = d, 0);
   return -2;
 }
 

@@ -45,7 +45,8 @@ static void pb__on_frame(pb_conn *c, uint8_t type, const ProtobufCMessage *m) {
   (void)m;
 }
 
-static const pb_conn_cbs pb__cbs = {.on_ready = pb__on_ready, .on_frame = pb__on_frame, .on_close = pb__on_close};
+static const pb_conn_cbs pb__cbs = {
+    .on_ready = pb__on_ready, .on_frame = pb__on_frame, .on_close = pb__on_close};
 
 static void pb__say(pb_timer *t) {
   pb__prep *p = t->ud;

@@ -37,8 +37,9 @@ int pb_scen_connect(pb_ctx *c, struct pb_traffic *t, const char *what) {
 void pb_scen_settle(pb_ctx *c, struct pb_traffic *t) {
   double wait = c->o->timeout < PB__SETTLE_MAX_S ? c->o->timeout : PB__SETTLE_MAX_S;
   if (pb_ctx_run(c, pb_traffic_settled, t, wait) != 0)
-    fprintf(stderr, "parley-bench: worker %u: not settled after %.0f s: %llu sends unanswered, %llu of %llu acked "
-                    "messages received\n",
+    fprintf(stderr,
+            "parley-bench: worker %u: not settled after %.0f s: %llu sends unanswered, %llu of %llu acked "
+            "messages received\n",
             c->w, wait, (unsigned long long)t->inflight, (unsigned long long)t->received_once,
             (unsigned long long)c->res->acked);
   pb_ctx_sleep(c, PB__LINGER_S);

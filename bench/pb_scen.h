@@ -30,11 +30,11 @@ typedef struct pb_ctx {
   pb_loop *loop;
   pb_net net;
   pb_result *res;
-  uint64_t run_id; /* the same in every worker; tags message bodies and ids */
-  int go, quit;    /* set by the parent's commands */
+  uint64_t run_id;   /* the same in every worker; tags message bodies and ids */
+  int go, quit;      /* set by the parent's commands */
   uint32_t barriers; /* barriers passed */
-  int res_fd;      /* to the parent */
-  void *state;     /* the scenario's */
+  int res_fd;        /* to the parent */
+  void *state;       /* the scenario's */
 } pb_ctx;
 
 typedef struct pb_scenario {

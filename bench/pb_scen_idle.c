@@ -56,7 +56,8 @@ static void idle_report(const pb_opts *o, const pb_result *r, const pb_sample s[
     double per = ((double)s[2].rss_bytes - (double)s[0].rss_bytes) / (double)o->conns;
     pb_report_num(rep, "server_rss_per_conn_bytes", "server RSS per connection", per, "bytes");
     pb_report_num(rep, "server_cpu_idle_pct", "server CPU while idle (of a core)",
-                  100.0 * (double)(s[2].cpu_us - s[1].cpu_us) / 1e6 / pb_scen_secs(s[1].t_us, s[2].t_us), "%");
+                  100.0 * (double)(s[2].cpu_us - s[1].cpu_us) / 1e6 / pb_scen_secs(s[1].t_us, s[2].t_us),
+                  "%");
   }
   pb_report_num(rep, "hold_s", "held for", secs, "s");
 }

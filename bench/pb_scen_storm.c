@@ -115,8 +115,8 @@ static void storm_teardown(pb_ctx *c) {
 static void storm_report(const pb_opts *o, const pb_result *r, const pb_sample s[3], pb_report *rep) {
   (void)s;
   double secs = pb_scen_secs(r->t_phase0, r->t_phase_end);
-  pb_report_num(rep, "delivered_per_s", "bystanders delivered", (double)r->unique / pb_scen_secs(r->t_go, r->t_stop),
-                "msg/s");
+  pb_report_num(rep, "delivered_per_s", "bystanders delivered",
+                (double)r->unique / pb_scen_secs(r->t_go, r->t_stop), "msg/s");
   pb_report_latency(rep, &r->lat);
   pb_report_ack_latency(rep, &r->ack);
   pb_report_lag(rep, &r->lag);
@@ -125,8 +125,10 @@ static void storm_report(const pb_opts *o, const pb_result *r, const pb_sample s
   pb_report_num(rep, "resume_all_s", "time until all resumed", secs, "s");
   pb_report_num(rep, "resumes_per_s", "resumes per second", (double)r->phase_done / secs, "/s");
   if (r->lat2.count) {
-    pb_report_num(rep, "resume_p50_ms", "resume time p50", (double)pb_hist_quantile(&r->lat2, 0.5) / 1e3, "ms");
-    pb_report_num(rep, "resume_p99_ms", "resume time p99", (double)pb_hist_quantile(&r->lat2, 0.99) / 1e3, "ms");
+    pb_report_num(rep, "resume_p50_ms", "resume time p50", (double)pb_hist_quantile(&r->lat2, 0.5) / 1e3,
+                  "ms");
+    pb_report_num(rep, "resume_p99_ms", "resume time p99", (double)pb_hist_quantile(&r->lat2, 0.99) / 1e3,
+                  "ms");
     pb_report_num(rep, "resume_max_ms", "resume time max", (double)r->lat2.max / 1e3, "ms");
   }
   pb_report_int(rep, "retries", "connection retries", r->retries);

@@ -96,8 +96,8 @@ static void pb__exec(const pb_server *s) {
   snprintf(listen, sizeof listen, "127.0.0.1:%d", ntohs(s->addr.sin_port));
   snprintf(log, sizeof log, "%s/parleyd.log", s->dir);
   snprintf(args, sizeof args, "%s", s->args);
-  char *argv[PB__MAX_ARGS + 16] = {bin, "--data", dir, "--listen", listen,
-                                   "--log-level", "warn", "--max-queue", "10000000"};
+  char *argv[PB__MAX_ARGS + 16] = {bin,           "--data", dir,           "--listen", listen,
+                                   "--log-level", "warn",   "--max-queue", "10000000"};
   int n = 9;
   n += pb__split(args, argv + n, PB__MAX_ARGS);
   argv[n] = NULL;
@@ -111,7 +111,7 @@ static void pb__exec(const pb_server *s) {
   /* Nothing of ours or our caller's stays open in the server: a pipe it kept
    * would make `out=$(parley-bench ...)` wait for the server to exit. */
   close_range(3, ~0u, 0);
-  setpgid(0, 0); /* a ^C to the bench does not hit the server mid-measurement */
+  setpgid(0, 0);                    /* a ^C to the bench does not hit the server mid-measurement */
   prctl(PR_SET_PDEATHSIG, SIGTERM); /* but a bench that dies takes its server along */
   execv(bin, argv);
   fprintf(stderr, "parley-bench: cannot run %s: %s\n", bin, strerror(errno));

@@ -32,8 +32,8 @@ uint64_t pb_hist_quantile(const pb_hist *h, double q);
 enum { PB_T_SENT = 1, PB_T_ACKED = 2, PB_T_REFUSED = 4 };
 
 typedef struct pb_track {
-  uint8_t *st;     /* by seq - 1: flags in bits 0..2, receive count in bits 3..7 */
-  uint64_t *ts;    /* by seq - 1: send time (us), for the SendAck latency */
+  uint8_t *st;  /* by seq - 1: flags in bits 0..2, receive count in bits 3..7 */
+  uint64_t *ts; /* by seq - 1: send time (us), for the SendAck latency */
   uint64_t cap;
 } pb_track;
 
@@ -50,19 +50,20 @@ void pb_track_free(pb_track *t);
 
 /* Everything a worker reports. Times are pb_now_us() values; 0 = unset. */
 typedef struct pb_result {
-  int32_t failed;    /* the worker could not complete the scenario */
+  int32_t failed; /* the worker could not complete the scenario */
   char why[160];
-  uint64_t conns;    /* connections that authenticated */
+  uint64_t conns; /* connections that authenticated */
   uint64_t conn_failed, retries, relogins, registered, disconnects;
   uint64_t sent, acked, acked_dup, refused, received, unique;
   uint64_t lost, duplicated, unacked_received, unanswered, stale, misrouted;
   uint64_t t_go, t_stop, t_first_rx, t_last_rx; /* measured phase */
-  uint64_t t_phase0, t_phase_end, phase_done;   /* drain: connect..last message; storm: reconnect..last AuthOk */
-  uint64_t bench_cpu_us;                        /* this worker's CPU in the measured phase */
-  pb_hist lat;   /* end-to-end message latency */
-  pb_hist lat2;  /* storm: connect-to-AuthOk time of each reconnecting device */
-  pb_hist ack;   /* send to SendAck (the server's commit path) */
-  pb_hist lag;   /* open loop: how late the bench sent each message (its own share of latency) */
+  uint64_t t_phase0, t_phase_end,
+      phase_done;        /* drain: connect..last message; storm: reconnect..last AuthOk */
+  uint64_t bench_cpu_us; /* this worker's CPU in the measured phase */
+  pb_hist lat;           /* end-to-end message latency */
+  pb_hist lat2;          /* storm: connect-to-AuthOk time of each reconnecting device */
+  pb_hist ack;           /* send to SendAck (the server's commit path) */
+  pb_hist lag;           /* open loop: how late the bench sent each message (its own share of latency) */
 } pb_result;
 
 void pb_result_init(pb_result *r);

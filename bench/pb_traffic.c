@@ -31,7 +31,8 @@ static int pb__parse_body(const ProtobufCBinaryData *b, pb__stamp *s) {
   size_t n = b->len < sizeof buf - 1 ? b->len : sizeof buf - 1;
   memcpy(buf, b->data, n);
   buf[n] = '\0';
-  return sscanf(buf, "%16" SCNx64 " %u %" SCNu64 " %" SCNu64, &s->run, &s->from, &s->seq, &s->ts) == 4 ? 0 : -1;
+  return sscanf(buf, "%16" SCNx64 " %u %" SCNu64 " %" SCNu64, &s->run, &s->from, &s->seq, &s->ts) == 4 ? 0
+                                                                                                       : -1;
 }
 
 /* The seq of an id "<run>.<seq>" of this run, or 0. */
@@ -252,7 +253,8 @@ static void pb__revive(pb_timer *tm) {
       pb_conn_start(&t->peers[i].c);
 }
 
-static const pb_conn_cbs pb__cbs = {.on_ready = pb__on_ready, .on_frame = pb__on_frame, .on_close = pb__on_close};
+static const pb_conn_cbs pb__cbs = {
+    .on_ready = pb__on_ready, .on_frame = pb__on_frame, .on_close = pb__on_close};
 
 /* ---- set-up and accounting -------------------------------------------------- */
 

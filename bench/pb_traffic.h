@@ -35,13 +35,13 @@ typedef struct pb_traffic pb_traffic;
 typedef struct pb_peer {
   pb_conn c; /* first */
   pb_traffic *t;
-  uint32_t to, from;          /* user indices, or PB_NOBODY */
+  uint32_t to, from; /* user indices, or PB_NOBODY */
   uint64_t next_seq, inflight;
-  uint64_t quota;             /* most messages to send; PB_NO_QUOTA: no limit */
-  pb_track tr;                /* as a sender */
+  uint64_t quota; /* most messages to send; PB_NO_QUOTA: no limit */
+  pb_track tr;    /* as a sender */
   uint8_t ready;
-  uint8_t manual;             /* pb_traffic_connect leaves it alone */
-  uint8_t want_up;            /* reconnect it when the connection is lost */
+  uint8_t manual;  /* pb_traffic_connect leaves it alone */
+  uint8_t want_up; /* reconnect it when the connection is lost */
 } pb_peer;
 
 struct pb_traffic {
@@ -53,15 +53,15 @@ struct pb_traffic {
   pb_peer **by_uidx; /* local senders by user index */
   uint32_t nusers;
   uint32_t window, body_size;
-  int filling;       /* max speed: refill windows on SendAck */
-  int recording;     /* record latencies (the measured phase) */
-  int stopping;      /* send no more */
-  int closing;       /* disconnects are expected */
+  int filling;   /* max speed: refill windows on SendAck */
+  int recording; /* record latencies (the measured phase) */
+  int stopping;  /* send no more */
+  int closing;   /* disconnects are expected */
   uint64_t ready, errors_logged;
   uint64_t inflight, received_once; /* sends awaiting an answer; this run's messages received */
   uint32_t quota_open;              /* max speed: senders below their quota */
   int has_quota;
-  pb_timer revive;                  /* reconnects lost peers */
+  pb_timer revive;              /* reconnects lost peers */
   void (*on_ready)(pb_peer *p); /* optional hook */
   /* open-loop pacing */
   pb_timer pace;

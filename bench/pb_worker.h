@@ -27,7 +27,7 @@ typedef struct pb_plan {
   const char *tokens; /* token cache path */
   uint32_t nusers;
   uint64_t run_id;
-  pid_t server_pid;   /* 0: no server figures */
+  pid_t server_pid; /* 0: no server figures */
   uint32_t nworkers;
 } pb_plan;
 

@@ -7,12 +7,12 @@
 
 static int failures;
 
-#define CHECK(cond)                                                  \
-  do {                                                               \
-    if (!(cond)) {                                                   \
+#define CHECK(cond)                                                     \
+  do {                                                                  \
+    if (!(cond)) {                                                      \
       fprintf(stderr, "%s:%d: CHECK(%s)\n", __FILE__, __LINE__, #cond); \
-      failures++;                                                    \
-    }                                                                \
+      failures++;                                                       \
+    }                                                                   \
   } while (0)
 
 static int near(uint64_t got, uint64_t want) {
@@ -73,7 +73,8 @@ static void test_ledger(void) {
   CHECK(pb_track_recv(&t, 3) == 2);
   CHECK(pb_track_recv(&t, 3) == 3);
   CHECK(pb_track_recv(&t, 10) == 1);
-  CHECK(pb_track_has(&t, 8, PB_T_ACKED) && !pb_track_has(&t, 9, PB_T_ACKED) && !pb_track_has(&t, 11, PB_T_SENT));
+  CHECK(pb_track_has(&t, 8, PB_T_ACKED) && !pb_track_has(&t, 9, PB_T_ACKED) &&
+        !pb_track_has(&t, 11, PB_T_SENT));
   pb_track_tally(&t, 10, &r);
   CHECK(r.lost == 1);
   CHECK(r.duplicated == 2);
