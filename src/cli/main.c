@@ -21,7 +21,6 @@
 
 #define CLI_VERSION "0.1"
 #define CLI_TIMEOUT_MS 15000  /* blocking calls (Argon2 on the server takes a moment) */
-#define CLI_ACK_EVERY 1000    /* recv: ack periodically so a long drain is not redelivered */
 #define CLI_DRAIN_MS 10000    /* chat: how long to wait for acks after end of input */
 
 enum {
@@ -352,10 +351,10 @@ static int cmd_send(const cli *o) {
 /* ---- recv --------------------------------------------------------------- */
 
 typedef struct cli_recv {
-  pl_bytes out;
-  uint64_t last_qid;   /* highest printed (buffered) */
+  pl_bytes out;        /* lines not yet written out */
+  uint64_t last_qid;   /* highest in out or written */
   uint64_t last_event; /* mono ms of the latest message */
-  size_t unflushed;    /* messages printed since the last ack */
+  size_t unflushed;    /* messages in out */
 } cli_recv;
 
 static void recv_on_message(parley *c, const parley_message *m, void *ud) {
@@ -367,7 +366,10 @@ static void recv_on_message(parley *c, const parley_message *m, void *ud) {
   r->unflushed++;
 }
 
-/* Prints what is buffered, then (unless --no-ack) acks it: in that order. */
+/* Prints what is buffered, then (unless --no-ack) acks it: in that order.
+ * recv commits after every pass that brought messages (a pass reads at most
+ * about a megabyte), so a long drain is acked as it goes and an interrupted
+ * one is redelivered from about where it stopped. */
 static int recv_commit(const cli *o, parley *c, cli_recv *r) {
   if (cli_print(&r->out) != 0)
     return cli_fail(CLI_EXIT_ERR, "cannot write to standard output (messages not acknowledged)");
@@ -405,7 +407,8 @@ static int cmd_recv(const cli *o) {
       status = cli_error(o, rc, NULL);
       goto out;
     }
-    if (r.unflushed >= CLI_ACK_EVERY && (status = recv_commit(o, c, &r)) != 0)
+    /* Show what this pass brought (someone may be watching a long --wait), and ack it. */
+    if (r.unflushed && (status = recv_commit(o, c, &r)) != 0)
       goto out;
   }
   if ((status = recv_commit(o, c, &r)) != 0)

@@ -17,7 +17,9 @@
 #include "proto/pl_frame.h"
 
 #define PLC_READ_CHUNK 65536
-#define PLC_READS_PER_PASS 16 /* bounds one pass's work (and its callbacks) */
+/* Bounds one pass's input (256 KB, a few thousand messages), so the
+ * application gets control back, and its acks go out, at a steady pace. */
+#define PLC_READS_PER_PASS 4
 #define PLC_DEFAULT_HB 30000u
 #define PLC_LINGER_MS 250 /* parley_free's bound on a graceful close */
 
@@ -399,7 +401,7 @@ static void plc__read(parley *c) {
   uint32_t gen = c->gen;
   for (int i = 0; i < PLC_READS_PER_PASS; i++) {
     pl_bytes_reserve(&c->rbuf, PLC_READ_CHUNK);
-    ssize_t n = plc_sock_read(&c->sock, c->rbuf.p + c->rbuf.len, c->rbuf.cap - c->rbuf.len);
+    ssize_t n = plc_sock_read(&c->sock, c->rbuf.p + c->rbuf.len, PLC_READ_CHUNK);
     if (n == 0)
       return;
     if (n < 0) {
