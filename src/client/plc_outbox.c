@@ -82,4 +82,6 @@ void plc_outbox_remove(plc_outbox *ob, plc_msg *m) {
   }
   pl_free(m->frame);
   pl_free(m);
+  if (!ob->len) /* the index only grows: give a burst's worth back */
+    pl_map_free(&ob->by_id);
 }
