@@ -20,8 +20,8 @@
 #include "parley/parley.h"
 
 #define CLI_VERSION "0.1"
-#define CLI_TIMEOUT_MS 15000  /* blocking calls (Argon2 on the server takes a moment) */
-#define CLI_DRAIN_MS 10000    /* chat: how long to wait for acks after end of input */
+#define CLI_TIMEOUT_MS 15000 /* blocking calls (Argon2 on the server takes a moment) */
+#define CLI_DRAIN_MS 10000   /* chat: how long to wait for acks after end of input */
 
 enum {
   CLI_EXIT_OK = 0,
@@ -39,9 +39,9 @@ typedef struct cli {
   const char *cmd;
   const char *pos[3];
   int npos;
-  const char *id;     /* send --id */
-  const char *wait;   /* recv --wait */
-  int no_ack;         /* recv --no-ack */
+  const char *id;   /* send --id */
+  const char *wait; /* recv --wait */
+  int no_ack;       /* recv --no-ack */
 } cli;
 
 static void usage(FILE *out) {
@@ -76,8 +76,9 @@ static void usage(FILE *out) {
 }
 
 #if defined(__GNUC__)
-__attribute__((format(printf, 2, 3)))
+static int cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #endif
+
 static int cli_fail(int status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -159,12 +160,18 @@ static int cli_parse_server(cli *o) {
 
 /* Options that take a value, and where each is stored. */
 static const char **cli_option(cli *o, const char *name) {
-  if (!strcmp(name, "server")) return &o->server;
-  if (!strcmp(name, "user")) return &o->user;
-  if (!strcmp(name, "password")) return &o->password;
-  if (!strcmp(name, "device")) return &o->device;
-  if (!strcmp(name, "id")) return &o->id;
-  if (!strcmp(name, "wait")) return &o->wait;
+  if (!strcmp(name, "server"))
+    return &o->server;
+  if (!strcmp(name, "user"))
+    return &o->user;
+  if (!strcmp(name, "password"))
+    return &o->password;
+  if (!strcmp(name, "device"))
+    return &o->device;
+  if (!strcmp(name, "id"))
+    return &o->id;
+  if (!strcmp(name, "wait"))
+    return &o->wait;
   return NULL;
 }
 
@@ -233,7 +240,10 @@ static int cli_check(cli *o) {
     const char *cmd;
     int npos;
     const char *args;
-  } cmds[] = {{"register", 0, ""}, {"send", 2, " PEER TEXT"}, {"recv", 0, ""}, {"chat", 1, " PEER"},
+  } cmds[] = {{"register", 0, ""},
+              {"send", 2, " PEER TEXT"},
+              {"recv", 0, ""},
+              {"chat", 1, " PEER"},
               {"logout", 0, ""}};
   size_t k = 0;
   while (k < sizeof cmds / sizeof cmds[0] && strcmp(cmds[k].cmd, o->cmd) != 0)
@@ -285,9 +295,8 @@ static int cli_open(const cli *o, parley **pc, const parley_callbacks *cb, void 
                      : parley_login(c, o->user, o->password, o->device);
   if (rc == PARLEY_E_INVALID_ARGUMENT) {
     parley_free(c);
-    return cli_fail(CLI_EXIT_AUTH,
-                    "invalid user name, password or device (user: 1-32 of a-z 0-9 _ . -; "
-                    "password: 8-1024 bytes; device: 1-64 bytes)");
+    return cli_fail(CLI_EXIT_AUTH, "invalid user name, password or device (user: 1-32 of a-z 0-9 _ . -; "
+                                   "password: 8-1024 bytes; device: 1-64 bytes)");
   }
   if (rc != PARLEY_OK) {
     parley_free(c);
@@ -427,7 +436,7 @@ typedef struct cli_chat {
   const char *peer;
   pl_bytes line; /* stdin not yet split into lines */
   pl_bytes out;
-  int status; /* set by a failure that ends the chat */
+  int status;  /* set by a failure that ends the chat */
   int refused; /* some message was refused */
   int lost;    /* the connection dropped (and is being re-established) */
 } cli_chat;
@@ -514,8 +523,8 @@ static int cmd_chat(const cli *o) {
   if (status)
     return status;
   if (isatty(STDIN_FILENO))
-    fprintf(stderr, "Chatting with %s as %s. Type a line and press Enter to send; Ctrl-D quits.\n",
-            ch.peer, o->user);
+    fprintf(stderr, "Chatting with %s as %s. Type a line and press Enter to send; Ctrl-D quits.\n", ch.peer,
+            o->user);
   int eof = 0;
   uint64_t eof_at = 0;
   while (!ch.status) {

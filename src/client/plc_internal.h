@@ -61,7 +61,7 @@ struct parley {
   pl_bytes wbuf;           /* output not yet written, from wpos */
   size_t wpos;
   uint64_t last_read, last_write, last_ping; /* mono ms */
-  uint64_t hello_wall;                        /* wall ms when Hello was queued */
+  uint64_t hello_wall;                       /* wall ms when Hello was queued */
   uint32_t heartbeat_ms, max_frame, max_message;
   int64_t clock_offset;
 

@@ -29,9 +29,9 @@ typedef struct plc_msg {
   uint64_t key; /* pl_hash_bytes(id) */
   uint8_t *frame;
   size_t frame_len;
-  uint8_t state;    /* plc_msg_state */
-  uint8_t mapped;   /* this entry is the index's value for key */
-  uint32_t retries; /* INTERNAL refusals so far (for the backoff) */
+  uint8_t state;     /* plc_msg_state */
+  uint8_t mapped;    /* this entry is the index's value for key */
+  uint32_t retries;  /* INTERNAL refusals so far (for the backoff) */
   uint64_t retry_at; /* monotonic ms, state PLC_MSG_RETRY */
   char id[PLC_ID_MAX + 1];
 } plc_msg;
