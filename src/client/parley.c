@@ -225,8 +225,7 @@ static int plc__send(parley *c, const char *id, const char *peer, const void *bo
   pl_bytes frame = {0};
   pl_frame_append(&frame, PARLEY__FRAME_TYPE__FRAME_SEND, &s.base);
   plc_msg *m = plc_outbox_add(&c->ob, idbuf, frame.p, frame.len);
-  if (c->phase == PLC_READY)
-    plc_write_msg(c, m);
+  plc_pump(c);
   if (id_out)
     memcpy(id_out, idbuf, strlen(idbuf) + 1);
   if (out)

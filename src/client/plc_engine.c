@@ -71,6 +71,15 @@ void plc_write(parley *c, uint8_t type, const ProtobufCMessage *msg) { pl_frame_
 void plc_write_msg(parley *c, plc_msg *m) {
   pl_bytes_append(&c->wbuf, m->frame, m->frame_len);
   m->state = PLC_MSG_SENT;
+  c->inflight++;
+}
+
+void plc_pump(parley *c) {
+  while (c->phase == PLC_READY && c->ob.unsent && c->inflight < PLC_WINDOW) {
+    plc_msg *m = c->ob.unsent;
+    c->ob.unsent = m->next;
+    plc_write_msg(c, m);
+  }
 }
 
 int plc_down_code(const parley *c) {
@@ -88,6 +97,9 @@ static void plc__reset_conn(parley *c) {
   c->wpos = 0;
   c->conn_max_qid = 0;
   c->ack_sent = 0;
+  c->close_hint = 0;
+  c->inflight = 0;
+  plc_outbox_rewind(&c->ob);
 }
 
 void plc_drop(parley *c, int err, int reconnect) {
@@ -100,8 +112,6 @@ void plc_drop(parley *c, int err, int reconnect) {
   c->resuming = 0;
   c->phase_deadline = 0;
   c->retry_scan_at = 0;
-  for (plc_msg *m = c->ob.head; m; m = m->next)
-    m->state = PLC_MSG_QUEUED;
   if (c->op != PLC_OP_NONE)
     plc__op_finish(c, c->op, err ? err : PARLEY_E_CLOSED);
   if (again) {
@@ -207,27 +217,27 @@ static void plc__on_auth_ok(parley *c, const Parley__AuthOk *a) {
   c->phase_deadline = 0;
   parley_state before = plc_state(c);
   c->phase = PLC_READY;
-  /* Resend before anyone hears of it, so a send from on_state queues behind. */
-  for (plc_msg *m = c->ob.head; m; m = m->next)
-    plc_write_msg(c, m);
-  c->retry_scan_at = 0;
+  plc_pump(c); /* the outbox, in order, same ids; later sends queue behind it */
   plc__op_finish(c, PLC_OP_AUTH, PARLEY_OK);
   plc__notify(c, before, 0);
 }
 
-/* A protocol-level code (the server is closing the connection): nothing was
- * committed, and the message goes again after the reconnect. */
-static int plc__conn_level(int code) { return code <= PARLEY_E_BAD_FRAME && code >= PARLEY_E_SLOW_CONSUMER; }
+/* The codes after which the server closes the connection (docs/protocol.md,
+ * "Error codes"): 1..7, and 9 (reserved for it). SHUTTING_DOWN is not one. */
+static int plc__closing(int code) {
+  return code <= PARLEY_E_BAD_FRAME && code >= PARLEY_E_SLOW_CONSUMER && code != PARLEY_E_SHUTTING_DOWN;
+}
 
 static void plc__on_send_error(parley *c, const Parley__Error *e, int code) {
   plc_msg *m = plc_outbox_find(&c->ob, e->ref);
-  if (!m || plc__conn_level(code))
-    return;
-  if (code != PARLEY_E_INTERNAL) {
+  if (!m || m->state != PLC_MSG_SENT || plc__closing(code))
+    return; /* closing: the drop requeues it for the next connection */
+  if (code != PARLEY_E_INTERNAL && code != PARLEY_E_SHUTTING_DOWN) {
     plc_msg_done(c, m, NULL, code, e->message && *e->message ? e->message : NULL);
     return;
   }
   /* Nothing was committed: try again later, on this connection or the next. */
+  c->inflight--;
   m->state = PLC_MSG_RETRY;
   m->retries++;
   uint64_t backoff = plc__backoff(c, m->retries);
@@ -238,7 +248,7 @@ static void plc__on_send_error(parley *c, const Parley__Error *e, int code) {
 
 static void plc__on_error(parley *c, const Parley__Error *e) {
   int code = e->code ? -(int)e->code : PARLEY_E_PROTOCOL;
-  int fatal = plc__conn_level(code); /* the server closes after these */
+  int fatal = plc__closing(code);
   if (e->ref && *e->ref && c->phase >= PLC_READY) {
     plc__on_send_error(c, e, code);
     if (!fatal)
@@ -264,8 +274,11 @@ static void plc__on_error(parley *c, const Parley__Error *e) {
     c->phase = PLC_READY;
     c->phase_deadline = 0;
     plc__op_finish(c, PLC_OP_LOGOUT, code);
+  } else {
+    /* Answers nothing we asked (an Ack the store could not take, say), but
+     * if the server closes next, it is the reason. */
+    c->close_hint = code;
   }
-  /* Anything else answers nothing we asked: ignore it. */
 }
 
 static void plc__on_logout_ok(parley *c) {
@@ -350,6 +363,8 @@ static void plc__dispatch(parley *c, const pl_frame *f) {
 
 void plc_msg_done(parley *c, plc_msg *m, const parley_send_ack *a, int err, const char *message) {
   if (m == c->wait_msg) {
+    if (m->state == PLC_MSG_SENT)
+      c->inflight--;
     c->wait_msg = NULL;
     c->wait_done = 1;
     c->wait_err = err;
@@ -365,6 +380,8 @@ void plc_msg_done(parley *c, plc_msg *m, const parley_send_ack *a, int err, cons
   }
   char id[PLC_ID_MAX + 1];
   memcpy(id, m->id, sizeof id);
+  if (m->state == PLC_MSG_SENT)
+    c->inflight--;
   plc_outbox_remove(&c->ob, m);
   c->depth++;
   if (a && c->cb.on_ack)
@@ -405,7 +422,7 @@ static void plc__read(parley *c) {
     if (n == 0)
       return;
     if (n < 0) {
-      plc_drop(c, PARLEY_E_CLOSED, 1);
+      plc_drop(c, c->close_hint ? c->close_hint : PARLEY_E_CLOSED, 1);
       return;
     }
     c->rbuf.len += (size_t)n;
@@ -446,6 +463,7 @@ static void plc__flush(parley *c) {
 static void plc__prepare_output(parley *c) {
   if (c->phase != PLC_READY)
     return;
+  plc_pump(c);
   /* Only ack what this connection delivered: the server ignores the rest. */
   uint64_t upto = c->ack_upto < c->conn_max_qid ? c->ack_upto : c->conn_max_qid;
   if (upto > c->ack_sent) {

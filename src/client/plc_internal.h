@@ -27,6 +27,11 @@
 
 #define PLC_VERSION "0.1"
 #define PLC_MAX_IN_FRAME (16u << 20) /* largest frame accepted from the server */
+/* Sends written but not yet answered, at most. The server stops reading a
+ * connection with 1024 Sends awaiting their commit; staying under that keeps
+ * Acks and Pings flowing and the output buffer small, and is still a deep
+ * enough pipeline for the server's group commits. */
+#define PLC_WINDOW 512
 
 typedef enum plc_phase {
   PLC_IDLE = 0,
@@ -61,6 +66,7 @@ struct parley {
   pl_bytes wbuf;           /* output not yet written, from wpos */
   size_t wpos;
   uint64_t last_read, last_write, last_ping; /* mono ms */
+  int close_hint;                             /* an Error without ref that may precede a close */
   uint64_t hello_wall;                       /* wall ms when Hello was queued */
   uint32_t heartbeat_ms, max_frame, max_message;
   int64_t clock_offset;
@@ -80,6 +86,7 @@ struct parley {
 
   /* Outbox, and the message parley_send_wait is waiting for. */
   plc_outbox ob;
+  uint32_t inflight;      /* entries in state SENT: Sends awaiting their answer */
   uint64_t retry_scan_at; /* mono ms: earliest PLC_MSG_RETRY entry due; 0 = none */
   plc_msg *wait_msg;
   int wait_done, wait_err;
@@ -110,6 +117,10 @@ void plc_write(parley *c, uint8_t type, const ProtobufCMessage *msg);
 
 /* Writes an outbox entry's frame now (the session must be READY). */
 void plc_write_msg(parley *c, plc_msg *m);
+
+/* Writes unsent outbox entries, in order, while fewer than PLC_WINDOW are
+ * unanswered (READY only). */
+void plc_pump(parley *c);
 
 /* One pass of the engine: timers, poll up to timeout_ms, read and dispatch,
  * flush. Returns PARLEY_OK or, if the handle is down for good, the reason. */

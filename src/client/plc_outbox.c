@@ -35,6 +35,8 @@ plc_msg *plc_outbox_add(plc_outbox *ob, const char *id, uint8_t *frame, size_t f
     ob->head = m;
   ob->tail = m;
   ob->len++;
+  if (!ob->unsent)
+    ob->unsent = m;
   if (pl_map_get(&ob->by_id, m->key)) {
     ob->unmapped++;
   } else {
@@ -57,6 +59,8 @@ plc_msg *plc_outbox_find(plc_outbox *ob, const char *id) {
 }
 
 void plc_outbox_remove(plc_outbox *ob, plc_msg *m) {
+  if (ob->unsent == m)
+    ob->unsent = m->next;
   if (m->prev)
     m->prev->next = m->next;
   else
@@ -84,4 +88,10 @@ void plc_outbox_remove(plc_outbox *ob, plc_msg *m) {
   pl_free(m);
   if (!ob->len) /* the index only grows: give a burst's worth back */
     pl_map_free(&ob->by_id);
+}
+
+void plc_outbox_rewind(plc_outbox *ob) {
+  for (plc_msg *m = ob->head; m; m = m->next)
+    m->state = PLC_MSG_QUEUED;
+  ob->unsent = ob->head;
 }

@@ -3,7 +3,8 @@
  * reconnect is byte for byte the original (same id, same client_ts) and the
  * server's deduplication applies.
  *
- * Acks come back by id in any order, so entries are also indexed by a hash
+ * Entries are written in order, as far as the engine's window allows: the
+ * unsent cursor marks where writing resumes. Acks come back by id in any order, so entries are also indexed by a hash
  * of the id. Two entries can share an id (the application may reuse one
  * while the first is still pending) or, very rarely, a hash: only the oldest
  * entry of a key is in the index, the others are "unmapped" and found by a
@@ -38,6 +39,7 @@ typedef struct plc_msg {
 
 typedef struct plc_outbox {
   plc_msg *head, *tail; /* oldest first */
+  plc_msg *unsent;      /* first entry not yet written on this connection; all after it are unsent too */
   size_t len;
   size_t unmapped; /* entries not in by_id (shared id or hash) */
   pl_map by_id;    /* key -> the oldest entry with that key */
@@ -53,5 +55,7 @@ plc_msg *plc_outbox_add(plc_outbox *ob, const char *id, uint8_t *frame, size_t f
 plc_msg *plc_outbox_find(plc_outbox *ob, const char *id);
 /* Unlinks m and frees it. */
 void plc_outbox_remove(plc_outbox *ob, plc_msg *m);
+/* After a disconnect: every entry is unsent again (QUEUED), oldest first. */
+void plc_outbox_rewind(plc_outbox *ob);
 
 #endif

@@ -336,6 +336,11 @@ static void pl__argon_work(uv_work_t *w) {
   pl__sreq *sr = wk->sr;
   if (wk->verify) {
     Parley__Login *l = (Parley__Login *)sr->msg;
+    if (!sr->pwhash) { /* unknown user: spend the same time, then fail */
+      pl_auth_dummy_verify(l->password, strlen(l->password));
+      wk->ok = 0;
+      return;
+    }
     wk->ok = pl_auth_verify(sr->pwhash, l->password, strlen(l->password));
   } else {
     Parley__Register *r = (Parley__Register *)sr->msg;
@@ -378,6 +383,13 @@ static void pl__get_user_done(pl_store_req *req) {
   pl__sreq *sr = PL__SREQ(req);
   if (!sr->s->conn)
     return pl__auth_end(sr, PL_OK);
+  if (req->status == PL_ERR_BAD_CREDENTIALS) {
+    /* Unknown user: answer only after an Argon2 run, so timing does not
+     * tell which user names exist. */
+    req->done = pl__auth_done;
+    pl__argon(sr, 1);
+    return;
+  }
   if (req->status != PL_OK)
     return pl__auth_end(sr, req->status);
   /* Keep the hash and user id across the clear that precedes the next step. */
@@ -499,7 +511,8 @@ static void pl__ack_done(pl_store_req *req) {
   s->ack_busy = 0;
   if (req->status == PL_OK && req->in.upto > s->ack_done)
     s->ack_done = req->in.upto;
-  pl__submit_ack(s);
+  if (req->status == PL_OK)
+    pl__submit_ack(s); /* after a failure, the client's next Ack retries */
   pl__sreq_free(sr);
 }
 
@@ -532,7 +545,10 @@ static void pl__logout_done(pl_store_req *req) {
     pl_info("conn %llu %s: %s@%s logged out", (unsigned long long)s->conn->id, s->conn->peer, s->user, s->device);
     pl_conn_close(s->conn);
   } else if (s->conn) {
+    /* Still logged in: serve the device again. */
     pl__error(s, req->status, NULL);
+    s->core->router->ops->attach(s->core->router, s->device_id, s->loop, s);
+    pl__start_sync(s);
     pl__resume_reading(s);
   }
   pl__sreq_free(sr);
@@ -564,6 +580,7 @@ static void pl__on_hello(pl_session *s, const Parley__Hello *h) {
   s->kind = h->kind <= 4 ? (uint8_t)h->kind : 0;
   s->state = S_AUTH;
   uint32_t hb = cfg->heartbeat_ms[s->kind];
+  s->conn->deadline_ms = 0;
   s->conn->idle_timeout_ms = hb + hb / 2; /* grace: half an interval */
   Parley__Welcome w = PARLEY__WELCOME__INIT;
   w.version = PL_PROTOCOL_VERSION;
@@ -636,7 +653,8 @@ static void pl__on_open(pl_conn *c, void *ud) {
   s->loop = c->loop;
   s->refs = 1;
   c->session = s;
-  c->idle_timeout_ms = core->cfg.hello_timeout_ms;
+  /* A fixed deadline, not an idle timeout: trickling bytes does not extend it. */
+  c->deadline_ms = pl_mono_ms() + core->cfg.hello_timeout_ms;
   c->drain_mark = core->cfg.out_high;
   atomic_fetch_add_explicit(&core->conns_open, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&core->conns_total, 1, memory_order_relaxed);
@@ -652,6 +670,12 @@ static void pl__on_idle(pl_conn *c, void *ud) {
   (void)ud;
   pl__fatal(c->session, c->session && ((pl_session *)c->session)->state == S_HELLO ? PL_ERR_HELLO_REQUIRED
                                                                                     : PL_ERR_HEARTBEAT_TIMEOUT);
+}
+
+static void pl__on_shutdown(pl_conn *c, void *ud) {
+  (void)ud;
+  pl__error(c->session, PL_ERR_SHUTTING_DOWN, NULL);
+  pl_conn_close(c);
 }
 
 static void pl__on_drain(pl_conn *c, void *ud) {
@@ -703,6 +727,7 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
       .on_bad_input = pl__on_bad_input,
       .on_idle = pl__on_idle,
       .on_drain = pl__on_drain,
+      .on_shutdown = pl__on_shutdown,
       .on_close = pl__on_close,
       .ud = core,
   };

@@ -46,6 +46,8 @@ typedef struct pl_conn_handler {
   /* Everything queued has been written (after having been above
    * c->drain_mark bytes). */
   void (*on_drain)(pl_conn *c, void *ud);
+  /* The server is stopping: say so and close. */
+  void (*on_shutdown)(pl_conn *c, void *ud);
   /* The connection is gone; the handler must not touch c afterwards. */
   void (*on_close)(pl_conn *c, void *ud);
   void *ud;
@@ -58,6 +60,7 @@ struct pl_conn {
   void *session;            /* the handler's */
   uint64_t last_rx_ms;      /* monotonic time of the last bytes received */
   uint32_t idle_timeout_ms; /* 0 = none */
+  uint64_t deadline_ms;     /* monotonic; on_idle once passed (0 = none) */
   uint32_t max_frame;       /* largest length prefix accepted */
   size_t out_bytes;         /* queued, not yet written */
   size_t drain_mark;        /* with want_drain: on_drain fires once out_bytes <= drain_mark / 2 */

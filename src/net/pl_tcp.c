@@ -1,5 +1,6 @@
 #include "pl_tcp.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -380,14 +381,15 @@ static int pl__bind_reuseport(const pl_tcp_config *cfg, int *fd_out) {
     return UV_EINVAL;
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
-    return UV_EMFILE;
+    return uv_translate_sys_error(errno);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
   if (bind(fd, (struct sockaddr *)&ss, len) != 0) {
+    int err = errno;
     close(fd);
-    return UV_EADDRINUSE;
+    return uv_translate_sys_error(err);
   }
   *fd_out = fd;
   return 0;
@@ -439,8 +441,44 @@ void pl_tcp_listener_close(pl_tcp_listener *l) {
 }
 
 void pl_tcp_close_all(pl_tcp_listener *l) {
-  for (pl_tcp_conn *tc = l->conns; tc; tc = tc->next)
+  for (pl_tcp_conn *tc = l->conns; tc; tc = tc->next) {
+    if (tc->closing)
+      continue;
+    if (tc->c.h->on_shutdown)
+      tc->c.h->on_shutdown(&tc->c, tc->c.h->ud);
     pl__tcp_close(&tc->c);
+  }
+}
+
+int pl_tcp_port(const pl_tcp_listener *l) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) != 0)
+    return -1;
+  return ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                       : ((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* SO_REUSEPORT would let a second parleyd share the port (and split the
+ * clients between two databases): first make sure nobody holds it. */
+pl_err pl_tcp_probe(const pl_tcp_config *cfg) {
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&ss) != 0)
+    return PL_ERR_CONFIG;
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+  if (fd < 0)
+    return PL_ERR_IO;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  int rc = bind(fd, (struct sockaddr *)&ss, len);
+  int err = errno;
+  close(fd);
+  if (rc != 0) {
+    pl_error("listen %s:%d: %s", cfg->host, cfg->port, strerror(err));
+    return PL_ERR_IO;
+  }
+  return PL_OK;
 }
 
 size_t pl_tcp_count(const pl_tcp_listener *l) { return l->count; }
@@ -460,7 +498,7 @@ void pl_tcp_sweep(pl_tcp_listener *l, uint64_t now) {
       tc->q = NULL;
       tc->qcap = 0;
     }
-    if (c->idle_timeout_ms && now - c->last_rx_ms > c->idle_timeout_ms)
+    if ((c->idle_timeout_ms && now - c->last_rx_ms > c->idle_timeout_ms) || (c->deadline_ms && now > c->deadline_ms))
       c->h->on_idle(c, c->h->ud);
   }
 }

@@ -20,6 +20,11 @@ typedef struct pl_tcp_config {
 pl_err pl_tcp_listen(pl_loop *l, const pl_tcp_config *cfg, const pl_conn_handler *h, pl_tcp_listener **out);
 /* Stops accepting and closes the listener (on its loop's thread). */
 void pl_tcp_listener_close(pl_tcp_listener *t);
+/* Fails (and logs why) if the address cannot be bound by a new socket
+ * without SO_REUSEPORT: another server holds it, or it is not ours. */
+pl_err pl_tcp_probe(const pl_tcp_config *cfg);
+/* The port the listener is bound to (useful with port 0). */
+int pl_tcp_port(const pl_tcp_listener *t);
 /* Frees the listener after its loop has ended. */
 void pl_tcp_listener_free(pl_tcp_listener *t);
 /* Cuts every connection at once (queued output is dropped). */

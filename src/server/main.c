@@ -149,16 +149,20 @@ static pl_err pl__start(pl_server *srv) {
   srv->loops = pl_calloc((size_t)srv->nloops, sizeof *srv->loops);
   srv->listeners = pl_calloc((size_t)srv->nloops, sizeof *srv->listeners);
   pl_tcp_config tc = {.host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
+  if (tc.port && (e = pl_tcp_probe(&tc)) != PL_OK)
+    return e;
   for (int i = 0; i < srv->nloops; i++) {
     srv->loops[i] = pl_loop_new(i);
     e = pl_tcp_listen(srv->loops[i], &tc, pl_core_handler(srv->core), &srv->listeners[i]);
     if (e != PL_OK)
       return e;
+    if (tc.port == 0) /* port 0: the others join the port the kernel picked */
+      tc.port = pl_tcp_port(srv->listeners[i]);
     pl_loop_set_tick(srv->loops[i], 1000, pl__tick, srv->listeners[i]);
   }
   for (int i = 0; i < srv->nloops; i++)
     pl_loop_start(srv->loops[i]);
-  pl_info("parleyd listening on %s:%d (%d loops, data %s, durability %s)", c->listen_host, c->listen_port,
+  pl_info("parleyd listening on %s:%d (%d loops, data %s, durability %s)", c->listen_host, tc.port,
           srv->nloops, c->data, c->durable ? "fsync" : "process");
   return PL_OK;
 }
@@ -167,8 +171,7 @@ static pl_err pl__start(pl_server *srv) {
  * close connections (output flushed) and end the loops. */
 static void pl__shutdown(pl_server *srv) {
   pl__post_all(srv, pl__stop_listen, NULL);
-  pl_store_close(srv->store);
-  srv->store = NULL;
+  pl_store_stop(srv->store); /* loops may still submit: they get SHUTTING_DOWN */
   pl__loop_task **keep = pl_calloc((size_t)srv->nloops, sizeof *keep);
   pl__post_all(srv, pl__close_all, keep);
   for (int i = 0; i < srv->nloops; i++) {
@@ -182,6 +185,7 @@ static void pl__shutdown(pl_server *srv) {
   pl_free(keep);
   pl_free(srv->loops);
   pl_free(srv->listeners);
+  pl_store_close(srv->store);
   if (srv->core)
     pl_core_free(srv->core);
   if (srv->lock_fd > 0)

@@ -221,7 +221,12 @@ int pl_config_args(pl_config *c, int argc, char **argv) {
       printf("parleyd 0.1 (protocol 1)\n");
       return 1;
     }
-    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc && pl_config_load(c, argv[++i], err, sizeof err) != 0) {
+    const char *file = NULL;
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+      file = argv[++i];
+    else if (strncmp(argv[i], "--config=", 9) == 0)
+      file = argv[i] + 9;
+    if (file && pl_config_load(c, file, err, sizeof err) != 0) {
       fprintf(stderr, "parleyd: %s\n", err);
       return -1;
     }

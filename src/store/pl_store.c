@@ -350,17 +350,24 @@ out:
   return w.err;
 }
 
-void pl_store_close(pl_store *s) {
-  if (!s)
-    return;
+void pl_store_stop(pl_store *s) {
   pthread_mutex_lock(&s->mu);
+  int was = s->closing;
   s->closing = 1;
   pthread_cond_signal(&s->wake);
   pthread_mutex_unlock(&s->mu);
+  if (was)
+    return;
   pthread_join(s->thread, NULL);
   s->be->close(s->bctx);
   pl_info("store: closed (%llu requests in %llu commits)", (unsigned long long)s->stats.requests,
           (unsigned long long)s->stats.commits);
+}
+
+void pl_store_close(pl_store *s) {
+  if (!s)
+    return;
+  pl_store_stop(s);
   pl__sync_destroy(s);
   pl_free(s);
 }

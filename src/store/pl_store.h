@@ -161,7 +161,12 @@ void pl_store_submit(pl_store *s, pl_store_req *req);
 pl_err pl_store_call(pl_store *s, pl_store_req *req);
 /* Runs the TTL sweep now and waits (tests). */
 pl_err pl_store_expire_now(pl_store *s, uint64_t now_ms, uint64_t *deleted);
-/* Finishes and commits every queued request, stops the thread, closes. */
+/* Finishes and commits every queued request, stops the thread and closes the
+ * backend. The handle stays valid: later submissions fail with
+ * PL_ERR_SHUTTING_DOWN through the normal done path (loops that are still
+ * reading may submit until they close). Idempotent. */
+void pl_store_stop(pl_store *s);
+/* pl_store_stop, then frees the handle (no thread may use it afterwards). */
 void pl_store_close(pl_store *s);
 
 /* Counters for metrics and benchmarks. */

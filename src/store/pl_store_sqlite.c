@@ -428,6 +428,13 @@ static pl_err pl__device_by_name(pl__sq *q, uint64_t uid, const char *name, uint
   return e;
 }
 
+static int pl__has_dev(const pl__user *u, uint64_t dev) {
+  for (size_t i = 0; i < u->ndevs; i++)
+    if (u->devs[i] == dev)
+      return 1;
+  return 0;
+}
+
 static pl_err pl__login_device(pl__sq *q, pl_store_req *r) {
   pl__user *u;
   pl_err e = pl__device_by_name(q, r->in.user_id, r->in.device, &r->out.device_id);
@@ -435,6 +442,13 @@ static pl_err pl__login_device(pl__sq *q, pl_store_req *r) {
     return e;
   r->out.user_id = r->in.user_id;
   if (r->out.device_id) { /* a known device: rotate its token */
+    e = pl__user_get(q, r->in.user_id, &u);
+    if (e != PL_OK)
+      return e;
+    if (u && q->max_devices && u->ndevs >= q->max_devices && !pl__has_dev(u, r->out.device_id)) {
+      r->status = PL_ERR_TOO_MANY_DEVICES; /* logged out, and the others fill the limit */
+      return PL_OK;
+    }
     pl__user_forget(q, r->in.user_id); /* it may have been logged out: a target again */
     return pl__set_token(q, r->out.device_id, r->in.token_hash);
   }
