@@ -66,7 +66,7 @@ struct parley {
   pl_bytes wbuf;           /* output not yet written, from wpos */
   size_t wpos;
   uint64_t last_read, last_write, last_ping; /* mono ms */
-  int close_hint;                             /* an Error without ref that may precede a close */
+  int close_hint;                            /* an Error without ref that may precede a close */
   uint64_t hello_wall;                       /* wall ms when Hello was queued */
   uint32_t heartbeat_ms, max_frame, max_message;
   int64_t clock_offset;

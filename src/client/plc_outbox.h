@@ -4,11 +4,10 @@
  * server's deduplication applies.
  *
  * Entries are written in order, as far as the engine's window allows: the
- * unsent cursor marks where writing resumes. Acks come back by id in any order, so entries are also indexed by a hash
- * of the id. Two entries can share an id (the application may reuse one
- * while the first is still pending) or, very rarely, a hash: only the oldest
- * entry of a key is in the index, the others are "unmapped" and found by a
- * linear scan, which runs only while unmapped entries exist. */
+ * unsent cursor marks where writing resumes. Acks come back by id in any order, so entries are also indexed
+ * by a hash of the id. Two entries can share an id (the application may reuse one while the first is still
+ * pending) or, very rarely, a hash: only the oldest entry of a key is in the index, the others are "unmapped"
+ * and found by a linear scan, which runs only while unmapped entries exist. */
 #ifndef PLC_OUTBOX_H
 #define PLC_OUTBOX_H
 
