@@ -64,9 +64,32 @@ static int pb__mkdirs(const char *dir) {
   return mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;
 }
 
-/* Our own parleyd (on --state or a temp dir), or the one at --server. */
-static int pb__server(const pb_opts *o, pb_server *srv) {
+typedef struct pb__paths {
+  char tokens[700];   /* token cache */
+  char tmpl[600];     /* template data dir (kept state only) */
+} pb__paths;
+
+/* With --state DIR our parleyd runs on DIR/data, a fresh copy of
+ * DIR/template; the token cache DIR/bench-tokens belongs to the template. */
+static int pb__state_dirs(const pb_opts *o, pb__paths *p, char *data, size_t n) {
+  snprintf(p->tmpl, sizeof p->tmpl, "%s/template", o->state);
+  snprintf(p->tokens, sizeof p->tokens, "%s/bench-tokens", o->state);
+  snprintf(data, n, "%s/data", o->state);
+  int had = pb__mkdirs(o->state) == 0 ? pb_server_fresh_data(p->tmpl, data) : -1;
+  if (had < 0) {
+    fprintf(stderr, "parley-bench: cannot prepare %s: %s\n", data, strerror(errno));
+    return -1;
+  }
+  if (!had)
+    unlink(p->tokens); /* tokens of a database we no longer have */
+  return 0;
+}
+
+/* Our own parleyd (kept state or a temp dir), or the one at --server. */
+static int pb__server(const pb_opts *o, pb_server *srv, pb__paths *p) {
+  char data[600] = "";
   memset(srv, 0, sizeof *srv);
+  memset(p, 0, sizeof *p);
   if (o->server[0]) {
     if (pb_server_parse(o->server, &srv->addr) != 0) {
       fprintf(stderr, "parley-bench: bad --server '%s' (want IPv4:PORT)\n", o->server);
@@ -79,19 +102,17 @@ static int pb__server(const pb_opts *o, pb_server *srv) {
     fprintf(stderr, "parley-bench: no parleyd next to parley-bench and $PARLEYD unset (or use --server)\n");
     return -1;
   }
-  if (o->state[0] && pb__mkdirs(o->state) != 0) {
-    fprintf(stderr, "parley-bench: cannot create %s: %s\n", o->state, strerror(errno));
+  if (o->state[0] && pb__state_dirs(o, p, data, sizeof data) != 0)
     return -1;
-  }
-  return pb_server_start(srv, o->state, o->parleyd_args);
+  if (pb_server_start(srv, data, o->parleyd_args) != 0)
+    return -1;
+  if (!o->state[0])
+    snprintf(p->tokens, sizeof p->tokens, "%s/bench-tokens", srv->dir);
+  return 0;
 }
 
-/* Our server: its data dir. A running one: --state or ~/.cache/parley-bench. */
+/* A running server's token cache: in --state or ~/.cache/parley-bench. */
 static int pb__tokens_path(const pb_opts *o, const pb_server *srv, char *out, size_t n) {
-  if (srv->own) {
-    snprintf(out, n, "%s/bench-tokens", srv->dir);
-    return 0;
-  }
   char dir[600];
   const char *home = getenv("HOME");
   if (o->state[0])
@@ -109,10 +130,10 @@ static int pb__tokens_path(const pb_opts *o, const pb_server *srv, char *out, si
 
 /* Creates missing users; restarts our server afterwards so that nothing of
  * the creation (Argon2 buffers, caches) is in the figures. */
-static int pb__users(const pb_opts *o, pb_server *srv, const char *tokens, uint32_t n) {
-  pb_users *u = pb_users_open(tokens, n);
+static int pb__users(const pb_opts *o, pb_server *srv, const pb__paths *p, uint32_t n) {
+  pb_users *u = pb_users_open(p->tokens, n);
   if (!u) {
-    fprintf(stderr, "parley-bench: cannot open the token cache %s: %s\n", tokens, strerror(errno));
+    fprintf(stderr, "parley-bench: cannot open the token cache %s: %s\n", p->tokens, strerror(errno));
     return -1;
   }
   uint32_t created = 0;
@@ -121,7 +142,7 @@ static int pb__users(const pb_opts *o, pb_server *srv, const char *tokens, uint3
   if (rc == 0 && created && srv->own) {
     if (!o->quiet)
       fprintf(stderr, "parley-bench: restarting parleyd after creating users\n");
-    rc = pb_server_restart(srv);
+    rc = pb_server_restart(srv, p->tmpl[0] ? p->tmpl : NULL);
     pb__server_pid = srv->pid;
   }
   return rc;
@@ -190,15 +211,15 @@ int main(int argc, char **argv) {
   pb__raise_nofile();
   sc->defaults(&o);
   pb_server srv;
-  char tokens[700];
-  if (pb__server(&o, &srv) != 0)
+  pb__paths paths;
+  if (pb__server(&o, &srv, &paths) != 0)
     return 1;
   pb__server_pid = srv.own ? srv.pid : 0;
   rc = 1;
-  if (pb__tokens_path(&o, &srv, tokens, sizeof tokens) != 0)
+  if (!srv.own && pb__tokens_path(&o, &srv, paths.tokens, sizeof paths.tokens) != 0)
     fprintf(stderr, "parley-bench: cannot create a directory for the token cache\n");
-  else if (pb__users(&o, &srv, tokens, sc->users(&o)) == 0)
-    rc = pb__run(sc, &o, &srv, tokens);
+  else if (pb__users(&o, &srv, &paths, sc->users(&o)) == 0)
+    rc = pb__run(sc, &o, &srv, paths.tokens);
   pb__server_pid = 0;
   pb_server_stop(&srv);
   return rc;

@@ -1,6 +1,7 @@
 #include "pb_server.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -197,8 +198,12 @@ static void pb__kill_wait(pb_server *s) {
   s->pid = 0;
 }
 
-int pb_server_restart(pb_server *s) {
+static int pb__save_template(const pb_server *s, const char *tmpl);
+
+int pb_server_restart(pb_server *s, const char *save_template) {
   pb__kill_wait(s);
+  if (save_template && pb__save_template(s, save_template) != 0)
+    fprintf(stderr, "parley-bench: cannot save %s: %s\n", save_template, strerror(errno));
   return pb__spawn(s);
 }
 
@@ -207,6 +212,70 @@ static int pb__rm(const char *path, const struct stat *st, int flag, struct FTW 
   (void)flag;
   (void)ftw;
   return remove(path);
+}
+
+/* ---- template data dir ---------------------------------------------------- */
+
+static int pb__copy_file(const char *from, const char *to) {
+  char buf[65536];
+  int in = open(from, O_RDONLY | O_CLOEXEC), out = -1, rc = -1;
+  if (in < 0 || (out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+    goto out;
+  for (;;) {
+    ssize_t n = read(in, buf, sizeof buf);
+    if (n == 0)
+      break;
+    if (n < 0 || write(out, buf, (size_t)n) != n)
+      goto out;
+  }
+  rc = fsync(out);
+out:
+  if (in >= 0)
+    close(in);
+  if (out >= 0)
+    close(out);
+  return rc;
+}
+
+/* Copies the regular files of `from` (not the lock, not the log) into `to`. */
+static int pb__copy_dir(const char *from, const char *to) {
+  DIR *d = opendir(from);
+  if (!d || (mkdir(to, 0700) != 0 && errno != EEXIST)) {
+    if (d)
+      closedir(d);
+    return -1;
+  }
+  int rc = 0;
+  for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+    char a[1200], b[1200];
+    if (e->d_type != DT_REG || !strcmp(e->d_name, "LOCK") || !strcmp(e->d_name, "parleyd.log"))
+      continue;
+    snprintf(a, sizeof a, "%s/%s", from, e->d_name);
+    snprintf(b, sizeof b, "%s/%s", to, e->d_name);
+    rc = pb__copy_file(a, b);
+  }
+  closedir(d);
+  return rc;
+}
+
+static void pb__rmrf(const char *dir) { nftw(dir, pb__rm, 16, FTW_DEPTH | FTW_PHYS); }
+
+int pb_server_fresh_data(const char *tmpl, const char *data) {
+  struct stat st;
+  pb__rmrf(data);
+  if (stat(tmpl, &st) != 0)
+    return mkdir(data, 0700) == 0 ? 0 : -1;
+  return pb__copy_dir(tmpl, data) == 0 ? 1 : -1;
+}
+
+static int pb__save_template(const pb_server *s, const char *tmpl) {
+  char next[600];
+  snprintf(next, sizeof next, "%s.new", tmpl);
+  pb__rmrf(next);
+  if (pb__copy_dir(s->dir, next) != 0)
+    return -1;
+  pb__rmrf(tmpl);
+  return rename(next, tmpl);
 }
 
 void pb_server_stop(pb_server *s) {

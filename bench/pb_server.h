@@ -32,10 +32,18 @@ int pb_server_find_bin(char *out, size_t n);
 /* Starts parleyd on a free port with data dir `dir` (NULL: a new temp dir)
  * and waits until it accepts connections. Returns 0 or -1 (reason printed). */
 int pb_server_start(pb_server *s, const char *dir, const char *args);
-/* Restarts our server on the same data dir and port. */
-int pb_server_restart(pb_server *s);
+/* Restarts our server on the same data dir and port; in between, with
+ * save_template set, copies the data dir there (see pb_server_fresh_data). */
+int pb_server_restart(pb_server *s, const char *save_template);
 /* Stops our server (SIGTERM, then SIGKILL after 15 s) and removes a temp dir. */
 void pb_server_stop(pb_server *s);
+/* A kept state dir holds a template data dir: the store as it was right after
+ * the bench's users were created. Every run starts our parleyd on a fresh
+ * copy of it (measurements do not drift as a kept database grows, and no
+ * run sees another's queued messages), and the token cache stays valid.
+ * Recreates `data` from `tmpl`; returns 1 if there was a template, 0 if
+ * `data` starts empty, -1 on an error. */
+int pb_server_fresh_data(const char *tmpl, const char *data);
 /* Reads /proc/PID/stat and /proc/PID/status. */
 pb_sample pb_server_sample(pid_t pid);
 
