@@ -68,8 +68,7 @@ int pb_prepare_users(const pb_opts *o, const struct sockaddr_in *server, pb_user
   if (!p.missing)
     return 0;
   if (!o->quiet)
-    fprintf(stderr, "parley-bench: creating %u users (Argon2id on the server: once; tokens cached in %s)\n",
-            p.missing, u->path);
+    fprintf(stderr, "parley-bench: creating %u users (once: tokens cached in %s)\n", p.missing, u->path);
   pb_loop *l = pb_loop_new();
   pb_net_init(&p.net, l, server, u);
   p.net.src_base = o->src_base;

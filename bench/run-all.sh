@@ -5,9 +5,9 @@
 #
 # Environment:
 #   BUILD=build                    where parley-bench and parleyd are
-#   PARLEY_BENCH_STATE=DIR         state dir (our parleyd's data + token cache),
-#                                  default $BUILD/bench-state; kept between runs so
-#                                  the 19,000 users are created (Argon2) only once
+#   PARLEY_BENCH_STATE=DIR         state dir (template data dir with the users + their
+#                                  token cache), default $BUILD/bench-state; every run
+#                                  starts parleyd on a fresh copy (see bench/README.md)
 #   PARLEY_BENCH_OUT=DIR           where each run's JSON goes (default $STATE/results)
 #   QUICK=1                        small scales: a smoke test of the whole set (~1 min)
 #   ONLY="idle storm"              run only the runs whose names contain these words
