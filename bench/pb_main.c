@@ -71,8 +71,8 @@ static int pb__mkdirs(const char *dir) {
 }
 
 typedef struct pb__paths {
-  char tokens[700];   /* token cache */
-  char tmpl[600];     /* template data dir (kept state only) */
+  char tokens[700]; /* token cache */
+  char tmpl[600];   /* template data dir (kept state only) */
 } pb__paths;
 
 /* With --state DIR our parleyd runs on DIR/data, a fresh copy of
@@ -199,7 +199,7 @@ static int pb__run(const pb_scenario *sc, const pb_opts *o, pb_server *srv, cons
   if (!srv->pid)
     pb_report_note(&rep, "no server pid: no server CPU / RSS figures (use --server-pid)");
   pb_report_print(&rep, stdout, o->json);
-  int bad = res->lost || res->duplicated || res->misrouted;
+  int bad = res->lost || res->dup_shown || res->qid_regress || res->misrouted;
   free(res);
   return rc != 0 ? 1 : bad ? 2 : 0;
 }

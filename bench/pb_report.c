@@ -116,6 +116,9 @@ void pb_report_common(pb_report *r, const pb_opts *o, const pb_result *res, cons
   pb_report_int(r, "received", "messages received (all)", res->received);
   pb_report_int(r, "lost", "lost (acked, never received)", res->lost);
   pb_report_int(r, "duplicated", "duplicated (received twice+)", res->duplicated);
+  pb_report_int(r, "duplicated_shown", "duplicates a qid filter misses", res->dup_shown);
+  pb_report_int(r, "redelivered", "redelivered (old qid: filtered)", res->redelivered);
+  pb_report_int(r, "qid_regress", "new message under an old qid", res->qid_regress);
   pb_report_int(r, "unacked_received", "received but never acked", res->unacked_received);
   pb_report_int(r, "unanswered", "sends never answered (conn lost)", res->unanswered);
   pb_report_int(r, "misrouted", "misrouted (wrong recipient)", res->misrouted);

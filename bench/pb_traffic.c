@@ -179,11 +179,27 @@ static void pb__on_error(pb_peer *p, const Parley__Error *e) {
   pb__answered(p, seq, PB_T_REFUSED);
 }
 
+/* Judges a receipt the way a client that drops qids it has seen would
+ * (protocol 10.6): a repeat with an old qid is a harmless redelivery; a
+ * repeat with a new qid would be shown twice; a first receipt with an old
+ * qid would be dropped, i.e. lost. */
+static void pb__judge(pb_result *r, int old_qid, unsigned receipts) {
+  if (old_qid) {
+    r->redelivered++;
+    r->qid_regress += receipts == 1;
+  } else if (receipts > 1) {
+    r->dup_shown++;
+  }
+}
+
 /* Looks up the sender's ledger and counts a receipt of this run's message. */
 static void pb__on_message(pb_peer *p, const Parley__Message *m) {
   pb_traffic *t = p->t;
   pb_result *r = t->res;
   pb__stamp s;
+  int old_qid = m->qid <= p->qid_seen;
+  if (!old_qid)
+    p->qid_seen = m->qid;
   r->received++;
   if (pb__parse_body(&m->body, &s) != 0 || s.run != t->run_id) {
     r->stale++;
@@ -194,7 +210,9 @@ static void pb__on_message(pb_peer *p, const Parley__Message *m) {
     r->misrouted++;
     return;
   }
-  if (pb_track_recv(&from->tr, s.seq) != 1)
+  unsigned receipts = pb_track_recv(&from->tr, s.seq);
+  pb__judge(r, old_qid, receipts);
+  if (receipts != 1)
     return;
   t->received_once++;
   if (!t->recording)

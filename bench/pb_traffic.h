@@ -37,8 +37,9 @@ typedef struct pb_peer {
   pb_traffic *t;
   uint32_t to, from; /* user indices, or PB_NOBODY */
   uint64_t next_seq, inflight;
-  uint64_t quota; /* most messages to send; PB_NO_QUOTA: no limit */
-  pb_track tr;    /* as a sender */
+  uint64_t quota;    /* most messages to send; PB_NO_QUOTA: no limit */
+  pb_track tr;       /* as a sender */
+  uint64_t qid_seen; /* as a receiver: highest qid, across reconnects */
   uint8_t ready;
   uint8_t manual;  /* pb_traffic_connect leaves it alone */
   uint8_t want_up; /* reconnect it when the connection is lost */
