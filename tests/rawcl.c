@@ -1,0 +1,125 @@
+#include "rawcl.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+int rc_open(int port, int kind) {
+  int fd = tl_connect(port);
+  CHECK(fd >= 0);
+  Parley__Hello h = PARLEY__HELLO__INIT;
+  h.version = 1;
+  h.kind = (Parley__ClientKind)kind;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_HELLO, &h) == 0);
+  void *m = rc_expect(fd, PARLEY__FRAME_TYPE__FRAME_WELCOME, 5000);
+  CHECK(m != NULL);
+  protobuf_c_message_free_unpacked(m, NULL);
+  return fd;
+}
+
+void *rc_expect(int fd, int type, int timeout_ms) {
+  for (;;) {
+    void *m = NULL;
+    int t = tl_recv_frame(fd, timeout_ms, &m);
+    if (t <= 0)
+      return NULL;
+    if (t == type)
+      return m;
+    if (t == PARLEY__FRAME_TYPE__FRAME_ERROR && type != t) {
+      /* Callers that expect something else get the Error in its place. */
+      return m;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+}
+
+static int rc__code(void *m) {
+  ProtobufCMessage *pm = m;
+  if (pm && pm->descriptor == &parley__error__descriptor)
+    return (int)((Parley__Error *)m)->code;
+  return 0;
+}
+
+int rc_auth(int fd, int type, const char *user, const char *pw, const char *device, char token[128]) {
+  Parley__Login l = PARLEY__LOGIN__INIT; /* Register has the same fields */
+  Parley__Register r = PARLEY__REGISTER__INIT;
+  ProtobufCMessage *msg;
+  if (type == PARLEY__FRAME_TYPE__FRAME_REGISTER) {
+    r.user = (char *)user;
+    r.password = (char *)pw;
+    r.device = (char *)device;
+    msg = &r.base;
+  } else {
+    l.user = (char *)user;
+    l.password = (char *)pw;
+    l.device = (char *)device;
+    msg = &l.base;
+  }
+  CHECK(tl_send_frame(fd, (uint8_t)type, msg) == 0);
+  void *m = rc_expect(fd, PARLEY__FRAME_TYPE__FRAME_AUTH_OK, 10000);
+  CHECK(m != NULL);
+  int code = rc__code(m);
+  if (!code && token)
+    snprintf(token, 128, "%s", ((Parley__AuthOk *)m)->token);
+  protobuf_c_message_free_unpacked(m, NULL);
+  return code;
+}
+
+int rc_resume(int fd, const char *token) {
+  Parley__Resume r = PARLEY__RESUME__INIT;
+  r.token = (char *)token;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_RESUME, &r) == 0);
+  void *m = rc_expect(fd, PARLEY__FRAME_TYPE__FRAME_AUTH_OK, 10000);
+  CHECK(m != NULL);
+  int code = rc__code(m);
+  protobuf_c_message_free_unpacked(m, NULL);
+  return code;
+}
+
+void rc_send(int fd, const char *id, const char *to, const char *body) {
+  Parley__Send s = PARLEY__SEND__INIT;
+  s.id = (char *)id;
+  s.to = (char *)to;
+  s.body.data = (uint8_t *)body;
+  s.body.len = strlen(body);
+  s.client_ts = 1;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_SEND, &s) == 0);
+}
+
+uint64_t rc_send_wait(int fd, const char *id, const char *to, const char *body, int *err) {
+  rc_send(fd, id, to, body);
+  void *m = rc_expect(fd, PARLEY__FRAME_TYPE__FRAME_SEND_ACK, 10000);
+  CHECK(m != NULL);
+  int code = rc__code(m);
+  uint64_t seq = code ? 0 : ((Parley__SendAck *)m)->seq;
+  if (err)
+    *err = code;
+  protobuf_c_message_free_unpacked(m, NULL);
+  return seq;
+}
+
+size_t rc_collect(int fd, Parley__Message **out, size_t max, int timeout_ms) {
+  size_t n = 0;
+  while (n < max) {
+    void *m = NULL;
+    int t = tl_recv_frame(fd, timeout_ms, &m);
+    if (t <= 0)
+      break;
+    if (t == PARLEY__FRAME_TYPE__FRAME_MESSAGE)
+      out[n++] = m;
+    else
+      protobuf_c_message_free_unpacked(m, NULL);
+  }
+  return n;
+}
+
+void rc_free_msgs(Parley__Message **m, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    protobuf_c_message_free_unpacked(&m[i]->base, NULL);
+}
+
+void rc_ack(int fd, uint64_t upto) {
+  Parley__Ack a = PARLEY__ACK__INIT;
+  a.upto = upto;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_ACK, &a) == 0);
+}

@@ -1,0 +1,28 @@
+/* rawcl: a minimal raw-socket client for integration tests: every frame is
+ * built and checked by hand, so the tests pin the wire protocol itself. */
+#ifndef RAWCL_H
+#define RAWCL_H
+
+#include <stdint.h>
+
+#include "parley.pb-c.h"
+#include "testlib.h"
+
+/* Connects and does Hello/Welcome (kind: Parley__ClientKind). Fails the test on error. */
+int rc_open(int port, int kind);
+/* Register or login (frame type 4 or 5); returns 0 and copies the token, or the Error code. */
+int rc_auth(int fd, int type, const char *user, const char *pw, const char *device, char token[128]);
+/* Resume; returns 0 or the Error code. */
+int rc_resume(int fd, const char *token);
+/* Writes a Send frame (does not wait). */
+void rc_send(int fd, const char *id, const char *to, const char *body);
+/* Waits for the next frame of the given type, skipping Pongs; returns the unpacked message or NULL. */
+void *rc_expect(int fd, int type, int timeout_ms);
+/* Sends and waits for the SendAck; returns its seq (0 if an Error came: *err gets the code). */
+uint64_t rc_send_wait(int fd, const char *id, const char *to, const char *body, int *err);
+/* Collects up to max Messages (stops after timeout_ms of silence); returns the count. */
+size_t rc_collect(int fd, Parley__Message **out, size_t max, int timeout_ms);
+void rc_free_msgs(Parley__Message **m, size_t n);
+void rc_ack(int fd, uint64_t upto);
+
+#endif
