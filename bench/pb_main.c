@@ -2,6 +2,7 @@
  *
  * main() only wires the steps: options, the server (ours or a running one),
  * the users (created once, tokens cached), the workers, the report. */
+#include "common/pl_fs.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -56,20 +57,6 @@ static void pb__raise_nofile(void) {
   }
 }
 
-static int pb__mkdirs(const char *dir) {
-  char path[600];
-  snprintf(path, sizeof path, "%s", dir);
-  for (char *p = path + 1; *p; p++) {
-    if (*p != '/')
-      continue;
-    *p = '\0';
-    if (mkdir(path, 0700) != 0 && errno != EEXIST)
-      return -1;
-    *p = '/';
-  }
-  return mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;
-}
-
 typedef struct pb__paths {
   char tokens[700]; /* token cache */
   char tmpl[600];   /* template data dir (kept state only) */
@@ -81,7 +68,7 @@ static int pb__state_dirs(const pb_opts *o, pb__paths *p, char *data, size_t n) 
   snprintf(p->tmpl, sizeof p->tmpl, "%s/template", o->state);
   snprintf(p->tokens, sizeof p->tokens, "%s/bench-tokens", o->state);
   snprintf(data, n, "%s/data", o->state);
-  int had = pb__mkdirs(o->state) == 0 ? pb_server_fresh_data(p->tmpl, data) : -1;
+  int had = pl_mkdirs(o->state) == 0 ? pb_server_fresh_data(p->tmpl, data) : -1;
   if (had < 0) {
     fprintf(stderr, "parley-bench: cannot prepare %s: %s\n", data, strerror(errno));
     return -1;
@@ -127,7 +114,7 @@ static int pb__tokens_path(const pb_opts *o, const pb_server *srv, char *out, si
     snprintf(dir, sizeof dir, "%s", o->state);
   else
     snprintf(dir, sizeof dir, "%s/.cache/parley-bench", home && *home ? home : "/tmp");
-  if (pb__mkdirs(dir) != 0)
+  if (pl_mkdirs(dir) != 0)
     return -1;
   char ip[32];
   uint32_t a = ntohl(srv->addr.sin_addr.s_addr);

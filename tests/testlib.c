@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "parley.pb-c.h"
 #include "proto/pl_frame.h"
 
@@ -244,4 +246,19 @@ int tl_wait_closed(int fd, int timeout_ms) {
     if (got <= 0)
       return 1;
   }
+}
+
+long long tl_db_count(const char *dir, const char *table) {
+  char path[600], sql[128];
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  long long n = -1;
+  snprintf(path, sizeof path, "%s/parley.db", dir);
+  snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s", table);
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
 }

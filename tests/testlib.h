@@ -77,6 +77,11 @@ int tl_server_kill(tl_server *s, int sig);
 /* Stops it (SIGTERM) and removes the data dir. */
 void tl_server_stop(tl_server *s);
 
+/* --- the store's database ---------------------------------------------- */
+/* Rows in a table of DIR/parley.db, read as a second connection (WAL allows
+ * it while the server runs); -1 if it cannot be read. */
+long long tl_db_count(const char *dir, const char *table);
+
 /* --- raw sockets -------------------------------------------------------- */
 /* Connects a blocking TCP socket to 127.0.0.1:port; -1 on failure. */
 int tl_connect(int port);

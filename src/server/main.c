@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "common/pl_fs.h"
 #include "common/pl_log.h"
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
@@ -37,20 +38,6 @@ typedef struct pl__loop_task {
   int i;
   uv_timer_t *abort_timer;
 } pl__loop_task;
-
-static int pl__mkdirs(const char *dir) {
-  char path[512];
-  snprintf(path, sizeof path, "%s", dir);
-  for (char *p = path + 1; *p; p++) {
-    if (*p != '/')
-      continue;
-    *p = '\0';
-    if (mkdir(path, 0700) != 0 && errno != EEXIST)
-      return -1;
-    *p = '/';
-  }
-  return mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;
-}
 
 /* One server per data dir: a second one would corrupt the queues' order. */
 static int pl__lock_data(pl_server *srv) {
@@ -127,7 +114,7 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
 
 static pl_err pl__start(pl_server *srv) {
   const pl_config *c = &srv->cfg;
-  if (pl_auth_init() != PL_OK || pl__mkdirs(c->data) != 0 || pl__lock_data(srv) != 0) {
+  if (pl_auth_init() != PL_OK || pl_mkdirs(c->data) != 0 || pl__lock_data(srv) != 0) {
     pl_error("cannot use data dir %s: %s", c->data, strerror(errno));
     return PL_ERR_CONFIG;
   }

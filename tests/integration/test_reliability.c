@@ -12,21 +12,6 @@
 #define FAST "--threads 2 --argon2-mem 8 --argon2-ops 1"
 enum { REG = PARLEY__FRAME_TYPE__FRAME_REGISTER, LOGIN = PARLEY__FRAME_TYPE__FRAME_LOGIN };
 
-static long long db_count(const tl_server *s, const char *table) {
-  char path[600], sql[128];
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  long long n = -1;
-  snprintf(path, sizeof path, "%s/parley.db", s->dir);
-  snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s", table);
-  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-    n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
-}
-
 static int user(const tl_server *s, const char *name, const char *device, int reg, char tok[128]) {
   int fd = rc_open(s->port, PARLEY__CLIENT_KIND__KIND_BOT);
   CHECK_EQ_I(rc_auth(fd, reg ? REG : LOGIN, name, "secret-pass", device, tok), 0);
@@ -90,7 +75,7 @@ static void test_order_offline_then_online(void) {
   send_many(alice, "on", 1000, 1001); /* bob online */
   recv_many(bob, "on", 1000, 1001);
   usleep(300000);
-  CHECK_EQ_I(db_count(&s, "messages"), 0); /* all acked: nothing kept */
+  CHECK_EQ_I(tl_db_count(s.dir, "messages"), 0); /* all acked: nothing kept */
   close(alice);
   close(bob);
   tl_server_stop(&s);
@@ -161,12 +146,12 @@ static void test_devices_and_deletion(void) {
   int phone = resume(&s, ptok);
   recv_many(phone, "d", 1, 1); /* and acks */
   usleep(300000);
-  CHECK_EQ_I(db_count(&s, "messages"), 1); /* the laptop has not acked */
+  CHECK_EQ_I(tl_db_count(s.dir, "messages"), 1); /* the laptop has not acked */
   int laptop = resume(&s, ltok);
   recv_many(laptop, "d", 1, 1);
   usleep(300000);
-  CHECK_EQ_I(db_count(&s, "messages"), 0);
-  CHECK_EQ_I(db_count(&s, "queue"), 0);
+  CHECK_EQ_I(tl_db_count(s.dir, "messages"), 0);
+  CHECK_EQ_I(tl_db_count(s.dir, "queue"), 0);
   /* A device linked after a message was sent does not get it. */
   close(laptop);
   CHECK_EQ_U(rc_send_wait(alice, "d-1", "bob", "d-1", &err), 2);

@@ -221,22 +221,6 @@ static uint64_t ack(pl_store *s, uint64_t did, uint64_t upto) {
   return r.out.removed;
 }
 
-/* Reads parley.db directly, as another connection (WAL allows it). */
-static long long db_count(const char *dir, const char *table) {
-  char path[600], sql[128];
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  long long n = -1;
-  snprintf(path, sizeof path, "%s/parley.db", dir);
-  snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s", table);
-  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-    n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
-}
-
 /* ---- accounts ------------------------------------------------------------ */
 
 static void test_register_and_get_user(void) {
@@ -356,7 +340,7 @@ static void test_logout_drops_queue_and_stops_targeting(void) {
   CHECK_EQ_U(fetch_count(s, bob_pc.did), 0); /* its queue is gone */
   /* bob's phone acks; the pc no longer holds the message: it is deleted. */
   CHECK_EQ_U(ack(s, bob.did, 1000), 1);
-  CHECK_EQ_I(db_count(dir, "messages"), 0);
+  CHECK_EQ_I(tl_db_count(dir, "messages"), 0);
   /* The pc is not a target: bob's phone alone fills to max_queue. */
   CHECK_EQ_I(send_msg(s, &alice, "bob", "m2", &r), PL_OK);
   CHECK_EQ_U(r.out.ntargets, 1);
@@ -591,16 +575,16 @@ static void test_ack_two_devices(void) {
   CHECK_EQ_U(ack(s, bp.did, q[1]), 2);
   CHECK_EQ_U(fetch_count(s, bp.did), 1);
   CHECK_EQ_U(fetch_count(s, bt.did), 3);
-  CHECK_EQ_I(db_count(dir, "messages"), 3); /* the tablet still holds all three */
+  CHECK_EQ_I(tl_db_count(dir, "messages"), 3); /* the tablet still holds all three */
 
   CHECK_EQ_U(ack(s, bt.did, q[2]), 3);
   CHECK_EQ_U(fetch_count(s, bt.did), 0);
-  CHECK_EQ_I(db_count(dir, "messages"), 1); /* q[2]: the phone has not acked it */
+  CHECK_EQ_I(tl_db_count(dir, "messages"), 1); /* q[2]: the phone has not acked it */
   CHECK_EQ_U(fetch_count(s, bp.did), 1);
 
   CHECK_EQ_U(ack(s, bp.did, q[2]), 1);
-  CHECK_EQ_I(db_count(dir, "messages"), 0);
-  CHECK_EQ_I(db_count(dir, "queue"), 0);
+  CHECK_EQ_I(tl_db_count(dir, "messages"), 0);
+  CHECK_EQ_I(tl_db_count(dir, "queue"), 0);
   CHECK_EQ_U(ack(s, bp.did, q[2]), 0);
   uint64_t deleted = 99;
   CHECK_EQ_I(pl_store_expire_now(s, pl_now_ms() + 2 * c.ttl_ms, &deleted), PL_OK);
@@ -666,9 +650,9 @@ static void test_ttl_short(void) {
   uint64_t deleted = 0;
   CHECK_EQ_I(pl_store_expire_now(s, pl_now_ms(), &deleted), PL_OK);
   CHECK_EQ_U(deleted, 3);
-  CHECK_EQ_I(db_count(dir, "messages"), 0);
-  CHECK_EQ_I(db_count(dir, "queue"), 0);
-  CHECK_EQ_I(db_count(dir, "dedup"), 0);
+  CHECK_EQ_I(tl_db_count(dir, "messages"), 0);
+  CHECK_EQ_I(tl_db_count(dir, "queue"), 0);
+  CHECK_EQ_I(tl_db_count(dir, "dedup"), 0);
   pl_store_close(s);
   tl_rmrf(dir);
   free(dir);
@@ -888,7 +872,7 @@ static void test_durable_reopen(void) {
   pl_store_req_clear(&g);
   CHECK_EQ_U(fetch_count(s, b.did), 3);
   CHECK_EQ_U(ack(s, b.did, last_qid), 3); /* now every message row is gone... */
-  CHECK_EQ_I(db_count(dir, "messages"), 0);
+  CHECK_EQ_I(tl_db_count(dir, "messages"), 0);
   pl_store_close(s);
 
   s = open_store(&c);
