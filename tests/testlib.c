@@ -262,3 +262,98 @@ long long tl_db_count(const char *dir, const char *table) {
   sqlite3_close(db);
   return n;
 }
+
+/* --- additions for the integration tests -------------------------------- */
+
+uint64_t tl_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int tl_failures(void) { return tl__failed; }
+
+int tl_server_kill_wait(tl_server *s, int sig, int timeout_ms, int *status) {
+  if (s->pid <= 0)
+    return 0;
+  kill(s->pid, sig);
+  for (int waited = 0;; waited += 10) {
+    int st;
+    if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+      s->pid = 0;
+      *status = st;
+      return 1;
+    }
+    if (waited >= timeout_ms)
+      break;
+    usleep(10000);
+  }
+  tl_server_kill(s, SIGKILL);
+  return 0;
+}
+
+void tl_server_abandon(tl_server *s) {
+  if (!s->dir)
+    return;
+  char logp[600];
+  snprintf(logp, sizeof logp, "%s.log", s->dir);
+  fprintf(stderr, "  parleyd (pid %d, port %d) log kept: %s; its last lines:\n", (int)s->pid, s->port, logp);
+  FILE *f = fopen(logp, "r");
+  if (f) {
+    static char lines[30][512];
+    int n = 0;
+    while (fgets(lines[n % 30], sizeof lines[0], f))
+      n++;
+    fclose(f);
+    for (int i = n > 30 ? n - 30 : 0; i < n; i++)
+      fprintf(stderr, "  | %s", lines[i % 30]);
+  }
+  tl_server_kill(s, SIGKILL);
+  tl_rmrf(s->dir);
+  free(s->dir);
+  s->dir = NULL;
+}
+
+const char *tl_frame_name(int type) {
+  static const char *names[] = {"None",    "Hello",  "Welcome", "Error",    "Register", "Login",
+                                "Resume",  "AuthOk", "Logout",  "LogoutOk", "Send",     "SendAck",
+                                "Message", "Ack",    "Ping",    "Pong"};
+  static char other[32];
+  if (type >= 0 && type < (int)(sizeof names / sizeof names[0]))
+    return names[type];
+  snprintf(other, sizeof other, "type %d", type);
+  return other;
+}
+
+void *tl__expect(const char *file, int line, int fd, int type, int timeout_ms) {
+  void *m = NULL;
+  int t = tl_recv_frame(fd, timeout_ms, &m);
+  if (t == type)
+    return m;
+  if (t == 0)
+    tl__fail(file, line, "expected %s, got EOF or nothing within %d ms", tl_frame_name(type), timeout_ms);
+  if (t < 0)
+    tl__fail(file, line, "expected %s, got a malformed frame", tl_frame_name(type));
+  char what[300];
+  if (t == PARLEY__FRAME_TYPE__FRAME_ERROR) {
+    const Parley__Error *e = m;
+    snprintf(what, sizeof what, "Error code %d (%s) ref \"%s\"", (int)e->code, e->message, e->ref);
+  } else {
+    snprintf(what, sizeof what, "%s", tl_frame_name(t));
+  }
+  protobuf_c_message_free_unpacked(m, NULL);
+  tl__fail(file, line, "expected %s, got %s", tl_frame_name(type), what);
+  return NULL;
+}
+
+void tl__expect_error(const char *file, int line, int fd, int code, const char *ref, int timeout_ms) {
+  Parley__Error *e = tl__expect(file, line, fd, PARLEY__FRAME_TYPE__FRAME_ERROR, timeout_ms);
+  int got = (int)e->code;
+  char gref[80];
+  snprintf(gref, sizeof gref, "%s", e->ref);
+  protobuf_c_message_free_unpacked(&e->base, NULL);
+  if (got != code)
+    tl__fail(file, line, "expected Error code %d, got code %d", code, got);
+  if (ref && strcmp(ref, gref) != 0)
+    tl__fail(file, line, "expected Error ref \"%s\", got \"%s\"", ref, gref);
+}

@@ -96,4 +96,30 @@ int tl_recv_frame(int fd, int timeout_ms, void **out);
 /* Waits up to timeout_ms for the peer to close: 1 if closed (EOF/reset), 0 if not. */
 int tl_wait_closed(int fd, int timeout_ms);
 
+/* --- additions for the integration tests -------------------------------- */
+/* Wall clock, ms since the Unix epoch. */
+uint64_t tl_now_ms(void);
+/* Failed tests so far (compare before and after RUN to tell whether a test failed). */
+int tl_failures(void);
+/* Sends sig and waits up to timeout_ms for parleyd to exit. Returns 1 and
+ * stores the wait status in *status if it exited in time; else 0, after
+ * killing it with SIGKILL (and reaping it). */
+int tl_server_kill_wait(tl_server *s, int sig, int timeout_ms, int *status);
+/* For a test that failed: prints where the server's log is (and its last
+ * lines) on stderr, kills the server (SIGKILL), removes the data dir and
+ * keeps the log. Does nothing for a server already stopped. */
+void tl_server_abandon(tl_server *s);
+
+/* Reads the next frame, which must be of the given type (a FrameType) and
+ * arrive within timeout_ms; otherwise the test fails, naming what came
+ * instead (an Error's code and message, another type, EOF or silence).
+ * Returns the unpacked message (free with protobuf_c_message_free_unpacked). */
+#define tl_expect(fd, type, timeout_ms) tl__expect(__FILE__, __LINE__, fd, type, timeout_ms)
+void *tl__expect(const char *file, int line, int fd, int type, int timeout_ms);
+/* The next frame must be an Error with this code (an ErrorCode) and ref (NULL: any ref). */
+#define tl_expect_error(fd, code, ref, timeout_ms) tl__expect_error(__FILE__, __LINE__, fd, code, ref, timeout_ms)
+void tl__expect_error(const char *file, int line, int fd, int code, const char *ref, int timeout_ms);
+/* A FrameType's name, for messages ("Welcome", "type 200"); static storage. */
+const char *tl_frame_name(int type);
+
 #endif
