@@ -75,6 +75,9 @@ pl_loop *pl_loop_new(int index) {
 
 static void pl__thread(void *arg) {
   pl_loop *l = arg;
+  char name[16];
+  snprintf(name, sizeof name, "pl-loop-%d", l->index);
+  pthread_setname_np(pthread_self(), name); /* shows in top -H, perf, gdb */
   uv_run(&l->uv, UV_RUN_DEFAULT);
 }
 

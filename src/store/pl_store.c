@@ -201,6 +201,7 @@ static void pl__deadline(struct timespec *ts, uint64_t mono_ms) {
 
 static void *pl__thread(void *arg) {
   pl_store *s = arg;
+  pthread_setname_np(pthread_self(), "pl-store"); /* shows in top -H, perf, gdb */
   uint64_t sweep_ms = s->cfg.sweep_ms ? s->cfg.sweep_ms : PL__DEFAULT_SWEEP_MS;
   size_t max = s->cfg.max_batch ? s->cfg.max_batch : PL__DEFAULT_BATCH;
   uint64_t next_sweep = pl_mono_ms() + sweep_ms;
