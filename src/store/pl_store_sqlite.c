@@ -901,6 +901,10 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   q->ttl_ms = cfg->ttl_ms;
   q->max_devices = cfg->max_devices;
   q->max_queue = cfg->max_queue;
+  /* SQLite counts every allocation under a global mutex unless told not
+   * to; we never read those counters. Only possible before the library
+   * initialises, so a second store in one process keeps the first setting. */
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
   int rc =
       sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
