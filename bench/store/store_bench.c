@@ -79,6 +79,19 @@ static long sb_store_ticks(void) {
   return ticks;
 }
 
+/* Bytes this process wrote through write(2) and friends (/proc/self/io). */
+static unsigned long long sb_wchar(void) {
+  FILE *f = fopen("/proc/self/io", "r");
+  char line[128];
+  unsigned long long v = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "wchar: %llu", &v) == 1)
+      break;
+  if (f)
+    fclose(f);
+  return v;
+}
+
 static void sb_done(pl_store_req *r) {
   sb_req *q = (sb_req *)r;
   sb *b = q->b;
@@ -218,6 +231,7 @@ int main(int argc, char **argv) {
   pl_store_stats s0, s1;
   pl_store_get_stats(b.store, &s0);
   long t0 = sb_store_ticks();
+  unsigned long long wb0 = sb_wchar();
   uint64_t w0 = pl_mono_us();
   size_t sent = 0;
   /* Keep about two rounds in flight, as connections keep windows open. */
@@ -231,13 +245,16 @@ int main(int argc, char **argv) {
   sb_wait(&b, 0);
   uint64_t us = pl_mono_us() - w0;
   long t1 = sb_store_ticks();
+  unsigned long long wb = sb_wchar() - wb0;
   pl_store_get_stats(b.store, &s1);
   double cpu_us = (double)(t1 - t0) * 1e6 / (double)sysconf(_SC_CLK_TCK);
   uint64_t commits = s1.commits - s0.commits;
   printf("{\"pairs\":%zu,\"window\":%zu,\"messages\":%zu,\"durable\":%d,\"msgs_per_s\":%.0f,"
-         "\"store_cpu_us_per_msg\":%.2f,\"commits\":%llu,\"msgs_per_commit\":%.1f}\n",
+         "\"store_cpu_us_per_msg\":%.2f,\"commits\":%llu,\"msgs_per_commit\":%.1f,"
+         "\"written_bytes_per_msg\":%.0f}\n",
          pairs, window, sent, durable, (double)sent * 1e6 / (double)us, cpu_us / (double)sent,
-         (unsigned long long)commits, commits ? (double)sent / (double)commits : 0.0);
+         (unsigned long long)commits, commits ? (double)sent / (double)commits : 0.0,
+         (double)wb / (double)sent);
   pl_store_close(b.store);
   if (dir == tmp) {
     char cmd[300];

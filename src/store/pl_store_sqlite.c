@@ -17,8 +17,21 @@
  *            newest message is deleted, because clients page by qid), the
  *            message, expires, refs = queue rows still pointing at it
  *   queue    (device_id, qid): a device's queue, in qid order
- *   dedup    (sender_uid, client_id) -> conv, seq, server_ts, expires:
- *            outlives the message so a late retry gets its original ack */
+ *   dedup    id (append order), device_id, fp, client_id -> conv, seq,
+ *            server_ts: outlives the message so a late retry gets its
+ *            original ack. Written in append order (id) and found through
+ *            an in-memory ring of fingerprints per sending device
+ *            (pl_idring); the TTL sweep deletes the oldest ids. Nothing is
+ *            keyed by a random value, so a commit dirties few pages.
+ *   dedup_rings  device_id -> its ring as saved by pl_idring_save, written
+ *            by the sweep (every few seconds), not per message;
+ *   meta     'rings_upto': every dedup id up to it is in a saved ring. At
+ *            open (and after a rollback) the dedup rows after it are
+ *            replayed into the rings, so a crash loses no dedup record.
+ *
+ * Schema history: 2 replaced dedup(sender_uid, client_id, ..., expires)
+ * keyed by the id itself (a random B-tree insert per message); upgrading
+ * from 1 drops the old dedup records. */
 #include "pl_store.h"
 
 #include <sqlite3.h>
@@ -31,8 +44,16 @@
 #include "../common/pl_map.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "pl_idring.h"
 
-#define PL__SCHEMA_VERSION 1
+#define PL__SCHEMA_VERSION 2
+/* A device's last this-many accepted ids are recognised on retry (within
+ * the TTL): far above any client's window of unanswered sends (libparley:
+ * 512; the server reads no more than 1,024 ahead of its acks). */
+#define PL__DEDUP_WINDOW 4096u
+/* Fingerprints held in memory over all devices before the rings are
+ * dropped (and reloaded on demand): ~12 bytes each. */
+#define PL__DEDUP_MEM_ENTRIES (4u << 20)
 #define PL__FETCH_DEFAULT 256u
 #define PL__CACHE_MAX 65536u
 /* Far above any configurable message size, well below SQLite's row limit: a
@@ -57,11 +78,12 @@ static const char pl__schema[] =
     " PRIMARY KEY(device_id, qid)) WITHOUT ROWID;"
     /* The TTL sweep deletes queue rows by qid. */
     "CREATE INDEX IF NOT EXISTS queue_qid ON queue(qid);"
-    "CREATE TABLE IF NOT EXISTS dedup(sender_uid INTEGER NOT NULL, client_id TEXT NOT NULL,"
-    " conv TEXT NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL, expires INTEGER NOT NULL,"
-    " PRIMARY KEY(sender_uid, client_id)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS dedup_expires ON dedup(expires);"
-    "PRAGMA user_version = 1;"
+    "CREATE TABLE IF NOT EXISTS dedup(id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL,"
+    " fp INTEGER NOT NULL, client_id TEXT NOT NULL, conv TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " server_ts INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS dedup_rings(device_id INTEGER PRIMARY KEY, ring BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "PRAGMA user_version = 2;"
     "COMMIT;";
 
 /* name, SQL: every statement is prepared once at open and reused. */
@@ -72,15 +94,20 @@ static const char pl__schema[] =
   X(USER_BY_NAME, "SELECT id, pwhash FROM users WHERE name = ?1")                                       \
   X(USER_BY_ID, "SELECT name FROM users WHERE id = ?1")                                                 \
   X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                         \
-  X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")                                \
+  X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")     \
   X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                          \
   X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created) VALUES(?1, ?2, ?3, ?4)")    \
   X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2 WHERE id = ?1")                                   \
   X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"    \
             " WHERE d.token_hash = ?1")                                                                 \
-  X(DEDUP_GET, "SELECT conv, seq, server_ts FROM dedup WHERE sender_uid = ?1 AND client_id = ?2"        \
-               " AND expires > ?3")                                                                     \
-  X(DEDUP_PUT, "INSERT OR REPLACE INTO dedup(sender_uid, client_id, conv, seq, server_ts, expires)"     \
+  X(RING_GET, "SELECT ring FROM dedup_rings WHERE device_id = ?1")                                      \
+  X(RING_PUT, "INSERT OR REPLACE INTO dedup_rings(device_id, ring) VALUES(?1, ?2)")                     \
+  X(META_GET, "SELECT value FROM meta WHERE key = ?1")                                                  \
+  X(META_PUT, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)")                                 \
+  X(DEDUP_TAIL, "SELECT id, device_id, fp FROM dedup WHERE id > ?1 ORDER BY id")                        \
+  X(DEDUP_MAX, "SELECT COALESCE(max(id), 0) FROM dedup")                                                \
+  X(DEDUP_ROW, "SELECT client_id, conv, seq, server_ts FROM dedup WHERE id = ?1 AND server_ts > ?2")    \
+  X(DEDUP_PUT, "INSERT INTO dedup(device_id, fp, client_id, conv, seq, server_ts)"                      \
                " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                       \
   X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                    \
   X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")               \
@@ -99,7 +126,9 @@ static const char pl__schema[] =
   X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                  \
   X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")      \
   X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                            \
-  X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE expires <= ?1")
+  /* ids follow commit order, so the expired records are (about) a prefix */                            \
+  X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE id < COALESCE((SELECT id FROM dedup WHERE server_ts > ?1"    \
+                  " ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM dedup))")
 
 enum {
 #define PL__STMT_ENUM(name, sql) ST_##name,
@@ -122,10 +151,13 @@ typedef struct pl__user {
   size_t ndevs;
 } pl__user;
 
-/* A cached conversation counter. */
+/* A cached conversation counter. Counters live here during a transaction
+ * and are written once per commit (pl__convs_flush), not once per message. */
 typedef struct pl__conv {
   char *name;
   uint64_t seq, ts;
+  struct pl__conv *next_dirty;
+  int dirty;
 } pl__conv;
 
 typedef struct pl__sq {
@@ -133,10 +165,14 @@ typedef struct pl__sq {
   sqlite3_stmt *st[ST__COUNT];
   uint64_t ttl_ms;
   uint32_t max_devices, max_queue;
-  pl_map qlen;  /* device id -> queue length + 1 (values must not be NULL) */
-  pl_map convs; /* hash(conv) -> pl__conv */
-  pl_map users; /* user id -> pl__user (owner) */
-  pl_map names; /* hash(name) -> pl__user (borrowed from users) */
+  pl_map qlen;     /* device id -> queue length + 1 (values must not be NULL) */
+  pl_map convs;    /* hash(conv) -> pl__conv */
+  pl_map users;    /* user id -> pl__user (owner) */
+  pl_map names;    /* hash(name) -> pl__user (borrowed from users) */
+  pl__conv *dirty; /* convs whose counter moved in this transaction */
+  pl_map rings;    /* device id -> pl_idring of its recent client ids */
+  pl_map unsaved;  /* device id -> 1: its ring has entries not in dedup_rings */
+  size_t ring_entries;
 } pl__sq;
 
 /* ---- small SQLite helpers ------------------------------------------------ */
@@ -215,9 +251,21 @@ static void pl__convs_drop(pl__sq *q) {
     pl_free(c);
   }
   pl_map_free(&q->convs);
+  q->dirty = NULL;
+}
+
+static void pl__rings_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->rings, &it, &k, &v);)
+    pl_idring_free(v);
+  pl_map_free(&q->rings);
+  pl_map_free(&q->unsaved);
+  q->ring_entries = 0;
 }
 
 static void pl__caches_drop(pl__sq *q) {
+  pl__rings_drop(q);
   pl_map_free(&q->qlen);
   pl__convs_drop(q);
   pl__users_drop(q);
@@ -484,20 +532,154 @@ static pl_err pl__resume(pl__sq *q, pl_store_req *r) {
 
 /* ---- send -------------------------------------------------------------------- */
 
-static pl_err pl__dedup_get(pl__sq *q, pl_store_req *r, uint64_t now, int *hit) {
-  sqlite3_stmt *st = q->st[ST_DEDUP_GET];
-  pl__bind_u64(st, 1, r->in.user_id);
-  pl__bind_text(st, 2, r->in.client_id);
-  pl__bind_u64(st, 3, pl__clamp(now));
-  pl_err e = pl__row(q, st, hit);
-  if (e == PL_OK && *hit) {
-    r->out.duplicate = 1;
-    r->out.conv = pl__col_str(st, 0);
-    r->out.seq = pl__col_u64(st, 1);
-    r->out.server_ts = pl__col_u64(st, 2);
+/* The ring of dev's recent ids, loaded from dedup_rings on first use. */
+static pl_err pl__ring(pl__sq *q, uint64_t dev, pl_idring **out) {
+  sqlite3_stmt *st = q->st[ST_RING_GET];
+  pl_idring *r = pl_map_get(&q->rings, dev);
+  int found;
+  *out = r;
+  if (r)
+    return PL_OK;
+  r = pl_idring_new();
+  q->ring_entries += pl_idring_cap(r);
+  pl__bind_u64(st, 1, dev);
+  pl_err e = pl__row(q, st, &found);
+  if (e == PL_OK && found)
+    q->ring_entries +=
+        pl_idring_load(&r, PL__DEDUP_WINDOW, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+  sqlite3_reset(st);
+  if (e != PL_OK) {
+    pl_idring_free(r);
+    return e;
   }
+  pl_map_put(&q->rings, dev, r);
+  *out = r;
+  return PL_OK;
+}
+
+static pl_err pl__ring_push(pl__sq *q, uint64_t dev, uint32_t fp, int64_t row) {
+  pl_idring *r;
+  pl_err e = pl__ring(q, dev, &r);
+  if (e != PL_OK)
+    return e;
+  q->ring_entries += pl_idring_push(&r, PL__DEDUP_WINDOW, fp, row);
+  pl_map_put(&q->rings, dev, r); /* it may have moved */
+  pl_map_put(&q->unsaved, dev, (void *)1);
+  return PL_OK;
+}
+
+static pl_err pl__meta_get(pl__sq *q, const char *key, uint64_t *v) {
+  sqlite3_stmt *st = q->st[ST_META_GET];
+  int found;
+  pl__bind_text(st, 1, key);
+  pl_err e = pl__row(q, st, &found);
+  *v = e == PL_OK && found ? pl__col_u64(st, 0) : 0;
   sqlite3_reset(st);
   return e;
+}
+
+static pl_err pl__meta_put(pl__sq *q, const char *key, uint64_t v) {
+  sqlite3_stmt *st = q->st[ST_META_PUT];
+  pl__bind_text(st, 1, key);
+  pl__bind_u64(st, 2, v);
+  return pl__run(q, st);
+}
+
+/* Inside a transaction: saves every ring with unsaved entries and moves
+ * rings_upto to the newest dedup id, so a restart replays nothing older. */
+static pl_err pl__rings_save(pl__sq *q) {
+  sqlite3_stmt *st = q->st[ST_RING_PUT];
+  uint64_t dev, maxid = 0;
+  void *v;
+  int found;
+  pl_err e = PL_OK;
+  for (size_t it = 0; e == PL_OK && pl_map_next(&q->unsaved, &it, &dev, &v);) {
+    uint8_t *img;
+    size_t len;
+    pl_idring_save(pl_map_get(&q->rings, dev), &img, &len);
+    pl__bind_u64(st, 1, dev);
+    sqlite3_bind_blob(st, 2, img, (int)len, SQLITE_STATIC);
+    e = pl__run(q, st);
+    pl_free(img);
+  }
+  if (e == PL_OK) {
+    sqlite3_stmt *mx = q->st[ST_DEDUP_MAX];
+    e = pl__row(q, mx, &found);
+    maxid = e == PL_OK && found ? pl__col_u64(mx, 0) : 0;
+    sqlite3_reset(mx);
+  }
+  if (e == PL_OK)
+    e = pl__meta_put(q, "rings_upto", maxid);
+  if (e == PL_OK)
+    pl_map_free(&q->unsaved); /* a rollback of this transaction replays them */
+  return e;
+}
+
+/* Replays the dedup rows no saved ring has seen into the rings (at open,
+ * and after a rollback dropped rings that held unsaved entries). */
+static pl_err pl__rings_replay(pl__sq *q) {
+  sqlite3_stmt *st = q->st[ST_DEDUP_TAIL];
+  uint64_t upto;
+  int rc = SQLITE_DONE;
+  pl_err e = pl__meta_get(q, "rings_upto", &upto);
+  if (e != PL_OK)
+    return e;
+  pl__bind_u64(st, 1, upto);
+  while (e == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    e = pl__ring_push(q, pl__col_u64(st, 1), (uint32_t)sqlite3_column_int64(st, 2),
+                      sqlite3_column_int64(st, 0));
+  if (e == PL_OK && rc != SQLITE_DONE)
+    e = pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* The oldest time a dedup record may have and still count. */
+static uint64_t pl__dedup_cut(const pl__sq *q, uint64_t now) {
+  return q->ttl_ms && now > q->ttl_ms ? now - q->ttl_ms : 0;
+}
+
+/* Is client_id one this device committed within the window and the TTL?
+ * On a hit, out is filled with the original's conv, seq and server_ts. */
+static pl_err pl__dedup_get(pl__sq *q, pl_store_req *r, uint64_t now, int *hit) {
+  sqlite3_stmt *st = q->st[ST_DEDUP_ROW];
+  const char *id = r->in.client_id;
+  uint32_t fp = pl_idring_fp(id, strlen(id)), pos = 0;
+  pl_idring *ring;
+  int64_t row;
+  int found;
+  *hit = 0;
+  pl_err e = pl__ring(q, r->in.device_id, &ring);
+  while (e == PL_OK && !*hit && pl_idring_next(ring, fp, &pos, &row)) {
+    pl__bind_u64(st, 1, (uint64_t)row);
+    pl__bind_u64(st, 2, pl__clamp(pl__dedup_cut(q, now)));
+    e = pl__row(q, st, &found);
+    if (e == PL_OK && found && strcmp((const char *)sqlite3_column_text(st, 0), id) == 0) {
+      *hit = 1;
+      r->out.duplicate = 1;
+      r->out.conv = pl__col_str(st, 1);
+      r->out.seq = pl__col_u64(st, 2);
+      r->out.server_ts = pl__col_u64(st, 3);
+    }
+    sqlite3_reset(st);
+  }
+  return e;
+}
+
+/* Records the committed id: one append to the table and the index tail of
+ * this device, and one entry in its ring. */
+static pl_err pl__dedup_put(pl__sq *q, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts) {
+  sqlite3_stmt *st = q->st[ST_DEDUP_PUT];
+  const char *id = r->in.client_id;
+  uint32_t fp = pl_idring_fp(id, strlen(id));
+  pl__bind_u64(st, 1, r->in.device_id);
+  pl__bind_u64(st, 2, fp);
+  pl__bind_text(st, 3, id);
+  pl__bind_text(st, 4, conv);
+  pl__bind_u64(st, 5, seq);
+  pl__bind_u64(st, 6, pl__clamp(ts));
+  pl_err e = pl__run(q, st);
+  return e == PL_OK ? pl__ring_push(q, r->in.device_id, fp, sqlite3_last_insert_rowid(q->db)) : e;
 }
 
 /* The peer's devices, then the sender's other devices; none twice. */
@@ -537,24 +719,39 @@ static char *pl__conv_name(const char *a, const char *b) {
   return s;
 }
 
-/* Takes the next seq of conv; server_ts never goes back within a conv. */
-static pl_err pl__conv_next(pl__sq *q, const char *conv, uint64_t now, uint64_t *seq, uint64_t *ts) {
-  sqlite3_stmt *st = q->st[ST_CONV_PUT];
-  pl__conv *c;
-  pl_err e = pl__conv_get(q, conv, &c);
-  if (e != PL_OK)
-    return e;
+/* The next seq of c and its server time, which never goes back within a
+ * conv. Nothing is taken until pl__conv_take. */
+static void pl__conv_peek(const pl__conv *c, uint64_t now, uint64_t *seq, uint64_t *ts) {
   *seq = c->seq + 1;
   *ts = now > c->ts ? now : c->ts;
-  pl__bind_text(st, 1, conv);
-  pl__bind_u64(st, 2, *seq);
-  pl__bind_u64(st, 3, pl__clamp(*ts));
-  e = pl__run(q, st);
-  if (e == PL_OK) {
-    c->seq = *seq;
-    c->ts = *ts;
+}
+
+static void pl__conv_take(pl__sq *q, pl__conv *c, uint64_t seq, uint64_t ts) {
+  c->seq = seq;
+  c->ts = ts;
+  if (!c->dirty) {
+    c->dirty = 1;
+    c->next_dirty = q->dirty;
+    q->dirty = c;
   }
-  return e;
+}
+
+/* Writes the counters that moved, inside the transaction about to commit. */
+static pl_err pl__convs_flush(pl__sq *q) {
+  sqlite3_stmt *st = q->st[ST_CONV_PUT];
+  pl_err e = PL_OK;
+  for (pl__conv *c = q->dirty; c && e == PL_OK; c = c->next_dirty) {
+    pl__bind_text(st, 1, c->name);
+    pl__bind_u64(st, 2, c->seq);
+    pl__bind_u64(st, 3, pl__clamp(c->ts));
+    e = pl__run(q, st);
+  }
+  if (e != PL_OK)
+    return e; /* the caller rolls back, which drops the cache */
+  for (pl__conv *c = q->dirty; c; c = c->next_dirty)
+    c->dirty = 0;
+  q->dirty = NULL;
+  return PL_OK;
 }
 
 /* out.msg is filled (but for qid) before this runs. */
@@ -590,17 +787,6 @@ static pl_err pl__queue_insert(pl__sq *q, const uint64_t *t, size_t n, uint64_t 
   return e;
 }
 
-static pl_err pl__dedup_put(pl__sq *q, pl_store_req *r, uint64_t expires) {
-  sqlite3_stmt *st = q->st[ST_DEDUP_PUT];
-  pl__bind_u64(st, 1, r->in.user_id);
-  pl__bind_text(st, 2, r->in.client_id);
-  pl__bind_text(st, 3, r->out.conv);
-  pl__bind_u64(st, 4, r->out.seq);
-  pl__bind_u64(st, 5, pl__clamp(r->out.server_ts));
-  pl__bind_u64(st, 6, expires);
-  return pl__run(q, st);
-}
-
 static void pl__fill_msg(pl_store_req *r, const char *from) {
   pl_msg *m = &r->out.msg;
   m->conv = pl_strdup(r->out.conv);
@@ -614,36 +800,47 @@ static void pl__fill_msg(pl_store_req *r, const char *from) {
   m->server_ts = r->out.server_ts;
 }
 
-/* Writes an accepted message: seq, message row, queue rows, dedup row.
- * A message with no target (a note to self, no other device) gets a seq
- * and a dedup row but no message row; its qid is 0. */
+/* Writes an accepted message: dedup row, seq, message row, queue rows. A
+ * message with no target (a note to self, no other device) gets a seq and
+ * a dedup row but no message row; its qid is 0. */
 static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, const pl__user *me,
                              uint64_t now) {
-  r->out.conv = pl__conv_name(me->name, peer->name);
-  pl_err e = pl__conv_next(q, r->out.conv, now, &r->out.seq, &r->out.server_ts);
-  if (e != PL_OK)
+  char *conv = pl__conv_name(me->name, peer->name);
+  uint64_t seq, ts;
+  pl__conv *c;
+  pl_err e = pl__conv_get(q, conv, &c);
+  if (e == PL_OK) {
+    pl__conv_peek(c, now, &seq, &ts);
+    e = pl__dedup_put(q, r, conv, seq, ts);
+  }
+  if (e != PL_OK) {
+    pl_free(conv);
     return e;
-  uint64_t expires = pl__expires(q, r->out.server_ts);
+  }
+  pl__conv_take(q, c, seq, ts);
+  r->out.conv = conv;
+  r->out.seq = seq;
+  r->out.server_ts = ts;
   pl__fill_msg(r, me->name);
   if (r->out.ntargets) {
-    e = pl__msg_insert(q, r, expires);
+    e = pl__msg_insert(q, r, pl__expires(q, ts));
     if (e == PL_OK)
       e = pl__queue_insert(q, r->out.targets, r->out.ntargets, r->out.msg.qid);
   }
-  return e == PL_OK ? pl__dedup_put(q, r, expires) : e;
+  return e;
 }
 
 static pl_err pl__send(pl__sq *q, pl_store_req *r) {
   uint64_t now = pl_now_ms();
   pl__user *peer = NULL, *me = NULL;
-  int hit, full;
+  int full, hit;
+  pl_err e = pl__dedup_get(q, r, now, &hit);
+  if (e != PL_OK || hit)
+    return e;
   if (r->in.body_len > PL__MAX_BODY) {
     r->status = PL_ERR_MESSAGE_TOO_LARGE;
     return PL_OK;
   }
-  pl_err e = pl__dedup_get(q, r, now, &hit);
-  if (e != PL_OK || hit)
-    return e;
   e = pl__user_by_name(q, r->in.peer, &peer);
   if (e == PL_OK && peer)
     e = pl__user_get(q, r->in.user_id, &me);
@@ -783,12 +980,19 @@ static pl_err pl__sq_begin(void *be) {
     pl__convs_drop(q);
   if (q->users.len > PL__CACHE_MAX)
     pl__users_drop(q);
-  return pl__run(q, q->st[ST_BEGIN]);
+  pl_err e = pl__run(q, q->st[ST_BEGIN]);
+  if (e == PL_OK && q->ring_entries > PL__DEDUP_MEM_ENTRIES) {
+    e = pl__rings_save(q); /* nothing unsaved may go with them */
+    if (e == PL_OK)
+      pl__rings_drop(q);
+  }
+  return e;
 }
 
 static pl_err pl__sq_commit(void *be) {
   pl__sq *q = be;
-  return pl__run(q, q->st[ST_COMMIT]);
+  pl_err e = pl__convs_flush(q);
+  return e == PL_OK ? pl__run(q, q->st[ST_COMMIT]) : e;
 }
 
 static void pl__sq_rollback(void *be) {
@@ -796,6 +1000,8 @@ static void pl__sq_rollback(void *be) {
   if (!sqlite3_get_autocommit(q->db))
     pl__run(q, q->st[ST_ROLLBACK]);
   pl__caches_drop(q);
+  if (pl__rings_replay(q) != PL_OK)
+    pl_error("store: cannot reload the dedup rings; retries of recent sends may be stored twice");
 }
 
 static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
@@ -805,12 +1011,16 @@ static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   uint64_t changes[3] = {0, 0, 0};
   for (size_t i = 0; i < 3 && e == PL_OK; i++) {
     sqlite3_stmt *st = q->st[steps[i]];
-    pl__bind_u64(st, 1, pl__clamp(now_ms));
+    /* messages carry their expiry; dedup records are kept for the TTL */
+    uint64_t t = steps[i] == ST_EXPIRE_DEDUP ? pl__dedup_cut(q, now_ms) : now_ms;
+    pl__bind_u64(st, 1, pl__clamp(t));
     e = pl__run(q, st);
     changes[i] = (uint64_t)sqlite3_changes64(q->db);
   }
   if (changes[0])
     pl_map_free(&q->qlen); /* queue rows of unknown devices went */
+  if (e == PL_OK)
+    e = pl__rings_save(q); /* the sweep's transaction also saves the rings */
   *deleted = e == PL_OK ? changes[1] : 0;
   return e;
 }
@@ -873,6 +1083,10 @@ static pl_err pl__setup(pl__sq *q, int durable) {
     pl_error("store: database schema version %s is newer than this server's (%d)", ver, PL__SCHEMA_VERSION);
     e = PL_ERR_STORE;
   }
+  if (e == PL_OK && ver && atoi(ver) == 1) {
+    pl_warn("store: upgrading the database from schema 1: dropping the old dedup records");
+    e = pl__exec_sql(q, "DROP INDEX IF EXISTS dedup_expires; DROP TABLE IF EXISTS dedup", NULL);
+  }
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);
   pl_free(mode);
@@ -912,7 +1126,7 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
     goto out;
   }
   sqlite3_busy_timeout(q->db, 5000); /* a tool reading the file meanwhile */
-  if (pl__setup(q, cfg->durable) != PL_OK || pl__prepare(q) != PL_OK)
+  if (pl__setup(q, cfg->durable) != PL_OK || pl__prepare(q) != PL_OK || pl__rings_replay(q) != PL_OK)
     goto out;
   *out = q;
   q = NULL;

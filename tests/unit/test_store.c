@@ -318,7 +318,6 @@ static void test_logout_revokes(void) {
   free(dir);
 }
 
-
 /* Regression: a logged-out device kept receiving queue entries, so a
  * forgotten device filled up and its QUEUE_FULL blocked every sender. */
 static void test_logout_drops_queue_and_stops_targeting(void) {
@@ -449,6 +448,130 @@ static void test_dedup_survives_restart(void) {
   CHECK_EQ_U(rec_count(), 1);
   CHECK_EQ_I(send_msg(s, &a, "bob", "m2", &r), PL_OK);
   CHECK_EQ_U(r.out.seq, seq + 1); /* the conv counter survived too */
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* The dedup rings are saved by the sweep and replayed from the table after
+ * a crash: a retry is recognised whether its record was saved or not. */
+static void test_dedup_rings_saved_and_replayed(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    pl_store *s = NULL;
+    if (pl_store_open(&s, &pl_store_sqlite, &c, NULL) != PL_OK)
+      _exit(2);
+    account a = reg(s, "alice", "phone", 1);
+    reg(s, "bob", "phone", 2);
+    pl_store_req r;
+    uint64_t deleted;
+    if (send_msg(s, &a, "bob", "saved", &r) != PL_OK || r.out.seq != 1)
+      _exit(3);
+    pl_store_req_clear(&r);
+    if (pl_store_expire_now(s, pl_now_ms(), &deleted) != PL_OK) /* saves the rings */
+      _exit(4);
+    if (send_msg(s, &a, "bob", "unsaved", &r) != PL_OK || r.out.seq != 2)
+      _exit(5);
+    _exit(0); /* a crash: the second record is in no saved ring */
+  }
+  int st = 0;
+  CHECK(waitpid(pid, &st, 0) == pid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK_EQ_I(tl_db_count(dir, "dedup_rings"), 1);
+  pl_store *s = open_store(&c);
+  account a = {1, 1, "alice", "phone"};
+  pl_store_req rq;
+  CHECK_EQ_I(resume(s, 1, &rq), PL_OK);
+  a.uid = rq.out.user_id;
+  a.did = rq.out.device_id;
+  pl_store_req_clear(&rq);
+  const char *ids[] = {"saved", "unsaved"};
+  for (int i = 0; i < 2; i++) {
+    pl_store_req r;
+    CHECK_EQ_I(send_msg(s, &a, "bob", ids[i], &r), PL_OK);
+    CHECK_EQ_I(r.out.duplicate, 1);
+    CHECK_EQ_U(r.out.seq, (uint64_t)i + 1);
+    pl_store_req_clear(&r);
+  }
+  pl_store_req r;
+  CHECK_EQ_I(send_msg(s, &a, "bob", "new", &r), PL_OK);
+  CHECK_EQ_I(r.out.duplicate, 0);
+  CHECK_EQ_U(r.out.seq, 3);
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* Ids are per device; a device's last 4,096 ids are recognised. */
+static void test_dedup_per_device_window(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  reg(s, "bob", "phone", 2);
+  account a2 = dev(s, a, "laptop", 3);
+  pl_store_req r;
+  CHECK_EQ_I(send_msg(s, &a, "bob", "same", &r), PL_OK);
+  CHECK_EQ_U(r.out.seq, 1);
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(send_msg(s, &a2, "bob", "same", &r), PL_OK); /* another device's id */
+  CHECK_EQ_I(r.out.duplicate, 0);
+  CHECK_EQ_U(r.out.seq, 2);
+  pl_store_req_clear(&r);
+  for (int i = 0; i < 4096; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "w%d", i);
+    CHECK_EQ_I(send_msg(s, &a2, "bob", id, &r), PL_OK);
+    pl_store_req_clear(&r);
+  }
+  CHECK_EQ_I(send_msg(s, &a2, "bob", "w1", &r), PL_OK); /* still in the window */
+  CHECK_EQ_I(r.out.duplicate, 1);
+  CHECK_EQ_U(r.out.seq, 4);
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(send_msg(s, &a, "bob", "same", &r), PL_OK); /* the phone sent nothing since */
+  CHECK_EQ_I(r.out.duplicate, 1);
+  CHECK_EQ_U(r.out.seq, 1);
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(send_msg(s, &a2, "bob", "same", &r), PL_OK); /* 4,096 newer ids pushed it out */
+  CHECK_EQ_I(r.out.duplicate, 0);
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* A database of schema 1 opens: its dedup records are dropped, the rest kept. */
+static void test_upgrade_from_schema_1(void) {
+  char *dir = tl_tempdir(), path[600];
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  reg(s, "bob", "phone", 2);
+  pl_store_close(s);
+  snprintf(path, sizeof path, "%s/parley.db", dir);
+  sqlite3 *db = NULL;
+  CHECK_EQ_I(sqlite3_open(path, &db), SQLITE_OK);
+  CHECK_EQ_I(sqlite3_exec(db,
+                          "DROP TABLE dedup; DROP TABLE dedup_rings; DROP TABLE meta;"
+                          "CREATE TABLE dedup(sender_uid INTEGER NOT NULL, client_id TEXT NOT NULL,"
+                          " conv TEXT NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL,"
+                          " expires INTEGER NOT NULL, PRIMARY KEY(sender_uid, client_id)) WITHOUT ROWID;"
+                          "CREATE INDEX dedup_expires ON dedup(expires);"
+                          "INSERT INTO dedup VALUES(1, 'old', 'dm:alice:bob', 1, 1, 9e15);"
+                          "PRAGMA user_version = 1;",
+                          NULL, NULL, NULL),
+             SQLITE_OK);
+  sqlite3_close(db);
+  s = open_store(&c);
+  pl_store_req r;
+  CHECK_EQ_I(send_msg(s, &a, "bob", "old", &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  CHECK_EQ_I(r.out.duplicate, 0);
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -1122,5 +1245,8 @@ int main(void) {
   RUN(test_process_crash_keeps_commits);
   RUN(test_batch_failure_fails_every_request);
   RUN(test_deliver_before_post_in_order);
+  RUN(test_dedup_rings_saved_and_replayed);
+  RUN(test_dedup_per_device_window);
+  RUN(test_upgrade_from_schema_1);
   return tl_summary();
 }
