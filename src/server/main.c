@@ -122,9 +122,14 @@ static pl_err pl__start(pl_server *srv) {
   pl_core_config cc;
   pl__core_config(c, &cc);
   srv->core = pl_core_new(&cc, srv->nloops);
-  pl_store_config sc = {.dir = c->data, .durable = c->durable, .ttl_ms = c->ttl_s * 1000u,
-                        .max_devices = c->max_devices, .max_queue = c->max_queue,
-                        .max_batch = c->commit_batch, .sweep_ms = 10000};
+  pl_store_config sc = {.dir = c->data,
+                        .durable = c->durable,
+                        .ttl_ms = c->ttl_s * 1000u,
+                        .max_devices = c->max_devices,
+                        .max_queue = c->max_queue,
+                        .max_batch = c->commit_batch,
+                        .sweep_ms = 10000,
+                        .commit_delay_us = c->commit_delay_us};
   pl_store_hooks hooks;
   pl_core_store_hooks(srv->core, &hooks);
   pl_err e = pl_store_open(&srv->store, &pl_store_sqlite, &sc, &hooks);
@@ -135,7 +140,8 @@ static pl_err pl__start(pl_server *srv) {
   pl_core_set_store(srv->core, srv->store);
   srv->loops = pl_calloc((size_t)srv->nloops, sizeof *srv->loops);
   srv->listeners = pl_calloc((size_t)srv->nloops, sizeof *srv->listeners);
-  pl_tcp_config tc = {.host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
+  pl_tcp_config tc = {
+      .host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
   if (tc.port && (e = pl_tcp_probe(&tc)) != PL_OK)
     return e;
   for (int i = 0; i < srv->nloops; i++) {

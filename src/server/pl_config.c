@@ -6,7 +6,7 @@
 
 #include "common/pl_log.h"
 
-typedef enum { T_STR, T_INT, T_U32, T_U64, T_BOOL, T_LISTEN, T_DURABILITY, T_LOG } pl__type;
+typedef enum { T_STR, T_INT, T_U32, T_U32Z, T_U64, T_BOOL, T_LISTEN, T_DURABILITY, T_LOG } pl__type;
 
 typedef struct pl__opt {
   const char *name, *arg, *help;
@@ -27,16 +27,22 @@ static const pl__opt pl__opts[] = {
     {"ttl", "SECONDS", "message time-to-live (default 259200 = 72 h)", T_U64, OFF(ttl_s), 0},
     {"heartbeat-mobile", "SECONDS", "heartbeat interval asked of mobile clients (default 30)", T_U32,
      OFF(hb_mobile_s), 0},
-    {"heartbeat-web", "SECONDS", "heartbeat interval asked of web clients (default 15)", T_U32, OFF(hb_web_s), 0},
-    {"heartbeat-iot", "SECONDS", "heartbeat interval asked of iot clients (default 60)", T_U32, OFF(hb_iot_s), 0},
-    {"heartbeat-bot", "SECONDS", "heartbeat interval asked of bots and others (default 30)", T_U32, OFF(hb_bot_s),
+    {"heartbeat-web", "SECONDS", "heartbeat interval asked of web clients (default 15)", T_U32, OFF(hb_web_s),
      0},
+    {"heartbeat-iot", "SECONDS", "heartbeat interval asked of iot clients (default 60)", T_U32, OFF(hb_iot_s),
+     0},
+    {"heartbeat-bot", "SECONDS", "heartbeat interval asked of bots and others (default 30)", T_U32,
+     OFF(hb_bot_s), 0},
     {"max-frame", "BYTES", "largest frame accepted (default 1048576)", T_U32, OFF(max_frame), 0},
     {"max-message", "BYTES", "largest message body accepted (default 65536)", T_U32, OFF(max_message), 0},
     {"max-devices", "N", "devices per user (default 16)", T_U32, OFF(max_devices), 0},
     {"max-queue", "N", "messages queued per device before sends to it fail (default 100000)", T_U32,
      OFF(max_queue), 0},
-    {"commit-batch", "N", "most requests in one storage transaction (default 4096)", T_U32, OFF(commit_batch), 0},
+    {"commit-batch", "N", "most requests in one storage transaction (default 4096)", T_U32, OFF(commit_batch),
+     0},
+    {"commit-delay", "MICROSECONDS",
+     "under load, start a commit at most this often, so each carries more (default 250; 0 = off)", T_U32Z,
+     OFF(commit_delay_us), 0},
     {"argon2-ops", "N", "Argon2id passes for new password hashes (default 2)", T_U32, OFF(argon2_ops), 0},
     {"argon2-mem", "KIB", "Argon2id memory for new password hashes, KiB (default 65536; min 8)", T_U32,
      OFF(argon2_mem_kib), 0},
@@ -60,6 +66,7 @@ void pl_config_defaults(pl_config *c) {
   c->max_devices = 16;
   c->max_queue = 100000;
   c->commit_batch = 4096;
+  c->commit_delay_us = 250;
   c->log_level = PL_LOG_INFO;
 }
 
@@ -78,7 +85,8 @@ static int pl__num(const char *v, unsigned long long max, unsigned long long *ou
 static int pl__listen(pl_config *c, const char *v) {
   const char *colon = strrchr(v, ':');
   unsigned long long port;
-  if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host || pl__num(colon + 1, 65535, &port))
+  if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host ||
+      pl__num(colon + 1, 65535, &port))
     return -1;
   const char *h = v;
   size_t n = (size_t)(colon - v);
@@ -107,7 +115,8 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
     *(int *)(base + o->off) = (int)n;
     return 0;
   case T_U32:
-    if (pl__num(v, 0xffffffffu, &n) || n == 0)
+  case T_U32Z: /* the same, but 0 (off) is allowed */
+    if (pl__num(v, 0xffffffffu, &n) || (n == 0 && o->type == T_U32))
       return -1;
     *(uint32_t *)(base + o->off) = (uint32_t)n;
     return 0;
@@ -121,8 +130,7 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
       return -1;
     *(int *)(base + o->off) = (int)n;
     return 0;
-  case T_LISTEN:
-    return pl__listen(c, v);
+  case T_LISTEN: return pl__listen(c, v);
   case T_DURABILITY:
     if (strcmp(v, "fsync") == 0)
       c->durable = 1;

@@ -24,12 +24,12 @@
 
 /* A stored message as delivered to a device. Strings are NUL-terminated. */
 typedef struct pl_msg {
-  uint64_t qid;        /* server message id; increasing in commit order */
-  char *conv;          /* "dm:<lower name>:<higher name>" (byte order) */
-  uint64_t seq;        /* gap-free position in conv, from 1 */
-  char *from;          /* sender user name */
-  char *from_device;   /* sender device name */
-  char *id;            /* sender's client message id */
+  uint64_t qid;      /* server message id; increasing in commit order */
+  char *conv;        /* "dm:<lower name>:<higher name>" (byte order) */
+  uint64_t seq;      /* gap-free position in conv, from 1 */
+  char *from;        /* sender user name */
+  char *from_device; /* sender device name */
+  char *id;          /* sender's client message id */
   uint8_t *body;
   size_t body_len;
   uint64_t client_ts, server_ts; /* ms since the epoch */
@@ -60,21 +60,21 @@ struct pl_store_req {
 
   /* Inputs; strings are borrowed from the caller until done runs. */
   struct {
-    const char *user;        /* REGISTER, GET_USER, LOGIN_DEVICE */
-    const char *device;      /* REGISTER, LOGIN_DEVICE: device name */
-    const char *pwhash;      /* REGISTER: Argon2id string (crypto_pwhash_str) */
+    const char *user;                      /* REGISTER, GET_USER, LOGIN_DEVICE */
+    const char *device;                    /* REGISTER, LOGIN_DEVICE: device name */
+    const char *pwhash;                    /* REGISTER: Argon2id string (crypto_pwhash_str) */
     uint8_t token_hash[PL_TOKEN_HASH_LEN]; /* REGISTER, LOGIN_DEVICE, RESUME */
-    uint64_t user_id;        /* LOGIN_DEVICE, SEND (sender) */
-    uint64_t device_id;      /* LOGOUT, SEND (sending device), FETCH, ACK */
-    const char *device_name; /* SEND: sending device's name */
-    const char *peer;        /* SEND: recipient user name */
-    const char *client_id;   /* SEND */
-    const uint8_t *body;     /* SEND */
+    uint64_t user_id;                      /* LOGIN_DEVICE, SEND (sender) */
+    uint64_t device_id;                    /* LOGOUT, SEND (sending device), FETCH, ACK */
+    const char *device_name;               /* SEND: sending device's name */
+    const char *peer;                      /* SEND: recipient user name */
+    const char *client_id;                 /* SEND */
+    const uint8_t *body;                   /* SEND */
     size_t body_len;
-    uint64_t client_ts;      /* SEND */
-    uint64_t after;          /* FETCH: return qid > after */
-    uint32_t limit;          /* FETCH: at most this many (0 = 256) */
-    uint64_t upto;           /* ACK */
+    uint64_t client_ts; /* SEND */
+    uint64_t after;     /* FETCH: return qid > after */
+    uint32_t limit;     /* FETCH: at most this many (0 = 256) */
+    uint64_t upto;      /* ACK */
   } in;
 
   /* Outputs (owned by the request; pl_store_req_clear frees them). */
@@ -90,10 +90,10 @@ struct pl_store_req {
     pl_msg msg;                  /* SEND: the committed message (if !duplicate) */
     uint64_t *targets;           /* SEND: devices it was queued for */
     size_t ntargets;
-    pl_msg *msgs;                /* FETCH: in qid order */
+    pl_msg *msgs; /* FETCH: in qid order */
     size_t nmsgs;
-    int more;                    /* FETCH: more messages remain after these */
-    uint64_t removed;            /* ACK: queue entries removed */
+    int more;         /* FETCH: more messages remain after these */
+    uint64_t removed; /* ACK: queue entries removed */
   } out;
 
   pl_store_req *next; /* store-private queue link */
@@ -104,13 +104,14 @@ void pl_store_req_clear(pl_store_req *req);
 void pl_msg_clear(pl_msg *m);
 
 typedef struct pl_store_config {
-  const char *dir;       /* data directory; the backend keeps its files there */
-  int durable;           /* 1: a commit survives power loss (fsync); 0: process crash only */
-  uint64_t ttl_ms;       /* message and dedup time-to-live */
-  uint32_t max_devices;  /* per user */
-  uint32_t max_queue;    /* queued messages per device */
-  uint32_t max_batch;    /* requests per transaction */
-  uint32_t sweep_ms;     /* how often expired messages are deleted */
+  const char *dir;          /* data directory; the backend keeps its files there */
+  int durable;              /* 1: a commit survives power loss (fsync); 0: process crash only */
+  uint64_t ttl_ms;          /* message and dedup time-to-live */
+  uint32_t max_devices;     /* per user */
+  uint32_t max_queue;       /* queued messages per device */
+  uint32_t max_batch;       /* requests per transaction */
+  uint32_t sweep_ms;        /* how often expired messages are deleted */
+  uint32_t commit_delay_us; /* under load, commits start at most this often (0: no pacing) */
 } pl_store_config;
 
 /* The backend vtable. All calls happen on the store thread, except open and

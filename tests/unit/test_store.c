@@ -872,6 +872,54 @@ static void test_group_commit(void) {
   free(dir);
 }
 
+/* With commit pacing, requests that arrive while commits run back to back
+ * wait for the next start and share it: 40 sends submitted 1 ms apart take
+ * one commit each without pacing, two with a 200 ms delay (the first finds
+ * the store idle and commits at once). */
+static size_t paced_commits(uint32_t delay_us) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  c.commit_delay_us = delay_us;
+  pl_store *s = open_store(&c);
+  reg(s, "bob", "phone", 2);
+  account a = reg(s, "alice", "phone", 1);
+  enum { N = 40 };
+  pl_store_req *rs = pl_calloc(N, sizeof *rs);
+  char ids[N][16];
+  waiter w;
+  waiter_init(&w);
+  pl_store_stats st0, st;
+  pl_store_get_stats(s, &st0);
+  for (int i = 0; i < N; i++) {
+    snprintf(ids[i], sizeof ids[i], "p%d", i);
+    send_init(&rs[i], &a, "bob", ids[i], "x");
+    rs[i].done = count_done;
+    rs[i].data = &w;
+    pl_store_submit(s, &rs[i]);
+    usleep(1000);
+  }
+  waiter_wait(&w, N);
+  pl_store_get_stats(s, &st);
+  for (int i = 0; i < N; i++) {
+    CHECK_EQ_I(rs[i].status, PL_OK);
+    CHECK_EQ_U(rs[i].out.seq, (uint64_t)i + 1);
+    pl_store_req_clear(&rs[i]);
+  }
+  waiter_destroy(&w);
+  pl_free(rs);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+  return (size_t)(st.commits - st0.commits);
+}
+
+static void test_commit_pacing(void) {
+  size_t unpaced = paced_commits(0), paced = paced_commits(200000);
+  fprintf(stderr, "  40 sends 1 ms apart: %zu commits unpaced, %zu with a 200 ms delay\n", unpaced, paced);
+  CHECK(unpaced >= 20);
+  CHECK(paced <= 3);
+}
+
 static int user_done_calls;
 static void user_done(pl_store_req *req) {
   (void)req;
@@ -1245,6 +1293,7 @@ int main(void) {
   RUN(test_process_crash_keeps_commits);
   RUN(test_batch_failure_fails_every_request);
   RUN(test_deliver_before_post_in_order);
+  RUN(test_commit_pacing);
   RUN(test_dedup_rings_saved_and_replayed);
   RUN(test_dedup_per_device_window);
   RUN(test_upgrade_from_schema_1);
