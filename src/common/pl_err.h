@@ -8,34 +8,36 @@
 #define PL_ERR_H
 
 /* name, value, wire (1 = this is a protocol ErrorCode), message */
-#define PL_ERR_MAP(X)                                                                  \
-  X(OK, 0, 0, "success")                                                              \
-  X(BAD_FRAME, -1, 1, "malformed frame")                                              \
-  X(FRAME_TOO_LARGE, -2, 1, "frame too large")                                        \
-  X(UNKNOWN_TYPE, -3, 1, "unknown frame type")                                        \
-  X(UNSUPPORTED_VERSION, -4, 1, "unsupported protocol version")                       \
-  X(HELLO_REQUIRED, -5, 1, "first frame must be hello")                               \
-  X(AUTH_REQUIRED, -6, 1, "authentication required")                                  \
-  X(HEARTBEAT_TIMEOUT, -7, 1, "heartbeat timeout")                                    \
-  X(SHUTTING_DOWN, -8, 1, "server shutting down")                                     \
-  X(SLOW_CONSUMER, -9, 1, "client does not read fast enough")                         \
-  X(BAD_CREDENTIALS, -20, 1, "unknown user or wrong password")                        \
-  X(USER_EXISTS, -21, 1, "user name already taken")                                   \
-  X(BAD_TOKEN, -22, 1, "unknown or revoked token")                                    \
-  X(INVALID_ARGUMENT, -23, 1, "invalid argument")                                     \
-  X(UNKNOWN_PEER, -24, 1, "unknown peer")                                             \
-  X(MESSAGE_TOO_LARGE, -25, 1, "message too large")                                   \
-  X(TOO_MANY_DEVICES, -26, 1, "too many devices")                                     \
-  X(QUEUE_FULL, -27, 1, "recipient queue full")                                       \
-  X(ALREADY_AUTHENTICATED, -28, 1, "already authenticated")                           \
-  X(INTERNAL, -29, 1, "internal error")                                               \
-  X(AGAIN, -1001, 0, "need more data")                                                \
-  X(NOMEM, -1002, 0, "out of memory")                                                 \
-  X(IO, -1003, 0, "i/o error")                                                        \
-  X(STORE, -1004, 0, "storage error")                                                 \
-  X(CONFIG, -1005, 0, "bad configuration")                                            \
-  X(NOT_FOUND, -1006, 0, "not found")                                                 \
-  X(CLOSED, -1007, 0, "connection closed")                                            \
+#define PL_ERR_MAP(X)                                                    \
+  X(OK, 0, 0, "success")                                                 \
+  X(BAD_FRAME, -1, 1, "malformed frame")                                 \
+  X(FRAME_TOO_LARGE, -2, 1, "frame too large")                           \
+  X(UNKNOWN_TYPE, -3, 1, "unknown frame type")                           \
+  X(UNSUPPORTED_VERSION, -4, 1, "unsupported protocol version")          \
+  X(HELLO_REQUIRED, -5, 1, "first frame must be hello")                  \
+  X(AUTH_REQUIRED, -6, 1, "authentication required")                     \
+  X(HEARTBEAT_TIMEOUT, -7, 1, "heartbeat timeout")                       \
+  X(SHUTTING_DOWN, -8, 1, "server shutting down")                        \
+  X(SLOW_CONSUMER, -9, 1, "client does not read fast enough")            \
+  X(BAD_CREDENTIALS, -20, 1, "unknown user or wrong password")           \
+  X(USER_EXISTS, -21, 1, "user name already taken")                      \
+  X(BAD_TOKEN, -22, 1, "unknown or revoked token")                       \
+  X(INVALID_ARGUMENT, -23, 1, "invalid argument")                        \
+  X(UNKNOWN_PEER, -24, 1, "unknown peer")                                \
+  X(MESSAGE_TOO_LARGE, -25, 1, "message too large")                      \
+  X(TOO_MANY_DEVICES, -26, 1, "too many devices")                        \
+  X(QUEUE_FULL, -27, 1, "recipient queue full")                          \
+  X(ALREADY_AUTHENTICATED, -28, 1, "already authenticated")              \
+  X(INTERNAL, -29, 1, "internal error")                                  \
+  X(BLOCKED, -30, 1, "the recipient does not accept messages from you")  \
+  X(FILTERED, -31, 1, "the message contains a word this server refuses") \
+  X(AGAIN, -1001, 0, "need more data")                                   \
+  X(NOMEM, -1002, 0, "out of memory")                                    \
+  X(IO, -1003, 0, "i/o error")                                           \
+  X(STORE, -1004, 0, "storage error")                                    \
+  X(CONFIG, -1005, 0, "bad configuration")                               \
+  X(NOT_FOUND, -1006, 0, "not found")                                    \
+  X(CLOSED, -1007, 0, "connection closed")                               \
   X(TIMEOUT, -1008, 0, "timed out")
 
 typedef enum pl_err {

@@ -47,6 +47,14 @@ const ProtobufCMessageDescriptor *pl_frame_descriptor(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_ACK: return &parley__ack__descriptor;
   case PARLEY__FRAME_TYPE__FRAME_PING: return &parley__ping__descriptor;
   case PARLEY__FRAME_TYPE__FRAME_PONG: return &parley__pong__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_MARK_READ: return &parley__mark_read__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_DONE: return &parley__done__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_RECEIPT: return &parley__receipt__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_READ_SYNC: return &parley__read_sync__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_SETTINGS: return &parley__settings__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_SETTINGS_STATE: return &parley__settings_state__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_UNREAD_GET: return &parley__unread_get__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_UNREAD: return &parley__unread__descriptor;
   default: return NULL;
   }
 }
@@ -61,9 +69,10 @@ int pl_frame_client_may_send(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_SEND:
   case PARLEY__FRAME_TYPE__FRAME_ACK:
   case PARLEY__FRAME_TYPE__FRAME_PING:
-    return 1;
-  default:
-    return 0;
+  case PARLEY__FRAME_TYPE__FRAME_MARK_READ:
+  case PARLEY__FRAME_TYPE__FRAME_SETTINGS:
+  case PARLEY__FRAME_TYPE__FRAME_UNREAD_GET: return 1;
+  default: return 0;
   }
 }
 
