@@ -69,6 +69,7 @@ struct pb_conn {
   uint8_t state, step, auth_tries, attempts, ack_queued;
   uint32_t gen; /* bumped by every drop: stale input is not parsed */
   uint32_t hb_ms, unacked;
+  uint64_t receipts; /* Receipt and ReadSync frames received (acked like messages) */
   uint64_t last_tx_us, t_start_us, t_ready_us; /* t_start: the (last) connect began */
   uint64_t max_qid, acked_qid;
   pl_bytes in, out;

@@ -75,7 +75,8 @@ static int tl__free_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) != 0)
     tl__fail(__FILE__, __LINE__, "free port: %s", strerror(errno));
   close(fd);
   return ntohs(a.sin_port);
@@ -167,8 +168,8 @@ int tl_connect(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
     return -1;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in a = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
     close(fd);
     return -1;
@@ -216,7 +217,21 @@ static int tl__read_n(int fd, uint8_t *p, size_t n, int timeout_ms) {
   return 1;
 }
 
+static int tl__recv_one(int fd, int timeout_ms, void **out);
+
+int tl_skip_events = 1;
+
 int tl_recv_frame(int fd, int timeout_ms, void **out) {
+  for (;;) {
+    int t = tl__recv_one(fd, timeout_ms, out);
+    if (!tl_skip_events ||
+        (t != PARLEY__FRAME_TYPE__FRAME_RECEIPT && t != PARLEY__FRAME_TYPE__FRAME_READ_SYNC))
+      return t;
+    protobuf_c_message_free_unpacked(*out, NULL);
+  }
+}
+
+static int tl__recv_one(int fd, int timeout_ms, void **out) {
   uint8_t hdr[PL_FRAME_HDR];
   *out = NULL;
   if (!tl__read_n(fd, hdr, sizeof hdr, timeout_ms))
@@ -249,7 +264,7 @@ int tl_wait_closed(int fd, int timeout_ms) {
 }
 
 long long tl_db_count(const char *dir, const char *table) {
-  char path[600], sql[128];
+  char path[600], sql[256];
   sqlite3 *db = NULL;
   sqlite3_stmt *st = NULL;
   long long n = -1;

@@ -29,24 +29,24 @@ void tl__fail(const char *file, int line, const char *fmt, ...);
     if (!(cond))                                        \
       tl__fail(__FILE__, __LINE__, "CHECK(%s)", #cond); \
   } while (0)
-#define CHECK_EQ_U(a, b)                                                                  \
-  do {                                                                                    \
-    unsigned long long tl_a = (unsigned long long)(a), tl_b = (unsigned long long)(b);   \
-    if (tl_a != tl_b)                                                                     \
-      tl__fail(__FILE__, __LINE__, "%s == %s (%llu != %llu)", #a, #b, tl_a, tl_b);        \
+#define CHECK_EQ_U(a, b)                                                               \
+  do {                                                                                 \
+    unsigned long long tl_a = (unsigned long long)(a), tl_b = (unsigned long long)(b); \
+    if (tl_a != tl_b)                                                                  \
+      tl__fail(__FILE__, __LINE__, "%s == %s (%llu != %llu)", #a, #b, tl_a, tl_b);     \
   } while (0)
-#define CHECK_EQ_I(a, b)                                                                  \
-  do {                                                                                    \
-    long long tl_a = (long long)(a), tl_b = (long long)(b);                               \
-    if (tl_a != tl_b)                                                                     \
-      tl__fail(__FILE__, __LINE__, "%s == %s (%lld != %lld)", #a, #b, tl_a, tl_b);        \
+#define CHECK_EQ_I(a, b)                                                           \
+  do {                                                                             \
+    long long tl_a = (long long)(a), tl_b = (long long)(b);                        \
+    if (tl_a != tl_b)                                                              \
+      tl__fail(__FILE__, __LINE__, "%s == %s (%lld != %lld)", #a, #b, tl_a, tl_b); \
   } while (0)
-#define CHECK_STR(a, b)                                                                      \
-  do {                                                                                       \
-    const char *tl_a = (a), *tl_b = (b);                                                     \
-    if (!tl_a || !tl_b || strcmp(tl_a, tl_b) != 0)                                          \
+#define CHECK_STR(a, b)                                                                           \
+  do {                                                                                            \
+    const char *tl_a = (a), *tl_b = (b);                                                          \
+    if (!tl_a || !tl_b || strcmp(tl_a, tl_b) != 0)                                                \
       tl__fail(__FILE__, __LINE__, "%s == %s (\"%s\" != \"%s\")", #a, #b, tl_a ? tl_a : "(null)", \
-               tl_b ? tl_b : "(null)");                                                      \
+               tl_b ? tl_b : "(null)");                                                           \
   } while (0)
 
 void tl__run(const char *name, void (*fn)(void));
@@ -62,9 +62,9 @@ void tl_rmrf(const char *dir);
 typedef struct tl_server {
   pid_t pid;
   int port;
-  char *dir;        /* data dir (kept across restarts) */
-  char addr[64];    /* "127.0.0.1:PORT" */
-  char extra[512];  /* extra command-line arguments, space separated */
+  char *dir;       /* data dir (kept across restarts) */
+  char addr[64];   /* "127.0.0.1:PORT" */
+  char extra[512]; /* extra command-line arguments, space separated */
 } tl_server;
 
 /* Starts parleyd on a free port with a new temp data dir and waits until it
@@ -93,6 +93,14 @@ int tl_send_frame(int fd, uint8_t type, const void *msg);
  * message in *out (free with protobuf_c_message_free_unpacked), 0 on EOF or
  * timeout, -1 on a malformed frame. */
 int tl_recv_frame(int fd, int timeout_ms, void **out);
+/* While set (the default), tl_recv_frame (and everything built on it) drops
+ * Receipt and ReadSync frames: tests of message delivery see the stream of
+ * messages they always saw. test_receipts clears it. */
+extern int tl_skip_events;
+/* Row counts of messages and of their queue entries only, not of queued
+ * receipts and read syncs (for tl_db_count). */
+#define TL_MESSAGES "messages WHERE kind = 0"
+#define TL_MSG_QUEUE "queue WHERE qid IN (SELECT qid FROM messages WHERE kind = 0)"
 /* Waits up to timeout_ms for the peer to close: 1 if closed (EOF/reset), 0 if not. */
 int tl_wait_closed(int fd, int timeout_ms);
 
@@ -117,7 +125,8 @@ void tl_server_abandon(tl_server *s);
 #define tl_expect(fd, type, timeout_ms) tl__expect(__FILE__, __LINE__, fd, type, timeout_ms)
 void *tl__expect(const char *file, int line, int fd, int type, int timeout_ms);
 /* The next frame must be an Error with this code (an ErrorCode) and ref (NULL: any ref). */
-#define tl_expect_error(fd, code, ref, timeout_ms) tl__expect_error(__FILE__, __LINE__, fd, code, ref, timeout_ms)
+#define tl_expect_error(fd, code, ref, timeout_ms) \
+  tl__expect_error(__FILE__, __LINE__, fd, code, ref, timeout_ms)
 void tl__expect_error(const char *file, int line, int fd, int code, const char *ref, int timeout_ms);
 /* A FrameType's name, for messages ("Welcome", "type 200"); static storage. */
 const char *tl_frame_name(int type);

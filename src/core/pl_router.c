@@ -18,8 +18,8 @@ typedef struct pl__local {
   pthread_mutex_t mu;
   pl_map global; /* device -> pl__route *, guarded by mu */
   int nloops;
-  pl_map *local; /* [loop index] device -> ep, owned by that loop's thread */
-  pl_task **out_head, **out_tail;  /* [loop index] pushes of this commit (store thread) */
+  pl_map *local;                  /* [loop index] device -> ep, owned by that loop's thread */
+  pl_task **out_head, **out_tail; /* [loop index] pushes of this commit (store thread) */
 } pl__local;
 
 typedef struct pl__push_task {
@@ -38,7 +38,31 @@ typedef struct pl__kick_task {
   void *ep;
 } pl__kick_task;
 
+/* Receipts and read syncs are queue entries like messages (pl_msg_kind). */
+static pl_buf *pl__encode_event(const pl_msg *m) {
+  if (m->kind == PL_MSG_READ_SYNC) {
+    Parley__ReadSync rs = PARLEY__READ_SYNC__INIT;
+    rs.qid = m->qid;
+    rs.conv = m->conv;
+    rs.seq = m->seq;
+    rs.unread = m->aux;
+    rs.server_ts = m->server_ts;
+    return pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_READ_SYNC, &rs.base);
+  }
+  Parley__Receipt rc = PARLEY__RECEIPT__INIT;
+  rc.qid = m->qid;
+  rc.conv = m->conv;
+  rc.by = m->from;
+  rc.status = m->kind == PL_MSG_READ ? PARLEY__RECEIPT_STATUS__RECEIPT_READ
+                                     : PARLEY__RECEIPT_STATUS__RECEIPT_DELIVERED;
+  rc.seq = m->seq;
+  rc.server_ts = m->server_ts;
+  return pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_RECEIPT, &rc.base);
+}
+
 pl_buf *pl_router_encode(const pl_msg *m) {
+  if (m->kind != PL_MSG_MESSAGE)
+    return pl__encode_event(m);
   Parley__Message msg = PARLEY__MESSAGE__INIT;
   msg.qid = m->qid;
   msg.conv = m->conv;

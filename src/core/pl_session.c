@@ -37,7 +37,7 @@ typedef struct pl_session {
   uint32_t inflight; /* sends awaiting commit */
   uint64_t user_id, device_id;
   char *user, *device;
-  uint64_t last_sent;         /* highest qid written to the client */
+  uint64_t last_sent;          /* highest qid written to the client */
   uint64_t ack_want, ack_done; /* cumulative acks: asked for / committed */
   pl__pend *pend, *pend_tail;
   uint32_t npend;
@@ -63,7 +63,7 @@ typedef struct pl__work {
   char hash[PL_AUTH_HASH_MAX];
 } pl__work;
 
-#define PL__SREQ(r) ((pl__sreq *)((char *)(r) - offsetof(pl__sreq, req)))
+#define PL__SREQ(r) ((pl__sreq *)((char *)(r)-offsetof(pl__sreq, req)))
 
 static void pl__start_sync(pl_session *s);
 
@@ -261,8 +261,7 @@ static void pl__push(void *ep, uint64_t qid, pl_buf *frame) {
     }
     pl__send_msg(s, qid, frame);
     return;
-  default:
-    return; /* lagging: the next fetch reads it from the queue */
+  default: return; /* lagging: the next fetch reads it from the queue */
   }
 }
 
@@ -280,7 +279,8 @@ static void pl__kick(void *ep) {
 
 /* ---- authentication ----------------------------------------------------- */
 
-static void pl__authenticated(pl_session *s, pl__sreq *sr, const char *user, const char *device, int created) {
+static void pl__authenticated(pl_session *s, pl__sreq *sr, const char *user, const char *device,
+                              int created) {
   s->state = S_READY;
   s->user_id = sr->req.op == PL_STORE_LOGIN_DEVICE ? sr->uid : sr->req.out.user_id;
   s->device_id = sr->req.out.device_id;
@@ -345,7 +345,8 @@ static void pl__argon_work(uv_work_t *w) {
   } else {
     Parley__Register *r = (Parley__Register *)sr->msg;
     const pl_core_config *cfg = &sr->s->core->cfg;
-    wk->ok = pl_auth_hash(r->password, strlen(r->password), wk->hash, cfg->argon2_ops, cfg->argon2_mem_kib) == PL_OK;
+    wk->ok = pl_auth_hash(r->password, strlen(r->password), wk->hash, cfg->argon2_ops, cfg->argon2_mem_kib) ==
+             PL_OK;
   }
 }
 
@@ -523,6 +524,7 @@ static void pl__submit_ack(pl_session *s) {
     return;
   pl__sreq *sr = pl__sreq_new(s, PL_STORE_ACK, NULL, pl__ack_done);
   sr->req.in.device_id = s->device_id;
+  sr->req.in.user_id = s->user_id; /* delivered receipts */
   sr->req.in.upto = s->ack_want;
   s->ack_busy = 1;
   pl__submit(sr);
@@ -536,13 +538,101 @@ static void pl__on_ack(pl_session *s, const Parley__Ack *m) {
   pl__submit_ack(s);
 }
 
+/* ---- conversation state: MarkRead, Settings, UnreadGet (protocol.md 11.4) -- */
+
+/* The ref of a request frame (each has it as field 1). */
+static const char *pl__ref(uint8_t type, const ProtobufCMessage *msg) {
+  switch (type) {
+  case PARLEY__FRAME_TYPE__FRAME_MARK_READ: return ((const Parley__MarkRead *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_SETTINGS: return ((const Parley__Settings *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_UNREAD_GET: return ((const Parley__UnreadGet *)msg)->ref;
+  default: return "";
+  }
+}
+
+static void pl__unread_reply(pl_session *s, const char *ref, const pl_store_req *req) {
+  Parley__Unread u = PARLEY__UNREAD__INIT;
+  Parley__ConvState *cs = pl_calloc(req->out.nconvs ? req->out.nconvs : 1, sizeof *cs);
+  Parley__ConvState **ptrs = pl_calloc(req->out.nconvs ? req->out.nconvs : 1, sizeof *ptrs);
+  for (size_t i = 0; i < req->out.nconvs; i++) {
+    const pl_conv_state *c = &req->out.convs[i];
+    parley__conv_state__init(&cs[i]);
+    cs[i].conv = c->conv;
+    cs[i].last_seq = c->last_seq;
+    cs[i].read_seq = c->read_seq;
+    cs[i].unread = c->last_seq > c->read_seq ? c->last_seq - c->read_seq : 0;
+    ptrs[i] = &cs[i];
+  }
+  u.ref = (char *)ref;
+  u.n_convs = req->out.nconvs;
+  u.convs = ptrs;
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_UNREAD, &u.base);
+  pl_free(ptrs);
+  pl_free(cs);
+}
+
+static void pl__state_done(pl_store_req *req) {
+  pl__sreq *sr = PL__SREQ(req);
+  pl_session *s = sr->s;
+  uint8_t type = (uint8_t)(uintptr_t)sr->req.data;
+  const char *ref = pl__ref(type, sr->msg);
+  if (req->status != PL_OK) {
+    pl__error(s, req->status, ref);
+  } else if (type == PARLEY__FRAME_TYPE__FRAME_SETTINGS) {
+    Parley__SettingsState st = PARLEY__SETTINGS_STATE__INIT;
+    st.ref = (char *)ref;
+    st.read_receipts = req->out.read_receipts != 0;
+    pl__write(s, PARLEY__FRAME_TYPE__FRAME_SETTINGS_STATE, &st.base);
+  } else if (type == PARLEY__FRAME_TYPE__FRAME_UNREAD_GET) {
+    pl__unread_reply(s, ref, req);
+  } else {
+    Parley__Done d = PARLEY__DONE__INIT;
+    d.ref = (char *)ref;
+    pl__write(s, PARLEY__FRAME_TYPE__FRAME_DONE, &d.base);
+  }
+  pl__sreq_free(sr);
+}
+
+/* MarkRead, Settings and UnreadGet: validated here, answered after commit. */
+static int pl__on_state(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
+  const char *ref = pl__ref(type, msg);
+  pl_store_op op = type == PARLEY__FRAME_TYPE__FRAME_MARK_READ  ? PL_STORE_MARK_READ
+                   : type == PARLEY__FRAME_TYPE__FRAME_SETTINGS ? PL_STORE_SETTINGS
+                                                                : PL_STORE_UNREAD;
+  int bad = strlen(ref) > PL__MAX_ID;
+  if (op == PL_STORE_MARK_READ) {
+    const Parley__MarkRead *m = (const Parley__MarkRead *)msg;
+    bad |= !pl_auth_valid_user(m->peer, strlen(m->peer));
+  } else if (op == PL_STORE_SETTINGS) {
+    bad |= ((const Parley__Settings *)msg)->read_receipts > PARLEY__TOGGLE__TOGGLE_OFF;
+  }
+  if (bad) {
+    pl__error(s, PL_ERR_INVALID_ARGUMENT, strlen(ref) <= PL__MAX_ID ? ref : NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  pl__sreq *sr = pl__sreq_new(s, op, msg, pl__state_done);
+  sr->req.data = (void *)(uintptr_t)type;
+  sr->req.in.user_id = s->user_id;
+  sr->req.in.device_id = s->device_id;
+  if (op == PL_STORE_MARK_READ) {
+    sr->req.in.peer = ((Parley__MarkRead *)msg)->peer;
+    sr->req.in.upto = ((Parley__MarkRead *)msg)->seq;
+  } else if (op == PL_STORE_SETTINGS) {
+    sr->req.in.read_receipts = (int)((Parley__Settings *)msg)->read_receipts;
+  }
+  pl__submit(sr);
+  return 0;
+}
+
 static void pl__logout_done(pl_store_req *req) {
   pl__sreq *sr = PL__SREQ(req);
   pl_session *s = sr->s;
   if (s->conn && req->status == PL_OK) {
     Parley__LogoutOk m = PARLEY__LOGOUT_OK__INIT;
     pl__write(s, PARLEY__FRAME_TYPE__FRAME_LOGOUT_OK, &m.base);
-    pl_info("conn %llu %s: %s@%s logged out", (unsigned long long)s->conn->id, s->conn->peer, s->user, s->device);
+    pl_info("conn %llu %s: %s@%s logged out", (unsigned long long)s->conn->id, s->conn->peer, s->user,
+            s->device);
     pl_conn_close(s->conn);
   } else if (s->conn) {
     /* Still logged in: serve the device again. */
@@ -618,6 +708,9 @@ static int pl__dispatch(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
     case PARLEY__FRAME_TYPE__FRAME_SEND: return pl__on_send(s, msg);
     case PARLEY__FRAME_TYPE__FRAME_ACK: pl__on_ack(s, (Parley__Ack *)msg); break;
     case PARLEY__FRAME_TYPE__FRAME_PING: pl__on_ping(s, (Parley__Ping *)msg); break;
+    case PARLEY__FRAME_TYPE__FRAME_MARK_READ:
+    case PARLEY__FRAME_TYPE__FRAME_SETTINGS:
+    case PARLEY__FRAME_TYPE__FRAME_UNREAD_GET: return pl__on_state(s, type, msg);
     case PARLEY__FRAME_TYPE__FRAME_LOGOUT:
       protobuf_c_message_free_unpacked(msg, NULL);
       return pl__on_logout(s) ? 2 : 0;
@@ -668,8 +761,9 @@ static void pl__on_bad_input(pl_conn *c, pl_err why, void *ud) {
 
 static void pl__on_idle(pl_conn *c, void *ud) {
   (void)ud;
-  pl__fatal(c->session, c->session && ((pl_session *)c->session)->state == S_HELLO ? PL_ERR_HELLO_REQUIRED
-                                                                                    : PL_ERR_HEARTBEAT_TIMEOUT);
+  pl__fatal(c->session, c->session && ((pl_session *)c->session)->state == S_HELLO
+                            ? PL_ERR_HELLO_REQUIRED
+                            : PL_ERR_HEARTBEAT_TIMEOUT);
 }
 
 static void pl__on_shutdown(pl_conn *c, void *ud) {

@@ -73,6 +73,14 @@ void pl_store_req_clear(pl_store_req *req) {
   for (size_t i = 0; i < req->out.nmsgs; i++)
     pl_msg_clear(&req->out.msgs[i]);
   pl_free(req->out.msgs);
+  for (size_t i = 0; i < req->out.nevents; i++) {
+    pl_msg_clear(&req->out.events[i].msg);
+    pl_free(req->out.events[i].targets);
+  }
+  pl_free(req->out.events);
+  for (size_t i = 0; i < req->out.nconvs; i++)
+    pl_free(req->out.convs[i].conv);
+  pl_free(req->out.convs);
   memset(&req->out, 0, sizeof req->out);
 }
 
@@ -89,9 +97,13 @@ static void pl__hand_back(pl_store *s, pl_store_req *req) {
 static void pl__deliver_batch(pl_store *s, pl_store_req *batch) {
   if (!s->hooks.deliver)
     return;
-  for (pl_store_req *r = batch; r; r = r->next)
+  for (pl_store_req *r = batch; r; r = r->next) {
     if (r->op == PL_STORE_SEND && r->status == PL_OK && !r->out.duplicate && r->out.ntargets)
       s->hooks.deliver(s->hooks.ud, &r->out.msg, r->out.targets, r->out.ntargets);
+    for (size_t i = 0; r->status == PL_OK && i < r->out.nevents; i++)
+      s->hooks.deliver(s->hooks.ud, &r->out.events[i].msg, r->out.events[i].targets,
+                       r->out.events[i].ntargets);
+  }
   if (s->hooks.deliver_end)
     s->hooks.deliver_end(s->hooks.ud);
 }

@@ -22,9 +22,20 @@
 
 #include "../common/pl_err.h"
 
+/* What a queue entry is (messages.kind). Events share the queue, the qid
+ * sequence and the Ack with messages (docs/protocol.md 11.4). */
+typedef enum pl_msg_kind {
+  PL_MSG_MESSAGE = 0,   /* a Message */
+  PL_MSG_DELIVERED = 1, /* Receipt RECEIPT_DELIVERED: from = the receiving user */
+  PL_MSG_READ = 2,      /* Receipt RECEIPT_READ: from = the reader */
+  PL_MSG_READ_SYNC = 3, /* ReadSync: from = this user, aux = unread count */
+} pl_msg_kind;
+
 /* A stored message as delivered to a device. Strings are NUL-terminated. */
 typedef struct pl_msg {
   uint64_t qid;      /* server message id; increasing in commit order */
+  int kind;          /* pl_msg_kind; events use conv, seq, from, server_ts, aux */
+  uint64_t aux;      /* READ_SYNC: unread count */
   char *conv;        /* "dm:<lower name>:<higher name>" (byte order) */
   uint64_t seq;      /* gap-free position in conv, from 1 */
   char *from;        /* sender user name */
@@ -43,8 +54,24 @@ typedef enum pl_store_op {
   PL_STORE_LOGOUT,       /* revoke a device's token */
   PL_STORE_SEND,         /* commit a 1:1 message (dedup, seq, queue) */
   PL_STORE_FETCH,        /* read a device's queue after a qid */
-  PL_STORE_ACK,          /* drop a device's queue up to a qid */
+  PL_STORE_ACK,          /* drop a device's queue up to a qid; delivered receipts */
+  PL_STORE_MARK_READ,    /* move a user's read watermark; read receipt + read sync */
+  PL_STORE_SETTINGS,     /* change / read a user's privacy settings */
+  PL_STORE_UNREAD,       /* every conversation's last seq and read watermark */
 } pl_store_op;
+
+/* A new queue entry a request made, with the devices it was queued for. */
+typedef struct pl_store_event {
+  pl_msg msg;
+  uint64_t *targets;
+  size_t ntargets;
+} pl_store_event;
+
+/* UNREAD: one conversation of the user. */
+typedef struct pl_conv_state {
+  char *conv;
+  uint64_t last_seq, read_seq;
+} pl_conv_state;
 
 typedef struct pl_store_req pl_store_req;
 typedef void (*pl_store_done_cb)(pl_store_req *req);
@@ -64,17 +91,18 @@ struct pl_store_req {
     const char *device;                    /* REGISTER, LOGIN_DEVICE: device name */
     const char *pwhash;                    /* REGISTER: Argon2id string (crypto_pwhash_str) */
     uint8_t token_hash[PL_TOKEN_HASH_LEN]; /* REGISTER, LOGIN_DEVICE, RESUME */
-    uint64_t user_id;                      /* LOGIN_DEVICE, SEND (sender) */
+    uint64_t user_id;                      /* LOGIN_DEVICE, SEND, ACK, MARK_READ, SETTINGS, UNREAD */
     uint64_t device_id;                    /* LOGOUT, SEND (sending device), FETCH, ACK */
     const char *device_name;               /* SEND: sending device's name */
-    const char *peer;                      /* SEND: recipient user name */
+    const char *peer;                      /* SEND: recipient user name; MARK_READ: the other user */
     const char *client_id;                 /* SEND */
     const uint8_t *body;                   /* SEND */
     size_t body_len;
     uint64_t client_ts; /* SEND */
     uint64_t after;     /* FETCH: return qid > after */
     uint32_t limit;     /* FETCH: at most this many (0 = 256) */
-    uint64_t upto;      /* ACK */
+    uint64_t upto;      /* ACK: qid; MARK_READ: seq */
+    int read_receipts;  /* SETTINGS: 0 unchanged, 1 on, 2 off */
   } in;
 
   /* Outputs (owned by the request; pl_store_req_clear frees them). */
@@ -92,8 +120,13 @@ struct pl_store_req {
     size_t ntargets;
     pl_msg *msgs; /* FETCH: in qid order */
     size_t nmsgs;
-    int more;         /* FETCH: more messages remain after these */
-    uint64_t removed; /* ACK: queue entries removed */
+    int more;               /* FETCH: more messages remain after these */
+    uint64_t removed;       /* ACK: queue entries removed */
+    pl_store_event *events; /* ACK, MARK_READ: receipts and read syncs queued */
+    size_t nevents;
+    int read_receipts;    /* SETTINGS */
+    pl_conv_state *convs; /* UNREAD */
+    size_t nconvs;
   } out;
 
   pl_store_req *next; /* store-private queue link */

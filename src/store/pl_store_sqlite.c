@@ -29,9 +29,17 @@
  *            open (and after a rollback) the dedup rows after it are
  *            replayed into the rings, so a crash loses no dedup record.
  *
+ *   reads    (uid, conv) -> read_seq, delivered_seq: a user's watermarks;
+ *            a row exists for every conversation the user is in (UNREAD)
+ *   messages.kind: 0 a message, else an event (pl_msg_kind) queued like one;
+ *            a newer event of the same (conv, kind, sender_uid) replaces
+ *            the pending one (found through the partial index
+ *            messages_events, which holds events only)
+ *
  * Schema history: 2 replaced dedup(sender_uid, client_id, ..., expires)
  * keyed by the id itself (a random B-tree insert per message); upgrading
- * from 1 drops the old dedup records. */
+ * from 1 drops the old dedup records. 3 added messages.kind/aux,
+ * users.read_receipts and reads. */
 #include "pl_store.h"
 
 #include <sqlite3.h>
@@ -46,7 +54,7 @@
 #include "../common/pl_time.h"
 #include "pl_idring.h"
 
-#define PL__SCHEMA_VERSION 2
+#define PL__SCHEMA_VERSION 3
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): far above any client's window of unanswered sends (libparley:
  * 512; the server reads no more than 1,024 ahead of its acks). */
@@ -63,7 +71,7 @@
 static const char pl__schema[] =
     "BEGIN;"
     "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
-    " pwhash TEXT NOT NULL, created INTEGER NOT NULL);"
+    " pwhash TEXT NOT NULL, created INTEGER NOT NULL, read_receipts INTEGER NOT NULL DEFAULT 1);"
     "CREATE TABLE IF NOT EXISTS devices(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
     " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL, UNIQUE(user_id, name));"
     "CREATE TABLE IF NOT EXISTS convs(conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
@@ -72,8 +80,11 @@ static const char pl__schema[] =
     " seq INTEGER NOT NULL, sender_uid INTEGER NOT NULL, from_name TEXT NOT NULL,"
     " from_device TEXT NOT NULL, client_id TEXT NOT NULL, body BLOB NOT NULL,"
     " client_ts INTEGER NOT NULL, server_ts INTEGER NOT NULL, expires INTEGER NOT NULL,"
-    " refs INTEGER NOT NULL);"
+    " refs INTEGER NOT NULL, kind INTEGER NOT NULL DEFAULT 0, aux INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS messages_expires ON messages(expires);"
+    "CREATE INDEX IF NOT EXISTS messages_events ON messages(conv, kind, sender_uid) WHERE kind != 0;"
+    "CREATE TABLE IF NOT EXISTS reads(uid INTEGER NOT NULL, conv TEXT NOT NULL, read_seq INTEGER NOT NULL,"
+    " delivered_seq INTEGER NOT NULL, PRIMARY KEY(uid, conv)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS queue(device_id INTEGER NOT NULL, qid INTEGER NOT NULL,"
     " PRIMARY KEY(device_id, qid)) WITHOUT ROWID;"
     /* The TTL sweep deletes queue rows by qid. */
@@ -83,51 +94,64 @@ static const char pl__schema[] =
     " server_ts INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS dedup_rings(device_id INTEGER PRIMARY KEY, ring BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
-    "PRAGMA user_version = 2;"
+    "PRAGMA user_version = 3;"
     "COMMIT;";
 
 /* name, SQL: every statement is prepared once at open and reused. */
-#define PL__STMTS(X)                                                                                    \
-  X(BEGIN, "BEGIN IMMEDIATE")                                                                           \
-  X(COMMIT, "COMMIT")                                                                                   \
-  X(ROLLBACK, "ROLLBACK")                                                                               \
-  X(USER_BY_NAME, "SELECT id, pwhash FROM users WHERE name = ?1")                                       \
-  X(USER_BY_ID, "SELECT name FROM users WHERE id = ?1")                                                 \
-  X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                         \
-  X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")     \
-  X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                          \
-  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created) VALUES(?1, ?2, ?3, ?4)")    \
-  X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2 WHERE id = ?1")                                   \
-  X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"    \
-            " WHERE d.token_hash = ?1")                                                                 \
-  X(RING_GET, "SELECT ring FROM dedup_rings WHERE device_id = ?1")                                      \
-  X(RING_PUT, "INSERT OR REPLACE INTO dedup_rings(device_id, ring) VALUES(?1, ?2)")                     \
-  X(META_GET, "SELECT value FROM meta WHERE key = ?1")                                                  \
-  X(META_PUT, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)")                                 \
-  X(DEDUP_TAIL, "SELECT id, device_id, fp FROM dedup WHERE id > ?1 ORDER BY id")                        \
-  X(DEDUP_MAX, "SELECT COALESCE(max(id), 0) FROM dedup")                                                \
-  X(DEDUP_ROW, "SELECT client_id, conv, seq, server_ts FROM dedup WHERE id = ?1 AND server_ts > ?2")    \
-  X(DEDUP_PUT, "INSERT INTO dedup(device_id, fp, client_id, conv, seq, server_ts)"                      \
-               " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                       \
-  X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                    \
-  X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")               \
-  X(MSG_INSERT,                                                                                         \
-    "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"              \
-    " client_ts, server_ts, expires, refs) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")       \
-  X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                   \
-  X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                     \
-  X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts," \
-           " m.server_ts FROM queue q JOIN messages m ON m.qid = q.qid"                                 \
-           " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")         \
-  X(ACK_REFS, "UPDATE messages SET refs = refs - 1"                                                     \
-              " WHERE qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")               \
-  X(ACK_MSGS, "DELETE FROM messages WHERE refs <= 0"                                                    \
-              " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                 \
-  X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                  \
-  X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")      \
-  X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                            \
-  /* ids follow commit order, so the expired records are (about) a prefix */                            \
-  X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE id < COALESCE((SELECT id FROM dedup WHERE server_ts > ?1"    \
+#define PL__STMTS(X)                                                                                       \
+  X(BEGIN, "BEGIN IMMEDIATE")                                                                              \
+  X(COMMIT, "COMMIT")                                                                                      \
+  X(ROLLBACK, "ROLLBACK")                                                                                  \
+  X(USER_BY_NAME, "SELECT id, pwhash FROM users WHERE name = ?1")                                          \
+  X(USER_BY_ID, "SELECT name, read_receipts FROM users WHERE id = ?1")                                     \
+  X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                            \
+  X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")        \
+  X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                             \
+  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created) VALUES(?1, ?2, ?3, ?4)")       \
+  X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2 WHERE id = ?1")                                      \
+  X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"       \
+            " WHERE d.token_hash = ?1")                                                                    \
+  X(RING_GET, "SELECT ring FROM dedup_rings WHERE device_id = ?1")                                         \
+  X(RING_PUT, "INSERT OR REPLACE INTO dedup_rings(device_id, ring) VALUES(?1, ?2)")                        \
+  X(META_GET, "SELECT value FROM meta WHERE key = ?1")                                                     \
+  X(META_PUT, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)")                                    \
+  X(DEDUP_TAIL, "SELECT id, device_id, fp FROM dedup WHERE id > ?1 ORDER BY id")                           \
+  X(DEDUP_MAX, "SELECT COALESCE(max(id), 0) FROM dedup")                                                   \
+  X(DEDUP_ROW, "SELECT client_id, conv, seq, server_ts FROM dedup WHERE id = ?1 AND server_ts > ?2")       \
+  X(DEDUP_PUT, "INSERT INTO dedup(device_id, fp, client_id, conv, seq, server_ts)"                         \
+               " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                          \
+  X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                       \
+  X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")                  \
+  X(MSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"     \
+                " client_ts, server_ts, expires, refs, kind, aux)"                                         \
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")                         \
+  X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                      \
+  X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                        \
+  X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"    \
+           " m.server_ts, m.kind, m.aux FROM queue q JOIN messages m ON m.qid = q.qid"                     \
+           " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")            \
+  /* the conversations an ack covers, for delivered receipts */                                            \
+  X(ACK_CONVS, "SELECT m.conv, max(m.seq), m.sender_uid FROM queue q JOIN messages m ON m.qid = q.qid"     \
+               " WHERE q.device_id = ?1 AND q.qid <= ?2 AND m.kind = 0 AND m.sender_uid != ?3"             \
+               " GROUP BY m.conv, m.sender_uid")                                                           \
+  X(EVENT_OLD, "SELECT qid FROM messages WHERE conv = ?1 AND kind = ?2 AND sender_uid = ?3 AND kind != 0") \
+  X(EVENT_UNQUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid = ?2")                                  \
+  X(EVENT_UNQUEUE_ALL, "DELETE FROM queue WHERE qid = ?1")                                                 \
+  X(EVENT_DROP, "DELETE FROM messages WHERE qid = ?1")                                                     \
+  X(READS_GET, "SELECT read_seq, delivered_seq FROM reads WHERE uid = ?1 AND conv = ?2")                   \
+  X(READS_PUT, "INSERT OR REPLACE INTO reads(uid, conv, read_seq, delivered_seq) VALUES(?1, ?2, ?3, ?4)")  \
+  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq FROM reads r"                              \
+            " LEFT JOIN convs c ON c.conv = r.conv WHERE r.uid = ?1 ORDER BY r.conv")                      \
+  X(SET_RECEIPTS, "UPDATE users SET read_receipts = ?2 WHERE id = ?1")                                     \
+  X(ACK_REFS, "UPDATE messages SET refs = refs - 1"                                                        \
+              " WHERE qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                  \
+  X(ACK_MSGS, "DELETE FROM messages WHERE refs <= 0"                                                       \
+              " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                    \
+  X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                     \
+  X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")         \
+  X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                               \
+  /* ids follow commit order, so the expired records are (about) a prefix */                               \
+  X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE id < COALESCE((SELECT id FROM dedup WHERE server_ts > ?1"       \
                   " ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM dedup))")
 
 enum {
@@ -147,9 +171,20 @@ static const char *const pl__sql[ST__COUNT] = {
 typedef struct pl__user {
   uint64_t id;
   char *name;
+  int read_receipts;
   uint64_t *devs;
   size_t ndevs;
 } pl__user;
+
+/* A cached pair of watermarks of one user in one conversation; written
+ * once per commit like the conversation counters. */
+typedef struct pl__read {
+  uint64_t uid;
+  char *conv;
+  uint64_t read_seq, delivered_seq;
+  struct pl__read *next_dirty;
+  int dirty;
+} pl__read;
 
 /* A cached conversation counter. Counters live here during a transaction
  * and are written once per commit (pl__convs_flush), not once per message. */
@@ -170,8 +205,10 @@ typedef struct pl__sq {
   pl_map users;    /* user id -> pl__user (owner) */
   pl_map names;    /* hash(name) -> pl__user (borrowed from users) */
   pl__conv *dirty; /* convs whose counter moved in this transaction */
-  pl_map rings;    /* device id -> pl_idring of its recent client ids */
-  pl_map unsaved;  /* device id -> 1: its ring has entries not in dedup_rings */
+  pl_map reads;    /* hash(uid, conv) -> pl__read */
+  pl__read *dirty_reads;
+  pl_map rings;   /* device id -> pl_idring of its recent client ids */
+  pl_map unsaved; /* device id -> 1: its ring has entries not in dedup_rings */
   size_t ring_entries;
 } pl__sq;
 
@@ -264,7 +301,20 @@ static void pl__rings_drop(pl__sq *q) {
   q->ring_entries = 0;
 }
 
+static void pl__reads_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->reads, &it, &k, &v);) {
+    pl__read *rd = v;
+    pl_free(rd->conv);
+    pl_free(rd);
+  }
+  pl_map_free(&q->reads);
+  q->dirty_reads = NULL;
+}
+
 static void pl__caches_drop(pl__sq *q) {
+  pl__reads_drop(q);
   pl__rings_drop(q);
   pl_map_free(&q->qlen);
   pl__convs_drop(q);
@@ -313,6 +363,7 @@ static pl_err pl__user_get(pl__sq *q, uint64_t uid, pl__user **out) {
   u = pl_calloc(1, sizeof *u);
   u->id = uid;
   u->name = pl__col_str(st, 0);
+  u->read_receipts = (int)sqlite3_column_int(st, 1);
   sqlite3_reset(st);
   e = pl__load_devices(q, u);
   if (e != PL_OK)
@@ -411,6 +462,77 @@ static pl_err pl__conv_get(pl__sq *q, const char *name, pl__conv **out) {
   sqlite3_reset(st);
   *out = c;
   return PL_OK;
+}
+
+static void pl__read_touch(pl__sq *q, pl__read *rd) {
+  if (!rd->dirty) {
+    rd->dirty = 1;
+    rd->next_dirty = q->dirty_reads;
+    q->dirty_reads = rd;
+  }
+}
+
+/* The watermarks of uid in conv, from the cache or loaded into it (a row
+ * that does not exist yet starts at 0 and is written at commit). */
+static pl_err pl__read_get(pl__sq *q, uint64_t uid, const char *conv, pl__read **out) {
+  sqlite3_stmt *st = q->st[ST_READS_GET];
+  uint64_t h = pl__hash(conv) ^ (uid * 0x9E3779B97F4A7C15ULL);
+  pl__read *rd = pl_map_get(&q->reads, h);
+  int found;
+  *out = rd;
+  if (rd && rd->uid == uid && strcmp(rd->conv, conv) == 0)
+    return PL_OK;
+  if (rd && rd->dirty)
+    return PL_ERR_AGAIN; /* a colliding entry still to be written: the caller flushes */
+  pl__bind_u64(st, 1, uid);
+  pl__bind_text(st, 2, conv);
+  pl_err e = pl__row(q, st, &found);
+  if (e != PL_OK)
+    return e;
+  if (!rd) {
+    rd = pl_calloc(1, sizeof *rd);
+    pl_map_put(&q->reads, h, rd);
+  }
+  pl_free(rd->conv);
+  rd->uid = uid;
+  rd->conv = pl_strdup(conv);
+  rd->read_seq = found ? pl__col_u64(st, 0) : 0;
+  rd->delivered_seq = found ? pl__col_u64(st, 1) : 0;
+  sqlite3_reset(st);
+  rd->dirty = 0;
+  if (!found)
+    pl__read_touch(q, rd); /* the row must exist for UNREAD */
+  *out = rd;
+  return PL_OK;
+}
+
+static pl_err pl__reads_flush(pl__sq *q) {
+  sqlite3_stmt *st = q->st[ST_READS_PUT];
+  pl_err e = PL_OK;
+  for (pl__read *rd = q->dirty_reads; rd && e == PL_OK; rd = rd->next_dirty) {
+    pl__bind_u64(st, 1, rd->uid);
+    pl__bind_text(st, 2, rd->conv);
+    pl__bind_u64(st, 3, rd->read_seq);
+    pl__bind_u64(st, 4, rd->delivered_seq);
+    e = pl__run(q, st);
+  }
+  if (e != PL_OK)
+    return e;
+  for (pl__read *rd = q->dirty_reads; rd; rd = rd->next_dirty)
+    rd->dirty = 0;
+  q->dirty_reads = NULL;
+  return PL_OK;
+}
+
+/* pl__read_get that makes room when a hash collision holds unwritten data. */
+static pl_err pl__read_load(pl__sq *q, uint64_t uid, const char *conv, pl__read **out) {
+  pl_err e = pl__read_get(q, uid, conv, out);
+  if (e == PL_ERR_AGAIN) {
+    e = pl__reads_flush(q);
+    if (e == PL_OK)
+      e = pl__read_get(q, uid, conv, out);
+  }
+  return e;
 }
 
 /* ---- accounts and devices -------------------------------------------------- */
@@ -769,6 +891,8 @@ static pl_err pl__msg_insert(pl__sq *q, pl_store_req *r, uint64_t expires) {
   pl__bind_u64(st, 9, m->server_ts);
   pl__bind_u64(st, 10, expires);
   pl__bind_u64(st, 11, r->out.ntargets);
+  pl__bind_u64(st, 12, PL_MSG_MESSAGE);
+  pl__bind_u64(st, 13, 0);
   pl_err e = pl__run(q, st);
   r->out.msg.qid = e == PL_OK ? (uint64_t)sqlite3_last_insert_rowid(q->db) : 0;
   return e;
@@ -816,6 +940,19 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, c
   if (e != PL_OK) {
     pl_free(conv);
     return e;
+  }
+  pl__read *mine, *theirs;
+  if (peer != me)
+    e = pl__read_load(q, peer->id, conv, &theirs); /* its row must exist for UNREAD */
+  if (e == PL_OK)
+    e = pl__read_load(q, me->id, conv, &mine); /* last: the pointer stays valid */
+  if (e != PL_OK) {
+    pl_free(conv);
+    return e;
+  }
+  if (seq > mine->read_seq) {
+    mine->read_seq = seq; /* sending reads the conversation (protocol.md 11.4) */
+    pl__read_touch(q, mine);
   }
   pl__conv_take(q, c, seq, ts);
   r->out.conv = conv;
@@ -874,6 +1011,8 @@ static void pl__msg_row(sqlite3_stmt *st, pl_msg *m) {
   m->body = pl_memdup(body, m->body_len);
   m->client_ts = pl__col_u64(st, 7);
   m->server_ts = pl__col_u64(st, 8);
+  m->kind = (int)sqlite3_column_int(st, 9);
+  m->aux = pl__col_u64(st, 10);
 }
 
 static pl_err pl__fetch(pl__sq *q, pl_store_req *r) {
@@ -902,11 +1041,247 @@ static pl_err pl__fetch(pl__sq *q, pl_store_req *r) {
   return e;
 }
 
+/* ---- events: receipts and read syncs (docs/protocol.md 11.4) --------------- */
+
+/* The signed-in devices of u but skip (0: none skipped). */
+static uint64_t *pl__devs_except(const pl__user *u, uint64_t skip, size_t *n) {
+  uint64_t *t = pl_malloc((u->ndevs + 1) * sizeof *t);
+  *n = 0;
+  for (size_t i = 0; i < u->ndevs; i++)
+    if (u->devs[i] != skip)
+      t[(*n)++] = u->devs[i];
+  return t;
+}
+
+/* Deletes the pending events a new one of the same (conv, kind, by)
+ * replaces, from every queue that holds them. */
+static pl_err pl__event_coalesce(pl__sq *q, int kind, const char *conv, uint64_t by, const uint64_t *t,
+                                 size_t n) {
+  sqlite3_stmt *st = q->st[ST_EVENT_OLD];
+  uint64_t old[8];
+  size_t nold = 0;
+  int rc;
+  pl__bind_text(st, 1, conv);
+  pl__bind_u64(st, 2, (uint64_t)kind);
+  pl__bind_u64(st, 3, by);
+  /* Coalescing keeps at most one pending; a few more only after a crash. */
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && nold < sizeof old / sizeof old[0])
+    old[nold++] = pl__col_u64(st, 0);
+  pl_err e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  for (size_t k = 0; k < nold && e == PL_OK; k++) {
+    sqlite3_stmt *un = q->st[ST_EVENT_UNQUEUE];
+    for (size_t i = 0; i < n && e == PL_OK; i++) {
+      pl__bind_u64(un, 1, t[i]);
+      pl__bind_u64(un, 2, old[k]);
+      e = pl__run(q, un);
+      if (e == PL_OK)
+        pl__qlen_add(q, t[i], -(int64_t)sqlite3_changes(q->db));
+    }
+    static const int drop[] = {ST_EVENT_UNQUEUE_ALL, ST_EVENT_DROP};
+    for (size_t j = 0; j < 2 && e == PL_OK; j++) {
+      pl__bind_u64(q->st[drop[j]], 1, old[k]);
+      e = pl__run(q, q->st[drop[j]]);
+    }
+  }
+  return e;
+}
+
+/* Queues an event for targets (taken over) and records it in r->out.events
+ * for the deliver hook. */
+static pl_err pl__event(pl__sq *q, pl_store_req *r, int kind, const char *conv, uint64_t seq,
+                        const pl__user *by, uint64_t aux, uint64_t *t, size_t n) {
+  sqlite3_stmt *st = q->st[ST_MSG_INSERT];
+  uint64_t now = pl_now_ms();
+  pl_err e = n ? pl__event_coalesce(q, kind, conv, by->id, t, n) : PL_OK;
+  if (e != PL_OK || !n) {
+    pl_free(t);
+    return e;
+  }
+  pl__bind_text(st, 1, conv);
+  pl__bind_u64(st, 2, seq);
+  pl__bind_u64(st, 3, by->id);
+  pl__bind_text(st, 4, by->name);
+  pl__bind_text(st, 5, "");
+  pl__bind_text(st, 6, "");
+  sqlite3_bind_zeroblob(st, 7, 0);
+  pl__bind_u64(st, 8, 0);
+  pl__bind_u64(st, 9, now);
+  pl__bind_u64(st, 10, pl__expires(q, now));
+  pl__bind_u64(st, 11, n);
+  pl__bind_u64(st, 12, (uint64_t)kind);
+  pl__bind_u64(st, 13, aux);
+  e = pl__run(q, st);
+  uint64_t qid = e == PL_OK ? (uint64_t)sqlite3_last_insert_rowid(q->db) : 0;
+  if (e == PL_OK)
+    e = pl__queue_insert(q, t, n, qid);
+  if (e != PL_OK) {
+    pl_free(t);
+    return e;
+  }
+  r->out.events = pl_realloc(r->out.events, (r->out.nevents + 1) * sizeof *r->out.events);
+  pl_store_event *ev = &r->out.events[r->out.nevents++];
+  memset(ev, 0, sizeof *ev);
+  ev->msg.qid = qid;
+  ev->msg.kind = kind;
+  ev->msg.aux = aux;
+  ev->msg.conv = pl_strdup(conv);
+  ev->msg.seq = seq;
+  ev->msg.from = pl_strdup(by->name);
+  ev->msg.from_device = pl_strdup("");
+  ev->msg.id = pl_strdup("");
+  ev->msg.server_ts = now;
+  ev->targets = t;
+  ev->ntargets = n;
+  return PL_OK;
+}
+
+typedef struct pl__acked {
+  char *conv;
+  uint64_t seq, sender;
+} pl__acked;
+
+/* The conversations an ack of dev up to qid covers, with the highest seq
+ * acked in each and who sent it (messages from others only). */
+static pl_err pl__acked_convs(pl__sq *q, pl_store_req *r, pl__acked **out, size_t *n) {
+  sqlite3_stmt *st = q->st[ST_ACK_CONVS];
+  size_t cap = 0;
+  int rc;
+  *out = NULL;
+  *n = 0;
+  pl__bind_u64(st, 1, r->in.device_id);
+  pl__bind_u64(st, 2, pl__clamp(r->in.upto));
+  pl__bind_u64(st, 3, r->in.user_id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 4;
+      *out = pl_realloc(*out, cap * sizeof **out);
+    }
+    (*out)[*n].conv = pl__col_str(st, 0);
+    (*out)[*n].seq = pl__col_u64(st, 1);
+    (*out)[(*n)++].sender = pl__col_u64(st, 2);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Delivered receipts for an ack: once per conversation whose delivered
+ * watermark of the acking user moves, to every device of the sender. */
+static pl_err pl__delivered(pl__sq *q, pl_store_req *r) {
+  pl__acked *a;
+  pl__user *me = NULL, *sender;
+  pl__read *rd;
+  size_t n, nt;
+  pl_err e = pl__acked_convs(q, r, &a, &n);
+  if (e == PL_OK && n)
+    e = pl__user_get(q, r->in.user_id, &me);
+  for (size_t i = 0; i < n && e == PL_OK && me; i++) {
+    e = pl__read_load(q, me->id, a[i].conv, &rd);
+    if (e != PL_OK || a[i].seq <= rd->delivered_seq)
+      continue;
+    rd->delivered_seq = a[i].seq;
+    pl__read_touch(q, rd);
+    e = pl__user_get(q, a[i].sender, &sender);
+    if (e == PL_OK && sender) {
+      uint64_t *t = pl__devs_except(sender, 0, &nt);
+      e = pl__event(q, r, PL_MSG_DELIVERED, a[i].conv, a[i].seq, me, 0, t, nt);
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    pl_free(a[i].conv);
+  pl_free(a);
+  return e;
+}
+
+static pl_err pl__mark_read(pl__sq *q, pl_store_req *r) {
+  pl__user *peer = NULL, *me = NULL;
+  pl__conv *c;
+  pl__read *rd;
+  size_t nt;
+  pl_err e = pl__user_by_name(q, r->in.peer, &peer);
+  if (e == PL_OK && peer)
+    e = pl__user_get(q, r->in.user_id, &me);
+  if (e != PL_OK)
+    return e;
+  if (!peer || !me) {
+    r->status = !peer ? PL_ERR_UNKNOWN_PEER : PL_ERR_INVALID_ARGUMENT;
+    return PL_OK;
+  }
+  char *conv = pl__conv_name(me->name, peer->name);
+  e = pl__conv_get(q, conv, &c);
+  uint64_t last = e == PL_OK ? c->seq : 0;
+  uint64_t seq = r->in.upto < last ? r->in.upto : last;
+  if (e == PL_OK)
+    e = pl__read_load(q, me->id, conv, &rd);
+  if (e == PL_OK && seq > rd->read_seq) {
+    rd->read_seq = seq;
+    pl__read_touch(q, rd);
+    uint64_t *t = pl__devs_except(me, r->in.device_id, &nt);
+    e = pl__event(q, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
+    /* Read receipts off on either side: none (protocol.md 11.4). */
+    if (e == PL_OK && peer != me && me->read_receipts && peer->read_receipts) {
+      t = pl__devs_except(peer, 0, &nt);
+      e = pl__event(q, r, PL_MSG_READ, conv, seq, me, 0, t, nt);
+    }
+  }
+  pl_free(conv);
+  return e;
+}
+
+static pl_err pl__settings(pl__sq *q, pl_store_req *r) {
+  pl__user *me;
+  pl_err e = pl__user_get(q, r->in.user_id, &me);
+  if (e != PL_OK)
+    return e;
+  if (!me) {
+    r->status = PL_ERR_INVALID_ARGUMENT;
+    return PL_OK;
+  }
+  if (r->in.read_receipts == 1 || r->in.read_receipts == 2) {
+    sqlite3_stmt *st = q->st[ST_SET_RECEIPTS];
+    pl__bind_u64(st, 1, me->id);
+    pl__bind_u64(st, 2, r->in.read_receipts == 1);
+    e = pl__run(q, st);
+    if (e == PL_OK)
+      me->read_receipts = r->in.read_receipts == 1;
+  }
+  r->out.read_receipts = me->read_receipts;
+  return e;
+}
+
+static pl_err pl__unread(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_UNREAD];
+  size_t cap = 0;
+  int rc;
+  /* Counters and watermarks of this transaction are still in memory. */
+  pl_err e = pl__convs_flush(q);
+  if (e == PL_OK)
+    e = pl__reads_flush(q);
+  if (e != PL_OK)
+    return e;
+  pl__bind_u64(st, 1, r->in.user_id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (r->out.nconvs == cap) {
+      cap = cap ? cap * 2 : 8;
+      r->out.convs = pl_realloc(r->out.convs, cap * sizeof *r->out.convs);
+    }
+    pl_conv_state *cs = &r->out.convs[r->out.nconvs++];
+    cs->conv = pl__col_str(st, 0);
+    cs->last_seq = pl__col_u64(st, 1);
+    cs->read_seq = pl__col_u64(st, 2);
+  }
+  e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
 /* Set-based: drop one reference from every acked message, delete those
- * left with none, then the queue rows themselves. */
+ * left with none, then the queue rows themselves; delivered receipts first
+ * (they read the rows about to go). */
 static pl_err pl__ack(pl__sq *q, pl_store_req *r) {
   static const int steps[] = {ST_ACK_REFS, ST_ACK_MSGS, ST_ACK_QUEUE};
-  pl_err e = PL_OK;
+  pl_err e = r->in.user_id ? pl__delivered(q, r) : PL_OK;
   uint64_t upto = pl__clamp(r->in.upto);
   for (size_t i = 0; i < sizeof steps / sizeof steps[0] && e == PL_OK; i++) {
     sqlite3_stmt *st = q->st[steps[i]];
@@ -947,6 +1322,9 @@ static int pl__valid(const pl_store_req *r) {
   case PL_STORE_LOGOUT:
   case PL_STORE_FETCH:
   case PL_STORE_ACK: return 1;
+  case PL_STORE_MARK_READ: return r->in.peer != NULL && r->in.user_id;
+  case PL_STORE_SETTINGS:
+  case PL_STORE_UNREAD: return r->in.user_id != 0;
   }
   return 0;
 }
@@ -966,6 +1344,9 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_SEND: return pl__send(q, r);
   case PL_STORE_FETCH: return pl__fetch(q, r);
   case PL_STORE_ACK: return pl__ack(q, r);
+  case PL_STORE_MARK_READ: return pl__mark_read(q, r);
+  case PL_STORE_SETTINGS: return pl__settings(q, r);
+  case PL_STORE_UNREAD: return pl__unread(q, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }
@@ -980,6 +1361,8 @@ static pl_err pl__sq_begin(void *be) {
     pl__convs_drop(q);
   if (q->users.len > PL__CACHE_MAX)
     pl__users_drop(q);
+  if (q->reads.len > PL__CACHE_MAX)
+    pl__reads_drop(q);
   pl_err e = pl__run(q, q->st[ST_BEGIN]);
   if (e == PL_OK && q->ring_entries > PL__DEDUP_MEM_ENTRIES) {
     e = pl__rings_save(q); /* nothing unsaved may go with them */
@@ -992,6 +1375,8 @@ static pl_err pl__sq_begin(void *be) {
 static pl_err pl__sq_commit(void *be) {
   pl__sq *q = be;
   pl_err e = pl__convs_flush(q);
+  if (e == PL_OK)
+    e = pl__reads_flush(q);
   return e == PL_OK ? pl__run(q, q->st[ST_COMMIT]) : e;
 }
 
@@ -1087,6 +1472,12 @@ static pl_err pl__setup(pl__sq *q, int durable) {
     pl_warn("store: upgrading the database from schema 1: dropping the old dedup records");
     e = pl__exec_sql(q, "DROP INDEX IF EXISTS dedup_expires; DROP TABLE IF EXISTS dedup", NULL);
   }
+  if (e == PL_OK && ver && (atoi(ver) == 1 || atoi(ver) == 2))
+    e = pl__exec_sql(q,
+                     "ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
+                     "ALTER TABLE messages ADD COLUMN aux INTEGER NOT NULL DEFAULT 0;"
+                     "ALTER TABLE users ADD COLUMN read_receipts INTEGER NOT NULL DEFAULT 1;",
+                     NULL);
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);
   pl_free(mode);

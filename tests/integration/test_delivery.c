@@ -321,7 +321,7 @@ static void test_retried_id_same_seq(void) {
   ack_sync(bob, q);
   close(bob);
   /* An Ack is durable only once committed (protocol.md 10.4): wait for it. */
-  CHECK_EQ_I(wait_rows("queue", 0), 0);
+  CHECK_EQ_I(wait_rows(TL_MSG_QUEUE, 0), 0);
   /* After kill -9: the retry still gets the original answer, and no copy. */
   tl_server_kill(&srv, SIGKILL);
   close(alice);
@@ -350,7 +350,7 @@ static void test_1000_pipelined_in_order(void) {
   /* bob online during the sends */
   send_series(alice, "on", 1000, 1001, 0, 1000);
   recv_series(bob, "on", 1000, 1001, 0);
-  CHECK_EQ_I(wait_rows("messages", 0), 0); /* all acked: nothing kept */
+  CHECK_EQ_I(wait_rows(TL_MESSAGES, 0), 0); /* all acked: nothing kept */
   close(alice);
   close(bob);
 }
@@ -371,15 +371,15 @@ static void test_devices_and_delete_after_all_acked(void) {
   CHECK_EQ_U(m->seq, 1);
   ack_sync(alice_pc, m->qid);
   protobuf_c_message_free_unpacked(&m->base, NULL);
-  CHECK_EQ_I(wait_rows("queue", 2), 2);
+  CHECK_EQ_I(wait_rows(TL_MSG_QUEUE, 2), 2);
   int phone = resume(ptok);
   ack_sync(phone, expect_msg(phone, "d-1", 1));
-  CHECK_EQ_I(wait_rows("queue", 1), 1);
-  CHECK_EQ_I(tl_db_count(srv.dir, "messages"), 1); /* the laptop has not acked */
+  CHECK_EQ_I(wait_rows(TL_MSG_QUEUE, 1), 1);
+  CHECK_EQ_I(tl_db_count(srv.dir, TL_MESSAGES), 1); /* the laptop has not acked */
   int laptop = resume(ltok);
   ack_sync(laptop, expect_msg(laptop, "d-1", 1));
-  CHECK_EQ_I(wait_rows("messages", 0), 0); /* every target acked: gone */
-  CHECK_EQ_I(tl_db_count(srv.dir, "queue"), 0);
+  CHECK_EQ_I(wait_rows(TL_MESSAGES, 0), 0); /* every target acked: gone */
+  CHECK_EQ_I(tl_db_count(srv.dir, TL_MSG_QUEUE), 0);
   close(laptop);
   laptop = resume(ltok);
   expect_only_marker(alice, laptop, "d-2", 2);
@@ -415,7 +415,7 @@ static void test_ttl_expiry(void) {
   int alice = sign_in(0, "alice", "phone", NULL);
   close(sign_in(0, "bob", "phone", btok));
   send_new(alice, "ttl-1", "bob", 1);
-  CHECK_EQ_I(tl_db_count(srv.dir, "messages"), 1); /* stored */
+  CHECK_EQ_I(tl_db_count(srv.dir, TL_MESSAGES), 1); /* stored */
   /* The TTL is 1 s: wait it out, and then some. */
   usleep(2500000);
   int bob = resume(btok);

@@ -75,7 +75,7 @@ static void test_order_offline_then_online(void) {
   send_many(alice, "on", 1000, 1001); /* bob online */
   recv_many(bob, "on", 1000, 1001);
   usleep(300000);
-  CHECK_EQ_I(tl_db_count(s.dir, "messages"), 0); /* all acked: nothing kept */
+  CHECK_EQ_I(tl_db_count(s.dir, TL_MESSAGES), 0); /* all acked: nothing kept */
   close(alice);
   close(bob);
   tl_server_stop(&s);
@@ -146,12 +146,12 @@ static void test_devices_and_deletion(void) {
   int phone = resume(&s, ptok);
   recv_many(phone, "d", 1, 1); /* and acks */
   usleep(300000);
-  CHECK_EQ_I(tl_db_count(s.dir, "messages"), 1); /* the laptop has not acked */
+  CHECK_EQ_I(tl_db_count(s.dir, TL_MESSAGES), 1); /* the laptop has not acked */
   int laptop = resume(&s, ltok);
   recv_many(laptop, "d", 1, 1);
   usleep(300000);
-  CHECK_EQ_I(tl_db_count(s.dir, "messages"), 0);
-  CHECK_EQ_I(tl_db_count(s.dir, "queue"), 0);
+  CHECK_EQ_I(tl_db_count(s.dir, TL_MESSAGES), 0);
+  CHECK_EQ_I(tl_db_count(s.dir, TL_MSG_QUEUE), 0);
   /* A device linked after a message was sent does not get it. */
   close(laptop);
   CHECK_EQ_U(rc_send_wait(alice, "d-1", "bob", "d-1", &err), 2);

@@ -545,7 +545,8 @@ static void test_dedup_per_device_window(void) {
   free(dir);
 }
 
-/* A database of schema 1 opens: its dedup records are dropped, the rest kept. */
+/* A database of schema 1 opens: its dedup records are dropped, the rest kept
+ * and given the columns of schema 3. */
 static void test_upgrade_from_schema_1(void) {
   char *dir = tl_tempdir(), path[600];
   pl_store_config c = base_cfg(dir);
@@ -557,7 +558,9 @@ static void test_upgrade_from_schema_1(void) {
   sqlite3 *db = NULL;
   CHECK_EQ_I(sqlite3_open(path, &db), SQLITE_OK);
   CHECK_EQ_I(sqlite3_exec(db,
-                          "DROP TABLE dedup; DROP TABLE dedup_rings; DROP TABLE meta;"
+                          "DROP TABLE dedup; DROP TABLE dedup_rings; DROP TABLE meta; DROP TABLE reads;"
+                          "DROP INDEX messages_events; ALTER TABLE messages DROP COLUMN kind;"
+                          "ALTER TABLE messages DROP COLUMN aux; ALTER TABLE users DROP COLUMN read_receipts;"
                           "CREATE TABLE dedup(sender_uid INTEGER NOT NULL, client_id TEXT NOT NULL,"
                           " conv TEXT NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL,"
                           " expires INTEGER NOT NULL, PRIMARY KEY(sender_uid, client_id)) WITHOUT ROWID;"

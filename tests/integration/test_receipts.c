@@ -1,0 +1,295 @@
+/* Receipts, read state and unread counts against the real parleyd over raw
+ * sockets (docs/protocol.md 11.4): delivered and read receipts reach an
+ * offline sender after it reconnects, exactly once each and coalesced; a
+ * second device's ack makes no second receipt; read on one device moves the
+ * watermark on the others (online and offline) and unread counts agree on
+ * every device; sending reads; read receipts off works both ways. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rawcl.h"
+#include "testlib.h"
+
+#define FAST "--threads 2 --argon2-mem 8 --argon2-ops 1"
+#define T_MS 10000
+#define QUIET_MS 300 /* "nothing more comes" */
+
+enum {
+  REG = PARLEY__FRAME_TYPE__FRAME_REGISTER,
+  LOGIN = PARLEY__FRAME_TYPE__FRAME_LOGIN,
+  MESSAGE = PARLEY__FRAME_TYPE__FRAME_MESSAGE,
+  RECEIPT = PARLEY__FRAME_TYPE__FRAME_RECEIPT,
+  READ_SYNC = PARLEY__FRAME_TYPE__FRAME_READ_SYNC,
+  DONE = PARLEY__FRAME_TYPE__FRAME_DONE,
+  DELIVERED = PARLEY__RECEIPT_STATUS__RECEIPT_DELIVERED,
+  READ = PARLEY__RECEIPT_STATUS__RECEIPT_READ,
+};
+
+static tl_server srv;
+
+static void run(const char *name, void (*fn)(void)) {
+  int failed = tl_failures();
+  tl__run(name, fn);
+  if (tl_failures() > failed)
+    tl_server_abandon(&srv);
+  tl_server_stop(&srv);
+}
+
+static int dev_open(int type, const char *user, const char *device, char tok[128]) {
+  int fd = rc_open(srv.port, PARLEY__CLIENT_KIND__KIND_MOBILE);
+  CHECK_EQ_I(rc_auth(fd, type, user, "secret-pass", device, tok), 0);
+  return fd;
+}
+
+static int dev_resume(const char *tok) {
+  int fd = rc_open(srv.port, PARLEY__CLIENT_KIND__KIND_MOBILE);
+  CHECK_EQ_I(rc_resume(fd, tok), 0);
+  return fd;
+}
+
+/* The next frame must be a Message; returns its qid. */
+static uint64_t next_message(int fd, uint64_t want_seq) {
+  Parley__Message *m = tl_expect(fd, MESSAGE, T_MS);
+  CHECK_EQ_U(m->seq, want_seq);
+  uint64_t qid = m->qid;
+  protobuf_c_message_free_unpacked(&m->base, NULL);
+  return qid;
+}
+
+/* The next frame must be this Receipt; returns its qid. */
+static uint64_t next_receipt(int fd, int status, const char *conv, const char *by, uint64_t seq) {
+  Parley__Receipt *r = tl_expect(fd, RECEIPT, T_MS);
+  CHECK_EQ_I(r->status, status);
+  CHECK_STR(r->conv, conv);
+  CHECK_STR(r->by, by);
+  CHECK_EQ_U(r->seq, seq);
+  CHECK(r->qid > 0 && r->server_ts > 0);
+  uint64_t qid = r->qid;
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+  return qid;
+}
+
+static uint64_t next_read_sync(int fd, const char *conv, uint64_t seq, uint64_t unread) {
+  Parley__ReadSync *r = tl_expect(fd, READ_SYNC, T_MS);
+  CHECK_STR(r->conv, conv);
+  CHECK_EQ_U(r->seq, seq);
+  CHECK_EQ_U(r->unread, unread);
+  uint64_t qid = r->qid;
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+  return qid;
+}
+
+static void nothing_more(int fd) {
+  void *m = NULL;
+  int t = tl_recv_frame(fd, QUIET_MS, &m);
+  if (t > 0) {
+    CHECK_STR(tl_frame_name(t), "nothing");
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+}
+
+static void mark_read(int fd, const char *peer, uint64_t seq) {
+  Parley__MarkRead m = PARLEY__MARK_READ__INIT;
+  m.ref = "r1";
+  m.peer = (char *)peer;
+  m.seq = seq;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_MARK_READ, &m) == 0);
+  Parley__Done *d = tl_expect(fd, DONE, T_MS);
+  CHECK_STR(d->ref, "r1");
+  protobuf_c_message_free_unpacked(&d->base, NULL);
+}
+
+static void settings_receipts(int fd, int toggle, int want) {
+  Parley__Settings m = PARLEY__SETTINGS__INIT;
+  m.ref = "s1";
+  m.read_receipts = (Parley__Toggle)toggle;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_SETTINGS, &m) == 0);
+  Parley__SettingsState *st = tl_expect(fd, PARLEY__FRAME_TYPE__FRAME_SETTINGS_STATE, T_MS);
+  CHECK_STR(st->ref, "s1");
+  CHECK_EQ_I(st->read_receipts, want);
+  protobuf_c_message_free_unpacked(&st->base, NULL);
+}
+
+/* Unread of one conversation as UnreadGet reports it (-1 if absent). */
+static long long unread_of(int fd, const char *conv, uint64_t *read_seq) {
+  Parley__UnreadGet g = PARLEY__UNREAD_GET__INIT;
+  g.ref = "u1";
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_UNREAD_GET, &g) == 0);
+  Parley__Unread *u = tl_expect(fd, PARLEY__FRAME_TYPE__FRAME_UNREAD, T_MS);
+  long long n = -1;
+  CHECK_STR(u->ref, "u1");
+  for (size_t i = 0; i < u->n_convs; i++)
+    if (!strcmp(u->convs[i]->conv, conv)) {
+      n = (long long)u->convs[i]->unread;
+      CHECK_EQ_U(u->convs[i]->unread, u->convs[i]->last_seq - u->convs[i]->read_seq);
+      if (read_seq)
+        *read_seq = u->convs[i]->read_seq;
+    }
+  protobuf_c_message_free_unpacked(&u->base, NULL);
+  return n;
+}
+
+static void send_n(int fd, const char *to, int n, const char *prefix) {
+  for (int i = 0; i < n; i++) {
+    char id[32];
+    int err = 0;
+    snprintf(id, sizeof id, "%s%d", prefix, i);
+    CHECK(rc_send_wait(fd, id, to, "hi", &err) > 0);
+    CHECK_EQ_I(err, 0);
+  }
+}
+
+/* Alice sends 3 and goes away; Bob gets them, acks in two steps, reads.
+ * Alice, back, gets one delivered (seq 3, the first replaced) and one read
+ * receipt, in that order; acked, they never come again. */
+static void test_receipts_reach_offline_sender_once(void) {
+  char ta[128], tb[128];
+  tl_server_start(&srv, FAST);
+  int a = dev_open(REG, "alice", "phone", ta);
+  close(dev_open(REG, "bob", "phone", tb));
+  send_n(a, "bob", 3, "m");
+  close(a);
+  int b = dev_resume(tb);
+  uint64_t q1 = next_message(b, 1);
+  next_message(b, 2);
+  uint64_t q3 = next_message(b, 3);
+  rc_ack(b, q1);
+  usleep(100 * 1000); /* a first commit: delivered up to 1 */
+  rc_ack(b, q3);
+  usleep(100 * 1000);
+  mark_read(b, "alice", 3);
+  a = dev_resume(ta);
+  next_receipt(a, DELIVERED, "dm:alice:bob", "bob", 3);
+  uint64_t last = next_receipt(a, READ, "dm:alice:bob", "bob", 3);
+  nothing_more(a);
+  rc_ack(a, last);
+  usleep(100 * 1000);
+  close(a);
+  a = dev_resume(ta);
+  nothing_more(a); /* acked receipts are gone */
+  close(a);
+  close(b);
+  CHECK_EQ_I(tl_db_count(srv.dir, "messages"), 0);
+}
+
+/* Online: receipts arrive live; a second device of the reader acking the
+ * same messages makes no second delivered receipt. */
+static void test_second_device_no_second_receipt(void) {
+  char ta[128], tb[128], tb2[128];
+  tl_server_start(&srv, FAST);
+  int a = dev_open(REG, "alice", "phone", ta);
+  int b = dev_open(REG, "bob", "phone", tb);
+  int b2 = dev_open(LOGIN, "bob", "laptop", tb2);
+  send_n(a, "bob", 2, "x");
+  uint64_t q = next_message(b, 1);
+  q = next_message(b, 2);
+  rc_ack(b, q);
+  next_receipt(a, DELIVERED, "dm:alice:bob", "bob", 2);
+  q = next_message(b2, 1);
+  q = next_message(b2, 2);
+  rc_ack(b2, q);
+  nothing_more(a);
+  close(a);
+  close(b);
+  close(b2);
+}
+
+/* Read on one device moves the watermark on the others, live and after a
+ * reconnect, with the unread count; every device reports the same unread. */
+static void test_read_sync_across_devices(void) {
+  char ta[128], tb[128], tb2[128];
+  tl_server_start(&srv, FAST);
+  int a = dev_open(REG, "alice", "phone", ta);
+  int b = dev_open(REG, "bob", "phone", tb);
+  int b2 = dev_open(LOGIN, "bob", "laptop", tb2);
+  send_n(a, "bob", 4, "y");
+  for (uint64_t i = 1; i <= 4; i++) {
+    next_message(b, i);
+    next_message(b2, i);
+  }
+  CHECK_EQ_I(unread_of(b, "dm:alice:bob", NULL), 4);
+  mark_read(b, "alice", 2);
+  next_read_sync(b2, "dm:alice:bob", 2, 2); /* live on the other device */
+  nothing_more(b);                          /* not on the one that read */
+  CHECK_EQ_I(unread_of(b, "dm:alice:bob", NULL), 2);
+  CHECK_EQ_I(unread_of(b2, "dm:alice:bob", NULL), 2);
+  close(b);                    /* offline now */
+  mark_read(b2, "alice", 100); /* clamped to the last seq */
+  b = dev_resume(tb);
+  next_message(b, 1); /* never acked: redelivered first, in qid order */
+  next_message(b, 2);
+  next_message(b, 3);
+  next_message(b, 4);
+  next_read_sync(b, "dm:alice:bob", 4, 0);
+  uint64_t rs;
+  CHECK_EQ_I(unread_of(b, "dm:alice:bob", &rs), 0);
+  CHECK_EQ_U(rs, 4);
+  CHECK_EQ_I(unread_of(b2, "dm:alice:bob", NULL), 0);
+  /* Alice was online all along: read receipts came live, the later one last. */
+  next_receipt(a, READ, "dm:alice:bob", "bob", 2);
+  next_receipt(a, READ, "dm:alice:bob", "bob", 4);
+  /* Sending reads: Bob answers, so his unread is 0 on every device, Alice's 1. */
+  send_n(b, "alice", 1, "z");
+  next_message(a, 5);
+  next_message(b2, 5); /* the copy on Bob's other device */
+  CHECK_EQ_I(unread_of(b, "dm:alice:bob", NULL), 0);
+  CHECK_EQ_I(unread_of(b2, "dm:alice:bob", NULL), 0);
+  CHECK_EQ_I(unread_of(a, "dm:alice:bob", NULL), 1);
+  close(a);
+  close(b);
+  close(b2);
+}
+
+/* Read receipts off: Bob's reads are not reported, and Bob gets no read
+ * receipts from Alice either; delivered receipts still flow. */
+static void test_read_receipts_off(void) {
+  char ta[128], tb[128];
+  tl_server_start(&srv, FAST);
+  int a = dev_open(REG, "alice", "phone", ta);
+  int b = dev_open(REG, "bob", "phone", tb);
+  settings_receipts(b, PARLEY__TOGGLE__TOGGLE_UNCHANGED, 1);
+  settings_receipts(b, PARLEY__TOGGLE__TOGGLE_OFF, 0);
+  send_n(a, "bob", 1, "p");
+  uint64_t q = next_message(b, 1);
+  rc_ack(b, q);
+  next_receipt(a, DELIVERED, "dm:alice:bob", "bob", 1);
+  mark_read(b, "alice", 1);
+  nothing_more(a);
+  send_n(b, "alice", 1, "q");
+  q = next_message(a, 2);
+  rc_ack(a, q);
+  next_receipt(b, DELIVERED, "dm:alice:bob", "alice", 2);
+  mark_read(a, "bob", 2);
+  nothing_more(b); /* off: Bob sees no read receipts from others either */
+  settings_receipts(b, PARLEY__TOGGLE__TOGGLE_ON, 1);
+  close(a);
+  close(b);
+}
+
+/* Bad requests: unknown peer, malformed peer, over-long ref. */
+static void test_mark_read_errors(void) {
+  char ta[128];
+  tl_server_start(&srv, FAST);
+  int a = dev_open(REG, "alice", "phone", ta);
+  Parley__MarkRead m = PARLEY__MARK_READ__INIT;
+  m.ref = "e1";
+  m.peer = "nobody";
+  m.seq = 1;
+  CHECK(tl_send_frame(a, PARLEY__FRAME_TYPE__FRAME_MARK_READ, &m) == 0);
+  tl_expect_error(a, PARLEY__ERROR_CODE__ERR_UNKNOWN_PEER, "e1", T_MS);
+  m.peer = "Not A Name";
+  CHECK(tl_send_frame(a, PARLEY__FRAME_TYPE__FRAME_MARK_READ, &m) == 0);
+  tl_expect_error(a, PARLEY__ERROR_CODE__ERR_INVALID_ARGUMENT, "e1", T_MS);
+  close(a);
+}
+
+int main(void) {
+  tl_skip_events = 0; /* receipts are what this file checks */
+  run("receipts_reach_offline_sender_once", test_receipts_reach_offline_sender_once);
+  run("second_device_no_second_receipt", test_second_device_no_second_receipt);
+  run("read_sync_across_devices", test_read_sync_across_devices);
+  run("read_receipts_off", test_read_receipts_off);
+  run("mark_read_errors", test_mark_read_errors);
+  return tl_summary();
+}
