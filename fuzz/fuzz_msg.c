@@ -43,10 +43,31 @@ static uint8_t *pack(const ProtobufCMessage *m, size_t *n) {
   return out;
 }
 
+/* An unknown field numbered 0 (an overlong tag) anywhere in m, nested
+ * messages included: protobuf-c keeps it but cannot decode its own packing
+ * of it, so such inputs skip the round trip. */
 static int has_field_zero(const ProtobufCMessage *m) {
+  if (!m)
+    return 0;
   for (unsigned i = 0; i < m->n_unknown_fields; i++)
     if (m->unknown_fields[i].tag == 0)
       return 1;
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+      continue;
+    const char *base = (const char *)m;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(const size_t *)(base + f->quantifier_offset);
+      ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+      for (size_t k = 0; k < n; k++)
+        if (has_field_zero(v[k]))
+          return 1;
+    } else if (has_field_zero(*(ProtobufCMessage *const *)(base + f->offset))) {
+      return 1;
+    }
+  }
   return 0;
 }
 

@@ -143,6 +143,80 @@ static void messages(void) {
   ping_max.client_ts = UINT64_MAX;
   put_variants("fuzz_msg_ping", &ping, &ping_max);
 
+  Parley__MarkRead mr = PARLEY__MARK_READ__INIT, mr_max = PARLEY__MARK_READ__INIT;
+  mr.ref = "r1";
+  mr.peer = "bob";
+  mr.seq = 7;
+  mr_max.ref = longstr;
+  mr_max.peer = utf8;
+  mr_max.seq = UINT64_MAX;
+  put_variants("fuzz_msg_mark_read", &mr, &mr_max);
+
+  Parley__Settings set = PARLEY__SETTINGS__INIT, set_max = PARLEY__SETTINGS__INIT;
+  set.ref = "s1";
+  set.read_receipts = PARLEY__TOGGLE__TOGGLE_OFF;
+  set_max.ref = longstr;
+  set_max.read_receipts = (Parley__Toggle)INT32_MAX;
+  put_variants("fuzz_msg_settings", &set, &set_max);
+
+  Parley__UnreadGet ug = PARLEY__UNREAD_GET__INIT, ug_max = PARLEY__UNREAD_GET__INIT;
+  ug.ref = "u1";
+  ug_max.ref = longstr;
+  put_variants("fuzz_msg_unread_get", &ug, &ug_max);
+
+  Parley__Done done = PARLEY__DONE__INIT, done_max = PARLEY__DONE__INIT;
+  done.ref = "r1";
+  done_max.ref = longstr;
+  put_variants("fuzz_msg_done", &done, &done_max);
+
+  Parley__Receipt rc = PARLEY__RECEIPT__INIT, rc_max = PARLEY__RECEIPT__INIT;
+  rc.qid = 12;
+  rc.conv = "dm:alice:bob";
+  rc.by = "bob";
+  rc.status = PARLEY__RECEIPT_STATUS__RECEIPT_READ;
+  rc.seq = 3;
+  rc.server_ts = 1700000000789ull;
+  rc_max.qid = UINT64_MAX;
+  rc_max.conv = longstr;
+  rc_max.by = utf8;
+  rc_max.status = (Parley__ReceiptStatus)INT32_MAX;
+  rc_max.seq = UINT64_MAX;
+  rc_max.server_ts = UINT64_MAX;
+  put_variants("fuzz_msg_receipt", &rc, &rc_max);
+
+  Parley__ReadSync rs = PARLEY__READ_SYNC__INIT, rs_max = PARLEY__READ_SYNC__INIT;
+  rs.qid = 13;
+  rs.conv = "dm:alice:bob";
+  rs.seq = 3;
+  rs.unread = 2;
+  rs.server_ts = 1700000000790ull;
+  rs_max.qid = UINT64_MAX;
+  rs_max.conv = longstr;
+  rs_max.seq = UINT64_MAX;
+  rs_max.unread = UINT64_MAX;
+  rs_max.server_ts = UINT64_MAX;
+  put_variants("fuzz_msg_read_sync", &rs, &rs_max);
+
+  Parley__SettingsState ss = PARLEY__SETTINGS_STATE__INIT, ss_max = PARLEY__SETTINGS_STATE__INIT;
+  ss.ref = "s1";
+  ss_max.ref = longstr;
+  ss_max.read_receipts = 1;
+  put_variants("fuzz_msg_settings_state", &ss, &ss_max);
+
+  Parley__ConvState cs = PARLEY__CONV_STATE__INIT, *csp[2] = {&cs, &cs};
+  cs.conv = "dm:alice:bob";
+  cs.last_seq = 9;
+  cs.read_seq = 4;
+  cs.unread = 5;
+  Parley__Unread un = PARLEY__UNREAD__INIT, un_max = PARLEY__UNREAD__INIT;
+  un.ref = "u1";
+  un.n_convs = 1;
+  un.convs = csp;
+  un_max.ref = longstr;
+  un_max.n_convs = 2;
+  un_max.convs = csp;
+  put_variants("fuzz_msg_unread", &un, &un_max);
+
   Parley__Welcome wel = PARLEY__WELCOME__INIT, wel_max = PARLEY__WELCOME__INIT;
   wel.version = 1;
   wel.server_ts = 1700000000456ull;
