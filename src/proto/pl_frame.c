@@ -55,6 +55,14 @@ const ProtobufCMessageDescriptor *pl_frame_descriptor(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_SETTINGS_STATE: return &parley__settings_state__descriptor;
   case PARLEY__FRAME_TYPE__FRAME_UNREAD_GET: return &parley__unread_get__descriptor;
   case PARLEY__FRAME_TYPE__FRAME_UNREAD: return &parley__unread__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_CONTACTS: return &parley__contacts__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_CONTACT_LIST: return &parley__contact_list__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_BLOCK: return &parley__block__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE: return &parley__presence_subscribe__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE: return &parley__presence__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET: return &parley__presence_get__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_TYPING: return &parley__typing__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT: return &parley__typing_event__descriptor;
   default: return NULL;
   }
 }
@@ -71,7 +79,12 @@ int pl_frame_client_may_send(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_PING:
   case PARLEY__FRAME_TYPE__FRAME_MARK_READ:
   case PARLEY__FRAME_TYPE__FRAME_SETTINGS:
-  case PARLEY__FRAME_TYPE__FRAME_UNREAD_GET: return 1;
+  case PARLEY__FRAME_TYPE__FRAME_UNREAD_GET:
+  case PARLEY__FRAME_TYPE__FRAME_CONTACTS:
+  case PARLEY__FRAME_TYPE__FRAME_BLOCK:
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE:
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET:
+  case PARLEY__FRAME_TYPE__FRAME_TYPING: return 1;
   default: return 0;
   }
 }
