@@ -330,14 +330,40 @@ void tl_server_abandon(tl_server *s) {
 }
 
 const char *tl_frame_name(int type) {
-  static const char *names[] = {"None",    "Hello",  "Welcome", "Error",    "Register", "Login",
-                                "Resume",  "AuthOk", "Logout",  "LogoutOk", "Send",     "SendAck",
-                                "Message", "Ack",    "Ping",    "Pong"};
+  static const char *names[] = {"None",     "Hello",         "Welcome",   "Error",
+                                "Register", "Login",         "Resume",    "AuthOk",
+                                "Logout",   "LogoutOk",      "Send",      "SendAck",
+                                "Message",  "Ack",           "Ping",      "Pong",
+                                "MarkRead", "Done",          "Receipt",   "ReadSync",
+                                "Settings", "SettingsState", "UnreadGet", "Unread",
+                                "Contacts", "ContactList",   "Block",     "PresenceSubscribe",
+                                "Presence", "PresenceGet",   "Typing",    "TypingEvent"};
   static char other[32];
   if (type >= 0 && type < (int)(sizeof names / sizeof names[0]))
     return names[type];
   snprintf(other, sizeof other, "type %d", type);
   return other;
+}
+
+void tl_run_server(tl_server *srv, const char *name, void (*fn)(void)) {
+  int failed = tl_failures();
+  tl__run(name, fn);
+  if (tl_failures() > failed)
+    tl_server_abandon(srv);
+  tl_server_stop(srv);
+}
+
+void tl__expect_nothing(const char *file, int line, int fd, int quiet_ms) {
+  void *m = NULL;
+  int t;
+  while ((t = tl_recv_frame(fd, quiet_ms, &m)) == PARLEY__FRAME_TYPE__FRAME_PONG)
+    protobuf_c_message_free_unpacked(m, NULL);
+  if (t == 0)
+    return;
+  if (m)
+    protobuf_c_message_free_unpacked(m, NULL);
+  tl__fail(file, line, "expected nothing within %d ms, got %s", quiet_ms,
+           t < 0 ? "a malformed frame" : tl_frame_name(t));
 }
 
 void *tl__expect(const char *file, int line, int fd, int type, int timeout_ms) {

@@ -128,6 +128,13 @@ void *tl__expect(const char *file, int line, int fd, int type, int timeout_ms);
 #define tl_expect_error(fd, code, ref, timeout_ms) \
   tl__expect_error(__FILE__, __LINE__, fd, code, ref, timeout_ms)
 void tl__expect_error(const char *file, int line, int fd, int code, const char *ref, int timeout_ms);
+/* Runs test fn (tl__run) on a server it starts in srv; afterwards stops srv,
+ * or keeps its log (tl_server_abandon) if the test failed. */
+void tl_run_server(tl_server *srv, const char *name, void (*fn)(void));
+/* Nothing (but Pongs and, while tl_skip_events, receipts) arrives on fd
+ * within quiet_ms; otherwise the test fails naming what came. */
+#define tl_expect_nothing(fd, quiet_ms) tl__expect_nothing(__FILE__, __LINE__, fd, quiet_ms)
+void tl__expect_nothing(const char *file, int line, int fd, int quiet_ms);
 /* A FrameType's name, for messages ("Welcome", "type 200"); static storage. */
 const char *tl_frame_name(int type);
 

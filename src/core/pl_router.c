@@ -196,6 +196,29 @@ static void pl__deliver_end(pl_router *base) {
   }
 }
 
+static void pl__push_frame(pl_router *base, const uint64_t *devices, size_t n, pl_buf *frame) {
+  pl__local *r = (pl__local *)base;
+  for (size_t i = 0; i < n; i++) {
+    pthread_mutex_lock(&r->mu);
+    pl__route *rt = pl_map_get(&r->global, devices[i]);
+    pl_loop *loop = rt ? rt->loop : NULL;
+    pthread_mutex_unlock(&r->mu);
+    if (!loop)
+      continue; /* offline: ephemeral frames are not kept */
+    pl__push_task *p = pl_malloc(sizeof *p);
+    p->task.fn = pl__push_run;
+    p->r = r;
+    p->loop = loop;
+    p->device = devices[i];
+    p->qid = 0;
+    p->frame = pl_buf_ref(frame);
+    if (pl_loop_post(loop, &p->task) != PL_OK) {
+      pl_buf_unref(p->frame);
+      pl_free(p);
+    }
+  }
+}
+
 static size_t pl__count(pl_router *base) {
   pl__local *r = (pl__local *)base;
   pthread_mutex_lock(&r->mu);
@@ -225,6 +248,7 @@ static const pl_router_ops pl__local_ops = {
     .detach = pl__detach,
     .deliver = pl__deliver,
     .deliver_end = pl__deliver_end,
+    .push_frame = pl__push_frame,
     .count = pl__count,
     .free = pl__free_router,
 };

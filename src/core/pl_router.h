@@ -40,6 +40,9 @@ typedef struct pl_router_ops {
   void (*deliver)(pl_router *r, const pl_msg *m, const uint64_t *devices, size_t n);
   /* After the last deliver of a commit (store thread): send what is held. */
   void (*deliver_end)(pl_router *r);
+  /* An ephemeral frame (presence, typing: never stored) for whichever of the
+   * devices are online now; any thread. The sink gets it with qid 0. */
+  void (*push_frame)(pl_router *r, const uint64_t *devices, size_t n, pl_buf *frame);
   /* Endpoints currently attached. */
   size_t (*count)(pl_router *r);
   void (*free)(pl_router *r);

@@ -7,6 +7,7 @@
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
 #include "pl_auth.h"
+#include "pl_presence.h"
 
 #define PL__MAX_PEND 4096 /* pushes held while a fetch is in flight */
 #define PL__MAX_ID 64     /* client message id bytes */
@@ -15,6 +16,7 @@ struct pl_core {
   pl_core_config cfg;
   pl_store *store;
   pl_router *router;
+  pl_presence *presence;
   pl_conn_handler handler;
   atomic_uint_fast64_t conns_open, conns_total, frames_in, messages_out, sends, errors;
 };
@@ -37,6 +39,7 @@ typedef struct pl_session {
   uint32_t inflight; /* sends awaiting commit */
   uint64_t user_id, device_id;
   char *user, *device;
+  uint64_t typing_at;          /* when the last typing-on event went (rate limit) */
   uint64_t last_sent;          /* highest qid written to the client */
   uint64_t ack_want, ack_done; /* cumulative acks: asked for / committed */
   pl__pend *pend, *pend_tail;
@@ -235,6 +238,11 @@ static void pl__push(void *ep, uint64_t qid, pl_buf *frame) {
   pl_session *s = ep;
   if (!s->conn || s->state != S_READY)
     return;
+  if (qid == 0) { /* ephemeral (presence, typing): dropped for a slow reader */
+    if (s->conn->out_bytes <= s->core->cfg.out_high)
+      pl_conn_write(s->conn, frame);
+    return;
+  }
   switch (s->sync) {
   case SYNC_FETCHING:
     if (s->npend >= PL__MAX_PEND) {
@@ -287,6 +295,7 @@ static void pl__authenticated(pl_session *s, pl__sreq *sr, const char *user, con
   s->user = pl_strdup(user);
   s->device = pl_strdup(device);
   s->core->router->ops->attach(s->core->router, s->device_id, s->loop, s);
+  pl_presence_online(s->core->presence, s->user_id, s->user);
   Parley__AuthOk m = PARLEY__AUTH_OK__INIT;
   m.user = s->user;
   m.device = s->device;
@@ -546,6 +555,10 @@ static const char *pl__ref(uint8_t type, const ProtobufCMessage *msg) {
   case PARLEY__FRAME_TYPE__FRAME_MARK_READ: return ((const Parley__MarkRead *)msg)->ref;
   case PARLEY__FRAME_TYPE__FRAME_SETTINGS: return ((const Parley__Settings *)msg)->ref;
   case PARLEY__FRAME_TYPE__FRAME_UNREAD_GET: return ((const Parley__UnreadGet *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_CONTACTS: return ((const Parley__Contacts *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_BLOCK: return ((const Parley__Block *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE: return ((const Parley__PresenceSubscribe *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET: return ((const Parley__PresenceGet *)msg)->ref;
   default: return "";
   }
 }
@@ -571,6 +584,31 @@ static void pl__unread_reply(pl_session *s, const char *ref, const pl_store_req 
   pl_free(cs);
 }
 
+/* Presence answers: after a PresenceSubscribe, Done and then the current
+ * state of every user asked for; for PresenceGet the one Presence. */
+static void pl__presence_reply(pl_session *s, uint8_t type, const char *ref, const pl_store_req *req) {
+  if (type == PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE) {
+    pl_presence_subscribe(s->core->presence, s->device_id, s->user_id, req->out.views, req->out.nviews);
+    Parley__Done d = PARLEY__DONE__INIT;
+    d.ref = (char *)ref;
+    pl__write(s, PARLEY__FRAME_TYPE__FRAME_DONE, &d.base);
+  }
+  for (size_t i = 0; i < req->out.nviews; i++) {
+    const pl_presence_view *v = &req->out.views[i];
+    if (!v->uid && type == PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET) {
+      pl__error(s, PL_ERR_UNKNOWN_PEER, ref);
+      continue;
+    }
+    Parley__Presence m = PARLEY__PRESENCE__INIT;
+    m.ref = (char *)ref;
+    m.user = v->user;
+    m.visible = v->visible;
+    m.online = v->visible && pl_presence_is_online(s->core->presence, v->uid);
+    m.last_seen = v->seen_visible && !m.online ? v->last_seen : 0;
+    pl__write(s, PARLEY__FRAME_TYPE__FRAME_PRESENCE, &m.base);
+  }
+}
+
 static void pl__state_done(pl_store_req *req) {
   pl__sreq *sr = PL__SREQ(req);
   pl_session *s = sr->s;
@@ -582,10 +620,25 @@ static void pl__state_done(pl_store_req *req) {
     Parley__SettingsState st = PARLEY__SETTINGS_STATE__INIT;
     st.ref = (char *)ref;
     st.read_receipts = req->out.read_receipts != 0;
+    st.last_seen = (Parley__LastSeen)req->out.last_seen;
+    pl_presence_set_seen_visible(s->core->presence, s->user_id, req->out.last_seen != PL_LAST_SEEN_NOBODY);
     pl__write(s, PARLEY__FRAME_TYPE__FRAME_SETTINGS_STATE, &st.base);
   } else if (type == PARLEY__FRAME_TYPE__FRAME_UNREAD_GET) {
     pl__unread_reply(s, ref, req);
+  } else if (type == PARLEY__FRAME_TYPE__FRAME_CONTACTS) {
+    Parley__ContactList cl = PARLEY__CONTACT_LIST__INIT;
+    cl.ref = (char *)ref;
+    cl.n_users = req->out.nnames;
+    cl.users = req->out.names;
+    if (req->in.contact_op == PARLEY__CONTACT_OP__CONTACT_REMOVE) /* they may not see me any more */
+      pl_presence_forget(s->core->presence, s->user_id, req->out.peer_id);
+    pl__write(s, PARLEY__FRAME_TYPE__FRAME_CONTACT_LIST, &cl.base);
+  } else if (type == PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE ||
+             type == PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET) {
+    pl__presence_reply(s, type, ref, req);
   } else {
+    if (type == PARLEY__FRAME_TYPE__FRAME_BLOCK && req->in.blocked)
+      pl_presence_forget(s->core->presence, s->user_id, req->out.peer_id);
     Parley__Done d = PARLEY__DONE__INIT;
     d.ref = (char *)ref;
     pl__write(s, PARLEY__FRAME_TYPE__FRAME_DONE, &d.base);
@@ -593,19 +646,126 @@ static void pl__state_done(pl_store_req *req) {
   pl__sreq_free(sr);
 }
 
-/* MarkRead, Settings and UnreadGet: validated here, answered after commit. */
+static pl_store_op pl__state_op(uint8_t type) {
+  switch (type) {
+  case PARLEY__FRAME_TYPE__FRAME_MARK_READ: return PL_STORE_MARK_READ;
+  case PARLEY__FRAME_TYPE__FRAME_SETTINGS: return PL_STORE_SETTINGS;
+  case PARLEY__FRAME_TYPE__FRAME_CONTACTS: return PL_STORE_CONTACTS;
+  case PARLEY__FRAME_TYPE__FRAME_BLOCK: return PL_STORE_BLOCK;
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE:
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET: return PL_STORE_PRESENCE;
+  default: return PL_STORE_UNREAD;
+  }
+}
+
+static int pl__bad_name(const char *u) { return !pl_auth_valid_user(u, strlen(u)); }
+
+#define PL__MAX_FOLLOW 1000u
+
+/* A malformed request (answered INVALID_ARGUMENT). */
+static int pl__state_bad(uint8_t type, const ProtobufCMessage *msg) {
+  switch (type) {
+  case PARLEY__FRAME_TYPE__FRAME_MARK_READ: return pl__bad_name(((const Parley__MarkRead *)msg)->peer);
+  case PARLEY__FRAME_TYPE__FRAME_SETTINGS: {
+    const Parley__Settings *m = (const Parley__Settings *)msg;
+    return m->read_receipts > PARLEY__TOGGLE__TOGGLE_OFF ||
+           m->last_seen > PARLEY__LAST_SEEN__LAST_SEEN_NOBODY || m->read_receipts < 0 || m->last_seen < 0;
+  }
+  case PARLEY__FRAME_TYPE__FRAME_CONTACTS: {
+    const Parley__Contacts *m = (const Parley__Contacts *)msg;
+    return m->op < 0 || m->op > PARLEY__CONTACT_OP__CONTACT_REMOVE || (m->op && pl__bad_name(m->user));
+  }
+  case PARLEY__FRAME_TYPE__FRAME_BLOCK: return pl__bad_name(((const Parley__Block *)msg)->user);
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET: return pl__bad_name(((const Parley__PresenceGet *)msg)->user);
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE: {
+    const Parley__PresenceSubscribe *m = (const Parley__PresenceSubscribe *)msg;
+    int bad = m->n_users > PL__MAX_FOLLOW;
+    for (size_t i = 0; i < m->n_users && !bad; i++)
+      bad = pl__bad_name(m->users[i]);
+    return bad;
+  }
+  default: return 0;
+  }
+}
+
+/* The store request's inputs from the frame (whose strings it borrows). */
+static void pl__state_in(pl_store_req *r, uint8_t type, ProtobufCMessage *msg) {
+  switch (type) {
+  case PARLEY__FRAME_TYPE__FRAME_MARK_READ:
+    r->in.peer = ((Parley__MarkRead *)msg)->peer;
+    r->in.upto = ((Parley__MarkRead *)msg)->seq;
+    break;
+  case PARLEY__FRAME_TYPE__FRAME_SETTINGS:
+    r->in.read_receipts = (int)((Parley__Settings *)msg)->read_receipts;
+    r->in.last_seen = (int)((Parley__Settings *)msg)->last_seen;
+    break;
+  case PARLEY__FRAME_TYPE__FRAME_CONTACTS:
+    r->in.contact_op = (int)((Parley__Contacts *)msg)->op;
+    r->in.peer = ((Parley__Contacts *)msg)->user;
+    break;
+  case PARLEY__FRAME_TYPE__FRAME_BLOCK:
+    r->in.peer = ((Parley__Block *)msg)->user;
+    r->in.blocked = ((Parley__Block *)msg)->blocked;
+    break;
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE:
+    r->in.users = (const char *const *)((Parley__PresenceSubscribe *)msg)->users;
+    r->in.nusers = ((Parley__PresenceSubscribe *)msg)->n_users;
+    break;
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET:
+    r->in.users = (const char *const *)&((Parley__PresenceGet *)msg)->user;
+    r->in.nusers = 1;
+    break;
+  default: break;
+  }
+}
+
+/* Typing: rate-limited here, routed to the peer's online devices unless
+ * the peer blocked this user; never stored. */
+static void pl__typing_done(pl_store_req *req) {
+  pl__sreq *sr = PL__SREQ(req);
+  pl_session *s = sr->s;
+  Parley__Typing *m = (Parley__Typing *)sr->msg;
+  if (req->status != PL_OK) {
+    pl__error(s, req->status, m->to);
+  } else if (req->out.ntargets) {
+    Parley__TypingEvent ev = PARLEY__TYPING_EVENT__INIT;
+    ev.from = s->user;
+    ev.conv = req->out.conv;
+    ev.typing = m->typing;
+    ev.expires_ms = s->core->cfg.typing_interval_ms * 6; /* several missed renewals */
+    pl_buf *b = pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT, &ev.base);
+    s->core->router->ops->push_frame(s->core->router, req->out.targets, req->out.ntargets, b);
+    pl_buf_unref(b);
+  }
+  pl__sreq_free(sr);
+}
+
+static int pl__on_typing(pl_session *s, ProtobufCMessage *msg) {
+  Parley__Typing *m = (Parley__Typing *)msg;
+  uint64_t now = pl_mono_ms();
+  if (pl__bad_name(m->to)) {
+    pl__error(s, PL_ERR_INVALID_ARGUMENT, NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  if (m->typing && s->typing_at && now - s->typing_at < s->core->cfg.typing_interval_ms) {
+    protobuf_c_message_free_unpacked(msg, NULL); /* too soon: the last one still holds */
+    return 0;
+  }
+  s->typing_at = m->typing ? now : 0;
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_TYPING, msg, pl__typing_done);
+  sr->req.in.user_id = s->user_id;
+  sr->req.in.peer = m->to;
+  pl__submit(sr);
+  return 0;
+}
+
+/* MarkRead, Settings, UnreadGet, Contacts, Block, PresenceSubscribe and
+ * PresenceGet: validated here, answered after commit. */
 static int pl__on_state(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
   const char *ref = pl__ref(type, msg);
-  pl_store_op op = type == PARLEY__FRAME_TYPE__FRAME_MARK_READ  ? PL_STORE_MARK_READ
-                   : type == PARLEY__FRAME_TYPE__FRAME_SETTINGS ? PL_STORE_SETTINGS
-                                                                : PL_STORE_UNREAD;
-  int bad = strlen(ref) > PL__MAX_ID;
-  if (op == PL_STORE_MARK_READ) {
-    const Parley__MarkRead *m = (const Parley__MarkRead *)msg;
-    bad |= !pl_auth_valid_user(m->peer, strlen(m->peer));
-  } else if (op == PL_STORE_SETTINGS) {
-    bad |= ((const Parley__Settings *)msg)->read_receipts > PARLEY__TOGGLE__TOGGLE_OFF;
-  }
+  pl_store_op op = pl__state_op(type);
+  int bad = strlen(ref) > PL__MAX_ID || pl__state_bad(type, msg);
   if (bad) {
     pl__error(s, PL_ERR_INVALID_ARGUMENT, strlen(ref) <= PL__MAX_ID ? ref : NULL);
     protobuf_c_message_free_unpacked(msg, NULL);
@@ -615,12 +775,7 @@ static int pl__on_state(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
   sr->req.data = (void *)(uintptr_t)type;
   sr->req.in.user_id = s->user_id;
   sr->req.in.device_id = s->device_id;
-  if (op == PL_STORE_MARK_READ) {
-    sr->req.in.peer = ((Parley__MarkRead *)msg)->peer;
-    sr->req.in.upto = ((Parley__MarkRead *)msg)->seq;
-  } else if (op == PL_STORE_SETTINGS) {
-    sr->req.in.read_receipts = (int)((Parley__Settings *)msg)->read_receipts;
-  }
+  pl__state_in(&sr->req, type, msg);
   pl__submit(sr);
   return 0;
 }
@@ -710,7 +865,12 @@ static int pl__dispatch(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
     case PARLEY__FRAME_TYPE__FRAME_PING: pl__on_ping(s, (Parley__Ping *)msg); break;
     case PARLEY__FRAME_TYPE__FRAME_MARK_READ:
     case PARLEY__FRAME_TYPE__FRAME_SETTINGS:
-    case PARLEY__FRAME_TYPE__FRAME_UNREAD_GET: return pl__on_state(s, type, msg);
+    case PARLEY__FRAME_TYPE__FRAME_UNREAD_GET:
+    case PARLEY__FRAME_TYPE__FRAME_CONTACTS:
+    case PARLEY__FRAME_TYPE__FRAME_BLOCK:
+    case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE:
+    case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET: return pl__on_state(s, type, msg);
+    case PARLEY__FRAME_TYPE__FRAME_TYPING: return pl__on_typing(s, msg);
     case PARLEY__FRAME_TYPE__FRAME_LOGOUT:
       protobuf_c_message_free_unpacked(msg, NULL);
       return pl__on_logout(s) ? 2 : 0;
@@ -779,11 +939,26 @@ static void pl__on_drain(pl_conn *c, void *ud) {
     pl__start_sync(s);
 }
 
+static void pl__seen_done(pl_store_req *req) { pl__sreq_free(PL__SREQ(req)); }
+
+/* The device left: it follows no one, its user may go offline, and the
+ * time is its user's last seen (stored; a failure only loses that time). */
+static void pl__gone(pl_session *s) {
+  uint64_t now = pl_now_ms();
+  pl_presence_unsubscribe(s->core->presence, s->device_id);
+  pl_presence_offline(s->core->presence, s->user_id, s->loop, now);
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_SEEN, NULL, pl__seen_done);
+  sr->req.in.user_id = s->user_id;
+  sr->req.in.upto = now;
+  pl__submit(sr);
+}
+
 static void pl__on_close(pl_conn *c, void *ud) {
   pl_core *core = ud;
   pl_session *s = c->session;
   if (s->state == S_READY) {
     core->router->ops->detach(core->router, s->device_id, s->loop, s);
+    pl__gone(s);
     pl_info("conn %llu %s: %s@%s disconnected", (unsigned long long)c->id, c->peer, s->user, s->device);
   }
   s->conn = NULL;
@@ -808,6 +983,8 @@ void pl_core_config_defaults(pl_core_config *cfg) {
   cfg->fetch_batch = 512;
   cfg->max_inflight = 1024;
   cfg->out_high = 256u * 1024u;
+  cfg->presence_grace_ms = 5000;
+  cfg->typing_interval_ms = 1000;
 }
 
 pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
@@ -815,6 +992,7 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
   core->cfg = *cfg;
   static const pl_router_sink sink = {.push = pl__push, .kick = pl__kick};
   core->router = pl_router_local_new(nloops, &sink);
+  core->presence = pl_presence_new(core->router, cfg->presence_grace_ms);
   core->handler = (pl_conn_handler){
       .on_open = pl__on_open,
       .on_frame = pl__on_frame,
@@ -840,6 +1018,7 @@ const pl_conn_handler *pl_core_handler(pl_core *core) { return &core->handler; }
 pl_router *pl_core_router(pl_core *core) { return core->router; }
 
 void pl_core_free(pl_core *core) {
+  pl_presence_free(core->presence);
   core->router->ops->free(core->router);
   pl_free(core);
 }

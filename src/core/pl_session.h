@@ -23,15 +23,17 @@
 #include "pl_router.h"
 
 typedef struct pl_core_config {
-  uint32_t heartbeat_ms[5];   /* by ClientKind: unknown, mobile, web, iot, bot */
-  uint32_t hello_timeout_ms;  /* time allowed before Hello */
-  uint32_t max_frame;         /* largest frame length accepted */
-  uint32_t max_message;       /* largest Send.body */
-  uint32_t fetch_batch;       /* queued messages read per fetch */
-  uint32_t max_inflight;      /* Sends awaiting commit before reading pauses */
-  size_t out_high;            /* output bytes above which a device lags */
-  uint32_t argon2_ops;        /* Argon2id passes (0: libsodium interactive = 2) */
-  uint32_t argon2_mem_kib;    /* Argon2id memory (0: libsodium interactive = 64 MiB) */
+  uint32_t heartbeat_ms[5];    /* by ClientKind: unknown, mobile, web, iot, bot */
+  uint32_t hello_timeout_ms;   /* time allowed before Hello */
+  uint32_t max_frame;          /* largest frame length accepted */
+  uint32_t max_message;        /* largest Send.body */
+  uint32_t fetch_batch;        /* queued messages read per fetch */
+  uint32_t max_inflight;       /* Sends awaiting commit before reading pauses */
+  size_t out_high;             /* output bytes above which a device lags */
+  uint32_t argon2_ops;         /* Argon2id passes (0: libsodium interactive = 2) */
+  uint32_t argon2_mem_kib;     /* Argon2id memory (0: libsodium interactive = 64 MiB) */
+  uint32_t presence_grace_ms;  /* a user offline this long before followers are told */
+  uint32_t typing_interval_ms; /* at most one typing-on event per device this often */
 } pl_core_config;
 
 void pl_core_config_defaults(pl_core_config *cfg);

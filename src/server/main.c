@@ -110,6 +110,7 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   cc->max_message = c->max_message;
   cc->argon2_ops = c->argon2_ops;
   cc->argon2_mem_kib = c->argon2_mem_kib;
+  cc->presence_grace_ms = c->presence_grace_ms;
 }
 
 static pl_err pl__start(pl_server *srv) {

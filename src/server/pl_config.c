@@ -43,6 +43,9 @@ static const pl__opt pl__opts[] = {
     {"commit-delay", "MICROSECONDS",
      "under load, start a commit at most this often, so each carries more (default 250; 0 = off)", T_U32Z,
      OFF(commit_delay_us), 0},
+    {"presence-grace", "MS",
+     "a user offline this long before followers are told; a reconnect meanwhile shows nothing (default 5000)",
+     T_U32Z, OFF(presence_grace_ms), 0},
     {"argon2-ops", "N", "Argon2id passes for new password hashes (default 2)", T_U32, OFF(argon2_ops), 0},
     {"argon2-mem", "KIB", "Argon2id memory for new password hashes, KiB (default 65536; min 8)", T_U32,
      OFF(argon2_mem_kib), 0},
@@ -67,6 +70,7 @@ void pl_config_defaults(pl_config *c) {
   c->max_queue = 100000;
   c->commit_batch = 4096;
   c->commit_delay_us = 250;
+  c->presence_grace_ms = 5000;
   c->log_level = PL_LOG_INFO;
 }
 

@@ -81,6 +81,12 @@ void pl_store_req_clear(pl_store_req *req) {
   for (size_t i = 0; i < req->out.nconvs; i++)
     pl_free(req->out.convs[i].conv);
   pl_free(req->out.convs);
+  for (size_t i = 0; i < req->out.nnames; i++)
+    pl_free(req->out.names[i]);
+  pl_free(req->out.names);
+  for (size_t i = 0; i < req->out.nviews; i++)
+    pl_free(req->out.views[i].user);
+  pl_free(req->out.views);
   memset(&req->out, 0, sizeof req->out);
 }
 

@@ -58,7 +58,21 @@ typedef enum pl_store_op {
   PL_STORE_MARK_READ,    /* move a user's read watermark; read receipt + read sync */
   PL_STORE_SETTINGS,     /* change / read a user's privacy settings */
   PL_STORE_UNREAD,       /* every conversation's last seq and read watermark */
+  PL_STORE_CONTACTS,     /* list / add / remove a contact */
+  PL_STORE_BLOCK,        /* block / unblock a user */
+  PL_STORE_PRESENCE,     /* may the user see each of these users' presence? */
+  PL_STORE_SEEN,         /* record a user's last-seen time */
+  PL_STORE_TYPING,       /* the devices a typing event goes to (nothing written) */
 } pl_store_op;
+
+/* PRESENCE: what the asking user may see of one user. */
+typedef struct pl_presence_view {
+  char *user;
+  uint64_t uid;     /* 0: no such user */
+  int visible;      /* the user has the asker as a contact and did not block them */
+  int seen_visible; /* last-seen time visible to the asker (settings) */
+  uint64_t last_seen;
+} pl_presence_view;
 
 /* A new queue entry a request made, with the devices it was queued for. */
 typedef struct pl_store_event {
@@ -98,11 +112,16 @@ struct pl_store_req {
     const char *client_id;                 /* SEND */
     const uint8_t *body;                   /* SEND */
     size_t body_len;
-    uint64_t client_ts; /* SEND */
-    uint64_t after;     /* FETCH: return qid > after */
-    uint32_t limit;     /* FETCH: at most this many (0 = 256) */
-    uint64_t upto;      /* ACK: qid; MARK_READ: seq */
-    int read_receipts;  /* SETTINGS: 0 unchanged, 1 on, 2 off */
+    uint64_t client_ts;       /* SEND */
+    uint64_t after;           /* FETCH: return qid > after */
+    uint32_t limit;           /* FETCH: at most this many (0 = 256) */
+    uint64_t upto;            /* ACK: qid; MARK_READ: seq */
+    int read_receipts;        /* SETTINGS: 0 unchanged, 1 on, 2 off */
+    int last_seen;            /* SETTINGS: 0 unchanged, else PL_LAST_SEEN_* */
+    int contact_op;           /* CONTACTS: 0 list, 1 add, 2 remove (peer) */
+    int blocked;              /* BLOCK: 1 block peer, 0 unblock */
+    const char *const *users; /* PRESENCE */
+    size_t nusers;
   } in;
 
   /* Outputs (owned by the request; pl_store_req_clear frees them). */
@@ -127,6 +146,12 @@ struct pl_store_req {
     int read_receipts;    /* SETTINGS */
     pl_conv_state *convs; /* UNREAD */
     size_t nconvs;
+    int last_seen; /* SETTINGS */
+    char **names;  /* CONTACTS: the list after the change, sorted */
+    size_t nnames;
+    pl_presence_view *views; /* PRESENCE, in the order asked */
+    size_t nviews;
+    uint64_t peer_id; /* CONTACTS, BLOCK: the other user */
   } out;
 
   pl_store_req *next; /* store-private queue link */
@@ -135,6 +160,9 @@ struct pl_store_req {
 /* Frees every out field and zeroes out (in is left alone). */
 void pl_store_req_clear(pl_store_req *req);
 void pl_msg_clear(pl_msg *m);
+
+/* Who may see a user's last-seen time (users.last_seen_vis). */
+enum { PL_LAST_SEEN_EVERYONE = 1, PL_LAST_SEEN_CONTACTS = 2, PL_LAST_SEEN_NOBODY = 3 };
 
 typedef struct pl_store_config {
   const char *dir;          /* data directory; the backend keeps its files there */

@@ -39,7 +39,8 @@
  * Schema history: 2 replaced dedup(sender_uid, client_id, ..., expires)
  * keyed by the id itself (a random B-tree insert per message); upgrading
  * from 1 drops the old dedup records. 3 added messages.kind/aux,
- * users.read_receipts and reads. */
+ * users.read_receipts and reads. 4 added users.last_seen/last_seen_vis,
+ * contacts and blocks. */
 #include "pl_store.h"
 
 #include <sqlite3.h>
@@ -54,7 +55,7 @@
 #include "../common/pl_time.h"
 #include "pl_idring.h"
 
-#define PL__SCHEMA_VERSION 3
+#define PL__SCHEMA_VERSION 4
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): far above any client's window of unanswered sends (libparley:
  * 512; the server reads no more than 1,024 ahead of its acks). */
@@ -71,7 +72,8 @@
 static const char pl__schema[] =
     "BEGIN;"
     "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
-    " pwhash TEXT NOT NULL, created INTEGER NOT NULL, read_receipts INTEGER NOT NULL DEFAULT 1);"
+    " pwhash TEXT NOT NULL, created INTEGER NOT NULL, read_receipts INTEGER NOT NULL DEFAULT 1,"
+    " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2);"
     "CREATE TABLE IF NOT EXISTS devices(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
     " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL, UNIQUE(user_id, name));"
     "CREATE TABLE IF NOT EXISTS convs(conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
@@ -94,7 +96,11 @@ static const char pl__schema[] =
     " server_ts INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS dedup_rings(device_id INTEGER PRIMARY KEY, ring BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
-    "PRAGMA user_version = 3;"
+    "CREATE TABLE IF NOT EXISTS contacts(uid INTEGER NOT NULL, contact_uid INTEGER NOT NULL,"
+    " PRIMARY KEY(uid, contact_uid)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS blocks(uid INTEGER NOT NULL, blocked_uid INTEGER NOT NULL,"
+    " PRIMARY KEY(uid, blocked_uid)) WITHOUT ROWID;"
+    "PRAGMA user_version = 4;"
     "COMMIT;";
 
 /* name, SQL: every statement is prepared once at open and reused. */
@@ -103,7 +109,7 @@ static const char pl__schema[] =
   X(COMMIT, "COMMIT")                                                                                      \
   X(ROLLBACK, "ROLLBACK")                                                                                  \
   X(USER_BY_NAME, "SELECT id, pwhash FROM users WHERE name = ?1")                                          \
-  X(USER_BY_ID, "SELECT name, read_receipts FROM users WHERE id = ?1")                                     \
+  X(USER_BY_ID, "SELECT name, read_receipts, last_seen_vis FROM users WHERE id = ?1")                      \
   X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                            \
   X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")        \
   X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                             \
@@ -142,6 +148,17 @@ static const char pl__schema[] =
   X(READS_PUT, "INSERT OR REPLACE INTO reads(uid, conv, read_seq, delivered_seq) VALUES(?1, ?2, ?3, ?4)")  \
   X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq FROM reads r"                              \
             " LEFT JOIN convs c ON c.conv = r.conv WHERE r.uid = ?1 ORDER BY r.conv")                      \
+  X(BLOCKS_OF, "SELECT blocked_uid FROM blocks WHERE uid = ?1")                                            \
+  X(BLOCK_ADD, "INSERT OR IGNORE INTO blocks(uid, blocked_uid) VALUES(?1, ?2)")                            \
+  X(BLOCK_DEL, "DELETE FROM blocks WHERE uid = ?1 AND blocked_uid = ?2")                                   \
+  X(CONTACT_ADD, "INSERT OR IGNORE INTO contacts(uid, contact_uid) VALUES(?1, ?2)")                        \
+  X(CONTACT_DEL, "DELETE FROM contacts WHERE uid = ?1 AND contact_uid = ?2")                               \
+  X(CONTACT_HAS, "SELECT 1 FROM contacts WHERE uid = ?1 AND contact_uid = ?2")                             \
+  X(CONTACT_LIST, "SELECT u.name FROM contacts c JOIN users u ON u.id = c.contact_uid"                     \
+                  " WHERE c.uid = ?1 ORDER BY u.name")                                                     \
+  X(USER_SEEN, "UPDATE users SET last_seen = max(last_seen, ?2) WHERE id = ?1")                            \
+  X(USER_LAST_SEEN, "SELECT last_seen FROM users WHERE id = ?1")                                           \
+  X(SET_LAST_SEEN_VIS, "UPDATE users SET last_seen_vis = ?2 WHERE id = ?1")                                \
   X(SET_RECEIPTS, "UPDATE users SET read_receipts = ?2 WHERE id = ?1")                                     \
   X(ACK_REFS, "UPDATE messages SET refs = refs - 1"                                                        \
               " WHERE qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                  \
@@ -171,7 +188,9 @@ static const char *const pl__sql[ST__COUNT] = {
 typedef struct pl__user {
   uint64_t id;
   char *name;
-  int read_receipts;
+  int read_receipts, last_seen_vis;
+  uint64_t *blocked; /* users this one blocked */
+  size_t nblocked;
   uint64_t *devs;
   size_t ndevs;
 } pl__user;
@@ -249,6 +268,14 @@ static pl_err pl__run(pl__sq *q, sqlite3_stmt *st) {
   return e;
 }
 
+/* Runs a statement bound to (a, b). */
+static pl_err pl__run2(pl__sq *q, int stmt, uint64_t a, uint64_t b) {
+  sqlite3_stmt *st = q->st[stmt];
+  pl__bind_u64(st, 1, a);
+  pl__bind_u64(st, 2, b);
+  return pl__run(q, st);
+}
+
 /* Steps a query once: *found = 1 with a row to read (the caller resets). */
 static pl_err pl__row(pl__sq *q, sqlite3_stmt *st, int *found) {
   int rc = sqlite3_step(st);
@@ -265,6 +292,7 @@ static pl_err pl__row(pl__sq *q, sqlite3_stmt *st, int *found) {
 static uint64_t pl__hash(const char *s) { return pl_hash_bytes(s, strlen(s)); }
 
 static void pl__user_free(pl__user *u) {
+  pl_free(u->blocked);
   pl_free(u->name);
   pl_free(u->devs);
   pl_free(u);
@@ -348,6 +376,31 @@ static pl_err pl__load_devices(pl__sq *q, pl__user *u) {
   return e;
 }
 
+static pl_err pl__load_blocked(pl__sq *q, pl__user *u) {
+  sqlite3_stmt *st = q->st[ST_BLOCKS_OF];
+  size_t cap = 0;
+  int rc;
+  pl__bind_u64(st, 1, u->id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (u->nblocked == cap) {
+      cap = cap ? cap * 2 : 4;
+      u->blocked = pl_realloc(u->blocked, cap * sizeof *u->blocked);
+    }
+    u->blocked[u->nblocked++] = pl__col_u64(st, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Did u block uid? */
+static int pl__blocks(const pl__user *u, uint64_t uid) {
+  for (size_t i = 0; i < u->nblocked; i++)
+    if (u->blocked[i] == uid)
+      return 1;
+  return 0;
+}
+
 /* The user uid, from the cache or loaded into it; *out = NULL if none. */
 static pl_err pl__user_get(pl__sq *q, uint64_t uid, pl__user **out) {
   sqlite3_stmt *st = q->st[ST_USER_BY_ID];
@@ -364,8 +417,11 @@ static pl_err pl__user_get(pl__sq *q, uint64_t uid, pl__user **out) {
   u->id = uid;
   u->name = pl__col_str(st, 0);
   u->read_receipts = (int)sqlite3_column_int(st, 1);
+  u->last_seen_vis = (int)sqlite3_column_int(st, 2);
   sqlite3_reset(st);
   e = pl__load_devices(q, u);
+  if (e == PL_OK)
+    e = pl__load_blocked(q, u);
   if (e != PL_OK)
     goto out;
   pl_map_put(&q->users, uid, u);
@@ -987,6 +1043,10 @@ static pl_err pl__send(pl__sq *q, pl_store_req *r) {
     r->status = !peer ? PL_ERR_UNKNOWN_PEER : PL_ERR_INVALID_ARGUMENT;
     return PL_OK;
   }
+  if (pl__blocks(peer, me->id)) {
+    r->status = PL_ERR_BLOCKED; /* nothing stored (protocol.md 11.5) */
+    return PL_OK;
+  }
   r->out.targets = pl__targets(peer, me, r->in.device_id, &r->out.ntargets);
   e = pl__queues_full(q, r->out.targets, r->out.ntargets, &full);
   if (e == PL_OK && full) {
@@ -1246,7 +1306,13 @@ static pl_err pl__settings(pl__sq *q, pl_store_req *r) {
     if (e == PL_OK)
       me->read_receipts = r->in.read_receipts == 1;
   }
+  if (e == PL_OK && r->in.last_seen >= PL_LAST_SEEN_EVERYONE && r->in.last_seen <= PL_LAST_SEEN_NOBODY) {
+    e = pl__run2(q, ST_SET_LAST_SEEN_VIS, me->id, (uint64_t)r->in.last_seen);
+    if (e == PL_OK)
+      me->last_seen_vis = r->in.last_seen;
+  }
   r->out.read_receipts = me->read_receipts;
+  r->out.last_seen = me->last_seen_vis;
   return e;
 }
 
@@ -1274,6 +1340,125 @@ static pl_err pl__unread(pl__sq *q, pl_store_req *r) {
   e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
   sqlite3_reset(st);
   return e;
+}
+
+/* ---- contacts, blocking, presence, typing (docs/protocol.md 11.5-11.7) ------ */
+
+/* Me and the other user named by r->in.peer; sets a request status (and
+ * returns PL_OK) if either is missing or they are the same user. */
+static pl_err pl__me_and_peer(pl__sq *q, pl_store_req *r, pl__user **me, pl__user **peer) {
+  pl_err e = pl__user_by_name(q, r->in.peer, peer);
+  if (e == PL_OK && *peer)
+    e = pl__user_get(q, r->in.user_id, me);
+  if (e != PL_OK)
+    return e;
+  if (!*peer)
+    r->status = PL_ERR_UNKNOWN_PEER;
+  else if (!*me || *me == *peer)
+    r->status = PL_ERR_INVALID_ARGUMENT;
+  else
+    r->out.peer_id = (*peer)->id;
+  return PL_OK;
+}
+
+static pl_err pl__contacts(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_CONTACT_LIST];
+  pl__user *me = NULL, *peer = NULL;
+  size_t cap = 0;
+  int rc;
+  pl_err e = PL_OK;
+  if (r->in.contact_op) {
+    e = pl__me_and_peer(q, r, &me, &peer);
+    if (e != PL_OK || r->status != PL_OK)
+      return e;
+    e = pl__run2(q, r->in.contact_op == 1 ? ST_CONTACT_ADD : ST_CONTACT_DEL, me->id, peer->id);
+  }
+  if (e != PL_OK)
+    return e;
+  pl__bind_u64(st, 1, r->in.user_id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (r->out.nnames == cap) {
+      cap = cap ? cap * 2 : 8;
+      r->out.names = pl_realloc(r->out.names, cap * sizeof *r->out.names);
+    }
+    r->out.names[r->out.nnames++] = pl__col_str(st, 0);
+  }
+  e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+static pl_err pl__block(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL, *peer = NULL;
+  pl_err e = pl__me_and_peer(q, r, &me, &peer);
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  e = pl__run2(q, r->in.blocked ? ST_BLOCK_ADD : ST_BLOCK_DEL, me->id, peer->id);
+  if (e == PL_OK)
+    pl__user_forget(q, me->id); /* its block list changed */
+  return e;
+}
+
+static pl_err pl__has_contact(pl__sq *q, uint64_t uid, uint64_t contact, int *has) {
+  sqlite3_stmt *st = q->st[ST_CONTACT_HAS];
+  pl__bind_u64(st, 1, uid);
+  pl__bind_u64(st, 2, contact);
+  pl_err e = pl__row(q, st, has);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* What viewer may see of u (protocol.md 11.6). */
+static pl_err pl__view(pl__sq *q, const pl__user *viewer, const pl__user *u, pl_presence_view *v) {
+  sqlite3_stmt *st = q->st[ST_USER_LAST_SEEN];
+  int contact = 1, found;
+  pl_err e = u == viewer ? PL_OK : pl__has_contact(q, u->id, viewer->id, &contact);
+  if (e != PL_OK)
+    return e;
+  int blocked = pl__blocks(u, viewer->id);
+  v->uid = u->id;
+  v->visible = contact && !blocked;
+  v->seen_visible = u == viewer || (!blocked && (u->last_seen_vis == PL_LAST_SEEN_EVERYONE ||
+                                                 (u->last_seen_vis == PL_LAST_SEEN_CONTACTS && contact)));
+  pl__bind_u64(st, 1, u->id);
+  e = pl__row(q, st, &found);
+  v->last_seen = e == PL_OK && found && v->seen_visible ? pl__col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  return e;
+}
+
+static pl_err pl__presence(pl__sq *q, pl_store_req *r) {
+  pl__user *me, *u;
+  pl_err e = pl__user_get(q, r->in.user_id, &me);
+  if (e != PL_OK || !me) {
+    r->status = e == PL_OK ? PL_ERR_INVALID_ARGUMENT : r->status;
+    return e;
+  }
+  r->out.views = pl_calloc(r->in.nusers ? r->in.nusers : 1, sizeof *r->out.views);
+  for (size_t i = 0; i < r->in.nusers && e == PL_OK; i++) {
+    pl_presence_view *v = &r->out.views[r->out.nviews++];
+    v->user = pl_strdup(r->in.users[i]);
+    e = pl__user_by_name(q, r->in.users[i], &u);
+    if (e == PL_OK && u)
+      e = pl__view(q, me, u, v);
+  }
+  return e;
+}
+
+static pl_err pl__seen(pl__sq *q, pl_store_req *r) {
+  return pl__run2(q, ST_USER_SEEN, r->in.user_id, pl__clamp(r->in.upto));
+}
+
+/* Typing goes to the peer's devices unless the peer blocked the typist. */
+static pl_err pl__typing(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL, *peer = NULL;
+  pl_err e = pl__me_and_peer(q, r, &me, &peer);
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  r->out.conv = pl__conv_name(me->name, peer->name);
+  if (!pl__blocks(peer, me->id))
+    r->out.targets = pl__devs_except(peer, 0, &r->out.ntargets);
+  return PL_OK;
 }
 
 /* Set-based: drop one reference from every acked message, delete those
@@ -1324,7 +1509,12 @@ static int pl__valid(const pl_store_req *r) {
   case PL_STORE_ACK: return 1;
   case PL_STORE_MARK_READ: return r->in.peer != NULL && r->in.user_id;
   case PL_STORE_SETTINGS:
-  case PL_STORE_UNREAD: return r->in.user_id != 0;
+  case PL_STORE_UNREAD:
+  case PL_STORE_SEEN: return r->in.user_id != 0;
+  case PL_STORE_CONTACTS: return r->in.user_id && (r->in.contact_op == 0 || r->in.peer);
+  case PL_STORE_BLOCK:
+  case PL_STORE_TYPING: return r->in.user_id && r->in.peer;
+  case PL_STORE_PRESENCE: return r->in.user_id && (r->in.users || !r->in.nusers);
   }
   return 0;
 }
@@ -1347,6 +1537,11 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_MARK_READ: return pl__mark_read(q, r);
   case PL_STORE_SETTINGS: return pl__settings(q, r);
   case PL_STORE_UNREAD: return pl__unread(q, r);
+  case PL_STORE_CONTACTS: return pl__contacts(q, r);
+  case PL_STORE_BLOCK: return pl__block(q, r);
+  case PL_STORE_PRESENCE: return pl__presence(q, r);
+  case PL_STORE_SEEN: return pl__seen(q, r);
+  case PL_STORE_TYPING: return pl__typing(q, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }
@@ -1477,6 +1672,11 @@ static pl_err pl__setup(pl__sq *q, int durable) {
                      "ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
                      "ALTER TABLE messages ADD COLUMN aux INTEGER NOT NULL DEFAULT 0;"
                      "ALTER TABLE users ADD COLUMN read_receipts INTEGER NOT NULL DEFAULT 1;",
+                     NULL);
+  if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 3)
+    e = pl__exec_sql(q,
+                     "ALTER TABLE users ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;"
+                     "ALTER TABLE users ADD COLUMN last_seen_vis INTEGER NOT NULL DEFAULT 2;",
                      NULL);
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);

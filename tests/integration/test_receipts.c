@@ -28,13 +28,7 @@ enum {
 
 static tl_server srv;
 
-static void run(const char *name, void (*fn)(void)) {
-  int failed = tl_failures();
-  tl__run(name, fn);
-  if (tl_failures() > failed)
-    tl_server_abandon(&srv);
-  tl_server_stop(&srv);
-}
+static void run(const char *name, void (*fn)(void)) { tl_run_server(&srv, name, fn); }
 
 static int dev_open(int type, const char *user, const char *device, char tok[128]) {
   int fd = rc_open(srv.port, PARLEY__CLIENT_KIND__KIND_MOBILE);
@@ -78,15 +72,6 @@ static uint64_t next_read_sync(int fd, const char *conv, uint64_t seq, uint64_t 
   uint64_t qid = r->qid;
   protobuf_c_message_free_unpacked(&r->base, NULL);
   return qid;
-}
-
-static void nothing_more(int fd) {
-  void *m = NULL;
-  int t = tl_recv_frame(fd, QUIET_MS, &m);
-  if (t > 0) {
-    CHECK_STR(tl_frame_name(t), "nothing");
-    protobuf_c_message_free_unpacked(m, NULL);
-  }
 }
 
 static void mark_read(int fd, const char *peer, uint64_t seq) {
@@ -162,12 +147,12 @@ static void test_receipts_reach_offline_sender_once(void) {
   a = dev_resume(ta);
   next_receipt(a, DELIVERED, "dm:alice:bob", "bob", 3);
   uint64_t last = next_receipt(a, READ, "dm:alice:bob", "bob", 3);
-  nothing_more(a);
+  tl_expect_nothing(a, QUIET_MS);
   rc_ack(a, last);
   usleep(100 * 1000);
   close(a);
   a = dev_resume(ta);
-  nothing_more(a); /* acked receipts are gone */
+  tl_expect_nothing(a, QUIET_MS); /* acked receipts are gone */
   close(a);
   close(b);
   CHECK_EQ_I(tl_db_count(srv.dir, "messages"), 0);
@@ -189,7 +174,7 @@ static void test_second_device_no_second_receipt(void) {
   q = next_message(b2, 1);
   q = next_message(b2, 2);
   rc_ack(b2, q);
-  nothing_more(a);
+  tl_expect_nothing(a, QUIET_MS);
   close(a);
   close(b);
   close(b2);
@@ -211,7 +196,7 @@ static void test_read_sync_across_devices(void) {
   CHECK_EQ_I(unread_of(b, "dm:alice:bob", NULL), 4);
   mark_read(b, "alice", 2);
   next_read_sync(b2, "dm:alice:bob", 2, 2); /* live on the other device */
-  nothing_more(b);                          /* not on the one that read */
+  tl_expect_nothing(b, QUIET_MS);           /* not on the one that read */
   CHECK_EQ_I(unread_of(b, "dm:alice:bob", NULL), 2);
   CHECK_EQ_I(unread_of(b2, "dm:alice:bob", NULL), 2);
   close(b);                    /* offline now */
@@ -255,13 +240,13 @@ static void test_read_receipts_off(void) {
   rc_ack(b, q);
   next_receipt(a, DELIVERED, "dm:alice:bob", "bob", 1);
   mark_read(b, "alice", 1);
-  nothing_more(a);
+  tl_expect_nothing(a, QUIET_MS);
   send_n(b, "alice", 1, "q");
   q = next_message(a, 2);
   rc_ack(a, q);
   next_receipt(b, DELIVERED, "dm:alice:bob", "alice", 2);
   mark_read(a, "bob", 2);
-  nothing_more(b); /* off: Bob sees no read receipts from others either */
+  tl_expect_nothing(b, QUIET_MS); /* off: Bob sees no read receipts from others either */
   settings_receipts(b, PARLEY__TOGGLE__TOGGLE_ON, 1);
   close(a);
   close(b);

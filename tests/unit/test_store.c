@@ -546,7 +546,7 @@ static void test_dedup_per_device_window(void) {
 }
 
 /* A database of schema 1 opens: its dedup records are dropped, the rest kept
- * and given the columns of schema 3. */
+ * and given the columns of schema 4. */
 static void test_upgrade_from_schema_1(void) {
   char *dir = tl_tempdir(), path[600];
   pl_store_config c = base_cfg(dir);
@@ -557,18 +557,21 @@ static void test_upgrade_from_schema_1(void) {
   snprintf(path, sizeof path, "%s/parley.db", dir);
   sqlite3 *db = NULL;
   CHECK_EQ_I(sqlite3_open(path, &db), SQLITE_OK);
-  CHECK_EQ_I(sqlite3_exec(db,
-                          "DROP TABLE dedup; DROP TABLE dedup_rings; DROP TABLE meta; DROP TABLE reads;"
-                          "DROP INDEX messages_events; ALTER TABLE messages DROP COLUMN kind;"
-                          "ALTER TABLE messages DROP COLUMN aux; ALTER TABLE users DROP COLUMN read_receipts;"
-                          "CREATE TABLE dedup(sender_uid INTEGER NOT NULL, client_id TEXT NOT NULL,"
-                          " conv TEXT NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL,"
-                          " expires INTEGER NOT NULL, PRIMARY KEY(sender_uid, client_id)) WITHOUT ROWID;"
-                          "CREATE INDEX dedup_expires ON dedup(expires);"
-                          "INSERT INTO dedup VALUES(1, 'old', 'dm:alice:bob', 1, 1, 9e15);"
-                          "PRAGMA user_version = 1;",
-                          NULL, NULL, NULL),
-             SQLITE_OK);
+  CHECK_EQ_I(
+      sqlite3_exec(db,
+                   "DROP TABLE dedup; DROP TABLE dedup_rings; DROP TABLE meta; DROP TABLE reads;"
+                   "DROP INDEX messages_events; ALTER TABLE messages DROP COLUMN kind;"
+                   "ALTER TABLE messages DROP COLUMN aux; ALTER TABLE users DROP COLUMN read_receipts;"
+                   "ALTER TABLE users DROP COLUMN last_seen; ALTER TABLE users DROP COLUMN last_seen_vis;"
+                   "DROP TABLE contacts; DROP TABLE blocks;"
+                   "CREATE TABLE dedup(sender_uid INTEGER NOT NULL, client_id TEXT NOT NULL,"
+                   " conv TEXT NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL,"
+                   " expires INTEGER NOT NULL, PRIMARY KEY(sender_uid, client_id)) WITHOUT ROWID;"
+                   "CREATE INDEX dedup_expires ON dedup(expires);"
+                   "INSERT INTO dedup VALUES(1, 'old', 'dm:alice:bob', 1, 1, 9e15);"
+                   "PRAGMA user_version = 1;",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
   sqlite3_close(db);
   s = open_store(&c);
   pl_store_req r;

@@ -1,0 +1,48 @@
+/* pl_presence: who is online, and telling the devices that follow them.
+ *
+ * In memory only (last-seen times are stored by the session through the
+ * store). A user's entry exists while one of its devices is connected, a
+ * device follows it, or its offline event is pending; users nobody follows
+ * cost an entry while online and no events. Devices follow users with
+ * pl_presence_subscribe after the store said they may (pl_presence_view).
+ *
+ * Flapping: when a user's last device goes, the offline event waits
+ * grace_ms on that device's loop; a device coming back meanwhile cancels
+ * it, and since followers were never told "offline" they get no "online"
+ * either. Events are Presence frames encoded once and sent through the
+ * router to the followers' online devices. Thread-safe (one mutex). */
+#ifndef PL_PRESENCE_H
+#define PL_PRESENCE_H
+
+#include <stdint.h>
+
+#include "../net/pl_loop.h"
+#include "../store/pl_store.h"
+#include "pl_router.h"
+
+typedef struct pl_presence pl_presence;
+
+pl_presence *pl_presence_new(pl_router *router, uint32_t grace_ms);
+/* After every loop is gone (pending timers were closed with them). */
+void pl_presence_free(pl_presence *p);
+
+/* A device of user uid (named user) is connected / gone. Offline is called
+ * on the loop thread of the device's connection; now_ms is its last-seen. */
+void pl_presence_online(pl_presence *p, uint64_t uid, const char *user);
+void pl_presence_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t now_ms);
+/* 1 if a device of uid is connected. */
+int pl_presence_is_online(pl_presence *p, uint64_t uid);
+
+/* device (of viewer_uid) now follows exactly the visible users of views;
+ * seen_visible and last_seen are remembered per followed user. */
+void pl_presence_subscribe(pl_presence *p, uint64_t device, uint64_t viewer_uid,
+                           const pl_presence_view *views, size_t n);
+/* The device no longer follows anyone (it disconnected). */
+void pl_presence_unsubscribe(pl_presence *p, uint64_t device);
+/* viewer_uid may no longer see uid (blocked, or no longer a contact). */
+void pl_presence_forget(pl_presence *p, uint64_t uid, uint64_t viewer_uid);
+/* uid changed who sees its last-seen time: followers (contacts) see it
+ * unless visible is 0. */
+void pl_presence_set_seen_visible(pl_presence *p, uint64_t uid, int visible);
+
+#endif
