@@ -23,7 +23,8 @@
 #include "store/pl_store.h"
 
 typedef struct sb_pair {
-  uint64_t sender_uid, sender_dev, recv_dev;
+  uint64_t sender_uid, sender_dev, recv_uid, recv_dev;
+  uint64_t receipt_qid, receipt_acked; /* delivered receipts queued for the sender */
   char sender[32], receiver[32];
   uint64_t next_id, acked_upto, max_qid;
 } sb_pair;
@@ -102,6 +103,9 @@ static void sb_done(pl_store_req *r) {
   pthread_mutex_lock(&b->mu);
   if (r->op == PL_STORE_SEND && r->out.msg.qid > q->p->max_qid)
     q->p->max_qid = r->out.msg.qid;
+  for (size_t i = 0; i < r->out.nevents; i++)
+    if (r->out.events[i].msg.qid > q->p->receipt_qid)
+      q->p->receipt_qid = r->out.events[i].msg.qid;
   b->pending--;
   pthread_cond_signal(&b->cv);
   pthread_mutex_unlock(&b->mu);
@@ -149,9 +153,10 @@ static void sb_setup(sb *b) {
         fprintf(stderr, "store-bench: register failed: %s\n", pl_err_name(r.status));
         exit(1);
       }
-      if (k)
+      if (k) {
+        p->recv_uid = r.out.user_id;
         p->recv_dev = r.out.device_id;
-      else {
+      } else {
         p->sender_uid = r.out.user_id;
         p->sender_dev = r.out.device_id;
       }
@@ -180,8 +185,17 @@ static void sb_round(sb *b, size_t w) {
     if (p->max_qid > p->acked_upto) {
       sb_req *q = sb_new(b, p, PL_STORE_ACK);
       q->r.in.device_id = p->recv_dev;
+      q->r.in.user_id = p->recv_uid; /* delivered receipts, as the server asks */
       q->r.in.upto = p->max_qid;
       p->acked_upto = p->max_qid;
+      sb_submit(b, q);
+    }
+    if (p->receipt_qid > p->receipt_acked) { /* the sender acks its receipts */
+      sb_req *q = sb_new(b, p, PL_STORE_ACK);
+      q->r.in.device_id = p->sender_dev;
+      q->r.in.user_id = p->sender_uid;
+      q->r.in.upto = p->receipt_qid;
+      p->receipt_acked = p->receipt_qid;
       sb_submit(b, q);
     }
   }

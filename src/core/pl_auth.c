@@ -13,7 +13,8 @@ pl_err pl_auth_init(void) {
   return PL_OK;
 }
 
-pl_err pl_auth_hash(const char *pw, size_t len, char out[PL_AUTH_HASH_MAX], uint32_t ops_in, uint32_t mem_kib) {
+pl_err pl_auth_hash(const char *pw, size_t len, char out[PL_AUTH_HASH_MAX], uint32_t ops_in,
+                    uint32_t mem_kib) {
   unsigned long long ops = ops_in ? ops_in : crypto_pwhash_OPSLIMIT_INTERACTIVE;
   size_t mem = mem_kib ? (size_t)mem_kib * 1024u : crypto_pwhash_MEMLIMIT_INTERACTIVE;
   if (ops < crypto_pwhash_OPSLIMIT_MIN)

@@ -219,6 +219,14 @@ static void pl__push_frame(pl_router *base, const uint64_t *devices, size_t n, p
   }
 }
 
+static int pl__is_online(pl_router *base, uint64_t device) {
+  pl__local *r = (pl__local *)base;
+  pthread_mutex_lock(&r->mu);
+  int on = pl_map_get(&r->global, device) != NULL;
+  pthread_mutex_unlock(&r->mu);
+  return on;
+}
+
 static size_t pl__count(pl_router *base) {
   pl__local *r = (pl__local *)base;
   pthread_mutex_lock(&r->mu);
@@ -249,6 +257,7 @@ static const pl_router_ops pl__local_ops = {
     .deliver = pl__deliver,
     .deliver_end = pl__deliver_end,
     .push_frame = pl__push_frame,
+    .is_online = pl__is_online,
     .count = pl__count,
     .free = pl__free_router,
 };

@@ -43,6 +43,8 @@ typedef struct pl_router_ops {
   /* An ephemeral frame (presence, typing: never stored) for whichever of the
    * devices are online now; any thread. The sink gets it with qid 0. */
   void (*push_frame)(pl_router *r, const uint64_t *devices, size_t n, pl_buf *frame);
+  /* Is device attached now (any thread)? */
+  int (*is_online)(pl_router *r, uint64_t device);
   /* Endpoints currently attached. */
   size_t (*count)(pl_router *r);
   void (*free)(pl_router *r);

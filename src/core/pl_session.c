@@ -169,6 +169,11 @@ static void pl__store_deliver(void *ud, const pl_msg *m, const uint64_t *devices
   core->router->ops->deliver(core->router, m, devices, n);
 }
 
+static int pl__store_online(void *ud, uint64_t device) {
+  pl_core *core = ud;
+  return core->router->ops->is_online(core->router, device);
+}
+
 static void pl__store_deliver_end(void *ud) {
   pl_core *core = ud;
   core->router->ops->deliver_end(core->router);
@@ -574,6 +579,8 @@ static void pl__unread_reply(pl_session *s, const char *ref, const pl_store_req 
     cs[i].last_seq = c->last_seq;
     cs[i].read_seq = c->read_seq;
     cs[i].unread = c->last_seq > c->read_seq ? c->last_seq - c->read_seq : 0;
+    cs[i].peer_delivered = c->peer_delivered;
+    cs[i].peer_read = c->peer_read;
     ptrs[i] = &cs[i];
   }
   u.ref = (char *)ref;
@@ -1010,6 +1017,7 @@ void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks) {
   hooks->post = pl__store_post;
   hooks->deliver = pl__store_deliver;
   hooks->deliver_end = pl__store_deliver_end;
+  hooks->online = pl__store_online;
   hooks->ud = core;
 }
 

@@ -310,6 +310,10 @@ pl_err pl_store_open(pl_store **out, const pl_store_backend *be, const pl_store_
   *out = NULL;
   s->be = be;
   s->cfg = *cfg;
+  if (hooks && hooks->online) {
+    s->cfg.online = hooks->online;
+    s->cfg.online_ud = hooks->ud;
+  }
   if (hooks)
     s->hooks = *hooks;
   pl__sync_init(s);

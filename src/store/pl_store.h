@@ -85,6 +85,7 @@ typedef struct pl_store_event {
 typedef struct pl_conv_state {
   char *conv;
   uint64_t last_seq, read_seq;
+  uint64_t peer_delivered, peer_read; /* the other user's watermarks (read: 0 if receipts off) */
 } pl_conv_state;
 
 typedef struct pl_store_req pl_store_req;
@@ -173,6 +174,8 @@ typedef struct pl_store_config {
   uint32_t max_batch;       /* requests per transaction */
   uint32_t sweep_ms;        /* how often expired messages are deleted */
   uint32_t commit_delay_us; /* under load, commits start at most this often (0: no pacing) */
+  int (*online)(void *ud, uint64_t device); /* set by pl_store_open from the hooks */
+  void *online_ud;
 } pl_store_config;
 
 /* The backend vtable. All calls happen on the store thread, except open and
@@ -210,6 +213,10 @@ typedef struct pl_store_hooks {
    * commit, before any post (lets the router hand a commit's pushes to each
    * loop in one go). */
   void (*deliver_end)(void *ud);
+  /* Optional, any thread: is device connected now? Receipts and read syncs
+   * for connected devices are pushed without being stored (protocol.md
+   * 11.4: a missed one is recovered from UnreadGet's watermarks). */
+  int (*online)(void *ud, uint64_t device);
   void *ud;
 } pl_store_hooks;
 

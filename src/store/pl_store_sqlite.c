@@ -57,9 +57,11 @@
 
 #define PL__SCHEMA_VERSION 4
 /* A device's last this-many accepted ids are recognised on retry (within
- * the TTL): far above any client's window of unanswered sends (libparley:
- * 512; the server reads no more than 1,024 ahead of its acks). */
-#define PL__DEDUP_WINDOW 4096u
+ * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
+ * which is also how far the server reads ahead of its commits; libparley
+ * keeps at most 512 in flight. Every Send scans this many fingerprints
+ * (4 KiB), so it is not made larger than it must be. */
+#define PL__DEDUP_WINDOW 1024u
 /* Fingerprints held in memory over all devices before the rings are
  * dropped (and reloaded on demand): ~12 bytes each. */
 #define PL__DEDUP_MEM_ENTRIES (4u << 20)
@@ -146,8 +148,11 @@ static const char pl__schema[] =
   X(EVENT_DROP, "DELETE FROM messages WHERE qid = ?1")                                                     \
   X(READS_GET, "SELECT read_seq, delivered_seq FROM reads WHERE uid = ?1 AND conv = ?2")                   \
   X(READS_PUT, "INSERT OR REPLACE INTO reads(uid, conv, read_seq, delivered_seq) VALUES(?1, ?2, ?3, ?4)")  \
-  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq FROM reads r"                              \
-            " LEFT JOIN convs c ON c.conv = r.conv WHERE r.uid = ?1 ORDER BY r.conv")                      \
+  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq, COALESCE(p.delivered_seq, 0),"            \
+            " CASE WHEN u.read_receipts AND pu.read_receipts THEN p.read_seq ELSE 0 END"                   \
+            " FROM reads r LEFT JOIN convs c ON c.conv = r.conv"                                           \
+            " LEFT JOIN reads p ON p.conv = r.conv AND p.uid != r.uid LEFT JOIN users pu ON pu.id = p.uid" \
+            " JOIN users u ON u.id = r.uid WHERE r.uid = ?1 ORDER BY r.conv")                              \
   X(BLOCKS_OF, "SELECT blocked_uid FROM blocks WHERE uid = ?1")                                            \
   X(BLOCK_ADD, "INSERT OR IGNORE INTO blocks(uid, blocked_uid) VALUES(?1, ?2)")                            \
   X(BLOCK_DEL, "DELETE FROM blocks WHERE uid = ?1 AND blocked_uid = ?2")                                   \
@@ -226,6 +231,8 @@ typedef struct pl__sq {
   pl__conv *dirty; /* convs whose counter moved in this transaction */
   pl_map reads;    /* hash(uid, conv) -> pl__read */
   pl__read *dirty_reads;
+  int (*online)(void *ud, uint64_t device);
+  void *online_ud;
   pl_map rings;   /* device id -> pl_idring of its recent client ids */
   pl_map unsaved; /* device id -> 1: its ring has entries not in dedup_rings */
   size_t ring_entries;
@@ -1147,12 +1154,55 @@ static pl_err pl__event_coalesce(pl__sq *q, int kind, const char *conv, uint64_t
   return e;
 }
 
-/* Queues an event for targets (taken over) and records it in r->out.events
- * for the deliver hook. */
+/* Records an event in r->out.events for the deliver hook (qid 0: pushed to
+ * connected devices, not stored). Takes t over. */
+static void pl__event_out(pl_store_req *r, uint64_t qid, int kind, const char *conv, uint64_t seq,
+                          const pl__user *by, uint64_t aux, uint64_t now, uint64_t *t, size_t n) {
+  r->out.events = pl_realloc(r->out.events, (r->out.nevents + 1) * sizeof *r->out.events);
+  pl_store_event *ev = &r->out.events[r->out.nevents++];
+  memset(ev, 0, sizeof *ev);
+  ev->msg.qid = qid;
+  ev->msg.kind = kind;
+  ev->msg.aux = aux;
+  ev->msg.conv = pl_strdup(conv);
+  ev->msg.seq = seq;
+  ev->msg.from = pl_strdup(by->name);
+  ev->msg.from_device = pl_strdup("");
+  ev->msg.id = pl_strdup("");
+  ev->msg.server_ts = now;
+  ev->targets = t;
+  ev->ntargets = n;
+}
+
+/* Moves the connected devices of t[0..*n) to a new array (returned, with
+ * its length in *nlive); the rest stay in t. */
+static uint64_t *pl__split_online(pl__sq *q, uint64_t *t, size_t *n, size_t *nlive) {
+  uint64_t *live = pl_malloc((*n + 1) * sizeof *live);
+  size_t keep = 0;
+  *nlive = 0;
+  for (size_t i = 0; i < *n; i++) {
+    if (q->online && q->online(q->online_ud, t[i]))
+      live[(*nlive)++] = t[i];
+    else
+      t[keep++] = t[i];
+  }
+  *n = keep;
+  return live;
+}
+
+/* An event (receipt or read sync) for targets (taken over): pushed at once
+ * to the connected ones, queued durably for the others, replacing the
+ * pending one of the same (conv, kind, by). */
 static pl_err pl__event(pl__sq *q, pl_store_req *r, int kind, const char *conv, uint64_t seq,
                         const pl__user *by, uint64_t aux, uint64_t *t, size_t n) {
   sqlite3_stmt *st = q->st[ST_MSG_INSERT];
   uint64_t now = pl_now_ms();
+  size_t nlive;
+  uint64_t *live = pl__split_online(q, t, &n, &nlive);
+  if (nlive)
+    pl__event_out(r, 0, kind, conv, seq, by, aux, now, live, nlive);
+  else
+    pl_free(live);
   pl_err e = n ? pl__event_coalesce(q, kind, conv, by->id, t, n) : PL_OK;
   if (e != PL_OK || !n) {
     pl_free(t);
@@ -1179,20 +1229,7 @@ static pl_err pl__event(pl__sq *q, pl_store_req *r, int kind, const char *conv, 
     pl_free(t);
     return e;
   }
-  r->out.events = pl_realloc(r->out.events, (r->out.nevents + 1) * sizeof *r->out.events);
-  pl_store_event *ev = &r->out.events[r->out.nevents++];
-  memset(ev, 0, sizeof *ev);
-  ev->msg.qid = qid;
-  ev->msg.kind = kind;
-  ev->msg.aux = aux;
-  ev->msg.conv = pl_strdup(conv);
-  ev->msg.seq = seq;
-  ev->msg.from = pl_strdup(by->name);
-  ev->msg.from_device = pl_strdup("");
-  ev->msg.id = pl_strdup("");
-  ev->msg.server_ts = now;
-  ev->targets = t;
-  ev->ntargets = n;
+  pl__event_out(r, qid, kind, conv, seq, by, aux, now, t, n);
   return PL_OK;
 }
 
@@ -1336,6 +1373,8 @@ static pl_err pl__unread(pl__sq *q, pl_store_req *r) {
     cs->conv = pl__col_str(st, 0);
     cs->last_seq = pl__col_u64(st, 1);
     cs->read_seq = pl__col_u64(st, 2);
+    cs->peer_delivered = pl__col_u64(st, 3);
+    cs->peer_read = pl__col_u64(st, 4);
   }
   e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
   sqlite3_reset(st);
@@ -1706,6 +1745,8 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   q->ttl_ms = cfg->ttl_ms;
   q->max_devices = cfg->max_devices;
   q->max_queue = cfg->max_queue;
+  q->online = cfg->online;
+  q->online_ud = cfg->online_ud;
   /* SQLite counts every allocation under a global mutex unless told not
    * to; we never read those counters. Only possible before the library
    * initialises, so a second store in one process keeps the first setting. */

@@ -52,23 +52,27 @@ static uint64_t next_message(int fd, uint64_t want_seq) {
 }
 
 /* The next frame must be this Receipt; returns its qid. */
-static uint64_t next_receipt(int fd, int status, const char *conv, const char *by, uint64_t seq) {
+/* queued: the device was offline when it was made (qid > 0, to be acked);
+ * else it was pushed live with qid 0. */
+static uint64_t next_receipt(int fd, int queued, int status, const char *conv, const char *by, uint64_t seq) {
   Parley__Receipt *r = tl_expect(fd, RECEIPT, T_MS);
   CHECK_EQ_I(r->status, status);
   CHECK_STR(r->conv, conv);
   CHECK_STR(r->by, by);
   CHECK_EQ_U(r->seq, seq);
-  CHECK(r->qid > 0 && r->server_ts > 0);
+  CHECK(queued ? r->qid > 0 : r->qid == 0);
+  CHECK(r->server_ts > 0);
   uint64_t qid = r->qid;
   protobuf_c_message_free_unpacked(&r->base, NULL);
   return qid;
 }
 
-static uint64_t next_read_sync(int fd, const char *conv, uint64_t seq, uint64_t unread) {
+static uint64_t next_read_sync(int fd, int queued, const char *conv, uint64_t seq, uint64_t unread) {
   Parley__ReadSync *r = tl_expect(fd, READ_SYNC, T_MS);
   CHECK_STR(r->conv, conv);
   CHECK_EQ_U(r->seq, seq);
   CHECK_EQ_U(r->unread, unread);
+  CHECK(queued ? r->qid > 0 : r->qid == 0);
   uint64_t qid = r->qid;
   protobuf_c_message_free_unpacked(&r->base, NULL);
   return qid;
@@ -97,6 +101,8 @@ static void settings_receipts(int fd, int toggle, int want) {
 }
 
 /* Unread of one conversation as UnreadGet reports it (-1 if absent). */
+static uint64_t peer_delivered, peer_read; /* of the last unread_of */
+
 static long long unread_of(int fd, const char *conv, uint64_t *read_seq) {
   Parley__UnreadGet g = PARLEY__UNREAD_GET__INIT;
   g.ref = "u1";
@@ -110,6 +116,8 @@ static long long unread_of(int fd, const char *conv, uint64_t *read_seq) {
       CHECK_EQ_U(u->convs[i]->unread, u->convs[i]->last_seq - u->convs[i]->read_seq);
       if (read_seq)
         *read_seq = u->convs[i]->read_seq;
+      peer_delivered = u->convs[i]->peer_delivered;
+      peer_read = u->convs[i]->peer_read;
     }
   protobuf_c_message_free_unpacked(&u->base, NULL);
   return n;
@@ -145,8 +153,8 @@ static void test_receipts_reach_offline_sender_once(void) {
   usleep(100 * 1000);
   mark_read(b, "alice", 3);
   a = dev_resume(ta);
-  next_receipt(a, DELIVERED, "dm:alice:bob", "bob", 3);
-  uint64_t last = next_receipt(a, READ, "dm:alice:bob", "bob", 3);
+  next_receipt(a, 1, DELIVERED, "dm:alice:bob", "bob", 3);
+  uint64_t last = next_receipt(a, 1, READ, "dm:alice:bob", "bob", 3);
   tl_expect_nothing(a, QUIET_MS);
   rc_ack(a, last);
   usleep(100 * 1000);
@@ -170,7 +178,7 @@ static void test_second_device_no_second_receipt(void) {
   uint64_t q = next_message(b, 1);
   q = next_message(b, 2);
   rc_ack(b, q);
-  next_receipt(a, DELIVERED, "dm:alice:bob", "bob", 2);
+  next_receipt(a, 0, DELIVERED, "dm:alice:bob", "bob", 2);
   q = next_message(b2, 1);
   q = next_message(b2, 2);
   rc_ack(b2, q);
@@ -195,8 +203,8 @@ static void test_read_sync_across_devices(void) {
   }
   CHECK_EQ_I(unread_of(b, "dm:alice:bob", NULL), 4);
   mark_read(b, "alice", 2);
-  next_read_sync(b2, "dm:alice:bob", 2, 2); /* live on the other device */
-  tl_expect_nothing(b, QUIET_MS);           /* not on the one that read */
+  next_read_sync(b2, 0, "dm:alice:bob", 2, 2); /* live on the other device */
+  tl_expect_nothing(b, QUIET_MS);              /* not on the one that read */
   CHECK_EQ_I(unread_of(b, "dm:alice:bob", NULL), 2);
   CHECK_EQ_I(unread_of(b2, "dm:alice:bob", NULL), 2);
   close(b);                    /* offline now */
@@ -206,14 +214,14 @@ static void test_read_sync_across_devices(void) {
   next_message(b, 2);
   next_message(b, 3);
   next_message(b, 4);
-  next_read_sync(b, "dm:alice:bob", 4, 0);
+  next_read_sync(b, 1, "dm:alice:bob", 4, 0);
   uint64_t rs;
   CHECK_EQ_I(unread_of(b, "dm:alice:bob", &rs), 0);
   CHECK_EQ_U(rs, 4);
   CHECK_EQ_I(unread_of(b2, "dm:alice:bob", NULL), 0);
   /* Alice was online all along: read receipts came live, the later one last. */
-  next_receipt(a, READ, "dm:alice:bob", "bob", 2);
-  next_receipt(a, READ, "dm:alice:bob", "bob", 4);
+  next_receipt(a, 0, READ, "dm:alice:bob", "bob", 2);
+  next_receipt(a, 0, READ, "dm:alice:bob", "bob", 4);
   /* Sending reads: Bob answers, so his unread is 0 on every device, Alice's 1. */
   send_n(b, "alice", 1, "z");
   next_message(a, 5);
@@ -221,6 +229,11 @@ static void test_read_sync_across_devices(void) {
   CHECK_EQ_I(unread_of(b, "dm:alice:bob", NULL), 0);
   CHECK_EQ_I(unread_of(b2, "dm:alice:bob", NULL), 0);
   CHECK_EQ_I(unread_of(a, "dm:alice:bob", NULL), 1);
+  /* Alice's ticks as UnreadGet reports them (what a client that missed a
+   * live receipt recovers): Bob read up to 5 (his own send), and none of his
+   * devices acked anything in this test. */
+  CHECK_EQ_U(peer_read, 5);
+  CHECK_EQ_U(peer_delivered, 0);
   close(a);
   close(b);
   close(b2);
@@ -238,13 +251,13 @@ static void test_read_receipts_off(void) {
   send_n(a, "bob", 1, "p");
   uint64_t q = next_message(b, 1);
   rc_ack(b, q);
-  next_receipt(a, DELIVERED, "dm:alice:bob", "bob", 1);
+  next_receipt(a, 0, DELIVERED, "dm:alice:bob", "bob", 1);
   mark_read(b, "alice", 1);
   tl_expect_nothing(a, QUIET_MS);
   send_n(b, "alice", 1, "q");
   q = next_message(a, 2);
   rc_ack(a, q);
-  next_receipt(b, DELIVERED, "dm:alice:bob", "alice", 2);
+  next_receipt(b, 0, DELIVERED, "dm:alice:bob", "alice", 2);
   mark_read(a, "bob", 2);
   tl_expect_nothing(b, QUIET_MS); /* off: Bob sees no read receipts from others either */
   settings_receipts(b, PARLEY__TOGGLE__TOGGLE_ON, 1);
