@@ -217,6 +217,79 @@ static void messages(void) {
   un_max.convs = csp;
   put_variants("fuzz_msg_unread", &un, &un_max);
 
+  char *names[3] = {"alice", "bob", longstr};
+  Parley__Contacts ct = PARLEY__CONTACTS__INIT, ct_max = PARLEY__CONTACTS__INIT;
+  ct.ref = "c";
+  ct.op = PARLEY__CONTACT_OP__CONTACT_ADD;
+  ct.user = "bob";
+  ct_max.ref = longstr;
+  ct_max.op = (Parley__ContactOp)INT32_MAX;
+  ct_max.user = utf8;
+  put_variants("fuzz_msg_contacts", &ct, &ct_max);
+
+  Parley__ContactList cl = PARLEY__CONTACT_LIST__INIT, cl_max = PARLEY__CONTACT_LIST__INIT;
+  cl.ref = "c";
+  cl.n_users = 2;
+  cl.users = names;
+  cl_max.ref = longstr;
+  cl_max.n_users = 3;
+  cl_max.users = names;
+  put_variants("fuzz_msg_contact_list", &cl, &cl_max);
+
+  Parley__Block bl = PARLEY__BLOCK__INIT, bl_max = PARLEY__BLOCK__INIT;
+  bl.ref = "b";
+  bl.user = "bob";
+  bl.blocked = 1;
+  bl_max.ref = longstr;
+  bl_max.user = utf8;
+  bl_max.blocked = 1;
+  put_variants("fuzz_msg_block", &bl, &bl_max);
+
+  Parley__PresenceSubscribe ps = PARLEY__PRESENCE_SUBSCRIBE__INIT, ps_max = PARLEY__PRESENCE_SUBSCRIBE__INIT;
+  ps.ref = "p";
+  ps.n_users = 2;
+  ps.users = names;
+  ps_max.ref = longstr;
+  ps_max.n_users = 3;
+  ps_max.users = names;
+  put_variants("fuzz_msg_presence_subscribe", &ps, &ps_max);
+
+  Parley__PresenceGet pg = PARLEY__PRESENCE_GET__INIT, pg_max = PARLEY__PRESENCE_GET__INIT;
+  pg.ref = "g";
+  pg.user = "bob";
+  pg_max.ref = longstr;
+  pg_max.user = utf8;
+  put_variants("fuzz_msg_presence_get", &pg, &pg_max);
+
+  Parley__Presence pr = PARLEY__PRESENCE__INIT, pr_max = PARLEY__PRESENCE__INIT;
+  pr.user = "bob";
+  pr.visible = 1;
+  pr.last_seen = 1700000000999ull;
+  pr_max.ref = longstr;
+  pr_max.user = utf8;
+  pr_max.visible = 1;
+  pr_max.online = 1;
+  pr_max.last_seen = UINT64_MAX;
+  put_variants("fuzz_msg_presence", &pr, &pr_max);
+
+  Parley__Typing ty = PARLEY__TYPING__INIT, ty_max = PARLEY__TYPING__INIT;
+  ty.to = "bob";
+  ty.typing = 1;
+  ty_max.to = utf8;
+  ty_max.typing = 1;
+  put_variants("fuzz_msg_typing", &ty, &ty_max);
+
+  Parley__TypingEvent te = PARLEY__TYPING_EVENT__INIT, te_max = PARLEY__TYPING_EVENT__INIT;
+  te.from = "alice";
+  te.conv = "dm:alice:bob";
+  te.typing = 1;
+  te.expires_ms = 6000;
+  te_max.from = utf8;
+  te_max.conv = longstr;
+  te_max.typing = 1;
+  te_max.expires_ms = UINT32_MAX;
+  put_variants("fuzz_msg_typing_event", &te, &te_max);
+
   Parley__Welcome wel = PARLEY__WELCOME__INIT, wel_max = PARLEY__WELCOME__INIT;
   wel.version = 1;
   wel.server_ts = 1700000000456ull;

@@ -7,6 +7,7 @@
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
 #include "pl_auth.h"
+#include "pl_filter.h"
 #include "pl_presence.h"
 
 #define PL__MAX_PEND 4096 /* pushes held while a fetch is in flight */
@@ -17,6 +18,8 @@ struct pl_core {
   pl_store *store;
   pl_router *router;
   pl_presence *presence;
+  pthread_mutex_t filter_mu; /* guards filter (the pointer, not its use) */
+  pl_filter *filter;
   pl_conn_handler handler;
   atomic_uint_fast64_t conns_open, conns_total, frames_in, messages_out, sends, errors;
 };
@@ -56,6 +59,7 @@ typedef struct pl__sreq {
   char *pwhash;
   uint64_t uid; /* login: the user found by GET_USER */
   char token[PL_AUTH_TOKEN_MAX];
+  uint8_t *masked; /* Send: the body with filtered words masked */
 } pl__sreq;
 
 typedef struct pl__work {
@@ -145,6 +149,7 @@ static void pl__sreq_free(pl__sreq *sr) {
   if (sr->msg)
     protobuf_c_message_free_unpacked(sr->msg, NULL);
   pl_free(sr->pwhash);
+  pl_free(sr->masked);
   pl_free(sr);
   pl__unref(s);
 }
@@ -486,6 +491,18 @@ static void pl__send_done(pl_store_req *req) {
   pl__sreq_free(sr);
 }
 
+/* The word filter, on the loop thread (in parallel, not on the store's). */
+static pl_filter_result pl__filter(pl_session *s, const Parley__Send *m, uint8_t **masked, size_t *len) {
+  pthread_mutex_lock(&s->core->filter_mu);
+  pl_filter *f = pl_filter_ref(s->core->filter);
+  pthread_mutex_unlock(&s->core->filter_mu);
+  if (!f)
+    return PL_FILTER_PASS;
+  pl_filter_result r = pl_filter_check(f, m->body.data, m->body.len, masked, len);
+  pl_filter_unref(f);
+  return r;
+}
+
 static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
   Parley__Send *m = (Parley__Send *)msg;
   size_t idlen = strlen(m->id);
@@ -499,15 +516,23 @@ static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
     protobuf_c_message_free_unpacked(msg, NULL);
     return 0;
   }
+  uint8_t *masked = NULL;
+  size_t masked_len = 0;
+  if (pl__filter(s, m, &masked, &masked_len) == PL_FILTER_REJECT) {
+    pl__error(s, PL_ERR_FILTERED, m->id);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
   pl__sreq *sr = pl__sreq_new(s, PL_STORE_SEND, msg, pl__send_done);
+  sr->masked = masked;
   sr->req.in.user_id = s->user_id;
   sr->req.in.user = s->user;
   sr->req.in.device_id = s->device_id;
   sr->req.in.device_name = s->device;
   sr->req.in.peer = m->to;
   sr->req.in.client_id = m->id;
-  sr->req.in.body = m->body.data;
-  sr->req.in.body_len = m->body.len;
+  sr->req.in.body = masked ? masked : m->body.data;
+  sr->req.in.body_len = masked ? masked_len : m->body.len;
   sr->req.in.client_ts = m->client_ts;
   atomic_fetch_add_explicit(&s->core->sends, 1, memory_order_relaxed);
   pl__submit(sr);
@@ -1000,6 +1025,7 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
   static const pl_router_sink sink = {.push = pl__push, .kick = pl__kick};
   core->router = pl_router_local_new(nloops, &sink);
   core->presence = pl_presence_new(core->router, cfg->presence_grace_ms);
+  pthread_mutex_init(&core->filter_mu, NULL);
   core->handler = (pl_conn_handler){
       .on_open = pl__on_open,
       .on_frame = pl__on_frame,
@@ -1025,7 +1051,17 @@ void pl_core_set_store(pl_core *core, pl_store *store) { core->store = store; }
 const pl_conn_handler *pl_core_handler(pl_core *core) { return &core->handler; }
 pl_router *pl_core_router(pl_core *core) { return core->router; }
 
+void pl_core_set_filter(pl_core *core, pl_filter *f) {
+  pthread_mutex_lock(&core->filter_mu);
+  pl_filter *old = core->filter;
+  core->filter = f;
+  pthread_mutex_unlock(&core->filter_mu);
+  pl_filter_unref(old);
+}
+
 void pl_core_free(pl_core *core) {
+  pl_filter_unref(core->filter);
+  pthread_mutex_destroy(&core->filter_mu);
   pl_presence_free(core->presence);
   core->router->ops->free(core->router);
   pl_free(core);

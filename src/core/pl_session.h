@@ -20,6 +20,7 @@
 
 #include "../net/pl_conn.h"
 #include "../store/pl_store.h"
+#include "pl_filter.h"
 #include "pl_router.h"
 
 typedef struct pl_core_config {
@@ -49,6 +50,10 @@ void pl_core_set_store(pl_core *core, pl_store *store);
 const pl_conn_handler *pl_core_handler(pl_core *core);
 pl_router *pl_core_router(pl_core *core);
 void pl_core_free(pl_core *core);
+/* Replaces the sensitive-word filter every Send is checked with (takes the
+ * caller's reference; NULL: none). Any thread; checks in progress finish
+ * with the old one. */
+void pl_core_set_filter(pl_core *core, pl_filter *f);
 
 /* Counters (approximate, relaxed atomics) for logs and metrics. */
 typedef struct pl_core_stats {

@@ -17,6 +17,7 @@
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
 #include "core/pl_auth.h"
+#include "core/pl_filter.h"
 #include "core/pl_session.h"
 #include "net/pl_tcp.h"
 #include "pl_config.h"
@@ -94,6 +95,28 @@ static void pl__post_all(pl_server *srv, void (*fn)(pl_task *), pl__loop_task **
   }
 }
 
+/* Loads the word list into the core; on failure the old list stays. */
+static int pl__load_filter(pl_server *srv) {
+  char why[300] = "";
+  pl_filter *f = NULL;
+  if (!srv->cfg.filter_words[0])
+    return 0;
+  if (pl_filter_load(srv->cfg.filter_words, &f, why, sizeof why) != PL_OK) {
+    pl_error("filter-words %s: %s", srv->cfg.filter_words, why);
+    return -1;
+  }
+  pl_info("filter-words %s: %zu entries", srv->cfg.filter_words, pl_filter_count(f));
+  pl_core_set_filter(srv->core, f);
+  return 0;
+}
+
+static void pl__on_hup(uv_signal_t *h, int signum) {
+  (void)signum;
+  pl_server *srv = h->data;
+  if (pl__load_filter(srv) != 0)
+    pl_warn("filter-words: keeping the list in use");
+}
+
 static void pl__on_signal(uv_signal_t *h, int signum) {
   pl_info("received %s: shutting down", strsignal(signum));
   uv_stop(h->loop);
@@ -123,6 +146,8 @@ static pl_err pl__start(pl_server *srv) {
   pl_core_config cc;
   pl__core_config(c, &cc);
   srv->core = pl_core_new(&cc, srv->nloops);
+  if (pl__load_filter(srv) != 0)
+    return PL_ERR_CONFIG;
   pl_store_config sc = {.dir = c->data,
                         .durable = c->durable,
                         .ttl_ms = c->ttl_s * 1000u,
@@ -199,11 +224,14 @@ int main(int argc, char **argv) {
 
   uv_loop_t main_loop;
   uv_loop_init(&main_loop);
-  uv_signal_t sigs[2];
+  uv_signal_t sigs[3];
   uv_signal_init(&main_loop, &sigs[0]);
   uv_signal_init(&main_loop, &sigs[1]);
+  uv_signal_init(&main_loop, &sigs[2]);
   uv_signal_start(&sigs[0], pl__on_signal, SIGTERM);
   uv_signal_start(&sigs[1], pl__on_signal, SIGINT);
+  sigs[2].data = &srv;
+  uv_signal_start(&sigs[2], pl__on_hup, SIGHUP); /* reload the word list */
 
   if (pl__start(&srv) != PL_OK) {
     /* Nothing was served: close the store (it may hold no work) and leave. */
@@ -215,6 +243,7 @@ int main(int argc, char **argv) {
   pl__shutdown(&srv);
   uv_close((uv_handle_t *)&sigs[0], NULL);
   uv_close((uv_handle_t *)&sigs[1], NULL);
+  uv_close((uv_handle_t *)&sigs[2], NULL);
   uv_run(&main_loop, UV_RUN_DEFAULT);
   uv_loop_close(&main_loop);
   pl_info("parleyd stopped");

@@ -18,6 +18,9 @@ typedef struct pl__opt {
 #define OFF(f) offsetof(pl_config, f)
 static const pl__opt pl__opts[] = {
     {"data", "DIR", "data directory (created if missing; default ./data)", T_STR, OFF(data), 512},
+    {"filter-words", "FILE",
+     "sensitive-word list: one word or phrase per line, optionally TAB reject|mask; reloaded on SIGHUP",
+     T_STR, OFF(filter_words), 512},
     {"listen", "HOST:PORT", "native protocol listener (default 127.0.0.1:7700)", T_LISTEN, 0, 0},
     {"threads", "N", "event-loop threads (default: number of CPUs)", T_INT, OFF(threads), 0},
     {"durability", "fsync|process",

@@ -11,6 +11,7 @@
 
 typedef struct pl_config {
   char data[512];
+  char filter_words[512]; /* sensitive-word list file; "" = none */
   char listen_host[64];
   int listen_port;
   int threads;
