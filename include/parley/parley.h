@@ -58,13 +58,15 @@ extern "C" {
 #define PARLEY_E_QUEUE_FULL (-27)
 #define PARLEY_E_ALREADY_AUTHENTICATED (-28)
 #define PARLEY_E_INTERNAL (-29)
+#define PARLEY_E_BLOCKED (-30)  /* the recipient blocked you: not stored */
+#define PARLEY_E_FILTERED (-31) /* the text has a word the server refuses: not stored */
 /* Local error codes. */
-#define PARLEY_E_CONNECT (-100)   /* cannot reach the server */
-#define PARLEY_E_TIMEOUT (-101)   /* no answer in time */
-#define PARLEY_E_CLOSED (-102)    /* the connection closed */
-#define PARLEY_E_PROTOCOL (-103)  /* the server sent something we cannot parse */
-#define PARLEY_E_STATE (-104)     /* call not valid now (e.g. send before auth) */
-#define PARLEY_E_ARG (-105)       /* bad argument to a library call */
+#define PARLEY_E_CONNECT (-100)  /* cannot reach the server */
+#define PARLEY_E_TIMEOUT (-101)  /* no answer in time */
+#define PARLEY_E_CLOSED (-102)   /* the connection closed */
+#define PARLEY_E_PROTOCOL (-103) /* the server sent something we cannot parse */
+#define PARLEY_E_STATE (-104)    /* call not valid now (e.g. send before auth) */
+#define PARLEY_E_ARG (-105)      /* bad argument to a library call */
 
 /* Returns a short message for any code above; never NULL. */
 const char *parley_strerror(int code);
@@ -88,18 +90,53 @@ typedef struct parley_message {
   const char *id;          /* sender's client message id */
   const uint8_t *body;     /* message bytes (text is UTF-8, not NUL-terminated) */
   size_t body_len;
-  uint64_t client_ts;      /* sender's (corrected) clock, ms since the epoch */
-  uint64_t server_ts;      /* server clock at commit, ms since the epoch */
+  uint64_t client_ts; /* sender's (corrected) clock, ms since the epoch */
+  uint64_t server_ts; /* server clock at commit, ms since the epoch */
 } parley_message;
 
 /* The server's ack of a sent message. Pointers valid during the callback. */
 typedef struct parley_send_ack {
-  const char *id;     /* the client message id */
+  const char *id; /* the client message id */
   const char *conv;
   uint64_t seq;
   uint64_t server_ts;
-  int duplicate;      /* the server had committed this id before */
+  int duplicate; /* the server had committed this id before */
 } parley_send_ack;
+
+/* Conversation events (docs/protocol.md 11.4-11.7). Pointers are valid
+ * during the callback only. Queued events (qid > 0: the device was offline
+ * when they were made) are filtered and acknowledged like messages; live
+ * ones have qid 0. */
+typedef enum parley_event_type {
+  PARLEY_EV_RECEIPT = 1,   /* user's devices got (status 1) / user read (2) conv up to seq */
+  PARLEY_EV_READ_SYNC = 2, /* another device of yours read conv up to seq; unread left */
+  PARLEY_EV_PRESENCE = 3,  /* user is online or not (visible 0: you may not see) */
+  PARLEY_EV_TYPING = 4,    /* user types in conv (typing 0: stopped) */
+} parley_event_type;
+
+#define PARLEY_RECEIPT_DELIVERED 1
+#define PARLEY_RECEIPT_READ 2
+
+typedef struct parley_event {
+  parley_event_type type;
+  uint64_t qid;
+  const char *conv; /* RECEIPT, READ_SYNC, TYPING */
+  const char *user; /* RECEIPT: by; PRESENCE: whose; TYPING: from */
+  int status;       /* RECEIPT: PARLEY_RECEIPT_* */
+  uint64_t seq;     /* RECEIPT, READ_SYNC: watermark */
+  uint64_t unread;  /* READ_SYNC */
+  int visible, online;
+  uint64_t last_seen;  /* PRESENCE: ms since the epoch, 0 if hidden or online */
+  int typing;          /* TYPING */
+  uint32_t expires_ms; /* TYPING: treat as stopped after this long */
+  uint64_t server_ts;
+} parley_event;
+
+/* A user's presence as parley_presence_wait reports it. */
+typedef struct parley_presence {
+  int visible, online;
+  uint64_t last_seen;
+} parley_presence;
 
 typedef enum parley_state {
   PARLEY_STATE_DISCONNECTED = 0,
@@ -117,20 +154,22 @@ typedef struct parley_callbacks {
   void (*on_send_error)(parley *c, const char *id, int code, const char *message, void *ud);
   /* The connection state changed; err is the reason for a disconnect (or 0). */
   void (*on_state)(parley *c, parley_state state, int err, void *ud);
+  /* A receipt, read sync, presence or typing event. */
+  void (*on_event)(parley *c, const parley_event *e, void *ud);
 } parley_callbacks;
 
 typedef struct parley_options {
-  const char *host;             /* default "127.0.0.1" */
-  int port;                     /* default 7700 */
-  parley_kind kind;             /* default PARLEY_KIND_BOT */
-  const char *client_name;      /* sent in Hello; default "libparley/<version>" */
-  int auto_ack;                 /* default 1 (see above); set -1 for "off" */
-  int auto_reconnect;           /* default 1; set -1 for "off" */
-  int reconnect_min_ms;         /* default 200 */
-  int reconnect_max_ms;         /* default 10000 */
-  int request_timeout_ms;       /* blocking calls' timeout; default 10000 */
+  const char *host;        /* default "127.0.0.1" */
+  int port;                /* default 7700 */
+  parley_kind kind;        /* default PARLEY_KIND_BOT */
+  const char *client_name; /* sent in Hello; default "libparley/<version>" */
+  int auto_ack;            /* default 1 (see above); set -1 for "off" */
+  int auto_reconnect;      /* default 1; set -1 for "off" */
+  int reconnect_min_ms;    /* default 200 */
+  int reconnect_max_ms;    /* default 10000 */
+  int request_timeout_ms;  /* blocking calls' timeout; default 10000 */
   parley_callbacks cb;
-  void *ud;                     /* passed to every callback */
+  void *ud; /* passed to every callback */
 } parley_options;
 
 /* Creates a handle (not connected). opt may be NULL for all defaults; it is
@@ -169,6 +208,25 @@ int parley_send_wait(parley *c, const char *id, const char *peer, const void *bo
 
 /* Acknowledges every delivered message with qid <= upto (for auto_ack off). */
 int parley_ack(parley *c, uint64_t upto);
+
+/* Requests on an authenticated handle that block (running parley_run) until
+ * the server answers or timeout_ms (<= 0: request_timeout_ms) passes. They
+ * return PARLEY_OK or a negative code (the server's Error, or a local one). */
+
+/* Marks the conversation with peer read up to seq. */
+int parley_mark_read_wait(parley *c, const char *peer, uint64_t seq, int timeout_ms);
+/* Contacts: op 0 list, 1 add user, 2 remove user. *names (sorted, NULL
+ * terminated; free with parley_free_names) gets the list after the request. */
+int parley_contacts_wait(parley *c, int op, const char *user, char ***names, int timeout_ms);
+void parley_free_names(char **names);
+/* Blocks (blocked 1) or unblocks (0) user. */
+int parley_block_wait(parley *c, const char *user, int blocked, int timeout_ms);
+/* One user's presence now. */
+int parley_presence_wait(parley *c, const char *user, parley_presence *out, int timeout_ms);
+/* Follows these users' presence (replaces the set): PARLEY_EV_PRESENCE events. */
+int parley_subscribe_wait(parley *c, const char *const *users, size_t n, int timeout_ms);
+/* Tells peer's devices that you type (typing 1) or stopped (0); no answer. */
+int parley_typing(parley *c, const char *peer, int typing);
 
 /* Does all pending work: reads and dispatches frames, flushes the outbox and
  * acks, sends heartbeats, reconnects. Waits up to timeout_ms for the socket

@@ -146,3 +146,62 @@ void cli_json_send_ack(pl_bytes *out, const parley_send_ack *a) {
   cli__u64(out, a->server_ts);
   pl_bytes_append(out, "}\n", 2);
 }
+
+static void cli__bool(pl_bytes *out, int v) { pl_bytes_append(out, v ? "true" : "false", v ? 4 : 5); }
+
+void cli_json_presence(pl_bytes *out, const char *user, int online, uint64_t last_seen) {
+  pl_bytes_append(out, "{", 1);
+  cli__key(out, "user", 1);
+  cli_json_cstr(out, user);
+  cli__key(out, "online", 0);
+  cli__bool(out, online);
+  cli__key(out, "last_seen", 0);
+  if (last_seen)
+    cli__u64(out, last_seen);
+  else
+    pl_bytes_append(out, "null", 4);
+  pl_bytes_append(out, "}\n", 2);
+}
+
+void cli_json_event(pl_bytes *out, const parley_event *e) {
+  if (e->type == PARLEY_EV_PRESENCE) {
+    /* the presence object with "type" first */
+    static const char head[] = "{\"type\":\"presence\",";
+    pl_bytes_append(out, head, sizeof head - 1);
+    pl_bytes line = {0};
+    cli_json_presence(&line, e->user, e->online, e->last_seen);
+    pl_bytes_append(out, line.p + 1, line.len - 1);
+    pl_bytes_free(&line);
+    return;
+  }
+  pl_bytes_append(out, "{", 1);
+  cli__key(out, "type", 1);
+  if (e->type == PARLEY_EV_RECEIPT) {
+    cli_json_cstr(out, "receipt");
+    cli__key(out, "status", 0);
+    cli_json_cstr(out, e->status == PARLEY_RECEIPT_READ ? "read" : "delivered");
+    cli__key(out, "conv", 0);
+    cli_json_cstr(out, e->conv);
+    cli__key(out, "by", 0);
+    cli_json_cstr(out, e->user);
+    cli__key(out, "seq", 0);
+    cli__u64(out, e->seq);
+  } else if (e->type == PARLEY_EV_READ_SYNC) {
+    cli_json_cstr(out, "read_sync");
+    cli__key(out, "conv", 0);
+    cli_json_cstr(out, e->conv);
+    cli__key(out, "seq", 0);
+    cli__u64(out, e->seq);
+    cli__key(out, "unread", 0);
+    cli__u64(out, e->unread);
+  } else {
+    cli_json_cstr(out, "typing");
+    cli__key(out, "user", 0);
+    cli_json_cstr(out, e->user);
+    cli__key(out, "conv", 0);
+    cli_json_cstr(out, e->conv);
+    cli__key(out, "typing", 0);
+    cli__bool(out, e->typing);
+  }
+  pl_bytes_append(out, "}\n", 2);
+}

@@ -39,5 +39,13 @@ void cli_text_safe(pl_bytes *out, const void *p, size_t n);
 void cli_json_message(pl_bytes *out, const parley_message *m);
 /* One line, newline included: {"id":..,"conv":..,"seq":N,"server_ts":MS} */
 void cli_json_send_ack(pl_bytes *out, const parley_send_ack *a);
+/* A receipt, read sync, presence or typing event as one JSON line:
+ * {"type":"receipt","status":"delivered"|"read","conv":..,"by":..,"seq":N}
+ * {"type":"read_sync","conv":..,"seq":N,"unread":N}
+ * {"type":"presence","user":..,"online":B,"last_seen":MS|null}
+ * {"type":"typing","user":..,"conv":..,"typing":B} */
+void cli_json_event(pl_bytes *out, const parley_event *e);
+/* {"user":..,"online":B,"last_seen":MS|null} (last_seen null when unknown or hidden). */
+void cli_json_presence(pl_bytes *out, const char *user, int online, uint64_t last_seen);
 
 #endif

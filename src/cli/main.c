@@ -45,34 +45,45 @@ typedef struct cli {
 } cli;
 
 static void usage(FILE *out) {
-  fputs("usage: parley [--server HOST:PORT] [--user NAME] [--password PW] [--device NAME] COMMAND\n"
-        "\n"
-        "commands:\n"
-        "  register                    create the account (and its first device)\n"
-        "  send [--id ID] PEER TEXT    send TEXT to PEER; once the server has acked, print\n"
-        "                              {\"id\":\"..\",\"conv\":\"..\",\"seq\":N,\"server_ts\":MS}\n"
-        "                              (the same --id again prints the same seq: no second copy)\n"
-        "  recv [--wait S] [--no-ack]  print each pending message as one JSON line, then acknowledge\n"
-        "                              them (unless --no-ack); exit after S seconds without a\n"
-        "                              message (default 1, fractions allowed):\n"
-        "                              {\"type\":\"message\",\"from\":..,\"conv\":..,\"seq\":N,\"id\":..,\n"
-        "                               \"text\":..,\"client_ts\":MS,\"server_ts\":MS}\n"
-        "  chat PEER                   send each line of standard input to PEER and print incoming\n"
-        "                              messages as \"sender: text\"; end of input (Ctrl-D) quits\n"
-        "  logout                      revoke this device's session on the server\n"
-        "\n"
-        "options (each may come from the environment instead; options win):\n"
-        "  --server HOST:PORT   PARLEY_SERVER     default 127.0.0.1:7700\n"
-        "  --user NAME          PARLEY_USER\n"
-        "  --password PW        PARLEY_PASSWORD\n"
-        "  --device NAME        PARLEY_DEVICE     default \"default\"\n"
-        "  -h, --help           print this help;  --version  print the version\n"
-        "Options also take the form --name=value. \"--\" ends the options (for a TEXT that\n"
-        "starts with \"--\"). Text that is not valid UTF-8 is shown with U+FFFD for each bad byte.\n"
-        "\n"
-        "exit status: 0 success, 1 other error, 2 bad usage, 3 server unreachable or connection\n"
-        "lost, 4 authentication refused, 5 message refused by the server\n",
-        out);
+  fputs(
+      "usage: parley [--server HOST:PORT] [--user NAME] [--password PW] [--device NAME] COMMAND\n"
+      "\n"
+      "commands:\n"
+      "  register                    create the account (and its first device)\n"
+      "  send [--id ID] PEER TEXT    send TEXT to PEER; once the server has acked, print\n"
+      "                              {\"id\":\"..\",\"conv\":\"..\",\"seq\":N,\"server_ts\":MS}\n"
+      "                              (the same --id again prints the same seq: no second copy)\n"
+      "  recv [--wait S] [--no-ack]  print each pending message as one JSON line, then acknowledge\n"
+      "                              them (unless --no-ack); exit after S seconds without a\n"
+      "                              message (default 1, fractions allowed):\n"
+      "                              {\"type\":\"message\",\"from\":..,\"conv\":..,\"seq\":N,\"id\":..,\n"
+      "                               \"text\":..,\"client_ts\":MS,\"server_ts\":MS}\n"
+      "  chat PEER                   send each line of standard input to PEER and print incoming\n"
+      "                              messages as \"sender: text\"; end of input (Ctrl-D) quits\n"
+      "                              and, the same way, receipts, read syncs, presence and typing:\n"
+      "                              "
+      "{\"type\":\"receipt\",\"status\":\"delivered\"|\"read\",\"conv\":..,\"by\":..,\"seq\":N}\n"
+      "                              {\"type\":\"read_sync\",\"conv\":..,\"seq\":N,\"unread\":N}\n"
+      "                              {\"type\":\"presence\",\"user\":..,\"online\":B,\"last_seen\":MS|null}\n"
+      "  read PEER SEQ               mark the conversation with PEER read up to SEQ\n"
+      "  presence PEER               print {\"user\":..,\"online\":B,\"last_seen\":MS|null}\n"
+      "  contacts [add|remove NAME]  change and print the contact list {\"contacts\":[..]}\n"
+      "  block NAME / unblock NAME   refuse (or accept again) messages from NAME\n"
+      "  typing PEER                 tell PEER's devices you are typing\n"
+      "  logout                      revoke this device's session on the server\n"
+      "\n"
+      "options (each may come from the environment instead; options win):\n"
+      "  --server HOST:PORT   PARLEY_SERVER     default 127.0.0.1:7700\n"
+      "  --user NAME          PARLEY_USER\n"
+      "  --password PW        PARLEY_PASSWORD\n"
+      "  --device NAME        PARLEY_DEVICE     default \"default\"\n"
+      "  -h, --help           print this help;  --version  print the version\n"
+      "Options also take the form --name=value. \"--\" ends the options (for a TEXT that\n"
+      "starts with \"--\"). Text that is not valid UTF-8 is shown with U+FFFD for each bad byte.\n"
+      "\n"
+      "exit status: 0 success, 1 other error, 2 bad usage, 3 server unreachable or connection\n"
+      "lost, 4 authentication refused, 5 refused by the server (unknown peer, blocked, filtered, ...)\n",
+      out);
 }
 
 #if defined(__GNUC__)
@@ -117,6 +128,9 @@ static int cli_error(const cli *o, int err, const char *peer) {
     return cli_fail(CLI_EXIT_REFUSED, "'%s' has too many undelivered messages (queue full); try later",
                     peer ? peer : "?");
   case PARLEY_E_INTERNAL: return cli_fail(CLI_EXIT_ERR, "server error; try again later");
+  case PARLEY_E_BLOCKED:
+    return cli_fail(CLI_EXIT_REFUSED, "'%s' does not accept your messages", peer ? peer : "?");
+  case PARLEY_E_FILTERED: return cli_fail(CLI_EXIT_REFUSED, "message refused: it contains a filtered word");
   default: return cli_fail(CLI_EXIT_ERR, "%s", parley_strerror(err));
   }
 }
@@ -244,13 +258,19 @@ static int cli_check(cli *o) {
               {"send", 2, " PEER TEXT"},
               {"recv", 0, ""},
               {"chat", 1, " PEER"},
-              {"logout", 0, ""}};
+              {"logout", 0, ""},
+              {"read", 2, " PEER SEQ"},
+              {"presence", 1, " PEER"},
+              {"block", 1, " NAME"},
+              {"unblock", 1, " NAME"},
+              {"typing", 1, " PEER"},
+              {"contacts", -1, " [add|remove NAME]"}};
   size_t k = 0;
   while (k < sizeof cmds / sizeof cmds[0] && strcmp(cmds[k].cmd, o->cmd) != 0)
     k++;
   if (k == sizeof cmds / sizeof cmds[0])
     return cli_fail(CLI_EXIT_USAGE, "unknown command '%s' (see parley --help)", o->cmd);
-  if (o->npos != cmds[k].npos)
+  if (cmds[k].npos < 0 ? (o->npos != 0 && o->npos != 2) : o->npos != cmds[k].npos)
     return cli_fail(CLI_EXIT_USAGE, "usage: parley %s%s", o->cmd, cmds[k].args);
   if (o->id && strcmp(o->cmd, "send") != 0)
     return cli_fail(CLI_EXIT_USAGE, "--id is an option of 'send'");
@@ -357,6 +377,69 @@ static int cmd_send(const cli *o) {
   return status;
 }
 
+/* ---- read, presence, contacts, block, typing ---------------------------- */
+
+/* Prints a finished line; the exit status. */
+static int cli_done(parley *c, pl_bytes *out) {
+  int status = cli_print(out) == 0 ? CLI_EXIT_OK : cli_fail(CLI_EXIT_ERR, "cannot write to standard output");
+  pl_bytes_free(out);
+  parley_free(c);
+  return status;
+}
+
+static int cmd_state(const cli *o) {
+  const char *name = o->npos ? o->pos[o->npos == 2 && !strcmp(o->cmd, "contacts") ? 1 : 0] : NULL;
+  pl_bytes out = {0};
+  parley *c;
+  char **names = NULL;
+  int rc = 0;
+  uint64_t seq = 0;
+  if (!strcmp(o->cmd, "read")) {
+    char *end;
+    seq = strtoull(o->pos[1], &end, 10);
+    if (end == o->pos[1] || *end)
+      return cli_fail(CLI_EXIT_USAGE, "SEQ must be a number, not '%s'", o->pos[1]);
+  }
+  int op = 0;
+  if (!strcmp(o->cmd, "contacts") && o->npos) {
+    op = !strcmp(o->pos[0], "add") ? 1 : !strcmp(o->pos[0], "remove") ? 2 : -1;
+    if (op < 0)
+      return cli_fail(CLI_EXIT_USAGE, "usage: parley contacts [add|remove NAME]");
+  }
+  if ((rc = cli_open(o, &c, NULL, NULL, 0)) != 0)
+    return rc;
+  if (!strcmp(o->cmd, "read")) {
+    rc = parley_mark_read_wait(c, name, seq, CLI_TIMEOUT_MS);
+    pl_bytes_append(&out, "{\"ok\":true}\n", 12);
+  } else if (!strcmp(o->cmd, "presence")) {
+    parley_presence p = {0};
+    rc = parley_presence_wait(c, name, &p, CLI_TIMEOUT_MS);
+    cli_json_presence(&out, name, p.online, p.last_seen);
+  } else if (!strcmp(o->cmd, "block") || !strcmp(o->cmd, "unblock")) {
+    rc = parley_block_wait(c, name, o->cmd[0] == 'b', CLI_TIMEOUT_MS);
+    pl_bytes_append(&out, "{\"ok\":true}\n", 12);
+  } else if (!strcmp(o->cmd, "typing")) {
+    rc = parley_typing(c, name, 1); /* sent when the handle closes, below */
+    pl_bytes_append(&out, "{\"ok\":true}\n", 12);
+  } else {
+    rc = parley_contacts_wait(c, op, name, &names, CLI_TIMEOUT_MS);
+    pl_bytes_append(&out, "{\"contacts\":[", 13);
+    for (size_t i = 0; names && names[i]; i++) {
+      if (i)
+        pl_bytes_append(&out, ",", 1);
+      cli_json_cstr(&out, names[i]);
+    }
+    pl_bytes_append(&out, "]}\n", 3);
+    parley_free_names(names);
+  }
+  if (rc != PARLEY_OK) {
+    pl_bytes_free(&out);
+    parley_free(c);
+    return cli_error(o, rc, name);
+  }
+  return cli_done(c, &out);
+}
+
 /* ---- recv --------------------------------------------------------------- */
 
 typedef struct cli_recv {
@@ -379,6 +462,18 @@ static void recv_on_message(parley *c, const parley_message *m, void *ud) {
  * recv commits after every pass that brought messages (a pass reads at most
  * about a megabyte), so a long drain is acked as it goes and an interrupted
  * one is redelivered from about where it stopped. */
+/* Receipts, read syncs, presence and typing: printed like messages; a
+ * queued one (qid > 0) is acked with them. */
+static void recv_on_event(parley *c, const parley_event *e, void *ud) {
+  (void)c;
+  cli_recv *r = ud;
+  cli_json_event(&r->out, e);
+  if (e->qid)
+    r->last_qid = e->qid;
+  r->last_event = pl_mono_ms();
+  r->unflushed++;
+}
+
 static int recv_commit(const cli *o, parley *c, cli_recv *r) {
   if (cli_print(&r->out) != 0)
     return cli_fail(CLI_EXIT_ERR, "cannot write to standard output (messages not acknowledged)");
@@ -398,7 +493,7 @@ static int cmd_recv(const cli *o) {
   }
   uint64_t quiet_ms = (uint64_t)(wait_s * 1000.0 + 0.5);
   cli_recv r = {0};
-  parley_callbacks cb = {.on_message = recv_on_message};
+  parley_callbacks cb = {.on_message = recv_on_message, .on_event = recv_on_event};
   parley *c;
   int status = cli_open(o, &c, &cb, &r, 0);
   if (status)
@@ -576,6 +671,9 @@ int main(int argc, char **argv) {
     return cmd_send(&o);
   if (!strcmp(o.cmd, "recv"))
     return cmd_recv(&o);
+  if (!strcmp(o.cmd, "read") || !strcmp(o.cmd, "presence") || !strcmp(o.cmd, "contacts") ||
+      !strcmp(o.cmd, "block") || !strcmp(o.cmd, "unblock") || !strcmp(o.cmd, "typing"))
+    return cmd_state(&o);
   if (!strcmp(o.cmd, "chat"))
     return cmd_chat(&o);
   return cmd_logout(&o);

@@ -32,6 +32,8 @@ const char *parley_strerror(int code) {
   case PARLEY_E_QUEUE_FULL: return "recipient queue full";
   case PARLEY_E_ALREADY_AUTHENTICATED: return "already authenticated";
   case PARLEY_E_INTERNAL: return "internal server error";
+  case PARLEY_E_BLOCKED: return "the recipient does not accept messages from you";
+  case PARLEY_E_FILTERED: return "the message contains a word the server refuses";
   case PARLEY_E_CONNECT: return "cannot reach the server";
   case PARLEY_E_TIMEOUT: return "no answer in time";
   case PARLEY_E_CLOSED: return "connection closed";
@@ -87,6 +89,8 @@ void parley_free(parley *c) {
   pl_free(c->token);
   pl_free(c->user);
   pl_free(c->device);
+  if (c->req_answer)
+    protobuf_c_message_free_unpacked(c->req_answer, NULL);
   pl_free(c->wait_conv);
   pl_free(c);
 }
@@ -264,6 +268,142 @@ int parley_send_wait(parley *c, const char *id, const char *peer, const void *bo
     return c->wait_err;
   if (ack)
     *ack = c->wait_ack;
+  return PARLEY_OK;
+}
+
+/* ---- requests with a ref ---------------------------------------------- */
+
+/* Writes a request frame whose ref field the caller set to c->req_ref, and
+ * runs the engine until its answer (Done, Error, or an answer frame kept in
+ * *answer, which the caller frees). */
+static int plc__request(parley *c, uint8_t type, const ProtobufCMessage *msg, ProtobufCMessage **answer,
+                        int timeout_ms) {
+  if (answer)
+    *answer = NULL;
+  uint64_t deadline = pl_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : c->request_timeout_ms);
+  c->req_done = 0;
+  c->req_answer = NULL;
+  plc_write(c, type, msg);
+  int rc = PARLEY_E_TIMEOUT;
+  for (uint64_t now = pl_mono_ms(); !c->req_done && now < deadline; now = pl_mono_ms()) {
+    int down = plc_pass(c, (int)(deadline - now));
+    if (down && !c->req_done) {
+      rc = down;
+      break;
+    }
+  }
+  if (!c->req_done) {
+    c->req_ref[0] = 0; /* a late answer is ignored */
+    return c->phase < PLC_READY && rc == PARLEY_E_TIMEOUT ? PARLEY_E_CLOSED : rc;
+  }
+  if (answer)
+    *answer = c->req_answer;
+  else if (c->req_answer)
+    protobuf_c_message_free_unpacked(c->req_answer, NULL);
+  c->req_answer = NULL;
+  return c->req_err;
+}
+
+/* A fresh ref for the next request; PARLEY_E_STATE if one cannot run now. */
+static int plc__req_begin(parley *c) {
+  if (!c)
+    return PARLEY_E_ARG;
+  if (c->depth || c->phase != PLC_READY)
+    return PARLEY_E_STATE;
+  /* '~' cannot start a ref libparley makes for messages: no mix-up with ids. */
+  snprintf(c->req_ref, sizeof c->req_ref, "~req-%u", ++c->req_seq);
+  return PARLEY_OK;
+}
+
+int parley_mark_read_wait(parley *c, const char *peer, uint64_t seq, int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || !peer)
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__MarkRead m = PARLEY__MARK_READ__INIT;
+  m.ref = c->req_ref;
+  m.peer = (char *)peer;
+  m.seq = seq;
+  return plc__request(c, PARLEY__FRAME_TYPE__FRAME_MARK_READ, &m.base, NULL, timeout_ms);
+}
+
+void parley_free_names(char **names) {
+  for (size_t i = 0; names && names[i]; i++)
+    pl_free(names[i]);
+  pl_free(names);
+}
+
+int parley_contacts_wait(parley *c, int op, const char *user, char ***names, int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || op < 0 || op > 2 || (op && !user))
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__Contacts m = PARLEY__CONTACTS__INIT;
+  ProtobufCMessage *ans;
+  m.ref = c->req_ref;
+  m.op = (Parley__ContactOp)op;
+  m.user = (char *)(user ? user : "");
+  rc = plc__request(c, PARLEY__FRAME_TYPE__FRAME_CONTACTS, &m.base, &ans, timeout_ms);
+  if (rc == PARLEY_OK && ans && names) {
+    Parley__ContactList *l = (Parley__ContactList *)ans;
+    *names = pl_calloc(l->n_users + 1, sizeof **names);
+    for (size_t i = 0; i < l->n_users; i++)
+      (*names)[i] = pl_strdup(l->users[i]);
+  }
+  if (ans)
+    protobuf_c_message_free_unpacked(ans, NULL);
+  return rc;
+}
+
+int parley_block_wait(parley *c, const char *user, int blocked, int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || !user)
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__Block m = PARLEY__BLOCK__INIT;
+  m.ref = c->req_ref;
+  m.user = (char *)user;
+  m.blocked = blocked != 0;
+  return plc__request(c, PARLEY__FRAME_TYPE__FRAME_BLOCK, &m.base, NULL, timeout_ms);
+}
+
+int parley_presence_wait(parley *c, const char *user, parley_presence *out, int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || !user)
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__PresenceGet m = PARLEY__PRESENCE_GET__INIT;
+  ProtobufCMessage *ans;
+  m.ref = c->req_ref;
+  m.user = (char *)user;
+  rc = plc__request(c, PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET, &m.base, &ans, timeout_ms);
+  if (rc == PARLEY_OK && ans && out) {
+    const Parley__Presence *p = (const Parley__Presence *)ans;
+    out->visible = p->visible;
+    out->online = p->online;
+    out->last_seen = p->last_seen;
+  }
+  if (ans)
+    protobuf_c_message_free_unpacked(ans, NULL);
+  return rc;
+}
+
+int parley_subscribe_wait(parley *c, const char *const *users, size_t n, int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || (n && !users))
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__PresenceSubscribe m = PARLEY__PRESENCE_SUBSCRIBE__INIT;
+  m.ref = c->req_ref;
+  m.n_users = n;
+  m.users = (char **)users;
+  return plc__request(c, PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE, &m.base, NULL, timeout_ms);
+}
+
+int parley_typing(parley *c, const char *peer, int typing) {
+  if (!c || !peer)
+    return PARLEY_E_ARG;
+  if (c->phase != PLC_READY)
+    return PARLEY_E_STATE;
+  Parley__Typing m = PARLEY__TYPING__INIT;
+  m.to = (char *)peer;
+  m.typing = typing != 0;
+  plc_write(c, PARLEY__FRAME_TYPE__FRAME_TYPING, &m.base);
   return PARLEY_OK;
 }
 

@@ -246,9 +246,23 @@ static void plc__on_send_error(parley *c, const Parley__Error *e, int code) {
     c->retry_scan_at = m->retry_at;
 }
 
+/* Is ref the request a blocking call waits for? */
+static int plc__req_is(const parley *c, const char *ref) {
+  return c->req_ref[0] && ref && strcmp(ref, c->req_ref) == 0;
+}
+
+static void plc__req_finish(parley *c, int err, ProtobufCMessage *answer) {
+  c->req_done = 1;
+  c->req_err = err;
+  c->req_answer = answer;
+  c->req_ref[0] = 0;
+}
+
 static void plc__on_error(parley *c, const Parley__Error *e) {
   int code = e->code ? -(int)e->code : PARLEY_E_PROTOCOL;
   int fatal = plc__closing(code);
+  if (plc__req_is(c, e->ref))
+    plc__req_finish(c, code, NULL);
   if (e->ref && *e->ref && c->phase >= PLC_READY) {
     plc__on_send_error(c, e, code);
     if (!fatal)
@@ -333,6 +347,73 @@ static void plc__on_message(parley *c, const Parley__Message *pm) {
     c->ack_upto = pm->qid;
 }
 
+/* Hands an event to the application; queued ones (qid > 0) are filtered
+ * and acknowledged like messages. */
+static void plc__event(parley *c, parley_event *e) {
+  if (c->phase < PLC_READY)
+    return;
+  if (e->qid) {
+    if (e->qid > c->conn_max_qid)
+      c->conn_max_qid = e->qid;
+    if (e->qid <= c->last_qid)
+      return;
+    c->last_qid = e->qid;
+  }
+  if (c->cb.on_event) {
+    c->depth++;
+    c->cb.on_event(c, e, c->ud);
+    c->depth--;
+  }
+  if (e->qid && c->auto_ack && e->qid > c->ack_upto)
+    c->ack_upto = e->qid;
+}
+
+static void plc__on_receipt(parley *c, const Parley__Receipt *r) {
+  parley_event e = {.type = PARLEY_EV_RECEIPT,
+                    .qid = r->qid,
+                    .conv = plc__s(r->conv),
+                    .user = plc__s(r->by),
+                    .status = (int)r->status,
+                    .seq = r->seq,
+                    .server_ts = r->server_ts};
+  plc__event(c, &e);
+}
+
+static void plc__on_read_sync(parley *c, const Parley__ReadSync *r) {
+  parley_event e = {.type = PARLEY_EV_READ_SYNC,
+                    .qid = r->qid,
+                    .conv = plc__s(r->conv),
+                    .seq = r->seq,
+                    .unread = r->unread,
+                    .server_ts = r->server_ts};
+  plc__event(c, &e);
+}
+
+static void plc__on_typing(parley *c, const Parley__TypingEvent *t) {
+  parley_event e = {.type = PARLEY_EV_TYPING,
+                    .conv = plc__s(t->conv),
+                    .user = plc__s(t->from),
+                    .typing = t->typing,
+                    .expires_ms = t->expires_ms};
+  plc__event(c, &e);
+}
+
+/* A Presence answering our request is kept for it; others are events.
+ * Returns 1 if msg was kept (the caller must not free it). */
+static int plc__on_presence(parley *c, Parley__Presence *p) {
+  if (plc__req_is(c, p->ref)) {
+    plc__req_finish(c, PARLEY_OK, &p->base);
+    return 1;
+  }
+  parley_event e = {.type = PARLEY_EV_PRESENCE,
+                    .user = plc__s(p->user),
+                    .visible = p->visible,
+                    .online = p->online,
+                    .last_seen = p->last_seen};
+  plc__event(c, &e);
+  return 0;
+}
+
 static void plc__on_pong(parley *c, const Parley__Pong *p) {
   uint64_t now = pl_now_ms();
   if (!p->client_ts || p->client_ts > now)
@@ -356,7 +437,24 @@ static void plc__dispatch(parley *c, const pl_frame *f) {
   case PARLEY__FRAME_TYPE__FRAME_SEND_ACK: plc__on_send_ack(c, (Parley__SendAck *)msg); break;
   case PARLEY__FRAME_TYPE__FRAME_MESSAGE: plc__on_message(c, (Parley__Message *)msg); break;
   case PARLEY__FRAME_TYPE__FRAME_PONG: plc__on_pong(c, (Parley__Pong *)msg); break;
-  default: break; /* client-to-server types: ignore */
+  case PARLEY__FRAME_TYPE__FRAME_RECEIPT: plc__on_receipt(c, (Parley__Receipt *)msg); break;
+  case PARLEY__FRAME_TYPE__FRAME_READ_SYNC: plc__on_read_sync(c, (Parley__ReadSync *)msg); break;
+  case PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT: plc__on_typing(c, (Parley__TypingEvent *)msg); break;
+  case PARLEY__FRAME_TYPE__FRAME_PRESENCE:
+    if (plc__on_presence(c, (Parley__Presence *)msg))
+      return;
+    break;
+  case PARLEY__FRAME_TYPE__FRAME_DONE:
+    if (plc__req_is(c, ((Parley__Done *)msg)->ref))
+      plc__req_finish(c, PARLEY_OK, NULL);
+    break;
+  case PARLEY__FRAME_TYPE__FRAME_CONTACT_LIST:
+    if (plc__req_is(c, ((Parley__ContactList *)msg)->ref)) {
+      plc__req_finish(c, PARLEY_OK, msg);
+      return;
+    }
+    break;
+  default: break; /* client-to-server types, and answers nobody waits for */
   }
   protobuf_c_message_free_unpacked(msg, NULL);
 }

@@ -94,6 +94,12 @@ struct parley {
   char *wait_conv;
   parley_send_ack wait_ack;
 
+  /* The request parley_*_wait is waiting for (by ref), and its answer. */
+  uint32_t req_seq;
+  char req_ref[24];
+  int req_done, req_err;
+  ProtobufCMessage *req_answer; /* ContactList or Presence (owned) */
+
   /* Reception. */
   uint64_t last_qid;     /* highest qid handed to the application */
   uint64_t ack_upto;     /* highest qid the application acknowledged */

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The conversation-state commands of the parley CLI against the real parleyd:
+# contacts, read receipts reaching an offline sender through `recv` exactly
+# once, `presence` with last seen for a contact and nothing for others,
+# block (the blocked sender's send exits 5), unblock, typing, and the
+# filter's refusal (exit 5).
+set -euo pipefail
+PARLEYD=${PARLEYD:?PARLEYD must point at parleyd}
+CLI=${PARLEY_CLI:?PARLEY_CLI must point at the parley CLI}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/parley-cli-social-XXXXXX")
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+log=$tmp/parleyd.log
+export PARLEY_SERVER=127.0.0.1:$port PARLEY_PASSWORD=secret-pass
+pid=
+failed=0
+printf 'forbidden\n' >"$tmp/words.txt"
+"$PARLEYD" --data "$tmp/data" --listen "127.0.0.1:$port" --threads 2 --argon2-mem 8 --argon2-ops 1 \
+  --filter-words "$tmp/words.txt" 2>>"$log" &
+pid=$!
+for _ in $(seq 250); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  sleep 0.02
+done
+cleanup() {
+  kill -9 "$pid" 2>/dev/null || true
+  if [[ $failed -ne 0 ]]; then tail -n 30 "$log" >&2; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+
+# expect NAME WANT_RC WANT_STDOUT CMD...: runs the CLI and compares exactly.
+expect() {
+  local name=$1 want_rc=$2 want_out=$3 rc=0 out
+  shift 3
+  out=$("$@" 2>"$tmp/err") || rc=$?
+  if [[ $rc == "$want_rc" && $out == "$want_out" ]]; then
+    echo "PASS $name"
+  else
+    echo "FAIL $name: exit $rc (want $want_rc), stdout <<$out>> (want <<$want_out>>), stderr $(cat "$tmp/err")"
+    failed=$((failed + 1))
+  fi
+}
+A=("$CLI" --user alice)
+B=("$CLI" --user bob)
+expect register-alice 0 "" "${A[@]}" register
+expect register-bob 0 "" "${B[@]}" register
+expect contacts-empty 0 '{"contacts":[]}' "${B[@]}" contacts
+expect contacts-add 0 '{"contacts":["alice"]}' "${B[@]}" contacts add alice
+expect send 0 '{"id":"m1","conv":"dm:alice:bob","seq":1' \
+  bash -c "$(printf '%q ' "${A[@]}") send --id m1 bob hello | cut -d, -f1-3"
+expect bob-recv 0 '"hello"' bash -c "$(printf '%q ' "${B[@]}") recv | sed 's/.*\"text\":\(\"[^\"]*\"\).*/\1/'"
+expect bob-read 0 '{"ok":true}' "${B[@]}" read alice 1
+expect alice-receipts 0 '{"type":"receipt","status":"delivered","conv":"dm:alice:bob","by":"bob","seq":1}
+{"type":"receipt","status":"read","conv":"dm:alice:bob","by":"bob","seq":1}' "${A[@]}" recv
+expect alice-receipts-once 0 "" "${A[@]}" recv
+expect presence-contact 0 "true" \
+  bash -c "$(printf '%q ' "${A[@]}") presence bob | python3 -c 'import json,sys; d=json.load(sys.stdin); print(str(d[\"user\"]==\"bob\" and d[\"online\"] is False and d[\"last_seen\"] > 0).lower())'"
+expect presence-stranger 0 '{"user":"alice","online":false,"last_seen":null}' "${B[@]}" presence alice
+expect typing 0 '{"ok":true}' "${A[@]}" typing bob
+expect filtered 5 "" "${A[@]}" send bob "a forbidden word"
+expect block 0 '{"ok":true}' "${B[@]}" block alice
+expect blocked-send 5 "" "${A[@]}" send bob "hello?"
+expect unblock 0 '{"ok":true}' "${B[@]}" unblock alice
+expect send-again 0 '"seq":2' bash -c "$(printf '%q ' "${A[@]}") send bob again | grep -o '\"seq\":2'"
+expect unknown-peer 5 "" "${A[@]}" presence nobody
+expect usage 2 "" "${A[@]}" contacts frobnicate x
+exit $((failed ? 1 : 0))
