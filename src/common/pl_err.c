@@ -5,8 +5,7 @@
 const char *pl_err_name(pl_err e) {
   switch (e) {
 #define PL__ERR_NAME(name, val, wire, msg) \
-  case PL_ERR_##name:                      \
-    return #name;
+  case PL_ERR_##name: return #name;
     PL_ERR_MAP(PL__ERR_NAME)
 #undef PL__ERR_NAME
   }
@@ -16,8 +15,7 @@ const char *pl_err_name(pl_err e) {
 const char *pl_err_msg(pl_err e) {
   switch (e) {
 #define PL__ERR_MSG(name, val, wire, msg) \
-  case PL_ERR_##name:                     \
-    return msg;
+  case PL_ERR_##name: return msg;
     PL_ERR_MAP(PL__ERR_MSG)
 #undef PL__ERR_MSG
   }
@@ -27,8 +25,7 @@ const char *pl_err_msg(pl_err e) {
 unsigned pl_err_to_wire(pl_err e) {
   switch (e) {
 #define PL__ERR_WIRE(name, val, wire, msg) \
-  case PL_ERR_##name:                      \
-    return (wire) ? (unsigned)-(val) : 29u;
+  case PL_ERR_##name: return (wire) ? (unsigned)-(val) : 29u;
     PL_ERR_MAP(PL__ERR_WIRE)
 #undef PL__ERR_WIRE
   }

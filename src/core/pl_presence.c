@@ -203,6 +203,7 @@ void pl_presence_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t n
   uv_timer_init(pl_loop_uv(loop), &t->t);
   t->t.data = t;
   uv_timer_start(&t->t, pl__grace_over, p->grace_ms, 0);
+  uv_unref((uv_handle_t *)&t->t); /* a pending offline event does not delay a shutdown */
 }
 
 int pl_presence_is_online(pl_presence *p, uint64_t uid) {

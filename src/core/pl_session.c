@@ -165,8 +165,12 @@ static void pl__store_post(void *ud, void *origin, pl_store_req *req) {
   (void)ud;
   pl__sreq *sr = PL__SREQ(req);
   sr->task.fn = pl__sreq_task;
+  /* A loop closes its mailbox only after the store thread has stopped, so a
+   * refused post is a synchronous SHUTTING_DOWN answer to a submit made on
+   * that very loop (say, the last-seen write of a connection closed by the
+   * shutdown): complete it here, or its session is never released. */
   if (pl_loop_post(origin, &sr->task) != PL_OK)
-    pl_warn("store completion dropped: loop %d is closed", pl_loop_index(origin));
+    sr->task.fn(&sr->task);
 }
 
 static void pl__store_deliver(void *ud, const pl_msg *m, const uint64_t *devices, size_t n) {

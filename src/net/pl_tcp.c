@@ -395,7 +395,8 @@ static int pl__bind_reuseport(const pl_tcp_config *cfg, int *fd_out) {
   return 0;
 }
 
-pl_err pl_tcp_listen(pl_loop *loop, const pl_tcp_config *cfg, const pl_conn_handler *h, pl_tcp_listener **out) {
+pl_err pl_tcp_listen(pl_loop *loop, const pl_tcp_config *cfg, const pl_conn_handler *h,
+                     pl_tcp_listener **out) {
   int fd = -1, rc = pl__bind_reuseport(cfg, &fd);
   if (rc != 0) {
     pl_error("listen %s:%d: %s", cfg->host, cfg->port, uv_strerror(rc));
@@ -498,7 +499,8 @@ void pl_tcp_sweep(pl_tcp_listener *l, uint64_t now) {
       tc->q = NULL;
       tc->qcap = 0;
     }
-    if ((c->idle_timeout_ms && now - c->last_rx_ms > c->idle_timeout_ms) || (c->deadline_ms && now > c->deadline_ms))
+    if ((c->idle_timeout_ms && now - c->last_rx_ms > c->idle_timeout_ms) ||
+        (c->deadline_ms && now > c->deadline_ms))
       c->h->on_idle(c, c->h->ud);
   }
 }

@@ -10,7 +10,7 @@
 typedef struct pl_tcp_listener pl_tcp_listener;
 
 typedef struct pl_tcp_config {
-  const char *host;   /* numeric IPv4 or IPv6 address */
+  const char *host; /* numeric IPv4 or IPv6 address */
   int port;
   int backlog;
   uint32_t max_frame;

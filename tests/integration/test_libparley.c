@@ -91,8 +91,8 @@ static void test_send_receive_and_reconnect(void) {
     pump(a, b, 20);
   CHECK_EQ_I(ra.acks, 50);
   CHECK_EQ_U(parley_outbox_len(a), 0);
-  CHECK_EQ_I(rb.n, 51);       /* each once */
-  CHECK_EQ_I(rb.dup_seq, 0);  /* and in order */
+  CHECK_EQ_I(rb.n, 51);      /* each once */
+  CHECK_EQ_I(rb.dup_seq, 0); /* and in order */
   CHECK_EQ_U(rb.last_seq, 51);
   CHECK_EQ_I(parley_get_state(a), PARLEY_STATE_AUTHENTICATED);
   parley_free(a);

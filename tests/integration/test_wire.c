@@ -139,9 +139,12 @@ static void test_auth_errors(void) {
   char tok[128], tok2[128];
   CHECK_EQ_I(rc_auth(fd, REG, "alice", "whatever-pw", "x", NULL), PARLEY__ERROR_CODE__ERR_USER_EXISTS);
   /* The connection stays open for another try. */
-  CHECK_EQ_I(rc_auth(fd, LOGIN, "alice", "wrong-password", "pc", NULL), PARLEY__ERROR_CODE__ERR_BAD_CREDENTIALS);
-  CHECK_EQ_I(rc_auth(fd, LOGIN, "nobody", "wrong-password", "pc", NULL), PARLEY__ERROR_CODE__ERR_BAD_CREDENTIALS);
-  CHECK_EQ_I(rc_auth(fd, REG, "Bad Name", "long-enough", "pc", NULL), PARLEY__ERROR_CODE__ERR_INVALID_ARGUMENT);
+  CHECK_EQ_I(rc_auth(fd, LOGIN, "alice", "wrong-password", "pc", NULL),
+             PARLEY__ERROR_CODE__ERR_BAD_CREDENTIALS);
+  CHECK_EQ_I(rc_auth(fd, LOGIN, "nobody", "wrong-password", "pc", NULL),
+             PARLEY__ERROR_CODE__ERR_BAD_CREDENTIALS);
+  CHECK_EQ_I(rc_auth(fd, REG, "Bad Name", "long-enough", "pc", NULL),
+             PARLEY__ERROR_CODE__ERR_INVALID_ARGUMENT);
   CHECK_EQ_I(rc_auth(fd, LOGIN, "alice", "alice-secret", "pc", tok), 0);
   close(fd);
   /* Resume by token needs no password and lands on the same device. */
