@@ -43,9 +43,10 @@ struct pl_presence {
   pthread_mutex_t mu;
   pl_router *router;
   uint32_t grace_ms;
-  pl_map users;   /* uid -> pl__entry */
+  pl_map users;   /* uid -> pl__entry, or a tagged count (see pl__count) */
   pl_map follows; /* device -> pl__follow */
   pl__timer *timers;
+  uint32_t gens; /* source of entry generations: unique, so no stale timer matches */
 };
 
 pl_presence *pl_presence_new(pl_router *router, uint32_t grace_ms) {
@@ -54,6 +55,24 @@ pl_presence *pl_presence_new(pl_router *router, uint32_t grace_ms) {
   p->router = router;
   p->grace_ms = grace_ms;
   return p;
+}
+
+/* An online user nobody follows is only a count of connected devices, kept
+ * in the map's value slot with its low bit set (entries are malloc'ed, so
+ * their low bit is clear): no allocation, no event, one map slot. */
+static int pl__tagged(const void *v) { return ((uintptr_t)v & 1u) != 0; }
+static void *pl__tag(uint32_t online) { return (void *)(((uintptr_t)online << 1) | 1u); }
+static uint32_t pl__count(const void *v) { return (uint32_t)((uintptr_t)v >> 1); }
+
+/* uid's entry, or NULL if it has none (mu held); *online gets its count. */
+static pl__entry *pl__find(pl_presence *p, uint64_t uid, uint32_t *online) {
+  void *v = pl_map_get(&p->users, uid);
+  if (!v || pl__tagged(v)) {
+    *online = v ? pl__count(v) : 0;
+    return NULL;
+  }
+  *online = ((pl__entry *)v)->online;
+  return v;
 }
 
 static void pl__entry_free(pl__entry *e) {
@@ -67,7 +86,8 @@ void pl_presence_free(pl_presence *p) {
   if (!p)
     return;
   for (size_t it = 0; pl_map_next(&p->users, &it, &k, &v);)
-    pl__entry_free(v);
+    if (!pl__tagged(v))
+      pl__entry_free(v);
   for (size_t it = 0; pl_map_next(&p->follows, &it, &k, &v);) {
     pl_free(((pl__follow *)v)->uids);
     pl_free(v);
@@ -83,23 +103,30 @@ void pl_presence_free(pl_presence *p) {
   pl_free(p);
 }
 
+/* uid's entry, made (from its count, if it is online) when it has none. */
 static pl__entry *pl__get(pl_presence *p, uint64_t uid) {
-  pl__entry *e = pl_map_get(&p->users, uid);
+  uint32_t online;
+  pl__entry *e = pl__find(p, uid, &online);
   if (!e) {
     e = pl_calloc(1, sizeof *e);
     e->uid = uid;
     e->seen_visible = 1;
+    e->online = online;
+    e->announced = online > 0; /* what a new follower is told first */
     pl_map_put(&p->users, uid, e);
   }
   return e;
 }
 
-/* Drops an entry that holds nothing any more (mu held). */
+/* Shrinks an entry nobody follows back to a count, or drops it (mu held). */
 static void pl__gc(pl_presence *p, pl__entry *e) {
-  if (!e->online && !e->nsubs && !e->pending) {
+  if (e->nsubs || e->pending)
+    return;
+  if (e->online)
+    pl_map_put(&p->users, e->uid, pl__tag(e->online));
+  else
     pl_map_del(&p->users, e->uid);
-    pl__entry_free(e);
-  }
+  pl__entry_free(e);
 }
 
 /* The event for e's followers, or NULL if nobody follows (mu held).
@@ -134,16 +161,23 @@ void pl_presence_online(pl_presence *p, uint64_t uid, const char *user) {
   size_t n = 0;
   pl_buf *frame = NULL;
   pthread_mutex_lock(&p->mu);
-  pl__entry *e = pl__get(p, uid);
+  uint32_t online;
+  pl__entry *e = pl__find(p, uid, &online);
+  if (!e) { /* nobody follows: count the device, tell no one */
+    pl_map_put(&p->users, uid, pl__tag(online + 1));
+    pthread_mutex_unlock(&p->mu);
+    return;
+  }
   snprintf(e->name, sizeof e->name, "%s", user);
   if (e->online++ == 0) {
-    e->gen++; /* cancels a pending offline event: a flap shows nothing */
+    e->gen = ++p->gens; /* cancels a pending offline event: a flap shows nothing */
     e->pending = 0;
     if (!e->announced) {
       e->announced = 1;
       frame = pl__event(e, &devs, &n);
     }
   }
+  pl__gc(p, e); /* its followers may have left while it was away */
   pthread_mutex_unlock(&p->mu);
   pl__emit(p, frame, devs, n);
 }
@@ -163,7 +197,8 @@ static void pl__grace_over(uv_timer_t *t) {
     p->timers = pt->next;
   if (pt->next)
     pt->next->prev = pt->prev;
-  pl__entry *e = pl_map_get(&p->users, pt->uid);
+  uint32_t online;
+  pl__entry *e = pl__find(p, pt->uid, &online);
   if (e && e->gen == pt->gen && !e->online) {
     e->pending = 0;
     if (e->announced) {
@@ -179,14 +214,24 @@ static void pl__grace_over(uv_timer_t *t) {
 
 void pl_presence_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t now_ms) {
   pthread_mutex_lock(&p->mu);
-  pl__entry *e = pl_map_get(&p->users, uid);
-  if (!e || !e->online) {
+  uint32_t online;
+  pl__entry *e = pl__find(p, uid, &online);
+  if (!e) { /* nobody follows: nobody to tell */
+    if (online > 1)
+      pl_map_put(&p->users, uid, pl__tag(online - 1));
+    else if (online == 1)
+      pl_map_del(&p->users, uid);
     pthread_mutex_unlock(&p->mu);
     return;
   }
   if (now_ms > e->last_seen)
     e->last_seen = now_ms;
-  if (--e->online > 0) {
+  if (!e->online || --e->online > 0) {
+    pthread_mutex_unlock(&p->mu);
+    return;
+  }
+  if (!e->nsubs) { /* the followers left meanwhile */
+    pl__gc(p, e);
     pthread_mutex_unlock(&p->mu);
     return;
   }
@@ -194,7 +239,7 @@ void pl_presence_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t n
   pl__timer *t = pl_calloc(1, sizeof *t);
   t->p = p;
   t->uid = uid;
-  t->gen = e->gen;
+  t->gen = e->gen = ++p->gens;
   t->next = p->timers;
   if (p->timers)
     p->timers->prev = t;
@@ -207,16 +252,17 @@ void pl_presence_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t n
 }
 
 int pl_presence_is_online(pl_presence *p, uint64_t uid) {
+  uint32_t online;
   pthread_mutex_lock(&p->mu);
-  pl__entry *e = pl_map_get(&p->users, uid);
-  int on = e && e->online > 0;
+  pl__find(p, uid, &online);
   pthread_mutex_unlock(&p->mu);
-  return on;
+  return online > 0;
 }
 
 /* Removes device from uid's followers (mu held). */
 static void pl__unfollow(pl_presence *p, uint64_t uid, uint64_t device) {
-  pl__entry *e = pl_map_get(&p->users, uid);
+  uint32_t online;
+  pl__entry *e = pl__find(p, uid, &online);
   if (!e)
     return;
   for (size_t i = 0; i < e->nsubs; i++)
@@ -272,7 +318,8 @@ void pl_presence_subscribe(pl_presence *p, uint64_t device, uint64_t viewer_uid,
 
 void pl_presence_forget(pl_presence *p, uint64_t uid, uint64_t viewer_uid) {
   pthread_mutex_lock(&p->mu);
-  pl__entry *e = pl_map_get(&p->users, uid);
+  uint32_t online;
+  pl__entry *e = pl__find(p, uid, &online);
   for (size_t i = 0; e && i < e->nsubs;) {
     if (e->subs[i].viewer != viewer_uid) {
       i++;
@@ -294,7 +341,8 @@ void pl_presence_forget(pl_presence *p, uint64_t uid, uint64_t viewer_uid) {
 
 void pl_presence_set_seen_visible(pl_presence *p, uint64_t uid, int visible) {
   pthread_mutex_lock(&p->mu);
-  pl__entry *e = pl_map_get(&p->users, uid);
+  uint32_t online;
+  pl__entry *e = pl__find(p, uid, &online);
   if (e)
     e->seen_visible = visible;
   pthread_mutex_unlock(&p->mu);

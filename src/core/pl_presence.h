@@ -1,9 +1,9 @@
 /* pl_presence: who is online, and telling the devices that follow them.
  *
  * In memory only (last-seen times are stored by the session through the
- * store). A user's entry exists while one of its devices is connected, a
- * device follows it, or its offline event is pending; users nobody follows
- * cost an entry while online and no events. Devices follow users with
+ * store). A user's entry exists while a device follows it or its offline
+ * event is pending; a user nobody follows costs one map slot while online
+ * (its device count) and no events. Devices follow users with
  * pl_presence_subscribe after the store said they may (pl_presence_view).
  *
  * Flapping: when a user's last device goes, the offline event waits
