@@ -131,6 +131,7 @@ static void messages(void) {
   send_max.to = utf8;
   send_max.body = (ProtobufCBinaryData){.len = sizeof binbody, .data = binbody};
   send_max.client_ts = UINT64_MAX;
+  send_max.group = "17";
   put_variants("fuzz_msg_send", &send, &send_max);
 
   Parley__Ack ack = PARLEY__ACK__INIT, ack_max = PARLEY__ACK__INIT;
@@ -290,6 +291,74 @@ static void messages(void) {
   te_max.expires_ms = UINT32_MAX;
   put_variants("fuzz_msg_typing_event", &te, &te_max);
 
+  char *members[] = {"bob", "carol", utf8};
+  Parley__GroupCreate gc = PARLEY__GROUP_CREATE__INIT, gc_max = PARLEY__GROUP_CREATE__INIT;
+  gc.ref = "c1";
+  gc.name = "team";
+  gc.n_members = 2;
+  gc.members = members;
+  gc_max.ref = longstr;
+  gc_max.name = utf8;
+  gc_max.description = longstr;
+  gc_max.n_members = 3;
+  gc_max.members = members;
+  put_variants("fuzz_msg_group_create", &gc, &gc_max);
+
+  Parley__GroupUpdate gu = PARLEY__GROUP_UPDATE__INIT, gu_max = PARLEY__GROUP_UPDATE__INIT;
+  gu.ref = "u1";
+  gu.group = "17";
+  gu.op = PARLEY__GROUP_OP__GROUP_ADD;
+  gu.user = "dave";
+  gu_max.ref = longstr;
+  gu_max.group = longstr;
+  gu_max.op = PARLEY__GROUP_OP__GROUP_SET_ROLE;
+  gu_max.user = utf8;
+  gu_max.name = utf8;
+  gu_max.description = longstr;
+  gu_max.role = PARLEY__GROUP_ROLE__ROLE_OWNER;
+  put_variants("fuzz_msg_group_update", &gu, &gu_max);
+
+  Parley__GroupListGet glg = PARLEY__GROUP_LIST_GET__INIT, glg_max = PARLEY__GROUP_LIST_GET__INIT;
+  glg.ref = "l1";
+  glg_max.ref = longstr;
+  put_variants("fuzz_msg_group_list_get", &glg, &glg_max);
+
+  Parley__GroupMember gm1 = PARLEY__GROUP_MEMBER__INIT, gm2 = PARLEY__GROUP_MEMBER__INIT;
+  gm1.user = "alice";
+  gm1.role = PARLEY__GROUP_ROLE__ROLE_OWNER;
+  gm2.user = utf8;
+  gm2.role = PARLEY__GROUP_ROLE__ROLE_MEMBER;
+  Parley__GroupMember *gms[] = {&gm1, &gm2};
+  Parley__GroupInfo gi = PARLEY__GROUP_INFO__INIT, gi_max = PARLEY__GROUP_INFO__INIT;
+  gi.ref = "c1";
+  gi.group = "17";
+  gi.name = "team";
+  gi.my_role = PARLEY__GROUP_ROLE__ROLE_OWNER;
+  gi.member_count = 2;
+  gi.last_seq = 3;
+  gi.n_members = 2;
+  gi.members = gms;
+  gi_max.ref = longstr;
+  gi_max.group = longstr;
+  gi_max.name = utf8;
+  gi_max.description = longstr;
+  gi_max.my_role = PARLEY__GROUP_ROLE__ROLE_ADMIN;
+  gi_max.member_count = UINT64_MAX;
+  gi_max.last_seq = UINT64_MAX;
+  gi_max.n_members = 2;
+  gi_max.members = gms;
+  put_variants("fuzz_msg_group_info", &gi, &gi_max);
+
+  Parley__GroupInfo *gis[] = {&gi, &gi_max};
+  Parley__GroupList gl = PARLEY__GROUP_LIST__INIT, gl_max = PARLEY__GROUP_LIST__INIT;
+  gl.ref = "l1";
+  gl.n_groups = 1;
+  gl.groups = gis;
+  gl_max.ref = longstr;
+  gl_max.n_groups = 2;
+  gl_max.groups = gis;
+  put_variants("fuzz_msg_group_list", &gl, &gl_max);
+
   Parley__Welcome wel = PARLEY__WELCOME__INIT, wel_max = PARLEY__WELCOME__INIT;
   wel.version = 1;
   wel.server_ts = 1700000000456ull;
@@ -358,6 +427,14 @@ static void messages(void) {
   msg_max.body = (ProtobufCBinaryData){.len = sizeof binbody, .data = binbody};
   msg_max.client_ts = UINT64_MAX;
   msg_max.server_ts = UINT64_MAX;
+  Parley__GroupEvent gev = PARLEY__GROUP_EVENT__INIT;
+  gev.type = PARLEY__GROUP_EVENT_TYPE__GE_ROLE;
+  gev.actor = "alice";
+  gev.user = utf8;
+  gev.name = longstr;
+  gev.role = PARLEY__GROUP_ROLE__ROLE_ADMIN;
+  msg_max.group = longstr; /* a group message with an event: every field set */
+  msg_max.event = &gev;
   put_variants("fuzz_msg_message", &msg, &msg_max);
 
   Parley__Pong pong = PARLEY__PONG__INIT, pong_max = PARLEY__PONG__INIT;

@@ -58,8 +58,11 @@ extern "C" {
 #define PARLEY_E_QUEUE_FULL (-27)
 #define PARLEY_E_ALREADY_AUTHENTICATED (-28)
 #define PARLEY_E_INTERNAL (-29)
-#define PARLEY_E_BLOCKED (-30)  /* the recipient blocked you: not stored */
-#define PARLEY_E_FILTERED (-31) /* the text has a word the server refuses: not stored */
+#define PARLEY_E_BLOCKED (-30)    /* the recipient blocked you: not stored */
+#define PARLEY_E_FILTERED (-31)   /* the text has a word the server refuses: not stored */
+#define PARLEY_E_NOT_MEMBER (-32) /* no such group, or you are not in it */
+#define PARLEY_E_FORBIDDEN (-33)  /* your role in the group does not allow this */
+#define PARLEY_E_GROUP_FULL (-34) /* the group is at its member limit */
 /* Local error codes. */
 #define PARLEY_E_CONNECT (-100)  /* cannot reach the server */
 #define PARLEY_E_TIMEOUT (-101)  /* no answer in time */
@@ -80,6 +83,24 @@ typedef enum parley_kind {
   PARLEY_KIND_BOT = 4,
 } parley_kind;
 
+/* Group roles and membership events (docs/protocol.md 11.8). */
+#define PARLEY_ROLE_NONE 0
+#define PARLEY_ROLE_MEMBER 1
+#define PARLEY_ROLE_ADMIN 2
+#define PARLEY_ROLE_OWNER 3
+#define PARLEY_GE_CREATED 1 /* actor made the group (name) */
+#define PARLEY_GE_ADDED 2   /* actor added user */
+#define PARLEY_GE_REMOVED 3 /* actor removed user */
+#define PARLEY_GE_LEFT 4    /* user left */
+#define PARLEY_GE_RENAMED 5 /* actor renamed the group to name */
+#define PARLEY_GE_ROLE 6    /* actor gave user role */
+
+typedef struct parley_group_event {
+  int type; /* PARLEY_GE_* */
+  const char *actor, *user, *name;
+  int role;
+} parley_group_event;
+
 /* A received message. Every pointer is valid only during the callback. */
 typedef struct parley_message {
   uint64_t qid;            /* server message id, increasing in this device's queue */
@@ -90,8 +111,10 @@ typedef struct parley_message {
   const char *id;          /* sender's client message id */
   const uint8_t *body;     /* message bytes (text is UTF-8, not NUL-terminated) */
   size_t body_len;
-  uint64_t client_ts; /* sender's (corrected) clock, ms since the epoch */
-  uint64_t server_ts; /* server clock at commit, ms since the epoch */
+  uint64_t client_ts;              /* sender's (corrected) clock, ms since the epoch */
+  uint64_t server_ts;              /* server clock at commit, ms since the epoch */
+  const char *group;               /* a group message: the group id ("" for 1:1) */
+  const parley_group_event *event; /* a membership event of the group (body empty), or NULL */
 } parley_message;
 
 /* The server's ack of a sent message. Pointers valid during the callback. */
@@ -206,6 +229,13 @@ int parley_send(parley *c, const char *id, const char *peer, const void *body, s
 int parley_send_wait(parley *c, const char *id, const char *peer, const void *body, size_t len,
                      parley_send_ack *ack, int timeout_ms);
 
+/* The same for a group (its id): only members may send; your own devices,
+ * this one included, receive the message too (docs/protocol.md 11.8). */
+int parley_send_group(parley *c, const char *id, const char *group, const void *body, size_t len,
+                      char *id_out);
+int parley_send_group_wait(parley *c, const char *id, const char *group, const void *body, size_t len,
+                           parley_send_ack *ack, int timeout_ms);
+
 /* Acknowledges every delivered message with qid <= upto (for auto_ack off). */
 int parley_ack(parley *c, uint64_t upto);
 
@@ -225,6 +255,39 @@ int parley_block_wait(parley *c, const char *user, int blocked, int timeout_ms);
 int parley_presence_wait(parley *c, const char *user, parley_presence *out, int timeout_ms);
 /* Follows these users' presence (replaces the set): PARLEY_EV_PRESENCE events. */
 int parley_subscribe_wait(parley *c, const char *const *users, size_t n, int timeout_ms);
+/* Groups (docs/protocol.md 11.8). A parley_group is filled by the calls
+ * below and owns its strings: release it with parley_group_clear. */
+typedef struct parley_group_member {
+  char *user;
+  int role; /* PARLEY_ROLE_* */
+} parley_group_member;
+
+typedef struct parley_group {
+  char *id, *name, *description;
+  int my_role; /* PARLEY_ROLE_NONE after leaving or being removed */
+  uint64_t member_count, last_seq;
+  parley_group_member *members; /* sorted by name; none from parley_group_list_wait */
+  size_t nmembers;
+} parley_group;
+
+#define PARLEY_GROUP_INFO 0
+#define PARLEY_GROUP_ADD 1      /* user (admins and the owner) */
+#define PARLEY_GROUP_REMOVE 2   /* user (admins: members only; the owner: anyone) */
+#define PARLEY_GROUP_LEAVE 3    /* yourself */
+#define PARLEY_GROUP_RENAME 4   /* name, description (admins and the owner) */
+#define PARLEY_GROUP_SET_ROLE 5 /* user to role ADMIN or MEMBER (the owner) */
+
+void parley_group_clear(parley_group *g);
+/* Makes a group you own with these members; out (may be NULL) gets it. */
+int parley_group_create_wait(parley *c, const char *name, const char *description, const char *const *members,
+                             size_t n, parley_group *out, int timeout_ms);
+/* One PARLEY_GROUP_* operation; out (may be NULL) gets the group after it. */
+int parley_group_update_wait(parley *c, const char *group, int op, const char *user, const char *name,
+                             const char *description, int role, parley_group *out, int timeout_ms);
+/* The groups you are in, by id: *out (n entries) is freed with parley_groups_free. */
+int parley_group_list_wait(parley *c, parley_group **out, size_t *n, int timeout_ms);
+void parley_groups_free(parley_group *g, size_t n);
+
 /* Tells peer's devices that you type (typing 1) or stopped (0); no answer. */
 int parley_typing(parley *c, const char *peer, int typing);
 

@@ -113,10 +113,56 @@ static void cli__u64(pl_bytes *out, uint64_t v) {
   pl_bytes_append(out, num, (size_t)n);
 }
 
+const char *cli_role_name(int role) {
+  static const char *const names[] = {"none", "member", "admin", "owner"};
+  return role >= 0 && role <= 3 ? names[role] : "none";
+}
+
+static const char *cli__event_name(int type) {
+  static const char *const names[] = {"unknown", "created", "added", "removed", "left", "renamed", "role"};
+  return type >= 0 && type <= 6 ? names[type] : "unknown";
+}
+
+/* {"type":"group_event","group":..,"conv":..,"seq":N,"event":..,"actor":..,
+ *  "user":..,"name":..,"role":..,"server_ts":MS} */
+static void cli__group_event(pl_bytes *out, const parley_message *m) {
+  const parley_group_event *e = m->event;
+  pl_bytes_append(out, "{", 1);
+  cli__key(out, "type", 1);
+  cli_json_cstr(out, "group_event");
+  cli__key(out, "group", 0);
+  cli_json_cstr(out, m->group);
+  cli__key(out, "conv", 0);
+  cli_json_cstr(out, m->conv);
+  cli__key(out, "seq", 0);
+  cli__u64(out, m->seq);
+  cli__key(out, "event", 0);
+  cli_json_cstr(out, cli__event_name(e->type));
+  cli__key(out, "actor", 0);
+  cli_json_cstr(out, e->actor);
+  cli__key(out, "user", 0);
+  cli_json_cstr(out, e->user);
+  cli__key(out, "name", 0);
+  cli_json_cstr(out, e->name);
+  cli__key(out, "role", 0);
+  cli_json_cstr(out, cli_role_name(e->role));
+  cli__key(out, "server_ts", 0);
+  cli__u64(out, m->server_ts);
+  pl_bytes_append(out, "}\n", 2);
+}
+
 void cli_json_message(pl_bytes *out, const parley_message *m) {
+  if (m->event) {
+    cli__group_event(out, m);
+    return;
+  }
   pl_bytes_append(out, "{", 1);
   cli__key(out, "type", 1);
   cli_json_cstr(out, "message");
+  if (m->group && *m->group) {
+    cli__key(out, "group", 0);
+    cli_json_cstr(out, m->group);
+  }
   cli__key(out, "from", 0);
   cli_json_cstr(out, m->from);
   cli__key(out, "conv", 0);
@@ -204,4 +250,34 @@ void cli_json_event(pl_bytes *out, const parley_event *e) {
     cli__bool(out, e->typing);
   }
   pl_bytes_append(out, "}\n", 2);
+}
+
+void cli_json_group(pl_bytes *out, const parley_group *g, int with_members) {
+  pl_bytes_append(out, "{", 1);
+  cli__key(out, "group", 1);
+  cli_json_cstr(out, g->id);
+  cli__key(out, "name", 0);
+  cli_json_cstr(out, g->name);
+  cli__key(out, "description", 0);
+  cli_json_cstr(out, g->description);
+  cli__key(out, "role", 0);
+  cli_json_cstr(out, cli_role_name(g->my_role));
+  cli__key(out, "member_count", 0);
+  cli__u64(out, g->member_count);
+  cli__key(out, "last_seq", 0);
+  cli__u64(out, g->last_seq);
+  if (with_members) {
+    cli__key(out, "members", 0);
+    pl_bytes_append(out, "[", 1);
+    for (size_t i = 0; i < g->nmembers; i++) {
+      pl_bytes_append(out, i ? ",{" : "{", i ? 2 : 1);
+      cli__key(out, "user", 1);
+      cli_json_cstr(out, g->members[i].user);
+      cli__key(out, "role", 0);
+      cli_json_cstr(out, cli_role_name(g->members[i].role));
+      pl_bytes_append(out, "}", 1);
+    }
+    pl_bytes_append(out, "]", 1);
+  }
+  pl_bytes_append(out, "}", 1);
 }

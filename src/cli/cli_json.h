@@ -35,8 +35,16 @@ void cli_json_cstr(pl_bytes *out, const char *s);
 void cli_text_safe(pl_bytes *out, const void *p, size_t n);
 
 /* One line, newline included:
- * {"type":"message","from":..,"conv":..,"seq":N,"id":..,"text":..,"client_ts":MS,"server_ts":MS} */
+ * {"type":"message","from":..,"conv":..,"seq":N,"id":..,"text":..,"client_ts":MS,"server_ts":MS}
+ * with "group":ID after "type" for a group message; a group's membership event is
+ * {"type":"group_event","group":..,"conv":..,"seq":N,"event":"created"|"added"|"removed"|
+ *  "left"|"renamed"|"role","actor":..,"user":..,"name":..,"role":..,"server_ts":MS} */
 void cli_json_message(pl_bytes *out, const parley_message *m);
+/* A group as one JSON object (no newline): {"group":ID,"name":..,"description":..,
+ * "role":..,"member_count":N,"last_seq":N[,"members":[{"user":..,"role":..},..]]} */
+void cli_json_group(pl_bytes *out, const parley_group *g, int with_members);
+/* "none", "member", "admin" or "owner". */
+const char *cli_role_name(int role);
 /* One line, newline included: {"id":..,"conv":..,"seq":N,"server_ts":MS} */
 void cli_json_send_ack(pl_bytes *out, const parley_send_ack *a);
 /* A receipt, read sync, presence or typing event as one JSON line:

@@ -22,6 +22,7 @@
 #define CLI_VERSION "0.1"
 #define CLI_TIMEOUT_MS 15000 /* blocking calls (Argon2 on the server takes a moment) */
 #define CLI_DRAIN_MS 10000   /* chat: how long to wait for acks after end of input */
+#define CLI_MAX_POS 34       /* group create NAME and up to 32 members */
 
 enum {
   CLI_EXIT_OK = 0,
@@ -37,11 +38,12 @@ typedef struct cli {
   char host[256];
   int port;
   const char *cmd;
-  const char *pos[3];
+  const char *pos[CLI_MAX_POS];
   int npos;
-  const char *id;   /* send --id */
-  const char *wait; /* recv --wait */
-  int no_ack;       /* recv --no-ack */
+  const char *id;    /* send --id */
+  const char *group; /* send --group */
+  const char *wait;  /* recv --wait */
+  int no_ack;        /* recv --no-ack */
 } cli;
 
 static void usage(FILE *out) {
@@ -53,6 +55,7 @@ static void usage(FILE *out) {
       "  send [--id ID] PEER TEXT    send TEXT to PEER; once the server has acked, print\n"
       "                              {\"id\":\"..\",\"conv\":\"..\",\"seq\":N,\"server_ts\":MS}\n"
       "                              (the same --id again prints the same seq: no second copy)\n"
+      "  send --group GROUP TEXT     the same, to a group you are in\n"
       "  recv [--wait S] [--no-ack]  print each pending message as one JSON line, then acknowledge\n"
       "                              them (unless --no-ack); exit after S seconds without a\n"
       "                              message (default 1, fractions allowed):\n"
@@ -70,6 +73,17 @@ static void usage(FILE *out) {
       "  contacts [add|remove NAME]  change and print the contact list {\"contacts\":[..]}\n"
       "  block NAME / unblock NAME   refuse (or accept again) messages from NAME\n"
       "  typing PEER                 tell PEER's devices you are typing\n"
+      "  group create NAME [MEMBER...]   make a group you own; print it as\n"
+      "                              "
+      "{\"group\":ID,\"name\":..,\"role\":..,\"members\":[{\"user\":..,\"role\":..}],..}\n"
+      "  group add|remove GROUP USER add or remove a member (admins and the owner)\n"
+      "  group leave GROUP           leave the group\n"
+      "  group members GROUP         print the group and its members\n"
+      "  group rename GROUP NAME     rename it (admins and the owner)\n"
+      "  group role GROUP USER admin|member   promote or demote (the owner)\n"
+      "  group list                  print {\"groups\":[..]}, the groups you are in\n"
+      "                              recv prints group messages with \"group\":ID and membership\n"
+      "                              changes as {\"type\":\"group_event\",\"event\":\"added\",..}\n"
       "  logout                      revoke this device's session on the server\n"
       "\n"
       "options (each may come from the environment instead; options win):\n"
@@ -131,6 +145,9 @@ static int cli_error(const cli *o, int err, const char *peer) {
   case PARLEY_E_BLOCKED:
     return cli_fail(CLI_EXIT_REFUSED, "'%s' does not accept your messages", peer ? peer : "?");
   case PARLEY_E_FILTERED: return cli_fail(CLI_EXIT_REFUSED, "message refused: it contains a filtered word");
+  case PARLEY_E_NOT_MEMBER: return cli_fail(CLI_EXIT_REFUSED, "no such group, or you are not a member");
+  case PARLEY_E_FORBIDDEN: return cli_fail(CLI_EXIT_REFUSED, "your role in the group does not allow this");
+  case PARLEY_E_GROUP_FULL: return cli_fail(CLI_EXIT_REFUSED, "the group is full");
   default: return cli_fail(CLI_EXIT_ERR, "%s", parley_strerror(err));
   }
 }
@@ -186,6 +203,8 @@ static const char **cli_option(cli *o, const char *name) {
     return &o->id;
   if (!strcmp(name, "wait"))
     return &o->wait;
+  if (!strcmp(name, "group"))
+    return &o->group;
   return NULL;
 }
 
@@ -222,7 +241,7 @@ static int cli_parse(cli *o, int argc, char **argv) {
         return cli_fail(CLI_EXIT_USAGE, "option '%s' needs a value", a);
     } else if (!o->cmd) {
       o->cmd = a;
-    } else if (o->npos < 3) {
+    } else if (o->npos < CLI_MAX_POS) {
       o->pos[o->npos++] = a;
     } else {
       return cli_fail(CLI_EXIT_USAGE, "too many arguments (see parley --help)");
@@ -264,16 +283,23 @@ static int cli_check(cli *o) {
               {"block", 1, " NAME"},
               {"unblock", 1, " NAME"},
               {"typing", 1, " PEER"},
-              {"contacts", -1, " [add|remove NAME]"}};
+              {"contacts", -1, " [add|remove NAME]"},
+              {"group", -2, " create|add|remove|leave|members|rename|role|list ..."}};
   size_t k = 0;
   while (k < sizeof cmds / sizeof cmds[0] && strcmp(cmds[k].cmd, o->cmd) != 0)
     k++;
   if (k == sizeof cmds / sizeof cmds[0])
     return cli_fail(CLI_EXIT_USAGE, "unknown command '%s' (see parley --help)", o->cmd);
-  if (cmds[k].npos < 0 ? (o->npos != 0 && o->npos != 2) : o->npos != cmds[k].npos)
-    return cli_fail(CLI_EXIT_USAGE, "usage: parley %s%s", o->cmd, cmds[k].args);
+  int want = cmds[k].npos;
+  if (o->group && !strcmp(o->cmd, "send"))
+    want = 1; /* send --group GROUP TEXT */
+  if (want == -2 ? o->npos < 1 : want < 0 ? (o->npos != 0 && o->npos != 2) : o->npos != want)
+    return cli_fail(CLI_EXIT_USAGE, "usage: parley %s%s", o->cmd,
+                    o->group && want == 1 ? " --group GROUP TEXT" : cmds[k].args);
   if (o->id && strcmp(o->cmd, "send") != 0)
     return cli_fail(CLI_EXIT_USAGE, "--id is an option of 'send'");
+  if (o->group && strcmp(o->cmd, "send") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--group is an option of 'send'");
   if ((o->wait || o->no_ack) && strcmp(o->cmd, "recv") != 0)
     return cli_fail(CLI_EXIT_USAGE, "--wait and --no-ack are options of 'recv'");
   if (o->id && (!*o->id || strlen(o->id) > 64))
@@ -356,13 +382,16 @@ static int cmd_logout(const cli *o) {
 }
 
 static int cmd_send(const cli *o) {
-  const char *peer = o->pos[0], *text = o->pos[1];
+  const char *peer = o->group ? o->group : o->pos[0], *text = o->pos[o->group ? 0 : 1];
   parley *c;
   int rc = cli_open(o, &c, NULL, NULL, 0);
   if (rc)
     return rc;
   parley_send_ack ack;
-  rc = parley_send_wait(c, o->id, peer, text, strlen(text), &ack, CLI_TIMEOUT_MS);
+  if (o->group)
+    rc = parley_send_group_wait(c, o->id, o->group, text, strlen(text), &ack, CLI_TIMEOUT_MS);
+  else
+    rc = parley_send_wait(c, o->id, peer, text, strlen(text), &ack, CLI_TIMEOUT_MS);
   int status = CLI_EXIT_OK;
   if (rc != PARLEY_OK) {
     status = cli_error(o, rc, peer);
@@ -436,6 +465,89 @@ static int cmd_state(const cli *o) {
     pl_bytes_free(&out);
     parley_free(c);
     return cli_error(o, rc, name);
+  }
+  return cli_done(c, &out);
+}
+
+/* ---- group ---------------------------------------------------------------- */
+
+typedef struct cli_gcmd {
+  const char *name;
+  int op, npos; /* arguments after the subcommand; -1: one or more */
+  const char *args;
+} cli_gcmd;
+
+static const cli_gcmd cli_gcmds[] = {
+    {"create", -1, -1, " NAME [MEMBER...]"},
+    {"add", PARLEY_GROUP_ADD, 2, " GROUP USER"},
+    {"remove", PARLEY_GROUP_REMOVE, 2, " GROUP USER"},
+    {"leave", PARLEY_GROUP_LEAVE, 1, " GROUP"},
+    {"members", PARLEY_GROUP_INFO, 1, " GROUP"},
+    {"rename", PARLEY_GROUP_RENAME, 2, " GROUP NAME"},
+    {"role", PARLEY_GROUP_SET_ROLE, 3, " GROUP USER admin|member"},
+    {"list", -2, 0, ""},
+};
+
+/* Runs the group subcommand g; fills out with the JSON line. */
+static int cli_group_run(parley *c, const cli *o, const cli_gcmd *g, pl_bytes *out) {
+  const char *const *args = o->pos + 1;
+  parley_group grp;
+  int rc;
+  memset(&grp, 0, sizeof grp);
+  if (g->op == -2) {
+    parley_group *gs = NULL;
+    size_t n = 0;
+    rc = parley_group_list_wait(c, &gs, &n, CLI_TIMEOUT_MS);
+    pl_bytes_append(out, "{\"groups\":[", 11);
+    for (size_t i = 0; rc == PARLEY_OK && i < n; i++) {
+      if (i)
+        pl_bytes_append(out, ",", 1);
+      cli_json_group(out, &gs[i], 0);
+    }
+    pl_bytes_append(out, "]}\n", 3);
+    parley_groups_free(gs, n);
+    return rc;
+  }
+  if (g->op == -1) {
+    rc = parley_group_create_wait(c, args[0], "", args + 1, (size_t)(o->npos - 2), &grp, CLI_TIMEOUT_MS);
+  } else {
+    int role = g->op == PARLEY_GROUP_SET_ROLE
+                   ? (!strcmp(args[2], "admin") ? PARLEY_ROLE_ADMIN : PARLEY_ROLE_MEMBER)
+                   : 0;
+    const char *user =
+        g->op == PARLEY_GROUP_ADD || g->op == PARLEY_GROUP_REMOVE || g->op == PARLEY_GROUP_SET_ROLE ? args[1]
+                                                                                                    : NULL;
+    const char *name = g->op == PARLEY_GROUP_RENAME ? args[1] : NULL;
+    rc = parley_group_update_wait(c, args[0], g->op, user, name, "", role, &grp, CLI_TIMEOUT_MS);
+  }
+  cli_json_group(out, &grp, g->op != PARLEY_GROUP_LEAVE);
+  pl_bytes_append(out, "\n", 1);
+  parley_group_clear(&grp);
+  return rc;
+}
+
+static int cmd_group(const cli *o) {
+  const cli_gcmd *g = NULL;
+  for (size_t i = 0; i < sizeof cli_gcmds / sizeof cli_gcmds[0]; i++)
+    if (!strcmp(cli_gcmds[i].name, o->pos[0]))
+      g = &cli_gcmds[i];
+  if (!g)
+    return cli_fail(CLI_EXIT_USAGE, "unknown group command '%s' (see parley --help)", o->pos[0]);
+  int n = o->npos - 1;
+  if (g->npos < 0 ? n < 1 : n != g->npos)
+    return cli_fail(CLI_EXIT_USAGE, "usage: parley group %s%s", g->name, g->args);
+  if (g->op == PARLEY_GROUP_SET_ROLE && strcmp(o->pos[3], "admin") != 0 && strcmp(o->pos[3], "member") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "usage: parley group role GROUP USER admin|member");
+  parley *c;
+  int rc = cli_open(o, &c, NULL, NULL, 0);
+  if (rc)
+    return rc;
+  pl_bytes out = {0};
+  rc = cli_group_run(c, o, g, &out);
+  if (rc != PARLEY_OK) {
+    pl_bytes_free(&out);
+    parley_free(c);
+    return cli_error(o, rc, g->op == -1 ? NULL : o->pos[1]);
   }
   return cli_done(c, &out);
 }
@@ -676,5 +788,7 @@ int main(int argc, char **argv) {
     return cmd_state(&o);
   if (!strcmp(o.cmd, "chat"))
     return cmd_chat(&o);
+  if (!strcmp(o.cmd, "group"))
+    return cmd_group(&o);
   return cmd_logout(&o);
 }

@@ -34,6 +34,9 @@ const char *parley_strerror(int code) {
   case PARLEY_E_INTERNAL: return "internal server error";
   case PARLEY_E_BLOCKED: return "the recipient does not accept messages from you";
   case PARLEY_E_FILTERED: return "the message contains a word the server refuses";
+  case PARLEY_E_NOT_MEMBER: return "no such group, or you are not a member";
+  case PARLEY_E_FORBIDDEN: return "your role in the group does not allow this";
+  case PARLEY_E_GROUP_FULL: return "the group is at its member limit";
   case PARLEY_E_CONNECT: return "cannot reach the server";
   case PARLEY_E_TIMEOUT: return "no answer in time";
   case PARLEY_E_CLOSED: return "connection closed";
@@ -203,9 +206,11 @@ static void plc__random_id(char out[PLC_ID_MAX + 1]) {
   sodium_bin2hex(out, PLC_ID_MAX + 1, rnd, sizeof rnd);
 }
 
-static int plc__send(parley *c, const char *id, const char *peer, const void *body, size_t len, char *id_out,
-                     plc_msg **out) {
-  if (!c || !peer || !*peer || (len && !body))
+/* To peer, or to a group when group is set (then peer is NULL). */
+static int plc__send(parley *c, const char *id, const char *peer, const char *group, const void *body,
+                     size_t len, char *id_out, plc_msg **out) {
+  const char *to = group ? group : peer;
+  if (!c || !to || !*to || (len && !body))
     return PARLEY_E_ARG;
   char idbuf[PLC_ID_MAX + 1];
   if (id) {
@@ -222,7 +227,8 @@ static int plc__send(parley *c, const char *id, const char *peer, const void *bo
     return PARLEY_E_MESSAGE_TOO_LARGE;
   Parley__Send s = PARLEY__SEND__INIT;
   s.id = idbuf;
-  s.to = (char *)peer;
+  s.to = (char *)(group ? "" : peer);
+  s.group = (char *)(group ? group : "");
   s.body.data = (uint8_t *)body;
   s.body.len = len;
   s.client_ts = parley_server_now(c);
@@ -238,15 +244,20 @@ static int plc__send(parley *c, const char *id, const char *peer, const void *bo
 }
 
 int parley_send(parley *c, const char *id, const char *peer, const void *body, size_t len, char *id_out) {
-  return plc__send(c, id, peer, body, len, id_out, NULL);
+  return plc__send(c, id, peer, NULL, body, len, id_out, NULL);
 }
 
-int parley_send_wait(parley *c, const char *id, const char *peer, const void *body, size_t len,
-                     parley_send_ack *ack, int timeout_ms) {
+int parley_send_group(parley *c, const char *id, const char *group, const void *body, size_t len,
+                      char *id_out) {
+  return plc__send(c, id, NULL, group ? group : "", body, len, id_out, NULL);
+}
+
+static int plc__send_wait(parley *c, const char *id, const char *peer, const char *group, const void *body,
+                          size_t len, parley_send_ack *ack, int timeout_ms) {
   if (c && c->depth)
     return PARLEY_E_STATE;
   plc_msg *m;
-  int rc = plc__send(c, id, peer, body, len, NULL, &m);
+  int rc = plc__send(c, id, peer, group, body, len, NULL, &m);
   if (rc != PARLEY_OK)
     return rc;
   uint64_t deadline = pl_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : c->request_timeout_ms);
@@ -269,6 +280,16 @@ int parley_send_wait(parley *c, const char *id, const char *peer, const void *bo
   if (ack)
     *ack = c->wait_ack;
   return PARLEY_OK;
+}
+
+int parley_send_wait(parley *c, const char *id, const char *peer, const void *body, size_t len,
+                     parley_send_ack *ack, int timeout_ms) {
+  return plc__send_wait(c, id, peer, NULL, body, len, ack, timeout_ms);
+}
+
+int parley_send_group_wait(parley *c, const char *id, const char *group, const void *body, size_t len,
+                           parley_send_ack *ack, int timeout_ms) {
+  return plc__send_wait(c, id, NULL, group ? group : "", body, len, ack, timeout_ms);
 }
 
 /* ---- requests with a ref ---------------------------------------------- */
@@ -393,6 +414,106 @@ int parley_subscribe_wait(parley *c, const char *const *users, size_t n, int tim
   m.n_users = n;
   m.users = (char **)users;
   return plc__request(c, PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE, &m.base, NULL, timeout_ms);
+}
+
+/* ---- groups ---------------------------------------------------------- */
+
+void parley_group_clear(parley_group *g) {
+  if (!g)
+    return;
+  pl_free(g->id);
+  pl_free(g->name);
+  pl_free(g->description);
+  for (size_t i = 0; i < g->nmembers; i++)
+    pl_free(g->members[i].user);
+  pl_free(g->members);
+  memset(g, 0, sizeof *g);
+}
+
+void parley_groups_free(parley_group *g, size_t n) {
+  for (size_t i = 0; g && i < n; i++)
+    parley_group_clear(&g[i]);
+  pl_free(g);
+}
+
+static void plc__group_copy(parley_group *out, const Parley__GroupInfo *gi) {
+  memset(out, 0, sizeof *out);
+  out->id = pl_strdup(gi->group);
+  out->name = pl_strdup(gi->name);
+  out->description = pl_strdup(gi->description);
+  out->my_role = (int)gi->my_role;
+  out->member_count = gi->member_count;
+  out->last_seq = gi->last_seq;
+  out->nmembers = gi->n_members;
+  out->members = pl_calloc(gi->n_members ? gi->n_members : 1, sizeof *out->members);
+  for (size_t i = 0; i < gi->n_members; i++) {
+    out->members[i].user = pl_strdup(gi->members[i]->user);
+    out->members[i].role = (int)gi->members[i]->role;
+  }
+}
+
+/* A request answered by GroupInfo, copied to out (if not NULL). */
+static int plc__group_request(parley *c, uint8_t type, const ProtobufCMessage *m, parley_group *out,
+                              int timeout_ms) {
+  ProtobufCMessage *ans;
+  int rc = plc__request(c, type, m, &ans, timeout_ms);
+  if (rc == PARLEY_OK && ans && out)
+    plc__group_copy(out, (const Parley__GroupInfo *)ans);
+  if (ans)
+    protobuf_c_message_free_unpacked(ans, NULL);
+  return rc;
+}
+
+int parley_group_create_wait(parley *c, const char *name, const char *description, const char *const *members,
+                             size_t n, parley_group *out, int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || !name || (n && !members))
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__GroupCreate m = PARLEY__GROUP_CREATE__INIT;
+  m.ref = c->req_ref;
+  m.name = (char *)name;
+  m.description = (char *)(description ? description : "");
+  m.members = (char **)members;
+  m.n_members = n;
+  return plc__group_request(c, PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE, &m.base, out, timeout_ms);
+}
+
+int parley_group_update_wait(parley *c, const char *group, int op, const char *user, const char *name,
+                             const char *description, int role, parley_group *out, int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || !group || op < PARLEY_GROUP_INFO || op > PARLEY_GROUP_SET_ROLE)
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__GroupUpdate m = PARLEY__GROUP_UPDATE__INIT;
+  m.ref = c->req_ref;
+  m.group = (char *)group;
+  m.op = (Parley__GroupOp)op;
+  m.user = (char *)(user ? user : "");
+  m.name = (char *)(name ? name : "");
+  m.description = (char *)(description ? description : "");
+  m.role = (Parley__GroupRole)role;
+  return plc__group_request(c, PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE, &m.base, out, timeout_ms);
+}
+
+int parley_group_list_wait(parley *c, parley_group **out, size_t *n, int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || !out || !n)
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__GroupListGet m = PARLEY__GROUP_LIST_GET__INIT;
+  ProtobufCMessage *ans;
+  m.ref = c->req_ref;
+  *out = NULL;
+  *n = 0;
+  rc = plc__request(c, PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET, &m.base, &ans, timeout_ms);
+  if (rc == PARLEY_OK && ans) {
+    const Parley__GroupList *l = (const Parley__GroupList *)ans;
+    *out = pl_calloc(l->n_groups ? l->n_groups : 1, sizeof **out);
+    *n = l->n_groups;
+    for (size_t i = 0; i < l->n_groups; i++)
+      plc__group_copy(&(*out)[i], l->groups[i]);
+  }
+  if (ans)
+    protobuf_c_message_free_unpacked(ans, NULL);
+  return rc;
 }
 
 int parley_typing(parley *c, const char *peer, int typing) {

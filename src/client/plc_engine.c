@@ -338,7 +338,17 @@ static void plc__on_message(parley *c, const Parley__Message *pm) {
         .body_len = pm->body.len,
         .client_ts = pm->client_ts,
         .server_ts = pm->server_ts,
+        .group = plc__s(pm->group),
     };
+    parley_group_event ev;
+    if (pm->event) {
+      ev = (parley_group_event){.type = (int)pm->event->type,
+                                .actor = plc__s(pm->event->actor),
+                                .user = plc__s(pm->event->user),
+                                .name = plc__s(pm->event->name),
+                                .role = (int)pm->event->role};
+      m.event = &ev;
+    }
     c->depth++;
     c->cb.on_message(c, &m, c->ud);
     c->depth--;
@@ -450,6 +460,18 @@ static void plc__dispatch(parley *c, const pl_frame *f) {
     break;
   case PARLEY__FRAME_TYPE__FRAME_CONTACT_LIST:
     if (plc__req_is(c, ((Parley__ContactList *)msg)->ref)) {
+      plc__req_finish(c, PARLEY_OK, msg);
+      return;
+    }
+    break;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_INFO:
+    if (plc__req_is(c, ((Parley__GroupInfo *)msg)->ref)) {
+      plc__req_finish(c, PARLEY_OK, msg);
+      return;
+    }
+    break;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST:
+    if (plc__req_is(c, ((Parley__GroupList *)msg)->ref)) {
       plc__req_finish(c, PARLEY_OK, msg);
       return;
     }

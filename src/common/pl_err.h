@@ -31,6 +31,9 @@
   X(INTERNAL, -29, 1, "internal error")                                  \
   X(BLOCKED, -30, 1, "the recipient does not accept messages from you")  \
   X(FILTERED, -31, 1, "the message contains a word this server refuses") \
+  X(NOT_MEMBER, -32, 1, "no such group, or you are not a member")        \
+  X(FORBIDDEN, -33, 1, "your role in the group does not allow this")     \
+  X(GROUP_FULL, -34, 1, "the group is at its member limit")              \
   X(AGAIN, -1001, 0, "need more data")                                   \
   X(NOMEM, -1002, 0, "out of memory")                                    \
   X(IO, -1003, 0, "i/o error")                                           \

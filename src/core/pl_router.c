@@ -1,6 +1,7 @@
 #include "pl_router.h"
 
 #include <pthread.h>
+#include <string.h>
 
 #include "../common/pl_log.h"
 #include "../common/pl_map.h"
@@ -12,11 +13,27 @@ typedef struct pl__route {
   void *ep;
 } pl__route;
 
+/* A group's live audience: its members' attached devices. pos maps a
+ * device to its index + 1, so leaving costs O(1) in a 100k-member group. */
+typedef struct pl__gset {
+  uint64_t *devs;
+  size_t n, cap;
+  pl_map pos;
+} pl__gset;
+
+/* The groups an attached device is in the audience of. */
+typedef struct pl__dgroups {
+  uint64_t *gids;
+  size_t n;
+} pl__dgroups;
+
 typedef struct pl__local {
   pl_router base;
   pl_router_sink sink;
   pthread_mutex_t mu;
-  pl_map global; /* device -> pl__route *, guarded by mu */
+  pl_map global;    /* device -> pl__route *, guarded by mu */
+  pl_map groups;    /* gid -> pl__gset, guarded by mu */
+  pl_map devgroups; /* device -> pl__dgroups (devices in some group only), guarded by mu */
   int nloops;
   pl_map *local;                  /* [loop index] device -> ep, owned by that loop's thread */
   pl_task **out_head, **out_tail; /* [loop index] pushes of this commit (store thread) */
@@ -61,9 +78,33 @@ static pl_buf *pl__encode_event(const pl_msg *m) {
 }
 
 pl_buf *pl_router_encode(const pl_msg *m) {
-  if (m->kind != PL_MSG_MESSAGE)
+  if (m->kind != PL_MSG_MESSAGE && m->kind != PL_MSG_GROUP_EVENT)
     return pl__encode_event(m);
   Parley__Message msg = PARLEY__MESSAGE__INIT;
+  Parley__GroupEvent ev = PARLEY__GROUP_EVENT__INIT;
+  if (strncmp(m->conv, "g:", 2) == 0)
+    msg.group = m->conv + 2;
+  if (m->kind == PL_MSG_GROUP_EVENT) {
+    /* stored as from = actor, id = user, body = name, aux = type | role << 8 */
+    char name[128];
+    size_t n = m->body_len < sizeof name - 1 ? m->body_len : sizeof name - 1;
+    memcpy(name, m->body ? (const char *)m->body : "", n);
+    name[n] = 0;
+    ev.type = (Parley__GroupEventType)(m->aux & 0xff);
+    ev.actor = m->from;
+    ev.user = m->id;
+    ev.name = name;
+    ev.role = (Parley__GroupRole)((m->aux >> 8) & 0xff);
+    msg.event = &ev;
+    msg.qid = m->qid;
+    msg.conv = m->conv;
+    msg.seq = m->seq;
+    msg.from = m->from;
+    msg.from_device = m->from_device;
+    msg.id = "";
+    msg.server_ts = m->server_ts;
+    return pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_MESSAGE, &msg.base);
+  }
   msg.qid = m->qid;
   msg.conv = m->conv;
   msg.seq = m->seq;
@@ -115,6 +156,98 @@ static void pl__attach(pl_router *base, uint64_t device, pl_loop *loop, void *ep
   pl_free(old);
 }
 
+/* ---- group audiences (mu held) ---- */
+
+static void pl__gset_add(pl__local *r, uint64_t gid, uint64_t device) {
+  pl__gset *g = pl_map_get(&r->groups, gid);
+  if (!g) {
+    g = pl_calloc(1, sizeof *g);
+    pl_map_put(&r->groups, gid, g);
+  }
+  if (pl_map_get(&g->pos, device))
+    return;
+  if (g->n == g->cap) {
+    g->cap = g->cap ? g->cap * 2 : 8;
+    g->devs = pl_realloc(g->devs, g->cap * sizeof *g->devs);
+  }
+  g->devs[g->n++] = device;
+  pl_map_put(&g->pos, device, (void *)(uintptr_t)g->n);
+}
+
+static void pl__gset_del(pl__local *r, uint64_t gid, uint64_t device) {
+  pl__gset *g = pl_map_get(&r->groups, gid);
+  uintptr_t at = g ? (uintptr_t)pl_map_del(&g->pos, device) : 0;
+  if (!at)
+    return;
+  uint64_t last = g->devs[--g->n];
+  if (at - 1 < g->n) { /* the last one fills the hole */
+    g->devs[at - 1] = last;
+    pl_map_put(&g->pos, last, (void *)at);
+  }
+  if (!g->n) {
+    pl_map_del(&r->groups, gid);
+    pl_map_free(&g->pos);
+    pl_free(g->devs);
+    pl_free(g);
+  }
+}
+
+/* device leaves every group audience it is in. */
+static void pl__groups_drop(pl__local *r, uint64_t device) {
+  pl__dgroups *d = pl_map_del(&r->devgroups, device);
+  if (!d)
+    return;
+  for (size_t i = 0; i < d->n; i++)
+    pl__gset_del(r, d->gids[i], device);
+  pl_free(d->gids);
+  pl_free(d);
+}
+
+static void pl__dgroups_add(pl__local *r, uint64_t device, uint64_t gid) {
+  pl__dgroups *d = pl_map_get(&r->devgroups, device);
+  if (!d) {
+    d = pl_calloc(1, sizeof *d);
+    pl_map_put(&r->devgroups, device, d);
+  }
+  for (size_t i = 0; i < d->n; i++)
+    if (d->gids[i] == gid)
+      return;
+  d->gids = pl_realloc(d->gids, (d->n + 1) * sizeof *d->gids);
+  d->gids[d->n++] = gid;
+  pl__gset_add(r, gid, device);
+}
+
+static void pl__dgroups_del(pl__local *r, uint64_t device, uint64_t gid) {
+  pl__dgroups *d = pl_map_get(&r->devgroups, device);
+  for (size_t i = 0; d && i < d->n; i++)
+    if (d->gids[i] == gid) {
+      d->gids[i] = d->gids[--d->n];
+      pl__gset_del(r, gid, device);
+      break;
+    }
+}
+
+static void pl__group_change(pl_router *base, const pl_group_change *c) {
+  pl__local *r = (pl__local *)base;
+  pthread_mutex_lock(&r->mu);
+  for (size_t i = 0; i < c->n; i++) {
+    if (!c->join)
+      pl__dgroups_del(r, c->devices[i], c->gid);
+    else if (pl_map_get(&r->global, c->devices[i])) /* offline devices catch up by fetching */
+      pl__dgroups_add(r, c->devices[i], c->gid);
+  }
+  pthread_mutex_unlock(&r->mu);
+}
+
+static void pl__device_groups(pl_router *base, uint64_t device, const uint64_t *gids, size_t n) {
+  pl__local *r = (pl__local *)base;
+  pthread_mutex_lock(&r->mu);
+  pl__groups_drop(r, device);
+  for (size_t i = 0; i < n && pl_map_get(&r->global, device); i++)
+    pl__dgroups_add(r, device, gids[i]);
+  pthread_mutex_unlock(&r->mu);
+}
+
 static void pl__detach(pl_router *base, uint64_t device, pl_loop *loop, void *ep) {
   pl__local *r = (pl__local *)base;
   pl_map *local = &r->local[pl_loop_index(loop)];
@@ -123,8 +256,10 @@ static void pl__detach(pl_router *base, uint64_t device, pl_loop *loop, void *ep
   pl__route *gone = NULL;
   pthread_mutex_lock(&r->mu);
   pl__route *cur = pl_map_get(&r->global, device);
-  if (cur && cur->ep == ep)
+  if (cur && cur->ep == ep) {
     gone = pl_map_del(&r->global, device);
+    pl__groups_drop(r, device);
+  }
   pthread_mutex_unlock(&r->mu);
   pl_free(gone);
 }
@@ -176,6 +311,26 @@ static void pl__deliver(pl_router *base, const pl_msg *m, const uint64_t *device
   pl_buf_unref(frame);
   if (loops != stack)
     pl_free(loops);
+}
+
+/* To the group's audience but skip: a copy of the list under the lock, then
+ * the same path as 1:1 (one encoded frame shared by every receiver). */
+static void pl__deliver_group(pl_router *base, const pl_msg *m, uint64_t gid, uint64_t skip) {
+  pl__local *r = (pl__local *)base;
+  uint64_t *devs = NULL;
+  size_t n = 0;
+  pthread_mutex_lock(&r->mu);
+  pl__gset *g = pl_map_get(&r->groups, gid);
+  if (g && g->n) {
+    devs = pl_malloc(g->n * sizeof *devs);
+    for (size_t i = 0; i < g->n; i++)
+      if (g->devs[i] != skip)
+        devs[n++] = g->devs[i];
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (n)
+    pl__deliver(base, m, devs, n);
+  pl_free(devs);
 }
 
 static void pl__deliver_end(pl_router *base) {
@@ -242,6 +397,17 @@ static void pl__free_router(pl_router *base) {
   for (size_t it = 0; pl_map_next(&r->global, &it, &k, &v);)
     pl_free(v);
   pl_map_free(&r->global);
+  for (size_t it = 0; pl_map_next(&r->devgroups, &it, &k, &v);) {
+    pl_free(((pl__dgroups *)v)->gids);
+    pl_free(v);
+  }
+  pl_map_free(&r->devgroups);
+  for (size_t it = 0; pl_map_next(&r->groups, &it, &k, &v);) {
+    pl_map_free(&((pl__gset *)v)->pos);
+    pl_free(((pl__gset *)v)->devs);
+    pl_free(v);
+  }
+  pl_map_free(&r->groups);
   for (int i = 0; i < r->nloops; i++)
     pl_map_free(&r->local[i]);
   pl_free(r->local);
@@ -256,6 +422,9 @@ static const pl_router_ops pl__local_ops = {
     .detach = pl__detach,
     .deliver = pl__deliver,
     .deliver_end = pl__deliver_end,
+    .deliver_group = pl__deliver_group,
+    .group_change = pl__group_change,
+    .device_groups = pl__device_groups,
     .push_frame = pl__push_frame,
     .is_online = pl__is_online,
     .count = pl__count,

@@ -38,6 +38,13 @@ typedef struct pl_router_ops {
   void (*detach)(pl_router *r, uint64_t device, pl_loop *loop, void *ep);
   /* Routes a committed message to the given devices (store thread). */
   void (*deliver)(pl_router *r, const pl_msg *m, const uint64_t *devices, size_t n);
+  /* Groups (store thread, in commit order): a committed group message to
+   * the group's live audience but skip; devices joining or leaving an
+   * audience; the groups a device hears, replaced (after its fetch). Only
+   * attached devices join; detach takes a device out of every audience. */
+  void (*deliver_group)(pl_router *r, const pl_msg *m, uint64_t gid, uint64_t skip);
+  void (*group_change)(pl_router *r, const pl_group_change *c);
+  void (*device_groups)(pl_router *r, uint64_t device, const uint64_t *gids, size_t n);
   /* After the last deliver of a commit (store thread): send what is held. */
   void (*deliver_end)(pl_router *r);
   /* An ephemeral frame (presence, typing: never stored) for whichever of the

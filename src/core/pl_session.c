@@ -183,6 +183,21 @@ static int pl__store_online(void *ud, uint64_t device) {
   return core->router->ops->is_online(core->router, device);
 }
 
+static void pl__store_deliver_group(void *ud, const pl_msg *m, uint64_t gid, uint64_t skip) {
+  pl_core *core = ud;
+  core->router->ops->deliver_group(core->router, m, gid, skip);
+}
+
+static void pl__store_group_change(void *ud, const pl_group_change *c) {
+  pl_core *core = ud;
+  core->router->ops->group_change(core->router, c);
+}
+
+static void pl__store_device_groups(void *ud, uint64_t device, const uint64_t *gids, size_t n) {
+  pl_core *core = ud;
+  core->router->ops->device_groups(core->router, device, gids, n);
+}
+
 static void pl__store_deliver_end(void *ud) {
   pl_core *core = ud;
   core->router->ops->deliver_end(core->router);
@@ -242,6 +257,7 @@ static void pl__start_sync(pl_session *s) {
   pl__pend_clear(s);
   pl__sreq *sr = pl__sreq_new(s, PL_STORE_FETCH, NULL, pl__fetch_done);
   sr->req.in.device_id = s->device_id;
+  sr->req.in.user_id = s->user_id; /* its groups' histories */
   sr->req.in.after = s->last_sent;
   sr->req.in.limit = s->core->cfg.fetch_batch;
   pl__submit(sr);
@@ -507,11 +523,27 @@ static pl_filter_result pl__filter(pl_session *s, const Parley__Send *m, uint8_t
   return r;
 }
 
+/* A group id on the wire: its decimal number, 1 .. 2^63-1; 0 if malformed. */
+static uint64_t pl__gid(const char *g) {
+  uint64_t v = 0;
+  size_t n = strlen(g);
+  if (n == 0 || n > 18 || g[0] == '0')
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (g[i] < '0' || g[i] > '9')
+      return 0;
+    v = v * 10 + (uint64_t)(g[i] - '0');
+  }
+  return v;
+}
+
 static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
   Parley__Send *m = (Parley__Send *)msg;
   size_t idlen = strlen(m->id);
   pl_err e = PL_OK;
-  if (idlen == 0 || idlen > PL__MAX_ID || !pl_auth_valid_user(m->to, strlen(m->to)))
+  uint64_t gid = *m->group ? pl__gid(m->group) : 0;
+  int to_ok = *m->group ? gid && !*m->to : pl_auth_valid_user(m->to, strlen(m->to));
+  if (idlen == 0 || idlen > PL__MAX_ID || !to_ok)
     e = PL_ERR_INVALID_ARGUMENT;
   else if (m->body.len > s->core->cfg.max_message)
     e = PL_ERR_MESSAGE_TOO_LARGE;
@@ -533,7 +565,8 @@ static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
   sr->req.in.user = s->user;
   sr->req.in.device_id = s->device_id;
   sr->req.in.device_name = s->device;
-  sr->req.in.peer = m->to;
+  sr->req.in.peer = gid ? NULL : m->to;
+  sr->req.in.group = gid;
   sr->req.in.client_id = m->id;
   sr->req.in.body = masked ? masked : m->body.data;
   sr->req.in.body_len = masked ? masked_len : m->body.len;
@@ -593,6 +626,9 @@ static const char *pl__ref(uint8_t type, const ProtobufCMessage *msg) {
   case PARLEY__FRAME_TYPE__FRAME_BLOCK: return ((const Parley__Block *)msg)->ref;
   case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE: return ((const Parley__PresenceSubscribe *)msg)->ref;
   case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET: return ((const Parley__PresenceGet *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE: return ((const Parley__GroupCreate *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE: return ((const Parley__GroupUpdate *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return ((const Parley__GroupListGet *)msg)->ref;
   default: return "";
   }
 }
@@ -645,6 +681,59 @@ static void pl__presence_reply(pl_session *s, uint8_t type, const char *ref, con
   }
 }
 
+/* GroupInfo from the store's view of a group (strings borrowed). */
+static void pl__ginfo(Parley__GroupInfo *gi, const pl_group_info *g, char *id, size_t idlen) {
+  parley__group_info__init(gi);
+  snprintf(id, idlen, "%llu", (unsigned long long)g->gid);
+  gi->group = id;
+  gi->name = g->name ? g->name : "";
+  gi->description = g->description ? g->description : "";
+  gi->my_role = (Parley__GroupRole)g->my_role;
+  gi->member_count = g->member_count;
+  gi->last_seq = g->last_seq;
+}
+
+static void pl__group_reply(pl_session *s, const char *ref, const pl_store_req *req) {
+  Parley__GroupInfo gi;
+  char id[24];
+  const pl_group_info *g = &req->out.info;
+  size_t n = g->nmembers;
+  Parley__GroupMember *ms = pl_calloc(n ? n : 1, sizeof *ms);
+  Parley__GroupMember **ptrs = pl_calloc(n ? n : 1, sizeof *ptrs);
+  pl__ginfo(&gi, g, id, sizeof id);
+  gi.ref = (char *)ref;
+  for (size_t i = 0; i < n; i++) {
+    parley__group_member__init(&ms[i]);
+    ms[i].user = g->members[i].user;
+    ms[i].role = (Parley__GroupRole)g->members[i].role;
+    ptrs[i] = &ms[i];
+  }
+  gi.n_members = n;
+  gi.members = ptrs;
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_GROUP_INFO, &gi.base);
+  pl_free(ptrs);
+  pl_free(ms);
+}
+
+static void pl__group_list_reply(pl_session *s, const char *ref, const pl_store_req *req) {
+  Parley__GroupList gl = PARLEY__GROUP_LIST__INIT;
+  size_t n = req->out.ngroups;
+  Parley__GroupInfo *gs = pl_calloc(n ? n : 1, sizeof *gs);
+  Parley__GroupInfo **ptrs = pl_calloc(n ? n : 1, sizeof *ptrs);
+  char(*ids)[24] = pl_calloc(n ? n : 1, sizeof *ids);
+  for (size_t i = 0; i < n; i++) {
+    pl__ginfo(&gs[i], &req->out.groups[i], ids[i], sizeof ids[i]);
+    ptrs[i] = &gs[i];
+  }
+  gl.ref = (char *)ref;
+  gl.n_groups = n;
+  gl.groups = ptrs;
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_GROUP_LIST, &gl.base);
+  pl_free(ids);
+  pl_free(ptrs);
+  pl_free(gs);
+}
+
 static void pl__state_done(pl_store_req *req) {
   pl__sreq *sr = PL__SREQ(req);
   pl_session *s = sr->s;
@@ -672,6 +761,11 @@ static void pl__state_done(pl_store_req *req) {
   } else if (type == PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE ||
              type == PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET) {
     pl__presence_reply(s, type, ref, req);
+  } else if (type == PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE ||
+             type == PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE) {
+    pl__group_reply(s, ref, req);
+  } else if (type == PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET) {
+    pl__group_list_reply(s, ref, req);
   } else {
     if (type == PARLEY__FRAME_TYPE__FRAME_BLOCK && req->in.blocked)
       pl_presence_forget(s->core->presence, s->user_id, req->out.peer_id);
@@ -690,6 +784,9 @@ static pl_store_op pl__state_op(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_BLOCK: return PL_STORE_BLOCK;
   case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE:
   case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET: return PL_STORE_PRESENCE;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE: return PL_STORE_GROUP_CREATE;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE: return PL_STORE_GROUP_UPDATE;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return PL_STORE_GROUP_LIST;
   default: return PL_STORE_UNREAD;
   }
 }
@@ -719,6 +816,21 @@ static int pl__state_bad(uint8_t type, const ProtobufCMessage *msg) {
     for (size_t i = 0; i < m->n_users && !bad; i++)
       bad = pl__bad_name(m->users[i]);
     return bad;
+  }
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE: {
+    /* the name and size limits are the store's (it answers those) */
+    const Parley__GroupCreate *m = (const Parley__GroupCreate *)msg;
+    int bad = 0;
+    for (size_t i = 0; i < m->n_members && !bad; i++)
+      bad = pl__bad_name(m->members[i]);
+    return bad;
+  }
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE: {
+    const Parley__GroupUpdate *m = (const Parley__GroupUpdate *)msg;
+    int needs_user = m->op == PARLEY__GROUP_OP__GROUP_ADD || m->op == PARLEY__GROUP_OP__GROUP_REMOVE ||
+                     m->op == PARLEY__GROUP_OP__GROUP_SET_ROLE;
+    return !pl__gid(m->group) || m->op < 0 || m->op > PARLEY__GROUP_OP__GROUP_SET_ROLE ||
+           (needs_user && pl__bad_name(m->user));
   }
   default: return 0;
   }
@@ -751,6 +863,24 @@ static void pl__state_in(pl_store_req *r, uint8_t type, ProtobufCMessage *msg) {
     r->in.users = (const char *const *)&((Parley__PresenceGet *)msg)->user;
     r->in.nusers = 1;
     break;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE: {
+    Parley__GroupCreate *m = (Parley__GroupCreate *)msg;
+    r->in.name = m->name;
+    r->in.description = m->description;
+    r->in.users = (const char *const *)m->members;
+    r->in.nusers = m->n_members;
+    break;
+  }
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE: {
+    Parley__GroupUpdate *m = (Parley__GroupUpdate *)msg;
+    r->in.group = pl__gid(m->group);
+    r->in.group_op = (int)m->op;
+    r->in.peer = *m->user ? m->user : NULL;
+    r->in.name = m->name;
+    r->in.description = m->description;
+    r->in.role = (int)m->role;
+    break;
+  }
   default: break;
   }
 }
@@ -905,7 +1035,10 @@ static int pl__dispatch(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
     case PARLEY__FRAME_TYPE__FRAME_CONTACTS:
     case PARLEY__FRAME_TYPE__FRAME_BLOCK:
     case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE:
-    case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET: return pl__on_state(s, type, msg);
+    case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET:
+    case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE:
+    case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE:
+    case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return pl__on_state(s, type, msg);
     case PARLEY__FRAME_TYPE__FRAME_TYPING: return pl__on_typing(s, msg);
     case PARLEY__FRAME_TYPE__FRAME_LOGOUT:
       protobuf_c_message_free_unpacked(msg, NULL);
@@ -1048,6 +1181,9 @@ void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks) {
   hooks->deliver = pl__store_deliver;
   hooks->deliver_end = pl__store_deliver_end;
   hooks->online = pl__store_online;
+  hooks->deliver_group = pl__store_deliver_group;
+  hooks->group_change = pl__store_group_change;
+  hooks->device_groups = pl__store_device_groups;
   hooks->ud = core;
 }
 

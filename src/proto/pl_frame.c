@@ -63,6 +63,11 @@ const ProtobufCMessageDescriptor *pl_frame_descriptor(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET: return &parley__presence_get__descriptor;
   case PARLEY__FRAME_TYPE__FRAME_TYPING: return &parley__typing__descriptor;
   case PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT: return &parley__typing_event__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE: return &parley__group_create__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE: return &parley__group_update__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_INFO: return &parley__group_info__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return &parley__group_list_get__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST: return &parley__group_list__descriptor;
   default: return NULL;
   }
 }
@@ -84,7 +89,10 @@ int pl_frame_client_may_send(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_BLOCK:
   case PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE:
   case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET:
-  case PARLEY__FRAME_TYPE__FRAME_TYPING: return 1;
+  case PARLEY__FRAME_TYPE__FRAME_TYPING:
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE:
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE:
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return 1;
   default: return 0;
   }
 }

@@ -153,8 +153,9 @@ static pl_err pl__start(pl_server *srv) {
                         .ttl_ms = c->ttl_s * 1000u,
                         .max_devices = c->max_devices,
                         .max_queue = c->max_queue,
+                        .max_group = c->max_group,
                         .max_batch = c->commit_batch,
-                        .sweep_ms = 10000,
+                        .sweep_ms = c->sweep_s * 1000u,
                         .commit_delay_us = c->commit_delay_us};
   pl_store_hooks hooks;
   pl_core_store_hooks(srv->core, &hooks);

@@ -41,6 +41,10 @@ static const pl__opt pl__opts[] = {
     {"max-devices", "N", "devices per user (default 16)", T_U32, OFF(max_devices), 0},
     {"max-queue", "N", "messages queued per device before sends to it fail (default 100000)", T_U32,
      OFF(max_queue), 0},
+    {"sweep-interval", "SECONDS",
+     "how often expired messages and group history every member has are deleted (default 10)", T_U32,
+     OFF(sweep_s), 0},
+    {"max-group-members", "N", "members per group (default 100000)", T_U32, OFF(max_group), 0},
     {"commit-batch", "N", "most requests in one storage transaction (default 4096)", T_U32, OFF(commit_batch),
      0},
     {"commit-delay", "MICROSECONDS",
@@ -71,6 +75,8 @@ void pl_config_defaults(pl_config *c) {
   c->max_message = 64u * 1024u;
   c->max_devices = 16;
   c->max_queue = 100000;
+  c->max_group = 100000;
+  c->sweep_s = 10;
   c->commit_batch = 4096;
   c->commit_delay_us = 250;
   c->presence_grace_ms = 5000;

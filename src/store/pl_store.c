@@ -63,6 +63,15 @@ void pl_msg_clear(pl_msg *m) {
   memset(m, 0, sizeof *m);
 }
 
+void pl_group_info_clear(pl_group_info *g) {
+  pl_free(g->name);
+  pl_free(g->description);
+  for (size_t i = 0; i < g->nmembers; i++)
+    pl_free(g->members[i].user);
+  pl_free(g->members);
+  memset(g, 0, sizeof *g);
+}
+
 void pl_store_req_clear(pl_store_req *req) {
   pl_free(req->out.user);
   pl_free(req->out.device);
@@ -87,6 +96,14 @@ void pl_store_req_clear(pl_store_req *req) {
   for (size_t i = 0; i < req->out.nviews; i++)
     pl_free(req->out.views[i].user);
   pl_free(req->out.views);
+  pl_group_info_clear(&req->out.info);
+  for (size_t i = 0; i < req->out.ngroups; i++)
+    pl_group_info_clear(&req->out.groups[i]);
+  pl_free(req->out.groups);
+  for (size_t i = 0; i < req->out.nchanges; i++)
+    pl_free(req->out.changes[i].devices);
+  pl_free(req->out.changes);
+  pl_free(req->out.gids);
   memset(&req->out, 0, sizeof req->out);
 }
 
@@ -100,15 +117,39 @@ static void pl__hand_back(pl_store *s, pl_store_req *req) {
     req->done(req);
 }
 
+/* A group's membership changes of one request: joins go before its
+ * events (an added member sees "added"), leaves after (a removed one too). */
+static void pl__group_changes(pl_store *s, const pl_store_req *r, int join) {
+  for (size_t i = 0; s->hooks.group_change && i < r->out.nchanges; i++)
+    if (r->out.changes[i].join == join)
+      s->hooks.group_change(s->hooks.ud, &r->out.changes[i]);
+}
+
+static void pl__deliver_event(pl_store *s, const pl_store_event *ev, uint64_t skip) {
+  if (ev->group && s->hooks.deliver_group)
+    s->hooks.deliver_group(s->hooks.ud, &ev->msg, ev->group, skip);
+  else if (!ev->group)
+    s->hooks.deliver(s->hooks.ud, &ev->msg, ev->targets, ev->ntargets);
+}
+
+/* In request (= commit) order, so each device's live stream keeps qid order
+ * and a membership change takes effect exactly between two messages. */
 static void pl__deliver_batch(pl_store *s, pl_store_req *batch) {
   if (!s->hooks.deliver)
     return;
   for (pl_store_req *r = batch; r; r = r->next) {
-    if (r->op == PL_STORE_SEND && r->status == PL_OK && !r->out.duplicate && r->out.ntargets)
+    if (r->status != PL_OK)
+      continue;
+    pl__group_changes(s, r, 1);
+    if (r->op == PL_STORE_SEND && !r->out.duplicate && r->out.group && s->hooks.deliver_group)
+      s->hooks.deliver_group(s->hooks.ud, &r->out.msg, r->out.group, 0);
+    else if (r->op == PL_STORE_SEND && !r->out.duplicate && r->out.ntargets)
       s->hooks.deliver(s->hooks.ud, &r->out.msg, r->out.targets, r->out.ntargets);
-    for (size_t i = 0; r->status == PL_OK && i < r->out.nevents; i++)
-      s->hooks.deliver(s->hooks.ud, &r->out.events[i].msg, r->out.events[i].targets,
-                       r->out.events[i].ntargets);
+    for (size_t i = 0; i < r->out.nevents; i++)
+      pl__deliver_event(s, &r->out.events[i], 0);
+    pl__group_changes(s, r, 0);
+    if (r->op == PL_STORE_FETCH && r->out.ngids && s->hooks.device_groups)
+      s->hooks.device_groups(s->hooks.ud, r->in.device_id, r->out.gids, r->out.ngids);
   }
   if (s->hooks.deliver_end)
     s->hooks.deliver_end(s->hooks.ud);

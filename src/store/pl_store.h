@@ -25,10 +25,12 @@
 /* What a queue entry is (messages.kind). Events share the queue, the qid
  * sequence and the Ack with messages (docs/protocol.md 11.4). */
 typedef enum pl_msg_kind {
-  PL_MSG_MESSAGE = 0,   /* a Message */
-  PL_MSG_DELIVERED = 1, /* Receipt RECEIPT_DELIVERED: from = the receiving user */
-  PL_MSG_READ = 2,      /* Receipt RECEIPT_READ: from = the reader */
-  PL_MSG_READ_SYNC = 3, /* ReadSync: from = this user, aux = unread count */
+  PL_MSG_MESSAGE = 0,     /* a Message */
+  PL_MSG_DELIVERED = 1,   /* Receipt RECEIPT_DELIVERED: from = the receiving user */
+  PL_MSG_READ = 2,        /* Receipt RECEIPT_READ: from = the reader */
+  PL_MSG_READ_SYNC = 3,   /* ReadSync: from = this user, aux = unread count */
+  PL_MSG_GROUP_EVENT = 4, /* a membership change in a group's history: a
+                           * Message whose body is the packed GroupEvent */
 } pl_msg_kind;
 
 /* A stored message as delivered to a device. Strings are NUL-terminated. */
@@ -63,7 +65,44 @@ typedef enum pl_store_op {
   PL_STORE_PRESENCE,     /* may the user see each of these users' presence? */
   PL_STORE_SEEN,         /* record a user's last-seen time */
   PL_STORE_TYPING,       /* the devices a typing event goes to (nothing written) */
+  PL_STORE_GROUP_CREATE, /* make a group: the asker owns it, in.users join it */
+  PL_STORE_GROUP_UPDATE, /* info, add, remove, leave, rename, set role (in.group_op) */
+  PL_STORE_GROUP_LIST,   /* the groups the user is in */
 } pl_store_op;
+
+/* Group roles and operations: the values of GroupRole / GroupOp on the wire. */
+enum { PL_ROLE_NONE = 0, PL_ROLE_MEMBER = 1, PL_ROLE_ADMIN = 2, PL_ROLE_OWNER = 3 };
+enum {
+  PL_GROUP_INFO = 0,
+  PL_GROUP_ADD = 1,
+  PL_GROUP_REMOVE = 2,
+  PL_GROUP_LEAVE = 3,
+  PL_GROUP_RENAME = 4,
+  PL_GROUP_SET_ROLE = 5,
+};
+
+typedef struct pl_group_member {
+  char *user;
+  int role;
+} pl_group_member;
+
+/* A group as a member sees it (GROUP_*: members only for CREATE/UPDATE). */
+typedef struct pl_group_info {
+  uint64_t gid;
+  char *name, *description;
+  int my_role;
+  uint64_t member_count, last_seq;
+  pl_group_member *members; /* sorted by name */
+  size_t nmembers;
+} pl_group_info;
+
+/* Devices that start or stop receiving a group's live messages. */
+typedef struct pl_group_change {
+  uint64_t gid;
+  uint64_t *devices;
+  size_t n;
+  int join; /* 1: applied before the request's events; 0: after them */
+} pl_group_change;
 
 /* PRESENCE: what the asking user may see of one user. */
 typedef struct pl_presence_view {
@@ -79,6 +118,7 @@ typedef struct pl_store_event {
   pl_msg msg;
   uint64_t *targets;
   size_t ntargets;
+  uint64_t group; /* a group's history entry: to its members' devices, not targets */
 } pl_store_event;
 
 /* UNREAD: one conversation of the user. */
@@ -121,8 +161,13 @@ struct pl_store_req {
     int last_seen;            /* SETTINGS: 0 unchanged, else PL_LAST_SEEN_* */
     int contact_op;           /* CONTACTS: 0 list, 1 add, 2 remove (peer) */
     int blocked;              /* BLOCK: 1 block peer, 0 unblock */
-    const char *const *users; /* PRESENCE */
+    const char *const *users; /* PRESENCE; GROUP_CREATE: members to add */
     size_t nusers;
+    uint64_t group;          /* SEND: a group message (peer unused); GROUP_UPDATE */
+    int group_op;            /* GROUP_UPDATE: PL_GROUP_* */
+    int role;                /* GROUP_UPDATE SET_ROLE */
+    const char *name;        /* GROUP_CREATE, GROUP_UPDATE RENAME */
+    const char *description; /* GROUP_CREATE, GROUP_UPDATE RENAME */
   } in;
 
   /* Outputs (owned by the request; pl_store_req_clear frees them). */
@@ -152,7 +197,15 @@ struct pl_store_req {
     size_t nnames;
     pl_presence_view *views; /* PRESENCE, in the order asked */
     size_t nviews;
-    uint64_t peer_id; /* CONTACTS, BLOCK: the other user */
+    uint64_t peer_id;      /* CONTACTS, BLOCK: the other user */
+    uint64_t group;        /* SEND: the group the message went to (deliver to its members) */
+    pl_group_info info;    /* GROUP_CREATE, GROUP_UPDATE */
+    pl_group_info *groups; /* GROUP_LIST, by gid */
+    size_t ngroups;
+    pl_group_change *changes; /* GROUP_*: live membership changes */
+    size_t nchanges;
+    uint64_t *gids; /* FETCH: the groups the device receives (active ones) */
+    size_t ngids;
   } out;
 
   pl_store_req *next; /* store-private queue link */
@@ -161,6 +214,7 @@ struct pl_store_req {
 /* Frees every out field and zeroes out (in is left alone). */
 void pl_store_req_clear(pl_store_req *req);
 void pl_msg_clear(pl_msg *m);
+void pl_group_info_clear(pl_group_info *g);
 
 /* Who may see a user's last-seen time (users.last_seen_vis). */
 enum { PL_LAST_SEEN_EVERYONE = 1, PL_LAST_SEEN_CONTACTS = 2, PL_LAST_SEEN_NOBODY = 3 };
@@ -171,6 +225,7 @@ typedef struct pl_store_config {
   uint64_t ttl_ms;          /* message and dedup time-to-live */
   uint32_t max_devices;     /* per user */
   uint32_t max_queue;       /* queued messages per device */
+  uint32_t max_group;       /* members per group (0: 100,000) */
   uint32_t max_batch;       /* requests per transaction */
   uint32_t sweep_ms;        /* how often expired messages are deleted */
   uint32_t commit_delay_us; /* under load, commits start at most this often (0: no pacing) */
@@ -217,6 +272,14 @@ typedef struct pl_store_hooks {
    * for connected devices are pushed without being stored (protocol.md
    * 11.4: a missed one is recovered from UnreadGet's watermarks). */
   int (*online)(void *ud, uint64_t device);
+  /* Called on the store thread in commit order, for groups:
+   * deliver_group sends a group message to the member devices that are
+   * connected, except skip (the sending device); group_change adds devices to
+   * or removes them from a group's live audience; device_groups replaces
+   * the groups a device receives (after each of its fetches). */
+  void (*deliver_group)(void *ud, const pl_msg *m, uint64_t group, uint64_t skip);
+  void (*group_change)(void *ud, const pl_group_change *c);
+  void (*device_groups)(void *ud, uint64_t device, const uint64_t *gids, size_t n);
   void *ud;
 } pl_store_hooks;
 

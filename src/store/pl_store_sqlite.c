@@ -55,7 +55,7 @@
 #include "../common/pl_time.h"
 #include "pl_idring.h"
 
-#define PL__SCHEMA_VERSION 4
+#define PL__SCHEMA_VERSION 5
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
  * which is also how far the server reads ahead of its commits; libparley
@@ -77,14 +77,16 @@ static const char pl__schema[] =
     " pwhash TEXT NOT NULL, created INTEGER NOT NULL, read_receipts INTEGER NOT NULL DEFAULT 1,"
     " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2);"
     "CREATE TABLE IF NOT EXISTS devices(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
-    " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL, UNIQUE(user_id, name));"
+    " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL,"
+    " acked INTEGER NOT NULL DEFAULT 0, UNIQUE(user_id, name));"
     "CREATE TABLE IF NOT EXISTS convs(conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
     " last_ts INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS messages(qid INTEGER PRIMARY KEY AUTOINCREMENT, conv TEXT NOT NULL,"
     " seq INTEGER NOT NULL, sender_uid INTEGER NOT NULL, from_name TEXT NOT NULL,"
     " from_device TEXT NOT NULL, client_id TEXT NOT NULL, body BLOB NOT NULL,"
     " client_ts INTEGER NOT NULL, server_ts INTEGER NOT NULL, expires INTEGER NOT NULL,"
-    " refs INTEGER NOT NULL, kind INTEGER NOT NULL DEFAULT 0, aux INTEGER NOT NULL DEFAULT 0);"
+    " refs INTEGER NOT NULL, kind INTEGER NOT NULL DEFAULT 0, aux INTEGER NOT NULL DEFAULT 0,"
+    " gid INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS messages_expires ON messages(expires);"
     "CREATE INDEX IF NOT EXISTS messages_events ON messages(conv, kind, sender_uid) WHERE kind != 0;"
     "CREATE TABLE IF NOT EXISTS reads(uid INTEGER NOT NULL, conv TEXT NOT NULL, read_seq INTEGER NOT NULL,"
@@ -102,7 +104,14 @@ static const char pl__schema[] =
     " PRIMARY KEY(uid, contact_uid)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS blocks(uid INTEGER NOT NULL, blocked_uid INTEGER NOT NULL,"
     " PRIMARY KEY(uid, blocked_uid)) WITHOUT ROWID;"
-    "PRAGMA user_version = 4;"
+    "CREATE TABLE IF NOT EXISTS groups(gid INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,"
+    " description TEXT NOT NULL, created INTEGER NOT NULL, members INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS members(gid INTEGER NOT NULL, uid INTEGER NOT NULL, role INTEGER NOT NULL,"
+    " since_qid INTEGER NOT NULL, left_qid INTEGER NOT NULL, joined INTEGER NOT NULL,"
+    " PRIMARY KEY(gid, uid)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS members_uid ON members(uid, gid);"
+    "CREATE INDEX IF NOT EXISTS messages_group ON messages(gid, qid) WHERE gid != 0;"
+    "PRAGMA user_version = 5;"
     "COMMIT;";
 
 /* name, SQL: every statement is prepared once at open and reused. */
@@ -115,7 +124,9 @@ static const char pl__schema[] =
   X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                            \
   X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")        \
   X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                             \
-  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created) VALUES(?1, ?2, ?3, ?4)")       \
+  /* a new device's group cursor starts at the newest qid: it gets nothing older */                        \
+  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created, acked) VALUES(?1, ?2, ?3, ?4," \
+                   " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))")             \
   X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2 WHERE id = ?1")                                      \
   X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"       \
             " WHERE d.token_hash = ?1")                                                                    \
@@ -172,6 +183,45 @@ static const char pl__schema[] =
   X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                     \
   X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")         \
   X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                               \
+  /* ---- groups ---- */                                                                                   \
+  X(GROUP_INSERT, "INSERT INTO groups(name, description, created, members) VALUES(?1, ?2, ?3, 0)")         \
+  X(GROUP_GET, "SELECT name, description, members FROM groups WHERE gid = ?1")                             \
+  X(GROUP_RENAME, "UPDATE groups SET name = ?2, description = ?3 WHERE gid = ?1")                          \
+  X(GROUP_COUNT, "UPDATE groups SET members = members + ?2 WHERE gid = ?1")                                \
+  X(MEMBER_GET, "SELECT role FROM members WHERE gid = ?1 AND uid = ?2")                                    \
+  X(MEMBER_PUT, "INSERT OR REPLACE INTO members(gid, uid, role, since_qid, left_qid, joined)"              \
+                " VALUES(?1, ?2, ?3, ?4, 0, ?5)")                                                          \
+  X(MEMBER_ROLE, "UPDATE members SET role = ?3 WHERE gid = ?1 AND uid = ?2")                               \
+  X(MEMBER_LEFT, "UPDATE members SET role = 0, left_qid = ?3 WHERE gid = ?1 AND uid = ?2")                 \
+  X(MEMBERS_LIST, "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid"                      \
+                  " WHERE m.gid = ?1 AND m.role > 0 ORDER BY u.name")                                      \
+  X(MEMBER_HEIR, "SELECT uid FROM members WHERE gid = ?1 AND role > 0 AND uid != ?2"                       \
+                 " ORDER BY role DESC, joined LIMIT 1")                                                    \
+  X(GROUPS_OF, "SELECT gid, since_qid, left_qid, role FROM members WHERE uid = ?1 ORDER BY gid")           \
+  X(GROUP_LIST, "SELECT g.gid, g.name, g.description, g.members, m.role FROM members m"                    \
+                " JOIN groups g ON g.gid = m.gid WHERE m.uid = ?1 AND m.role > 0 ORDER BY g.gid")          \
+  X(GMSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"    \
+                 " client_ts, server_ts, expires, refs, kind, aux, gid)"                                   \
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)")                     \
+  /* a group's history after a device's cursor (its own sends included: one stream per group) */           \
+  X(GFETCH, "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"  \
+            " aux FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3 AND expires > ?4"   \
+            " ORDER BY qid LIMIT ?5")                                                                      \
+  X(DEV_ACKED_GET, "SELECT acked FROM devices WHERE id = ?1")                                              \
+  X(DEV_ACKED_PUT, "UPDATE devices SET acked = max(acked, ?2) WHERE id = ?1")                              \
+  X(DEV_ACKED_NOW, "UPDATE devices SET acked = COALESCE((SELECT seq FROM sqlite_sequence"                  \
+                   " WHERE name = 'messages'), 0) WHERE id = ?1")                                          \
+  X(GROUPS_ALL, "SELECT gid FROM groups")                                                                  \
+  /* how far every device of every member (present, or gone with history owed) has it */                   \
+  X(GROUP_CURSOR, "SELECT min(max(d.acked, m.since_qid)) FROM members m JOIN devices d"                    \
+                  " ON d.user_id = m.uid AND d.token_hash IS NOT NULL WHERE m.gid = ?1")                   \
+  X(GROUP_TRIM, "DELETE FROM messages WHERE gid = ?1 AND gid != 0 AND qid <= ?2")                          \
+  /* a member who left is forgotten once its devices have all it was owed, or it expired */                \
+  X(GROUP_FORGET, "DELETE FROM members WHERE gid = ?1 AND role = 0 AND (left_qid <= COALESCE("             \
+                  "(SELECT min(d.acked) FROM devices d WHERE d.user_id = members.uid"                      \
+                  " AND d.token_hash IS NOT NULL), left_qid) OR left_qid < COALESCE("                      \
+                  "(SELECT min(qid) FROM messages WHERE gid = ?1 AND gid != 0), left_qid + 1))")           \
+  X(MSG_MAXQID, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)")           \
   /* ids follow commit order, so the expired records are (about) a prefix */                               \
   X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE id < COALESCE((SELECT id FROM dedup WHERE server_ts > ?1"       \
                   " ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM dedup))")
@@ -198,7 +248,16 @@ typedef struct pl__user {
   size_t nblocked;
   uint64_t *devs;
   size_t ndevs;
+  struct pl__mship *ms; /* group memberships (incl. left ones still owed history) */
+  size_t nms;
+  int ms_loaded;
 } pl__user;
+
+/* A user's row in a group's members (role 0: left, history up to left_qid owed). */
+typedef struct pl__mship {
+  uint64_t gid, since_qid, left_qid;
+  int role;
+} pl__mship;
 
 /* A cached pair of watermarks of one user in one conversation; written
  * once per commit like the conversation counters. */
@@ -223,7 +282,7 @@ typedef struct pl__sq {
   sqlite3 *db;
   sqlite3_stmt *st[ST__COUNT];
   uint64_t ttl_ms;
-  uint32_t max_devices, max_queue;
+  uint32_t max_devices, max_queue, max_group;
   pl_map qlen;     /* device id -> queue length + 1 (values must not be NULL) */
   pl_map convs;    /* hash(conv) -> pl__conv */
   pl_map users;    /* user id -> pl__user (owner) */
@@ -275,6 +334,12 @@ static pl_err pl__run(pl__sq *q, sqlite3_stmt *st) {
   return e;
 }
 
+/* Runs a statement bound to (a). */
+static pl_err pl__run1(pl__sq *q, int stmt, uint64_t a) {
+  pl__bind_u64(q->st[stmt], 1, a);
+  return pl__run(q, q->st[stmt]);
+}
+
 /* Runs a statement bound to (a, b). */
 static pl_err pl__run2(pl__sq *q, int stmt, uint64_t a, uint64_t b) {
   sqlite3_stmt *st = q->st[stmt];
@@ -299,6 +364,7 @@ static pl_err pl__row(pl__sq *q, sqlite3_stmt *st, int *found) {
 static uint64_t pl__hash(const char *s) { return pl_hash_bytes(s, strlen(s)); }
 
 static void pl__user_free(pl__user *u) {
+  pl_free(u->ms);
   pl_free(u->blocked);
   pl_free(u->name);
   pl_free(u->devs);
@@ -682,8 +748,12 @@ static pl_err pl__login_device(pl__sq *q, pl_store_req *r) {
       r->status = PL_ERR_TOO_MANY_DEVICES; /* logged out, and the others fill the limit */
       return PL_OK;
     }
+    int was_out = u && !pl__has_dev(u, r->out.device_id);
     pl__user_forget(q, r->in.user_id); /* it may have been logged out: a target again */
-    return pl__set_token(q, r->out.device_id, r->in.token_hash);
+    e = pl__set_token(q, r->out.device_id, r->in.token_hash);
+    /* like a new device: group history from now on (its cursor moved to
+     * the end when it logged out) */
+    return e == PL_OK && was_out ? pl__run1(q, ST_DEV_ACKED_NOW, r->out.device_id) : e;
   }
   e = pl__user_get(q, r->in.user_id, &u);
   if (e != PL_OK)
@@ -716,6 +786,12 @@ static pl_err pl__resume(pl__sq *q, pl_store_req *r) {
 }
 
 /* ---- send -------------------------------------------------------------------- */
+
+/* groups (below) */
+static pl_err pl__send_group(pl__sq *q, pl_store_req *r);
+static pl_err pl__fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit);
+static pl_err pl__ack_cursor(pl__sq *q, pl_store_req *r);
+static pl_err pl__groups_trim(pl__sq *q, uint64_t *deleted);
 
 /* The ring of dev's recent ids, loaded from dedup_rings on first use. */
 static pl_err pl__ring(pl__sq *q, uint64_t dev, pl_idring **out) {
@@ -1041,6 +1117,8 @@ static pl_err pl__send(pl__sq *q, pl_store_req *r) {
     r->status = PL_ERR_MESSAGE_TOO_LARGE;
     return PL_OK;
   }
+  if (r->in.group)
+    return pl__send_group(q, r);
   e = pl__user_by_name(q, r->in.peer, &peer);
   if (e == PL_OK && peer)
     e = pl__user_get(q, r->in.user_id, &me);
@@ -1105,7 +1183,7 @@ static pl_err pl__fetch(pl__sq *q, pl_store_req *r) {
   }
   pl_err e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
   sqlite3_reset(st);
-  return e;
+  return e == PL_OK ? pl__fetch_groups(q, r, limit) : e;
 }
 
 /* ---- events: receipts and read syncs (docs/protocol.md 11.4) --------------- */
@@ -1506,6 +1584,8 @@ static pl_err pl__typing(pl__sq *q, pl_store_req *r) {
 static pl_err pl__ack(pl__sq *q, pl_store_req *r) {
   static const int steps[] = {ST_ACK_REFS, ST_ACK_MSGS, ST_ACK_QUEUE};
   pl_err e = r->in.user_id ? pl__delivered(q, r) : PL_OK;
+  if (e == PL_OK)
+    e = pl__ack_cursor(q, r);
   uint64_t upto = pl__clamp(r->in.upto);
   for (size_t i = 0; i < sizeof steps / sizeof steps[0] && e == PL_OK; i++) {
     sqlite3_stmt *st = q->st[steps[i]];
@@ -1534,6 +1614,608 @@ static pl_err pl__logout(pl__sq *q, pl_store_req *r) {
   return e;
 }
 
+/* ---- groups (docs/protocol.md 11.8) ------------------------------------------------ */
+
+/* A group's history is stored once: message rows with gid set, no queue
+ * rows. Each device's cursor is its devices.acked (its cumulative Ack, which
+ * covers group messages because they share the qid sequence), so a member
+ * costs no row per message. */
+
+#define PL__GROUP_NAME_MAX 100u
+#define PL__GROUP_DESC_MAX 1000u
+/* GroupEvent types (the wire's GroupEventType) */
+enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_RENAMED, PL__GE_ROLE };
+
+static void pl__gconv(uint64_t gid, char *buf, size_t n) {
+  snprintf(buf, n, "g:%llu", (unsigned long long)gid);
+}
+
+static pl_err pl__mships(pl__sq *q, pl__user *u) {
+  sqlite3_stmt *st = q->st[ST_GROUPS_OF];
+  size_t cap = 0;
+  int rc;
+  if (u->ms_loaded)
+    return PL_OK;
+  u->nms = 0;
+  pl__bind_u64(st, 1, u->id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (u->nms == cap) {
+      cap = cap ? cap * 2 : 4;
+      u->ms = pl_realloc(u->ms, cap * sizeof *u->ms);
+    }
+    pl__mship *m = &u->ms[u->nms++];
+    m->gid = pl__col_u64(st, 0);
+    m->since_qid = pl__col_u64(st, 1);
+    m->left_qid = pl__col_u64(st, 2);
+    m->role = sqlite3_column_int(st, 3);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  u->ms_loaded = e == PL_OK;
+  return e;
+}
+
+/* u's role in gid (PL_ROLE_NONE if not a member). */
+static pl_err pl__role(pl__sq *q, pl__user *u, uint64_t gid, int *role) {
+  pl_err e = pl__mships(q, u);
+  *role = PL_ROLE_NONE;
+  for (size_t i = 0; e == PL_OK && i < u->nms; i++)
+    if (u->ms[i].gid == gid)
+      *role = u->ms[i].role;
+  return e;
+}
+
+/* The highest qid ever given (AUTOINCREMENT keeps it in sqlite_sequence):
+ * a history that starts "now" starts after it. */
+static pl_err pl__max_qid(pl__sq *q, uint64_t *qid) {
+  sqlite3_stmt *st = q->st[ST_MSG_MAXQID];
+  int found;
+  pl_err e = pl__row(q, st, &found);
+  *qid = e == PL_OK && found ? pl__col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Appends a row to gid's history; out.msg-like data goes to *m (qid set). */
+static pl_err pl__glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const char *device, const char *id,
+                           const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
+                           pl_msg *m) {
+  char conv[32];
+  pl__conv *c;
+  uint64_t seq, ts;
+  pl__gconv(gid, conv, sizeof conv);
+  pl_err e = pl__conv_get(q, conv, &c);
+  if (e != PL_OK)
+    return e;
+  pl__conv_peek(c, pl_now_ms(), &seq, &ts);
+  sqlite3_stmt *st = q->st[ST_GMSG_INSERT];
+  pl__bind_text(st, 1, conv);
+  pl__bind_u64(st, 2, seq);
+  pl__bind_u64(st, 3, from->id);
+  pl__bind_text(st, 4, from->name);
+  pl__bind_text(st, 5, device);
+  pl__bind_text(st, 6, id);
+  sqlite3_bind_blob(st, 7, body_len ? (const void *)body : "", (int)body_len, SQLITE_STATIC);
+  pl__bind_u64(st, 8, client_ts);
+  pl__bind_u64(st, 9, ts);
+  pl__bind_u64(st, 10, pl__expires(q, ts));
+  pl__bind_u64(st, 11, (uint64_t)kind);
+  pl__bind_u64(st, 12, aux);
+  pl__bind_u64(st, 13, gid);
+  e = pl__run(q, st);
+  if (e != PL_OK)
+    return e;
+  pl__conv_take(q, c, seq, ts);
+  memset(m, 0, sizeof *m);
+  m->qid = (uint64_t)sqlite3_last_insert_rowid(q->db);
+  m->kind = kind;
+  m->aux = aux;
+  m->conv = pl_strdup(conv);
+  m->seq = seq;
+  m->from = pl_strdup(from->name);
+  m->from_device = pl_strdup(device);
+  m->id = pl_strdup(id);
+  m->body = pl_memdup(body_len ? (const void *)body : "", body_len);
+  m->body_len = body_len;
+  m->client_ts = client_ts;
+  m->server_ts = ts;
+  return PL_OK;
+}
+
+/* A membership event in gid's history, delivered to its members. The
+ * GroupEvent travels in generic columns: from = actor, id = user,
+ * body = name, aux = type | role << 8 (the router builds the frame). */
+static pl_err pl__gevent(pl__sq *q, pl_store_req *r, uint64_t gid, const pl__user *actor, int type,
+                         const char *user, const char *name, int role) {
+  pl_msg m;
+  size_t nl = name ? strlen(name) : 0;
+  pl_err e = pl__glog_put(q, gid, actor, "", user ? user : "", (const uint8_t *)name, nl, 0,
+                          PL_MSG_GROUP_EVENT, (uint64_t)type | ((uint64_t)role << 8), &m);
+  if (e != PL_OK)
+    return e;
+  r->out.events = pl_realloc(r->out.events, (r->out.nevents + 1) * sizeof *r->out.events);
+  pl_store_event *ev = &r->out.events[r->out.nevents++];
+  memset(ev, 0, sizeof *ev);
+  ev->msg = m;
+  ev->group = gid;
+  return PL_OK;
+}
+
+/* Records that u's devices join (or leave) gid's live audience. */
+static void pl__gchange(pl_store_req *r, uint64_t gid, const pl__user *u, int join) {
+  r->out.changes = pl_realloc(r->out.changes, (r->out.nchanges + 1) * sizeof *r->out.changes);
+  pl_group_change *c = &r->out.changes[r->out.nchanges++];
+  c->gid = gid;
+  c->join = join;
+  c->n = u->ndevs;
+  c->devices = pl_memdup(u->devs, (u->ndevs ? u->ndevs : 1) * sizeof *u->devs);
+}
+
+/* Forget u's cached memberships (they changed in this transaction). */
+static void pl__ms_stale(pl__user *u) {
+  pl_free(u->ms);
+  u->ms = NULL;
+  u->nms = 0;
+  u->ms_loaded = 0;
+}
+
+static pl_err pl__member_put(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, int role,
+                             uint64_t since) {
+  sqlite3_stmt *st = q->st[ST_MEMBER_PUT];
+  pl__bind_u64(st, 1, gid);
+  pl__bind_u64(st, 2, u->id);
+  pl__bind_u64(st, 3, (uint64_t)role);
+  pl__bind_u64(st, 4, since);
+  pl__bind_u64(st, 5, since);
+  pl_err e = pl__run(q, st);
+  if (e == PL_OK)
+    e = pl__run2(q, ST_GROUP_COUNT, gid, 1);
+  pl__ms_stale(u);
+  if (e == PL_OK)
+    pl__gchange(r, gid, u, 1);
+  return e;
+}
+
+/* u leaves gid (removed or by itself): keeps the history owed up to left_qid. */
+static pl_err pl__member_left(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, uint64_t left_qid) {
+  sqlite3_stmt *st = q->st[ST_MEMBER_LEFT];
+  pl__bind_u64(st, 1, gid);
+  pl__bind_u64(st, 2, u->id);
+  pl__bind_u64(st, 3, left_qid);
+  pl_err e = pl__run(q, st);
+  if (e == PL_OK) {
+    int64_t d = -1;
+    sqlite3_stmt *c = q->st[ST_GROUP_COUNT];
+    pl__bind_u64(c, 1, gid);
+    sqlite3_bind_int64(c, 2, d);
+    e = pl__run(q, c);
+  }
+  pl__ms_stale(u);
+  if (e == PL_OK)
+    pl__gchange(r, gid, u, 0);
+  return e;
+}
+
+static pl_err pl__group_members(pl__sq *q, uint64_t gid, pl_group_info *g) {
+  sqlite3_stmt *st = q->st[ST_MEMBERS_LIST];
+  size_t cap = 0;
+  int rc;
+  pl__bind_u64(st, 1, gid);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (g->nmembers == cap) {
+      cap = cap ? cap * 2 : 8;
+      g->members = pl_realloc(g->members, cap * sizeof *g->members);
+    }
+    g->members[g->nmembers].user = pl__col_str(st, 0);
+    g->members[g->nmembers++].role = sqlite3_column_int(st, 1);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* The group as u sees it, with members if want_members; *found = 0 if gid
+ * does not exist. */
+static pl_err pl__group_info(pl__sq *q, uint64_t gid, pl__user *u, int want_members, pl_group_info *g,
+                             int *found) {
+  sqlite3_stmt *st = q->st[ST_GROUP_GET];
+  char conv[32];
+  pl__conv *c;
+  pl__bind_u64(st, 1, gid);
+  pl_err e = pl__row(q, st, found);
+  if (e != PL_OK || !*found) {
+    sqlite3_reset(st);
+    return e;
+  }
+  pl_group_info_clear(g);
+  g->gid = gid;
+  g->name = pl__col_str(st, 0);
+  g->description = pl__col_str(st, 1);
+  g->member_count = pl__col_u64(st, 2);
+  sqlite3_reset(st);
+  e = pl__role(q, u, gid, &g->my_role);
+  pl__gconv(gid, conv, sizeof conv);
+  if (e == PL_OK)
+    e = pl__conv_get(q, conv, &c);
+  if (e == PL_OK)
+    g->last_seq = c->seq;
+  if (e == PL_OK && want_members && g->my_role > PL_ROLE_NONE)
+    e = pl__group_members(q, gid, g);
+  return e;
+}
+
+static int pl__gname_ok(const char *name, const char *desc) {
+  size_t n = name ? strlen(name) : 0;
+  return n >= 1 && n <= PL__GROUP_NAME_MAX && (!desc || strlen(desc) <= PL__GROUP_DESC_MAX);
+}
+
+static pl_err pl__group_create(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL, *u;
+  int found;
+  if (!pl__gname_ok(r->in.name, r->in.description) || r->in.nusers > q->max_group) {
+    r->status = r->in.nusers > q->max_group ? PL_ERR_GROUP_FULL : PL_ERR_INVALID_ARGUMENT;
+    return PL_OK;
+  }
+  pl_err e = pl__user_get(q, r->in.user_id, &me);
+  for (size_t i = 0; e == PL_OK && me && i < r->in.nusers; i++) {
+    e = pl__user_by_name(q, r->in.users[i], &u);
+    if (e == PL_OK && (!u || pl__blocks(u, me->id))) {
+      r->status = PL_ERR_UNKNOWN_PEER; /* a user who blocked the creator is "unknown" too */
+      return PL_OK;
+    }
+  }
+  if (e != PL_OK || !me) {
+    if (e == PL_OK)
+      r->status = PL_ERR_INVALID_ARGUMENT;
+    return e;
+  }
+  sqlite3_stmt *st = q->st[ST_GROUP_INSERT];
+  pl__bind_text(st, 1, r->in.name);
+  pl__bind_text(st, 2, r->in.description);
+  pl__bind_u64(st, 3, pl_now_ms());
+  e = pl__run(q, st);
+  uint64_t gid = (uint64_t)sqlite3_last_insert_rowid(q->db);
+  /* The creator's "created" event comes first; members join right before it. */
+  uint64_t since = 0;
+  if (e == PL_OK)
+    e = pl__max_qid(q, &since);
+  if (e == PL_OK)
+    e = pl__member_put(q, r, gid, me, PL_ROLE_OWNER, since);
+  for (size_t i = 0; e == PL_OK && i < r->in.nusers; i++) {
+    int role = PL_ROLE_NONE;
+    e = pl__user_by_name(q, r->in.users[i], &u);
+    if (e == PL_OK)
+      e = pl__role(q, u, gid, &role);
+    if (e == PL_OK && role == PL_ROLE_NONE) /* named twice, or the creator */
+      e = pl__member_put(q, r, gid, u, PL_ROLE_MEMBER, since);
+  }
+  if (e == PL_OK)
+    e = pl__gevent(q, r, gid, me, PL__GE_CREATED, NULL, r->in.name, 0);
+  for (size_t i = 0; e == PL_OK && i < r->in.nusers; i++) {
+    e = pl__user_by_name(q, r->in.users[i], &u);
+    if (e == PL_OK && u != me)
+      e = pl__gevent(q, r, gid, me, PL__GE_ADDED, u->name, NULL, PL_ROLE_MEMBER);
+  }
+  return e == PL_OK ? pl__group_info(q, gid, me, 1, &r->out.info, &found) : e;
+}
+
+/* May actor (role ar) act on a member with role tr by op? (protocol.md 11.8) */
+static int pl__may(int op, int ar, int tr) {
+  switch (op) {
+  case PL_GROUP_ADD:
+  case PL_GROUP_RENAME: return ar >= PL_ROLE_ADMIN;
+  case PL_GROUP_REMOVE:
+    return ar == PL_ROLE_OWNER ? tr != PL_ROLE_OWNER : ar == PL_ROLE_ADMIN && tr == PL_ROLE_MEMBER;
+  case PL_GROUP_SET_ROLE: return ar == PL_ROLE_OWNER && tr != PL_ROLE_OWNER;
+  default: return 1;
+  }
+}
+
+/* The owner left: the longest-standing admin (else member) owns the group. */
+static pl_err pl__group_heir(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *me) {
+  sqlite3_stmt *st = q->st[ST_MEMBER_HEIR];
+  pl__user *heir = NULL;
+  int found;
+  pl__bind_u64(st, 1, gid);
+  pl__bind_u64(st, 2, me->id);
+  pl_err e = pl__row(q, st, &found);
+  uint64_t uid = e == PL_OK && found ? pl__col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  if (e == PL_OK && uid)
+    e = pl__user_get(q, uid, &heir);
+  if (e != PL_OK || !heir)
+    return e;
+  sqlite3_stmt *rs = q->st[ST_MEMBER_ROLE];
+  pl__bind_u64(rs, 1, gid);
+  pl__bind_u64(rs, 2, heir->id);
+  pl__bind_u64(rs, 3, PL_ROLE_OWNER);
+  e = pl__run(q, rs);
+  pl__ms_stale(heir);
+  return e == PL_OK ? pl__gevent(q, r, gid, me, PL__GE_ROLE, heir->name, NULL, PL_ROLE_OWNER) : e;
+}
+
+static pl_err pl__group_leave(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *me, pl__user *actor,
+                              int type, int was) {
+  pl_err e = pl__gevent(q, r, gid, actor, type, me->name, NULL, PL_ROLE_NONE);
+  uint64_t left = e == PL_OK ? r->out.events[r->out.nevents - 1].msg.qid : 0;
+  if (e == PL_OK)
+    e = pl__member_left(q, r, gid, me, left);
+  if (e == PL_OK && was == PL_ROLE_OWNER)
+    e = pl__group_heir(q, r, gid, me);
+  return e;
+}
+
+static pl_err pl__group_update(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL, *u = NULL;
+  int mine = PL_ROLE_NONE, theirs = PL_ROLE_NONE, found;
+  uint64_t gid = r->in.group;
+  int op = r->in.group_op;
+  pl_err e = pl__user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl__role(q, me, gid, &mine);
+  if (e != PL_OK || !me || mine == PL_ROLE_NONE) {
+    if (e == PL_OK)
+      r->status = PL_ERR_NOT_MEMBER; /* also for a group that does not exist */
+    return e;
+  }
+  if (op == PL_GROUP_ADD || op == PL_GROUP_REMOVE || op == PL_GROUP_SET_ROLE) {
+    e = r->in.peer ? pl__user_by_name(q, r->in.peer, &u) : PL_OK;
+    if (e == PL_OK && u)
+      e = pl__role(q, u, gid, &theirs);
+    if (e != PL_OK)
+      return e;
+    if (!u || (op == PL_GROUP_ADD && pl__blocks(u, me->id))) {
+      r->status = PL_ERR_UNKNOWN_PEER;
+      return PL_OK;
+    }
+  }
+  if (!pl__may(op, mine, theirs)) {
+    r->status = PL_ERR_FORBIDDEN;
+    return PL_OK;
+  }
+  switch (op) {
+  case PL_GROUP_INFO: break;
+  case PL_GROUP_ADD:
+    if (theirs != PL_ROLE_NONE)
+      break; /* already a member: nothing changes */
+    e = pl__group_info(q, gid, me, 0, &r->out.info, &found);
+    if (e == PL_OK && r->out.info.member_count >= q->max_group) {
+      r->status = PL_ERR_GROUP_FULL;
+      return PL_OK;
+    }
+    /* the added member's history starts with the event that adds it */
+    uint64_t since = 0;
+    if (e == PL_OK)
+      e = pl__max_qid(q, &since);
+    if (e == PL_OK)
+      e = pl__member_put(q, r, gid, u, PL_ROLE_MEMBER, since);
+    if (e == PL_OK)
+      e = pl__gevent(q, r, gid, me, PL__GE_ADDED, u->name, NULL, PL_ROLE_MEMBER);
+    break;
+  case PL_GROUP_REMOVE:
+    if (theirs == PL_ROLE_NONE)
+      break;
+    e = pl__group_leave(q, r, gid, u, me, PL__GE_REMOVED, theirs);
+    break;
+  case PL_GROUP_LEAVE: e = pl__group_leave(q, r, gid, me, me, PL__GE_LEFT, mine); break;
+  case PL_GROUP_RENAME:
+    if (!pl__gname_ok(r->in.name, r->in.description)) {
+      r->status = PL_ERR_INVALID_ARGUMENT;
+      return PL_OK;
+    } else {
+      sqlite3_stmt *st = q->st[ST_GROUP_RENAME];
+      pl__bind_u64(st, 1, gid);
+      pl__bind_text(st, 2, r->in.name);
+      pl__bind_text(st, 3, r->in.description);
+      e = pl__run(q, st);
+    }
+    if (e == PL_OK)
+      e = pl__gevent(q, r, gid, me, PL__GE_RENAMED, NULL, r->in.name, 0);
+    break;
+  case PL_GROUP_SET_ROLE:
+    if (r->in.role != PL_ROLE_ADMIN && r->in.role != PL_ROLE_MEMBER) {
+      r->status = PL_ERR_INVALID_ARGUMENT;
+      return PL_OK;
+    }
+    if (theirs == PL_ROLE_NONE) {
+      r->status = PL_ERR_NOT_MEMBER;
+      return PL_OK;
+    }
+    if (theirs == r->in.role)
+      break;
+    {
+      sqlite3_stmt *st = q->st[ST_MEMBER_ROLE];
+      pl__bind_u64(st, 1, gid);
+      pl__bind_u64(st, 2, u->id);
+      pl__bind_u64(st, 3, (uint64_t)r->in.role);
+      e = pl__run(q, st);
+      pl__ms_stale(u);
+    }
+    if (e == PL_OK)
+      e = pl__gevent(q, r, gid, me, PL__GE_ROLE, u->name, NULL, r->in.role);
+    break;
+  default: r->status = PL_ERR_INVALID_ARGUMENT; return PL_OK;
+  }
+  return e == PL_OK ? pl__group_info(q, gid, me, 1, &r->out.info, &found) : e;
+}
+
+static pl_err pl__group_list(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_GROUP_LIST];
+  size_t cap = 0;
+  int rc;
+  pl_err e = pl__convs_flush(q); /* last_seq comes from the table */
+  if (e != PL_OK)
+    return e;
+  pl__bind_u64(st, 1, r->in.user_id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (r->out.ngroups == cap) {
+      cap = cap ? cap * 2 : 8;
+      r->out.groups = pl_realloc(r->out.groups, cap * sizeof *r->out.groups);
+    }
+    pl_group_info *g = &r->out.groups[r->out.ngroups++];
+    memset(g, 0, sizeof *g);
+    g->gid = pl__col_u64(st, 0);
+    g->name = pl__col_str(st, 1);
+    g->description = pl__col_str(st, 2);
+    g->member_count = pl__col_u64(st, 3);
+    g->my_role = sqlite3_column_int(st, 4);
+  }
+  e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  for (size_t i = 0; e == PL_OK && i < r->out.ngroups; i++) {
+    char conv[32];
+    pl__conv *c;
+    pl__gconv(r->out.groups[i].gid, conv, sizeof conv);
+    e = pl__conv_get(q, conv, &c);
+    if (e == PL_OK)
+      r->out.groups[i].last_seq = c->seq;
+  }
+  return e;
+}
+
+/* A group message: the same contract as 1:1 (dedup, seq, both clocks),
+ * stored once in the group's history. Only members may send. */
+static pl_err pl__send_group(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL;
+  int role = PL_ROLE_NONE;
+  pl_err e = pl__user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl__role(q, me, r->in.group, &role);
+  if (e != PL_OK)
+    return e;
+  if (!me || role == PL_ROLE_NONE) {
+    r->status = PL_ERR_NOT_MEMBER;
+    return PL_OK;
+  }
+  char conv[32];
+  pl__conv *c;
+  uint64_t seq, ts;
+  pl__gconv(r->in.group, conv, sizeof conv);
+  e = pl__conv_get(q, conv, &c);
+  if (e == PL_OK) {
+    pl__conv_peek(c, pl_now_ms(), &seq, &ts);
+    e = pl__dedup_put(q, r, conv, seq, ts);
+  }
+  if (e == PL_OK)
+    e = pl__glog_put(q, r->in.group, me, r->in.device_name ? r->in.device_name : "", r->in.client_id,
+                     r->in.body, r->in.body_len, r->in.client_ts, PL_MSG_MESSAGE, 0, &r->out.msg);
+  if (e != PL_OK)
+    return e;
+  r->out.conv = pl_strdup(conv);
+  r->out.seq = r->out.msg.seq;
+  r->out.server_ts = r->out.msg.server_ts;
+  r->out.group = r->in.group;
+  return PL_OK;
+}
+
+/* After the queue rows of a fetch (out.msgs, qid order, at most limit
+ * plus one read ahead): merges in the history of each group of the device's
+ * user past the device's cursor, keeping qid order and the limit. */
+static int pl__qid_cmp(const void *a, const void *b) {
+  const pl_msg *x = a, *y = b;
+  return x->qid < y->qid ? -1 : x->qid > y->qid;
+}
+
+static pl_err pl__fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
+  pl__user *me = NULL;
+  pl_err e = r->in.user_id ? pl__user_get(q, r->in.user_id, &me) : PL_OK;
+  if (e == PL_OK && me)
+    e = pl__mships(q, me);
+  if (e != PL_OK || !me || !me->nms)
+    return e;
+  sqlite3_stmt *ac = q->st[ST_DEV_ACKED_GET];
+  int found;
+  pl__bind_u64(ac, 1, r->in.device_id);
+  e = pl__row(q, ac, &found);
+  uint64_t acked = e == PL_OK && found ? pl__col_u64(ac, 0) : 0;
+  sqlite3_reset(ac);
+  size_t cap = r->out.nmsgs;
+  for (size_t g = 0; e == PL_OK && g < me->nms; g++) {
+    const pl__mship *m = &me->ms[g];
+    uint64_t after = r->in.after > acked ? r->in.after : acked;
+    if (m->since_qid > after)
+      after = m->since_qid;
+    sqlite3_stmt *st = q->st[ST_GFETCH];
+    int rc;
+    pl__bind_u64(st, 1, m->gid);
+    pl__bind_u64(st, 2, pl__clamp(after));
+    pl__bind_u64(st, 3, m->left_qid ? m->left_qid : INT64_MAX);
+    pl__bind_u64(st, 4, pl__clamp(pl_now_ms()));
+    pl__bind_u64(st, 5, (uint64_t)limit + 1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      if (r->out.nmsgs == cap) {
+        cap = cap ? cap * 2 : 16;
+        r->out.msgs = pl_realloc(r->out.msgs, cap * sizeof *r->out.msgs);
+      }
+      pl__msg_row(st, &r->out.msgs[r->out.nmsgs++]);
+    }
+    e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+    sqlite3_reset(st);
+  }
+  qsort(r->out.msgs, r->out.nmsgs, sizeof *r->out.msgs, pl__qid_cmp);
+  if (r->out.nmsgs > limit) { /* the first limit of the merge are exactly the next ones */
+    for (size_t i = limit; i < r->out.nmsgs; i++)
+      pl_msg_clear(&r->out.msgs[i]);
+    r->out.nmsgs = limit;
+    r->out.more = 1;
+  }
+  r->out.gids = pl_malloc((me->nms + 1) * sizeof *r->out.gids);
+  for (size_t g = 0; g < me->nms; g++)
+    if (me->ms[g].role > PL_ROLE_NONE)
+      r->out.gids[r->out.ngids++] = me->ms[g].gid;
+  return e;
+}
+
+/* A device of a group member moves its cursor with every Ack. */
+static pl_err pl__ack_cursor(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL;
+  pl_err e = r->in.user_id ? pl__user_get(q, r->in.user_id, &me) : PL_OK;
+  if (e == PL_OK && me)
+    e = pl__mships(q, me);
+  if (e != PL_OK || !me || !me->nms)
+    return e;
+  return pl__run2(q, ST_DEV_ACKED_PUT, r->in.device_id, pl__clamp(r->in.upto));
+}
+
+/* The sweep: a group's history is deleted up to where every device of
+ * every member has it; members who left are forgotten once nothing is owed. */
+static pl_err pl__groups_trim(pl__sq *q, uint64_t *deleted) {
+  sqlite3_stmt *all = q->st[ST_GROUPS_ALL];
+  uint64_t *gids = NULL;
+  size_t n = 0, cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(all)) == SQLITE_ROW) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      gids = pl_realloc(gids, cap * sizeof *gids);
+    }
+    gids[n++] = pl__col_u64(all, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, all, rc);
+  sqlite3_reset(all);
+  for (size_t i = 0; i < n && e == PL_OK; i++) {
+    sqlite3_stmt *cur = q->st[ST_GROUP_CURSOR];
+    int found;
+    pl__bind_u64(cur, 1, gids[i]);
+    e = pl__row(q, cur, &found);
+    int none = !found || sqlite3_column_type(cur, 0) == SQLITE_NULL;
+    uint64_t upto = none ? 0 : pl__col_u64(cur, 0);
+    sqlite3_reset(cur);
+    if (e == PL_OK && none) /* no member device left: the history is owed to no one */
+      upto = INT64_MAX;
+    if (e == PL_OK && upto)
+      e = pl__run2(q, ST_GROUP_TRIM, gids[i], upto);
+    if (e == PL_OK)
+      *deleted += (uint64_t)sqlite3_changes64(q->db);
+    if (e == PL_OK)
+      e = pl__run1(q, ST_GROUP_FORGET, gids[i]);
+  }
+  pl_free(gids);
+  if (e == PL_OK)
+    pl__users_drop(q); /* members who were forgotten */
+  return e;
+}
+
 /* ---- the vtable ----------------------------------------------------------------- */
 
 static int pl__valid(const pl_store_req *r) {
@@ -1541,7 +2223,11 @@ static int pl__valid(const pl_store_req *r) {
   case PL_STORE_REGISTER: return r->in.user && r->in.device && r->in.pwhash;
   case PL_STORE_GET_USER: return r->in.user != NULL;
   case PL_STORE_LOGIN_DEVICE: return r->in.device != NULL;
-  case PL_STORE_SEND: return r->in.peer && r->in.client_id && (r->in.body || !r->in.body_len);
+  case PL_STORE_SEND:
+    return (r->in.peer || r->in.group) && r->in.client_id && (r->in.body || !r->in.body_len);
+  case PL_STORE_GROUP_CREATE: return r->in.user_id && (r->in.users || !r->in.nusers);
+  case PL_STORE_GROUP_UPDATE: return r->in.user_id && r->in.group;
+  case PL_STORE_GROUP_LIST: return r->in.user_id != 0;
   case PL_STORE_RESUME:
   case PL_STORE_LOGOUT:
   case PL_STORE_FETCH:
@@ -1581,6 +2267,9 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_PRESENCE: return pl__presence(q, r);
   case PL_STORE_SEEN: return pl__seen(q, r);
   case PL_STORE_TYPING: return pl__typing(q, r);
+  case PL_STORE_GROUP_CREATE: return pl__group_create(q, r);
+  case PL_STORE_GROUP_UPDATE: return pl__group_update(q, r);
+  case PL_STORE_GROUP_LIST: return pl__group_list(q, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }
@@ -1638,6 +2327,8 @@ static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   }
   if (changes[0])
     pl_map_free(&q->qlen); /* queue rows of unknown devices went */
+  if (e == PL_OK)
+    e = pl__groups_trim(q, &changes[1]);
   if (e == PL_OK)
     e = pl__rings_save(q); /* the sweep's transaction also saves the rings */
   *deleted = e == PL_OK ? changes[1] : 0;
@@ -1717,6 +2408,11 @@ static pl_err pl__setup(pl__sq *q, int durable) {
                      "ALTER TABLE users ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;"
                      "ALTER TABLE users ADD COLUMN last_seen_vis INTEGER NOT NULL DEFAULT 2;",
                      NULL);
+  if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 4)
+    e = pl__exec_sql(q,
+                     "ALTER TABLE messages ADD COLUMN gid INTEGER NOT NULL DEFAULT 0;"
+                     "ALTER TABLE devices ADD COLUMN acked INTEGER NOT NULL DEFAULT 0;",
+                     NULL);
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);
   pl_free(mode);
@@ -1745,6 +2441,7 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   q->ttl_ms = cfg->ttl_ms;
   q->max_devices = cfg->max_devices;
   q->max_queue = cfg->max_queue;
+  q->max_group = cfg->max_group ? cfg->max_group : 100000u;
   q->online = cfg->online;
   q->online_ud = cfg->online_ud;
   /* SQLite counts every allocation under a global mutex unless told not

@@ -5,40 +5,11 @@
 # block (the blocked sender's send exits 5), unblock, typing, and the
 # filter's refusal (exit 5).
 set -euo pipefail
-PARLEYD=${PARLEYD:?PARLEYD must point at parleyd}
-CLI=${PARLEY_CLI:?PARLEY_CLI must point at the parley CLI}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/parley-cli-social-XXXXXX")
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-log=$tmp/parleyd.log
-export PARLEY_SERVER=127.0.0.1:$port PARLEY_PASSWORD=secret-pass
-pid=
-failed=0
-printf 'forbidden\n' >"$tmp/words.txt"
-"$PARLEYD" --data "$tmp/data" --listen "127.0.0.1:$port" --threads 2 --argon2-mem 8 --argon2-ops 1 \
-  --filter-words "$tmp/words.txt" 2>>"$log" &
-pid=$!
-for _ in $(seq 250); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  sleep 0.02
-done
-cleanup() {
-  kill -9 "$pid" 2>/dev/null || true
-  if [[ $failed -ne 0 ]]; then tail -n 30 "$log" >&2; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-
-# expect NAME WANT_RC WANT_STDOUT CMD...: runs the CLI and compares exactly.
-expect() {
-  local name=$1 want_rc=$2 want_out=$3 rc=0 out
-  shift 3
-  out=$("$@" 2>"$tmp/err") || rc=$?
-  if [[ $rc == "$want_rc" && $out == "$want_out" ]]; then
-    echo "PASS $name"
-  else
-    echo "FAIL $name: exit $rc (want $want_rc), stdout <<$out>> (want <<$want_out>>), stderr $(cat "$tmp/err")"
-    failed=$((failed + 1))
-  fi
-}
+words=$(mktemp "${TMPDIR:-/tmp}/parley-words-XXXXXX")
+printf 'forbidden\n' >"$words"
+PARLEYD_ARGS=(--filter-words "$words")
+# shellcheck source=cli_harness.sh
+source "$(dirname "$0")/cli_harness.sh"
 A=("$CLI" --user alice)
 B=("$CLI" --user bob)
 expect register-alice 0 "" "${A[@]}" register
@@ -63,4 +34,5 @@ expect unblock 0 '{"ok":true}' "${B[@]}" unblock alice
 expect send-again 0 '"seq":2' bash -c "$(printf '%q ' "${A[@]}") send bob again | grep -o '\"seq\":2'"
 expect unknown-peer 5 "" "${A[@]}" presence nobody
 expect usage 2 "" "${A[@]}" contacts frobnicate x
+rm -f "$words"
 exit $((failed ? 1 : 0))

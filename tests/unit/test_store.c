@@ -564,6 +564,8 @@ static void test_upgrade_from_schema_1(void) {
                    "ALTER TABLE messages DROP COLUMN aux; ALTER TABLE users DROP COLUMN read_receipts;"
                    "ALTER TABLE users DROP COLUMN last_seen; ALTER TABLE users DROP COLUMN last_seen_vis;"
                    "DROP TABLE contacts; DROP TABLE blocks;"
+                   "DROP INDEX messages_group; ALTER TABLE messages DROP COLUMN gid;"
+                   "ALTER TABLE devices DROP COLUMN acked; DROP TABLE groups; DROP TABLE members;"
                    "CREATE TABLE dedup(sender_uid INTEGER NOT NULL, client_id TEXT NOT NULL,"
                    " conv TEXT NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL,"
                    " expires INTEGER NOT NULL, PRIMARY KEY(sender_uid, client_id)) WITHOUT ROWID;"

@@ -1,0 +1,364 @@
+/* Groups against the real parleyd over raw sockets (docs/protocol.md 11.8):
+ * membership rules (non-members refused, roles enforced, removed members
+ * get nothing new), membership events in the history in order with the
+ * messages, a member offline during 500 group messages gets all of them in
+ * order on return, and the history is deleted once every member device has
+ * passed it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rawcl.h"
+#include "testlib.h"
+
+#define FAST "--threads 2 --argon2-mem 8 --argon2-ops 1"
+#define T_MS 10000
+#define QUIET_MS 300
+
+enum {
+  REG = PARLEY__FRAME_TYPE__FRAME_REGISTER,
+  MESSAGE = PARLEY__FRAME_TYPE__FRAME_MESSAGE,
+  INFO = PARLEY__FRAME_TYPE__FRAME_GROUP_INFO,
+  OWNER = PARLEY__GROUP_ROLE__ROLE_OWNER,
+  ADMIN = PARLEY__GROUP_ROLE__ROLE_ADMIN,
+  MEMBER = PARLEY__GROUP_ROLE__ROLE_MEMBER,
+  NONE = PARLEY__GROUP_ROLE__ROLE_NONE,
+};
+
+static tl_server srv;
+static char gid[24]; /* the group of the current test */
+/* The membership events that reached the actor's device before the answer
+ * to its request (the store delivers a commit's events, then answers). */
+static int pre_events;
+static uint64_t pre_qid;
+
+/* The next frame that is not a group Message (those are counted, and must
+ * belong to the current group); must be of type want (or an Error with
+ * code want_err and ref, when want_err is set). */
+static void *next_answer(int fd, int want, int want_err, const char *ref) {
+  void *m = NULL;
+  int t;
+  pre_events = 0;
+  while ((t = tl_recv_frame(fd, T_MS, &m)) == MESSAGE) {
+    Parley__Message *msg = m;
+    if (!gid[0]) /* a create: its events come before its answer */
+      snprintf(gid, sizeof gid, "%s", msg->group);
+    CHECK_STR(msg->group, gid);
+    pre_qid = msg->qid;
+    pre_events++;
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+  if (want_err) {
+    CHECK_EQ_I(t, PARLEY__FRAME_TYPE__FRAME_ERROR);
+    if (t == PARLEY__FRAME_TYPE__FRAME_ERROR) {
+      CHECK_EQ_I(((Parley__Error *)m)->code, want_err);
+      CHECK_STR(((Parley__Error *)m)->ref, ref);
+    }
+    if (m)
+      protobuf_c_message_free_unpacked(m, NULL);
+    return NULL;
+  }
+  CHECK_EQ_I(t, want);
+  if (t == PARLEY__FRAME_TYPE__FRAME_ERROR)
+    fprintf(stderr, "     unexpected Error %d (%s)\n", ((Parley__Error *)m)->code,
+            ((Parley__Error *)m)->message);
+  if (t != want && m) {
+    protobuf_c_message_free_unpacked(m, NULL);
+    return NULL;
+  }
+  return m;
+}
+
+/* The answer to a group request, after the events it caused. */
+static Parley__GroupInfo *info_after_events(int fd) { return next_answer(fd, INFO, 0, NULL); }
+
+static void run(const char *name, void (*fn)(void)) { tl_run_server(&srv, name, fn); }
+static void start(void) { tl_server_start(&srv, FAST " --sweep-interval 1"); }
+
+static int user(const char *name, char tok[128]) {
+  int fd = rc_open(srv.port, PARLEY__CLIENT_KIND__KIND_MOBILE);
+  CHECK_EQ_I(rc_auth(fd, REG, name, "secret-pass", "phone", tok), 0);
+  return fd;
+}
+
+static int back(const char *tok) {
+  int fd = rc_open(srv.port, PARLEY__CLIENT_KIND__KIND_MOBILE);
+  CHECK_EQ_I(rc_resume(fd, tok), 0);
+  return fd;
+}
+
+static int role_of(const Parley__GroupInfo *g, const char *u) {
+  for (size_t i = 0; i < g->n_members; i++)
+    if (!strcmp(g->members[i]->user, u))
+      return g->members[i]->role;
+  return NONE;
+}
+
+/* Creates a group named "team" with members; checks the answer. */
+static void create(int fd, const char **members, size_t n) {
+  Parley__GroupCreate c = PARLEY__GROUP_CREATE__INIT;
+  c.ref = "c1";
+  c.name = "team";
+  c.description = "the team";
+  c.members = (char **)members;
+  c.n_members = n;
+  gid[0] = 0;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE, &c) == 0);
+  Parley__GroupInfo *g = info_after_events(fd);
+  if (!g)
+    return;
+  CHECK_EQ_I(pre_events, (int)n + 1); /* created, then one "added" per member */
+  CHECK_STR(g->ref, "c1");
+  CHECK(g->group[0] != 0);
+  CHECK_STR(g->name, "team");
+  CHECK_EQ_I(g->my_role, OWNER);
+  CHECK_EQ_U(g->member_count, n + 1);
+  CHECK_EQ_U(g->n_members, n + 1);
+  snprintf(gid, sizeof gid, "%s", g->group);
+  protobuf_c_message_free_unpacked(&g->base, NULL);
+}
+
+/* A GroupUpdate; returns the GroupInfo (free it) or NULL after the Error
+ * with want_err (checked). */
+static Parley__GroupInfo *update(int fd, int op, const char *who, int role, int want_err) {
+  Parley__GroupUpdate u = PARLEY__GROUP_UPDATE__INIT;
+  u.ref = "u1";
+  u.group = gid;
+  u.op = (Parley__GroupOp)op;
+  u.user = (char *)(who ? who : "");
+  u.role = (Parley__GroupRole)role;
+  u.name = "renamed";
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE, &u) == 0);
+  if (want_err)
+    return next_answer(fd, 0, want_err, "u1");
+  Parley__GroupInfo *g = info_after_events(fd);
+  if (g)
+    CHECK_STR(g->ref, "u1");
+  return g;
+}
+
+static void send_group(int fd, const char *id, const char *body, int want_err, uint64_t want_seq) {
+  Parley__Send s = PARLEY__SEND__INIT;
+  s.id = (char *)id;
+  s.to = "";
+  s.group = gid;
+  s.body.data = (uint8_t *)body;
+  s.body.len = strlen(body);
+  s.client_ts = 1;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_SEND, &s) == 0);
+  if (want_err) {
+    next_answer(fd, 0, want_err, id);
+    return;
+  }
+  /* the sending device gets its message too (before the ack): the group's
+   * history is one stream for every member device */
+  Parley__SendAck *a = next_answer(fd, PARLEY__FRAME_TYPE__FRAME_SEND_ACK, 0, NULL);
+  if (!a)
+    return;
+  char conv[32];
+  snprintf(conv, sizeof conv, "g:%s", gid);
+  CHECK_STR(a->conv, conv);
+  if (want_seq)
+    CHECK_EQ_U(a->seq, want_seq);
+  protobuf_c_message_free_unpacked(&a->base, NULL);
+}
+
+/* The next Message must be this membership event of the group; returns its qid. */
+static uint64_t next_event(int fd, int type, const char *actor, const char *who) {
+  Parley__Message *m = tl_expect(fd, MESSAGE, T_MS);
+  CHECK_STR(m->group, gid);
+  CHECK(m->event != NULL);
+  uint64_t qid = m->qid;
+  if (m->event) {
+    CHECK_EQ_I(m->event->type, type);
+    CHECK_STR(m->event->actor, actor);
+    CHECK_STR(m->event->user, who ? who : "");
+  }
+  protobuf_c_message_free_unpacked(&m->base, NULL);
+  return qid;
+}
+
+/* The next Message must be this group message; returns its qid. */
+static uint64_t next_msg(int fd, const char *from, const char *body, uint64_t seq) {
+  Parley__Message *m = tl_expect(fd, MESSAGE, T_MS);
+  CHECK_STR(m->group, gid);
+  CHECK(m->event == NULL);
+  CHECK_STR(m->from, from);
+  CHECK_EQ_U(m->body.len, strlen(body));
+  CHECK(m->body.len == strlen(body) && !memcmp(m->body.data, body, m->body.len));
+  CHECK_EQ_U(m->seq, seq);
+  uint64_t qid = m->qid;
+  protobuf_c_message_free_unpacked(&m->base, NULL);
+  return qid;
+}
+
+/* Roles: only admins add, only the owner promotes, admins remove members
+ * only; a non-member learns nothing (NOT_MEMBER for everything). */
+static void test_roles_enforced(void) {
+  start();
+  char t[128];
+  int alice = user("alice", t), bob = user("bob", t), carol = user("carol", t), dave = user("dave", t);
+  int eve = user("eve", t);
+  const char *m[] = {"bob", "carol"};
+  create(alice, m, 2);
+  update(bob, PARLEY__GROUP_OP__GROUP_ADD, "dave", 0, PARLEY__ERROR_CODE__ERR_FORBIDDEN);
+  update(bob, PARLEY__GROUP_OP__GROUP_RENAME, NULL, 0, PARLEY__ERROR_CODE__ERR_FORBIDDEN);
+  update(bob, PARLEY__GROUP_OP__GROUP_SET_ROLE, "carol", ADMIN, PARLEY__ERROR_CODE__ERR_FORBIDDEN);
+  Parley__GroupInfo *g = update(alice, PARLEY__GROUP_OP__GROUP_SET_ROLE, "bob", ADMIN, 0);
+  CHECK_EQ_I(role_of(g, "bob"), ADMIN);
+  protobuf_c_message_free_unpacked(&g->base, NULL);
+  g = update(bob, PARLEY__GROUP_OP__GROUP_ADD, "dave", 0, 0); /* an admin adds */
+  CHECK_EQ_I(role_of(g, "dave"), MEMBER);
+  CHECK_EQ_U(g->member_count, 4);
+  protobuf_c_message_free_unpacked(&g->base, NULL);
+  update(bob, PARLEY__GROUP_OP__GROUP_REMOVE, "alice", 0, PARLEY__ERROR_CODE__ERR_FORBIDDEN);
+  update(bob, PARLEY__GROUP_OP__GROUP_SET_ROLE, "dave", ADMIN, PARLEY__ERROR_CODE__ERR_FORBIDDEN);
+  g = update(bob, PARLEY__GROUP_OP__GROUP_REMOVE, "carol", 0, 0); /* an admin removes a member */
+  CHECK_EQ_I(role_of(g, "carol"), NONE);
+  CHECK_EQ_U(g->member_count, 3);
+  protobuf_c_message_free_unpacked(&g->base, NULL);
+  /* strangers and the removed: NOT_MEMBER, for reading as for writing */
+  update(eve, PARLEY__GROUP_OP__GROUP_INFO, NULL, 0, PARLEY__ERROR_CODE__ERR_NOT_MEMBER);
+  update(carol, PARLEY__GROUP_OP__GROUP_INFO, NULL, 0, PARLEY__ERROR_CODE__ERR_NOT_MEMBER);
+  send_group(eve, "e1", "let me in", PARLEY__ERROR_CODE__ERR_NOT_MEMBER, 0);
+  send_group(carol, "c1", "still here?", PARLEY__ERROR_CODE__ERR_NOT_MEMBER, 0);
+  /* a group that does not exist looks the same */
+  char real[24];
+  snprintf(real, sizeof real, "%s", gid);
+  snprintf(gid, sizeof gid, "999999");
+  send_group(eve, "e2", "hello?", PARLEY__ERROR_CODE__ERR_NOT_MEMBER, 0);
+  snprintf(gid, sizeof gid, "%s", real);
+  /* the owner leaves: the longest-standing admin owns the group */
+  g = update(alice, PARLEY__GROUP_OP__GROUP_LEAVE, NULL, 0, 0);
+  CHECK_EQ_I(g->my_role, NONE);
+  protobuf_c_message_free_unpacked(&g->base, NULL);
+  g = update(bob, PARLEY__GROUP_OP__GROUP_INFO, NULL, 0, 0);
+  CHECK_EQ_I(g->my_role, OWNER);
+  CHECK_EQ_I(role_of(g, "alice"), NONE);
+  CHECK_EQ_U(g->member_count, 2);
+  protobuf_c_message_free_unpacked(&g->base, NULL);
+  close(alice);
+  close(bob);
+  close(carol);
+  close(dave);
+  close(eve);
+}
+
+/* Events and messages share the group's seq; a removed member sees its
+ * removal and nothing after it, and may not send. */
+static void test_history_and_removal(void) {
+  start();
+  char t[128];
+  int alice = user("alice", t), bob = user("bob", t);
+  const char *m[] = {"bob"};
+  create(alice, m, 1);
+  next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_CREATED, "alice", NULL);
+  next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_ADDED, "alice", "bob");
+  send_group(alice, "a1", "hello team", 0, 3);
+  CHECK_EQ_I(pre_events, 1); /* its own copy */
+  next_msg(bob, "alice", "hello team", 3);
+  send_group(bob, "b1", "hi alice", 0, 4);
+  next_msg(alice, "bob", "hi alice", 4);
+  send_group(bob, "b1", "hi alice", 0, 4); /* a retry: the same seq, nothing new sent */
+  CHECK_EQ_I(pre_events, 0);
+  tl_expect_nothing(alice, QUIET_MS);
+  Parley__GroupInfo *g = update(alice, PARLEY__GROUP_OP__GROUP_REMOVE, "bob", 0, 0);
+  CHECK_EQ_U(g->last_seq, 5);
+  protobuf_c_message_free_unpacked(&g->base, NULL);
+  CHECK_EQ_I(pre_events, 1); /* alice's own device got the event too */
+  next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_REMOVED, "alice", "bob");
+  send_group(alice, "a2", "bob is gone", 0, 6);
+  tl_expect_nothing(bob, QUIET_MS);
+  send_group(bob, "b2", "wait", PARLEY__ERROR_CODE__ERR_NOT_MEMBER, 0);
+  close(alice);
+  close(bob);
+}
+
+/* Bob is offline while alice sends 500: on return he gets every one, in
+ * seq order, once; acked, they do not come again; and once every member
+ * device has them they are deleted from the store. */
+static void test_offline_member_500_then_deleted(void) {
+  start();
+  char ta[128], tb[128];
+  int alice = user("alice", ta), bob = user("bob", tb);
+  const char *m[] = {"bob"};
+  close(bob);
+  create(alice, m, 1);
+  rc_ack(alice, pre_qid); /* alice's device has the history up to here */
+  for (int i = 0; i < 500; i++) {
+    char id[16], body[32];
+    snprintf(id, sizeof id, "m%d", i);
+    snprintf(body, sizeof body, "message %d", i);
+    send_group(alice, id, body, 0, (uint64_t)i + 3);
+  }
+  rc_ack(alice, pre_qid); /* her own copies: her device has them all */
+  CHECK_EQ_I(tl_db_count(srv.dir, "messages WHERE gid != 0"), 502);
+  CHECK_EQ_I(tl_db_count(srv.dir, "queue"), 0); /* stored once, no per-member rows */
+  bob = back(tb);
+  next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_CREATED, "alice", NULL);
+  uint64_t last = next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_ADDED, "alice", "bob");
+  for (int i = 0; i < 500; i++) {
+    char body[32];
+    snprintf(body, sizeof body, "message %d", i);
+    uint64_t q = next_msg(bob, "alice", body, (uint64_t)i + 3);
+    CHECK(q > last);
+    last = q;
+  }
+  tl_expect_nothing(bob, QUIET_MS);
+  rc_ack(bob, last);
+  usleep(200 * 1000);
+  close(bob);
+  bob = back(tb);
+  tl_expect_nothing(bob, QUIET_MS); /* acked: never again */
+  /* the sweep (every second here) deletes what every member device passed */
+  long long left = -1;
+  for (int i = 0; i < 50 && left != 0; i++) {
+    usleep(100 * 1000);
+    left = tl_db_count(srv.dir, "messages WHERE gid != 0");
+  }
+  CHECK_EQ_I(left, 0);
+  close(alice);
+  close(bob);
+}
+
+/* GroupListGet lists my groups; after leaving, the group is gone from it. */
+static void test_list_and_leave(void) {
+  start();
+  char t[128];
+  int alice = user("alice", t), bob = user("bob", t);
+  const char *m[] = {"bob"};
+  create(alice, m, 1);
+  Parley__GroupListGet lg = PARLEY__GROUP_LIST_GET__INIT;
+  lg.ref = "l1";
+  CHECK(tl_send_frame(bob, PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET, &lg) == 0);
+  Parley__GroupList *l = next_answer(bob, PARLEY__FRAME_TYPE__FRAME_GROUP_LIST, 0, NULL);
+  if (!l)
+    return;
+  CHECK_EQ_U(l->n_groups, 1);
+  if (l->n_groups == 1) {
+    CHECK_STR(l->groups[0]->group, gid);
+    CHECK_STR(l->groups[0]->name, "team");
+    CHECK_EQ_I(l->groups[0]->my_role, MEMBER);
+    CHECK_EQ_U(l->groups[0]->member_count, 2);
+    CHECK_EQ_U(l->groups[0]->last_seq, 2);
+  }
+  protobuf_c_message_free_unpacked(&l->base, NULL);
+  Parley__GroupInfo *g = update(bob, PARLEY__GROUP_OP__GROUP_LEAVE, NULL, 0, 0);
+  CHECK_EQ_I(g->my_role, NONE);
+  protobuf_c_message_free_unpacked(&g->base, NULL);
+  CHECK(tl_send_frame(bob, PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET, &lg) == 0);
+  l = tl_expect(bob, PARLEY__FRAME_TYPE__FRAME_GROUP_LIST, T_MS);
+  CHECK_EQ_U(l->n_groups, 0);
+  protobuf_c_message_free_unpacked(&l->base, NULL);
+  close(alice);
+  close(bob);
+}
+
+int main(void) {
+  run("test_roles_enforced", test_roles_enforced);
+  run("test_history_and_removal", test_history_and_removal);
+  run("test_offline_member_500_then_deleted", test_offline_member_500_then_deleted);
+  run("test_list_and_leave", test_list_and_leave);
+  return tl_summary();
+}
