@@ -151,6 +151,7 @@ static void messages(void) {
   mr_max.ref = longstr;
   mr_max.peer = utf8;
   mr_max.seq = UINT64_MAX;
+  mr_max.group = "17";
   put_variants("fuzz_msg_mark_read", &mr, &mr_max);
 
   Parley__Settings set = PARLEY__SETTINGS__INIT, set_max = PARLEY__SETTINGS__INIT;
@@ -278,6 +279,7 @@ static void messages(void) {
   ty.typing = 1;
   ty_max.to = utf8;
   ty_max.typing = 1;
+  ty_max.group = longstr;
   put_variants("fuzz_msg_typing", &ty, &ty_max);
 
   Parley__TypingEvent te = PARLEY__TYPING_EVENT__INIT, te_max = PARLEY__TYPING_EVENT__INIT;
@@ -358,6 +360,35 @@ static void messages(void) {
   gl_max.n_groups = 2;
   gl_max.groups = gis;
   put_variants("fuzz_msg_group_list", &gl, &gl_max);
+
+  Parley__GroupReceiptsGet grg = PARLEY__GROUP_RECEIPTS_GET__INIT, grg_max = PARLEY__GROUP_RECEIPTS_GET__INIT;
+  grg.ref = "r1";
+  grg.group = "17";
+  grg.seq = 4;
+  grg_max.ref = longstr;
+  grg_max.group = utf8;
+  grg_max.seq = UINT64_MAX;
+  put_variants("fuzz_msg_group_receipts_get", &grg, &grg_max);
+
+  char *rnames[] = {"alice", utf8, longstr};
+  Parley__GroupReceipts gre = PARLEY__GROUP_RECEIPTS__INIT, gre_max = PARLEY__GROUP_RECEIPTS__INIT;
+  gre.ref = "r1";
+  gre.group = "17";
+  gre.seq = 4;
+  gre.members = 2;
+  gre.delivered = 1;
+  gre_max.ref = longstr;
+  gre_max.group = utf8;
+  gre_max.seq = UINT64_MAX;
+  gre_max.members = UINT64_MAX;
+  gre_max.delivered = UINT64_MAX;
+  gre_max.read = UINT64_MAX;
+  gre_max.detailed = 1;
+  gre_max.n_delivered_by = 3;
+  gre_max.delivered_by = rnames;
+  gre_max.n_read_by = 2;
+  gre_max.read_by = rnames;
+  put_variants("fuzz_msg_group_receipts", &gre, &gre_max);
 
   Parley__Welcome wel = PARLEY__WELCOME__INIT, wel_max = PARLEY__WELCOME__INIT;
   wel.version = 1;

@@ -287,6 +287,20 @@ int parley_group_update_wait(parley *c, const char *group, int op, const char *u
 /* The groups you are in, by id: *out (n entries) is freed with parley_groups_free. */
 int parley_group_list_wait(parley *c, parley_group **out, size_t *n, int timeout_ms);
 void parley_groups_free(parley_group *g, size_t n);
+/* Marks the group read up to seq (your other devices get a read sync). */
+int parley_group_mark_read_wait(parley *c, const char *group, uint64_t seq, int timeout_ms);
+/* Who of the other members has seq delivered / read: counts always, names
+ * (NULL terminated, sorted; parley_group_receipts_clear) when detailed. */
+typedef struct parley_group_receipts {
+  uint64_t members, delivered, read;
+  int detailed;
+  char **delivered_by, **read_by;
+} parley_group_receipts;
+int parley_group_receipts_wait(parley *c, const char *group, uint64_t seq, parley_group_receipts *out,
+                               int timeout_ms);
+void parley_group_receipts_clear(parley_group_receipts *r);
+/* Typing in a group (not sent on in large groups); no answer. */
+int parley_group_typing(parley *c, const char *group, int typing);
 
 /* Tells peer's devices that you type (typing 1) or stopped (0); no answer. */
 int parley_typing(parley *c, const char *peer, int typing);

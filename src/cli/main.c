@@ -82,6 +82,10 @@ static void usage(FILE *out) {
       "  group rename GROUP NAME     rename it (admins and the owner)\n"
       "  group role GROUP USER admin|member   promote or demote (the owner)\n"
       "  group list                  print {\"groups\":[..]}, the groups you are in\n"
+      "  group read GROUP SEQ        mark the group read up to SEQ\n"
+      "  group receipts GROUP SEQ    print how many of the others have SEQ delivered / read\n"
+      "                              (and who, in small groups)\n"
+      "  group typing GROUP          tell the group you are typing\n"
       "                              recv prints group messages with \"group\":ID and membership\n"
       "                              changes as {\"type\":\"group_event\",\"event\":\"added\",..}\n"
       "  logout                      revoke this device's session on the server\n"
@@ -486,7 +490,40 @@ static const cli_gcmd cli_gcmds[] = {
     {"rename", PARLEY_GROUP_RENAME, 2, " GROUP NAME"},
     {"role", PARLEY_GROUP_SET_ROLE, 3, " GROUP USER admin|member"},
     {"list", -2, 0, ""},
+    {"receipts", -3, 2, " GROUP SEQ"},
+    {"read", -4, 2, " GROUP SEQ"},
+    {"typing", -5, 1, " GROUP"},
 };
+
+/* SEQ of group receipts / read; 0 and a message if it is not a number. */
+static int cli_seq(const char *v, uint64_t *seq) {
+  char *end;
+  *seq = strtoull(v, &end, 10);
+  return end != v && !*end;
+}
+
+/* {"group":..,"seq":N,"members":N,"delivered":N,"read":N[,"delivered_by":[..],"read_by":[..]]} */
+static void cli_json_receipts(pl_bytes *out, const char *group, uint64_t seq,
+                              const parley_group_receipts *r) {
+  char num[160];
+  pl_bytes_append(out, "{\"group\":", 9);
+  cli_json_cstr(out, group);
+  int n = snprintf(num, sizeof num, ",\"seq\":%llu,\"members\":%llu,\"delivered\":%llu,\"read\":%llu",
+                   (unsigned long long)seq, (unsigned long long)r->members, (unsigned long long)r->delivered,
+                   (unsigned long long)r->read);
+  pl_bytes_append(out, num, (size_t)n);
+  for (int k = 0; r->detailed && k < 2; k++) {
+    char **names = k ? r->read_by : r->delivered_by;
+    pl_bytes_append(out, k ? ",\"read_by\":[" : ",\"delivered_by\":[", k ? 12 : 17);
+    for (size_t i = 0; names && names[i]; i++) {
+      if (i)
+        pl_bytes_append(out, ",", 1);
+      cli_json_cstr(out, names[i]);
+    }
+    pl_bytes_append(out, "]", 1);
+  }
+  pl_bytes_append(out, "}\n", 2);
+}
 
 /* Runs the group subcommand g; fills out with the JSON line. */
 static int cli_group_run(parley *c, const cli *o, const cli_gcmd *g, pl_bytes *out) {
@@ -506,6 +543,25 @@ static int cli_group_run(parley *c, const cli *o, const cli_gcmd *g, pl_bytes *o
     }
     pl_bytes_append(out, "]}\n", 3);
     parley_groups_free(gs, n);
+    return rc;
+  }
+  if (g->op <= -3) {
+    uint64_t seq = 0;
+    if (g->op != -5 && !cli_seq(args[1], &seq))
+      return PARLEY_E_ARG;
+    if (g->op == -5) {
+      rc = parley_group_typing(c, args[0], 1); /* written when the handle closes */
+      pl_bytes_append(out, "{\"ok\":true}\n", 12);
+    } else if (g->op == -4) {
+      rc = parley_group_mark_read_wait(c, args[0], seq, CLI_TIMEOUT_MS);
+      pl_bytes_append(out, "{\"ok\":true}\n", 12);
+    } else {
+      parley_group_receipts r;
+      rc = parley_group_receipts_wait(c, args[0], seq, &r, CLI_TIMEOUT_MS);
+      if (rc == PARLEY_OK)
+        cli_json_receipts(out, args[0], seq, &r);
+      parley_group_receipts_clear(&r);
+    }
     return rc;
   }
   if (g->op == -1) {
@@ -538,6 +594,9 @@ static int cmd_group(const cli *o) {
     return cli_fail(CLI_EXIT_USAGE, "usage: parley group %s%s", g->name, g->args);
   if (g->op == PARLEY_GROUP_SET_ROLE && strcmp(o->pos[3], "admin") != 0 && strcmp(o->pos[3], "member") != 0)
     return cli_fail(CLI_EXIT_USAGE, "usage: parley group role GROUP USER admin|member");
+  uint64_t seq;
+  if ((g->op == -3 || g->op == -4) && !cli_seq(o->pos[2], &seq))
+    return cli_fail(CLI_EXIT_USAGE, "SEQ must be a number, not '%s'", o->pos[2]);
   parley *c;
   int rc = cli_open(o, &c, NULL, NULL, 0);
   if (rc)

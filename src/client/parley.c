@@ -516,16 +516,75 @@ int parley_group_list_wait(parley *c, parley_group **out, size_t *n, int timeout
   return rc;
 }
 
-int parley_typing(parley *c, const char *peer, int typing) {
-  if (!c || !peer)
+int parley_group_mark_read_wait(parley *c, const char *group, uint64_t seq, int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || !group)
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__MarkRead m = PARLEY__MARK_READ__INIT;
+  m.ref = c->req_ref;
+  m.group = (char *)group;
+  m.seq = seq;
+  return plc__request(c, PARLEY__FRAME_TYPE__FRAME_MARK_READ, &m.base, NULL, timeout_ms);
+}
+
+static char **plc__names(char **v, size_t n) {
+  char **out = pl_calloc(n + 1, sizeof *out);
+  for (size_t i = 0; i < n; i++)
+    out[i] = pl_strdup(v[i]);
+  return out;
+}
+
+int parley_group_receipts_wait(parley *c, const char *group, uint64_t seq, parley_group_receipts *out,
+                               int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || !group || !out)
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__GroupReceiptsGet m = PARLEY__GROUP_RECEIPTS_GET__INIT;
+  ProtobufCMessage *ans;
+  memset(out, 0, sizeof *out);
+  m.ref = c->req_ref;
+  m.group = (char *)group;
+  m.seq = seq;
+  rc = plc__request(c, PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET, &m.base, &ans, timeout_ms);
+  if (rc == PARLEY_OK && ans) {
+    const Parley__GroupReceipts *g = (const Parley__GroupReceipts *)ans;
+    out->members = g->members;
+    out->delivered = g->delivered;
+    out->read = g->read;
+    out->detailed = g->detailed;
+    out->delivered_by = plc__names(g->delivered_by, g->n_delivered_by);
+    out->read_by = plc__names(g->read_by, g->n_read_by);
+  }
+  if (ans)
+    protobuf_c_message_free_unpacked(ans, NULL);
+  return rc;
+}
+
+void parley_group_receipts_clear(parley_group_receipts *r) {
+  if (!r)
+    return;
+  parley_free_names(r->delivered_by);
+  parley_free_names(r->read_by);
+  memset(r, 0, sizeof *r);
+}
+
+static int plc__typing(parley *c, const char *peer, const char *group, int typing) {
+  if (!c || (!peer && !group))
     return PARLEY_E_ARG;
   if (c->phase != PLC_READY)
     return PARLEY_E_STATE;
   Parley__Typing m = PARLEY__TYPING__INIT;
-  m.to = (char *)peer;
+  m.to = (char *)(peer ? peer : "");
+  m.group = (char *)(group ? group : "");
   m.typing = typing != 0;
   plc_write(c, PARLEY__FRAME_TYPE__FRAME_TYPING, &m.base);
   return PARLEY_OK;
+}
+
+int parley_typing(parley *c, const char *peer, int typing) { return plc__typing(c, peer, NULL, typing); }
+
+int parley_group_typing(parley *c, const char *group, int typing) {
+  return plc__typing(c, NULL, group, typing);
 }
 
 int parley_ack(parley *c, uint64_t upto) {

@@ -470,6 +470,12 @@ static void plc__dispatch(parley *c, const pl_frame *f) {
       return;
     }
     break;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS:
+    if (plc__req_is(c, ((Parley__GroupReceipts *)msg)->ref)) {
+      plc__req_finish(c, PARLEY_OK, msg);
+      return;
+    }
+    break;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST:
     if (plc__req_is(c, ((Parley__GroupList *)msg)->ref)) {
       plc__req_finish(c, PARLEY_OK, msg);

@@ -374,6 +374,24 @@ static void pl__push_frame(pl_router *base, const uint64_t *devices, size_t n, p
   }
 }
 
+static void pl__push_group_frame(pl_router *base, uint64_t gid, uint64_t skip, pl_buf *frame) {
+  pl__local *r = (pl__local *)base;
+  uint64_t *devs = NULL;
+  size_t n = 0;
+  pthread_mutex_lock(&r->mu);
+  pl__gset *g = pl_map_get(&r->groups, gid);
+  if (g && g->n) {
+    devs = pl_malloc(g->n * sizeof *devs);
+    for (size_t i = 0; i < g->n; i++)
+      if (g->devs[i] != skip)
+        devs[n++] = g->devs[i];
+  }
+  pthread_mutex_unlock(&r->mu);
+  if (n)
+    pl__push_frame(base, devs, n, frame);
+  pl_free(devs);
+}
+
 static int pl__is_online(pl_router *base, uint64_t device) {
   pl__local *r = (pl__local *)base;
   pthread_mutex_lock(&r->mu);
@@ -426,6 +444,7 @@ static const pl_router_ops pl__local_ops = {
     .group_change = pl__group_change,
     .device_groups = pl__device_groups,
     .push_frame = pl__push_frame,
+    .push_group_frame = pl__push_group_frame,
     .is_online = pl__is_online,
     .count = pl__count,
     .free = pl__free_router,

@@ -629,6 +629,7 @@ static const char *pl__ref(uint8_t type, const ProtobufCMessage *msg) {
   case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE: return ((const Parley__GroupCreate *)msg)->ref;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE: return ((const Parley__GroupUpdate *)msg)->ref;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return ((const Parley__GroupListGet *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return ((const Parley__GroupReceiptsGet *)msg)->ref;
   default: return "";
   }
 }
@@ -766,6 +767,20 @@ static void pl__state_done(pl_store_req *req) {
     pl__group_reply(s, ref, req);
   } else if (type == PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET) {
     pl__group_list_reply(s, ref, req);
+  } else if (type == PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET) {
+    Parley__GroupReceipts gr = PARLEY__GROUP_RECEIPTS__INIT;
+    gr.ref = (char *)ref;
+    gr.group = ((Parley__GroupReceiptsGet *)sr->msg)->group;
+    gr.seq = req->in.upto;
+    gr.members = req->out.members;
+    gr.delivered = req->out.delivered;
+    gr.read = req->out.read;
+    gr.detailed = req->out.detailed != 0;
+    gr.n_delivered_by = req->out.nnames;
+    gr.delivered_by = req->out.names;
+    gr.n_read_by = req->out.nread_by;
+    gr.read_by = req->out.read_by;
+    pl__write(s, PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS, &gr.base);
   } else {
     if (type == PARLEY__FRAME_TYPE__FRAME_BLOCK && req->in.blocked)
       pl_presence_forget(s->core->presence, s->user_id, req->out.peer_id);
@@ -787,6 +802,7 @@ static pl_store_op pl__state_op(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE: return PL_STORE_GROUP_CREATE;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE: return PL_STORE_GROUP_UPDATE;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return PL_STORE_GROUP_LIST;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return PL_STORE_GROUP_RECEIPTS;
   default: return PL_STORE_UNREAD;
   }
 }
@@ -798,7 +814,12 @@ static int pl__bad_name(const char *u) { return !pl_auth_valid_user(u, strlen(u)
 /* A malformed request (answered INVALID_ARGUMENT). */
 static int pl__state_bad(uint8_t type, const ProtobufCMessage *msg) {
   switch (type) {
-  case PARLEY__FRAME_TYPE__FRAME_MARK_READ: return pl__bad_name(((const Parley__MarkRead *)msg)->peer);
+  case PARLEY__FRAME_TYPE__FRAME_MARK_READ: {
+    const Parley__MarkRead *m = (const Parley__MarkRead *)msg;
+    return *m->group ? !pl__gid(m->group) || *m->peer : pl__bad_name(m->peer);
+  }
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET:
+    return !pl__gid(((const Parley__GroupReceiptsGet *)msg)->group);
   case PARLEY__FRAME_TYPE__FRAME_SETTINGS: {
     const Parley__Settings *m = (const Parley__Settings *)msg;
     return m->read_receipts > PARLEY__TOGGLE__TOGGLE_OFF ||
@@ -839,9 +860,16 @@ static int pl__state_bad(uint8_t type, const ProtobufCMessage *msg) {
 /* The store request's inputs from the frame (whose strings it borrows). */
 static void pl__state_in(pl_store_req *r, uint8_t type, ProtobufCMessage *msg) {
   switch (type) {
-  case PARLEY__FRAME_TYPE__FRAME_MARK_READ:
-    r->in.peer = ((Parley__MarkRead *)msg)->peer;
-    r->in.upto = ((Parley__MarkRead *)msg)->seq;
+  case PARLEY__FRAME_TYPE__FRAME_MARK_READ: {
+    Parley__MarkRead *m = (Parley__MarkRead *)msg;
+    r->in.group = *m->group ? pl__gid(m->group) : 0;
+    r->in.peer = r->in.group ? NULL : m->peer;
+    r->in.upto = m->seq;
+    break;
+  }
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET:
+    r->in.group = pl__gid(((Parley__GroupReceiptsGet *)msg)->group);
+    r->in.upto = ((Parley__GroupReceiptsGet *)msg)->seq;
     break;
   case PARLEY__FRAME_TYPE__FRAME_SETTINGS:
     r->in.read_receipts = (int)((Parley__Settings *)msg)->read_receipts;
@@ -893,14 +921,17 @@ static void pl__typing_done(pl_store_req *req) {
   Parley__Typing *m = (Parley__Typing *)sr->msg;
   if (req->status != PL_OK) {
     pl__error(s, req->status, m->to);
-  } else if (req->out.ntargets) {
+  } else if (req->out.ntargets || req->out.group) {
     Parley__TypingEvent ev = PARLEY__TYPING_EVENT__INIT;
     ev.from = s->user;
     ev.conv = req->out.conv;
     ev.typing = m->typing;
     ev.expires_ms = s->core->cfg.typing_interval_ms * 6; /* several missed renewals */
     pl_buf *b = pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT, &ev.base);
-    s->core->router->ops->push_frame(s->core->router, req->out.targets, req->out.ntargets, b);
+    if (req->out.group) /* to the members' connected devices but this one */
+      s->core->router->ops->push_group_frame(s->core->router, req->out.group, s->device_id, b);
+    else
+      s->core->router->ops->push_frame(s->core->router, req->out.targets, req->out.ntargets, b);
     pl_buf_unref(b);
   }
   pl__sreq_free(sr);
@@ -909,7 +940,8 @@ static void pl__typing_done(pl_store_req *req) {
 static int pl__on_typing(pl_session *s, ProtobufCMessage *msg) {
   Parley__Typing *m = (Parley__Typing *)msg;
   uint64_t now = pl_mono_ms();
-  if (pl__bad_name(m->to)) {
+  uint64_t gid = *m->group ? pl__gid(m->group) : 0;
+  if (*m->group ? !gid || *m->to : pl__bad_name(m->to)) {
     pl__error(s, PL_ERR_INVALID_ARGUMENT, NULL);
     protobuf_c_message_free_unpacked(msg, NULL);
     return 0;
@@ -921,7 +953,8 @@ static int pl__on_typing(pl_session *s, ProtobufCMessage *msg) {
   s->typing_at = m->typing ? now : 0;
   pl__sreq *sr = pl__sreq_new(s, PL_STORE_TYPING, msg, pl__typing_done);
   sr->req.in.user_id = s->user_id;
-  sr->req.in.peer = m->to;
+  sr->req.in.peer = gid ? NULL : m->to;
+  sr->req.in.group = gid;
   pl__submit(sr);
   return 0;
 }
@@ -1038,7 +1071,8 @@ static int pl__dispatch(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
     case PARLEY__FRAME_TYPE__FRAME_PRESENCE_GET:
     case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE:
     case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE:
-    case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return pl__on_state(s, type, msg);
+    case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET:
+    case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return pl__on_state(s, type, msg);
     case PARLEY__FRAME_TYPE__FRAME_TYPING: return pl__on_typing(s, msg);
     case PARLEY__FRAME_TYPE__FRAME_LOGOUT:
       protobuf_c_message_free_unpacked(msg, NULL);

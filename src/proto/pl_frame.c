@@ -68,6 +68,8 @@ const ProtobufCMessageDescriptor *pl_frame_descriptor(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_GROUP_INFO: return &parley__group_info__descriptor;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return &parley__group_list_get__descriptor;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST: return &parley__group_list__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return &parley__group_receipts_get__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS: return &parley__group_receipts__descriptor;
   default: return NULL;
   }
 }
@@ -92,7 +94,8 @@ int pl_frame_client_may_send(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_TYPING:
   case PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE:
   case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE:
-  case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return 1;
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET:
+  case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return 1;
   default: return 0;
   }
 }

@@ -154,6 +154,7 @@ static pl_err pl__start(pl_server *srv) {
                         .max_devices = c->max_devices,
                         .max_queue = c->max_queue,
                         .max_group = c->max_group,
+                        .group_detail = c->group_detail,
                         .max_batch = c->commit_batch,
                         .sweep_ms = c->sweep_s * 1000u,
                         .commit_delay_us = c->commit_delay_us};

@@ -45,6 +45,9 @@ static const pl__opt pl__opts[] = {
      "how often expired messages and group history every member has are deleted (default 10)", T_U32,
      OFF(sweep_s), 0},
     {"max-group-members", "N", "members per group (default 100000)", T_U32, OFF(max_group), 0},
+    {"group-detail", "N",
+     "groups up to N members get named receipts, live receipt updates and typing (default 256)", T_U32Z,
+     OFF(group_detail), 0},
     {"commit-batch", "N", "most requests in one storage transaction (default 4096)", T_U32, OFF(commit_batch),
      0},
     {"commit-delay", "MICROSECONDS",
@@ -76,6 +79,7 @@ void pl_config_defaults(pl_config *c) {
   c->max_devices = 16;
   c->max_queue = 100000;
   c->max_group = 100000;
+  c->group_detail = 256;
   c->sweep_s = 10;
   c->commit_batch = 4096;
   c->commit_delay_us = 250;

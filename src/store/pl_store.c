@@ -104,6 +104,9 @@ void pl_store_req_clear(pl_store_req *req) {
     pl_free(req->out.changes[i].devices);
   pl_free(req->out.changes);
   pl_free(req->out.gids);
+  for (size_t i = 0; i < req->out.nread_by; i++)
+    pl_free(req->out.read_by[i]);
+  pl_free(req->out.read_by);
   memset(&req->out, 0, sizeof req->out);
 }
 

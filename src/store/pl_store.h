@@ -49,25 +49,26 @@ typedef struct pl_msg {
 } pl_msg;
 
 typedef enum pl_store_op {
-  PL_STORE_REGISTER = 1, /* create user + first device */
-  PL_STORE_GET_USER,     /* read a user's password hash (for login) */
-  PL_STORE_LOGIN_DEVICE, /* create or resume a device by name, set its token */
-  PL_STORE_RESUME,       /* find the device of a token */
-  PL_STORE_LOGOUT,       /* revoke a device's token */
-  PL_STORE_SEND,         /* commit a 1:1 message (dedup, seq, queue) */
-  PL_STORE_FETCH,        /* read a device's queue after a qid */
-  PL_STORE_ACK,          /* drop a device's queue up to a qid; delivered receipts */
-  PL_STORE_MARK_READ,    /* move a user's read watermark; read receipt + read sync */
-  PL_STORE_SETTINGS,     /* change / read a user's privacy settings */
-  PL_STORE_UNREAD,       /* every conversation's last seq and read watermark */
-  PL_STORE_CONTACTS,     /* list / add / remove a contact */
-  PL_STORE_BLOCK,        /* block / unblock a user */
-  PL_STORE_PRESENCE,     /* may the user see each of these users' presence? */
-  PL_STORE_SEEN,         /* record a user's last-seen time */
-  PL_STORE_TYPING,       /* the devices a typing event goes to (nothing written) */
-  PL_STORE_GROUP_CREATE, /* make a group: the asker owns it, in.users join it */
-  PL_STORE_GROUP_UPDATE, /* info, add, remove, leave, rename, set role (in.group_op) */
-  PL_STORE_GROUP_LIST,   /* the groups the user is in */
+  PL_STORE_REGISTER = 1,   /* create user + first device */
+  PL_STORE_GET_USER,       /* read a user's password hash (for login) */
+  PL_STORE_LOGIN_DEVICE,   /* create or resume a device by name, set its token */
+  PL_STORE_RESUME,         /* find the device of a token */
+  PL_STORE_LOGOUT,         /* revoke a device's token */
+  PL_STORE_SEND,           /* commit a 1:1 message (dedup, seq, queue) */
+  PL_STORE_FETCH,          /* read a device's queue after a qid */
+  PL_STORE_ACK,            /* drop a device's queue up to a qid; delivered receipts */
+  PL_STORE_MARK_READ,      /* move a user's read watermark; read receipt + read sync */
+  PL_STORE_SETTINGS,       /* change / read a user's privacy settings */
+  PL_STORE_UNREAD,         /* every conversation's last seq and read watermark */
+  PL_STORE_CONTACTS,       /* list / add / remove a contact */
+  PL_STORE_BLOCK,          /* block / unblock a user */
+  PL_STORE_PRESENCE,       /* may the user see each of these users' presence? */
+  PL_STORE_SEEN,           /* record a user's last-seen time */
+  PL_STORE_TYPING,         /* the devices a typing event goes to (nothing written) */
+  PL_STORE_GROUP_CREATE,   /* make a group: the asker owns it, in.users join it */
+  PL_STORE_GROUP_UPDATE,   /* info, add, remove, leave, rename, set role (in.group_op) */
+  PL_STORE_GROUP_LIST,     /* the groups the user is in */
+  PL_STORE_GROUP_RECEIPTS, /* how many (and which) members have a group's seq delivered / read */
 } pl_store_op;
 
 /* Group roles and operations: the values of GroupRole / GroupOp on the wire. */
@@ -163,7 +164,7 @@ struct pl_store_req {
     int blocked;              /* BLOCK: 1 block peer, 0 unblock */
     const char *const *users; /* PRESENCE; GROUP_CREATE: members to add */
     size_t nusers;
-    uint64_t group;          /* SEND: a group message (peer unused); GROUP_UPDATE */
+    uint64_t group;          /* SEND, MARK_READ, TYPING: a group (peer unused); GROUP_* */
     int group_op;            /* GROUP_UPDATE: PL_GROUP_* */
     int role;                /* GROUP_UPDATE SET_ROLE */
     const char *name;        /* GROUP_CREATE, GROUP_UPDATE RENAME */
@@ -206,6 +207,10 @@ struct pl_store_req {
     size_t nchanges;
     uint64_t *gids; /* FETCH: the groups the device receives (active ones) */
     size_t ngids;
+    uint64_t members, delivered, read; /* GROUP_RECEIPTS: other members, and how many of them */
+    int detailed;                      /* GROUP_RECEIPTS: names follow (names = delivered by) */
+    char **read_by;                    /* GROUP_RECEIPTS, sorted */
+    size_t nread_by;
   } out;
 
   pl_store_req *next; /* store-private queue link */
@@ -226,6 +231,7 @@ typedef struct pl_store_config {
   uint32_t max_devices;     /* per user */
   uint32_t max_queue;       /* queued messages per device */
   uint32_t max_group;       /* members per group (0: 100,000) */
+  uint32_t group_detail;    /* groups up to this size: receipts name members, and senders get live updates */
   uint32_t max_batch;       /* requests per transaction */
   uint32_t sweep_ms;        /* how often expired messages are deleted */
   uint32_t commit_delay_us; /* under load, commits start at most this often (0: no pacing) */

@@ -110,120 +110,142 @@ static const char pl__schema[] =
     " since_qid INTEGER NOT NULL, left_qid INTEGER NOT NULL, joined INTEGER NOT NULL,"
     " PRIMARY KEY(gid, uid)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS members_uid ON members(uid, gid);"
+    "CREATE TABLE IF NOT EXISTS greads(gid INTEGER NOT NULL, uid INTEGER NOT NULL, delivered_seq INTEGER NOT "
+    "NULL,"
+    " read_seq INTEGER NOT NULL, PRIMARY KEY(gid, uid)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS messages_group ON messages(gid, qid) WHERE gid != 0;"
     "PRAGMA user_version = 5;"
     "COMMIT;";
 
 /* name, SQL: every statement is prepared once at open and reused. */
-#define PL__STMTS(X)                                                                                       \
-  X(BEGIN, "BEGIN IMMEDIATE")                                                                              \
-  X(COMMIT, "COMMIT")                                                                                      \
-  X(ROLLBACK, "ROLLBACK")                                                                                  \
-  X(USER_BY_NAME, "SELECT id, pwhash FROM users WHERE name = ?1")                                          \
-  X(USER_BY_ID, "SELECT name, read_receipts, last_seen_vis FROM users WHERE id = ?1")                      \
-  X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                            \
-  X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")        \
-  X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                             \
-  /* a new device's group cursor starts at the newest qid: it gets nothing older */                        \
-  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created, acked) VALUES(?1, ?2, ?3, ?4," \
-                   " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))")             \
-  X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2 WHERE id = ?1")                                      \
-  X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"       \
-            " WHERE d.token_hash = ?1")                                                                    \
-  X(RING_GET, "SELECT ring FROM dedup_rings WHERE device_id = ?1")                                         \
-  X(RING_PUT, "INSERT OR REPLACE INTO dedup_rings(device_id, ring) VALUES(?1, ?2)")                        \
-  X(META_GET, "SELECT value FROM meta WHERE key = ?1")                                                     \
-  X(META_PUT, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)")                                    \
-  X(DEDUP_TAIL, "SELECT id, device_id, fp FROM dedup WHERE id > ?1 ORDER BY id")                           \
-  X(DEDUP_MAX, "SELECT COALESCE(max(id), 0) FROM dedup")                                                   \
-  X(DEDUP_ROW, "SELECT client_id, conv, seq, server_ts FROM dedup WHERE id = ?1 AND server_ts > ?2")       \
-  X(DEDUP_PUT, "INSERT INTO dedup(device_id, fp, client_id, conv, seq, server_ts)"                         \
-               " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                          \
-  X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                       \
-  X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")                  \
-  X(MSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"     \
-                " client_ts, server_ts, expires, refs, kind, aux)"                                         \
-                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")                         \
-  X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                      \
-  X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                        \
-  X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"    \
-           " m.server_ts, m.kind, m.aux FROM queue q JOIN messages m ON m.qid = q.qid"                     \
-           " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")            \
-  /* the conversations an ack covers, for delivered receipts */                                            \
-  X(ACK_CONVS, "SELECT m.conv, max(m.seq), m.sender_uid FROM queue q JOIN messages m ON m.qid = q.qid"     \
-               " WHERE q.device_id = ?1 AND q.qid <= ?2 AND m.kind = 0 AND m.sender_uid != ?3"             \
-               " GROUP BY m.conv, m.sender_uid")                                                           \
-  X(EVENT_OLD, "SELECT qid FROM messages WHERE conv = ?1 AND kind = ?2 AND sender_uid = ?3 AND kind != 0") \
-  X(EVENT_UNQUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid = ?2")                                  \
-  X(EVENT_UNQUEUE_ALL, "DELETE FROM queue WHERE qid = ?1")                                                 \
-  X(EVENT_DROP, "DELETE FROM messages WHERE qid = ?1")                                                     \
-  X(READS_GET, "SELECT read_seq, delivered_seq FROM reads WHERE uid = ?1 AND conv = ?2")                   \
-  X(READS_PUT, "INSERT OR REPLACE INTO reads(uid, conv, read_seq, delivered_seq) VALUES(?1, ?2, ?3, ?4)")  \
-  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq, COALESCE(p.delivered_seq, 0),"            \
-            " CASE WHEN u.read_receipts AND pu.read_receipts THEN p.read_seq ELSE 0 END"                   \
-            " FROM reads r LEFT JOIN convs c ON c.conv = r.conv"                                           \
-            " LEFT JOIN reads p ON p.conv = r.conv AND p.uid != r.uid LEFT JOIN users pu ON pu.id = p.uid" \
-            " JOIN users u ON u.id = r.uid WHERE r.uid = ?1 ORDER BY r.conv")                              \
-  X(BLOCKS_OF, "SELECT blocked_uid FROM blocks WHERE uid = ?1")                                            \
-  X(BLOCK_ADD, "INSERT OR IGNORE INTO blocks(uid, blocked_uid) VALUES(?1, ?2)")                            \
-  X(BLOCK_DEL, "DELETE FROM blocks WHERE uid = ?1 AND blocked_uid = ?2")                                   \
-  X(CONTACT_ADD, "INSERT OR IGNORE INTO contacts(uid, contact_uid) VALUES(?1, ?2)")                        \
-  X(CONTACT_DEL, "DELETE FROM contacts WHERE uid = ?1 AND contact_uid = ?2")                               \
-  X(CONTACT_HAS, "SELECT 1 FROM contacts WHERE uid = ?1 AND contact_uid = ?2")                             \
-  X(CONTACT_LIST, "SELECT u.name FROM contacts c JOIN users u ON u.id = c.contact_uid"                     \
-                  " WHERE c.uid = ?1 ORDER BY u.name")                                                     \
-  X(USER_SEEN, "UPDATE users SET last_seen = max(last_seen, ?2) WHERE id = ?1")                            \
-  X(USER_LAST_SEEN, "SELECT last_seen FROM users WHERE id = ?1")                                           \
-  X(SET_LAST_SEEN_VIS, "UPDATE users SET last_seen_vis = ?2 WHERE id = ?1")                                \
-  X(SET_RECEIPTS, "UPDATE users SET read_receipts = ?2 WHERE id = ?1")                                     \
-  X(ACK_REFS, "UPDATE messages SET refs = refs - 1"                                                        \
-              " WHERE qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                  \
-  X(ACK_MSGS, "DELETE FROM messages WHERE refs <= 0"                                                       \
-              " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                    \
-  X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                     \
-  X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")         \
-  X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                               \
-  /* ---- groups ---- */                                                                                   \
-  X(GROUP_INSERT, "INSERT INTO groups(name, description, created, members) VALUES(?1, ?2, ?3, 0)")         \
-  X(GROUP_GET, "SELECT name, description, members FROM groups WHERE gid = ?1")                             \
-  X(GROUP_RENAME, "UPDATE groups SET name = ?2, description = ?3 WHERE gid = ?1")                          \
-  X(GROUP_COUNT, "UPDATE groups SET members = members + ?2 WHERE gid = ?1")                                \
-  X(MEMBER_GET, "SELECT role FROM members WHERE gid = ?1 AND uid = ?2")                                    \
-  X(MEMBER_PUT, "INSERT OR REPLACE INTO members(gid, uid, role, since_qid, left_qid, joined)"              \
-                " VALUES(?1, ?2, ?3, ?4, 0, ?5)")                                                          \
-  X(MEMBER_ROLE, "UPDATE members SET role = ?3 WHERE gid = ?1 AND uid = ?2")                               \
-  X(MEMBER_LEFT, "UPDATE members SET role = 0, left_qid = ?3 WHERE gid = ?1 AND uid = ?2")                 \
-  X(MEMBERS_LIST, "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid"                      \
-                  " WHERE m.gid = ?1 AND m.role > 0 ORDER BY u.name")                                      \
-  X(MEMBER_HEIR, "SELECT uid FROM members WHERE gid = ?1 AND role > 0 AND uid != ?2"                       \
-                 " ORDER BY role DESC, joined LIMIT 1")                                                    \
-  X(GROUPS_OF, "SELECT gid, since_qid, left_qid, role FROM members WHERE uid = ?1 ORDER BY gid")           \
-  X(GROUP_LIST, "SELECT g.gid, g.name, g.description, g.members, m.role FROM members m"                    \
-                " JOIN groups g ON g.gid = m.gid WHERE m.uid = ?1 AND m.role > 0 ORDER BY g.gid")          \
-  X(GMSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"    \
-                 " client_ts, server_ts, expires, refs, kind, aux, gid)"                                   \
-                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)")                     \
-  /* a group's history after a device's cursor (its own sends included: one stream per group) */           \
-  X(GFETCH, "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"  \
-            " aux FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3 AND expires > ?4"   \
-            " ORDER BY qid LIMIT ?5")                                                                      \
-  X(DEV_ACKED_GET, "SELECT acked FROM devices WHERE id = ?1")                                              \
-  X(DEV_ACKED_PUT, "UPDATE devices SET acked = max(acked, ?2) WHERE id = ?1")                              \
-  X(DEV_ACKED_NOW, "UPDATE devices SET acked = COALESCE((SELECT seq FROM sqlite_sequence"                  \
-                   " WHERE name = 'messages'), 0) WHERE id = ?1")                                          \
-  X(GROUPS_ALL, "SELECT gid FROM groups")                                                                  \
-  /* how far every device of every member (present, or gone with history owed) has it */                   \
-  X(GROUP_CURSOR, "SELECT min(max(d.acked, m.since_qid)) FROM members m JOIN devices d"                    \
-                  " ON d.user_id = m.uid AND d.token_hash IS NOT NULL WHERE m.gid = ?1")                   \
-  X(GROUP_TRIM, "DELETE FROM messages WHERE gid = ?1 AND gid != 0 AND qid <= ?2")                          \
-  /* a member who left is forgotten once its devices have all it was owed, or it expired */                \
-  X(GROUP_FORGET, "DELETE FROM members WHERE gid = ?1 AND role = 0 AND (left_qid <= COALESCE("             \
-                  "(SELECT min(d.acked) FROM devices d WHERE d.user_id = members.uid"                      \
-                  " AND d.token_hash IS NOT NULL), left_qid) OR left_qid < COALESCE("                      \
-                  "(SELECT min(qid) FROM messages WHERE gid = ?1 AND gid != 0), left_qid + 1))")           \
-  X(MSG_MAXQID, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)")           \
-  /* ids follow commit order, so the expired records are (about) a prefix */                               \
-  X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE id < COALESCE((SELECT id FROM dedup WHERE server_ts > ?1"       \
+#define PL__STMTS(X)                                                                                         \
+  X(BEGIN, "BEGIN IMMEDIATE")                                                                                \
+  X(COMMIT, "COMMIT")                                                                                        \
+  X(ROLLBACK, "ROLLBACK")                                                                                    \
+  X(USER_BY_NAME, "SELECT id, pwhash FROM users WHERE name = ?1")                                            \
+  X(USER_BY_ID, "SELECT name, read_receipts, last_seen_vis FROM users WHERE id = ?1")                        \
+  X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                              \
+  X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")          \
+  X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                               \
+  /* a new device's group cursor starts at the newest qid: it gets nothing older */                          \
+  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created, acked) VALUES(?1, ?2, ?3, ?4,"   \
+                   " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))")               \
+  X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2 WHERE id = ?1")                                        \
+  X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"         \
+            " WHERE d.token_hash = ?1")                                                                      \
+  X(RING_GET, "SELECT ring FROM dedup_rings WHERE device_id = ?1")                                           \
+  X(RING_PUT, "INSERT OR REPLACE INTO dedup_rings(device_id, ring) VALUES(?1, ?2)")                          \
+  X(META_GET, "SELECT value FROM meta WHERE key = ?1")                                                       \
+  X(META_PUT, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)")                                      \
+  X(DEDUP_TAIL, "SELECT id, device_id, fp FROM dedup WHERE id > ?1 ORDER BY id")                             \
+  X(DEDUP_MAX, "SELECT COALESCE(max(id), 0) FROM dedup")                                                     \
+  X(DEDUP_ROW, "SELECT client_id, conv, seq, server_ts FROM dedup WHERE id = ?1 AND server_ts > ?2")         \
+  X(DEDUP_PUT, "INSERT INTO dedup(device_id, fp, client_id, conv, seq, server_ts)"                           \
+               " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                            \
+  X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                         \
+  X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")                    \
+  X(MSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"       \
+                " client_ts, server_ts, expires, refs, kind, aux)"                                           \
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")                           \
+  X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                        \
+  X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                          \
+  X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"      \
+           " m.server_ts, m.kind, m.aux FROM queue q JOIN messages m ON m.qid = q.qid"                       \
+           " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")              \
+  /* the conversations an ack covers, for delivered receipts */                                              \
+  X(ACK_CONVS, "SELECT m.conv, max(m.seq), m.sender_uid FROM queue q JOIN messages m ON m.qid = q.qid"       \
+               " WHERE q.device_id = ?1 AND q.qid <= ?2 AND m.kind = 0 AND m.sender_uid != ?3"               \
+               " GROUP BY m.conv, m.sender_uid")                                                             \
+  X(EVENT_OLD, "SELECT qid FROM messages WHERE conv = ?1 AND kind = ?2 AND sender_uid = ?3 AND kind != 0")   \
+  X(EVENT_UNQUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid = ?2")                                    \
+  X(EVENT_UNQUEUE_ALL, "DELETE FROM queue WHERE qid = ?1")                                                   \
+  X(EVENT_DROP, "DELETE FROM messages WHERE qid = ?1")                                                       \
+  X(READS_GET, "SELECT read_seq, delivered_seq FROM reads WHERE uid = ?1 AND conv = ?2")                     \
+  X(READS_PUT, "INSERT OR REPLACE INTO reads(uid, conv, read_seq, delivered_seq) VALUES(?1, ?2, ?3, ?4)")    \
+  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq, COALESCE(p.delivered_seq, 0),"              \
+            " CASE WHEN u.read_receipts AND pu.read_receipts THEN p.read_seq ELSE 0 END"                     \
+            " FROM reads r LEFT JOIN convs c ON c.conv = r.conv"                                             \
+            " LEFT JOIN reads p ON p.conv = r.conv AND p.uid != r.uid LEFT JOIN users pu ON pu.id = p.uid"   \
+            " JOIN users u ON u.id = r.uid WHERE r.uid = ?1 ORDER BY r.conv")                                \
+  X(BLOCKS_OF, "SELECT blocked_uid FROM blocks WHERE uid = ?1")                                              \
+  X(BLOCK_ADD, "INSERT OR IGNORE INTO blocks(uid, blocked_uid) VALUES(?1, ?2)")                              \
+  X(BLOCK_DEL, "DELETE FROM blocks WHERE uid = ?1 AND blocked_uid = ?2")                                     \
+  X(CONTACT_ADD, "INSERT OR IGNORE INTO contacts(uid, contact_uid) VALUES(?1, ?2)")                          \
+  X(CONTACT_DEL, "DELETE FROM contacts WHERE uid = ?1 AND contact_uid = ?2")                                 \
+  X(CONTACT_HAS, "SELECT 1 FROM contacts WHERE uid = ?1 AND contact_uid = ?2")                               \
+  X(CONTACT_LIST, "SELECT u.name FROM contacts c JOIN users u ON u.id = c.contact_uid"                       \
+                  " WHERE c.uid = ?1 ORDER BY u.name")                                                       \
+  X(USER_SEEN, "UPDATE users SET last_seen = max(last_seen, ?2) WHERE id = ?1")                              \
+  X(USER_LAST_SEEN, "SELECT last_seen FROM users WHERE id = ?1")                                             \
+  X(SET_LAST_SEEN_VIS, "UPDATE users SET last_seen_vis = ?2 WHERE id = ?1")                                  \
+  X(SET_RECEIPTS, "UPDATE users SET read_receipts = ?2 WHERE id = ?1")                                       \
+  X(ACK_REFS, "UPDATE messages SET refs = refs - 1"                                                          \
+              " WHERE qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                    \
+  X(ACK_MSGS, "DELETE FROM messages WHERE refs <= 0"                                                         \
+              " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                      \
+  X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                       \
+  X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")           \
+  X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                                 \
+  /* ---- groups ---- */                                                                                     \
+  X(GROUP_INSERT, "INSERT INTO groups(name, description, created, members) VALUES(?1, ?2, ?3, 0)")           \
+  X(GROUP_GET, "SELECT name, description, members FROM groups WHERE gid = ?1")                               \
+  X(GROUP_RENAME, "UPDATE groups SET name = ?2, description = ?3 WHERE gid = ?1")                            \
+  X(GROUP_COUNT, "UPDATE groups SET members = members + ?2 WHERE gid = ?1")                                  \
+  X(MEMBER_GET, "SELECT role FROM members WHERE gid = ?1 AND uid = ?2")                                      \
+  X(MEMBER_PUT, "INSERT OR REPLACE INTO members(gid, uid, role, since_qid, left_qid, joined)"                \
+                " VALUES(?1, ?2, ?3, ?4, 0, ?5)")                                                            \
+  X(MEMBER_ROLE, "UPDATE members SET role = ?3 WHERE gid = ?1 AND uid = ?2")                                 \
+  X(MEMBER_LEFT, "UPDATE members SET role = 0, left_qid = ?3 WHERE gid = ?1 AND uid = ?2")                   \
+  X(MEMBERS_LIST, "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid"                        \
+                  " WHERE m.gid = ?1 AND m.role > 0 ORDER BY u.name")                                        \
+  X(MEMBER_HEIR, "SELECT uid FROM members WHERE gid = ?1 AND role > 0 AND uid != ?2"                         \
+                 " ORDER BY role DESC, joined LIMIT 1")                                                      \
+  X(GROUPS_OF, "SELECT gid, since_qid, left_qid, role FROM members WHERE uid = ?1 ORDER BY gid")             \
+  X(GROUP_LIST, "SELECT g.gid, g.name, g.description, g.members, m.role FROM members m"                      \
+                " JOIN groups g ON g.gid = m.gid WHERE m.uid = ?1 AND m.role > 0 ORDER BY g.gid")            \
+  X(GMSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"      \
+                 " client_ts, server_ts, expires, refs, kind, aux, gid)"                                     \
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)")                       \
+  /* a group's history after a device's cursor (its own sends included: one stream per group) */             \
+  X(GFETCH, "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"    \
+            " aux FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3 AND expires > ?4"     \
+            " ORDER BY qid LIMIT ?5")                                                                        \
+  X(DEV_ACKED_GET, "SELECT acked FROM devices WHERE id = ?1")                                                \
+  X(DEV_ACKED_PUT, "UPDATE devices SET acked = max(acked, ?2) WHERE id = ?1")                                \
+  X(DEV_ACKED_NOW, "UPDATE devices SET acked = COALESCE((SELECT seq FROM sqlite_sequence"                    \
+                   " WHERE name = 'messages'), 0) WHERE id = ?1")                                            \
+  X(GROUPS_ALL, "SELECT gid FROM groups")                                                                    \
+  /* how far every device of every member (present, or gone with history owed) has it */                     \
+  X(GROUP_CURSOR, "SELECT min(max(d.acked, m.since_qid)) FROM members m JOIN devices d"                      \
+                  " ON d.user_id = m.uid AND d.token_hash IS NOT NULL WHERE m.gid = ?1")                     \
+  X(GROUP_TRIM, "DELETE FROM messages WHERE gid = ?1 AND gid != 0 AND qid <= ?2")                            \
+  /* a member who left is forgotten once its devices have all it was owed, or it expired */                  \
+  X(GROUP_FORGET, "DELETE FROM members WHERE gid = ?1 AND role = 0 AND (left_qid <= COALESCE("               \
+                  "(SELECT min(d.acked) FROM devices d WHERE d.user_id = members.uid"                        \
+                  " AND d.token_hash IS NOT NULL), left_qid) OR left_qid < COALESCE("                        \
+                  "(SELECT min(qid) FROM messages WHERE gid = ?1 AND gid != 0), left_qid + 1))")             \
+  X(GROUP_SIZE, "SELECT members FROM groups WHERE gid = ?1")                                                 \
+  X(GREADS_PUT, "INSERT OR REPLACE INTO greads(gid, uid, delivered_seq, read_seq) VALUES(?1, ?2, ?3, ?3)")   \
+  X(GREADS_GET, "SELECT delivered_seq, read_seq FROM greads WHERE gid = ?1 AND uid = ?2")                    \
+  X(GREADS_DELIVERED, "UPDATE greads SET delivered_seq = ?3 WHERE gid = ?1 AND uid = ?2")                    \
+  X(GREADS_READ, "UPDATE greads SET read_seq = ?3, delivered_seq = max(delivered_seq, ?3)"                   \
+                 " WHERE gid = ?1 AND uid = ?2")                                                             \
+  X(GREADS_DEL, "DELETE FROM greads WHERE gid = ?1 AND uid = ?2")                                            \
+  X(GREADS_COUNT, "SELECT count(*), COALESCE(sum(delivered_seq >= ?2), 0), COALESCE(sum(read_seq >= ?2), 0)" \
+                  " FROM greads WHERE gid = ?1 AND uid != ?3")                                               \
+  X(GREADS_NAMES, "SELECT u.name, g.delivered_seq >= ?2, g.read_seq >= ?2 FROM greads g"                     \
+                  " JOIN users u ON u.id = g.uid WHERE g.gid = ?1 AND g.uid != ?3 ORDER BY u.name")          \
+  /* the newest seq of a group among the qids an Ack covers */                                               \
+  X(GACK_SEQ, "SELECT max(seq) FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3")        \
+  X(GSENDERS_QID, "SELECT DISTINCT sender_uid FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2"        \
+                  " AND qid <= ?3 AND kind = 0 AND sender_uid != ?4")                                        \
+  X(GSENDERS_SEQ, "SELECT DISTINCT sender_uid FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2"        \
+                  " AND seq <= ?3 AND kind = 0 AND sender_uid != ?4")                                        \
+  X(UNREAD_GROUPS, "SELECT 'g:' || g.gid, COALESCE(c.last_seq, 0), g.read_seq FROM greads g"                 \
+                   " LEFT JOIN convs c ON c.conv = 'g:' || g.gid WHERE g.uid = ?1 ORDER BY g.gid")           \
+  X(MSG_MAXQID, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)")             \
+  /* ids follow commit order, so the expired records are (about) a prefix */                                 \
+  X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE id < COALESCE((SELECT id FROM dedup WHERE server_ts > ?1"         \
                   " ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM dedup))")
 
 enum {
@@ -283,12 +305,13 @@ typedef struct pl__sq {
   sqlite3_stmt *st[ST__COUNT];
   uint64_t ttl_ms;
   uint32_t max_devices, max_queue, max_group;
-  pl_map qlen;     /* device id -> queue length + 1 (values must not be NULL) */
-  pl_map convs;    /* hash(conv) -> pl__conv */
-  pl_map users;    /* user id -> pl__user (owner) */
-  pl_map names;    /* hash(name) -> pl__user (borrowed from users) */
-  pl__conv *dirty; /* convs whose counter moved in this transaction */
-  pl_map reads;    /* hash(uid, conv) -> pl__read */
+  uint32_t group_detail; /* groups up to this size get named receipts and live receipt updates */
+  pl_map qlen;           /* device id -> queue length + 1 (values must not be NULL) */
+  pl_map convs;          /* hash(conv) -> pl__conv */
+  pl_map users;          /* user id -> pl__user (owner) */
+  pl_map names;          /* hash(name) -> pl__user (borrowed from users) */
+  pl__conv *dirty;       /* convs whose counter moved in this transaction */
+  pl_map reads;          /* hash(uid, conv) -> pl__read */
   pl__read *dirty_reads;
   int (*online)(void *ud, uint64_t device);
   void *online_ud;
@@ -346,6 +369,12 @@ static pl_err pl__run2(pl__sq *q, int stmt, uint64_t a, uint64_t b) {
   pl__bind_u64(st, 1, a);
   pl__bind_u64(st, 2, b);
   return pl__run(q, st);
+}
+
+/* Runs a statement bound to (a, b, c). */
+static pl_err pl__run3(pl__sq *q, int stmt, uint64_t a, uint64_t b, uint64_t c) {
+  pl__bind_u64(q->st[stmt], 3, c);
+  return pl__run2(q, stmt, a, b);
 }
 
 /* Steps a query once: *found = 1 with a row to read (the caller resets). */
@@ -792,6 +821,7 @@ static pl_err pl__send_group(pl__sq *q, pl_store_req *r);
 static pl_err pl__fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit);
 static pl_err pl__ack_cursor(pl__sq *q, pl_store_req *r);
 static pl_err pl__groups_trim(pl__sq *q, uint64_t *deleted);
+static pl_err pl__typing_group(pl__sq *q, pl_store_req *r);
 
 /* The ring of dev's recent ids, loaded from dedup_rings on first use. */
 static pl_err pl__ring(pl__sq *q, uint64_t dev, pl_idring **out) {
@@ -1369,7 +1399,11 @@ static pl_err pl__delivered(pl__sq *q, pl_store_req *r) {
   return e;
 }
 
+static pl_err pl__mark_read_group(pl__sq *q, pl_store_req *r);
+
 static pl_err pl__mark_read(pl__sq *q, pl_store_req *r) {
+  if (r->in.group)
+    return pl__mark_read_group(q, r);
   pl__user *peer = NULL, *me = NULL;
   pl__conv *c;
   pl__read *rd;
@@ -1453,6 +1487,24 @@ static pl_err pl__unread(pl__sq *q, pl_store_req *r) {
     cs->read_seq = pl__col_u64(st, 2);
     cs->peer_delivered = pl__col_u64(st, 3);
     cs->peer_read = pl__col_u64(st, 4);
+  }
+  e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  if (e != PL_OK)
+    return e;
+  /* then the groups (their receipts are counts: GroupReceiptsGet) */
+  st = q->st[ST_UNREAD_GROUPS];
+  pl__bind_u64(st, 1, r->in.user_id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (r->out.nconvs == cap) {
+      cap = cap ? cap * 2 : 8;
+      r->out.convs = pl_realloc(r->out.convs, cap * sizeof *r->out.convs);
+    }
+    pl_conv_state *cs = &r->out.convs[r->out.nconvs++];
+    memset(cs, 0, sizeof *cs);
+    cs->conv = pl__col_str(st, 0);
+    cs->last_seq = pl__col_u64(st, 1);
+    cs->read_seq = pl__col_u64(st, 2);
   }
   e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
   sqlite3_reset(st);
@@ -1567,8 +1619,11 @@ static pl_err pl__seen(pl__sq *q, pl_store_req *r) {
 }
 
 /* Typing goes to the peer's devices unless the peer blocked the typist. */
+
 static pl_err pl__typing(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL, *peer = NULL;
+  if (r->in.group)
+    return pl__typing_group(q, r);
   pl_err e = pl__me_and_peer(q, r, &me, &peer);
   if (e != PL_OK || r->status != PL_OK)
     return e;
@@ -1770,6 +1825,15 @@ static pl_err pl__member_put(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user 
   pl_err e = pl__run(q, st);
   if (e == PL_OK)
     e = pl__run2(q, ST_GROUP_COUNT, gid, 1);
+  /* watermarks start at the group's last seq: what came before is not the
+   * new member's to receive, so it does not count against any receipt */
+  char conv[32];
+  pl__conv *c;
+  pl__gconv(gid, conv, sizeof conv);
+  if (e == PL_OK)
+    e = pl__conv_get(q, conv, &c);
+  if (e == PL_OK)
+    e = pl__run3(q, ST_GREADS_PUT, gid, u->id, c->seq);
   pl__ms_stale(u);
   if (e == PL_OK)
     pl__gchange(r, gid, u, 1);
@@ -1783,6 +1847,8 @@ static pl_err pl__member_left(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user
   pl__bind_u64(st, 2, u->id);
   pl__bind_u64(st, 3, left_qid);
   pl_err e = pl__run(q, st);
+  if (e == PL_OK)
+    e = pl__run2(q, ST_GREADS_DEL, gid, u->id);
   if (e == PL_OK) {
     int64_t d = -1;
     sqlite3_stmt *c = q->st[ST_GROUP_COUNT];
@@ -2099,6 +2165,8 @@ static pl_err pl__send_group(pl__sq *q, pl_store_req *r) {
   if (e == PL_OK)
     e = pl__glog_put(q, r->in.group, me, r->in.device_name ? r->in.device_name : "", r->in.client_id,
                      r->in.body, r->in.body_len, r->in.client_ts, PL_MSG_MESSAGE, 0, &r->out.msg);
+  if (e == PL_OK) /* sending reads the conversation, as in 1:1 */
+    e = pl__run3(q, ST_GREADS_READ, r->in.group, me->id, r->out.msg.seq);
   if (e != PL_OK)
     return e;
   r->out.conv = pl_strdup(conv);
@@ -2166,15 +2234,177 @@ static pl_err pl__fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
   return e;
 }
 
-/* A device of a group member moves its cursor with every Ack. */
+/* One u64 from a query bound to (a, b, c) (as many as it takes); *v = 0 if
+ * it returns no row or NULL. */
+static pl_err pl__u64_query(pl__sq *q, int stmt, uint64_t a, uint64_t b, uint64_t c, uint64_t *v) {
+  sqlite3_stmt *st = q->st[stmt];
+  int n = sqlite3_bind_parameter_count(st), found;
+  uint64_t args[3] = {a, b, c};
+  for (int i = 0; i < n && i < 3; i++)
+    pl__bind_u64(st, i + 1, args[i]);
+  pl_err e = pl__row(q, st, &found);
+  *v = e == PL_OK && found ? pl__col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Live receipts (never stored: GroupReceiptsGet recovers a missed one) to
+ * the connected devices of the senders of gid's messages that stmt finds
+ * between lo and hi. Only for groups up to group_detail members. */
+static pl_err pl__group_receipts_live(pl__sq *q, pl_store_req *r, uint64_t gid, int stmt, uint64_t lo,
+                                      uint64_t hi, int kind, uint64_t seq, const pl__user *by) {
+  uint64_t size;
+  pl_err e = pl__u64_query(q, ST_GROUP_SIZE, gid, 0, 0, &size);
+  if (e != PL_OK || size > q->group_detail)
+    return e;
+  sqlite3_stmt *st = q->st[stmt];
+  uint64_t senders[64];
+  size_t n = 0;
+  int rc;
+  pl__bind_u64(st, 1, gid);
+  pl__bind_u64(st, 2, lo);
+  pl__bind_u64(st, 3, hi);
+  pl__bind_u64(st, 4, by->id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < sizeof senders / sizeof senders[0])
+    senders[n++] = pl__col_u64(st, 0);
+  e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  char conv[32];
+  pl__gconv(gid, conv, sizeof conv);
+  for (size_t i = 0; i < n && e == PL_OK; i++) {
+    pl__user *to;
+    size_t nt, nlive;
+    e = pl__user_get(q, senders[i], &to);
+    if (e != PL_OK || !to)
+      continue;
+    uint64_t *t = pl__devs_except(to, 0, &nt);
+    uint64_t *live = pl__split_online(q, t, &nt, &nlive);
+    pl_free(t);
+    if (nlive)
+      pl__event_out(r, 0, kind, conv, seq, by, 0, pl_now_ms(), live, nlive);
+    else
+      pl_free(live);
+  }
+  return e;
+}
+
+/* A device of a group member moves its cursor with every Ack, and with it
+ * the member's delivered watermark in each group the Ack covers (once per
+ * user: a second device's Ack of the same messages moves nothing). */
 static pl_err pl__ack_cursor(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
+  uint64_t old, upto = pl__clamp(r->in.upto);
   pl_err e = r->in.user_id ? pl__user_get(q, r->in.user_id, &me) : PL_OK;
   if (e == PL_OK && me)
     e = pl__mships(q, me);
   if (e != PL_OK || !me || !me->nms)
     return e;
-  return pl__run2(q, ST_DEV_ACKED_PUT, r->in.device_id, pl__clamp(r->in.upto));
+  e = pl__u64_query(q, ST_DEV_ACKED_GET, r->in.device_id, 0, 0, &old);
+  if (e != PL_OK || upto <= old)
+    return e;
+  for (size_t i = 0; i < me->nms && e == PL_OK; i++) {
+    uint64_t gid = me->ms[i].gid, seq = 0, had = 0;
+    if (me->ms[i].role == PL_ROLE_NONE)
+      continue;
+    e = pl__u64_query(q, ST_GACK_SEQ, gid, old, upto, &seq);
+    if (e == PL_OK && seq)
+      e = pl__u64_query(q, ST_GREADS_GET, gid, me->id, 0, &had);
+    if (e != PL_OK || !seq || seq <= had)
+      continue;
+    e = pl__run3(q, ST_GREADS_DELIVERED, gid, me->id, seq);
+    if (e == PL_OK)
+      e = pl__group_receipts_live(q, r, gid, ST_GSENDERS_QID, old, upto, PL_MSG_DELIVERED, seq, me);
+  }
+  return e == PL_OK ? pl__run2(q, ST_DEV_ACKED_PUT, r->in.device_id, upto) : e;
+}
+
+/* MarkRead in a group: the member's read watermark, a read sync to its
+ * other devices (stored for offline ones, as in 1:1), live read receipts to
+ * the senders in small groups. Read receipts are always on in groups (as in
+ * WhatsApp): the privacy setting covers 1:1 conversations. */
+static pl_err pl__mark_read_group(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL;
+  int role = PL_ROLE_NONE;
+  pl__conv *c;
+  char conv[32];
+  uint64_t was = 0;
+  size_t nt;
+  pl_err e = pl__user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl__role(q, me, r->in.group, &role);
+  if (e != PL_OK || !me || role == PL_ROLE_NONE) {
+    if (e == PL_OK)
+      r->status = PL_ERR_NOT_MEMBER;
+    return e;
+  }
+  pl__gconv(r->in.group, conv, sizeof conv);
+  e = pl__conv_get(q, conv, &c);
+  uint64_t last = e == PL_OK ? c->seq : 0;
+  uint64_t seq = r->in.upto < last ? r->in.upto : last;
+  if (e == PL_OK) {
+    sqlite3_stmt *st = q->st[ST_GREADS_GET];
+    int found;
+    pl__bind_u64(st, 1, r->in.group);
+    pl__bind_u64(st, 2, me->id);
+    e = pl__row(q, st, &found);
+    was = e == PL_OK && found ? pl__col_u64(st, 1) : 0;
+    sqlite3_reset(st);
+  }
+  if (e != PL_OK || seq <= was)
+    return e;
+  e = pl__run3(q, ST_GREADS_READ, r->in.group, me->id, seq);
+  if (e == PL_OK) {
+    uint64_t *t = pl__devs_except(me, r->in.device_id, &nt);
+    e = pl__event(q, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
+  }
+  if (e == PL_OK)
+    e = pl__group_receipts_live(q, r, r->in.group, ST_GSENDERS_SEQ, was, seq, PL_MSG_READ, seq, me);
+  return e;
+}
+
+/* Counts of the other members with seq delivered / read, and their names in
+ * groups up to group_detail members. */
+static pl_err pl__group_receipts(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL;
+  int role = PL_ROLE_NONE, found, rc;
+  pl_err e = pl__user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl__role(q, me, r->in.group, &role);
+  if (e != PL_OK || !me || role == PL_ROLE_NONE) {
+    if (e == PL_OK)
+      r->status = PL_ERR_NOT_MEMBER;
+    return e;
+  }
+  sqlite3_stmt *st = q->st[ST_GREADS_COUNT];
+  pl__bind_u64(st, 1, r->in.group);
+  pl__bind_u64(st, 2, pl__clamp(r->in.upto));
+  pl__bind_u64(st, 3, me->id);
+  e = pl__row(q, st, &found);
+  if (e == PL_OK && found) {
+    r->out.members = pl__col_u64(st, 0);
+    r->out.delivered = pl__col_u64(st, 1);
+    r->out.read = pl__col_u64(st, 2);
+  }
+  sqlite3_reset(st);
+  if (e != PL_OK || r->out.members + 1 > q->group_detail)
+    return e;
+  r->out.detailed = 1;
+  st = q->st[ST_GREADS_NAMES];
+  pl__bind_u64(st, 1, r->in.group);
+  pl__bind_u64(st, 2, pl__clamp(r->in.upto));
+  pl__bind_u64(st, 3, me->id);
+  r->out.names = pl_calloc(r->out.members + 1, sizeof *r->out.names);
+  r->out.read_by = pl_calloc(r->out.members + 1, sizeof *r->out.read_by);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && r->out.nnames < r->out.members &&
+         r->out.nread_by < r->out.members) {
+    if (sqlite3_column_int(st, 1))
+      r->out.names[r->out.nnames++] = pl__col_str(st, 0);
+    if (sqlite3_column_int(st, 2))
+      r->out.read_by[r->out.nread_by++] = pl__col_str(st, 0);
+  }
+  e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
 }
 
 /* The sweep: a group's history is deleted up to where every device of
@@ -2216,6 +2446,30 @@ static pl_err pl__groups_trim(pl__sq *q, uint64_t *deleted) {
   return e;
 }
 
+/* Typing in a group: members only; none above group_detail members (the
+ * router then sends it to the group's live audience). */
+static pl_err pl__typing_group(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL;
+  int role = PL_ROLE_NONE;
+  uint64_t size = 0;
+  pl_err e = pl__user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl__role(q, me, r->in.group, &role);
+  if (e == PL_OK && role != PL_ROLE_NONE)
+    e = pl__u64_query(q, ST_GROUP_SIZE, r->in.group, 0, 0, &size);
+  if (e != PL_OK || !me || role == PL_ROLE_NONE) {
+    if (e == PL_OK)
+      r->status = PL_ERR_NOT_MEMBER;
+    return e;
+  }
+  char conv[32];
+  pl__gconv(r->in.group, conv, sizeof conv);
+  r->out.conv = pl_strdup(conv);
+  if (size <= q->group_detail)
+    r->out.group = r->in.group;
+  return PL_OK;
+}
+
 /* ---- the vtable ----------------------------------------------------------------- */
 
 static int pl__valid(const pl_store_req *r) {
@@ -2232,13 +2486,14 @@ static int pl__valid(const pl_store_req *r) {
   case PL_STORE_LOGOUT:
   case PL_STORE_FETCH:
   case PL_STORE_ACK: return 1;
-  case PL_STORE_MARK_READ: return r->in.peer != NULL && r->in.user_id;
+  case PL_STORE_MARK_READ: return (r->in.peer || r->in.group) && r->in.user_id;
+  case PL_STORE_GROUP_RECEIPTS: return r->in.user_id && r->in.group;
   case PL_STORE_SETTINGS:
   case PL_STORE_UNREAD:
   case PL_STORE_SEEN: return r->in.user_id != 0;
   case PL_STORE_CONTACTS: return r->in.user_id && (r->in.contact_op == 0 || r->in.peer);
-  case PL_STORE_BLOCK:
-  case PL_STORE_TYPING: return r->in.user_id && r->in.peer;
+  case PL_STORE_BLOCK: return r->in.user_id && r->in.peer;
+  case PL_STORE_TYPING: return r->in.user_id && (r->in.peer || r->in.group);
   case PL_STORE_PRESENCE: return r->in.user_id && (r->in.users || !r->in.nusers);
   }
   return 0;
@@ -2270,6 +2525,7 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_GROUP_CREATE: return pl__group_create(q, r);
   case PL_STORE_GROUP_UPDATE: return pl__group_update(q, r);
   case PL_STORE_GROUP_LIST: return pl__group_list(q, r);
+  case PL_STORE_GROUP_RECEIPTS: return pl__group_receipts(q, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }
@@ -2442,6 +2698,7 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   q->max_devices = cfg->max_devices;
   q->max_queue = cfg->max_queue;
   q->max_group = cfg->max_group ? cfg->max_group : 100000u;
+  q->group_detail = cfg->group_detail;
   q->online = cfg->online;
   q->online_ud = cfg->online_ud;
   /* SQLite counts every allocation under a global mutex unless told not

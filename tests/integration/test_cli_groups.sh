@@ -22,6 +22,13 @@ expect bob-recv 0 '{"type":"group_event","group":"1","conv":"g:1","seq":1,"event
 {"type":"message","group":"1","from":"alice","conv":"g:1","seq":3,"id":"g1","text":"hello"}' \
   bash -c "$(printf '%q ' "${B[@]}") recv | sed -e 's/,\"server_ts\":[0-9]*//' -e 's/,\"client_ts\":[0-9]*//'"
 expect bob-recv-once 0 "" "${B[@]}" recv
+expect receipts 0 '{"group":"1","seq":3,"members":1,"delivered":1,"read":0,"delivered_by":["bob"],"read_by":[]}' \
+  "${A[@]}" group receipts 1 3
+expect group-read 0 '{"ok":true}' "${B[@]}" group read 1 3
+expect receipts-read 0 '{"group":"1","seq":3,"members":1,"delivered":1,"read":1,"delivered_by":["bob"],"read_by":["bob"]}' \
+  "${A[@]}" group receipts 1 3
+expect group-typing 0 '{"ok":true}' "${B[@]}" group typing 1
+expect receipts-stranger 5 "" "${C[@]}" group receipts 1 3
 expect stranger-send 5 "" "${C[@]}" send --group 1 "let me in"
 expect member-may-not-add 5 "" "${B[@]}" group add 1 carol
 expect add 0 '"member_count":3' bash -c "$(printf '%q ' "${A[@]}") group add 1 carol | grep -o '\"member_count\":3'"

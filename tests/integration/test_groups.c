@@ -355,10 +355,188 @@ static void test_list_and_leave(void) {
   close(bob);
 }
 
+/* Everything pending on fd (group events and messages) is read and acked. */
+static void drain_ack(int fd) {
+  void *m = NULL;
+  uint64_t last = 0;
+  int t;
+  while ((t = tl_recv_frame(fd, QUIET_MS, &m)) > 0) {
+    if (t == MESSAGE && ((Parley__Message *)m)->qid > last)
+      last = ((Parley__Message *)m)->qid;
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+  if (last)
+    rc_ack(fd, last);
+  usleep(100 * 1000); /* the ack commits */
+}
+
+static void group_receipts(int fd, uint64_t seq, uint64_t members, uint64_t delivered, uint64_t read,
+                           const char *delivered_by, const char *read_by) {
+  Parley__GroupReceiptsGet g = PARLEY__GROUP_RECEIPTS_GET__INIT;
+  g.ref = "r1";
+  g.group = gid;
+  g.seq = seq;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET, &g) == 0);
+  Parley__GroupReceipts *r = tl_expect(fd, PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS, T_MS);
+  CHECK_STR(r->ref, "r1");
+  CHECK_EQ_U(r->seq, seq);
+  CHECK_EQ_U(r->members, members);
+  CHECK_EQ_U(r->delivered, delivered);
+  CHECK_EQ_U(r->read, read);
+  CHECK(r->detailed);
+  char got[128] = "";
+  for (size_t i = 0; i < r->n_delivered_by; i++)
+    snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? "," : "", r->delivered_by[i]);
+  CHECK_STR(got, delivered_by);
+  got[0] = 0;
+  for (size_t i = 0; i < r->n_read_by; i++)
+    snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? "," : "", r->read_by[i]);
+  CHECK_STR(got, read_by);
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+static void mark_read_group(int fd, uint64_t seq) {
+  Parley__MarkRead m = PARLEY__MARK_READ__INIT;
+  m.ref = "m1";
+  m.group = gid;
+  m.seq = seq;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_MARK_READ, &m) == 0);
+  Parley__Done *d = next_answer(fd, PARLEY__FRAME_TYPE__FRAME_DONE, 0, NULL);
+  if (d)
+    CHECK_STR(d->ref, "m1");
+  if (d)
+    protobuf_c_message_free_unpacked(&d->base, NULL);
+}
+
+static void next_group_receipt(int fd, int status, const char *by, uint64_t seq) {
+  Parley__Receipt *r = tl_expect(fd, PARLEY__FRAME_TYPE__FRAME_RECEIPT, T_MS);
+  char conv[32];
+  snprintf(conv, sizeof conv, "g:%s", gid);
+  CHECK_STR(r->conv, conv);
+  CHECK_EQ_I(r->status, status);
+  CHECK_STR(r->by, by);
+  CHECK_EQ_U(r->seq, seq);
+  CHECK_EQ_U(r->qid, 0); /* live, never stored */
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
+/* Group receipts: each member's delivered and read watermark; the sender
+ * gets live updates (small group) and the counts with names on request;
+ * read on one device syncs the member's other devices; unread counts. */
+static void test_group_receipts_and_read_sync(void) {
+  start();
+  char t[128];
+  int alice = user("alice", t), bob = user("bob", t), carol = user("carol", t);
+  int tablet = rc_open(srv.port, PARLEY__CLIENT_KIND__KIND_MOBILE);
+  CHECK_EQ_I(rc_auth(tablet, PARLEY__FRAME_TYPE__FRAME_LOGIN, "bob", "secret-pass", "tablet", t), 0);
+  const char *m[] = {"bob", "carol"};
+  create(alice, m, 2);
+  drain_ack(alice);
+  drain_ack(bob);
+  drain_ack(tablet);
+  drain_ack(carol);
+  tl_skip_events = 0;
+  send_group(alice, "a1", "hello", 0, 4);
+  rc_ack(alice, pre_qid);
+  group_receipts(alice, 4, 2, 0, 0, "", "");
+  uint64_t q = next_msg(bob, "alice", "hello", 4);
+  rc_ack(bob, q);
+  next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_DELIVERED, "bob", 4);
+  q = next_msg(tablet, "alice", "hello", 4);
+  rc_ack(tablet, q); /* bob's second device: no second receipt */
+  tl_expect_nothing(alice, QUIET_MS);
+  group_receipts(alice, 4, 2, 1, 0, "bob", "");
+  mark_read_group(bob, 4);
+  next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_READ, "bob", 4);
+  Parley__ReadSync *rs = tl_expect(tablet, PARLEY__FRAME_TYPE__FRAME_READ_SYNC, T_MS);
+  char conv[32];
+  snprintf(conv, sizeof conv, "g:%s", gid);
+  CHECK_STR(rs->conv, conv);
+  CHECK_EQ_U(rs->seq, 4);
+  CHECK_EQ_U(rs->unread, 0);
+  protobuf_c_message_free_unpacked(&rs->base, NULL);
+  group_receipts(alice, 4, 2, 1, 1, "bob", "bob");
+  /* carol has it too, later */
+  q = next_msg(carol, "alice", "hello", 4);
+  rc_ack(carol, q);
+  next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_DELIVERED, "carol", 4);
+  /* carol asks: the others are alice (the sender: sending reads) and bob */
+  group_receipts(carol, 4, 2, 2, 2, "alice,bob", "alice,bob");
+  /* unread: carol has read nothing of 4; alice sent the last one (read) */
+  Parley__UnreadGet ug = PARLEY__UNREAD_GET__INIT;
+  ug.ref = "u";
+  CHECK(tl_send_frame(carol, PARLEY__FRAME_TYPE__FRAME_UNREAD_GET, &ug) == 0);
+  Parley__Unread *u = tl_expect(carol, PARLEY__FRAME_TYPE__FRAME_UNREAD, T_MS);
+  int found = 0;
+  for (size_t i = 0; i < u->n_convs; i++)
+    if (!strcmp(u->convs[i]->conv, conv)) {
+      found = 1;
+      CHECK_EQ_U(u->convs[i]->last_seq, 4);
+      CHECK_EQ_U(u->convs[i]->unread, 4);
+    }
+  CHECK(found);
+  protobuf_c_message_free_unpacked(&u->base, NULL);
+  /* a stranger may not ask */
+  int eve = user("eve", t);
+  Parley__GroupReceiptsGet g = PARLEY__GROUP_RECEIPTS_GET__INIT;
+  g.ref = "r9";
+  g.group = gid;
+  g.seq = 4;
+  CHECK(tl_send_frame(eve, PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET, &g) == 0);
+  tl_expect_error(eve, PARLEY__ERROR_CODE__ERR_NOT_MEMBER, "r9", T_MS);
+  tl_skip_events = 1;
+  close(alice);
+  close(bob);
+  close(tablet);
+  close(carol);
+  close(eve);
+}
+
+/* Typing reaches the other members' connected devices, never stored; a
+ * group above --group-detail gets none. */
+static void typing_in_group(int want) {
+  char t[128];
+  int alice = user("alice", t), bob = user("bob", t), carol = user("carol", t);
+  const char *m[] = {"bob", "carol"};
+  create(alice, m, 2);
+  drain_ack(bob);
+  drain_ack(carol);
+  Parley__Typing ty = PARLEY__TYPING__INIT;
+  ty.to = "";
+  ty.group = gid;
+  ty.typing = 1;
+  CHECK(tl_send_frame(bob, PARLEY__FRAME_TYPE__FRAME_TYPING, &ty) == 0);
+  if (want) {
+    for (int i = 0; i < 2; i++) {
+      Parley__TypingEvent *ev = tl_expect(i ? carol : alice, PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT, T_MS);
+      CHECK_STR(ev->from, "bob");
+      char conv[32];
+      snprintf(conv, sizeof conv, "g:%s", gid);
+      CHECK_STR(ev->conv, conv);
+      protobuf_c_message_free_unpacked(&ev->base, NULL);
+    }
+  }
+  tl_expect_nothing(bob, QUIET_MS);
+  tl_expect_nothing(carol, QUIET_MS);
+  close(alice);
+  close(bob);
+  close(carol);
+}
+
+static void test_typing_in_group(void) {
+  start();
+  typing_in_group(1);
+  tl_server_stop(&srv);
+  tl_server_start(&srv, FAST " --group-detail 2");
+  typing_in_group(0);
+}
+
 int main(void) {
   run("test_roles_enforced", test_roles_enforced);
   run("test_history_and_removal", test_history_and_removal);
   run("test_offline_member_500_then_deleted", test_offline_member_500_then_deleted);
   run("test_list_and_leave", test_list_and_leave);
+  run("test_group_receipts_and_read_sync", test_group_receipts_and_read_sync);
+  run("test_typing_in_group", test_typing_in_group);
   return tl_summary();
 }

@@ -558,21 +558,22 @@ static void test_upgrade_from_schema_1(void) {
   sqlite3 *db = NULL;
   CHECK_EQ_I(sqlite3_open(path, &db), SQLITE_OK);
   CHECK_EQ_I(
-      sqlite3_exec(db,
-                   "DROP TABLE dedup; DROP TABLE dedup_rings; DROP TABLE meta; DROP TABLE reads;"
-                   "DROP INDEX messages_events; ALTER TABLE messages DROP COLUMN kind;"
-                   "ALTER TABLE messages DROP COLUMN aux; ALTER TABLE users DROP COLUMN read_receipts;"
-                   "ALTER TABLE users DROP COLUMN last_seen; ALTER TABLE users DROP COLUMN last_seen_vis;"
-                   "DROP TABLE contacts; DROP TABLE blocks;"
-                   "DROP INDEX messages_group; ALTER TABLE messages DROP COLUMN gid;"
-                   "ALTER TABLE devices DROP COLUMN acked; DROP TABLE groups; DROP TABLE members;"
-                   "CREATE TABLE dedup(sender_uid INTEGER NOT NULL, client_id TEXT NOT NULL,"
-                   " conv TEXT NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL,"
-                   " expires INTEGER NOT NULL, PRIMARY KEY(sender_uid, client_id)) WITHOUT ROWID;"
-                   "CREATE INDEX dedup_expires ON dedup(expires);"
-                   "INSERT INTO dedup VALUES(1, 'old', 'dm:alice:bob', 1, 1, 9e15);"
-                   "PRAGMA user_version = 1;",
-                   NULL, NULL, NULL),
+      sqlite3_exec(
+          db,
+          "DROP TABLE dedup; DROP TABLE dedup_rings; DROP TABLE meta; DROP TABLE reads;"
+          "DROP INDEX messages_events; ALTER TABLE messages DROP COLUMN kind;"
+          "ALTER TABLE messages DROP COLUMN aux; ALTER TABLE users DROP COLUMN read_receipts;"
+          "ALTER TABLE users DROP COLUMN last_seen; ALTER TABLE users DROP COLUMN last_seen_vis;"
+          "DROP TABLE contacts; DROP TABLE blocks;"
+          "DROP INDEX messages_group; ALTER TABLE messages DROP COLUMN gid;"
+          "ALTER TABLE devices DROP COLUMN acked; DROP TABLE groups; DROP TABLE members; DROP TABLE greads;"
+          "CREATE TABLE dedup(sender_uid INTEGER NOT NULL, client_id TEXT NOT NULL,"
+          " conv TEXT NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL,"
+          " expires INTEGER NOT NULL, PRIMARY KEY(sender_uid, client_id)) WITHOUT ROWID;"
+          "CREATE INDEX dedup_expires ON dedup(expires);"
+          "INSERT INTO dedup VALUES(1, 'old', 'dm:alice:bob', 1, 1, 9e15);"
+          "PRAGMA user_version = 1;",
+          NULL, NULL, NULL),
       SQLITE_OK);
   sqlite3_close(db);
   s = open_store(&c);
