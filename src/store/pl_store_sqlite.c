@@ -2220,7 +2220,8 @@ static pl_err pl__fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
     e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
     sqlite3_reset(st);
   }
-  qsort(r->out.msgs, r->out.nmsgs, sizeof *r->out.msgs, pl__qid_cmp);
+  if (r->out.nmsgs > 1) /* (qsort of NULL, 0 is undefined) */
+    qsort(r->out.msgs, r->out.nmsgs, sizeof *r->out.msgs, pl__qid_cmp);
   if (r->out.nmsgs > limit) { /* the first limit of the merge are exactly the next ones */
     for (size_t i = limit; i < r->out.nmsgs; i++)
       pl_msg_clear(&r->out.msgs[i]);
