@@ -36,11 +36,20 @@
  *            the pending one (found through the partial index
  *            messages_events, which holds events only)
  *
+ *   groups   gid -> name, description, member count
+ *   members  (gid, uid) -> role (0: left), since_qid (history after it is
+ *            owed), left_qid (owed up to it once left); by uid too
+ *   greads   (gid, uid) -> delivered_seq, read_seq: group receipts
+ *   messages.gid: a group's history entry (no queue rows; partial index
+ *            messages_group(gid, qid)); devices.acked: the device's Ack,
+ *            which is its cursor in every group's history
+ *
  * Schema history: 2 replaced dedup(sender_uid, client_id, ..., expires)
  * keyed by the id itself (a random B-tree insert per message); upgrading
  * from 1 drops the old dedup records. 3 added messages.kind/aux,
  * users.read_receipts and reads. 4 added users.last_seen/last_seen_vis,
- * contacts and blocks. */
+ * contacts and blocks. 5 added groups, members, greads, messages.gid and
+ * devices.acked. */
 #include "pl_store.h"
 
 #include <sqlite3.h>
