@@ -1871,12 +1871,15 @@ static pl_err pl__member_left(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user
   return e;
 }
 
+/* GroupInfo lists at most this many members (by name); member_count has all. */
+#define PL__GROUP_LIST_MAX 10000u
+
 static pl_err pl__group_members(pl__sq *q, uint64_t gid, pl_group_info *g) {
   sqlite3_stmt *st = q->st[ST_MEMBERS_LIST];
   size_t cap = 0;
   int rc;
   pl__bind_u64(st, 1, gid);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && g->nmembers < PL__GROUP_LIST_MAX) {
     if (g->nmembers == cap) {
       cap = cap ? cap * 2 : 8;
       g->members = pl_realloc(g->members, cap * sizeof *g->members);
@@ -1884,7 +1887,7 @@ static pl_err pl__group_members(pl__sq *q, uint64_t gid, pl_group_info *g) {
     g->members[g->nmembers].user = pl__col_str(st, 0);
     g->members[g->nmembers++].role = sqlite3_column_int(st, 1);
   }
-  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  pl_err e = rc == SQLITE_DONE || rc == SQLITE_ROW ? PL_OK : pl__sql_err(q, st, rc);
   sqlite3_reset(st);
   return e;
 }
@@ -1966,11 +1969,9 @@ static pl_err pl__group_create(pl__sq *q, pl_store_req *r) {
   }
   if (e == PL_OK)
     e = pl__gevent(q, r, gid, me, PL__GE_CREATED, NULL, r->in.name, 0);
-  for (size_t i = 0; e == PL_OK && i < r->in.nusers; i++) {
-    e = pl__user_by_name(q, r->in.users[i], &u);
-    if (e == PL_OK && u != me)
-      e = pl__gevent(q, r, gid, me, PL__GE_ADDED, u->name, NULL, PL_ROLE_MEMBER);
-  }
+  /* One event, not one "added" per initial member: in a group made with
+   * 10,000 members that would be 10,000 events to 10,000 devices. The
+   * members are in GroupInfo (GROUP_INFO). */
   return e == PL_OK ? pl__group_info(q, gid, me, 1, &r->out.info, &found) : e;
 }
 

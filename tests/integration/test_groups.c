@@ -108,7 +108,7 @@ static void create(int fd, const char **members, size_t n) {
   Parley__GroupInfo *g = info_after_events(fd);
   if (!g)
     return;
-  CHECK_EQ_I(pre_events, (int)n + 1); /* created, then one "added" per member */
+  CHECK_EQ_I(pre_events, 1); /* one "created" (the initial members are in GroupInfo) */
   CHECK_STR(g->ref, "c1");
   CHECK(g->group[0] != 0);
   CHECK_STR(g->name, "team");
@@ -254,21 +254,20 @@ static void test_history_and_removal(void) {
   const char *m[] = {"bob"};
   create(alice, m, 1);
   next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_CREATED, "alice", NULL);
-  next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_ADDED, "alice", "bob");
-  send_group(alice, "a1", "hello team", 0, 3);
+  send_group(alice, "a1", "hello team", 0, 2);
   CHECK_EQ_I(pre_events, 1); /* its own copy */
-  next_msg(bob, "alice", "hello team", 3);
-  send_group(bob, "b1", "hi alice", 0, 4);
-  next_msg(alice, "bob", "hi alice", 4);
-  send_group(bob, "b1", "hi alice", 0, 4); /* a retry: the same seq, nothing new sent */
+  next_msg(bob, "alice", "hello team", 2);
+  send_group(bob, "b1", "hi alice", 0, 3);
+  next_msg(alice, "bob", "hi alice", 3);
+  send_group(bob, "b1", "hi alice", 0, 3); /* a retry: the same seq, nothing new sent */
   CHECK_EQ_I(pre_events, 0);
   tl_expect_nothing(alice, QUIET_MS);
   Parley__GroupInfo *g = update(alice, PARLEY__GROUP_OP__GROUP_REMOVE, "bob", 0, 0);
-  CHECK_EQ_U(g->last_seq, 5);
+  CHECK_EQ_U(g->last_seq, 4);
   protobuf_c_message_free_unpacked(&g->base, NULL);
   CHECK_EQ_I(pre_events, 1); /* alice's own device got the event too */
   next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_REMOVED, "alice", "bob");
-  send_group(alice, "a2", "bob is gone", 0, 6);
+  send_group(alice, "a2", "bob is gone", 0, 5);
   tl_expect_nothing(bob, QUIET_MS);
   send_group(bob, "b2", "wait", PARLEY__ERROR_CODE__ERR_NOT_MEMBER, 0);
   close(alice);
@@ -290,18 +289,17 @@ static void test_offline_member_500_then_deleted(void) {
     char id[16], body[32];
     snprintf(id, sizeof id, "m%d", i);
     snprintf(body, sizeof body, "message %d", i);
-    send_group(alice, id, body, 0, (uint64_t)i + 3);
+    send_group(alice, id, body, 0, (uint64_t)i + 2);
   }
   rc_ack(alice, pre_qid); /* her own copies: her device has them all */
-  CHECK_EQ_I(tl_db_count(srv.dir, "messages WHERE gid != 0"), 502);
+  CHECK_EQ_I(tl_db_count(srv.dir, "messages WHERE gid != 0"), 501);
   CHECK_EQ_I(tl_db_count(srv.dir, "queue"), 0); /* stored once, no per-member rows */
   bob = back(tb);
-  next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_CREATED, "alice", NULL);
-  uint64_t last = next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_ADDED, "alice", "bob");
+  uint64_t last = next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_CREATED, "alice", NULL);
   for (int i = 0; i < 500; i++) {
     char body[32];
     snprintf(body, sizeof body, "message %d", i);
-    uint64_t q = next_msg(bob, "alice", body, (uint64_t)i + 3);
+    uint64_t q = next_msg(bob, "alice", body, (uint64_t)i + 2);
     CHECK(q > last);
     last = q;
   }
@@ -341,7 +339,7 @@ static void test_list_and_leave(void) {
     CHECK_STR(l->groups[0]->name, "team");
     CHECK_EQ_I(l->groups[0]->my_role, MEMBER);
     CHECK_EQ_U(l->groups[0]->member_count, 2);
-    CHECK_EQ_U(l->groups[0]->last_seq, 2);
+    CHECK_EQ_U(l->groups[0]->last_seq, 1);
   }
   protobuf_c_message_free_unpacked(&l->base, NULL);
   Parley__GroupInfo *g = update(bob, PARLEY__GROUP_OP__GROUP_LEAVE, NULL, 0, 0);
@@ -436,32 +434,32 @@ static void test_group_receipts_and_read_sync(void) {
   drain_ack(tablet);
   drain_ack(carol);
   tl_skip_events = 0;
-  send_group(alice, "a1", "hello", 0, 4);
+  send_group(alice, "a1", "hello", 0, 2);
   rc_ack(alice, pre_qid);
-  group_receipts(alice, 4, 2, 0, 0, "", "");
-  uint64_t q = next_msg(bob, "alice", "hello", 4);
+  group_receipts(alice, 2, 2, 0, 0, "", "");
+  uint64_t q = next_msg(bob, "alice", "hello", 2);
   rc_ack(bob, q);
-  next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_DELIVERED, "bob", 4);
-  q = next_msg(tablet, "alice", "hello", 4);
+  next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_DELIVERED, "bob", 2);
+  q = next_msg(tablet, "alice", "hello", 2);
   rc_ack(tablet, q); /* bob's second device: no second receipt */
   tl_expect_nothing(alice, QUIET_MS);
-  group_receipts(alice, 4, 2, 1, 0, "bob", "");
-  mark_read_group(bob, 4);
-  next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_READ, "bob", 4);
+  group_receipts(alice, 2, 2, 1, 0, "bob", "");
+  mark_read_group(bob, 2);
+  next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_READ, "bob", 2);
   Parley__ReadSync *rs = tl_expect(tablet, PARLEY__FRAME_TYPE__FRAME_READ_SYNC, T_MS);
   char conv[32];
   snprintf(conv, sizeof conv, "g:%s", gid);
   CHECK_STR(rs->conv, conv);
-  CHECK_EQ_U(rs->seq, 4);
+  CHECK_EQ_U(rs->seq, 2);
   CHECK_EQ_U(rs->unread, 0);
   protobuf_c_message_free_unpacked(&rs->base, NULL);
-  group_receipts(alice, 4, 2, 1, 1, "bob", "bob");
+  group_receipts(alice, 2, 2, 1, 1, "bob", "bob");
   /* carol has it too, later */
-  q = next_msg(carol, "alice", "hello", 4);
+  q = next_msg(carol, "alice", "hello", 2);
   rc_ack(carol, q);
-  next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_DELIVERED, "carol", 4);
+  next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_DELIVERED, "carol", 2);
   /* carol asks: the others are alice (the sender: sending reads) and bob */
-  group_receipts(carol, 4, 2, 2, 2, "alice,bob", "alice,bob");
+  group_receipts(carol, 2, 2, 2, 2, "alice,bob", "alice,bob");
   /* unread: carol has read nothing of 4; alice sent the last one (read) */
   Parley__UnreadGet ug = PARLEY__UNREAD_GET__INIT;
   ug.ref = "u";
@@ -471,8 +469,8 @@ static void test_group_receipts_and_read_sync(void) {
   for (size_t i = 0; i < u->n_convs; i++)
     if (!strcmp(u->convs[i]->conv, conv)) {
       found = 1;
-      CHECK_EQ_U(u->convs[i]->last_seq, 4);
-      CHECK_EQ_U(u->convs[i]->unread, 4);
+      CHECK_EQ_U(u->convs[i]->last_seq, 2);
+      CHECK_EQ_U(u->convs[i]->unread, 2);
     }
   CHECK(found);
   protobuf_c_message_free_unpacked(&u->base, NULL);
@@ -481,7 +479,7 @@ static void test_group_receipts_and_read_sync(void) {
   Parley__GroupReceiptsGet g = PARLEY__GROUP_RECEIPTS_GET__INIT;
   g.ref = "r9";
   g.group = gid;
-  g.seq = 4;
+  g.seq = 2;
   CHECK(tl_send_frame(eve, PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET, &g) == 0);
   tl_expect_error(eve, PARLEY__ERROR_CODE__ERR_NOT_MEMBER, "r9", T_MS);
   tl_skip_events = 1;
