@@ -16,6 +16,9 @@ void pb_opts_usage(FILE *out) {
       "  pairs   N sender->receiver pairs; --rate R total msg/s open loop, else max speed (N 100)\n"
       "  drain   M messages queue for an offline device, then it connects (M 10000, N senders 4)\n"
       "  storm   N devices reconnect at once with tokens, bystander pairs meanwhile (N 1000)\n"
+      "  group   one sender, a group of --members users of which N are online; M group messages at\n"
+      "          --rate R/s (default 10: each fan-out alone) or, with --rate 0, --window in flight\n"
+      "          (N 10000, M 200): deliveries/s, each message's last delivery, the group's memory\n"
       "\n"
       "Options:\n"
       "  --server HOST:PORT     use a running parleyd (default: start build/parleyd or $PARLEYD)\n"
@@ -30,6 +33,7 @@ void pb_opts_usage(FILE *out) {
       "  --size BYTES           message body size (default 100)\n"
       "  --window W             max-speed sends in flight per sender (default 64)\n"
       "  --bystanders B         storm: bystander pairs (default 5)\n"
+      "  --members N            group: members (default --conns; those past --conns stay offline)\n"
       "  --workers N            at least N worker processes (default: as the open-file limit needs)\n"
       "  --per-addr N           connections per source address (default 10000)\n"
       "  --src ADDR|none        first source address (default 127.0.0.2; then .3, .4, ...)\n"
@@ -121,6 +125,8 @@ static int pb__apply(pb_opts *o, const char *k, const char *v) {
     return pb__u32(v, &o->window) || !o->window ? -1 : 0;
   if (!strcmp(k, "bystanders"))
     return pb__u32(v, &o->bystanders);
+  if (!strcmp(k, "members"))
+    return pb__u32(v, &o->members);
   if (!strcmp(k, "workers"))
     return pb__u32(v, &o->workers);
   if (!strcmp(k, "per-addr"))

@@ -20,6 +20,7 @@ typedef struct pb_opts {
   uint32_t window;       /* max-speed sends in flight per sender */
   uint32_t size;         /* message body bytes */
   uint32_t bystanders;   /* storm: bystander pairs */
+  uint32_t members;      /* group: members (0: --conns) */
   uint32_t per_addr;     /* connections per source address */
   uint32_t src_base;     /* first source address, host order; 0: no bind */
   uint32_t handshakes;   /* connections authenticating at once during set-up */

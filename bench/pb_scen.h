@@ -16,6 +16,7 @@
 #define PB_SCEN_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "pb_conn.h"
 #include "pb_loop.h"
@@ -31,6 +32,7 @@ typedef struct pb_ctx {
   pb_net net;
   pb_result *res;
   uint64_t run_id;   /* the same in every worker; tags message bodies and ids */
+  pid_t server_pid;  /* for samples a scenario takes itself; 0: unknown */
   int go, quit;      /* set by the parent's commands */
   uint32_t barriers; /* barriers passed */
   int res_fd;        /* to the parent */
@@ -53,7 +55,7 @@ typedef struct pb_scenario {
   void (*report)(const pb_opts *o, const pb_result *r, const pb_sample s[3], pb_report *rep);
 } pb_scenario;
 
-extern const pb_scenario pb_scen_idle, pb_scen_pairs, pb_scen_drain, pb_scen_storm;
+extern const pb_scenario pb_scen_idle, pb_scen_pairs, pb_scen_drain, pb_scen_storm, pb_scen_group;
 
 /* The scenario called name, or NULL. */
 const pb_scenario *pb_scen_find(const char *name);

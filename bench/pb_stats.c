@@ -173,6 +173,11 @@ void pb_result_merge(pb_result *into, const pb_result *r) {
   pb__max_set(&into->t_last_rx, r->t_last_rx);
   pb__max_set(&into->t_phase_end, r->t_phase_end);
   pb_hist_merge(&into->lat, &r->lat);
+  for (size_t i = 0; i < PB_GROUP_TRACK; i++)
+    if (r->gmax_us[i] > into->gmax_us[i])
+      into->gmax_us[i] = r->gmax_us[i];
+  pb__max_set(&into->group_rss, r->group_rss);
+  pb__max_set(&into->group_create_us, r->group_create_us);
   pb_hist_merge(&into->lat2, &r->lat2);
   pb_hist_merge(&into->ack, &r->ack);
   pb_hist_merge(&into->lag, &r->lag);

@@ -49,6 +49,8 @@ unsigned pb_track_recv(pb_track *t, uint64_t seq);
 void pb_track_free(pb_track *t);
 
 /* Everything a worker reports. Times are pb_now_us() values; 0 = unset. */
+#define PB_GROUP_TRACK 1024 /* group: messages whose last delivery is tracked */
+
 typedef struct pb_result {
   int32_t failed; /* the worker could not complete the scenario */
   char why[160];
@@ -65,6 +67,10 @@ typedef struct pb_result {
   pb_hist lat2;          /* storm: connect-to-AuthOk time of each reconnecting device */
   pb_hist ack;           /* send to SendAck (the server's commit path) */
   pb_hist lag;           /* open loop: how late the bench sent each message (its own share of latency) */
+  /* group: per tracked message, the latest delivery over this worker's
+   * members (us after sending; merged by maximum), and the group's cost */
+  uint32_t gmax_us[PB_GROUP_TRACK];
+  uint64_t group_rss, group_create_us;
 } pb_result;
 
 void pb_result_init(pb_result *r);

@@ -180,7 +180,13 @@ static void pb__worker_main(const pb_plan *p, uint32_t w, int ctl_fd, int res_fd
     fprintf(stderr, "parley-bench: worker %u: cannot open %s or epoll\n", w, p->tokens);
     _exit(1);
   }
-  pb_ctx c = {.o = p->o, .w = w, .nw = p->nworkers, .loop = l, .run_id = p->run_id, .res_fd = res_fd};
+  pb_ctx c = {.o = p->o,
+              .w = w,
+              .nw = p->nworkers,
+              .loop = l,
+              .run_id = p->run_id,
+              .server_pid = p->server_pid,
+              .res_fd = res_fd};
   c.res = pl_calloc(1, sizeof *c.res);
   pb_net_init(&c.net, l, &p->server, u);
   pb__net_options(&c.net, p->o);

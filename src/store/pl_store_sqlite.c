@@ -233,12 +233,11 @@ static const char pl__schema[] =
                   "(SELECT min(d.acked) FROM devices d WHERE d.user_id = members.uid"                        \
                   " AND d.token_hash IS NOT NULL), left_qid) OR left_qid < COALESCE("                        \
                   "(SELECT min(qid) FROM messages WHERE gid = ?1 AND gid != 0), left_qid + 1))")             \
+  X(GREADS_SET, "UPDATE greads SET delivered_seq = ?3, read_seq = ?4 WHERE gid = ?1 AND uid = ?2")           \
+  X(GLAST, "SELECT qid, seq FROM messages WHERE gid = ?1 AND gid != 0 ORDER BY qid DESC LIMIT 1")            \
   X(GROUP_SIZE, "SELECT members FROM groups WHERE gid = ?1")                                                 \
   X(GREADS_PUT, "INSERT OR REPLACE INTO greads(gid, uid, delivered_seq, read_seq) VALUES(?1, ?2, ?3, ?3)")   \
   X(GREADS_GET, "SELECT delivered_seq, read_seq FROM greads WHERE gid = ?1 AND uid = ?2")                    \
-  X(GREADS_DELIVERED, "UPDATE greads SET delivered_seq = ?3 WHERE gid = ?1 AND uid = ?2")                    \
-  X(GREADS_READ, "UPDATE greads SET read_seq = ?3, delivered_seq = max(delivered_seq, ?3)"                   \
-                 " WHERE gid = ?1 AND uid = ?2")                                                             \
   X(GREADS_DEL, "DELETE FROM greads WHERE gid = ?1 AND uid = ?2")                                            \
   X(GREADS_COUNT, "SELECT count(*), COALESCE(sum(delivered_seq >= ?2), 0), COALESCE(sum(read_seq >= ?2), 0)" \
                   " FROM greads WHERE gid = ?1 AND uid != ?3")                                               \
@@ -321,6 +320,9 @@ typedef struct pl__sq {
   pl_map names;          /* hash(name) -> pl__user (borrowed from users) */
   pl__conv *dirty;       /* convs whose counter moved in this transaction */
   pl_map reads;          /* hash(uid, conv) -> pl__read */
+  pl_map dacks;          /* device -> pl__dack: its cursor in group histories */
+  pl_map greads;         /* pl__gread_key(gid, uid) -> pl__gread: group watermarks */
+  pl_map gmeta;          /* gid -> pl__gmeta */
   pl__read *dirty_reads;
   int (*online)(void *ud, uint64_t device);
   void *online_ud;
@@ -393,6 +395,20 @@ static pl_err pl__row(pl__sq *q, sqlite3_stmt *st, int *found) {
   if (rc == SQLITE_ROW || rc == SQLITE_DONE)
     return PL_OK;
   pl_err e = pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* One u64 from a query bound to (a, b, c) (as many as it takes); *v = 0 if
+ * it returns no row or NULL. */
+static pl_err pl__u64_query(pl__sq *q, int stmt, uint64_t a, uint64_t b, uint64_t c, uint64_t *v) {
+  sqlite3_stmt *st = q->st[stmt];
+  int n = sqlite3_bind_parameter_count(st), found;
+  uint64_t args[3] = {a, b, c};
+  for (int i = 0; i < n && i < 3; i++)
+    pl__bind_u64(st, i + 1, args[i]);
+  pl_err e = pl__row(q, st, &found);
+  *v = e == PL_OK && found ? pl__col_u64(st, 0) : 0;
   sqlite3_reset(st);
   return e;
 }
@@ -831,6 +847,7 @@ static pl_err pl__fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit);
 static pl_err pl__ack_cursor(pl__sq *q, pl_store_req *r);
 static pl_err pl__groups_trim(pl__sq *q, uint64_t *deleted);
 static pl_err pl__typing_group(pl__sq *q, pl_store_req *r);
+static pl_err pl__gcache_flush(pl__sq *q);
 
 /* The ring of dev's recent ids, loaded from dedup_rings on first use. */
 static pl_err pl__ring(pl__sq *q, uint64_t dev, pl_idring **out) {
@@ -1502,6 +1519,8 @@ static pl_err pl__unread(pl__sq *q, pl_store_req *r) {
   if (e != PL_OK)
     return e;
   /* then the groups (their receipts are counts: GroupReceiptsGet) */
+  if ((e = pl__gcache_flush(q)) != PL_OK)
+    return e;
   st = q->st[ST_UNREAD_GROUPS];
   pl__bind_u64(st, 1, r->in.user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1647,7 +1666,12 @@ static pl_err pl__typing(pl__sq *q, pl_store_req *r) {
  * (they read the rows about to go). */
 static pl_err pl__ack(pl__sq *q, pl_store_req *r) {
   static const int steps[] = {ST_ACK_REFS, ST_ACK_MSGS, ST_ACK_QUEUE};
-  pl_err e = r->in.user_id ? pl__delivered(q, r) : PL_OK;
+  uint64_t queued;
+  pl_err e = pl__qlen(q, r->in.device_id, &queued);
+  if (e == PL_OK && !queued) /* group history only: no SQL at all */
+    return pl__ack_cursor(q, r);
+  if (e == PL_OK && r->in.user_id)
+    e = pl__delivered(q, r);
   if (e == PL_OK)
     e = pl__ack_cursor(q, r);
   uint64_t upto = pl__clamp(r->in.upto);
@@ -1676,6 +1700,183 @@ static pl_err pl__logout(pl__sq *q, pl_store_req *r) {
   e = pl__ack(q, r);
   pl__users_drop(q); /* device lists changed; logouts are rare */
   return e;
+}
+
+/* ---- group caches ----------------------------------------------------------------- */
+
+/* In a 10,000-member group every message is acked by 10,000 devices within
+ * a few commits, so nothing about an ack of group history may cost SQL:
+ * each device's cursor (devices.acked) and each member's watermarks
+ * (greads) live here and are written by the sweep (every --sweep-interval),
+ * at close, and before a query reads them. A crash loses at most that much
+ * progress: the devices get those messages again (same qids: clients drop
+ * them, protocol.md 10.6) and ack them again; no message is lost by it. The
+ * values only move forward, so a rollback keeps them. */
+#define PL__GCACHE_MAX (1u << 18)
+
+typedef struct pl__dack {
+  uint64_t acked;
+  int dirty;
+} pl__dack;
+
+typedef struct pl__gread {
+  uint64_t gid, uid, delivered, read;
+  int dirty;
+} pl__gread;
+
+/* A group's newest history entry and size, for acks without SQL. */
+typedef struct pl__gmeta {
+  uint64_t last_qid, last_seq, size;
+} pl__gmeta;
+
+static uint64_t pl__gread_key(uint64_t gid, uint64_t uid) { return (gid * 0x9E3779B97F4A7C15ULL) ^ uid ^ 1; }
+
+static pl_err pl__dack_get(pl__sq *q, uint64_t dev, uint64_t *acked) {
+  pl__dack *d = pl_map_get(&q->dacks, dev);
+  if (d) {
+    *acked = d->acked;
+    return PL_OK;
+  }
+  pl_err e = pl__u64_query(q, ST_DEV_ACKED_GET, dev, 0, 0, acked);
+  if (e == PL_OK) {
+    d = pl_calloc(1, sizeof *d);
+    d->acked = *acked;
+    pl_map_put(&q->dacks, dev, d);
+  }
+  return e;
+}
+
+static void pl__dack_set(pl__sq *q, uint64_t dev, uint64_t acked) {
+  pl__dack *d = pl_map_get(&q->dacks, dev);
+  if (!d) {
+    d = pl_calloc(1, sizeof *d);
+    pl_map_put(&q->dacks, dev, d);
+  }
+  if (acked > d->acked) {
+    d->acked = acked;
+    d->dirty = 1;
+  }
+}
+
+/* The cached watermarks of uid in gid (NULL: not a member). */
+static pl_err pl__gread_get(pl__sq *q, uint64_t gid, uint64_t uid, pl__gread **out);
+
+static pl_err pl__gread_write(pl__sq *q, pl__gread *g) {
+  sqlite3_stmt *st = q->st[ST_GREADS_SET];
+  pl__bind_u64(st, 1, g->gid);
+  pl__bind_u64(st, 2, g->uid);
+  pl__bind_u64(st, 3, g->delivered);
+  pl__bind_u64(st, 4, g->read);
+  pl_err e = pl__run(q, st);
+  if (e == PL_OK)
+    g->dirty = 0;
+  return e;
+}
+
+static pl_err pl__gread_get(pl__sq *q, uint64_t gid, uint64_t uid, pl__gread **out) {
+  uint64_t key = pl__gread_key(gid, uid);
+  pl__gread *g = pl_map_get(&q->greads, key);
+  int found;
+  *out = NULL;
+  if (g && g->gid == gid && g->uid == uid) {
+    *out = g;
+    return PL_OK;
+  }
+  if (g && g->dirty) { /* a colliding key: keep its news before it goes */
+    pl_err e = pl__gread_write(q, g);
+    if (e != PL_OK)
+      return e;
+  }
+  sqlite3_stmt *st = q->st[ST_GREADS_GET];
+  pl__bind_u64(st, 1, gid);
+  pl__bind_u64(st, 2, uid);
+  pl_err e = pl__row(q, st, &found);
+  if (e == PL_OK && found) {
+    if (!g) {
+      g = pl_calloc(1, sizeof *g);
+      pl_map_put(&q->greads, key, g);
+    }
+    *g = (pl__gread){gid, uid, pl__col_u64(st, 0), pl__col_u64(st, 1), 0};
+    *out = g;
+  }
+  sqlite3_reset(st);
+  return e;
+}
+
+static void pl__gread_forget(pl__sq *q, uint64_t gid, uint64_t uid) {
+  uint64_t key = pl__gread_key(gid, uid);
+  pl__gread *g = pl_map_get(&q->greads, key);
+  if (g && g->gid == gid && g->uid == uid) {
+    pl_map_del(&q->greads, key);
+    pl_free(g);
+  }
+}
+
+/* Writes every cursor and watermark that moved (inside a transaction). */
+static pl_err pl__gcache_flush(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  pl_err e = PL_OK;
+  for (size_t it = 0; e == PL_OK && pl_map_next(&q->dacks, &it, &k, &v);) {
+    pl__dack *d = v;
+    if (d->dirty && (e = pl__run2(q, ST_DEV_ACKED_PUT, k, d->acked)) == PL_OK)
+      d->dirty = 0;
+  }
+  for (size_t it = 0; e == PL_OK && pl_map_next(&q->greads, &it, &k, &v);)
+    if (((pl__gread *)v)->dirty)
+      e = pl__gread_write(q, v);
+  return e;
+}
+
+static void pl__gmeta_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->gmeta, &it, &k, &v);)
+    pl_free(v);
+  pl_map_free(&q->gmeta);
+}
+
+/* Flushes, then frees the caches of cursors and watermarks. */
+static pl_err pl__gcache_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  pl_err e = pl__gcache_flush(q);
+  if (e != PL_OK)
+    return e;
+  for (size_t it = 0; pl_map_next(&q->dacks, &it, &k, &v);)
+    pl_free(v);
+  pl_map_free(&q->dacks);
+  for (size_t it = 0; pl_map_next(&q->greads, &it, &k, &v);)
+    pl_free(v);
+  pl_map_free(&q->greads);
+  return PL_OK;
+}
+
+static pl_err pl__gmeta_get(pl__sq *q, uint64_t gid, pl__gmeta **out) {
+  pl__gmeta *m = pl_map_get(&q->gmeta, gid);
+  int found;
+  if (m) {
+    *out = m;
+    return PL_OK;
+  }
+  m = pl_calloc(1, sizeof *m);
+  sqlite3_stmt *st = q->st[ST_GLAST];
+  pl__bind_u64(st, 1, gid);
+  pl_err e = pl__row(q, st, &found);
+  if (e == PL_OK && found) {
+    m->last_qid = pl__col_u64(st, 0);
+    m->last_seq = pl__col_u64(st, 1);
+  }
+  sqlite3_reset(st);
+  if (e == PL_OK)
+    e = pl__u64_query(q, ST_GROUP_SIZE, gid, 0, 0, &m->size);
+  if (e != PL_OK) {
+    pl_free(m);
+    return e;
+  }
+  pl_map_put(&q->gmeta, gid, m);
+  *out = m;
+  return PL_OK;
 }
 
 /* ---- groups (docs/protocol.md 11.8) ------------------------------------------------ */
@@ -1772,6 +1973,11 @@ static pl_err pl__glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const 
   pl__conv_take(q, c, seq, ts);
   memset(m, 0, sizeof *m);
   m->qid = (uint64_t)sqlite3_last_insert_rowid(q->db);
+  pl__gmeta *gm = pl_map_get(&q->gmeta, gid);
+  if (gm) {
+    gm->last_qid = m->qid;
+    gm->last_seq = seq;
+  }
   m->kind = kind;
   m->aux = aux;
   m->conv = pl_strdup(conv);
@@ -1843,6 +2049,10 @@ static pl_err pl__member_put(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user 
     e = pl__conv_get(q, conv, &c);
   if (e == PL_OK)
     e = pl__run3(q, ST_GREADS_PUT, gid, u->id, c->seq);
+  pl__gread_forget(q, gid, u->id);
+  pl__gmeta *gm = pl_map_get(&q->gmeta, gid);
+  if (gm)
+    gm->size++;
   pl__ms_stale(u);
   if (e == PL_OK)
     pl__gchange(r, gid, u, 1);
@@ -1858,6 +2068,10 @@ static pl_err pl__member_left(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user
   pl_err e = pl__run(q, st);
   if (e == PL_OK)
     e = pl__run2(q, ST_GREADS_DEL, gid, u->id);
+  pl__gread_forget(q, gid, u->id);
+  pl__gmeta *gm = pl_map_get(&q->gmeta, gid);
+  if (gm && gm->size)
+    gm->size--;
   if (e == PL_OK) {
     int64_t d = -1;
     sqlite3_stmt *c = q->st[ST_GROUP_COUNT];
@@ -2175,10 +2389,16 @@ static pl_err pl__send_group(pl__sq *q, pl_store_req *r) {
   if (e == PL_OK)
     e = pl__glog_put(q, r->in.group, me, r->in.device_name ? r->in.device_name : "", r->in.client_id,
                      r->in.body, r->in.body_len, r->in.client_ts, PL_MSG_MESSAGE, 0, &r->out.msg);
+  pl__gread *g = NULL;
   if (e == PL_OK) /* sending reads the conversation, as in 1:1 */
-    e = pl__run3(q, ST_GREADS_READ, r->in.group, me->id, r->out.msg.seq);
+    e = pl__gread_get(q, r->in.group, me->id, &g);
   if (e != PL_OK)
     return e;
+  if (g && r->out.msg.seq > g->read) {
+    g->read = r->out.msg.seq;
+    g->delivered = g->delivered > g->read ? g->delivered : g->read;
+    g->dirty = 1;
+  }
   r->out.conv = pl_strdup(conv);
   r->out.seq = r->out.msg.seq;
   r->out.server_ts = r->out.msg.server_ts;
@@ -2201,12 +2421,8 @@ static pl_err pl__fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
     e = pl__mships(q, me);
   if (e != PL_OK || !me || !me->nms)
     return e;
-  sqlite3_stmt *ac = q->st[ST_DEV_ACKED_GET];
-  int found;
-  pl__bind_u64(ac, 1, r->in.device_id);
-  e = pl__row(q, ac, &found);
-  uint64_t acked = e == PL_OK && found ? pl__col_u64(ac, 0) : 0;
-  sqlite3_reset(ac);
+  uint64_t acked = 0;
+  e = pl__dack_get(q, r->in.device_id, &acked);
   size_t cap = r->out.nmsgs;
   for (size_t g = 0; e == PL_OK && g < me->nms; g++) {
     const pl__mship *m = &me->ms[g];
@@ -2245,28 +2461,14 @@ static pl_err pl__fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
   return e;
 }
 
-/* One u64 from a query bound to (a, b, c) (as many as it takes); *v = 0 if
- * it returns no row or NULL. */
-static pl_err pl__u64_query(pl__sq *q, int stmt, uint64_t a, uint64_t b, uint64_t c, uint64_t *v) {
-  sqlite3_stmt *st = q->st[stmt];
-  int n = sqlite3_bind_parameter_count(st), found;
-  uint64_t args[3] = {a, b, c};
-  for (int i = 0; i < n && i < 3; i++)
-    pl__bind_u64(st, i + 1, args[i]);
-  pl_err e = pl__row(q, st, &found);
-  *v = e == PL_OK && found ? pl__col_u64(st, 0) : 0;
-  sqlite3_reset(st);
-  return e;
-}
-
 /* Live receipts (never stored: GroupReceiptsGet recovers a missed one) to
  * the connected devices of the senders of gid's messages that stmt finds
  * between lo and hi. Only for groups up to group_detail members. */
 static pl_err pl__group_receipts_live(pl__sq *q, pl_store_req *r, uint64_t gid, int stmt, uint64_t lo,
                                       uint64_t hi, int kind, uint64_t seq, const pl__user *by) {
-  uint64_t size;
-  pl_err e = pl__u64_query(q, ST_GROUP_SIZE, gid, 0, 0, &size);
-  if (e != PL_OK || size > q->group_detail)
+  pl__gmeta *gm;
+  pl_err e = pl__gmeta_get(q, gid, &gm);
+  if (e != PL_OK || gm->size > q->group_detail)
     return e;
   sqlite3_stmt *st = q->st[stmt];
   uint64_t senders[64];
@@ -2310,23 +2512,30 @@ static pl_err pl__ack_cursor(pl__sq *q, pl_store_req *r) {
     e = pl__mships(q, me);
   if (e != PL_OK || !me || !me->nms)
     return e;
-  e = pl__u64_query(q, ST_DEV_ACKED_GET, r->in.device_id, 0, 0, &old);
+  e = pl__dack_get(q, r->in.device_id, &old);
   if (e != PL_OK || upto <= old)
     return e;
   for (size_t i = 0; i < me->nms && e == PL_OK; i++) {
-    uint64_t gid = me->ms[i].gid, seq = 0, had = 0;
-    if (me->ms[i].role == PL_ROLE_NONE)
-      continue;
-    e = pl__u64_query(q, ST_GACK_SEQ, gid, old, upto, &seq);
+    uint64_t gid = me->ms[i].gid, seq = 0;
+    pl__gmeta *gm;
+    pl__gread *g = NULL;
+    if (me->ms[i].role == PL_ROLE_NONE || (e = pl__gmeta_get(q, gid, &gm)) != PL_OK || gm->last_qid <= old)
+      continue; /* nothing of this group in the acked range */
+    if (gm->last_qid <= upto)
+      seq = gm->last_seq; /* caught up: the common case, no SQL */
+    else
+      e = pl__u64_query(q, ST_GACK_SEQ, gid, old, upto, &seq);
     if (e == PL_OK && seq)
-      e = pl__u64_query(q, ST_GREADS_GET, gid, me->id, 0, &had);
-    if (e != PL_OK || !seq || seq <= had)
+      e = pl__gread_get(q, gid, me->id, &g);
+    if (e != PL_OK || !g || seq <= g->delivered)
       continue;
-    e = pl__run3(q, ST_GREADS_DELIVERED, gid, me->id, seq);
-    if (e == PL_OK)
-      e = pl__group_receipts_live(q, r, gid, ST_GSENDERS_QID, old, upto, PL_MSG_DELIVERED, seq, me);
+    g->delivered = seq;
+    g->dirty = 1;
+    e = pl__group_receipts_live(q, r, gid, ST_GSENDERS_QID, old, upto, PL_MSG_DELIVERED, seq, me);
   }
-  return e == PL_OK ? pl__run2(q, ST_DEV_ACKED_PUT, r->in.device_id, upto) : e;
+  if (e == PL_OK)
+    pl__dack_set(q, r->in.device_id, upto);
+  return e;
 }
 
 /* MarkRead in a group: the member's read watermark, a read sync to its
@@ -2352,18 +2561,15 @@ static pl_err pl__mark_read_group(pl__sq *q, pl_store_req *r) {
   e = pl__conv_get(q, conv, &c);
   uint64_t last = e == PL_OK ? c->seq : 0;
   uint64_t seq = r->in.upto < last ? r->in.upto : last;
-  if (e == PL_OK) {
-    sqlite3_stmt *st = q->st[ST_GREADS_GET];
-    int found;
-    pl__bind_u64(st, 1, r->in.group);
-    pl__bind_u64(st, 2, me->id);
-    e = pl__row(q, st, &found);
-    was = e == PL_OK && found ? pl__col_u64(st, 1) : 0;
-    sqlite3_reset(st);
-  }
-  if (e != PL_OK || seq <= was)
+  pl__gread *g = NULL;
+  if (e == PL_OK)
+    e = pl__gread_get(q, r->in.group, me->id, &g);
+  was = g ? g->read : 0;
+  if (e != PL_OK || !g || seq <= was)
     return e;
-  e = pl__run3(q, ST_GREADS_READ, r->in.group, me->id, seq);
+  g->read = seq;
+  g->delivered = g->delivered > seq ? g->delivered : seq;
+  g->dirty = 1;
   if (e == PL_OK) {
     uint64_t *t = pl__devs_except(me, r->in.device_id, &nt);
     e = pl__event(q, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
@@ -2386,6 +2592,9 @@ static pl_err pl__group_receipts(pl__sq *q, pl_store_req *r) {
       r->status = PL_ERR_NOT_MEMBER;
     return e;
   }
+  e = pl__gcache_flush(q); /* the counts come from the table */
+  if (e != PL_OK)
+    return e;
   sqlite3_stmt *st = q->st[ST_GREADS_COUNT];
   pl__bind_u64(st, 1, r->in.group);
   pl__bind_u64(st, 2, pl__clamp(r->in.upto));
@@ -2422,6 +2631,9 @@ static pl_err pl__group_receipts(pl__sq *q, pl_store_req *r) {
  * every member has it; members who left are forgotten once nothing is owed. */
 static pl_err pl__groups_trim(pl__sq *q, uint64_t *deleted) {
   sqlite3_stmt *all = q->st[ST_GROUPS_ALL];
+  pl_err fe = pl__gcache_flush(q); /* the cursors come from the table */
+  if (fe != PL_OK)
+    return fe;
   uint64_t *gids = NULL;
   size_t n = 0, cap = 0;
   int rc;
@@ -2466,8 +2678,9 @@ static pl_err pl__typing_group(pl__sq *q, pl_store_req *r) {
   pl_err e = pl__user_get(q, r->in.user_id, &me);
   if (e == PL_OK && me)
     e = pl__role(q, me, r->in.group, &role);
-  if (e == PL_OK && role != PL_ROLE_NONE)
-    e = pl__u64_query(q, ST_GROUP_SIZE, r->in.group, 0, 0, &size);
+  pl__gmeta *gm;
+  if (e == PL_OK && role != PL_ROLE_NONE && (e = pl__gmeta_get(q, r->in.group, &gm)) == PL_OK)
+    size = gm->size;
   if (e != PL_OK || !me || role == PL_ROLE_NONE) {
     if (e == PL_OK)
       r->status = PL_ERR_NOT_MEMBER;
@@ -2553,7 +2766,11 @@ static pl_err pl__sq_begin(void *be) {
     pl__users_drop(q);
   if (q->reads.len > PL__CACHE_MAX)
     pl__reads_drop(q);
+  if (q->gmeta.len > PL__CACHE_MAX)
+    pl__gmeta_drop(q);
   pl_err e = pl__run(q, q->st[ST_BEGIN]);
+  if (e == PL_OK && q->dacks.len + q->greads.len > PL__GCACHE_MAX)
+    e = pl__gcache_drop(q); /* written in this transaction first */
   if (e == PL_OK && q->ring_entries > PL__DEDUP_MEM_ENTRIES) {
     e = pl__rings_save(q); /* nothing unsaved may go with them */
     if (e == PL_OK)
@@ -2575,6 +2792,7 @@ static void pl__sq_rollback(void *be) {
   if (!sqlite3_get_autocommit(q->db))
     pl__run(q, q->st[ST_ROLLBACK]);
   pl__caches_drop(q);
+  pl__gmeta_drop(q); /* may name rows that were rolled back */
   if (pl__rings_replay(q) != PL_OK)
     pl_error("store: cannot reload the dedup rings; retries of recent sends may be stored twice");
 }
@@ -2608,6 +2826,11 @@ static void pl__sq_close(void *be) {
   pl__sq *q = be;
   if (!q)
     return;
+  /* the cursors and watermarks the last sweep did not write */
+  if (q->st[ST_BEGIN] && pl__run(q, q->st[ST_BEGIN]) == PL_OK &&
+      (pl__gcache_drop(q) != PL_OK || pl__run(q, q->st[ST_COMMIT]) != PL_OK))
+    pl__run(q, q->st[ST_ROLLBACK]);
+  pl__gmeta_drop(q);
   for (int i = 0; i < ST__COUNT; i++)
     sqlite3_finalize(q->st[i]);
   if (sqlite3_close(q->db) != SQLITE_OK)
