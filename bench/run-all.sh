@@ -37,6 +37,9 @@ RUNS=(
   "pairs-20k-rate|pairs --conns 1000 --rate 20000 --duration 30|pairs --conns 100 --rate 2000 --duration 3"
   "drain-100k|drain --messages 100000|drain --messages 5000"
   "storm-10k|storm --conns 10000|storm --conns 300"
+  "group-10k-fanout|group --conns 10000 --messages 60 --rate 3|group --conns 300 --messages 20 --rate 5"
+  "group-10k-max|group --conns 10000 --messages 500 --rate 0|group --conns 300 --messages 100 --rate 0"
+  "group-100k-members|group --members 100000 --conns 1000 --messages 50 --rate 10|group --members 3000 --conns 100 --messages 10 --rate 10"
 )
 
 # Reads "key":value out of our flat JSON line.
@@ -74,6 +77,7 @@ for run in "${RUNS[@]}"; do
     drain*) other="$(field queued "$f") msgs drained in $(field drain_s "$f") s" ;;
     idle*) other="$(field conns "$f") conns, connected in $(field connect_s "$f") s" ;;
     pairs*) other="sent $(field sent_per_s "$f")/s, server CPU $(field server_cpu_s "$f") s" ;;
+    group*) other="$(field online "$f")/$(field members "$f") online, last delivery p50 $(field last_delivery_p50_us "$f") p99 $(field last_delivery_p99_us "$f") us, group RSS $(field group_rss_bytes "$f") B" ;;
   esac
   grep -q 'run FAILED' "$f" && other="FAILED; $other"
   printf '%-18s %10s %9s %9s %9s %6s %6s %9s %10s  %s\n' "$name" "$(field delivered_per_s "$f")" \

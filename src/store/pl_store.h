@@ -204,7 +204,7 @@ struct pl_store_req {
     pl_group_info *groups; /* GROUP_LIST, by gid */
     size_t ngroups;
     pl_group_change *changes; /* GROUP_*: live membership changes */
-    size_t nchanges;
+    size_t nchanges, changes_cap;
     uint64_t *gids; /* FETCH: the groups the device receives (active ones) */
     size_t ngids;
     uint64_t members, delivered, read; /* GROUP_RECEIPTS: other members, and how many of them */

@@ -2011,14 +2011,26 @@ static pl_err pl__gevent(pl__sq *q, pl_store_req *r, uint64_t gid, const pl__use
   return PL_OK;
 }
 
-/* Records that u's devices join (or leave) gid's live audience. */
-static void pl__gchange(pl_store_req *r, uint64_t gid, const pl__user *u, int join) {
-  r->out.changes = pl_realloc(r->out.changes, (r->out.nchanges + 1) * sizeof *r->out.changes);
+/* Records that u's devices join (or leave) gid's live audience. Only
+ * connected devices can join (the others fetch), so a group made with
+ * 100,000 mostly offline members carries no list for most of them. */
+static void pl__gchange(pl__sq *q, pl_store_req *r, uint64_t gid, const pl__user *u, int join) {
+  uint64_t devs[64];
+  size_t n = 0;
+  for (size_t i = 0; i < u->ndevs && n < sizeof devs / sizeof devs[0]; i++)
+    if (!join || !q->online || q->online(q->online_ud, u->devs[i]))
+      devs[n++] = u->devs[i];
+  if (!n)
+    return;
+  if (r->out.nchanges == r->out.changes_cap) {
+    r->out.changes_cap = r->out.changes_cap ? r->out.changes_cap * 2 : 4;
+    r->out.changes = pl_realloc(r->out.changes, r->out.changes_cap * sizeof *r->out.changes);
+  }
   pl_group_change *c = &r->out.changes[r->out.nchanges++];
   c->gid = gid;
   c->join = join;
-  c->n = u->ndevs;
-  c->devices = pl_memdup(u->devs, (u->ndevs ? u->ndevs : 1) * sizeof *u->devs);
+  c->n = n;
+  c->devices = pl_memdup(devs, n * sizeof *devs);
 }
 
 /* Forget u's cached memberships (they changed in this transaction). */
@@ -2055,7 +2067,7 @@ static pl_err pl__member_put(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user 
     gm->size++;
   pl__ms_stale(u);
   if (e == PL_OK)
-    pl__gchange(r, gid, u, 1);
+    pl__gchange(q, r, gid, u, 1);
   return e;
 }
 
@@ -2081,7 +2093,7 @@ static pl_err pl__member_left(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user
   }
   pl__ms_stale(u);
   if (e == PL_OK)
-    pl__gchange(r, gid, u, 0);
+    pl__gchange(q, r, gid, u, 0);
   return e;
 }
 
