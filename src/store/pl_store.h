@@ -255,6 +255,12 @@ typedef struct pl_store_backend {
   void (*rollback)(void *be);
   /* Inside a transaction: delete messages and dedup entries past their TTL. */
   pl_err (*expire)(void *be, uint64_t now_ms, uint64_t *deleted);
+  /* Optional: how many cached writes wait for flush (may over-count), and
+   * inside a transaction, write up to max of them. The store thread calls
+   * these while it has nothing else to do, so that the sweep, which writes
+   * whatever is left, does not stall requests behind thousands of them. */
+  size_t (*backlog)(void *be);
+  pl_err (*flush)(void *be, size_t max);
 } pl_store_backend;
 
 extern const pl_store_backend pl_store_sqlite;

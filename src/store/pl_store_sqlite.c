@@ -323,6 +323,7 @@ typedef struct pl__sq {
   pl_map dacks;          /* device -> pl__dack: its cursor in group histories */
   pl_map greads;         /* pl__gread_key(gid, uid) -> pl__gread: group watermarks */
   pl_map gmeta;          /* gid -> pl__gmeta */
+  size_t gdirty;         /* entries of dacks and greads not yet written (may over-count) */
   pl__read *dirty_reads;
   int (*online)(void *ud, uint64_t device);
   void *online_ud;
@@ -1707,8 +1708,9 @@ static pl_err pl__logout(pl__sq *q, pl_store_req *r) {
 /* In a 10,000-member group every message is acked by 10,000 devices within
  * a few commits, so nothing about an ack of group history may cost SQL:
  * each device's cursor (devices.acked) and each member's watermarks
- * (greads) live here and are written by the sweep (every --sweep-interval),
- * at close, and before a query reads them. A crash loses at most that much
+ * (greads) live here and are written when the store falls idle (in chunks,
+ * pl_store.c), by the sweep (every --sweep-interval), at close, and before
+ * a query reads them. A crash loses at most that much
  * progress: the devices get those messages again (same qids: clients drop
  * them, protocol.md 10.6) and ack them again; no message is lost by it. The
  * values only move forward, so a rollback keeps them. */
@@ -1754,12 +1756,18 @@ static void pl__dack_set(pl__sq *q, uint64_t dev, uint64_t acked) {
   }
   if (acked > d->acked) {
     d->acked = acked;
+    q->gdirty += !d->dirty;
     d->dirty = 1;
   }
 }
 
 /* The cached watermarks of uid in gid (NULL: not a member). */
 static pl_err pl__gread_get(pl__sq *q, uint64_t gid, uint64_t uid, pl__gread **out);
+
+static void pl__gread_mark(pl__sq *q, pl__gread *g) {
+  q->gdirty += !g->dirty;
+  g->dirty = 1;
+}
 
 static pl_err pl__gread_write(pl__sq *q, pl__gread *g) {
   sqlite3_stmt *st = q->st[ST_GREADS_SET];
@@ -1768,8 +1776,10 @@ static pl_err pl__gread_write(pl__sq *q, pl__gread *g) {
   pl__bind_u64(st, 3, g->delivered);
   pl__bind_u64(st, 4, g->read);
   pl_err e = pl__run(q, st);
-  if (e == PL_OK)
+  if (e == PL_OK && g->dirty) {
     g->dirty = 0;
+    q->gdirty -= q->gdirty > 0;
+  }
   return e;
 }
 
@@ -1807,26 +1817,41 @@ static void pl__gread_forget(pl__sq *q, uint64_t gid, uint64_t uid) {
   uint64_t key = pl__gread_key(gid, uid);
   pl__gread *g = pl_map_get(&q->greads, key);
   if (g && g->gid == gid && g->uid == uid) {
+    q->gdirty -= g->dirty && q->gdirty > 0;
     pl_map_del(&q->greads, key);
     pl_free(g);
   }
 }
 
-/* Writes every cursor and watermark that moved (inside a transaction). */
-static pl_err pl__gcache_flush(pl__sq *q) {
+/* Writes up to max cursors and watermarks that moved (inside a
+ * transaction); when it gets through them all, none is left unwritten. */
+static pl_err pl__gcache_flush_some(pl__sq *q, size_t max) {
   uint64_t k;
   void *v;
   pl_err e = PL_OK;
-  for (size_t it = 0; e == PL_OK && pl_map_next(&q->dacks, &it, &k, &v);) {
+  size_t n = 0;
+  for (size_t it = 0; e == PL_OK && n < max && pl_map_next(&q->dacks, &it, &k, &v);) {
     pl__dack *d = v;
-    if (d->dirty && (e = pl__run2(q, ST_DEV_ACKED_PUT, k, d->acked)) == PL_OK)
+    if (!d->dirty)
+      continue;
+    if ((e = pl__run2(q, ST_DEV_ACKED_PUT, k, d->acked)) == PL_OK) {
       d->dirty = 0;
+      q->gdirty -= q->gdirty > 0;
+    }
+    n++;
   }
-  for (size_t it = 0; e == PL_OK && pl_map_next(&q->greads, &it, &k, &v);)
-    if (((pl__gread *)v)->dirty)
+  for (size_t it = 0; e == PL_OK && n < max && pl_map_next(&q->greads, &it, &k, &v);)
+    if (((pl__gread *)v)->dirty) {
       e = pl__gread_write(q, v);
+      n++;
+    }
+  if (e == PL_OK && n < max)
+    q->gdirty = 0; /* the count may drift up (entries dropped with their map) */
   return e;
 }
+
+/* Writes every cursor and watermark that moved (inside a transaction). */
+static pl_err pl__gcache_flush(pl__sq *q) { return pl__gcache_flush_some(q, SIZE_MAX); }
 
 static void pl__gmeta_drop(pl__sq *q) {
   uint64_t k;
@@ -2409,7 +2434,7 @@ static pl_err pl__send_group(pl__sq *q, pl_store_req *r) {
   if (g && r->out.msg.seq > g->read) {
     g->read = r->out.msg.seq;
     g->delivered = g->delivered > g->read ? g->delivered : g->read;
-    g->dirty = 1;
+    pl__gread_mark(q, g);
   }
   r->out.conv = pl_strdup(conv);
   r->out.seq = r->out.msg.seq;
@@ -2542,7 +2567,7 @@ static pl_err pl__ack_cursor(pl__sq *q, pl_store_req *r) {
     if (e != PL_OK || !g || seq <= g->delivered)
       continue;
     g->delivered = seq;
-    g->dirty = 1;
+    pl__gread_mark(q, g);
     e = pl__group_receipts_live(q, r, gid, ST_GSENDERS_QID, old, upto, PL_MSG_DELIVERED, seq, me);
   }
   if (e == PL_OK)
@@ -2581,7 +2606,7 @@ static pl_err pl__mark_read_group(pl__sq *q, pl_store_req *r) {
     return e;
   g->read = seq;
   g->delivered = g->delivered > seq ? g->delivered : seq;
-  g->dirty = 1;
+  pl__gread_mark(q, g);
   if (e == PL_OK) {
     uint64_t *t = pl__devs_except(me, r->in.device_id, &nt);
     e = pl__event(q, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
@@ -2809,6 +2834,10 @@ static void pl__sq_rollback(void *be) {
     pl_error("store: cannot reload the dedup rings; retries of recent sends may be stored twice");
 }
 
+static size_t pl__sq_backlog(void *be) { return ((pl__sq *)be)->gdirty; }
+
+static pl_err pl__sq_flush(void *be, size_t max) { return pl__gcache_flush_some(be, max); }
+
 static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   static const int steps[] = {ST_EXPIRE_QUEUE, ST_EXPIRE_MSGS, ST_EXPIRE_DEDUP};
   pl__sq *q = be;
@@ -2978,4 +3007,6 @@ const pl_store_backend pl_store_sqlite = {
     .commit = pl__sq_commit,
     .rollback = pl__sq_rollback,
     .expire = pl__sq_expire,
+    .backlog = pl__sq_backlog,
+    .flush = pl__sq_flush,
 };

@@ -726,6 +726,58 @@ static void test_ack_two_devices(void) {
   free(dir);
 }
 
+/* Acks of group history are cached (no SQL per ack); the store writes them
+ * out by itself once it has been idle a moment, not only at the sweep (10 s
+ * by default here), which would otherwise write thousands at once. */
+static void test_group_cursors_written_when_idle(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  account b = reg(s, "bob", "phone", 2);
+  const char *members[] = {"bob"};
+  pl_store_req r = {.op = PL_STORE_GROUP_CREATE};
+  r.in.user_id = a.uid;
+  r.in.user = a.user;
+  r.in.device_id = a.did;
+  r.in.name = "team";
+  r.in.users = members;
+  r.in.nusers = 1;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  uint64_t gid = r.out.info.gid;
+  pl_store_req_clear(&r);
+  send_init(&r, &a, NULL, "g1", "hello team");
+  r.in.group = gid;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  uint64_t qid = r.out.msg.qid;
+  pl_store_req_clear(&r);
+  CHECK(qid > 0);
+  r = (pl_store_req){.op = PL_STORE_ACK};
+  r.in.device_id = b.did;
+  r.in.user_id = b.uid; /* group cursors are by member */
+  r.in.upto = qid;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  pl_store_req_clear(&r);
+  char where[128];
+  snprintf(where, sizeof where, "devices WHERE id = %llu AND acked >= %llu", (unsigned long long)b.did,
+           (unsigned long long)qid);
+  long long n = 0;
+  for (int i = 0; i < 200 && n != 1; i++) {
+    n = tl_db_count(dir, where);
+    if (n != 1)
+      usleep(10000);
+  }
+  CHECK_EQ_I(n, 1); /* on disk within 2 s, long before the sweep */
+  snprintf(where, sizeof where, "greads WHERE gid = %llu AND uid = %llu AND delivered_seq >= 2",
+           (unsigned long long)gid, (unsigned long long)b.uid);
+  CHECK_EQ_I(tl_db_count(dir, where), 1); /* seq 1 is the created event, 2 the message */
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
 static void test_queue_full(void) {
   char *dir = tl_tempdir();
   pl_store_config c = base_cfg(dir);
@@ -1186,8 +1238,14 @@ static pl_err fk_exec(void *be, pl_store_req *r) {
   return r->op == PL_STORE_ACK ? PL_ERR_STORE : PL_OK;
 }
 
-static const pl_store_backend fake = {"fake",  fk_open,   fk_close,    fk_begin,
-                                      fk_exec, fk_commit, fk_rollback, fk_expire};
+static const pl_store_backend fake = {.name = "fake",
+                                      .open = fk_open,
+                                      .close = fk_close,
+                                      .begin = fk_begin,
+                                      .exec = fk_exec,
+                                      .commit = fk_commit,
+                                      .rollback = fk_rollback,
+                                      .expire = fk_expire};
 
 static void gate_wait_entered(void) {
   pthread_mutex_lock(&fk.gate_mu);
@@ -1292,6 +1350,7 @@ int main(void) {
   RUN(test_targets);
   RUN(test_fetch_order_limit_more);
   RUN(test_ack_two_devices);
+  RUN(test_group_cursors_written_when_idle);
   RUN(test_queue_full);
   RUN(test_ttl_short);
   RUN(test_ttl_expire_now);
