@@ -234,6 +234,7 @@ typedef struct pl_store_config {
   uint32_t group_detail;    /* groups up to this size: receipts name members, and senders get live updates */
   uint32_t max_batch;       /* requests per transaction */
   uint32_t sweep_ms;        /* how often expired messages are deleted */
+  uint32_t flush_chunk;     /* cached writes per transaction at the sweep (0: 2,048) */
   uint32_t commit_delay_us; /* under load, commits start at most this often (0: no pacing) */
   int (*online)(void *ud, uint64_t device); /* set by pl_store_open from the hooks */
   void *online_ud;
@@ -255,10 +256,9 @@ typedef struct pl_store_backend {
   void (*rollback)(void *be);
   /* Inside a transaction: delete messages and dedup entries past their TTL. */
   pl_err (*expire)(void *be, uint64_t now_ms, uint64_t *deleted);
-  /* Optional: how many cached writes wait for flush (may over-count), and
-   * inside a transaction, write up to max of them. The store thread calls
-   * these while it has nothing else to do, so that the sweep, which writes
-   * whatever is left, does not stall requests behind thousands of them. */
+  /* Optional: how many cached writes wait (may over-count), and inside a
+   * transaction, write up to max of them. The sweep writes them a chunk per
+   * transaction, with queued requests served between chunks, before expire. */
   size_t (*backlog)(void *be);
   pl_err (*flush)(void *be, size_t max);
 } pl_store_backend;

@@ -1708,9 +1708,9 @@ static pl_err pl__logout(pl__sq *q, pl_store_req *r) {
 /* In a 10,000-member group every message is acked by 10,000 devices within
  * a few commits, so nothing about an ack of group history may cost SQL:
  * each device's cursor (devices.acked) and each member's watermarks
- * (greads) live here and are written when the store falls idle (in chunks,
- * pl_store.c), by the sweep (every --sweep-interval), at close, and before
- * a query reads them. A crash loses at most that much
+ * (greads) live here and are written by the sweep (every --sweep-interval,
+ * a chunk per transaction: pl_store.c), at close, and before a query reads
+ * them. A crash loses at most that much
  * progress: the devices get those messages again (same qids: clients drop
  * them, protocol.md 10.6) and ack them again; no message is lost by it. The
  * values only move forward, so a rollback keeps them. */

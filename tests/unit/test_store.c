@@ -726,23 +726,24 @@ static void test_ack_two_devices(void) {
   free(dir);
 }
 
-/* Acks of group history are cached (no SQL per ack); the store writes them
- * out by itself once it has been idle a moment, not only at the sweep (10 s
- * by default here), which would otherwise write thousands at once. */
-static void test_group_cursors_written_when_idle(void) {
+/* Acks of group history are cached (no SQL per ack); the sweep writes them
+ * a chunk per transaction (here 1, so it takes several) before it trims. */
+static void test_group_cursors_written_by_sweep(void) {
   char *dir = tl_tempdir();
   pl_store_config c = base_cfg(dir);
+  c.sweep_ms = 100;
+  c.flush_chunk = 1;
   pl_store *s = open_store(&c);
   account a = reg(s, "alice", "phone", 1);
-  account b = reg(s, "bob", "phone", 2);
-  const char *members[] = {"bob"};
+  account m[4] = {reg(s, "bob", "phone", 2), reg(s, "carol", "phone", 3), reg(s, "dave", "phone", 4), a};
+  const char *members[] = {"bob", "carol", "dave"};
   pl_store_req r = {.op = PL_STORE_GROUP_CREATE};
   r.in.user_id = a.uid;
   r.in.user = a.user;
   r.in.device_id = a.did;
   r.in.name = "team";
   r.in.users = members;
-  r.in.nusers = 1;
+  r.in.nusers = 3;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
   uint64_t gid = r.out.info.gid;
@@ -754,25 +755,28 @@ static void test_group_cursors_written_when_idle(void) {
   uint64_t qid = r.out.msg.qid;
   pl_store_req_clear(&r);
   CHECK(qid > 0);
-  r = (pl_store_req){.op = PL_STORE_ACK};
-  r.in.device_id = b.did;
-  r.in.user_id = b.uid; /* group cursors are by member */
-  r.in.upto = qid;
-  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  pl_store_req_clear(&r);
-  char where[128];
-  snprintf(where, sizeof where, "devices WHERE id = %llu AND acked >= %llu", (unsigned long long)b.did,
-           (unsigned long long)qid);
+  for (size_t i = 0; i < 4; i++) { /* the sender's device gets the message too */
+    r = (pl_store_req){.op = PL_STORE_ACK};
+    r.in.device_id = m[i].did;
+    r.in.user_id = m[i].uid; /* group cursors are by member */
+    r.in.upto = qid;
+    CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+    pl_store_req_clear(&r);
+  }
+  char where[160];
+  snprintf(where, sizeof where, "devices WHERE acked >= %llu", (unsigned long long)qid);
   long long n = 0;
-  for (int i = 0; i < 200 && n != 1; i++) {
+  for (int i = 0; i < 200 && n != 4; i++) {
     n = tl_db_count(dir, where);
-    if (n != 1)
+    if (n != 4)
       usleep(10000);
   }
-  CHECK_EQ_I(n, 1); /* on disk within 2 s, long before the sweep */
-  snprintf(where, sizeof where, "greads WHERE gid = %llu AND uid = %llu AND delivered_seq >= 2",
-           (unsigned long long)gid, (unsigned long long)b.uid);
-  CHECK_EQ_I(tl_db_count(dir, where), 1); /* seq 1 is the created event, 2 the message */
+  CHECK_EQ_I(n, 4); /* every member's device, written by the sweep */
+  snprintf(where, sizeof where, "greads WHERE gid = %llu AND delivered_seq >= 2", (unsigned long long)gid);
+  CHECK_EQ_I(tl_db_count(dir, where), 4); /* seq 1 is the created event, 2 the message; alice sent it */
+  for (int i = 0; i < 200 && (n = tl_db_count(dir, TL_MESSAGES)) != 0; i++)
+    usleep(10000);
+  CHECK_EQ_I(n, 0); /* every member passed both: the history is gone */
   pl_store_close(s);
   tl_rmrf(dir);
   free(dir);
@@ -1350,7 +1354,7 @@ int main(void) {
   RUN(test_targets);
   RUN(test_fetch_order_limit_more);
   RUN(test_ack_two_devices);
-  RUN(test_group_cursors_written_when_idle);
+  RUN(test_group_cursors_written_by_sweep);
   RUN(test_queue_full);
   RUN(test_ttl_short);
   RUN(test_ttl_expire_now);
