@@ -88,13 +88,16 @@ static void tl__spawn(tl_server *s) {
     tl__fail(__FILE__, __LINE__, "PARLEYD is not set");
   char *argv[64];
   int argc = 0;
-  static char listen[64];
+  static char listen[64], http[64];
   snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
+  snprintf(http, sizeof http, "127.0.0.1:%d", s->http_port);
   argv[argc++] = (char *)bin;
   argv[argc++] = "--data";
   argv[argc++] = s->dir;
   argv[argc++] = "--listen";
   argv[argc++] = listen;
+  argv[argc++] = "--http";
+  argv[argc++] = http;
   char extra[sizeof s->extra];
   memcpy(extra, s->extra, sizeof extra);
   for (char *save = NULL, *t = strtok_r(extra, " ", &save); t && argc < 62; t = strtok_r(NULL, " ", &save))
@@ -132,6 +135,9 @@ void tl_server_start(tl_server *s, const char *extra_args) {
   memset(s, 0, sizeof *s);
   s->dir = tl_tempdir();
   s->port = tl__free_port();
+  do
+    s->http_port = tl__free_port();
+  while (s->http_port == s->port);
   snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
   if (extra_args)
     snprintf(s->extra, sizeof s->extra, "%s", extra_args);

@@ -62,6 +62,7 @@ void tl_rmrf(const char *dir);
 typedef struct tl_server {
   pid_t pid;
   int port;
+  int http_port;   /* its HTTP listener (--http) */
   char *dir;       /* data dir (kept across restarts) */
   char addr[64];   /* "127.0.0.1:PORT" */
   char extra[512]; /* extra command-line arguments, space separated */

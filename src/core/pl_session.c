@@ -21,7 +21,7 @@ struct pl_core {
   pthread_mutex_t filter_mu; /* guards filter (the pointer, not its use) */
   pl_filter *filter;
   pl_conn_handler handler;
-  atomic_uint_fast64_t conns_open, conns_total, frames_in, messages_out, sends, errors;
+  atomic_uint_fast64_t conns_open, conns_ws, conns_total, frames_in, messages_out, sends, errors;
 };
 
 enum { S_HELLO, S_AUTH, S_READY };
@@ -1114,6 +1114,8 @@ static void pl__on_open(pl_conn *c, void *ud) {
   c->drain_mark = core->cfg.out_high;
   atomic_fetch_add_explicit(&core->conns_open, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&core->conns_total, 1, memory_order_relaxed);
+  if (!strcmp(c->ops->name, "ws"))
+    atomic_fetch_add_explicit(&core->conns_ws, 1, memory_order_relaxed);
   pl_debug("conn %llu %s: open (%s)", (unsigned long long)c->id, c->peer, c->ops->name);
 }
 
@@ -1168,6 +1170,8 @@ static void pl__on_close(pl_conn *c, void *ud) {
   s->sync = SYNC_OFF;
   pl__pend_clear(s);
   atomic_fetch_sub_explicit(&core->conns_open, 1, memory_order_relaxed);
+  if (!strcmp(c->ops->name, "ws"))
+    atomic_fetch_sub_explicit(&core->conns_ws, 1, memory_order_relaxed);
   pl__unref(s);
 }
 
@@ -1243,6 +1247,7 @@ void pl_core_free(pl_core *core) {
 
 void pl_core_get_stats(pl_core *core, pl_core_stats *st) {
   st->conns_open = atomic_load_explicit(&core->conns_open, memory_order_relaxed);
+  st->conns_ws = atomic_load_explicit(&core->conns_ws, memory_order_relaxed);
   st->conns_total = atomic_load_explicit(&core->conns_total, memory_order_relaxed);
   st->frames_in = atomic_load_explicit(&core->frames_in, memory_order_relaxed);
   st->messages_out = atomic_load_explicit(&core->messages_out, memory_order_relaxed);

@@ -57,7 +57,7 @@ void pl_core_set_filter(pl_core *core, pl_filter *f);
 
 /* Counters (approximate, relaxed atomics) for logs and metrics. */
 typedef struct pl_core_stats {
-  uint64_t conns_open, conns_total, frames_in, messages_out, sends, errors;
+  uint64_t conns_open, conns_ws, conns_total, frames_in, messages_out, sends, errors;
 } pl_core_stats;
 void pl_core_get_stats(pl_core *core, pl_core_stats *st);
 

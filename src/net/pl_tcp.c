@@ -53,7 +53,7 @@ static uv_mutex_t pl__id_mu;
 static uv_once_t pl__id_once = UV_ONCE_INIT;
 static void pl__id_init(void) { uv_mutex_init(&pl__id_mu); }
 
-static uint64_t pl__conn_id(void) {
+uint64_t pl_conn_new_id(void) {
   uv_once(&pl__id_once, pl__id_init);
   uv_mutex_lock(&pl__id_mu);
   uint64_t id = pl__next_conn_id++;
@@ -321,11 +321,11 @@ static const pl_transport_ops pl__tcp_ops = {
 
 /* ---- listener --------------------------------------------------------- */
 
-static void pl__peer_name(pl_tcp_conn *tc) {
+void pl_tcp_peer_name(const uv_tcp_t *tcp, char *out, size_t cap) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  tc->c.peer[0] = '\0';
-  if (uv_tcp_getpeername(&tc->tcp, (struct sockaddr *)&ss, &len) != 0)
+  out[0] = '\0';
+  if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
     return;
   char ip[40] = "?";
   int port = 0;
@@ -338,7 +338,7 @@ static void pl__peer_name(pl_tcp_conn *tc) {
     uv_ip6_name(a, ip, sizeof ip);
     port = ntohs(a->sin6_port);
   }
-  snprintf(tc->c.peer, sizeof tc->c.peer, "%s:%d", ip, port);
+  snprintf(out, cap, "%s:%d", ip, port);
 }
 
 static void pl__free_data(uv_handle_t *h) { pl_free(h->data); }
@@ -360,10 +360,10 @@ static void pl__on_connection(uv_stream_t *server, int status) {
   tc->c.loop = l->loop;
   tc->c.max_frame = l->max_frame;
   tc->c.last_rx_ms = pl_mono_ms();
-  tc->c.id = pl__conn_id();
+  tc->c.id = pl_conn_new_id();
   tc->flusher.fn = pl__flush;
   uv_tcp_nodelay(&tc->tcp, 1);
-  pl__peer_name(tc);
+  pl_tcp_peer_name(&tc->tcp, tc->c.peer, sizeof tc->c.peer);
   tc->next = l->conns;
   if (l->conns)
     l->conns->prev = tc;
@@ -374,7 +374,7 @@ static void pl__on_connection(uv_stream_t *server, int status) {
     uv_read_start((uv_stream_t *)&tc->tcp, pl__alloc_cb, pl__read_cb);
 }
 
-static int pl__bind_reuseport(const pl_tcp_config *cfg, int *fd_out) {
+int pl_tcp_bind_reuseport(const pl_tcp_config *cfg, int *fd_out) {
   struct sockaddr_storage ss;
   if (uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&ss) != 0 &&
       uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&ss) != 0)
@@ -395,28 +395,35 @@ static int pl__bind_reuseport(const pl_tcp_config *cfg, int *fd_out) {
   return 0;
 }
 
-pl_err pl_tcp_listen(pl_loop *loop, const pl_tcp_config *cfg, const pl_conn_handler *h,
-                     pl_tcp_listener **out) {
-  int fd = -1, rc = pl__bind_reuseport(cfg, &fd);
+pl_err pl_tcp_open_listener(pl_loop *loop, uv_tcp_t *tcp, const pl_tcp_config *cfg, uv_connection_cb cb) {
+  int fd = -1, rc = pl_tcp_bind_reuseport(cfg, &fd);
   if (rc != 0) {
     pl_error("listen %s:%d: %s", cfg->host, cfg->port, uv_strerror(rc));
+    pl_free(tcp); /* not a libuv handle yet */
     return PL_ERR_IO;
   }
+  uv_tcp_init(pl_loop_uv(loop), tcp);
+  uv_tcp_open(tcp, fd);
+  rc = uv_listen((uv_stream_t *)tcp, cfg->backlog > 0 ? cfg->backlog : 4096, cb);
+  if (rc != 0) {
+    pl_error("listen %s:%d: %s", cfg->host, cfg->port, uv_strerror(rc));
+    uv_close((uv_handle_t *)tcp, (uv_close_cb)pl_free); /* tcp is its struct's first member */
+    return PL_ERR_IO;
+  }
+  return PL_OK;
+}
+
+pl_err pl_tcp_listen(pl_loop *loop, const pl_tcp_config *cfg, const pl_conn_handler *h,
+                     pl_tcp_listener **out) {
   pl_tcp_listener *l = pl_calloc(1, sizeof *l);
   l->loop = loop;
   l->h = h;
   l->max_frame = cfg->max_frame;
-  uv_tcp_init(pl_loop_uv(loop), &l->tcp);
   l->tcp.data = l;
-  uv_tcp_open(&l->tcp, fd);
-  rc = uv_listen((uv_stream_t *)&l->tcp, cfg->backlog > 0 ? cfg->backlog : 4096, pl__on_connection);
-  if (rc != 0) {
-    pl_error("listen %s:%d: %s", cfg->host, cfg->port, uv_strerror(rc));
-    uv_close((uv_handle_t *)&l->tcp, (uv_close_cb)pl_free);
-    return PL_ERR_IO;
-  }
-  *out = l;
-  return PL_OK;
+  pl_err e = pl_tcp_open_listener(loop, &l->tcp, cfg, pl__on_connection);
+  if (e == PL_OK)
+    *out = l;
+  return e;
 }
 
 static void pl__listener_closed(uv_handle_t *h) {
@@ -451,10 +458,12 @@ void pl_tcp_close_all(pl_tcp_listener *l) {
   }
 }
 
-int pl_tcp_port(const pl_tcp_listener *l) {
+int pl_tcp_port(const pl_tcp_listener *l) { return pl_tcp_handle_port(&l->tcp); }
+
+int pl_tcp_handle_port(const uv_tcp_t *tcp) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  if (uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len) != 0)
+  if (uv_tcp_getsockname(tcp, (struct sockaddr *)&ss, &len) != 0)
     return -1;
   return ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
                                        : ((struct sockaddr_in6 *)&ss)->sin6_port);

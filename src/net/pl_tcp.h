@@ -36,4 +36,17 @@ size_t pl_tcp_count(const pl_tcp_listener *t);
 /* Calls on_idle for connections silent past their idle timeout. */
 void pl_tcp_sweep(pl_tcp_listener *t, uint64_t now_mono_ms);
 
+/* Shared with the other listeners (pl_http). */
+/* A non-blocking socket bound to cfg's address with SO_REUSEPORT: 0 or a libuv error. */
+int pl_tcp_bind_reuseport(const pl_tcp_config *cfg, int *fd_out);
+/* "ip:port" of the peer ("" if unknown). */
+void pl_tcp_peer_name(const uv_tcp_t *tcp, char *out, size_t cap);
+/* A connection id unique in this process. */
+uint64_t pl_conn_new_id(void);
+/* Binds (SO_REUSEPORT) and listens on tcp, the first member of a struct
+ * allocated with pl_malloc (freed here on failure; tcp->data set by the caller). */
+pl_err pl_tcp_open_listener(pl_loop *loop, uv_tcp_t *tcp, const pl_tcp_config *cfg, uv_connection_cb cb);
+/* The local port of a bound handle. */
+int pl_tcp_handle_port(const uv_tcp_t *tcp);
+
 #endif

@@ -19,26 +19,31 @@
 #include "core/pl_auth.h"
 #include "core/pl_filter.h"
 #include "core/pl_session.h"
+#include "net/pl_http.h"
 #include "net/pl_tcp.h"
 #include "pl_config.h"
+#include "pl_web.h"
 #include "store/pl_store.h"
+
+typedef struct pl__loop_task {
+  pl_task task;
+  struct pl_server *srv;
+  int i;
+  uv_timer_t *abort_timer;
+} pl__loop_task;
 
 typedef struct pl_server {
   pl_config cfg;
   int nloops;
   pl_loop **loops;
   pl_tcp_listener **listeners;
+  pl_http_listener **https; /* NULL entries when --http off */
+  pl_web web;
+  pl__loop_task *ticks; /* one per loop: what its tick sweeps */
   pl_core *core;
   pl_store *store;
   int lock_fd;
 } pl_server;
-
-typedef struct pl__loop_task {
-  pl_task task;
-  pl_server *srv;
-  int i;
-  uv_timer_t *abort_timer;
-} pl__loop_task;
 
 /* One server per data dir: a second one would corrupt the queues' order. */
 static int pl__lock_data(pl_server *srv) {
@@ -52,14 +57,21 @@ static int pl__lock_data(pl_server *srv) {
   return 0;
 }
 
+/* The loop's once-a-second tick (ud: the loop's pl__loop_task). */
 static void pl__tick(pl_loop *l, void *ud) {
   (void)l;
-  pl_tcp_sweep(ud, pl_mono_ms());
+  const pl__loop_task *lt = ud;
+  uint64_t now = pl_mono_ms();
+  pl_tcp_sweep(lt->srv->listeners[lt->i], now);
+  if (lt->srv->https[lt->i])
+    pl_http_sweep(lt->srv->https[lt->i], now);
 }
 
 static void pl__stop_listen(pl_task *t) {
   pl__loop_task *lt = (pl__loop_task *)t;
   pl_tcp_listener_close(lt->srv->listeners[lt->i]);
+  if (lt->srv->https[lt->i])
+    pl_http_listener_close(lt->srv->https[lt->i]);
   pl_free(lt);
 }
 
@@ -67,12 +79,16 @@ static void pl__abort_cb(uv_timer_t *timer) {
   pl__loop_task *lt = timer->data;
   pl_warn("loop %d: cutting connections that did not close in time", lt->i);
   pl_tcp_abort_all(lt->srv->listeners[lt->i]);
+  if (lt->srv->https[lt->i])
+    pl_http_abort_all(lt->srv->https[lt->i]);
 }
 
 static void pl__close_all(pl_task *t) {
   pl__loop_task *lt = (pl__loop_task *)t;
   pl_loop *l = lt->srv->loops[lt->i];
   pl_tcp_close_all(lt->srv->listeners[lt->i]);
+  if (lt->srv->https[lt->i])
+    pl_http_close_all(lt->srv->https[lt->i]);
   /* Unreferenced: it cuts slow peers, but does not keep a finished loop up. */
   lt->abort_timer = pl_malloc(sizeof *lt->abort_timer);
   uv_timer_init(pl_loop_uv(l), lt->abort_timer);
@@ -168,23 +184,40 @@ static pl_err pl__start(pl_server *srv) {
   pl_core_set_store(srv->core, srv->store);
   srv->loops = pl_calloc((size_t)srv->nloops, sizeof *srv->loops);
   srv->listeners = pl_calloc((size_t)srv->nloops, sizeof *srv->listeners);
+  srv->https = pl_calloc((size_t)srv->nloops, sizeof *srv->https);
+  srv->ticks = pl_calloc((size_t)srv->nloops, sizeof *srv->ticks);
+  srv->web = (pl_web){.core = srv->core, .store = srv->store};
   pl_tcp_config tc = {
       .host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
+  pl_http_config hc = {
+      .tcp = {.host = c->http_host, .port = c->http_port, .backlog = 4096, .max_frame = c->max_frame},
+      .route = pl_web_route,
+      .route_ud = &srv->web};
+  int http = c->http_host[0] != '\0';
   if (tc.port && (e = pl_tcp_probe(&tc)) != PL_OK)
+    return e;
+  if (http && hc.tcp.port && (e = pl_tcp_probe(&hc.tcp)) != PL_OK)
     return e;
   for (int i = 0; i < srv->nloops; i++) {
     srv->loops[i] = pl_loop_new(i);
     e = pl_tcp_listen(srv->loops[i], &tc, pl_core_handler(srv->core), &srv->listeners[i]);
+    if (e == PL_OK && http)
+      e = pl_http_listen(srv->loops[i], &hc, pl_core_handler(srv->core), &srv->https[i]);
     if (e != PL_OK)
       return e;
     if (tc.port == 0) /* port 0: the others join the port the kernel picked */
       tc.port = pl_tcp_port(srv->listeners[i]);
-    pl_loop_set_tick(srv->loops[i], 1000, pl__tick, srv->listeners[i]);
+    if (http && hc.tcp.port == 0)
+      hc.tcp.port = pl_http_port(srv->https[i]);
+    srv->ticks[i] = (pl__loop_task){.srv = srv, .i = i};
+    pl_loop_set_tick(srv->loops[i], 1000, pl__tick, &srv->ticks[i]);
   }
   for (int i = 0; i < srv->nloops; i++)
     pl_loop_start(srv->loops[i]);
   pl_info("parleyd listening on %s:%d (%d loops, data %s, durability %s)", c->listen_host, tc.port,
           srv->nloops, c->data, c->durable ? "fsync" : "process");
+  if (http)
+    pl_info("web: http://%s:%d/ (WebSocket at /ws, /healthz, /metrics)", c->http_host, hc.tcp.port);
   return PL_OK;
 }
 
@@ -199,6 +232,8 @@ static void pl__shutdown(pl_server *srv) {
     pl_loop_join(srv->loops[i]);
     pl_loop_free(srv->loops[i]);
     pl_tcp_listener_free(srv->listeners[i]);
+    if (srv->https[i])
+      pl_http_listener_free(srv->https[i]);
     if (keep[i])
       pl_free(keep[i]->abort_timer);
     pl_free(keep[i]);
@@ -206,6 +241,8 @@ static void pl__shutdown(pl_server *srv) {
   pl_free(keep);
   pl_free(srv->loops);
   pl_free(srv->listeners);
+  pl_free(srv->https);
+  pl_free(srv->ticks);
   pl_store_close(srv->store);
   if (srv->core)
     pl_core_free(srv->core);

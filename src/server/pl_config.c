@@ -6,7 +6,7 @@
 
 #include "common/pl_log.h"
 
-typedef enum { T_STR, T_INT, T_U32, T_U32Z, T_U64, T_BOOL, T_LISTEN, T_DURABILITY, T_LOG } pl__type;
+typedef enum { T_STR, T_INT, T_U32, T_U32Z, T_U64, T_BOOL, T_LISTEN, T_HTTP, T_DURABILITY, T_LOG } pl__type;
 
 typedef struct pl__opt {
   const char *name, *arg, *help;
@@ -22,6 +22,8 @@ static const pl__opt pl__opts[] = {
      "sensitive-word list: one word or phrase per line, optionally TAB reject|mask; reloaded on SIGHUP",
      T_STR, OFF(filter_words), 512},
     {"listen", "HOST:PORT", "native protocol listener (default 127.0.0.1:7700)", T_LISTEN, 0, 0},
+    {"http", "HOST:PORT|off",
+     "HTTP listener: WebSocket at /ws, /healthz, /metrics (default 127.0.0.1:7780; off: none)", T_HTTP, 0, 0},
     {"threads", "N", "event-loop threads (default: number of CPUs)", T_INT, OFF(threads), 0},
     {"durability", "fsync|process",
      "fsync: ack after the group commit reached the disk (default); process: ack after the write, "
@@ -68,6 +70,8 @@ void pl_config_defaults(pl_config *c) {
   snprintf(c->data, sizeof c->data, "data");
   snprintf(c->listen_host, sizeof c->listen_host, "127.0.0.1");
   c->listen_port = 7700;
+  snprintf(c->http_host, sizeof c->http_host, "127.0.0.1");
+  c->http_port = 7780;
   c->durable = 1;
   c->ttl_s = 72u * 3600u;
   c->hb_mobile_s = 30;
@@ -99,11 +103,11 @@ static int pl__num(const char *v, unsigned long long max, unsigned long long *ou
   return 0;
 }
 
-static int pl__listen(pl_config *c, const char *v) {
+/* HOST:PORT into host (64 bytes) and *port_out. */
+static int pl__hostport(const char *v, char *host, int *port_out) {
   const char *colon = strrchr(v, ':');
   unsigned long long port;
-  if (!colon || colon == v || (size_t)(colon - v) >= sizeof c->listen_host ||
-      pl__num(colon + 1, 65535, &port))
+  if (!colon || colon == v || (size_t)(colon - v) >= 64 || pl__num(colon + 1, 65535, &port))
     return -1;
   const char *h = v;
   size_t n = (size_t)(colon - v);
@@ -111,9 +115,9 @@ static int pl__listen(pl_config *c, const char *v) {
     h++;
     n -= 2;
   }
-  memcpy(c->listen_host, h, n);
-  c->listen_host[n] = '\0';
-  c->listen_port = (int)port;
+  memcpy(host, h, n);
+  host[n] = '\0';
+  *port_out = (int)port;
   return 0;
 }
 
@@ -147,7 +151,13 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
       return -1;
     *(int *)(base + o->off) = (int)n;
     return 0;
-  case T_LISTEN: return pl__listen(c, v);
+  case T_LISTEN: return pl__hostport(v, c->listen_host, &c->listen_port);
+  case T_HTTP:
+    if (!strcmp(v, "off")) {
+      c->http_host[0] = '\0';
+      return 0;
+    }
+    return pl__hostport(v, c->http_host, &c->http_port);
   case T_DURABILITY:
     if (strcmp(v, "fsync") == 0)
       c->durable = 1;

@@ -14,6 +14,8 @@ typedef struct pl_config {
   char filter_words[512]; /* sensitive-word list file; "" = none */
   char listen_host[64];
   int listen_port;
+  char http_host[64]; /* "" = no HTTP listener */
+  int http_port;
   int threads;
   int durable; /* 1: fsync each group commit; 0: survive process crash only */
   uint64_t ttl_s;

@@ -10,7 +10,7 @@ log=$tmp/parleyd.log
 export PARLEY_SERVER=127.0.0.1:$port PARLEY_PASSWORD=secret-pass
 pid=
 failed=0
-"$PARLEYD" --data "$tmp/data" --listen "127.0.0.1:$port" --threads 2 --argon2-mem 8 --argon2-ops 1 \
+"$PARLEYD" --data "$tmp/data" --listen "127.0.0.1:$port" --http off --threads 2 --argon2-mem 8 --argon2-ops 1 \
   ${PARLEYD_ARGS[@]+"${PARLEYD_ARGS[@]}"} 2>>"$log" &
 pid=$!
 for _ in $(seq 250); do

@@ -17,7 +17,7 @@ passed=0
 failed=0
 
 start_server() {
-  "$PARLEYD" --data "$tmp/data" --listen "127.0.0.1:$port" --threads 2 2>>"$log" &
+  "$PARLEYD" --data "$tmp/data" --listen "127.0.0.1:$port" --http off --threads 2 2>>"$log" &
   pid=$!
   for _ in $(seq 250); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi

@@ -13,7 +13,7 @@ export PARLEY_SERVER=127.0.0.1:$port
 pass=0 fail=0 pid=
 
 start() {
-  "$PARLEYD" --data "$dir/data" --listen "127.0.0.1:$port" --threads 2 2>>"$dir/server.log" &
+  "$PARLEYD" --data "$dir/data" --listen "127.0.0.1:$port" --http off --threads 2 2>>"$dir/server.log" &
   pid=$!
   for _ in $(seq 100); do
     (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0

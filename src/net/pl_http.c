@@ -1,0 +1,551 @@
+#include "pl_http.h"
+
+#include <netinet/in.h>
+#include <sodium.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../common/pl_log.h"
+#include "../common/pl_mem.h"
+#include "../common/pl_time.h"
+#include "web/pl_ws.h"
+
+#define PL__CLOSE_GRACE_MS 5000
+/* A client that pipelines requests without reading the answers is cut here. */
+#define PL__MAX_PENDING_OUT (4u << 20)
+
+typedef struct pl_http_conn pl_http_conn;
+
+struct pl_http_listener {
+  uv_tcp_t tcp;
+  pl_loop *loop;
+  const pl_conn_handler *h;
+  pl_http_config cfg;
+  pl_http_conn *conns;
+  size_t count, websockets;
+  int closing;
+};
+
+struct pl_http_conn {
+  pl_conn c; /* first: once upgraded, the session sees a pl_conn */
+  uv_tcp_t tcp;
+  pl_http_listener *lst;
+  pl_flusher flusher;
+  pl_httpreq req;  /* HTTP mode */
+  pl_ws *ws;       /* WebSocket mode */
+  pl_bytes out;    /* bytes to write next */
+  size_t inflight; /* bytes handed to uv_write */
+  uint64_t req_since, closing_since;
+  uint8_t writing, closing, dead, session;
+  pl_http_conn *prev, *next;
+};
+
+typedef struct pl__wreq {
+  uv_write_t req;
+  pl_http_conn *hc;
+  pl_bytes data;
+  size_t off;
+} pl__wreq;
+
+/* ---- output ---------------------------------------------------------- */
+
+static void pl__hard_close(pl_http_conn *hc);
+
+static void pl__update_out(pl_http_conn *hc) {
+  hc->c.out_bytes = hc->out.len + hc->inflight + (hc->ws ? pl_ws_output(hc->ws)->len : 0);
+}
+
+static void pl__check_drain(pl_http_conn *hc) {
+  pl_conn *c = &hc->c;
+  if (hc->session && c->want_drain && c->out_bytes <= c->drain_mark / 2 && !hc->closing) {
+    c->want_drain = 0;
+    c->h->on_drain(c, c->h->ud);
+  }
+}
+
+static void pl__write_cb(uv_write_t *req, int status) {
+  pl__wreq *w = (pl__wreq *)req;
+  pl_http_conn *hc = w->hc;
+  hc->inflight -= w->data.len - w->off;
+  pl_bytes_free(&w->data);
+  pl_free(w);
+  hc->writing = 0;
+  if (status < 0) {
+    pl__hard_close(hc);
+    return;
+  }
+  pl_loop_mark(hc->c.loop, &hc->flusher);
+}
+
+/* WebSocket frames join the plain output (they follow any HTTP bytes). */
+static void pl__gather(pl_http_conn *hc) {
+  if (!hc->ws)
+    return;
+  pl_bytes *wo = pl_ws_output(hc->ws);
+  if (!wo->len)
+    return;
+  if (!hc->out.len) {
+    pl_bytes t = hc->out;
+    hc->out = *wo;
+    *wo = t;
+  } else {
+    pl_bytes_append(&hc->out, wo->p, wo->len);
+    wo->len = 0;
+  }
+}
+
+static int pl__done_writing(const pl_http_conn *hc) {
+  return !hc->out.len && !hc->writing && (!hc->ws || !pl_ws_output(hc->ws)->len);
+}
+
+static void pl__flush(pl_flusher *f) {
+  pl_http_conn *hc = (pl_http_conn *)((char *)f - offsetof(pl_http_conn, flusher));
+  if (hc->dead)
+    return;
+  pl__gather(hc);
+  if (hc->out.len && !hc->writing) {
+    uv_buf_t b = uv_buf_init((char *)hc->out.p, (unsigned)hc->out.len);
+    int r = uv_try_write((uv_stream_t *)&hc->tcp, &b, 1);
+    if (r < 0 && r != UV_EAGAIN) {
+      pl__hard_close(hc);
+      return;
+    }
+    size_t done = r > 0 ? (size_t)r : 0;
+    if (done == hc->out.len) {
+      hc->out.len = 0;
+    } else { /* the rest goes to libuv, which waits for the socket */
+      pl__wreq *w = pl_calloc(1, sizeof *w);
+      w->hc = hc;
+      w->data = hc->out;
+      w->off = done;
+      memset(&hc->out, 0, sizeof hc->out);
+      hc->inflight += w->data.len - done;
+      hc->writing = 1;
+      b = uv_buf_init((char *)w->data.p + done, (unsigned)(w->data.len - done));
+      if (uv_write(&w->req, (uv_stream_t *)&hc->tcp, &b, 1, pl__write_cb) < 0) {
+        hc->inflight -= w->data.len - done;
+        pl_bytes_free(&w->data);
+        pl_free(w);
+        hc->writing = 0;
+        pl__hard_close(hc);
+        return;
+      }
+    }
+  }
+  if (!hc->out.len && hc->out.cap > 65536)
+    pl_bytes_free(&hc->out); /* a burst does not pin its buffer */
+  pl__update_out(hc);
+  pl__check_drain(hc);
+  if (hc->closing && pl__done_writing(hc) && (!hc->ws || pl_ws_finished(hc->ws)))
+    pl__hard_close(hc);
+}
+
+static void pl__mark(pl_http_conn *hc) { pl_loop_mark(hc->c.loop, &hc->flusher); }
+
+/* ---- closing --------------------------------------------------------- */
+
+static void pl__closed_cb(uv_handle_t *h) {
+  pl_http_conn *hc = h->data;
+  pl_http_listener *l = hc->lst;
+  if (hc->prev)
+    hc->prev->next = hc->next;
+  else
+    l->conns = hc->next;
+  if (hc->next)
+    hc->next->prev = hc->prev;
+  l->count--;
+  if (hc->ws)
+    l->websockets--;
+  if (hc->session)
+    hc->c.h->on_close(&hc->c, hc->c.h->ud);
+  pl_ws_free(hc->ws);
+  pl_httpreq_free(&hc->req);
+  pl_bytes_free(&hc->out);
+  pl_free(hc);
+}
+
+static void pl__hard_close(pl_http_conn *hc) {
+  if (hc->dead)
+    return;
+  hc->dead = hc->closing = 1;
+  uv_close((uv_handle_t *)&hc->tcp, pl__closed_cb);
+}
+
+/* Stops reading; closes once the output is written. */
+static void pl__finish(pl_http_conn *hc) {
+  if (hc->closing)
+    return;
+  hc->closing = 1;
+  hc->closing_since = pl_mono_ms();
+  uv_read_stop((uv_stream_t *)&hc->tcp);
+  pl__mark(hc);
+}
+
+/* ---- the WebSocket transport (what the session sees) ----------------- */
+
+static void pl__ws_write(pl_conn *c, pl_buf *b) {
+  pl_http_conn *hc = (pl_http_conn *)c;
+  if (hc->closing)
+    return;
+  pl_ws_send(hc->ws, 0, b->data, b->len);
+  pl__update_out(hc);
+  pl__mark(hc);
+}
+
+static void pl__ws_close(pl_conn *c) {
+  pl_http_conn *hc = (pl_http_conn *)c;
+  if (hc->closing)
+    return;
+  pl_ws_close(hc->ws, PL_WS_NORMAL, "");
+  pl__finish(hc);
+}
+
+static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void pl__ws_pause(pl_conn *c) {
+  pl_http_conn *hc = (pl_http_conn *)c;
+  if (hc->closing)
+    return;
+  pl_ws_pause(hc->ws);
+  uv_read_stop((uv_stream_t *)&hc->tcp);
+}
+
+static void pl__ws_result(pl_http_conn *hc, pl_err e) {
+  if (e != PL_OK)
+    pl__finish(hc); /* a close frame is on its way, or the peer is gone */
+  pl__mark(hc);
+}
+
+static void pl__ws_resume(pl_conn *c) {
+  pl_http_conn *hc = (pl_http_conn *)c;
+  if (hc->closing)
+    return;
+  pl__ws_result(hc, pl_ws_resume(hc->ws));
+  if (!hc->closing)
+    uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
+}
+
+static const pl_transport_ops pl__ws_ops = {
+    .name = "ws",
+    .write = pl__ws_write,
+    .close = pl__ws_close,
+    .pause = pl__ws_pause,
+    .resume = pl__ws_resume,
+};
+
+/* One WebSocket message = one native frame (protocol.md, WebSocket binding). */
+static int pl__ws_message(void *ud, int text, const uint8_t *p, size_t n) {
+  pl_http_conn *hc = ud;
+  pl_conn *c = &hc->c;
+  if (hc->closing)
+    return 1;
+  if (text) {
+    pl_ws_close(hc->ws, PL_WS_UNSUPPORTED, "text messages need the JSON subprotocol");
+    pl__finish(hc);
+    return 1;
+  }
+  pl_frame f;
+  size_t used = 0;
+  pl_err rc = pl_frame_parse(p, n, c->max_frame, &f, &used);
+  if (rc == PL_OK && used != n)
+    rc = PL_ERR_BAD_FRAME; /* one frame per message, nothing after it */
+  if (rc == PL_ERR_AGAIN)
+    rc = PL_ERR_BAD_FRAME;
+  if (rc != PL_OK) {
+    c->h->on_bad_input(c, rc, c->h->ud);
+    return 1;
+  }
+  return c->h->on_frame(c, &f, c->h->ud);
+}
+
+static const pl_ws_handler pl__ws_handler = {.on_message = pl__ws_message};
+
+/* ---- HTTP ------------------------------------------------------------ */
+
+const char *pl_http_reason(int status) {
+  switch (status) {
+  case 101: return "Switching Protocols";
+  case 200: return "OK";
+  case 204: return "No Content";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 426: return "Upgrade Required";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 503: return "Service Unavailable";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Unknown";
+  }
+}
+
+static void pl__respond(pl_http_conn *hc, const pl_http_res *res, int keep_alive) {
+  char head[512];
+  int n =
+      snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+               res->status, pl_http_reason(res->status), res->type ? res->type : "text/plain; charset=utf-8",
+               res->body.len, keep_alive ? "" : "Connection: close\r\n", res->extra ? res->extra : "");
+  pl_bytes_append(&hc->out, head, (size_t)n < sizeof head ? (size_t)n : sizeof head - 1);
+  pl_bytes_append(&hc->out, res->body.p, res->body.len);
+  pl__mark(hc);
+}
+
+/* An error answer in the API's JSON shape; the connection closes after it. */
+static void pl__fail(pl_http_conn *hc, int status, const char *extra) {
+  pl_http_res res = {.status = status, .type = "application/json", .extra = extra};
+  char body[160];
+  int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"status\":%d}\n", pl_http_reason(status), status);
+  pl_bytes_append(&res.body, body, (size_t)n);
+  pl__respond(hc, &res, 0);
+  pl_bytes_free(&res.body);
+  pl__finish(hc);
+}
+
+/* RFC 6455 4.2.1: what makes a valid opening handshake. */
+static int pl__ws_valid(const pl_http_req *q, int *status) {
+  *status = 400;
+  const char *key = q->hdr[PL_H_WS_KEY], *ver = q->hdr[PL_H_WS_VERSION];
+  unsigned char raw[32];
+  size_t rawlen = 0;
+  if (strcmp(q->method, "GET") || q->http_minor < 1 || !q->hdr[PL_H_HOST] ||
+      !pl_http_has_token(q->hdr[PL_H_UPGRADE], "websocket") ||
+      !pl_http_has_token(q->hdr[PL_H_CONNECTION], "upgrade") || !key || strlen(key) != 24 ||
+      sodium_base642bin(raw, sizeof raw, key, 24, NULL, &rawlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+      rawlen != 16)
+    return 0;
+  if (!ver || strcmp(ver, "13")) {
+    *status = 426;
+    return 0;
+  }
+  return 1;
+}
+
+static void pl__upgrade(pl_http_conn *hc, const uint8_t *rest, size_t n) {
+  const pl_http_req *q = &hc->req.req;
+  pl_http_listener *l = hc->lst;
+  int status;
+  if (!pl__ws_valid(q, &status)) {
+    pl__fail(hc, status, status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+    return;
+  }
+  char accept[29];
+  pl_ws_accept_key(q->hdr[PL_H_WS_KEY], 24, accept);
+  int proto = pl_http_has_token(q->hdr[PL_H_WS_PROTOCOL], PL_WS_PROTO_BINARY);
+  char head[256];
+  int len = snprintf(head, sizeof head,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n%s\r\n",
+                     accept, proto ? "Sec-WebSocket-Protocol: " PL_WS_PROTO_BINARY "\r\n" : "");
+  pl_bytes_append(&hc->out, head, (size_t)len);
+  pl_httpreq_free(&hc->req);
+  hc->ws = pl_ws_new((size_t)hc->c.max_frame + 4, &pl__ws_handler, hc);
+  l->websockets++;
+  hc->c.ops = &pl__ws_ops;
+  hc->session = 1;
+  hc->c.h->on_open(&hc->c, hc->c.h->ud);
+  pl__mark(hc);
+  if (!hc->closing)
+    pl__ws_result(hc, pl_ws_input(hc->ws, rest, n));
+}
+
+/* One whole request: answer it (or upgrade). Returns 1 if the connection
+ * stays HTTP and may read the next request. */
+static int pl__request(pl_http_conn *hc, const uint8_t *rest, size_t n) {
+  const pl_http_req *q = &hc->req.req;
+  char path[PL_HTTP_MAX_URL + 1];
+  size_t pl = strcspn(q->url, "?");
+  memcpy(path, q->url, pl);
+  path[pl] = '\0';
+  if (q->upgrade) {
+    if (!strcmp(path, "/ws"))
+      pl__upgrade(hc, rest, n);
+    else
+      pl__fail(hc, 404, NULL);
+    return 0;
+  }
+  pl_http_res res = {.status = 404};
+  hc->lst->cfg.route(hc->lst->cfg.route_ud, q, &res);
+  int keep = q->keep_alive && !hc->lst->closing;
+  if (!strcmp(q->method, "HEAD"))
+    res.body.len = 0; /* HEAD gets the headers of GET (Content-Length 0: simpler, and allowed) */
+  pl__respond(hc, &res, keep);
+  pl_bytes_free(&res.body);
+  if (!keep || hc->out.len > PL__MAX_PENDING_OUT) {
+    pl__finish(hc);
+    return 0;
+  }
+  pl_httpreq_next(&hc->req);
+  return 1;
+}
+
+static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
+  while (n && !hc->closing && !hc->ws) {
+    if (!hc->req_since)
+      hc->req_since = pl_mono_ms();
+    int st;
+    size_t used = pl_httpreq_feed(&hc->req, p, n, &st);
+    p += used;
+    n -= used;
+    if (st == 0 && used == 0)
+      break;
+    if (st >= 400) {
+      pl__fail(hc, st, NULL);
+      return;
+    }
+    if (st == 1) {
+      hc->req_since = 0;
+      if (!pl__request(hc, p, n))
+        return;
+    }
+  }
+}
+
+/* ---- input ----------------------------------------------------------- */
+
+static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)hint;
+  pl_http_conn *hc = h->data;
+  *buf = uv_buf_init((char *)pl_loop_rbuf(hc->c.loop), PL_LOOP_RBUF);
+}
+
+static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  pl_http_conn *hc = s->data;
+  if (nread == 0)
+    return;
+  if (nread < 0) {
+    if (nread == UV_EOF && !hc->ws)
+      pl__finish(hc); /* answers already queued still go out */
+    else
+      pl__hard_close(hc);
+    return;
+  }
+  hc->c.last_rx_ms = pl_mono_ms();
+  if (hc->ws)
+    pl__ws_result(hc, pl_ws_input(hc->ws, (const uint8_t *)buf->base, (size_t)nread));
+  else
+    pl__http_input(hc, (const uint8_t *)buf->base, (size_t)nread);
+}
+
+/* ---- listener -------------------------------------------------------- */
+
+static void pl__free_data(uv_handle_t *h) { pl_free(h->data); }
+
+static void pl__on_connection(uv_stream_t *server, int status) {
+  pl_http_listener *l = server->data;
+  if (status < 0 || l->closing)
+    return;
+  pl_http_conn *hc = pl_calloc(1, sizeof *hc);
+  uv_tcp_init(pl_loop_uv(l->loop), &hc->tcp);
+  hc->tcp.data = hc;
+  if (uv_accept(server, (uv_stream_t *)&hc->tcp) != 0) {
+    uv_close((uv_handle_t *)&hc->tcp, pl__free_data);
+    return;
+  }
+  hc->lst = l;
+  hc->c.h = l->h;
+  hc->c.loop = l->loop;
+  hc->c.max_frame = l->cfg.tcp.max_frame;
+  hc->c.last_rx_ms = pl_mono_ms();
+  hc->c.id = pl_conn_new_id();
+  hc->flusher.fn = pl__flush;
+  pl_httpreq_init(&hc->req, l->cfg.max_head, l->cfg.max_body);
+  uv_tcp_nodelay(&hc->tcp, 1);
+  pl_tcp_peer_name(&hc->tcp, hc->c.peer, sizeof hc->c.peer);
+  hc->next = l->conns;
+  if (l->conns)
+    l->conns->prev = hc;
+  l->conns = hc;
+  l->count++;
+  uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
+}
+
+pl_err pl_http_listen(pl_loop *loop, const pl_http_config *cfg, const pl_conn_handler *h,
+                      pl_http_listener **out) {
+  pl_http_listener *l = pl_calloc(1, sizeof *l);
+  l->loop = loop;
+  l->h = h;
+  l->cfg = *cfg;
+  if (!l->cfg.max_head)
+    l->cfg.max_head = 16384;
+  if (!l->cfg.max_body)
+    l->cfg.max_body = 1u << 20;
+  if (!l->cfg.request_timeout_ms)
+    l->cfg.request_timeout_ms = 10000;
+  if (!l->cfg.keepalive_ms)
+    l->cfg.keepalive_ms = 60000;
+  l->tcp.data = l;
+  pl_err e = pl_tcp_open_listener(loop, &l->tcp, &cfg->tcp, pl__on_connection);
+  if (e == PL_OK)
+    *out = l;
+  return e;
+}
+
+static void pl__listener_closed(uv_handle_t *h) {
+  pl_http_listener *l = h->data;
+  l->closing = 2;
+}
+
+void pl_http_listener_close(pl_http_listener *l) {
+  if (l->closing)
+    return;
+  l->closing = 1;
+  uv_close((uv_handle_t *)&l->tcp, pl__listener_closed);
+}
+
+void pl_http_listener_free(pl_http_listener *l) { pl_free(l); }
+
+void pl_http_abort_all(pl_http_listener *l) {
+  pl_http_conn *next;
+  for (pl_http_conn *hc = l->conns; hc; hc = next) {
+    next = hc->next;
+    pl__hard_close(hc);
+  }
+}
+
+void pl_http_close_all(pl_http_listener *l) {
+  for (pl_http_conn *hc = l->conns; hc; hc = hc->next) {
+    if (hc->closing)
+      continue;
+    if (hc->session && hc->c.h->on_shutdown)
+      hc->c.h->on_shutdown(&hc->c, hc->c.h->ud);
+    if (hc->ws && !hc->closing)
+      pl_ws_close(hc->ws, PL_WS_GOING_AWAY, "server shutting down");
+    pl__finish(hc);
+  }
+}
+
+int pl_http_port(const pl_http_listener *l) { return pl_tcp_handle_port(&l->tcp); }
+
+size_t pl_http_count(const pl_http_listener *l, size_t *websockets) {
+  if (websockets)
+    *websockets = l->websockets;
+  return l->count;
+}
+
+void pl_http_sweep(pl_http_listener *l, uint64_t now) {
+  pl_http_conn *next;
+  for (pl_http_conn *hc = l->conns; hc; hc = next) {
+    next = hc->next;
+    pl_conn *c = &hc->c;
+    if (hc->closing) {
+      if (!hc->dead && now - hc->closing_since > PL__CLOSE_GRACE_MS)
+        pl__hard_close(hc);
+    } else if (hc->ws) {
+      if ((c->idle_timeout_ms && now - c->last_rx_ms > c->idle_timeout_ms) ||
+          (c->deadline_ms && now > c->deadline_ms))
+        c->h->on_idle(c, c->h->ud);
+    } else if (hc->req_since && now - hc->req_since > l->cfg.request_timeout_ms) {
+      pl__fail(hc, 408, NULL);
+    } else if (!hc->req_since && now - c->last_rx_ms > l->cfg.keepalive_ms) {
+      pl__finish(hc);
+    }
+  }
+}

@@ -1,0 +1,18 @@
+/* pl_web: parleyd's answers to plain HTTP requests (the HTTP listener, pl_http,
+ * handles /ws itself): /healthz and /metrics. */
+#ifndef PL_WEB_H
+#define PL_WEB_H
+
+#include "core/pl_session.h"
+#include "net/pl_http.h"
+#include "store/pl_store.h"
+
+typedef struct pl_web {
+  pl_core *core;
+  pl_store *store;
+} pl_web;
+
+/* The route function for pl_http_config (ud: a pl_web). */
+void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res);
+
+#endif
