@@ -574,6 +574,95 @@ static void frames(void) {
   pl_bytes_free(&s);
 }
 
+/* ---- the web: HTTP requests and WebSocket frames (byte 0: piece size) ---- */
+
+static void put_web(const char *target, const char *name, uint8_t piece, const void *p, size_t n) {
+  pl_bytes b = {0};
+  pl_bytes_append(&b, &piece, 1);
+  pl_bytes_append(&b, p, n);
+  put(target, name, b.p, b.len);
+  pl_bytes_free(&b);
+}
+
+/* A masked client frame (mask 0x11223344). */
+static void ws_frame(pl_bytes *out, uint8_t b0, const void *p, size_t n) {
+  static const uint8_t mask[4] = {0x11, 0x22, 0x33, 0x44};
+  uint8_t h[8] = {b0};
+  size_t hl = 2;
+  if (n < 126) {
+    h[1] = (uint8_t)(0x80 | n);
+  } else {
+    h[1] = 0x80 | 126;
+    h[2] = (uint8_t)(n >> 8);
+    h[3] = (uint8_t)n;
+    hl = 4;
+  }
+  pl_bytes_append(out, h, hl);
+  pl_bytes_append(out, mask, 4);
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = ((const uint8_t *)p)[i] ^ mask[i % 4];
+    pl_bytes_append(out, &c, 1);
+  }
+}
+
+static void web(void) {
+  static const char get[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  static const char pipelined[] =
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\nHEAD /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+  static const char post[] = "POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             "Content-Length: 27\r\n\r\n{\"user\":\"a\",\"password\":\"b\"}";
+  static const char chunked[] =
+      "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+  static const char upgrade[] =
+      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Protocol: chat, parley.proto.v1\r\n\r\n";
+  static const char http10[] = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+  static const char folded[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: a,\r\n upgrade\r\nX: y\r\n\r\n";
+  static const char bad[] = "GET / HTTP/9.9\r\n\r\nHELLO\r\n";
+  put_web("fuzz_http", "get", 64, get, sizeof get - 1);
+  put_web("fuzz_http", "get_bytewise", 0, get, sizeof get - 1);
+  put_web("fuzz_http", "pipelined", 7, pipelined, sizeof pipelined - 1);
+  put_web("fuzz_http", "post_json", 13, post, sizeof post - 1);
+  put_web("fuzz_http", "chunked", 5, chunked, sizeof chunked - 1);
+  put_web("fuzz_http", "upgrade", 31, upgrade, sizeof upgrade - 1);
+  put_web("fuzz_http", "http10", 63, http10, sizeof http10 - 1);
+  put_web("fuzz_http", "folded", 2, folded, sizeof folded - 1);
+  put_web("fuzz_http", "bad_version", 63, bad, sizeof bad - 1);
+
+  pl_bytes s = {0}, native = {0};
+  Parley__Ping ping = PARLEY__PING__INIT;
+  ping.client_ts = 1234567;
+  pl_frame_append(&native, PARLEY__FRAME_TYPE__FRAME_PING, &ping.base);
+  ws_frame(&s, 0x82, native.p, native.len);
+  put_web("fuzz_ws", "native_ping", 63, s.p, s.len);
+  s.len = 0;
+  ws_frame(&s, 0x02, native.p, 2); /* fragments, a ping between them */
+  ws_frame(&s, 0x89, "hi", 2);
+  ws_frame(&s, 0x80, native.p + 2, native.len - 2);
+  ws_frame(&s, 0x81, "{\"t\":\"caf\xc3\xa9\"}", 14);
+  put_web("fuzz_ws", "fragments", 3, s.p, s.len);
+  s.len = 0;
+  ws_frame(&s, 0x81, "ok \xc3\x28", 5);
+  put_web("fuzz_ws", "bad_utf8", 63, s.p, s.len);
+  s.len = 0;
+  ws_frame(&s, 0x88,
+           "\x03\xe8"
+           "bye",
+           5);
+  put_web("fuzz_ws", "close", 63, s.p, s.len);
+  s.len = 0;
+  uint8_t big[300];
+  memset(big, 'b', sizeof big);
+  ws_frame(&s, 0x82, big, sizeof big);
+  ws_frame(&s, 0x8a, "", 0);
+  uint8_t unmasked[] = {0x82, 0x02, 0x00, 0x00};
+  pl_bytes_append(&s, unmasked, sizeof unmasked);
+  put_web("fuzz_ws", "big_then_unmasked", 17, s.p, s.len);
+  pl_bytes_free(&s);
+  pl_bytes_free(&native);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: make_seeds CORPUS_DIR   (e.g. fuzz/corpus)\n");
@@ -585,5 +674,6 @@ int main(int argc, char **argv) {
   memset(longstr, 'z', sizeof longstr - 1);
   messages();
   frames();
+  web();
   return pl_mem_used() == 0 ? 0 : 1;
 }
