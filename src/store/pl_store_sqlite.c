@@ -80,6 +80,14 @@
  * body SQLite would refuse must fail alone, not break its whole batch. */
 #define PL__MAX_BODY (256u << 20)
 
+/* Room for element n of an array that doubles (from 8) when full. */
+static void *pl__reserve(void *p, size_t n, size_t *cap, size_t elem) {
+  if (n < *cap)
+    return p;
+  *cap = *cap ? *cap * 2 : 8;
+  return pl_realloc(p, *cap * elem);
+}
+
 static const char pl__schema[] =
     "BEGIN;"
     "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
@@ -493,10 +501,7 @@ static pl_err pl__load_devices(pl__sq *q, pl__user *u) {
   int rc;
   pl__bind_u64(st, 1, u->id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (u->ndevs == cap) {
-      cap = cap ? cap * 2 : 4;
-      u->devs = pl_realloc(u->devs, cap * sizeof *u->devs);
-    }
+    u->devs = pl__reserve(u->devs, u->ndevs, &cap, sizeof *u->devs);
     u->devs[u->ndevs++] = pl__col_u64(st, 0);
   }
   pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
@@ -510,10 +515,7 @@ static pl_err pl__load_blocked(pl__sq *q, pl__user *u) {
   int rc;
   pl__bind_u64(st, 1, u->id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (u->nblocked == cap) {
-      cap = cap ? cap * 2 : 4;
-      u->blocked = pl_realloc(u->blocked, cap * sizeof *u->blocked);
-    }
+    u->blocked = pl__reserve(u->blocked, u->nblocked, &cap, sizeof *u->blocked);
     u->blocked[u->nblocked++] = pl__col_u64(st, 0);
   }
   pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
@@ -1385,10 +1387,7 @@ static pl_err pl__acked_convs(pl__sq *q, pl_store_req *r, pl__acked **out, size_
   pl__bind_u64(st, 2, pl__clamp(r->in.upto));
   pl__bind_u64(st, 3, r->in.user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (*n == cap) {
-      cap = cap ? cap * 2 : 4;
-      *out = pl_realloc(*out, cap * sizeof **out);
-    }
+    *out = pl__reserve(*out, *n, &cap, sizeof **out);
     (*out)[*n].conv = pl__col_str(st, 0);
     (*out)[*n].seq = pl__col_u64(st, 1);
     (*out)[(*n)++].sender = pl__col_u64(st, 2);
@@ -1504,10 +1503,7 @@ static pl_err pl__unread(pl__sq *q, pl_store_req *r) {
     return e;
   pl__bind_u64(st, 1, r->in.user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (r->out.nconvs == cap) {
-      cap = cap ? cap * 2 : 8;
-      r->out.convs = pl_realloc(r->out.convs, cap * sizeof *r->out.convs);
-    }
+    r->out.convs = pl__reserve(r->out.convs, r->out.nconvs, &cap, sizeof *r->out.convs);
     pl_conv_state *cs = &r->out.convs[r->out.nconvs++];
     cs->conv = pl__col_str(st, 0);
     cs->last_seq = pl__col_u64(st, 1);
@@ -1525,10 +1521,7 @@ static pl_err pl__unread(pl__sq *q, pl_store_req *r) {
   st = q->st[ST_UNREAD_GROUPS];
   pl__bind_u64(st, 1, r->in.user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (r->out.nconvs == cap) {
-      cap = cap ? cap * 2 : 8;
-      r->out.convs = pl_realloc(r->out.convs, cap * sizeof *r->out.convs);
-    }
+    r->out.convs = pl__reserve(r->out.convs, r->out.nconvs, &cap, sizeof *r->out.convs);
     pl_conv_state *cs = &r->out.convs[r->out.nconvs++];
     memset(cs, 0, sizeof *cs);
     cs->conv = pl__col_str(st, 0);
@@ -1575,10 +1568,7 @@ static pl_err pl__contacts(pl__sq *q, pl_store_req *r) {
     return e;
   pl__bind_u64(st, 1, r->in.user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (r->out.nnames == cap) {
-      cap = cap ? cap * 2 : 8;
-      r->out.names = pl_realloc(r->out.names, cap * sizeof *r->out.names);
-    }
+    r->out.names = pl__reserve(r->out.names, r->out.nnames, &cap, sizeof *r->out.names);
     r->out.names[r->out.nnames++] = pl__col_str(st, 0);
   }
   e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
@@ -1929,10 +1919,7 @@ static pl_err pl__mships(pl__sq *q, pl__user *u) {
   u->nms = 0;
   pl__bind_u64(st, 1, u->id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (u->nms == cap) {
-      cap = cap ? cap * 2 : 4;
-      u->ms = pl_realloc(u->ms, cap * sizeof *u->ms);
-    }
+    u->ms = pl__reserve(u->ms, u->nms, &cap, sizeof *u->ms);
     pl__mship *m = &u->ms[u->nms++];
     m->gid = pl__col_u64(st, 0);
     m->since_qid = pl__col_u64(st, 1);
@@ -2131,10 +2118,7 @@ static pl_err pl__group_members(pl__sq *q, uint64_t gid, pl_group_info *g) {
   int rc;
   pl__bind_u64(st, 1, gid);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW && g->nmembers < PL__GROUP_LIST_MAX) {
-    if (g->nmembers == cap) {
-      cap = cap ? cap * 2 : 8;
-      g->members = pl_realloc(g->members, cap * sizeof *g->members);
-    }
+    g->members = pl__reserve(g->members, g->nmembers, &cap, sizeof *g->members);
     g->members[g->nmembers].user = pl__col_str(st, 0);
     g->members[g->nmembers++].role = sqlite3_column_int(st, 1);
   }
@@ -2375,10 +2359,7 @@ static pl_err pl__group_list(pl__sq *q, pl_store_req *r) {
     return e;
   pl__bind_u64(st, 1, r->in.user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (r->out.ngroups == cap) {
-      cap = cap ? cap * 2 : 8;
-      r->out.groups = pl_realloc(r->out.groups, cap * sizeof *r->out.groups);
-    }
+    r->out.groups = pl__reserve(r->out.groups, r->out.ngroups, &cap, sizeof *r->out.groups);
     pl_group_info *g = &r->out.groups[r->out.ngroups++];
     memset(g, 0, sizeof *g);
     g->gid = pl__col_u64(st, 0);
@@ -2474,10 +2455,7 @@ static pl_err pl__fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
     pl__bind_u64(st, 4, pl__clamp(pl_now_ms()));
     pl__bind_u64(st, 5, (uint64_t)limit + 1);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      if (r->out.nmsgs == cap) {
-        cap = cap ? cap * 2 : 16;
-        r->out.msgs = pl_realloc(r->out.msgs, cap * sizeof *r->out.msgs);
-      }
+      r->out.msgs = pl__reserve(r->out.msgs, r->out.nmsgs, &cap, sizeof *r->out.msgs);
       pl__msg_row(st, &r->out.msgs[r->out.nmsgs++]);
     }
     e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
@@ -2675,10 +2653,7 @@ static pl_err pl__groups_trim(pl__sq *q, uint64_t *deleted) {
   size_t n = 0, cap = 0;
   int rc;
   while ((rc = sqlite3_step(all)) == SQLITE_ROW) {
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      gids = pl_realloc(gids, cap * sizeof *gids);
-    }
+    gids = pl__reserve(gids, n, &cap, sizeof *gids);
     gids[n++] = pl__col_u64(all, 0);
   }
   pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, all, rc);
