@@ -313,21 +313,28 @@ static void pl__deliver(pl_router *base, const pl_msg *m, const uint64_t *device
     pl_free(loops);
 }
 
-/* To the group's audience but skip: a copy of the list under the lock, then
- * the same path as 1:1 (one encoded frame shared by every receiver). */
-static void pl__deliver_group(pl_router *base, const pl_msg *m, uint64_t gid, uint64_t skip) {
-  pl__local *r = (pl__local *)base;
+/* A copy (taken under the lock) of the group's audience but skip; the
+ * caller frees it. */
+static uint64_t *pl__audience(pl__local *r, uint64_t gid, uint64_t skip, size_t *n) {
   uint64_t *devs = NULL;
-  size_t n = 0;
+  *n = 0;
   pthread_mutex_lock(&r->mu);
   pl__gset *g = pl_map_get(&r->groups, gid);
   if (g && g->n) {
     devs = pl_malloc(g->n * sizeof *devs);
     for (size_t i = 0; i < g->n; i++)
       if (g->devs[i] != skip)
-        devs[n++] = g->devs[i];
+        devs[(*n)++] = g->devs[i];
   }
   pthread_mutex_unlock(&r->mu);
+  return devs;
+}
+
+/* To the group's audience: the same path as 1:1 (one encoded frame shared
+ * by every receiver). */
+static void pl__deliver_group(pl_router *base, const pl_msg *m, uint64_t gid, uint64_t skip) {
+  size_t n;
+  uint64_t *devs = pl__audience((pl__local *)base, gid, skip, &n);
   if (n)
     pl__deliver(base, m, devs, n);
   pl_free(devs);
@@ -375,18 +382,8 @@ static void pl__push_frame(pl_router *base, const uint64_t *devices, size_t n, p
 }
 
 static void pl__push_group_frame(pl_router *base, uint64_t gid, uint64_t skip, pl_buf *frame) {
-  pl__local *r = (pl__local *)base;
-  uint64_t *devs = NULL;
-  size_t n = 0;
-  pthread_mutex_lock(&r->mu);
-  pl__gset *g = pl_map_get(&r->groups, gid);
-  if (g && g->n) {
-    devs = pl_malloc(g->n * sizeof *devs);
-    for (size_t i = 0; i < g->n; i++)
-      if (g->devs[i] != skip)
-        devs[n++] = g->devs[i];
-  }
-  pthread_mutex_unlock(&r->mu);
+  size_t n;
+  uint64_t *devs = pl__audience((pl__local *)base, gid, skip, &n);
   if (n)
     pl__push_frame(base, devs, n, frame);
   pl_free(devs);
