@@ -661,6 +661,20 @@ static void web(void) {
   put_web("fuzz_ws", "big_then_unmasked", 17, s.p, s.len);
   pl_bytes_free(&s);
   pl_bytes_free(&native);
+
+  static const char *const json[][2] = {
+      {"hello", "{\"type\":\"hello\",\"version\":1,\"kind\":\"KIND_WEB\",\"client_name\":\"web/1\"}"},
+      {"send", "{\"type\":\"send\",\"id\":\"c1\",\"to\":\"bob\",\"body\":\"aOKAmWxsbw==\",\"client_ts\":"
+               "\"1763900000123\"}"},
+      {"ack", "{\"type\":\"ack\",\"upto\":18446744073709551615}"},
+      {"group_create",
+       "{\"type\":\"group_create\",\"ref\":\"r\",\"name\":\"team\",\"users\":[\"bob\",\"carol\"]}"},
+      {"message", "{\"type\":\"message\",\"qid\":9,\"event\":{\"type\":1,\"user\":\"bob\"},\"body\":null}"},
+      {"bad", "{\"type\":\"send\",\"id\":5,\"type\":\"ack\"}"},
+      {"unknown", "[{\"type\":\"nope\"}, 1.5e300, \"\\u0000\"]"},
+  };
+  for (size_t i = 0; i < sizeof json / sizeof json[0]; i++)
+    put("fuzz_json", json[i][0], (const uint8_t *)json[i][1], strlen(json[i][1]));
 }
 
 int main(int argc, char **argv) {

@@ -11,7 +11,7 @@ PKGS=(
   # clang for the fuzz and sanitizer builds; its ASan/UBSan/libFuzzer runtimes
   # live in libclang-rt-dev, which clang only recommends.
   clang libclang-rt-dev
-  python3
+  python3 python3-websockets
 )
 
 missing=()

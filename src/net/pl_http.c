@@ -8,6 +8,7 @@
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "web/pl_json.h"
 #include "web/pl_ws.h"
 
 #define PL__CLOSE_GRACE_MS 5000
@@ -36,7 +37,7 @@ struct pl_http_conn {
   pl_bytes out;    /* bytes to write next */
   size_t inflight; /* bytes handed to uv_write */
   uint64_t req_since, closing_since;
-  uint8_t writing, closing, dead, session;
+  uint8_t writing, closing, dead, session, json;
   pl_http_conn *prev, *next;
 };
 
@@ -187,7 +188,14 @@ static void pl__ws_write(pl_conn *c, pl_buf *b) {
   pl_http_conn *hc = (pl_http_conn *)c;
   if (hc->closing)
     return;
-  pl_ws_send(hc->ws, 0, b->data, b->len);
+  if (hc->json) {
+    pl_bytes t = {0};
+    if (pl_json_from_frame(b->data, b->len, &t) == PL_OK)
+      pl_ws_send(hc->ws, 1, t.p, t.len);
+    pl_bytes_free(&t);
+  } else {
+    pl_ws_send(hc->ws, 0, b->data, b->len);
+  }
   pl__update_out(hc);
   pl__mark(hc);
 }
@@ -240,10 +248,25 @@ static int pl__ws_message(void *ud, int text, const uint8_t *p, size_t n) {
   pl_conn *c = &hc->c;
   if (hc->closing)
     return 1;
-  if (text) {
-    pl_ws_close(hc->ws, PL_WS_UNSUPPORTED, "text messages need the JSON subprotocol");
+  if (text != hc->json) {
+    pl_ws_close(hc->ws, PL_WS_UNSUPPORTED,
+                text ? "text messages need the JSON subprotocol"
+                     : "binary messages need the proto subprotocol");
     pl__finish(hc);
     return 1;
+  }
+  pl_bytes native = {0};
+  if (text) { /* JSON becomes the native frame it stands for */
+    char why[160] = "";
+    pl_err je = pl_json_to_frame((const char *)p, n, &native, why, sizeof why);
+    if (je != PL_OK) {
+      pl_debug("conn %llu: JSON refused: %s", (unsigned long long)c->id, why);
+      pl_bytes_free(&native);
+      c->h->on_bad_input(c, je, c->h->ud);
+      return 1;
+    }
+    p = native.p;
+    n = native.len;
   }
   pl_frame f;
   size_t used = 0;
@@ -252,11 +275,13 @@ static int pl__ws_message(void *ud, int text, const uint8_t *p, size_t n) {
     rc = PL_ERR_BAD_FRAME; /* one frame per message, nothing after it */
   if (rc == PL_ERR_AGAIN)
     rc = PL_ERR_BAD_FRAME;
-  if (rc != PL_OK) {
+  int pause = 1;
+  if (rc != PL_OK)
     c->h->on_bad_input(c, rc, c->h->ud);
-    return 1;
-  }
-  return c->h->on_frame(c, &f, c->h->ud);
+  else
+    pause = c->h->on_frame(c, &f, c->h->ud); /* the session copies what it keeps */
+  pl_bytes_free(&native);
+  return pause;
 }
 
 static const pl_ws_handler pl__ws_handler = {.on_message = pl__ws_message};
@@ -328,6 +353,17 @@ static int pl__ws_valid(const pl_http_req *q, int *status) {
   return 1;
 }
 
+/* The first subprotocol offered that we speak: 1 binary, 2 JSON, 0 none. */
+static int pl__pick_proto(const char *offered) {
+  const char *b = offered ? strstr(offered, PL_WS_PROTO_BINARY) : NULL;
+  const char *j = offered ? strstr(offered, PL_WS_PROTO_JSON) : NULL;
+  b = pl_http_has_token(offered, PL_WS_PROTO_BINARY) ? b : NULL;
+  j = pl_http_has_token(offered, PL_WS_PROTO_JSON) ? j : NULL;
+  if (b && (!j || b < j))
+    return 1;
+  return j ? 2 : 0;
+}
+
 static void pl__upgrade(pl_http_conn *hc, const uint8_t *rest, size_t n) {
   const pl_http_req *q = &hc->req.req;
   pl_http_listener *l = hc->lst;
@@ -338,15 +374,21 @@ static void pl__upgrade(pl_http_conn *hc, const uint8_t *rest, size_t n) {
   }
   char accept[29];
   pl_ws_accept_key(q->hdr[PL_H_WS_KEY], 24, accept);
-  int proto = pl_http_has_token(q->hdr[PL_H_WS_PROTOCOL], PL_WS_PROTO_BINARY);
+  int proto = pl__pick_proto(q->hdr[PL_H_WS_PROTOCOL]);
   char head[256];
   int len = snprintf(head, sizeof head,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Accept: %s\r\n%s\r\n",
-                     accept, proto ? "Sec-WebSocket-Protocol: " PL_WS_PROTO_BINARY "\r\n" : "");
+                     accept,
+                     proto == 1   ? "Sec-WebSocket-Protocol: " PL_WS_PROTO_BINARY "\r\n"
+                     : proto == 2 ? "Sec-WebSocket-Protocol: " PL_WS_PROTO_JSON "\r\n"
+                                  : "");
   pl_bytes_append(&hc->out, head, (size_t)len);
   pl_httpreq_free(&hc->req);
-  hc->ws = pl_ws_new((size_t)hc->c.max_frame + 4, &pl__ws_handler, hc);
+  hc->json = proto == 2;
+  /* JSON carries bodies in base64 (4/3) and names every field */
+  size_t max_msg = hc->json ? (size_t)hc->c.max_frame * 2 + 4096 : (size_t)hc->c.max_frame + 4;
+  hc->ws = pl_ws_new(max_msg, &pl__ws_handler, hc);
   l->websockets++;
   hc->c.ops = &pl__ws_ops;
   hc->session = 1;

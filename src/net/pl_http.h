@@ -27,8 +27,10 @@ typedef struct pl_http_res {
 
 typedef void (*pl_http_route_fn)(void *ud, const pl_http_req *req, pl_http_res *res);
 
-/* The WebSocket subprotocol that carries native frames in binary messages. */
+/* The WebSocket subprotocols: native frames in binary messages, or their
+ * JSON form in text messages (protocol.md 1.1, 1.2). */
 #define PL_WS_PROTO_BINARY "parley.proto.v1"
+#define PL_WS_PROTO_JSON "parley.json.v1"
 
 typedef struct pl_http_config {
   pl_tcp_config tcp;           /* host, port, backlog, max_frame (of the frames inside WebSocket) */

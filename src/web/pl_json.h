@@ -1,0 +1,29 @@
+/* pl_json: the JSON encoding of native frames (protocol.md 1.2), for
+ * WebSocket text messages. A pure codec over (pointer, length), built on the
+ * protobuf descriptors, so every frame type has its JSON form without a
+ * line written for it:
+ *
+ *   {"type":"send","id":"m1","to":"bob","body":"aGk=","client_ts":1700000000000}
+ *
+ * "type" is the FrameType name in lower case without FRAME_; the other keys
+ * are the message's field names. The session layer never sees JSON: text in
+ * becomes a native frame, a native frame out becomes text. */
+#ifndef PL_JSON_H
+#define PL_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/pl_buf.h"
+#include "common/pl_err.h"
+
+/* A JSON object -> one native frame (header + payload) appended to out.
+ * PL_ERR_BAD_FRAME (not JSON, not an object, a field of the wrong kind; why
+ * says which) or PL_ERR_UNKNOWN_TYPE (no such "type"). */
+pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen);
+
+/* One native frame (header + payload) -> a JSON object appended to out.
+ * Zero values are left out, as proto3's JSON mapping does. */
+pl_err pl_json_from_frame(const uint8_t *frame, size_t len, pl_bytes *out);
+
+#endif

@@ -1,0 +1,184 @@
+"""A third-party client of Parley's JSON binding, written from docs/protocol.md
+(sections 1.1, 1.2, 4, 9, 10) with python3-websockets, against the real parleyd.
+
+Run by test_ws_json.sh with Debian's /usr/bin/python3 (PARLEYD: the server binary).
+Exits 0 when every check holds; prints the failing check otherwise."""
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import websockets
+
+PROTO = "parley.json.v1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+class Client:
+    """One device: a WebSocket speaking JSON frames."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    async def send(self, **frame):
+        await self.ws.send(json.dumps(frame))
+
+    async def recv(self, want=None, timeout=5):
+        """The next frame (of type `want`, skipping receipts and presence if it is another)."""
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), timeout)
+            check(isinstance(raw, str), "a text message, got binary")
+            frame = json.loads(raw)
+            if want is None or frame["type"] == want:
+                return frame
+            check(frame["type"] in ("receipt", "presence", "read_sync"),
+                  f"expected {want}, got {frame}")
+
+
+async def connect(url, proto=PROTO):
+    ws = await websockets.connect(url, subprotocols=[proto], max_size=4 << 20)
+    check(ws.subprotocol == proto, f"server chose {ws.subprotocol!r}")
+    c = Client(ws)
+    await c.send(type="hello", version=1, kind="KIND_WEB", client_name="ws_json_client.py")
+    w = await c.recv("welcome")
+    check(w["version"] == 1 and w["heartbeat_ms"] > 0 and w["max_frame"] > 0, f"welcome {w}")
+    check(abs(w["server_ts"] - time.time() * 1000) < 60000, "server clock in Welcome")
+    return c
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+async def scenario(url):
+    alice = await connect(url)
+    await alice.send(type="register", user="alice", password="alice-password", device="browser")
+    a_ok = await alice.recv("auth_ok")
+    check(a_ok["user"] == "alice" and a_ok["token"] and a_ok["device_id"] > 0 and a_ok["created"], str(a_ok))
+
+    bob = await connect(url)
+    await bob.send(type="register", user="bob", password="bob-password", device="laptop")
+    await bob.recv("auth_ok")
+
+    # a message with non-ASCII text, as base64 bytes
+    now = int(time.time() * 1000)
+    await alice.send(type="send", id="a1", to="bob", body=b64("héllo bob ✓"), client_ts=now)
+    ack = await alice.recv("send_ack")
+    check(ack["id"] == "a1" and ack["conv"] == "dm:alice:bob" and ack["seq"] == 1, str(ack))
+    check("duplicate" not in ack, "zero fields are left out")
+
+    m = await bob.recv("message")
+    check(m["from"] == "alice" and m["from_device"] == "browser" and m["id"] == "a1", str(m))
+    check(base64.b64decode(m["body"]).decode() == "héllo bob ✓", "body round trip")
+    check(m["seq"] == 1 and m["client_ts"] == now and m["qid"] > 0, str(m))
+    await bob.send(type="ack", upto=m["qid"])
+
+    # the delivered tick reaches the sender
+    while True:
+        r = await alice.recv()
+        if r["type"] == "receipt":
+            break
+    check(r["status"] == "RECEIPT_DELIVERED" and r["by"] == "bob" and r["seq"] == 1, str(r))
+
+    # a retry of the same id is acknowledged again, same seq, marked duplicate; bob gets nothing new
+    await alice.send(type="send", id="a1", to="bob", body=b64("héllo bob ✓"), client_ts=now)
+    dup = await alice.recv("send_ack")
+    check(dup["duplicate"] is True and dup["seq"] == 1, str(dup))
+
+    # 64-bit numbers as strings are read too; a ping is answered with its client_ts
+    await bob.send(type="ping", client_ts=str(now))
+    pong = await bob.recv("pong")
+    check(pong["client_ts"] == now, str(pong))
+
+    # the token resumes the device on a new connection; the message was acked: nothing comes
+    alice2 = await connect(url)
+    await alice.ws.close()
+    await alice2.send(type="resume", token=a_ok["token"])
+    again = await alice2.recv("auth_ok")
+    check(again["device_id"] == a_ok["device_id"], str(again))
+
+    # a send to nobody: an Error with the Send's id as ref, the connection stays
+    await alice2.send(type="send", id="a2", to="nobody", body=b64("x"), client_ts=now)
+    e = await alice2.recv("error")
+    check(e["code"] == "ERR_UNKNOWN_PEER" and e["ref"] == "a2", str(e))
+    await alice2.send(type="ping", client_ts=1)
+    await alice2.recv("pong")
+    await alice2.ws.close()
+    await bob.ws.close()
+
+
+async def bad_input(url, text, code, what):
+    c = await connect(url)
+    await c.ws.send(text)
+    e = await c.recv("error")
+    check(e["code"] == code, f"{what}: {e}")
+    try:
+        await asyncio.wait_for(c.ws.recv(), 5)
+        check(False, f"{what}: the server kept the connection open")
+    except websockets.ConnectionClosed as closed:
+        check(closed.rcvd is not None and closed.rcvd.code == 1000, f"{what}: close {closed.rcvd}")
+
+
+async def refusals(url):
+    await bad_input(url, "{not json", "ERR_BAD_FRAME", "not JSON")
+    await bad_input(url, json.dumps({"type": "no_such_frame"}), "ERR_UNKNOWN_TYPE", "unknown type")
+    await bad_input(url, json.dumps({"type": "ping", "client_ts": "soon"}), "ERR_BAD_FRAME", "wrong kind")
+    await bad_input(url, json.dumps(["ping"]), "ERR_BAD_FRAME", "not an object")
+    # binary on a JSON session: close 1003
+    c = await connect(url)
+    await c.ws.send(b"\x00\x00\x00\x01\x0e")
+    try:
+        await asyncio.wait_for(c.ws.recv(), 5)
+        check(False, "binary on a JSON session was accepted")
+    except websockets.ConnectionClosed as closed:
+        check(closed.rcvd is not None and closed.rcvd.code == 1003, f"close {closed.rcvd}")
+
+
+def main():
+    parleyd = os.environ["PARLEYD"]
+    data = tempfile.mkdtemp(prefix="parley-wsjson-")
+    port, http = free_port(), free_port()
+    log = open(data + ".log", "w")
+    srv = subprocess.Popen([parleyd, "--data", data, "--listen", f"127.0.0.1:{port}",
+                            "--http", f"127.0.0.1:{http}", "--threads", "2",
+                            "--argon2-mem", "8", "--argon2-ops", "1"], stderr=log)
+    try:
+        for _ in range(250):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=1) as r:
+                    check(r.read() == b"ok\n", "healthz")
+                    break
+            except OSError:
+                time.sleep(0.02)
+        url = f"ws://127.0.0.1:{http}/ws"
+        asyncio.run(scenario(url))
+        asyncio.run(refusals(url))
+    except Exception as e:  # noqa: BLE001 - report any failure with the server's log
+        print(f"FAIL: {type(e).__name__}: {e}\n(server log: {data}.log)", file=sys.stderr)
+        return 1
+    finally:
+        srv.terminate()
+        srv.wait(10)
+    print("PASS ws_json_client: a third-party JSON client, from the protocol document")
+    subprocess.run(["rm", "-rf", data])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
