@@ -9,7 +9,7 @@
 #   make bench ARGS=...  run parley-bench, every scenario (bench/run-all.sh if present)
 #   make fmt             clang-format our sources in place
 #   make clean           remove the build directories
-#   make deps            install missing build/test packages (apt-get)
+#   make deps            install missing build packages (apt-get); test-deps: and the tests' (+ npm)
 
 NPROC        := $(shell nproc 2>/dev/null || echo 2)
 BUILD_TYPE   ?= RelWithDebInfo
@@ -31,12 +31,16 @@ configure = @if [ ! -f $(1)/CMakeCache.txt ] || { [ ! -f $(1)/Makefile ] && [ ! 
 # The targets are thin wrappers whose steps must run in order (deps first);
 # CMake parallelises the builds themselves.
 .NOTPARALLEL:
-.PHONY: all build run test asan fuzz fuzz-build fuzz-seeds bench fmt clean deps
+.PHONY: all build run test asan fuzz fuzz-build fuzz-seeds bench fmt clean deps test-deps
 
 all: build
 
 deps:
 	@scripts/deps.sh
+
+# The tests also need a WebSocket client library, Chromium and playwright-core.
+test-deps:
+	@scripts/deps.sh --test
 
 build:
 	$(call configure,build,-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
@@ -46,10 +50,10 @@ run: deps build
 	mkdir -p data
 	build/parleyd --data ./data $(ARGS)
 
-test: deps build
+test: test-deps build
 	ctest --test-dir build --output-on-failure -j$(CTEST_JOBS)
 
-asan: deps
+asan: test-deps
 	$(call configure,build-asan,-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPL_SANITIZE=ON -DCMAKE_C_COMPILER=clang)
 	cmake --build build-asan -j$(NPROC)
 	$(SAN_ENV) ctest --test-dir build-asan --output-on-failure -j$(CTEST_JOBS)

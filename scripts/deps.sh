@@ -2,6 +2,9 @@
 # Installs Parley's build and test dependencies on Debian/Ubuntu, only when some
 # are missing: quiet and quick when everything is already there. Works as root,
 # or through sudo; never asks questions (safe with no stdin, e.g. in CI).
+#
+#   scripts/deps.sh          what building and running parleyd needs
+#   scripts/deps.sh --test   and what the tests need (make test, make asan)
 set -euo pipefail
 
 PKGS=(
@@ -11,15 +14,36 @@ PKGS=(
   # clang for the fuzz and sanitizer builds; its ASan/UBSan/libFuzzer runtimes
   # live in libclang-rt-dev, which clang only recommends.
   clang libclang-rt-dev
-  python3 python3-websockets
+  python3
 )
+# Only for the tests (scripts/deps.sh --test): a third-party WebSocket client,
+# and Debian's Chromium for the browser client's end-to-end tests, driven by
+# playwright-core from npm (tests/browser), which downloads no browser.
+TEST_PKGS=(python3-websockets chromium)
+tests=0
+[[ ${1:-} == --test ]] && tests=1 && PKGS+=("${TEST_PKGS[@]}")
 
 missing=()
 for p in "${PKGS[@]}"; do
   status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
   [[ "$status" == installed ]] || missing+=("$p")
 done
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+[[ $tests == 1 ]] && ! command -v node >/dev/null 2>&1 && missing+=(nodejs npm)
+
+# playwright-core for tests/browser, at the version package-lock.json pins.
+npm_deps() {
+  [[ $tests == 1 ]] || return 0
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+  [[ -d $dir/node_modules/playwright-core ]] && return 0
+  echo "deps.sh: npm ci in tests/browser" >&2
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  npm_deps
+  exit 0
+fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "deps.sh: missing packages (${missing[*]}) and no apt-get; install them by hand" >&2
@@ -42,3 +66,4 @@ run() { ${SUDO[@]+"${SUDO[@]}"} env DEBIAN_FRONTEND=noninteractive "$@"; }
 run apt-get update -qq
 run apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confdef \
   -o Dpkg::Options::=--force-confold "${missing[@]}" </dev/null
+npm_deps

@@ -292,6 +292,7 @@ const char *pl_http_reason(int status) {
   switch (status) {
   case 101: return "Switching Protocols";
   case 200: return "OK";
+  case 304: return "Not Modified";
   case 204: return "No Content";
   case 400: return "Bad Request";
   case 401: return "Unauthorized";
@@ -317,9 +318,13 @@ static void pl__respond(pl_http_conn *hc, const pl_http_res *res, int keep_alive
   int n =
       snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
                res->status, pl_http_reason(res->status), res->type ? res->type : "text/plain; charset=utf-8",
-               res->body.len, keep_alive ? "" : "Connection: close\r\n", res->extra ? res->extra : "");
+               res->static_body ? res->static_len : res->body.len, keep_alive ? "" : "Connection: close\r\n",
+               res->extra ? res->extra : "");
   pl_bytes_append(&hc->out, head, (size_t)n < sizeof head ? (size_t)n : sizeof head - 1);
-  pl_bytes_append(&hc->out, res->body.p, res->body.len);
+  if (res->static_body)
+    pl_bytes_append(&hc->out, res->static_body, res->static_len);
+  else
+    pl_bytes_append(&hc->out, res->body.p, res->body.len);
   pl__mark(hc);
 }
 
@@ -416,8 +421,10 @@ static int pl__request(pl_http_conn *hc, const uint8_t *rest, size_t n) {
   pl_http_res res = {.status = 404};
   hc->lst->cfg.route(hc->lst->cfg.route_ud, q, &res);
   int keep = q->keep_alive && !hc->lst->closing;
-  if (!strcmp(q->method, "HEAD"))
-    res.body.len = 0; /* HEAD gets the headers of GET (Content-Length 0: simpler, and allowed) */
+  if (!strcmp(q->method, "HEAD")) { /* HEAD: the headers only (Content-Length 0: simpler, and allowed) */
+    res.body.len = 0;
+    res.static_body = NULL;
+  }
   pl__respond(hc, &res, keep);
   pl_bytes_free(&res.body);
   if (!keep || hc->out.len > PL__MAX_PENDING_OUT) {

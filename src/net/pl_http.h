@@ -23,6 +23,8 @@ typedef struct pl_http_res {
   const char *type;  /* Content-Type; NULL: text/plain; charset=utf-8 */
   const char *extra; /* more header lines, each ending in \r\n (or NULL) */
   pl_bytes body;
+  const void *static_body; /* instead of body: bytes that outlive the answer (not copied) */
+  size_t static_len;
 } pl_http_res;
 
 typedef void (*pl_http_route_fn)(void *ud, const pl_http_req *req, pl_http_res *res);

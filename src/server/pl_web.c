@@ -1,5 +1,7 @@
 #include "pl_web.h"
 
+#include "pl_assets.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -65,6 +67,34 @@ static void pl__text(pl_http_res *res, int status, const char *type, const char 
   pl_bytes_append(&res->body, body, strlen(body));
 }
 
+/* The browser client: revalidated on every load (no-cache + ETag), so a new
+ * parleyd never leaves an old client behind in a browser cache. */
+static int pl__asset(const char *path, const pl_http_req *req, pl_http_res *res) {
+  if (!strcmp(path, "/"))
+    path = "/index.html";
+  for (const pl_asset *a = pl_assets; a->path; a++) {
+    if (strcmp(a->path, path))
+      continue;
+    static _Thread_local char extra[200];
+    snprintf(extra, sizeof extra,
+             "ETag: %s\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
+             "Content-Security-Policy: default-src 'self'\r\n",
+             a->etag);
+    res->extra = extra;
+    res->type = a->type;
+    const char *inm = req->hdr[PL_H_IF_NONE_MATCH];
+    if (inm && strstr(inm, a->etag)) {
+      res->status = 304;
+      return 1;
+    }
+    res->status = 200;
+    res->static_body = a->data;
+    res->static_len = a->len;
+    return 1;
+  }
+  return 0;
+}
+
 void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res) {
   const pl_web *w = ud;
   char path[PL_HTTP_MAX_URL + 1];
@@ -78,6 +108,8 @@ void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res) {
     res->status = 200;
     res->type = "text/plain; version=0.0.4; charset=utf-8";
     pl__metrics(w, res);
+  } else if (get && pl__asset(path, req, res)) {
+    /* filled in */
   } else if (!strcmp(path, "/healthz") || !strcmp(path, "/metrics")) {
     pl__text(res, 405, "application/json", "{\"error\":\"Method Not Allowed\",\"status\":405}\n");
     res->extra = "Allow: GET, HEAD\r\n";

@@ -13,7 +13,8 @@ static const char *const pl__hdr_names[PL_H__COUNT] = {"host",
                                                        "sec-websocket-protocol",
                                                        "origin",
                                                        "content-type",
-                                                       "authorization"};
+                                                       "authorization",
+                                                       "if-none-match"};
 
 #define PL__R(x) ((pl_httpreq *)(void *)(x)) /* p is the first member */
 

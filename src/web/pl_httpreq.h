@@ -26,6 +26,7 @@ typedef enum pl_http_hdr {
   PL_H_ORIGIN,
   PL_H_CONTENT_TYPE,
   PL_H_AUTHORIZATION,
+  PL_H_IF_NONE_MATCH,
   PL_H__COUNT
 } pl_http_hdr;
 

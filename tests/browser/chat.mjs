@@ -1,0 +1,167 @@
+// The browser client end to end in real headless Chromium (Debian's, driven by
+// playwright-core) against the real parleyd: two users in two browser
+// contexts chat and see the sent, delivered and read ticks, unread counts and
+// typing; one goes away and catches up on return (history from the browser's
+// cache first); a browser user and a `parley` CLI user talk to each other.
+//
+//   PARLEYD=build/parleyd PARLEY_CLI=build/parley node tests/browser/chat.mjs
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, openSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const PARLEYD = process.env.PARLEYD, CLI = process.env.PARLEY_CLI;
+assert.ok(PARLEYD && CLI, 'PARLEYD and PARLEY_CLI must be set');
+const T = 10000;
+
+const freePort = () => new Promise((resolve) => {
+  const s = createServer();
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+async function startServer() {
+  const dir = mkdtempSync(join(tmpdir(), 'parley-browser-'));
+  const port = await freePort(), http = await freePort();
+  const log = openSync(`${dir}.log`, 'w');
+  const proc = spawn(PARLEYD, ['--data', dir, '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${http}`,
+    '--threads', '2', '--argon2-mem', '8', '--argon2-ops', '1', '--presence-grace', '0'],
+  { stdio: ['ignore', 'ignore', log] });
+  for (let i = 0; i < 250; i++) {
+    try { if ((await fetch(`http://127.0.0.1:${http}/healthz`)).ok) break; } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { dir, port, base: `http://127.0.0.1:${http}/`, proc };
+}
+
+function cli(srv, user, ...args) {
+  return execFileSync(CLI, ['--server', `127.0.0.1:${srv.port}`, '--user', user, '--password', `${user}-password`,
+    ...args], { encoding: 'utf8', timeout: T });
+}
+
+async function signUp(page, base, user) {
+  await page.goto(base);
+  await page.fill('#auth-user', user);
+  await page.fill('#auth-password', `${user}-password`);
+  await page.click('#sign-up');
+  await page.waitForSelector('#app:not([hidden])', { timeout: T });
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'online', null, { timeout: T });
+}
+
+async function openChat(page, peer) {
+  await page.fill('#new-chat-user', peer);
+  await page.click('#new-chat button');
+}
+
+async function say(page, text) {
+  await page.fill('#composer-text', text);
+  await page.click('#composer button');
+}
+
+const mine = (page, text) => page.locator('#messages li.mine', { has: page.locator(`.text:text-is("${text}")`) });
+async function tickIs(page, text, status) {
+  await mine(page, text).locator(`.tick[data-status="${status}"]`).waitFor({ timeout: T });
+}
+
+async function run() {
+  const srv = await startServer();
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
+  });
+  const step = (s) => console.log(`  - ${s}`);
+  try {
+    const ctxA = await browser.newContext(), ctxB = await browser.newContext();
+    const alice = await ctxA.newPage();
+    let bob = await ctxB.newPage();
+    for (const p of [alice, bob]) p.on('pageerror', (e) => { throw e; });
+
+    step('two users sign up in two browser contexts');
+    await signUp(alice, srv.base, 'alice');
+    await signUp(bob, srv.base, 'bob');
+
+    step('alice writes; the tick goes sent -> delivered while bob is online');
+    await openChat(alice, 'bob');
+    await say(alice, 'hello bob');
+    await tickIs(alice, 'hello bob', 'delivered');
+
+    step('bob sees one unread; opening the chat turns alice\'s tick to read');
+    const badge = bob.locator('#convs button[data-conv="dm:alice:bob"] .unread');
+    await badge.waitFor({ timeout: T });
+    assert.equal(await badge.textContent(), '1');
+    await bob.click('#convs button[data-conv="dm:alice:bob"]');
+    await bob.locator('#messages li.theirs .text:text-is("hello bob")').waitFor({ timeout: T });
+    await tickIs(alice, 'hello bob', 'read');
+    assert.equal(await badge.count(), 0);
+
+    step('typing shows on the other side, and the reply arrives');
+    await bob.type('#composer-text', 'hi al');
+    await alice.locator('#chat-typing:text-is("bob is typing…")').waitFor({ timeout: T });
+    await bob.fill('#composer-text', 'hi alice');
+    await bob.click('#composer button');
+    await alice.locator('#messages li.theirs .text:text-is("hi alice")').waitFor({ timeout: T });
+    await tickIs(bob, 'hi alice', 'read'); // alice has the chat open
+    await alice.locator('#chat-presence:text-is("online")').waitFor({ timeout: T });
+
+    step('bob goes away; alice\'s messages wait at one tick, and she sees him offline');
+    await bob.close();
+    await alice.locator('#chat-presence:text-matches("^last seen")').waitFor({ timeout: T });
+    await say(alice, 'are you there?');
+    await say(alice, 'second one');
+    await tickIs(alice, 'second one', 'sent');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await mine(alice, 'are you there?').locator('.tick').getAttribute('data-status'), 'sent');
+
+    step('with the server unreachable, bob\'s history still shows, from the browser\'s cache');
+    const cached = await ctxB.newPage();
+    await cached.routeWebSocket(/\/ws$/, () => { /* never answers: no server behind it */ });
+    await cached.goto(srv.base);
+    await cached.waitForSelector('#app:not([hidden])', { timeout: T });
+    await cached.click('#convs button[data-conv="dm:alice:bob"]');
+    await cached.locator('#messages li .text:text-is("hi alice")').waitFor({ timeout: T });
+    assert.deepEqual(await cached.locator('#messages li .text').allTextContents(), ['hello bob', 'hi alice']);
+    assert.notEqual(await cached.locator('#status').textContent(), 'online');
+    await cached.close();
+
+    step('bob comes back: what he missed arrives, in order, after his history');
+    bob = await ctxB.newPage();
+    bob.on('pageerror', (e) => { throw e; });
+    await bob.goto(srv.base);
+    await bob.waitForSelector('#app:not([hidden])', { timeout: T });
+    await bob.click('#convs button[data-conv="dm:alice:bob"]');
+    await bob.locator('#messages li .text:text-is("second one")').waitFor({ timeout: T });
+    const texts = await bob.locator('#messages li .text').allTextContents();
+    assert.deepEqual(texts, ['hello bob', 'hi alice', 'are you there?', 'second one']);
+    await tickIs(alice, 'second one', 'read');
+    await tickIs(alice, 'are you there?', 'read');
+
+    step('a browser user and a CLI user talk');
+    cli(srv, 'carol', 'register');
+    await openChat(alice, 'carol');
+    await say(alice, 'hi carol, from the browser');
+    await tickIs(alice, 'hi carol, from the browser', 'sent');
+    const got = cli(srv, 'carol', 'recv', '--wait', '2');
+    assert.match(got, /"from":"alice".*"text":"hi carol, from the browser"/);
+    await tickIs(alice, 'hi carol, from the browser', 'delivered');
+    cli(srv, 'carol', 'send', 'alice', 'hello from the cli ✓');
+    await alice.locator('#messages li.theirs .text:text-is("hello from the cli ✓")').waitFor({ timeout: T });
+
+    step('the client is served with revalidation headers');
+    const r = await fetch(srv.base);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('cache-control'), 'no-cache');
+    const etag = r.headers.get('etag');
+    const again = await fetch(srv.base, { headers: { 'If-None-Match': etag } });
+    assert.equal(again.status, 304);
+    console.log('PASS browser chat');
+  } finally {
+    await browser.close();
+    srv.proc.kill('SIGTERM');
+  }
+  rmSync(srv.dir, { recursive: true, force: true });
+}
+
+run().catch((e) => { console.error('FAIL', e); process.exit(1); });
