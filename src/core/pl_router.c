@@ -6,6 +6,7 @@
 #include "../common/pl_log.h"
 #include "../common/pl_map.h"
 #include "../common/pl_mem.h"
+#include "../common/pl_time.h"
 #include "../proto/pl_frame.h"
 
 typedef struct pl__route {
@@ -44,6 +45,7 @@ typedef struct pl__push_task {
   pl__local *r;
   pl_loop *loop;
   uint64_t device, qid;
+  uint64_t commit_us; /* when its commit ended (0: an ephemeral frame) */
   pl_buf *frame;
 } pl__push_task;
 
@@ -269,6 +271,8 @@ static void pl__push_run(pl_task *t) {
   void *ep = pl_map_get(&p->r->local[pl_loop_index(p->loop)], p->device);
   if (ep)
     p->r->sink.push(ep, p->qid, p->frame);
+  if (ep && p->commit_us && p->r->sink.delivery)
+    pl_hist_add(&p->r->sink.delivery[pl_loop_index(p->loop)], pl_mono_us() - p->commit_us);
   pl_buf_unref(p->frame);
   pl_free(p);
 }
@@ -287,6 +291,7 @@ static void pl__hold(pl__local *r, pl__push_task *p) {
 static void pl__deliver(pl_router *base, const pl_msg *m, const uint64_t *devices, size_t n) {
   pl__local *r = (pl__local *)base;
   pl_loop *stack[16], **loops = n <= 16 ? stack : pl_malloc(n * sizeof *loops);
+  uint64_t now = pl_mono_us();
   pthread_mutex_lock(&r->mu); /* one lock for all of this message's devices */
   for (size_t i = 0; i < n; i++) {
     pl__route *rt = pl_map_get(&r->global, devices[i]);
@@ -305,6 +310,7 @@ static void pl__deliver(pl_router *base, const pl_msg *m, const uint64_t *device
     p->loop = loops[i];
     p->device = devices[i];
     p->qid = m->qid;
+    p->commit_us = now;
     p->frame = pl_buf_ref(frame);
     pl__hold(r, p);
   }
@@ -373,6 +379,7 @@ static void pl__push_frame(pl_router *base, const uint64_t *devices, size_t n, p
     p->loop = loop;
     p->device = devices[i];
     p->qid = 0;
+    p->commit_us = 0;
     p->frame = pl_buf_ref(frame);
     if (pl_loop_post(loop, &p->task) != PL_OK) {
       pl_buf_unref(p->frame);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "../common/pl_buf.h"
+#include "../common/pl_hist.h"
 #include "../net/pl_loop.h"
 #include "../store/pl_store.h"
 
@@ -29,6 +30,10 @@ typedef struct pl_router_sink {
   void (*push)(void *ep, uint64_t qid, pl_buf *frame);
   /* Another connection took over this device: ep should close. */
   void (*kick)(void *ep);
+  /* Optional: each committed message's time from its commit to its push
+   * reaching the endpoint's loop, in microseconds (/metrics); one histogram
+   * per loop, indexed by pl_loop_index, so loops never share a cache line. */
+  pl_hist *delivery;
 } pl_router_sink;
 
 typedef struct pl_router_ops {

@@ -21,7 +21,11 @@ struct pl_core {
   pthread_mutex_t filter_mu; /* guards filter (the pointer, not its use) */
   pl_filter *filter;
   pl_conn_handler handler;
-  atomic_uint_fast64_t conns_open, conns_ws, conns_total, frames_in, messages_out, sends, errors;
+  atomic_uint_fast64_t conns_open, conns_ws, conns_lp, conns_total, frames_in, messages_out, sends, errors;
+  atomic_uint_fast64_t errors_by_code[PL_CORE_ERROR_CODES];
+  pl_hist *delivery; /* per loop: commit -> the push on the connection's loop, us */
+  int nloops;
+  pl_router_sink sink;
 };
 
 enum { S_HELLO, S_AUTH, S_READY };
@@ -111,6 +115,8 @@ static void pl__error(pl_session *s, pl_err e, const char *ref) {
   m.message = (char *)pl_err_msg(e);
   m.ref = (char *)(ref ? ref : "");
   atomic_fetch_add_explicit(&s->core->errors, 1, memory_order_relaxed);
+  if (m.code >= 0 && m.code < PL_CORE_ERROR_CODES)
+    atomic_fetch_add_explicit(&s->core->errors_by_code[m.code], 1, memory_order_relaxed);
   pl__write(s, PARLEY__FRAME_TYPE__FRAME_ERROR, &m.base);
 }
 
@@ -1101,6 +1107,13 @@ static int pl__on_frame(pl_conn *c, const pl_frame *f, void *ud) {
   return pl__dispatch(s, f->type, msg) ? 1 : 0;
 }
 
+/* The open-connections gauge of c's transport (NULL: tcp, the rest). */
+static atomic_uint_fast64_t *pl__transport_count(pl_core *core, const pl_conn *c) {
+  if (!strcmp(c->ops->name, "ws"))
+    return &core->conns_ws;
+  return !strcmp(c->ops->name, "lp") ? &core->conns_lp : NULL;
+}
+
 static void pl__on_open(pl_conn *c, void *ud) {
   pl_core *core = ud;
   pl_session *s = pl_calloc(1, sizeof *s);
@@ -1114,8 +1127,9 @@ static void pl__on_open(pl_conn *c, void *ud) {
   c->drain_mark = core->cfg.out_high;
   atomic_fetch_add_explicit(&core->conns_open, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&core->conns_total, 1, memory_order_relaxed);
-  if (!strcmp(c->ops->name, "ws"))
-    atomic_fetch_add_explicit(&core->conns_ws, 1, memory_order_relaxed);
+  atomic_uint_fast64_t *by_transport = pl__transport_count(core, c);
+  if (by_transport)
+    atomic_fetch_add_explicit(by_transport, 1, memory_order_relaxed);
   pl_debug("conn %llu %s: open (%s)", (unsigned long long)c->id, c->peer, c->ops->name);
 }
 
@@ -1170,8 +1184,9 @@ static void pl__on_close(pl_conn *c, void *ud) {
   s->sync = SYNC_OFF;
   pl__pend_clear(s);
   atomic_fetch_sub_explicit(&core->conns_open, 1, memory_order_relaxed);
-  if (!strcmp(c->ops->name, "ws"))
-    atomic_fetch_sub_explicit(&core->conns_ws, 1, memory_order_relaxed);
+  atomic_uint_fast64_t *by_transport = pl__transport_count(core, c);
+  if (by_transport)
+    atomic_fetch_sub_explicit(by_transport, 1, memory_order_relaxed);
   pl__unref(s);
 }
 
@@ -1197,8 +1212,12 @@ void pl_core_config_defaults(pl_core_config *cfg) {
 pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
   pl_core *core = pl_calloc(1, sizeof *core);
   core->cfg = *cfg;
-  static const pl_router_sink sink = {.push = pl__push, .kick = pl__kick};
-  core->router = pl_router_local_new(nloops, &sink);
+  core->nloops = nloops;
+  core->delivery = pl_calloc((size_t)nloops, sizeof *core->delivery);
+  for (int i = 0; i < nloops; i++)
+    pl_hist_init(&core->delivery[i], pl_hist_us_bounds, pl_hist_us_n);
+  core->sink = (pl_router_sink){.push = pl__push, .kick = pl__kick, .delivery = core->delivery};
+  core->router = pl_router_local_new(nloops, &core->sink);
   core->presence = pl_presence_new(core->router, cfg->presence_grace_ms);
   pthread_mutex_init(&core->filter_mu, NULL);
   core->handler = (pl_conn_handler){
@@ -1242,12 +1261,18 @@ void pl_core_free(pl_core *core) {
   pthread_mutex_destroy(&core->filter_mu);
   pl_presence_free(core->presence);
   core->router->ops->free(core->router);
+  pl_free(core->delivery);
   pl_free(core);
 }
 
 void pl_core_get_stats(pl_core *core, pl_core_stats *st) {
   st->conns_open = atomic_load_explicit(&core->conns_open, memory_order_relaxed);
   st->conns_ws = atomic_load_explicit(&core->conns_ws, memory_order_relaxed);
+  st->conns_lp = atomic_load_explicit(&core->conns_lp, memory_order_relaxed);
+  for (int i = 0; i < PL_CORE_ERROR_CODES; i++)
+    st->errors_by_code[i] = atomic_load_explicit(&core->errors_by_code[i], memory_order_relaxed);
+  st->delivery = core->delivery;
+  st->ndelivery = (size_t)core->nloops;
   st->conns_total = atomic_load_explicit(&core->conns_total, memory_order_relaxed);
   st->frames_in = atomic_load_explicit(&core->frames_in, memory_order_relaxed);
   st->messages_out = atomic_load_explicit(&core->messages_out, memory_order_relaxed);

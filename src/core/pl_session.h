@@ -56,8 +56,12 @@ void pl_core_free(pl_core *core);
 void pl_core_set_filter(pl_core *core, pl_filter *f);
 
 /* Counters (approximate, relaxed atomics) for logs and metrics. */
+#define PL_CORE_ERROR_CODES 64 /* wire error codes counted one by one */
 typedef struct pl_core_stats {
-  uint64_t conns_open, conns_ws, conns_total, frames_in, messages_out, sends, errors;
+  uint64_t conns_open, conns_ws, conns_lp, conns_total, frames_in, messages_out, sends, errors;
+  uint64_t errors_by_code[PL_CORE_ERROR_CODES]; /* by wire ErrorCode */
+  const pl_hist *delivery;                      /* per loop: commit -> push, us (live) */
+  size_t ndelivery;
 } pl_core_stats;
 void pl_core_get_stats(pl_core *core, pl_core_stats *st);
 

@@ -71,5 +71,10 @@ struct pl_conn {
 
 static inline void pl_conn_write(pl_conn *c, pl_buf *b) { c->ops->write(c, b); }
 static inline void pl_conn_close(pl_conn *c) { c->ops->close(c); }
+/* 1 when the handler's on_idle is due: silent too long, or past the deadline. */
+static inline int pl_conn_idle_due(const pl_conn *c, uint64_t now_mono_ms) {
+  return (c->idle_timeout_ms && now_mono_ms - c->last_rx_ms > c->idle_timeout_ms) ||
+         (c->deadline_ms && now_mono_ms > c->deadline_ms);
+}
 
 #endif

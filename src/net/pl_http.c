@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 
@@ -35,10 +36,21 @@ struct pl_http_conn {
   pl_httpreq req;  /* HTTP mode */
   pl_ws *ws;       /* WebSocket mode */
   pl_bytes out;    /* bytes to write next */
+  pl_bytes rbuf;   /* input that waits while a request is held */
+  pl_http_ex *ex;  /* the held request, if any */
   size_t inflight; /* bytes handed to uv_write */
   uint64_t req_since, closing_since;
   uint8_t writing, closing, dead, session, json;
   pl_http_conn *prev, *next;
+};
+
+struct pl_http_ex {
+  pl_task task; /* the reply, run on the connection's loop */
+  atomic_int refs;
+  pl_loop *loop;
+  pl_http_conn *hc; /* NULL once the connection is gone (its loop only) */
+  int keep, head;
+  pl_http_res res;
 };
 
 typedef struct pl__wreq {
@@ -145,6 +157,13 @@ static void pl__mark(pl_http_conn *hc) { pl_loop_mark(hc->c.loop, &hc->flusher);
 
 /* ---- closing --------------------------------------------------------- */
 
+static void pl__ex_unref(pl_http_ex *x) {
+  if (atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel) == 1) {
+    pl_bytes_free(&x->res.body);
+    pl_free(x);
+  }
+}
+
 static void pl__closed_cb(uv_handle_t *h) {
   pl_http_conn *hc = h->data;
   pl_http_listener *l = hc->lst;
@@ -159,6 +178,11 @@ static void pl__closed_cb(uv_handle_t *h) {
     l->websockets--;
   if (hc->session)
     hc->c.h->on_close(&hc->c, hc->c.h->ud);
+  if (hc->ex) { /* a reply still to come finds nobody */
+    hc->ex->hc = NULL;
+    pl__ex_unref(hc->ex);
+  }
+  pl_bytes_free(&hc->rbuf);
   pl_ws_free(hc->ws);
   pl_httpreq_free(&hc->req);
   pl_bytes_free(&hc->out);
@@ -405,6 +429,57 @@ static void pl__upgrade(pl_http_conn *hc, const uint8_t *rest, size_t n) {
 
 /* One whole request: answer it (or upgrade). Returns 1 if the connection
  * stays HTTP and may read the next request. */
+static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n);
+static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Writes an answer; 1 if the connection goes on to the next request. */
+static int pl__answer(pl_http_conn *hc, pl_http_res *res, int keep, int head) {
+  if (head) { /* HEAD: the headers only (Content-Length 0: simpler, and allowed) */
+    res->body.len = 0;
+    res->static_body = NULL;
+  }
+  keep = keep && !hc->lst->closing;
+  pl__respond(hc, res, keep);
+  if (!keep || hc->out.len > PL__MAX_PENDING_OUT) {
+    pl__finish(hc);
+    return 0;
+  }
+  pl_httpreq_next(&hc->req);
+  return 1;
+}
+
+void pl_http_ex_hold(pl_http_ex *x) { atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed); }
+
+pl_loop *pl_http_ex_loop(const pl_http_ex *x) { return x->loop; }
+
+/* On the connection's loop: the held answer goes out, then what waited. */
+static void pl__ex_run(pl_task *t) {
+  pl_http_ex *x = (pl_http_ex *)t;
+  pl_http_conn *hc = x->hc;
+  if (hc && !hc->dead) {
+    hc->ex = NULL;
+    x->hc = NULL;
+    if (pl__answer(hc, &x->res, x->keep, x->head) && !hc->closing) {
+      uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
+      pl_bytes rest = hc->rbuf;
+      memset(&hc->rbuf, 0, sizeof hc->rbuf);
+      pl__http_input(hc, rest.p, rest.len);
+      pl_bytes_free(&rest);
+    }
+    pl__ex_unref(x); /* the connection's reference */
+  }
+  pl__ex_unref(x); /* the route's */
+}
+
+void pl_http_ex_reply(pl_http_ex *x, pl_http_res *res) {
+  x->res = *res;
+  memset(&res->body, 0, sizeof res->body);
+  x->task.fn = pl__ex_run;
+  if (pl_loop_post(x->loop, &x->task) != PL_OK)
+    pl__ex_unref(x); /* the loop is closing: its connections go with it */
+}
+
 static int pl__request(pl_http_conn *hc, const uint8_t *rest, size_t n) {
   const pl_http_req *q = &hc->req.req;
   char path[PL_HTTP_MAX_URL + 1];
@@ -418,21 +493,26 @@ static int pl__request(pl_http_conn *hc, const uint8_t *rest, size_t n) {
       pl__fail(hc, 404, NULL);
     return 0;
   }
+  pl_http_ex *x = pl_calloc(1, sizeof *x);
+  atomic_init(&x->refs, 1);
+  x->loop = hc->c.loop;
+  x->hc = hc;
+  x->keep = q->keep_alive;
+  x->head = !strcmp(q->method, "HEAD");
   pl_http_res res = {.status = 404};
-  hc->lst->cfg.route(hc->lst->cfg.route_ud, q, &res);
-  int keep = q->keep_alive && !hc->lst->closing;
-  if (!strcmp(q->method, "HEAD")) { /* HEAD: the headers only (Content-Length 0: simpler, and allowed) */
-    res.body.len = 0;
-    res.static_body = NULL;
+  hc->lst->cfg.route(hc->lst->cfg.route_ud, q, &res, x);
+  if (res.status == 0) { /* held: the reply comes through x */
+    hc->ex = x;
+    uv_read_stop((uv_stream_t *)&hc->tcp);
+    pl_bytes_append(&hc->rbuf, rest, n);
+    return 2;
   }
-  pl__respond(hc, &res, keep);
+  x->hc = NULL;
+  int keep = x->keep, head = x->head;
+  pl__ex_unref(x);
+  int go = pl__answer(hc, &res, keep, head);
   pl_bytes_free(&res.body);
-  if (!keep || hc->out.len > PL__MAX_PENDING_OUT) {
-    pl__finish(hc);
-    return 0;
-  }
-  pl_httpreq_next(&hc->req);
-  return 1;
+  return go;
 }
 
 static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
@@ -451,8 +531,8 @@ static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
     }
     if (st == 1) {
       hc->req_since = 0;
-      if (!pl__request(hc, p, n))
-        return;
+      if (pl__request(hc, p, n) != 1)
+        return; /* closing, upgraded, or held (the rest is kept) */
     }
   }
 }
@@ -588,8 +668,7 @@ void pl_http_sweep(pl_http_listener *l, uint64_t now) {
       if (!hc->dead && now - hc->closing_since > PL__CLOSE_GRACE_MS)
         pl__hard_close(hc);
     } else if (hc->ws) {
-      if ((c->idle_timeout_ms && now - c->last_rx_ms > c->idle_timeout_ms) ||
-          (c->deadline_ms && now > c->deadline_ms))
+      if (pl_conn_idle_due(c, now))
         c->h->on_idle(c, c->h->ud);
     } else if (hc->req_since && now - hc->req_since > l->cfg.request_timeout_ms) {
       pl__fail(hc, 408, NULL);

@@ -27,7 +27,20 @@ typedef struct pl_http_res {
   size_t static_len;
 } pl_http_res;
 
-typedef void (*pl_http_route_fn)(void *ud, const pl_http_req *req, pl_http_res *res);
+/* One request being answered. A route that cannot answer at once (it waits
+ * for the store, or holds a long-poll) takes a reference with
+ * pl_http_ex_hold, leaves res->status 0, and later calls pl_http_ex_reply
+ * exactly once, from any thread. The connection reads nothing more
+ * meanwhile (pipelined requests wait their turn); if it goes away first,
+ * the reply is dropped. */
+typedef struct pl_http_ex pl_http_ex;
+void pl_http_ex_hold(pl_http_ex *x);
+/* Takes res->body; extra and type must be static strings. */
+void pl_http_ex_reply(pl_http_ex *x, pl_http_res *res);
+/* The loop the request arrived on. */
+pl_loop *pl_http_ex_loop(const pl_http_ex *x);
+
+typedef void (*pl_http_route_fn)(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex *x);
 
 /* The WebSocket subprotocols: native frames in binary messages, or their
  * JSON form in text messages (protocol.md 1.1, 1.2). */

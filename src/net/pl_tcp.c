@@ -508,8 +508,7 @@ void pl_tcp_sweep(pl_tcp_listener *l, uint64_t now) {
       tc->q = NULL;
       tc->qcap = 0;
     }
-    if ((c->idle_timeout_ms && now - c->last_rx_ms > c->idle_timeout_ms) ||
-        (c->deadline_ms && now > c->deadline_ms))
+    if (pl_conn_idle_due(c, now))
       c->h->on_idle(c, c->h->ud);
   }
 }

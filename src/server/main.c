@@ -20,6 +20,7 @@
 #include "core/pl_filter.h"
 #include "core/pl_session.h"
 #include "net/pl_http.h"
+#include "net/pl_lp.h"
 #include "net/pl_tcp.h"
 #include "pl_config.h"
 #include "pl_web.h"
@@ -38,6 +39,7 @@ typedef struct pl_server {
   pl_loop **loops;
   pl_tcp_listener **listeners;
   pl_http_listener **https; /* NULL entries when --http off */
+  pl_lp **lps;              /* long-poll sessions per loop (with --http) */
   pl_web web;
   pl__loop_task *ticks; /* one per loop: what its tick sweeps */
   pl_core *core;
@@ -65,6 +67,8 @@ static void pl__tick(pl_loop *l, void *ud) {
   pl_tcp_sweep(lt->srv->listeners[lt->i], now);
   if (lt->srv->https[lt->i])
     pl_http_sweep(lt->srv->https[lt->i], now);
+  if (lt->srv->lps[lt->i])
+    pl_lp_sweep(lt->srv->lps[lt->i], now);
 }
 
 static void pl__stop_listen(pl_task *t) {
@@ -89,6 +93,8 @@ static void pl__close_all(pl_task *t) {
   pl_tcp_close_all(lt->srv->listeners[lt->i]);
   if (lt->srv->https[lt->i])
     pl_http_close_all(lt->srv->https[lt->i]);
+  if (lt->srv->lps[lt->i])
+    pl_lp_close_all(lt->srv->lps[lt->i]);
   /* Unreferenced: it cuts slow peers, but does not keep a finished loop up. */
   lt->abort_timer = pl_malloc(sizeof *lt->abort_timer);
   uv_timer_init(pl_loop_uv(l), lt->abort_timer);
@@ -186,7 +192,8 @@ static pl_err pl__start(pl_server *srv) {
   srv->listeners = pl_calloc((size_t)srv->nloops, sizeof *srv->listeners);
   srv->https = pl_calloc((size_t)srv->nloops, sizeof *srv->https);
   srv->ticks = pl_calloc((size_t)srv->nloops, sizeof *srv->ticks);
-  srv->web = (pl_web){.core = srv->core, .store = srv->store};
+  srv->lps = pl_calloc((size_t)srv->nloops, sizeof *srv->lps);
+  srv->web = (pl_web){.core = srv->core, .store = srv->store, .lp = {srv->lps, srv->nloops}};
   pl_tcp_config tc = {
       .host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
   pl_http_config hc = {
@@ -203,6 +210,8 @@ static pl_err pl__start(pl_server *srv) {
     e = pl_tcp_listen(srv->loops[i], &tc, pl_core_handler(srv->core), &srv->listeners[i]);
     if (e == PL_OK && http)
       e = pl_http_listen(srv->loops[i], &hc, pl_core_handler(srv->core), &srv->https[i]);
+    if (e == PL_OK && http)
+      srv->lps[i] = pl_lp_new(srv->loops[i], i, pl_core_handler(srv->core), c->max_frame);
     if (e != PL_OK)
       return e;
     if (tc.port == 0) /* port 0: the others join the port the kernel picked */
@@ -234,6 +243,7 @@ static void pl__shutdown(pl_server *srv) {
     pl_tcp_listener_free(srv->listeners[i]);
     if (srv->https[i])
       pl_http_listener_free(srv->https[i]);
+    pl_lp_free(srv->lps[i]);
     if (keep[i])
       pl_free(keep[i]->abort_timer);
     pl_free(keep[i]);
@@ -242,6 +252,7 @@ static void pl__shutdown(pl_server *srv) {
   pl_free(srv->loops);
   pl_free(srv->listeners);
   pl_free(srv->https);
+  pl_free(srv->lps);
   pl_free(srv->ticks);
   pl_store_close(srv->store);
   if (srv->core)

@@ -1,5 +1,6 @@
 #include "pl_web.h"
 
+#include "parley.pb-c.h"
 #include "pl_assets.h"
 
 #include <stdarg.h>
@@ -19,6 +20,25 @@ static void pl__printf(pl_bytes *b, const char *fmt, ...) {
 
 static void pl__metric(pl_bytes *b, const char *name, const char *type, const char *help, uint64_t v) {
   pl__printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, (unsigned long long)v);
+}
+
+/* A histogram in Prometheus' form; scale turns the unit into the metric's
+ * (1e-6: microseconds into seconds). */
+static void pl__hists(pl_bytes *b, const char *name, const char *help, const pl_hist *hs, size_t nh,
+                      double scale) {
+  pl__printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  uint64_t cum = 0, sum = 0;
+  for (size_t k = 0; k < nh; k++)
+    sum += atomic_load_explicit(&hs[k].sum, memory_order_relaxed);
+  for (size_t i = 0; i <= hs->n; i++) {
+    for (size_t k = 0; k < nh; k++)
+      cum += atomic_load_explicit(&hs[k].counts[i], memory_order_relaxed);
+    if (i < hs->n)
+      pl__printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, (double)hs->bounds[i] * scale,
+                 (unsigned long long)cum);
+  }
+  pl__printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %g\n%s_count %llu\n", name, (unsigned long long)cum,
+             name, (double)sum * scale, name, (unsigned long long)cum);
 }
 
 static uint64_t pl__rss(void) {
@@ -42,22 +62,35 @@ static void pl__metrics(const pl_web *w, pl_http_res *res) {
   pl__printf(b, "# HELP parley_connections Open client connections (authenticated or not), by transport.\n"
                 "# TYPE parley_connections gauge\n");
   pl__printf(b, "parley_connections{transport=\"tcp\"} %llu\n",
-             (unsigned long long)(cs.conns_open - cs.conns_ws));
+             (unsigned long long)(cs.conns_open - cs.conns_ws - cs.conns_lp));
   pl__printf(b, "parley_connections{transport=\"ws\"} %llu\n", (unsigned long long)cs.conns_ws);
+  pl__printf(b, "parley_connections{transport=\"lp\"} %llu\n", (unsigned long long)cs.conns_lp);
   pl__metric(b, "parley_connections_total", "counter", "Client connections opened.", cs.conns_total);
   pl__metric(b, "parley_frames_in_total", "counter", "Frames received from clients.", cs.frames_in);
   pl__metric(b, "parley_sends_total", "counter", "Send requests (messages in).", cs.sends);
   pl__metric(b, "parley_messages_out_total", "counter", "Messages written to devices.", cs.messages_out);
-  pl__metric(b, "parley_errors_total", "counter", "Error frames sent to clients.", cs.errors);
+  pl__printf(b, "# HELP parley_errors_total Error frames sent to clients, by code.\n"
+                "# TYPE parley_errors_total counter\n");
+  for (int i = 0; i < PL_CORE_ERROR_CODES; i++) {
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&parley__error_code__descriptor, i);
+    if (v && i > 0) /* every code, zeros included, so rates work from the first scrape */
+      pl__printf(b, "parley_errors_total{code=\"%s\"} %llu\n", v->name,
+                 (unsigned long long)cs.errors_by_code[i]);
+  }
+  pl__hists(b, "parley_delivery_seconds",
+            "Time from a message's commit to its push reaching the recipient connection's loop.", cs.delivery,
+            cs.ndelivery, 1e-6);
   pl__metric(b, "parley_store_commits_total", "counter", "Storage transactions committed.", ss.commits);
   pl__metric(b, "parley_store_requests_total", "counter", "Storage requests run.", ss.requests);
   pl__metric(b, "parley_store_messages_total", "counter", "Messages stored.", ss.messages);
   pl__metric(b, "parley_store_failed_requests_total", "counter", "Storage requests failed with their batch.",
              ss.fails);
-  pl__printf(b,
-             "# HELP parley_store_commit_seconds_total Time spent committing (fsync included).\n"
-             "# TYPE parley_store_commit_seconds_total counter\nparley_store_commit_seconds_total %.6f\n",
-             (double)ss.commit_us_total / 1e6);
+  pl__metric(b, "parley_store_queue_depth", "gauge", "Storage requests waiting for the store thread.",
+             ss.queued);
+  pl__hists(b, "parley_store_commit_seconds", "Time of one commit (fsync included).", ss.commit_hist, 1,
+            1e-6);
+  pl__hists(b, "parley_store_batch_requests", "Requests per storage transaction (group commit).",
+            ss.batch_hist, 1, 1);
   pl__metric(b, "parley_memory_rss_bytes", "gauge", "Resident memory of parleyd.", pl__rss());
 }
 
@@ -95,14 +128,16 @@ static int pl__asset(const char *path, const pl_http_req *req, pl_http_res *res)
   return 0;
 }
 
-void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res) {
+void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex *x) {
   const pl_web *w = ud;
   char path[PL_HTTP_MAX_URL + 1];
   size_t n = strcspn(req->url, "?");
   memcpy(path, req->url, n);
   path[n] = '\0';
   int get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
-  if (!strcmp(path, "/healthz") && get) {
+  if (!strncmp(path, "/lp", 3) && (path[3] == '\0' || path[3] == '/')) {
+    pl_lp_route(&w->lp, req, path, res, x);
+  } else if (!strcmp(path, "/healthz") && get) {
     pl__text(res, 200, NULL, "ok\n");
   } else if (!strcmp(path, "/metrics") && get) {
     res->status = 200;

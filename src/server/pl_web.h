@@ -5,14 +5,16 @@
 
 #include "core/pl_session.h"
 #include "net/pl_http.h"
+#include "net/pl_lp.h"
 #include "store/pl_store.h"
 
 typedef struct pl_web {
   pl_core *core;
   pl_store *store;
+  pl_lp_set lp; /* long-poll sessions, one registry per loop */
 } pl_web;
 
 /* The route function for pl_http_config (ud: a pl_web). */
-void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res);
+void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex *x);
 
 #endif

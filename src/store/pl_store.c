@@ -51,6 +51,7 @@ struct pl_store {
   pl__sweep *sweeps;
   int closing; /* no more submissions; the thread drains and exits */
   pl_store_stats stats;
+  pl_hist commit_hist, batch_hist; /* us per commit; requests per transaction */
 };
 
 /* ---- request and message memory ----------------------------------------- */
@@ -211,6 +212,9 @@ static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
   s->stats.messages += msgs;
   s->stats.fails += e == PL_OK ? 0 : n;
   pthread_mutex_unlock(&s->mu);
+  pl_hist_add(&s->batch_hist, n);
+  if (e == PL_OK)
+    pl_hist_add(&s->commit_hist, us);
   if (e == PL_OK)
     pl__deliver_batch(s, batch);
   pl__hand_back_batch(s, batch);
@@ -380,6 +384,8 @@ pl_err pl_store_open(pl_store **out, const pl_store_backend *be, const pl_store_
   pl_store *s = pl_calloc(1, sizeof *s);
   int opened = 0;
   *out = NULL;
+  pl_hist_init(&s->commit_hist, pl_hist_us_bounds, pl_hist_us_n);
+  pl_hist_init(&s->batch_hist, pl_hist_pow2_bounds, pl_hist_pow2_n);
   s->be = be;
   s->cfg = *cfg;
   if (hooks && hooks->online) {
@@ -501,5 +507,8 @@ void pl_store_close(pl_store *s) {
 void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
   pthread_mutex_lock(&s->mu);
   *st = s->stats;
+  st->queued = s->queued;
   pthread_mutex_unlock(&s->mu);
+  st->commit_hist = &s->commit_hist;
+  st->batch_hist = &s->batch_hist;
 }

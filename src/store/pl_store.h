@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "../common/pl_err.h"
+#include "../common/pl_hist.h"
 
 /* What a queue entry is (messages.kind). Events share the queue, the qid
  * sequence and the Ack with messages (docs/protocol.md 11.4). */
@@ -316,7 +317,9 @@ void pl_store_close(pl_store *s);
 /* Counters for metrics and benchmarks. */
 typedef struct pl_store_stats {
   uint64_t commits, requests, messages, fails;
-  uint64_t commit_us_total; /* time spent in commit() */
+  uint64_t commit_us_total;                /* time spent in commit() */
+  uint64_t queued;                         /* requests waiting for the store thread now */
+  const pl_hist *commit_hist, *batch_hist; /* us per commit, requests per transaction (live) */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
 

@@ -192,42 +192,62 @@ static int pl__type_of(const char *name) {
   return ev && ev->value > 0 && ev->value < 256 ? ev->value : -1;
 }
 
-pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen) {
-  pl__dec d = {.why = why, .whylen = whylen};
-  json_error_t jerr;
-  pl_err e = PL_ERR_BAD_FRAME;
-  void *msg = NULL;
-  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-  if (!root) {
-    pl__fail(&d, "not JSON: %s (at %d)", jerr.text, jerr.position);
-    goto out;
-  }
+/* One JSON object -> one native frame appended to out. */
+static pl_err pl__obj_to_frame(pl__dec *d, json_t *root, pl_bytes *out) {
   json_t *t = json_object_get(root, "type");
   if (!json_is_object(root) || !json_is_string(t)) {
-    pl__fail(&d, "not an object with a string \"type\"");
-    goto out;
+    pl__fail(d, "not an object with a string \"type\"");
+    return PL_ERR_BAD_FRAME;
   }
   int type = pl__type_of(json_string_value(t));
   const ProtobufCMessageDescriptor *md = type > 0 ? pl_frame_descriptor((uint8_t)type) : NULL;
   if (!md) {
-    pl__fail(&d, "unknown type \"%s\"", json_string_value(t));
-    e = PL_ERR_UNKNOWN_TYPE;
-    goto out;
+    pl__fail(d, "unknown type \"%s\"", json_string_value(t));
+    return PL_ERR_UNKNOWN_TYPE;
   }
-  msg = pl__alloc(&d.arena, md->sizeof_message);
+  void *msg = pl__alloc(&d->arena, md->sizeof_message);
   protobuf_c_message_init(md, msg);
-  if (pl__message(&d, md, root, msg, 0) != 0)
-    goto out;
+  if (pl__message(d, md, root, msg, 0) != 0)
+    return PL_ERR_BAD_FRAME;
   size_t n = protobuf_c_message_get_packed_size(msg);
   pl_bytes_reserve(out, PL_FRAME_HDR + n);
   pl_frame_put_header(out->p + out->len, (uint8_t)type, n);
   protobuf_c_message_pack(msg, out->p + out->len + PL_FRAME_HDR);
   out->len += PL_FRAME_HDR + n;
-  e = PL_OK;
-out:
+  return PL_OK;
+}
+
+static pl_err pl__to_frames(const char *text, size_t len, int many, pl_bytes *out, char *why, size_t whylen) {
+  pl__dec d = {.why = why, .whylen = whylen};
+  json_error_t jerr;
+  pl_err e = PL_ERR_BAD_FRAME;
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!root)
+    pl__fail(&d, "not JSON: %s (at %d)", jerr.text, jerr.position);
+  else if (!many || !json_is_array(root))
+    e = pl__obj_to_frame(&d, root, out);
+  else
+    for (size_t i = 0, n = json_array_size(root); i < n; i++) {
+      size_t before = out->len;
+      if ((e = pl__obj_to_frame(&d, json_array_get(root, i), out)) != PL_OK) {
+        out->len = before; /* the frames before the bad one stand */
+        break;
+      }
+      e = PL_OK;
+    }
+  if (many && root && json_is_array(root) && json_array_size(root) == 0)
+    e = PL_OK;
   json_decref(root);
   pl__arena_free(&d.arena);
   return e;
+}
+
+pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen) {
+  return pl__to_frames(text, len, 0, out, why, whylen);
+}
+
+pl_err pl_json_to_frames(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen) {
+  return pl__to_frames(text, len, 1, out, why, whylen);
 }
 
 /* ---- encoding: protobuf -> JSON ------------------------------------------ */

@@ -22,6 +22,11 @@
  * says which) or PL_ERR_UNKNOWN_TYPE (no such "type"). */
 pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen);
 
+/* The same for a JSON array of such objects (or one object): the frames, one
+ * after another. On an error the frames of the objects before the bad one
+ * are in out. */
+pl_err pl_json_to_frames(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen);
+
 /* One native frame (header + payload) -> a JSON object appended to out.
  * Zero values are left out, as proto3's JSON mapping does. */
 pl_err pl_json_from_frame(const uint8_t *frame, size_t len, pl_bytes *out);

@@ -315,11 +315,19 @@ static void test_ws_session_talks_to_tcp_session(void) {
   CHECK(m->body.len == 15 && memcmp(m->body.data, "hi from the web", 15) == 0);
   protobuf_c_message_free_unpacked(&m->base, NULL);
 
-  char resp[8192];
+  char resp[32768];
   int fd = http_request(srv.http_port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", resp, sizeof resp);
   CHECK(strncmp(resp, "HTTP/1.1 200 ", 13) == 0);
   CHECK(strstr(resp, "\nparley_connections{transport=\"ws\"} 1\n") != NULL);
   CHECK(strstr(resp, "\nparley_connections{transport=\"tcp\"} 1\n") != NULL);
+  CHECK(strstr(resp, "\nparley_connections{transport=\"lp\"} 0\n") != NULL);
+  /* two live deliveries (one each way), each within 10 s of its commit */
+  CHECK(strstr(resp, "\nparley_delivery_seconds_count 2\n") != NULL);
+  CHECK(strstr(resp, "\nparley_delivery_seconds_bucket{le=\"10\"} 2\n") != NULL);
+  static const char batch_count[] = "\nparley_store_batch_requests_count ";
+  const char *batches = strstr(resp, batch_count);
+  CHECK(batches && atoi(batches + sizeof batch_count - 1) >= 4); /* registers, sends, acks, ... */
+  CHECK(strstr(resp, "\nparley_store_queue_depth 0\n") != NULL);
   close(fd);
   /* A WebSocket close is answered with a close, then the TCP close. */
   uint8_t bye[] = {0x03, 0xe8, 'b', 'y', 'e'};
@@ -436,6 +444,11 @@ static void test_binary_message_not_one_frame(void) {
   protobuf_c_message_free_unpacked(&e->base, NULL);
   CHECK_EQ_I(ws_close_code(fd), 1000);
   CHECK(tl_wait_closed(fd, T_MS));
+  close(fd);
+  char resp[32768];
+  fd = http_request(srv.http_port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", resp, sizeof resp);
+  CHECK(strstr(resp, "\nparley_errors_total{code=\"ERR_BAD_FRAME\"} 1\n") != NULL);
+  CHECK(strstr(resp, "\nparley_errors_total{code=\"ERR_UNKNOWN_PEER\"} 0\n") != NULL);
   close(fd);
 }
 

@@ -1,5 +1,6 @@
 """A third-party client of Parley's JSON binding, written from docs/protocol.md
-(sections 1.1, 1.2, 4, 9, 10) with python3-websockets, against the real parleyd.
+(sections 1.1-1.3, 4, 9, 10) with python3-websockets and urllib (long-poll),
+against the real parleyd.
 
 Run by test_ws_json.sh with Debian's /usr/bin/python3 (PARLEYD: the server binary).
 Exits 0 when every check holds; prints the failing check otherwise."""
@@ -150,25 +151,117 @@ async def refusals(url):
         check(closed.rcvd is not None and closed.rcvd.code == 1003, f"close {closed.rcvd}")
 
 
+def http(method, url, body=None, timeout=70):
+    """(status, parsed JSON or None) of one request; each its own connection."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else None
+
+
+async def poll(base, sid, want, wait=5):
+    """Frames from held GETs until one of type `want` comes (returns it, and all seen)."""
+    seen = []
+    for _ in range(10):
+        st, frames = await asyncio.to_thread(http, "GET", f"{base}/lp/{sid}?wait={wait}")
+        check(st == 200 and isinstance(frames, list), f"GET /lp: {st} {frames}")
+        seen += frames
+        for f in frames:
+            if f["type"] == want:
+                return f, seen
+    raise AssertionError(f"no {want} in {seen}")
+
+
+async def longpoll(base, url):
+    # open a session with Hello + Register in the same request
+    st, body = await asyncio.to_thread(http, "POST", f"{base}/lp", [
+        {"type": "hello", "version": 1, "kind": "KIND_WEB", "client_name": "lp-client"},
+        {"type": "register", "user": "lena", "password": "lena-password", "device": "lp"}])
+    check(st == 200 and body["sid"], f"open: {st} {body}")
+    sid = body["sid"]
+    ok, seen = await poll(base, sid, "auth_ok")
+    check(seen[0]["type"] == "welcome" and ok["user"] == "lena", str(seen))
+
+    # an empty poll returns [] after its wait
+    t0 = time.time()
+    st, frames = await asyncio.to_thread(http, "GET", f"{base}/lp/{sid}?wait=1")
+    check(st == 200 and frames == [] and time.time() - t0 >= 0.9, f"empty poll {st} {frames}")
+
+    # a WebSocket user writes to the long-poll user: the held GET returns with it
+    wendy = await connect(url)
+    await wendy.send(type="register", user="wendy", password="wendy-password", device="ws")
+    await wendy.recv("auth_ok")
+    held = asyncio.create_task(poll(base, sid, "message", wait=20))
+    await asyncio.sleep(0.3)
+    t0 = time.time()
+    await wendy.send(type="send", id="w1", to="lena", body=b64("over long-poll"), client_ts=1)
+    await wendy.recv("send_ack")
+    m, _ = await held
+    check(time.time() - t0 < 3, "the held GET returned as soon as the message came")
+    check(m["from"] == "wendy" and base64.b64decode(m["body"]).decode() == "over long-poll", str(m))
+
+    # ack and answer through POST; the WebSocket user gets the answer and the delivered tick
+    st, _ = await asyncio.to_thread(http, "POST", f"{base}/lp/{sid}", [
+        {"type": "ack", "upto": m["qid"]},
+        {"type": "send", "id": "l1", "to": "wendy", "body": b64("back over HTTP"), "client_ts": 2}])
+    check(st == 204, f"POST frames: {st}")
+    ack, _ = await poll(base, sid, "send_ack")
+    check(ack["id"] == "l1" and ack["seq"] == 2, str(ack))
+    got = await wendy.recv("message")
+    check(got["from"] == "lena" and base64.b64decode(got["body"]).decode() == "back over HTTP", str(got))
+
+    # bad JSON: 400 now, and the session ends with an Error the next GET gives
+    st, body = await asyncio.to_thread(http, "POST", f"{base}/lp/{sid}", None)
+    check(st == 204, f"an empty POST is fine: {st}")
+    req = urllib.request.Request(f"{base}/lp/{sid}", data=b"[{\"type\":", method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=10)
+        check(False, "bad JSON accepted")
+    except urllib.error.HTTPError as e:
+        check(e.code == 400 and "not JSON" in json.loads(e.read())["error"], "400 for bad JSON")
+    err, _ = await poll(base, sid, "error")
+    check(err["code"] == "ERR_BAD_FRAME", str(err))
+    st, body = await asyncio.to_thread(http, "GET", f"{base}/lp/{sid}?wait=1")
+    check(st == 404, f"the session is gone: {st} {body}")
+
+    # a session that is ended by DELETE; an unknown one
+    st, body = await asyncio.to_thread(http, "POST", f"{base}/lp", [{"type": "hello", "version": 1}])
+    sid2 = body["sid"]
+    st, _ = await asyncio.to_thread(http, "DELETE", f"{base}/lp/{sid2}")
+    check(st == 204, f"DELETE {st}")
+    st, _ = await asyncio.to_thread(http, "POST", f"{base}/lp/{sid2}", [{"type": "ping"}])
+    check(st == 404, f"POST after DELETE {st}")
+    st, _ = await asyncio.to_thread(http, "GET", f"{base}/lp/0-{'0' * 32}?wait=1")
+    check(st == 404, f"unknown session {st}")
+    await wendy.ws.close()
+
+
 def main():
     parleyd = os.environ["PARLEYD"]
     data = tempfile.mkdtemp(prefix="parley-wsjson-")
-    port, http = free_port(), free_port()
+    port, http_port = free_port(), free_port()
     log = open(data + ".log", "w")
     srv = subprocess.Popen([parleyd, "--data", data, "--listen", f"127.0.0.1:{port}",
-                            "--http", f"127.0.0.1:{http}", "--threads", "2",
+                            "--http", f"127.0.0.1:{http_port}", "--threads", "2",
                             "--argon2-mem", "8", "--argon2-ops", "1"], stderr=log)
     try:
         for _ in range(250):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=1) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1) as r:
                     check(r.read() == b"ok\n", "healthz")
                     break
             except OSError:
                 time.sleep(0.02)
-        url = f"ws://127.0.0.1:{http}/ws"
+        url = f"ws://127.0.0.1:{http_port}/ws"
         asyncio.run(scenario(url))
         asyncio.run(refusals(url))
+        asyncio.run(longpoll(f"http://127.0.0.1:{http_port}", url))
     except Exception as e:  # noqa: BLE001 - report any failure with the server's log
         print(f"FAIL: {type(e).__name__}: {e}\n(server log: {data}.log)", file=sys.stderr)
         return 1

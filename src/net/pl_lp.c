@@ -1,0 +1,425 @@
+#include "pl_lp.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/pl_log.h"
+#include "../common/pl_map.h"
+#include "../common/pl_mem.h"
+#include "../common/pl_time.h"
+#include "pl_tcp.h"
+#include "web/pl_json.h"
+
+#define PL__WAIT_DEFAULT_S 25
+#define PL__WAIT_MAX_S 55
+/* An ended session keeps its last frames (the Error saying why) this long. */
+#define PL__GONE_KEEP_MS 30000
+/* Frames waiting for a GET; past this the client has stopped polling. */
+#define PL__MAX_OUT (4u << 20)
+
+typedef struct pl_lp_sess pl_lp_sess;
+
+struct pl_lp {
+  pl_loop *loop;
+  int index;
+  const pl_conn_handler *h;
+  uint32_t max_frame;
+  pl_lp_sess *list;
+  size_t count;
+  pl_map by_key; /* the sid's random part -> session */
+};
+
+struct pl_lp_sess {
+  pl_conn c; /* first: the session layer sees a pl_conn */
+  pl_lp *lp;
+  uint64_t key;
+  char sid[48];
+  pl_bytes out;  /* the JSON frames to give, joined by ',' */
+  pl_bytes held; /* native frames received while the session paused */
+  pl_http_ex *wait;
+  uint64_t wait_until, closed_at;
+  pl_flusher flusher;
+  int paused, closing, told, doomed;
+  pl_lp_sess *prev, *next;
+};
+
+enum { OP_OPEN, OP_POST, OP_GET, OP_DELETE };
+
+/* ---- answers --------------------------------------------------------- */
+
+static void pl__reply(pl_http_ex *x, int status, const void *body, size_t n) {
+  pl_http_res res = {.status = status, .type = "application/json"};
+  pl_bytes_append(&res.body, body, n);
+  pl_http_ex_reply(x, &res);
+}
+
+static void pl__reply_error(pl_http_ex *x, int status, const char *why) {
+  json_t *o = json_pack("{s:s, s:i}", "error", why, "status", status);
+  char *b = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  pl__reply(x, status, b ? b : "{}", b ? strlen(b) : 2);
+  free(b);
+  json_decref(o);
+}
+
+/* Gives the held GET everything queued, as one JSON array. */
+static void pl__give(pl_lp_sess *s) {
+  if (!s->wait)
+    return;
+  pl_http_res res = {.status = 200, .type = "application/json"};
+  pl_bytes_append(&res.body, "[", 1);
+  pl_bytes_append(&res.body, s->out.p, s->out.len);
+  pl_bytes_append(&res.body, "]\n", 2);
+  pl_bytes_free(&s->out);
+  s->c.out_bytes = 0;
+  pl_http_ex_reply(s->wait, &res);
+  s->wait = NULL;
+}
+
+/* ---- the session's life ------------------------------------------------ */
+
+static void pl__unlink(pl_lp_sess *s) {
+  pl_lp *lp = s->lp;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    lp->list = s->next;
+  if (s->next)
+    s->next->prev = s->prev;
+  pl_map_del(&lp->by_key, s->key);
+  lp->count--;
+}
+
+static void pl__destroy(pl_lp_sess *s) {
+  if (s->wait)
+    pl__give(s);
+  if (s->flusher.queued) { /* the loop still holds it for this pass: it goes then */
+    s->doomed = 1;
+    return;
+  }
+  pl__unlink(s);
+  pl_bytes_free(&s->out);
+  pl_bytes_free(&s->held);
+  pl_free(s);
+}
+
+/* After the session layer let go: nothing more reaches it. */
+static void pl__tell_closed(pl_lp_sess *s) {
+  if (s->told)
+    return;
+  s->told = 1;
+  s->c.h->on_close(&s->c, s->c.h->ud);
+}
+
+/* End of a loop pass: answer a held GET, finish a close. */
+static void pl__flush(pl_flusher *f) {
+  pl_lp_sess *s = (pl_lp_sess *)((char *)f - offsetof(pl_lp_sess, flusher));
+  if (s->doomed) {
+    pl__destroy(s);
+    return;
+  }
+  if (s->closing)
+    pl__tell_closed(s);
+  if (s->wait && (s->out.len || s->closing))
+    pl__give(s);
+  pl_conn *c = &s->c;
+  if (!s->told && c->want_drain && c->out_bytes <= c->drain_mark / 2) {
+    c->want_drain = 0;
+    c->h->on_drain(c, c->h->ud);
+  }
+  if (s->told && !s->out.len && !s->wait)
+    pl__destroy(s); /* everything was given: a later GET learns it is gone */
+}
+
+static void pl__mark(pl_lp_sess *s) { pl_loop_mark(s->lp->loop, &s->flusher); }
+
+static void pl__close(pl_conn *c) {
+  pl_lp_sess *s = (pl_lp_sess *)c;
+  if (s->closing)
+    return;
+  s->closing = 1;
+  s->closed_at = pl_mono_ms();
+  pl__mark(s);
+}
+
+static void pl__write(pl_conn *c, pl_buf *b) {
+  pl_lp_sess *s = (pl_lp_sess *)c;
+  if (s->closing)
+    return;
+  size_t before = s->out.len;
+  if (before)
+    pl_bytes_append(&s->out, ",", 1);
+  if (pl_json_from_frame(b->data, b->len, &s->out) != PL_OK)
+    s->out.len = before;
+  c->out_bytes = s->out.len;
+  if (s->out.len > PL__MAX_OUT) {
+    pl_warn("long-poll %s: %zu bytes nobody collects; ending it", s->sid, s->out.len);
+    pl_bytes_free(&s->out);
+    pl__close(c);
+  }
+  pl__mark(s);
+}
+
+static void pl__dispatch(pl_lp_sess *s) {
+  size_t off = 0;
+  while (off < s->held.len && !s->paused && !s->closing) {
+    pl_frame f;
+    size_t used;
+    pl_err e = pl_frame_parse(s->held.p + off, s->held.len - off, s->c.max_frame, &f, &used);
+    if (e != PL_OK) {
+      s->c.h->on_bad_input(&s->c, e == PL_ERR_AGAIN ? PL_ERR_BAD_FRAME : e, s->c.h->ud);
+      off = s->held.len;
+      break;
+    }
+    off += used;
+    if (s->c.h->on_frame(&s->c, &f, s->c.h->ud))
+      s->paused = 1;
+  }
+  if (off >= s->held.len || s->closing)
+    pl_bytes_free(&s->held);
+  else
+    pl_bytes_consume(&s->held, off);
+}
+
+static void pl__pause(pl_conn *c) { ((pl_lp_sess *)c)->paused = 1; }
+
+static void pl__resume(pl_conn *c) {
+  pl_lp_sess *s = (pl_lp_sess *)c;
+  s->paused = 0;
+  pl__dispatch(s);
+}
+
+static const pl_transport_ops pl__lp_ops = {
+    .name = "lp", .write = pl__write, .close = pl__close, .pause = pl__pause, .resume = pl__resume};
+
+/* ---- requests, on the session's loop ------------------------------------ */
+
+static pl_lp_sess *pl__open(pl_lp *lp) {
+  pl_lp_sess *s = pl_calloc(1, sizeof *s);
+  unsigned char r[16];
+  do {
+    randombytes_buf(r, sizeof r);
+    memcpy(&s->key, r, sizeof s->key);
+  } while (!s->key || pl_map_get(&lp->by_key, s->key));
+  char hex[33];
+  sodium_bin2hex(hex, sizeof hex, r, sizeof r);
+  snprintf(s->sid, sizeof s->sid, "%d-%s", lp->index, hex);
+  s->lp = lp;
+  s->c.ops = &pl__lp_ops;
+  s->c.h = lp->h;
+  s->c.loop = lp->loop;
+  s->c.max_frame = lp->max_frame;
+  s->c.last_rx_ms = pl_mono_ms();
+  s->c.id = pl_conn_new_id();
+  snprintf(s->c.peer, sizeof s->c.peer, "long-poll");
+  s->flusher.fn = pl__flush;
+  s->next = lp->list;
+  if (lp->list)
+    lp->list->prev = s;
+  lp->list = s;
+  lp->count++;
+  pl_map_put(&lp->by_key, s->key, s);
+  lp->h->on_open(&s->c, lp->h->ud);
+  return s;
+}
+
+/* The random part of "N-<32 hex>" as a map key; 0 if malformed. */
+static uint64_t pl__key(const char *sid, int *index) {
+  char *dash;
+  long i = strtol(sid, &dash, 10);
+  unsigned char r[16];
+  size_t n = 0;
+  if (dash == sid || *dash != '-' || i < 0 || i > 1024 || strlen(dash + 1) != 32 ||
+      sodium_hex2bin(r, sizeof r, dash + 1, 32, NULL, &n, NULL) != 0 || n != 16)
+    return 0;
+  *index = (int)i;
+  uint64_t k;
+  memcpy(&k, r, sizeof k);
+  return k;
+}
+
+static pl_lp_sess *pl__find(pl_lp *lp, const char *sid) {
+  int index;
+  uint64_t k = pl__key(sid, &index);
+  pl_lp_sess *s = k ? pl_map_get(&lp->by_key, k) : NULL;
+  return s && strlen(s->sid) == strlen(sid) && sodium_memcmp(s->sid, sid, strlen(sid)) == 0 ? s : NULL;
+}
+
+/* Frames from a POST body (a JSON array of frames, or one). */
+static int pl__feed(pl_lp_sess *s, const pl_bytes *body, pl_http_ex *x) {
+  char why[200] = "";
+  pl_bytes frames = {0};
+  pl_err e =
+      body->len ? pl_json_to_frames((const char *)body->p, body->len, &frames, why, sizeof why) : PL_OK;
+  pl_bytes_append(&s->held, frames.p, frames.len);
+  pl_bytes_free(&frames);
+  s->c.last_rx_ms = pl_mono_ms();
+  pl__dispatch(s);
+  if (e != PL_OK) { /* as a malformed frame: an Error (given by the next GET), then the end */
+    if (!s->closing)
+      s->c.h->on_bad_input(&s->c, e, s->c.h->ud);
+    pl__reply_error(x, 400, why);
+    return -1;
+  }
+  return 0;
+}
+
+typedef struct pl__lp_req {
+  pl_task task;
+  pl_lp *lp;
+  int op;
+  char sid[48];
+  uint32_t wait_s;
+  pl_bytes body;
+  pl_http_ex *x;
+} pl__lp_req;
+
+static void pl__handle(pl_task *t) {
+  pl__lp_req *r = (pl__lp_req *)t;
+  pl_lp *lp = r->lp;
+  pl_lp_sess *s = r->op == OP_OPEN ? pl__open(lp) : pl__find(lp, r->sid);
+  if (!s || (s->told && r->op != OP_GET)) {
+    pl__reply_error(r->x, 404, "no such long-poll session");
+  } else if (r->op == OP_OPEN) {
+    if (pl__feed(s, &r->body, r->x) == 0) {
+      char b[96];
+      int n = snprintf(b, sizeof b, "{\"sid\":\"%s\"}\n", s->sid);
+      pl__reply(r->x, 200, b, (size_t)n);
+    }
+  } else if (r->op == OP_POST) {
+    if (pl__feed(s, &r->body, r->x) == 0)
+      pl__reply(r->x, 204, "", 0);
+  } else if (r->op == OP_DELETE) {
+    pl__close(&s->c);
+    pl__reply(r->x, 204, "", 0);
+  } else {       /* GET: hold it until there is something to say */
+    if (s->wait) /* one GET at a time: the older one returns empty */
+      pl__give(s);
+    s->wait = r->x;
+    s->wait_until = pl_mono_ms() + (uint64_t)r->wait_s * 1000u;
+    s->c.last_rx_ms = pl_mono_ms();
+    r->x = NULL;
+    if (s->out.len || s->closing)
+      pl__mark(s);
+  }
+  pl_bytes_free(&r->body);
+  pl_free(r);
+}
+
+/* ---- the route (any loop) ------------------------------------------------ */
+
+static uint32_t pl__wait_param(const char *url) {
+  const char *q = strstr(url, "?wait=");
+  if (!q)
+    q = strstr(url, "&wait=");
+  long w = q ? strtol(q + 6, NULL, 10) : PL__WAIT_DEFAULT_S;
+  return w < 0 ? 0 : w > PL__WAIT_MAX_S ? PL__WAIT_MAX_S : (uint32_t)w;
+}
+
+void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path, pl_http_res *res,
+                 pl_http_ex *x) {
+  int op, index = -1;
+  const char *sid = path[3] == '/' ? path + 4 : "";
+  if (!strcmp(path, "/lp") && !strcmp(req->method, "POST"))
+    op = OP_OPEN;
+  else if (*sid && !strcmp(req->method, "POST"))
+    op = OP_POST;
+  else if (*sid && !strcmp(req->method, "GET"))
+    op = OP_GET;
+  else if (*sid && !strcmp(req->method, "DELETE"))
+    op = OP_DELETE;
+  else {
+    res->status = 405;
+    res->type = "application/json";
+    res->extra = "Allow: POST, GET, DELETE\r\n";
+    pl_bytes_append(&res->body, "{\"error\":\"Method Not Allowed\",\"status\":405}\n", 44);
+    return;
+  }
+  pl_lp *lp = NULL;
+  if (op == OP_OPEN) { /* a new session lives where its first request landed */
+    for (int i = 0; i < set->n && !lp; i++)
+      if (set->lps[i]->loop == pl_http_ex_loop(x))
+        lp = set->lps[i];
+  } else if (pl__key(sid, &index) && index < set->n) {
+    lp = set->lps[index];
+  }
+  if (!lp) {
+    res->status = 404;
+    res->type = "application/json";
+    pl_bytes_append(&res->body, "{\"error\":\"no such long-poll session\",\"status\":404}\n", 51);
+    return;
+  }
+  pl__lp_req *r = pl_calloc(1, sizeof *r);
+  r->task.fn = pl__handle;
+  r->lp = lp;
+  r->op = op;
+  snprintf(r->sid, sizeof r->sid, "%s", sid);
+  r->wait_s = pl__wait_param(req->url);
+  pl_bytes_append(&r->body, req->body.p, req->body.len);
+  pl_http_ex_hold(x);
+  r->x = x;
+  res->status = 0; /* answered from the session's loop */
+  if (pl_loop_post(lp->loop, &r->task) != PL_OK) {
+    pl__reply_error(x, 503, "shutting down");
+    pl_bytes_free(&r->body);
+    pl_free(r);
+  }
+}
+
+/* ---- the registry ------------------------------------------------------------ */
+
+pl_lp *pl_lp_new(pl_loop *loop, int index, const pl_conn_handler *h, uint32_t max_frame) {
+  pl_lp *lp = pl_calloc(1, sizeof *lp);
+  lp->loop = loop;
+  lp->index = index;
+  lp->h = h;
+  lp->max_frame = max_frame;
+  return lp;
+}
+
+void pl_lp_free(pl_lp *lp) {
+  if (!lp)
+    return;
+  while (lp->list) {
+    pl_lp_sess *s = lp->list;
+    s->wait = NULL; /* its connection's loop is gone too */
+    pl__destroy(s);
+  }
+  pl_map_free(&lp->by_key);
+  pl_free(lp);
+}
+
+size_t pl_lp_count(const pl_lp *lp) { return lp->count; }
+
+void pl_lp_sweep(pl_lp *lp, uint64_t now) {
+  pl_lp_sess *next;
+  for (pl_lp_sess *s = lp->list; s; s = next) {
+    next = s->next;
+    pl_conn *c = &s->c;
+    if (s->wait) {
+      c->last_rx_ms = now; /* a held GET is a client that is there */
+      if (now >= s->wait_until)
+        pl__give(s);
+    }
+    if (s->closing) {
+      if (s->told && now - s->closed_at > PL__GONE_KEEP_MS)
+        pl__destroy(s);
+    } else if (pl_conn_idle_due(c, now)) {
+      c->h->on_idle(c, c->h->ud);
+    }
+  }
+}
+
+void pl_lp_close_all(pl_lp *lp) {
+  pl_lp_sess *next;
+  for (pl_lp_sess *s = lp->list; s; s = next) {
+    next = s->next;
+    if (!s->closing && s->c.h->on_shutdown)
+      s->c.h->on_shutdown(&s->c, s->c.h->ud);
+    pl__close(&s->c);
+    pl__tell_closed(s);
+    pl__give(s);
+  }
+}
