@@ -43,10 +43,11 @@ struct pl_lp_sess {
   uint64_t wait_until, closed_at;
   pl_flusher flusher;
   int paused, closing, told, doomed;
+  int oneshot; /* a REST register/login: answer with its AuthOk or Error, then end */
   pl_lp_sess *prev, *next;
 };
 
-enum { OP_OPEN, OP_POST, OP_GET, OP_DELETE };
+enum { OP_OPEN, OP_POST, OP_GET, OP_DELETE, OP_AUTH };
 
 /* ---- answers --------------------------------------------------------- */
 
@@ -76,6 +77,62 @@ static void pl__give(pl_lp_sess *s) {
   s->c.out_bytes = 0;
   pl_http_ex_reply(s->wait, &res);
   s->wait = NULL;
+}
+
+/* HTTP status for a protocol error answering a REST call. */
+static int pl__status_of(const char *code) {
+  if (!strcmp(code, "ERR_BAD_CREDENTIALS") || !strcmp(code, "ERR_BAD_TOKEN"))
+    return 401;
+  if (!strcmp(code, "ERR_USER_EXISTS"))
+    return 409;
+  if (!strcmp(code, "ERR_TOO_MANY_DEVICES"))
+    return 403;
+  if (!strcmp(code, "ERR_INTERNAL") || !strcmp(code, "ERR_SHUTTING_DOWN"))
+    return 503;
+  return 400;
+}
+
+static void pl__close(pl_conn *c);
+
+/* A REST call's session: once its AuthOk or Error is there, that is the
+ * answer (the AuthOk's fields, or {"error":CODE,...}) and the session ends. */
+static void pl__give_oneshot(pl_lp_sess *s) {
+  pl_bytes arr = {0};
+  pl_bytes_append(&arr, "[", 1);
+  pl_bytes_append(&arr, s->out.p, s->out.len);
+  pl_bytes_append(&arr, "]", 1);
+  json_t *frames = json_loadb((const char *)arr.p, arr.len, 0, NULL);
+  pl_bytes_free(&arr);
+  json_t *answer = NULL;
+  int status = 0;
+  for (size_t i = 0; frames && i < json_array_size(frames) && !status; i++) {
+    json_t *f = json_array_get(frames, i);
+    const char *type = json_string_value(json_object_get(f, "type"));
+    if (type && !strcmp(type, "auth_ok")) {
+      status = 200;
+      answer = json_deep_copy(f);
+      json_object_del(answer, "type");
+    } else if (type && !strcmp(type, "error")) {
+      const char *code = json_string_value(json_object_get(f, "code"));
+      status = pl__status_of(code ? code : "");
+      const char *msg = json_string_value(json_object_get(f, "message"));
+      answer = json_pack("{s:s, s:s, s:i}", "error", code ? code : "", "message", msg ? msg : "", "status",
+                         status);
+    }
+  }
+  json_decref(frames);
+  if (!status && !s->closing)
+    return; /* a Welcome so far: the answer is still to come */
+  char *body = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
+  if (body)
+    pl__reply(s->wait, status, body, strlen(body));
+  else
+    pl__reply_error(s->wait, 503, "the session ended without an answer");
+  free(body);
+  json_decref(answer);
+  s->wait = NULL;
+  pl_bytes_free(&s->out);
+  pl__close(&s->c);
 }
 
 /* ---- the session's life ------------------------------------------------ */
@@ -122,8 +179,12 @@ static void pl__flush(pl_flusher *f) {
   }
   if (s->closing)
     pl__tell_closed(s);
-  if (s->wait && (s->out.len || s->closing))
+  if (s->wait && s->oneshot)
+    pl__give_oneshot(s);
+  else if (s->wait && (s->out.len || s->closing))
     pl__give(s);
+  if (s->oneshot && s->closing)
+    pl__tell_closed(s);
   pl_conn *c = &s->c;
   if (!s->told && c->want_drain && c->out_bytes <= c->drain_mark / 2) {
     c->want_drain = 0;
@@ -260,7 +321,8 @@ static int pl__feed(pl_lp_sess *s, const pl_bytes *body, pl_http_ex *x) {
   if (e != PL_OK) { /* as a malformed frame: an Error (given by the next GET), then the end */
     if (!s->closing)
       s->c.h->on_bad_input(&s->c, e, s->c.h->ud);
-    pl__reply_error(x, 400, why);
+    if (x)
+      pl__reply_error(x, 400, why);
     return -1;
   }
   return 0;
@@ -279,7 +341,7 @@ typedef struct pl__lp_req {
 static void pl__handle(pl_task *t) {
   pl__lp_req *r = (pl__lp_req *)t;
   pl_lp *lp = r->lp;
-  pl_lp_sess *s = r->op == OP_OPEN ? pl__open(lp) : pl__find(lp, r->sid);
+  pl_lp_sess *s = r->op == OP_OPEN || r->op == OP_AUTH ? pl__open(lp) : pl__find(lp, r->sid);
   if (!s || (s->told && r->op != OP_GET)) {
     pl__reply_error(r->x, 404, "no such long-poll session");
   } else if (r->op == OP_OPEN) {
@@ -288,6 +350,14 @@ static void pl__handle(pl_task *t) {
       int n = snprintf(b, sizeof b, "{\"sid\":\"%s\"}\n", s->sid);
       pl__reply(r->x, 200, b, (size_t)n);
     }
+  } else if (r->op == OP_AUTH) {
+    s->oneshot = 1;
+    s->wait = r->x; /* answered by pl__give_oneshot */
+    s->wait_until = pl_mono_ms() + 30000u;
+    r->x = NULL;
+    if (pl__feed(s, &r->body, NULL) != 0)
+      pl__close(&s->c);
+    pl__mark(s);
   } else if (r->op == OP_POST) {
     if (pl__feed(s, &r->body, r->x) == 0)
       pl__reply(r->x, 204, "", 0);
@@ -368,6 +438,49 @@ void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path,
   }
 }
 
+/* POST /api/register and /api/login: {"user","password","device"} in, the
+ * AuthOk's fields out. Served by a one-shot session, so the rules, limits
+ * and errors are exactly those of Register and Login (protocol.md 1.4). */
+void pl_lp_auth(const pl_lp_set *set, const pl_http_req *req, int reg, pl_http_res *res, pl_http_ex *x) {
+  json_t *in = json_loadb((const char *)req->body.p, req->body.len, 0, NULL);
+  const char *user = json_string_value(json_object_get(in, "user"));
+  const char *pw = json_string_value(json_object_get(in, "password"));
+  json_t *dev = json_object_get(in, "device");
+  pl_lp *lp = NULL;
+  for (int i = 0; i < set->n && !lp; i++)
+    if (set->lps[i]->loop == pl_http_ex_loop(x))
+      lp = set->lps[i];
+  if (!json_is_object(in) || !user || !pw || (dev && !json_is_string(dev)) || !lp) {
+    json_decref(in);
+    res->status = 400;
+    res->type = "application/json";
+    static const char e[] = "{\"error\":\"ERR_INVALID_ARGUMENT\",\"message\":\"expected "
+                            "{\\\"user\\\":..,\\\"password\\\":..,\\\"device\\\":..}\",\"status\":400}\n";
+    pl_bytes_append(&res->body, e, sizeof e - 1);
+    return;
+  }
+  json_t *frames = json_pack("[{s:s, s:i, s:s, s:s}, {s:s, s:s, s:s, s:s}]", "type", "hello", "version", 1,
+                             "kind", "KIND_WEB", "client_name", "rest", "type", reg ? "register" : "login",
+                             "user", user, "password", pw, "device", dev ? json_string_value(dev) : "");
+  pl__lp_req *r = pl_calloc(1, sizeof *r);
+  r->task.fn = pl__handle;
+  r->lp = lp;
+  r->op = OP_AUTH;
+  char *text = json_dumps(frames, JSON_COMPACT);
+  pl_bytes_append(&r->body, text, strlen(text));
+  free(text);
+  json_decref(frames);
+  json_decref(in);
+  pl_http_ex_hold(x);
+  r->x = x;
+  res->status = 0;
+  if (pl_loop_post(lp->loop, &r->task) != PL_OK) {
+    pl__reply_error(x, 503, "shutting down");
+    pl_bytes_free(&r->body);
+    pl_free(r);
+  }
+}
+
 /* ---- the registry ------------------------------------------------------------ */
 
 pl_lp *pl_lp_new(pl_loop *loop, int index, const pl_conn_handler *h, uint32_t max_frame) {
@@ -400,8 +513,13 @@ void pl_lp_sweep(pl_lp *lp, uint64_t now) {
     pl_conn *c = &s->c;
     if (s->wait) {
       c->last_rx_ms = now; /* a held GET is a client that is there */
-      if (now >= s->wait_until)
+      if (now >= s->wait_until && s->oneshot) {
+        pl__reply_error(s->wait, 504, "no answer in time");
+        s->wait = NULL;
+        pl__close(c);
+      } else if (now >= s->wait_until) {
         pl__give(s);
+      }
     }
     if (s->closing) {
       if (s->told && now - s->closed_at > PL__GONE_KEEP_MS)

@@ -30,6 +30,10 @@ void pl_lp_sweep(pl_lp *lp, uint64_t now_mono_ms);
 void pl_lp_close_all(pl_lp *lp);
 size_t pl_lp_count(const pl_lp *lp);
 
+/* POST /api/register (reg 1) and /api/login: a one-shot session that
+ * registers or logs in and answers with the AuthOk's fields as JSON. */
+void pl_lp_auth(const pl_lp_set *set, const pl_http_req *req, int reg, pl_http_res *res, pl_http_ex *x);
+
 /* Handles /lp and /lp/SID (any loop's thread). Fills res, or holds x. */
 void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path, pl_http_res *res,
                  pl_http_ex *x);

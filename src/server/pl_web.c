@@ -137,6 +137,9 @@ void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex
   int get = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD");
   if (!strncmp(path, "/lp", 3) && (path[3] == '\0' || path[3] == '/')) {
     pl_lp_route(&w->lp, req, path, res, x);
+  } else if ((!strcmp(path, "/api/register") || !strcmp(path, "/api/login")) &&
+             !strcmp(req->method, "POST")) {
+    pl_lp_auth(&w->lp, req, !strcmp(path, "/api/register"), res, x);
   } else if (!strcmp(path, "/healthz") && get) {
     pl__text(res, 200, NULL, "ok\n");
   } else if (!strcmp(path, "/metrics") && get) {

@@ -161,6 +161,8 @@ async function run() {
     await browser.close();
     srv.proc.kill('SIGTERM');
   }
+  const code = await new Promise((resolve) => srv.proc.on('exit', (c) => resolve(c)));
+  assert.equal(code, 0, `parleyd exited with ${code} (log: ${srv.dir}.log)`); // a leak under ASan would not be 0
   rmSync(srv.dir, { recursive: true, force: true });
 }
 
