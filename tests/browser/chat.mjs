@@ -22,10 +22,10 @@ const freePort = () => new Promise((resolve) => {
   s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
 });
 
-async function startServer() {
-  const dir = mkdtempSync(join(tmpdir(), 'parley-browser-'));
-  const port = await freePort(), http = await freePort();
-  const log = openSync(`${dir}.log`, 'w');
+async function startServer(old) {
+  const dir = old ? old.dir : mkdtempSync(join(tmpdir(), 'parley-browser-'));
+  const port = old ? old.port : await freePort(), http = old ? old.http : await freePort();
+  const log = openSync(`${dir}.log`, 'a');
   const proc = spawn(PARLEYD, ['--data', dir, '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${http}`,
     '--threads', '2', '--argon2-mem', '8', '--argon2-ops', '1', '--presence-grace', '0'],
   { stdio: ['ignore', 'ignore', log] });
@@ -33,7 +33,7 @@ async function startServer() {
     try { if ((await fetch(`http://127.0.0.1:${http}/healthz`)).ok) break; } catch { /* not yet */ }
     await new Promise((r) => setTimeout(r, 20));
   }
-  return { dir, port, base: `http://127.0.0.1:${http}/`, proc };
+  return { dir, port, http, base: `http://127.0.0.1:${http}/`, proc };
 }
 
 function cli(srv, user, ...args) {
@@ -148,6 +148,40 @@ async function run() {
     await tickIs(alice, 'hi carol, from the browser', 'delivered');
     cli(srv, 'carol', 'send', 'alice', 'hello from the cli ✓');
     await alice.locator('#messages li.theirs .text:text-is("hello from the cli ✓")').waitFor({ timeout: T });
+
+    step('a group: created in the browser, seen by its members, one message to all');
+    await alice.fill('#new-group-name', 'team');
+    await alice.fill('#new-group-members', 'bob, carol');
+    await alice.click('#new-group button');
+    const groupBtn = (p) => p.locator('#convs button', { has: p.locator('span:text-is("team")') });
+    await groupBtn(alice).waitFor({ timeout: T });
+    await groupBtn(alice).click();
+    await alice.locator('#messages li.event .text:text-matches("alice created the group")').waitFor({ timeout: T });
+    await say(alice, 'hello team');
+    await tickIs(alice, 'hello team', 'sent');
+    await bob.locator('#convs button[data-conv^="g:"]').waitFor({ timeout: T });
+    await bob.click('#convs button[data-conv^="g:"]');
+    const teamMsg = bob.locator('#messages li.theirs', { has: bob.locator('.text:text-is("hello team")') });
+    await teamMsg.waitFor({ timeout: T });
+    assert.equal(await teamMsg.locator('.from').textContent(), 'alice');
+    const carolGot = cli(srv, 'carol', 'recv', '--wait', '2');
+    assert.match(carolGot, /"group":"[^"]+".*"text":"hello team"/s);
+
+    step('the server goes down and comes back: the page reconnects, resumes, and sends what waited');
+    srv.proc.kill('SIGKILL');
+    await new Promise((resolve) => srv.proc.on('exit', resolve));
+    await alice.locator('#status:text-is("reconnecting…")').waitFor({ timeout: T });
+    await alice.click('#convs button[data-conv="dm:alice:bob"]');
+    await say(alice, 'sent while the server was down');
+    await tickIs(alice, 'sent while the server was down', 'pending');
+    Object.assign(srv, await startServer(srv));
+    await alice.locator('#status:text-is("online")').waitFor({ timeout: 20000 });
+    await bob.locator('#status:text-is("online")').waitFor({ timeout: 20000 });
+    await tickIs(alice, 'sent while the server was down', 'delivered');
+    await bob.click('#convs button[data-conv="dm:alice:bob"]');
+    await bob.locator('#messages li .text:text-is("sent while the server was down")').waitFor({ timeout: T });
+    assert.equal(await bob.locator('#messages li .text:text-is("sent while the server was down")').count(), 1);
+    await tickIs(alice, 'sent while the server was down', 'read');
 
     step('the client is served with revalidation headers');
     const r = await fetch(srv.base);
