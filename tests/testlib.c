@@ -71,15 +71,26 @@ void tl_rmrf(const char *dir) {
     fprintf(stderr, "warning: could not remove %s\n", dir);
 }
 
+/* A free port below the kernel's ephemeral range (32768 and up): a server
+ * that restarts on its port must not find it taken by some client socket's
+ * automatic port meanwhile (the browser and parallel tests make many). */
 static int tl__free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-    tl__fail(__FILE__, __LINE__, "free port: %s", strerror(errno));
-  close(fd);
-  return ntohs(a.sin_port);
+  static unsigned seed;
+  if (!seed)
+    seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+  for (int tries = 0; tries < 1000; tries++) {
+    int port = 20000 + (int)(rand_r(&seed) % 12000);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+      close(fd);
+    if (ok)
+      return port;
+  }
+  tl__fail(__FILE__, __LINE__, "free port: none found in 20000-31999");
+  return -1;
 }
 
 static void tl__spawn(tl_server *s) {

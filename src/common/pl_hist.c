@@ -19,7 +19,10 @@ void pl_hist_add(pl_hist *h, uint64_t v) {
   size_t i = 0;
   while (i < h->n && v > h->bounds[i]) /* a dozen buckets: a scan beats a search */
     i++;
-  atomic_fetch_add_explicit(&h->counts[i], 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&h->sum, v, memory_order_relaxed);
-  atomic_fetch_add_explicit(&h->total, 1, memory_order_relaxed);
+  atomic_store_explicit(&h->counts[i], atomic_load_explicit(&h->counts[i], memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+  atomic_store_explicit(&h->sum, atomic_load_explicit(&h->sum, memory_order_relaxed) + v,
+                        memory_order_relaxed);
+  atomic_store_explicit(&h->total, atomic_load_explicit(&h->total, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
 }

@@ -1,6 +1,8 @@
-/* pl_hist: a fixed-bucket histogram any thread may add to (relaxed atomics),
- * read for /metrics as Prometheus buckets. Values are integers in the
- * caller's unit (microseconds, requests). */
+/* pl_hist: a fixed-bucket histogram with one writer (its thread adds; a
+ * loop that needs one has its own) and any number of readers (/metrics, as
+ * Prometheus buckets). Single-writer counters need no locked instruction on
+ * the hot path: relaxed loads and stores, never torn. Values are integers in
+ * the caller's unit (microseconds, requests). */
 #ifndef PL_HIST_H
 #define PL_HIST_H
 

@@ -17,9 +17,13 @@ const PARLEYD = process.env.PARLEYD, CLI = process.env.PARLEY_CLI;
 assert.ok(PARLEYD && CLI, 'PARLEYD and PARLEY_CLI must be set');
 const T = 10000;
 
+// Below the ephemeral range (32768+), so that the server's ports are not
+// taken by Chromium's own connections while the server restarts.
 const freePort = () => new Promise((resolve) => {
+  const port = 20000 + Math.floor(Math.random() * 12000);
   const s = createServer();
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  s.once('error', () => resolve(freePort()));
+  s.listen(port, '127.0.0.1', () => s.close(() => resolve(port)));
 });
 
 async function startServer(old) {

@@ -5,7 +5,7 @@
 PARLEYD=${PARLEYD:?PARLEYD must point at parleyd}
 CLI=${PARLEY_CLI:?PARLEY_CLI must point at the parley CLI}
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/parley-cli-XXXXXX")
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(python3 "$(dirname "${BASH_SOURCE[0]}")/free_port.py")
 log=$tmp/parleyd.log
 export PARLEY_SERVER=127.0.0.1:$port PARLEY_PASSWORD=secret-pass
 pid=

@@ -8,7 +8,7 @@ set -uo pipefail
 PARLEYD=${PARLEYD:?PARLEYD must point at parleyd}
 CLI=${PARLEY_CLI:?PARLEY_CLI must point at parley}
 dir=$(mktemp -d "${TMPDIR:-/tmp}/parley-done-XXXXXX")
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(python3 "$(dirname "${BASH_SOURCE[0]}")/free_port.py")
 export PARLEY_SERVER=127.0.0.1:$port
 pass=0 fail=0 pid=
 

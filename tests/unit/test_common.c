@@ -3,6 +3,7 @@
 
 #include "common/pl_buf.h"
 #include "common/pl_err.h"
+#include "common/pl_hist.h"
 #include "common/pl_map.h"
 #include "common/pl_mem.h"
 #include "parley.pb-c.h"
@@ -310,7 +311,31 @@ static void test_mem_map_returns_everything(void) {
   CHECK_EQ_U(pl_mem_used(), base);
 }
 
+/* Values land in the first bucket whose bound they do not exceed; above the
+ * last bound, in +Inf; sum and total add up. */
+static void test_hist_buckets(void) {
+  pl_hist h;
+  pl_hist_init(&h, pl_hist_us_bounds, pl_hist_us_n);
+  uint64_t vals[] = {0, 100, 101, 250, 10000000, 10000001, 99999999};
+  uint64_t sum = 0;
+  for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+    pl_hist_add(&h, vals[i]);
+    sum += vals[i];
+  }
+  CHECK_EQ_U(atomic_load(&h.counts[0]), 2);       /* 0, 100: <= 100 us */
+  CHECK_EQ_U(atomic_load(&h.counts[1]), 2);       /* 101, 250: <= 250 us */
+  CHECK_EQ_U(atomic_load(&h.counts[h.n - 1]), 1); /* 10 s exactly */
+  CHECK_EQ_U(atomic_load(&h.counts[h.n]), 2);     /* above the last bound */
+  CHECK_EQ_U(atomic_load(&h.total), 7);
+  CHECK_EQ_U(atomic_load(&h.sum), sum);
+  pl_hist b;
+  pl_hist_init(&b, pl_hist_pow2_bounds, pl_hist_pow2_n);
+  pl_hist_add(&b, 3);
+  CHECK_EQ_U(atomic_load(&b.counts[2]), 1); /* 3 -> the bucket of 4 */
+}
+
 int main(void) {
+  RUN(test_hist_buckets);
   RUN(test_map_empty);
   RUN(test_map_put_get_del);
   RUN(test_map_many_keys);
