@@ -34,6 +34,7 @@
   X(NOT_MEMBER, -32, 1, "no such group, or you are not a member")        \
   X(FORBIDDEN, -33, 1, "your role in the group does not allow this")     \
   X(GROUP_FULL, -34, 1, "the group is at its member limit")              \
+  X(UNKNOWN_MEDIA, -35, 1, "no such media, or you may not use it")       \
   X(AGAIN, -1001, 0, "need more data")                                   \
   X(NOMEM, -1002, 0, "out of memory")                                    \
   X(IO, -1003, 0, "i/o error")                                           \
@@ -41,7 +42,8 @@
   X(CONFIG, -1005, 0, "bad configuration")                               \
   X(NOT_FOUND, -1006, 0, "not found")                                    \
   X(CLOSED, -1007, 0, "connection closed")                               \
-  X(TIMEOUT, -1008, 0, "timed out")
+  X(TIMEOUT, -1008, 0, "timed out")                                      \
+  X(QUOTA, -1012, 0, "media quota exceeded")
 
 typedef enum pl_err {
 #define PL__ERR_ENUM(name, val, wire, msg) PL_ERR_##name = (val),

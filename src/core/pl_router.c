@@ -117,7 +117,13 @@ pl_buf *pl_router_encode(const pl_msg *m) {
   msg.body.len = m->body_len;
   msg.client_ts = m->client_ts;
   msg.server_ts = m->server_ts;
-  return pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_MESSAGE, &msg.base);
+  /* the store keeps the attachment packed, as the wire has it */
+  if (m->media_len)
+    msg.media = parley__media__unpack(NULL, m->media_len, m->media);
+  pl_buf *b = pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_MESSAGE, &msg.base);
+  if (msg.media)
+    parley__media__free_unpacked(msg.media, NULL);
+  return b;
 }
 
 static void pl__kick_run(pl_task *t) {

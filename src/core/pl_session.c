@@ -549,6 +549,8 @@ static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
   pl_err e = PL_OK;
   uint64_t gid = *m->group ? pl__gid(m->group) : 0;
   int to_ok = *m->group ? gid && !*m->to : pl_auth_valid_user(m->to, strlen(m->to));
+  if (m->media && (!*m->media->id || strlen(m->media->id) > 64))
+    to_ok = 0;
   if (idlen == 0 || idlen > PL__MAX_ID || !to_ok)
     e = PL_ERR_INVALID_ARGUMENT;
   else if (m->body.len > s->core->cfg.max_message)
@@ -577,6 +579,7 @@ static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
   sr->req.in.body = masked ? masked : m->body.data;
   sr->req.in.body_len = masked ? masked_len : m->body.len;
   sr->req.in.client_ts = m->client_ts;
+  sr->req.in.media_id = m->media ? m->media->id : NULL;
   atomic_fetch_add_explicit(&s->core->sends, 1, memory_order_relaxed);
   pl__submit(sr);
   if (++s->inflight >= s->core->cfg.max_inflight) {

@@ -1,7 +1,9 @@
 #include "pl_http.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <sodium.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +17,8 @@
 #define PL__CLOSE_GRACE_MS 5000
 /* A client that pipelines requests without reading the answers is cut here. */
 #define PL__MAX_PENDING_OUT (4u << 20)
+/* A file body is read this much at a time, as the socket takes it. */
+#define PL__FILE_CHUNK (256u << 10)
 
 typedef struct pl_http_conn pl_http_conn;
 
@@ -38,9 +42,13 @@ struct pl_http_conn {
   pl_bytes out;    /* bytes to write next */
   pl_bytes rbuf;   /* input that waits while a request is held */
   pl_http_ex *ex;  /* the held request, if any */
+  pl_http_sink *sink; /* the request whose body streams into a sink */
+  pl_http_ex *sx;     /* and its exchange */
+  int file_fd;        /* a file body being sent (-1: none) */
+  uint64_t file_off, file_left;
   size_t inflight; /* bytes handed to uv_write */
   uint64_t req_since, closing_since;
-  uint8_t writing, closing, dead, session, json;
+  uint8_t writing, closing, dead, session, json, paused;
   pl_http_conn *prev, *next;
 };
 
@@ -108,11 +116,38 @@ static void pl__gather(pl_http_conn *hc) {
 }
 
 static int pl__done_writing(const pl_http_conn *hc) {
-  return !hc->out.len && !hc->writing && (!hc->ws || !pl_ws_output(hc->ws)->len);
+  return hc->file_fd < 0 && !hc->out.len && !hc->writing && (!hc->ws || !pl_ws_output(hc->ws)->len);
+}
+
+static void pl__file_done(pl_http_conn *hc);
+static void pl__mark(pl_http_conn *hc);
+
+/* The next piece of a file body, once the output before it is out. */
+static void pl__file_fill(pl_http_conn *hc) {
+  if (hc->file_fd < 0 || hc->out.len || hc->writing)
+    return;
+  size_t want = hc->file_left < PL__FILE_CHUNK ? (size_t)hc->file_left : PL__FILE_CHUNK;
+  if (want) {
+    pl_bytes_reserve(&hc->out, want);
+    ssize_t r = pread(hc->file_fd, hc->out.p, want, (off_t)hc->file_off);
+    if (r <= 0) { /* the file shrank or broke: the answer cannot be finished */
+      pl_warn("http: reading a file body: %s", r < 0 ? strerror(errno) : "unexpected end");
+      pl__hard_close(hc);
+      return;
+    }
+    hc->out.len = (size_t)r;
+    hc->file_off += (uint64_t)r;
+    hc->file_left -= (uint64_t)r;
+  }
+  if (!hc->file_left)
+    pl__file_done(hc);
 }
 
 static void pl__flush(pl_flusher *f) {
   pl_http_conn *hc = (pl_http_conn *)((char *)f - offsetof(pl_http_conn, flusher));
+  if (hc->dead)
+    return;
+  pl__file_fill(hc);
   if (hc->dead)
     return;
   pl__gather(hc);
@@ -145,8 +180,10 @@ static void pl__flush(pl_flusher *f) {
       }
     }
   }
-  if (!hc->out.len && hc->out.cap > 65536)
+  if (!hc->out.len && hc->out.cap > 65536 && hc->file_fd < 0)
     pl_bytes_free(&hc->out); /* a burst does not pin its buffer */
+  if (hc->file_fd >= 0 && !hc->out.len && !hc->writing)
+    pl__mark(hc); /* the next piece */
   pl__update_out(hc);
   pl__check_drain(hc);
   if (hc->closing && pl__done_writing(hc) && (!hc->ws || pl_ws_finished(hc->ws)))
@@ -159,6 +196,8 @@ static void pl__mark(pl_http_conn *hc) { pl_loop_mark(hc->c.loop, &hc->flusher);
 
 static void pl__ex_unref(pl_http_ex *x) {
   if (atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel) == 1) {
+    if (x->res.has_file) /* a reply nobody took */
+      close(x->res.file_fd);
     pl_bytes_free(&x->res.body);
     pl_free(x);
   }
@@ -182,6 +221,14 @@ static void pl__closed_cb(uv_handle_t *h) {
     hc->ex->hc = NULL;
     pl__ex_unref(hc->ex);
   }
+  if (hc->sink) /* an upload cut short */
+    hc->sink->ops->abort(hc->sink);
+  if (hc->sx) {
+    hc->sx->hc = NULL;
+    pl__ex_unref(hc->sx);
+  }
+  if (hc->file_fd >= 0)
+    close(hc->file_fd);
   pl_bytes_free(&hc->rbuf);
   pl_ws_free(hc->ws);
   pl_httpreq_free(&hc->req);
@@ -337,18 +384,31 @@ const char *pl_http_reason(int status) {
   }
 }
 
-static void pl__respond(pl_http_conn *hc, const pl_http_res *res, int keep_alive) {
-  char head[512];
-  int n =
-      snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-               res->status, pl_http_reason(res->status), res->type ? res->type : "text/plain; charset=utf-8",
-               res->static_body ? res->static_len : res->body.len, keep_alive ? "" : "Connection: close\r\n",
-               res->extra ? res->extra : "");
+/* The head, then the body (none for HEAD, whose Content-Length is still
+ * the body's). A file body is read as the socket drains (pl__file_fill). */
+static void pl__respond(pl_http_conn *hc, const pl_http_res *res, int keep_alive, int head_only) {
+  char head[1024];
+  uint64_t len = res->has_file ? res->file_len : res->static_body ? res->static_len : res->body.len;
+  int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %llu\r\n%s%s\r\n",
+                   res->status, pl_http_reason(res->status),
+                   res->type ? res->type : "text/plain; charset=utf-8", (unsigned long long)len,
+                   keep_alive ? "" : "Connection: close\r\n", res->extra ? res->extra : "");
   pl_bytes_append(&hc->out, head, (size_t)n < sizeof head ? (size_t)n : sizeof head - 1);
-  if (res->static_body)
+  if (res->has_file) {
+    if (head_only || !res->file_len) {
+      close(res->file_fd);
+    } else {
+      hc->file_fd = res->file_fd;
+      hc->file_off = res->file_off;
+      hc->file_left = res->file_len;
+    }
+  } else if (head_only) {
+    /* nothing */
+  } else if (res->static_body) {
     pl_bytes_append(&hc->out, res->static_body, res->static_len);
-  else
+  } else {
     pl_bytes_append(&hc->out, res->body.p, res->body.len);
+  }
   pl__mark(hc);
 }
 
@@ -358,7 +418,7 @@ static void pl__fail(pl_http_conn *hc, int status, const char *extra) {
   char body[160];
   int n = snprintf(body, sizeof body, "{\"error\":\"%s\",\"status\":%d}\n", pl_http_reason(status), status);
   pl_bytes_append(&res.body, body, (size_t)n);
-  pl__respond(hc, &res, 0);
+  pl__respond(hc, &res, 0, 0);
   pl_bytes_free(&res.body);
   pl__finish(hc);
 }
@@ -433,20 +493,50 @@ static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n);
 static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-/* Writes an answer; 1 if the connection goes on to the next request. */
+/* Writes an answer; 1 if the connection goes on to the next request now,
+ * 0 if it closes or waits for a file body to go out first (pl__file_done). */
 static int pl__answer(pl_http_conn *hc, pl_http_res *res, int keep, int head) {
-  if (head) { /* HEAD: the headers only (Content-Length 0: simpler, and allowed) */
-    res->body.len = 0;
-    res->static_body = NULL;
-  }
   keep = keep && !hc->lst->closing;
-  pl__respond(hc, res, keep);
+  pl__respond(hc, res, keep, head);
   if (!keep || hc->out.len > PL__MAX_PENDING_OUT) {
     pl__finish(hc);
     return 0;
   }
   pl_httpreq_next(&hc->req);
-  return 1;
+  return hc->file_fd < 0;
+}
+
+/* Reading stops (a held request, a paused upload, a file body going out);
+ * what was read past the request waits in rbuf. */
+static void pl__stall(pl_http_conn *hc, const uint8_t *rest, size_t n) {
+  uv_read_stop((uv_stream_t *)&hc->tcp);
+  if (n)
+    pl_bytes_append(&hc->rbuf, rest, n);
+}
+
+static void pl__sink_end(pl_http_conn *hc);
+
+/* Reading goes on: first what waited. */
+static void pl__unstall(pl_http_conn *hc) {
+  if (hc->closing || hc->dead)
+    return;
+  uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
+  if (hc->sink && hc->req.complete) { /* the body ended while the sink was busy */
+    pl__sink_end(hc);
+    if (hc->ex || hc->closing || hc->file_fd >= 0)
+      return;
+  }
+  pl_bytes rest = hc->rbuf;
+  memset(&hc->rbuf, 0, sizeof hc->rbuf);
+  pl__http_input(hc, rest.p, rest.len);
+  pl_bytes_free(&rest);
+}
+
+static void pl__file_done(pl_http_conn *hc) {
+  close(hc->file_fd);
+  hc->file_fd = -1;
+  if (!hc->ex && !hc->paused)
+    pl__unstall(hc);
 }
 
 void pl_http_ex_hold(pl_http_ex *x) { atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed); }
@@ -460,16 +550,23 @@ static void pl__ex_run(pl_task *t) {
   if (hc && !hc->dead) {
     hc->ex = NULL;
     x->hc = NULL;
-    if (pl__answer(hc, &x->res, x->keep, x->head) && !hc->closing) {
-      uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
-      pl_bytes rest = hc->rbuf;
-      memset(&hc->rbuf, 0, sizeof hc->rbuf);
-      pl__http_input(hc, rest.p, rest.len);
-      pl_bytes_free(&rest);
-    }
+    int go = pl__answer(hc, &x->res, x->keep, x->head);
+    x->res.has_file = 0; /* the connection has it */
+    if (go && !hc->closing)
+      pl__unstall(hc);
     pl__ex_unref(x); /* the connection's reference */
   }
   pl__ex_unref(x); /* the route's */
+}
+
+void pl_http_ex_release(pl_http_ex *x) { pl__ex_unref(x); }
+
+void pl_http_ex_resume(pl_http_ex *x) {
+  pl_http_conn *hc = x->hc;
+  if (!hc || hc->dead || !hc->paused)
+    return;
+  hc->paused = 0;
+  pl__unstall(hc);
 }
 
 void pl_http_ex_reply(pl_http_ex *x, pl_http_res *res) {
@@ -478,6 +575,35 @@ void pl_http_ex_reply(pl_http_ex *x, pl_http_res *res) {
   x->task.fn = pl__ex_run;
   if (pl_loop_post(x->loop, &x->task) != PL_OK)
     pl__ex_unref(x); /* the loop is closing: its connections go with it */
+}
+
+static pl_http_ex *pl__ex_new(pl_http_conn *hc) {
+  const pl_http_req *q = &hc->req.req;
+  pl_http_ex *x = pl_calloc(1, sizeof *x);
+  atomic_init(&x->refs, 1);
+  x->loop = hc->c.loop;
+  x->hc = hc;
+  x->keep = q->keep_alive;
+  x->head = !strcmp(q->method, "HEAD");
+  return x;
+}
+
+/* After a route or a sink's end: answer now, or wait for the held reply.
+ * Returns 1 if the next request may be read now. */
+static int pl__settle(pl_http_conn *hc, pl_http_ex *x, pl_http_res *res, const uint8_t *rest, size_t n) {
+  if (res->status == 0) { /* held: the reply comes through x */
+    hc->ex = x;
+    pl__stall(hc, rest, n);
+    return 2;
+  }
+  x->hc = NULL;
+  int keep = x->keep, head = x->head;
+  pl__ex_unref(x);
+  int go = pl__answer(hc, res, keep, head);
+  pl_bytes_free(&res->body);
+  if (!go && !hc->closing)
+    pl__stall(hc, rest, n); /* a file body goes out first */
+  return go;
 }
 
 static int pl__request(pl_http_conn *hc, const uint8_t *rest, size_t n) {
@@ -493,26 +619,63 @@ static int pl__request(pl_http_conn *hc, const uint8_t *rest, size_t n) {
       pl__fail(hc, 404, NULL);
     return 0;
   }
-  pl_http_ex *x = pl_calloc(1, sizeof *x);
-  atomic_init(&x->refs, 1);
-  x->loop = hc->c.loop;
-  x->hc = hc;
-  x->keep = q->keep_alive;
-  x->head = !strcmp(q->method, "HEAD");
   pl_http_res res = {.status = 404};
-  hc->lst->cfg.route(hc->lst->cfg.route_ud, q, &res, x);
-  if (res.status == 0) { /* held: the reply comes through x */
-    hc->ex = x;
-    uv_read_stop((uv_stream_t *)&hc->tcp);
-    pl_bytes_append(&hc->rbuf, rest, n);
-    return 2;
+  pl_http_ex *x = hc->sx;
+  if (x) { /* a streamed body ended */
+    pl_http_sink *s = hc->sink;
+    hc->sink = NULL;
+    hc->sx = NULL;
+    s->ops->end(s, q, &res, x);
+  } else {
+    x = pl__ex_new(hc);
+    hc->lst->cfg.route(hc->lst->cfg.route_ud, q, &res, x);
   }
-  x->hc = NULL;
-  int keep = x->keep, head = x->head;
-  pl__ex_unref(x);
-  int go = pl__answer(hc, &res, keep, head);
-  pl_bytes_free(&res.body);
-  return go;
+  return pl__settle(hc, x, &res, rest, n);
+}
+
+static void pl__sink_end(pl_http_conn *hc) {
+  hc->req_since = 0;
+  pl__request(hc, NULL, 0); /* what follows is in rbuf already */
+}
+
+/* A request's head is in: does a route want its body as a stream? */
+static int pl__on_head(void *ud, pl_httpreq *r) {
+  pl_http_conn *hc = ud;
+  const pl_http_config *cfg = &hc->lst->cfg;
+  if (!cfg->open || r->req.upgrade)
+    return 0;
+  pl_http_ex *x = pl__ex_new(hc);
+  uint64_t limit = 0;
+  int status = 0;
+  pl_http_sink *s = cfg->open(cfg->route_ud, &r->req, x, &limit, &status);
+  if (!s) {
+    x->hc = NULL;
+    pl__ex_unref(x);
+    return status;
+  }
+  hc->sink = s;
+  hc->sx = x;
+  r->stream = 1;
+  r->max_body = limit;
+  return 0;
+}
+
+/* Hands a streamed body's new bytes to its sink; 0 to go on. */
+static int pl__sink_data(pl_http_conn *hc, const uint8_t *rest, size_t n) {
+  pl_bytes *b = &hc->req.req.body;
+  hc->req_since = pl_mono_ms(); /* a slow upload lives while it moves */
+  int rc = hc->sink->ops->data(hc->sink, b->p, b->len);
+  b->len = 0;
+  if (rc >= 400) {
+    pl__fail(hc, rc, NULL);
+    return 1;
+  }
+  if (rc == 1) {
+    hc->paused = 1;
+    pl__stall(hc, rest, n);
+    return 1;
+  }
+  return 0;
 }
 
 static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
@@ -523,6 +686,8 @@ static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
     size_t used = pl_httpreq_feed(&hc->req, p, n, &st);
     p += used;
     n -= used;
+    if (hc->sink && hc->req.req.body.len && st < 400 && pl__sink_data(hc, p, n))
+      return; /* refused, or paused (a finished body is seen at resume) */
     if (st == 0 && used == 0)
       break;
     if (st >= 400) {
@@ -586,6 +751,9 @@ static void pl__on_connection(uv_stream_t *server, int status) {
   hc->c.id = pl_conn_new_id();
   hc->flusher.fn = pl__flush;
   pl_httpreq_init(&hc->req, l->cfg.max_head, l->cfg.max_body);
+  hc->req.on_head = pl__on_head;
+  hc->req.ud = hc;
+  hc->file_fd = -1;
   uv_tcp_nodelay(&hc->tcp, 1);
   pl_tcp_peer_name(&hc->tcp, hc->c.peer, sizeof hc->c.peer);
   hc->next = l->conns;

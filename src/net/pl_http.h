@@ -25,6 +25,11 @@ typedef struct pl_http_res {
   pl_bytes body;
   const void *static_body; /* instead of body: bytes that outlive the answer (not copied) */
   size_t static_len;
+  /* instead of a body: file_len bytes of an open file from file_off; the
+   * listener reads it in pieces as the socket drains and closes file_fd */
+  int file_fd; /* used when file_len > 0 or has_file */
+  int has_file;
+  uint64_t file_off, file_len;
 } pl_http_res;
 
 /* One request being answered. A route that cannot answer at once (it waits
@@ -39,6 +44,37 @@ void pl_http_ex_hold(pl_http_ex *x);
 void pl_http_ex_reply(pl_http_ex *x, pl_http_res *res);
 /* The loop the request arrived on. */
 pl_loop *pl_http_ex_loop(const pl_http_ex *x);
+/* Drops a reference taken with pl_http_ex_hold without replying (a sink
+ * that held x to resume it later). Any thread. */
+void pl_http_ex_release(pl_http_ex *x);
+
+/* Streamed request bodies (uploads). When a request's head is complete the
+ * listener asks cfg.open whether the route wants its body as a stream; if
+ * so, the body's bytes go to the sink piece by piece as they arrive instead
+ * of being gathered (up to the limit open gives), and the sink answers at
+ * the end like a route. */
+typedef struct pl_http_sink pl_http_sink;
+typedef struct pl_http_sink_ops {
+  /* The next piece of the body (the bytes are gone after the call). Returns
+   * 0 to go on, 1 to stop reading until pl_http_ex_resume, or an HTTP
+   * status (>= 400) to refuse the request (the connection closes after). */
+  int (*data)(pl_http_sink *s, const uint8_t *p, size_t n);
+  /* The whole body is in: answer as a route does (fill res, or hold x and
+   * reply later). The sink is the route's own from here. */
+  void (*end)(pl_http_sink *s, const pl_http_req *req, pl_http_res *res, pl_http_ex *x);
+  /* The request ends before end (the client left, bad input, timeout). */
+  void (*abort)(pl_http_sink *s);
+} pl_http_sink_ops;
+struct pl_http_sink {
+  const pl_http_sink_ops *ops;
+};
+/* Returns a sink for req's body and its size limit, or NULL to let the
+ * request be routed as usual; *status != 0 refuses the request at once.
+ * x is the request's (hold it to resume it after async work). */
+typedef pl_http_sink *(*pl_http_open_fn)(void *ud, const pl_http_req *req, pl_http_ex *x, uint64_t *limit,
+                                         int *status);
+/* Reading resumes after a sink's data returned 1 (x's loop only). */
+void pl_http_ex_resume(pl_http_ex *x);
 
 typedef void (*pl_http_route_fn)(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex *x);
 
@@ -54,6 +90,7 @@ typedef struct pl_http_config {
   uint32_t request_timeout_ms; /* a request must arrive whole within this (default 10 s) */
   uint32_t keepalive_ms;       /* an idle keep-alive connection is closed after this (default 60 s) */
   pl_http_route_fn route;
+  pl_http_open_fn open; /* optional: streamed bodies */
   void *route_ud;
 } pl_http_config;
 

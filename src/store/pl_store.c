@@ -62,6 +62,7 @@ void pl_msg_clear(pl_msg *m) {
   pl_free(m->from_device);
   pl_free(m->id);
   pl_free(m->body);
+  pl_free(m->media);
   memset(m, 0, sizeof *m);
 }
 

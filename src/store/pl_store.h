@@ -47,7 +47,23 @@ typedef struct pl_msg {
   uint8_t *body;
   size_t body_len;
   uint64_t client_ts, server_ts; /* ms since the epoch */
+  uint8_t *media;                /* an attachment: a packed parley Media (NULL: none) */
+  size_t media_len;
 } pl_msg;
+
+/* An uploaded file as the store keeps it (the media table, protocol.md 13).
+ * Blob keys name the bytes in the blob store (pl_blob). */
+typedef struct pl_media_row {
+  char id[33];      /* 32 hex digits */
+  uint64_t owner;   /* uploader's user id */
+  char blob[65];    /* the file's key: hex SHA-256 of its bytes */
+  char thumb[65];   /* the thumbnail's key ("" if none) */
+  char type[64];    /* MIME type sniffed from the bytes */
+  char name[128];   /* file name given at upload ("" if none) */
+  uint64_t size, thumb_size;
+  uint32_t width, height, thumb_width, thumb_height;
+  uint64_t created, expires; /* ms since the epoch */
+} pl_media_row;
 
 typedef enum pl_store_op {
   PL_STORE_REGISTER = 1,   /* create user + first device */
@@ -70,6 +86,9 @@ typedef enum pl_store_op {
   PL_STORE_GROUP_UPDATE,   /* info, add, remove, leave, rename, set role (in.group_op) */
   PL_STORE_GROUP_LIST,     /* the groups the user is in */
   PL_STORE_GROUP_RECEIPTS, /* how many (and which) members have a group's seq delivered / read */
+  PL_STORE_MEDIA_AUTH,     /* token -> user and device, and the user's media usage (out.usage) */
+  PL_STORE_MEDIA_PUT,      /* record an upload (in.media) if the user's quota allows */
+  PL_STORE_MEDIA_GET,      /* a media row (out.media), if the token's user may see it */
 } pl_store_op;
 
 /* Group roles and operations: the values of GroupRole / GroupOp on the wire. */
@@ -170,6 +189,10 @@ struct pl_store_req {
     int role;                /* GROUP_UPDATE SET_ROLE */
     const char *name;        /* GROUP_CREATE, GROUP_UPDATE RENAME */
     const char *description; /* GROUP_CREATE, GROUP_UPDATE RENAME */
+    const char *media_id;    /* SEND: an attachment; MEDIA_GET */
+    const pl_media_row *media; /* MEDIA_PUT (owner = in.user_id) */
+    uint64_t quota;          /* MEDIA_PUT: the user's limit in bytes (0: none) */
+    int any_user;            /* MEDIA_GET: no token, no access check (a signed link was checked) */
   } in;
 
   /* Outputs (owned by the request; pl_store_req_clear frees them). */
@@ -212,6 +235,8 @@ struct pl_store_req {
     int detailed;                      /* GROUP_RECEIPTS: names follow (names = delivered by) */
     char **read_by;                    /* GROUP_RECEIPTS, sorted */
     size_t nread_by;
+    uint64_t usage;                    /* MEDIA_AUTH, MEDIA_PUT: bytes the user's media take */
+    pl_media_row media;                /* MEDIA_GET */
   } out;
 
   pl_store_req *next; /* store-private queue link */
@@ -239,6 +264,14 @@ typedef struct pl_store_config {
   uint32_t commit_delay_us; /* under load, commits start at most this often (0: no pacing) */
   int (*online)(void *ud, uint64_t device); /* set by pl_store_open from the hooks */
   void *online_ud;
+  uint64_t media_ttl_ms; /* an upload outlives its last message by this (0: ttl_ms) */
+  /* Called on the store thread right after the commit that dropped the
+   * last row naming a blob key (so an upload that finds the bytes present
+   * and records them in a later transaction sees them gone and rewrites them). */
+  void (*blob_gone)(void *ud, const char *key);
+  void *blob_ud;
+  /* Called on the store thread inside MEDIA_PUT: 1 if the blob exists. */
+  int (*blob_exists)(void *ud, const char *key);
 } pl_store_config;
 
 /* The backend vtable. All calls happen on the store thread, except open and

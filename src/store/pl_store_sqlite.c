@@ -62,9 +62,10 @@
 #include "../common/pl_map.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "parley.pb-c.h"
 #include "pl_idring.h"
 
-#define PL__SCHEMA_VERSION 5
+#define PL__SCHEMA_VERSION 6
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
  * which is also how far the server reads ahead of its commits; libparley
@@ -103,7 +104,7 @@ static const char pl__schema[] =
     " from_device TEXT NOT NULL, client_id TEXT NOT NULL, body BLOB NOT NULL,"
     " client_ts INTEGER NOT NULL, server_ts INTEGER NOT NULL, expires INTEGER NOT NULL,"
     " refs INTEGER NOT NULL, kind INTEGER NOT NULL DEFAULT 0, aux INTEGER NOT NULL DEFAULT 0,"
-    " gid INTEGER NOT NULL DEFAULT 0);"
+    " gid INTEGER NOT NULL DEFAULT 0, media_id TEXT, media BLOB);"
     "CREATE INDEX IF NOT EXISTS messages_expires ON messages(expires);"
     "CREATE INDEX IF NOT EXISTS messages_events ON messages(conv, kind, sender_uid) WHERE kind != 0;"
     "CREATE TABLE IF NOT EXISTS reads(uid INTEGER NOT NULL, conv TEXT NOT NULL, read_seq INTEGER NOT NULL,"
@@ -131,7 +132,21 @@ static const char pl__schema[] =
     "NULL,"
     " read_seq INTEGER NOT NULL, PRIMARY KEY(gid, uid)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS messages_group ON messages(gid, qid) WHERE gid != 0;"
-    "PRAGMA user_version = 5;"
+    /* uploads (protocol.md 13): a row per upload; rows may share a blob (same bytes) */
+    "CREATE TABLE IF NOT EXISTS media(id TEXT PRIMARY KEY, owner INTEGER NOT NULL, blob TEXT NOT NULL,"
+    " thumb TEXT NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,"
+    " thumb_size INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,"
+    " thumb_width INTEGER NOT NULL, thumb_height INTEGER NOT NULL, created INTEGER NOT NULL,"
+    " expires INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS media_owner ON media(owner);"
+    "CREATE INDEX IF NOT EXISTS media_expires ON media(expires);"
+    "CREATE INDEX IF NOT EXISTS media_blob ON media(blob);"
+    "CREATE INDEX IF NOT EXISTS media_thumb ON media(thumb);"
+    /* the conversations a message carrying the media went to: who may fetch it */
+    "CREATE TABLE IF NOT EXISTS media_grants(media TEXT NOT NULL, conv TEXT NOT NULL,"
+    " PRIMARY KEY(media, conv)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
+    "PRAGMA user_version = 6;"
     "COMMIT;";
 
 /* name, SQL: every statement is prepared once at open and reused. */
@@ -167,7 +182,7 @@ static const char pl__schema[] =
   X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                        \
   X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                          \
   X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"      \
-           " m.server_ts, m.kind, m.aux FROM queue q JOIN messages m ON m.qid = q.qid"                       \
+           " m.server_ts, m.kind, m.aux, m.media FROM queue q JOIN messages m ON m.qid = q.qid"                       \
            " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")              \
   /* the conversations an ack covers, for delivered receipts */                                              \
   X(ACK_CONVS, "SELECT m.conv, max(m.seq), m.sender_uid FROM queue q JOIN messages m ON m.qid = q.qid"       \
@@ -225,7 +240,7 @@ static const char pl__schema[] =
                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)")                       \
   /* a group's history after a device's cursor (its own sends included: one stream per group) */             \
   X(GFETCH, "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"    \
-            " aux FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3 AND expires > ?4"     \
+            " aux, media FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3 AND expires > ?4"     \
             " ORDER BY qid LIMIT ?5")                                                                        \
   X(DEV_ACKED_GET, "SELECT acked FROM devices WHERE id = ?1")                                                \
   X(DEV_ACKED_PUT, "UPDATE devices SET acked = max(acked, ?2) WHERE id = ?1")                                \
@@ -259,6 +274,23 @@ static const char pl__schema[] =
                   " AND seq <= ?3 AND kind = 0 AND sender_uid != ?4")                                        \
   X(UNREAD_GROUPS, "SELECT 'g:' || g.gid, COALESCE(c.last_seq, 0), g.read_seq FROM greads g"                 \
                    " LEFT JOIN convs c ON c.conv = 'g:' || g.gid WHERE g.uid = ?1 ORDER BY g.gid")           \
+  /* ---- media ---- */                                                                                      \
+  X(MEDIA_INSERT, "INSERT INTO media(id, owner, blob, thumb, type, name, size, thumb_size, width, height,"    \
+                  " thumb_width, thumb_height, created, expires)"                                            \
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")                    \
+  X(MEDIA_GET, "SELECT owner, blob, thumb, type, name, size, thumb_size, width, height, thumb_width,"        \
+               " thumb_height, created, expires FROM media WHERE id = ?1")                                   \
+  X(MEDIA_USAGE, "SELECT COALESCE(sum(size + thumb_size), 0) FROM media WHERE owner = ?1")                   \
+  X(MEDIA_GRANT, "INSERT OR IGNORE INTO media_grants(media, conv) VALUES(?1, ?2)")                           \
+  X(MEDIA_GRANTS, "SELECT conv FROM media_grants WHERE media = ?1")                                          \
+  X(MEDIA_TOUCH, "UPDATE media SET expires = max(expires, ?2) WHERE id = ?1")                                \
+  X(MEDIA_ATTACH, "UPDATE messages SET media_id = ?2, media = ?3 WHERE qid = ?1")                            \
+  /* uploads past their TTL that no stored message carries */                                               \
+  X(MEDIA_EXPIRED, "SELECT id, blob, thumb FROM media WHERE expires <= ?1 AND NOT EXISTS"                    \
+                   " (SELECT 1 FROM messages WHERE media_id = media.id) LIMIT 256")                          \
+  X(MEDIA_DEL, "DELETE FROM media WHERE id = ?1")                                                            \
+  X(MEDIA_GRANTS_DEL, "DELETE FROM media_grants WHERE media = ?1")                                           \
+  X(BLOB_USED, "SELECT 1 FROM media WHERE blob = ?1 OR thumb = ?1 LIMIT 1")                                  \
   X(MSG_MAXQID, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)")             \
   /* ids follow commit order, so the expired records are (about) a prefix */                                 \
   X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE id < COALESCE((SELECT id FROM dedup WHERE server_ts > ?1"         \
@@ -335,6 +367,12 @@ typedef struct pl__sq {
   pl__read *dirty_reads;
   int (*online)(void *ud, uint64_t device);
   void *online_ud;
+  uint64_t media_ttl_ms;
+  void (*blob_gone)(void *ud, const char *key);
+  int (*blob_exists)(void *ud, const char *key);
+  void *blob_ud;
+  char **gone; /* blob keys the open transaction leaves unused: dropped after its commit */
+  size_t ngone, gone_cap;
   pl_map rings;   /* device id -> pl_idring of its recent client ids */
   pl_map unsaved; /* device id -> 1: its ring has entries not in dedup_rings */
   size_t ring_entries;
@@ -378,6 +416,12 @@ static pl_err pl__run(pl__sq *q, sqlite3_stmt *st) {
 }
 
 /* Runs a statement bound to (a). */
+static pl_err pl__run_text(pl__sq *q, int stmt, const char *a) {
+  sqlite3_stmt *st = q->st[stmt];
+  pl__bind_text(st, 1, a);
+  return pl__run(q, st);
+}
+
 static pl_err pl__run1(pl__sq *q, int stmt, uint64_t a) {
   pl__bind_u64(q->st[stmt], 1, a);
   return pl__run(q, q->st[stmt]);
@@ -1165,20 +1209,10 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, c
   return e;
 }
 
-static pl_err pl__send(pl__sq *q, pl_store_req *r) {
-  uint64_t now = pl_now_ms();
+static pl_err pl__send_dm(pl__sq *q, pl_store_req *r, uint64_t now) {
   pl__user *peer = NULL, *me = NULL;
-  int full, hit;
-  pl_err e = pl__dedup_get(q, r, now, &hit);
-  if (e != PL_OK || hit)
-    return e;
-  if (r->in.body_len > PL__MAX_BODY) {
-    r->status = PL_ERR_MESSAGE_TOO_LARGE;
-    return PL_OK;
-  }
-  if (r->in.group)
-    return pl__send_group(q, r);
-  e = pl__user_by_name(q, r->in.peer, &peer);
+  int full;
+  pl_err e = pl__user_by_name(q, r->in.peer, &peer);
   if (e == PL_OK && peer)
     e = pl__user_get(q, r->in.user_id, &me);
   if (e != PL_OK)
@@ -1201,6 +1235,34 @@ static pl_err pl__send(pl__sq *q, pl_store_req *r) {
   return e == PL_OK ? pl__send_write(q, r, peer, me, now) : e;
 }
 
+static pl_err pl__media_for_send(pl__sq *q, pl_store_req *r, uint8_t **att, size_t *len);
+static pl_err pl__media_attach(pl__sq *q, pl_store_req *r, uint8_t **att, size_t len);
+
+static pl_err pl__send(pl__sq *q, pl_store_req *r) {
+  uint64_t now = pl_now_ms();
+  int hit;
+  uint8_t *att = NULL;
+  size_t att_len = 0;
+  pl_err e = pl__dedup_get(q, r, now, &hit);
+  if (e != PL_OK || hit)
+    return e;
+  if (r->in.body_len > PL__MAX_BODY) {
+    r->status = PL_ERR_MESSAGE_TOO_LARGE;
+    return PL_OK;
+  }
+  /* checked before anything is written: a refused send leaves no trace */
+  if (r->in.media_id && *r->in.media_id) {
+    e = pl__media_for_send(q, r, &att, &att_len);
+    if (e != PL_OK || r->status != PL_OK)
+      return e;
+  }
+  e = r->in.group ? pl__send_group(q, r) : pl__send_dm(q, r, now);
+  if (e == PL_OK && r->status == PL_OK && att)
+    e = pl__media_attach(q, r, &att, att_len);
+  pl_free(att);
+  return e;
+}
+
 /* ---- fetch and ack ------------------------------------------------------------ */
 
 static void pl__msg_row(sqlite3_stmt *st, pl_msg *m) {
@@ -1217,6 +1279,12 @@ static void pl__msg_row(sqlite3_stmt *st, pl_msg *m) {
   m->server_ts = pl__col_u64(st, 8);
   m->kind = (int)sqlite3_column_int(st, 9);
   m->aux = pl__col_u64(st, 10);
+  m->media = NULL;
+  m->media_len = 0;
+  if (sqlite3_column_type(st, 11) == SQLITE_BLOB) {
+    m->media_len = (size_t)sqlite3_column_bytes(st, 11);
+    m->media = pl_memdup(sqlite3_column_blob(st, 11), m->media_len);
+  }
 }
 
 static pl_err pl__fetch(pl__sq *q, pl_store_req *r) {
@@ -2706,6 +2774,272 @@ static pl_err pl__typing_group(pl__sq *q, pl_store_req *r) {
   return PL_OK;
 }
 
+/* ---- media (protocol.md 13) ---------------------------------------------------- */
+
+static void pl__copy(char *dst, size_t cap, const unsigned char *src) {
+  snprintf(dst, cap, "%s", src ? (const char *)src : "");
+}
+
+static pl_err pl__media_load(pl__sq *q, const char *id, pl_media_row *m, int *found) {
+  sqlite3_stmt *st = q->st[ST_MEDIA_GET];
+  pl__bind_text(st, 1, id);
+  pl_err e = pl__row(q, st, found);
+  memset(m, 0, sizeof *m);
+  if (e == PL_OK && *found) {
+    snprintf(m->id, sizeof m->id, "%s", id);
+    m->owner = pl__col_u64(st, 0);
+    pl__copy(m->blob, sizeof m->blob, sqlite3_column_text(st, 1));
+    pl__copy(m->thumb, sizeof m->thumb, sqlite3_column_text(st, 2));
+    pl__copy(m->type, sizeof m->type, sqlite3_column_text(st, 3));
+    pl__copy(m->name, sizeof m->name, sqlite3_column_text(st, 4));
+    m->size = pl__col_u64(st, 5);
+    m->thumb_size = pl__col_u64(st, 6);
+    m->width = (uint32_t)pl__col_u64(st, 7);
+    m->height = (uint32_t)pl__col_u64(st, 8);
+    m->thumb_width = (uint32_t)pl__col_u64(st, 9);
+    m->thumb_height = (uint32_t)pl__col_u64(st, 10);
+    m->created = pl__col_u64(st, 11);
+    m->expires = pl__col_u64(st, 12);
+  }
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Whether conv ("dm:a:b" or "g:N") is one u takes part in now. */
+static pl_err pl__in_conv(pl__sq *q, pl__user *u, const char *conv, int *in) {
+  *in = 0;
+  if (!strncmp(conv, "dm:", 3)) {
+    const char *a = conv + 3, *colon = strchr(a, ':');
+    size_t n = strlen(u->name);
+    *in = colon && (((size_t)(colon - a) == n && !strncmp(a, u->name, n)) || !strcmp(colon + 1, u->name));
+    return PL_OK;
+  }
+  if (strncmp(conv, "g:", 2))
+    return PL_OK;
+  int role;
+  pl_err e = pl__role(q, u, strtoull(conv + 2, NULL, 10), &role);
+  *in = e == PL_OK && role != PL_ROLE_NONE;
+  return e;
+}
+
+/* May u see m: its uploader, or a user in a conversation (now) that a
+ * message carrying it went to. */
+static pl_err pl__media_visible(pl__sq *q, pl__user *u, const pl_media_row *m, int *ok) {
+  *ok = m->owner == u->id;
+  if (*ok)
+    return PL_OK;
+  sqlite3_stmt *st = q->st[ST_MEDIA_GRANTS];
+  pl__bind_text(st, 1, m->id);
+  size_t n = 0, cap = 0;
+  char **convs = NULL;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    convs = pl__reserve(convs, n, &cap, sizeof *convs);
+    convs[n++] = pl__col_str(st, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  for (size_t i = 0; i < n && e == PL_OK && !*ok; i++)
+    e = pl__in_conv(q, u, convs[i], ok);
+  for (size_t i = 0; i < n; i++)
+    pl_free(convs[i]);
+  pl_free(convs);
+  return e;
+}
+
+/* The attachment as the wire carries it: what the server stored. */
+static void pl__media_pack(const pl_media_row *m, uint8_t **out, size_t *len) {
+  Parley__Media pm = PARLEY__MEDIA__INIT;
+  pm.id = (char *)m->id;
+  pm.type = (char *)m->type;
+  pm.size = m->size;
+  pm.width = m->width;
+  pm.height = m->height;
+  pm.thumb_width = m->thumb_width;
+  pm.thumb_height = m->thumb_height;
+  pm.thumb_size = m->thumb_size;
+  pm.name = (char *)m->name;
+  *len = parley__media__get_packed_size(&pm);
+  *out = pl_malloc(*len ? *len : 1);
+  parley__media__pack(&pm, *out);
+}
+
+/* SEND with in.media_id: the sender must be able to see the media
+ * (uploaded it, or got it in a message: forwarding). */
+static pl_err pl__media_for_send(pl__sq *q, pl_store_req *r, uint8_t **att, size_t *len) {
+  pl__user *me = NULL;
+  pl_media_row m;
+  int found = 0, ok = 0;
+  pl_err e = pl__user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl__media_load(q, r->in.media_id, &m, &found);
+  if (e == PL_OK && found)
+    e = pl__media_visible(q, me, &m, &ok);
+  if (e != PL_OK)
+    return e;
+  if (!ok) {
+    r->status = PL_ERR_UNKNOWN_MEDIA;
+    return PL_OK;
+  }
+  pl__media_pack(&m, att, len);
+  return PL_OK;
+}
+
+/* After a send with an attachment committed its row: the row carries it,
+ * the conversation may fetch it, and it lives a TTL past this message. */
+static pl_err pl__media_attach(pl__sq *q, pl_store_req *r, uint8_t **att, size_t len) {
+  pl_err e = PL_OK;
+  if (r->out.msg.qid) {
+    sqlite3_stmt *st = q->st[ST_MEDIA_ATTACH];
+    pl__bind_u64(st, 1, r->out.msg.qid);
+    pl__bind_text(st, 2, r->in.media_id);
+    sqlite3_bind_blob(st, 3, *att, (int)len, SQLITE_STATIC);
+    e = pl__run(q, st);
+  }
+  if (e == PL_OK) {
+    sqlite3_stmt *st = q->st[ST_MEDIA_GRANT];
+    pl__bind_text(st, 1, r->in.media_id);
+    pl__bind_text(st, 2, r->out.conv);
+    e = pl__run(q, st);
+  }
+  if (e == PL_OK) {
+    sqlite3_stmt *st = q->st[ST_MEDIA_TOUCH];
+    pl__bind_text(st, 1, r->in.media_id);
+    pl__bind_u64(st, 2, pl__clamp(pl_now_ms() + q->media_ttl_ms));
+    e = pl__run(q, st);
+  }
+  if (e == PL_OK) {
+    r->out.msg.media = *att;
+    r->out.msg.media_len = len;
+    *att = NULL;
+  }
+  return e;
+}
+
+static pl_err pl__media_usage(pl__sq *q, uint64_t uid, uint64_t *usage) {
+  return pl__u64_query(q, ST_MEDIA_USAGE, uid, 0, 0, usage);
+}
+
+static pl_err pl__media_auth(pl__sq *q, pl_store_req *r) {
+  pl_err e = pl__resume(q, r);
+  if (e == PL_OK && r->status == PL_OK)
+    e = pl__media_usage(q, r->out.user_id, &r->out.usage);
+  return e;
+}
+
+static pl_err pl__media_put(pl__sq *q, pl_store_req *r) {
+  const pl_media_row *m = r->in.media;
+  pl_err e = pl__media_usage(q, r->in.user_id, &r->out.usage);
+  if (e != PL_OK)
+    return e;
+  if (r->in.quota && r->out.usage + m->size + m->thumb_size > r->in.quota) {
+    r->status = PL_ERR_QUOTA;
+    return PL_OK;
+  }
+  /* the sweep may have dropped these bytes since the uploader found them */
+  if (q->blob_exists && (!q->blob_exists(q->blob_ud, m->blob) ||
+                         (*m->thumb && !q->blob_exists(q->blob_ud, m->thumb)))) {
+    r->status = PL_ERR_AGAIN;
+    return PL_OK;
+  }
+  uint64_t now = pl_now_ms();
+  sqlite3_stmt *st = q->st[ST_MEDIA_INSERT];
+  pl__bind_text(st, 1, m->id);
+  pl__bind_u64(st, 2, r->in.user_id);
+  pl__bind_text(st, 3, m->blob);
+  pl__bind_text(st, 4, m->thumb);
+  pl__bind_text(st, 5, m->type);
+  pl__bind_text(st, 6, m->name);
+  pl__bind_u64(st, 7, m->size);
+  pl__bind_u64(st, 8, m->thumb_size);
+  pl__bind_u64(st, 9, m->width);
+  pl__bind_u64(st, 10, m->height);
+  pl__bind_u64(st, 11, m->thumb_width);
+  pl__bind_u64(st, 12, m->thumb_height);
+  pl__bind_u64(st, 13, now);
+  pl__bind_u64(st, 14, pl__clamp(now + q->media_ttl_ms));
+  e = pl__run(q, st);
+  if (e == PL_OK)
+    r->out.usage += m->size + m->thumb_size;
+  return e;
+}
+
+static pl_err pl__media_get(pl__sq *q, pl_store_req *r) {
+  pl__user *u = NULL;
+  int found = 0, ok = 1;
+  pl_err e = PL_OK;
+  if (!r->in.any_user) {
+    e = pl__resume(q, r);
+    if (e != PL_OK || r->status != PL_OK)
+      return e;
+    e = pl__user_get(q, r->out.user_id, &u);
+  }
+  if (e == PL_OK)
+    e = pl__media_load(q, r->in.media_id, &r->out.media, &found);
+  if (e == PL_OK && found && u)
+    e = pl__media_visible(q, u, &r->out.media, &ok);
+  if (e == PL_OK && (!found || !ok))
+    r->status = !found ? PL_ERR_NOT_FOUND : PL_ERR_FORBIDDEN;
+  return e;
+}
+
+static void pl__gone_add(pl__sq *q, const char *key) {
+  if (!*key)
+    return;
+  for (size_t i = 0; i < q->ngone; i++)
+    if (!strcmp(q->gone[i], key))
+      return;
+  q->gone = pl__reserve(q->gone, q->ngone, &q->gone_cap, sizeof *q->gone);
+  q->gone[q->ngone++] = pl_strdup(key);
+}
+
+static void pl__gone_clear(pl__sq *q) {
+  for (size_t i = 0; i < q->ngone; i++)
+    pl_free(q->gone[i]);
+  q->ngone = 0;
+}
+
+/* Inside the sweep: uploads past their TTL that no stored message carries
+ * go, and so do the blobs no upload names any more (after the commit). */
+static pl_err pl__media_expire(pl__sq *q, uint64_t now) {
+  sqlite3_stmt *st = q->st[ST_MEDIA_EXPIRED];
+  pl_err e = PL_OK;
+  size_t n = 0, cap = 0;
+  char **rows = NULL; /* id, blob, thumb triples */
+  int rc;
+  pl__bind_u64(st, 1, pl__clamp(now));
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rows = pl__reserve(rows, n, &cap, 3 * sizeof *rows);
+    for (int k = 0; k < 3; k++)
+      rows[3 * n + (size_t)k] = pl__col_str(st, k);
+    n++;
+  }
+  if (rc != SQLITE_DONE)
+    e = pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  for (size_t i = 0; i < n && e == PL_OK; i++) {
+    e = pl__run_text(q, ST_MEDIA_GRANTS_DEL, rows[3 * i]);
+    if (e == PL_OK)
+      e = pl__run_text(q, ST_MEDIA_DEL, rows[3 * i]);
+  }
+  for (size_t i = 0; i < 2 * n && e == PL_OK; i++) {
+    const char *key = rows[3 * (i / 2) + 1 + i % 2];
+    int used = 0;
+    sqlite3_stmt *u = q->st[ST_BLOB_USED];
+    pl__bind_text(u, 1, key);
+    e = pl__row(q, u, &used);
+    sqlite3_reset(u);
+    if (e == PL_OK && !used)
+      pl__gone_add(q, key);
+  }
+  for (size_t i = 0; i < 3 * n; i++)
+    pl_free(rows[i]);
+  pl_free(rows);
+  if (e == PL_OK && n)
+    pl_info("store: %zu expired upload(s) deleted", n);
+  return e;
+}
+
 /* ---- the vtable ----------------------------------------------------------------- */
 
 static int pl__valid(const pl_store_req *r) {
@@ -2731,6 +3065,9 @@ static int pl__valid(const pl_store_req *r) {
   case PL_STORE_BLOCK: return r->in.user_id && r->in.peer;
   case PL_STORE_TYPING: return r->in.user_id && (r->in.peer || r->in.group);
   case PL_STORE_PRESENCE: return r->in.user_id && (r->in.users || !r->in.nusers);
+  case PL_STORE_MEDIA_AUTH: return 1;
+  case PL_STORE_MEDIA_PUT: return r->in.user_id && r->in.media;
+  case PL_STORE_MEDIA_GET: return r->in.media_id != NULL;
   }
   return 0;
 }
@@ -2762,6 +3099,9 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_GROUP_UPDATE: return pl__group_update(q, r);
   case PL_STORE_GROUP_LIST: return pl__group_list(q, r);
   case PL_STORE_GROUP_RECEIPTS: return pl__group_receipts(q, r);
+  case PL_STORE_MEDIA_AUTH: return pl__media_auth(q, r);
+  case PL_STORE_MEDIA_PUT: return pl__media_put(q, r);
+  case PL_STORE_MEDIA_GET: return pl__media_get(q, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }
@@ -2796,7 +3136,13 @@ static pl_err pl__sq_commit(void *be) {
   pl_err e = pl__convs_flush(q);
   if (e == PL_OK)
     e = pl__reads_flush(q);
-  return e == PL_OK ? pl__run(q, q->st[ST_COMMIT]) : e;
+  if (e == PL_OK)
+    e = pl__run(q, q->st[ST_COMMIT]);
+  for (size_t i = 0; e == PL_OK && i < q->ngone; i++)
+    if (q->blob_gone)
+      q->blob_gone(q->blob_ud, q->gone[i]);
+  pl__gone_clear(q);
+  return e;
 }
 
 static void pl__sq_rollback(void *be) {
@@ -2804,6 +3150,7 @@ static void pl__sq_rollback(void *be) {
   if (!sqlite3_get_autocommit(q->db))
     pl__run(q, q->st[ST_ROLLBACK]);
   pl__caches_drop(q);
+  pl__gone_clear(q); /* their rows are back */
   pl__gmeta_drop(q); /* may name rows that were rolled back */
   if (pl__rings_replay(q) != PL_OK)
     pl_error("store: cannot reload the dedup rings; retries of recent sends may be stored twice");
@@ -2831,6 +3178,8 @@ static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   if (e == PL_OK)
     e = pl__groups_trim(q, &changes[1]);
   if (e == PL_OK)
+    e = pl__media_expire(q, now_ms);
+  if (e == PL_OK)
     e = pl__rings_save(q); /* the sweep's transaction also saves the rings */
   *deleted = e == PL_OK ? changes[1] : 0;
   return e;
@@ -2852,6 +3201,8 @@ static void pl__sq_close(void *be) {
   if (sqlite3_close(q->db) != SQLITE_OK)
     pl_error("store: sqlite close: %s", sqlite3_errmsg(q->db));
   pl__caches_drop(q);
+  pl__gone_clear(q);
+  pl_free(q->gone);
   pl_free(q);
 }
 
@@ -2919,6 +3270,9 @@ static pl_err pl__setup(pl__sq *q, int durable) {
                      "ALTER TABLE messages ADD COLUMN gid INTEGER NOT NULL DEFAULT 0;"
                      "ALTER TABLE devices ADD COLUMN acked INTEGER NOT NULL DEFAULT 0;",
                      NULL);
+  if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 5)
+    e = pl__exec_sql(q, "ALTER TABLE messages ADD COLUMN media_id TEXT; ALTER TABLE messages ADD COLUMN media BLOB;",
+                     NULL);
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);
   pl_free(mode);
@@ -2951,6 +3305,10 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   q->group_detail = cfg->group_detail;
   q->online = cfg->online;
   q->online_ud = cfg->online_ud;
+  q->media_ttl_ms = cfg->media_ttl_ms ? cfg->media_ttl_ms : cfg->ttl_ms;
+  q->blob_gone = cfg->blob_gone;
+  q->blob_exists = cfg->blob_exists;
+  q->blob_ud = cfg->blob_ud;
   /* SQLite counts every allocation under a global mutex unless told not
    * to; we never read those counters. Only possible before the library
    * initialises, so a second store in one process keeps the first setting. */

@@ -14,7 +14,9 @@ static const char *const pl__hdr_names[PL_H__COUNT] = {"host",
                                                        "origin",
                                                        "content-type",
                                                        "authorization",
-                                                       "if-none-match"};
+                                                       "if-none-match",
+                                                       "range",
+                                                       "if-range"};
 
 #define PL__R(x) ((pl_httpreq *)(void *)(x)) /* p is the first member */
 
@@ -93,23 +95,29 @@ static int pl__on_headers(http_parser *p) {
     r->status = 505;
     return -1;
   }
-  if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->max_body) {
-    r->status = 413;
-    return -1;
-  }
   r->req.method = http_method_str((enum http_method)p->method);
   r->req.keep_alive = http_should_keep_alive(p);
   r->req.upgrade = p->upgrade;
   r->req.http_minor = p->http_minor;
+  int st = r->on_head ? r->on_head(r->ud, r) : 0;
+  if (st) {
+    r->status = st;
+    return -1;
+  }
+  if ((p->flags & F_CONTENTLENGTH) && p->content_length > r->max_body) {
+    r->status = 413;
+    return -1;
+  }
   return 0;
 }
 
 static int pl__on_body(http_parser *p, const char *at, size_t n) {
   pl_httpreq *r = PL__R(p);
-  if (r->req.body.len + n > r->max_body) {
+  if (r->body_total + n > r->max_body) {
     r->status = 413;
     return -1;
   }
+  r->body_total += n;
   pl_bytes_append(&r->req.body, at, n);
   return 0;
 }
@@ -124,7 +132,7 @@ static int pl__on_complete(http_parser *p) {
 void pl_httpreq_init(pl_httpreq *r, size_t max_head, size_t max_body) {
   memset(r, 0, sizeof *r);
   r->max_head = max_head;
-  r->max_body = max_body;
+  r->max_body = r->default_body = max_body;
   r->field = -1;
   http_parser_init(&r->p, HTTP_REQUEST);
   http_parser_settings_init(&r->s);
@@ -150,7 +158,9 @@ void pl_httpreq_next(pl_httpreq *r) {
   r->head_bytes = 0;
   r->fname_len = 0;
   r->field = -1;
-  r->in_value = r->complete = r->status = 0;
+  r->in_value = r->complete = r->status = r->stream = 0;
+  r->body_total = 0;
+  r->max_body = r->default_body;
   http_parser_pause(&r->p, 0);
 }
 
@@ -195,4 +205,49 @@ int pl_http_has_token(const char *v, const char *t) {
     v = e;
   }
   return 0;
+}
+
+/* Digits at *s into *v (no overflow past 2^63); 1 if there was at least one. */
+static int pl__digits(const char **s, uint64_t *v) {
+  const char *p = *s;
+  uint64_t x = 0;
+  while (*p >= '0' && *p <= '9') {
+    if (x > (UINT64_MAX >> 1) / 10)
+      return 0;
+    x = x * 10 + (uint64_t)(*p++ - '0');
+  }
+  if (p == *s)
+    return 0;
+  *v = x;
+  *s = p;
+  return 1;
+}
+
+int pl_http_range(const char *v, uint64_t len, uint64_t *first, uint64_t *last) {
+  if (!v || strncasecmp(v, "bytes=", 6))
+    return 0;
+  const char *p = v + 6;
+  while (*p == ' ')
+    p++;
+  uint64_t a = 0, b = 0;
+  int has_a = pl__digits(&p, &a);
+  if (*p++ != '-')
+    return 0;
+  int has_b = pl__digits(&p, &b);
+  while (*p == ' ')
+    p++;
+  if (*p || (!has_a && !has_b) || (has_a && has_b && b < a))
+    return 0; /* malformed, or a list of ranges: the whole answer (RFC 9110 14.2) */
+  if (!has_a) { /* the last b bytes */
+    if (b == 0 || len == 0)
+      return -1;
+    *first = b >= len ? 0 : len - b;
+    *last = len - 1;
+    return 1;
+  }
+  if (a >= len)
+    return -1;
+  *first = a;
+  *last = has_b && b < len ? b : len - 1;
+  return 1;
 }

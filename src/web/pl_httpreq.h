@@ -27,6 +27,8 @@ typedef enum pl_http_hdr {
   PL_H_CONTENT_TYPE,
   PL_H_AUTHORIZATION,
   PL_H_IF_NONE_MATCH,
+  PL_H_RANGE,
+  PL_H_IF_RANGE,
   PL_H__COUNT
 } pl_http_hdr;
 
@@ -39,16 +41,28 @@ typedef struct pl_http_req {
   int keep_alive, upgrade, http_minor;
 } pl_http_req;
 
-typedef struct pl_httpreq {
+typedef struct pl_httpreq pl_httpreq;
+struct pl_httpreq {
   http_parser p;
   http_parser_settings s;
   pl_http_req req;
   size_t max_head, max_body, head_bytes;
+  size_t default_body; /* max_body for every request unless on_head changes it */
+  /* Optional: called once a request's head is parsed (req has the method,
+   * URL and headers). Returns 0 to go on, or an HTTP status (4xx) to refuse
+   * the request. It may stream the body: stream = 1 and max_body = the most
+   * it takes; then each feed appends the body bytes it parsed to req.body,
+   * and the caller takes them out before the next feed (so an upload is
+   * never held whole). */
+  int (*on_head)(void *ud, pl_httpreq *r);
+  void *ud;
+  int stream;
+  uint64_t body_total; /* body bytes of this request so far */
   int field;      /* pl_http_hdr of the header being read, -1: not kept */
   char fname[32]; /* the field name so far (longer ones are not ours) */
   size_t fname_len;
   int in_value, status, complete;
-} pl_httpreq;
+};
 
 void pl_httpreq_init(pl_httpreq *r, size_t max_head, size_t max_body);
 /* Frees what the current request holds. */
@@ -61,6 +75,12 @@ void pl_httpreq_next(pl_httpreq *r);
  * protocol's). *status: 0 need more, 1 a whole request is in r->req, or the
  * HTTP status to answer with before closing (400, 413, 414, 431, 505). */
 size_t pl_httpreq_feed(pl_httpreq *r, const uint8_t *p, size_t n, int *status);
+
+/* A Range header (RFC 9110 14.1.2) against a body of len bytes: 1 and the
+ * inclusive [*first, *last] for one satisfiable byte range; 0 to ignore it
+ * (absent, malformed, or several ranges: answer with the whole body); -1 if
+ * it cannot be satisfied (answer 416). */
+int pl_http_range(const char *v, uint64_t len, uint64_t *first, uint64_t *last);
 
 /* 1 if the comma-separated header value v has token t (case-insensitive). */
 int pl_http_has_token(const char *v, const char *t);

@@ -567,6 +567,8 @@ static void test_upgrade_from_schema_1(void) {
           "DROP TABLE contacts; DROP TABLE blocks;"
           "DROP INDEX messages_group; ALTER TABLE messages DROP COLUMN gid;"
           "ALTER TABLE devices DROP COLUMN acked; DROP TABLE groups; DROP TABLE members; DROP TABLE greads;"
+          "DROP INDEX messages_media; ALTER TABLE messages DROP COLUMN media_id;"
+          "ALTER TABLE messages DROP COLUMN media; DROP TABLE media; DROP TABLE media_grants;"
           "CREATE TABLE dedup(sender_uid INTEGER NOT NULL, client_id TEXT NOT NULL,"
           " conv TEXT NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL,"
           " expires INTEGER NOT NULL, PRIMARY KEY(sender_uid, client_id)) WITHOUT ROWID;"
