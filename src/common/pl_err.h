@@ -41,7 +41,10 @@
   X(CONFIG, -1005, 0, "bad configuration")                               \
   X(NOT_FOUND, -1006, 0, "not found")                                    \
   X(CLOSED, -1007, 0, "connection closed")                               \
-  X(TIMEOUT, -1008, 0, "timed out")
+  X(TIMEOUT, -1008, 0, "timed out")                                      \
+  X(BAD_MEDIA, -1009, 0, "malformed or truncated image")                 \
+  X(MEDIA_TOO_LARGE, -1010, 0, "image too large (size or frames)")       \
+  X(MEDIA_TYPE, -1011, 0, "not an image of a supported type")
 
 typedef enum pl_err {
 #define PL__ERR_ENUM(name, val, wire, msg) PL_ERR_##name = (val),
