@@ -19,6 +19,7 @@
 
 #include "common/pl_buf.h"
 #include "common/pl_mem.h"
+#include "img_fixtures.h"
 #include "proto/pl_frame.h"
 
 static const char *root;
@@ -677,6 +678,35 @@ static void web(void) {
     put("fuzz_json", json[i][0], (const uint8_t *)json[i][1], strlen(json[i][1]));
 }
 
+/* fuzz_img: each fixture of tests/img_fixtures.c (metadata planted), and the
+ * GIF with its last byte (the trailer) cut off. */
+static void images(void) {
+  static const struct {
+    const char *name;
+    void (*make)(pl_bytes *out, int variant);
+    int variant;
+  } imgs[] = {{"jpeg", fx_jpeg, 0},
+              {"jpeg_progressive", fx_jpeg, 1},
+              {"webp_lossy", fx_webp, 0},
+              {"webp_lossless", fx_webp, 1}};
+  pl_bytes b = {0};
+  for (size_t i = 0; i < sizeof imgs / sizeof imgs[0]; i++, b.len = 0) {
+    imgs[i].make(&b, imgs[i].variant);
+    put("fuzz_img", imgs[i].name, b.p, b.len);
+  }
+  static const struct {
+    const char *name;
+    void (*make)(pl_bytes *out);
+  } more[] = {{"png", fx_png}, {"apng", fx_apng}, {"webp_anim", fx_webp_anim}, {"gif", fx_gif}};
+  for (size_t i = 0; i < sizeof more / sizeof more[0]; i++, b.len = 0) {
+    more[i].make(&b);
+    put("fuzz_img", more[i].name, b.p, b.len);
+  }
+  fx_gif(&b);
+  put("fuzz_img", "gif_truncated", b.p, b.len - 1);
+  pl_bytes_free(&b);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: make_seeds CORPUS_DIR   (e.g. fuzz/corpus)\n");
@@ -689,5 +719,6 @@ int main(int argc, char **argv) {
   messages();
   frames();
   web();
+  images();
   return pl_mem_used() == 0 ? 0 : 1;
 }

@@ -43,6 +43,9 @@
   X(NOT_FOUND, -1006, 0, "not found")                                    \
   X(CLOSED, -1007, 0, "connection closed")                               \
   X(TIMEOUT, -1008, 0, "timed out")                                      \
+  X(BAD_MEDIA, -1009, 0, "malformed or truncated image")                 \
+  X(MEDIA_TOO_LARGE, -1010, 0, "image too large (size or frames)")       \
+  X(MEDIA_TYPE, -1011, 0, "not an image of a supported type")            \
   X(QUOTA, -1012, 0, "media quota exceeded")
 
 typedef enum pl_err {
