@@ -10,7 +10,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler libsodium-dev libsqlite3-dev
-  libjansson-dev libwslay-dev libhttp-parser-dev libssl-dev zlib1g-dev
+  libjansson-dev libwslay-dev libhttp-parser-dev libssl-dev zlib1g-dev libvips-dev libcurl4-openssl-dev
   # clang for the fuzz and sanitizer builds; its ASan/UBSan/libFuzzer runtimes
   # live in libclang-rt-dev, which clang only recommends.
   clang libclang-rt-dev

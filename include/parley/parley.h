@@ -63,6 +63,7 @@ extern "C" {
 #define PARLEY_E_NOT_MEMBER (-32) /* no such group, or you are not in it */
 #define PARLEY_E_FORBIDDEN (-33)  /* your role in the group does not allow this */
 #define PARLEY_E_GROUP_FULL (-34) /* the group is at its member limit */
+#define PARLEY_E_UNKNOWN_MEDIA (-35) /* no such upload, or you may not use it */
 /* Local error codes. */
 #define PARLEY_E_CONNECT (-100)  /* cannot reach the server */
 #define PARLEY_E_TIMEOUT (-101)  /* no answer in time */
@@ -101,6 +102,19 @@ typedef struct parley_group_event {
   int role;
 } parley_group_event;
 
+/* An attachment: an upload the server stored (docs/protocol.md 13). Fetch
+ * it over HTTP: GET /media/<id> (and /media/<id>/thumb) with the session
+ * token as a Bearer token. */
+typedef struct parley_media {
+  const char *id;   /* 32 hex digits */
+  const char *type; /* MIME type the server sniffed, e.g. "image/jpeg" */
+  uint64_t size;
+  uint32_t width, height;             /* as displayed; 0 for plain files */
+  uint32_t thumb_width, thumb_height; /* 0: no thumbnail */
+  uint64_t thumb_size;
+  const char *name; /* file name given at upload, or "" */
+} parley_media;
+
 /* A received message. Every pointer is valid only during the callback. */
 typedef struct parley_message {
   uint64_t qid;            /* server message id, increasing in this device's queue */
@@ -115,6 +129,7 @@ typedef struct parley_message {
   uint64_t server_ts;              /* server clock at commit, ms since the epoch */
   const char *group;               /* a group message: the group id ("" for 1:1) */
   const parley_group_event *event; /* a membership event of the group (body empty), or NULL */
+  const parley_media *media;       /* an image or file (body is its caption), or NULL */
 } parley_message;
 
 /* The server's ack of a sent message. Pointers valid during the callback. */
@@ -235,6 +250,12 @@ int parley_send_group(parley *c, const char *id, const char *group, const void *
                       char *id_out);
 int parley_send_group_wait(parley *c, const char *id, const char *group, const void *body, size_t len,
                            parley_send_ack *ack, int timeout_ms);
+
+/* The same with an attachment: media_id from the upload's answer (POST
+ * /media, docs/protocol.md 13); body is its caption (may be empty). To a
+ * user (peer) or, with peer NULL, to group. */
+int parley_send_media_wait(parley *c, const char *id, const char *peer, const char *group, const char *media_id,
+                           const void *caption, size_t len, parley_send_ack *ack, int timeout_ms);
 
 /* Acknowledges every delivered message with qid <= upto (for auto_ack off). */
 int parley_ack(parley *c, uint64_t upto);

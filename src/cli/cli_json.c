@@ -173,6 +173,28 @@ void cli_json_message(pl_bytes *out, const parley_message *m) {
   cli_json_cstr(out, m->id);
   cli__key(out, "text", 0);
   cli_json_str(out, m->body, m->body ? m->body_len : 0);
+  if (m->media) {
+    const parley_media *md = m->media;
+    cli__key(out, "media", 0);
+    pl_bytes_append(out, "{", 1);
+    cli__key(out, "id", 1);
+    cli_json_cstr(out, md->id);
+    cli__key(out, "type", 0);
+    cli_json_cstr(out, md->type);
+    cli__key(out, "size", 0);
+    cli__u64(out, md->size);
+    cli__key(out, "width", 0);
+    cli__u64(out, md->width);
+    cli__key(out, "height", 0);
+    cli__u64(out, md->height);
+    cli__key(out, "thumb_width", 0);
+    cli__u64(out, md->thumb_width);
+    cli__key(out, "thumb_height", 0);
+    cli__u64(out, md->thumb_height);
+    cli__key(out, "name", 0);
+    cli_json_cstr(out, md->name);
+    pl_bytes_append(out, "}", 1);
+  }
   cli__key(out, "client_ts", 0);
   cli__u64(out, m->client_ts);
   cli__key(out, "server_ts", 0);

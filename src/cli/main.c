@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_http.h"
 #include "cli_json.h"
 #include "common/pl_buf.h"
 #include "common/pl_time.h"
@@ -44,6 +45,10 @@ typedef struct cli {
   const char *group; /* send --group */
   const char *wait;  /* recv --wait */
   int no_ack;        /* recv --no-ack */
+  const char *image; /* send --image FILE */
+  int thumb;         /* fetch --thumb */
+  const char *http;  /* --http HOST:PORT: uploads and downloads */
+  char http_base[300];
 } cli;
 
 static void usage(FILE *out) {
@@ -56,6 +61,11 @@ static void usage(FILE *out) {
       "                              {\"id\":\"..\",\"conv\":\"..\",\"seq\":N,\"server_ts\":MS}\n"
       "                              (the same --id again prints the same seq: no second copy)\n"
       "  send --group GROUP TEXT     the same, to a group you are in\n"
+      "  send --image FILE PEER [CAPTION]   upload FILE (JPEG, PNG, WebP, GIF; other files if the\n"
+      "                              server takes them) and send it; prints the ack with \"media\":{..}\n"
+      "                              (with --group GROUP instead of PEER: to a group)\n"
+      "  fetch [--thumb] MEDIA_ID OUT  download an image or file you may see (or its thumbnail)\n"
+      "                              into OUT; recv shows image messages with \"media\":{\"id\":..}\n"
       "  recv [--wait S] [--no-ack]  print each pending message as one JSON line, then acknowledge\n"
       "                              them (unless --no-ack); exit after S seconds without a\n"
       "                              message (default 1, fractions allowed):\n"
@@ -95,6 +105,8 @@ static void usage(FILE *out) {
       "  --user NAME          PARLEY_USER\n"
       "  --password PW        PARLEY_PASSWORD\n"
       "  --device NAME        PARLEY_DEVICE     default \"default\"\n"
+      "  --http HOST:PORT     PARLEY_HTTP       the server's HTTP listener, for send --image and\n"
+      "                                         fetch (default: the --server host, port 7780)\n"
       "  -h, --help           print this help;  --version  print the version\n"
       "Options also take the form --name=value. \"--\" ends the options (for a TEXT that\n"
       "starts with \"--\"). Text that is not valid UTF-8 is shown with U+FFFD for each bad byte.\n"
@@ -152,6 +164,7 @@ static int cli_error(const cli *o, int err, const char *peer) {
   case PARLEY_E_NOT_MEMBER: return cli_fail(CLI_EXIT_REFUSED, "no such group, or you are not a member");
   case PARLEY_E_FORBIDDEN: return cli_fail(CLI_EXIT_REFUSED, "your role in the group does not allow this");
   case PARLEY_E_GROUP_FULL: return cli_fail(CLI_EXIT_REFUSED, "the group is full");
+  case PARLEY_E_UNKNOWN_MEDIA: return cli_fail(CLI_EXIT_REFUSED, "no such media, or you may not use it");
   default: return cli_fail(CLI_EXIT_ERR, "%s", parley_strerror(err));
   }
 }
@@ -209,6 +222,10 @@ static const char **cli_option(cli *o, const char *name) {
     return &o->wait;
   if (!strcmp(name, "group"))
     return &o->group;
+  if (!strcmp(name, "image"))
+    return &o->image;
+  if (!strcmp(name, "http"))
+    return &o->http;
   return NULL;
 }
 
@@ -229,6 +246,8 @@ static int cli_parse(cli *o, int argc, char **argv) {
       opts_done = 1;
     } else if (!opts_done && !strcmp(a, "--no-ack")) {
       o->no_ack = 1;
+    } else if (!opts_done && !strcmp(a, "--thumb")) {
+      o->thumb = 1;
     } else if (!opts_done && a[0] == '-' && a[1] == '-') {
       char name[32];
       const char *eq = strchr(a + 2, '=');
@@ -287,6 +306,7 @@ static int cli_check(cli *o) {
               {"block", 1, " NAME"},
               {"unblock", 1, " NAME"},
               {"typing", 1, " PEER"},
+              {"fetch", 2, " [--thumb] MEDIA_ID OUT"},
               {"contacts", -1, " [add|remove NAME]"},
               {"group", -2, " create|add|remove|leave|members|rename|role|list ..."}};
   size_t k = 0;
@@ -297,6 +317,8 @@ static int cli_check(cli *o) {
   int want = cmds[k].npos;
   if (o->group && !strcmp(o->cmd, "send"))
     want = 1; /* send --group GROUP TEXT */
+  if (o->image && !strcmp(o->cmd, "send") && o->npos == want - 1)
+    want--; /* the caption is optional */
   if (want == -2 ? o->npos < 1 : want < 0 ? (o->npos != 0 && o->npos != 2) : o->npos != want)
     return cli_fail(CLI_EXIT_USAGE, "usage: parley %s%s", o->cmd,
                     o->group && want == 1 ? " --group GROUP TEXT" : cmds[k].args);
@@ -304,6 +326,16 @@ static int cli_check(cli *o) {
     return cli_fail(CLI_EXIT_USAGE, "--id is an option of 'send'");
   if (o->group && strcmp(o->cmd, "send") != 0)
     return cli_fail(CLI_EXIT_USAGE, "--group is an option of 'send'");
+  if (o->image && strcmp(o->cmd, "send") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--image is an option of 'send'");
+  if (o->thumb && strcmp(o->cmd, "fetch") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--thumb is an option of 'fetch'");
+  o->http = cli_env(o->http, "PARLEY_HTTP", NULL);
+  if (o->http)
+    snprintf(o->http_base, sizeof o->http_base, "http://%s", o->http);
+  else
+    snprintf(o->http_base, sizeof o->http_base, strchr(o->host, ':') ? "http://[%s]:7780" : "http://%s:7780",
+             o->host);
   if ((o->wait || o->no_ack) && strcmp(o->cmd, "recv") != 0)
     return cli_fail(CLI_EXIT_USAGE, "--wait and --no-ack are options of 'recv'");
   if (o->id && (!*o->id || strlen(o->id) > 64))
@@ -385,6 +417,22 @@ static int cmd_logout(const cli *o) {
   return rc == PARLEY_OK ? CLI_EXIT_OK : cli_error(o, rc, NULL);
 }
 
+/* send --image: the upload first (its id goes into the message). */
+static int cmd_send_image(const cli *o, parley *c, const char *peer, const char *caption, parley_send_ack *ack,
+                          char **media_json) {
+  char id[33], why[300];
+  int st = cli_http_upload(o->http_base, parley_token(c), o->image, id, media_json, why, sizeof why);
+  if (st != 0)
+    return cli_fail(st == 413 || st == 415 || st == 422 ? CLI_EXIT_REFUSED
+                    : st == 401                         ? CLI_EXIT_AUTH
+                                                        : CLI_EXIT_CONN,
+                    "upload of %s refused: %s", o->image, why);
+  size_t len = caption ? strlen(caption) : 0;
+  int rc = parley_send_media_wait(c, o->id, o->group ? NULL : peer, o->group, id, caption ? caption : "", len, ack,
+                                  CLI_TIMEOUT_MS);
+  return rc == PARLEY_OK ? 0 : cli_error(o, rc, peer);
+}
+
 static int cmd_send(const cli *o) {
   const char *peer = o->group ? o->group : o->pos[0], *text = o->pos[o->group ? 0 : 1];
   parley *c;
@@ -392,6 +440,26 @@ static int cmd_send(const cli *o) {
   if (rc)
     return rc;
   parley_send_ack ack;
+  if (o->image) {
+    char *media = NULL;
+    int status = cmd_send_image(o, c, peer, text, &ack, &media);
+    if (status == 0) {
+      pl_bytes out = {0};
+      cli_json_send_ack(&out, &ack);
+      if (out.len >= 2) { /* {...,"media":{...}}\n */
+        out.len -= 2;
+        pl_bytes_append(&out, ",\"media\":", 9);
+        pl_bytes_append(&out, media, strlen(media) - (media[strlen(media) - 1] == '\n'));
+        pl_bytes_append(&out, "}\n", 2);
+      }
+      if (cli_print(&out) != 0)
+        status = cli_fail(CLI_EXIT_ERR, "cannot write to standard output");
+      pl_bytes_free(&out);
+    }
+    free(media);
+    parley_free(c);
+    return status;
+  }
   if (o->group)
     rc = parley_send_group_wait(c, o->id, o->group, text, strlen(text), &ack, CLI_TIMEOUT_MS);
   else
@@ -408,6 +476,21 @@ static int cmd_send(const cli *o) {
   }
   parley_free(c);
   return status;
+}
+
+/* fetch MEDIA_ID OUT */
+static int cmd_fetch(const cli *o) {
+  parley *c;
+  int rc = cli_open(o, &c, NULL, NULL, 0);
+  if (rc)
+    return rc;
+  char why[300];
+  int st = cli_http_fetch(o->http_base, parley_token(c), o->pos[0], o->thumb, o->pos[1], why, sizeof why);
+  parley_free(c);
+  if (st == 0)
+    return CLI_EXIT_OK;
+  return cli_fail(st == 403 || st == 404 ? CLI_EXIT_REFUSED : st == 401 ? CLI_EXIT_AUTH : st > 0 ? CLI_EXIT_ERR : CLI_EXIT_CONN,
+                  "cannot fetch %s: %s", o->pos[0], why);
 }
 
 /* ---- read, presence, contacts, block, typing ---------------------------- */
@@ -842,6 +925,8 @@ int main(int argc, char **argv) {
     return cmd_send(&o);
   if (!strcmp(o.cmd, "recv"))
     return cmd_recv(&o);
+  if (!strcmp(o.cmd, "fetch"))
+    return cmd_fetch(&o);
   if (!strcmp(o.cmd, "read") || !strcmp(o.cmd, "presence") || !strcmp(o.cmd, "contacts") ||
       !strcmp(o.cmd, "block") || !strcmp(o.cmd, "unblock") || !strcmp(o.cmd, "typing"))
     return cmd_state(&o);

@@ -37,6 +37,7 @@ const char *parley_strerror(int code) {
   case PARLEY_E_NOT_MEMBER: return "no such group, or you are not a member";
   case PARLEY_E_FORBIDDEN: return "your role in the group does not allow this";
   case PARLEY_E_GROUP_FULL: return "the group is at its member limit";
+  case PARLEY_E_UNKNOWN_MEDIA: return "no such media, or you may not use it";
   case PARLEY_E_CONNECT: return "cannot reach the server";
   case PARLEY_E_TIMEOUT: return "no answer in time";
   case PARLEY_E_CLOSED: return "connection closed";
@@ -207,8 +208,8 @@ static void plc__random_id(char out[PLC_ID_MAX + 1]) {
 }
 
 /* To peer, or to a group when group is set (then peer is NULL). */
-static int plc__send(parley *c, const char *id, const char *peer, const char *group, const void *body,
-                     size_t len, char *id_out, plc_msg **out) {
+static int plc__send(parley *c, const char *id, const char *peer, const char *group, const char *media_id,
+                     const void *body, size_t len, char *id_out, plc_msg **out) {
   const char *to = group ? group : peer;
   if (!c || !to || !*to || (len && !body))
     return PARLEY_E_ARG;
@@ -232,6 +233,11 @@ static int plc__send(parley *c, const char *id, const char *peer, const char *gr
   s.body.data = (uint8_t *)body;
   s.body.len = len;
   s.client_ts = parley_server_now(c);
+  Parley__Media media = PARLEY__MEDIA__INIT;
+  if (media_id) {
+    media.id = (char *)media_id;
+    s.media = &media;
+  }
   pl_bytes frame = {0};
   pl_frame_append(&frame, PARLEY__FRAME_TYPE__FRAME_SEND, &s.base);
   plc_msg *m = plc_outbox_add(&c->ob, idbuf, frame.p, frame.len);
@@ -244,20 +250,20 @@ static int plc__send(parley *c, const char *id, const char *peer, const char *gr
 }
 
 int parley_send(parley *c, const char *id, const char *peer, const void *body, size_t len, char *id_out) {
-  return plc__send(c, id, peer, NULL, body, len, id_out, NULL);
+  return plc__send(c, id, peer, NULL, NULL, body, len, id_out, NULL);
 }
 
 int parley_send_group(parley *c, const char *id, const char *group, const void *body, size_t len,
                       char *id_out) {
-  return plc__send(c, id, NULL, group ? group : "", body, len, id_out, NULL);
+  return plc__send(c, id, NULL, group ? group : "", NULL, body, len, id_out, NULL);
 }
 
-static int plc__send_wait(parley *c, const char *id, const char *peer, const char *group, const void *body,
-                          size_t len, parley_send_ack *ack, int timeout_ms) {
+static int plc__send_wait(parley *c, const char *id, const char *peer, const char *group, const char *media_id,
+                          const void *body, size_t len, parley_send_ack *ack, int timeout_ms) {
   if (c && c->depth)
     return PARLEY_E_STATE;
   plc_msg *m;
-  int rc = plc__send(c, id, peer, group, body, len, NULL, &m);
+  int rc = plc__send(c, id, peer, group, media_id, body, len, NULL, &m);
   if (rc != PARLEY_OK)
     return rc;
   uint64_t deadline = pl_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : c->request_timeout_ms);
@@ -284,12 +290,19 @@ static int plc__send_wait(parley *c, const char *id, const char *peer, const cha
 
 int parley_send_wait(parley *c, const char *id, const char *peer, const void *body, size_t len,
                      parley_send_ack *ack, int timeout_ms) {
-  return plc__send_wait(c, id, peer, NULL, body, len, ack, timeout_ms);
+  return plc__send_wait(c, id, peer, NULL, NULL, body, len, ack, timeout_ms);
+}
+
+int parley_send_media_wait(parley *c, const char *id, const char *peer, const char *group, const char *media_id,
+                           const void *caption, size_t len, parley_send_ack *ack, int timeout_ms) {
+  if (!media_id || !*media_id)
+    return PARLEY_E_ARG;
+  return plc__send_wait(c, id, peer, peer ? NULL : group ? group : "", media_id, caption, len, ack, timeout_ms);
 }
 
 int parley_send_group_wait(parley *c, const char *id, const char *group, const void *body, size_t len,
                            parley_send_ack *ack, int timeout_ms) {
-  return plc__send_wait(c, id, NULL, group ? group : "", body, len, ack, timeout_ms);
+  return plc__send_wait(c, id, NULL, group ? group : "", NULL, body, len, ack, timeout_ms);
 }
 
 /* ---- requests with a ref ---------------------------------------------- */

@@ -340,6 +340,19 @@ static void plc__on_message(parley *c, const Parley__Message *pm) {
         .server_ts = pm->server_ts,
         .group = plc__s(pm->group),
     };
+    parley_media media;
+    if (pm->media) {
+      media = (parley_media){.id = plc__s(pm->media->id),
+                             .type = plc__s(pm->media->type),
+                             .size = pm->media->size,
+                             .width = pm->media->width,
+                             .height = pm->media->height,
+                             .thumb_width = pm->media->thumb_width,
+                             .thumb_height = pm->media->thumb_height,
+                             .thumb_size = pm->media->thumb_size,
+                             .name = plc__s(pm->media->name)};
+      m.media = &media;
+    }
     parley_group_event ev;
     if (pm->event) {
       ev = (parley_group_event){.type = (int)pm->event->type,

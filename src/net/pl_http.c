@@ -59,6 +59,7 @@ struct pl_http_ex {
   pl_http_conn *hc; /* NULL once the connection is gone (its loop only) */
   int keep, head;
   pl_http_res res;
+  char *extra; /* the reply's own copy of res.extra */
 };
 
 typedef struct pl__wreq {
@@ -199,6 +200,7 @@ static void pl__ex_unref(pl_http_ex *x) {
     if (x->res.has_file) /* a reply nobody took */
       close(x->res.file_fd);
     pl_bytes_free(&x->res.body);
+    pl_free(x->extra);
     pl_free(x);
   }
 }
@@ -363,6 +365,8 @@ const char *pl_http_reason(int status) {
   switch (status) {
   case 101: return "Switching Protocols";
   case 200: return "OK";
+  case 201: return "Created";
+  case 206: return "Partial Content";
   case 304: return "Not Modified";
   case 204: return "No Content";
   case 400: return "Bad Request";
@@ -374,6 +378,9 @@ const char *pl_http_reason(int status) {
   case 409: return "Conflict";
   case 413: return "Content Too Large";
   case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 416: return "Range Not Satisfiable";
+  case 422: return "Unprocessable Content";
   case 426: return "Upgrade Required";
   case 429: return "Too Many Requests";
   case 431: return "Request Header Fields Too Large";
@@ -572,6 +579,9 @@ void pl_http_ex_resume(pl_http_ex *x) {
 void pl_http_ex_reply(pl_http_ex *x, pl_http_res *res) {
   x->res = *res;
   memset(&res->body, 0, sizeof res->body);
+  if (res->extra) /* the caller's buffer may be reused before the reply runs */
+    x->res.extra = x->extra = pl_strdup(res->extra);
+  res->has_file = 0;
   x->task.fn = pl__ex_run;
   if (pl_loop_post(x->loop, &x->task) != PL_OK)
     pl__ex_unref(x); /* the loop is closing: its connections go with it */

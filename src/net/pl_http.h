@@ -40,7 +40,7 @@ typedef struct pl_http_res {
  * the reply is dropped. */
 typedef struct pl_http_ex pl_http_ex;
 void pl_http_ex_hold(pl_http_ex *x);
-/* Takes res->body; extra and type must be static strings. */
+/* Takes res->body (and a file body); extra is copied; type must be a static string. */
 void pl_http_ex_reply(pl_http_ex *x, pl_http_res *res);
 /* The loop the request arrived on. */
 pl_loop *pl_http_ex_loop(const pl_http_ex *x);

@@ -19,6 +19,7 @@
 #include "core/pl_auth.h"
 #include "core/pl_filter.h"
 #include "core/pl_session.h"
+#include "media/pl_media.h"
 #include "net/pl_http.h"
 #include "net/pl_lp.h"
 #include "net/pl_tcp.h"
@@ -44,6 +45,7 @@ typedef struct pl_server {
   pl__loop_task *ticks; /* one per loop: what its tick sweeps */
   pl_core *core;
   pl_store *store;
+  pl_media *media;
   int lock_fd;
 } pl_server;
 
@@ -179,26 +181,43 @@ static pl_err pl__start(pl_server *srv) {
                         .group_detail = c->group_detail,
                         .max_batch = c->commit_batch,
                         .sweep_ms = c->sweep_s * 1000u,
-                        .commit_delay_us = c->commit_delay_us};
+                        .commit_delay_us = c->commit_delay_us,
+                        .media_ttl_ms = c->media_ttl_s * 1000u};
+  pl_media_config mc = {.dir = c->data,
+                        .max_upload = c->media_max_upload,
+                        .quota = c->media_quota,
+                        .allow_files = c->media_files,
+                        .thumb_px = c->media_thumb,
+                        .limits = {.max_side = 16384, .max_frames = 1000, .max_pixels = c->media_max_pixels},
+                        .link_ttl_s = c->media_link_ttl_s};
+  pl_err e = pl_media_open(&srv->media, &mc);
+  if (e != PL_OK) {
+    pl_error("cannot open the media store in %s/media: %s", c->data, pl_err_msg(e));
+    return e;
+  }
+  pl_media_store_hooks(srv->media, &sc);
   pl_store_hooks hooks;
   pl_core_store_hooks(srv->core, &hooks);
-  pl_err e = pl_store_open(&srv->store, &pl_store_sqlite, &sc, &hooks);
+  e = pl_store_open(&srv->store, &pl_store_sqlite, &sc, &hooks);
   if (e != PL_OK) {
     pl_error("cannot open the store in %s: %s", c->data, pl_err_msg(e));
     return e;
   }
   pl_core_set_store(srv->core, srv->store);
+  pl_media_set_store(srv->media, srv->store);
   srv->loops = pl_calloc((size_t)srv->nloops, sizeof *srv->loops);
   srv->listeners = pl_calloc((size_t)srv->nloops, sizeof *srv->listeners);
   srv->https = pl_calloc((size_t)srv->nloops, sizeof *srv->https);
   srv->ticks = pl_calloc((size_t)srv->nloops, sizeof *srv->ticks);
   srv->lps = pl_calloc((size_t)srv->nloops, sizeof *srv->lps);
-  srv->web = (pl_web){.core = srv->core, .store = srv->store, .lp = {srv->lps, srv->nloops}};
+  srv->web =
+      (pl_web){.core = srv->core, .store = srv->store, .media = srv->media, .lp = {srv->lps, srv->nloops}};
   pl_tcp_config tc = {
       .host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
   pl_http_config hc = {
       .tcp = {.host = c->http_host, .port = c->http_port, .backlog = 4096, .max_frame = c->max_frame},
       .route = pl_web_route,
+      .open = pl_web_open,
       .route_ud = &srv->web};
   int http = c->http_host[0] != '\0';
   if (tc.port && (e = pl_tcp_probe(&tc)) != PL_OK)
@@ -255,6 +274,7 @@ static void pl__shutdown(pl_server *srv) {
   pl_free(srv->lps);
   pl_free(srv->ticks);
   pl_store_close(srv->store);
+  pl_media_close(srv->media);
   if (srv->core)
     pl_core_free(srv->core);
   if (srv->lock_fd > 0)
@@ -287,6 +307,7 @@ int main(int argc, char **argv) {
     /* Nothing was served: close the store (it may hold no work) and leave. */
     if (srv.store)
       pl_store_close(srv.store);
+    pl_media_close(srv.media);
     return 1;
   }
   uv_run(&main_loop, UV_RUN_DEFAULT);

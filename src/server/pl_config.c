@@ -6,7 +6,7 @@
 
 #include "common/pl_log.h"
 
-typedef enum { T_STR, T_INT, T_U32, T_U32Z, T_U64, T_BOOL, T_LISTEN, T_HTTP, T_DURABILITY, T_LOG } pl__type;
+typedef enum { T_STR, T_INT, T_U32, T_U32Z, T_U64, T_U64Z, T_BOOL, T_LISTEN, T_HTTP, T_DURABILITY, T_LOG } pl__type;
 
 typedef struct pl__opt {
   const char *name, *arg, *help;
@@ -58,6 +58,21 @@ static const pl__opt pl__opts[] = {
     {"presence-grace", "MS",
      "a user offline this long before followers are told; a reconnect meanwhile shows nothing (default 5000)",
      T_U32Z, OFF(presence_grace_ms), 0},
+    {"media-max-upload", "BYTES", "largest upload accepted at POST /media (default 67108864 = 64 MiB)", T_U64,
+     OFF(media_max_upload), 0},
+    {"media-quota", "BYTES", "bytes of uploads a user may keep at once (default 1073741824 = 1 GiB; 0 = no limit)",
+     T_U64Z, OFF(media_quota), 0},
+    {"media-ttl", "SECONDS",
+     "an upload is deleted this long after its last message was sent, once no stored message carries it "
+     "(default: --ttl)",
+     T_U64Z, OFF(media_ttl_s), 0},
+    {"media-files", "0|1", "accept uploads that are not JPEG, PNG, WebP or GIF, as plain files (default 0)",
+     T_BOOL, OFF(media_files), 0},
+    {"media-max-pixels", "N", "largest width x height an image may claim (default 50000000)", T_U64,
+     OFF(media_max_pixels), 0},
+    {"media-thumb", "PIXELS", "thumbnails fit this square (default 320)", T_U32, OFF(media_thumb), 0},
+    {"media-link-ttl", "SECONDS", "signed media links last this long (default 3600)", T_U32,
+     OFF(media_link_ttl_s), 0},
     {"argon2-ops", "N", "Argon2id passes for new password hashes (default 2)", T_U32, OFF(argon2_ops), 0},
     {"argon2-mem", "KIB", "Argon2id memory for new password hashes, KiB (default 65536; min 8)", T_U32,
      OFF(argon2_mem_kib), 0},
@@ -88,6 +103,11 @@ void pl_config_defaults(pl_config *c) {
   c->commit_batch = 4096;
   c->commit_delay_us = 250;
   c->presence_grace_ms = 5000;
+  c->media_max_upload = 64u << 20;
+  c->media_quota = 1ull << 30;
+  c->media_max_pixels = 50000000;
+  c->media_thumb = 320;
+  c->media_link_ttl_s = 3600;
   c->log_level = PL_LOG_INFO;
 }
 
@@ -142,7 +162,8 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
     *(uint32_t *)(base + o->off) = (uint32_t)n;
     return 0;
   case T_U64:
-    if (pl__num(v, 1ull << 40, &n) || n == 0)
+  case T_U64Z:
+    if (pl__num(v, 1ull << 40, &n) || (n == 0 && o->type == T_U64))
       return -1;
     *(uint64_t *)(base + o->off) = n;
     return 0;

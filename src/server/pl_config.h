@@ -23,6 +23,9 @@ typedef struct pl_config {
   uint32_t max_frame, max_message, max_devices, max_queue, max_group, group_detail, sweep_s, commit_batch,
       commit_delay_us;
   uint32_t presence_grace_ms;
+  uint64_t media_max_upload, media_quota, media_ttl_s, media_max_pixels;
+  uint32_t media_thumb, media_link_ttl_s;
+  int media_files;
   uint32_t argon2_ops, argon2_mem_kib;
   int log_level;
 } pl_config;

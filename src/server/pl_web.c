@@ -91,6 +91,14 @@ static void pl__metrics(const pl_web *w, pl_http_res *res) {
             1e-6);
   pl__hists(b, "parley_store_batch_requests", "Requests per storage transaction (group commit).",
             ss.batch_hist, 1, 1);
+  pl_media_stats ms;
+  pl_media_get_stats(w->media, &ms);
+  pl__metric(b, "parley_media_uploads_total", "counter", "Uploads stored.", ms.uploads);
+  pl__metric(b, "parley_media_upload_bytes_total", "counter", "Bytes of uploads stored (after stripping).",
+             ms.upload_bytes);
+  pl__metric(b, "parley_media_refused_total", "counter", "Uploads refused (type, damage, size, quota, auth).",
+             ms.refused);
+  pl__metric(b, "parley_media_downloads_total", "counter", "Media files and thumbnails sent.", ms.downloads);
   pl__metric(b, "parley_memory_rss_bytes", "gauge", "Resident memory of parleyd.", pl__rss());
 }
 
@@ -128,6 +136,11 @@ static int pl__asset(const char *path, const pl_http_req *req, pl_http_res *res)
   return 0;
 }
 
+pl_http_sink *pl_web_open(void *ud, const pl_http_req *req, pl_http_ex *x, uint64_t *limit, int *status) {
+  const pl_web *w = ud;
+  return pl_media_upload(w->media, req, x, limit, status);
+}
+
 void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex *x) {
   const pl_web *w = ud;
   char path[PL_HTTP_MAX_URL + 1];
@@ -140,6 +153,8 @@ void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex
   } else if ((!strcmp(path, "/api/register") || !strcmp(path, "/api/login")) &&
              !strcmp(req->method, "POST")) {
     pl_lp_auth(&w->lp, req, !strcmp(path, "/api/register"), res, x);
+  } else if (pl_media_route(w->media, req, path, res, x)) {
+    /* answered, or held */
   } else if (!strcmp(path, "/healthz") && get) {
     pl__text(res, 200, NULL, "ok\n");
   } else if (!strcmp(path, "/metrics") && get) {

@@ -4,6 +4,7 @@
 #define PL_WEB_H
 
 #include "core/pl_session.h"
+#include "media/pl_media.h"
 #include "net/pl_http.h"
 #include "net/pl_lp.h"
 #include "store/pl_store.h"
@@ -11,8 +12,12 @@
 typedef struct pl_web {
   pl_core *core;
   pl_store *store;
+  pl_media *media;
   pl_lp_set lp; /* long-poll sessions, one registry per loop */
 } pl_web;
+
+/* pl_http_open_fn: which requests stream their bodies (uploads). */
+pl_http_sink *pl_web_open(void *ud, const pl_http_req *req, pl_http_ex *x, uint64_t *limit, int *status);
 
 /* The route function for pl_http_config (ud: a pl_web). */
 void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex *x);

@@ -1,0 +1,54 @@
+/* pl_media: uploads, downloads and signed links (protocol.md 13).
+ *
+ * An upload (POST /media) streams to a spool file on the loop (async
+ * writes; the connection stops reading while one is in flight, so an upload
+ * costs a fixed buffer, never its size). When it is whole, a worker thread
+ * sniffs the type from the bytes (pl_img), writes a copy without metadata,
+ * decodes it fully with libvips (a truncated or corrupt image is refused),
+ * makes a JPEG thumbnail, and puts both into the blob store under their
+ * SHA-256. The store then records the upload against the user's quota and
+ * the answer gives its id. Downloads (GET /media/ID[/thumb]) check with the
+ * store that the asker may see the media (or take a signed, expiring link),
+ * and send the file with ranges, ETag and caching headers. */
+#ifndef PL_MEDIA_H
+#define PL_MEDIA_H
+
+#include <stdint.h>
+
+#include "media/pl_blob.h"
+#include "media/pl_img.h"
+#include "net/pl_http.h"
+#include "store/pl_store.h"
+
+typedef struct pl_media pl_media;
+
+typedef struct pl_media_config {
+  const char *dir;       /* the data directory: files go to dir/media */
+  uint64_t max_upload;   /* bytes of one upload (0: 64 MiB) */
+  uint64_t quota;        /* bytes of media a user may keep (0: no limit) */
+  int allow_files;       /* accept what is not an image, as application/octet-stream */
+  uint32_t thumb_px;     /* the thumbnail fits this square (0: 320) */
+  pl_img_limits limits;  /* what an image may claim (zeros: PL_IMG_LIMITS_DEFAULT) */
+  uint32_t link_ttl_s;   /* signed links last this long (0: 3600) */
+} pl_media_config;
+
+pl_err pl_media_open(pl_media **out, const pl_media_config *cfg);
+/* The blob hooks the store needs (blob_gone, blob_exists). */
+void pl_media_store_hooks(pl_media *m, pl_store_config *sc);
+void pl_media_set_store(pl_media *m, pl_store *store);
+void pl_media_close(pl_media *m);
+
+/* pl_http_open_fn for POST /media (NULL for other requests). */
+pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x, uint64_t *limit,
+                              int *status);
+/* GET/HEAD /media/ID, /media/ID/thumb; POST /media/ID/link. 0 if path is
+ * not one of these. */
+int pl_media_route(pl_media *m, const pl_http_req *req, const char *path, pl_http_res *res, pl_http_ex *x);
+
+/* Counters for /metrics. */
+typedef struct pl_media_stats {
+  uint64_t uploads, upload_bytes, refused, downloads;
+} pl_media_stats;
+void pl_media_get_stats(pl_media *m, pl_media_stats *st);
+
+#endif
