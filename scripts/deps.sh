@@ -19,7 +19,7 @@ PKGS=(
 # Only for the tests (scripts/deps.sh --test): a third-party WebSocket client,
 # and Debian's Chromium for the browser client's end-to-end tests, driven by
 # playwright-core from npm (tests/browser), which downloads no browser.
-TEST_PKGS=(python3-websockets chromium)
+TEST_PKGS=(python3-websockets chromium libvips-tools)
 tests=0
 [[ ${1:-} == --test ]] && tests=1 && PKGS+=("${TEST_PKGS[@]}")
 

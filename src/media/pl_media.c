@@ -592,6 +592,7 @@ pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x
   uint8_t th[PL_TOKEN_HASH_LEN];
   if (!pl__bearer(req, th)) {
     *status = 401;
+    atomic_fetch_add_explicit(&m->refused, 1, memory_order_relaxed);
     return NULL;
   }
   pl__up *u = pl_calloc(1, sizeof *u);
@@ -818,6 +819,13 @@ static pl_err pl__link_key(pl_media *m, const char *dir) {
   return ok ? PL_OK : PL_ERR_IO;
 }
 
+static void pl__vips_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer ud) {
+  (void)domain;
+  (void)level;
+  (void)ud;
+  pl_debug("media: libvips: %s", msg);
+}
+
 pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
   pl_media *m = pl_calloc(1, sizeof *m);
   char dir[4096];
@@ -852,6 +860,8 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
   vips_concurrency_set(1);
   vips_cache_set_max(0);
   vips_block_untrusted_set(TRUE);
+  /* libvips' warnings about a bad upload are the answer's business, not the log's */
+  g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE, pl__vips_log, NULL);
   *out = m;
   return PL_OK;
 }
