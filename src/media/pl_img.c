@@ -335,7 +335,7 @@ static pl_err pl__png(pl__img *c) {
     uint32_t len = pl__be32(c->p + pos);
     const uint8_t *t = c->p + pos + 4;
     if (len > 0x7fffffffu || !pl__has(c, pos + 8, (size_t)len + 4) || !pl__png_type_ok(t) ||
-        !pl__png_crc_ok(t, len))
+        (!c->emit && !pl__png_crc_ok(t, len))) /* the writing pass knows they are right */
       return PL__BAD;
     PL__TRY(pl__png_chunk(c, &s, t, len, &end));
     pos += (size_t)len + 12;
@@ -482,8 +482,8 @@ static pl_err pl__webp(pl__img *c) {
     s.first = 0;
     pos += 8 + (size_t)size + (size & 1);
   }
-  if (!s.image || (s.anim && c->info->frames == 0))
-    return PL__BAD;
+  if (!s.image || (s.anim && c->info->frames == 0) || c->written - body > UINT32_MAX - 4)
+    return PL__BAD; /* the last: a minimal EXIF grew a file of 4 GiB past what RIFF can say */
   c->webp_body = c->written - body;
   return PL_OK;
 }

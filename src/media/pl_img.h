@@ -35,7 +35,8 @@ typedef struct pl_img_info {
   pl_img_type type;
   uint32_t width, height; /* from the header (JPEG: the first SOFn; WebP: the VP8X canvas) */
   uint32_t frames;        /* GIF: image descriptors; APNG: acTL's count; WebP: ANMF chunks; else 1 */
-  int orientation;        /* EXIF orientation 1..8 in the input (JPEG, PNG eXIf, WebP EXIF), else 0 */
+  int orientation;        /* EXIF orientation 2..8 (JPEG, PNG eXIf, WebP EXIF), kept in the output as a
+                           * minimal EXIF; 0 for none, 1 (the default) or an unreadable EXIF */
   int animated;           /* 1 for an APNG (acTL), an animated WebP, a GIF of more than one frame */
 } pl_img_info;
 
@@ -55,7 +56,8 @@ typedef int (*pl_img_write_fn)(void *ud, const uint8_t *p, size_t n);
 /* Checks p[0..n) (the whole file) and writes it without metadata through
  * write(ud, ...), in consecutive pieces. The input is walked twice: once to
  * check it all, once to write, so write is called only for an input that is
- * accepted, and the only error after the first call is PL_ERR_IO.
+ * accepted, and the only error after the first call is PL_ERR_IO. With
+ * write NULL the input is only checked (and info filled).
  *
  * Errors: PL_ERR_MEDIA_TYPE (not JPEG, PNG, WebP or GIF);
  * PL_ERR_MEDIA_TOO_LARGE (a side, width * height or the frame count above

@@ -151,6 +151,24 @@ static void test_jpeg_orientation_1_leaves_no_exif(void) {
   pl_bytes_free(&out);
 }
 
+/* Entropy-coded data with a stuffed 0xFF00, a restart marker and a fill
+ * byte before EOI is copied as it is: nothing in this file is metadata. */
+static void test_jpeg_scan_markers_copied(void) {
+  static const uint8_t jpeg[] = {0xFF, 0xD8, 0xFF, 0xC0, 0,    11,   8,    0,    FX_H, 0,    FX_W, 1, 1,
+                                 0x11, 0,    0xFF, 0xDA, 0,    8,    1,    1,    0,    0,    0x3F, 0, 0x12,
+                                 0xFF, 0,    0x34, 0xFF, 0xD0, 0x56, 0xFF, 0xFF, 0xD9, 0xFF, 0xD9};
+  pl_bytes in = {0}, out = {0};
+  pl_bytes_append(&in, jpeg, sizeof jpeg);
+  pl_img_info i = strip_clean(&in, &out);
+  check_info(i, PL_IMG_JPEG, 1, 0, 0);
+  CHECK(out.len == sizeof jpeg - 2 &&
+        memcmp(out.p, jpeg, out.len) == 0); /* the second EOI is after the end */
+  CHECK_EQ_I(pl_img_strip(jpeg, sizeof jpeg, &lim, NULL, NULL, &i), PL_OK); /* check only */
+  CHECK_EQ_U(i.width, FX_W);
+  pl_bytes_free(&in);
+  pl_bytes_free(&out);
+}
+
 static void test_png_strip(void) {
   pl_bytes in = {0}, out = {0};
   fx_png(&in);
@@ -329,6 +347,7 @@ int main(void) {
   RUN(test_pdf_renamed_jpg_is_not_an_image);
   RUN(test_jpeg_strip_keeps_orientation_only);
   RUN(test_jpeg_orientation_1_leaves_no_exif);
+  RUN(test_jpeg_scan_markers_copied);
   RUN(test_png_strip);
   RUN(test_apng_frames);
   RUN(test_webp_strip);
