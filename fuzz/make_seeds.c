@@ -623,8 +623,9 @@ static void web(void) {
   static const char bad[] = "GET / HTTP/9.9\r\n\r\nHELLO\r\n";
   static const char upload[] = "POST /media?name=a.jpg HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
                                "Transfer-Encoding: chunked\r\n\r\n4\r\n\xff\xd8\xff\xe0\r\n0\r\n\r\n";
-  static const char range[] = "GET /media/0123456789abcdef0123456789abcdef HTTP/1.1\r\nHost: x\r\n"
-                              "Range: bytes=0-9\r\nIf-Range: \"e\"\r\n\r\nGET /m HTTP/1.1\r\nRange: bytes=-5\r\n\r\n";
+  static const char range[] =
+      "GET /media/0123456789abcdef0123456789abcdef HTTP/1.1\r\nHost: x\r\n"
+      "Range: bytes=0-9\r\nIf-Range: \"e\"\r\n\r\nGET /m HTTP/1.1\r\nRange: bytes=-5\r\n\r\n";
   put_web("fuzz_http", "upload", 9, upload, sizeof upload - 1);
   put_web("fuzz_http", "range", 17, range, sizeof range - 1);
   put_web("fuzz_http", "get", 64, get, sizeof get - 1);

@@ -58,11 +58,11 @@ extern "C" {
 #define PARLEY_E_QUEUE_FULL (-27)
 #define PARLEY_E_ALREADY_AUTHENTICATED (-28)
 #define PARLEY_E_INTERNAL (-29)
-#define PARLEY_E_BLOCKED (-30)    /* the recipient blocked you: not stored */
-#define PARLEY_E_FILTERED (-31)   /* the text has a word the server refuses: not stored */
-#define PARLEY_E_NOT_MEMBER (-32) /* no such group, or you are not in it */
-#define PARLEY_E_FORBIDDEN (-33)  /* your role in the group does not allow this */
-#define PARLEY_E_GROUP_FULL (-34) /* the group is at its member limit */
+#define PARLEY_E_BLOCKED (-30)       /* the recipient blocked you: not stored */
+#define PARLEY_E_FILTERED (-31)      /* the text has a word the server refuses: not stored */
+#define PARLEY_E_NOT_MEMBER (-32)    /* no such group, or you are not in it */
+#define PARLEY_E_FORBIDDEN (-33)     /* your role in the group does not allow this */
+#define PARLEY_E_GROUP_FULL (-34)    /* the group is at its member limit */
 #define PARLEY_E_UNKNOWN_MEDIA (-35) /* no such upload, or you may not use it */
 /* Local error codes. */
 #define PARLEY_E_CONNECT (-100)  /* cannot reach the server */
@@ -254,8 +254,9 @@ int parley_send_group_wait(parley *c, const char *id, const char *group, const v
 /* The same with an attachment: media_id from the upload's answer (POST
  * /media, docs/protocol.md 13); body is its caption (may be empty). To a
  * user (peer) or, with peer NULL, to group. */
-int parley_send_media_wait(parley *c, const char *id, const char *peer, const char *group, const char *media_id,
-                           const void *caption, size_t len, parley_send_ack *ack, int timeout_ms);
+int parley_send_media_wait(parley *c, const char *id, const char *peer, const char *group,
+                           const char *media_id, const void *caption, size_t len, parley_send_ack *ack,
+                           int timeout_ms);
 
 /* Acknowledges every delivered message with qid <= upto (for auto_ack off). */
 int parley_ack(parley *c, uint64_t upto);

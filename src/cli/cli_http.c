@@ -59,8 +59,8 @@ static long cli__perform(CURL *c, char *why, size_t whylen) {
   return status;
 }
 
-int cli_http_upload(const char *base, const char *token, const char *file, char id[33], char **json, char *why,
-                    size_t whylen) {
+int cli_http_upload(const char *base, const char *token, const char *file, char id[33], char **json,
+                    char *why, size_t whylen) {
   FILE *f = fopen(file, "rb");
   if (!f) {
     snprintf(why, whylen, "cannot open %s", file);

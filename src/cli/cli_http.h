@@ -10,8 +10,8 @@
  * 0, the media id in id (33 bytes) and the server's JSON answer in *json
  * (malloc'd). Otherwise returns the HTTP status (or -1: no answer) with the
  * reason in why. */
-int cli_http_upload(const char *base, const char *token, const char *file, char id[33], char **json, char *why,
-                    size_t whylen);
+int cli_http_upload(const char *base, const char *token, const char *file, char id[33], char **json,
+                    char *why, size_t whylen);
 /* Downloads media id (its thumbnail with thumb) into the file out. Same
  * returns. */
 int cli_http_fetch(const char *base, const char *token, const char *id, int thumb, const char *out, char *why,

@@ -418,8 +418,8 @@ static int cmd_logout(const cli *o) {
 }
 
 /* send --image: the upload first (its id goes into the message). */
-static int cmd_send_image(const cli *o, parley *c, const char *peer, const char *caption, parley_send_ack *ack,
-                          char **media_json) {
+static int cmd_send_image(const cli *o, parley *c, const char *peer, const char *caption,
+                          parley_send_ack *ack, char **media_json) {
   char id[33], why[300];
   int st = cli_http_upload(o->http_base, parley_token(c), o->image, id, media_json, why, sizeof why);
   if (st != 0)
@@ -428,8 +428,8 @@ static int cmd_send_image(const cli *o, parley *c, const char *peer, const char 
                                                         : CLI_EXIT_CONN,
                     "upload of %s refused: %s", o->image, why);
   size_t len = caption ? strlen(caption) : 0;
-  int rc = parley_send_media_wait(c, o->id, o->group ? NULL : peer, o->group, id, caption ? caption : "", len, ack,
-                                  CLI_TIMEOUT_MS);
+  int rc = parley_send_media_wait(c, o->id, o->group ? NULL : peer, o->group, id, caption ? caption : "", len,
+                                  ack, CLI_TIMEOUT_MS);
   return rc == PARLEY_OK ? 0 : cli_error(o, rc, peer);
 }
 
@@ -489,7 +489,10 @@ static int cmd_fetch(const cli *o) {
   parley_free(c);
   if (st == 0)
     return CLI_EXIT_OK;
-  return cli_fail(st == 403 || st == 404 ? CLI_EXIT_REFUSED : st == 401 ? CLI_EXIT_AUTH : st > 0 ? CLI_EXIT_ERR : CLI_EXIT_CONN,
+  return cli_fail(st == 403 || st == 404 ? CLI_EXIT_REFUSED
+                  : st == 401            ? CLI_EXIT_AUTH
+                  : st > 0               ? CLI_EXIT_ERR
+                                         : CLI_EXIT_CONN,
                   "cannot fetch %s: %s", o->pos[0], why);
 }
 

@@ -258,8 +258,9 @@ int parley_send_group(parley *c, const char *id, const char *group, const void *
   return plc__send(c, id, NULL, group ? group : "", NULL, body, len, id_out, NULL);
 }
 
-static int plc__send_wait(parley *c, const char *id, const char *peer, const char *group, const char *media_id,
-                          const void *body, size_t len, parley_send_ack *ack, int timeout_ms) {
+static int plc__send_wait(parley *c, const char *id, const char *peer, const char *group,
+                          const char *media_id, const void *body, size_t len, parley_send_ack *ack,
+                          int timeout_ms) {
   if (c && c->depth)
     return PARLEY_E_STATE;
   plc_msg *m;
@@ -293,11 +294,16 @@ int parley_send_wait(parley *c, const char *id, const char *peer, const void *bo
   return plc__send_wait(c, id, peer, NULL, NULL, body, len, ack, timeout_ms);
 }
 
-int parley_send_media_wait(parley *c, const char *id, const char *peer, const char *group, const char *media_id,
-                           const void *caption, size_t len, parley_send_ack *ack, int timeout_ms) {
+int parley_send_media_wait(parley *c, const char *id, const char *peer, const char *group,
+                           const char *media_id, const void *caption, size_t len, parley_send_ack *ack,
+                           int timeout_ms) {
   if (!media_id || !*media_id)
     return PARLEY_E_ARG;
-  return plc__send_wait(c, id, peer, peer ? NULL : group ? group : "", media_id, caption, len, ack, timeout_ms);
+  return plc__send_wait(c, id, peer,
+                        peer    ? NULL
+                        : group ? group
+                                : "",
+                        media_id, caption, len, ack, timeout_ms);
 }
 
 int parley_send_group_wait(parley *c, const char *id, const char *group, const void *body, size_t len,

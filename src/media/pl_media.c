@@ -1,8 +1,10 @@
 #include "pl_media.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include <vips/vips.h>
 
 #include "common/pl_log.h"
+#include "common/pl_map.h"
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
 #include "core/pl_auth.h"
@@ -21,10 +24,23 @@
 /* Upload bytes gather here and go to disk in one write. */
 #define PL__WBUF (256u << 10)
 
+/* A resumable upload (protocol.md 13.2.1): its bytes so far are the spool
+ * file tmp/rs-<id>, its owner and length the side file tmp/rs-<id>.meta,
+ * so it survives a restart; this is the in-memory index of them. */
+typedef struct pl__rs {
+  char id[33];
+  uint64_t user, length, created;
+  char name[128];
+  int busy; /* a PATCH is writing to it */
+} pl__rs;
+
 struct pl_media {
   pl_media_config cfg;
   pl_blob *blob;
   pl_store *store;
+  pthread_mutex_t rs_mu;
+  pl_map rs;         /* id's first 16 hex digits -> pl__rs */
+  uint64_t rs_swept; /* when stale resumable uploads were last looked for */
   uint8_t link_key[crypto_auth_hmacsha256_KEYBYTES];
   atomic_uint_fast64_t uploads, upload_bytes, refused, downloads;
 };
@@ -369,24 +385,35 @@ typedef struct pl__up {
   int fd;
   char tmp[4096];
   char name[128];
-  pl_bytes buf;  /* read, not yet written */
-  uint64_t off;  /* written */
+  pl_bytes buf; /* read, not yet written */
+  uint64_t off; /* written */
   uint64_t total;
   uv_fs_t wreq;
   uv_work_t work;
   pl__mreq sreq;
-  int busy;      /* a write, a store request or the worker is under way */
-  int auth;      /* 0: waiting, 1: ok, -1: refused */
-  int failed;    /* an HTTP status to answer with, once the body has ended */
+  int busy;   /* a write, a store request or the worker is under way */
+  int auth;   /* 0: waiting, 1: ok, -1: refused */
+  int failed; /* an HTTP status to answer with, once the body has ended */
   int ended, aborted, replied, tries;
   uint64_t user_id, usage;
   pl__result res;
+  pl__rs *rs;    /* a resumable upload's PATCH (else a one-shot POST) */
+  uint64_t base; /* its offset when this request began */
+  int finished;  /* the resumable upload is done with (stored or refused for good) */
 } pl__up;
 
+static void pl__rs_release(pl_media *m, pl__rs *rs, int finished);
+
 static void pl__up_free(pl__up *u) {
+  if (u->rs && !u->finished && u->buf.len && u->fd >= 0) /* what arrived before a cut stays */
+    if (pwrite(u->fd, u->buf.p, u->buf.len, (off_t)u->off) < 0)
+      pl_warn("media: keeping a cut upload's last piece: %s", strerror(errno));
   if (u->fd >= 0)
     close(u->fd);
-  unlink(u->tmp); /* gone already if it became a blob */
+  if (u->rs)
+    pl__rs_release(u->m, u->rs, u->finished);
+  else
+    unlink(u->tmp); /* gone already if it became a blob */
   pl_bytes_free(&u->buf);
   pl_store_req_clear(&u->sreq.req);
   pl_free(u);
@@ -467,7 +494,10 @@ static void pl__work_done(uv_work_t *w, int status) {
   }
   pl__result *res = &u->res;
   if (res->e != PL_OK) {
-    int st = res->e == PL_ERR_MEDIA_TYPE ? 415 : res->e == PL_ERR_BAD_MEDIA || res->e == PL_ERR_MEDIA_TOO_LARGE ? 422 : 503;
+    u->finished = res->e != PL_ERR_IO && res->e != PL_ERR_SHUTTING_DOWN; /* bad bytes: start again */
+    int st = res->e == PL_ERR_MEDIA_TYPE                                      ? 415
+             : res->e == PL_ERR_BAD_MEDIA || res->e == PL_ERR_MEDIA_TOO_LARGE ? 422
+                                                                              : 503;
     pl__up_fail(u, st, res->why ? res->why : "the file could not be stored");
     pl__up_settle(u);
     return;
@@ -509,6 +539,7 @@ static void pl__put_done(pl__mreq *r) {
     return;
   }
   if (st == PL_OK) {
+    u->finished = 1;
     atomic_fetch_add_explicit(&u->m->uploads, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&u->m->upload_bytes, u->res.row.size, memory_order_relaxed);
     pl_http_res res = {0};
@@ -526,15 +557,27 @@ static void pl__up_step(pl__up *u) {
     return; /* the token's answer comes */
   if (!u->failed && u->auth < 0)
     u->failed = 401;
-  if (!u->failed && u->m->cfg.quota && u->usage + u->total > u->m->cfg.quota)
+  if (!u->failed && u->m->cfg.quota && u->usage + u->base + u->total > u->m->cfg.quota)
     u->failed = 413;
   if (!u->ended)
     return; /* more body comes (or the connection closes on the refusal) */
   if (u->failed) {
-    pl__up_fail(u, u->failed, u->failed == 401 ? "bad token" : u->failed == 413 ? "quota exceeded" : "try again later");
+    pl__up_fail(u, u->failed,
+                u->failed == 401   ? "bad token"
+                : u->failed == 413 ? "quota exceeded"
+                : u->failed == 404 ? "no such upload"
+                                   : "try again later");
     pl__up_settle(u);
   } else if (u->buf.len) {
     pl__write(u);
+  } else if (u->rs && u->off < u->rs->length) { /* a piece of a resumable upload */
+    pl_http_res res = {.status = 204};
+    char extra[96];
+    snprintf(extra, sizeof extra, "Upload-Offset: %llu\r\nTus-Resumable: 1.0.0\r\n",
+             (unsigned long long)u->off);
+    res.extra = extra;
+    pl__up_reply(u, &res);
+    pl__up_settle(u);
   } else {
     pl__start_work(u);
   }
@@ -548,6 +591,8 @@ static void pl__auth_done(pl__mreq *r) {
   u->usage = r->req.out.usage;
   if (r->req.status != PL_OK && r->req.status != PL_ERR_BAD_TOKEN)
     u->failed = 503;
+  if (u->auth > 0 && u->rs && u->rs->user != u->user_id)
+    u->failed = 404; /* someone else's upload: as if there were none */
   pl__up_settle(u);
 }
 
@@ -558,7 +603,7 @@ static int pl__up_data(pl_http_sink *s, const uint8_t *p, size_t n) {
   if (u->failed)
     return u->failed;
   u->total += n;
-  if (u->auth > 0 && u->m->cfg.quota && u->usage + u->total > u->m->cfg.quota)
+  if (u->auth > 0 && u->m->cfg.quota && u->usage + u->base + u->total > u->m->cfg.quota)
     return 413;
   pl_bytes_append(&u->buf, p, n);
   if (u->buf.len < PL__WBUF)
@@ -582,12 +627,280 @@ static void pl__up_abort(pl_http_sink *s) {
   pl__up_settle(u);
 }
 
+/* ---- resumable uploads (protocol.md 13.2.1) ---------------------------------------- */
+
+#define PL__RS_MAX_AGE_MS (24ull * 3600 * 1000) /* an unfinished resumable upload is dropped after this */
+
+static uint64_t pl__rs_key(const char *id) {
+  char k[17];
+  memcpy(k, id, 16);
+  k[16] = '\0';
+  return strtoull(k, NULL, 16) | 1; /* never 0 */
+}
+
+static void pl__rs_path(const pl_media *m, const char *id, const char *suffix, char *out, size_t cap) {
+  snprintf(out, cap, "%s/rs-%s%s", m->blob->ops->spool(m->blob), id, suffix);
+}
+
+/* The upload's record, from memory or its side file (after a restart).
+ * Under rs_mu. */
+static pl__rs *pl__rs_find(pl_media *m, const char *id) {
+  pl__rs *rs = pl_map_get(&m->rs, pl__rs_key(id));
+  if (rs)
+    return strcmp(rs->id, id) ? NULL : rs;
+  char path[4200], name[128] = "";
+  unsigned long long user, length, created;
+  pl__rs_path(m, id, ".meta", path, sizeof path);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return NULL;
+  int n = fscanf(f, "%llu %llu %llu %127s", &user, &length, &created, name);
+  fclose(f);
+  if (n < 3)
+    return NULL;
+  rs = pl_calloc(1, sizeof *rs);
+  snprintf(rs->id, sizeof rs->id, "%s", id);
+  rs->user = user;
+  rs->length = length;
+  rs->created = created;
+  snprintf(rs->name, sizeof rs->name, "%s", strcmp(name, "-") ? name : "");
+  pl_map_put(&m->rs, pl__rs_key(id), rs);
+  return rs;
+}
+
+static void pl__rs_forget(pl_media *m, pl__rs *rs) {
+  char path[4200];
+  pl__rs_path(m, rs->id, "", path, sizeof path);
+  unlink(path);
+  pl__rs_path(m, rs->id, ".meta", path, sizeof path);
+  unlink(path);
+  pl_map_del(&m->rs, pl__rs_key(rs->id));
+  pl_free(rs);
+}
+
+static void pl__rs_release(pl_media *m, pl__rs *rs, int finished) {
+  pthread_mutex_lock(&m->rs_mu);
+  rs->busy = 0;
+  if (finished)
+    pl__rs_forget(m, rs);
+  pthread_mutex_unlock(&m->rs_mu);
+}
+
+/* Unfinished uploads older than a day go (looked for at most hourly, on
+ * the next creation; their side files tell their age). Under rs_mu. */
+static void pl__rs_sweep(pl_media *m) {
+  uint64_t now = pl_now_ms();
+  if (now - m->rs_swept < 3600u * 1000u)
+    return;
+  m->rs_swept = now;
+  DIR *d = opendir(m->blob->ops->spool(m->blob));
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    size_t n = strlen(e->d_name);
+    if (strncmp(e->d_name, "rs-", 3) || n != 3 + 32 + 5 || strcmp(e->d_name + 35, ".meta"))
+      continue;
+    char id[33];
+    memcpy(id, e->d_name + 3, 32);
+    id[32] = '\0';
+    pl__rs *rs = pl__rs_find(m, id);
+    if (rs && !rs->busy && now - rs->created > PL__RS_MAX_AGE_MS)
+      pl__rs_forget(m, rs);
+  }
+  if (d)
+    closedir(d);
+}
+
+/* POST /media/uploads and HEAD|GET /media/uploads/ID: a request that waits
+ * for the token's answer. */
+typedef struct pl__rq {
+  pl__mreq sreq;
+  pl_media *m;
+  pl_http_ex *x;
+  uint64_t length;
+  char id[33], name[128];
+  int create;
+} pl__rq;
+
+static void pl__rs_answer(pl_http_res *res, int status, const pl__rs *rs, uint64_t offset) {
+  static _Thread_local char extra[320]; /* pl_http_ex_reply copies it */
+  int n = status == 201 ? snprintf(extra, sizeof extra, "Location: /media/uploads/%s\r\n", rs->id) : 0;
+  snprintf(
+      extra + n, sizeof extra - (size_t)n,
+      "Upload-Offset: %llu\r\nUpload-Length: %llu\r\nTus-Resumable: 1.0.0\r\nCache-Control: no-store\r\n",
+      (unsigned long long)offset, (unsigned long long)rs->length);
+  pl__json_res(res, status,
+               json_pack("{s:s,s:I,s:I}", "upload", rs->id, "offset", (json_int_t)offset, "length",
+                         (json_int_t)rs->length));
+  res->extra = extra;
+}
+
+static void pl__rs_create(pl__rq *q, pl_http_res *res) {
+  pl_media *m = q->m;
+  const pl_store_req *r = &q->sreq.req;
+  if (q->length > m->cfg.max_upload) {
+    pl__error_res(res, 413, "Content Too Large");
+    return;
+  }
+  if (m->cfg.quota && r->out.usage + q->length > m->cfg.quota) {
+    pl__error_res(res, 413, "quota exceeded");
+    return;
+  }
+  uint8_t rnd[16];
+  randombytes_buf(rnd, sizeof rnd);
+  pl__rs *rs = pl_calloc(1, sizeof *rs);
+  pl__hex(rnd, sizeof rnd, rs->id);
+  rs->user = r->out.user_id;
+  rs->length = q->length;
+  rs->created = pl_now_ms();
+  snprintf(rs->name, sizeof rs->name, "%s", q->name);
+  char path[4200];
+  pl__rs_path(m, rs->id, ".meta", path, sizeof path);
+  FILE *f = fopen(path, "w");
+  int ok =
+      f && fprintf(f, "%llu %llu %llu %s\n", (unsigned long long)rs->user, (unsigned long long)rs->length,
+                   (unsigned long long)rs->created, *rs->name ? rs->name : "-") > 0;
+  ok = f && fclose(f) == 0 && ok;
+  pl__rs_path(m, rs->id, "", path, sizeof path);
+  int fd = ok ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+  if (fd < 0) {
+    pl_error("media: cannot make a resumable upload's files in %s", m->blob->ops->spool(m->blob));
+    pl_free(rs);
+    pl__error_res(res, 503, "try again later");
+    return;
+  }
+  close(fd);
+  pthread_mutex_lock(&m->rs_mu);
+  pl__rs_sweep(m);
+  pl_map_put(&m->rs, pl__rs_key(rs->id), rs);
+  pthread_mutex_unlock(&m->rs_mu);
+  pl__rs_answer(res, 201, rs, 0);
+}
+
+static void pl__rs_state(pl__rq *q, pl_http_res *res) {
+  pl_media *m = q->m;
+  char path[4200];
+  struct stat st;
+  pthread_mutex_lock(&m->rs_mu);
+  pl__rs *rs = pl__rs_find(m, q->id);
+  if (!rs || rs->user != q->sreq.req.out.user_id) {
+    pthread_mutex_unlock(&m->rs_mu);
+    pl__error_res(res, 404, "no such upload");
+    return;
+  }
+  pl__rs_path(m, rs->id, "", path, sizeof path);
+  uint64_t off = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+  pl__rs copy = *rs;
+  pthread_mutex_unlock(&m->rs_mu);
+  pl__rs_answer(res, 200, &copy, off);
+}
+
+static void pl__rq_done(pl__mreq *r) {
+  pl__rq *q = (pl__rq *)r;
+  pl_http_res res = {0};
+  if (r->req.status == PL_ERR_BAD_TOKEN)
+    pl__error_res(&res, 401, "bad token");
+  else if (r->req.status != PL_OK)
+    pl__error_res(&res, 503, "try again later");
+  else if (q->create)
+    pl__rs_create(q, &res);
+  else
+    pl__rs_state(q, &res);
+  pl_http_ex_reply(q->x, &res);
+  pl_store_req_clear(&q->sreq.req);
+  pl_free(q);
+}
+
+/* POST /media/uploads (Upload-Length) and HEAD|GET /media/uploads/ID. */
+static int pl__rs_route(pl_media *m, const pl_http_req *req, const char *path, pl_http_res *res,
+                        pl_http_ex *x) {
+  const char *rest = path + strlen("/media/uploads");
+  int create = !*rest && !strcmp(req->method, "POST");
+  int state = *rest == '/' && pl__id_valid(rest + 1, strlen(rest + 1)) &&
+              (!strcmp(req->method, "HEAD") || !strcmp(req->method, "GET"));
+  if (!create && !state) {
+    pl__error_res(res, *rest && *rest != '/' ? 404 : 405,
+                  *rest && *rest != '/' ? "Not Found" : "method not allowed");
+    return 1;
+  }
+  pl__rq *q = pl_calloc(1, sizeof *q);
+  char *end = NULL;
+  const char *len = req->hdr[PL_H_UPLOAD_LENGTH];
+  q->length = len ? strtoull(len, &end, 10) : 0;
+  if (create && (!len || !*len || *end || *len == '-')) {
+    pl_free(q);
+    pl__error_res(res, 400, "Upload-Length is needed");
+    return 1;
+  }
+  if (!pl__bearer(req, q->sreq.req.in.token_hash)) {
+    pl_free(q);
+    pl__error_res(res, 401, "a token is needed");
+    return 1;
+  }
+  q->m = m;
+  q->x = x;
+  q->create = create;
+  if (state)
+    memcpy(q->id, rest + 1, 32);
+  if (pl__query(req->url, "name", q->name, sizeof q->name))
+    pl__clean_name(q->name);
+  q->sreq.req.op = PL_STORE_MEDIA_AUTH;
+  pl_http_ex_hold(x);
+  res->status = 0;
+  pl__mreq_submit(m, &q->sreq, pl_http_ex_loop(x), pl__rq_done);
+  return 1;
+}
+
+/* PATCH /media/uploads/ID with Upload-Offset: the next bytes of it. */
+static pl__rs *pl__rs_patch(pl_media *m, const pl_http_req *req, const char *id, uint64_t *off, int *status) {
+  const char *o = req->hdr[PL_H_UPLOAD_OFFSET];
+  char *end = NULL, path[4200];
+  uint64_t want = o ? strtoull(o, &end, 10) : 0;
+  struct stat st;
+  if (!o || !*o || *end || *o == '-') {
+    *status = 400;
+    return NULL;
+  }
+  pthread_mutex_lock(&m->rs_mu);
+  pl__rs *rs = pl__rs_find(m, id);
+  if (rs) {
+    pl__rs_path(m, id, "", path, sizeof path);
+    *off = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+  }
+  if (!rs)
+    *status = 404;
+  else if (rs->busy || want != *off) /* another PATCH writes, or the client is behind */
+    *status = 409;
+  else
+    rs->busy = 1;
+  pthread_mutex_unlock(&m->rs_mu);
+  return *status ? NULL : rs;
+}
+
 static const pl_http_sink_ops pl__up_ops = {.data = pl__up_data, .end = pl__up_end, .abort = pl__up_abort};
+
+/* The spool file of an upload: a new one, or a resumable upload's. */
+static int pl__up_file(pl__up *u, const pl_http_req *req, pl__rs *rs) {
+  pl_media *m = u->m;
+  if (rs) {
+    pl__rs_path(m, rs->id, "", u->tmp, sizeof u->tmp);
+    u->fd = open(u->tmp, O_RDWR | O_CLOEXEC);
+    snprintf(u->name, sizeof u->name, "%s", rs->name);
+    return u->fd;
+  }
+  snprintf(u->tmp, sizeof u->tmp, "%s/up-XXXXXX", m->blob->ops->spool(m->blob));
+  u->fd = mkstemp(u->tmp);
+  if (pl__query(req->url, "name", u->name, sizeof u->name))
+    pl__clean_name(u->name);
+  return u->fd;
+}
 
 pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x, uint64_t *limit,
                               int *status) {
   size_t plen = strcspn(req->url, "?");
-  if (strcmp(req->method, "POST") || plen != 6 || strncmp(req->url, "/media", 6))
+  static const char up[] = "/media/uploads/";
+  int patch = !strcmp(req->method, "PATCH") && plen == sizeof up - 1 + 32 &&
+              !strncmp(req->url, up, sizeof up - 1) && pl__id_valid(req->url + sizeof up - 1, 32);
+  if (!patch && (strcmp(req->method, "POST") || plen != 6 || strncmp(req->url, "/media", 6)))
     return NULL;
   uint8_t th[PL_TOKEN_HASH_LEN];
   if (!pl__bearer(req, th)) {
@@ -595,27 +908,36 @@ pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x
     atomic_fetch_add_explicit(&m->refused, 1, memory_order_relaxed);
     return NULL;
   }
+  pl__rs *rs = NULL;
+  uint64_t off = 0;
+  if (patch) {
+    char id[33];
+    memcpy(id, req->url + sizeof up - 1, 32);
+    id[32] = '\0';
+    if (!(rs = pl__rs_patch(m, req, id, &off, status)))
+      return NULL;
+  }
   pl__up *u = pl_calloc(1, sizeof *u);
   u->sink.ops = &pl__up_ops;
   u->m = m;
   u->x = x;
   u->loop = pl_http_ex_loop(x);
-  snprintf(u->tmp, sizeof u->tmp, "%s/up-XXXXXX", m->blob->ops->spool(m->blob));
-  u->fd = mkstemp(u->tmp);
-  if (u->fd < 0) {
-    pl_error("media: cannot make a spool file in %s: %s", m->blob->ops->spool(m->blob), strerror(errno));
+  u->rs = rs;
+  u->off = u->base = off;
+  if (pl__up_file(u, req, rs) < 0) {
+    pl_error("media: cannot open a spool file in %s: %s", m->blob->ops->spool(m->blob), strerror(errno));
+    if (rs)
+      pl__rs_release(m, rs, 0);
     pl_free(u);
     *status = 503;
     return NULL;
   }
-  if (pl__query(req->url, "name", u->name, sizeof u->name))
-    pl__clean_name(u->name);
   pl_http_ex_hold(x);
   memcpy(u->sreq.req.in.token_hash, th, sizeof th);
   u->sreq.req.op = PL_STORE_MEDIA_AUTH;
   u->busy++;
   pl__mreq_submit(m, &u->sreq, u->loop, pl__auth_done);
-  *limit = m->cfg.max_upload;
+  *limit = rs ? rs->length - off : m->cfg.max_upload;
   return &u->sink;
 }
 
@@ -691,11 +1013,14 @@ static void pl__file_answer(pl__dl *d, pl_http_res *res) {
   char etag[70];
   snprintf(etag, sizeof etag, "\"%s\"", key);
   int img = !strncmp(d->thumb ? "image/jpeg" : r->type, "image/", 6);
-  int range = d->range && (!d->if_range || !strcmp(d->if_range, etag)) ? pl_http_range(d->range, size, &first, &last) : 0;
-  int n = snprintf(extra, sizeof extra,
-                   "ETag: %s\r\nCache-Control: private, max-age=31536000, immutable\r\nAccept-Ranges: bytes\r\n"
-                   "X-Content-Type-Options: nosniff\r\nContent-Security-Policy: default-src 'none'\r\n%s",
-                   etag, img ? "" : "Content-Disposition: attachment\r\n");
+  int range = d->range && (!d->if_range || !strcmp(d->if_range, etag))
+                  ? pl_http_range(d->range, size, &first, &last)
+                  : 0;
+  int n =
+      snprintf(extra, sizeof extra,
+               "ETag: %s\r\nCache-Control: private, max-age=31536000, immutable\r\nAccept-Ranges: bytes\r\n"
+               "X-Content-Type-Options: nosniff\r\nContent-Security-Policy: default-src 'none'\r\n%s",
+               etag, img ? "" : "Content-Disposition: attachment\r\n");
   res->type = d->thumb ? "image/jpeg" : pl__static_type(r->type);
   res->extra = extra;
   if (d->inm && strstr(d->inm, etag)) {
@@ -705,7 +1030,8 @@ static void pl__file_answer(pl__dl *d, pl_http_res *res) {
   }
   if (range < 0) {
     close(fd);
-    snprintf(extra + n, sizeof extra - (size_t)n, "Content-Range: bytes */%llu\r\n", (unsigned long long)size);
+    snprintf(extra + n, sizeof extra - (size_t)n, "Content-Range: bytes */%llu\r\n",
+             (unsigned long long)size);
     res->type = "application/json";
     pl__error_res(res, 416, "range not satisfiable");
     return;
@@ -738,6 +1064,8 @@ static void pl__get_done(pl__mreq *r) {
 static char *pl__dup(const char *s) { return s ? pl_strdup(s) : NULL; }
 
 int pl_media_route(pl_media *m, const pl_http_req *req, const char *path, pl_http_res *res, pl_http_ex *x) {
+  if (!strncmp(path, "/media/uploads", 14) && (path[14] == '\0' || path[14] == '/'))
+    return pl__rs_route(m, req, path, res, x);
   if (strncmp(path, "/media/", 7))
     return 0;
   const char *id = path + 7, *slash = strchr(id, '/');
@@ -841,6 +1169,7 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
     m->cfg.limits = d;
   }
   snprintf(dir, sizeof dir, "%s/media", cfg->dir);
+  pthread_mutex_init(&m->rs_mu, NULL);
   pl_err e = pl_blob_fs_open(dir, &m->blob);
   if (e == PL_OK)
     e = pl__link_key(m, dir);
@@ -870,6 +1199,12 @@ void pl_media_close(pl_media *m) {
   if (!m)
     return;
   m->blob->ops->free(m->blob);
+  void *v;
+  uint64_t k;
+  for (size_t i = 0; pl_map_next(&m->rs, &i, &k, &v);)
+    pl_free(v);
+  pl_map_free(&m->rs);
+  pthread_mutex_destroy(&m->rs_mu);
   vips_shutdown();
   pl_free(m);
 }

@@ -3,10 +3,10 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <sodium.h>
-#include <unistd.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
@@ -37,11 +37,11 @@ struct pl_http_conn {
   uv_tcp_t tcp;
   pl_http_listener *lst;
   pl_flusher flusher;
-  pl_httpreq req;  /* HTTP mode */
-  pl_ws *ws;       /* WebSocket mode */
-  pl_bytes out;    /* bytes to write next */
-  pl_bytes rbuf;   /* input that waits while a request is held */
-  pl_http_ex *ex;  /* the held request, if any */
+  pl_httpreq req;     /* HTTP mode */
+  pl_ws *ws;          /* WebSocket mode */
+  pl_bytes out;       /* bytes to write next */
+  pl_bytes rbuf;      /* input that waits while a request is held */
+  pl_http_ex *ex;     /* the held request, if any */
   pl_http_sink *sink; /* the request whose body streams into a sink */
   pl_http_ex *sx;     /* and its exchange */
   int file_fd;        /* a file body being sent (-1: none) */
@@ -396,10 +396,10 @@ const char *pl_http_reason(int status) {
 static void pl__respond(pl_http_conn *hc, const pl_http_res *res, int keep_alive, int head_only) {
   char head[1024];
   uint64_t len = res->has_file ? res->file_len : res->static_body ? res->static_len : res->body.len;
-  int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %llu\r\n%s%s\r\n",
-                   res->status, pl_http_reason(res->status),
-                   res->type ? res->type : "text/plain; charset=utf-8", (unsigned long long)len,
-                   keep_alive ? "" : "Connection: close\r\n", res->extra ? res->extra : "");
+  int n = snprintf(
+      head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %llu\r\n%s%s\r\n",
+      res->status, pl_http_reason(res->status), res->type ? res->type : "text/plain; charset=utf-8",
+      (unsigned long long)len, keep_alive ? "" : "Connection: close\r\n", res->extra ? res->extra : "");
   pl_bytes_append(&hc->out, head, (size_t)n < sizeof head ? (size_t)n : sizeof head - 1);
   if (res->has_file) {
     if (head_only || !res->file_len) {

@@ -6,7 +6,19 @@
 
 #include "common/pl_log.h"
 
-typedef enum { T_STR, T_INT, T_U32, T_U32Z, T_U64, T_U64Z, T_BOOL, T_LISTEN, T_HTTP, T_DURABILITY, T_LOG } pl__type;
+typedef enum {
+  T_STR,
+  T_INT,
+  T_U32,
+  T_U32Z,
+  T_U64,
+  T_U64Z,
+  T_BOOL,
+  T_LISTEN,
+  T_HTTP,
+  T_DURABILITY,
+  T_LOG
+} pl__type;
 
 typedef struct pl__opt {
   const char *name, *arg, *help;
@@ -60,8 +72,9 @@ static const pl__opt pl__opts[] = {
      T_U32Z, OFF(presence_grace_ms), 0},
     {"media-max-upload", "BYTES", "largest upload accepted at POST /media (default 67108864 = 64 MiB)", T_U64,
      OFF(media_max_upload), 0},
-    {"media-quota", "BYTES", "bytes of uploads a user may keep at once (default 1073741824 = 1 GiB; 0 = no limit)",
-     T_U64Z, OFF(media_quota), 0},
+    {"media-quota", "BYTES",
+     "bytes of uploads a user may keep at once (default 1073741824 = 1 GiB; 0 = no limit)", T_U64Z,
+     OFF(media_quota), 0},
     {"media-ttl", "SECONDS",
      "an upload is deleted this long after its last message was sent, once no stored message carries it "
      "(default: --ttl)",

@@ -54,12 +54,12 @@ typedef struct pl_msg {
 /* An uploaded file as the store keeps it (the media table, protocol.md 13).
  * Blob keys name the bytes in the blob store (pl_blob). */
 typedef struct pl_media_row {
-  char id[33];      /* 32 hex digits */
-  uint64_t owner;   /* uploader's user id */
-  char blob[65];    /* the file's key: hex SHA-256 of its bytes */
-  char thumb[65];   /* the thumbnail's key ("" if none) */
-  char type[64];    /* MIME type sniffed from the bytes */
-  char name[128];   /* file name given at upload ("" if none) */
+  char id[33];    /* 32 hex digits */
+  uint64_t owner; /* uploader's user id */
+  char blob[65];  /* the file's key: hex SHA-256 of its bytes */
+  char thumb[65]; /* the thumbnail's key ("" if none) */
+  char type[64];  /* MIME type sniffed from the bytes */
+  char name[128]; /* file name given at upload ("" if none) */
   uint64_t size, thumb_size;
   uint32_t width, height, thumb_width, thumb_height;
   uint64_t created, expires; /* ms since the epoch */
@@ -184,15 +184,15 @@ struct pl_store_req {
     int blocked;              /* BLOCK: 1 block peer, 0 unblock */
     const char *const *users; /* PRESENCE; GROUP_CREATE: members to add */
     size_t nusers;
-    uint64_t group;          /* SEND, MARK_READ, TYPING: a group (peer unused); GROUP_* */
-    int group_op;            /* GROUP_UPDATE: PL_GROUP_* */
-    int role;                /* GROUP_UPDATE SET_ROLE */
-    const char *name;        /* GROUP_CREATE, GROUP_UPDATE RENAME */
-    const char *description; /* GROUP_CREATE, GROUP_UPDATE RENAME */
-    const char *media_id;    /* SEND: an attachment; MEDIA_GET */
+    uint64_t group;            /* SEND, MARK_READ, TYPING: a group (peer unused); GROUP_* */
+    int group_op;              /* GROUP_UPDATE: PL_GROUP_* */
+    int role;                  /* GROUP_UPDATE SET_ROLE */
+    const char *name;          /* GROUP_CREATE, GROUP_UPDATE RENAME */
+    const char *description;   /* GROUP_CREATE, GROUP_UPDATE RENAME */
+    const char *media_id;      /* SEND: an attachment; MEDIA_GET */
     const pl_media_row *media; /* MEDIA_PUT (owner = in.user_id) */
-    uint64_t quota;          /* MEDIA_PUT: the user's limit in bytes (0: none) */
-    int any_user;            /* MEDIA_GET: no token, no access check (a signed link was checked) */
+    uint64_t quota;            /* MEDIA_PUT: the user's limit in bytes (0: none) */
+    int any_user;              /* MEDIA_GET: no token, no access check (a signed link was checked) */
   } in;
 
   /* Outputs (owned by the request; pl_store_req_clear frees them). */
@@ -235,8 +235,8 @@ struct pl_store_req {
     int detailed;                      /* GROUP_RECEIPTS: names follow (names = delivered by) */
     char **read_by;                    /* GROUP_RECEIPTS, sorted */
     size_t nread_by;
-    uint64_t usage;                    /* MEDIA_AUTH, MEDIA_PUT: bytes the user's media take */
-    pl_media_row media;                /* MEDIA_GET */
+    uint64_t usage;     /* MEDIA_AUTH, MEDIA_PUT: bytes the user's media take */
+    pl_media_row media; /* MEDIA_GET */
   } out;
 
   pl_store_req *next; /* store-private queue link */

@@ -182,7 +182,7 @@ static const char pl__schema[] =
   X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                        \
   X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                          \
   X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"      \
-           " m.server_ts, m.kind, m.aux, m.media FROM queue q JOIN messages m ON m.qid = q.qid"                       \
+           " m.server_ts, m.kind, m.aux, m.media FROM queue q JOIN messages m ON m.qid = q.qid"              \
            " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")              \
   /* the conversations an ack covers, for delivered receipts */                                              \
   X(ACK_CONVS, "SELECT m.conv, max(m.seq), m.sender_uid FROM queue q JOIN messages m ON m.qid = q.qid"       \
@@ -239,9 +239,10 @@ static const char pl__schema[] =
                  " client_ts, server_ts, expires, refs, kind, aux, gid)"                                     \
                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)")                       \
   /* a group's history after a device's cursor (its own sends included: one stream per group) */             \
-  X(GFETCH, "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"    \
-            " aux, media FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3 AND expires > ?4"     \
-            " ORDER BY qid LIMIT ?5")                                                                        \
+  X(GFETCH,                                                                                                  \
+    "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"            \
+    " aux, media FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3 AND expires > ?4"      \
+    " ORDER BY qid LIMIT ?5")                                                                                \
   X(DEV_ACKED_GET, "SELECT acked FROM devices WHERE id = ?1")                                                \
   X(DEV_ACKED_PUT, "UPDATE devices SET acked = max(acked, ?2) WHERE id = ?1")                                \
   X(DEV_ACKED_NOW, "UPDATE devices SET acked = COALESCE((SELECT seq FROM sqlite_sequence"                    \
@@ -275,7 +276,7 @@ static const char pl__schema[] =
   X(UNREAD_GROUPS, "SELECT 'g:' || g.gid, COALESCE(c.last_seq, 0), g.read_seq FROM greads g"                 \
                    " LEFT JOIN convs c ON c.conv = 'g:' || g.gid WHERE g.uid = ?1 ORDER BY g.gid")           \
   /* ---- media ---- */                                                                                      \
-  X(MEDIA_INSERT, "INSERT INTO media(id, owner, blob, thumb, type, name, size, thumb_size, width, height,"    \
+  X(MEDIA_INSERT, "INSERT INTO media(id, owner, blob, thumb, type, name, size, thumb_size, width, height,"   \
                   " thumb_width, thumb_height, created, expires)"                                            \
                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")                    \
   X(MEDIA_GET, "SELECT owner, blob, thumb, type, name, size, thumb_size, width, height, thumb_width,"        \
@@ -285,7 +286,7 @@ static const char pl__schema[] =
   X(MEDIA_GRANTS, "SELECT conv FROM media_grants WHERE media = ?1")                                          \
   X(MEDIA_TOUCH, "UPDATE media SET expires = max(expires, ?2) WHERE id = ?1")                                \
   X(MEDIA_ATTACH, "UPDATE messages SET media_id = ?2, media = ?3 WHERE qid = ?1")                            \
-  /* uploads past their TTL that no stored message carries */                                               \
+  /* uploads past their TTL that no stored message carries */                                                \
   X(MEDIA_EXPIRED, "SELECT id, blob, thumb FROM media WHERE expires <= ?1 AND NOT EXISTS"                    \
                    " (SELECT 1 FROM messages WHERE media_id = media.id) LIMIT 256")                          \
   X(MEDIA_DEL, "DELETE FROM media WHERE id = ?1")                                                            \
@@ -2937,8 +2938,8 @@ static pl_err pl__media_put(pl__sq *q, pl_store_req *r) {
     return PL_OK;
   }
   /* the sweep may have dropped these bytes since the uploader found them */
-  if (q->blob_exists && (!q->blob_exists(q->blob_ud, m->blob) ||
-                         (*m->thumb && !q->blob_exists(q->blob_ud, m->thumb)))) {
+  if (q->blob_exists &&
+      (!q->blob_exists(q->blob_ud, m->blob) || (*m->thumb && !q->blob_exists(q->blob_ud, m->thumb)))) {
     r->status = PL_ERR_AGAIN;
     return PL_OK;
   }
@@ -3271,8 +3272,9 @@ static pl_err pl__setup(pl__sq *q, int durable) {
                      "ALTER TABLE devices ADD COLUMN acked INTEGER NOT NULL DEFAULT 0;",
                      NULL);
   if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 5)
-    e = pl__exec_sql(q, "ALTER TABLE messages ADD COLUMN media_id TEXT; ALTER TABLE messages ADD COLUMN media BLOB;",
-                     NULL);
+    e = pl__exec_sql(
+        q, "ALTER TABLE messages ADD COLUMN media_id TEXT; ALTER TABLE messages ADD COLUMN media BLOB;",
+        NULL);
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);
   pl_free(mode);

@@ -16,7 +16,9 @@ static const char *const pl__hdr_names[PL_H__COUNT] = {"host",
                                                        "authorization",
                                                        "if-none-match",
                                                        "range",
-                                                       "if-range"};
+                                                       "if-range",
+                                                       "upload-length",
+                                                       "upload-offset"};
 
 #define PL__R(x) ((pl_httpreq *)(void *)(x)) /* p is the first member */
 
@@ -237,7 +239,7 @@ int pl_http_range(const char *v, uint64_t len, uint64_t *first, uint64_t *last) 
   while (*p == ' ')
     p++;
   if (*p || (!has_a && !has_b) || (has_a && has_b && b < a))
-    return 0; /* malformed, or a list of ranges: the whole answer (RFC 9110 14.2) */
+    return 0;   /* malformed, or a list of ranges: the whole answer (RFC 9110 14.2) */
   if (!has_a) { /* the last b bytes */
     if (b == 0 || len == 0)
       return -1;

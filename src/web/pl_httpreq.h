@@ -29,6 +29,8 @@ typedef enum pl_http_hdr {
   PL_H_IF_NONE_MATCH,
   PL_H_RANGE,
   PL_H_IF_RANGE,
+  PL_H_UPLOAD_LENGTH,
+  PL_H_UPLOAD_OFFSET,
   PL_H__COUNT
 } pl_http_hdr;
 
@@ -58,8 +60,8 @@ struct pl_httpreq {
   void *ud;
   int stream;
   uint64_t body_total; /* body bytes of this request so far */
-  int field;      /* pl_http_hdr of the header being read, -1: not kept */
-  char fname[32]; /* the field name so far (longer ones are not ours) */
+  int field;           /* pl_http_hdr of the header being read, -1: not kept */
+  char fname[32];      /* the field name so far (longer ones are not ours) */
   size_t fname_len;
   int in_value, status, complete;
 };

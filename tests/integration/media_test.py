@@ -342,6 +342,45 @@ def streamed_upload(s, alice):
     check(h["content-disposition"] == "attachment", "plain files download as attachments")
 
 
+def resumable(s, alice, bob):
+    """An upload in pieces: cut mid-body, resumed from the offset the server reports, across a restart."""
+    img = vips_image("jpg", 1200, 900)
+    st, h, body = s.req("POST", "/media/uploads?name=r.jpg", b"", alice, {"Upload-Length": str(len(img))})
+    up = json.loads(body)
+    check(st == 201 and h["location"] == f"/media/uploads/{up['upload']}" and up["offset"] == 0, f"create {st} {h}")
+    loc = h["location"]
+    # a PATCH cut after 3000 of its bytes: what arrived is kept
+    with socket.create_connection(("127.0.0.1", s.http), 10) as c:
+        c.sendall(f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\n"
+                  f"Upload-Offset: 0\r\nContent-Length: {len(img)}\r\n\r\n".encode() + img[:3000])
+        time.sleep(0.3)
+    time.sleep(0.3)
+    st, h, _ = s.req("HEAD", loc, token=alice)
+    check(st == 200 and h["upload-offset"] == "3000" and h["upload-length"] == str(len(img)), f"offset after a cut {h}")
+    st, _, _ = s.req("HEAD", loc, token=bob)
+    check(st == 404, "someone else's upload does not exist for bob")
+    st, _, _ = s.req("PATCH", loc, img[10:20], alice, {"Upload-Offset": "10"})
+    check(st == 409, f"a PATCH at the wrong offset: {st}")
+    st, h, _ = s.req("PATCH", loc, img[3000:5000], alice, {"Upload-Offset": "3000"})
+    check(st == 204 and h["upload-offset"] == "5000", f"a middle piece {st} {h}")
+    s.stop()
+    s.start()  # the upload survives a restart
+    st, h, _ = s.req("GET", loc, token=alice)
+    check(st == 200 and h["upload-offset"] == "5000", f"after a restart {st} {h}")
+    st, h, body = s.req("PATCH", loc, img[5000:], alice, {"Upload-Offset": "5000"})
+    m = json.loads(body)
+    check(st == 201 and m["type"] == "image/jpeg" and (m["width"], m["height"]) == (1200, 900), f"last piece {st} {m}")
+    _, _, got = s.req("GET", f"/media/{m['id']}", token=alice)
+    _, one = s.upload(alice, img)
+    _, _, whole = s.req("GET", f"/media/{one['id']}", token=alice)
+    check(got == whole, "the same file as a one-shot upload")
+    st, _, _ = s.req("HEAD", loc, token=alice)
+    check(st == 404, "a finished upload is gone")
+    st, h, _ = s.req("POST", "/media/uploads", b"", alice, {"Upload-Length": str(1 << 40)})
+    check(st == 413, f"a resumable upload over the limit: {st}")
+    check(not [f for f in os.listdir(os.path.join(s.data, "media", "tmp")) if f.startswith("rs-")], "no spool left")
+
+
 def deleted_with_last_message(tokens_unused=None):
     """An upload outlives its TTL while a stored message carries it, and goes with the last one."""
     s = Server("ttl", "--media-ttl", "1", "--sweep-interval", "1").start()
@@ -379,6 +418,7 @@ def main():
         access_and_ranges(s, alice, bob, carol, m)
         dedup_and_group(s, alice, bob, carol)
         streamed_upload(s, alice)
+        resumable(s, alice, bob)
     finally:
         s.stop()
     small = Server("small", "--media-max-upload", str(2 << 20), "--media-quota", "12000").start()
