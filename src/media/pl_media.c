@@ -353,7 +353,12 @@ static void pl__plain(pl_media *m, int fd, const char *tmp, const uint8_t *p, si
   pl__hex(d, sizeof d, res->row.blob);
   snprintf(res->row.type, sizeof res->row.type, "application/octet-stream");
   res->row.size = n;
-  res->e = fsync(fd) == 0 ? m->blob->ops->put_file(m->blob, res->row.blob, tmp) : PL_ERR_IO;
+  /* the blob store takes a second name of the spool file, so the spool stays
+   * for a retry (the sweep may take the blob before the store records it) */
+  char put[4200];
+  snprintf(put, sizeof put, "%s.put", tmp);
+  unlink(put);
+  res->e = fsync(fd) == 0 && link(tmp, put) == 0 ? m->blob->ops->put_file(m->blob, res->row.blob, put) : PL_ERR_IO;
 }
 
 static void pl__process(pl_media *m, int fd, const char *tmp, uint64_t n, pl__result *res) {
