@@ -465,7 +465,7 @@ static void pl__write_done(uv_fs_t *r) {
     u->off += (uint64_t)n;
   }
   u->buf.len = 0;
-  if (!u->ended && !u->aborted && !u->failed)
+  if (!u->ended && !u->aborted) /* reading on: the next piece gets the refusal, if any */
     pl_http_ex_resume(u->x);
   pl__up_settle(u);
 }
