@@ -120,8 +120,37 @@ async def scenario(url):
     check(e["code"] == "ERR_UNKNOWN_PEER" and e["ref"] == "a2", str(e))
     await alice2.send(type="ping", client_ts=1)
     await alice2.recv("pong")
+
+    # an image (protocol.md 13): uploaded over HTTP with the token, sent as a reference
+    base = url.replace("ws://", "http://").rsplit("/ws", 1)[0]
+    req = urllib.request.Request(base + "/media?name=dot.png", data=tiny_png(), method="POST",
+                                 headers={"Authorization": "Bearer " + a_ok["token"]})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        media = json.loads(r.read())
+        check(r.status == 201 and media["type"] == "image/png" and media["width"] == 3, str(media))
+    await alice2.send(type="send", id="a3", to="bob", body=b64("a dot"), client_ts=now, media={"id": media["id"]})
+    check((await alice2.recv("send_ack"))["seq"] == 2, "the image message's seq")
+    m = await bob.recv("message")
+    check(m["media"]["id"] == media["id"] and m["media"]["type"] == "image/png" and m["media"]["height"] == 2
+          and m["media"]["thumb_width"] == 3 and base64.b64decode(m["body"]) == b"a dot", str(m))
+    await alice2.send(type="send", id="a4", to="bob", body="", client_ts=now, media={"id": "0" * 32})
+    e = await alice2.recv("error")
+    check(e["code"] == "ERR_UNKNOWN_MEDIA" and e["ref"] == "a4", str(e))
     await alice2.ws.close()
     await bob.ws.close()
+
+
+def tiny_png():
+    """A real 3x2 RGB PNG."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\0" + bytes(range(y, y + 9)) for y in range(2))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 2, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 async def bad_input(url, text, code, what):
