@@ -273,6 +273,13 @@ int parley_contacts_wait(parley *c, int op, const char *user, char ***names, int
 void parley_free_names(char **names);
 /* Blocks (blocked 1) or unblocks (0) user. */
 int parley_block_wait(parley *c, const char *user, int blocked, int timeout_ms);
+/* Registers this device for push notifications while it is offline
+ * (docs/protocol.md 13): provider "webhook", "fcm" or "apns" (one the server
+ * enabled), token the provider's device token (at most 4096 bytes). A NULL
+ * or empty token unregisters the device. PARLEY_E_ARG (locally) for a
+ * missing provider; the server answers INVALID_ARGUMENT for a provider it
+ * does not run or a token too long. */
+int parley_push_register_wait(parley *c, const char *provider, const char *token, int timeout_ms);
 /* One user's presence now. */
 int parley_presence_wait(parley *c, const char *user, parley_presence *out, int timeout_ms);
 /* Follows these users' presence (replaces the set): PARLEY_EV_PRESENCE events. */

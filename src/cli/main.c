@@ -98,6 +98,9 @@ static void usage(FILE *out) {
       "  group typing GROUP          tell the group you are typing\n"
       "                              recv prints group messages with \"group\":ID and membership\n"
       "                              changes as {\"type\":\"group_event\",\"event\":\"added\",..}\n"
+      "  push register PROVIDER TOKEN   push notifications for this device while it is offline\n"
+      "                              (PROVIDER: webhook, fcm or apns, as the server enables)\n"
+      "  push unregister             no more push notifications for this device\n"
       "  logout                      revoke this device's session on the server\n"
       "\n"
       "options (each may come from the environment instead; options win):\n"
@@ -308,7 +311,8 @@ static int cli_check(cli *o) {
               {"typing", 1, " PEER"},
               {"fetch", 2, " [--thumb] MEDIA_ID OUT"},
               {"contacts", -1, " [add|remove NAME]"},
-              {"group", -2, " create|add|remove|leave|members|rename|role|list ..."}};
+              {"group", -2, " create|add|remove|leave|members|rename|role|list ..."},
+              {"push", -2, " register PROVIDER TOKEN | unregister"}};
   size_t k = 0;
   while (k < sizeof cmds / sizeof cmds[0] && strcmp(cmds[k].cmd, o->cmd) != 0)
     k++;
@@ -556,6 +560,27 @@ static int cmd_state(const cli *o) {
     parley_free(c);
     return cli_error(o, rc, name);
   }
+  return cli_done(c, &out);
+}
+
+/* ---- push ----------------------------------------------------------------- */
+
+/* push register PROVIDER TOKEN | push unregister (an empty token). */
+static int cmd_push(const cli *o) {
+  int reg = !strcmp(o->pos[0], "register");
+  if (reg ? o->npos != 3 : strcmp(o->pos[0], "unregister") != 0 || o->npos != 1)
+    return cli_fail(CLI_EXIT_USAGE, "usage: parley push register PROVIDER TOKEN | parley push unregister");
+  parley *c;
+  int rc = cli_open(o, &c, NULL, NULL, 0);
+  if (rc)
+    return rc;
+  rc = parley_push_register_wait(c, reg ? o->pos[1] : "", reg ? o->pos[2] : "", CLI_TIMEOUT_MS);
+  if (rc != PARLEY_OK) {
+    parley_free(c);
+    return cli_error(o, rc, NULL);
+  }
+  pl_bytes out = {0};
+  pl_bytes_append(&out, "{\"ok\":true}\n", 12);
   return cli_done(c, &out);
 }
 
@@ -937,5 +962,7 @@ int main(int argc, char **argv) {
     return cmd_chat(&o);
   if (!strcmp(o.cmd, "group"))
     return cmd_group(&o);
+  if (!strcmp(o.cmd, "push"))
+    return cmd_push(&o);
   return cmd_logout(&o);
 }

@@ -404,6 +404,17 @@ int parley_block_wait(parley *c, const char *user, int blocked, int timeout_ms) 
   return plc__request(c, PARLEY__FRAME_TYPE__FRAME_BLOCK, &m.base, NULL, timeout_ms);
 }
 
+int parley_push_register_wait(parley *c, const char *provider, const char *token, int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || !provider)
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__PushRegister m = PARLEY__PUSH_REGISTER__INIT;
+  m.ref = c->req_ref;
+  m.provider = (char *)provider;
+  m.token = (char *)(token ? token : "");
+  return plc__request(c, PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER, &m.base, NULL, timeout_ms);
+}
+
 int parley_presence_wait(parley *c, const char *user, parley_presence *out, int timeout_ms) {
   int rc = plc__req_begin(c);
   if (rc != PARLEY_OK || !user)

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "pl_mem.h"
+
 int pl_mkdirs(const char *dir) {
   char path[1024];
   if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
@@ -19,4 +21,23 @@ int pl_mkdirs(const char *dir) {
     *p = '/';
   }
   return mkdir(path, 0700) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+char *pl_read_file(const char *path, size_t max, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  char *buf = NULL;
+  size_t n = 0;
+  if (!f)
+    return NULL;
+  buf = pl_malloc(max + 2);
+  n = fread(buf, 1, max + 1, f);
+  if (ferror(f) || n > max) {
+    pl_free(buf);
+    buf = NULL;
+  } else {
+    buf[n] = '\0';
+    *len = n;
+  }
+  fclose(f);
+  return buf;
 }

@@ -17,6 +17,7 @@ struct pl_core {
   pl_core_config cfg;
   pl_store *store;
   pl_router *router;
+  pl_push *push; /* NULL: push notifications are off */
   pl_presence *presence;
   pthread_mutex_t filter_mu; /* guards filter (the pointer, not its use) */
   pl_filter *filter;
@@ -182,16 +183,13 @@ static void pl__store_post(void *ud, void *origin, pl_store_req *req) {
 static void pl__store_deliver(void *ud, const pl_msg *m, const uint64_t *devices, size_t n) {
   pl_core *core = ud;
   core->router->ops->deliver(core->router, m, devices, n);
-}
-
-static int pl__store_online(void *ud, uint64_t device) {
-  pl_core *core = ud;
-  return core->router->ops->is_online(core->router, device);
+  pl_push_queued(core->push, m, devices, n); /* the offline ones with a token */
 }
 
 static void pl__store_deliver_group(void *ud, const pl_msg *m, uint64_t gid, uint64_t skip) {
   pl_core *core = ud;
   core->router->ops->deliver_group(core->router, m, gid, skip);
+  pl_push_group(core->push, m, gid, skip);
 }
 
 static void pl__store_group_change(void *ud, const pl_group_change *c) {
@@ -991,6 +989,8 @@ static int pl__on_state(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
 static void pl__logout_done(pl_store_req *req) {
   pl__sreq *sr = PL__SREQ(req);
   pl_session *s = sr->s;
+  if (req->status == PL_OK) /* a logged-out device gets no notifications */
+    pl_push_register(s->core->push, s->device_id, 0, NULL, NULL, "");
   if (s->conn && req->status == PL_OK) {
     Parley__LogoutOk m = PARLEY__LOGOUT_OK__INIT;
     pl__write(s, PARLEY__FRAME_TYPE__FRAME_LOGOUT_OK, &m.base);
@@ -1015,6 +1015,19 @@ static int pl__on_logout(pl_session *s) {
   pl__submit(sr);
   s->paused = 1;
   return 1;
+}
+
+/* PushRegister: the push service keeps the token (no store request). */
+static void pl__on_push_register(pl_session *s, const Parley__PushRegister *m) {
+  int ok = strlen(m->ref) <= PL__MAX_ID &&
+           pl_push_register(s->core->push, s->device_id, s->user_id, s->user, m->provider, m->token) == PL_OK;
+  if (!ok) {
+    pl__error(s, PL_ERR_INVALID_ARGUMENT, strlen(m->ref) <= PL__MAX_ID ? m->ref : NULL);
+    return;
+  }
+  Parley__Done d = PARLEY__DONE__INIT;
+  d.ref = m->ref;
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_DONE, &d.base);
 }
 
 static void pl__on_ping(pl_session *s, const Parley__Ping *p) {
@@ -1083,6 +1096,7 @@ static int pl__dispatch(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
     case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET:
     case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return pl__on_state(s, type, msg);
     case PARLEY__FRAME_TYPE__FRAME_TYPING: return pl__on_typing(s, msg);
+    case PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER: pl__on_push_register(s, (Parley__PushRegister *)msg); break;
     case PARLEY__FRAME_TYPE__FRAME_LOGOUT:
       protobuf_c_message_free_unpacked(msg, NULL);
       return pl__on_logout(s) ? 2 : 0;
@@ -1240,7 +1254,7 @@ void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks) {
   hooks->post = pl__store_post;
   hooks->deliver = pl__store_deliver;
   hooks->deliver_end = pl__store_deliver_end;
-  hooks->online = pl__store_online;
+  hooks->online = pl_core_online;
   hooks->deliver_group = pl__store_deliver_group;
   hooks->group_change = pl__store_group_change;
   hooks->device_groups = pl__store_device_groups;
@@ -1248,6 +1262,12 @@ void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks) {
 }
 
 void pl_core_set_store(pl_core *core, pl_store *store) { core->store = store; }
+void pl_core_set_push(pl_core *core, pl_push *push) { core->push = push; }
+
+int pl_core_online(void *core, uint64_t device) {
+  pl_router *r = ((pl_core *)core)->router;
+  return r->ops->is_online(r, device);
+}
 const pl_conn_handler *pl_core_handler(pl_core *core) { return &core->handler; }
 pl_router *pl_core_router(pl_core *core) { return core->router; }
 

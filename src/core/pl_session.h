@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "../net/pl_conn.h"
+#include "../push/pl_push.h"
 #include "../store/pl_store.h"
 #include "pl_filter.h"
 #include "pl_router.h"
@@ -46,6 +47,11 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops);
 /* The hooks the store must be opened with (they lead to this core). */
 void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks);
 void pl_core_set_store(pl_core *core, pl_store *store);
+/* Push notifications (NULL: off; PushRegister is refused). Set before the
+ * loops start; the core does not own it. */
+void pl_core_set_push(pl_core *core, pl_push *push);
+/* Is device connected now (any thread; the push service's online check)? */
+int pl_core_online(void *core, uint64_t device);
 /* The handler transports call. */
 const pl_conn_handler *pl_core_handler(pl_core *core);
 pl_router *pl_core_router(pl_core *core);

@@ -23,6 +23,7 @@
 #include "net/pl_http.h"
 #include "net/pl_lp.h"
 #include "net/pl_tcp.h"
+#include "push/pl_push.h"
 #include "pl_config.h"
 #include "pl_web.h"
 #include "store/pl_store.h"
@@ -46,6 +47,7 @@ typedef struct pl_server {
   pl_core *core;
   pl_store *store;
   pl_media *media;
+  pl_push *push; /* NULL: no provider configured */
   int lock_fd;
 } pl_server;
 
@@ -160,6 +162,45 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   cc->presence_grace_ms = c->presence_grace_ms;
 }
 
+/* The push service, if a provider is configured. */
+static pl_err pl__start_push(pl_server *srv) {
+  const pl_config *c = &srv->cfg;
+  pl_push_config pc = {
+      .dir = c->data,
+      .providers = {.webhook_url = c->push_webhook,
+                    .fcm_credentials = c->fcm_credentials,
+                    .fcm_endpoint = c->fcm_endpoint,
+                    .apns_key = c->apns_key,
+                    .apns_key_id = c->apns_key_id,
+                    .apns_team_id = c->apns_team_id,
+                    .apns_topic = c->apns_topic,
+                    .apns_endpoint = c->apns_endpoint},
+      .window_ms = c->push_window_ms,
+      .backoff_ms = c->push_backoff_ms,
+      .backoff_max_ms = c->push_backoff_max_ms,
+      .max_attempts = c->push_attempts,
+      .timeout_ms = c->push_timeout_ms,
+      .max_inflight = c->push_inflight,
+      .privacy = c->push_privacy,
+      .durable = c->durable,
+      .store = srv->store,
+      .online = pl_core_online,
+      .online_ud = srv->core,
+  };
+  char why[600] = "";
+  pl_err e = pl_push_open(&srv->push, &pc, why, sizeof why);
+  if (e != PL_OK) {
+    pl_error("push: %s", why[0] ? why : pl_err_msg(e));
+    return e;
+  }
+  pl_core_set_push(srv->core, srv->push);
+  if (srv->push)
+    pl_info("push: on (%s%s%s)%s", pl_push_provider_on(srv->push, "webhook") ? " webhook" : "",
+            pl_push_provider_on(srv->push, "fcm") ? " fcm" : "", pl_push_provider_on(srv->push, "apns") ? " apns" : "",
+            c->push_privacy ? ", privacy mode" : "");
+  return PL_OK;
+}
+
 static pl_err pl__start(pl_server *srv) {
   const pl_config *c = &srv->cfg;
   if (pl_auth_init() != PL_OK || pl_mkdirs(c->data) != 0 || pl__lock_data(srv) != 0) {
@@ -205,13 +246,18 @@ static pl_err pl__start(pl_server *srv) {
   }
   pl_core_set_store(srv->core, srv->store);
   pl_media_set_store(srv->media, srv->store);
+  if ((e = pl__start_push(srv)) != PL_OK)
+    return e;
   srv->loops = pl_calloc((size_t)srv->nloops, sizeof *srv->loops);
   srv->listeners = pl_calloc((size_t)srv->nloops, sizeof *srv->listeners);
   srv->https = pl_calloc((size_t)srv->nloops, sizeof *srv->https);
   srv->ticks = pl_calloc((size_t)srv->nloops, sizeof *srv->ticks);
   srv->lps = pl_calloc((size_t)srv->nloops, sizeof *srv->lps);
-  srv->web =
-      (pl_web){.core = srv->core, .store = srv->store, .media = srv->media, .lp = {srv->lps, srv->nloops}};
+  srv->web = (pl_web){.core = srv->core,
+                      .store = srv->store,
+                      .media = srv->media,
+                      .push = srv->push,
+                      .lp = {srv->lps, srv->nloops}};
   pl_tcp_config tc = {
       .host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
   pl_http_config hc = {
@@ -254,6 +300,7 @@ static pl_err pl__start(pl_server *srv) {
 static void pl__shutdown(pl_server *srv) {
   pl__post_all(srv, pl__stop_listen, NULL);
   pl_store_stop(srv->store); /* loops may still submit: they get SHUTTING_DOWN */
+  pl_push_stop(srv->push);   /* after the store: its last commits' notifications are written */
   pl__loop_task **keep = pl_calloc((size_t)srv->nloops, sizeof *keep);
   pl__post_all(srv, pl__close_all, keep);
   for (int i = 0; i < srv->nloops; i++) {
@@ -275,6 +322,7 @@ static void pl__shutdown(pl_server *srv) {
   pl_free(srv->ticks);
   pl_store_close(srv->store);
   pl_media_close(srv->media);
+  pl_push_free(srv->push);
   if (srv->core)
     pl_core_free(srv->core);
   if (srv->lock_fd > 0)
@@ -291,6 +339,10 @@ int main(int argc, char **argv) {
     return rc > 0 ? 0 : 2;
   pl_log_set_level((pl_log_level)srv.cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
+  if (pl_push_global_init() != PL_OK) { /* libcurl, before any thread */
+    pl_error("cannot initialize libcurl");
+    return 1;
+  }
 
   uv_loop_t main_loop;
   uv_loop_init(&main_loop);
@@ -306,8 +358,12 @@ int main(int argc, char **argv) {
   if (pl__start(&srv) != PL_OK) {
     /* Nothing was served: close the store (it may hold no work) and leave. */
     if (srv.store)
+      pl_store_stop(srv.store);
+    pl_push_free(srv.push);
+    if (srv.store)
       pl_store_close(srv.store);
     pl_media_close(srv.media);
+    pl_push_global_cleanup();
     return 1;
   }
   uv_run(&main_loop, UV_RUN_DEFAULT);
@@ -317,6 +373,7 @@ int main(int argc, char **argv) {
   uv_close((uv_handle_t *)&sigs[2], NULL);
   uv_run(&main_loop, UV_RUN_DEFAULT);
   uv_loop_close(&main_loop);
+  pl_push_global_cleanup();
   pl_info("parleyd stopped");
   return 0;
 }

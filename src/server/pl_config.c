@@ -90,6 +90,31 @@ static const pl__opt pl__opts[] = {
     {"argon2-mem", "KIB", "Argon2id memory for new password hashes, KiB (default 65536; min 8)", T_U32,
      OFF(argon2_mem_kib), 0},
     {"log-level", "LEVEL", "debug, info, warn, error or off (default info)", T_LOG, 0, 0},
+    {"push-webhook", "URL", "push notifications as JSON POSTed to URL (provider \"webhook\")", T_STR,
+     OFF(push_webhook), 512},
+    {"fcm-credentials", "FILE", "Firebase service-account JSON: enables provider \"fcm\" (FCM HTTP v1)", T_STR,
+     OFF(fcm_credentials), 512},
+    {"fcm-endpoint", "URL", "FCM API base URL (default https://fcm.googleapis.com)", T_STR, OFF(fcm_endpoint),
+     256},
+    {"apns-key", "FILE", "APNs auth key (.p8): enables provider \"apns\" with the three below", T_STR,
+     OFF(apns_key), 512},
+    {"apns-key-id", "ID", "the APNs key's Key ID", T_STR, OFF(apns_key_id), 32},
+    {"apns-team-id", "ID", "the Apple developer Team ID", T_STR, OFF(apns_team_id), 32},
+    {"apns-topic", "BUNDLE", "the app's bundle id (apns-topic)", T_STR, OFF(apns_topic), 256},
+    {"apns-endpoint", "URL",
+     "APNs base URL (default https://api.push.apple.com; development: https://api.sandbox.push.apple.com)",
+     T_STR, OFF(apns_endpoint), 256},
+    {"push-window", "MS", "messages to an offline device within MS collapse into one notification (default 2000)",
+     T_U32Z, OFF(push_window_ms), 0},
+    {"push-privacy", "0|1", "1: notifications say only \"New message\" and the badge (default 0)", T_BOOL,
+     OFF(push_privacy), 0},
+    {"push-backoff", "MS", "first retry of a failed notification after about MS, doubling (default 1000)", T_U32,
+     OFF(push_backoff_ms), 0},
+    {"push-backoff-max", "MS", "longest retry delay (default 300000)", T_U32, OFF(push_backoff_max_ms), 0},
+    {"push-attempts", "N", "attempts before a notification is dropped (default 8)", T_U32, OFF(push_attempts),
+     0},
+    {"push-timeout", "MS", "per provider request (default 10000)", T_U32, OFF(push_timeout_ms), 0},
+    {"push-inflight", "N", "provider requests at once (default 64)", T_U32, OFF(push_inflight), 0},
 };
 #define PL__NOPTS (sizeof pl__opts / sizeof pl__opts[0])
 
@@ -122,6 +147,12 @@ void pl_config_defaults(pl_config *c) {
   c->media_thumb = 320;
   c->media_link_ttl_s = 3600;
   c->log_level = PL_LOG_INFO;
+  c->push_window_ms = 2000;
+  c->push_backoff_ms = 1000;
+  c->push_backoff_max_ms = 300000;
+  c->push_attempts = 8;
+  c->push_timeout_ms = 10000;
+  c->push_inflight = 64;
 }
 
 static int pl__num(const char *v, unsigned long long max, unsigned long long *out) {

@@ -28,6 +28,11 @@ typedef struct pl_config {
   int media_files;
   uint32_t argon2_ops, argon2_mem_kib;
   int log_level;
+  /* push notifications (docs/operations.md, "Push notifications") */
+  char push_webhook[512], fcm_credentials[512], fcm_endpoint[256];
+  char apns_key[512], apns_key_id[32], apns_team_id[32], apns_topic[256], apns_endpoint[256];
+  uint32_t push_window_ms, push_backoff_ms, push_backoff_max_ms, push_attempts, push_timeout_ms, push_inflight;
+  int push_privacy;
 } pl_config;
 
 void pl_config_defaults(pl_config *c);

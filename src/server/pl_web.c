@@ -99,6 +99,17 @@ static void pl__metrics(const pl_web *w, pl_http_res *res) {
   pl__metric(b, "parley_media_refused_total", "counter", "Uploads refused (type, damage, size, quota, auth).",
              ms.refused);
   pl__metric(b, "parley_media_downloads_total", "counter", "Media files and thumbnails sent.", ms.downloads);
+  pl_push_stats ps;
+  pl_push_get_stats(w->push, &ps);
+  pl__metric(b, "parley_push_sent_total", "counter", "Push notifications a provider accepted.", ps.sent);
+  pl__metric(b, "parley_push_retried_total", "counter", "Push notification attempts to be retried.", ps.retried);
+  pl__metric(b, "parley_push_failed_total", "counter", "Push notifications dropped (refused, or out of attempts).",
+             ps.failed);
+  pl__metric(b, "parley_push_invalid_tokens_total", "counter", "Push tokens forgotten because a provider disowned them.",
+             ps.invalid);
+  pl__metric(b, "parley_push_pending", "gauge", "Push notifications waiting (collapse window or retry).",
+             ps.pending);
+  pl__metric(b, "parley_push_tokens", "gauge", "Devices with a push token.", ps.tokens);
   pl__metric(b, "parley_memory_rss_bytes", "gauge", "Resident memory of parleyd.", pl__rss());
 }
 

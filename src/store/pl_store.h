@@ -89,6 +89,7 @@ typedef enum pl_store_op {
   PL_STORE_MEDIA_AUTH,     /* token -> user and device, and the user's media usage (out.usage) */
   PL_STORE_MEDIA_PUT,      /* record an upload (in.media) if the user's quota allows */
   PL_STORE_MEDIA_GET,      /* a media row (out.media), if the token's user may see it */
+  PL_STORE_GROUP_DEVICES,  /* every logged-in device of a group's members (nothing written) */
 } pl_store_op;
 
 /* Group roles and operations: the values of GroupRole / GroupOp on the wire. */
@@ -206,7 +207,7 @@ struct pl_store_req {
     uint64_t seq, server_ts;     /* SEND */
     int duplicate;               /* SEND: client_id was committed before */
     pl_msg msg;                  /* SEND: the committed message (if !duplicate) */
-    uint64_t *targets;           /* SEND: devices it was queued for */
+    uint64_t *targets;           /* SEND: devices it was queued for; GROUP_DEVICES */
     size_t ntargets;
     pl_msg *msgs; /* FETCH: in qid order */
     size_t nmsgs;

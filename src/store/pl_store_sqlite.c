@@ -260,6 +260,8 @@ static const char pl__schema[] =
   X(GREADS_SET, "UPDATE greads SET delivered_seq = ?3, read_seq = ?4 WHERE gid = ?1 AND uid = ?2")           \
   X(GLAST, "SELECT qid, seq FROM messages WHERE gid = ?1 AND gid != 0 ORDER BY qid DESC LIMIT 1")            \
   X(GROUP_SIZE, "SELECT members FROM groups WHERE gid = ?1")                                                 \
+  X(GROUP_DEVICES, "SELECT d.id FROM members m JOIN devices d ON d.user_id = m.uid"                         \
+                   " AND d.token_hash IS NOT NULL WHERE m.gid = ?1 AND m.role > 0")                          \
   X(GREADS_PUT, "INSERT OR REPLACE INTO greads(gid, uid, delivered_seq, read_seq) VALUES(?1, ?2, ?3, ?3)")   \
   X(GREADS_GET, "SELECT delivered_seq, read_seq FROM greads WHERE gid = ?1 AND uid = ?2")                    \
   X(GREADS_DEL, "DELETE FROM greads WHERE gid = ?1 AND uid = ?2")                                            \
@@ -3041,6 +3043,22 @@ static pl_err pl__media_expire(pl__sq *q, uint64_t now) {
   return e;
 }
 
+/* Every logged-in device of the group's current members (push notifications
+ * look for the offline ones among them; nothing is written). */
+static pl_err pl__group_devices(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_GROUP_DEVICES];
+  size_t cap = 0;
+  int rc;
+  pl__bind_u64(st, 1, r->in.group);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    r->out.targets = pl__reserve(r->out.targets, r->out.ntargets, &cap, sizeof *r->out.targets);
+    r->out.targets[r->out.ntargets++] = pl__col_u64(st, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
 /* ---- the vtable ----------------------------------------------------------------- */
 
 static int pl__valid(const pl_store_req *r) {
@@ -3059,6 +3077,7 @@ static int pl__valid(const pl_store_req *r) {
   case PL_STORE_ACK: return 1;
   case PL_STORE_MARK_READ: return (r->in.peer || r->in.group) && r->in.user_id;
   case PL_STORE_GROUP_RECEIPTS: return r->in.user_id && r->in.group;
+  case PL_STORE_GROUP_DEVICES: return r->in.group != 0;
   case PL_STORE_SETTINGS:
   case PL_STORE_UNREAD:
   case PL_STORE_SEEN: return r->in.user_id != 0;
@@ -3103,6 +3122,7 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_MEDIA_AUTH: return pl__media_auth(q, r);
   case PL_STORE_MEDIA_PUT: return pl__media_put(q, r);
   case PL_STORE_MEDIA_GET: return pl__media_get(q, r);
+  case PL_STORE_GROUP_DEVICES: return pl__group_devices(q, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }

@@ -1,0 +1,76 @@
+/* pl_push: push notifications for devices that are offline.
+ *
+ * The store thread tells the service about each message it queued for a
+ * device (pl_push_queued, pl_push_group); the call costs a hash lookup for
+ * devices without a token and a small copy for the others, and never
+ * blocks on I/O. Everything else happens on the service's own thread:
+ * events are written to push.db (its own SQLite file, so it never contends
+ * with the message store's writer) one transaction per batch; a device's
+ * first message opens a collapse window, the ones within it merge into one
+ * pending notification; when the window ends the notification goes out
+ * through the device's provider (libcurl's multi interface, several
+ * requests in flight) unless the device came online meanwhile. Failures
+ * are retried with exponential backoff and jitter; a token the provider
+ * disowns is forgotten. Pending notifications survive a restart. */
+#ifndef PL_PUSH_H
+#define PL_PUSH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/pl_err.h"
+#include "../store/pl_store.h"
+#include "pl_pushp.h"
+
+#define PL_PUSH_MAX_TOKEN 4096
+
+typedef struct pl_push_config {
+  const char *dir;          /* data directory: push.db lives there */
+  pl_pushp_config providers;
+  uint32_t window_ms;       /* collapse window (default 2000) */
+  uint32_t backoff_ms;      /* first retry after this, doubling (default 1000) */
+  uint32_t backoff_max_ms;  /* retry delay cap (default 300000) */
+  uint32_t max_attempts;    /* then the notification is dropped (default 8) */
+  uint32_t timeout_ms;      /* per request (default 10000) */
+  uint32_t max_inflight;    /* requests at once (default 64) */
+  int privacy;              /* no sender, conversation or text leaves the server */
+  int durable;              /* fsync push.db's commits */
+  pl_store *store;          /* unread counts and group members (pl_store_call) */
+  int (*online)(void *ud, uint64_t device); /* any thread */
+  void *online_ud;
+} pl_push_config;
+
+typedef struct pl_push pl_push;
+
+/* curl_global_init / cleanup: once per process, before any thread starts. */
+pl_err pl_push_global_init(void);
+void pl_push_global_cleanup(void);
+
+/* Opens push.db, loads the tokens and starts the thread. *out = NULL and
+ * PL_OK when no provider is configured (push is off). */
+pl_err pl_push_open(pl_push **out, const pl_push_config *cfg, char *why, size_t whylen);
+/* Writes what is queued, abandons requests in flight (their notifications
+ * stay pending) and stops the thread. Idempotent. */
+void pl_push_stop(pl_push *p);
+void pl_push_free(pl_push *p);
+
+/* Is provider one this server runs? */
+int pl_push_provider_on(const pl_push *p, const char *provider);
+/* Any thread. Sets (token non-empty) or removes device's token. Returns
+ * PL_ERR_INVALID_ARGUMENT for a provider that is off or a token that is
+ * too long or not printable ASCII. The in-memory set changes at once; the
+ * row is written with the push thread's next batch. */
+pl_err pl_push_register(pl_push *p, uint64_t device, uint64_t user_id, const char *user, const char *provider,
+                        const char *token);
+
+/* Store thread, after commit: m was queued for these devices (1:1), or
+ * went to group gid from device skip. Only user-visible messages count. */
+void pl_push_queued(pl_push *p, const pl_msg *m, const uint64_t *devices, size_t n);
+void pl_push_group(pl_push *p, const pl_msg *m, uint64_t gid, uint64_t skip);
+
+typedef struct pl_push_stats {
+  uint64_t sent, retried, failed, invalid, pending, tokens;
+} pl_push_stats;
+void pl_push_get_stats(pl_push *p, pl_push_stats *st);
+
+#endif
