@@ -133,7 +133,30 @@ static void messages(void) {
   send_max.body = (ProtobufCBinaryData){.len = sizeof binbody, .data = binbody};
   send_max.client_ts = UINT64_MAX;
   send_max.group = "17";
+  Parley__Media media_ref = PARLEY__MEDIA__INIT;
+  media_ref.id = "4ea1b5b8ebb9c2371708c4b71432b6b2";
+  media_ref.type = utf8;
+  media_ref.size = UINT64_MAX;
+  media_ref.width = media_ref.height = media_ref.thumb_width = media_ref.thumb_height = UINT32_MAX;
+  media_ref.name = longstr;
+  send_max.media = &media_ref;
   put_variants("fuzz_msg_send", &send, &send_max);
+
+  Parley__PushRegister preg = PARLEY__PUSH_REGISTER__INIT, preg_max = PARLEY__PUSH_REGISTER__INIT;
+  preg.ref = "p1";
+  preg.provider = "fcm";
+  preg.token = "dGVzdC10b2tlbg";
+  preg_max.ref = longstr;
+  preg_max.provider = utf8;
+  preg_max.token = longstr;
+  put_variants("fuzz_msg_push_register", &preg, &preg_max);
+  Parley__Media media_small = PARLEY__MEDIA__INIT;
+  media_small.id = "4ea1b5b8ebb9c2371708c4b71432b6b2";
+  media_small.type = "image/jpeg";
+  media_small.size = 5409;
+  media_small.width = 640;
+  media_small.height = 480;
+  put_variants("fuzz_msg_media", &media_small, &media_ref);
 
   Parley__Ack ack = PARLEY__ACK__INIT, ack_max = PARLEY__ACK__INIT;
   ack.upto = 42;
@@ -714,6 +737,36 @@ static void images(void) {
   pl_bytes_free(&b);
 }
 
+/* fuzz_push: byte 0 the parser, 2 bytes of status, the body. */
+static void push_seed(const char *name, uint8_t which, unsigned status, const char *body) {
+  uint8_t buf[1024];
+  size_t n = strlen(body);
+  buf[0] = which;
+  buf[1] = (uint8_t)(status >> 8);
+  buf[2] = (uint8_t)status;
+  memcpy(buf + 3, body, n);
+  put("fuzz_push", name, buf, n + 3);
+}
+
+static void push(void) {
+  push_seed("fcm_unregistered", 0, 404,
+            "{\"error\":{\"code\":404,\"status\":\"NOT_FOUND\",\"details\":[{\"@type\":"
+            "\"type.googleapis.com/google.firebase.fcm.v1.FcmError\",\"errorCode\":\"UNREGISTERED\"}]}}");
+  push_seed("fcm_invalid", 0, 400, "{\"error\":{\"code\":400,\"status\":\"INVALID_ARGUMENT\"}}");
+  push_seed("apns_gone", 1, 410, "{\"reason\":\"Unregistered\",\"timestamp\":1700000000000}");
+  push_seed("apns_bad", 1, 400, "{\"reason\":\"BadDeviceToken\"}");
+  push_seed("webhook", 2, 503, "");
+  push_seed("creds", 3, 0,
+            "{\"type\":\"service_account\",\"project_id\":\"p\",\"client_email\":\"a@p.iam\","
+            "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nAA==\\n-----END PRIVATE KEY-----\\n\","
+            "\"token_uri\":\"https://oauth2.googleapis.com/token\"}");
+  push_seed("token", 4, 200, "{\"access_token\":\"ya29.x\",\"expires_in\":3599,\"token_type\":\"Bearer\"}");
+  static const uint8_t der[] = {0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x02};
+  uint8_t b[16] = {5, 0, 0};
+  memcpy(b + 3, der, sizeof der);
+  put("fuzz_push", "der", b, sizeof der + 3);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: make_seeds CORPUS_DIR   (e.g. fuzz/corpus)\n");
@@ -726,6 +779,7 @@ int main(int argc, char **argv) {
   messages();
   frames();
   web();
+  push();
   images();
   return pl_mem_used() == 0 ? 0 : 1;
 }

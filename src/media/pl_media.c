@@ -358,7 +358,8 @@ static void pl__plain(pl_media *m, int fd, const char *tmp, const uint8_t *p, si
   char put[4200];
   snprintf(put, sizeof put, "%s.put", tmp);
   unlink(put);
-  res->e = fsync(fd) == 0 && link(tmp, put) == 0 ? m->blob->ops->put_file(m->blob, res->row.blob, put) : PL_ERR_IO;
+  res->e =
+      fsync(fd) == 0 && link(tmp, put) == 0 ? m->blob->ops->put_file(m->blob, res->row.blob, put) : PL_ERR_IO;
 }
 
 static void pl__process(pl_media *m, int fd, const char *tmp, uint64_t n, pl__result *res) {

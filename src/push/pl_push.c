@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "parley.pb-c.h"
+
 #include "../common/pl_buf.h"
 #include "../common/pl_log.h"
 #include "../common/pl_map.h"
@@ -51,23 +53,24 @@ typedef struct pl__job {
   char *token; /* the one sent to: an invalid answer forgets only this one */
 } pl__job;
 
-#define PL__SQL(X)                                                                                          \
-  X(TOK_PUT, "INSERT OR REPLACE INTO tokens(device_id, user_id, user, provider, token, updated)"            \
-             " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                             \
-  X(TOK_DEL, "DELETE FROM tokens WHERE device_id = ?1")                                                    \
-  X(TOK_DEL_IF, "DELETE FROM tokens WHERE device_id = ?1 AND token = ?2")                                  \
-  X(PEND_ADD, "INSERT INTO pending(device_id, user_id, count, first_ms, next_ms, attempts, sender, conv,"  \
-              " preview) VALUES(?1, ?2, 1, ?3, ?4, 0, ?5, ?6, ?7) ON CONFLICT(device_id) DO UPDATE SET"    \
-              " count = count + 1, sender = excluded.sender, conv = excluded.conv, preview = excluded.preview") \
-  X(PEND_DUE, "SELECT device_id, user_id, count, attempts, sender, conv, preview FROM pending"              \
-              " WHERE next_ms <= ?1 ORDER BY next_ms LIMIT ?2")                                            \
-  X(PEND_DEL, "DELETE FROM pending WHERE device_id = ?1")                                                  \
-  X(PEND_DONE, "DELETE FROM pending WHERE device_id = ?1 AND count <= ?2")                                 \
-  /* messages that came while the request was out: a new window for them */                               \
-  X(PEND_REST, "UPDATE pending SET count = count - ?2, first_ms = ?3, next_ms = ?3 + ?4, attempts = 0"     \
-               " WHERE device_id = ?1")                                                                     \
-  X(PEND_NEXT, "UPDATE pending SET next_ms = ?2, attempts = ?3 WHERE device_id = ?1")                      \
-  X(PEND_MIN, "SELECT min(next_ms) FROM pending")                                                          \
+#define PL__SQL(X)                                                                                     \
+  X(TOK_PUT, "INSERT OR REPLACE INTO tokens(device_id, user_id, user, provider, token, updated)"       \
+             " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                        \
+  X(TOK_DEL, "DELETE FROM tokens WHERE device_id = ?1")                                                \
+  X(TOK_DEL_IF, "DELETE FROM tokens WHERE device_id = ?1 AND token = ?2")                              \
+  X(PEND_ADD,                                                                                          \
+    "INSERT INTO pending(device_id, user_id, count, first_ms, next_ms, attempts, sender, conv,"        \
+    " preview) VALUES(?1, ?2, 1, ?3, ?4, 0, ?5, ?6, ?7) ON CONFLICT(device_id) DO UPDATE SET"          \
+    " count = count + 1, sender = excluded.sender, conv = excluded.conv, preview = excluded.preview")  \
+  X(PEND_DUE, "SELECT device_id, user_id, count, attempts, sender, conv, preview FROM pending"         \
+              " WHERE next_ms <= ?1 ORDER BY next_ms LIMIT ?2")                                        \
+  X(PEND_DEL, "DELETE FROM pending WHERE device_id = ?1")                                              \
+  X(PEND_DONE, "DELETE FROM pending WHERE device_id = ?1 AND count <= ?2")                             \
+  /* messages that came while the request was out: a new window for them */                            \
+  X(PEND_REST, "UPDATE pending SET count = count - ?2, first_ms = ?3, next_ms = ?3 + ?4, attempts = 0" \
+               " WHERE device_id = ?1")                                                                \
+  X(PEND_NEXT, "UPDATE pending SET next_ms = ?2, attempts = ?3 WHERE device_id = ?1")                  \
+  X(PEND_MIN, "SELECT min(next_ms) FROM pending")                                                      \
   X(PEND_COUNT, "SELECT count(*) FROM pending")
 
 enum {
@@ -156,8 +159,8 @@ static pl_err pl__db_open(pl_push *p, char *why, size_t whylen) {
   if (sqlite3_open_v2(path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
           SQLITE_OK ||
       sqlite3_exec(p->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
-      sqlite3_exec(p->db, p->cfg.durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL, NULL,
-                   NULL) != SQLITE_OK ||
+      sqlite3_exec(p->db, p->cfg.durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
+                   NULL, NULL) != SQLITE_OK ||
       sqlite3_exec(p->db, pl__schema, NULL, NULL, NULL) != SQLITE_OK) {
     snprintf(why, whylen, "%s: %s", path, p->db ? sqlite3_errmsg(p->db) : "cannot open");
     return PL_ERR_STORE;
@@ -189,8 +192,8 @@ static void pl__tok_free(pl__tok *t) {
  * that is off now stay in push.db, unused, until it is on again. */
 static pl_err pl__load_tokens(pl_push *p) {
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(p->db, "SELECT device_id, user_id, user, provider, token FROM tokens", -1, &st, NULL) !=
-      SQLITE_OK)
+  if (sqlite3_prepare_v2(p->db, "SELECT device_id, user_id, user, provider, token FROM tokens", -1, &st,
+                         NULL) != SQLITE_OK)
     return PL_ERR_STORE;
   while (sqlite3_step(st) == SQLITE_ROW) {
     int prov = pl__prov_index((const char *)sqlite3_column_text(st, 3));
@@ -289,9 +292,21 @@ static pl__ev *pl__msg_ev(const pl_push *p, int kind, const pl_msg *m) {
     return e;
   e->conv = pl_strdup(m->conv);
   e->from = pl_strdup(m->from);
-  e->text_len = m->body_len < PL__PREVIEW ? m->body_len : PL__PREVIEW;
+  /* an attachment shows as what it is, then its caption (protocol.md 13) */
+  const char *what = NULL;
+  if (m->media_len) {
+    Parley__Media *md = parley__media__unpack(NULL, m->media_len, m->media);
+    what = md && !strncmp(md->type, "image/", 6) ? "\xf0\x9f\x93\xb7 Photo" : "\xf0\x9f\x93\x8e File";
+    if (md)
+      parley__media__free_unpacked(md, NULL);
+  }
+  size_t klen = what ? strlen(what) + (m->body_len ? 2 : 0) : 0;
+  size_t blen = m->body_len < PL__PREVIEW ? m->body_len : PL__PREVIEW;
+  e->text_len = klen + blen;
   e->text = pl_malloc(e->text_len + 1);
-  memcpy(e->text, m->body ? (const char *)m->body : "", e->text_len);
+  if (what)
+    snprintf(e->text, klen + 1, "%s%s", what, m->body_len ? ": " : "");
+  memcpy(e->text + klen, m->body ? (const char *)m->body : "", blen);
   e->text[e->text_len] = '\0';
   return e;
 }
@@ -427,7 +442,11 @@ static uint64_t pl__badge(pl_push *p, uint64_t user_id, uint64_t count) {
 static size_t pl__utf8_prefix(const uint8_t *s, size_t n) {
   size_t i = 0;
   while (i < n) {
-    size_t k = s[i] < 0x80 ? 1 : (s[i] & 0xe0) == 0xc0 ? 2 : (s[i] & 0xf0) == 0xe0 ? 3 : (s[i] & 0xf8) == 0xf0 ? 4 : 0;
+    size_t k = s[i] < 0x80             ? 1
+               : (s[i] & 0xe0) == 0xc0 ? 2
+               : (s[i] & 0xf0) == 0xe0 ? 3
+               : (s[i] & 0xf8) == 0xf0 ? 4
+                                       : 0;
     if (!k || (k == 2 && s[i] < 0xc2))
       return 0;
     if (i + k > n)
@@ -492,7 +511,8 @@ static void pl__job_start(pl_push *p, pl__job *j) {
   curl_easy_setopt(j->h, CURLOPT_POSTFIELDS, j->req.body);
   curl_easy_setopt(j->h, CURLOPT_HTTPHEADER, j->hdrs);
   curl_easy_setopt(j->h, CURLOPT_TIMEOUT_MS, (long)p->cfg.timeout_ms);
-  curl_easy_setopt(j->h, CURLOPT_CONNECTTIMEOUT_MS, (long)(p->cfg.timeout_ms < 5000 ? p->cfg.timeout_ms : 5000));
+  curl_easy_setopt(j->h, CURLOPT_CONNECTTIMEOUT_MS,
+                   (long)(p->cfg.timeout_ms < 5000 ? p->cfg.timeout_ms : 5000));
   curl_easy_setopt(j->h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(j->h, CURLOPT_WRITEFUNCTION, pl_pushp_collect);
   curl_easy_setopt(j->h, CURLOPT_WRITEDATA, &j->ans);
@@ -536,8 +556,13 @@ static void pl__send(pl_push *p, pl__due *d, uint64_t now) {
   size_t tlen = d->text ? pl__utf8_prefix((const uint8_t *)d->text, strlen(d->text)) : 0;
   if (d->text)
     d->text[tlen] = '\0';
-  pl_push_note n = {.token = j->token, .user = user, .device = d->device, .count = d->count,
-                    .badge = pl__badge(p, d->user_id, d->count), .conv = d->conv, .from = d->from,
+  pl_push_note n = {.token = j->token,
+                    .user = user,
+                    .device = d->device,
+                    .count = d->count,
+                    .badge = pl__badge(p, d->user_id, d->count),
+                    .conv = d->conv,
+                    .from = d->from,
                     .text = tlen ? d->text : NULL};
   pl_err e = pl__provs[j->prov]->build(p->pst[j->prov], &n, now, &j->req);
   pl_free(user);
@@ -631,7 +656,8 @@ static void pl__finish(pl_push *p, pl__job *j, CURLcode rc) {
   if (rc == CURLE_OK)
     curl_easy_getinfo(j->h, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_getinfo(j->h, CURLINFO_RETRY_AFTER, &retry_after);
-  pl_push_verdict v = pl__provs[j->prov]->classify(p->pst[j->prov], status, (const char *)j->ans.p, j->ans.len);
+  pl_push_verdict v =
+      pl__provs[j->prov]->classify(p->pst[j->prov], status, (const char *)j->ans.p, j->ans.len);
   pl_debug("push: device %llu via %s: HTTP %ld (%s)", (unsigned long long)j->device, pl__provs[j->prov]->name,
            status, curl_easy_strerror(rc));
   switch (v) {
@@ -647,8 +673,8 @@ static void pl__finish(pl_push *p, pl__job *j, CURLcode rc) {
   case PL_PUSH_INVALID_TOKEN: pl__forget_token(p, j); break;
   case PL_PUSH_FAIL:
     atomic_fetch_add(&p->failed, 1);
-    pl_warn("push: device %llu: %s refused the notification (HTTP %ld); dropped", (unsigned long long)j->device,
-            pl__provs[j->prov]->name, status);
+    pl_warn("push: device %llu: %s refused the notification (HTTP %ld); dropped",
+            (unsigned long long)j->device, pl__provs[j->prov]->name, status);
     pl__done(p, j);
     break;
   }
@@ -729,7 +755,9 @@ static void *pl__main(void *arg) {
 
 /* ---- lifetime ------------------------------------------------------------ */
 
-pl_err pl_push_global_init(void) { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? PL_OK : PL_ERR_IO; }
+pl_err pl_push_global_init(void) {
+  return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? PL_OK : PL_ERR_IO;
+}
 void pl_push_global_cleanup(void) { curl_global_cleanup(); }
 
 /* Starts the providers that are configured; PL_ERR_NOT_FOUND if none is. */

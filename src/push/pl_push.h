@@ -25,17 +25,17 @@
 #define PL_PUSH_MAX_TOKEN 4096
 
 typedef struct pl_push_config {
-  const char *dir;          /* data directory: push.db lives there */
+  const char *dir; /* data directory: push.db lives there */
   pl_pushp_config providers;
-  uint32_t window_ms;       /* collapse window (default 2000) */
-  uint32_t backoff_ms;      /* first retry after this, doubling (default 1000) */
-  uint32_t backoff_max_ms;  /* retry delay cap (default 300000) */
-  uint32_t max_attempts;    /* then the notification is dropped (default 8) */
-  uint32_t timeout_ms;      /* per request (default 10000) */
-  uint32_t max_inflight;    /* requests at once (default 64) */
-  int privacy;              /* no sender, conversation or text leaves the server */
-  int durable;              /* fsync push.db's commits */
-  pl_store *store;          /* unread counts and group members (pl_store_call) */
+  uint32_t window_ms;                       /* collapse window (default 2000) */
+  uint32_t backoff_ms;                      /* first retry after this, doubling (default 1000) */
+  uint32_t backoff_max_ms;                  /* retry delay cap (default 300000) */
+  uint32_t max_attempts;                    /* then the notification is dropped (default 8) */
+  uint32_t timeout_ms;                      /* per request (default 10000) */
+  uint32_t max_inflight;                    /* requests at once (default 64) */
+  int privacy;                              /* no sender, conversation or text leaves the server */
+  int durable;                              /* fsync push.db's commits */
+  pl_store *store;                          /* unread counts and group members (pl_store_call) */
   int (*online)(void *ud, uint64_t device); /* any thread */
   void *online_ud;
 } pl_push_config;

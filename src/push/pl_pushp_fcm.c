@@ -109,8 +109,9 @@ static void pl__fcm_free(void *st) {
 
 /* The JWT grant assertion (RFC 7523) for the service account. */
 static char *pl__fcm_assertion(pl__fcm *f, uint64_t now_s) {
-  json_t *c = json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", f->creds.client_email, "scope", PL__FCM_SCOPE,
-                        "aud", f->creds.token_uri, "iat", (json_int_t)now_s, "exp", (json_int_t)(now_s + 3600));
+  json_t *c =
+      json_pack("{s:s, s:s, s:s, s:I, s:I}", "iss", f->creds.client_email, "scope", PL__FCM_SCOPE, "aud",
+                f->creds.token_uri, "iat", (json_int_t)now_s, "exp", (json_int_t)(now_s + 3600));
   char *claims = json_dumps(c, JSON_COMPACT), *jwt = NULL;
   json_decref(c);
   if (claims && pl_jwt_sign(f->key, "RS256", "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", claims, &jwt) != PL_OK)
@@ -132,7 +133,8 @@ static pl_err pl__fcm_token(pl__fcm *f, uint64_t now_ms) {
   char *esc = curl_easy_escape(h, jwt, 0);
   size_t n = strlen(esc) + 80;
   char *form = pl_malloc(n);
-  snprintf(form, n, "grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Ajwt-bearer&assertion=%s", esc);
+  snprintf(form, n, "grant_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3Agrant-type%%3Ajwt-bearer&assertion=%s",
+           esc);
   curl_free(esc);
   curl_easy_setopt(h, CURLOPT_URL, f->creds.token_uri);
   curl_easy_setopt(h, CURLOPT_COPYPOSTFIELDS, form);
@@ -146,7 +148,8 @@ static pl_err pl__fcm_token(pl__fcm *f, uint64_t now_ms) {
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
   char *tok;
   uint64_t ttl;
-  if (rc != CURLE_OK || status != 200 || pl_pushp_fcm_parse_token((char *)ans.p, ans.len, &tok, &ttl) != PL_OK) {
+  if (rc != CURLE_OK || status != 200 ||
+      pl_pushp_fcm_parse_token((char *)ans.p, ans.len, &tok, &ttl) != PL_OK) {
     pl_warn("push fcm: no access token from %s (%s, HTTP %ld)", f->creds.token_uri, curl_easy_strerror(rc),
             status);
     goto out;
@@ -174,8 +177,8 @@ static json_t *pl__fcm_message(const pl_push_note *n) {
     json_object_set_new(data, "conv", json_string(n->conv));
   return json_pack("{s:{s:s, s:o, s:{s:s, s:{s:I}}, s:{s:{s:s}, s:{s:{s:I}}}, s:o}}", "message", "token",
                    n->token, "notification", notif, "android", "collapse_key", "parley", "notification",
-                   "notification_count", (json_int_t)n->badge, "apns", "headers", "apns-collapse-id", "parley",
-                   "payload", "aps", "badge", (json_int_t)n->badge, "data", data);
+                   "notification_count", (json_int_t)n->badge, "apns", "headers", "apns-collapse-id",
+                   "parley", "payload", "aps", "badge", (json_int_t)n->badge, "data", data);
 }
 
 static pl_err pl__fcm_build(void *st, const pl_push_note *n, uint64_t now_ms, pl_pushp_req *req) {

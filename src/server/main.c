@@ -23,9 +23,9 @@
 #include "net/pl_http.h"
 #include "net/pl_lp.h"
 #include "net/pl_tcp.h"
-#include "push/pl_push.h"
 #include "pl_config.h"
 #include "pl_web.h"
+#include "push/pl_push.h"
 #include "store/pl_store.h"
 
 typedef struct pl__loop_task {
@@ -196,8 +196,8 @@ static pl_err pl__start_push(pl_server *srv) {
   pl_core_set_push(srv->core, srv->push);
   if (srv->push)
     pl_info("push: on (%s%s%s)%s", pl_push_provider_on(srv->push, "webhook") ? " webhook" : "",
-            pl_push_provider_on(srv->push, "fcm") ? " fcm" : "", pl_push_provider_on(srv->push, "apns") ? " apns" : "",
-            c->push_privacy ? ", privacy mode" : "");
+            pl_push_provider_on(srv->push, "fcm") ? " fcm" : "",
+            pl_push_provider_on(srv->push, "apns") ? " apns" : "", c->push_privacy ? ", privacy mode" : "");
   return PL_OK;
 }
 

@@ -31,7 +31,8 @@ typedef struct pl_config {
   /* push notifications (docs/operations.md, "Push notifications") */
   char push_webhook[512], fcm_credentials[512], fcm_endpoint[256];
   char apns_key[512], apns_key_id[32], apns_team_id[32], apns_topic[256], apns_endpoint[256];
-  uint32_t push_window_ms, push_backoff_ms, push_backoff_max_ms, push_attempts, push_timeout_ms, push_inflight;
+  uint32_t push_window_ms, push_backoff_ms, push_backoff_max_ms, push_attempts, push_timeout_ms,
+      push_inflight;
   int push_privacy;
 } pl_config;
 

@@ -102,11 +102,12 @@ static void pl__metrics(const pl_web *w, pl_http_res *res) {
   pl_push_stats ps;
   pl_push_get_stats(w->push, &ps);
   pl__metric(b, "parley_push_sent_total", "counter", "Push notifications a provider accepted.", ps.sent);
-  pl__metric(b, "parley_push_retried_total", "counter", "Push notification attempts to be retried.", ps.retried);
-  pl__metric(b, "parley_push_failed_total", "counter", "Push notifications dropped (refused, or out of attempts).",
-             ps.failed);
-  pl__metric(b, "parley_push_invalid_tokens_total", "counter", "Push tokens forgotten because a provider disowned them.",
-             ps.invalid);
+  pl__metric(b, "parley_push_retried_total", "counter", "Push notification attempts to be retried.",
+             ps.retried);
+  pl__metric(b, "parley_push_failed_total", "counter",
+             "Push notifications dropped (refused, or out of attempts).", ps.failed);
+  pl__metric(b, "parley_push_invalid_tokens_total", "counter",
+             "Push tokens forgotten because a provider disowned them.", ps.invalid);
   pl__metric(b, "parley_push_pending", "gauge", "Push notifications waiting (collapse window or retry).",
              ps.pending);
   pl__metric(b, "parley_push_tokens", "gauge", "Devices with a push token.", ps.tokens);

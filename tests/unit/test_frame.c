@@ -307,6 +307,7 @@ static void test_client_may_send_table(void) {
       PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE,
       PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET,
       PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET,
+      PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER,
   };
   for (unsigned t = 0; t < 256; t++) {
     int want = 0;
