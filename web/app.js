@@ -180,7 +180,7 @@ function onSendAck(a) {
   if (!m) return;
   outbox.delete(a.id); saveOutbox();
   const c = conv(a.conv);
-  addMsg(c, { mine: true, from: me, id: a.id, seq: a.seq, text: m.text, server_ts: a.server_ts });
+  addMsg(c, { mine: true, from: me, id: a.id, seq: a.seq, text: m.text, media: m.media, server_ts: a.server_ts });
   saveConv(c);
   render();
 }
@@ -197,7 +197,7 @@ function onMessage(m) {
   const mine = m.from === me;
   let text = m.body ? dec(m.body) : '';
   if (m.event) text = eventText(m.event);
-  addMsg(c, { mine, from: m.from, id: m.id, seq: m.seq, text, event: !!m.event, server_ts: m.server_ts });
+  addMsg(c, { mine, from: m.from, id: m.id, seq: m.seq, text, media: m.media, event: !!m.event, server_ts: m.server_ts });
   saveConv(c);
   if (m.qid) scheduleAck(m.qid);
   if (c.conv === current && c.peer && !mine) send({ type: 'presence_get', ref: nextRef(), user: c.peer });
@@ -355,6 +355,7 @@ function renderMessages() {
       from.textContent = m.from;
       li.append(from);
     }
+    if (m.media) li.append(mediaView(m.media));
     const text = document.createElement('span');
     text.className = 'text';
     text.textContent = m.text;
@@ -422,14 +423,85 @@ function showApp() {
 
 // ---- user actions ----
 
-function sendText(c, text) {
+function sendText(c, text, media) {
   const id = crypto.randomUUID();
   const frame = { type: 'send', id, body: enc(text), client_ts: Date.now(), ...(c.group ? { group: c.group } : { to: c.peer }) };
-  outbox.set(id, { conv: c.conv, text, frame });
+  if (media) frame.media = { id: media.id };
+  outbox.set(id, { conv: c.conv, text, media, frame });
   saveOutbox();
-  addMsg(c, { mine: true, from: me, id, seq: 0, text, server_ts: Date.now() });
+  addMsg(c, { mine: true, from: me, id, seq: 0, text, media, server_ts: Date.now() });
   send(frame);
   render();
+}
+
+// ---- images (docs/protocol.md 13) ----
+
+const blobs = new Map(); // 'ID' or 'ID/thumb' -> Promise of an object URL, for the page's life
+const authHeader = () => ({ Authorization: `Bearer ${ls.get('token')}` });
+
+function mediaUrl(key) {
+  if (!blobs.has(key)) {
+    blobs.set(key, fetch(`/media/${key}`, { headers: authHeader() }).then((r) => {
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      return r.blob();
+    }).then((b) => URL.createObjectURL(b)).catch((e) => { blobs.delete(key); throw e; }));
+  }
+  return blobs.get(key);
+}
+
+function mediaView(md) {
+  if (!md.type.startsWith('image/')) { // a plain file: a download link
+    const a = document.createElement('a');
+    a.className = 'file';
+    a.href = '#';
+    a.textContent = `📎 ${md.name || 'file'} (${Math.ceil(Number(md.size) / 1024)} KB)`;
+    a.onclick = async (e) => {
+      e.preventDefault();
+      a.href = await mediaUrl(md.id);
+      a.download = md.name || 'file';
+      a.onclick = null;
+      a.click();
+    };
+    return a;
+  }
+  const img = document.createElement('img');
+  img.className = 'thumb';
+  img.alt = md.name || 'photo';
+  img.width = md.thumb_width || 160; // the box keeps its size before the bytes come
+  img.height = md.thumb_height || 120;
+  img.dataset.media = md.id;
+  mediaUrl(`${md.id}/thumb`).then((u) => { img.src = u; }).catch(() => { img.alt = 'photo unavailable'; });
+  img.onclick = () => openViewer(md);
+  return img;
+}
+
+async function openViewer(md) {
+  const v = $('viewer'), img = $('viewer-img');
+  img.removeAttribute('src');
+  img.alt = md.name || 'photo';
+  v.hidden = false;
+  try { img.src = await mediaUrl(md.id); } catch { img.alt = 'photo unavailable'; }
+}
+
+function closeViewer() { $('viewer').hidden = true; }
+
+async function sendImage(c, file, caption) {
+  const err = $('composer-error');
+  err.textContent = 'Uploading…';
+  let r, body;
+  try {
+    r = await fetch(`/media?name=${encodeURIComponent(file.name)}`, { method: 'POST', headers: authHeader(), body: file });
+    body = await r.json();
+  } catch (e) {
+    err.textContent = `Not sent: ${e.message}`;
+    return;
+  }
+  if (r.status !== 201) {
+    err.textContent = `Not sent: ${body.error || `HTTP ${r.status}`}`;
+    return;
+  }
+  err.textContent = '';
+  sendText(c, caption, body);
 }
 
 function wire() {
@@ -473,6 +545,17 @@ function wire() {
     typingUntil = 0;
     sendText(c, text);
   };
+  $('attach').onclick = () => $('attach-input').click();
+  $('attach-input').onchange = () => {
+    const c = current && convs.get(current), f = $('attach-input').files[0];
+    $('attach-input').value = '';
+    if (!c || !f) return;
+    const caption = $('composer-text').value;
+    $('composer-text').value = '';
+    sendImage(c, f, caption);
+  };
+  $('viewer').onclick = closeViewer;
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeViewer(); });
   $('composer-text').oninput = () => {
     const c = current && convs.get(current);
     if (!c || Date.now() < typingUntil) return;
@@ -489,7 +572,7 @@ async function main() {
     // History first, from the cache; the socket catches up behind it.
     for (const c of await dbAll('convs')) convs.set(c.conv, { ...c, msgs: new Map() });
     for (const m of await dbAll('messages')) conv(m.conv).msgs.set(m.key, m);
-    for (const m of outbox.values()) addMsg(conv(m.conv), { mine: true, from: me, id: m.frame.id, seq: 0, text: m.text });
+    for (const m of outbox.values()) addMsg(conv(m.conv), { mine: true, from: me, id: m.frame.id, seq: 0, text: m.text, media: m.media });
     showApp();
     render();
     connect();

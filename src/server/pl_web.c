@@ -131,7 +131,7 @@ static int pl__asset(const char *path, const pl_http_req *req, pl_http_res *res)
     static _Thread_local char extra[200];
     snprintf(extra, sizeof extra,
              "ETag: %s\r\nCache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"
-             "Content-Security-Policy: default-src 'self'\r\n",
+             "Content-Security-Policy: default-src 'self'; img-src 'self' blob:\r\n",
              a->etag);
     res->extra = extra;
     res->type = a->type;

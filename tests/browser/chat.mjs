@@ -2,11 +2,14 @@
 // playwright-core) against the real parleyd: two users in two browser
 // contexts chat and see the sent, delivered and read ticks, unread counts and
 // typing; one goes away and catches up on return (history from the browser's
-// cache first); a browser user and a `parley` CLI user talk to each other.
+// cache first); a browser user and a `parley` CLI user talk to each other;
+// a photo goes from one page to the other (thumbnail, full view, after a
+// reload too) and a file that is no image is refused with the server's reason.
 //
 //   PARLEYD=build/parleyd PARLEY_CLI=build/parley node tests/browser/chat.mjs
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, openSync } from 'node:fs';
+import { mkdtempSync, rmSync, openSync, writeFileSync } from 'node:fs';
+import { deflateSync } from 'node:zlib';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,13 +64,42 @@ async function openChat(page, peer) {
 
 async function say(page, text) {
   await page.fill('#composer-text', text);
-  await page.click('#composer button');
+  await page.click('#send');
 }
 
 const mine = (page, text) => page.locator('#messages li.mine', { has: page.locator(`.text:text-is("${text}")`) });
 async function tickIs(page, text, status) {
   await mine(page, text).locator(`.tick[data-status="${status}"]`).waitFor({ timeout: T });
 }
+
+// A real w x h RGB PNG (a gradient), made here so the test needs no image tool.
+function png(w, h) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => { let c = ~0; for (const b of buf) c = crcTable[(c ^ b) & 255] ^ (c >>> 8); return (~c) >>> 0; };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const td = Buffer.concat([Buffer.from(type), data]);
+    const c = Buffer.alloc(4); c.writeUInt32BE(crc(td));
+    return Buffer.concat([len, td, c]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; ihdr[9] = 2;
+  const raw = Buffer.alloc((w * 3 + 1) * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w * 3; x++) raw[y * (w * 3 + 1) + 1 + x] = (x * 4 + y * 3) & 255;
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
+    chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
+
+// Waits until the image at sel has loaded (and, with width, is that wide). A
+// function, not a string: the page's CSP forbids eval.
+const imgLoaded = (page, sel, width = 0) => page.waitForFunction(([s, w]) => {
+  const i = document.querySelector(s);
+  return !!i && !i.closest('[hidden]') && i.complete && (w ? i.naturalWidth === w : i.naturalWidth > 0);
+}, [sel, width], { timeout: T });
 
 async function run() {
   const srv = await startServer();
@@ -105,7 +137,7 @@ async function run() {
     await bob.type('#composer-text', 'hi al');
     await alice.locator('#chat-typing:text-is("bob is typing…")').waitFor({ timeout: T });
     await bob.fill('#composer-text', 'hi alice');
-    await bob.click('#composer button');
+    await bob.click('#send');
     await alice.locator('#messages li.theirs .text:text-is("hi alice")').waitFor({ timeout: T });
     await tickIs(bob, 'hi alice', 'read'); // alice has the chat open
     await alice.locator('#chat-presence:text-is("online")').waitFor({ timeout: T });
@@ -170,6 +202,36 @@ async function run() {
     assert.equal(await teamMsg.locator('.from').textContent(), 'alice');
     const carolGot = cli(srv, 'carol', 'recv', '--wait', '2');
     assert.match(carolGot, /"group":"[^"]+".*"text":"hello team"/s);
+
+    step('alice sends a photo: bob sees the thumbnail, opens the full image; a file that is no image is refused');
+    const imgDir = mkdtempSync(join(tmpdir(), 'parley-img-'));
+    const photo = join(imgDir, 'photo.png');
+    writeFileSync(photo, png(64, 40));
+    await alice.click('#convs button[data-conv="dm:alice:bob"]');
+    await bob.click('#convs button[data-conv="dm:alice:bob"]');
+    await alice.fill('#composer-text', 'a photo');
+    await alice.setInputFiles('#attach-input', photo);
+    await tickIs(alice, 'a photo', 'read'); // bob has the chat open
+    const bobPhoto = '#messages li.theirs img.thumb';
+    await imgLoaded(bob, bobPhoto);
+    assert.match(await bob.locator(bobPhoto).getAttribute('src'), /^blob:/);
+    assert.equal(await bob.locator('#messages li.theirs', { has: bob.locator('img.thumb') }).locator('.text').textContent(), 'a photo');
+    await imgLoaded(alice, '#messages li.mine img.thumb');
+    await bob.click(bobPhoto);
+    await imgLoaded(bob, '#viewer-img', 64);
+    await bob.keyboard.press('Escape');
+    assert.equal(await bob.locator('#viewer').isHidden(), true);
+    const bobCount = await bob.locator('#messages li').count();
+    await alice.setInputFiles('#attach-input', { name: 'x.png', mimeType: 'image/png', buffer: Buffer.from('not an image at all\n') });
+    await alice.locator('#composer-error:text-matches("^Not sent: only JPEG, PNG, WebP and GIF")').waitFor({ timeout: T });
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await bob.locator('#messages li').count(), bobCount, 'nothing reached bob');
+    await bob.reload();
+    await bob.waitForSelector('#app:not([hidden])', { timeout: T });
+    await bob.click('#convs button[data-conv="dm:alice:bob"]');
+    await imgLoaded(bob, bobPhoto); // history from IndexedDB, bytes fetched again
+    await bob.click('#convs button[data-conv^="g:"]'); // back where the next step expects him
+    rmSync(imgDir, { recursive: true, force: true });
 
     step('the server goes down and comes back: the page reconnects, resumes, and sends what waited');
     srv.proc.kill('SIGKILL');
