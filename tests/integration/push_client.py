@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import signal
+import struct
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import websockets
@@ -315,6 +317,18 @@ async def webhook(srv, hook):
     j = got[-1]["json"]
     check(j["conv"] == "g:" + g["group"] and j["text"] == "to the team" and j["count"] == 1, str(j))
 
+    # 6b. an image message reads as a photo with its caption (protocol.md 14.2)
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.http}/media", data=tiny_png(), method="POST",
+                                 headers={"Authorization": "Bearer " + alice.ok["token"]})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        media = json.loads(r.read())
+    n = len(hook.of("tok-bob"))
+    await alice.send(type="send", id="photo-1", to="bob", body=b64("at the beach"), client_ts=1,
+                     media={"id": media["id"]})
+    await alice.recv("send_ack")
+    got = quiet(hook, "tok-bob", n + 1)
+    check(got[-1]["json"]["text"] == "\U0001f4f7 Photo: at the beach", str(got[-1]["json"]))
+
     # 7. a slow endpoint (5 s) does not slow delivery to an online device
     hook.delay["tok-bob"] = 5
     carol = await login(srv, "carol")
@@ -390,6 +404,16 @@ async def privacy(srv, hook):
 
 
 # ---- FCM and APNs -------------------------------------------------------------
+
+def tiny_png():
+    """A real 3x2 RGB PNG."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\0" + bytes(range(y, y + 9)) for y in range(2))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 2, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
 
 def jwt_parts(jwt):
     def dec(s):
