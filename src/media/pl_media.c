@@ -751,14 +751,23 @@ static void pl__rs_create(pl__rq *q, pl_http_res *res) {
     pl__error_res(res, 413, "quota exceeded");
     return;
   }
-  uint8_t rnd[16];
-  randombytes_buf(rnd, sizeof rnd);
+  /* The record goes into the index first, busy (a PATCH meanwhile gets
+   * 409, the sweep leaves it alone), under an id no other record has. */
   pl__rs *rs = pl_calloc(1, sizeof *rs);
-  pl__hex(rnd, sizeof rnd, rs->id);
   rs->user = r->out.user_id;
   rs->length = q->length;
   rs->created = pl_now_ms();
+  rs->busy = 1;
   snprintf(rs->name, sizeof rs->name, "%s", q->name);
+  pthread_mutex_lock(&m->rs_mu);
+  pl__rs_sweep(m);
+  do {
+    uint8_t rnd[16];
+    randombytes_buf(rnd, sizeof rnd);
+    pl__hex(rnd, sizeof rnd, rs->id);
+  } while (pl_map_get(&m->rs, pl__rs_key(rs->id)));
+  pl_map_put(&m->rs, pl__rs_key(rs->id), rs);
+  pthread_mutex_unlock(&m->rs_mu);
   char path[4200];
   pl__rs_path(m, rs->id, ".meta", path, sizeof path);
   FILE *f = fopen(path, "w");
@@ -768,18 +777,17 @@ static void pl__rs_create(pl__rq *q, pl_http_res *res) {
   ok = f && fclose(f) == 0 && ok;
   pl__rs_path(m, rs->id, "", path, sizeof path);
   int fd = ok ? open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
-  if (fd < 0) {
+  if (fd >= 0)
+    close(fd);
+  else
     pl_error("media: cannot make a resumable upload's files in %s", m->blob->ops->spool(m->blob));
-    pl_free(rs);
+  pl__rs copy = *rs;
+  pl__rs_release(m, rs, fd < 0); /* not busy any more; on failure, forgotten with its files */
+  if (fd < 0) {
     pl__error_res(res, 503, "try again later");
     return;
   }
-  close(fd);
-  pthread_mutex_lock(&m->rs_mu);
-  pl__rs_sweep(m);
-  pl_map_put(&m->rs, pl__rs_key(rs->id), rs);
-  pthread_mutex_unlock(&m->rs_mu);
-  pl__rs_answer(res, 201, rs, 0);
+  pl__rs_answer(res, 201, &copy, 0);
 }
 
 static void pl__rs_state(pl__rq *q, pl_http_res *res) {

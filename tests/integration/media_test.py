@@ -20,6 +20,8 @@ import tempfile
 import time
 import zlib
 
+from testimg import png
+
 PARLEYD = os.environ["PARLEYD"]
 CLI = os.environ["PARLEY_CLI"]
 TMP = tempfile.mkdtemp(prefix="parley-media-")
@@ -155,19 +157,6 @@ def jpeg_with_metadata():
     j = vips_image("jpg")
     com = b"PARLEY-SECRET-COMMENT"
     return j[:2] + exif_app1() + b"\xff\xfe" + struct.pack(">H", len(com) + 2) + com + j[2:]
-
-
-def png_chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
-
-
-def png(w, h, text=None, idat=None):
-    raw = b"".join(b"\0" + bytes((x * 3 + y) & 255 for x in range(w * 3)) for y in range(h))
-    out = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-    if text:
-        out += png_chunk(b"tEXt", b"Comment\0" + text)
-    out += png_chunk(b"IDAT", idat if idat is not None else zlib.compress(raw))
-    return out + png_chunk(b"IEND", b"")
 
 
 def jpeg_size(data):

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import signal
-import struct
 import sqlite3
 import subprocess
 import sys
@@ -19,10 +18,10 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import websockets
+from testimg import png
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -318,7 +317,7 @@ async def webhook(srv, hook):
     check(j["conv"] == "g:" + g["group"] and j["text"] == "to the team" and j["count"] == 1, str(j))
 
     # 6b. an image message reads as a photo with its caption (protocol.md 14.2)
-    req = urllib.request.Request(f"http://127.0.0.1:{srv.http}/media", data=tiny_png(), method="POST",
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.http}/media", data=png(3, 2), method="POST",
                                  headers={"Authorization": "Bearer " + alice.ok["token"]})
     with urllib.request.urlopen(req, timeout=10) as r:
         media = json.loads(r.read())
@@ -404,16 +403,6 @@ async def privacy(srv, hook):
 
 
 # ---- FCM and APNs -------------------------------------------------------------
-
-def tiny_png():
-    """A real 3x2 RGB PNG."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\0" + bytes(range(y, y + 9)) for y in range(2))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 2, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
 
 def jwt_parts(jwt):
     def dec(s):

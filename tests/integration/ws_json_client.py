@@ -16,6 +16,7 @@ import time
 import urllib.request
 
 import websockets
+from testimg import png
 
 PROTO = "parley.json.v1"
 
@@ -123,7 +124,7 @@ async def scenario(url):
 
     # an image (protocol.md 13): uploaded over HTTP with the token, sent as a reference
     base = url.replace("ws://", "http://").rsplit("/ws", 1)[0]
-    req = urllib.request.Request(base + "/media?name=dot.png", data=tiny_png(), method="POST",
+    req = urllib.request.Request(base + "/media?name=dot.png", data=png(3, 2), method="POST",
                                  headers={"Authorization": "Bearer " + a_ok["token"]})
     with urllib.request.urlopen(req, timeout=10) as r:
         media = json.loads(r.read())
@@ -138,19 +139,6 @@ async def scenario(url):
     check(e["code"] == "ERR_UNKNOWN_MEDIA" and e["ref"] == "a4", str(e))
     await alice2.ws.close()
     await bob.ws.close()
-
-
-def tiny_png():
-    """A real 3x2 RGB PNG."""
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\0" + bytes(range(y, y + 9)) for y in range(2))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 2, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 async def bad_input(url, text, code, what):
