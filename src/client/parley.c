@@ -38,6 +38,9 @@ const char *parley_strerror(int code) {
   case PARLEY_E_FORBIDDEN: return "your role in the group does not allow this";
   case PARLEY_E_GROUP_FULL: return "the group is at its member limit";
   case PARLEY_E_UNKNOWN_MEDIA: return "no such media, or you may not use it";
+  case PARLEY_E_RATE_LIMITED: return "too many attempts: try again later";
+  case PARLEY_E_TOO_MANY_CONNECTIONS: return "too many connections";
+  case PARLEY_E_NOT_ALLOWED: return "the user's privacy settings do not allow this";
   case PARLEY_E_CONNECT: return "cannot reach the server";
   case PARLEY_E_TIMEOUT: return "no answer in time";
   case PARLEY_E_CLOSED: return "connection closed";

@@ -35,6 +35,9 @@
   X(FORBIDDEN, -33, 1, "your role in the group does not allow this")     \
   X(GROUP_FULL, -34, 1, "the group is at its member limit")              \
   X(UNKNOWN_MEDIA, -35, 1, "no such media, or you may not use it")       \
+  X(RATE_LIMITED, -36, 1, "too many attempts: try again later")          \
+  X(TOO_MANY_CONNECTIONS, -37, 1, "too many connections")                \
+  X(NOT_ALLOWED, -38, 1, "the user's privacy settings do not allow this") \
   X(AGAIN, -1001, 0, "need more data")                                   \
   X(NOMEM, -1002, 0, "out of memory")                                    \
   X(IO, -1003, 0, "i/o error")                                           \
