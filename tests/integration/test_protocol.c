@@ -463,6 +463,37 @@ static void test_send_errors_keep_connection(void) {
   bystanders_stop();
 }
 
+/* The errors protocol.md names for requests that are easy to get wrong: a
+ * Send with both `to` and `group` (or neither), blocking yourself, blocking a
+ * user who does not exist (§4 Send, §4 Block), and a request frame of type 16
+ * and up before authentication (§6: AUTH_REQUIRED, then the close). */
+static void test_documented_request_errors(void) {
+  tl_server_start(&srv, FAST);
+  bystanders_start(&srv);
+  Parley__Send m = PARLEY__SEND__INIT;
+  m.id = "both", m.to = "bob", m.group = "1";
+  send_frame(alice, SEND, &m);
+  tl_expect_error(alice, PARLEY__ERROR_CODE__ERR_INVALID_ARGUMENT, "both", T_MS);
+  m.id = "neither", m.to = "", m.group = "";
+  send_frame(alice, SEND, &m);
+  tl_expect_error(alice, PARLEY__ERROR_CODE__ERR_INVALID_ARGUMENT, "neither", T_MS);
+  Parley__Block b = PARLEY__BLOCK__INIT;
+  b.ref = "self", b.user = "alice", b.blocked = 1;
+  send_frame(alice, PARLEY__FRAME_TYPE__FRAME_BLOCK, &b);
+  tl_expect_error(alice, PARLEY__ERROR_CODE__ERR_INVALID_ARGUMENT, "self", T_MS);
+  b.ref = "ghost", b.user = "nobody-here";
+  send_frame(alice, PARLEY__FRAME_TYPE__FRAME_BLOCK, &b);
+  tl_expect_error(alice, PARLEY__ERROR_CODE__ERR_UNKNOWN_PEER, "ghost", T_MS);
+  bystanders_talk("documented errors"); /* nothing was stored, no seq used */
+  int fd = hello(&srv, BOT, NULL);
+  b.ref = "early", b.user = "bob";
+  send_frame(fd, PARLEY__FRAME_TYPE__FRAME_BLOCK, &b);
+  tl_expect_error(fd, PARLEY__ERROR_CODE__ERR_AUTH_REQUIRED, "", T_MS);
+  CHECK(tl_wait_closed(fd, T_MS));
+  close(fd);
+  bystanders_stop();
+}
+
 static void test_heartbeat_timeout(void) {
   tl_server_start(&srv, FAST " --heartbeat-bot 1");
   Parley__Welcome *w;
@@ -505,6 +536,7 @@ int main(void) {
   run("test_register_login_resume_logout", test_register_login_resume_logout);
   run("test_ping_pong", test_ping_pong);
   run("test_send_errors_keep_connection", test_send_errors_keep_connection);
+  run("test_documented_request_errors", test_documented_request_errors);
   run("test_heartbeat_timeout", test_heartbeat_timeout);
   return tl_summary();
 }
