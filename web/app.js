@@ -158,13 +158,24 @@ function onAuthOk(a) {
   for (const m of outbox.values()) send(m.frame); // same ids: the server deduplicates
 }
 
+// Errors after which a Send is worth repeating with the same id (protocol.md §9).
+const RETRYABLE = new Set(['ERR_RATE_LIMITED', 'ERR_INTERNAL', 'ERR_SHUTTING_DOWN']);
+
 function onError(e) {
   if (!authed) {
+    const wait = Math.ceil((e.retry_after_ms || 1000) / 1000);
     if (e.code === 'ERR_BAD_TOKEN') { ls.del('token'); showAuth(''); }
+    else if (pendingAuth && e.code === 'ERR_RATE_LIMITED') { showAuth(`Too many attempts: try again in ${wait} s.`); pendingAuth = null; }
     else if (pendingAuth) { showAuth(e.message || e.code); pendingAuth = null; }
+    else if (e.code === 'ERR_RATE_LIMITED') setTimeout(() => ws && ws.close(), wait * 1000); // resume again then
     return;
   }
   const m = e.ref && outbox.get(e.ref);
+  if (m && RETRYABLE.has(e.code)) { // nothing was stored: the same id again, later
+    const wait = Math.max(e.retry_after_ms || 0, 1000);
+    setTimeout(() => { if (authed && outbox.get(e.ref) === m) send(m.frame); }, wait);
+    return;
+  }
   if (m) { // refused for good: say so on the message
     outbox.delete(e.ref); saveOutbox();
     const c = conv(m.conv);
