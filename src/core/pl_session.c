@@ -307,6 +307,12 @@ static void pl__push(void *ep, uint64_t qid, pl_buf *frame) {
   }
 }
 
+static void pl__gone(pl_session *s);
+
+/* The device's presence goes with this connection (pl__gone) here, not at
+ * its close: the close sees state AUTH and skips it, and the newer
+ * connection counted itself online already (audit finding 9: without this
+ * the user stayed online for good). */
 static void pl__kick(void *ep) {
   pl_session *s = ep;
   if (!s->conn)
@@ -314,6 +320,7 @@ static void pl__kick(void *ep) {
   pl_info("conn %llu %s: %s@%s replaced by a newer connection", (unsigned long long)s->conn->id,
           s->conn->peer, s->user, s->device);
   s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
+  pl__gone(s);
   s->state = S_AUTH;
   s->sync = SYNC_OFF;
   pl_conn_close(s->conn);
@@ -668,7 +675,10 @@ static void pl__unread_reply(pl_session *s, const char *ref, const pl_store_req 
  * state of every user asked for; for PresenceGet the one Presence. */
 static void pl__presence_reply(pl_session *s, uint8_t type, const char *ref, const pl_store_req *req) {
   if (type == PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE) {
-    pl_presence_subscribe(s->core->presence, s->device_id, s->user_id, req->out.views, req->out.nviews);
+    if (!s->conn || s->state != S_READY) /* gone meanwhile: nobody to tell */
+      return;
+    pl_presence_subscribe(s->core->presence, s->device_id, s->conn->id, s->user_id, req->out.views,
+                          req->out.nviews);
     Parley__Done d = PARLEY__DONE__INIT;
     d.ref = (char *)ref;
     pl__write(s, PARLEY__FRAME_TYPE__FRAME_DONE, &d.base);
@@ -1178,10 +1188,11 @@ static void pl__on_drain(pl_conn *c, void *ud) {
 static void pl__seen_done(pl_store_req *req) { pl__sreq_free(PL__SREQ(req)); }
 
 /* The device left: it follows no one, its user may go offline, and the
- * time is its user's last seen (stored; a failure only loses that time). */
+ * time is its user's last seen (stored; a failure only loses that time).
+ * Once per authenticated connection, while s->conn is set. */
 static void pl__gone(pl_session *s) {
   uint64_t now = pl_now_ms();
-  pl_presence_unsubscribe(s->core->presence, s->device_id);
+  pl_presence_unsubscribe(s->core->presence, s->device_id, s->conn->id);
   pl_presence_offline(s->core->presence, s->user_id, s->loop, now);
   pl__sreq *sr = pl__sreq_new(s, PL_STORE_SEEN, NULL, pl__seen_done);
   sr->req.in.user_id = s->user_id;
