@@ -930,25 +930,42 @@ static void pl__state_in(pl_store_req *r, uint8_t type, ProtobufCMessage *msg) {
   }
 }
 
+static pl_buf *pl__typing_event(pl_session *s, const char *conv, int typing) {
+  Parley__TypingEvent ev = PARLEY__TYPING_EVENT__INIT;
+  ev.from = s->user;
+  ev.conv = (char *)conv;
+  ev.typing = typing;
+  ev.expires_ms = s->core->cfg.typing_interval_ms * 6; /* several missed renewals */
+  return pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT, &ev.base);
+}
+
+static void pl__typing_group(pl_session *s, const pl_store_req *req, int typing) {
+  size_t n = req->out.ntargets;
+  uint64_t *skip = pl_malloc((n + 1) * sizeof *skip);
+  if (n)
+    memcpy(skip, req->out.targets, n * sizeof *skip);
+  skip[n] = s->device_id;
+  pl_buf *b = pl__typing_event(s, req->out.conv, typing);
+  s->core->router->ops->push_group_frame(s->core->router, req->out.group, skip, n + 1, b);
+  pl_buf_unref(b);
+  pl_free(skip);
+}
+
 /* Typing: rate-limited here, routed to the peer's online devices unless
- * the peer blocked this user; never stored. */
+ * the peer blocked this user (in a group: to the members' connected
+ * devices but this one and those of members who blocked this user, which
+ * the store lists in targets); never stored. */
 static void pl__typing_done(pl_store_req *req) {
   pl__sreq *sr = PL__SREQ(req);
   pl_session *s = sr->s;
   Parley__Typing *m = (Parley__Typing *)sr->msg;
   if (req->status != PL_OK) {
     pl__error(s, req->status, m->to);
-  } else if (req->out.ntargets || req->out.group) {
-    Parley__TypingEvent ev = PARLEY__TYPING_EVENT__INIT;
-    ev.from = s->user;
-    ev.conv = req->out.conv;
-    ev.typing = m->typing;
-    ev.expires_ms = s->core->cfg.typing_interval_ms * 6; /* several missed renewals */
-    pl_buf *b = pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT, &ev.base);
-    if (req->out.group) /* to the members' connected devices but this one */
-      s->core->router->ops->push_group_frame(s->core->router, req->out.group, s->device_id, b);
-    else
-      s->core->router->ops->push_frame(s->core->router, req->out.targets, req->out.ntargets, b);
+  } else if (req->out.group) {
+    pl__typing_group(s, req, m->typing);
+  } else if (req->out.ntargets) {
+    pl_buf *b = pl__typing_event(s, req->out.conv, m->typing);
+    s->core->router->ops->push_frame(s->core->router, req->out.targets, req->out.ntargets, b);
     pl_buf_unref(b);
   }
   pl__sreq_free(sr);

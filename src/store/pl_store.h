@@ -207,7 +207,9 @@ struct pl_store_req {
     uint64_t seq, server_ts;     /* SEND */
     int duplicate;               /* SEND: client_id was committed before */
     pl_msg msg;                  /* SEND: the committed message (if !duplicate) */
-    uint64_t *targets;           /* SEND: devices it was queued for; GROUP_DEVICES */
+    uint64_t *targets;           /* SEND: devices it was queued for; GROUP_DEVICES; TYPING: the peer's
+                                  * devices, or in a group the devices NOT to tell (members who blocked
+                                  * the typist) */
     size_t ntargets;
     pl_msg *msgs; /* FETCH: in qid order */
     size_t nmsgs;

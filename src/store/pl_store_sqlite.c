@@ -194,10 +194,13 @@ static const char pl__schema[] =
   X(EVENT_DROP, "DELETE FROM messages WHERE qid = ?1")                                                       \
   X(READS_GET, "SELECT read_seq, delivered_seq FROM reads WHERE uid = ?1 AND conv = ?2")                     \
   X(READS_PUT, "INSERT OR REPLACE INTO reads(uid, conv, read_seq, delivered_seq) VALUES(?1, ?2, ?3, ?4)")    \
-  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq, COALESCE(p.delivered_seq, 0),"              \
-            " CASE WHEN u.read_receipts AND pu.read_receipts THEN p.read_seq ELSE 0 END"                     \
+  /* the peer's watermarks: none for a user the peer blocked (protocol.md 11.5) */                           \
+  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq,"                                            \
+            " CASE WHEN b.uid IS NULL THEN COALESCE(p.delivered_seq, 0) ELSE 0 END,"                         \
+            " CASE WHEN u.read_receipts AND pu.read_receipts AND b.uid IS NULL THEN p.read_seq ELSE 0 END"   \
             " FROM reads r LEFT JOIN convs c ON c.conv = r.conv"                                             \
             " LEFT JOIN reads p ON p.conv = r.conv AND p.uid != r.uid LEFT JOIN users pu ON pu.id = p.uid"   \
+            " LEFT JOIN blocks b ON b.uid = p.uid AND b.blocked_uid = r.uid"                                 \
             " JOIN users u ON u.id = r.uid WHERE r.uid = ?1 ORDER BY r.conv")                                \
   X(BLOCKS_OF, "SELECT blocked_uid FROM blocks WHERE uid = ?1")                                              \
   X(BLOCK_ADD, "INSERT OR IGNORE INTO blocks(uid, blocked_uid) VALUES(?1, ?2)")                              \
@@ -262,6 +265,10 @@ static const char pl__schema[] =
   X(GROUP_SIZE, "SELECT members FROM groups WHERE gid = ?1")                                                 \
   X(GROUP_DEVICES, "SELECT d.id FROM members m JOIN devices d ON d.user_id = m.uid"                          \
                    " AND d.token_hash IS NOT NULL WHERE m.gid = ?1 AND m.role > 0")                          \
+  /* the devices of a group's members who blocked ?2 (not told of its typing) */                             \
+  X(GROUP_BLOCKERS, "SELECT d.id FROM members m JOIN blocks b ON b.uid = m.uid AND b.blocked_uid = ?2"       \
+                    " JOIN devices d ON d.user_id = m.uid AND d.token_hash IS NOT NULL"                      \
+                    " WHERE m.gid = ?1 AND m.role > 0")                                                      \
   X(GREADS_PUT, "INSERT OR REPLACE INTO greads(gid, uid, delivered_seq, read_seq) VALUES(?1, ?2, ?3, ?3)")   \
   X(GREADS_GET, "SELECT delivered_seq, read_seq FROM greads WHERE gid = ?1 AND uid = ?2")                    \
   X(GREADS_DEL, "DELETE FROM greads WHERE gid = ?1 AND uid = ?2")                                            \
@@ -1485,7 +1492,7 @@ static pl_err pl__delivered(pl__sq *q, pl_store_req *r) {
     rd->delivered_seq = a[i].seq;
     pl__read_touch(q, rd);
     e = pl__user_get(q, a[i].sender, &sender);
-    if (e == PL_OK && sender) {
+    if (e == PL_OK && sender && !pl__blocks(me, sender->id)) { /* none to a blocked user (11.5) */
       uint64_t *t = pl__devs_except(sender, 0, &nt);
       e = pl__event(q, r, PL_MSG_DELIVERED, a[i].conv, a[i].seq, me, 0, t, nt);
     }
@@ -1525,8 +1532,9 @@ static pl_err pl__mark_read(pl__sq *q, pl_store_req *r) {
     pl__read_touch(q, rd);
     uint64_t *t = pl__devs_except(me, r->in.device_id, &nt);
     e = pl__event(q, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
-    /* Read receipts off on either side: none (protocol.md 11.4). */
-    if (e == PL_OK && peer != me && me->read_receipts && peer->read_receipts) {
+    /* Read receipts off on either side: none (protocol.md 11.4); none to a
+     * user I blocked (11.5). */
+    if (e == PL_OK && peer != me && me->read_receipts && peer->read_receipts && !pl__blocks(me, peer->id)) {
       t = pl__devs_except(peer, 0, &nt);
       e = pl__event(q, r, PL_MSG_READ, conv, seq, me, 0, t, nt);
     }
@@ -2574,8 +2582,8 @@ static pl_err pl__group_receipts_live(pl__sq *q, pl_store_req *r, uint64_t gid, 
     pl__user *to;
     size_t nt, nlive;
     e = pl__user_get(q, senders[i], &to);
-    if (e != PL_OK || !to)
-      continue;
+    if (e != PL_OK || !to || pl__blocks(by, to->id))
+      continue; /* none to a user the reader blocked (protocol.md 11.5) */
     uint64_t *t = pl__devs_except(to, 0, &nt);
     uint64_t *live = pl__split_online(q, t, &nt, &nlive);
     pl_free(t);
@@ -2754,6 +2762,13 @@ static pl_err pl__groups_trim(pl__sq *q, uint64_t *deleted) {
 
 /* Typing in a group: members only; none above group_detail members (the
  * router then sends it to the group's live audience). */
+static pl_err pl__group_targets(pl__sq *q, pl_store_req *r, int stmt, uint64_t uid);
+
+/* out.targets: the devices of the group's members who blocked uid. */
+static pl_err pl__group_blockers(pl__sq *q, pl_store_req *r, uint64_t uid) {
+  return pl__group_targets(q, r, ST_GROUP_BLOCKERS, uid);
+}
+
 static pl_err pl__typing_group(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
   int role = PL_ROLE_NONE;
@@ -2772,9 +2787,10 @@ static pl_err pl__typing_group(pl__sq *q, pl_store_req *r) {
   char conv[32];
   pl__gconv(r->in.group, conv, sizeof conv);
   r->out.conv = pl_strdup(conv);
-  if (size <= q->group_detail)
-    r->out.group = r->in.group;
-  return PL_OK;
+  if (size > q->group_detail)
+    return PL_OK;
+  r->out.group = r->in.group;
+  return pl__group_blockers(q, r, me->id);
 }
 
 /* ---- media (protocol.md 13) ---------------------------------------------------- */
@@ -3043,13 +3059,14 @@ static pl_err pl__media_expire(pl__sq *q, uint64_t now) {
   return e;
 }
 
-/* Every logged-in device of the group's current members (push notifications
- * look for the offline ones among them; nothing is written). */
-static pl_err pl__group_devices(pl__sq *q, pl_store_req *r) {
-  sqlite3_stmt *st = q->st[ST_GROUP_DEVICES];
+/* out.targets: the device ids stmt lists for (in.group, uid). */
+static pl_err pl__group_targets(pl__sq *q, pl_store_req *r, int stmt, uint64_t uid) {
+  sqlite3_stmt *st = q->st[stmt];
   size_t cap = 0;
   int rc;
   pl__bind_u64(st, 1, r->in.group);
+  if (sqlite3_bind_parameter_count(st) > 1)
+    pl__bind_u64(st, 2, uid);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     r->out.targets = pl__reserve(r->out.targets, r->out.ntargets, &cap, sizeof *r->out.targets);
     r->out.targets[r->out.ntargets++] = pl__col_u64(st, 0);
@@ -3057,6 +3074,12 @@ static pl_err pl__group_devices(pl__sq *q, pl_store_req *r) {
   pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
   sqlite3_reset(st);
   return e;
+}
+
+/* Every logged-in device of the group's current members (push notifications
+ * look for the offline ones among them; nothing is written). */
+static pl_err pl__group_devices(pl__sq *q, pl_store_req *r) {
+  return pl__group_targets(q, r, ST_GROUP_DEVICES, 0);
 }
 
 /* ---- the vtable ----------------------------------------------------------------- */
