@@ -134,3 +134,15 @@ void rc_block(int fd, const char *user, int on) {
   CHECK_STR(d->ref, "block");
   protobuf_c_message_free_unpacked(&d->base, NULL);
 }
+
+int rc_register(int port, const char *user, char token[128]) {
+  int fd = rc_open(port, PARLEY__CLIENT_KIND__KIND_MOBILE);
+  CHECK_EQ_I(rc_auth(fd, PARLEY__FRAME_TYPE__FRAME_REGISTER, user, "secret-pass", "phone", token), 0);
+  return fd;
+}
+
+int rc_back(int port, const char *token) {
+  int fd = rc_open(port, PARLEY__CLIENT_KIND__KIND_MOBILE);
+  CHECK_EQ_I(rc_resume(fd, token), 0);
+  return fd;
+}

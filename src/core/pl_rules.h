@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "../common/pl_err.h"
+#include "../store/pl_store.h" /* PL_GROUP_ADD_* */
 
 /* ---- send rate: a token bucket per user ---- */
 
@@ -56,8 +57,6 @@ pl_err pl_rules_queue_admit(const pl_rules_queue *q, uint64_t queued, int own, p
                             void *arg);
 
 /* ---- who may add me to a group (Settings.group_add) ---- */
-
-enum { PL_GROUP_ADD_EVERYONE = 1, PL_GROUP_ADD_CONTACTS = 2, PL_GROUP_ADD_NOBODY = 3 };
 
 /* May a user add someone whose setting is setting (0: never set, as
  * EVERYONE) and who has the adder in their contacts (contact)? PL_OK or
