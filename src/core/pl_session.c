@@ -20,9 +20,7 @@ struct pl_core {
   pl_router *router;
   pl_push *push; /* NULL: push notifications are off */
   pl_presence *presence;
-  pl_rules_limiter *send_limit; /* Sends per user (protocol.md 10.7) */
-  pl_rules_queue queue_rule;    /* a sender's share of a device queue */
-  pthread_mutex_t filter_mu;    /* guards filter (the pointer, not its use) */
+  pthread_mutex_t filter_mu; /* guards filter (the pointer, not its use) */
   pl_filter *filter;
   pl_conn_handler handler;
   atomic_uint_fast64_t conns_open, conns_ws, conns_lp, conns_total, frames_in, messages_out, sends, errors;
@@ -30,6 +28,8 @@ struct pl_core {
   pl_hist *delivery; /* per loop: commit -> the push on the connection's loop, us */
   int nloops;
   pl_router_sink sink;
+  pl_rules_limiter *send_limit; /* Sends per user (protocol.md 10.7) */
+  pl_rules_queue queue_rule;    /* a sender's share of a device queue */
 };
 
 enum { S_HELLO, S_AUTH, S_READY };

@@ -375,17 +375,15 @@ typedef struct pl__sq {
   uint32_t max_devices, max_queue, max_group;
   uint32_t group_detail; /* groups up to this size get named receipts and live receipt updates */
   pl_map qlen;           /* device id -> queue length + 1 (values must not be NULL) */
-  pl_map shares;         /* device id -> pl_map *: sender uid -> its messages in the queue + 1 */
-  pl_store_rules rules;
-  pl_map convs;    /* hash(conv) -> pl__conv */
-  pl_map users;    /* user id -> pl__user (owner) */
-  pl_map names;    /* hash(name) -> pl__user (borrowed from users) */
-  pl__conv *dirty; /* convs whose counter moved in this transaction */
-  pl_map reads;    /* hash(uid, conv) -> pl__read */
-  pl_map dacks;    /* device -> pl__dack: its cursor in group histories */
-  pl_map greads;   /* pl__gread_key(gid, uid) -> pl__gread: group watermarks */
-  pl_map gmeta;    /* gid -> pl__gmeta */
-  size_t gdirty;   /* entries of dacks and greads not yet written (may over-count) */
+  pl_map convs;          /* hash(conv) -> pl__conv */
+  pl_map users;          /* user id -> pl__user (owner) */
+  pl_map names;          /* hash(name) -> pl__user (borrowed from users) */
+  pl__conv *dirty;       /* convs whose counter moved in this transaction */
+  pl_map reads;          /* hash(uid, conv) -> pl__read */
+  pl_map dacks;          /* device -> pl__dack: its cursor in group histories */
+  pl_map greads;         /* pl__gread_key(gid, uid) -> pl__gread: group watermarks */
+  pl_map gmeta;          /* gid -> pl__gmeta */
+  size_t gdirty;         /* entries of dacks and greads not yet written (may over-count) */
   pl__read *dirty_reads;
   int (*online)(void *ud, uint64_t device);
   void *online_ud;
@@ -398,6 +396,10 @@ typedef struct pl__sq {
   pl_map rings;   /* device id -> pl_idring of its recent client ids */
   pl_map unsaved; /* device id -> 1: its ring has entries not in dedup_rings */
   size_t ring_entries;
+  /* the rules the core gives (pl_store_rules), and what they need counted:
+   * device id -> pl_map * of sender uid -> its messages queued there + 1 */
+  pl_store_rules rules;
+  pl_map shares;
 } pl__sq;
 
 /* ---- small SQLite helpers ------------------------------------------------ */
