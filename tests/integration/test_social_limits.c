@@ -96,6 +96,7 @@ static void test_send_burst_rate_limited(void) {
   tl_server_start(&srv, FAST " --send-rate 5 --send-burst 20");
   close(user("bob", t));
   int a = user("alice", t);
+  uint64_t t0 = tl_now_ms();
   for (int i = 0; i < 60; i++) {
     char id[16];
     snprintf(id, sizeof id, "b%d", i);
@@ -104,7 +105,9 @@ static void test_send_burst_rate_limited(void) {
   int acked = 0, full = 0, limited = 0;
   uint32_t retry = 0;
   answers(a, 60, &acked, &full, &limited, &retry);
-  CHECK(acked >= 20 && acked < 30); /* the burst, and what the rate refilled meanwhile */
+  uint64_t refilled = (tl_now_ms() - t0) * 5 / 1000 + 1;  /* at most, on a slow machine */
+  CHECK(acked >= 20 && (uint64_t)acked <= 20 + refilled); /* the burst, and what came back meanwhile */
+  CHECK(limited > 0);
   CHECK_EQ_I(acked + limited, 60);
   CHECK_EQ_I(full, 0);
   CHECK(retry > 0 && retry <= 1000);
