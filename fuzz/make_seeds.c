@@ -181,8 +181,10 @@ static void messages(void) {
   Parley__Settings set = PARLEY__SETTINGS__INIT, set_max = PARLEY__SETTINGS__INIT;
   set.ref = "s1";
   set.read_receipts = PARLEY__TOGGLE__TOGGLE_OFF;
+  set.group_add = PARLEY__GROUP_ADD__GROUP_ADD_CONTACTS;
   set_max.ref = longstr;
   set_max.read_receipts = (Parley__Toggle)INT32_MAX;
+  set_max.group_add = (Parley__GroupAdd)INT32_MAX;
   put_variants("fuzz_msg_settings", &set, &set_max);
 
   Parley__UnreadGet ug = PARLEY__UNREAD_GET__INIT, ug_max = PARLEY__UNREAD_GET__INIT;
@@ -225,8 +227,10 @@ static void messages(void) {
 
   Parley__SettingsState ss = PARLEY__SETTINGS_STATE__INIT, ss_max = PARLEY__SETTINGS_STATE__INIT;
   ss.ref = "s1";
+  ss.group_add = PARLEY__GROUP_ADD__GROUP_ADD_NOBODY;
   ss_max.ref = longstr;
   ss_max.read_receipts = 1;
+  ss_max.group_add = (Parley__GroupAdd)INT32_MAX;
   put_variants("fuzz_msg_settings_state", &ss, &ss_max);
 
   Parley__ConvState cs = PARLEY__CONV_STATE__INIT, *csp[2] = {&cs, &cs};
@@ -701,6 +705,7 @@ static void web(void) {
       {"group_create",
        "{\"type\":\"group_create\",\"ref\":\"r\",\"name\":\"team\",\"users\":[\"bob\",\"carol\"]}"},
       {"message", "{\"type\":\"message\",\"qid\":9,\"event\":{\"type\":1,\"user\":\"bob\"},\"body\":null}"},
+      {"settings", "{\"type\":\"settings\",\"ref\":\"s\",\"group_add\":\"GROUP_ADD_CONTACTS\"}"},
       {"bad", "{\"type\":\"send\",\"id\":5,\"type\":\"ack\"}"},
       {"unknown", "[{\"type\":\"nope\"}, 1.5e300, \"\\u0000\"]"},
   };

@@ -123,3 +123,26 @@ void rc_ack(int fd, uint64_t upto) {
   a.upto = upto;
   CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_ACK, &a) == 0);
 }
+
+void rc_block(int fd, const char *user, int on) {
+  Parley__Block b = PARLEY__BLOCK__INIT;
+  b.ref = "block";
+  b.user = (char *)user;
+  b.blocked = on;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_BLOCK, &b) == 0);
+  Parley__Done *d = tl_expect(fd, PARLEY__FRAME_TYPE__FRAME_DONE, 10000);
+  CHECK_STR(d->ref, "block");
+  protobuf_c_message_free_unpacked(&d->base, NULL);
+}
+
+int rc_register(int port, const char *user, char token[128]) {
+  int fd = rc_open(port, PARLEY__CLIENT_KIND__KIND_MOBILE);
+  CHECK_EQ_I(rc_auth(fd, PARLEY__FRAME_TYPE__FRAME_REGISTER, user, "secret-pass", "phone", token), 0);
+  return fd;
+}
+
+int rc_back(int port, const char *token) {
+  int fd = rc_open(port, PARLEY__CLIENT_KIND__KIND_MOBILE);
+  CHECK_EQ_I(rc_resume(fd, token), 0);
+  return fd;
+}

@@ -25,10 +25,13 @@ typedef struct pl__entry {
   size_t nsubs, cap;
 } pl__entry;
 
-/* Whom a device follows, to undo it on disconnect. */
+/* Whom a device follows, to undo it on disconnect. owner is the connection
+ * that subscribed: a device's old connection, closed after a newer one took
+ * over (protocol.md 7.4), must not undo the newer one's follows. */
 typedef struct pl__follow {
   uint64_t *uids;
   size_t n;
+  uint64_t owner;
 } pl__follow;
 
 typedef struct pl__timer {
@@ -283,17 +286,20 @@ static void pl__unsubscribe(pl_presence *p, uint64_t device) {
   pl_free(f);
 }
 
-void pl_presence_unsubscribe(pl_presence *p, uint64_t device) {
+void pl_presence_unsubscribe(pl_presence *p, uint64_t device, uint64_t owner) {
   pthread_mutex_lock(&p->mu);
-  pl__unsubscribe(p, device);
+  pl__follow *f = pl_map_get(&p->follows, device);
+  if (f && f->owner == owner)
+    pl__unsubscribe(p, device);
   pthread_mutex_unlock(&p->mu);
 }
 
-void pl_presence_subscribe(pl_presence *p, uint64_t device, uint64_t viewer_uid,
+void pl_presence_subscribe(pl_presence *p, uint64_t device, uint64_t owner, uint64_t viewer_uid,
                            const pl_presence_view *views, size_t n) {
   pthread_mutex_lock(&p->mu);
   pl__unsubscribe(p, device);
   pl__follow *f = pl_calloc(1, sizeof *f);
+  f->owner = owner;
   f->uids = pl_malloc((n ? n : 1) * sizeof *f->uids);
   for (size_t i = 0; i < n; i++) {
     const pl_presence_view *v = &views[i];

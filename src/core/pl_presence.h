@@ -33,12 +33,14 @@ void pl_presence_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t n
 /* 1 if a device of uid is connected. */
 int pl_presence_is_online(pl_presence *p, uint64_t uid);
 
-/* device (of viewer_uid) now follows exactly the visible users of views;
+/* device (of viewer_uid), on its connection owner (any id unique among
+ * connections), now follows exactly the visible users of views;
  * seen_visible and last_seen are remembered per followed user. */
-void pl_presence_subscribe(pl_presence *p, uint64_t device, uint64_t viewer_uid,
+void pl_presence_subscribe(pl_presence *p, uint64_t device, uint64_t owner, uint64_t viewer_uid,
                            const pl_presence_view *views, size_t n);
-/* The device no longer follows anyone (it disconnected). */
-void pl_presence_unsubscribe(pl_presence *p, uint64_t device);
+/* The device's connection owner is gone: the device no longer follows
+ * anyone, unless a newer connection of it subscribed since. */
+void pl_presence_unsubscribe(pl_presence *p, uint64_t device, uint64_t owner);
 /* viewer_uid may no longer see uid (blocked, or no longer a contact). */
 void pl_presence_forget(pl_presence *p, uint64_t uid, uint64_t viewer_uid);
 /* uid changed who sees its last-seen time: followers (contacts) see it

@@ -325,9 +325,16 @@ static void pl__deliver(pl_router *base, const pl_msg *m, const uint64_t *device
     pl_free(loops);
 }
 
-/* A copy (taken under the lock) of the group's audience but skip; the
- * caller frees it. */
-static uint64_t *pl__audience(pl__local *r, uint64_t gid, uint64_t skip, size_t *n) {
+static int pl__among(uint64_t dev, const uint64_t *set, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (set[i] == dev)
+      return 1;
+  return 0;
+}
+
+/* A copy (taken under the lock) of the group's audience but the nskip
+ * devices of skip (a few: the sender, blockers); the caller frees it. */
+static uint64_t *pl__audience(pl__local *r, uint64_t gid, const uint64_t *skip, size_t nskip, size_t *n) {
   uint64_t *devs = NULL;
   *n = 0;
   pthread_mutex_lock(&r->mu);
@@ -335,7 +342,7 @@ static uint64_t *pl__audience(pl__local *r, uint64_t gid, uint64_t skip, size_t 
   if (g && g->n) {
     devs = pl_malloc(g->n * sizeof *devs);
     for (size_t i = 0; i < g->n; i++)
-      if (g->devs[i] != skip)
+      if (!pl__among(g->devs[i], skip, nskip))
         devs[(*n)++] = g->devs[i];
   }
   pthread_mutex_unlock(&r->mu);
@@ -346,7 +353,7 @@ static uint64_t *pl__audience(pl__local *r, uint64_t gid, uint64_t skip, size_t 
  * by every receiver). */
 static void pl__deliver_group(pl_router *base, const pl_msg *m, uint64_t gid, uint64_t skip) {
   size_t n;
-  uint64_t *devs = pl__audience((pl__local *)base, gid, skip, &n);
+  uint64_t *devs = pl__audience((pl__local *)base, gid, &skip, 1, &n);
   if (n)
     pl__deliver(base, m, devs, n);
   pl_free(devs);
@@ -394,9 +401,10 @@ static void pl__push_frame(pl_router *base, const uint64_t *devices, size_t n, p
   }
 }
 
-static void pl__push_group_frame(pl_router *base, uint64_t gid, uint64_t skip, pl_buf *frame) {
+static void pl__push_group_frame(pl_router *base, uint64_t gid, const uint64_t *skip, size_t nskip,
+                                 pl_buf *frame) {
   size_t n;
-  uint64_t *devs = pl__audience((pl__local *)base, gid, skip, &n);
+  uint64_t *devs = pl__audience((pl__local *)base, gid, skip, nskip, &n);
   if (n)
     pl__push_frame(base, devs, n, frame);
   pl_free(devs);

@@ -51,8 +51,8 @@ typedef struct pl_router_ops {
   void (*group_change)(pl_router *r, const pl_group_change *c);
   void (*device_groups)(pl_router *r, uint64_t device, const uint64_t *gids, size_t n);
   /* An ephemeral frame (group typing) for the group's live audience but
-   * skip; any thread. */
-  void (*push_group_frame)(pl_router *r, uint64_t gid, uint64_t skip, pl_buf *frame);
+   * the nskip devices of skip; any thread. */
+  void (*push_group_frame)(pl_router *r, uint64_t gid, const uint64_t *skip, size_t nskip, pl_buf *frame);
   /* After the last deliver of a commit (store thread): send what is held. */
   void (*deliver_end)(pl_router *r);
   /* An ephemeral frame (presence, typing: never stored) for whichever of the

@@ -9,6 +9,7 @@
 #include "pl_auth.h"
 #include "pl_filter.h"
 #include "pl_presence.h"
+#include "pl_rules.h"
 
 #define PL__MAX_PEND 4096 /* pushes held while a fetch is in flight */
 #define PL__MAX_ID 64     /* client message id bytes */
@@ -27,6 +28,8 @@ struct pl_core {
   pl_hist *delivery; /* per loop: commit -> the push on the connection's loop, us */
   int nloops;
   pl_router_sink sink;
+  pl_rules_limiter *send_limit; /* Sends per user (protocol.md 10.7) */
+  pl_rules_queue queue_rule;    /* a sender's share of a device queue */
 };
 
 enum { S_HELLO, S_AUTH, S_READY };
@@ -307,6 +310,12 @@ static void pl__push(void *ep, uint64_t qid, pl_buf *frame) {
   }
 }
 
+static void pl__gone(pl_session *s);
+
+/* The device's presence goes with this connection (pl__gone) here, not at
+ * its close: the close sees state AUTH and skips it, and the newer
+ * connection counted itself online already (audit finding 9: without this
+ * the user stayed online for good). */
 static void pl__kick(void *ep) {
   pl_session *s = ep;
   if (!s->conn)
@@ -314,6 +323,7 @@ static void pl__kick(void *ep) {
   pl_info("conn %llu %s: %s@%s replaced by a newer connection", (unsigned long long)s->conn->id,
           s->conn->peer, s->user, s->device);
   s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
+  pl__gone(s);
   s->state = S_AUTH;
   s->sync = SYNC_OFF;
   pl_conn_close(s->conn);
@@ -541,6 +551,19 @@ static uint64_t pl__gid(const char *g) {
   return v;
 }
 
+/* A Send over the user's rate (protocol.md 10.7): nothing stored; the
+ * client sends it again, same id, after retry_after_ms. */
+static void pl__rate_limited(pl_session *s, const char *id, uint32_t retry_after_ms) {
+  Parley__Error m = PARLEY__ERROR__INIT;
+  m.code = PARLEY__ERROR_CODE__ERR_RATE_LIMITED;
+  m.message = (char *)pl_err_msg(PL_ERR_RATE_LIMITED);
+  m.ref = (char *)id;
+  m.retry_after_ms = retry_after_ms;
+  atomic_fetch_add_explicit(&s->core->errors, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->core->errors_by_code[m.code], 1, memory_order_relaxed);
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_ERROR, &m.base);
+}
+
 static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
   Parley__Send *m = (Parley__Send *)msg;
   size_t idlen = strlen(m->id);
@@ -555,6 +578,12 @@ static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
     e = PL_ERR_MESSAGE_TOO_LARGE;
   if (e != PL_OK) {
     pl__error(s, e, idlen <= PL__MAX_ID ? m->id : NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  uint32_t wait = pl_rules_limiter_take(s->core->send_limit, s->user_id, pl_mono_ms());
+  if (wait) {
+    pl__rate_limited(s, m->id, wait);
     protobuf_c_message_free_unpacked(msg, NULL);
     return 0;
   }
@@ -668,7 +697,10 @@ static void pl__unread_reply(pl_session *s, const char *ref, const pl_store_req 
  * state of every user asked for; for PresenceGet the one Presence. */
 static void pl__presence_reply(pl_session *s, uint8_t type, const char *ref, const pl_store_req *req) {
   if (type == PARLEY__FRAME_TYPE__FRAME_PRESENCE_SUBSCRIBE) {
-    pl_presence_subscribe(s->core->presence, s->device_id, s->user_id, req->out.views, req->out.nviews);
+    if (!s->conn || s->state != S_READY) /* gone meanwhile: nobody to tell */
+      return;
+    pl_presence_subscribe(s->core->presence, s->device_id, s->conn->id, s->user_id, req->out.views,
+                          req->out.nviews);
     Parley__Done d = PARLEY__DONE__INIT;
     d.ref = (char *)ref;
     pl__write(s, PARLEY__FRAME_TYPE__FRAME_DONE, &d.base);
@@ -754,6 +786,7 @@ static void pl__state_done(pl_store_req *req) {
     st.ref = (char *)ref;
     st.read_receipts = req->out.read_receipts != 0;
     st.last_seen = (Parley__LastSeen)req->out.last_seen;
+    st.group_add = (Parley__GroupAdd)req->out.group_add;
     pl_presence_set_seen_visible(s->core->presence, s->user_id, req->out.last_seen != PL_LAST_SEEN_NOBODY);
     pl__write(s, PARLEY__FRAME_TYPE__FRAME_SETTINGS_STATE, &st.base);
   } else if (type == PARLEY__FRAME_TYPE__FRAME_UNREAD_GET) {
@@ -881,6 +914,7 @@ static void pl__state_in(pl_store_req *r, uint8_t type, ProtobufCMessage *msg) {
   case PARLEY__FRAME_TYPE__FRAME_SETTINGS:
     r->in.read_receipts = (int)((Parley__Settings *)msg)->read_receipts;
     r->in.last_seen = (int)((Parley__Settings *)msg)->last_seen;
+    r->in.group_add = (int)((Parley__Settings *)msg)->group_add; /* the store checks its range */
     break;
   case PARLEY__FRAME_TYPE__FRAME_CONTACTS:
     r->in.contact_op = (int)((Parley__Contacts *)msg)->op;
@@ -920,25 +954,42 @@ static void pl__state_in(pl_store_req *r, uint8_t type, ProtobufCMessage *msg) {
   }
 }
 
+static pl_buf *pl__typing_event(pl_session *s, const char *conv, int typing) {
+  Parley__TypingEvent ev = PARLEY__TYPING_EVENT__INIT;
+  ev.from = s->user;
+  ev.conv = (char *)conv;
+  ev.typing = typing;
+  ev.expires_ms = s->core->cfg.typing_interval_ms * 6; /* several missed renewals */
+  return pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT, &ev.base);
+}
+
+static void pl__typing_group(pl_session *s, const pl_store_req *req, int typing) {
+  size_t n = req->out.ntargets;
+  uint64_t *skip = pl_malloc((n + 1) * sizeof *skip);
+  if (n)
+    memcpy(skip, req->out.targets, n * sizeof *skip);
+  skip[n] = s->device_id;
+  pl_buf *b = pl__typing_event(s, req->out.conv, typing);
+  s->core->router->ops->push_group_frame(s->core->router, req->out.group, skip, n + 1, b);
+  pl_buf_unref(b);
+  pl_free(skip);
+}
+
 /* Typing: rate-limited here, routed to the peer's online devices unless
- * the peer blocked this user; never stored. */
+ * the peer blocked this user (in a group: to the members' connected
+ * devices but this one and those of members who blocked this user, which
+ * the store lists in targets); never stored. */
 static void pl__typing_done(pl_store_req *req) {
   pl__sreq *sr = PL__SREQ(req);
   pl_session *s = sr->s;
   Parley__Typing *m = (Parley__Typing *)sr->msg;
   if (req->status != PL_OK) {
     pl__error(s, req->status, m->to);
-  } else if (req->out.ntargets || req->out.group) {
-    Parley__TypingEvent ev = PARLEY__TYPING_EVENT__INIT;
-    ev.from = s->user;
-    ev.conv = req->out.conv;
-    ev.typing = m->typing;
-    ev.expires_ms = s->core->cfg.typing_interval_ms * 6; /* several missed renewals */
-    pl_buf *b = pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT, &ev.base);
-    if (req->out.group) /* to the members' connected devices but this one */
-      s->core->router->ops->push_group_frame(s->core->router, req->out.group, s->device_id, b);
-    else
-      s->core->router->ops->push_frame(s->core->router, req->out.targets, req->out.ntargets, b);
+  } else if (req->out.group) {
+    pl__typing_group(s, req, m->typing);
+  } else if (req->out.ntargets) {
+    pl_buf *b = pl__typing_event(s, req->out.conv, m->typing);
+    s->core->router->ops->push_frame(s->core->router, req->out.targets, req->out.ntargets, b);
     pl_buf_unref(b);
   }
   pl__sreq_free(sr);
@@ -1178,10 +1229,11 @@ static void pl__on_drain(pl_conn *c, void *ud) {
 static void pl__seen_done(pl_store_req *req) { pl__sreq_free(PL__SREQ(req)); }
 
 /* The device left: it follows no one, its user may go offline, and the
- * time is its user's last seen (stored; a failure only loses that time). */
+ * time is its user's last seen (stored; a failure only loses that time).
+ * Once per authenticated connection, while s->conn is set. */
 static void pl__gone(pl_session *s) {
   uint64_t now = pl_now_ms();
-  pl_presence_unsubscribe(s->core->presence, s->device_id);
+  pl_presence_unsubscribe(s->core->presence, s->device_id, s->conn->id);
   pl_presence_offline(s->core->presence, s->user_id, s->loop, now);
   pl__sreq *sr = pl__sreq_new(s, PL_STORE_SEEN, NULL, pl__seen_done);
   sr->req.in.user_id = s->user_id;
@@ -1224,6 +1276,10 @@ void pl_core_config_defaults(pl_core_config *cfg) {
   cfg->out_high = 256u * 1024u;
   cfg->presence_grace_ms = 5000;
   cfg->typing_interval_ms = 1000;
+  cfg->send_rate = 50;
+  cfg->send_burst = 500;
+  cfg->max_queue = 100000;
+  cfg->max_queue_share = 50;
 }
 
 pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
@@ -1236,6 +1292,8 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
   core->sink = (pl_router_sink){.push = pl__push, .kick = pl__kick, .delivery = core->delivery};
   core->router = pl_router_local_new(nloops, &core->sink);
   core->presence = pl_presence_new(core->router, cfg->presence_grace_ms);
+  core->send_limit = pl_rules_limiter_new(&(pl_rules_rate){.rate = cfg->send_rate, .burst = cfg->send_burst});
+  core->queue_rule = (pl_rules_queue){.max_queue = cfg->max_queue, .share_pct = cfg->max_queue_share};
   pthread_mutex_init(&core->filter_mu, NULL);
   core->handler = (pl_conn_handler){
       .on_open = pl__on_open,
@@ -1250,6 +1308,17 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
   return core;
 }
 
+/* The store asks the rules (pl_rules) through these. */
+static pl_err pl__queue_admit(void *ud, uint64_t queued, int own, pl_err (*count)(void *, uint64_t *),
+                              void *arg) {
+  return pl_rules_queue_admit(&((pl_core *)ud)->queue_rule, queued, own, count, arg);
+}
+
+static pl_err pl__may_add(void *ud, int setting, int contact) {
+  (void)ud;
+  return pl_rules_may_add(setting, contact);
+}
+
 void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks) {
   hooks->post = pl__store_post;
   hooks->deliver = pl__store_deliver;
@@ -1259,6 +1328,10 @@ void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks) {
   hooks->group_change = pl__store_group_change;
   hooks->device_groups = pl__store_device_groups;
   hooks->ud = core;
+  hooks->rules = (pl_store_rules){.queue_admit = pl__queue_admit,
+                                  .may_add = pl__may_add,
+                                  .group_history = pl_rules_sender_cap(&core->queue_rule),
+                                  .ud = core};
 }
 
 void pl_core_set_store(pl_core *core, pl_store *store) { core->store = store; }
@@ -1283,6 +1356,7 @@ void pl_core_free(pl_core *core) {
   pl_filter_unref(core->filter);
   pthread_mutex_destroy(&core->filter_mu);
   pl_presence_free(core->presence);
+  pl_rules_limiter_free(core->send_limit);
   core->router->ops->free(core->router);
   pl_free(core->delivery);
   pl_free(core);

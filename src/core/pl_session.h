@@ -36,6 +36,10 @@ typedef struct pl_core_config {
   uint32_t argon2_mem_kib;     /* Argon2id memory (0: libsodium interactive = 64 MiB) */
   uint32_t presence_grace_ms;  /* a user offline this long before followers are told */
   uint32_t typing_interval_ms; /* at most one typing-on event per device this often */
+  uint32_t send_rate;          /* Sends per user per second (0: no limit), after a burst of */
+  uint32_t send_burst;
+  uint32_t max_queue;       /* entries a device queue may hold (0: no limit); the store's rule */
+  uint32_t max_queue_share; /* percent of it one sender (a user, a group) may hold */
 } pl_core_config;
 
 void pl_core_config_defaults(pl_core_config *cfg);

@@ -160,6 +160,10 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   cc->argon2_ops = c->argon2_ops;
   cc->argon2_mem_kib = c->argon2_mem_kib;
   cc->presence_grace_ms = c->presence_grace_ms;
+  cc->send_rate = c->send_rate;
+  cc->send_burst = c->send_burst;
+  cc->max_queue = c->max_queue;
+  cc->max_queue_share = c->max_queue_share;
 }
 
 /* The push service, if a provider is configured. */

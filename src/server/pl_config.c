@@ -55,6 +55,14 @@ static const pl__opt pl__opts[] = {
     {"max-devices", "N", "devices per user (default 16)", T_U32, OFF(max_devices), 0},
     {"max-queue", "N", "messages queued per device before sends to it fail (default 100000)", T_U32,
      OFF(max_queue), 0},
+    {"max-queue-share", "PERCENT",
+     "of a device's queue, one sender (a user, or a group's history) may hold this much; more from that "
+     "sender fails with QUEUE_FULL while others can still send (default 50; 100 = no share limit)",
+     T_U32, OFF(max_queue_share), 0},
+    {"send-rate", "N", "messages a user may send per second, sustained (default 50; 0 = no limit)", T_U32Z,
+     OFF(send_rate), 0},
+    {"send-burst", "N", "messages a user may send at once before --send-rate applies (default 500)", T_U32,
+     OFF(send_burst), 0},
     {"sweep-interval", "SECONDS",
      "how often expired messages and group history every member has are deleted (default 10)", T_U32,
      OFF(sweep_s), 0},
@@ -136,6 +144,9 @@ void pl_config_defaults(pl_config *c) {
   c->max_message = 64u * 1024u;
   c->max_devices = 16;
   c->max_queue = 100000;
+  c->max_queue_share = 50;
+  c->send_rate = 50;
+  c->send_burst = 500;
   c->max_group = 100000;
   c->group_detail = 256;
   c->sweep_s = 10;

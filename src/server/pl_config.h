@@ -23,6 +23,8 @@ typedef struct pl_config {
   uint32_t max_frame, max_message, max_devices, max_queue, max_group, group_detail, sweep_s, commit_batch,
       commit_delay_us;
   uint32_t presence_grace_ms;
+  /* abuse limits (protocol.md 10.7): sends per user, a sender's share of a device queue */
+  uint32_t send_rate, send_burst, max_queue_share;
   uint64_t media_max_upload, media_quota, media_ttl_s, media_max_pixels;
   uint32_t media_thumb, media_link_ttl_s;
   int media_files;

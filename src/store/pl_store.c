@@ -393,8 +393,10 @@ pl_err pl_store_open(pl_store **out, const pl_store_backend *be, const pl_store_
     s->cfg.online = hooks->online;
     s->cfg.online_ud = hooks->ud;
   }
-  if (hooks)
+  if (hooks) {
     s->hooks = *hooks;
+    s->cfg.rules = hooks->rules;
+  }
   pl__sync_init(s);
   pl_err e = be->open(&s->bctx, &s->cfg);
   if (e != PL_OK)

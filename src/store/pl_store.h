@@ -181,6 +181,7 @@ struct pl_store_req {
     uint64_t upto;            /* ACK: qid; MARK_READ: seq */
     int read_receipts;        /* SETTINGS: 0 unchanged, 1 on, 2 off */
     int last_seen;            /* SETTINGS: 0 unchanged, else PL_LAST_SEEN_* */
+    int group_add;            /* SETTINGS: 0 unchanged, else PL_GROUP_ADD_* (pl_rules.h: 1..3) */
     int contact_op;           /* CONTACTS: 0 list, 1 add, 2 remove (peer) */
     int blocked;              /* BLOCK: 1 block peer, 0 unblock */
     const char *const *users; /* PRESENCE; GROUP_CREATE: members to add */
@@ -207,7 +208,9 @@ struct pl_store_req {
     uint64_t seq, server_ts;     /* SEND */
     int duplicate;               /* SEND: client_id was committed before */
     pl_msg msg;                  /* SEND: the committed message (if !duplicate) */
-    uint64_t *targets;           /* SEND: devices it was queued for; GROUP_DEVICES */
+    uint64_t *targets;           /* SEND: devices it was queued for; GROUP_DEVICES; TYPING: the peer's
+                                  * devices, or in a group the devices NOT to tell (members who blocked
+                                  * the typist) */
     size_t ntargets;
     pl_msg *msgs; /* FETCH: in qid order */
     size_t nmsgs;
@@ -219,6 +222,7 @@ struct pl_store_req {
     pl_conv_state *convs; /* UNREAD */
     size_t nconvs;
     int last_seen; /* SETTINGS */
+    int group_add; /* SETTINGS: who may add the user to groups (1..3) */
     char **names;  /* CONTACTS: the list after the change, sorted */
     size_t nnames;
     pl_presence_view *views; /* PRESENCE, in the order asked */
@@ -250,6 +254,24 @@ void pl_group_info_clear(pl_group_info *g);
 
 /* Who may see a user's last-seen time (users.last_seen_vis). */
 enum { PL_LAST_SEEN_EVERYONE = 1, PL_LAST_SEEN_CONTACTS = 2, PL_LAST_SEEN_NOBODY = 3 };
+/* Who may add a user to groups (Settings.group_add; 0 stored: never set = everyone). */
+enum { PL_GROUP_ADD_EVERYONE = 1, PL_GROUP_ADD_CONTACTS = 2, PL_GROUP_ADD_NOBODY = 3 };
+
+/* The product's rules the store asks (src/core/pl_rules, given by the core
+ * through the hooks; a NULL function: no such rule). Store thread. */
+typedef struct pl_store_rules {
+  /* May one more message from a sender join a device queue holding queued
+   * entries? own: a device of the sender. count(arg, &mine) gives how many
+   * of them are from that sender (loaded only if the rule calls it). PL_OK,
+   * PL_ERR_QUEUE_FULL or count's error. */
+  pl_err (*queue_admit)(void *ud, uint64_t queued, int own, pl_err (*count)(void *arg, uint64_t *mine),
+                        void *arg);
+  /* May a user whose Settings.group_add is setting (0: never set) be added
+   * to a group by someone in (contact = 1) or not in their contacts? */
+  pl_err (*may_add)(void *ud, int setting, int contact);
+  uint64_t group_history; /* entries of a group's history kept (0: no bound); the oldest go */
+  void *ud;
+} pl_store_rules;
 
 typedef struct pl_store_config {
   const char *dir;          /* data directory; the backend keeps its files there */
@@ -273,6 +295,7 @@ typedef struct pl_store_config {
   void *blob_ud;
   /* Called on the store thread inside MEDIA_PUT: 1 if the blob exists. */
   int (*blob_exists)(void *ud, const char *key);
+  pl_store_rules rules; /* set by pl_store_open from the hooks */
 } pl_store_config;
 
 /* The backend vtable. All calls happen on the store thread, except open and
@@ -328,6 +351,7 @@ typedef struct pl_store_hooks {
   void (*group_change)(void *ud, const pl_group_change *c);
   void (*device_groups)(void *ud, uint64_t device, const uint64_t *gids, size_t n);
   void *ud;
+  pl_store_rules rules; /* optional: the product's rules (their own ud) */
 } pl_store_hooks;
 
 /* Opens the backend and starts the store thread. */

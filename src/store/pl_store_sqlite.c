@@ -146,6 +146,8 @@ static const char pl__schema[] =
     "CREATE TABLE IF NOT EXISTS media_grants(media TEXT NOT NULL, conv TEXT NOT NULL,"
     " PRIMARY KEY(media, conv)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
+    /* privacy settings beyond the users columns (no row: the defaults) */
+    "CREATE TABLE IF NOT EXISTS privacy(uid INTEGER PRIMARY KEY, group_add INTEGER NOT NULL DEFAULT 0);"
     "PRAGMA user_version = 6;"
     "COMMIT;";
 
@@ -155,7 +157,10 @@ static const char pl__schema[] =
   X(COMMIT, "COMMIT")                                                                                        \
   X(ROLLBACK, "ROLLBACK")                                                                                    \
   X(USER_BY_NAME, "SELECT id, pwhash FROM users WHERE name = ?1")                                            \
-  X(USER_BY_ID, "SELECT name, read_receipts, last_seen_vis FROM users WHERE id = ?1")                        \
+  X(USER_BY_ID, "SELECT u.name, u.read_receipts, u.last_seen_vis, COALESCE(p.group_add, 0) FROM users u"     \
+                " LEFT JOIN privacy p ON p.uid = u.id WHERE u.id = ?1")                                      \
+  X(SET_GROUP_ADD, "INSERT INTO privacy(uid, group_add) VALUES(?1, ?2)"                                      \
+                   " ON CONFLICT(uid) DO UPDATE SET group_add = ?2")                                         \
   X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                              \
   X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")          \
   X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                               \
@@ -181,6 +186,8 @@ static const char pl__schema[] =
                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")                           \
   X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                        \
   X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                          \
+  X(QUEUE_FROM, "SELECT COUNT(*) FROM queue q JOIN messages m ON m.qid = q.qid"                              \
+                " WHERE q.device_id = ?1 AND m.sender_uid = ?2 AND m.kind = 0")                              \
   X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"      \
            " m.server_ts, m.kind, m.aux, m.media FROM queue q JOIN messages m ON m.qid = q.qid"              \
            " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")              \
@@ -194,10 +201,13 @@ static const char pl__schema[] =
   X(EVENT_DROP, "DELETE FROM messages WHERE qid = ?1")                                                       \
   X(READS_GET, "SELECT read_seq, delivered_seq FROM reads WHERE uid = ?1 AND conv = ?2")                     \
   X(READS_PUT, "INSERT OR REPLACE INTO reads(uid, conv, read_seq, delivered_seq) VALUES(?1, ?2, ?3, ?4)")    \
-  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq, COALESCE(p.delivered_seq, 0),"              \
-            " CASE WHEN u.read_receipts AND pu.read_receipts THEN p.read_seq ELSE 0 END"                     \
+  /* the peer's watermarks: none for a user the peer blocked (protocol.md 11.5) */                           \
+  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq,"                                            \
+            " CASE WHEN b.uid IS NULL THEN COALESCE(p.delivered_seq, 0) ELSE 0 END,"                         \
+            " CASE WHEN u.read_receipts AND pu.read_receipts AND b.uid IS NULL THEN p.read_seq ELSE 0 END"   \
             " FROM reads r LEFT JOIN convs c ON c.conv = r.conv"                                             \
             " LEFT JOIN reads p ON p.conv = r.conv AND p.uid != r.uid LEFT JOIN users pu ON pu.id = p.uid"   \
+            " LEFT JOIN blocks b ON b.uid = p.uid AND b.blocked_uid = r.uid"                                 \
             " JOIN users u ON u.id = r.uid WHERE r.uid = ?1 ORDER BY r.conv")                                \
   X(BLOCKS_OF, "SELECT blocked_uid FROM blocks WHERE uid = ?1")                                              \
   X(BLOCK_ADD, "INSERT OR IGNORE INTO blocks(uid, blocked_uid) VALUES(?1, ?2)")                              \
@@ -259,9 +269,16 @@ static const char pl__schema[] =
                   "(SELECT min(qid) FROM messages WHERE gid = ?1 AND gid != 0), left_qid + 1))")             \
   X(GREADS_SET, "UPDATE greads SET delivered_seq = ?3, read_seq = ?4 WHERE gid = ?1 AND uid = ?2")           \
   X(GLAST, "SELECT qid, seq FROM messages WHERE gid = ?1 AND gid != 0 ORDER BY qid DESC LIMIT 1")            \
+  X(GHIST_COUNT, "SELECT count(*) FROM messages WHERE gid = ?1 AND gid != 0")                                \
+  X(GHIST_DROP,                                                                                              \
+    "DELETE FROM messages WHERE qid = (SELECT min(qid) FROM messages WHERE gid = ?1 AND gid != 0)")          \
   X(GROUP_SIZE, "SELECT members FROM groups WHERE gid = ?1")                                                 \
   X(GROUP_DEVICES, "SELECT d.id FROM members m JOIN devices d ON d.user_id = m.uid"                          \
                    " AND d.token_hash IS NOT NULL WHERE m.gid = ?1 AND m.role > 0")                          \
+  /* the devices of a group's members who blocked ?2 (not told of its typing) */                             \
+  X(GROUP_BLOCKERS, "SELECT d.id FROM members m JOIN blocks b ON b.uid = m.uid AND b.blocked_uid = ?2"       \
+                    " JOIN devices d ON d.user_id = m.uid AND d.token_hash IS NOT NULL"                      \
+                    " WHERE m.gid = ?1 AND m.role > 0")                                                      \
   X(GREADS_PUT, "INSERT OR REPLACE INTO greads(gid, uid, delivered_seq, read_seq) VALUES(?1, ?2, ?3, ?3)")   \
   X(GREADS_GET, "SELECT delivered_seq, read_seq FROM greads WHERE gid = ?1 AND uid = ?2")                    \
   X(GREADS_DEL, "DELETE FROM greads WHERE gid = ?1 AND uid = ?2")                                            \
@@ -316,7 +333,7 @@ static const char *const pl__sql[ST__COUNT] = {
 typedef struct pl__user {
   uint64_t id;
   char *name;
-  int read_receipts, last_seen_vis;
+  int read_receipts, last_seen_vis, group_add;
   uint64_t *blocked; /* users this one blocked */
   size_t nblocked;
   uint64_t *devs;
@@ -379,6 +396,10 @@ typedef struct pl__sq {
   pl_map rings;   /* device id -> pl_idring of its recent client ids */
   pl_map unsaved; /* device id -> 1: its ring has entries not in dedup_rings */
   size_t ring_entries;
+  /* the rules the core gives (pl_store_rules), and what they need counted:
+   * device id -> pl_map * of sender uid -> its messages queued there + 1 */
+  pl_store_rules rules;
+  pl_map shares;
 } pl__sq;
 
 /* ---- small SQLite helpers ------------------------------------------------ */
@@ -524,10 +545,28 @@ static void pl__reads_drop(pl__sq *q) {
   q->dirty_reads = NULL;
 }
 
+static void pl__shares_drop_dev(pl__sq *q, uint64_t dev) {
+  pl_map *m = pl_map_del(&q->shares, dev);
+  if (m)
+    pl_map_free(m);
+  pl_free(m);
+}
+
+static void pl__qlen_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->shares, &it, &k, &v);) {
+    pl_map_free(v);
+    pl_free(v);
+  }
+  pl_map_free(&q->shares);
+  pl_map_free(&q->qlen);
+}
+
 static void pl__caches_drop(pl__sq *q) {
   pl__reads_drop(q);
   pl__rings_drop(q);
-  pl_map_free(&q->qlen);
+  pl__qlen_drop(q);
   pl__convs_drop(q);
   pl__users_drop(q);
 }
@@ -595,6 +634,7 @@ static pl_err pl__user_get(pl__sq *q, uint64_t uid, pl__user **out) {
   u->name = pl__col_str(st, 0);
   u->read_receipts = (int)sqlite3_column_int(st, 1);
   u->last_seen_vis = (int)sqlite3_column_int(st, 2);
+  u->group_add = (int)sqlite3_column_int(st, 3);
   sqlite3_reset(st);
   e = pl__load_devices(q, u);
   if (e == PL_OK)
@@ -1062,14 +1102,61 @@ static uint64_t *pl__targets(const pl__user *peer, const pl__user *me, uint64_t 
   return t;
 }
 
-static pl_err pl__queues_full(pl__sq *q, const uint64_t *t, size_t n, int *full) {
+/* ---- a sender's share of a device queue (pl_store_rules.queue_admit) ---- */
+
+typedef struct pl__share_arg {
+  pl__sq *q;
+  uint64_t dev, sender;
+} pl__share_arg;
+
+/* How many of dev's queued messages sender sent (cached; counted on a miss). */
+static pl_err pl__share_count(void *arg, uint64_t *n) {
+  pl__share_arg *a = arg;
+  pl_map *m = pl_map_get(&a->q->shares, a->dev);
+  void *v = m ? pl_map_get(m, a->sender) : NULL;
+  if (v) {
+    *n = (uint64_t)((uintptr_t)v - 1);
+    return PL_OK;
+  }
+  pl_err e = pl__u64_query(a->q, ST_QUEUE_FROM, a->dev, a->sender, 0, n);
+  if (e != PL_OK)
+    return e;
+  if (!m) {
+    m = pl_calloc(1, sizeof *m);
+    pl_map_put(&a->q->shares, a->dev, m);
+  }
+  pl_map_put(m, a->sender, (void *)(uintptr_t)(*n + 1));
+  return PL_OK;
+}
+
+/* Counts the messages just queued from sender (those counted already). */
+static void pl__shares_add(pl__sq *q, const uint64_t *t, size_t n, uint64_t sender) {
+  for (size_t i = 0; i < n; i++) {
+    pl_map *m = pl_map_get(&q->shares, t[i]);
+    void *v = m ? pl_map_get(m, sender) : NULL;
+    if (v)
+      pl_map_put(m, sender, (char *)v + 1);
+  }
+}
+
+/* *full if a target queue has no room for a message from me: past
+ * max_queue, or past my share of it (the core's rule, when given). */
+static pl_err pl__queues_full(pl__sq *q, const pl__user *me, const uint64_t *t, size_t n, int *full) {
   uint64_t len;
   *full = 0;
-  for (size_t i = 0; q->max_queue && i < n && !*full; i++) {
+  for (size_t i = 0; (q->max_queue || q->rules.queue_admit) && i < n && !*full; i++) {
     pl_err e = pl__qlen(q, t[i], &len);
     if (e != PL_OK)
       return e;
-    *full = len >= q->max_queue;
+    if (!q->rules.queue_admit) {
+      *full = len >= q->max_queue;
+      continue;
+    }
+    pl__share_arg a = {q, t[i], me->id};
+    e = q->rules.queue_admit(q->rules.ud, len, pl__has_dev(me, t[i]), pl__share_count, &a);
+    *full = e == PL_ERR_QUEUE_FULL;
+    if (e != PL_OK && !*full)
+      return e;
   }
   return PL_OK;
 }
@@ -1208,6 +1295,8 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, c
     e = pl__msg_insert(q, r, pl__expires(q, ts));
     if (e == PL_OK)
       e = pl__queue_insert(q, r->out.targets, r->out.ntargets, r->out.msg.qid);
+    if (e == PL_OK)
+      pl__shares_add(q, r->out.targets, r->out.ntargets, me->id);
   }
   return e;
 }
@@ -1229,7 +1318,7 @@ static pl_err pl__send_dm(pl__sq *q, pl_store_req *r, uint64_t now) {
     return PL_OK;
   }
   r->out.targets = pl__targets(peer, me, r->in.device_id, &r->out.ntargets);
-  e = pl__queues_full(q, r->out.targets, r->out.ntargets, &full);
+  e = pl__queues_full(q, me, r->out.targets, r->out.ntargets, &full);
   if (e == PL_OK && full) {
     pl_store_req_clear(r);
     r->status = PL_ERR_QUEUE_FULL;
@@ -1485,7 +1574,7 @@ static pl_err pl__delivered(pl__sq *q, pl_store_req *r) {
     rd->delivered_seq = a[i].seq;
     pl__read_touch(q, rd);
     e = pl__user_get(q, a[i].sender, &sender);
-    if (e == PL_OK && sender) {
+    if (e == PL_OK && sender && !pl__blocks(me, sender->id)) { /* none to a blocked user (11.5) */
       uint64_t *t = pl__devs_except(sender, 0, &nt);
       e = pl__event(q, r, PL_MSG_DELIVERED, a[i].conv, a[i].seq, me, 0, t, nt);
     }
@@ -1525,8 +1614,9 @@ static pl_err pl__mark_read(pl__sq *q, pl_store_req *r) {
     pl__read_touch(q, rd);
     uint64_t *t = pl__devs_except(me, r->in.device_id, &nt);
     e = pl__event(q, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
-    /* Read receipts off on either side: none (protocol.md 11.4). */
-    if (e == PL_OK && peer != me && me->read_receipts && peer->read_receipts) {
+    /* Read receipts off on either side: none (protocol.md 11.4); none to a
+     * user I blocked (11.5). */
+    if (e == PL_OK && peer != me && me->read_receipts && peer->read_receipts && !pl__blocks(me, peer->id)) {
       t = pl__devs_except(peer, 0, &nt);
       e = pl__event(q, r, PL_MSG_READ, conv, seq, me, 0, t, nt);
     }
@@ -1540,9 +1630,14 @@ static pl_err pl__settings(pl__sq *q, pl_store_req *r) {
   pl_err e = pl__user_get(q, r->in.user_id, &me);
   if (e != PL_OK)
     return e;
-  if (!me) {
-    r->status = PL_ERR_INVALID_ARGUMENT;
+  if (!me || r->in.group_add < 0 || r->in.group_add > PL_GROUP_ADD_NOBODY) {
+    r->status = PL_ERR_INVALID_ARGUMENT; /* nothing changed */
     return PL_OK;
+  }
+  if (r->in.group_add) {
+    e = pl__run2(q, ST_SET_GROUP_ADD, me->id, (uint64_t)r->in.group_add);
+    if (e == PL_OK)
+      me->group_add = r->in.group_add;
   }
   if (r->in.read_receipts == 1 || r->in.read_receipts == 2) {
     sqlite3_stmt *st = q->st[ST_SET_RECEIPTS];
@@ -1559,6 +1654,7 @@ static pl_err pl__settings(pl__sq *q, pl_store_req *r) {
   }
   r->out.read_receipts = me->read_receipts;
   r->out.last_seen = me->last_seen_vis;
+  r->out.group_add = me->group_add ? me->group_add : PL_GROUP_ADD_EVERYONE;
   return e;
 }
 
@@ -1747,6 +1843,8 @@ static pl_err pl__ack(pl__sq *q, pl_store_req *r) {
     return e;
   r->out.removed = (uint64_t)sqlite3_changes64(q->db);
   pl__qlen_add(q, r->in.device_id, -(int64_t)r->out.removed);
+  if (r->out.removed)
+    pl__shares_drop_dev(q, r->in.device_id); /* recounted when needed */
   return PL_OK;
 }
 
@@ -1790,6 +1888,7 @@ typedef struct pl__gread {
 /* A group's newest history entry and size, for acks without SQL. */
 typedef struct pl__gmeta {
   uint64_t last_qid, last_seq, size;
+  uint64_t entries; /* rows of its history (0: not counted yet) */
 } pl__gmeta;
 
 static uint64_t pl__gread_key(uint64_t gid, uint64_t uid) { return (gid * 0x9E3779B97F4A7C15ULL) ^ uid ^ 1; }
@@ -2025,6 +2124,29 @@ static pl_err pl__max_qid(pl__sq *q, uint64_t *qid) {
 }
 
 /* Appends a row to gid's history; out.msg-like data goes to *m (qid set). */
+/* Makes room for one more entry of a group's history within
+ * rules.group_history: its oldest entries go, so a member device that far
+ * behind misses them (protocol.md 11.8) and no offline member makes a
+ * group's history grow without end. */
+static pl_err pl__ghist_room(pl__sq *q, uint64_t gid) {
+  uint64_t cap = q->rules.group_history;
+  pl__gmeta *gm;
+  if (!cap)
+    return PL_OK;
+  pl_err e = pl__gmeta_get(q, gid, &gm);
+  if (e == PL_OK && !gm->entries)
+    e = pl__u64_query(q, ST_GHIST_COUNT, gid, 0, 0, &gm->entries);
+  while (e == PL_OK && gm->entries >= cap) {
+    e = pl__run1(q, ST_GHIST_DROP, gid);
+    if (e == PL_OK && sqlite3_changes(q->db) != 1)
+      break; /* out of step with the table: it is recounted next time */
+    gm->entries--;
+  }
+  if (e == PL_OK && gm->entries >= cap)
+    gm->entries = 0;
+  return e;
+}
+
 static pl_err pl__glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const char *device, const char *id,
                            const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
                            pl_msg *m) {
@@ -2036,6 +2158,9 @@ static pl_err pl__glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const 
   if (e != PL_OK)
     return e;
   pl__conv_peek(c, pl_now_ms(), &seq, &ts);
+  e = pl__ghist_room(q, gid);
+  if (e != PL_OK)
+    return e;
   sqlite3_stmt *st = q->st[ST_GMSG_INSERT];
   pl__bind_text(st, 1, conv);
   pl__bind_u64(st, 2, seq);
@@ -2060,6 +2185,7 @@ static pl_err pl__glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const 
   if (gm) {
     gm->last_qid = m->qid;
     gm->last_seq = seq;
+    gm->entries += gm->entries != 0;
   }
   m->kind = kind;
   m->aux = aux;
@@ -2233,6 +2359,19 @@ static int pl__gname_ok(const char *name, const char *desc) {
   return n >= 1 && n <= PL__GROUP_NAME_MAX && (!desc || strlen(desc) <= PL__GROUP_DESC_MAX);
 }
 
+/* *verdict: may adder add u to a group (u's setting and contacts, by the
+ * core's rule)? */
+static pl_err pl__may_add(pl__sq *q, const pl__user *u, const pl__user *adder, pl_err *verdict) {
+  int contact = 0;
+  *verdict = PL_OK;
+  if (!q->rules.may_add || u == adder)
+    return PL_OK;
+  pl_err e = u->group_add > PL_GROUP_ADD_EVERYONE ? pl__has_contact(q, u->id, adder->id, &contact) : PL_OK;
+  if (e == PL_OK)
+    *verdict = q->rules.may_add(q->rules.ud, u->group_add, contact);
+  return e;
+}
+
 static pl_err pl__group_create(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL, *u;
   int found;
@@ -2247,6 +2386,10 @@ static pl_err pl__group_create(pl__sq *q, pl_store_req *r) {
       r->status = PL_ERR_UNKNOWN_PEER; /* a user who blocked the creator is "unknown" too */
       return PL_OK;
     }
+    if (e == PL_OK) /* refused by one: the whole request is, nothing made */
+      e = pl__may_add(q, u, me, &r->status);
+    if (r->status != PL_OK)
+      return e;
   }
   if (e != PL_OK || !me) {
     if (e == PL_OK)
@@ -2350,6 +2493,11 @@ static pl_err pl__group_update(pl__sq *q, pl_store_req *r) {
       r->status = PL_ERR_UNKNOWN_PEER;
       return PL_OK;
     }
+  }
+  if (op == PL_GROUP_ADD && theirs == PL_ROLE_NONE && pl__may(op, mine, theirs)) {
+    e = pl__may_add(q, u, me, &r->status);
+    if (e != PL_OK || r->status != PL_OK)
+      return e;
   }
   if (!pl__may(op, mine, theirs)) {
     r->status = PL_ERR_FORBIDDEN;
@@ -2574,8 +2722,8 @@ static pl_err pl__group_receipts_live(pl__sq *q, pl_store_req *r, uint64_t gid, 
     pl__user *to;
     size_t nt, nlive;
     e = pl__user_get(q, senders[i], &to);
-    if (e != PL_OK || !to)
-      continue;
+    if (e != PL_OK || !to || pl__blocks(by, to->id))
+      continue; /* none to a user the reader blocked (protocol.md 11.5) */
     uint64_t *t = pl__devs_except(to, 0, &nt);
     uint64_t *live = pl__split_online(q, t, &nt, &nlive);
     pl_free(t);
@@ -2749,11 +2897,22 @@ static pl_err pl__groups_trim(pl__sq *q, uint64_t *deleted) {
   pl_free(gids);
   if (e == PL_OK)
     pl__users_drop(q); /* members who were forgotten */
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->gmeta, &it, &k, &v);)
+    ((pl__gmeta *)v)->entries = 0; /* histories shrank (and expired): recount */
   return e;
 }
 
 /* Typing in a group: members only; none above group_detail members (the
  * router then sends it to the group's live audience). */
+static pl_err pl__group_targets(pl__sq *q, pl_store_req *r, int stmt, uint64_t uid);
+
+/* out.targets: the devices of the group's members who blocked uid. */
+static pl_err pl__group_blockers(pl__sq *q, pl_store_req *r, uint64_t uid) {
+  return pl__group_targets(q, r, ST_GROUP_BLOCKERS, uid);
+}
+
 static pl_err pl__typing_group(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
   int role = PL_ROLE_NONE;
@@ -2772,9 +2931,10 @@ static pl_err pl__typing_group(pl__sq *q, pl_store_req *r) {
   char conv[32];
   pl__gconv(r->in.group, conv, sizeof conv);
   r->out.conv = pl_strdup(conv);
-  if (size <= q->group_detail)
-    r->out.group = r->in.group;
-  return PL_OK;
+  if (size > q->group_detail)
+    return PL_OK;
+  r->out.group = r->in.group;
+  return pl__group_blockers(q, r, me->id);
 }
 
 /* ---- media (protocol.md 13) ---------------------------------------------------- */
@@ -3043,13 +3203,14 @@ static pl_err pl__media_expire(pl__sq *q, uint64_t now) {
   return e;
 }
 
-/* Every logged-in device of the group's current members (push notifications
- * look for the offline ones among them; nothing is written). */
-static pl_err pl__group_devices(pl__sq *q, pl_store_req *r) {
-  sqlite3_stmt *st = q->st[ST_GROUP_DEVICES];
+/* out.targets: the device ids stmt lists for (in.group, uid). */
+static pl_err pl__group_targets(pl__sq *q, pl_store_req *r, int stmt, uint64_t uid) {
+  sqlite3_stmt *st = q->st[stmt];
   size_t cap = 0;
   int rc;
   pl__bind_u64(st, 1, r->in.group);
+  if (sqlite3_bind_parameter_count(st) > 1)
+    pl__bind_u64(st, 2, uid);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     r->out.targets = pl__reserve(r->out.targets, r->out.ntargets, &cap, sizeof *r->out.targets);
     r->out.targets[r->out.ntargets++] = pl__col_u64(st, 0);
@@ -3057,6 +3218,12 @@ static pl_err pl__group_devices(pl__sq *q, pl_store_req *r) {
   pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
   sqlite3_reset(st);
   return e;
+}
+
+/* Every logged-in device of the group's current members (push notifications
+ * look for the offline ones among them; nothing is written). */
+static pl_err pl__group_devices(pl__sq *q, pl_store_req *r) {
+  return pl__group_targets(q, r, ST_GROUP_DEVICES, 0);
 }
 
 /* ---- the vtable ----------------------------------------------------------------- */
@@ -3132,7 +3299,7 @@ static pl_err pl__sq_begin(void *be) {
   /* Trim here, between transactions: inside one, callers hold pointers
    * into the caches. */
   if (q->qlen.len > PL__CACHE_MAX)
-    pl_map_free(&q->qlen);
+    pl__qlen_drop(q);
   if (q->convs.len > PL__CACHE_MAX)
     pl__convs_drop(q);
   if (q->users.len > PL__CACHE_MAX)
@@ -3195,7 +3362,7 @@ static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
     changes[i] = (uint64_t)sqlite3_changes64(q->db);
   }
   if (changes[0])
-    pl_map_free(&q->qlen); /* queue rows of unknown devices went */
+    pl__qlen_drop(q); /* queue rows of unknown devices went */
   if (e == PL_OK)
     e = pl__groups_trim(q, &changes[1]);
   if (e == PL_OK)
@@ -3323,6 +3490,7 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   q->ttl_ms = cfg->ttl_ms;
   q->max_devices = cfg->max_devices;
   q->max_queue = cfg->max_queue;
+  q->rules = cfg->rules;
   q->max_group = cfg->max_group ? cfg->max_group : 100000u;
   q->group_detail = cfg->group_detail;
   q->online = cfg->online;

@@ -499,6 +499,15 @@ static void test_group_receipts_and_read_sync(void) {
   close(eve);
 }
 
+/* "typing" in the current group. */
+static void group_typing(int fd) {
+  Parley__Typing ty = PARLEY__TYPING__INIT;
+  ty.to = "";
+  ty.group = gid;
+  ty.typing = 1;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_TYPING, &ty) == 0);
+}
+
 /* Typing reaches the other members' connected devices, never stored; a
  * group above --group-detail gets none. */
 static void typing_in_group(int want) {
@@ -508,11 +517,7 @@ static void typing_in_group(int want) {
   create(alice, m, 2);
   drain_ack(bob);
   drain_ack(carol);
-  Parley__Typing ty = PARLEY__TYPING__INIT;
-  ty.to = "";
-  ty.group = gid;
-  ty.typing = 1;
-  CHECK(tl_send_frame(bob, PARLEY__FRAME_TYPE__FRAME_TYPING, &ty) == 0);
+  group_typing(bob);
   if (want) {
     for (int i = 0; i < 2; i++) {
       Parley__TypingEvent *ev = tl_expect(i ? carol : alice, PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT, T_MS);
@@ -538,6 +543,33 @@ static void test_typing_in_group(void) {
   typing_in_group(0);
 }
 
+/* Regression (audit finding 10): a blocked user's typing in a shared group
+ * reached the blocker. Carol blocks Bob: Bob's typing reaches Alice, not
+ * Carol. The block is one-way (what the blocker receives): Carol's typing
+ * still reaches Bob, as her messages do. */
+static void test_typing_blocked_in_group(void) {
+  char t[128];
+  start();
+  int alice = user("alice", t), bob = user("bob", t), carol = user("carol", t);
+  const char *m[] = {"bob", "carol"};
+  create(alice, m, 2);
+  drain_ack(bob);
+  drain_ack(carol);
+  rc_block(carol, "bob", 1);
+  group_typing(bob);
+  Parley__TypingEvent *ev = tl_expect(alice, PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT, T_MS);
+  CHECK_STR(ev->from, "bob");
+  protobuf_c_message_free_unpacked(&ev->base, NULL);
+  tl_expect_nothing(carol, QUIET_MS);
+  group_typing(carol);
+  ev = tl_expect(bob, PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT, T_MS);
+  CHECK_STR(ev->from, "carol");
+  protobuf_c_message_free_unpacked(&ev->base, NULL);
+  close(alice);
+  close(bob);
+  close(carol);
+}
+
 int main(void) {
   run("test_roles_enforced", test_roles_enforced);
   run("test_history_and_removal", test_history_and_removal);
@@ -545,5 +577,6 @@ int main(void) {
   run("test_list_and_leave", test_list_and_leave);
   run("test_group_receipts_and_read_sync", test_group_receipts_and_read_sync);
   run("test_typing_in_group", test_typing_in_group);
+  run("test_typing_blocked_in_group", test_typing_blocked_in_group);
   return tl_summary();
 }

@@ -100,7 +100,34 @@ static void test_send_receive_and_reconnect(void) {
   tl_server_stop(&s);
 }
 
+/* Sends past the server's per-user rate are answered RATE_LIMITED with
+ * retry_after_ms: the outbox sends them again, same ids, when told, and
+ * every message arrives exactly once (protocol.md 10.7). */
+static tl_server limited; /* stopped by tl_run_server, also when a check fails */
+
+static void test_rate_limited_sends_retried(void) {
+  tl_server_start(&limited, FAST " --send-rate 20 --send-burst 10");
+  rx ra = {0}, rb = {0};
+  parley *a = client(&limited, &ra), *b = client(&limited, &rb);
+  CHECK_EQ_I(parley_register(a, "alice", "alice-secret", "phone"), PARLEY_OK);
+  CHECK_EQ_I(parley_register(b, "bob", "bob-secret", "phone"), PARLEY_OK);
+  char id[32];
+  for (int i = 0; i < 40; i++) {
+    snprintf(id, sizeof id, "burst-%d", i);
+    CHECK_EQ_I(parley_send(a, id, "bob", id, strlen(id), NULL), PARLEY_OK);
+  }
+  for (int i = 0; i < 1000 && (parley_outbox_len(a) || rb.n < 40); i++)
+    pump(a, b, 20);
+  CHECK_EQ_U(parley_outbox_len(a), 0);
+  CHECK_EQ_I(rb.n, 40); /* each once */
+  CHECK_EQ_I(rb.dup_seq, 0);
+  CHECK_EQ_U(rb.last_seq, 40);
+  parley_free(a);
+  parley_free(b);
+}
+
 int main(void) {
   RUN(test_send_receive_and_reconnect);
+  tl_run_server(&limited, "test_rate_limited_sends_retried", test_rate_limited_sends_retried);
   return tl_summary();
 }

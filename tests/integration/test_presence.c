@@ -120,6 +120,19 @@ static void typing(int fd, const char *to, int on) {
   CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_TYPING, &t) == 0);
 }
 
+/* Alice and Bob on a fresh server; Bob has Alice as a contact and she
+ * follows him (and saw him online). */
+static void alice_follows_bob(char ta[128], char tb[128], int *a, int *b) {
+  int vis, on;
+  uint64_t seen;
+  *a = reg("alice", ta);
+  *b = reg("bob", tb);
+  CHECK_STR(contacts(*b, PARLEY__CONTACT_OP__CONTACT_ADD, "alice"), "alice");
+  subscribe(*a, "bob");
+  presence(*a, "bob", &vis, &on, &seen);
+  CHECK(vis && on);
+}
+
 static void test_contacts(void) {
   char t[128];
   tl_server_start(&srv, FAST);
@@ -182,6 +195,40 @@ static void test_presence_events_and_flaps(void) {
   close(c);
 }
 
+/* Regression (audit finding 9): a device that signs in again while its old
+ * connection is open (the server closes the old one, protocol.md 7.4) used
+ * to stay "online" for good once the new connection closed too, with no
+ * last seen. Each cycle: Bob's phone connects a second time, the first
+ * connection is closed by the server, the second closes; Alice, following
+ * him, must see him offline with his last-seen time, and online again when
+ * he comes back. */
+static void test_presence_after_replaced_connection(void) {
+  char ta[128], tb[128];
+  int vis, on;
+  uint64_t seen;
+  tl_server_start(&srv, FAST);
+  int a, b;
+  alice_follows_bob(ta, tb, &a, &b);
+  for (int cycle = 0; cycle < 3; cycle++) {
+    int b2 = rc_open(srv.port, PARLEY__CLIENT_KIND__KIND_MOBILE);
+    CHECK_EQ_I(rc_auth(b2, PARLEY__FRAME_TYPE__FRAME_LOGIN, "bob", "secret-pass", "phone", tb), 0);
+    CHECK(tl_wait_closed(b, T_MS)); /* the older connection of the device is closed */
+    close(b);
+    uint64_t t0 = tl_now_ms();
+    close(b2);
+    presence(a, "bob", &vis, &on, &seen);
+    CHECK(vis && !on);
+    CHECK(seen >= t0 - 1000 && seen <= tl_now_ms());
+    get(a, "bob", &vis, &on, &seen);
+    CHECK(vis && !on && seen > 0);
+    b = back(tb);
+    presence(a, "bob", &vis, &on, &seen);
+    CHECK(vis && on);
+  }
+  close(a);
+  close(b);
+}
+
 /* Last seen: NOBODY hides it from contacts too; EVERYONE shows it to
  * non-contacts (without their online status). */
 static void test_last_seen_privacy(void) {
@@ -224,12 +271,8 @@ static void test_blocking(void) {
   int vis, on, err = 0;
   uint64_t seen;
   tl_server_start(&srv, FAST);
-  int a = reg("alice", ta);
-  int b = reg("bob", tb);
-  CHECK_STR(contacts(b, PARLEY__CONTACT_OP__CONTACT_ADD, "alice"), "alice");
-  subscribe(a, "bob");
-  presence(a, "bob", &vis, &on, &seen);
-  CHECK(vis && on);
+  int a, b;
+  alice_follows_bob(ta, tb, &a, &b);
   block(b, "alice", 1);
   CHECK_EQ_U(rc_send_wait(a, "m1", "bob", "hello?", &err), 0);
   CHECK_EQ_I(err, PARLEY__ERROR_CODE__ERR_BLOCKED);
@@ -278,6 +321,7 @@ static void test_typing(void) {
 int main(void) {
   run("contacts", test_contacts);
   run("presence_events_and_flaps", test_presence_events_and_flaps);
+  run("presence_after_replaced_connection", test_presence_after_replaced_connection);
   run("last_seen_privacy", test_last_seen_privacy);
   run("blocking", test_blocking);
   run("typing", test_typing);

@@ -282,6 +282,32 @@ static void test_mark_read_errors(void) {
   close(a);
 }
 
+/* Regression (audit finding 10): a blocked user kept getting the blocker's
+ * delivered and read receipts. Bob blocks Alice after her messages reached
+ * him; his ack and his MarkRead tell her nothing, live or queued, and
+ * UnreadGet shows her none of his watermarks. */
+static void test_no_receipts_to_blocked_user(void) {
+  char ta[128], tb[128];
+  tl_server_start(&srv, FAST);
+  int a = dev_open(REG, "alice", "phone", ta);
+  int b = dev_open(REG, "bob", "phone", tb);
+  send_n(a, "bob", 2, "m");
+  next_message(b, 1);
+  uint64_t q2 = next_message(b, 2);
+  rc_block(b, "alice", 1);
+  rc_ack(b, q2);
+  mark_read(b, "alice", 2);
+  tl_expect_nothing(a, QUIET_MS); /* no live receipt */
+  close(a);
+  a = dev_resume(ta);
+  tl_expect_nothing(a, QUIET_MS); /* none queued either */
+  CHECK_EQ_I(unread_of(a, "dm:alice:bob", NULL), 0);
+  CHECK_EQ_U(peer_delivered, 0);
+  CHECK_EQ_U(peer_read, 0);
+  close(a);
+  close(b);
+}
+
 int main(void) {
   tl_skip_events = 0; /* receipts are what this file checks */
   run("receipts_reach_offline_sender_once", test_receipts_reach_offline_sender_once);
@@ -289,5 +315,6 @@ int main(void) {
   run("read_sync_across_devices", test_read_sync_across_devices);
   run("read_receipts_off", test_read_receipts_off);
   run("mark_read_errors", test_mark_read_errors);
+  run("no_receipts_to_blocked_user", test_no_receipts_to_blocked_user);
   return tl_summary();
 }
