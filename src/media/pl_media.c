@@ -398,27 +398,31 @@ typedef struct pl__up {
   uv_work_t work;
   pl__mreq sreq;
   int busy;   /* a write, a store request or the worker is under way */
-  int auth;   /* 0: waiting, 1: ok, -1: refused */
+  int auth;   /* 0: waiting (nothing is read meanwhile), 1: ok, -1: refused */
   int failed; /* an HTTP status to answer with, once the body has ended */
   int ended, aborted, replied, tries;
   uint64_t user_id, usage;
   pl__result res;
-  pl__rs *rs;    /* a resumable upload's PATCH (else a one-shot POST) */
+  pl__rs *rs;    /* a resumable upload's PATCH, once its owner is known (else a one-shot POST) */
   uint64_t base; /* its offset when this request began */
   int finished;  /* the resumable upload is done with (stored or refused for good) */
+  int patch;     /* PATCH /media/uploads/<rs_id> at Upload-Offset: want */
+  char rs_id[33];
+  uint64_t want;
 } pl__up;
 
 static void pl__rs_release(pl_media *m, pl__rs *rs, int finished);
 
 static void pl__up_free(pl__up *u) {
-  if (u->rs && !u->finished && u->buf.len && u->fd >= 0) /* what arrived before a cut stays */
+  /* what arrived before a cut stays (u->rs is set only for its owner) */
+  if (u->rs && !u->finished && u->buf.len && u->fd >= 0 && !u->failed)
     if (pwrite(u->fd, u->buf.p, u->buf.len, (off_t)u->off) < 0)
       pl_warn("media: keeping a cut upload's last piece: %s", strerror(errno));
   if (u->fd >= 0)
     close(u->fd);
   if (u->rs)
     pl__rs_release(u->m, u->rs, u->finished);
-  else
+  else if (*u->tmp)
     unlink(u->tmp); /* gone already if it became a blob */
   pl_bytes_free(&u->buf);
   pl_store_req_clear(&u->sreq.req);
@@ -454,6 +458,16 @@ static void pl__up_settle(pl__up *u) {
   pl__up_step(u);
 }
 
+/* Reading goes on. The sink's callbacks may run inside the resume (the
+ * rest of the body, its end): the busy mark keeps them from freeing u under
+ * the caller, which settles u after. */
+static void pl__up_resume(pl__up *u) {
+  u->busy++;
+  if (!u->ended && !u->aborted)
+    pl_http_ex_resume(u->x);
+  u->busy--;
+}
+
 static void pl__write_done(uv_fs_t *r) {
   pl__up *u = r->data;
   ssize_t n = r->result;
@@ -466,8 +480,7 @@ static void pl__write_done(uv_fs_t *r) {
     u->off += (uint64_t)n;
   }
   u->buf.len = 0;
-  if (!u->ended && !u->aborted) /* reading on: the next piece gets the refusal, if any */
-    pl_http_ex_resume(u->x);
+  pl__up_resume(u); /* the next piece gets the refusal, if any */
   pl__up_settle(u);
 }
 
@@ -589,33 +602,50 @@ static void pl__up_step(pl__up *u) {
   }
 }
 
+static int pl__up_claim(pl__up *u);
+
+/* The token's answer. Only now, and only for the owner, does the upload
+ * touch a file: a refused request changes nothing on disk. */
 static void pl__auth_done(pl__mreq *r) {
   pl__up *u = (pl__up *)((char *)r - offsetof(pl__up, sreq));
   u->busy--;
-  u->auth = r->req.status == PL_OK ? 1 : -1;
   u->user_id = r->req.out.user_id;
   u->usage = r->req.out.usage;
-  if (r->req.status != PL_OK && r->req.status != PL_ERR_BAD_TOKEN)
+  if (r->req.status == PL_ERR_BAD_TOKEN)
+    u->failed = 401;
+  else if (r->req.status != PL_OK)
     u->failed = 503;
-  if (u->auth > 0 && u->rs && u->rs->user != u->user_id)
-    u->failed = 404; /* someone else's upload: as if there were none */
+  else if (!u->aborted)
+    u->failed = pl__up_claim(u);
+  u->auth = u->failed ? -1 : 1;
+  pl__up_resume(u);
   pl__up_settle(u);
+}
+
+/* A refusal while the body comes: the connection answers it and closes
+ * (no reply of ours follows, so it is counted here). */
+static int pl__up_refuse(pl__up *u, int status) {
+  atomic_fetch_add_explicit(&u->m->refused, 1, memory_order_relaxed);
+  return status;
 }
 
 static int pl__up_data(pl_http_sink *s, const uint8_t *p, size_t n) {
   pl__up *u = (pl__up *)s;
-  if (u->auth < 0)
-    return 401;
-  if (u->failed)
-    return u->failed;
+  if (u->auth < 0 || u->failed)
+    return pl__up_refuse(u, u->failed ? u->failed : 401);
   u->total += n;
-  if (u->auth > 0 && u->m->cfg.quota && u->usage + u->base + u->total > u->m->cfg.quota)
-    return 413;
+  if (u->auth ==
+      0) { /* the first piece waits in memory, and nothing more is read, until the token's answer */
+    pl_bytes_append(&u->buf, p, n);
+    return 1;
+  }
+  if (u->m->cfg.quota && u->usage + u->base + u->total > u->m->cfg.quota)
+    return pl__up_refuse(u, 413);
   pl_bytes_append(&u->buf, p, n);
   if (u->buf.len < PL__WBUF)
     return 0;
   pl__write(u);
-  return u->failed ? u->failed : 1; /* read on when the write is done */
+  return u->failed ? pl__up_refuse(u, u->failed) : 1; /* read on when the write is done */
 }
 
 static void pl__up_end(pl_http_sink *s, const pl_http_req *req, pl_http_res *res, pl_http_ex *x) {
@@ -864,24 +894,20 @@ static int pl__rs_route(pl_media *m, const pl_http_req *req, const char *path, p
   return 1;
 }
 
-/* PATCH /media/uploads/ID with Upload-Offset: the next bytes of it. */
-static pl__rs *pl__rs_patch(pl_media *m, const pl_http_req *req, const char *id, uint64_t *off, int *status) {
-  const char *o = req->hdr[PL_H_UPLOAD_OFFSET];
-  char *end = NULL, path[4200];
-  uint64_t want = o ? strtoull(o, &end, 10) : 0;
+/* PATCH /media/uploads/ID by user at Upload-Offset want: the upload, now
+ * busy with this request, and its offset; or NULL and the status. */
+static pl__rs *pl__rs_patch(pl_media *m, const char *id, uint64_t user, uint64_t want, uint64_t *off,
+                            int *status) {
+  char path[4200];
   struct stat st;
-  if (!o || !*o || *end || *o == '-') {
-    *status = 400;
-    return NULL;
-  }
   pthread_mutex_lock(&m->rs_mu);
   pl__rs *rs = pl__rs_find(m, id);
   if (rs) {
     pl__rs_path(m, id, "", path, sizeof path);
     *off = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
   }
-  if (!rs)
-    *status = 404;
+  if (!rs || rs->user != user)
+    *status = 404;                   /* someone else's upload: as if there were none */
   else if (rs->busy || want != *off) /* another PATCH writes, or the client is behind */
     *status = 409;
   else
@@ -892,20 +918,38 @@ static pl__rs *pl__rs_patch(pl_media *m, const pl_http_req *req, const char *id,
 
 static const pl_http_sink_ops pl__up_ops = {.data = pl__up_data, .end = pl__up_end, .abort = pl__up_abort};
 
-/* The spool file of an upload: a new one, or a resumable upload's. */
-static int pl__up_file(pl__up *u, const pl_http_req *req, pl__rs *rs) {
+/* Once the token is good: the spool file of the upload, a new one or the
+ * resumable upload's (if it is the user's, free, and at the offset the
+ * client gave). 0, or the HTTP status to refuse with. */
+static int pl__up_claim(pl__up *u) {
   pl_media *m = u->m;
-  if (rs) {
-    pl__rs_path(m, rs->id, "", u->tmp, sizeof u->tmp);
+  if (u->patch) {
+    int status = 0;
+    if (!(u->rs = pl__rs_patch(m, u->rs_id, u->user_id, u->want, &u->off, &status)))
+      return status;
+    u->base = u->off;
+    pl__rs_path(m, u->rs->id, "", u->tmp, sizeof u->tmp);
     u->fd = open(u->tmp, O_RDWR | O_CLOEXEC);
-    snprintf(u->name, sizeof u->name, "%s", rs->name);
-    return u->fd;
+    snprintf(u->name, sizeof u->name, "%s", u->rs->name);
+  } else {
+    snprintf(u->tmp, sizeof u->tmp, "%s/up-XXXXXX", m->blob->ops->spool(m->blob));
+    if ((u->fd = mkstemp(u->tmp)) < 0)
+      *u->tmp = '\0';
   }
-  snprintf(u->tmp, sizeof u->tmp, "%s/up-XXXXXX", m->blob->ops->spool(m->blob));
-  u->fd = mkstemp(u->tmp);
-  if (pl__query(req->url, "name", u->name, sizeof u->name))
-    pl__clean_name(u->name);
-  return u->fd;
+  if (u->fd >= 0)
+    return 0;
+  pl_error("media: cannot open a spool file in %s: %s", m->blob->ops->spool(m->blob), strerror(errno));
+  return 503;
+}
+
+/* The body a PATCH may carry: what its upload lacks past the offset given
+ * (any upload's: the owner is not known yet, and the answer says nothing). */
+static uint64_t pl__rs_left(pl_media *m, const char *id, uint64_t want) {
+  pthread_mutex_lock(&m->rs_mu);
+  const pl__rs *rs = pl__rs_find(m, id);
+  uint64_t left = rs && want <= rs->length ? rs->length - want : m->cfg.max_upload;
+  pthread_mutex_unlock(&m->rs_mu);
+  return left;
 }
 
 pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x, uint64_t *limit,
@@ -922,36 +966,33 @@ pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x
     atomic_fetch_add_explicit(&m->refused, 1, memory_order_relaxed);
     return NULL;
   }
-  pl__rs *rs = NULL;
-  uint64_t off = 0;
-  if (patch) {
-    char id[33];
-    memcpy(id, req->url + sizeof up - 1, 32);
-    id[32] = '\0';
-    if (!(rs = pl__rs_patch(m, req, id, &off, status)))
-      return NULL;
+  const char *o = req->hdr[PL_H_UPLOAD_OFFSET];
+  char *end = NULL;
+  uint64_t want = o ? strtoull(o, &end, 10) : 0;
+  if (patch && (!o || !*o || *end || *o == '-')) {
+    *status = 400;
+    return NULL;
   }
+  /* Nothing is claimed or opened before the token's answer (auth_done);
+   * the body waits meanwhile. */
   pl__up *u = pl_calloc(1, sizeof *u);
   u->sink.ops = &pl__up_ops;
   u->m = m;
   u->x = x;
   u->loop = pl_http_ex_loop(x);
-  u->rs = rs;
-  u->off = u->base = off;
-  if (pl__up_file(u, req, rs) < 0) {
-    pl_error("media: cannot open a spool file in %s: %s", m->blob->ops->spool(m->blob), strerror(errno));
-    if (rs)
-      pl__rs_release(m, rs, 0);
-    pl_free(u);
-    *status = 503;
-    return NULL;
-  }
+  u->fd = -1;
+  u->patch = patch;
+  u->want = want;
+  if (patch)
+    memcpy(u->rs_id, req->url + sizeof up - 1, 32);
+  else if (pl__query(req->url, "name", u->name, sizeof u->name))
+    pl__clean_name(u->name);
   pl_http_ex_hold(x);
   memcpy(u->sreq.req.in.token_hash, th, sizeof th);
   u->sreq.req.op = PL_STORE_MEDIA_AUTH;
   u->busy++;
   pl__mreq_submit(m, &u->sreq, u->loop, pl__auth_done);
-  *limit = rs ? rs->length - off : m->cfg.max_upload;
+  *limit = patch ? pl__rs_left(m, u->rs_id, want) : m->cfg.max_upload;
   return &u->sink;
 }
 

@@ -1,0 +1,108 @@
+"""Media security regressions (security audit, issue 13), one scenario per
+run: `media_sec_test.py SCENARIO` against the real parleyd (PARLEYD,
+PARLEY_CLI). Run by the test_media_*.sh and test_metrics_token.sh wrappers.
+Exits 0 when every check holds; raises on the first that does not."""
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+
+import mediasrv
+from mediasrv import check
+
+TMP = tempfile.mkdtemp(prefix="parley-media-sec-")
+
+
+def wait_for(cond, what, timeout=20.0):
+    """Polls cond until it is true, or fails after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+def raw_request(port, head, body, timeout=20.0):
+    """Sends head + body on a socket of its own and returns the status line
+    (b"" if the server closed or reset the connection without one). The
+    body goes out from a thread while the answer is read, so a refusal the
+    server sends early is seen even when it stops reading."""
+    import threading
+    c = socket.create_connection(("127.0.0.1", port), timeout)
+
+    def send():
+        try:
+            c.sendall(head + body)
+        except OSError:
+            pass  # refused and closed early: what is left is not read
+
+    t = threading.Thread(target=send)
+    t.start()
+    answer = b""
+    try:
+        while b"\r\n" not in answer:
+            piece = c.recv(4096)
+            if not piece:
+                break
+            answer += piece
+    except OSError:
+        pass
+    c.close()
+    t.join(timeout)
+    return answer.split(b"\r\n", 1)[0]
+
+
+def upload_auth():
+    """Finding 2: a PATCH with a made-up token or another user's token must
+    not write one byte into someone's resumable upload."""
+    s = mediasrv.Server(TMP, "auth", "--media-files", "1").start()
+    try:
+        alice, bob = s.register("alice"), s.register("bob")
+        data = os.urandom(400_000)
+        st, h, body = s.req("POST", "/media/uploads?name=a.bin", b"", alice, {"Upload-Length": str(len(data))})
+        check(st == 201, f"create: {st} {body}")
+        loc = h["location"]
+        st, h, _ = s.req("PATCH", loc, data[:1000], alice, {"Upload-Offset": "0"})
+        check(st == 204 and h["upload-offset"] == "1000", f"alice's first piece: {st} {h}")
+        evil = b"EVIL" * 750  # 3000 bytes, one read of the server's
+        for token, want in (("made-up-token-000000000000000000000", 401), (bob, 404)):
+            st, _, body = s.req("PATCH", loc, evil, token, {"Upload-Offset": "1000"})
+            check(st == want, f"a PATCH with {'bob' if token == bob else 'a made-up'} token: {st} {body}")
+            st, h, _ = s.req("HEAD", loc, token=alice)
+            check(st == 200 and h["upload-offset"] == "1000", f"the refused PATCH wrote nothing: {st} {h}")
+        # a refused body larger than the server's write buffer (256 KiB), in many reads
+        big = b"EVIL" * (300_000 // 4)
+        for token in ("made-up-token-000000000000000000000", bob):
+            head = (f"PATCH {loc} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                    f"Upload-Offset: 1000\r\nContent-Length: {len(big)}\r\n\r\n").encode()
+            line = raw_request(s.http, head, big)
+            check(line in (b"", b"HTTP/1.1 401 Unauthorized", b"HTTP/1.1 404 Not Found"), f"big refused PATCH: {line}")
+            st, h, _ = s.req("HEAD", loc, token=alice)
+            check(st == 200 and h["upload-offset"] == "1000", f"a big refused PATCH wrote nothing: {st} {h}")
+        # the owner finishes it: her own bytes, exactly
+        st, h, body = s.req("PATCH", loc, data[1000:], alice, {"Upload-Offset": "1000"})
+        check(st == 201, f"alice's last piece: {st} {body}")
+        m = json.loads(body)
+        st, _, got = s.req("GET", f"/media/{m['id']}", token=alice)
+        check(st == 200 and got == data, "the stored file is alice's bytes, exactly")
+        # a one-shot upload with a made-up token leaves no spool file behind
+        st, _, _ = s.req("POST", "/media", evil, "made-up-token-000000000000000000000")
+        check(st == 401, f"POST /media with a made-up token: {st}")
+        tmp = os.path.join(s.data, "media", "tmp")
+        check(not [f for f in os.listdir(tmp) if f.startswith("up-")], f"no spool file: {os.listdir(tmp)}")
+    finally:
+        s.stop()
+
+
+SCENARIOS = {"upload_auth": upload_auth}
+
+if __name__ == "__main__":
+    try:
+        SCENARIOS[sys.argv[1]]()
+        print(f"media_sec_test {sys.argv[1]}: all checks passed")
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
