@@ -20,6 +20,7 @@
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
 #include "core/pl_auth.h"
+#include "pl_quota.h"
 
 /* Upload bytes gather here and go to disk in one write. */
 #define PL__WBUF (256u << 10)
@@ -40,6 +41,7 @@ struct pl_media {
   pl_store *store;
   pthread_mutex_t rs_mu;
   pl_map rs;         /* id's first 16 hex digits -> pl__rs */
+  pl_quota quota;    /* the quota, and what unfinished uploads reserve of it (under rs_mu) */
   uint64_t rs_swept; /* when stale resumable uploads were last looked for */
   uint8_t link_key[crypto_auth_hmacsha256_KEYBYTES];
   atomic_uint_fast64_t uploads, upload_bytes, refused, downloads;
@@ -531,7 +533,9 @@ static void pl__work_done(uv_work_t *w, int status) {
   u->sreq.req.op = PL_STORE_MEDIA_PUT;
   u->sreq.req.in.user_id = u->user_id;
   u->sreq.req.in.media = &res->row;
-  u->sreq.req.in.quota = u->m->cfg.quota;
+  pthread_mutex_lock(&u->m->rs_mu); /* what the user's other unfinished uploads leave */
+  u->sreq.req.in.quota = pl_quota_room(&u->m->quota, u->user_id, u->rs ? u->rs->length : 0);
+  pthread_mutex_unlock(&u->m->rs_mu);
   u->busy++;
   pl__mreq_submit(u->m, &u->sreq, u->loop, pl__put_done);
 }
@@ -570,13 +574,24 @@ static void pl__put_done(pl__mreq *r) {
   pl__up_settle(u);
 }
 
+/* A one-shot upload that would take the user past the quota, counting what
+ * unfinished uploads reserve (a PATCH fills its own reservation). */
+static int pl__up_over_quota(pl__up *u) {
+  if (u->patch)
+    return 0;
+  pthread_mutex_lock(&u->m->rs_mu);
+  pl_err e = pl_quota_check(&u->m->quota, u->user_id, u->usage, u->total);
+  pthread_mutex_unlock(&u->m->rs_mu);
+  return e != PL_OK;
+}
+
 /* What to do next, when nothing is under way. */
 static void pl__up_step(pl__up *u) {
   if (u->auth == 0)
     return; /* the token's answer comes */
   if (!u->failed && u->auth < 0)
     u->failed = 401;
-  if (!u->failed && u->m->cfg.quota && u->usage + u->base + u->total > u->m->cfg.quota)
+  if (!u->failed && pl__up_over_quota(u))
     u->failed = 413;
   if (!u->ended)
     return; /* more body comes (or the connection closes on the refusal) */
@@ -639,7 +654,7 @@ static int pl__up_data(pl_http_sink *s, const uint8_t *p, size_t n) {
     pl_bytes_append(&u->buf, p, n);
     return 1;
   }
-  if (u->m->cfg.quota && u->usage + u->base + u->total > u->m->cfg.quota)
+  if (pl__up_over_quota(u))
     return pl__up_refuse(u, 413);
   pl_bytes_append(&u->buf, p, n);
   if (u->buf.len < PL__WBUF)
@@ -678,30 +693,36 @@ static void pl__rs_path(const pl_media *m, const char *id, const char *suffix, c
   snprintf(out, cap, "%s/rs-%s%s", m->blob->ops->spool(m->blob), id, suffix);
 }
 
-/* The upload's record, from memory or its side file (after a restart).
- * Under rs_mu. */
+/* The upload's record (all are in memory from the start). Under rs_mu. */
 static pl__rs *pl__rs_find(pl_media *m, const char *id) {
   pl__rs *rs = pl_map_get(&m->rs, pl__rs_key(id));
-  if (rs)
-    return strcmp(rs->id, id) ? NULL : rs;
+  return rs && !strcmp(rs->id, id) ? rs : NULL;
+}
+
+/* An unfinished upload from its side file, at start-up: it enters the
+ * index and its reservation the quota's ledger. */
+static void pl__rs_load(pl_media *m, const char *id) {
   char path[4200], name[128] = "";
   unsigned long long user, length, created;
   pl__rs_path(m, id, ".meta", path, sizeof path);
   FILE *f = fopen(path, "r");
-  if (!f)
-    return NULL;
+  if (!f || pl__rs_find(m, id)) {
+    if (f)
+      fclose(f);
+    return;
+  }
   int n = fscanf(f, "%llu %llu %llu %127s", &user, &length, &created, name);
   fclose(f);
   if (n < 3)
-    return NULL;
-  rs = pl_calloc(1, sizeof *rs);
+    return;
+  pl__rs *rs = pl_calloc(1, sizeof *rs);
   snprintf(rs->id, sizeof rs->id, "%s", id);
   rs->user = user;
   rs->length = length;
   rs->created = created;
   snprintf(rs->name, sizeof rs->name, "%s", strcmp(name, "-") ? name : "");
   pl_map_put(&m->rs, pl__rs_key(id), rs);
-  return rs;
+  pl_quota_add(&m->quota, rs->user, rs->length);
 }
 
 static void pl__rs_forget(pl_media *m, pl__rs *rs) {
@@ -710,6 +731,7 @@ static void pl__rs_forget(pl_media *m, pl__rs *rs) {
   unlink(path);
   pl__rs_path(m, rs->id, ".meta", path, sizeof path);
   unlink(path);
+  pl_quota_release(&m->quota, rs->user, rs->length);
   pl_map_del(&m->rs, pl__rs_key(rs->id));
   pl_free(rs);
 }
@@ -723,10 +745,11 @@ static void pl__rs_release(pl_media *m, pl__rs *rs, int finished) {
 }
 
 /* Unfinished uploads older than a day go (looked for at most hourly, on
- * the next creation; their side files tell their age). Under rs_mu. */
-static void pl__rs_sweep(pl_media *m) {
+ * the next creation; their side files tell their age). With load, the side
+ * files found enter the index first (at start-up). Under rs_mu. */
+static void pl__rs_sweep(pl_media *m, int load) {
   uint64_t now = pl_now_ms();
-  if (now - m->rs_swept < 3600u * 1000u)
+  if (!load && now - m->rs_swept < 3600u * 1000u)
     return;
   m->rs_swept = now;
   DIR *d = opendir(m->blob->ops->spool(m->blob));
@@ -738,6 +761,8 @@ static void pl__rs_sweep(pl_media *m) {
     char id[33];
     memcpy(id, e->d_name + 3, 32);
     id[32] = '\0';
+    if (load)
+      pl__rs_load(m, id);
     pl__rs *rs = pl__rs_find(m, id);
     if (rs && !rs->busy && now - rs->created > PL__RS_MAX_AGE_MS)
       pl__rs_forget(m, rs);
@@ -754,7 +779,7 @@ typedef struct pl__rq {
   pl_http_ex *x;
   uint64_t length;
   char id[33], name[128];
-  int create;
+  int create, del;
 } pl__rq;
 
 static void pl__rs_answer(pl_http_res *res, int status, const pl__rs *rs, uint64_t offset) {
@@ -777,20 +802,27 @@ static void pl__rs_create(pl__rq *q, pl_http_res *res) {
     pl__error_res(res, 413, "Content Too Large");
     return;
   }
-  if (m->cfg.quota && r->out.usage + q->length > m->cfg.quota) {
-    pl__error_res(res, 413, "quota exceeded");
+  /* Its length is reserved against the quota until it is finished,
+   * deleted or expired (security finding 8). The record goes into the
+   * index first, busy (a PATCH meanwhile gets 409, the sweep leaves it
+   * alone), under an id no other record has. */
+  pthread_mutex_lock(&m->rs_mu);
+  pl__rs_sweep(m, 0);
+  pl_err e = pl_quota_reserve(&m->quota, r->out.user_id, r->out.usage, q->length);
+  if (e != PL_OK) {
+    pthread_mutex_unlock(&m->rs_mu);
+    if (e == PL_ERR_QUOTA)
+      pl__error_res(res, 413, "quota exceeded");
+    else
+      pl__error_res(res, 429, "too many unfinished uploads");
     return;
   }
-  /* The record goes into the index first, busy (a PATCH meanwhile gets
-   * 409, the sweep leaves it alone), under an id no other record has. */
   pl__rs *rs = pl_calloc(1, sizeof *rs);
   rs->user = r->out.user_id;
   rs->length = q->length;
   rs->created = pl_now_ms();
   rs->busy = 1;
   snprintf(rs->name, sizeof rs->name, "%s", q->name);
-  pthread_mutex_lock(&m->rs_mu);
-  pl__rs_sweep(m);
   do {
     uint8_t rnd[16];
     randombytes_buf(rnd, sizeof rnd);
@@ -831,6 +863,17 @@ static void pl__rs_state(pl__rq *q, pl_http_res *res) {
     pl__error_res(res, 404, "no such upload");
     return;
   }
+  if (q->del) { /* its bytes and its reservation go (tus termination) */
+    int busy = rs->busy;
+    if (!busy)
+      pl__rs_forget(m, rs);
+    pthread_mutex_unlock(&m->rs_mu);
+    if (busy)
+      pl__error_res(res, 409, "a PATCH of this upload is running");
+    else
+      *res = (pl_http_res){.status = 204, .extra = "Tus-Resumable: 1.0.0\r\n"};
+    return;
+  }
   pl__rs_path(m, rs->id, "", path, sizeof path);
   uint64_t off = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
   pl__rs copy = *rs;
@@ -854,13 +897,14 @@ static void pl__rq_done(pl__mreq *r) {
   pl_free(q);
 }
 
-/* POST /media/uploads (Upload-Length) and HEAD|GET /media/uploads/ID. */
+/* POST /media/uploads (Upload-Length), HEAD|GET and DELETE /media/uploads/ID. */
 static int pl__rs_route(pl_media *m, const pl_http_req *req, const char *path, pl_http_res *res,
                         pl_http_ex *x) {
   const char *rest = path + strlen("/media/uploads");
   int create = !*rest && !strcmp(req->method, "POST");
+  int del = *rest == '/' && pl__id_valid(rest + 1, strlen(rest + 1)) && !strcmp(req->method, "DELETE");
   int state = *rest == '/' && pl__id_valid(rest + 1, strlen(rest + 1)) &&
-              (!strcmp(req->method, "HEAD") || !strcmp(req->method, "GET"));
+              (!strcmp(req->method, "HEAD") || !strcmp(req->method, "GET") || del);
   if (!create && !state) {
     pl__error_res(res, *rest && *rest != '/' ? 404 : 405,
                   *rest && *rest != '/' ? "Not Found" : "method not allowed");
@@ -883,6 +927,7 @@ static int pl__rs_route(pl_media *m, const pl_http_req *req, const char *path, p
   q->m = m;
   q->x = x;
   q->create = create;
+  q->del = del;
   if (state)
     memcpy(q->id, rest + 1, 32);
   if (pl__query(req->url, "name", q->name, sizeof q->name))
@@ -1225,6 +1270,7 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
   }
   snprintf(dir, sizeof dir, "%s/media", cfg->dir);
   pthread_mutex_init(&m->rs_mu, NULL);
+  pl_quota_init(&m->quota, m->cfg.quota, m->cfg.max_unfinished);
   pl_err e = pl_blob_fs_open(dir, &m->blob);
   if (e == PL_OK)
     e = pl__link_key(m, dir);
@@ -1235,9 +1281,14 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
   if (e != PL_OK) {
     if (m->blob)
       m->blob->ops->free(m->blob);
+    pl_quota_free(&m->quota);
+    pthread_mutex_destroy(&m->rs_mu);
     pl_free(m);
     return e;
   }
+  pthread_mutex_lock(&m->rs_mu); /* unfinished uploads of before a restart, with their reservations */
+  pl__rs_sweep(m, 1);
+  pthread_mutex_unlock(&m->rs_mu);
   /* one thread per image (uploads run side by side on the pool), no
    * operation cache (every image is new), and no loaders beyond the ones
    * marked safe for untrusted input */
@@ -1259,6 +1310,7 @@ void pl_media_close(pl_media *m) {
   for (size_t i = 0; pl_map_next(&m->rs, &i, &k, &v);)
     pl_free(v);
   pl_map_free(&m->rs);
+  pl_quota_free(&m->quota);
   pthread_mutex_destroy(&m->rs_mu);
   vips_shutdown();
   pl_free(m);

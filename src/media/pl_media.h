@@ -23,13 +23,14 @@
 typedef struct pl_media pl_media;
 
 typedef struct pl_media_config {
-  const char *dir;      /* the data directory: files go to dir/media */
-  uint64_t max_upload;  /* bytes of one upload (0: 64 MiB) */
-  uint64_t quota;       /* bytes of media a user may keep (0: no limit) */
-  int allow_files;      /* accept what is not an image, as application/octet-stream */
-  uint32_t thumb_px;    /* the thumbnail fits this square (0: 320) */
-  pl_img_limits limits; /* what an image may claim (zeros: PL_IMG_LIMITS_DEFAULT) */
-  uint32_t link_ttl_s;  /* signed links last this long (0: 3600) */
+  const char *dir;     /* the data directory: files go to dir/media */
+  uint64_t max_upload; /* bytes of one upload (0: 64 MiB) */
+  uint64_t quota; /* bytes of media a user may keep, unfinished uploads' lengths included (0: no limit) */
+  uint32_t max_unfinished; /* unfinished resumable uploads a user may have (0: no limit) */
+  int allow_files;         /* accept what is not an image, as application/octet-stream */
+  uint32_t thumb_px;       /* the thumbnail fits this square (0: 320) */
+  pl_img_limits limits;    /* what an image may claim (zeros: PL_IMG_LIMITS_DEFAULT) */
+  uint32_t link_ttl_s;     /* signed links last this long (0: 3600) */
 } pl_media_config;
 
 pl_err pl_media_open(pl_media **out, const pl_media_config *cfg);

@@ -227,6 +227,7 @@ static pl_err pl__start(pl_server *srv) {
   pl_media_config mc = {.dir = c->data,
                         .max_upload = c->media_max_upload,
                         .quota = c->media_quota,
+                        .max_unfinished = c->media_max_unfinished,
                         .allow_files = c->media_files,
                         .thumb_px = c->media_thumb,
                         .limits = {.max_side = 16384, .max_frames = 1000, .max_pixels = c->media_max_pixels},

@@ -75,6 +75,9 @@ static const pl__opt pl__opts[] = {
     {"media-quota", "BYTES",
      "bytes of uploads a user may keep at once (default 1073741824 = 1 GiB; 0 = no limit)", T_U64Z,
      OFF(media_quota), 0},
+    {"media-max-unfinished", "N",
+     "unfinished resumable uploads a user may have at once (default 16; 0 = no limit)", T_U32Z,
+     OFF(media_max_unfinished), 0},
     {"media-ttl", "SECONDS",
      "an upload is deleted this long after its last message was sent, once no stored message carries it "
      "(default: --ttl)",
@@ -144,6 +147,7 @@ void pl_config_defaults(pl_config *c) {
   c->presence_grace_ms = 5000;
   c->media_max_upload = 64u << 20;
   c->media_quota = 1ull << 30;
+  c->media_max_unfinished = 16;
   c->media_max_pixels = 50000000;
   c->media_thumb = 320;
   c->media_link_ttl_s = 3600;

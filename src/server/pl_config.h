@@ -24,7 +24,7 @@ typedef struct pl_config {
       commit_delay_us;
   uint32_t presence_grace_ms;
   uint64_t media_max_upload, media_quota, media_ttl_s, media_max_pixels;
-  uint32_t media_thumb, media_link_ttl_s;
+  uint32_t media_thumb, media_link_ttl_s, media_max_unfinished;
   int media_files;
   uint32_t argon2_ops, argon2_mem_kib;
   int log_level;

@@ -98,7 +98,56 @@ def upload_auth():
         s.stop()
 
 
-SCENARIOS = {"upload_auth": upload_auth}
+def create_upload(s, token, length):
+    st, h, body = s.req("POST", "/media/uploads", b"", token, {"Upload-Length": str(length)})
+    return st, h.get("location"), json.loads(body)
+
+
+def quota_reserved():
+    """Finding 8: unfinished uploads count against --media-quota with their
+    declared length, from creation until finished, deleted or expired, also
+    across a restart; and a user may have only so many of them."""
+    s = mediasrv.Server(TMP, "quota", "--media-files", "1", "--media-quota", "1000000",
+                        "--media-max-unfinished", "3").start()
+    try:
+        alice, bob = s.register("alice"), s.register("bob")
+        st, first, _ = create_upload(s, alice, 899_999)
+        check(st == 201, f"first unfinished upload: {st}")
+        st, _, e = create_upload(s, alice, 899_999)
+        check(st == 413 and e["error"] == "quota exceeded", f"a second one while the first is pending: {st} {e}")
+        st, _, _ = s.req("POST", "/media", os.urandom(200_000), alice)
+        check(st == 413, f"a one-shot upload past what is reserved: {st}")
+        st, _, _ = s.req("DELETE", first, token=bob)
+        check(st == 404, f"bob cannot delete alice's upload: {st}")
+        st, h, _ = s.req("DELETE", first, token=alice)
+        check(st == 204, f"alice deletes hers: {st} {h}")
+        st, _, _ = s.req("HEAD", first, token=alice)
+        check(st == 404, f"a deleted upload is gone: {st}")
+        check(not [f for f in os.listdir(os.path.join(s.data, "media", "tmp")) if f.startswith("rs-")],
+              "its files are gone")
+        st, second, _ = create_upload(s, alice, 899_999)
+        check(st == 201, f"allowed once the first is deleted: {st}")
+        data = os.urandom(899_999)
+        st, _, body = s.req("PATCH", second, data, alice, {"Upload-Offset": "0"})
+        check(st == 201, f"finished: {st} {body}")
+        st, _, _ = create_upload(s, alice, 100_001)
+        check(st == 201, f"stored 899,999 + 100,001 reserved fits exactly: {st}")
+        st, _, _ = create_upload(s, alice, 1)
+        check(st == 413, f"one byte more does not: {st}")
+        s.stop()
+        s.start()  # reservations are kept with the uploads' side files
+        st, _, _ = create_upload(s, alice, 1)
+        check(st == 413, f"after a restart the reservation still counts: {st}")
+        for i in range(3):
+            st, _, _ = create_upload(s, bob, 10)
+            check(st == 201, f"bob's unfinished upload {i}: {st}")
+        st, _, e = create_upload(s, bob, 10)
+        check(st == 429 and e["error"] == "too many unfinished uploads", f"past --media-max-unfinished: {st} {e}")
+    finally:
+        s.stop()
+
+
+SCENARIOS = {"upload_auth": upload_auth, "quota_reserved": quota_reserved}
 
 if __name__ == "__main__":
     try:
