@@ -97,13 +97,8 @@ static void pl__error_res(pl_http_res *res, int status, const char *why) {
 
 /* "Bearer <token>" -> the hash the store keeps of the token. */
 static int pl__bearer(const pl_http_req *req, uint8_t hash[PL_TOKEN_HASH_LEN]) {
-  const char *a = req->hdr[PL_H_AUTHORIZATION];
-  if (!a || strncasecmp(a, "Bearer ", 7))
-    return 0;
-  a += 7;
-  while (*a == ' ')
-    a++;
-  size_t n = strlen(a);
+  const char *a = pl_http_bearer(req);
+  size_t n = a ? strlen(a) : 0;
   if (n == 0 || n >= PL_AUTH_TOKEN_MAX)
     return 0;
   pl_auth_token_hash(a, n, hash);

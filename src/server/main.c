@@ -258,7 +258,8 @@ static pl_err pl__start(pl_server *srv) {
                       .store = srv->store,
                       .media = srv->media,
                       .push = srv->push,
-                      .lp = {srv->lps, srv->nloops}};
+                      .lp = {srv->lps, srv->nloops},
+                      .metrics_token = c->metrics_token};
   pl_tcp_config tc = {
       .host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
   pl_http_config hc = {
@@ -293,6 +294,9 @@ static pl_err pl__start(pl_server *srv) {
           srv->nloops, c->data, c->durable ? "fsync" : "process");
   if (http)
     pl_info("web: http://%s:%d/ (WebSocket at /ws, /healthz, /metrics)", c->http_host, hc.tcp.port);
+  if (http && !c->metrics_token[0] && strcmp(c->http_host, "127.0.0.1") && strcmp(c->http_host, "::1"))
+    pl_warn("/metrics is open to whoever reaches %s:%d: set --metrics-token (docs/operations.md 11)",
+            c->http_host, hc.tcp.port);
   return PL_OK;
 }
 

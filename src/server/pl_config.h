@@ -28,6 +28,7 @@ typedef struct pl_config {
   int media_files;
   uint32_t argon2_ops, argon2_mem_kib;
   int log_level;
+  char metrics_token[256]; /* "" = /metrics open to whoever reaches --http */
   /* push notifications (docs/operations.md, "Push notifications") */
   char push_webhook[512], fcm_credentials[512], fcm_endpoint[256];
   char apns_key[512], apns_key_id[32], apns_team_id[32], apns_topic[256], apns_endpoint[256];

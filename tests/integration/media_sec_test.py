@@ -147,7 +147,46 @@ def quota_reserved():
         s.stop()
 
 
-SCENARIOS = {"upload_auth": upload_auth, "quota_reserved": quota_reserved}
+def metrics_token():
+    """Finding 12: with --metrics-token, /metrics answers only with the
+    token; /healthz stays open. Given on the command line or in a config
+    file; a weak token stops parleyd at start-up."""
+    import subprocess
+    token = "metrics-secret-0123456789abcdef"
+    conf = os.path.join(TMP, "parleyd.conf")
+    with open(conf, "w") as f:
+        f.write(f"metrics-token = {token}\n")
+    for how in (["--metrics-token", token], ["--config", conf]):
+        s = mediasrv.Server(TMP, "metrics" + how[0], *how).start()
+        try:
+            st, h, body = s.req("GET", "/metrics")
+            check(st == 401 and h.get("www-authenticate", "").startswith("Bearer"), f"no token: {st} {h}")
+            check(b"parley_" not in body, "no metrics without the token")
+            for wrong in ("x", token[:-1], token + "0", token.upper()):
+                st, _, body = s.req("GET", "/metrics", token=wrong)
+                check(st == 401 and b"parley_" not in body, f"a wrong token ({wrong}): {st}")
+            st, h, body = s.req("GET", "/metrics", token=token)
+            check(st == 200 and b"\nparley_connections_total " in body, f"with the token ({how[0]}): {st} {body[:80]}")
+            s.metrics_token = token
+            check(s.metric("parley_media_uploads_total") == 0, "metrics read with the token")
+            st, _, body = s.req("GET", "/healthz")
+            check(st == 200 and body == b"ok\n", f"/healthz needs no token: {st}")
+        finally:
+            s.stop()
+    p = subprocess.run([mediasrv.PARLEYD, "--data", os.path.join(TMP, "weak"), "--metrics-token", "short"],
+                       capture_output=True, text=True, timeout=30)
+    check(p.returncode == 2 and "metrics-token" in p.stderr and "short" not in p.stderr,
+          f"a weak token is refused, and not echoed: {p.returncode} {p.stderr}")
+    # without the option, /metrics stays open (the documented default)
+    s = mediasrv.Server(TMP, "open").start()
+    try:
+        st, _, body = s.req("GET", "/metrics")
+        check(st == 200 and b"parley_connections_total" in body, f"open by default: {st}")
+    finally:
+        s.stop()
+
+
+SCENARIOS = {"upload_auth": upload_auth, "quota_reserved": quota_reserved, "metrics_token": metrics_token}
 
 if __name__ == "__main__":
     try:
