@@ -20,6 +20,7 @@
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
 #include "core/pl_auth.h"
+#include "pl_mpool.h"
 #include "pl_quota.h"
 
 /* Upload bytes gather here and go to disk in one write. */
@@ -39,6 +40,9 @@ struct pl_media {
   pl_media_config cfg;
   pl_blob *blob;
   pl_store *store;
+  /* media's own threads, apart from libuv's pool where logins hash: one
+   * for spool writes (short), cfg.workers for processing (long) */
+  pl_mpool *io, *work;
   pthread_mutex_t rs_mu;
   pl_map rs;         /* id's first 16 hex digits -> pl__rs */
   pl_quota quota;    /* the quota, and what unfinished uploads reserve of it (under rs_mu) */
@@ -391,8 +395,8 @@ typedef struct pl__up {
   pl_bytes buf; /* read, not yet written */
   uint64_t off; /* written */
   uint64_t total;
-  uv_fs_t wreq;
-  uv_work_t work;
+  pl_mjob wjob, pjob; /* a spool write (m->io), the processing (m->work) */
+  int werr;           /* the write's errno */
   pl__mreq sreq;
   int busy;   /* a write, a store request or the worker is under way */
   int auth;   /* 0: waiting (nothing is read meanwhile), 1: ok, -1: refused */
@@ -465,16 +469,29 @@ static void pl__up_resume(pl__up *u) {
   u->busy--;
 }
 
-static void pl__write_done(uv_fs_t *r) {
-  pl__up *u = r->data;
-  ssize_t n = r->result;
-  uv_fs_req_cleanup(r);
+/* On the io thread: buf goes to the spool file at off (the loop leaves
+ * both alone while the write is out). */
+static void pl__write_job(pl_mjob *j) {
+  pl__up *u = (pl__up *)((char *)j - offsetof(pl__up, wjob));
+  size_t done = 0;
+  u->werr = 0;
+  while (done < u->buf.len && !u->werr) {
+    ssize_t n = pwrite(u->fd, u->buf.p + done, u->buf.len - done, (off_t)(u->off + done));
+    if (n > 0)
+      done += (size_t)n;
+    else if (n == 0 || errno != EINTR)
+      u->werr = n < 0 ? errno : EIO;
+  }
+}
+
+static void pl__write_done(pl_mjob *j) {
+  pl__up *u = (pl__up *)((char *)j - offsetof(pl__up, wjob));
   u->busy--;
-  if (n < 0 || (size_t)n != u->buf.len) {
-    pl_error("media: writing an upload: %s", n < 0 ? uv_strerror((int)n) : "short write");
+  if (u->werr) {
+    pl_error("media: writing an upload: %s", strerror(u->werr));
     u->failed = 503;
   } else {
-    u->off += (uint64_t)n;
+    u->off += u->buf.len;
   }
   u->buf.len = 0;
   pl__up_resume(u); /* the next piece gets the refusal, if any */
@@ -482,35 +499,33 @@ static void pl__write_done(uv_fs_t *r) {
 }
 
 static void pl__write(pl__up *u) {
-  uv_buf_t b = uv_buf_init((char *)u->buf.p, (unsigned)u->buf.len);
-  u->wreq.data = u;
+  u->wjob.work = pl__write_job;
+  u->wjob.done = pl__write_done;
   u->busy++;
-  if (uv_fs_write(pl_loop_uv(u->loop), &u->wreq, u->fd, &b, 1, (int64_t)u->off, pl__write_done) != 0) {
+  if (pl_mpool_submit(u->m->io, pl_loop_uv(u->loop), &u->wjob) != PL_OK) {
     u->busy--;
     u->failed = 503;
   }
 }
 
-static void pl__work(uv_work_t *w) {
-  pl__up *u = w->data;
+static void pl__work(pl_mjob *j) {
+  pl__up *u = (pl__up *)((char *)j - offsetof(pl__up, pjob));
   memset(&u->res, 0, sizeof u->res);
   pl__process(u->m, u->fd, u->tmp, u->off, &u->res);
 }
 
 static void pl__put_done(pl__mreq *r);
 
-static void pl__work_done(uv_work_t *w, int status) {
-  pl__up *u = w->data;
+static void pl__work_done(pl_mjob *j) {
+  pl__up *u = (pl__up *)((char *)j - offsetof(pl__up, pjob));
   u->busy--;
-  if (status != 0) /* cancelled at shutdown */
-    u->res.e = PL_ERR_SHUTTING_DOWN;
   if (u->aborted) {
     pl__up_settle(u);
     return;
   }
   pl__result *res = &u->res;
   if (res->e != PL_OK) {
-    u->finished = res->e != PL_ERR_IO && res->e != PL_ERR_SHUTTING_DOWN; /* bad bytes: start again */
+    u->finished = res->e != PL_ERR_IO; /* bad bytes: start again */
     int st = res->e == PL_ERR_MEDIA_TYPE                                      ? 415
              : res->e == PL_ERR_BAD_MEDIA || res->e == PL_ERR_MEDIA_TOO_LARGE ? 422
                                                                               : 503;
@@ -536,9 +551,10 @@ static void pl__work_done(uv_work_t *w, int status) {
 }
 
 static void pl__start_work(pl__up *u) {
-  u->work.data = u;
+  u->pjob.work = pl__work;
+  u->pjob.done = pl__work_done;
   u->busy++;
-  if (uv_queue_work(pl_loop_uv(u->loop), &u->work, pl__work, pl__work_done) != 0) {
+  if (pl_mpool_submit(u->m->work, pl_loop_uv(u->loop), &u->pjob) != PL_OK) {
     u->busy--;
     pl__up_fail(u, 503, "busy");
   }
@@ -1259,13 +1275,15 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
     m->cfg.thumb_px = 320;
   if (!m->cfg.link_ttl_s)
     m->cfg.link_ttl_s = 3600;
+  if (!m->cfg.workers)
+    m->cfg.workers = 2;
   if (!m->cfg.limits.max_side) {
     pl_img_limits d = PL_IMG_LIMITS_DEFAULT;
     m->cfg.limits = d;
   }
   snprintf(dir, sizeof dir, "%s/media", cfg->dir);
   pthread_mutex_init(&m->rs_mu, NULL);
-  pl_quota_init(&m->quota, m->cfg.quota, m->cfg.max_unfinished);
+  pl_quota_init(&m->quota, m->cfg.quota, m->cfg.max_pending);
   pl_err e = pl_blob_fs_open(dir, &m->blob);
   if (e == PL_OK)
     e = pl__link_key(m, dir);
@@ -1273,7 +1291,12 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
     pl_error("media: libvips: %s", vips_error_buffer());
     e = PL_ERR_CONFIG;
   }
+  if (e == PL_OK)
+    e = pl_mpool_new(1, "pl-media-io", NULL, &m->io);
+  if (e == PL_OK)
+    e = pl_mpool_new(m->cfg.workers, "pl-media", vips_thread_shutdown, &m->work);
   if (e != PL_OK) {
+    pl_mpool_free(m->io);
     if (m->blob)
       m->blob->ops->free(m->blob);
     pl_quota_free(&m->quota);
@@ -1284,7 +1307,7 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
   pthread_mutex_lock(&m->rs_mu); /* unfinished uploads of before a restart, with their reservations */
   pl__rs_sweep(m, 1);
   pthread_mutex_unlock(&m->rs_mu);
-  /* one thread per image (uploads run side by side on the pool), no
+  /* one thread per image (uploads run side by side on the media workers), no
    * operation cache (every image is new), and no loaders beyond the ones
    * marked safe for untrusted input */
   vips_concurrency_set(1);
@@ -1299,6 +1322,8 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
 void pl_media_close(pl_media *m) {
   if (!m)
     return;
+  pl_mpool_free(m->io); /* idle: the loops, which wait for their jobs, have ended */
+  pl_mpool_free(m->work);
   m->blob->ops->free(m->blob);
   void *v;
   uint64_t k;

@@ -2,7 +2,8 @@
  *
  * Threads: N event loops (one per core by default) each accepting on its own
  * SO_REUSEPORT listener; one store thread doing group commits; libuv's
- * thread pool for Argon2id. The main thread only waits for signals. */
+ * thread pool for Argon2id; media's own workers for uploads (pl_mpool). The
+ * main thread only waits for signals. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -227,7 +228,8 @@ static pl_err pl__start(pl_server *srv) {
   pl_media_config mc = {.dir = c->data,
                         .max_upload = c->media_max_upload,
                         .quota = c->media_quota,
-                        .max_unfinished = c->media_max_unfinished,
+                        .max_pending = c->media_max_unfinished,
+                        .workers = c->media_workers,
                         .allow_files = c->media_files,
                         .thumb_px = c->media_thumb,
                         .limits = {.max_side = 16384, .max_frames = 1000, .max_pixels = c->media_max_pixels},

@@ -79,6 +79,10 @@ static const pl__opt pl__opts[] = {
     {"media-max-unfinished", "N",
      "unfinished resumable uploads a user may have at once (default 16; 0 = no limit)", T_U32Z,
      OFF(media_max_unfinished), 0},
+    {"media-workers", "N",
+     "threads that check uploaded images and make thumbnails, apart from the password-hashing pool "
+     "(default 2; at most 1024)",
+     T_INT, OFF(media_workers), 0},
     {"media-ttl", "SECONDS",
      "an upload is deleted this long after its last message was sent, once no stored message carries it "
      "(default: --ttl)",
@@ -153,6 +157,7 @@ void pl_config_defaults(pl_config *c) {
   c->media_max_upload = 64u << 20;
   c->media_quota = 1ull << 30;
   c->media_max_unfinished = 16;
+  c->media_workers = 2;
   c->media_max_pixels = 50000000;
   c->media_thumb = 320;
   c->media_link_ttl_s = 3600;

@@ -26,6 +26,7 @@ typedef struct pl_config {
   uint64_t media_max_upload, media_quota, media_ttl_s, media_max_pixels;
   uint32_t media_thumb, media_link_ttl_s, media_max_unfinished;
   int media_files;
+  int media_workers;
   uint32_t argon2_ops, argon2_mem_kib;
   int log_level;
   char metrics_token[256]; /* "" = /metrics open to whoever reaches --http */

@@ -186,7 +186,77 @@ def metrics_token():
         s.stop()
 
 
-SCENARIOS = {"upload_auth": upload_auth, "quota_reserved": quota_reserved, "metrics_token": metrics_token}
+def workers():
+    """Finding 5: image uploads run on media's own workers, not on libuv's
+    pool where Argon2id runs. N logins with wrong passwords (each an Argon2id
+    run of 64 MiB, from its own address, so a per-address bound on hashing
+    does not stop them) fill that pool; an upload started behind them must
+    be answered before most of them, not after all of them."""
+    import http.client
+    import threading
+    from testimg import png
+    n = 16
+    s = mediasrv.Server(TMP, "workers").start()
+    lock = threading.Lock()
+    stop = threading.Event()
+    current = {}  # login thread -> the number of its request in flight
+    answered = {}  # (thread, number) -> HTTP status
+    errors = []
+
+    def logins(i):
+        k = 0
+        while not stop.is_set():
+            c = http.client.HTTPConnection("127.0.0.1", s.http, timeout=120, source_address=(f"127.0.0.{10 + i}", 0))
+            try:
+                with lock:
+                    current[i] = k
+                c.request("POST", "/api/login", json.dumps({"user": f"ghost{i}", "password": "not-the-password"}))
+                r = c.getresponse()
+                r.read()
+                with lock:
+                    answered[(i, k)] = r.status
+            except OSError as e:
+                errors.append(repr(e))
+                return
+            finally:
+                c.close()
+            k += 1
+
+    threads = [threading.Thread(target=logins, args=(i,), daemon=True) for i in range(n)]
+    try:
+        alice = s.register("alice")
+        img = png(800, 600)
+        st, _ = s.upload(alice, img)
+        check(st == 201, f"an upload on an idle server: {st}")
+        for t in threads:
+            t.start()
+        # every login has gone out, and the first hashes are done: the rest wait in libuv's pool
+        wait_for(lambda: len(current) == n and len(answered) >= 4, "the logins under way", 120)
+        with lock:
+            ahead = {(i, k) for i, k in current.items() if (i, k) not in answered}
+        check(len(ahead) >= n // 2, f"the pool is full of hashing: {len(ahead)} logins waiting")
+        t0 = time.time()
+        st, m = s.upload(alice, img)
+        took = time.time() - t0
+        with lock:
+            done = [answered[x] for x in ahead if x in answered]
+        check(st == 201, f"the upload under hashing load: {st} {m}")
+        check(all(x == 401 for x in done), f"the logins ahead were refused by hashing: {done}")
+        check(len(done) <= len(ahead) // 2,
+              f"the upload ({took:.2f} s) waited for the password hashing: {len(done)} of the {len(ahead)} "
+              "logins queued before it were answered first")
+        check(not errors, f"login errors: {errors}")
+        print(f"workers: upload in {took:.2f} s while {len(ahead) - len(done)} of {len(ahead)} logins still hashed")
+    finally:
+        stop.set()
+        for t in threads:
+            if t.ident:
+                t.join(180)
+        s.stop()
+
+
+SCENARIOS = {"upload_auth": upload_auth, "quota_reserved": quota_reserved, "metrics_token": metrics_token,
+             "workers": workers}
 
 if __name__ == "__main__":
     try:
