@@ -242,16 +242,18 @@ def workers():
             done = [answered[x] for x in ahead if x in answered]
         check(st == 201, f"the upload under hashing load: {st} {m}")
         check(all(x == 401 for x in done), f"the logins ahead were refused by hashing: {done}")
-        check(len(done) <= len(ahead) // 2,
+        # before the fix it waited for all of them; leave room for a slow disk or a busy machine
+        check(len(done) < len(ahead) * 3 // 4,
               f"the upload ({took:.2f} s) waited for the password hashing: {len(done)} of the {len(ahead)} "
               "logins queued before it were answered first")
         check(not errors, f"login errors: {errors}")
         print(f"workers: upload in {took:.2f} s while {len(ahead) - len(done)} of {len(ahead)} logins still hashed")
     finally:
         stop.set()
+        deadline = time.time() + 120  # each finishes the login it has out
         for t in threads:
             if t.ident:
-                t.join(180)
+                t.join(max(0.1, deadline - time.time()))
         s.stop()
 
 
