@@ -660,8 +660,8 @@ static int pl__up_data(pl_http_sink *s, const uint8_t *p, size_t n) {
   if (u->auth < 0 || u->failed)
     return pl__up_refuse(u, u->failed ? u->failed : 401);
   u->total += n;
-  if (u->auth ==
-      0) { /* the first piece waits in memory, and nothing more is read, until the token's answer */
+  /* the first piece waits in memory, and nothing more is read, until the token's answer */
+  if (u->auth == 0) {
     pl_bytes_append(&u->buf, p, n);
     return 1;
   }
@@ -1043,12 +1043,12 @@ pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x
     memcpy(u->rs_id, req->url + sizeof up - 1, 32);
   else if (pl__query(req->url, "name", u->name, sizeof u->name))
     pl__clean_name(u->name);
+  *limit = patch ? pl__rs_left(m, u->rs_id, want) : m->cfg.max_upload;
   pl_http_ex_hold(x);
   memcpy(u->sreq.req.in.token_hash, th, sizeof th);
   u->sreq.req.op = PL_STORE_MEDIA_AUTH;
   u->busy++;
-  pl__mreq_submit(m, &u->sreq, u->loop, pl__auth_done);
-  *limit = patch ? pl__rs_left(m, u->rs_id, want) : m->cfg.max_upload;
+  pl__mreq_submit(m, &u->sreq, u->loop, pl__auth_done); /* may answer at once (shutdown) */
   return &u->sink;
 }
 
