@@ -641,7 +641,7 @@ static void pl__auth_done(pl__mreq *r) {
     u->failed = 401;
   else if (r->req.status != PL_OK)
     u->failed = 503;
-  else if (!u->aborted)
+  else /* also when the client has gone: a PATCH keeps what arrived (pl__up_free) */
     u->failed = pl__up_claim(u);
   u->auth = u->failed ? -1 : 1;
   pl__up_resume(u);

@@ -11,19 +11,9 @@ import tempfile
 import time
 
 import mediasrv
-from mediasrv import check
+from mediasrv import check, wait_for
 
 TMP = tempfile.mkdtemp(prefix="parley-media-sec-")
-
-
-def wait_for(cond, what, timeout=20.0):
-    """Polls cond until it is true, or fails after timeout seconds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for: {what}")
 
 
 def raw_request(port, head, body, timeout=20.0):

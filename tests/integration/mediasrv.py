@@ -20,6 +20,16 @@ def check(cond, what):
         raise AssertionError(what)
 
 
+def wait_for(cond, what, timeout=20.0):
+    """Polls cond until it is true, or fails after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
 def free_port():
     for _ in range(1000):
         port = random.randint(20000, 31999)
