@@ -74,6 +74,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       FUZZ_CHECK(q->url_len <= PL_HTTP_MAX_URL && strlen(q->url) <= q->url_len);
       FUZZ_CHECK(q->body.len <= 4096);
       check_range(q->hdr[PL_H_RANGE]);
+      const char *bearer = pl_http_bearer(q);
+      if (bearer) /* inside the header, not empty, no space first */
+        FUZZ_CHECK(q->hdr[PL_H_AUTHORIZATION] && bearer > q->hdr[PL_H_AUTHORIZATION] && *bearer &&
+                   *bearer != ' ');
       streamed = 0;
       for (int i = 0; i < PL_H__COUNT; i++)
         if (q->hdr[i])

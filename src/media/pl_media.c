@@ -20,6 +20,8 @@
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
 #include "core/pl_auth.h"
+#include "pl_mpool.h"
+#include "pl_quota.h"
 
 /* Upload bytes gather here and go to disk in one write. */
 #define PL__WBUF (256u << 10)
@@ -38,8 +40,12 @@ struct pl_media {
   pl_media_config cfg;
   pl_blob *blob;
   pl_store *store;
+  /* media's own threads, apart from libuv's pool where logins hash: one
+   * for spool writes (short), cfg.workers for processing (long) */
+  pl_mpool *io, *work;
   pthread_mutex_t rs_mu;
   pl_map rs;         /* id's first 16 hex digits -> pl__rs */
+  pl_quota quota;    /* the quota, and what unfinished uploads reserve of it (under rs_mu) */
   uint64_t rs_swept; /* when stale resumable uploads were last looked for */
   uint8_t link_key[crypto_auth_hmacsha256_KEYBYTES];
   atomic_uint_fast64_t uploads, upload_bytes, refused, downloads;
@@ -95,13 +101,8 @@ static void pl__error_res(pl_http_res *res, int status, const char *why) {
 
 /* "Bearer <token>" -> the hash the store keeps of the token. */
 static int pl__bearer(const pl_http_req *req, uint8_t hash[PL_TOKEN_HASH_LEN]) {
-  const char *a = req->hdr[PL_H_AUTHORIZATION];
-  if (!a || strncasecmp(a, "Bearer ", 7))
-    return 0;
-  a += 7;
-  while (*a == ' ')
-    a++;
-  size_t n = strlen(a);
+  const char *a = pl_http_bearer(req);
+  size_t n = a ? strlen(a) : 0;
   if (n == 0 || n >= PL_AUTH_TOKEN_MAX)
     return 0;
   pl_auth_token_hash(a, n, hash);
@@ -394,31 +395,35 @@ typedef struct pl__up {
   pl_bytes buf; /* read, not yet written */
   uint64_t off; /* written */
   uint64_t total;
-  uv_fs_t wreq;
-  uv_work_t work;
+  pl_mjob wjob, pjob; /* a spool write (m->io), the processing (m->work) */
+  int werr;           /* the write's errno */
   pl__mreq sreq;
   int busy;   /* a write, a store request or the worker is under way */
-  int auth;   /* 0: waiting, 1: ok, -1: refused */
+  int auth;   /* 0: waiting (nothing is read meanwhile), 1: ok, -1: refused */
   int failed; /* an HTTP status to answer with, once the body has ended */
   int ended, aborted, replied, tries;
   uint64_t user_id, usage;
   pl__result res;
-  pl__rs *rs;    /* a resumable upload's PATCH (else a one-shot POST) */
+  pl__rs *rs;    /* a resumable upload's PATCH, once its owner is known (else a one-shot POST) */
   uint64_t base; /* its offset when this request began */
   int finished;  /* the resumable upload is done with (stored or refused for good) */
+  int patch;     /* PATCH /media/uploads/<rs_id> at Upload-Offset: want */
+  char rs_id[33];
+  uint64_t want;
 } pl__up;
 
 static void pl__rs_release(pl_media *m, pl__rs *rs, int finished);
 
 static void pl__up_free(pl__up *u) {
-  if (u->rs && !u->finished && u->buf.len && u->fd >= 0) /* what arrived before a cut stays */
+  /* what arrived before a cut stays (u->rs is set only for its owner) */
+  if (u->rs && !u->finished && u->buf.len && u->fd >= 0 && !u->failed)
     if (pwrite(u->fd, u->buf.p, u->buf.len, (off_t)u->off) < 0)
       pl_warn("media: keeping a cut upload's last piece: %s", strerror(errno));
   if (u->fd >= 0)
     close(u->fd);
   if (u->rs)
     pl__rs_release(u->m, u->rs, u->finished);
-  else
+  else if (*u->tmp)
     unlink(u->tmp); /* gone already if it became a blob */
   pl_bytes_free(&u->buf);
   pl_store_req_clear(&u->sreq.req);
@@ -454,53 +459,73 @@ static void pl__up_settle(pl__up *u) {
   pl__up_step(u);
 }
 
-static void pl__write_done(uv_fs_t *r) {
-  pl__up *u = r->data;
-  ssize_t n = r->result;
-  uv_fs_req_cleanup(r);
+/* Reading goes on. The sink's callbacks may run inside the resume (the
+ * rest of the body, its end): the busy mark keeps them from freeing u under
+ * the caller, which settles u after. */
+static void pl__up_resume(pl__up *u) {
+  u->busy++;
+  if (!u->ended && !u->aborted)
+    pl_http_ex_resume(u->x);
   u->busy--;
-  if (n < 0 || (size_t)n != u->buf.len) {
-    pl_error("media: writing an upload: %s", n < 0 ? uv_strerror((int)n) : "short write");
+}
+
+/* On the io thread: buf goes to the spool file at off (the loop leaves
+ * both alone while the write is out). */
+static void pl__write_job(pl_mjob *j) {
+  pl__up *u = (pl__up *)((char *)j - offsetof(pl__up, wjob));
+  size_t done = 0;
+  u->werr = 0;
+  while (done < u->buf.len && !u->werr) {
+    ssize_t n = pwrite(u->fd, u->buf.p + done, u->buf.len - done, (off_t)(u->off + done));
+    if (n > 0)
+      done += (size_t)n;
+    else if (n == 0 || errno != EINTR)
+      u->werr = n < 0 ? errno : EIO;
+  }
+}
+
+static void pl__write_done(pl_mjob *j) {
+  pl__up *u = (pl__up *)((char *)j - offsetof(pl__up, wjob));
+  u->busy--;
+  if (u->werr) {
+    pl_error("media: writing an upload: %s", strerror(u->werr));
     u->failed = 503;
   } else {
-    u->off += (uint64_t)n;
+    u->off += u->buf.len;
   }
   u->buf.len = 0;
-  if (!u->ended && !u->aborted) /* reading on: the next piece gets the refusal, if any */
-    pl_http_ex_resume(u->x);
+  pl__up_resume(u); /* the next piece gets the refusal, if any */
   pl__up_settle(u);
 }
 
 static void pl__write(pl__up *u) {
-  uv_buf_t b = uv_buf_init((char *)u->buf.p, (unsigned)u->buf.len);
-  u->wreq.data = u;
+  u->wjob.work = pl__write_job;
+  u->wjob.done = pl__write_done;
   u->busy++;
-  if (uv_fs_write(pl_loop_uv(u->loop), &u->wreq, u->fd, &b, 1, (int64_t)u->off, pl__write_done) != 0) {
+  if (pl_mpool_submit(u->m->io, pl_loop_uv(u->loop), &u->wjob) != PL_OK) {
     u->busy--;
     u->failed = 503;
   }
 }
 
-static void pl__work(uv_work_t *w) {
-  pl__up *u = w->data;
+static void pl__work(pl_mjob *j) {
+  pl__up *u = (pl__up *)((char *)j - offsetof(pl__up, pjob));
   memset(&u->res, 0, sizeof u->res);
   pl__process(u->m, u->fd, u->tmp, u->off, &u->res);
 }
 
 static void pl__put_done(pl__mreq *r);
 
-static void pl__work_done(uv_work_t *w, int status) {
-  pl__up *u = w->data;
+static void pl__work_done(pl_mjob *j) {
+  pl__up *u = (pl__up *)((char *)j - offsetof(pl__up, pjob));
   u->busy--;
-  if (status != 0) /* cancelled at shutdown */
-    u->res.e = PL_ERR_SHUTTING_DOWN;
   if (u->aborted) {
     pl__up_settle(u);
     return;
   }
   pl__result *res = &u->res;
   if (res->e != PL_OK) {
-    u->finished = res->e != PL_ERR_IO && res->e != PL_ERR_SHUTTING_DOWN; /* bad bytes: start again */
+    u->finished = res->e != PL_ERR_IO; /* bad bytes: start again */
     int st = res->e == PL_ERR_MEDIA_TYPE                                      ? 415
              : res->e == PL_ERR_BAD_MEDIA || res->e == PL_ERR_MEDIA_TOO_LARGE ? 422
                                                                               : 503;
@@ -518,15 +543,18 @@ static void pl__work_done(uv_work_t *w, int status) {
   u->sreq.req.op = PL_STORE_MEDIA_PUT;
   u->sreq.req.in.user_id = u->user_id;
   u->sreq.req.in.media = &res->row;
-  u->sreq.req.in.quota = u->m->cfg.quota;
+  pthread_mutex_lock(&u->m->rs_mu); /* what the user's other unfinished uploads leave */
+  u->sreq.req.in.quota = pl_quota_room(&u->m->quota, u->user_id, u->rs ? u->rs->length : 0);
+  pthread_mutex_unlock(&u->m->rs_mu);
   u->busy++;
   pl__mreq_submit(u->m, &u->sreq, u->loop, pl__put_done);
 }
 
 static void pl__start_work(pl__up *u) {
-  u->work.data = u;
+  u->pjob.work = pl__work;
+  u->pjob.done = pl__work_done;
   u->busy++;
-  if (uv_queue_work(pl_loop_uv(u->loop), &u->work, pl__work, pl__work_done) != 0) {
+  if (pl_mpool_submit(u->m->work, pl_loop_uv(u->loop), &u->pjob) != PL_OK) {
     u->busy--;
     pl__up_fail(u, 503, "busy");
   }
@@ -557,13 +585,24 @@ static void pl__put_done(pl__mreq *r) {
   pl__up_settle(u);
 }
 
+/* A one-shot upload that would take the user past the quota, counting what
+ * unfinished uploads reserve (a PATCH fills its own reservation). */
+static int pl__up_over_quota(pl__up *u) {
+  if (u->patch)
+    return 0;
+  pthread_mutex_lock(&u->m->rs_mu);
+  pl_err e = pl_quota_check(&u->m->quota, u->user_id, u->usage, u->total);
+  pthread_mutex_unlock(&u->m->rs_mu);
+  return e != PL_OK;
+}
+
 /* What to do next, when nothing is under way. */
 static void pl__up_step(pl__up *u) {
   if (u->auth == 0)
     return; /* the token's answer comes */
   if (!u->failed && u->auth < 0)
     u->failed = 401;
-  if (!u->failed && u->m->cfg.quota && u->usage + u->base + u->total > u->m->cfg.quota)
+  if (!u->failed && pl__up_over_quota(u))
     u->failed = 413;
   if (!u->ended)
     return; /* more body comes (or the connection closes on the refusal) */
@@ -589,33 +628,50 @@ static void pl__up_step(pl__up *u) {
   }
 }
 
+static int pl__up_claim(pl__up *u);
+
+/* The token's answer. Only now, and only for the owner, does the upload
+ * touch a file: a refused request changes nothing on disk. */
 static void pl__auth_done(pl__mreq *r) {
   pl__up *u = (pl__up *)((char *)r - offsetof(pl__up, sreq));
   u->busy--;
-  u->auth = r->req.status == PL_OK ? 1 : -1;
   u->user_id = r->req.out.user_id;
   u->usage = r->req.out.usage;
-  if (r->req.status != PL_OK && r->req.status != PL_ERR_BAD_TOKEN)
+  if (r->req.status == PL_ERR_BAD_TOKEN)
+    u->failed = 401;
+  else if (r->req.status != PL_OK)
     u->failed = 503;
-  if (u->auth > 0 && u->rs && u->rs->user != u->user_id)
-    u->failed = 404; /* someone else's upload: as if there were none */
+  else /* also when the client has gone: a PATCH keeps what arrived (pl__up_free) */
+    u->failed = pl__up_claim(u);
+  u->auth = u->failed ? -1 : 1;
+  pl__up_resume(u);
   pl__up_settle(u);
+}
+
+/* A refusal while the body comes: the connection answers it and closes
+ * (no reply of ours follows, so it is counted here). */
+static int pl__up_refuse(pl__up *u, int status) {
+  atomic_fetch_add_explicit(&u->m->refused, 1, memory_order_relaxed);
+  return status;
 }
 
 static int pl__up_data(pl_http_sink *s, const uint8_t *p, size_t n) {
   pl__up *u = (pl__up *)s;
-  if (u->auth < 0)
-    return 401;
-  if (u->failed)
-    return u->failed;
+  if (u->auth < 0 || u->failed)
+    return pl__up_refuse(u, u->failed ? u->failed : 401);
   u->total += n;
-  if (u->auth > 0 && u->m->cfg.quota && u->usage + u->base + u->total > u->m->cfg.quota)
-    return 413;
+  /* the first piece waits in memory, and nothing more is read, until the token's answer */
+  if (u->auth == 0) {
+    pl_bytes_append(&u->buf, p, n);
+    return 1;
+  }
+  if (pl__up_over_quota(u))
+    return pl__up_refuse(u, 413);
   pl_bytes_append(&u->buf, p, n);
   if (u->buf.len < PL__WBUF)
     return 0;
   pl__write(u);
-  return u->failed ? u->failed : 1; /* read on when the write is done */
+  return u->failed ? pl__up_refuse(u, u->failed) : 1; /* read on when the write is done */
 }
 
 static void pl__up_end(pl_http_sink *s, const pl_http_req *req, pl_http_res *res, pl_http_ex *x) {
@@ -648,30 +704,36 @@ static void pl__rs_path(const pl_media *m, const char *id, const char *suffix, c
   snprintf(out, cap, "%s/rs-%s%s", m->blob->ops->spool(m->blob), id, suffix);
 }
 
-/* The upload's record, from memory or its side file (after a restart).
- * Under rs_mu. */
+/* The upload's record (all are in memory from the start). Under rs_mu. */
 static pl__rs *pl__rs_find(pl_media *m, const char *id) {
   pl__rs *rs = pl_map_get(&m->rs, pl__rs_key(id));
-  if (rs)
-    return strcmp(rs->id, id) ? NULL : rs;
+  return rs && !strcmp(rs->id, id) ? rs : NULL;
+}
+
+/* An unfinished upload from its side file, at start-up: it enters the
+ * index and its reservation the quota's ledger. */
+static void pl__rs_load(pl_media *m, const char *id) {
   char path[4200], name[128] = "";
   unsigned long long user, length, created;
   pl__rs_path(m, id, ".meta", path, sizeof path);
   FILE *f = fopen(path, "r");
-  if (!f)
-    return NULL;
+  if (!f || pl__rs_find(m, id)) {
+    if (f)
+      fclose(f);
+    return;
+  }
   int n = fscanf(f, "%llu %llu %llu %127s", &user, &length, &created, name);
   fclose(f);
   if (n < 3)
-    return NULL;
-  rs = pl_calloc(1, sizeof *rs);
+    return;
+  pl__rs *rs = pl_calloc(1, sizeof *rs);
   snprintf(rs->id, sizeof rs->id, "%s", id);
   rs->user = user;
   rs->length = length;
   rs->created = created;
   snprintf(rs->name, sizeof rs->name, "%s", strcmp(name, "-") ? name : "");
   pl_map_put(&m->rs, pl__rs_key(id), rs);
-  return rs;
+  pl_quota_add(&m->quota, rs->user, rs->length);
 }
 
 static void pl__rs_forget(pl_media *m, pl__rs *rs) {
@@ -680,6 +742,7 @@ static void pl__rs_forget(pl_media *m, pl__rs *rs) {
   unlink(path);
   pl__rs_path(m, rs->id, ".meta", path, sizeof path);
   unlink(path);
+  pl_quota_release(&m->quota, rs->user, rs->length);
   pl_map_del(&m->rs, pl__rs_key(rs->id));
   pl_free(rs);
 }
@@ -693,10 +756,11 @@ static void pl__rs_release(pl_media *m, pl__rs *rs, int finished) {
 }
 
 /* Unfinished uploads older than a day go (looked for at most hourly, on
- * the next creation; their side files tell their age). Under rs_mu. */
-static void pl__rs_sweep(pl_media *m) {
+ * the next creation; their side files tell their age). With load, the side
+ * files found enter the index first (at start-up). Under rs_mu. */
+static void pl__rs_sweep(pl_media *m, int load) {
   uint64_t now = pl_now_ms();
-  if (now - m->rs_swept < 3600u * 1000u)
+  if (!load && now - m->rs_swept < 3600u * 1000u)
     return;
   m->rs_swept = now;
   DIR *d = opendir(m->blob->ops->spool(m->blob));
@@ -708,6 +772,8 @@ static void pl__rs_sweep(pl_media *m) {
     char id[33];
     memcpy(id, e->d_name + 3, 32);
     id[32] = '\0';
+    if (load)
+      pl__rs_load(m, id);
     pl__rs *rs = pl__rs_find(m, id);
     if (rs && !rs->busy && now - rs->created > PL__RS_MAX_AGE_MS)
       pl__rs_forget(m, rs);
@@ -724,7 +790,7 @@ typedef struct pl__rq {
   pl_http_ex *x;
   uint64_t length;
   char id[33], name[128];
-  int create;
+  int create, del;
 } pl__rq;
 
 static void pl__rs_answer(pl_http_res *res, int status, const pl__rs *rs, uint64_t offset) {
@@ -747,20 +813,27 @@ static void pl__rs_create(pl__rq *q, pl_http_res *res) {
     pl__error_res(res, 413, "Content Too Large");
     return;
   }
-  if (m->cfg.quota && r->out.usage + q->length > m->cfg.quota) {
-    pl__error_res(res, 413, "quota exceeded");
+  /* Its length is reserved against the quota until it is finished,
+   * deleted or expired (security finding 8). The record goes into the
+   * index first, busy (a PATCH meanwhile gets 409, the sweep leaves it
+   * alone), under an id no other record has. */
+  pthread_mutex_lock(&m->rs_mu);
+  pl__rs_sweep(m, 0);
+  pl_err e = pl_quota_reserve(&m->quota, r->out.user_id, r->out.usage, q->length);
+  if (e != PL_OK) {
+    pthread_mutex_unlock(&m->rs_mu);
+    if (e == PL_ERR_QUOTA)
+      pl__error_res(res, 413, "quota exceeded");
+    else
+      pl__error_res(res, 429, "too many unfinished uploads");
     return;
   }
-  /* The record goes into the index first, busy (a PATCH meanwhile gets
-   * 409, the sweep leaves it alone), under an id no other record has. */
   pl__rs *rs = pl_calloc(1, sizeof *rs);
   rs->user = r->out.user_id;
   rs->length = q->length;
   rs->created = pl_now_ms();
   rs->busy = 1;
   snprintf(rs->name, sizeof rs->name, "%s", q->name);
-  pthread_mutex_lock(&m->rs_mu);
-  pl__rs_sweep(m);
   do {
     uint8_t rnd[16];
     randombytes_buf(rnd, sizeof rnd);
@@ -801,6 +874,17 @@ static void pl__rs_state(pl__rq *q, pl_http_res *res) {
     pl__error_res(res, 404, "no such upload");
     return;
   }
+  if (q->del) { /* its bytes and its reservation go (tus termination) */
+    int busy = rs->busy;
+    if (!busy)
+      pl__rs_forget(m, rs);
+    pthread_mutex_unlock(&m->rs_mu);
+    if (busy)
+      pl__error_res(res, 409, "a PATCH of this upload is running");
+    else
+      *res = (pl_http_res){.status = 204, .extra = "Tus-Resumable: 1.0.0\r\n"};
+    return;
+  }
   pl__rs_path(m, rs->id, "", path, sizeof path);
   uint64_t off = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
   pl__rs copy = *rs;
@@ -824,13 +908,14 @@ static void pl__rq_done(pl__mreq *r) {
   pl_free(q);
 }
 
-/* POST /media/uploads (Upload-Length) and HEAD|GET /media/uploads/ID. */
+/* POST /media/uploads (Upload-Length), HEAD|GET and DELETE /media/uploads/ID. */
 static int pl__rs_route(pl_media *m, const pl_http_req *req, const char *path, pl_http_res *res,
                         pl_http_ex *x) {
   const char *rest = path + strlen("/media/uploads");
   int create = !*rest && !strcmp(req->method, "POST");
+  int del = *rest == '/' && pl__id_valid(rest + 1, strlen(rest + 1)) && !strcmp(req->method, "DELETE");
   int state = *rest == '/' && pl__id_valid(rest + 1, strlen(rest + 1)) &&
-              (!strcmp(req->method, "HEAD") || !strcmp(req->method, "GET"));
+              (!strcmp(req->method, "HEAD") || !strcmp(req->method, "GET") || del);
   if (!create && !state) {
     pl__error_res(res, *rest && *rest != '/' ? 404 : 405,
                   *rest && *rest != '/' ? "Not Found" : "method not allowed");
@@ -853,6 +938,7 @@ static int pl__rs_route(pl_media *m, const pl_http_req *req, const char *path, p
   q->m = m;
   q->x = x;
   q->create = create;
+  q->del = del;
   if (state)
     memcpy(q->id, rest + 1, 32);
   if (pl__query(req->url, "name", q->name, sizeof q->name))
@@ -864,24 +950,20 @@ static int pl__rs_route(pl_media *m, const pl_http_req *req, const char *path, p
   return 1;
 }
 
-/* PATCH /media/uploads/ID with Upload-Offset: the next bytes of it. */
-static pl__rs *pl__rs_patch(pl_media *m, const pl_http_req *req, const char *id, uint64_t *off, int *status) {
-  const char *o = req->hdr[PL_H_UPLOAD_OFFSET];
-  char *end = NULL, path[4200];
-  uint64_t want = o ? strtoull(o, &end, 10) : 0;
+/* PATCH /media/uploads/ID by user at Upload-Offset want: the upload, now
+ * busy with this request, and its offset; or NULL and the status. */
+static pl__rs *pl__rs_patch(pl_media *m, const char *id, uint64_t user, uint64_t want, uint64_t *off,
+                            int *status) {
+  char path[4200];
   struct stat st;
-  if (!o || !*o || *end || *o == '-') {
-    *status = 400;
-    return NULL;
-  }
   pthread_mutex_lock(&m->rs_mu);
   pl__rs *rs = pl__rs_find(m, id);
   if (rs) {
     pl__rs_path(m, id, "", path, sizeof path);
     *off = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
   }
-  if (!rs)
-    *status = 404;
+  if (!rs || rs->user != user)
+    *status = 404;                   /* someone else's upload: as if there were none */
   else if (rs->busy || want != *off) /* another PATCH writes, or the client is behind */
     *status = 409;
   else
@@ -892,20 +974,38 @@ static pl__rs *pl__rs_patch(pl_media *m, const pl_http_req *req, const char *id,
 
 static const pl_http_sink_ops pl__up_ops = {.data = pl__up_data, .end = pl__up_end, .abort = pl__up_abort};
 
-/* The spool file of an upload: a new one, or a resumable upload's. */
-static int pl__up_file(pl__up *u, const pl_http_req *req, pl__rs *rs) {
+/* Once the token is good: the spool file of the upload, a new one or the
+ * resumable upload's (if it is the user's, free, and at the offset the
+ * client gave). 0, or the HTTP status to refuse with. */
+static int pl__up_claim(pl__up *u) {
   pl_media *m = u->m;
-  if (rs) {
-    pl__rs_path(m, rs->id, "", u->tmp, sizeof u->tmp);
+  if (u->patch) {
+    int status = 0;
+    if (!(u->rs = pl__rs_patch(m, u->rs_id, u->user_id, u->want, &u->off, &status)))
+      return status;
+    u->base = u->off;
+    pl__rs_path(m, u->rs->id, "", u->tmp, sizeof u->tmp);
     u->fd = open(u->tmp, O_RDWR | O_CLOEXEC);
-    snprintf(u->name, sizeof u->name, "%s", rs->name);
-    return u->fd;
+    snprintf(u->name, sizeof u->name, "%s", u->rs->name);
+  } else {
+    snprintf(u->tmp, sizeof u->tmp, "%s/up-XXXXXX", m->blob->ops->spool(m->blob));
+    if ((u->fd = mkstemp(u->tmp)) < 0)
+      *u->tmp = '\0';
   }
-  snprintf(u->tmp, sizeof u->tmp, "%s/up-XXXXXX", m->blob->ops->spool(m->blob));
-  u->fd = mkstemp(u->tmp);
-  if (pl__query(req->url, "name", u->name, sizeof u->name))
-    pl__clean_name(u->name);
-  return u->fd;
+  if (u->fd >= 0)
+    return 0;
+  pl_error("media: cannot open a spool file in %s: %s", m->blob->ops->spool(m->blob), strerror(errno));
+  return 503;
+}
+
+/* The body a PATCH may carry: what its upload lacks past the offset given
+ * (any upload's: the owner is not known yet, and the answer says nothing). */
+static uint64_t pl__rs_left(pl_media *m, const char *id, uint64_t want) {
+  pthread_mutex_lock(&m->rs_mu);
+  const pl__rs *rs = pl__rs_find(m, id);
+  uint64_t left = rs && want <= rs->length ? rs->length - want : m->cfg.max_upload;
+  pthread_mutex_unlock(&m->rs_mu);
+  return left;
 }
 
 pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x, uint64_t *limit,
@@ -922,36 +1022,33 @@ pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x
     atomic_fetch_add_explicit(&m->refused, 1, memory_order_relaxed);
     return NULL;
   }
-  pl__rs *rs = NULL;
-  uint64_t off = 0;
-  if (patch) {
-    char id[33];
-    memcpy(id, req->url + sizeof up - 1, 32);
-    id[32] = '\0';
-    if (!(rs = pl__rs_patch(m, req, id, &off, status)))
-      return NULL;
+  const char *o = req->hdr[PL_H_UPLOAD_OFFSET];
+  char *end = NULL;
+  uint64_t want = o ? strtoull(o, &end, 10) : 0;
+  if (patch && (!o || !*o || *end || *o == '-')) {
+    *status = 400;
+    return NULL;
   }
+  /* Nothing is claimed or opened before the token's answer (auth_done);
+   * the body waits meanwhile. */
   pl__up *u = pl_calloc(1, sizeof *u);
   u->sink.ops = &pl__up_ops;
   u->m = m;
   u->x = x;
   u->loop = pl_http_ex_loop(x);
-  u->rs = rs;
-  u->off = u->base = off;
-  if (pl__up_file(u, req, rs) < 0) {
-    pl_error("media: cannot open a spool file in %s: %s", m->blob->ops->spool(m->blob), strerror(errno));
-    if (rs)
-      pl__rs_release(m, rs, 0);
-    pl_free(u);
-    *status = 503;
-    return NULL;
-  }
+  u->fd = -1;
+  u->patch = patch;
+  u->want = want;
+  if (patch)
+    memcpy(u->rs_id, req->url + sizeof up - 1, 32);
+  else if (pl__query(req->url, "name", u->name, sizeof u->name))
+    pl__clean_name(u->name);
+  *limit = patch ? pl__rs_left(m, u->rs_id, want) : m->cfg.max_upload;
   pl_http_ex_hold(x);
   memcpy(u->sreq.req.in.token_hash, th, sizeof th);
   u->sreq.req.op = PL_STORE_MEDIA_AUTH;
   u->busy++;
-  pl__mreq_submit(m, &u->sreq, u->loop, pl__auth_done);
-  *limit = rs ? rs->length - off : m->cfg.max_upload;
+  pl__mreq_submit(m, &u->sreq, u->loop, pl__auth_done); /* may answer at once (shutdown) */
   return &u->sink;
 }
 
@@ -1178,12 +1275,15 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
     m->cfg.thumb_px = 320;
   if (!m->cfg.link_ttl_s)
     m->cfg.link_ttl_s = 3600;
+  if (!m->cfg.workers)
+    m->cfg.workers = 2;
   if (!m->cfg.limits.max_side) {
     pl_img_limits d = PL_IMG_LIMITS_DEFAULT;
     m->cfg.limits = d;
   }
   snprintf(dir, sizeof dir, "%s/media", cfg->dir);
   pthread_mutex_init(&m->rs_mu, NULL);
+  pl_quota_init(&m->quota, m->cfg.quota, m->cfg.max_pending);
   pl_err e = pl_blob_fs_open(dir, &m->blob);
   if (e == PL_OK)
     e = pl__link_key(m, dir);
@@ -1191,13 +1291,23 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
     pl_error("media: libvips: %s", vips_error_buffer());
     e = PL_ERR_CONFIG;
   }
+  if (e == PL_OK)
+    e = pl_mpool_new(1, "pl-media-io", NULL, &m->io);
+  if (e == PL_OK)
+    e = pl_mpool_new(m->cfg.workers, "pl-media", vips_thread_shutdown, &m->work);
   if (e != PL_OK) {
+    pl_mpool_free(m->io);
     if (m->blob)
       m->blob->ops->free(m->blob);
+    pl_quota_free(&m->quota);
+    pthread_mutex_destroy(&m->rs_mu);
     pl_free(m);
     return e;
   }
-  /* one thread per image (uploads run side by side on the pool), no
+  pthread_mutex_lock(&m->rs_mu); /* unfinished uploads of before a restart, with their reservations */
+  pl__rs_sweep(m, 1);
+  pthread_mutex_unlock(&m->rs_mu);
+  /* one thread per image (uploads run side by side on the media workers), no
    * operation cache (every image is new), and no loaders beyond the ones
    * marked safe for untrusted input */
   vips_concurrency_set(1);
@@ -1212,12 +1322,15 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
 void pl_media_close(pl_media *m) {
   if (!m)
     return;
+  pl_mpool_free(m->io); /* idle: the loops, which wait for their jobs, have ended */
+  pl_mpool_free(m->work);
   m->blob->ops->free(m->blob);
   void *v;
   uint64_t k;
   for (size_t i = 0; pl_map_next(&m->rs, &i, &k, &v);)
     pl_free(v);
   pl_map_free(&m->rs);
+  pl_quota_free(&m->quota);
   pthread_mutex_destroy(&m->rs_mu);
   vips_shutdown();
   pl_free(m);

@@ -1,13 +1,14 @@
 /* pl_media: uploads, downloads and signed links (protocol.md 13).
  *
- * An upload (POST /media) streams to a spool file on the loop (async
- * writes; the connection stops reading while one is in flight, so an upload
- * costs a fixed buffer, never its size). When it is whole, a worker thread
- * sniffs the type from the bytes (pl_img), writes a copy without metadata,
- * decodes it fully with libvips (a truncated or corrupt image is refused),
- * makes a JPEG thumbnail, and puts both into the blob store under their
- * SHA-256. The store then records the upload against the user's quota and
- * the answer gives its id. Downloads (GET /media/ID[/thumb]) check with the
+ * An upload (POST /media) streams to a spool file (writes on media's I/O
+ * thread; the connection stops reading while one is in flight, so an upload
+ * costs a fixed buffer, never its size). When it is whole, a media worker
+ * (pl_mpool, never libuv's pool where logins hash) sniffs the type from the
+ * bytes (pl_img), writes a copy without metadata, decodes it fully with
+ * libvips (a truncated or corrupt image is refused), makes a JPEG
+ * thumbnail, and puts both into the blob store under their SHA-256. The
+ * store then records the upload against the user's quota and the answer
+ * gives its id. Downloads (GET /media/ID[/thumb]) check with the
  * store that the asker may see the media (or take a signed, expiring link),
  * and send the file with ranges, ETag and caching headers. */
 #ifndef PL_MEDIA_H
@@ -30,6 +31,8 @@ typedef struct pl_media_config {
   uint32_t thumb_px;    /* the thumbnail fits this square (0: 320) */
   pl_img_limits limits; /* what an image may claim (zeros: PL_IMG_LIMITS_DEFAULT) */
   uint32_t link_ttl_s;  /* signed links last this long (0: 3600) */
+  uint32_t max_pending; /* unfinished resumable uploads a user may have (0: any) */
+  uint32_t workers;     /* threads that check images and make thumbnails (0: 2) */
 } pl_media_config;
 
 pl_err pl_media_open(pl_media **out, const pl_media_config *cfg);

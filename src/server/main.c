@@ -2,7 +2,8 @@
  *
  * Threads: N event loops (one per core by default) each accepting on its own
  * SO_REUSEPORT listener; one store thread doing group commits; libuv's
- * thread pool for Argon2id. The main thread only waits for signals. */
+ * thread pool for Argon2id; media's own workers for uploads (pl_mpool). The
+ * main thread only waits for signals. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -231,6 +232,8 @@ static pl_err pl__start(pl_server *srv) {
   pl_media_config mc = {.dir = c->data,
                         .max_upload = c->media_max_upload,
                         .quota = c->media_quota,
+                        .max_pending = c->media_max_unfinished,
+                        .workers = c->media_workers,
                         .allow_files = c->media_files,
                         .thumb_px = c->media_thumb,
                         .limits = {.max_side = 16384, .max_frames = 1000, .max_pixels = c->media_max_pixels},
@@ -261,7 +264,8 @@ static pl_err pl__start(pl_server *srv) {
                       .store = srv->store,
                       .media = srv->media,
                       .push = srv->push,
-                      .lp = {srv->lps, srv->nloops}};
+                      .lp = {srv->lps, srv->nloops},
+                      .metrics_token = c->metrics_token};
   pl_tcp_config tc = {
       .host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
   pl_http_config hc = {
@@ -296,6 +300,9 @@ static pl_err pl__start(pl_server *srv) {
           srv->nloops, c->data, c->durable ? "fsync" : "process");
   if (http)
     pl_info("web: http://%s:%d/ (WebSocket at /ws, /healthz, /metrics)", c->http_host, hc.tcp.port);
+  if (http && !c->metrics_token[0] && strcmp(c->http_host, "127.0.0.1") && strcmp(c->http_host, "::1"))
+    pl_warn("/metrics is open to whoever reaches %s:%d: set --metrics-token (docs/operations.md 11)",
+            c->http_host, hc.tcp.port);
   return PL_OK;
 }
 

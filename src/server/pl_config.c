@@ -17,7 +17,8 @@ typedef enum {
   T_LISTEN,
   T_HTTP,
   T_DURABILITY,
-  T_LOG
+  T_LOG,
+  T_SECRET /* T_STR of 16 or more printable ASCII characters, no spaces or '#' (never echoed) */
 } pl__type;
 
 typedef struct pl__opt {
@@ -83,6 +84,13 @@ static const pl__opt pl__opts[] = {
     {"media-quota", "BYTES",
      "bytes of uploads a user may keep at once (default 1073741824 = 1 GiB; 0 = no limit)", T_U64Z,
      OFF(media_quota), 0},
+    {"media-max-unfinished", "N",
+     "unfinished resumable uploads a user may have at once (default 16; 0 = no limit)", T_U32Z,
+     OFF(media_max_unfinished), 0},
+    {"media-workers", "N",
+     "threads that check uploaded images and make thumbnails, apart from the password-hashing pool "
+     "(default 2; at most 1024)",
+     T_INT, OFF(media_workers), 0},
     {"media-ttl", "SECONDS",
      "an upload is deleted this long after its last message was sent, once no stored message carries it "
      "(default: --ttl)",
@@ -97,6 +105,10 @@ static const pl__opt pl__opts[] = {
     {"argon2-ops", "N", "Argon2id passes for new password hashes (default 2)", T_U32, OFF(argon2_ops), 0},
     {"argon2-mem", "KIB", "Argon2id memory for new password hashes, KiB (default 65536; min 8)", T_U32,
      OFF(argon2_mem_kib), 0},
+    {"metrics-token", "TOKEN",
+     "/metrics answers only with \"Authorization: Bearer TOKEN\" (16 to 255 printable characters, no '#'; "
+     "default: none, /metrics is open)",
+     T_SECRET, OFF(metrics_token), 256},
     {"log-level", "LEVEL", "debug, info, warn, error or off (default info)", T_LOG, 0, 0},
     {"push-webhook", "URL", "push notifications as JSON POSTed to URL (provider \"webhook\")", T_STR,
      OFF(push_webhook), 512},
@@ -155,6 +167,8 @@ void pl_config_defaults(pl_config *c) {
   c->presence_grace_ms = 5000;
   c->media_max_upload = 64u << 20;
   c->media_quota = 1ull << 30;
+  c->media_max_unfinished = 16;
+  c->media_workers = 2;
   c->media_max_pixels = 50000000;
   c->media_thumb = 320;
   c->media_link_ttl_s = 3600;
@@ -197,12 +211,22 @@ static int pl__hostport(const char *v, char *host, int *port_out) {
   return 0;
 }
 
+/* A secret worth the name, that survives a config file (no '#', no spaces). */
+static int pl__secret_ok(const char *v) {
+  size_t n = 0;
+  for (; v[n]; n++)
+    if (v[n] <= ' ' || v[n] > '~' || v[n] == '#')
+      return 0;
+  return n >= 16;
+}
+
 static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
   char *base = (char *)c;
   unsigned long long n;
   switch (o->type) {
+  case T_SECRET:
   case T_STR:
-    if (strlen(v) >= o->size || !*v)
+    if (strlen(v) >= o->size || !*v || (o->type == T_SECRET && !pl__secret_ok(v)))
       return -1;
     snprintf(base + o->off, o->size, "%s", v);
     return 0;
@@ -260,7 +284,8 @@ int pl_config_set(pl_config *c, const char *key, const char *value, char *err, s
       continue;
     if (pl__apply(c, &pl__opts[i], value) == 0)
       return 0;
-    snprintf(err, errlen, "bad value '%s' for %s (expected %s)", value, key, pl__opts[i].arg);
+    snprintf(err, errlen, "bad value '%s' for %s (expected %s)",
+             pl__opts[i].type == T_SECRET ? "(not shown)" : value, key, pl__opts[i].arg);
     return -1;
   }
   snprintf(err, errlen, "unknown option '%s'", key);

@@ -26,10 +26,12 @@ typedef struct pl_config {
   /* abuse limits (protocol.md 10.7): sends per user, a sender's share of a device queue */
   uint32_t send_rate, send_burst, max_queue_share;
   uint64_t media_max_upload, media_quota, media_ttl_s, media_max_pixels;
-  uint32_t media_thumb, media_link_ttl_s;
+  uint32_t media_thumb, media_link_ttl_s, media_max_unfinished;
   int media_files;
+  int media_workers;
   uint32_t argon2_ops, argon2_mem_kib;
   int log_level;
+  char metrics_token[256]; /* "" = /metrics open to whoever reaches --http */
   /* push notifications (docs/operations.md, "Push notifications") */
   char push_webhook[512], fcm_credentials[512], fcm_endpoint[256];
   char apns_key[512], apns_key_id[32], apns_team_id[32], apns_topic[256], apns_endpoint[256];

@@ -3,6 +3,7 @@
 #include "parley.pb-c.h"
 #include "pl_assets.h"
 
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,6 +121,32 @@ static void pl__text(pl_http_res *res, int status, const char *type, const char 
   pl_bytes_append(&res->body, body, strlen(body));
 }
 
+/* With --metrics-token, /metrics wants "Authorization: Bearer <token>".
+ * The comparison is over hashes in constant time, so neither the token's
+ * bytes nor its length show in the answer's timing. */
+static int pl__metrics_allowed(const pl_web *w, const pl_http_req *req) {
+  if (!w->metrics_token || !*w->metrics_token)
+    return 1;
+  const char *a = pl_http_bearer(req);
+  if (!a)
+    return 0;
+  uint8_t want[32], got[32];
+  crypto_generichash(want, sizeof want, (const uint8_t *)w->metrics_token, strlen(w->metrics_token), NULL, 0);
+  crypto_generichash(got, sizeof got, (const uint8_t *)a, strlen(a), NULL, 0);
+  return sodium_memcmp(want, got, sizeof want) == 0;
+}
+
+static void pl__metrics_answer(const pl_web *w, const pl_http_req *req, pl_http_res *res) {
+  if (!pl__metrics_allowed(w, req)) {
+    pl__text(res, 401, "application/json", "{\"error\":\"Unauthorized\",\"status\":401}\n");
+    res->extra = "WWW-Authenticate: Bearer realm=\"metrics\"\r\n";
+    return;
+  }
+  res->status = 200;
+  res->type = "text/plain; version=0.0.4; charset=utf-8";
+  pl__metrics(w, res);
+}
+
 /* The browser client: revalidated on every load (no-cache + ETag), so a new
  * parleyd never leaves an old client behind in a browser cache. */
 static int pl__asset(const char *path, const pl_http_req *req, pl_http_res *res) {
@@ -170,9 +197,7 @@ void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex
   } else if (!strcmp(path, "/healthz") && get) {
     pl__text(res, 200, NULL, "ok\n");
   } else if (!strcmp(path, "/metrics") && get) {
-    res->status = 200;
-    res->type = "text/plain; version=0.0.4; charset=utf-8";
-    pl__metrics(w, res);
+    pl__metrics_answer(w, req, res);
   } else if (get && pl__asset(path, req, res)) {
     /* filled in */
   } else if (!strcmp(path, "/healthz") || !strcmp(path, "/metrics")) {

@@ -209,6 +209,16 @@ int pl_http_has_token(const char *v, const char *t) {
   return 0;
 }
 
+const char *pl_http_bearer(const pl_http_req *q) {
+  const char *a = q->hdr[PL_H_AUTHORIZATION];
+  if (!a || strncasecmp(a, "Bearer ", 7))
+    return NULL;
+  a += 7;
+  while (*a == ' ')
+    a++;
+  return *a ? a : NULL;
+}
+
 /* Digits at *s into *v (no overflow past 2^63); 1 if there was at least one. */
 static int pl__digits(const char **s, uint64_t *v) {
   const char *p = *s;

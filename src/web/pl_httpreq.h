@@ -87,4 +87,8 @@ int pl_http_range(const char *v, uint64_t len, uint64_t *first, uint64_t *last);
 /* 1 if the comma-separated header value v has token t (case-insensitive). */
 int pl_http_has_token(const char *v, const char *t);
 
+/* The token of "Authorization: Bearer <token>" (a pointer into the header,
+ * spaces before it skipped), or NULL if there is none or it is empty. */
+const char *pl_http_bearer(const pl_http_req *q);
+
 #endif
