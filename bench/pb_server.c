@@ -97,9 +97,11 @@ static void pb__exec(const pb_server *s) {
   snprintf(listen, sizeof listen, "127.0.0.1:%d", ntohs(s->addr.sin_port));
   snprintf(log, sizeof log, "%s/parleyd.log", s->dir);
   snprintf(args, sizeof args, "%s", s->args);
-  char *argv[PB__MAX_ARGS + 16] = {bin,   "--data",      dir,    "--listen",    listen,    "--http",
-                                   "off", "--log-level", "warn", "--max-queue", "10000000"};
-  int n = 11;
+  /* The bench's clients come from a few source addresses, up to --per-addr each. */
+  char *argv[PB__MAX_ARGS + 16] = {
+      bin,    "--data",      dir,        "--listen",           listen, "--http", "off", "--log-level",
+      "warn", "--max-queue", "10000000", "--max-conns-per-ip", "0"};
+  int n = 13;
   n += pb__split(args, argv + n, PB__MAX_ARGS);
   argv[n] = NULL;
   int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), null = open("/dev/null", O_RDONLY);

@@ -17,7 +17,8 @@
 #define PL__WAIT_MAX_S 55
 /* An ended session keeps its last frames (the Error saying why) this long. */
 #define PL__GONE_KEEP_MS 30000
-/* Frames waiting for a GET; past this the client has stopped polling. */
+/* Frames waiting for a GET; past this the client has stopped polling
+ * (without limits; with them, at their output budget). */
 #define PL__MAX_OUT (4u << 20)
 
 typedef struct pl_lp_sess pl_lp_sess;
@@ -27,6 +28,7 @@ struct pl_lp {
   int index;
   const pl_conn_handler *h;
   uint32_t max_frame;
+  pl_limits *limits;
   pl_lp_sess *list;
   size_t count;
   pl_map by_key; /* the sid's random part -> session */
@@ -50,6 +52,8 @@ struct pl_lp_sess {
 enum { OP_OPEN, OP_POST, OP_GET, OP_DELETE, OP_AUTH };
 
 /* ---- answers --------------------------------------------------------- */
+
+static void pl__account(pl_lp_sess *s);
 
 static void pl__reply(pl_http_ex *x, int status, const void *body, size_t n) {
   pl_http_res res = {.status = status, .type = "application/json"};
@@ -75,6 +79,7 @@ static void pl__give(pl_lp_sess *s) {
   pl_bytes_append(&res.body, "]\n", 2);
   pl_bytes_free(&s->out);
   s->c.out_bytes = 0;
+  pl__account(s);
   pl_http_ex_reply(s->wait, &res);
   s->wait = NULL;
 }
@@ -137,6 +142,12 @@ static void pl__give_oneshot(pl_lp_sess *s) {
 
 /* ---- the session's life ------------------------------------------------ */
 
+/* What the session's buffers hold, for the server-wide bound. */
+static void pl__account(pl_lp_sess *s) {
+  if (s->c.limits)
+    pl_limits_account(s->c.limits, &s->c.mem_counted, s->out.cap + s->held.cap);
+}
+
 static void pl__unlink(pl_lp_sess *s) {
   pl_lp *lp = s->lp;
   if (s->prev)
@@ -159,6 +170,7 @@ static void pl__destroy(pl_lp_sess *s) {
   pl__unlink(s);
   pl_bytes_free(&s->out);
   pl_bytes_free(&s->held);
+  pl__account(s);
   pl_free(s);
 }
 
@@ -215,7 +227,10 @@ static void pl__write(pl_conn *c, pl_buf *b) {
   if (pl_json_from_frame(b->data, b->len, &s->out) != PL_OK)
     s->out.len = before;
   c->out_bytes = s->out.len;
-  if (s->out.len > PL__MAX_OUT) {
+  pl__account(s);
+  if (s->out.len > (c->limits ? pl_limits_cfg(c->limits)->max_output : PL__MAX_OUT)) {
+    if (c->limits)
+      pl_limits_count_cut(c->limits, PL_ERR_SLOW_CONSUMER);
     pl_warn("long-poll %s: %zu bytes nobody collects; ending it", s->sid, s->out.len);
     pl_bytes_free(&s->out);
     pl__close(c);
@@ -272,6 +287,7 @@ static pl_lp_sess *pl__open(pl_lp *lp) {
   s->c.h = lp->h;
   s->c.loop = lp->loop;
   s->c.max_frame = lp->max_frame;
+  s->c.limits = lp->limits;
   s->c.last_rx_ms = pl_mono_ms();
   s->c.id = pl_conn_new_id();
   snprintf(s->c.peer, sizeof s->c.peer, "long-poll");
@@ -318,6 +334,7 @@ static int pl__feed(pl_lp_sess *s, const pl_bytes *body, pl_http_ex *x) {
   pl_bytes_free(&frames);
   s->c.last_rx_ms = pl_mono_ms();
   pl__dispatch(s);
+  pl__account(s);
   if (e != PL_OK) { /* as a malformed frame: an Error (given by the next GET), then the end */
     if (!s->closing)
       s->c.h->on_bad_input(&s->c, e, s->c.h->ud);
@@ -483,8 +500,9 @@ void pl_lp_auth(const pl_lp_set *set, const pl_http_req *req, int reg, pl_http_r
 
 /* ---- the registry ------------------------------------------------------------ */
 
-pl_lp *pl_lp_new(pl_loop *loop, int index, const pl_conn_handler *h, uint32_t max_frame) {
+pl_lp *pl_lp_new(pl_loop *loop, int index, const pl_conn_handler *h, uint32_t max_frame, pl_limits *limits) {
   pl_lp *lp = pl_calloc(1, sizeof *lp);
+  lp->limits = limits;
   lp->loop = loop;
   lp->index = index;
   lp->h = h;

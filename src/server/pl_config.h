@@ -23,6 +23,9 @@ typedef struct pl_config {
   uint32_t max_frame, max_message, max_devices, max_queue, max_group, group_detail, sweep_s, commit_batch,
       commit_delay_us;
   uint32_t presence_grace_ms;
+  /* connections (docs/operations.md, "Limits") */
+  uint32_t max_conns, max_conns_per_ip, auth_timeout_s, slow_consumer_s;
+  uint64_t max_conn_output, max_conn_memory;
   uint64_t media_max_upload, media_quota, media_ttl_s, media_max_pixels;
   uint32_t media_thumb, media_link_ttl_s;
   int media_files;

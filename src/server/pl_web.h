@@ -13,8 +13,9 @@ typedef struct pl_web {
   pl_core *core;
   pl_store *store;
   pl_media *media;
-  pl_push *push; /* NULL: push notifications off (the push metrics read 0) */
-  pl_lp_set lp;  /* long-poll sessions, one registry per loop */
+  pl_push *push;     /* NULL: push notifications off (the push metrics read 0) */
+  pl_limits *limits; /* connection caps and counts */
+  pl_lp_set lp;      /* long-poll sessions, one registry per loop */
 } pl_web;
 
 /* pl_http_open_fn: which requests stream their bodies (uploads). */
