@@ -67,6 +67,7 @@ struct pl_http_ex {
   pl_task task; /* the reply, run on the connection's loop */
   atomic_int refs;
   pl_loop *loop;
+  uint64_t peer;    /* the connection's key in the limits */
   pl_http_conn *hc; /* NULL once the connection is gone (its loop only) */
   int keep, head;
   pl_http_res res;
@@ -668,6 +669,8 @@ void pl_http_ex_hold(pl_http_ex *x) { atomic_fetch_add_explicit(&x->refs, 1, mem
 
 pl_loop *pl_http_ex_loop(const pl_http_ex *x) { return x->loop; }
 
+uint64_t pl_http_ex_peer(const pl_http_ex *x) { return x->peer; }
+
 /* On the connection's loop: the held answer goes out, then what waited. */
 static void pl__ex_run(pl_task *t) {
   pl_http_ex *x = (pl_http_ex *)t;
@@ -710,6 +713,7 @@ static pl_http_ex *pl__ex_new(pl_http_conn *hc) {
   pl_http_ex *x = pl_calloc(1, sizeof *x);
   atomic_init(&x->refs, 1);
   x->loop = hc->c.loop;
+  x->peer = hc->c.ip_key;
   x->hc = hc;
   x->keep = q->keep_alive;
   x->head = !strcmp(q->method, "HEAD");

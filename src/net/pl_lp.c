@@ -45,6 +45,7 @@ struct pl_lp_sess {
   uint64_t wait_until, closed_at;
   pl_flusher flusher;
   int paused, closing, told, doomed;
+  int counted; /* in the limits under c.ip_key: leaves them when destroyed */
   int oneshot; /* a REST register/login: answer with its AuthOk or Error, then end */
   pl_lp_sess *prev, *next;
 };
@@ -171,6 +172,8 @@ static void pl__destroy(pl_lp_sess *s) {
   pl_bytes_free(&s->out);
   pl_bytes_free(&s->held);
   pl__account(s);
+  if (s->counted)
+    pl_limits_leave(s->c.limits, s->c.ip_key);
   pl_free(s);
 }
 
@@ -351,6 +354,7 @@ typedef struct pl__lp_req {
   int op;
   char sid[48];
   uint32_t wait_s;
+  uint64_t peer; /* OP_OPEN: admitted by the limits under this key (0: not counted) */
   pl_bytes body;
   pl_http_ex *x;
 } pl__lp_req;
@@ -362,6 +366,9 @@ static void pl__handle(pl_task *t) {
   if (!s || (s->told && r->op != OP_GET)) {
     pl__reply_error(r->x, 404, "no such long-poll session");
   } else if (r->op == OP_OPEN) {
+    s->c.ip_key = r->peer;
+    s->counted = r->peer != 0;
+    r->peer = 0;
     if (pl__feed(s, &r->body, r->x) == 0) {
       char b[96];
       int n = snprintf(b, sizeof b, "{\"sid\":\"%s\"}\n", s->sid);
@@ -438,7 +445,17 @@ void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path,
     pl_bytes_append(&res->body, "{\"error\":\"no such long-poll session\",\"status\":404}\n", 51);
     return;
   }
+  uint64_t peer = op == OP_OPEN && lp->limits ? pl_http_ex_peer(x) : 0;
+  if (peer && pl_limits_admit(lp->limits, peer) != PL_OK) { /* a session counts as a connection */
+    res->status = 503;
+    res->type = "application/json";
+    res->extra = "Retry-After: 5\r\n";
+    static const char busy[] = "{\"error\":\"too many connections\",\"status\":503}\n";
+    pl_bytes_append(&res->body, busy, sizeof busy - 1);
+    return;
+  }
   pl__lp_req *r = pl_calloc(1, sizeof *r);
+  r->peer = peer;
   r->task.fn = pl__handle;
   r->lp = lp;
   r->op = op;
@@ -450,6 +467,8 @@ void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path,
   res->status = 0; /* answered from the session's loop */
   if (pl_loop_post(lp->loop, &r->task) != PL_OK) {
     pl__reply_error(x, 503, "shutting down");
+    if (peer)
+      pl_limits_leave(lp->limits, peer);
     pl_bytes_free(&r->body);
     pl_free(r);
   }
