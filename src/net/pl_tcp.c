@@ -200,7 +200,9 @@ static void pl__linger(pl_tcp_conn *tc) {
   if (tc->lingering)
     return;
   tc->lingering = 1;
-  if (!pl_tcp_fin(&tc->tcp, &tc->shut, tc, pl__shut_cb))
+  /* One refused past a cap holds no slot: it must not hold a descriptor
+   * for the grace either (its small Error is sent by then). */
+  if ((tc->c.limits && !tc->ip_key_counted) || !pl_tcp_fin(&tc->tcp, &tc->shut, tc, pl__shut_cb))
     pl__hard_close(tc);
 }
 

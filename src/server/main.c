@@ -180,7 +180,8 @@ static pl_limits *pl__limits(const pl_config *c, const pl_core_config *cc) {
   uint32_t max = c->max_conns;
   struct rlimit rl;
   if (!max && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-    max = rl.rlim_cur > 2 * PL__FD_RESERVE ? (uint32_t)(rl.rlim_cur - PL__FD_RESERVE) : PL__FD_RESERVE;
+    max = rl.rlim_cur > 2 * PL__FD_RESERVE ? (uint32_t)(rl.rlim_cur - PL__FD_RESERVE)
+                                           : (uint32_t)rl.rlim_cur / 2;
   pl_limits_config lc = {.max_conns = max,
                          .max_per_ip = c->max_conns_per_ip,
                          .reserve = PL__HTTP_RESERVE,

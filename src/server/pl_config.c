@@ -72,7 +72,7 @@ static const pl__opt pl__opts[] = {
      T_U32Z, OFF(presence_grace_ms), 0},
     {"max-conns", "N",
      "connections at once, all transports (default 0: the open-file limit minus 128, which stay for "
-     "the database, /healthz and /metrics)",
+     "the database, /healthz and /metrics; half the limit if it is below 256)",
      T_U32Z, OFF(max_conns), 0},
     {"max-conns-per-ip", "N",
      "connections at once from one address, an IPv6 /64 counting as one (default 256; 0 = no cap)", T_U32Z,

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -467,6 +468,46 @@ static void test_long_poll_sessions_count_against_the_cap(void) {
   CHECK_EQ_I(st, 200);
 }
 
+/* The audit's flood: connections from one address until the descriptors
+ * would run out. Under an open-file limit of 300 the default cap is
+ * 300 - 128 = 172: past it connections are refused with
+ * TOO_MANY_CONNECTIONS, descriptors remain, and /healthz and a signed-in
+ * pair go on. */
+static void test_connection_flood_under_the_open_file_limit(void) {
+  enum { N = 320 }; /* more than the server has descriptors */
+  char token[128], buf[4096];
+  int alice = rc_open(srv.port, PARLEY__CLIENT_KIND__KIND_BOT);
+  int bob = rc_open(srv.port, PARLEY__CLIENT_KIND__KIND_BOT);
+  CHECK_EQ_I(rc_auth(alice, PARLEY__FRAME_TYPE__FRAME_REGISTER, "alice", "alice-secret", "d", token), 0);
+  CHECK_EQ_I(rc_auth(bob, PARLEY__FRAME_TYPE__FRAME_REGISTER, "bob", "bob-secret", "d", token), 0);
+  int fds[N], welcomed = 0, refused = 0;
+  uint8_t hello[64];
+  size_t hn = hello_bytes(hello);
+  for (int i = 0; i < N; i++) {
+    fds[i] = tl_connect(srv.port);
+    CHECK(fds[i] >= 0 && tl_write_all(fds[i], hello, hn) == 0);
+    void *m = NULL;
+    int t = tl_recv_frame(fds[i], T_MS, &m);
+    welcomed += t == WELCOME;
+    refused += t == ERROR && ((Parley__Error *)m)->code == PARLEY__ERROR_CODE__ERR_TOO_MANY_CONNECTIONS;
+    if (m)
+      protobuf_c_message_free_unpacked(m, NULL);
+  }
+  fprintf(stderr, "  %d welcomed, %d refused\n", welcomed, refused);
+  CHECK_EQ_I(welcomed + refused, N); /* every one told, none dropped for lack of descriptors */
+  CHECK(welcomed <= 172 - 2 && refused >= N + 2 - 172);
+  CHECK_EQ_I(http_get("/healthz", buf, sizeof buf), 200);
+  int err = 0;
+  CHECK(rc_send_wait(alice, "m1", "bob", "still here", &err) > 0);
+  Parley__Message *msg = rc_expect(bob, MESSAGE, T_MS);
+  CHECK(msg != NULL);
+  protobuf_c_message_free_unpacked(&msg->base, NULL);
+  for (int i = 0; i < N; i++)
+    close(fds[i]);
+  close(alice);
+  close(bob);
+}
+
 /* ---- unfinished big frames ------------------------------------------------ */
 
 static void test_unfinished_big_frames_stay_within_memory_bound(void) {
@@ -543,5 +584,15 @@ int main(int argc, char **argv) {
   RUN_ON(FAST " --max-conns-per-ip 8", test_per_address_cap_keeps_healthz_and_users);
   RUN_ON(FAST " --max-conns-per-ip 4", test_long_poll_sessions_count_against_the_cap);
   RUN_ON(FAST " --max-conn-memory 8388608", test_unfinished_big_frames_stay_within_memory_bound);
+  if (!only || strstr("test_connection_flood_under_the_open_file_limit", only)) {
+    struct rlimit keep, low = {.rlim_cur = 300};
+    getrlimit(RLIMIT_NOFILE, &keep);
+    low.rlim_max = keep.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &low); /* for the server this starts; ours again right after */
+    tl_server_start(&srv, FAST " --max-conns-per-ip 0");
+    setrlimit(RLIMIT_NOFILE, &keep);
+    tl_run_server(&srv, "test_connection_flood_under_the_open_file_limit",
+                  test_connection_flood_under_the_open_file_limit);
+  }
   return tl_summary();
 }
