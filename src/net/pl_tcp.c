@@ -184,6 +184,13 @@ static void pl__drop_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 
+/* Reads and drops what has arrived (one loop buffer's worth at most). */
+static void pl__drop_waiting(pl_tcp_conn *tc) {
+  uv_os_fd_t fd;
+  if (uv_fileno((const uv_handle_t *)&tc->tcp, &fd) == 0)
+    (void)!recv(fd, pl_loop_rbuf(tc->c.loop), PL_LOOP_RBUF, MSG_DONTWAIT);
+}
+
 static void pl__shut_cb(uv_shutdown_t *req, int status) {
   pl_tcp_conn *tc = req->data;
   if (tc->dead)
@@ -201,9 +208,13 @@ static void pl__linger(pl_tcp_conn *tc) {
     return;
   tc->lingering = 1;
   /* One refused past a cap holds no slot: it must not hold a descriptor
-   * for the grace either (its small Error is sent by then). */
-  if ((tc->c.limits && !tc->ip_key_counted) || !pl_tcp_fin(&tc->tcp, &tc->shut, tc, pl__shut_cb))
-    pl__hard_close(tc);
+   * for the grace either. Its small Error is out; what it sent is dropped
+   * now, so the close is a FIN, not a reset that would destroy the Error. */
+  if (tc->c.limits && !tc->ip_key_counted)
+    pl__drop_waiting(tc);
+  else if (pl_tcp_fin(&tc->tcp, &tc->shut, tc, pl__shut_cb))
+    return;
+  pl__hard_close(tc);
 }
 
 static void pl__flush(pl_flusher *f) {
@@ -519,8 +530,12 @@ static void pl__on_connection(uv_stream_t *server, int status) {
   l->conns = tc;
   l->count++;
   l->h->on_open(&tc->c, l->h->ud);
-  if (l->limits && !tc->ip_key_counted) /* over a cap: told so, and closed */
+  if (l->limits && !tc->ip_key_counted) { /* over a cap: told so, and closed */
     pl__cut(tc, PL_ERR_TOO_MANY_CONNECTIONS);
+    /* at once: a burst of accepts must not run out of descriptors on
+     * connections it only refuses */
+    pl__flush(&tc->flusher);
+  }
   if (!tc->closing)
     uv_read_start((uv_stream_t *)&tc->tcp, pl__alloc_cb, pl__read_cb);
 }
