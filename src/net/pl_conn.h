@@ -72,7 +72,7 @@ struct pl_conn {
   int want_drain;            /* set by the handler; cleared when on_drain fires */
   size_t mem_counted;        /* bytes of its buffers counted in limits */
   pl_limits *limits;         /* the server's shared caps and counts (NULL: none) */
-  uint64_t ip_key;           /* the address it is counted under (0: not counted) */
+  uint64_t ip_key;           /* its address as the limits count it (pl_limits_key) */
   uint64_t progress_ms;      /* monotonic: output last moved, or reading stopped for it */
   int out_held;              /* reading stopped while out_bytes > drain_mark */
   char peer[48];             /* "ip:port" for logs */
