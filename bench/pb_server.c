@@ -97,10 +97,12 @@ static void pb__exec(const pb_server *s) {
   snprintf(listen, sizeof listen, "127.0.0.1:%d", ntohs(s->addr.sin_port));
   snprintf(log, sizeof log, "%s/parleyd.log", s->dir);
   snprintf(args, sizeof args, "%s", s->args);
-  /* no per-user send rate: a bench user sends as fast as the server takes it */
-  char *argv[PB__MAX_ARGS + 16] = {bin,   "--data",      dir,    "--listen",    listen,     "--http",
-                                   "off", "--log-level", "warn", "--max-queue", "10000000", "--send-rate",
-                                   "0"};
+  /* The bench's clients come from a few source addresses, up to --per-addr
+   * each, and send as fast as the server takes it: no per-address cap, no
+   * per-user send rate. */
+  char *argv[PB__MAX_ARGS + 16] = {
+      bin,    "--data",      dir,        "--listen",           listen, "--http",      "off", "--log-level",
+      "warn", "--max-queue", "10000000", "--max-conns-per-ip", "0",    "--send-rate", "0"};
   int n = 13;
   n += pb__split(args, argv + n, PB__MAX_ARGS);
   argv[n] = NULL;

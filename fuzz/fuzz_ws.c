@@ -79,11 +79,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   data++, size--;
   fz z = {0};
   z.ws = pl_ws_new(4096 + 4, &handler, &z);
+  FUZZ_CHECK(pl_ws_buffered(z.ws) == 0);
   FUZZ_CHECK(z.ws != NULL);
   pl_err e = PL_OK;
   for (size_t off = 0; off < size && e == PL_OK; off += piece) {
     size_t n = size - off < piece ? size - off : piece;
     e = pl_ws_input(z.ws, data + off, n);
+    /* What it holds (the server's memory bound counts it) never exceeds
+     * what came in: the input buffer (up to twice its bytes), the message
+     * being gathered, the messages held. */
+    FUZZ_CHECK(pl_ws_buffered(z.ws) <= 4 * (off + n) + 512);
     if (e == PL_OK)
       e = pl_ws_resume(z.ws);
   }

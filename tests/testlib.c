@@ -267,6 +267,8 @@ static int tl__recv_one(int fd, int timeout_ms, void **out) {
   return *out ? hdr[4] : -1;
 }
 
+int tl_read_n(int fd, void *p, size_t n, int timeout_ms) { return tl__read_n(fd, p, n, timeout_ms); }
+
 int tl_wait_closed(int fd, int timeout_ms) {
   uint8_t buf[4096];
   for (;;) {

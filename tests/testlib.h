@@ -102,6 +102,9 @@ extern int tl_skip_events;
  * receipts and read syncs (for tl_db_count). */
 #define TL_MESSAGES "messages WHERE kind = 0"
 #define TL_MSG_QUEUE "queue WHERE qid IN (SELECT qid FROM messages WHERE kind = 0)"
+/* Reads exactly n bytes (waiting up to timeout_ms for each piece): 1, or 0
+ * on EOF or timeout. */
+int tl_read_n(int fd, void *p, size_t n, int timeout_ms);
 /* Waits up to timeout_ms for the peer to close: 1 if closed (EOF/reset), 0 if not. */
 int tl_wait_closed(int fd, int timeout_ms);
 

@@ -237,6 +237,12 @@ static void pl__fetch_done(pl_store_req *req) {
   for (size_t i = 0; i < req->out.nmsgs; i++) {
     if (req->out.msgs[i].qid <= s->last_sent)
       continue;
+    if (s->conn->out_bytes > s->core->cfg.out_high) {
+      /* A page of big messages would pile up: the rest stays in the queue
+       * for the fetch after the drain, so a slow reader costs one mark. */
+      pl__lag(s);
+      goto out;
+    }
     pl_buf *b = pl_router_encode(&req->out.msgs[i]);
     pl__send_msg(s, req->out.msgs[i].qid, b);
     pl_buf_unref(b);
@@ -334,6 +340,7 @@ static void pl__kick(void *ep) {
 static void pl__authenticated(pl_session *s, pl__sreq *sr, const char *user, const char *device,
                               int created) {
   s->state = S_READY;
+  s->conn->auth_deadline_ms = 0;
   s->user_id = sr->req.op == PL_STORE_LOGIN_DEVICE ? sr->uid : sr->req.out.user_id;
   s->device_id = sr->req.out.device_id;
   s->user = pl_strdup(user);
@@ -1192,6 +1199,8 @@ static void pl__on_open(pl_conn *c, void *ud) {
   c->session = s;
   /* A fixed deadline, not an idle timeout: trickling bytes does not extend it. */
   c->deadline_ms = pl_mono_ms() + core->cfg.hello_timeout_ms;
+  if (core->cfg.auth_timeout_ms)
+    c->auth_deadline_ms = pl_mono_ms() + core->cfg.auth_timeout_ms;
   c->drain_mark = core->cfg.out_high;
   atomic_fetch_add_explicit(&core->conns_open, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&core->conns_total, 1, memory_order_relaxed);
@@ -1203,14 +1212,23 @@ static void pl__on_open(pl_conn *c, void *ud) {
 
 static void pl__on_bad_input(pl_conn *c, pl_err why, void *ud) {
   (void)ud;
+  if (why == PL_ERR_TOO_MANY_CONNECTIONS) { /* refusals come in floods: counted, not logged */
+    pl__error(c->session, why, NULL);
+    pl_conn_close(c);
+    return;
+  }
   pl__fatal(c->session, why);
 }
 
 static void pl__on_idle(pl_conn *c, void *ud) {
   (void)ud;
-  pl__fatal(c->session, c->session && ((pl_session *)c->session)->state == S_HELLO
-                            ? PL_ERR_HELLO_REQUIRED
-                            : PL_ERR_HEARTBEAT_TIMEOUT);
+  pl_session *s = c->session;
+  pl_err why = PL_ERR_HEARTBEAT_TIMEOUT;
+  if (s->state == S_HELLO)
+    why = PL_ERR_HELLO_REQUIRED;
+  else if (s->state == S_AUTH && c->auth_deadline_ms && pl_mono_ms() > c->auth_deadline_ms)
+    why = PL_ERR_AUTH_REQUIRED; /* not authenticated within --auth-timeout */
+  pl__fatal(s, why);
 }
 
 static void pl__on_shutdown(pl_conn *c, void *ud) {
@@ -1269,6 +1287,7 @@ void pl_core_config_defaults(pl_core_config *cfg) {
   cfg->heartbeat_ms[3] = 60000; /* iot */
   cfg->heartbeat_ms[4] = 30000; /* bot */
   cfg->hello_timeout_ms = 10000;
+  cfg->auth_timeout_ms = 30000;
   cfg->max_frame = 1u << 20;
   cfg->max_message = 64u * 1024u;
   cfg->fetch_batch = 512;

@@ -27,6 +27,7 @@
 typedef struct pl_core_config {
   uint32_t heartbeat_ms[5];    /* by ClientKind: unknown, mobile, web, iot, bot */
   uint32_t hello_timeout_ms;   /* time allowed before Hello */
+  uint32_t auth_timeout_ms;    /* time allowed from connecting to authenticated (0: none) */
   uint32_t max_frame;          /* largest frame length accepted */
   uint32_t max_message;        /* largest Send.body */
   uint32_t fetch_batch;        /* queued messages read per fetch */

@@ -15,6 +15,7 @@
 #include "../common/pl_buf.h"
 #include "../common/pl_err.h"
 #include "../proto/pl_frame.h"
+#include "pl_limits.h"
 #include "pl_loop.h"
 
 typedef struct pl_conn pl_conn;
@@ -38,8 +39,11 @@ typedef struct pl_conn_handler {
   /* One whole frame. Return 0 to go on, 1 to pause reading (the transport
    * keeps the unread bytes until resume). */
   int (*on_frame)(pl_conn *c, const pl_frame *f, void *ud);
-  /* Unparseable input (PL_ERR_FRAME_TOO_LARGE, PL_ERR_BAD_FRAME). The
-   * handler answers and closes. */
+  /* Unparseable input (PL_ERR_FRAME_TOO_LARGE, PL_ERR_BAD_FRAME), or a
+   * connection the transport cuts (PL_ERR_SLOW_CONSUMER: it does not read;
+   * PL_ERR_TOO_MANY_CONNECTIONS: over a cap, or out of memory for its
+   * input). The handler answers and closes; the transport takes that one
+   * answer even past the output budget. */
   void (*on_bad_input)(pl_conn *c, pl_err why, void *ud);
   /* Nothing was received for longer than c->idle_timeout_ms. */
   void (*on_idle)(pl_conn *c, void *ud);
@@ -57,24 +61,50 @@ struct pl_conn {
   const pl_transport_ops *ops;
   const pl_conn_handler *h;
   pl_loop *loop;
-  void *session;            /* the handler's */
-  uint64_t last_rx_ms;      /* monotonic time of the last bytes received */
-  uint32_t idle_timeout_ms; /* 0 = none */
-  uint64_t deadline_ms;     /* monotonic; on_idle once passed (0 = none) */
-  uint32_t max_frame;       /* largest length prefix accepted */
-  size_t out_bytes;         /* queued, not yet written */
-  size_t drain_mark;        /* with want_drain: on_drain fires once out_bytes <= drain_mark / 2 */
-  int want_drain;           /* set by the handler; cleared when on_drain fires */
-  char peer[48];            /* "ip:port" for logs */
-  uint64_t id;              /* unique per process, for logs */
+  void *session;             /* the handler's */
+  uint64_t last_rx_ms;       /* monotonic time of the last bytes received */
+  uint32_t idle_timeout_ms;  /* 0 = none */
+  uint64_t deadline_ms;      /* monotonic; on_idle once passed (0 = none) */
+  uint64_t auth_deadline_ms; /* the same, until the handler clears it (authenticated) */
+  uint32_t max_frame;        /* largest length prefix accepted */
+  size_t out_bytes;          /* queued, not yet written */
+  size_t drain_mark;         /* with want_drain: on_drain fires once out_bytes <= drain_mark / 2 */
+  int want_drain;            /* set by the handler; cleared when on_drain fires */
+  size_t mem_counted;        /* bytes of its buffers counted in limits */
+  pl_limits *limits;         /* the server's shared caps and counts (NULL: none) */
+  uint64_t ip_key;           /* its address as the limits count it (pl_limits_key) */
+  uint64_t progress_ms;      /* monotonic: output last moved, or reading stopped for it */
+  int out_held;              /* reading stopped while out_bytes > drain_mark */
+  char peer[48];             /* "ip:port" for logs */
+  uint64_t id;               /* unique per process, for logs */
 };
 
 static inline void pl_conn_write(pl_conn *c, pl_buf *b) { c->ops->write(c, b); }
 static inline void pl_conn_close(pl_conn *c) { c->ops->close(c); }
-/* 1 when the handler's on_idle is due: silent too long, or past the deadline. */
+/* 1 when the handler's on_idle is due: silent too long (not counted while
+ * the server itself stopped reading), or past the deadline. */
 static inline int pl_conn_idle_due(const pl_conn *c, uint64_t now_mono_ms) {
-  return (c->idle_timeout_ms && now_mono_ms - c->last_rx_ms > c->idle_timeout_ms) ||
-         (c->deadline_ms && now_mono_ms > c->deadline_ms);
+  return (c->idle_timeout_ms && !c->out_held && now_mono_ms - c->last_rx_ms > c->idle_timeout_ms) ||
+         (c->deadline_ms && now_mono_ms > c->deadline_ms) ||
+         (c->auth_deadline_ms && now_mono_ms > c->auth_deadline_ms);
+}
+/* Back-pressure: more output waits than the lag mark; read no more requests
+ * until it drains (each answer would only add to it). */
+static inline int pl_conn_out_full(const pl_conn *c) { return c->drain_mark && c->out_bytes > c->drain_mark; }
+/* Reading may restart: the output drained to half the mark. */
+static inline int pl_conn_out_drained(const pl_conn *c) { return c->out_bytes <= c->drain_mark / 2; }
+/* A write must not be queued: the output is past the connection's budget,
+ * or all connections hold too much and this one is over its lag mark. */
+static inline int pl_conn_over_budget(const pl_conn *c) {
+  if (!c->limits)
+    return 0;
+  size_t max = pl_limits_cfg(c->limits)->max_output;
+  return (max && c->out_bytes > max) || (pl_conn_out_full(c) && pl_limits_memory_over(c->limits));
+}
+/* Reading has been stopped for the output, and nothing moved for too long. */
+static inline int pl_conn_stuck(const pl_conn *c, uint64_t now_mono_ms) {
+  uint32_t t = c->limits ? pl_limits_cfg(c->limits)->stuck_ms : 0;
+  return c->out_held && t && now_mono_ms - c->progress_ms > t;
 }
 
 #endif

@@ -15,8 +15,12 @@
 #include "web/pl_ws.h"
 
 #define PL__CLOSE_GRACE_MS 5000
-/* A client that pipelines requests without reading the answers is cut here. */
+/* A client that pipelines requests without reading the answers is cut here
+ * (without limits; with them, at their output budget). */
 #define PL__MAX_PENDING_OUT (4u << 20)
+/* Pipelined requests wait while this much of the answers waits (a session's
+ * connection uses its lag mark instead). */
+#define PL__HTTP_MARK (256u << 10)
 /* A file body is read this much at a time, as the socket takes it. */
 #define PL__FILE_CHUNK (256u << 10)
 
@@ -29,12 +33,14 @@ struct pl_http_listener {
   pl_http_config cfg;
   pl_http_conn *conns;
   size_t count, websockets;
+  uint64_t warned_ms; /* last "cannot accept" warning */
   int closing;
 };
 
 struct pl_http_conn {
   pl_conn c; /* first: once upgraded, the session sees a pl_conn */
   uv_tcp_t tcp;
+  uv_shutdown_t shut; /* the FIN once a closing connection's output is out */
   pl_http_listener *lst;
   pl_flusher flusher;
   pl_httpreq req;     /* HTTP mode */
@@ -49,6 +55,11 @@ struct pl_http_conn {
   size_t inflight; /* bytes handed to uv_write */
   uint64_t req_since, closing_since;
   uint8_t writing, closing, dead, session, json, paused;
+  uint8_t spaused; /* the session paused its WebSocket */
+  uint8_t cutting; /* the session is answering a cut: its one frame passes */
+  uint8_t counted; /* admitted by the limits: leaves them when closed */
+  uint8_t spare;   /* let in past the caps: /healthz and /metrics only */
+  uint8_t linger;  /* FIN sent: waiting for the peer's, input dropped */
   pl_http_conn *prev, *next;
 };
 
@@ -56,6 +67,7 @@ struct pl_http_ex {
   pl_task task; /* the reply, run on the connection's loop */
   atomic_int refs;
   pl_loop *loop;
+  uint64_t peer;    /* the connection's key in the limits */
   pl_http_conn *hc; /* NULL once the connection is gone (its loop only) */
   int keep, head;
   pl_http_res res;
@@ -73,15 +85,44 @@ typedef struct pl__wreq {
 
 static void pl__hard_close(pl_http_conn *hc);
 
+/* What the connection's buffers hold, for the server-wide bound. */
+static void pl__account(pl_http_conn *hc) {
+  pl_conn *c = &hc->c;
+  if (c->limits)
+    pl_limits_account(c->limits, &c->mem_counted,
+                      hc->dead ? 0
+                               : c->out_bytes + hc->rbuf.cap + hc->req.req.body.cap +
+                                     (hc->ws ? pl_ws_buffered(hc->ws) : 0));
+}
+
 static void pl__update_out(pl_http_conn *hc) {
   hc->c.out_bytes = hc->out.len + hc->inflight + (hc->ws ? pl_ws_output(hc->ws)->len : 0);
+  pl__account(hc);
 }
+
+/* Reading stops until the output drains (pl__check_drain restarts it). */
+static void pl__hold_reading(pl_http_conn *hc) {
+  hc->c.out_held = 1;
+  hc->c.progress_ms = pl_mono_ms();
+  uv_read_stop((uv_stream_t *)&hc->tcp);
+}
+
+static void pl__ws_go(pl_http_conn *hc);
+static void pl__unstall(pl_http_conn *hc);
 
 static void pl__check_drain(pl_http_conn *hc) {
   pl_conn *c = &hc->c;
   if (hc->session && c->want_drain && c->out_bytes <= c->drain_mark / 2 && !hc->closing) {
     c->want_drain = 0;
     c->h->on_drain(c, c->h->ud);
+  }
+  if (c->out_held && pl_conn_out_drained(c) && !hc->closing) {
+    c->out_held = 0;
+    c->last_rx_ms = pl_mono_ms(); /* its silence was ours */
+    if (hc->ws)
+      pl__ws_go(hc);
+    else if (!hc->ex && hc->file_fd < 0 && !hc->paused)
+      pl__unstall(hc);
   }
 }
 
@@ -92,6 +133,7 @@ static void pl__write_cb(uv_write_t *req, int status) {
   pl_bytes_free(&w->data);
   pl_free(w);
   hc->writing = 0;
+  hc->c.progress_ms = pl_mono_ms();
   if (status < 0) {
     pl__hard_close(hc);
     return;
@@ -144,6 +186,31 @@ static void pl__file_fill(pl_http_conn *hc) {
     pl__file_done(hc);
 }
 
+static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+
+static void pl__discard_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  if (nread < 0) /* the peer is done as well */
+    pl__hard_close(s->data);
+}
+
+static void pl__fin_cb(uv_shutdown_t *req, int status) {
+  pl_http_conn *hc = req->data;
+  if (!hc->dead && (status < 0 || uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__discard_cb)))
+    pl__hard_close(hc);
+}
+
+/* The answers are out: a FIN, then input is dropped until the peer closes
+ * (or the close grace ends, pl_http_sweep). A close with input unread would
+ * be a reset, which destroys what the peer has yet to read. */
+static void pl__close_after_fin(pl_http_conn *hc) {
+  if (hc->linger)
+    return;
+  hc->linger = 1;
+  if (!pl_tcp_fin(&hc->tcp, &hc->shut, hc, pl__fin_cb))
+    pl__hard_close(hc);
+}
+
 static void pl__flush(pl_flusher *f) {
   pl_http_conn *hc = (pl_http_conn *)((char *)f - offsetof(pl_http_conn, flusher));
   if (hc->dead)
@@ -160,6 +227,8 @@ static void pl__flush(pl_flusher *f) {
       return;
     }
     size_t done = r > 0 ? (size_t)r : 0;
+    if (done)
+      hc->c.progress_ms = pl_mono_ms();
     if (done == hc->out.len) {
       hc->out.len = 0;
     } else { /* the rest goes to libuv, which waits for the socket */
@@ -188,7 +257,7 @@ static void pl__flush(pl_flusher *f) {
   pl__update_out(hc);
   pl__check_drain(hc);
   if (hc->closing && pl__done_writing(hc) && (!hc->ws || pl_ws_finished(hc->ws)))
-    pl__hard_close(hc);
+    pl__close_after_fin(hc);
 }
 
 static void pl__mark(pl_http_conn *hc) { pl_loop_mark(hc->c.loop, &hc->flusher); }
@@ -219,6 +288,11 @@ static void pl__closed_cb(uv_handle_t *h) {
     l->websockets--;
   if (hc->session)
     hc->c.h->on_close(&hc->c, hc->c.h->ud);
+  pl__account(hc);
+  if (hc->counted)
+    pl_limits_leave(hc->c.limits, hc->c.ip_key);
+  if (hc->spare)
+    pl_limits_spare_done(hc->c.limits);
   if (hc->ex) { /* a reply still to come finds nobody */
     hc->ex->hc = NULL;
     pl__ex_unref(hc->ex);
@@ -257,10 +331,35 @@ static void pl__finish(pl_http_conn *hc) {
 
 /* ---- the WebSocket transport (what the session sees) ----------------- */
 
+static void pl__ws_close(pl_conn *c);
+
+/* The transport ends a session that does not read (or one past the memory
+ * bound): the session answers why, and that one frame is queued whatever
+ * the budget; then the WebSocket closes. */
+static void pl__cut(pl_http_conn *hc, pl_err why) {
+  if (hc->closing)
+    return;
+  if (hc->c.limits)
+    pl_limits_count_cut(hc->c.limits, why);
+  if (hc->session) {
+    hc->cutting = 1;
+    hc->c.h->on_bad_input(&hc->c, why, hc->c.h->ud);
+    hc->cutting = 0;
+  }
+  if (hc->ws)
+    pl__ws_close(&hc->c);
+  else
+    pl__finish(hc);
+}
+
 static void pl__ws_write(pl_conn *c, pl_buf *b) {
   pl_http_conn *hc = (pl_http_conn *)c;
   if (hc->closing)
     return;
+  if (!hc->cutting && pl_conn_over_budget(c)) {
+    pl__cut(hc, PL_ERR_SLOW_CONSUMER);
+    return;
+  }
   if (hc->json) {
     pl_bytes t = {0};
     if (pl_json_from_frame(b->data, b->len, &t) == PL_OK)
@@ -288,6 +387,7 @@ static void pl__ws_pause(pl_conn *c) {
   pl_http_conn *hc = (pl_http_conn *)c;
   if (hc->closing)
     return;
+  hc->spaused = 1;
   pl_ws_pause(hc->ws);
   uv_read_stop((uv_stream_t *)&hc->tcp);
 }
@@ -298,13 +398,22 @@ static void pl__ws_result(pl_http_conn *hc, pl_err e) {
   pl__mark(hc);
 }
 
+/* Messages and reading go on, unless the session paused them or the
+ * output is over its mark. */
+static void pl__ws_go(pl_http_conn *hc) {
+  if (hc->closing || hc->spaused || hc->c.out_held)
+    return;
+  pl__ws_result(hc, pl_ws_resume(hc->ws));
+  if (!hc->closing && !hc->spaused && !hc->c.out_held)
+    uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
+}
+
 static void pl__ws_resume(pl_conn *c) {
   pl_http_conn *hc = (pl_http_conn *)c;
   if (hc->closing)
     return;
-  pl__ws_result(hc, pl_ws_resume(hc->ws));
-  if (!hc->closing)
-    uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
+  hc->spaused = 0;
+  pl__ws_go(hc);
 }
 
 static const pl_transport_ops pl__ws_ops = {
@@ -354,6 +463,15 @@ static int pl__ws_message(void *ud, int text, const uint8_t *p, size_t n) {
   else
     pause = c->h->on_frame(c, &f, c->h->ud); /* the session copies what it keeps */
   pl_bytes_free(&native);
+  if (pause && !hc->closing) { /* the socket waits too: nothing piles up in pl_ws */
+    hc->spaused = 1;
+    uv_read_stop((uv_stream_t *)&hc->tcp);
+  }
+  pl__update_out(hc);
+  if (!hc->closing && pl_conn_out_full(c)) {
+    pl__hold_reading(hc);
+    pause = 1;
+  }
   return pause;
 }
 
@@ -503,9 +621,10 @@ static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 /* Writes an answer; 1 if the connection goes on to the next request now,
  * 0 if it closes or waits for a file body to go out first (pl__file_done). */
 static int pl__answer(pl_http_conn *hc, pl_http_res *res, int keep, int head) {
-  keep = keep && !hc->lst->closing;
+  keep = keep && !hc->lst->closing && !hc->spare;
   pl__respond(hc, res, keep, head);
-  if (!keep || hc->out.len > PL__MAX_PENDING_OUT) {
+  size_t budget = hc->c.limits ? pl_limits_cfg(hc->c.limits)->max_output : PL__MAX_PENDING_OUT;
+  if (!keep || hc->out.len > budget) {
     pl__finish(hc);
     return 0;
   }
@@ -525,7 +644,7 @@ static void pl__sink_end(pl_http_conn *hc);
 
 /* Reading goes on: first what waited. */
 static void pl__unstall(pl_http_conn *hc) {
-  if (hc->closing || hc->dead)
+  if (hc->closing || hc->dead || hc->c.out_held)
     return;
   uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
   if (hc->sink && hc->req.complete) { /* the body ended while the sink was busy */
@@ -549,6 +668,8 @@ static void pl__file_done(pl_http_conn *hc) {
 void pl_http_ex_hold(pl_http_ex *x) { atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed); }
 
 pl_loop *pl_http_ex_loop(const pl_http_ex *x) { return x->loop; }
+
+uint64_t pl_http_ex_peer(const pl_http_ex *x) { return x->peer; }
 
 /* On the connection's loop: the held answer goes out, then what waited. */
 static void pl__ex_run(pl_task *t) {
@@ -592,6 +713,7 @@ static pl_http_ex *pl__ex_new(pl_http_conn *hc) {
   pl_http_ex *x = pl_calloc(1, sizeof *x);
   atomic_init(&x->refs, 1);
   x->loop = hc->c.loop;
+  x->peer = hc->c.ip_key;
   x->hc = hc;
   x->keep = q->keep_alive;
   x->head = !strcmp(q->method, "HEAD");
@@ -622,6 +744,10 @@ static int pl__request(pl_http_conn *hc, const uint8_t *rest, size_t n) {
   size_t pl = strcspn(q->url, "?");
   memcpy(path, q->url, pl);
   path[pl] = '\0';
+  if (hc->spare && strcmp(path, "/healthz") && strcmp(path, "/metrics")) {
+    pl__fail(hc, 503, "Retry-After: 5\r\n"); /* past the caps: only the probes are served */
+    return 0;
+  }
   if (q->upgrade) {
     if (!strcmp(path, "/ws"))
       pl__upgrade(hc, rest, n);
@@ -708,6 +834,12 @@ static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
       hc->req_since = 0;
       if (pl__request(hc, p, n) != 1)
         return; /* closing, upgraded, or held (the rest is kept) */
+      pl__update_out(hc);
+      if (pl_conn_out_full(&hc->c)) { /* pipelined requests wait for the answers to go */
+        pl__hold_reading(hc);
+        pl__stall(hc, p, n);
+        return;
+      }
     }
   }
 }
@@ -736,24 +868,48 @@ static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     pl__ws_result(hc, pl_ws_input(hc->ws, (const uint8_t *)buf->base, (size_t)nread));
   else
     pl__http_input(hc, (const uint8_t *)buf->base, (size_t)nread);
+  if (hc->dead)
+    return;
+  pl__update_out(hc); /* WebSocket pongs are answers too */
+  if (hc->ws && !hc->closing && !hc->c.out_held && pl_conn_out_full(&hc->c))
+    pl__hold_reading(hc);
+  /* A big message in the making holds memory as its bytes arrive: none
+   * more while all connections together hold too much. */
+  if (hc->ws && pl_ws_buffered(hc->ws) > PL_LOOP_RBUF && hc->c.limits && pl_limits_memory_over(hc->c.limits))
+    pl__cut(hc, PL_ERR_TOO_MANY_CONNECTIONS);
 }
 
 /* ---- listener -------------------------------------------------------- */
 
 static void pl__free_data(uv_handle_t *h) { pl_free(h->data); }
 
+/* Past the caps, a connection may still ask for /healthz or /metrics while
+ * the reserve lasts; 0 if it must go at once. */
+static int pl__admit(pl_http_conn *hc, pl_limits *lim) {
+  hc->c.limits = lim;
+  hc->c.ip_key = pl_tcp_peer_key(&hc->tcp);
+  if (!lim)
+    return 1;
+  hc->counted = pl_limits_admit(lim, hc->c.ip_key) == PL_OK;
+  hc->spare = !hc->counted && pl_limits_spare(lim);
+  return hc->counted || hc->spare;
+}
+
 static void pl__on_connection(uv_stream_t *server, int status) {
   pl_http_listener *l = server->data;
+  if (status < 0)
+    pl_tcp_accept_failed(&l->warned_ms, status);
   if (status < 0 || l->closing)
     return;
   pl_http_conn *hc = pl_calloc(1, sizeof *hc);
   uv_tcp_init(pl_loop_uv(l->loop), &hc->tcp);
   hc->tcp.data = hc;
-  if (uv_accept(server, (uv_stream_t *)&hc->tcp) != 0) {
+  if (uv_accept(server, (uv_stream_t *)&hc->tcp) != 0 || !pl__admit(hc, l->cfg.tcp.limits)) {
     uv_close((uv_handle_t *)&hc->tcp, pl__free_data);
     return;
   }
   hc->lst = l;
+  hc->c.drain_mark = PL__HTTP_MARK;
   hc->c.h = l->h;
   hc->c.loop = l->loop;
   hc->c.max_frame = l->cfg.tcp.max_frame;
@@ -845,6 +1001,8 @@ void pl_http_sweep(pl_http_listener *l, uint64_t now) {
     if (hc->closing) {
       if (!hc->dead && now - hc->closing_since > PL__CLOSE_GRACE_MS)
         pl__hard_close(hc);
+    } else if (pl_conn_stuck(c, now)) {
+      pl__cut(hc, PL_ERR_SLOW_CONSUMER);
     } else if (hc->ws) {
       if (pl_conn_idle_due(c, now))
         c->h->on_idle(c, c->h->ud);

@@ -17,7 +17,8 @@
 #define PL__WAIT_MAX_S 55
 /* An ended session keeps its last frames (the Error saying why) this long. */
 #define PL__GONE_KEEP_MS 30000
-/* Frames waiting for a GET; past this the client has stopped polling. */
+/* Frames waiting for a GET; past this the client has stopped polling
+ * (without limits; with them, at their output budget). */
 #define PL__MAX_OUT (4u << 20)
 
 typedef struct pl_lp_sess pl_lp_sess;
@@ -27,6 +28,7 @@ struct pl_lp {
   int index;
   const pl_conn_handler *h;
   uint32_t max_frame;
+  pl_limits *limits;
   pl_lp_sess *list;
   size_t count;
   pl_map by_key; /* the sid's random part -> session */
@@ -43,6 +45,7 @@ struct pl_lp_sess {
   uint64_t wait_until, closed_at;
   pl_flusher flusher;
   int paused, closing, told, doomed;
+  int counted; /* in the limits under c.ip_key: leaves them when destroyed */
   int oneshot; /* a REST register/login: answer with its AuthOk or Error, then end */
   pl_lp_sess *prev, *next;
 };
@@ -50,6 +53,8 @@ struct pl_lp_sess {
 enum { OP_OPEN, OP_POST, OP_GET, OP_DELETE, OP_AUTH };
 
 /* ---- answers --------------------------------------------------------- */
+
+static void pl__account(pl_lp_sess *s);
 
 static void pl__reply(pl_http_ex *x, int status, const void *body, size_t n) {
   pl_http_res res = {.status = status, .type = "application/json"};
@@ -75,6 +80,7 @@ static void pl__give(pl_lp_sess *s) {
   pl_bytes_append(&res.body, "]\n", 2);
   pl_bytes_free(&s->out);
   s->c.out_bytes = 0;
+  pl__account(s);
   pl_http_ex_reply(s->wait, &res);
   s->wait = NULL;
 }
@@ -137,6 +143,12 @@ static void pl__give_oneshot(pl_lp_sess *s) {
 
 /* ---- the session's life ------------------------------------------------ */
 
+/* What the session's buffers hold, for the server-wide bound. */
+static void pl__account(pl_lp_sess *s) {
+  if (s->c.limits)
+    pl_limits_account(s->c.limits, &s->c.mem_counted, s->out.cap + s->held.cap);
+}
+
 static void pl__unlink(pl_lp_sess *s) {
   pl_lp *lp = s->lp;
   if (s->prev)
@@ -159,6 +171,9 @@ static void pl__destroy(pl_lp_sess *s) {
   pl__unlink(s);
   pl_bytes_free(&s->out);
   pl_bytes_free(&s->held);
+  pl__account(s);
+  if (s->counted)
+    pl_limits_leave(s->c.limits, s->c.ip_key);
   pl_free(s);
 }
 
@@ -215,7 +230,10 @@ static void pl__write(pl_conn *c, pl_buf *b) {
   if (pl_json_from_frame(b->data, b->len, &s->out) != PL_OK)
     s->out.len = before;
   c->out_bytes = s->out.len;
-  if (s->out.len > PL__MAX_OUT) {
+  pl__account(s);
+  if (s->out.len > (c->limits ? pl_limits_cfg(c->limits)->max_output : PL__MAX_OUT)) {
+    if (c->limits)
+      pl_limits_count_cut(c->limits, PL_ERR_SLOW_CONSUMER);
     pl_warn("long-poll %s: %zu bytes nobody collects; ending it", s->sid, s->out.len);
     pl_bytes_free(&s->out);
     pl__close(c);
@@ -272,6 +290,7 @@ static pl_lp_sess *pl__open(pl_lp *lp) {
   s->c.h = lp->h;
   s->c.loop = lp->loop;
   s->c.max_frame = lp->max_frame;
+  s->c.limits = lp->limits;
   s->c.last_rx_ms = pl_mono_ms();
   s->c.id = pl_conn_new_id();
   snprintf(s->c.peer, sizeof s->c.peer, "long-poll");
@@ -318,6 +337,7 @@ static int pl__feed(pl_lp_sess *s, const pl_bytes *body, pl_http_ex *x) {
   pl_bytes_free(&frames);
   s->c.last_rx_ms = pl_mono_ms();
   pl__dispatch(s);
+  pl__account(s);
   if (e != PL_OK) { /* as a malformed frame: an Error (given by the next GET), then the end */
     if (!s->closing)
       s->c.h->on_bad_input(&s->c, e, s->c.h->ud);
@@ -334,6 +354,7 @@ typedef struct pl__lp_req {
   int op;
   char sid[48];
   uint32_t wait_s;
+  uint64_t peer; /* OP_OPEN: admitted by the limits under this key (0: not counted) */
   pl_bytes body;
   pl_http_ex *x;
 } pl__lp_req;
@@ -345,6 +366,9 @@ static void pl__handle(pl_task *t) {
   if (!s || (s->told && r->op != OP_GET)) {
     pl__reply_error(r->x, 404, "no such long-poll session");
   } else if (r->op == OP_OPEN) {
+    s->c.ip_key = r->peer;
+    s->counted = r->peer != 0;
+    r->peer = 0;
     if (pl__feed(s, &r->body, r->x) == 0) {
       char b[96];
       int n = snprintf(b, sizeof b, "{\"sid\":\"%s\"}\n", s->sid);
@@ -421,7 +445,17 @@ void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path,
     pl_bytes_append(&res->body, "{\"error\":\"no such long-poll session\",\"status\":404}\n", 51);
     return;
   }
+  uint64_t peer = op == OP_OPEN && lp->limits ? pl_http_ex_peer(x) : 0;
+  if (peer && pl_limits_admit(lp->limits, peer) != PL_OK) { /* a session counts as a connection */
+    res->status = 503;
+    res->type = "application/json";
+    res->extra = "Retry-After: 5\r\n";
+    static const char busy[] = "{\"error\":\"too many connections\",\"status\":503}\n";
+    pl_bytes_append(&res->body, busy, sizeof busy - 1);
+    return;
+  }
   pl__lp_req *r = pl_calloc(1, sizeof *r);
+  r->peer = peer;
   r->task.fn = pl__handle;
   r->lp = lp;
   r->op = op;
@@ -433,6 +467,8 @@ void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path,
   res->status = 0; /* answered from the session's loop */
   if (pl_loop_post(lp->loop, &r->task) != PL_OK) {
     pl__reply_error(x, 503, "shutting down");
+    if (peer)
+      pl_limits_leave(lp->limits, peer);
     pl_bytes_free(&r->body);
     pl_free(r);
   }
@@ -483,8 +519,9 @@ void pl_lp_auth(const pl_lp_set *set, const pl_http_req *req, int reg, pl_http_r
 
 /* ---- the registry ------------------------------------------------------------ */
 
-pl_lp *pl_lp_new(pl_loop *loop, int index, const pl_conn_handler *h, uint32_t max_frame) {
+pl_lp *pl_lp_new(pl_loop *loop, int index, const pl_conn_handler *h, uint32_t max_frame, pl_limits *limits) {
   pl_lp *lp = pl_calloc(1, sizeof *lp);
+  lp->limits = limits;
   lp->loop = loop;
   lp->index = index;
   lp->h = h;

@@ -22,7 +22,8 @@ typedef struct pl_lp_set {
   int n;
 } pl_lp_set;
 
-pl_lp *pl_lp_new(pl_loop *loop, int index, const pl_conn_handler *h, uint32_t max_frame);
+/* limits: the output budget of each session, and the memory count (may be NULL). */
+pl_lp *pl_lp_new(pl_loop *loop, int index, const pl_conn_handler *h, uint32_t max_frame, pl_limits *limits);
 void pl_lp_free(pl_lp *lp);
 /* Deadlines: held GETs, idle sessions, ended sessions nobody collects. */
 void pl_lp_sweep(pl_lp *lp, uint64_t now_mono_ms);

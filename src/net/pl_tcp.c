@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,6 +14,9 @@
 
 /* Writes go out in chunks of at most this many buffers per syscall. */
 #define PL__IOV_MAX 256
+/* Reading also stops while this many frames wait: small answers (Pongs)
+ * cost more in buffers and queue slots than their bytes say. */
+#define PL__HOLD_FRAMES 2048
 /* A closing connection whose peer does not read gets this long, then is cut. */
 #define PL__CLOSE_GRACE_MS 5000
 
@@ -23,14 +27,17 @@ struct pl_tcp_listener {
   pl_loop *loop;
   const pl_conn_handler *h;
   uint32_t max_frame;
+  pl_limits *limits;
   pl_tcp_conn *conns; /* doubly linked list of open connections */
   size_t count;
+  uint64_t warned_ms; /* last "cannot accept" warning */
   int closing;
 };
 
 struct pl_tcp_conn {
   pl_conn c; /* first: a pl_conn * is a pl_tcp_conn * */
   uv_tcp_t tcp;
+  uv_shutdown_t shut; /* the FIN once a closing connection's output is out */
   pl_tcp_listener *lst;
   pl_flusher flusher;
   pl_buf **q; /* output queue; q[0] is written from offset qoff */
@@ -38,6 +45,9 @@ struct pl_tcp_conn {
   pl_bytes rbuf; /* unparsed input; empty (no memory) between frames */
   uint64_t closing_since;
   uint8_t writing, paused, closing, dead;
+  uint8_t cutting;        /* the handler is answering a cut: its one frame passes */
+  uint8_t ip_key_counted; /* admitted by the limits: leaves them when closed */
+  uint8_t lingering;      /* FIN sent: waiting for the peer's, input dropped */
   pl_tcp_conn *prev, *next;
 };
 
@@ -65,6 +75,14 @@ uint64_t pl_conn_new_id(void) {
 
 static void pl__flush(pl_flusher *f);
 static void pl__hard_close(pl_tcp_conn *tc);
+static void pl__read_again(pl_tcp_conn *tc);
+
+/* What the connection's buffers hold, for the server-wide bound. */
+static void pl__account(pl_tcp_conn *tc) {
+  pl_conn *c = &tc->c;
+  if (c->limits)
+    pl_limits_account(c->limits, &c->mem_counted, tc->dead ? 0 : c->out_bytes + tc->rbuf.cap);
+}
 
 static void pl__check_drain(pl_tcp_conn *tc) {
   pl_conn *c = &tc->c;
@@ -72,10 +90,17 @@ static void pl__check_drain(pl_tcp_conn *tc) {
     c->want_drain = 0;
     c->h->on_drain(c, c->h->ud);
   }
+  if (c->out_held && pl_conn_out_drained(c) && tc->qlen < PL__HOLD_FRAMES / 2 && !tc->closing) {
+    c->out_held = 0;
+    c->last_rx_ms = pl_mono_ms(); /* its silence was ours */
+    pl__read_again(tc);
+  }
 }
 
 /* Drops n written bytes from the head of the queue. */
 static void pl__advance(pl_tcp_conn *tc, size_t n) {
+  if (n)
+    tc->c.progress_ms = pl_mono_ms();
   tc->c.out_bytes -= n;
   uint32_t i = 0;
   while (n && i < tc->qlen) {
@@ -114,6 +139,8 @@ static void pl__write_cb(uv_write_t *req, int status) {
   pl_free(w);
   tc->writing = 0;
   tc->c.out_bytes -= bytes;
+  tc->c.progress_ms = pl_mono_ms();
+  pl__account(tc);
   if (status < 0) {
     if (status != UV_ECANCELED)
       pl_debug("conn %llu: write failed: %s", (unsigned long long)tc->c.id, uv_strerror(status));
@@ -149,6 +176,47 @@ static void pl__write_rest(pl_tcp_conn *tc) {
   }
 }
 
+static void pl__drop_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  if (nread < 0) /* the peer closed too (or broke): done */
+    pl__hard_close(s->data);
+}
+
+static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+
+/* Reads and drops what has arrived (one loop buffer's worth at most). */
+static void pl__drop_waiting(pl_tcp_conn *tc) {
+  uv_os_fd_t fd;
+  if (uv_fileno((const uv_handle_t *)&tc->tcp, &fd) == 0)
+    (void)!recv(fd, pl_loop_rbuf(tc->c.loop), PL_LOOP_RBUF, MSG_DONTWAIT);
+}
+
+static void pl__shut_cb(uv_shutdown_t *req, int status) {
+  pl_tcp_conn *tc = req->data;
+  if (tc->dead)
+    return;
+  if (status < 0 || uv_read_start((uv_stream_t *)&tc->tcp, pl__alloc_cb, pl__drop_cb) != 0)
+    pl__hard_close(tc);
+}
+
+/* All output is written: a FIN, then what the peer still sends is read and
+ * dropped until it closes too (at most the close grace, pl_tcp_sweep).
+ * Closing with unread input would send a reset instead, and a reset
+ * destroys what the peer has not read yet: the Error saying why. */
+static void pl__linger(pl_tcp_conn *tc) {
+  if (tc->lingering)
+    return;
+  tc->lingering = 1;
+  /* One refused past a cap holds no slot: it must not hold a descriptor
+   * for the grace either. Its small Error is out; what it sent is dropped
+   * now, so the close is a FIN, not a reset that would destroy the Error. */
+  if (tc->c.limits && !tc->ip_key_counted)
+    pl__drop_waiting(tc);
+  else if (pl_tcp_fin(&tc->tcp, &tc->shut, tc, pl__shut_cb))
+    return;
+  pl__hard_close(tc);
+}
+
 static void pl__flush(pl_flusher *f) {
   pl_tcp_conn *tc = (pl_tcp_conn *)((char *)f - offsetof(pl_tcp_conn, flusher));
   if (tc->dead)
@@ -175,19 +243,49 @@ static void pl__flush(pl_flusher *f) {
     return;
   pl__check_drain(tc);
   if (tc->closing && !tc->qlen && !tc->writing)
-    pl__hard_close(tc);
+    pl__linger(tc);
+  if (tc->closing) /* its input will never be read: a big frame's bytes go now */
+    pl_bytes_free(&tc->rbuf);
+  pl__account(tc);
+}
+
+static void pl__tcp_close(pl_conn *c);
+
+/* The transport ends a connection (a cap, or a client that does not read):
+ * the handler answers why, and that one frame is queued whatever the
+ * budget; then it closes. */
+static void pl__cut(pl_tcp_conn *tc, pl_err why) {
+  pl_conn *c = &tc->c;
+  if (tc->closing)
+    return;
+  tc->cutting = 1;
+  c->h->on_bad_input(c, why, c->h->ud);
+  tc->cutting = 0;
+  pl__tcp_close(c);
+}
+
+/* A cut for the connection's behaviour (not a refusal at accept): counted. */
+static void pl__cut_counted(pl_tcp_conn *tc, pl_err why) {
+  if (!tc->closing && tc->c.limits)
+    pl_limits_count_cut(tc->c.limits, why);
+  pl__cut(tc, why);
 }
 
 static void pl__tcp_write(pl_conn *c, pl_buf *b) {
   pl_tcp_conn *tc = (pl_tcp_conn *)c;
   if (tc->closing || tc->dead)
     return;
+  if (!tc->cutting && pl_conn_over_budget(c)) {
+    pl__cut_counted(tc, PL_ERR_SLOW_CONSUMER);
+    return;
+  }
   if (tc->qlen == tc->qcap) {
     tc->qcap = tc->qcap ? tc->qcap * 2 : 8;
     tc->q = pl_realloc(tc->q, tc->qcap * sizeof *tc->q);
   }
   tc->q[tc->qlen++] = pl_buf_ref(b);
   c->out_bytes += b->len;
+  pl__account(tc);
   pl_loop_mark(c->loop, &tc->flusher);
 }
 
@@ -200,6 +298,9 @@ static void pl__closed_cb(uv_handle_t *h) {
     pl_buf_unref(tc->q[i]);
   pl_free(tc->q);
   pl_bytes_free(&tc->rbuf);
+  pl__account(tc);
+  if (tc->ip_key_counted)
+    pl_limits_leave(tc->c.limits, tc->c.ip_key);
   if (tc->prev)
     tc->prev->next = tc->next;
   else
@@ -232,11 +333,22 @@ static void pl__tcp_close(pl_conn *c) {
 
 /* ---- input ------------------------------------------------------------ */
 
+/* Reading stops until the output drains (pl__check_drain restarts it). */
+static void pl__hold_reading(pl_tcp_conn *tc) {
+  tc->c.out_held = 1;
+  tc->c.progress_ms = pl_mono_ms();
+  uv_read_stop((uv_stream_t *)&tc->tcp);
+}
+
 /* Parses and dispatches whole frames from p[0..n); returns bytes consumed. */
 static size_t pl__dispatch(pl_tcp_conn *tc, const uint8_t *p, size_t n) {
   pl_conn *c = &tc->c;
   size_t off = 0;
-  while (!tc->closing && !tc->paused) {
+  while (!tc->closing && !tc->paused && !c->out_held) {
+    if (pl_conn_out_full(c) || tc->qlen >= PL__HOLD_FRAMES) { /* more answers would only pile up */
+      pl__hold_reading(tc);
+      break;
+    }
     pl_frame f;
     size_t used;
     pl_err rc = pl_frame_parse(p + off, n - off, c->max_frame, &f, &used);
@@ -290,6 +402,11 @@ static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     pl_bytes_append(&tc->rbuf, p, (size_t)nread);
     pl__process_rbuf(tc);
   }
+  /* A big frame in the making holds memory as its bytes arrive: none more
+   * while all connections together hold too much. */
+  if (tc->rbuf.len > PL_LOOP_RBUF && tc->c.limits && pl_limits_memory_over(tc->c.limits))
+    pl__cut_counted(tc, PL_ERR_TOO_MANY_CONNECTIONS);
+  pl__account(tc);
 }
 
 static void pl__tcp_pause(pl_conn *c) {
@@ -300,15 +417,23 @@ static void pl__tcp_pause(pl_conn *c) {
   }
 }
 
+/* Reading goes on, first with what waited, unless the session paused it
+ * or the output is over its mark. */
+static void pl__read_again(pl_tcp_conn *tc) {
+  if (tc->paused || tc->closing)
+    return;
+  if (tc->rbuf.len)
+    pl__process_rbuf(tc);
+  if (!tc->paused && !tc->closing && !tc->c.out_held)
+    uv_read_start((uv_stream_t *)&tc->tcp, pl__alloc_cb, pl__read_cb);
+}
+
 static void pl__tcp_resume(pl_conn *c) {
   pl_tcp_conn *tc = (pl_tcp_conn *)c;
   if (!tc->paused || tc->closing)
     return;
   tc->paused = 0;
-  if (tc->rbuf.len)
-    pl__process_rbuf(tc);
-  if (!tc->paused && !tc->closing)
-    uv_read_start((uv_stream_t *)&tc->tcp, pl__alloc_cb, pl__read_cb);
+  pl__read_again(tc);
 }
 
 static const pl_transport_ops pl__tcp_ops = {
@@ -343,8 +468,40 @@ void pl_tcp_peer_name(const uv_tcp_t *tcp, char *out, size_t cap) {
 
 static void pl__free_data(uv_handle_t *h) { pl_free(h->data); }
 
+int pl_tcp_fin(uv_tcp_t *tcp, uv_shutdown_t *req, void *owner, uv_shutdown_cb cb) {
+  uv_os_fd_t fd;
+  int unread = 0;
+  if (uv_fileno((const uv_handle_t *)tcp, &fd) != 0 || ioctl(fd, FIONREAD, &unread) != 0)
+    unread = 1; /* unknown: the careful way */
+  if (!unread)
+    return 0; /* nothing to reset over: a plain close */
+  req->data = owner;
+  return uv_shutdown(req, (uv_stream_t *)tcp, cb) == 0;
+}
+
+uint64_t pl_tcp_peer_key(const uv_tcp_t *tcp) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
+    return 1;
+  return pl_limits_key((const struct sockaddr *)&ss);
+}
+
+void pl_tcp_accept_failed(uint64_t *warned_ms, int status) {
+  /* libuv accepts and closes what waits when out of descriptors, so the
+   * listener goes on; say so, at most once a minute. */
+  uint64_t now = pl_mono_ms();
+  if (status == UV_ECANCELED || now - *warned_ms < 60000)
+    return;
+  *warned_ms = now;
+  pl_warn("accept: %s: connections are being dropped (raise the open-file limit, or lower --max-conns)",
+          uv_strerror(status));
+}
+
 static void pl__on_connection(uv_stream_t *server, int status) {
   pl_tcp_listener *l = server->data;
+  if (status < 0)
+    pl_tcp_accept_failed(&l->warned_ms, status);
   if (status < 0 || l->closing)
     return;
   pl_tcp_conn *tc = pl_calloc(1, sizeof *tc);
@@ -361,6 +518,9 @@ static void pl__on_connection(uv_stream_t *server, int status) {
   tc->c.max_frame = l->max_frame;
   tc->c.last_rx_ms = pl_mono_ms();
   tc->c.id = pl_conn_new_id();
+  tc->c.limits = l->limits;
+  tc->c.ip_key = pl_tcp_peer_key(&tc->tcp);
+  tc->ip_key_counted = l->limits && pl_limits_admit(l->limits, tc->c.ip_key) == PL_OK;
   tc->flusher.fn = pl__flush;
   uv_tcp_nodelay(&tc->tcp, 1);
   pl_tcp_peer_name(&tc->tcp, tc->c.peer, sizeof tc->c.peer);
@@ -370,6 +530,12 @@ static void pl__on_connection(uv_stream_t *server, int status) {
   l->conns = tc;
   l->count++;
   l->h->on_open(&tc->c, l->h->ud);
+  if (l->limits && !tc->ip_key_counted) { /* over a cap: told so, and closed */
+    pl__cut(tc, PL_ERR_TOO_MANY_CONNECTIONS);
+    /* at once: a burst of accepts must not run out of descriptors on
+     * connections it only refuses */
+    pl__flush(&tc->flusher);
+  }
   if (!tc->closing)
     uv_read_start((uv_stream_t *)&tc->tcp, pl__alloc_cb, pl__read_cb);
 }
@@ -419,6 +585,7 @@ pl_err pl_tcp_listen(pl_loop *loop, const pl_tcp_config *cfg, const pl_conn_hand
   l->loop = loop;
   l->h = h;
   l->max_frame = cfg->max_frame;
+  l->limits = cfg->limits;
   l->tcp.data = l;
   pl_err e = pl_tcp_open_listener(loop, &l->tcp, cfg, pl__on_connection);
   if (e == PL_OK)
@@ -508,7 +675,9 @@ void pl_tcp_sweep(pl_tcp_listener *l, uint64_t now) {
       tc->q = NULL;
       tc->qcap = 0;
     }
-    if (pl_conn_idle_due(c, now))
+    if (pl_conn_stuck(c, now))
+      pl__cut_counted(tc, PL_ERR_SLOW_CONSUMER);
+    else if (pl_conn_idle_due(c, now))
       c->h->on_idle(c, c->h->ud);
   }
 }

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -22,6 +23,7 @@
 #include "core/pl_session.h"
 #include "media/pl_media.h"
 #include "net/pl_http.h"
+#include "net/pl_limits.h"
 #include "net/pl_lp.h"
 #include "net/pl_tcp.h"
 #include "pl_config.h"
@@ -48,7 +50,8 @@ typedef struct pl_server {
   pl_core *core;
   pl_store *store;
   pl_media *media;
-  pl_push *push; /* NULL: no provider configured */
+  pl_push *push;     /* NULL: no provider configured */
+  pl_limits *limits; /* caps and budgets shared by every connection */
   int lock_fd;
 } pl_server;
 
@@ -165,6 +168,35 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   cc->send_burst = c->send_burst;
   cc->max_queue = c->max_queue;
   cc->max_queue_share = c->max_queue_share;
+  cc->auth_timeout_ms = c->auth_timeout_s * 1000u;
+}
+
+/* Descriptors kept out of --max-conns' default: the database, the loops'
+ * own, and the reserve that serves /healthz and /metrics past the caps. */
+#define PL__FD_RESERVE 128
+#define PL__HTTP_RESERVE 32
+
+/* The connection limits; NULL (and a reason logged) if they make no sense. */
+static pl_limits *pl__limits(const pl_config *c, const pl_core_config *cc) {
+  if (c->max_conn_output < 2 * cc->out_high) {
+    pl_error("--max-conn-output must be at least %zu (twice the lag mark)", 2 * cc->out_high);
+    return NULL;
+  }
+  uint32_t max = c->max_conns;
+  struct rlimit rl;
+  if (!max && getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    max = rl.rlim_cur > 2 * PL__FD_RESERVE ? (uint32_t)(rl.rlim_cur - PL__FD_RESERVE)
+                                           : (uint32_t)rl.rlim_cur / 2;
+  pl_limits_config lc = {.max_conns = max,
+                         .max_per_ip = c->max_conns_per_ip,
+                         .reserve = PL__HTTP_RESERVE,
+                         .max_output = c->max_conn_output,
+                         .stuck_ms = c->slow_consumer_s * 1000u,
+                         .max_memory = c->max_conn_memory};
+  pl_info("connections: at most %u (%u per address), %llu bytes of unsent output each, %llu in all", max,
+          c->max_conns_per_ip, (unsigned long long)c->max_conn_output,
+          (unsigned long long)c->max_conn_memory);
+  return pl_limits_new(&lc);
 }
 
 /* The push service, if a provider is configured. */
@@ -216,6 +248,8 @@ static pl_err pl__start(pl_server *srv) {
   pl_core_config cc;
   pl__core_config(c, &cc);
   srv->core = pl_core_new(&cc, srv->nloops);
+  if (!(srv->limits = pl__limits(c, &cc)))
+    return PL_ERR_CONFIG;
   if (pl__load_filter(srv) != 0)
     return PL_ERR_CONFIG;
   pl_store_config sc = {.dir = c->data,
@@ -264,15 +298,22 @@ static pl_err pl__start(pl_server *srv) {
                       .store = srv->store,
                       .media = srv->media,
                       .push = srv->push,
-                      .lp = {srv->lps, srv->nloops},
-                      .metrics_token = c->metrics_token};
-  pl_tcp_config tc = {
-      .host = c->listen_host, .port = c->listen_port, .backlog = 4096, .max_frame = c->max_frame};
-  pl_http_config hc = {
-      .tcp = {.host = c->http_host, .port = c->http_port, .backlog = 4096, .max_frame = c->max_frame},
-      .route = pl_web_route,
-      .open = pl_web_open,
-      .route_ud = &srv->web};
+                      .metrics_token = c->metrics_token,
+                      .limits = srv->limits,
+                      .lp = {srv->lps, srv->nloops}};
+  pl_tcp_config tc = {.host = c->listen_host,
+                      .port = c->listen_port,
+                      .backlog = 4096,
+                      .max_frame = c->max_frame,
+                      .limits = srv->limits};
+  pl_http_config hc = {.tcp = {.host = c->http_host,
+                               .port = c->http_port,
+                               .backlog = 4096,
+                               .max_frame = c->max_frame,
+                               .limits = srv->limits},
+                       .route = pl_web_route,
+                       .open = pl_web_open,
+                       .route_ud = &srv->web};
   int http = c->http_host[0] != '\0';
   if (tc.port && (e = pl_tcp_probe(&tc)) != PL_OK)
     return e;
@@ -284,7 +325,7 @@ static pl_err pl__start(pl_server *srv) {
     if (e == PL_OK && http)
       e = pl_http_listen(srv->loops[i], &hc, pl_core_handler(srv->core), &srv->https[i]);
     if (e == PL_OK && http)
-      srv->lps[i] = pl_lp_new(srv->loops[i], i, pl_core_handler(srv->core), c->max_frame);
+      srv->lps[i] = pl_lp_new(srv->loops[i], i, pl_core_handler(srv->core), c->max_frame, srv->limits);
     if (e != PL_OK)
       return e;
     if (tc.port == 0) /* port 0: the others join the port the kernel picked */
@@ -336,6 +377,7 @@ static void pl__shutdown(pl_server *srv) {
   pl_push_free(srv->push);
   if (srv->core)
     pl_core_free(srv->core);
+  pl_limits_free(srv->limits);
   if (srv->lock_fd > 0)
     close(srv->lock_fd);
 }

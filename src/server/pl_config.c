@@ -79,6 +79,29 @@ static const pl__opt pl__opts[] = {
     {"presence-grace", "MS",
      "a user offline this long before followers are told; a reconnect meanwhile shows nothing (default 5000)",
      T_U32Z, OFF(presence_grace_ms), 0},
+    {"max-conns", "N",
+     "connections at once, all transports (default 0: the open-file limit minus 128, which stay for "
+     "the database, /healthz and /metrics; half the limit if it is below 256)",
+     T_U32Z, OFF(max_conns), 0},
+    {"max-conns-per-ip", "N",
+     "connections at once from one address, an IPv6 /64 counting as one (default 256; 0 = no cap)", T_U32Z,
+     OFF(max_conns_per_ip), 0},
+    {"auth-timeout", "SECONDS",
+     "a connection not authenticated this long after connecting gets AUTH_REQUIRED and is closed "
+     "(default 30; 0 = none)",
+     T_U32Z, OFF(auth_timeout_s), 0},
+    {"max-conn-output", "BYTES",
+     "unsent output one connection may hold; a write past it cuts the connection with SLOW_CONSUMER "
+     "(default 4194304; at least 524288)",
+     T_U64, OFF(max_conn_output), 0},
+    {"slow-consumer-timeout", "SECONDS",
+     "a connection whose reading is stopped for its unsent output, and that reads nothing of it for this "
+     "long, is cut with SLOW_CONSUMER (default 30; 0 = never)",
+     T_U32Z, OFF(slow_consumer_s), 0},
+    {"max-conn-memory", "BYTES",
+     "input and output buffers of all connections together; past it, connections over their lag mark or "
+     "growing a big frame are cut (default 536870912 = 512 MiB; 0 = no bound)",
+     T_U64Z, OFF(max_conn_memory), 0},
     {"media-max-upload", "BYTES", "largest upload accepted at POST /media (default 67108864 = 64 MiB)", T_U64,
      OFF(media_max_upload), 0},
     {"media-quota", "BYTES",
@@ -165,6 +188,11 @@ void pl_config_defaults(pl_config *c) {
   c->commit_batch = 4096;
   c->commit_delay_us = 250;
   c->presence_grace_ms = 5000;
+  c->max_conns_per_ip = 256;
+  c->auth_timeout_s = 30;
+  c->max_conn_output = 4u << 20;
+  c->slow_consumer_s = 30;
+  c->max_conn_memory = 512u << 20;
   c->media_max_upload = 64u << 20;
   c->media_quota = 1ull << 30;
   c->media_max_unfinished = 16;

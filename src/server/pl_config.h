@@ -25,6 +25,9 @@ typedef struct pl_config {
   uint32_t presence_grace_ms;
   /* abuse limits (protocol.md 10.7): sends per user, a sender's share of a device queue */
   uint32_t send_rate, send_burst, max_queue_share;
+  /* connections (docs/operations.md, "Limits") */
+  uint32_t max_conns, max_conns_per_ip, auth_timeout_s, slow_consumer_s;
+  uint64_t max_conn_output, max_conn_memory;
   uint64_t media_max_upload, media_quota, media_ttl_s, media_max_pixels;
   uint32_t media_thumb, media_link_ttl_s, media_max_unfinished;
   int media_files;

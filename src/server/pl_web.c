@@ -53,6 +53,21 @@ static uint64_t pl__rss(void) {
   return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* The connection caps and budgets (pl_limits). */
+static void pl__limit_metrics(const pl_web *w, pl_bytes *b) {
+  pl_limits_stats ls = {0};
+  if (w->limits)
+    pl_limits_get_stats(w->limits, &ls);
+  pl__metric(b, "parley_connections_refused_total", "counter",
+             "Connections refused by --max-conns or --max-conns-per-ip.", ls.refused);
+  pl__metric(b, "parley_slow_consumers_total", "counter",
+             "Connections cut with SLOW_CONSUMER: they did not read what they were sent.", ls.slow_consumers);
+  pl__metric(b, "parley_connection_memory_cuts_total", "counter",
+             "Connections cut because all connections held --max-conn-memory.", ls.memory_cuts);
+  pl__metric(b, "parley_connection_memory_bytes", "gauge",
+             "Bytes held in connections' input and output buffers.", ls.memory);
+}
+
 /* Prometheus text exposition format 0.0.4. */
 static void pl__metrics(const pl_web *w, pl_http_res *res) {
   pl_core_stats cs;
@@ -67,6 +82,7 @@ static void pl__metrics(const pl_web *w, pl_http_res *res) {
   pl__printf(b, "parley_connections{transport=\"ws\"} %llu\n", (unsigned long long)cs.conns_ws);
   pl__printf(b, "parley_connections{transport=\"lp\"} %llu\n", (unsigned long long)cs.conns_lp);
   pl__metric(b, "parley_connections_total", "counter", "Client connections opened.", cs.conns_total);
+  pl__limit_metrics(w, b);
   pl__metric(b, "parley_frames_in_total", "counter", "Frames received from clients.", cs.frames_in);
   pl__metric(b, "parley_sends_total", "counter", "Send requests (messages in).", cs.sends);
   pl__metric(b, "parley_messages_out_total", "counter", "Messages written to devices.", cs.messages_out);

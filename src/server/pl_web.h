@@ -14,6 +14,7 @@ typedef struct pl_web {
   pl_store *store;
   pl_media *media;
   pl_push *push;             /* NULL: push notifications off (the push metrics read 0) */
+  pl_limits *limits;         /* connection caps and counts */
   pl_lp_set lp;              /* long-poll sessions, one registry per loop */
   const char *metrics_token; /* "" or NULL: /metrics is open; else it needs "Authorization: Bearer <it>" */
 } pl_web;

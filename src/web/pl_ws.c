@@ -24,7 +24,9 @@ struct pl_ws {
   pl_bytes out;                /* frames to write */
   pl__held *held, **held_tail; /* messages wslay parsed while paused */
   int paused, failed, in_recv, bad_close;
-  uint16_t close_code; /* a close asked for, queued once the data before it is out */
+  int data_frame;               /* the frame being received carries message data */
+  size_t msg_bytes, held_bytes; /* of a message wslay is gathering; of held messages */
+  uint16_t close_code;          /* a close asked for, queued once the data before it is out */
   char close_reason[124];
 };
 
@@ -58,6 +60,7 @@ static void pl__hold(pl_ws *w, int text, const uint8_t *p, size_t n) {
   m->n = n;
   if (n)
     memcpy(m->p, p, n);
+  w->held_bytes += n;
   *w->held_tail = m;
   w->held_tail = &m->next;
 }
@@ -68,6 +71,7 @@ static void pl__msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_
   if (a->opcode != WSLAY_TEXT_FRAME && a->opcode != WSLAY_BINARY_FRAME)
     return; /* ping, pong and close are wslay's */
   int text = a->opcode == WSLAY_TEXT_FRAME;
+  w->msg_bytes = 0;
   if (w->paused || w->held)
     pl__hold(w, text, a->msg, a->msg_length);
   else if (w->h->on_message(w->ud, text, a->msg, a->msg_length))
@@ -79,14 +83,27 @@ static void pl__msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_
 static void pl__frame_start_cb(wslay_event_context_ptr ctx,
                                const struct wslay_event_on_frame_recv_start_arg *a, void *ud) {
   (void)ctx;
+  pl_ws *w = ud;
   if (a->opcode == WSLAY_CONNECTION_CLOSE && a->payload_length == 1)
-    ((pl_ws *)ud)->bad_close = 1;
+    w->bad_close = 1;
+  w->data_frame = !(a->opcode & 8);
+}
+
+/* wslay gathers a message's fragments as they arrive: counted, so the
+ * server can bound what unfinished messages hold. */
+static void pl__chunk_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_chunk_arg *a,
+                         void *ud) {
+  (void)ctx;
+  pl_ws *w = ud;
+  if (w->data_frame)
+    w->msg_bytes += a->data_length;
 }
 
 pl_ws *pl_ws_new(size_t max_message, const pl_ws_handler *h, void *ud) {
   static const struct wslay_event_callbacks cbs = {.recv_callback = pl__recv_cb,
                                                    .send_callback = pl__send_cb,
                                                    .on_frame_recv_start_callback = pl__frame_start_cb,
+                                                   .on_frame_recv_chunk_callback = pl__chunk_cb,
                                                    .on_msg_recv_callback = pl__msg_cb};
   pl_ws *w = pl_calloc(1, sizeof *w);
   w->h = h;
@@ -175,6 +192,7 @@ pl_err pl_ws_resume(pl_ws *w) {
   while (w->held && !w->paused) {
     pl__held *m = w->held;
     w->held = m->next;
+    w->held_bytes -= m->n;
     if (!w->held)
       w->held_tail = &w->held;
     if (w->h->on_message(w->ud, m->text, m->p, m->n))
@@ -201,6 +219,8 @@ void pl_ws_close(pl_ws *w, uint16_t code, const char *reason) {
 }
 
 pl_bytes *pl_ws_output(pl_ws *w) { return &w->out; }
+
+size_t pl_ws_buffered(const pl_ws *w) { return w->in.cap + w->msg_bytes + w->held_bytes; }
 
 int pl_ws_finished(const pl_ws *w) {
   return w->failed || wslay_event_get_close_sent(w->ctx) ||

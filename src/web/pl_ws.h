@@ -52,6 +52,9 @@ void pl_ws_close(pl_ws *w, uint16_t code, const char *reason);
 
 /* The bytes to write to the socket; the caller consumes what it wrote. */
 pl_bytes *pl_ws_output(pl_ws *w);
+/* Input bytes held: received but not yet parsed, a message being gathered,
+ * and messages held while paused. */
+size_t pl_ws_buffered(const pl_ws *w);
 /* 1 once the socket can be closed after the output is written. */
 int pl_ws_finished(const pl_ws *w);
 /* The close code the peer sent (0 if none yet). */
