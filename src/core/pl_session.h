@@ -23,6 +23,7 @@
 #include "../store/pl_store.h"
 #include "pl_filter.h"
 #include "pl_router.h"
+#include "pl_throttle.h"
 
 typedef struct pl_core_config {
   uint32_t heartbeat_ms[5];    /* by ClientKind: unknown, mobile, web, iot, bot */
@@ -36,6 +37,12 @@ typedef struct pl_core_config {
   uint32_t argon2_mem_kib;     /* Argon2id memory (0: libsodium interactive = 64 MiB) */
   uint32_t presence_grace_ms;  /* a user offline this long before followers are told */
   uint32_t typing_interval_ms; /* at most one typing-on event per device this often */
+  pl_auth_limits auth;         /* login throttling (pl_throttle.h) */
+  uint32_t argon2_threads;     /* the hashing pool's threads */
+  uint32_t argon2_per_address; /* Argon2id jobs at once per source address */
+  uint32_t argon2_queue;       /* Argon2id jobs waiting for a thread, all addresses */
+  uint64_t token_idle_ms;      /* a token unused this long stops working (0: never) */
+  uint64_t token_max_ms;       /* a token this old stops working (0: never) */
 } pl_core_config;
 
 void pl_core_config_defaults(pl_core_config *cfg);

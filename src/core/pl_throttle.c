@@ -171,6 +171,14 @@ void pl_throttle_release(pl_throttle *t, const char *key) {
 
 /* ---- the rules for Register, Login and Resume ------------------------------ */
 
+void pl_throttle_addr(const char *peer, char *out, size_t cap) {
+  const char *colon = strrchr(peer, ':');
+  size_t n = colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1)
+                 ? (size_t)(colon - peer)
+                 : strlen(peer);
+  snprintf(out, cap, "%.*s", (int)n, peer);
+}
+
 /* "kind:a" or "kind:a|b" */
 static void pl__key(char *out, size_t cap, char kind, const char *a, const char *b) {
   if (b)

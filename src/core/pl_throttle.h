@@ -74,6 +74,10 @@ typedef struct pl_auth_limits {
   pl_throttle_policy account_address, account, address;
 } pl_auth_limits;
 
+/* The address part of a peer name ("1.2.3.4:5678" -> "1.2.3.4",
+ * "::1:5678" -> "::1"); a name without a port is taken whole. */
+void pl_throttle_addr(const char *peer, char *out, size_t cap);
+
 /* 0 if the attempt may go ahead (and be hashed), else the ms to wait.
  * user is NULL unless a is LOGIN. Takes a token of addr's buckets. */
 uint64_t pl_throttle_auth_admit(pl_throttle *t, const pl_auth_limits *l, pl_auth_attempt a, const char *user,

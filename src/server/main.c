@@ -148,6 +148,24 @@ static void pl__on_signal(uv_signal_t *h, int signum) {
   uv_stop(h->loop);
 }
 
+/* The login throttle's policies (pl_throttle.h) from the options. */
+static void pl__auth_config(const pl_config *c, pl_core_config *cc) {
+  pl_auth_limits *l = &cc->auth;
+  l->rate = c->login_rate;
+  l->burst = c->login_burst;
+  l->register_per_hour = c->register_rate;
+  l->account_address = (pl_throttle_policy){c->login_free_failures, c->login_delay_ms, c->login_lockout_ms};
+  /* over all addresses: a short cap, so it cannot lock the owner out for long */
+  uint32_t acap = c->login_lockout_ms < 60000u ? c->login_lockout_ms : 60000u;
+  l->account = (pl_throttle_policy){c->login_account_failures, c->login_delay_ms, acap};
+  l->address = (pl_throttle_policy){c->login_address_failures, c->login_delay_ms, c->login_lockout_ms};
+  cc->argon2_threads = c->argon2_threads;
+  cc->argon2_per_address = c->argon2_per_address;
+  cc->argon2_queue = c->argon2_queue;
+  cc->token_idle_ms = c->token_idle_ttl_s * 1000u;
+  cc->token_max_ms = c->token_max_ttl_s * 1000u;
+}
+
 static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   pl_core_config_defaults(cc);
   cc->heartbeat_ms[0] = c->hb_bot_s * 1000u;
@@ -160,6 +178,7 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   cc->argon2_ops = c->argon2_ops;
   cc->argon2_mem_kib = c->argon2_mem_kib;
   cc->presence_grace_ms = c->presence_grace_ms;
+  pl__auth_config(c, cc);
 }
 
 /* The push service, if a provider is configured. */

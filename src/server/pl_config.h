@@ -27,6 +27,11 @@ typedef struct pl_config {
   uint32_t media_thumb, media_link_ttl_s;
   int media_files;
   uint32_t argon2_ops, argon2_mem_kib;
+  /* login throttling and hashing (docs/operations.md, "Login throttling") */
+  uint32_t login_free_failures, login_delay_ms, login_lockout_ms, login_account_failures,
+      login_address_failures, login_rate, login_burst, register_rate;
+  uint32_t argon2_threads, argon2_per_address, argon2_queue;
+  uint64_t token_idle_ttl_s, token_max_ttl_s;
   int log_level;
   /* push notifications (docs/operations.md, "Push notifications") */
   char push_webhook[512], fcm_credentials[512], fcm_endpoint[256];

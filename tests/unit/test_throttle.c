@@ -161,6 +161,18 @@ static void test_auth_rate_per_address(void) {
   pl_throttle_free(t);
 }
 
+static void test_addr(void) {
+  char a[48];
+  pl_throttle_addr("127.0.0.2:40312", a, sizeof a);
+  CHECK_STR(a, "127.0.0.2");
+  pl_throttle_addr("::1:7700", a, sizeof a);
+  CHECK_STR(a, "::1");
+  pl_throttle_addr("long-poll", a, sizeof a);
+  CHECK_STR(a, "long-poll");
+  pl_throttle_addr("", a, sizeof a);
+  CHECK_STR(a, "");
+}
+
 int main(void) {
   if (sodium_init() < 0)
     return 1;
@@ -174,5 +186,6 @@ int main(void) {
   RUN(test_auth_account_over_addresses_capped);
   RUN(test_auth_address_and_register);
   RUN(test_auth_rate_per_address);
+  RUN(test_addr);
   return tl_summary();
 }
