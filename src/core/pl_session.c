@@ -458,7 +458,6 @@ static void pl__argon_done(pl_job *j) {
   pl_throttle_release(sr->s->core->throttle, wk->hold);
   if (!verify && ok)
     sr->pwhash = pl_strdup(wk->hash);
-  pl_free(wk);
   if (!sr->s->conn)
     return pl__auth_end(sr, PL_OK);
   if (!ok)
@@ -473,6 +472,8 @@ static void pl__argon_done(pl_job *j) {
   }
   pl__submit(sr);
 }
+
+static void pl__argon_free(pl_job *j) { pl_free(j); }
 
 /* When a refused hashing job might find room: the jobs ahead of it over the
  * threads, at the last run's pace. */
@@ -496,6 +497,7 @@ static pl_err pl__argon(pl__sreq *sr, int verify) {
   wk->verify = verify;
   wk->job.work = pl__argon_work;
   wk->job.done = pl__argon_done;
+  wk->job.release = pl__argon_free;
   pl_err e = PL_ERR_RATE_LIMITED;
   if (pl_throttle_hold(core->throttle, wk->hold, core->cfg.argon2_per_address, pl_mono_ms())) {
     e = pl_workers_submit(core->hashers, pl_loop_uv(sr->s->loop), &wk->job);

@@ -65,11 +65,18 @@ void pl_workers_free(pl_workers *w) {
 
 static void pl__job_closed(uv_handle_t *h) {
   pl_job *j = h->data;
-  j->done(j);
+  if (j->release)
+    j->release(j);
 }
 
-/* The work is done: back on the loop, the handle goes, then done runs. */
-static void pl__job_back(uv_async_t *a) { uv_close((uv_handle_t *)a, pl__job_closed); }
+/* The work is done: back on the loop. done runs here, in the poll phase,
+ * so what it writes is flushed at the end of this very pass (a close
+ * callback would run after the flush, and wait for the next wake-up). */
+static void pl__job_back(uv_async_t *a) {
+  pl_job *j = a->data;
+  j->done(j);
+  uv_close((uv_handle_t *)a, pl__job_closed);
+}
 
 pl_err pl_workers_submit(pl_workers *w, uv_loop_t *loop, pl_job *j) {
   pthread_mutex_lock(&w->mu);

@@ -16,7 +16,10 @@
 typedef struct pl_job pl_job;
 struct pl_job {
   void (*work)(pl_job *j); /* on a worker thread */
-  void (*done)(pl_job *j); /* on the submitting loop's thread, after work; owns j */
+  void (*done)(pl_job *j); /* on the submitting loop's thread, after work */
+  /* Then, once the handle is closed: j may be freed (NULL: nothing to do).
+   * Not in done: the handle is still j's until then. */
+  void (*release)(pl_job *j);
   uv_async_t async;
   pl_job *next;
 };
