@@ -321,8 +321,8 @@ static void pl__kick(void *ep) {
   pl_session *s = ep;
   if (!s->conn)
     return;
-  pl_info("conn %llu %s: %s@%s replaced by a newer connection", (unsigned long long)s->conn->id,
-          s->conn->peer, s->user, s->device);
+  pl_info("conn %llu %s: %s@%s closed: a newer connection took the device, or it was revoked",
+          (unsigned long long)s->conn->id, s->conn->peer, s->user, s->device);
   s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
   s->state = S_AUTH;
   s->sync = SYNC_OFF;
@@ -1125,6 +1125,77 @@ static int pl__on_logout(pl_session *s) {
   return 1;
 }
 
+/* ---- devices ------------------------------------------------------------ */
+
+/* A revoked device is logged out (the store dropped its token and queue):
+ * its connection closes and it gets no more notifications. */
+static void pl__revoked(pl_session *s, const pl_store_req *req) {
+  for (size_t i = 0; i < req->out.ntargets; i++) {
+    s->core->router->ops->kick(s->core->router, req->out.targets[i]);
+    pl_push_register(s->core->push, req->out.targets[i], 0, NULL, NULL, "");
+    pl_info("conn %llu %s: %s revoked device %s", (unsigned long long)s->conn->id, s->conn->peer, s->user,
+            req->out.names[i]);
+  }
+}
+
+static void pl__devices_done(pl_store_req *req) {
+  pl__sreq *sr = PL__SREQ(req);
+  pl_session *s = sr->s;
+  Parley__Devices *m = (Parley__Devices *)sr->msg;
+  if (req->status == PL_OK && s->conn)
+    pl__revoked(s, req);
+  if (req->status != PL_OK) {
+    pl__error(s, req->status, m->ref);
+    return pl__sreq_free(sr);
+  }
+  size_t n = req->out.ndevices;
+  Parley__DeviceInfo *info = pl_calloc(n ? n : 1, sizeof *info);
+  Parley__DeviceInfo **ptrs = pl_calloc(n ? n : 1, sizeof *ptrs);
+  for (size_t i = 0; i < n; i++) {
+    const pl_device_row *d = &req->out.devices[i];
+    parley__device_info__init(&info[i]);
+    info[i].name = d->name;
+    info[i].device_id = d->id;
+    info[i].created = d->created;
+    info[i].last_used = d->used_at;
+    info[i].current = d->id == s->device_id;
+    info[i].online = s->core->router->ops->is_online(s->core->router, d->id);
+    ptrs[i] = &info[i];
+  }
+  Parley__DeviceList dl = PARLEY__DEVICE_LIST__INIT;
+  dl.ref = m->ref;
+  dl.n_devices = n;
+  dl.devices = ptrs;
+  dl.n_revoked = req->out.nnames;
+  dl.revoked = req->out.names;
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_DEVICE_LIST, &dl.base);
+  pl_free(ptrs);
+  pl_free(info);
+  pl__sreq_free(sr);
+}
+
+/* Devices: list mine; revoke one by name, or all but this one. */
+static int pl__on_devices(pl_session *s, ProtobufCMessage *msg) {
+  Parley__Devices *m = (Parley__Devices *)msg;
+  int ref_ok = strlen(m->ref) <= PL__MAX_ID;
+  int bad =
+      !ref_ok || m->op < PARLEY__DEVICES_OP__DEVICES_LIST ||
+      m->op > PARLEY__DEVICES_OP__DEVICES_REVOKE_OTHERS ||
+      (m->op == PARLEY__DEVICES_OP__DEVICES_REVOKE && !pl_auth_valid_device(m->device, strlen(m->device)));
+  if (bad) {
+    pl__error(s, PL_ERR_INVALID_ARGUMENT, ref_ok ? m->ref : NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_DEVICES, msg, pl__devices_done);
+  sr->req.in.user_id = s->user_id;
+  sr->req.in.device_id = s->device_id;
+  sr->req.in.device_op = (int)m->op;
+  sr->req.in.name = m->device;
+  pl__submit(sr);
+  return 0;
+}
+
 /* PushRegister: the push service keeps the token (no store request). */
 static void pl__on_push_register(pl_session *s, const Parley__PushRegister *m) {
   int ok = strlen(m->ref) <= PL__MAX_ID &&
@@ -1205,6 +1276,7 @@ static int pl__dispatch(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
     case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return pl__on_state(s, type, msg);
     case PARLEY__FRAME_TYPE__FRAME_TYPING: return pl__on_typing(s, msg);
     case PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER: pl__on_push_register(s, (Parley__PushRegister *)msg); break;
+    case PARLEY__FRAME_TYPE__FRAME_DEVICES: return pl__on_devices(s, msg);
     case PARLEY__FRAME_TYPE__FRAME_LOGOUT:
       protobuf_c_message_free_unpacked(msg, NULL);
       return pl__on_logout(s) ? 2 : 0;

@@ -41,8 +41,6 @@ typedef struct pl_core_config {
   uint32_t argon2_threads;     /* the hashing pool's threads */
   uint32_t argon2_per_address; /* Argon2id jobs at once per source address */
   uint32_t argon2_queue;       /* Argon2id jobs waiting for a thread, all addresses */
-  uint64_t token_idle_ms;      /* a token unused this long stops working (0: never) */
-  uint64_t token_max_ms;       /* a token this old stops working (0: never) */
 } pl_core_config;
 
 void pl_core_config_defaults(pl_core_config *cfg);

@@ -162,8 +162,6 @@ static void pl__auth_config(const pl_config *c, pl_core_config *cc) {
   cc->argon2_threads = c->argon2_threads;
   cc->argon2_per_address = c->argon2_per_address;
   cc->argon2_queue = c->argon2_queue;
-  cc->token_idle_ms = c->token_idle_ttl_s * 1000u;
-  cc->token_max_ms = c->token_max_ttl_s * 1000u;
 }
 
 static void pl__core_config(const pl_config *c, pl_core_config *cc) {
@@ -236,6 +234,8 @@ static pl_err pl__start(pl_server *srv) {
                         .durable = c->durable,
                         .ttl_ms = c->ttl_s * 1000u,
                         .max_devices = c->max_devices,
+                        .token_idle_ms = c->token_idle_ttl_s * 1000u,
+                        .token_max_ms = c->token_max_ttl_s * 1000u,
                         .max_queue = c->max_queue,
                         .max_group = c->max_group,
                         .group_detail = c->group_detail,
