@@ -97,9 +97,15 @@ static void pb__exec(const pb_server *s) {
   snprintf(listen, sizeof listen, "127.0.0.1:%d", ntohs(s->addr.sin_port));
   snprintf(log, sizeof log, "%s/parleyd.log", s->dir);
   snprintf(args, sizeof args, "%s", s->args);
-  char *argv[PB__MAX_ARGS + 16] = {bin,   "--data",      dir,    "--listen",    listen,    "--http",
-                                   "off", "--log-level", "warn", "--max-queue", "10000000"};
-  int n = 11;
+  /* Every bench client comes from 127.0.0.1: the per-address login limits
+   * (register, login and resume rates, hashes at once) would throttle the
+   * bench itself, so they are off (the caller's arguments may set them). */
+  char *argv[PB__MAX_ARGS + 24] = {bin,    "--data",          dir,        "--listen",
+                                   listen, "--http",          "off",      "--log-level",
+                                   "warn", "--max-queue",     "10000000", "--login-rate",
+                                   "0",    "--register-rate", "0",        "--argon2-per-address",
+                                   "1024", "--argon2-queue",  "100000"};
+  int n = 19;
   n += pb__split(args, argv + n, PB__MAX_ARGS);
   argv[n] = NULL;
   int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), null = open("/dev/null", O_RDONLY);
