@@ -234,6 +234,10 @@ int parley_logout(parley *c);
 const char *parley_token(const parley *c);
 const char *parley_user(const parley *c);
 const char *parley_device(const parley *c);
+/* After PARLEY_E_RATE_LIMITED (a throttled Register, Login or Resume,
+ * docs/protocol.md 7.6): the ms the server asked to wait before trying again
+ * (the engine's own reconnect waits at least this long). 0 otherwise. */
+uint32_t parley_retry_after_ms(const parley *c);
 parley_state parley_get_state(const parley *c);
 
 /* Queues a message for peer (a user name). id may be NULL: the library makes

@@ -191,6 +191,7 @@ int parley_logout(parley *c) {
 const char *parley_token(const parley *c) { return c ? c->token : NULL; }
 const char *parley_user(const parley *c) { return c ? c->user : NULL; }
 const char *parley_device(const parley *c) { return c ? c->device : NULL; }
+uint32_t parley_retry_after_ms(const parley *c) { return c ? c->retry_after_ms : 0; }
 parley_state parley_get_state(const parley *c) { return c ? plc_state(c) : PARLEY_STATE_DISCONNECTED; }
 size_t parley_outbox_len(const parley *c) { return c ? c->ob.len : 0; }
 int64_t parley_clock_offset(const parley *c) { return c ? c->clock_offset : 0; }

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "parley/parley.h"
 #include "rawcl.h"
 
 static tl_server srv;
@@ -164,6 +165,35 @@ static void test_rest_login_gets_429(void) {
   CHECK(log_has("failed login: user=carol", "addr=127.0.0.7"));
 }
 
+/* libparley reports the server's wait (PARLEY_E_RATE_LIMITED and
+ * parley_retry_after_ms), and lists devices. */
+static void test_libparley_sees_the_wait(void) {
+  make_user("erin", "erin-secret");
+  parley_options o = {0};
+  o.port = srv.port;
+  parley *c = parley_new(&o);
+  CHECK(c != NULL);
+  CHECK_EQ_I(parley_connect(c), PARLEY_OK);
+  CHECK_EQ_I(parley_login(c, "erin", "wrong-wrong", "cli"), PARLEY_E_BAD_CREDENTIALS);
+  CHECK_EQ_I(parley_login(c, "erin", "erin-secret", "cli"), PARLEY_E_RATE_LIMITED);
+  uint32_t w = parley_retry_after_ms(c);
+  CHECK(w > 0 && w <= 3000);
+  usleep((w + 50) * 1000u);
+  CHECK_EQ_I(parley_login(c, "erin", "erin-secret", "cli"), PARLEY_OK);
+  parley_device_info *d = NULL;
+  size_t n = 0;
+  CHECK_EQ_I(parley_devices_wait(c, PARLEY_DEVICES_LIST, NULL, &d, &n, 5000), PARLEY_OK);
+  CHECK_EQ_U(n, 2); /* "d" from make_user, and this one */
+  int current = 0;
+  for (size_t i = 0; i < n; i++)
+    current += d[i].current && !strcmp(d[i].name, "cli");
+  CHECK_EQ_I(current, 1);
+  parley_devices_free(d, n);
+  CHECK_EQ_I(parley_devices_wait(c, PARLEY_DEVICES_REVOKE, "cli", NULL, NULL, 5000),
+             PARLEY_E_INVALID_ARGUMENT);
+  parley_free(c);
+}
+
 /* Resume with made-up tokens is token guessing: the address is locked out too. */
 static void test_bad_tokens_lock_the_address(void) {
   int fd = open_from("127.0.0.4");
@@ -206,7 +236,7 @@ static void test_hash_flood_does_not_starve_others(void) {
   CHECK_EQ_I(login(fd, "bob", "bob-secret", &retry), 0);
   uint64_t took = tl_now_ms() - t0;
   fprintf(stderr, "  bob's login under the flood took %llu ms\n", (unsigned long long)took);
-  CHECK(took < 3000); /* measured: 24.7 s before the fix, 0.3-0.7 s after (2 shared cores) */
+  CHECK(took < 4000); /* measured: 24.7 s before the fix, 0.3-1.0 s after (2 shared cores) */
   close(fd);
   for (int i = 0; i < N; i++)
     close(fds[i]);
@@ -227,6 +257,8 @@ int main(void) {
       "--login-free-failures 3 --login-delay 2000 --login-lockout 8000 --login-rate 0");
   run("test_rest_login_gets_429", test_rest_login_gets_429,
       "--login-free-failures 1 --login-delay 10000 --login-lockout 10000 --login-rate 0");
+  run("test_libparley_sees_the_wait", test_libparley_sees_the_wait,
+      "--login-free-failures 0 --login-delay 3000 --login-lockout 3000 --login-rate 0");
   run("test_bad_tokens_lock_the_address", test_bad_tokens_lock_the_address,
       "--login-address-failures 5 --login-rate 0");
   /* the real Argon2id cost (64 MiB, 2 passes), and no other limit than the
