@@ -159,7 +159,7 @@ static void pl__auth_config(const pl_config *c, pl_core_config *cc) {
   uint32_t acap = c->login_lockout_ms < 60000u ? c->login_lockout_ms : 60000u;
   l->account = (pl_throttle_policy){c->login_account_failures, c->login_delay_ms, acap};
   l->address = (pl_throttle_policy){c->login_address_failures, c->login_delay_ms, c->login_lockout_ms};
-  cc->argon2_threads = c->argon2_threads;
+  cc->argon2_threads = c->argon2_threads < 256 ? c->argon2_threads : 256; /* a typo must not start millions */
   cc->argon2_per_address = c->argon2_per_address;
   cc->argon2_queue = c->argon2_queue;
 }

@@ -112,7 +112,7 @@ static const pl__opt pl__opts[] = {
      OFF(login_burst), 0},
     {"register-rate", "N", "registrations an hour per address (default 20; 0 = no limit)", T_U32Z,
      OFF(register_rate), 0},
-    {"argon2-threads", "N", "threads that hash passwords, apart from every other work (default 2)", T_U32,
+    {"argon2-threads", "N", "threads that hash passwords, apart from every other work (default 2; at most 256)", T_U32,
      OFF(argon2_threads), 0},
     {"argon2-per-address", "N", "password hashes running or waiting at once per address (default 2)", T_U32,
      OFF(argon2_per_address), 0},
