@@ -1786,10 +1786,7 @@ static pl_err pl__device_list(pl__sq *q, pl_store_req *r) {
   size_t cap = 0;
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (r->out.ndevices == cap) {
-      cap = cap ? cap * 2 : 8;
-      r->out.devices = pl_realloc(r->out.devices, cap * sizeof *r->out.devices);
-    }
+    r->out.devices = pl__reserve(r->out.devices, r->out.ndevices, &cap, sizeof *r->out.devices);
     pl_device_row *d = &r->out.devices[r->out.ndevices++];
     d->id = pl__col_u64(st, 0);
     d->name = pl__col_str(st, 1);
