@@ -266,6 +266,38 @@ static void messages(void) {
   cl_max.users = names;
   put_variants("fuzz_msg_contact_list", &cl, &cl_max);
 
+  Parley__Devices dv = PARLEY__DEVICES__INIT, dv_max = PARLEY__DEVICES__INIT;
+  dv.ref = "d1";
+  dv.op = PARLEY__DEVICES_OP__DEVICES_REVOKE;
+  dv.device = "laptop";
+  dv_max.ref = longstr;
+  dv_max.op = (Parley__DevicesOp)INT32_MAX;
+  dv_max.device = utf8;
+  put_variants("fuzz_msg_devices", &dv, &dv_max);
+
+  Parley__DeviceInfo di = PARLEY__DEVICE_INFO__INIT, di_max = PARLEY__DEVICE_INFO__INIT;
+  di.name = "phone";
+  di.device_id = 7;
+  di.created = 1700000000000ull;
+  di.last_used = 1700000500000ull;
+  di.current = 1;
+  di.online = 1;
+  di_max.name = utf8;
+  di_max.device_id = di_max.created = di_max.last_used = UINT64_MAX;
+  Parley__DeviceInfo *dis[] = {&di, &di_max};
+  Parley__DeviceList dl = PARLEY__DEVICE_LIST__INIT, dl_max = PARLEY__DEVICE_LIST__INIT;
+  dl.ref = "d1";
+  dl.n_devices = 1;
+  dl.devices = dis;
+  dl.n_revoked = 1;
+  dl.revoked = names;
+  dl_max.ref = longstr;
+  dl_max.n_devices = 2;
+  dl_max.devices = dis;
+  dl_max.n_revoked = 3;
+  dl_max.revoked = names;
+  put_variants("fuzz_msg_device_list", &dl, &dl_max);
+
   Parley__Block bl = PARLEY__BLOCK__INIT, bl_max = PARLEY__BLOCK__INIT;
   bl.ref = "b";
   bl.user = "bob";

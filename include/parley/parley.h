@@ -234,6 +234,10 @@ int parley_logout(parley *c);
 const char *parley_token(const parley *c);
 const char *parley_user(const parley *c);
 const char *parley_device(const parley *c);
+/* After PARLEY_E_RATE_LIMITED (a throttled Register, Login or Resume,
+ * docs/protocol.md 7.6): the ms the server asked to wait before trying again
+ * (the engine's own reconnect waits at least this long). 0 otherwise. */
+uint32_t parley_retry_after_ms(const parley *c);
 parley_state parley_get_state(const parley *c);
 
 /* Queues a message for peer (a user name). id may be NULL: the library makes
@@ -283,6 +287,26 @@ int parley_block_wait(parley *c, const char *user, int blocked, int timeout_ms);
  * missing provider; the server answers INVALID_ARGUMENT for a provider it
  * does not run or a token too long. */
 int parley_push_register_wait(parley *c, const char *provider, const char *token, int timeout_ms);
+/* This user's signed-in devices (docs/protocol.md, "Devices"). */
+typedef struct parley_device_info {
+  char *name;
+  uint64_t id;
+  uint64_t created, last_used; /* ms since the epoch: first login; last login or resume */
+  int current;                 /* the device of this handle */
+  int online;                  /* connected now */
+} parley_device_info;
+
+#define PARLEY_DEVICES_LIST 0
+#define PARLEY_DEVICES_REVOKE 1        /* the device named device (not this one: use parley_logout) */
+#define PARLEY_DEVICES_REVOKE_OTHERS 2 /* every device but this one */
+
+/* Does op, then lists the devices still signed in: *out (*n entries, oldest
+ * first; may be NULL) is freed with parley_devices_free. A revoked device is
+ * logged out: its token stops working, its queue is dropped and its
+ * connection closed. INVALID_ARGUMENT for an unknown name or this device's. */
+int parley_devices_wait(parley *c, int op, const char *device, parley_device_info **out, size_t *n,
+                        int timeout_ms);
+void parley_devices_free(parley_device_info *d, size_t n);
 /* One user's presence now. */
 int parley_presence_wait(parley *c, const char *user, parley_presence *out, int timeout_ms);
 /* Follows these users' presence (replaces the set): PARLEY_EV_PRESENCE events. */

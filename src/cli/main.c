@@ -82,6 +82,9 @@ static void usage(FILE *out) {
       "  presence PEER               print {\"user\":..,\"online\":B,\"last_seen\":MS|null}\n"
       "  contacts [add|remove NAME]  change and print the contact list {\"contacts\":[..]}\n"
       "  block NAME / unblock NAME   refuse (or accept again) messages from NAME\n"
+      "  devices [revoke NAME]       revoke a device of yours (logs it out), and print those signed in:\n"
+      "                              {\"devices\":[{\"name\":..,\"id\":N,\"created\":MS,\"last_used\":MS,\n"
+      "                              \"current\":B,\"online\":B}]}\n"
       "  typing PEER                 tell PEER's devices you are typing\n"
       "  group create NAME [MEMBER...]   make a group you own; print it as\n"
       "                              "
@@ -312,7 +315,8 @@ static int cli_check(cli *o) {
               {"fetch", 2, " [--thumb] MEDIA_ID OUT"},
               {"contacts", -1, " [add|remove NAME]"},
               {"group", -2, " create|add|remove|leave|members|rename|role|list ..."},
-              {"push", -2, " register PROVIDER TOKEN | unregister"}};
+              {"push", -2, " register PROVIDER TOKEN | unregister"},
+              {"devices", -1, " [revoke NAME]"}};
   size_t k = 0;
   while (k < sizeof cmds / sizeof cmds[0] && strcmp(cmds[k].cmd, o->cmd) != 0)
     k++;
@@ -581,6 +585,41 @@ static int cmd_push(const cli *o) {
   }
   pl_bytes out = {0};
   pl_bytes_append(&out, "{\"ok\":true}\n", 12);
+  return cli_done(c, &out);
+}
+
+/* ---- devices -------------------------------------------------------------- */
+
+/* devices [revoke NAME]: {"devices":[{"name":..,"id":N,..}]} after the revocation. */
+static int cmd_devices(const cli *o) {
+  if (o->npos && strcmp(o->pos[0], "revoke") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "usage: parley devices [revoke NAME]");
+  parley *c;
+  int rc = cli_open(o, &c, NULL, NULL, 0);
+  if (rc)
+    return rc;
+  parley_device_info *d = NULL;
+  size_t n = 0;
+  rc = parley_devices_wait(c, o->npos ? PARLEY_DEVICES_REVOKE : PARLEY_DEVICES_LIST,
+                           o->npos ? o->pos[1] : NULL, &d, &n, CLI_TIMEOUT_MS);
+  if (rc != PARLEY_OK) {
+    parley_free(c);
+    return cli_error(o, rc, NULL);
+  }
+  pl_bytes out = {0};
+  char num[160];
+  pl_bytes_append(&out, "{\"devices\":[", 12);
+  for (size_t i = 0; i < n; i++) {
+    pl_bytes_append(&out, i ? ",{\"name\":" : "{\"name\":", i ? 9 : 8);
+    cli_json_cstr(&out, d[i].name);
+    int k = snprintf(
+        num, sizeof num, ",\"id\":%llu,\"created\":%llu,\"last_used\":%llu,\"current\":%s,\"online\":%s}",
+        (unsigned long long)d[i].id, (unsigned long long)d[i].created, (unsigned long long)d[i].last_used,
+        d[i].current ? "true" : "false", d[i].online ? "true" : "false");
+    pl_bytes_append(&out, num, (size_t)k);
+  }
+  pl_bytes_append(&out, "]}\n", 3);
+  parley_devices_free(d, n);
   return cli_done(c, &out);
 }
 
@@ -964,5 +1003,7 @@ int main(int argc, char **argv) {
     return cmd_group(&o);
   if (!strcmp(o.cmd, "push"))
     return cmd_push(&o);
+  if (!strcmp(o.cmd, "devices"))
+    return cmd_devices(&o);
   return cmd_logout(&o);
 }

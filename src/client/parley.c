@@ -24,7 +24,7 @@ const char *parley_strerror(int code) {
   case PARLEY_E_SLOW_CONSUMER: return "client does not read fast enough";
   case PARLEY_E_BAD_CREDENTIALS: return "unknown user or wrong password";
   case PARLEY_E_USER_EXISTS: return "user name already taken";
-  case PARLEY_E_BAD_TOKEN: return "unknown or revoked token";
+  case PARLEY_E_BAD_TOKEN: return "unknown, revoked or expired token";
   case PARLEY_E_INVALID_ARGUMENT: return "invalid argument";
   case PARLEY_E_UNKNOWN_PEER: return "unknown peer";
   case PARLEY_E_MESSAGE_TOO_LARGE: return "message too large";
@@ -191,6 +191,7 @@ int parley_logout(parley *c) {
 const char *parley_token(const parley *c) { return c ? c->token : NULL; }
 const char *parley_user(const parley *c) { return c ? c->user : NULL; }
 const char *parley_device(const parley *c) { return c ? c->device : NULL; }
+uint32_t parley_retry_after_ms(const parley *c) { return c ? c->retry_after_ms : 0; }
 parley_state parley_get_state(const parley *c) { return c ? plc_state(c) : PARLEY_STATE_DISCONNECTED; }
 size_t parley_outbox_len(const parley *c) { return c ? c->ob.len : 0; }
 int64_t parley_clock_offset(const parley *c) { return c ? c->clock_offset : 0; }
@@ -394,6 +395,42 @@ int parley_contacts_wait(parley *c, int op, const char *user, char ***names, int
   if (ans)
     protobuf_c_message_free_unpacked(ans, NULL);
   return rc;
+}
+
+int parley_devices_wait(parley *c, int op, const char *device, parley_device_info **out, size_t *n,
+                        int timeout_ms) {
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || op < 0 || op > 2 || (op == PARLEY_DEVICES_REVOKE && !device))
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__Devices m = PARLEY__DEVICES__INIT;
+  ProtobufCMessage *ans;
+  m.ref = c->req_ref;
+  m.op = (Parley__DevicesOp)op;
+  m.device = (char *)(device ? device : "");
+  rc = plc__request(c, PARLEY__FRAME_TYPE__FRAME_DEVICES, &m.base, &ans, timeout_ms);
+  if (rc == PARLEY_OK && ans && out && n) {
+    const Parley__DeviceList *l = (const Parley__DeviceList *)ans;
+    *out = pl_calloc(l->n_devices ? l->n_devices : 1, sizeof **out);
+    *n = l->n_devices;
+    for (size_t i = 0; i < l->n_devices; i++) {
+      const Parley__DeviceInfo *d = l->devices[i];
+      (*out)[i] = (parley_device_info){.name = pl_strdup(d->name),
+                                       .id = d->device_id,
+                                       .created = d->created,
+                                       .last_used = d->last_used,
+                                       .current = d->current,
+                                       .online = d->online};
+    }
+  }
+  if (ans)
+    protobuf_c_message_free_unpacked(ans, NULL);
+  return rc;
+}
+
+void parley_devices_free(parley_device_info *d, size_t n) {
+  for (size_t i = 0; d && i < n; i++)
+    pl_free(d[i].name);
+  pl_free(d);
 }
 
 int parley_block_wait(parley *c, const char *user, int blocked, int timeout_ms) {

@@ -116,7 +116,10 @@ void plc_drop(parley *c, int err, int reconnect) {
     plc__op_finish(c, c->op, err ? err : PARLEY_E_CLOSED);
   if (again) {
     c->attempts++;
-    c->reconnect_at = pl_mono_ms() + plc__backoff(c, c->attempts);
+    uint64_t wait = plc__backoff(c, c->attempts);
+    if (err == PARLEY_E_RATE_LIMITED && wait < c->retry_after_ms) /* a throttled resume: as asked */
+      wait = c->retry_after_ms;
+    c->reconnect_at = pl_mono_ms() + wait;
     c->dead = 0;
   } else {
     c->reconnect_at = 0;
@@ -263,6 +266,7 @@ static void plc__req_finish(parley *c, int err, ProtobufCMessage *answer) {
 
 static void plc__on_error(parley *c, const Parley__Error *e) {
   int code = e->code ? -(int)e->code : PARLEY_E_PROTOCOL;
+  c->retry_after_ms = e->retry_after_ms;
   int fatal = plc__closing(code);
   if (plc__req_is(c, e->ref))
     plc__req_finish(c, code, NULL);
@@ -494,6 +498,12 @@ static void plc__dispatch(parley *c, const pl_frame *f) {
     break;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST:
     if (plc__req_is(c, ((Parley__GroupList *)msg)->ref)) {
+      plc__req_finish(c, PARLEY_OK, msg);
+      return;
+    }
+    break;
+  case PARLEY__FRAME_TYPE__FRAME_DEVICE_LIST:
+    if (plc__req_is(c, ((Parley__DeviceList *)msg)->ref)) {
       plc__req_finish(c, PARLEY_OK, msg);
       return;
     }

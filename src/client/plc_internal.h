@@ -78,6 +78,8 @@ struct parley {
   uint32_t attempts;     /* reconnect attempts since the last success */
   uint64_t reconnect_at; /* mono ms; 0 = none scheduled */
   int dead;              /* < 0: down for good, with this reason */
+  /* The last Error's retry_after_ms (RATE_LIMITED): the next reconnect waits that long. */
+  uint32_t retry_after_ms;
 
   /* The blocking operation in progress. */
   plc_op op;

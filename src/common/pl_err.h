@@ -21,7 +21,7 @@
   X(SLOW_CONSUMER, -9, 1, "client does not read fast enough")            \
   X(BAD_CREDENTIALS, -20, 1, "unknown user or wrong password")           \
   X(USER_EXISTS, -21, 1, "user name already taken")                      \
-  X(BAD_TOKEN, -22, 1, "unknown or revoked token")                       \
+  X(BAD_TOKEN, -22, 1, "unknown, revoked or expired token")              \
   X(INVALID_ARGUMENT, -23, 1, "invalid argument")                        \
   X(UNKNOWN_PEER, -24, 1, "unknown peer")                                \
   X(MESSAGE_TOO_LARGE, -25, 1, "message too large")                      \

@@ -135,6 +135,28 @@ static void pl__kick_run(pl_task *t) {
   pl_free(k);
 }
 
+/* Posts a kick of ep (serving device on loop) to that loop. */
+static void pl__post_kick(pl__local *r, pl_loop *loop, uint64_t device, void *ep) {
+  pl__kick_task *k = pl_malloc(sizeof *k);
+  k->task.fn = pl__kick_run;
+  k->r = r;
+  k->loop = loop;
+  k->device = device;
+  k->ep = ep;
+  if (pl_loop_post(loop, &k->task) != PL_OK)
+    pl_free(k);
+}
+
+static void pl__kick_device(pl_router *base, uint64_t device) {
+  pl__local *r = (pl__local *)base;
+  pthread_mutex_lock(&r->mu);
+  pl__route *rt = pl_map_get(&r->global, device);
+  pl__route at = rt ? *rt : (pl__route){0};
+  pthread_mutex_unlock(&r->mu);
+  if (at.ep) /* posted even to this loop: the caller may be inside the session */
+    pl__post_kick(r, at.loop, device, at.ep);
+}
+
 static void pl__attach(pl_router *base, uint64_t device, pl_loop *loop, void *ep) {
   pl__local *r = (pl__local *)base;
   pl_map_put(&r->local[pl_loop_index(loop)], device, ep);
@@ -151,14 +173,7 @@ static void pl__attach(pl_router *base, uint64_t device, pl_loop *loop, void *ep
       /* Same loop: local already points at ep; kick the old one directly. */
       r->sink.kick(old->ep);
     } else {
-      pl__kick_task *k = pl_malloc(sizeof *k);
-      k->task.fn = pl__kick_run;
-      k->r = r;
-      k->loop = old->loop;
-      k->device = device;
-      k->ep = old->ep;
-      if (pl_loop_post(old->loop, &k->task) != PL_OK)
-        pl_free(k);
+      pl__post_kick(r, old->loop, device, old->ep);
     }
   }
   pl_free(old);
@@ -463,6 +478,7 @@ static const pl_router_ops pl__local_ops = {
     .device_groups = pl__device_groups,
     .push_frame = pl__push_frame,
     .push_group_frame = pl__push_group_frame,
+    .kick = pl__kick_device,
     .is_online = pl__is_online,
     .count = pl__count,
     .free = pl__free_router,

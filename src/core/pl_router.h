@@ -58,6 +58,9 @@ typedef struct pl_router_ops {
   /* An ephemeral frame (presence, typing: never stored) for whichever of the
    * devices are online now; any thread. The sink gets it with qid 0. */
   void (*push_frame)(pl_router *r, const uint64_t *devices, size_t n, pl_buf *frame);
+  /* Closes the connection serving device, if any (any thread; the sink's
+   * kick runs on its loop): a revoked device. */
+  void (*kick)(pl_router *r, uint64_t device);
   /* Is device attached now (any thread)? */
   int (*is_online)(pl_router *r, uint64_t device);
   /* Endpoints currently attached. */

@@ -10,6 +10,7 @@
 #include "pl_filter.h"
 #include "pl_presence.h"
 #include "pl_rules.h"
+#include "pl_workers.h"
 
 #define PL__MAX_PEND 4096 /* pushes held while a fetch is in flight */
 #define PL__MAX_ID 64     /* client message id bytes */
@@ -30,6 +31,9 @@ struct pl_core {
   pl_router_sink sink;
   pl_rules_limiter *send_limit; /* Sends per user (protocol.md 10.7) */
   pl_rules_queue queue_rule;    /* a sender's share of a device queue */
+  pl_throttle *throttle;        /* login throttling and hashing holds, all loops */
+  pl_workers *hashers;          /* Argon2id runs here, not on libuv's shared pool */
+  atomic_uint_fast32_t hash_ms; /* how long the last Argon2id run took */
 };
 
 enum { S_HELLO, S_AUTH, S_READY };
@@ -67,14 +71,16 @@ typedef struct pl__sreq {
   char *pwhash;
   uint64_t uid; /* login: the user found by GET_USER */
   char token[PL_AUTH_TOKEN_MAX];
-  uint8_t *masked; /* Send: the body with filtered words masked */
+  uint8_t *masked;   /* Send: the body with filtered words masked */
+  uint32_t retry_ms; /* an auth step refused with RATE_LIMITED: its retry_after_ms */
 } pl__sreq;
 
 typedef struct pl__work {
-  uv_work_t w;
+  pl_job job;
   pl__sreq *sr;
   int verify; /* 0: hash the password (register); 1: check it (login) */
   int ok;
+  char hold[64]; /* the throttle key of this address's hashing slot */
   char hash[PL_AUTH_HASH_MAX];
 } pl__work;
 
@@ -113,16 +119,20 @@ static void pl__write(pl_session *s, uint8_t type, const ProtobufCMessage *m) {
   pl_buf_unref(b);
 }
 
-static void pl__error(pl_session *s, pl_err e, const char *ref) {
+/* An Error; retry_ms goes with RATE_LIMITED. */
+static void pl__error_retry(pl_session *s, pl_err e, const char *ref, uint32_t retry_ms) {
   Parley__Error m = PARLEY__ERROR__INIT;
   m.code = (Parley__ErrorCode)pl_err_to_wire(e);
   m.message = (char *)pl_err_msg(e);
   m.ref = (char *)(ref ? ref : "");
+  m.retry_after_ms = retry_ms;
   atomic_fetch_add_explicit(&s->core->errors, 1, memory_order_relaxed);
   if (m.code >= 0 && m.code < PL_CORE_ERROR_CODES)
     atomic_fetch_add_explicit(&s->core->errors_by_code[m.code], 1, memory_order_relaxed);
   pl__write(s, PARLEY__FRAME_TYPE__FRAME_ERROR, &m.base);
 }
+
+static void pl__error(pl_session *s, pl_err e, const char *ref) { pl__error_retry(s, e, ref, 0); }
 
 /* A protocol violation: answer with the code, then close. */
 static void pl__fatal(pl_session *s, pl_err e) {
@@ -326,8 +336,8 @@ static void pl__kick(void *ep) {
   pl_session *s = ep;
   if (!s->conn)
     return;
-  pl_info("conn %llu %s: %s@%s replaced by a newer connection", (unsigned long long)s->conn->id,
-          s->conn->peer, s->user, s->device);
+  pl_info("conn %llu %s: %s@%s closed: a newer connection took the device, or it was revoked",
+          (unsigned long long)s->conn->id, s->conn->peer, s->user, s->device);
   s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
   pl__gone(s);
   s->state = S_AUTH;
@@ -337,8 +347,55 @@ static void pl__kick(void *ep) {
 
 /* ---- authentication ----------------------------------------------------- */
 
+/* The attempt an auth request is (pl_throttle's rules). */
+static pl_auth_attempt pl__attempt(const pl__sreq *sr) {
+  if (sr->req.op == PL_STORE_RESUME)
+    return PL_ATTEMPT_RESUME;
+  return sr->req.op == PL_STORE_REGISTER ? PL_ATTEMPT_REGISTER : PL_ATTEMPT_LOGIN;
+}
+
+static void pl__peer_addr(const pl_session *s, char out[48]) { pl_throttle_addr(s->conn->peer, out, 48); }
+
+/* Answers a throttled attempt at once, without hashing. */
+static void pl__refuse(pl_session *s, const char *what, const char *user, uint64_t wait_ms) {
+  uint32_t ms = wait_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)wait_ms;
+  pl_info("conn %llu %s: %s refused: rate limited (user=%s retry_after_ms=%u)",
+          (unsigned long long)s->conn->id, s->conn->peer, what, user ? user : "-", ms);
+  pl__error_retry(s, PL_ERR_RATE_LIMITED, NULL, ms);
+}
+
+/* 1 (after answering) if the throttle refuses this attempt now. */
+static int pl__throttled(pl_session *s, pl_auth_attempt a, const char *user) {
+  static const char *const what[] = {"register", "login", "resume"};
+  char addr[48];
+  pl__peer_addr(s, addr);
+  const pl_core *core = s->core;
+  uint64_t wait = pl_throttle_auth_admit(core->throttle, &core->cfg.auth, a, user, addr, pl_mono_ms());
+  if (wait)
+    pl__refuse(s, what[a], user, wait);
+  return wait != 0;
+}
+
+/* A failed login or resume: counted, and logged with the user name and
+ * address (one line an operator can feed to fail2ban; operations.md). */
+static void pl__auth_failed(pl_session *s, pl__sreq *sr) {
+  pl_auth_attempt a = pl__attempt(sr);
+  const char *user = a == PL_ATTEMPT_LOGIN ? ((Parley__Login *)sr->msg)->user : NULL;
+  char addr[48];
+  pl__peer_addr(s, addr);
+  pl_throttle_auth_failed(s->core->throttle, &s->core->cfg.auth, a, user, addr, pl_mono_ms());
+  if (a == PL_ATTEMPT_LOGIN)
+    pl_warn("auth: failed login: user=%s addr=%s conn=%llu", user, addr, (unsigned long long)s->conn->id);
+  else
+    pl_warn("auth: failed resume: unknown, revoked or expired token addr=%s conn=%llu", addr,
+            (unsigned long long)s->conn->id);
+}
+
 static void pl__authenticated(pl_session *s, pl__sreq *sr, const char *user, const char *device,
                               int created) {
+  char addr[48];
+  pl__peer_addr(s, addr);
+  pl_throttle_auth_succeeded(s->core->throttle, pl__attempt(sr), user, addr);
   s->state = S_READY;
   s->conn->auth_deadline_ms = 0;
   s->user_id = sr->req.op == PL_STORE_LOGIN_DEVICE ? sr->uid : sr->req.out.user_id;
@@ -364,7 +421,9 @@ static void pl__auth_end(pl__sreq *sr, pl_err e) {
   pl_session *s = sr->s;
   if (e != PL_OK && s->conn) {
     pl_info("conn %llu %s: auth failed: %s", (unsigned long long)s->conn->id, s->conn->peer, pl_err_name(e));
-    pl__error(s, e, NULL);
+    if (e == PL_ERR_BAD_CREDENTIALS || e == PL_ERR_BAD_TOKEN)
+      pl__auth_failed(s, sr);
+    pl__error_retry(s, e, NULL, e == PL_ERR_RATE_LIMITED ? sr->retry_ms : 0);
   }
   pl__resume_reading(s);
   pl__sreq_free(sr);
@@ -391,33 +450,31 @@ static void pl__auth_done(pl_store_req *req) {
   pl__auth_end(sr, PL_OK);
 }
 
-static void pl__argon_work(uv_work_t *w) {
-  pl__work *wk = (pl__work *)w;
+static void pl__argon_work(pl_job *j) {
+  pl__work *wk = (pl__work *)j;
   pl__sreq *sr = wk->sr;
+  uint64_t t0 = pl_mono_ms();
   if (wk->verify) {
     Parley__Login *l = (Parley__Login *)sr->msg;
-    if (!sr->pwhash) { /* unknown user: spend the same time, then fail */
+    if (!sr->pwhash) /* unknown user: spend the same time, then fail */
       pl_auth_dummy_verify(l->password, strlen(l->password));
-      wk->ok = 0;
-      return;
-    }
-    wk->ok = pl_auth_verify(sr->pwhash, l->password, strlen(l->password));
+    wk->ok = sr->pwhash && pl_auth_verify(sr->pwhash, l->password, strlen(l->password));
   } else {
     Parley__Register *r = (Parley__Register *)sr->msg;
     const pl_core_config *cfg = &sr->s->core->cfg;
     wk->ok = pl_auth_hash(r->password, strlen(r->password), wk->hash, cfg->argon2_ops, cfg->argon2_mem_kib) ==
              PL_OK;
   }
+  atomic_store_explicit(&sr->s->core->hash_ms, (uint32_t)(pl_mono_ms() - t0), memory_order_relaxed);
 }
 
-static void pl__argon_done(uv_work_t *w, int status) {
-  pl__work *wk = (pl__work *)w;
+static void pl__argon_done(pl_job *j) {
+  pl__work *wk = (pl__work *)j;
   pl__sreq *sr = wk->sr;
-  int ok = status == 0 && wk->ok;
-  if (!wk->verify && ok)
+  int ok = wk->ok, verify = wk->verify;
+  pl_throttle_release(sr->s->core->throttle, wk->hold);
+  if (!verify && ok)
     sr->pwhash = pl_strdup(wk->hash);
-  int verify = wk->verify;
-  pl_free(wk);
   if (!sr->s->conn)
     return pl__auth_end(sr, PL_OK);
   if (!ok)
@@ -433,11 +490,42 @@ static void pl__argon_done(uv_work_t *w, int status) {
   pl__submit(sr);
 }
 
-static void pl__argon(pl__sreq *sr, int verify) {
+static void pl__argon_free(pl_job *j) { pl_free(j); }
+
+/* When a refused hashing job might find room: the jobs ahead of it over the
+ * threads, at the last run's pace. */
+static uint32_t pl__hash_retry(const pl_core *core) {
+  uint64_t per = atomic_load_explicit(&core->hash_ms, memory_order_relaxed);
+  uint64_t ms = (per ? per : 100) * (1 + core->cfg.argon2_queue / (core->cfg.argon2_threads + 1));
+  return ms < 100 ? 100 : ms > 10000 ? 10000 : (uint32_t)ms;
+}
+
+/* Queues the Argon2id run of sr (verify: a login's check, else a
+ * registration's hash): at most argon2_per_address at once per source
+ * address and argon2_queue waiting in all, so one address's flood cannot
+ * hold back another's login. PL_OK, or RATE_LIMITED with sr->retry_ms. */
+static pl_err pl__argon(pl__sreq *sr, int verify) {
+  pl_core *core = sr->s->core;
   pl__work *wk = pl_calloc(1, sizeof *wk);
+  char addr[48];
+  pl__peer_addr(sr->s, addr);
+  snprintf(wk->hold, sizeof wk->hold, "h:%s", addr);
   wk->sr = sr;
   wk->verify = verify;
-  uv_queue_work(pl_loop_uv(sr->s->loop), &wk->w, pl__argon_work, pl__argon_done);
+  wk->job.work = pl__argon_work;
+  wk->job.done = pl__argon_done;
+  wk->job.release = pl__argon_free;
+  pl_err e = PL_ERR_RATE_LIMITED;
+  if (pl_throttle_hold(core->throttle, wk->hold, core->cfg.argon2_per_address, pl_mono_ms())) {
+    e = pl_workers_submit(core->hashers, pl_loop_uv(sr->s->loop), &wk->job);
+    if (e != PL_OK)
+      pl_throttle_release(core->throttle, wk->hold);
+  }
+  if (e != PL_OK) {
+    pl_free(wk);
+    sr->retry_ms = pl__hash_retry(core);
+  }
+  return e;
 }
 
 static void pl__get_user_done(pl_store_req *req) {
@@ -448,7 +536,9 @@ static void pl__get_user_done(pl_store_req *req) {
     /* Unknown user: answer only after an Argon2 run, so timing does not
      * tell which user names exist. */
     req->done = pl__auth_done;
-    pl__argon(sr, 1);
+    pl_err e = pl__argon(sr, 1);
+    if (e != PL_OK)
+      pl__auth_end(sr, e);
     return;
   }
   if (req->status != PL_OK)
@@ -458,7 +548,9 @@ static void pl__get_user_done(pl_store_req *req) {
   req->out.pwhash = NULL;
   sr->uid = req->out.user_id;
   req->done = pl__auth_done;
-  pl__argon(sr, 1);
+  pl_err e = pl__argon(sr, 1);
+  if (e != PL_OK)
+    pl__auth_end(sr, e);
 }
 
 static int pl__on_register(pl_session *s, ProtobufCMessage *msg) {
@@ -470,10 +562,18 @@ static int pl__on_register(pl_session *s, ProtobufCMessage *msg) {
     protobuf_c_message_free_unpacked(msg, NULL);
     return 0;
   }
+  if (pl__throttled(s, PL_ATTEMPT_REGISTER, NULL)) {
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
   pl__sreq *sr = pl__sreq_new(s, PL_STORE_REGISTER, msg, pl__auth_done);
   sr->req.in.user = r->user;
   sr->req.in.device = dev;
-  pl__argon(sr, 0);
+  if (pl__argon(sr, 0) != PL_OK) {
+    pl__error_retry(s, PL_ERR_RATE_LIMITED, NULL, sr->retry_ms);
+    pl__sreq_free(sr);
+    return 0;
+  }
   s->paused = 1;
   return 1;
 }
@@ -483,6 +583,10 @@ static int pl__on_login(pl_session *s, ProtobufCMessage *msg) {
   const char *dev = r->device && *r->device ? r->device : "default";
   if (!pl_auth_valid_user(r->user, strlen(r->user)) || !pl_auth_valid_device(dev, strlen(dev))) {
     pl__error(s, PL_ERR_BAD_CREDENTIALS, NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  if (pl__throttled(s, PL_ATTEMPT_LOGIN, r->user)) {
     protobuf_c_message_free_unpacked(msg, NULL);
     return 0;
   }
@@ -499,6 +603,10 @@ static int pl__on_resume(pl_session *s, ProtobufCMessage *msg) {
   size_t len = strlen(r->token);
   if (len == 0 || len >= PL_AUTH_TOKEN_MAX) {
     pl__error(s, PL_ERR_BAD_TOKEN, NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  if (pl__throttled(s, PL_ATTEMPT_RESUME, NULL)) {
     protobuf_c_message_free_unpacked(msg, NULL);
     return 0;
   }
@@ -1075,6 +1183,77 @@ static int pl__on_logout(pl_session *s) {
   return 1;
 }
 
+/* ---- devices ------------------------------------------------------------ */
+
+/* A revoked device is logged out (the store dropped its token and queue):
+ * its connection closes and it gets no more notifications. */
+static void pl__revoked(pl_session *s, const pl_store_req *req) {
+  for (size_t i = 0; i < req->out.ntargets; i++) {
+    s->core->router->ops->kick(s->core->router, req->out.targets[i]);
+    pl_push_register(s->core->push, req->out.targets[i], 0, NULL, NULL, "");
+    pl_info("conn %llu %s: %s revoked device %s", (unsigned long long)s->conn->id, s->conn->peer, s->user,
+            req->out.names[i]);
+  }
+}
+
+static void pl__devices_done(pl_store_req *req) {
+  pl__sreq *sr = PL__SREQ(req);
+  pl_session *s = sr->s;
+  Parley__Devices *m = (Parley__Devices *)sr->msg;
+  if (req->status == PL_OK && s->conn)
+    pl__revoked(s, req);
+  if (req->status != PL_OK) {
+    pl__error(s, req->status, m->ref);
+    return pl__sreq_free(sr);
+  }
+  size_t n = req->out.ndevices;
+  Parley__DeviceInfo *info = pl_calloc(n ? n : 1, sizeof *info);
+  Parley__DeviceInfo **ptrs = pl_calloc(n ? n : 1, sizeof *ptrs);
+  for (size_t i = 0; i < n; i++) {
+    const pl_device_row *d = &req->out.devices[i];
+    parley__device_info__init(&info[i]);
+    info[i].name = d->name;
+    info[i].device_id = d->id;
+    info[i].created = d->created;
+    info[i].last_used = d->used_at;
+    info[i].current = d->id == s->device_id;
+    info[i].online = s->core->router->ops->is_online(s->core->router, d->id);
+    ptrs[i] = &info[i];
+  }
+  Parley__DeviceList dl = PARLEY__DEVICE_LIST__INIT;
+  dl.ref = m->ref;
+  dl.n_devices = n;
+  dl.devices = ptrs;
+  dl.n_revoked = req->out.nnames;
+  dl.revoked = req->out.names;
+  pl__write(s, PARLEY__FRAME_TYPE__FRAME_DEVICE_LIST, &dl.base);
+  pl_free(ptrs);
+  pl_free(info);
+  pl__sreq_free(sr);
+}
+
+/* Devices: list mine; revoke one by name, or all but this one. */
+static int pl__on_devices(pl_session *s, ProtobufCMessage *msg) {
+  Parley__Devices *m = (Parley__Devices *)msg;
+  int ref_ok = strlen(m->ref) <= PL__MAX_ID;
+  int bad =
+      !ref_ok || m->op < PARLEY__DEVICES_OP__DEVICES_LIST ||
+      m->op > PARLEY__DEVICES_OP__DEVICES_REVOKE_OTHERS ||
+      (m->op == PARLEY__DEVICES_OP__DEVICES_REVOKE && !pl_auth_valid_device(m->device, strlen(m->device)));
+  if (bad) {
+    pl__error(s, PL_ERR_INVALID_ARGUMENT, ref_ok ? m->ref : NULL);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return 0;
+  }
+  pl__sreq *sr = pl__sreq_new(s, PL_STORE_DEVICES, msg, pl__devices_done);
+  sr->req.in.user_id = s->user_id;
+  sr->req.in.device_id = s->device_id;
+  sr->req.in.device_op = (int)m->op;
+  sr->req.in.name = m->device;
+  pl__submit(sr);
+  return 0;
+}
+
 /* PushRegister: the push service keeps the token (no store request). */
 static void pl__on_push_register(pl_session *s, const Parley__PushRegister *m) {
   int ok = strlen(m->ref) <= PL__MAX_ID &&
@@ -1155,6 +1334,7 @@ static int pl__dispatch(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
     case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return pl__on_state(s, type, msg);
     case PARLEY__FRAME_TYPE__FRAME_TYPING: return pl__on_typing(s, msg);
     case PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER: pl__on_push_register(s, (Parley__PushRegister *)msg); break;
+    case PARLEY__FRAME_TYPE__FRAME_DEVICES: return pl__on_devices(s, msg);
     case PARLEY__FRAME_TYPE__FRAME_LOGOUT:
       protobuf_c_message_free_unpacked(msg, NULL);
       return pl__on_logout(s) ? 2 : 0;
@@ -1299,6 +1479,15 @@ void pl_core_config_defaults(pl_core_config *cfg) {
   cfg->send_burst = 500;
   cfg->max_queue = 100000;
   cfg->max_queue_share = 50;
+  cfg->auth = (pl_auth_limits){.rate = 10,
+                               .burst = 20,
+                               .register_per_hour = 20,
+                               .account_address = {5, 1000, 900000},
+                               .account = {50, 1000, 60000},
+                               .address = {30, 1000, 900000}};
+  cfg->argon2_threads = 2;
+  cfg->argon2_per_address = 2;
+  cfg->argon2_queue = 64;
 }
 
 pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
@@ -1313,6 +1502,8 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
   core->presence = pl_presence_new(core->router, cfg->presence_grace_ms);
   core->send_limit = pl_rules_limiter_new(&(pl_rules_rate){.rate = cfg->send_rate, .burst = cfg->send_burst});
   core->queue_rule = (pl_rules_queue){.max_queue = cfg->max_queue, .share_pct = cfg->max_queue_share};
+  core->throttle = pl_throttle_new(65536);
+  core->hashers = pl_workers_new(cfg->argon2_threads, cfg->argon2_queue);
   pthread_mutex_init(&core->filter_mu, NULL);
   core->handler = (pl_conn_handler){
       .on_open = pl__on_open,
@@ -1374,6 +1565,8 @@ void pl_core_set_filter(pl_core *core, pl_filter *f) {
 void pl_core_free(pl_core *core) {
   pl_filter_unref(core->filter);
   pthread_mutex_destroy(&core->filter_mu);
+  pl_workers_free(core->hashers);
+  pl_throttle_free(core->throttle);
   pl_presence_free(core->presence);
   pl_rules_limiter_free(core->send_limit);
   core->router->ops->free(core->router);

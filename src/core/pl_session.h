@@ -23,6 +23,7 @@
 #include "../store/pl_store.h"
 #include "pl_filter.h"
 #include "pl_router.h"
+#include "pl_throttle.h"
 
 typedef struct pl_core_config {
   uint32_t heartbeat_ms[5];    /* by ClientKind: unknown, mobile, web, iot, bot */
@@ -41,6 +42,10 @@ typedef struct pl_core_config {
   uint32_t send_burst;
   uint32_t max_queue;       /* entries a device queue may hold (0: no limit); the store's rule */
   uint32_t max_queue_share; /* percent of it one sender (a user, a group) may hold */
+  pl_auth_limits auth;         /* login throttling (pl_throttle.h) */
+  uint32_t argon2_threads;     /* the hashing pool's threads */
+  uint32_t argon2_per_address; /* Argon2id jobs at once per source address */
+  uint32_t argon2_queue;       /* Argon2id jobs waiting for a thread, all addresses */
 } pl_core_config;
 
 void pl_core_config_defaults(pl_core_config *cfg);

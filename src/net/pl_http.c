@@ -668,8 +668,9 @@ static void pl__file_done(pl_http_conn *hc) {
 void pl_http_ex_hold(pl_http_ex *x) { atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed); }
 
 pl_loop *pl_http_ex_loop(const pl_http_ex *x) { return x->loop; }
+const char *pl_http_ex_peer(const pl_http_ex *x) { return x->hc ? x->hc->c.peer : ""; }
 
-uint64_t pl_http_ex_peer(const pl_http_ex *x) { return x->peer; }
+uint64_t pl_http_ex_peer_key(const pl_http_ex *x) { return x->peer; }
 
 /* On the connection's loop: the held answer goes out, then what waited. */
 static void pl__ex_run(pl_task *t) {

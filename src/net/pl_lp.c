@@ -62,6 +62,16 @@ static void pl__reply(pl_http_ex *x, int status, const void *body, size_t n) {
   pl_http_ex_reply(x, &res);
 }
 
+/* 429 Too Many Requests, with Retry-After in whole seconds (rounded up). */
+static void pl__reply_retry(pl_http_ex *x, const char *body, const json_t *retry_ms) {
+  json_int_t ms = json_is_integer(retry_ms) ? json_integer_value(retry_ms) : 1000;
+  char extra[48];
+  snprintf(extra, sizeof extra, "Retry-After: %lld\r\n", (long long)((ms + 999) / 1000));
+  pl_http_res res = {.status = 429, .type = "application/json", .extra = extra};
+  pl_bytes_append(&res.body, body, strlen(body));
+  pl_http_ex_reply(x, &res);
+}
+
 static void pl__reply_error(pl_http_ex *x, int status, const char *why) {
   json_t *o = json_pack("{s:s, s:i}", "error", why, "status", status);
   char *b = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -93,6 +103,8 @@ static int pl__status_of(const char *code) {
     return 409;
   if (!strcmp(code, "ERR_TOO_MANY_DEVICES"))
     return 403;
+  if (!strcmp(code, "ERR_RATE_LIMITED"))
+    return 429;
   if (!strcmp(code, "ERR_INTERNAL") || !strcmp(code, "ERR_SHUTTING_DOWN"))
     return 503;
   return 400;
@@ -124,13 +136,18 @@ static void pl__give_oneshot(pl_lp_sess *s) {
       const char *msg = json_string_value(json_object_get(f, "message"));
       answer = json_pack("{s:s, s:s, s:i}", "error", code ? code : "", "message", msg ? msg : "", "status",
                          status);
+      json_t *ra = json_object_get(f, "retry_after_ms");
+      if (ra)
+        json_object_set(answer, "retry_after_ms", ra);
     }
   }
   json_decref(frames);
   if (!status && !s->closing)
     return; /* a Welcome so far: the answer is still to come */
   char *body = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
-  if (body)
+  if (body && status == 429)
+    pl__reply_retry(s->wait, body, json_object_get(answer, "retry_after_ms"));
+  else if (body)
     pl__reply(s->wait, status, body, strlen(body));
   else
     pl__reply_error(s->wait, 503, "the session ended without an answer");
@@ -275,7 +292,9 @@ static const pl_transport_ops pl__lp_ops = {
 
 /* ---- requests, on the session's loop ------------------------------------ */
 
-static pl_lp_sess *pl__open(pl_lp *lp) {
+/* A new session; peer: the address of the HTTP client that opened it (what
+ * the session layer's per-address limits count). */
+static pl_lp_sess *pl__open(pl_lp *lp, const char *peer) {
   pl_lp_sess *s = pl_calloc(1, sizeof *s);
   unsigned char r[16];
   do {
@@ -293,7 +312,7 @@ static pl_lp_sess *pl__open(pl_lp *lp) {
   s->c.limits = lp->limits;
   s->c.last_rx_ms = pl_mono_ms();
   s->c.id = pl_conn_new_id();
-  snprintf(s->c.peer, sizeof s->c.peer, "long-poll");
+  snprintf(s->c.peer, sizeof s->c.peer, "%s", *peer ? peer : "long-poll");
   s->flusher.fn = pl__flush;
   s->next = lp->list;
   if (lp->list)
@@ -353,8 +372,9 @@ typedef struct pl__lp_req {
   pl_lp *lp;
   int op;
   char sid[48];
+  char peer[48]; /* OP_OPEN, OP_AUTH: the HTTP client's address */
   uint32_t wait_s;
-  uint64_t peer; /* OP_OPEN: admitted by the limits under this key (0: not counted) */
+  uint64_t ip_key; /* OP_OPEN: admitted by the limits under this key (0: not counted) */
   pl_bytes body;
   pl_http_ex *x;
 } pl__lp_req;
@@ -362,13 +382,13 @@ typedef struct pl__lp_req {
 static void pl__handle(pl_task *t) {
   pl__lp_req *r = (pl__lp_req *)t;
   pl_lp *lp = r->lp;
-  pl_lp_sess *s = r->op == OP_OPEN || r->op == OP_AUTH ? pl__open(lp) : pl__find(lp, r->sid);
+  pl_lp_sess *s = r->op == OP_OPEN || r->op == OP_AUTH ? pl__open(lp, r->peer) : pl__find(lp, r->sid);
   if (!s || (s->told && r->op != OP_GET)) {
     pl__reply_error(r->x, 404, "no such long-poll session");
   } else if (r->op == OP_OPEN) {
-    s->c.ip_key = r->peer;
-    s->counted = r->peer != 0;
-    r->peer = 0;
+    s->c.ip_key = r->ip_key;
+    s->counted = r->ip_key != 0;
+    r->ip_key = 0;
     if (pl__feed(s, &r->body, r->x) == 0) {
       char b[96];
       int n = snprintf(b, sizeof b, "{\"sid\":\"%s\"}\n", s->sid);
@@ -398,6 +418,8 @@ static void pl__handle(pl_task *t) {
     if (s->out.len || s->closing)
       pl__mark(s);
   }
+  if (r->ip_key) /* admitted, but no session took the slot */
+    pl_limits_leave(lp->limits, r->ip_key);
   pl_bytes_free(&r->body);
   pl_free(r);
 }
@@ -445,7 +467,7 @@ void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path,
     pl_bytes_append(&res->body, "{\"error\":\"no such long-poll session\",\"status\":404}\n", 51);
     return;
   }
-  uint64_t peer = op == OP_OPEN && lp->limits ? pl_http_ex_peer(x) : 0;
+  uint64_t peer = op == OP_OPEN && lp->limits ? pl_http_ex_peer_key(x) : 0;
   if (peer && pl_limits_admit(lp->limits, peer) != PL_OK) { /* a session counts as a connection */
     res->status = 503;
     res->type = "application/json";
@@ -455,11 +477,12 @@ void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path,
     return;
   }
   pl__lp_req *r = pl_calloc(1, sizeof *r);
-  r->peer = peer;
+  r->ip_key = peer;
   r->task.fn = pl__handle;
   r->lp = lp;
   r->op = op;
   snprintf(r->sid, sizeof r->sid, "%s", sid);
+  snprintf(r->peer, sizeof r->peer, "%s", pl_http_ex_peer(x));
   r->wait_s = pl__wait_param(req->url);
   pl_bytes_append(&r->body, req->body.p, req->body.len);
   pl_http_ex_hold(x);
@@ -502,6 +525,7 @@ void pl_lp_auth(const pl_lp_set *set, const pl_http_req *req, int reg, pl_http_r
   r->task.fn = pl__handle;
   r->lp = lp;
   r->op = OP_AUTH;
+  snprintf(r->peer, sizeof r->peer, "%s", pl_http_ex_peer(x));
   char *text = json_dumps(frames, JSON_COMPACT);
   pl_bytes_append(&r->body, text, strlen(text));
   free(text);

@@ -71,6 +71,8 @@ const ProtobufCMessageDescriptor *pl_frame_descriptor(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return &parley__group_receipts_get__descriptor;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS: return &parley__group_receipts__descriptor;
   case PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER: return &parley__push_register__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_DEVICES: return &parley__devices__descriptor;
+  case PARLEY__FRAME_TYPE__FRAME_DEVICE_LIST: return &parley__device_list__descriptor;
   default: return NULL;
   }
 }
@@ -97,7 +99,8 @@ int pl_frame_client_may_send(uint8_t type) {
   case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE:
   case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET:
   case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET:
-  case PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER: return 1;
+  case PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER:
+  case PARLEY__FRAME_TYPE__FRAME_DEVICES: return 1;
   default: return 0;
   }
 }

@@ -152,6 +152,22 @@ static void pl__on_signal(uv_signal_t *h, int signum) {
   uv_stop(h->loop);
 }
 
+/* The login throttle's policies (pl_throttle.h) from the options. */
+static void pl__auth_config(const pl_config *c, pl_core_config *cc) {
+  pl_auth_limits *l = &cc->auth;
+  l->rate = c->login_rate;
+  l->burst = c->login_burst;
+  l->register_per_hour = c->register_rate;
+  l->account_address = (pl_throttle_policy){c->login_free_failures, c->login_delay_ms, c->login_lockout_ms};
+  /* over all addresses: a short cap, so it cannot lock the owner out for long */
+  uint32_t acap = c->login_lockout_ms < 60000u ? c->login_lockout_ms : 60000u;
+  l->account = (pl_throttle_policy){c->login_account_failures, c->login_delay_ms, acap};
+  l->address = (pl_throttle_policy){c->login_address_failures, c->login_delay_ms, c->login_lockout_ms};
+  cc->argon2_threads = c->argon2_threads < 256 ? c->argon2_threads : 256; /* a typo must not start millions */
+  cc->argon2_per_address = c->argon2_per_address;
+  cc->argon2_queue = c->argon2_queue;
+}
+
 static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   pl_core_config_defaults(cc);
   cc->heartbeat_ms[0] = c->hb_bot_s * 1000u;
@@ -169,6 +185,7 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   cc->max_queue = c->max_queue;
   cc->max_queue_share = c->max_queue_share;
   cc->auth_timeout_ms = c->auth_timeout_s * 1000u;
+  pl__auth_config(c, cc);
 }
 
 /* Descriptors kept out of --max-conns' default: the database, the loops'
@@ -256,6 +273,8 @@ static pl_err pl__start(pl_server *srv) {
                         .durable = c->durable,
                         .ttl_ms = c->ttl_s * 1000u,
                         .max_devices = c->max_devices,
+                        .token_idle_ms = c->token_idle_ttl_s * 1000u,
+                        .token_max_ms = c->token_max_ttl_s * 1000u,
                         .max_queue = c->max_queue,
                         .max_group = c->max_group,
                         .group_detail = c->group_detail,

@@ -132,6 +132,42 @@ static const pl__opt pl__opts[] = {
      "/metrics answers only with \"Authorization: Bearer TOKEN\" (16 to 255 printable characters, no '#'; "
      "default: none, /metrics is open)",
      T_SECRET, OFF(metrics_token), 256},
+    {"login-free-failures", "N",
+     "wrong passwords for one account from one address before each further one locks that pair out "
+     "(default 5)",
+     T_U32Z, OFF(login_free_failures), 0},
+    {"login-delay", "MS", "the first login lockout; each further failure doubles it (default 1000)", T_U32,
+     OFF(login_delay_ms), 0},
+    {"login-lockout", "MS",
+     "the longest login lockout, and how long failures are remembered (default 900000 = 15 min)", T_U32,
+     OFF(login_lockout_ms), 0},
+    {"login-account-failures", "N",
+     "wrong passwords for one account from all addresses before its logins are delayed, at most 60 s "
+     "(default 50)",
+     T_U32Z, OFF(login_account_failures), 0},
+    {"login-address-failures", "N",
+     "failed logins and resumes from one address, any account, before that address is locked out "
+     "(default 30)",
+     T_U32Z, OFF(login_address_failures), 0},
+    {"login-rate", "N", "register, login and resume attempts a second per address (default 10; 0 = no limit)",
+     T_U32Z, OFF(login_rate), 0},
+    {"login-burst", "N", "attempts an address may make at once before login-rate applies (default 20)", T_U32,
+     OFF(login_burst), 0},
+    {"register-rate", "N", "registrations an hour per address (default 20; 0 = no limit)", T_U32Z,
+     OFF(register_rate), 0},
+    {"argon2-threads", "N", "threads that hash passwords, apart from every other work (default 2; at most 256)", T_U32,
+     OFF(argon2_threads), 0},
+    {"argon2-per-address", "N", "password hashes running or waiting at once per address (default 2)", T_U32,
+     OFF(argon2_per_address), 0},
+    {"argon2-queue", "N", "password hashes waiting for a thread, all addresses (default 64)", T_U32,
+     OFF(argon2_queue), 0},
+    {"token-idle-ttl", "SECONDS",
+     "a session token unused this long stops working (default 2592000 = 30 days; 0 = never)", T_U64Z,
+     OFF(token_idle_ttl_s), 0},
+    {"token-max-ttl", "SECONDS",
+     "a session token stops working this long after the login that issued it (default 15552000 = 180 days; "
+     "0 = never)",
+     T_U64Z, OFF(token_max_ttl_s), 0},
     {"log-level", "LEVEL", "debug, info, warn, error or off (default info)", T_LOG, 0, 0},
     {"push-webhook", "URL", "push notifications as JSON POSTed to URL (provider \"webhook\")", T_STR,
      OFF(push_webhook), 512},
@@ -200,6 +236,19 @@ void pl_config_defaults(pl_config *c) {
   c->media_max_pixels = 50000000;
   c->media_thumb = 320;
   c->media_link_ttl_s = 3600;
+  c->login_free_failures = 5;
+  c->login_delay_ms = 1000;
+  c->login_lockout_ms = 900000;
+  c->login_account_failures = 50;
+  c->login_address_failures = 30;
+  c->login_rate = 10;
+  c->login_burst = 20;
+  c->register_rate = 20;
+  c->argon2_threads = 2;
+  c->argon2_per_address = 2;
+  c->argon2_queue = 64;
+  c->token_idle_ttl_s = 30u * 86400u;
+  c->token_max_ttl_s = 180u * 86400u;
   c->log_level = PL_LOG_INFO;
   c->push_window_ms = 2000;
   c->push_backoff_ms = 1000;

@@ -33,6 +33,11 @@ typedef struct pl_config {
   int media_files;
   int media_workers;
   uint32_t argon2_ops, argon2_mem_kib;
+  /* login throttling and hashing (docs/operations.md, "Login throttling") */
+  uint32_t login_free_failures, login_delay_ms, login_lockout_ms, login_account_failures,
+      login_address_failures, login_rate, login_burst, register_rate;
+  uint32_t argon2_threads, argon2_per_address, argon2_queue;
+  uint64_t token_idle_ttl_s, token_max_ttl_s;
   int log_level;
   char metrics_token[256]; /* "" = /metrics open to whoever reaches --http */
   /* push notifications (docs/operations.md, "Push notifications") */

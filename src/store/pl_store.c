@@ -96,6 +96,9 @@ void pl_store_req_clear(pl_store_req *req) {
   for (size_t i = 0; i < req->out.nnames; i++)
     pl_free(req->out.names[i]);
   pl_free(req->out.names);
+  for (size_t i = 0; i < req->out.ndevices; i++)
+    pl_free(req->out.devices[i].name);
+  pl_free(req->out.devices);
   for (size_t i = 0; i < req->out.nviews; i++)
     pl_free(req->out.views[i].user);
   pl_free(req->out.views);
@@ -419,10 +422,20 @@ out:
   return e;
 }
 
+/* Token lifetimes: the oldest last use and issue a token may have to work. */
+static void pl__token_cutoffs(const pl_store_config *cfg, pl_store_req *req) {
+  if (req->op != PL_STORE_RESUME && req->op != PL_STORE_MEDIA_AUTH && req->op != PL_STORE_DEVICES)
+    return;
+  uint64_t now = pl_now_ms();
+  req->in.token_used_after = cfg->token_idle_ms && now > cfg->token_idle_ms ? now - cfg->token_idle_ms : 0;
+  req->in.token_issued_after = cfg->token_max_ms && now > cfg->token_max_ms ? now - cfg->token_max_ms : 0;
+}
+
 void pl_store_submit(pl_store *s, pl_store_req *req) {
   pl_store_req_clear(req);
   req->status = PL_OK;
   req->next = NULL;
+  pl__token_cutoffs(&s->cfg, req);
   pthread_mutex_lock(&s->mu);
   if (s->closing) {
     pthread_mutex_unlock(&s->mu);

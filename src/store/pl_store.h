@@ -90,7 +90,17 @@ typedef enum pl_store_op {
   PL_STORE_MEDIA_PUT,      /* record an upload (in.media) if the user's quota allows */
   PL_STORE_MEDIA_GET,      /* a media row (out.media), if the token's user may see it */
   PL_STORE_GROUP_DEVICES,  /* every logged-in device of a group's members (nothing written) */
+  PL_STORE_DEVICES,        /* a user's signed-in devices; revoke one or all others (in.device_op) */
 } pl_store_op;
+
+/* DEVICES: what to do before listing (the values of DevicesOp on the wire). */
+enum { PL_DEVICES_LIST = 0, PL_DEVICES_REVOKE = 1, PL_DEVICES_REVOKE_OTHERS = 2 };
+
+/* A signed-in device (DEVICES). */
+typedef struct pl_device_row {
+  uint64_t id, created, used_at; /* ms since the epoch */
+  char *name;
+} pl_device_row;
 
 /* Group roles and operations: the values of GroupRole / GroupOp on the wire. */
 enum { PL_ROLE_NONE = 0, PL_ROLE_MEMBER = 1, PL_ROLE_ADMIN = 2, PL_ROLE_OWNER = 3 };
@@ -195,6 +205,11 @@ struct pl_store_req {
     const pl_media_row *media; /* MEDIA_PUT (owner = in.user_id) */
     uint64_t quota;            /* MEDIA_PUT: the user's limit in bytes (0: none) */
     int any_user;              /* MEDIA_GET: no token, no access check (a signed link was checked) */
+    int device_op;             /* DEVICES: PL_DEVICES_* (user_id; device_id: the asking device) */
+    /* RESUME, MEDIA_AUTH, DEVICES: tokens last used before used_after or
+     * issued before issued_after have expired (set by pl_store_submit from
+     * the config's token lifetimes) */
+    uint64_t token_used_after, token_issued_after;
   } in;
 
   /* Outputs (owned by the request; pl_store_req_clear frees them). */
@@ -240,8 +255,10 @@ struct pl_store_req {
     int detailed;                      /* GROUP_RECEIPTS: names follow (names = delivered by) */
     char **read_by;                    /* GROUP_RECEIPTS, sorted */
     size_t nread_by;
-    uint64_t usage;     /* MEDIA_AUTH, MEDIA_PUT: bytes the user's media take */
-    pl_media_row media; /* MEDIA_GET */
+    uint64_t usage;         /* MEDIA_AUTH, MEDIA_PUT: bytes the user's media take */
+    pl_media_row media;     /* MEDIA_GET */
+    pl_device_row *devices; /* DEVICES: signed in after the request, by id */
+    size_t ndevices;        /* DEVICES: revoked ones are in targets (ids) and names */
   } out;
 
   pl_store_req *next; /* store-private queue link */
@@ -287,7 +304,9 @@ typedef struct pl_store_config {
   uint32_t commit_delay_us; /* under load, commits start at most this often (0: no pacing) */
   int (*online)(void *ud, uint64_t device); /* set by pl_store_open from the hooks */
   void *online_ud;
-  uint64_t media_ttl_ms; /* an upload outlives its last message by this (0: ttl_ms) */
+  uint64_t media_ttl_ms;  /* an upload outlives its last message by this (0: ttl_ms) */
+  uint64_t token_idle_ms; /* a token unused this long stops working (0: never) */
+  uint64_t token_max_ms;  /* a token this old stops working (0: never) */
   /* Called on the store thread right after the commit that dropped the
    * last row naming a blob key (so an upload that finds the bytes present
    * and records them in a later transaction sees them gone and rewrites them). */

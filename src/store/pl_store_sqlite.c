@@ -10,7 +10,8 @@
  * Schema:
  *   users    id, name (unique), pwhash, created
  *   devices  id, user_id, name, token_hash (unique, NULL = logged out),
- *            created; unique (user_id, name)
+ *            created, token_at (when the token was issued), used_at (its
+ *            last login or resume); unique (user_id, name)
  *   convs    conv -> last_seq, last_ts: gap-free seq and monotonic
  *            server_ts per conversation (kept when messages are deleted)
  *   messages qid (AUTOINCREMENT: a qid is never reused, even after the
@@ -49,7 +50,8 @@
  * from 1 drops the old dedup records. 3 added messages.kind/aux,
  * users.read_receipts and reads. 4 added users.last_seen/last_seen_vis,
  * contacts and blocks. 5 added groups, members, greads, messages.gid and
- * devices.acked. */
+ * devices.acked. 7 added devices.token_at and used_at (token lifetimes; an
+ * upgraded data dir's tokens count from the upgrade). */
 #include "pl_store.h"
 
 #include <sqlite3.h>
@@ -65,7 +67,7 @@
 #include "parley.pb-c.h"
 #include "pl_idring.h"
 
-#define PL__SCHEMA_VERSION 6
+#define PL__SCHEMA_VERSION 7
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
  * which is also how far the server reads ahead of its commits; libparley
@@ -96,7 +98,8 @@ static const char pl__schema[] =
     " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2);"
     "CREATE TABLE IF NOT EXISTS devices(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
     " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL,"
-    " acked INTEGER NOT NULL DEFAULT 0, UNIQUE(user_id, name));"
+    " acked INTEGER NOT NULL DEFAULT 0, token_at INTEGER NOT NULL DEFAULT 0,"
+    " used_at INTEGER NOT NULL DEFAULT 0, UNIQUE(user_id, name));"
     "CREATE TABLE IF NOT EXISTS convs(conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
     " last_ts INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS messages(qid INTEGER PRIMARY KEY AUTOINCREMENT, conv TEXT NOT NULL,"
@@ -148,7 +151,7 @@ static const char pl__schema[] =
     "CREATE INDEX IF NOT EXISTS messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
     /* privacy settings beyond the users columns (no row: the defaults) */
     "CREATE TABLE IF NOT EXISTS privacy(uid INTEGER PRIMARY KEY, group_add INTEGER NOT NULL DEFAULT 0);"
-    "PRAGMA user_version = 6;"
+    "PRAGMA user_version = 7;"
     "COMMIT;";
 
 /* name, SQL: every statement is prepared once at open and reused. */
@@ -165,11 +168,15 @@ static const char pl__schema[] =
   X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")          \
   X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                               \
   /* a new device's group cursor starts at the newest qid: it gets nothing older */                          \
-  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created, acked) VALUES(?1, ?2, ?3, ?4,"   \
-                   " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))")               \
-  X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2 WHERE id = ?1")                                        \
+  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created, acked, token_at, used_at)"       \
+                   " VALUES(?1, ?2, ?3, ?4, COALESCE((SELECT seq FROM sqlite_sequence"                       \
+                   " WHERE name = 'messages'), 0), ?4, ?4)")                                                 \
+  X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2, token_at = ?3, used_at = ?3 WHERE id = ?1")           \
   X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"         \
-            " WHERE d.token_hash = ?1")                                                                      \
+            " WHERE d.token_hash = ?1 AND d.used_at >= ?2 AND d.token_at >= ?3")                             \
+  X(DEVICE_USED, "UPDATE devices SET used_at = max(used_at, ?2) WHERE id = ?1")                              \
+  X(DEVICE_LIST, "SELECT id, name, created, used_at FROM devices WHERE user_id = ?1"                         \
+                 " AND token_hash IS NOT NULL AND used_at >= ?2 AND token_at >= ?3 ORDER BY id")             \
   X(RING_GET, "SELECT ring FROM dedup_rings WHERE device_id = ?1")                                           \
   X(RING_PUT, "INSERT OR REPLACE INTO dedup_rings(device_id, ring) VALUES(?1, ?2)")                          \
   X(META_GET, "SELECT value FROM meta WHERE key = ?1")                                                       \
@@ -857,6 +864,7 @@ static pl_err pl__set_token(pl__sq *q, uint64_t dev, const uint8_t *token) {
     sqlite3_bind_blob(st, 2, token, PL_TOKEN_HASH_LEN, SQLITE_STATIC);
   else
     sqlite3_bind_null(st, 2);
+  pl__bind_u64(st, 3, pl_now_ms());
   return pl__run(q, st);
 }
 
@@ -912,10 +920,14 @@ static pl_err pl__login_device(pl__sq *q, pl_store_req *r) {
   return pl__device_insert(q, r->in.user_id, r->in.device, r->in.token_hash, &r->out.device_id);
 }
 
+/* A token that is unknown, revoked or expired (in.token_*_after) is
+ * BAD_TOKEN; a good one's last use becomes now. */
 static pl_err pl__resume(pl__sq *q, pl_store_req *r) {
   sqlite3_stmt *st = q->st[ST_RESUME];
   int found;
   sqlite3_bind_blob(st, 1, r->in.token_hash, PL_TOKEN_HASH_LEN, SQLITE_STATIC);
+  pl__bind_u64(st, 2, r->in.token_used_after);
+  pl__bind_u64(st, 3, r->in.token_issued_after);
   pl_err e = pl__row(q, st, &found);
   if (e == PL_OK && found) {
     r->out.device_id = pl__col_u64(st, 0);
@@ -926,7 +938,7 @@ static pl_err pl__resume(pl__sq *q, pl_store_req *r) {
     r->status = PL_ERR_BAD_TOKEN;
   }
   sqlite3_reset(st);
-  return e;
+  return e == PL_OK && found ? pl__run2(q, ST_DEVICE_USED, r->out.device_id, pl_now_ms()) : e;
 }
 
 /* ---- send -------------------------------------------------------------------- */
@@ -1860,6 +1872,71 @@ static pl_err pl__logout(pl__sq *q, pl_store_req *r) {
   e = pl__ack(q, r);
   pl__users_drop(q); /* device lists changed; logouts are rare */
   return e;
+}
+
+/* ---- devices ------------------------------------------------------------------ */
+
+static pl_err pl__device_list(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_DEVICE_LIST];
+  pl__bind_u64(st, 1, r->in.user_id);
+  pl__bind_u64(st, 2, r->in.token_used_after);
+  pl__bind_u64(st, 3, r->in.token_issued_after);
+  size_t cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    r->out.devices = pl__reserve(r->out.devices, r->out.ndevices, &cap, sizeof *r->out.devices);
+    pl_device_row *d = &r->out.devices[r->out.ndevices++];
+    d->id = pl__col_u64(st, 0);
+    d->name = pl__col_str(st, 1);
+    d->created = pl__col_u64(st, 2);
+    d->used_at = pl__col_u64(st, 3);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl__sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Revoking a device is logging it out (pl__logout): its token and its queue
+ * go. Its id and name are added to out.targets and out.names. */
+static pl_err pl__revoke(pl__sq *q, pl_store_req *r, const pl_device_row *d) {
+  pl_store_req lo = {.op = PL_STORE_LOGOUT};
+  lo.in.device_id = d->id;
+  pl_err e = pl__logout(q, &lo);
+  pl_store_req_clear(&lo);
+  if (e != PL_OK)
+    return e;
+  r->out.targets = pl_realloc(r->out.targets, (r->out.ntargets + 1) * sizeof *r->out.targets);
+  r->out.targets[r->out.ntargets++] = d->id;
+  r->out.names = pl_realloc(r->out.names, (r->out.nnames + 1) * sizeof *r->out.names);
+  r->out.names[r->out.nnames++] = pl_strdup(d->name);
+  return PL_OK;
+}
+
+/* DEVICES: revoke (one by name, or all but the asking device), then list
+ * what is still signed in. An unknown name, or the asking device's own
+ * (Logout is for that), is INVALID_ARGUMENT. */
+static pl_err pl__devices(pl__sq *q, pl_store_req *r) {
+  pl_err e = pl__device_list(q, r);
+  int op = r->in.device_op, found = 0;
+  for (size_t i = 0; e == PL_OK && i < r->out.ndevices; i++) {
+    const pl_device_row *d = &r->out.devices[i];
+    int named = op == PL_DEVICES_REVOKE && !strcmp(d->name, r->in.name);
+    found |= named;
+    if ((named || op == PL_DEVICES_REVOKE_OTHERS) && d->id != r->in.device_id)
+      e = pl__revoke(q, r, d);
+  }
+  if (e != PL_OK || r->in.device_op == PL_DEVICES_LIST)
+    return e;
+  if (r->in.device_op == PL_DEVICES_REVOKE && (!found || !r->out.ntargets)) {
+    r->status = PL_ERR_INVALID_ARGUMENT;
+    return PL_OK;
+  }
+  for (size_t i = 0; i < r->out.ndevices; i++)
+    pl_free(r->out.devices[i].name);
+  pl_free(r->out.devices);
+  r->out.devices = NULL;
+  r->out.ndevices = 0;
+  return pl__device_list(q, r);
 }
 
 /* ---- group caches ----------------------------------------------------------------- */
@@ -3253,6 +3330,10 @@ static int pl__valid(const pl_store_req *r) {
   case PL_STORE_TYPING: return r->in.user_id && (r->in.peer || r->in.group);
   case PL_STORE_PRESENCE: return r->in.user_id && (r->in.users || !r->in.nusers);
   case PL_STORE_MEDIA_AUTH: return 1;
+  case PL_STORE_DEVICES:
+    return r->in.user_id && r->in.device_op >= PL_DEVICES_LIST &&
+           r->in.device_op <= PL_DEVICES_REVOKE_OTHERS &&
+           (r->in.device_op != PL_DEVICES_REVOKE || r->in.name);
   case PL_STORE_MEDIA_PUT: return r->in.user_id && r->in.media;
   case PL_STORE_MEDIA_GET: return r->in.media_id != NULL;
   }
@@ -3290,6 +3371,7 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_MEDIA_PUT: return pl__media_put(q, r);
   case PL_STORE_MEDIA_GET: return pl__media_get(q, r);
   case PL_STORE_GROUP_DEVICES: return pl__group_devices(q, r);
+  case PL_STORE_DEVICES: return pl__devices(q, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }
@@ -3419,6 +3501,18 @@ static pl_err pl__exec_sql(pl__sq *q, const char *sql, char **val) {
   return PL_OK;
 }
 
+/* Schema 7: token lifetimes. The tokens of an upgraded data dir count from
+ * the upgrade (their issue time was not kept), so nobody is signed out by it. */
+static pl_err pl__upgrade_tokens(pl__sq *q) {
+  char sql[256];
+  unsigned long long now = (unsigned long long)pl_now_ms();
+  snprintf(sql, sizeof sql,
+           "ALTER TABLE devices ADD COLUMN token_at INTEGER NOT NULL DEFAULT %llu;"
+           "ALTER TABLE devices ADD COLUMN used_at INTEGER NOT NULL DEFAULT %llu;",
+           now, now);
+  return pl__exec_sql(q, sql, NULL);
+}
+
 /* WAL; synchronous=FULL makes COMMIT fsync the WAL before it returns (the
  * server acks only after that), NORMAL survives a crash of the process. */
 static pl_err pl__setup(pl__sq *q, int durable) {
@@ -3462,6 +3556,8 @@ static pl_err pl__setup(pl__sq *q, int durable) {
     e = pl__exec_sql(
         q, "ALTER TABLE messages ADD COLUMN media_id TEXT; ALTER TABLE messages ADD COLUMN media BLOB;",
         NULL);
+  if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 6)
+    e = pl__upgrade_tokens(q);
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);
   pl_free(mode);

@@ -282,6 +282,35 @@ async def rest(base, url):
     await c.ws.close()
 
 
+async def devices(url):
+    """Devices over JSON (protocol.md 7.7): list, then revoke the other device."""
+    a = await connect(url)
+    await a.send(type="register", user="dora", password="dora-password", device="phone")
+    await a.recv("auth_ok")
+    b = await connect(url)
+    await b.send(type="login", user="dora", password="dora-password", device="laptop")
+    ok = await b.recv("auth_ok")
+    await a.send(type="devices", ref="d1")
+    dl = await a.recv("device_list")
+    names = {d["name"]: d for d in dl["devices"]}
+    check(dl["ref"] == "d1" and set(names) == {"phone", "laptop"}, str(dl))
+    check(names["phone"].get("current") is True and names["laptop"].get("online") is True, str(dl))
+    await a.send(type="devices", ref="d2", op="DEVICES_REVOKE", device="laptop")
+    dl = await a.recv("device_list")
+    check([d["name"] for d in dl["devices"]] == ["phone"] and dl["revoked"] == ["laptop"], str(dl))
+    try:
+        await asyncio.wait_for(b.ws.recv(), 5)  # nothing more: the connection closes
+        check(False, "the revoked device's connection stays open")
+    except websockets.ConnectionClosed:
+        pass
+    c = await connect(url)
+    await c.send(type="resume", token=ok["token"])
+    e = await c.recv("error")
+    check(e["code"] == "ERR_BAD_TOKEN", str(e))
+    for x in (a, c):
+        await x.ws.close()
+
+
 def main():
     parleyd = os.environ["PARLEYD"]
     data = tempfile.mkdtemp(prefix="parley-wsjson-")
@@ -303,6 +332,7 @@ def main():
         asyncio.run(refusals(url))
         asyncio.run(longpoll(f"http://127.0.0.1:{http_port}", url))
         asyncio.run(rest(f"http://127.0.0.1:{http_port}", url))
+        asyncio.run(devices(url))
     except Exception as e:  # noqa: BLE001 - report any failure with the server's log
         print(f"FAIL: {type(e).__name__}: {e}\n(server log: {data}.log)", file=sys.stderr)
         return 1

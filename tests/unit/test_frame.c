@@ -308,6 +308,7 @@ static void test_client_may_send_table(void) {
       PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET,
       PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET,
       PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER,
+      PARLEY__FRAME_TYPE__FRAME_DEVICES,
   };
   for (unsigned t = 0; t < 256; t++) {
     int want = 0;

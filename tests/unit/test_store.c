@@ -566,6 +566,7 @@ static void test_upgrade_from_schema_1(void) {
           "ALTER TABLE users DROP COLUMN last_seen; ALTER TABLE users DROP COLUMN last_seen_vis;"
           "DROP TABLE contacts; DROP TABLE blocks;"
           "DROP INDEX messages_group; ALTER TABLE messages DROP COLUMN gid;"
+          "ALTER TABLE devices DROP COLUMN token_at; ALTER TABLE devices DROP COLUMN used_at;"
           "ALTER TABLE devices DROP COLUMN acked; DROP TABLE groups; DROP TABLE members; DROP TABLE greads;"
           "DROP INDEX messages_media; ALTER TABLE messages DROP COLUMN media_id;"
           "ALTER TABLE messages DROP COLUMN media; DROP TABLE media; DROP TABLE media_grants;"
