@@ -6,6 +6,7 @@
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "../proto/pl_strings.h"
 #include "pl_auth.h"
 #include "pl_filter.h"
 #include "pl_presence.h"
@@ -110,16 +111,20 @@ static void pl__write(pl_session *s, uint8_t type, const ProtobufCMessage *m) {
   pl_buf_unref(b);
 }
 
-static void pl__error(pl_session *s, pl_err e, const char *ref) {
+/* An Error frame; why, if not NULL, replaces the code's generic message
+ * (say, which field is wrong and how). */
+static void pl__error_why(pl_session *s, pl_err e, const char *ref, const char *why) {
   Parley__Error m = PARLEY__ERROR__INIT;
   m.code = (Parley__ErrorCode)pl_err_to_wire(e);
-  m.message = (char *)pl_err_msg(e);
+  m.message = (char *)(why ? why : pl_err_msg(e));
   m.ref = (char *)(ref ? ref : "");
   atomic_fetch_add_explicit(&s->core->errors, 1, memory_order_relaxed);
   if (m.code >= 0 && m.code < PL_CORE_ERROR_CODES)
     atomic_fetch_add_explicit(&s->core->errors_by_code[m.code], 1, memory_order_relaxed);
   pl__write(s, PARLEY__FRAME_TYPE__FRAME_ERROR, &m.base);
 }
+
+static void pl__error(pl_session *s, pl_err e, const char *ref) { pl__error_why(s, e, ref, NULL); }
 
 /* A protocol violation: answer with the code, then close. */
 static void pl__fatal(pl_session *s, pl_err e) {
@@ -623,7 +628,7 @@ static void pl__on_ack(pl_session *s, const Parley__Ack *m) {
 
 /* ---- conversation state: MarkRead, Settings, UnreadGet (protocol.md 11.4) -- */
 
-/* The ref of a request frame (each has it as field 1). */
+/* The ref of a request frame (each has it as field 1; a Send its id). */
 static const char *pl__ref(uint8_t type, const ProtobufCMessage *msg) {
   switch (type) {
   case PARLEY__FRAME_TYPE__FRAME_MARK_READ: return ((const Parley__MarkRead *)msg)->ref;
@@ -637,6 +642,9 @@ static const char *pl__ref(uint8_t type, const ProtobufCMessage *msg) {
   case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE: return ((const Parley__GroupUpdate *)msg)->ref;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return ((const Parley__GroupListGet *)msg)->ref;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return ((const Parley__GroupReceiptsGet *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER: return ((const Parley__PushRegister *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_SEND: return ((const Parley__Send *)msg)->id;
+  case PARLEY__FRAME_TYPE__FRAME_TYPING: return ((const Parley__Typing *)msg)->to; /* 11.7 */
   default: return "";
   }
 }
@@ -1108,6 +1116,40 @@ static int pl__dispatch(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
   return 0;
 }
 
+/* 1 if the state machine takes this frame as a request in the session's
+ * state (otherwise it answers with a state error, which comes first). */
+static int pl__takes(const pl_session *s, uint8_t type) {
+  int auth = type == PARLEY__FRAME_TYPE__FRAME_REGISTER || type == PARLEY__FRAME_TYPE__FRAME_LOGIN ||
+             type == PARLEY__FRAME_TYPE__FRAME_RESUME;
+  switch (s->state) {
+  case S_HELLO: return type == PARLEY__FRAME_TYPE__FRAME_HELLO;
+  case S_AUTH:
+    return auth || type == PARLEY__FRAME_TYPE__FRAME_PING || type == PARLEY__FRAME_TYPE__FRAME_HELLO;
+  default: return !auth;
+  }
+}
+
+/* Every string of the frame, on its wire bytes (protobuf-c hides an embedded
+ * NUL once unpacked): a bad one is INVALID_ARGUMENT naming the field, with
+ * the request's id or ref when that field itself is good; nothing is done. */
+static int pl__bad_strings(pl_session *s, const pl_frame *f, const ProtobufCMessage *msg) {
+  pl_strings_fault bad;
+  pl_err e = pl__takes(s, f->type) ? pl_strings_check(f->type, f->payload, f->payload_len, &bad) : PL_OK;
+  if (e == PL_OK)
+    return 0;
+  if (e == PL_ERR_BAD_FRAME) { /* what protobuf-c took must walk too (fuzz_strings) */
+    pl__fatal(s, e);
+    return 1;
+  }
+  char why[128];
+  pl_strings_describe(&bad, why, sizeof why);
+  const char *ref = pl__ref(f->type, msg);
+  if (bad.bad_fields & 2u || strlen(ref) > PL__MAX_ID)
+    ref = NULL;
+  pl__error_why(s, PL_ERR_INVALID_ARGUMENT, ref, why);
+  return 1;
+}
+
 static int pl__on_frame(pl_conn *c, const pl_frame *f, void *ud) {
   pl_core *core = ud;
   pl_session *s = c->session;
@@ -1119,6 +1161,10 @@ static int pl__on_frame(pl_conn *c, const pl_frame *f, void *ud) {
   ProtobufCMessage *msg = pl_frame_unpack(f);
   if (!msg) {
     pl__fatal(s, PL_ERR_BAD_FRAME);
+    return 0;
+  }
+  if (pl__bad_strings(s, f, msg)) {
+    protobuf_c_message_free_unpacked(msg, NULL);
     return 0;
   }
   return pl__dispatch(s, f->type, msg) ? 1 : 0;
