@@ -93,8 +93,11 @@ static int pl__walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size
   if (depth > PL__MAX_DEPTH)
     return -1;
   while (i < n) {
-    if (pl__varint(p, n, &i, &key) || key >> 3 == 0 || key >> 3 > 0x1FFFFFFF)
+    if (pl__varint(p, n, &i, &key))
       return -1;
+    /* protobuf-c reads a field number as a uint32 (and skips 0 and numbers
+     * it does not know): the same field here as there. */
+    uint32_t num = (uint32_t)(key >> 3);
     switch (key & 7) {
     case 0: /* varint */
       if (pl__varint(p, n, &i, &len))
@@ -110,12 +113,12 @@ static int pl__walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size
     }
     if (len > n - i)
       return -1;
-    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(md, (unsigned)(key >> 3));
+    const ProtobufCFieldDescriptor *f = num ? protobuf_c_message_descriptor_get_field(md, num) : NULL;
     int rc = f && (key & 7) == 2 ? pl__value(md, f, p + i, (size_t)len, depth, fault) : 0;
     if (rc < 0)
       return -1;
-    if (rc && depth == 0 && key >> 3 < 64)
-      fault->bad_fields |= 1ull << (key >> 3);
+    if (rc && depth == 0 && num < 64)
+      fault->bad_fields |= 1ull << num;
     bad |= rc;
     i += (size_t)len;
   }
