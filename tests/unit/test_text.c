@@ -5,6 +5,7 @@
 
 #include "common/pl_mem.h"
 #include "common/pl_utf8.h"
+#include "core/pl_auth.h"
 #include "proto/pl_frame.h"
 #include "proto/pl_strings.h"
 #include "testlib.h"
@@ -114,6 +115,16 @@ static void test_name_rule(void) {
   }
   CHECK_EQ_I(check(LIT("\xe2\x80\x8f"), PL_UTF8_NAME), PL_UTF8_OK); /* RLM, a mark, stays */
   CHECK_EQ_I(check(LIT("\xe2\x80\x8d"), PL_UTF8_NAME), PL_UTF8_OK); /* ZWJ (emoji sequences) */
+}
+
+/* pl_auth's device names follow the name rule, whatever path they came by. */
+static void test_device_names_in_pl_auth(void) {
+  CHECK(pl_auth_valid_device("t\xc3\xa9l\xc3\xa9phone", 11));
+  CHECK(!pl_auth_valid_device("ph\xc3\x28ne", 6));
+  CHECK(!pl_auth_valid_device("a\xc2\x85", 3));     /* C1 (NEL) */
+  CHECK(!pl_auth_valid_device("a\xe2\x80\xae", 4)); /* RLO */
+  CHECK(!pl_auth_valid_device("a\tb", 3));
+  CHECK(!pl_auth_valid_device("", 0));
 }
 
 /* ---- pl_strings: the frames -------------------------------------------- */
@@ -271,6 +282,7 @@ int main(void) {
   RUN(test_any_takes_controls);
   RUN(test_text_rule);
   RUN(test_name_rule);
+  RUN(test_device_names_in_pl_auth);
   RUN(test_frames_with_good_strings_pass);
   RUN(test_bad_strings_are_named);
   RUN(test_send_fields);
