@@ -7,7 +7,8 @@
  *  - a payload protobuf-c unpacks is never BAD_FRAME to the walker (the
  *    session relies on it: it runs the walker only after unpacking);
  *  - a refusal names a field and a fault, and marks a top-level field;
- *  - an accepted payload unpacks to strings that are all valid UTF-8;
+ *  - an accepted payload unpacks to strings that are all valid UTF-8, and
+ *    so does any payload after pl_strings_repair;
  *  - pl_utf8 agrees with a reference decoder written the other way round
  *    (decode any 1-4 byte pattern, then judge the value), on the payload
  *    (when it has no NUL, which pl_utf8 reports before what follows). */
@@ -92,6 +93,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     strings_valid(m);
   if (m)
     protobuf_c_message_free_unpacked(m, NULL);
+  /* What the server sends: once repaired, a payload unpacks to UTF-8 strings. */
+  uint8_t *fixed = pl_malloc(f.payload_len + 1);
+  memcpy(fixed, f.payload, f.payload_len);
+  pl_strings_repair(f.type, fixed, f.payload_len);
+  pl_frame g = {.type = f.type, .payload = fixed, .payload_len = f.payload_len};
+  if ((m = pl_frame_unpack(&g)) != NULL) {
+    strings_valid(m);
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+  pl_free(fixed);
   if (!memchr(f.payload, 0, f.payload_len)) /* (a NUL is reported first, hiding what follows) */
     FUZZ_CHECK((pl_utf8_check(f.payload, f.payload_len, PL_UTF8_ANY, NULL, NULL) == PL_UTF8_OK) ==
                ref_utf8(f.payload, f.payload_len));

@@ -107,6 +107,7 @@ static void pl__write(pl_session *s, uint8_t type, const ProtobufCMessage *m) {
   if (!s->conn)
     return;
   pl_buf *b = pl_frame_encode(type, m);
+  pl_strings_repair(type, b->data + PL_FRAME_HDR, b->len - PL_FRAME_HDR); /* rows from before the check */
   pl_conn_write(s->conn, b);
   pl_buf_unref(b);
 }

@@ -49,16 +49,31 @@ static int pl__varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v) {
   return -1;
 }
 
-static int pl__walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t n, int depth,
-                    pl_strings_fault *fault);
+/* A walk: checking (the first fault goes to *fault), or repairing. */
+typedef struct pl__walker {
+  pl_strings_fault *fault;
+  int repair; /* the bytes are the caller's to change (pl_strings_repair) */
+} pl__walker;
 
+static int pl__walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t n, int depth,
+                    pl__walker *w);
+
+/* Every byte of an invalid UTF-8 sequence in v[0..len) becomes '?': the
+ * length stays, so no length prefix around it changes. */
+static void pl__repair(uint8_t *v, size_t len) {
+  uint32_t cp;
+  for (size_t i = 0, k; i < len; i += k)
+    if (!(k = pl_utf8_seq(v + i, len - i, &cp)))
+      v[i] = '?', k = 1;
+}
 /* Checks one length-delimited value of field f; 1 if it holds a bad string
  * (the first one found goes to *fault), 0 if not, -1 if not protobuf. */
 static int pl__value(const ProtobufCMessageDescriptor *md, const ProtobufCFieldDescriptor *f,
-                     const uint8_t *v, size_t len, int depth, pl_strings_fault *fault) {
+                     const uint8_t *v, size_t len, int depth, pl__walker *w) {
+  pl_strings_fault *fault = w->fault;
   if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
     int had = fault->why != PL_UTF8_OK;
-    int rc = pl__walk(f->descriptor, v, len, depth + 1, fault);
+    int rc = pl__walk(f->descriptor, v, len, depth + 1, w);
     if (rc == 1 && !had) { /* name it from here down: "media.id" */
       char path[2 * sizeof fault->field];
       int k = snprintf(path, sizeof path, "%s.%s", f->name, fault->field);
@@ -71,6 +86,12 @@ static int pl__value(const ProtobufCMessageDescriptor *md, const ProtobufCFieldD
   int rule = pl__rule_of(md, f, &label);
   if (rule < 0)
     return 0;
+  if (w->repair) { /* only what a protobuf decoder refuses: invalid UTF-8 */
+    if (f->type == PROTOBUF_C_TYPE_STRING &&
+        pl_utf8_check(v, len, PL_UTF8_ANY, NULL, NULL) == PL_UTF8_INVALID)
+      pl__repair((uint8_t *)v, len); /* writable: pl_strings_repair's own buffer */
+    return 0;
+  }
   uint32_t cp = 0;
   pl_utf8_fault why = pl_utf8_check(v, len, (pl_utf8_rule)rule, NULL, &cp);
   if (why == PL_UTF8_OK)
@@ -86,7 +107,7 @@ static int pl__value(const ProtobufCMessageDescriptor *md, const ProtobufCFieldD
 /* 1 if md's encoding p[0..n) holds a bad string, 0 if not, -1 if it is not
  * protobuf. At depth 0 it records which top-level fields hold one. */
 static int pl__walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size_t n, int depth,
-                    pl_strings_fault *fault) {
+                    pl__walker *w) {
   size_t i = 0;
   int bad = 0;
   uint64_t key, len;
@@ -114,11 +135,11 @@ static int pl__walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size
     if (len > n - i)
       return -1;
     const ProtobufCFieldDescriptor *f = num ? protobuf_c_message_descriptor_get_field(md, num) : NULL;
-    int rc = f && (key & 7) == 2 ? pl__value(md, f, p + i, (size_t)len, depth, fault) : 0;
+    int rc = f && (key & 7) == 2 ? pl__value(md, f, p + i, (size_t)len, depth, w) : 0;
     if (rc < 0)
       return -1;
     if (rc && depth == 0 && num < 64)
-      fault->bad_fields |= 1ull << num;
+      w->fault->bad_fields |= 1ull << num;
     bad |= rc;
     i += (size_t)len;
   }
@@ -130,8 +151,18 @@ pl_err pl_strings_check(uint8_t type, const uint8_t *p, size_t len, pl_strings_f
   const ProtobufCMessageDescriptor *md = pl_frame_descriptor(type);
   if (!md)
     return PL_OK;
-  int rc = pl__walk(md, p, len, 0, fault);
+  pl__walker w = {.fault = fault};
+  int rc = pl__walk(md, p, len, 0, &w);
   return rc < 0 ? PL_ERR_BAD_FRAME : rc ? PL_ERR_INVALID_ARGUMENT : PL_OK;
+}
+
+void pl_strings_repair(uint8_t type, uint8_t *p, size_t len) {
+  pl_strings_fault unused;
+  pl__walker w = {.fault = &unused, .repair = 1};
+  const ProtobufCMessageDescriptor *md = pl_frame_descriptor(type);
+  memset(&unused, 0, sizeof unused);
+  if (md)
+    pl__walk(md, p, len, 0, &w);
 }
 
 void pl_strings_describe(const pl_strings_fault *fault, char *out, size_t cap) {

@@ -33,6 +33,13 @@ typedef struct pl_strings_fault {
  * PL_ERR_BAD_FRAME: the payload is not well-formed protobuf. */
 pl_err pl_strings_check(uint8_t type, const uint8_t *p, size_t len, pl_strings_fault *fault);
 
+/* For what the server sends: every string field of an encoded payload that
+ * is not UTF-8 has each byte of its bad sequences replaced by '?', in place
+ * (lengths do not change). A row stored before strings were checked (a
+ * device name, a client id) then still makes a frame a standard protobuf
+ * library decodes. Controls are left as they are. */
+void pl_strings_repair(uint8_t type, uint8_t *p, size_t len);
+
 /* "device: not valid UTF-8", "group name: control character U+001B". */
 void pl_strings_describe(const pl_strings_fault *fault, char *out, size_t cap);
 

@@ -6,8 +6,11 @@
  * that is not UTF-8 made Messages a standard protobuf library cannot decode.
  * Each bad string must get INVALID_ARGUMENT naming the field, keep the
  * connection, and change nothing. */
+#include <signal.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "proto/pl_frame.h"
@@ -323,6 +326,47 @@ static void test_state_errors_first(void) {
   close(fd);
 }
 
+/* Runs sql on the stopped server's database. */
+static void db_exec(const char *sql) {
+  char path[600];
+  sqlite3 *db = NULL;
+  snprintf(path, sizeof path, "%s/parley.db", srv.dir);
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  sqlite3_close(db);
+  CHECK_EQ_I(rc, SQLITE_OK);
+}
+
+/* A device name stored before the check (planted here: "ph\xffne") made
+ * every Message of that device undecodable by a strict protobuf library;
+ * the server now sends the bad bytes as '?' (AuthOk, Message). */
+static void test_stored_bad_strings_repaired(void) {
+  tl_server_start(&srv, FAST);
+  make_user("bob");
+  char token[128];
+  int a = rc_open(srv.port, 1);
+  CHECK_EQ_I(rc_auth(a, REGISTER, "alice", "pass-word-1", "phone", token), 0);
+  close(a);
+  CHECK(WIFEXITED(tl_server_kill(&srv, SIGTERM)));
+  db_exec("UPDATE devices SET name = CAST(X'7068ff6e65' AS TEXT) WHERE name = 'phone' AND user_id = "
+          "(SELECT id FROM users WHERE name = 'alice')");
+  tl_server_restart(&srv);
+  a = rc_open(srv.port, 1);
+  Parley__Resume r = PARLEY__RESUME__INIT;
+  r.token = token; /* Login with that name is refused now: the device comes back by its token */
+  CHECK(tl_send_frame(a, PARLEY__FRAME_TYPE__FRAME_RESUME, &r) == 0);
+  Parley__AuthOk *ok = tl_expect(a, PARLEY__FRAME_TYPE__FRAME_AUTH_OK, T_MS);
+  CHECK_STR(ok->device, "ph?ne");
+  protobuf_c_message_free_unpacked(&ok->base, NULL);
+  int b = user_open("bob", "phone"), err = 0;
+  CHECK_EQ_U(rc_send_wait(a, "m1", "bob", "hi", &err), 1);
+  Parley__Message *m = tl_expect(b, MESSAGE, T_MS);
+  CHECK_STR(m->from_device, "ph?ne");
+  protobuf_c_message_free_unpacked(&m->base, NULL);
+  close(a);
+  close(b);
+}
+
 int main(void) {
   tl_run_server(&srv, "test_register_name_with_nul", test_register_name_with_nul);
   tl_run_server(&srv, "test_password_with_nul", test_password_with_nul);
@@ -332,5 +376,6 @@ int main(void) {
   tl_run_server(&srv, "test_message_text", test_message_text);
   tl_run_server(&srv, "test_nested_string", test_nested_string);
   tl_run_server(&srv, "test_state_errors_first", test_state_errors_first);
+  tl_run_server(&srv, "test_stored_bad_strings_repaired", test_stored_bad_strings_repaired);
   return tl_summary();
 }

@@ -275,6 +275,32 @@ static void test_not_protobuf_and_unknown_types(void) {
   CHECK_EQ_I(pl_strings_check(PARLEY__FRAME_TYPE__FRAME_SEND, unknown, sizeof unknown, &f), PL_OK);
 }
 
+/* What the server sends: bad UTF-8 in a string becomes '?', byte for byte;
+ * good strings, controls and bytes fields stay. */
+static void test_repair_of_server_frames(void) {
+  Parley__Message m = PARLEY__MESSAGE__INIT;
+  Parley__GroupEvent ev = PARLEY__GROUP_EVENT__INIT;
+  m.from = "alice";
+  m.from_device = "phXYne";
+  m.id = "tab\there";
+  m.body = (ProtobufCBinaryData){.data = (uint8_t *)"\xff\xfe", .len = 2};
+  ev.name = "cafQ";
+  m.event = &ev;
+  pl_buf *b = encode(PARLEY__FRAME_TYPE__FRAME_MESSAGE, &m.base);
+  memcpy(memmem(b->data, b->len, "XY", 2), "\xed\xa0", 2); /* half a surrogate */
+  *(uint8_t *)memmem(b->data, b->len, "Q", 1) = 0xc3;      /* a cut sequence */
+  pl_strings_repair(PARLEY__FRAME_TYPE__FRAME_MESSAGE, b->data + PL_FRAME_HDR, b->len - PL_FRAME_HDR);
+  pl_frame f = {.type = b->data[4], .payload = b->data + PL_FRAME_HDR, .payload_len = b->len - PL_FRAME_HDR};
+  Parley__Message *out = (Parley__Message *)pl_frame_unpack(&f);
+  CHECK(out != NULL);
+  CHECK_STR(out->from_device, "ph??ne");
+  CHECK_STR(out->event->name, "caf?");
+  CHECK_STR(out->id, "tab\there");
+  CHECK(out->body.len == 2 && out->body.data[0] == 0xff); /* bytes are not strings */
+  protobuf_c_message_free_unpacked(&out->base, NULL);
+  pl_buf_unref(b);
+}
+
 int main(void) {
   RUN(test_well_formed_utf8_passes);
   RUN(test_every_kind_of_invalid_sequence);
@@ -288,6 +314,7 @@ int main(void) {
   RUN(test_send_fields);
   RUN(test_repeated_and_bytes);
   RUN(test_not_protobuf_and_unknown_types);
+  RUN(test_repair_of_server_frames);
   CHECK_EQ_U(pl_mem_used(), 0);
   return tl_summary();
 }
