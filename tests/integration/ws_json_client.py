@@ -363,6 +363,20 @@ async def rest_strings(base):
     check(st == 400 and e["message"] == "password: contains NUL", f"a password cut at its NUL: {st} {e}")
 
 
+async def longpoll_strings(base):
+    """Long-poll carries the same strings to the same answer: an Error the next GET gives, and the session goes on."""
+    st, body = await asyncio.to_thread(http, "POST", f"{base}/lp", [
+        {"type": "hello", "version": 1, "kind": "KIND_WEB", "client_name": "lp-strings"},
+        {"type": "register", "user": "lou\x00x", "password": "lou-password", "device": "lp"},
+        {"type": "register", "user": "lou", "password": "lou-password", "device": "l\ud800p"},
+        {"type": "register", "user": "lou", "password": "lou-password", "device": "lp"}])
+    check(st == 200 and body["sid"], f"open: {st} {body}")
+    ok, seen = await poll(base, body["sid"], "auth_ok")
+    errors = [(f["code"], f["message"]) for f in seen if f["type"] == "error"]
+    check(errors == [("ERR_INVALID_ARGUMENT", "user: contains NUL"), ("ERR_INVALID_ARGUMENT", "device: not valid UTF-8")]
+          and ok["user"] == "lou" and ok["device"] == "lp", f"long-poll: {seen}")
+
+
 def main():
     parleyd = os.environ["PARLEYD"]
     data = tempfile.mkdtemp(prefix="parley-wsjson-")
@@ -387,6 +401,7 @@ def main():
         asyncio.run(strings(url))
         asyncio.run(uint64_strings(url))
         asyncio.run(rest_strings(f"http://127.0.0.1:{http_port}"))
+        asyncio.run(longpoll_strings(f"http://127.0.0.1:{http_port}"))
     except Exception as e:  # noqa: BLE001 - report any failure with the server's log
         print(f"FAIL: {type(e).__name__}: {e}\n(server log: {data}.log)", file=sys.stderr)
         return 1
