@@ -165,39 +165,37 @@ static pl_buf *patched(uint8_t type, const ProtobufCMessage *m, const char *mark
   return b;
 }
 
-static void test_bad_strings_are_named(void) {
+/* The frame patched so, refused with this message; returns the fault. */
+static pl_strings_fault refused(uint8_t type, const ProtobufCMessage *m, const char *mark, char with,
+                                const char *want) {
   pl_strings_fault f;
+  char msg[128];
+  CHECK_EQ_I(check_frame(patched(type, m, mark, with), &f), PL_ERR_INVALID_ARGUMENT);
+  pl_strings_describe(&f, msg, sizeof msg);
+  CHECK_STR(msg, want);
+  return f;
+}
+
+static void test_bad_strings_are_named(void) {
   Parley__Register r = PARLEY__REGISTER__INIT;
   r.user = "aliceXx";
   r.password = "long enough";
   r.device = "phone";
-  CHECK_EQ_I(check_frame(patched(PARLEY__FRAME_TYPE__FRAME_REGISTER, &r.base, "Xx", '\0'), &f),
-             PL_ERR_INVALID_ARGUMENT);
+  pl_strings_fault f = refused(PARLEY__FRAME_TYPE__FRAME_REGISTER, &r.base, "Xx", '\0', "user: contains NUL");
   CHECK_STR(f.field, "user");
   CHECK_EQ_I(f.why, PL_UTF8_NUL);
   CHECK_EQ_U(f.bad_fields, 1u << 1);
-  char msg[128];
-  pl_strings_describe(&f, msg, sizeof msg);
-  CHECK_STR(msg, "user: contains NUL");
-
   r.user = "alice";
   r.device = "phoZe";
-  CHECK_EQ_I(check_frame(patched(PARLEY__FRAME_TYPE__FRAME_REGISTER, &r.base, "Z", '\x1b'), &f),
-             PL_ERR_INVALID_ARGUMENT);
-  pl_strings_describe(&f, msg, sizeof msg);
-  CHECK_STR(msg, "device: control character U+001B");
+  f = refused(PARLEY__FRAME_TYPE__FRAME_REGISTER, &r.base, "Z", '\x1b', "device: control character U+001B");
   CHECK_EQ_U(f.bad_fields, 1u << 3);
-
   Parley__GroupUpdate g = PARLEY__GROUP_UPDATE__INIT;
   g.ref = "r1";
   g.group = "7";
   g.op = PARLEY__GROUP_OP__GROUP_RENAME;
   g.name = "newZname";
   g.description = "okYdesc";
-  CHECK_EQ_I(check_frame(patched(PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE, &g.base, "Z", '\n'), &f),
-             PL_ERR_INVALID_ARGUMENT);
-  pl_strings_describe(&f, msg, sizeof msg);
-  CHECK_STR(msg, "group name: control character U+000A");
+  refused(PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE, &g.base, "Z", '\n', "group name: control character U+000A");
   g.name = "fine";
   CHECK_EQ_I(check_frame(patched(PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE, &g.base, "Y", '\n'), &f), PL_OK);
 }
