@@ -740,9 +740,78 @@ static void web(void) {
       {"settings", "{\"type\":\"settings\",\"ref\":\"s\",\"group_add\":\"GROUP_ADD_CONTACTS\"}"},
       {"bad", "{\"type\":\"send\",\"id\":5,\"type\":\"ack\"}"},
       {"unknown", "[{\"type\":\"nope\"}, 1.5e300, \"\\u0000\"]"},
+      {"strings", "{\"type\":\"register\",\"user\":\"al\\u0000x\",\"device\":\"\\ud800\\udc00\\udbff\\\"\"}"},
+      {"uint64_max", "{\"type\":\"ping\",\"client_ts\":\"18446744073709551615\"}"},
   };
   for (size_t i = 0; i < sizeof json / sizeof json[0]; i++)
     put("fuzz_json", json[i][0], (const uint8_t *)json[i][1], strlen(json[i][1]));
+}
+
+/* fuzz_strings: a type byte, then a payload; good strings and each kind of
+ * bad one, at the top and in a sub-message (protocol.md 4, "Strings"). A
+ * variant replaces the first bytes equal to `mark` by as many of `with`. */
+typedef struct strings_variant {
+  const char *name, *mark, *with;
+} strings_variant;
+
+static void put_strings(uint8_t type, const void *msg, const strings_variant *v, size_t nv) {
+  size_t n;
+  uint8_t *p = pack(msg, &n);
+  for (size_t i = 0; i < nv; i++) {
+    pl_bytes b = {0};
+    pl_bytes_append(&b, &type, 1);
+    pl_bytes_append(&b, p, n);
+    uint8_t *at = v[i].mark ? memmem(b.p + 1, n, v[i].mark, strlen(v[i].mark)) : NULL;
+    if (at)
+      memcpy(at, v[i].with, strlen(v[i].mark));
+    put("fuzz_strings", v[i].name, b.p, b.len);
+    pl_bytes_free(&b);
+  }
+  pl_free(p);
+}
+
+static void strings(void) {
+  static const strings_variant reg_v[] = {
+      {"register_good", NULL, NULL},
+      {"register_nul", "XYZ", "\0x\0"},
+      {"device_surrogate", "XYZ", "\xed\xa0\x80"},
+      {"device_overlong", "XYZ", "\xc0\xaf!"},
+      {"device_bidi", "XYZ", "\xe2\x80\xae"},
+  };
+  static const strings_variant send_v[] = {
+      {"send_good", NULL, NULL},          {"send_id_nul", "-", "\0"},      {"send_body_esc", "QQ", "\x1b["},
+      {"send_body_c1", "QQ", "\xc2\x9b"}, {"send_media_bad", "W", "\xff"},
+  };
+  static const strings_variant group_v[] = {
+      {"group_good", NULL, NULL},
+      {"group_newline", "Z", "\n"},
+      {"group_member_bad", "carol", "ca\xf4\x90l"},
+  };
+  Parley__Register r = PARLEY__REGISTER__INIT;
+  r.user = "alice";
+  r.password = "pass word \x1b ok";
+  r.device = "t\xc3\xa9l\xc3\xa9phone XYZ";
+  put_strings(PARLEY__FRAME_TYPE__FRAME_REGISTER, &r, reg_v, sizeof reg_v / sizeof reg_v[0]);
+  Parley__Media md = PARLEY__MEDIA__INIT;
+  md.id = "0123456789abcdef0123456789abcdeW";
+  Parley__Send snd = PARLEY__SEND__INIT;
+  snd.id = "same-one";
+  snd.to = "bob";
+  static const char body[] = "two\nlines\tQQ";
+  snd.body = (ProtobufCBinaryData){.data = (uint8_t *)body, .len = sizeof body - 1};
+  snd.media = &md;
+  put_strings(PARLEY__FRAME_TYPE__FRAME_SEND, &snd, send_v, sizeof send_v / sizeof send_v[0]);
+  Parley__GroupCreate g = PARLEY__GROUP_CREATE__INIT;
+  char *members[] = {"bob", "carol"};
+  g.ref = "r1";
+  g.name = "team Z";
+  g.description = "line\nline";
+  g.n_members = 2;
+  g.members = members;
+  put_strings(PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE, &g, group_v, sizeof group_v / sizeof group_v[0]);
+  static const uint8_t field_zero[] = {PARLEY__FRAME_TYPE__FRAME_LOGIN, 0x80, 0x00,
+                                       0x06}; /* protobuf-c skips it */
+  put("fuzz_strings", "field_zero", field_zero, sizeof field_zero);
 }
 
 /* fuzz_img: each fixture of tests/img_fixtures.c (metadata planted), and the
@@ -814,6 +883,7 @@ int main(int argc, char **argv) {
     die("mkdir", root);
   memset(longstr, 'z', sizeof longstr - 1);
   messages();
+  strings();
   frames();
   web();
   push();

@@ -3,6 +3,8 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "../common/pl_utf8.h"
+
 static char pl__dummy[crypto_pwhash_STRBYTES];
 
 pl_err pl_auth_init(void) {
@@ -58,12 +60,8 @@ int pl_auth_valid_user(const char *s, size_t len) {
 }
 
 int pl_auth_valid_device(const char *s, size_t len) {
-  if (len < 1 || len > 64)
-    return 0;
-  for (size_t i = 0; i < len; i++)
-    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-      return 0;
-  return 1;
+  return len >= 1 && len <= 64 &&
+         pl_utf8_check((const uint8_t *)s, len, PL_UTF8_NAME, NULL, NULL) == PL_UTF8_OK;
 }
 
 int pl_auth_valid_password(size_t len) { return len >= 8 && len <= 1024; }

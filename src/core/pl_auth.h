@@ -28,7 +28,8 @@ void pl_auth_token_hash(const char *token, size_t len, uint8_t hash[32]);
 
 /* [a-z0-9_.-]{1,32} */
 int pl_auth_valid_user(const char *s, size_t len);
-/* 1..64 bytes of printable UTF-8 without control characters */
+/* 1..64 bytes of UTF-8 under the name rule (pl_utf8.h: no NUL, no control
+ * characters, no line separators or bidi overrides) */
 int pl_auth_valid_device(const char *s, size_t len);
 /* 8..1024 bytes */
 int pl_auth_valid_password(size_t len);

@@ -8,6 +8,7 @@
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
 #include "../proto/pl_frame.h"
+#include "../proto/pl_strings.h"
 
 typedef struct pl__route {
   pl_loop *loop;
@@ -79,6 +80,14 @@ static pl_buf *pl__encode_event(const pl_msg *m) {
   return pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_RECEIPT, &rc.base);
 }
 
+/* A Message frame whose strings a protobuf decoder takes, even from a row
+ * stored before strings were checked (protocol.md 4, "Strings"). */
+static pl_buf *pl__encode_msg(const Parley__Message *msg) {
+  pl_buf *b = pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_MESSAGE, &msg->base);
+  pl_strings_repair(PARLEY__FRAME_TYPE__FRAME_MESSAGE, b->data + PL_FRAME_HDR, b->len - PL_FRAME_HDR);
+  return b;
+}
+
 pl_buf *pl_router_encode(const pl_msg *m) {
   if (m->kind != PL_MSG_MESSAGE && m->kind != PL_MSG_GROUP_EVENT)
     return pl__encode_event(m);
@@ -105,7 +114,7 @@ pl_buf *pl_router_encode(const pl_msg *m) {
     msg.from_device = m->from_device;
     msg.id = "";
     msg.server_ts = m->server_ts;
-    return pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_MESSAGE, &msg.base);
+    return pl__encode_msg(&msg);
   }
   msg.qid = m->qid;
   msg.conv = m->conv;
@@ -120,7 +129,7 @@ pl_buf *pl_router_encode(const pl_msg *m) {
   /* the store keeps the attachment packed, as the wire has it */
   if (m->media_len)
     msg.media = parley__media__unpack(NULL, m->media_len, m->media);
-  pl_buf *b = pl_frame_encode(PARLEY__FRAME_TYPE__FRAME_MESSAGE, &msg.base);
+  pl_buf *b = pl__encode_msg(&msg);
   if (msg.media)
     parley__media__free_unpacked(msg.media, NULL);
   return b;

@@ -6,6 +6,7 @@
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "../proto/pl_strings.h"
 #include "pl_auth.h"
 #include "pl_filter.h"
 #include "pl_presence.h"
@@ -115,15 +116,17 @@ static void pl__write(pl_session *s, uint8_t type, const ProtobufCMessage *m) {
   if (!s->conn)
     return;
   pl_buf *b = pl_frame_encode(type, m);
+  pl_strings_repair(type, b->data + PL_FRAME_HDR, b->len - PL_FRAME_HDR); /* rows from before the check */
   pl_conn_write(s->conn, b);
   pl_buf_unref(b);
 }
 
-/* An Error; retry_ms goes with RATE_LIMITED. */
-static void pl__error_retry(pl_session *s, pl_err e, const char *ref, uint32_t retry_ms) {
+/* An Error frame; why, if not NULL, replaces the code's generic message
+ * (say, which field is wrong and how); retry_ms goes with RATE_LIMITED. */
+static void pl__error_full(pl_session *s, pl_err e, const char *ref, const char *why, uint32_t retry_ms) {
   Parley__Error m = PARLEY__ERROR__INIT;
   m.code = (Parley__ErrorCode)pl_err_to_wire(e);
-  m.message = (char *)pl_err_msg(e);
+  m.message = (char *)(why ? why : pl_err_msg(e));
   m.ref = (char *)(ref ? ref : "");
   m.retry_after_ms = retry_ms;
   atomic_fetch_add_explicit(&s->core->errors, 1, memory_order_relaxed);
@@ -132,7 +135,13 @@ static void pl__error_retry(pl_session *s, pl_err e, const char *ref, uint32_t r
   pl__write(s, PARLEY__FRAME_TYPE__FRAME_ERROR, &m.base);
 }
 
-static void pl__error(pl_session *s, pl_err e, const char *ref) { pl__error_retry(s, e, ref, 0); }
+static void pl__error(pl_session *s, pl_err e, const char *ref) { pl__error_full(s, e, ref, NULL, 0); }
+static void pl__error_retry(pl_session *s, pl_err e, const char *ref, uint32_t retry_ms) {
+  pl__error_full(s, e, ref, NULL, retry_ms);
+}
+static void pl__error_why(pl_session *s, pl_err e, const char *ref, const char *why) {
+  pl__error_full(s, e, ref, why, 0);
+}
 
 /* A protocol violation: answer with the code, then close. */
 static void pl__fatal(pl_session *s, pl_err e) {
@@ -666,19 +675,6 @@ static uint64_t pl__gid(const char *g) {
   return v;
 }
 
-/* A Send over the user's rate (protocol.md 10.7): nothing stored; the
- * client sends it again, same id, after retry_after_ms. */
-static void pl__rate_limited(pl_session *s, const char *id, uint32_t retry_after_ms) {
-  Parley__Error m = PARLEY__ERROR__INIT;
-  m.code = PARLEY__ERROR_CODE__ERR_RATE_LIMITED;
-  m.message = (char *)pl_err_msg(PL_ERR_RATE_LIMITED);
-  m.ref = (char *)id;
-  m.retry_after_ms = retry_after_ms;
-  atomic_fetch_add_explicit(&s->core->errors, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&s->core->errors_by_code[m.code], 1, memory_order_relaxed);
-  pl__write(s, PARLEY__FRAME_TYPE__FRAME_ERROR, &m.base);
-}
-
 static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
   Parley__Send *m = (Parley__Send *)msg;
   size_t idlen = strlen(m->id);
@@ -698,7 +694,9 @@ static int pl__on_send(pl_session *s, ProtobufCMessage *msg) {
   }
   uint32_t wait = pl_rules_limiter_take(s->core->send_limit, s->user_id, pl_mono_ms());
   if (wait) {
-    pl__rate_limited(s, m->id, wait);
+    /* over the user's rate (protocol.md 10.7): nothing stored; the client
+     * sends it again, same id, after retry_after_ms */
+    pl__error_retry(s, PL_ERR_RATE_LIMITED, m->id, wait);
     protobuf_c_message_free_unpacked(msg, NULL);
     return 0;
   }
@@ -767,7 +765,7 @@ static void pl__on_ack(pl_session *s, const Parley__Ack *m) {
 
 /* ---- conversation state: MarkRead, Settings, UnreadGet (protocol.md 11.4) -- */
 
-/* The ref of a request frame (each has it as field 1). */
+/* The ref of a request frame (each has it as field 1; a Send its id). */
 static const char *pl__ref(uint8_t type, const ProtobufCMessage *msg) {
   switch (type) {
   case PARLEY__FRAME_TYPE__FRAME_MARK_READ: return ((const Parley__MarkRead *)msg)->ref;
@@ -781,6 +779,9 @@ static const char *pl__ref(uint8_t type, const ProtobufCMessage *msg) {
   case PARLEY__FRAME_TYPE__FRAME_GROUP_UPDATE: return ((const Parley__GroupUpdate *)msg)->ref;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_LIST_GET: return ((const Parley__GroupListGet *)msg)->ref;
   case PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS_GET: return ((const Parley__GroupReceiptsGet *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_PUSH_REGISTER: return ((const Parley__PushRegister *)msg)->ref;
+  case PARLEY__FRAME_TYPE__FRAME_SEND: return ((const Parley__Send *)msg)->id;
+  case PARLEY__FRAME_TYPE__FRAME_TYPING: return ((const Parley__Typing *)msg)->to; /* 11.7 */
   default: return "";
   }
 }
@@ -1346,6 +1347,40 @@ static int pl__dispatch(pl_session *s, uint8_t type, ProtobufCMessage *msg) {
   return 0;
 }
 
+/* 1 if the state machine takes this frame as a request in the session's
+ * state (otherwise it answers with a state error, which comes first). */
+static int pl__takes(const pl_session *s, uint8_t type) {
+  int auth = type == PARLEY__FRAME_TYPE__FRAME_REGISTER || type == PARLEY__FRAME_TYPE__FRAME_LOGIN ||
+             type == PARLEY__FRAME_TYPE__FRAME_RESUME;
+  switch (s->state) {
+  case S_HELLO: return type == PARLEY__FRAME_TYPE__FRAME_HELLO;
+  case S_AUTH:
+    return auth || type == PARLEY__FRAME_TYPE__FRAME_PING || type == PARLEY__FRAME_TYPE__FRAME_HELLO;
+  default: return !auth;
+  }
+}
+
+/* Every string of the frame, on its wire bytes (protobuf-c hides an embedded
+ * NUL once unpacked): a bad one is INVALID_ARGUMENT naming the field, with
+ * the request's id or ref when that field itself is good; nothing is done. */
+static int pl__bad_strings(pl_session *s, const pl_frame *f, const ProtobufCMessage *msg) {
+  pl_strings_fault bad;
+  pl_err e = pl__takes(s, f->type) ? pl_strings_check(f->type, f->payload, f->payload_len, &bad) : PL_OK;
+  if (e == PL_OK)
+    return 0;
+  if (e == PL_ERR_BAD_FRAME) { /* what protobuf-c took must walk too (fuzz_strings) */
+    pl__fatal(s, e);
+    return 1;
+  }
+  char why[128];
+  pl_strings_describe(&bad, why, sizeof why);
+  const char *ref = pl__ref(f->type, msg);
+  if (bad.bad_fields & 2u || strlen(ref) > PL__MAX_ID)
+    ref = NULL;
+  pl__error_why(s, PL_ERR_INVALID_ARGUMENT, ref, why);
+  return 1;
+}
+
 static int pl__on_frame(pl_conn *c, const pl_frame *f, void *ud) {
   pl_core *core = ud;
   pl_session *s = c->session;
@@ -1357,6 +1392,10 @@ static int pl__on_frame(pl_conn *c, const pl_frame *f, void *ud) {
   ProtobufCMessage *msg = pl_frame_unpack(f);
   if (!msg) {
     pl__fatal(s, PL_ERR_BAD_FRAME);
+    return 0;
+  }
+  if (pl__bad_strings(s, f, msg)) {
+    protobuf_c_message_free_unpacked(msg, NULL);
     return 0;
   }
   return pl__dispatch(s, f->type, msg) ? 1 : 0;

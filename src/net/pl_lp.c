@@ -501,15 +501,17 @@ void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path,
  * AuthOk's fields out. Served by a one-shot session, so the rules, limits
  * and errors are exactly those of Register and Login (protocol.md 1.4). */
 void pl_lp_auth(const pl_lp_set *set, const pl_http_req *req, int reg, pl_http_res *res, pl_http_ex *x) {
-  json_t *in = json_loadb((const char *)req->body.p, req->body.len, 0, NULL);
-  const char *user = json_string_value(json_object_get(in, "user"));
-  const char *pw = json_string_value(json_object_get(in, "password"));
+  /* The strings go on as JSON values, never C strings: one with a NUL or a
+   * lone surrogate reaches the session whole, to be refused there. */
+  json_t *in = pl_json_load((const char *)req->body.p, req->body.len, 0, NULL);
+  json_t *user = json_object_get(in, "user"), *pw = json_object_get(in, "password");
   json_t *dev = json_object_get(in, "device");
   pl_lp *lp = NULL;
   for (int i = 0; i < set->n && !lp; i++)
     if (set->lps[i]->loop == pl_http_ex_loop(x))
       lp = set->lps[i];
-  if (!json_is_object(in) || !user || !pw || (dev && !json_is_string(dev)) || !lp) {
+  if (!json_is_object(in) || !json_is_string(user) || !json_is_string(pw) || (dev && !json_is_string(dev)) ||
+      !lp) {
     json_decref(in);
     res->status = 400;
     res->type = "application/json";
@@ -518,9 +520,10 @@ void pl_lp_auth(const pl_lp_set *set, const pl_http_req *req, int reg, pl_http_r
     pl_bytes_append(&res->body, e, sizeof e - 1);
     return;
   }
-  json_t *frames = json_pack("[{s:s, s:i, s:s, s:s}, {s:s, s:s, s:s, s:s}]", "type", "hello", "version", 1,
-                             "kind", "KIND_WEB", "client_name", "rest", "type", reg ? "register" : "login",
-                             "user", user, "password", pw, "device", dev ? json_string_value(dev) : "");
+  json_t *frames =
+      json_pack("[{s:s, s:i, s:s, s:s}, {s:s, s:O, s:O, s:o}]", "type", "hello", "version", 1, "kind",
+                "KIND_WEB", "client_name", "rest", "type", reg ? "register" : "login", "user", user,
+                "password", pw, "device", dev ? json_incref(dev) : json_string(""));
   pl__lp_req *r = pl_calloc(1, sizeof *r);
   r->task.fn = pl__handle;
   r->lp = lp;

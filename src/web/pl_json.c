@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/pl_mem.h"
+#include "common/pl_utf8.h"
 #include "proto/pl_frame.h"
 
 /* 64-bit integers above this go out as strings (JavaScript numbers are exact
@@ -49,30 +50,86 @@ static int pl__fail(pl__dec *d, const char *fmt, ...) {
   return -1;
 }
 
-static int pl__uint(pl__dec *d, const ProtobufCFieldDescriptor *f, json_t *v, uint64_t max, uint64_t *out) {
-  if (json_is_integer(v) && json_integer_value(v) >= 0) {
-    *out = (uint64_t)json_integer_value(v);
-  } else if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= 20) {
-    const char *s = json_string_value(v);
-    uint64_t n = 0;
-    for (; *s; s++) {
-      if (!isdigit((unsigned char)*s) || n > (UINT64_MAX - 9) / 10)
-        return pl__fail(d, "%s: not an unsigned integer", f->name);
-      n = n * 10 + (uint64_t)(*s - '0');
-    }
-    *out = n;
-  } else {
-    return pl__fail(d, "%s: not an unsigned integer", f->name);
+/* A 64-bit integer as a JSON string (protocol.md 1.2): 1 to 20 decimal
+ * digits whose value fits, 0 .. 2^64 - 1; no sign, space or exponent. */
+static int pl__digits(const char *s, size_t n, uint64_t *out) {
+  uint64_t v = 0;
+  if (n == 0 || n > 20)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return -1;
+    unsigned digit = (unsigned)(s[i] - '0');
+    if (v > (UINT64_MAX - digit) / 10)
+      return -1;
+    v = v * 10 + digit;
   }
+  *out = v;
+  return 0;
+}
+
+static int pl__uint(pl__dec *d, const ProtobufCFieldDescriptor *f, json_t *v, uint64_t max, uint64_t *out) {
+  if (json_is_integer(v) && json_integer_value(v) >= 0)
+    *out = (uint64_t)json_integer_value(v);
+  else if (!json_is_string(v) || pl__digits(json_string_value(v), json_string_length(v), out))
+    return pl__fail(d, "%s: not an unsigned integer", f->name);
   if (*out > max)
     return pl__fail(d, "%s: out of range", f->name);
   return 0;
 }
 
+/* A JSON string without NUL, read as a C string (names of enums, types). */
+static const char *pl__cstr(json_t *v) {
+  const char *s = json_string_value(v);
+  return s && strlen(s) == json_string_length(v) ? s : NULL;
+}
+
+/* s[0..n) with each lone-surrogate marker (below) as a surrogate's bytes,
+ * ED A0 80: invalid UTF-8, as the escape was. Writes to out unless it is
+ * NULL; returns the length. */
+static size_t pl__unmark(const char *s, size_t n, uint8_t *out) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    int mark = s[i] == '\0' && n - i >= 4 && !memcmp(s + i + 1, "\xef\xbf\xbf", 3);
+    if (out && mark)
+      memcpy(out + k, "\xed\xa0\x80", 3);
+    else if (out)
+      out[k] = (uint8_t)s[i];
+    k += mark ? 3 : 1;
+    i += mark ? 3 : 0;
+  }
+  return k;
+}
+
+/* A string with a NUL (from \u0000, or a lone surrogate's marker) cannot
+ * travel in protobuf-c's char *, which packs up to its first NUL: its exact
+ * bytes go as an unknown field of the same number, which the session's check
+ * of the wire bytes (pl_strings) refuses as it refuses a native client's,
+ * with the same INVALID_ARGUMENT naming the field. */
+static void pl__raw_string(pl__dec *d, const ProtobufCFieldDescriptor *f, char *s, size_t n,
+                           ProtobufCMessage *m) {
+  uint8_t *raw = pl__alloc(&d->arena, n + 10);
+  size_t k = 0, len = pl__unmark(s, n, NULL);
+  do { /* an unknown field's data is all but its tag: the length first */
+    raw[k++] = (uint8_t)(len & 0x7F) | (len > 0x7F ? 0x80 : 0);
+    len >>= 7;
+  } while (len);
+  k += pl__unmark(s, n, raw + k);
+  s[0] = '\0'; /* the field itself stays empty */
+  ProtobufCMessageUnknownField *uf = pl__alloc(&d->arena, (m->n_unknown_fields + 1) * sizeof *uf);
+  if (m->n_unknown_fields)
+    memcpy(uf, m->unknown_fields, m->n_unknown_fields * sizeof *uf);
+  uf[m->n_unknown_fields] = (ProtobufCMessageUnknownField){
+      .tag = f->id, .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, .len = k, .data = raw};
+  m->unknown_fields = uf;
+  m->n_unknown_fields++;
+}
+
 static int pl__message(pl__dec *d, const ProtobufCMessageDescriptor *md, json_t *obj, void *msg, int depth);
 
-/* Writes one value of field f at slot. */
-static int pl__value(pl__dec *d, const ProtobufCFieldDescriptor *f, json_t *v, void *slot, int depth) {
+/* Writes one value of field f of message m at slot. */
+static int pl__value(pl__dec *d, const ProtobufCFieldDescriptor *f, json_t *v, void *slot,
+                     ProtobufCMessage *m, int depth) {
   uint64_t u;
   switch (f->type) {
   case PROTOBUF_C_TYPE_UINT32:
@@ -92,8 +149,8 @@ static int pl__value(pl__dec *d, const ProtobufCFieldDescriptor *f, json_t *v, v
     return 0;
   case PROTOBUF_C_TYPE_ENUM: {
     const ProtobufCEnumValue *ev = NULL;
-    if (json_is_string(v))
-      ev = protobuf_c_enum_descriptor_get_value_by_name(f->descriptor, json_string_value(v));
+    if (pl__cstr(v))
+      ev = protobuf_c_enum_descriptor_get_value_by_name(f->descriptor, pl__cstr(v));
     else if (json_is_integer(v) && json_integer_value(v) >= INT32_MIN && json_integer_value(v) <= INT32_MAX)
       ev = protobuf_c_enum_descriptor_get_value(f->descriptor, (int)json_integer_value(v));
     if (!ev)
@@ -108,7 +165,7 @@ static int pl__value(pl__dec *d, const ProtobufCFieldDescriptor *f, json_t *v, v
     char *s = pl__alloc(&d->arena, n + 1);
     memcpy(s, json_string_value(v), n);
     if (memchr(s, '\0', n))
-      return pl__fail(d, "%s: contains NUL", f->name);
+      pl__raw_string(d, f, s, n, m);
     *(char **)slot = s;
     return 0;
   }
@@ -158,7 +215,7 @@ static int pl__message(pl__dec *d, const ProtobufCMessageDescriptor *md, json_t 
       continue; /* absent: the zero value */
     void *slot = (char *)msg + f->offset;
     if (f->label != PROTOBUF_C_LABEL_REPEATED) {
-      if (pl__value(d, f, v, slot, depth))
+      if (pl__value(d, f, v, slot, msg, depth))
         return -1;
       continue;
     }
@@ -167,7 +224,7 @@ static int pl__message(pl__dec *d, const ProtobufCMessageDescriptor *md, json_t 
     size_t n = json_array_size(v), es = pl__elem_size(f);
     char *arr = pl__alloc(&d->arena, n * es);
     for (size_t k = 0; k < n; k++)
-      if (pl__value(d, f, json_array_get(v, k), arr + k * es, depth))
+      if (pl__value(d, f, json_array_get(v, k), arr + k * es, msg, depth))
         return -1;
     *(size_t *)((char *)msg + f->quantifier_offset) = n;
     *(void **)slot = arr;
@@ -195,7 +252,7 @@ static int pl__type_of(const char *name) {
 /* One JSON object -> one native frame appended to out. */
 static pl_err pl__obj_to_frame(pl__dec *d, json_t *root, pl_bytes *out) {
   json_t *t = json_object_get(root, "type");
-  if (!json_is_object(root) || !json_is_string(t)) {
+  if (!json_is_object(root) || !pl__cstr(t)) {
     pl__fail(d, "not an object with a string \"type\"");
     return PL_ERR_BAD_FRAME;
   }
@@ -217,11 +274,72 @@ static pl_err pl__obj_to_frame(pl__dec *d, json_t *root, pl_bytes *out) {
   return PL_OK;
 }
 
+/* Four hex digits at p (n bytes available): their value, or -1. */
+static long pl__hex4(const char *p, size_t n) {
+  long v = 0;
+  for (size_t i = 0; i < 4; i++) {
+    int c = i < n ? (unsigned char)p[i] : 0, x = isdigit(c)    ? c - '0'
+                                                 : isxdigit(c) ? (tolower(c) - 'a' + 10)
+                                                               : -1;
+    if (x < 0)
+      return -1;
+    v = v * 16 + x;
+  }
+  return v;
+}
+
+/* 1 if the escape \uXXXX at t[i] (a surrogate) starts a valid pair. */
+static int pl__pair_at(const char *t, size_t n, size_t i) {
+  long hi = pl__hex4(t + i + 2, n - i - 2);
+  if (hi > 0xDBFF || n - i < 12 || t[i + 6] != '\\' || t[i + 7] != 'u')
+    return 0;
+  long lo = pl__hex4(t + i + 8, n - i - 8);
+  return lo >= 0xDC00 && lo <= 0xDFFF;
+}
+
+/* jansson takes a lone surrogate escape (\ud800) for a syntax error, which
+ * would end the session (BAD_FRAME) where a native client's lone surrogate
+ * (bytes ED A0 80) is a request error (INVALID_ARGUMENT). Each becomes
+ * \u0000\uffff, a marker no good string holds (it has a NUL), turned into a
+ * surrogate's bytes when the string is packed (pl__raw_string). */
+static void pl__mark_surrogates(const char *t, size_t n, pl_bytes *out) {
+  size_t from = 0;
+  int in_str = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (t[i] == '"' || !in_str) {
+      in_str ^= t[i] == '"';
+      continue;
+    }
+    if (t[i] != '\\' || i + 1 >= n || t[i + 1] != 'u') {
+      i += t[i] == '\\'; /* an escaped character, '"' or '\\' included */
+      continue;
+    }
+    long u = pl__hex4(t + i + 2, n - i - 2);
+    if (u >= 0xD800 && u <= 0xDFFF && !pl__pair_at(t, n, i)) {
+      pl_bytes_append(out, t + from, i - from);
+      pl_bytes_append(out, "\\u0000\\uffff", 12);
+      from = i + 6;
+    }
+    i += u >= 0xD800 && u <= 0xDBFF && pl__pair_at(t, n, i) ? 11 : u >= 0 ? 5 : 1;
+  }
+  if (out->len)
+    pl_bytes_append(out, t + from, n - from);
+}
+
+json_t *pl_json_load(const char *text, size_t len, size_t flags, json_error_t *err) {
+  pl_bytes marked = {0};
+  pl__mark_surrogates(text, len, &marked);
+  json_t *root = marked.len ? json_loadb((const char *)marked.p, marked.len, flags | JSON_ALLOW_NUL, err)
+                            : json_loadb(text, len, flags | JSON_ALLOW_NUL, err);
+  pl_bytes_free(&marked);
+  return root;
+}
+
 static pl_err pl__to_frames(const char *text, size_t len, int many, pl_bytes *out, char *why, size_t whylen) {
   pl__dec d = {.why = why, .whylen = whylen};
   json_error_t jerr;
   pl_err e = PL_ERR_BAD_FRAME;
-  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *root = pl_json_load(text, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!root)
     pl__fail(&d, "not JSON: %s (at %d)", jerr.text, jerr.position);
   else if (!many || !json_is_array(root))
@@ -252,28 +370,6 @@ pl_err pl_json_to_frames(const char *text, size_t len, pl_bytes *out, char *why,
 
 /* ---- encoding: protobuf -> JSON ------------------------------------------ */
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629), 0 if none. */
-static size_t pl__utf8_len(const uint8_t *p, size_t n) {
-  uint8_t c = p[0], lo = 0x80, hi = 0xBF;
-  size_t len;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xC2 && c <= 0xDF)
-    len = 2;
-  else if (c >= 0xE0 && c <= 0xEF)
-    len = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-  else if (c >= 0xF0 && c <= 0xF4)
-    len = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-  else
-    return 0;
-  if (n < len || p[1] < lo || p[1] > hi)
-    return 0;
-  for (size_t k = 2; k < len; k++)
-    if (p[k] < 0x80 || p[k] > 0xBF)
-      return 0;
-  return len;
-}
-
 /* Strings on the wire are meant to be UTF-8, but a native client may have
  * sent anything: invalid bytes become U+FFFD so the text frame stays valid. */
 static json_t *pl__string(const char *s) {
@@ -283,7 +379,8 @@ static json_t *pl__string(const char *s) {
     return j;
   pl_bytes b = {0};
   for (size_t i = 0; i < n;) {
-    size_t k = pl__utf8_len((const uint8_t *)s + i, n - i);
+    uint32_t cp;
+    size_t k = pl_utf8_seq((const uint8_t *)s + i, n - i, &cp);
     if (k)
       pl_bytes_append(&b, s + i, k);
     else

@@ -11,6 +11,7 @@
 #ifndef PL_JSON_H
 #define PL_JSON_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,12 @@ pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, 
  * after another. On an error the frames of the objects before the bad one
  * are in out. */
 pl_err pl_json_to_frames(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen);
+
+/* json_loadb for text from clients: a \u0000 is kept (JSON_ALLOW_NUL) and a
+ * lone surrogate escape becomes a marker, so that a bad string reaches the
+ * session, which refuses it with INVALID_ARGUMENT as it does a native
+ * client's (protocol.md 4, "Strings"), instead of failing the whole parse. */
+json_t *pl_json_load(const char *text, size_t len, size_t flags, json_error_t *err);
 
 /* One native frame (header + payload) -> a JSON object appended to out.
  * Zero values are left out, as proto3's JSON mapping does. */

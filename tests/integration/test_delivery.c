@@ -230,9 +230,11 @@ static void test_online_delivery(void) {
   tl_server_start(&srv, FAST);
   int alice = sign_in(0, "alice", "phone", NULL);
   int bob = sign_in(0, "bob", "phone", NULL);
-  const uint8_t body[] = {'h', 'i', ' ', 'b', 'o', 'b', 0, 0xff, 0x01}; /* bytes, not a C string */
+  /* Text goes by its length: multibyte UTF-8, a TAB and a LF come back byte for byte
+   * (a NUL or invalid UTF-8 is refused: test_strings). */
+  const uint8_t body[] = "hi bob\tcaf\xc3\xa9 \xe2\x9c\x93\n";
   pl_bytes b = {0};
-  put_send(&b, "hello-1", "bob", body, sizeof body, 1700000000123ull);
+  put_send(&b, "hello-1", "bob", body, sizeof body - 1, 1700000000123ull);
   CHECK(tl_write_all(alice, b.p, b.len) == 0);
   pl_bytes_free(&b);
   Parley__SendAck *a = tl_expect(alice, SEND_ACK, T_MS);
@@ -249,7 +251,7 @@ static void test_online_delivery(void) {
   CHECK_STR(m->conv, a->conv);
   CHECK_EQ_U(m->seq, a->seq);
   CHECK_STR(m->id, "hello-1");
-  CHECK(m->body.len == sizeof body && memcmp(m->body.data, body, sizeof body) == 0);
+  CHECK(m->body.len == sizeof body - 1 && memcmp(m->body.data, body, sizeof body - 1) == 0);
   CHECK_EQ_U(m->client_ts, 1700000000123ull);
   CHECK_EQ_U(m->server_ts, a->server_ts);
   protobuf_c_message_free_unpacked(&m->base, NULL);

@@ -6,6 +6,7 @@
  * every device; sending reads; read receipts off works both ways. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "rawcl.h"
@@ -207,7 +208,12 @@ static void test_read_sync_across_devices(void) {
   tl_expect_nothing(b, QUIET_MS);              /* not on the one that read */
   CHECK_EQ_I(unread_of(b, "dm:alice:bob", NULL), 2);
   CHECK_EQ_I(unread_of(b2, "dm:alice:bob", NULL), 2);
-  close(b);                    /* offline now */
+  /* Offline now: a half-close, and the server's close seen, so the server has
+   * detached the device before the read below (a plain close raced it: the
+   * live ReadSync went to the dying connection). */
+  shutdown(b, SHUT_WR);
+  CHECK(tl_wait_closed(b, T_MS));
+  close(b);
   mark_read(b2, "alice", 100); /* clamped to the last seq */
   b = dev_resume(tb);
   next_message(b, 1); /* never acked: redelivered first, in qid order */

@@ -311,6 +311,101 @@ async def devices(url):
         await x.ws.close()
 
 
+async def expect_invalid(c, message, ref=None):
+    """The next frame is INVALID_ARGUMENT with this message (and ref), and the connection stays."""
+    e = await c.recv("error")
+    check(e["code"] == "ERR_INVALID_ARGUMENT" and e["message"] == message and e.get("ref") == ref,
+          f"expected INVALID_ARGUMENT {message!r} ref {ref!r}, got {e}")
+    await c.send(type="ping", client_ts=7)
+    check((await c.recv("pong"))["client_ts"] == 7, "the connection stays after a bad string")
+
+
+async def strings(url):
+    """protocol.md 4, Strings: \\u0000 and lone surrogates are refused as a native client's NUL and
+    invalid UTF-8 are, with the same INVALID_ARGUMENT naming the field, and nothing is made."""
+    c = await connect(url)
+    await c.send(type="register", user="sam\x00x", password="sam-password", device="web")
+    await expect_invalid(c, "user: contains NUL")
+    await c.send(type="register", user="sam", password="sam-password\x00tail", device="web")
+    await expect_invalid(c, "password: contains NUL")
+    await c.send(type="register", user="sam", password="sam-password", device="web\ud800")
+    await expect_invalid(c, "device: not valid UTF-8")
+    await c.send(type="register", user="sam", password="sam-password", device="\udc00x\ud83d\ude00")
+    await expect_invalid(c, "device: not valid UTF-8")  # a lone low surrogate; the pair after it is fine
+    await c.send(type="register", user="sam", password="sam-password", device="web \U0001F600")
+    check((await c.recv("auth_ok"))["created"] is True, "sam is made only now")
+    await c.send(type="send", id="same\x00one", to="sam", body=b64("first"))
+    await expect_invalid(c, "id: contains NUL")  # the id itself is bad: no ref
+    await c.send(type="send", id="same\x00two", to="sam", body=b64("second"))
+    await expect_invalid(c, "id: contains NUL")
+    await c.send(type="send", id="t1", to="sam", body=base64.b64encode(b"caf\xc3").decode())
+    await expect_invalid(c, "body: not valid UTF-8", "t1")
+    await c.send(type="send", id="t2", to="sam", body=b64("\x1b[2J"))
+    await expect_invalid(c, "body: control character U+001B", "t2")
+    await c.send(type="send", id="same", to="sam", body=b64("two\nlines"))
+    check((await c.recv("send_ack"))["seq"] == 1, "nothing was stored before: the good send is seq 1")
+    await c.send(type="group_create", ref="g1", name="two\nlines")
+    await expect_invalid(c, "group name: control character U+000A", "g1")
+    await c.send(type="group_create", ref="g2", name="\x1b[31mred")
+    await expect_invalid(c, "group name: control character U+001B", "g2")
+    await c.send(type="group_create", ref="g3", name="caf\u00e9", description="line\nline")
+    ev = (await c.recv("message"))["event"]  # its history's first entry comes before the answer
+    check(ev["type"] == "GE_CREATED" and ev["name"] == "café", f"enum names as protocol.md 1.2 writes them: {ev}")
+    check((await c.recv("group_info"))["name"] == "café", "a good group")
+    await c.ws.close()
+    # a NUL cannot smuggle a frame type or an enum name past its end
+    await bad_input(url, json.dumps({"type": "ping\x00x"}), "ERR_BAD_FRAME", "type with a NUL")
+    await bad_input(url, json.dumps({"type": "settings", "last_seen": "LAST_SEEN_NOBODY\x00"}), "ERR_BAD_FRAME",
+                    "enum name with a NUL")
+
+
+async def uint64_strings(url):
+    """protocol.md 1.2: a uint64 may be a string of 1 to 20 digits, up to 2^64 - 1; nothing else."""
+    c = await connect(url)
+    for v in ("18446744073709551615", "0", "00000000000000000042", "9007199254740993"):
+        await c.send(type="ping", client_ts=v)
+        pong = await c.recv("pong")
+        check(int(pong["client_ts"] if "client_ts" in pong else 0) == int(v), f"{v}: {pong}")
+    check(pong["client_ts"] == "9007199254740993", "above 2^53 - 1 the server writes a string")
+    await c.ws.close()
+    for bad in ("18446744073709551616", "99999999999999999999", "000000000000000000001", "", "+1", "-1", " 1",
+                "1 ", "1e3", "0x10", "1\x002"):
+        await bad_input(url, json.dumps({"type": "ping", "client_ts": bad}), "ERR_BAD_FRAME", f"uint64 {bad!r}")
+
+
+async def rest_strings(base):
+    """The REST calls refuse the same strings with 400 and the same message; nothing is made."""
+    for body, message in (({"user": "rex\x00x", "password": "rex-password"}, "user: contains NUL"),
+                          ({"user": "rex", "password": "rex-password\x00x"}, "password: contains NUL"),
+                          ({"user": "rex", "password": "rex-password", "device": "\ud83d"},
+                           "device: not valid UTF-8"),
+                          ({"user": "rex", "password": "rex-password", "device": "a\u202egnp"},
+                           "device: bidirectional control character U+202E")):
+        st, e = await asyncio.to_thread(http, "POST", f"{base}/api/register", body)
+        check(st == 400 and e["error"] == "ERR_INVALID_ARGUMENT" and e["message"] == message, f"{body}: {st} {e}")
+    st, e = await asyncio.to_thread(http, "POST", f"{base}/api/login", {"user": "rex", "password": "rex-password"})
+    check(st == 401, f"rex was not made: {st} {e}")
+    st, ok = await asyncio.to_thread(http, "POST", f"{base}/api/register", {"user": "rex", "password": "rex-password"})
+    check(st == 200 and ok["created"], f"rex now: {st} {ok}")
+    st, e = await asyncio.to_thread(http, "POST", f"{base}/api/login",
+                                    {"user": "rex", "password": "rex-password\x00anything"})
+    check(st == 400 and e["message"] == "password: contains NUL", f"a password cut at its NUL: {st} {e}")
+
+
+async def longpoll_strings(base):
+    """Long-poll carries the same strings to the same answer: an Error the next GET gives, and the session goes on."""
+    st, body = await asyncio.to_thread(http, "POST", f"{base}/lp", [
+        {"type": "hello", "version": 1, "kind": "KIND_WEB", "client_name": "lp-strings"},
+        {"type": "register", "user": "lou\x00x", "password": "lou-password", "device": "lp"},
+        {"type": "register", "user": "lou", "password": "lou-password", "device": "l\ud800p"},
+        {"type": "register", "user": "lou", "password": "lou-password", "device": "lp"}])
+    check(st == 200 and body["sid"], f"open: {st} {body}")
+    ok, seen = await poll(base, body["sid"], "auth_ok")
+    errors = [(f["code"], f["message"]) for f in seen if f["type"] == "error"]
+    check(errors == [("ERR_INVALID_ARGUMENT", "user: contains NUL"), ("ERR_INVALID_ARGUMENT", "device: not valid UTF-8")]
+          and ok["user"] == "lou" and ok["device"] == "lp", f"long-poll: {seen}")
+
+
 def main():
     parleyd = os.environ["PARLEYD"]
     data = tempfile.mkdtemp(prefix="parley-wsjson-")
@@ -333,6 +428,10 @@ def main():
         asyncio.run(longpoll(f"http://127.0.0.1:{http_port}", url))
         asyncio.run(rest(f"http://127.0.0.1:{http_port}", url))
         asyncio.run(devices(url))
+        asyncio.run(strings(url))
+        asyncio.run(uint64_strings(url))
+        asyncio.run(rest_strings(f"http://127.0.0.1:{http_port}"))
+        asyncio.run(longpoll_strings(f"http://127.0.0.1:{http_port}"))
     except Exception as e:  # noqa: BLE001 - report any failure with the server's log
         print(f"FAIL: {type(e).__name__}: {e}\n(server log: {data}.log)", file=sys.stderr)
         return 1
