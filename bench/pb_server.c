@@ -102,29 +102,12 @@ static void pb__exec(const pb_server *s) {
    * connection cap, the per-user send rate and the per-address login limits
    * (register, login and resume rates, hashes at once) would throttle the
    * bench itself, so they are off (the caller's arguments may set them). */
-  char *argv[PB__MAX_ARGS + 32] = {bin,
-                                   "--data",
-                                   dir,
-                                   "--listen",
-                                   listen,
-                                   "--http",
-                                   "off",
-                                   "--log-level",
-                                   "warn",
-                                   "--max-queue",
-                                   "10000000",
-                                   "--max-conns-per-ip",
-                                   "0",
-                                   "--send-rate",
-                                   "0",
-                                   "--login-rate",
-                                   "0",
-                                   "--register-rate",
-                                   "0",
-                                   "--argon2-per-address",
-                                   "1024",
-                                   "--argon2-queue",
-                                   "100000"};
+  char *argv[PB__MAX_ARGS + 32] = {bin,    "--data",          dir,        "--listen",
+                                   listen, "--http",          "off",      "--log-level",
+                                   "warn", "--max-queue",     "10000000", "--max-conns-per-ip",
+                                   "0",    "--send-rate",     "0",        "--login-rate",
+                                   "0",    "--register-rate", "0",        "--argon2-per-address",
+                                   "1024", "--argon2-queue",  "100000"};
   int n = 23;
   n += pb__split(args, argv + n, PB__MAX_ARGS);
   argv[n] = NULL;

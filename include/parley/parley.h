@@ -58,15 +58,15 @@ extern "C" {
 #define PARLEY_E_QUEUE_FULL (-27)
 #define PARLEY_E_ALREADY_AUTHENTICATED (-28)
 #define PARLEY_E_INTERNAL (-29)
-#define PARLEY_E_BLOCKED (-30)       /* the recipient blocked you: not stored */
-#define PARLEY_E_FILTERED (-31)      /* the text has a word the server refuses: not stored */
-#define PARLEY_E_NOT_MEMBER (-32)    /* no such group, or you are not in it */
-#define PARLEY_E_FORBIDDEN (-33)     /* your role in the group does not allow this */
-#define PARLEY_E_GROUP_FULL (-34)    /* the group is at its member limit */
-#define PARLEY_E_UNKNOWN_MEDIA (-35) /* no such upload, or you may not use it */
-#define PARLEY_E_RATE_LIMITED (-36)  /* too many attempts or sends: retry later */
+#define PARLEY_E_BLOCKED (-30)              /* the recipient blocked you: not stored */
+#define PARLEY_E_FILTERED (-31)             /* the text has a word the server refuses: not stored */
+#define PARLEY_E_NOT_MEMBER (-32)           /* no such group, or you are not in it */
+#define PARLEY_E_FORBIDDEN (-33)            /* your role in the group does not allow this */
+#define PARLEY_E_GROUP_FULL (-34)           /* the group is at its member limit */
+#define PARLEY_E_UNKNOWN_MEDIA (-35)        /* no such upload, or you may not use it */
+#define PARLEY_E_RATE_LIMITED (-36)         /* too many attempts or sends: retry later */
 #define PARLEY_E_TOO_MANY_CONNECTIONS (-37) /* the server's connection cap is reached */
-#define PARLEY_E_NOT_ALLOWED (-38)   /* the other user's privacy settings forbid it */
+#define PARLEY_E_NOT_ALLOWED (-38)          /* the other user's privacy settings forbid it */
 /* Local error codes. */
 #define PARLEY_E_CONNECT (-100)  /* cannot reach the server */
 #define PARLEY_E_TIMEOUT (-101)  /* no answer in time */

@@ -40,8 +40,8 @@ typedef struct pl_core_config {
   uint32_t typing_interval_ms; /* at most one typing-on event per device this often */
   uint32_t send_rate;          /* Sends per user per second (0: no limit), after a burst of */
   uint32_t send_burst;
-  uint32_t max_queue;       /* entries a device queue may hold (0: no limit); the store's rule */
-  uint32_t max_queue_share; /* percent of it one sender (a user, a group) may hold */
+  uint32_t max_queue;          /* entries a device queue may hold (0: no limit); the store's rule */
+  uint32_t max_queue_share;    /* percent of it one sender (a user, a group) may hold */
   pl_auth_limits auth;         /* login throttling (pl_throttle.h) */
   uint32_t argon2_threads;     /* the hashing pool's threads */
   uint32_t argon2_per_address; /* Argon2id jobs at once per source address */
