@@ -307,6 +307,31 @@ typedef struct parley_device_info {
 int parley_devices_wait(parley *c, int op, const char *device, parley_device_info **out, size_t *n,
                         int timeout_ms);
 void parley_devices_free(parley_device_info *d, size_t n);
+/* The privacy settings (docs/protocol.md, "Settings", and 11.4, 11.6, 11.8).
+ * In a change, PARLEY_UNCHANGED (0) leaves a field as it is; in an answer
+ * every field holds the setting now (never 0). */
+#define PARLEY_UNCHANGED 0
+#define PARLEY_READ_RECEIPTS_ON 1   /* the default */
+#define PARLEY_READ_RECEIPTS_OFF 2  /* send none, and receive none (11.4) */
+#define PARLEY_LAST_SEEN_EVERYONE 1 /* every user you did not block */
+#define PARLEY_LAST_SEEN_CONTACTS 2 /* users in your contact list (the default) */
+#define PARLEY_LAST_SEEN_NOBODY 3
+#define PARLEY_GROUP_ADD_EVERYONE 1 /* any user you did not block (the default) */
+#define PARLEY_GROUP_ADD_CONTACTS 2 /* users in your contact list */
+#define PARLEY_GROUP_ADD_NOBODY 3   /* nobody: others get PARLEY_E_NOT_ALLOWED */
+
+typedef struct parley_settings {
+  int read_receipts; /* PARLEY_READ_RECEIPTS_*: whether your reads are reported and others' shown */
+  int last_seen;     /* PARLEY_LAST_SEEN_*: who sees your last-seen time */
+  int group_add;     /* PARLEY_GROUP_ADD_*: who may add you to a group (create or add) */
+} parley_settings;
+
+/* Applies change (NULL, or all fields PARLEY_UNCHANGED: only reads), then
+ * fills *out (if not NULL) with the settings now. Nothing is allocated.
+ * PARLEY_E_ARG (locally, nothing sent) for a field out of the ranges above;
+ * the server answers INVALID_ARGUMENT for one it does not know, and a
+ * refused change changes no field. */
+int parley_settings_wait(parley *c, const parley_settings *change, parley_settings *out, int timeout_ms);
 /* One user's presence now. */
 int parley_presence_wait(parley *c, const char *user, parley_presence *out, int timeout_ms);
 /* Follows these users' presence (replaces the set): PARLEY_EV_PRESENCE events. */

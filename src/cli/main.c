@@ -24,6 +24,8 @@
 #define CLI_TIMEOUT_MS 15000 /* blocking calls (Argon2 on the server takes a moment) */
 #define CLI_DRAIN_MS 10000   /* chat: how long to wait for acks after end of input */
 #define CLI_MAX_POS 34       /* group create NAME and up to 32 members */
+#define CLI_SETTINGS_ARGS \
+  " [--read-receipts on|off] [--last-seen everyone|contacts|nobody] [--group-add everyone|contacts|nobody]"
 
 enum {
   CLI_EXIT_OK = 0,
@@ -41,13 +43,14 @@ typedef struct cli {
   const char *cmd;
   const char *pos[CLI_MAX_POS];
   int npos;
-  const char *id;    /* send --id */
-  const char *group; /* send --group */
-  const char *wait;  /* recv --wait */
-  int no_ack;        /* recv --no-ack */
-  const char *image; /* send --image FILE */
-  int thumb;         /* fetch --thumb */
-  const char *http;  /* --http HOST:PORT: uploads and downloads */
+  const char *id;                                    /* send --id */
+  const char *group;                                 /* send --group */
+  const char *wait;                                  /* recv --wait */
+  int no_ack;                                        /* recv --no-ack */
+  const char *image;                                 /* send --image FILE */
+  int thumb;                                         /* fetch --thumb */
+  const char *http;                                  /* --http HOST:PORT: uploads and downloads */
+  const char *read_receipts, *last_seen, *group_add; /* settings --read-receipts .. */
   char http_base[300];
 } cli;
 
@@ -86,6 +89,11 @@ static void usage(FILE *out) {
       "                              {\"devices\":[{\"name\":..,\"id\":N,\"created\":MS,\"last_used\":MS,\n"
       "                              \"current\":B,\"online\":B}]}\n"
       "  typing PEER                 tell PEER's devices you are typing\n"
+      "  settings [--read-receipts on|off] [--last-seen everyone|contacts|nobody]\n"
+      "           [--group-add everyone|contacts|nobody]   change your privacy settings (those\n"
+      "                              not given stay as they are) and print them all:\n"
+      "                              {\"read_receipts\":\"on\",\"last_seen\":\"contacts\",\"group_add\":..}\n"
+      "                              group_add: who may add you to groups (others get exit 5)\n"
       "  group create NAME [MEMBER...]   make a group you own; print it as\n"
       "                              "
       "{\"group\":ID,\"name\":..,\"role\":..,\"members\":[{\"user\":..,\"role\":..}],..}\n"
@@ -171,6 +179,9 @@ static int cli_error(const cli *o, int err, const char *peer) {
   case PARLEY_E_FORBIDDEN: return cli_fail(CLI_EXIT_REFUSED, "your role in the group does not allow this");
   case PARLEY_E_GROUP_FULL: return cli_fail(CLI_EXIT_REFUSED, "the group is full");
   case PARLEY_E_UNKNOWN_MEDIA: return cli_fail(CLI_EXIT_REFUSED, "no such media, or you may not use it");
+  case PARLEY_E_NOT_ALLOWED: /* a group add (create or add): the one asked for is not named */
+    return cli_fail(CLI_EXIT_REFUSED,
+                    "not allowed: the user's privacy settings refuse to be added to groups by you");
   default: return cli_fail(CLI_EXIT_ERR, "%s", parley_strerror(err));
   }
 }
@@ -232,6 +243,12 @@ static const char **cli_option(cli *o, const char *name) {
     return &o->image;
   if (!strcmp(name, "http"))
     return &o->http;
+  if (!strcmp(name, "read-receipts"))
+    return &o->read_receipts;
+  if (!strcmp(name, "last-seen"))
+    return &o->last_seen;
+  if (!strcmp(name, "group-add"))
+    return &o->group_add;
   return NULL;
 }
 
@@ -316,7 +333,8 @@ static int cli_check(cli *o) {
               {"contacts", -1, " [add|remove NAME]"},
               {"group", -2, " create|add|remove|leave|members|rename|role|list ..."},
               {"push", -2, " register PROVIDER TOKEN | unregister"},
-              {"devices", -1, " [revoke NAME]"}};
+              {"devices", -1, " [revoke NAME]"},
+              {"settings", 0, CLI_SETTINGS_ARGS}};
   size_t k = 0;
   while (k < sizeof cmds / sizeof cmds[0] && strcmp(cmds[k].cmd, o->cmd) != 0)
     k++;
@@ -338,6 +356,8 @@ static int cli_check(cli *o) {
     return cli_fail(CLI_EXIT_USAGE, "--image is an option of 'send'");
   if (o->thumb && strcmp(o->cmd, "fetch") != 0)
     return cli_fail(CLI_EXIT_USAGE, "--thumb is an option of 'fetch'");
+  if ((o->read_receipts || o->last_seen || o->group_add) && strcmp(o->cmd, "settings") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--read-receipts, --last-seen and --group-add are options of 'settings'");
   o->http = cli_env(o->http, "PARLEY_HTTP", NULL);
   if (o->http)
     snprintf(o->http_base, sizeof o->http_base, "http://%s", o->http);
@@ -620,6 +640,51 @@ static int cmd_devices(const cli *o) {
   }
   pl_bytes_append(&out, "]}\n", 3);
   parley_devices_free(d, n);
+  return cli_done(c, &out);
+}
+
+/* ---- settings ------------------------------------------------------------- */
+
+/* Each setting's words, in the order of its PARLEY_* values from 1. */
+static const char *const cli_rr_words[] = {"on", "off", NULL};
+static const char *const cli_who_words[] = {"everyone", "contacts", "nobody", NULL};
+
+/* The value of word v in words (1..n); PARLEY_UNCHANGED for no v; -1 if unknown. */
+static int cli_setting(const char *v, const char *const *words) {
+  if (!v)
+    return PARLEY_UNCHANGED;
+  for (int i = 0; words[i]; i++)
+    if (!strcmp(words[i], v))
+      return i + 1;
+  return -1;
+}
+
+/* settings [--read-receipts on|off] [--last-seen ..] [--group-add ..]:
+ * {"read_receipts":"on","last_seen":"contacts","group_add":"everyone"} after the change. */
+static int cmd_settings(const cli *o) {
+  parley_settings ch = {.read_receipts = cli_setting(o->read_receipts, cli_rr_words),
+                        .last_seen = cli_setting(o->last_seen, cli_who_words),
+                        .group_add = cli_setting(o->group_add, cli_who_words)};
+  if (ch.read_receipts < 0 || ch.last_seen < 0 || ch.group_add < 0)
+    return cli_fail(CLI_EXIT_USAGE, "usage: parley settings%s", CLI_SETTINGS_ARGS);
+  parley *c;
+  int rc = cli_open(o, &c, NULL, NULL, 0);
+  if (rc)
+    return rc;
+  parley_settings now;
+  rc = parley_settings_wait(c, &ch, &now, CLI_TIMEOUT_MS);
+  if (rc != PARLEY_OK) {
+    parley_free(c);
+    return cli_error(o, rc, NULL);
+  }
+  pl_bytes out = {0};
+  char line[160];
+  int n =
+      snprintf(line, sizeof line, "{\"read_receipts\":\"%s\",\"last_seen\":\"%s\",\"group_add\":\"%s\"}\n",
+               now.read_receipts == PARLEY_READ_RECEIPTS_OFF ? "off" : "on",
+               now.last_seen >= 1 && now.last_seen <= 3 ? cli_who_words[now.last_seen - 1] : "?",
+               now.group_add >= 1 && now.group_add <= 3 ? cli_who_words[now.group_add - 1] : "?");
+  pl_bytes_append(&out, line, (size_t)n);
   return cli_done(c, &out);
 }
 
@@ -1005,5 +1070,7 @@ int main(int argc, char **argv) {
     return cmd_push(&o);
   if (!strcmp(o.cmd, "devices"))
     return cmd_devices(&o);
+  if (!strcmp(o.cmd, "settings"))
+    return cmd_settings(&o);
   return cmd_logout(&o);
 }

@@ -433,6 +433,33 @@ void parley_devices_free(parley_device_info *d, size_t n) {
   pl_free(d);
 }
 
+int parley_settings_wait(parley *c, const parley_settings *change, parley_settings *out, int timeout_ms) {
+  static const parley_settings none;
+  const parley_settings *ch = change ? change : &none;
+  int rc = plc__req_begin(c);
+  if (rc != PARLEY_OK || ch->read_receipts < 0 || ch->read_receipts > PARLEY_READ_RECEIPTS_OFF ||
+      ch->last_seen < 0 || ch->last_seen > PARLEY_LAST_SEEN_NOBODY || ch->group_add < 0 ||
+      ch->group_add > PARLEY_GROUP_ADD_NOBODY)
+    return rc != PARLEY_OK ? rc : PARLEY_E_ARG;
+  Parley__Settings m = PARLEY__SETTINGS__INIT;
+  ProtobufCMessage *ans;
+  m.ref = c->req_ref;
+  m.read_receipts = (Parley__Toggle)ch->read_receipts; /* the same numbers as the protocol's */
+  m.last_seen = (Parley__LastSeen)ch->last_seen;
+  m.group_add = (Parley__GroupAdd)ch->group_add;
+  rc = plc__request(c, PARLEY__FRAME_TYPE__FRAME_SETTINGS, &m.base, &ans, timeout_ms);
+  if (rc == PARLEY_OK && ans && out) {
+    const Parley__SettingsState *st = (const Parley__SettingsState *)ans;
+    *out = (parley_settings){.read_receipts =
+                                 st->read_receipts ? PARLEY_READ_RECEIPTS_ON : PARLEY_READ_RECEIPTS_OFF,
+                             .last_seen = (int)st->last_seen,
+                             .group_add = (int)st->group_add};
+  }
+  if (ans)
+    protobuf_c_message_free_unpacked(ans, NULL);
+  return rc;
+}
+
 int parley_block_wait(parley *c, const char *user, int blocked, int timeout_ms) {
   int rc = plc__req_begin(c);
   if (rc != PARLEY_OK || !user)

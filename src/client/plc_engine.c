@@ -502,6 +502,12 @@ static void plc__dispatch(parley *c, const pl_frame *f) {
       return;
     }
     break;
+  case PARLEY__FRAME_TYPE__FRAME_SETTINGS_STATE:
+    if (plc__req_is(c, ((Parley__SettingsState *)msg)->ref)) {
+      plc__req_finish(c, PARLEY_OK, msg);
+      return;
+    }
+    break;
   case PARLEY__FRAME_TYPE__FRAME_DEVICE_LIST:
     if (plc__req_is(c, ((Parley__DeviceList *)msg)->ref)) {
       plc__req_finish(c, PARLEY_OK, msg);

@@ -126,8 +126,68 @@ static void test_rate_limited_sends_retried(void) {
   parley_free(b);
 }
 
+/* parley_settings_wait reads the privacy settings (NULL change), changes
+ * only the fields given, refuses a value out of range locally (PARLEY_E_ARG,
+ * nothing changed), and the server applies them: bob cannot put alice, whose
+ * group_add is NOBODY, in a group (protocol.md 11.8). */
+static tl_server settings_srv; /* stopped by tl_run_server, also when a check fails */
+
+static void check_settings(const parley_settings *got, int rr, int ls, int ga) {
+  CHECK_EQ_I(got->read_receipts, rr);
+  CHECK_EQ_I(got->last_seen, ls);
+  CHECK_EQ_I(got->group_add, ga);
+}
+
+static void test_settings(void) {
+  tl_server_start(&settings_srv, FAST);
+  rx ra = {0}, rb = {0};
+  parley *a = client(&settings_srv, &ra), *b = client(&settings_srv, &rb);
+  CHECK_EQ_I(parley_register(a, "alice", "alice-secret", "phone"), PARLEY_OK);
+  CHECK_EQ_I(parley_register(b, "bob", "bob-secret", "phone"), PARLEY_OK);
+  parley_settings now;
+  CHECK_EQ_I(parley_settings_wait(a, NULL, &now, 5000), PARLEY_OK);
+  check_settings(&now, PARLEY_READ_RECEIPTS_ON, PARLEY_LAST_SEEN_CONTACTS, PARLEY_GROUP_ADD_EVERYONE);
+
+  parley_settings ch = {.read_receipts = PARLEY_READ_RECEIPTS_OFF, .group_add = PARLEY_GROUP_ADD_NOBODY};
+  CHECK_EQ_I(parley_settings_wait(a, &ch, &now, 5000), PARLEY_OK);
+  check_settings(&now, PARLEY_READ_RECEIPTS_OFF, PARLEY_LAST_SEEN_CONTACTS, PARLEY_GROUP_ADD_NOBODY);
+  ch = (parley_settings){.last_seen = PARLEY_LAST_SEEN_NOBODY};
+  CHECK_EQ_I(parley_settings_wait(a, &ch, NULL, 5000), PARLEY_OK);
+  ch = (parley_settings){0}; /* all unchanged: a read */
+  CHECK_EQ_I(parley_settings_wait(a, &ch, &now, 5000), PARLEY_OK);
+  check_settings(&now, PARLEY_READ_RECEIPTS_OFF, PARLEY_LAST_SEEN_NOBODY, PARLEY_GROUP_ADD_NOBODY);
+  CHECK_EQ_I(parley_settings_wait(b, NULL, &now, 5000), PARLEY_OK); /* bob's are his own */
+  check_settings(&now, PARLEY_READ_RECEIPTS_ON, PARLEY_LAST_SEEN_CONTACTS, PARLEY_GROUP_ADD_EVERYONE);
+
+  /* Out of range: refused before anything is sent, nothing changed. */
+  ch = (parley_settings){.read_receipts = PARLEY_READ_RECEIPTS_ON, .group_add = 4};
+  CHECK_EQ_I(parley_settings_wait(a, &ch, &now, 5000), PARLEY_E_ARG);
+  ch = (parley_settings){.last_seen = -1};
+  CHECK_EQ_I(parley_settings_wait(a, &ch, &now, 5000), PARLEY_E_ARG);
+  ch = (parley_settings){.read_receipts = 3};
+  CHECK_EQ_I(parley_settings_wait(a, &ch, &now, 5000), PARLEY_E_ARG);
+  CHECK_EQ_I(parley_settings_wait(a, NULL, &now, 5000), PARLEY_OK);
+  check_settings(&now, PARLEY_READ_RECEIPTS_OFF, PARLEY_LAST_SEEN_NOBODY, PARLEY_GROUP_ADD_NOBODY);
+  CHECK_EQ_I(parley_settings_wait(NULL, NULL, &now, 5000), PARLEY_E_ARG);
+
+  /* The server applies group_add: NOBODY refuses bob, EVERYONE lets him. */
+  const char *members[] = {"alice"};
+  parley_group g;
+  memset(&g, 0, sizeof g);
+  CHECK_EQ_I(parley_group_create_wait(b, "team", "", members, 1, &g, 5000), PARLEY_E_NOT_ALLOWED);
+  parley_group_clear(&g);
+  ch = (parley_settings){.group_add = PARLEY_GROUP_ADD_EVERYONE};
+  CHECK_EQ_I(parley_settings_wait(a, &ch, &now, 5000), PARLEY_OK);
+  check_settings(&now, PARLEY_READ_RECEIPTS_OFF, PARLEY_LAST_SEEN_NOBODY, PARLEY_GROUP_ADD_EVERYONE);
+  CHECK_EQ_I(parley_group_create_wait(b, "team", "", members, 1, &g, 5000), PARLEY_OK);
+  parley_group_clear(&g);
+  parley_free(a);
+  parley_free(b);
+}
+
 int main(void) {
   RUN(test_send_receive_and_reconnect);
   tl_run_server(&limited, "test_rate_limited_sends_retried", test_rate_limited_sends_retried);
+  tl_run_server(&settings_srv, "test_settings", test_settings);
   return tl_summary();
 }
