@@ -161,11 +161,11 @@ function onAuthOk(a) {
   if ($('settings').open) loadSettings();
 }
 
-// Requests other than Send whose Error is shown to the user: ref -> {fail(e)}.
+// Requests other than Send whose Error is shown to the user: ref -> {fail(e), ok(answer)}.
 const requests = new Map();
-function request(frame, fail) {
+function request(frame, fail, ok = () => {}) {
   const ref = nextRef();
-  requests.set(ref, { fail });
+  requests.set(ref, { fail, ok });
   send({ ...frame, ref });
   return ref;
 }
@@ -291,7 +291,8 @@ function onUnread(u) {
 }
 
 function onGroupInfo(g) {
-  if (g.ref && requests.delete(g.ref)) $('new-group-error').textContent = '';
+  const q = g.ref && requests.get(g.ref);
+  if (q) { requests.delete(g.ref); q.ok(g); }
   if (!g.group) return;
   const c = conv('g:' + g.group, { group: g.group, title: g.name || g.group });
   c.last_seq = Math.max(c.last_seq, g.last_seq || 0);
@@ -521,6 +522,7 @@ function renderHead() {
     if (s && s.visible) p = s.online ? 'online' : s.last_seen ? `last seen ${new Date(s.last_seen).toLocaleString()}` : '';
   }
   $('chat-presence').textContent = p;
+  $('add-member').hidden = !(c && c.group);
   const t = c && typing.get(c.conv);
   $('chat-typing').textContent = t && t.until > Date.now() ? `${t.from} is typing…` : '';
 }
@@ -679,9 +681,18 @@ function wire() {
         $('new-group-name').value = name;
         $('new-group-members').value = members.join(', ');
       }
-    });
+    }, () => { $('new-group-error').textContent = ''; });
     $('new-group-name').value = '';
     $('new-group-members').value = '';
+  };
+  $('add-member').onsubmit = (e) => {
+    e.preventDefault();
+    const c = current && convs.get(current), user = $('add-member-user').value.trim().toLowerCase();
+    if (!c || !c.group || !user) return;
+    $('composer-error').textContent = '';
+    request({ type: 'group_update', group: c.group, op: 'GROUP_ADD', user }, (err) => {
+      $('composer-error').textContent = err.code === 'ERR_FORBIDDEN' ? 'Only the group\'s admins can add members.' : groupError(err, [user]);
+    }, () => { $('add-member-user').value = ''; });
   };
   $('open-settings').onclick = openSettings;
   $('settings-close').onclick = () => $('settings').close();

@@ -303,6 +303,18 @@ async function run() {
     assert.equal(await bob.locator('#messages li .text:text-is("sent while the server was down")').count(), 1);
     await tickIs(alice, 'sent while the server was down', 'read');
 
+    step('bob makes a group with carol, then tries to add alice to it: refused, in a sentence');
+    await bob.fill('#new-group-name', 'bobs');
+    await bob.fill('#new-group-members', 'carol');
+    await bob.click('#new-group button');
+    const bobs = bob.locator('#convs button', { has: bob.locator('span:text-is("bobs")') });
+    await bobs.waitFor({ timeout: T });
+    assert.equal(await bob.locator('#new-group-error').textContent(), '');
+    await bobs.click();
+    await bob.fill('#add-member-user', 'alice');
+    await bob.click('#add-member button');
+    await bob.locator('#composer-error:text-is("alice does not allow being added to groups by you.")').waitFor({ timeout: T });
+
     step('the client is served with revalidation headers');
     const r = await fetch(srv.base);
     assert.equal(r.status, 200);
