@@ -257,6 +257,17 @@ async function run() {
     await alice.click('#settings-close');
     await alice.locator('#settings').waitFor({ state: 'hidden', timeout: T });
 
+    step('alice signs in with the CLI too, then signs out all her other devices from the browser');
+    cli(srv, 'alice', 'contacts');
+    await alice.click('#open-settings');
+    await alice.locator('#devices li:not(.current)').waitFor({ timeout: T });
+    await alice.click('#revoke-others');
+    await alice.locator('#devices-status:text-matches("^Signed out: ")').waitFor({ timeout: T });
+    assert.equal(await alice.locator('#devices li').count(), 1);
+    assert.equal(await alice.isDisabled('#revoke-others'), true);
+    await alice.click('#settings-close');
+    await alice.locator('#settings').waitFor({ state: 'hidden', timeout: T });
+
     step('alice sends a photo: bob sees the thumbnail, opens the full image; a file that is no image is refused');
     const imgDir = mkdtempSync(join(tmpdir(), 'parley-img-'));
     const photo = join(imgDir, 'photo.png');
