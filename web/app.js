@@ -102,6 +102,7 @@ function connect() {
   ws.onmessage = (e) => onFrame(JSON.parse(e.data));
   ws.onclose = () => {
     clearInterval(heartbeat);
+    dropRequests();
     const wasAuthed = authed;
     authed = false;
     ws = null;
@@ -163,11 +164,19 @@ function onAuthOk(a) {
 
 // Requests other than Send whose Error is shown to the user: ref -> {fail(e), ok(answer)}.
 const requests = new Map();
+// Only after AuthOk: any other frame before it is AUTH_REQUIRED and a close (protocol.md 6).
 function request(frame, fail, ok = () => {}) {
+  if (!authed) { fail({ code: 'ERR_OFFLINE', message: 'not connected, try again when online' }); return null; }
   const ref = nextRef();
   requests.set(ref, { fail, ok });
   send({ ...frame, ref });
   return ref;
+}
+// A request whose connection went away gets no answer: say so.
+function dropRequests() {
+  const lost = [...requests.values()];
+  requests.clear();
+  for (const q of lost) q.fail({ code: 'ERR_OFFLINE', message: 'the connection was lost before the answer' });
 }
 const waitText = (e) => `try again in ${Math.ceil((e.retry_after_ms || 1000) / 1000)} s`;
 const names = (list) => list.length < 2 ? list.join('') : `${list.slice(0, -1).join(', ')} or ${list[list.length - 1]}`;
@@ -182,7 +191,7 @@ function groupError(e, users) {
     case 'ERR_UNKNOWN_PEER': return users.length === 1 ? `There is no user ${users[0]}.` : `One of ${names(users)} is not a user you can add.`;
     case 'ERR_GROUP_FULL': return 'The group would have too many members.';
     case 'ERR_RATE_LIMITED': return `Too many requests: ${waitText(e)}.`;
-    default: return e.message || e.code;
+    default: return `Not done: ${e.message || e.code}.`;
   }
 }
 
@@ -335,6 +344,11 @@ function markReadIfOpen(c) {
 // ---- settings and devices (protocol.md 4: Settings, 7.7 Devices) ----
 
 function loadSettings() {
+  if (!authed) { // AuthOk loads them if the dialog is still open
+    $('settings-status').textContent = 'Waiting for the connection…';
+    $('devices-status').textContent = '';
+    return;
+  }
   $('settings-status').textContent = 'Loading…';
   request({ type: 'settings' }, (e) => { $('settings-status').textContent = `Could not load the settings: ${e.message || e.code}`; });
   loadDevices({ op: 'DEVICES_LIST' }, 'Loading…');
@@ -348,18 +362,19 @@ function onSettingsState(st) {
   $('set-group-add').value = st.group_add || 'GROUP_ADD_EVERYONE';
   $('privacy').disabled = false;
   const s = $('settings-status');
-  s.textContent = s.dataset.saving === ref ? 'Saved.' : '';
-  delete s.dataset.saving;
+  if (s.dataset.saving === ref) { s.textContent = 'Saved.'; delete s.dataset.saving; }
+  else if (!s.dataset.saving && s.textContent === 'Loading…') s.textContent = ''; // a "Not saved" stays
 }
 
 function saveSetting(change) {
   const s = $('settings-status');
   s.textContent = 'Saving…';
-  s.dataset.saving = request({ type: 'settings', ...change }, (e) => {
-    s.textContent = e.code === 'ERR_RATE_LIMITED' ? `Not saved: ${waitText(e)}.` : `Not saved: ${e.message || e.code}`;
+  const ref = request({ type: 'settings', ...change }, (e) => {
+    s.textContent = e.code === 'ERR_RATE_LIMITED' ? `Not saved: ${waitText(e)}.` : `Not saved: ${e.message || e.code}.`;
     delete s.dataset.saving;
     request({ type: 'settings' }, () => {}); // show what is in force
   });
+  if (ref) s.dataset.saving = ref;
 }
 
 function loadDevices(frame, note) {
