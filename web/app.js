@@ -382,6 +382,7 @@ function loadDevices(frame, note) {
   $('devices').setAttribute('aria-busy', 'true');
   request({ type: 'devices', ...frame }, (e) => {
     $('devices').setAttribute('aria-busy', 'false');
+    for (const b of $('devices').querySelectorAll('button')) b.disabled = false; // nothing changed: try again
     $('devices-status').textContent = e.code === 'ERR_RATE_LIMITED' ? `Too many requests: ${waitText(e)}.` : `Not done: ${e.message || e.code}`;
   });
 }
