@@ -102,6 +102,7 @@ function connect() {
   ws.onmessage = (e) => onFrame(JSON.parse(e.data));
   ws.onclose = () => {
     clearInterval(heartbeat);
+    dropRequests();
     const wasAuthed = authed;
     authed = false;
     ws = null;
@@ -129,6 +130,8 @@ function onFrame(f) {
     case 'typing_event': return onTyping(f);
     case 'group_list': return (f.groups || []).forEach(onGroupInfo);
     case 'group_info': return onGroupInfo(f);
+    case 'settings_state': return onSettingsState(f);
+    case 'device_list': return onDeviceList(f);
     default: return undefined; // pong, done, ...
   }
 }
@@ -156,6 +159,40 @@ function onAuthOk(a) {
   send({ type: 'contacts', ref: nextRef(), op: 'CONTACT_LIST' });
   send({ type: 'group_list_get', ref: nextRef() });
   for (const m of outbox.values()) send(m.frame); // same ids: the server deduplicates
+  if ($('settings').open) loadSettings();
+}
+
+// Requests other than Send whose Error is shown to the user: ref -> {fail(e), ok(answer)}.
+const requests = new Map();
+// Only after AuthOk: any other frame before it is AUTH_REQUIRED and a close (protocol.md 6).
+function request(frame, fail, ok = () => {}) {
+  if (!authed) { fail({ code: 'ERR_OFFLINE', message: 'not connected, try again when online' }); return null; }
+  const ref = nextRef();
+  requests.set(ref, { fail, ok });
+  send({ ...frame, ref });
+  return ref;
+}
+// A request whose connection went away gets no answer: say so.
+function dropRequests() {
+  const lost = [...requests.values()];
+  requests.clear();
+  for (const q of lost) q.fail({ code: 'ERR_OFFLINE', message: 'the connection was lost before the answer' });
+}
+const waitText = (e) => `try again in ${Math.ceil((e.retry_after_ms || 1000) / 1000)} s`;
+const names = (list) => list.length < 2 ? list.join('') : `${list.slice(0, -1).join(', ')} or ${list[list.length - 1]}`;
+
+// A refused group request, as a sentence (protocol.md 9, 11.8).
+function groupError(e, users) {
+  switch (e.code) {
+    case 'ERR_NOT_ALLOWED':
+      return users.length === 1
+        ? `${users[0]} does not allow being added to groups by you.`
+        : `One of ${names(users)} does not allow being added to groups by you. Create the group without them, or ask them to add you to their contacts.`;
+    case 'ERR_UNKNOWN_PEER': return users.length === 1 ? `There is no user ${users[0]}.` : `One of ${names(users)} is not a user you can add.`;
+    case 'ERR_GROUP_FULL': return 'The group would have too many members.';
+    case 'ERR_RATE_LIMITED': return `Too many requests: ${waitText(e)}.`;
+    default: return `Not done: ${e.message || e.code}.`;
+  }
 }
 
 // Errors after which a Send is worth repeating with the same id (protocol.md §9).
@@ -170,6 +207,8 @@ function onError(e) {
     else if (e.code === 'ERR_RATE_LIMITED') setTimeout(() => ws && ws.close(), wait * 1000); // resume again then
     return;
   }
+  const q = e.ref && requests.get(e.ref);
+  if (q) { requests.delete(e.ref); return q.fail(e); }
   const m = e.ref && outbox.get(e.ref);
   if (m && RETRYABLE.has(e.code)) { // nothing was stored: the same id again, later
     const wait = Math.max(e.retry_after_ms || 0, 1000);
@@ -261,6 +300,8 @@ function onUnread(u) {
 }
 
 function onGroupInfo(g) {
+  const q = g.ref && requests.get(g.ref);
+  if (q) { requests.delete(g.ref); q.ok(g); }
   if (!g.group) return;
   const c = conv('g:' + g.group, { group: g.group, title: g.name || g.group });
   c.last_seq = Math.max(c.last_seq, g.last_seq || 0);
@@ -298,6 +339,109 @@ function markReadIfOpen(c) {
   c.read_seq = upto;
   saveConv(c);
   send({ type: 'mark_read', ref: nextRef(), ...(c.group ? { group: c.group } : { peer: c.peer }), seq: upto });
+}
+
+// ---- settings and devices (protocol.md 4: Settings, 7.7 Devices) ----
+
+function loadSettings() {
+  if (!authed) { // AuthOk loads them if the dialog is still open
+    $('settings-status').textContent = 'Waiting for the connection…';
+    $('devices-status').textContent = '';
+    return;
+  }
+  $('settings-status').textContent = 'Loading…';
+  request({ type: 'settings' }, (e) => { $('settings-status').textContent = `Could not load the settings: ${e.message || e.code}`; });
+  loadDevices({ op: 'DEVICES_LIST' }, 'Loading…');
+}
+
+function onSettingsState(st) {
+  const ref = st.ref;
+  if (ref) requests.delete(ref);
+  $('set-read-receipts').checked = !!st.read_receipts;
+  $('set-last-seen').value = st.last_seen || 'LAST_SEEN_CONTACTS';
+  $('set-group-add').value = st.group_add || 'GROUP_ADD_EVERYONE';
+  $('privacy').disabled = false;
+  const s = $('settings-status');
+  if (s.dataset.saving === ref) { s.textContent = 'Saved.'; delete s.dataset.saving; }
+  else if (!s.dataset.saving && s.textContent === 'Loading…') s.textContent = ''; // a "Not saved" stays
+}
+
+function saveSetting(change) {
+  const s = $('settings-status');
+  s.textContent = 'Saving…';
+  const ref = request({ type: 'settings', ...change }, (e) => {
+    s.textContent = e.code === 'ERR_RATE_LIMITED' ? `Not saved: ${waitText(e)}.` : `Not saved: ${e.message || e.code}.`;
+    delete s.dataset.saving;
+    request({ type: 'settings' }, () => {}); // show what is in force
+  });
+  if (ref) s.dataset.saving = ref;
+}
+
+function loadDevices(frame, note) {
+  $('devices-status').textContent = note;
+  $('devices').setAttribute('aria-busy', 'true');
+  request({ type: 'devices', ...frame }, (e) => {
+    $('devices').setAttribute('aria-busy', 'false');
+    for (const b of $('devices').querySelectorAll('button')) b.disabled = false; // nothing changed: try again
+    $('devices-status').textContent = e.code === 'ERR_RATE_LIMITED' ? `Too many requests: ${waitText(e)}.` : `Not done: ${e.message || e.code}`;
+  });
+}
+
+const when = (ms) => (ms ? new Date(Number(ms)).toLocaleString() : '—');
+
+function onDeviceList(d) {
+  if (d.ref) requests.delete(d.ref);
+  const ul = $('devices');
+  ul.replaceChildren();
+  ul.setAttribute('aria-busy', 'false');
+  const list = d.devices || [];
+  for (const dev of list) {
+    const li = document.createElement('li');
+    li.dataset.device = dev.name;
+    if (dev.current) li.classList.add('current');
+    const head = document.createElement('div');
+    head.className = 'device-head';
+    const name = document.createElement('strong');
+    name.className = 'device-name';
+    name.textContent = dev.name;
+    head.append(name);
+    const tag = document.createElement('span');
+    tag.className = 'device-tag';
+    tag.dataset.state = dev.current ? 'this' : dev.online ? 'online' : 'offline';
+    tag.textContent = dev.current ? 'this device' : dev.online ? 'online' : 'offline';
+    head.append(tag);
+    li.append(head);
+    const meta = document.createElement('span');
+    meta.className = 'device-meta';
+    meta.textContent = `signed in ${when(dev.created)} · last used ${when(dev.last_used)}`;
+    li.append(meta);
+    if (!dev.current) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'revoke';
+      b.textContent = 'Sign out';
+      b.setAttribute('aria-label', `Sign out ${dev.name}`);
+      b.onclick = () => {
+        b.disabled = true;
+        loadDevices({ op: 'DEVICES_REVOKE', device: dev.name }, `Signing out ${dev.name}…`);
+      };
+      li.append(b);
+    }
+    ul.append(li);
+  }
+  const revoked = d.revoked || [];
+  $('devices-status').textContent = revoked.length ? `Signed out: ${revoked.join(', ')}.` : '';
+  $('revoke-others').disabled = !list.some((x) => !x.current);
+  // Keep the keyboard focus in the dialog when the focused button went away.
+  if (!document.activeElement || document.activeElement === document.body) $('settings-close').focus();
+}
+
+function openSettings() {
+  const dlg = $('settings');
+  if (!dlg.open) dlg.showModal();
+  $('privacy').disabled = true;
+  loadSettings();
+  $('settings-close').focus();
 }
 
 // ---- rendering ----
@@ -394,6 +538,7 @@ function renderHead() {
     if (s && s.visible) p = s.online ? 'online' : s.last_seen ? `last seen ${new Date(s.last_seen).toLocaleString()}` : '';
   }
   $('chat-presence').textContent = p;
+  $('add-member').hidden = !(c && c.group);
   const t = c && typing.get(c.conv);
   $('chat-typing').textContent = t && t.until > Date.now() ? `${t.from} is typing…` : '';
 }
@@ -422,6 +567,7 @@ function open(id) {
 }
 
 function showAuth(msg) {
+  if ($('settings').open) $('settings').close();
   $('auth').hidden = false;
   $('app').hidden = true;
   $('auth-error').textContent = msg || '';
@@ -542,11 +688,35 @@ function wire() {
   };
   $('new-group').onsubmit = (e) => {
     e.preventDefault();
-    const members = $('new-group-members').value.split(/[\s,]+/).filter(Boolean);
-    send({ type: 'group_create', ref: nextRef(), name: $('new-group-name').value.trim(), members });
+    const members = $('new-group-members').value.split(/[\s,]+/).map((u) => u.toLowerCase()).filter((u) => u && u !== me);
+    const name = $('new-group-name').value.trim();
+    $('new-group-error').textContent = '';
+    request({ type: 'group_create', name, members }, (err) => {
+      $('new-group-error').textContent = groupError(err, members);
+      if (!$('new-group-name').value) { // give the form back to correct it
+        $('new-group-name').value = name;
+        $('new-group-members').value = members.join(', ');
+      }
+    }, () => { $('new-group-error').textContent = ''; });
     $('new-group-name').value = '';
     $('new-group-members').value = '';
   };
+  $('add-member').onsubmit = (e) => {
+    e.preventDefault();
+    const c = current && convs.get(current), user = $('add-member-user').value.trim().toLowerCase();
+    if (!c || !c.group || !user) return;
+    $('composer-error').textContent = '';
+    request({ type: 'group_update', group: c.group, op: 'GROUP_ADD', user }, (err) => {
+      $('composer-error').textContent = err.code === 'ERR_FORBIDDEN' ? 'Only the group\'s admins can add members.' : groupError(err, [user]);
+    }, () => { $('add-member-user').value = ''; });
+  };
+  $('open-settings').onclick = openSettings;
+  $('settings-close').onclick = () => $('settings').close();
+  $('settings').addEventListener('close', () => $('open-settings').focus());
+  $('set-read-receipts').onchange = (e) => saveSetting({ read_receipts: e.target.checked ? 'TOGGLE_ON' : 'TOGGLE_OFF' });
+  $('set-last-seen').onchange = (e) => saveSetting({ last_seen: e.target.value });
+  $('set-group-add').onchange = (e) => saveSetting({ group_add: e.target.value });
+  $('revoke-others').onclick = () => loadDevices({ op: 'DEVICES_REVOKE_OTHERS' }, 'Signing out the other devices…');
   $('composer').onsubmit = (e) => {
     e.preventDefault();
     const c = current && convs.get(current);

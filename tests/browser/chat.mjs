@@ -4,7 +4,10 @@
 // typing; one goes away and catches up on return (history from the browser's
 // cache first); a browser user and a `parley` CLI user talk to each other;
 // a photo goes from one page to the other (thumbnail, full view, after a
-// reload too) and a file that is no image is refused with the server's reason.
+// reload too) and a file that is no image is refused with the server's reason;
+// the settings dialog: who may add me to groups (a refused group shows a
+// sentence), and the list of signed-in devices, one of which is signed out.
+// With SCREENSHOTS=DIR it saves the settings dialog at 1280 and 360 px there.
 //
 //   PARLEYD=build/parleyd PARLEY_CLI=build/parley node tests/browser/chat.mjs
 import { spawn, execFileSync } from 'node:child_process';
@@ -48,11 +51,11 @@ function cli(srv, user, ...args) {
     ...args], { encoding: 'utf8', timeout: T });
 }
 
-async function signUp(page, base, user) {
+async function signUp(page, base, user, button = '#sign-up') {
   await page.goto(base);
   await page.fill('#auth-user', user);
   await page.fill('#auth-password', `${user}-password`);
-  await page.click('#sign-up');
+  await page.click(button);
   await page.waitForSelector('#app:not([hidden])', { timeout: T });
   await page.waitForFunction(() => document.getElementById('status').textContent === 'online', null, { timeout: T });
 }
@@ -203,6 +206,68 @@ async function run() {
     const carolGot = cli(srv, 'carol', 'recv', '--wait', '2');
     assert.match(carolGot, /"group":"[^"]+".*"text":"hello team"/s);
 
+    step('alice opens the settings and lets nobody add her to groups');
+    await alice.click('#open-settings');
+    await alice.locator('#settings').waitFor({ state: 'visible', timeout: T });
+    await alice.locator('#privacy:not([disabled])').waitFor({ timeout: T }); // the state has come
+    assert.equal(await alice.inputValue('#set-group-add'), 'GROUP_ADD_EVERYONE');
+    assert.equal(await alice.inputValue('#set-last-seen'), 'LAST_SEEN_CONTACTS');
+    assert.equal(await alice.isChecked('#set-read-receipts'), true);
+    await alice.selectOption('#set-group-add', 'GROUP_ADD_NOBODY');
+    await alice.locator('#settings-status:text-is("Saved.")').waitFor({ timeout: T });
+    const thisDevice = alice.locator('#devices li.current');
+    await thisDevice.waitFor({ timeout: T });
+    assert.equal(await thisDevice.locator('.device-tag').textContent(), 'this device');
+    assert.equal(await thisDevice.locator('button').count(), 0, 'no sign-out button for this device');
+    await alice.keyboard.press('Escape');
+    await alice.locator('#settings').waitFor({ state: 'hidden', timeout: T });
+    assert.equal(await alice.evaluate(() => document.activeElement.id), 'open-settings');
+
+    step('bob tries to make a group with alice: refused, in a sentence');
+    await bob.fill('#new-group-name', 'with alice');
+    await bob.fill('#new-group-members', 'alice');
+    await bob.click('#new-group button');
+    await bob.locator('#new-group-error:text-is("alice does not allow being added to groups by you.")').waitFor({ timeout: T });
+    assert.equal(await bob.locator('#convs button', { has: bob.locator('span:text-is("with alice")') }).count(), 0);
+
+    step('a second browser of alice signs in; from the first she signs it out and it leaves the list');
+    const ctxA2 = await browser.newContext();
+    const alice2 = await ctxA2.newPage();
+    alice2.on('pageerror', (e) => { throw e; });
+    await signUp(alice2, srv.base, 'alice', '#sign-in');
+    const other = await alice2.evaluate(() => JSON.parse(localStorage.getItem('parley.device')));
+    await alice.click('#open-settings');
+    await alice.locator('#privacy:not([disabled])').waitFor({ timeout: T });
+    assert.equal(await alice.inputValue('#set-group-add'), 'GROUP_ADD_NOBODY', 'the setting is read back');
+    const otherRow = alice.locator(`#devices li[data-device="${other}"]`);
+    await otherRow.locator('.device-tag:text-is("online")').waitFor({ timeout: T });
+    assert.equal(await alice.locator('#devices li').count(), 2);
+    if (process.env.SCREENSHOTS) {
+      await alice.screenshot({ path: join(process.env.SCREENSHOTS, 'settings-wide.png') });
+      await alice.setViewportSize({ width: 360, height: 740 });
+      await alice.screenshot({ path: join(process.env.SCREENSHOTS, 'settings-360.png') });
+      await alice.setViewportSize({ width: 1280, height: 720 });
+    }
+    await otherRow.locator('button.revoke').click();
+    await otherRow.waitFor({ state: 'detached', timeout: T });
+    await alice.locator(`#devices-status:text-is("Signed out: ${other}.")`).waitFor({ timeout: T });
+    assert.equal(await alice.locator('#devices li').count(), 1);
+    await alice2.locator('#auth:not([hidden])').waitFor({ timeout: T }); // its token no longer works
+    await ctxA2.close();
+    await alice.click('#settings-close');
+    await alice.locator('#settings').waitFor({ state: 'hidden', timeout: T });
+
+    step('alice signs in with the CLI too, then signs out all her other devices from the browser');
+    cli(srv, 'alice', 'contacts');
+    await alice.click('#open-settings');
+    await alice.locator('#devices li:not(.current)').waitFor({ timeout: T });
+    await alice.click('#revoke-others');
+    await alice.locator('#devices-status:text-matches("^Signed out: ")').waitFor({ timeout: T });
+    assert.equal(await alice.locator('#devices li').count(), 1);
+    assert.equal(await alice.isDisabled('#revoke-others'), true);
+    await alice.click('#settings-close');
+    await alice.locator('#settings').waitFor({ state: 'hidden', timeout: T });
+
     step('alice sends a photo: bob sees the thumbnail, opens the full image; a file that is no image is refused');
     const imgDir = mkdtempSync(join(tmpdir(), 'parley-img-'));
     const photo = join(imgDir, 'photo.png');
@@ -248,6 +313,18 @@ async function run() {
     await bob.locator('#messages li .text:text-is("sent while the server was down")').waitFor({ timeout: T });
     assert.equal(await bob.locator('#messages li .text:text-is("sent while the server was down")').count(), 1);
     await tickIs(alice, 'sent while the server was down', 'read');
+
+    step('bob makes a group with carol, then tries to add alice to it: refused, in a sentence');
+    await bob.fill('#new-group-name', 'bobs');
+    await bob.fill('#new-group-members', 'carol');
+    await bob.click('#new-group button');
+    const bobs = bob.locator('#convs button', { has: bob.locator('span:text-is("bobs")') });
+    await bobs.waitFor({ timeout: T });
+    assert.equal(await bob.locator('#new-group-error').textContent(), '');
+    await bobs.click();
+    await bob.fill('#add-member-user', 'alice');
+    await bob.click('#add-member button');
+    await bob.locator('#composer-error:text-is("alice does not allow being added to groups by you.")').waitFor({ timeout: T });
 
     step('the client is served with revalidation headers');
     const r = await fetch(srv.base);
