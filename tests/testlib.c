@@ -181,19 +181,39 @@ void tl_server_stop(tl_server *s) {
   }
 }
 
-int tl_connect(int port) {
+int tl_connect_from(const char *src, int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
     return -1;
+  struct sockaddr_in from = {.sin_family = AF_INET};
   struct sockaddr_in a = {
       .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+  if ((src && (inet_pton(AF_INET, src, &from.sin_addr) != 1 ||
+               bind(fd, (struct sockaddr *)&from, sizeof from) != 0)) ||
+      connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
     close(fd);
     return -1;
   }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
+}
+
+int tl_connect(int port) { return tl_connect_from(NULL, port); }
+
+size_t tl_read_all(int fd, char *buf, size_t cap, int timeout_ms) {
+  size_t n = 0;
+  for (uint64_t until = tl_now_ms() + (uint64_t)timeout_ms; n + 1 < cap && tl_now_ms() < until;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 100) != 1)
+      continue;
+    ssize_t r = read(fd, buf + n, cap - 1 - n);
+    if (r <= 0)
+      break;
+    n += (size_t)r;
+  }
+  buf[n] = '\0';
+  return n;
 }
 
 int tl_write_all(int fd, const void *p, size_t n) {

@@ -86,6 +86,12 @@ long long tl_db_count(const char *dir, const char *table);
 /* --- raw sockets -------------------------------------------------------- */
 /* Connects a blocking TCP socket to 127.0.0.1:port; -1 on failure. */
 int tl_connect(int port);
+/* The same from source address src ("127.0.0.2": the server sees another
+ * client address; NULL: any). */
+int tl_connect_from(const char *src, int port);
+/* Reads until the peer closes, cap - 1 bytes arrived, or timeout_ms passed;
+ * NUL-terminates buf and returns the bytes read. */
+size_t tl_read_all(int fd, char *buf, size_t cap, int timeout_ms);
 /* Writes all of p; 0 on success. */
 int tl_write_all(int fd, const void *p, size_t n);
 /* Sends one frame: header + protobuf encoding of msg (a ProtobufCMessage *). */

@@ -14,9 +14,14 @@
 
 static tl_server srv;
 
-/* A TCP connection from src to the server, after Hello/Welcome. */
-static int connect_from(const char *src, int port);
+/* A socket from src connected to port. */
+static int connect_from(const char *src, int port) {
+  int fd = tl_connect_from(src, port);
+  CHECK(fd >= 0);
+  return fd;
+}
 
+/* A TCP connection from src to the server, after Hello/Welcome. */
 static int open_from(const char *src) {
   int fd = connect_from(src, srv.port);
   Parley__Hello h = PARLEY__HELLO__INIT;
@@ -24,19 +29,6 @@ static int open_from(const char *src) {
   h.kind = PARLEY__CLIENT_KIND__KIND_BOT;
   CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_HELLO, &h) == 0);
   protobuf_c_message_free_unpacked(tl_expect(fd, PARLEY__FRAME_TYPE__FRAME_WELCOME, 5000), NULL);
-  return fd;
-}
-
-/* A socket from src connected to port. */
-static int connect_from(const char *src, int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  CHECK(fd >= 0);
-  struct sockaddr_in a = {.sin_family = AF_INET};
-  inet_pton(AF_INET, src, &a.sin_addr);
-  CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-  CHECK(connect(fd, (struct sockaddr *)&to, sizeof to) == 0);
   return fd;
 }
 
@@ -50,17 +42,7 @@ static void rest_login(const char *src, const char *user, const char *pw, char *
            bn, body);
   int fd = connect_from(src, srv.http_port);
   CHECK(tl_write_all(fd, req, strlen(req)) == 0);
-  size_t n = 0;
-  for (uint64_t end = tl_now_ms() + 20000; n + 1 < cap && tl_now_ms() < end;) {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 100) != 1)
-      continue;
-    ssize_t r = read(fd, resp + n, cap - 1 - n);
-    if (r <= 0)
-      break;
-    n += (size_t)r;
-  }
-  resp[n] = '\0';
+  tl_read_all(fd, resp, cap, 20000);
   close(fd);
 }
 

@@ -77,18 +77,7 @@ static int http_req(const char *method, const char *path, const char *body, char
                    "%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: %zu\r\n\r\n%s", method,
                    path, body ? strlen(body) : 0, body ? body : "");
   CHECK(tl_write_all(fd, req, (size_t)n) == 0);
-  size_t got = 0;
-  uint64_t until = tl_now_ms() + T_MS;
-  while (got + 1 < cap && tl_now_ms() < until) {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 100) <= 0)
-      continue;
-    ssize_t r = read(fd, buf + got, cap - 1 - got);
-    if (r <= 0)
-      break;
-    got += (size_t)r;
-  }
-  buf[got] = '\0';
+  tl_read_all(fd, buf, cap, T_MS);
   close(fd);
   return strncmp(buf, "HTTP/1.1 ", 9) ? 0 : atoi(buf + 9);
 }
