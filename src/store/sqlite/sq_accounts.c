@@ -1,0 +1,490 @@
+/* sq_accounts: users, devices and tokens (register, login, resume, logout,
+ * the devices op), settings and privacy, contacts, blocks, presence, last
+ * seen and 1:1 typing; the users cache. */
+#include "sq_internal.h"
+
+static void pl__user_free(pl__user *u) {
+  pl_free(u->ms);
+  pl_free(u->blocked);
+  pl_free(u->name);
+  pl_free(u->devs);
+  pl_free(u);
+}
+
+void pl_sq_acct_users_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->users, &it, &k, &v);)
+    pl__user_free(v);
+  pl_map_free(&q->users);
+  pl_map_free(&q->names);
+}
+
+static void pl__user_forget(pl__sq *q, uint64_t uid) {
+  pl__user *u = pl_map_del(&q->users, uid);
+  if (!u)
+    return;
+  uint64_t h = pl_sq_hash(u->name);
+  if (pl_map_get(&q->names, h) == u)
+    pl_map_del(&q->names, h);
+  pl__user_free(u);
+}
+
+static pl_err pl__load_devices(pl__sq *q, pl__user *u) {
+  sqlite3_stmt *st = q->st[ST_DEVICES_OF];
+  size_t cap = 0;
+  int rc;
+  pl_sq_bind_u64(st, 1, u->id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    u->devs = pl_sq_reserve(u->devs, u->ndevs, &cap, sizeof *u->devs);
+    u->devs[u->ndevs++] = pl_sq_col_u64(st, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+static pl_err pl__load_blocked(pl__sq *q, pl__user *u) {
+  sqlite3_stmt *st = q->st[ST_BLOCKS_OF];
+  size_t cap = 0;
+  int rc;
+  pl_sq_bind_u64(st, 1, u->id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    u->blocked = pl_sq_reserve(u->blocked, u->nblocked, &cap, sizeof *u->blocked);
+    u->blocked[u->nblocked++] = pl_sq_col_u64(st, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Did u block uid? */
+int pl_sq_acct_blocks(const pl__user *u, uint64_t uid) {
+  for (size_t i = 0; i < u->nblocked; i++)
+    if (u->blocked[i] == uid)
+      return 1;
+  return 0;
+}
+
+/* The user uid, from the cache or loaded into it; *out = NULL if none. */
+pl_err pl_sq_acct_user_get(pl__sq *q, uint64_t uid, pl__user **out) {
+  sqlite3_stmt *st = q->st[ST_USER_BY_ID];
+  pl__user *u = NULL;
+  int found = 0;
+  *out = uid ? pl_map_get(&q->users, uid) : NULL;
+  if (*out || !uid)
+    return PL_OK;
+  pl_sq_bind_u64(st, 1, uid);
+  pl_err e = pl_sq_row(q, st, &found);
+  if (e != PL_OK || !found)
+    goto out;
+  u = pl_calloc(1, sizeof *u);
+  u->id = uid;
+  u->name = pl_sq_col_str(st, 0);
+  u->read_receipts = (int)sqlite3_column_int(st, 1);
+  u->last_seen_vis = (int)sqlite3_column_int(st, 2);
+  u->group_add = (int)sqlite3_column_int(st, 3);
+  sqlite3_reset(st);
+  e = pl__load_devices(q, u);
+  if (e == PL_OK)
+    e = pl__load_blocked(q, u);
+  if (e != PL_OK)
+    goto out;
+  pl_map_put(&q->users, uid, u);
+  pl_map_put(&q->names, pl_sq_hash(u->name), u);
+  *out = u;
+  u = NULL;
+out:
+  sqlite3_reset(st);
+  if (u)
+    pl__user_free(u);
+  return e;
+}
+
+/* The id (and optionally a copy of the password hash) of a user name. */
+static pl_err pl__user_id(pl__sq *q, const char *name, uint64_t *uid, char **pwhash) {
+  sqlite3_stmt *st = q->st[ST_USER_BY_NAME];
+  int found;
+  *uid = 0;
+  pl_sq_bind_text(st, 1, name);
+  pl_err e = pl_sq_row(q, st, &found);
+  if (e == PL_OK && found) {
+    *uid = pl_sq_col_u64(st, 0);
+    if (pwhash)
+      *pwhash = pl_sq_col_str(st, 1);
+  }
+  sqlite3_reset(st);
+  return e;
+}
+
+pl_err pl_sq_acct_user_by_name(pl__sq *q, const char *name, pl__user **out) {
+  uint64_t uid;
+  *out = pl_map_get(&q->names, pl_sq_hash(name));
+  if (*out && strcmp((*out)->name, name) == 0)
+    return PL_OK;
+  *out = NULL;
+  pl_err e = pl__user_id(q, name, &uid, NULL);
+  if (e != PL_OK || !uid)
+    return e;
+  e = pl_sq_acct_user_get(q, uid, out);
+  if (*out)
+    pl_map_put(&q->names, pl_sq_hash(name), *out);
+  return e;
+}
+
+/* ---- accounts and devices -------------------------------------------------- */
+
+static pl_err pl__device_insert(pl__sq *q, uint64_t uid, const char *name, const uint8_t *token,
+                                uint64_t *id) {
+  sqlite3_stmt *st = q->st[ST_DEVICE_INSERT];
+  pl_sq_bind_u64(st, 1, uid);
+  pl_sq_bind_text(st, 2, name);
+  sqlite3_bind_blob(st, 3, token, PL_TOKEN_HASH_LEN, SQLITE_STATIC);
+  pl_sq_bind_u64(st, 4, pl_now_ms());
+  pl_err e = pl_sq_run(q, st);
+  *id = e == PL_OK ? (uint64_t)sqlite3_last_insert_rowid(q->db) : 0;
+  pl__user_forget(q, uid); /* its device list changed */
+  return e;
+}
+
+pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_USER_INSERT];
+  uint64_t uid;
+  pl_err e = pl__user_id(q, r->in.user, &uid, NULL);
+  if (e != PL_OK)
+    return e;
+  if (uid) {
+    r->status = PL_ERR_USER_EXISTS;
+    return PL_OK;
+  }
+  pl_sq_bind_text(st, 1, r->in.user);
+  pl_sq_bind_text(st, 2, r->in.pwhash);
+  pl_sq_bind_u64(st, 3, pl_now_ms());
+  e = pl_sq_run(q, st);
+  if (e != PL_OK)
+    return e;
+  r->out.user_id = (uint64_t)sqlite3_last_insert_rowid(q->db);
+  return pl__device_insert(q, r->out.user_id, r->in.device, r->in.token_hash, &r->out.device_id);
+}
+
+pl_err pl_sq_acct_get_user(pl__sq *q, pl_store_req *r) {
+  pl_err e = pl__user_id(q, r->in.user, &r->out.user_id, &r->out.pwhash);
+  if (e == PL_OK && !r->out.user_id)
+    r->status = PL_ERR_BAD_CREDENTIALS;
+  return e;
+}
+
+static pl_err pl__set_token(pl__sq *q, uint64_t dev, const uint8_t *token) {
+  sqlite3_stmt *st = q->st[ST_DEVICE_TOKEN];
+  pl_sq_bind_u64(st, 1, dev);
+  if (token)
+    sqlite3_bind_blob(st, 2, token, PL_TOKEN_HASH_LEN, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 2);
+  pl_sq_bind_u64(st, 3, pl_now_ms());
+  return pl_sq_run(q, st);
+}
+
+static pl_err pl__device_by_name(pl__sq *q, uint64_t uid, const char *name, uint64_t *dev) {
+  sqlite3_stmt *st = q->st[ST_DEVICE_BY_NAME];
+  int found;
+  pl_sq_bind_u64(st, 1, uid);
+  pl_sq_bind_text(st, 2, name);
+  pl_err e = pl_sq_row(q, st, &found);
+  *dev = e == PL_OK && found ? pl_sq_col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  return e;
+}
+
+int pl_sq_acct_has_dev(const pl__user *u, uint64_t dev) {
+  for (size_t i = 0; i < u->ndevs; i++)
+    if (u->devs[i] == dev)
+      return 1;
+  return 0;
+}
+
+pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
+  pl__user *u;
+  pl_err e = pl__device_by_name(q, r->in.user_id, r->in.device, &r->out.device_id);
+  if (e != PL_OK)
+    return e;
+  r->out.user_id = r->in.user_id;
+  if (r->out.device_id) { /* a known device: rotate its token */
+    e = pl_sq_acct_user_get(q, r->in.user_id, &u);
+    if (e != PL_OK)
+      return e;
+    if (u && q->max_devices && u->ndevs >= q->max_devices && !pl_sq_acct_has_dev(u, r->out.device_id)) {
+      r->status = PL_ERR_TOO_MANY_DEVICES; /* logged out, and the others fill the limit */
+      return PL_OK;
+    }
+    int was_out = u && !pl_sq_acct_has_dev(u, r->out.device_id);
+    pl__user_forget(q, r->in.user_id); /* it may have been logged out: a target again */
+    e = pl__set_token(q, r->out.device_id, r->in.token_hash);
+    /* like a new device: group history from now on (its cursor moved to
+     * the end when it logged out) */
+    return e == PL_OK && was_out ? pl_sq_run1(q, ST_DEV_ACKED_NOW, r->out.device_id) : e;
+  }
+  e = pl_sq_acct_user_get(q, r->in.user_id, &u);
+  if (e != PL_OK)
+    return e;
+  if (!u)
+    r->status = PL_ERR_BAD_CREDENTIALS;
+  else if (q->max_devices && u->ndevs >= q->max_devices)
+    r->status = PL_ERR_TOO_MANY_DEVICES;
+  if (r->status != PL_OK)
+    return PL_OK;
+  r->out.created = 1;
+  return pl__device_insert(q, r->in.user_id, r->in.device, r->in.token_hash, &r->out.device_id);
+}
+
+/* A token that is unknown, revoked or expired (in.token_*_after) is
+ * BAD_TOKEN; a good one's last use becomes now. */
+pl_err pl_sq_acct_resume(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_RESUME];
+  int found;
+  sqlite3_bind_blob(st, 1, r->in.token_hash, PL_TOKEN_HASH_LEN, SQLITE_STATIC);
+  pl_sq_bind_u64(st, 2, r->in.token_used_after);
+  pl_sq_bind_u64(st, 3, r->in.token_issued_after);
+  pl_err e = pl_sq_row(q, st, &found);
+  if (e == PL_OK && found) {
+    r->out.device_id = pl_sq_col_u64(st, 0);
+    r->out.user_id = pl_sq_col_u64(st, 1);
+    r->out.device = pl_sq_col_str(st, 2);
+    r->out.user = pl_sq_col_str(st, 3);
+  } else if (e == PL_OK) {
+    r->status = PL_ERR_BAD_TOKEN;
+  }
+  sqlite3_reset(st);
+  return e == PL_OK && found ? pl_sq_run2(q, ST_DEVICE_USED, r->out.device_id, pl_now_ms()) : e;
+}
+
+pl_err pl_sq_acct_settings(pl__sq *q, pl_store_req *r) {
+  pl__user *me;
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  if (e != PL_OK)
+    return e;
+  if (!me || r->in.group_add < 0 || r->in.group_add > PL_GROUP_ADD_NOBODY) {
+    r->status = PL_ERR_INVALID_ARGUMENT; /* nothing changed */
+    return PL_OK;
+  }
+  if (r->in.group_add) {
+    e = pl_sq_run2(q, ST_SET_GROUP_ADD, me->id, (uint64_t)r->in.group_add);
+    if (e == PL_OK)
+      me->group_add = r->in.group_add;
+  }
+  if (r->in.read_receipts == 1 || r->in.read_receipts == 2) {
+    sqlite3_stmt *st = q->st[ST_SET_RECEIPTS];
+    pl_sq_bind_u64(st, 1, me->id);
+    pl_sq_bind_u64(st, 2, r->in.read_receipts == 1);
+    e = pl_sq_run(q, st);
+    if (e == PL_OK)
+      me->read_receipts = r->in.read_receipts == 1;
+  }
+  if (e == PL_OK && r->in.last_seen >= PL_LAST_SEEN_EVERYONE && r->in.last_seen <= PL_LAST_SEEN_NOBODY) {
+    e = pl_sq_run2(q, ST_SET_LAST_SEEN_VIS, me->id, (uint64_t)r->in.last_seen);
+    if (e == PL_OK)
+      me->last_seen_vis = r->in.last_seen;
+  }
+  r->out.read_receipts = me->read_receipts;
+  r->out.last_seen = me->last_seen_vis;
+  r->out.group_add = me->group_add ? me->group_add : PL_GROUP_ADD_EVERYONE;
+  return e;
+}
+
+/* ---- contacts, blocking, presence, typing (docs/protocol.md 11.5-11.7) ------ */
+
+/* Me and the other user named by r->in.peer; sets a request status (and
+ * returns PL_OK) if either is missing or they are the same user. */
+static pl_err pl__me_and_peer(pl__sq *q, pl_store_req *r, pl__user **me, pl__user **peer) {
+  pl_err e = pl_sq_acct_user_by_name(q, r->in.peer, peer);
+  if (e == PL_OK && *peer)
+    e = pl_sq_acct_user_get(q, r->in.user_id, me);
+  if (e != PL_OK)
+    return e;
+  if (!*peer)
+    r->status = PL_ERR_UNKNOWN_PEER;
+  else if (!*me || *me == *peer)
+    r->status = PL_ERR_INVALID_ARGUMENT;
+  else
+    r->out.peer_id = (*peer)->id;
+  return PL_OK;
+}
+
+pl_err pl_sq_acct_contacts(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_CONTACT_LIST];
+  pl__user *me = NULL, *peer = NULL;
+  size_t cap = 0;
+  int rc;
+  pl_err e = PL_OK;
+  if (r->in.contact_op) {
+    e = pl__me_and_peer(q, r, &me, &peer);
+    if (e != PL_OK || r->status != PL_OK)
+      return e;
+    e = pl_sq_run2(q, r->in.contact_op == 1 ? ST_CONTACT_ADD : ST_CONTACT_DEL, me->id, peer->id);
+  }
+  if (e != PL_OK)
+    return e;
+  pl_sq_bind_u64(st, 1, r->in.user_id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    r->out.names = pl_sq_reserve(r->out.names, r->out.nnames, &cap, sizeof *r->out.names);
+    r->out.names[r->out.nnames++] = pl_sq_col_str(st, 0);
+  }
+  e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+pl_err pl_sq_acct_block(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL, *peer = NULL;
+  pl_err e = pl__me_and_peer(q, r, &me, &peer);
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  e = pl_sq_run2(q, r->in.blocked ? ST_BLOCK_ADD : ST_BLOCK_DEL, me->id, peer->id);
+  if (e == PL_OK)
+    pl__user_forget(q, me->id); /* its block list changed */
+  return e;
+}
+
+pl_err pl_sq_acct_has_contact(pl__sq *q, uint64_t uid, uint64_t contact, int *has) {
+  sqlite3_stmt *st = q->st[ST_CONTACT_HAS];
+  pl_sq_bind_u64(st, 1, uid);
+  pl_sq_bind_u64(st, 2, contact);
+  pl_err e = pl_sq_row(q, st, has);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* What viewer may see of u (protocol.md 11.6). */
+static pl_err pl__view(pl__sq *q, const pl__user *viewer, const pl__user *u, pl_presence_view *v) {
+  sqlite3_stmt *st = q->st[ST_USER_LAST_SEEN];
+  int contact = 1, found;
+  pl_err e = u == viewer ? PL_OK : pl_sq_acct_has_contact(q, u->id, viewer->id, &contact);
+  if (e != PL_OK)
+    return e;
+  int blocked = pl_sq_acct_blocks(u, viewer->id);
+  v->uid = u->id;
+  v->visible = contact && !blocked;
+  v->seen_visible = u == viewer || (!blocked && (u->last_seen_vis == PL_LAST_SEEN_EVERYONE ||
+                                                 (u->last_seen_vis == PL_LAST_SEEN_CONTACTS && contact)));
+  pl_sq_bind_u64(st, 1, u->id);
+  e = pl_sq_row(q, st, &found);
+  v->last_seen = e == PL_OK && found && v->seen_visible ? pl_sq_col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  return e;
+}
+
+pl_err pl_sq_acct_presence(pl__sq *q, pl_store_req *r) {
+  pl__user *me, *u;
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  if (e != PL_OK || !me) {
+    r->status = e == PL_OK ? PL_ERR_INVALID_ARGUMENT : r->status;
+    return e;
+  }
+  r->out.views = pl_calloc(r->in.nusers ? r->in.nusers : 1, sizeof *r->out.views);
+  for (size_t i = 0; i < r->in.nusers && e == PL_OK; i++) {
+    pl_presence_view *v = &r->out.views[r->out.nviews++];
+    v->user = pl_strdup(r->in.users[i]);
+    e = pl_sq_acct_user_by_name(q, r->in.users[i], &u);
+    if (e == PL_OK && u)
+      e = pl__view(q, me, u, v);
+  }
+  return e;
+}
+
+pl_err pl_sq_acct_seen(pl__sq *q, pl_store_req *r) {
+  return pl_sq_run2(q, ST_USER_SEEN, r->in.user_id, pl_sq_clamp(r->in.upto));
+}
+
+/* Typing goes to the peer's devices unless the peer blocked the typist. */
+
+pl_err pl_sq_acct_typing(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL, *peer = NULL;
+  if (r->in.group)
+    return pl_sq_ghist_typing_group(q, r);
+  pl_err e = pl__me_and_peer(q, r, &me, &peer);
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  r->out.conv = pl_sq_conv_name(me->name, peer->name);
+  if (!pl_sq_acct_blocks(peer, me->id))
+    r->out.targets = pl_sq_queue_devs_except(peer, 0, &r->out.ntargets);
+  return PL_OK;
+}
+
+/* A logged-out device is no longer a target, and what was queued for it is
+ * dropped: otherwise a forgotten device would fill its queue and, through
+ * QUEUE_FULL, block everyone who writes to its user. Logging in again
+ * starts it with the messages sent from then on, like a new device. */
+pl_err pl_sq_acct_logout(pl__sq *q, pl_store_req *r) {
+  pl_err e = pl__set_token(q, r->in.device_id, NULL);
+  if (e != PL_OK)
+    return e;
+  r->in.upto = UINT64_MAX;
+  e = pl_sq_queue_ack(q, r);
+  pl_sq_acct_users_drop(q); /* device lists changed; logouts are rare */
+  return e;
+}
+
+/* ---- devices ------------------------------------------------------------------ */
+
+static pl_err pl__device_list(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_DEVICE_LIST];
+  pl_sq_bind_u64(st, 1, r->in.user_id);
+  pl_sq_bind_u64(st, 2, r->in.token_used_after);
+  pl_sq_bind_u64(st, 3, r->in.token_issued_after);
+  size_t cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    r->out.devices = pl_sq_reserve(r->out.devices, r->out.ndevices, &cap, sizeof *r->out.devices);
+    pl_device_row *d = &r->out.devices[r->out.ndevices++];
+    d->id = pl_sq_col_u64(st, 0);
+    d->name = pl_sq_col_str(st, 1);
+    d->created = pl_sq_col_u64(st, 2);
+    d->used_at = pl_sq_col_u64(st, 3);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Revoking a device is logging it out (pl_sq_acct_logout): its token and its queue
+ * go. Its id and name are added to out.targets and out.names. */
+static pl_err pl__revoke(pl__sq *q, pl_store_req *r, const pl_device_row *d) {
+  pl_store_req lo = {.op = PL_STORE_LOGOUT};
+  lo.in.device_id = d->id;
+  pl_err e = pl_sq_acct_logout(q, &lo);
+  pl_store_req_clear(&lo);
+  if (e != PL_OK)
+    return e;
+  r->out.targets = pl_realloc(r->out.targets, (r->out.ntargets + 1) * sizeof *r->out.targets);
+  r->out.targets[r->out.ntargets++] = d->id;
+  r->out.names = pl_realloc(r->out.names, (r->out.nnames + 1) * sizeof *r->out.names);
+  r->out.names[r->out.nnames++] = pl_strdup(d->name);
+  return PL_OK;
+}
+
+/* DEVICES: revoke (one by name, or all but the asking device), then list
+ * what is still signed in. An unknown name, or the asking device's own
+ * (Logout is for that), is INVALID_ARGUMENT. */
+pl_err pl_sq_acct_devices(pl__sq *q, pl_store_req *r) {
+  pl_err e = pl__device_list(q, r);
+  int op = r->in.device_op, found = 0;
+  for (size_t i = 0; e == PL_OK && i < r->out.ndevices; i++) {
+    const pl_device_row *d = &r->out.devices[i];
+    int named = op == PL_DEVICES_REVOKE && !strcmp(d->name, r->in.name);
+    found |= named;
+    if ((named || op == PL_DEVICES_REVOKE_OTHERS) && d->id != r->in.device_id)
+      e = pl__revoke(q, r, d);
+  }
+  if (e != PL_OK || r->in.device_op == PL_DEVICES_LIST)
+    return e;
+  if (r->in.device_op == PL_DEVICES_REVOKE && (!found || !r->out.ntargets)) {
+    r->status = PL_ERR_INVALID_ARGUMENT;
+    return PL_OK;
+  }
+  for (size_t i = 0; i < r->out.ndevices; i++)
+    pl_free(r->out.devices[i].name);
+  pl_free(r->out.devices);
+  r->out.devices = NULL;
+  r->out.ndevices = 0;
+  return pl__device_list(q, r);
+}

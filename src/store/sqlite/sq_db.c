@@ -1,0 +1,409 @@
+/* sq_db: the SQLite backend's frame: open and close, the schema and its
+ * migrations, prepared statements, begin/commit/rollback, the TTL sweep, the
+ * dispatch of a request by op, and the pl_store_sqlite vtable. The tables
+ * and the caches are described in sq_internal.h. */
+#include "sq_internal.h"
+
+static const char pl__schema[] =
+    "BEGIN;"
+    "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+    " pwhash TEXT NOT NULL, created INTEGER NOT NULL, read_receipts INTEGER NOT NULL DEFAULT 1,"
+    " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2);"
+    "CREATE TABLE IF NOT EXISTS devices(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+    " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL,"
+    " acked INTEGER NOT NULL DEFAULT 0, token_at INTEGER NOT NULL DEFAULT 0,"
+    " used_at INTEGER NOT NULL DEFAULT 0, UNIQUE(user_id, name));"
+    "CREATE TABLE IF NOT EXISTS convs(conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
+    " last_ts INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS messages(qid INTEGER PRIMARY KEY AUTOINCREMENT, conv TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, sender_uid INTEGER NOT NULL, from_name TEXT NOT NULL,"
+    " from_device TEXT NOT NULL, client_id TEXT NOT NULL, body BLOB NOT NULL,"
+    " client_ts INTEGER NOT NULL, server_ts INTEGER NOT NULL, expires INTEGER NOT NULL,"
+    " refs INTEGER NOT NULL, kind INTEGER NOT NULL DEFAULT 0, aux INTEGER NOT NULL DEFAULT 0,"
+    " gid INTEGER NOT NULL DEFAULT 0, media_id TEXT, media BLOB);"
+    "CREATE INDEX IF NOT EXISTS messages_expires ON messages(expires);"
+    "CREATE INDEX IF NOT EXISTS messages_events ON messages(conv, kind, sender_uid) WHERE kind != 0;"
+    "CREATE TABLE IF NOT EXISTS reads(uid INTEGER NOT NULL, conv TEXT NOT NULL, read_seq INTEGER NOT NULL,"
+    " delivered_seq INTEGER NOT NULL, PRIMARY KEY(uid, conv)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS queue(device_id INTEGER NOT NULL, qid INTEGER NOT NULL,"
+    " PRIMARY KEY(device_id, qid)) WITHOUT ROWID;"
+    /* The TTL sweep deletes queue rows by qid. */
+    "CREATE INDEX IF NOT EXISTS queue_qid ON queue(qid);"
+    "CREATE TABLE IF NOT EXISTS dedup(id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL,"
+    " fp INTEGER NOT NULL, client_id TEXT NOT NULL, conv TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " server_ts INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS dedup_rings(device_id INTEGER PRIMARY KEY, ring BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS contacts(uid INTEGER NOT NULL, contact_uid INTEGER NOT NULL,"
+    " PRIMARY KEY(uid, contact_uid)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS blocks(uid INTEGER NOT NULL, blocked_uid INTEGER NOT NULL,"
+    " PRIMARY KEY(uid, blocked_uid)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS groups(gid INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,"
+    " description TEXT NOT NULL, created INTEGER NOT NULL, members INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS members(gid INTEGER NOT NULL, uid INTEGER NOT NULL, role INTEGER NOT NULL,"
+    " since_qid INTEGER NOT NULL, left_qid INTEGER NOT NULL, joined INTEGER NOT NULL,"
+    " PRIMARY KEY(gid, uid)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS members_uid ON members(uid, gid);"
+    "CREATE TABLE IF NOT EXISTS greads(gid INTEGER NOT NULL, uid INTEGER NOT NULL, delivered_seq INTEGER NOT "
+    "NULL,"
+    " read_seq INTEGER NOT NULL, PRIMARY KEY(gid, uid)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS messages_group ON messages(gid, qid) WHERE gid != 0;"
+    /* uploads (protocol.md 13): a row per upload; rows may share a blob (same bytes) */
+    "CREATE TABLE IF NOT EXISTS media(id TEXT PRIMARY KEY, owner INTEGER NOT NULL, blob TEXT NOT NULL,"
+    " thumb TEXT NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,"
+    " thumb_size INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,"
+    " thumb_width INTEGER NOT NULL, thumb_height INTEGER NOT NULL, created INTEGER NOT NULL,"
+    " expires INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS media_owner ON media(owner);"
+    "CREATE INDEX IF NOT EXISTS media_expires ON media(expires);"
+    "CREATE INDEX IF NOT EXISTS media_blob ON media(blob);"
+    "CREATE INDEX IF NOT EXISTS media_thumb ON media(thumb);"
+    /* the conversations a message carrying the media went to: who may fetch it */
+    "CREATE TABLE IF NOT EXISTS media_grants(media TEXT NOT NULL, conv TEXT NOT NULL,"
+    " PRIMARY KEY(media, conv)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
+    /* privacy settings beyond the users columns (no row: the defaults) */
+    "CREATE TABLE IF NOT EXISTS privacy(uid INTEGER PRIMARY KEY, group_add INTEGER NOT NULL DEFAULT 0);"
+    "PRAGMA user_version = 7;"
+    "COMMIT;";
+
+static const char *const pl__sql[ST__COUNT] = {
+#define PL__STMT_SQL(name, sql) sql,
+    PL__STMTS(PL__STMT_SQL)
+#undef PL__STMT_SQL
+};
+
+static void pl__caches_drop(pl__sq *q) {
+  pl_sq_conv_reads_drop(q);
+  pl_sq_dedup_rings_drop(q);
+  pl_sq_queue_qlen_drop(q);
+  pl_sq_conv_cache_drop(q);
+  pl_sq_acct_users_drop(q);
+}
+
+/* ---- the vtable ----------------------------------------------------------------- */
+
+static int pl__valid(const pl_store_req *r) {
+  switch (r->op) {
+  case PL_STORE_REGISTER: return r->in.user && r->in.device && r->in.pwhash;
+  case PL_STORE_GET_USER: return r->in.user != NULL;
+  case PL_STORE_LOGIN_DEVICE: return r->in.device != NULL;
+  case PL_STORE_SEND:
+    return (r->in.peer || r->in.group) && r->in.client_id && (r->in.body || !r->in.body_len);
+  case PL_STORE_GROUP_CREATE: return r->in.user_id && (r->in.users || !r->in.nusers);
+  case PL_STORE_GROUP_UPDATE: return r->in.user_id && r->in.group;
+  case PL_STORE_GROUP_LIST: return r->in.user_id != 0;
+  case PL_STORE_RESUME:
+  case PL_STORE_LOGOUT:
+  case PL_STORE_FETCH:
+  case PL_STORE_ACK: return 1;
+  case PL_STORE_MARK_READ: return (r->in.peer || r->in.group) && r->in.user_id;
+  case PL_STORE_GROUP_RECEIPTS: return r->in.user_id && r->in.group;
+  case PL_STORE_GROUP_DEVICES: return r->in.group != 0;
+  case PL_STORE_SETTINGS:
+  case PL_STORE_UNREAD:
+  case PL_STORE_SEEN: return r->in.user_id != 0;
+  case PL_STORE_CONTACTS: return r->in.user_id && (r->in.contact_op == 0 || r->in.peer);
+  case PL_STORE_BLOCK: return r->in.user_id && r->in.peer;
+  case PL_STORE_TYPING: return r->in.user_id && (r->in.peer || r->in.group);
+  case PL_STORE_PRESENCE: return r->in.user_id && (r->in.users || !r->in.nusers);
+  case PL_STORE_MEDIA_AUTH: return 1;
+  case PL_STORE_DEVICES:
+    return r->in.user_id && r->in.device_op >= PL_DEVICES_LIST &&
+           r->in.device_op <= PL_DEVICES_REVOKE_OTHERS &&
+           (r->in.device_op != PL_DEVICES_REVOKE || r->in.name);
+  case PL_STORE_MEDIA_PUT: return r->in.user_id && r->in.media;
+  case PL_STORE_MEDIA_GET: return r->in.media_id != NULL;
+  }
+  return 0;
+}
+
+static pl_err pl__sq_exec(void *be, pl_store_req *r) {
+  pl__sq *q = be;
+  if (!pl__valid(r)) {
+    r->status = PL_ERR_INVALID_ARGUMENT;
+    return PL_OK;
+  }
+  switch (r->op) {
+  case PL_STORE_REGISTER: return pl_sq_acct_register(q, r);
+  case PL_STORE_GET_USER: return pl_sq_acct_get_user(q, r);
+  case PL_STORE_LOGIN_DEVICE: return pl_sq_acct_login_device(q, r);
+  case PL_STORE_RESUME: return pl_sq_acct_resume(q, r);
+  case PL_STORE_LOGOUT: return pl_sq_acct_logout(q, r);
+  case PL_STORE_SEND: return pl_sq_conv_send(q, r);
+  case PL_STORE_FETCH: return pl_sq_queue_fetch(q, r);
+  case PL_STORE_ACK: return pl_sq_queue_ack(q, r);
+  case PL_STORE_MARK_READ: return pl_sq_conv_mark_read(q, r);
+  case PL_STORE_SETTINGS: return pl_sq_acct_settings(q, r);
+  case PL_STORE_UNREAD: return pl_sq_conv_unread(q, r);
+  case PL_STORE_CONTACTS: return pl_sq_acct_contacts(q, r);
+  case PL_STORE_BLOCK: return pl_sq_acct_block(q, r);
+  case PL_STORE_PRESENCE: return pl_sq_acct_presence(q, r);
+  case PL_STORE_SEEN: return pl_sq_acct_seen(q, r);
+  case PL_STORE_TYPING: return pl_sq_acct_typing(q, r);
+  case PL_STORE_GROUP_CREATE: return pl_sq_group_create(q, r);
+  case PL_STORE_GROUP_UPDATE: return pl_sq_group_update(q, r);
+  case PL_STORE_GROUP_LIST: return pl_sq_group_list(q, r);
+  case PL_STORE_GROUP_RECEIPTS: return pl_sq_ghist_group_receipts(q, r);
+  case PL_STORE_MEDIA_AUTH: return pl_sq_media_auth(q, r);
+  case PL_STORE_MEDIA_PUT: return pl_sq_media_put(q, r);
+  case PL_STORE_MEDIA_GET: return pl_sq_media_get(q, r);
+  case PL_STORE_GROUP_DEVICES: return pl_sq_group_devices(q, r);
+  case PL_STORE_DEVICES: return pl_sq_acct_devices(q, r);
+  }
+  return PL_OK; /* unreachable: pl__valid rejects unknown ops */
+}
+
+static pl_err pl__sq_begin(void *be) {
+  pl__sq *q = be;
+  /* Trim here, between transactions: inside one, callers hold pointers
+   * into the caches. */
+  if (q->qlen.len > PL__CACHE_MAX)
+    pl_sq_queue_qlen_drop(q);
+  if (q->convs.len > PL__CACHE_MAX)
+    pl_sq_conv_cache_drop(q);
+  if (q->users.len > PL__CACHE_MAX)
+    pl_sq_acct_users_drop(q);
+  if (q->reads.len > PL__CACHE_MAX)
+    pl_sq_conv_reads_drop(q);
+  if (q->gmeta.len > PL__CACHE_MAX)
+    pl_sq_ghist_gmeta_drop(q);
+  pl_err e = pl_sq_run(q, q->st[ST_BEGIN]);
+  if (e == PL_OK && q->dacks.len + q->greads.len > PL__GCACHE_MAX)
+    e = pl_sq_ghist_gcache_drop(q); /* written in this transaction first */
+  if (e == PL_OK && q->ring_entries > PL__DEDUP_MEM_ENTRIES) {
+    e = pl_sq_dedup_rings_save(q); /* nothing unsaved may go with them */
+    if (e == PL_OK)
+      pl_sq_dedup_rings_drop(q);
+  }
+  return e;
+}
+
+static pl_err pl__sq_commit(void *be) {
+  pl__sq *q = be;
+  pl_err e = pl_sq_conv_flush(q);
+  if (e == PL_OK)
+    e = pl_sq_conv_reads_flush(q);
+  if (e == PL_OK)
+    e = pl_sq_run(q, q->st[ST_COMMIT]);
+  for (size_t i = 0; e == PL_OK && i < q->ngone; i++)
+    if (q->blob_gone)
+      q->blob_gone(q->blob_ud, q->gone[i]);
+  pl_sq_media_gone_clear(q);
+  return e;
+}
+
+static void pl__sq_rollback(void *be) {
+  pl__sq *q = be;
+  if (!sqlite3_get_autocommit(q->db))
+    pl_sq_run(q, q->st[ST_ROLLBACK]);
+  pl__caches_drop(q);
+  pl_sq_media_gone_clear(q); /* their rows are back */
+  pl_sq_ghist_gmeta_drop(q); /* may name rows that were rolled back */
+  if (pl_sq_dedup_rings_replay(q) != PL_OK)
+    pl_error("store: cannot reload the dedup rings; retries of recent sends may be stored twice");
+}
+
+static size_t pl__sq_backlog(void *be) { return ((pl__sq *)be)->gdirty; }
+
+static pl_err pl__sq_flush(void *be, size_t max) { return pl_sq_ghist_gcache_flush_some(be, max); }
+
+static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
+  static const int steps[] = {ST_EXPIRE_QUEUE, ST_EXPIRE_MSGS, ST_EXPIRE_DEDUP};
+  pl__sq *q = be;
+  pl_err e = PL_OK;
+  uint64_t changes[3] = {0, 0, 0};
+  for (size_t i = 0; i < 3 && e == PL_OK; i++) {
+    sqlite3_stmt *st = q->st[steps[i]];
+    /* messages carry their expiry; dedup records are kept for the TTL */
+    uint64_t t = steps[i] == ST_EXPIRE_DEDUP ? pl_sq_dedup_cut(q, now_ms) : now_ms;
+    pl_sq_bind_u64(st, 1, pl_sq_clamp(t));
+    e = pl_sq_run(q, st);
+    changes[i] = (uint64_t)sqlite3_changes64(q->db);
+  }
+  if (changes[0])
+    pl_sq_queue_qlen_drop(q); /* queue rows of unknown devices went */
+  if (e == PL_OK)
+    e = pl_sq_ghist_groups_trim(q, &changes[1]);
+  if (e == PL_OK)
+    e = pl_sq_media_expire(q, now_ms);
+  if (e == PL_OK)
+    e = pl_sq_dedup_rings_save(q); /* the sweep's transaction also saves the rings */
+  *deleted = e == PL_OK ? changes[1] : 0;
+  return e;
+}
+
+/* ---- open and close ---------------------------------------------------------------- */
+
+static void pl__sq_close(void *be) {
+  pl__sq *q = be;
+  if (!q)
+    return;
+  /* the cursors and watermarks the last sweep did not write */
+  if (q->st[ST_BEGIN] && pl_sq_run(q, q->st[ST_BEGIN]) == PL_OK &&
+      (pl_sq_ghist_gcache_drop(q) != PL_OK || pl_sq_run(q, q->st[ST_COMMIT]) != PL_OK))
+    pl_sq_run(q, q->st[ST_ROLLBACK]);
+  pl_sq_ghist_gmeta_drop(q);
+  for (int i = 0; i < ST__COUNT; i++)
+    sqlite3_finalize(q->st[i]);
+  if (sqlite3_close(q->db) != SQLITE_OK)
+    pl_error("store: sqlite close: %s", sqlite3_errmsg(q->db));
+  pl__caches_drop(q);
+  pl_sq_media_gone_clear(q);
+  pl_free(q->gone);
+  pl_free(q);
+}
+
+static int pl__first_col(void *arg, int ncol, char **vals, char **names) {
+  (void)names;
+  char **out = arg;
+  if (ncol > 0 && vals[0] && !*out)
+    *out = pl_strdup(vals[0]);
+  return 0;
+}
+
+/* Runs sql; *val gets the first column of its first row (pl_free it). */
+static pl_err pl__exec_sql(pl__sq *q, const char *sql, char **val) {
+  char *err = NULL, *v = NULL;
+  int rc = sqlite3_exec(q->db, sql, pl__first_col, &v, &err);
+  if (rc != SQLITE_OK) {
+    pl_error("store: sqlite: %s: %s", sql, err ? err : sqlite3_errstr(rc));
+    sqlite3_free(err);
+    pl_free(v);
+    return PL_ERR_STORE;
+  }
+  if (val)
+    *val = v;
+  else
+    pl_free(v);
+  return PL_OK;
+}
+
+/* Schema 7: token lifetimes. The tokens of an upgraded data dir count from
+ * the upgrade (their issue time was not kept), so nobody is signed out by it. */
+static pl_err pl__upgrade_tokens(pl__sq *q) {
+  char sql[256];
+  unsigned long long now = (unsigned long long)pl_now_ms();
+  snprintf(sql, sizeof sql,
+           "ALTER TABLE devices ADD COLUMN token_at INTEGER NOT NULL DEFAULT %llu;"
+           "ALTER TABLE devices ADD COLUMN used_at INTEGER NOT NULL DEFAULT %llu;",
+           now, now);
+  return pl__exec_sql(q, sql, NULL);
+}
+
+/* WAL; synchronous=FULL makes COMMIT fsync the WAL before it returns (the
+ * server acks only after that), NORMAL survives a crash of the process. */
+static pl_err pl__setup(pl__sq *q, int durable) {
+  char *mode = NULL, *ver = NULL;
+  pl_err e = pl__exec_sql(q, "PRAGMA journal_mode=WAL", &mode);
+  if (e == PL_OK && (!mode || strcmp(mode, "wal") != 0)) {
+    pl_error("store: cannot switch the database to WAL mode (got %s)", mode ? mode : "nothing");
+    e = PL_ERR_STORE;
+  }
+  if (e == PL_OK)
+    e = pl__exec_sql(q, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL);
+  if (e == PL_OK)
+    e = pl__exec_sql(q, "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384", NULL);
+  if (e == PL_OK)
+    e = pl__exec_sql(q, "PRAGMA user_version", &ver);
+  if (e == PL_OK && ver && atoi(ver) > PL__SCHEMA_VERSION) {
+    pl_error("store: database schema version %s is newer than this server's (%d)", ver, PL__SCHEMA_VERSION);
+    e = PL_ERR_STORE;
+  }
+  if (e == PL_OK && ver && atoi(ver) == 1) {
+    pl_warn("store: upgrading the database from schema 1: dropping the old dedup records");
+    e = pl__exec_sql(q, "DROP INDEX IF EXISTS dedup_expires; DROP TABLE IF EXISTS dedup", NULL);
+  }
+  if (e == PL_OK && ver && (atoi(ver) == 1 || atoi(ver) == 2))
+    e = pl__exec_sql(q,
+                     "ALTER TABLE messages ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
+                     "ALTER TABLE messages ADD COLUMN aux INTEGER NOT NULL DEFAULT 0;"
+                     "ALTER TABLE users ADD COLUMN read_receipts INTEGER NOT NULL DEFAULT 1;",
+                     NULL);
+  if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 3)
+    e = pl__exec_sql(q,
+                     "ALTER TABLE users ADD COLUMN last_seen INTEGER NOT NULL DEFAULT 0;"
+                     "ALTER TABLE users ADD COLUMN last_seen_vis INTEGER NOT NULL DEFAULT 2;",
+                     NULL);
+  if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 4)
+    e = pl__exec_sql(q,
+                     "ALTER TABLE messages ADD COLUMN gid INTEGER NOT NULL DEFAULT 0;"
+                     "ALTER TABLE devices ADD COLUMN acked INTEGER NOT NULL DEFAULT 0;",
+                     NULL);
+  if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 5)
+    e = pl__exec_sql(
+        q, "ALTER TABLE messages ADD COLUMN media_id TEXT; ALTER TABLE messages ADD COLUMN media BLOB;",
+        NULL);
+  if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 6)
+    e = pl__upgrade_tokens(q);
+  if (e == PL_OK)
+    e = pl__exec_sql(q, pl__schema, NULL);
+  pl_free(mode);
+  pl_free(ver);
+  return e;
+}
+
+static pl_err pl__prepare(pl__sq *q) {
+  for (int i = 0; i < ST__COUNT; i++) {
+    int rc = sqlite3_prepare_v3(q->db, pl__sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL);
+    if (rc != SQLITE_OK) {
+      pl_error("store: sqlite: cannot prepare %s: %s", pl__sql[i], sqlite3_errmsg(q->db));
+      return PL_ERR_STORE;
+    }
+  }
+  return PL_OK;
+}
+
+static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
+  pl__sq *q = pl_calloc(1, sizeof *q);
+  size_t n = strlen(cfg->dir) + sizeof "/parley.db";
+  char *path = pl_malloc(n);
+  pl_err e = PL_ERR_STORE;
+  *out = NULL;
+  snprintf(path, n, "%s/parley.db", cfg->dir);
+  q->ttl_ms = cfg->ttl_ms;
+  q->max_devices = cfg->max_devices;
+  q->max_queue = cfg->max_queue;
+  q->rules = cfg->rules;
+  q->max_group = cfg->max_group ? cfg->max_group : 100000u;
+  q->group_detail = cfg->group_detail;
+  q->online = cfg->online;
+  q->online_ud = cfg->online_ud;
+  q->media_ttl_ms = cfg->media_ttl_ms ? cfg->media_ttl_ms : cfg->ttl_ms;
+  q->blob_gone = cfg->blob_gone;
+  q->blob_exists = cfg->blob_exists;
+  q->blob_ud = cfg->blob_ud;
+  /* SQLite counts every allocation under a global mutex unless told not
+   * to; we never read those counters. Only possible before the library
+   * initialises, so a second store in one process keeps the first setting. */
+  sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  int rc =
+      sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    pl_error("store: cannot open %s: %s", path, q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
+    goto out;
+  }
+  sqlite3_busy_timeout(q->db, 5000); /* a tool reading the file meanwhile */
+  if (pl__setup(q, cfg->durable) != PL_OK || pl__prepare(q) != PL_OK || pl_sq_dedup_rings_replay(q) != PL_OK)
+    goto out;
+  *out = q;
+  q = NULL;
+  e = PL_OK;
+out:
+  pl_free(path);
+  pl__sq_close(q);
+  return e;
+}
+
+const pl_store_backend pl_store_sqlite = {
+    .name = "sqlite",
+    .open = pl__sq_open,
+    .close = pl__sq_close,
+    .begin = pl__sq_begin,
+    .exec = pl__sq_exec,
+    .commit = pl__sq_commit,
+    .rollback = pl__sq_rollback,
+    .expire = pl__sq_expire,
+    .backlog = pl__sq_backlog,
+    .flush = pl__sq_flush,
+};

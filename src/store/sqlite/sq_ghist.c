@@ -1,0 +1,604 @@
+/* sq_ghist: group history: send, fetch, device cursors (acks), receipts and
+ * read watermarks, trimming, typing; the group caches (dacks, greads, gmeta).
+ *
+ * A group's history is stored once: message rows with gid set, no queue
+ * rows. Each device's cursor is its devices.acked (its cumulative Ack, which
+ * covers group messages because they share the qid sequence), so a member
+ * costs no row per message. */
+#include "sq_internal.h"
+
+static uint64_t pl__gread_key(uint64_t gid, uint64_t uid) { return (gid * 0x9E3779B97F4A7C15ULL) ^ uid ^ 1; }
+
+static pl_err pl__dack_get(pl__sq *q, uint64_t dev, uint64_t *acked) {
+  pl__dack *d = pl_map_get(&q->dacks, dev);
+  if (d) {
+    *acked = d->acked;
+    return PL_OK;
+  }
+  pl_err e = pl_sq_u64_query(q, ST_DEV_ACKED_GET, dev, 0, 0, acked);
+  if (e == PL_OK) {
+    d = pl_calloc(1, sizeof *d);
+    d->acked = *acked;
+    pl_map_put(&q->dacks, dev, d);
+  }
+  return e;
+}
+
+static void pl__dack_set(pl__sq *q, uint64_t dev, uint64_t acked) {
+  pl__dack *d = pl_map_get(&q->dacks, dev);
+  if (!d) {
+    d = pl_calloc(1, sizeof *d);
+    pl_map_put(&q->dacks, dev, d);
+  }
+  if (acked > d->acked) {
+    d->acked = acked;
+    q->gdirty += !d->dirty;
+    d->dirty = 1;
+  }
+}
+/* The cached watermarks of uid in gid (NULL: not a member). */
+static pl_err pl__gread_get(pl__sq *q, uint64_t gid, uint64_t uid, pl__gread **out);
+
+static void pl__gread_mark(pl__sq *q, pl__gread *g) {
+  q->gdirty += !g->dirty;
+  g->dirty = 1;
+}
+
+static pl_err pl__gread_write(pl__sq *q, pl__gread *g) {
+  sqlite3_stmt *st = q->st[ST_GREADS_SET];
+  pl_sq_bind_u64(st, 1, g->gid);
+  pl_sq_bind_u64(st, 2, g->uid);
+  pl_sq_bind_u64(st, 3, g->delivered);
+  pl_sq_bind_u64(st, 4, g->read);
+  pl_err e = pl_sq_run(q, st);
+  if (e == PL_OK && g->dirty) {
+    g->dirty = 0;
+    q->gdirty -= q->gdirty > 0;
+  }
+  return e;
+}
+
+static pl_err pl__gread_get(pl__sq *q, uint64_t gid, uint64_t uid, pl__gread **out) {
+  uint64_t key = pl__gread_key(gid, uid);
+  pl__gread *g = pl_map_get(&q->greads, key);
+  int found;
+  *out = NULL;
+  if (g && g->gid == gid && g->uid == uid) {
+    *out = g;
+    return PL_OK;
+  }
+  if (g && g->dirty) { /* a colliding key: keep its news before it goes */
+    pl_err e = pl__gread_write(q, g);
+    if (e != PL_OK)
+      return e;
+  }
+  sqlite3_stmt *st = q->st[ST_GREADS_GET];
+  pl_sq_bind_u64(st, 1, gid);
+  pl_sq_bind_u64(st, 2, uid);
+  pl_err e = pl_sq_row(q, st, &found);
+  if (e == PL_OK && found) {
+    if (!g) {
+      g = pl_calloc(1, sizeof *g);
+      pl_map_put(&q->greads, key, g);
+    }
+    *g = (pl__gread){gid, uid, pl_sq_col_u64(st, 0), pl_sq_col_u64(st, 1), 0};
+    *out = g;
+  }
+  sqlite3_reset(st);
+  return e;
+}
+
+void pl_sq_ghist_gread_forget(pl__sq *q, uint64_t gid, uint64_t uid) {
+  uint64_t key = pl__gread_key(gid, uid);
+  pl__gread *g = pl_map_get(&q->greads, key);
+  if (g && g->gid == gid && g->uid == uid) {
+    q->gdirty -= g->dirty && q->gdirty > 0;
+    pl_map_del(&q->greads, key);
+    pl_free(g);
+  }
+}
+
+/* Writes up to max cursors and watermarks that moved (inside a
+ * transaction); when it gets through them all, none is left unwritten. */
+pl_err pl_sq_ghist_gcache_flush_some(pl__sq *q, size_t max) {
+  uint64_t k;
+  void *v;
+  pl_err e = PL_OK;
+  size_t n = 0;
+  for (size_t it = 0; e == PL_OK && n < max && pl_map_next(&q->dacks, &it, &k, &v);) {
+    pl__dack *d = v;
+    if (!d->dirty)
+      continue;
+    if ((e = pl_sq_run2(q, ST_DEV_ACKED_PUT, k, d->acked)) == PL_OK) {
+      d->dirty = 0;
+      q->gdirty -= q->gdirty > 0;
+    }
+    n++;
+  }
+  for (size_t it = 0; e == PL_OK && n < max && pl_map_next(&q->greads, &it, &k, &v);)
+    if (((pl__gread *)v)->dirty) {
+      e = pl__gread_write(q, v);
+      n++;
+    }
+  if (e == PL_OK && n < max)
+    q->gdirty = 0; /* the count may drift up (entries dropped with their map) */
+  return e;
+}
+
+/* Writes every cursor and watermark that moved (inside a transaction). */
+pl_err pl_sq_ghist_gcache_flush(pl__sq *q) { return pl_sq_ghist_gcache_flush_some(q, SIZE_MAX); }
+
+void pl_sq_ghist_gmeta_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->gmeta, &it, &k, &v);)
+    pl_free(v);
+  pl_map_free(&q->gmeta);
+}
+
+/* Flushes, then frees the caches of cursors and watermarks. */
+pl_err pl_sq_ghist_gcache_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  pl_err e = pl_sq_ghist_gcache_flush(q);
+  if (e != PL_OK)
+    return e;
+  for (size_t it = 0; pl_map_next(&q->dacks, &it, &k, &v);)
+    pl_free(v);
+  pl_map_free(&q->dacks);
+  for (size_t it = 0; pl_map_next(&q->greads, &it, &k, &v);)
+    pl_free(v);
+  pl_map_free(&q->greads);
+  return PL_OK;
+}
+
+static pl_err pl__gmeta_get(pl__sq *q, uint64_t gid, pl__gmeta **out) {
+  pl__gmeta *m = pl_map_get(&q->gmeta, gid);
+  int found;
+  if (m) {
+    *out = m;
+    return PL_OK;
+  }
+  m = pl_calloc(1, sizeof *m);
+  sqlite3_stmt *st = q->st[ST_GLAST];
+  pl_sq_bind_u64(st, 1, gid);
+  pl_err e = pl_sq_row(q, st, &found);
+  if (e == PL_OK && found) {
+    m->last_qid = pl_sq_col_u64(st, 0);
+    m->last_seq = pl_sq_col_u64(st, 1);
+  }
+  sqlite3_reset(st);
+  if (e == PL_OK)
+    e = pl_sq_u64_query(q, ST_GROUP_SIZE, gid, 0, 0, &m->size);
+  if (e != PL_OK) {
+    pl_free(m);
+    return e;
+  }
+  pl_map_put(&q->gmeta, gid, m);
+  *out = m;
+  return PL_OK;
+}
+
+/* The highest qid ever given (AUTOINCREMENT keeps it in sqlite_sequence):
+ * a history that starts "now" starts after it. */
+pl_err pl_sq_ghist_max_qid(pl__sq *q, uint64_t *qid) {
+  sqlite3_stmt *st = q->st[ST_MSG_MAXQID];
+  int found;
+  pl_err e = pl_sq_row(q, st, &found);
+  *qid = e == PL_OK && found ? pl_sq_col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Appends a row to gid's history; out.msg-like data goes to *m (qid set). */
+/* Makes room for one more entry of a group's history within
+ * rules.group_history: its oldest entries go, so a member device that far
+ * behind misses them (protocol.md 11.8) and no offline member makes a
+ * group's history grow without end. */
+static pl_err pl__ghist_room(pl__sq *q, uint64_t gid) {
+  uint64_t cap = q->rules.group_history;
+  pl__gmeta *gm;
+  if (!cap)
+    return PL_OK;
+  pl_err e = pl__gmeta_get(q, gid, &gm);
+  if (e == PL_OK && !gm->entries)
+    e = pl_sq_u64_query(q, ST_GHIST_COUNT, gid, 0, 0, &gm->entries);
+  while (e == PL_OK && gm->entries >= cap) {
+    e = pl_sq_run1(q, ST_GHIST_DROP, gid);
+    if (e == PL_OK && sqlite3_changes(q->db) != 1)
+      break; /* out of step with the table: it is recounted next time */
+    gm->entries--;
+  }
+  if (e == PL_OK && gm->entries >= cap)
+    gm->entries = 0;
+  return e;
+}
+
+pl_err pl_sq_ghist_glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const char *device, const char *id,
+                            const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
+                            pl_msg *m) {
+  char conv[32];
+  pl__conv *c;
+  uint64_t seq, ts;
+  pl_sq_group_gconv(gid, conv, sizeof conv);
+  pl_err e = pl_sq_conv_get(q, conv, &c);
+  if (e != PL_OK)
+    return e;
+  pl_sq_conv_peek(c, pl_now_ms(), &seq, &ts);
+  e = pl__ghist_room(q, gid);
+  if (e != PL_OK)
+    return e;
+  sqlite3_stmt *st = q->st[ST_GMSG_INSERT];
+  pl_sq_bind_text(st, 1, conv);
+  pl_sq_bind_u64(st, 2, seq);
+  pl_sq_bind_u64(st, 3, from->id);
+  pl_sq_bind_text(st, 4, from->name);
+  pl_sq_bind_text(st, 5, device);
+  pl_sq_bind_text(st, 6, id);
+  sqlite3_bind_blob(st, 7, body_len ? (const void *)body : "", (int)body_len, SQLITE_STATIC);
+  pl_sq_bind_u64(st, 8, client_ts);
+  pl_sq_bind_u64(st, 9, ts);
+  pl_sq_bind_u64(st, 10, pl_sq_expires(q, ts));
+  pl_sq_bind_u64(st, 11, (uint64_t)kind);
+  pl_sq_bind_u64(st, 12, aux);
+  pl_sq_bind_u64(st, 13, gid);
+  e = pl_sq_run(q, st);
+  if (e != PL_OK)
+    return e;
+  pl_sq_conv_take(q, c, seq, ts);
+  memset(m, 0, sizeof *m);
+  m->qid = (uint64_t)sqlite3_last_insert_rowid(q->db);
+  pl__gmeta *gm = pl_map_get(&q->gmeta, gid);
+  if (gm) {
+    gm->last_qid = m->qid;
+    gm->last_seq = seq;
+    gm->entries += gm->entries != 0;
+  }
+  m->kind = kind;
+  m->aux = aux;
+  m->conv = pl_strdup(conv);
+  m->seq = seq;
+  m->from = pl_strdup(from->name);
+  m->from_device = pl_strdup(device);
+  m->id = pl_strdup(id);
+  m->body = pl_memdup(body_len ? (const void *)body : "", body_len);
+  m->body_len = body_len;
+  m->client_ts = client_ts;
+  m->server_ts = ts;
+  return PL_OK;
+}
+
+/* A group message: the same contract as 1:1 (dedup, seq, both clocks),
+ * stored once in the group's history. Only members may send. */
+pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL;
+  int role = PL_ROLE_NONE;
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl_sq_group_role(q, me, r->in.group, &role);
+  if (e != PL_OK)
+    return e;
+  if (!me || role == PL_ROLE_NONE) {
+    r->status = PL_ERR_NOT_MEMBER;
+    return PL_OK;
+  }
+  char conv[32];
+  pl__conv *c;
+  uint64_t seq, ts;
+  pl_sq_group_gconv(r->in.group, conv, sizeof conv);
+  e = pl_sq_conv_get(q, conv, &c);
+  if (e == PL_OK) {
+    pl_sq_conv_peek(c, pl_now_ms(), &seq, &ts);
+    e = pl_sq_dedup_put(q, r, conv, seq, ts);
+  }
+  if (e == PL_OK)
+    e = pl_sq_ghist_glog_put(q, r->in.group, me, r->in.device_name ? r->in.device_name : "", r->in.client_id,
+                             r->in.body, r->in.body_len, r->in.client_ts, PL_MSG_MESSAGE, 0, &r->out.msg);
+  pl__gread *g = NULL;
+  if (e == PL_OK) /* sending reads the conversation, as in 1:1 */
+    e = pl__gread_get(q, r->in.group, me->id, &g);
+  if (e != PL_OK)
+    return e;
+  if (g && r->out.msg.seq > g->read) {
+    g->read = r->out.msg.seq;
+    g->delivered = g->delivered > g->read ? g->delivered : g->read;
+    pl__gread_mark(q, g);
+  }
+  r->out.conv = pl_strdup(conv);
+  r->out.seq = r->out.msg.seq;
+  r->out.server_ts = r->out.msg.server_ts;
+  r->out.group = r->in.group;
+  return PL_OK;
+}
+
+/* After the queue rows of a fetch (out.msgs, qid order, at most limit
+ * plus one read ahead): merges in the history of each group of the device's
+ * user past the device's cursor, keeping qid order and the limit. */
+static int pl__qid_cmp(const void *a, const void *b) {
+  const pl_msg *x = a, *y = b;
+  return x->qid < y->qid ? -1 : x->qid > y->qid;
+}
+
+pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
+  pl__user *me = NULL;
+  pl_err e = r->in.user_id ? pl_sq_acct_user_get(q, r->in.user_id, &me) : PL_OK;
+  if (e == PL_OK && me)
+    e = pl_sq_group_mships(q, me);
+  if (e != PL_OK || !me || !me->nms)
+    return e;
+  uint64_t acked = 0;
+  e = pl__dack_get(q, r->in.device_id, &acked);
+  size_t cap = r->out.nmsgs;
+  for (size_t g = 0; e == PL_OK && g < me->nms; g++) {
+    const pl__mship *m = &me->ms[g];
+    uint64_t after = r->in.after > acked ? r->in.after : acked;
+    if (m->since_qid > after)
+      after = m->since_qid;
+    sqlite3_stmt *st = q->st[ST_GFETCH];
+    int rc;
+    pl_sq_bind_u64(st, 1, m->gid);
+    pl_sq_bind_u64(st, 2, pl_sq_clamp(after));
+    pl_sq_bind_u64(st, 3, m->left_qid ? m->left_qid : INT64_MAX);
+    pl_sq_bind_u64(st, 4, pl_sq_clamp(pl_now_ms()));
+    pl_sq_bind_u64(st, 5, (uint64_t)limit + 1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      r->out.msgs = pl_sq_reserve(r->out.msgs, r->out.nmsgs, &cap, sizeof *r->out.msgs);
+      pl_sq_queue_msg_row(st, &r->out.msgs[r->out.nmsgs++]);
+    }
+    e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+    sqlite3_reset(st);
+  }
+  if (r->out.nmsgs > 1) /* (qsort of NULL, 0 is undefined) */
+    qsort(r->out.msgs, r->out.nmsgs, sizeof *r->out.msgs, pl__qid_cmp);
+  if (r->out.nmsgs > limit) { /* the first limit of the merge are exactly the next ones */
+    for (size_t i = limit; i < r->out.nmsgs; i++)
+      pl_msg_clear(&r->out.msgs[i]);
+    r->out.nmsgs = limit;
+    r->out.more = 1;
+  }
+  r->out.gids = pl_malloc((me->nms + 1) * sizeof *r->out.gids);
+  for (size_t g = 0; g < me->nms; g++)
+    if (me->ms[g].role > PL_ROLE_NONE)
+      r->out.gids[r->out.ngids++] = me->ms[g].gid;
+  return e;
+}
+
+/* Live receipts (never stored: GroupReceiptsGet recovers a missed one) to
+ * the connected devices of the senders of gid's messages that stmt finds
+ * between lo and hi. Only for groups up to group_detail members. */
+static pl_err pl__group_receipts_live(pl__sq *q, pl_store_req *r, uint64_t gid, int stmt, uint64_t lo,
+                                      uint64_t hi, int kind, uint64_t seq, const pl__user *by) {
+  pl__gmeta *gm;
+  pl_err e = pl__gmeta_get(q, gid, &gm);
+  if (e != PL_OK || gm->size > q->group_detail)
+    return e;
+  sqlite3_stmt *st = q->st[stmt];
+  uint64_t senders[64];
+  size_t n = 0;
+  int rc;
+  pl_sq_bind_u64(st, 1, gid);
+  pl_sq_bind_u64(st, 2, lo);
+  pl_sq_bind_u64(st, 3, hi);
+  pl_sq_bind_u64(st, 4, by->id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < sizeof senders / sizeof senders[0])
+    senders[n++] = pl_sq_col_u64(st, 0);
+  e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  char conv[32];
+  pl_sq_group_gconv(gid, conv, sizeof conv);
+  for (size_t i = 0; i < n && e == PL_OK; i++) {
+    pl__user *to;
+    size_t nt, nlive;
+    e = pl_sq_acct_user_get(q, senders[i], &to);
+    if (e != PL_OK || !to || pl_sq_acct_blocks(by, to->id))
+      continue; /* none to a user the reader blocked (protocol.md 11.5) */
+    uint64_t *t = pl_sq_queue_devs_except(to, 0, &nt);
+    uint64_t *live = pl_sq_queue_split_online(q, t, &nt, &nlive);
+    pl_free(t);
+    if (nlive)
+      pl_sq_queue_event_out(r, 0, kind, conv, seq, by, 0, pl_now_ms(), live, nlive);
+    else
+      pl_free(live);
+  }
+  return e;
+}
+
+/* A device of a group member moves its cursor with every Ack, and with it
+ * the member's delivered watermark in each group the Ack covers (once per
+ * user: a second device's Ack of the same messages moves nothing). */
+pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL;
+  uint64_t old, upto = pl_sq_clamp(r->in.upto);
+  pl_err e = r->in.user_id ? pl_sq_acct_user_get(q, r->in.user_id, &me) : PL_OK;
+  if (e == PL_OK && me)
+    e = pl_sq_group_mships(q, me);
+  if (e != PL_OK || !me || !me->nms)
+    return e;
+  e = pl__dack_get(q, r->in.device_id, &old);
+  if (e != PL_OK || upto <= old)
+    return e;
+  for (size_t i = 0; i < me->nms && e == PL_OK; i++) {
+    uint64_t gid = me->ms[i].gid, seq = 0;
+    pl__gmeta *gm;
+    pl__gread *g = NULL;
+    if (me->ms[i].role == PL_ROLE_NONE || (e = pl__gmeta_get(q, gid, &gm)) != PL_OK || gm->last_qid <= old)
+      continue; /* nothing of this group in the acked range */
+    if (gm->last_qid <= upto)
+      seq = gm->last_seq; /* caught up: the common case, no SQL */
+    else
+      e = pl_sq_u64_query(q, ST_GACK_SEQ, gid, old, upto, &seq);
+    if (e == PL_OK && seq)
+      e = pl__gread_get(q, gid, me->id, &g);
+    if (e != PL_OK || !g || seq <= g->delivered)
+      continue;
+    g->delivered = seq;
+    pl__gread_mark(q, g);
+    e = pl__group_receipts_live(q, r, gid, ST_GSENDERS_QID, old, upto, PL_MSG_DELIVERED, seq, me);
+  }
+  if (e == PL_OK)
+    pl__dack_set(q, r->in.device_id, upto);
+  return e;
+}
+
+/* MarkRead in a group: the member's read watermark, a read sync to its
+ * other devices (stored for offline ones, as in 1:1), live read receipts to
+ * the senders in small groups. Read receipts are always on in groups (as in
+ * WhatsApp): the privacy setting covers 1:1 conversations. */
+pl_err pl_sq_ghist_mark_read_group(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL;
+  int role = PL_ROLE_NONE;
+  pl__conv *c;
+  char conv[32];
+  uint64_t was = 0;
+  size_t nt;
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl_sq_group_role(q, me, r->in.group, &role);
+  if (e != PL_OK || !me || role == PL_ROLE_NONE) {
+    if (e == PL_OK)
+      r->status = PL_ERR_NOT_MEMBER;
+    return e;
+  }
+  pl_sq_group_gconv(r->in.group, conv, sizeof conv);
+  e = pl_sq_conv_get(q, conv, &c);
+  uint64_t last = e == PL_OK ? c->seq : 0;
+  uint64_t seq = r->in.upto < last ? r->in.upto : last;
+  pl__gread *g = NULL;
+  if (e == PL_OK)
+    e = pl__gread_get(q, r->in.group, me->id, &g);
+  was = g ? g->read : 0;
+  if (e != PL_OK || !g || seq <= was)
+    return e;
+  g->read = seq;
+  g->delivered = g->delivered > seq ? g->delivered : seq;
+  pl__gread_mark(q, g);
+  if (e == PL_OK) {
+    uint64_t *t = pl_sq_queue_devs_except(me, r->in.device_id, &nt);
+    e = pl_sq_queue_event(q, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
+  }
+  if (e == PL_OK)
+    e = pl__group_receipts_live(q, r, r->in.group, ST_GSENDERS_SEQ, was, seq, PL_MSG_READ, seq, me);
+  return e;
+}
+
+/* Counts of the other members with seq delivered / read, and their names in
+ * groups up to group_detail members. */
+pl_err pl_sq_ghist_group_receipts(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL;
+  int role = PL_ROLE_NONE, found, rc;
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl_sq_group_role(q, me, r->in.group, &role);
+  if (e != PL_OK || !me || role == PL_ROLE_NONE) {
+    if (e == PL_OK)
+      r->status = PL_ERR_NOT_MEMBER;
+    return e;
+  }
+  e = pl_sq_ghist_gcache_flush(q); /* the counts come from the table */
+  if (e != PL_OK)
+    return e;
+  sqlite3_stmt *st = q->st[ST_GREADS_COUNT];
+  pl_sq_bind_u64(st, 1, r->in.group);
+  pl_sq_bind_u64(st, 2, pl_sq_clamp(r->in.upto));
+  pl_sq_bind_u64(st, 3, me->id);
+  e = pl_sq_row(q, st, &found);
+  if (e == PL_OK && found) {
+    r->out.members = pl_sq_col_u64(st, 0);
+    r->out.delivered = pl_sq_col_u64(st, 1);
+    r->out.read = pl_sq_col_u64(st, 2);
+  }
+  sqlite3_reset(st);
+  if (e != PL_OK || r->out.members + 1 > q->group_detail)
+    return e;
+  r->out.detailed = 1;
+  st = q->st[ST_GREADS_NAMES];
+  pl_sq_bind_u64(st, 1, r->in.group);
+  pl_sq_bind_u64(st, 2, pl_sq_clamp(r->in.upto));
+  pl_sq_bind_u64(st, 3, me->id);
+  r->out.names = pl_calloc(r->out.members + 1, sizeof *r->out.names);
+  r->out.read_by = pl_calloc(r->out.members + 1, sizeof *r->out.read_by);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && r->out.nnames < r->out.members &&
+         r->out.nread_by < r->out.members) {
+    if (sqlite3_column_int(st, 1))
+      r->out.names[r->out.nnames++] = pl_sq_col_str(st, 0);
+    if (sqlite3_column_int(st, 2))
+      r->out.read_by[r->out.nread_by++] = pl_sq_col_str(st, 0);
+  }
+  e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* The sweep: a group's history is deleted up to where every device of
+ * every member has it; members who left are forgotten once nothing is owed. */
+pl_err pl_sq_ghist_groups_trim(pl__sq *q, uint64_t *deleted) {
+  sqlite3_stmt *all = q->st[ST_GROUPS_ALL];
+  pl_err fe = pl_sq_ghist_gcache_flush(q); /* the cursors come from the table */
+  if (fe != PL_OK)
+    return fe;
+  uint64_t *gids = NULL;
+  size_t n = 0, cap = 0;
+  int rc;
+  while ((rc = sqlite3_step(all)) == SQLITE_ROW) {
+    gids = pl_sq_reserve(gids, n, &cap, sizeof *gids);
+    gids[n++] = pl_sq_col_u64(all, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, all, rc);
+  sqlite3_reset(all);
+  for (size_t i = 0; i < n && e == PL_OK; i++) {
+    sqlite3_stmt *cur = q->st[ST_GROUP_CURSOR];
+    int found;
+    pl_sq_bind_u64(cur, 1, gids[i]);
+    e = pl_sq_row(q, cur, &found);
+    int none = !found || sqlite3_column_type(cur, 0) == SQLITE_NULL;
+    uint64_t upto = none ? 0 : pl_sq_col_u64(cur, 0);
+    sqlite3_reset(cur);
+    if (e == PL_OK && none) /* no member device left: the history is owed to no one */
+      upto = INT64_MAX;
+    if (e == PL_OK && upto)
+      e = pl_sq_run2(q, ST_GROUP_TRIM, gids[i], upto);
+    if (e == PL_OK)
+      *deleted += (uint64_t)sqlite3_changes64(q->db);
+    if (e == PL_OK)
+      e = pl_sq_run1(q, ST_GROUP_FORGET, gids[i]);
+  }
+  pl_free(gids);
+  if (e == PL_OK)
+    pl_sq_acct_users_drop(q); /* members who were forgotten */
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->gmeta, &it, &k, &v);)
+    ((pl__gmeta *)v)->entries = 0; /* histories shrank (and expired): recount */
+  return e;
+}
+
+/* Typing in a group: members only; none above group_detail members (the
+ * router then sends it to the group's live audience). */
+/* out.targets: the devices of the group's members who blocked uid. */
+static pl_err pl__group_blockers(pl__sq *q, pl_store_req *r, uint64_t uid) {
+  return pl_sq_group_targets(q, r, ST_GROUP_BLOCKERS, uid);
+}
+
+pl_err pl_sq_ghist_typing_group(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL;
+  int role = PL_ROLE_NONE;
+  uint64_t size = 0;
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl_sq_group_role(q, me, r->in.group, &role);
+  pl__gmeta *gm;
+  if (e == PL_OK && role != PL_ROLE_NONE && (e = pl__gmeta_get(q, r->in.group, &gm)) == PL_OK)
+    size = gm->size;
+  if (e != PL_OK || !me || role == PL_ROLE_NONE) {
+    if (e == PL_OK)
+      r->status = PL_ERR_NOT_MEMBER;
+    return e;
+  }
+  char conv[32];
+  pl_sq_group_gconv(r->in.group, conv, sizeof conv);
+  r->out.conv = pl_strdup(conv);
+  if (size > q->group_detail)
+    return PL_OK;
+  r->out.group = r->in.group;
+  return pl__group_blockers(q, r, me->id);
+}

@@ -1,0 +1,462 @@
+/* sq_groups: group membership and roles: create, update (add, remove,
+ * leave, rename, role, the heir rule), list, members' devices. */
+#include "sq_internal.h"
+
+void pl_sq_group_gconv(uint64_t gid, char *buf, size_t n) {
+  snprintf(buf, n, "g:%llu", (unsigned long long)gid);
+}
+
+pl_err pl_sq_group_mships(pl__sq *q, pl__user *u) {
+  sqlite3_stmt *st = q->st[ST_GROUPS_OF];
+  size_t cap = 0;
+  int rc;
+  if (u->ms_loaded)
+    return PL_OK;
+  u->nms = 0;
+  pl_sq_bind_u64(st, 1, u->id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    u->ms = pl_sq_reserve(u->ms, u->nms, &cap, sizeof *u->ms);
+    pl__mship *m = &u->ms[u->nms++];
+    m->gid = pl_sq_col_u64(st, 0);
+    m->since_qid = pl_sq_col_u64(st, 1);
+    m->left_qid = pl_sq_col_u64(st, 2);
+    m->role = sqlite3_column_int(st, 3);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  u->ms_loaded = e == PL_OK;
+  return e;
+}
+
+/* u's role in gid (PL_ROLE_NONE if not a member). */
+pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role) {
+  pl_err e = pl_sq_group_mships(q, u);
+  *role = PL_ROLE_NONE;
+  for (size_t i = 0; e == PL_OK && i < u->nms; i++)
+    if (u->ms[i].gid == gid)
+      *role = u->ms[i].role;
+  return e;
+}
+
+/* A membership event in gid's history, delivered to its members. The
+ * GroupEvent travels in generic columns: from = actor, id = user,
+ * body = name, aux = type | role << 8 (the router builds the frame). */
+static pl_err pl__gevent(pl__sq *q, pl_store_req *r, uint64_t gid, const pl__user *actor, int type,
+                         const char *user, const char *name, int role) {
+  pl_msg m;
+  size_t nl = name ? strlen(name) : 0;
+  pl_err e = pl_sq_ghist_glog_put(q, gid, actor, "", user ? user : "", (const uint8_t *)name, nl, 0,
+                                  PL_MSG_GROUP_EVENT, (uint64_t)type | ((uint64_t)role << 8), &m);
+  if (e != PL_OK)
+    return e;
+  r->out.events = pl_realloc(r->out.events, (r->out.nevents + 1) * sizeof *r->out.events);
+  pl_store_event *ev = &r->out.events[r->out.nevents++];
+  memset(ev, 0, sizeof *ev);
+  ev->msg = m;
+  ev->group = gid;
+  return PL_OK;
+}
+
+/* Records that u's devices join (or leave) gid's live audience. Only
+ * connected devices can join (the others fetch), so a group made with
+ * 100,000 mostly offline members carries no list for most of them. */
+static void pl__gchange(pl__sq *q, pl_store_req *r, uint64_t gid, const pl__user *u, int join) {
+  uint64_t devs[64];
+  size_t n = 0;
+  for (size_t i = 0; i < u->ndevs && n < sizeof devs / sizeof devs[0]; i++)
+    if (!join || !q->online || q->online(q->online_ud, u->devs[i]))
+      devs[n++] = u->devs[i];
+  if (!n)
+    return;
+  if (r->out.nchanges == r->out.changes_cap) {
+    r->out.changes_cap = r->out.changes_cap ? r->out.changes_cap * 2 : 4;
+    r->out.changes = pl_realloc(r->out.changes, r->out.changes_cap * sizeof *r->out.changes);
+  }
+  pl_group_change *c = &r->out.changes[r->out.nchanges++];
+  c->gid = gid;
+  c->join = join;
+  c->n = n;
+  c->devices = pl_memdup(devs, n * sizeof *devs);
+}
+
+/* Forget u's cached memberships (they changed in this transaction). */
+static void pl__ms_stale(pl__user *u) {
+  pl_free(u->ms);
+  u->ms = NULL;
+  u->nms = 0;
+  u->ms_loaded = 0;
+}
+
+static pl_err pl__member_put(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, int role,
+                             uint64_t since) {
+  sqlite3_stmt *st = q->st[ST_MEMBER_PUT];
+  pl_sq_bind_u64(st, 1, gid);
+  pl_sq_bind_u64(st, 2, u->id);
+  pl_sq_bind_u64(st, 3, (uint64_t)role);
+  pl_sq_bind_u64(st, 4, since);
+  pl_sq_bind_u64(st, 5, since);
+  pl_err e = pl_sq_run(q, st);
+  if (e == PL_OK)
+    e = pl_sq_run2(q, ST_GROUP_COUNT, gid, 1);
+  /* watermarks start at the group's last seq: what came before is not the
+   * new member's to receive, so it does not count against any receipt */
+  char conv[32];
+  pl__conv *c;
+  pl_sq_group_gconv(gid, conv, sizeof conv);
+  if (e == PL_OK)
+    e = pl_sq_conv_get(q, conv, &c);
+  if (e == PL_OK)
+    e = pl_sq_run3(q, ST_GREADS_PUT, gid, u->id, c->seq);
+  pl_sq_ghist_gread_forget(q, gid, u->id);
+  pl__gmeta *gm = pl_map_get(&q->gmeta, gid);
+  if (gm)
+    gm->size++;
+  pl__ms_stale(u);
+  if (e == PL_OK)
+    pl__gchange(q, r, gid, u, 1);
+  return e;
+}
+
+/* u leaves gid (removed or by itself): keeps the history owed up to left_qid. */
+static pl_err pl__member_left(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, uint64_t left_qid) {
+  sqlite3_stmt *st = q->st[ST_MEMBER_LEFT];
+  pl_sq_bind_u64(st, 1, gid);
+  pl_sq_bind_u64(st, 2, u->id);
+  pl_sq_bind_u64(st, 3, left_qid);
+  pl_err e = pl_sq_run(q, st);
+  if (e == PL_OK)
+    e = pl_sq_run2(q, ST_GREADS_DEL, gid, u->id);
+  pl_sq_ghist_gread_forget(q, gid, u->id);
+  pl__gmeta *gm = pl_map_get(&q->gmeta, gid);
+  if (gm && gm->size)
+    gm->size--;
+  if (e == PL_OK) {
+    int64_t d = -1;
+    sqlite3_stmt *c = q->st[ST_GROUP_COUNT];
+    pl_sq_bind_u64(c, 1, gid);
+    sqlite3_bind_int64(c, 2, d);
+    e = pl_sq_run(q, c);
+  }
+  pl__ms_stale(u);
+  if (e == PL_OK)
+    pl__gchange(q, r, gid, u, 0);
+  return e;
+}
+
+/* GroupInfo lists at most this many members (by name); member_count has all. */
+#define PL__GROUP_LIST_MAX 10000u
+
+static pl_err pl__group_members(pl__sq *q, uint64_t gid, pl_group_info *g) {
+  sqlite3_stmt *st = q->st[ST_MEMBERS_LIST];
+  size_t cap = 0;
+  int rc;
+  pl_sq_bind_u64(st, 1, gid);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW && g->nmembers < PL__GROUP_LIST_MAX) {
+    g->members = pl_sq_reserve(g->members, g->nmembers, &cap, sizeof *g->members);
+    g->members[g->nmembers].user = pl_sq_col_str(st, 0);
+    g->members[g->nmembers++].role = sqlite3_column_int(st, 1);
+  }
+  pl_err e = rc == SQLITE_DONE || rc == SQLITE_ROW ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* The group as u sees it, with members if want_members; *found = 0 if gid
+ * does not exist. */
+static pl_err pl__group_info(pl__sq *q, uint64_t gid, pl__user *u, int want_members, pl_group_info *g,
+                             int *found) {
+  sqlite3_stmt *st = q->st[ST_GROUP_GET];
+  char conv[32];
+  pl__conv *c;
+  pl_sq_bind_u64(st, 1, gid);
+  pl_err e = pl_sq_row(q, st, found);
+  if (e != PL_OK || !*found) {
+    sqlite3_reset(st);
+    return e;
+  }
+  pl_group_info_clear(g);
+  g->gid = gid;
+  g->name = pl_sq_col_str(st, 0);
+  g->description = pl_sq_col_str(st, 1);
+  g->member_count = pl_sq_col_u64(st, 2);
+  sqlite3_reset(st);
+  e = pl_sq_group_role(q, u, gid, &g->my_role);
+  pl_sq_group_gconv(gid, conv, sizeof conv);
+  if (e == PL_OK)
+    e = pl_sq_conv_get(q, conv, &c);
+  if (e == PL_OK)
+    g->last_seq = c->seq;
+  if (e == PL_OK && want_members && g->my_role > PL_ROLE_NONE)
+    e = pl__group_members(q, gid, g);
+  return e;
+}
+
+static int pl__gname_ok(const char *name, const char *desc) {
+  size_t n = name ? strlen(name) : 0;
+  return n >= 1 && n <= PL__GROUP_NAME_MAX && (!desc || strlen(desc) <= PL__GROUP_DESC_MAX);
+}
+
+/* *verdict: may adder add u to a group (u's setting and contacts, by the
+ * core's rule)? */
+static pl_err pl__may_add(pl__sq *q, const pl__user *u, const pl__user *adder, pl_err *verdict) {
+  int contact = 0;
+  *verdict = PL_OK;
+  if (!q->rules.may_add || u == adder)
+    return PL_OK;
+  pl_err e =
+      u->group_add > PL_GROUP_ADD_EVERYONE ? pl_sq_acct_has_contact(q, u->id, adder->id, &contact) : PL_OK;
+  if (e == PL_OK)
+    *verdict = q->rules.may_add(q->rules.ud, u->group_add, contact);
+  return e;
+}
+
+pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL, *u;
+  int found;
+  if (!pl__gname_ok(r->in.name, r->in.description) || r->in.nusers > q->max_group) {
+    r->status = r->in.nusers > q->max_group ? PL_ERR_GROUP_FULL : PL_ERR_INVALID_ARGUMENT;
+    return PL_OK;
+  }
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  for (size_t i = 0; e == PL_OK && me && i < r->in.nusers; i++) {
+    e = pl_sq_acct_user_by_name(q, r->in.users[i], &u);
+    if (e == PL_OK && (!u || pl_sq_acct_blocks(u, me->id))) {
+      r->status = PL_ERR_UNKNOWN_PEER; /* a user who blocked the creator is "unknown" too */
+      return PL_OK;
+    }
+    if (e == PL_OK) /* refused by one: the whole request is, nothing made */
+      e = pl__may_add(q, u, me, &r->status);
+    if (r->status != PL_OK)
+      return e;
+  }
+  if (e != PL_OK || !me) {
+    if (e == PL_OK)
+      r->status = PL_ERR_INVALID_ARGUMENT;
+    return e;
+  }
+  sqlite3_stmt *st = q->st[ST_GROUP_INSERT];
+  pl_sq_bind_text(st, 1, r->in.name);
+  pl_sq_bind_text(st, 2, r->in.description);
+  pl_sq_bind_u64(st, 3, pl_now_ms());
+  e = pl_sq_run(q, st);
+  uint64_t gid = (uint64_t)sqlite3_last_insert_rowid(q->db);
+  /* The creator's "created" event comes first; members join right before it. */
+  uint64_t since = 0;
+  if (e == PL_OK)
+    e = pl_sq_ghist_max_qid(q, &since);
+  if (e == PL_OK)
+    e = pl__member_put(q, r, gid, me, PL_ROLE_OWNER, since);
+  for (size_t i = 0; e == PL_OK && i < r->in.nusers; i++) {
+    int role = PL_ROLE_NONE;
+    e = pl_sq_acct_user_by_name(q, r->in.users[i], &u);
+    if (e == PL_OK)
+      e = pl_sq_group_role(q, u, gid, &role);
+    if (e == PL_OK && role == PL_ROLE_NONE) /* named twice, or the creator */
+      e = pl__member_put(q, r, gid, u, PL_ROLE_MEMBER, since);
+  }
+  if (e == PL_OK)
+    e = pl__gevent(q, r, gid, me, PL__GE_CREATED, NULL, r->in.name, 0);
+  /* One event, not one "added" per initial member: in a group made with
+   * 10,000 members that would be 10,000 events to 10,000 devices. The
+   * members are in GroupInfo (GROUP_INFO). */
+  return e == PL_OK ? pl__group_info(q, gid, me, 1, &r->out.info, &found) : e;
+}
+
+/* May actor (role ar) act on a member with role tr by op? (protocol.md 11.8) */
+static int pl__may(int op, int ar, int tr) {
+  switch (op) {
+  case PL_GROUP_ADD:
+  case PL_GROUP_RENAME: return ar >= PL_ROLE_ADMIN;
+  case PL_GROUP_REMOVE:
+    return ar == PL_ROLE_OWNER ? tr != PL_ROLE_OWNER : ar == PL_ROLE_ADMIN && tr == PL_ROLE_MEMBER;
+  case PL_GROUP_SET_ROLE: return ar == PL_ROLE_OWNER && tr != PL_ROLE_OWNER;
+  default: return 1;
+  }
+}
+
+/* The owner left: the longest-standing admin (else member) owns the group. */
+static pl_err pl__group_heir(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *me) {
+  sqlite3_stmt *st = q->st[ST_MEMBER_HEIR];
+  pl__user *heir = NULL;
+  int found;
+  pl_sq_bind_u64(st, 1, gid);
+  pl_sq_bind_u64(st, 2, me->id);
+  pl_err e = pl_sq_row(q, st, &found);
+  uint64_t uid = e == PL_OK && found ? pl_sq_col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  if (e == PL_OK && uid)
+    e = pl_sq_acct_user_get(q, uid, &heir);
+  if (e != PL_OK || !heir)
+    return e;
+  sqlite3_stmt *rs = q->st[ST_MEMBER_ROLE];
+  pl_sq_bind_u64(rs, 1, gid);
+  pl_sq_bind_u64(rs, 2, heir->id);
+  pl_sq_bind_u64(rs, 3, PL_ROLE_OWNER);
+  e = pl_sq_run(q, rs);
+  pl__ms_stale(heir);
+  return e == PL_OK ? pl__gevent(q, r, gid, me, PL__GE_ROLE, heir->name, NULL, PL_ROLE_OWNER) : e;
+}
+
+static pl_err pl__group_leave(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *me, pl__user *actor,
+                              int type, int was) {
+  pl_err e = pl__gevent(q, r, gid, actor, type, me->name, NULL, PL_ROLE_NONE);
+  uint64_t left = e == PL_OK ? r->out.events[r->out.nevents - 1].msg.qid : 0;
+  if (e == PL_OK)
+    e = pl__member_left(q, r, gid, me, left);
+  if (e == PL_OK && was == PL_ROLE_OWNER)
+    e = pl__group_heir(q, r, gid, me);
+  return e;
+}
+
+pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r) {
+  pl__user *me = NULL, *u = NULL;
+  int mine = PL_ROLE_NONE, theirs = PL_ROLE_NONE, found;
+  uint64_t gid = r->in.group;
+  int op = r->in.group_op;
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl_sq_group_role(q, me, gid, &mine);
+  if (e != PL_OK || !me || mine == PL_ROLE_NONE) {
+    if (e == PL_OK)
+      r->status = PL_ERR_NOT_MEMBER; /* also for a group that does not exist */
+    return e;
+  }
+  if (op == PL_GROUP_ADD || op == PL_GROUP_REMOVE || op == PL_GROUP_SET_ROLE) {
+    e = r->in.peer ? pl_sq_acct_user_by_name(q, r->in.peer, &u) : PL_OK;
+    if (e == PL_OK && u)
+      e = pl_sq_group_role(q, u, gid, &theirs);
+    if (e != PL_OK)
+      return e;
+    if (!u || (op == PL_GROUP_ADD && pl_sq_acct_blocks(u, me->id))) {
+      r->status = PL_ERR_UNKNOWN_PEER;
+      return PL_OK;
+    }
+  }
+  if (op == PL_GROUP_ADD && theirs == PL_ROLE_NONE && pl__may(op, mine, theirs)) {
+    e = pl__may_add(q, u, me, &r->status);
+    if (e != PL_OK || r->status != PL_OK)
+      return e;
+  }
+  if (!pl__may(op, mine, theirs)) {
+    r->status = PL_ERR_FORBIDDEN;
+    return PL_OK;
+  }
+  switch (op) {
+  case PL_GROUP_INFO: break;
+  case PL_GROUP_ADD:
+    if (theirs != PL_ROLE_NONE)
+      break; /* already a member: nothing changes */
+    e = pl__group_info(q, gid, me, 0, &r->out.info, &found);
+    if (e == PL_OK && r->out.info.member_count >= q->max_group) {
+      r->status = PL_ERR_GROUP_FULL;
+      return PL_OK;
+    }
+    /* the added member's history starts with the event that adds it */
+    uint64_t since = 0;
+    if (e == PL_OK)
+      e = pl_sq_ghist_max_qid(q, &since);
+    if (e == PL_OK)
+      e = pl__member_put(q, r, gid, u, PL_ROLE_MEMBER, since);
+    if (e == PL_OK)
+      e = pl__gevent(q, r, gid, me, PL__GE_ADDED, u->name, NULL, PL_ROLE_MEMBER);
+    break;
+  case PL_GROUP_REMOVE:
+    if (theirs == PL_ROLE_NONE)
+      break;
+    e = pl__group_leave(q, r, gid, u, me, PL__GE_REMOVED, theirs);
+    break;
+  case PL_GROUP_LEAVE: e = pl__group_leave(q, r, gid, me, me, PL__GE_LEFT, mine); break;
+  case PL_GROUP_RENAME:
+    if (!pl__gname_ok(r->in.name, r->in.description)) {
+      r->status = PL_ERR_INVALID_ARGUMENT;
+      return PL_OK;
+    } else {
+      sqlite3_stmt *st = q->st[ST_GROUP_RENAME];
+      pl_sq_bind_u64(st, 1, gid);
+      pl_sq_bind_text(st, 2, r->in.name);
+      pl_sq_bind_text(st, 3, r->in.description);
+      e = pl_sq_run(q, st);
+    }
+    if (e == PL_OK)
+      e = pl__gevent(q, r, gid, me, PL__GE_RENAMED, NULL, r->in.name, 0);
+    break;
+  case PL_GROUP_SET_ROLE:
+    if (r->in.role != PL_ROLE_ADMIN && r->in.role != PL_ROLE_MEMBER) {
+      r->status = PL_ERR_INVALID_ARGUMENT;
+      return PL_OK;
+    }
+    if (theirs == PL_ROLE_NONE) {
+      r->status = PL_ERR_NOT_MEMBER;
+      return PL_OK;
+    }
+    if (theirs == r->in.role)
+      break;
+    {
+      sqlite3_stmt *st = q->st[ST_MEMBER_ROLE];
+      pl_sq_bind_u64(st, 1, gid);
+      pl_sq_bind_u64(st, 2, u->id);
+      pl_sq_bind_u64(st, 3, (uint64_t)r->in.role);
+      e = pl_sq_run(q, st);
+      pl__ms_stale(u);
+    }
+    if (e == PL_OK)
+      e = pl__gevent(q, r, gid, me, PL__GE_ROLE, u->name, NULL, r->in.role);
+    break;
+  default: r->status = PL_ERR_INVALID_ARGUMENT; return PL_OK;
+  }
+  return e == PL_OK ? pl__group_info(q, gid, me, 1, &r->out.info, &found) : e;
+}
+
+pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r) {
+  sqlite3_stmt *st = q->st[ST_GROUP_LIST];
+  size_t cap = 0;
+  int rc;
+  pl_err e = pl_sq_conv_flush(q); /* last_seq comes from the table */
+  if (e != PL_OK)
+    return e;
+  pl_sq_bind_u64(st, 1, r->in.user_id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    r->out.groups = pl_sq_reserve(r->out.groups, r->out.ngroups, &cap, sizeof *r->out.groups);
+    pl_group_info *g = &r->out.groups[r->out.ngroups++];
+    memset(g, 0, sizeof *g);
+    g->gid = pl_sq_col_u64(st, 0);
+    g->name = pl_sq_col_str(st, 1);
+    g->description = pl_sq_col_str(st, 2);
+    g->member_count = pl_sq_col_u64(st, 3);
+    g->my_role = sqlite3_column_int(st, 4);
+  }
+  e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  for (size_t i = 0; e == PL_OK && i < r->out.ngroups; i++) {
+    char conv[32];
+    pl__conv *c;
+    pl_sq_group_gconv(r->out.groups[i].gid, conv, sizeof conv);
+    e = pl_sq_conv_get(q, conv, &c);
+    if (e == PL_OK)
+      r->out.groups[i].last_seq = c->seq;
+  }
+  return e;
+}
+
+/* out.targets: the device ids stmt lists for (in.group, uid). */
+pl_err pl_sq_group_targets(pl__sq *q, pl_store_req *r, int stmt, uint64_t uid) {
+  sqlite3_stmt *st = q->st[stmt];
+  size_t cap = 0;
+  int rc;
+  pl_sq_bind_u64(st, 1, r->in.group);
+  if (sqlite3_bind_parameter_count(st) > 1)
+    pl_sq_bind_u64(st, 2, uid);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    r->out.targets = pl_sq_reserve(r->out.targets, r->out.ntargets, &cap, sizeof *r->out.targets);
+    r->out.targets[r->out.ntargets++] = pl_sq_col_u64(st, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Every logged-in device of the group's current members (push notifications
+ * look for the offline ones among them; nothing is written). */
+pl_err pl_sq_group_devices(pl__sq *q, pl_store_req *r) {
+  return pl_sq_group_targets(q, r, ST_GROUP_DEVICES, 0);
+}

@@ -1,0 +1,598 @@
+/* sq_internal.h: what the files of the SQLite store backend (src/store/sqlite/)
+ * share: the backend's struct, the statement catalogue, the caches, the small
+ * SQLite helpers, and the functions one file calls in another (named
+ * pl_sq_<family>_..., after their home file). Nothing outside this folder
+ * includes it; the backend's one public name is pl_store_sqlite (pl_store.h).
+ *
+ * The backend on SQLite (WAL mode), <dir>/parley.db.
+ *
+ * Only the store thread writes, so a few small caches sit in front of the
+ * tables: queue length per device, last seq/server_ts per conversation, and
+ * user -> name + devices. Every cache may hold effects of the open
+ * transaction, so rollback() drops them all; they are also trimmed at
+ * begin() (never inside a transaction, where callers hold pointers into
+ * them) once they grow past PL__CACHE_MAX entries.
+ *
+ * Schema:
+ *   users    id, name (unique), pwhash, created
+ *   devices  id, user_id, name, token_hash (unique, NULL = logged out),
+ *            created, token_at (when the token was issued), used_at (its
+ *            last login or resume); unique (user_id, name)
+ *   convs    conv -> last_seq, last_ts: gap-free seq and monotonic
+ *            server_ts per conversation (kept when messages are deleted)
+ *   messages qid (AUTOINCREMENT: a qid is never reused, even after the
+ *            newest message is deleted, because clients page by qid), the
+ *            message, expires, refs = queue rows still pointing at it
+ *   queue    (device_id, qid): a device's queue, in qid order
+ *   dedup    id (append order), device_id, fp, client_id -> conv, seq,
+ *            server_ts: outlives the message so a late retry gets its
+ *            original ack. Written in append order (id) and found through
+ *            an in-memory ring of fingerprints per sending device
+ *            (pl_idring); the TTL sweep deletes the oldest ids. Nothing is
+ *            keyed by a random value, so a commit dirties few pages.
+ *   dedup_rings  device_id -> its ring as saved by pl_idring_save, written
+ *            by the sweep (every few seconds), not per message;
+ *   meta     'rings_upto': every dedup id up to it is in a saved ring. At
+ *            open (and after a rollback) the dedup rows after it are
+ *            replayed into the rings, so a crash loses no dedup record.
+ *
+ *   reads    (uid, conv) -> read_seq, delivered_seq: a user's watermarks;
+ *            a row exists for every conversation the user is in (UNREAD)
+ *   messages.kind: 0 a message, else an event (pl_msg_kind) queued like one;
+ *            a newer event of the same (conv, kind, sender_uid) replaces
+ *            the pending one (found through the partial index
+ *            messages_events, which holds events only)
+ *
+ *   groups   gid -> name, description, member count
+ *   members  (gid, uid) -> role (0: left), since_qid (history after it is
+ *            owed), left_qid (owed up to it once left); by uid too
+ *   greads   (gid, uid) -> delivered_seq, read_seq: group receipts
+ *   messages.gid: a group's history entry (no queue rows; partial index
+ *            messages_group(gid, qid)); devices.acked: the device's Ack,
+ *            which is its cursor in every group's history
+ *
+ * Schema history: 2 replaced dedup(sender_uid, client_id, ..., expires)
+ * keyed by the id itself (a random B-tree insert per message); upgrading
+ * from 1 drops the old dedup records. 3 added messages.kind/aux,
+ * users.read_receipts and reads. 4 added users.last_seen/last_seen_vis,
+ * contacts and blocks. 5 added groups, members, greads, messages.gid and
+ * devices.acked. 7 added devices.token_at and used_at (token lifetimes; an
+ * upgraded data dir's tokens count from the upgrade). */
+#ifndef PL_SQ_INTERNAL_H
+#define PL_SQ_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/pl_log.h"
+#include "../../common/pl_map.h"
+#include "../../common/pl_mem.h"
+#include "../../common/pl_time.h"
+#include "../pl_idring.h"
+#include "../pl_store.h"
+#include "parley.pb-c.h"
+
+#define PL__SCHEMA_VERSION 7
+/* A device's last this-many accepted ids are recognised on retry (within
+ * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
+ * which is also how far the server reads ahead of its commits; libparley
+ * keeps at most 512 in flight. Every Send scans this many fingerprints
+ * (4 KiB), so it is not made larger than it must be. */
+#define PL__DEDUP_WINDOW 1024u
+/* Fingerprints held in memory over all devices before the rings are
+ * dropped (and reloaded on demand): ~12 bytes each. */
+#define PL__DEDUP_MEM_ENTRIES (4u << 20)
+#define PL__FETCH_DEFAULT 256u
+#define PL__CACHE_MAX 65536u
+/* Far above any configurable message size, well below SQLite's row limit: a
+ * body SQLite would refuse must fail alone, not break its whole batch. */
+#define PL__MAX_BODY (256u << 20)
+
+/* groups: limits of a name and a description */
+#define PL__GROUP_NAME_MAX 100u
+#define PL__GROUP_DESC_MAX 1000u
+/* GroupEvent types (the wire's GroupEventType) */
+enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_RENAMED, PL__GE_ROLE };
+
+/* name, SQL: every statement is prepared once at open and reused. */
+#define PL__STMTS(X)                                                                                         \
+  X(BEGIN, "BEGIN IMMEDIATE")                                                                                \
+  X(COMMIT, "COMMIT")                                                                                        \
+  X(ROLLBACK, "ROLLBACK")                                                                                    \
+  X(USER_BY_NAME, "SELECT id, pwhash FROM users WHERE name = ?1")                                            \
+  X(USER_BY_ID, "SELECT u.name, u.read_receipts, u.last_seen_vis, COALESCE(p.group_add, 0) FROM users u"     \
+                " LEFT JOIN privacy p ON p.uid = u.id WHERE u.id = ?1")                                      \
+  X(SET_GROUP_ADD, "INSERT INTO privacy(uid, group_add) VALUES(?1, ?2)"                                      \
+                   " ON CONFLICT(uid) DO UPDATE SET group_add = ?2")                                         \
+  X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                              \
+  X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")          \
+  X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                               \
+  /* a new device's group cursor starts at the newest qid: it gets nothing older */                          \
+  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created, acked, token_at, used_at)"       \
+                   " VALUES(?1, ?2, ?3, ?4, COALESCE((SELECT seq FROM sqlite_sequence"                       \
+                   " WHERE name = 'messages'), 0), ?4, ?4)")                                                 \
+  X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2, token_at = ?3, used_at = ?3 WHERE id = ?1")           \
+  X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"         \
+            " WHERE d.token_hash = ?1 AND d.used_at >= ?2 AND d.token_at >= ?3")                             \
+  X(DEVICE_USED, "UPDATE devices SET used_at = max(used_at, ?2) WHERE id = ?1")                              \
+  X(DEVICE_LIST, "SELECT id, name, created, used_at FROM devices WHERE user_id = ?1"                         \
+                 " AND token_hash IS NOT NULL AND used_at >= ?2 AND token_at >= ?3 ORDER BY id")             \
+  X(RING_GET, "SELECT ring FROM dedup_rings WHERE device_id = ?1")                                           \
+  X(RING_PUT, "INSERT OR REPLACE INTO dedup_rings(device_id, ring) VALUES(?1, ?2)")                          \
+  X(META_GET, "SELECT value FROM meta WHERE key = ?1")                                                       \
+  X(META_PUT, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)")                                      \
+  X(DEDUP_TAIL, "SELECT id, device_id, fp FROM dedup WHERE id > ?1 ORDER BY id")                             \
+  X(DEDUP_MAX, "SELECT COALESCE(max(id), 0) FROM dedup")                                                     \
+  X(DEDUP_ROW, "SELECT client_id, conv, seq, server_ts FROM dedup WHERE id = ?1 AND server_ts > ?2")         \
+  X(DEDUP_PUT, "INSERT INTO dedup(device_id, fp, client_id, conv, seq, server_ts)"                           \
+               " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                            \
+  X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                         \
+  X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")                    \
+  X(MSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"       \
+                " client_ts, server_ts, expires, refs, kind, aux)"                                           \
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")                           \
+  X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                        \
+  X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                          \
+  X(QUEUE_FROM, "SELECT COUNT(*) FROM queue q JOIN messages m ON m.qid = q.qid"                              \
+                " WHERE q.device_id = ?1 AND m.sender_uid = ?2 AND m.kind = 0")                              \
+  X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"      \
+           " m.server_ts, m.kind, m.aux, m.media FROM queue q JOIN messages m ON m.qid = q.qid"              \
+           " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")              \
+  /* the conversations an ack covers, for delivered receipts */                                              \
+  X(ACK_CONVS, "SELECT m.conv, max(m.seq), m.sender_uid FROM queue q JOIN messages m ON m.qid = q.qid"       \
+               " WHERE q.device_id = ?1 AND q.qid <= ?2 AND m.kind = 0 AND m.sender_uid != ?3"               \
+               " GROUP BY m.conv, m.sender_uid")                                                             \
+  X(EVENT_OLD, "SELECT qid FROM messages WHERE conv = ?1 AND kind = ?2 AND sender_uid = ?3 AND kind != 0")   \
+  X(EVENT_UNQUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid = ?2")                                    \
+  X(EVENT_UNQUEUE_ALL, "DELETE FROM queue WHERE qid = ?1")                                                   \
+  X(EVENT_DROP, "DELETE FROM messages WHERE qid = ?1")                                                       \
+  X(READS_GET, "SELECT read_seq, delivered_seq FROM reads WHERE uid = ?1 AND conv = ?2")                     \
+  X(READS_PUT, "INSERT OR REPLACE INTO reads(uid, conv, read_seq, delivered_seq) VALUES(?1, ?2, ?3, ?4)")    \
+  /* the peer's watermarks: none for a user the peer blocked (protocol.md 11.5) */                           \
+  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq,"                                            \
+            " CASE WHEN b.uid IS NULL THEN COALESCE(p.delivered_seq, 0) ELSE 0 END,"                         \
+            " CASE WHEN u.read_receipts AND pu.read_receipts AND b.uid IS NULL THEN p.read_seq ELSE 0 END"   \
+            " FROM reads r LEFT JOIN convs c ON c.conv = r.conv"                                             \
+            " LEFT JOIN reads p ON p.conv = r.conv AND p.uid != r.uid LEFT JOIN users pu ON pu.id = p.uid"   \
+            " LEFT JOIN blocks b ON b.uid = p.uid AND b.blocked_uid = r.uid"                                 \
+            " JOIN users u ON u.id = r.uid WHERE r.uid = ?1 ORDER BY r.conv")                                \
+  X(BLOCKS_OF, "SELECT blocked_uid FROM blocks WHERE uid = ?1")                                              \
+  X(BLOCK_ADD, "INSERT OR IGNORE INTO blocks(uid, blocked_uid) VALUES(?1, ?2)")                              \
+  X(BLOCK_DEL, "DELETE FROM blocks WHERE uid = ?1 AND blocked_uid = ?2")                                     \
+  X(CONTACT_ADD, "INSERT OR IGNORE INTO contacts(uid, contact_uid) VALUES(?1, ?2)")                          \
+  X(CONTACT_DEL, "DELETE FROM contacts WHERE uid = ?1 AND contact_uid = ?2")                                 \
+  X(CONTACT_HAS, "SELECT 1 FROM contacts WHERE uid = ?1 AND contact_uid = ?2")                               \
+  X(CONTACT_LIST, "SELECT u.name FROM contacts c JOIN users u ON u.id = c.contact_uid"                       \
+                  " WHERE c.uid = ?1 ORDER BY u.name")                                                       \
+  X(USER_SEEN, "UPDATE users SET last_seen = max(last_seen, ?2) WHERE id = ?1")                              \
+  X(USER_LAST_SEEN, "SELECT last_seen FROM users WHERE id = ?1")                                             \
+  X(SET_LAST_SEEN_VIS, "UPDATE users SET last_seen_vis = ?2 WHERE id = ?1")                                  \
+  X(SET_RECEIPTS, "UPDATE users SET read_receipts = ?2 WHERE id = ?1")                                       \
+  X(ACK_REFS, "UPDATE messages SET refs = refs - 1"                                                          \
+              " WHERE qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                    \
+  X(ACK_MSGS, "DELETE FROM messages WHERE refs <= 0"                                                         \
+              " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                      \
+  X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                       \
+  X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")           \
+  X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                                 \
+  /* ---- groups ---- */                                                                                     \
+  X(GROUP_INSERT, "INSERT INTO groups(name, description, created, members) VALUES(?1, ?2, ?3, 0)")           \
+  X(GROUP_GET, "SELECT name, description, members FROM groups WHERE gid = ?1")                               \
+  X(GROUP_RENAME, "UPDATE groups SET name = ?2, description = ?3 WHERE gid = ?1")                            \
+  X(GROUP_COUNT, "UPDATE groups SET members = members + ?2 WHERE gid = ?1")                                  \
+  X(MEMBER_GET, "SELECT role FROM members WHERE gid = ?1 AND uid = ?2")                                      \
+  X(MEMBER_PUT, "INSERT OR REPLACE INTO members(gid, uid, role, since_qid, left_qid, joined)"                \
+                " VALUES(?1, ?2, ?3, ?4, 0, ?5)")                                                            \
+  X(MEMBER_ROLE, "UPDATE members SET role = ?3 WHERE gid = ?1 AND uid = ?2")                                 \
+  X(MEMBER_LEFT, "UPDATE members SET role = 0, left_qid = ?3 WHERE gid = ?1 AND uid = ?2")                   \
+  X(MEMBERS_LIST, "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid"                        \
+                  " WHERE m.gid = ?1 AND m.role > 0 ORDER BY u.name")                                        \
+  X(MEMBER_HEIR, "SELECT uid FROM members WHERE gid = ?1 AND role > 0 AND uid != ?2"                         \
+                 " ORDER BY role DESC, joined LIMIT 1")                                                      \
+  X(GROUPS_OF, "SELECT gid, since_qid, left_qid, role FROM members WHERE uid = ?1 ORDER BY gid")             \
+  X(GROUP_LIST, "SELECT g.gid, g.name, g.description, g.members, m.role FROM members m"                      \
+                " JOIN groups g ON g.gid = m.gid WHERE m.uid = ?1 AND m.role > 0 ORDER BY g.gid")            \
+  X(GMSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"      \
+                 " client_ts, server_ts, expires, refs, kind, aux, gid)"                                     \
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)")                       \
+  /* a group's history after a device's cursor (its own sends included: one stream per group) */             \
+  X(GFETCH,                                                                                                  \
+    "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"            \
+    " aux, media FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3 AND expires > ?4"      \
+    " ORDER BY qid LIMIT ?5")                                                                                \
+  X(DEV_ACKED_GET, "SELECT acked FROM devices WHERE id = ?1")                                                \
+  X(DEV_ACKED_PUT, "UPDATE devices SET acked = max(acked, ?2) WHERE id = ?1")                                \
+  X(DEV_ACKED_NOW, "UPDATE devices SET acked = COALESCE((SELECT seq FROM sqlite_sequence"                    \
+                   " WHERE name = 'messages'), 0) WHERE id = ?1")                                            \
+  X(GROUPS_ALL, "SELECT gid FROM groups")                                                                    \
+  /* how far every device of every member (present, or gone with history owed) has it */                     \
+  X(GROUP_CURSOR, "SELECT min(max(d.acked, m.since_qid)) FROM members m JOIN devices d"                      \
+                  " ON d.user_id = m.uid AND d.token_hash IS NOT NULL WHERE m.gid = ?1")                     \
+  X(GROUP_TRIM, "DELETE FROM messages WHERE gid = ?1 AND gid != 0 AND qid <= ?2")                            \
+  /* a member who left is forgotten once its devices have all it was owed, or it expired */                  \
+  X(GROUP_FORGET, "DELETE FROM members WHERE gid = ?1 AND role = 0 AND (left_qid <= COALESCE("               \
+                  "(SELECT min(d.acked) FROM devices d WHERE d.user_id = members.uid"                        \
+                  " AND d.token_hash IS NOT NULL), left_qid) OR left_qid < COALESCE("                        \
+                  "(SELECT min(qid) FROM messages WHERE gid = ?1 AND gid != 0), left_qid + 1))")             \
+  X(GREADS_SET, "UPDATE greads SET delivered_seq = ?3, read_seq = ?4 WHERE gid = ?1 AND uid = ?2")           \
+  X(GLAST, "SELECT qid, seq FROM messages WHERE gid = ?1 AND gid != 0 ORDER BY qid DESC LIMIT 1")            \
+  X(GHIST_COUNT, "SELECT count(*) FROM messages WHERE gid = ?1 AND gid != 0")                                \
+  X(GHIST_DROP,                                                                                              \
+    "DELETE FROM messages WHERE qid = (SELECT min(qid) FROM messages WHERE gid = ?1 AND gid != 0)")          \
+  X(GROUP_SIZE, "SELECT members FROM groups WHERE gid = ?1")                                                 \
+  X(GROUP_DEVICES, "SELECT d.id FROM members m JOIN devices d ON d.user_id = m.uid"                          \
+                   " AND d.token_hash IS NOT NULL WHERE m.gid = ?1 AND m.role > 0")                          \
+  /* the devices of a group's members who blocked ?2 (not told of its typing) */                             \
+  X(GROUP_BLOCKERS, "SELECT d.id FROM members m JOIN blocks b ON b.uid = m.uid AND b.blocked_uid = ?2"       \
+                    " JOIN devices d ON d.user_id = m.uid AND d.token_hash IS NOT NULL"                      \
+                    " WHERE m.gid = ?1 AND m.role > 0")                                                      \
+  X(GREADS_PUT, "INSERT OR REPLACE INTO greads(gid, uid, delivered_seq, read_seq) VALUES(?1, ?2, ?3, ?3)")   \
+  X(GREADS_GET, "SELECT delivered_seq, read_seq FROM greads WHERE gid = ?1 AND uid = ?2")                    \
+  X(GREADS_DEL, "DELETE FROM greads WHERE gid = ?1 AND uid = ?2")                                            \
+  X(GREADS_COUNT, "SELECT count(*), COALESCE(sum(delivered_seq >= ?2), 0), COALESCE(sum(read_seq >= ?2), 0)" \
+                  " FROM greads WHERE gid = ?1 AND uid != ?3")                                               \
+  X(GREADS_NAMES, "SELECT u.name, g.delivered_seq >= ?2, g.read_seq >= ?2 FROM greads g"                     \
+                  " JOIN users u ON u.id = g.uid WHERE g.gid = ?1 AND g.uid != ?3 ORDER BY u.name")          \
+  /* the newest seq of a group among the qids an Ack covers */                                               \
+  X(GACK_SEQ, "SELECT max(seq) FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3")        \
+  X(GSENDERS_QID, "SELECT DISTINCT sender_uid FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2"        \
+                  " AND qid <= ?3 AND kind = 0 AND sender_uid != ?4")                                        \
+  X(GSENDERS_SEQ, "SELECT DISTINCT sender_uid FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2"        \
+                  " AND seq <= ?3 AND kind = 0 AND sender_uid != ?4")                                        \
+  X(UNREAD_GROUPS, "SELECT 'g:' || g.gid, COALESCE(c.last_seq, 0), g.read_seq FROM greads g"                 \
+                   " LEFT JOIN convs c ON c.conv = 'g:' || g.gid WHERE g.uid = ?1 ORDER BY g.gid")           \
+  /* ---- media ---- */                                                                                      \
+  X(MEDIA_INSERT, "INSERT INTO media(id, owner, blob, thumb, type, name, size, thumb_size, width, height,"   \
+                  " thumb_width, thumb_height, created, expires)"                                            \
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")                    \
+  X(MEDIA_GET, "SELECT owner, blob, thumb, type, name, size, thumb_size, width, height, thumb_width,"        \
+               " thumb_height, created, expires FROM media WHERE id = ?1")                                   \
+  X(MEDIA_USAGE, "SELECT COALESCE(sum(size + thumb_size), 0) FROM media WHERE owner = ?1")                   \
+  X(MEDIA_GRANT, "INSERT OR IGNORE INTO media_grants(media, conv) VALUES(?1, ?2)")                           \
+  X(MEDIA_GRANTS, "SELECT conv FROM media_grants WHERE media = ?1")                                          \
+  X(MEDIA_TOUCH, "UPDATE media SET expires = max(expires, ?2) WHERE id = ?1")                                \
+  X(MEDIA_ATTACH, "UPDATE messages SET media_id = ?2, media = ?3 WHERE qid = ?1")                            \
+  /* uploads past their TTL that no stored message carries */                                                \
+  X(MEDIA_EXPIRED, "SELECT id, blob, thumb FROM media WHERE expires <= ?1 AND NOT EXISTS"                    \
+                   " (SELECT 1 FROM messages WHERE media_id = media.id) LIMIT 256")                          \
+  X(MEDIA_DEL, "DELETE FROM media WHERE id = ?1")                                                            \
+  X(MEDIA_GRANTS_DEL, "DELETE FROM media_grants WHERE media = ?1")                                           \
+  X(BLOB_USED, "SELECT 1 FROM media WHERE blob = ?1 OR thumb = ?1 LIMIT 1")                                  \
+  X(MSG_MAXQID, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)")             \
+  /* ids follow commit order, so the expired records are (about) a prefix */                                 \
+  X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE id < COALESCE((SELECT id FROM dedup WHERE server_ts > ?1"         \
+                  " ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM dedup))")
+
+enum {
+#define PL__STMT_ENUM(name, sql) ST_##name,
+  PL__STMTS(PL__STMT_ENUM)
+#undef PL__STMT_ENUM
+      ST__COUNT
+};
+
+/* ---- sole-writer caches -------------------------------------------------------
+ *
+ * These caches sit in front of the tables and are written back (at commit,
+ * by the sweep, or at close) instead of read and written per message:
+ *   qlen     device -> queue length, and shares: device -> sender -> its
+ *            queued messages (sq_queue.c)
+ *   convs    conversation -> last seq / server_ts (pl__conv, sq_convs.c)
+ *   users    user -> name, settings, devices, blocks, memberships
+ *            (pl__user, sq_accounts.c)
+ *   reads    (user, conversation) -> watermarks (pl__read, sq_convs.c)
+ *   rings    device -> its recent client-id fingerprints (pl_idring, sq_dedup.c)
+ *   dacks, greads, gmeta  group cursors, group watermarks, group facts
+ *            (pl__dack, pl__gread, pl__gmeta, sq_ghist.c)
+ * They are correct only because this backend has one writer: the store
+ * thread (pl_store.c) runs every transaction, so nothing can change a row
+ * behind a cached copy, and a counter taken from the cache (a seq, a queue
+ * length) cannot be taken twice. Every cache may hold effects of the open
+ * transaction, so rollback drops them (the group cursors and watermarks only
+ * move forward and are kept). A backend with several writers (PostgreSQL,
+ * issue 15: several parleyd on one database) must not copy them: it reads
+ * and moves these values in its transactions, under the database's locks. */
+
+/* A cached user: name and device ids (ascending). */
+typedef struct pl__user {
+  uint64_t id;
+  char *name;
+  int read_receipts, last_seen_vis, group_add;
+  uint64_t *blocked; /* users this one blocked */
+  size_t nblocked;
+  uint64_t *devs;
+  size_t ndevs;
+  struct pl__mship *ms; /* group memberships (incl. left ones still owed history) */
+  size_t nms;
+  int ms_loaded;
+} pl__user;
+
+/* A user's row in a group's members (role 0: left, history up to left_qid owed). */
+typedef struct pl__mship {
+  uint64_t gid, since_qid, left_qid;
+  int role;
+} pl__mship;
+
+/* A cached pair of watermarks of one user in one conversation; written
+ * once per commit like the conversation counters. */
+typedef struct pl__read {
+  uint64_t uid;
+  char *conv;
+  uint64_t read_seq, delivered_seq;
+  struct pl__read *next_dirty;
+  int dirty;
+} pl__read;
+
+/* A cached conversation counter. Counters live here during a transaction
+ * and are written once per commit (pl_sq_conv_flush), not once per message. */
+typedef struct pl__conv {
+  char *name;
+  uint64_t seq, ts;
+  struct pl__conv *next_dirty;
+  int dirty;
+} pl__conv;
+
+/* In a 10,000-member group every message is acked by 10,000 devices within
+ * a few commits, so nothing about an ack of group history may cost SQL:
+ * each device's cursor (devices.acked) and each member's watermarks
+ * (greads) live here and are written by the sweep (every --sweep-interval,
+ * a chunk per transaction: pl_store.c), at close, and before a query reads
+ * them. A crash loses at most that much
+ * progress: the devices get those messages again (same qids: clients drop
+ * them, protocol.md 10.6) and ack them again; no message is lost by it. The
+ * values only move forward, so a rollback keeps them. */
+#define PL__GCACHE_MAX (1u << 18)
+
+typedef struct pl__dack {
+  uint64_t acked;
+  int dirty;
+} pl__dack;
+
+typedef struct pl__gread {
+  uint64_t gid, uid, delivered, read;
+  int dirty;
+} pl__gread;
+
+/* A group's newest history entry and size, for acks without SQL. */
+typedef struct pl__gmeta {
+  uint64_t last_qid, last_seq, size;
+  uint64_t entries; /* rows of its history (0: not counted yet) */
+} pl__gmeta;
+
+typedef struct pl__sq {
+  sqlite3 *db;
+  sqlite3_stmt *st[ST__COUNT];
+  uint64_t ttl_ms;
+  uint32_t max_devices, max_queue, max_group;
+  uint32_t group_detail; /* groups up to this size get named receipts and live receipt updates */
+  pl_map qlen;           /* device id -> queue length + 1 (values must not be NULL) */
+  pl_map convs;          /* hash(conv) -> pl__conv */
+  pl_map users;          /* user id -> pl__user (owner) */
+  pl_map names;          /* hash(name) -> pl__user (borrowed from users) */
+  pl__conv *dirty;       /* convs whose counter moved in this transaction */
+  pl_map reads;          /* hash(uid, conv) -> pl__read */
+  pl_map dacks;          /* device -> pl__dack: its cursor in group histories */
+  pl_map greads;         /* pl__gread_key(gid, uid) -> pl__gread: group watermarks */
+  pl_map gmeta;          /* gid -> pl__gmeta */
+  size_t gdirty;         /* entries of dacks and greads not yet written (may over-count) */
+  pl__read *dirty_reads;
+  int (*online)(void *ud, uint64_t device);
+  void *online_ud;
+  uint64_t media_ttl_ms;
+  void (*blob_gone)(void *ud, const char *key);
+  int (*blob_exists)(void *ud, const char *key);
+  void *blob_ud;
+  char **gone; /* blob keys the open transaction leaves unused: dropped after its commit */
+  size_t ngone, gone_cap;
+  pl_map rings;   /* device id -> pl_idring of its recent client ids */
+  pl_map unsaved; /* device id -> 1: its ring has entries not in dedup_rings */
+  size_t ring_entries;
+  /* the rules the core gives (pl_store_rules), and what they need counted:
+   * device id -> pl_map * of sender uid -> its messages queued there + 1 */
+  pl_store_rules rules;
+  pl_map shares;
+} pl__sq;
+
+/* ---- small SQLite helpers (inline: they run on every statement) ----------- */
+
+/* Room for element n of an array that doubles (from 8) when full. */
+static inline void *pl_sq_reserve(void *p, size_t n, size_t *cap, size_t elem) {
+  if (n < *cap)
+    return p;
+  *cap = *cap ? *cap * 2 : 8;
+  return pl_realloc(p, *cap * elem);
+}
+
+static inline pl_err pl_sq_sql_err(pl__sq *q, sqlite3_stmt *st, int rc) {
+  pl_error("store: sqlite error %d (%s) in: %s", rc, sqlite3_errmsg(q->db), st ? sqlite3_sql(st) : "?");
+  return PL_ERR_STORE;
+}
+
+static inline void pl_sq_bind_u64(sqlite3_stmt *st, int i, uint64_t v) {
+  sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+}
+
+static inline void pl_sq_bind_text(sqlite3_stmt *st, int i, const char *s) {
+  sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
+}
+
+static inline uint64_t pl_sq_col_u64(sqlite3_stmt *st, int i) {
+  return (uint64_t)sqlite3_column_int64(st, i);
+}
+
+static inline char *pl_sq_col_str(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return pl_strndup(t ? (const char *)t : "", (size_t)sqlite3_column_bytes(st, i));
+}
+
+/* A time for SQL, where integers are signed 64-bit. */
+static inline uint64_t pl_sq_clamp(uint64_t v) { return v > INT64_MAX ? INT64_MAX : v; }
+
+static inline uint64_t pl_sq_expires(const pl__sq *q, uint64_t ts) {
+  if (!q->ttl_ms || ts >= INT64_MAX - q->ttl_ms)
+    return INT64_MAX; /* ttl 0: never */
+  return ts + q->ttl_ms;
+}
+
+/* Steps a statement that returns no rows and resets it. */
+static inline pl_err pl_sq_run(pl__sq *q, sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Runs a statement bound to (a). */
+static inline pl_err pl_sq_run_text(pl__sq *q, int stmt, const char *a) {
+  sqlite3_stmt *st = q->st[stmt];
+  pl_sq_bind_text(st, 1, a);
+  return pl_sq_run(q, st);
+}
+
+static inline pl_err pl_sq_run1(pl__sq *q, int stmt, uint64_t a) {
+  pl_sq_bind_u64(q->st[stmt], 1, a);
+  return pl_sq_run(q, q->st[stmt]);
+}
+
+/* Runs a statement bound to (a, b). */
+static inline pl_err pl_sq_run2(pl__sq *q, int stmt, uint64_t a, uint64_t b) {
+  sqlite3_stmt *st = q->st[stmt];
+  pl_sq_bind_u64(st, 1, a);
+  pl_sq_bind_u64(st, 2, b);
+  return pl_sq_run(q, st);
+}
+
+/* Runs a statement bound to (a, b, c). */
+static inline pl_err pl_sq_run3(pl__sq *q, int stmt, uint64_t a, uint64_t b, uint64_t c) {
+  pl_sq_bind_u64(q->st[stmt], 3, c);
+  return pl_sq_run2(q, stmt, a, b);
+}
+
+/* Steps a query once: *found = 1 with a row to read (the caller resets). */
+static inline pl_err pl_sq_row(pl__sq *q, sqlite3_stmt *st, int *found) {
+  int rc = sqlite3_step(st);
+  *found = rc == SQLITE_ROW;
+  if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+    return PL_OK;
+  pl_err e = pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  return e;
+}
+
+/* One u64 from a query bound to (a, b, c) (as many as it takes); *v = 0 if
+ * it returns no row or NULL. */
+static inline pl_err pl_sq_u64_query(pl__sq *q, int stmt, uint64_t a, uint64_t b, uint64_t c, uint64_t *v) {
+  sqlite3_stmt *st = q->st[stmt];
+  int n = sqlite3_bind_parameter_count(st), found;
+  uint64_t args[3] = {a, b, c};
+  for (int i = 0; i < n && i < 3; i++)
+    pl_sq_bind_u64(st, i + 1, args[i]);
+  pl_err e = pl_sq_row(q, st, &found);
+  *v = e == PL_OK && found ? pl_sq_col_u64(st, 0) : 0;
+  sqlite3_reset(st);
+  return e;
+}
+
+static inline uint64_t pl_sq_hash(const char *s) { return pl_hash_bytes(s, strlen(s)); }
+
+/* ---- across files ------------------------------------------------------------ */
+
+/* sq_accounts.c */
+void pl_sq_acct_users_drop(pl__sq *q);
+int pl_sq_acct_blocks(const pl__user *u, uint64_t uid);
+pl_err pl_sq_acct_user_get(pl__sq *q, uint64_t uid, pl__user **out);
+pl_err pl_sq_acct_user_by_name(pl__sq *q, const char *name, pl__user **out);
+pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_get_user(pl__sq *q, pl_store_req *r);
+int pl_sq_acct_has_dev(const pl__user *u, uint64_t dev);
+pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_resume(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_settings(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_contacts(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_block(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_has_contact(pl__sq *q, uint64_t uid, uint64_t contact, int *has);
+pl_err pl_sq_acct_presence(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_seen(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_typing(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_logout(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_devices(pl__sq *q, pl_store_req *r);
+
+/* sq_queue.c */
+void pl_sq_queue_qlen_drop(pl__sq *q);
+void pl_sq_queue_shares_add(pl__sq *q, const uint64_t *t, size_t n, uint64_t sender);
+pl_err pl_sq_queue_full(pl__sq *q, const pl__user *me, const uint64_t *t, size_t n, int *full);
+pl_err pl_sq_queue_msg_insert(pl__sq *q, pl_store_req *r, uint64_t expires);
+pl_err pl_sq_queue_insert(pl__sq *q, const uint64_t *t, size_t n, uint64_t qid);
+void pl_sq_queue_msg_row(sqlite3_stmt *st, pl_msg *m);
+pl_err pl_sq_queue_fetch(pl__sq *q, pl_store_req *r);
+uint64_t *pl_sq_queue_devs_except(const pl__user *u, uint64_t skip, size_t *n);
+void pl_sq_queue_event_out(pl_store_req *r, uint64_t qid, int kind, const char *conv, uint64_t seq,
+                           const pl__user *by, uint64_t aux, uint64_t now, uint64_t *t, size_t n);
+uint64_t *pl_sq_queue_split_online(pl__sq *q, uint64_t *t, size_t *n, size_t *nlive);
+pl_err pl_sq_queue_event(pl__sq *q, pl_store_req *r, int kind, const char *conv, uint64_t seq,
+                         const pl__user *by, uint64_t aux, uint64_t *t, size_t n);
+pl_err pl_sq_queue_ack(pl__sq *q, pl_store_req *r);
+
+/* sq_dedup.c */
+void pl_sq_dedup_rings_drop(pl__sq *q);
+pl_err pl_sq_dedup_rings_save(pl__sq *q);
+pl_err pl_sq_dedup_rings_replay(pl__sq *q);
+uint64_t pl_sq_dedup_cut(const pl__sq *q, uint64_t now);
+pl_err pl_sq_dedup_get(pl__sq *q, pl_store_req *r, uint64_t now, int *hit);
+pl_err pl_sq_dedup_put(pl__sq *q, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts);
+
+/* sq_convs.c */
+void pl_sq_conv_cache_drop(pl__sq *q);
+void pl_sq_conv_reads_drop(pl__sq *q);
+pl_err pl_sq_conv_get(pl__sq *q, const char *name, pl__conv **out);
+void pl_sq_conv_read_touch(pl__sq *q, pl__read *rd);
+pl_err pl_sq_conv_reads_flush(pl__sq *q);
+pl_err pl_sq_conv_read_load(pl__sq *q, uint64_t uid, const char *conv, pl__read **out);
+char *pl_sq_conv_name(const char *a, const char *b);
+void pl_sq_conv_peek(const pl__conv *c, uint64_t now, uint64_t *seq, uint64_t *ts);
+void pl_sq_conv_take(pl__sq *q, pl__conv *c, uint64_t seq, uint64_t ts);
+pl_err pl_sq_conv_flush(pl__sq *q);
+pl_err pl_sq_conv_send(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_conv_mark_read(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_conv_unread(pl__sq *q, pl_store_req *r);
+
+/* sq_groups.c */
+void pl_sq_group_gconv(uint64_t gid, char *buf, size_t n);
+pl_err pl_sq_group_mships(pl__sq *q, pl__user *u);
+pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role);
+pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_group_targets(pl__sq *q, pl_store_req *r, int stmt, uint64_t uid);
+pl_err pl_sq_group_devices(pl__sq *q, pl_store_req *r);
+
+/* sq_ghist.c */
+void pl_sq_ghist_gread_forget(pl__sq *q, uint64_t gid, uint64_t uid);
+pl_err pl_sq_ghist_gcache_flush_some(pl__sq *q, size_t max);
+pl_err pl_sq_ghist_gcache_flush(pl__sq *q);
+void pl_sq_ghist_gmeta_drop(pl__sq *q);
+pl_err pl_sq_ghist_gcache_drop(pl__sq *q);
+pl_err pl_sq_ghist_max_qid(pl__sq *q, uint64_t *qid);
+pl_err pl_sq_ghist_glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const char *device, const char *id,
+                            const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
+                            pl_msg *m);
+pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit);
+pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_ghist_mark_read_group(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_ghist_group_receipts(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_ghist_groups_trim(pl__sq *q, uint64_t *deleted);
+pl_err pl_sq_ghist_typing_group(pl__sq *q, pl_store_req *r);
+
+/* sq_media.c */
+pl_err pl_sq_media_for_send(pl__sq *q, pl_store_req *r, uint8_t **att, size_t *len);
+pl_err pl_sq_media_attach(pl__sq *q, pl_store_req *r, uint8_t **att, size_t len);
+pl_err pl_sq_media_auth(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_media_put(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_media_get(pl__sq *q, pl_store_req *r);
+void pl_sq_media_gone_clear(pl__sq *q);
+pl_err pl_sq_media_expire(pl__sq *q, uint64_t now);
+
+#endif

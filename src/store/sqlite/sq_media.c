@@ -1,0 +1,269 @@
+/* sq_media: uploads: media rows, who may see them, quota usage, attaching
+ * media to a message, and their expiry. */
+#include "sq_internal.h"
+
+/* ---- media (protocol.md 13) ---------------------------------------------------- */
+
+static void pl__copy(char *dst, size_t cap, const unsigned char *src) {
+  snprintf(dst, cap, "%s", src ? (const char *)src : "");
+}
+
+static pl_err pl__media_load(pl__sq *q, const char *id, pl_media_row *m, int *found) {
+  sqlite3_stmt *st = q->st[ST_MEDIA_GET];
+  pl_sq_bind_text(st, 1, id);
+  pl_err e = pl_sq_row(q, st, found);
+  memset(m, 0, sizeof *m);
+  if (e == PL_OK && *found) {
+    snprintf(m->id, sizeof m->id, "%s", id);
+    m->owner = pl_sq_col_u64(st, 0);
+    pl__copy(m->blob, sizeof m->blob, sqlite3_column_text(st, 1));
+    pl__copy(m->thumb, sizeof m->thumb, sqlite3_column_text(st, 2));
+    pl__copy(m->type, sizeof m->type, sqlite3_column_text(st, 3));
+    pl__copy(m->name, sizeof m->name, sqlite3_column_text(st, 4));
+    m->size = pl_sq_col_u64(st, 5);
+    m->thumb_size = pl_sq_col_u64(st, 6);
+    m->width = (uint32_t)pl_sq_col_u64(st, 7);
+    m->height = (uint32_t)pl_sq_col_u64(st, 8);
+    m->thumb_width = (uint32_t)pl_sq_col_u64(st, 9);
+    m->thumb_height = (uint32_t)pl_sq_col_u64(st, 10);
+    m->created = pl_sq_col_u64(st, 11);
+    m->expires = pl_sq_col_u64(st, 12);
+  }
+  sqlite3_reset(st);
+  return e;
+}
+
+/* Whether conv ("dm:a:b" or "g:N") is one u takes part in now. */
+static pl_err pl__in_conv(pl__sq *q, pl__user *u, const char *conv, int *in) {
+  *in = 0;
+  if (!strncmp(conv, "dm:", 3)) {
+    const char *a = conv + 3, *colon = strchr(a, ':');
+    size_t n = strlen(u->name);
+    *in = colon && (((size_t)(colon - a) == n && !strncmp(a, u->name, n)) || !strcmp(colon + 1, u->name));
+    return PL_OK;
+  }
+  if (strncmp(conv, "g:", 2))
+    return PL_OK;
+  int role;
+  pl_err e = pl_sq_group_role(q, u, strtoull(conv + 2, NULL, 10), &role);
+  *in = e == PL_OK && role != PL_ROLE_NONE;
+  return e;
+}
+
+/* May u see m: its uploader, or a user in a conversation (now) that a
+ * message carrying it went to. */
+static pl_err pl__media_visible(pl__sq *q, pl__user *u, const pl_media_row *m, int *ok) {
+  *ok = m->owner == u->id;
+  if (*ok)
+    return PL_OK;
+  sqlite3_stmt *st = q->st[ST_MEDIA_GRANTS];
+  pl_sq_bind_text(st, 1, m->id);
+  size_t n = 0, cap = 0;
+  char **convs = NULL;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    convs = pl_sq_reserve(convs, n, &cap, sizeof *convs);
+    convs[n++] = pl_sq_col_str(st, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  for (size_t i = 0; i < n && e == PL_OK && !*ok; i++)
+    e = pl__in_conv(q, u, convs[i], ok);
+  for (size_t i = 0; i < n; i++)
+    pl_free(convs[i]);
+  pl_free(convs);
+  return e;
+}
+
+/* The attachment as the wire carries it: what the server stored. */
+static void pl__media_pack(const pl_media_row *m, uint8_t **out, size_t *len) {
+  Parley__Media pm = PARLEY__MEDIA__INIT;
+  pm.id = (char *)m->id;
+  pm.type = (char *)m->type;
+  pm.size = m->size;
+  pm.width = m->width;
+  pm.height = m->height;
+  pm.thumb_width = m->thumb_width;
+  pm.thumb_height = m->thumb_height;
+  pm.thumb_size = m->thumb_size;
+  pm.name = (char *)m->name;
+  *len = parley__media__get_packed_size(&pm);
+  *out = pl_malloc(*len ? *len : 1);
+  parley__media__pack(&pm, *out);
+}
+
+/* SEND with in.media_id: the sender must be able to see the media
+ * (uploaded it, or got it in a message: forwarding). */
+pl_err pl_sq_media_for_send(pl__sq *q, pl_store_req *r, uint8_t **att, size_t *len) {
+  pl__user *me = NULL;
+  pl_media_row m;
+  int found = 0, ok = 0;
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  if (e == PL_OK && me)
+    e = pl__media_load(q, r->in.media_id, &m, &found);
+  if (e == PL_OK && found)
+    e = pl__media_visible(q, me, &m, &ok);
+  if (e != PL_OK)
+    return e;
+  if (!ok) {
+    r->status = PL_ERR_UNKNOWN_MEDIA;
+    return PL_OK;
+  }
+  pl__media_pack(&m, att, len);
+  return PL_OK;
+}
+
+/* After a send with an attachment committed its row: the row carries it,
+ * the conversation may fetch it, and it lives a TTL past this message. */
+pl_err pl_sq_media_attach(pl__sq *q, pl_store_req *r, uint8_t **att, size_t len) {
+  pl_err e = PL_OK;
+  if (r->out.msg.qid) {
+    sqlite3_stmt *st = q->st[ST_MEDIA_ATTACH];
+    pl_sq_bind_u64(st, 1, r->out.msg.qid);
+    pl_sq_bind_text(st, 2, r->in.media_id);
+    sqlite3_bind_blob(st, 3, *att, (int)len, SQLITE_STATIC);
+    e = pl_sq_run(q, st);
+  }
+  if (e == PL_OK) {
+    sqlite3_stmt *st = q->st[ST_MEDIA_GRANT];
+    pl_sq_bind_text(st, 1, r->in.media_id);
+    pl_sq_bind_text(st, 2, r->out.conv);
+    e = pl_sq_run(q, st);
+  }
+  if (e == PL_OK) {
+    sqlite3_stmt *st = q->st[ST_MEDIA_TOUCH];
+    pl_sq_bind_text(st, 1, r->in.media_id);
+    pl_sq_bind_u64(st, 2, pl_sq_clamp(pl_now_ms() + q->media_ttl_ms));
+    e = pl_sq_run(q, st);
+  }
+  if (e == PL_OK) {
+    r->out.msg.media = *att;
+    r->out.msg.media_len = len;
+    *att = NULL;
+  }
+  return e;
+}
+
+static pl_err pl__media_usage(pl__sq *q, uint64_t uid, uint64_t *usage) {
+  return pl_sq_u64_query(q, ST_MEDIA_USAGE, uid, 0, 0, usage);
+}
+
+pl_err pl_sq_media_auth(pl__sq *q, pl_store_req *r) {
+  pl_err e = pl_sq_acct_resume(q, r);
+  if (e == PL_OK && r->status == PL_OK)
+    e = pl__media_usage(q, r->out.user_id, &r->out.usage);
+  return e;
+}
+
+pl_err pl_sq_media_put(pl__sq *q, pl_store_req *r) {
+  const pl_media_row *m = r->in.media;
+  pl_err e = pl__media_usage(q, r->in.user_id, &r->out.usage);
+  if (e != PL_OK)
+    return e;
+  if (r->in.quota && r->out.usage + m->size + m->thumb_size > r->in.quota) {
+    r->status = PL_ERR_QUOTA;
+    return PL_OK;
+  }
+  /* the sweep may have dropped these bytes since the uploader found them */
+  if (q->blob_exists &&
+      (!q->blob_exists(q->blob_ud, m->blob) || (*m->thumb && !q->blob_exists(q->blob_ud, m->thumb)))) {
+    r->status = PL_ERR_AGAIN;
+    return PL_OK;
+  }
+  uint64_t now = pl_now_ms();
+  sqlite3_stmt *st = q->st[ST_MEDIA_INSERT];
+  pl_sq_bind_text(st, 1, m->id);
+  pl_sq_bind_u64(st, 2, r->in.user_id);
+  pl_sq_bind_text(st, 3, m->blob);
+  pl_sq_bind_text(st, 4, m->thumb);
+  pl_sq_bind_text(st, 5, m->type);
+  pl_sq_bind_text(st, 6, m->name);
+  pl_sq_bind_u64(st, 7, m->size);
+  pl_sq_bind_u64(st, 8, m->thumb_size);
+  pl_sq_bind_u64(st, 9, m->width);
+  pl_sq_bind_u64(st, 10, m->height);
+  pl_sq_bind_u64(st, 11, m->thumb_width);
+  pl_sq_bind_u64(st, 12, m->thumb_height);
+  pl_sq_bind_u64(st, 13, now);
+  pl_sq_bind_u64(st, 14, pl_sq_clamp(now + q->media_ttl_ms));
+  e = pl_sq_run(q, st);
+  if (e == PL_OK)
+    r->out.usage += m->size + m->thumb_size;
+  return e;
+}
+
+pl_err pl_sq_media_get(pl__sq *q, pl_store_req *r) {
+  pl__user *u = NULL;
+  int found = 0, ok = 1;
+  pl_err e = PL_OK;
+  if (!r->in.any_user) {
+    e = pl_sq_acct_resume(q, r);
+    if (e != PL_OK || r->status != PL_OK)
+      return e;
+    e = pl_sq_acct_user_get(q, r->out.user_id, &u);
+  }
+  if (e == PL_OK)
+    e = pl__media_load(q, r->in.media_id, &r->out.media, &found);
+  if (e == PL_OK && found && u)
+    e = pl__media_visible(q, u, &r->out.media, &ok);
+  if (e == PL_OK && (!found || !ok))
+    r->status = !found ? PL_ERR_NOT_FOUND : PL_ERR_FORBIDDEN;
+  return e;
+}
+
+static void pl__gone_add(pl__sq *q, const char *key) {
+  if (!*key)
+    return;
+  for (size_t i = 0; i < q->ngone; i++)
+    if (!strcmp(q->gone[i], key))
+      return;
+  q->gone = pl_sq_reserve(q->gone, q->ngone, &q->gone_cap, sizeof *q->gone);
+  q->gone[q->ngone++] = pl_strdup(key);
+}
+
+void pl_sq_media_gone_clear(pl__sq *q) {
+  for (size_t i = 0; i < q->ngone; i++)
+    pl_free(q->gone[i]);
+  q->ngone = 0;
+}
+
+/* Inside the sweep: uploads past their TTL that no stored message carries
+ * go, and so do the blobs no upload names any more (after the commit). */
+pl_err pl_sq_media_expire(pl__sq *q, uint64_t now) {
+  sqlite3_stmt *st = q->st[ST_MEDIA_EXPIRED];
+  pl_err e = PL_OK;
+  size_t n = 0, cap = 0;
+  char **rows = NULL; /* id, blob, thumb triples */
+  int rc;
+  pl_sq_bind_u64(st, 1, pl_sq_clamp(now));
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    rows = pl_sq_reserve(rows, n, &cap, 3 * sizeof *rows);
+    for (int k = 0; k < 3; k++)
+      rows[3 * n + (size_t)k] = pl_sq_col_str(st, k);
+    n++;
+  }
+  if (rc != SQLITE_DONE)
+    e = pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  for (size_t i = 0; i < n && e == PL_OK; i++) {
+    e = pl_sq_run_text(q, ST_MEDIA_GRANTS_DEL, rows[3 * i]);
+    if (e == PL_OK)
+      e = pl_sq_run_text(q, ST_MEDIA_DEL, rows[3 * i]);
+  }
+  for (size_t i = 0; i < 2 * n && e == PL_OK; i++) {
+    const char *key = rows[3 * (i / 2) + 1 + i % 2];
+    int used = 0;
+    sqlite3_stmt *u = q->st[ST_BLOB_USED];
+    pl_sq_bind_text(u, 1, key);
+    e = pl_sq_row(q, u, &used);
+    sqlite3_reset(u);
+    if (e == PL_OK && !used)
+      pl__gone_add(q, key);
+  }
+  for (size_t i = 0; i < 3 * n; i++)
+    pl_free(rows[i]);
+  pl_free(rows);
+  if (e == PL_OK && n)
+    pl_info("store: %zu expired upload(s) deleted", n);
+  return e;
+}
