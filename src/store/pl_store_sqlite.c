@@ -51,7 +51,8 @@
  * users.read_receipts and reads. 4 added users.last_seen/last_seen_vis,
  * contacts and blocks. 5 added groups, members, greads, messages.gid and
  * devices.acked. 7 added devices.token_at and used_at (token lifetimes; an
- * upgraded data dir's tokens count from the upgrade). */
+ * upgraded data dir's tokens count from the upgrade). 8 added push_tokens
+ * and push_pending (pl_store_sqlite_push.c), imported from push.db. */
 #include "pl_store.h"
 
 #include <sqlite3.h>
@@ -66,8 +67,9 @@
 #include "../common/pl_time.h"
 #include "parley.pb-c.h"
 #include "pl_idring.h"
+#include "pl_store_sqlite_push.h"
 
-#define PL__SCHEMA_VERSION 7
+#define PL__SCHEMA_VERSION 8
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
  * which is also how far the server reads ahead of its commits; libparley
@@ -151,7 +153,7 @@ static const char pl__schema[] =
     "CREATE INDEX IF NOT EXISTS messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
     /* privacy settings beyond the users columns (no row: the defaults) */
     "CREATE TABLE IF NOT EXISTS privacy(uid INTEGER PRIMARY KEY, group_add INTEGER NOT NULL DEFAULT 0);"
-    "PRAGMA user_version = 7;"
+    "PRAGMA user_version = 8;"
     "COMMIT;";
 
 /* name, SQL: every statement is prepared once at open and reused. */
@@ -407,6 +409,7 @@ typedef struct pl__sq {
    * device id -> pl_map * of sender uid -> its messages queued there + 1 */
   pl_store_rules rules;
   pl_map shares;
+  pl_store_sqlite_push *push; /* the PUSH_* ops */
 } pl__sq;
 
 /* ---- small SQLite helpers ------------------------------------------------ */
@@ -3336,6 +3339,11 @@ static int pl__valid(const pl_store_req *r) {
            (r->in.device_op != PL_DEVICES_REVOKE || r->in.name);
   case PL_STORE_MEDIA_PUT: return r->in.user_id && r->in.media;
   case PL_STORE_MEDIA_GET: return r->in.media_id != NULL;
+  case PL_STORE_PUSH_TOKEN:
+  case PL_STORE_PUSH_TOKENS:
+  case PL_STORE_PUSH_ENQUEUE:
+  case PL_STORE_PUSH_CLAIM:
+  case PL_STORE_PUSH_DONE: return pl_store_sqlite_push_valid(r);
   }
   return 0;
 }
@@ -3372,6 +3380,11 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_MEDIA_GET: return pl__media_get(q, r);
   case PL_STORE_GROUP_DEVICES: return pl__group_devices(q, r);
   case PL_STORE_DEVICES: return pl__devices(q, r);
+  case PL_STORE_PUSH_TOKEN:
+  case PL_STORE_PUSH_TOKENS:
+  case PL_STORE_PUSH_ENQUEUE:
+  case PL_STORE_PUSH_CLAIM:
+  case PL_STORE_PUSH_DONE: return pl_store_sqlite_push_exec(q->push, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }
@@ -3466,6 +3479,7 @@ static void pl__sq_close(void *be) {
       (pl__gcache_drop(q) != PL_OK || pl__run(q, q->st[ST_COMMIT]) != PL_OK))
     pl__run(q, q->st[ST_ROLLBACK]);
   pl__gmeta_drop(q);
+  pl_store_sqlite_push_close(q->push);
   for (int i = 0; i < ST__COUNT; i++)
     sqlite3_finalize(q->st[i]);
   if (sqlite3_close(q->db) != SQLITE_OK)
@@ -3606,7 +3620,8 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
     goto out;
   }
   sqlite3_busy_timeout(q->db, 5000); /* a tool reading the file meanwhile */
-  if (pl__setup(q, cfg->durable) != PL_OK || pl__prepare(q) != PL_OK || pl__rings_replay(q) != PL_OK)
+  if (pl__setup(q, cfg->durable) != PL_OK || pl_store_sqlite_push_open(&q->push, q->db, cfg->dir) != PL_OK ||
+      pl__prepare(q) != PL_OK || pl__rings_replay(q) != PL_OK)
     goto out;
   *out = q;
   q = NULL;
