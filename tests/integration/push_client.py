@@ -396,6 +396,25 @@ def restarts(srv, hook):
         check(srv.wait_metric("parley_push_pending", lambda v: v == 0, timeout=5) == 0, "nothing left pending")
 
 
+def crash_mid_send(srv, hook):
+    """kill -9 while a notification is out: after its lease (2 x --push-timeout + 1 s) it is
+    sent again, once (at least once to the provider; the phone's collapse id shows it once)."""
+    n = len(hook.of("tok-bob"))
+    hook.delay["tok-bob"] = 1.5  # the request is still out when the server dies
+    asyncio.run(send_one(srv, "mid-send"))
+    got = hook.wait_for("tok-bob", n + 1)
+    check(len(got) == n + 1 and got[-1]["json"]["text"] == "mid-send", f"first attempt: {got[n:]}")
+    srv.stop(signal.SIGKILL)
+    hook.delay.pop("tok-bob")
+    srv.start()
+    got = hook.wait_for("tok-bob", n + 2, timeout=20)
+    check(len(got) == n + 2 and got[-1]["json"]["text"] == "mid-send" and got[-1]["json"]["count"] == 1,
+          f"sent again after the lease: {[r['raw'] for r in got[n:]]}")
+    check(got[-1]["t"] - got[-2]["t"] >= 2.5, f"not before the lease ended: {got[-1]['t'] - got[-2]['t']:.2f}s")
+    check(srv.wait_metric("parley_push_pending", lambda v: v == 0, timeout=5) == 0, "nothing left pending")
+    quiet(hook, "tok-bob", n + 2)
+
+
 async def privacy(srv, hook):
     n = len(hook.of("tok-bob"))
     alice = await login(srv, "alice")
@@ -517,6 +536,11 @@ def main():
         srv.extra = ["--push-webhook", hookurl, "--push-window", "6000"]
         srv.start()
         restarts(srv, hook)
+        step = "crash mid-send"
+        srv.stop()
+        srv.extra = ["--push-webhook", hookurl, "--push-timeout", "1500"]  # a lease of 4 s
+        srv.start()
+        crash_mid_send(srv, hook)
         step = "privacy"
         srv.stop()
         srv.extra = ["--push-webhook", hookurl, "--push-privacy", "1"]
@@ -537,7 +561,8 @@ def main():
         if srv.proc and srv.proc.poll() is None:
             srv.proc.kill()
         return 1
-    print("PASS push_client: webhook, collapse, retries, invalid tokens, restarts, groups, privacy, FCM, APNs")
+    print("PASS push_client: webhook, collapse, retries, invalid tokens, restarts, a crash mid-send, groups, "
+          "privacy, FCM, APNs")
     subprocess.run(["rm", "-rf", tmp])
     return 0
 
