@@ -258,18 +258,27 @@ static int pl__wants(pl_push *p, uint64_t device, const char *sender) {
   return t && !mine && !p->cfg.online(p->cfg.online_ud, device);
 }
 
-/* The devices of list that want a notification into u; then ENQUEUE, or
- * u is freed. Store thread. */
-static void pl__enqueue(pl__sub *u, const uint64_t *list, size_t n, uint64_t skip) {
-  pl_push *p = u->p;
-  u->devices = pl_malloc((n ? n : 1) * sizeof *u->devices);
-  for (size_t i = 0; i < n; i++)
-    if (list[i] != skip && pl__wants(p, list[i], u->sender))
-      u->devices[u->ndevices++] = list[i];
-  if (!u->ndevices) {
-    pl__sub_free(u);
-    return;
+/* The devices of list that want a notification of a message from sender
+ * (pl_free it); NULL if none. */
+static uint64_t *pl__wanted(pl_push *p, const uint64_t *list, size_t n, uint64_t skip, const char *sender,
+                            size_t *nout) {
+  uint64_t *out = NULL;
+  *nout = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (list[i] == skip || !pl__wants(p, list[i], sender))
+      continue;
+    if (!out)
+      out = pl_malloc((n - i) * sizeof *out);
+    out[(*nout)++] = list[i];
   }
+  return out;
+}
+
+/* u's message for these devices (u takes them): ENQUEUE. Store thread. */
+static void pl__enqueue(pl__sub *u, uint64_t *devices, size_t n) {
+  pl_push *p = u->p;
+  u->devices = devices;
+  u->ndevices = n;
   struct pl_store_push_in *in = &u->req.in.push;
   in->devices = u->devices;
   in->ndevices = u->ndevices;
@@ -286,7 +295,10 @@ static void pl__enqueue(pl__sub *u, const uint64_t *list, size_t n, uint64_t ski
 void pl_push_queued(pl_push *p, const pl_msg *m, const uint64_t *devices, size_t n) {
   if (!p || !pl__visible(m) || !atomic_load_explicit(&p->ntokens, memory_order_relaxed))
     return;
-  pl__enqueue(pl__msg_sub(p, m), devices, n, 0);
+  size_t k;
+  uint64_t *want = pl__wanted(p, devices, n, 0, m->from, &k);
+  if (want) /* the message is copied only for a device that wants it */
+    pl__enqueue(pl__msg_sub(p, m), want, k);
 }
 
 /* The group's devices came back (store thread): those that want it. */
@@ -298,12 +310,12 @@ static void pl__group_done(pl_store_req *req) {
     pl__sub_free(u);
     return;
   }
-  uint64_t *targets = req->out.targets;
-  size_t n = req->out.ntargets;
-  req->out.targets = NULL; /* ours now: the next submit clears out */
-  req->out.ntargets = 0;
-  pl__enqueue(u, targets, n, u->skip);
-  pl_free(targets);
+  size_t k;
+  uint64_t *want = pl__wanted(u->p, req->out.targets, req->out.ntargets, u->skip, u->sender, &k);
+  if (want)
+    pl__enqueue(u, want, k);
+  else
+    pl__sub_free(u);
 }
 
 /* The members are looked up in a request of their own, queued behind the
