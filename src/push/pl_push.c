@@ -2,10 +2,10 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "parley.pb-c.h"
 
@@ -16,29 +16,33 @@
 #include "../common/pl_time.h"
 
 #define PL__NPROV 3
-#define PL__PREVIEW 256 /* message bytes kept for the notification text */
+#define PL__PREVIEW 256  /* message bytes kept for the notification text */
+#define PL__POLL_MS 1000 /* longest sleep: rows another node left, the pending gauge */
 
 static const pl_pushp *const pl__provs[PL__NPROV] = {&pl_pushp_webhook, &pl_pushp_fcm, &pl_pushp_apns};
 
-/* A device's token (in memory, under mu: the store thread's lookup). */
+/* A device's token as this node last knew it (under mu): the store
+ * thread's filter, so that a message to a device without a token costs a
+ * hash lookup and no store request. The store's push_tokens is the truth
+ * the claim reads. */
 typedef struct pl__tok {
   uint64_t user_id;
   int prov;
   char *user, *token;
 } pl__tok;
 
-enum { EV_MSG, EV_GROUP, EV_TOKEN };
-
-/* What other threads hand the push thread. */
-typedef struct pl__ev {
-  struct pl__ev *next;
-  int kind;
-  uint64_t device, user_id, gid, skip;
-  int prov;                 /* EV_TOKEN */
-  char *user, *token;       /* EV_TOKEN (token NULL: removed) */
-  char *conv, *from, *text; /* EV_MSG, EV_GROUP (NULL in privacy mode) */
+/* A store request the push service submits without waiting (PUSH_TOKEN,
+ * GROUP_DEVICES then PUSH_ENQUEUE), with the strings it borrows. */
+typedef struct pl__sub {
+  pl_store_req req;
+  pl_push *p;
+  uint64_t *devices;
+  size_t ndevices;
+  uint64_t skip;                     /* GROUP_DEVICES: the sending device */
+  char *sender, *from, *conv, *text; /* ENQUEUE (from, conv, text NULL in privacy mode) */
   size_t text_len;
-} pl__ev;
+  char *user, *provider, *token; /* PUSH_TOKEN */
+} pl__sub;
 
 /* One request in flight (push thread). */
 typedef struct pl__job {
@@ -47,131 +51,33 @@ typedef struct pl__job {
   struct curl_slist *hdrs;
   pl_pushp_req req;
   pl_bytes ans;
-  uint64_t device, count;
+  uint64_t device, count, claim;
   uint32_t attempts;
   int prov;
   char *token; /* the one sent to: an invalid answer forgets only this one */
 } pl__job;
 
-#define PL__SQL(X)                                                                                     \
-  X(TOK_PUT, "INSERT OR REPLACE INTO tokens(device_id, user_id, user, provider, token, updated)"       \
-             " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                        \
-  X(TOK_DEL, "DELETE FROM tokens WHERE device_id = ?1")                                                \
-  X(TOK_DEL_IF, "DELETE FROM tokens WHERE device_id = ?1 AND token = ?2")                              \
-  X(PEND_ADD,                                                                                          \
-    "INSERT INTO pending(device_id, user_id, count, first_ms, next_ms, attempts, sender, conv,"        \
-    " preview) VALUES(?1, ?2, 1, ?3, ?4, 0, ?5, ?6, ?7) ON CONFLICT(device_id) DO UPDATE SET"          \
-    " count = count + 1, sender = excluded.sender, conv = excluded.conv, preview = excluded.preview")  \
-  X(PEND_DUE, "SELECT device_id, user_id, count, attempts, sender, conv, preview FROM pending"         \
-              " WHERE next_ms <= ?1 ORDER BY next_ms LIMIT ?2")                                        \
-  X(PEND_DEL, "DELETE FROM pending WHERE device_id = ?1")                                              \
-  X(PEND_DONE, "DELETE FROM pending WHERE device_id = ?1 AND count <= ?2")                             \
-  /* messages that came while the request was out: a new window for them */                            \
-  X(PEND_REST, "UPDATE pending SET count = count - ?2, first_ms = ?3, next_ms = ?3 + ?4, attempts = 0" \
-               " WHERE device_id = ?1")                                                                \
-  X(PEND_NEXT, "UPDATE pending SET next_ms = ?2, attempts = ?3 WHERE device_id = ?1")                  \
-  X(PEND_MIN, "SELECT min(next_ms) FROM pending")                                                      \
-  X(PEND_COUNT, "SELECT count(*) FROM pending")
-
-enum {
-#define PL__SQL_ENUM(name, sql) ST_##name,
-  PL__SQL(PL__SQL_ENUM)
-#undef PL__SQL_ENUM
-      ST__COUNT
-};
-
-static const char *const pl__sql[] = {
-#define PL__SQL_TEXT(name, sql) sql,
-    PL__SQL(PL__SQL_TEXT)
-#undef PL__SQL_TEXT
-};
-
-static const char pl__schema[] =
-    "CREATE TABLE IF NOT EXISTS tokens(device_id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
-    " user TEXT NOT NULL, provider TEXT NOT NULL, token TEXT NOT NULL, updated INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS pending(device_id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
-    " count INTEGER NOT NULL, first_ms INTEGER NOT NULL, next_ms INTEGER NOT NULL,"
-    " attempts INTEGER NOT NULL, sender TEXT, conv TEXT, preview BLOB);"
-    "CREATE INDEX IF NOT EXISTS pending_next ON pending(next_ms);";
-
 struct pl_push {
   pl_push_config cfg;
+  char owner[128];      /* this node's name in the claims it takes */
   void *pst[PL__NPROV]; /* provider state; NULL: that provider is off */
-  sqlite3 *db;
-  sqlite3_stmt *st[ST__COUNT];
   CURLM *multi;
   pthread_t thread;
   int started;
-  pthread_mutex_t mu; /* guards tokens, head/tail, stop */
+  pthread_mutex_t mu; /* guards tokens, stop */
   pl_map tokens;      /* device -> pl__tok */
-  pl__ev *head, *tail;
   int stop;
   pl_map jobs; /* device -> pl__job (push thread) */
   size_t njobs;
-  uint64_t rng; /* backoff jitter (push thread) */
+  pl_store_push_result *results; /* outcomes not yet written (push thread) */
+  size_t nresults, results_cap;
+  char **result_tokens; /* BAD_TOKEN results' tokens, owned */
+  uint64_t next_due;    /* the last claim's answer (push thread) */
+  uint64_t last_claim;  /* when it was asked (push thread) */
+  atomic_int kick;      /* claim at the next turn: a row was added or changed */
+  uint64_t rng;         /* backoff jitter (push thread) */
   atomic_uint_fast64_t sent, retried, failed, invalid, pending, ntokens;
 };
-
-/* ---- push.db ------------------------------------------------------------ */
-
-static void pl__bind_u64(sqlite3_stmt *st, int i, uint64_t v) { sqlite3_bind_int64(st, i, (sqlite3_int64)v); }
-
-static void pl__bind_str(sqlite3_stmt *st, int i, const char *s) {
-  if (s)
-    sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-  else
-    sqlite3_bind_null(st, i);
-}
-
-/* Runs a statement that returns no rows (bound already); resets it. */
-static int pl__run(pl_push *p, int which) {
-  sqlite3_stmt *st = p->st[which];
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  if (rc != SQLITE_DONE) {
-    pl_warn("push.db: %s", sqlite3_errmsg(p->db));
-    return -1;
-  }
-  return sqlite3_changes(p->db);
-}
-
-static uint64_t pl__one(pl_push *p, int which) {
-  sqlite3_stmt *st = p->st[which];
-  uint64_t v = sqlite3_step(st) == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
-  sqlite3_reset(st);
-  return v;
-}
-
-static void pl__exec(pl_push *p, const char *sql) {
-  if (sqlite3_exec(p->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-    pl_warn("push.db: %s: %s", sql, sqlite3_errmsg(p->db));
-}
-
-static void pl__pend_del(pl_push *p, uint64_t device) {
-  pl__bind_u64(p->st[ST_PEND_DEL], 1, device);
-  pl__run(p, ST_PEND_DEL);
-}
-
-static pl_err pl__db_open(pl_push *p, char *why, size_t whylen) {
-  char path[600];
-  snprintf(path, sizeof path, "%s/push.db", p->cfg.dir);
-  if (sqlite3_open_v2(path, &p->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
-          SQLITE_OK ||
-      sqlite3_exec(p->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
-      sqlite3_exec(p->db, p->cfg.durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL,
-                   NULL, NULL) != SQLITE_OK ||
-      sqlite3_exec(p->db, pl__schema, NULL, NULL, NULL) != SQLITE_OK) {
-    snprintf(why, whylen, "%s: %s", path, p->db ? sqlite3_errmsg(p->db) : "cannot open");
-    return PL_ERR_STORE;
-  }
-  for (int i = 0; i < ST__COUNT; i++)
-    if (sqlite3_prepare_v3(p->db, pl__sql[i], -1, SQLITE_PREPARE_PERSISTENT, &p->st[i], NULL) != SQLITE_OK) {
-      snprintf(why, whylen, "push.db: %s", sqlite3_errmsg(p->db));
-      return PL_ERR_STORE;
-    }
-  return PL_OK;
-}
 
 static int pl__prov_index(const char *name) {
   for (int i = 0; name && i < PL__NPROV; i++)
@@ -188,53 +94,68 @@ static void pl__tok_free(pl__tok *t) {
   pl_free(t);
 }
 
-/* The tokens into memory (before the thread starts). Tokens of a provider
- * that is off now stay in push.db, unused, until it is on again. */
-static pl_err pl__load_tokens(pl_push *p) {
-  sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(p->db, "SELECT device_id, user_id, user, provider, token FROM tokens", -1, &st,
-                         NULL) != SQLITE_OK)
-    return PL_ERR_STORE;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    int prov = pl__prov_index((const char *)sqlite3_column_text(st, 3));
-    if (prov < 0 || !p->pst[prov])
-      continue;
-    pl__tok *t = pl_calloc(1, sizeof *t);
-    t->user_id = (uint64_t)sqlite3_column_int64(st, 1);
-    t->prov = prov;
-    t->user = pl_strdup((const char *)sqlite3_column_text(st, 2));
-    t->token = pl_strdup((const char *)sqlite3_column_text(st, 4));
-    pl_map_put(&p->tokens, (uint64_t)sqlite3_column_int64(st, 0), t);
-  }
-  sqlite3_finalize(st);
-  atomic_store(&p->ntokens, p->tokens.len);
-  return PL_OK;
-}
-
-/* ---- events from other threads ------------------------------------------ */
-
-static void pl__ev_free(pl__ev *e) {
-  pl_free(e->user);
-  pl_free(e->token);
-  pl_free(e->conv);
-  pl_free(e->from);
-  pl_free(e->text);
-  pl_free(e);
-}
-
-/* mu held. */
-static void pl__enqueue(pl_push *p, pl__ev *e) {
-  e->next = NULL;
-  if (p->tail)
-    p->tail->next = e;
-  else
-    p->head = e;
-  p->tail = e;
-}
-
 static void pl__wake(pl_push *p) {
   if (p->multi)
     curl_multi_wakeup(p->multi);
+}
+
+/* The tokens into memory (before the thread starts). Tokens of a provider
+ * that is off now stay in the store, unused, until it is on again. */
+static pl_err pl__load_tokens(pl_push *p, char *why, size_t whylen) {
+  pl_store_req r = {.op = PL_STORE_PUSH_TOKENS};
+  pl_err e = pl_store_call(p->cfg.store, &r);
+  if (e != PL_OK) {
+    snprintf(why, whylen, "cannot read the push tokens from the store: %s", pl_err_msg(e));
+    return e;
+  }
+  for (size_t i = 0; i < r.out.push.ntokens; i++) {
+    const pl_store_push_token *s = &r.out.push.tokens[i];
+    int prov = pl__prov_index(s->provider);
+    if (prov < 0 || !p->pst[prov])
+      continue;
+    pl__tok *t = pl_calloc(1, sizeof *t);
+    *t = (pl__tok){
+        .user_id = s->user_id, .prov = prov, .user = pl_strdup(s->user), .token = pl_strdup(s->token)};
+    pl__tok_free(pl_map_put(&p->tokens, s->device, t));
+  }
+  atomic_store(&p->ntokens, p->tokens.len);
+  pl_store_req_clear(&r);
+  return PL_OK;
+}
+
+/* ---- requests from other threads ------------------------------------------ */
+
+static void pl__sub_free(pl__sub *u) {
+  pl_store_req_clear(&u->req);
+  pl_free(u->devices);
+  pl_free(u->sender);
+  pl_free(u->from);
+  pl_free(u->conv);
+  pl_free(u->text);
+  pl_free(u->user);
+  pl_free(u->provider);
+  pl_free(u->token);
+  pl_free(u);
+}
+
+static void pl__sub_done(pl_store_req *req) {
+  pl__sub *u = req->data;
+  if (req->status != PL_OK)
+    pl_warn("push: a store request (op %d) failed: %s", (int)req->op, pl_err_name(req->status));
+  else if (req->op == PL_STORE_PUSH_ENQUEUE && req->out.push.enqueued) {
+    atomic_store(&u->p->kick, 1); /* a new row: the thread learns when it falls due */
+    pl__wake(u->p);
+  }
+  pl__sub_free(u);
+}
+
+/* Submitted with no origin: done runs on the store thread. */
+static void pl__sub_submit(pl__sub *u, pl_store_op op, pl_store_done_cb done) {
+  u->req.op = op;
+  u->req.done = done;
+  u->req.origin = NULL;
+  u->req.data = u;
+  pl_store_submit(u->p->cfg.store, &u->req);
 }
 
 int pl_push_provider_on(const pl_push *p, const char *provider) {
@@ -254,30 +175,43 @@ static int pl__token_ok(const char *t) {
   return 1;
 }
 
+/* The in-memory set and the store request for a token set or removed. */
+static void pl__token_submit(pl_push *p, uint64_t device, uint64_t user_id, const char *user, int prov,
+                             const char *token) {
+  pl__sub *u = pl_calloc(1, sizeof *u);
+  u->p = p;
+  u->req.in.push.device = device;
+  u->req.in.push.now = pl_now_ms();
+  if (token) {
+    u->user = pl_strdup(user);
+    u->provider = pl_strdup(pl__provs[prov]->name);
+    u->token = pl_strdup(token);
+    u->req.in.push.user_id = user_id;
+  }
+  u->req.in.push.user = u->user;
+  u->req.in.push.provider = u->provider;
+  u->req.in.push.token = u->token;
+  pl__sub_submit(u, PL_STORE_PUSH_TOKEN, pl__sub_done);
+}
+
 pl_err pl_push_register(pl_push *p, uint64_t device, uint64_t user_id, const char *user, const char *provider,
                         const char *token) {
   int set = token && *token, prov = pl__prov_index(provider);
-  if (!p || (set && (prov < 0 || !p->pst[prov] || !pl__token_ok(token) || !user)))
+  if (!p || (set && (prov < 0 || !p->pst[prov] || !pl__token_ok(token) || !user || !user_id)))
     return PL_ERR_INVALID_ARGUMENT;
-  pl__ev *e = pl_calloc(1, sizeof *e);
-  e->kind = EV_TOKEN;
-  e->device = device;
-  e->user_id = user_id;
-  e->prov = prov;
   pl__tok *t = NULL;
   if (set) {
-    e->user = pl_strdup(user);
-    e->token = pl_strdup(token);
     t = pl_calloc(1, sizeof *t);
     *t = (pl__tok){.user_id = user_id, .prov = prov, .user = pl_strdup(user), .token = pl_strdup(token)};
   }
+  /* Under mu: two registrations of one device reach the store in the order
+   * the map saw them. */
   pthread_mutex_lock(&p->mu);
   pl__tok *old = t ? pl_map_put(&p->tokens, device, t) : pl_map_del(&p->tokens, device);
   atomic_store(&p->ntokens, p->tokens.len);
-  pl__enqueue(p, e);
+  pl__token_submit(p, device, user_id, user, prov, set ? token : NULL);
   pthread_mutex_unlock(&p->mu);
   pl__tok_free(old);
-  pl__wake(p);
   return PL_OK;
 }
 
@@ -285,13 +219,16 @@ pl_err pl_push_register(pl_push *p, uint64_t device, uint64_t user_id, const cha
  * membership events. */
 static int pl__visible(const pl_msg *m) { return m->kind == PL_MSG_MESSAGE; }
 
-static pl__ev *pl__msg_ev(const pl_push *p, int kind, const pl_msg *m) {
-  pl__ev *e = pl_calloc(1, sizeof *e);
-  e->kind = kind;
-  if (p->cfg.privacy) /* nothing that names anyone or says anything is kept */
-    return e;
-  e->conv = pl_strdup(m->conv);
-  e->from = pl_strdup(m->from);
+/* What the notification may say of m: nothing that names anyone or says
+ * anything in privacy mode. */
+static pl__sub *pl__msg_sub(pl_push *p, const pl_msg *m) {
+  pl__sub *u = pl_calloc(1, sizeof *u);
+  u->p = p;
+  u->sender = pl_strdup(m->from); /* their own devices get a copy, not a notification */
+  if (p->cfg.privacy)
+    return u;
+  u->conv = pl_strdup(m->conv);
+  u->from = pl_strdup(m->from);
   /* an attachment shows as what it is, then its caption (protocol.md 13) */
   const char *what = NULL;
   if (m->media_len) {
@@ -302,121 +239,127 @@ static pl__ev *pl__msg_ev(const pl_push *p, int kind, const pl_msg *m) {
   }
   size_t klen = what ? strlen(what) + (m->body_len ? 2 : 0) : 0;
   size_t blen = m->body_len < PL__PREVIEW ? m->body_len : PL__PREVIEW;
-  e->text_len = klen + blen;
-  e->text = pl_malloc(e->text_len + 1);
+  u->text_len = klen + blen;
+  u->text = pl_malloc(u->text_len + 1);
   if (what)
-    snprintf(e->text, klen + 1, "%s%s", what, m->body_len ? ": " : "");
-  memcpy(e->text + klen, m->body ? (const char *)m->body : "", blen);
-  e->text[e->text_len] = '\0';
-  return e;
+    snprintf(u->text, klen + 1, "%s%s", what, m->body_len ? ": " : "");
+  memcpy(u->text + klen, m->body ? (const char *)m->body : "", blen);
+  u->text[u->text_len] = '\0';
+  return u;
+}
+
+/* May device get a notification of a message from sender? It has a token
+ * here, is not the sender's, and is offline. */
+static int pl__wants(pl_push *p, uint64_t device, const char *sender) {
+  pthread_mutex_lock(&p->mu);
+  pl__tok *t = pl_map_get(&p->tokens, device);
+  int mine = t && sender && !strcmp(t->user, sender);
+  pthread_mutex_unlock(&p->mu);
+  return t && !mine && !p->cfg.online(p->cfg.online_ud, device);
+}
+
+/* The devices of list that want a notification of a message from sender
+ * (pl_free it); NULL if none. */
+static uint64_t *pl__wanted(pl_push *p, const uint64_t *list, size_t n, uint64_t skip, const char *sender,
+                            size_t *nout) {
+  uint64_t *out = NULL;
+  *nout = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (list[i] == skip || !pl__wants(p, list[i], sender))
+      continue;
+    if (!out)
+      out = pl_malloc((n - i) * sizeof *out);
+    out[(*nout)++] = list[i];
+  }
+  return out;
+}
+
+/* u's message for these devices (u takes them): ENQUEUE. Store thread. */
+static void pl__enqueue(pl__sub *u, uint64_t *devices, size_t n) {
+  pl_push *p = u->p;
+  u->devices = devices;
+  u->ndevices = n;
+  struct pl_store_push_in *in = &u->req.in.push;
+  in->devices = u->devices;
+  in->ndevices = u->ndevices;
+  in->sender = u->sender;
+  in->from = u->from;
+  in->conv = u->conv;
+  in->text = u->text;
+  in->text_len = u->text_len;
+  in->now = pl_now_ms();
+  in->window_ms = p->cfg.window_ms;
+  pl__sub_submit(u, PL_STORE_PUSH_ENQUEUE, pl__sub_done);
 }
 
 void pl_push_queued(pl_push *p, const pl_msg *m, const uint64_t *devices, size_t n) {
   if (!p || !pl__visible(m) || !atomic_load_explicit(&p->ntokens, memory_order_relaxed))
     return;
-  for (size_t i = 0; i < n; i++) {
-    pthread_mutex_lock(&p->mu);
-    pl__tok *t = pl_map_get(&p->tokens, devices[i]);
-    /* the sender's own other devices get a copy, not a notification */
-    uint64_t uid = t && strcmp(t->user, m->from) != 0 ? t->user_id : 0;
-    pthread_mutex_unlock(&p->mu);
-    if (!uid || p->cfg.online(p->cfg.online_ud, devices[i]))
-      continue;
-    pl__ev *e = pl__msg_ev(p, EV_MSG, m);
-    e->device = devices[i];
-    e->user_id = uid;
-    pthread_mutex_lock(&p->mu);
-    pl__enqueue(p, e);
-    pthread_mutex_unlock(&p->mu);
-    pl__wake(p);
-  }
+  size_t k;
+  uint64_t *want = pl__wanted(p, devices, n, 0, m->from, &k);
+  if (want) /* the message is copied only for a device that wants it */
+    pl__enqueue(pl__msg_sub(p, m), want, k);
 }
 
+/* The group's devices came back (store thread): those that want it. */
+static void pl__group_done(pl_store_req *req) {
+  pl__sub *u = req->data;
+  if (req->status != PL_OK) {
+    pl_warn("push: group %llu: cannot list its devices: %s", (unsigned long long)req->in.group,
+            pl_err_name(req->status));
+    pl__sub_free(u);
+    return;
+  }
+  size_t k;
+  uint64_t *want = pl__wanted(u->p, req->out.targets, req->out.ntargets, u->skip, u->sender, &k);
+  if (want)
+    pl__enqueue(u, want, k);
+  else
+    pl__sub_free(u);
+}
+
+/* The members are looked up in a request of their own, queued behind the
+ * commit that made the message (the store thread must not wait). */
 void pl_push_group(pl_push *p, const pl_msg *m, uint64_t gid, uint64_t skip) {
   if (!p || !pl__visible(m) || !atomic_load_explicit(&p->ntokens, memory_order_relaxed))
     return;
-  pl__ev *e = pl__msg_ev(p, EV_GROUP, m); /* members are looked up on the push thread */
-  e->gid = gid;
-  e->skip = skip;
-  if (p->cfg.privacy) /* the sender's name is still needed to skip their devices */
-    e->user = pl_strdup(m->from);
-  pthread_mutex_lock(&p->mu);
-  pl__enqueue(p, e);
-  pthread_mutex_unlock(&p->mu);
-  pl__wake(p);
+  pl__sub *u = pl__msg_sub(p, m);
+  u->skip = skip;
+  u->req.in.group = gid;
+  pl__sub_submit(u, PL_STORE_GROUP_DEVICES, pl__group_done);
 }
 
-/* ---- the push thread: writing events ------------------------------------ */
+/* ---- the push thread: outcomes ------------------------------------------- */
 
-static void pl__pend_add(pl_push *p, const pl__ev *e, uint64_t device, uint64_t user_id, uint64_t now) {
-  sqlite3_stmt *st = p->st[ST_PEND_ADD];
-  pl__bind_u64(st, 1, device);
-  pl__bind_u64(st, 2, user_id);
-  pl__bind_u64(st, 3, now);
-  pl__bind_u64(st, 4, now + p->cfg.window_ms);
-  pl__bind_str(st, 5, e->from);
-  pl__bind_str(st, 6, e->conv);
-  if (e->text)
-    sqlite3_bind_blob(st, 7, e->text, (int)e->text_len, SQLITE_STATIC);
-  pl__run(p, ST_PEND_ADD);
+/* Kept until pl__flush writes them all in one request. */
+static void pl__outcome(pl_push *p, const pl_store_push_result *x) {
+  if (p->nresults == p->results_cap) {
+    p->results_cap = p->results_cap ? p->results_cap * 2 : 64;
+    p->results = pl_realloc(p->results, p->results_cap * sizeof *p->results);
+    p->result_tokens = pl_realloc(p->result_tokens, p->results_cap * sizeof *p->result_tokens);
+  }
+  p->result_tokens[p->nresults] = x->token ? pl_strdup(x->token) : NULL;
+  p->results[p->nresults] = *x;
+  p->results[p->nresults].token = p->result_tokens[p->nresults];
+  p->nresults++;
 }
 
-static void pl__token_write(pl_push *p, const pl__ev *e, uint64_t now) {
-  sqlite3_stmt *st = p->st[e->token ? ST_TOK_PUT : ST_TOK_DEL];
-  pl__bind_u64(st, 1, e->device);
-  if (!e->token) {
-    pl__run(p, ST_TOK_DEL);
-    pl__pend_del(p, e->device);
+static void pl__flush(pl_push *p) {
+  if (!p->nresults)
     return;
-  }
-  pl__bind_u64(st, 2, e->user_id);
-  pl__bind_str(st, 3, e->user);
-  pl__bind_str(st, 4, pl__provs[e->prov]->name);
-  pl__bind_str(st, 5, e->token);
-  pl__bind_u64(st, 6, now);
-  pl__run(p, ST_TOK_PUT);
-}
-
-/* A group message: its members' offline devices with a token, but the
- * sender's (the store call runs here, off the delivery path). */
-static void pl__group_write(pl_push *p, const pl__ev *e, uint64_t now) {
-  pl_store_req r = {.op = PL_STORE_GROUP_DEVICES};
-  const char *sender = e->from ? e->from : e->user;
-  r.in.group = e->gid;
-  if (pl_store_call(p->cfg.store, &r) != PL_OK) {
-    pl_warn("push: group %llu: cannot list its devices", (unsigned long long)e->gid);
-    return;
-  }
-  for (size_t i = 0; i < r.out.ntargets; i++) {
-    uint64_t dev = r.out.targets[i];
-    pthread_mutex_lock(&p->mu);
-    pl__tok *t = dev != e->skip ? pl_map_get(&p->tokens, dev) : NULL;
-    uint64_t uid = t && sender && strcmp(t->user, sender) != 0 ? t->user_id : 0;
-    pthread_mutex_unlock(&p->mu);
-    if (uid && !p->cfg.online(p->cfg.online_ud, dev))
-      pl__pend_add(p, e, dev, uid, now);
-  }
+  pl_store_req r = {.op = PL_STORE_PUSH_DONE};
+  r.in.push.results = p->results;
+  r.in.push.nresults = p->nresults;
+  r.in.push.now = pl_now_ms();
+  r.in.push.window_ms = p->cfg.window_ms;
+  pl_err e = pl_store_call(p->cfg.store, &r);
+  if (e != PL_OK) /* the leases end and the rows are sent again: at least once */
+    pl_warn("push: cannot record %zu outcomes: %s", p->nresults, pl_err_name(e));
   pl_store_req_clear(&r);
-}
-
-/* One transaction for the whole batch (group commit). */
-static void pl__write_events(pl_push *p, pl__ev *list) {
-  uint64_t now = pl_now_ms();
-  pl__exec(p, "BEGIN IMMEDIATE");
-  for (pl__ev *e = list; e; e = e->next) {
-    if (e->kind == EV_TOKEN)
-      pl__token_write(p, e, now);
-    else if (e->kind == EV_GROUP)
-      pl__group_write(p, e, now);
-    else
-      pl__pend_add(p, e, e->device, e->user_id, now);
-  }
-  pl__exec(p, "COMMIT");
-  while (list) {
-    pl__ev *next = list->next;
-    pl__ev_free(list);
-    list = next;
-  }
+  for (size_t i = 0; i < p->nresults; i++)
+    pl_free(p->result_tokens[i]);
+  p->nresults = 0;
+  atomic_store(&p->kick, 1); /* rows went or fell due at another time */
 }
 
 /* ---- the push thread: sending ------------------------------------------- */
@@ -480,26 +423,31 @@ static void pl__job_free(pl__job *j) {
   pl_free(j);
 }
 
-static void pl__retry_later(pl_push *p, uint64_t device, uint32_t attempts, uint64_t delay_ms) {
+/* A lease is the time a request may take, twice, and a second: a request
+ * ends (curl's timeout) well before its row may go to another claimer. */
+static uint64_t pl__lease_ms(const pl_push *p) { return 2ull * p->cfg.timeout_ms + 1000; }
+
+static void pl__result(pl_push *p, uint64_t device, uint64_t claim, uint64_t count, int outcome) {
+  pl_store_push_result x = {.device = device, .claim = claim, .count = count, .outcome = outcome};
+  pl__outcome(p, &x);
+}
+
+static void pl__retry_later(pl_push *p, uint64_t device, uint64_t claim, uint32_t attempts,
+                            uint64_t delay_ms) {
   if (attempts >= p->cfg.max_attempts) {
     atomic_fetch_add(&p->failed, 1);
     pl_warn("push: device %llu: giving up after %u attempts", (unsigned long long)device, attempts);
-    pl__pend_del(p, device);
+    pl__result(p, device, claim, 0, PL_PUSH_DONE_DROP);
     return;
   }
   atomic_fetch_add(&p->retried, 1);
-  pl__bind_u64(p->st[ST_PEND_NEXT], 1, device);
-  pl__bind_u64(p->st[ST_PEND_NEXT], 2, pl_now_ms() + delay_ms);
-  pl__bind_u64(p->st[ST_PEND_NEXT], 3, attempts);
-  pl__run(p, ST_PEND_NEXT);
+  pl_store_push_result x = {.device = device,
+                            .claim = claim,
+                            .outcome = PL_PUSH_DONE_LATER,
+                            .attempts = attempts,
+                            .due_ms = pl_now_ms() + delay_ms};
+  pl__outcome(p, &x);
 }
-
-/* A due row, as read from PEND_DUE. */
-typedef struct pl__due {
-  uint64_t device, user_id, count;
-  uint32_t attempts;
-  char *from, *conv, *text;
-} pl__due;
 
 /* The easy handle for a built request. */
 static void pl__job_start(pl_push *p, pl__job *j) {
@@ -523,100 +471,77 @@ static void pl__job_start(pl_push *p, pl__job *j) {
   curl_multi_add_handle(p->multi, j->h);
   pl_map_put(&p->jobs, j->device, j);
   p->njobs++;
-  /* A lease: while the request is out the row is not due; if parleyd dies
-   * meanwhile, the row is sent again after it. */
-  pl__bind_u64(p->st[ST_PEND_NEXT], 1, j->device);
-  pl__bind_u64(p->st[ST_PEND_NEXT], 2, pl_now_ms() + 2ull * p->cfg.timeout_ms + 1000);
-  pl__bind_u64(p->st[ST_PEND_NEXT], 3, j->attempts);
-  pl__run(p, ST_PEND_NEXT);
 }
 
-static void pl__send(pl_push *p, pl__due *d, uint64_t now) {
-  if (p->cfg.online(p->cfg.online_ud, d->device)) { /* it has the messages now */
-    pl__pend_del(p, d->device);
+/* A claimed row: its request goes out, or its outcome is known at once. */
+static void pl__send(pl_push *p, pl_store_push_row *w, uint64_t now) {
+  int prov = pl__prov_index(w->provider);
+  if (pl_map_get(&p->jobs, w->device)) { /* cannot be while leases outlast requests; be safe */
+    pl_store_push_result x = {.device = w->device,
+                              .claim = w->claim,
+                              .outcome = PL_PUSH_DONE_LATER,
+                              .attempts = w->attempts,
+                              .due_ms = now + 1000};
+    pl__outcome(p, &x);
     return;
   }
+  /* online: it has the messages now; a provider that is off here: no way */
+  if (p->cfg.online(p->cfg.online_ud, w->device) || prov < 0 || !p->pst[prov]) {
+    pl__result(p, w->device, w->claim, w->count, PL_PUSH_DONE_DROP);
+    return;
+  }
+  size_t tlen = w->text ? pl__utf8_prefix((const uint8_t *)w->text, w->text_len) : 0;
+  if (w->text)
+    w->text[tlen] = '\0';
+  pl_push_note n = {.token = w->token,
+                    .user = w->user,
+                    .device = w->device,
+                    .count = w->count,
+                    .badge = pl__badge(p, w->user_id, w->count),
+                    .conv = w->conv,
+                    .from = w->from,
+                    .text = tlen ? w->text : NULL};
   pl__job *j = pl_calloc(1, sizeof *j);
-  pthread_mutex_lock(&p->mu);
-  pl__tok *t = pl_map_get(&p->tokens, d->device);
-  char *user = t ? pl_strdup(t->user) : NULL;
-  j->token = t ? pl_strdup(t->token) : NULL;
-  j->prov = t ? t->prov : 0;
-  pthread_mutex_unlock(&p->mu);
-  if (!j->token) { /* unregistered meanwhile */
-    pl__pend_del(p, d->device);
-    pl__job_free(j);
-    pl_free(user);
-    return;
-  }
-  j->p = p;
-  j->device = d->device;
-  j->count = d->count;
-  j->attempts = d->attempts;
-  size_t tlen = d->text ? pl__utf8_prefix((const uint8_t *)d->text, strlen(d->text)) : 0;
-  if (d->text)
-    d->text[tlen] = '\0';
-  pl_push_note n = {.token = j->token,
-                    .user = user,
-                    .device = d->device,
-                    .count = d->count,
-                    .badge = pl__badge(p, d->user_id, d->count),
-                    .conv = d->conv,
-                    .from = d->from,
-                    .text = tlen ? d->text : NULL};
-  pl_err e = pl__provs[j->prov]->build(p->pst[j->prov], &n, now, &j->req);
-  pl_free(user);
-  if (e != PL_OK) {
-    pl__retry_later(p, d->device, d->attempts + 1, pl__backoff(p, d->attempts + 1));
+  *j = (pl__job){.p = p,
+                 .device = w->device,
+                 .count = w->count,
+                 .claim = w->claim,
+                 .attempts = w->attempts,
+                 .prov = prov,
+                 .token = pl_strdup(w->token)};
+  if (pl__provs[prov]->build(p->pst[prov], &n, now, &j->req) != PL_OK) {
+    pl__retry_later(p, w->device, w->claim, w->attempts + 1, pl__backoff(p, w->attempts + 1));
     pl__job_free(j);
     return;
   }
   pl__job_start(p, j);
 }
 
-static char *pl__col_dup(sqlite3_stmt *st, int i) {
-  const char *s = (const char *)sqlite3_column_blob(st, i);
-  return s ? pl_strndup(s, (size_t)sqlite3_column_bytes(st, i)) : NULL;
-}
-
-/* Starts the notifications that are due, as many as may be in flight. */
+/* Claims the rows that are due, as many as may be in flight, and starts
+ * them. The claim also says how many rows wait and when the next falls due. */
 static void pl__start_due(pl_push *p) {
+  size_t room = p->cfg.max_inflight > p->njobs ? p->cfg.max_inflight - p->njobs : 0;
   uint64_t now = pl_now_ms();
-  size_t room = p->cfg.max_inflight > p->njobs ? p->cfg.max_inflight - p->njobs : 0, n = 0;
-  if (!room)
+  /* a store request only when something may be due (polling aside) */
+  if (!room || (!atomic_exchange(&p->kick, 0) && now - p->last_claim < PL__POLL_MS &&
+                (!p->next_due || p->next_due > now)))
     return;
-  pl__due *due = pl_calloc(room, sizeof *due);
-  sqlite3_stmt *st = p->st[ST_PEND_DUE];
-  pl__bind_u64(st, 1, now);
-  pl__bind_u64(st, 2, room);
-  while (n < room && sqlite3_step(st) == SQLITE_ROW) {
-    due[n] = (pl__due){.device = (uint64_t)sqlite3_column_int64(st, 0),
-                       .user_id = (uint64_t)sqlite3_column_int64(st, 1),
-                       .count = (uint64_t)sqlite3_column_int64(st, 2),
-                       .attempts = (uint32_t)sqlite3_column_int(st, 3),
-                       .from = pl__col_dup(st, 4),
-                       .conv = pl__col_dup(st, 5),
-                       .text = pl__col_dup(st, 6)};
-    if (!pl_map_get(&p->jobs, due[n].device)) {
-      n++;
-      continue;
-    }
-    pl_free(due[n].from);
-    pl_free(due[n].conv);
-    pl_free(due[n].text);
+  p->last_claim = now;
+  pl_store_req r = {.op = PL_STORE_PUSH_CLAIM};
+  r.in.push.now = now;
+  r.in.push.owner = p->owner;
+  r.in.push.lease_ms = pl__lease_ms(p);
+  r.in.push.limit = (uint32_t)(room < 4096 ? room : 4096);
+  if (pl_store_call(p->cfg.store, &r) != PL_OK) {
+    p->next_due = 0;
+    pl_store_req_clear(&r);
+    return;
   }
-  sqlite3_reset(st);
-  if (n)
-    pl__exec(p, "BEGIN IMMEDIATE");
-  for (size_t i = 0; i < n; i++) {
-    pl__send(p, &due[i], now);
-    pl_free(due[i].from);
-    pl_free(due[i].conv);
-    pl_free(due[i].text);
-  }
-  if (n)
-    pl__exec(p, "COMMIT");
-  pl_free(due);
+  atomic_store(&p->pending, r.out.push.pending);
+  p->next_due = r.out.push.next_due;
+  for (size_t i = 0; i < r.out.push.nrows; i++)
+    pl__send(p, &r.out.push.rows[i], r.in.push.now);
+  pl_store_req_clear(&r);
 }
 
 static void pl__forget_token(pl_push *p, const pl__job *j) {
@@ -629,25 +554,12 @@ static void pl__forget_token(pl_push *p, const pl__job *j) {
     pl__tok_free(pl_map_del(&p->tokens, j->device));
   atomic_store(&p->ntokens, p->tokens.len);
   pthread_mutex_unlock(&p->mu);
-  pl__bind_u64(p->st[ST_TOK_DEL_IF], 1, j->device);
-  pl__bind_str(p->st[ST_TOK_DEL_IF], 2, j->token);
-  pl__run(p, ST_TOK_DEL_IF);
-  pl__pend_del(p, j->device);
-}
-
-/* The notification went (or was refused for good): its messages are done;
- * ones that came while it was out get a window of their own. */
-static void pl__done(pl_push *p, const pl__job *j) {
-  pl__bind_u64(p->st[ST_PEND_DONE], 1, j->device);
-  pl__bind_u64(p->st[ST_PEND_DONE], 2, j->count);
-  if (pl__run(p, ST_PEND_DONE) != 0)
-    return;
-  sqlite3_stmt *st = p->st[ST_PEND_REST];
-  pl__bind_u64(st, 1, j->device);
-  pl__bind_u64(st, 2, j->count);
-  pl__bind_u64(st, 3, pl_now_ms());
-  pl__bind_u64(st, 4, p->cfg.window_ms);
-  pl__run(p, ST_PEND_REST);
+  pl_store_push_result x = {.device = j->device,
+                            .claim = j->claim,
+                            .count = j->count,
+                            .outcome = PL_PUSH_DONE_BAD_TOKEN,
+                            .token = j->token};
+  pl__outcome(p, &x);
 }
 
 static void pl__finish(pl_push *p, pl__job *j, CURLcode rc) {
@@ -663,11 +575,11 @@ static void pl__finish(pl_push *p, pl__job *j, CURLcode rc) {
   switch (v) {
   case PL_PUSH_OK:
     atomic_fetch_add(&p->sent, 1);
-    pl__done(p, j);
+    pl__result(p, j->device, j->claim, j->count, PL_PUSH_DONE_SENT);
     break;
   case PL_PUSH_RETRY: {
     uint64_t d = pl__backoff(p, j->attempts + 1), ra = (uint64_t)retry_after * 1000u;
-    pl__retry_later(p, j->device, j->attempts + 1, ra > d && ra <= p->cfg.backoff_max_ms ? ra : d);
+    pl__retry_later(p, j->device, j->claim, j->attempts + 1, ra > d && ra <= p->cfg.backoff_max_ms ? ra : d);
     break;
   }
   case PL_PUSH_INVALID_TOKEN: pl__forget_token(p, j); break;
@@ -675,7 +587,8 @@ static void pl__finish(pl_push *p, pl__job *j, CURLcode rc) {
     atomic_fetch_add(&p->failed, 1);
     pl_warn("push: device %llu: %s refused the notification (HTTP %ld); dropped",
             (unsigned long long)j->device, pl__provs[j->prov]->name, status);
-    pl__done(p, j);
+    /* its messages are done with; later ones get a window of their own */
+    pl__result(p, j->device, j->claim, j->count, PL_PUSH_DONE_SENT);
     break;
   }
 }
@@ -683,7 +596,7 @@ static void pl__finish(pl_push *p, pl__job *j, CURLcode rc) {
 /* Collects the finished requests. */
 static void pl__reap(pl_push *p) {
   CURLMsg *m;
-  int left, began = 0;
+  int left;
   while ((m = curl_multi_info_read(p->multi, &left))) {
     if (m->msg != CURLMSG_DONE)
       continue;
@@ -693,60 +606,55 @@ static void pl__reap(pl_push *p) {
     curl_multi_remove_handle(p->multi, j->h);
     pl_map_del(&p->jobs, j->device);
     p->njobs--;
-    if (!began++)
-      pl__exec(p, "BEGIN IMMEDIATE");
     pl__finish(p, j, rc);
     pl__job_free(j);
   }
-  if (began)
-    pl__exec(p, "COMMIT");
 }
 
-/* How long the thread may sleep: until the next row is due, at most 1 s. */
+/* How long the thread may sleep: until the next row is due, at most
+ * PL__POLL_MS (rows another node enqueued or left are found by polling;
+ * this node's own enqueues wake it). */
 static int pl__wait_ms(pl_push *p) {
-  uint64_t next = pl__one(p, ST_PEND_MIN), now = pl_now_ms();
-  if (!next || p->njobs >= p->cfg.max_inflight)
-    return 1000;
-  return next <= now ? 0 : next - now > 1000 ? 1000 : (int)(next - now);
+  uint64_t now = pl_now_ms();
+  if (atomic_load(&p->kick) && p->njobs < p->cfg.max_inflight)
+    return 0;
+  if (!p->next_due || p->njobs >= p->cfg.max_inflight)
+    return PL__POLL_MS;
+  return p->next_due <= now ? 0 : p->next_due - now > PL__POLL_MS ? PL__POLL_MS : (int)(p->next_due - now);
 }
 
-/* Stopping: requests in flight are abandoned, their rows due at once
- * after the restart (the provider may have shown them: at least once). */
+/* Stopping: requests in flight are abandoned, their rows released to be
+ * due at once for the next claimer (the provider may have shown them: at
+ * least once). If the store is already stopped, their leases end instead. */
 static void pl__abandon(pl_push *p) {
   uint64_t k;
   void *v;
-  pl__exec(p, "BEGIN IMMEDIATE");
   for (size_t it = 0; pl_map_next(&p->jobs, &it, &k, &v);) {
     pl__job *j = v;
     curl_multi_remove_handle(p->multi, j->h);
-    pl__bind_u64(p->st[ST_PEND_NEXT], 1, j->device);
-    pl__bind_u64(p->st[ST_PEND_NEXT], 2, 0);
-    pl__bind_u64(p->st[ST_PEND_NEXT], 3, j->attempts);
-    pl__run(p, ST_PEND_NEXT);
+    pl__result(p, j->device, j->claim, j->count, PL_PUSH_DONE_RELEASE);
     pl__job_free(j);
   }
-  pl__exec(p, "COMMIT");
+  pl__flush(p);
   pl_map_free(&p->jobs);
   p->njobs = 0;
 }
 
 static void *pl__main(void *arg) {
   pl_push *p = arg;
+  pthread_setname_np(pthread_self(), "pl-push");
   for (;;) {
     pthread_mutex_lock(&p->mu);
-    pl__ev *list = p->head;
     int stop = p->stop;
-    p->head = p->tail = NULL;
     pthread_mutex_unlock(&p->mu);
-    if (list)
-      pl__write_events(p, list);
     if (stop)
       break;
     pl__start_due(p);
+    pl__flush(p); /* the outcomes known without a request */
     int running;
     curl_multi_perform(p->multi, &running);
     pl__reap(p);
-    atomic_store(&p->pending, pl__one(p, ST_PEND_COUNT));
+    pl__flush(p);
     curl_multi_poll(p->multi, NULL, 0, pl__wait_ms(p), NULL);
   }
   pl__abandon(p);
@@ -776,19 +684,34 @@ static pl_err pl__providers(pl_push *p, char *why, size_t whylen) {
   return any;
 }
 
+/* The claims' owner: the configured node name, else host name and pid. */
+static void pl__owner(pl_push *p) {
+  char host[64] = "";
+  if (p->cfg.node && *p->cfg.node) {
+    snprintf(p->owner, sizeof p->owner, "%s", p->cfg.node);
+    return;
+  }
+  if (gethostname(host, sizeof host - 1) != 0)
+    snprintf(host, sizeof host, "parleyd");
+  snprintf(p->owner, sizeof p->owner, "%s/%ld", host, (long)getpid());
+}
+
 pl_err pl_push_open(pl_push **out, const pl_push_config *cfg, char *why, size_t whylen) {
   pl_push *p = pl_calloc(1, sizeof *p);
   p->cfg = *cfg;
   p->rng = pl_mono_us() | 1;
+  pl__owner(p);
   pthread_mutex_init(&p->mu, NULL);
   pl_map_init(&p->tokens);
   pl_map_init(&p->jobs);
   *out = NULL;
   pl_err e = pl__providers(p, why, whylen);
+  if (e == PL_OK && !cfg->store) {
+    snprintf(why, whylen, "push needs the store");
+    e = PL_ERR_CONFIG;
+  }
   if (e == PL_OK)
-    e = pl__db_open(p, why, whylen);
-  if (e == PL_OK)
-    e = pl__load_tokens(p);
+    e = pl__load_tokens(p, why, whylen);
   if (e == PL_OK && !(p->multi = curl_multi_init()))
     e = PL_ERR_IO;
   if (e == PL_OK && pthread_create(&p->thread, NULL, pl__main, p) != 0)
@@ -823,14 +746,8 @@ void pl_push_free(pl_push *p) {
     pl__tok_free(v);
   pl_map_free(&p->tokens);
   pl_map_free(&p->jobs);
-  while (p->head) { /* queued after the stop (none in parleyd: the store stops first) */
-    pl__ev *e = p->head;
-    p->head = e->next;
-    pl__ev_free(e);
-  }
-  for (int i = 0; i < ST__COUNT; i++)
-    sqlite3_finalize(p->st[i]);
-  sqlite3_close(p->db);
+  pl_free(p->results);
+  pl_free(p->result_tokens);
   if (p->multi)
     curl_multi_cleanup(p->multi);
   for (int i = 0; i < PL__NPROV; i++)

@@ -220,7 +220,6 @@ static pl_limits *pl__limits(const pl_config *c, const pl_core_config *cc) {
 static pl_err pl__start_push(pl_server *srv) {
   const pl_config *c = &srv->cfg;
   pl_push_config pc = {
-      .dir = c->data,
       .providers = {.webhook_url = c->push_webhook,
                     .fcm_credentials = c->fcm_credentials,
                     .fcm_endpoint = c->fcm_endpoint,
@@ -236,7 +235,6 @@ static pl_err pl__start_push(pl_server *srv) {
       .timeout_ms = c->push_timeout_ms,
       .max_inflight = c->push_inflight,
       .privacy = c->push_privacy,
-      .durable = c->durable,
       .store = srv->store,
       .online = pl_core_online,
       .online_ud = srv->core,
@@ -370,8 +368,11 @@ static pl_err pl__start(pl_server *srv) {
  * close connections (output flushed) and end the loops. */
 static void pl__shutdown(pl_server *srv) {
   pl__post_all(srv, pl__stop_listen, NULL);
+  /* Before the store: the rows of requests in flight are released in it.
+   * The store's last commits still queue their notifications (their
+   * hooks submit to the store while it drains). */
+  pl_push_stop(srv->push);
   pl_store_stop(srv->store); /* loops may still submit: they get SHUTTING_DOWN */
-  pl_push_stop(srv->push);   /* after the store: its last commits' notifications are written */
   pl__loop_task **keep = pl_calloc((size_t)srv->nloops, sizeof *keep);
   pl__post_all(srv, pl__close_all, keep);
   for (int i = 0; i < srv->nloops; i++) {

@@ -50,6 +50,7 @@ struct pl_store {
   int idle;      /* the thread sleeps until work comes (submit signals) */
   pl__sweep *sweeps;
   int closing; /* no more submissions; the thread drains and exits */
+  int running; /* the thread has not exited: a hook of the drain may still submit */
   pl_store_stats stats;
   pl_hist commit_hist, batch_hist; /* us per commit; requests per transaction */
 };
@@ -113,6 +114,23 @@ void pl_store_req_clear(pl_store_req *req) {
   for (size_t i = 0; i < req->out.nread_by; i++)
     pl_free(req->out.read_by[i]);
   pl_free(req->out.read_by);
+  for (size_t i = 0; i < req->out.push.ntokens; i++) {
+    pl_store_push_token *t = &req->out.push.tokens[i];
+    pl_free(t->user);
+    pl_free(t->provider);
+    pl_free(t->token);
+  }
+  pl_free(req->out.push.tokens);
+  for (size_t i = 0; i < req->out.push.nrows; i++) {
+    pl_store_push_row *w = &req->out.push.rows[i];
+    pl_free(w->user);
+    pl_free(w->provider);
+    pl_free(w->token);
+    pl_free(w->from);
+    pl_free(w->conv);
+    pl_free(w->text);
+  }
+  pl_free(req->out.push.rows);
   memset(&req->out, 0, sizeof req->out);
 }
 
@@ -350,6 +368,7 @@ static void *pl__thread(void *arg) {
       yield = 0;
       pthread_mutex_lock(&s->mu);
     } else if (s->closing) {
+      s->running = 0;
       break;
     } else {
       struct timespec ts;
@@ -405,6 +424,7 @@ pl_err pl_store_open(pl_store **out, const pl_store_backend *be, const pl_store_
   if (e != PL_OK)
     goto out;
   opened = 1;
+  s->running = 1;
   if (pthread_create(&s->thread, NULL, pl__thread, s) != 0) {
     e = PL_ERR_INTERNAL;
     goto out;
@@ -437,7 +457,10 @@ void pl_store_submit(pl_store *s, pl_store_req *req) {
   req->next = NULL;
   pl__token_cutoffs(&s->cfg, req);
   pthread_mutex_lock(&s->mu);
-  if (s->closing) {
+  /* A hook on the store thread (the push service queueing the
+   * notifications of the drain's last commits) may still submit while it
+   * drains: the thread runs the queue empty before it exits. */
+  if (s->closing && !(s->running && pthread_equal(pthread_self(), s->thread))) {
     pthread_mutex_unlock(&s->mu);
     req->status = PL_ERR_SHUTTING_DOWN;
     pl__hand_back(s, req);

@@ -91,6 +91,12 @@ typedef enum pl_store_op {
   PL_STORE_MEDIA_GET,      /* a media row (out.media), if the token's user may see it */
   PL_STORE_GROUP_DEVICES,  /* every logged-in device of a group's members (nothing written) */
   PL_STORE_DEVICES,        /* a user's signed-in devices; revoke one or all others (in.device_op) */
+  /* Push notifications (in.push, out.push; the claim rules are below) */
+  PL_STORE_PUSH_TOKEN,   /* set or remove a device's push token; removing drops its pending row */
+  PL_STORE_PUSH_TOKENS,  /* every token of a signed-in device (those of signed-out devices go) */
+  PL_STORE_PUSH_ENQUEUE, /* a message for these devices: a pending row per device with a token */
+  PL_STORE_PUSH_CLAIM,   /* lease the due rows to one sender */
+  PL_STORE_PUSH_DONE,    /* what became of claimed rows */
 } pl_store_op;
 
 /* DEVICES: what to do before listing (the values of DevicesOp on the wire). */
@@ -160,6 +166,62 @@ typedef struct pl_conv_state {
   uint64_t peer_delivered, peer_read; /* the other user's watermarks (read: 0 if receipts off) */
 } pl_conv_state;
 
+/* Pending push notifications: one row per device (a burst of messages to
+ * an offline device collapses into it: count grows, the newest message's
+ * sender, conversation and preview replace the older ones').
+ *
+ * Claim rules, the same for every backend, so that with several nodes on
+ * one database each notification is sent by one node at a time:
+ *   - CLAIM takes rows whose due_ms <= now, oldest due first, and in the
+ *     same transaction moves each one's due_ms to now + lease_ms, sets its
+ *     owner and increments its claim number (the fence). Two claimers never
+ *     get the same row while its lease runs (SQLite: one writer; PostgreSQL:
+ *     SELECT ... FOR UPDATE SKIP LOCKED in the claiming transaction).
+ *   - A claimer that dies before DONE leaves the row leased; when the lease
+ *     ends it is due again and the next CLAIM (any node) sends it again: at
+ *     least once to the provider, with the same collapse id, so the phone
+ *     shows it once.
+ *   - DONE names each row's claim number: a result for a lease that ended
+ *     and was taken by another claimer changes nothing (that one answers
+ *     for it). Messages that came while a row was out (count above the
+ *     claimed count) stay pending in a new window.
+ *   - Removing a token (logout, revoke, unregister, or the provider saying
+ *     it is invalid) removes the device's pending row with it. */
+typedef struct pl_store_push_token {
+  uint64_t device, user_id;
+  char *user, *provider, *token;
+} pl_store_push_token;
+
+/* A claimed row (CLAIM), with the device's token as the claim found it. */
+typedef struct pl_store_push_row {
+  uint64_t device, user_id;
+  uint64_t count;    /* messages it stands for, as claimed (DONE gives it back) */
+  uint64_t first_ms; /* when its burst began */
+  uint64_t claim;    /* the fence: DONE gives it back */
+  uint32_t attempts; /* failed attempts before this one */
+  char *user, *provider, *token;
+  char *from, *conv; /* NULL in privacy mode */
+  char *text;        /* the preview (NUL-terminated; text_len bytes), NULL if none */
+  size_t text_len;
+} pl_store_push_row;
+
+enum {
+  PL_PUSH_DONE_SENT = 1,  /* the provider took it, or refused it for good: the row's messages are done */
+  PL_PUSH_DONE_LATER,     /* retry: due again at due_ms, after attempts failures */
+  PL_PUSH_DONE_DROP,      /* no need or no way to send it (came online, gave up): the row goes */
+  PL_PUSH_DONE_BAD_TOKEN, /* the provider disowns token: it goes (if still the device's) with the row */
+  PL_PUSH_DONE_RELEASE,   /* not sent (stopping): due at once for the next claimer */
+};
+
+/* What became of one claimed row (DONE). */
+typedef struct pl_store_push_result {
+  uint64_t device, claim, count; /* as CLAIM returned them */
+  int outcome;                   /* PL_PUSH_DONE_* */
+  uint32_t attempts;             /* LATER */
+  uint64_t due_ms;               /* LATER */
+  const char *token;             /* BAD_TOKEN: the token that was sent to */
+} pl_store_push_result;
+
 typedef struct pl_store_req pl_store_req;
 typedef void (*pl_store_done_cb)(pl_store_req *req);
 
@@ -210,6 +272,23 @@ struct pl_store_req {
      * issued before issued_after have expired (set by pl_store_submit from
      * the config's token lifetimes) */
     uint64_t token_used_after, token_issued_after;
+    struct pl_store_push_in {
+      uint64_t now;                /* ENQUEUE, CLAIM, DONE: ms since the epoch */
+      uint64_t device, user_id;    /* TOKEN */
+      const char *user, *provider; /* TOKEN */
+      const char *token;           /* TOKEN: NULL or "": remove */
+      const uint64_t *devices;     /* ENQUEUE: devices without a token are skipped */
+      size_t ndevices;
+      const char *sender;             /* ENQUEUE: its user's own devices are skipped */
+      const char *from, *conv, *text; /* ENQUEUE: NULL in privacy mode; text: text_len bytes */
+      size_t text_len;
+      uint64_t window_ms;                  /* ENQUEUE, DONE: a new row is due this long after it opens */
+      const char *owner;                   /* CLAIM: who leases (a node name) */
+      uint64_t lease_ms;                   /* CLAIM */
+      uint32_t limit;                      /* CLAIM: at most this many rows */
+      const pl_store_push_result *results; /* DONE */
+      size_t nresults;
+    } push;
   } in;
 
   /* Outputs (owned by the request; pl_store_req_clear frees them). */
@@ -259,6 +338,15 @@ struct pl_store_req {
     pl_media_row media;     /* MEDIA_GET */
     pl_device_row *devices; /* DEVICES: signed in after the request, by id */
     size_t ndevices;        /* DEVICES: revoked ones are in targets (ids) and names */
+    struct {
+      pl_store_push_token *tokens; /* TOKENS */
+      size_t ntokens;
+      pl_store_push_row *rows; /* CLAIM, in due order */
+      size_t nrows;
+      uint64_t pending;  /* CLAIM: rows left after it (claimed ones included) */
+      uint64_t next_due; /* CLAIM: when the next row falls due (0: no row) */
+      uint64_t enqueued; /* ENQUEUE: devices that got a row or a message more in one */
+    } push;
   } out;
 
   pl_store_req *next; /* store-private queue link */
@@ -377,7 +465,9 @@ typedef struct pl_store_hooks {
 pl_err pl_store_open(pl_store **out, const pl_store_backend *be, const pl_store_config *cfg,
                      const pl_store_hooks *hooks);
 /* Queues a request (any thread). After pl_store_close starts, fails the
- * request with PL_ERR_SHUTTING_DOWN through the normal done path. */
+ * request with PL_ERR_SHUTTING_DOWN through the normal done path, except
+ * one submitted on the store thread (by a hook or a done callback with no
+ * origin) while it drains: that one still runs before the thread exits. */
 void pl_store_submit(pl_store *s, pl_store_req *req);
 /* Submits and waits; done is not called (for start-up, tools and tests). */
 pl_err pl_store_call(pl_store *s, pl_store_req *req);

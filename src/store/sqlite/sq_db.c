@@ -64,7 +64,7 @@ static const char pl__schema[] =
     "CREATE INDEX IF NOT EXISTS messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
     /* privacy settings beyond the users columns (no row: the defaults) */
     "CREATE TABLE IF NOT EXISTS privacy(uid INTEGER PRIMARY KEY, group_add INTEGER NOT NULL DEFAULT 0);"
-    "PRAGMA user_version = 7;"
+    "PRAGMA user_version = 8;"
     "COMMIT;";
 
 static const char *const pl__sql[ST__COUNT] = {
@@ -114,6 +114,11 @@ static int pl__valid(const pl_store_req *r) {
            (r->in.device_op != PL_DEVICES_REVOKE || r->in.name);
   case PL_STORE_MEDIA_PUT: return r->in.user_id && r->in.media;
   case PL_STORE_MEDIA_GET: return r->in.media_id != NULL;
+  case PL_STORE_PUSH_TOKEN:
+  case PL_STORE_PUSH_TOKENS:
+  case PL_STORE_PUSH_ENQUEUE:
+  case PL_STORE_PUSH_CLAIM:
+  case PL_STORE_PUSH_DONE: return pl_sq_push_valid(r);
   }
   return 0;
 }
@@ -150,6 +155,11 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_MEDIA_GET: return pl_sq_media_get(q, r);
   case PL_STORE_GROUP_DEVICES: return pl_sq_group_devices(q, r);
   case PL_STORE_DEVICES: return pl_sq_acct_devices(q, r);
+  case PL_STORE_PUSH_TOKEN:
+  case PL_STORE_PUSH_TOKENS:
+  case PL_STORE_PUSH_ENQUEUE:
+  case PL_STORE_PUSH_CLAIM:
+  case PL_STORE_PUSH_DONE: return pl_sq_push_exec(q->push, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }
@@ -244,6 +254,7 @@ static void pl__sq_close(void *be) {
       (pl_sq_ghist_gcache_drop(q) != PL_OK || pl_sq_run(q, q->st[ST_COMMIT]) != PL_OK))
     pl_sq_run(q, q->st[ST_ROLLBACK]);
   pl_sq_ghist_gmeta_drop(q);
+  pl_sq_push_close(q->push);
   for (int i = 0; i < ST__COUNT; i++)
     sqlite3_finalize(q->st[i]);
   if (sqlite3_close(q->db) != SQLITE_OK)
@@ -384,7 +395,8 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
     goto out;
   }
   sqlite3_busy_timeout(q->db, 5000); /* a tool reading the file meanwhile */
-  if (pl__setup(q, cfg->durable) != PL_OK || pl__prepare(q) != PL_OK || pl_sq_dedup_rings_replay(q) != PL_OK)
+  if (pl__setup(q, cfg->durable) != PL_OK || pl_sq_push_open(&q->push, q->db, cfg->dir) != PL_OK ||
+      pl__prepare(q) != PL_OK || pl_sq_dedup_rings_replay(q) != PL_OK)
     goto out;
   *out = q;
   q = NULL;

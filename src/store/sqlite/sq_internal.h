@@ -57,7 +57,8 @@
  * users.read_receipts and reads. 4 added users.last_seen/last_seen_vis,
  * contacts and blocks. 5 added groups, members, greads, messages.gid and
  * devices.acked. 7 added devices.token_at and used_at (token lifetimes; an
- * upgraded data dir's tokens count from the upgrade). */
+ * upgraded data dir's tokens count from the upgrade). 8 added push_tokens
+ * and push_pending (sq_push.c), imported from push.db. */
 #ifndef PL_SQ_INTERNAL_H
 #define PL_SQ_INTERNAL_H
 
@@ -72,10 +73,11 @@
 #include "../../common/pl_mem.h"
 #include "../../common/pl_time.h"
 #include "../pl_idring.h"
+#include "sq_push.h"
 #include "../pl_store.h"
 #include "parley.pb-c.h"
 
-#define PL__SCHEMA_VERSION 7
+#define PL__SCHEMA_VERSION 8
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
  * which is also how far the server reads ahead of its commits; libparley
@@ -393,6 +395,7 @@ typedef struct pl__sq {
    * device id -> pl_map * of sender uid -> its messages queued there + 1 */
   pl_store_rules rules;
   pl_map shares;
+  pl_sq_push *push; /* the PUSH_* ops (sq_push.c) */
 } pl__sq;
 
 /* ---- small SQLite helpers (inline: they run on every statement) ----------- */
