@@ -53,6 +53,7 @@
  * devices.acked. 7 added devices.token_at and used_at (token lifetimes; an
  * upgraded data dir's tokens count from the upgrade). */
 #include "pl_store.h"
+#include "pl_store_sqlite_disk.h"
 
 #include <sqlite3.h>
 #include <stdint.h>
@@ -413,7 +414,7 @@ typedef struct pl__sq {
 
 static pl_err pl__sql_err(pl__sq *q, sqlite3_stmt *st, int rc) {
   pl_error("store: sqlite error %d (%s) in: %s", rc, sqlite3_errmsg(q->db), st ? sqlite3_sql(st) : "?");
-  return PL_ERR_STORE;
+  return pl_store_sqlite__full(q->db, rc) ? PL_ERR_STORAGE_FULL : PL_ERR_STORE;
 }
 
 static void pl__bind_u64(sqlite3_stmt *st, int i, uint64_t v) { sqlite3_bind_int64(st, i, (sqlite3_int64)v); }
@@ -3430,6 +3431,8 @@ static size_t pl__sq_backlog(void *be) { return ((pl__sq *)be)->gdirty; }
 
 static pl_err pl__sq_flush(void *be, size_t max) { return pl__gcache_flush_some(be, max); }
 
+static pl_err pl__sq_checkpoint(void *be) { return pl_store_sqlite__checkpoint(((pl__sq *)be)->db); }
+
 static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   static const int steps[] = {ST_EXPIRE_QUEUE, ST_EXPIRE_MSGS, ST_EXPIRE_DEDUP};
   pl__sq *q = be;
@@ -3526,6 +3529,8 @@ static pl_err pl__setup(pl__sq *q, int durable) {
     e = pl__exec_sql(q, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL);
   if (e == PL_OK)
     e = pl__exec_sql(q, "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384", NULL);
+  if (e == PL_OK) /* see pl_store_sqlite_disk.h */
+    e = pl__exec_sql(q, PL_SQ_SECURE_DELETE, NULL);
   if (e == PL_OK)
     e = pl__exec_sql(q, "PRAGMA user_version", &ver);
   if (e == PL_OK && ver && atoi(ver) > PL__SCHEMA_VERSION) {
@@ -3628,4 +3633,5 @@ const pl_store_backend pl_store_sqlite = {
     .expire = pl__sq_expire,
     .backlog = pl__sq_backlog,
     .flush = pl__sq_flush,
+    .checkpoint = pl__sq_checkpoint,
 };

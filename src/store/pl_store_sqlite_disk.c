@@ -1,0 +1,23 @@
+/* pl_store_sqlite_disk: the SQLite backend when the disk fills. */
+#include "pl_store_sqlite_disk.h"
+
+#include <errno.h>
+#include <stddef.h>
+
+#include "../common/pl_log.h"
+
+int pl_store_sqlite__full(sqlite3 *db, int rc) {
+  if ((rc & 0xff) == SQLITE_FULL)
+    return 1;
+  int sys = db ? sqlite3_system_errno(db) : 0;
+  return (rc & 0xff) == SQLITE_IOERR && (sys == ENOSPC || sys == EDQUOT);
+}
+
+pl_err pl_store_sqlite__checkpoint(sqlite3 *db) {
+  int log = 0, done = 0;
+  int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+  if (rc == SQLITE_OK)
+    return PL_OK;
+  pl_warn("store: checkpoint: %s (%d of %d WAL frames written)", sqlite3_errmsg(db), done, log);
+  return pl_store_sqlite__full(db, rc) ? PL_ERR_STORAGE_FULL : PL_ERR_STORE;
+}

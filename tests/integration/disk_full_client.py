@@ -1,0 +1,243 @@
+"""Disk full, for real (issue 14), run by test_disk_full.sh with the data dir
+on a 40 MiB tmpfs (argv[1]; the pid of parleyd goes to argv[1] + ".pid").
+
+Alice sends 30 KB messages to Bob, who is offline, until the disk is full and
+Sends are refused with ERR_STORAGE_FULL (retry_after_ms set). Then: /healthz
+answers 503 and parley_store_disk_full is 1; Bob can log in (a write), read
+every acked message and ack them all (acks delete, and must be written
+while the disk is full); logging in again finds nothing queued. Deleting the
+filler file the test made frees space: /healthz answers 200 again within
+seconds, without a restart; the refused Send (same id) and new ones are
+acked and delivered. Nothing acked is lost or delivered twice.
+Exits 0 when every check holds."""
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import websockets
+
+PROTO = "parley.json.v1"
+BODY = base64.b64encode(b"x" * 30000).decode()
+RESERVE = 4 << 20
+FILLER = 12 << 20
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print(f"ok - {what}")
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(base, name):
+    for line in get(base + "/metrics")[1].splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    return None
+
+
+async def wait_for(what, cond, timeout=15):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if await asyncio.to_thread(cond):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+class Client:
+    def __init__(self, ws):
+        self.ws = ws
+
+    async def send(self, **frame):
+        await self.ws.send(json.dumps(frame))
+
+    async def recv(self, want=None, timeout=10):
+        while True:
+            frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            if want is None or frame["type"] in want:
+                return frame
+
+
+async def connect(url, auth):
+    c = Client(await websockets.connect(url, subprotocols=[PROTO], max_size=8 << 20))
+    await c.send(type="hello", version=1, kind="KIND_WEB", client_name="disk_full_client.py")
+    await c.recv(("welcome",))
+    await c.send(**auth)
+    ok = await c.recv(("auth_ok", "error"))
+    check(ok["type"] == "auth_ok", f"{auth['type']} of {auth['user']}: {ok}")
+    return c
+
+
+def auth(kind, user):
+    return {"type": kind, "user": user, "password": user + "-password", "device": "d"}
+
+
+async def fill(alice):
+    """Sends 8 at a time until one is refused; returns (acked ids, the refusal)."""
+    acked, refused, n, inflight = [], None, 0, 0
+    while refused is None and n < 3000:
+        while inflight < 8 and refused is None:
+            n += 1
+            inflight += 1
+            await alice.send(type="send", id=f"m{n}", to="bob", body=BODY, client_ts=1)
+        f = await alice.recv(("send_ack", "error"))
+        inflight -= 1
+        if f["type"] == "send_ack":
+            check(not f.get("duplicate"), f"{f['id']} stored once") if len(acked) % 200 == 0 else None
+            acked.append(f["id"])
+        else:
+            refused = f
+    while inflight:  # the ones already written
+        f = await alice.recv(("send_ack", "error"))
+        inflight -= 1
+        if f["type"] == "send_ack":
+            acked.append(f["id"])
+        else:
+            check(f["code"] == "ERR_STORAGE_FULL", f"every refusal is STORAGE_FULL: {f}")
+    return acked, refused
+
+
+async def drain(url, acked, seen):
+    """Bob logs in (password: a write), reads and acks everything queued."""
+    bob = await connect(url, auth("login", "bob"))
+    got = 0
+    while True:
+        try:
+            m = await bob.recv(("message",), timeout=3)
+        except asyncio.TimeoutError:
+            break
+        check(m["id"] not in seen, f"{m['id']} delivered once") if m["id"] in seen else None
+        seen.add(m["id"])
+        got += 1
+        if got % 32 == 0:
+            await bob.send(type="ack", upto=m["qid"])
+            last = m["qid"]
+    if got % 32:
+        await bob.send(type="ack", upto=m["qid"])
+        last = m["qid"]
+    await bob.send(type="ping", client_ts=1)  # the ack is read before the pong is written
+    await bob.recv(("pong",))
+    await bob.ws.close()
+    return got, last if got else 0
+
+
+async def scenario(url, base, mnt):
+    alice = await connect(url, auth("register", "alice"))
+    bob = await connect(url, auth("register", "bob"))
+    await bob.ws.close()  # offline: Alice's messages stay queued
+    filler = os.path.join(mnt, "filler")
+    with open(filler, "wb") as f:
+        f.write(b"\0" * FILLER)
+
+    acked, refused = await fill(alice)
+    check(refused is not None, f"a Send is refused once the disk is full ({len(acked)} acked)")
+    check(refused["code"] == "ERR_STORAGE_FULL" and int(refused.get("retry_after_ms", 0)) > 0,
+          f"refused with STORAGE_FULL and retry_after_ms: {refused}")
+    check(len(acked) > 200, f"{len(acked)} messages of 30 KB were stored first")
+    st, body = await asyncio.to_thread(get, base + "/healthz")
+    check(st == 503 and "disk full" in body, f"/healthz while full: {st} {body.strip()}")
+    check(await asyncio.to_thread(metric, base, "parley_store_disk_full") == 1, "parley_store_disk_full 1")
+    await alice.send(type="send", id="again", to="bob", body=BODY, client_ts=1)
+    f = await alice.recv(("send_ack", "error"))
+    check(f["type"] == "error" and f["code"] == "ERR_STORAGE_FULL", "still refused while full")
+
+    seen = set()
+    got, _ = await drain(url, acked, seen)
+    check(set(acked) <= seen, f"Bob logged in while full and got every acked message ({got})")
+    bob = await connect(url, auth("login", "bob"))  # the acks were committed: nothing comes again
+    try:
+        m = await bob.recv(("message",), timeout=2)
+        raise AssertionError(f"acked while full, yet delivered again: {m['id']}")
+    except asyncio.TimeoutError:
+        check(True, "the acks were written while the disk was full (nothing redelivered)")
+    await bob.ws.close()
+    st, _ = await asyncio.to_thread(get, base + "/healthz")
+    check(st == 503, "the disk is still full: /healthz still 503")
+
+    os.unlink(filler)
+    await wait_for("/healthz 200 after the filler is deleted",
+                   lambda: get(base + "/healthz") == (200, "ok\n"))
+    check(True, "/healthz 200 again, without a restart")
+    check(await asyncio.to_thread(metric, base, "parley_store_disk_full") == 0, "parley_store_disk_full 0")
+    check(await asyncio.to_thread(metric, base, "parley_store_disk_full_total") == 1, "one disk-full episode")
+
+    again = [refused["ref"], "again", "after1", "after2"]
+    for i in again:
+        await alice.send(type="send", id=i, to="bob", body=BODY, client_ts=1)
+        f = await alice.recv(("send_ack", "error"))
+        check(f["type"] == "send_ack" and not f.get("duplicate"), f"Send {i} acked after recovery: {f['type']}")
+    got, _ = await drain(url, again, seen)
+    check(got == len(again), f"the {len(again)} new messages delivered, nothing twice")
+    await alice.ws.close()
+
+
+def main():
+    mnt = sys.argv[1]
+    parleyd = os.environ["PARLEYD"]
+    logdir = tempfile.mkdtemp(prefix="parley-diskfull-log-")  # off the full disk
+    log = open(os.path.join(logdir, "parleyd.log"), "w")
+    port, http_port = free_port(), free_port()
+    srv = subprocess.Popen([parleyd, "--data", os.path.join(mnt, "data"), "--listen", f"127.0.0.1:{port}",
+                            "--http", f"127.0.0.1:{http_port}", "--threads", "2", "--argon2-mem", "8",
+                            "--argon2-ops", "1", "--send-rate", "0", "--max-queue-share", "100",
+                            "--disk-reserve", str(RESERVE), "--durability", "process"], stderr=log)
+    with open(mnt + ".pid", "w") as f:
+        f.write(str(srv.pid))
+    base = f"http://127.0.0.1:{http_port}"
+    rc = 1
+    try:
+        for _ in range(250):
+            try:
+                if get(base + "/healthz")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.02)
+        asyncio.run(scenario(f"ws://127.0.0.1:{http_port}/ws", base, mnt))
+        rc = 0
+    except Exception as e:  # noqa: BLE001 - any failure, with the server's log
+        print(f"FAIL: {type(e).__name__}: {e}", file=sys.stderr)
+    finally:
+        srv.terminate()
+        try:
+            code = srv.wait(30)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            code = srv.wait()
+        os.unlink(mnt + ".pid")
+    if code != 0:
+        print(f"FAIL: parleyd exited with {code}", file=sys.stderr)
+        rc = 1
+    if rc:
+        print("---- parleyd log (last 40 lines)", file=sys.stderr)
+        with open(os.path.join(logdir, "parleyd.log")) as f:
+            sys.stderr.write("".join(f.readlines()[-40:]))
+    else:
+        print("PASS disk_full_client: refused sends, working acks and logins, healthz, recovery")
+    subprocess.run(["rm", "-rf", logdir])
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
