@@ -310,6 +310,8 @@ static pl_err pl__sweep_once(pl_store *s, uint64_t now_ms, uint64_t *deleted) {
     s->be->rollback(s->bctx);
     *deleted = 0;
     pl_error("store: TTL sweep failed: %s", pl_err_name(e));
+    if (e == PL_ERR_STORAGE_FULL) /* the disk filled with no request running */
+      pl__disk_full(s);
   } else if (*deleted) {
     pl_debug("store: TTL sweep deleted %llu messages", (unsigned long long)*deleted);
   }

@@ -2,10 +2,10 @@
 on a 40 MiB tmpfs (argv[1]; the pid of parleyd goes to argv[1] + ".pid").
 
 Alice sends 30 KB messages to Bob, who is offline, until the disk is full and
-Sends are refused with ERR_STORAGE_FULL (retry_after_ms set). Then: /healthz
-answers 503 and parley_store_disk_full is 1; Bob can log in (a write), read
-every acked message and ack them all (acks delete, and must be written
-while the disk is full); logging in again finds nothing queued. Deleting the
+Sends are refused with ERR_STORAGE_FULL (retry_after_ms set), uploads with 503.
+Then: /healthz answers 503 and parley_store_disk_full is 1; Bob can log in (a
+write), read every acked message and ack them all (acks delete, and must be
+written while the disk is full); logging in again finds nothing queued. Deleting the
 filler file the test made frees space: /healthz answers 200 again within
 seconds, without a restart; the refused Send (same id) and new ones are
 acked and delivered. Nothing acked is lost or delivered twice.
@@ -50,6 +50,16 @@ def get(url):
         return e.code, e.read().decode()
 
 
+def upload(base, token):
+    req = urllib.request.Request(base + "/media?name=a.png", data=b"\x89PNG" + b"x" * 4096, method="POST",
+                                 headers={"Authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 def metric(base, name):
     for line in get(base + "/metrics")[1].splitlines():
         if line.startswith(name + " "):
@@ -86,7 +96,8 @@ async def connect(url, auth):
     await c.recv(("welcome",))
     await c.send(**auth)
     ok = await c.recv(("auth_ok", "error"))
-    check(ok["type"] == "auth_ok", f"{auth['type']} of {auth['user']}: {ok}")
+    check(ok["type"] == "auth_ok", f"{auth['type']} of {auth['user']}")
+    c.token = ok["token"]
     return c
 
 
@@ -162,6 +173,7 @@ async def scenario(url, base, mnt):
     await alice.send(type="send", id="again", to="bob", body=BODY, client_ts=1)
     f = await alice.recv(("send_ack", "error"))
     check(f["type"] == "error" and f["code"] == "ERR_STORAGE_FULL", "still refused while full")
+    check(await asyncio.to_thread(upload, base, alice.token) == 503, "an upload is refused (503) while full")
 
     seen = set()
     got, _ = await drain(url, acked, seen)
