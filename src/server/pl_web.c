@@ -109,6 +109,11 @@ static void pl__metrics(const pl_web *w, pl_http_res *res) {
              (uint64_t)ss.disk_full);
   pl__metric(b, "parley_store_disk_full_total", "counter",
              "Times the disk filled (a commit failed for space).", ss.disk_full_total);
+  pl__metric(
+      b, "parley_store_disk_reserve_held", "gauge",
+      "1 while the disk reserve is held; 0 while it is given back (the disk filled and has not the room "
+      "for it yet).",
+      (uint64_t)ss.reserve_held);
   pl__metric(b, "parley_store_write_failing", "gauge", "1 while the last storage transaction failed.",
              (uint64_t)ss.write_failing);
   pl__hists(b, "parley_store_commit_seconds", "Time of one commit (fsync included).", ss.commit_hist, 1,
@@ -159,9 +164,10 @@ static void pl__healthz(const pl_web *w, pl_http_res *res) {
   res->extra = "Retry-After: 5\r\n";
   if (ss.disk_full)
     pl__printf(&res->body,
-               "disk full: new messages are refused until %llu bytes are free (%llu free); acks and logins "
-               "work\n",
-               (unsigned long long)ss.disk_needed, (unsigned long long)ss.disk_avail);
+               "disk full: new messages are refused until %llu bytes are free on the disk or inside the "
+               "database (%llu and %llu now); acks and logins work\n",
+               (unsigned long long)ss.disk_needed, (unsigned long long)ss.disk_avail,
+               (unsigned long long)ss.db_free);
   else
     pl__printf(&res->body, "storage writes failing: %s\n", pl_err_name(ss.write_err));
 }

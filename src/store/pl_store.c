@@ -56,7 +56,7 @@ struct pl_store {
   pl_hist commit_hist, batch_hist; /* us per commit; requests per transaction */
   pl_reserve reserve;              /* store thread only (after open) */
   int full;                        /* the disk is full: SEND and MEDIA_PUT are refused (store thread) */
-  uint64_t next_probe;             /* mono ms: the next look at free space while full */
+  uint64_t next_probe;             /* mono ms: the next look at free space while unreserved */
 };
 
 /* ---- request and message memory ----------------------------------------- */
@@ -227,40 +227,68 @@ static void pl__checkpoint(pl_store *s) {
     pl_warn("store: checkpoint while the disk is full failed (tried again in a second)");
 }
 
-/* A transaction failed for want of space: give the reserve back to the
- * filesystem and fold the WAL into the database, so that the next
- * transaction (the batch again, without its sends) has room. */
-static void pl__disk_full(pl_store *s) {
-  if (!s->full) {
-    pl_reserve_release(&s->reserve);
-    pl__set_full(s, 1);
-    pl_error("store: the disk is full: released the %llu-byte reserve; new messages and uploads are "
-             "refused (STORAGE_FULL) until %llu bytes are free, acks and logins go on",
-             (unsigned long long)s->reserve.size, (unsigned long long)pl_reserve_needed(&s->reserve));
-  }
-  s->next_probe = pl_mono_ms() + PL__FULL_PROBE_MS;
-  pl__checkpoint(s);
-  uint64_t avail = pl_reserve_avail(&s->reserve);
+static void pl__disk_stats(pl_store *s, uint64_t avail, uint64_t dbfree) {
   pthread_mutex_lock(&s->mu);
   s->stats.disk_avail = avail;
+  s->stats.db_free = dbfree;
+  s->stats.reserve_held = s->reserve.held || !s->reserve.size;
   pthread_mutex_unlock(&s->mu);
 }
 
-/* While full, every PL__FULL_PROBE_MS: checkpoint (acks may have emptied
- * the WAL's pages), and once the filesystem has the room, hold the reserve
- * again and take messages. */
-static void pl__disk_probe(pl_store *s) {
+/* The disk is full (a transaction failed for want of space, or the probe
+ * found no room left): give the reserve back to the filesystem and fold the
+ * WAL into the database, so that the next transaction (the batch again,
+ * without its sends) has room. */
+static void pl__disk_full(pl_store *s) {
+  if (!s->full) {
+    uint64_t held = s->reserve.held ? s->reserve.size : 0;
+    pl_reserve_release(&s->reserve);
+    pl__set_full(s, 1);
+    pl_error("store: the disk is full: released the %llu-byte reserve; new messages and uploads are "
+             "refused (STORAGE_FULL) until %llu bytes are free on the disk or inside the database, acks and "
+             "logins go on",
+             (unsigned long long)held, (unsigned long long)pl_reserve_needed(&s->reserve));
+  }
   s->next_probe = pl_mono_ms() + PL__FULL_PROBE_MS;
   pl__checkpoint(s);
+  pl__disk_stats(s, pl_reserve_avail(&s->reserve), s->be->free_bytes ? s->be->free_bytes(s->bctx) : 0);
+}
+
+/* Runs without its reserve: full, or taking messages into the database's
+ * free pages until the disk has room for the reserve again. */
+static int pl__unreserved(const pl_store *s) { return s->full || (s->reserve.size && !s->reserve.held); }
+
+/* Every PL__FULL_PROBE_MS while unreserved. Once the disk has room for the
+ * reserve and as much again, it holds the reserve and takes messages.
+ * Otherwise, acks may have freed room inside the database, which new
+ * messages reuse without the file growing (a server whose own queues
+ * filled the disk recovers when its clients ack): it takes messages while
+ * the database has the reserve's size free inside it, and the disk half of
+ * it for the WAL; below that, it refuses them again before a commit can
+ * fail, so the file never has to grow without a reserve to give back. */
+static void pl__disk_probe(pl_store *s) {
+  s->next_probe = pl_mono_ms() + PL__FULL_PROBE_MS;
+  if (s->full)
+    pl__checkpoint(s); /* acks may have emptied the WAL's pages */
   uint64_t avail = pl_reserve_avail(&s->reserve), need = pl_reserve_needed(&s->reserve);
-  pthread_mutex_lock(&s->mu);
-  s->stats.disk_avail = avail;
-  pthread_mutex_unlock(&s->mu);
-  if (avail < need || pl_reserve_hold(&s->reserve) != PL_OK)
+  uint64_t dbfree = s->be->free_bytes ? s->be->free_bytes(s->bctx) : 0, size = s->reserve.size;
+  if (avail >= need && pl_reserve_hold(&s->reserve) == PL_OK) {
+    pl__disk_stats(s, avail, dbfree);
+    if (s->full)
+      pl__set_full(s, 0);
+    pl_warn("store: disk space is back (%llu bytes free): the reserve is held again, new messages are taken",
+            (unsigned long long)avail);
     return;
-  pl__set_full(s, 0);
-  pl_warn("store: disk space is back (%llu bytes free): the reserve is held again, new messages are taken",
-          (unsigned long long)avail);
+  }
+  pl__disk_stats(s, avail, dbfree);
+  if (s->full && dbfree >= need && avail >= size / 2) {
+    pl__set_full(s, 0);
+    pl_warn("store: %llu bytes free inside the database: new messages are taken again, without the reserve "
+            "until %llu bytes are free on the disk",
+            (unsigned long long)dbfree, (unsigned long long)need);
+  } else if (!s->full && (dbfree < size || avail < size / 4)) {
+    pl__disk_full(s);
+  }
 }
 
 static int pl__any_runs(const pl_store *s, const pl_store_req *batch) {
@@ -401,7 +429,7 @@ static void *pl__thread(void *arg) {
       pl__sweep *list = s->sweeps;
       s->sweeps = NULL;
       pl__run_sweeps(s, list);
-    } else if (s->full && pl_mono_ms() >= s->next_probe) {
+    } else if (pl__unreserved(s) && pl_mono_ms() >= s->next_probe) {
       pthread_mutex_unlock(&s->mu);
       pl__disk_probe(s);
       pthread_mutex_lock(&s->mu);
@@ -434,7 +462,7 @@ static void *pl__thread(void *arg) {
       break;
     } else {
       struct timespec ts;
-      pl__deadline(&ts, s->full && s->next_probe < next_sweep ? s->next_probe : next_sweep);
+      pl__deadline(&ts, pl__unreserved(s) && s->next_probe < next_sweep ? s->next_probe : next_sweep);
       s->idle = 1;
       pthread_cond_timedwait(&s->wake, &s->mu, &ts);
       s->idle = 0;
@@ -468,6 +496,7 @@ static void pl__sync_destroy(pl_store *s) {
  * probe takes them once there is room); any other failure stops the start. */
 static pl_err pl__reserve_open(pl_store *s) {
   pl_err e = pl_reserve_hold(&s->reserve);
+  pl__disk_stats(s, 0, 0);
   if (e != PL_ERR_STORAGE_FULL)
     return e;
   pl__disk_full(s);

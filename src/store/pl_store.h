@@ -17,8 +17,9 @@
  * again without what would grow the data: while the disk stays full, SEND
  * and MEDIA_PUT fail with PL_ERR_STORAGE_FULL (retry after
  * PL_STORE_FULL_RETRY_MS), acks, deletes, logins and the rest go through.
- * Every second it looks at the free space; once there is room it holds the
- * reserve again and takes messages (docs/operations.md, "Disk full").
+ * Every second it looks at the free space; once there is room on the disk it
+ * holds the reserve again and takes messages, and meanwhile takes them while
+ * acks have left room inside the database (docs/operations.md, "Disk full").
  *
  * The backend (SQLite now, PostgreSQL later) is a vtable (pl_store_backend);
  * nothing above this header knows which one runs. */
@@ -354,6 +355,9 @@ typedef struct pl_store_backend {
    * is full). A transaction that fails because the disk is full must fail
    * with PL_ERR_STORAGE_FULL (exec, commit). */
   pl_err (*checkpoint)(void *be);
+  /* Optional, between transactions: bytes free inside the database (pages
+   * it reuses before its files grow). */
+  uint64_t (*free_bytes)(void *be);
 } pl_store_backend;
 
 extern const pl_store_backend pl_store_sqlite;
@@ -418,6 +422,8 @@ typedef struct pl_store_stats {
   pl_err write_err;                        /* ... with this */
   uint64_t disk_full_total;                /* times the disk filled */
   uint64_t disk_avail, disk_needed;        /* free bytes at the last look while full; bytes awaited */
+  uint64_t db_free;                        /* ... and free inside the database then */
+  int reserve_held;                        /* the reserve is held (or there is none) */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
 

@@ -3433,6 +3433,8 @@ static pl_err pl__sq_flush(void *be, size_t max) { return pl__gcache_flush_some(
 
 static pl_err pl__sq_checkpoint(void *be) { return pl_store_sqlite__checkpoint(((pl__sq *)be)->db); }
 
+static uint64_t pl__sq_free_bytes(void *be) { return pl_store_sqlite__free_bytes(((pl__sq *)be)->db); }
+
 static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   static const int steps[] = {ST_EXPIRE_QUEUE, ST_EXPIRE_MSGS, ST_EXPIRE_DEDUP};
   pl__sq *q = be;
@@ -3634,4 +3636,5 @@ const pl_store_backend pl_store_sqlite = {
     .backlog = pl__sq_backlog,
     .flush = pl__sq_flush,
     .checkpoint = pl__sq_checkpoint,
+    .free_bytes = pl__sq_free_bytes,
 };

@@ -21,3 +21,16 @@ pl_err pl_store_sqlite__checkpoint(sqlite3 *db) {
   pl_warn("store: checkpoint: %s (%d of %d WAL frames written)", sqlite3_errmsg(db), done, log);
   return pl_store_sqlite__full(db, rc) ? PL_ERR_STORAGE_FULL : PL_ERR_STORE;
 }
+
+static uint64_t pl__pragma_u64(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  uint64_t v = 0;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    v = (uint64_t)sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+uint64_t pl_store_sqlite__free_bytes(sqlite3 *db) {
+  return pl__pragma_u64(db, "PRAGMA freelist_count") * pl__pragma_u64(db, "PRAGMA page_size");
+}

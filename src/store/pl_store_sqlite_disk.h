@@ -13,6 +13,7 @@
 #define PL_STORE_SQLITE_DISK_H
 
 #include <sqlite3.h>
+#include <stdint.h>
 
 #include "../common/pl_err.h"
 
@@ -25,5 +26,8 @@ int pl_store_sqlite__full(sqlite3 *db, int rc);
  * to nothing, its space back to the filesystem. PL_ERR_STORAGE_FULL if the
  * database could not grow; other failures PL_ERR_STORE (both logged). */
 pl_err pl_store_sqlite__checkpoint(sqlite3 *db);
+/* The database's free pages in bytes (freelist_count x page_size): room new
+ * rows take before the file grows. 0 if it cannot be read. */
+uint64_t pl_store_sqlite__free_bytes(sqlite3 *db);
 
 #endif

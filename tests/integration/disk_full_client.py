@@ -1,15 +1,20 @@
 """Disk full, for real (issue 14), run by test_disk_full.sh with the data dir
-on a 40 MiB tmpfs (argv[1]; the pid of parleyd goes to argv[1] + ".pid").
+on a 40 MiB tmpfs (argv[1]; the pid of parleyd goes to argv[1] + ".pid"),
+--disk-reserve 4 MiB.
 
-Alice sends 30 KB messages to Bob, who is offline, until the disk is full and
-Sends are refused with ERR_STORAGE_FULL (retry_after_ms set), uploads with 503.
-Then: /healthz answers 503 and parley_store_disk_full is 1; Bob can log in (a
-write), read every acked message and ack them all (acks delete, and must be
-written while the disk is full); logging in again finds nothing queued. Deleting the
-filler file the test made frees space: /healthz answers 200 again within
-seconds, without a restart; the refused Send (same id) and new ones are
-acked and delivered. Nothing acked is lost or delivered twice.
-Exits 0 when every check holds."""
+Alice sends 30 KB messages to Bob, who is offline, until the disk is full:
+Sends are refused with ERR_STORAGE_FULL (retry_after_ms set), uploads with
+503, /healthz answers 503, parley_store_disk_full is 1. Then twice:
+1. Bob logs in (a write), reads every acked message and acks 50 of them
+   with one Ack (written while the disk is full: they do not come again);
+   /healthz stays 503 until the test deletes the filler file it made, then
+   answers 200 without a restart; the reserve is held again, the refused
+   Send (same id) is acked.
+2. Full again; Bob reads the rest and acks it all with one Ack: one
+   transaction deleting ~30 MB of bodies (it failed with secure_delete=ON).
+   The room it leaves inside the database is enough: /healthz 200 with no
+   file deleted, Sends acked.
+Nothing acked is lost; no id is stored twice. Exits 0 when every check holds."""
 import asyncio
 import base64
 import json
@@ -105,18 +110,17 @@ def auth(kind, user):
     return {"type": kind, "user": user, "password": user + "-password", "device": "d"}
 
 
-async def fill(alice):
+async def fill(alice, prefix):
     """Sends 8 at a time until one is refused; returns (acked ids, the refusal)."""
     acked, refused, n, inflight = [], None, 0, 0
     while refused is None and n < 3000:
         while inflight < 8 and refused is None:
             n += 1
             inflight += 1
-            await alice.send(type="send", id=f"m{n}", to="bob", body=BODY, client_ts=1)
+            await alice.send(type="send", id=f"{prefix}{n}", to="bob", body=BODY, client_ts=1)
         f = await alice.recv(("send_ack", "error"))
         inflight -= 1
         if f["type"] == "send_ack":
-            check(not f.get("duplicate"), f"{f['id']} stored once") if len(acked) % 200 == 0 else None
             acked.append(f["id"])
         else:
             refused = f
@@ -130,27 +134,63 @@ async def fill(alice):
     return acked, refused
 
 
-async def drain(url, acked, seen):
-    """Bob logs in (password: a write), reads everything queued and acks it
-    all with one Ack: one transaction deletes every message, the worst case
-    for the WAL (with secure_delete=ON it needed as much as the bodies)."""
+async def drain(url, qids, ack=None):
+    """Bob logs in (password: a write) and reads everything queued; an id
+    seen before must come under the same qid (stored once). Then one Ack up
+    to the ack-th message (all of them if None): one transaction deletes
+    them all, the worst case for the WAL (secure_delete=ON needed about the
+    bodies' size). Returns the ids in order."""
     bob = await connect(url, auth("login", "bob"))
-    got, last = 0, 0
+    got = []
     while True:
         try:
             m = await bob.recv(("message",), timeout=3)
         except asyncio.TimeoutError:
             break
-        check(m["id"] not in seen, f"{m['id']} delivered once") if m["id"] in seen else None
-        seen.add(m["id"])
-        got += 1
-        last = m["qid"]
-    if got:
-        await bob.send(type="ack", upto=last)
+        if qids.setdefault(m["id"], m["qid"]) != m["qid"]:
+            raise AssertionError(f"{m['id']} stored twice: qids {qids[m['id']]} and {m['qid']}")
+        got.append(m)
+    upto = got[-1 if ack is None else ack - 1]["qid"] if got and ack != 0 else 0
+    if upto:
+        await bob.send(type="ack", upto=upto)
     await bob.send(type="ping", client_ts=1)  # the ack is read before the pong is written
     await bob.recv(("pong",))
     await bob.ws.close()
-    return got
+    return [m["id"] for m in got]
+
+
+async def full_now(alice, base, acked, prefix):
+    """Fills the disk; checks the refusals, /healthz and the gauges. Returns the refused id."""
+    more, refused = await fill(alice, prefix)
+    acked += more
+    check(refused is not None, f"a Send is refused once the disk is full ({len(more)} acked)")
+    check(refused["code"] == "ERR_STORAGE_FULL" and int(refused.get("retry_after_ms", 0)) > 0,
+          "refused with STORAGE_FULL and retry_after_ms")
+    check(len(more) > 200, f"{len(more)} messages of 30 KB were stored first")
+    st, body = await asyncio.to_thread(get, base + "/healthz")
+    check(st == 503 and "disk full" in body, f"/healthz while full: {st} {body.strip()}")
+    check(await asyncio.to_thread(metric, base, "parley_store_disk_full") == 1, "parley_store_disk_full 1")
+    check(await asyncio.to_thread(metric, base, "parley_store_disk_reserve_held") == 0, "the reserve is given back")
+    check(await asyncio.to_thread(upload, base, alice.token) == 503, "an upload is refused (503) while full")
+    return refused["ref"]
+
+
+async def send_ok(alice, ids, acked):
+    for i in ids:
+        await alice.send(type="send", id=i, to="bob", body=BODY, client_ts=1)
+        f = await alice.recv(("send_ack", "error"))
+        check(f["type"] == "send_ack" and not f.get("duplicate"), f"Send {i} acked after recovery")
+        acked.append(i)
+
+
+async def stays_503(base, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        st, _ = await asyncio.to_thread(get, base + "/healthz")
+        if st != 503:
+            return False
+        await asyncio.sleep(0.2)
+    return True
 
 
 async def scenario(url, base, mnt):
@@ -160,47 +200,39 @@ async def scenario(url, base, mnt):
     filler = os.path.join(mnt, "filler")
     with open(filler, "wb") as f:
         f.write(b"\0" * FILLER)
+    acked, qids = [], {}
 
-    acked, refused = await fill(alice)
-    check(refused is not None, f"a Send is refused once the disk is full ({len(acked)} acked)")
-    check(refused["code"] == "ERR_STORAGE_FULL" and int(refused.get("retry_after_ms", 0)) > 0,
-          f"refused with STORAGE_FULL and retry_after_ms: {refused}")
-    check(len(acked) > 200, f"{len(acked)} messages of 30 KB were stored first")
-    st, body = await asyncio.to_thread(get, base + "/healthz")
-    check(st == 503 and "disk full" in body, f"/healthz while full: {st} {body.strip()}")
-    check(await asyncio.to_thread(metric, base, "parley_store_disk_full") == 1, "parley_store_disk_full 1")
+    # 1. The operator frees disk space.
+    refused = await full_now(alice, base, acked, "a")
     await alice.send(type="send", id="again", to="bob", body=BODY, client_ts=1)
     f = await alice.recv(("send_ack", "error"))
     check(f["type"] == "error" and f["code"] == "ERR_STORAGE_FULL", "still refused while full")
-    check(await asyncio.to_thread(upload, base, alice.token) == 503, "an upload is refused (503) while full")
-
-    seen = set()
-    got = await drain(url, acked, seen)
-    check(set(acked) <= seen, f"Bob logged in while full and got every acked message ({got})")
-    bob = await connect(url, auth("login", "bob"))  # the acks were committed: nothing comes again
-    try:
-        m = await bob.recv(("message",), timeout=2)
-        raise AssertionError(f"acked while full, yet delivered again: {m['id']}")
-    except asyncio.TimeoutError:
-        check(True, "the acks were written while the disk was full (nothing redelivered)")
-    await bob.ws.close()
-    st, _ = await asyncio.to_thread(get, base + "/healthz")
-    check(st == 503, "the disk is still full: /healthz still 503")
-
+    got = await drain(url, qids, ack=50)  # 1.5 MB: less than the 8 MiB awaited
+    check(got == acked, f"Bob logged in while full and got every acked message, in order ({len(got)})")
+    again = await drain(url, qids, ack=0)
+    check(again[0] == acked[50], "the Ack of 50 was written while the disk was full (the 51st comes first)")
+    check(await stays_503(base, 2.5), "the disk is still full: /healthz stays 503")
     os.unlink(filler)
-    await wait_for("/healthz 200 after the filler is deleted",
-                   lambda: get(base + "/healthz") == (200, "ok\n"))
+    await wait_for("/healthz 200 after the filler is deleted", lambda: get(base + "/healthz") == (200, "ok\n"))
     check(True, "/healthz 200 again, without a restart")
     check(await asyncio.to_thread(metric, base, "parley_store_disk_full") == 0, "parley_store_disk_full 0")
-    check(await asyncio.to_thread(metric, base, "parley_store_disk_full_total") == 1, "one disk-full episode")
+    check(await asyncio.to_thread(metric, base, "parley_store_disk_reserve_held") == 1, "the reserve is held again")
+    await send_ok(alice, [refused, "again"], acked)
 
-    again = [refused["ref"], "again", "after1", "after2"]
-    for i in again:
-        await alice.send(type="send", id=i, to="bob", body=BODY, client_ts=1)
-        f = await alice.recv(("send_ack", "error"))
-        check(f["type"] == "send_ack" and not f.get("duplicate"), f"Send {i} acked after recovery: {f['type']}")
-    got = await drain(url, again, seen)
-    check(got == len(again), f"the {len(again)} new messages delivered, nothing twice")
+    # 2. The clients' acks free room inside the database; no file is deleted.
+    await full_now(alice, base, acked, "b")
+    got = await drain(url, qids)
+    check(got == acked[50:], f"every message not acked yet, in order ({len(got)}), acked with one Ack")
+    await wait_for("/healthz 200 once the acks freed room inside the database",
+                   lambda: get(base + "/healthz") == (200, "ok\n"))
+    check(True, "/healthz 200 again: acks made room, nothing deleted, no restart")
+    check(await asyncio.to_thread(metric, base, "parley_store_disk_reserve_held") == 0,
+          "running on the database's free pages, the reserve still given back")
+    check(await asyncio.to_thread(metric, base, "parley_store_disk_full_total") == 2, "two disk-full episodes")
+    last = ["after1", "after2", "after3"]
+    await send_ok(alice, last, acked)
+    check(await drain(url, qids) == last, "the new messages delivered")
+    check(set(acked) <= set(qids), f"nothing acked was lost ({len(acked)} messages)")
     await alice.ws.close()
 
 
