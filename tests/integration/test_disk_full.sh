@@ -22,7 +22,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-if ! mount -t tmpfs -o size=40m,mode=0700 tmpfs "$mnt" 2>/dev/null; then
+if ! mount -t tmpfs -o size=28m,mode=0700 tmpfs "$mnt" 2>/dev/null; then
   echo "SKIP test_disk_full: cannot mount a tmpfs for the data dir (needs root or CAP_SYS_ADMIN)"
   exit 77
 fi
