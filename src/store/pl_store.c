@@ -316,7 +316,9 @@ static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
   s->stats.commit_us_total += us;
   s->stats.messages += msgs;
   s->stats.fails += e == PL_OK ? 0 : n;
-  s->stats.write_failing = e != PL_OK;
+  /* a batch of nothing but refused sends is the disk-full state, which
+   * disk_full tells (it would otherwise stay "failing" after the recovery) */
+  s->stats.write_failing = e != PL_OK && e != PL_ERR_STORAGE_FULL;
   s->stats.write_err = e;
   pthread_mutex_unlock(&s->mu);
   pl_hist_add(&s->batch_hist, n);
