@@ -120,7 +120,10 @@ void pb_report_common(pb_report *r, const pb_opts *o, const pb_result *res, cons
   pb_report_int(r, "redelivered", "redelivered (old qid: filtered)", res->redelivered);
   pb_report_int(r, "qid_regress", "new message under an old qid", res->qid_regress);
   pb_report_int(r, "unacked_received", "received but never acked", res->unacked_received);
-  pb_report_int(r, "unanswered", "sends never answered (conn lost)", res->unanswered);
+  pb_report_int(r, "unanswered", "sends unanswered when a conn broke", res->unanswered);
+  pb_report_int(r, "resent", "of them resent (same id) on reconnect", res->resent);
+  pb_report_int(r, "resent_dup", "resends acked as duplicate (dedup)", res->resent_dup);
+  pb_report_int(r, "resent_new", "resends acked as new (not stored)", res->resent_new);
   pb_report_int(r, "misrouted", "misrouted (wrong recipient)", res->misrouted);
   pb_report_int(r, "stale", "stale (earlier runs, ignored)", res->stale);
   pb_report_num(r, "bench_cpu_s", "bench CPU, measured phase", (double)res->bench_cpu_us / 1e6, "s");

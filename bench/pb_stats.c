@@ -154,16 +154,19 @@ void pb_result_merge(pb_result *into, const pb_result *r) {
     memcpy(into->why, r->why, sizeof into->why);
   }
   const uint64_t *src[] = {
-      &r->conns,      &r->conn_failed,  &r->retries,          &r->relogins,   &r->registered, &r->disconnects,
-      &r->sent,       &r->acked,        &r->acked_dup,        &r->refused,    &r->received,   &r->unique,
-      &r->lost,       &r->duplicated,   &r->unacked_received, &r->unanswered, &r->stale,      &r->misrouted,
-      &r->phase_done, &r->bench_cpu_us, &r->redelivered,      &r->dup_shown,  &r->qid_regress};
+      &r->conns,       &r->conn_failed, &r->retries,     &r->relogins,   &r->registered,
+      &r->disconnects, &r->sent,        &r->acked,       &r->acked_dup,  &r->refused,
+      &r->received,    &r->unique,      &r->lost,        &r->duplicated, &r->unacked_received,
+      &r->unanswered,  &r->stale,       &r->misrouted,   &r->phase_done, &r->bench_cpu_us,
+      &r->redelivered, &r->dup_shown,   &r->qid_regress, &r->resent,     &r->resent_dup,
+      &r->resent_new};
   uint64_t *dst[] = {
-      &into->conns,       &into->conn_failed, &into->retries,    &into->relogins,   &into->registered,
-      &into->disconnects, &into->sent,        &into->acked,      &into->acked_dup,  &into->refused,
-      &into->received,    &into->unique,      &into->lost,       &into->duplicated, &into->unacked_received,
-      &into->unanswered,  &into->stale,       &into->misrouted,  &into->phase_done, &into->bench_cpu_us,
-      &into->redelivered, &into->dup_shown,   &into->qid_regress};
+      &into->conns,       &into->conn_failed, &into->retries,     &into->relogins,   &into->registered,
+      &into->disconnects, &into->sent,        &into->acked,       &into->acked_dup,  &into->refused,
+      &into->received,    &into->unique,      &into->lost,        &into->duplicated, &into->unacked_received,
+      &into->unanswered,  &into->stale,       &into->misrouted,   &into->phase_done, &into->bench_cpu_us,
+      &into->redelivered, &into->dup_shown,   &into->qid_regress, &into->resent,     &into->resent_dup,
+      &into->resent_new};
   for (size_t i = 0; i < sizeof src / sizeof src[0]; i++)
     *dst[i] += *src[i];
   pb__min_set(&into->t_go, r->t_go);

@@ -59,6 +59,9 @@ typedef struct pb_result {
   uint64_t sent, acked, acked_dup, refused, received, unique;
   uint64_t lost, duplicated, unacked_received, unanswered, stale, misrouted;
   uint64_t redelivered, dup_shown, qid_regress; /* against a qid-filtering client (protocol 10.6) */
+  /* sends written again, same id, after a reconnect; of their SendAcks, how
+   * many said duplicate (the first try had committed: a dedup hit) or not */
+  uint64_t resent, resent_dup, resent_new;
   uint64_t t_go, t_stop, t_first_rx, t_last_rx; /* measured phase */
   uint64_t t_phase0, t_phase_end,
       phase_done;        /* drain: connect..last message; storm: reconnect..last AuthOk */

@@ -46,11 +46,9 @@ static uint64_t pb__id_seq(const pb_traffic *t, const char *id) {
 
 /* ---- sending -------------------------------------------------------------- */
 
-int pb_traffic_send(pb_peer *p, uint64_t ts_us) {
-  if (p->c.state != PB_C_READY || p->to == PB_NOBODY)
-    return -1;
+/* Writes the Send of seq (the same id and bytes every time it is written). */
+static void pb__write_send(pb_peer *p, uint64_t seq, uint64_t ts_us) {
   char body[4096], id[48], to[32];
-  uint64_t seq = p->next_seq;
   Parley__Send s = PARLEY__SEND__INIT;
   snprintf(id, sizeof id, "%016" PRIx64 ".%" PRIu64, p->t->run_id, seq);
   pb_users_name(p->to, to, sizeof to);
@@ -60,6 +58,13 @@ int pb_traffic_send(pb_peer *p, uint64_t ts_us) {
   s.body.len = pb__body(p, seq, ts_us, body, sizeof body);
   s.client_ts = pl_now_ms();
   pb_conn_send(&p->c, PARLEY__FRAME_TYPE__FRAME_SEND, &s.base);
+}
+
+int pb_traffic_send(pb_peer *p, uint64_t ts_us) {
+  if (p->c.state != PB_C_READY || p->to == PB_NOBODY)
+    return -1;
+  uint64_t seq = p->next_seq;
+  pb__write_send(p, seq, ts_us);
   pb_track_mark(&p->tr, seq, PB_T_SENT);
   pb_track_set_time(&p->tr, seq, ts_us);
   p->next_seq++;
@@ -146,6 +151,8 @@ int pb_traffic_quota_done(void *arg) {
 
 static void pb__answered(pb_peer *p, uint64_t seq, uint8_t flag) {
   pb_track_mark(&p->tr, seq, flag);
+  while (p->low < p->next_seq && pb_track_has(&p->tr, p->low, PB_T_ACKED | PB_T_REFUSED))
+    p->low++;
   p->inflight--;
   p->t->inflight--;
   pb__refill(p);
@@ -160,7 +167,10 @@ static void pb__on_send_ack(pb_peer *p, const Parley__SendAck *a) {
   }
   r->acked++;
   r->acked_dup += a->duplicate;
-  if (p->t->recording) {
+  int resent = seq < p->resend_mark; /* its first try's answer went with the old connection */
+  r->resent_dup += resent && a->duplicate;
+  r->resent_new += resent && !a->duplicate;
+  if (p->t->recording && !resent) { /* a resend's wait would count the outage */
     uint64_t now = pb_now_us(), sent = pb_track_time(&p->tr, seq);
     pb_hist_add(&r->ack, now > sent ? now - sent : 0);
   }
@@ -235,8 +245,22 @@ static void pb__on_frame(pb_conn *c, uint8_t type, const ProtobufCMessage *m) {
     pb__on_error(p, (const Parley__Error *)m);
 }
 
+/* After a reconnect: every send still unanswered again, same id and body. */
+static void pb__resend(pb_peer *p) {
+  p->resend = 0;
+  for (uint64_t seq = p->low; seq < p->next_seq; seq++) {
+    if (!pb_track_has(&p->tr, seq, PB_T_SENT) || pb_track_has(&p->tr, seq, PB_T_ACKED | PB_T_REFUSED))
+      continue;
+    pb__write_send(p, seq, pb_track_time(&p->tr, seq));
+    p->t->res->resent++;
+  }
+  p->resend_mark = p->next_seq;
+}
+
 static void pb__on_ready(pb_conn *c) {
   pb_peer *p = (pb_peer *)c;
+  if (p->resend)
+    pb__resend(p);
   p->ready = 1;
   p->t->ready++;
   if (p->t->on_ready)
@@ -250,12 +274,15 @@ static void pb__on_close(pb_conn *c, const char *why) {
   if (p->ready)
     t->ready--;
   p->ready = 0;
-  /* Sends without an answer: committed or not, nobody can tell. */
-  t->res->unanswered += p->inflight;
-  t->inflight -= p->inflight;
-  p->inflight = 0;
-  if (t->closing)
+  /* Sends without an answer: committed or not, nobody can tell. They stay
+   * in flight and go again, same ids, after the reconnect (pb__resend). */
+  t->res->unanswered += was_ready ? p->inflight : 0;
+  p->resend |= p->inflight > 0;
+  if (t->closing || !p->want_up) {
+    t->inflight -= p->inflight;
+    p->inflight = 0;
     return;
+  }
   t->res->disconnects += was_ready;
   if (t->errors_logged++ < PB__ERRORS_LOGGED)
     fprintf(stderr, "parley-bench: pb%u: %s: %s\n", c->uidx, was_ready ? "connection lost" : "cannot connect",
@@ -302,6 +329,7 @@ pb_peer *pb_traffic_add(pb_traffic *t, uint32_t uidx, uint32_t to, uint32_t from
   p->to = to;
   p->from = from;
   p->next_seq = 1;
+  p->low = 1;
   p->quota = PB_NO_QUOTA;
   if (to != PB_NOBODY && uidx < t->nusers)
     t->by_uidx[uidx] = p;
@@ -328,6 +356,8 @@ void pb_traffic_drop(pb_peer *p, int rst) {
   t->res->unanswered += p->inflight;
   t->inflight -= p->inflight;
   p->inflight = 0;
+  p->resend = 0;
+  p->low = p->next_seq; /* given up: never resent */
   pb_conn_drop(&p->c, rst);
 }
 

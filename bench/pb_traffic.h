@@ -13,6 +13,12 @@
  * run id (left queued by an earlier run on a kept data dir) are counted as
  * stale and otherwise ignored.
  *
+ * A sender whose connection breaks keeps the sends it had in flight and,
+ * once it has reconnected, writes them again with the same ids and bodies,
+ * as libparley does: the server's dedup answers those the first try had
+ * committed with SendAck.duplicate (counted as resent_dup), the others are
+ * stored now (resent_new). A kill -9 of the server thus exercises dedup.
+ *
  * Sending is either as fast as possible (each sender keeps `window` sends
  * awaiting SendAck) or paced, open loop: message k of the worker is due at
  * t0 + k / rate and goes to sender k mod n; its send time is the time it was
@@ -37,9 +43,12 @@ typedef struct pb_peer {
   pb_traffic *t;
   uint32_t to, from; /* user indices, or PB_NOBODY */
   uint64_t next_seq, inflight;
-  uint64_t quota;    /* most messages to send; PB_NO_QUOTA: no limit */
-  pb_track tr;       /* as a sender */
-  uint64_t qid_seen; /* as a receiver: highest qid, across reconnects */
+  uint64_t low;         /* every seq below it is answered (SendAck or Error) */
+  uint64_t resend_mark; /* seqs below it that were unanswered at a reconnect were resent */
+  uint8_t resend;       /* the connection broke with sends in flight: resend them once ready */
+  uint64_t quota;       /* most messages to send; PB_NO_QUOTA: no limit */
+  pb_track tr;          /* as a sender */
+  uint64_t qid_seen;    /* as a receiver: highest qid, across reconnects */
   uint8_t ready;
   uint8_t manual;  /* pb_traffic_connect leaves it alone */
   uint8_t want_up; /* reconnect it when the connection is lost */

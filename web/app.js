@@ -196,7 +196,7 @@ function groupError(e, users) {
 }
 
 // Errors after which a Send is worth repeating with the same id (protocol.md §9).
-const RETRYABLE = new Set(['ERR_RATE_LIMITED', 'ERR_INTERNAL', 'ERR_SHUTTING_DOWN']);
+const RETRYABLE = new Set(['ERR_RATE_LIMITED', 'ERR_STORAGE_FULL', 'ERR_INTERNAL', 'ERR_SHUTTING_DOWN']);
 
 function onError(e) {
   if (!authed) {

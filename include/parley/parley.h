@@ -67,6 +67,7 @@ extern "C" {
 #define PARLEY_E_RATE_LIMITED (-36)         /* too many attempts or sends: retry later */
 #define PARLEY_E_TOO_MANY_CONNECTIONS (-37) /* the server's connection cap is reached */
 #define PARLEY_E_NOT_ALLOWED (-38)          /* the other user's privacy settings forbid it */
+#define PARLEY_E_STORAGE_FULL (-39)         /* the server's disk is full: not stored, retry later */
 /* Local error codes. */
 #define PARLEY_E_CONNECT (-100)  /* cannot reach the server */
 #define PARLEY_E_TIMEOUT (-101)  /* no answer in time */

@@ -41,6 +41,7 @@ const char *parley_strerror(int code) {
   case PARLEY_E_RATE_LIMITED: return "too many attempts: try again later";
   case PARLEY_E_TOO_MANY_CONNECTIONS: return "too many connections";
   case PARLEY_E_NOT_ALLOWED: return "the user's privacy settings do not allow this";
+  case PARLEY_E_STORAGE_FULL: return "the server's disk is full: try again later";
   case PARLEY_E_CONNECT: return "cannot reach the server";
   case PARLEY_E_TIMEOUT: return "no answer in time";
   case PARLEY_E_CLOSED: return "connection closed";

@@ -235,19 +235,20 @@ static void plc__on_send_error(parley *c, const Parley__Error *e, int code) {
   plc_msg *m = plc_outbox_find(&c->ob, e->ref);
   if (!m || m->state != PLC_MSG_SENT || plc__closing(code))
     return; /* closing: the drop requeues it for the next connection */
-  if (code != PARLEY_E_INTERNAL && code != PARLEY_E_SHUTTING_DOWN && code != PARLEY_E_RATE_LIMITED) {
+  int later = code == PARLEY_E_RATE_LIMITED || code == PARLEY_E_STORAGE_FULL; /* after retry_after_ms */
+  if (code != PARLEY_E_INTERNAL && code != PARLEY_E_SHUTTING_DOWN && !later) {
     plc_msg_done(c, m, NULL, code, e->message && *e->message ? e->message : NULL);
     return;
   }
   /* Nothing was committed: try again later, on this connection or the next;
-   * over the send rate, when the server said (protocol.md 10.7). */
+   * over the send rate or while its disk is full, when the server said
+   * (protocol.md 9, 10.7). */
   c->inflight--;
   m->state = PLC_MSG_RETRY;
   m->retries++;
   uint64_t backoff = plc__backoff(c, m->retries);
-  m->retry_at = pl_mono_ms() + (code == PARLEY_E_RATE_LIMITED && e->retry_after_ms
-                                    ? (uint64_t)e->retry_after_ms
-                                    : (uint64_t)c->reconnect_min_ms + backoff);
+  m->retry_at = pl_mono_ms() + (later && e->retry_after_ms ? (uint64_t)e->retry_after_ms
+                                                           : (uint64_t)c->reconnect_min_ms + backoff);
   if (!c->retry_scan_at || m->retry_at < c->retry_scan_at)
     c->retry_scan_at = m->retry_at;
 }

@@ -38,6 +38,7 @@
   X(RATE_LIMITED, -36, 1, "too many attempts: try again later")           \
   X(TOO_MANY_CONNECTIONS, -37, 1, "too many connections")                 \
   X(NOT_ALLOWED, -38, 1, "the user's privacy settings do not allow this") \
+  X(STORAGE_FULL, -39, 1, "the server's disk is full: try again later")   \
   X(AGAIN, -1001, 0, "need more data")                                    \
   X(NOMEM, -1002, 0, "out of memory")                                     \
   X(IO, -1003, 0, "i/o error")                                            \

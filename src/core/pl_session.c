@@ -641,7 +641,7 @@ static void pl__send_done(pl_store_req *req) {
     a.duplicate = req->out.duplicate;
     pl__write(s, PARLEY__FRAME_TYPE__FRAME_SEND_ACK, &a.base);
   } else if (s->conn) {
-    pl__error(s, req->status, m->id);
+    pl__error_retry(s, req->status, m->id, req->status == PL_ERR_STORAGE_FULL ? PL_STORE_FULL_RETRY_MS : 0);
   }
   s->inflight--;
   if (s->inflight <= s->core->cfg.max_inflight / 2)

@@ -1008,6 +1008,16 @@ static uint64_t pl__rs_left(pl_media *m, const char *id, uint64_t want) {
   return left;
 }
 
+/* While the disk is full (the store gave its reserve back), an upload's
+ * bytes would eat the room left for acks: refused before any is read. */
+static int pl__disk_full(pl_media *m) {
+  pl_store_stats st;
+  if (!m->store)
+    return 0;
+  pl_store_get_stats(m->store, &st);
+  return st.disk_full;
+}
+
 pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x, uint64_t *limit,
                               int *status) {
   size_t plen = strcspn(req->url, "?");
@@ -1017,8 +1027,8 @@ pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x
   if (!patch && (strcmp(req->method, "POST") || plen != 6 || strncmp(req->url, "/media", 6)))
     return NULL;
   uint8_t th[PL_TOKEN_HASH_LEN];
-  if (!pl__bearer(req, th)) {
-    *status = 401;
+  if (!pl__bearer(req, th) || pl__disk_full(m)) {
+    *status = pl__disk_full(m) ? 503 : 401;
     atomic_fetch_add_explicit(&m->refused, 1, memory_order_relaxed);
     return NULL;
   }

@@ -105,7 +105,8 @@ static int pl__status_of(const char *code) {
     return 403;
   if (!strcmp(code, "ERR_RATE_LIMITED"))
     return 429;
-  if (!strcmp(code, "ERR_INTERNAL") || !strcmp(code, "ERR_SHUTTING_DOWN"))
+  if (!strcmp(code, "ERR_INTERNAL") || !strcmp(code, "ERR_SHUTTING_DOWN") ||
+      !strcmp(code, "ERR_STORAGE_FULL"))
     return 503;
   return 400;
 }

@@ -279,7 +279,8 @@ static pl_err pl__start(pl_server *srv) {
                         .max_batch = c->commit_batch,
                         .sweep_ms = c->sweep_s * 1000u,
                         .commit_delay_us = c->commit_delay_us,
-                        .media_ttl_ms = c->media_ttl_s * 1000u};
+                        .media_ttl_ms = c->media_ttl_s * 1000u,
+                        .disk_reserve = c->disk_reserve};
   pl_media_config mc = {.dir = c->data,
                         .max_upload = c->media_max_upload,
                         .quota = c->media_quota,

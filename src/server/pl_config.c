@@ -73,6 +73,10 @@ static const pl__opt pl__opts[] = {
      OFF(group_detail), 0},
     {"commit-batch", "N", "most requests in one storage transaction (default 4096)", T_U32, OFF(commit_batch),
      0},
+    {"disk-reserve", "BYTES",
+     "disk space held in DATA/reserve and given back when the disk fills, so acks and logins still work "
+     "while new messages are refused (default 67108864 = 64 MiB; 0 = none)",
+     T_U64Z, OFF(disk_reserve), 0},
     {"commit-delay", "MICROSECONDS",
      "under load, start a commit at most this often, so each carries more (default 250; 0 = off)", T_U32Z,
      OFF(commit_delay_us), 0},
@@ -230,6 +234,7 @@ void pl_config_defaults(pl_config *c) {
   c->max_conn_output = 4u << 20;
   c->slow_consumer_s = 30;
   c->max_conn_memory = 512u << 20;
+  c->disk_reserve = 64u << 20;
   c->media_max_upload = 64u << 20;
   c->media_quota = 1ull << 30;
   c->media_max_unfinished = 16;

@@ -28,6 +28,7 @@ typedef struct pl_config {
   /* connections (docs/operations.md, "Limits") */
   uint32_t max_conns, max_conns_per_ip, auth_timeout_s, slow_consumer_s;
   uint64_t max_conn_output, max_conn_memory;
+  uint64_t disk_reserve; /* bytes held back for a full disk (docs/operations.md, "Disk full") */
   uint64_t media_max_upload, media_quota, media_ttl_s, media_max_pixels;
   uint32_t media_thumb, media_link_ttl_s, media_max_unfinished;
   int media_files;

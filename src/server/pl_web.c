@@ -104,6 +104,18 @@ static void pl__metrics(const pl_web *w, pl_http_res *res) {
              ss.fails);
   pl__metric(b, "parley_store_queue_depth", "gauge", "Storage requests waiting for the store thread.",
              ss.queued);
+  pl__metric(b, "parley_store_disk_full", "gauge",
+             "1 while the disk is full: the reserve is given back, new messages and uploads are refused.",
+             (uint64_t)ss.disk_full);
+  pl__metric(b, "parley_store_disk_full_total", "counter",
+             "Times the disk filled (a commit failed for space).", ss.disk_full_total);
+  pl__metric(
+      b, "parley_store_disk_reserve_held", "gauge",
+      "1 while the disk reserve is held; 0 while it is given back (the disk filled and has not the room "
+      "for it yet).",
+      (uint64_t)ss.reserve_held);
+  pl__metric(b, "parley_store_write_failing", "gauge", "1 while the last storage transaction failed.",
+             (uint64_t)ss.write_failing);
   pl__hists(b, "parley_store_commit_seconds", "Time of one commit (fsync included).", ss.commit_hist, 1,
             1e-6);
   pl__hists(b, "parley_store_batch_requests", "Requests per storage transaction (group commit).",
@@ -135,6 +147,29 @@ static void pl__text(pl_http_res *res, int status, const char *type, const char 
   res->status = status;
   res->type = type;
   pl_bytes_append(&res->body, body, strlen(body));
+}
+
+/* 200 "ok" while the store takes writes; 503 with the reason while the disk
+ * is full (new messages refused) or the last transaction failed, so a
+ * balancer or orchestrator stops counting on this server until it recovers
+ * (docs/operations.md, "Disk full"). */
+static void pl__healthz(const pl_web *w, pl_http_res *res) {
+  pl_store_stats ss;
+  pl_store_get_stats(w->store, &ss);
+  if (!ss.disk_full && !ss.write_failing) {
+    pl__text(res, 200, NULL, "ok\n");
+    return;
+  }
+  res->status = 503;
+  res->extra = "Retry-After: 5\r\n";
+  if (ss.disk_full)
+    pl__printf(&res->body,
+               "disk full: new messages are refused until %llu bytes are free on the disk or inside the "
+               "database (%llu and %llu now); acks and logins work\n",
+               (unsigned long long)ss.disk_needed, (unsigned long long)ss.disk_avail,
+               (unsigned long long)ss.db_free);
+  else
+    pl__printf(&res->body, "storage writes failing: %s\n", pl_err_name(ss.write_err));
 }
 
 /* With --metrics-token, /metrics wants "Authorization: Bearer <token>".
@@ -211,7 +246,7 @@ void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex
   } else if (pl_media_route(w->media, req, path, res, x)) {
     /* answered, or held */
   } else if (!strcmp(path, "/healthz") && get) {
-    pl__text(res, 200, NULL, "ok\n");
+    pl__healthz(w, res);
   } else if (!strcmp(path, "/metrics") && get) {
     pl__metrics_answer(w, req, res);
   } else if (get && pl__asset(path, req, res)) {

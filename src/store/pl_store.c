@@ -14,10 +14,12 @@
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "pl_reserve.h"
 
 #define PL__DEFAULT_SWEEP_MS 10000u
 #define PL__DEFAULT_FLUSH_CHUNK 2048u
 #define PL__DEFAULT_BATCH 1024u
+#define PL__FULL_PROBE_MS 1000u /* while the disk is full, free space is looked at this often */
 
 /* A pl_store_expire_now caller waiting for the store thread. */
 typedef struct pl__sweep {
@@ -49,10 +51,13 @@ struct pl_store {
   size_t queued; /* requests between head and tail */
   int idle;      /* the thread sleeps until work comes (submit signals) */
   pl__sweep *sweeps;
-  int closing; /* no more submissions; the thread drains and exits */
-  int running; /* the thread has not exited: a hook of the drain may still submit */
-  pl_store_stats stats;
+  int closing;          /* no more submissions; the thread drains and exits */
+  int running;          /* the thread has not exited: a hook of the drain may still submit */
+  pl_store_stats stats; /* stats.disk_full: the store thread's full, for readers */
   pl_hist commit_hist, batch_hist; /* us per commit; requests per transaction */
+  pl_reserve reserve;              /* store thread only (after open) */
+  int full;                        /* the disk is full: SEND and MEDIA_PUT are refused (store thread) */
+  uint64_t next_probe;             /* mono ms: the next look at free space while unreserved */
 };
 
 /* ---- request and message memory ----------------------------------------- */
@@ -199,13 +204,18 @@ static uint64_t pl__commit_timed(pl_store *s, pl_err *e) {
   return pl_mono_us() - t0;
 }
 
+/* While the disk is full, what would grow the data is refused; what frees
+ * space (acks, the sweep) and what keeps users signed in goes through. */
+static int pl__grows(const pl_store_req *r) { return r->op == PL_STORE_SEND || r->op == PL_STORE_MEDIA_PUT; }
+
 /* Runs one batch in one transaction. Returns the time commit() took. */
 static uint64_t pl__exec_batch(pl_store *s, pl_store_req *batch, pl_err *e) {
   uint64_t us = 0;
   *e = s->be->begin(s->bctx);
   for (pl_store_req *r = batch; *e == PL_OK && r; r = r->next) {
-    r->status = PL_OK;
-    *e = s->be->exec(s->bctx, r);
+    r->status = s->full && pl__grows(r) ? PL_ERR_STORAGE_FULL : PL_OK;
+    if (r->status == PL_OK)
+      *e = s->be->exec(s->bctx, r);
   }
   if (*e == PL_OK)
     us = pl__commit_timed(s, e);
@@ -214,15 +224,106 @@ static uint64_t pl__exec_batch(pl_store *s, pl_store_req *batch, pl_err *e) {
     s->be->rollback(s->bctx);
     for (pl_store_req *r = batch; r; r = r->next) {
       pl_store_req_clear(r);
-      r->status = PL_ERR_INTERNAL;
+      r->status = *e == PL_ERR_STORAGE_FULL && pl__grows(r) ? PL_ERR_STORAGE_FULL : PL_ERR_INTERNAL;
     }
   }
   return us;
 }
 
+/* ---- disk full ----------------------------------------------------------- */
+
+static void pl__set_full(pl_store *s, int full) {
+  s->full = full;
+  pthread_mutex_lock(&s->mu);
+  s->stats.disk_full = full;
+  s->stats.disk_full_total += full;
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void pl__checkpoint(pl_store *s) {
+  if (s->be->checkpoint && s->be->checkpoint(s->bctx) != PL_OK)
+    pl_warn("store: checkpoint while the disk is full failed (tried again in a second)");
+}
+
+static void pl__disk_stats(pl_store *s, uint64_t avail, uint64_t dbfree) {
+  pthread_mutex_lock(&s->mu);
+  s->stats.disk_avail = avail;
+  s->stats.db_free = dbfree;
+  s->stats.reserve_held = s->reserve.held || !s->reserve.size;
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* The disk is full (a transaction failed for want of space, or the probe
+ * found no room left): give the reserve back to the filesystem and fold the
+ * WAL into the database, so that the next transaction (the batch again,
+ * without its sends) has room. */
+static void pl__disk_full(pl_store *s) {
+  if (!s->full) {
+    uint64_t held = s->reserve.held ? s->reserve.size : 0;
+    pl_reserve_release(&s->reserve);
+    pl__set_full(s, 1);
+    pl_error("store: the disk is full: released the %llu-byte reserve; new messages and uploads are "
+             "refused (STORAGE_FULL) until %llu bytes are free on the disk or inside the database, acks and "
+             "logins go on",
+             (unsigned long long)held, (unsigned long long)pl_reserve_needed(&s->reserve));
+  }
+  s->next_probe = pl_mono_ms() + PL__FULL_PROBE_MS;
+  pl__checkpoint(s);
+  pl__disk_stats(s, pl_reserve_avail(&s->reserve), s->be->free_bytes ? s->be->free_bytes(s->bctx) : 0);
+}
+
+/* Runs without its reserve: full, or taking messages into the database's
+ * free pages until the disk has room for the reserve again. */
+static int pl__unreserved(const pl_store *s) { return s->full || (s->reserve.size && !s->reserve.held); }
+
+/* Every PL__FULL_PROBE_MS while unreserved. Once the disk has room for the
+ * reserve and as much again, it holds the reserve and takes messages.
+ * Otherwise, acks may have freed room inside the database, which new
+ * messages reuse without the file growing (a server whose own queues
+ * filled the disk recovers when its clients ack): it takes messages while
+ * the database has the reserve's size free inside it, and the disk half of
+ * it for the WAL; below that, it refuses them again before a commit can
+ * fail, so the file never has to grow without a reserve to give back. */
+static void pl__disk_probe(pl_store *s) {
+  s->next_probe = pl_mono_ms() + PL__FULL_PROBE_MS;
+  if (s->full)
+    pl__checkpoint(s); /* acks may have emptied the WAL's pages */
+  uint64_t avail = pl_reserve_avail(&s->reserve), need = pl_reserve_needed(&s->reserve);
+  uint64_t dbfree = s->be->free_bytes ? s->be->free_bytes(s->bctx) : 0, size = s->reserve.size;
+  if (avail >= need && pl_reserve_hold(&s->reserve) == PL_OK) {
+    pl__disk_stats(s, avail, dbfree);
+    if (s->full)
+      pl__set_full(s, 0);
+    pl_warn("store: disk space is back (%llu bytes free): the reserve is held again, new messages are taken",
+            (unsigned long long)avail);
+    return;
+  }
+  pl__disk_stats(s, avail, dbfree);
+  if (s->full && dbfree >= need && avail >= size / 2) {
+    pl__set_full(s, 0);
+    pl_warn("store: %llu bytes free inside the database: new messages are taken again, without the reserve "
+            "until %llu bytes are free on the disk",
+            (unsigned long long)dbfree, (unsigned long long)need);
+  } else if (!s->full && (dbfree < size || avail < size / 4)) {
+    pl__disk_full(s);
+  }
+}
+
+static int pl__any_runs(const pl_store *s, const pl_store_req *batch) {
+  for (const pl_store_req *r = batch; r; r = r->next)
+    if (!(s->full && pl__grows(r)))
+      return 1;
+  return 0;
+}
+
 static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
   pl_err e;
   uint64_t us = pl__exec_batch(s, batch, &e);
+  if (e == PL_ERR_STORAGE_FULL) {
+    pl__disk_full(s);
+    if (pl__any_runs(s, batch)) /* the acks and logins of the batch, in the space just freed */
+      us = pl__exec_batch(s, batch, &e);
+  }
   uint64_t msgs = 0;
   for (pl_store_req *r = batch; e == PL_OK && r; r = r->next)
     if (r->op == PL_STORE_SEND && r->status == PL_OK && !r->out.duplicate)
@@ -233,6 +334,10 @@ static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
   s->stats.commit_us_total += us;
   s->stats.messages += msgs;
   s->stats.fails += e == PL_OK ? 0 : n;
+  /* a batch of nothing but refused sends is the disk-full state, which
+   * disk_full tells (it would otherwise stay "failing" after the recovery) */
+  s->stats.write_failing = e != PL_OK && e != PL_ERR_STORAGE_FULL;
+  s->stats.write_err = e;
   pthread_mutex_unlock(&s->mu);
   pl_hist_add(&s->batch_hist, n);
   if (e == PL_OK)
@@ -253,6 +358,8 @@ static pl_err pl__sweep_once(pl_store *s, uint64_t now_ms, uint64_t *deleted) {
     s->be->rollback(s->bctx);
     *deleted = 0;
     pl_error("store: TTL sweep failed: %s", pl_err_name(e));
+    if (e == PL_ERR_STORAGE_FULL) /* the disk filled with no request running */
+      pl__disk_full(s);
   } else if (*deleted) {
     pl_debug("store: TTL sweep deleted %llu messages", (unsigned long long)*deleted);
   }
@@ -342,6 +449,10 @@ static void *pl__thread(void *arg) {
       pl__sweep *list = s->sweeps;
       s->sweeps = NULL;
       pl__run_sweeps(s, list);
+    } else if (pl__unreserved(s) && pl_mono_ms() >= s->next_probe) {
+      pthread_mutex_unlock(&s->mu);
+      pl__disk_probe(s);
+      pthread_mutex_lock(&s->mu);
     } else if (pl_mono_ms() >= next_sweep && !(yield && s->head) && !flush_failed && pl__backlog(s)) {
       pthread_mutex_unlock(&s->mu);
       flush_failed = pl__flush_chunk(s) != PL_OK;
@@ -372,7 +483,7 @@ static void *pl__thread(void *arg) {
       break;
     } else {
       struct timespec ts;
-      pl__deadline(&ts, next_sweep);
+      pl__deadline(&ts, pl__unreserved(s) && s->next_probe < next_sweep ? s->next_probe : next_sweep);
       s->idle = 1;
       pthread_cond_timedwait(&s->wake, &s->mu, &ts);
       s->idle = 0;
@@ -402,6 +513,17 @@ static void pl__sync_destroy(pl_store *s) {
   pthread_mutex_destroy(&s->mu);
 }
 
+/* A disk already too full for the reserve: start refusing messages (the
+ * probe takes them once there is room); any other failure stops the start. */
+static pl_err pl__reserve_open(pl_store *s) {
+  pl_err e = pl_reserve_hold(&s->reserve);
+  pl__disk_stats(s, 0, 0);
+  if (e != PL_ERR_STORAGE_FULL)
+    return e;
+  pl__disk_full(s);
+  return PL_OK;
+}
+
 pl_err pl_store_open(pl_store **out, const pl_store_backend *be, const pl_store_config *cfg,
                      const pl_store_hooks *hooks) {
   pl_store *s = pl_calloc(1, sizeof *s);
@@ -420,10 +542,14 @@ pl_err pl_store_open(pl_store **out, const pl_store_backend *be, const pl_store_
     s->cfg.rules = hooks->rules;
   }
   pl__sync_init(s);
+  pl_reserve_init(&s->reserve, cfg->dir, cfg->disk_reserve);
   pl_err e = be->open(&s->bctx, &s->cfg);
   if (e != PL_OK)
     goto out;
   opened = 1;
+  e = pl__reserve_open(s);
+  if (e != PL_OK)
+    goto out;
   s->running = 1;
   if (pthread_create(&s->thread, NULL, pl__thread, s) != 0) {
     e = PL_ERR_INTERNAL;
@@ -436,6 +562,7 @@ out:
   if (s) {
     if (opened)
       be->close(s->bctx);
+    pl_reserve_free(&s->reserve);
     pl__sync_destroy(s);
     pl_free(s);
   }
@@ -539,6 +666,7 @@ void pl_store_close(pl_store *s) {
   if (!s)
     return;
   pl_store_stop(s);
+  pl_reserve_free(&s->reserve);
   pl__sync_destroy(s);
   pl_free(s);
 }
@@ -548,6 +676,7 @@ void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
   *st = s->stats;
   st->queued = s->queued;
   pthread_mutex_unlock(&s->mu);
+  st->disk_needed = pl_reserve_needed(&s->reserve);
   st->commit_hist = &s->commit_hist;
   st->batch_hist = &s->batch_hist;
 }

@@ -12,6 +12,15 @@
  * A request whose batch failed to commit comes back with PL_ERR_INTERNAL and
  * nothing of it was stored.
  *
+ * Disk full: when a batch fails because the disk is full, the store
+ * releases its disk reserve (pl_reserve), checkpoints, and runs the batch
+ * again without what would grow the data: while the disk stays full, SEND
+ * and MEDIA_PUT fail with PL_ERR_STORAGE_FULL (retry after
+ * PL_STORE_FULL_RETRY_MS), acks, deletes, logins and the rest go through.
+ * Every second it looks at the free space; once there is room on the disk it
+ * holds the reserve again and takes messages, and meanwhile takes them while
+ * acks have left room inside the database (docs/operations.md, "Disk full").
+ *
  * The backend (SQLite now, PostgreSQL later) is a vtable (pl_store_backend);
  * nothing above this header knows which one runs. */
 #ifndef PL_STORE_H
@@ -226,6 +235,8 @@ typedef struct pl_store_req pl_store_req;
 typedef void (*pl_store_done_cb)(pl_store_req *req);
 
 #define PL_TOKEN_HASH_LEN 32
+/* What a Send refused with STORAGE_FULL is told to wait (Error.retry_after_ms). */
+#define PL_STORE_FULL_RETRY_MS 5000u
 
 struct pl_store_req {
   pl_store_op op;
@@ -402,7 +413,8 @@ typedef struct pl_store_config {
   void *blob_ud;
   /* Called on the store thread inside MEDIA_PUT: 1 if the blob exists. */
   int (*blob_exists)(void *ud, const char *key);
-  pl_store_rules rules; /* set by pl_store_open from the hooks */
+  pl_store_rules rules;  /* set by pl_store_open from the hooks */
+  uint64_t disk_reserve; /* bytes held back in <dir>/reserve for a full disk (0: none) */
 } pl_store_config;
 
 /* The backend vtable. All calls happen on the store thread, except open and
@@ -426,6 +438,14 @@ typedef struct pl_store_backend {
    * transaction, with queued requests served between chunks, before expire. */
   size_t (*backlog)(void *be);
   pl_err (*flush)(void *be, size_t max);
+  /* Optional, between transactions: write the journal into the database
+   * and give the journal's space back (the store calls it while the disk
+   * is full). A transaction that fails because the disk is full must fail
+   * with PL_ERR_STORAGE_FULL (exec, commit). */
+  pl_err (*checkpoint)(void *be);
+  /* Optional, between transactions: bytes free inside the database (pages
+   * it reuses before its files grow). */
+  uint64_t (*free_bytes)(void *be);
 } pl_store_backend;
 
 extern const pl_store_backend pl_store_sqlite;
@@ -487,6 +507,13 @@ typedef struct pl_store_stats {
   uint64_t commit_us_total;                /* time spent in commit() */
   uint64_t queued;                         /* requests waiting for the store thread now */
   const pl_hist *commit_hist, *batch_hist; /* us per commit, requests per transaction (live) */
+  int disk_full;                           /* new messages refused: the disk is full (the reserve is out) */
+  int write_failing;                       /* the last transaction of requests failed */
+  pl_err write_err;                        /* ... with this */
+  uint64_t disk_full_total;                /* times the disk filled */
+  uint64_t disk_avail, disk_needed;        /* free bytes at the last look while full; bytes awaited */
+  uint64_t db_free;                        /* ... and free inside the database then */
+  int reserve_held;                        /* the reserve is held (or there is none) */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
 

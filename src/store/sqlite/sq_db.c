@@ -218,6 +218,10 @@ static size_t pl__sq_backlog(void *be) { return ((pl__sq *)be)->gdirty; }
 
 static pl_err pl__sq_flush(void *be, size_t max) { return pl_sq_ghist_gcache_flush_some(be, max); }
 
+static pl_err pl__sq_checkpoint(void *be) { return pl_sq_disk_checkpoint(((pl__sq *)be)->db); }
+
+static uint64_t pl__sq_free_bytes(void *be) { return pl_sq_disk_free_bytes(((pl__sq *)be)->db); }
+
 static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   static const int steps[] = {ST_EXPIRE_QUEUE, ST_EXPIRE_MSGS, ST_EXPIRE_DEDUP};
   pl__sq *q = be;
@@ -315,6 +319,8 @@ static pl_err pl__setup(pl__sq *q, int durable) {
     e = pl__exec_sql(q, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL);
   if (e == PL_OK)
     e = pl__exec_sql(q, "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384", NULL);
+  if (e == PL_OK) /* see sq_disk.h */
+    e = pl__exec_sql(q, PL_SQ_SECURE_DELETE, NULL);
   if (e == PL_OK)
     e = pl__exec_sql(q, "PRAGMA user_version", &ver);
   if (e == PL_OK && ver && atoi(ver) > PL__SCHEMA_VERSION) {
@@ -418,4 +424,6 @@ const pl_store_backend pl_store_sqlite = {
     .expire = pl__sq_expire,
     .backlog = pl__sq_backlog,
     .flush = pl__sq_flush,
+    .checkpoint = pl__sq_checkpoint,
+    .free_bytes = pl__sq_free_bytes,
 };

@@ -73,6 +73,7 @@
 #include "../../common/pl_mem.h"
 #include "../../common/pl_time.h"
 #include "../pl_idring.h"
+#include "sq_disk.h"
 #include "sq_push.h"
 #include "../pl_store.h"
 #include "parley.pb-c.h"
@@ -410,7 +411,7 @@ static inline void *pl_sq_reserve(void *p, size_t n, size_t *cap, size_t elem) {
 
 static inline pl_err pl_sq_sql_err(pl__sq *q, sqlite3_stmt *st, int rc) {
   pl_error("store: sqlite error %d (%s) in: %s", rc, sqlite3_errmsg(q->db), st ? sqlite3_sql(st) : "?");
-  return PL_ERR_STORE;
+  return pl_sq_disk_full(q->db, rc) ? PL_ERR_STORAGE_FULL : PL_ERR_STORE;
 }
 
 static inline void pl_sq_bind_u64(sqlite3_stmt *st, int i, uint64_t v) {
