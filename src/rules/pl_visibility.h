@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+#include "common/pl_err.h"
+
 /* Did uid upload it? Then nothing else needs loading. */
 static inline int pl_visibility_owner(uint64_t owner, uint64_t uid) { return owner == uid; }
 
@@ -17,6 +19,19 @@ static inline int pl_visibility_owner(uint64_t owner, uint64_t uid) { return own
  * conversations it was sent to (pl_visibility_in_conv)? */
 static inline int pl_visibility_media(uint64_t owner, uint64_t uid, int in_granted) {
   return pl_visibility_owner(owner, uid) || in_granted;
+}
+
+/* The answer to a download (GET /media/<id>): NOT_FOUND when there is no
+ * such upload, FORBIDDEN when the user may not see it, else PL_OK. */
+static inline pl_err pl_visibility_download(int found, int visible) {
+  return !found ? PL_ERR_NOT_FOUND : !visible ? PL_ERR_FORBIDDEN : PL_OK;
+}
+
+/* The answer to a Send carrying a media id: UNKNOWN_MEDIA for one the
+ * sender may not see, as for one that does not exist (a sender learns
+ * nothing of others' uploads), else PL_OK. */
+static inline pl_err pl_visibility_attach(int found, int visible) {
+  return found && visible ? PL_OK : PL_ERR_UNKNOWN_MEDIA;
 }
 
 /* Does the user name take part in conv now: one of the two sides of a 1:1

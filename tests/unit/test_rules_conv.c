@@ -57,11 +57,22 @@ static void test_media_is_seen_by_its_owner_and_its_conversations(void) {
   CHECK(!pl_visibility_in_conv("g:3", "carol", PL_ROLE_NONE)); /* left the group: no longer */
 }
 
+static void test_what_a_refusal_tells(void) {
+  CHECK_EQ_I(pl_visibility_download(0, 0), PL_ERR_NOT_FOUND);
+  CHECK_EQ_I(pl_visibility_download(1, 0), PL_ERR_FORBIDDEN);
+  CHECK_EQ_I(pl_visibility_download(1, 1), PL_OK);
+  /* a sender cannot tell someone else's upload from none */
+  CHECK_EQ_I(pl_visibility_attach(0, 0), PL_ERR_UNKNOWN_MEDIA);
+  CHECK_EQ_I(pl_visibility_attach(1, 0), PL_ERR_UNKNOWN_MEDIA);
+  CHECK_EQ_I(pl_visibility_attach(1, 1), PL_OK);
+}
+
 int main(void) {
   RUN(test_a_dm_has_one_name_for_both_sides);
   RUN(test_who_is_in_a_dm);
   RUN(test_group_conversations);
   RUN(test_a_dm_goes_to_the_peer_and_my_other_devices);
   RUN(test_media_is_seen_by_its_owner_and_its_conversations);
+  RUN(test_what_a_refusal_tells);
   return tl_summary();
 }

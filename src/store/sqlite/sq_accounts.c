@@ -2,6 +2,7 @@
  * the devices op), settings and privacy, contacts, blocks, presence, last
  * seen and 1:1 typing; the users cache. */
 #include "../../rules/pl_conv.h"
+#include "../../rules/pl_devices.h"
 #include "../../rules/pl_privacy.h"
 #include "sq_internal.h"
 
@@ -212,10 +213,10 @@ pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
     e = pl_sq_acct_user_get(q, r->in.user_id, &u);
     if (e != PL_OK)
       return e;
-    if (u && q->max_devices && u->ndevs >= q->max_devices && !pl_sq_acct_has_dev(u, r->out.device_id)) {
-      r->status = PL_ERR_TOO_MANY_DEVICES; /* logged out, and the others fill the limit */
+    /* refused when it was logged out and the others fill the limit */
+    if (u && (r->status = pl_devices_may_sign_in(q->max_devices, u->ndevs,
+                                                 pl_sq_acct_has_dev(u, r->out.device_id))) != PL_OK)
       return PL_OK;
-    }
     int was_out = u && !pl_sq_acct_has_dev(u, r->out.device_id);
     pl__user_forget(q, r->in.user_id); /* it may have been logged out: a target again */
     e = pl__set_token(q, r->out.device_id, r->in.token_hash);
@@ -226,10 +227,7 @@ pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
   e = pl_sq_acct_user_get(q, r->in.user_id, &u);
   if (e != PL_OK)
     return e;
-  if (!u)
-    r->status = PL_ERR_BAD_CREDENTIALS;
-  else if (q->max_devices && u->ndevs >= q->max_devices)
-    r->status = PL_ERR_TOO_MANY_DEVICES;
+  r->status = u ? pl_devices_may_sign_in(q->max_devices, u->ndevs, 0) : PL_ERR_BAD_CREDENTIALS;
   if (r->status != PL_OK)
     return PL_OK;
   r->out.created = 1;
@@ -463,20 +461,17 @@ static pl_err pl__revoke(pl__sq *q, pl_store_req *r, const pl_device_row *d) {
  * (Logout is for that), is INVALID_ARGUMENT. */
 pl_err pl_sq_acct_devices(pl__sq *q, pl_store_req *r) {
   pl_err e = pl__device_list(q, r);
-  int op = r->in.device_op, found = 0;
+  int op = r->in.device_op, found = 0, named;
   for (size_t i = 0; e == PL_OK && i < r->out.ndevices; i++) {
     const pl_device_row *d = &r->out.devices[i];
-    int named = op == PL_DEVICES_REVOKE && !strcmp(d->name, r->in.name);
-    found |= named;
-    if ((named || op == PL_DEVICES_REVOKE_OTHERS) && d->id != r->in.device_id)
+    if (pl_devices_revokes(op, r->in.name, r->in.device_id, d->id, d->name, &named))
       e = pl__revoke(q, r, d);
+    found |= named;
   }
-  if (e != PL_OK || r->in.device_op == PL_DEVICES_LIST)
+  if (e != PL_OK || op == PL_DEVICES_LIST)
     return e;
-  if (r->in.device_op == PL_DEVICES_REVOKE && (!found || !r->out.ntargets)) {
-    r->status = PL_ERR_INVALID_ARGUMENT;
+  if ((r->status = pl_devices_revoke_status(op, found, r->out.ntargets)) != PL_OK)
     return PL_OK;
-  }
   for (size_t i = 0; i < r->out.ndevices; i++)
     pl_free(r->out.devices[i].name);
   pl_free(r->out.devices);

@@ -103,10 +103,8 @@ pl_err pl_sq_media_for_send(pl__sq *q, pl_store_req *r, uint8_t **att, size_t *l
     e = pl__media_visible(q, me, &m, &ok);
   if (e != PL_OK)
     return e;
-  if (!ok) {
-    r->status = PL_ERR_UNKNOWN_MEDIA;
+  if ((r->status = pl_visibility_attach(found, ok)) != PL_OK)
     return PL_OK;
-  }
   pl__media_pack(&m, att, len);
   return PL_OK;
 }
@@ -206,8 +204,8 @@ pl_err pl_sq_media_get(pl__sq *q, pl_store_req *r) {
     e = pl__media_load(q, r->in.media_id, &r->out.media, &found);
   if (e == PL_OK && found && u)
     e = pl__media_visible(q, u, &r->out.media, &ok);
-  if (e == PL_OK && (!found || !ok))
-    r->status = !found ? PL_ERR_NOT_FOUND : PL_ERR_FORBIDDEN;
+  if (e == PL_OK)
+    r->status = pl_visibility_download(found, ok);
   return e;
 }
 
