@@ -70,7 +70,9 @@ typedef struct pl_privacy_settings {
   int group_add;     /* PL_GROUP_ADD_*; 0: never set, which means EVERYONE */
 } pl_privacy_settings;
 
-/* A new user's settings (the schema's column defaults say the same). */
+/* A new user's settings: the backend stores them at registration. The
+ * SQLite schema's column defaults, which filled in the users of data dirs
+ * upgraded from before these settings, are the same values. */
 #define PL_PRIVACY_DEFAULTS ((pl_privacy_settings){1, PL_LAST_SEEN_CONTACTS, 0})
 
 /* Which fields a Settings request changes. */

@@ -157,9 +157,12 @@ pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
     r->status = PL_ERR_USER_EXISTS;
     return PL_OK;
   }
+  pl_privacy_settings set = PL_PRIVACY_DEFAULTS; /* group_add 0: no privacy row yet */
   pl_sq_bind_text(st, 1, r->in.user);
   pl_sq_bind_text(st, 2, r->in.pwhash);
   pl_sq_bind_u64(st, 3, pl_now_ms());
+  pl_sq_bind_u64(st, 4, (uint64_t)set.read_receipts);
+  pl_sq_bind_u64(st, 5, (uint64_t)set.last_seen);
   e = pl_sq_run(q, st);
   if (e != PL_OK)
     return e;

@@ -108,7 +108,9 @@ enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_REN
                 " LEFT JOIN privacy p ON p.uid = u.id WHERE u.id = ?1")                                      \
   X(SET_GROUP_ADD, "INSERT INTO privacy(uid, group_add) VALUES(?1, ?2)"                                      \
                    " ON CONFLICT(uid) DO UPDATE SET group_add = ?2")                                         \
-  X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                              \
+  /* the settings a new user starts with are pl_privacy's (PL_PRIVACY_DEFAULTS) */                           \
+  X(USER_INSERT, "INSERT INTO users(name, pwhash, created, read_receipts, last_seen_vis)"                    \
+                 " VALUES(?1, ?2, ?3, ?4, ?5)")                                                              \
   X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")          \
   X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                               \
   /* a new device's group cursor starts at the newest qid: it gets nothing older */                          \
