@@ -21,7 +21,7 @@
 #include "common/pl_time.h"
 #include "core/pl_auth.h"
 #include "pl_mpool.h"
-#include "pl_quota.h"
+#include "rules/pl_quota.h"
 
 /* Upload bytes gather here and go to disk in one write. */
 #define PL__WBUF (256u << 10)

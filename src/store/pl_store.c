@@ -14,6 +14,7 @@
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "../rules/pl_retention.h"
 #include "pl_reserve.h"
 
 #define PL__DEFAULT_SWEEP_MS 10000u
@@ -569,13 +570,14 @@ out:
   return e;
 }
 
-/* Token lifetimes: the oldest last use and issue a token may have to work. */
+/* Token lifetimes (pl_retention): the oldest last use and issue a token may
+ * have to work; the backend keeps the tokens that pass. */
 static void pl__token_cutoffs(const pl_store_config *cfg, pl_store_req *req) {
   if (req->op != PL_STORE_RESUME && req->op != PL_STORE_MEDIA_AUTH && req->op != PL_STORE_DEVICES)
     return;
-  uint64_t now = pl_now_ms();
-  req->in.token_used_after = cfg->token_idle_ms && now > cfg->token_idle_ms ? now - cfg->token_idle_ms : 0;
-  req->in.token_issued_after = cfg->token_max_ms && now > cfg->token_max_ms ? now - cfg->token_max_ms : 0;
+  pl_retention_tokens c = pl_retention_token_cuts(cfg->token_idle_ms, cfg->token_max_ms, pl_now_ms());
+  req->in.token_used_after = c.used_after;
+  req->in.token_issued_after = c.issued_after;
 }
 
 void pl_store_submit(pl_store *s, pl_store_req *req) {

@@ -1,7 +1,7 @@
 /* pl_quota: the media quota with reservations of unfinished uploads
  * (security finding 8: five unfinished uploads of 899,999 B each under a
  * 1,000,000 B quota). */
-#include "media/pl_quota.h"
+#include "rules/pl_quota.h"
 #include "testlib.h"
 
 static void test_unfinished_uploads_count_against_the_quota(void) {
@@ -68,11 +68,21 @@ static void test_room_leaves_out_the_uploads_own_reservation(void) {
   pl_quota_free(&q);
 }
 
+/* The rule the store checks again when it records an upload. */
+static void test_fits(void) {
+  CHECK(pl_quota_fits(0, UINT64_MAX, UINT64_MAX, UINT64_MAX)); /* no limit */
+  CHECK(pl_quota_fits(1000, 600, 300, 100));                   /* exactly to the limit */
+  CHECK(!pl_quota_fits(1000, 600, 300, 101));
+  CHECK(!pl_quota_fits(1000, 1001, 0, 0)); /* over already */
+  CHECK(!pl_quota_fits(1000, 0, 0, UINT64_MAX));
+}
+
 int main(void) {
   RUN(test_unfinished_uploads_count_against_the_quota);
   RUN(test_stored_and_reserved_add_up);
   RUN(test_no_limit);
   RUN(test_pending_cap);
   RUN(test_room_leaves_out_the_uploads_own_reservation);
+  RUN(test_fits);
   return tl_summary();
 }

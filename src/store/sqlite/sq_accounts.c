@@ -1,6 +1,9 @@
 /* sq_accounts: users, devices and tokens (register, login, resume, logout,
  * the devices op), settings and privacy, contacts, blocks, presence, last
  * seen and 1:1 typing; the users cache. */
+#include "../../rules/pl_conv.h"
+#include "../../rules/pl_devices.h"
+#include "../../rules/pl_privacy.h"
 #include "sq_internal.h"
 
 static void pl__user_free(pl__user *u) {
@@ -60,10 +63,7 @@ static pl_err pl__load_blocked(pl__sq *q, pl__user *u) {
 
 /* Did u block uid? */
 int pl_sq_acct_blocks(const pl__user *u, uint64_t uid) {
-  for (size_t i = 0; i < u->nblocked; i++)
-    if (u->blocked[i] == uid)
-      return 1;
-  return 0;
+  return pl_privacy_blocks(u->blocked, u->nblocked, uid);
 }
 
 /* The user uid, from the cache or loaded into it; *out = NULL if none. */
@@ -157,9 +157,12 @@ pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
     r->status = PL_ERR_USER_EXISTS;
     return PL_OK;
   }
+  pl_privacy_settings set = PL_PRIVACY_DEFAULTS; /* group_add 0: no privacy row yet */
   pl_sq_bind_text(st, 1, r->in.user);
   pl_sq_bind_text(st, 2, r->in.pwhash);
   pl_sq_bind_u64(st, 3, pl_now_ms());
+  pl_sq_bind_u64(st, 4, (uint64_t)set.read_receipts);
+  pl_sq_bind_u64(st, 5, (uint64_t)set.last_seen);
   e = pl_sq_run(q, st);
   if (e != PL_OK)
     return e;
@@ -213,10 +216,10 @@ pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
     e = pl_sq_acct_user_get(q, r->in.user_id, &u);
     if (e != PL_OK)
       return e;
-    if (u && q->max_devices && u->ndevs >= q->max_devices && !pl_sq_acct_has_dev(u, r->out.device_id)) {
-      r->status = PL_ERR_TOO_MANY_DEVICES; /* logged out, and the others fill the limit */
+    /* refused when it was logged out and the others fill the limit */
+    if (u && (r->status = pl_devices_may_sign_in(q->max_devices, u->ndevs,
+                                                 pl_sq_acct_has_dev(u, r->out.device_id))) != PL_OK)
       return PL_OK;
-    }
     int was_out = u && !pl_sq_acct_has_dev(u, r->out.device_id);
     pl__user_forget(q, r->in.user_id); /* it may have been logged out: a target again */
     e = pl__set_token(q, r->out.device_id, r->in.token_hash);
@@ -227,10 +230,7 @@ pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
   e = pl_sq_acct_user_get(q, r->in.user_id, &u);
   if (e != PL_OK)
     return e;
-  if (!u)
-    r->status = PL_ERR_BAD_CREDENTIALS;
-  else if (q->max_devices && u->ndevs >= q->max_devices)
-    r->status = PL_ERR_TOO_MANY_DEVICES;
+  r->status = u ? pl_devices_may_sign_in(q->max_devices, u->ndevs, 0) : PL_ERR_BAD_CREDENTIALS;
   if (r->status != PL_OK)
     return PL_OK;
   r->out.created = 1;
@@ -258,36 +258,35 @@ pl_err pl_sq_acct_resume(pl__sq *q, pl_store_req *r) {
   return e == PL_OK && found ? pl_sq_run2(q, ST_DEVICE_USED, r->out.device_id, pl_now_ms()) : e;
 }
 
+/* SETTINGS: pl_privacy decides what changes; the fields it names are
+ * written, and the cached user follows. */
 pl_err pl_sq_acct_settings(pl__sq *q, pl_store_req *r) {
   pl__user *me;
+  pl_privacy_settings next;
+  unsigned changed = 0;
   pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
   if (e != PL_OK)
     return e;
-  if (!me || r->in.group_add < 0 || r->in.group_add > PL_GROUP_ADD_NOBODY) {
-    r->status = PL_ERR_INVALID_ARGUMENT; /* nothing changed */
-    return PL_OK;
-  }
-  if (r->in.group_add) {
-    e = pl_sq_run2(q, ST_SET_GROUP_ADD, me->id, (uint64_t)r->in.group_add);
-    if (e == PL_OK)
-      me->group_add = r->in.group_add;
-  }
-  if (r->in.read_receipts == 1 || r->in.read_receipts == 2) {
-    sqlite3_stmt *st = q->st[ST_SET_RECEIPTS];
-    pl_sq_bind_u64(st, 1, me->id);
-    pl_sq_bind_u64(st, 2, r->in.read_receipts == 1);
-    e = pl_sq_run(q, st);
-    if (e == PL_OK)
-      me->read_receipts = r->in.read_receipts == 1;
-  }
-  if (e == PL_OK && r->in.last_seen >= PL_LAST_SEEN_EVERYONE && r->in.last_seen <= PL_LAST_SEEN_NOBODY) {
-    e = pl_sq_run2(q, ST_SET_LAST_SEEN_VIS, me->id, (uint64_t)r->in.last_seen);
-    if (e == PL_OK)
-      me->last_seen_vis = r->in.last_seen;
-  }
+  pl_privacy_settings cur = {me ? me->read_receipts : 0, me ? me->last_seen_vis : 0, me ? me->group_add : 0};
+  r->status = me ? pl_privacy_settings_apply(&cur, r->in.read_receipts, r->in.last_seen, r->in.group_add,
+                                             &next, &changed)
+                 : PL_ERR_INVALID_ARGUMENT;
+  if (r->status != PL_OK)
+    return PL_OK; /* nothing changed */
+  if (changed & PL_PRIVACY_SET_GROUP_ADD)
+    e = pl_sq_run2(q, ST_SET_GROUP_ADD, me->id, (uint64_t)next.group_add);
+  if (e == PL_OK && (changed & PL_PRIVACY_SET_RECEIPTS))
+    e = pl_sq_run2(q, ST_SET_RECEIPTS, me->id, (uint64_t)next.read_receipts);
+  if (e == PL_OK && (changed & PL_PRIVACY_SET_LAST_SEEN))
+    e = pl_sq_run2(q, ST_SET_LAST_SEEN_VIS, me->id, (uint64_t)next.last_seen);
+  if (e != PL_OK)
+    return e; /* rolled back: the cache drops too */
+  me->read_receipts = next.read_receipts;
+  me->last_seen_vis = next.last_seen;
+  me->group_add = next.group_add;
   r->out.read_receipts = me->read_receipts;
   r->out.last_seen = me->last_seen_vis;
-  r->out.group_add = me->group_add ? me->group_add : PL_GROUP_ADD_EVERYONE;
+  r->out.group_add = pl_privacy_group_add_shown(me->group_add);
   return e;
 }
 
@@ -301,11 +300,8 @@ static pl_err pl__me_and_peer(pl__sq *q, pl_store_req *r, pl__user **me, pl__use
     e = pl_sq_acct_user_get(q, r->in.user_id, me);
   if (e != PL_OK)
     return e;
-  if (!*peer)
-    r->status = PL_ERR_UNKNOWN_PEER;
-  else if (!*me || *me == *peer)
-    r->status = PL_ERR_INVALID_ARGUMENT;
-  else
+  r->status = pl_privacy_peer(*peer != NULL, *me != NULL, *me == *peer, 0);
+  if (r->status == PL_OK)
     r->out.peer_id = (*peer)->id;
   return PL_OK;
 }
@@ -361,11 +357,11 @@ static pl_err pl__view(pl__sq *q, const pl__user *viewer, const pl__user *u, pl_
   pl_err e = u == viewer ? PL_OK : pl_sq_acct_has_contact(q, u->id, viewer->id, &contact);
   if (e != PL_OK)
     return e;
-  int blocked = pl_sq_acct_blocks(u, viewer->id);
+  pl_privacy_view pv =
+      pl_privacy_view_of(u == viewer, contact, pl_sq_acct_blocks(u, viewer->id), u->last_seen_vis);
   v->uid = u->id;
-  v->visible = contact && !blocked;
-  v->seen_visible = u == viewer || (!blocked && (u->last_seen_vis == PL_LAST_SEEN_EVERYONE ||
-                                                 (u->last_seen_vis == PL_LAST_SEEN_CONTACTS && contact)));
+  v->visible = pv.visible;
+  v->seen_visible = pv.seen_visible;
   pl_sq_bind_u64(st, 1, u->id);
   e = pl_sq_row(q, st, &found);
   v->last_seen = e == PL_OK && found && v->seen_visible ? pl_sq_col_u64(st, 0) : 0;
@@ -395,7 +391,8 @@ pl_err pl_sq_acct_seen(pl__sq *q, pl_store_req *r) {
   return pl_sq_run2(q, ST_USER_SEEN, r->in.user_id, pl_sq_clamp(r->in.upto));
 }
 
-/* Typing goes to the peer's devices unless the peer blocked the typist. */
+/* Typing goes to the peer's devices unless the peer blocked the typist
+ * (pl_privacy_sees_typing). */
 
 pl_err pl_sq_acct_typing(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL, *peer = NULL;
@@ -404,8 +401,8 @@ pl_err pl_sq_acct_typing(pl__sq *q, pl_store_req *r) {
   pl_err e = pl__me_and_peer(q, r, &me, &peer);
   if (e != PL_OK || r->status != PL_OK)
     return e;
-  r->out.conv = pl_sq_conv_name(me->name, peer->name);
-  if (!pl_sq_acct_blocks(peer, me->id))
+  r->out.conv = pl_conv_dm(me->name, peer->name);
+  if (pl_privacy_sees_typing(pl_sq_acct_blocks(peer, me->id)))
     r->out.targets = pl_sq_queue_devs_except(peer, 0, &r->out.ntargets);
   return PL_OK;
 }
@@ -467,20 +464,17 @@ static pl_err pl__revoke(pl__sq *q, pl_store_req *r, const pl_device_row *d) {
  * (Logout is for that), is INVALID_ARGUMENT. */
 pl_err pl_sq_acct_devices(pl__sq *q, pl_store_req *r) {
   pl_err e = pl__device_list(q, r);
-  int op = r->in.device_op, found = 0;
+  int op = r->in.device_op, found = 0, named;
   for (size_t i = 0; e == PL_OK && i < r->out.ndevices; i++) {
     const pl_device_row *d = &r->out.devices[i];
-    int named = op == PL_DEVICES_REVOKE && !strcmp(d->name, r->in.name);
-    found |= named;
-    if ((named || op == PL_DEVICES_REVOKE_OTHERS) && d->id != r->in.device_id)
+    if (pl_devices_revokes(op, r->in.name, r->in.device_id, d->id, d->name, &named))
       e = pl__revoke(q, r, d);
+    found |= named;
   }
-  if (e != PL_OK || r->in.device_op == PL_DEVICES_LIST)
+  if (e != PL_OK || op == PL_DEVICES_LIST)
     return e;
-  if (r->in.device_op == PL_DEVICES_REVOKE && (!found || !r->out.ntargets)) {
-    r->status = PL_ERR_INVALID_ARGUMENT;
+  if ((r->status = pl_devices_revoke_status(op, found, r->out.ntargets)) != PL_OK)
     return PL_OK;
-  }
   for (size_t i = 0; i < r->out.ndevices; i++)
     pl_free(r->out.devices[i].name);
   pl_free(r->out.devices);

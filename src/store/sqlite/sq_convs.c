@@ -1,5 +1,8 @@
 /* sq_convs: conversation counters (seq/ts cache), read watermarks, unread
  * counts, mark_read (1:1) and the 1:1 send path. */
+#include "../../rules/pl_conv.h"
+#include "../../rules/pl_privacy.h"
+#include "../../rules/pl_receipts.h"
 #include "sq_internal.h"
 
 void pl_sq_conv_cache_drop(pl__sq *q) {
@@ -122,29 +125,11 @@ pl_err pl_sq_conv_read_load(pl__sq *q, uint64_t uid, const char *conv, pl__read 
   return e;
 }
 
-/* The peer's devices, then the sender's other devices; none twice. */
+/* Where a 1:1 message goes (pl_conv_dm_targets). */
 static uint64_t *pl__targets(const pl__user *peer, const pl__user *me, uint64_t from_dev, size_t *n) {
   uint64_t *t = pl_malloc((peer->ndevs + me->ndevs + 1) * sizeof *t);
-  *n = 0;
-  if (peer != me)
-    for (size_t i = 0; i < peer->ndevs; i++)
-      t[(*n)++] = peer->devs[i];
-  for (size_t i = 0; i < me->ndevs; i++)
-    if (me->devs[i] != from_dev)
-      t[(*n)++] = me->devs[i];
+  *n = pl_conv_dm_targets(peer->devs, peer->ndevs, me->devs, me->ndevs, peer == me, from_dev, t);
   return t;
-}
-
-char *pl_sq_conv_name(const char *a, const char *b) {
-  if (strcmp(a, b) > 0) {
-    const char *t = a;
-    a = b;
-    b = t;
-  }
-  size_t n = strlen(a) + strlen(b) + 5;
-  char *s = pl_malloc(n);
-  snprintf(s, n, "dm:%s:%s", a, b);
-  return s;
 }
 
 /* The next seq of c and its server time, which never goes back within a
@@ -200,7 +185,7 @@ static void pl__fill_msg(pl_store_req *r, const char *from) {
  * a dedup row but no message row; its qid is 0. */
 static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, const pl__user *me,
                              uint64_t now) {
-  char *conv = pl_sq_conv_name(me->name, peer->name);
+  char *conv = pl_conv_dm(me->name, peer->name);
   uint64_t seq, ts;
   pl__conv *c;
   pl_err e = pl_sq_conv_get(q, conv, &c);
@@ -221,10 +206,8 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, c
     pl_free(conv);
     return e;
   }
-  if (seq > mine->read_seq) {
-    mine->read_seq = seq; /* sending reads the conversation (protocol.md 11.4) */
+  if (pl_receipts_advance(&mine->read_seq, seq)) /* sending reads the conversation (11.4) */
     pl_sq_conv_read_touch(q, mine);
-  }
   pl_sq_conv_take(q, c, seq, ts);
   r->out.conv = conv;
   r->out.seq = seq;
@@ -248,14 +231,11 @@ static pl_err pl__send_dm(pl__sq *q, pl_store_req *r, uint64_t now) {
     e = pl_sq_acct_user_get(q, r->in.user_id, &me);
   if (e != PL_OK)
     return e;
-  if (!peer || !me) {
-    r->status = !peer ? PL_ERR_UNKNOWN_PEER : PL_ERR_INVALID_ARGUMENT;
+  r->status = pl_privacy_peer(peer != NULL, me != NULL, peer == me, 1);
+  if (r->status == PL_OK)
+    r->status = pl_privacy_may_send(pl_sq_acct_blocks(peer, me->id)); /* refused: nothing stored */
+  if (r->status != PL_OK)
     return PL_OK;
-  }
-  if (pl_sq_acct_blocks(peer, me->id)) {
-    r->status = PL_ERR_BLOCKED; /* nothing stored (protocol.md 11.5) */
-    return PL_OK;
-  }
   r->out.targets = pl__targets(peer, me, r->in.device_id, &r->out.ntargets);
   e = pl_sq_queue_full(q, me, r->out.targets, r->out.ntargets, &full);
   if (e == PL_OK && full) {
@@ -303,25 +283,22 @@ pl_err pl_sq_conv_mark_read(pl__sq *q, pl_store_req *r) {
     e = pl_sq_acct_user_get(q, r->in.user_id, &me);
   if (e != PL_OK)
     return e;
-  if (!peer || !me) {
-    r->status = !peer ? PL_ERR_UNKNOWN_PEER : PL_ERR_INVALID_ARGUMENT;
+  r->status = pl_privacy_peer(peer != NULL, me != NULL, peer == me, 1);
+  if (r->status != PL_OK)
     return PL_OK;
-  }
-  char *conv = pl_sq_conv_name(me->name, peer->name);
+  char *conv = pl_conv_dm(me->name, peer->name);
   e = pl_sq_conv_get(q, conv, &c);
   uint64_t last = e == PL_OK ? c->seq : 0;
-  uint64_t seq = r->in.upto < last ? r->in.upto : last;
+  uint64_t seq = pl_receipts_read_upto(r->in.upto, last);
   if (e == PL_OK)
     e = pl_sq_conv_read_load(q, me->id, conv, &rd);
-  if (e == PL_OK && seq > rd->read_seq) {
-    rd->read_seq = seq;
+  if (e == PL_OK && pl_receipts_advance(&rd->read_seq, seq)) {
     pl_sq_conv_read_touch(q, rd);
+    /* the ReadSync to my other devices, whatever the receipts settings */
     uint64_t *t = pl_sq_queue_devs_except(me, r->in.device_id, &nt);
-    e = pl_sq_queue_event(q, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
-    /* Read receipts off on either side: none (protocol.md 11.4); none to a
-     * user I blocked (11.5). */
-    if (e == PL_OK && peer != me && me->read_receipts && peer->read_receipts &&
-        !pl_sq_acct_blocks(me, peer->id)) {
+    e = pl_sq_queue_event(q, r, PL_MSG_READ_SYNC, conv, seq, me, pl_receipts_unread(last, seq), t, nt);
+    if (e == PL_OK && pl_receipts_read_to_peer(peer == me, me->read_receipts, peer->read_receipts,
+                                               pl_sq_acct_blocks(me, peer->id))) {
       t = pl_sq_queue_devs_except(peer, 0, &nt);
       e = pl_sq_queue_event(q, r, PL_MSG_READ, conv, seq, me, 0, t, nt);
     }
@@ -347,8 +324,10 @@ pl_err pl_sq_conv_unread(pl__sq *q, pl_store_req *r) {
     cs->conv = pl_sq_col_str(st, 0);
     cs->last_seq = pl_sq_col_u64(st, 1);
     cs->read_seq = pl_sq_col_u64(st, 2);
-    cs->peer_delivered = pl_sq_col_u64(st, 3);
-    cs->peer_read = pl_sq_col_u64(st, 4);
+    /* what I may see of the peer's watermarks (pl_receipts, pl_privacy) */
+    pl_receipts_peer_marks(pl_sq_col_u64(st, 3), pl_sq_col_u64(st, 4), sqlite3_column_int(st, 5),
+                           sqlite3_column_int(st, 6), sqlite3_column_int(st, 7), &cs->peer_delivered,
+                           &cs->peer_read);
   }
   e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);

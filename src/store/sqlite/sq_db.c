@@ -386,7 +386,7 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   q->group_detail = cfg->group_detail;
   q->online = cfg->online;
   q->online_ud = cfg->online_ud;
-  q->media_ttl_ms = cfg->media_ttl_ms ? cfg->media_ttl_ms : cfg->ttl_ms;
+  q->media_ttl_ms = pl_retention_media_ttl(cfg->media_ttl_ms, cfg->ttl_ms);
   q->blob_gone = cfg->blob_gone;
   q->blob_exists = cfg->blob_exists;
   q->blob_ud = cfg->blob_ud;

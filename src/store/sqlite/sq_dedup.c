@@ -115,9 +115,7 @@ pl_err pl_sq_dedup_rings_replay(pl__sq *q) {
 }
 
 /* The oldest time a dedup record may have and still count. */
-uint64_t pl_sq_dedup_cut(const pl__sq *q, uint64_t now) {
-  return q->ttl_ms && now > q->ttl_ms ? now - q->ttl_ms : 0;
-}
+uint64_t pl_sq_dedup_cut(const pl__sq *q, uint64_t now) { return pl_retention_dedup_cut(q->ttl_ms, now); }
 
 /* Is client_id one this device committed within the window and the TTL?
  * On a hit, out is filled with the original's conv, seq and server_ts. */

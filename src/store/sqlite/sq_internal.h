@@ -72,6 +72,7 @@
 #include "../../common/pl_map.h"
 #include "../../common/pl_mem.h"
 #include "../../common/pl_time.h"
+#include "../../rules/pl_retention.h"
 #include "../pl_idring.h"
 #include "sq_disk.h"
 #include "sq_push.h"
@@ -110,7 +111,9 @@ enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_REN
                 " LEFT JOIN privacy p ON p.uid = u.id WHERE u.id = ?1")                                      \
   X(SET_GROUP_ADD, "INSERT INTO privacy(uid, group_add) VALUES(?1, ?2)"                                      \
                    " ON CONFLICT(uid) DO UPDATE SET group_add = ?2")                                         \
-  X(USER_INSERT, "INSERT INTO users(name, pwhash, created) VALUES(?1, ?2, ?3)")                              \
+  /* the settings a new user starts with are pl_privacy's (PL_PRIVACY_DEFAULTS) */                           \
+  X(USER_INSERT, "INSERT INTO users(name, pwhash, created, read_receipts, last_seen_vis)"                    \
+                 " VALUES(?1, ?2, ?3, ?4, ?5)")                                                              \
   X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")          \
   X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                               \
   /* a new device's group cursor starts at the newest qid: it gets nothing older */                          \
@@ -154,10 +157,9 @@ enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_REN
   X(EVENT_DROP, "DELETE FROM messages WHERE qid = ?1")                                                       \
   X(READS_GET, "SELECT read_seq, delivered_seq FROM reads WHERE uid = ?1 AND conv = ?2")                     \
   X(READS_PUT, "INSERT OR REPLACE INTO reads(uid, conv, read_seq, delivered_seq) VALUES(?1, ?2, ?3, ?4)")    \
-  /* the peer's watermarks: none for a user the peer blocked (protocol.md 11.5) */                           \
-  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq,"                                            \
-            " CASE WHEN b.uid IS NULL THEN COALESCE(p.delivered_seq, 0) ELSE 0 END,"                         \
-            " CASE WHEN u.read_receipts AND pu.read_receipts AND b.uid IS NULL THEN p.read_seq ELSE 0 END"   \
+  /* the peer's watermarks, both settings, and whether the peer blocked me (pl_receipts_peer_marks) */       \
+  X(UNREAD, "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq, COALESCE(p.delivered_seq, 0),"              \
+            " COALESCE(p.read_seq, 0), u.read_receipts, COALESCE(pu.read_receipts, 0), b.uid IS NOT NULL"    \
             " FROM reads r LEFT JOIN convs c ON c.conv = r.conv"                                             \
             " LEFT JOIN reads p ON p.conv = r.conv AND p.uid != r.uid LEFT JOIN users pu ON pu.id = p.uid"   \
             " LEFT JOIN blocks b ON b.uid = p.uid AND b.blocked_uid = r.uid"                                 \
@@ -435,9 +437,7 @@ static inline char *pl_sq_col_str(sqlite3_stmt *st, int i) {
 static inline uint64_t pl_sq_clamp(uint64_t v) { return v > INT64_MAX ? INT64_MAX : v; }
 
 static inline uint64_t pl_sq_expires(const pl__sq *q, uint64_t ts) {
-  if (!q->ttl_ms || ts >= INT64_MAX - q->ttl_ms)
-    return INT64_MAX; /* ttl 0: never */
-  return ts + q->ttl_ms;
+  return pl_retention_expires(q->ttl_ms, ts);
 }
 
 /* Steps a statement that returns no rows and resets it. */
@@ -554,7 +554,6 @@ pl_err pl_sq_conv_get(pl__sq *q, const char *name, pl__conv **out);
 void pl_sq_conv_read_touch(pl__sq *q, pl__read *rd);
 pl_err pl_sq_conv_reads_flush(pl__sq *q);
 pl_err pl_sq_conv_read_load(pl__sq *q, uint64_t uid, const char *conv, pl__read **out);
-char *pl_sq_conv_name(const char *a, const char *b);
 void pl_sq_conv_peek(const pl__conv *c, uint64_t now, uint64_t *seq, uint64_t *ts);
 void pl_sq_conv_take(pl__sq *q, pl__conv *c, uint64_t seq, uint64_t ts);
 pl_err pl_sq_conv_flush(pl__sq *q);

@@ -1,5 +1,8 @@
 /* sq_media: uploads: media rows, who may see them, quota usage, attaching
  * media to a message, and their expiry. */
+#include "../../rules/pl_conv.h"
+#include "../../rules/pl_quota.h"
+#include "../../rules/pl_visibility.h"
 #include "sq_internal.h"
 
 /* ---- media (protocol.md 13) ---------------------------------------------------- */
@@ -33,27 +36,20 @@ static pl_err pl__media_load(pl__sq *q, const char *id, pl_media_row *m, int *fo
   return e;
 }
 
-/* Whether conv ("dm:a:b" or "g:N") is one u takes part in now. */
+/* Whether conv ("dm:a:b" or "g:N") is one u takes part in now: the role
+ * is loaded for a group only. */
 static pl_err pl__in_conv(pl__sq *q, pl__user *u, const char *conv, int *in) {
-  *in = 0;
-  if (!strncmp(conv, "dm:", 3)) {
-    const char *a = conv + 3, *colon = strchr(a, ':');
-    size_t n = strlen(u->name);
-    *in = colon && (((size_t)(colon - a) == n && !strncmp(a, u->name, n)) || !strcmp(colon + 1, u->name));
-    return PL_OK;
-  }
-  if (strncmp(conv, "g:", 2))
-    return PL_OK;
-  int role;
-  pl_err e = pl_sq_group_role(q, u, strtoull(conv + 2, NULL, 10), &role);
-  *in = e == PL_OK && role != PL_ROLE_NONE;
+  uint64_t gid = pl_conv_gid(conv);
+  int role = PL_ROLE_NONE;
+  pl_err e = gid ? pl_sq_group_role(q, u, gid, &role) : PL_OK;
+  *in = e == PL_OK && pl_visibility_in_conv(conv, u->name, role);
   return e;
 }
 
-/* May u see m: its uploader, or a user in a conversation (now) that a
- * message carrying it went to. */
+/* May u see m (pl_visibility_media)? The conversations it was sent to are
+ * loaded only when u did not upload it. */
 static pl_err pl__media_visible(pl__sq *q, pl__user *u, const pl_media_row *m, int *ok) {
-  *ok = m->owner == u->id;
+  *ok = pl_visibility_owner(m->owner, u->id);
   if (*ok)
     return PL_OK;
   sqlite3_stmt *st = q->st[ST_MEDIA_GRANTS];
@@ -67,8 +63,10 @@ static pl_err pl__media_visible(pl__sq *q, pl__user *u, const pl_media_row *m, i
   }
   pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);
-  for (size_t i = 0; i < n && e == PL_OK && !*ok; i++)
-    e = pl__in_conv(q, u, convs[i], ok);
+  int in = 0;
+  for (size_t i = 0; i < n && e == PL_OK && !in; i++)
+    e = pl__in_conv(q, u, convs[i], &in);
+  *ok = pl_visibility_media(m->owner, u->id, in);
   for (size_t i = 0; i < n; i++)
     pl_free(convs[i]);
   pl_free(convs);
@@ -105,10 +103,8 @@ pl_err pl_sq_media_for_send(pl__sq *q, pl_store_req *r, uint8_t **att, size_t *l
     e = pl__media_visible(q, me, &m, &ok);
   if (e != PL_OK)
     return e;
-  if (!ok) {
-    r->status = PL_ERR_UNKNOWN_MEDIA;
+  if ((r->status = pl_visibility_attach(found, ok)) != PL_OK)
     return PL_OK;
-  }
   pl__media_pack(&m, att, len);
   return PL_OK;
 }
@@ -133,7 +129,7 @@ pl_err pl_sq_media_attach(pl__sq *q, pl_store_req *r, uint8_t **att, size_t len)
   if (e == PL_OK) {
     sqlite3_stmt *st = q->st[ST_MEDIA_TOUCH];
     pl_sq_bind_text(st, 1, r->in.media_id);
-    pl_sq_bind_u64(st, 2, pl_sq_clamp(pl_now_ms() + q->media_ttl_ms));
+    pl_sq_bind_u64(st, 2, pl_retention_media_expires(q->media_ttl_ms, pl_now_ms()));
     e = pl_sq_run(q, st);
   }
   if (e == PL_OK) {
@@ -160,7 +156,9 @@ pl_err pl_sq_media_put(pl__sq *q, pl_store_req *r) {
   pl_err e = pl__media_usage(q, r->in.user_id, &r->out.usage);
   if (e != PL_OK)
     return e;
-  if (r->in.quota && r->out.usage + m->size + m->thumb_size > r->in.quota) {
+  /* in.quota is the room the upload path left this upload (pl_quota_room);
+   * the usage is the one at this commit */
+  if (!pl_quota_fits(r->in.quota, r->out.usage, 0, m->size + m->thumb_size)) {
     r->status = PL_ERR_QUOTA;
     return PL_OK;
   }
@@ -185,7 +183,7 @@ pl_err pl_sq_media_put(pl__sq *q, pl_store_req *r) {
   pl_sq_bind_u64(st, 11, m->thumb_width);
   pl_sq_bind_u64(st, 12, m->thumb_height);
   pl_sq_bind_u64(st, 13, now);
-  pl_sq_bind_u64(st, 14, pl_sq_clamp(now + q->media_ttl_ms));
+  pl_sq_bind_u64(st, 14, pl_retention_media_expires(q->media_ttl_ms, now));
   e = pl_sq_run(q, st);
   if (e == PL_OK)
     r->out.usage += m->size + m->thumb_size;
@@ -206,8 +204,8 @@ pl_err pl_sq_media_get(pl__sq *q, pl_store_req *r) {
     e = pl__media_load(q, r->in.media_id, &r->out.media, &found);
   if (e == PL_OK && found && u)
     e = pl__media_visible(q, u, &r->out.media, &ok);
-  if (e == PL_OK && (!found || !ok))
-    r->status = !found ? PL_ERR_NOT_FOUND : PL_ERR_FORBIDDEN;
+  if (e == PL_OK)
+    r->status = pl_visibility_download(found, ok);
   return e;
 }
 

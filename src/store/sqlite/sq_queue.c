@@ -1,6 +1,7 @@
 /* sq_queue: messages and device queue rows: insert, fetch and ack, a
  * sender's share of a queue, and events (receipts, read syncs) queued like
  * messages, with their coalescing; the queue-length cache. */
+#include "../../rules/pl_receipts.h"
 #include "sq_internal.h"
 
 static void pl__shares_drop_dev(pl__sq *q, uint64_t dev) {
@@ -123,7 +124,7 @@ pl_err pl_sq_queue_msg_insert(pl__sq *q, pl_store_req *r, uint64_t expires) {
   pl_sq_bind_u64(st, 8, m->client_ts);
   pl_sq_bind_u64(st, 9, m->server_ts);
   pl_sq_bind_u64(st, 10, expires);
-  pl_sq_bind_u64(st, 11, r->out.ntargets);
+  pl_sq_bind_u64(st, 11, pl_retention_msg_refs(r->out.ntargets));
   pl_sq_bind_u64(st, 12, PL_MSG_MESSAGE);
   pl_sq_bind_u64(st, 13, 0);
   pl_err e = pl_sq_run(q, st);
@@ -261,18 +262,10 @@ void pl_sq_queue_event_out(pl_store_req *r, uint64_t qid, int kind, const char *
 }
 
 /* Moves the connected devices of t[0..*n) to a new array (returned, with
- * its length in *nlive); the rest stay in t. */
+ * its length in *nlive); the rest stay in t (pl_receipts_split_live). */
 uint64_t *pl_sq_queue_split_online(pl__sq *q, uint64_t *t, size_t *n, size_t *nlive) {
   uint64_t *live = pl_malloc((*n + 1) * sizeof *live);
-  size_t keep = 0;
-  *nlive = 0;
-  for (size_t i = 0; i < *n; i++) {
-    if (q->online && q->online(q->online_ud, t[i]))
-      live[(*nlive)++] = t[i];
-    else
-      t[keep++] = t[i];
-  }
-  *n = keep;
+  *nlive = pl_receipts_split_live(t, n, live, q->online, q->online_ud);
   return live;
 }
 
@@ -289,7 +282,8 @@ pl_err pl_sq_queue_event(pl__sq *q, pl_store_req *r, int kind, const char *conv,
     pl_sq_queue_event_out(r, 0, kind, conv, seq, by, aux, now, live, nlive);
   else
     pl_free(live);
-  pl_err e = n ? pl__event_coalesce(q, kind, conv, by->id, t, n) : PL_OK;
+  pl_err e =
+      n && pl_receipts_replaces_pending(kind) ? pl__event_coalesce(q, kind, conv, by->id, t, n) : PL_OK;
   if (e != PL_OK || !n) {
     pl_free(t);
     return e;
@@ -304,7 +298,7 @@ pl_err pl_sq_queue_event(pl__sq *q, pl_store_req *r, int kind, const char *conv,
   pl_sq_bind_u64(st, 8, 0);
   pl_sq_bind_u64(st, 9, now);
   pl_sq_bind_u64(st, 10, pl_sq_expires(q, now));
-  pl_sq_bind_u64(st, 11, n);
+  pl_sq_bind_u64(st, 11, pl_retention_msg_refs(n));
   pl_sq_bind_u64(st, 12, (uint64_t)kind);
   pl_sq_bind_u64(st, 13, aux);
   e = pl_sq_run(q, st);
@@ -358,12 +352,11 @@ static pl_err pl__delivered(pl__sq *q, pl_store_req *r) {
     e = pl_sq_acct_user_get(q, r->in.user_id, &me);
   for (size_t i = 0; i < n && e == PL_OK && me; i++) {
     e = pl_sq_conv_read_load(q, me->id, a[i].conv, &rd);
-    if (e != PL_OK || a[i].seq <= rd->delivered_seq)
+    if (e != PL_OK || !pl_receipts_advance(&rd->delivered_seq, a[i].seq))
       continue;
-    rd->delivered_seq = a[i].seq;
     pl_sq_conv_read_touch(q, rd);
     e = pl_sq_acct_user_get(q, a[i].sender, &sender);
-    if (e == PL_OK && sender && !pl_sq_acct_blocks(me, sender->id)) { /* none to a blocked user (11.5) */
+    if (e == PL_OK && sender && pl_receipts_delivered_to_sender(pl_sq_acct_blocks(me, sender->id))) {
       uint64_t *t = pl_sq_queue_devs_except(sender, 0, &nt);
       e = pl_sq_queue_event(q, r, PL_MSG_DELIVERED, a[i].conv, a[i].seq, me, 0, t, nt);
     }

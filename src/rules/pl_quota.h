@@ -1,7 +1,9 @@
 /* pl_quota: how much media a user may still store (protocol.md 13.2,
- * 13.2.1). A resumable upload reserves its declared Upload-Length when it is
- * created, so unfinished uploads count against the quota as stored media do:
- * at every moment, stored + reserved <= quota. This module holds the rule
+ * 13.2.1), for the upload path (src/media/) and for the store, which checks
+ * the same rule when it records an upload (pl_quota_fits). A resumable
+ * upload reserves its declared Upload-Length when it is created, so
+ * unfinished uploads count against the quota as stored media do: at every
+ * moment, stored + reserved <= quota. This module holds the rule
  * and the ledger of reservations per user; no I/O, no locking (the caller
  * holds its own lock). */
 #ifndef PL_QUOTA_H
@@ -22,6 +24,13 @@ typedef struct pl_quota_user {
   uint64_t bytes; /* reserved by unfinished uploads */
   uint32_t count; /* unfinished uploads */
 } pl_quota_user;
+
+/* The rule itself: do add more bytes fit a limit (0: none) for a user who
+ * stores used bytes and holds held more in unfinished uploads? Each term is
+ * compared with what is left, so nothing overflows. */
+static inline int pl_quota_fits(uint64_t limit, uint64_t used, uint64_t held, uint64_t add) {
+  return !limit || (used <= limit && held <= limit - used && add <= limit - used - held);
+}
 
 void pl_quota_init(pl_quota *q, uint64_t limit, uint32_t max_pending);
 void pl_quota_free(pl_quota *q);

@@ -27,11 +27,7 @@ pl_quota_user pl_quota_reserved(const pl_quota *q, uint64_t user) {
 pl_err pl_quota_check(const pl_quota *q, uint64_t user, uint64_t used, uint64_t add) {
   if (!q->limit)
     return PL_OK;
-  uint64_t held = pl_quota_reserved(q, user).bytes;
-  /* each term is compared with what is left, so nothing overflows */
-  if (used > q->limit || held > q->limit - used || add > q->limit - used - held)
-    return PL_ERR_QUOTA;
-  return PL_OK;
+  return pl_quota_fits(q->limit, used, pl_quota_reserved(q, user).bytes, add) ? PL_OK : PL_ERR_QUOTA;
 }
 
 pl_err pl_quota_reserve(pl_quota *q, uint64_t user, uint64_t used, uint64_t len) {
