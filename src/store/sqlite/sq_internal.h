@@ -91,12 +91,6 @@
  * body SQLite would refuse must fail alone, not break its whole batch. */
 #define PL__MAX_BODY (256u << 20)
 
-/* groups: limits of a name and a description */
-#define PL__GROUP_NAME_MAX 100u
-#define PL__GROUP_DESC_MAX 1000u
-/* GroupEvent types (the wire's GroupEventType) */
-enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_RENAMED, PL__GE_ROLE };
-
 /* name, SQL: every statement is prepared once at open and reused. */
 #define PL__STMTS(X)                                                                                         \
   X(BEGIN, "BEGIN IMMEDIATE")                                                                                \
@@ -190,8 +184,8 @@ enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_REN
   X(MEMBER_LEFT, "UPDATE members SET role = 0, left_qid = ?3 WHERE gid = ?1 AND uid = ?2")                   \
   X(MEMBERS_LIST, "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid"                        \
                   " WHERE m.gid = ?1 AND m.role > 0 ORDER BY u.name")                                        \
-  X(MEMBER_HEIR, "SELECT uid FROM members WHERE gid = ?1 AND role > 0 AND uid != ?2"                         \
-                 " ORDER BY role DESC, joined LIMIT 1")                                                      \
+  /* the heir's candidates: pl_roles_heir_better picks among them */                                         \
+  X(MEMBER_HEIR, "SELECT uid, role, joined FROM members WHERE gid = ?1 AND role > 0 AND uid != ?2")          \
   X(GROUPS_OF, "SELECT gid, since_qid, left_qid, role FROM members WHERE uid = ?1 ORDER BY gid")             \
   X(GROUP_LIST, "SELECT g.gid, g.name, g.description, g.members, m.role FROM members m"                      \
                 " JOIN groups g ON g.gid = m.gid WHERE m.uid = ?1 AND m.role > 0 ORDER BY g.gid")            \
