@@ -26,17 +26,25 @@ static pl_err pl__dack_get(pl__sq *q, uint64_t dev, uint64_t *acked) {
   return e;
 }
 
-static void pl__dack_set(pl__sq *q, uint64_t dev, uint64_t acked) {
+/* The cursor moves in the transaction of the Ack that moved it, so a crash
+ * sends a device again only what it had not acknowledged (an Ack not yet
+ * committed), however soon after the last sweep it comes. One UPDATE per
+ * Ack that moves it (clients ack once per read burst): a 10,000-member
+ * group's acks of one message cost 10,000 row updates, spread over the few
+ * commits they arrive in (docs/benchmarks.md has the cost). */
+static pl_err pl__dack_set(pl__sq *q, uint64_t dev, uint64_t acked) {
   pl__dack *d = pl_map_get(&q->dacks, dev);
+  if (d && acked <= d->acked)
+    return PL_OK;
+  pl_err e = pl_sq_run2(q, ST_DEV_ACKED_PUT, dev, acked);
+  if (e != PL_OK)
+    return e;
   if (!d) {
     d = pl_calloc(1, sizeof *d);
     pl_map_put(&q->dacks, dev, d);
   }
-  if (acked > d->acked) {
-    d->acked = acked;
-    q->gdirty += !d->dirty;
-    d->dirty = 1;
-  }
+  d->acked = acked;
+  return PL_OK;
 }
 /* The cached watermarks of uid in gid (NULL: not a member). */
 static pl_err pl__gread_get(pl__sq *q, uint64_t gid, uint64_t uid, pl__gread **out);
@@ -100,23 +108,14 @@ void pl_sq_ghist_gread_forget(pl__sq *q, uint64_t gid, uint64_t uid) {
   }
 }
 
-/* Writes up to max cursors and watermarks that moved (inside a
- * transaction); when it gets through them all, none is left unwritten. */
+/* Writes up to max watermarks that moved (inside a transaction); when it
+ * gets through them all, none is left unwritten. (The cursors are written
+ * with their Acks: pl__dack_set.) */
 pl_err pl_sq_ghist_gcache_flush_some(pl__sq *q, size_t max) {
   uint64_t k;
   void *v;
   pl_err e = PL_OK;
   size_t n = 0;
-  for (size_t it = 0; e == PL_OK && n < max && pl_map_next(&q->dacks, &it, &k, &v);) {
-    pl__dack *d = v;
-    if (!d->dirty)
-      continue;
-    if ((e = pl_sq_run2(q, ST_DEV_ACKED_PUT, k, d->acked)) == PL_OK) {
-      d->dirty = 0;
-      q->gdirty -= q->gdirty > 0;
-    }
-    n++;
-  }
   for (size_t it = 0; e == PL_OK && n < max && pl_map_next(&q->greads, &it, &k, &v);)
     if (((pl__gread *)v)->dirty) {
       e = pl__gread_write(q, v);
@@ -127,7 +126,7 @@ pl_err pl_sq_ghist_gcache_flush_some(pl__sq *q, size_t max) {
   return e;
 }
 
-/* Writes every cursor and watermark that moved (inside a transaction). */
+/* Writes every watermark that moved (inside a transaction). */
 pl_err pl_sq_ghist_gcache_flush(pl__sq *q) { return pl_sq_ghist_gcache_flush_some(q, SIZE_MAX); }
 
 void pl_sq_ghist_gmeta_drop(pl__sq *q) {
@@ -438,7 +437,7 @@ pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r) {
     e = pl__group_receipts_live(q, r, gid, ST_GSENDERS_QID, old, upto, PL_MSG_DELIVERED, seq, me);
   }
   if (e == PL_OK)
-    pl__dack_set(q, r->in.device_id, upto);
+    e = pl__dack_set(q, r->in.device_id, upto);
   return e;
 }
 

@@ -278,8 +278,9 @@ enum {
  *            (pl__user, sq_accounts.c)
  *   reads    (user, conversation) -> watermarks (pl__read, sq_convs.c)
  *   rings    device -> its recent client-id fingerprints (pl_idring, sq_dedup.c)
- *   dacks, greads, gmeta  group cursors, group watermarks, group facts
- *            (pl__dack, pl__gread, pl__gmeta, sq_ghist.c)
+ *   dacks, greads, gmeta  group cursors (read through: each Ack writes its
+ *            own), group watermarks, group facts (pl__dack, pl__gread,
+ *            pl__gmeta, sq_ghist.c)
  * They are correct only because this backend has one writer: the store
  * thread (pl_store.c) runs every transaction, so nothing can change a row
  * behind a cached copy, and a counter taken from the cache (a seq, a queue
@@ -329,19 +330,19 @@ typedef struct pl__conv {
 } pl__conv;
 
 /* In a 10,000-member group every message is acked by 10,000 devices within
- * a few commits, so nothing about an ack of group history may cost SQL:
- * each device's cursor (devices.acked) and each member's watermarks
- * (greads) live here and are written by the sweep (every --sweep-interval,
- * a chunk per transaction: pl_store.c), at close, and before a query reads
- * them. A crash loses at most that much
- * progress: the devices get those messages again (same qids: clients drop
- * them, protocol.md 10.6) and ack them again; no message is lost by it. The
- * values only move forward, so a rollback keeps them. */
+ * a few commits, so an ack of group history costs as little SQL as it can:
+ * each device's cursor (devices.acked) is cached here for fetches and
+ * written by the Ack that moves it (one UPDATE, in the Ack's transaction:
+ * a crash then redelivers only what was not acknowledged); each member's
+ * watermarks (greads) live here and are written by the sweep (every
+ * --sweep-interval, a chunk per transaction: pl_store.c), at close, and
+ * before a query reads them, so a crash may lose that much of the
+ * delivered watermarks (receipts), never a cursor. The values only move
+ * forward, so a rollback keeps them. */
 #define PL__GCACHE_MAX (1u << 18)
 
 typedef struct pl__dack {
   uint64_t acked;
-  int dirty;
 } pl__dack;
 
 typedef struct pl__gread {
@@ -370,7 +371,7 @@ typedef struct pl__sq {
   pl_map dacks;          /* device -> pl__dack: its cursor in group histories */
   pl_map greads;         /* pl__gread_key(gid, uid) -> pl__gread: group watermarks */
   pl_map gmeta;          /* gid -> pl__gmeta */
-  size_t gdirty;         /* entries of dacks and greads not yet written (may over-count) */
+  size_t gdirty;         /* entries of greads not yet written (may over-count) */
   pl__read *dirty_reads;
   int (*online)(void *ud, uint64_t device);
   void *online_ud;
