@@ -731,7 +731,7 @@ static void test_ack_two_devices(void) {
 
 /* Acks of group history are cached (no SQL per ack); the sweep writes them
  * a chunk per transaction (here 1, so it takes several) before it trims. */
-static void test_group_cursors_written_by_sweep(void) {
+static void test_group_cursors_written_by_ack(void) {
   char *dir = tl_tempdir();
   pl_store_config c = base_cfg(dir);
   c.sweep_ms = 100;
@@ -768,15 +768,13 @@ static void test_group_cursors_written_by_sweep(void) {
   }
   char where[160];
   snprintf(where, sizeof where, "devices WHERE acked >= %llu", (unsigned long long)qid);
-  long long n = 0;
-  for (int i = 0; i < 200 && n != 4; i++) {
-    n = tl_db_count(dir, where);
-    if (n != 4)
-      usleep(10000);
-  }
-  CHECK_EQ_I(n, 4); /* every member's device, written by the sweep */
+  CHECK_EQ_I(tl_db_count(dir, where), 4); /* every member's device, written with its Ack */
+  /* seq 1 is the created event, 2 the message; alice sent it */
   snprintf(where, sizeof where, "greads WHERE gid = %llu AND delivered_seq >= 2", (unsigned long long)gid);
-  CHECK_EQ_I(tl_db_count(dir, where), 4); /* seq 1 is the created event, 2 the message; alice sent it */
+  long long n = 0;
+  for (int i = 0; i < 200 && (n = tl_db_count(dir, where)) != 4; i++)
+    usleep(10000);
+  CHECK_EQ_I(n, 4); /* the watermarks, written by the sweep */
   for (int i = 0; i < 200 && (n = tl_db_count(dir, TL_MESSAGES)) != 0; i++)
     usleep(10000);
   CHECK_EQ_I(n, 0); /* every member passed both: the history is gone */
@@ -1377,7 +1375,7 @@ int main(void) {
   RUN(test_targets);
   RUN(test_fetch_order_limit_more);
   RUN(test_ack_two_devices);
-  RUN(test_group_cursors_written_by_sweep);
+  RUN(test_group_cursors_written_by_ack);
   RUN(test_queue_full);
   RUN(test_ttl_short);
   RUN(test_ttl_expire_now);

@@ -7,6 +7,8 @@
  * costs no row per message. */
 #include "sq_internal.h"
 
+#include "../../rules/pl_roles.h"
+
 static uint64_t pl__gread_key(uint64_t gid, uint64_t uid) { return (gid * 0x9E3779B97F4A7C15ULL) ^ uid ^ 1; }
 
 static pl_err pl__dack_get(pl__sq *q, uint64_t dev, uint64_t *acked) {
@@ -24,17 +26,25 @@ static pl_err pl__dack_get(pl__sq *q, uint64_t dev, uint64_t *acked) {
   return e;
 }
 
-static void pl__dack_set(pl__sq *q, uint64_t dev, uint64_t acked) {
+/* The cursor moves in the transaction of the Ack that moved it, so a crash
+ * sends a device again only what it had not acknowledged (an Ack not yet
+ * committed), however soon after the last sweep it comes. One UPDATE per
+ * Ack that moves it (clients ack once per read burst): a 10,000-member
+ * group's acks of one message cost 10,000 row updates, spread over the few
+ * commits they arrive in (docs/benchmarks.md has the cost). */
+static pl_err pl__dack_set(pl__sq *q, uint64_t dev, uint64_t acked) {
   pl__dack *d = pl_map_get(&q->dacks, dev);
+  if (d && acked <= d->acked)
+    return PL_OK;
+  pl_err e = pl_sq_run2(q, ST_DEV_ACKED_PUT, dev, acked);
+  if (e != PL_OK)
+    return e;
   if (!d) {
     d = pl_calloc(1, sizeof *d);
     pl_map_put(&q->dacks, dev, d);
   }
-  if (acked > d->acked) {
-    d->acked = acked;
-    q->gdirty += !d->dirty;
-    d->dirty = 1;
-  }
+  d->acked = acked;
+  return PL_OK;
 }
 /* The cached watermarks of uid in gid (NULL: not a member). */
 static pl_err pl__gread_get(pl__sq *q, uint64_t gid, uint64_t uid, pl__gread **out);
@@ -98,23 +108,14 @@ void pl_sq_ghist_gread_forget(pl__sq *q, uint64_t gid, uint64_t uid) {
   }
 }
 
-/* Writes up to max cursors and watermarks that moved (inside a
- * transaction); when it gets through them all, none is left unwritten. */
+/* Writes up to max watermarks that moved (inside a transaction); when it
+ * gets through them all, none is left unwritten. (The cursors are written
+ * with their Acks: pl__dack_set.) */
 pl_err pl_sq_ghist_gcache_flush_some(pl__sq *q, size_t max) {
   uint64_t k;
   void *v;
   pl_err e = PL_OK;
   size_t n = 0;
-  for (size_t it = 0; e == PL_OK && n < max && pl_map_next(&q->dacks, &it, &k, &v);) {
-    pl__dack *d = v;
-    if (!d->dirty)
-      continue;
-    if ((e = pl_sq_run2(q, ST_DEV_ACKED_PUT, k, d->acked)) == PL_OK) {
-      d->dirty = 0;
-      q->gdirty -= q->gdirty > 0;
-    }
-    n++;
-  }
   for (size_t it = 0; e == PL_OK && n < max && pl_map_next(&q->greads, &it, &k, &v);)
     if (((pl__gread *)v)->dirty) {
       e = pl__gread_write(q, v);
@@ -125,7 +126,7 @@ pl_err pl_sq_ghist_gcache_flush_some(pl__sq *q, size_t max) {
   return e;
 }
 
-/* Writes every cursor and watermark that moved (inside a transaction). */
+/* Writes every watermark that moved (inside a transaction). */
 pl_err pl_sq_ghist_gcache_flush(pl__sq *q) { return pl_sq_ghist_gcache_flush_some(q, SIZE_MAX); }
 
 void pl_sq_ghist_gmeta_drop(pl__sq *q) {
@@ -190,11 +191,10 @@ pl_err pl_sq_ghist_max_qid(pl__sq *q, uint64_t *qid) {
   return e;
 }
 
-/* Appends a row to gid's history; out.msg-like data goes to *m (qid set). */
 /* Makes room for one more entry of a group's history within
- * rules.group_history: its oldest entries go, so a member device that far
- * behind misses them (protocol.md 11.8) and no offline member makes a
- * group's history grow without end. */
+ * rules.group_history: its oldest entries go (pl_roles_hist_excess), so a
+ * member device that far behind misses them (protocol.md 11.8) and no
+ * offline member makes a group's history grow without end. */
 static pl_err pl__ghist_room(pl__sq *q, uint64_t gid) {
   uint64_t cap = q->rules.group_history;
   pl__gmeta *gm;
@@ -203,17 +203,18 @@ static pl_err pl__ghist_room(pl__sq *q, uint64_t gid) {
   pl_err e = pl__gmeta_get(q, gid, &gm);
   if (e == PL_OK && !gm->entries)
     e = pl_sq_u64_query(q, ST_GHIST_COUNT, gid, 0, 0, &gm->entries);
-  while (e == PL_OK && gm->entries >= cap) {
+  for (uint64_t n = e == PL_OK ? pl_roles_hist_excess(gm->entries, cap) : 0; n && e == PL_OK; n--) {
     e = pl_sq_run1(q, ST_GHIST_DROP, gid);
     if (e == PL_OK && sqlite3_changes(q->db) != 1)
       break; /* out of step with the table: it is recounted next time */
     gm->entries--;
   }
-  if (e == PL_OK && gm->entries >= cap)
+  if (e == PL_OK && pl_roles_hist_excess(gm->entries, cap))
     gm->entries = 0;
   return e;
 }
 
+/* Appends a row to gid's history; out.msg-like data goes to *m (qid set). */
 pl_err pl_sq_ghist_glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const char *device, const char *id,
                             const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
                             pl_msg *m) {
@@ -278,7 +279,7 @@ pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r) {
     e = pl_sq_group_role(q, me, r->in.group, &role);
   if (e != PL_OK)
     return e;
-  if (!me || role == PL_ROLE_NONE) {
+  if (!me || !pl_roles_member(role)) {
     r->status = PL_ERR_NOT_MEMBER;
     return PL_OK;
   }
@@ -331,14 +332,14 @@ pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
   size_t cap = r->out.nmsgs;
   for (size_t g = 0; e == PL_OK && g < me->nms; g++) {
     const pl__mship *m = &me->ms[g];
-    uint64_t after = r->in.after > acked ? r->in.after : acked;
-    if (m->since_qid > after)
-      after = m->since_qid;
+    uint64_t lo, hi;
+    if (!pl_roles_owed(m->since_qid, m->left_qid, acked, r->in.after, &lo, &hi))
+      continue;
     sqlite3_stmt *st = q->st[ST_GFETCH];
     int rc;
     pl_sq_bind_u64(st, 1, m->gid);
-    pl_sq_bind_u64(st, 2, pl_sq_clamp(after));
-    pl_sq_bind_u64(st, 3, m->left_qid ? m->left_qid : INT64_MAX);
+    pl_sq_bind_u64(st, 2, pl_sq_clamp(lo));
+    pl_sq_bind_u64(st, 3, pl_sq_clamp(hi));
     pl_sq_bind_u64(st, 4, pl_sq_clamp(pl_now_ms()));
     pl_sq_bind_u64(st, 5, (uint64_t)limit + 1);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -358,7 +359,7 @@ pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
   }
   r->out.gids = pl_malloc((me->nms + 1) * sizeof *r->out.gids);
   for (size_t g = 0; g < me->nms; g++)
-    if (me->ms[g].role > PL_ROLE_NONE)
+    if (pl_roles_member(me->ms[g].role)) /* the live audience: members only */
       r->out.gids[r->out.ngids++] = me->ms[g].gid;
   return e;
 }
@@ -370,7 +371,7 @@ static pl_err pl__group_receipts_live(pl__sq *q, pl_store_req *r, uint64_t gid, 
                                       uint64_t hi, int kind, uint64_t seq, const pl__user *by) {
   pl__gmeta *gm;
   pl_err e = pl__gmeta_get(q, gid, &gm);
-  if (e != PL_OK || gm->size > q->group_detail)
+  if (e != PL_OK || !pl_roles_detailed(gm->size, q->group_detail))
     return e;
   sqlite3_stmt *st = q->st[stmt];
   uint64_t senders[64];
@@ -421,7 +422,7 @@ pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r) {
     uint64_t gid = me->ms[i].gid, seq = 0;
     pl__gmeta *gm;
     pl__gread *g = NULL;
-    if (me->ms[i].role == PL_ROLE_NONE || (e = pl__gmeta_get(q, gid, &gm)) != PL_OK || gm->last_qid <= old)
+    if (!pl_roles_member(me->ms[i].role) || (e = pl__gmeta_get(q, gid, &gm)) != PL_OK || gm->last_qid <= old)
       continue; /* nothing of this group in the acked range */
     if (gm->last_qid <= upto)
       seq = gm->last_seq; /* caught up: the common case, no SQL */
@@ -436,7 +437,7 @@ pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r) {
     e = pl__group_receipts_live(q, r, gid, ST_GSENDERS_QID, old, upto, PL_MSG_DELIVERED, seq, me);
   }
   if (e == PL_OK)
-    pl__dack_set(q, r->in.device_id, upto);
+    e = pl__dack_set(q, r->in.device_id, upto);
   return e;
 }
 
@@ -454,7 +455,7 @@ pl_err pl_sq_ghist_mark_read_group(pl__sq *q, pl_store_req *r) {
   pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
   if (e == PL_OK && me)
     e = pl_sq_group_role(q, me, r->in.group, &role);
-  if (e != PL_OK || !me || role == PL_ROLE_NONE) {
+  if (e != PL_OK || !me || !pl_roles_member(role)) {
     if (e == PL_OK)
       r->status = PL_ERR_NOT_MEMBER;
     return e;
@@ -489,7 +490,7 @@ pl_err pl_sq_ghist_group_receipts(pl__sq *q, pl_store_req *r) {
   pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
   if (e == PL_OK && me)
     e = pl_sq_group_role(q, me, r->in.group, &role);
-  if (e != PL_OK || !me || role == PL_ROLE_NONE) {
+  if (e != PL_OK || !me || !pl_roles_member(role)) {
     if (e == PL_OK)
       r->status = PL_ERR_NOT_MEMBER;
     return e;
@@ -508,7 +509,7 @@ pl_err pl_sq_ghist_group_receipts(pl__sq *q, pl_store_req *r) {
     r->out.read = pl_sq_col_u64(st, 2);
   }
   sqlite3_reset(st);
-  if (e != PL_OK || r->out.members + 1 > q->group_detail)
+  if (e != PL_OK || !pl_roles_detailed(r->out.members + 1, q->group_detail))
     return e;
   r->out.detailed = 1;
   st = q->st[ST_GREADS_NAMES];
@@ -587,9 +588,9 @@ pl_err pl_sq_ghist_typing_group(pl__sq *q, pl_store_req *r) {
   if (e == PL_OK && me)
     e = pl_sq_group_role(q, me, r->in.group, &role);
   pl__gmeta *gm;
-  if (e == PL_OK && role != PL_ROLE_NONE && (e = pl__gmeta_get(q, r->in.group, &gm)) == PL_OK)
+  if (e == PL_OK && pl_roles_member(role) && (e = pl__gmeta_get(q, r->in.group, &gm)) == PL_OK)
     size = gm->size;
-  if (e != PL_OK || !me || role == PL_ROLE_NONE) {
+  if (e != PL_OK || !me || !pl_roles_member(role)) {
     if (e == PL_OK)
       r->status = PL_ERR_NOT_MEMBER;
     return e;
@@ -597,7 +598,7 @@ pl_err pl_sq_ghist_typing_group(pl__sq *q, pl_store_req *r) {
   char conv[32];
   pl_sq_group_gconv(r->in.group, conv, sizeof conv);
   r->out.conv = pl_strdup(conv);
-  if (size > q->group_detail)
+  if (!pl_roles_detailed(size, q->group_detail))
     return PL_OK;
   r->out.group = r->in.group;
   return pl__group_blockers(q, r, me->id);

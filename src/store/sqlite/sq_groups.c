@@ -1,6 +1,11 @@
 /* sq_groups: group membership and roles: create, update (add, remove,
- * leave, rename, role, the heir rule), list, members' devices. */
+ * leave, rename, role), list, members' devices. Data access only: who may
+ * do what, the limits, the order of each operation's steps and the heir are
+ * the rules' (src/rules/pl_roles.h); this file loads what they need and
+ * stores what they decide. */
 #include "sq_internal.h"
+
+#include "../../rules/pl_roles.h"
 
 void pl_sq_group_gconv(uint64_t gid, char *buf, size_t n) {
   snprintf(buf, n, "g:%llu", (unsigned long long)gid);
@@ -191,11 +196,6 @@ static pl_err pl__group_info(pl__sq *q, uint64_t gid, pl__user *u, int want_memb
   return e;
 }
 
-static int pl__gname_ok(const char *name, const char *desc) {
-  size_t n = name ? strlen(name) : 0;
-  return n >= 1 && n <= PL__GROUP_NAME_MAX && (!desc || strlen(desc) <= PL__GROUP_DESC_MAX);
-}
-
 /* *verdict: may adder add u to a group (u's setting and contacts, by the
  * core's rule)? */
 static pl_err pl__may_add(pl__sq *q, const pl__user *u, const pl__user *adder, pl_err *verdict) {
@@ -210,13 +210,122 @@ static pl_err pl__may_add(pl__sq *q, const pl__user *u, const pl__user *adder, p
   return e;
 }
 
+/* The owner left: the heir (pl_roles_heir_better, over the members the
+ * table streams past it) owns the group, announced by a GE_ROLE event. */
+static pl_err pl__group_heir(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *me) {
+  sqlite3_stmt *st = q->st[ST_MEMBER_HEIR];
+  pl_roles_cand best = {0}, c;
+  pl__user *heir = NULL;
+  int rc;
+  pl_sq_bind_u64(st, 1, gid);
+  pl_sq_bind_u64(st, 2, me->id);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    c = (pl_roles_cand){pl_sq_col_u64(st, 0), pl_sq_col_u64(st, 2), sqlite3_column_int(st, 1)};
+    if (pl_roles_heir_better(&c, best.uid ? &best : NULL))
+      best = c;
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  if (e == PL_OK && best.uid)
+    e = pl_sq_acct_user_get(q, best.uid, &heir);
+  if (e != PL_OK || !heir)
+    return e; /* the owner was the last member */
+  sqlite3_stmt *rs = q->st[ST_MEMBER_ROLE];
+  pl_sq_bind_u64(rs, 1, gid);
+  pl_sq_bind_u64(rs, 2, heir->id);
+  pl_sq_bind_u64(rs, 3, PL_ROLE_OWNER);
+  e = pl_sq_run(q, rs);
+  pl__ms_stale(heir);
+  return e == PL_OK ? pl__gevent(q, r, gid, me, PL_ROLES_GE_ROLE, heir->name, NULL, PL_ROLE_OWNER) : e;
+}
+
+/* One group operation: me acts on u (LEAVE: u = me), whose role was was. */
+typedef struct pl__gop {
+  uint64_t gid;
+  int op, was;
+  pl__user *me, *u;
+} pl__gop;
+
+/* S_JOIN: the members join, owed what comes after the newest qid given so
+ * far; GroupCreate's creator is the owner, a user named twice joins once. */
+static pl_err pl__step_join(pl__sq *q, pl_store_req *r, const pl__gop *o) {
+  uint64_t since = 0;
+  pl_err e = pl_sq_ghist_max_qid(q, &since);
+  if (o->op == PL_GROUP_ADD)
+    return e == PL_OK ? pl__member_put(q, r, o->gid, o->u, PL_ROLE_MEMBER, since) : e;
+  if (e == PL_OK)
+    e = pl__member_put(q, r, o->gid, o->me, PL_ROLE_OWNER, since);
+  for (size_t i = 0; e == PL_OK && i < r->in.nusers; i++) {
+    int role = PL_ROLE_NONE;
+    pl__user *u;
+    e = pl_sq_acct_user_by_name(q, r->in.users[i], &u);
+    if (e == PL_OK)
+      e = pl_sq_group_role(q, u, o->gid, &role);
+    if (e == PL_OK && role == PL_ROLE_NONE) /* named twice, or the creator */
+      e = pl__member_put(q, r, o->gid, u, PL_ROLE_MEMBER, since);
+  }
+  return e;
+}
+
+/* S_EVENT: the operation's entry in the history. One GE_CREATED, not one
+ * GE_ADDED per initial member: in a group made with 10,000 members that
+ * would be 10,000 events to 10,000 devices (they are in GroupInfo). */
+static pl_err pl__step_event(pl__sq *q, pl_store_req *r, const pl__gop *o) {
+  int type = pl_roles_event(o->op);
+  switch (o->op) {
+  case PL_GROUP_ADD: return pl__gevent(q, r, o->gid, o->me, type, o->u->name, NULL, PL_ROLE_MEMBER);
+  case PL_GROUP_SET_ROLE: return pl__gevent(q, r, o->gid, o->me, type, o->u->name, NULL, r->in.role);
+  case PL_GROUP_REMOVE:
+  case PL_GROUP_LEAVE: return pl__gevent(q, r, o->gid, o->me, type, o->u->name, NULL, PL_ROLE_NONE);
+  default: return pl__gevent(q, r, o->gid, o->me, type, NULL, r->in.name, 0); /* CREATE, RENAME */
+  }
+}
+
+/* S_WRITE: the new name, or the target's new role. */
+static pl_err pl__step_write(pl__sq *q, pl_store_req *r, const pl__gop *o) {
+  sqlite3_stmt *st;
+  if (o->op == PL_GROUP_RENAME) {
+    st = q->st[ST_GROUP_RENAME];
+    pl_sq_bind_u64(st, 1, o->gid);
+    pl_sq_bind_text(st, 2, r->in.name);
+    pl_sq_bind_text(st, 3, r->in.description);
+    return pl_sq_run(q, st);
+  }
+  st = q->st[ST_MEMBER_ROLE];
+  pl_sq_bind_u64(st, 1, o->gid);
+  pl_sq_bind_u64(st, 2, o->u->id);
+  pl_sq_bind_u64(st, 3, (uint64_t)r->in.role);
+  pl__ms_stale(o->u);
+  return pl_sq_run(q, st);
+}
+
+/* Runs op's steps in the rules' order (pl_roles_steps). */
+static pl_err pl__group_run(pl__sq *q, pl_store_req *r, const pl__gop *o) {
+  pl_err e = PL_OK;
+  for (const pl_roles_step *s = pl_roles_steps(o->op); e == PL_OK && *s != PL_ROLES_S_END; s++) {
+    switch (*s) {
+    case PL_ROLES_S_JOIN: e = pl__step_join(q, r, o); break;
+    case PL_ROLES_S_EVENT: e = pl__step_event(q, r, o); break;
+    case PL_ROLES_S_LEFT: /* owed up to the event just put */
+      e = pl__member_left(q, r, o->gid, o->u, r->out.events[r->out.nevents - 1].msg.qid);
+      break;
+    case PL_ROLES_S_HEIR:
+      if (o->was == PL_ROLE_OWNER)
+        e = pl__group_heir(q, r, o->gid, o->u);
+      break;
+    case PL_ROLES_S_WRITE: e = pl__step_write(q, r, o); break;
+    case PL_ROLES_S_END: break;
+    }
+  }
+  return e;
+}
+
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL, *u;
   int found;
-  if (!pl__gname_ok(r->in.name, r->in.description) || r->in.nusers > q->max_group) {
-    r->status = r->in.nusers > q->max_group ? PL_ERR_GROUP_FULL : PL_ERR_INVALID_ARGUMENT;
+  r->status = pl_roles_create_check(r->in.name, r->in.description, r->in.nusers, q->max_group);
+  if (r->status != PL_OK)
     return PL_OK;
-  }
   pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
   for (size_t i = 0; e == PL_OK && me && i < r->in.nusers; i++) {
     e = pl_sq_acct_user_by_name(q, r->in.users[i], &u);
@@ -239,172 +348,58 @@ pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r) {
   pl_sq_bind_text(st, 2, r->in.description);
   pl_sq_bind_u64(st, 3, pl_now_ms());
   e = pl_sq_run(q, st);
-  uint64_t gid = (uint64_t)sqlite3_last_insert_rowid(q->db);
-  /* The creator's "created" event comes first; members join right before it. */
-  uint64_t since = 0;
+  pl__gop o = {(uint64_t)sqlite3_last_insert_rowid(q->db), PL_ROLES_OP_CREATE, PL_ROLE_NONE, me, me};
   if (e == PL_OK)
-    e = pl_sq_ghist_max_qid(q, &since);
-  if (e == PL_OK)
-    e = pl__member_put(q, r, gid, me, PL_ROLE_OWNER, since);
-  for (size_t i = 0; e == PL_OK && i < r->in.nusers; i++) {
-    int role = PL_ROLE_NONE;
-    e = pl_sq_acct_user_by_name(q, r->in.users[i], &u);
-    if (e == PL_OK)
-      e = pl_sq_group_role(q, u, gid, &role);
-    if (e == PL_OK && role == PL_ROLE_NONE) /* named twice, or the creator */
-      e = pl__member_put(q, r, gid, u, PL_ROLE_MEMBER, since);
-  }
-  if (e == PL_OK)
-    e = pl__gevent(q, r, gid, me, PL__GE_CREATED, NULL, r->in.name, 0);
-  /* One event, not one "added" per initial member: in a group made with
-   * 10,000 members that would be 10,000 events to 10,000 devices. The
-   * members are in GroupInfo (GROUP_INFO). */
-  return e == PL_OK ? pl__group_info(q, gid, me, 1, &r->out.info, &found) : e;
+    e = pl__group_run(q, r, &o);
+  return e == PL_OK ? pl__group_info(q, o.gid, me, 1, &r->out.info, &found) : e;
 }
 
-/* May actor (role ar) act on a member with role tr by op? (protocol.md 11.8) */
-static int pl__may(int op, int ar, int tr) {
-  switch (op) {
-  case PL_GROUP_ADD:
-  case PL_GROUP_RENAME: return ar >= PL_ROLE_ADMIN;
-  case PL_GROUP_REMOVE:
-    return ar == PL_ROLE_OWNER ? tr != PL_ROLE_OWNER : ar == PL_ROLE_ADMIN && tr == PL_ROLE_MEMBER;
-  case PL_GROUP_SET_ROLE: return ar == PL_ROLE_OWNER && tr != PL_ROLE_OWNER;
-  default: return 1;
-  }
-}
-
-/* The owner left: the longest-standing admin (else member) owns the group. */
-static pl_err pl__group_heir(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *me) {
-  sqlite3_stmt *st = q->st[ST_MEMBER_HEIR];
-  pl__user *heir = NULL;
-  int found;
-  pl_sq_bind_u64(st, 1, gid);
-  pl_sq_bind_u64(st, 2, me->id);
-  pl_err e = pl_sq_row(q, st, &found);
-  uint64_t uid = e == PL_OK && found ? pl_sq_col_u64(st, 0) : 0;
-  sqlite3_reset(st);
-  if (e == PL_OK && uid)
-    e = pl_sq_acct_user_get(q, uid, &heir);
-  if (e != PL_OK || !heir)
+/* Loads what the rules need to judge a GroupUpdate: the actor's role, and
+ * the target's (whether it exists, whether it blocked the actor). */
+static pl_err pl__update_load(pl__sq *q, pl_store_req *r, pl__gop *o, pl_roles_update *v) {
+  int mine = PL_ROLE_NONE, theirs = PL_ROLE_NONE;
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &o->me);
+  if (e == PL_OK && o->me)
+    e = pl_sq_group_role(q, o->me, o->gid, &mine);
+  *v = (pl_roles_update){
+      .op = o->op, .mine = mine, .new_role = r->in.role, .name = r->in.name, .desc = r->in.description};
+  if (e != PL_OK || mine == PL_ROLE_NONE)
     return e;
-  sqlite3_stmt *rs = q->st[ST_MEMBER_ROLE];
-  pl_sq_bind_u64(rs, 1, gid);
-  pl_sq_bind_u64(rs, 2, heir->id);
-  pl_sq_bind_u64(rs, 3, PL_ROLE_OWNER);
-  e = pl_sq_run(q, rs);
-  pl__ms_stale(heir);
-  return e == PL_OK ? pl__gevent(q, r, gid, me, PL__GE_ROLE, heir->name, NULL, PL_ROLE_OWNER) : e;
-}
-
-static pl_err pl__group_leave(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *me, pl__user *actor,
-                              int type, int was) {
-  pl_err e = pl__gevent(q, r, gid, actor, type, me->name, NULL, PL_ROLE_NONE);
-  uint64_t left = e == PL_OK ? r->out.events[r->out.nevents - 1].msg.qid : 0;
-  if (e == PL_OK)
-    e = pl__member_left(q, r, gid, me, left);
-  if (e == PL_OK && was == PL_ROLE_OWNER)
-    e = pl__group_heir(q, r, gid, me);
+  if (o->op == PL_GROUP_ADD || o->op == PL_GROUP_REMOVE || o->op == PL_GROUP_SET_ROLE) {
+    e = r->in.peer ? pl_sq_acct_user_by_name(q, r->in.peer, &o->u) : PL_OK;
+    if (e == PL_OK && o->u)
+      e = pl_sq_group_role(q, o->u, o->gid, &theirs);
+    v->peer = o->u != NULL;
+    v->blocks_me = o->u && pl_sq_acct_blocks(o->u, o->me->id);
+  } else {
+    o->u = o->me; /* LEAVE: the actor is the one who goes */
+    theirs = mine;
+  }
+  v->theirs = o->was = theirs;
   return e;
 }
 
 pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r) {
-  pl__user *me = NULL, *u = NULL;
-  int mine = PL_ROLE_NONE, theirs = PL_ROLE_NONE, found;
-  uint64_t gid = r->in.group;
-  int op = r->in.group_op;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
-  if (e == PL_OK && me)
-    e = pl_sq_group_role(q, me, gid, &mine);
-  if (e != PL_OK || !me || mine == PL_ROLE_NONE) {
-    if (e == PL_OK)
-      r->status = PL_ERR_NOT_MEMBER; /* also for a group that does not exist */
+  pl__gop o = {.gid = r->in.group, .op = r->in.group_op};
+  pl_roles_update v;
+  int change = 0, found;
+  pl_err e = pl__update_load(q, r, &o, &v);
+  if (e == PL_OK)
+    r->status = pl_roles_update_check(&v, &change);
+  if (e != PL_OK || r->status != PL_OK)
     return e;
-  }
-  if (op == PL_GROUP_ADD || op == PL_GROUP_REMOVE || op == PL_GROUP_SET_ROLE) {
-    e = r->in.peer ? pl_sq_acct_user_by_name(q, r->in.peer, &u) : PL_OK;
-    if (e == PL_OK && u)
-      e = pl_sq_group_role(q, u, gid, &theirs);
-    if (e != PL_OK)
-      return e;
-    if (!u || (op == PL_GROUP_ADD && pl_sq_acct_blocks(u, me->id))) {
-      r->status = PL_ERR_UNKNOWN_PEER;
-      return PL_OK;
-    }
-  }
-  if (op == PL_GROUP_ADD && theirs == PL_ROLE_NONE && pl__may(op, mine, theirs)) {
-    e = pl__may_add(q, u, me, &r->status);
+  if (change && o.op == PL_GROUP_ADD) { /* who may add the user, then room for one more */
+    e = pl__may_add(q, o.u, o.me, &r->status);
+    if (e == PL_OK && r->status == PL_OK)
+      e = pl__group_info(q, o.gid, o.me, 0, &r->out.info, &found);
+    if (e == PL_OK && r->status == PL_OK)
+      r->status = pl_roles_room(r->out.info.member_count, q->max_group);
     if (e != PL_OK || r->status != PL_OK)
       return e;
   }
-  if (!pl__may(op, mine, theirs)) {
-    r->status = PL_ERR_FORBIDDEN;
-    return PL_OK;
-  }
-  switch (op) {
-  case PL_GROUP_INFO: break;
-  case PL_GROUP_ADD:
-    if (theirs != PL_ROLE_NONE)
-      break; /* already a member: nothing changes */
-    e = pl__group_info(q, gid, me, 0, &r->out.info, &found);
-    if (e == PL_OK && r->out.info.member_count >= q->max_group) {
-      r->status = PL_ERR_GROUP_FULL;
-      return PL_OK;
-    }
-    /* the added member's history starts with the event that adds it */
-    uint64_t since = 0;
-    if (e == PL_OK)
-      e = pl_sq_ghist_max_qid(q, &since);
-    if (e == PL_OK)
-      e = pl__member_put(q, r, gid, u, PL_ROLE_MEMBER, since);
-    if (e == PL_OK)
-      e = pl__gevent(q, r, gid, me, PL__GE_ADDED, u->name, NULL, PL_ROLE_MEMBER);
-    break;
-  case PL_GROUP_REMOVE:
-    if (theirs == PL_ROLE_NONE)
-      break;
-    e = pl__group_leave(q, r, gid, u, me, PL__GE_REMOVED, theirs);
-    break;
-  case PL_GROUP_LEAVE: e = pl__group_leave(q, r, gid, me, me, PL__GE_LEFT, mine); break;
-  case PL_GROUP_RENAME:
-    if (!pl__gname_ok(r->in.name, r->in.description)) {
-      r->status = PL_ERR_INVALID_ARGUMENT;
-      return PL_OK;
-    } else {
-      sqlite3_stmt *st = q->st[ST_GROUP_RENAME];
-      pl_sq_bind_u64(st, 1, gid);
-      pl_sq_bind_text(st, 2, r->in.name);
-      pl_sq_bind_text(st, 3, r->in.description);
-      e = pl_sq_run(q, st);
-    }
-    if (e == PL_OK)
-      e = pl__gevent(q, r, gid, me, PL__GE_RENAMED, NULL, r->in.name, 0);
-    break;
-  case PL_GROUP_SET_ROLE:
-    if (r->in.role != PL_ROLE_ADMIN && r->in.role != PL_ROLE_MEMBER) {
-      r->status = PL_ERR_INVALID_ARGUMENT;
-      return PL_OK;
-    }
-    if (theirs == PL_ROLE_NONE) {
-      r->status = PL_ERR_NOT_MEMBER;
-      return PL_OK;
-    }
-    if (theirs == r->in.role)
-      break;
-    {
-      sqlite3_stmt *st = q->st[ST_MEMBER_ROLE];
-      pl_sq_bind_u64(st, 1, gid);
-      pl_sq_bind_u64(st, 2, u->id);
-      pl_sq_bind_u64(st, 3, (uint64_t)r->in.role);
-      e = pl_sq_run(q, st);
-      pl__ms_stale(u);
-    }
-    if (e == PL_OK)
-      e = pl__gevent(q, r, gid, me, PL__GE_ROLE, u->name, NULL, r->in.role);
-    break;
-  default: r->status = PL_ERR_INVALID_ARGUMENT; return PL_OK;
-  }
-  return e == PL_OK ? pl__group_info(q, gid, me, 1, &r->out.info, &found) : e;
+  if (change)
+    e = pl__group_run(q, r, &o);
+  return e == PL_OK ? pl__group_info(q, o.gid, o.me, 1, &r->out.info, &found) : e;
 }
 
 pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r) {

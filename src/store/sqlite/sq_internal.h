@@ -95,12 +95,6 @@
  * body SQLite would refuse must fail alone, not break its whole batch. */
 #define PL__MAX_BODY (256u << 20)
 
-/* groups: limits of a name and a description */
-#define PL__GROUP_NAME_MAX 100u
-#define PL__GROUP_DESC_MAX 1000u
-/* GroupEvent types (the wire's GroupEventType) */
-enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_RENAMED, PL__GE_ROLE };
-
 /* name, SQL: every statement is prepared once at open and reused. */
 #define PL__STMTS(X)                                                                                         \
   X(BEGIN, "BEGIN IMMEDIATE")                                                                                \
@@ -195,8 +189,8 @@ enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_REN
   X(MEMBER_LEFT, "UPDATE members SET role = 0, left_qid = ?3 WHERE gid = ?1 AND uid = ?2")                   \
   X(MEMBERS_LIST, "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid"                        \
                   " WHERE m.gid = ?1 AND m.role > 0 ORDER BY u.name")                                        \
-  X(MEMBER_HEIR, "SELECT uid FROM members WHERE gid = ?1 AND role > 0 AND uid != ?2"                         \
-                 " ORDER BY role DESC, joined LIMIT 1")                                                      \
+  /* the heir's candidates: pl_roles_heir_better picks among them */                                         \
+  X(MEMBER_HEIR, "SELECT uid, role, joined FROM members WHERE gid = ?1 AND role > 0 AND uid != ?2")          \
   X(GROUPS_OF, "SELECT gid, since_qid, left_qid, role FROM members WHERE uid = ?1 ORDER BY gid")             \
   X(GROUP_LIST, "SELECT g.gid, g.name, g.description, g.members, m.role FROM members m"                      \
                 " JOIN groups g ON g.gid = m.gid WHERE m.uid = ?1 AND m.role > 0 ORDER BY g.gid")            \
@@ -289,8 +283,9 @@ enum {
  *            (pl__user, sq_accounts.c)
  *   reads    (user, conversation) -> watermarks (pl__read, sq_convs.c)
  *   rings    device -> its recent client-id fingerprints (pl_idring, sq_dedup.c)
- *   dacks, greads, gmeta  group cursors, group watermarks, group facts
- *            (pl__dack, pl__gread, pl__gmeta, sq_ghist.c)
+ *   dacks, greads, gmeta  group cursors (read through: each Ack writes its
+ *            own), group watermarks, group facts (pl__dack, pl__gread,
+ *            pl__gmeta, sq_ghist.c)
  * They are correct only because this backend has one writer: the store
  * thread (pl_store.c) runs every transaction, so nothing can change a row
  * behind a cached copy, and a counter taken from the cache (a seq, a queue
@@ -340,19 +335,19 @@ typedef struct pl__conv {
 } pl__conv;
 
 /* In a 10,000-member group every message is acked by 10,000 devices within
- * a few commits, so nothing about an ack of group history may cost SQL:
- * each device's cursor (devices.acked) and each member's watermarks
- * (greads) live here and are written by the sweep (every --sweep-interval,
- * a chunk per transaction: pl_store.c), at close, and before a query reads
- * them. A crash loses at most that much
- * progress: the devices get those messages again (same qids: clients drop
- * them, protocol.md 10.6) and ack them again; no message is lost by it. The
- * values only move forward, so a rollback keeps them. */
+ * a few commits, so an ack of group history costs as little SQL as it can:
+ * each device's cursor (devices.acked) is cached here for fetches and
+ * written by the Ack that moves it (one UPDATE, in the Ack's transaction:
+ * a crash then redelivers only what was not acknowledged); each member's
+ * watermarks (greads) live here and are written by the sweep (every
+ * --sweep-interval, a chunk per transaction: pl_store.c), at close, and
+ * before a query reads them, so a crash may lose that much of the
+ * delivered watermarks (receipts), never a cursor. The values only move
+ * forward, so a rollback keeps them. */
 #define PL__GCACHE_MAX (1u << 18)
 
 typedef struct pl__dack {
   uint64_t acked;
-  int dirty;
 } pl__dack;
 
 typedef struct pl__gread {
@@ -381,7 +376,7 @@ typedef struct pl__sq {
   pl_map dacks;          /* device -> pl__dack: its cursor in group histories */
   pl_map greads;         /* pl__gread_key(gid, uid) -> pl__gread: group watermarks */
   pl_map gmeta;          /* gid -> pl__gmeta */
-  size_t gdirty;         /* entries of dacks and greads not yet written (may over-count) */
+  size_t gdirty;         /* entries of greads not yet written (may over-count) */
   pl__read *dirty_reads;
   int (*online)(void *ud, uint64_t device);
   void *online_ud;
