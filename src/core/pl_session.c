@@ -1403,9 +1403,11 @@ static int pl__on_frame(pl_conn *c, const pl_frame *f, void *ud) {
 
 /* The open-connections gauge of c's transport (NULL: tcp, the rest). */
 static atomic_uint_fast64_t *pl__transport_count(pl_core *core, const pl_conn *c) {
-  if (!strcmp(c->ops->name, "ws"))
-    return &core->conns_ws;
-  return !strcmp(c->ops->name, "lp") ? &core->conns_lp : NULL;
+  switch (c->ops->kind) {
+  case PL_CONN_WS: return &core->conns_ws;
+  case PL_CONN_LP: return &core->conns_lp;
+  default: return NULL;
+  }
 }
 
 static void pl__on_open(pl_conn *c, void *ud) {

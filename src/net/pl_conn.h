@@ -20,8 +20,13 @@
 
 typedef struct pl_conn pl_conn;
 
+/* What carries a connection, for whoever counts or treats them apart (the
+ * session's per-transport gauges); names are for logs only, never compared. */
+typedef enum pl_conn_kind { PL_CONN_TCP, PL_CONN_WS, PL_CONN_LP, PL_CONN_KINDS } pl_conn_kind;
+
 typedef struct pl_transport_ops {
-  const char *name; /* "tcp", "ws", ... (logs, metrics) */
+  const char *name;  /* "tcp", "ws", ... (logs) */
+  pl_conn_kind kind; /* the same, for code */
   /* Queues a whole frame; the transport takes its own reference to b. The
    * bytes go out with the rest of this loop pass's output in one write. */
   void (*write)(pl_conn *c, pl_buf *b);

@@ -418,6 +418,7 @@ static void pl__ws_resume(pl_conn *c) {
 
 static const pl_transport_ops pl__ws_ops = {
     .name = "ws",
+    .kind = PL_CONN_WS,
     .write = pl__ws_write,
     .close = pl__ws_close,
     .pause = pl__ws_pause,

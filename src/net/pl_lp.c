@@ -287,8 +287,12 @@ static void pl__resume(pl_conn *c) {
   pl__dispatch(s);
 }
 
-static const pl_transport_ops pl__lp_ops = {
-    .name = "lp", .write = pl__write, .close = pl__close, .pause = pl__pause, .resume = pl__resume};
+static const pl_transport_ops pl__lp_ops = {.name = "lp",
+                                            .kind = PL_CONN_LP,
+                                            .write = pl__write,
+                                            .close = pl__close,
+                                            .pause = pl__pause,
+                                            .resume = pl__resume};
 
 /* ---- requests, on the session's loop ------------------------------------ */
 
