@@ -1532,6 +1532,8 @@ void pl_core_config_defaults(pl_core_config *cfg) {
 }
 
 pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
+  if (!cfg->router)
+    return NULL;
   pl_core *core = pl_calloc(1, sizeof *core);
   core->cfg = *cfg;
   core->nloops = nloops;
@@ -1539,7 +1541,8 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
   for (int i = 0; i < nloops; i++)
     pl_hist_init(&core->delivery[i], pl_hist_us_bounds, pl_hist_us_n);
   core->sink = (pl_router_sink){.push = pl__push, .kick = pl__kick, .delivery = core->delivery};
-  core->router = pl_router_local_new(nloops, &core->sink);
+  core->router = cfg->router;
+  core->router->sink = core->sink;
   core->presence = pl_presence_new(core->router, cfg->presence_grace_ms);
   core->send_limit = pl_rules_limiter_new(&(pl_rules_rate){.rate = cfg->send_rate, .burst = cfg->send_burst});
   core->queue_rule = (pl_rules_queue){.max_queue = cfg->max_queue, .share_pct = cfg->max_queue_share};
@@ -1610,7 +1613,6 @@ void pl_core_free(pl_core *core) {
   pl_throttle_free(core->throttle);
   pl_presence_free(core->presence);
   pl_rules_limiter_free(core->send_limit);
-  core->router->ops->free(core->router);
   pl_free(core->delivery);
   pl_free(core);
 }
