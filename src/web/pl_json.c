@@ -347,37 +347,18 @@ json_t *pl_json_load(const char *text, size_t len, size_t flags, json_error_t *e
   return root;
 }
 
-static pl_err pl__to_frames(const char *text, size_t len, int many, pl_bytes *out, char *why, size_t whylen) {
+pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen) {
   pl__dec d = {.why = why, .whylen = whylen};
   json_error_t jerr;
   pl_err e = PL_ERR_BAD_FRAME;
   json_t *root = pl_json_load(text, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!root)
     pl__fail(&d, "not JSON: %s (at %d)", jerr.text, jerr.position);
-  else if (!many || !json_is_array(root))
-    e = pl__obj_to_frame(&d, root, out);
   else
-    for (size_t i = 0, n = json_array_size(root); i < n; i++) {
-      size_t before = out->len;
-      if ((e = pl__obj_to_frame(&d, json_array_get(root, i), out)) != PL_OK) {
-        out->len = before; /* the frames before the bad one stand */
-        break;
-      }
-      e = PL_OK;
-    }
-  if (many && root && json_is_array(root) && json_array_size(root) == 0)
-    e = PL_OK;
+    e = pl__obj_to_frame(&d, root, out);
   json_decref(root);
   pl__arena_free(&d.arena);
   return e;
-}
-
-pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen) {
-  return pl__to_frames(text, len, 0, out, why, whylen);
-}
-
-pl_err pl_json_to_frames(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen) {
-  return pl__to_frames(text, len, 1, out, why, whylen);
 }
 
 /* A decoded message owns the arena its fields live in. */

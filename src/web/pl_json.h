@@ -20,15 +20,11 @@
 #include "common/pl_buf.h"
 #include "common/pl_err.h"
 
-/* A JSON object -> one native frame (header + payload) appended to out.
+/* A JSON object -> one native frame (header + payload) appended to out (the
+ * fuzzer's round trip; the gateways use pl_json_to_msgs).
  * PL_ERR_BAD_FRAME (not JSON, not an object, a field of the wrong kind; why
  * says which) or PL_ERR_UNKNOWN_TYPE (no such "type"). */
 pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen);
-
-/* The same for a JSON array of such objects (or one object): the frames, one
- * after another. On an error the frames of the objects before the bad one
- * are in out. */
-pl_err pl_json_to_frames(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen);
 
 /* A decoded message and the memory its fields live in. */
 typedef struct pl_json_msg pl_json_msg;
