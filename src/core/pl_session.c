@@ -203,8 +203,9 @@ void pl_sess__reply_done(pl_session *s, const char *ref, pl_sess__req *sr) {
 
 /* Every frame type a client may send (protocol.md 3), and nothing else: a
  * type without a row is UNKNOWN_TYPE. The states say where each is a
- * request; elsewhere the session's state answers (pl__refusal). Devices,
- * Hello, Ping, Ack, the auth requests and Logout have no ref to echo. */
+ * request; elsewhere the session's state answers (pl__refusal). The ref
+ * is field 1 (protocol.md 4): Hello, Ping, Ack, the auth requests and
+ * Logout have none. */
 static const pl_sess_cmd pl__cmds[256] = {
     [T(HELLO)] = {.name = "hello", .states = PL_SESS_ANY, .answer = T(WELCOME), .fn = pl__on_hello},
     [T(REGISTER)] = {.name = "register", .states = AUTH, .answer = T(AUTH_OK), .fn = pl_sess__on_register},
@@ -227,7 +228,11 @@ static const pl_sess_cmd pl__cmds[256] = {
                           .answer = T(DONE),
                           .ref_off = REF(Parley__PushRegister, ref),
                           .fn = pl_sess__on_push_register},
-    [T(DEVICES)] = {.name = "devices", .states = READY, .answer = T(DEVICE_LIST), .fn = pl_sess__on_devices},
+    [T(DEVICES)] = {.name = "devices",
+                    .states = READY,
+                    .answer = T(DEVICE_LIST),
+                    .ref_off = REF(Parley__Devices, ref),
+                    .fn = pl_sess__on_devices},
     [T(MARK_READ)] = STATE("mark_read", DONE, REF(Parley__MarkRead, ref), PL_STORE_MARK_READ,
                            pl_sess__mark_read_bad, pl_sess__mark_read_fill, pl_sess__reply_done),
     [T(SETTINGS)] = STATE("settings", SETTINGS_STATE, REF(Parley__Settings, ref), PL_STORE_SETTINGS,
