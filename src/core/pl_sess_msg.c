@@ -280,6 +280,8 @@ int pl_sess__on_ack(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   return 0;
 }
 
+/* ---- typing ------------------------------------------------------------- */
+
 static pl_buf *pl__typing_event(pl_session *s, const char *conv, int typing) {
   Parley__TypingEvent ev = PARLEY__TYPING_EVENT__INIT;
   ev.from = s->user;
@@ -330,9 +332,8 @@ int pl_sess__on_typing(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
     pl_sess__error(s, PL_ERR_INVALID_ARGUMENT, NULL);
     return 0;
   }
-  if (m->typing && s->typing_at && now - s->typing_at < s->core->cfg.typing_interval_ms) {
+  if (m->typing && s->typing_at && now - s->typing_at < s->core->cfg.typing_interval_ms)
     return 0; /* too soon: the last one still holds */
-  }
   s->typing_at = m->typing ? now : 0;
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_TYPING, in, pl__typing_done);
   sr->req.in.user_id = s->user_id;
@@ -341,6 +342,3 @@ int pl_sess__on_typing(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   pl_sess__submit(sr);
   return 0;
 }
-
-/* MarkRead, Settings, UnreadGet, Contacts, Block, PresenceSubscribe and
- * PresenceGet: validated here, answered after commit. */

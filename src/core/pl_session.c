@@ -389,6 +389,8 @@ static int pl__on_message(pl_conn *c, const pl_conn_msg *m, void *ud) {
   return pl__dispatch(s, cmd, &in);
 }
 
+/* ---- the rest of the handler the transports call ------------------------ */
+
 /* The open-connections gauge of c's transport (NULL: tcp, the rest). */
 static atomic_uint_fast64_t *pl__transport_count(pl_core *core, const pl_conn *c) {
   switch (c->ops->kind) {
