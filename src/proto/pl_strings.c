@@ -162,8 +162,10 @@ static int pl__msg_value(const ProtobufCMessageDescriptor *md, const ProtobufCFi
     const ProtobufCBinaryData *b = slot;
     return pl__value(md, f, b->data, b->len, depth, w);
   }
+  if (f->type != PROTOBUF_C_TYPE_MESSAGE) /* numbers hold no strings */
+    return 0;
   const ProtobufCMessage *sub = *(ProtobufCMessage *const *)slot;
-  if (f->type != PROTOBUF_C_TYPE_MESSAGE || !sub)
+  if (!sub)
     return 0;
   pl_strings_fault *fault = w->fault;
   int had = fault->why != PL_UTF8_OK;
