@@ -30,8 +30,7 @@ typedef struct pl__dgroups {
 } pl__dgroups;
 
 typedef struct pl__local {
-  pl_router base;
-  pl_router_sink sink;
+  pl_router base; /* base.sink: where pushes and kicks go */
   pthread_mutex_t mu;
   pl_map global;    /* device -> pl__route *, guarded by mu */
   pl_map groups;    /* gid -> pl__gset, guarded by mu */
@@ -140,7 +139,7 @@ static void pl__kick_run(pl_task *t) {
   pl_map *local = &k->r->local[pl_loop_index(k->loop)];
   /* Only if ep is still the one registered: then it is alive. */
   if (pl_map_get(local, k->device) == k->ep)
-    k->r->sink.kick(k->ep);
+    k->r->base.sink.kick(k->ep);
   pl_free(k);
 }
 
@@ -180,7 +179,7 @@ static void pl__attach(pl_router *base, uint64_t device, pl_loop *loop, void *ep
   if (old->ep != ep) {
     if (old->loop == loop) {
       /* Same loop: local already points at ep; kick the old one directly. */
-      r->sink.kick(old->ep);
+      r->base.sink.kick(old->ep);
     } else {
       pl__post_kick(r, old->loop, device, old->ep);
     }
@@ -300,9 +299,9 @@ static void pl__push_run(pl_task *t) {
   pl__push_task *p = (pl__push_task *)t;
   void *ep = pl_map_get(&p->r->local[pl_loop_index(p->loop)], p->device);
   if (ep)
-    p->r->sink.push(ep, p->qid, p->frame);
-  if (ep && p->commit_us && p->r->sink.delivery)
-    pl_hist_add(&p->r->sink.delivery[pl_loop_index(p->loop)], pl_mono_us() - p->commit_us);
+    p->r->base.sink.push(ep, p->qid, p->frame);
+  if (ep && p->commit_us && p->r->base.sink.delivery)
+    pl_hist_add(&p->r->base.sink.delivery[pl_loop_index(p->loop)], pl_mono_us() - p->commit_us);
   pl_buf_unref(p->frame);
   pl_free(p);
 }
@@ -493,10 +492,9 @@ static const pl_router_ops pl__local_ops = {
     .free = pl__free_router,
 };
 
-pl_router *pl_router_local_new(int nloops, const pl_router_sink *sink) {
+pl_router *pl_router_local_new(int nloops) {
   pl__local *r = pl_calloc(1, sizeof *r);
   r->base.ops = &pl__local_ops;
-  r->sink = *sink;
   pthread_mutex_init(&r->mu, NULL);
   pl_map_init(&r->global);
   r->nloops = nloops;

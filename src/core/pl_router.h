@@ -2,10 +2,12 @@
  * message to it.
  *
  * An interface (vtable) with a local, in-process implementation now; a
- * cluster router (Redis pub/sub or PostgreSQL LISTEN/NOTIFY) implements the
- * same calls later. The session layer gives the router an endpoint for every
- * authenticated device connection, and a sink through which the router hands
- * it messages on the endpoint's own loop thread.
+ * cluster router (NATS, Redis pub/sub or PostgreSQL LISTEN/NOTIFY)
+ * implements the same calls later. The server's main makes the router and
+ * passes it to the core (pl_core_config.router), so another one plugs in
+ * without a change to the core. The session layer gives the router an
+ * endpoint for every authenticated device connection, and a sink through
+ * which the router hands it messages on the endpoint's own loop thread.
  *
  * deliver() is called by the store thread after each commit, in commit order;
  * the local router encodes the Message frame once and posts a reference to
@@ -70,10 +72,14 @@ typedef struct pl_router_ops {
 
 struct pl_router {
   const pl_router_ops *ops;
+  /* Where messages go: the core sets it once (pl_core_new), before the
+   * loops start and before any call above, so that the router can be made
+   * before the core that receives from it. */
+  pl_router_sink sink;
 };
 
 /* The in-process router for nloops loops (indexed by pl_loop_index). */
-pl_router *pl_router_local_new(int nloops, const pl_router_sink *sink);
+pl_router *pl_router_local_new(int nloops);
 
 /* Encodes m as a Message frame (shared by the local and future routers). */
 pl_buf *pl_router_encode(const pl_msg *m);

@@ -10,7 +10,8 @@
  * queue, not memory, buffers for slow and offline devices.
  *
  * pl_core is the context passed around instead of globals: limits, the store,
- * the router. The server's main wires it to the transports through
+ * the router. The server's main makes the router (pl_router.h) and passes it
+ * in the config, and wires the core to the transports through
  * pl_core_handler(). */
 #ifndef PL_SESSION_H
 #define PL_SESSION_H
@@ -46,13 +47,16 @@ typedef struct pl_core_config {
   uint32_t argon2_threads;     /* the hashing pool's threads */
   uint32_t argon2_per_address; /* Argon2id jobs at once per source address */
   uint32_t argon2_queue;       /* Argon2id jobs waiting for a thread, all addresses */
+  pl_router *router;           /* required: the local one (pl_router_local_new) or a cluster's;
+                                  the caller's, freed after pl_core_free */
 } pl_core_config;
 
 void pl_core_config_defaults(pl_core_config *cfg);
 
 typedef struct pl_core pl_core;
 
-/* Creates the core for nloops loops; the router is made here. */
+/* Creates the core for nloops loops, on cfg->router (whose sink it sets);
+ * NULL without a router. */
 pl_core *pl_core_new(const pl_core_config *cfg, int nloops);
 /* The hooks the store must be opened with (they lead to this core). */
 void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks);

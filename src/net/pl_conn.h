@@ -20,8 +20,13 @@
 
 typedef struct pl_conn pl_conn;
 
+/* What carries a connection, for whoever counts or treats them apart (the
+ * session's per-transport gauges); names are for logs only, never compared. */
+typedef enum pl_conn_kind { PL_CONN_TCP, PL_CONN_WS, PL_CONN_LP, PL_CONN_KINDS } pl_conn_kind;
+
 typedef struct pl_transport_ops {
-  const char *name; /* "tcp", "ws", ... (logs, metrics) */
+  const char *name;  /* "tcp", "ws", ... (logs) */
+  pl_conn_kind kind; /* the same, for code */
   /* Queues a whole frame; the transport takes its own reference to b. The
    * bytes go out with the rest of this loop pass's output in one write. */
   void (*write)(pl_conn *c, pl_buf *b);
@@ -32,6 +37,19 @@ typedef struct pl_transport_ops {
   void (*resume)(pl_conn *c);
 } pl_transport_ops;
 
+/* A request a gateway decoded itself (pl_conn_handler.on_message): a
+ * transport whose wire is not protobuf (JSON over WebSocket and long-poll
+ * now, MQTT later) hands over the message it built, and nothing is encoded
+ * to protobuf only to be decoded again. */
+typedef struct pl_conn_msg {
+  uint8_t type;          /* parley.FrameType */
+  ProtobufCMessage *msg; /* of pl_frame_descriptor(type)'s kind */
+  /* Gives msg back to its maker; called once, on the connection's loop,
+   * when the session is done with it (maybe after a store request). */
+  void (*release)(ProtobufCMessage *msg, void *ud);
+  void *ud;
+} pl_conn_msg;
+
 /* What the session layer registers; called on the connection's loop. */
 typedef struct pl_conn_handler {
   /* A new connection; set c->session here. */
@@ -39,6 +57,12 @@ typedef struct pl_conn_handler {
   /* One whole frame. Return 0 to go on, 1 to pause reading (the transport
    * keeps the unread bytes until resume). */
   int (*on_frame)(pl_conn *c, const pl_frame *f, void *ud);
+  /* The same for a request already decoded (pl_conn_msg): the handler owns
+   * m->msg from the call on and releases it, on every path. The transport
+   * has checked what a frame's parse would (its encoded size against
+   * max_frame); the handler does the rest as for a frame: the type, the
+   * strings (pl_strings_check_msg), the session's state. */
+  int (*on_message)(pl_conn *c, const pl_conn_msg *m, void *ud);
   /* Unparseable input (PL_ERR_FRAME_TOO_LARGE, PL_ERR_BAD_FRAME), or a
    * connection the transport cuts (PL_ERR_SLOW_CONSUMER: it does not read;
    * PL_ERR_TOO_MANY_CONNECTIONS: over a cap, or out of memory for its

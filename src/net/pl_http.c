@@ -418,11 +418,43 @@ static void pl__ws_resume(pl_conn *c) {
 
 static const pl_transport_ops pl__ws_ops = {
     .name = "ws",
+    .kind = PL_CONN_WS,
     .write = pl__ws_write,
     .close = pl__ws_close,
     .pause = pl__ws_pause,
     .resume = pl__ws_resume,
 };
+
+static void pl__json_release(ProtobufCMessage *msg, void *ud) {
+  (void)msg;
+  pl_json_msg_free(ud);
+}
+
+/* pl_json_to_msgs' callback: the one message of a text message. */
+static void pl__json_take(uint8_t type, ProtobufCMessage *msg, pl_json_msg *owner, void *ud) {
+  *(pl_conn_msg *)ud = (pl_conn_msg){.type = type, .msg = msg, .release = pl__json_release, .ud = owner};
+}
+
+/* A JSON text message goes to the session as the message it stands for
+ * (on_message), not encoded to protobuf only to be decoded again. Returns
+ * the session's pause, or -1 for text that is not a frame (answered). */
+static int pl__ws_json(pl_http_conn *hc, const uint8_t *p, size_t n) {
+  pl_conn *c = &hc->c;
+  char why[160] = "";
+  pl_conn_msg m = {0};
+  pl_err e = pl_json_to_msgs((const char *)p, n, 0, pl__json_take, &m, why, sizeof why);
+  if (e != PL_OK) {
+    pl_debug("conn %llu: JSON refused: %s", (unsigned long long)c->id, why);
+    c->h->on_bad_input(c, e, c->h->ud);
+    return -1;
+  }
+  if (1 + protobuf_c_message_get_packed_size(m.msg) > c->max_frame) { /* as its native frame would be */
+    m.release(m.msg, m.ud);
+    c->h->on_bad_input(c, PL_ERR_FRAME_TOO_LARGE, c->h->ud);
+    return 1;
+  }
+  return c->h->on_message(c, &m, c->h->ud);
+}
 
 /* One WebSocket message = one native frame (protocol.md, WebSocket binding). */
 static int pl__ws_message(void *ud, int text, const uint8_t *p, size_t n) {
@@ -437,32 +469,23 @@ static int pl__ws_message(void *ud, int text, const uint8_t *p, size_t n) {
     pl__finish(hc);
     return 1;
   }
-  pl_bytes native = {0};
-  if (text) { /* JSON becomes the native frame it stands for */
-    char why[160] = "";
-    pl_err je = pl_json_to_frame((const char *)p, n, &native, why, sizeof why);
-    if (je != PL_OK) {
-      pl_debug("conn %llu: JSON refused: %s", (unsigned long long)c->id, why);
-      pl_bytes_free(&native);
-      c->h->on_bad_input(c, je, c->h->ud);
-      return 1;
-    }
-    p = native.p;
-    n = native.len;
-  }
-  pl_frame f;
-  size_t used = 0;
-  pl_err rc = pl_frame_parse(p, n, c->max_frame, &f, &used);
-  if (rc == PL_OK && used != n)
-    rc = PL_ERR_BAD_FRAME; /* one frame per message, nothing after it */
-  if (rc == PL_ERR_AGAIN)
-    rc = PL_ERR_BAD_FRAME;
   int pause = 1;
-  if (rc != PL_OK)
-    c->h->on_bad_input(c, rc, c->h->ud);
-  else
-    pause = c->h->on_frame(c, &f, c->h->ud); /* the session copies what it keeps */
-  pl_bytes_free(&native);
+  if (text) {
+    if ((pause = pl__ws_json(hc, p, n)) < 0)
+      return 1;
+  } else {
+    pl_frame f;
+    size_t used = 0;
+    pl_err rc = pl_frame_parse(p, n, c->max_frame, &f, &used);
+    if (rc == PL_OK && used != n)
+      rc = PL_ERR_BAD_FRAME; /* one frame per message, nothing after it */
+    if (rc == PL_ERR_AGAIN)
+      rc = PL_ERR_BAD_FRAME;
+    if (rc != PL_OK)
+      c->h->on_bad_input(c, rc, c->h->ud);
+    else
+      pause = c->h->on_frame(c, &f, c->h->ud); /* the session copies what it keeps */
+  }
   if (pause && !hc->closing) { /* the socket waits too: nothing piles up in pl_ws */
     hc->spaused = 1;
     uv_read_stop((uv_stream_t *)&hc->tcp);

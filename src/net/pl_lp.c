@@ -34,13 +34,21 @@ struct pl_lp {
   pl_map by_key; /* the sid's random part -> session */
 };
 
+/* A request received while the session paused, decoded (pl_json). */
+typedef struct pl__held {
+  struct pl__held *next;
+  pl_conn_msg m;
+  size_t size; /* its encoded size: for max_frame, and counted in the limits */
+} pl__held;
+
 struct pl_lp_sess {
   pl_conn c; /* first: the session layer sees a pl_conn */
   pl_lp *lp;
   uint64_t key;
   char sid[48];
-  pl_bytes out;  /* the JSON frames to give, joined by ',' */
-  pl_bytes held; /* native frames received while the session paused */
+  pl_bytes out;                /* the JSON frames to give, joined by ',' */
+  pl__held *held, **held_tail; /* requests waiting while the session paused */
+  size_t held_bytes;           /* their sizes, summed */
   pl_http_ex *wait;
   uint64_t wait_until, closed_at;
   pl_flusher flusher;
@@ -164,7 +172,7 @@ static void pl__give_oneshot(pl_lp_sess *s) {
 /* What the session's buffers hold, for the server-wide bound. */
 static void pl__account(pl_lp_sess *s) {
   if (s->c.limits)
-    pl_limits_account(s->c.limits, &s->c.mem_counted, s->out.cap + s->held.cap);
+    pl_limits_account(s->c.limits, &s->c.mem_counted, s->out.cap + s->held_bytes);
 }
 
 static void pl__unlink(pl_lp_sess *s) {
@@ -179,6 +187,23 @@ static void pl__unlink(pl_lp_sess *s) {
   lp->count--;
 }
 
+static pl__held *pl__pop_held(pl_lp_sess *s) {
+  pl__held *h = s->held;
+  if (!h)
+    return NULL;
+  if (!(s->held = h->next))
+    s->held_tail = &s->held;
+  s->held_bytes -= h->size;
+  return h;
+}
+
+static void pl__drop_held(pl_lp_sess *s) {
+  for (pl__held *h; (h = pl__pop_held(s));) {
+    h->m.release(h->m.msg, h->m.ud);
+    pl_free(h);
+  }
+}
+
 static void pl__destroy(pl_lp_sess *s) {
   if (s->wait)
     pl__give(s);
@@ -188,7 +213,7 @@ static void pl__destroy(pl_lp_sess *s) {
   }
   pl__unlink(s);
   pl_bytes_free(&s->out);
-  pl_bytes_free(&s->held);
+  pl__drop_held(s);
   pl__account(s);
   if (s->counted)
     pl_limits_leave(s->c.limits, s->c.ip_key);
@@ -259,25 +284,23 @@ static void pl__write(pl_conn *c, pl_buf *b) {
   pl__mark(s);
 }
 
+/* The requests held go to the session, in order, until it pauses. */
 static void pl__dispatch(pl_lp_sess *s) {
-  size_t off = 0;
-  while (off < s->held.len && !s->paused && !s->closing) {
-    pl_frame f;
-    size_t used;
-    pl_err e = pl_frame_parse(s->held.p + off, s->held.len - off, s->c.max_frame, &f, &used);
-    if (e != PL_OK) {
-      s->c.h->on_bad_input(&s->c, e == PL_ERR_AGAIN ? PL_ERR_BAD_FRAME : e, s->c.h->ud);
-      off = s->held.len;
+  while (s->held && !s->paused && !s->closing) {
+    pl__held *h = pl__pop_held(s);
+    if (1 + h->size > s->c.max_frame) { /* as its native frame would be: the rest goes too */
+      h->m.release(h->m.msg, h->m.ud);
+      pl_free(h);
+      s->c.h->on_bad_input(&s->c, PL_ERR_FRAME_TOO_LARGE, s->c.h->ud);
+      pl__drop_held(s);
       break;
     }
-    off += used;
-    if (s->c.h->on_frame(&s->c, &f, s->c.h->ud))
+    if (s->c.h->on_message(&s->c, &h->m, s->c.h->ud))
       s->paused = 1;
+    pl_free(h);
   }
-  if (off >= s->held.len || s->closing)
-    pl_bytes_free(&s->held);
-  else
-    pl_bytes_consume(&s->held, off);
+  if (s->closing)
+    pl__drop_held(s);
 }
 
 static void pl__pause(pl_conn *c) { ((pl_lp_sess *)c)->paused = 1; }
@@ -288,8 +311,12 @@ static void pl__resume(pl_conn *c) {
   pl__dispatch(s);
 }
 
-static const pl_transport_ops pl__lp_ops = {
-    .name = "lp", .write = pl__write, .close = pl__close, .pause = pl__pause, .resume = pl__resume};
+static const pl_transport_ops pl__lp_ops = {.name = "lp",
+                                            .kind = PL_CONN_LP,
+                                            .write = pl__write,
+                                            .close = pl__close,
+                                            .pause = pl__pause,
+                                            .resume = pl__resume};
 
 /* ---- requests, on the session's loop ------------------------------------ */
 
@@ -315,6 +342,7 @@ static pl_lp_sess *pl__open(pl_lp *lp, const char *peer) {
   s->c.id = pl_conn_new_id();
   snprintf(s->c.peer, sizeof s->c.peer, "%s", *peer ? peer : "long-poll");
   s->flusher.fn = pl__flush;
+  s->held_tail = &s->held;
   s->next = lp->list;
   if (lp->list)
     lp->list->prev = s;
@@ -347,14 +375,29 @@ static pl_lp_sess *pl__find(pl_lp *lp, const char *sid) {
   return s && strlen(s->sid) == strlen(sid) && sodium_memcmp(s->sid, sid, strlen(sid)) == 0 ? s : NULL;
 }
 
-/* Frames from a POST body (a JSON array of frames, or one). */
+static void pl__json_release(ProtobufCMessage *msg, void *ud) {
+  (void)msg;
+  pl_json_msg_free(ud);
+}
+
+/* pl_json_to_msgs' callback: one request more, after those held. */
+static void pl__hold(uint8_t type, ProtobufCMessage *msg, pl_json_msg *owner, void *ud) {
+  pl_lp_sess *s = ud;
+  pl__held *h = pl_malloc(sizeof *h);
+  h->next = NULL;
+  h->m = (pl_conn_msg){.type = type, .msg = msg, .release = pl__json_release, .ud = owner};
+  h->size = protobuf_c_message_get_packed_size(msg);
+  *s->held_tail = h;
+  s->held_tail = &h->next;
+  s->held_bytes += h->size;
+}
+
+/* Requests from a POST body (a JSON array of frames, or one), decoded for
+ * the session's decoded entry (on_message). */
 static int pl__feed(pl_lp_sess *s, const pl_bytes *body, pl_http_ex *x) {
   char why[200] = "";
-  pl_bytes frames = {0};
   pl_err e =
-      body->len ? pl_json_to_frames((const char *)body->p, body->len, &frames, why, sizeof why) : PL_OK;
-  pl_bytes_append(&s->held, frames.p, frames.len);
-  pl_bytes_free(&frames);
+      body->len ? pl_json_to_msgs((const char *)body->p, body->len, 1, pl__hold, s, why, sizeof why) : PL_OK;
   s->c.last_rx_ms = pl_mono_ms();
   pl__dispatch(s);
   pl__account(s);

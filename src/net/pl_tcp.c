@@ -438,6 +438,7 @@ static void pl__tcp_resume(pl_conn *c) {
 
 static const pl_transport_ops pl__tcp_ops = {
     .name = "tcp",
+    .kind = PL_CONN_TCP,
     .write = pl__tcp_write,
     .close = pl__tcp_close,
     .pause = pl__tcp_pause,

@@ -146,6 +146,96 @@ static int pl__walk(const ProtobufCMessageDescriptor *md, const uint8_t *p, size
   return bad;
 }
 
+/* The walk of a decoded message: the same rules as on the wire, in the
+ * order its encoding would have (known fields, then unknown ones). */
+static int pl__walk_msg(const ProtobufCMessage *m, int depth, pl__walker *w);
+
+/* One value of field f of message md: a string or bytes as its bytes, a
+ * sub-message by its own walk (named from here down, as pl__value does). */
+static int pl__msg_value(const ProtobufCMessageDescriptor *md, const ProtobufCFieldDescriptor *f,
+                         const void *slot, int depth, pl__walker *w) {
+  if (f->type == PROTOBUF_C_TYPE_STRING) {
+    const char *v = *(char *const *)slot;
+    return v ? pl__value(md, f, (const uint8_t *)v, strlen(v), depth, w) : 0;
+  }
+  if (f->type == PROTOBUF_C_TYPE_BYTES) {
+    const ProtobufCBinaryData *b = slot;
+    return pl__value(md, f, b->data, b->len, depth, w);
+  }
+  if (f->type != PROTOBUF_C_TYPE_MESSAGE) /* numbers hold no strings */
+    return 0;
+  const ProtobufCMessage *sub = *(ProtobufCMessage *const *)slot;
+  if (!sub)
+    return 0;
+  pl_strings_fault *fault = w->fault;
+  int had = fault->why != PL_UTF8_OK;
+  int rc = pl__walk_msg(sub, depth + 1, w);
+  if (rc == 1 && !had) {
+    char path[2 * sizeof fault->field];
+    int k = snprintf(path, sizeof path, "%s.%s", f->name, fault->field);
+    if (k > 0 && (size_t)k < sizeof fault->field)
+      memcpy(fault->field, path, (size_t)k + 1);
+  }
+  return rc;
+}
+
+/* Records a bad top-level field number (bit n of bad_fields). */
+static int pl__mark(pl__walker *w, int depth, uint32_t num, int rc) {
+  if (rc == 1 && depth == 0 && num < 64)
+    w->fault->bad_fields |= 1ull << num;
+  return rc;
+}
+
+static int pl__walk_msg(const ProtobufCMessage *m, int depth, pl__walker *w) {
+  const ProtobufCMessageDescriptor *md = m->descriptor;
+  int bad = 0, rc;
+  if (depth > PL__MAX_DEPTH)
+    return -1;
+  for (unsigned i = 0; i < md->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &md->fields[i];
+    const char *slot = (const char *)m + f->offset;
+    if (f->label != PROTOBUF_C_LABEL_REPEATED) {
+      if ((rc = pl__mark(w, depth, f->id, pl__msg_value(md, f, slot, depth, w))) < 0)
+        return -1;
+      bad |= rc;
+      continue;
+    }
+    size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+    size_t es = f->type == PROTOBUF_C_TYPE_BYTES ? sizeof(ProtobufCBinaryData) : sizeof(void *);
+    const char *arr = *(char *const *)slot;
+    if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_BYTES &&
+        f->type != PROTOBUF_C_TYPE_MESSAGE)
+      continue; /* numbers hold no strings */
+    for (size_t k = 0; k < n; k++) {
+      if ((rc = pl__mark(w, depth, f->id, pl__msg_value(md, f, arr + k * es, depth, w))) < 0)
+        return -1;
+      bad |= rc;
+    }
+  }
+  for (size_t i = 0; i < m->n_unknown_fields; i++) {
+    const ProtobufCMessageUnknownField *u = &m->unknown_fields[i];
+    const ProtobufCFieldDescriptor *f = u->tag ? protobuf_c_message_descriptor_get_field(md, u->tag) : NULL;
+    size_t at = 0;
+    uint64_t len;
+    if (!f || u->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED)
+      continue;
+    /* the data of an unknown field is all but its tag: the length first */
+    if (pl__varint(u->data, u->len, &at, &len) || len != u->len - at)
+      return -1;
+    if ((rc = pl__mark(w, depth, u->tag, pl__value(md, f, u->data + at, (size_t)len, depth, w))) < 0)
+      return -1;
+    bad |= rc;
+  }
+  return bad;
+}
+
+pl_err pl_strings_check_msg(const ProtobufCMessage *m, pl_strings_fault *fault) {
+  memset(fault, 0, sizeof *fault);
+  pl__walker w = {.fault = fault};
+  int rc = pl__walk_msg(m, 0, &w);
+  return rc < 0 ? PL_ERR_BAD_FRAME : rc ? PL_ERR_INVALID_ARGUMENT : PL_OK;
+}
+
 pl_err pl_strings_check(uint8_t type, const uint8_t *p, size_t len, pl_strings_fault *fault) {
   memset(fault, 0, sizeof *fault);
   const ProtobufCMessageDescriptor *md = pl_frame_descriptor(type);

@@ -17,6 +17,7 @@
 
 #include "../common/pl_err.h"
 #include "../common/pl_utf8.h"
+#include "parley.pb-c.h"
 
 typedef struct pl_strings_fault {
   char field[48];      /* what the client calls it: "device", "group name", "media.id" */
@@ -32,6 +33,13 @@ typedef struct pl_strings_fault {
  * request's id or ref, can be echoed).
  * PL_ERR_BAD_FRAME: the payload is not well-formed protobuf. */
 pl_err pl_strings_check(uint8_t type, const uint8_t *p, size_t len, pl_strings_fault *fault);
+
+/* The same check on a message a gateway decoded itself (pl_conn_msg): its
+ * string fields by their C strings, and each length-delimited unknown field
+ * by its bytes as the field of that number (where a decoder puts a string
+ * that holds a NUL, which a char * cannot carry: pl_json does). Never
+ * PL_ERR_BAD_FRAME but for an unknown field that is not protobuf. */
+pl_err pl_strings_check_msg(const ProtobufCMessage *m, pl_strings_fault *fault);
 
 /* For what the server sends: every string field of an encoded payload that
  * is not UTF-8 has each byte of its bad sequences replaced by '?', in place

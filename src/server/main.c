@@ -20,6 +20,7 @@
 #include "common/pl_time.h"
 #include "core/pl_auth.h"
 #include "core/pl_filter.h"
+#include "core/pl_router.h"
 #include "core/pl_session.h"
 #include "media/pl_media.h"
 #include "net/pl_http.h"
@@ -48,6 +49,7 @@ typedef struct pl_server {
   pl_web web;
   pl__loop_task *ticks; /* one per loop: what its tick sweeps */
   pl_core *core;
+  pl_router *router; /* the core's; local now, a cluster's later */
   pl_store *store;
   pl_media *media;
   pl_push *push;     /* NULL: no provider configured */
@@ -262,6 +264,7 @@ static pl_err pl__start(pl_server *srv) {
   srv->nloops = c->threads > 0 ? c->threads : (int)uv_available_parallelism();
   pl_core_config cc;
   pl__core_config(c, &cc);
+  cc.router = srv->router = pl_router_local_new(srv->nloops);
   srv->core = pl_core_new(&cc, srv->nloops);
   if (!(srv->limits = pl__limits(c, &cc)))
     return PL_ERR_CONFIG;
@@ -398,6 +401,8 @@ static void pl__shutdown(pl_server *srv) {
   pl_push_free(srv->push);
   if (srv->core)
     pl_core_free(srv->core);
+  if (srv->router) /* after the core: presence and sessions use it to the end */
+    srv->router->ops->free(srv->router);
   pl_limits_free(srv->limits);
   if (srv->lock_fd > 0)
     close(srv->lock_fd);

@@ -52,9 +52,9 @@ struct pl_store {
   size_t queued; /* requests between head and tail */
   int idle;      /* the thread sleeps until work comes (submit signals) */
   pl__sweep *sweeps;
-  int closing;          /* no more submissions; the thread drains and exits */
-  int running;          /* the thread has not exited: a hook of the drain may still submit */
-  pl_store_stats stats; /* stats.disk_full: the store thread's full, for readers */
+  int closing;                     /* no more submissions; the thread drains and exits */
+  int running;                     /* the thread has not exited: a hook of the drain may still submit */
+  pl_store_stats stats;            /* stats.disk_full: the store thread's full, for readers */
   pl_hist commit_hist, batch_hist; /* us per commit; requests per transaction */
   pl_reserve reserve;              /* store thread only (after open) */
   int full;                        /* the disk is full: SEND and MEDIA_PUT are refused (store thread) */

@@ -249,15 +249,15 @@ static int pl__type_of(const char *name) {
   return ev && ev->value > 0 && ev->value < 256 ? ev->value : -1;
 }
 
-/* One JSON object -> one native frame appended to out. */
-static pl_err pl__obj_to_frame(pl__dec *d, json_t *root, pl_bytes *out) {
+/* One JSON object -> its message, in d's arena, and its frame type. */
+static pl_err pl__obj_to_msg(pl__dec *d, json_t *root, uint8_t *type, ProtobufCMessage **out) {
   json_t *t = json_object_get(root, "type");
   if (!json_is_object(root) || !pl__cstr(t)) {
     pl__fail(d, "not an object with a string \"type\"");
     return PL_ERR_BAD_FRAME;
   }
-  int type = pl__type_of(json_string_value(t));
-  const ProtobufCMessageDescriptor *md = type > 0 ? pl_frame_descriptor((uint8_t)type) : NULL;
+  int ty = pl__type_of(json_string_value(t));
+  const ProtobufCMessageDescriptor *md = ty > 0 ? pl_frame_descriptor((uint8_t)ty) : NULL;
   if (!md) {
     pl__fail(d, "unknown type \"%s\"", json_string_value(t));
     return PL_ERR_UNKNOWN_TYPE;
@@ -266,9 +266,21 @@ static pl_err pl__obj_to_frame(pl__dec *d, json_t *root, pl_bytes *out) {
   protobuf_c_message_init(md, msg);
   if (pl__message(d, md, root, msg, 0) != 0)
     return PL_ERR_BAD_FRAME;
+  *type = (uint8_t)ty;
+  *out = msg;
+  return PL_OK;
+}
+
+/* One JSON object -> one native frame appended to out. */
+static pl_err pl__obj_to_frame(pl__dec *d, json_t *root, pl_bytes *out) {
+  uint8_t type;
+  ProtobufCMessage *msg;
+  pl_err e = pl__obj_to_msg(d, root, &type, &msg);
+  if (e != PL_OK)
+    return e;
   size_t n = protobuf_c_message_get_packed_size(msg);
   pl_bytes_reserve(out, PL_FRAME_HDR + n);
-  pl_frame_put_header(out->p + out->len, (uint8_t)type, n);
+  pl_frame_put_header(out->p + out->len, type, n);
   protobuf_c_message_pack(msg, out->p + out->len + PL_FRAME_HDR);
   out->len += PL_FRAME_HDR + n;
   return PL_OK;
@@ -335,37 +347,64 @@ json_t *pl_json_load(const char *text, size_t len, size_t flags, json_error_t *e
   return root;
 }
 
-static pl_err pl__to_frames(const char *text, size_t len, int many, pl_bytes *out, char *why, size_t whylen) {
+pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen) {
   pl__dec d = {.why = why, .whylen = whylen};
   json_error_t jerr;
   pl_err e = PL_ERR_BAD_FRAME;
   json_t *root = pl_json_load(text, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!root)
     pl__fail(&d, "not JSON: %s (at %d)", jerr.text, jerr.position);
-  else if (!many || !json_is_array(root))
-    e = pl__obj_to_frame(&d, root, out);
   else
-    for (size_t i = 0, n = json_array_size(root); i < n; i++) {
-      size_t before = out->len;
-      if ((e = pl__obj_to_frame(&d, json_array_get(root, i), out)) != PL_OK) {
-        out->len = before; /* the frames before the bad one stand */
-        break;
-      }
-      e = PL_OK;
-    }
-  if (many && root && json_is_array(root) && json_array_size(root) == 0)
-    e = PL_OK;
+    e = pl__obj_to_frame(&d, root, out);
   json_decref(root);
   pl__arena_free(&d.arena);
   return e;
 }
 
-pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen) {
-  return pl__to_frames(text, len, 0, out, why, whylen);
+/* A decoded message owns the arena its fields live in. */
+struct pl_json_msg {
+  pl__arena arena;
+};
+
+void pl_json_msg_free(pl_json_msg *owner) {
+  if (!owner)
+    return;
+  pl__arena_free(&owner->arena);
+  pl_free(owner);
 }
 
-pl_err pl_json_to_frames(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen) {
-  return pl__to_frames(text, len, 1, out, why, whylen);
+/* One object of root (an array's element, or root itself) to each. */
+static pl_err pl__give(json_t *obj, pl_json_each_cb each, void *ud, char *why, size_t whylen) {
+  pl__dec d = {.why = why, .whylen = whylen};
+  uint8_t type;
+  ProtobufCMessage *msg = NULL;
+  pl_err e = pl__obj_to_msg(&d, obj, &type, &msg);
+  if (e != PL_OK) {
+    pl__arena_free(&d.arena);
+    return e;
+  }
+  pl_json_msg *owner = pl_malloc(sizeof *owner);
+  owner->arena = d.arena;
+  each(type, msg, owner, ud);
+  return PL_OK;
+}
+
+pl_err pl_json_to_msgs(const char *text, size_t len, int many, pl_json_each_cb each, void *ud, char *why,
+                       size_t whylen) {
+  json_error_t jerr;
+  pl_err e = PL_OK;
+  json_t *root = pl_json_load(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!root) {
+    snprintf(why, whylen, "not JSON: %s (at %d)", jerr.text, jerr.position);
+    return PL_ERR_BAD_FRAME;
+  }
+  if (!many || !json_is_array(root))
+    e = pl__give(root, each, ud, why, whylen);
+  else
+    for (size_t i = 0, n = json_array_size(root); i < n && e == PL_OK; i++)
+      e = pl__give(json_array_get(root, i), each, ud, why, whylen);
+  json_decref(root);
+  return e;
 }
 
 /* ---- encoding: protobuf -> JSON ------------------------------------------ */

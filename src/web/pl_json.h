@@ -7,26 +7,41 @@
  *
  * "type" is the FrameType name in lower case without FRAME_; the other keys
  * are the message's field names. The session layer never sees JSON: text in
- * becomes a native frame, a native frame out becomes text. */
+ * becomes the decoded message the session takes (pl_json_to_msgs, for its
+ * decoded entry) or a native frame; a native frame out becomes text. */
 #ifndef PL_JSON_H
 #define PL_JSON_H
 
 #include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/pl_buf.h"
 #include "common/pl_err.h"
 
-/* A JSON object -> one native frame (header + payload) appended to out.
+/* A JSON object -> one native frame (header + payload) appended to out (the
+ * fuzzer's round trip; the gateways use pl_json_to_msgs).
  * PL_ERR_BAD_FRAME (not JSON, not an object, a field of the wrong kind; why
  * says which) or PL_ERR_UNKNOWN_TYPE (no such "type"). */
 pl_err pl_json_to_frame(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen);
 
-/* The same for a JSON array of such objects (or one object): the frames, one
- * after another. On an error the frames of the objects before the bad one
- * are in out. */
-pl_err pl_json_to_frames(const char *text, size_t len, pl_bytes *out, char *why, size_t whylen);
+/* A decoded message and the memory its fields live in. */
+typedef struct pl_json_msg pl_json_msg;
+void pl_json_msg_free(pl_json_msg *owner);
+
+/* Called with each message decoded, of frame type type; owner is the
+ * callee's to free (pl_json_msg_free frees msg with it). */
+typedef void (*pl_json_each_cb)(uint8_t type, ProtobufCMessage *msg, pl_json_msg *owner, void *ud);
+
+/* A JSON object (or, with many, an array of them) -> the messages they stand
+ * for, given to each in order, without encoding them to protobuf. A string
+ * with a NUL (from \u0000 or a lone surrogate) travels as an unknown field
+ * of its number with its exact bytes, for the session's check of strings
+ * (pl_strings_check_msg) to refuse. Errors as pl_json_to_frame; the
+ * messages before a bad one have been given. */
+pl_err pl_json_to_msgs(const char *text, size_t len, int many, pl_json_each_cb each, void *ud, char *why,
+                       size_t whylen);
 
 /* json_loadb for text from clients: a \u0000 is kept (JSON_ALLOW_NUL) and a
  * lone surrogate escape becomes a marker, so that a bad string reaches the

@@ -74,10 +74,10 @@
 #include "../../common/pl_time.h"
 #include "../../rules/pl_retention.h"
 #include "../pl_idring.h"
-#include "sq_disk.h"
-#include "sq_push.h"
 #include "../pl_store.h"
 #include "parley.pb-c.h"
+#include "sq_disk.h"
+#include "sq_push.h"
 
 #define PL__SCHEMA_VERSION 8
 /* A device's last this-many accepted ids are recognised on retry (within

@@ -134,8 +134,7 @@ static pl_err pl__run(pl_sq_push *sp, int which, int *changes) {
   return e;
 }
 
-static pl_err pl__run_dev(pl_sq_push *sp, int which, uint64_t device, uint64_t claim,
-                          int *changes) {
+static pl_err pl__run_dev(pl_sq_push *sp, int which, uint64_t device, uint64_t claim, int *changes) {
   pl__u64(sp->st[which], 1, device);
   if (sqlite3_bind_parameter_count(sp->st[which]) >= 2)
     pl__u64(sp->st[which], 2, claim);
@@ -259,8 +258,7 @@ static pl_err pl__claim(pl_sq_push *sp, pl_store_req *r) {
   return e == PL_OK ? pl__state(sp, r) : e;
 }
 
-static pl_err pl__sent(pl_sq_push *sp, const pl_store_push_result *x, uint64_t now,
-                       uint64_t window) {
+static pl_err pl__sent(pl_sq_push *sp, const pl_store_push_result *x, uint64_t now, uint64_t window) {
   int n;
   sqlite3_stmt *st = sp->st[ST_DONE_SENT];
   pl__u64(st, 3, x->count);
