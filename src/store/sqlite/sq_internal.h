@@ -171,10 +171,12 @@ enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_REN
   X(USER_LAST_SEEN, "SELECT last_seen FROM users WHERE id = ?1")                                             \
   X(SET_LAST_SEEN_VIS, "UPDATE users SET last_seen_vis = ?2 WHERE id = ?1")                                  \
   X(SET_RECEIPTS, "UPDATE users SET read_receipts = ?2 WHERE id = ?1")                                       \
+  /* the messages whose last reference goes, then the others lose one: a      */                             \
+  /* 1:1 message (one target) is deleted without first being rewritten         */                            \
+  X(ACK_MSGS, "DELETE FROM messages WHERE refs <= 1"                                                         \
+              " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                      \
   X(ACK_REFS, "UPDATE messages SET refs = refs - 1"                                                          \
               " WHERE qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                    \
-  X(ACK_MSGS, "DELETE FROM messages WHERE refs <= 0"                                                         \
-              " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                      \
   X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                       \
   X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")           \
   X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                                 \
