@@ -149,7 +149,7 @@ enum { PL__GE_CREATED = 1, PL__GE_ADDED, PL__GE_REMOVED, PL__GE_LEFT, PL__GE_REN
                " WHERE q.device_id = ?1 AND q.qid <= ?2 AND m.kind = 0 AND m.sender_uid != ?3"               \
                " GROUP BY m.conv, m.sender_uid")                                                             \
   X(EVENT_OLD, "SELECT qid FROM messages WHERE conv = ?1 AND kind = ?2 AND sender_uid = ?3 AND kind != 0")   \
-  /* every queue row of a replaced event, with the devices, for their queue lengths */                        \
+  /* every queue row of a replaced event, with the devices, for their queue lengths */                       \
   X(EVENT_UNQUEUE_ALL, "DELETE FROM queue WHERE qid = ?1 RETURNING device_id")                               \
   X(EVENT_DROP, "DELETE FROM messages WHERE qid = ?1")                                                       \
   X(READS_GET, "SELECT read_seq, delivered_seq FROM reads WHERE uid = ?1 AND conv = ?2")                     \
