@@ -545,6 +545,103 @@ static void test_dedup_per_device_window(void) {
   free(dir);
 }
 
+/* Client ids are stored packed when they are hex or a UUID (schema 9), and
+ * still match exactly: a retry after a restart gets its ack, an id that
+ * differs only in case or in its dashes is another message. */
+static void test_dedup_packed_ids(void) {
+  static const char *ids[] = {"0123456789abcdef0123456789abcdef", "6f1c2f9e-0b7a-4c1e-9a57-3c2d1e0f4a5b",
+                              "m-1", "abc"};
+  static const char *others[] = {"0123456789ABCDEF0123456789ABCDEF", "6f1c2f9e0b7a4c1e9a573c2d1e0f4a5b",
+                                 "6F1C2F9E-0B7A-4C1E-9A57-3C2D1E0F4A5B", "0123456789abcdef0123456789abcde"};
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  reg(s, "bob", "phone", 2);
+  uint64_t seq[4], ts[4];
+  pl_store_req r;
+  for (int i = 0; i < 4; i++) {
+    CHECK_EQ_I(send_msg(s, &a, "bob", ids[i], &r), PL_OK);
+    CHECK_EQ_I(r.out.duplicate, 0);
+    seq[i] = r.out.seq;
+    ts[i] = r.out.server_ts;
+    pl_store_req_clear(&r);
+  }
+  pl_store_close(s);
+  s = open_store(&c);
+  for (int i = 0; i < 4; i++) {
+    CHECK_EQ_I(send_msg(s, &a, "bob", ids[i], &r), PL_OK);
+    CHECK_EQ_I(r.out.duplicate, 1);
+    CHECK_STR(r.out.conv, "dm:alice:bob");
+    CHECK_EQ_U(r.out.seq, seq[i]);
+    CHECK_EQ_U(r.out.server_ts, ts[i]);
+    pl_store_req_clear(&r);
+  }
+  for (int i = 0; i < 4; i++) {
+    CHECK_EQ_I(send_msg(s, &a, "bob", others[i], &r), PL_OK);
+    CHECK_EQ_I(r.out.duplicate, 0);
+    CHECK_EQ_U(r.out.seq, seq[3] + 1 + (uint64_t)i);
+    pl_store_req_clear(&r);
+  }
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* A data dir of schema 7 (dedup records with the conv name and the raw id)
+ * upgrades in place: every record is converted, so retries of 1:1 and
+ * group messages after the upgrade still get their original acks. */
+static void test_upgrade_dedup_records(void) {
+  char *dir = tl_tempdir(), path[600], sql[2048];
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  reg(s, "bob", "phone", 2);
+  pl_store_close(s);
+  snprintf(path, sizeof path, "%s/parley.db", dir);
+  sqlite3 *db = NULL;
+  CHECK_EQ_I(sqlite3_open(path, &db), SQLITE_OK);
+  snprintf(sql, sizeof sql,
+           "DROP TABLE dedup; CREATE TABLE dedup(id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL,"
+           " fp INTEGER NOT NULL, client_id TEXT NOT NULL, conv TEXT NOT NULL, seq INTEGER NOT NULL,"
+           " server_ts INTEGER NOT NULL);"
+           "INSERT INTO dedup VALUES(1, %llu, 0, 'm-old', 'dm:alice:bob', 7, 9000000000000);"
+           "INSERT INTO dedup VALUES(2, %llu, 0, '6f1c2f9e-0b7a-4c1e-9a57-3c2d1e0f4a5b', 'dm:alice:bob', 8,"
+           " 9000000000001);"
+           "INSERT INTO dedup VALUES(3, %llu, 0, 'ab12', 'g:7', 3, 9000000000002);"
+           "INSERT INTO dedup VALUES(4, %llu, 0, 'self', 'dm:alice:alice', 1, 9000000000003);"
+           "INSERT INTO dedup VALUES(5, %llu, 0, 'lost', 'dm:alice:nobody', 1, 9000000000004);"
+           "PRAGMA user_version = 7;",
+           (unsigned long long)a.did, (unsigned long long)a.did, (unsigned long long)a.did,
+           (unsigned long long)a.did, (unsigned long long)a.did);
+  CHECK_EQ_I(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  s = open_store(&c);
+  static const struct {
+    const char *id, *peer, *conv;
+    uint64_t group, seq, ts;
+  } want[] = {{"m-old", "bob", "dm:alice:bob", 0, 7, 9000000000000ull},
+              {"6f1c2f9e-0b7a-4c1e-9a57-3c2d1e0f4a5b", "bob", "dm:alice:bob", 0, 8, 9000000000001ull},
+              {"ab12", NULL, "g:7", 7, 3, 9000000000002ull},
+              {"self", "alice", "dm:alice:alice", 0, 1, 9000000000003ull}};
+  pl_store_req r;
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    send_init(&r, &a, want[i].peer, want[i].id, "x");
+    r.in.group = want[i].group;
+    CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+    CHECK_EQ_I(r.status, PL_OK);
+    CHECK_EQ_I(r.out.duplicate, 1);
+    CHECK_STR(r.out.conv, want[i].conv);
+    CHECK_EQ_U(r.out.seq, want[i].seq);
+    CHECK_EQ_U(r.out.server_ts, want[i].ts);
+    pl_store_req_clear(&r);
+  }
+  pl_store_close(s);
+  CHECK_EQ_I(tl_db_count(dir, "dedup"), 4); /* the one naming no user went */
+  tl_rmrf(dir);
+  free(dir);
+}
+
 /* A database of schema 1 opens: its dedup records are dropped, the rest kept
  * and given the columns of schema 4. */
 static void test_upgrade_from_schema_1(void) {
@@ -1389,6 +1486,8 @@ int main(void) {
   RUN(test_commit_pacing);
   RUN(test_dedup_rings_saved_and_replayed);
   RUN(test_dedup_per_device_window);
+  RUN(test_dedup_packed_ids);
+  RUN(test_upgrade_dedup_records);
   RUN(test_upgrade_from_schema_1);
   return tl_summary();
 }

@@ -191,7 +191,7 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, c
   pl_err e = pl_sq_conv_get(q, conv, &c);
   if (e == PL_OK) {
     pl_sq_conv_peek(c, now, &seq, &ts);
-    e = pl_sq_dedup_put(q, r, conv, seq, ts);
+    e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_DM(peer->id), seq, ts);
   }
   if (e != PL_OK) {
     pl_free(conv);

@@ -29,9 +29,9 @@ static const char pl__schema[] =
     " PRIMARY KEY(device_id, qid)) WITHOUT ROWID;"
     /* The TTL sweep deletes queue rows by qid. */
     "CREATE INDEX IF NOT EXISTS queue_qid ON queue(qid);"
-    "CREATE TABLE IF NOT EXISTS dedup(id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL,"
-    " fp INTEGER NOT NULL, client_id TEXT NOT NULL, conv TEXT NOT NULL, seq INTEGER NOT NULL,"
-    " server_ts INTEGER NOT NULL);"
+    /* kept for the TTL, so every byte counts: see sq_dedup.c */
+    "CREATE TABLE IF NOT EXISTS dedup(id INTEGER PRIMARY KEY, device_id INTEGER NOT NULL, cid NOT NULL,"
+    " cref INTEGER NOT NULL, seq INTEGER NOT NULL, server_ts INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS dedup_rings(device_id INTEGER PRIMARY KEY, ring BLOB NOT NULL);"
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS contacts(uid INTEGER NOT NULL, contact_uid INTEGER NOT NULL,"
@@ -64,7 +64,7 @@ static const char pl__schema[] =
     "CREATE INDEX IF NOT EXISTS messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
     /* privacy settings beyond the users columns (no row: the defaults) */
     "CREATE TABLE IF NOT EXISTS privacy(uid INTEGER PRIMARY KEY, group_add INTEGER NOT NULL DEFAULT 0);"
-    "PRAGMA user_version = 8;"
+    "PRAGMA user_version = 9;"
     "COMMIT;";
 
 static const char *const pl__sql[ST__COUNT] = {
@@ -353,6 +353,8 @@ static pl_err pl__setup(pl__sq *q, int durable) {
         NULL);
   if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 6)
     e = pl__upgrade_tokens(q);
+  if (e == PL_OK) /* by the table's columns, not the version: any dir of before 10 */
+    e = pl_sq_dedup_upgrade(q->db);
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);
   pl_free(mode);

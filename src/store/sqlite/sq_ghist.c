@@ -290,7 +290,7 @@ pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r) {
   e = pl_sq_conv_get(q, conv, &c);
   if (e == PL_OK) {
     pl_sq_conv_peek(c, pl_now_ms(), &seq, &ts);
-    e = pl_sq_dedup_put(q, r, conv, seq, ts);
+    e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_GROUP(r->in.group), seq, ts);
   }
   if (e == PL_OK)
     e = pl_sq_ghist_glog_put(q, r->in.group, me, r->in.device_name ? r->in.device_name : "", r->in.client_id,

@@ -24,12 +24,14 @@
  *            newest message is deleted, because clients page by qid), the
  *            message, expires, refs = queue rows still pointing at it
  *   queue    (device_id, qid): a device's queue, in qid order
- *   dedup    id (append order), device_id, fp, client_id -> conv, seq,
+ *   dedup    id (append order), device_id, cid (the client id, packed
+ *            when hex), cref (peer uid * 2, or gid * 2 + 1) -> seq,
  *            server_ts: outlives the message so a late retry gets its
- *            original ack. Written in append order (id) and found through
- *            an in-memory ring of fingerprints per sending device
- *            (pl_idring); the TTL sweep deletes the oldest ids. Nothing is
- *            keyed by a random value, so a commit dirties few pages.
+ *            original ack (sq_dedup.c says how the conv is rebuilt).
+ *            Written in append order (id) and found through an in-memory
+ *            ring of fingerprints per sending device (pl_idring); the TTL
+ *            sweep deletes the oldest ids. Nothing is keyed by a random
+ *            value, so a commit dirties few pages.
  *   dedup_rings  device_id -> its ring as saved by pl_idring_save, written
  *            by the sweep (every few seconds), not per message;
  *   meta     'rings_upto': every dedup id up to it is in a saved ring. At
@@ -58,7 +60,9 @@
  * contacts and blocks. 5 added groups, members, greads, messages.gid and
  * devices.acked. 7 added devices.token_at and used_at (token lifetimes; an
  * upgraded data dir's tokens count from the upgrade). 8 added push_tokens
- * and push_pending (sq_push.c), imported from push.db. */
+ * and push_pending (sq_push.c), imported from push.db. 9 made dedup records
+ * smaller (cref instead of the conv name, the client id packed, no fp);
+ * the upgrade converts the old records (pl_sq_dedup_upgrade). */
 #ifndef PL_SQ_INTERNAL_H
 #define PL_SQ_INTERNAL_H
 
@@ -79,7 +83,7 @@
 #include "sq_disk.h"
 #include "sq_push.h"
 
-#define PL__SCHEMA_VERSION 8
+#define PL__SCHEMA_VERSION 9
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
  * which is also how far the server reads ahead of its commits; libparley
@@ -124,11 +128,10 @@
   X(RING_PUT, "INSERT OR REPLACE INTO dedup_rings(device_id, ring) VALUES(?1, ?2)")                          \
   X(META_GET, "SELECT value FROM meta WHERE key = ?1")                                                       \
   X(META_PUT, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)")                                      \
-  X(DEDUP_TAIL, "SELECT id, device_id, fp FROM dedup WHERE id > ?1 ORDER BY id")                             \
+  X(DEDUP_TAIL, "SELECT id, device_id, cid FROM dedup WHERE id > ?1 ORDER BY id")                            \
   X(DEDUP_MAX, "SELECT COALESCE(max(id), 0) FROM dedup")                                                     \
-  X(DEDUP_ROW, "SELECT client_id, conv, seq, server_ts FROM dedup WHERE id = ?1 AND server_ts > ?2")         \
-  X(DEDUP_PUT, "INSERT INTO dedup(device_id, fp, client_id, conv, seq, server_ts)"                           \
-               " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                            \
+  X(DEDUP_ROW, "SELECT cid, cref, seq, server_ts FROM dedup WHERE id = ?1 AND server_ts > ?2")               \
+  X(DEDUP_PUT, "INSERT INTO dedup(device_id, cid, cref, seq, server_ts) VALUES(?1, ?2, ?3, ?4, ?5)")         \
   X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                         \
   X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")                    \
   X(MSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"       \
@@ -146,8 +149,8 @@
                " WHERE q.device_id = ?1 AND q.qid <= ?2 AND m.kind = 0 AND m.sender_uid != ?3"               \
                " GROUP BY m.conv, m.sender_uid")                                                             \
   X(EVENT_OLD, "SELECT qid FROM messages WHERE conv = ?1 AND kind = ?2 AND sender_uid = ?3 AND kind != 0")   \
-  X(EVENT_UNQUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid = ?2")                                    \
-  X(EVENT_UNQUEUE_ALL, "DELETE FROM queue WHERE qid = ?1")                                                   \
+  /* every queue row of a replaced event, with the devices, for their queue lengths */                       \
+  X(EVENT_UNQUEUE_ALL, "DELETE FROM queue WHERE qid = ?1 RETURNING device_id")                               \
   X(EVENT_DROP, "DELETE FROM messages WHERE qid = ?1")                                                       \
   X(READS_GET, "SELECT read_seq, delivered_seq FROM reads WHERE uid = ?1 AND conv = ?2")                     \
   X(READS_PUT, "INSERT OR REPLACE INTO reads(uid, conv, read_seq, delivered_seq) VALUES(?1, ?2, ?3, ?4)")    \
@@ -170,10 +173,12 @@
   X(USER_LAST_SEEN, "SELECT last_seen FROM users WHERE id = ?1")                                             \
   X(SET_LAST_SEEN_VIS, "UPDATE users SET last_seen_vis = ?2 WHERE id = ?1")                                  \
   X(SET_RECEIPTS, "UPDATE users SET read_receipts = ?2 WHERE id = ?1")                                       \
+  /* the messages whose last reference goes, then the others lose one: a      */                             \
+  /* 1:1 message (one target) is deleted without first being rewritten         */                            \
+  X(ACK_MSGS, "DELETE FROM messages WHERE refs <= 1"                                                         \
+              " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                      \
   X(ACK_REFS, "UPDATE messages SET refs = refs - 1"                                                          \
               " WHERE qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                    \
-  X(ACK_MSGS, "DELETE FROM messages WHERE refs <= 0"                                                         \
-              " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                      \
   X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                       \
   X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")           \
   X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                                 \
@@ -540,7 +545,11 @@ pl_err pl_sq_dedup_rings_save(pl__sq *q);
 pl_err pl_sq_dedup_rings_replay(pl__sq *q);
 uint64_t pl_sq_dedup_cut(const pl__sq *q, uint64_t now);
 pl_err pl_sq_dedup_get(pl__sq *q, pl_store_req *r, uint64_t now, int *hit);
-pl_err pl_sq_dedup_put(pl__sq *q, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts);
+/* a dedup record's conversation: the peer's user id (1:1) or the group id */
+#define PL_SQ_DEDUP_DM(peer_uid) ((uint64_t)(peer_uid) << 1)
+#define PL_SQ_DEDUP_GROUP(gid) ((uint64_t)(gid) << 1 | 1u)
+pl_err pl_sq_dedup_put(pl__sq *q, pl_store_req *r, uint64_t cref, uint64_t seq, uint64_t ts);
+pl_err pl_sq_dedup_upgrade(sqlite3 *db);
 
 /* sq_convs.c */
 void pl_sq_conv_cache_drop(pl__sq *q);
