@@ -5,9 +5,12 @@
 
 #include <sodium.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "common/pl_mem.h"
 
 static void pl__printf(pl_bytes *b, const char *fmt, ...) {
   char line[512];
@@ -68,8 +71,34 @@ static void pl__limit_metrics(const pl_web *w, pl_bytes *b) {
              "Bytes held in connections' input and output buffers.", ls.memory);
 }
 
+/* What the store holds (PL_STORE_STATS), counted at this scrape: NULL when
+ * the store could not count (shutting down, or an error), and the gauges
+ * are left out rather than shown as zeros. */
+static void pl__store_counts(pl_bytes *b, const pl_store_counts *c) {
+  if (!c)
+    return;
+  pl__metric(b, "parley_store_users", "gauge", "Registered users.", c->users);
+  pl__metric(b, "parley_store_devices", "gauge", "Devices signed in (holding a token).", c->devices);
+  pl__metric(b, "parley_store_messages", "gauge",
+             "One-to-one messages stored, waiting for a device's Ack or the TTL.", c->messages);
+  pl__metric(b, "parley_store_message_queue_entries", "gauge",
+             "Queue entries of stored one-to-one messages (one per device that has not acked).",
+             c->message_queue);
+  pl__metric(b, "parley_store_events", "gauge", "Receipts and read syncs stored for offline devices.",
+             c->events);
+  pl__metric(b, "parley_store_queue_entries", "gauge", "Device queue entries, messages' and events'.",
+             c->queue);
+  pl__metric(b, "parley_store_group_history", "gauge",
+             "Group messages and membership events kept (once per group, not per member).", c->group_history);
+  pl__metric(b, "parley_store_groups", "gauge", "Groups.", c->groups);
+  pl__metric(b, "parley_store_group_members", "gauge", "Active group memberships.", c->members);
+  pl__metric(b, "parley_store_dedup_records", "gauge", "Client message ids kept to answer retries (TTL).",
+             c->dedup);
+  pl__metric(b, "parley_store_media", "gauge", "Uploads recorded.", c->media);
+}
+
 /* Prometheus text exposition format 0.0.4. */
-static void pl__metrics(const pl_web *w, pl_http_res *res) {
+static void pl__metrics(const pl_web *w, const pl_store_counts *counts, pl_http_res *res) {
   pl_core_stats cs;
   pl_store_stats ss;
   pl_core_get_stats(w->core, &cs);
@@ -108,6 +137,7 @@ static void pl__metrics(const pl_web *w, pl_http_res *res) {
             1e-6);
   pl__hists(b, "parley_store_batch_requests", "Requests per storage transaction (group commit).",
             ss.batch_hist, 1, 1);
+  pl__store_counts(b, counts);
   pl_media_stats ms;
   pl_media_get_stats(w->media, &ms);
   pl__metric(b, "parley_media_uploads_total", "counter", "Uploads stored.", ms.uploads);
@@ -152,15 +182,51 @@ static int pl__metrics_allowed(const pl_web *w, const pl_http_req *req) {
   return sodium_memcmp(want, got, sizeof want) == 0;
 }
 
-static void pl__metrics_answer(const pl_web *w, const pl_http_req *req, pl_http_res *res) {
+/* A scrape waiting for the store's counts (PL_STORE_STATS). */
+typedef struct pl__scrape {
+  pl_store_req req;
+  pl_task task;
+  const pl_web *w;
+  pl_http_ex *x;
+} pl__scrape;
+
+/* On the request's loop: the whole answer, from the counts and every
+ * other figure as it is now. */
+static void pl__scrape_answer(pl_task *t) {
+  pl__scrape *sc = (pl__scrape *)((char *)t - offsetof(pl__scrape, task));
+  pl_http_res res = {.status = 200, .type = "text/plain; version=0.0.4; charset=utf-8"};
+  pl__metrics(sc->w, sc->req.status == PL_OK ? &sc->req.out.counts : NULL, &res);
+  pl_http_ex_reply(sc->x, &res);
+  pl_store_req_clear(&sc->req);
+  pl_free(sc);
+}
+
+/* On the store thread (or, refused at shutdown, the submitter's): the
+ * answer is built back on the loop, never on the store thread. */
+static void pl__scrape_counted(pl_store_req *req) {
+  pl__scrape *sc = (pl__scrape *)req;
+  sc->task.fn = pl__scrape_answer;
+  if (pl_loop_post(pl_http_ex_loop(sc->x), &sc->task) != PL_OK)
+    pl__scrape_answer(&sc->task); /* the loop's mailbox is closed: the submit came from it */
+}
+
+/* The store's counts come from the store thread, so the answer waits for
+ * them (held), between other requests; the rest is read when they come. */
+static void pl__metrics_answer(const pl_web *w, const pl_http_req *req, pl_http_res *res, pl_http_ex *x) {
   if (!pl__metrics_allowed(w, req)) {
     pl__text(res, 401, "application/json", "{\"error\":\"Unauthorized\",\"status\":401}\n");
     res->extra = "WWW-Authenticate: Bearer realm=\"metrics\"\r\n";
     return;
   }
-  res->status = 200;
-  res->type = "text/plain; version=0.0.4; charset=utf-8";
-  pl__metrics(w, res);
+  pl__scrape *sc = pl_calloc(1, sizeof *sc);
+  sc->w = w;
+  sc->x = x;
+  sc->req.op = PL_STORE_STATS;
+  sc->req.done = pl__scrape_counted;
+  sc->req.origin = NULL;
+  pl_http_ex_hold(x);
+  res->status = 0;
+  pl_store_submit(w->store, &sc->req);
 }
 
 /* The browser client: revalidated on every load (no-cache + ETag), so a new
@@ -213,7 +279,7 @@ void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex
   } else if (!strcmp(path, "/healthz") && get) {
     pl__text(res, 200, NULL, "ok\n");
   } else if (!strcmp(path, "/metrics") && get) {
-    pl__metrics_answer(w, req, res);
+    pl__metrics_answer(w, req, res, x);
   } else if (get && pl__asset(path, req, res)) {
     /* filled in */
   } else if (!strcmp(path, "/healthz") || !strcmp(path, "/metrics")) {

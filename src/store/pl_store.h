@@ -91,6 +91,7 @@ typedef enum pl_store_op {
   PL_STORE_MEDIA_GET,      /* a media row (out.media), if the token's user may see it */
   PL_STORE_GROUP_DEVICES,  /* every logged-in device of a group's members (nothing written) */
   PL_STORE_DEVICES,        /* a user's signed-in devices; revoke one or all others (in.device_op) */
+  PL_STORE_STATS,          /* what the store holds, counted (out.counts; no input; nothing written) */
 } pl_store_op;
 
 /* DEVICES: what to do before listing (the values of DevicesOp on the wire). */
@@ -101,6 +102,23 @@ typedef struct pl_device_row {
   uint64_t id, created, used_at; /* ms since the epoch */
   char *name;
 } pl_device_row;
+
+/* STATS: rows the store holds now, for /metrics. Each is counted when
+ * asked (a scan per figure on SQLite), so it is for a scrape interval, not
+ * for every request. */
+typedef struct pl_store_counts {
+  uint64_t users;
+  uint64_t devices;       /* signed in: holding a token (expired ones too, until revoked or signed out) */
+  uint64_t messages;      /* 1:1 messages kept (until every target device acked, or the TTL) */
+  uint64_t message_queue; /* queue entries of those messages (one per target device) */
+  uint64_t events;        /* receipts and read syncs kept for offline devices (pl_msg_kind) */
+  uint64_t queue;         /* every queue entry: messages' and events' */
+  uint64_t group_history; /* group messages and membership events kept (stored once per group) */
+  uint64_t groups;        /* groups made (a group is never deleted) */
+  uint64_t members;       /* active group memberships (role > 0) */
+  uint64_t dedup;         /* dedup records: accepted client ids kept for retries (TTL) */
+  uint64_t media;         /* uploads recorded */
+} pl_store_counts;
 
 /* Group roles and operations: the values of GroupRole / GroupOp on the wire. */
 enum { PL_ROLE_NONE = 0, PL_ROLE_MEMBER = 1, PL_ROLE_ADMIN = 2, PL_ROLE_OWNER = 3 };
@@ -259,6 +277,7 @@ struct pl_store_req {
     pl_media_row media;     /* MEDIA_GET */
     pl_device_row *devices; /* DEVICES: signed in after the request, by id */
     size_t ndevices;        /* DEVICES: revoked ones are in targets (ids) and names */
+    pl_store_counts counts; /* STATS */
   } out;
 
   pl_store_req *next; /* store-private queue link */

@@ -66,6 +66,7 @@
 #include "../common/pl_time.h"
 #include "parley.pb-c.h"
 #include "pl_idring.h"
+#include "pl_store_sqlite_stats.h"
 
 #define PL__SCHEMA_VERSION 7
 /* A device's last this-many accepted ids are recognised on retry (within
@@ -3336,6 +3337,7 @@ static int pl__valid(const pl_store_req *r) {
            (r->in.device_op != PL_DEVICES_REVOKE || r->in.name);
   case PL_STORE_MEDIA_PUT: return r->in.user_id && r->in.media;
   case PL_STORE_MEDIA_GET: return r->in.media_id != NULL;
+  case PL_STORE_STATS: return 1;
   }
   return 0;
 }
@@ -3372,6 +3374,7 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_MEDIA_GET: return pl__media_get(q, r);
   case PL_STORE_GROUP_DEVICES: return pl__group_devices(q, r);
   case PL_STORE_DEVICES: return pl__devices(q, r);
+  case PL_STORE_STATS: return pl_sqlite_stats(q->db, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }
