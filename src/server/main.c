@@ -135,8 +135,10 @@ static int pl__load_filter(pl_server *srv) {
     pl_error("filter-words %s: %s", srv->cfg.filter_words, why);
     return -1;
   }
-  pl_info("filter-words %s: %zu entries", srv->cfg.filter_words, pl_filter_count(f));
+  size_t n = pl_filter_count(f);
   pl_core_set_filter(srv->core, f);
+  /* said once it is in use: a reload is seen done by this line (test_filter_words) */
+  pl_info("filter-words %s: %zu entries", srv->cfg.filter_words, n);
   return 0;
 }
 
