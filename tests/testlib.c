@@ -522,29 +522,44 @@ void tl__expect_error(const char *file, int line, int fd, int code, const char *
 
 /* --- /metrics -------------------------------------------------------------- */
 
-long long tl_metric(const tl_server *s, const char *name) {
+/* One value of s's /metrics (its line "NAME VALUE"); -1 if it has none. */
+static long long tl__metric_once(const tl_server *s, const char *name, long long *counted_at) {
   static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  size_t cap = 1u << 20, nlen = strlen(name);
+  size_t cap = 1u << 20;
   char *buf = malloc(cap);
   long long v = -1;
+  *counted_at = -1;
   int fd = tl_connect(s->http_port);
   if (!buf || fd < 0 || tl_write_all(fd, req, sizeof req - 1) != 0)
     goto out;
   tl_read_all(fd, buf, cap, 20000);
   if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0)
     goto out;
+  const char *want[2] = {name, "parley_store_counted_at_ms"};
+  long long *into[2] = {&v, counted_at};
   for (const char *l = strstr(buf, "\r\n\r\n"); l; l = strchr(l, '\n')) {
     l++;
-    if (!strncmp(l, name, nlen) && l[nlen] == ' ') {
-      v = strtoll(l + nlen + 1, NULL, 10);
-      break;
-    }
+    for (int i = 0; i < 2; i++)
+      if (!strncmp(l, want[i], strlen(want[i])) && l[strlen(want[i])] == ' ')
+        *into[i] = strtoll(l + strlen(want[i]) + 1, NULL, 10);
   }
 out:
   if (fd >= 0)
     close(fd);
   free(buf);
   return v;
+}
+
+/* The server shows the store's counts as last counted and asks for new
+ * ones at each scrape: asks again until they were counted after t0. */
+long long tl_metric(const tl_server *s, const char *name) {
+  uint64_t t0 = tl_now_ms();
+  for (uint64_t until = t0 + 20000; tl_now_ms() < until; usleep(5000)) {
+    long long at, v = tl__metric_once(s, name, &at);
+    if (at > (long long)t0)
+      return v;
+  }
+  return -1;
 }
 
 long long tl__wait_metric(const char *file, int line, const tl_server *s, const char *name, long long want,

@@ -86,10 +86,11 @@ int tl_log_count(const tl_server *s, const char *needle);
 
 /* --- what the server reports on /metrics ---------------------------------- */
 /* The value of an unlabelled metric (parley_store_messages ...) read from
- * GET /metrics on s's HTTP listener; -1 if it cannot be read. The store's
- * gauges (docs/operations.md) are counted when asked, after every request
- * the store received before, so they are how a test sees what is stored
- * without opening the database. */
+ * GET /metrics on s's HTTP listener, from an answer whose store gauges
+ * were counted after the call began (parley_store_counted_at_ms), so they
+ * hold every request the store received before (docs/operations.md): how a
+ * test sees what is stored without opening the database. -1 if it cannot
+ * be read within 20 s. */
 long long tl_metric(const tl_server *s, const char *name);
 /* Polls the metric until it equals want; fails the test (naming the last
  * value) if it does not within timeout_ms. Returns it. For what becomes

@@ -322,6 +322,7 @@ static pl_err pl__start(pl_server *srv) {
                       .metrics_token = c->metrics_token,
                       .limits = srv->limits,
                       .lp = {srv->lps, srv->nloops}};
+  pl_web_init(&srv->web);
   pl_tcp_config tc = {.host = c->listen_host,
                       .port = c->listen_port,
                       .backlog = 4096,
@@ -394,6 +395,7 @@ static void pl__shutdown(pl_server *srv) {
   pl_free(srv->lps);
   pl_free(srv->ticks);
   pl_store_close(srv->store);
+  pl_web_close(&srv->web); /* its count, if any, was answered by the close */
   pl_media_close(srv->media);
   pl_push_free(srv->push);
   if (srv->core)

@@ -5,12 +5,11 @@
 
 #include <sodium.h>
 #include <stdarg.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "common/pl_mem.h"
+#include "common/pl_time.h"
 
 static void pl__printf(pl_bytes *b, const char *fmt, ...) {
   char line[512];
@@ -71,9 +70,8 @@ static void pl__limit_metrics(const pl_web *w, pl_bytes *b) {
              "Bytes held in connections' input and output buffers.", ls.memory);
 }
 
-/* What the store holds (PL_STORE_STATS), counted at this scrape: NULL when
- * the store could not count (shutting down, or an error), and the gauges
- * are left out rather than shown as zeros. */
+/* What the store holds (PL_STORE_STATS), as last counted: NULL before the
+ * first count, and the gauges are left out rather than shown as zeros. */
 static void pl__store_counts(pl_bytes *b, const pl_store_counts *c) {
   if (!c)
     return;
@@ -98,7 +96,8 @@ static void pl__store_counts(pl_bytes *b, const pl_store_counts *c) {
 }
 
 /* Prometheus text exposition format 0.0.4. */
-static void pl__metrics(const pl_web *w, const pl_store_counts *counts, pl_http_res *res) {
+static void pl__metrics(const pl_web *w, const pl_store_counts *counts, uint64_t counted_at,
+                        pl_http_res *res) {
   pl_core_stats cs;
   pl_store_stats ss;
   pl_core_get_stats(w->core, &cs);
@@ -137,6 +136,10 @@ static void pl__metrics(const pl_web *w, const pl_store_counts *counts, pl_http_
             1e-6);
   pl__hists(b, "parley_store_batch_requests", "Requests per storage transaction (group commit).",
             ss.batch_hist, 1, 1);
+  pl__metric(b, "parley_store_counted_at_ms", "gauge",
+             "When the parley_store_* gauges were counted: they hold every storage request received before "
+             "(ms since the epoch; 0: not yet).",
+             counted_at);
   pl__store_counts(b, counts);
   pl_media_stats ms;
   pl_media_get_stats(w->media, &ms);
@@ -182,52 +185,55 @@ static int pl__metrics_allowed(const pl_web *w, const pl_http_req *req) {
   return sodium_memcmp(want, got, sizeof want) == 0;
 }
 
-/* A scrape waiting for the store's counts (PL_STORE_STATS). */
-typedef struct pl__scrape {
-  pl_store_req req;
-  pl_task task;
-  const pl_web *w;
-  pl_http_ex *x;
-} pl__scrape;
-
-/* On the request's loop: the whole answer, from the counts and every
- * other figure as it is now. */
-static void pl__scrape_answer(pl_task *t) {
-  pl__scrape *sc = (pl__scrape *)((char *)t - offsetof(pl__scrape, task));
-  pl_http_res res = {.status = 200, .type = "text/plain; version=0.0.4; charset=utf-8"};
-  pl__metrics(sc->w, sc->req.status == PL_OK ? &sc->req.out.counts : NULL, &res);
-  pl_http_ex_reply(sc->x, &res);
-  pl_store_req_clear(&sc->req);
-  pl_free(sc);
+/* The store's counts (PL_STORE_STATS) come from the store thread. A scrape
+ * does not wait for them: waiting would add a loop pass to every answer
+ * (a long one while the loop is flooded) and hang /metrics while the store
+ * is stuck, when an operator needs it most. It shows the last count and
+ * asks for a new one (one at a time), so the gauges are one scrape old;
+ * parley_store_counted_at_ms says from when. */
+static void pl__counted(pl_store_req *req) {
+  pl_web *w = req->data;
+  pthread_mutex_lock(&w->counts_mu);
+  if (req->status == PL_OK) {
+    w->counts = req->out.counts;
+    w->counts_at_ms = w->asked_at_ms;
+  }
+  w->counting = 0;
+  pthread_mutex_unlock(&w->counts_mu);
+  pl_store_req_clear(req);
 }
 
-/* On the store thread (or, refused at shutdown, the submitter's): the
- * answer is built back on the loop, never on the store thread. */
-static void pl__scrape_counted(pl_store_req *req) {
-  pl__scrape *sc = (pl__scrape *)req;
-  sc->task.fn = pl__scrape_answer;
-  if (pl_loop_post(pl_http_ex_loop(sc->x), &sc->task) != PL_OK)
-    pl__scrape_answer(&sc->task); /* the loop's mailbox is closed: the submit came from it */
-}
-
-/* The store's counts come from the store thread, so the answer waits for
- * them (held), between other requests; the rest is read when they come. */
-static void pl__metrics_answer(const pl_web *w, const pl_http_req *req, pl_http_res *res, pl_http_ex *x) {
+static void pl__metrics_answer(pl_web *w, const pl_http_req *req, pl_http_res *res) {
   if (!pl__metrics_allowed(w, req)) {
     pl__text(res, 401, "application/json", "{\"error\":\"Unauthorized\",\"status\":401}\n");
     res->extra = "WWW-Authenticate: Bearer realm=\"metrics\"\r\n";
     return;
   }
-  pl__scrape *sc = pl_calloc(1, sizeof *sc);
-  sc->w = w;
-  sc->x = x;
-  sc->req.op = PL_STORE_STATS;
-  sc->req.done = pl__scrape_counted;
-  sc->req.origin = NULL;
-  pl_http_ex_hold(x);
-  res->status = 0;
-  pl_store_submit(w->store, &sc->req);
+  pthread_mutex_lock(&w->counts_mu);
+  pl_store_counts counts = w->counts;
+  uint64_t at = w->counts_at_ms;
+  int ask = !w->counting;
+  if (ask) {
+    w->counting = 1;
+    w->asked_at_ms = pl_now_ms();
+  }
+  pthread_mutex_unlock(&w->counts_mu);
+  if (ask) {
+    memset(&w->counts_req, 0, sizeof w->counts_req);
+    w->counts_req.op = PL_STORE_STATS;
+    w->counts_req.done = pl__counted; /* on the store thread: origin NULL */
+    w->counts_req.data = w;
+    pl_store_submit(w->store, &w->counts_req);
+  }
+  res->status = 200;
+  res->type = "text/plain; version=0.0.4; charset=utf-8";
+  pl__metrics(w, at ? &counts : NULL, at, res);
 }
+
+void pl_web_init(pl_web *w) { pthread_mutex_init(&w->counts_mu, NULL); }
+
+/* After the store stopped: no count is under way any more. */
+void pl_web_close(pl_web *w) { pthread_mutex_destroy(&w->counts_mu); }
 
 /* The browser client: revalidated on every load (no-cache + ETag), so a new
  * parleyd never leaves an old client behind in a browser cache. */
@@ -279,7 +285,7 @@ void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex
   } else if (!strcmp(path, "/healthz") && get) {
     pl__text(res, 200, NULL, "ok\n");
   } else if (!strcmp(path, "/metrics") && get) {
-    pl__metrics_answer(w, req, res, x);
+    pl__metrics_answer(ud, req, res);
   } else if (get && pl__asset(path, req, res)) {
     /* filled in */
   } else if (!strcmp(path, "/healthz") || !strcmp(path, "/metrics")) {
