@@ -218,6 +218,11 @@ static void pl__metrics_answer(pl_web *w, const pl_http_req *req, pl_http_res *r
     w->asked_at_ms = pl_now_ms();
   }
   pthread_mutex_unlock(&w->counts_mu);
+  res->status = 200;
+  res->type = "text/plain; version=0.0.4; charset=utf-8";
+  pl__metrics(w, at ? &counts : NULL, at, res);
+  /* after the answer is made: the next count must not show in this one's
+   * parley_store_queue_depth */
   if (ask) {
     memset(&w->counts_req, 0, sizeof w->counts_req);
     w->counts_req.op = PL_STORE_STATS;
@@ -225,9 +230,6 @@ static void pl__metrics_answer(pl_web *w, const pl_http_req *req, pl_http_res *r
     w->counts_req.data = w;
     pl_store_submit(w->store, &w->counts_req);
   }
-  res->status = 200;
-  res->type = "text/plain; version=0.0.4; charset=utf-8";
-  pl__metrics(w, at ? &counts : NULL, at, res);
 }
 
 void pl_web_init(pl_web *w) { pthread_mutex_init(&w->counts_mu, NULL); }
