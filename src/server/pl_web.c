@@ -198,9 +198,9 @@ static void pl__counted(pl_store_req *req) {
     w->counts = req->out.counts;
     w->counts_at_ms = w->asked_at_ms;
   }
+  pl_store_req_clear(req); /* before counting drops: the next scrape reuses req */
   w->counting = 0;
   pthread_mutex_unlock(&w->counts_mu);
-  pl_store_req_clear(req);
 }
 
 static void pl__metrics_answer(pl_web *w, const pl_http_req *req, pl_http_res *res) {
