@@ -89,11 +89,12 @@ static int http_req(const char *method, const char *path, const char *body, char
 
 static int http_get(const char *path, char *buf, size_t cap) { return http_req("GET", path, NULL, buf, cap); }
 
-/* One value of /metrics. A loop answers an HTTP request after its pass over
- * what its other connections sent; during a flood of 100 clients on a
- * machine whose CPUs are taken (make test beside stress-ng), one pass took
- * over 5 s, so the answer may take that long: what is checked is what the
- * server holds, not how fast it answers a probe meanwhile. */
+/* One value of /metrics. A loop answers an HTTP request (this one, or a
+ * flooder's WebSocket upgrade) after its pass over what its other
+ * connections sent; during a flood of 100 clients on a machine whose CPUs
+ * are taken (make test beside stress-ng), one pass took over 5 s, so the
+ * answer may take that long: what is checked is what the server holds, not
+ * how fast it answers meanwhile. */
 static unsigned long long metric(const char *name) {
   static char buf[1 << 17];
   CHECK_EQ_I(http_req_within("GET", "/metrics", NULL, buf, sizeof buf, 30000), 200);
@@ -156,7 +157,8 @@ static int ws_connect(void) {
   size_t n = 0;
   while (n + 1 < sizeof head && (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4))) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    CHECK(poll(&p, 1, T_MS) == 1 && read(fd, head + n, 1) == 1); /* byte by byte: nothing past the head */
+    /* byte by byte: nothing past the head; within 30 s, as metric() says why */
+    CHECK(poll(&p, 1, 30000) == 1 && read(fd, head + n, 1) == 1);
     n++;
   }
   head[n] = '\0';
