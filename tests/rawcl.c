@@ -124,6 +124,16 @@ void rc_ack(int fd, uint64_t upto) {
   CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_ACK, &a) == 0);
 }
 
+void rc_ack_sync(int fd, uint64_t upto) {
+  rc_ack(fd, upto);
+  Parley__Ping p = PARLEY__PING__INIT;
+  p.client_ts = 1;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_PING, &p) == 0);
+  void *pong = rc_expect(fd, PARLEY__FRAME_TYPE__FRAME_PONG, 10000);
+  CHECK(pong && ((ProtobufCMessage *)pong)->descriptor == &parley__pong__descriptor);
+  protobuf_c_message_free_unpacked(pong, NULL);
+}
+
 void rc_block(int fd, const char *user, int on) {
   Parley__Block b = PARLEY__BLOCK__INIT;
   b.ref = "block";

@@ -24,6 +24,11 @@ uint64_t rc_send_wait(int fd, const char *id, const char *to, const char *body, 
 size_t rc_collect(int fd, Parley__Message **out, size_t max, int timeout_ms);
 void rc_free_msgs(Parley__Message **m, size_t n);
 void rc_ack(int fd, uint64_t upto);
+/* Acks, then waits for the answer to a Ping (frames before it are dropped):
+ * the server has read the Ack and handed it to the store before anything
+ * asked after this returns, on any connection (the store runs requests in
+ * order). Not that it is committed: a test that needs that waits for it. */
+void rc_ack_sync(int fd, uint64_t upto);
 /* A new connection of a new user (password "secret-pass", device "phone"),
  * and one resuming a token; each fails the test if it cannot. */
 int rc_register(int port, const char *user, char token[128]);

@@ -12,13 +12,12 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <sqlite3.h>
 
 #include "parley.pb-c.h"
 #include "proto/pl_frame.h"
@@ -26,6 +25,75 @@
 jmp_buf tl__jmp;
 int tl__passed, tl__failed;
 static const char *tl__current;
+
+/* --- every parleyd this process started and has not reaped -------------- *
+ * A failed CHECK longjmps out of the test, past the code that would stop
+ * its servers, and the server struct may have been on the test's stack. So
+ * the harness keeps its own list: a failed test's servers are killed when it
+ * ends, the rest at exit or on a fatal signal, and each child also asks the
+ * kernel to kill it if this process dies first (PR_SET_PDEATHSIG: SIGKILL,
+ * a crash, a ctest timeout). A failing check never leaves a parleyd running. */
+#define TL__MAX_SERVERS 64
+static struct {
+  pid_t pid;
+  int test; /* the test it was started in (tl__tests when started; 0: outside any) */
+  char dir[512];
+} tl__servers[TL__MAX_SERVERS];
+static int tl__tests; /* tests begun so far; the current one while tl__current is set */
+
+static void tl__server_add(pid_t pid, const char *dir) {
+  for (int i = 0; i < TL__MAX_SERVERS; i++)
+    if (tl__servers[i].pid == 0) {
+      tl__servers[i].pid = pid;
+      tl__servers[i].test = tl__current ? tl__tests : 0;
+      snprintf(tl__servers[i].dir, sizeof tl__servers[i].dir, "%s", dir);
+      return;
+    }
+}
+
+/* 1 if pid is a server of ours not yet reaped (then forgotten if forget). */
+static int tl__server_known(pid_t pid, int forget) {
+  for (int i = 0; pid > 0 && i < TL__MAX_SERVERS; i++)
+    if (tl__servers[i].pid == pid) {
+      if (forget)
+        tl__servers[i].pid = 0;
+      return 1;
+    }
+  return 0;
+}
+
+/* Kills (SIGKILL) and reaps the servers started in test (-1: all). Async-
+ * signal-safe but for the data dir's removal, done only when rm is set. */
+static void tl__servers_kill(int test, int rm) {
+  for (int i = 0; i < TL__MAX_SERVERS; i++) {
+    if (tl__servers[i].pid <= 0 || (test >= 0 && tl__servers[i].test != test))
+      continue;
+    kill(tl__servers[i].pid, SIGKILL);
+    waitpid(tl__servers[i].pid, NULL, 0);
+    tl__servers[i].pid = 0;
+    if (rm) /* the log (DIR.log) stays for tl_server_abandon to show */
+      tl_rmrf(tl__servers[i].dir);
+  }
+}
+
+static void tl__at_exit(void) { tl__servers_kill(-1, 1); }
+
+static void tl__on_signal(int sig) {
+  tl__servers_kill(-1, 0);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void tl__guard(void) {
+  static int done;
+  if (done)
+    return;
+  done = 1;
+  atexit(tl__at_exit);
+  int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGABRT, SIGSEGV, SIGBUS};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+    signal(sigs[i], tl__on_signal);
+}
 
 void tl__fail(const char *file, int line, const char *fmt, ...) {
   va_list ap;
@@ -38,7 +106,9 @@ void tl__fail(const char *file, int line, const char *fmt, ...) {
 }
 
 void tl__run(const char *name, void (*fn)(void)) {
+  tl__guard();
   tl__current = name;
+  tl__tests++;
   fprintf(stderr, "RUN  %s\n", name);
   if (setjmp(tl__jmp) == 0) {
     fn();
@@ -46,6 +116,7 @@ void tl__run(const char *name, void (*fn)(void)) {
     fprintf(stderr, "PASS %s\n", name);
   } else {
     tl__failed++;
+    tl__servers_kill(tl__tests, 1); /* what the failed test started and could not stop */
   }
   tl__current = NULL;
 }
@@ -114,8 +185,13 @@ static void tl__spawn(tl_server *s) {
   for (char *save = NULL, *t = strtok_r(extra, " ", &save); t && argc < 62; t = strtok_r(NULL, " ", &save))
     argv[argc++] = t;
   argv[argc] = NULL;
+  tl__guard();
+  pid_t parent = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    /* dies with the test, however the test dies (also SIGKILL) */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+      _exit(127);
     if (!getenv("PARLEY_TEST_VERBOSE")) {
       char logp[600];
       snprintf(logp, sizeof logp, "%s.log", s->dir);
@@ -123,10 +199,15 @@ static void tl__spawn(tl_server *s) {
       if (fd >= 0)
         dup2(fd, 2);
     }
+    /* Nothing of the test's but stdio: a socket a failed test left open
+     * would count against the server's open-file limit (test_limits' flood
+     * runs it under 300) and keep the test's connections alive. */
+    close_range(3, ~0u, 0);
     execv(bin, argv);
     _exit(127);
   }
   s->pid = pid;
+  tl__server_add(pid, s->dir);
   /* Wait until it accepts. */
   for (int i = 0; i < 600; i++) {
     int fd = tl_connect(s->port);
@@ -135,8 +216,11 @@ static void tl__spawn(tl_server *s) {
       return;
     }
     int st;
-    if (waitpid(pid, &st, WNOHANG) == pid)
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      tl__server_known(pid, 1);
+      s->pid = 0;
       tl__fail(__FILE__, __LINE__, "parleyd exited during start-up (see %s.log)", s->dir);
+    }
     usleep(20000);
   }
   tl__fail(__FILE__, __LINE__, "parleyd did not start listening");
@@ -159,11 +243,12 @@ void tl_server_restart(tl_server *s) { tl__spawn(s); }
 
 int tl_server_kill(tl_server *s, int sig) {
   int st = 0;
-  if (s->pid > 0) {
+  /* not ours any more: a failed test's cleanup reaped it (the pid may be reused) */
+  if (s->pid > 0 && tl__server_known(s->pid, 1)) {
     kill(s->pid, sig);
     waitpid(s->pid, &st, 0);
-    s->pid = 0;
   }
+  s->pid = 0;
   return st;
 }
 
@@ -181,8 +266,21 @@ void tl_server_stop(tl_server *s) {
   }
 }
 
+int tl_log_count(const tl_server *s, const char *needle) {
+  char logp[600], line[1024];
+  snprintf(logp, sizeof logp, "%s.log", s->dir);
+  FILE *f = fopen(logp, "r");
+  if (!f)
+    return -1;
+  int n = 0;
+  while (fgets(line, sizeof line, f))
+    n += strstr(line, needle) != NULL;
+  fclose(f);
+  return n;
+}
+
 int tl_connect_from(const char *src, int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1;
   struct sockaddr_in from = {.sin_family = AF_INET};
@@ -302,21 +400,6 @@ int tl_wait_closed(int fd, int timeout_ms) {
   }
 }
 
-long long tl_db_count(const char *dir, const char *table) {
-  char path[600], sql[256];
-  sqlite3 *db = NULL;
-  sqlite3_stmt *st = NULL;
-  long long n = -1;
-  snprintf(path, sizeof path, "%s/parley.db", dir);
-  snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s", table);
-  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-    n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  return n;
-}
-
 /* --- additions for the integration tests -------------------------------- */
 
 uint64_t tl_now_ms(void) {
@@ -328,12 +411,15 @@ uint64_t tl_now_ms(void) {
 int tl_failures(void) { return tl__failed; }
 
 int tl_server_kill_wait(tl_server *s, int sig, int timeout_ms, int *status) {
-  if (s->pid <= 0)
+  if (s->pid <= 0 || !tl__server_known(s->pid, 0)) {
+    s->pid = 0;
     return 0;
+  }
   kill(s->pid, sig);
   for (int waited = 0;; waited += 10) {
     int st;
     if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+      tl__server_known(s->pid, 1);
       s->pid = 0;
       *status = st;
       return 1;
@@ -436,4 +522,60 @@ void tl__expect_error(const char *file, int line, int fd, int code, const char *
     tl__fail(file, line, "expected Error code %d, got code %d", code, got);
   if (ref && strcmp(ref, gref) != 0)
     tl__fail(file, line, "expected Error ref \"%s\", got \"%s\"", ref, gref);
+}
+
+/* --- /metrics -------------------------------------------------------------- */
+
+/* One value of s's /metrics (its line "NAME VALUE"); -1 if it has none. */
+static long long tl__metric_once(const tl_server *s, const char *name, long long *counted_at) {
+  static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  size_t cap = 1u << 20;
+  char *buf = malloc(cap);
+  long long v = -1;
+  *counted_at = -1;
+  int fd = tl_connect(s->http_port);
+  if (!buf || fd < 0 || tl_write_all(fd, req, sizeof req - 1) != 0)
+    goto out;
+  tl_read_all(fd, buf, cap, 20000);
+  if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0)
+    goto out;
+  const char *want[2] = {name, "parley_store_counted_at_ms"};
+  long long *into[2] = {&v, counted_at};
+  for (const char *l = strstr(buf, "\r\n\r\n"); l; l = strchr(l, '\n')) {
+    l++;
+    for (int i = 0; i < 2; i++)
+      if (!strncmp(l, want[i], strlen(want[i])) && l[strlen(want[i])] == ' ')
+        *into[i] = strtoll(l + strlen(want[i]) + 1, NULL, 10);
+  }
+out:
+  if (fd >= 0)
+    close(fd);
+  free(buf);
+  return v;
+}
+
+/* The server shows the store's counts as last counted and asks for new
+ * ones at each scrape: asks again until they were counted after t0. */
+long long tl_metric(const tl_server *s, const char *name) {
+  uint64_t t0 = tl_now_ms();
+  for (uint64_t until = t0 + 20000; tl_now_ms() < until; usleep(5000)) {
+    long long at, v = tl__metric_once(s, name, &at);
+    if (at > (long long)t0)
+      return v;
+  }
+  return -1;
+}
+
+long long tl__wait_metric(const char *file, int line, const tl_server *s, const char *name, long long want,
+                          int timeout_ms) {
+  long long v = -1;
+  for (uint64_t until = tl_now_ms() + (uint64_t)timeout_ms;;) {
+    if ((v = tl_metric(s, name)) == want)
+      return v;
+    if (tl_now_ms() >= until)
+      break;
+    usleep(20000);
+  }
+  tl__fail(file, line, "%s: %lld, not %lld, after %d ms", name, v, want, timeout_ms);
+  return v;
 }

@@ -9,7 +9,10 @@
  * CHECK records the failure with file:line and ends the current test.
  *
  * Server helpers start the real parleyd (path from $PARLEYD) on a free port
- * with a fresh temp data dir, so tests talk to it over real sockets. */
+ * with a fresh temp data dir, so tests talk to it over real sockets. No
+ * parleyd outlives its test: a failed test's servers are killed when it
+ * ends, every other one at exit or on a fatal signal, and the kernel kills
+ * them if the test process dies any other way (SIGKILL, a ctest timeout). */
 #ifndef TESTLIB_H
 #define TESTLIB_H
 
@@ -77,11 +80,26 @@ void tl_server_restart(tl_server *s);
 int tl_server_kill(tl_server *s, int sig);
 /* Stops it (SIGTERM) and removes the data dir. */
 void tl_server_stop(tl_server *s);
+/* Lines of the server's log (DIR.log, its stderr) that hold needle; -1
+ * without a log (PARLEY_TEST_VERBOSE sends it to the terminal). */
+int tl_log_count(const tl_server *s, const char *needle);
 
-/* --- the store's database ---------------------------------------------- */
-/* Rows in a table of DIR/parley.db, read as a second connection (WAL allows
- * it while the server runs); -1 if it cannot be read. */
-long long tl_db_count(const char *dir, const char *table);
+/* --- what the server reports on /metrics ---------------------------------- */
+/* The value of an unlabelled metric (parley_store_messages ...) read from
+ * GET /metrics on s's HTTP listener, from an answer whose store gauges
+ * were counted after the call began (parley_store_counted_at_ms), so they
+ * hold every request the store received before (docs/operations.md): how a
+ * test sees what is stored without opening the database. -1 if it cannot
+ * be read within 20 s. */
+long long tl_metric(const tl_server *s, const char *name);
+/* Polls the metric until it equals want; fails the test (naming the last
+ * value) if it does not within timeout_ms. Returns it. For what becomes
+ * true a little later (an Ack is committed after the server read it; the
+ * sweep deletes). */
+#define tl_wait_metric(s, name, want, timeout_ms) \
+  tl__wait_metric(__FILE__, __LINE__, s, name, want, timeout_ms)
+long long tl__wait_metric(const char *file, int line, const tl_server *s, const char *name, long long want,
+                          int timeout_ms);
 
 /* --- raw sockets -------------------------------------------------------- */
 /* Connects a blocking TCP socket to 127.0.0.1:port; -1 on failure. */
@@ -104,10 +122,6 @@ int tl_recv_frame(int fd, int timeout_ms, void **out);
  * Receipt and ReadSync frames: tests of message delivery see the stream of
  * messages they always saw. test_receipts clears it. */
 extern int tl_skip_events;
-/* Row counts of messages and of their queue entries only, not of queued
- * receipts and read syncs (for tl_db_count). */
-#define TL_MESSAGES "messages WHERE kind = 0"
-#define TL_MSG_QUEUE "queue WHERE qid IN (SELECT qid FROM messages WHERE kind = 0)"
 /* Reads exactly n bytes (waiting up to timeout_ms for each piece): 1, or 0
  * on EOF or timeout. */
 int tl_read_n(int fd, void *p, size_t n, int timeout_ms);

@@ -137,8 +137,10 @@ static int pl__load_filter(pl_server *srv) {
     pl_error("filter-words %s: %s", srv->cfg.filter_words, why);
     return -1;
   }
-  pl_info("filter-words %s: %zu entries", srv->cfg.filter_words, pl_filter_count(f));
+  size_t n = pl_filter_count(f);
   pl_core_set_filter(srv->core, f);
+  /* said once it is in use: a reload is seen done by this line (test_filter_words) */
+  pl_info("filter-words %s: %zu entries", srv->cfg.filter_words, n);
   return 0;
 }
 
@@ -322,6 +324,7 @@ static pl_err pl__start(pl_server *srv) {
                       .metrics_token = c->metrics_token,
                       .limits = srv->limits,
                       .lp = {srv->lps, srv->nloops}};
+  pl_web_init(&srv->web);
   pl_tcp_config tc = {.host = c->listen_host,
                       .port = c->listen_port,
                       .backlog = 4096,
@@ -397,6 +400,7 @@ static void pl__shutdown(pl_server *srv) {
   pl_free(srv->lps);
   pl_free(srv->ticks);
   pl_store_close(srv->store);
+  pl_web_close(&srv->web); /* its count, if any, was answered by the close */
   pl_media_close(srv->media);
   pl_push_free(srv->push);
   if (srv->core)

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/pl_time.h"
+
 static void pl__printf(pl_bytes *b, const char *fmt, ...) {
   char line[512];
   va_list ap;
@@ -68,8 +70,34 @@ static void pl__limit_metrics(const pl_web *w, pl_bytes *b) {
              "Bytes held in connections' input and output buffers.", ls.memory);
 }
 
+/* What the store holds (PL_STORE_STATS), as last counted: NULL before the
+ * first count, and the gauges are left out rather than shown as zeros. */
+static void pl__store_counts(pl_bytes *b, const pl_store_counts *c) {
+  if (!c)
+    return;
+  pl__metric(b, "parley_store_users", "gauge", "Registered users.", c->users);
+  pl__metric(b, "parley_store_devices", "gauge", "Devices signed in (holding a token).", c->devices);
+  pl__metric(b, "parley_store_messages", "gauge",
+             "One-to-one messages stored, waiting for a device's Ack or the TTL.", c->messages);
+  pl__metric(b, "parley_store_message_queue_entries", "gauge",
+             "Queue entries of stored one-to-one messages (one per device that has not acked).",
+             c->message_queue);
+  pl__metric(b, "parley_store_events", "gauge", "Receipts and read syncs stored for offline devices.",
+             c->events);
+  pl__metric(b, "parley_store_queue_entries", "gauge", "Device queue entries, messages' and events'.",
+             c->queue);
+  pl__metric(b, "parley_store_group_history", "gauge",
+             "Group messages and membership events kept (once per group, not per member).", c->group_history);
+  pl__metric(b, "parley_store_groups", "gauge", "Groups.", c->groups);
+  pl__metric(b, "parley_store_group_members", "gauge", "Active group memberships.", c->members);
+  pl__metric(b, "parley_store_dedup_records", "gauge", "Client message ids kept to answer retries (TTL).",
+             c->dedup);
+  pl__metric(b, "parley_store_media", "gauge", "Uploads recorded.", c->media);
+}
+
 /* Prometheus text exposition format 0.0.4. */
-static void pl__metrics(const pl_web *w, pl_http_res *res) {
+static void pl__metrics(const pl_web *w, const pl_store_counts *counts, uint64_t counted_at,
+                        pl_http_res *res) {
   pl_core_stats cs;
   pl_store_stats ss;
   pl_core_get_stats(w->core, &cs);
@@ -120,6 +148,11 @@ static void pl__metrics(const pl_web *w, pl_http_res *res) {
             1e-6);
   pl__hists(b, "parley_store_batch_requests", "Requests per storage transaction (group commit).",
             ss.batch_hist, 1, 1);
+  pl__metric(b, "parley_store_counted_at_ms", "gauge",
+             "When the parley_store_* gauges were counted: they hold every storage request received before "
+             "(ms since the epoch; 0: not yet).",
+             counted_at);
+  pl__store_counts(b, counts);
   pl_media_stats ms;
   pl_media_get_stats(w->media, &ms);
   pl__metric(b, "parley_media_uploads_total", "counter", "Uploads stored.", ms.uploads);
@@ -187,16 +220,57 @@ static int pl__metrics_allowed(const pl_web *w, const pl_http_req *req) {
   return sodium_memcmp(want, got, sizeof want) == 0;
 }
 
-static void pl__metrics_answer(const pl_web *w, const pl_http_req *req, pl_http_res *res) {
+/* The store's counts (PL_STORE_STATS) come from the store thread. A scrape
+ * does not wait for them: waiting would add a loop pass to every answer
+ * (a long one while the loop is flooded) and hang /metrics while the store
+ * is stuck, when an operator needs it most. It shows the last count and
+ * asks for a new one (one at a time), so the gauges are one scrape old;
+ * parley_store_counted_at_ms says from when. */
+static void pl__counted(pl_store_req *req) {
+  pl_web *w = req->data;
+  pthread_mutex_lock(&w->counts_mu);
+  if (req->status == PL_OK) {
+    w->counts = req->out.counts;
+    w->counts_at_ms = w->asked_at_ms;
+  }
+  pl_store_req_clear(req); /* before counting drops: the next scrape reuses req */
+  w->counting = 0;
+  pthread_mutex_unlock(&w->counts_mu);
+}
+
+static void pl__metrics_answer(pl_web *w, const pl_http_req *req, pl_http_res *res) {
   if (!pl__metrics_allowed(w, req)) {
     pl__text(res, 401, "application/json", "{\"error\":\"Unauthorized\",\"status\":401}\n");
     res->extra = "WWW-Authenticate: Bearer realm=\"metrics\"\r\n";
     return;
   }
+  pthread_mutex_lock(&w->counts_mu);
+  pl_store_counts counts = w->counts;
+  uint64_t at = w->counts_at_ms;
+  int ask = !w->counting;
+  if (ask) {
+    w->counting = 1;
+    w->asked_at_ms = pl_now_ms();
+  }
+  pthread_mutex_unlock(&w->counts_mu);
   res->status = 200;
   res->type = "text/plain; version=0.0.4; charset=utf-8";
-  pl__metrics(w, res);
+  pl__metrics(w, at ? &counts : NULL, at, res);
+  /* after the answer is made: the next count must not show in this one's
+   * parley_store_queue_depth */
+  if (ask) {
+    memset(&w->counts_req, 0, sizeof w->counts_req);
+    w->counts_req.op = PL_STORE_STATS;
+    w->counts_req.done = pl__counted; /* on the store thread: origin NULL */
+    w->counts_req.data = w;
+    pl_store_submit(w->store, &w->counts_req);
+  }
 }
+
+void pl_web_init(pl_web *w) { pthread_mutex_init(&w->counts_mu, NULL); }
+
+/* After the store stopped: no count is under way any more. */
+void pl_web_close(pl_web *w) { pthread_mutex_destroy(&w->counts_mu); }
 
 /* The browser client: revalidated on every load (no-cache + ETag), so a new
  * parleyd never leaves an old client behind in a browser cache. */
@@ -248,7 +322,7 @@ void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex
   } else if (!strcmp(path, "/healthz") && get) {
     pl__healthz(w, res);
   } else if (!strcmp(path, "/metrics") && get) {
-    pl__metrics_answer(w, req, res);
+    pl__metrics_answer(ud, req, res);
   } else if (get && pl__asset(path, req, res)) {
     /* filled in */
   } else if (!strcmp(path, "/healthz") || !strcmp(path, "/metrics")) {

@@ -3,6 +3,8 @@
 #ifndef PL_WEB_H
 #define PL_WEB_H
 
+#include <pthread.h>
+
 #include "core/pl_session.h"
 #include "media/pl_media.h"
 #include "net/pl_http.h"
@@ -17,7 +19,19 @@ typedef struct pl_web {
   pl_limits *limits;         /* connection caps and counts */
   pl_lp_set lp;              /* long-poll sessions, one registry per loop */
   const char *metrics_token; /* "" or NULL: /metrics is open; else it needs "Authorization: Bearer <it>" */
+  /* The store's counts for /metrics (pl_web_init): the last ones, and the
+   * count under way (one at a time), all guarded by counts_mu. */
+  pthread_mutex_t counts_mu;
+  pl_store_req counts_req;
+  int counting;
+  pl_store_counts counts;
+  uint64_t counts_at_ms; /* when the shown counts were asked for (0: never counted) */
+  uint64_t asked_at_ms;  /* when the count under way was asked for */
 } pl_web;
+
+/* After the fields above it are set; pl_web_close once the store has stopped. */
+void pl_web_init(pl_web *w);
+void pl_web_close(pl_web *w);
 
 /* pl_http_open_fn: which requests stream their bodies (uploads). */
 pl_http_sink *pl_web_open(void *ud, const pl_http_req *req, pl_http_ex *x, uint64_t *limit, int *status);

@@ -106,6 +106,7 @@ typedef enum pl_store_op {
   PL_STORE_PUSH_ENQUEUE, /* a message for these devices: a pending row per device with a token */
   PL_STORE_PUSH_CLAIM,   /* lease the due rows to one sender */
   PL_STORE_PUSH_DONE,    /* what became of claimed rows */
+  PL_STORE_STATS,        /* what the store holds, counted (out.counts; no input; nothing written) */
 } pl_store_op;
 
 /* DEVICES: what to do before listing (the values of DevicesOp on the wire). */
@@ -116,6 +117,23 @@ typedef struct pl_device_row {
   uint64_t id, created, used_at; /* ms since the epoch */
   char *name;
 } pl_device_row;
+
+/* STATS: rows the store holds now, for /metrics. Each is counted when
+ * asked (a scan per figure on SQLite), so it is for a scrape interval, not
+ * for every request. */
+typedef struct pl_store_counts {
+  uint64_t users;
+  uint64_t devices;       /* signed in: holding a token (expired ones too, until revoked or signed out) */
+  uint64_t messages;      /* 1:1 messages kept (until every target device acked, or the TTL) */
+  uint64_t message_queue; /* queue entries of those messages (one per target device) */
+  uint64_t events;        /* receipts and read syncs kept for offline devices (pl_msg_kind) */
+  uint64_t queue;         /* every queue entry: messages' and events' */
+  uint64_t group_history; /* group messages and membership events kept (stored once per group) */
+  uint64_t groups;        /* groups made (a group is never deleted) */
+  uint64_t members;       /* active group memberships (role > 0) */
+  uint64_t dedup;         /* dedup records: accepted client ids kept for retries (TTL) */
+  uint64_t media;         /* uploads recorded */
+} pl_store_counts;
 
 /* Group roles and operations: the values of GroupRole / GroupOp on the wire. */
 enum { PL_ROLE_NONE = 0, PL_ROLE_MEMBER = 1, PL_ROLE_ADMIN = 2, PL_ROLE_OWNER = 3 };
@@ -358,6 +376,7 @@ struct pl_store_req {
       uint64_t next_due; /* CLAIM: when the next row falls due (0: no row) */
       uint64_t enqueued; /* ENQUEUE: devices that got a row or a message more in one */
     } push;
+    pl_store_counts counts; /* STATS */
   } out;
 
   pl_store_req *next; /* store-private queue link */

@@ -10,18 +10,30 @@ log=$tmp/parleyd.log
 export PARLEY_SERVER=127.0.0.1:$port PARLEY_PASSWORD=secret-pass
 pid=
 failed=0
-"$PARLEYD" --data "$tmp/data" --listen "127.0.0.1:$port" --http off --threads 2 --argon2-mem 8 --argon2-ops 1 \
-  ${PARLEYD_ARGS[@]+"${PARLEYD_ARGS[@]}"} 2>>"$log" &
+# parleyd dies with the test however it ends (setpriv: the kernel kills it
+# when the test's shell goes, also on SIGKILL or a ctest timeout).
+die_with_us=()
+if command -v setpriv >/dev/null; then die_with_us=(setpriv --pdeathsig KILL); fi
+${die_with_us[@]+"${die_with_us[@]}"} "$PARLEYD" --data "$tmp/data" --listen "127.0.0.1:$port" --http off \
+  --threads 2 --argon2-mem 8 --argon2-ops 1 ${PARLEYD_ARGS[@]+"${PARLEYD_ARGS[@]}"} 2>>"$log" &
 pid=$!
-for _ in $(seq 250); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
-  sleep 0.02
-done
 cleanup() {
   kill -9 "$pid" 2>/dev/null || true
   if [[ $failed -ne 0 ]]; then tail -n 30 "$log" >&2; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT HUP # through cleanup
+# Listening within 30 s (a loaded machine starts it slowly), or the test stops here.
+for _ in $(seq 1500); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+  if ! kill -0 "$pid" 2>/dev/null; then break; fi
+  sleep 0.02
+done
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "FAIL parleyd did not start listening on $port; log:" >&2
+  failed=1
+  exit 1
+fi
 
 # expect NAME WANT_RC WANT_STDOUT CMD...: runs the CLI and compares exactly.
 expect() {

@@ -15,6 +15,13 @@ PARLEYD = os.environ["PARLEYD"]
 CLI = os.environ.get("PARLEY_CLI", "")
 
 
+def die_with_parent():
+    """Popen's preexec_fn: the kernel kills parleyd when this test process goes,
+    however it goes (a failed check, SIGTERM or SIGKILL from a ctest timeout)."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
@@ -54,8 +61,9 @@ class Server:
         self.proc = subprocess.Popen(
             [PARLEYD, "--data", self.data, "--listen", f"127.0.0.1:{self.port}", "--http",
              f"127.0.0.1:{self.http}", "--argon2-mem", "8", "--argon2-ops", "1", "--log-level", "warn"]
-            + self.extra)
-        for _ in range(100):
+            + self.extra, preexec_fn=die_with_parent)
+        deadline = time.time() + 30  # a loaded machine starts it slowly
+        while time.time() < deadline and self.proc.poll() is None:
             try:
                 socket.create_connection(("127.0.0.1", self.http), 0.2).close()
                 return self
@@ -63,7 +71,7 @@ class Server:
                 time.sleep(0.05)
         self.proc.kill()
         self.proc.wait()
-        raise AssertionError("parleyd did not start")
+        raise AssertionError(f"parleyd did not start (exit {self.proc.returncode})")
 
     def stop(self):
         if not self.proc or self.proc.poll() is not None:

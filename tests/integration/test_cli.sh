@@ -16,10 +16,15 @@ pid=
 passed=0
 failed=0
 
+# parleyd dies with this script however it ends (setpriv: the kernel kills it
+# when the script's shell goes, also on SIGKILL or a ctest timeout).
+die_with_us=()
+if command -v setpriv >/dev/null; then die_with_us=(setpriv --pdeathsig KILL); fi
 start_server() {
-  "$PARLEYD" --data "$tmp/data" --listen "127.0.0.1:$port" --http off --threads 2 2>>"$log" &
+  ${die_with_us[@]+"${die_with_us[@]}"} "$PARLEYD" --data "$tmp/data" --listen "127.0.0.1:$port" --http off \
+    --threads 2 2>>"$log" &
   pid=$!
-  for _ in $(seq 250); do
+  for _ in $(seq 1500); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
     if ! kill -0 "$pid" 2>/dev/null; then break; fi
     sleep 0.02
@@ -39,6 +44,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT HUP # through cleanup
 
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
@@ -96,7 +102,8 @@ run recv1 "$CLI" "${bob[@]}" recv
 sent_id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$send_out" 2>/dev/null || echo "?")
 if [[ $rc -eq 0 && $(printf '%s\n' "$out" | grep -c .) -eq 1 ]] &&
   pyjson "d['type'] == 'message' and d['from'] == 'alice' and d['text'] == 'hello bob'
-          and d['conv'] == 'dm:alice:bob' and d['seq'] == 1 and d['id'] == '$sent_id'" "$out"; then
+          and d['conv'] == 'dm:alice:bob' and d['seq'] == 1 and d['id'] == '$sent_id'
+          and d['client_ts'] > 0 and d['server_ts'] > 0" "$out"; then
   pass "recv after kill -9 and restart prints the message, once"
 else
   fail "recv after kill -9 and restart" "rc=$rc out='$out' err='$err'"

@@ -4,7 +4,9 @@
  * second copy (also across a restart); 1,000 pipelined messages in order,
  * offline and online; one copy per device and deletion after every device
  * acked; devices linked later get nothing older; TTL expiry; a slow reader
- * gets all 20,000 in order; a graceful shutdown loses nothing.
+ * gets all 20,000 in order, also from a sender that writes them all before
+ * reading an ack; a graceful shutdown loses nothing. (test_reliability's
+ * scenarios, merged here.)
  *
  * "Nothing else is queued" is checked with a marker: a fresh message sent
  * after the device connected must be the next one it receives, since the
@@ -216,13 +218,12 @@ static uint64_t expect_only_marker(int sender, int rx, const char *id, uint64_t 
   return expect_msg(rx, id, seq);
 }
 
-/* Polls a table's row count until it is want (or 10 s pass); returns the last count. */
-static long long wait_rows(const char *table, long long want) {
-  long long n = -1;
-  for (int i = 0; i < 1000 && (n = tl_db_count(srv.dir, table)) != want; i++)
-    usleep(10000);
-  return n;
-}
+/* What the store holds, as /metrics reports it (docs/operations.md): the
+ * 1:1 messages kept, and their queue entries (one per device that has not
+ * acked). Waited for: an Ack is committed a little after the server read it. */
+#define STORED "parley_store_messages"
+#define QUEUED "parley_store_message_queue_entries"
+static void wait_stored(const char *metric, long long want) { tl_wait_metric(&srv, metric, want, T_MS); }
 
 /* ---- tests -------------------------------------------------------------- */
 
@@ -324,7 +325,7 @@ static void test_retried_id_same_seq(void) {
   ack_sync(bob, q);
   close(bob);
   /* An Ack is durable only once committed (protocol.md 10.4): wait for it. */
-  CHECK_EQ_I(wait_rows(TL_MSG_QUEUE, 0), 0);
+  wait_stored(QUEUED, 0);
   /* After kill -9: the retry still gets the original answer, and no copy. */
   tl_server_kill(&srv, SIGKILL);
   close(alice);
@@ -353,7 +354,7 @@ static void test_1000_pipelined_in_order(void) {
   /* bob online during the sends */
   send_series(alice, "on", 1000, 1001, 0, 1000);
   recv_series(bob, "on", 1000, 1001, 0);
-  CHECK_EQ_I(wait_rows(TL_MESSAGES, 0), 0); /* all acked: nothing kept */
+  wait_stored(STORED, 0); /* all acked: nothing kept */
   close(alice);
   close(bob);
 }
@@ -374,15 +375,15 @@ static void test_devices_and_delete_after_all_acked(void) {
   CHECK_EQ_U(m->seq, 1);
   ack_sync(alice_pc, m->qid);
   protobuf_c_message_free_unpacked(&m->base, NULL);
-  CHECK_EQ_I(wait_rows(TL_MSG_QUEUE, 2), 2);
+  wait_stored(QUEUED, 2);
   int phone = resume(ptok);
   ack_sync(phone, expect_msg(phone, "d-1", 1));
-  CHECK_EQ_I(wait_rows(TL_MSG_QUEUE, 1), 1);
-  CHECK_EQ_I(tl_db_count(srv.dir, TL_MESSAGES), 1); /* the laptop has not acked */
+  wait_stored(QUEUED, 1);
+  CHECK_EQ_I(tl_metric(&srv, STORED), 1); /* the laptop has not acked */
   int laptop = resume(ltok);
   ack_sync(laptop, expect_msg(laptop, "d-1", 1));
-  CHECK_EQ_I(wait_rows(TL_MESSAGES, 0), 0); /* every target acked: gone */
-  CHECK_EQ_I(tl_db_count(srv.dir, TL_MSG_QUEUE), 0);
+  wait_stored(STORED, 0); /* every target acked: gone */
+  CHECK_EQ_I(tl_metric(&srv, QUEUED), 0);
   close(laptop);
   laptop = resume(ltok);
   expect_only_marker(alice, laptop, "d-2", 2);
@@ -413,14 +414,14 @@ static void test_device_linked_later_gets_nothing_older(void) {
 }
 
 static void test_ttl_expiry(void) {
-  tl_server_start(&srv, FAST " --ttl 1");
+  tl_server_start(&srv, FAST " --ttl 1 --sweep-interval 1");
   char btok[128];
   int alice = sign_in(0, "alice", "phone", NULL);
   close(sign_in(0, "bob", "phone", btok));
   send_new(alice, "ttl-1", "bob", 1);
-  CHECK_EQ_I(tl_db_count(srv.dir, TL_MESSAGES), 1); /* stored */
-  /* The TTL is 1 s: wait it out, and then some. */
-  usleep(2500000);
+  CHECK_EQ_I(tl_metric(&srv, STORED), 1); /* stored */
+  /* The TTL is 1 s: the sweep deletes it once it has passed. */
+  wait_stored(STORED, 0);
   int bob = resume(btok);
   expect_only_marker(alice, bob, "ttl-2", 2); /* the expired one is not delivered */
   close(alice);
@@ -446,6 +447,22 @@ static void test_slow_consumer_20000(void) {
   fprintf(stderr, "     sent in %llu ms, read in %llu ms\n", (unsigned long long)(t1 - t0),
           (unsigned long long)(tl_now_ms() - t1));
   expect_only_marker(alice, bob, "s-end", 20001); /* and nothing after */
+  close(alice);
+  close(bob);
+}
+
+/* A sender that writes 20,000 Sends before reading any SendAck (it does not
+ * window) to a connected reader that reads nothing meanwhile: the server
+ * stops reading it while its acks back up, and nothing is lost or reordered. */
+static void test_unwindowed_sender_20000(void) {
+  tl_server_start(&srv, FAST);
+  char btok[128];
+  int alice = sign_in(0, "alice", "phone", NULL);
+  close(sign_in(0, "bob", "phone", btok));
+  int bob = resume(btok);
+  send_series(alice, "u", 20000, 1, 0, 20000);
+  recv_series(bob, "u", 20000, 1, 0);
+  wait_stored(STORED, 0); /* all acked: nothing kept */
   close(alice);
   close(bob);
 }
@@ -491,6 +508,7 @@ int main(void) {
   run("test_device_linked_later_gets_nothing_older", test_device_linked_later_gets_nothing_older);
   run("test_ttl_expiry", test_ttl_expiry);
   run("test_slow_consumer_20000", test_slow_consumer_20000);
+  run("test_unwindowed_sender_20000", test_unwindowed_sender_20000);
   run("test_graceful_shutdown", test_graceful_shutdown);
   return tl_summary();
 }

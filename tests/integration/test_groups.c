@@ -16,6 +16,7 @@
 #define FAST "--threads 2 --argon2-mem 8 --argon2-ops 1"
 #define T_MS 10000
 #define QUIET_MS 300
+#define HISTORY "parley_store_group_history" /* group entries the store keeps (/metrics) */
 
 enum {
   REG = PARLEY__FRAME_TYPE__FRAME_REGISTER,
@@ -293,8 +294,8 @@ static void test_offline_member_500_then_deleted(void) {
     send_group(alice, id, body, 0, (uint64_t)i + 2);
   }
   rc_ack(alice, pre_qid); /* her own copies: her device has them all */
-  CHECK_EQ_I(tl_db_count(srv.dir, "messages WHERE gid != 0"), 501);
-  CHECK_EQ_I(tl_db_count(srv.dir, "queue"), 0); /* stored once, no per-member rows */
+  CHECK_EQ_I(tl_metric(&srv, HISTORY), 501);
+  CHECK_EQ_I(tl_metric(&srv, "parley_store_queue_entries"), 0); /* stored once, no per-member rows */
   bob = back(tb);
   uint64_t last = next_event(bob, PARLEY__GROUP_EVENT_TYPE__GE_CREATED, "alice", NULL);
   for (int i = 0; i < 500; i++) {
@@ -305,8 +306,7 @@ static void test_offline_member_500_then_deleted(void) {
     last = q;
   }
   tl_expect_nothing(bob, QUIET_MS);
-  rc_ack(bob, last);
-  usleep(200 * 1000);
+  rc_ack_sync(bob, last);
   close(bob);
   bob = back(tb);
   tl_expect_nothing(bob, QUIET_MS); /* acked: never again */
@@ -319,12 +319,7 @@ static void test_offline_member_500_then_deleted(void) {
   bob = back(tb);
   tl_expect_nothing(bob, QUIET_MS);
   /* the sweep (every second here) deletes what every member device passed */
-  long long left = -1;
-  for (int i = 0; i < 50 && left != 0; i++) {
-    usleep(100 * 1000);
-    left = tl_db_count(srv.dir, "messages WHERE gid != 0");
-  }
-  CHECK_EQ_I(left, 0);
+  tl_wait_metric(&srv, HISTORY, 0, T_MS);
   close(alice);
   close(bob);
 }
@@ -373,8 +368,7 @@ static void drain_ack(int fd) {
     protobuf_c_message_free_unpacked(m, NULL);
   }
   if (last)
-    rc_ack(fd, last);
-  usleep(100 * 1000); /* the ack commits */
+    rc_ack_sync(fd, last); /* in the store's queue before what is asked next */
 }
 
 static void group_receipts(int fd, uint64_t seq, uint64_t members, uint64_t delivered, uint64_t read,

@@ -3,7 +3,8 @@
  * malformed-frame catalogue (each answered by an Error with its stable code
  * and a close, while another client's conversation goes on undisturbed),
  * slow and pipelined clients, register/login/resume/logout and tokens,
- * Ping/Pong, Send errors that keep the connection, and the heartbeat cut. */
+ * Ping/Pong, Send errors that keep the connection, and the heartbeat cut.
+ * (test_wire's cases, merged here.) */
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +247,10 @@ static void test_malformed_frames_close_only_their_connection(void) {
   put_frame(&b, SEND, &s);
   bad_case("Send before Hello", b.p, b.len, PARLEY__ERROR_CODE__ERR_HELLO_REQUIRED);
   b.len = 0;
+  Parley__Ping p0 = PARLEY__PING__INIT; /* allowed before authentication, not before Hello */
+  put_frame(&b, PING, &p0);
+  bad_case("Ping before Hello", b.p, b.len, PARLEY__ERROR_CODE__ERR_HELLO_REQUIRED);
+  b.len = 0;
   Parley__Hello h1 = PARLEY__HELLO__INIT;
   h1.version = 1;
   put_frame(&b, HELLO, &h1);
@@ -361,7 +366,7 @@ static void test_register_login_resume_logout(void) {
   protobuf_c_message_free_unpacked(&ok->base, NULL);
   close(fd);
 
-  /* Request errors leave the connection open: three of them, then a login works on it. */
+  /* Request errors leave the connection open: four of them, then a login works on it. */
   fd = hello(&srv, BOT, NULL);
   send_cred(fd, REGISTER, "carol", "another-secret", "tablet");
   tl_expect_error(fd, PARLEY__ERROR_CODE__ERR_USER_EXISTS, "", 10000);
@@ -369,6 +374,8 @@ static void test_register_login_resume_logout(void) {
   tl_expect_error(fd, PARLEY__ERROR_CODE__ERR_BAD_CREDENTIALS, "", 10000);
   send_cred(fd, LOGIN, "nobody", "carol-secret", "phone");
   tl_expect_error(fd, PARLEY__ERROR_CODE__ERR_BAD_CREDENTIALS, "", 10000);
+  send_cred(fd, REGISTER, "Bad Name", "long-enough", "pc"); /* names: lower case, no spaces */
+  tl_expect_error(fd, PARLEY__ERROR_CODE__ERR_INVALID_ARGUMENT, "", 10000);
   ok = cred_ok(fd, LOGIN, "carol", "carol-secret", "phone");
   CHECK_EQ_U(ok->device_id, dev);
   CHECK(!ok->created);
@@ -454,6 +461,8 @@ static void test_send_errors_keep_connection(void) {
   CHECK_STR(m->id, "just-fits");
   CHECK_EQ_U(m->body.len, 100);
   protobuf_c_message_free_unpacked(&m->base, NULL);
+  send_msg(alice, "", "bob", "no id", 5); /* a Send needs an id (its dedup key) */
+  tl_expect_error(alice, PARLEY__ERROR_CODE__ERR_INVALID_ARGUMENT, NULL, T_MS);
   /* The refused ids are not remembered: they may be used again. */
   Parley__SendAck *again = send_ok(alice, "too-big", "bob", "small now");
   CHECK_EQ_U(again->seq, ++conv_seq);

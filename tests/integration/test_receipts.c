@@ -15,6 +15,10 @@
 #define FAST "--threads 2 --argon2-mem 8 --argon2-ops 1"
 #define T_MS 10000
 #define QUIET_MS 300 /* "nothing more comes" */
+/* What the store keeps (/metrics): queue entries of 1:1 messages, and
+ * receipts and read syncs stored for offline devices. */
+#define QUEUED "parley_store_message_queue_entries"
+#define EVENTS "parley_store_events"
 
 enum {
   REG = PARLEY__FRAME_TYPE__FRAME_REGISTER,
@@ -149,22 +153,25 @@ static void test_receipts_reach_offline_sender_once(void) {
   next_message(b, 2);
   uint64_t q3 = next_message(b, 3);
   rc_ack(b, q1);
-  usleep(100 * 1000); /* a first commit: delivered up to 1 */
+  /* a first commit: delivered up to 1, stored for offline alice */
+  tl_wait_metric(&srv, QUEUED, 2, T_MS);
+  CHECK_EQ_I(tl_metric(&srv, EVENTS), 1);
   rc_ack(b, q3);
-  usleep(100 * 1000);
+  tl_wait_metric(&srv, QUEUED, 0, T_MS);
+  CHECK_EQ_I(tl_metric(&srv, EVENTS), 1); /* delivered up to 3 replaced it */
   mark_read(b, "alice", 3);
   a = dev_resume(ta);
   next_receipt(a, 1, DELIVERED, "dm:alice:bob", "bob", 3);
   uint64_t last = next_receipt(a, 1, READ, "dm:alice:bob", "bob", 3);
   tl_expect_nothing(a, QUIET_MS);
   rc_ack(a, last);
-  usleep(100 * 1000);
+  tl_wait_metric(&srv, EVENTS, 0, T_MS); /* acked receipts are gone */
   close(a);
   a = dev_resume(ta);
-  tl_expect_nothing(a, QUIET_MS); /* acked receipts are gone */
+  tl_expect_nothing(a, QUIET_MS); /* and never come again */
   close(a);
   close(b);
-  CHECK_EQ_I(tl_db_count(srv.dir, "messages"), 0);
+  CHECK_EQ_I(tl_metric(&srv, "parley_store_messages"), 0);
 }
 
 /* Online: receipts arrive live; a second device of the reader acking the

@@ -16,6 +16,7 @@ import time
 import urllib.request
 
 import websockets
+from mediasrv import die_with_parent
 from testimg import png
 
 PROTO = "parley.json.v1"
@@ -413,14 +414,16 @@ def main():
     log = open(data + ".log", "w")
     srv = subprocess.Popen([parleyd, "--data", data, "--listen", f"127.0.0.1:{port}",
                             "--http", f"127.0.0.1:{http_port}", "--threads", "2",
-                            "--argon2-mem", "8", "--argon2-ops", "1"], stderr=log)
+                            "--argon2-mem", "8", "--argon2-ops", "1"], stderr=log, preexec_fn=die_with_parent)
     try:
-        for _ in range(250):
+        deadline = time.time() + 30  # a loaded machine starts it slowly
+        while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=1) as r:
                     check(r.read() == b"ok\n", "healthz")
                     break
             except OSError:
+                check(time.time() < deadline and srv.poll() is None, "parleyd starts listening")
                 time.sleep(0.02)
         url = f"ws://127.0.0.1:{http_port}/ws"
         asyncio.run(scenario(url))

@@ -13,6 +13,7 @@
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
 #include "store/pl_store.h"
+#include "store_db.h"
 #include "testlib.h"
 
 /* ---- deliveries and completions ----------------------------------------- */
@@ -339,7 +340,7 @@ static void test_logout_drops_queue_and_stops_targeting(void) {
   CHECK_EQ_U(fetch_count(s, bob_pc.did), 0); /* its queue is gone */
   /* bob's phone acks; the pc no longer holds the message: it is deleted. */
   CHECK_EQ_U(ack(s, bob.did, 1000), 1);
-  CHECK_EQ_I(tl_db_count(dir, "messages"), 0);
+  CHECK_EQ_I(db_count(dir, "messages"), 0);
   /* The pc is not a target: bob's phone alone fills to max_queue. */
   CHECK_EQ_I(send_msg(s, &alice, "bob", "m2", &r), PL_OK);
   CHECK_EQ_U(r.out.ntargets, 1);
@@ -481,7 +482,7 @@ static void test_dedup_rings_saved_and_replayed(void) {
   int st = 0;
   CHECK(waitpid(pid, &st, 0) == pid);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  CHECK_EQ_I(tl_db_count(dir, "dedup_rings"), 1);
+  CHECK_EQ_I(db_count(dir, "dedup_rings"), 1);
   pl_store *s = open_store(&c);
   account a = {1, 1, "alice", "phone"};
   pl_store_req rq;
@@ -637,7 +638,7 @@ static void test_upgrade_dedup_records(void) {
     pl_store_req_clear(&r);
   }
   pl_store_close(s);
-  CHECK_EQ_I(tl_db_count(dir, "dedup"), 4); /* the one naming no user went */
+  CHECK_EQ_I(db_count(dir, "dedup"), 4); /* the one naming no user went */
   tl_rmrf(dir);
   free(dir);
 }
@@ -807,16 +808,16 @@ static void test_ack_two_devices(void) {
   CHECK_EQ_U(ack(s, bp.did, q[1]), 2);
   CHECK_EQ_U(fetch_count(s, bp.did), 1);
   CHECK_EQ_U(fetch_count(s, bt.did), 3);
-  CHECK_EQ_I(tl_db_count(dir, "messages"), 3); /* the tablet still holds all three */
+  CHECK_EQ_I(db_count(dir, "messages"), 3); /* the tablet still holds all three */
 
   CHECK_EQ_U(ack(s, bt.did, q[2]), 3);
   CHECK_EQ_U(fetch_count(s, bt.did), 0);
-  CHECK_EQ_I(tl_db_count(dir, "messages"), 1); /* q[2]: the phone has not acked it */
+  CHECK_EQ_I(db_count(dir, "messages"), 1); /* q[2]: the phone has not acked it */
   CHECK_EQ_U(fetch_count(s, bp.did), 1);
 
   CHECK_EQ_U(ack(s, bp.did, q[2]), 1);
-  CHECK_EQ_I(tl_db_count(dir, "messages"), 0);
-  CHECK_EQ_I(tl_db_count(dir, "queue"), 0);
+  CHECK_EQ_I(db_count(dir, "messages"), 0);
+  CHECK_EQ_I(db_count(dir, "queue"), 0);
   CHECK_EQ_U(ack(s, bp.did, q[2]), 0);
   uint64_t deleted = 99;
   CHECK_EQ_I(pl_store_expire_now(s, pl_now_ms() + 2 * c.ttl_ms, &deleted), PL_OK);
@@ -865,14 +866,14 @@ static void test_group_cursors_written_by_ack(void) {
   }
   char where[160];
   snprintf(where, sizeof where, "devices WHERE acked >= %llu", (unsigned long long)qid);
-  CHECK_EQ_I(tl_db_count(dir, where), 4); /* every member's device, written with its Ack */
+  CHECK_EQ_I(db_count(dir, where), 4); /* every member's device, written with its Ack */
   /* seq 1 is the created event, 2 the message; alice sent it */
   snprintf(where, sizeof where, "greads WHERE gid = %llu AND delivered_seq >= 2", (unsigned long long)gid);
   long long n = 0;
-  for (int i = 0; i < 200 && (n = tl_db_count(dir, where)) != 4; i++)
+  for (int i = 0; i < 200 && (n = db_count(dir, where)) != 4; i++)
     usleep(10000);
   CHECK_EQ_I(n, 4); /* the watermarks, written by the sweep */
-  for (int i = 0; i < 200 && (n = tl_db_count(dir, TL_MESSAGES)) != 0; i++)
+  for (int i = 0; i < 200 && (n = db_count(dir, DB_MESSAGES)) != 0; i++)
     usleep(10000);
   CHECK_EQ_I(n, 0); /* every member passed both: the history is gone */
   pl_store_close(s);
@@ -936,9 +937,9 @@ static void test_ttl_short(void) {
   uint64_t deleted = 0;
   CHECK_EQ_I(pl_store_expire_now(s, pl_now_ms(), &deleted), PL_OK);
   CHECK_EQ_U(deleted, 3);
-  CHECK_EQ_I(tl_db_count(dir, "messages"), 0);
-  CHECK_EQ_I(tl_db_count(dir, "queue"), 0);
-  CHECK_EQ_I(tl_db_count(dir, "dedup"), 0);
+  CHECK_EQ_I(db_count(dir, "messages"), 0);
+  CHECK_EQ_I(db_count(dir, "queue"), 0);
+  CHECK_EQ_I(db_count(dir, "dedup"), 0);
   pl_store_close(s);
   tl_rmrf(dir);
   free(dir);
@@ -1226,7 +1227,7 @@ static void test_durable_reopen(void) {
   pl_store_req_clear(&g);
   CHECK_EQ_U(fetch_count(s, b.did), 3);
   CHECK_EQ_U(ack(s, b.did, last_qid), 3); /* now every message row is gone... */
-  CHECK_EQ_I(tl_db_count(dir, "messages"), 0);
+  CHECK_EQ_I(db_count(dir, "messages"), 0);
   pl_store_close(s);
 
   s = open_store(&c);

@@ -119,6 +119,7 @@ static int pl__valid(const pl_store_req *r) {
   case PL_STORE_PUSH_ENQUEUE:
   case PL_STORE_PUSH_CLAIM:
   case PL_STORE_PUSH_DONE: return pl_sq_push_valid(r);
+  case PL_STORE_STATS: return 1;
   }
   return 0;
 }
@@ -160,6 +161,7 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   case PL_STORE_PUSH_ENQUEUE:
   case PL_STORE_PUSH_CLAIM:
   case PL_STORE_PUSH_DONE: return pl_sq_push_exec(q->push, r);
+  case PL_STORE_STATS: return pl_sq_stats(q->db, r);
   }
   return PL_OK; /* unreachable: pl__valid rejects unknown ops */
 }

@@ -82,6 +82,7 @@
 #include "parley.pb-c.h"
 #include "sq_disk.h"
 #include "sq_push.h"
+#include "sq_stats.h"
 
 #define PL__SCHEMA_VERSION 9
 /* A device's last this-many accepted ids are recognised on retry (within

@@ -1,0 +1,283 @@
+/* test_store_data: what a data dir holds, seen through the store.
+ *
+ * PL_STORE_STATS counts it (the /metrics gauges); a data dir written by an
+ * older parleyd (schema 6) keeps working; rows stored before strings were
+ * checked still make frames a strict protobuf library decodes. The last two
+ * plant their rows with SQLite, which only the store's unit tests may do
+ * (integration tests talk to the server). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/pl_log.h"
+#include "common/pl_time.h"
+#include "parley.pb-c.h"
+#include "proto/pl_frame.h"
+#include "proto/pl_strings.h"
+#include "store/pl_store.h"
+#include "store_db.h"
+#include "testlib.h"
+
+static void on_post(void *ud, void *origin, pl_store_req *req) {
+  (void)ud;
+  (void)origin;
+  (void)req;
+}
+
+static void on_deliver(void *ud, const pl_msg *m, const uint64_t *devs, size_t n) {
+  (void)ud;
+  (void)m;
+  (void)devs;
+  (void)n;
+}
+
+static const pl_store_hooks hooks = {.post = on_post, .deliver = on_deliver};
+
+static pl_store *open_store(const char *dir, uint64_t token_idle_ms, uint64_t token_max_ms) {
+  pl_store_config c = {.dir = dir,
+                       .ttl_ms = 3600u * 1000u,
+                       .max_devices = 4,
+                       .max_queue = 1000,
+                       .token_idle_ms = token_idle_ms,
+                       .token_max_ms = token_max_ms};
+  pl_store *s = NULL;
+  CHECK_EQ_I(pl_store_open(&s, &pl_store_sqlite, &c, &hooks), PL_OK);
+  return s;
+}
+
+static void token(uint8_t t[PL_TOKEN_HASH_LEN], unsigned n) {
+  memset(t, 0xcd, PL_TOKEN_HASH_LEN);
+  memcpy(t, &n, sizeof n);
+}
+
+typedef struct account {
+  uint64_t uid, did;
+  const char *user, *device;
+} account;
+
+static account reg(pl_store *s, const char *user, const char *device, unsigned tok) {
+  pl_store_req r = {.op = PL_STORE_REGISTER};
+  r.in.user = user;
+  r.in.device = device;
+  r.in.pwhash = "$argon2id$fake";
+  token(r.in.token_hash, tok);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  account a = {r.out.user_id, r.out.device_id, user, device};
+  pl_store_req_clear(&r);
+  return a;
+}
+
+static account login(pl_store *s, account a, const char *device, unsigned tok) {
+  pl_store_req r = {.op = PL_STORE_LOGIN_DEVICE};
+  r.in.user = a.user;
+  r.in.user_id = a.uid;
+  r.in.device = device;
+  token(r.in.token_hash, tok);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  a.did = r.out.device_id;
+  a.device = device;
+  pl_store_req_clear(&r);
+  return a;
+}
+
+/* A 1:1 message from a (device name as the session has it) to peer. */
+static uint64_t send_to(pl_store *s, const account *a, const char *device_name, const char *peer,
+                        const char *cid) {
+  pl_store_req r = {.op = PL_STORE_SEND};
+  r.in.user_id = a->uid;
+  r.in.user = a->user;
+  r.in.device_id = a->did;
+  r.in.device_name = device_name;
+  r.in.peer = peer;
+  r.in.client_id = cid;
+  r.in.body = (const uint8_t *)"hi";
+  r.in.body_len = 2;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  uint64_t qid = r.out.msg.qid;
+  pl_store_req_clear(&r);
+  return qid;
+}
+
+static void ack(pl_store *s, const account *a, uint64_t upto) {
+  pl_store_req r = {.op = PL_STORE_ACK};
+  r.in.device_id = a->did;
+  r.in.user_id = a->uid;
+  r.in.upto = upto;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  pl_store_req_clear(&r);
+}
+
+static pl_store_counts counts(pl_store *s) {
+  pl_store_req r = {.op = PL_STORE_STATS};
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  pl_store_counts c = r.out.counts;
+  pl_store_req_clear(&r);
+  return c;
+}
+
+/* ---- STATS ------------------------------------------------------------------ */
+
+/* Each figure follows what is stored: a message and its queue entries until
+ * every device acked, the receipts kept for an offline sender, dedup
+ * records, a group's history once for all members, signed-out devices. */
+static void test_stats_count_what_is_stored(void) {
+  char *dir = tl_tempdir();
+  pl_store *s = open_store(dir, 0, 0);
+  pl_store_counts c = counts(s);
+  CHECK_EQ_U(c.users + c.devices + c.messages + c.queue + c.groups + c.dedup + c.media, 0);
+  account alice = reg(s, "alice", "phone", 1);
+  account phone = reg(s, "bob", "phone", 2);
+  account laptop = login(s, phone, "laptop", 3);
+  c = counts(s);
+  CHECK_EQ_U(c.users, 2);
+  CHECK_EQ_U(c.devices, 3);
+
+  uint64_t qid = send_to(s, &alice, "phone", "bob", "m1");
+  c = counts(s);
+  CHECK_EQ_U(c.messages, 1);
+  CHECK_EQ_U(c.message_queue, 2); /* bob's two devices */
+  CHECK_EQ_U(c.queue, 2);
+  CHECK_EQ_U(c.events, 0);
+  CHECK_EQ_U(c.dedup, 1);
+  ack(s, &phone, qid);
+  c = counts(s);
+  CHECK_EQ_U(c.messages, 1); /* the laptop has not acked */
+  CHECK_EQ_U(c.message_queue, 1);
+  CHECK_EQ_U(c.events, 1); /* delivered, for alice (nobody is online here) */
+  ack(s, &laptop, qid);
+  c = counts(s);
+  CHECK_EQ_U(c.messages, 0);
+  CHECK_EQ_U(c.message_queue, 0);
+  CHECK_EQ_U(c.events, 1); /* one receipt: the newer replaced the older */
+  CHECK_EQ_U(c.queue, 1);  /* ... queued for alice's phone */
+  CHECK_EQ_U(c.dedup, 1);  /* outlives the message */
+
+  const char *members[] = {"bob"};
+  pl_store_req r = {.op = PL_STORE_GROUP_CREATE};
+  r.in.user_id = alice.uid;
+  r.in.user = alice.user;
+  r.in.device_id = alice.did;
+  r.in.name = "team";
+  r.in.users = members;
+  r.in.nusers = 1;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  pl_store_req_clear(&r);
+  c = counts(s);
+  CHECK_EQ_U(c.groups, 1);
+  CHECK_EQ_U(c.members, 2);
+  CHECK_EQ_U(c.group_history, 1); /* its "created" event, kept once */
+  CHECK_EQ_U(c.queue, 1);         /* no per-member queue entries */
+
+  r = (pl_store_req){.op = PL_STORE_LOGOUT};
+  r.in.device_id = laptop.did;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  pl_store_req_clear(&r);
+  c = counts(s);
+  CHECK_EQ_U(c.devices, 2);
+  CHECK_EQ_U(c.users, 2);
+  CHECK_EQ_U(c.media, 0);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* ---- data dirs from older servers -------------------------------------------- */
+
+/* A data dir of schema 6 (before token lifetimes) keeps working: its tokens
+ * resume after the upgrade, and count their lifetime from it (with
+ * lifetimes on, a token issued "at 0" would have expired long ago). */
+static void test_schema6_upgrade_keeps_tokens(void) {
+  char *dir = tl_tempdir();
+  pl_store *s = open_store(dir, 0, 0);
+  reg(s, "alice", "old", 1);
+  pl_store_close(s);
+  CHECK_EQ_I(db_exec(dir, "ALTER TABLE devices DROP COLUMN token_at; ALTER TABLE devices DROP COLUMN used_at;"
+                          "PRAGMA user_version = 6;"),
+             SQLITE_OK);
+  s = open_store(dir, 60u * 1000u, 3600u * 1000u); /* idle 1 min, at most 1 h */
+  pl_store_req r = {.op = PL_STORE_RESUME};
+  token(r.in.token_hash, 1);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  CHECK_STR(r.out.device, "old");
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(db_count(dir, "devices WHERE token_at > 0 AND used_at > 0"), 1);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* A frame of this type holding msg, as the session sends it (repaired),
+ * unpacked again as a client would. */
+static void *as_sent(uint8_t type, const ProtobufCMessage *msg) {
+  pl_buf *b = pl_frame_encode(type, msg);
+  pl_strings_repair(type, b->data + PL_FRAME_HDR, b->len - PL_FRAME_HDR);
+  pl_frame f = {.type = type, .payload = b->data + PL_FRAME_HDR, .payload_len = b->len - PL_FRAME_HDR};
+  void *out = pl_frame_unpack(&f);
+  pl_buf_unref(b);
+  CHECK(out != NULL);
+  return out;
+}
+
+/* A device name stored before the check (planted: "ph\xffne") made every
+ * Message of that device undecodable by a strict protobuf library; the
+ * store still returns its bytes, and what the server sends has them as '?'
+ * (AuthOk, Message). */
+static void test_stored_bad_strings_repaired(void) {
+  char *dir = tl_tempdir();
+  pl_store *s = open_store(dir, 0, 0);
+  account alice = reg(s, "alice", "phone", 1);
+  account bob = reg(s, "bob", "phone", 2);
+  pl_store_close(s);
+  CHECK_EQ_I(db_exec(dir, "UPDATE devices SET name = CAST(X'7068ff6e65' AS TEXT) WHERE name = 'phone' AND "
+                          "user_id = (SELECT id FROM users WHERE name = 'alice')"),
+             SQLITE_OK);
+  s = open_store(dir, 0, 0);
+  /* Login with that name is refused now: the device comes back by its token */
+  pl_store_req r = {.op = PL_STORE_RESUME};
+  token(r.in.token_hash, 1);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  CHECK_STR(r.out.device, "ph\xffne");
+  Parley__AuthOk ok = PARLEY__AUTH_OK__INIT;
+  ok.user = r.out.user;
+  ok.device = r.out.device;
+  Parley__AuthOk *got = as_sent(PARLEY__FRAME_TYPE__FRAME_AUTH_OK, &ok.base);
+  CHECK_STR(got->device, "ph?ne");
+  protobuf_c_message_free_unpacked(&got->base, NULL);
+
+  send_to(s, &alice, r.out.device, "bob", "m1");
+  pl_store_req_clear(&r);
+  r = (pl_store_req){.op = PL_STORE_FETCH};
+  r.in.device_id = bob.did;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_U(r.out.nmsgs, 1);
+  if (r.out.nmsgs == 1) {
+    CHECK_STR(r.out.msgs[0].from_device, "ph\xffne");
+    Parley__Message m = PARLEY__MESSAGE__INIT;
+    m.from = r.out.msgs[0].from;
+    m.from_device = r.out.msgs[0].from_device;
+    m.id = r.out.msgs[0].id;
+    m.conv = r.out.msgs[0].conv;
+    Parley__Message *mg = as_sent(PARLEY__FRAME_TYPE__FRAME_MESSAGE, &m.base);
+    CHECK_STR(mg->from_device, "ph?ne");
+    CHECK_STR(mg->from, "alice");
+    protobuf_c_message_free_unpacked(&mg->base, NULL);
+  }
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+int main(void) {
+  pl_log_set_level(PL_LOG_WARN);
+  RUN(test_stats_count_what_is_stored);
+  RUN(test_schema6_upgrade_keeps_tokens);
+  RUN(test_stored_bad_strings_repaired);
+  return tl_summary();
+}
