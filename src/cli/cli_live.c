@@ -1,0 +1,232 @@
+/* cli_live.c: the commands that stay connected, recv (with --wait) and
+ * chat. Received messages are written out before they are acknowledged, so
+ * a crash or a closed pipe means redelivery, never loss. */
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli_internal.h"
+#include "cli_json.h"
+#include "common/pl_time.h"
+
+/* ---- recv --------------------------------------------------------------- */
+
+typedef struct cli_recv {
+  pl_bytes out;        /* lines not yet written out */
+  uint64_t last_qid;   /* highest in out or written */
+  uint64_t last_event; /* mono ms of the latest message */
+  size_t unflushed;    /* messages in out */
+} cli_recv;
+
+static void recv_on_message(parley *c, const parley_message *m, void *ud) {
+  (void)c;
+  cli_recv *r = ud;
+  cli_json_message(&r->out, m);
+  r->last_qid = m->qid;
+  r->last_event = pl_mono_ms();
+  r->unflushed++;
+}
+
+/* Prints what is buffered, then (unless --no-ack) acks it: in that order.
+ * recv commits after every pass that brought messages (a pass reads at most
+ * about a megabyte), so a long drain is acked as it goes and an interrupted
+ * one is redelivered from about where it stopped. */
+/* Receipts, read syncs, presence and typing: printed like messages; a
+ * queued one (qid > 0) is acked with them. */
+static void recv_on_event(parley *c, const parley_event *e, void *ud) {
+  (void)c;
+  cli_recv *r = ud;
+  cli_json_event(&r->out, e);
+  if (e->qid)
+    r->last_qid = e->qid;
+  r->last_event = pl_mono_ms();
+  r->unflushed++;
+}
+
+static int recv_commit(const cli *o, parley *c, cli_recv *r) {
+  if (cli_print(&r->out) != 0)
+    return cli_fail(CLI_EXIT_ERR, "cannot write to standard output (messages not acknowledged)");
+  if (!o->no_ack && r->last_qid)
+    parley_ack(c, r->last_qid);
+  r->unflushed = 0;
+  return 0;
+}
+
+int cmd_recv(const cli *o) {
+  double wait_s = 1.0;
+  if (o->wait) {
+    char *end;
+    wait_s = strtod(o->wait, &end);
+    if (end == o->wait || *end || !isfinite(wait_s) || wait_s < 0 || wait_s > 86400.0 * 365)
+      return cli_fail(CLI_EXIT_USAGE, "--wait wants a number of seconds, not '%s'", o->wait);
+  }
+  uint64_t quiet_ms = (uint64_t)(wait_s * 1000.0 + 0.5);
+  cli_recv r = {0};
+  parley_callbacks cb = {.on_message = recv_on_message, .on_event = recv_on_event};
+  parley *c;
+  int status = cli_open(o, &c, &cb, &r, 0);
+  if (status)
+    return status;
+  r.last_event = pl_mono_ms();
+  for (;;) {
+    uint64_t now = pl_mono_ms();
+    if (now >= r.last_event + quiet_ms)
+      break;
+    uint64_t left = r.last_event + quiet_ms - now;
+    int rc = parley_run(c, left > 1000 ? 1000 : (int)left);
+    if (rc != PARLEY_OK) {
+      /* Down for good: show what arrived, but it cannot be acked any more. */
+      cli_print(&r.out);
+      status = cli_error(o, rc, NULL);
+      goto out;
+    }
+    /* Show what this pass brought (someone may be watching a long --wait), and ack it. */
+    if (r.unflushed && (status = recv_commit(o, c, &r)) != 0)
+      goto out;
+  }
+  if ((status = recv_commit(o, c, &r)) != 0)
+    goto out;
+  parley_run(c, 0); /* writes the Ack; parley_free then closes gracefully */
+out:
+  parley_free(c);
+  pl_bytes_free(&r.out);
+  return status;
+}
+
+/* ---- chat --------------------------------------------------------------- */
+
+typedef struct cli_chat {
+  const cli *o;
+  const char *peer;
+  pl_bytes line; /* stdin not yet split into lines */
+  pl_bytes out;
+  int status;  /* set by a failure that ends the chat */
+  int refused; /* some message was refused */
+  int lost;    /* the connection dropped (and is being re-established) */
+} cli_chat;
+
+static void chat_on_message(parley *c, const parley_message *m, void *ud) {
+  cli_chat *ch = ud;
+  cli_text_safe(&ch->out, m->from, strlen(m->from));
+  pl_bytes_append(&ch->out, ": ", 2);
+  cli_text_safe(&ch->out, m->body, m->body ? m->body_len : 0);
+  pl_bytes_append(&ch->out, "\n", 1);
+  if (cli_print(&ch->out) != 0) {
+    ch->status = cli_fail(CLI_EXIT_ERR, "cannot write to standard output");
+    return;
+  }
+  parley_ack(c, m->qid); /* shown, so received */
+}
+
+static void chat_on_send_error(parley *c, const char *id, int code, const char *message, void *ud) {
+  (void)c, (void)id, (void)message;
+  cli_chat *ch = ud;
+  int status = cli_error(ch->o, code, ch->peer);
+  ch->refused = 1;
+  if (code == PARLEY_E_UNKNOWN_PEER || code == PARLEY_E_INVALID_ARGUMENT)
+    ch->status = status; /* every further line would fail the same way */
+}
+
+static void chat_on_state(parley *c, parley_state st, int err, void *ud) {
+  (void)c;
+  cli_chat *ch = ud;
+  if (!isatty(STDERR_FILENO))
+    return;
+  if (st == PARLEY_STATE_DISCONNECTED && err) {
+    fprintf(stderr, "parley: connection lost (%s), reconnecting...\n", parley_strerror(err));
+    ch->lost = 1;
+  } else if (st == PARLEY_STATE_AUTHENTICATED && ch->lost) {
+    fprintf(stderr, "parley: reconnected to %s\n", ch->o->server);
+    ch->lost = 0;
+  }
+}
+
+static void chat_send_line(parley *c, cli_chat *ch, const char *p, size_t n) {
+  if (n && p[n - 1] == '\r')
+    n--;
+  if (n == 0)
+    return;
+  int rc = parley_send(c, NULL, ch->peer, p, n, NULL);
+  if (rc != PARLEY_OK) {
+    cli_error(ch->o, rc, ch->peer);
+    ch->refused = 1;
+  }
+}
+
+/* Reads what stdin has; sends each complete line (and the rest at EOF).
+ * Returns 1 at end of input. */
+static int chat_read_stdin(parley *c, cli_chat *ch) {
+  pl_bytes_reserve(&ch->line, 4096);
+  ssize_t n = read(STDIN_FILENO, ch->line.p + ch->line.len, ch->line.cap - ch->line.len);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN))
+    return 0;
+  int eof = n <= 0;
+  if (n > 0)
+    ch->line.len += (size_t)n;
+  size_t start = 0;
+  for (size_t i = 0; i < ch->line.len; i++) {
+    if (ch->line.p[i] == '\n') {
+      chat_send_line(c, ch, (const char *)ch->line.p + start, i - start);
+      start = i + 1;
+    }
+  }
+  if (eof && start < ch->line.len) {
+    chat_send_line(c, ch, (const char *)ch->line.p + start, ch->line.len - start);
+    start = ch->line.len;
+  }
+  pl_bytes_consume(&ch->line, start);
+  return eof;
+}
+
+int cmd_chat(const cli *o) {
+  cli_chat ch = {.o = o, .peer = o->pos[0]};
+  parley_callbacks cb = {
+      .on_message = chat_on_message, .on_send_error = chat_on_send_error, .on_state = chat_on_state};
+  parley *c;
+  int status = cli_open(o, &c, &cb, &ch, 0);
+  if (status)
+    return status;
+  if (isatty(STDIN_FILENO))
+    fprintf(stderr, "Chatting with %s as %s. Type a line and press Enter to send; Ctrl-D quits.\n", ch.peer,
+            o->user);
+  int eof = 0;
+  uint64_t eof_at = 0;
+  while (!ch.status) {
+    struct pollfd fds[2];
+    nfds_t n = 0;
+    if (!eof)
+      fds[n++] = (struct pollfd){.fd = STDIN_FILENO, .events = POLLIN};
+    int fd = parley_fd(c);
+    if (fd >= 0)
+      fds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
+    /* The library's timers (heartbeat, reconnect) need a pass now and then. */
+    poll(fds, n, eof ? 50 : 200);
+    if (!eof && fds[0].revents && chat_read_stdin(c, &ch)) {
+      eof = 1;
+      eof_at = pl_mono_ms();
+    }
+    int rc = parley_run(c, 0);
+    if (rc != PARLEY_OK) {
+      status = cli_error(o, rc, ch.peer);
+      goto out;
+    }
+    if (eof && parley_outbox_len(c) == 0)
+      break;
+    if (eof && pl_mono_ms() >= eof_at + CLI_DRAIN_MS) {
+      status = cli_fail(CLI_EXIT_CONN, "%zu message(s) not confirmed by server %s", parley_outbox_len(c),
+                        o->server);
+      goto out;
+    }
+  }
+  status = ch.status ? ch.status : ch.refused ? CLI_EXIT_REFUSED : CLI_EXIT_OK;
+  parley_run(c, 0); /* writes the last Ack */
+out:
+  parley_free(c);
+  pl_bytes_free(&ch.line);
+  pl_bytes_free(&ch.out);
+  return status;
+}
