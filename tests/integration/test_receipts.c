@@ -228,7 +228,7 @@ static void test_read_sync_across_devices(void) {
   next_message(b, 3);
   next_message(b, 4);
   next_read_sync(b, 1, "dm:alice:bob", 4, 0);
-  uint64_t rs;
+  uint64_t rs = 0;
   CHECK_EQ_I(unread_of(b, "dm:alice:bob", &rs), 0);
   CHECK_EQ_U(rs, 4);
   CHECK_EQ_I(unread_of(b2, "dm:alice:bob", NULL), 0);
