@@ -13,6 +13,7 @@
 typedef struct pl__route {
   pl_loop *loop;
   void *ep;
+  uint64_t pushed; /* pushes numbered for this attachment (the sink's hint) */
 } pl__route;
 
 /* A group's live audience: its members' attached devices. pos maps a
@@ -45,6 +46,8 @@ typedef struct pl__push_task {
   pl__local *r;
   pl_loop *loop;
   uint64_t device, qid;
+  uint64_t hint;      /* the route's push number (0: an ephemeral frame) */
+  void *ep;           /* the attachment it was numbered for (NULL: whichever) */
   uint64_t commit_us; /* when its commit ended (0: an ephemeral frame) */
   pl_buf *frame;
 } pl__push_task;
@@ -171,6 +174,7 @@ static void pl__attach(pl_router *base, uint64_t device, pl_loop *loop, void *ep
   pl__route *nr = pl_malloc(sizeof *nr);
   nr->loop = loop;
   nr->ep = ep;
+  nr->pushed = 0; /* a new numbering per attachment, from 1 */
   pthread_mutex_lock(&r->mu);
   pl__route *old = pl_map_put(&r->global, device, nr);
   pthread_mutex_unlock(&r->mu);
@@ -298,8 +302,12 @@ static void pl__detach(pl_router *base, uint64_t device, pl_loop *loop, void *ep
 static void pl__push_run(pl_task *t) {
   pl__push_task *p = (pl__push_task *)t;
   void *ep = pl_map_get(&p->r->local[pl_loop_index(p->loop)], p->device);
+  /* A push numbered for an attachment taken over since: the newer one's
+   * first fetch, submitted after the takeover, reads its message. */
+  if (ep && p->ep && p->ep != ep)
+    ep = NULL;
   if (ep)
-    p->r->base.sink.push(ep, p->qid, p->frame);
+    p->r->base.sink.push(ep, p->qid, p->hint, p->frame);
   if (ep && p->commit_us && p->r->base.sink.delivery)
     pl_hist_add(&p->r->base.sink.delivery[pl_loop_index(p->loop)], pl_mono_us() - p->commit_us);
   pl_buf_unref(p->frame);
@@ -319,33 +327,37 @@ static void pl__hold(pl__local *r, pl__push_task *p) {
 
 static void pl__deliver(pl_router *base, const pl_msg *m, const uint64_t *devices, size_t n) {
   pl__local *r = (pl__local *)base;
-  pl_loop *stack[16], **loops = n <= 16 ? stack : pl_malloc(n * sizeof *loops);
+  pl__route stack[16], *at = n <= 16 ? stack : pl_malloc(n * sizeof *at);
   uint64_t now = pl_mono_us();
   pthread_mutex_lock(&r->mu); /* one lock for all of this message's devices */
   for (size_t i = 0; i < n; i++) {
     pl__route *rt = pl_map_get(&r->global, devices[i]);
-    loops[i] = rt ? rt->loop : NULL;
+    if (rt)
+      rt->pushed++; /* numbered under the lock, in the order posted */
+    at[i] = rt ? *rt : (pl__route){0};
   }
   pthread_mutex_unlock(&r->mu);
   pl_buf *frame = NULL;
   for (size_t i = 0; i < n; i++) {
-    if (!loops[i])
+    if (!at[i].loop)
       continue; /* offline: the durable queue has it */
     if (!frame)
       frame = pl_router_encode(m); /* once, shared by every receiver */
     pl__push_task *p = pl_malloc(sizeof *p);
     p->task.fn = pl__push_run;
     p->r = r;
-    p->loop = loops[i];
+    p->loop = at[i].loop;
     p->device = devices[i];
     p->qid = m->qid;
+    p->hint = at[i].pushed;
+    p->ep = at[i].ep;
     p->commit_us = now;
     p->frame = pl_buf_ref(frame);
     pl__hold(r, p);
   }
   pl_buf_unref(frame);
-  if (loops != stack)
-    pl_free(loops);
+  if (at != stack)
+    pl_free(at);
 }
 
 static int pl__among(uint64_t dev, const uint64_t *set, size_t n) {
@@ -415,6 +427,8 @@ static void pl__push_frame(pl_router *base, const uint64_t *devices, size_t n, p
     p->loop = loop;
     p->device = devices[i];
     p->qid = 0;
+    p->hint = 0;
+    p->ep = NULL;
     p->commit_us = 0;
     p->frame = pl_buf_ref(frame);
     if (pl_loop_post(loop, &p->task) != PL_OK) {
@@ -439,6 +453,16 @@ static int pl__is_online(pl_router *base, uint64_t device) {
   int on = pl_map_get(&r->global, device) != NULL;
   pthread_mutex_unlock(&r->mu);
   return on;
+}
+
+static uint64_t pl__pushed(pl_router *base, uint64_t device, pl_loop *loop, void *ep) {
+  pl__local *r = (pl__local *)base;
+  (void)loop;
+  pthread_mutex_lock(&r->mu);
+  pl__route *rt = pl_map_get(&r->global, device);
+  uint64_t n = rt && rt->ep == ep ? rt->pushed : 0;
+  pthread_mutex_unlock(&r->mu);
+  return n;
 }
 
 static size_t pl__count(pl_router *base) {
@@ -487,6 +511,7 @@ static const pl_router_ops pl__local_ops = {
     .push_frame = pl__push_frame,
     .push_group_frame = pl__push_group_frame,
     .kick = pl__kick_device,
+    .pushed = pl__pushed,
     .is_online = pl__is_online,
     .count = pl__count,
     .free = pl__free_router,

@@ -28,8 +28,11 @@ typedef struct pl_router pl_router;
 /* Called on the endpoint's loop thread. */
 typedef struct pl_router_sink {
   /* A message for the device of ep; frame is a whole Message frame (borrowed:
-   * take a reference to keep it). */
-  void (*push)(void *ep, uint64_t qid, pl_buf *frame);
+   * take a reference to keep it). hint numbers the pushes the router sent to
+   * this attachment of ep, 1, 2, 3...: a push can be lost, repeated or late
+   * (a cluster's transport), and the numbers let the receiver see it and
+   * read the queue instead (pl_cursor.h). qid 0: an ephemeral frame, hint 0. */
+  void (*push)(void *ep, uint64_t qid, uint64_t hint, pl_buf *frame);
   /* Another connection took over this device: ep should close. */
   void (*kick)(void *ep);
   /* Optional: each committed message's time from its commit to its push
@@ -63,6 +66,10 @@ typedef struct pl_router_ops {
   /* Closes the connection serving device, if any (any thread; the sink's
    * kick runs on its loop): a revoked device. */
   void (*kick)(pl_router *r, uint64_t device);
+  /* How many pushes the router numbered for ep's attachment to device so far
+   * (0 if ep is not attached); on ep's loop thread. A receiver that got
+   * fewer lost one (the idle check of pl_cursor_check). */
+  uint64_t (*pushed)(pl_router *r, uint64_t device, pl_loop *loop, void *ep);
   /* Is device attached now (any thread)? */
   int (*is_online)(pl_router *r, uint64_t device);
   /* Endpoints currently attached. */

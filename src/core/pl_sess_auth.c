@@ -72,7 +72,7 @@ static void pl__authenticated(pl_session *s, pl_sess__req *sr, const char *user,
   s->device_id = sr->req.out.device_id;
   s->user = pl_strdup(user);
   s->device = pl_strdup(device);
-  s->core->router->ops->attach(s->core->router, s->device_id, s->loop, s);
+  pl_sess__attach(s);
   pl_presence_online(s->core->presence, s->user_id, s->user);
   Parley__AuthOk m = PARLEY__AUTH_OK__INIT;
   m.user = s->user;

@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include "pl_auth.h"
+#include "pl_cursor.h"
 #include "pl_filter.h"
 #include "pl_presence.h"
 #include "pl_rules.h"
@@ -58,9 +59,8 @@ typedef enum pl_sess_state { PL_SESS_HELLO, PL_SESS_AUTH, PL_SESS_READY } pl_ses
 #define PL_SESS_IN(st) (1u << (st)) /* a state's bit in pl_sess_cmd.states */
 #define PL_SESS_ANY (PL_SESS_IN(PL_SESS_HELLO) | PL_SESS_IN(PL_SESS_AUTH) | PL_SESS_IN(PL_SESS_READY))
 
-/* The delivery cursor (pl_sess_msg.c). */
-enum { PL_SYNC_OFF, PL_SYNC_FETCHING, PL_SYNC_LIVE, PL_SYNC_LAGGING };
-
+/* A push held while a fetch is in flight (pl_sess_msg.c; the cursor,
+ * pl_cursor.h, says which). */
 typedef struct pl_sess__pend {
   struct pl_sess__pend *next;
   uint64_t qid;
@@ -71,16 +71,17 @@ typedef struct pl_session {
   pl_core *core;
   pl_conn *conn; /* NULL once the connection is gone */
   pl_loop *loop;
-  uint8_t state, sync, kind, paused, ack_busy, pend_overflow;
+  uint8_t state, kind, paused, ack_busy;
   uint32_t refs;     /* 1 for the connection + 1 per request in flight */
   uint32_t inflight; /* sends awaiting commit */
   uint64_t user_id, device_id;
   char *user, *device;
   uint64_t typing_at;          /* when the last typing-on event went (rate limit) */
-  uint64_t last_sent;          /* highest qid written to the client */
   uint64_t ack_want, ack_done; /* cumulative acks: asked for / committed */
+  pl_cursor cur;               /* the delivery cursor: cur.last_sent is the highest qid written */
+  uint32_t fetch_gen;          /* fetches submitted: only the latest one's page counts */
+  uint64_t checked_at;         /* when the idle check last asked the router (pl_sess__check) */
   pl_sess__pend *pend, *pend_tail;
-  uint32_t npend;
 } pl_session;
 
 typedef struct pl_sess_cmd pl_sess_cmd;
@@ -97,6 +98,7 @@ typedef struct pl_sess__req {
   const pl_sess_cmd *cmd; /* the request's row (store-answered requests) */
   char *pwhash;
   uint64_t uid; /* login: the user found by GET_USER */
+  uint32_t gen; /* a fetch: its number (pl_session.fetch_gen) */
   char token[PL_AUTH_TOKEN_MAX];
   uint8_t *masked;   /* Send: the body with filtered words masked */
   uint32_t retry_ms; /* an auth step refused with RATE_LIMITED: its retry_after_ms */
@@ -157,8 +159,15 @@ int pl_sess__on_resume(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 /* ---- pl_sess_msg.c ---- */
 void pl_sess__pend_clear(pl_session *s);
 void pl_sess__start_sync(pl_session *s);
-void pl_sess__push(void *ep, uint64_t qid, pl_buf *frame); /* router sink */
-void pl_sess__kick(void *ep);                              /* router sink */
+/* The cursor's idle check (a client Ping): recovers a lost push that no
+ * later push showed as a gap (architecture.md §5). */
+void pl_sess__check(pl_session *s);
+/* Attaches to the router (the caller fetches next, pl_sess__start_sync). */
+void pl_sess__attach(pl_session *s);
+/* Detached: pushes no longer count. */
+void pl_sess__off(pl_session *s);
+void pl_sess__push(void *ep, uint64_t qid, uint64_t hint, pl_buf *frame); /* router sink */
+void pl_sess__kick(void *ep);                                             /* router sink */
 int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 int pl_sess__on_ack(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 int pl_sess__on_typing(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);

@@ -16,78 +16,120 @@ void pl_sess__pend_clear(pl_session *s) {
     pl_free(p);
   }
   s->pend_tail = NULL;
-  s->npend = 0;
-  s->pend_overflow = 0;
 }
 
 /* ---- delivery cursor ---------------------------------------------------- */
+/* pl_cursor decides; this part writes, holds and fetches as it is told. */
 
-static void pl__send_msg(pl_session *s, uint64_t qid, pl_buf *frame) {
+static void pl__send_msg(pl_session *s, pl_buf *frame) {
   pl_conn_write(s->conn, frame);
-  s->last_sent = qid;
   atomic_fetch_add_explicit(&s->core->messages_out, 1, memory_order_relaxed);
 }
 
-/* The client reads too slowly: stop taking pushes, refetch once drained. */
+static int pl__over(pl_session *s) { return s->conn->out_bytes > s->core->cfg.out_high; }
+
+/* The client reads too slowly (the cursor is LAGGING): refetch once drained. */
 static void pl__lag(pl_session *s) {
-  s->sync = PL_SYNC_LAGGING;
   pl_sess__pend_clear(s);
   s->conn->want_drain = 1;
+}
+
+static void pl__hold(pl_session *s, uint64_t qid, pl_buf *frame) {
+  pl_sess__pend *p = pl_malloc(sizeof *p);
+  p->next = NULL;
+  p->qid = qid;
+  p->frame = pl_buf_ref(frame);
+  if (s->pend_tail)
+    s->pend_tail->next = p;
+  else
+    s->pend = p;
+  s->pend_tail = p;
+}
+
+/* Carries out what the cursor answered to a push or a page's end. */
+static void pl__act(pl_session *s, pl_cursor_act a) {
+  if (a == PL_CURSOR_FETCH)
+    pl_sess__start_sync(s);
+  else if (a == PL_CURSOR_LAG)
+    pl__lag(s);
 }
 
 static void pl__fetch_done(pl_store_req *req) {
   pl_sess__req *sr = PL_SESS__REQ(req);
   pl_session *s = sr->s;
-  if (!s->conn || s->state != PL_SESS_READY)
+  /* A fetch that a later one replaced (a logout that failed, say) is stale:
+   * the later one, submitted after it, reads all it would. */
+  if (!s->conn || s->state != PL_SESS_READY || s->cur.state != PL_CURSOR_FETCHING || sr->gen != s->fetch_gen)
     goto out;
   if (req->status != PL_OK) {
     pl_sess__fatal(s, PL_ERR_INTERNAL);
     goto out;
   }
   for (size_t i = 0; i < req->out.nmsgs; i++) {
-    if (req->out.msgs[i].qid <= s->last_sent)
-      continue;
-    if (s->conn->out_bytes > s->core->cfg.out_high) {
-      /* A page of big messages would pile up: the rest stays in the queue
-       * for the fetch after the drain, so a slow reader costs one mark. */
+    /* A page of big messages would pile up: on LAG the rest stays in the
+     * queue for the fetch after the drain, so a slow reader costs one mark. */
+    pl_cursor_act a = pl_cursor_entry(&s->cur, req->out.msgs[i].qid, pl__over(s));
+    if (a == PL_CURSOR_LAG) {
       pl__lag(s);
       goto out;
     }
+    if (a != PL_CURSOR_WRITE)
+      continue;
     pl_buf *b = pl_router_encode(&req->out.msgs[i]);
-    pl__send_msg(s, req->out.msgs[i].qid, b);
+    pl__send_msg(s, b);
     pl_buf_unref(b);
   }
-  if (req->out.more || s->pend_overflow) {
-    /* Pushes held meanwhile are in the queue too: the next page has them. */
-    pl_sess__pend_clear(s);
-    if (s->conn->out_bytes < s->core->cfg.out_high)
-      pl_sess__start_sync(s);
-    else
-      pl__lag(s);
+  pl_cursor_act a = pl_cursor_page_end(&s->cur, req->out.more, s->conn->out_bytes >= s->core->cfg.out_high);
+  if (a != PL_CURSOR_FLUSH) {
+    pl__act(s, a);
     goto out;
   }
   for (pl_sess__pend *p = s->pend; p; p = p->next)
-    if (p->qid > s->last_sent)
-      pl__send_msg(s, p->qid, p->frame);
+    if (pl_cursor_flush(&s->cur, p->qid) == PL_CURSOR_WRITE)
+      pl__send_msg(s, p->frame);
   pl_sess__pend_clear(s);
-  s->sync = PL_SYNC_LIVE;
 out:
   pl_sess__req_free(sr);
 }
 
 void pl_sess__start_sync(pl_session *s) {
-  s->sync = PL_SYNC_FETCHING;
+  pl_cursor_fetch(&s->cur);
   pl_sess__pend_clear(s);
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_FETCH, NULL, pl__fetch_done);
   sr->req.in.device_id = s->device_id;
   sr->req.in.user_id = s->user_id; /* its groups' histories */
-  sr->req.in.after = s->last_sent;
+  sr->req.in.after = s->cur.last_sent;
   sr->req.in.limit = s->core->cfg.fetch_batch;
+  sr->gen = ++s->fetch_gen;
   pl_sess__submit(sr);
 }
 
-/* Router sink: a committed message for this session's device. */
-void pl_sess__push(void *ep, uint64_t qid, pl_buf *frame) {
+void pl_sess__attach(pl_session *s) {
+  pl_cursor_attach(&s->cur); /* before attach: the router numbers from 1 */
+  s->core->router->ops->attach(s->core->router, s->device_id, s->loop, s);
+}
+
+void pl_sess__off(pl_session *s) {
+  pl_cursor_off(&s->cur);
+  pl_sess__pend_clear(s);
+}
+
+/* At most once per heartbeat interval, whatever the client's pace: one
+ * router look-up, and a fetch only when a numbered push never arrived. */
+void pl_sess__check(pl_session *s) {
+  if (s->state != PL_SESS_READY || s->cur.state != PL_CURSOR_LIVE)
+    return;
+  uint64_t now = pl_mono_ms();
+  if (s->checked_at && now - s->checked_at < s->core->cfg.heartbeat_ms[s->kind])
+    return;
+  s->checked_at = now;
+  uint64_t sent = s->core->router->ops->pushed(s->core->router, s->device_id, s->loop, s);
+  pl__act(s, pl_cursor_check(&s->cur, sent));
+}
+
+/* Router sink: a committed message for this session's device, the hint-th
+ * push the router sent to this attachment. */
+void pl_sess__push(void *ep, uint64_t qid, uint64_t hint, pl_buf *frame) {
   pl_session *s = ep;
   if (!s->conn || s->state != PL_SESS_READY)
     return;
@@ -96,34 +138,13 @@ void pl_sess__push(void *ep, uint64_t qid, pl_buf *frame) {
       pl_conn_write(s->conn, frame);
     return;
   }
-  switch (s->sync) {
-  case PL_SYNC_FETCHING:
-    if (s->npend >= PL_SESS_MAX_PEND) {
-      s->pend_overflow = 1;
-      return;
-    }
-    pl_sess__pend *p = pl_malloc(sizeof *p);
-    p->next = NULL;
-    p->qid = qid;
-    p->frame = pl_buf_ref(frame);
-    if (s->pend_tail)
-      s->pend_tail->next = p;
-    else
-      s->pend = p;
-    s->pend_tail = p;
-    s->npend++;
-    return;
-  case PL_SYNC_LIVE:
-    if (qid <= s->last_sent)
-      return;
-    if (s->conn->out_bytes > s->core->cfg.out_high) {
-      pl__lag(s);
-      return;
-    }
-    pl__send_msg(s, qid, frame);
-    return;
-  default: return; /* lagging: the next fetch reads it from the queue */
-  }
+  pl_cursor_act a = pl_cursor_push(&s->cur, hint, qid, pl__over(s));
+  if (a == PL_CURSOR_WRITE)
+    pl__send_msg(s, frame);
+  else if (a == PL_CURSOR_HOLD)
+    pl__hold(s, qid, frame);
+  else
+    pl__act(s, a);
 }
 
 /* The device's presence goes with this connection (pl_sess__gone) here, not at
@@ -139,7 +160,7 @@ void pl_sess__kick(void *ep) {
   s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
   pl_sess__gone(s);
   s->state = PL_SESS_AUTH;
-  s->sync = PL_SYNC_OFF;
+  pl_sess__off(s);
   pl_conn_close(s->conn);
 }
 
@@ -274,7 +295,7 @@ int pl_sess__on_ack(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   (void)cmd;
   const Parley__Ack *m = (const Parley__Ack *)in->msg;
   /* A client cannot ack what it was not sent. */
-  uint64_t upto = m->upto < s->last_sent ? m->upto : s->last_sent;
+  uint64_t upto = m->upto < s->cur.last_sent ? m->upto : s->cur.last_sent;
   if (upto > s->ack_want)
     s->ack_want = upto;
   pl__submit_ack(s);

@@ -216,7 +216,7 @@ static void pl__logout_done(pl_store_req *req) {
   } else if (s->conn) {
     /* Still logged in: serve the device again. */
     pl_sess__error(s, req->status, NULL);
-    s->core->router->ops->attach(s->core->router, s->device_id, s->loop, s);
+    pl_sess__attach(s);
     pl_sess__start_sync(s);
     pl_sess__resume_reading(s);
   }
@@ -227,7 +227,7 @@ int pl_sess__on_logout(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   (void)cmd;
   (void)in;
   s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
-  s->sync = PL_SYNC_OFF;
+  pl_sess__off(s);
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_LOGOUT, NULL, pl__logout_done);
   sr->req.in.device_id = s->device_id;
   pl_sess__submit(sr);

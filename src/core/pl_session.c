@@ -151,6 +151,7 @@ static int pl__on_ping(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   m.client_ts = p->client_ts;
   m.server_ts = pl_now_ms();
   pl_sess__write(s, cmd->answer, &m.base);
+  pl_sess__check(s);
   return 0;
 }
 
@@ -406,6 +407,7 @@ static void pl__on_open(pl_conn *c, void *ud) {
   s->core = core;
   s->conn = c;
   s->loop = c->loop;
+  pl_cursor_init(&s->cur, PL_SESS_MAX_PEND);
   s->refs = 1;
   c->session = s;
   /* A fixed deadline, not an idle timeout: trickling bytes does not extend it. */
@@ -451,7 +453,7 @@ static void pl__on_shutdown(pl_conn *c, void *ud) {
 static void pl__on_drain(pl_conn *c, void *ud) {
   (void)ud;
   pl_session *s = c->session;
-  if (s->state == PL_SESS_READY && s->sync == PL_SYNC_LAGGING)
+  if (s->state == PL_SESS_READY && pl_cursor_drained(&s->cur) == PL_CURSOR_FETCH)
     pl_sess__start_sync(s);
 }
 
@@ -479,8 +481,7 @@ static void pl__on_close(pl_conn *c, void *ud) {
     pl_info("conn %llu %s: %s@%s disconnected", (unsigned long long)c->id, c->peer, s->user, s->device);
   }
   s->conn = NULL;
-  s->sync = PL_SYNC_OFF;
-  pl_sess__pend_clear(s);
+  pl_sess__off(s);
   atomic_fetch_sub_explicit(&core->conns_open, 1, memory_order_relaxed);
   atomic_uint_fast64_t *by_transport = pl__transport_count(core, c);
   if (by_transport)
