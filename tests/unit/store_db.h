@@ -5,7 +5,12 @@
 #define STORE_DB_H
 
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "store/pl_store.h"
+#include "testlib.h"
 
 /* Rows in a table of DIR/parley.db, read as a second connection (WAL allows
  * it while the store runs); -1 if it cannot be read. */
@@ -38,5 +43,31 @@ static inline int db_exec(const char *dir, const char *sql) {
 
 /* Messages only, not queued receipts and read syncs. */
 #define DB_MESSAGES "messages WHERE kind = 0"
+
+/* A token hash that names n (the tests' tokens). */
+static inline void token(uint8_t t[PL_TOKEN_HASH_LEN], unsigned n) {
+  memset(t, 0xab, PL_TOKEN_HASH_LEN);
+  memcpy(t, &n, sizeof n);
+}
+
+typedef struct account {
+  uint64_t uid, did;
+  const char *user, *device;
+} account;
+
+/* Registers user with its first device (token tok); checks it worked. */
+static inline account reg(pl_store *s, const char *user, const char *device, unsigned tok) {
+  pl_store_req r = {.op = PL_STORE_REGISTER};
+  r.in.user = user;
+  r.in.device = device;
+  r.in.pwhash = "$argon2id$fake";
+  token(r.in.token_hash, tok);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  account a = {r.out.user_id, r.out.device_id, user, device};
+  CHECK(a.uid > 0 && a.did > 0);
+  pl_store_req_clear(&r);
+  return a;
+}
 
 #endif

@@ -124,29 +124,6 @@ static pl_store *open_store(const pl_store_config *c) {
   return s;
 }
 
-static void token(uint8_t t[PL_TOKEN_HASH_LEN], unsigned n) {
-  memset(t, 0xab, PL_TOKEN_HASH_LEN);
-  memcpy(t, &n, sizeof n);
-}
-
-typedef struct account {
-  uint64_t uid, did;
-  const char *user, *device;
-} account;
-
-static account reg(pl_store *s, const char *user, const char *device, unsigned tok) {
-  pl_store_req r = {.op = PL_STORE_REGISTER};
-  r.in.user = user;
-  r.in.device = device;
-  r.in.pwhash = "$argon2id$fake";
-  token(r.in.token_hash, tok);
-  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  account a = {r.out.user_id, r.out.device_id, user, device};
-  CHECK(a.uid > 0 && a.did > 0);
-  pl_store_req_clear(&r);
-  return a;
-}
-
 static pl_err login(pl_store *s, account *a, const char *device, unsigned tok, int *created) {
   pl_store_req r = {.op = PL_STORE_LOGIN_DEVICE};
   r.in.user = a->user;

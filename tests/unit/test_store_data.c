@@ -44,29 +44,6 @@ static pl_store *open_store(const char *dir, uint64_t token_idle_ms, uint64_t to
   return s;
 }
 
-static void token(uint8_t t[PL_TOKEN_HASH_LEN], unsigned n) {
-  memset(t, 0xcd, PL_TOKEN_HASH_LEN);
-  memcpy(t, &n, sizeof n);
-}
-
-typedef struct account {
-  uint64_t uid, did;
-  const char *user, *device;
-} account;
-
-static account reg(pl_store *s, const char *user, const char *device, unsigned tok) {
-  pl_store_req r = {.op = PL_STORE_REGISTER};
-  r.in.user = user;
-  r.in.device = device;
-  r.in.pwhash = "$argon2id$fake";
-  token(r.in.token_hash, tok);
-  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  CHECK_EQ_I(r.status, PL_OK);
-  account a = {r.out.user_id, r.out.device_id, user, device};
-  pl_store_req_clear(&r);
-  return a;
-}
-
 static account login(pl_store *s, account a, const char *device, unsigned tok) {
   pl_store_req r = {.op = PL_STORE_LOGIN_DEVICE};
   r.in.user = a.user;
