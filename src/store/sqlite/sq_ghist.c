@@ -269,20 +269,28 @@ pl_err pl_sq_ghist_glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const
   return PL_OK;
 }
 
+/* The asking user (*me) if they are a member of r's group; otherwise
+ * r->status = NOT_MEMBER and *me = NULL (also for a group that does not
+ * exist). The error only if loading failed. */
+static pl_err pl__member_me(pl__sq *q, pl_store_req *r, pl__user **me) {
+  int role = PL_ROLE_NONE;
+  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, me);
+  if (e == PL_OK && *me)
+    e = pl_sq_group_role(q, *me, r->in.group, &role);
+  if (e == PL_OK && (!*me || !pl_roles_member(role))) {
+    r->status = PL_ERR_NOT_MEMBER;
+    *me = NULL;
+  }
+  return e;
+}
+
 /* A group message: the same contract as 1:1 (dedup, seq, both clocks),
  * stored once in the group's history. Only members may send. */
 pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
-  int role = PL_ROLE_NONE;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
-  if (e == PL_OK && me)
-    e = pl_sq_group_role(q, me, r->in.group, &role);
-  if (e != PL_OK)
+  pl_err e = pl__member_me(q, r, &me);
+  if (e != PL_OK || !me)
     return e;
-  if (!me || !pl_roles_member(role)) {
-    r->status = PL_ERR_NOT_MEMBER;
-    return PL_OK;
-  }
   char conv[32];
   pl__conv *c;
   uint64_t seq, ts;
@@ -447,19 +455,13 @@ pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r) {
  * WhatsApp): the privacy setting covers 1:1 conversations. */
 pl_err pl_sq_ghist_mark_read_group(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
-  int role = PL_ROLE_NONE;
   pl__conv *c;
   char conv[32];
   uint64_t was = 0;
   size_t nt;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
-  if (e == PL_OK && me)
-    e = pl_sq_group_role(q, me, r->in.group, &role);
-  if (e != PL_OK || !me || !pl_roles_member(role)) {
-    if (e == PL_OK)
-      r->status = PL_ERR_NOT_MEMBER;
+  pl_err e = pl__member_me(q, r, &me);
+  if (e != PL_OK || !me)
     return e;
-  }
   pl_sq_group_gconv(r->in.group, conv, sizeof conv);
   e = pl_sq_conv_get(q, conv, &c);
   uint64_t last = e == PL_OK ? c->seq : 0;
@@ -486,15 +488,10 @@ pl_err pl_sq_ghist_mark_read_group(pl__sq *q, pl_store_req *r) {
  * groups up to group_detail members. */
 pl_err pl_sq_ghist_group_receipts(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
-  int role = PL_ROLE_NONE, found, rc;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
-  if (e == PL_OK && me)
-    e = pl_sq_group_role(q, me, r->in.group, &role);
-  if (e != PL_OK || !me || !pl_roles_member(role)) {
-    if (e == PL_OK)
-      r->status = PL_ERR_NOT_MEMBER;
+  int found, rc;
+  pl_err e = pl__member_me(q, r, &me);
+  if (e != PL_OK || !me)
     return e;
-  }
   e = pl_sq_ghist_gcache_flush(q); /* the counts come from the table */
   if (e != PL_OK)
     return e;
@@ -582,19 +579,13 @@ static pl_err pl__group_blockers(pl__sq *q, pl_store_req *r, uint64_t uid) {
 
 pl_err pl_sq_ghist_typing_group(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
-  int role = PL_ROLE_NONE;
   uint64_t size = 0;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
-  if (e == PL_OK && me)
-    e = pl_sq_group_role(q, me, r->in.group, &role);
   pl__gmeta *gm;
-  if (e == PL_OK && pl_roles_member(role) && (e = pl__gmeta_get(q, r->in.group, &gm)) == PL_OK)
+  pl_err e = pl__member_me(q, r, &me);
+  if (e == PL_OK && me && (e = pl__gmeta_get(q, r->in.group, &gm)) == PL_OK)
     size = gm->size;
-  if (e != PL_OK || !me || !pl_roles_member(role)) {
-    if (e == PL_OK)
-      r->status = PL_ERR_NOT_MEMBER;
+  if (e != PL_OK || !me)
     return e;
-  }
   char conv[32];
   pl_sq_group_gconv(r->in.group, conv, sizeof conv);
   r->out.conv = pl_strdup(conv);
