@@ -223,9 +223,8 @@ pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
     int was_out = u && !pl_sq_acct_has_dev(u, r->out.device_id);
     pl__user_forget(q, r->in.user_id); /* it may have been logged out: a target again */
     e = pl__set_token(q, r->out.device_id, r->in.token_hash);
-    /* like a new device: group history from now on (its cursor moved to
-     * the end when it logged out) */
-    return e == PL_OK && was_out ? pl_sq_run1(q, ST_DEV_ACKED_NOW, r->out.device_id) : e;
+    /* like a new device: group history from now on */
+    return e == PL_OK && was_out ? pl_sq_ghist_gcur_start(q, r->in.user_id, r->out.device_id) : e;
   }
   e = pl_sq_acct_user_get(q, r->in.user_id, &u);
   if (e != PL_OK)
@@ -234,7 +233,9 @@ pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
   if (r->status != PL_OK)
     return PL_OK;
   r->out.created = 1;
-  return pl__device_insert(q, r->in.user_id, r->in.device, r->in.token_hash, &r->out.device_id);
+  e = pl__device_insert(q, r->in.user_id, r->in.device, r->in.token_hash, &r->out.device_id);
+  /* group history from now on: it gets nothing older, as in 1:1 */
+  return e == PL_OK ? pl_sq_ghist_gcur_start(q, r->in.user_id, r->out.device_id) : e;
 }
 
 /* A token that is unknown, revoked or expired (in.token_*_after) is

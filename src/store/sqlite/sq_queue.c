@@ -149,6 +149,7 @@ pl_err pl_sq_queue_insert(pl__sq *q, const uint64_t *t, size_t n, uint64_t qid) 
 
 void pl_sq_queue_msg_row(sqlite3_stmt *st, pl_msg *m) {
   m->qid = pl_sq_col_u64(st, 0);
+  m->gid = 0; /* a group's entry: its fetch sets it */
   m->conv = pl_sq_col_str(st, 1);
   m->seq = pl_sq_col_u64(st, 2);
   m->from = pl_sq_col_str(st, 3);
