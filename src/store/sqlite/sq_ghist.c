@@ -16,7 +16,11 @@
 
 static uint64_t pl__gread_key(uint64_t gid, uint64_t uid) { return (gid * 0x9E3779B97F4A7C15ULL) ^ uid ^ 1; }
 
-static uint64_t pl__gcur_key(uint64_t dev, uint64_t gid) { return (dev * 0xC2B2AE3D27D4EB4FULL) ^ gid ^ 2; }
+/* (key 0 is pl_map's own; a collision is told apart by the entry's fields) */
+static uint64_t pl__gcur_key(uint64_t dev, uint64_t gid) {
+  uint64_t k = (dev * 0xC2B2AE3D27D4EB4FULL) ^ gid;
+  return k ? k : 1;
+}
 
 void pl_sq_ghist_gcur_drop(pl__sq *q) {
   uint64_t k;
@@ -651,9 +655,9 @@ static pl_err pl__group_forget(pl__sq *q, uint64_t gid) {
     pl_sq_bind_u64(c, 1, gid);
     pl_sq_bind_u64(c, 2, uids[i]);
     while ((rc = sqlite3_step(c)) == SQLITE_ROW) {
-      int hit;
-      pl__gcur *g = pl__gcur_slot(q, pl_sq_col_u64(c, 0), gid, &hit);
-      if (hit)
+      uint64_t dev = pl_sq_col_u64(c, 0);
+      pl__gcur *g = pl_map_get(&q->gcurs, pl__gcur_key(dev, gid));
+      if (g && g->dev == dev && g->gid == gid)
         *g = (pl__gcur){0, 0, 0}; /* no row now: read again */
     }
     e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, c, rc);
