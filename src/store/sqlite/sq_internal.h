@@ -305,9 +305,13 @@ enum {
  * behind a cached copy, and a counter taken from the cache (a seq, a queue
  * length) cannot be taken twice. Every cache may hold effects of the open
  * transaction, so rollback drops them (the group watermarks only move
- * forward and are kept: they wait to be written). A backend with several writers (PostgreSQL,
- * issue 15: several parleyd on one database) must not copy them: it reads
- * and moves these values in its transactions, under the database's locks. */
+ * forward and are kept: they wait to be written). A backend with several
+ * writers (PostgreSQL, issue 15: several parleyd on one database) must not
+ * copy them: it reads and moves these values in its transactions, under the
+ * database's locks. One more thing here holds only with one writer: within
+ * a group, qid order is seq order. Protocol 1's one stream relies on it (its
+ * fetch takes group entries after a qid, its Ack's qid becomes each group's
+ * seq: sq_ghist.c); protocol 2 positions each group by seq alone. */
 
 /* A cached user: name and device ids (ascending). */
 typedef struct pl__user {
