@@ -230,7 +230,7 @@ static void seqs_are(pl_store *s, const account *a, uint64_t from, uint64_t to) 
  * had not acked, a member who left up to its removal, a member added later
  * from its GE_ADDED event, even where the oldest entries were trimmed. */
 static void test_schema9_group_positions_upgrade(void) {
-  char *dir = tl_tempdir(), sql[2048];
+  char *dir = tl_tempdir(), sql[2048], where[200];
   pl_store *s = open_store(dir, 0, 0);
   account a = reg(s, "alice", "phone", 1), bp = reg(s, "bob", "phone", 2);
   account bl = login(s, bp, "laptop", 3), c = reg(s, "carol", "phone", 4), d = reg(s, "dave", "phone", 5);
@@ -282,15 +282,15 @@ static void test_schema9_group_positions_upgrade(void) {
   CHECK_EQ_U(r.out.msgs[1].seq, 3);
   pl_store_req_clear(&r);
   pl_store_close(s);
-  snprintf(sql, sizeof sql, "members WHERE uid = %llu AND since_seq = 1 AND left_seq = 4 AND joined = 1",
+  snprintf(where, sizeof where, "members WHERE uid = %llu AND since_seq = 1 AND left_seq = 4 AND joined = 1",
            (unsigned long long)c.uid);
-  CHECK_EQ_I(db_count(dir, sql), 1); /* its join point: before the first entry left */
-  snprintf(sql, sizeof sql, "members WHERE uid = %llu AND since_seq = 5 AND left_seq = 0 AND joined = 5",
+  CHECK_EQ_I(db_count(dir, where), 1); /* its join point: before the first entry left */
+  snprintf(where, sizeof where, "members WHERE uid = %llu AND since_seq = 5 AND left_seq = 0 AND joined = 5",
            (unsigned long long)d.uid);
-  CHECK_EQ_I(db_count(dir, sql), 1);
-  snprintf(sql, sizeof sql, "gcursor WHERE device_id = %llu AND gid = %llu AND seq = 7",
+  CHECK_EQ_I(db_count(dir, where), 1);
+  snprintf(where, sizeof where, "gcursor WHERE device_id = %llu AND gid = %llu AND seq = 7",
            (unsigned long long)a.did, (unsigned long long)g);
-  CHECK_EQ_I(db_count(dir, sql), 1); /* past the last entry: the group's last seq */
+  CHECK_EQ_I(db_count(dir, where), 1); /* past the last entry: the group's last seq */
   CHECK_EQ_I(db_count(dir, "pragma_table_info('devices') WHERE name = 'acked'"), 0);
   CHECK_EQ_I(db_count(dir, "pragma_table_info('members') WHERE name LIKE '%qid'"), 0);
   CHECK_EQ_I(db_count(dir, "pragma_index_info('messages_group') WHERE name = 'seq'"), 1);
