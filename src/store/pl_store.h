@@ -45,7 +45,8 @@ typedef enum pl_msg_kind {
 
 /* A stored message as delivered to a device. Strings are NUL-terminated. */
 typedef struct pl_msg {
-  uint64_t qid;      /* server message id; increasing in commit order */
+  uint64_t qid;      /* a queue entry's position in its device's queue; a group entry's: see gid */
+  uint64_t gid;      /* a group history entry: its group, positioned by seq (0: a queue entry) */
   int kind;          /* pl_msg_kind; events use conv, seq, from, server_ts, aux */
   uint64_t aux;      /* READ_SYNC: unread count */
   char *conv;        /* "dm:<lower name>:<higher name>" (byte order) */
@@ -111,6 +112,14 @@ typedef enum pl_store_op {
 
 /* DEVICES: what to do before listing (the values of DevicesOp on the wire). */
 enum { PL_DEVICES_LIST = 0, PL_DEVICES_REVOKE = 1, PL_DEVICES_REVOKE_OTHERS = 2 };
+
+/* A position in one group's history: (group, seq). A device's stream is
+ * its queue (positions: qid) and the histories of its groups (positions:
+ * seq), each in its own commit order; protocol version 2 acknowledges each
+ * apart (docs/architecture.md 4). Arrays of them are sorted by gid. */
+typedef struct pl_store_gpos {
+  uint64_t gid, seq;
+} pl_store_gpos;
 
 /* A signed-in device (DEVICES). */
 typedef struct pl_device_row {
@@ -327,7 +336,13 @@ typedef struct pl_store_resume_req {
  * asking device's token and whole queue go. */
 typedef struct pl_store_ack_req {
   struct {
-    uint64_t upto; /* qid acked, inclusive (LOGOUT: all) */
+    uint64_t upto; /* qid acked, inclusive (LOGOUT: all; streams 0: group entries too) */
+    /* 0 (protocol 1): one stream in qid order. 1 (protocol 2): the queue
+     * and each group are streams of their own: upto covers the queue;
+     * group entries go by seq (gacks). */
+    int streams;
+    const pl_store_gpos *gacks; /* streams 1: per group, every entry up to seq is received */
+    size_t ngacks;
   } in;
   struct {
     uint64_t removed; /* queue entries removed */
@@ -360,8 +375,15 @@ typedef struct pl_store_send_req {
 /* FETCH: read a device's queue after a qid. */
 typedef struct pl_store_fetch_req {
   struct {
-    uint64_t after; /* return qid > after */
+    uint64_t after; /* queue entries with qid > after (streams 0: group entries too) */
     uint32_t limit; /* at most this many (0 = 256) */
+    /* 0 (protocol 1): one stream in qid order. 1 (protocol 2): the queue
+     * and each group are streams of their own: after covers the queue;
+     * group entries go by seq (gafter). */
+    int streams;
+    const pl_store_gpos *gafter; /* streams 1: per group, the highest seq written on this
+                                  * connection (fetch after it; unlisted: after the stored cursor) */
+    size_t ngafter;
   } in;
   struct {
     pl_msg *msgs; /* in qid order */
