@@ -498,7 +498,8 @@ out:
 /* Token lifetimes (pl_retention): the oldest last use and issue a token may
  * have to work; the backend keeps the tokens that pass. */
 static void pl__token_cutoffs(const pl_store_config *cfg, pl_store_req *req) {
-  if (req->op != PL_STORE_RESUME && req->op != PL_STORE_MEDIA_AUTH && req->op != PL_STORE_DEVICES)
+  if (req->op != PL_STORE_RESUME && req->op != PL_STORE_MEDIA_AUTH && req->op != PL_STORE_DEVICES &&
+      req->op != PL_STORE_MEDIA_GET)
     return;
   pl_retention_tokens c = pl_retention_token_cuts(cfg->token_idle_ms, cfg->token_max_ms, pl_now_ms());
   req->token_used_after = c.used_after;

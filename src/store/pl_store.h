@@ -682,10 +682,9 @@ struct pl_store_req {
    * user_id sends no delivered receipts. */
   uint64_t user_id, device_id;
 
-  /* RESUME, MEDIA_AUTH, DEVICES: tokens last used before used_after or
-   * issued before issued_after have expired (set by pl_store_submit from
-   * the config's token lifetimes; MEDIA_GET reads them too, and they are
-   * 0 there). */
+  /* RESUME, MEDIA_AUTH, MEDIA_GET, DEVICES: tokens last used before
+   * used_after or issued before issued_after have expired (set by
+   * pl_store_submit from the config's token lifetimes). */
   uint64_t token_used_after, token_issued_after;
 
   /* What any op may leave for the store thread to deliver after its commit

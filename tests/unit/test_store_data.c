@@ -185,6 +185,34 @@ static void test_schema6_upgrade_keeps_tokens(void) {
   free(dir);
 }
 
+/* An expired token opens nothing: not a session (RESUME), not an upload
+ * (MEDIA_AUTH), not a download by token (MEDIA_GET) — the last one used to
+ * pass, its request being given no lifetimes. */
+static void test_expired_token_refused_everywhere(void) {
+  char *dir = tl_tempdir();
+  pl_store *s = open_store(dir, 60u * 1000u, 3600u * 1000u); /* idle 1 min, at most 1 h */
+  reg(s, "alice", "phone", 1);
+  pl_store_close(s);
+  CHECK_EQ_I(db_exec(dir, "UPDATE devices SET used_at = 1"), SQLITE_OK); /* idle since 1970 */
+  s = open_store(dir, 60u * 1000u, 3600u * 1000u);
+  pl_store_req r = {.op = PL_STORE_RESUME};
+  token(r.u.resume.in.token_hash, 1);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_ERR_BAD_TOKEN);
+  pl_store_req_clear(&r);
+  r = (pl_store_req){.op = PL_STORE_MEDIA_AUTH};
+  token(r.u.media_auth.in.token_hash, 1);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_ERR_BAD_TOKEN);
+  pl_store_req_clear(&r);
+  r = (pl_store_req){.op = PL_STORE_MEDIA_GET};
+  token(r.u.media_get.in.token_hash, 1);
+  r.u.media_get.in.media_id = "0123456789abcdef0123456789abcdef";
+  CHECK_EQ_I(pl_store_call(s, &r), PL_ERR_BAD_TOKEN);
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
 /* A frame of this type holding msg, as the session sends it (repaired),
  * unpacked again as a client would. */
 static void *as_sent(uint8_t type, const ProtobufCMessage *msg) {
@@ -252,6 +280,7 @@ int main(void) {
   pl_log_set_level(PL_LOG_WARN);
   RUN(test_stats_count_what_is_stored);
   RUN(test_schema6_upgrade_keeps_tokens);
+  RUN(test_expired_token_refused_everywhere);
   RUN(test_stored_bad_strings_repaired);
   return tl_summary();
 }
