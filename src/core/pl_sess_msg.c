@@ -73,10 +73,10 @@ static void pl__fetch_done(pl_store_req *req) {
     pl_sess__fatal(s, PL_ERR_INTERNAL);
     goto out;
   }
-  for (size_t i = 0; i < req->out.nmsgs; i++) {
+  for (size_t i = 0; i < req->u.fetch.out.nmsgs; i++) {
     /* A page of big messages would pile up: on LAG the rest stays in the
      * queue for the fetch after the drain, so a slow reader costs one mark. */
-    const pl_msg *m = &req->out.msgs[i];
+    const pl_msg *m = &req->u.fetch.out.msgs[i];
     pl_cursor_act a =
         pl_cursor_entry(&s->cur, pl__stream(s, m->gid), pl__pos(s, m->qid, m->gid, m->seq), pl__over(s));
     if (a == PL_CURSOR_LAG) {
@@ -85,11 +85,12 @@ static void pl__fetch_done(pl_store_req *req) {
     }
     if (a != PL_CURSOR_WRITE)
       continue;
-    pl_buf *b = pl_router_encode(&req->out.msgs[i]);
+    pl_buf *b = pl_router_encode(&req->u.fetch.out.msgs[i]);
     pl__send_msg(s, b);
     pl_buf_unref(b);
   }
-  pl_cursor_act a = pl_cursor_page_end(&s->cur, req->out.more, s->conn->out_bytes >= s->core->cfg.out_high);
+  pl_cursor_act a =
+      pl_cursor_page_end(&s->cur, req->u.fetch.out.more, s->conn->out_bytes >= s->core->cfg.out_high);
   if (a != PL_CURSOR_FLUSH) {
     pl__act(s, a);
     goto out;
@@ -112,17 +113,17 @@ void pl_sess__start_sync(pl_session *s) {
   pl_cursor_fetch(&s->cur);
   pl_sess__pend_clear(s);
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_FETCH, NULL, pl__fetch_done);
-  sr->req.in.device_id = s->device_id;
-  sr->req.in.user_id = s->user_id; /* its groups' histories */
-  sr->req.in.after = s->cur.last_sent;
-  sr->req.in.limit = s->core->cfg.fetch_batch;
+  sr->req.device_id = s->device_id;
+  sr->req.user_id = s->user_id; /* its groups' histories */
+  sr->req.u.fetch.in.after = s->cur.last_sent;
+  sr->req.u.fetch.in.limit = s->core->cfg.fetch_batch;
   if (s->proto >= 2) { /* each group from what this connection wrote of it (else: the stored cursor) */
-    sr->req.in.streams = 1;
+    sr->req.u.fetch.in.streams = 1;
     sr->gpos = pl_malloc((s->cur.ngs + 1) * sizeof *sr->gpos);
     for (uint32_t i = 0; i < s->cur.ngs; i++)
       if (s->cur.gs[i].last_sent)
-        sr->gpos[sr->req.in.ngafter++] = (pl_store_gpos){s->cur.gs[i].gid, s->cur.gs[i].last_sent};
-    sr->req.in.gafter = sr->gpos;
+        sr->gpos[sr->req.u.fetch.in.ngafter++] = (pl_store_gpos){s->cur.gs[i].gid, s->cur.gs[i].last_sent};
+    sr->req.u.fetch.in.gafter = sr->gpos;
   }
   sr->gen = ++s->fetch_gen;
   pl_sess__submit(sr);
@@ -198,10 +199,10 @@ static void pl__send_done(pl_store_req *req) {
   if (req->status == PL_OK) {
     Parley__SendAck a = PARLEY__SEND_ACK__INIT;
     a.id = m->id;
-    a.conv = req->out.conv;
-    a.seq = req->out.seq;
-    a.server_ts = req->out.server_ts;
-    a.duplicate = req->out.duplicate;
+    a.conv = req->u.send.out.conv;
+    a.seq = req->u.send.out.seq;
+    a.server_ts = req->u.send.out.server_ts;
+    a.duplicate = req->u.send.out.duplicate;
     pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_SEND_ACK, &a.base);
   } else if (s->conn) {
     pl_sess__error_retry(s, req->status, m->id,
@@ -270,17 +271,16 @@ int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   }
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_SEND, in, pl__send_done);
   sr->masked = masked;
-  sr->req.in.user_id = s->user_id;
-  sr->req.in.user = s->user;
-  sr->req.in.device_id = s->device_id;
-  sr->req.in.device_name = s->device;
-  sr->req.in.peer = gid ? NULL : m->to;
-  sr->req.in.group = gid;
-  sr->req.in.client_id = m->id;
-  sr->req.in.body = masked ? masked : m->body.data;
-  sr->req.in.body_len = masked ? masked_len : m->body.len;
-  sr->req.in.client_ts = m->client_ts;
-  sr->req.in.media_id = m->media ? m->media->id : NULL;
+  sr->req.user_id = s->user_id;
+  sr->req.device_id = s->device_id;
+  sr->req.u.send.in.device_name = s->device;
+  sr->req.u.send.in.peer = gid ? NULL : m->to;
+  sr->req.u.send.in.group = gid;
+  sr->req.u.send.in.client_id = m->id;
+  sr->req.u.send.in.body = masked ? masked : m->body.data;
+  sr->req.u.send.in.body_len = masked ? masked_len : m->body.len;
+  sr->req.u.send.in.client_ts = m->client_ts;
+  sr->req.u.send.in.media_id = m->media ? m->media->id : NULL;
   atomic_fetch_add_explicit(&s->core->sends, 1, memory_order_relaxed);
   pl_sess__submit(sr);
   if (++s->inflight >= s->core->cfg.max_inflight) {
@@ -296,8 +296,8 @@ static void pl__ack_done(pl_store_req *req) {
   pl_sess__req *sr = PL_SESS__REQ(req);
   pl_session *s = sr->s;
   s->ack_busy = 0;
-  if (req->status == PL_OK && req->in.upto > s->ack_done)
-    s->ack_done = req->in.upto;
+  if (req->status == PL_OK && req->u.ack.in.upto > s->ack_done)
+    s->ack_done = req->u.ack.in.upto;
   if (req->status != PL_OK) /* the groups' acks go again with the client's next Ack */
     for (uint32_t i = 0; i < s->cur.ngs; i++)
       s->cur.gs[i].ack_sent = 0;
@@ -315,20 +315,20 @@ static void pl__submit_ack(pl_session *s) {
   if (s->ack_busy || (s->ack_want <= s->ack_done && !ng) || s->state != PL_SESS_READY)
     return;
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_ACK, NULL, pl__ack_done);
-  sr->req.in.device_id = s->device_id;
-  sr->req.in.user_id = s->user_id; /* delivered receipts */
-  sr->req.in.upto = s->ack_want;
+  sr->req.device_id = s->device_id;
+  sr->req.user_id = s->user_id; /* delivered receipts */
+  sr->req.u.ack.in.upto = s->ack_want;
   if (s->proto >= 2) {
-    sr->req.in.streams = 1;
+    sr->req.u.ack.in.streams = 1;
     sr->gpos = pl_malloc((ng + 1) * sizeof *sr->gpos);
     for (uint32_t i = 0; i < s->cur.ngs; i++) {
       pl_cursor_stream *g = &s->cur.gs[i];
       if (g->ack_want > g->ack_sent) {
-        sr->gpos[sr->req.in.ngacks++] = (pl_store_gpos){g->gid, g->ack_want};
+        sr->gpos[sr->req.u.ack.in.ngacks++] = (pl_store_gpos){g->gid, g->ack_want};
         g->ack_sent = g->ack_want;
       }
     }
-    sr->req.in.gacks = sr->gpos;
+    sr->req.u.ack.in.gacks = sr->gpos;
   }
   s->ack_busy = 1;
   pl_sess__submit(sr);
@@ -366,13 +366,13 @@ static pl_buf *pl__typing_event(pl_session *s, const char *conv, int typing) {
 }
 
 static void pl__typing_group(pl_session *s, const pl_store_req *req, int typing) {
-  size_t n = req->out.ntargets;
+  size_t n = req->u.typing.out.ntargets;
   uint64_t *skip = pl_malloc((n + 1) * sizeof *skip);
   if (n)
-    memcpy(skip, req->out.targets, n * sizeof *skip);
+    memcpy(skip, req->u.typing.out.targets, n * sizeof *skip);
   skip[n] = s->device_id;
-  pl_buf *b = pl__typing_event(s, req->out.conv, typing);
-  s->core->router->ops->push_group_frame(s->core->router, req->out.group, skip, n + 1, b);
+  pl_buf *b = pl__typing_event(s, req->u.typing.out.conv, typing);
+  s->core->router->ops->push_group_frame(s->core->router, req->u.typing.out.group, skip, n + 1, b);
   pl_buf_unref(b);
   pl_free(skip);
 }
@@ -387,11 +387,12 @@ static void pl__typing_done(pl_store_req *req) {
   Parley__Typing *m = (Parley__Typing *)sr->msg;
   if (req->status != PL_OK) {
     pl_sess__error(s, req->status, m->to);
-  } else if (req->out.group) {
+  } else if (req->u.typing.out.group) {
     pl__typing_group(s, req, m->typing);
-  } else if (req->out.ntargets) {
-    pl_buf *b = pl__typing_event(s, req->out.conv, m->typing);
-    s->core->router->ops->push_frame(s->core->router, req->out.targets, req->out.ntargets, b);
+  } else if (req->u.typing.out.ntargets) {
+    pl_buf *b = pl__typing_event(s, req->u.typing.out.conv, m->typing);
+    s->core->router->ops->push_frame(s->core->router, req->u.typing.out.targets, req->u.typing.out.ntargets,
+                                     b);
     pl_buf_unref(b);
   }
   pl_sess__req_free(sr);
@@ -410,9 +411,9 @@ int pl_sess__on_typing(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
     return 0; /* too soon: the last one still holds */
   s->typing_at = m->typing ? now : 0;
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_TYPING, in, pl__typing_done);
-  sr->req.in.user_id = s->user_id;
-  sr->req.in.peer = gid ? NULL : m->to;
-  sr->req.in.group = gid;
+  sr->req.user_id = s->user_id;
+  sr->req.u.typing.in.peer = gid ? NULL : m->to;
+  sr->req.u.typing.in.group = gid;
   pl_sess__submit(sr);
   return 0;
 }

@@ -470,8 +470,8 @@ void pl_sess__gone(pl_session *s) {
   pl_presence_unsubscribe(s->core->presence, s->device_id, s->conn->id);
   pl_presence_offline(s->core->presence, s->user_id, s->loop, now);
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_SEEN, NULL, pl__seen_done);
-  sr->req.in.user_id = s->user_id;
-  sr->req.in.upto = now;
+  sr->req.user_id = s->user_id;
+  sr->req.u.seen.in.at = now;
   pl_sess__submit(sr);
 }
 

@@ -58,13 +58,13 @@ typedef struct account {
 /* Registers user with its first device (token tok); checks it worked. */
 static inline account reg(pl_store *s, const char *user, const char *device, unsigned tok) {
   pl_store_req r = {.op = PL_STORE_REGISTER};
-  r.in.user = user;
-  r.in.device = device;
-  r.in.pwhash = "$argon2id$fake";
-  token(r.in.token_hash, tok);
+  r.u.reg.in.user = user;
+  r.u.reg.in.device = device;
+  r.u.reg.in.pwhash = "$argon2id$fake";
+  token(r.u.reg.in.token_hash, tok);
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  account a = {r.out.user_id, r.out.device_id, user, device};
+  account a = {r.u.reg.out.user_id, r.u.reg.out.device_id, user, device};
   CHECK(a.uid > 0 && a.did > 0);
   pl_store_req_clear(&r);
   return a;
@@ -80,18 +80,17 @@ typedef struct entry_pos {
 static inline uint64_t group_make(pl_store *s, const account *a, const char *const *users, size_t n,
                                   entry_pos *created) {
   pl_store_req r = {.op = PL_STORE_GROUP_CREATE};
-  r.in.user_id = a->uid;
-  r.in.user = a->user;
-  r.in.device_id = a->did;
-  r.in.name = "team";
-  r.in.users = users;
-  r.in.nusers = n;
+  r.user_id = a->uid;
+  r.device_id = a->did;
+  r.u.group_create.in.name = "team";
+  r.u.group_create.in.users = users;
+  r.u.group_create.in.nusers = n;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  CHECK_EQ_U(r.out.nevents, 1);
-  uint64_t gid = r.out.info.gid;
+  CHECK_EQ_U(r.nevents, 1);
+  uint64_t gid = r.u.group_create.out.info.gid;
   if (created)
-    *created = (entry_pos){r.out.events[0].msg.qid, r.out.events[0].msg.seq};
+    *created = (entry_pos){r.events[0].msg.qid, r.events[0].msg.seq};
   pl_store_req_clear(&r);
   return gid;
 }
@@ -99,16 +98,15 @@ static inline uint64_t group_make(pl_store *s, const account *a, const char *con
 /* a does op (PL_GROUP_ADD, _REMOVE, ...) to peer in gid; where its (first) event sits. */
 static inline entry_pos group_op(pl_store *s, const account *a, uint64_t gid, int op, const char *peer) {
   pl_store_req r = {.op = PL_STORE_GROUP_UPDATE};
-  r.in.user_id = a->uid;
-  r.in.user = a->user;
-  r.in.device_id = a->did;
-  r.in.group = gid;
-  r.in.group_op = op;
-  r.in.peer = peer;
+  r.user_id = a->uid;
+  r.device_id = a->did;
+  r.u.group_update.in.group = gid;
+  r.u.group_update.in.group_op = op;
+  r.u.group_update.in.peer = peer;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  CHECK(r.out.nevents >= 1);
-  entry_pos p = {r.out.events[0].msg.qid, r.out.events[0].msg.seq};
+  CHECK(r.nevents >= 1);
+  entry_pos p = {r.events[0].msg.qid, r.events[0].msg.seq};
   pl_store_req_clear(&r);
   return p;
 }
@@ -117,18 +115,17 @@ static inline entry_pos group_op(pl_store *s, const account *a, uint64_t gid, in
 static inline entry_pos msg_send(pl_store *s, const account *a, uint64_t gid, const char *peer,
                                  const char *cid) {
   pl_store_req r = {.op = PL_STORE_SEND};
-  r.in.user_id = a->uid;
-  r.in.user = a->user;
-  r.in.device_id = a->did;
-  r.in.device_name = a->device;
-  r.in.group = gid;
-  r.in.peer = gid ? NULL : peer;
-  r.in.client_id = cid;
-  r.in.body = (const uint8_t *)cid;
-  r.in.body_len = strlen(cid);
+  r.user_id = a->uid;
+  r.device_id = a->did;
+  r.u.send.in.device_name = a->device;
+  r.u.send.in.group = gid;
+  r.u.send.in.peer = gid ? NULL : peer;
+  r.u.send.in.client_id = cid;
+  r.u.send.in.body = (const uint8_t *)cid;
+  r.u.send.in.body_len = strlen(cid);
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  entry_pos p = {r.out.msg.qid, r.out.msg.seq};
+  entry_pos p = {r.u.send.out.msg.qid, r.u.send.out.msg.seq};
   pl_store_req_clear(&r);
   return p;
 }

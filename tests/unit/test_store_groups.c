@@ -44,13 +44,13 @@ static void fetch2(pl_store *s, const account *a, uint64_t after, const pl_store
                    uint32_t limit, pl_store_req *r) {
   memset(r, 0, sizeof *r);
   r->op = PL_STORE_FETCH;
-  r->in.device_id = a->did;
-  r->in.user_id = a->uid;
-  r->in.streams = 1;
-  r->in.after = after;
-  r->in.gafter = gafter;
-  r->in.ngafter = n;
-  r->in.limit = limit;
+  r->device_id = a->did;
+  r->user_id = a->uid;
+  r->u.fetch.in.streams = 1;
+  r->u.fetch.in.after = after;
+  r->u.fetch.in.gafter = gafter;
+  r->u.fetch.in.ngafter = n;
+  r->u.fetch.in.limit = limit;
   CHECK_EQ_I(pl_store_call(s, r), PL_OK);
   CHECK_EQ_I(r->status, PL_OK);
 }
@@ -59,10 +59,10 @@ static void fetch2(pl_store *s, const account *a, uint64_t after, const pl_store
 static void fetch1(pl_store *s, const account *a, uint64_t after, uint32_t limit, pl_store_req *r) {
   memset(r, 0, sizeof *r);
   r->op = PL_STORE_FETCH;
-  r->in.device_id = a->did;
-  r->in.user_id = a->uid;
-  r->in.after = after;
-  r->in.limit = limit;
+  r->device_id = a->did;
+  r->user_id = a->uid;
+  r->u.fetch.in.after = after;
+  r->u.fetch.in.limit = limit;
   CHECK_EQ_I(pl_store_call(s, r), PL_OK);
   CHECK_EQ_I(r->status, PL_OK);
 }
@@ -70,12 +70,12 @@ static void fetch1(pl_store *s, const account *a, uint64_t after, uint32_t limit
 /* A protocol 2 Ack: the queue up to upto, each group in gacks up to its seq. */
 static void ack2(pl_store *s, const account *a, uint64_t upto, const pl_store_gpos *gacks, size_t n) {
   pl_store_req r = {.op = PL_STORE_ACK};
-  r.in.device_id = a->did;
-  r.in.user_id = a->uid;
-  r.in.streams = 1;
-  r.in.upto = upto;
-  r.in.gacks = gacks;
-  r.in.ngacks = n;
+  r.device_id = a->did;
+  r.user_id = a->uid;
+  r.u.ack.in.streams = 1;
+  r.u.ack.in.upto = upto;
+  r.u.ack.in.gacks = gacks;
+  r.u.ack.in.ngacks = n;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
   pl_store_req_clear(&r);
@@ -84,9 +84,9 @@ static void ack2(pl_store *s, const account *a, uint64_t upto, const pl_store_gp
 /* A protocol 1 Ack up to the qid upto (queue and groups). */
 static void ack1(pl_store *s, const account *a, uint64_t upto) {
   pl_store_req r = {.op = PL_STORE_ACK};
-  r.in.device_id = a->did;
-  r.in.user_id = a->uid;
-  r.in.upto = upto;
+  r.device_id = a->did;
+  r.user_id = a->uid;
+  r.u.ack.in.upto = upto;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   pl_store_req_clear(&r);
 }
@@ -98,14 +98,14 @@ typedef struct want {
 
 /* The page holds exactly w[0..n), in order (qid order), and says more. */
 static void page_is(const pl_store_req *r, const want *w, size_t n, int more) {
-  CHECK_EQ_U(r->out.nmsgs, n);
-  CHECK_EQ_I(r->out.more, more);
+  CHECK_EQ_U(r->u.fetch.out.nmsgs, n);
+  CHECK_EQ_I(r->u.fetch.out.more, more);
   for (size_t i = 0; i < n; i++) {
-    const pl_msg *m = &r->out.msgs[i];
+    const pl_msg *m = &r->u.fetch.out.msgs[i];
     CHECK_EQ_U(m->gid, w[i].gid);
     CHECK_EQ_U(w[i].gid ? m->seq : m->qid, w[i].pos);
     if (i)
-      CHECK(m->qid > r->out.msgs[i - 1].qid);
+      CHECK(m->qid > r->u.fetch.out.msgs[i - 1].qid);
   }
 }
 
@@ -141,9 +141,9 @@ static void test_fetch_streams_resume_per_group(void) {
   page_is(&r, (const want[]){{g1, 1}, {g2, 1}, {g1, 2}, {0, d1.qid}}, 4, 1);
   char conv[32];
   snprintf(conv, sizeof conv, "g:%llu", (unsigned long long)g1);
-  CHECK_STR(r.out.msgs[2].conv, conv);
-  CHECK_STR(r.out.msgs[2].id, "g1-2");
-  CHECK_EQ_U(r.out.ngids, 2); /* the live audience, as in protocol 1 */
+  CHECK_STR(r.u.fetch.out.msgs[2].conv, conv);
+  CHECK_STR(r.u.fetch.out.msgs[2].id, "g1-2");
+  CHECK_EQ_U(r.u.fetch.out.ngids, 2); /* the live audience, as in protocol 1 */
   pl_store_req_clear(&r);
   pl_store_gpos at[] = {{g1, 2}, {g2, 1}};
   fetch2(s, &b, d1.qid, at, 2, 4, &r);
@@ -202,12 +202,12 @@ static void test_ack_streams_per_group(void) {
   /* the watermark moved with the cursor: bob has seq 2 of g1 delivered, not 3 */
   for (uint64_t seq = 2; seq <= 3; seq++) {
     r = (pl_store_req){.op = PL_STORE_GROUP_RECEIPTS};
-    r.in.user_id = a.uid;
-    r.in.group = g1;
-    r.in.upto = seq;
+    r.user_id = a.uid;
+    r.u.group_receipts.in.group = g1;
+    r.u.group_receipts.in.upto = seq;
     CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-    CHECK_EQ_U(r.out.members, 1);
-    CHECK_EQ_U(r.out.delivered, seq == 2);
+    CHECK_EQ_U(r.u.group_receipts.out.members, 1);
+    CHECK_EQ_U(r.u.group_receipts.out.delivered, seq == 2);
     pl_store_req_clear(&r);
   }
 
@@ -291,14 +291,13 @@ static void test_cursors_start_at_join(void) {
   entry_pos added = group_op(s, &a, g, PL_GROUP_ADD, "dave"); /* seq 3 */
   CHECK_EQ_I(cursor_rows(dir, d.did, g, added.seq - 1), 1);
   pl_store_req r = {.op = PL_STORE_LOGIN_DEVICE};
-  r.in.user = b.user;
-  r.in.user_id = b.uid;
-  r.in.device = "laptop";
-  token(r.in.token_hash, 4);
+  r.user_id = b.uid;
+  r.u.login.in.device = "laptop";
+  token(r.u.login.in.token_hash, 4);
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  CHECK_EQ_I(r.out.created, 1);
+  CHECK_EQ_I(r.u.login.out.created, 1);
   account bl = b;
-  bl.did = r.out.device_id;
+  bl.did = r.u.login.out.device_id;
   pl_store_req_clear(&r);
   CHECK_EQ_I(cursor_rows(dir, bl.did, g, 3), 1);
   msg_send(s, &a, g, NULL, "m4");
@@ -312,17 +311,16 @@ static void test_cursors_start_at_join(void) {
   page_is(&r, (const want[]){{g, 1}, {g, 2}, {g, 3}, {g, 4}}, 4, 0);
   pl_store_req_clear(&r);
   r = (pl_store_req){.op = PL_STORE_LOGOUT}; /* signed out, and in again after m5: from 5 on */
-  r.in.device_id = bl.did;
+  r.device_id = bl.did;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   pl_store_req_clear(&r);
   msg_send(s, &a, g, NULL, "m5");
   r = (pl_store_req){.op = PL_STORE_LOGIN_DEVICE};
-  r.in.user = b.user;
-  r.in.user_id = b.uid;
-  r.in.device = "laptop";
-  token(r.in.token_hash, 5);
+  r.user_id = b.uid;
+  r.u.login.in.device = "laptop";
+  token(r.u.login.in.token_hash, 5);
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  CHECK_EQ_I(r.out.created, 0);
+  CHECK_EQ_I(r.u.login.out.created, 0);
   pl_store_req_clear(&r);
   msg_send(s, &a, g, NULL, "m6");
   fetch2(s, &bl, 0, NULL, 0, 0, &r);
