@@ -186,6 +186,8 @@
               " AND qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                      \
   X(ACK_REFS, "UPDATE messages SET refs = refs - 1"                                                          \
               " WHERE qid IN (SELECT qid FROM queue WHERE device_id = ?1 AND qid <= ?2)")                    \
+  /* the queue rows an ack covers: when ACK_MSGS deleted as many, no message is left for ACK_REFS */         \
+  X(ACK_COUNT, "SELECT count(*) FROM queue WHERE device_id = ?1 AND qid <= ?2")                              \
   X(ACK_QUEUE, "DELETE FROM queue WHERE device_id = ?1 AND qid <= ?2")                                       \
   X(EXPIRE_QUEUE, "DELETE FROM queue WHERE qid IN (SELECT qid FROM messages WHERE expires <= ?1)")           \
   X(EXPIRE_MSGS, "DELETE FROM messages WHERE expires <= ?1")                                                 \

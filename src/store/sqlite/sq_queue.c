@@ -373,10 +373,12 @@ static pl_err pl__delivered(pl__sq *q, pl_store_req *r) {
  * drop one reference from the others, then the queue rows themselves;
  * delivered receipts first (they read the rows about to go). Deleting
  * first spares the common case (one target) an UPDATE that rewrites every
- * row just before it goes. */
+ * row just before it goes; and when the DELETE took as many messages as the
+ * ack covers queue rows (every 1:1 ack), no message is left to decrement,
+ * so the UPDATE (a temporary table of the qids and a probe per row) is
+ * skipped for a count over the queue's index. */
 pl_err pl_sq_queue_ack(pl__sq *q, pl_store_req *r) {
-  static const int steps[] = {ST_ACK_MSGS, ST_ACK_REFS, ST_ACK_QUEUE};
-  uint64_t queued;
+  uint64_t queued, covered = 0;
   pl_err e = pl__qlen(q, r->device_id, &queued);
   if (e == PL_OK && !queued) /* group history only: no SQL at all */
     return pl_sq_ghist_ack_cursor(q, r);
@@ -385,12 +387,14 @@ pl_err pl_sq_queue_ack(pl__sq *q, pl_store_req *r) {
   if (e == PL_OK)
     e = pl_sq_ghist_ack_cursor(q, r);
   uint64_t upto = pl_sq_clamp(r->u.ack.in.upto);
-  for (size_t i = 0; i < sizeof steps / sizeof steps[0] && e == PL_OK; i++) {
-    sqlite3_stmt *st = q->st[steps[i]];
-    pl_sq_bind_u64(st, 1, r->device_id);
-    pl_sq_bind_u64(st, 2, upto);
-    e = pl_sq_run(q, st);
-  }
+  if (e == PL_OK)
+    e = pl_sq_u64_query(q, ST_ACK_COUNT, r->device_id, upto, 0, &covered);
+  if (e == PL_OK)
+    e = pl_sq_run2(q, ST_ACK_MSGS, r->device_id, upto);
+  if (e == PL_OK && (uint64_t)sqlite3_changes64(q->db) < covered)
+    e = pl_sq_run2(q, ST_ACK_REFS, r->device_id, upto);
+  if (e == PL_OK)
+    e = pl_sq_run2(q, ST_ACK_QUEUE, r->device_id, upto);
   if (e != PL_OK)
     return e;
   r->u.ack.out.removed = (uint64_t)sqlite3_changes64(q->db);
