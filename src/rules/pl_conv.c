@@ -12,9 +12,13 @@ char *pl_conv_dm(const char *a, const char *b) {
     a = b;
     b = t;
   }
-  size_t n = strlen(a) + strlen(b) + 5;
-  char *s = pl_malloc(n);
-  snprintf(s, n, "dm:%s:%s", a, b);
+  /* built by hand, not with snprintf: the store makes one for every Send */
+  size_t na = strlen(a), nb = strlen(b);
+  char *s = pl_malloc(na + nb + 5);
+  memcpy(s, "dm:", 3);
+  memcpy(s + 3, a, na);
+  s[3 + na] = ':';
+  memcpy(s + 4 + na, b, nb + 1);
   return s;
 }
 
