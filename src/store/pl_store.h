@@ -377,6 +377,9 @@ typedef struct pl_store_fetch_req {
   struct {
     uint64_t after; /* queue entries with qid > after (streams 0: group entries too) */
     uint32_t limit; /* at most this many (0 = 256) */
+    /* and about this many bytes (0 = 1 MiB): a page stops after the entry
+     * that passes it (so one entry larger than it still comes) */
+    uint32_t max_bytes;
     /* 0 (protocol 1): one stream in qid order. 1 (protocol 2): the queue
      * and each group are streams of their own: after covers the queue;
      * group entries go by seq (gafter). */
