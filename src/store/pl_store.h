@@ -80,7 +80,7 @@ typedef enum pl_store_op {
   PL_STORE_GET_USER,       /* read a user's password hash (for login) */
   PL_STORE_LOGIN_DEVICE,   /* create or resume a device by name, set its token */
   PL_STORE_RESUME,         /* find the device of a token */
-  PL_STORE_LOGOUT,         /* revoke a device's token */
+  PL_STORE_LOGOUT,         /* revoke a device's token; its queue and push token go in the same transaction */
   PL_STORE_SEND,           /* commit a 1:1 message (dedup, seq, queue) */
   PL_STORE_FETCH,          /* read a device's queue after a qid */
   PL_STORE_ACK,            /* drop a device's queue up to a qid; delivered receipts */
