@@ -80,7 +80,7 @@ typedef enum pl_store_op {
   PL_STORE_GET_USER,       /* read a user's password hash (for login) */
   PL_STORE_LOGIN_DEVICE,   /* create or resume a device by name, set its token */
   PL_STORE_RESUME,         /* find the device of a token */
-  PL_STORE_LOGOUT,         /* revoke a device's token */
+  PL_STORE_LOGOUT,         /* revoke a device's token; its queue and push token go in the same transaction */
   PL_STORE_SEND,           /* commit a 1:1 message (dedup, seq, queue) */
   PL_STORE_FETCH,          /* read a device's queue after a qid */
   PL_STORE_ACK,            /* drop a device's queue up to a qid; delivered receipts */
@@ -377,6 +377,9 @@ typedef struct pl_store_fetch_req {
   struct {
     uint64_t after; /* queue entries with qid > after (streams 0: group entries too) */
     uint32_t limit; /* at most this many (0 = 256) */
+    /* and about this many bytes (0 = 1 MiB): a page stops after the entry
+     * that passes it (so one entry larger than it still comes) */
+    uint32_t max_bytes;
     /* 0 (protocol 1): one stream in qid order. 1 (protocol 2): the queue
      * and each group are streams of their own: after covers the queue;
      * group entries go by seq (gafter). */
@@ -820,6 +823,13 @@ typedef struct pl_store_config {
  * close (on the thread that opens/closes the store). */
 typedef struct pl_store_backend {
   const char *name;
+  /* 1: a device's queue positions (qids) are gap-free, allocated per device
+   * in the transaction that queues for it (what several writers need: the
+   * delivery cursor then writes a queue entry only at its next position,
+   * pl_cursor.h). 0: they only rise in the device's commit order, which one
+   * writer guarantees (SQLite: one AUTOINCREMENT counter, its file lock
+   * serializing every transaction). */
+  int queue_exact;
   pl_err (*open)(void **be, const pl_store_config *cfg);
   void (*close)(void *be);
   pl_err (*begin)(void *be);
@@ -915,5 +925,7 @@ typedef struct pl_store_stats {
   int reserve_held;                        /* the reserve is held (or there is none) */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
+/* The backend's queue_exact (0 for a NULL store). */
+int pl_store_queue_exact(const pl_store *s);
 
 #endif

@@ -169,6 +169,105 @@ static void test_fetch_streams_resume_per_group(void) {
   free(dir);
 }
 
+/* A 1,000-byte message from a's device to the group gid or the user peer. */
+static void big_send(pl_store *s, const account *a, uint64_t gid, const char *peer, const char *cid) {
+  static uint8_t body[1000];
+  memset(body, 'x', sizeof body);
+  pl_store_req r = {.op = PL_STORE_SEND};
+  r.user_id = a->uid;
+  r.device_id = a->did;
+  r.u.send.in.device_name = a->device;
+  r.u.send.in.group = gid;
+  r.u.send.in.peer = gid ? NULL : peer;
+  r.u.send.in.client_id = cid;
+  r.u.send.in.body = body;
+  r.u.send.in.body_len = sizeof body;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  pl_store_req_clear(&r);
+}
+
+/* Pages are bounded in bytes too: with room for about three 1,000-byte
+ * entries per page, paging through the queue and two groups (protocol 1
+ * after the last qid; protocol 2 per stream) brings every entry exactly
+ * once, in order, every page within the bound but for its last entry; an
+ * entry bigger than the bound still comes, alone. */
+static void test_fetch_pages_bounded_in_bytes(void) {
+  char *dir = tl_tempdir();
+  pl_store *s = open_store(dir);
+  account a = reg(s, "alice", "phone", 1), b = reg(s, "bob", "phone", 2);
+  const char *bob[] = {"bob"};
+  uint64_t g1 = group_make(s, &a, bob, 1, NULL), g2 = group_make(s, &a, bob, 1, NULL);
+  for (int i = 0; i < 8; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "q%d", i);
+    big_send(s, &a, 0, "bob", id);
+    snprintf(id, sizeof id, "a%d", i);
+    big_send(s, &a, i % 3 ? g1 : g2, NULL, id);
+  }
+  pl_store_req r;
+  fetch1(s, &b, 0, 0, &r); /* all of it, unbounded in practice (1 MiB) */
+  size_t n = r.u.fetch.out.nmsgs;
+  CHECK_EQ_U(n, 18); /* two GE_CREATED, 8 + 8 messages */
+  uint64_t all[32];
+  for (size_t i = 0; i < n && i < 32; i++)
+    all[i] = r.u.fetch.out.msgs[i].qid;
+  pl_store_req_clear(&r);
+
+  for (int proto = 1; proto <= 2; proto++) {
+    uint64_t after = 0, got[32];
+    size_t ngot = 0, pages = 0;
+    pl_store_gpos at[2] = {{g1, 0}, {g2, 0}};
+    for (int more = 1; more && pages < 40; pages++) {
+      memset(&r, 0, sizeof r);
+      r.op = PL_STORE_FETCH;
+      r.device_id = b.did;
+      r.user_id = b.uid;
+      r.u.fetch.in.streams = proto == 2;
+      r.u.fetch.in.after = after;
+      r.u.fetch.in.gafter = at;
+      r.u.fetch.in.ngafter = 2;
+      r.u.fetch.in.max_bytes = 3000;
+      CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+      CHECK(r.u.fetch.out.nmsgs >= 1);
+      size_t weight = 0; /* every entry but the last fits the bound */
+      for (size_t i = 0; i + 1 < r.u.fetch.out.nmsgs; i++)
+        weight += r.u.fetch.out.msgs[i].body_len + 64;
+      CHECK(weight <= 3000);
+      for (size_t i = 0; i < r.u.fetch.out.nmsgs && ngot < 32; i++) {
+        const pl_msg *m = &r.u.fetch.out.msgs[i];
+        got[ngot++] = m->qid;
+        if (!m->gid)
+          after = m->qid;
+        else if (proto == 1)
+          after = m->qid;
+        else
+          at[m->gid == g1 ? 0 : 1].seq = m->seq;
+      }
+      if (proto == 1 && r.u.fetch.out.nmsgs)
+        after = r.u.fetch.out.msgs[r.u.fetch.out.nmsgs - 1].qid;
+      more = r.u.fetch.out.more;
+      pl_store_req_clear(&r);
+    }
+    CHECK(pages >= 6);
+    CHECK_EQ_U(ngot, n);
+    CHECK(memcmp(got, all, n * sizeof *got) == 0); /* once each, in order */
+  }
+  /* one entry above the bound comes alone */
+  memset(&r, 0, sizeof r);
+  r.op = PL_STORE_FETCH;
+  r.device_id = b.did;
+  r.user_id = b.uid;
+  r.u.fetch.in.max_bytes = 10;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_U(r.u.fetch.out.nmsgs, 1);
+  CHECK_EQ_I(r.u.fetch.out.more, 1);
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
 /* A protocol 2 Ack moves the cursor of each group it names, only that one,
  * never back, never past the group's last seq; a group the user is not in
  * is ignored, and a member who left acks at most up to its removal. The
@@ -334,6 +433,7 @@ static void test_cursors_start_at_join(void) {
 int main(void) {
   pl_log_set_level(PL_LOG_WARN);
   RUN(test_fetch_streams_resume_per_group);
+  RUN(test_fetch_pages_bounded_in_bytes);
   RUN(test_ack_streams_per_group);
   RUN(test_ack_qid_moves_group_cursors);
   RUN(test_cursors_start_at_join);

@@ -426,9 +426,13 @@ pl_err pl_sq_acct_typing(pl__sq *q, pl_store_req *r) {
 /* A logged-out device is no longer a target, and what was queued for it is
  * dropped: otherwise a forgotten device would fill its queue and, through
  * QUEUE_FULL, block everyone who writes to its user. Logging in again
- * starts it with the messages sent from then on, like a new device. */
+ * starts it with the messages sent from then on, like a new device. Its
+ * push token goes in the same transaction: a crash after the logout must
+ * not leave a signed-out phone receiving notifications. */
 pl_err pl_sq_acct_logout(pl__sq *q, pl_store_req *r) {
   pl_err e = pl__set_token(q, r->device_id, NULL);
+  if (e == PL_OK)
+    e = pl_sq_push_forget(q->push, r->device_id);
   if (e != PL_OK)
     return e;
   r->u.ack.in.upto = UINT64_MAX;

@@ -382,7 +382,7 @@ static int pl__qid_cmp(const void *a, const void *b) {
   return x->qid < y->qid ? -1 : x->qid > y->qid;
 }
 
-pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
+pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit, size_t max_bytes) {
   pl_store_fetch_req *f = &r->u.fetch;
   pl__user *me = NULL;
   pl_err e = r->user_id ? pl_sq_acct_user_get(q, r->user_id, &me) : PL_OK;
@@ -409,21 +409,37 @@ pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
     pl_sq_bind_u64(st, 4, after);
     pl_sq_bind_u64(st, 5, now);
     pl_sq_bind_u64(st, 6, (uint64_t)limit + 1);
+    size_t bytes = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      if (bytes > max_bytes) { /* read as far as a page can go: more remain */
+        f->out.more = 1;
+        break;
+      }
       f->out.msgs = pl_sq_reserve(f->out.msgs, f->out.nmsgs, &cap, sizeof *f->out.msgs);
       pl_msg *msg = &f->out.msgs[f->out.nmsgs++];
       pl_sq_queue_msg_row(st, msg);
       msg->gid = m->gid;
+      bytes += pl_sq_msg_weight(msg);
     }
-    e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+    e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
     sqlite3_reset(st);
   }
   if (f->out.nmsgs > 1) /* (qsort of NULL, 0 is undefined) */
     qsort(f->out.msgs, f->out.nmsgs, sizeof *f->out.msgs, pl__qid_cmp);
-  if (f->out.nmsgs > limit) { /* the first limit of the merge are exactly the next ones */
-    for (size_t i = limit; i < f->out.nmsgs; i++)
+  /* The page is a prefix of the merge: at most limit entries, and entries
+   * while their weight is within max_bytes (the one that passes it too).
+   * Each part was read up to limit + 1 entries or past max_bytes, so the
+   * page never needs an entry a part did not read: before it would come,
+   * that part's entries alone would have passed the limit or the bytes. So
+   * each stream's entries in the page are its next ones, and in protocol 1
+   * the page is exactly the next entries in qid order. */
+  size_t keep = 0, bytes = 0;
+  while (keep < f->out.nmsgs && keep < limit && (!keep || bytes <= max_bytes))
+    bytes += pl_sq_msg_weight(&f->out.msgs[keep++]);
+  if (keep < f->out.nmsgs) {
+    for (size_t i = keep; i < f->out.nmsgs; i++)
       pl_msg_clear(&f->out.msgs[i]);
-    f->out.nmsgs = limit;
+    f->out.nmsgs = keep;
     f->out.more = 1;
   }
   f->out.gids = pl_malloc((me->nms + 1) * sizeof *f->out.gids);

@@ -103,6 +103,11 @@
  * dropped (and reloaded on demand): ~12 bytes each. */
 #define PL__DEDUP_MEM_ENTRIES (4u << 20)
 #define PL__FETCH_DEFAULT 256u
+#define PL__FETCH_BYTES (1u << 20) /* a page's default byte bound */
+
+/* What a fetched entry weighs in a page's byte bound (its payload and a
+ * little for its strings). */
+static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m->media_len + 64; }
 #define PL__CACHE_MAX 65536u
 /* Far above any configurable message size, well below SQLite's row limit: a
  * body SQLite would refuse must fail alone, not break its whole batch. */
@@ -617,7 +622,8 @@ pl_err pl_sq_ghist_glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const
                             const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
                             pl_msg *m);
 pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r);
-pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit);
+/* After pl_sq_queue_fetch's part (in out.msgs, read as far as a page goes). */
+pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit, size_t max_bytes);
 pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_ghist_mark_read_group(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_ghist_group_receipts(pl__sq *q, pl_store_req *r);
