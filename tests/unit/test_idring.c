@@ -77,9 +77,29 @@ static void test_fingerprint_is_stable(void) {
   CHECK(pl_idring_fp("", 0) != 0 || pl_idring_fp("a", 1) != 0);
 }
 
+/* The scan tests blocks of 16 at once: matches at a block's first and last
+ * entry, two in one block, and in the tail after the last whole block must
+ * all come back, each once. */
+static void test_matches_across_blocks(void) {
+  pl_idring *r = NULL;
+  static const int64_t hits[] = {0, 15, 16, 33, 34, 47, 60, 61};
+  uint64_t want = 0;
+  for (size_t k = 0; k < sizeof hits / sizeof hits[0]; k++) {
+    pl_idring_free(r);
+    r = NULL;
+    want |= 1ull << hits[k];
+    for (int64_t i = 0; i < 62; i++) /* 3 whole blocks and a tail of 14 */
+      pl_idring_push(&r, 64, (want >> i) & 1 ? 5 : 1000 + (uint32_t)i, i);
+    CHECK_EQ_U(rows_of(r, 5), want);
+  }
+  CHECK_EQ_U(rows_of(r, 4), 0);
+  pl_idring_free(r);
+}
+
 int main(void) {
   RUN(test_grows_then_overwrites_oldest);
   RUN(test_every_match_is_returned);
+  RUN(test_matches_across_blocks);
   RUN(test_save_load_keeps_age_order);
   RUN(test_fingerprint_is_stable);
   return tl_summary();
