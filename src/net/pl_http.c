@@ -798,21 +798,34 @@ static void pl__on_data(pl_stream *s, const uint8_t *p, size_t n) {
     pl__cut(hc, PL_ERR_TOO_MANY_CONNECTIONS);
 }
 
+static int pl__admit(pl_http_conn *hc, pl_limits *lim, const struct sockaddr *sa);
+
+/* A PROXY v2 header named the client: admitted by its address, or gone. */
+static void pl__on_peer(pl_stream *s, const struct sockaddr *sa) {
+  pl_http_conn *hc = pl__hc(s);
+  if (sa)
+    pl_tcp_addr_name(sa, hc->c.peer, sizeof hc->c.peer);
+  pl_debug("http conn %llu: %s through a proxy", (unsigned long long)hc->c.id, hc->c.peer);
+  if (!pl__admit(hc, hc->c.limits, sa))
+    pl__hard_close(hc);
+}
+
 static const pl_stream_cbs pl__http_cbs = {
     .on_data = pl__on_data,
     .on_eof = pl__on_eof,
     .on_fill = pl__on_fill,
     .on_written = pl__on_written,
     .on_closed = pl__on_closed,
+    .on_peer = pl__on_peer,
 };
 
 /* ---- listener -------------------------------------------------------- */
 
 /* Past the caps, a connection may still ask for /healthz or /metrics while
  * the reserve lasts; 0 if it must go at once. */
-static int pl__admit(pl_http_conn *hc, pl_limits *lim) {
+static int pl__admit(pl_http_conn *hc, pl_limits *lim, const struct sockaddr *sa) {
   hc->c.limits = lim;
-  hc->c.ip_key = pl_tcp_peer_key(&hc->s.tcp);
+  hc->c.ip_key = sa ? pl_limits_key(sa) : pl_tcp_peer_key(&hc->s.tcp);
   if (!lim)
     return 1;
   hc->counted = pl_limits_admit(lim, hc->c.ip_key) == PL_OK;
@@ -830,9 +843,14 @@ static void pl__on_connection(uv_stream_t *server, int status) {
   hc->lst = l;
   hc->file_fd = -1;
   const pl_stream_type *type = l->cfg.tcp.type ? l->cfg.tcp.type : &pl_stream_plain;
-  if (pl_stream_accept(&hc->s, server, l->loop, type, l->cfg.tcp.type_arg, &pl__http_cbs) != 0)
+  if (pl_stream_accept(&hc->s, server, l->loop, type, l->cfg.tcp.type_arg, l->cfg.tcp.proxy, &pl__http_cbs) !=
+      0)
     return; /* closing: on_closed frees it */
-  if (!pl__admit(hc, l->cfg.tcp.limits)) {
+  /* Behind a proxy the socket's address is the proxy's: admitted once the
+   * header says whose the connection is (pl__on_peer). */
+  if (l->cfg.tcp.proxy)
+    hc->c.limits = l->cfg.tcp.limits;
+  else if (!pl__admit(hc, l->cfg.tcp.limits, NULL)) {
     pl_stream_abort(&hc->s);
     return;
   }

@@ -7,11 +7,14 @@
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "pl_proxy.h"
 
 /* Writes go out in chunks of at most this many buffers per syscall. */
 #define PL__IOV_MAX 256
 /* A closing connection whose peer does not read gets this long, then is cut. */
 #define PL__CLOSE_GRACE_MS 5000
+/* A proxy sends its header at once: one that does not is cut after this. */
+#define PL__PROXY_MS 10000
 
 /* One uv_write: it owns the references of the buffers it writes. */
 typedef struct pl__wreq {
@@ -217,6 +220,45 @@ static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)pl_loop_rbuf(pl_stream_loop(s)), PL_LOOP_RBUF);
 }
 
+/* Bytes from the socket through the connection type to the owner. */
+static void pl__input(pl_stream *s, const uint8_t *p, size_t n) {
+  if (!s->type->read)
+    s->cb->on_data(s, p, n);
+  else if (s->type->read(s, p, n) != 0)
+    pl_stream_abort(s);
+}
+
+/* The PROXY v2 header first (pl_proxy), then what follows it goes on as
+ * the connection's bytes. */
+static void pl__proxy_in(pl_stream *s, const uint8_t *p, size_t n) {
+  pl_bytes *pre = s->pre;
+  if (pre->len) { /* a header split over reads: gather it */
+    pl_bytes_append(pre, p, n);
+    p = pre->p;
+    n = pre->len;
+  }
+  pl_proxy_info info;
+  size_t used = 0;
+  pl_err e = pl_proxy_parse(p, n, &info, &used);
+  if (e == PL_ERR_AGAIN) {
+    if (!pre->len)
+      pl_bytes_append(pre, p, n);
+    return;
+  }
+  s->pre = NULL; /* awaited no more; its bytes are freed below, after use */
+  if (e != PL_OK) {
+    pl_debug("stream: no PROXY v2 header: cut");
+    pl_stream_abort(s);
+  } else {
+    if (s->cb->on_peer)
+      s->cb->on_peer(s, info.has_addr ? (const struct sockaddr *)&info.src : NULL);
+    if (!s->closing && n > used)
+      pl__input(s, p + used, n - used);
+  }
+  pl_bytes_free(pre);
+  pl_free(pre);
+}
+
 static void pl__read_cb(uv_stream_t *us, ssize_t nread, const uv_buf_t *buf) {
   pl_stream *s = us->data;
   if (nread == 0)
@@ -228,10 +270,10 @@ static void pl__read_cb(uv_stream_t *us, ssize_t nread, const uv_buf_t *buf) {
       pl_stream_abort(s);
     return;
   }
-  if (!s->type->read)
-    s->cb->on_data(s, (const uint8_t *)buf->base, (size_t)nread);
-  else if (s->type->read(s, (const uint8_t *)buf->base, (size_t)nread) != 0)
-    pl_stream_abort(s);
+  if (s->pre)
+    pl__proxy_in(s, (const uint8_t *)buf->base, (size_t)nread);
+  else
+    pl__input(s, (const uint8_t *)buf->base, (size_t)nread);
   if (!s->dead && s->type->encode && s->qlen)
     pl_stream_mark(s); /* handshake records to send */
 }
@@ -269,6 +311,11 @@ static void pl__closed_cb(uv_handle_t *h) {
   pl_free(s->q);
   s->q = NULL;
   s->qlen = s->qcap = s->enc = 0;
+  if (s->pre) {
+    pl_bytes_free(s->pre);
+    pl_free(s->pre);
+    s->pre = NULL;
+  }
   s->out_bytes = 0;
   if (s->type->free)
     s->type->free(s);
@@ -359,6 +406,11 @@ int pl_stream_sweep(pl_stream *s, uint64_t now) {
     pl_stream_abort(s);
     return 1;
   }
+  if (s->pre && now - s->closing_since > PL__PROXY_MS) {
+    pl_debug("stream: no PROXY header in time: cut");
+    pl_stream_abort(s);
+    return 1;
+  }
   uint64_t due = s->type->deadline ? s->type->deadline(s) : 0;
   if (due && now > due) {
     pl_debug("stream: %s not ready in time: cut", s->type->name);
@@ -374,7 +426,7 @@ int pl_stream_sweep(pl_stream *s, uint64_t now) {
 }
 
 int pl_stream_accept(pl_stream *s, uv_stream_t *server, pl_loop *loop, const pl_stream_type *type,
-                     void *type_arg, const pl_stream_cbs *cb) {
+                     void *type_arg, int proxy, const pl_stream_cbs *cb) {
   s->type = type;
   s->cb = cb;
   s->flusher.fn = pl__flush;
@@ -389,5 +441,9 @@ int pl_stream_accept(pl_stream *s, uv_stream_t *server, pl_loop *loop, const pl_
     return rc;
   }
   uv_tcp_nodelay(&s->tcp, 1);
+  if (proxy) {
+    s->pre = pl_calloc(1, sizeof *s->pre);
+    s->closing_since = pl_mono_ms();
+  }
   return 0;
 }

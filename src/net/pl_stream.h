@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "../common/pl_buf.h"
@@ -41,6 +42,11 @@ typedef struct pl_stream_cbs {
   /* The socket is closed and the stream's own memory released: the owner
    * frees itself (the stream is embedded in it). */
   void (*on_closed)(pl_stream *s);
+  /* With the PROXY protocol: the header has come, before any data. sa is
+   * the client's address, or NULL when the socket's stands (a LOCAL
+   * header: the proxy's own health check). The owner admits the
+   * connection now, by the client's address. */
+  void (*on_peer)(pl_stream *s, const struct sockaddr *sa);
 } pl_stream_cbs;
 
 /* A connection type: how bytes get between the socket and the owner. NULL
@@ -71,30 +77,33 @@ struct pl_stream {
   uv_tcp_t tcp;
   const pl_stream_type *type;
   const pl_stream_cbs *cb;
-  void *tls; /* the type's state (NULL for plain) */
+  void *tls;     /* the type's state (NULL for plain) */
+  pl_bytes *pre; /* a PROXY v2 header still arriving (NULL: none awaited) */
   pl_flusher flusher;
   pl_buf **q; /* output: entries before enc are wire bytes, the rest plaintext */
   uint32_t qlen, qcap, qoff, enc;
-  size_t out_bytes; /* queued + handed to libuv, not yet written */
-  uint64_t closing_since;
-  uint64_t progress_ms; /* output last moved */
-  uint8_t writing;      /* a uv_write is in flight */
-  uint8_t reading;      /* the owner wants input */
-  uint8_t closing;      /* no more input; the output goes, then the FIN */
-  uint8_t dead;         /* the handle is closing */
-  uint8_t lingering;    /* the FIN is sent: input dropped until the peer's */
-  uint8_t fin_wanted;   /* a FIN once the type's last words are out */
-  uint8_t drop_fin;     /* at the FIN, drop unread input instead of waiting for it */
-  uint8_t redrive;      /* decoded input waits for the next pass */
+  size_t out_bytes;       /* queued + handed to libuv, not yet written */
+  uint64_t closing_since; /* (while pre is set: when the connection was accepted) */
+  uint64_t progress_ms;   /* output last moved */
+  uint8_t writing;        /* a uv_write is in flight */
+  uint8_t reading;        /* the owner wants input */
+  uint8_t closing;        /* no more input; the output goes, then the FIN */
+  uint8_t dead;           /* the handle is closing */
+  uint8_t lingering;      /* the FIN is sent: input dropped until the peer's */
+  uint8_t fin_wanted;     /* a FIN once the type's last words are out */
+  uint8_t drop_fin;       /* at the FIN, drop unread input instead of waiting for it */
+  uint8_t redrive;        /* decoded input waits for the next pass */
 };
 
 /* The loop the stream runs on. */
 static inline pl_loop *pl_stream_loop(const pl_stream *s) { return (pl_loop *)s->tcp.loop->data; }
 
 /* Accepts a connection from server into s (zeroed, embedded in its
- * owner). 0, or a libuv error (s is then closing: on_closed follows). */
+ * owner). With proxy, the first bytes must be a PROXY v2 header (pl_proxy),
+ * which on_peer reports before any data. 0, or a libuv error (s is then
+ * closing: on_closed follows). */
 int pl_stream_accept(pl_stream *s, uv_stream_t *server, pl_loop *loop, const pl_stream_type *type,
-                     void *type_arg, const pl_stream_cbs *cb);
+                     void *type_arg, int proxy, const pl_stream_cbs *cb);
 void pl_stream_read_start(pl_stream *s);
 void pl_stream_read_stop(pl_stream *s);
 /* Queues b (a reference is taken); it goes out at the end of the pass. */

@@ -25,6 +25,7 @@ struct pl_tcp_listener {
   pl_limits *limits;
   const pl_stream_type *type; /* plain or TLS */
   void *type_arg;
+  int proxy;          /* a PROXY v2 header first: admitted by the client's address once it came */
   pl_tcp_conn *conns; /* doubly linked list of open connections */
   size_t count;
   uint64_t warned_ms; /* last "cannot accept" warning */
@@ -267,33 +268,52 @@ static const pl_transport_ops pl__tcp_ops = {
     .resume = pl__tcp_resume,
 };
 
+/* A PROXY v2 header named the client: it is the connection's address from
+ * now on (limits, throttle, logs), and it is admitted by it. */
+static void pl__on_peer(pl_stream *s, const struct sockaddr *sa) {
+  pl_tcp_conn *tc = pl__tc(s);
+  pl_conn *c = &tc->c;
+  if (sa) {
+    c->ip_key = pl_limits_key(sa);
+    pl_tcp_addr_name(sa, c->peer, sizeof c->peer);
+  }
+  pl_debug("conn %llu: %s through a proxy", (unsigned long long)c->id, c->peer);
+  tc->ip_key_counted = c->limits && pl_limits_admit(c->limits, c->ip_key) == PL_OK;
+  if (c->limits && !tc->ip_key_counted)
+    pl__cut(tc, PL_ERR_TOO_MANY_CONNECTIONS);
+}
+
 static const pl_stream_cbs pl__tcp_cbs = {
     .on_data = pl__on_data,
     .on_eof = pl__on_eof,
     .on_written = pl__on_written,
     .on_closed = pl__on_closed,
+    .on_peer = pl__on_peer,
 };
 
 /* ---- listener --------------------------------------------------------- */
+
+void pl_tcp_addr_name(const struct sockaddr *sa, char *out, size_t cap) {
+  char ip[40] = "?";
+  int port = 0;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+  }
+  snprintf(out, cap, "%s:%d", ip, port);
+}
 
 void pl_tcp_peer_name(const uv_tcp_t *tcp, char *out, size_t cap) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
   out[0] = '\0';
-  if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
-    return;
-  char ip[40] = "?";
-  int port = 0;
-  if (ss.ss_family == AF_INET) {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    uv_ip4_name(a, ip, sizeof ip);
-    port = ntohs(a->sin_port);
-  } else if (ss.ss_family == AF_INET6) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    uv_ip6_name(a, ip, sizeof ip);
-    port = ntohs(a->sin6_port);
-  }
-  snprintf(out, cap, "%s:%d", ip, port);
+  if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0)
+    pl_tcp_addr_name((const struct sockaddr *)&ss, out, cap);
 }
 
 uint64_t pl_tcp_peer_key(const uv_tcp_t *tcp) {
@@ -323,7 +343,7 @@ static void pl__on_connection(uv_stream_t *server, int status) {
     return;
   pl_tcp_conn *tc = pl_calloc(1, sizeof *tc);
   tc->lst = l;
-  if (pl_stream_accept(&tc->s, server, l->loop, l->type, l->type_arg, &pl__tcp_cbs) != 0)
+  if (pl_stream_accept(&tc->s, server, l->loop, l->type, l->type_arg, l->proxy, &pl__tcp_cbs) != 0)
     return; /* closing: on_closed frees it */
   tc->c.ops = &pl__tcp_ops;
   tc->c.h = l->h;
@@ -333,7 +353,9 @@ static void pl__on_connection(uv_stream_t *server, int status) {
   tc->c.id = pl_conn_new_id();
   tc->c.limits = l->limits;
   tc->c.ip_key = pl_tcp_peer_key(&tc->s.tcp);
-  tc->ip_key_counted = l->limits && pl_limits_admit(l->limits, tc->c.ip_key) == PL_OK;
+  /* Behind a proxy, the socket's address is the proxy's: the connection is
+   * admitted once the header says whose it is (pl__on_peer). */
+  tc->ip_key_counted = l->limits && !l->proxy && pl_limits_admit(l->limits, tc->c.ip_key) == PL_OK;
   pl_tcp_peer_name(&tc->s.tcp, tc->c.peer, sizeof tc->c.peer);
   tc->listed = 1;
   tc->next = l->conns;
@@ -342,7 +364,7 @@ static void pl__on_connection(uv_stream_t *server, int status) {
   l->conns = tc;
   l->count++;
   l->h->on_open(&tc->c, l->h->ud);
-  if (l->limits && !tc->ip_key_counted) { /* over a cap: told so, and closed */
+  if (l->limits && !l->proxy && !tc->ip_key_counted) { /* over a cap: told so, and closed */
     pl__cut(tc, PL_ERR_TOO_MANY_CONNECTIONS);
     /* at once: a burst of accepts must not run out of descriptors on
      * connections it only refuses */
@@ -400,6 +422,7 @@ pl_err pl_tcp_listen(pl_loop *loop, const pl_tcp_config *cfg, const pl_conn_hand
   l->limits = cfg->limits;
   l->type = cfg->type ? cfg->type : &pl_stream_plain;
   l->type_arg = cfg->type_arg;
+  l->proxy = cfg->proxy;
   l->tcp.data = l;
   pl_err e = pl_tcp_open_listener(loop, &l->tcp, cfg, pl__on_connection);
   if (e == PL_OK)

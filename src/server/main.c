@@ -193,6 +193,7 @@ static pl_err pl__tls_config(pl_server *srv, pl_tcp_config *ttc, pl_http_config 
   ttc->port = c->tls_port;
   ttc->type = htc->tcp.type = &pl_tls_type;
   ttc->type_arg = htc->tcp.type_arg = srv->tls;
+  ttc->proxy = htc->tcp.proxy = c->proxy_protocol == 2;
   htc->tcp.host = c->https_host;
   htc->tcp.port = c->https_port;
   if (c->tls_host[0] && ttc->port && (e = pl_tcp_probe(ttc)) != PL_OK)
@@ -377,12 +378,14 @@ static pl_err pl__start(pl_server *srv) {
                       .port = c->listen_port,
                       .backlog = 4096,
                       .max_frame = c->max_frame,
-                      .limits = srv->limits};
+                      .limits = srv->limits,
+                      .proxy = c->proxy_protocol > 0};
   pl_http_config hc = {.tcp = {.host = c->http_host,
                                .port = c->http_port,
                                .backlog = 4096,
                                .max_frame = c->max_frame,
-                               .limits = srv->limits},
+                               .limits = srv->limits,
+                               .proxy = c->proxy_protocol > 0},
                        .route = pl_web_route,
                        .open = pl_web_open,
                        .route_ud = &srv->web};

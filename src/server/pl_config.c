@@ -19,6 +19,7 @@ typedef enum {
   T_LISTEN_TLS,
   T_HTTPS,
   T_TLS_MIN,
+  T_PROXY,
   T_DURABILITY,
   T_LOG,
   T_SECRET /* T_STR of 16 or more printable ASCII characters, no spaces or '#' (never echoed) */
@@ -54,6 +55,10 @@ static const pl__opt pl__opts[] = {
      "a TLS handshake not finished this long after connecting is cut (default "
      "10000)",
      T_U32, OFF(tls_handshake_ms), 0},
+    {"proxy-protocol", "off|plain|all",
+     "connections open with a PROXY v2 header (haproxy send-proxy-v2) naming the client: on the plain "
+     "listeners (--listen, --http), or on all of them (default off)",
+     T_PROXY, 0, 0},
     {"threads", "N", "event-loop threads (default: number of CPUs)", T_INT, OFF(threads), 0},
     {"durability", "fsync|process",
      "fsync: ack after the group commit reached the disk (default); process: ack after the write, "
@@ -363,6 +368,16 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
     return pl__hostport(v, c->http_host, &c->http_port);
   case T_LISTEN_TLS: return pl__hostport(v, c->tls_host, &c->tls_port);
   case T_HTTPS: return pl__hostport(v, c->https_host, &c->https_port);
+  case T_PROXY:
+    if (!strcmp(v, "off"))
+      c->proxy_protocol = 0;
+    else if (!strcmp(v, "plain"))
+      c->proxy_protocol = 1;
+    else if (!strcmp(v, "all"))
+      c->proxy_protocol = 2;
+    else
+      return -1;
+    return 0;
   case T_TLS_MIN:
     if (!strcmp(v, "1.2"))
       c->tls_min = 12;

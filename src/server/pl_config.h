@@ -24,6 +24,7 @@ typedef struct pl_config {
   char tls_cert[512], tls_key[512];
   int tls_min; /* 12 or 13 */
   uint32_t tls_handshake_ms;
+  int proxy_protocol; /* 0 off, 1 the plain listeners, 2 every listener */
   int threads;
   int durable; /* 1: fsync each group commit; 0: survive process crash only */
   uint64_t ttl_s;
