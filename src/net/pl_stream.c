@@ -422,6 +422,8 @@ int pl_stream_sweep(pl_stream *s, uint64_t now) {
     s->q = NULL;
     s->qcap = 0;
   }
+  if (!s->qlen && !s->writing && s->type->trim)
+    s->type->trim(s);
   return 0;
 }
 

@@ -69,6 +69,8 @@ typedef struct pl_stream_type {
   void (*free)(pl_stream *s);
   /* Monotonic ms after which a connection still not ready is cut (0 none). */
   uint64_t (*deadline)(const pl_stream *s);
+  /* The connection is idle (nothing queued): give back what it can. */
+  void (*trim)(pl_stream *s);
 } pl_stream_type;
 
 extern const pl_stream_type pl_stream_plain;

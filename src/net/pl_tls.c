@@ -1,5 +1,6 @@
 #include "pl_tls.h"
 
+#include <openssl/buffer.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -46,6 +47,32 @@ static const char *pl__ossl_err(char *buf, size_t cap) {
   ERR_clear_error();
   return buf;
 }
+
+/* ---- memory ---------------------------------------------------------- */
+
+static void *pl__ossl_malloc(size_t n, const char *file, int line) {
+  (void)file;
+  (void)line;
+  return pl_malloc(n);
+}
+
+static void *pl__ossl_realloc(void *p, size_t n, const char *file, int line) {
+  (void)file;
+  (void)line;
+  if (!n) { /* realloc(p, 0) frees, as OpenSSL's own does */
+    pl_free(p);
+    return NULL;
+  }
+  return pl_realloc(p, n);
+}
+
+static void pl__ossl_free(void *p, const char *file, int line) {
+  (void)file;
+  (void)line;
+  pl_free(p);
+}
+
+void pl_tls_global_init(void) { CRYPTO_set_mem_functions(pl__ossl_malloc, pl__ossl_realloc, pl__ossl_free); }
 
 /* ---- session tickets ------------------------------------------------- */
 
@@ -352,6 +379,29 @@ static void pl__free(pl_stream *s) {
   s->tls = NULL;
 }
 
+/* A memory BIO keeps the buffer its biggest burst needed (the handshake's
+ * certificate chain, a large message) even once empty: an idle
+ * connection swaps its empty BIOs for new ones that own nothing. */
+static void pl__trim(pl_stream *s) {
+  pl__tconn *tc = s->tls;
+  BIO *r = SSL_get_rbio(tc->ssl), *w = SSL_get_wbio(tc->ssl);
+  if (!tc->ready || tc->failed || BIO_ctrl_pending(r) || BIO_ctrl_pending(w) || SSL_pending(tc->ssl))
+    return;
+  BUF_MEM *rm = NULL, *wm = NULL;
+  BIO_get_mem_ptr(r, &rm);
+  BIO_get_mem_ptr(w, &wm);
+  if ((!rm || !rm->max) && (!wm || !wm->max))
+    return; /* nothing held */
+  BIO *nr = BIO_new(BIO_s_mem()), *nw = BIO_new(BIO_s_mem());
+  if (!nr || !nw) {
+    BIO_free(nr);
+    BIO_free(nw);
+    return;
+  }
+  BIO_set_mem_eof_return(nr, -1);
+  SSL_set_bio(tc->ssl, nr, nw); /* frees the old pair */
+}
+
 static uint64_t pl__deadline(const pl_stream *s) {
   const pl__tconn *tc = s->tls;
   return tc ? tc->deadline_ms : 0;
@@ -366,4 +416,5 @@ const pl_stream_type pl_tls_type = {
     .shutdown = pl__shutdown,
     .free = pl__free,
     .deadline = pl__deadline,
+    .trim = pl__trim,
 };

@@ -31,6 +31,10 @@ typedef struct pl_tls_config {
   uint32_t ticket_s;     /* ticket keys rotate this often (default 12 h); a ticket lives twice that */
 } pl_tls_config;
 
+/* Before anything uses OpenSSL (libcurl too): its allocations go through
+ * pl_mem, so they are counted with the server's own (a TLS connection's
+ * memory shows in parley_memory_heap_bytes). */
+void pl_tls_global_init(void);
 /* Loads the certificate and key; logs why and fails if they do not load or
  * do not match. */
 pl_err pl_tls_new(const pl_tls_config *cfg, pl_tls **out);

@@ -498,6 +498,7 @@ int main(int argc, char **argv) {
     return rc > 0 ? 0 : 2;
   pl_log_set_level((pl_log_level)srv.cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
+  pl_tls_global_init();                 /* before libcurl, which uses OpenSSL too */
   if (pl_push_global_init() != PL_OK) { /* libcurl, before any thread */
     pl_error("cannot initialize libcurl");
     return 1;
