@@ -116,11 +116,11 @@ static void sb_done(pl_store_req *r) {
     exit(1);
   }
   pthread_mutex_lock(&b->mu);
-  if (r->op == PL_STORE_SEND && r->out.msg.qid > q->p->max_qid)
-    q->p->max_qid = r->out.msg.qid;
-  for (size_t i = 0; i < r->out.nevents; i++)
-    if (r->out.events[i].msg.qid > q->p->receipt_qid)
-      q->p->receipt_qid = r->out.events[i].msg.qid;
+  if (r->op == PL_STORE_SEND && r->u.send.out.msg.qid > q->p->max_qid)
+    q->p->max_qid = r->u.send.out.msg.qid;
+  for (size_t i = 0; i < r->nevents; i++)
+    if (r->events[i].msg.qid > q->p->receipt_qid)
+      q->p->receipt_qid = r->events[i].msg.qid;
   b->pending--;
   pthread_cond_signal(&b->cv);
   pthread_mutex_unlock(&b->mu);
@@ -159,21 +159,21 @@ static void sb_setup(sb *b) {
     for (int k = 0; k < 2; k++) {
       pl_store_req r = {0};
       r.op = PL_STORE_REGISTER;
-      r.in.user = k ? p->receiver : p->sender;
-      r.in.device = "d";
-      r.in.pwhash = "x";
-      r.in.token_hash[0] = (uint8_t)k;
-      memcpy(r.in.token_hash + 1, &i, sizeof i);
+      r.u.reg.in.user = k ? p->receiver : p->sender;
+      r.u.reg.in.device = "d";
+      r.u.reg.in.pwhash = "x";
+      r.u.reg.in.token_hash[0] = (uint8_t)k;
+      memcpy(r.u.reg.in.token_hash + 1, &i, sizeof i);
       if (pl_store_call(b->store, &r) != PL_OK || r.status != PL_OK) {
         fprintf(stderr, "store-bench: register failed: %s\n", pl_err_name(r.status));
         exit(1);
       }
       if (k) {
-        p->recv_uid = r.out.user_id;
-        p->recv_dev = r.out.device_id;
+        p->recv_uid = r.u.reg.out.user_id;
+        p->recv_dev = r.u.reg.out.device_id;
       } else {
-        p->sender_uid = r.out.user_id;
-        p->sender_dev = r.out.device_id;
+        p->sender_uid = r.u.reg.out.user_id;
+        p->sender_dev = r.u.reg.out.device_id;
       }
       pl_store_req_clear(&r);
     }
@@ -191,29 +191,29 @@ static void sb_round(sb *b, size_t w) {
                  (unsigned long long)++p->next_id * 0xC2B2AE3D27D4EB4Full);
       else
         snprintf(q->id, sizeof q->id, "m%llu", (unsigned long long)++p->next_id);
-      q->r.in.user_id = p->sender_uid;
-      q->r.in.device_id = p->sender_dev;
-      q->r.in.device_name = "d";
-      q->r.in.peer = p->receiver;
-      q->r.in.client_id = q->id;
-      q->r.in.body = b->body;
-      q->r.in.body_len = b->body_len;
-      q->r.in.client_ts = pl_now_ms();
+      q->r.user_id = p->sender_uid;
+      q->r.device_id = p->sender_dev;
+      q->r.u.send.in.device_name = "d";
+      q->r.u.send.in.peer = p->receiver;
+      q->r.u.send.in.client_id = q->id;
+      q->r.u.send.in.body = b->body;
+      q->r.u.send.in.body_len = b->body_len;
+      q->r.u.send.in.client_ts = pl_now_ms();
       sb_submit(b, q);
     }
     if (p->max_qid > p->acked_upto) {
       sb_req *q = sb_new(b, p, PL_STORE_ACK);
-      q->r.in.device_id = p->recv_dev;
-      q->r.in.user_id = p->recv_uid; /* delivered receipts, as the server asks */
-      q->r.in.upto = p->max_qid;
+      q->r.device_id = p->recv_dev;
+      q->r.user_id = p->recv_uid; /* delivered receipts, as the server asks */
+      q->r.u.ack.in.upto = p->max_qid;
       p->acked_upto = p->max_qid;
       sb_submit(b, q);
     }
     if (p->receipt_qid > p->receipt_acked) { /* the sender acks its receipts */
       sb_req *q = sb_new(b, p, PL_STORE_ACK);
-      q->r.in.device_id = p->sender_dev;
-      q->r.in.user_id = p->sender_uid;
-      q->r.in.upto = p->receipt_qid;
+      q->r.device_id = p->sender_dev;
+      q->r.user_id = p->sender_uid;
+      q->r.u.ack.in.upto = p->receipt_qid;
       p->receipt_acked = p->receipt_qid;
       sb_submit(b, q);
     }

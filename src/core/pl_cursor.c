@@ -1,7 +1,16 @@
 #include "pl_cursor.h"
 
+#include <string.h>
+
+#include "../common/pl_mem.h"
+
 void pl_cursor_init(pl_cursor *c, uint32_t max_held) {
   *c = (pl_cursor){.max_held = max_held, .hint_next = 1};
+}
+
+void pl_cursor_free(pl_cursor *c) {
+  pl_free(c->gs);
+  pl_cursor_init(c, c->max_held);
 }
 
 void pl_cursor_attach(pl_cursor *c) {
@@ -18,7 +27,60 @@ void pl_cursor_fetch(pl_cursor *c) {
   c->state = PL_CURSOR_FETCHING;
   c->again = 0;
   c->held_max = 0;
+  for (uint32_t i = 0; i < c->ngs; i++)
+    c->gs[i].held_max = 0;
   c->nheld = 0;
+}
+
+/* Binary search: the index of gid, or where it would go. */
+static uint32_t pl__find(const pl_cursor *c, uint64_t gid) {
+  uint32_t lo = 0, hi = c->ngs;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    if (c->gs[mid].gid < gid)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+pl_cursor_stream *pl_cursor_stream_get(pl_cursor *c, uint64_t gid, int create) {
+  uint32_t i = pl__find(c, gid);
+  if (i < c->ngs && c->gs[i].gid == gid)
+    return &c->gs[i];
+  if (!create)
+    return NULL;
+  if (c->ngs == c->gscap) {
+    c->gscap = c->gscap ? c->gscap * 2 : 4;
+    c->gs = pl_realloc(c->gs, c->gscap * sizeof *c->gs);
+  }
+  memmove(&c->gs[i + 1], &c->gs[i], (c->ngs - i) * sizeof *c->gs);
+  c->ngs++;
+  c->gs[i] = (pl_cursor_stream){.gid = gid};
+  return &c->gs[i];
+}
+
+uint64_t pl_cursor_sent(const pl_cursor *c, uint64_t gid) {
+  if (!gid)
+    return c->last_sent;
+  const pl_cursor_stream *s = pl_cursor_stream_get((pl_cursor *)c, gid, 0);
+  return s ? s->last_sent : 0;
+}
+
+/* The stream's written and held marks. A group stream is made on its
+ * first entry: before it, nothing of the group was written on this
+ * connection, so 0 is exact. */
+static int pl__marks(pl_cursor *c, uint64_t gid, uint64_t **sent, uint64_t **held) {
+  if (!gid) {
+    *sent = &c->last_sent;
+    *held = &c->held_max;
+    return c->queue_exact;
+  }
+  pl_cursor_stream *s = pl_cursor_stream_get(c, gid, 1);
+  *sent = &s->last_sent;
+  *held = &s->held_max;
+  return 1;
 }
 
 static pl_cursor_act pl__lag(pl_cursor *c) {
@@ -27,22 +89,26 @@ static pl_cursor_act pl__lag(pl_cursor *c) {
   return PL_CURSOR_LAG;
 }
 
-static pl_cursor_act pl__hold(pl_cursor *c, uint64_t qid, int suspect) {
+static pl_cursor_act pl__hold(pl_cursor *c, uint64_t gid, uint64_t pos, int suspect) {
+  uint64_t *sent, *held;
   if (c->again)
     return PL_CURSOR_IGNORE; /* another fetch follows the page: it reads this one */
-  if (suspect || qid <= c->held_max || c->nheld >= c->max_held) {
+  int exact = pl__marks(c, gid, &sent, &held);
+  /* (the first held one of an exact stream is checked against the page at flush) */
+  if (suspect || pos <= *held || (exact && *held && pos != *held + 1) || c->nheld >= c->max_held) {
     /* The fetch in flight may have been submitted before the lost push's
      * message committed, and held pushes are written in arrival order: only
      * a fetch after this page is sure to cover them. */
     c->again = 1;
     return PL_CURSOR_IGNORE;
   }
-  c->held_max = qid;
+  *held = pos;
   c->nheld++;
   return PL_CURSOR_HOLD;
 }
 
-pl_cursor_act pl_cursor__push_slow(pl_cursor *c, uint64_t hint, uint64_t qid, int over) {
+pl_cursor_act pl_cursor__push_slow(pl_cursor *c, uint64_t hint, uint64_t gid, uint64_t pos, int over) {
+  uint64_t *sent, *held;
   if (c->state == PL_CURSOR_OFF)
     return PL_CURSOR_IGNORE;
   /* A number below the expected one was seen already (a duplicate), or a
@@ -53,33 +119,36 @@ pl_cursor_act pl_cursor__push_slow(pl_cursor *c, uint64_t hint, uint64_t qid, in
   int gap = hint != c->hint_next;
   c->hint_next = hint + 1;
   switch (c->state) {
-  case PL_CURSOR_FETCHING: return pl__hold(c, qid, gap);
+  case PL_CURSOR_FETCHING: return pl__hold(c, gid, pos, gap);
   case PL_CURSOR_LIVE:
     if (over)
       return pl__lag(c); /* the fetch after the drain reads it, and any lost one */
-    if (gap || qid <= c->last_sent) {
+    int exact = pl__marks(c, gid, &sent, &held);
+    if (gap || pos <= *sent || (exact && pos != *sent + 1)) {
       /* Never skip, never drop: the store knows what this push stands for. */
       pl_cursor_fetch(c);
       return PL_CURSOR_FETCH;
     }
-    c->last_sent = qid;
+    *sent = pos;
     return PL_CURSOR_WRITE;
   default: return PL_CURSOR_IGNORE; /* lagging: the fetch after the drain reads it */
   }
 }
 
-pl_cursor_act pl_cursor_entry(pl_cursor *c, uint64_t qid, int over) {
-  if (qid <= c->last_sent)
+pl_cursor_act pl_cursor_entry(pl_cursor *c, uint64_t gid, uint64_t pos, int over) {
+  uint64_t *sent, *held;
+  pl__marks(c, gid, &sent, &held);
+  if (pos <= *sent)
     return PL_CURSOR_IGNORE;
   if (over)
     return pl__lag(c);
-  c->last_sent = qid;
+  *sent = pos;
   return PL_CURSOR_WRITE;
 }
 
 pl_cursor_act pl_cursor_page_end(pl_cursor *c, int more, int over) {
   if (more || c->again) {
-    /* Pushes held meanwhile are in the queue too: the next page has them. */
+    /* Pushes held meanwhile are stored too: the next page has them. */
     if (over)
       return pl__lag(c);
     pl_cursor_fetch(c);
@@ -90,11 +159,17 @@ pl_cursor_act pl_cursor_page_end(pl_cursor *c, int more, int over) {
   return PL_CURSOR_FLUSH;
 }
 
-pl_cursor_act pl_cursor_flush(pl_cursor *c, uint64_t qid) {
-  /* Held pushes rise in qid (pl__hold), so this keeps the order. */
-  if (qid <= c->last_sent)
+pl_cursor_act pl_cursor_flush(pl_cursor *c, uint64_t gid, uint64_t pos) {
+  uint64_t *sent, *held;
+  /* Held pushes rise in each stream (pl__hold), so this keeps the order. */
+  int exact = pl__marks(c, gid, &sent, &held);
+  if (pos <= *sent)
     return PL_CURSOR_IGNORE;
-  c->last_sent = qid;
+  if (exact && pos != *sent + 1) { /* the page ended before it: something between is stored */
+    pl_cursor_fetch(c);
+    return PL_CURSOR_FETCH;
+  }
+  *sent = pos;
   return PL_CURSOR_WRITE;
 }
 

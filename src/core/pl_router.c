@@ -46,6 +46,7 @@ typedef struct pl__push_task {
   pl__local *r;
   pl_loop *loop;
   uint64_t device, qid;
+  uint64_t gid, seq;  /* a group history entry: its group and its position there */
   uint64_t hint;      /* the route's push number (0: an ephemeral frame) */
   void *ep;           /* the attachment it was numbered for (NULL: whichever) */
   uint64_t commit_us; /* when its commit ended (0: an ephemeral frame) */
@@ -307,7 +308,7 @@ static void pl__push_run(pl_task *t) {
   if (ep && p->ep && p->ep != ep)
     ep = NULL;
   if (ep)
-    p->r->base.sink.push(ep, p->qid, p->hint, p->frame);
+    p->r->base.sink.push(ep, p->qid, p->gid, p->seq, p->hint, p->frame);
   if (ep && p->commit_us && p->r->base.sink.delivery)
     pl_hist_add(&p->r->base.sink.delivery[pl_loop_index(p->loop)], pl_mono_us() - p->commit_us);
   pl_buf_unref(p->frame);
@@ -349,6 +350,8 @@ static void pl__deliver(pl_router *base, const pl_msg *m, const uint64_t *device
     p->loop = at[i].loop;
     p->device = devices[i];
     p->qid = m->qid;
+    p->gid = m->gid;
+    p->seq = m->seq;
     p->hint = at[i].pushed;
     p->ep = at[i].ep;
     p->commit_us = now;
@@ -389,8 +392,10 @@ static uint64_t *pl__audience(pl__local *r, uint64_t gid, const uint64_t *skip, 
 static void pl__deliver_group(pl_router *base, const pl_msg *m, uint64_t gid, uint64_t skip) {
   size_t n;
   uint64_t *devs = pl__audience((pl__local *)base, gid, &skip, 1, &n);
+  pl_msg g = *m; /* (shallow) its group, for the receivers' cursors */
+  g.gid = gid;
   if (n)
-    pl__deliver(base, m, devs, n);
+    pl__deliver(base, &g, devs, n);
   pl_free(devs);
 }
 
@@ -426,7 +431,7 @@ static void pl__push_frame(pl_router *base, const uint64_t *devices, size_t n, p
     p->r = r;
     p->loop = loop;
     p->device = devices[i];
-    p->qid = 0;
+    p->qid = p->gid = p->seq = 0;
     p->hint = 0;
     p->ep = NULL;
     p->commit_us = 0;

@@ -31,8 +31,9 @@ typedef struct pl_router_sink {
    * take a reference to keep it). hint numbers the pushes the router sent to
    * this attachment of ep, 1, 2, 3...: a push can be lost, repeated or late
    * (a cluster's transport), and the numbers let the receiver see it and
-   * read the queue instead (pl_cursor.h). qid 0: an ephemeral frame, hint 0. */
-  void (*push)(void *ep, uint64_t qid, uint64_t hint, pl_buf *frame);
+   * read the queue instead (pl_cursor.h). qid 0: an ephemeral frame, hint 0.
+   * gid: a group history entry's group (its position there is seq). */
+  void (*push)(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t hint, pl_buf *frame);
   /* Another connection took over this device: ep should close. */
   void (*kick)(void *ep);
   /* Optional: each committed message's time from its commit to its push

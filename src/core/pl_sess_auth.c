@@ -68,8 +68,13 @@ static void pl__authenticated(pl_session *s, pl_sess__req *sr, const char *user,
   pl_throttle_auth_succeeded(s->core->throttle, pl__attempt(sr), user, addr);
   s->state = PL_SESS_READY;
   s->conn->auth_deadline_ms = 0;
-  s->user_id = sr->req.op == PL_STORE_LOGIN_DEVICE ? sr->uid : sr->req.out.user_id;
-  s->device_id = sr->req.out.device_id;
+  const pl_store_req *r = &sr->req;
+  s->user_id = r->op == PL_STORE_LOGIN_DEVICE ? sr->uid
+               : r->op == PL_STORE_RESUME     ? r->u.resume.out.user_id
+                                              : r->u.reg.out.user_id;
+  s->device_id = r->op == PL_STORE_LOGIN_DEVICE ? r->u.login.out.device_id
+                 : r->op == PL_STORE_RESUME     ? r->u.resume.out.device_id
+                                                : r->u.reg.out.device_id;
   s->user = pl_strdup(user);
   s->device = pl_strdup(device);
   pl_sess__attach(s);
@@ -109,13 +114,14 @@ static void pl__auth_done(pl_store_req *req) {
   if (req->op == PL_STORE_RESUME) {
     Parley__Resume *r = (Parley__Resume *)sr->msg;
     snprintf(sr->token, sizeof sr->token, "%s", r->token);
-    pl__authenticated(s, sr, req->out.user, req->out.device, 0);
+    pl__authenticated(s, sr, req->u.resume.out.user, req->u.resume.out.device, 0);
   } else if (req->op == PL_STORE_REGISTER) {
     Parley__Register *r = (Parley__Register *)sr->msg;
     pl__authenticated(s, sr, r->user, r->device && *r->device ? r->device : "default", 1);
   } else {
     Parley__Login *r = (Parley__Login *)sr->msg;
-    pl__authenticated(s, sr, r->user, r->device && *r->device ? r->device : "default", req->out.created);
+    pl__authenticated(s, sr, r->user, r->device && *r->device ? r->device : "default",
+                      req->u.login.out.created);
   }
   pl__auth_end(sr, PL_OK);
 }
@@ -150,12 +156,15 @@ static void pl__argon_done(pl_job *j) {
   if (!ok)
     return pl__auth_end(sr, verify ? PL_ERR_BAD_CREDENTIALS : PL_ERR_INTERNAL);
   pl_store_req_clear(&sr->req);
-  pl_auth_new_token(sr->token, sr->req.in.token_hash);
-  if (verify) {
+  if (verify) { /* GET_USER's request goes on as the LOGIN_DEVICE */
+    Parley__Login *l = (Parley__Login *)sr->msg;
     sr->req.op = PL_STORE_LOGIN_DEVICE;
-    sr->req.in.user_id = sr->uid;
+    sr->req.user_id = sr->uid;
+    sr->req.u.login.in.device = l->device && *l->device ? l->device : "default";
+    pl_auth_new_token(sr->token, sr->req.u.login.in.token_hash);
   } else {
-    sr->req.in.pwhash = sr->pwhash;
+    pl_auth_new_token(sr->token, sr->req.u.reg.in.token_hash);
+    sr->req.u.reg.in.pwhash = sr->pwhash;
   }
   pl_sess__submit(sr);
 }
@@ -214,9 +223,9 @@ static void pl__get_user_done(pl_store_req *req) {
   if (req->status != PL_OK)
     return pl__auth_end(sr, req->status);
   /* Keep the hash and user id across the clear that precedes the next step. */
-  sr->pwhash = req->out.pwhash;
-  req->out.pwhash = NULL;
-  sr->uid = req->out.user_id;
+  sr->pwhash = req->u.get_user.out.pwhash;
+  req->u.get_user.out.pwhash = NULL;
+  sr->uid = req->u.get_user.out.user_id;
   req->done = pl__auth_done;
   pl_err e = pl__argon(sr, 1);
   if (e != PL_OK)
@@ -235,8 +244,8 @@ int pl_sess__on_register(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in)
   if (pl__throttled(s, PL_ATTEMPT_REGISTER, NULL))
     return 0; /* answered */
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_REGISTER, in, pl__auth_done);
-  sr->req.in.user = r->user;
-  sr->req.in.device = dev;
+  sr->req.u.reg.in.user = r->user;
+  sr->req.u.reg.in.device = dev;
   if (pl__argon(sr, 0) != PL_OK) {
     pl_sess__error_retry(s, PL_ERR_RATE_LIMITED, NULL, sr->retry_ms);
     pl_sess__req_free(sr);
@@ -257,8 +266,7 @@ int pl_sess__on_login(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   if (pl__throttled(s, PL_ATTEMPT_LOGIN, r->user))
     return 0; /* answered */
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_GET_USER, in, pl__get_user_done);
-  sr->req.in.user = r->user;
-  sr->req.in.device = dev;
+  sr->req.u.get_user.in.user = r->user;
   pl_sess__submit(sr);
   s->paused = 1;
   return 1;
@@ -275,7 +283,7 @@ int pl_sess__on_resume(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   if (pl__throttled(s, PL_ATTEMPT_RESUME, NULL))
     return 0; /* answered */
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_RESUME, in, pl__auth_done);
-  pl_auth_token_hash(r->token, len, sr->req.in.token_hash);
+  pl_auth_token_hash(r->token, len, sr->req.u.resume.in.token_hash);
   pl_sess__submit(sr);
   s->paused = 1;
   return 1;

@@ -22,10 +22,10 @@ int pl_sess__group_create_bad(const ProtobufCMessage *msg) {
 
 void pl_sess__group_create_fill(pl_store_req *r, ProtobufCMessage *msg) {
   Parley__GroupCreate *m = (Parley__GroupCreate *)msg;
-  r->in.name = m->name;
-  r->in.description = m->description;
-  r->in.users = (const char *const *)m->members;
-  r->in.nusers = m->n_members;
+  r->u.group_create.in.name = m->name;
+  r->u.group_create.in.description = m->description;
+  r->u.group_create.in.users = (const char *const *)m->members;
+  r->u.group_create.in.nusers = m->n_members;
 }
 
 int pl_sess__group_update_bad(const ProtobufCMessage *msg) {
@@ -38,12 +38,12 @@ int pl_sess__group_update_bad(const ProtobufCMessage *msg) {
 
 void pl_sess__group_update_fill(pl_store_req *r, ProtobufCMessage *msg) {
   Parley__GroupUpdate *m = (Parley__GroupUpdate *)msg;
-  r->in.group = pl_sess__gid(m->group);
-  r->in.group_op = (int)m->op;
-  r->in.peer = *m->user ? m->user : NULL;
-  r->in.name = m->name;
-  r->in.description = m->description;
-  r->in.role = (int)m->role;
+  r->u.group_update.in.group = pl_sess__gid(m->group);
+  r->u.group_update.in.group_op = (int)m->op;
+  r->u.group_update.in.peer = *m->user ? m->user : NULL;
+  r->u.group_update.in.name = m->name;
+  r->u.group_update.in.description = m->description;
+  r->u.group_update.in.role = (int)m->role;
 }
 
 /* GroupInfo from the store's view of a group (strings borrowed). */
@@ -62,7 +62,8 @@ void pl_sess__group_reply(pl_session *s, const char *ref, pl_sess__req *sr) {
   const pl_store_req *req = &sr->req;
   Parley__GroupInfo gi;
   char id[24];
-  const pl_group_info *g = &req->out.info;
+  const pl_group_info *g =
+      req->op == PL_STORE_GROUP_CREATE ? &req->u.group_create.out.info : &req->u.group_update.out.info;
   size_t n = g->nmembers;
   Parley__GroupMember *ms = pl_calloc(n ? n : 1, sizeof *ms);
   Parley__GroupMember **ptrs = pl_calloc(n ? n : 1, sizeof *ptrs);
@@ -86,12 +87,12 @@ void pl_sess__group_reply(pl_session *s, const char *ref, pl_sess__req *sr) {
 void pl_sess__group_list_reply(pl_session *s, const char *ref, pl_sess__req *sr) {
   const pl_store_req *req = &sr->req;
   Parley__GroupList gl = PARLEY__GROUP_LIST__INIT;
-  size_t n = req->out.ngroups;
+  size_t n = req->u.group_list.out.ngroups;
   Parley__GroupInfo *gs = pl_calloc(n ? n : 1, sizeof *gs);
   Parley__GroupInfo **ptrs = pl_calloc(n ? n : 1, sizeof *ptrs);
   char(*ids)[24] = pl_calloc(n ? n : 1, sizeof *ids);
   for (size_t i = 0; i < n; i++) {
-    pl__ginfo(&gs[i], &req->out.groups[i], ids[i], sizeof ids[i]);
+    pl__ginfo(&gs[i], &req->u.group_list.out.groups[i], ids[i], sizeof ids[i]);
     ptrs[i] = &gs[i];
   }
   gl.ref = (char *)ref;
@@ -108,8 +109,8 @@ int pl_sess__group_receipts_bad(const ProtobufCMessage *msg) {
 }
 
 void pl_sess__group_receipts_fill(pl_store_req *r, ProtobufCMessage *msg) {
-  r->in.group = pl_sess__gid(((Parley__GroupReceiptsGet *)msg)->group);
-  r->in.upto = ((Parley__GroupReceiptsGet *)msg)->seq;
+  r->u.group_receipts.in.group = pl_sess__gid(((Parley__GroupReceiptsGet *)msg)->group);
+  r->u.group_receipts.in.upto = ((Parley__GroupReceiptsGet *)msg)->seq;
 }
 
 void pl_sess__group_receipts_reply(pl_session *s, const char *ref, pl_sess__req *sr) {
@@ -117,14 +118,14 @@ void pl_sess__group_receipts_reply(pl_session *s, const char *ref, pl_sess__req 
   Parley__GroupReceipts gr = PARLEY__GROUP_RECEIPTS__INIT;
   gr.ref = (char *)ref;
   gr.group = ((Parley__GroupReceiptsGet *)sr->msg)->group;
-  gr.seq = req->in.upto;
-  gr.members = req->out.members;
-  gr.delivered = req->out.delivered;
-  gr.read = req->out.read;
-  gr.detailed = req->out.detailed != 0;
-  gr.n_delivered_by = req->out.nnames;
-  gr.delivered_by = req->out.names;
-  gr.n_read_by = req->out.nread_by;
-  gr.read_by = req->out.read_by;
+  gr.seq = req->u.group_receipts.in.upto;
+  gr.members = req->u.group_receipts.out.members;
+  gr.delivered = req->u.group_receipts.out.delivered;
+  gr.read = req->u.group_receipts.out.read;
+  gr.detailed = req->u.group_receipts.out.detailed != 0;
+  gr.n_delivered_by = req->u.group_receipts.out.nnames;
+  gr.delivered_by = req->u.group_receipts.out.names;
+  gr.n_read_by = req->u.group_receipts.out.nread_by;
+  gr.read_by = req->u.group_receipts.out.read_by;
   pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_GROUP_RECEIPTS, &gr.base);
 }

@@ -63,7 +63,7 @@ typedef enum pl_sess_state { PL_SESS_HELLO, PL_SESS_AUTH, PL_SESS_READY } pl_ses
  * pl_cursor.h, says which). */
 typedef struct pl_sess__pend {
   struct pl_sess__pend *next;
-  uint64_t qid;
+  uint64_t gid, pos; /* its stream and position there (pl_cursor.h) */
   pl_buf *frame;
 } pl_sess__pend;
 
@@ -72,13 +72,14 @@ typedef struct pl_session {
   pl_conn *conn; /* NULL once the connection is gone */
   pl_loop *loop;
   uint8_t state, kind, paused, ack_busy;
+  uint8_t proto;     /* the Hello's version: 2 makes each group a stream of its own */
   uint32_t refs;     /* 1 for the connection + 1 per request in flight */
   uint32_t inflight; /* sends awaiting commit */
   uint64_t user_id, device_id;
   char *user, *device;
   uint64_t typing_at;          /* when the last typing-on event went (rate limit) */
   uint64_t ack_want, ack_done; /* cumulative acks: asked for / committed */
-  pl_cursor cur;               /* the delivery cursor: cur.last_sent is the highest qid written */
+  pl_cursor cur;               /* the delivery cursor: cur.last_sent is the queue's highest qid written */
   uint32_t fetch_gen;          /* fetches submitted: only the latest one's page counts */
   uint64_t checked_at;         /* when the idle check last asked the router (pl_sess__check) */
   pl_sess__pend *pend, *pend_tail;
@@ -97,8 +98,9 @@ typedef struct pl_sess__req {
   void *release_ud;
   const pl_sess_cmd *cmd; /* the request's row (store-answered requests) */
   char *pwhash;
-  uint64_t uid; /* login: the user found by GET_USER */
-  uint32_t gen; /* a fetch: its number (pl_session.fetch_gen) */
+  uint64_t uid;        /* login: the user found by GET_USER */
+  uint32_t gen;        /* a fetch: its number (pl_session.fetch_gen) */
+  pl_store_gpos *gpos; /* a fetch's gafter, an ack's gacks (protocol 2) */
   char token[PL_AUTH_TOKEN_MAX];
   uint8_t *masked;   /* Send: the body with filtered words masked */
   uint32_t retry_ms; /* an auth step refused with RATE_LIMITED: its retry_after_ms */
@@ -166,8 +168,9 @@ void pl_sess__check(pl_session *s);
 void pl_sess__attach(pl_session *s);
 /* Detached: pushes no longer count. */
 void pl_sess__off(pl_session *s);
-void pl_sess__push(void *ep, uint64_t qid, uint64_t hint, pl_buf *frame); /* router sink */
-void pl_sess__kick(void *ep);                                             /* router sink */
+void pl_sess__push(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t hint,
+                   pl_buf *frame); /* router sink */
+void pl_sess__kick(void *ep);      /* router sink */
 int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 int pl_sess__on_ack(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 int pl_sess__on_typing(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);

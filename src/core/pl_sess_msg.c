@@ -34,10 +34,18 @@ static void pl__lag(pl_session *s) {
   s->conn->want_drain = 1;
 }
 
-static void pl__hold(pl_session *s, uint64_t qid, pl_buf *frame) {
+/* An entry's stream and position: protocol 1 has one stream, by qid; in
+ * protocol 2 a group's entries are positioned by their seq in the group. */
+static uint64_t pl__stream(const pl_session *s, uint64_t gid) { return s->proto >= 2 ? gid : 0; }
+static uint64_t pl__pos(const pl_session *s, uint64_t qid, uint64_t gid, uint64_t seq) {
+  return s->proto >= 2 && gid ? seq : qid;
+}
+
+static void pl__hold(pl_session *s, uint64_t gid, uint64_t pos, pl_buf *frame) {
   pl_sess__pend *p = pl_malloc(sizeof *p);
   p->next = NULL;
-  p->qid = qid;
+  p->gid = gid;
+  p->pos = pos;
   p->frame = pl_buf_ref(frame);
   if (s->pend_tail)
     s->pend_tail->next = p;
@@ -65,28 +73,37 @@ static void pl__fetch_done(pl_store_req *req) {
     pl_sess__fatal(s, PL_ERR_INTERNAL);
     goto out;
   }
-  for (size_t i = 0; i < req->out.nmsgs; i++) {
+  for (size_t i = 0; i < req->u.fetch.out.nmsgs; i++) {
     /* A page of big messages would pile up: on LAG the rest stays in the
      * queue for the fetch after the drain, so a slow reader costs one mark. */
-    pl_cursor_act a = pl_cursor_entry(&s->cur, req->out.msgs[i].qid, pl__over(s));
+    const pl_msg *m = &req->u.fetch.out.msgs[i];
+    pl_cursor_act a =
+        pl_cursor_entry(&s->cur, pl__stream(s, m->gid), pl__pos(s, m->qid, m->gid, m->seq), pl__over(s));
     if (a == PL_CURSOR_LAG) {
       pl__lag(s);
       goto out;
     }
     if (a != PL_CURSOR_WRITE)
       continue;
-    pl_buf *b = pl_router_encode(&req->out.msgs[i]);
+    pl_buf *b = pl_router_encode(&req->u.fetch.out.msgs[i]);
     pl__send_msg(s, b);
     pl_buf_unref(b);
   }
-  pl_cursor_act a = pl_cursor_page_end(&s->cur, req->out.more, s->conn->out_bytes >= s->core->cfg.out_high);
+  pl_cursor_act a =
+      pl_cursor_page_end(&s->cur, req->u.fetch.out.more, s->conn->out_bytes >= s->core->cfg.out_high);
   if (a != PL_CURSOR_FLUSH) {
     pl__act(s, a);
     goto out;
   }
-  for (pl_sess__pend *p = s->pend; p; p = p->next)
-    if (pl_cursor_flush(&s->cur, p->qid) == PL_CURSOR_WRITE)
+  for (pl_sess__pend *p = s->pend; p; p = p->next) {
+    a = pl_cursor_flush(&s->cur, p->gid, p->pos);
+    if (a == PL_CURSOR_FETCH) { /* a gap before it: the fetch reads the rest held */
+      pl_sess__start_sync(s);
+      goto out;
+    }
+    if (a == PL_CURSOR_WRITE)
       pl__send_msg(s, p->frame);
+  }
   pl_sess__pend_clear(s);
 out:
   pl_sess__req_free(sr);
@@ -96,10 +113,18 @@ void pl_sess__start_sync(pl_session *s) {
   pl_cursor_fetch(&s->cur);
   pl_sess__pend_clear(s);
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_FETCH, NULL, pl__fetch_done);
-  sr->req.in.device_id = s->device_id;
-  sr->req.in.user_id = s->user_id; /* its groups' histories */
-  sr->req.in.after = s->cur.last_sent;
-  sr->req.in.limit = s->core->cfg.fetch_batch;
+  sr->req.device_id = s->device_id;
+  sr->req.user_id = s->user_id; /* its groups' histories */
+  sr->req.u.fetch.in.after = s->cur.last_sent;
+  sr->req.u.fetch.in.limit = s->core->cfg.fetch_batch;
+  if (s->proto >= 2) { /* each group from what this connection wrote of it (else: the stored cursor) */
+    sr->req.u.fetch.in.streams = 1;
+    sr->gpos = pl_malloc((s->cur.ngs + 1) * sizeof *sr->gpos);
+    for (uint32_t i = 0; i < s->cur.ngs; i++)
+      if (s->cur.gs[i].last_sent)
+        sr->gpos[sr->req.u.fetch.in.ngafter++] = (pl_store_gpos){s->cur.gs[i].gid, s->cur.gs[i].last_sent};
+    sr->req.u.fetch.in.gafter = sr->gpos;
+  }
   sr->gen = ++s->fetch_gen;
   pl_sess__submit(sr);
 }
@@ -129,7 +154,7 @@ void pl_sess__check(pl_session *s) {
 
 /* Router sink: a committed message for this session's device, the hint-th
  * push the router sent to this attachment. */
-void pl_sess__push(void *ep, uint64_t qid, uint64_t hint, pl_buf *frame) {
+void pl_sess__push(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t hint, pl_buf *frame) {
   pl_session *s = ep;
   if (!s->conn || s->state != PL_SESS_READY)
     return;
@@ -138,11 +163,12 @@ void pl_sess__push(void *ep, uint64_t qid, uint64_t hint, pl_buf *frame) {
       pl_conn_write(s->conn, frame);
     return;
   }
-  pl_cursor_act a = pl_cursor_push(&s->cur, hint, qid, pl__over(s));
+  uint64_t g = pl__stream(s, gid), pos = pl__pos(s, qid, gid, seq);
+  pl_cursor_act a = pl_cursor_push(&s->cur, hint, g, pos, pl__over(s));
   if (a == PL_CURSOR_WRITE)
     pl__send_msg(s, frame);
   else if (a == PL_CURSOR_HOLD)
-    pl__hold(s, qid, frame);
+    pl__hold(s, g, pos, frame);
   else
     pl__act(s, a);
 }
@@ -173,10 +199,10 @@ static void pl__send_done(pl_store_req *req) {
   if (req->status == PL_OK) {
     Parley__SendAck a = PARLEY__SEND_ACK__INIT;
     a.id = m->id;
-    a.conv = req->out.conv;
-    a.seq = req->out.seq;
-    a.server_ts = req->out.server_ts;
-    a.duplicate = req->out.duplicate;
+    a.conv = req->u.send.out.conv;
+    a.seq = req->u.send.out.seq;
+    a.server_ts = req->u.send.out.server_ts;
+    a.duplicate = req->u.send.out.duplicate;
     pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_SEND_ACK, &a.base);
   } else if (s->conn) {
     pl_sess__error_retry(s, req->status, m->id,
@@ -245,17 +271,16 @@ int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   }
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_SEND, in, pl__send_done);
   sr->masked = masked;
-  sr->req.in.user_id = s->user_id;
-  sr->req.in.user = s->user;
-  sr->req.in.device_id = s->device_id;
-  sr->req.in.device_name = s->device;
-  sr->req.in.peer = gid ? NULL : m->to;
-  sr->req.in.group = gid;
-  sr->req.in.client_id = m->id;
-  sr->req.in.body = masked ? masked : m->body.data;
-  sr->req.in.body_len = masked ? masked_len : m->body.len;
-  sr->req.in.client_ts = m->client_ts;
-  sr->req.in.media_id = m->media ? m->media->id : NULL;
+  sr->req.user_id = s->user_id;
+  sr->req.device_id = s->device_id;
+  sr->req.u.send.in.device_name = s->device;
+  sr->req.u.send.in.peer = gid ? NULL : m->to;
+  sr->req.u.send.in.group = gid;
+  sr->req.u.send.in.client_id = m->id;
+  sr->req.u.send.in.body = masked ? masked : m->body.data;
+  sr->req.u.send.in.body_len = masked ? masked_len : m->body.len;
+  sr->req.u.send.in.client_ts = m->client_ts;
+  sr->req.u.send.in.media_id = m->media ? m->media->id : NULL;
   atomic_fetch_add_explicit(&s->core->sends, 1, memory_order_relaxed);
   pl_sess__submit(sr);
   if (++s->inflight >= s->core->cfg.max_inflight) {
@@ -271,8 +296,11 @@ static void pl__ack_done(pl_store_req *req) {
   pl_sess__req *sr = PL_SESS__REQ(req);
   pl_session *s = sr->s;
   s->ack_busy = 0;
-  if (req->status == PL_OK && req->in.upto > s->ack_done)
-    s->ack_done = req->in.upto;
+  if (req->status == PL_OK && req->u.ack.in.upto > s->ack_done)
+    s->ack_done = req->u.ack.in.upto;
+  if (req->status != PL_OK) /* the groups' acks go again with the client's next Ack */
+    for (uint32_t i = 0; i < s->cur.ngs; i++)
+      s->cur.gs[i].ack_sent = 0;
   if (req->status == PL_OK)
     pl__submit_ack(s); /* after a failure, the client's next Ack retries */
   pl_sess__req_free(sr);
@@ -281,12 +309,27 @@ static void pl__ack_done(pl_store_req *req) {
 /* One ack request in flight per session: acks that arrive meanwhile
  * coalesce into the next (they are cumulative). */
 static void pl__submit_ack(pl_session *s) {
-  if (s->ack_busy || s->ack_want <= s->ack_done || s->state != PL_SESS_READY)
+  size_t ng = 0;
+  for (uint32_t i = 0; i < s->cur.ngs; i++)
+    ng += s->cur.gs[i].ack_want > s->cur.gs[i].ack_sent;
+  if (s->ack_busy || (s->ack_want <= s->ack_done && !ng) || s->state != PL_SESS_READY)
     return;
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_ACK, NULL, pl__ack_done);
-  sr->req.in.device_id = s->device_id;
-  sr->req.in.user_id = s->user_id; /* delivered receipts */
-  sr->req.in.upto = s->ack_want;
+  sr->req.device_id = s->device_id;
+  sr->req.user_id = s->user_id; /* delivered receipts */
+  sr->req.u.ack.in.upto = s->ack_want;
+  if (s->proto >= 2) {
+    sr->req.u.ack.in.streams = 1;
+    sr->gpos = pl_malloc((ng + 1) * sizeof *sr->gpos);
+    for (uint32_t i = 0; i < s->cur.ngs; i++) {
+      pl_cursor_stream *g = &s->cur.gs[i];
+      if (g->ack_want > g->ack_sent) {
+        sr->gpos[sr->req.u.ack.in.ngacks++] = (pl_store_gpos){g->gid, g->ack_want};
+        g->ack_sent = g->ack_want;
+      }
+    }
+    sr->req.u.ack.in.gacks = sr->gpos;
+  }
   s->ack_busy = 1;
   pl_sess__submit(sr);
 }
@@ -294,10 +337,19 @@ static void pl__submit_ack(pl_session *s) {
 int pl_sess__on_ack(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   (void)cmd;
   const Parley__Ack *m = (const Parley__Ack *)in->msg;
-  /* A client cannot ack what it was not sent. */
+  /* A client cannot ack what it was not sent (in each stream). */
   uint64_t upto = m->upto < s->cur.last_sent ? m->upto : s->cur.last_sent;
   if (upto > s->ack_want)
     s->ack_want = upto;
+  for (size_t i = 0; s->proto >= 2 && i < m->n_groups; i++) {
+    uint64_t gid = m->groups[i] && m->groups[i]->group ? pl_sess__gid(m->groups[i]->group) : 0;
+    pl_cursor_stream *g = gid ? pl_cursor_stream_get(&s->cur, gid, 0) : NULL;
+    if (!g) /* nothing of that group was sent on this connection */
+      continue;
+    uint64_t seq = m->groups[i]->upto_seq < g->last_sent ? m->groups[i]->upto_seq : g->last_sent;
+    if (seq > g->ack_want)
+      g->ack_want = seq;
+  }
   pl__submit_ack(s);
   return 0;
 }
@@ -314,13 +366,13 @@ static pl_buf *pl__typing_event(pl_session *s, const char *conv, int typing) {
 }
 
 static void pl__typing_group(pl_session *s, const pl_store_req *req, int typing) {
-  size_t n = req->out.ntargets;
+  size_t n = req->u.typing.out.ntargets;
   uint64_t *skip = pl_malloc((n + 1) * sizeof *skip);
   if (n)
-    memcpy(skip, req->out.targets, n * sizeof *skip);
+    memcpy(skip, req->u.typing.out.targets, n * sizeof *skip);
   skip[n] = s->device_id;
-  pl_buf *b = pl__typing_event(s, req->out.conv, typing);
-  s->core->router->ops->push_group_frame(s->core->router, req->out.group, skip, n + 1, b);
+  pl_buf *b = pl__typing_event(s, req->u.typing.out.conv, typing);
+  s->core->router->ops->push_group_frame(s->core->router, req->u.typing.out.group, skip, n + 1, b);
   pl_buf_unref(b);
   pl_free(skip);
 }
@@ -335,11 +387,12 @@ static void pl__typing_done(pl_store_req *req) {
   Parley__Typing *m = (Parley__Typing *)sr->msg;
   if (req->status != PL_OK) {
     pl_sess__error(s, req->status, m->to);
-  } else if (req->out.group) {
+  } else if (req->u.typing.out.group) {
     pl__typing_group(s, req, m->typing);
-  } else if (req->out.ntargets) {
-    pl_buf *b = pl__typing_event(s, req->out.conv, m->typing);
-    s->core->router->ops->push_frame(s->core->router, req->out.targets, req->out.ntargets, b);
+  } else if (req->u.typing.out.ntargets) {
+    pl_buf *b = pl__typing_event(s, req->u.typing.out.conv, m->typing);
+    s->core->router->ops->push_frame(s->core->router, req->u.typing.out.targets, req->u.typing.out.ntargets,
+                                     b);
     pl_buf_unref(b);
   }
   pl_sess__req_free(sr);
@@ -358,9 +411,9 @@ int pl_sess__on_typing(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
     return 0; /* too soon: the last one still holds */
   s->typing_at = m->typing ? now : 0;
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_TYPING, in, pl__typing_done);
-  sr->req.in.user_id = s->user_id;
-  sr->req.in.peer = gid ? NULL : m->to;
-  sr->req.in.group = gid;
+  sr->req.user_id = s->user_id;
+  sr->req.u.typing.in.peer = gid ? NULL : m->to;
+  sr->req.u.typing.in.group = gid;
   pl_sess__submit(sr);
   return 0;
 }

@@ -35,8 +35,8 @@ int pl_sess__on_state(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   }
   pl_sess__req *sr = pl_sess__req_new(s, cmd->op, in, pl__state_done);
   sr->cmd = cmd;
-  sr->req.in.user_id = s->user_id;
-  sr->req.in.device_id = s->device_id;
+  sr->req.user_id = s->user_id;
+  sr->req.device_id = s->device_id;
   if (cmd->fill)
     cmd->fill(&sr->req, sr->msg);
   pl_sess__submit(sr);
@@ -52,9 +52,9 @@ int pl_sess__mark_read_bad(const ProtobufCMessage *msg) {
 
 void pl_sess__mark_read_fill(pl_store_req *r, ProtobufCMessage *msg) {
   Parley__MarkRead *m = (Parley__MarkRead *)msg;
-  r->in.group = *m->group ? pl_sess__gid(m->group) : 0;
-  r->in.peer = r->in.group ? NULL : m->peer;
-  r->in.upto = m->seq;
+  r->u.mark_read.in.group = *m->group ? pl_sess__gid(m->group) : 0;
+  r->u.mark_read.in.peer = r->u.mark_read.in.group ? NULL : m->peer;
+  r->u.mark_read.in.upto = m->seq;
 }
 
 int pl_sess__settings_bad(const ProtobufCMessage *msg) {
@@ -65,29 +65,30 @@ int pl_sess__settings_bad(const ProtobufCMessage *msg) {
 
 void pl_sess__settings_fill(pl_store_req *r, ProtobufCMessage *msg) {
   Parley__Settings *m = (Parley__Settings *)msg;
-  r->in.read_receipts = (int)m->read_receipts;
-  r->in.last_seen = (int)m->last_seen;
-  r->in.group_add = (int)m->group_add; /* the store checks its range */
+  r->u.settings.in.read_receipts = (int)m->read_receipts;
+  r->u.settings.in.last_seen = (int)m->last_seen;
+  r->u.settings.in.group_add = (int)m->group_add; /* the store checks its range */
 }
 
 void pl_sess__settings_reply(pl_session *s, const char *ref, pl_sess__req *sr) {
   const pl_store_req *req = &sr->req;
   Parley__SettingsState st = PARLEY__SETTINGS_STATE__INIT;
   st.ref = (char *)ref;
-  st.read_receipts = req->out.read_receipts != 0;
-  st.last_seen = (Parley__LastSeen)req->out.last_seen;
-  st.group_add = (Parley__GroupAdd)req->out.group_add;
-  pl_presence_set_seen_visible(s->core->presence, s->user_id, req->out.last_seen != PL_LAST_SEEN_NOBODY);
+  st.read_receipts = req->u.settings.out.read_receipts != 0;
+  st.last_seen = (Parley__LastSeen)req->u.settings.out.last_seen;
+  st.group_add = (Parley__GroupAdd)req->u.settings.out.group_add;
+  pl_presence_set_seen_visible(s->core->presence, s->user_id,
+                               req->u.settings.out.last_seen != PL_LAST_SEEN_NOBODY);
   pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_SETTINGS_STATE, &st.base);
 }
 
 void pl_sess__unread_reply(pl_session *s, const char *ref, pl_sess__req *sr) {
   const pl_store_req *req = &sr->req;
   Parley__Unread u = PARLEY__UNREAD__INIT;
-  Parley__ConvState *cs = pl_calloc(req->out.nconvs ? req->out.nconvs : 1, sizeof *cs);
-  Parley__ConvState **ptrs = pl_calloc(req->out.nconvs ? req->out.nconvs : 1, sizeof *ptrs);
-  for (size_t i = 0; i < req->out.nconvs; i++) {
-    const pl_conv_state *c = &req->out.convs[i];
+  Parley__ConvState *cs = pl_calloc(req->u.unread.out.nconvs ? req->u.unread.out.nconvs : 1, sizeof *cs);
+  Parley__ConvState **ptrs = pl_calloc(req->u.unread.out.nconvs ? req->u.unread.out.nconvs : 1, sizeof *ptrs);
+  for (size_t i = 0; i < req->u.unread.out.nconvs; i++) {
+    const pl_conv_state *c = &req->u.unread.out.convs[i];
     parley__conv_state__init(&cs[i]);
     cs[i].conv = c->conv;
     cs[i].last_seq = c->last_seq;
@@ -98,7 +99,7 @@ void pl_sess__unread_reply(pl_session *s, const char *ref, pl_sess__req *sr) {
     ptrs[i] = &cs[i];
   }
   u.ref = (char *)ref;
-  u.n_convs = req->out.nconvs;
+  u.n_convs = req->u.unread.out.nconvs;
   u.convs = ptrs;
   pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_UNREAD, &u.base);
   pl_free(ptrs);
@@ -113,18 +114,18 @@ int pl_sess__contacts_bad(const ProtobufCMessage *msg) {
 }
 
 void pl_sess__contacts_fill(pl_store_req *r, ProtobufCMessage *msg) {
-  r->in.contact_op = (int)((Parley__Contacts *)msg)->op;
-  r->in.peer = ((Parley__Contacts *)msg)->user;
+  r->u.contacts.in.contact_op = (int)((Parley__Contacts *)msg)->op;
+  r->u.contacts.in.peer = ((Parley__Contacts *)msg)->user;
 }
 
 void pl_sess__contacts_reply(pl_session *s, const char *ref, pl_sess__req *sr) {
   const pl_store_req *req = &sr->req;
   Parley__ContactList cl = PARLEY__CONTACT_LIST__INIT;
   cl.ref = (char *)ref;
-  cl.n_users = req->out.nnames;
-  cl.users = req->out.names;
-  if (req->in.contact_op == PARLEY__CONTACT_OP__CONTACT_REMOVE) /* they may not see me any more */
-    pl_presence_forget(s->core->presence, s->user_id, req->out.peer_id);
+  cl.n_users = req->u.contacts.out.nnames;
+  cl.users = req->u.contacts.out.names;
+  if (req->u.contacts.in.contact_op == PARLEY__CONTACT_OP__CONTACT_REMOVE) /* they may not see me any more */
+    pl_presence_forget(s->core->presence, s->user_id, req->u.contacts.out.peer_id);
   pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_CONTACT_LIST, &cl.base);
 }
 
@@ -133,13 +134,13 @@ int pl_sess__block_bad(const ProtobufCMessage *msg) {
 }
 
 void pl_sess__block_fill(pl_store_req *r, ProtobufCMessage *msg) {
-  r->in.peer = ((Parley__Block *)msg)->user;
-  r->in.blocked = ((Parley__Block *)msg)->blocked;
+  r->u.block.in.peer = ((Parley__Block *)msg)->user;
+  r->u.block.in.blocked = ((Parley__Block *)msg)->blocked;
 }
 
 void pl_sess__block_reply(pl_session *s, const char *ref, pl_sess__req *sr) {
-  if (sr->req.in.blocked)
-    pl_presence_forget(s->core->presence, s->user_id, sr->req.out.peer_id);
+  if (sr->req.u.block.in.blocked)
+    pl_presence_forget(s->core->presence, s->user_id, sr->req.u.block.out.peer_id);
   pl_sess__reply_done(s, ref, sr);
 }
 
@@ -154,8 +155,8 @@ int pl_sess__presence_sub_bad(const ProtobufCMessage *msg) {
 }
 
 void pl_sess__presence_sub_fill(pl_store_req *r, ProtobufCMessage *msg) {
-  r->in.users = (const char *const *)((Parley__PresenceSubscribe *)msg)->users;
-  r->in.nusers = ((Parley__PresenceSubscribe *)msg)->n_users;
+  r->u.presence.in.users = (const char *const *)((Parley__PresenceSubscribe *)msg)->users;
+  r->u.presence.in.nusers = ((Parley__PresenceSubscribe *)msg)->n_users;
 }
 
 int pl_sess__presence_get_bad(const ProtobufCMessage *msg) {
@@ -163,15 +164,15 @@ int pl_sess__presence_get_bad(const ProtobufCMessage *msg) {
 }
 
 void pl_sess__presence_get_fill(pl_store_req *r, ProtobufCMessage *msg) {
-  r->in.users = (const char *const *)&((Parley__PresenceGet *)msg)->user;
-  r->in.nusers = 1;
+  r->u.presence.in.users = (const char *const *)&((Parley__PresenceGet *)msg)->user;
+  r->u.presence.in.nusers = 1;
 }
 
 /* The current state of each user the store found (get: an unknown one is
  * UNKNOWN_PEER). */
 static void pl__presence_views(pl_session *s, const char *ref, const pl_store_req *req, int get) {
-  for (size_t i = 0; i < req->out.nviews; i++) {
-    const pl_presence_view *v = &req->out.views[i];
+  for (size_t i = 0; i < req->u.presence.out.nviews; i++) {
+    const pl_presence_view *v = &req->u.presence.out.views[i];
     if (!v->uid && get) {
       pl_sess__error(s, PL_ERR_UNKNOWN_PEER, ref);
       continue;
@@ -190,8 +191,8 @@ static void pl__presence_views(pl_session *s, const char *ref, const pl_store_re
 void pl_sess__presence_sub_reply(pl_session *s, const char *ref, pl_sess__req *sr) {
   if (!s->conn || s->state != PL_SESS_READY) /* gone meanwhile: nobody to tell */
     return;
-  pl_presence_subscribe(s->core->presence, s->device_id, s->conn->id, s->user_id, sr->req.out.views,
-                        sr->req.out.nviews);
+  pl_presence_subscribe(s->core->presence, s->device_id, s->conn->id, s->user_id,
+                        sr->req.u.presence.out.views, sr->req.u.presence.out.nviews);
   pl_sess__reply_done(s, ref, sr);
   pl__presence_views(s, ref, &sr->req, 0);
 }
@@ -229,7 +230,7 @@ int pl_sess__on_logout(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
   pl_sess__off(s);
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_LOGOUT, NULL, pl__logout_done);
-  sr->req.in.device_id = s->device_id;
+  sr->req.device_id = s->device_id;
   pl_sess__submit(sr);
   s->paused = 1;
   return 1;
@@ -240,11 +241,11 @@ int pl_sess__on_logout(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
 /* A revoked device is logged out (the store dropped its token and queue):
  * its connection closes and it gets no more notifications. */
 static void pl__revoked(pl_session *s, const pl_store_req *req) {
-  for (size_t i = 0; i < req->out.ntargets; i++) {
-    s->core->router->ops->kick(s->core->router, req->out.targets[i]);
-    pl_push_register(s->core->push, req->out.targets[i], 0, NULL, NULL, "");
+  for (size_t i = 0; i < req->u.devices.out.ntargets; i++) {
+    s->core->router->ops->kick(s->core->router, req->u.devices.out.targets[i]);
+    pl_push_register(s->core->push, req->u.devices.out.targets[i], 0, NULL, NULL, "");
     pl_info("conn %llu %s: %s revoked device %s", (unsigned long long)s->conn->id, s->conn->peer, s->user,
-            req->out.names[i]);
+            req->u.devices.out.names[i]);
   }
 }
 
@@ -258,11 +259,11 @@ static void pl__devices_done(pl_store_req *req) {
     pl_sess__error(s, req->status, m->ref);
     return pl_sess__req_free(sr);
   }
-  size_t n = req->out.ndevices;
+  size_t n = req->u.devices.out.ndevices;
   Parley__DeviceInfo *info = pl_calloc(n ? n : 1, sizeof *info);
   Parley__DeviceInfo **ptrs = pl_calloc(n ? n : 1, sizeof *ptrs);
   for (size_t i = 0; i < n; i++) {
-    const pl_device_row *d = &req->out.devices[i];
+    const pl_device_row *d = &req->u.devices.out.devices[i];
     parley__device_info__init(&info[i]);
     info[i].name = d->name;
     info[i].device_id = d->id;
@@ -276,8 +277,8 @@ static void pl__devices_done(pl_store_req *req) {
   dl.ref = m->ref;
   dl.n_devices = n;
   dl.devices = ptrs;
-  dl.n_revoked = req->out.nnames;
-  dl.revoked = req->out.names;
+  dl.n_revoked = req->u.devices.out.nnames;
+  dl.revoked = req->u.devices.out.names;
   pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_DEVICE_LIST, &dl.base);
   pl_free(ptrs);
   pl_free(info);
@@ -298,10 +299,10 @@ int pl_sess__on_devices(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) 
     return 0;
   }
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_DEVICES, in, pl__devices_done);
-  sr->req.in.user_id = s->user_id;
-  sr->req.in.device_id = s->device_id;
-  sr->req.in.device_op = (int)m->op;
-  sr->req.in.name = m->device;
+  sr->req.user_id = s->user_id;
+  sr->req.device_id = s->device_id;
+  sr->req.u.devices.in.device_op = (int)m->op;
+  sr->req.u.devices.in.name = m->device;
   pl_sess__submit(sr);
   return 0;
 }

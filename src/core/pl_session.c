@@ -17,6 +17,7 @@ void pl_sess__unref(pl_session *s) {
   if (--s->refs)
     return;
   pl_sess__pend_clear(s);
+  pl_cursor_free(&s->cur);
   pl_free(s->user);
   pl_free(s->device);
   pl_free(s);
@@ -93,6 +94,7 @@ void pl_sess__req_free(pl_sess__req *sr) {
     sr->release(sr->msg, sr->release_ud);
   pl_free(sr->pwhash);
   pl_free(sr->masked);
+  pl_free(sr->gpos);
   pl_free(sr);
   pl_sess__unref(s);
 }
@@ -161,18 +163,19 @@ static int pl__on_hello(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) 
     pl_sess__error(s, PL_ERR_INVALID_ARGUMENT, NULL);
     return 0;
   }
-  if (h->version != PL_PROTOCOL_VERSION) {
+  if (h->version < PL_PROTOCOL_VERSION || h->version > PL_PROTOCOL_VERSION_MAX) {
     pl_sess__fatal(s, PL_ERR_UNSUPPORTED_VERSION);
     return 0;
   }
   const pl_core_config *cfg = &s->core->cfg;
   s->kind = h->kind <= 4 ? (uint8_t)h->kind : 0;
+  s->proto = (uint8_t)h->version;
   s->state = PL_SESS_AUTH;
   uint32_t hb = cfg->heartbeat_ms[s->kind];
   s->conn->deadline_ms = 0;
   s->conn->idle_timeout_ms = hb + hb / 2; /* grace: half an interval */
   Parley__Welcome w = PARLEY__WELCOME__INIT;
-  w.version = PL_PROTOCOL_VERSION;
+  w.version = s->proto;
   w.server_ts = pl_now_ms();
   w.heartbeat_ms = hb;
   w.max_frame = cfg->max_frame;
@@ -467,8 +470,8 @@ void pl_sess__gone(pl_session *s) {
   pl_presence_unsubscribe(s->core->presence, s->device_id, s->conn->id);
   pl_presence_offline(s->core->presence, s->user_id, s->loop, now);
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_SEEN, NULL, pl__seen_done);
-  sr->req.in.user_id = s->user_id;
-  sr->req.in.upto = now;
+  sr->req.user_id = s->user_id;
+  sr->req.u.seen.in.at = now;
   pl_sess__submit(sr);
 }
 

@@ -66,14 +66,14 @@ static void pl__link_answer(pl__dl *d, pl_http_res *res) {
   snprintf(url, sizeof url, "/media/%s?exp=%llu&sig=%s", d->id, (unsigned long long)exp, sig);
   snprintf(turl, sizeof turl, "/media/%s/thumb?exp=%llu&sig=%s", d->id, (unsigned long long)exp, tsig);
   json_t *j = json_pack("{s:s,s:I}", "url", url, "expires", (json_int_t)exp);
-  if (*d->sreq.req.out.media.thumb)
+  if (*d->sreq.req.u.media_get.out.media.thumb)
     json_object_set_new(j, "thumb_url", json_string(turl));
   pl_media_json_res(res, 200, j);
 }
 
 /* The file, whole or the range asked for, with the headers caches need. */
 static void pl__file_answer(pl__dl *d, pl_http_res *res) {
-  const pl_media_row *r = &d->sreq.req.out.media;
+  const pl_media_row *r = &d->sreq.req.u.media_get.out.media;
   const char *key = d->thumb ? r->thumb : r->blob;
   int fd;
   uint64_t size, first = 0, last = 0;
@@ -166,10 +166,10 @@ void pl_media_get_route(pl_media *m, const pl_http_req *req, const char *id, pl_
   d->if_range = pl__dup(req->hdr[PL_H_IF_RANGE]);
   d->inm = pl__dup(req->hdr[PL_H_IF_NONE_MATCH]);
   d->sreq.req.op = PL_STORE_MEDIA_GET;
-  d->sreq.req.in.media_id = d->id;
+  d->sreq.req.u.media_get.in.media_id = d->id;
   if (!link && pl__signed_ok(m, req->url, d->id, thumb)) {
-    d->sreq.req.in.any_user = 1;
-  } else if (!pl_media_bearer(req, d->sreq.req.in.token_hash)) {
+    d->sreq.req.u.media_get.in.any_user = 1;
+  } else if (!pl_media_bearer(req, d->sreq.req.u.media_get.in.token_hash)) {
     pl__dl_free(d);
     pl_media_error_res(res, 401, "a token or a signed link is needed");
     res->extra = "WWW-Authenticate: Bearer\r\n";

@@ -197,10 +197,10 @@ static void pl__work_done(pl_mjob *j) {
   pl_store_req_clear(&u->sreq.req);
   memset(&u->sreq.req, 0, sizeof u->sreq.req);
   u->sreq.req.op = PL_STORE_MEDIA_PUT;
-  u->sreq.req.in.user_id = u->user_id;
-  u->sreq.req.in.media = &res->row;
+  u->sreq.req.user_id = u->user_id;
+  u->sreq.req.u.media_put.in.media = &res->row;
   pthread_mutex_lock(&u->m->rs_mu); /* what the user's other unfinished uploads leave */
-  u->sreq.req.in.quota = pl_quota_room(&u->m->quota, u->user_id, u->rs ? u->rs->length : 0);
+  u->sreq.req.u.media_put.in.quota = pl_quota_room(&u->m->quota, u->user_id, u->rs ? u->rs->length : 0);
   pthread_mutex_unlock(&u->m->rs_mu);
   u->busy++;
   pl_media_mreq_submit(u->m, &u->sreq, u->loop, pl__put_done);
@@ -291,8 +291,8 @@ static int pl__up_claim(pl__up *u);
 static void pl__auth_done(pl_media_mreq *r) {
   pl__up *u = (pl__up *)((char *)r - offsetof(pl__up, sreq));
   u->busy--;
-  u->user_id = r->req.out.user_id;
-  u->usage = r->req.out.usage;
+  u->user_id = r->req.u.media_auth.out.user_id;
+  u->usage = r->req.u.media_auth.out.usage;
   if (r->req.status == PL_ERR_BAD_TOKEN)
     u->failed = 401;
   else if (r->req.status != PL_OK)
@@ -475,7 +475,7 @@ static void pl__rs_create(pl__rq *q, pl_http_res *res) {
    * alone), under an id no other record has. */
   pthread_mutex_lock(&m->rs_mu);
   pl__rs_sweep(m, 0);
-  pl_err e = pl_quota_reserve(&m->quota, r->out.user_id, r->out.usage, q->length);
+  pl_err e = pl_quota_reserve(&m->quota, r->u.media_auth.out.user_id, r->u.media_auth.out.usage, q->length);
   if (e != PL_OK) {
     pthread_mutex_unlock(&m->rs_mu);
     if (e == PL_ERR_QUOTA)
@@ -485,7 +485,7 @@ static void pl__rs_create(pl__rq *q, pl_http_res *res) {
     return;
   }
   pl__rs *rs = pl_calloc(1, sizeof *rs);
-  rs->user = r->out.user_id;
+  rs->user = r->u.media_auth.out.user_id;
   rs->length = q->length;
   rs->created = pl_now_ms();
   rs->busy = 1;
@@ -525,7 +525,7 @@ static void pl__rs_state(pl__rq *q, pl_http_res *res) {
   struct stat st;
   pthread_mutex_lock(&m->rs_mu);
   pl__rs *rs = pl__rs_find(m, q->id);
-  if (!rs || rs->user != q->sreq.req.out.user_id) {
+  if (!rs || rs->user != q->sreq.req.u.media_auth.out.user_id) {
     pthread_mutex_unlock(&m->rs_mu);
     pl_media_error_res(res, 404, "no such upload");
     return;
@@ -586,7 +586,7 @@ int pl_media_up_route(pl_media *m, const pl_http_req *req, const char *path, pl_
     pl_media_error_res(res, 400, "Upload-Length is needed");
     return 1;
   }
-  if (!pl_media_bearer(req, q->sreq.req.in.token_hash)) {
+  if (!pl_media_bearer(req, q->sreq.req.u.media_auth.in.token_hash)) {
     pl_free(q);
     pl_media_error_res(res, 401, "a token is needed");
     return 1;
@@ -711,7 +711,7 @@ pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x
     pl_media_clean_name(u->name);
   *limit = patch ? pl__rs_left(m, u->rs_id, want) : m->cfg.max_upload;
   pl_http_ex_hold(x);
-  memcpy(u->sreq.req.in.token_hash, th, sizeof th);
+  memcpy(u->sreq.req.u.media_auth.in.token_hash, th, sizeof th);
   u->sreq.req.op = PL_STORE_MEDIA_AUTH;
   u->busy++;
   pl_media_mreq_submit(m, &u->sreq, u->loop, pl__auth_done); /* may answer at once (shutdown) */

@@ -18,6 +18,9 @@
 
 #define PL_FRAME_HDR 5u
 #define PL_PROTOCOL_VERSION 1u
+/* The newest version the server speaks: 2 positions group entries by
+ * (group, seq) and acknowledges each group apart (protocol.md 10.3). */
+#define PL_PROTOCOL_VERSION_MAX 2u
 
 typedef struct pl_frame {
   uint8_t type;

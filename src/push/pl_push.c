@@ -108,8 +108,8 @@ static pl_err pl__load_tokens(pl_push *p, char *why, size_t whylen) {
     snprintf(why, whylen, "cannot read the push tokens from the store: %s", pl_err_msg(e));
     return e;
   }
-  for (size_t i = 0; i < r.out.push.ntokens; i++) {
-    const pl_store_push_token *s = &r.out.push.tokens[i];
+  for (size_t i = 0; i < r.u.push_tokens.out.ntokens; i++) {
+    const pl_store_push_token *s = &r.u.push_tokens.out.tokens[i];
     int prov = pl__prov_index(s->provider);
     if (prov < 0 || !p->pst[prov])
       continue;
@@ -142,7 +142,7 @@ static void pl__sub_done(pl_store_req *req) {
   pl__sub *u = req->data;
   if (req->status != PL_OK)
     pl_warn("push: a store request (op %d) failed: %s", (int)req->op, pl_err_name(req->status));
-  else if (req->op == PL_STORE_PUSH_ENQUEUE && req->out.push.enqueued) {
+  else if (req->op == PL_STORE_PUSH_ENQUEUE && req->u.push_enqueue.out.enqueued) {
     atomic_store(&u->p->kick, 1); /* a new row: the thread learns when it falls due */
     pl__wake(u->p);
   }
@@ -180,17 +180,17 @@ static void pl__token_submit(pl_push *p, uint64_t device, uint64_t user_id, cons
                              const char *token) {
   pl__sub *u = pl_calloc(1, sizeof *u);
   u->p = p;
-  u->req.in.push.device = device;
-  u->req.in.push.now = pl_now_ms();
+  u->req.u.push_token.in.device = device;
+  u->req.u.push_token.in.now = pl_now_ms();
   if (token) {
     u->user = pl_strdup(user);
     u->provider = pl_strdup(pl__provs[prov]->name);
     u->token = pl_strdup(token);
-    u->req.in.push.user_id = user_id;
+    u->req.u.push_token.in.user_id = user_id;
   }
-  u->req.in.push.user = u->user;
-  u->req.in.push.provider = u->provider;
-  u->req.in.push.token = u->token;
+  u->req.u.push_token.in.user = u->user;
+  u->req.u.push_token.in.provider = u->provider;
+  u->req.u.push_token.in.token = u->token;
   pl__sub_submit(u, PL_STORE_PUSH_TOKEN, pl__sub_done);
 }
 
@@ -279,16 +279,18 @@ static void pl__enqueue(pl__sub *u, uint64_t *devices, size_t n) {
   pl_push *p = u->p;
   u->devices = devices;
   u->ndevices = n;
-  struct pl_store_push_in *in = &u->req.in.push;
-  in->devices = u->devices;
-  in->ndevices = u->ndevices;
-  in->sender = u->sender;
-  in->from = u->from;
-  in->conv = u->conv;
-  in->text = u->text;
-  in->text_len = u->text_len;
-  in->now = pl_now_ms();
-  in->window_ms = p->cfg.window_ms;
+  /* (u->req held GROUP_DEVICES for a group: cleared before its in is reused) */
+  pl_store_req_clear(&u->req);
+  pl_store_push_enqueue_req *x = &u->req.u.push_enqueue;
+  x->in.devices = u->devices;
+  x->in.ndevices = u->ndevices;
+  x->in.sender = u->sender;
+  x->in.from = u->from;
+  x->in.conv = u->conv;
+  x->in.text = u->text;
+  x->in.text_len = u->text_len;
+  x->in.now = pl_now_ms();
+  x->in.window_ms = p->cfg.window_ms;
   pl__sub_submit(u, PL_STORE_PUSH_ENQUEUE, pl__sub_done);
 }
 
@@ -305,13 +307,14 @@ void pl_push_queued(pl_push *p, const pl_msg *m, const uint64_t *devices, size_t
 static void pl__group_done(pl_store_req *req) {
   pl__sub *u = req->data;
   if (req->status != PL_OK) {
-    pl_warn("push: group %llu: cannot list its devices: %s", (unsigned long long)req->in.group,
-            pl_err_name(req->status));
+    pl_warn("push: group %llu: cannot list its devices: %s",
+            (unsigned long long)req->u.group_devices.in.group, pl_err_name(req->status));
     pl__sub_free(u);
     return;
   }
   size_t k;
-  uint64_t *want = pl__wanted(u->p, req->out.targets, req->out.ntargets, u->skip, u->sender, &k);
+  uint64_t *want = pl__wanted(u->p, req->u.group_devices.out.targets, req->u.group_devices.out.ntargets,
+                              u->skip, u->sender, &k);
   if (want)
     pl__enqueue(u, want, k);
   else
@@ -325,7 +328,7 @@ void pl_push_group(pl_push *p, const pl_msg *m, uint64_t gid, uint64_t skip) {
     return;
   pl__sub *u = pl__msg_sub(p, m);
   u->skip = skip;
-  u->req.in.group = gid;
+  u->req.u.group_devices.in.group = gid;
   pl__sub_submit(u, PL_STORE_GROUP_DEVICES, pl__group_done);
 }
 
@@ -348,10 +351,10 @@ static void pl__flush(pl_push *p) {
   if (!p->nresults)
     return;
   pl_store_req r = {.op = PL_STORE_PUSH_DONE};
-  r.in.push.results = p->results;
-  r.in.push.nresults = p->nresults;
-  r.in.push.now = pl_now_ms();
-  r.in.push.window_ms = p->cfg.window_ms;
+  r.u.push_done.in.results = p->results;
+  r.u.push_done.in.nresults = p->nresults;
+  r.u.push_done.in.now = pl_now_ms();
+  r.u.push_done.in.window_ms = p->cfg.window_ms;
   pl_err e = pl_store_call(p->cfg.store, &r);
   if (e != PL_OK) /* the leases end and the rows are sent again: at least once */
     pl_warn("push: cannot record %zu outcomes: %s", p->nresults, pl_err_name(e));
@@ -369,12 +372,12 @@ static void pl__flush(pl_push *p) {
 static uint64_t pl__badge(pl_push *p, uint64_t user_id, uint64_t count) {
   pl_store_req r = {.op = PL_STORE_UNREAD};
   uint64_t sum = 0;
-  r.in.user_id = user_id;
+  r.user_id = user_id;
   if (pl_store_call(p->cfg.store, &r) != PL_OK)
     return count;
-  for (size_t i = 0; i < r.out.nconvs; i++)
-    if (r.out.convs[i].last_seq > r.out.convs[i].read_seq)
-      sum += r.out.convs[i].last_seq - r.out.convs[i].read_seq;
+  for (size_t i = 0; i < r.u.unread.out.nconvs; i++)
+    if (r.u.unread.out.convs[i].last_seq > r.u.unread.out.convs[i].read_seq)
+      sum += r.u.unread.out.convs[i].last_seq - r.u.unread.out.convs[i].read_seq;
   pl_store_req_clear(&r);
   return sum > count ? sum : count;
 }
@@ -528,19 +531,19 @@ static void pl__start_due(pl_push *p) {
     return;
   p->last_claim = now;
   pl_store_req r = {.op = PL_STORE_PUSH_CLAIM};
-  r.in.push.now = now;
-  r.in.push.owner = p->owner;
-  r.in.push.lease_ms = pl__lease_ms(p);
-  r.in.push.limit = (uint32_t)(room < 4096 ? room : 4096);
+  r.u.push_claim.in.now = now;
+  r.u.push_claim.in.owner = p->owner;
+  r.u.push_claim.in.lease_ms = pl__lease_ms(p);
+  r.u.push_claim.in.limit = (uint32_t)(room < 4096 ? room : 4096);
   if (pl_store_call(p->cfg.store, &r) != PL_OK) {
     p->next_due = 0;
     pl_store_req_clear(&r);
     return;
   }
-  atomic_store(&p->pending, r.out.push.pending);
-  p->next_due = r.out.push.next_due;
-  for (size_t i = 0; i < r.out.push.nrows; i++)
-    pl__send(p, &r.out.push.rows[i], r.in.push.now);
+  atomic_store(&p->pending, r.u.push_claim.out.pending);
+  p->next_due = r.u.push_claim.out.next_due;
+  for (size_t i = 0; i < r.u.push_claim.out.nrows; i++)
+    pl__send(p, &r.u.push_claim.out.rows[i], r.u.push_claim.in.now);
   pl_store_req_clear(&r);
 }
 

@@ -234,7 +234,7 @@ static void pl__counted(pl_store_req *req) {
   pl_web *w = req->data;
   pthread_mutex_lock(&w->counts_mu);
   if (req->status == PL_OK) {
-    w->counts = req->out.counts;
+    w->counts = req->u.stats.out.counts;
     w->counts_at_ms = w->asked_at_ms;
   }
   pl_store_req_clear(req); /* before counting drops: the next scrape reuses req */

@@ -61,85 +61,6 @@ struct pl_store {
   uint64_t next_probe;             /* mono ms: the next look at free space while unreserved */
 };
 
-/* ---- request and message memory ----------------------------------------- */
-
-void pl_msg_clear(pl_msg *m) {
-  pl_free(m->conv);
-  pl_free(m->from);
-  pl_free(m->from_device);
-  pl_free(m->id);
-  pl_free(m->body);
-  pl_free(m->media);
-  memset(m, 0, sizeof *m);
-}
-
-void pl_group_info_clear(pl_group_info *g) {
-  pl_free(g->name);
-  pl_free(g->description);
-  for (size_t i = 0; i < g->nmembers; i++)
-    pl_free(g->members[i].user);
-  pl_free(g->members);
-  memset(g, 0, sizeof *g);
-}
-
-void pl_store_req_clear(pl_store_req *req) {
-  pl_free(req->out.user);
-  pl_free(req->out.device);
-  pl_free(req->out.pwhash);
-  pl_free(req->out.conv);
-  pl_msg_clear(&req->out.msg);
-  pl_free(req->out.targets);
-  for (size_t i = 0; i < req->out.nmsgs; i++)
-    pl_msg_clear(&req->out.msgs[i]);
-  pl_free(req->out.msgs);
-  for (size_t i = 0; i < req->out.nevents; i++) {
-    pl_msg_clear(&req->out.events[i].msg);
-    pl_free(req->out.events[i].targets);
-  }
-  pl_free(req->out.events);
-  for (size_t i = 0; i < req->out.nconvs; i++)
-    pl_free(req->out.convs[i].conv);
-  pl_free(req->out.convs);
-  for (size_t i = 0; i < req->out.nnames; i++)
-    pl_free(req->out.names[i]);
-  pl_free(req->out.names);
-  for (size_t i = 0; i < req->out.ndevices; i++)
-    pl_free(req->out.devices[i].name);
-  pl_free(req->out.devices);
-  for (size_t i = 0; i < req->out.nviews; i++)
-    pl_free(req->out.views[i].user);
-  pl_free(req->out.views);
-  pl_group_info_clear(&req->out.info);
-  for (size_t i = 0; i < req->out.ngroups; i++)
-    pl_group_info_clear(&req->out.groups[i]);
-  pl_free(req->out.groups);
-  for (size_t i = 0; i < req->out.nchanges; i++)
-    pl_free(req->out.changes[i].devices);
-  pl_free(req->out.changes);
-  pl_free(req->out.gids);
-  for (size_t i = 0; i < req->out.nread_by; i++)
-    pl_free(req->out.read_by[i]);
-  pl_free(req->out.read_by);
-  for (size_t i = 0; i < req->out.push.ntokens; i++) {
-    pl_store_push_token *t = &req->out.push.tokens[i];
-    pl_free(t->user);
-    pl_free(t->provider);
-    pl_free(t->token);
-  }
-  pl_free(req->out.push.tokens);
-  for (size_t i = 0; i < req->out.push.nrows; i++) {
-    pl_store_push_row *w = &req->out.push.rows[i];
-    pl_free(w->user);
-    pl_free(w->provider);
-    pl_free(w->token);
-    pl_free(w->from);
-    pl_free(w->conv);
-    pl_free(w->text);
-  }
-  pl_free(req->out.push.rows);
-  memset(&req->out, 0, sizeof req->out);
-}
-
 /* ---- handing requests back ---------------------------------------------- */
 
 /* The last touch of req: after post the request belongs to another thread. */
@@ -153,9 +74,9 @@ static void pl__hand_back(pl_store *s, pl_store_req *req) {
 /* A group's membership changes of one request: joins go before its
  * events (an added member sees "added"), leaves after (a removed one too). */
 static void pl__group_changes(pl_store *s, const pl_store_req *r, int join) {
-  for (size_t i = 0; s->hooks.group_change && i < r->out.nchanges; i++)
-    if (r->out.changes[i].join == join)
-      s->hooks.group_change(s->hooks.ud, &r->out.changes[i]);
+  for (size_t i = 0; s->hooks.group_change && i < r->nchanges; i++)
+    if (r->changes[i].join == join)
+      s->hooks.group_change(s->hooks.ud, &r->changes[i]);
 }
 
 static void pl__deliver_event(pl_store *s, const pl_store_event *ev, uint64_t skip) {
@@ -174,15 +95,16 @@ static void pl__deliver_batch(pl_store *s, pl_store_req *batch) {
     if (r->status != PL_OK)
       continue;
     pl__group_changes(s, r, 1);
-    if (r->op == PL_STORE_SEND && !r->out.duplicate && r->out.group && s->hooks.deliver_group)
-      s->hooks.deliver_group(s->hooks.ud, &r->out.msg, r->out.group, 0);
-    else if (r->op == PL_STORE_SEND && !r->out.duplicate && r->out.ntargets)
-      s->hooks.deliver(s->hooks.ud, &r->out.msg, r->out.targets, r->out.ntargets);
-    for (size_t i = 0; i < r->out.nevents; i++)
-      pl__deliver_event(s, &r->out.events[i], 0);
+    const pl_store_send_req *send = &r->u.send;
+    if (r->op == PL_STORE_SEND && !send->out.duplicate && send->out.group && s->hooks.deliver_group)
+      s->hooks.deliver_group(s->hooks.ud, &send->out.msg, send->out.group, 0);
+    else if (r->op == PL_STORE_SEND && !send->out.duplicate && send->out.ntargets)
+      s->hooks.deliver(s->hooks.ud, &send->out.msg, send->out.targets, send->out.ntargets);
+    for (size_t i = 0; i < r->nevents; i++)
+      pl__deliver_event(s, &r->events[i], 0);
     pl__group_changes(s, r, 0);
-    if (r->op == PL_STORE_FETCH && r->out.ngids && s->hooks.device_groups)
-      s->hooks.device_groups(s->hooks.ud, r->in.device_id, r->out.gids, r->out.ngids);
+    if (r->op == PL_STORE_FETCH && r->u.fetch.out.ngids && s->hooks.device_groups)
+      s->hooks.device_groups(s->hooks.ud, r->device_id, r->u.fetch.out.gids, r->u.fetch.out.ngids);
   }
   if (s->hooks.deliver_end)
     s->hooks.deliver_end(s->hooks.ud);
@@ -207,7 +129,10 @@ static uint64_t pl__commit_timed(pl_store *s, pl_err *e) {
 
 /* While the disk is full, what would grow the data is refused; what frees
  * space (acks, the sweep) and what keeps users signed in goes through. */
-static int pl__grows(const pl_store_req *r) { return r->op == PL_STORE_SEND || r->op == PL_STORE_MEDIA_PUT; }
+static int pl__grows(const pl_store_req *r) {
+  const pl_store_op_info *o = pl_store_op_get(r->op);
+  return o && o->grows;
+}
 
 /* Runs one batch in one transaction. Returns the time commit() took. */
 static uint64_t pl__exec_batch(pl_store *s, pl_store_req *batch, pl_err *e) {
@@ -327,7 +252,7 @@ static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
   }
   uint64_t msgs = 0;
   for (pl_store_req *r = batch; e == PL_OK && r; r = r->next)
-    if (r->op == PL_STORE_SEND && r->status == PL_OK && !r->out.duplicate)
+    if (r->op == PL_STORE_SEND && r->status == PL_OK && !r->u.send.out.duplicate)
       msgs++;
   pthread_mutex_lock(&s->mu);
   s->stats.requests += n;
@@ -573,15 +498,16 @@ out:
 /* Token lifetimes (pl_retention): the oldest last use and issue a token may
  * have to work; the backend keeps the tokens that pass. */
 static void pl__token_cutoffs(const pl_store_config *cfg, pl_store_req *req) {
-  if (req->op != PL_STORE_RESUME && req->op != PL_STORE_MEDIA_AUTH && req->op != PL_STORE_DEVICES)
+  if (req->op != PL_STORE_RESUME && req->op != PL_STORE_MEDIA_AUTH && req->op != PL_STORE_DEVICES &&
+      req->op != PL_STORE_MEDIA_GET)
     return;
   pl_retention_tokens c = pl_retention_token_cuts(cfg->token_idle_ms, cfg->token_max_ms, pl_now_ms());
-  req->in.token_used_after = c.used_after;
-  req->in.token_issued_after = c.issued_after;
+  req->token_used_after = c.used_after;
+  req->token_issued_after = c.issued_after;
 }
 
 void pl_store_submit(pl_store *s, pl_store_req *req) {
-  pl_store_req_clear(req);
+  pl_store_req_out_begin(req);
   req->status = PL_OK;
   req->next = NULL;
   pl__token_cutoffs(&s->cfg, req);

@@ -45,7 +45,8 @@ typedef enum pl_msg_kind {
 
 /* A stored message as delivered to a device. Strings are NUL-terminated. */
 typedef struct pl_msg {
-  uint64_t qid;      /* server message id; increasing in commit order */
+  uint64_t qid;      /* a queue entry's position in its device's queue; a group entry's: see gid */
+  uint64_t gid;      /* a group history entry: its group, positioned by seq (0: a queue entry) */
   int kind;          /* pl_msg_kind; events use conv, seq, from, server_ts, aux */
   uint64_t aux;      /* READ_SYNC: unread count */
   char *conv;        /* "dm:<lower name>:<higher name>" (byte order) */
@@ -100,7 +101,7 @@ typedef enum pl_store_op {
   PL_STORE_MEDIA_GET,      /* a media row (out.media), if the token's user may see it */
   PL_STORE_GROUP_DEVICES,  /* every logged-in device of a group's members (nothing written) */
   PL_STORE_DEVICES,        /* a user's signed-in devices; revoke one or all others (in.device_op) */
-  /* Push notifications (in.push, out.push; the claim rules are below) */
+  /* Push notifications (u.push_*; the claim rules are below) */
   PL_STORE_PUSH_TOKEN,   /* set or remove a device's push token; removing drops its pending row */
   PL_STORE_PUSH_TOKENS,  /* every token of a signed-in device (those of signed-out devices go) */
   PL_STORE_PUSH_ENQUEUE, /* a message for these devices: a pending row per device with a token */
@@ -111,6 +112,14 @@ typedef enum pl_store_op {
 
 /* DEVICES: what to do before listing (the values of DevicesOp on the wire). */
 enum { PL_DEVICES_LIST = 0, PL_DEVICES_REVOKE = 1, PL_DEVICES_REVOKE_OTHERS = 2 };
+
+/* A position in one group's history: (group, seq). A device's stream is
+ * its queue (positions: qid) and the histories of its groups (positions:
+ * seq), each in its own commit order; protocol version 2 acknowledges each
+ * apart (docs/architecture.md 4). Arrays of them are sorted by gid. */
+typedef struct pl_store_gpos {
+  uint64_t gid, seq;
+} pl_store_gpos;
 
 /* A signed-in device (DEVICES). */
 typedef struct pl_device_row {
@@ -256,6 +265,411 @@ typedef void (*pl_store_done_cb)(pl_store_req *req);
 /* What a Send refused with STORAGE_FULL is told to wait (Error.retry_after_ms). */
 #define PL_STORE_FULL_RETRY_MS 5000u
 
+/* ---- one request type per operation ------------------------------------------
+ *
+ * A pl_store_req is a small common header (op, done, status, ...) and a union
+ * u with one member per op, named after the op in lower case:
+ *
+ *     req->op = PL_STORE_SEND;   req->u.send.in.body = ...;   req->u.send.out.seq
+ *
+ * Each member has an in (what the caller gives; strings and arrays are
+ * borrowed from it until done runs) and an out (what the store answers; owned
+ * by the request, freed by pl_store_req_clear according to op). Only the
+ * member of req->op may be used: filling another one writes over it. The
+ * table of ops (pl_store_op_get) gives each op's name, whether it writes and
+ * how its out is freed. A few ops share a member where their fields are the
+ * same: LOGOUT uses u.ack (it acks the device's whole queue before its token
+ * goes). PL_STORE_REGISTER's member is u.reg (register is a C keyword),
+ * LOGIN_DEVICE's u.login. Who asks (user_id, device_id) is in the common
+ * header, not in each in. */
+
+/* REGISTER: create a user and its first device. */
+typedef struct pl_store_register_req {
+  struct {
+    const char *user;                      /* new user's name */
+    const char *device;                    /* first device's name */
+    const char *pwhash;                    /* Argon2id string (crypto_pwhash_str) */
+    uint8_t token_hash[PL_TOKEN_HASH_LEN]; /* the device's token, hashed */
+  } in;
+  struct {
+    uint64_t user_id, device_id; /* the new user and device */
+  } out;
+} pl_store_register_req;
+
+/* GET_USER: a user's password hash, for login. */
+typedef struct pl_store_get_user_req {
+  struct {
+    const char *user; /* user name */
+  } in;
+  struct {
+    uint64_t user_id; /* 0: no such user */
+    char *pwhash;     /* the stored Argon2id string */
+  } out;
+} pl_store_get_user_req;
+
+/* LOGIN_DEVICE: create or resume a device by name and set its token. */
+typedef struct pl_store_login_req {
+  struct {
+    const char *device;                    /* device name */
+    uint8_t token_hash[PL_TOKEN_HASH_LEN]; /* its new token, hashed */
+  } in;
+  struct {
+    uint64_t user_id, device_id;
+    int created; /* a new device was made */
+  } out;
+} pl_store_login_req;
+
+/* RESUME: the device of a token (a good token's last use becomes now). */
+typedef struct pl_store_resume_req {
+  struct {
+    uint8_t token_hash[PL_TOKEN_HASH_LEN];
+  } in;
+  struct {
+    uint64_t user_id, device_id;
+    char *user;   /* user name */
+    char *device; /* device name */
+  } out;
+} pl_store_resume_req;
+
+/* ACK: drop a device's queue up to a qid; delivered receipts go out as
+ * events (req->user_id 0: none). LOGOUT uses it too, with no input: the
+ * asking device's token and whole queue go. */
+typedef struct pl_store_ack_req {
+  struct {
+    uint64_t upto; /* qid acked, inclusive (LOGOUT: all; streams 0: group entries too) */
+    /* 0 (protocol 1): one stream in qid order. 1 (protocol 2): the queue
+     * and each group are streams of their own: upto covers the queue;
+     * group entries go by seq (gacks). */
+    int streams;
+    const pl_store_gpos *gacks; /* streams 1: per group, every entry up to seq is received */
+    size_t ngacks;
+  } in;
+  struct {
+    uint64_t removed; /* queue entries removed */
+  } out;
+} pl_store_ack_req;
+
+/* SEND: commit a message (dedup, seq, queue), 1:1 or to a group. */
+typedef struct pl_store_send_req {
+  struct {
+    const char *device_name; /* sending device's name */
+    const char *peer;        /* recipient user name (1:1) */
+    uint64_t group;          /* or a group (peer unused) */
+    const char *client_id;   /* sender's message id (dedup) */
+    const uint8_t *body;
+    size_t body_len;
+    uint64_t client_ts;
+    const char *media_id; /* an attachment (NULL: none) */
+  } in;
+  struct {
+    char *conv;              /* the conversation */
+    uint64_t seq, server_ts; /* its place in conv */
+    int duplicate;           /* client_id was committed before (msg is empty) */
+    pl_msg msg;              /* the committed message */
+    uint64_t *targets;       /* 1:1: devices it was queued for */
+    size_t ntargets;
+    uint64_t group; /* the group it went to (deliver to its members) */
+  } out;
+} pl_store_send_req;
+
+/* FETCH: read a device's queue after a qid. */
+typedef struct pl_store_fetch_req {
+  struct {
+    uint64_t after; /* queue entries with qid > after (streams 0: group entries too) */
+    uint32_t limit; /* at most this many (0 = 256) */
+    /* 0 (protocol 1): one stream in qid order. 1 (protocol 2): the queue
+     * and each group are streams of their own: after covers the queue;
+     * group entries go by seq (gafter). */
+    int streams;
+    const pl_store_gpos *gafter; /* streams 1: per group, the highest seq written on this
+                                  * connection (fetch after it; unlisted: after the stored cursor) */
+    size_t ngafter;
+  } in;
+  struct {
+    pl_msg *msgs; /* in qid order */
+    size_t nmsgs;
+    int more;       /* more messages remain after these */
+    uint64_t *gids; /* the groups the device receives (active ones) */
+    size_t ngids;
+  } out;
+} pl_store_fetch_req;
+
+/* MARK_READ: move a user's read watermark; a read receipt and a read sync
+ * go out as events. */
+typedef struct pl_store_mark_read_req {
+  struct {
+    const char *peer; /* the other user (1:1) */
+    uint64_t group;   /* or a group (peer unused) */
+    uint64_t upto;    /* seq read, inclusive */
+  } in;
+} pl_store_mark_read_req;
+
+/* SETTINGS: change and read a user's privacy settings. */
+typedef struct pl_store_settings_req {
+  struct {
+    int read_receipts; /* 0 unchanged, 1 on, 2 off */
+    int last_seen;     /* 0 unchanged, else PL_LAST_SEEN_* */
+    int group_add;     /* 0 unchanged, else PL_GROUP_ADD_* (pl_rules.h: 1..3) */
+  } in;
+  struct {
+    int read_receipts; /* after the change: 1 on, 2 off */
+    int last_seen;     /* PL_LAST_SEEN_* */
+    int group_add;     /* who may add the user to groups (1..3) */
+  } out;
+} pl_store_settings_req;
+
+/* UNREAD: every conversation's last seq and read watermark. */
+typedef struct pl_store_unread_req {
+  struct {
+    pl_conv_state *convs;
+    size_t nconvs;
+  } out;
+} pl_store_unread_req;
+
+/* CONTACTS: list, add or remove a contact. */
+typedef struct pl_store_contacts_req {
+  struct {
+    int contact_op;   /* 0 list, 1 add, 2 remove */
+    const char *peer; /* add, remove: the contact */
+  } in;
+  struct {
+    char **names; /* the list after the change, sorted */
+    size_t nnames;
+    uint64_t peer_id; /* the contact added or removed */
+  } out;
+} pl_store_contacts_req;
+
+/* BLOCK: block or unblock a user. */
+typedef struct pl_store_block_req {
+  struct {
+    const char *peer; /* the user blocked or unblocked */
+    int blocked;      /* 1 block, 0 unblock */
+  } in;
+  struct {
+    uint64_t peer_id; /* the other user */
+  } out;
+} pl_store_block_req;
+
+/* PRESENCE: may the user see each of these users' presence? */
+typedef struct pl_store_presence_req {
+  struct {
+    const char *const *users; /* the users asked about */
+    size_t nusers;
+  } in;
+  struct {
+    pl_presence_view *views; /* in the order asked */
+    size_t nviews;
+  } out;
+} pl_store_presence_req;
+
+/* SEEN: record a user's last-seen time (nothing out). */
+typedef struct pl_store_seen_req {
+  struct {
+    uint64_t at; /* ms since the epoch */
+  } in;
+} pl_store_seen_req;
+
+/* TYPING: the devices a typing event goes to (nothing written). */
+typedef struct pl_store_typing_req {
+  struct {
+    const char *peer; /* 1:1: the other user */
+    uint64_t group;   /* or a group (peer unused) */
+  } in;
+  struct {
+    char *conv;        /* the conversation (a group's too) */
+    uint64_t *targets; /* 1:1: the peer's devices; in a group the devices NOT to tell
+                        * (members who blocked the typist) */
+    size_t ntargets;
+    uint64_t group; /* a group small enough for typing events: tell its members */
+  } out;
+} pl_store_typing_req;
+
+/* GROUP_CREATE: make a group; the asker owns it, in.users join it. */
+typedef struct pl_store_group_create_req {
+  struct {
+    const char *const *users; /* members to add */
+    size_t nusers;
+    const char *name, *description;
+  } in;
+  struct {
+    pl_group_info info; /* the new group, with its members */
+  } out;
+} pl_store_group_create_req;
+
+/* GROUP_UPDATE: info, add, remove, leave, rename, set role. */
+typedef struct pl_store_group_update_req {
+  struct {
+    uint64_t group;
+    int group_op;                   /* PL_GROUP_* */
+    const char *peer;               /* ADD, REMOVE, SET_ROLE: the member */
+    int role;                       /* SET_ROLE */
+    const char *name, *description; /* RENAME */
+  } in;
+  struct {
+    pl_group_info info; /* the group after it, with its members */
+  } out;
+} pl_store_group_update_req;
+
+/* GROUP_LIST: the groups the user is in. */
+typedef struct pl_store_group_list_req {
+  struct {
+    pl_group_info *groups; /* by gid, no members */
+    size_t ngroups;
+  } out;
+} pl_store_group_list_req;
+
+/* GROUP_RECEIPTS: how many (and which) members have a group's seq
+ * delivered / read. */
+typedef struct pl_store_group_receipts_req {
+  struct {
+    uint64_t group;
+    uint64_t upto; /* the seq asked about */
+  } in;
+  struct {
+    uint64_t members, delivered, read; /* other members, and how many of them */
+    int detailed;                      /* names follow */
+    char **names;                      /* delivered by, sorted */
+    size_t nnames;
+    char **read_by; /* sorted */
+    size_t nread_by;
+  } out;
+} pl_store_group_receipts_req;
+
+/* GROUP_DEVICES: every logged-in device of a group's members (nothing
+ * written). */
+typedef struct pl_store_group_devices_req {
+  struct {
+    uint64_t group;
+  } in;
+  struct {
+    uint64_t *targets;
+    size_t ntargets;
+  } out;
+} pl_store_group_devices_req;
+
+/* MEDIA_AUTH: token -> user and device, and the user's media usage. */
+typedef struct pl_store_media_auth_req {
+  struct {
+    uint8_t token_hash[PL_TOKEN_HASH_LEN];
+  } in;
+  struct {
+    uint64_t user_id, device_id;
+    char *user, *device; /* names */
+    uint64_t usage;      /* bytes the user's media take */
+  } out;
+} pl_store_media_auth_req;
+
+/* MEDIA_PUT: record an upload if the user's quota allows. */
+typedef struct pl_store_media_put_req {
+  struct {
+    const pl_media_row *media; /* the row (owner = user_id) */
+    uint64_t quota;            /* the user's limit in bytes (0: none) */
+  } in;
+  struct {
+    uint64_t usage; /* bytes the user's media take (with it, if recorded) */
+  } out;
+} pl_store_media_put_req;
+
+/* MEDIA_GET: a media row, if the token's user may see it. */
+typedef struct pl_store_media_get_req {
+  struct {
+    uint8_t token_hash[PL_TOKEN_HASH_LEN]; /* unless any_user */
+    const char *media_id;
+    int any_user; /* no token, no access check (a signed link was checked) */
+  } in;
+  struct {
+    uint64_t user_id, device_id; /* the token's */
+    char *user, *device;
+    pl_media_row media;
+  } out;
+} pl_store_media_get_req;
+
+/* DEVICES: a user's signed-in devices; revoke one or all others first. */
+typedef struct pl_store_devices_req {
+  struct {
+    int device_op;    /* PL_DEVICES_* */
+    const char *name; /* REVOKE: the device's name */
+  } in;
+  struct {
+    pl_device_row *devices; /* signed in after the request, by id */
+    size_t ndevices;
+    uint64_t *targets; /* revoked devices' ids ... */
+    size_t ntargets;
+    char **names; /* ... and names */
+    size_t nnames;
+  } out;
+} pl_store_devices_req;
+
+/* PUSH_TOKEN: set or remove a device's push token; removing drops its
+ * pending row. */
+typedef struct pl_store_push_token_req {
+  struct {
+    uint64_t now; /* ms since the epoch */
+    uint64_t device, user_id;
+    const char *user, *provider;
+    const char *token; /* NULL or "": remove */
+  } in;
+} pl_store_push_token_req;
+
+/* PUSH_TOKENS: every token of a signed-in device (those of signed-out
+ * devices go). */
+typedef struct pl_store_push_tokens_req {
+  struct {
+    pl_store_push_token *tokens;
+    size_t ntokens;
+  } out;
+} pl_store_push_tokens_req;
+
+/* PUSH_ENQUEUE: a message for these devices: a pending row per device with
+ * a token. */
+typedef struct pl_store_push_enqueue_req {
+  struct {
+    uint64_t now;
+    const uint64_t *devices; /* devices without a token are skipped */
+    size_t ndevices;
+    const char *sender;             /* its user's own devices are skipped */
+    const char *from, *conv, *text; /* NULL in privacy mode; text: text_len bytes */
+    size_t text_len;
+    uint64_t window_ms; /* a new row is due this long after it opens */
+  } in;
+  struct {
+    uint64_t enqueued; /* devices that got a row or a message more in one */
+  } out;
+} pl_store_push_enqueue_req;
+
+/* PUSH_CLAIM: lease the due rows to one sender. */
+typedef struct pl_store_push_claim_req {
+  struct {
+    uint64_t now;
+    const char *owner; /* who leases (a node name) */
+    uint64_t lease_ms;
+    uint32_t limit; /* at most this many rows */
+  } in;
+  struct {
+    pl_store_push_row *rows; /* in due order */
+    size_t nrows;
+    uint64_t pending;  /* rows left after it (claimed ones included) */
+    uint64_t next_due; /* when the next row falls due (0: no row) */
+  } out;
+} pl_store_push_claim_req;
+
+/* PUSH_DONE: what became of claimed rows. */
+typedef struct pl_store_push_done_req {
+  struct {
+    uint64_t now;
+    uint64_t window_ms; /* messages that came meanwhile: due this long after now */
+    const pl_store_push_result *results;
+    size_t nresults;
+  } in;
+} pl_store_push_done_req;
+
+/* STATS: what the store holds, counted (no input; nothing written). */
+typedef struct pl_store_stats_req {
+  struct {
+    pl_store_counts counts;
+  } out;
+} pl_store_stats_req;
+
 struct pl_store_req {
   pl_store_op op;
   pl_store_done_cb done; /* called once with the result (see post hook) */
@@ -263,127 +677,93 @@ struct pl_store_req {
   void *data;            /* the caller's */
   pl_err status;         /* result: PL_OK or the reason */
 
-  /* Inputs; strings are borrowed from the caller until done runs. */
-  struct {
-    const char *user;                      /* REGISTER, GET_USER, LOGIN_DEVICE */
-    const char *device;                    /* REGISTER, LOGIN_DEVICE: device name */
-    const char *pwhash;                    /* REGISTER: Argon2id string (crypto_pwhash_str) */
-    uint8_t token_hash[PL_TOKEN_HASH_LEN]; /* REGISTER, LOGIN_DEVICE, RESUME */
-    uint64_t user_id;                      /* LOGIN_DEVICE, SEND, ACK, MARK_READ, SETTINGS, UNREAD */
-    uint64_t device_id;                    /* LOGOUT, SEND (sending device), FETCH, ACK */
-    const char *device_name;               /* SEND: sending device's name */
-    const char *peer;                      /* SEND: recipient user name; MARK_READ: the other user */
-    const char *client_id;                 /* SEND */
-    const uint8_t *body;                   /* SEND */
-    size_t body_len;
-    uint64_t client_ts;       /* SEND */
-    uint64_t after;           /* FETCH: return qid > after */
-    uint32_t limit;           /* FETCH: at most this many (0 = 256) */
-    uint64_t upto;            /* ACK: qid; MARK_READ: seq */
-    int read_receipts;        /* SETTINGS: 0 unchanged, 1 on, 2 off */
-    int last_seen;            /* SETTINGS: 0 unchanged, else PL_LAST_SEEN_* */
-    int group_add;            /* SETTINGS: 0 unchanged, else PL_GROUP_ADD_* (pl_rules.h: 1..3) */
-    int contact_op;           /* CONTACTS: 0 list, 1 add, 2 remove (peer) */
-    int blocked;              /* BLOCK: 1 block peer, 0 unblock */
-    const char *const *users; /* PRESENCE; GROUP_CREATE: members to add */
-    size_t nusers;
-    uint64_t group;            /* SEND, MARK_READ, TYPING: a group (peer unused); GROUP_* */
-    int group_op;              /* GROUP_UPDATE: PL_GROUP_* */
-    int role;                  /* GROUP_UPDATE SET_ROLE */
-    const char *name;          /* GROUP_CREATE, GROUP_UPDATE RENAME */
-    const char *description;   /* GROUP_CREATE, GROUP_UPDATE RENAME */
-    const char *media_id;      /* SEND: an attachment; MEDIA_GET */
-    const pl_media_row *media; /* MEDIA_PUT (owner = in.user_id) */
-    uint64_t quota;            /* MEDIA_PUT: the user's limit in bytes (0: none) */
-    int any_user;              /* MEDIA_GET: no token, no access check (a signed link was checked) */
-    int device_op;             /* DEVICES: PL_DEVICES_* (user_id; device_id: the asking device) */
-    /* RESUME, MEDIA_AUTH, DEVICES: tokens last used before used_after or
-     * issued before issued_after have expired (set by pl_store_submit from
-     * the config's token lifetimes) */
-    uint64_t token_used_after, token_issued_after;
-    struct pl_store_push_in {
-      uint64_t now;                /* ENQUEUE, CLAIM, DONE: ms since the epoch */
-      uint64_t device, user_id;    /* TOKEN */
-      const char *user, *provider; /* TOKEN */
-      const char *token;           /* TOKEN: NULL or "": remove */
-      const uint64_t *devices;     /* ENQUEUE: devices without a token are skipped */
-      size_t ndevices;
-      const char *sender;             /* ENQUEUE: its user's own devices are skipped */
-      const char *from, *conv, *text; /* ENQUEUE: NULL in privacy mode; text: text_len bytes */
-      size_t text_len;
-      uint64_t window_ms;                  /* ENQUEUE, DONE: a new row is due this long after it opens */
-      const char *owner;                   /* CLAIM: who leases (a node name) */
-      uint64_t lease_ms;                   /* CLAIM */
-      uint32_t limit;                      /* CLAIM: at most this many rows */
-      const pl_store_push_result *results; /* DONE */
-      size_t nresults;
-    } push;
-  } in;
+  /* Who asks: the signed-in user and device the request is for (most ops;
+   * 0 where an op has none). LOGIN_DEVICE: the user logging in; ACK: 0
+   * user_id sends no delivered receipts. */
+  uint64_t user_id, device_id;
 
-  /* Outputs (owned by the request; pl_store_req_clear frees them). */
-  struct {
-    uint64_t user_id, device_id; /* REGISTER, GET_USER, LOGIN_DEVICE, RESUME */
-    char *user;                  /* RESUME: user name */
-    char *device;                /* RESUME: device name */
-    char *pwhash;                /* GET_USER */
-    int created;                 /* LOGIN_DEVICE: a new device was made */
-    char *conv;                  /* SEND */
-    uint64_t seq, server_ts;     /* SEND */
-    int duplicate;               /* SEND: client_id was committed before */
-    pl_msg msg;                  /* SEND: the committed message (if !duplicate) */
-    uint64_t *targets;           /* SEND: devices it was queued for; GROUP_DEVICES; TYPING: the peer's
-                                  * devices, or in a group the devices NOT to tell (members who blocked
-                                  * the typist) */
-    size_t ntargets;
-    pl_msg *msgs; /* FETCH: in qid order */
-    size_t nmsgs;
-    int more;               /* FETCH: more messages remain after these */
-    uint64_t removed;       /* ACK: queue entries removed */
-    pl_store_event *events; /* ACK, MARK_READ: receipts and read syncs queued */
-    size_t nevents;
-    int read_receipts;    /* SETTINGS */
-    pl_conv_state *convs; /* UNREAD */
-    size_t nconvs;
-    int last_seen; /* SETTINGS */
-    int group_add; /* SETTINGS: who may add the user to groups (1..3) */
-    char **names;  /* CONTACTS: the list after the change, sorted */
-    size_t nnames;
-    pl_presence_view *views; /* PRESENCE, in the order asked */
-    size_t nviews;
-    uint64_t peer_id;      /* CONTACTS, BLOCK: the other user */
-    uint64_t group;        /* SEND: the group the message went to (deliver to its members) */
-    pl_group_info info;    /* GROUP_CREATE, GROUP_UPDATE */
-    pl_group_info *groups; /* GROUP_LIST, by gid */
-    size_t ngroups;
-    pl_group_change *changes; /* GROUP_*: live membership changes */
-    size_t nchanges, changes_cap;
-    uint64_t *gids; /* FETCH: the groups the device receives (active ones) */
-    size_t ngids;
-    uint64_t members, delivered, read; /* GROUP_RECEIPTS: other members, and how many of them */
-    int detailed;                      /* GROUP_RECEIPTS: names follow (names = delivered by) */
-    char **read_by;                    /* GROUP_RECEIPTS, sorted */
-    size_t nread_by;
-    uint64_t usage;         /* MEDIA_AUTH, MEDIA_PUT: bytes the user's media take */
-    pl_media_row media;     /* MEDIA_GET */
-    pl_device_row *devices; /* DEVICES: signed in after the request, by id */
-    size_t ndevices;        /* DEVICES: revoked ones are in targets (ids) and names */
-    struct {
-      pl_store_push_token *tokens; /* TOKENS */
-      size_t ntokens;
-      pl_store_push_row *rows; /* CLAIM, in due order */
-      size_t nrows;
-      uint64_t pending;  /* CLAIM: rows left after it (claimed ones included) */
-      uint64_t next_due; /* CLAIM: when the next row falls due (0: no row) */
-      uint64_t enqueued; /* ENQUEUE: devices that got a row or a message more in one */
-    } push;
-    pl_store_counts counts; /* STATS */
-  } out;
+  /* RESUME, MEDIA_AUTH, MEDIA_GET, DEVICES: tokens last used before
+   * used_after or issued before issued_after have expired (set by
+   * pl_store_submit from the config's token lifetimes). */
+  uint64_t token_used_after, token_issued_after;
+
+  /* What any op may leave for the store thread to deliver after its commit
+   * (owned by the request): new queue entries (ACK: delivered receipts;
+   * MARK_READ: a read receipt and a read sync; GROUP_*: membership events)
+   * and changes to groups' live audiences. */
+  pl_store_event *events;
+  size_t nevents;
+  pl_group_change *changes;
+  size_t nchanges, changes_cap;
 
   pl_store_req *next; /* store-private queue link */
+  int out_op;         /* store-private: the op out's outputs are of (0: op; -1: none) */
+
+  union {
+    pl_store_register_req reg;
+    pl_store_get_user_req get_user;
+    pl_store_login_req login;
+    pl_store_resume_req resume;
+    pl_store_ack_req ack; /* ACK and LOGOUT */
+    pl_store_send_req send;
+    pl_store_fetch_req fetch;
+    pl_store_mark_read_req mark_read;
+    pl_store_settings_req settings;
+    pl_store_unread_req unread;
+    pl_store_contacts_req contacts;
+    pl_store_block_req block;
+    pl_store_presence_req presence;
+    pl_store_seen_req seen;
+    pl_store_typing_req typing;
+    pl_store_group_create_req group_create;
+    pl_store_group_update_req group_update;
+    pl_store_group_list_req group_list;
+    pl_store_group_receipts_req group_receipts;
+    pl_store_group_devices_req group_devices;
+    pl_store_media_auth_req media_auth;
+    pl_store_media_put_req media_put;
+    pl_store_media_get_req media_get;
+    pl_store_devices_req devices;
+    pl_store_push_token_req push_token;
+    pl_store_push_tokens_req push_tokens;
+    pl_store_push_enqueue_req push_enqueue;
+    pl_store_push_claim_req push_claim;
+    pl_store_push_done_req push_done;
+    pl_store_stats_req stats;
+  } u;
 };
 
-/* Frees every out field and zeroes out (in is left alone). */
+/* The table of ops: what the store knows of each, whatever the backend. */
+typedef struct pl_store_op_info {
+  const char *name; /* for logs and metrics: "send", "fetch", ... */
+  /* It may write. Read-only ops (GET_USER, TYPING, GROUP_DEVICES, STATS,
+   * ...) still run in the batch's transaction. */
+  int writes;
+  /* It adds data (a message, an upload): refused with STORAGE_FULL while
+   * the disk is full (the rest still runs then). */
+  int grows;
+  /* Frees what the op's out holds (the common events and changes are freed
+   * by pl_store_req_clear). */
+  void (*clear)(pl_store_req *req);
+} pl_store_op_info;
+
+/* The first and last ops (the table covers every op between). */
+#define PL_STORE_OP_FIRST PL_STORE_REGISTER
+#define PL_STORE_OP_LAST PL_STORE_STATS
+
+/* The entry of op; NULL if op is not one. */
+const pl_store_op_info *pl_store_op_get(int op);
+/* Its name, or "unknown". */
+const char *pl_store_op_name(int op);
+
+/* Frees what the request's out holds (pl_store_op_get(op)->clear, for the
+ * op the store last ran it as) and the events and changes, and zeroes them;
+ * in is left alone. A request reused for another op: clear it, then set op
+ * and the new in (its fields lie over the old op's). */
 void pl_store_req_clear(pl_store_req *req);
+/* pl_store_req_clear, then zeroes the out of req->op (where the last op's
+ * in may lie) and marks it as op's: pl_store_submit starts with it. */
+void pl_store_req_out_begin(pl_store_req *req);
 void pl_msg_clear(pl_msg *m);
 void pl_group_info_clear(pl_group_info *g);
 

@@ -238,9 +238,13 @@ static void test_malformed_frames_close_only_their_connection(void) {
 
   pl_bytes b = {0};
   Parley__Hello h2 = PARLEY__HELLO__INIT;
-  h2.version = 2;
+  h2.version = 3; /* the server speaks 1 and 2 */
   put_frame(&b, HELLO, &h2);
-  bad_case("Hello version 2", b.p, b.len, PARLEY__ERROR_CODE__ERR_UNSUPPORTED_VERSION);
+  bad_case("Hello version 3", b.p, b.len, PARLEY__ERROR_CODE__ERR_UNSUPPORTED_VERSION);
+  b.len = 0;
+  h2.version = 0;
+  put_frame(&b, HELLO, &h2);
+  bad_case("Hello version 0", b.p, b.len, PARLEY__ERROR_CODE__ERR_UNSUPPORTED_VERSION);
   b.len = 0;
   Parley__Send s = PARLEY__SEND__INIT;
   s.id = "early", s.to = "bob";

@@ -58,13 +58,13 @@ typedef struct account {
 /* Registers user with its first device (token tok); checks it worked. */
 static inline account reg(pl_store *s, const char *user, const char *device, unsigned tok) {
   pl_store_req r = {.op = PL_STORE_REGISTER};
-  r.in.user = user;
-  r.in.device = device;
-  r.in.pwhash = "$argon2id$fake";
-  token(r.in.token_hash, tok);
+  r.u.reg.in.user = user;
+  r.u.reg.in.device = device;
+  r.u.reg.in.pwhash = "$argon2id$fake";
+  token(r.u.reg.in.token_hash, tok);
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  account a = {r.out.user_id, r.out.device_id, user, device};
+  account a = {r.u.reg.out.user_id, r.u.reg.out.device_id, user, device};
   CHECK(a.uid > 0 && a.did > 0);
   pl_store_req_clear(&r);
   return a;

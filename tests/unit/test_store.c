@@ -126,14 +126,13 @@ static pl_store *open_store(const pl_store_config *c) {
 
 static pl_err login(pl_store *s, account *a, const char *device, unsigned tok, int *created) {
   pl_store_req r = {.op = PL_STORE_LOGIN_DEVICE};
-  r.in.user = a->user;
-  r.in.user_id = a->uid;
-  r.in.device = device;
-  token(r.in.token_hash, tok);
+  r.user_id = a->uid;
+  r.u.login.in.device = device;
+  token(r.u.login.in.token_hash, tok);
   pl_err e = pl_store_call(s, &r);
   if (created)
-    *created = r.out.created;
-  a->did = r.out.device_id;
+    *created = r.u.login.out.created;
+  a->did = r.u.login.out.device_id;
   a->device = device;
   pl_store_req_clear(&r);
   return e;
@@ -149,7 +148,7 @@ static account dev(pl_store *s, account a, const char *device, unsigned tok) {
 static pl_err resume(pl_store *s, unsigned tok, pl_store_req *r) {
   memset(r, 0, sizeof *r);
   r->op = PL_STORE_RESUME;
-  token(r->in.token_hash, tok);
+  token(r->u.resume.in.token_hash, tok);
   return pl_store_call(s, r);
 }
 
@@ -157,15 +156,14 @@ static void send_init(pl_store_req *r, const account *from, const char *peer, co
                       const char *body) {
   memset(r, 0, sizeof *r);
   r->op = PL_STORE_SEND;
-  r->in.user_id = from->uid;
-  r->in.user = from->user;
-  r->in.device_id = from->did;
-  r->in.device_name = from->device;
-  r->in.peer = peer;
-  r->in.client_id = cid;
-  r->in.body = (const uint8_t *)body;
-  r->in.body_len = strlen(body);
-  r->in.client_ts = 1234;
+  r->user_id = from->uid;
+  r->device_id = from->did;
+  r->u.send.in.device_name = from->device;
+  r->u.send.in.peer = peer;
+  r->u.send.in.client_id = cid;
+  r->u.send.in.body = (const uint8_t *)body;
+  r->u.send.in.body_len = strlen(body);
+  r->u.send.in.client_ts = 1234;
 }
 
 /* Sends and keeps the result in *r (the caller clears it). */
@@ -177,26 +175,26 @@ static pl_err send_msg(pl_store *s, const account *from, const char *peer, const
 static pl_err fetch(pl_store *s, uint64_t did, uint64_t after, uint32_t limit, pl_store_req *r) {
   memset(r, 0, sizeof *r);
   r->op = PL_STORE_FETCH;
-  r->in.device_id = did;
-  r->in.after = after;
-  r->in.limit = limit;
+  r->device_id = did;
+  r->u.fetch.in.after = after;
+  r->u.fetch.in.limit = limit;
   return pl_store_call(s, r);
 }
 
 static size_t fetch_count(pl_store *s, uint64_t did) {
   pl_store_req r;
   CHECK_EQ_I(fetch(s, did, 0, 100000, &r), PL_OK);
-  size_t n = r.out.nmsgs;
+  size_t n = r.u.fetch.out.nmsgs;
   pl_store_req_clear(&r);
   return n;
 }
 
 static uint64_t ack(pl_store *s, uint64_t did, uint64_t upto) {
   pl_store_req r = {.op = PL_STORE_ACK};
-  r.in.device_id = did;
-  r.in.upto = upto;
+  r.device_id = did;
+  r.u.ack.in.upto = upto;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  return r.out.removed;
+  return r.u.ack.out.removed;
 }
 
 /* ---- accounts ------------------------------------------------------------ */
@@ -207,21 +205,21 @@ static void test_register_and_get_user(void) {
   pl_store *s = open_store(&c);
   account a = reg(s, "alice", "phone", 1);
   pl_store_req r = {.op = PL_STORE_REGISTER};
-  r.in.user = "alice";
-  r.in.device = "other";
-  r.in.pwhash = "x";
-  token(r.in.token_hash, 2);
+  r.u.reg.in.user = "alice";
+  r.u.reg.in.device = "other";
+  r.u.reg.in.pwhash = "x";
+  token(r.u.reg.in.token_hash, 2);
   CHECK_EQ_I(pl_store_call(s, &r), PL_ERR_USER_EXISTS);
 
   pl_store_req g = {.op = PL_STORE_GET_USER};
-  g.in.user = "alice";
+  g.u.get_user.in.user = "alice";
   CHECK_EQ_I(pl_store_call(s, &g), PL_OK);
-  CHECK_EQ_U(g.out.user_id, a.uid);
-  CHECK_STR(g.out.pwhash, "$argon2id$fake");
+  CHECK_EQ_U(g.u.get_user.out.user_id, a.uid);
+  CHECK_STR(g.u.get_user.out.pwhash, "$argon2id$fake");
   pl_store_req_clear(&g);
-  g.in.user = "nobody";
+  g.u.get_user.in.user = "nobody";
   CHECK_EQ_I(pl_store_call(s, &g), PL_ERR_BAD_CREDENTIALS);
-  CHECK(g.out.pwhash == NULL);
+  CHECK(g.u.get_user.out.pwhash == NULL);
   pl_store_close(s);
   tl_rmrf(dir);
   free(dir);
@@ -235,10 +233,10 @@ static void test_login_device_and_token_rotation(void) {
   uint64_t phone = a.did;
   pl_store_req r;
   CHECK_EQ_I(resume(s, 1, &r), PL_OK);
-  CHECK_EQ_U(r.out.user_id, a.uid);
-  CHECK_EQ_U(r.out.device_id, phone);
-  CHECK_STR(r.out.user, "alice");
-  CHECK_STR(r.out.device, "phone");
+  CHECK_EQ_U(r.u.resume.out.user_id, a.uid);
+  CHECK_EQ_U(r.u.resume.out.device_id, phone);
+  CHECK_STR(r.u.resume.out.user, "alice");
+  CHECK_STR(r.u.resume.out.device, "phone");
   pl_store_req_clear(&r);
 
   int created = -1;
@@ -250,12 +248,12 @@ static void test_login_device_and_token_rotation(void) {
   CHECK_EQ_I(created, 0);
   CHECK_EQ_U(l.did, phone);
   CHECK_EQ_I(resume(s, 1, &r), PL_ERR_BAD_TOKEN); /* rotated away */
-  CHECK(r.out.user == NULL);
+  CHECK(r.u.resume.out.user == NULL);
   CHECK_EQ_I(resume(s, 3, &r), PL_OK);
-  CHECK_EQ_U(r.out.device_id, phone);
+  CHECK_EQ_U(r.u.resume.out.device_id, phone);
   pl_store_req_clear(&r);
   CHECK_EQ_I(resume(s, 2, &r), PL_OK);
-  CHECK_STR(r.out.device, "laptop");
+  CHECK_STR(r.u.resume.out.device, "laptop");
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -283,7 +281,7 @@ static void test_logout_revokes(void) {
   pl_store *s = open_store(&c);
   account a = reg(s, "alice", "phone", 1);
   pl_store_req r = {.op = PL_STORE_LOGOUT};
-  r.in.device_id = a.did;
+  r.device_id = a.did;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(resume(s, 1, &r), PL_ERR_BAD_TOKEN);
   int created = -1;
@@ -308,11 +306,11 @@ static void test_logout_drops_queue_and_stops_targeting(void) {
   account bob_pc = dev(s, bob, "pc", 3);
   pl_store_req r;
   CHECK_EQ_I(send_msg(s, &alice, "bob", "m1", &r), PL_OK);
-  CHECK_EQ_U(r.out.ntargets, 2);
+  CHECK_EQ_U(r.u.send.out.ntargets, 2);
   pl_store_req_clear(&r);
   CHECK_EQ_U(fetch_count(s, bob_pc.did), 1);
   pl_store_req lo = {.op = PL_STORE_LOGOUT};
-  lo.in.device_id = bob_pc.did;
+  lo.device_id = bob_pc.did;
   CHECK_EQ_I(pl_store_call(s, &lo), PL_OK);
   CHECK_EQ_U(fetch_count(s, bob_pc.did), 0); /* its queue is gone */
   /* bob's phone acks; the pc no longer holds the message: it is deleted. */
@@ -320,15 +318,15 @@ static void test_logout_drops_queue_and_stops_targeting(void) {
   CHECK_EQ_I(db_count(dir, "messages"), 0);
   /* The pc is not a target: bob's phone alone fills to max_queue. */
   CHECK_EQ_I(send_msg(s, &alice, "bob", "m2", &r), PL_OK);
-  CHECK_EQ_U(r.out.ntargets, 1);
-  CHECK_EQ_U(r.out.targets[0], bob.did);
+  CHECK_EQ_U(r.u.send.out.ntargets, 1);
+  CHECK_EQ_U(r.u.send.out.targets[0], bob.did);
   pl_store_req_clear(&r);
   /* Logging in again makes it a target for what is sent from then on. */
   int created = -1;
   CHECK_EQ_I(login(s, &bob_pc, "pc", 4, &created), PL_OK);
   CHECK_EQ_I(created, 0);
   CHECK_EQ_I(send_msg(s, &alice, "bob", "m3", &r), PL_OK);
-  CHECK_EQ_U(r.out.ntargets, 2);
+  CHECK_EQ_U(r.u.send.out.ntargets, 2);
   pl_store_req_clear(&r);
   CHECK_EQ_U(fetch_count(s, bob_pc.did), 1);
   pl_store_close(s);
@@ -346,7 +344,7 @@ static void test_send_unknown_peer(void) {
   rec_reset();
   pl_store_req r;
   CHECK_EQ_I(send_msg(s, &a, "ghost", "m1", &r), PL_ERR_UNKNOWN_PEER);
-  CHECK(r.out.conv == NULL && r.out.targets == NULL);
+  CHECK(r.u.send.out.conv == NULL && r.u.send.out.targets == NULL);
   CHECK_EQ_U(rec_count(), 0);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -377,12 +375,12 @@ static void test_seq_gap_free(void) {
   uint64_t last_ts[2] = {0, 0};
   for (size_t i = 0; i < NSEQ; i++) {
     CHECK_EQ_I(rs[i].status, PL_OK);
-    CHECK_STR(rs[i].out.conv, i % 2 ? "dm:bob:carol" : "dm:alice:bob");
-    CHECK_EQ_U(rs[i].out.seq, i / 2 + 1); /* each conv counts 1..N on its own */
-    CHECK(rs[i].out.server_ts >= last_ts[i % 2]);
-    last_ts[i % 2] = rs[i].out.server_ts;
+    CHECK_STR(rs[i].u.send.out.conv, i % 2 ? "dm:bob:carol" : "dm:alice:bob");
+    CHECK_EQ_U(rs[i].u.send.out.seq, i / 2 + 1); /* each conv counts 1..N on its own */
+    CHECK(rs[i].u.send.out.server_ts >= last_ts[i % 2]);
+    last_ts[i % 2] = rs[i].u.send.out.server_ts;
     if (i)
-      CHECK(rs[i].out.msg.qid > rs[i - 1].out.msg.qid);
+      CHECK(rs[i].u.send.out.msg.qid > rs[i - 1].u.send.out.msg.qid);
     pl_store_req_clear(&rs[i]);
   }
   waiter_destroy(&w);
@@ -402,30 +400,30 @@ static void test_dedup_survives_restart(void) {
   rec_reset();
   pl_store_req r;
   CHECK_EQ_I(send_msg(s, &a, "bob", "m1", &r), PL_OK);
-  CHECK_EQ_I(r.out.duplicate, 0);
-  uint64_t seq = r.out.seq, ts = r.out.server_ts;
+  CHECK_EQ_I(r.u.send.out.duplicate, 0);
+  uint64_t seq = r.u.send.out.seq, ts = r.u.send.out.server_ts;
   pl_store_req_clear(&r);
   CHECK_EQ_U(rec_count(), 1);
 
   CHECK_EQ_I(send_msg(s, &a, "bob", "m1", &r), PL_OK);
-  CHECK_EQ_I(r.out.duplicate, 1);
-  CHECK_EQ_U(r.out.seq, seq);
-  CHECK_EQ_U(r.out.server_ts, ts);
-  CHECK_STR(r.out.conv, "dm:alice:bob");
-  CHECK_EQ_U(r.out.ntargets, 0);
+  CHECK_EQ_I(r.u.send.out.duplicate, 1);
+  CHECK_EQ_U(r.u.send.out.seq, seq);
+  CHECK_EQ_U(r.u.send.out.server_ts, ts);
+  CHECK_STR(r.u.send.out.conv, "dm:alice:bob");
+  CHECK_EQ_U(r.u.send.out.ntargets, 0);
   pl_store_req_clear(&r);
   CHECK_EQ_U(rec_count(), 1); /* no second delivery */
 
   pl_store_close(s);
   s = open_store(&c);
   CHECK_EQ_I(send_msg(s, &a, "bob", "m1", &r), PL_OK);
-  CHECK_EQ_I(r.out.duplicate, 1);
-  CHECK_EQ_U(r.out.seq, seq);
-  CHECK_EQ_U(r.out.server_ts, ts);
+  CHECK_EQ_I(r.u.send.out.duplicate, 1);
+  CHECK_EQ_U(r.u.send.out.seq, seq);
+  CHECK_EQ_U(r.u.send.out.server_ts, ts);
   pl_store_req_clear(&r);
   CHECK_EQ_U(rec_count(), 1);
   CHECK_EQ_I(send_msg(s, &a, "bob", "m2", &r), PL_OK);
-  CHECK_EQ_U(r.out.seq, seq + 1); /* the conv counter survived too */
+  CHECK_EQ_U(r.u.send.out.seq, seq + 1); /* the conv counter survived too */
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -447,12 +445,12 @@ static void test_dedup_rings_saved_and_replayed(void) {
     reg(s, "bob", "phone", 2);
     pl_store_req r;
     uint64_t deleted;
-    if (send_msg(s, &a, "bob", "saved", &r) != PL_OK || r.out.seq != 1)
+    if (send_msg(s, &a, "bob", "saved", &r) != PL_OK || r.u.send.out.seq != 1)
       _exit(3);
     pl_store_req_clear(&r);
     if (pl_store_expire_now(s, pl_now_ms(), &deleted) != PL_OK) /* saves the rings */
       _exit(4);
-    if (send_msg(s, &a, "bob", "unsaved", &r) != PL_OK || r.out.seq != 2)
+    if (send_msg(s, &a, "bob", "unsaved", &r) != PL_OK || r.u.send.out.seq != 2)
       _exit(5);
     _exit(0); /* a crash: the second record is in no saved ring */
   }
@@ -464,21 +462,21 @@ static void test_dedup_rings_saved_and_replayed(void) {
   account a = {1, 1, "alice", "phone"};
   pl_store_req rq;
   CHECK_EQ_I(resume(s, 1, &rq), PL_OK);
-  a.uid = rq.out.user_id;
-  a.did = rq.out.device_id;
+  a.uid = rq.u.resume.out.user_id;
+  a.did = rq.u.resume.out.device_id;
   pl_store_req_clear(&rq);
   const char *ids[] = {"saved", "unsaved"};
   for (int i = 0; i < 2; i++) {
     pl_store_req r;
     CHECK_EQ_I(send_msg(s, &a, "bob", ids[i], &r), PL_OK);
-    CHECK_EQ_I(r.out.duplicate, 1);
-    CHECK_EQ_U(r.out.seq, (uint64_t)i + 1);
+    CHECK_EQ_I(r.u.send.out.duplicate, 1);
+    CHECK_EQ_U(r.u.send.out.seq, (uint64_t)i + 1);
     pl_store_req_clear(&r);
   }
   pl_store_req r;
   CHECK_EQ_I(send_msg(s, &a, "bob", "new", &r), PL_OK);
-  CHECK_EQ_I(r.out.duplicate, 0);
-  CHECK_EQ_U(r.out.seq, 3);
+  CHECK_EQ_I(r.u.send.out.duplicate, 0);
+  CHECK_EQ_U(r.u.send.out.seq, 3);
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -495,11 +493,11 @@ static void test_dedup_per_device_window(void) {
   account a2 = dev(s, a, "laptop", 3);
   pl_store_req r;
   CHECK_EQ_I(send_msg(s, &a, "bob", "same", &r), PL_OK);
-  CHECK_EQ_U(r.out.seq, 1);
+  CHECK_EQ_U(r.u.send.out.seq, 1);
   pl_store_req_clear(&r);
   CHECK_EQ_I(send_msg(s, &a2, "bob", "same", &r), PL_OK); /* another device's id */
-  CHECK_EQ_I(r.out.duplicate, 0);
-  CHECK_EQ_U(r.out.seq, 2);
+  CHECK_EQ_I(r.u.send.out.duplicate, 0);
+  CHECK_EQ_U(r.u.send.out.seq, 2);
   pl_store_req_clear(&r);
   for (int i = 0; i < 1024; i++) {
     char id[16];
@@ -508,15 +506,15 @@ static void test_dedup_per_device_window(void) {
     pl_store_req_clear(&r);
   }
   CHECK_EQ_I(send_msg(s, &a2, "bob", "w1", &r), PL_OK); /* still in the window */
-  CHECK_EQ_I(r.out.duplicate, 1);
-  CHECK_EQ_U(r.out.seq, 4);
+  CHECK_EQ_I(r.u.send.out.duplicate, 1);
+  CHECK_EQ_U(r.u.send.out.seq, 4);
   pl_store_req_clear(&r);
   CHECK_EQ_I(send_msg(s, &a, "bob", "same", &r), PL_OK); /* the phone sent nothing since */
-  CHECK_EQ_I(r.out.duplicate, 1);
-  CHECK_EQ_U(r.out.seq, 1);
+  CHECK_EQ_I(r.u.send.out.duplicate, 1);
+  CHECK_EQ_U(r.u.send.out.seq, 1);
   pl_store_req_clear(&r);
   CHECK_EQ_I(send_msg(s, &a2, "bob", "same", &r), PL_OK); /* 1,024 newer ids pushed it out */
-  CHECK_EQ_I(r.out.duplicate, 0);
+  CHECK_EQ_I(r.u.send.out.duplicate, 0);
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -540,25 +538,25 @@ static void test_dedup_packed_ids(void) {
   pl_store_req r;
   for (int i = 0; i < 4; i++) {
     CHECK_EQ_I(send_msg(s, &a, "bob", ids[i], &r), PL_OK);
-    CHECK_EQ_I(r.out.duplicate, 0);
-    seq[i] = r.out.seq;
-    ts[i] = r.out.server_ts;
+    CHECK_EQ_I(r.u.send.out.duplicate, 0);
+    seq[i] = r.u.send.out.seq;
+    ts[i] = r.u.send.out.server_ts;
     pl_store_req_clear(&r);
   }
   pl_store_close(s);
   s = open_store(&c);
   for (int i = 0; i < 4; i++) {
     CHECK_EQ_I(send_msg(s, &a, "bob", ids[i], &r), PL_OK);
-    CHECK_EQ_I(r.out.duplicate, 1);
-    CHECK_STR(r.out.conv, "dm:alice:bob");
-    CHECK_EQ_U(r.out.seq, seq[i]);
-    CHECK_EQ_U(r.out.server_ts, ts[i]);
+    CHECK_EQ_I(r.u.send.out.duplicate, 1);
+    CHECK_STR(r.u.send.out.conv, "dm:alice:bob");
+    CHECK_EQ_U(r.u.send.out.seq, seq[i]);
+    CHECK_EQ_U(r.u.send.out.server_ts, ts[i]);
     pl_store_req_clear(&r);
   }
   for (int i = 0; i < 4; i++) {
     CHECK_EQ_I(send_msg(s, &a, "bob", others[i], &r), PL_OK);
-    CHECK_EQ_I(r.out.duplicate, 0);
-    CHECK_EQ_U(r.out.seq, seq[3] + 1 + (uint64_t)i);
+    CHECK_EQ_I(r.u.send.out.duplicate, 0);
+    CHECK_EQ_U(r.u.send.out.seq, seq[3] + 1 + (uint64_t)i);
     pl_store_req_clear(&r);
   }
   pl_store_close(s);
@@ -605,13 +603,13 @@ static void test_upgrade_dedup_records(void) {
   pl_store_req r;
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     send_init(&r, &a, want[i].peer, want[i].id, "x");
-    r.in.group = want[i].group;
+    r.u.send.in.group = want[i].group;
     CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
     CHECK_EQ_I(r.status, PL_OK);
-    CHECK_EQ_I(r.out.duplicate, 1);
-    CHECK_STR(r.out.conv, want[i].conv);
-    CHECK_EQ_U(r.out.seq, want[i].seq);
-    CHECK_EQ_U(r.out.server_ts, want[i].ts);
+    CHECK_EQ_I(r.u.send.out.duplicate, 1);
+    CHECK_STR(r.u.send.out.conv, want[i].conv);
+    CHECK_EQ_U(r.u.send.out.seq, want[i].seq);
+    CHECK_EQ_U(r.u.send.out.server_ts, want[i].ts);
     pl_store_req_clear(&r);
   }
   pl_store_close(s);
@@ -658,7 +656,7 @@ static void test_upgrade_from_schema_1(void) {
   pl_store_req r;
   CHECK_EQ_I(send_msg(s, &a, "bob", "old", &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  CHECK_EQ_I(r.out.duplicate, 0);
+  CHECK_EQ_I(r.u.send.out.duplicate, 0);
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -684,34 +682,35 @@ static void test_targets(void) {
   rec_reset();
   pl_store_req r;
   CHECK_EQ_I(send_msg(s, &ap, "bob", "t1", &r), PL_OK);
-  CHECK_EQ_U(r.out.ntargets, 3);
-  CHECK(has(r.out.targets, 3, bp.did) && has(r.out.targets, 3, bt.did) && has(r.out.targets, 3, al.did));
-  CHECK(!has(r.out.targets, 3, ap.did));
+  CHECK_EQ_U(r.u.send.out.ntargets, 3);
+  CHECK(has(r.u.send.out.targets, 3, bp.did) && has(r.u.send.out.targets, 3, bt.did) &&
+        has(r.u.send.out.targets, 3, al.did));
+  CHECK(!has(r.u.send.out.targets, 3, ap.did));
   CHECK_EQ_U(rec.last_ndevs, 3);
   CHECK(has(rec.last_devs, 3, bp.did) && has(rec.last_devs, 3, bt.did) && has(rec.last_devs, 3, al.did));
-  CHECK_STR(r.out.msg.from, "alice");
-  CHECK_STR(r.out.msg.from_device, "phone");
-  CHECK_STR(r.out.msg.id, "t1");
-  CHECK_STR(r.out.msg.conv, "dm:alice:bob");
-  CHECK(r.out.msg.qid > 0);
+  CHECK_STR(r.u.send.out.msg.from, "alice");
+  CHECK_STR(r.u.send.out.msg.from_device, "phone");
+  CHECK_STR(r.u.send.out.msg.id, "t1");
+  CHECK_STR(r.u.send.out.msg.conv, "dm:alice:bob");
+  CHECK(r.u.send.out.msg.qid > 0);
   pl_store_req_clear(&r);
 
   /* A note to self reaches the sender's other devices only, once each. */
   CHECK_EQ_I(send_msg(s, &ap, "alice", "t2", &r), PL_OK);
-  CHECK_STR(r.out.conv, "dm:alice:alice");
-  CHECK_EQ_U(r.out.ntargets, 1);
-  CHECK_EQ_U(r.out.targets[0], al.did);
+  CHECK_STR(r.u.send.out.conv, "dm:alice:alice");
+  CHECK_EQ_U(r.u.send.out.ntargets, 1);
+  CHECK_EQ_U(r.u.send.out.targets[0], al.did);
   pl_store_req_clear(&r);
 
   /* ...and with no other device it is committed and acked, but goes nowhere. */
   size_t before = rec_count();
   CHECK_EQ_I(send_msg(s, &carol, "carol", "t3", &r), PL_OK);
-  CHECK_EQ_U(r.out.seq, 1);
-  CHECK_EQ_U(r.out.ntargets, 0);
+  CHECK_EQ_U(r.u.send.out.seq, 1);
+  CHECK_EQ_U(r.u.send.out.ntargets, 0);
   pl_store_req_clear(&r);
   CHECK_EQ_U(rec_count(), before);
   CHECK_EQ_I(send_msg(s, &carol, "carol", "t3", &r), PL_OK);
-  CHECK_EQ_I(r.out.duplicate, 1);
+  CHECK_EQ_I(r.u.send.out.duplicate, 1);
   pl_store_req_clear(&r);
   CHECK_EQ_U(fetch_count(s, carol.did), 0);
   pl_store_close(s);
@@ -738,10 +737,10 @@ static void test_fetch_order_limit_more(void) {
   static const size_t pages[] = {2, 2, 1};
   for (size_t p = 0; p < 3; p++) {
     CHECK_EQ_I(fetch(s, b.did, after, 2, &r), PL_OK);
-    CHECK_EQ_U(r.out.nmsgs, pages[p]);
-    CHECK_EQ_I(r.out.more, p < 2);
-    for (size_t i = 0; i < r.out.nmsgs; i++, got++) {
-      pl_msg *m = &r.out.msgs[i];
+    CHECK_EQ_U(r.u.fetch.out.nmsgs, pages[p]);
+    CHECK_EQ_I(r.u.fetch.out.more, p < 2);
+    for (size_t i = 0; i < r.u.fetch.out.nmsgs; i++, got++) {
+      pl_msg *m = &r.u.fetch.out.msgs[i];
       CHECK(m->qid > after);
       after = m->qid;
       CHECK_STR(m->id, ids[got]);
@@ -757,8 +756,8 @@ static void test_fetch_order_limit_more(void) {
     pl_store_req_clear(&r);
   }
   CHECK_EQ_I(fetch(s, b.did, 0, 0, &r), PL_OK); /* limit 0 = default */
-  CHECK_EQ_U(r.out.nmsgs, 5);
-  CHECK_EQ_I(r.out.more, 0);
+  CHECK_EQ_U(r.u.fetch.out.nmsgs, 5);
+  CHECK_EQ_I(r.u.fetch.out.more, 0);
   pl_store_req_clear(&r);
   CHECK_EQ_U(fetch_count(s, a.did), 0); /* the sender's own device is not a target */
   pl_store_close(s);
@@ -779,7 +778,7 @@ static void test_ack_two_devices(void) {
     char id[16];
     snprintf(id, sizeof id, "a%zu", i);
     CHECK_EQ_I(send_msg(s, &a, "bob", id, &r), PL_OK);
-    q[i] = r.out.msg.qid;
+    q[i] = r.u.send.out.msg.qid;
     pl_store_req_clear(&r);
   }
   CHECK_EQ_U(ack(s, bp.did, q[1]), 2);
@@ -816,28 +815,27 @@ static void test_group_cursors_written_by_ack(void) {
   account m[4] = {reg(s, "bob", "phone", 2), reg(s, "carol", "phone", 3), reg(s, "dave", "phone", 4), a};
   const char *members[] = {"bob", "carol", "dave"};
   pl_store_req r = {.op = PL_STORE_GROUP_CREATE};
-  r.in.user_id = a.uid;
-  r.in.user = a.user;
-  r.in.device_id = a.did;
-  r.in.name = "team";
-  r.in.users = members;
-  r.in.nusers = 3;
+  r.user_id = a.uid;
+  r.device_id = a.did;
+  r.u.group_create.in.name = "team";
+  r.u.group_create.in.users = members;
+  r.u.group_create.in.nusers = 3;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  uint64_t gid = r.out.info.gid;
+  uint64_t gid = r.u.group_create.out.info.gid;
   pl_store_req_clear(&r);
   send_init(&r, &a, NULL, "g1", "hello team");
-  r.in.group = gid;
+  r.u.send.in.group = gid;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  uint64_t qid = r.out.msg.qid;
+  uint64_t qid = r.u.send.out.msg.qid;
   pl_store_req_clear(&r);
   CHECK(qid > 0);
   for (size_t i = 0; i < 4; i++) { /* the sender's device gets the message too */
     r = (pl_store_req){.op = PL_STORE_ACK};
-    r.in.device_id = m[i].did;
-    r.in.user_id = m[i].uid; /* group cursors are by member */
-    r.in.upto = qid;
+    r.device_id = m[i].did;
+    r.user_id = m[i].uid; /* group cursors are by member */
+    r.u.ack.in.upto = qid;
     CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
     pl_store_req_clear(&r);
   }
@@ -872,18 +870,18 @@ static void test_queue_full(void) {
     snprintf(id, sizeof id, "q%d", i);
     CHECK_EQ_I(send_msg(s, &a, "bob", id, &r), PL_OK);
     if (!first)
-      first = r.out.msg.qid;
+      first = r.u.send.out.msg.qid;
     pl_store_req_clear(&r);
   }
   rec_reset();
   CHECK_EQ_I(send_msg(s, &a, "bob", "q3", &r), PL_ERR_QUEUE_FULL);
-  CHECK(r.out.targets == NULL && r.out.conv == NULL);
+  CHECK(r.u.send.out.targets == NULL && r.u.send.out.conv == NULL);
   CHECK_EQ_U(rec_count(), 0);
   CHECK_EQ_U(fetch_count(s, b.did), 3);
   CHECK_EQ_U(ack(s, b.did, first), 1);
   CHECK_EQ_I(send_msg(s, &a, "bob", "q3", &r), PL_OK); /* not a duplicate: nothing was written */
-  CHECK_EQ_I(r.out.duplicate, 0);
-  CHECK_EQ_U(r.out.seq, 4); /* the refused send took no seq */
+  CHECK_EQ_I(r.u.send.out.duplicate, 0);
+  CHECK_EQ_U(r.u.send.out.seq, 4); /* the refused send took no seq */
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -907,8 +905,8 @@ static void test_ttl_short(void) {
   usleep(120 * 1000);
   CHECK_EQ_U(fetch_count(s, b.did), 0); /* expired, even before the sweep */
   CHECK_EQ_I(send_msg(s, &a, "bob", "e1", &r), PL_OK);
-  CHECK_EQ_I(r.out.duplicate, 0); /* the dedup entry expired with it */
-  CHECK_EQ_U(r.out.seq, 3);
+  CHECK_EQ_I(r.u.send.out.duplicate, 0); /* the dedup entry expired with it */
+  CHECK_EQ_U(r.u.send.out.seq, 3);
   pl_store_req_clear(&r);
   usleep(120 * 1000);
   uint64_t deleted = 0;
@@ -931,7 +929,7 @@ static void test_ttl_expire_now(void) {
   account b = reg(s, "bob", "phone", 2);
   pl_store_req r;
   CHECK_EQ_I(send_msg(s, &a, "bob", "x1", &r), PL_OK);
-  uint64_t ts = r.out.server_ts;
+  uint64_t ts = r.u.send.out.server_ts;
   pl_store_req_clear(&r);
   CHECK_EQ_I(send_msg(s, &a, "bob", "x2", &r), PL_OK);
   pl_store_req_clear(&r);
@@ -944,8 +942,8 @@ static void test_ttl_expire_now(void) {
   CHECK_EQ_U(fetch_count(s, b.did), 0);
   /* The sweep emptied bob's queue, so the cached length must not refuse this. */
   CHECK_EQ_I(send_msg(s, &a, "bob", "x1", &r), PL_OK);
-  CHECK_EQ_I(r.out.duplicate, 0);
-  CHECK_EQ_U(r.out.seq, 3);
+  CHECK_EQ_I(r.u.send.out.duplicate, 0);
+  CHECK_EQ_U(r.u.send.out.seq, 3);
   pl_store_req_clear(&r);
   CHECK_EQ_U(fetch_count(s, b.did), 1);
   pl_store_close(s);
@@ -1002,7 +1000,7 @@ static void test_group_commit(void) {
           (unsigned long long)(st.commits - st0.commits));
   for (size_t i = 0; i < NGROUP; i++) {
     CHECK_EQ_I(g.rs[i].status, PL_OK);
-    CHECK_EQ_U(g.rs[i].out.seq, i + 1);
+    CHECK_EQ_U(g.rs[i].u.send.out.seq, i + 1);
     pl_store_req_clear(&g.rs[i]);
   }
   waiter_destroy(&w);
@@ -1043,7 +1041,7 @@ static size_t paced_commits(uint32_t delay_us) {
   pl_store_get_stats(s, &st);
   for (int i = 0; i < N; i++) {
     CHECK_EQ_I(rs[i].status, PL_OK);
-    CHECK_EQ_U(rs[i].out.seq, (uint64_t)i + 1);
+    CHECK_EQ_U(rs[i].u.send.out.seq, (uint64_t)i + 1);
     pl_store_req_clear(&rs[i]);
   }
   waiter_destroy(&w);
@@ -1073,7 +1071,7 @@ static void test_call_leaves_done_alone(void) {
   pl_store *s = open_store(&c);
   int mine = 0;
   pl_store_req r = {.op = PL_STORE_GET_USER, .done = user_done, .origin = &mine, .data = &mine};
-  r.in.user = "nobody";
+  r.u.get_user.in.user = "nobody";
   user_done_calls = 0;
   rec_reset();
   CHECK_EQ_I(pl_store_call(s, &r), PL_ERR_BAD_CREDENTIALS);
@@ -1121,10 +1119,10 @@ static void test_close_drains_then_refuses(void) {
   atomic_store(&cl.started, 0);
   atomic_store(&cl.stopping, 0);
   pl_store_req first = {.op = PL_STORE_GET_USER, .done = slow_done};
-  first.in.user = "alice";
+  first.u.get_user.in.user = "alice";
   memset(&cl.late, 0, sizeof cl.late);
   cl.late.op = PL_STORE_GET_USER;
-  cl.late.in.user = "alice";
+  cl.late.u.get_user.in.user = "alice";
   cl.late.done = count_done;
   cl.late.data = &cl.w;
   cl.later = cl.late;
@@ -1154,7 +1152,7 @@ static void test_close_drains_then_refuses(void) {
   CHECK_EQ_I(cl.later.status, PL_ERR_SHUTTING_DOWN);
   for (int i = 0; i < 50; i++) {
     CHECK_EQ_I(rs[i].status, PL_OK);
-    CHECK_EQ_U(rs[i].out.seq, (unsigned)i + 1);
+    CHECK_EQ_U(rs[i].u.send.out.seq, (unsigned)i + 1);
     pl_store_req_clear(&rs[i]);
   }
   waiter_destroy(&cl.w);
@@ -1162,7 +1160,7 @@ static void test_close_drains_then_refuses(void) {
   account b = {0, 0, "bob", "phone"};
   pl_store_req r;
   CHECK_EQ_I(resume(s, 2, &r), PL_OK);
-  b.did = r.out.device_id;
+  b.did = r.u.resume.out.device_id;
   pl_store_req_clear(&r);
   CHECK_EQ_U(fetch_count(s, b.did), 50);
   pl_store_close(s);
@@ -1183,24 +1181,24 @@ static void test_durable_reopen(void) {
     char id[16];
     snprintf(id, sizeof id, "d%d", i);
     CHECK_EQ_I(send_msg(s, &a, "bob", id, &r), PL_OK);
-    last_qid = r.out.msg.qid;
+    last_qid = r.u.send.out.msg.qid;
     pl_store_req_clear(&r);
   }
   CHECK_EQ_I(fetch(s, b.did, 0, 1, &r), PL_OK);
-  uint64_t first = r.out.msgs[0].qid;
+  uint64_t first = r.u.fetch.out.msgs[0].qid;
   pl_store_req_clear(&r);
   CHECK_EQ_U(ack(s, b.did, first), 1);
   pl_store_close(s);
 
   s = open_store(&c);
   CHECK_EQ_I(resume(s, 1, &r), PL_OK);
-  CHECK_EQ_U(r.out.device_id, a.did);
-  CHECK_STR(r.out.user, "alice");
+  CHECK_EQ_U(r.u.resume.out.device_id, a.did);
+  CHECK_STR(r.u.resume.out.user, "alice");
   pl_store_req_clear(&r);
   pl_store_req g = {.op = PL_STORE_GET_USER};
-  g.in.user = "bob";
+  g.u.get_user.in.user = "bob";
   CHECK_EQ_I(pl_store_call(s, &g), PL_OK);
-  CHECK_EQ_U(g.out.user_id, b.uid);
+  CHECK_EQ_U(g.u.get_user.out.user_id, b.uid);
   pl_store_req_clear(&g);
   CHECK_EQ_U(fetch_count(s, b.did), 3);
   CHECK_EQ_U(ack(s, b.did, last_qid), 3); /* now every message row is gone... */
@@ -1209,8 +1207,8 @@ static void test_durable_reopen(void) {
 
   s = open_store(&c);
   CHECK_EQ_I(send_msg(s, &a, "bob", "d9", &r), PL_OK);
-  CHECK_EQ_U(r.out.seq, 5);
-  CHECK(r.out.msg.qid > last_qid); /* ...yet a qid is never handed out twice */
+  CHECK_EQ_U(r.u.send.out.seq, 5);
+  CHECK(r.u.send.out.msg.qid > last_qid); /* ...yet a qid is never handed out twice */
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -1229,23 +1227,23 @@ static void test_process_crash_keeps_commits(void) {
     if (pl_store_open(&s, &pl_store_sqlite, &c, NULL) != PL_OK)
       _exit(2);
     pl_store_req r = {.op = PL_STORE_REGISTER};
-    r.in.user = "bob";
-    r.in.device = "phone";
-    r.in.pwhash = "h";
-    token(r.in.token_hash, 2);
+    r.u.reg.in.user = "bob";
+    r.u.reg.in.device = "phone";
+    r.u.reg.in.pwhash = "h";
+    token(r.u.reg.in.token_hash, 2);
     if (pl_store_call(s, &r) != PL_OK)
       _exit(3);
     account a = {0, 0, "alice", "phone"};
     memset(&r, 0, sizeof r);
     r.op = PL_STORE_REGISTER;
-    r.in.user = "alice";
-    r.in.device = "phone";
-    r.in.pwhash = "h";
-    token(r.in.token_hash, 1);
+    r.u.reg.in.user = "alice";
+    r.u.reg.in.device = "phone";
+    r.u.reg.in.pwhash = "h";
+    token(r.u.reg.in.token_hash, 1);
     if (pl_store_call(s, &r) != PL_OK)
       _exit(4);
-    a.uid = r.out.user_id;
-    a.did = r.out.device_id;
+    a.uid = r.u.reg.out.user_id;
+    a.did = r.u.reg.out.device_id;
     for (int i = 0; i < 10; i++) {
       char id[16];
       snprintf(id, sizeof id, "k%d", i);
@@ -1260,17 +1258,17 @@ static void test_process_crash_keeps_commits(void) {
   pl_store *s = open_store(&c);
   pl_store_req r;
   CHECK_EQ_I(resume(s, 2, &r), PL_OK);
-  uint64_t bob = r.out.device_id;
+  uint64_t bob = r.u.resume.out.device_id;
   pl_store_req_clear(&r);
   CHECK_EQ_U(fetch_count(s, bob), 10);
   CHECK_EQ_I(resume(s, 1, &r), PL_OK);
-  account a = {r.out.user_id, r.out.device_id, "alice", "phone"};
+  account a = {r.u.resume.out.user_id, r.u.resume.out.device_id, "alice", "phone"};
   pl_store_req_clear(&r);
   CHECK_EQ_I(send_msg(s, &a, "bob", "k3", &r), PL_OK);
-  CHECK_EQ_I(r.out.duplicate, 1);
+  CHECK_EQ_I(r.u.send.out.duplicate, 1);
   pl_store_req_clear(&r);
   CHECK_EQ_I(send_msg(s, &a, "bob", "k10", &r), PL_OK);
-  CHECK_EQ_U(r.out.seq, 11);
+  CHECK_EQ_U(r.u.send.out.seq, 11);
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -1327,12 +1325,12 @@ static pl_err fk_exec(void *be, pl_store_req *r) {
     return PL_OK;
   }
   if (r->op == PL_STORE_SEND) {
-    r->out.conv = pl_strdup("dm:a:b");
-    r->out.msg.conv = pl_strdup("dm:a:b");
-    r->out.msg.qid = r->in.client_ts;
-    r->out.targets = pl_malloc(sizeof *r->out.targets);
-    r->out.targets[0] = 7;
-    r->out.ntargets = 1;
+    r->u.send.out.conv = pl_strdup("dm:a:b");
+    r->u.send.out.msg.conv = pl_strdup("dm:a:b");
+    r->u.send.out.msg.qid = r->u.send.in.client_ts;
+    r->u.send.out.targets = pl_malloc(sizeof *r->u.send.out.targets);
+    r->u.send.out.targets[0] = 7;
+    r->u.send.out.ntargets = 1;
     return PL_OK;
   }
   return r->op == PL_STORE_ACK ? PL_ERR_STORE : PL_OK;
@@ -1380,7 +1378,7 @@ static pl_store *fake_open(pl_store_req *gate, waiter *w) {
 static void fake_send(pl_store *s, pl_store_req *r, uint64_t qid, void *origin, waiter *w) {
   memset(r, 0, sizeof *r);
   r->op = PL_STORE_SEND;
-  r->in.client_ts = qid;
+  r->u.send.in.client_ts = qid;
   r->origin = origin;
   r->done = count_done;
   r->data = w;
@@ -1402,7 +1400,8 @@ static void test_batch_failure_fails_every_request(void) {
   waiter_wait(&w, 3);
   CHECK_EQ_I(gate.status, PL_OK);
   CHECK_EQ_I(x.status, PL_ERR_INTERNAL);
-  CHECK(x.out.conv == NULL && x.out.targets == NULL && x.out.ntargets == 0); /* cleared, not leaked */
+  CHECK(x.u.send.out.conv == NULL && x.u.send.out.targets == NULL &&
+        x.u.send.out.ntargets == 0); /* cleared, not leaked */
   CHECK_EQ_I(y.status, PL_ERR_INTERNAL);
   CHECK_EQ_U(rec_count(), 0); /* nothing delivered from a rolled-back batch */
   CHECK_EQ_I(fk.rollbacks, 1);

@@ -46,13 +46,12 @@ static pl_store *open_store(const char *dir, uint64_t token_idle_ms, uint64_t to
 
 static account login(pl_store *s, account a, const char *device, unsigned tok) {
   pl_store_req r = {.op = PL_STORE_LOGIN_DEVICE};
-  r.in.user = a.user;
-  r.in.user_id = a.uid;
-  r.in.device = device;
-  token(r.in.token_hash, tok);
+  r.user_id = a.uid;
+  r.u.login.in.device = device;
+  token(r.u.login.in.token_hash, tok);
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  a.did = r.out.device_id;
+  a.did = r.u.login.out.device_id;
   a.device = device;
   pl_store_req_clear(&r);
   return a;
@@ -62,26 +61,25 @@ static account login(pl_store *s, account a, const char *device, unsigned tok) {
 static uint64_t send_to(pl_store *s, const account *a, const char *device_name, const char *peer,
                         const char *cid) {
   pl_store_req r = {.op = PL_STORE_SEND};
-  r.in.user_id = a->uid;
-  r.in.user = a->user;
-  r.in.device_id = a->did;
-  r.in.device_name = device_name;
-  r.in.peer = peer;
-  r.in.client_id = cid;
-  r.in.body = (const uint8_t *)"hi";
-  r.in.body_len = 2;
+  r.user_id = a->uid;
+  r.device_id = a->did;
+  r.u.send.in.device_name = device_name;
+  r.u.send.in.peer = peer;
+  r.u.send.in.client_id = cid;
+  r.u.send.in.body = (const uint8_t *)"hi";
+  r.u.send.in.body_len = 2;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  uint64_t qid = r.out.msg.qid;
+  uint64_t qid = r.u.send.out.msg.qid;
   pl_store_req_clear(&r);
   return qid;
 }
 
 static void ack(pl_store *s, const account *a, uint64_t upto) {
   pl_store_req r = {.op = PL_STORE_ACK};
-  r.in.device_id = a->did;
-  r.in.user_id = a->uid;
-  r.in.upto = upto;
+  r.device_id = a->did;
+  r.user_id = a->uid;
+  r.u.ack.in.upto = upto;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   pl_store_req_clear(&r);
 }
@@ -90,7 +88,7 @@ static pl_store_counts counts(pl_store *s) {
   pl_store_req r = {.op = PL_STORE_STATS};
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  pl_store_counts c = r.out.counts;
+  pl_store_counts c = r.u.stats.out.counts;
   pl_store_req_clear(&r);
   return c;
 }
@@ -134,12 +132,11 @@ static void test_stats_count_what_is_stored(void) {
 
   const char *members[] = {"bob"};
   pl_store_req r = {.op = PL_STORE_GROUP_CREATE};
-  r.in.user_id = alice.uid;
-  r.in.user = alice.user;
-  r.in.device_id = alice.did;
-  r.in.name = "team";
-  r.in.users = members;
-  r.in.nusers = 1;
+  r.user_id = alice.uid;
+  r.device_id = alice.did;
+  r.u.group_create.in.name = "team";
+  r.u.group_create.in.users = members;
+  r.u.group_create.in.nusers = 1;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
   pl_store_req_clear(&r);
@@ -150,7 +147,7 @@ static void test_stats_count_what_is_stored(void) {
   CHECK_EQ_U(c.queue, 1);         /* no per-member queue entries */
 
   r = (pl_store_req){.op = PL_STORE_LOGOUT};
-  r.in.device_id = laptop.did;
+  r.device_id = laptop.did;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   pl_store_req_clear(&r);
   c = counts(s);
@@ -177,12 +174,40 @@ static void test_schema6_upgrade_keeps_tokens(void) {
              SQLITE_OK);
   s = open_store(dir, 60u * 1000u, 3600u * 1000u); /* idle 1 min, at most 1 h */
   pl_store_req r = {.op = PL_STORE_RESUME};
-  token(r.in.token_hash, 1);
+  token(r.u.resume.in.token_hash, 1);
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  CHECK_STR(r.out.device, "old");
+  CHECK_STR(r.u.resume.out.device, "old");
   pl_store_req_clear(&r);
   CHECK_EQ_I(db_count(dir, "devices WHERE token_at > 0 AND used_at > 0"), 1);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
+/* An expired token opens nothing: not a session (RESUME), not an upload
+ * (MEDIA_AUTH), not a download by token (MEDIA_GET) — the last one used to
+ * pass, its request being given no lifetimes. */
+static void test_expired_token_refused_everywhere(void) {
+  char *dir = tl_tempdir();
+  pl_store *s = open_store(dir, 60u * 1000u, 3600u * 1000u); /* idle 1 min, at most 1 h */
+  reg(s, "alice", "phone", 1);
+  pl_store_close(s);
+  CHECK_EQ_I(db_exec(dir, "UPDATE devices SET used_at = 1"), SQLITE_OK); /* idle since 1970 */
+  s = open_store(dir, 60u * 1000u, 3600u * 1000u);
+  pl_store_req r = {.op = PL_STORE_RESUME};
+  token(r.u.resume.in.token_hash, 1);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_ERR_BAD_TOKEN);
+  pl_store_req_clear(&r);
+  r = (pl_store_req){.op = PL_STORE_MEDIA_AUTH};
+  token(r.u.media_auth.in.token_hash, 1);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_ERR_BAD_TOKEN);
+  pl_store_req_clear(&r);
+  r = (pl_store_req){.op = PL_STORE_MEDIA_GET};
+  token(r.u.media_get.in.token_hash, 1);
+  r.u.media_get.in.media_id = "0123456789abcdef0123456789abcdef";
+  CHECK_EQ_I(pl_store_call(s, &r), PL_ERR_BAD_TOKEN);
+  pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
   free(dir);
@@ -216,30 +241,30 @@ static void test_stored_bad_strings_repaired(void) {
   s = open_store(dir, 0, 0);
   /* Login with that name is refused now: the device comes back by its token */
   pl_store_req r = {.op = PL_STORE_RESUME};
-  token(r.in.token_hash, 1);
+  token(r.u.resume.in.token_hash, 1);
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
-  CHECK_STR(r.out.device, "ph\xffne");
+  CHECK_STR(r.u.resume.out.device, "ph\xffne");
   Parley__AuthOk ok = PARLEY__AUTH_OK__INIT;
-  ok.user = r.out.user;
-  ok.device = r.out.device;
+  ok.user = r.u.resume.out.user;
+  ok.device = r.u.resume.out.device;
   Parley__AuthOk *got = as_sent(PARLEY__FRAME_TYPE__FRAME_AUTH_OK, &ok.base);
   CHECK_STR(got->device, "ph?ne");
   protobuf_c_message_free_unpacked(&got->base, NULL);
 
-  send_to(s, &alice, r.out.device, "bob", "m1");
+  send_to(s, &alice, r.u.resume.out.device, "bob", "m1");
   pl_store_req_clear(&r);
   r = (pl_store_req){.op = PL_STORE_FETCH};
-  r.in.device_id = bob.did;
+  r.device_id = bob.did;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  CHECK_EQ_U(r.out.nmsgs, 1);
-  if (r.out.nmsgs == 1) {
-    CHECK_STR(r.out.msgs[0].from_device, "ph\xffne");
+  CHECK_EQ_U(r.u.fetch.out.nmsgs, 1);
+  if (r.u.fetch.out.nmsgs == 1) {
+    CHECK_STR(r.u.fetch.out.msgs[0].from_device, "ph\xffne");
     Parley__Message m = PARLEY__MESSAGE__INIT;
-    m.from = r.out.msgs[0].from;
-    m.from_device = r.out.msgs[0].from_device;
-    m.id = r.out.msgs[0].id;
-    m.conv = r.out.msgs[0].conv;
+    m.from = r.u.fetch.out.msgs[0].from;
+    m.from_device = r.u.fetch.out.msgs[0].from_device;
+    m.id = r.u.fetch.out.msgs[0].id;
+    m.conv = r.u.fetch.out.msgs[0].conv;
     Parley__Message *mg = as_sent(PARLEY__FRAME_TYPE__FRAME_MESSAGE, &m.base);
     CHECK_STR(mg->from_device, "ph?ne");
     CHECK_STR(mg->from, "alice");
@@ -255,6 +280,7 @@ int main(void) {
   pl_log_set_level(PL_LOG_WARN);
   RUN(test_stats_count_what_is_stored);
   RUN(test_schema6_upgrade_keeps_tokens);
+  RUN(test_expired_token_refused_everywhere);
   RUN(test_stored_bad_strings_repaired);
   return tl_summary();
 }

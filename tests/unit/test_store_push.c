@@ -32,24 +32,24 @@ typedef struct account {
 
 static account reg(pl_store *s, const char *user, unsigned tok) {
   pl_store_req r = {.op = PL_STORE_REGISTER};
-  r.in.user = user;
-  r.in.device = "phone";
-  r.in.pwhash = "$argon2id$fake";
-  memset(r.in.token_hash, (int)tok, PL_TOKEN_HASH_LEN);
+  r.u.reg.in.user = user;
+  r.u.reg.in.device = "phone";
+  r.u.reg.in.pwhash = "$argon2id$fake";
+  memset(r.u.reg.in.token_hash, (int)tok, PL_TOKEN_HASH_LEN);
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  account a = {r.out.user_id, r.out.device_id};
+  account a = {r.u.reg.out.user_id, r.u.reg.out.device_id};
   pl_store_req_clear(&r);
   return a;
 }
 
 static void set_token(pl_store *s, account a, const char *user, const char *token) {
   pl_store_req r = {.op = PL_STORE_PUSH_TOKEN};
-  r.in.push.device = a.did;
-  r.in.push.user_id = a.uid;
-  r.in.push.user = user;
-  r.in.push.provider = "webhook";
-  r.in.push.token = token;
-  r.in.push.now = T0;
+  r.u.push_token.in.device = a.did;
+  r.u.push_token.in.user_id = a.uid;
+  r.u.push_token.in.user = user;
+  r.u.push_token.in.provider = "webhook";
+  r.u.push_token.in.token = token;
+  r.u.push_token.in.now = T0;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   pl_store_req_clear(&r);
 }
@@ -60,9 +60,10 @@ static void tokens(pl_store *s, char *out, size_t cap) {
   size_t n = 0;
   out[0] = '\0';
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  for (size_t i = 0; i < r.out.push.ntokens && n < cap; i++)
+  for (size_t i = 0; i < r.u.push_tokens.out.ntokens && n < cap; i++)
     n += (size_t)snprintf(out + n, cap - n, "%s%llu:%s", i ? "," : "",
-                          (unsigned long long)r.out.push.tokens[i].device, r.out.push.tokens[i].token);
+                          (unsigned long long)r.u.push_tokens.out.tokens[i].device,
+                          r.u.push_tokens.out.tokens[i].token);
   pl_store_req_clear(&r);
 }
 
@@ -70,17 +71,17 @@ static void tokens(pl_store *s, char *out, size_t cap) {
 static uint64_t enqueue(pl_store *s, const uint64_t *devs, size_t n, const char *sender, const char *text,
                         uint64_t now) {
   pl_store_req r = {.op = PL_STORE_PUSH_ENQUEUE};
-  r.in.push.devices = devs;
-  r.in.push.ndevices = n;
-  r.in.push.sender = sender;
-  r.in.push.from = sender;
-  r.in.push.conv = "dm:x:y";
-  r.in.push.text = text;
-  r.in.push.text_len = text ? strlen(text) : 0;
-  r.in.push.now = now;
-  r.in.push.window_ms = WINDOW;
+  r.u.push_enqueue.in.devices = devs;
+  r.u.push_enqueue.in.ndevices = n;
+  r.u.push_enqueue.in.sender = sender;
+  r.u.push_enqueue.in.from = sender;
+  r.u.push_enqueue.in.conv = "dm:x:y";
+  r.u.push_enqueue.in.text = text;
+  r.u.push_enqueue.in.text_len = text ? strlen(text) : 0;
+  r.u.push_enqueue.in.now = now;
+  r.u.push_enqueue.in.window_ms = WINDOW;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  uint64_t got = r.out.push.enqueued;
+  uint64_t got = r.u.push_enqueue.out.enqueued;
   pl_store_req_clear(&r);
   return got;
 }
@@ -89,27 +90,27 @@ static uint64_t enqueue(pl_store *s, const uint64_t *devs, size_t n, const char 
 static void claim(pl_store *s, const char *owner, uint64_t now, uint32_t limit, pl_store_req *r) {
   memset(r, 0, sizeof *r);
   r->op = PL_STORE_PUSH_CLAIM;
-  r->in.push.owner = owner;
-  r->in.push.now = now;
-  r->in.push.lease_ms = LEASE;
-  r->in.push.limit = limit;
+  r->u.push_claim.in.owner = owner;
+  r->u.push_claim.in.now = now;
+  r->u.push_claim.in.lease_ms = LEASE;
+  r->u.push_claim.in.limit = limit;
   CHECK_EQ_I(pl_store_call(s, r), PL_OK);
 }
 
 static size_t claim_n(pl_store *s, uint64_t now) {
   pl_store_req r;
   claim(s, "peek", now, 100, &r);
-  size_t n = r.out.push.nrows;
+  size_t n = r.u.push_claim.out.nrows;
   pl_store_req_clear(&r);
   return n;
 }
 
 static void done(pl_store *s, const pl_store_push_result *x, uint64_t now) {
   pl_store_req r = {.op = PL_STORE_PUSH_DONE};
-  r.in.push.results = x;
-  r.in.push.nresults = 1;
-  r.in.push.now = now;
-  r.in.push.window_ms = WINDOW;
+  r.u.push_done.in.results = x;
+  r.u.push_done.in.nresults = 1;
+  r.u.push_done.in.now = now;
+  r.u.push_done.in.window_ms = WINDOW;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   pl_store_req_clear(&r);
 }
@@ -117,7 +118,7 @@ static void done(pl_store *s, const pl_store_push_result *x, uint64_t now) {
 static uint64_t pending(pl_store *s) {
   pl_store_req r;
   claim(s, "count", 0, 0, &r);
-  uint64_t n = r.out.push.pending;
+  uint64_t n = r.u.push_claim.out.pending;
   pl_store_req_clear(&r);
   return n;
 }
@@ -156,7 +157,7 @@ static void test_tokens_of_signed_out_devices_go(void) {
   set_token(s, b, "bob", "t-b");
   CHECK_EQ_U(enqueue(s, &b.did, 1, "alice", "hi", T0), 1);
   pl_store_req r = {.op = PL_STORE_LOGOUT};
-  r.in.device_id = b.did;
+  r.device_id = b.did;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   pl_store_req_clear(&r);
   tokens(s, got, sizeof got);
@@ -186,8 +187,8 @@ static void test_burst_collapses_into_one_row(void) {
   CHECK_EQ_U(claim_n(s, T0 + WINDOW - 1), 0); /* the window is still open */
   pl_store_req r;
   claim(s, "node-a", T0 + WINDOW, 10, &r);
-  CHECK_EQ_U(r.out.push.nrows, 1);
-  pl_store_push_row *w = &r.out.push.rows[0];
+  CHECK_EQ_U(r.u.push_claim.out.nrows, 1);
+  pl_store_push_row *w = &r.u.push_claim.out.rows[0];
   CHECK_EQ_U(w->device, b.did);
   CHECK_EQ_U(w->user_id, b.uid);
   CHECK_EQ_U(w->count, 3);
@@ -199,24 +200,24 @@ static void test_burst_collapses_into_one_row(void) {
   CHECK_STR(w->from, "alice");
   CHECK_STR(w->text, "three");
   CHECK_EQ_U(w->text_len, 5);
-  CHECK_EQ_U(r.out.push.pending, 1);
-  CHECK_EQ_U(r.out.push.next_due, T0 + WINDOW + LEASE); /* its lease's end */
+  CHECK_EQ_U(r.u.push_claim.out.pending, 1);
+  CHECK_EQ_U(r.u.push_claim.out.next_due, T0 + WINDOW + LEASE); /* its lease's end */
   pl_store_req_clear(&r);
   /* privacy mode: no sender, conversation or text is kept */
   CHECK_EQ_U(enqueue(s, &c.did, 1, "bob", NULL, T0), 0);
   set_token(s, c, "carol", "t-c");
   pl_store_req q = {.op = PL_STORE_PUSH_ENQUEUE};
-  q.in.push.devices = &c.did;
-  q.in.push.ndevices = 1;
-  q.in.push.sender = "bob";
-  q.in.push.now = T0;
-  q.in.push.window_ms = WINDOW;
+  q.u.push_enqueue.in.devices = &c.did;
+  q.u.push_enqueue.in.ndevices = 1;
+  q.u.push_enqueue.in.sender = "bob";
+  q.u.push_enqueue.in.now = T0;
+  q.u.push_enqueue.in.window_ms = WINDOW;
   CHECK_EQ_I(pl_store_call(s, &q), PL_OK);
   pl_store_req_clear(&q);
   claim(s, "node-a", T0 + WINDOW, 10, &r);
-  CHECK_EQ_U(r.out.push.nrows, 1);
-  CHECK(r.out.push.rows[0].from == NULL && r.out.push.rows[0].conv == NULL &&
-        r.out.push.rows[0].text == NULL);
+  CHECK_EQ_U(r.u.push_claim.out.nrows, 1);
+  CHECK(r.u.push_claim.out.rows[0].from == NULL && r.u.push_claim.out.rows[0].conv == NULL &&
+        r.u.push_claim.out.rows[0].text == NULL);
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -236,27 +237,27 @@ static void test_claim_lease_and_fence(void) {
   uint64_t t = T0 + WINDOW;
   pl_store_req ra, rb;
   claim(s, "node-a", t, 10, &ra);
-  CHECK_EQ_U(ra.out.push.nrows, 1);
+  CHECK_EQ_U(ra.u.push_claim.out.nrows, 1);
   claim(s, "node-b", t, 10, &rb);
-  CHECK_EQ_U(rb.out.push.nrows, 0); /* leased to node-a */
+  CHECK_EQ_U(rb.u.push_claim.out.nrows, 0); /* leased to node-a */
   pl_store_req_clear(&rb);
   claim(s, "node-b", t + LEASE - 1, 10, &rb);
-  CHECK_EQ_U(rb.out.push.nrows, 0);
+  CHECK_EQ_U(rb.u.push_claim.out.nrows, 0);
   pl_store_req_clear(&rb);
   /* node-a died: the lease ends and node-b sends it again (at least once) */
   claim(s, "node-b", t + LEASE, 10, &rb);
-  CHECK_EQ_U(rb.out.push.nrows, 1);
-  CHECK(rb.out.push.rows[0].claim != ra.out.push.rows[0].claim);
-  CHECK_EQ_U(rb.out.push.rows[0].count, 1);
+  CHECK_EQ_U(rb.u.push_claim.out.nrows, 1);
+  CHECK(rb.u.push_claim.out.rows[0].claim != ra.u.push_claim.out.rows[0].claim);
+  CHECK_EQ_U(rb.u.push_claim.out.rows[0].count, 1);
   /* node-a's outcome comes late: its fence is stale, nothing changes */
   pl_store_push_result x = {
-      .device = b.did, .claim = ra.out.push.rows[0].claim, .count = 1, .outcome = PL_PUSH_DONE_SENT};
+      .device = b.did, .claim = ra.u.push_claim.out.rows[0].claim, .count = 1, .outcome = PL_PUSH_DONE_SENT};
   done(s, &x, t + LEASE + 1);
   CHECK_EQ_U(pending(s), 1);
   x.outcome = PL_PUSH_DONE_RELEASE;
   done(s, &x, t + LEASE + 1);
   CHECK_EQ_U(claim_n(s, t + LEASE + 1), 0); /* still node-b's */
-  x.claim = rb.out.push.rows[0].claim;
+  x.claim = rb.u.push_claim.out.rows[0].claim;
   x.outcome = PL_PUSH_DONE_SENT;
   done(s, &x, t + LEASE + 2);
   CHECK_EQ_U(pending(s), 0);
@@ -283,8 +284,8 @@ static void *claimer(void *arg) {
   for (int round = 0; round < 16; round++) {
     pl_store_req r;
     claim(race.s, owner, T0 + WINDOW, 1, &r);
-    for (size_t i = 0; i < r.out.push.nrows && race.ngot[k] < 64; i++)
-      race.got[k][race.ngot[k]++] = r.out.push.rows[i].device;
+    for (size_t i = 0; i < r.u.push_claim.out.nrows && race.ngot[k] < 64; i++)
+      race.got[k][race.ngot[k]++] = r.u.push_claim.out.rows[i].device;
     pl_store_req_clear(&r);
   }
   return NULL;
@@ -328,10 +329,10 @@ static void test_claimers_never_share_a_row(void) {
 static pl_store_push_result claim_one(pl_store *s, uint64_t now) {
   pl_store_req r;
   claim(s, "node-a", now, 10, &r);
-  CHECK_EQ_U(r.out.push.nrows, 1);
-  pl_store_push_result x = {.device = r.out.push.rows[0].device,
-                            .claim = r.out.push.rows[0].claim,
-                            .count = r.out.push.rows[0].count};
+  CHECK_EQ_U(r.u.push_claim.out.nrows, 1);
+  pl_store_push_result x = {.device = r.u.push_claim.out.rows[0].device,
+                            .claim = r.u.push_claim.out.rows[0].claim,
+                            .count = r.u.push_claim.out.rows[0].count};
   pl_store_req_clear(&r);
   return x;
 }
@@ -353,10 +354,10 @@ static void test_outcomes(void) {
   CHECK_EQ_U(claim_n(s, t + 10 + WINDOW - 1), 0);
   pl_store_req r;
   claim(s, "node-a", t + 10 + WINDOW, 10, &r);
-  CHECK_EQ_U(r.out.push.nrows, 1);
-  CHECK_EQ_U(r.out.push.rows[0].count, 2);
-  CHECK_STR(r.out.push.rows[0].text, "three");
-  x = (pl_store_push_result){.device = b.did, .claim = r.out.push.rows[0].claim, .count = 2};
+  CHECK_EQ_U(r.u.push_claim.out.nrows, 1);
+  CHECK_EQ_U(r.u.push_claim.out.rows[0].count, 2);
+  CHECK_STR(r.u.push_claim.out.rows[0].text, "three");
+  x = (pl_store_push_result){.device = b.did, .claim = r.u.push_claim.out.rows[0].claim, .count = 2};
   pl_store_req_clear(&r);
 
   /* LATER: due again at its time, attempts kept */
@@ -367,9 +368,9 @@ static void test_outcomes(void) {
   done(s, &x, t);
   CHECK_EQ_U(claim_n(s, t + 499), 0);
   claim(s, "node-a", t + 500, 10, &r);
-  CHECK_EQ_U(r.out.push.nrows, 1);
-  CHECK_EQ_U(r.out.push.rows[0].attempts, 3);
-  x.claim = r.out.push.rows[0].claim;
+  CHECK_EQ_U(r.u.push_claim.out.nrows, 1);
+  CHECK_EQ_U(r.u.push_claim.out.rows[0].attempts, 3);
+  x.claim = r.u.push_claim.out.rows[0].claim;
   pl_store_req_clear(&r);
 
   /* RELEASE: due at once for the next claimer */
@@ -391,9 +392,9 @@ static void test_outcomes(void) {
   x.token = "t-b";
   done(s, &x, t + WINDOW + 1);
   claim(s, "node-a", t + WINDOW + 1, 10, &r);
-  CHECK_EQ_U(r.out.push.nrows, 1);
-  CHECK_STR(r.out.push.rows[0].token, "t-b2");
-  x.claim = r.out.push.rows[0].claim;
+  CHECK_EQ_U(r.u.push_claim.out.nrows, 1);
+  CHECK_STR(r.u.push_claim.out.rows[0].token, "t-b2");
+  x.claim = r.u.push_claim.out.rows[0].claim;
   pl_store_req_clear(&r);
 
   /* BAD_TOKEN for the device's token: token and row go */
@@ -408,8 +409,8 @@ static void test_outcomes(void) {
   /* an unknown outcome is refused */
   pl_store_req bad = {.op = PL_STORE_PUSH_DONE};
   pl_store_push_result y = {.device = b.did, .outcome = 99};
-  bad.in.push.results = &y;
-  bad.in.push.nresults = 1;
+  bad.u.push_done.in.results = &y;
+  bad.u.push_done.in.nresults = 1;
   CHECK_EQ_I(pl_store_call(s, &bad), PL_ERR_INVALID_ARGUMENT);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -427,9 +428,9 @@ static void test_pending_survives_reopen(void) {
   s = open_store(dir);
   pl_store_req r;
   claim(s, "node-a", T0 + WINDOW, 10, &r);
-  CHECK_EQ_U(r.out.push.nrows, 1);
-  CHECK_STR(r.out.push.rows[0].text, "kept");
-  CHECK_STR(r.out.push.rows[0].token, "t-b");
+  CHECK_EQ_U(r.u.push_claim.out.nrows, 1);
+  CHECK_STR(r.u.push_claim.out.rows[0].text, "kept");
+  CHECK_STR(r.u.push_claim.out.rows[0].token, "t-b");
   pl_store_req_clear(&r);
   pl_store_close(s);
   tl_rmrf(dir);
@@ -476,12 +477,12 @@ static void test_import_push_db(void) {
   CHECK_STR(got, want);
   pl_store_req r;
   claim(s, "node-a", 1500, 10, &r);
-  CHECK_EQ_U(r.out.push.nrows, 1);
-  CHECK_EQ_U(r.out.push.rows[0].count, 4);
-  CHECK_EQ_U(r.out.push.rows[0].first_ms, 500);
-  CHECK_EQ_U(r.out.push.rows[0].attempts, 2);
-  CHECK_STR(r.out.push.rows[0].provider, "apns");
-  CHECK_STR(r.out.push.rows[0].text, "hi");
+  CHECK_EQ_U(r.u.push_claim.out.nrows, 1);
+  CHECK_EQ_U(r.u.push_claim.out.rows[0].count, 4);
+  CHECK_EQ_U(r.u.push_claim.out.rows[0].first_ms, 500);
+  CHECK_EQ_U(r.u.push_claim.out.rows[0].attempts, 2);
+  CHECK_STR(r.u.push_claim.out.rows[0].provider, "apns");
+  CHECK_STR(r.u.push_claim.out.rows[0].text, "hi");
   pl_store_req_clear(&r);
   /* a token set since wins over a second import of the same file */
   set_token(s, b, "bob", "new-tok");

@@ -150,7 +150,7 @@ static pl_err pl__device_insert(pl__sq *q, uint64_t uid, const char *name, const
 pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
   sqlite3_stmt *st = q->st[ST_USER_INSERT];
   uint64_t uid;
-  pl_err e = pl__user_id(q, r->in.user, &uid, NULL);
+  pl_err e = pl__user_id(q, r->u.reg.in.user, &uid, NULL);
   if (e != PL_OK)
     return e;
   if (uid) {
@@ -158,21 +158,22 @@ pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
     return PL_OK;
   }
   pl_privacy_settings set = PL_PRIVACY_DEFAULTS; /* group_add 0: no privacy row yet */
-  pl_sq_bind_text(st, 1, r->in.user);
-  pl_sq_bind_text(st, 2, r->in.pwhash);
+  pl_sq_bind_text(st, 1, r->u.reg.in.user);
+  pl_sq_bind_text(st, 2, r->u.reg.in.pwhash);
   pl_sq_bind_u64(st, 3, pl_now_ms());
   pl_sq_bind_u64(st, 4, (uint64_t)set.read_receipts);
   pl_sq_bind_u64(st, 5, (uint64_t)set.last_seen);
   e = pl_sq_run(q, st);
   if (e != PL_OK)
     return e;
-  r->out.user_id = (uint64_t)sqlite3_last_insert_rowid(q->db);
-  return pl__device_insert(q, r->out.user_id, r->in.device, r->in.token_hash, &r->out.device_id);
+  r->u.reg.out.user_id = (uint64_t)sqlite3_last_insert_rowid(q->db);
+  return pl__device_insert(q, r->u.reg.out.user_id, r->u.reg.in.device, r->u.reg.in.token_hash,
+                           &r->u.reg.out.device_id);
 }
 
 pl_err pl_sq_acct_get_user(pl__sq *q, pl_store_req *r) {
-  pl_err e = pl__user_id(q, r->in.user, &r->out.user_id, &r->out.pwhash);
-  if (e == PL_OK && !r->out.user_id)
+  pl_err e = pl__user_id(q, r->u.get_user.in.user, &r->u.get_user.out.user_id, &r->u.get_user.out.pwhash);
+  if (e == PL_OK && !r->u.get_user.out.user_id)
     r->status = PL_ERR_BAD_CREDENTIALS;
   return e;
 }
@@ -208,54 +209,64 @@ int pl_sq_acct_has_dev(const pl__user *u, uint64_t dev) {
 
 pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
   pl__user *u;
-  pl_err e = pl__device_by_name(q, r->in.user_id, r->in.device, &r->out.device_id);
+  pl_err e = pl__device_by_name(q, r->user_id, r->u.login.in.device, &r->u.login.out.device_id);
   if (e != PL_OK)
     return e;
-  r->out.user_id = r->in.user_id;
-  if (r->out.device_id) { /* a known device: rotate its token */
-    e = pl_sq_acct_user_get(q, r->in.user_id, &u);
+  r->u.login.out.user_id = r->user_id;
+  if (r->u.login.out.device_id) { /* a known device: rotate its token */
+    e = pl_sq_acct_user_get(q, r->user_id, &u);
     if (e != PL_OK)
       return e;
     /* refused when it was logged out and the others fill the limit */
     if (u && (r->status = pl_devices_may_sign_in(q->max_devices, u->ndevs,
-                                                 pl_sq_acct_has_dev(u, r->out.device_id))) != PL_OK)
+                                                 pl_sq_acct_has_dev(u, r->u.login.out.device_id))) != PL_OK)
       return PL_OK;
-    int was_out = u && !pl_sq_acct_has_dev(u, r->out.device_id);
-    pl__user_forget(q, r->in.user_id); /* it may have been logged out: a target again */
-    e = pl__set_token(q, r->out.device_id, r->in.token_hash);
+    int was_out = u && !pl_sq_acct_has_dev(u, r->u.login.out.device_id);
+    pl__user_forget(q, r->user_id); /* it may have been logged out: a target again */
+    e = pl__set_token(q, r->u.login.out.device_id, r->u.login.in.token_hash);
     /* like a new device: group history from now on (its cursor moved to
      * the end when it logged out) */
-    return e == PL_OK && was_out ? pl_sq_run1(q, ST_DEV_ACKED_NOW, r->out.device_id) : e;
+    return e == PL_OK && was_out ? pl_sq_run1(q, ST_DEV_ACKED_NOW, r->u.login.out.device_id) : e;
   }
-  e = pl_sq_acct_user_get(q, r->in.user_id, &u);
+  e = pl_sq_acct_user_get(q, r->user_id, &u);
   if (e != PL_OK)
     return e;
   r->status = u ? pl_devices_may_sign_in(q->max_devices, u->ndevs, 0) : PL_ERR_BAD_CREDENTIALS;
   if (r->status != PL_OK)
     return PL_OK;
-  r->out.created = 1;
-  return pl__device_insert(q, r->in.user_id, r->in.device, r->in.token_hash, &r->out.device_id);
+  r->u.login.out.created = 1;
+  return pl__device_insert(q, r->user_id, r->u.login.in.device, r->u.login.in.token_hash,
+                           &r->u.login.out.device_id);
 }
 
-/* A token that is unknown, revoked or expired (in.token_*_after) is
- * BAD_TOKEN; a good one's last use becomes now. */
-pl_err pl_sq_acct_resume(pl__sq *q, pl_store_req *r) {
+/* A token that is unknown, revoked or expired (r's token_*_after) is
+ * BAD_TOKEN (r->status); a good one's device and user go to *did, *uid,
+ * *device, *user, and its last use becomes now. RESUME, MEDIA_AUTH and
+ * MEDIA_GET check their tokens with it. */
+pl_err pl_sq_acct_token(pl__sq *q, pl_store_req *r, const uint8_t *hash, uint64_t *uid, uint64_t *did,
+                        char **user, char **device) {
   sqlite3_stmt *st = q->st[ST_RESUME];
   int found;
-  sqlite3_bind_blob(st, 1, r->in.token_hash, PL_TOKEN_HASH_LEN, SQLITE_STATIC);
-  pl_sq_bind_u64(st, 2, r->in.token_used_after);
-  pl_sq_bind_u64(st, 3, r->in.token_issued_after);
+  sqlite3_bind_blob(st, 1, hash, PL_TOKEN_HASH_LEN, SQLITE_STATIC);
+  pl_sq_bind_u64(st, 2, r->token_used_after);
+  pl_sq_bind_u64(st, 3, r->token_issued_after);
   pl_err e = pl_sq_row(q, st, &found);
   if (e == PL_OK && found) {
-    r->out.device_id = pl_sq_col_u64(st, 0);
-    r->out.user_id = pl_sq_col_u64(st, 1);
-    r->out.device = pl_sq_col_str(st, 2);
-    r->out.user = pl_sq_col_str(st, 3);
+    *did = pl_sq_col_u64(st, 0);
+    *uid = pl_sq_col_u64(st, 1);
+    *device = pl_sq_col_str(st, 2);
+    *user = pl_sq_col_str(st, 3);
   } else if (e == PL_OK) {
     r->status = PL_ERR_BAD_TOKEN;
   }
   sqlite3_reset(st);
-  return e == PL_OK && found ? pl_sq_run2(q, ST_DEVICE_USED, r->out.device_id, pl_now_ms()) : e;
+  return e == PL_OK && found ? pl_sq_run2(q, ST_DEVICE_USED, *did, pl_now_ms()) : e;
+}
+
+pl_err pl_sq_acct_resume(pl__sq *q, pl_store_req *r) {
+  pl_store_resume_req *x = &r->u.resume;
+  return pl_sq_acct_token(q, r, x->in.token_hash, &x->out.user_id, &x->out.device_id, &x->out.user,
+                          &x->out.device);
 }
 
 /* SETTINGS: pl_privacy decides what changes; the fields it names are
@@ -264,12 +275,12 @@ pl_err pl_sq_acct_settings(pl__sq *q, pl_store_req *r) {
   pl__user *me;
   pl_privacy_settings next;
   unsigned changed = 0;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  pl_err e = pl_sq_acct_user_get(q, r->user_id, &me);
   if (e != PL_OK)
     return e;
   pl_privacy_settings cur = {me ? me->read_receipts : 0, me ? me->last_seen_vis : 0, me ? me->group_add : 0};
-  r->status = me ? pl_privacy_settings_apply(&cur, r->in.read_receipts, r->in.last_seen, r->in.group_add,
-                                             &next, &changed)
+  r->status = me ? pl_privacy_settings_apply(&cur, r->u.settings.in.read_receipts, r->u.settings.in.last_seen,
+                                             r->u.settings.in.group_add, &next, &changed)
                  : PL_ERR_INVALID_ARGUMENT;
   if (r->status != PL_OK)
     return PL_OK; /* nothing changed */
@@ -284,25 +295,27 @@ pl_err pl_sq_acct_settings(pl__sq *q, pl_store_req *r) {
   me->read_receipts = next.read_receipts;
   me->last_seen_vis = next.last_seen;
   me->group_add = next.group_add;
-  r->out.read_receipts = me->read_receipts;
-  r->out.last_seen = me->last_seen_vis;
-  r->out.group_add = pl_privacy_group_add_shown(me->group_add);
+  r->u.settings.out.read_receipts = me->read_receipts;
+  r->u.settings.out.last_seen = me->last_seen_vis;
+  r->u.settings.out.group_add = pl_privacy_group_add_shown(me->group_add);
   return e;
 }
 
 /* ---- contacts, blocking, presence, typing (docs/protocol.md 11.5-11.7) ------ */
 
-/* Me and the other user named by r->in.peer; sets a request status (and
- * returns PL_OK) if either is missing or they are the same user. */
-static pl_err pl__me_and_peer(pl__sq *q, pl_store_req *r, pl__user **me, pl__user **peer) {
-  pl_err e = pl_sq_acct_user_by_name(q, r->in.peer, peer);
+/* Me and the other user, named peer_name; sets a request status (and
+ * returns PL_OK) if either is missing or they are the same user, else the
+ * peer's id in *peer_id (may be NULL). */
+static pl_err pl__me_and_peer(pl__sq *q, pl_store_req *r, const char *peer_name, uint64_t *peer_id,
+                              pl__user **me, pl__user **peer) {
+  pl_err e = pl_sq_acct_user_by_name(q, peer_name, peer);
   if (e == PL_OK && *peer)
-    e = pl_sq_acct_user_get(q, r->in.user_id, me);
+    e = pl_sq_acct_user_get(q, r->user_id, me);
   if (e != PL_OK)
     return e;
   r->status = pl_privacy_peer(*peer != NULL, *me != NULL, *me == *peer, 0);
-  if (r->status == PL_OK)
-    r->out.peer_id = (*peer)->id;
+  if (r->status == PL_OK && peer_id)
+    *peer_id = (*peer)->id;
   return PL_OK;
 }
 
@@ -312,18 +325,19 @@ pl_err pl_sq_acct_contacts(pl__sq *q, pl_store_req *r) {
   size_t cap = 0;
   int rc;
   pl_err e = PL_OK;
-  if (r->in.contact_op) {
-    e = pl__me_and_peer(q, r, &me, &peer);
+  if (r->u.contacts.in.contact_op) {
+    e = pl__me_and_peer(q, r, r->u.contacts.in.peer, &r->u.contacts.out.peer_id, &me, &peer);
     if (e != PL_OK || r->status != PL_OK)
       return e;
-    e = pl_sq_run2(q, r->in.contact_op == 1 ? ST_CONTACT_ADD : ST_CONTACT_DEL, me->id, peer->id);
+    e = pl_sq_run2(q, r->u.contacts.in.contact_op == 1 ? ST_CONTACT_ADD : ST_CONTACT_DEL, me->id, peer->id);
   }
   if (e != PL_OK)
     return e;
-  pl_sq_bind_u64(st, 1, r->in.user_id);
+  pl_sq_bind_u64(st, 1, r->user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    r->out.names = pl_sq_reserve(r->out.names, r->out.nnames, &cap, sizeof *r->out.names);
-    r->out.names[r->out.nnames++] = pl_sq_col_str(st, 0);
+    r->u.contacts.out.names = pl_sq_reserve(r->u.contacts.out.names, r->u.contacts.out.nnames, &cap,
+                                            sizeof *r->u.contacts.out.names);
+    r->u.contacts.out.names[r->u.contacts.out.nnames++] = pl_sq_col_str(st, 0);
   }
   e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);
@@ -332,10 +346,10 @@ pl_err pl_sq_acct_contacts(pl__sq *q, pl_store_req *r) {
 
 pl_err pl_sq_acct_block(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL, *peer = NULL;
-  pl_err e = pl__me_and_peer(q, r, &me, &peer);
+  pl_err e = pl__me_and_peer(q, r, r->u.block.in.peer, &r->u.block.out.peer_id, &me, &peer);
   if (e != PL_OK || r->status != PL_OK)
     return e;
-  e = pl_sq_run2(q, r->in.blocked ? ST_BLOCK_ADD : ST_BLOCK_DEL, me->id, peer->id);
+  e = pl_sq_run2(q, r->u.block.in.blocked ? ST_BLOCK_ADD : ST_BLOCK_DEL, me->id, peer->id);
   if (e == PL_OK)
     pl__user_forget(q, me->id); /* its block list changed */
   return e;
@@ -371,16 +385,17 @@ static pl_err pl__view(pl__sq *q, const pl__user *viewer, const pl__user *u, pl_
 
 pl_err pl_sq_acct_presence(pl__sq *q, pl_store_req *r) {
   pl__user *me, *u;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  pl_err e = pl_sq_acct_user_get(q, r->user_id, &me);
   if (e != PL_OK || !me) {
     r->status = e == PL_OK ? PL_ERR_INVALID_ARGUMENT : r->status;
     return e;
   }
-  r->out.views = pl_calloc(r->in.nusers ? r->in.nusers : 1, sizeof *r->out.views);
-  for (size_t i = 0; i < r->in.nusers && e == PL_OK; i++) {
-    pl_presence_view *v = &r->out.views[r->out.nviews++];
-    v->user = pl_strdup(r->in.users[i]);
-    e = pl_sq_acct_user_by_name(q, r->in.users[i], &u);
+  r->u.presence.out.views =
+      pl_calloc(r->u.presence.in.nusers ? r->u.presence.in.nusers : 1, sizeof *r->u.presence.out.views);
+  for (size_t i = 0; i < r->u.presence.in.nusers && e == PL_OK; i++) {
+    pl_presence_view *v = &r->u.presence.out.views[r->u.presence.out.nviews++];
+    v->user = pl_strdup(r->u.presence.in.users[i]);
+    e = pl_sq_acct_user_by_name(q, r->u.presence.in.users[i], &u);
     if (e == PL_OK && u)
       e = pl__view(q, me, u, v);
   }
@@ -388,7 +403,7 @@ pl_err pl_sq_acct_presence(pl__sq *q, pl_store_req *r) {
 }
 
 pl_err pl_sq_acct_seen(pl__sq *q, pl_store_req *r) {
-  return pl_sq_run2(q, ST_USER_SEEN, r->in.user_id, pl_sq_clamp(r->in.upto));
+  return pl_sq_run2(q, ST_USER_SEEN, r->user_id, pl_sq_clamp(r->u.seen.in.at));
 }
 
 /* Typing goes to the peer's devices unless the peer blocked the typist
@@ -396,14 +411,14 @@ pl_err pl_sq_acct_seen(pl__sq *q, pl_store_req *r) {
 
 pl_err pl_sq_acct_typing(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL, *peer = NULL;
-  if (r->in.group)
+  if (r->u.typing.in.group)
     return pl_sq_ghist_typing_group(q, r);
-  pl_err e = pl__me_and_peer(q, r, &me, &peer);
+  pl_err e = pl__me_and_peer(q, r, r->u.typing.in.peer, NULL, &me, &peer);
   if (e != PL_OK || r->status != PL_OK)
     return e;
-  r->out.conv = pl_conv_dm(me->name, peer->name);
+  r->u.typing.out.conv = pl_conv_dm(me->name, peer->name);
   if (pl_privacy_sees_typing(pl_sq_acct_blocks(peer, me->id)))
-    r->out.targets = pl_sq_queue_devs_except(peer, 0, &r->out.ntargets);
+    r->u.typing.out.targets = pl_sq_queue_devs_except(peer, 0, &r->u.typing.out.ntargets);
   return PL_OK;
 }
 
@@ -412,10 +427,10 @@ pl_err pl_sq_acct_typing(pl__sq *q, pl_store_req *r) {
  * QUEUE_FULL, block everyone who writes to its user. Logging in again
  * starts it with the messages sent from then on, like a new device. */
 pl_err pl_sq_acct_logout(pl__sq *q, pl_store_req *r) {
-  pl_err e = pl__set_token(q, r->in.device_id, NULL);
+  pl_err e = pl__set_token(q, r->device_id, NULL);
   if (e != PL_OK)
     return e;
-  r->in.upto = UINT64_MAX;
+  r->u.ack.in.upto = UINT64_MAX;
   e = pl_sq_queue_ack(q, r);
   pl_sq_acct_users_drop(q); /* device lists changed; logouts are rare */
   return e;
@@ -425,14 +440,15 @@ pl_err pl_sq_acct_logout(pl__sq *q, pl_store_req *r) {
 
 static pl_err pl__device_list(pl__sq *q, pl_store_req *r) {
   sqlite3_stmt *st = q->st[ST_DEVICE_LIST];
-  pl_sq_bind_u64(st, 1, r->in.user_id);
-  pl_sq_bind_u64(st, 2, r->in.token_used_after);
-  pl_sq_bind_u64(st, 3, r->in.token_issued_after);
+  pl_sq_bind_u64(st, 1, r->user_id);
+  pl_sq_bind_u64(st, 2, r->token_used_after);
+  pl_sq_bind_u64(st, 3, r->token_issued_after);
   size_t cap = 0;
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    r->out.devices = pl_sq_reserve(r->out.devices, r->out.ndevices, &cap, sizeof *r->out.devices);
-    pl_device_row *d = &r->out.devices[r->out.ndevices++];
+    r->u.devices.out.devices = pl_sq_reserve(r->u.devices.out.devices, r->u.devices.out.ndevices, &cap,
+                                             sizeof *r->u.devices.out.devices);
+    pl_device_row *d = &r->u.devices.out.devices[r->u.devices.out.ndevices++];
     d->id = pl_sq_col_u64(st, 0);
     d->name = pl_sq_col_str(st, 1);
     d->created = pl_sq_col_u64(st, 2);
@@ -447,15 +463,17 @@ static pl_err pl__device_list(pl__sq *q, pl_store_req *r) {
  * go. Its id and name are added to out.targets and out.names. */
 static pl_err pl__revoke(pl__sq *q, pl_store_req *r, const pl_device_row *d) {
   pl_store_req lo = {.op = PL_STORE_LOGOUT};
-  lo.in.device_id = d->id;
+  lo.device_id = d->id;
   pl_err e = pl_sq_acct_logout(q, &lo);
   pl_store_req_clear(&lo);
   if (e != PL_OK)
     return e;
-  r->out.targets = pl_realloc(r->out.targets, (r->out.ntargets + 1) * sizeof *r->out.targets);
-  r->out.targets[r->out.ntargets++] = d->id;
-  r->out.names = pl_realloc(r->out.names, (r->out.nnames + 1) * sizeof *r->out.names);
-  r->out.names[r->out.nnames++] = pl_strdup(d->name);
+  r->u.devices.out.targets = pl_realloc(r->u.devices.out.targets,
+                                        (r->u.devices.out.ntargets + 1) * sizeof *r->u.devices.out.targets);
+  r->u.devices.out.targets[r->u.devices.out.ntargets++] = d->id;
+  r->u.devices.out.names =
+      pl_realloc(r->u.devices.out.names, (r->u.devices.out.nnames + 1) * sizeof *r->u.devices.out.names);
+  r->u.devices.out.names[r->u.devices.out.nnames++] = pl_strdup(d->name);
   return PL_OK;
 }
 
@@ -464,21 +482,21 @@ static pl_err pl__revoke(pl__sq *q, pl_store_req *r, const pl_device_row *d) {
  * (Logout is for that), is INVALID_ARGUMENT. */
 pl_err pl_sq_acct_devices(pl__sq *q, pl_store_req *r) {
   pl_err e = pl__device_list(q, r);
-  int op = r->in.device_op, found = 0, named;
-  for (size_t i = 0; e == PL_OK && i < r->out.ndevices; i++) {
-    const pl_device_row *d = &r->out.devices[i];
-    if (pl_devices_revokes(op, r->in.name, r->in.device_id, d->id, d->name, &named))
+  int op = r->u.devices.in.device_op, found = 0, named;
+  for (size_t i = 0; e == PL_OK && i < r->u.devices.out.ndevices; i++) {
+    const pl_device_row *d = &r->u.devices.out.devices[i];
+    if (pl_devices_revokes(op, r->u.devices.in.name, r->device_id, d->id, d->name, &named))
       e = pl__revoke(q, r, d);
     found |= named;
   }
   if (e != PL_OK || op == PL_DEVICES_LIST)
     return e;
-  if ((r->status = pl_devices_revoke_status(op, found, r->out.ntargets)) != PL_OK)
+  if ((r->status = pl_devices_revoke_status(op, found, r->u.devices.out.ntargets)) != PL_OK)
     return PL_OK;
-  for (size_t i = 0; i < r->out.ndevices; i++)
-    pl_free(r->out.devices[i].name);
-  pl_free(r->out.devices);
-  r->out.devices = NULL;
-  r->out.ndevices = 0;
+  for (size_t i = 0; i < r->u.devices.out.ndevices; i++)
+    pl_free(r->u.devices.out.devices[i].name);
+  pl_free(r->u.devices.out.devices);
+  r->u.devices.out.devices = NULL;
+  r->u.devices.out.ndevices = 0;
   return pl__device_list(q, r);
 }

@@ -168,16 +168,16 @@ pl_err pl_sq_conv_flush(pl__sq *q) {
 }
 
 static void pl__fill_msg(pl_store_req *r, const char *from) {
-  pl_msg *m = &r->out.msg;
-  m->conv = pl_strdup(r->out.conv);
-  m->seq = r->out.seq;
+  pl_msg *m = &r->u.send.out.msg;
+  m->conv = pl_strdup(r->u.send.out.conv);
+  m->seq = r->u.send.out.seq;
   m->from = pl_strdup(from);
-  m->from_device = pl_strdup(r->in.device_name ? r->in.device_name : "");
-  m->id = pl_strdup(r->in.client_id);
-  m->body = pl_memdup(r->in.body, r->in.body_len);
-  m->body_len = r->in.body_len;
-  m->client_ts = r->in.client_ts;
-  m->server_ts = r->out.server_ts;
+  m->from_device = pl_strdup(r->u.send.in.device_name ? r->u.send.in.device_name : "");
+  m->id = pl_strdup(r->u.send.in.client_id);
+  m->body = pl_memdup(r->u.send.in.body, r->u.send.in.body_len);
+  m->body_len = r->u.send.in.body_len;
+  m->client_ts = r->u.send.in.client_ts;
+  m->server_ts = r->u.send.out.server_ts;
 }
 
 /* Writes an accepted message: dedup row, seq, message row, queue rows. A
@@ -209,16 +209,16 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, c
   if (pl_receipts_advance(&mine->read_seq, seq)) /* sending reads the conversation (11.4) */
     pl_sq_conv_read_touch(q, mine);
   pl_sq_conv_take(q, c, seq, ts);
-  r->out.conv = conv;
-  r->out.seq = seq;
-  r->out.server_ts = ts;
+  r->u.send.out.conv = conv;
+  r->u.send.out.seq = seq;
+  r->u.send.out.server_ts = ts;
   pl__fill_msg(r, me->name);
-  if (r->out.ntargets) {
+  if (r->u.send.out.ntargets) {
     e = pl_sq_queue_msg_insert(q, r, pl_sq_expires(q, ts));
     if (e == PL_OK)
-      e = pl_sq_queue_insert(q, r->out.targets, r->out.ntargets, r->out.msg.qid);
+      e = pl_sq_queue_insert(q, r->u.send.out.targets, r->u.send.out.ntargets, r->u.send.out.msg.qid);
     if (e == PL_OK)
-      pl_sq_queue_shares_add(q, r->out.targets, r->out.ntargets, me->id);
+      pl_sq_queue_shares_add(q, r->u.send.out.targets, r->u.send.out.ntargets, me->id);
   }
   return e;
 }
@@ -226,9 +226,9 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, c
 static pl_err pl__send_dm(pl__sq *q, pl_store_req *r, uint64_t now) {
   pl__user *peer = NULL, *me = NULL;
   int full;
-  pl_err e = pl_sq_acct_user_by_name(q, r->in.peer, &peer);
+  pl_err e = pl_sq_acct_user_by_name(q, r->u.send.in.peer, &peer);
   if (e == PL_OK && peer)
-    e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+    e = pl_sq_acct_user_get(q, r->user_id, &me);
   if (e != PL_OK)
     return e;
   r->status = pl_privacy_peer(peer != NULL, me != NULL, peer == me, 1);
@@ -236,8 +236,8 @@ static pl_err pl__send_dm(pl__sq *q, pl_store_req *r, uint64_t now) {
     r->status = pl_privacy_may_send(pl_sq_acct_blocks(peer, me->id)); /* refused: nothing stored */
   if (r->status != PL_OK)
     return PL_OK;
-  r->out.targets = pl__targets(peer, me, r->in.device_id, &r->out.ntargets);
-  e = pl_sq_queue_full(q, me, r->out.targets, r->out.ntargets, &full);
+  r->u.send.out.targets = pl__targets(peer, me, r->device_id, &r->u.send.out.ntargets);
+  e = pl_sq_queue_full(q, me, r->u.send.out.targets, r->u.send.out.ntargets, &full);
   if (e == PL_OK && full) {
     pl_store_req_clear(r);
     r->status = PL_ERR_QUEUE_FULL;
@@ -254,17 +254,17 @@ pl_err pl_sq_conv_send(pl__sq *q, pl_store_req *r) {
   pl_err e = pl_sq_dedup_get(q, r, now, &hit);
   if (e != PL_OK || hit)
     return e;
-  if (r->in.body_len > PL__MAX_BODY) {
+  if (r->u.send.in.body_len > PL__MAX_BODY) {
     r->status = PL_ERR_MESSAGE_TOO_LARGE;
     return PL_OK;
   }
   /* checked before anything is written: a refused send leaves no trace */
-  if (r->in.media_id && *r->in.media_id) {
+  if (r->u.send.in.media_id && *r->u.send.in.media_id) {
     e = pl_sq_media_for_send(q, r, &att, &att_len);
     if (e != PL_OK || r->status != PL_OK)
       return e;
   }
-  e = r->in.group ? pl_sq_ghist_send_group(q, r) : pl__send_dm(q, r, now);
+  e = r->u.send.in.group ? pl_sq_ghist_send_group(q, r) : pl__send_dm(q, r, now);
   if (e == PL_OK && r->status == PL_OK && att)
     e = pl_sq_media_attach(q, r, &att, att_len);
   pl_free(att);
@@ -272,15 +272,15 @@ pl_err pl_sq_conv_send(pl__sq *q, pl_store_req *r) {
 }
 
 pl_err pl_sq_conv_mark_read(pl__sq *q, pl_store_req *r) {
-  if (r->in.group)
+  if (r->u.mark_read.in.group)
     return pl_sq_ghist_mark_read_group(q, r);
   pl__user *peer = NULL, *me = NULL;
   pl__conv *c;
   pl__read *rd;
   size_t nt;
-  pl_err e = pl_sq_acct_user_by_name(q, r->in.peer, &peer);
+  pl_err e = pl_sq_acct_user_by_name(q, r->u.mark_read.in.peer, &peer);
   if (e == PL_OK && peer)
-    e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+    e = pl_sq_acct_user_get(q, r->user_id, &me);
   if (e != PL_OK)
     return e;
   r->status = pl_privacy_peer(peer != NULL, me != NULL, peer == me, 1);
@@ -289,13 +289,13 @@ pl_err pl_sq_conv_mark_read(pl__sq *q, pl_store_req *r) {
   char *conv = pl_conv_dm(me->name, peer->name);
   e = pl_sq_conv_get(q, conv, &c);
   uint64_t last = e == PL_OK ? c->seq : 0;
-  uint64_t seq = pl_receipts_read_upto(r->in.upto, last);
+  uint64_t seq = pl_receipts_read_upto(r->u.mark_read.in.upto, last);
   if (e == PL_OK)
     e = pl_sq_conv_read_load(q, me->id, conv, &rd);
   if (e == PL_OK && pl_receipts_advance(&rd->read_seq, seq)) {
     pl_sq_conv_read_touch(q, rd);
     /* the ReadSync to my other devices, whatever the receipts settings */
-    uint64_t *t = pl_sq_queue_devs_except(me, r->in.device_id, &nt);
+    uint64_t *t = pl_sq_queue_devs_except(me, r->device_id, &nt);
     e = pl_sq_queue_event(q, r, PL_MSG_READ_SYNC, conv, seq, me, pl_receipts_unread(last, seq), t, nt);
     if (e == PL_OK && pl_receipts_read_to_peer(peer == me, me->read_receipts, peer->read_receipts,
                                                pl_sq_acct_blocks(me, peer->id))) {
@@ -317,10 +317,11 @@ pl_err pl_sq_conv_unread(pl__sq *q, pl_store_req *r) {
     e = pl_sq_conv_reads_flush(q);
   if (e != PL_OK)
     return e;
-  pl_sq_bind_u64(st, 1, r->in.user_id);
+  pl_sq_bind_u64(st, 1, r->user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    r->out.convs = pl_sq_reserve(r->out.convs, r->out.nconvs, &cap, sizeof *r->out.convs);
-    pl_conv_state *cs = &r->out.convs[r->out.nconvs++];
+    r->u.unread.out.convs =
+        pl_sq_reserve(r->u.unread.out.convs, r->u.unread.out.nconvs, &cap, sizeof *r->u.unread.out.convs);
+    pl_conv_state *cs = &r->u.unread.out.convs[r->u.unread.out.nconvs++];
     cs->conv = pl_sq_col_str(st, 0);
     cs->last_seq = pl_sq_col_u64(st, 1);
     cs->read_seq = pl_sq_col_u64(st, 2);
@@ -337,10 +338,11 @@ pl_err pl_sq_conv_unread(pl__sq *q, pl_store_req *r) {
   if ((e = pl_sq_ghist_gcache_flush(q)) != PL_OK)
     return e;
   st = q->st[ST_UNREAD_GROUPS];
-  pl_sq_bind_u64(st, 1, r->in.user_id);
+  pl_sq_bind_u64(st, 1, r->user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    r->out.convs = pl_sq_reserve(r->out.convs, r->out.nconvs, &cap, sizeof *r->out.convs);
-    pl_conv_state *cs = &r->out.convs[r->out.nconvs++];
+    r->u.unread.out.convs =
+        pl_sq_reserve(r->u.unread.out.convs, r->u.unread.out.nconvs, &cap, sizeof *r->u.unread.out.convs);
+    pl_conv_state *cs = &r->u.unread.out.convs[r->u.unread.out.nconvs++];
     memset(cs, 0, sizeof *cs);
     cs->conv = pl_sq_col_str(st, 0);
     cs->last_seq = pl_sq_col_u64(st, 1);

@@ -83,87 +83,106 @@ static void pl__caches_drop(pl__sq *q) {
 
 /* ---- the vtable ----------------------------------------------------------------- */
 
-static int pl__valid(const pl_store_req *r) {
-  switch (r->op) {
-  case PL_STORE_REGISTER: return r->in.user && r->in.device && r->in.pwhash;
-  case PL_STORE_GET_USER: return r->in.user != NULL;
-  case PL_STORE_LOGIN_DEVICE: return r->in.device != NULL;
-  case PL_STORE_SEND:
-    return (r->in.peer || r->in.group) && r->in.client_id && (r->in.body || !r->in.body_len);
-  case PL_STORE_GROUP_CREATE: return r->in.user_id && (r->in.users || !r->in.nusers);
-  case PL_STORE_GROUP_UPDATE: return r->in.user_id && r->in.group;
-  case PL_STORE_GROUP_LIST: return r->in.user_id != 0;
-  case PL_STORE_RESUME:
-  case PL_STORE_LOGOUT:
-  case PL_STORE_FETCH:
-  case PL_STORE_ACK: return 1;
-  case PL_STORE_MARK_READ: return (r->in.peer || r->in.group) && r->in.user_id;
-  case PL_STORE_GROUP_RECEIPTS: return r->in.user_id && r->in.group;
-  case PL_STORE_GROUP_DEVICES: return r->in.group != 0;
-  case PL_STORE_SETTINGS:
-  case PL_STORE_UNREAD:
-  case PL_STORE_SEEN: return r->in.user_id != 0;
-  case PL_STORE_CONTACTS: return r->in.user_id && (r->in.contact_op == 0 || r->in.peer);
-  case PL_STORE_BLOCK: return r->in.user_id && r->in.peer;
-  case PL_STORE_TYPING: return r->in.user_id && (r->in.peer || r->in.group);
-  case PL_STORE_PRESENCE: return r->in.user_id && (r->in.users || !r->in.nusers);
-  case PL_STORE_MEDIA_AUTH: return 1;
-  case PL_STORE_DEVICES:
-    return r->in.user_id && r->in.device_op >= PL_DEVICES_LIST &&
-           r->in.device_op <= PL_DEVICES_REVOKE_OTHERS &&
-           (r->in.device_op != PL_DEVICES_REVOKE || r->in.name);
-  case PL_STORE_MEDIA_PUT: return r->in.user_id && r->in.media;
-  case PL_STORE_MEDIA_GET: return r->in.media_id != NULL;
-  case PL_STORE_PUSH_TOKEN:
-  case PL_STORE_PUSH_TOKENS:
-  case PL_STORE_PUSH_ENQUEUE:
-  case PL_STORE_PUSH_CLAIM:
-  case PL_STORE_PUSH_DONE: return pl_sq_push_valid(r);
-  case PL_STORE_STATS: return 1;
-  }
-  return 0;
+/* What a request of each op must carry; the store answers one that does
+ * not with INVALID_ARGUMENT before running it. */
+static int pl__register_ok(const pl_store_req *r) {
+  return r->u.reg.in.user && r->u.reg.in.device && r->u.reg.in.pwhash;
+}
+static int pl__get_user_ok(const pl_store_req *r) { return r->u.get_user.in.user != NULL; }
+static int pl__login_ok(const pl_store_req *r) { return r->u.login.in.device != NULL; }
+static int pl__send_ok(const pl_store_req *r) {
+  const pl_store_send_req *x = &r->u.send;
+  return (x->in.peer || x->in.group) && x->in.client_id && (x->in.body || !x->in.body_len);
+}
+static int pl__group_create_ok(const pl_store_req *r) {
+  return r->user_id && (r->u.group_create.in.users || !r->u.group_create.in.nusers);
+}
+static int pl__group_update_ok(const pl_store_req *r) { return r->user_id && r->u.group_update.in.group; }
+static int pl__user_ok(const pl_store_req *r) { return r->user_id != 0; }
+static int pl__mark_read_ok(const pl_store_req *r) {
+  return (r->u.mark_read.in.peer || r->u.mark_read.in.group) && r->user_id;
+}
+static int pl__group_receipts_ok(const pl_store_req *r) { return r->user_id && r->u.group_receipts.in.group; }
+static int pl__group_devices_ok(const pl_store_req *r) { return r->u.group_devices.in.group != 0; }
+static int pl__contacts_ok(const pl_store_req *r) {
+  return r->user_id && (r->u.contacts.in.contact_op == 0 || r->u.contacts.in.peer);
+}
+static int pl__block_ok(const pl_store_req *r) { return r->user_id && r->u.block.in.peer; }
+static int pl__typing_ok(const pl_store_req *r) {
+  return r->user_id && (r->u.typing.in.peer || r->u.typing.in.group);
+}
+static int pl__presence_ok(const pl_store_req *r) {
+  return r->user_id && (r->u.presence.in.users || !r->u.presence.in.nusers);
+}
+static int pl__devices_ok(const pl_store_req *r) {
+  int op = r->u.devices.in.device_op;
+  return r->user_id && op >= PL_DEVICES_LIST && op <= PL_DEVICES_REVOKE_OTHERS &&
+         (op != PL_DEVICES_REVOKE || r->u.devices.in.name);
+}
+static int pl__media_put_ok(const pl_store_req *r) { return r->user_id && r->u.media_put.in.media; }
+static int pl__media_get_ok(const pl_store_req *r) { return r->u.media_get.in.media_id != NULL; }
+
+static pl_err pl__push_token(pl__sq *q, pl_store_req *r) { return pl_sq_push_token(q->push, r); }
+static pl_err pl__push_tokens(pl__sq *q, pl_store_req *r) { return pl_sq_push_tokens(q->push, r); }
+static pl_err pl__push_enqueue(pl__sq *q, pl_store_req *r) { return pl_sq_push_enqueue(q->push, r); }
+static pl_err pl__push_claim(pl__sq *q, pl_store_req *r) { return pl_sq_push_claim(q->push, r); }
+static pl_err pl__push_done(pl__sq *q, pl_store_req *r) { return pl_sq_push_done(q->push, r); }
+static pl_err pl__stats(pl__sq *q, pl_store_req *r) { return pl_sq_stats(q->db, r); }
+
+/* The backend's half of the table of ops (pl_store_ops.c has the other):
+ * what checks a request of each op and what runs it. valid NULL: anything
+ * goes. */
+static const pl_sq_op pl__sq_ops[] = {
+    [PL_STORE_REGISTER] = {pl__register_ok, pl_sq_acct_register},
+    [PL_STORE_GET_USER] = {pl__get_user_ok, pl_sq_acct_get_user},
+    [PL_STORE_LOGIN_DEVICE] = {pl__login_ok, pl_sq_acct_login_device},
+    [PL_STORE_RESUME] = {NULL, pl_sq_acct_resume},
+    [PL_STORE_LOGOUT] = {NULL, pl_sq_acct_logout},
+    [PL_STORE_SEND] = {pl__send_ok, pl_sq_conv_send},
+    [PL_STORE_FETCH] = {NULL, pl_sq_queue_fetch},
+    [PL_STORE_ACK] = {NULL, pl_sq_queue_ack},
+    [PL_STORE_MARK_READ] = {pl__mark_read_ok, pl_sq_conv_mark_read},
+    [PL_STORE_SETTINGS] = {pl__user_ok, pl_sq_acct_settings},
+    [PL_STORE_UNREAD] = {pl__user_ok, pl_sq_conv_unread},
+    [PL_STORE_CONTACTS] = {pl__contacts_ok, pl_sq_acct_contacts},
+    [PL_STORE_BLOCK] = {pl__block_ok, pl_sq_acct_block},
+    [PL_STORE_PRESENCE] = {pl__presence_ok, pl_sq_acct_presence},
+    [PL_STORE_SEEN] = {pl__user_ok, pl_sq_acct_seen},
+    [PL_STORE_TYPING] = {pl__typing_ok, pl_sq_acct_typing},
+    [PL_STORE_GROUP_CREATE] = {pl__group_create_ok, pl_sq_group_create},
+    [PL_STORE_GROUP_UPDATE] = {pl__group_update_ok, pl_sq_group_update},
+    [PL_STORE_GROUP_LIST] = {pl__user_ok, pl_sq_group_list},
+    [PL_STORE_GROUP_RECEIPTS] = {pl__group_receipts_ok, pl_sq_ghist_group_receipts},
+    [PL_STORE_MEDIA_AUTH] = {NULL, pl_sq_media_auth},
+    [PL_STORE_MEDIA_PUT] = {pl__media_put_ok, pl_sq_media_put},
+    [PL_STORE_MEDIA_GET] = {pl__media_get_ok, pl_sq_media_get},
+    [PL_STORE_GROUP_DEVICES] = {pl__group_devices_ok, pl_sq_group_devices},
+    [PL_STORE_DEVICES] = {pl__devices_ok, pl_sq_acct_devices},
+    [PL_STORE_PUSH_TOKEN] = {pl_sq_push_token_ok, pl__push_token},
+    [PL_STORE_PUSH_TOKENS] = {NULL, pl__push_tokens},
+    [PL_STORE_PUSH_ENQUEUE] = {pl_sq_push_enqueue_ok, pl__push_enqueue},
+    [PL_STORE_PUSH_CLAIM] = {pl_sq_push_claim_ok, pl__push_claim},
+    [PL_STORE_PUSH_DONE] = {pl_sq_push_done_ok, pl__push_done},
+    [PL_STORE_STATS] = {NULL, pl__stats},
+};
+
+const pl_sq_op *pl_sq_op_get(int op) {
+  if (op < 0 || (size_t)op >= sizeof pl__sq_ops / sizeof pl__sq_ops[0] || !pl__sq_ops[op].exec)
+    return NULL;
+  return &pl__sq_ops[op];
 }
 
+/* An op this backend has no entry for is refused like a malformed request
+ * (as the switch did), and said so in the log: a new op without its entry. */
 static pl_err pl__sq_exec(void *be, pl_store_req *r) {
-  pl__sq *q = be;
-  if (!pl__valid(r)) {
+  const pl_sq_op *o = pl_sq_op_get(r->op);
+  if (!o)
+    pl_error("store: sqlite has no operation %d (%s)", (int)r->op, pl_store_op_name(r->op));
+  if (!o || (o->valid && !o->valid(r))) {
     r->status = PL_ERR_INVALID_ARGUMENT;
     return PL_OK;
   }
-  switch (r->op) {
-  case PL_STORE_REGISTER: return pl_sq_acct_register(q, r);
-  case PL_STORE_GET_USER: return pl_sq_acct_get_user(q, r);
-  case PL_STORE_LOGIN_DEVICE: return pl_sq_acct_login_device(q, r);
-  case PL_STORE_RESUME: return pl_sq_acct_resume(q, r);
-  case PL_STORE_LOGOUT: return pl_sq_acct_logout(q, r);
-  case PL_STORE_SEND: return pl_sq_conv_send(q, r);
-  case PL_STORE_FETCH: return pl_sq_queue_fetch(q, r);
-  case PL_STORE_ACK: return pl_sq_queue_ack(q, r);
-  case PL_STORE_MARK_READ: return pl_sq_conv_mark_read(q, r);
-  case PL_STORE_SETTINGS: return pl_sq_acct_settings(q, r);
-  case PL_STORE_UNREAD: return pl_sq_conv_unread(q, r);
-  case PL_STORE_CONTACTS: return pl_sq_acct_contacts(q, r);
-  case PL_STORE_BLOCK: return pl_sq_acct_block(q, r);
-  case PL_STORE_PRESENCE: return pl_sq_acct_presence(q, r);
-  case PL_STORE_SEEN: return pl_sq_acct_seen(q, r);
-  case PL_STORE_TYPING: return pl_sq_acct_typing(q, r);
-  case PL_STORE_GROUP_CREATE: return pl_sq_group_create(q, r);
-  case PL_STORE_GROUP_UPDATE: return pl_sq_group_update(q, r);
-  case PL_STORE_GROUP_LIST: return pl_sq_group_list(q, r);
-  case PL_STORE_GROUP_RECEIPTS: return pl_sq_ghist_group_receipts(q, r);
-  case PL_STORE_MEDIA_AUTH: return pl_sq_media_auth(q, r);
-  case PL_STORE_MEDIA_PUT: return pl_sq_media_put(q, r);
-  case PL_STORE_MEDIA_GET: return pl_sq_media_get(q, r);
-  case PL_STORE_GROUP_DEVICES: return pl_sq_group_devices(q, r);
-  case PL_STORE_DEVICES: return pl_sq_acct_devices(q, r);
-  case PL_STORE_PUSH_TOKEN:
-  case PL_STORE_PUSH_TOKENS:
-  case PL_STORE_PUSH_ENQUEUE:
-  case PL_STORE_PUSH_CLAIM:
-  case PL_STORE_PUSH_DONE: return pl_sq_push_exec(q->push, r);
-  case PL_STORE_STATS: return pl_sq_stats(q->db, r);
-  }
-  return PL_OK; /* unreachable: pl__valid rejects unknown ops */
+  return o->exec(be, r);
 }
 
 static pl_err pl__sq_begin(void *be) {

@@ -244,30 +244,30 @@ static pl_err pl__cref_conv(pl__sq *q, uint64_t uid, uint64_t cref, char **conv)
  * On a hit, out is filled with the original's conv, seq and server_ts. */
 pl_err pl_sq_dedup_get(pl__sq *q, pl_store_req *r, uint64_t now, int *hit) {
   sqlite3_stmt *st = q->st[ST_DEDUP_ROW];
-  const char *id = r->in.client_id;
+  const char *id = r->u.send.in.client_id;
   uint32_t fp = pl_idring_fp(id, strlen(id)), pos = 0;
   pl_idring *ring;
   int64_t row;
   int found;
   *hit = 0;
-  pl_err e = pl__ring(q, r->in.device_id, &ring);
+  pl_err e = pl__ring(q, r->device_id, &ring);
   while (e == PL_OK && !*hit && pl_idring_next(ring, fp, &pos, &row)) {
     pl_sq_bind_u64(st, 1, (uint64_t)row);
     pl_sq_bind_u64(st, 2, pl_sq_clamp(pl_sq_dedup_cut(q, now)));
     e = pl_sq_row(q, st, &found);
     if (e == PL_OK && found && pl__cid_eq(st, 0, id)) {
       uint64_t cref = pl_sq_col_u64(st, 1);
-      r->out.seq = pl_sq_col_u64(st, 2);
-      r->out.server_ts = pl_sq_col_u64(st, 3);
+      r->u.send.out.seq = pl_sq_col_u64(st, 2);
+      r->u.send.out.server_ts = pl_sq_col_u64(st, 3);
       sqlite3_reset(st);
-      e = pl__cref_conv(q, r->in.user_id, cref, &r->out.conv);
-      if (e == PL_OK && !r->out.conv) {
+      e = pl__cref_conv(q, r->user_id, cref, &r->u.send.out.conv);
+      if (e == PL_OK && !r->u.send.out.conv) {
         /* users are never deleted, so only a damaged row gets here */
         pl_warn("store: dedup record %lld names no conversation; the retry is a new message", (long long)row);
         continue;
       }
       *hit = e == PL_OK;
-      r->out.duplicate = *hit;
+      r->u.send.out.duplicate = *hit;
       break;
     }
     sqlite3_reset(st);
@@ -279,17 +279,17 @@ pl_err pl_sq_dedup_get(pl__sq *q, pl_store_req *r, uint64_t now, int *hit) {
  * device's ring. cref: PL_SQ_DEDUP_DM(peer uid) or PL_SQ_DEDUP_GROUP(gid). */
 pl_err pl_sq_dedup_put(pl__sq *q, pl_store_req *r, uint64_t cref, uint64_t seq, uint64_t ts) {
   sqlite3_stmt *st = q->st[ST_DEDUP_PUT];
-  const char *id = r->in.client_id;
+  const char *id = r->u.send.in.client_id;
   size_t n = strlen(id);
   uint32_t fp = pl_idring_fp(id, n);
   uint8_t buf[PL__CID_TEXT_MAX / 2 + 1];
-  pl_sq_bind_u64(st, 1, r->in.device_id);
+  pl_sq_bind_u64(st, 1, r->device_id);
   pl__cid_bind(st, 2, id, buf);
   pl_sq_bind_u64(st, 3, cref);
   pl_sq_bind_u64(st, 4, seq);
   pl_sq_bind_u64(st, 5, pl_sq_clamp(ts));
   pl_err e = pl_sq_run(q, st);
-  return e == PL_OK ? pl__ring_push(q, r->in.device_id, fp, sqlite3_last_insert_rowid(q->db)) : e;
+  return e == PL_OK ? pl__ring_push(q, r->device_id, fp, sqlite3_last_insert_rowid(q->db)) : e;
 }
 
 /* ---- the upgrade from records that stored the conv name and the raw id ---- */

@@ -269,14 +269,14 @@ pl_err pl_sq_ghist_glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const
   return PL_OK;
 }
 
-/* The asking user (*me) if they are a member of r's group; otherwise
+/* The asking user (*me) if they are a member of group gid; otherwise
  * r->status = NOT_MEMBER and *me = NULL (also for a group that does not
  * exist). The error only if loading failed. */
-static pl_err pl__member_me(pl__sq *q, pl_store_req *r, pl__user **me) {
+static pl_err pl__member_me(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user **me) {
   int role = PL_ROLE_NONE;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, me);
+  pl_err e = pl_sq_acct_user_get(q, r->user_id, me);
   if (e == PL_OK && *me)
-    e = pl_sq_group_role(q, *me, r->in.group, &role);
+    e = pl_sq_group_role(q, *me, gid, &role);
   if (e == PL_OK && (!*me || !pl_roles_member(role))) {
     r->status = PL_ERR_NOT_MEMBER;
     *me = NULL;
@@ -288,35 +288,37 @@ static pl_err pl__member_me(pl__sq *q, pl_store_req *r, pl__user **me) {
  * stored once in the group's history. Only members may send. */
 pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
-  pl_err e = pl__member_me(q, r, &me);
+  pl_err e = pl__member_me(q, r, r->u.send.in.group, &me);
   if (e != PL_OK || !me)
     return e;
   char conv[32];
   pl__conv *c;
   uint64_t seq, ts;
-  pl_sq_group_gconv(r->in.group, conv, sizeof conv);
+  pl_sq_group_gconv(r->u.send.in.group, conv, sizeof conv);
   e = pl_sq_conv_get(q, conv, &c);
   if (e == PL_OK) {
     pl_sq_conv_peek(c, pl_now_ms(), &seq, &ts);
-    e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_GROUP(r->in.group), seq, ts);
+    e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_GROUP(r->u.send.in.group), seq, ts);
   }
   if (e == PL_OK)
-    e = pl_sq_ghist_glog_put(q, r->in.group, me, r->in.device_name ? r->in.device_name : "", r->in.client_id,
-                             r->in.body, r->in.body_len, r->in.client_ts, PL_MSG_MESSAGE, 0, &r->out.msg);
+    e = pl_sq_ghist_glog_put(q, r->u.send.in.group, me,
+                             r->u.send.in.device_name ? r->u.send.in.device_name : "", r->u.send.in.client_id,
+                             r->u.send.in.body, r->u.send.in.body_len, r->u.send.in.client_ts, PL_MSG_MESSAGE,
+                             0, &r->u.send.out.msg);
   pl__gread *g = NULL;
   if (e == PL_OK) /* sending reads the conversation, as in 1:1 */
-    e = pl__gread_get(q, r->in.group, me->id, &g);
+    e = pl__gread_get(q, r->u.send.in.group, me->id, &g);
   if (e != PL_OK)
     return e;
-  if (g && r->out.msg.seq > g->read) {
-    g->read = r->out.msg.seq;
+  if (g && r->u.send.out.msg.seq > g->read) {
+    g->read = r->u.send.out.msg.seq;
     g->delivered = g->delivered > g->read ? g->delivered : g->read;
     pl__gread_mark(q, g);
   }
-  r->out.conv = pl_strdup(conv);
-  r->out.seq = r->out.msg.seq;
-  r->out.server_ts = r->out.msg.server_ts;
-  r->out.group = r->in.group;
+  r->u.send.out.conv = pl_strdup(conv);
+  r->u.send.out.seq = r->u.send.out.msg.seq;
+  r->u.send.out.server_ts = r->u.send.out.msg.server_ts;
+  r->u.send.out.group = r->u.send.in.group;
   return PL_OK;
 }
 
@@ -330,18 +332,18 @@ static int pl__qid_cmp(const void *a, const void *b) {
 
 pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
   pl__user *me = NULL;
-  pl_err e = r->in.user_id ? pl_sq_acct_user_get(q, r->in.user_id, &me) : PL_OK;
+  pl_err e = r->user_id ? pl_sq_acct_user_get(q, r->user_id, &me) : PL_OK;
   if (e == PL_OK && me)
     e = pl_sq_group_mships(q, me);
   if (e != PL_OK || !me || !me->nms)
     return e;
   uint64_t acked = 0;
-  e = pl__dack_get(q, r->in.device_id, &acked);
-  size_t cap = r->out.nmsgs;
+  e = pl__dack_get(q, r->device_id, &acked);
+  size_t cap = r->u.fetch.out.nmsgs;
   for (size_t g = 0; e == PL_OK && g < me->nms; g++) {
     const pl__mship *m = &me->ms[g];
     uint64_t lo, hi;
-    if (!pl_roles_owed(m->since_qid, m->left_qid, acked, r->in.after, &lo, &hi))
+    if (!pl_roles_owed(m->since_qid, m->left_qid, acked, r->u.fetch.in.after, &lo, &hi))
       continue;
     sqlite3_stmt *st = q->st[ST_GFETCH];
     int rc;
@@ -351,24 +353,25 @@ pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
     pl_sq_bind_u64(st, 4, pl_sq_clamp(pl_now_ms()));
     pl_sq_bind_u64(st, 5, (uint64_t)limit + 1);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      r->out.msgs = pl_sq_reserve(r->out.msgs, r->out.nmsgs, &cap, sizeof *r->out.msgs);
-      pl_sq_queue_msg_row(st, &r->out.msgs[r->out.nmsgs++]);
+      r->u.fetch.out.msgs =
+          pl_sq_reserve(r->u.fetch.out.msgs, r->u.fetch.out.nmsgs, &cap, sizeof *r->u.fetch.out.msgs);
+      pl_sq_queue_msg_row(st, &r->u.fetch.out.msgs[r->u.fetch.out.nmsgs++]);
     }
     e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
     sqlite3_reset(st);
   }
-  if (r->out.nmsgs > 1) /* (qsort of NULL, 0 is undefined) */
-    qsort(r->out.msgs, r->out.nmsgs, sizeof *r->out.msgs, pl__qid_cmp);
-  if (r->out.nmsgs > limit) { /* the first limit of the merge are exactly the next ones */
-    for (size_t i = limit; i < r->out.nmsgs; i++)
-      pl_msg_clear(&r->out.msgs[i]);
-    r->out.nmsgs = limit;
-    r->out.more = 1;
+  if (r->u.fetch.out.nmsgs > 1) /* (qsort of NULL, 0 is undefined) */
+    qsort(r->u.fetch.out.msgs, r->u.fetch.out.nmsgs, sizeof *r->u.fetch.out.msgs, pl__qid_cmp);
+  if (r->u.fetch.out.nmsgs > limit) { /* the first limit of the merge are exactly the next ones */
+    for (size_t i = limit; i < r->u.fetch.out.nmsgs; i++)
+      pl_msg_clear(&r->u.fetch.out.msgs[i]);
+    r->u.fetch.out.nmsgs = limit;
+    r->u.fetch.out.more = 1;
   }
-  r->out.gids = pl_malloc((me->nms + 1) * sizeof *r->out.gids);
+  r->u.fetch.out.gids = pl_malloc((me->nms + 1) * sizeof *r->u.fetch.out.gids);
   for (size_t g = 0; g < me->nms; g++)
     if (pl_roles_member(me->ms[g].role)) /* the live audience: members only */
-      r->out.gids[r->out.ngids++] = me->ms[g].gid;
+      r->u.fetch.out.gids[r->u.fetch.out.ngids++] = me->ms[g].gid;
   return e;
 }
 
@@ -417,13 +420,13 @@ static pl_err pl__group_receipts_live(pl__sq *q, pl_store_req *r, uint64_t gid, 
  * user: a second device's Ack of the same messages moves nothing). */
 pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
-  uint64_t old, upto = pl_sq_clamp(r->in.upto);
-  pl_err e = r->in.user_id ? pl_sq_acct_user_get(q, r->in.user_id, &me) : PL_OK;
+  uint64_t old, upto = pl_sq_clamp(r->u.ack.in.upto);
+  pl_err e = r->user_id ? pl_sq_acct_user_get(q, r->user_id, &me) : PL_OK;
   if (e == PL_OK && me)
     e = pl_sq_group_mships(q, me);
   if (e != PL_OK || !me || !me->nms)
     return e;
-  e = pl__dack_get(q, r->in.device_id, &old);
+  e = pl__dack_get(q, r->device_id, &old);
   if (e != PL_OK || upto <= old)
     return e;
   for (size_t i = 0; i < me->nms && e == PL_OK; i++) {
@@ -445,7 +448,7 @@ pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r) {
     e = pl__group_receipts_live(q, r, gid, ST_GSENDERS_QID, old, upto, PL_MSG_DELIVERED, seq, me);
   }
   if (e == PL_OK)
-    e = pl__dack_set(q, r->in.device_id, upto);
+    e = pl__dack_set(q, r->device_id, upto);
   return e;
 }
 
@@ -459,16 +462,16 @@ pl_err pl_sq_ghist_mark_read_group(pl__sq *q, pl_store_req *r) {
   char conv[32];
   uint64_t was = 0;
   size_t nt;
-  pl_err e = pl__member_me(q, r, &me);
+  pl_err e = pl__member_me(q, r, r->u.mark_read.in.group, &me);
   if (e != PL_OK || !me)
     return e;
-  pl_sq_group_gconv(r->in.group, conv, sizeof conv);
+  pl_sq_group_gconv(r->u.mark_read.in.group, conv, sizeof conv);
   e = pl_sq_conv_get(q, conv, &c);
   uint64_t last = e == PL_OK ? c->seq : 0;
-  uint64_t seq = r->in.upto < last ? r->in.upto : last;
+  uint64_t seq = r->u.mark_read.in.upto < last ? r->u.mark_read.in.upto : last;
   pl__gread *g = NULL;
   if (e == PL_OK)
-    e = pl__gread_get(q, r->in.group, me->id, &g);
+    e = pl__gread_get(q, r->u.mark_read.in.group, me->id, &g);
   was = g ? g->read : 0;
   if (e != PL_OK || !g || seq <= was)
     return e;
@@ -476,11 +479,12 @@ pl_err pl_sq_ghist_mark_read_group(pl__sq *q, pl_store_req *r) {
   g->delivered = g->delivered > seq ? g->delivered : seq;
   pl__gread_mark(q, g);
   if (e == PL_OK) {
-    uint64_t *t = pl_sq_queue_devs_except(me, r->in.device_id, &nt);
+    uint64_t *t = pl_sq_queue_devs_except(me, r->device_id, &nt);
     e = pl_sq_queue_event(q, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
   }
   if (e == PL_OK)
-    e = pl__group_receipts_live(q, r, r->in.group, ST_GSENDERS_SEQ, was, seq, PL_MSG_READ, seq, me);
+    e = pl__group_receipts_live(q, r, r->u.mark_read.in.group, ST_GSENDERS_SEQ, was, seq, PL_MSG_READ, seq,
+                                me);
   return e;
 }
 
@@ -489,38 +493,41 @@ pl_err pl_sq_ghist_mark_read_group(pl__sq *q, pl_store_req *r) {
 pl_err pl_sq_ghist_group_receipts(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
   int found, rc;
-  pl_err e = pl__member_me(q, r, &me);
+  pl_err e = pl__member_me(q, r, r->u.group_receipts.in.group, &me);
   if (e != PL_OK || !me)
     return e;
   e = pl_sq_ghist_gcache_flush(q); /* the counts come from the table */
   if (e != PL_OK)
     return e;
   sqlite3_stmt *st = q->st[ST_GREADS_COUNT];
-  pl_sq_bind_u64(st, 1, r->in.group);
-  pl_sq_bind_u64(st, 2, pl_sq_clamp(r->in.upto));
+  pl_sq_bind_u64(st, 1, r->u.group_receipts.in.group);
+  pl_sq_bind_u64(st, 2, pl_sq_clamp(r->u.group_receipts.in.upto));
   pl_sq_bind_u64(st, 3, me->id);
   e = pl_sq_row(q, st, &found);
   if (e == PL_OK && found) {
-    r->out.members = pl_sq_col_u64(st, 0);
-    r->out.delivered = pl_sq_col_u64(st, 1);
-    r->out.read = pl_sq_col_u64(st, 2);
+    r->u.group_receipts.out.members = pl_sq_col_u64(st, 0);
+    r->u.group_receipts.out.delivered = pl_sq_col_u64(st, 1);
+    r->u.group_receipts.out.read = pl_sq_col_u64(st, 2);
   }
   sqlite3_reset(st);
-  if (e != PL_OK || !pl_roles_detailed(r->out.members + 1, q->group_detail))
+  if (e != PL_OK || !pl_roles_detailed(r->u.group_receipts.out.members + 1, q->group_detail))
     return e;
-  r->out.detailed = 1;
+  r->u.group_receipts.out.detailed = 1;
   st = q->st[ST_GREADS_NAMES];
-  pl_sq_bind_u64(st, 1, r->in.group);
-  pl_sq_bind_u64(st, 2, pl_sq_clamp(r->in.upto));
+  pl_sq_bind_u64(st, 1, r->u.group_receipts.in.group);
+  pl_sq_bind_u64(st, 2, pl_sq_clamp(r->u.group_receipts.in.upto));
   pl_sq_bind_u64(st, 3, me->id);
-  r->out.names = pl_calloc(r->out.members + 1, sizeof *r->out.names);
-  r->out.read_by = pl_calloc(r->out.members + 1, sizeof *r->out.read_by);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW && r->out.nnames < r->out.members &&
-         r->out.nread_by < r->out.members) {
+  r->u.group_receipts.out.names =
+      pl_calloc(r->u.group_receipts.out.members + 1, sizeof *r->u.group_receipts.out.names);
+  r->u.group_receipts.out.read_by =
+      pl_calloc(r->u.group_receipts.out.members + 1, sizeof *r->u.group_receipts.out.read_by);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+         r->u.group_receipts.out.nnames < r->u.group_receipts.out.members &&
+         r->u.group_receipts.out.nread_by < r->u.group_receipts.out.members) {
     if (sqlite3_column_int(st, 1))
-      r->out.names[r->out.nnames++] = pl_sq_col_str(st, 0);
+      r->u.group_receipts.out.names[r->u.group_receipts.out.nnames++] = pl_sq_col_str(st, 0);
     if (sqlite3_column_int(st, 2))
-      r->out.read_by[r->out.nread_by++] = pl_sq_col_str(st, 0);
+      r->u.group_receipts.out.read_by[r->u.group_receipts.out.nread_by++] = pl_sq_col_str(st, 0);
   }
   e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);
@@ -573,24 +580,25 @@ pl_err pl_sq_ghist_groups_trim(pl__sq *q, uint64_t *deleted) {
 /* Typing in a group: members only; none above group_detail members (the
  * router then sends it to the group's live audience). */
 /* out.targets: the devices of the group's members who blocked uid. */
-static pl_err pl__group_blockers(pl__sq *q, pl_store_req *r, uint64_t uid) {
-  return pl_sq_group_targets(q, r, ST_GROUP_BLOCKERS, uid);
+static pl_err pl__group_blockers(pl__sq *q, pl_store_typing_req *x, uint64_t uid) {
+  return pl_sq_group_targets(q, ST_GROUP_BLOCKERS, x->in.group, uid, &x->out.targets, &x->out.ntargets);
 }
 
 pl_err pl_sq_ghist_typing_group(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL;
   uint64_t size = 0;
   pl__gmeta *gm;
-  pl_err e = pl__member_me(q, r, &me);
-  if (e == PL_OK && me && (e = pl__gmeta_get(q, r->in.group, &gm)) == PL_OK)
+  pl_err e = pl__member_me(q, r, r->u.typing.in.group, &me);
+  pl_store_typing_req *x = &r->u.typing;
+  if (e == PL_OK && me && (e = pl__gmeta_get(q, x->in.group, &gm)) == PL_OK)
     size = gm->size;
   if (e != PL_OK || !me)
     return e;
   char conv[32];
-  pl_sq_group_gconv(r->in.group, conv, sizeof conv);
-  r->out.conv = pl_strdup(conv);
+  pl_sq_group_gconv(x->in.group, conv, sizeof conv);
+  x->out.conv = pl_strdup(conv);
   if (!pl_roles_detailed(size, q->group_detail))
     return PL_OK;
-  r->out.group = r->in.group;
-  return pl__group_blockers(q, r, me->id);
+  x->out.group = x->in.group;
+  return pl__group_blockers(q, x, me->id);
 }

@@ -54,8 +54,8 @@ static pl_err pl__gevent(pl__sq *q, pl_store_req *r, uint64_t gid, const pl__use
                                   PL_MSG_GROUP_EVENT, (uint64_t)type | ((uint64_t)role << 8), &m);
   if (e != PL_OK)
     return e;
-  r->out.events = pl_realloc(r->out.events, (r->out.nevents + 1) * sizeof *r->out.events);
-  pl_store_event *ev = &r->out.events[r->out.nevents++];
+  r->events = pl_realloc(r->events, (r->nevents + 1) * sizeof *r->events);
+  pl_store_event *ev = &r->events[r->nevents++];
   memset(ev, 0, sizeof *ev);
   ev->msg = m;
   ev->group = gid;
@@ -73,11 +73,11 @@ static void pl__gchange(pl__sq *q, pl_store_req *r, uint64_t gid, const pl__user
       devs[n++] = u->devs[i];
   if (!n)
     return;
-  if (r->out.nchanges == r->out.changes_cap) {
-    r->out.changes_cap = r->out.changes_cap ? r->out.changes_cap * 2 : 4;
-    r->out.changes = pl_realloc(r->out.changes, r->out.changes_cap * sizeof *r->out.changes);
+  if (r->nchanges == r->changes_cap) {
+    r->changes_cap = r->changes_cap ? r->changes_cap * 2 : 4;
+    r->changes = pl_realloc(r->changes, r->changes_cap * sizeof *r->changes);
   }
-  pl_group_change *c = &r->out.changes[r->out.nchanges++];
+  pl_group_change *c = &r->changes[r->nchanges++];
   c->gid = gid;
   c->join = join;
   c->n = n;
@@ -239,11 +239,14 @@ static pl_err pl__group_heir(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user 
   return e == PL_OK ? pl__gevent(q, r, gid, me, PL_ROLES_GE_ROLE, heir->name, NULL, PL_ROLE_OWNER) : e;
 }
 
-/* One group operation: me acts on u (LEAVE: u = me), whose role was was. */
+/* One group operation: me acts on u (LEAVE: u = me), whose role was was;
+ * name, desc and role as the request gave them (CREATE, RENAME, SET_ROLE). */
 typedef struct pl__gop {
   uint64_t gid;
   int op, was;
   pl__user *me, *u;
+  const char *name, *desc;
+  int role;
 } pl__gop;
 
 /* S_JOIN: the members join, owed what comes after the newest qid given so
@@ -255,10 +258,10 @@ static pl_err pl__step_join(pl__sq *q, pl_store_req *r, const pl__gop *o) {
     return e == PL_OK ? pl__member_put(q, r, o->gid, o->u, PL_ROLE_MEMBER, since) : e;
   if (e == PL_OK)
     e = pl__member_put(q, r, o->gid, o->me, PL_ROLE_OWNER, since);
-  for (size_t i = 0; e == PL_OK && i < r->in.nusers; i++) {
+  for (size_t i = 0; e == PL_OK && i < r->u.group_create.in.nusers; i++) {
     int role = PL_ROLE_NONE;
     pl__user *u;
-    e = pl_sq_acct_user_by_name(q, r->in.users[i], &u);
+    e = pl_sq_acct_user_by_name(q, r->u.group_create.in.users[i], &u);
     if (e == PL_OK)
       e = pl_sq_group_role(q, u, o->gid, &role);
     if (e == PL_OK && role == PL_ROLE_NONE) /* named twice, or the creator */
@@ -274,27 +277,27 @@ static pl_err pl__step_event(pl__sq *q, pl_store_req *r, const pl__gop *o) {
   int type = pl_roles_event(o->op);
   switch (o->op) {
   case PL_GROUP_ADD: return pl__gevent(q, r, o->gid, o->me, type, o->u->name, NULL, PL_ROLE_MEMBER);
-  case PL_GROUP_SET_ROLE: return pl__gevent(q, r, o->gid, o->me, type, o->u->name, NULL, r->in.role);
+  case PL_GROUP_SET_ROLE: return pl__gevent(q, r, o->gid, o->me, type, o->u->name, NULL, o->role);
   case PL_GROUP_REMOVE:
   case PL_GROUP_LEAVE: return pl__gevent(q, r, o->gid, o->me, type, o->u->name, NULL, PL_ROLE_NONE);
-  default: return pl__gevent(q, r, o->gid, o->me, type, NULL, r->in.name, 0); /* CREATE, RENAME */
+  default: return pl__gevent(q, r, o->gid, o->me, type, NULL, o->name, 0); /* CREATE, RENAME */
   }
 }
 
 /* S_WRITE: the new name, or the target's new role. */
-static pl_err pl__step_write(pl__sq *q, pl_store_req *r, const pl__gop *o) {
+static pl_err pl__step_write(pl__sq *q, const pl__gop *o) {
   sqlite3_stmt *st;
   if (o->op == PL_GROUP_RENAME) {
     st = q->st[ST_GROUP_RENAME];
     pl_sq_bind_u64(st, 1, o->gid);
-    pl_sq_bind_text(st, 2, r->in.name);
-    pl_sq_bind_text(st, 3, r->in.description);
+    pl_sq_bind_text(st, 2, o->name);
+    pl_sq_bind_text(st, 3, o->desc);
     return pl_sq_run(q, st);
   }
   st = q->st[ST_MEMBER_ROLE];
   pl_sq_bind_u64(st, 1, o->gid);
   pl_sq_bind_u64(st, 2, o->u->id);
-  pl_sq_bind_u64(st, 3, (uint64_t)r->in.role);
+  pl_sq_bind_u64(st, 3, (uint64_t)o->role);
   pl__ms_stale(o->u);
   return pl_sq_run(q, st);
 }
@@ -307,13 +310,13 @@ static pl_err pl__group_run(pl__sq *q, pl_store_req *r, const pl__gop *o) {
     case PL_ROLES_S_JOIN: e = pl__step_join(q, r, o); break;
     case PL_ROLES_S_EVENT: e = pl__step_event(q, r, o); break;
     case PL_ROLES_S_LEFT: /* owed up to the event just put */
-      e = pl__member_left(q, r, o->gid, o->u, r->out.events[r->out.nevents - 1].msg.qid);
+      e = pl__member_left(q, r, o->gid, o->u, r->events[r->nevents - 1].msg.qid);
       break;
     case PL_ROLES_S_HEIR:
       if (o->was == PL_ROLE_OWNER)
         e = pl__group_heir(q, r, o->gid, o->u);
       break;
-    case PL_ROLES_S_WRITE: e = pl__step_write(q, r, o); break;
+    case PL_ROLES_S_WRITE: e = pl__step_write(q, o); break;
     case PL_ROLES_S_END: break;
     }
   }
@@ -323,12 +326,13 @@ static pl_err pl__group_run(pl__sq *q, pl_store_req *r, const pl__gop *o) {
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL, *u;
   int found;
-  r->status = pl_roles_create_check(r->in.name, r->in.description, r->in.nusers, q->max_group);
+  r->status = pl_roles_create_check(r->u.group_create.in.name, r->u.group_create.in.description,
+                                    r->u.group_create.in.nusers, q->max_group);
   if (r->status != PL_OK)
     return PL_OK;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
-  for (size_t i = 0; e == PL_OK && me && i < r->in.nusers; i++) {
-    e = pl_sq_acct_user_by_name(q, r->in.users[i], &u);
+  pl_err e = pl_sq_acct_user_get(q, r->user_id, &me);
+  for (size_t i = 0; e == PL_OK && me && i < r->u.group_create.in.nusers; i++) {
+    e = pl_sq_acct_user_by_name(q, r->u.group_create.in.users[i], &u);
     if (e == PL_OK && (!u || pl_sq_acct_blocks(u, me->id))) {
       r->status = PL_ERR_UNKNOWN_PEER; /* a user who blocked the creator is "unknown" too */
       return PL_OK;
@@ -344,29 +348,35 @@ pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r) {
     return e;
   }
   sqlite3_stmt *st = q->st[ST_GROUP_INSERT];
-  pl_sq_bind_text(st, 1, r->in.name);
-  pl_sq_bind_text(st, 2, r->in.description);
+  pl_sq_bind_text(st, 1, r->u.group_create.in.name);
+  pl_sq_bind_text(st, 2, r->u.group_create.in.description);
   pl_sq_bind_u64(st, 3, pl_now_ms());
   e = pl_sq_run(q, st);
-  pl__gop o = {(uint64_t)sqlite3_last_insert_rowid(q->db), PL_ROLES_OP_CREATE, PL_ROLE_NONE, me, me};
+  pl__gop o = {(uint64_t)sqlite3_last_insert_rowid(q->db),
+               PL_ROLES_OP_CREATE,
+               PL_ROLE_NONE,
+               me,
+               me,
+               r->u.group_create.in.name,
+               r->u.group_create.in.description,
+               0};
   if (e == PL_OK)
     e = pl__group_run(q, r, &o);
-  return e == PL_OK ? pl__group_info(q, o.gid, me, 1, &r->out.info, &found) : e;
+  return e == PL_OK ? pl__group_info(q, o.gid, me, 1, &r->u.group_create.out.info, &found) : e;
 }
 
 /* Loads what the rules need to judge a GroupUpdate: the actor's role, and
  * the target's (whether it exists, whether it blocked the actor). */
 static pl_err pl__update_load(pl__sq *q, pl_store_req *r, pl__gop *o, pl_roles_update *v) {
   int mine = PL_ROLE_NONE, theirs = PL_ROLE_NONE;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &o->me);
+  pl_err e = pl_sq_acct_user_get(q, r->user_id, &o->me);
   if (e == PL_OK && o->me)
     e = pl_sq_group_role(q, o->me, o->gid, &mine);
-  *v = (pl_roles_update){
-      .op = o->op, .mine = mine, .new_role = r->in.role, .name = r->in.name, .desc = r->in.description};
+  *v = (pl_roles_update){.op = o->op, .mine = mine, .new_role = o->role, .name = o->name, .desc = o->desc};
   if (e != PL_OK || mine == PL_ROLE_NONE)
     return e;
   if (o->op == PL_GROUP_ADD || o->op == PL_GROUP_REMOVE || o->op == PL_GROUP_SET_ROLE) {
-    e = r->in.peer ? pl_sq_acct_user_by_name(q, r->in.peer, &o->u) : PL_OK;
+    e = r->u.group_update.in.peer ? pl_sq_acct_user_by_name(q, r->u.group_update.in.peer, &o->u) : PL_OK;
     if (e == PL_OK && o->u)
       e = pl_sq_group_role(q, o->u, o->gid, &theirs);
     v->peer = o->u != NULL;
@@ -380,7 +390,12 @@ static pl_err pl__update_load(pl__sq *q, pl_store_req *r, pl__gop *o, pl_roles_u
 }
 
 pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r) {
-  pl__gop o = {.gid = r->in.group, .op = r->in.group_op};
+  const pl_store_group_update_req *x = &r->u.group_update;
+  pl__gop o = {.gid = x->in.group,
+               .op = x->in.group_op,
+               .name = x->in.name,
+               .desc = x->in.description,
+               .role = x->in.role};
   pl_roles_update v;
   int change = 0, found;
   pl_err e = pl__update_load(q, r, &o, &v);
@@ -391,15 +406,15 @@ pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r) {
   if (change && o.op == PL_GROUP_ADD) { /* who may add the user, then room for one more */
     e = pl__may_add(q, o.u, o.me, &r->status);
     if (e == PL_OK && r->status == PL_OK)
-      e = pl__group_info(q, o.gid, o.me, 0, &r->out.info, &found);
+      e = pl__group_info(q, o.gid, o.me, 0, &r->u.group_update.out.info, &found);
     if (e == PL_OK && r->status == PL_OK)
-      r->status = pl_roles_room(r->out.info.member_count, q->max_group);
+      r->status = pl_roles_room(r->u.group_update.out.info.member_count, q->max_group);
     if (e != PL_OK || r->status != PL_OK)
       return e;
   }
   if (change)
     e = pl__group_run(q, r, &o);
-  return e == PL_OK ? pl__group_info(q, o.gid, o.me, 1, &r->out.info, &found) : e;
+  return e == PL_OK ? pl__group_info(q, o.gid, o.me, 1, &r->u.group_update.out.info, &found) : e;
 }
 
 pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r) {
@@ -409,10 +424,11 @@ pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r) {
   pl_err e = pl_sq_conv_flush(q); /* last_seq comes from the table */
   if (e != PL_OK)
     return e;
-  pl_sq_bind_u64(st, 1, r->in.user_id);
+  pl_sq_bind_u64(st, 1, r->user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    r->out.groups = pl_sq_reserve(r->out.groups, r->out.ngroups, &cap, sizeof *r->out.groups);
-    pl_group_info *g = &r->out.groups[r->out.ngroups++];
+    r->u.group_list.out.groups = pl_sq_reserve(r->u.group_list.out.groups, r->u.group_list.out.ngroups, &cap,
+                                               sizeof *r->u.group_list.out.groups);
+    pl_group_info *g = &r->u.group_list.out.groups[r->u.group_list.out.ngroups++];
     memset(g, 0, sizeof *g);
     g->gid = pl_sq_col_u64(st, 0);
     g->name = pl_sq_col_str(st, 1);
@@ -422,28 +438,28 @@ pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r) {
   }
   e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);
-  for (size_t i = 0; e == PL_OK && i < r->out.ngroups; i++) {
+  for (size_t i = 0; e == PL_OK && i < r->u.group_list.out.ngroups; i++) {
     char conv[32];
     pl__conv *c;
-    pl_sq_group_gconv(r->out.groups[i].gid, conv, sizeof conv);
+    pl_sq_group_gconv(r->u.group_list.out.groups[i].gid, conv, sizeof conv);
     e = pl_sq_conv_get(q, conv, &c);
     if (e == PL_OK)
-      r->out.groups[i].last_seq = c->seq;
+      r->u.group_list.out.groups[i].last_seq = c->seq;
   }
   return e;
 }
 
-/* out.targets: the device ids stmt lists for (in.group, uid). */
-pl_err pl_sq_group_targets(pl__sq *q, pl_store_req *r, int stmt, uint64_t uid) {
+/* Appends to *targets the device ids stmt lists for (gid, uid). */
+pl_err pl_sq_group_targets(pl__sq *q, int stmt, uint64_t gid, uint64_t uid, uint64_t **targets, size_t *n) {
   sqlite3_stmt *st = q->st[stmt];
   size_t cap = 0;
   int rc;
-  pl_sq_bind_u64(st, 1, r->in.group);
+  pl_sq_bind_u64(st, 1, gid);
   if (sqlite3_bind_parameter_count(st) > 1)
     pl_sq_bind_u64(st, 2, uid);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    r->out.targets = pl_sq_reserve(r->out.targets, r->out.ntargets, &cap, sizeof *r->out.targets);
-    r->out.targets[r->out.ntargets++] = pl_sq_col_u64(st, 0);
+    *targets = pl_sq_reserve(*targets, *n, &cap, sizeof **targets);
+    (*targets)[(*n)++] = pl_sq_col_u64(st, 0);
   }
   pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);
@@ -453,5 +469,6 @@ pl_err pl_sq_group_targets(pl__sq *q, pl_store_req *r, int stmt, uint64_t uid) {
 /* Every logged-in device of the group's current members (push notifications
  * look for the offline ones among them; nothing is written). */
 pl_err pl_sq_group_devices(pl__sq *q, pl_store_req *r) {
-  return pl_sq_group_targets(q, r, ST_GROUP_DEVICES, 0);
+  pl_store_group_devices_req *x = &r->u.group_devices;
+  return pl_sq_group_targets(q, ST_GROUP_DEVICES, x->in.group, 0, &x->out.targets, &x->out.ntargets);
 }

@@ -402,6 +402,16 @@ typedef struct pl__sq {
   pl_sq_push *push; /* the PUSH_* ops (sq_push.c) */
 } pl__sq;
 
+/* The backend's entry for one op (sq_db.c): valid says whether a request
+ * carries what the op needs (NULL: anything goes), exec runs it inside the
+ * open transaction. */
+typedef struct pl_sq_op {
+  int (*valid)(const pl_store_req *r);
+  pl_err (*exec)(pl__sq *q, pl_store_req *r);
+} pl_sq_op;
+/* The entry of op; NULL if the backend has none. */
+const pl_sq_op *pl_sq_op_get(int op);
+
 /* ---- small SQLite helpers (inline: they run on every statement) ----------- */
 
 /* Room for element n of an array that doubles (from 8) when full. */
@@ -514,6 +524,8 @@ pl_err pl_sq_acct_get_user(pl__sq *q, pl_store_req *r);
 int pl_sq_acct_has_dev(const pl__user *u, uint64_t dev);
 pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_acct_resume(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_acct_token(pl__sq *q, pl_store_req *r, const uint8_t *hash, uint64_t *uid, uint64_t *did,
+                        char **user, char **device);
 pl_err pl_sq_acct_settings(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_acct_contacts(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_acct_block(pl__sq *q, pl_store_req *r);
@@ -573,7 +585,7 @@ pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role);
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r);
-pl_err pl_sq_group_targets(pl__sq *q, pl_store_req *r, int stmt, uint64_t uid);
+pl_err pl_sq_group_targets(pl__sq *q, int stmt, uint64_t gid, uint64_t uid, uint64_t **targets, size_t *n);
 pl_err pl_sq_group_devices(pl__sq *q, pl_store_req *r);
 
 /* sq_ghist.c */

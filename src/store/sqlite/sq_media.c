@@ -96,9 +96,9 @@ pl_err pl_sq_media_for_send(pl__sq *q, pl_store_req *r, uint8_t **att, size_t *l
   pl__user *me = NULL;
   pl_media_row m;
   int found = 0, ok = 0;
-  pl_err e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+  pl_err e = pl_sq_acct_user_get(q, r->user_id, &me);
   if (e == PL_OK && me)
-    e = pl__media_load(q, r->in.media_id, &m, &found);
+    e = pl__media_load(q, r->u.send.in.media_id, &m, &found);
   if (e == PL_OK && found)
     e = pl__media_visible(q, me, &m, &ok);
   if (e != PL_OK)
@@ -113,28 +113,28 @@ pl_err pl_sq_media_for_send(pl__sq *q, pl_store_req *r, uint8_t **att, size_t *l
  * the conversation may fetch it, and it lives a TTL past this message. */
 pl_err pl_sq_media_attach(pl__sq *q, pl_store_req *r, uint8_t **att, size_t len) {
   pl_err e = PL_OK;
-  if (r->out.msg.qid) {
+  if (r->u.send.out.msg.qid) {
     sqlite3_stmt *st = q->st[ST_MEDIA_ATTACH];
-    pl_sq_bind_u64(st, 1, r->out.msg.qid);
-    pl_sq_bind_text(st, 2, r->in.media_id);
+    pl_sq_bind_u64(st, 1, r->u.send.out.msg.qid);
+    pl_sq_bind_text(st, 2, r->u.send.in.media_id);
     sqlite3_bind_blob(st, 3, *att, (int)len, SQLITE_STATIC);
     e = pl_sq_run(q, st);
   }
   if (e == PL_OK) {
     sqlite3_stmt *st = q->st[ST_MEDIA_GRANT];
-    pl_sq_bind_text(st, 1, r->in.media_id);
-    pl_sq_bind_text(st, 2, r->out.conv);
+    pl_sq_bind_text(st, 1, r->u.send.in.media_id);
+    pl_sq_bind_text(st, 2, r->u.send.out.conv);
     e = pl_sq_run(q, st);
   }
   if (e == PL_OK) {
     sqlite3_stmt *st = q->st[ST_MEDIA_TOUCH];
-    pl_sq_bind_text(st, 1, r->in.media_id);
+    pl_sq_bind_text(st, 1, r->u.send.in.media_id);
     pl_sq_bind_u64(st, 2, pl_retention_media_expires(q->media_ttl_ms, pl_now_ms()));
     e = pl_sq_run(q, st);
   }
   if (e == PL_OK) {
-    r->out.msg.media = *att;
-    r->out.msg.media_len = len;
+    r->u.send.out.msg.media = *att;
+    r->u.send.out.msg.media_len = len;
     *att = NULL;
   }
   return e;
@@ -145,20 +145,22 @@ static pl_err pl__media_usage(pl__sq *q, uint64_t uid, uint64_t *usage) {
 }
 
 pl_err pl_sq_media_auth(pl__sq *q, pl_store_req *r) {
-  pl_err e = pl_sq_acct_resume(q, r);
+  pl_store_media_auth_req *x = &r->u.media_auth;
+  pl_err e = pl_sq_acct_token(q, r, x->in.token_hash, &x->out.user_id, &x->out.device_id, &x->out.user,
+                              &x->out.device);
   if (e == PL_OK && r->status == PL_OK)
-    e = pl__media_usage(q, r->out.user_id, &r->out.usage);
+    e = pl__media_usage(q, r->u.media_auth.out.user_id, &r->u.media_auth.out.usage);
   return e;
 }
 
 pl_err pl_sq_media_put(pl__sq *q, pl_store_req *r) {
-  const pl_media_row *m = r->in.media;
-  pl_err e = pl__media_usage(q, r->in.user_id, &r->out.usage);
+  const pl_media_row *m = r->u.media_put.in.media;
+  pl_err e = pl__media_usage(q, r->user_id, &r->u.media_put.out.usage);
   if (e != PL_OK)
     return e;
   /* in.quota is the room the upload path left this upload (pl_quota_room);
    * the usage is the one at this commit */
-  if (!pl_quota_fits(r->in.quota, r->out.usage, 0, m->size + m->thumb_size)) {
+  if (!pl_quota_fits(r->u.media_put.in.quota, r->u.media_put.out.usage, 0, m->size + m->thumb_size)) {
     r->status = PL_ERR_QUOTA;
     return PL_OK;
   }
@@ -171,7 +173,7 @@ pl_err pl_sq_media_put(pl__sq *q, pl_store_req *r) {
   uint64_t now = pl_now_ms();
   sqlite3_stmt *st = q->st[ST_MEDIA_INSERT];
   pl_sq_bind_text(st, 1, m->id);
-  pl_sq_bind_u64(st, 2, r->in.user_id);
+  pl_sq_bind_u64(st, 2, r->user_id);
   pl_sq_bind_text(st, 3, m->blob);
   pl_sq_bind_text(st, 4, m->thumb);
   pl_sq_bind_text(st, 5, m->type);
@@ -186,7 +188,7 @@ pl_err pl_sq_media_put(pl__sq *q, pl_store_req *r) {
   pl_sq_bind_u64(st, 14, pl_retention_media_expires(q->media_ttl_ms, now));
   e = pl_sq_run(q, st);
   if (e == PL_OK)
-    r->out.usage += m->size + m->thumb_size;
+    r->u.media_put.out.usage += m->size + m->thumb_size;
   return e;
 }
 
@@ -194,16 +196,18 @@ pl_err pl_sq_media_get(pl__sq *q, pl_store_req *r) {
   pl__user *u = NULL;
   int found = 0, ok = 1;
   pl_err e = PL_OK;
-  if (!r->in.any_user) {
-    e = pl_sq_acct_resume(q, r);
+  if (!r->u.media_get.in.any_user) {
+    pl_store_media_get_req *x = &r->u.media_get;
+    e = pl_sq_acct_token(q, r, x->in.token_hash, &x->out.user_id, &x->out.device_id, &x->out.user,
+                         &x->out.device);
     if (e != PL_OK || r->status != PL_OK)
       return e;
-    e = pl_sq_acct_user_get(q, r->out.user_id, &u);
+    e = pl_sq_acct_user_get(q, r->u.media_get.out.user_id, &u);
   }
   if (e == PL_OK)
-    e = pl__media_load(q, r->in.media_id, &r->out.media, &found);
+    e = pl__media_load(q, r->u.media_get.in.media_id, &r->u.media_get.out.media, &found);
   if (e == PL_OK && found && u)
-    e = pl__media_visible(q, u, &r->out.media, &ok);
+    e = pl__media_visible(q, u, &r->u.media_get.out.media, &ok);
   if (e == PL_OK)
     r->status = pl_visibility_download(found, ok);
   return e;

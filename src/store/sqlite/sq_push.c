@@ -143,23 +143,23 @@ static pl_err pl__run_dev(pl_sq_push *sp, int which, uint64_t device, uint64_t c
 
 /* ---- tokens ------------------------------------------------------------------ */
 
-static pl_err pl__token(pl_sq_push *sp, pl_store_req *r) {
-  uint64_t dev = r->in.push.device;
-  if (!r->in.push.token || !*r->in.push.token) {
+pl_err pl_sq_push_token(pl_sq_push *sp, pl_store_req *r) {
+  uint64_t dev = r->u.push_token.in.device;
+  if (!r->u.push_token.in.token || !*r->u.push_token.in.token) {
     pl_err e = pl__run_dev(sp, ST_TOK_DEL, dev, 0, NULL);
     return e == PL_OK ? pl__run_dev(sp, ST_PEND_DEL, dev, 0, NULL) : e;
   }
   sqlite3_stmt *st = sp->st[ST_TOK_PUT];
   pl__u64(st, 1, dev);
-  pl__u64(st, 2, r->in.push.user_id);
-  pl__str(st, 3, r->in.push.user);
-  pl__str(st, 4, r->in.push.provider);
-  pl__str(st, 5, r->in.push.token);
-  pl__u64(st, 6, r->in.push.now);
+  pl__u64(st, 2, r->u.push_token.in.user_id);
+  pl__str(st, 3, r->u.push_token.in.user);
+  pl__str(st, 4, r->u.push_token.in.provider);
+  pl__str(st, 5, r->u.push_token.in.token);
+  pl__u64(st, 6, r->u.push_token.in.now);
   return pl__run(sp, ST_TOK_PUT, NULL);
 }
 
-static pl_err pl__tokens(pl_sq_push *sp, pl_store_req *r) {
+pl_err pl_sq_push_tokens(pl_sq_push *sp, pl_store_req *r) {
   pl_err e = pl__run(sp, ST_STALE_PEND, NULL);
   if (e == PL_OK)
     e = pl__run(sp, ST_STALE_TOK, NULL);
@@ -167,11 +167,12 @@ static pl_err pl__tokens(pl_sq_push *sp, pl_store_req *r) {
   size_t cap = 0;
   int rc = SQLITE_DONE;
   while (e == PL_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (r->out.push.ntokens == cap) {
+    if (r->u.push_tokens.out.ntokens == cap) {
       cap = cap ? cap * 2 : 16;
-      r->out.push.tokens = pl_realloc(r->out.push.tokens, cap * sizeof *r->out.push.tokens);
+      r->u.push_tokens.out.tokens =
+          pl_realloc(r->u.push_tokens.out.tokens, cap * sizeof *r->u.push_tokens.out.tokens);
     }
-    r->out.push.tokens[r->out.push.ntokens++] = (pl_store_push_token){
+    r->u.push_tokens.out.tokens[r->u.push_tokens.out.ntokens++] = (pl_store_push_token){
         .device = pl__col_u64(st, 0),
         .user_id = pl__col_u64(st, 1),
         .user = pl__col_dup(st, 2, NULL),
@@ -187,21 +188,21 @@ static pl_err pl__tokens(pl_sq_push *sp, pl_store_req *r) {
 
 /* ---- pending notifications ------------------------------------------------------ */
 
-static pl_err pl__enqueue(pl_sq_push *sp, pl_store_req *r) {
+pl_err pl_sq_push_enqueue(pl_sq_push *sp, pl_store_req *r) {
   pl_err e = PL_OK;
-  for (size_t i = 0; e == PL_OK && i < r->in.push.ndevices; i++) {
+  for (size_t i = 0; e == PL_OK && i < r->u.push_enqueue.in.ndevices; i++) {
     sqlite3_stmt *st = sp->st[ST_PEND_ADD];
     int n;
-    pl__u64(st, 1, r->in.push.devices[i]);
-    pl__u64(st, 2, r->in.push.now);
-    pl__u64(st, 3, r->in.push.now + r->in.push.window_ms);
-    pl__str(st, 4, r->in.push.from);
-    pl__str(st, 5, r->in.push.conv);
-    if (r->in.push.text)
-      sqlite3_bind_blob(st, 6, r->in.push.text, (int)r->in.push.text_len, SQLITE_STATIC);
-    pl__str(st, 7, r->in.push.sender);
+    pl__u64(st, 1, r->u.push_enqueue.in.devices[i]);
+    pl__u64(st, 2, r->u.push_enqueue.in.now);
+    pl__u64(st, 3, r->u.push_enqueue.in.now + r->u.push_enqueue.in.window_ms);
+    pl__str(st, 4, r->u.push_enqueue.in.from);
+    pl__str(st, 5, r->u.push_enqueue.in.conv);
+    if (r->u.push_enqueue.in.text)
+      sqlite3_bind_blob(st, 6, r->u.push_enqueue.in.text, (int)r->u.push_enqueue.in.text_len, SQLITE_STATIC);
+    pl__str(st, 7, r->u.push_enqueue.in.sender);
     e = pl__run(sp, ST_PEND_ADD, &n);
-    r->out.push.enqueued += (uint64_t)n;
+    r->u.push_enqueue.out.enqueued += (uint64_t)n;
   }
   return e;
 }
@@ -210,8 +211,8 @@ static pl_err pl__state(pl_sq_push *sp, pl_store_req *r) {
   sqlite3_stmt *st = sp->st[ST_PEND_STATE];
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
-    r->out.push.pending = pl__col_u64(st, 0);
-    r->out.push.next_due = pl__col_u64(st, 1);
+    r->u.push_claim.out.pending = pl__col_u64(st, 0);
+    r->u.push_claim.out.next_due = pl__col_u64(st, 1);
   }
   sqlite3_reset(st);
   return rc == SQLITE_ROW ? PL_OK : pl__err(sp, st, rc);
@@ -222,11 +223,11 @@ static pl_err pl__state(pl_sq_push *sp, pl_store_req *r) {
 static pl_err pl__claim_read(pl_sq_push *sp, pl_store_req *r) {
   sqlite3_stmt *st = sp->st[ST_CLAIM_DUE];
   int rc;
-  pl__u64(st, 1, r->in.push.now);
-  pl__u64(st, 2, r->in.push.limit);
-  r->out.push.rows = pl_calloc(r->in.push.limit, sizeof *r->out.push.rows);
-  while (r->out.push.nrows < r->in.push.limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    pl_store_push_row *w = &r->out.push.rows[r->out.push.nrows++];
+  pl__u64(st, 1, r->u.push_claim.in.now);
+  pl__u64(st, 2, r->u.push_claim.in.limit);
+  r->u.push_claim.out.rows = pl_calloc(r->u.push_claim.in.limit, sizeof *r->u.push_claim.out.rows);
+  while (r->u.push_claim.out.nrows < r->u.push_claim.in.limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    pl_store_push_row *w = &r->u.push_claim.out.rows[r->u.push_claim.out.nrows++];
     w->device = pl__col_u64(st, 0);
     w->user_id = pl__col_u64(st, 1);
     w->count = pl__col_u64(st, 2);
@@ -246,13 +247,13 @@ static pl_err pl__claim_read(pl_sq_push *sp, pl_store_req *r) {
 }
 
 /* The claim rules are pl_store.h's. */
-static pl_err pl__claim(pl_sq_push *sp, pl_store_req *r) {
-  pl_err e = r->in.push.limit ? pl__claim_read(sp, r) : PL_OK;
-  for (size_t i = 0; e == PL_OK && i < r->out.push.nrows; i++) {
+pl_err pl_sq_push_claim(pl_sq_push *sp, pl_store_req *r) {
+  pl_err e = r->u.push_claim.in.limit ? pl__claim_read(sp, r) : PL_OK;
+  for (size_t i = 0; e == PL_OK && i < r->u.push_claim.out.nrows; i++) {
     sqlite3_stmt *st = sp->st[ST_CLAIM_SET];
-    pl__u64(st, 1, r->out.push.rows[i].device);
-    pl__u64(st, 2, r->in.push.now + r->in.push.lease_ms);
-    pl__str(st, 3, r->in.push.owner);
+    pl__u64(st, 1, r->u.push_claim.out.rows[i].device);
+    pl__u64(st, 2, r->u.push_claim.in.now + r->u.push_claim.in.lease_ms);
+    pl__str(st, 3, r->u.push_claim.in.owner);
     e = pl__run(sp, ST_CLAIM_SET, NULL);
   }
   return e == PL_OK ? pl__state(sp, r) : e;
@@ -287,7 +288,7 @@ static pl_err pl__bad_token(pl_sq_push *sp, const pl_store_push_result *x) {
 
 static pl_err pl__result(pl_sq_push *sp, const pl_store_req *r, const pl_store_push_result *x) {
   switch (x->outcome) {
-  case PL_PUSH_DONE_SENT: return pl__sent(sp, x, r->in.push.now, r->in.push.window_ms);
+  case PL_PUSH_DONE_SENT: return pl__sent(sp, x, r->u.push_done.in.now, r->u.push_done.in.window_ms);
   case PL_PUSH_DONE_LATER:
     pl__u64(sp->st[ST_DONE_LATER], 3, x->due_ms);
     pl__u64(sp->st[ST_DONE_LATER], 4, x->attempts);
@@ -299,40 +300,31 @@ static pl_err pl__result(pl_sq_push *sp, const pl_store_req *r, const pl_store_p
   return PL_OK; /* unreachable: pl_sq_push_valid checks outcomes */
 }
 
-static pl_err pl__done(pl_sq_push *sp, pl_store_req *r) {
+pl_err pl_sq_push_done(pl_sq_push *sp, pl_store_req *r) {
   pl_err e = PL_OK;
-  for (size_t i = 0; e == PL_OK && i < r->in.push.nresults; i++)
-    e = pl__result(sp, r, &r->in.push.results[i]);
+  for (size_t i = 0; e == PL_OK && i < r->u.push_done.in.nresults; i++)
+    e = pl__result(sp, r, &r->u.push_done.in.results[i]);
   return e;
 }
 
-int pl_sq_push_valid(const pl_store_req *r) {
-  const struct pl_store_push_in *in = &r->in.push;
-  switch (r->op) {
-  case PL_STORE_PUSH_TOKEN:
-    return in->device && (!in->token || !*in->token || (in->user && in->provider && in->user_id));
-  case PL_STORE_PUSH_TOKENS: return 1;
-  case PL_STORE_PUSH_ENQUEUE: return in->devices || !in->ndevices;
-  case PL_STORE_PUSH_CLAIM: return in->limit <= 4096;
-  case PL_STORE_PUSH_DONE:
-    for (size_t i = 0; in->results && i < in->nresults; i++)
-      if (in->results[i].outcome < PL_PUSH_DONE_SENT || in->results[i].outcome > PL_PUSH_DONE_RELEASE ||
-          (in->results[i].outcome == PL_PUSH_DONE_BAD_TOKEN && !in->results[i].token))
-        return 0;
-    return in->results || !in->nresults;
-  default: return 0;
-  }
+int pl_sq_push_token_ok(const pl_store_req *r) {
+  const pl_store_push_token_req *x = &r->u.push_token;
+  return x->in.device && (!x->in.token || !*x->in.token || (x->in.user && x->in.provider && x->in.user_id));
 }
 
-pl_err pl_sq_push_exec(pl_sq_push *sp, pl_store_req *r) {
-  switch (r->op) {
-  case PL_STORE_PUSH_TOKEN: return pl__token(sp, r);
-  case PL_STORE_PUSH_TOKENS: return pl__tokens(sp, r);
-  case PL_STORE_PUSH_ENQUEUE: return pl__enqueue(sp, r);
-  case PL_STORE_PUSH_CLAIM: return pl__claim(sp, r);
-  case PL_STORE_PUSH_DONE: return pl__done(sp, r);
-  default: r->status = PL_ERR_INVALID_ARGUMENT; return PL_OK;
-  }
+int pl_sq_push_enqueue_ok(const pl_store_req *r) {
+  return r->u.push_enqueue.in.devices || !r->u.push_enqueue.in.ndevices;
+}
+
+int pl_sq_push_claim_ok(const pl_store_req *r) { return r->u.push_claim.in.limit <= 4096; }
+
+int pl_sq_push_done_ok(const pl_store_req *r) {
+  const pl_store_push_done_req *x = &r->u.push_done;
+  for (size_t i = 0; x->in.results && i < x->in.nresults; i++)
+    if (x->in.results[i].outcome < PL_PUSH_DONE_SENT || x->in.results[i].outcome > PL_PUSH_DONE_RELEASE ||
+        (x->in.results[i].outcome == PL_PUSH_DONE_BAD_TOKEN && !x->in.results[i].token))
+      return 0;
+  return x->in.results || !x->in.nresults;
 }
 
 /* ---- open: the tables, push.db, the statements ------------------------------------ */

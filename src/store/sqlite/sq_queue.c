@@ -113,10 +113,10 @@ pl_err pl_sq_queue_full(pl__sq *q, const pl__user *me, const uint64_t *t, size_t
 /* out.msg is filled (but for qid) before this runs. */
 pl_err pl_sq_queue_msg_insert(pl__sq *q, pl_store_req *r, uint64_t expires) {
   sqlite3_stmt *st = q->st[ST_MSG_INSERT];
-  const pl_msg *m = &r->out.msg;
+  const pl_msg *m = &r->u.send.out.msg;
   pl_sq_bind_text(st, 1, m->conv);
   pl_sq_bind_u64(st, 2, m->seq);
-  pl_sq_bind_u64(st, 3, r->in.user_id);
+  pl_sq_bind_u64(st, 3, r->user_id);
   pl_sq_bind_text(st, 4, m->from);
   pl_sq_bind_text(st, 5, m->from_device);
   pl_sq_bind_text(st, 6, m->id);
@@ -124,11 +124,11 @@ pl_err pl_sq_queue_msg_insert(pl__sq *q, pl_store_req *r, uint64_t expires) {
   pl_sq_bind_u64(st, 8, m->client_ts);
   pl_sq_bind_u64(st, 9, m->server_ts);
   pl_sq_bind_u64(st, 10, expires);
-  pl_sq_bind_u64(st, 11, pl_retention_msg_refs(r->out.ntargets));
+  pl_sq_bind_u64(st, 11, pl_retention_msg_refs(r->u.send.out.ntargets));
   pl_sq_bind_u64(st, 12, PL_MSG_MESSAGE);
   pl_sq_bind_u64(st, 13, 0);
   pl_err e = pl_sq_run(q, st);
-  r->out.msg.qid = e == PL_OK ? (uint64_t)sqlite3_last_insert_rowid(q->db) : 0;
+  r->u.send.out.msg.qid = e == PL_OK ? (uint64_t)sqlite3_last_insert_rowid(q->db) : 0;
   return e;
 }
 
@@ -171,24 +171,24 @@ void pl_sq_queue_msg_row(sqlite3_stmt *st, pl_msg *m) {
 
 pl_err pl_sq_queue_fetch(pl__sq *q, pl_store_req *r) {
   sqlite3_stmt *st = q->st[ST_FETCH];
-  uint32_t limit = r->in.limit ? r->in.limit : PL__FETCH_DEFAULT;
+  uint32_t limit = r->u.fetch.in.limit ? r->u.fetch.in.limit : PL__FETCH_DEFAULT;
   size_t cap = 0;
   int rc;
-  pl_sq_bind_u64(st, 1, r->in.device_id);
-  pl_sq_bind_u64(st, 2, pl_sq_clamp(r->in.after));
+  pl_sq_bind_u64(st, 1, r->device_id);
+  pl_sq_bind_u64(st, 2, pl_sq_clamp(r->u.fetch.in.after));
   pl_sq_bind_u64(st, 3, pl_sq_clamp(pl_now_ms()));
   pl_sq_bind_u64(st, 4, (uint64_t)limit + 1); /* one more tells whether there is more */
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (r->out.nmsgs == limit) {
-      r->out.more = 1;
+    if (r->u.fetch.out.nmsgs == limit) {
+      r->u.fetch.out.more = 1;
       break;
     }
-    if (r->out.nmsgs == cap) {
+    if (r->u.fetch.out.nmsgs == cap) {
       cap = cap ? cap * 2 : 16;
       cap = cap < limit ? cap : limit;
-      r->out.msgs = pl_realloc(r->out.msgs, cap * sizeof *r->out.msgs);
+      r->u.fetch.out.msgs = pl_realloc(r->u.fetch.out.msgs, cap * sizeof *r->u.fetch.out.msgs);
     }
-    pl_sq_queue_msg_row(st, &r->out.msgs[r->out.nmsgs++]);
+    pl_sq_queue_msg_row(st, &r->u.fetch.out.msgs[r->u.fetch.out.nmsgs++]);
   }
   pl_err e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);
@@ -243,12 +243,12 @@ static pl_err pl__event_coalesce(pl__sq *q, int kind, const char *conv, uint64_t
   return e;
 }
 
-/* Records an event in r->out.events for the deliver hook (qid 0: pushed to
+/* Records an event in r->events for the deliver hook (qid 0: pushed to
  * connected devices, not stored). Takes t over. */
 void pl_sq_queue_event_out(pl_store_req *r, uint64_t qid, int kind, const char *conv, uint64_t seq,
                            const pl__user *by, uint64_t aux, uint64_t now, uint64_t *t, size_t n) {
-  r->out.events = pl_realloc(r->out.events, (r->out.nevents + 1) * sizeof *r->out.events);
-  pl_store_event *ev = &r->out.events[r->out.nevents++];
+  r->events = pl_realloc(r->events, (r->nevents + 1) * sizeof *r->events);
+  pl_store_event *ev = &r->events[r->nevents++];
   memset(ev, 0, sizeof *ev);
   ev->msg.qid = qid;
   ev->msg.kind = kind;
@@ -327,9 +327,9 @@ static pl_err pl__acked_convs(pl__sq *q, pl_store_req *r, pl__acked **out, size_
   int rc;
   *out = NULL;
   *n = 0;
-  pl_sq_bind_u64(st, 1, r->in.device_id);
-  pl_sq_bind_u64(st, 2, pl_sq_clamp(r->in.upto));
-  pl_sq_bind_u64(st, 3, r->in.user_id);
+  pl_sq_bind_u64(st, 1, r->device_id);
+  pl_sq_bind_u64(st, 2, pl_sq_clamp(r->u.ack.in.upto));
+  pl_sq_bind_u64(st, 3, r->user_id);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     *out = pl_sq_reserve(*out, *n, &cap, sizeof **out);
     (*out)[*n].conv = pl_sq_col_str(st, 0);
@@ -350,7 +350,7 @@ static pl_err pl__delivered(pl__sq *q, pl_store_req *r) {
   size_t n, nt;
   pl_err e = pl__acked_convs(q, r, &a, &n);
   if (e == PL_OK && n)
-    e = pl_sq_acct_user_get(q, r->in.user_id, &me);
+    e = pl_sq_acct_user_get(q, r->user_id, &me);
   for (size_t i = 0; i < n && e == PL_OK && me; i++) {
     e = pl_sq_conv_read_load(q, me->id, a[i].conv, &rd);
     if (e != PL_OK || !pl_receipts_advance(&rd->delivered_seq, a[i].seq))
@@ -376,25 +376,25 @@ static pl_err pl__delivered(pl__sq *q, pl_store_req *r) {
 pl_err pl_sq_queue_ack(pl__sq *q, pl_store_req *r) {
   static const int steps[] = {ST_ACK_MSGS, ST_ACK_REFS, ST_ACK_QUEUE};
   uint64_t queued;
-  pl_err e = pl__qlen(q, r->in.device_id, &queued);
+  pl_err e = pl__qlen(q, r->device_id, &queued);
   if (e == PL_OK && !queued) /* group history only: no SQL at all */
     return pl_sq_ghist_ack_cursor(q, r);
-  if (e == PL_OK && r->in.user_id)
+  if (e == PL_OK && r->user_id)
     e = pl__delivered(q, r);
   if (e == PL_OK)
     e = pl_sq_ghist_ack_cursor(q, r);
-  uint64_t upto = pl_sq_clamp(r->in.upto);
+  uint64_t upto = pl_sq_clamp(r->u.ack.in.upto);
   for (size_t i = 0; i < sizeof steps / sizeof steps[0] && e == PL_OK; i++) {
     sqlite3_stmt *st = q->st[steps[i]];
-    pl_sq_bind_u64(st, 1, r->in.device_id);
+    pl_sq_bind_u64(st, 1, r->device_id);
     pl_sq_bind_u64(st, 2, upto);
     e = pl_sq_run(q, st);
   }
   if (e != PL_OK)
     return e;
-  r->out.removed = (uint64_t)sqlite3_changes64(q->db);
-  pl__qlen_add(q, r->in.device_id, -(int64_t)r->out.removed);
-  if (r->out.removed)
-    pl__shares_drop_dev(q, r->in.device_id); /* recounted when needed */
+  r->u.ack.out.removed = (uint64_t)sqlite3_changes64(q->db);
+  pl__qlen_add(q, r->device_id, -(int64_t)r->u.ack.out.removed);
+  if (r->u.ack.out.removed)
+    pl__shares_drop_dev(q, r->device_id); /* recounted when needed */
   return PL_OK;
 }

@@ -54,6 +54,6 @@ pl_err pl_sq_stats(sqlite3 *db, pl_store_req *r) {
     if (r->status != PL_OK)
       return PL_OK;
   }
-  r->out.counts = c;
+  r->u.stats.out.counts = c;
   return PL_OK;
 }

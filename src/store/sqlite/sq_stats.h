@@ -7,7 +7,7 @@
 
 #include "../pl_store.h"
 
-/* Fills r->out.counts inside the open transaction. Read-only, so a failed
+/* Fills r->u.stats.out.counts inside the open transaction. Read-only, so a failed
  * query fails only this request (r->status), never its batch: always PL_OK. */
 pl_err pl_sq_stats(sqlite3 *db, pl_store_req *r);
 

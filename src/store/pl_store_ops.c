@@ -1,0 +1,234 @@
+/* pl_store_ops: the table of store operations, whatever the backend: each
+ * op's name, whether it writes or grows the data, and how the out of its
+ * request type is freed (pl_store_req_clear). The backend has its own table
+ * of what runs each op (sq_db.c for SQLite). */
+#include <stddef.h>
+#include <string.h>
+
+#include "../common/pl_mem.h"
+#include "pl_store.h"
+
+void pl_msg_clear(pl_msg *m) {
+  pl_free(m->conv);
+  pl_free(m->from);
+  pl_free(m->from_device);
+  pl_free(m->id);
+  pl_free(m->body);
+  pl_free(m->media);
+  memset(m, 0, sizeof *m);
+}
+
+void pl_group_info_clear(pl_group_info *g) {
+  pl_free(g->name);
+  pl_free(g->description);
+  for (size_t i = 0; i < g->nmembers; i++)
+    pl_free(g->members[i].user);
+  pl_free(g->members);
+  memset(g, 0, sizeof *g);
+}
+
+static void pl__strv_free(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    pl_free(v[i]);
+  pl_free(v);
+}
+
+/* ---- what each op's out holds -------------------------------------------- */
+
+/* Ops whose out holds no memory (numbers only, or no out at all). */
+static void pl__clear_none(pl_store_req *r) { (void)r; }
+
+static void pl__clear_get_user(pl_store_req *r) { pl_free(r->u.get_user.out.pwhash); }
+
+static void pl__clear_resume(pl_store_req *r) {
+  pl_free(r->u.resume.out.user);
+  pl_free(r->u.resume.out.device);
+}
+
+static void pl__clear_send(pl_store_req *r) {
+  pl_free(r->u.send.out.conv);
+  pl_msg_clear(&r->u.send.out.msg);
+  pl_free(r->u.send.out.targets);
+}
+
+static void pl__clear_fetch(pl_store_req *r) {
+  for (size_t i = 0; i < r->u.fetch.out.nmsgs; i++)
+    pl_msg_clear(&r->u.fetch.out.msgs[i]);
+  pl_free(r->u.fetch.out.msgs);
+  pl_free(r->u.fetch.out.gids);
+}
+
+static void pl__clear_unread(pl_store_req *r) {
+  for (size_t i = 0; i < r->u.unread.out.nconvs; i++)
+    pl_free(r->u.unread.out.convs[i].conv);
+  pl_free(r->u.unread.out.convs);
+}
+
+static void pl__clear_contacts(pl_store_req *r) {
+  pl__strv_free(r->u.contacts.out.names, r->u.contacts.out.nnames);
+}
+
+static void pl__clear_presence(pl_store_req *r) {
+  for (size_t i = 0; i < r->u.presence.out.nviews; i++)
+    pl_free(r->u.presence.out.views[i].user);
+  pl_free(r->u.presence.out.views);
+}
+
+static void pl__clear_typing(pl_store_req *r) {
+  pl_free(r->u.typing.out.conv);
+  pl_free(r->u.typing.out.targets);
+}
+
+static void pl__clear_group_create(pl_store_req *r) { pl_group_info_clear(&r->u.group_create.out.info); }
+
+static void pl__clear_group_update(pl_store_req *r) { pl_group_info_clear(&r->u.group_update.out.info); }
+
+static void pl__clear_group_list(pl_store_req *r) {
+  for (size_t i = 0; i < r->u.group_list.out.ngroups; i++)
+    pl_group_info_clear(&r->u.group_list.out.groups[i]);
+  pl_free(r->u.group_list.out.groups);
+}
+
+static void pl__clear_group_receipts(pl_store_req *r) {
+  pl__strv_free(r->u.group_receipts.out.names, r->u.group_receipts.out.nnames);
+  pl__strv_free(r->u.group_receipts.out.read_by, r->u.group_receipts.out.nread_by);
+}
+
+static void pl__clear_group_devices(pl_store_req *r) { pl_free(r->u.group_devices.out.targets); }
+
+static void pl__clear_media_auth(pl_store_req *r) {
+  pl_free(r->u.media_auth.out.user);
+  pl_free(r->u.media_auth.out.device);
+}
+
+static void pl__clear_media_get(pl_store_req *r) {
+  pl_free(r->u.media_get.out.user);
+  pl_free(r->u.media_get.out.device);
+}
+
+static void pl__clear_devices(pl_store_req *r) {
+  for (size_t i = 0; i < r->u.devices.out.ndevices; i++)
+    pl_free(r->u.devices.out.devices[i].name);
+  pl_free(r->u.devices.out.devices);
+  pl_free(r->u.devices.out.targets);
+  pl__strv_free(r->u.devices.out.names, r->u.devices.out.nnames);
+}
+
+static void pl__clear_push_tokens(pl_store_req *r) {
+  for (size_t i = 0; i < r->u.push_tokens.out.ntokens; i++) {
+    pl_store_push_token *t = &r->u.push_tokens.out.tokens[i];
+    pl_free(t->user);
+    pl_free(t->provider);
+    pl_free(t->token);
+  }
+  pl_free(r->u.push_tokens.out.tokens);
+}
+
+static void pl__clear_push_claim(pl_store_req *r) {
+  for (size_t i = 0; i < r->u.push_claim.out.nrows; i++) {
+    pl_store_push_row *w = &r->u.push_claim.out.rows[i];
+    pl_free(w->user);
+    pl_free(w->provider);
+    pl_free(w->token);
+    pl_free(w->from);
+    pl_free(w->conv);
+    pl_free(w->text);
+  }
+  pl_free(r->u.push_claim.out.rows);
+}
+
+/* ---- the table ----------------------------------------------------------- */
+
+/* Where an op's out lies in the request, to zero it (an op without one: 0, 0). */
+#define PL__OUT(m) offsetof(pl_store_req, u.m.out), sizeof(((pl_store_req *)0)->u.m.out)
+#define PL__NO_OUT 0, 0
+
+typedef struct pl__op {
+  pl_store_op_info info;
+  size_t out_off, out_size;
+} pl__op;
+
+/* writes 0: the op never writes (it still runs in its batch's transaction).
+ * grows: SEND and MEDIA_PUT only, as the disk-full path has always had it. */
+static const pl__op pl__ops[] = {
+    [PL_STORE_REGISTER] = {{"register", 1, 0, pl__clear_none}, PL__OUT(reg)},
+    [PL_STORE_GET_USER] = {{"get_user", 0, 0, pl__clear_get_user}, PL__OUT(get_user)},
+    [PL_STORE_LOGIN_DEVICE] = {{"login_device", 1, 0, pl__clear_none}, PL__OUT(login)},
+    [PL_STORE_RESUME] = {{"resume", 1, 0, pl__clear_resume}, PL__OUT(resume)},
+    [PL_STORE_LOGOUT] = {{"logout", 1, 0, pl__clear_none}, PL__OUT(ack)},
+    [PL_STORE_SEND] = {{"send", 1, 1, pl__clear_send}, PL__OUT(send)},
+    [PL_STORE_FETCH] = {{"fetch", 1, 0, pl__clear_fetch}, PL__OUT(fetch)},
+    [PL_STORE_ACK] = {{"ack", 1, 0, pl__clear_none}, PL__OUT(ack)},
+    [PL_STORE_MARK_READ] = {{"mark_read", 1, 0, pl__clear_none}, PL__NO_OUT},
+    [PL_STORE_SETTINGS] = {{"settings", 1, 0, pl__clear_none}, PL__OUT(settings)},
+    [PL_STORE_UNREAD] = {{"unread", 1, 0, pl__clear_unread}, PL__OUT(unread)},
+    [PL_STORE_CONTACTS] = {{"contacts", 1, 0, pl__clear_contacts}, PL__OUT(contacts)},
+    [PL_STORE_BLOCK] = {{"block", 1, 0, pl__clear_none}, PL__OUT(block)},
+    [PL_STORE_PRESENCE] = {{"presence", 1, 0, pl__clear_presence}, PL__OUT(presence)},
+    [PL_STORE_SEEN] = {{"seen", 1, 0, pl__clear_none}, PL__NO_OUT},
+    [PL_STORE_TYPING] = {{"typing", 0, 0, pl__clear_typing}, PL__OUT(typing)},
+    [PL_STORE_GROUP_CREATE] = {{"group_create", 1, 0, pl__clear_group_create}, PL__OUT(group_create)},
+    [PL_STORE_GROUP_UPDATE] = {{"group_update", 1, 0, pl__clear_group_update}, PL__OUT(group_update)},
+    [PL_STORE_GROUP_LIST] = {{"group_list", 1, 0, pl__clear_group_list}, PL__OUT(group_list)},
+    [PL_STORE_GROUP_RECEIPTS] = {{"group_receipts", 1, 0, pl__clear_group_receipts}, PL__OUT(group_receipts)},
+    [PL_STORE_MEDIA_AUTH] = {{"media_auth", 1, 0, pl__clear_media_auth}, PL__OUT(media_auth)},
+    [PL_STORE_MEDIA_PUT] = {{"media_put", 1, 1, pl__clear_none}, PL__OUT(media_put)},
+    [PL_STORE_MEDIA_GET] = {{"media_get", 1, 0, pl__clear_media_get}, PL__OUT(media_get)},
+    [PL_STORE_GROUP_DEVICES] = {{"group_devices", 0, 0, pl__clear_group_devices}, PL__OUT(group_devices)},
+    [PL_STORE_DEVICES] = {{"devices", 1, 0, pl__clear_devices}, PL__OUT(devices)},
+    [PL_STORE_PUSH_TOKEN] = {{"push_token", 1, 0, pl__clear_none}, PL__NO_OUT},
+    [PL_STORE_PUSH_TOKENS] = {{"push_tokens", 1, 0, pl__clear_push_tokens}, PL__OUT(push_tokens)},
+    [PL_STORE_PUSH_ENQUEUE] = {{"push_enqueue", 1, 0, pl__clear_none}, PL__OUT(push_enqueue)},
+    [PL_STORE_PUSH_CLAIM] = {{"push_claim", 1, 0, pl__clear_push_claim}, PL__OUT(push_claim)},
+    [PL_STORE_PUSH_DONE] = {{"push_done", 1, 0, pl__clear_none}, PL__NO_OUT},
+    [PL_STORE_STATS] = {{"stats", 0, 0, pl__clear_none}, PL__OUT(stats)},
+};
+
+static const pl__op *pl__op_get(int op) {
+  if (op < 0 || (size_t)op >= sizeof pl__ops / sizeof pl__ops[0] || !pl__ops[op].info.name)
+    return NULL;
+  return &pl__ops[op];
+}
+
+const pl_store_op_info *pl_store_op_get(int op) {
+  const pl__op *o = pl__op_get(op);
+  return o ? &o->info : NULL;
+}
+
+const char *pl_store_op_name(int op) {
+  const pl__op *o = pl__op_get(op);
+  return o ? o->info.name : "unknown";
+}
+
+/* Frees and zeroes what req's out holds: the outputs of out_op, the op the
+ * store last ran req as (a caller may have set op to the next one since),
+ * or of op if the store never ran it (out_op 0). */
+void pl_store_req_clear(pl_store_req *req) {
+  const pl__op *o = req->out_op < 0 ? NULL : pl__op_get(req->out_op ? req->out_op : (int)req->op);
+  if (o) {
+    o->info.clear(req);
+    if (o->out_size)
+      memset((char *)req + o->out_off, 0, o->out_size);
+  }
+  for (size_t i = 0; i < req->nevents; i++) {
+    pl_msg_clear(&req->events[i].msg);
+    pl_free(req->events[i].targets);
+  }
+  pl_free(req->events);
+  for (size_t i = 0; i < req->nchanges; i++)
+    pl_free(req->changes[i].devices);
+  pl_free(req->changes);
+  req->events = NULL;
+  req->nevents = 0;
+  req->changes = NULL;
+  req->nchanges = req->changes_cap = 0;
+  req->out_op = -1; /* nothing held: out may now lie under the next op's in */
+}
+
+void pl_store_req_out_begin(pl_store_req *req) {
+  pl_store_req_clear(req);
+  const pl__op *o = pl__op_get(req->op);
+  if (o && o->out_size)
+    memset((char *)req + o->out_off, 0, o->out_size);
+  req->out_op = o ? (int)req->op : -1;
+}
