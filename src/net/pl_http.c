@@ -76,7 +76,7 @@ static pl_http_conn *pl__hc(pl_stream *s) { return (pl_http_conn *)((char *)s - 
 static void pl__hard_close(pl_http_conn *hc);
 
 /* What the connection's buffers hold, for the server-wide bound. */
-static void pl__account(pl_http_conn *hc) {
+static void pl_http__account(pl_http_conn *hc) {
   pl_conn *c = &hc->c;
   if (c->limits)
     pl_limits_account(c->limits, &c->mem_counted,
@@ -87,11 +87,11 @@ static void pl__account(pl_http_conn *hc) {
 
 static void pl__update_out(pl_http_conn *hc) {
   hc->c.out_bytes = hc->s.out_bytes + (hc->ws ? pl_ws_output(hc->ws)->len : 0);
-  pl__account(hc);
+  pl_http__account(hc);
 }
 
-/* Reading stops until the output drains (pl__check_drain restarts it). */
-static void pl__hold_reading(pl_http_conn *hc) {
+/* Reading stops until the output drains (pl_http__check_drain restarts it). */
+static void pl_http__hold_reading(pl_http_conn *hc) {
   hc->c.out_held = 1;
   hc->c.progress_ms = pl_mono_ms();
   pl_stream_read_stop(&hc->s);
@@ -100,7 +100,7 @@ static void pl__hold_reading(pl_http_conn *hc) {
 static void pl__ws_go(pl_http_conn *hc);
 static void pl__unstall(pl_http_conn *hc);
 
-static void pl__check_drain(pl_http_conn *hc) {
+static void pl_http__check_drain(pl_http_conn *hc) {
   pl_conn *c = &hc->c;
   if (hc->session && c->want_drain && c->out_bytes <= c->drain_mark / 2 && !hc->s.closing) {
     c->want_drain = 0;
@@ -163,13 +163,13 @@ static void pl__on_fill(pl_stream *s) {
   }
 }
 
-static void pl__on_written(pl_stream *s) {
+static void pl_http__on_written(pl_stream *s) {
   pl_http_conn *hc = pl__hc(s);
   hc->c.progress_ms = s->progress_ms;
   if (hc->file_fd >= 0 && pl_stream_idle(s))
     pl__mark(hc); /* the next piece */
   pl__update_out(hc);
-  pl__check_drain(hc);
+  pl_http__check_drain(hc);
   /* The answers are out: a FIN, then input is dropped until the peer
    * closes (or the close grace ends). */
   if (s->closing && !s->dead && pl__done_writing(hc) && (!hc->ws || pl_ws_finished(hc->ws)))
@@ -188,7 +188,7 @@ static void pl__ex_unref(pl_http_ex *x) {
   }
 }
 
-static void pl__on_closed(pl_stream *s) {
+static void pl_http__on_closed(pl_stream *s) {
   pl_http_conn *hc = pl__hc(s);
   pl_http_listener *l = hc->lst;
   if (!hc->listed) { /* the accept failed */
@@ -206,7 +206,7 @@ static void pl__on_closed(pl_stream *s) {
     l->websockets--;
   if (hc->session)
     hc->c.h->on_close(&hc->c, hc->c.h->ud);
-  pl__account(hc);
+  pl_http__account(hc);
   if (hc->counted)
     pl_limits_leave(hc->c.limits, hc->c.ip_key);
   if (hc->spare)
@@ -241,7 +241,7 @@ static void pl__ws_close(pl_conn *c);
 /* The transport ends a session that does not read (or one past the memory
  * bound): the session answers why, and that one frame is queued whatever
  * the budget; then the WebSocket closes. */
-static void pl__cut(pl_http_conn *hc, pl_err why) {
+static void pl_http__cut(pl_http_conn *hc, pl_err why) {
   if (hc->s.closing)
     return;
   if (hc->c.limits)
@@ -262,7 +262,7 @@ static void pl__ws_write(pl_conn *c, pl_buf *b) {
   if (hc->s.closing)
     return;
   if (!hc->cutting && pl_conn_over_budget(c)) {
-    pl__cut(hc, PL_ERR_SLOW_CONSUMER);
+    pl_http__cut(hc, PL_ERR_SLOW_CONSUMER);
     return;
   }
   if (hc->json) {
@@ -394,7 +394,7 @@ static int pl__ws_message(void *ud, int text, const uint8_t *p, size_t n) {
   }
   pl__update_out(hc);
   if (!hc->s.closing && pl_conn_out_full(c)) {
-    pl__hold_reading(hc);
+    pl_http__hold_reading(hc);
     pause = 1;
   }
   return pause;
@@ -760,7 +760,7 @@ static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
         return; /* closing, upgraded, or held (the rest is kept) */
       pl__update_out(hc);
       if (pl_conn_out_full(&hc->c)) { /* pipelined requests wait for the answers to go */
-        pl__hold_reading(hc);
+        pl_http__hold_reading(hc);
         pl__stall(hc, p, n);
         return;
       }
@@ -770,7 +770,7 @@ static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
 
 /* ---- input ----------------------------------------------------------- */
 
-static void pl__on_eof(pl_stream *s) {
+static void pl_http__on_eof(pl_stream *s) {
   pl_http_conn *hc = pl__hc(s);
   if (!hc->ws)
     pl__finish(hc); /* answers already queued still go out */
@@ -778,7 +778,7 @@ static void pl__on_eof(pl_stream *s) {
     pl__hard_close(hc);
 }
 
-static void pl__on_data(pl_stream *s, const uint8_t *p, size_t n) {
+static void pl_http__on_data(pl_stream *s, const uint8_t *p, size_t n) {
   pl_http_conn *hc = pl__hc(s);
   if (s->closing)
     return;
@@ -791,17 +791,17 @@ static void pl__on_data(pl_stream *s, const uint8_t *p, size_t n) {
     return;
   pl__update_out(hc); /* WebSocket pongs are answers too */
   if (hc->ws && !s->closing && !hc->c.out_held && pl_conn_out_full(&hc->c))
-    pl__hold_reading(hc);
+    pl_http__hold_reading(hc);
   /* A big message in the making holds memory as its bytes arrive: none
    * more while all connections together hold too much. */
   if (hc->ws && pl_ws_buffered(hc->ws) > PL_LOOP_RBUF && hc->c.limits && pl_limits_memory_over(hc->c.limits))
-    pl__cut(hc, PL_ERR_TOO_MANY_CONNECTIONS);
+    pl_http__cut(hc, PL_ERR_TOO_MANY_CONNECTIONS);
 }
 
 static int pl__admit(pl_http_conn *hc, pl_limits *lim, const struct sockaddr *sa);
 
 /* A PROXY v2 header named the client: admitted by its address, or gone. */
-static void pl__on_peer(pl_stream *s, const struct sockaddr *sa) {
+static void pl_http__on_peer(pl_stream *s, const struct sockaddr *sa) {
   pl_http_conn *hc = pl__hc(s);
   if (sa)
     pl_tcp_addr_name(sa, hc->c.peer, sizeof hc->c.peer);
@@ -811,12 +811,12 @@ static void pl__on_peer(pl_stream *s, const struct sockaddr *sa) {
 }
 
 static const pl_stream_cbs pl__http_cbs = {
-    .on_data = pl__on_data,
-    .on_eof = pl__on_eof,
+    .on_data = pl_http__on_data,
+    .on_eof = pl_http__on_eof,
     .on_fill = pl__on_fill,
-    .on_written = pl__on_written,
-    .on_closed = pl__on_closed,
-    .on_peer = pl__on_peer,
+    .on_written = pl_http__on_written,
+    .on_closed = pl_http__on_closed,
+    .on_peer = pl_http__on_peer,
 };
 
 /* ---- listener -------------------------------------------------------- */
@@ -833,7 +833,7 @@ static int pl__admit(pl_http_conn *hc, pl_limits *lim, const struct sockaddr *sa
   return hc->counted || hc->spare;
 }
 
-static void pl__on_connection(uv_stream_t *server, int status) {
+static void pl_http__on_connection(uv_stream_t *server, int status) {
   pl_http_listener *l = server->data;
   if (status < 0)
     pl_tcp_accept_failed(&l->warned_ms, status);
@@ -847,7 +847,7 @@ static void pl__on_connection(uv_stream_t *server, int status) {
       0)
     return; /* closing: on_closed frees it */
   /* Behind a proxy the socket's address is the proxy's: admitted once the
-   * header says whose the connection is (pl__on_peer). */
+   * header says whose the connection is (pl_http__on_peer). */
   if (l->cfg.tcp.proxy)
     hc->c.limits = l->cfg.tcp.limits;
   else if (!pl__admit(hc, l->cfg.tcp.limits, NULL)) {
@@ -888,13 +888,13 @@ pl_err pl_http_listen(pl_loop *loop, const pl_http_config *cfg, const pl_conn_ha
   if (!l->cfg.keepalive_ms)
     l->cfg.keepalive_ms = 60000;
   l->tcp.data = l;
-  pl_err e = pl_tcp_open_listener(loop, &l->tcp, &cfg->tcp, pl__on_connection);
+  pl_err e = pl_tcp_open_listener(loop, &l->tcp, &cfg->tcp, pl_http__on_connection);
   if (e == PL_OK)
     *out = l;
   return e;
 }
 
-static void pl__listener_closed(uv_handle_t *h) {
+static void pl_http__listener_closed(uv_handle_t *h) {
   pl_http_listener *l = h->data;
   l->closing = 2;
 }
@@ -903,7 +903,7 @@ void pl_http_listener_close(pl_http_listener *l) {
   if (l->closing)
     return;
   l->closing = 1;
-  uv_close((uv_handle_t *)&l->tcp, pl__listener_closed);
+  uv_close((uv_handle_t *)&l->tcp, pl_http__listener_closed);
 }
 
 void pl_http_listener_free(pl_http_listener *l) { pl_free(l); }
@@ -941,7 +941,7 @@ void pl_http_sweep(pl_http_listener *l, uint64_t now) {
     if (pl_stream_sweep(&hc->s, now) || hc->s.closing) {
       /* cut, or closing within its grace */
     } else if (pl_conn_stuck(c, now)) {
-      pl__cut(hc, PL_ERR_SLOW_CONSUMER);
+      pl_http__cut(hc, PL_ERR_SLOW_CONSUMER);
     } else if (hc->ws) {
       if (pl_conn_idle_due(c, now))
         c->h->on_idle(c, c->h->ud);

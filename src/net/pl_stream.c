@@ -169,7 +169,7 @@ static void pl__write_rest(pl_stream *s) {
 
 /* One writev per chunk of up to PL__IOV_MAX buffers; what the socket does
  * not take now goes to libuv, which waits for it to become writable. */
-static void pl__write(pl_stream *s) {
+static void pl_stream__write(pl_stream *s) {
   while (s->enc && !s->writing && !s->dead) {
     uv_buf_t iov[PL__IOV_MAX];
     size_t total;
@@ -189,7 +189,7 @@ static void pl__write(pl_stream *s) {
 static void pl__redrive(pl_stream *s);
 static void pl__do_fin(pl_stream *s);
 
-static void pl__flush(pl_flusher *f) {
+static void pl_stream__flush(pl_flusher *f) {
   pl_stream *s = pl__of_flusher(f);
   if (s->dead)
     return;
@@ -199,7 +199,7 @@ static void pl__flush(pl_flusher *f) {
     s->cb->on_fill(s);
   if (!s->dead && s->type->encode && s->enc < s->qlen && s->type->encode(s) != 0)
     pl_stream_abort(s);
-  pl__write(s);
+  pl_stream__write(s);
   if (s->dead)
     return;
   if (s->fin_wanted) {
@@ -210,7 +210,7 @@ static void pl__flush(pl_flusher *f) {
   s->cb->on_written(s);
 }
 
-void pl_stream_flush_now(pl_stream *s) { pl__flush(&s->flusher); }
+void pl_stream_flush_now(pl_stream *s) { pl_stream__flush(&s->flusher); }
 
 /* ---- reading --------------------------------------------------------- */
 
@@ -431,7 +431,7 @@ int pl_stream_accept(pl_stream *s, uv_stream_t *server, pl_loop *loop, const pl_
                      void *type_arg, int proxy, const pl_stream_cbs *cb) {
   s->type = type;
   s->cb = cb;
-  s->flusher.fn = pl__flush;
+  s->flusher.fn = pl_stream__flush;
   s->progress_ms = pl_mono_ms();
   uv_tcp_init(pl_loop_uv(loop), &s->tcp);
   s->tcp.data = s;

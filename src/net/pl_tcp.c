@@ -64,14 +64,14 @@ static pl_tcp_conn *pl__tc(pl_stream *s) { return (pl_tcp_conn *)((char *)s - of
 static void pl__read_again(pl_tcp_conn *tc);
 
 /* What the connection's buffers hold, for the server-wide bound. */
-static void pl__account(pl_tcp_conn *tc) {
+static void pl_tcp__account(pl_tcp_conn *tc) {
   pl_conn *c = &tc->c;
   c->out_bytes = tc->s.out_bytes;
   if (c->limits)
     pl_limits_account(c->limits, &c->mem_counted, tc->s.dead ? 0 : c->out_bytes + tc->rbuf.cap);
 }
 
-static void pl__check_drain(pl_tcp_conn *tc) {
+static void pl_tcp__check_drain(pl_tcp_conn *tc) {
   pl_conn *c = &tc->c;
   if (tc->s.closing)
     return;
@@ -87,11 +87,11 @@ static void pl__check_drain(pl_tcp_conn *tc) {
 }
 
 /* The stream wrote what it could: drains, and the end of a closing one. */
-static void pl__on_written(pl_stream *s) {
+static void pl_tcp__on_written(pl_stream *s) {
   pl_tcp_conn *tc = pl__tc(s);
   tc->c.out_bytes = s->out_bytes;
   tc->c.progress_ms = s->progress_ms;
-  pl__check_drain(tc);
+  pl_tcp__check_drain(tc);
   if (s->dead)
     return;
   if (s->closing) {
@@ -99,7 +99,7 @@ static void pl__on_written(pl_stream *s) {
     if (pl_stream_idle(s))
       pl_stream_fin(s, tc->c.limits && !tc->ip_key_counted);
   }
-  pl__account(tc);
+  pl_tcp__account(tc);
 }
 
 static void pl__tcp_close(pl_conn *c);
@@ -107,7 +107,7 @@ static void pl__tcp_close(pl_conn *c);
 /* The transport ends a connection (a cap, or a client that does not read):
  * the handler answers why, and that one frame is queued whatever the
  * budget; then it closes. */
-static void pl__cut(pl_tcp_conn *tc, pl_err why) {
+static void pl_tcp__cut(pl_tcp_conn *tc, pl_err why) {
   pl_conn *c = &tc->c;
   if (tc->s.closing)
     return;
@@ -121,7 +121,7 @@ static void pl__cut(pl_tcp_conn *tc, pl_err why) {
 static void pl__cut_counted(pl_tcp_conn *tc, pl_err why) {
   if (!tc->s.closing && tc->c.limits)
     pl_limits_count_cut(tc->c.limits, why);
-  pl__cut(tc, why);
+  pl_tcp__cut(tc, why);
 }
 
 static void pl__tcp_write(pl_conn *c, pl_buf *b) {
@@ -133,16 +133,16 @@ static void pl__tcp_write(pl_conn *c, pl_buf *b) {
     return;
   }
   pl_stream_write(&tc->s, b);
-  pl__account(tc);
+  pl_tcp__account(tc);
 }
 
 /* ---- closing ---------------------------------------------------------- */
 
-static void pl__on_closed(pl_stream *s) {
+static void pl_tcp__on_closed(pl_stream *s) {
   pl_tcp_conn *tc = pl__tc(s);
   pl_tcp_listener *l = tc->lst;
   pl_bytes_free(&tc->rbuf);
-  pl__account(tc);
+  pl_tcp__account(tc);
   if (tc->ip_key_counted)
     pl_limits_leave(tc->c.limits, tc->c.ip_key);
   if (tc->listed) {
@@ -164,14 +164,14 @@ static void pl__tcp_close(pl_conn *c) {
   pl_stream_closing(&tc->s);
 }
 
-static void pl__on_eof(pl_stream *s) {
+static void pl_tcp__on_eof(pl_stream *s) {
   pl__tcp_close(&pl__tc(s)->c); /* the peer is done sending: flush and close */
 }
 
 /* ---- input ------------------------------------------------------------ */
 
-/* Reading stops until the output drains (pl__check_drain restarts it). */
-static void pl__hold_reading(pl_tcp_conn *tc) {
+/* Reading stops until the output drains (pl_tcp__check_drain restarts it). */
+static void pl_tcp__hold_reading(pl_tcp_conn *tc) {
   tc->c.out_held = 1;
   tc->c.progress_ms = pl_mono_ms();
   pl_stream_read_stop(&tc->s);
@@ -183,7 +183,7 @@ static size_t pl__dispatch(pl_tcp_conn *tc, const uint8_t *p, size_t n) {
   size_t off = 0;
   while (!tc->s.closing && !tc->paused && !c->out_held) {
     if (pl_conn_out_full(c) || tc->s.qlen >= PL__HOLD_FRAMES) { /* more answers would only pile up */
-      pl__hold_reading(tc);
+      pl_tcp__hold_reading(tc);
       break;
     }
     pl_frame f;
@@ -212,7 +212,7 @@ static void pl__process_rbuf(pl_tcp_conn *tc) {
     pl_bytes_consume(&tc->rbuf, used);
 }
 
-static void pl__on_data(pl_stream *s, const uint8_t *p, size_t n) {
+static void pl_tcp__on_data(pl_stream *s, const uint8_t *p, size_t n) {
   pl_tcp_conn *tc = pl__tc(s);
   if (s->closing)
     return;
@@ -229,7 +229,7 @@ static void pl__on_data(pl_stream *s, const uint8_t *p, size_t n) {
    * while all connections together hold too much. */
   if (tc->rbuf.len > PL_LOOP_RBUF && tc->c.limits && pl_limits_memory_over(tc->c.limits))
     pl__cut_counted(tc, PL_ERR_TOO_MANY_CONNECTIONS);
-  pl__account(tc);
+  pl_tcp__account(tc);
 }
 
 static void pl__tcp_pause(pl_conn *c) {
@@ -270,7 +270,7 @@ static const pl_transport_ops pl__tcp_ops = {
 
 /* A PROXY v2 header named the client: it is the connection's address from
  * now on (limits, throttle, logs), and it is admitted by it. */
-static void pl__on_peer(pl_stream *s, const struct sockaddr *sa) {
+static void pl_tcp__on_peer(pl_stream *s, const struct sockaddr *sa) {
   pl_tcp_conn *tc = pl__tc(s);
   pl_conn *c = &tc->c;
   if (sa) {
@@ -280,15 +280,15 @@ static void pl__on_peer(pl_stream *s, const struct sockaddr *sa) {
   pl_debug("conn %llu: %s through a proxy", (unsigned long long)c->id, c->peer);
   tc->ip_key_counted = c->limits && pl_limits_admit(c->limits, c->ip_key) == PL_OK;
   if (c->limits && !tc->ip_key_counted)
-    pl__cut(tc, PL_ERR_TOO_MANY_CONNECTIONS);
+    pl_tcp__cut(tc, PL_ERR_TOO_MANY_CONNECTIONS);
 }
 
 static const pl_stream_cbs pl__tcp_cbs = {
-    .on_data = pl__on_data,
-    .on_eof = pl__on_eof,
-    .on_written = pl__on_written,
-    .on_closed = pl__on_closed,
-    .on_peer = pl__on_peer,
+    .on_data = pl_tcp__on_data,
+    .on_eof = pl_tcp__on_eof,
+    .on_written = pl_tcp__on_written,
+    .on_closed = pl_tcp__on_closed,
+    .on_peer = pl_tcp__on_peer,
 };
 
 /* ---- listener --------------------------------------------------------- */
@@ -335,7 +335,7 @@ void pl_tcp_accept_failed(uint64_t *warned_ms, int status) {
           uv_strerror(status));
 }
 
-static void pl__on_connection(uv_stream_t *server, int status) {
+static void pl_tcp__on_connection(uv_stream_t *server, int status) {
   pl_tcp_listener *l = server->data;
   if (status < 0)
     pl_tcp_accept_failed(&l->warned_ms, status);
@@ -354,7 +354,7 @@ static void pl__on_connection(uv_stream_t *server, int status) {
   tc->c.limits = l->limits;
   tc->c.ip_key = pl_tcp_peer_key(&tc->s.tcp);
   /* Behind a proxy, the socket's address is the proxy's: the connection is
-   * admitted once the header says whose it is (pl__on_peer). */
+   * admitted once the header says whose it is (pl_tcp__on_peer). */
   tc->ip_key_counted = l->limits && !l->proxy && pl_limits_admit(l->limits, tc->c.ip_key) == PL_OK;
   pl_tcp_peer_name(&tc->s.tcp, tc->c.peer, sizeof tc->c.peer);
   tc->listed = 1;
@@ -365,7 +365,7 @@ static void pl__on_connection(uv_stream_t *server, int status) {
   l->count++;
   l->h->on_open(&tc->c, l->h->ud);
   if (l->limits && !l->proxy && !tc->ip_key_counted) { /* over a cap: told so, and closed */
-    pl__cut(tc, PL_ERR_TOO_MANY_CONNECTIONS);
+    pl_tcp__cut(tc, PL_ERR_TOO_MANY_CONNECTIONS);
     /* at once: a burst of accepts must not run out of descriptors on
      * connections it only refuses */
     pl_stream_flush_now(&tc->s);
@@ -424,13 +424,13 @@ pl_err pl_tcp_listen(pl_loop *loop, const pl_tcp_config *cfg, const pl_conn_hand
   l->type_arg = cfg->type_arg;
   l->proxy = cfg->proxy;
   l->tcp.data = l;
-  pl_err e = pl_tcp_open_listener(loop, &l->tcp, cfg, pl__on_connection);
+  pl_err e = pl_tcp_open_listener(loop, &l->tcp, cfg, pl_tcp__on_connection);
   if (e == PL_OK)
     *out = l;
   return e;
 }
 
-static void pl__listener_closed(uv_handle_t *h) {
+static void pl_tcp__listener_closed(uv_handle_t *h) {
   pl_tcp_listener *l = h->data;
   l->closing = 2;
 }
@@ -446,7 +446,7 @@ void pl_tcp_listener_close(pl_tcp_listener *l) {
   if (l->closing)
     return;
   l->closing = 1;
-  uv_close((uv_handle_t *)&l->tcp, pl__listener_closed);
+  uv_close((uv_handle_t *)&l->tcp, pl_tcp__listener_closed);
 }
 
 void pl_tcp_close_all(pl_tcp_listener *l) {

@@ -263,7 +263,7 @@ static int pl__accept(pl_stream *s, void *arg) {
 
 /* The peer is not speaking TLS, or broke it: its alert goes out, nothing
  * else does, and the connection closes. */
-static void pl__fail(pl_stream *s, const char *what) {
+static void pl_tls__fail(pl_stream *s, const char *what) {
   pl__tconn *tc = s->tls;
   char why[256];
   pl_debug("tls: %s: %s", what, pl__ossl_err(why, sizeof why));
@@ -287,7 +287,7 @@ static int pl__handshake(pl_stream *s) {
     pl__send_wire(s);
     return 1;
   }
-  pl__fail(s, "handshake failed");
+  pl_tls__fail(s, "handshake failed");
   return 1;
 }
 
@@ -313,7 +313,7 @@ static int pl__read(pl_stream *s, const uint8_t *p, size_t n) {
       break;
     }
     if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-      pl__fail(s, "read");
+      pl_tls__fail(s, "read");
       return 0;
     }
     break;
