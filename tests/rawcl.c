@@ -4,11 +4,13 @@
 #include <string.h>
 #include <unistd.h>
 
-int rc_open(int port, int kind) {
+int rc_open(int port, int kind) { return rc_open_v(port, kind, 1); }
+
+int rc_open_v(int port, int kind, unsigned version) {
   int fd = tl_connect(port);
   CHECK(fd >= 0);
   Parley__Hello h = PARLEY__HELLO__INIT;
-  h.version = 1;
+  h.version = version;
   h.kind = (Parley__ClientKind)kind;
   CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_HELLO, &h) == 0);
   void *m = rc_expect(fd, PARLEY__FRAME_TYPE__FRAME_WELCOME, 5000);

@@ -10,6 +10,8 @@
 
 /* Connects and does Hello/Welcome (kind: Parley__ClientKind). Fails the test on error. */
 int rc_open(int port, int kind);
+/* The same, speaking protocol version (1 or 2). */
+int rc_open_v(int port, int kind, unsigned version);
 /* Register or login (frame type 4 or 5); returns 0 and copies the token, or the Error code. */
 int rc_auth(int fd, int type, const char *user, const char *pw, const char *device, char token[128]);
 /* Resume; returns 0 or the Error code. */

@@ -13,11 +13,13 @@
  * (the server deduplicates, so this never makes a second copy). A message is
  * reported exactly once, through on_ack or on_send_error.
  *
- * Reception: messages arrive through on_message in queue order. The library
- * drops anything it already handed to the application during this handle's
- * life (by qid), so a redelivery after a reconnect is never shown twice. With
- * auto_ack on (the default) it acknowledges each delivered message after
- * on_message returns, batched into one Ack per parley_run() pass.
+ * Reception: messages arrive through on_message, each stream in its order:
+ * the device's queue (1:1 messages, by qid) and each group (by seq; protocol
+ * version 2, the default). The library drops anything it already handed to
+ * the application during this handle's life (by position in its stream), so
+ * a redelivery after a reconnect is never shown twice. With auto_ack on (the
+ * default) it acknowledges each delivered message after on_message returns,
+ * batched into one Ack per parley_run() pass.
  *
  * Reconnect: after an authenticated connection drops, the library reconnects
  * with exponential backoff and full jitter (reconnect_min_ms doubling up to
@@ -213,6 +215,7 @@ typedef struct parley_options {
   int reconnect_min_ms;    /* default 200 */
   int reconnect_max_ms;    /* default 10000 */
   int request_timeout_ms;  /* blocking calls' timeout; default 10000 */
+  int protocol;            /* protocol version: 0 = 2 (the newest); 1 for an old single-node server */
   /* TLS (docs/protocol.md 1, "TLS"): the server's certificate is verified
    * against ca_file (PEM) or, when NULL, the system's CAs, and must name
    * tls_name (default: host). */
@@ -275,8 +278,15 @@ int parley_send_media_wait(parley *c, const char *id, const char *peer, const ch
                            const char *media_id, const void *caption, size_t len, parley_send_ack *ack,
                            int timeout_ms);
 
-/* Acknowledges every delivered message with qid <= upto (for auto_ack off). */
+/* Acknowledges every delivered queue entry with qid <= upto (for auto_ack
+ * off). In protocol 2 group messages are not covered: use parley_ack_message. */
 int parley_ack(parley *c, uint64_t upto);
+/* Acknowledges m and everything before it in its stream (its group's
+ * history by seq, or the device's queue by qid); for auto_ack off. */
+int parley_ack_message(parley *c, const parley_message *m);
+/* Acknowledges everything delivered to the application so far, in every
+ * stream (for auto_ack off: call it once what was delivered is safe). */
+int parley_ack_delivered(parley *c);
 
 /* Requests on an authenticated handle that block (running parley_run) until
  * the server answers or timeout_ms (<= 0: request_timeout_ms) passes. They

@@ -17,7 +17,7 @@
 
 typedef struct cli_recv {
   pl_bytes out;        /* lines not yet written out */
-  uint64_t last_qid;   /* highest in out or written */
+  int got;             /* something to acknowledge was delivered since the last ack */
   uint64_t last_event; /* mono ms of the latest message */
   size_t unflushed;    /* messages in out */
 } cli_recv;
@@ -26,7 +26,7 @@ static void recv_on_message(parley *c, const parley_message *m, void *ud) {
   (void)c;
   cli_recv *r = ud;
   cli_json_message(&r->out, m);
-  r->last_qid = m->qid;
+  r->got = 1;
   r->last_event = pl_mono_ms();
   r->unflushed++;
 }
@@ -42,7 +42,7 @@ static void recv_on_event(parley *c, const parley_event *e, void *ud) {
   cli_recv *r = ud;
   cli_json_event(&r->out, e);
   if (e->qid)
-    r->last_qid = e->qid;
+    r->got = 1;
   r->last_event = pl_mono_ms();
   r->unflushed++;
 }
@@ -50,8 +50,9 @@ static void recv_on_event(parley *c, const parley_event *e, void *ud) {
 static int recv_commit(const cli *o, parley *c, cli_recv *r) {
   if (cli_print(&r->out) != 0)
     return cli_fail(CLI_EXIT_ERR, "cannot write to standard output (messages not acknowledged)");
-  if (!o->no_ack && r->last_qid)
-    parley_ack(c, r->last_qid);
+  if (!o->no_ack && r->got) /* all printed: every stream up to what was delivered */
+    parley_ack_delivered(c);
+  r->got = 0;
   r->unflushed = 0;
   return 0;
 }
@@ -119,7 +120,7 @@ static void chat_on_message(parley *c, const parley_message *m, void *ud) {
     ch->status = cli_fail(CLI_EXIT_ERR, "cannot write to standard output");
     return;
   }
-  parley_ack(c, m->qid); /* shown, so received */
+  parley_ack_message(c, m); /* shown, so received */
 }
 
 static void chat_on_send_error(parley *c, const char *id, int code, const char *message, void *ud) {

@@ -77,6 +77,7 @@ parley *parley_new(const parley_options *opt) {
   if (c->reconnect_max_ms < c->reconnect_min_ms)
     c->reconnect_max_ms = c->reconnect_min_ms;
   c->request_timeout_ms = plc__or(o.request_timeout_ms, 10000);
+  c->proto = o.protocol == 1 ? 1u : PL_PROTOCOL_VERSION_MAX;
   if (o.tls) {
     c->tls_name = pl_strdup(o.tls_name && *o.tls_name ? o.tls_name : c->host);
     c->tls_ctx = plc_sock_tls_ctx(o.ca_file, c->tls_setup_err, sizeof c->tls_setup_err);
@@ -104,6 +105,7 @@ void parley_free(parley *c) {
   pl_free(c->token);
   pl_free(c->user);
   pl_free(c->device);
+  pl_free(c->gm);
   if (c->req_answer)
     protobuf_c_message_free_unpacked(c->req_answer, NULL);
   pl_free(c->wait_conv);
@@ -703,6 +705,29 @@ int parley_ack(parley *c, uint64_t upto) {
     return PARLEY_E_ARG;
   if (upto > c->ack_upto)
     c->ack_upto = upto;
+  return PARLEY_OK;
+}
+
+int parley_ack_delivered(parley *c) {
+  if (!c)
+    return PARLEY_E_ARG;
+  if (c->last_qid > c->ack_upto)
+    c->ack_upto = c->last_qid;
+  for (size_t i = 0; i < c->ngm; i++)
+    if (c->gm[i].last > c->gm[i].ack_upto)
+      c->gm[i].ack_upto = c->gm[i].last;
+  return PARLEY_OK;
+}
+
+int parley_ack_message(parley *c, const parley_message *m) {
+  if (!c || !m)
+    return PARLEY_E_ARG;
+  uint64_t gid = c->proto >= 2 && m->group ? plc_gid(m->group) : 0;
+  if (!gid)
+    return parley_ack(c, m->qid);
+  plc_gmark *g = plc_gmark_get(c, gid, 0);
+  if (g && m->seq > g->ack_upto)
+    g->ack_upto = m->seq;
   return PARLEY_OK;
 }
 

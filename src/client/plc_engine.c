@@ -97,6 +97,8 @@ static void plc__reset_conn(parley *c) {
   c->wpos = 0;
   c->conn_max_qid = 0;
   c->ack_sent = 0;
+  for (size_t i = 0; i < c->ngm; i++)
+    c->gm[i].conn_max = c->gm[i].ack_sent = 0;
   c->close_hint = 0;
   c->inflight = 0;
   plc_outbox_rewind(&c->ob);
@@ -132,7 +134,7 @@ static void plc__send_hello(parley *c) {
   uint64_t now = pl_mono_ms();
   c->last_read = c->last_write = c->last_ping = now;
   Parley__Hello h = PARLEY__HELLO__INIT;
-  h.version = PL_PROTOCOL_VERSION;
+  h.version = c->proto;
   h.kind = (Parley__ClientKind)c->kind;
   h.client_name = c->client_name;
   c->hello_wall = pl_now_ms();
@@ -212,8 +214,10 @@ static void plc__on_auth_ok(parley *c, const Parley__AuthOk *a) {
   /* The outbox belongs to the session's user; another user must not send it. */
   if (c->user && strcmp(c->user, plc__s(a->user)) != 0)
     plc__fail_outbox(c, PARLEY_E_STATE, "logged in as another user");
-  if (a->device_id != c->device_id)
-    c->last_qid = c->ack_upto = 0; /* qids are per device queue */
+  if (a->device_id != c->device_id) {
+    c->last_qid = c->ack_upto = 0; /* positions are per device */
+    c->ngm = 0;
+  }
   plc__replace(&c->user, a->user);
   plc__replace(&c->device, a->device);
   if (a->token && *a->token)
@@ -332,14 +336,68 @@ static void plc__on_send_ack(parley *c, const Parley__SendAck *a) {
   plc_msg_done(c, m, &ack, PARLEY_OK, NULL);
 }
 
-static void plc__on_message(parley *c, const Parley__Message *pm) {
-  if (c->phase < PLC_READY)
-    return;
+uint64_t plc_gid(const char *g) {
+  uint64_t v = 0;
+  size_t n = g ? strlen(g) : 0;
+  if (n == 0 || n > 18 || g[0] == '0')
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (g[i] < '0' || g[i] > '9')
+      return 0;
+    v = v * 10 + (uint64_t)(g[i] - '0');
+  }
+  return v;
+}
+
+plc_gmark *plc_gmark_get(parley *c, uint64_t gid, int create) {
+  size_t lo = 0, hi = c->ngm;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (c->gm[mid].gid < gid)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo < c->ngm && c->gm[lo].gid == gid)
+    return &c->gm[lo];
+  if (!create)
+    return NULL;
+  if (c->ngm == c->gmcap) {
+    c->gmcap = c->gmcap ? c->gmcap * 2 : 8;
+    c->gm = pl_realloc(c->gm, c->gmcap * sizeof *c->gm);
+  }
+  memmove(&c->gm[lo + 1], &c->gm[lo], (c->ngm - lo) * sizeof *c->gm);
+  c->ngm++;
+  c->gm[lo] = (plc_gmark){.gid = gid};
+  return &c->gm[lo];
+}
+
+/* Is this Message new to the application? Raises its stream's marks
+ * (protocol 2: a group entry's stream is its group, by seq). */
+static int plc__fresh(parley *c, const Parley__Message *pm) {
+  uint64_t gid = c->proto >= 2 && pm->group && *pm->group ? plc_gid(pm->group) : 0;
+  if (gid) {
+    plc_gmark *g = plc_gmark_get(c, gid, 1);
+    if (pm->seq > g->conn_max)
+      g->conn_max = pm->seq;
+    if (pm->seq <= g->last)
+      return 0;
+    g->last = pm->seq;
+    return 1;
+  }
   if (pm->qid > c->conn_max_qid)
     c->conn_max_qid = pm->qid;
   if (pm->qid <= c->last_qid)
-    return; /* redelivered after a reconnect: the application has it */
+    return 0;
   c->last_qid = pm->qid;
+  return 1;
+}
+
+static void plc__on_message(parley *c, const Parley__Message *pm) {
+  if (c->phase < PLC_READY)
+    return;
+  if (!plc__fresh(c, pm))
+    return; /* redelivered after a reconnect: the application has it */
   if (c->cb.on_message) {
     parley_message m = {
         .qid = pm->qid,
@@ -380,7 +438,12 @@ static void plc__on_message(parley *c, const Parley__Message *pm) {
     c->cb.on_message(c, &m, c->ud);
     c->depth--;
   }
-  if (c->auto_ack && pm->qid > c->ack_upto)
+  if (!c->auto_ack)
+    return;
+  plc_gmark *g = c->proto >= 2 && pm->group && *pm->group ? plc_gmark_get(c, plc_gid(pm->group), 0) : NULL;
+  if (g && pm->seq > g->ack_upto)
+    g->ack_upto = pm->seq;
+  else if (!g && pm->qid > c->ack_upto)
     c->ack_upto = pm->qid;
 }
 
@@ -631,12 +694,36 @@ static void plc__prepare_output(parley *c) {
   plc_pump(c);
   /* Only ack what this connection delivered: the server ignores the rest. */
   uint64_t upto = c->ack_upto < c->conn_max_qid ? c->ack_upto : c->conn_max_qid;
-  if (upto > c->ack_sent) {
-    Parley__Ack a = PARLEY__ACK__INIT;
-    a.upto = upto;
-    plc_write(c, PARLEY__FRAME_TYPE__FRAME_ACK, &a.base);
-    c->ack_sent = upto;
+  size_t ng = 0;
+  for (size_t i = 0; i < c->ngm; i++) {
+    plc_gmark *g = &c->gm[i];
+    ng += (g->ack_upto < g->conn_max ? g->ack_upto : g->conn_max) > g->ack_sent;
   }
+  if (upto <= c->ack_sent && !ng)
+    return;
+  Parley__Ack a = PARLEY__ACK__INIT;
+  Parley__GroupAck *ga = ng ? pl_calloc(ng, sizeof *ga) : NULL, **gp = ng ? pl_calloc(ng, sizeof *gp) : NULL;
+  char(*names)[24] = ng ? pl_calloc(ng, sizeof *names) : NULL;
+  for (size_t i = 0; i < c->ngm && a.n_groups < ng; i++) {
+    plc_gmark *g = &c->gm[i];
+    uint64_t s = g->ack_upto < g->conn_max ? g->ack_upto : g->conn_max;
+    if (s <= g->ack_sent)
+      continue;
+    parley__group_ack__init(&ga[a.n_groups]);
+    snprintf(names[a.n_groups], sizeof names[0], "%llu", (unsigned long long)g->gid);
+    ga[a.n_groups].group = names[a.n_groups];
+    ga[a.n_groups].upto_seq = s;
+    gp[a.n_groups] = &ga[a.n_groups];
+    a.n_groups++;
+    g->ack_sent = s;
+  }
+  a.groups = gp;
+  a.upto = upto > c->ack_sent ? upto : c->ack_sent;
+  plc_write(c, PARLEY__FRAME_TYPE__FRAME_ACK, &a.base);
+  c->ack_sent = a.upto;
+  pl_free(ga);
+  pl_free(gp);
+  pl_free(names);
 }
 
 /* ---- timers ------------------------------------------------------------- */

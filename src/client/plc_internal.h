@@ -46,6 +46,20 @@ typedef enum plc_phase {
 /* The blocking operation waiting for the engine, if any. */
 typedef enum plc_op { PLC_OP_NONE = 0, PLC_OP_CONNECT, PLC_OP_AUTH, PLC_OP_LOGOUT } plc_op;
 
+/* A group's stream (protocol 2): the same marks as the queue's, by seq. */
+typedef struct plc_gmark {
+  uint64_t gid;
+  uint64_t last;     /* highest seq handed to the application */
+  uint64_t ack_upto; /* highest seq the application acknowledged */
+  uint64_t conn_max; /* highest seq received on this connection */
+  uint64_t ack_sent; /* highest seq acknowledged on this connection */
+} plc_gmark;
+
+/* Group gid's marks (create: made if missing, else NULL). */
+plc_gmark *plc_gmark_get(parley *c, uint64_t gid, int create);
+/* A group id's number (0: not one). */
+uint64_t plc_gid(const char *group);
+
 struct parley {
   /* Options (strings owned). */
   char *host;
@@ -105,7 +119,10 @@ struct parley {
   int req_done, req_err;
   ProtobufCMessage *req_answer; /* ContactList or Presence (owned) */
 
-  /* Reception. */
+  /* Reception. The queue's marks here; in protocol 2, each group's in gm. */
+  uint32_t proto; /* the Hello's version */
+  plc_gmark *gm;  /* by gid */
+  size_t ngm, gmcap;
   uint64_t last_qid;     /* highest qid handed to the application */
   uint64_t ack_upto;     /* highest qid the application acknowledged */
   uint64_t conn_max_qid; /* highest qid received on this connection */

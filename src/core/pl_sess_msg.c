@@ -117,6 +117,9 @@ void pl_sess__start_sync(pl_session *s) {
   sr->req.user_id = s->user_id; /* its groups' histories */
   sr->req.u.fetch.in.after = s->cur.last_sent;
   sr->req.u.fetch.in.limit = s->core->cfg.fetch_batch;
+  /* what the connection takes before the cursor waits for a drain (§5) */
+  sr->req.u.fetch.in.max_bytes =
+      s->core->cfg.out_high < UINT32_MAX ? (uint32_t)s->core->cfg.out_high : UINT32_MAX;
   if (s->proto >= 2) { /* each group from what this connection wrote of it (else: the stored cursor) */
     sr->req.u.fetch.in.streams = 1;
     sr->gpos = pl_malloc((s->cur.ngs + 1) * sizeof *sr->gpos);

@@ -206,8 +206,8 @@ void pl_sess__presence_get_reply(pl_session *s, const char *ref, pl_sess__req *s
 static void pl__logout_done(pl_store_req *req) {
   pl_sess__req *sr = PL_SESS__REQ(req);
   pl_session *s = sr->s;
-  if (req->status == PL_OK) /* a logged-out device gets no notifications */
-    pl_push_register(s->core->push, s->device_id, 0, NULL, NULL, "");
+  if (req->status == PL_OK) /* a logged-out device gets no notifications (the store dropped its token) */
+    pl_push_forget(s->core->push, s->device_id);
   if (s->conn && req->status == PL_OK) {
     Parley__LogoutOk m = PARLEY__LOGOUT_OK__INIT;
     pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_LOGOUT_OK, &m.base);
@@ -243,7 +243,7 @@ int pl_sess__on_logout(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
 static void pl__revoked(pl_session *s, const pl_store_req *req) {
   for (size_t i = 0; i < req->u.devices.out.ntargets; i++) {
     s->core->router->ops->kick(s->core->router, req->u.devices.out.targets[i]);
-    pl_push_register(s->core->push, req->u.devices.out.targets[i], 0, NULL, NULL, "");
+    pl_push_forget(s->core->push, req->u.devices.out.targets[i]);
     pl_info("conn %llu %s: %s revoked device %s", (unsigned long long)s->conn->id, s->conn->peer, s->user,
             req->u.devices.out.names[i]);
   }

@@ -215,6 +215,16 @@ pl_err pl_push_register(pl_push *p, uint64_t device, uint64_t user_id, const cha
   return PL_OK;
 }
 
+void pl_push_forget(pl_push *p, uint64_t device) {
+  if (!p)
+    return;
+  pthread_mutex_lock(&p->mu);
+  pl__tok *old = pl_map_del(&p->tokens, device);
+  atomic_store(&p->ntokens, p->tokens.len);
+  pthread_mutex_unlock(&p->mu);
+  pl__tok_free(old);
+}
+
 /* Only what a person reads: messages, not receipts, read syncs or
  * membership events. */
 static int pl__visible(const pl_msg *m) { return m->kind == PL_MSG_MESSAGE; }

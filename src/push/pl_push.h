@@ -71,6 +71,11 @@ int pl_push_provider_on(const pl_push *p, const char *provider);
 pl_err pl_push_register(pl_push *p, uint64_t device, uint64_t user_id, const char *user, const char *provider,
                         const char *token);
 
+/* Any thread: device signed out (LOGOUT or DEVICES revoke, which removed
+ * its token and pending row in their transaction): the in-memory set
+ * forgets it; nothing is submitted. */
+void pl_push_forget(pl_push *p, uint64_t device);
+
 /* Store thread, after commit: m was queued for these devices (1:1), or
  * went to group gid from device skip. Only user-visible messages count.
  * They submit to the store and return (the group's members are listed by

@@ -16,9 +16,10 @@
  *
  * What the backend keeps (contracts it must honour, stated here so every
  * backend honours the same ones):
- * - a member's join point (since) is the newest qid given before it joins,
+ * - positions in a group's history are its seqs (gap-free, per group);
+ * - a member's join point (since) is the group's last seq before it joins,
  *   so the first entry it is owed is the event that made it a member;
- * - a member who leaves keeps left = the qid of the event of its leaving;
+ * - a member who leaves keeps left = the seq of the event of its leaving;
  * - a group's history is deleted up to the lowest cursor of every signed-in
  *   device of every member (and of members who left, up to their left), and
  *   a member who left is forgotten once nothing is owed to it. */
@@ -118,8 +119,8 @@ int pl_roles_event(int op);
 
 /* A member who may inherit: the backend lists the group's members but the
  * one leaving (in any order; it may list only the earliest of each role,
- * since the rule never picks a later one). joined: its join point (a qid:
- * members who joined in one request share it). */
+ * since the rule never picks a later one). joined: its join point (the
+ * group's seq then: members who joined in one request share it). */
 typedef struct pl_roles_cand {
   uint64_t uid, joined;
   int role;
@@ -136,7 +137,7 @@ size_t pl_roles_heir(const pl_roles_cand *c, size_t n);
 
 /* ---- history ---- */
 
-/* A device's window of a group's history: the entries with lo < qid <= hi
+/* A device's window of a group's history: the entries with lo < seq <= hi
  * are owed to it. since/left: the membership's join and leave points (left
  * 0: still a member); cursor: what the device acknowledged; after: where
  * the device asks to start. Returns 0 if nothing can be owed (lo >= hi). */

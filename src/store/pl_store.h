@@ -80,7 +80,7 @@ typedef enum pl_store_op {
   PL_STORE_GET_USER,       /* read a user's password hash (for login) */
   PL_STORE_LOGIN_DEVICE,   /* create or resume a device by name, set its token */
   PL_STORE_RESUME,         /* find the device of a token */
-  PL_STORE_LOGOUT,         /* revoke a device's token */
+  PL_STORE_LOGOUT,         /* revoke a device's token; its queue and push token go in the same transaction */
   PL_STORE_SEND,           /* commit a 1:1 message (dedup, seq, queue) */
   PL_STORE_FETCH,          /* read a device's queue after a qid */
   PL_STORE_ACK,            /* drop a device's queue up to a qid; delivered receipts */
@@ -377,6 +377,9 @@ typedef struct pl_store_fetch_req {
   struct {
     uint64_t after; /* queue entries with qid > after (streams 0: group entries too) */
     uint32_t limit; /* at most this many (0 = 256) */
+    /* and about this many bytes (0 = 1 MiB): a page stops after the entry
+     * that passes it (so one entry larger than it still comes) */
+    uint32_t max_bytes;
     /* 0 (protocol 1): one stream in qid order. 1 (protocol 2): the queue
      * and each group are streams of their own: after covers the queue;
      * group entries go by seq (gafter). */

@@ -324,6 +324,97 @@ static void test_offline_member_500_then_deleted(void) {
   close(bob);
 }
 
+/* Protocol 2: each group's history is a stream of its own, positioned by
+ * seq and acknowledged per group (protocol.md 10.3-10.4). Bob, in two groups,
+ * acknowledges one of them: after a reconnect only the other's entries come
+ * again, under the same seqs; an ack for a seq the connection was not sent
+ * is clamped; once both are acked nothing comes, also after a restart. */
+static int bob_v2(const char *tok) {
+  int fd = rc_open_v(srv.port, PARLEY__CLIENT_KIND__KIND_MOBILE, 2);
+  CHECK_EQ_I(rc_resume(fd, tok), 0);
+  return fd;
+}
+
+/* Collects n group Messages of groups g[0] and g[1]; in each group the
+ * seqs rise by one (first[k] .. last[k], 0 if none came) and every entry
+ * carries its group. */
+static void collect_streams(int fd, size_t n, char g[2][24], uint64_t first[2], uint64_t last[2]) {
+  Parley__Message *m[16];
+  size_t got = rc_collect(fd, m, n, T_MS);
+  CHECK_EQ_U(got, n);
+  first[0] = first[1] = last[0] = last[1] = 0;
+  for (size_t i = 0; i < got; i++) {
+    int k = !strcmp(m[i]->group, g[0]) ? 0 : !strcmp(m[i]->group, g[1]) ? 1 : -1;
+    CHECK(k >= 0);
+    if (k < 0)
+      continue;
+    if (!first[k])
+      first[k] = m[i]->seq;
+    else
+      CHECK_EQ_U(m[i]->seq, last[k] + 1);
+    last[k] = m[i]->seq;
+  }
+  rc_free_msgs(m, got);
+  tl_expect_nothing(fd, QUIET_MS);
+}
+
+static void ack_groups(int fd, const char *g1, uint64_t s1, const char *g2, uint64_t s2) {
+  Parley__Ack a = PARLEY__ACK__INIT;
+  Parley__GroupAck x = PARLEY__GROUP_ACK__INIT, y = PARLEY__GROUP_ACK__INIT, *v[2] = {&x, &y};
+  x.group = (char *)g1, x.upto_seq = s1;
+  y.group = (char *)g2, y.upto_seq = s2;
+  a.groups = v;
+  a.n_groups = g2 ? 2 : 1;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_ACK, &a) == 0);
+  rc_ack_sync(fd, 0); /* a Pong after it: the Ack is in the store's queue before any later fetch */
+}
+
+static void test_v2_group_streams(void) {
+  start();
+  char ta[128], tb[128], g[2][24];
+  uint64_t f[2], l[2];
+  int alice = user("alice", ta), bob = user("bob", tb);
+  const char *m[] = {"bob"};
+  close(bob);
+  create(alice, m, 1);
+  snprintf(g[0], sizeof g[0], "%s", gid);
+  send_group(alice, "a1", "one", 0, 2);
+  send_group(alice, "a2", "two", 0, 3);
+  create(alice, m, 1);
+  snprintf(g[1], sizeof g[1], "%s", gid);
+  send_group(alice, "b1", "uno", 0, 2);
+  bob = bob_v2(tb);
+  collect_streams(bob, 5, g, f, l); /* both histories from their starts */
+  CHECK_EQ_U(f[0], 1);
+  CHECK_EQ_U(l[0], 3);
+  CHECK_EQ_U(f[1], 1);
+  CHECK_EQ_U(l[1], 2);
+  ack_groups(bob, g[0], 3, NULL, 0); /* only the first group */
+  close(bob);
+  bob = bob_v2(tb);
+  collect_streams(bob, 2, g, f, l); /* the second group again, from its start */
+  CHECK_EQ_U(l[0], 0);
+  CHECK_EQ_U(f[1], 1);
+  CHECK_EQ_U(l[1], 2);
+  ack_groups(bob, g[1], 9, NULL, 0); /* clamped to 2, what this connection was sent */
+  send_group(alice, "b2", "dos", 0, 3);
+  collect_streams(bob, 1, g, f, l); /* live */
+  CHECK_EQ_U(f[1], 3);
+  close(bob);
+  bob = bob_v2(tb);
+  collect_streams(bob, 1, g, f, l); /* seq 3 was never acked; 1-2 were */
+  CHECK_EQ_U(f[1], 3);
+  CHECK_EQ_U(l[1], 3);
+  ack_groups(bob, g[0], 3, g[1], 3);
+  close(bob);
+  close(alice);
+  tl_server_kill(&srv, SIGTERM);
+  tl_server_restart(&srv);
+  bob = bob_v2(tb);
+  tl_expect_nothing(bob, QUIET_MS); /* both groups acked, kept across the restart */
+  close(bob);
+}
+
 /* GroupListGet lists my groups; after leaving, the group is gone from it. */
 static void test_list_and_leave(void) {
   start();
@@ -569,6 +660,7 @@ int main(void) {
   run("test_history_and_removal", test_history_and_removal);
   run("test_offline_member_500_then_deleted", test_offline_member_500_then_deleted);
   run("test_list_and_leave", test_list_and_leave);
+  run("test_v2_group_streams", test_v2_group_streams);
   run("test_group_receipts_and_read_sync", test_group_receipts_and_read_sync);
   run("test_typing_in_group", test_typing_in_group);
   run("test_typing_blocked_in_group", test_typing_blocked_in_group);

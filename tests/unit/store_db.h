@@ -70,4 +70,64 @@ static inline account reg(pl_store *s, const char *user, const char *device, uns
   return a;
 }
 
+/* Where an entry of a stream sits: its qid, and its seq in its conversation. */
+typedef struct entry_pos {
+  uint64_t qid, seq;
+} entry_pos;
+
+/* Makes a group owned by a with users as its members; *created: where its
+ * GE_CREATED event sits (NULL: not wanted). Returns its gid. */
+static inline uint64_t group_make(pl_store *s, const account *a, const char *const *users, size_t n,
+                                  entry_pos *created) {
+  pl_store_req r = {.op = PL_STORE_GROUP_CREATE};
+  r.user_id = a->uid;
+  r.device_id = a->did;
+  r.u.group_create.in.name = "team";
+  r.u.group_create.in.users = users;
+  r.u.group_create.in.nusers = n;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  CHECK_EQ_U(r.nevents, 1);
+  uint64_t gid = r.u.group_create.out.info.gid;
+  if (created)
+    *created = (entry_pos){r.events[0].msg.qid, r.events[0].msg.seq};
+  pl_store_req_clear(&r);
+  return gid;
+}
+
+/* a does op (PL_GROUP_ADD, _REMOVE, ...) to peer in gid; where its (first) event sits. */
+static inline entry_pos group_op(pl_store *s, const account *a, uint64_t gid, int op, const char *peer) {
+  pl_store_req r = {.op = PL_STORE_GROUP_UPDATE};
+  r.user_id = a->uid;
+  r.device_id = a->did;
+  r.u.group_update.in.group = gid;
+  r.u.group_update.in.group_op = op;
+  r.u.group_update.in.peer = peer;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  CHECK(r.nevents >= 1);
+  entry_pos p = {r.events[0].msg.qid, r.events[0].msg.seq};
+  pl_store_req_clear(&r);
+  return p;
+}
+
+/* A message from a's device: to the group gid, or (gid 0) to the user peer. */
+static inline entry_pos msg_send(pl_store *s, const account *a, uint64_t gid, const char *peer,
+                                 const char *cid) {
+  pl_store_req r = {.op = PL_STORE_SEND};
+  r.user_id = a->uid;
+  r.device_id = a->did;
+  r.u.send.in.device_name = a->device;
+  r.u.send.in.group = gid;
+  r.u.send.in.peer = gid ? NULL : peer;
+  r.u.send.in.client_id = cid;
+  r.u.send.in.body = (const uint8_t *)cid;
+  r.u.send.in.body_len = strlen(cid);
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_I(r.status, PL_OK);
+  entry_pos p = {r.u.send.out.msg.qid, r.u.send.out.msg.seq};
+  pl_store_req_clear(&r);
+  return p;
+}
+
 #endif

@@ -1,10 +1,10 @@
 /* test_store_data: what a data dir holds, seen through the store.
  *
  * PL_STORE_STATS counts it (the /metrics gauges); a data dir written by an
- * older parleyd (schema 6) keeps working; rows stored before strings were
- * checked still make frames a strict protobuf library decodes. The last two
- * plant their rows with SQLite, which only the store's unit tests may do
- * (integration tests talk to the server). */
+ * older parleyd (schema 6, schema 9's group positions) keeps working; rows
+ * stored before strings were checked still make frames a strict protobuf
+ * library decodes. The last three plant their rows with SQLite, which only
+ * the store's unit tests may do (integration tests talk to the server). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -225,6 +225,105 @@ static void *as_sent(uint8_t type, const ProtobufCMessage *msg) {
   return out;
 }
 
+/* The group entries of device's stream after a protocol 2 fetch from
+ * scratch: their seqs, in order, in *seqs (at most 16); how many. */
+static size_t group_seqs(pl_store *s, const account *a, uint64_t *seqs) {
+  pl_store_req r = {.op = PL_STORE_FETCH};
+  size_t n = 0;
+  r.device_id = a->did;
+  r.user_id = a->uid;
+  r.u.fetch.in.streams = 1;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  for (size_t i = 0; i < r.u.fetch.out.nmsgs && n < 16; i++)
+    if (r.u.fetch.out.msgs[i].gid)
+      seqs[n++] = r.u.fetch.out.msgs[i].seq;
+  pl_store_req_clear(&r);
+  return n;
+}
+
+static void seqs_are(pl_store *s, const account *a, uint64_t from, uint64_t to) {
+  uint64_t got[16];
+  size_t n = group_seqs(s, a, got);
+  CHECK_EQ_U(n, from ? to - from + 1 : 0);
+  for (size_t i = 0; i < n; i++)
+    CHECK_EQ_U(got[i], from + i);
+}
+
+/* A data dir of schema 9 kept group positions in the global qid (members
+ * since_qid/left_qid, devices.acked); the upgrade turns them into each
+ * group's seqs, so every device goes on with exactly the group entries it
+ * had not acked, a member who left up to its removal, a member added later
+ * from its GE_ADDED event, even where the oldest entries were trimmed. */
+static void test_schema9_group_positions_upgrade(void) {
+  char *dir = tl_tempdir(), sql[2048], where[200];
+  pl_store *s = open_store(dir, 0, 0);
+  account a = reg(s, "alice", "phone", 1), bp = reg(s, "bob", "phone", 2);
+  account bl = login(s, bp, "laptop", 3), c = reg(s, "carol", "phone", 4), d = reg(s, "dave", "phone", 5);
+  const char *members[] = {"bob", "carol"};
+  entry_pos made;
+  uint64_t g = group_make(s, &a, members, 2, &made);           /* seq 1 */
+  entry_pos m1 = msg_send(s, &a, g, NULL, "m1");               /* 2 */
+  entry_pos dm = msg_send(s, &a, 0, "bob", "dm");              /* bob's queue */
+  msg_send(s, &a, g, NULL, "m2");                              /* 3 */
+  entry_pos rm = group_op(s, &a, g, PL_GROUP_REMOVE, "carol"); /* 4 */
+  msg_send(s, &a, g, NULL, "m3");                              /* 5 */
+  entry_pos ad = group_op(s, &a, g, PL_GROUP_ADD, "dave");     /* 6 */
+  entry_pos m4 = msg_send(s, &a, g, NULL, "m4");               /* 7 */
+  CHECK_EQ_U(m4.seq, 7);
+  pl_store_close(s);
+  /* as parleyd of schema 9 kept it; the created event was trimmed (every device had it) */
+  snprintf(sql, sizeof sql,
+           "ALTER TABLE members ADD COLUMN since_qid INTEGER NOT NULL DEFAULT 0;"
+           "ALTER TABLE members ADD COLUMN left_qid INTEGER NOT NULL DEFAULT 0;"
+           "UPDATE members SET since_qid = %llu, joined = %llu WHERE uid != %llu;"
+           "UPDATE members SET since_qid = %llu, joined = %llu WHERE uid = %llu;"
+           "UPDATE members SET left_qid = %llu WHERE uid = %llu;"
+           "ALTER TABLE members DROP COLUMN since_seq; ALTER TABLE members DROP COLUMN left_seq;"
+           "DROP TABLE gcursor; ALTER TABLE devices ADD COLUMN acked INTEGER NOT NULL DEFAULT 0;"
+           "UPDATE devices SET acked = %llu WHERE id = %llu; UPDATE devices SET acked = %llu WHERE id = %llu;"
+           "UPDATE devices SET acked = %llu WHERE id = %llu; UPDATE devices SET acked = %llu WHERE id = %llu;"
+           "DELETE FROM messages WHERE qid = %llu;"
+           "DROP INDEX messages_group; CREATE INDEX messages_group ON messages(gid, qid) WHERE gid != 0;"
+           "PRAGMA user_version = 9;",
+           (unsigned long long)made.qid - 1, (unsigned long long)made.qid - 1, (unsigned long long)d.uid,
+           (unsigned long long)ad.qid - 1, (unsigned long long)ad.qid - 1, (unsigned long long)d.uid,
+           (unsigned long long)rm.qid, (unsigned long long)c.uid, (unsigned long long)m4.qid,
+           (unsigned long long)a.did, (unsigned long long)m1.qid, (unsigned long long)bp.did,
+           (unsigned long long)made.qid, (unsigned long long)bl.did, (unsigned long long)m1.qid,
+           (unsigned long long)c.did, (unsigned long long)made.qid);
+  CHECK_EQ_I(db_exec(dir, sql), SQLITE_OK);
+  s = open_store(dir, 0, 0);
+  seqs_are(s, &a, 0, 0);                   /* acked everything */
+  seqs_are(s, &bp, 3, 7);                  /* acked up to m1 */
+  seqs_are(s, &bl, 2, 7);                  /* had the created event only */
+  seqs_are(s, &c, 3, 4);                   /* acked up to m1, removed at 4 */
+  seqs_are(s, &d, 6, 7);                   /* added at 6, acked nothing */
+  pl_store_req r = {.op = PL_STORE_FETCH}; /* protocol 1: the same, merged with the queue by qid */
+  r.device_id = bp.did;
+  r.user_id = bp.uid;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  CHECK_EQ_U(r.u.fetch.out.nmsgs, 6);
+  CHECK_EQ_U(r.u.fetch.out.msgs[0].qid, dm.qid);
+  CHECK_EQ_U(r.u.fetch.out.msgs[1].seq, 3);
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  snprintf(where, sizeof where, "members WHERE uid = %llu AND since_seq = 1 AND left_seq = 4 AND joined = 1",
+           (unsigned long long)c.uid);
+  CHECK_EQ_I(db_count(dir, where), 1); /* its join point: before the first entry left */
+  snprintf(where, sizeof where, "members WHERE uid = %llu AND since_seq = 5 AND left_seq = 0 AND joined = 5",
+           (unsigned long long)d.uid);
+  CHECK_EQ_I(db_count(dir, where), 1);
+  snprintf(where, sizeof where, "gcursor WHERE device_id = %llu AND gid = %llu AND seq = 7",
+           (unsigned long long)a.did, (unsigned long long)g);
+  CHECK_EQ_I(db_count(dir, where), 1); /* past the last entry: the group's last seq */
+  CHECK_EQ_I(db_count(dir, "pragma_table_info('devices') WHERE name = 'acked'"), 0);
+  CHECK_EQ_I(db_count(dir, "pragma_table_info('members') WHERE name LIKE '%qid'"), 0);
+  CHECK_EQ_I(db_count(dir, "pragma_index_info('messages_group') WHERE name = 'seq'"), 1);
+  CHECK_EQ_I(db_count(dir, "pragma_user_version WHERE user_version = 10"), 1);
+  tl_rmrf(dir);
+  free(dir);
+}
+
 /* A device name stored before the check (planted: "ph\xffne") made every
  * Message of that device undecodable by a strict protobuf library; the
  * store still returns its bytes, and what the server sends has them as '?'
@@ -280,6 +379,7 @@ int main(void) {
   pl_log_set_level(PL_LOG_WARN);
   RUN(test_stats_count_what_is_stored);
   RUN(test_schema6_upgrade_keeps_tokens);
+  RUN(test_schema9_group_positions_upgrade);
   RUN(test_expired_token_refused_everywhere);
   RUN(test_stored_bad_strings_repaired);
   return tl_summary();

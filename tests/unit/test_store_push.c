@@ -147,6 +147,47 @@ static void test_tokens_set_replace_remove(void) {
   free(dir);
 }
 
+/* Rows of dir's push tables for device (its token, its pending row). */
+static long long push_rows(const char *dir, uint64_t device) {
+  char path[512], sql[160];
+  snprintf(path, sizeof path, "%s/parley.db", dir);
+  snprintf(sql, sizeof sql,
+           "SELECT (SELECT count(*) FROM push_tokens WHERE device_id = %llu) +"
+           " (SELECT count(*) FROM push_pending WHERE device_id = %llu)",
+           (unsigned long long)device, (unsigned long long)device);
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  long long n = -1;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+      sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+/* Logging out removes the device's token and pending row in the logout's
+ * own transaction: a crash right after it leaves no token of a signed-out
+ * device (it used to take a second request). */
+static void test_logout_drops_token_with_it(void) {
+  char *dir = tl_tempdir();
+  pl_store *s = open_store(dir);
+  account a = reg(s, "alice", 1), b = reg(s, "bob", 2);
+  set_token(s, a, "alice", "t-a");
+  set_token(s, b, "bob", "t-b");
+  CHECK_EQ_U(enqueue(s, &b.did, 1, "alice", "hi", T0), 1);
+  CHECK_EQ_I(push_rows(dir, b.did), 2);
+  pl_store_req r = {.op = PL_STORE_LOGOUT};
+  r.device_id = b.did;
+  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
+  pl_store_req_clear(&r);
+  CHECK_EQ_I(push_rows(dir, b.did), 0); /* no other request ran */
+  CHECK_EQ_I(push_rows(dir, a.did), 1);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
 /* A device signed out while push was off (nobody removed its token) is
  * not pushed to: the listing forgets its token and pending row. */
 static void test_tokens_of_signed_out_devices_go(void) {
@@ -518,6 +559,7 @@ int main(void) {
   pl_log_set_level(PL_LOG_WARN);
   RUN(test_tokens_set_replace_remove);
   RUN(test_tokens_of_signed_out_devices_go);
+  RUN(test_logout_drops_token_with_it);
   RUN(test_burst_collapses_into_one_row);
   RUN(test_claim_lease_and_fence);
   RUN(test_claimers_never_share_a_row);

@@ -224,9 +224,8 @@ pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
     int was_out = u && !pl_sq_acct_has_dev(u, r->u.login.out.device_id);
     pl__user_forget(q, r->user_id); /* it may have been logged out: a target again */
     e = pl__set_token(q, r->u.login.out.device_id, r->u.login.in.token_hash);
-    /* like a new device: group history from now on (its cursor moved to
-     * the end when it logged out) */
-    return e == PL_OK && was_out ? pl_sq_run1(q, ST_DEV_ACKED_NOW, r->u.login.out.device_id) : e;
+    /* like a new device: group history from now on */
+    return e == PL_OK && was_out ? pl_sq_ghist_gcur_start(q, r->user_id, r->u.login.out.device_id) : e;
   }
   e = pl_sq_acct_user_get(q, r->user_id, &u);
   if (e != PL_OK)
@@ -235,8 +234,10 @@ pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
   if (r->status != PL_OK)
     return PL_OK;
   r->u.login.out.created = 1;
-  return pl__device_insert(q, r->user_id, r->u.login.in.device, r->u.login.in.token_hash,
-                           &r->u.login.out.device_id);
+  e = pl__device_insert(q, r->user_id, r->u.login.in.device, r->u.login.in.token_hash,
+                        &r->u.login.out.device_id);
+  /* group history from now on: it gets nothing older, as in 1:1 */
+  return e == PL_OK ? pl_sq_ghist_gcur_start(q, r->user_id, r->u.login.out.device_id) : e;
 }
 
 /* A token that is unknown, revoked or expired (r's token_*_after) is
@@ -425,9 +426,13 @@ pl_err pl_sq_acct_typing(pl__sq *q, pl_store_req *r) {
 /* A logged-out device is no longer a target, and what was queued for it is
  * dropped: otherwise a forgotten device would fill its queue and, through
  * QUEUE_FULL, block everyone who writes to its user. Logging in again
- * starts it with the messages sent from then on, like a new device. */
+ * starts it with the messages sent from then on, like a new device. Its
+ * push token goes in the same transaction: a crash after the logout must
+ * not leave a signed-out phone receiving notifications. */
 pl_err pl_sq_acct_logout(pl__sq *q, pl_store_req *r) {
   pl_err e = pl__set_token(q, r->device_id, NULL);
+  if (e == PL_OK)
+    e = pl_sq_push_forget(q->push, r->device_id);
   if (e != PL_OK)
     return e;
   r->u.ack.in.upto = UINT64_MAX;

@@ -4,6 +4,11 @@
  * and the caches are described in sq_internal.h. */
 #include "sq_internal.h"
 
+/* a device's cursor in a group's history (schema 10; also made by its upgrade) */
+#define PL__GCURSOR_TABLE                                                                \
+  "CREATE TABLE IF NOT EXISTS gcursor(device_id INTEGER NOT NULL, gid INTEGER NOT NULL," \
+  " seq INTEGER NOT NULL, PRIMARY KEY(device_id, gid)) WITHOUT ROWID;"
+
 static const char pl__schema[] =
     "BEGIN;"
     "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
@@ -11,8 +16,7 @@ static const char pl__schema[] =
     " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2);"
     "CREATE TABLE IF NOT EXISTS devices(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
     " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL,"
-    " acked INTEGER NOT NULL DEFAULT 0, token_at INTEGER NOT NULL DEFAULT 0,"
-    " used_at INTEGER NOT NULL DEFAULT 0, UNIQUE(user_id, name));"
+    " token_at INTEGER NOT NULL DEFAULT 0, used_at INTEGER NOT NULL DEFAULT 0, UNIQUE(user_id, name));"
     "CREATE TABLE IF NOT EXISTS convs(conv TEXT PRIMARY KEY, last_seq INTEGER NOT NULL,"
     " last_ts INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS messages(qid INTEGER PRIMARY KEY AUTOINCREMENT, conv TEXT NOT NULL,"
@@ -41,13 +45,13 @@ static const char pl__schema[] =
     "CREATE TABLE IF NOT EXISTS groups(gid INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL,"
     " description TEXT NOT NULL, created INTEGER NOT NULL, members INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS members(gid INTEGER NOT NULL, uid INTEGER NOT NULL, role INTEGER NOT NULL,"
-    " since_qid INTEGER NOT NULL, left_qid INTEGER NOT NULL, joined INTEGER NOT NULL,"
+    " since_seq INTEGER NOT NULL, left_seq INTEGER NOT NULL, joined INTEGER NOT NULL,"
     " PRIMARY KEY(gid, uid)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS members_uid ON members(uid, gid);"
     "CREATE TABLE IF NOT EXISTS greads(gid INTEGER NOT NULL, uid INTEGER NOT NULL, delivered_seq INTEGER NOT "
     "NULL,"
-    " read_seq INTEGER NOT NULL, PRIMARY KEY(gid, uid)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS messages_group ON messages(gid, qid) WHERE gid != 0;"
+    " read_seq INTEGER NOT NULL, PRIMARY KEY(gid, uid)) WITHOUT ROWID;" PL__GCURSOR_TABLE
+    "CREATE INDEX IF NOT EXISTS messages_group ON messages(gid, seq) WHERE gid != 0;"
     /* uploads (protocol.md 13): a row per upload; rows may share a blob (same bytes) */
     "CREATE TABLE IF NOT EXISTS media(id TEXT PRIMARY KEY, owner INTEGER NOT NULL, blob TEXT NOT NULL,"
     " thumb TEXT NOT NULL, type TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,"
@@ -64,7 +68,7 @@ static const char pl__schema[] =
     "CREATE INDEX IF NOT EXISTS messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
     /* privacy settings beyond the users columns (no row: the defaults) */
     "CREATE TABLE IF NOT EXISTS privacy(uid INTEGER PRIMARY KEY, group_add INTEGER NOT NULL DEFAULT 0);"
-    "PRAGMA user_version = 9;"
+    "PRAGMA user_version = 10;"
     "COMMIT;";
 
 static const char *const pl__sql[ST__COUNT] = {
@@ -200,7 +204,7 @@ static pl_err pl__sq_begin(void *be) {
   if (q->gmeta.len > PL__CACHE_MAX)
     pl_sq_ghist_gmeta_drop(q);
   pl_err e = pl_sq_run(q, q->st[ST_BEGIN]);
-  if (e == PL_OK && q->dacks.len + q->greads.len > PL__GCACHE_MAX)
+  if (e == PL_OK && q->gcurs.len + q->greads.len > PL__GCACHE_MAX)
     e = pl_sq_ghist_gcache_drop(q); /* written in this transaction first */
   if (e == PL_OK && q->ring_entries > PL__DEDUP_MEM_ENTRIES) {
     e = pl_sq_dedup_rings_save(q); /* nothing unsaved may go with them */
@@ -231,6 +235,7 @@ static void pl__sq_rollback(void *be) {
   pl__caches_drop(q);
   pl_sq_media_gone_clear(q); /* their rows are back */
   pl_sq_ghist_gmeta_drop(q); /* may name rows that were rolled back */
+  pl_sq_ghist_gcur_drop(q);  /* written through: the table has what committed */
   if (pl_sq_dedup_rings_replay(q) != PL_OK)
     pl_error("store: cannot reload the dedup rings; retries of recent sends may be stored twice");
 }
@@ -279,6 +284,7 @@ static void pl__sq_close(void *be) {
       (pl_sq_ghist_gcache_drop(q) != PL_OK || pl_sq_run(q, q->st[ST_COMMIT]) != PL_OK))
     pl_sq_run(q, q->st[ST_ROLLBACK]);
   pl_sq_ghist_gmeta_drop(q);
+  pl_sq_ghist_gcur_drop(q);
   pl_sq_push_close(q->push);
   for (int i = 0; i < ST__COUNT; i++)
     sqlite3_finalize(q->st[i]);
@@ -327,6 +333,74 @@ static pl_err pl__upgrade_tokens(pl__sq *q) {
   return pl__exec_sql(q, sql, NULL);
 }
 
+/* *has: table has a column named col (0 also when there is no such table). */
+static pl_err pl__has_column(pl__sq *q, const char *table, const char *col, int *has) {
+  char sql[160], *v = NULL;
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('%s') WHERE name = '%s'", table, col);
+  pl_err e = pl__exec_sql(q, sql, &v);
+  *has = e == PL_OK && v && atoi(v) > 0;
+  pl_free(v);
+  return e;
+}
+
+/* seq_of(g, x): group g's last seq when x was the newest qid: the seq before
+ * its first entry after x, or the group's last seq when none is left after
+ * x (the history goes oldest first: trimmed, full or expired). Within a
+ * group qid order is seq order, since one thread committed them, so the
+ * first entry after x is found by qid: one probe of the schema-9 index
+ * messages_group(gid, qid), not a scan of the rest of the history. */
+#define PL__SEQ_OF(g, x)                                                           \
+  "COALESCE((SELECT seq FROM messages WHERE gid = " g " AND gid != 0 AND qid > " x \
+  " ORDER BY qid LIMIT 1) - 1, (SELECT last_seq FROM convs WHERE conv = 'g:' || " g "), 0)"
+
+/* Schema 10: the group positions move from the global qid to each group's
+ * seq: members.since_qid/left_qid become since_seq/left_seq (joined, which
+ * was since_qid, follows), each device's devices.acked becomes a gcursor row
+ * per group of its user, and the history's index goes by seq. One
+ * transaction with the new version, so a crash leaves either dir whole. */
+static pl_err pl__upgrade_gcursor(pl__sq *q) {
+  static const char convert[] =
+      "ALTER TABLE members ADD COLUMN since_seq INTEGER NOT NULL DEFAULT 0;"
+      "ALTER TABLE members ADD COLUMN left_seq INTEGER NOT NULL DEFAULT 0;"
+      "UPDATE members SET since_seq = " PL__SEQ_OF(
+          "members.gid",
+          "members.since_qid") ","
+                               " joined = " PL__SEQ_OF(
+                                   "members.gid",
+                                   "members.joined") ","
+                                                     " left_seq = CASE WHEN left_qid = 0 THEN 0 "
+                                                     "ELSE " PL__SEQ_OF(
+                                                         "members.gid",
+                                                         "members.left_qid") " END;"
+                                                                             "ALTER TABLE members DROP "
+                                                                             "COLUMN since_qid; ALTER TABLE "
+                                                                             "members DROP COLUMN left_qid;"
+                                                                             "DROP INDEX IF EXISTS "
+                                                                             "messages_group;";
+  static const char cursors[] =
+      "INSERT OR REPLACE INTO gcursor(device_id, gid, seq) SELECT d.id, m.gid, " PL__SEQ_OF(
+          "m.gid", "d.acked") " FROM members m JOIN devices d ON d.user_id = m.uid;";
+  int old = 0, acked = 0;
+  pl_err e = pl__has_column(q, "members", "since_qid", &old);
+  if (e == PL_OK)
+    e = pl__has_column(q, "devices", "acked", &acked);
+  if (e != PL_OK || (!old && !acked))
+    return e;
+  pl_info("store: upgrading the group positions to schema 10 (per-group seqs instead of qids)");
+  e = pl__exec_sql(q, "BEGIN;" PL__GCURSOR_TABLE, NULL);
+  if (e == PL_OK && old && acked)
+    e = pl__exec_sql(q, cursors, NULL);
+  if (e == PL_OK && old)
+    e = pl__exec_sql(q, convert, NULL);
+  if (e == PL_OK && acked)
+    e = pl__exec_sql(q, "ALTER TABLE devices DROP COLUMN acked;", NULL);
+  if (e == PL_OK)
+    e = pl__exec_sql(q, "PRAGMA user_version = 10; COMMIT;", NULL);
+  if (e != PL_OK)
+    pl__exec_sql(q, "ROLLBACK", NULL);
+  return e;
+}
+
 /* WAL; synchronous=FULL makes COMMIT fsync the WAL before it returns (the
  * server acks only after that), NORMAL survives a crash of the process. */
 static pl_err pl__setup(pl__sq *q, int durable) {
@@ -364,16 +438,15 @@ static pl_err pl__setup(pl__sq *q, int durable) {
                      "ALTER TABLE users ADD COLUMN last_seen_vis INTEGER NOT NULL DEFAULT 2;",
                      NULL);
   if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 4)
-    e = pl__exec_sql(q,
-                     "ALTER TABLE messages ADD COLUMN gid INTEGER NOT NULL DEFAULT 0;"
-                     "ALTER TABLE devices ADD COLUMN acked INTEGER NOT NULL DEFAULT 0;",
-                     NULL);
+    e = pl__exec_sql(q, "ALTER TABLE messages ADD COLUMN gid INTEGER NOT NULL DEFAULT 0;", NULL);
   if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 5)
     e = pl__exec_sql(
         q, "ALTER TABLE messages ADD COLUMN media_id TEXT; ALTER TABLE messages ADD COLUMN media BLOB;",
         NULL);
   if (e == PL_OK && ver && atoi(ver) >= 1 && atoi(ver) <= 6)
     e = pl__upgrade_tokens(q);
+  if (e == PL_OK) /* by the columns, like the dedup records: any dir of before 10 */
+    e = pl__upgrade_gcursor(q);
   if (e == PL_OK) /* by the table's columns, not the version: any dir of before 10 */
     e = pl_sq_dedup_upgrade(q->db);
   if (e == PL_OK)

@@ -1,51 +1,98 @@
 /* sq_ghist: group history: send, fetch, device cursors (acks), receipts and
- * read watermarks, trimming, typing; the group caches (dacks, greads, gmeta).
+ * read watermarks, trimming, typing; the group caches (gcurs, greads, gmeta).
  *
  * A group's history is stored once: message rows with gid set, no queue
- * rows. Each device's cursor is its devices.acked (its cumulative Ack, which
- * covers group messages because they share the qid sequence), so a member
- * costs no row per message. */
+ * rows, each positioned by its seq (gap-free per group). Each device has a
+ * cursor per group (gcursor: it has every entry up to that seq), so a
+ * member costs no row per message, and no group position depends on the
+ * global qid, whose order is commit order only while one writer commits
+ * (docs/architecture.md 5). Protocol 2 fetches and acks each group apart by
+ * seq (in.streams); protocol 1 keeps one stream merged by qid and one
+ * cumulative Ack in qid, which this backend turns into each group's seq:
+ * within a group qid order is seq order here, because one thread commits. */
 #include "sq_internal.h"
 
 #include "../../rules/pl_roles.h"
 
 static uint64_t pl__gread_key(uint64_t gid, uint64_t uid) { return (gid * 0x9E3779B97F4A7C15ULL) ^ uid ^ 1; }
 
-static pl_err pl__dack_get(pl__sq *q, uint64_t dev, uint64_t *acked) {
-  pl__dack *d = pl_map_get(&q->dacks, dev);
-  if (d) {
-    *acked = d->acked;
+/* (key 0 is pl_map's own; a collision is told apart by the entry's fields) */
+static uint64_t pl__gcur_key(uint64_t dev, uint64_t gid) {
+  uint64_t k = (dev * 0xC2B2AE3D27D4EB4FULL) ^ gid;
+  return k ? k : 1;
+}
+
+void pl_sq_ghist_gcur_drop(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->gcurs, &it, &k, &v);)
+    pl_free(v);
+  pl_map_free(&q->gcurs);
+}
+
+/* The cache entry of (dev, gid), taking over a colliding one (cursors are
+ * written through: nothing is lost with it); *hit: it held this pair. */
+static pl__gcur *pl__gcur_slot(pl__sq *q, uint64_t dev, uint64_t gid, int *hit) {
+  uint64_t key = pl__gcur_key(dev, gid);
+  pl__gcur *c = pl_map_get(&q->gcurs, key);
+  *hit = c && c->dev == dev && c->gid == gid;
+  if (!c) {
+    c = pl_calloc(1, sizeof *c);
+    pl_map_put(&q->gcurs, key, c);
+  }
+  return c;
+}
+
+/* dev's cursor in gid; 0 for no row (read as the member's since_seq). */
+static pl_err pl__gcur_get(pl__sq *q, uint64_t dev, uint64_t gid, uint64_t *seq) {
+  int hit;
+  pl__gcur *c = pl__gcur_slot(q, dev, gid, &hit);
+  if (hit) {
+    *seq = c->seq;
     return PL_OK;
   }
-  pl_err e = pl_sq_u64_query(q, ST_DEV_ACKED_GET, dev, 0, 0, acked);
-  if (e == PL_OK) {
-    d = pl_calloc(1, sizeof *d);
-    d->acked = *acked;
-    pl_map_put(&q->dacks, dev, d);
+  pl_err e = pl_sq_u64_query(q, ST_GCUR_GET, dev, gid, 0, seq);
+  *c = e == PL_OK ? (pl__gcur){dev, gid, *seq} : (pl__gcur){0, 0, 0}; /* on error: read again */
+  return e;
+}
+
+/* Moves dev's cursor in gid up to seq, never back, in the open transaction:
+ * the Ack that moves it writes it, so a crash sends a device again only what
+ * it had not acknowledged (an Ack not yet committed), however soon after
+ * the last sweep it comes. One upsert per group an Ack moves (clients ack
+ * once per read burst): a 10,000-member group's acks of one message cost
+ * 10,000 row writes, spread over the few commits they arrive in
+ * (docs/benchmarks.md has the cost). */
+pl_err pl_sq_ghist_gcur_put(pl__sq *q, uint64_t dev, uint64_t gid, uint64_t seq) {
+  int hit;
+  pl__gcur *c = pl__gcur_slot(q, dev, gid, &hit);
+  if (hit && seq <= c->seq)
+    return PL_OK;
+  uint64_t now = 0; /* what the row holds after the upsert (it may have been higher) */
+  pl_err e = pl_sq_u64_query(q, ST_GCUR_PUT, dev, gid, seq, &now);
+  *c = e == PL_OK ? (pl__gcur){dev, gid, now} : (pl__gcur){0, 0, 0}; /* on error: read again */
+  return e;
+}
+
+/* A device that starts (new, or signed in again after a logout) gets its
+ * user's groups from now on: a cursor at each group's last seq (it gets
+ * nothing older, as in 1:1; a group it left owes it nothing then). */
+pl_err pl_sq_ghist_gcur_start(pl__sq *q, uint64_t uid, uint64_t dev) {
+  pl__user *u = NULL;
+  pl_err e = pl_sq_acct_user_get(q, uid, &u);
+  if (e == PL_OK && u)
+    e = pl_sq_group_mships(q, u);
+  for (size_t i = 0; e == PL_OK && u && i < u->nms; i++) {
+    char conv[32];
+    pl__conv *c;
+    pl_sq_group_gconv(u->ms[i].gid, conv, sizeof conv);
+    e = pl_sq_conv_get(q, conv, &c);
+    if (e == PL_OK)
+      e = pl_sq_ghist_gcur_put(q, dev, u->ms[i].gid, c->seq);
   }
   return e;
 }
 
-/* The cursor moves in the transaction of the Ack that moved it, so a crash
- * sends a device again only what it had not acknowledged (an Ack not yet
- * committed), however soon after the last sweep it comes. One UPDATE per
- * Ack that moves it (clients ack once per read burst): a 10,000-member
- * group's acks of one message cost 10,000 row updates, spread over the few
- * commits they arrive in (docs/benchmarks.md has the cost). */
-static pl_err pl__dack_set(pl__sq *q, uint64_t dev, uint64_t acked) {
-  pl__dack *d = pl_map_get(&q->dacks, dev);
-  if (d && acked <= d->acked)
-    return PL_OK;
-  pl_err e = pl_sq_run2(q, ST_DEV_ACKED_PUT, dev, acked);
-  if (e != PL_OK)
-    return e;
-  if (!d) {
-    d = pl_calloc(1, sizeof *d);
-    pl_map_put(&q->dacks, dev, d);
-  }
-  d->acked = acked;
-  return PL_OK;
-}
 /* The cached watermarks of uid in gid (NULL: not a member). */
 static pl_err pl__gread_get(pl__sq *q, uint64_t gid, uint64_t uid, pl__gread **out);
 
@@ -110,7 +157,7 @@ void pl_sq_ghist_gread_forget(pl__sq *q, uint64_t gid, uint64_t uid) {
 
 /* Writes up to max watermarks that moved (inside a transaction); when it
  * gets through them all, none is left unwritten. (The cursors are written
- * with their Acks: pl__dack_set.) */
+ * with their Acks: pl_sq_ghist_gcur_put.) */
 pl_err pl_sq_ghist_gcache_flush_some(pl__sq *q, size_t max) {
   uint64_t k;
   void *v;
@@ -144,9 +191,7 @@ pl_err pl_sq_ghist_gcache_drop(pl__sq *q) {
   pl_err e = pl_sq_ghist_gcache_flush(q);
   if (e != PL_OK)
     return e;
-  for (size_t it = 0; pl_map_next(&q->dacks, &it, &k, &v);)
-    pl_free(v);
-  pl_map_free(&q->dacks);
+  pl_sq_ghist_gcur_drop(q);
   for (size_t it = 0; pl_map_next(&q->greads, &it, &k, &v);)
     pl_free(v);
   pl_map_free(&q->greads);
@@ -178,17 +223,6 @@ static pl_err pl__gmeta_get(pl__sq *q, uint64_t gid, pl__gmeta **out) {
   pl_map_put(&q->gmeta, gid, m);
   *out = m;
   return PL_OK;
-}
-
-/* The highest qid ever given (AUTOINCREMENT keeps it in sqlite_sequence):
- * a history that starts "now" starts after it. */
-pl_err pl_sq_ghist_max_qid(pl__sq *q, uint64_t *qid) {
-  sqlite3_stmt *st = q->st[ST_MSG_MAXQID];
-  int found;
-  pl_err e = pl_sq_row(q, st, &found);
-  *qid = e == PL_OK && found ? pl_sq_col_u64(st, 0) : 0;
-  sqlite3_reset(st);
-  return e;
 }
 
 /* Makes room for one more entry of a group's history within
@@ -249,6 +283,7 @@ pl_err pl_sq_ghist_glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const
   pl_sq_conv_take(q, c, seq, ts);
   memset(m, 0, sizeof *m);
   m->qid = (uint64_t)sqlite3_last_insert_rowid(q->db);
+  m->gid = gid;
   pl__gmeta *gm = pl_map_get(&q->gmeta, gid);
   if (gm) {
     gm->last_qid = m->qid;
@@ -322,56 +357,95 @@ pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r) {
   return PL_OK;
 }
 
+/* The seq listed for gid in a (sorted by gid) from *at on, moving *at past
+ * the smaller gids; 0 if gid is not listed. Memberships come by gid too, so
+ * one pass over both finds every group's. */
+static uint64_t pl__gpos_find(const pl_store_gpos *a, size_t n, size_t *at, uint64_t gid, int *listed) {
+  while (*at < n && a[*at].gid < gid)
+    (*at)++;
+  *listed = *at < n && a[*at].gid == gid;
+  return *listed ? a[*at].seq : 0;
+}
+
 /* After the queue rows of a fetch (out.msgs, qid order, at most limit
  * plus one read ahead): merges in the history of each group of the device's
- * user past the device's cursor, keeping qid order and the limit. */
+ * user in the device's window of it, keeping qid order and the limit. The
+ * window is after max(its cursor, since_seq) and, protocol 2, the seq the
+ * connection asks to resume after (gafter); up to left_seq for a member who
+ * left. Protocol 1 also takes only entries after the qid `after` (one
+ * merged stream); protocol 2's `after` is the queue's. Each group's rows
+ * come in seq order, which is their qid order, so the first limit of the
+ * merge hold a prefix of every stream (the queue's and each group's): the
+ * next fetch goes on from each one's last. */
 static int pl__qid_cmp(const void *a, const void *b) {
   const pl_msg *x = a, *y = b;
   return x->qid < y->qid ? -1 : x->qid > y->qid;
 }
 
-pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit) {
+pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit, size_t max_bytes) {
+  pl_store_fetch_req *f = &r->u.fetch;
   pl__user *me = NULL;
   pl_err e = r->user_id ? pl_sq_acct_user_get(q, r->user_id, &me) : PL_OK;
   if (e == PL_OK && me)
     e = pl_sq_group_mships(q, me);
   if (e != PL_OK || !me || !me->nms)
     return e;
-  uint64_t acked = 0;
-  e = pl__dack_get(q, r->device_id, &acked);
-  size_t cap = r->u.fetch.out.nmsgs;
+  size_t cap = f->out.nmsgs, at = 0;
+  uint64_t after = f->in.streams ? 0 : pl_sq_clamp(f->in.after), now = pl_sq_clamp(pl_now_ms());
   for (size_t g = 0; e == PL_OK && g < me->nms; g++) {
     const pl__mship *m = &me->ms[g];
-    uint64_t lo, hi;
-    if (!pl_roles_owed(m->since_qid, m->left_qid, acked, r->u.fetch.in.after, &lo, &hi))
+    uint64_t cur = 0, from = 0, lo, hi;
+    int listed;
+    e = pl__gcur_get(q, r->device_id, m->gid, &cur);
+    if (f->in.streams)
+      from = pl__gpos_find(f->in.gafter, f->in.ngafter, &at, m->gid, &listed);
+    if (e != PL_OK || !pl_roles_owed(m->since_seq, m->left_seq, cur, from, &lo, &hi))
       continue;
     sqlite3_stmt *st = q->st[ST_GFETCH];
     int rc;
     pl_sq_bind_u64(st, 1, m->gid);
     pl_sq_bind_u64(st, 2, pl_sq_clamp(lo));
     pl_sq_bind_u64(st, 3, pl_sq_clamp(hi));
-    pl_sq_bind_u64(st, 4, pl_sq_clamp(pl_now_ms()));
-    pl_sq_bind_u64(st, 5, (uint64_t)limit + 1);
+    pl_sq_bind_u64(st, 4, after);
+    pl_sq_bind_u64(st, 5, now);
+    pl_sq_bind_u64(st, 6, (uint64_t)limit + 1);
+    size_t bytes = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      r->u.fetch.out.msgs =
-          pl_sq_reserve(r->u.fetch.out.msgs, r->u.fetch.out.nmsgs, &cap, sizeof *r->u.fetch.out.msgs);
-      pl_sq_queue_msg_row(st, &r->u.fetch.out.msgs[r->u.fetch.out.nmsgs++]);
+      if (bytes > max_bytes) { /* read as far as a page can go: more remain */
+        f->out.more = 1;
+        break;
+      }
+      f->out.msgs = pl_sq_reserve(f->out.msgs, f->out.nmsgs, &cap, sizeof *f->out.msgs);
+      pl_msg *msg = &f->out.msgs[f->out.nmsgs++];
+      pl_sq_queue_msg_row(st, msg);
+      msg->gid = m->gid;
+      bytes += pl_sq_msg_weight(msg);
     }
-    e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+    e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
     sqlite3_reset(st);
   }
-  if (r->u.fetch.out.nmsgs > 1) /* (qsort of NULL, 0 is undefined) */
-    qsort(r->u.fetch.out.msgs, r->u.fetch.out.nmsgs, sizeof *r->u.fetch.out.msgs, pl__qid_cmp);
-  if (r->u.fetch.out.nmsgs > limit) { /* the first limit of the merge are exactly the next ones */
-    for (size_t i = limit; i < r->u.fetch.out.nmsgs; i++)
-      pl_msg_clear(&r->u.fetch.out.msgs[i]);
-    r->u.fetch.out.nmsgs = limit;
-    r->u.fetch.out.more = 1;
+  if (f->out.nmsgs > 1) /* (qsort of NULL, 0 is undefined) */
+    qsort(f->out.msgs, f->out.nmsgs, sizeof *f->out.msgs, pl__qid_cmp);
+  /* The page is a prefix of the merge: at most limit entries, and entries
+   * while their weight is within max_bytes (the one that passes it too).
+   * Each part was read up to limit + 1 entries or past max_bytes, so the
+   * page never needs an entry a part did not read: before it would come,
+   * that part's entries alone would have passed the limit or the bytes. So
+   * each stream's entries in the page are its next ones, and in protocol 1
+   * the page is exactly the next entries in qid order. */
+  size_t keep = 0, bytes = 0;
+  while (keep < f->out.nmsgs && keep < limit && (!keep || bytes <= max_bytes))
+    bytes += pl_sq_msg_weight(&f->out.msgs[keep++]);
+  if (keep < f->out.nmsgs) {
+    for (size_t i = keep; i < f->out.nmsgs; i++)
+      pl_msg_clear(&f->out.msgs[i]);
+    f->out.nmsgs = keep;
+    f->out.more = 1;
   }
-  r->u.fetch.out.gids = pl_malloc((me->nms + 1) * sizeof *r->u.fetch.out.gids);
+  f->out.gids = pl_malloc((me->nms + 1) * sizeof *f->out.gids);
   for (size_t g = 0; g < me->nms; g++)
     if (pl_roles_member(me->ms[g].role)) /* the live audience: members only */
-      r->u.fetch.out.gids[r->u.fetch.out.ngids++] = me->ms[g].gid;
+      f->out.gids[f->out.ngids++] = me->ms[g].gid;
   return e;
 }
 
@@ -415,40 +489,92 @@ static pl_err pl__group_receipts_live(pl__sq *q, pl_store_req *r, uint64_t gid, 
   return e;
 }
 
-/* A device of a group member moves its cursor with every Ack, and with it
- * the member's delivered watermark in each group the Ack covers (once per
- * user: a second device's Ack of the same messages moves nothing). */
+/* A protocol 1 Ack up to the qid upto, in gid: *seq = the newest seq
+ * among the group's entries it covers, if above the cursor cur (else cur).
+ * The group's last entry when the Ack covers it (the common case: no SQL),
+ * else one probe down from the newest entry. */
+static pl_err pl__acked_seq(pl__sq *q, uint64_t gid, uint64_t cur, uint64_t upto, uint64_t *seq) {
+  pl__gmeta *gm;
+  uint64_t v = 0;
+  *seq = cur;
+  pl_err e = pl__gmeta_get(q, gid, &gm);
+  if (e != PL_OK || !gm->last_qid || gm->last_seq <= cur)
+    return e; /* nothing past the cursor */
+  if (gm->last_qid <= upto) {
+    *seq = gm->last_seq;
+    return PL_OK;
+  }
+  e = pl_sq_u64_query(q, ST_GACK_SEQ, gid, cur, upto, &v);
+  *seq = v > cur ? v : cur;
+  return e;
+}
+
+/* A protocol 2 Ack of gid up to seq, for a device whose user holds the
+ * membership m: *to = the seq the cursor may move to (0: ignore it). Not
+ * past the group's last seq; nothing for a member who left before seq (the
+ * server never sent it that far). */
+static pl_err pl__gack_seq(pl__sq *q, const pl__mship *m, uint64_t seq, uint64_t *to) {
+  char conv[32];
+  pl__conv *c;
+  *to = 0;
+  if (m->left_seq && seq > m->left_seq)
+    return PL_OK;
+  pl_sq_group_gconv(m->gid, conv, sizeof conv);
+  pl_err e = pl_sq_conv_get(q, conv, &c);
+  if (e == PL_OK)
+    *to = seq < c->seq ? seq : c->seq;
+  return e;
+}
+
+/* The member me has gid delivered up to seq: its watermark moves (once per
+ * user: a second device's Ack of the same entries moves nothing), with live
+ * receipts to the senders of what it passes. */
+static pl_err pl__group_delivered(pl__sq *q, pl_store_req *r, const pl__user *me, uint64_t gid,
+                                  uint64_t seq) {
+  pl__gread *g = NULL;
+  pl_err e = pl__gread_get(q, gid, me->id, &g);
+  if (e != PL_OK || !g || seq <= g->delivered)
+    return e;
+  uint64_t was = g->delivered;
+  g->delivered = seq;
+  pl__gread_mark(q, g);
+  return pl__group_receipts_live(q, r, gid, ST_GSENDERS_SEQ, was, seq, PL_MSG_DELIVERED, seq, me);
+}
+
+/* An Ack moves the device's cursor in each group it covers (protocol 1:
+ * every group, by the qid upto; protocol 2: the groups in gacks, by seq;
+ * never back), and with it the member's delivered watermark. A group of a
+ * membership the user left still moves the cursor (up to what it is owed)
+ * so that the sweep can forget the membership; a group the user is not in
+ * (no members row) is ignored. */
 pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r) {
+  const pl_store_ack_req *a = &r->u.ack;
   pl__user *me = NULL;
-  uint64_t old, upto = pl_sq_clamp(r->u.ack.in.upto);
+  uint64_t upto = pl_sq_clamp(a->in.upto);
+  size_t at = 0;
   pl_err e = r->user_id ? pl_sq_acct_user_get(q, r->user_id, &me) : PL_OK;
   if (e == PL_OK && me)
     e = pl_sq_group_mships(q, me);
-  if (e != PL_OK || !me || !me->nms)
-    return e;
-  e = pl__dack_get(q, r->device_id, &old);
-  if (e != PL_OK || upto <= old)
+  if (e != PL_OK || !me || !me->nms || (a->in.streams && !a->in.ngacks))
     return e;
   for (size_t i = 0; i < me->nms && e == PL_OK; i++) {
-    uint64_t gid = me->ms[i].gid, seq = 0;
-    pl__gmeta *gm;
-    pl__gread *g = NULL;
-    if (!pl_roles_member(me->ms[i].role) || (e = pl__gmeta_get(q, gid, &gm)) != PL_OK || gm->last_qid <= old)
-      continue; /* nothing of this group in the acked range */
-    if (gm->last_qid <= upto)
-      seq = gm->last_seq; /* caught up: the common case, no SQL */
-    else
-      e = pl_sq_u64_query(q, ST_GACK_SEQ, gid, old, upto, &seq);
-    if (e == PL_OK && seq)
-      e = pl__gread_get(q, gid, me->id, &g);
-    if (e != PL_OK || !g || seq <= g->delivered)
+    const pl__mship *m = &me->ms[i];
+    uint64_t cur = 0, seq = 0, asked = 0;
+    int listed = 1;
+    if (a->in.streams) {
+      asked = pl__gpos_find(a->in.gacks, a->in.ngacks, &at, m->gid, &listed);
+      if (!listed)
+        continue;
+    }
+    e = pl__gcur_get(q, r->device_id, m->gid, &cur);
+    if (e == PL_OK)
+      e = a->in.streams ? pl__gack_seq(q, m, asked, &seq) : pl__acked_seq(q, m->gid, cur, upto, &seq);
+    if (e != PL_OK || seq <= cur)
       continue;
-    g->delivered = seq;
-    pl__gread_mark(q, g);
-    e = pl__group_receipts_live(q, r, gid, ST_GSENDERS_QID, old, upto, PL_MSG_DELIVERED, seq, me);
+    e = pl_sq_ghist_gcur_put(q, r->device_id, m->gid, seq);
+    if (e == PL_OK && pl_roles_member(m->role))
+      e = pl__group_delivered(q, r, me, m->gid, seq);
   }
-  if (e == PL_OK)
-    e = pl__dack_set(q, r->device_id, upto);
   return e;
 }
 
@@ -534,11 +660,44 @@ pl_err pl_sq_ghist_group_receipts(pl__sq *q, pl_store_req *r) {
   return e;
 }
 
-/* The sweep: a group's history is deleted up to where every device of
- * every member has it; members who left are forgotten once nothing is owed. */
+/* Forgets gid's members who left and are owed nothing more (their devices
+ * all have up to left_seq, or it expired), with their devices' cursors. */
+static pl_err pl__group_forget(pl__sq *q, uint64_t gid) {
+  sqlite3_stmt *st = q->st[ST_GROUP_FORGET];
+  uint64_t *uids = NULL;
+  size_t n = 0, cap = 0;
+  int rc;
+  pl_sq_bind_u64(st, 1, gid);
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    uids = pl_sq_reserve(uids, n, &cap, sizeof *uids);
+    uids[n++] = pl_sq_col_u64(st, 0);
+  }
+  pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_reset(st);
+  for (size_t i = 0; i < n && e == PL_OK; i++) {
+    sqlite3_stmt *c = q->st[ST_GCUR_FORGET];
+    pl_sq_bind_u64(c, 1, gid);
+    pl_sq_bind_u64(c, 2, uids[i]);
+    while ((rc = sqlite3_step(c)) == SQLITE_ROW) {
+      uint64_t dev = pl_sq_col_u64(c, 0);
+      pl__gcur *g = pl_map_get(&q->gcurs, pl__gcur_key(dev, gid));
+      if (g && g->dev == dev && g->gid == gid)
+        *g = (pl__gcur){0, 0, 0}; /* no row now: read again */
+    }
+    e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, c, rc);
+    sqlite3_reset(c);
+  }
+  pl_free(uids);
+  return e;
+}
+
+/* The sweep: members who left are forgotten once nothing is owed to them,
+ * then a group's history is deleted up to where every signed-in device of
+ * every member row has it: min of max(cursor, since_seq) (a member who
+ * left holds it at most up to left_seq, or it would have been forgotten). */
 pl_err pl_sq_ghist_groups_trim(pl__sq *q, uint64_t *deleted) {
   sqlite3_stmt *all = q->st[ST_GROUPS_ALL];
-  pl_err fe = pl_sq_ghist_gcache_flush(q); /* the cursors come from the table */
+  pl_err fe = pl_sq_ghist_gcache_flush(q); /* nothing waits when the sweep flushed first */
   if (fe != PL_OK)
     return fe;
   uint64_t *gids = NULL;
@@ -553,6 +712,9 @@ pl_err pl_sq_ghist_groups_trim(pl__sq *q, uint64_t *deleted) {
   for (size_t i = 0; i < n && e == PL_OK; i++) {
     sqlite3_stmt *cur = q->st[ST_GROUP_CURSOR];
     int found;
+    e = pl__group_forget(q, gids[i]); /* first: what they held goes in this sweep */
+    if (e != PL_OK)
+      break;
     pl_sq_bind_u64(cur, 1, gids[i]);
     e = pl_sq_row(q, cur, &found);
     int none = !found || sqlite3_column_type(cur, 0) == SQLITE_NULL;
@@ -560,12 +722,10 @@ pl_err pl_sq_ghist_groups_trim(pl__sq *q, uint64_t *deleted) {
     sqlite3_reset(cur);
     if (e == PL_OK && none) /* no member device left: the history is owed to no one */
       upto = INT64_MAX;
-    if (e == PL_OK && upto)
+    if (e == PL_OK && upto) {
       e = pl_sq_run2(q, ST_GROUP_TRIM, gids[i], upto);
-    if (e == PL_OK)
-      *deleted += (uint64_t)sqlite3_changes64(q->db);
-    if (e == PL_OK)
-      e = pl_sq_run1(q, ST_GROUP_FORGET, gids[i]);
+      *deleted += e == PL_OK ? (uint64_t)sqlite3_changes64(q->db) : 0;
+    }
   }
   pl_free(gids);
   if (e == PL_OK)

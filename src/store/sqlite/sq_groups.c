@@ -23,8 +23,8 @@ pl_err pl_sq_group_mships(pl__sq *q, pl__user *u) {
     u->ms = pl_sq_reserve(u->ms, u->nms, &cap, sizeof *u->ms);
     pl__mship *m = &u->ms[u->nms++];
     m->gid = pl_sq_col_u64(st, 0);
-    m->since_qid = pl_sq_col_u64(st, 1);
-    m->left_qid = pl_sq_col_u64(st, 2);
+    m->since_seq = pl_sq_col_u64(st, 1);
+    m->left_seq = pl_sq_col_u64(st, 2);
     m->role = sqlite3_column_int(st, 3);
   }
   pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
@@ -92,26 +92,30 @@ static void pl__ms_stale(pl__user *u) {
   u->ms_loaded = 0;
 }
 
-static pl_err pl__member_put(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, int role,
-                             uint64_t since) {
+/* u joins gid, owed the history after the group's last seq now (since_seq,
+ * also its join point for the heir: members who join in one request share
+ * it); each of its signed-in devices gets its cursor there. */
+static pl_err pl__member_put(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, int role) {
+  char conv[32];
+  pl__conv *c;
+  pl_sq_group_gconv(gid, conv, sizeof conv);
+  pl_err e = pl_sq_conv_get(q, conv, &c);
+  uint64_t since = e == PL_OK ? c->seq : 0;
   sqlite3_stmt *st = q->st[ST_MEMBER_PUT];
   pl_sq_bind_u64(st, 1, gid);
   pl_sq_bind_u64(st, 2, u->id);
   pl_sq_bind_u64(st, 3, (uint64_t)role);
   pl_sq_bind_u64(st, 4, since);
-  pl_sq_bind_u64(st, 5, since);
-  pl_err e = pl_sq_run(q, st);
+  if (e == PL_OK)
+    e = pl_sq_run(q, st);
   if (e == PL_OK)
     e = pl_sq_run2(q, ST_GROUP_COUNT, gid, 1);
   /* watermarks start at the group's last seq: what came before is not the
    * new member's to receive, so it does not count against any receipt */
-  char conv[32];
-  pl__conv *c;
-  pl_sq_group_gconv(gid, conv, sizeof conv);
   if (e == PL_OK)
-    e = pl_sq_conv_get(q, conv, &c);
-  if (e == PL_OK)
-    e = pl_sq_run3(q, ST_GREADS_PUT, gid, u->id, c->seq);
+    e = pl_sq_run3(q, ST_GREADS_PUT, gid, u->id, since);
+  for (size_t i = 0; e == PL_OK && i < u->ndevs; i++)
+    e = pl_sq_ghist_gcur_put(q, u->devs[i], gid, since);
   pl_sq_ghist_gread_forget(q, gid, u->id);
   pl__gmeta *gm = pl_map_get(&q->gmeta, gid);
   if (gm)
@@ -122,12 +126,12 @@ static pl_err pl__member_put(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user 
   return e;
 }
 
-/* u leaves gid (removed or by itself): keeps the history owed up to left_qid. */
-static pl_err pl__member_left(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, uint64_t left_qid) {
+/* u leaves gid (removed or by itself): keeps the history owed up to left_seq. */
+static pl_err pl__member_left(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, uint64_t left_seq) {
   sqlite3_stmt *st = q->st[ST_MEMBER_LEFT];
   pl_sq_bind_u64(st, 1, gid);
   pl_sq_bind_u64(st, 2, u->id);
-  pl_sq_bind_u64(st, 3, left_qid);
+  pl_sq_bind_u64(st, 3, left_seq);
   pl_err e = pl_sq_run(q, st);
   if (e == PL_OK)
     e = pl_sq_run2(q, ST_GREADS_DEL, gid, u->id);
@@ -249,15 +253,12 @@ typedef struct pl__gop {
   int role;
 } pl__gop;
 
-/* S_JOIN: the members join, owed what comes after the newest qid given so
+/* S_JOIN: the members join, owed what comes after the group's last seq so
  * far; GroupCreate's creator is the owner, a user named twice joins once. */
 static pl_err pl__step_join(pl__sq *q, pl_store_req *r, const pl__gop *o) {
-  uint64_t since = 0;
-  pl_err e = pl_sq_ghist_max_qid(q, &since);
   if (o->op == PL_GROUP_ADD)
-    return e == PL_OK ? pl__member_put(q, r, o->gid, o->u, PL_ROLE_MEMBER, since) : e;
-  if (e == PL_OK)
-    e = pl__member_put(q, r, o->gid, o->me, PL_ROLE_OWNER, since);
+    return pl__member_put(q, r, o->gid, o->u, PL_ROLE_MEMBER);
+  pl_err e = pl__member_put(q, r, o->gid, o->me, PL_ROLE_OWNER);
   for (size_t i = 0; e == PL_OK && i < r->u.group_create.in.nusers; i++) {
     int role = PL_ROLE_NONE;
     pl__user *u;
@@ -265,7 +266,7 @@ static pl_err pl__step_join(pl__sq *q, pl_store_req *r, const pl__gop *o) {
     if (e == PL_OK)
       e = pl_sq_group_role(q, u, o->gid, &role);
     if (e == PL_OK && role == PL_ROLE_NONE) /* named twice, or the creator */
-      e = pl__member_put(q, r, o->gid, u, PL_ROLE_MEMBER, since);
+      e = pl__member_put(q, r, o->gid, u, PL_ROLE_MEMBER);
   }
   return e;
 }
@@ -310,7 +311,7 @@ static pl_err pl__group_run(pl__sq *q, pl_store_req *r, const pl__gop *o) {
     case PL_ROLES_S_JOIN: e = pl__step_join(q, r, o); break;
     case PL_ROLES_S_EVENT: e = pl__step_event(q, r, o); break;
     case PL_ROLES_S_LEFT: /* owed up to the event just put */
-      e = pl__member_left(q, r, o->gid, o->u, r->events[r->nevents - 1].msg.qid);
+      e = pl__member_left(q, r, o->gid, o->u, r->events[r->nevents - 1].msg.seq);
       break;
     case PL_ROLES_S_HEIR:
       if (o->was == PL_ROLE_OWNER)

@@ -46,12 +46,16 @@
  *            messages_events, which holds events only)
  *
  *   groups   gid -> name, description, member count
- *   members  (gid, uid) -> role (0: left), since_qid (history after it is
- *            owed), left_qid (owed up to it once left); by uid too
+ *   members  (gid, uid) -> role (0: left), since_seq (the group's last
+ *            seq before it joined: the history after it is owed), left_seq
+ *            (0: a member; else the seq of its removal event: owed up to
+ *            it), joined (= since_seq: the heir's order); by uid too
+ *   gcursor  (device_id, gid) -> seq: the device has every entry of the
+ *            group's history up to seq (its position in that stream),
+ *            written with the Ack that moves it; no row reads as since_seq
  *   greads   (gid, uid) -> delivered_seq, read_seq: group receipts
- *   messages.gid: a group's history entry (no queue rows; partial index
- *            messages_group(gid, qid)); devices.acked: the device's Ack,
- *            which is its cursor in every group's history
+ *   messages.gid: a group's history entry (no queue rows; positioned by
+ *            its seq; partial index messages_group(gid, seq))
  *
  * Schema history: 2 replaced dedup(sender_uid, client_id, ..., expires)
  * keyed by the id itself (a random B-tree insert per message); upgrading
@@ -62,7 +66,11 @@
  * upgraded data dir's tokens count from the upgrade). 8 added push_tokens
  * and push_pending (sq_push.c), imported from push.db. 9 made dedup records
  * smaller (cref instead of the conv name, the client id packed, no fp);
- * the upgrade converts the old records (pl_sq_dedup_upgrade). */
+ * the upgrade converts the old records (pl_sq_dedup_upgrade). 10 moved the
+ * group positions from the global qid (members.since_qid/left_qid,
+ * devices.acked) to each group's seq (since_seq/left_seq, gcursor), so that
+ * no position depends on one commit order over all writers; the upgrade
+ * converts them in place (pl__upgrade_gcursor in sq_db.c). */
 #ifndef PL_SQ_INTERNAL_H
 #define PL_SQ_INTERNAL_H
 
@@ -84,7 +92,7 @@
 #include "sq_push.h"
 #include "sq_stats.h"
 
-#define PL__SCHEMA_VERSION 9
+#define PL__SCHEMA_VERSION 10
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
  * which is also how far the server reads ahead of its commits; libparley
@@ -95,6 +103,11 @@
  * dropped (and reloaded on demand): ~12 bytes each. */
 #define PL__DEDUP_MEM_ENTRIES (4u << 20)
 #define PL__FETCH_DEFAULT 256u
+#define PL__FETCH_BYTES (1u << 20) /* a page's default byte bound */
+
+/* What a fetched entry weighs in a page's byte bound (its payload and a
+ * little for its strings). */
+static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m->media_len + 64; }
 #define PL__CACHE_MAX 65536u
 /* Far above any configurable message size, well below SQLite's row limit: a
  * body SQLite would refuse must fail alone, not break its whole batch. */
@@ -115,10 +128,8 @@
                  " VALUES(?1, ?2, ?3, ?4, ?5)")                                                              \
   X(DEVICES_OF, "SELECT id FROM devices WHERE user_id = ?1 AND token_hash IS NOT NULL ORDER BY id")          \
   X(DEVICE_BY_NAME, "SELECT id FROM devices WHERE user_id = ?1 AND name = ?2")                               \
-  /* a new device's group cursor starts at the newest qid: it gets nothing older */                          \
-  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created, acked, token_at, used_at)"       \
-                   " VALUES(?1, ?2, ?3, ?4, COALESCE((SELECT seq FROM sqlite_sequence"                       \
-                   " WHERE name = 'messages'), 0), ?4, ?4)")                                                 \
+  X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created, token_at, used_at)"              \
+                   " VALUES(?1, ?2, ?3, ?4, ?4, ?4)")                                                        \
   X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2, token_at = ?3, used_at = ?3 WHERE id = ?1")           \
   X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"         \
             " WHERE d.token_hash = ?1 AND d.used_at >= ?2 AND d.token_at >= ?3")                             \
@@ -189,44 +200,48 @@
   X(GROUP_RENAME, "UPDATE groups SET name = ?2, description = ?3 WHERE gid = ?1")                            \
   X(GROUP_COUNT, "UPDATE groups SET members = members + ?2 WHERE gid = ?1")                                  \
   X(MEMBER_GET, "SELECT role FROM members WHERE gid = ?1 AND uid = ?2")                                      \
-  X(MEMBER_PUT, "INSERT OR REPLACE INTO members(gid, uid, role, since_qid, left_qid, joined)"                \
-                " VALUES(?1, ?2, ?3, ?4, 0, ?5)")                                                            \
+  X(MEMBER_PUT, "INSERT OR REPLACE INTO members(gid, uid, role, since_seq, left_seq, joined)"                \
+                " VALUES(?1, ?2, ?3, ?4, 0, ?4)")                                                            \
   X(MEMBER_ROLE, "UPDATE members SET role = ?3 WHERE gid = ?1 AND uid = ?2")                                 \
-  X(MEMBER_LEFT, "UPDATE members SET role = 0, left_qid = ?3 WHERE gid = ?1 AND uid = ?2")                   \
+  X(MEMBER_LEFT, "UPDATE members SET role = 0, left_seq = ?3 WHERE gid = ?1 AND uid = ?2")                   \
   X(MEMBERS_LIST, "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid"                        \
                   " WHERE m.gid = ?1 AND m.role > 0 ORDER BY u.name")                                        \
   /* the heir's candidates: pl_roles_heir_better picks among them */                                         \
   X(MEMBER_HEIR, "SELECT uid, role, joined FROM members WHERE gid = ?1 AND role > 0 AND uid != ?2")          \
-  X(GROUPS_OF, "SELECT gid, since_qid, left_qid, role FROM members WHERE uid = ?1 ORDER BY gid")             \
+  X(GROUPS_OF, "SELECT gid, since_seq, left_seq, role FROM members WHERE uid = ?1 ORDER BY gid")             \
   X(GROUP_LIST, "SELECT g.gid, g.name, g.description, g.members, m.role FROM members m"                      \
                 " JOIN groups g ON g.gid = m.gid WHERE m.uid = ?1 AND m.role > 0 ORDER BY g.gid")            \
   X(GMSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"      \
                  " client_ts, server_ts, expires, refs, kind, aux, gid)"                                     \
                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)")                       \
-  /* a group's history after a device's cursor (its own sends included: one stream per group) */             \
-  X(GFETCH,                                                                                                  \
-    "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"            \
-    " aux, media FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3 AND expires > ?4"      \
-    " ORDER BY qid LIMIT ?5")                                                                                \
-  X(DEV_ACKED_GET, "SELECT acked FROM devices WHERE id = ?1")                                                \
-  X(DEV_ACKED_PUT, "UPDATE devices SET acked = max(acked, ?2) WHERE id = ?1")                                \
-  X(DEV_ACKED_NOW, "UPDATE devices SET acked = COALESCE((SELECT seq FROM sqlite_sequence"                    \
-                   " WHERE name = 'messages'), 0) WHERE id = ?1")                                            \
+  /* a device's window of a group's history: lo < seq <= hi, qid > ?4 (protocol 1; else 0) */                \
+  X(GFETCH, "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"    \
+            " aux, media FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2 AND seq <= ?3 AND qid > ?4"  \
+            " AND expires > ?5 ORDER BY seq LIMIT ?6")                                                       \
+  /* a device's cursor in a group's history (no row: none yet, read as the member's since_seq) */            \
+  X(GCUR_GET, "SELECT seq FROM gcursor WHERE device_id = ?1 AND gid = ?2")                                   \
+  X(GCUR_PUT, "INSERT INTO gcursor(device_id, gid, seq) VALUES(?1, ?2, ?3)"                                  \
+              " ON CONFLICT(device_id, gid) DO UPDATE SET seq = max(seq, excluded.seq) RETURNING seq")       \
+  X(GCUR_FORGET, "DELETE FROM gcursor WHERE gid = ?1 AND device_id IN"                                       \
+                 " (SELECT id FROM devices WHERE user_id = ?2) RETURNING device_id")                         \
   X(GROUPS_ALL, "SELECT gid FROM groups")                                                                    \
   /* how far every device of every member (present, or gone with history owed) has it */                     \
-  X(GROUP_CURSOR, "SELECT min(max(d.acked, m.since_qid)) FROM members m JOIN devices d"                      \
-                  " ON d.user_id = m.uid AND d.token_hash IS NOT NULL WHERE m.gid = ?1")                     \
-  X(GROUP_TRIM, "DELETE FROM messages WHERE gid = ?1 AND gid != 0 AND qid <= ?2")                            \
+  X(GROUP_CURSOR, "SELECT min(max(COALESCE(c.seq, 0), m.since_seq)) FROM members m JOIN devices d"           \
+                  " ON d.user_id = m.uid AND d.token_hash IS NOT NULL LEFT JOIN gcursor c"                   \
+                  " ON c.device_id = d.id AND c.gid = m.gid WHERE m.gid = ?1")                               \
+  X(GROUP_TRIM, "DELETE FROM messages WHERE gid = ?1 AND gid != 0 AND seq <= ?2")                            \
   /* a member who left is forgotten once its devices have all it was owed, or it expired */                  \
-  X(GROUP_FORGET, "DELETE FROM members WHERE gid = ?1 AND role = 0 AND (left_qid <= COALESCE("               \
-                  "(SELECT min(d.acked) FROM devices d WHERE d.user_id = members.uid"                        \
-                  " AND d.token_hash IS NOT NULL), left_qid) OR left_qid < COALESCE("                        \
-                  "(SELECT min(qid) FROM messages WHERE gid = ?1 AND gid != 0), left_qid + 1))")             \
+  X(GROUP_FORGET,                                                                                            \
+    "DELETE FROM members WHERE gid = ?1 AND role = 0 AND (left_seq <= COALESCE("                             \
+    "(SELECT min(max(COALESCE(c.seq, 0), members.since_seq)) FROM devices d LEFT JOIN gcursor c"             \
+    " ON c.device_id = d.id AND c.gid = ?1 WHERE d.user_id = members.uid"                                    \
+    " AND d.token_hash IS NOT NULL), left_seq) OR left_seq < COALESCE("                                      \
+    "(SELECT min(seq) FROM messages WHERE gid = ?1 AND gid != 0), left_seq + 1)) RETURNING uid")             \
   X(GREADS_SET, "UPDATE greads SET delivered_seq = ?3, read_seq = ?4 WHERE gid = ?1 AND uid = ?2")           \
-  X(GLAST, "SELECT qid, seq FROM messages WHERE gid = ?1 AND gid != 0 ORDER BY qid DESC LIMIT 1")            \
+  X(GLAST, "SELECT qid, seq FROM messages WHERE gid = ?1 AND gid != 0 ORDER BY seq DESC LIMIT 1")            \
   X(GHIST_COUNT, "SELECT count(*) FROM messages WHERE gid = ?1 AND gid != 0")                                \
-  X(GHIST_DROP,                                                                                              \
-    "DELETE FROM messages WHERE qid = (SELECT min(qid) FROM messages WHERE gid = ?1 AND gid != 0)")          \
+  X(GHIST_DROP, "DELETE FROM messages WHERE qid = (SELECT qid FROM messages WHERE gid = ?1 AND gid != 0"     \
+                " ORDER BY seq LIMIT 1)")                                                                    \
   X(GROUP_SIZE, "SELECT members FROM groups WHERE gid = ?1")                                                 \
   X(GROUP_DEVICES, "SELECT d.id FROM members m JOIN devices d ON d.user_id = m.uid"                          \
                    " AND d.token_hash IS NOT NULL WHERE m.gid = ?1 AND m.role > 0")                          \
@@ -241,10 +256,9 @@
                   " FROM greads WHERE gid = ?1 AND uid != ?3")                                               \
   X(GREADS_NAMES, "SELECT u.name, g.delivered_seq >= ?2, g.read_seq >= ?2 FROM greads g"                     \
                   " JOIN users u ON u.id = g.uid WHERE g.gid = ?1 AND g.uid != ?3 ORDER BY u.name")          \
-  /* the newest seq of a group among the qids an Ack covers */                                               \
-  X(GACK_SEQ, "SELECT max(seq) FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2 AND qid <= ?3")        \
-  X(GSENDERS_QID, "SELECT DISTINCT sender_uid FROM messages WHERE gid = ?1 AND gid != 0 AND qid > ?2"        \
-                  " AND qid <= ?3 AND kind = 0 AND sender_uid != ?4")                                        \
+  /* protocol 1: a group's newest seq above a cursor that an Ack's qid covers (down from the top) */         \
+  X(GACK_SEQ, "SELECT seq FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2 AND qid <= ?3"              \
+              " ORDER BY seq DESC LIMIT 1")                                                                  \
   X(GSENDERS_SEQ, "SELECT DISTINCT sender_uid FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2"        \
                   " AND seq <= ?3 AND kind = 0 AND sender_uid != ?4")                                        \
   X(UNREAD_GROUPS, "SELECT 'g:' || g.gid, COALESCE(c.last_seq, 0), g.read_seq FROM greads g"                 \
@@ -266,7 +280,6 @@
   X(MEDIA_DEL, "DELETE FROM media WHERE id = ?1")                                                            \
   X(MEDIA_GRANTS_DEL, "DELETE FROM media_grants WHERE media = ?1")                                           \
   X(BLOB_USED, "SELECT 1 FROM media WHERE blob = ?1 OR thumb = ?1 LIMIT 1")                                  \
-  X(MSG_MAXQID, "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)")             \
   /* ids follow commit order, so the expired records are (about) a prefix */                                 \
   X(EXPIRE_DEDUP, "DELETE FROM dedup WHERE id < COALESCE((SELECT id FROM dedup WHERE server_ts > ?1"         \
                   " ORDER BY id LIMIT 1), (SELECT max(id) + 1 FROM dedup))")
@@ -289,17 +302,21 @@ enum {
  *            (pl__user, sq_accounts.c)
  *   reads    (user, conversation) -> watermarks (pl__read, sq_convs.c)
  *   rings    device -> its recent client-id fingerprints (pl_idring, sq_dedup.c)
- *   dacks, greads, gmeta  group cursors (read through: each Ack writes its
- *            own), group watermarks, group facts (pl__dack, pl__gread,
- *            pl__gmeta, sq_ghist.c)
+ *   gcurs, greads, gmeta  group cursors per (device, group) (read
+ *            through: each Ack writes its own), group watermarks, group
+ *            facts (pl__gcur, pl__gread, pl__gmeta, sq_ghist.c)
  * They are correct only because this backend has one writer: the store
  * thread (pl_store.c) runs every transaction, so nothing can change a row
  * behind a cached copy, and a counter taken from the cache (a seq, a queue
  * length) cannot be taken twice. Every cache may hold effects of the open
- * transaction, so rollback drops them (the group cursors and watermarks only
- * move forward and are kept). A backend with several writers (PostgreSQL,
- * issue 15: several parleyd on one database) must not copy them: it reads
- * and moves these values in its transactions, under the database's locks. */
+ * transaction, so rollback drops them (the group watermarks only move
+ * forward and are kept: they wait to be written). A backend with several
+ * writers (PostgreSQL, issue 15: several parleyd on one database) must not
+ * copy them: it reads and moves these values in its transactions, under the
+ * database's locks. One more thing here holds only with one writer: within
+ * a group, qid order is seq order. Protocol 1's one stream relies on it (its
+ * fetch takes group entries after a qid, its Ack's qid becomes each group's
+ * seq: sq_ghist.c); protocol 2 positions each group by seq alone. */
 
 /* A cached user: name and device ids (ascending). */
 typedef struct pl__user {
@@ -315,9 +332,9 @@ typedef struct pl__user {
   int ms_loaded;
 } pl__user;
 
-/* A user's row in a group's members (role 0: left, history up to left_qid owed). */
+/* A user's row in a group's members (role 0: left, history up to left_seq owed). */
 typedef struct pl__mship {
-  uint64_t gid, since_qid, left_qid;
+  uint64_t gid, since_seq, left_seq;
   int role;
 } pl__mship;
 
@@ -342,19 +359,21 @@ typedef struct pl__conv {
 
 /* In a 10,000-member group every message is acked by 10,000 devices within
  * a few commits, so an ack of group history costs as little SQL as it can:
- * each device's cursor (devices.acked) is cached here for fetches and
- * written by the Ack that moves it (one UPDATE, in the Ack's transaction:
- * a crash then redelivers only what was not acknowledged); each member's
- * watermarks (greads) live here and are written by the sweep (every
- * --sweep-interval, a chunk per transaction: pl_store.c), at close, and
- * before a query reads them, so a crash may lose that much of the
- * delivered watermarks (receipts), never a cursor. The values only move
- * forward, so a rollback keeps them. */
+ * each device's cursor in each group (gcursor) is cached here for fetches
+ * and written by the Ack that moves it (one upsert per group it moves, in
+ * the Ack's transaction: a crash then redelivers only what was not
+ * acknowledged); each member's watermarks (greads) live here and are
+ * written by the sweep (every --sweep-interval, a chunk per transaction:
+ * pl_store.c), at close, and before a query reads them, so a crash may lose
+ * that much of the delivered watermarks (receipts), never a cursor. The
+ * watermarks only move forward, so a rollback keeps them; the cursors,
+ * written through, are dropped and read again. */
 #define PL__GCACHE_MAX (1u << 18)
 
-typedef struct pl__dack {
-  uint64_t acked;
-} pl__dack;
+/* A cached gcursor row (seq 0 also for no row: read as since_seq). */
+typedef struct pl__gcur {
+  uint64_t dev, gid, seq;
+} pl__gcur;
 
 typedef struct pl__gread {
   uint64_t gid, uid, delivered, read;
@@ -379,7 +398,7 @@ typedef struct pl__sq {
   pl_map names;          /* hash(name) -> pl__user (borrowed from users) */
   pl__conv *dirty;       /* convs whose counter moved in this transaction */
   pl_map reads;          /* hash(uid, conv) -> pl__read */
-  pl_map dacks;          /* device -> pl__dack: its cursor in group histories */
+  pl_map gcurs;          /* pl__gcur_key(device, gid) -> pl__gcur: cursors in group histories */
   pl_map greads;         /* pl__gread_key(gid, uid) -> pl__gread: group watermarks */
   pl_map gmeta;          /* gid -> pl__gmeta */
   size_t gdirty;         /* entries of greads not yet written (may over-count) */
@@ -594,12 +613,15 @@ pl_err pl_sq_ghist_gcache_flush_some(pl__sq *q, size_t max);
 pl_err pl_sq_ghist_gcache_flush(pl__sq *q);
 void pl_sq_ghist_gmeta_drop(pl__sq *q);
 pl_err pl_sq_ghist_gcache_drop(pl__sq *q);
-pl_err pl_sq_ghist_max_qid(pl__sq *q, uint64_t *qid);
+void pl_sq_ghist_gcur_drop(pl__sq *q);
+pl_err pl_sq_ghist_gcur_put(pl__sq *q, uint64_t dev, uint64_t gid, uint64_t seq);
+pl_err pl_sq_ghist_gcur_start(pl__sq *q, uint64_t uid, uint64_t dev);
 pl_err pl_sq_ghist_glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const char *device, const char *id,
                             const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
                             pl_msg *m);
 pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r);
-pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit);
+/* After pl_sq_queue_fetch's part (in out.msgs, read as far as a page goes). */
+pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit, size_t max_bytes);
 pl_err pl_sq_ghist_ack_cursor(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_ghist_mark_read_group(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_ghist_group_receipts(pl__sq *q, pl_store_req *r);

@@ -143,12 +143,15 @@ static pl_err pl__run_dev(pl_sq_push *sp, int which, uint64_t device, uint64_t c
 
 /* ---- tokens ------------------------------------------------------------------ */
 
+pl_err pl_sq_push_forget(pl_sq_push *sp, uint64_t device) {
+  pl_err e = pl__run_dev(sp, ST_TOK_DEL, device, 0, NULL);
+  return e == PL_OK ? pl__run_dev(sp, ST_PEND_DEL, device, 0, NULL) : e;
+}
+
 pl_err pl_sq_push_token(pl_sq_push *sp, pl_store_req *r) {
   uint64_t dev = r->u.push_token.in.device;
-  if (!r->u.push_token.in.token || !*r->u.push_token.in.token) {
-    pl_err e = pl__run_dev(sp, ST_TOK_DEL, dev, 0, NULL);
-    return e == PL_OK ? pl__run_dev(sp, ST_PEND_DEL, dev, 0, NULL) : e;
-  }
+  if (!r->u.push_token.in.token || !*r->u.push_token.in.token)
+    return pl_sq_push_forget(sp, dev);
   sqlite3_stmt *st = sp->st[ST_TOK_PUT];
   pl__u64(st, 1, dev);
   pl__u64(st, 2, r->u.push_token.in.user_id);

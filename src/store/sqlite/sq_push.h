@@ -28,6 +28,9 @@ int pl_sq_push_done_ok(const pl_store_req *r);
 /* Run a PUSH_* request inside the open transaction: like the backend's
  * exec, PL_OK unless the transaction is broken; r->status says the rest. */
 pl_err pl_sq_push_token(pl_sq_push *sp, pl_store_req *r);
+/* A device signed out: its token and its pending row go (in the caller's
+ * transaction: the logout's). */
+pl_err pl_sq_push_forget(pl_sq_push *sp, uint64_t device);
 pl_err pl_sq_push_tokens(pl_sq_push *sp, pl_store_req *r);
 pl_err pl_sq_push_enqueue(pl_sq_push *sp, pl_store_req *r);
 pl_err pl_sq_push_claim(pl_sq_push *sp, pl_store_req *r);

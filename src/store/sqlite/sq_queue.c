@@ -149,6 +149,7 @@ pl_err pl_sq_queue_insert(pl__sq *q, const uint64_t *t, size_t n, uint64_t qid) 
 
 void pl_sq_queue_msg_row(sqlite3_stmt *st, pl_msg *m) {
   m->qid = pl_sq_col_u64(st, 0);
+  m->gid = 0; /* a group's entry: its fetch sets it */
   m->conv = pl_sq_col_str(st, 1);
   m->seq = pl_sq_col_u64(st, 2);
   m->from = pl_sq_col_str(st, 3);
@@ -169,9 +170,14 @@ void pl_sq_queue_msg_row(sqlite3_stmt *st, pl_msg *m) {
   }
 }
 
+/* A page is bounded in entries and in bytes: a device back after a week
+ * with 512 queued 64 KiB messages would otherwise cost 32 MiB of memory
+ * per fetch, and the connection can take only about 256 KiB before the
+ * cursor waits for its drain anyway. */
 pl_err pl_sq_queue_fetch(pl__sq *q, pl_store_req *r) {
   sqlite3_stmt *st = q->st[ST_FETCH];
   uint32_t limit = r->u.fetch.in.limit ? r->u.fetch.in.limit : PL__FETCH_DEFAULT;
+  size_t max_bytes = r->u.fetch.in.max_bytes ? r->u.fetch.in.max_bytes : PL__FETCH_BYTES, bytes = 0;
   size_t cap = 0;
   int rc;
   pl_sq_bind_u64(st, 1, r->device_id);
@@ -183,16 +189,22 @@ pl_err pl_sq_queue_fetch(pl__sq *q, pl_store_req *r) {
       r->u.fetch.out.more = 1;
       break;
     }
+    if (bytes > max_bytes) { /* read as far as a page can go: more remain */
+      r->u.fetch.out.more = 1;
+      break;
+    }
     if (r->u.fetch.out.nmsgs == cap) {
       cap = cap ? cap * 2 : 16;
       cap = cap < limit ? cap : limit;
       r->u.fetch.out.msgs = pl_realloc(r->u.fetch.out.msgs, cap * sizeof *r->u.fetch.out.msgs);
     }
-    pl_sq_queue_msg_row(st, &r->u.fetch.out.msgs[r->u.fetch.out.nmsgs++]);
+    pl_msg *m = &r->u.fetch.out.msgs[r->u.fetch.out.nmsgs++];
+    pl_sq_queue_msg_row(st, m);
+    bytes += pl_sq_msg_weight(m);
   }
   pl_err e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);
-  return e == PL_OK ? pl_sq_ghist_fetch_groups(q, r, limit) : e;
+  return e == PL_OK ? pl_sq_ghist_fetch_groups(q, r, limit, max_bytes) : e;
 }
 
 /* ---- events: receipts and read syncs (docs/protocol.md 11.4) --------------- */
