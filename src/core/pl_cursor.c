@@ -4,7 +4,7 @@
 
 #include "../common/pl_mem.h"
 
-void pl_cursor_init(pl_cursor *c, uint32_t max_held) {
+void pl_cursor_init(pl_cursor *c, uint16_t max_held) {
   *c = (pl_cursor){.max_held = max_held, .hint_next = 1};
 }
 

@@ -64,15 +64,15 @@ typedef struct pl_cursor {
   uint64_t held_max;    /* the queue's highest qid held during this fetch */
   pl_cursor_stream *gs; /* groups with an entry written or held, by gid (NULL: none) */
   uint32_t ngs, gscap;
-  uint64_t hint_next; /* the router's push number expected next */
-  uint32_t nheld, max_held;
+  uint64_t hint_next;       /* the router's push number expected next */
+  uint16_t nheld, max_held; /* (16 bits: a session holds at most 4096; it is per connection) */
   uint8_t state;
   uint8_t again;       /* during a fetch: a push was lost, out of order or over max_held */
   uint8_t queue_exact; /* the queue's positions are gap-free (group streams always are) */
 } pl_cursor;
 
 /* A cursor that has written nothing and holds at most max_held pushes. */
-void pl_cursor_init(pl_cursor *c, uint32_t max_held);
+void pl_cursor_init(pl_cursor *c, uint16_t max_held);
 /* Frees the group streams (the cursor is then as after init). */
 void pl_cursor_free(pl_cursor *c);
 /* Attached to the router (a new numbering, from 1); the caller fetches next. */

@@ -170,6 +170,8 @@ static int pl__on_hello(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) 
   const pl_core_config *cfg = &s->core->cfg;
   s->kind = h->kind <= 4 ? (uint8_t)h->kind : 0;
   s->proto = (uint8_t)h->version;
+  /* protocol 1 merges the groups into the queue's stream: never gap-free */
+  s->cur.queue_exact = s->proto >= 2 && pl_store_queue_exact(s->core->store);
   s->state = PL_SESS_AUTH;
   uint32_t hb = cfg->heartbeat_ms[s->kind];
   s->conn->deadline_ms = 0;

@@ -252,6 +252,8 @@ static int pl__up_over_quota(pl__up *u) {
   return e != PL_OK;
 }
 
+static int pl__disk_full(pl_media *m);
+
 /* What to do next, when nothing is under way. */
 static void pl__up_step(pl__up *u) {
   if (u->auth == 0)
@@ -260,6 +262,8 @@ static void pl__up_step(pl__up *u) {
     u->failed = 401;
   if (!u->failed && pl__up_over_quota(u))
     u->failed = 413;
+  if (!u->failed && u->buf.len && pl__disk_full(u->m))
+    u->failed = 503; /* the room the store freed is for acks, not for this file */
   if (!u->ended)
     return; /* more body comes (or the connection closes on the refusal) */
   if (u->failed) {
@@ -326,6 +330,10 @@ static int pl__up_data(pl_http_sink *s, const uint8_t *p, size_t n) {
   pl_bytes_append(&u->buf, p, n);
   if (u->buf.len < PL__WBUF)
     return 0;
+  /* The disk filled while the body came: the store gave its reserve back
+   * so that acks and deletes work, and this upload must not eat it. */
+  if (pl__disk_full(u->m))
+    return pl__up_refuse(u, 503);
   pl__write(u);
   return u->failed ? pl__up_refuse(u, u->failed) : 1; /* read on when the write is done */
 }

@@ -599,6 +599,8 @@ void pl_store_close(pl_store *s) {
   pl_free(s);
 }
 
+int pl_store_queue_exact(const pl_store *s) { return s && s->be->queue_exact; }
+
 void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
   pthread_mutex_lock(&s->mu);
   *st = s->stats;

@@ -823,6 +823,13 @@ typedef struct pl_store_config {
  * close (on the thread that opens/closes the store). */
 typedef struct pl_store_backend {
   const char *name;
+  /* 1: a device's queue positions (qids) are gap-free, allocated per device
+   * in the transaction that queues for it (what several writers need: the
+   * delivery cursor then writes a queue entry only at its next position,
+   * pl_cursor.h). 0: they only rise in the device's commit order, which one
+   * writer guarantees (SQLite: one AUTOINCREMENT counter, its file lock
+   * serializing every transaction). */
+  int queue_exact;
   pl_err (*open)(void **be, const pl_store_config *cfg);
   void (*close)(void *be);
   pl_err (*begin)(void *be);
@@ -918,5 +925,7 @@ typedef struct pl_store_stats {
   int reserve_held;                        /* the reserve is held (or there is none) */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
+/* The backend's queue_exact (0 for a NULL store). */
+int pl_store_queue_exact(const pl_store *s);
 
 #endif

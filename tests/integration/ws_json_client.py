@@ -54,13 +54,13 @@ class Client:
                   f"expected {want}, got {frame}")
 
 
-async def connect(url, proto=PROTO):
+async def connect(url, proto=PROTO, version=1):
     ws = await websockets.connect(url, subprotocols=[proto], max_size=4 << 20)
     check(ws.subprotocol == proto, f"server chose {ws.subprotocol!r}")
     c = Client(ws)
-    await c.send(type="hello", version=1, kind="KIND_WEB", client_name="ws_json_client.py")
+    await c.send(type="hello", version=version, kind="KIND_WEB", client_name="ws_json_client.py")
     w = await c.recv("welcome")
-    check(w["version"] == 1 and w["heartbeat_ms"] > 0 and w["max_frame"] > 0, f"welcome {w}")
+    check(w["version"] == version and w["heartbeat_ms"] > 0 and w["max_frame"] > 0, f"welcome {w}")
     check(abs(w["server_ts"] - time.time() * 1000) < 60000, "server clock in Welcome")
     return c
 
@@ -140,6 +140,75 @@ async def scenario(url):
     check(e["code"] == "ERR_UNKNOWN_MEDIA" and e["ref"] == "a4", str(e))
     await alice2.ws.close()
     await bob.ws.close()
+
+
+async def group_messages(c, n):
+    """The next n Messages (group events and messages), skipping receipts."""
+    return [await c.recv("message") for _ in range(n)]
+
+
+async def answer(c, want):
+    """The next frame of type want; a member's own group entries before it are passed over."""
+    while True:
+        f = await c.recv()
+        if f["type"] == want:
+            return f
+        check(f["type"] in ("message", "receipt", "presence", "read_sync"), f"expected {want}, got {f}")
+
+
+async def quiet(c, seconds=0.5):
+    try:
+        f = await c.recv(timeout=seconds)
+        check(False, f"nothing more expected, got {f}")
+    except asyncio.TimeoutError:
+        pass
+
+
+async def protocol2(url):
+    """Protocol 2 (protocol.md 10.3-10.4): a group's entries are positioned by
+    seq and acknowledged per group with Ack.groups; what was acked is not sent
+    again, what was not comes again under the same seqs."""
+    carol = await connect(url)
+    await carol.send(type="register", user="carol", password="carol-password", device="web")
+    await carol.recv("auth_ok")
+    dave = await connect(url, version=2)
+    await dave.send(type="register", user="dave", password="dave-password", device="web")
+    d_ok = await dave.recv("auth_ok")
+    await dave.ws.close()
+    gids = []
+    for ref in ("p1", "p2"):
+        await carol.send(type="group_create", ref=ref, name="team " + ref, members=["dave"])
+        gids.append((await answer(carol, "group_info"))["group"])
+    for i, g in enumerate(gids):
+        await carol.send(type="send", id=f"p{i}", group=g, body=b64("hi"), client_ts=1)
+        check((await answer(carol, "send_ack"))["seq"] == 2, "a group message's seq")
+    dave = await connect(url, version=2)
+    await dave.send(type="resume", token=d_ok["token"])
+    await dave.recv("auth_ok")
+    got = await group_messages(dave, 4)
+    seqs = {g: [m["seq"] for m in got if m["group"] == g] for g in gids}
+    check(all(seqs[g] == [1, 2] for g in gids), f"each group from seq 1, in order: {seqs}")
+    await dave.send(type="ack", groups=[{"group": gids[0], "upto_seq": 2}])  # only the first group
+    await dave.send(type="ping", client_ts=1)
+    await dave.recv("pong")
+    await dave.ws.close()
+    dave = await connect(url, version=2)
+    await dave.send(type="resume", token=d_ok["token"])
+    await dave.recv("auth_ok")
+    got = await group_messages(dave, 2)
+    check([(m["group"], m["seq"]) for m in got] == [(gids[1], 1), (gids[1], 2)],
+          f"only the group not acked comes again: {got}")
+    await quiet(dave)
+    await dave.send(type="ack", groups=[{"group": gids[1], "upto_seq": "2"}])
+    await dave.send(type="ping", client_ts=1)
+    await dave.recv("pong")
+    await dave.ws.close()
+    dave = await connect(url, version=2)
+    await dave.send(type="resume", token=d_ok["token"])
+    await dave.recv("auth_ok")
+    await quiet(dave)
+    await dave.ws.close()
+    await carol.ws.close()
 
 
 async def bad_input(url, text, code, what):
@@ -427,6 +496,7 @@ def main():
                 time.sleep(0.02)
         url = f"ws://127.0.0.1:{http_port}/ws"
         asyncio.run(scenario(url))
+        asyncio.run(protocol2(url))
         asyncio.run(refusals(url))
         asyncio.run(longpoll(f"http://127.0.0.1:{http_port}", url))
         asyncio.run(rest(f"http://127.0.0.1:{http_port}", url))

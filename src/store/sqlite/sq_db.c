@@ -511,6 +511,7 @@ out:
 
 const pl_store_backend pl_store_sqlite = {
     .name = "sqlite",
+    .queue_exact = 0, /* one writer: qids rise in each device's commit order, with gaps */
     .open = pl__sq_open,
     .close = pl__sq_close,
     .begin = pl__sq_begin,
