@@ -18,6 +18,7 @@
 #define PB_CONN_H
 
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <stdint.h>
 
 #include "common/pl_buf.h"
@@ -57,6 +58,7 @@ typedef struct pb_net {
   pb_conn *queue, *queue_tail, *open, *acks;
   pb_timer hb_timer, ack_timer;
   uint8_t *scratch;
+  SSL_CTX *tls; /* connect over TLS (pb_net_tls); NULL: plain TCP */
 } pb_net;
 
 struct pb_conn {
@@ -77,9 +79,13 @@ struct pb_conn {
   pb_conn *prev, *next; /* net->open */
   pb_conn *qnext;       /* net->queue */
   pb_conn *ack_next;    /* net->acks */
+  SSL *ssl;             /* with TLS: its state (the handshake runs while CONNECTING) */
 };
 
 void pb_net_init(pb_net *n, pb_loop *l, const struct sockaddr_in *server, pb_users *users);
+/* Connections made from now on use TLS (the server's certificate is not
+ * checked: the bench measures, it does not trust). */
+void pb_net_tls(pb_net *n);
 /* Stops the timers; connections must have been dropped. */
 void pb_net_free(pb_net *n);
 

@@ -99,6 +99,7 @@ static int pb__server(const pb_opts *o, pb_server *srv, pb__paths *p) {
     return -1;
   char args[sizeof o->parleyd_args + 64];
   snprintf(args, sizeof args, "%s %s", PB__CHEAP_HASH, o->parleyd_args);
+  srv->tls = o->tls;
   if (pb_server_start(srv, data, args) != 0)
     return -1;
   if (!o->state[0])

@@ -42,7 +42,9 @@ void pb_opts_usage(FILE *out) {
       "  --ack-delay MS         ... or MS ms after the first unacknowledged one (default 5)\n"
       "  --timeout S            longest any phase may take (default 300)\n"
       "  --json                 print one JSON object instead of the table\n"
-      "  --quiet                no progress lines on stderr\n");
+      "  --quiet                no progress lines on stderr\n"
+      "  --tls                  clients connect over TLS: our parleyd gets a throw-away certificate and\n"
+      "                         --listen-tls (with --server, HOST:PORT must be a --listen-tls listener)\n");
 }
 
 static void pb__defaults(pb_opts *o) {
@@ -149,6 +151,8 @@ static int pb__flag(pb_opts *o, const char *k) {
     return o->json = 1;
   if (!strcmp(k, "quiet"))
     return o->quiet = 1;
+  if (!strcmp(k, "tls"))
+    return o->tls = 1;
   return 0;
 }
 

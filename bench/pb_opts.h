@@ -28,6 +28,7 @@ typedef struct pb_opts {
   uint32_t ack_delay_ms; /* ... or this long after the first unacknowledged one */
   double timeout;        /* seconds any phase may take before the run fails */
   int quiet;
+  int tls; /* clients connect over TLS (--listen-tls) */
   const char *argv0;
 } pb_opts;
 

@@ -73,6 +73,8 @@ int pb_prepare_users(const pb_opts *o, const struct sockaddr_in *server, pb_user
   pb_net_init(&p.net, l, server, u);
   p.net.src_base = o->src_base;
   p.net.per_addr = o->per_addr;
+  if (o->tls)
+    pb_net_tls(&p.net);
   p.conns = pl_calloc(parallel, sizeof *p.conns);
   p.t0 = pb_now_us();
   p.say = (pb_timer){.cb = pb__say, .ud = &p};

@@ -17,6 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "pb_loop.h"
 
 #define PB__MAX_ARGS 64
@@ -91,12 +95,17 @@ static int pb__split(char *args, char **argv, int max) {
 }
 
 static void pb__exec(const pb_server *s) {
-  char listen[64], log[600], args[sizeof s->args], bin[sizeof s->bin], dir[sizeof s->dir];
+  char listen[64], log[600], args[sizeof s->args + 1200], bin[sizeof s->bin], dir[sizeof s->dir];
   snprintf(bin, sizeof bin, "%s", s->bin);
   snprintf(dir, sizeof dir, "%s", s->dir);
-  snprintf(listen, sizeof listen, "127.0.0.1:%d", ntohs(s->addr.sin_port));
+  snprintf(listen, sizeof listen, "127.0.0.1:%d", s->tls ? s->plain_port : ntohs(s->addr.sin_port));
   snprintf(log, sizeof log, "%s/parleyd.log", s->dir);
-  snprintf(args, sizeof args, "%s", s->args);
+  if (s->tls) /* the clients' listener; the certificate pb__tls_cert made */
+    snprintf(args, sizeof args,
+             "--listen-tls 127.0.0.1:%d --tls-cert %s/bench-cert.pem --tls-key %s/bench-key.pem %s",
+             ntohs(s->addr.sin_port), s->dir, s->dir, s->args);
+  else
+    snprintf(args, sizeof args, "%s", s->args);
   /* The bench's clients come from a few source addresses (127.0.0.x), up to
    * --per-addr each, and send as fast as the server takes it: the per-address
    * connection cap, the per-user send rate and the per-address login limits
@@ -164,6 +173,38 @@ static int pb__spawn(pb_server *s) {
   return -1;
 }
 
+/* A throw-away P-256 key and self-signed certificate in the data dir's
+ * parent (the clients do not verify it: the bench measures the cost). */
+static int pb__tls_cert(const pb_server *s) {
+  char cp[600], kp[600];
+  snprintf(cp, sizeof cp, "%s/bench-cert.pem", s->dir);
+  snprintf(kp, sizeof kp, "%s/bench-key.pem", s->dir);
+  EVP_PKEY *k = EVP_EC_gen("P-256");
+  X509 *x = X509_new();
+  FILE *c = fopen(cp, "w"), *kf = fopen(kp, "w");
+  int ok = k && x && c && kf;
+  if (ok) {
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, k);
+    X509_NAME *nm = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0);
+    X509_set_issuer_name(x, nm);
+    ok = X509_sign(x, k, EVP_sha256()) > 0 && PEM_write_X509(c, x) &&
+         PEM_write_PrivateKey(kf, k, NULL, NULL, 0, NULL, NULL);
+  }
+  if (c)
+    fclose(c);
+  if (kf)
+    fclose(kf);
+  X509_free(x);
+  EVP_PKEY_free(k);
+  if (!ok)
+    fprintf(stderr, "parley-bench: cannot make a TLS certificate in %s\n", s->dir);
+  return ok ? 0 : -1;
+}
+
 int pb_server_start(pb_server *s, const char *dir, const char *args) {
   s->own = 1;
   snprintf(s->args, sizeof s->args, "%s", args ? args : "");
@@ -182,6 +223,8 @@ int pb_server_start(pb_server *s, const char *dir, const char *args) {
   }
   int port = pb__free_port();
   if (port < 0)
+    return -1;
+  if (s->tls && ((s->plain_port = pb__free_port()) < 0 || pb__tls_cert(s) != 0))
     return -1;
   memset(&s->addr, 0, sizeof s->addr);
   s->addr.sin_family = AF_INET;

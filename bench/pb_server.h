@@ -15,6 +15,8 @@ typedef struct pb_server {
   char dir[512];           /* our server's data dir */
   char bin[1024];          /* parleyd path */
   char args[1024];         /* extra arguments */
+  int tls;                 /* addr is a --listen-tls listener; the plain one is on plain_port */
+  int plain_port;
 } pb_server;
 
 /* One reading of the server process. */

@@ -171,6 +171,8 @@ static void pb__net_options(pb_net *n, const pb_opts *o) {
   n->ack_batch = o->ack_batch;
   n->ack_delay_us = o->ack_delay_ms * 1000u;
   n->max_handshakes = o->handshakes;
+  if (o->tls)
+    pb_net_tls(n);
 }
 
 static void pb__worker_main(const pb_plan *p, uint32_t w, int ctl_fd, int res_fd) {

@@ -11,6 +11,7 @@
  * field 0, which protobuf-c accepts; see fuzz_msg.c). fuzz_frame inputs are one selector
  * byte (where the stream is split in two reads) and then a byte stream. */
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -873,6 +874,69 @@ static void push(void) {
   put("fuzz_push", "der", b, sizeof der + 3);
 }
 
+/* fuzz_tls: real ClientHellos (TLS 1.3, and 1.2 at most) from OpenSSL's
+ * client, whole and in small pieces, and what a confused client sends. */
+static void put_hello(const char *name, uint8_t piece, int max_version) {
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_max_proto_version(ctx, max_version);
+  SSL *ssl = SSL_new(ctx);
+  BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+  SSL_set_bio(ssl, r, w);
+  SSL_set_tlsext_host_name(ssl, "localhost");
+  SSL_connect(ssl); /* writes the ClientHello, then waits for the server */
+  char *p;
+  long n = BIO_get_mem_data(w, &p);
+  uint8_t *seed = pl_malloc((size_t)n + 1);
+  seed[0] = piece;
+  memcpy(seed + 1, p, (size_t)n);
+  put("fuzz_tls", name, seed, (size_t)n + 1);
+  pl_free(seed);
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+}
+
+static void tls(void) {
+  put_hello("hello13", 255, TLS1_3_VERSION);
+  put_hello("hello13_pieces", 1, TLS1_3_VERSION);
+  put_hello("hello12", 255, TLS1_2_VERSION);
+  static const char http[] = "\xffGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  put("fuzz_tls", "http_instead", (const uint8_t *)http, sizeof http - 1);
+  static const uint8_t partial[] = {0x00, 0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00};
+  put("fuzz_tls", "partial_record", partial, sizeof partial);
+}
+
+/* fuzz_proxy: PROXY v2 headers as haproxy sends them, and near misses. */
+static void proxy(void) {
+  static const uint8_t sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+  uint8_t v4[16 + 12 + 5], v6[16 + 36], local[16], tlv[16 + 12 + 7], bad[16];
+  memcpy(v4, sig, 12);
+  v4[12] = 0x21, v4[13] = 0x11, v4[14] = 0, v4[15] = 12;
+  const uint8_t a4[12] = {203, 0, 113, 7, 10, 0, 0, 1, 0xd4, 0x31, 0x1e, 0x15};
+  memcpy(v4 + 16, a4, 12);
+  memcpy(v4 + 28, "\x16\x03\x01\x00\x05", 5); /* the start of what follows it */
+  put("fuzz_proxy", "v4_then_data", v4, sizeof v4);
+  memcpy(v6, sig, 12);
+  v6[12] = 0x21, v6[13] = 0x21, v6[14] = 0, v6[15] = 36;
+  for (int i = 0; i < 36; i++)
+    v6[16 + i] = (uint8_t)(0x20 + i);
+  put("fuzz_proxy", "v6", v6, sizeof v6);
+  memcpy(local, sig, 12);
+  local[12] = 0x20, local[13] = 0x00, local[14] = 0, local[15] = 0;
+  put("fuzz_proxy", "local", local, sizeof local);
+  memcpy(tlv, v4, 28);
+  tlv[15] = 19;
+  memcpy(tlv + 28,
+         "\x04\x00\x04"
+         "abcd",
+         7); /* a TLV (PP2_TYPE_NOOP) */
+  put("fuzz_proxy", "v4_tlv", tlv, sizeof tlv);
+  memcpy(bad, local, 16);
+  bad[12] = 0x11; /* version 1 in the binary form */
+  put("fuzz_proxy", "bad_version", bad, sizeof bad);
+  put("fuzz_proxy", "v1_text", (const uint8_t *)"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n", 32);
+  put("fuzz_proxy", "truncated", v4, 20);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: make_seeds CORPUS_DIR   (e.g. fuzz/corpus)\n");
@@ -888,5 +952,7 @@ int main(int argc, char **argv) {
   web();
   push();
   images();
+  tls();
+  proxy();
   return pl_mem_used() == 0 ? 0 : 1;
 }

@@ -77,6 +77,9 @@ extern "C" {
 #define PARLEY_E_PROTOCOL (-103) /* the server sent something we cannot parse */
 #define PARLEY_E_STATE (-104)    /* call not valid now (e.g. send before auth) */
 #define PARLEY_E_ARG (-105)      /* bad argument to a library call */
+#define PARLEY_E_TLS                                                        \
+  (-106) /* TLS failed: the certificate is not trusted or does not name the \
+            host, or the handshake broke; parley_tls_error() says which */
 
 /* Returns a short message for any code above; never NULL. */
 const char *parley_strerror(int code);
@@ -213,6 +216,12 @@ typedef struct parley_options {
   int reconnect_max_ms;    /* default 10000 */
   int request_timeout_ms;  /* blocking calls' timeout; default 10000 */
   int protocol;            /* protocol version: 0 = 2 (the newest); 1 for an old single-node server */
+  /* TLS (docs/protocol.md 1, "TLS"): the server's certificate is verified
+   * against ca_file (PEM) or, when NULL, the system's CAs, and must name
+   * tls_name (default: host). */
+  int tls;              /* 1: connect over TLS (parleyd --listen-tls); default 0 */
+  const char *ca_file;  /* default NULL: the system's CAs */
+  const char *tls_name; /* default NULL: host */
   parley_callbacks cb;
   void *ud; /* passed to every callback */
 } parley_options;
@@ -414,8 +423,13 @@ uint64_t parley_server_now(const parley *c);
 /* Heartbeat interval the server asked for, ms. */
 uint32_t parley_heartbeat_ms(const parley *c);
 
-/* The socket (for the application's own poll loop), or -1. */
+/* The socket (for the application's own poll loop), or -1. With TLS,
+ * bytes may wait decrypted inside the library: call parley_run with a zero
+ * timeout after each wake-up rather than relying on the socket alone. */
 int parley_fd(const parley *c);
+/* Why the last connect failed with PARLEY_E_TLS, for a person ("" if it
+ * did not). Valid until the next connect. */
+const char *parley_tls_error(const parley *c);
 
 #ifdef __cplusplus
 }

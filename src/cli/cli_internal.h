@@ -31,6 +31,8 @@ typedef struct cli {
   const char *server, *user, *password, *device;
   char host[256];
   int port;
+  int tls;        /* --server tls://HOST:PORT */
+  const char *ca; /* --ca FILE: the CAs a tls:// server's certificate must chain to */
   const char *cmd;
   const char *pos[CLI_MAX_POS];
   int npos;

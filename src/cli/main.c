@@ -77,7 +77,10 @@ static void usage(FILE *out) {
       "  logout                      revoke this device's session on the server\n"
       "\n"
       "options (each may come from the environment instead; options win):\n"
-      "  --server HOST:PORT   PARLEY_SERVER     default 127.0.0.1:7700\n"
+      "  --server HOST:PORT   PARLEY_SERVER     default 127.0.0.1:7700; tls://HOST[:PORT] for TLS\n"
+      "                                         (port 7701 by default), the certificate checked\n"
+      "                                         against the system's CAs and the host name\n"
+      "  --ca FILE            PARLEY_CA         with tls://: trust the CAs in FILE (PEM) instead\n"
       "  --user NAME          PARLEY_USER\n"
       "  --password PW        PARLEY_PASSWORD\n"
       "  --device NAME        PARLEY_DEVICE     default \"default\"\n"
@@ -148,6 +151,11 @@ int cli_error(const cli *o, int err, const char *peer) {
 static int cli_parse_server(cli *o) {
   const char *s = o->server;
   const char *port = NULL;
+  o->tls = !strncmp(s, "tls://", 6);
+  if (o->tls)
+    s += 6;
+  else if (!strncmp(s, "tcp://", 6))
+    s += 6;
   size_t hostlen;
   if (s[0] == '[') { /* [v6]:port */
     const char *end = strchr(s, ']');
@@ -169,7 +177,7 @@ static int cli_parse_server(cli *o) {
     return -1;
   memcpy(o->host, s, hostlen);
   o->host[hostlen] = '\0';
-  o->port = 7700;
+  o->port = o->tls ? 7701 : 7700;
   if (port) {
     char *end;
     long p = strtol(port, &end, 10);
@@ -186,6 +194,8 @@ static const char **cli_option(cli *o, const char *name) {
     return &o->server;
   if (!strcmp(name, "user"))
     return &o->user;
+  if (!strcmp(name, "ca"))
+    return &o->ca;
   if (!strcmp(name, "password"))
     return &o->password;
   if (!strcmp(name, "device"))
@@ -271,7 +281,10 @@ static int cli_check(cli *o) {
   o->password = cli_env(o->password, "PARLEY_PASSWORD", NULL);
   o->device = cli_env(o->device, "PARLEY_DEVICE", "default");
   if (cli_parse_server(o) != 0)
-    return cli_fail(CLI_EXIT_USAGE, "bad server address '%s' (want HOST:PORT)", o->server);
+    return cli_fail(CLI_EXIT_USAGE, "bad server address '%s' (want HOST:PORT or tls://HOST:PORT)", o->server);
+  o->ca = cli_env(o->ca, "PARLEY_CA", NULL);
+  if (o->ca && !o->tls)
+    return cli_fail(CLI_EXIT_USAGE, "--ca is for a tls:// server");
   static const struct {
     const char *cmd;
     int npos;
@@ -344,6 +357,8 @@ static parley *cli_new(const cli *o, const parley_callbacks *cb, void *ud) {
   /* Never ack behind the user's back: a command only acks what it printed. */
   opt.auto_ack = -1;
   opt.request_timeout_ms = CLI_TIMEOUT_MS;
+  opt.tls = o->tls;
+  opt.ca_file = o->ca;
   if (cb)
     opt.cb = *cb;
   opt.ud = ud;
@@ -358,6 +373,11 @@ int cli_open(const cli *o, parley **pc, const parley_callbacks *cb, void *ud, in
   if (rc == PARLEY_OK)
     rc = do_register ? parley_register(c, o->user, o->password, o->device)
                      : parley_login(c, o->user, o->password, o->device);
+  if (rc == PARLEY_E_TLS) {
+    int st = cli_fail(CLI_EXIT_CONN, "TLS with server %s failed: %s", o->server, parley_tls_error(c));
+    parley_free(c);
+    return st;
+  }
   if (rc == PARLEY_E_INVALID_ARGUMENT) {
     parley_free(c);
     return cli_fail(CLI_EXIT_AUTH, "invalid user name, password or device (user: 1-32 of a-z 0-9 _ . -; "

@@ -48,6 +48,7 @@ const char *parley_strerror(int code) {
   case PARLEY_E_PROTOCOL: return "unexpected data from the server";
   case PARLEY_E_STATE: return "call not valid in this state";
   case PARLEY_E_ARG: return "bad argument";
+  case PARLEY_E_TLS: return "TLS failed";
   default: return code > -100 && code < 0 ? "server error" : "unknown error";
   }
 }
@@ -77,6 +78,10 @@ parley *parley_new(const parley_options *opt) {
     c->reconnect_max_ms = c->reconnect_min_ms;
   c->request_timeout_ms = plc__or(o.request_timeout_ms, 10000);
   c->proto = o.protocol == 1 ? 1u : PL_PROTOCOL_VERSION_MAX;
+  if (o.tls) {
+    c->tls_name = pl_strdup(o.tls_name && *o.tls_name ? o.tls_name : c->host);
+    c->tls_ctx = plc_sock_tls_ctx(o.ca_file, c->tls_setup_err, sizeof c->tls_setup_err);
+  }
   c->cb = o.cb;
   c->ud = o.ud;
   c->heartbeat_ms = 30000;
@@ -94,6 +99,8 @@ void parley_free(parley *c) {
   pl_bytes_free(&c->rbuf);
   pl_bytes_free(&c->wbuf);
   pl_free(c->host);
+  SSL_CTX_free(c->tls_ctx);
+  pl_free(c->tls_name);
   pl_free(c->client_name);
   pl_free(c->token);
   pl_free(c->user);
@@ -200,6 +207,12 @@ size_t parley_outbox_len(const parley *c) { return c ? c->ob.len : 0; }
 int64_t parley_clock_offset(const parley *c) { return c ? c->clock_offset : 0; }
 uint32_t parley_heartbeat_ms(const parley *c) { return c ? c->heartbeat_ms : 0; }
 int parley_fd(const parley *c) { return c ? c->sock.fd : -1; }
+
+const char *parley_tls_error(const parley *c) {
+  if (!c || !c->tls_name)
+    return "";
+  return c->tls_ctx ? c->sock.tls_err : c->tls_setup_err;
+}
 
 uint64_t parley_server_now(const parley *c) {
   int64_t now = (int64_t)pl_now_ms() + (c ? c->clock_offset : 0);

@@ -146,6 +146,12 @@ int plc_start(parley *c) {
   plc__reset_conn(c);
   c->reconnect_at = 0;
   c->phase_deadline = pl_mono_ms() + (uint64_t)c->request_timeout_ms;
+  if (c->tls_name && !c->tls_ctx) { /* no CA certificates to verify with */
+    plc_drop(c, PARLEY_E_TLS, 1);
+    return PARLEY_E_TLS;
+  }
+  if (c->tls_name)
+    plc_sock_use_tls(&c->sock, c->tls_ctx, c->tls_name);
   if (plc_sock_open(&c->sock, c->host, c->port) != 0) {
     plc_drop(c, PARLEY_E_CONNECT, 1);
     return PARLEY_E_CONNECT;
@@ -161,7 +167,7 @@ static void plc__on_connectable(parley *c) {
   if (r > 0)
     plc__send_hello(c);
   else if (r < 0)
-    plc_drop(c, PARLEY_E_CONNECT, 1);
+    plc_drop(c, c->sock.tls_failed ? PARLEY_E_TLS : PARLEY_E_CONNECT, 1);
 }
 
 /* ---- frames from the server --------------------------------------------- */
@@ -815,16 +821,17 @@ int plc_pass(parley *c, int timeout_ms) {
       poll(NULL, 0, (int)wait);
     return PARLEY_OK;
   }
-  struct pollfd p = {.fd = c->sock.fd, .events = POLLIN};
-  if (c->phase == PLC_CONNECTING)
-    p.events = POLLOUT;
-  else if (c->wpos < c->wbuf.len)
+  struct pollfd p = {.fd = c->sock.fd, .events = plc_sock_events(&c->sock)};
+  if (c->phase != PLC_CONNECTING && c->wpos < c->wbuf.len)
     p.events |= POLLOUT;
-  if (poll(&p, 1, (int)wait) > 0 && p.revents) {
-    if (c->phase == PLC_CONNECTING)
+  if (c->phase != PLC_CONNECTING && plc_sock_pending(&c->sock))
+    wait = 0; /* decrypted bytes wait inside TLS: poll would not see them */
+  int woke = poll(&p, 1, (int)wait) > 0 && p.revents;
+  if (c->phase == PLC_CONNECTING) {
+    if (woke)
       plc__on_connectable(c);
-    else if (p.revents & (POLLIN | POLLHUP | POLLERR))
-      plc__read(c);
+  } else if ((woke && (p.revents & (POLLIN | POLLHUP | POLLERR))) || plc_sock_pending(&c->sock)) {
+    plc__read(c);
   }
   plc__prepare_output(c);
   plc__flush(c);
@@ -848,7 +855,7 @@ void plc_linger(parley *c) {
       return;
     c->wpos += (size_t)n;
   }
-  shutdown(c->sock.fd, SHUT_WR);
+  plc_sock_shutdown(&c->sock);
   char scratch[4096];
   for (uint64_t now = pl_mono_ms(); now < end; now = pl_mono_ms()) {
     struct pollfd p = {.fd = c->sock.fd, .events = POLLIN};

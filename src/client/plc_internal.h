@@ -68,6 +68,9 @@ struct parley {
   char *client_name;
   int auto_ack, auto_reconnect;
   int reconnect_min_ms, reconnect_max_ms, request_timeout_ms;
+  SSL_CTX *tls_ctx;        /* with TLS: the client context (NULL if it could not be made) */
+  char *tls_name;          /* with TLS: the name the certificate must carry; NULL: plain TCP */
+  char tls_setup_err[160]; /* why tls_ctx is NULL */
   parley_callbacks cb;
   void *ud;
 

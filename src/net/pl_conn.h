@@ -87,20 +87,21 @@ struct pl_conn {
   pl_loop *loop;
   void *session;             /* the handler's */
   uint64_t last_rx_ms;       /* monotonic time of the last bytes received */
-  uint32_t idle_timeout_ms;  /* 0 = none */
   uint64_t deadline_ms;      /* monotonic; on_idle once passed (0 = none) */
   uint64_t auth_deadline_ms; /* the same, until the handler clears it (authenticated) */
-  uint32_t max_frame;        /* largest length prefix accepted */
   size_t out_bytes;          /* queued, not yet written */
   size_t drain_mark;         /* with want_drain: on_drain fires once out_bytes <= drain_mark / 2 */
-  int want_drain;            /* set by the handler; cleared when on_drain fires */
   size_t mem_counted;        /* bytes of its buffers counted in limits */
   pl_limits *limits;         /* the server's shared caps and counts (NULL: none) */
   uint64_t ip_key;           /* its address as the limits count it (pl_limits_key) */
   uint64_t progress_ms;      /* monotonic: output last moved, or reading stopped for it */
-  int out_held;              /* reading stopped while out_bytes > drain_mark */
-  char peer[48];             /* "ip:port" for logs */
   uint64_t id;               /* unique per process, for logs */
+  /* the 4-byte fields together: an idle connection pays no padding */
+  uint32_t idle_timeout_ms; /* 0 = none */
+  uint32_t max_frame;       /* largest length prefix accepted */
+  int want_drain;           /* set by the handler; cleared when on_drain fires */
+  int out_held;             /* reading stopped while out_bytes > drain_mark */
+  char peer[48];            /* "ip:port" for logs */
 };
 
 static inline void pl_conn_write(pl_conn *c, pl_buf *b) { c->ops->write(c, b); }

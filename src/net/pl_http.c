@@ -14,7 +14,6 @@
 #include "web/pl_json.h"
 #include "web/pl_ws.h"
 
-#define PL__CLOSE_GRACE_MS 5000
 /* A client that pipelines requests without reading the answers is cut here
  * (without limits; with them, at their output budget). */
 #define PL__MAX_PENDING_OUT (4u << 20)
@@ -39,27 +38,23 @@ struct pl_http_listener {
 
 struct pl_http_conn {
   pl_conn c; /* first: once upgraded, the session sees a pl_conn */
-  uv_tcp_t tcp;
-  uv_shutdown_t shut; /* the FIN once a closing connection's output is out */
+  pl_stream s;
   pl_http_listener *lst;
-  pl_flusher flusher;
   pl_httpreq req;     /* HTTP mode */
   pl_ws *ws;          /* WebSocket mode */
-  pl_bytes out;       /* bytes to write next */
   pl_bytes rbuf;      /* input that waits while a request is held */
   pl_http_ex *ex;     /* the held request, if any */
   pl_http_sink *sink; /* the request whose body streams into a sink */
   pl_http_ex *sx;     /* and its exchange */
   int file_fd;        /* a file body being sent (-1: none) */
   uint64_t file_off, file_left;
-  size_t inflight; /* bytes handed to uv_write */
-  uint64_t req_since, closing_since;
-  uint8_t writing, closing, dead, session, json, paused;
+  uint64_t req_since;
+  uint8_t session, json, paused;
   uint8_t spaused; /* the session paused its WebSocket */
   uint8_t cutting; /* the session is answering a cut: its one frame passes */
   uint8_t counted; /* admitted by the limits: leaves them when closed */
   uint8_t spare;   /* let in past the caps: /healthz and /metrics only */
-  uint8_t linger;  /* FIN sent: waiting for the peer's, input dropped */
+  uint8_t listed;  /* in the listener's list */
   pl_http_conn *prev, *next;
 };
 
@@ -74,49 +69,44 @@ struct pl_http_ex {
   char *extra; /* the reply's own copy of res.extra */
 };
 
-typedef struct pl__wreq {
-  uv_write_t req;
-  pl_http_conn *hc;
-  pl_bytes data;
-  size_t off;
-} pl__wreq;
+static pl_http_conn *pl__hc(pl_stream *s) { return (pl_http_conn *)((char *)s - offsetof(pl_http_conn, s)); }
 
 /* ---- output ---------------------------------------------------------- */
 
 static void pl__hard_close(pl_http_conn *hc);
 
 /* What the connection's buffers hold, for the server-wide bound. */
-static void pl__account(pl_http_conn *hc) {
+static void pl_http__account(pl_http_conn *hc) {
   pl_conn *c = &hc->c;
   if (c->limits)
     pl_limits_account(c->limits, &c->mem_counted,
-                      hc->dead ? 0
-                               : c->out_bytes + hc->rbuf.cap + hc->req.req.body.cap +
-                                     (hc->ws ? pl_ws_buffered(hc->ws) : 0));
+                      hc->s.dead ? 0
+                                 : c->out_bytes + hc->rbuf.cap + hc->req.req.body.cap +
+                                       (hc->ws ? pl_ws_buffered(hc->ws) : 0));
 }
 
 static void pl__update_out(pl_http_conn *hc) {
-  hc->c.out_bytes = hc->out.len + hc->inflight + (hc->ws ? pl_ws_output(hc->ws)->len : 0);
-  pl__account(hc);
+  hc->c.out_bytes = hc->s.out_bytes + (hc->ws ? pl_ws_output(hc->ws)->len : 0);
+  pl_http__account(hc);
 }
 
-/* Reading stops until the output drains (pl__check_drain restarts it). */
-static void pl__hold_reading(pl_http_conn *hc) {
+/* Reading stops until the output drains (pl_http__check_drain restarts it). */
+static void pl_http__hold_reading(pl_http_conn *hc) {
   hc->c.out_held = 1;
   hc->c.progress_ms = pl_mono_ms();
-  uv_read_stop((uv_stream_t *)&hc->tcp);
+  pl_stream_read_stop(&hc->s);
 }
 
 static void pl__ws_go(pl_http_conn *hc);
 static void pl__unstall(pl_http_conn *hc);
 
-static void pl__check_drain(pl_http_conn *hc) {
+static void pl_http__check_drain(pl_http_conn *hc) {
   pl_conn *c = &hc->c;
-  if (hc->session && c->want_drain && c->out_bytes <= c->drain_mark / 2 && !hc->closing) {
+  if (hc->session && c->want_drain && c->out_bytes <= c->drain_mark / 2 && !hc->s.closing) {
     c->want_drain = 0;
     c->h->on_drain(c, c->h->ud);
   }
-  if (c->out_held && pl_conn_out_drained(c) && !hc->closing) {
+  if (c->out_held && pl_conn_out_drained(c) && !hc->s.closing) {
     c->out_held = 0;
     c->last_rx_ms = pl_mono_ms(); /* its silence was ours */
     if (hc->ws)
@@ -126,59 +116,30 @@ static void pl__check_drain(pl_http_conn *hc) {
   }
 }
 
-static void pl__write_cb(uv_write_t *req, int status) {
-  pl__wreq *w = (pl__wreq *)req;
-  pl_http_conn *hc = w->hc;
-  hc->inflight -= w->data.len - w->off;
-  pl_bytes_free(&w->data);
-  pl_free(w);
-  hc->writing = 0;
-  hc->c.progress_ms = pl_mono_ms();
-  if (status < 0) {
-    pl__hard_close(hc);
-    return;
-  }
-  pl_loop_mark(hc->c.loop, &hc->flusher);
-}
-
-/* WebSocket frames join the plain output (they follow any HTTP bytes). */
-static void pl__gather(pl_http_conn *hc) {
-  if (!hc->ws)
-    return;
-  pl_bytes *wo = pl_ws_output(hc->ws);
-  if (!wo->len)
-    return;
-  if (!hc->out.len) {
-    pl_bytes t = hc->out;
-    hc->out = *wo;
-    *wo = t;
-  } else {
-    pl_bytes_append(&hc->out, wo->p, wo->len);
-    wo->len = 0;
-  }
-}
-
 static int pl__done_writing(const pl_http_conn *hc) {
-  return hc->file_fd < 0 && !hc->out.len && !hc->writing && (!hc->ws || !pl_ws_output(hc->ws)->len);
+  return hc->file_fd < 0 && pl_stream_idle(&hc->s) && (!hc->ws || !pl_ws_output(hc->ws)->len);
 }
 
 static void pl__file_done(pl_http_conn *hc);
-static void pl__mark(pl_http_conn *hc);
+static void pl__mark(pl_http_conn *hc) { pl_stream_mark(&hc->s); }
 
 /* The next piece of a file body, once the output before it is out. */
 static void pl__file_fill(pl_http_conn *hc) {
-  if (hc->file_fd < 0 || hc->out.len || hc->writing)
+  if (hc->file_fd < 0 || !pl_stream_idle(&hc->s))
     return;
   size_t want = hc->file_left < PL__FILE_CHUNK ? (size_t)hc->file_left : PL__FILE_CHUNK;
   if (want) {
-    pl_bytes_reserve(&hc->out, want);
-    ssize_t r = pread(hc->file_fd, hc->out.p, want, (off_t)hc->file_off);
+    pl_buf *b = pl_buf_new(want);
+    ssize_t r = pread(hc->file_fd, b->data, want, (off_t)hc->file_off);
     if (r <= 0) { /* the file shrank or broke: the answer cannot be finished */
+      pl_buf_unref(b);
       pl_warn("http: reading a file body: %s", r < 0 ? strerror(errno) : "unexpected end");
       pl__hard_close(hc);
       return;
     }
-    hc->out.len = (size_t)r;
+    b->len = (uint32_t)r;
+    pl_stream_write(&hc->s, b);
+    pl_buf_unref(b);
     hc->file_off += (uint64_t)r;
     hc->file_left -= (uint64_t)r;
   }
@@ -186,81 +147,34 @@ static void pl__file_fill(pl_http_conn *hc) {
     pl__file_done(hc);
 }
 
-static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-
-static void pl__discard_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  (void)buf;
-  if (nread < 0) /* the peer is done as well */
-    pl__hard_close(s->data);
-}
-
-static void pl__fin_cb(uv_shutdown_t *req, int status) {
-  pl_http_conn *hc = req->data;
-  if (!hc->dead && (status < 0 || uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__discard_cb)))
-    pl__hard_close(hc);
-}
-
-/* The answers are out: a FIN, then input is dropped until the peer closes
- * (or the close grace ends, pl_http_sweep). A close with input unread would
- * be a reset, which destroys what the peer has yet to read. */
-static void pl__close_after_fin(pl_http_conn *hc) {
-  if (hc->linger)
-    return;
-  hc->linger = 1;
-  if (!pl_tcp_fin(&hc->tcp, &hc->shut, hc, pl__fin_cb))
-    pl__hard_close(hc);
-}
-
-static void pl__flush(pl_flusher *f) {
-  pl_http_conn *hc = (pl_http_conn *)((char *)f - offsetof(pl_http_conn, flusher));
-  if (hc->dead)
-    return;
+/* Before the stream writes: the next piece of a file; WebSocket frames
+ * made since (they follow any HTTP bytes). */
+static void pl__on_fill(pl_stream *s) {
+  pl_http_conn *hc = pl__hc(s);
   pl__file_fill(hc);
-  if (hc->dead)
+  if (s->dead || !hc->ws)
     return;
-  pl__gather(hc);
-  if (hc->out.len && !hc->writing) {
-    uv_buf_t b = uv_buf_init((char *)hc->out.p, (unsigned)hc->out.len);
-    int r = uv_try_write((uv_stream_t *)&hc->tcp, &b, 1);
-    if (r < 0 && r != UV_EAGAIN) {
-      pl__hard_close(hc);
-      return;
-    }
-    size_t done = r > 0 ? (size_t)r : 0;
-    if (done)
-      hc->c.progress_ms = pl_mono_ms();
-    if (done == hc->out.len) {
-      hc->out.len = 0;
-    } else { /* the rest goes to libuv, which waits for the socket */
-      pl__wreq *w = pl_calloc(1, sizeof *w);
-      w->hc = hc;
-      w->data = hc->out;
-      w->off = done;
-      memset(&hc->out, 0, sizeof hc->out);
-      hc->inflight += w->data.len - done;
-      hc->writing = 1;
-      b = uv_buf_init((char *)w->data.p + done, (unsigned)(w->data.len - done));
-      if (uv_write(&w->req, (uv_stream_t *)&hc->tcp, &b, 1, pl__write_cb) < 0) {
-        hc->inflight -= w->data.len - done;
-        pl_bytes_free(&w->data);
-        pl_free(w);
-        hc->writing = 0;
-        pl__hard_close(hc);
-        return;
-      }
-    }
+  pl_bytes *wo = pl_ws_output(hc->ws);
+  if (wo->len) {
+    pl_stream_write_bytes(s, wo->p, wo->len);
+    wo->len = 0;
+    if (wo->cap > 65536)
+      pl_bytes_free(wo); /* a burst does not pin its buffer */
   }
-  if (!hc->out.len && hc->out.cap > 65536 && hc->file_fd < 0)
-    pl_bytes_free(&hc->out); /* a burst does not pin its buffer */
-  if (hc->file_fd >= 0 && !hc->out.len && !hc->writing)
+}
+
+static void pl_http__on_written(pl_stream *s) {
+  pl_http_conn *hc = pl__hc(s);
+  hc->c.progress_ms = s->progress_ms;
+  if (hc->file_fd >= 0 && pl_stream_idle(s))
     pl__mark(hc); /* the next piece */
   pl__update_out(hc);
-  pl__check_drain(hc);
-  if (hc->closing && pl__done_writing(hc) && (!hc->ws || pl_ws_finished(hc->ws)))
-    pl__close_after_fin(hc);
+  pl_http__check_drain(hc);
+  /* The answers are out: a FIN, then input is dropped until the peer
+   * closes (or the close grace ends). */
+  if (s->closing && !s->dead && pl__done_writing(hc) && (!hc->ws || pl_ws_finished(hc->ws)))
+    pl_stream_fin(s, 0);
 }
-
-static void pl__mark(pl_http_conn *hc) { pl_loop_mark(hc->c.loop, &hc->flusher); }
 
 /* ---- closing --------------------------------------------------------- */
 
@@ -274,9 +188,13 @@ static void pl__ex_unref(pl_http_ex *x) {
   }
 }
 
-static void pl__closed_cb(uv_handle_t *h) {
-  pl_http_conn *hc = h->data;
+static void pl_http__on_closed(pl_stream *s) {
+  pl_http_conn *hc = pl__hc(s);
   pl_http_listener *l = hc->lst;
+  if (!hc->listed) { /* the accept failed */
+    pl_free(hc);
+    return;
+  }
   if (hc->prev)
     hc->prev->next = hc->next;
   else
@@ -288,7 +206,7 @@ static void pl__closed_cb(uv_handle_t *h) {
     l->websockets--;
   if (hc->session)
     hc->c.h->on_close(&hc->c, hc->c.h->ud);
-  pl__account(hc);
+  pl_http__account(hc);
   if (hc->counted)
     pl_limits_leave(hc->c.limits, hc->c.ip_key);
   if (hc->spare)
@@ -308,26 +226,13 @@ static void pl__closed_cb(uv_handle_t *h) {
   pl_bytes_free(&hc->rbuf);
   pl_ws_free(hc->ws);
   pl_httpreq_free(&hc->req);
-  pl_bytes_free(&hc->out);
   pl_free(hc);
 }
 
-static void pl__hard_close(pl_http_conn *hc) {
-  if (hc->dead)
-    return;
-  hc->dead = hc->closing = 1;
-  uv_close((uv_handle_t *)&hc->tcp, pl__closed_cb);
-}
+static void pl__hard_close(pl_http_conn *hc) { pl_stream_abort(&hc->s); }
 
 /* Stops reading; closes once the output is written. */
-static void pl__finish(pl_http_conn *hc) {
-  if (hc->closing)
-    return;
-  hc->closing = 1;
-  hc->closing_since = pl_mono_ms();
-  uv_read_stop((uv_stream_t *)&hc->tcp);
-  pl__mark(hc);
-}
+static void pl__finish(pl_http_conn *hc) { pl_stream_closing(&hc->s); }
 
 /* ---- the WebSocket transport (what the session sees) ----------------- */
 
@@ -336,8 +241,8 @@ static void pl__ws_close(pl_conn *c);
 /* The transport ends a session that does not read (or one past the memory
  * bound): the session answers why, and that one frame is queued whatever
  * the budget; then the WebSocket closes. */
-static void pl__cut(pl_http_conn *hc, pl_err why) {
-  if (hc->closing)
+static void pl_http__cut(pl_http_conn *hc, pl_err why) {
+  if (hc->s.closing)
     return;
   if (hc->c.limits)
     pl_limits_count_cut(hc->c.limits, why);
@@ -354,10 +259,10 @@ static void pl__cut(pl_http_conn *hc, pl_err why) {
 
 static void pl__ws_write(pl_conn *c, pl_buf *b) {
   pl_http_conn *hc = (pl_http_conn *)c;
-  if (hc->closing)
+  if (hc->s.closing)
     return;
   if (!hc->cutting && pl_conn_over_budget(c)) {
-    pl__cut(hc, PL_ERR_SLOW_CONSUMER);
+    pl_http__cut(hc, PL_ERR_SLOW_CONSUMER);
     return;
   }
   if (hc->json) {
@@ -374,22 +279,19 @@ static void pl__ws_write(pl_conn *c, pl_buf *b) {
 
 static void pl__ws_close(pl_conn *c) {
   pl_http_conn *hc = (pl_http_conn *)c;
-  if (hc->closing)
+  if (hc->s.closing)
     return;
   pl_ws_close(hc->ws, PL_WS_NORMAL, "");
   pl__finish(hc);
 }
 
-static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-
 static void pl__ws_pause(pl_conn *c) {
   pl_http_conn *hc = (pl_http_conn *)c;
-  if (hc->closing)
+  if (hc->s.closing)
     return;
   hc->spaused = 1;
   pl_ws_pause(hc->ws);
-  uv_read_stop((uv_stream_t *)&hc->tcp);
+  pl_stream_read_stop(&hc->s);
 }
 
 static void pl__ws_result(pl_http_conn *hc, pl_err e) {
@@ -401,16 +303,16 @@ static void pl__ws_result(pl_http_conn *hc, pl_err e) {
 /* Messages and reading go on, unless the session paused them or the
  * output is over its mark. */
 static void pl__ws_go(pl_http_conn *hc) {
-  if (hc->closing || hc->spaused || hc->c.out_held)
+  if (hc->s.closing || hc->spaused || hc->c.out_held)
     return;
   pl__ws_result(hc, pl_ws_resume(hc->ws));
-  if (!hc->closing && !hc->spaused && !hc->c.out_held)
-    uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
+  if (!hc->s.closing && !hc->spaused && !hc->c.out_held)
+    pl_stream_read_start(&hc->s);
 }
 
 static void pl__ws_resume(pl_conn *c) {
   pl_http_conn *hc = (pl_http_conn *)c;
-  if (hc->closing)
+  if (hc->s.closing)
     return;
   hc->spaused = 0;
   pl__ws_go(hc);
@@ -460,7 +362,7 @@ static int pl__ws_json(pl_http_conn *hc, const uint8_t *p, size_t n) {
 static int pl__ws_message(void *ud, int text, const uint8_t *p, size_t n) {
   pl_http_conn *hc = ud;
   pl_conn *c = &hc->c;
-  if (hc->closing)
+  if (hc->s.closing)
     return 1;
   if (text != hc->json) {
     pl_ws_close(hc->ws, PL_WS_UNSUPPORTED,
@@ -486,13 +388,13 @@ static int pl__ws_message(void *ud, int text, const uint8_t *p, size_t n) {
     else
       pause = c->h->on_frame(c, &f, c->h->ud); /* the session copies what it keeps */
   }
-  if (pause && !hc->closing) { /* the socket waits too: nothing piles up in pl_ws */
+  if (pause && !hc->s.closing) { /* the socket waits too: nothing piles up in pl_ws */
     hc->spaused = 1;
-    uv_read_stop((uv_stream_t *)&hc->tcp);
+    pl_stream_read_stop(&hc->s);
   }
   pl__update_out(hc);
-  if (!hc->closing && pl_conn_out_full(c)) {
-    pl__hold_reading(hc);
+  if (!hc->s.closing && pl_conn_out_full(c)) {
+    pl_http__hold_reading(hc);
     pause = 1;
   }
   return pause;
@@ -541,7 +443,7 @@ static void pl__respond(pl_http_conn *hc, const pl_http_res *res, int keep_alive
       head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %llu\r\n%s%s\r\n",
       res->status, pl_http_reason(res->status), res->type ? res->type : "text/plain; charset=utf-8",
       (unsigned long long)len, keep_alive ? "" : "Connection: close\r\n", res->extra ? res->extra : "");
-  pl_bytes_append(&hc->out, head, (size_t)n < sizeof head ? (size_t)n : sizeof head - 1);
+  pl_stream_write_bytes(&hc->s, head, (size_t)n < sizeof head ? (size_t)n : sizeof head - 1);
   if (res->has_file) {
     if (head_only || !res->file_len) {
       close(res->file_fd);
@@ -553,9 +455,9 @@ static void pl__respond(pl_http_conn *hc, const pl_http_res *res, int keep_alive
   } else if (head_only) {
     /* nothing */
   } else if (res->static_body) {
-    pl_bytes_append(&hc->out, res->static_body, res->static_len);
+    pl_stream_write_bytes(&hc->s, res->static_body, res->static_len);
   } else {
-    pl_bytes_append(&hc->out, res->body.p, res->body.len);
+    pl_stream_write_bytes(&hc->s, res->body.p, res->body.len);
   }
   pl__mark(hc);
 }
@@ -620,7 +522,7 @@ static void pl__upgrade(pl_http_conn *hc, const uint8_t *rest, size_t n) {
                      proto == 1   ? "Sec-WebSocket-Protocol: " PL_WS_PROTO_BINARY "\r\n"
                      : proto == 2 ? "Sec-WebSocket-Protocol: " PL_WS_PROTO_JSON "\r\n"
                                   : "");
-  pl_bytes_append(&hc->out, head, (size_t)len);
+  pl_stream_write_bytes(&hc->s, head, (size_t)len);
   pl_httpreq_free(&hc->req);
   hc->json = proto == 2;
   /* JSON carries bodies in base64 (4/3) and names every field */
@@ -631,15 +533,13 @@ static void pl__upgrade(pl_http_conn *hc, const uint8_t *rest, size_t n) {
   hc->session = 1;
   hc->c.h->on_open(&hc->c, hc->c.h->ud);
   pl__mark(hc);
-  if (!hc->closing)
+  if (!hc->s.closing)
     pl__ws_result(hc, pl_ws_input(hc->ws, rest, n));
 }
 
 /* One whole request: answer it (or upgrade). Returns 1 if the connection
  * stays HTTP and may read the next request. */
 static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n);
-static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
-static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* Writes an answer; 1 if the connection goes on to the next request now,
  * 0 if it closes or waits for a file body to go out first (pl__file_done). */
@@ -647,7 +547,7 @@ static int pl__answer(pl_http_conn *hc, pl_http_res *res, int keep, int head) {
   keep = keep && !hc->lst->closing && !hc->spare;
   pl__respond(hc, res, keep, head);
   size_t budget = hc->c.limits ? pl_limits_cfg(hc->c.limits)->max_output : PL__MAX_PENDING_OUT;
-  if (!keep || hc->out.len > budget) {
+  if (!keep || hc->s.out_bytes > budget) {
     pl__finish(hc);
     return 0;
   }
@@ -658,7 +558,7 @@ static int pl__answer(pl_http_conn *hc, pl_http_res *res, int keep, int head) {
 /* Reading stops (a held request, a paused upload, a file body going out);
  * what was read past the request waits in rbuf. */
 static void pl__stall(pl_http_conn *hc, const uint8_t *rest, size_t n) {
-  uv_read_stop((uv_stream_t *)&hc->tcp);
+  pl_stream_read_stop(&hc->s);
   if (n)
     pl_bytes_append(&hc->rbuf, rest, n);
 }
@@ -667,12 +567,12 @@ static void pl__sink_end(pl_http_conn *hc);
 
 /* Reading goes on: first what waited. */
 static void pl__unstall(pl_http_conn *hc) {
-  if (hc->closing || hc->dead || hc->c.out_held)
+  if (hc->s.closing || hc->s.dead || hc->c.out_held)
     return;
-  uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
+  pl_stream_read_start(&hc->s);
   if (hc->sink && hc->req.complete) { /* the body ended while the sink was busy */
     pl__sink_end(hc);
-    if (hc->ex || hc->closing || hc->file_fd >= 0)
+    if (hc->ex || hc->s.closing || hc->file_fd >= 0)
       return;
   }
   pl_bytes rest = hc->rbuf;
@@ -699,12 +599,12 @@ uint64_t pl_http_ex_peer_key(const pl_http_ex *x) { return x->peer; }
 static void pl__ex_run(pl_task *t) {
   pl_http_ex *x = (pl_http_ex *)t;
   pl_http_conn *hc = x->hc;
-  if (hc && !hc->dead) {
+  if (hc && !hc->s.dead) {
     hc->ex = NULL;
     x->hc = NULL;
     int go = pl__answer(hc, &x->res, x->keep, x->head);
     x->res.has_file = 0; /* the connection has it */
-    if (go && !hc->closing)
+    if (go && !hc->s.closing)
       pl__unstall(hc);
     pl__ex_unref(x); /* the connection's reference */
   }
@@ -715,7 +615,7 @@ void pl_http_ex_release(pl_http_ex *x) { pl__ex_unref(x); }
 
 void pl_http_ex_resume(pl_http_ex *x) {
   pl_http_conn *hc = x->hc;
-  if (!hc || hc->dead || !hc->paused)
+  if (!hc || hc->s.dead || !hc->paused)
     return;
   hc->paused = 0;
   pl__unstall(hc);
@@ -757,7 +657,7 @@ static int pl__settle(pl_http_conn *hc, pl_http_ex *x, pl_http_res *res, const u
   pl__ex_unref(x);
   int go = pl__answer(hc, res, keep, head);
   pl_bytes_free(&res->body);
-  if (!go && !hc->closing)
+  if (!go && !hc->s.closing)
     pl__stall(hc, rest, n); /* a file body goes out first */
   return go;
 }
@@ -839,7 +739,7 @@ static int pl__sink_data(pl_http_conn *hc, const uint8_t *rest, size_t n) {
 }
 
 static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
-  while (n && !hc->closing && !hc->ws) {
+  while (n && !hc->s.closing && !hc->ws) {
     if (!hc->req_since)
       hc->req_since = pl_mono_ms();
     int st;
@@ -860,7 +760,7 @@ static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
         return; /* closing, upgraded, or held (the rest is kept) */
       pl__update_out(hc);
       if (pl_conn_out_full(&hc->c)) { /* pipelined requests wait for the answers to go */
-        pl__hold_reading(hc);
+        pl_http__hold_reading(hc);
         pl__stall(hc, p, n);
         return;
       }
@@ -870,48 +770,62 @@ static void pl__http_input(pl_http_conn *hc, const uint8_t *p, size_t n) {
 
 /* ---- input ----------------------------------------------------------- */
 
-static void pl__alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  (void)hint;
-  pl_http_conn *hc = h->data;
-  *buf = uv_buf_init((char *)pl_loop_rbuf(hc->c.loop), PL_LOOP_RBUF);
+static void pl_http__on_eof(pl_stream *s) {
+  pl_http_conn *hc = pl__hc(s);
+  if (!hc->ws)
+    pl__finish(hc); /* answers already queued still go out */
+  else
+    pl__hard_close(hc);
 }
 
-static void pl__read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  pl_http_conn *hc = s->data;
-  if (nread == 0)
+static void pl_http__on_data(pl_stream *s, const uint8_t *p, size_t n) {
+  pl_http_conn *hc = pl__hc(s);
+  if (s->closing)
     return;
-  if (nread < 0) {
-    if (nread == UV_EOF && !hc->ws)
-      pl__finish(hc); /* answers already queued still go out */
-    else
-      pl__hard_close(hc);
-    return;
-  }
   hc->c.last_rx_ms = pl_mono_ms();
   if (hc->ws)
-    pl__ws_result(hc, pl_ws_input(hc->ws, (const uint8_t *)buf->base, (size_t)nread));
+    pl__ws_result(hc, pl_ws_input(hc->ws, p, n));
   else
-    pl__http_input(hc, (const uint8_t *)buf->base, (size_t)nread);
-  if (hc->dead)
+    pl__http_input(hc, p, n);
+  if (s->dead)
     return;
   pl__update_out(hc); /* WebSocket pongs are answers too */
-  if (hc->ws && !hc->closing && !hc->c.out_held && pl_conn_out_full(&hc->c))
-    pl__hold_reading(hc);
+  if (hc->ws && !s->closing && !hc->c.out_held && pl_conn_out_full(&hc->c))
+    pl_http__hold_reading(hc);
   /* A big message in the making holds memory as its bytes arrive: none
    * more while all connections together hold too much. */
   if (hc->ws && pl_ws_buffered(hc->ws) > PL_LOOP_RBUF && hc->c.limits && pl_limits_memory_over(hc->c.limits))
-    pl__cut(hc, PL_ERR_TOO_MANY_CONNECTIONS);
+    pl_http__cut(hc, PL_ERR_TOO_MANY_CONNECTIONS);
 }
+
+static int pl__admit(pl_http_conn *hc, pl_limits *lim, const struct sockaddr *sa);
+
+/* A PROXY v2 header named the client: admitted by its address, or gone. */
+static void pl_http__on_peer(pl_stream *s, const struct sockaddr *sa) {
+  pl_http_conn *hc = pl__hc(s);
+  if (sa)
+    pl_tcp_addr_name(sa, hc->c.peer, sizeof hc->c.peer);
+  pl_debug("http conn %llu: %s through a proxy", (unsigned long long)hc->c.id, hc->c.peer);
+  if (!pl__admit(hc, hc->c.limits, sa))
+    pl__hard_close(hc);
+}
+
+static const pl_stream_cbs pl__http_cbs = {
+    .on_data = pl_http__on_data,
+    .on_eof = pl_http__on_eof,
+    .on_fill = pl__on_fill,
+    .on_written = pl_http__on_written,
+    .on_closed = pl_http__on_closed,
+    .on_peer = pl_http__on_peer,
+};
 
 /* ---- listener -------------------------------------------------------- */
 
-static void pl__free_data(uv_handle_t *h) { pl_free(h->data); }
-
 /* Past the caps, a connection may still ask for /healthz or /metrics while
  * the reserve lasts; 0 if it must go at once. */
-static int pl__admit(pl_http_conn *hc, pl_limits *lim) {
+static int pl__admit(pl_http_conn *hc, pl_limits *lim, const struct sockaddr *sa) {
   hc->c.limits = lim;
-  hc->c.ip_key = pl_tcp_peer_key(&hc->tcp);
+  hc->c.ip_key = sa ? pl_limits_key(sa) : pl_tcp_peer_key(&hc->s.tcp);
   if (!lim)
     return 1;
   hc->counted = pl_limits_admit(lim, hc->c.ip_key) == PL_OK;
@@ -919,39 +833,44 @@ static int pl__admit(pl_http_conn *hc, pl_limits *lim) {
   return hc->counted || hc->spare;
 }
 
-static void pl__on_connection(uv_stream_t *server, int status) {
+static void pl_http__on_connection(uv_stream_t *server, int status) {
   pl_http_listener *l = server->data;
   if (status < 0)
     pl_tcp_accept_failed(&l->warned_ms, status);
   if (status < 0 || l->closing)
     return;
   pl_http_conn *hc = pl_calloc(1, sizeof *hc);
-  uv_tcp_init(pl_loop_uv(l->loop), &hc->tcp);
-  hc->tcp.data = hc;
-  if (uv_accept(server, (uv_stream_t *)&hc->tcp) != 0 || !pl__admit(hc, l->cfg.tcp.limits)) {
-    uv_close((uv_handle_t *)&hc->tcp, pl__free_data);
+  hc->lst = l;
+  hc->file_fd = -1;
+  const pl_stream_type *type = l->cfg.tcp.type ? l->cfg.tcp.type : &pl_stream_plain;
+  if (pl_stream_accept(&hc->s, server, l->loop, type, l->cfg.tcp.type_arg, l->cfg.tcp.proxy, &pl__http_cbs) !=
+      0)
+    return; /* closing: on_closed frees it */
+  /* Behind a proxy the socket's address is the proxy's: admitted once the
+   * header says whose the connection is (pl_http__on_peer). */
+  if (l->cfg.tcp.proxy)
+    hc->c.limits = l->cfg.tcp.limits;
+  else if (!pl__admit(hc, l->cfg.tcp.limits, NULL)) {
+    pl_stream_abort(&hc->s);
     return;
   }
-  hc->lst = l;
   hc->c.drain_mark = PL__HTTP_MARK;
   hc->c.h = l->h;
   hc->c.loop = l->loop;
   hc->c.max_frame = l->cfg.tcp.max_frame;
   hc->c.last_rx_ms = pl_mono_ms();
   hc->c.id = pl_conn_new_id();
-  hc->flusher.fn = pl__flush;
   pl_httpreq_init(&hc->req, l->cfg.max_head, l->cfg.max_body);
   hc->req.on_head = pl__on_head;
   hc->req.ud = hc;
-  hc->file_fd = -1;
-  uv_tcp_nodelay(&hc->tcp, 1);
-  pl_tcp_peer_name(&hc->tcp, hc->c.peer, sizeof hc->c.peer);
+  pl_tcp_peer_name(&hc->s.tcp, hc->c.peer, sizeof hc->c.peer);
+  hc->listed = 1;
   hc->next = l->conns;
   if (l->conns)
     l->conns->prev = hc;
   l->conns = hc;
   l->count++;
-  uv_read_start((uv_stream_t *)&hc->tcp, pl__alloc_cb, pl__read_cb);
+  pl_stream_read_start(&hc->s);
 }
 
 pl_err pl_http_listen(pl_loop *loop, const pl_http_config *cfg, const pl_conn_handler *h,
@@ -969,13 +888,13 @@ pl_err pl_http_listen(pl_loop *loop, const pl_http_config *cfg, const pl_conn_ha
   if (!l->cfg.keepalive_ms)
     l->cfg.keepalive_ms = 60000;
   l->tcp.data = l;
-  pl_err e = pl_tcp_open_listener(loop, &l->tcp, &cfg->tcp, pl__on_connection);
+  pl_err e = pl_tcp_open_listener(loop, &l->tcp, &cfg->tcp, pl_http__on_connection);
   if (e == PL_OK)
     *out = l;
   return e;
 }
 
-static void pl__listener_closed(uv_handle_t *h) {
+static void pl_http__listener_closed(uv_handle_t *h) {
   pl_http_listener *l = h->data;
   l->closing = 2;
 }
@@ -984,26 +903,23 @@ void pl_http_listener_close(pl_http_listener *l) {
   if (l->closing)
     return;
   l->closing = 1;
-  uv_close((uv_handle_t *)&l->tcp, pl__listener_closed);
+  uv_close((uv_handle_t *)&l->tcp, pl_http__listener_closed);
 }
 
 void pl_http_listener_free(pl_http_listener *l) { pl_free(l); }
 
 void pl_http_abort_all(pl_http_listener *l) {
-  pl_http_conn *next;
-  for (pl_http_conn *hc = l->conns; hc; hc = next) {
-    next = hc->next;
+  for (pl_http_conn *hc = l->conns; hc; hc = hc->next)
     pl__hard_close(hc);
-  }
 }
 
 void pl_http_close_all(pl_http_listener *l) {
   for (pl_http_conn *hc = l->conns; hc; hc = hc->next) {
-    if (hc->closing)
+    if (hc->s.closing)
       continue;
     if (hc->session && hc->c.h->on_shutdown)
       hc->c.h->on_shutdown(&hc->c, hc->c.h->ud);
-    if (hc->ws && !hc->closing)
+    if (hc->ws && !hc->s.closing)
       pl_ws_close(hc->ws, PL_WS_GOING_AWAY, "server shutting down");
     pl__finish(hc);
   }
@@ -1022,11 +938,10 @@ void pl_http_sweep(pl_http_listener *l, uint64_t now) {
   for (pl_http_conn *hc = l->conns; hc; hc = next) {
     next = hc->next;
     pl_conn *c = &hc->c;
-    if (hc->closing) {
-      if (!hc->dead && now - hc->closing_since > PL__CLOSE_GRACE_MS)
-        pl__hard_close(hc);
+    if (pl_stream_sweep(&hc->s, now) || hc->s.closing) {
+      /* cut, or closing within its grace */
     } else if (pl_conn_stuck(c, now)) {
-      pl__cut(hc, PL_ERR_SLOW_CONSUMER);
+      pl_http__cut(hc, PL_ERR_SLOW_CONSUMER);
     } else if (hc->ws) {
       if (pl_conn_idle_due(c, now))
         c->h->on_idle(c, c->h->ud);

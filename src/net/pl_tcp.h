@@ -6,6 +6,7 @@
 
 #include "pl_conn.h"
 #include "pl_loop.h"
+#include "pl_stream.h"
 
 typedef struct pl_tcp_listener pl_tcp_listener;
 
@@ -14,7 +15,10 @@ typedef struct pl_tcp_config {
   int port;
   int backlog;
   uint32_t max_frame;
-  pl_limits *limits; /* caps, budgets and counts shared by all listeners (NULL: none) */
+  pl_limits *limits;          /* caps, budgets and counts shared by all listeners (NULL: none) */
+  const pl_stream_type *type; /* the connection type (NULL: plain TCP; pl_tls_type: TLS) */
+  void *type_arg;             /* its argument at accept (TLS: the pl_tls context) */
+  int proxy;                  /* connections open with a PROXY v2 header (pl_proxy) */
 } pl_tcp_config;
 
 /* Creates a listener on loop l (call on l's thread or before it starts). */
@@ -42,13 +46,8 @@ void pl_tcp_sweep(pl_tcp_listener *t, uint64_t now_mono_ms);
 int pl_tcp_bind_reuseport(const pl_tcp_config *cfg, int *fd_out);
 /* "ip:port" of the peer ("" if unknown). */
 void pl_tcp_peer_name(const uv_tcp_t *tcp, char *out, size_t cap);
-/* The end of a connection whose output is all written. Closing a socket
- * with received bytes unread sends a reset, and a reset destroys what the
- * peer has not read yet (the Error saying why it was closed). So: 0 if
- * nothing waits unread (close the handle now); else 1 once a FIN is on its
- * way (cb follows, req->data = owner: read and drop the rest there until
- * the peer closes too, within the caller's grace), or 0 if that failed. */
-int pl_tcp_fin(uv_tcp_t *tcp, uv_shutdown_t *req, void *owner, uv_shutdown_cb cb);
+/* "ip:port" of an address. */
+void pl_tcp_addr_name(const struct sockaddr *sa, char *out, size_t cap);
 /* The key the limits count the peer under (pl_limits_key). */
 uint64_t pl_tcp_peer_key(const uv_tcp_t *tcp);
 /* A failed accept (out of descriptors, say): a warning, at most once a minute. */

@@ -68,4 +68,20 @@ static inline int pl_retention_token_alive(const pl_retention_tokens *c, uint64_
   return used_at >= c->used_after && issued_at >= c->issued_after;
 }
 
+/* A token's last use is written only when the stored one is older than a
+ * grain: 1/64 of the idle lifetime, at most an hour (an hour when there is
+ * no idle limit). So resuming, or downloading with the token, is a read and
+ * not a write (100,000 phones reconnecting after a network blip would
+ * otherwise be 100,000 row updates), and a token in use expires at most
+ * 1/64 of its idle lifetime early; a device list shows its last use to
+ * within the grain. */
+#define PL_RETENTION_TOKEN_GRAIN_MAX_MS (3600u * 1000u)
+static inline int pl_retention_token_touch(const pl_retention_tokens *c, uint64_t used_at, uint64_t now) {
+  uint64_t idle = c->used_after && now > c->used_after ? now - c->used_after : 0;
+  uint64_t grain = idle ? idle / 64 : PL_RETENTION_TOKEN_GRAIN_MAX_MS;
+  if (grain > PL_RETENTION_TOKEN_GRAIN_MAX_MS)
+    grain = PL_RETENTION_TOKEN_GRAIN_MAX_MS;
+  return now > used_at && now - used_at >= grain;
+}
+
 #endif

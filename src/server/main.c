@@ -27,6 +27,7 @@
 #include "net/pl_limits.h"
 #include "net/pl_lp.h"
 #include "net/pl_tcp.h"
+#include "net/pl_tls.h"
 #include "pl_config.h"
 #include "pl_web.h"
 #include "push/pl_push.h"
@@ -45,6 +46,9 @@ typedef struct pl_server {
   pl_loop **loops;
   pl_tcp_listener **listeners;
   pl_http_listener **https; /* NULL entries when --http off */
+  pl_tcp_listener **tlss;   /* --listen-tls (NULL entries when none) */
+  pl_http_listener **htlss; /* --https (NULL entries when none) */
+  pl_tls *tls;              /* the certificate both use (NULL: no TLS) */
   pl_lp **lps;              /* long-poll sessions per loop (with --http) */
   pl_web web;
   pl__loop_task *ticks; /* one per loop: what its tick sweeps */
@@ -77,6 +81,10 @@ static void pl__tick(pl_loop *l, void *ud) {
   pl_tcp_sweep(lt->srv->listeners[lt->i], now);
   if (lt->srv->https[lt->i])
     pl_http_sweep(lt->srv->https[lt->i], now);
+  if (lt->srv->tlss[lt->i])
+    pl_tcp_sweep(lt->srv->tlss[lt->i], now);
+  if (lt->srv->htlss[lt->i])
+    pl_http_sweep(lt->srv->htlss[lt->i], now);
   if (lt->srv->lps[lt->i])
     pl_lp_sweep(lt->srv->lps[lt->i], now);
 }
@@ -86,6 +94,10 @@ static void pl__stop_listen(pl_task *t) {
   pl_tcp_listener_close(lt->srv->listeners[lt->i]);
   if (lt->srv->https[lt->i])
     pl_http_listener_close(lt->srv->https[lt->i]);
+  if (lt->srv->tlss[lt->i])
+    pl_tcp_listener_close(lt->srv->tlss[lt->i]);
+  if (lt->srv->htlss[lt->i])
+    pl_http_listener_close(lt->srv->htlss[lt->i]);
   pl_free(lt);
 }
 
@@ -95,6 +107,10 @@ static void pl__abort_cb(uv_timer_t *timer) {
   pl_tcp_abort_all(lt->srv->listeners[lt->i]);
   if (lt->srv->https[lt->i])
     pl_http_abort_all(lt->srv->https[lt->i]);
+  if (lt->srv->tlss[lt->i])
+    pl_tcp_abort_all(lt->srv->tlss[lt->i]);
+  if (lt->srv->htlss[lt->i])
+    pl_http_abort_all(lt->srv->htlss[lt->i]);
 }
 
 static void pl__close_all(pl_task *t) {
@@ -103,6 +119,10 @@ static void pl__close_all(pl_task *t) {
   pl_tcp_close_all(lt->srv->listeners[lt->i]);
   if (lt->srv->https[lt->i])
     pl_http_close_all(lt->srv->https[lt->i]);
+  if (lt->srv->tlss[lt->i])
+    pl_tcp_close_all(lt->srv->tlss[lt->i]);
+  if (lt->srv->htlss[lt->i])
+    pl_http_close_all(lt->srv->htlss[lt->i]);
   if (lt->srv->lps[lt->i])
     pl_lp_close_all(lt->srv->lps[lt->i]);
   /* Unreferenced: it cuts slow peers, but does not keep a finished loop up. */
@@ -149,11 +169,38 @@ static void pl__on_hup(uv_signal_t *h, int signum) {
   pl_server *srv = h->data;
   if (pl__load_filter(srv) != 0)
     pl_warn("filter-words: keeping the list in use");
+  if (srv->tls) /* a renewed certificate; connections open stay as they are */
+    pl_tls_reload(srv->tls);
 }
 
 static void pl__on_signal(uv_signal_t *h, int signum) {
   pl_info("received %s: shutting down", strsignal(signum));
   uv_stop(h->loop);
+}
+
+/* The TLS listeners' configs from the plain ones: their own addresses,
+ * the TLS connection type and the certificate. */
+static pl_err pl__tls_config(pl_server *srv, pl_tcp_config *ttc, pl_http_config *htc) {
+  const pl_config *c = &srv->cfg;
+  if (!c->tls_host[0] && !c->https_host[0])
+    return PL_OK;
+  pl_tls_config tcfg = {
+      .cert = c->tls_cert, .key = c->tls_key, .min_version = c->tls_min, .handshake_ms = c->tls_handshake_ms};
+  pl_err e = pl_tls_new(&tcfg, &srv->tls);
+  if (e != PL_OK)
+    return e;
+  ttc->host = c->tls_host;
+  ttc->port = c->tls_port;
+  ttc->type = htc->tcp.type = &pl_tls_type;
+  ttc->type_arg = htc->tcp.type_arg = srv->tls;
+  ttc->proxy = htc->tcp.proxy = c->proxy_protocol == 2;
+  htc->tcp.host = c->https_host;
+  htc->tcp.port = c->https_port;
+  if (c->tls_host[0] && ttc->port && (e = pl_tcp_probe(ttc)) != PL_OK)
+    return e;
+  if (c->https_host[0] && htc->tcp.port && (e = pl_tcp_probe(&htc->tcp)) != PL_OK)
+    return e;
+  return PL_OK;
 }
 
 /* The login throttle's policies (pl_throttle.h) from the options. */
@@ -315,6 +362,8 @@ static pl_err pl__start(pl_server *srv) {
   srv->loops = pl_calloc((size_t)srv->nloops, sizeof *srv->loops);
   srv->listeners = pl_calloc((size_t)srv->nloops, sizeof *srv->listeners);
   srv->https = pl_calloc((size_t)srv->nloops, sizeof *srv->https);
+  srv->tlss = pl_calloc((size_t)srv->nloops, sizeof *srv->tlss);
+  srv->htlss = pl_calloc((size_t)srv->nloops, sizeof *srv->htlss);
   srv->ticks = pl_calloc((size_t)srv->nloops, sizeof *srv->ticks);
   srv->lps = pl_calloc((size_t)srv->nloops, sizeof *srv->lps);
   srv->web = (pl_web){.core = srv->core,
@@ -329,12 +378,14 @@ static pl_err pl__start(pl_server *srv) {
                       .port = c->listen_port,
                       .backlog = 4096,
                       .max_frame = c->max_frame,
-                      .limits = srv->limits};
+                      .limits = srv->limits,
+                      .proxy = c->proxy_protocol > 0};
   pl_http_config hc = {.tcp = {.host = c->http_host,
                                .port = c->http_port,
                                .backlog = 4096,
                                .max_frame = c->max_frame,
-                               .limits = srv->limits},
+                               .limits = srv->limits,
+                               .proxy = c->proxy_protocol > 0},
                        .route = pl_web_route,
                        .open = pl_web_open,
                        .route_ud = &srv->web};
@@ -343,12 +394,21 @@ static pl_err pl__start(pl_server *srv) {
     return e;
   if (http && hc.tcp.port && (e = pl_tcp_probe(&hc.tcp)) != PL_OK)
     return e;
+  pl_tcp_config ttc = tc;
+  pl_http_config htc = hc;
+  if ((e = pl__tls_config(srv, &ttc, &htc)) != PL_OK)
+    return e;
+  int ntls = c->tls_host[0] != '\0', nhttps = c->https_host[0] != '\0';
   for (int i = 0; i < srv->nloops; i++) {
     srv->loops[i] = pl_loop_new(i);
     e = pl_tcp_listen(srv->loops[i], &tc, pl_core_handler(srv->core), &srv->listeners[i]);
     if (e == PL_OK && http)
       e = pl_http_listen(srv->loops[i], &hc, pl_core_handler(srv->core), &srv->https[i]);
-    if (e == PL_OK && http)
+    if (e == PL_OK && ntls)
+      e = pl_tcp_listen(srv->loops[i], &ttc, pl_core_handler(srv->core), &srv->tlss[i]);
+    if (e == PL_OK && nhttps)
+      e = pl_http_listen(srv->loops[i], &htc, pl_core_handler(srv->core), &srv->htlss[i]);
+    if (e == PL_OK && (http || nhttps))
       srv->lps[i] = pl_lp_new(srv->loops[i], i, pl_core_handler(srv->core), c->max_frame, srv->limits);
     if (e != PL_OK)
       return e;
@@ -356,6 +416,10 @@ static pl_err pl__start(pl_server *srv) {
       tc.port = pl_tcp_port(srv->listeners[i]);
     if (http && hc.tcp.port == 0)
       hc.tcp.port = pl_http_port(srv->https[i]);
+    if (ntls && ttc.port == 0)
+      ttc.port = pl_tcp_port(srv->tlss[i]);
+    if (nhttps && htc.tcp.port == 0)
+      htc.tcp.port = pl_http_port(srv->htlss[i]);
     srv->ticks[i] = (pl__loop_task){.srv = srv, .i = i};
     pl_loop_set_tick(srv->loops[i], 1000, pl__tick, &srv->ticks[i]);
   }
@@ -365,6 +429,11 @@ static pl_err pl__start(pl_server *srv) {
           srv->nloops, c->data, c->durable ? "fsync" : "process");
   if (http)
     pl_info("web: http://%s:%d/ (WebSocket at /ws, /healthz, /metrics)", c->http_host, hc.tcp.port);
+  if (ntls)
+    pl_info("tls: native protocol on %s:%d (TLS %s and later)", c->tls_host, ttc.port,
+            c->tls_min == 12 ? "1.2" : "1.3");
+  if (nhttps)
+    pl_info("web: https://%s:%d/ (WebSocket at /ws)", c->https_host, htc.tcp.port);
   if (http && !c->metrics_token[0] && strcmp(c->http_host, "127.0.0.1") && strcmp(c->http_host, "::1"))
     pl_warn("/metrics is open to whoever reaches %s:%d: set --metrics-token (docs/operations.md 11)",
             c->http_host, hc.tcp.port);
@@ -388,6 +457,10 @@ static void pl__shutdown(pl_server *srv) {
     pl_tcp_listener_free(srv->listeners[i]);
     if (srv->https[i])
       pl_http_listener_free(srv->https[i]);
+    if (srv->tlss[i])
+      pl_tcp_listener_free(srv->tlss[i]);
+    if (srv->htlss[i])
+      pl_http_listener_free(srv->htlss[i]);
     pl_lp_free(srv->lps[i]);
     if (keep[i])
       pl_free(keep[i]->abort_timer);
@@ -397,6 +470,9 @@ static void pl__shutdown(pl_server *srv) {
   pl_free(srv->loops);
   pl_free(srv->listeners);
   pl_free(srv->https);
+  pl_free(srv->tlss);
+  pl_free(srv->htlss);
+  pl_tls_free(srv->tls);
   pl_free(srv->lps);
   pl_free(srv->ticks);
   pl_store_close(srv->store);
@@ -422,6 +498,7 @@ int main(int argc, char **argv) {
     return rc > 0 ? 0 : 2;
   pl_log_set_level((pl_log_level)srv.cfg.log_level);
   signal(SIGPIPE, SIG_IGN);
+  pl_tls_global_init();                 /* before libcurl, which uses OpenSSL too */
   if (pl_push_global_init() != PL_OK) { /* libcurl, before any thread */
     pl_error("cannot initialize libcurl");
     return 1;

@@ -16,6 +16,10 @@ typedef enum {
   T_BOOL,
   T_LISTEN,
   T_HTTP,
+  T_LISTEN_TLS,
+  T_HTTPS,
+  T_TLS_MIN,
+  T_PROXY,
   T_DURABILITY,
   T_LOG,
   T_SECRET /* T_STR of 16 or more printable ASCII characters, no spaces or '#' (never echoed) */
@@ -37,6 +41,24 @@ static const pl__opt pl__opts[] = {
     {"listen", "HOST:PORT", "native protocol listener (default 127.0.0.1:7700)", T_LISTEN, 0, 0},
     {"http", "HOST:PORT|off",
      "HTTP listener: WebSocket at /ws, /healthz, /metrics (default 127.0.0.1:7780; off: none)", T_HTTP, 0, 0},
+    {"listen-tls", "HOST:PORT", "native protocol over TLS (default: none; needs --tls-cert and --tls-key)",
+     T_LISTEN_TLS, 0, 0},
+    {"https", "HOST:PORT",
+     "HTTP over TLS: the browser client, WebSocket at /ws, long-poll, uploads (default: none; needs "
+     "--tls-cert and --tls-key)",
+     T_HTTPS, 0, 0},
+    {"tls-cert", "FILE", "PEM certificate, followed by its chain; reloaded on SIGHUP", T_STR, OFF(tls_cert),
+     512},
+    {"tls-key", "FILE", "PEM private key of --tls-cert; reloaded on SIGHUP", T_STR, OFF(tls_key), 512},
+    {"tls-min", "1.2|1.3", "oldest TLS version accepted (default 1.3)", T_TLS_MIN, 0, 0},
+    {"tls-handshake-timeout", "MS",
+     "a TLS handshake not finished this long after connecting is cut (default "
+     "10000)",
+     T_U32, OFF(tls_handshake_ms), 0},
+    {"proxy-protocol", "off|plain|all",
+     "connections open with a PROXY v2 header (haproxy send-proxy-v2) naming the client: on the plain "
+     "listeners (--listen, --http), or on all of them (default off)",
+     T_PROXY, 0, 0},
     {"threads", "N", "event-loop threads (default: number of CPUs)", T_INT, OFF(threads), 0},
     {"durability", "fsync|process",
      "fsync: ack after the group commit reached the disk (default); process: ack after the write, "
@@ -210,6 +232,8 @@ void pl_config_defaults(pl_config *c) {
   c->listen_port = 7700;
   snprintf(c->http_host, sizeof c->http_host, "127.0.0.1");
   c->http_port = 7780;
+  c->tls_min = 13;
+  c->tls_handshake_ms = 10000;
   c->durable = 1;
   c->ttl_s = 72u * 3600u;
   c->hb_mobile_s = 30;
@@ -342,6 +366,26 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
       return 0;
     }
     return pl__hostport(v, c->http_host, &c->http_port);
+  case T_LISTEN_TLS: return pl__hostport(v, c->tls_host, &c->tls_port);
+  case T_HTTPS: return pl__hostport(v, c->https_host, &c->https_port);
+  case T_PROXY:
+    if (!strcmp(v, "off"))
+      c->proxy_protocol = 0;
+    else if (!strcmp(v, "plain"))
+      c->proxy_protocol = 1;
+    else if (!strcmp(v, "all"))
+      c->proxy_protocol = 2;
+    else
+      return -1;
+    return 0;
+  case T_TLS_MIN:
+    if (!strcmp(v, "1.2"))
+      c->tls_min = 12;
+    else if (!strcmp(v, "1.3"))
+      c->tls_min = 13;
+    else
+      return -1;
+    return 0;
   case T_DURABILITY:
     if (strcmp(v, "fsync") == 0)
       c->durable = 1;
@@ -476,6 +520,10 @@ int pl_config_args(pl_config *c, int argc, char **argv) {
       fprintf(stderr, "parleyd: %s (see --help)\n", err);
       return -1;
     }
+  }
+  if ((c->tls_host[0] || c->https_host[0]) && (!c->tls_cert[0] || !c->tls_key[0])) {
+    fprintf(stderr, "parleyd: --listen-tls and --https need --tls-cert and --tls-key\n");
+    return -1;
   }
   return 0;
 }

@@ -16,6 +16,15 @@ typedef struct pl_config {
   int listen_port;
   char http_host[64]; /* "" = no HTTP listener */
   int http_port;
+  /* TLS (docs/operations.md, "TLS"): the native protocol and HTTP over TLS */
+  char tls_host[64]; /* --listen-tls; "" = none */
+  int tls_port;
+  char https_host[64]; /* --https; "" = none */
+  int https_port;
+  char tls_cert[512], tls_key[512];
+  int tls_min; /* 12 or 13 */
+  uint32_t tls_handshake_ms;
+  int proxy_protocol; /* 0 off, 1 the plain listeners, 2 every listener */
   int threads;
   int durable; /* 1: fsync each group commit; 0: survive process crash only */
   uint64_t ttl_s;

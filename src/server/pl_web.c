@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/pl_mem.h"
 #include "common/pl_time.h"
 
 static void pl__printf(pl_bytes *b, const char *fmt, ...) {
@@ -174,6 +175,9 @@ static void pl__metrics(const pl_web *w, const pl_store_counts *counts, uint64_t
              ps.pending);
   pl__metric(b, "parley_push_tokens", "gauge", "Devices with a push token.", ps.tokens);
   pl__metric(b, "parley_memory_rss_bytes", "gauge", "Resident memory of parleyd.", pl__rss());
+  pl__metric(b, "parley_memory_heap_bytes", "gauge",
+             "Bytes the server's allocations hold (pl_mem: its own and OpenSSL's; not SQLite's).",
+             pl_mem_used());
 }
 
 static void pl__text(pl_http_res *res, int status, const char *type, const char *body) {

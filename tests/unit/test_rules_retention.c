@@ -49,11 +49,28 @@ static void test_token_lifetimes(void) {
   CHECK_EQ_U(c.used_after, 0);
 }
 
+/* A use is written once the stored one is a grain old: 1/64 of the idle
+ * lifetime, at most an hour, an hour without a limit. */
+static void test_token_use_written_by_the_grain(void) {
+  uint64_t now = 100u * 86400u * 1000u;
+  pl_retention_tokens c = pl_retention_token_cuts(6400, 0, now); /* idle 6.4 s: grain 100 ms */
+  CHECK(!pl_retention_token_touch(&c, now - 99, now));
+  CHECK(pl_retention_token_touch(&c, now - 100, now));
+  c = pl_retention_token_cuts(30u * 86400u * 1000u, 0, now); /* 30 days: the grain is an hour */
+  CHECK(!pl_retention_token_touch(&c, now - 3599999, now));
+  CHECK(pl_retention_token_touch(&c, now - 3600000, now));
+  c = pl_retention_token_cuts(0, 0, now); /* no idle limit: an hour */
+  CHECK(!pl_retention_token_touch(&c, now - 60000, now));
+  CHECK(pl_retention_token_touch(&c, now - 3600000, now));
+  CHECK(!pl_retention_token_touch(&c, now + 5, now)); /* a use "from the future" (clock step): left */
+}
+
 int main(void) {
   RUN(test_messages_expire_a_ttl_after_their_server_ts);
   RUN(test_a_message_goes_when_every_target_acked_or_it_expired);
   RUN(test_dedup_records_count_for_the_ttl);
   RUN(test_media_outlives_its_last_message);
   RUN(test_token_lifetimes);
+  RUN(test_token_use_written_by_the_grain);
   return tl_summary();
 }

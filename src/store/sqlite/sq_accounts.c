@@ -242,8 +242,9 @@ pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
 
 /* A token that is unknown, revoked or expired (r's token_*_after) is
  * BAD_TOKEN (r->status); a good one's device and user go to *did, *uid,
- * *device, *user, and its last use becomes now. RESUME, MEDIA_AUTH and
- * MEDIA_GET check their tokens with it. */
+ * *device, *user, and its last use becomes now if the stored one is a grain
+ * old (pl_retention_token_touch). RESUME, MEDIA_AUTH and MEDIA_GET check
+ * their tokens with it. */
 pl_err pl_sq_acct_token(pl__sq *q, pl_store_req *r, const uint8_t *hash, uint64_t *uid, uint64_t *did,
                         char **user, char **device) {
   sqlite3_stmt *st = q->st[ST_RESUME];
@@ -252,16 +253,21 @@ pl_err pl_sq_acct_token(pl__sq *q, pl_store_req *r, const uint8_t *hash, uint64_
   pl_sq_bind_u64(st, 2, r->token_used_after);
   pl_sq_bind_u64(st, 3, r->token_issued_after);
   pl_err e = pl_sq_row(q, st, &found);
+  uint64_t used_at = 0, now = pl_now_ms();
   if (e == PL_OK && found) {
     *did = pl_sq_col_u64(st, 0);
     *uid = pl_sq_col_u64(st, 1);
     *device = pl_sq_col_str(st, 2);
     *user = pl_sq_col_str(st, 3);
+    used_at = pl_sq_col_u64(st, 4);
   } else if (e == PL_OK) {
     r->status = PL_ERR_BAD_TOKEN;
   }
   sqlite3_reset(st);
-  return e == PL_OK && found ? pl_sq_run2(q, ST_DEVICE_USED, *did, pl_now_ms()) : e;
+  pl_retention_tokens cuts = {r->token_used_after, r->token_issued_after};
+  if (e != PL_OK || !found || !pl_retention_token_touch(&cuts, used_at, now))
+    return e;
+  return pl_sq_run2(q, ST_DEVICE_USED, *did, now);
 }
 
 pl_err pl_sq_acct_resume(pl__sq *q, pl_store_req *r) {

@@ -131,8 +131,9 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
   X(DEVICE_INSERT, "INSERT INTO devices(user_id, name, token_hash, created, token_at, used_at)"              \
                    " VALUES(?1, ?2, ?3, ?4, ?4, ?4)")                                                        \
   X(DEVICE_TOKEN, "UPDATE devices SET token_hash = ?2, token_at = ?3, used_at = ?3 WHERE id = ?1")           \
-  X(RESUME, "SELECT d.id, d.user_id, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"         \
-            " WHERE d.token_hash = ?1 AND d.used_at >= ?2 AND d.token_at >= ?3")                             \
+  X(RESUME,                                                                                                  \
+    "SELECT d.id, d.user_id, d.name, u.name, d.used_at FROM devices d JOIN users u ON u.id = d.user_id"      \
+    " WHERE d.token_hash = ?1 AND d.used_at >= ?2 AND d.token_at >= ?3")                                     \
   X(DEVICE_USED, "UPDATE devices SET used_at = max(used_at, ?2) WHERE id = ?1")                              \
   X(DEVICE_LIST, "SELECT id, name, created, used_at FROM devices WHERE user_id = ?1"                         \
                  " AND token_hash IS NOT NULL AND used_at >= ?2 AND token_at >= ?3 ORDER BY id")             \
