@@ -722,7 +722,7 @@ int parley_ack_delivered(parley *c) {
 int parley_ack_message(parley *c, const parley_message *m) {
   if (!c || !m)
     return PARLEY_E_ARG;
-  uint64_t gid = c->proto >= 2 && m->group ? plc_gid(m->group) : 0;
+  uint64_t gid = c->proto >= 2 && m->group ? pl_frame_gid(m->group) : 0;
   if (!gid)
     return parley_ack(c, m->qid);
   plc_gmark *g = plc_gmark_get(c, gid, 0);

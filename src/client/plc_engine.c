@@ -336,19 +336,6 @@ static void plc__on_send_ack(parley *c, const Parley__SendAck *a) {
   plc_msg_done(c, m, &ack, PARLEY_OK, NULL);
 }
 
-uint64_t plc_gid(const char *g) {
-  uint64_t v = 0;
-  size_t n = g ? strlen(g) : 0;
-  if (n == 0 || n > 18 || g[0] == '0')
-    return 0;
-  for (size_t i = 0; i < n; i++) {
-    if (g[i] < '0' || g[i] > '9')
-      return 0;
-    v = v * 10 + (uint64_t)(g[i] - '0');
-  }
-  return v;
-}
-
 plc_gmark *plc_gmark_get(parley *c, uint64_t gid, int create) {
   size_t lo = 0, hi = c->ngm;
   while (lo < hi) {
@@ -375,7 +362,7 @@ plc_gmark *plc_gmark_get(parley *c, uint64_t gid, int create) {
 /* Is this Message new to the application? Raises its stream's marks
  * (protocol 2: a group entry's stream is its group, by seq). */
 static int plc__fresh(parley *c, const Parley__Message *pm) {
-  uint64_t gid = c->proto >= 2 && pm->group && *pm->group ? plc_gid(pm->group) : 0;
+  uint64_t gid = c->proto >= 2 && pm->group && *pm->group ? pl_frame_gid(pm->group) : 0;
   if (gid) {
     plc_gmark *g = plc_gmark_get(c, gid, 1);
     if (pm->seq > g->conn_max)
@@ -440,7 +427,8 @@ static void plc__on_message(parley *c, const Parley__Message *pm) {
   }
   if (!c->auto_ack)
     return;
-  plc_gmark *g = c->proto >= 2 && pm->group && *pm->group ? plc_gmark_get(c, plc_gid(pm->group), 0) : NULL;
+  plc_gmark *g =
+      c->proto >= 2 && pm->group && *pm->group ? plc_gmark_get(c, pl_frame_gid(pm->group), 0) : NULL;
   if (g && pm->seq > g->ack_upto)
     g->ack_upto = pm->seq;
   else if (!g && pm->qid > c->ack_upto)

@@ -57,8 +57,6 @@ typedef struct plc_gmark {
 
 /* Group gid's marks (create: made if missing, else NULL). */
 plc_gmark *plc_gmark_get(parley *c, uint64_t gid, int create);
-/* A group id's number (0: not one). */
-uint64_t plc_gid(const char *group);
 
 struct parley {
   /* Options (strings owned). */

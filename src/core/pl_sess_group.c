@@ -32,13 +32,13 @@ int pl_sess__group_update_bad(const ProtobufCMessage *msg) {
   const Parley__GroupUpdate *m = (const Parley__GroupUpdate *)msg;
   int needs_user = m->op == PARLEY__GROUP_OP__GROUP_ADD || m->op == PARLEY__GROUP_OP__GROUP_REMOVE ||
                    m->op == PARLEY__GROUP_OP__GROUP_SET_ROLE;
-  return !pl_sess__gid(m->group) || m->op < 0 || m->op > PARLEY__GROUP_OP__GROUP_SET_ROLE ||
+  return !pl_frame_gid(m->group) || m->op < 0 || m->op > PARLEY__GROUP_OP__GROUP_SET_ROLE ||
          (needs_user && pl_sess__bad_name(m->user));
 }
 
 void pl_sess__group_update_fill(pl_store_req *r, ProtobufCMessage *msg) {
   Parley__GroupUpdate *m = (Parley__GroupUpdate *)msg;
-  r->u.group_update.in.group = pl_sess__gid(m->group);
+  r->u.group_update.in.group = pl_frame_gid(m->group);
   r->u.group_update.in.group_op = (int)m->op;
   r->u.group_update.in.peer = *m->user ? m->user : NULL;
   r->u.group_update.in.name = m->name;
@@ -105,11 +105,11 @@ void pl_sess__group_list_reply(pl_session *s, const char *ref, pl_sess__req *sr)
 }
 
 int pl_sess__group_receipts_bad(const ProtobufCMessage *msg) {
-  return !pl_sess__gid(((const Parley__GroupReceiptsGet *)msg)->group);
+  return !pl_frame_gid(((const Parley__GroupReceiptsGet *)msg)->group);
 }
 
 void pl_sess__group_receipts_fill(pl_store_req *r, ProtobufCMessage *msg) {
-  r->u.group_receipts.in.group = pl_sess__gid(((Parley__GroupReceiptsGet *)msg)->group);
+  r->u.group_receipts.in.group = pl_frame_gid(((Parley__GroupReceiptsGet *)msg)->group);
   r->u.group_receipts.in.upto = ((Parley__GroupReceiptsGet *)msg)->seq;
 }
 

@@ -148,7 +148,6 @@ void pl_sess__submit(pl_sess__req *sr);
 /* The device left (once per authenticated connection, while s->conn is set). */
 void pl_sess__gone(pl_session *s);
 /* A group id on the wire: its decimal number, 1 .. 2^63-1; 0 if malformed. */
-uint64_t pl_sess__gid(const char *g);
 int pl_sess__bad_name(const char *u);
 /* A Done answer with ref (the reply of requests that answer nothing else). */
 void pl_sess__reply_done(pl_session *s, const char *ref, pl_sess__req *sr);

@@ -229,25 +229,12 @@ static pl_filter_result pl__filter(pl_session *s, const Parley__Send *m, uint8_t
   return r;
 }
 
-uint64_t pl_sess__gid(const char *g) {
-  uint64_t v = 0;
-  size_t n = strlen(g);
-  if (n == 0 || n > 18 || g[0] == '0')
-    return 0;
-  for (size_t i = 0; i < n; i++) {
-    if (g[i] < '0' || g[i] > '9')
-      return 0;
-    v = v * 10 + (uint64_t)(g[i] - '0');
-  }
-  return v;
-}
-
 int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   (void)cmd;
   Parley__Send *m = (Parley__Send *)in->msg;
   size_t idlen = strlen(m->id);
   pl_err e = PL_OK;
-  uint64_t gid = *m->group ? pl_sess__gid(m->group) : 0;
+  uint64_t gid = *m->group ? pl_frame_gid(m->group) : 0;
   int to_ok = *m->group ? gid && !*m->to : pl_auth_valid_user(m->to, strlen(m->to));
   if (m->media && (!*m->media->id || strlen(m->media->id) > 64))
     to_ok = 0;
@@ -345,7 +332,7 @@ int pl_sess__on_ack(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   if (upto > s->ack_want)
     s->ack_want = upto;
   for (size_t i = 0; s->proto >= 2 && i < m->n_groups; i++) {
-    uint64_t gid = m->groups[i] && m->groups[i]->group ? pl_sess__gid(m->groups[i]->group) : 0;
+    uint64_t gid = m->groups[i] && m->groups[i]->group ? pl_frame_gid(m->groups[i]->group) : 0;
     pl_cursor_stream *g = gid ? pl_cursor_stream_get(&s->cur, gid, 0) : NULL;
     if (!g) /* nothing of that group was sent on this connection */
       continue;
@@ -405,7 +392,7 @@ int pl_sess__on_typing(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   (void)cmd;
   Parley__Typing *m = (Parley__Typing *)in->msg;
   uint64_t now = pl_mono_ms();
-  uint64_t gid = *m->group ? pl_sess__gid(m->group) : 0;
+  uint64_t gid = *m->group ? pl_frame_gid(m->group) : 0;
   if (*m->group ? !gid || *m->to : pl_sess__bad_name(m->to)) {
     pl_sess__error(s, PL_ERR_INVALID_ARGUMENT, NULL);
     return 0;

@@ -47,12 +47,12 @@ int pl_sess__on_state(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
 
 int pl_sess__mark_read_bad(const ProtobufCMessage *msg) {
   const Parley__MarkRead *m = (const Parley__MarkRead *)msg;
-  return *m->group ? !pl_sess__gid(m->group) || *m->peer : pl_sess__bad_name(m->peer);
+  return *m->group ? !pl_frame_gid(m->group) || *m->peer : pl_sess__bad_name(m->peer);
 }
 
 void pl_sess__mark_read_fill(pl_store_req *r, ProtobufCMessage *msg) {
   Parley__MarkRead *m = (Parley__MarkRead *)msg;
-  r->u.mark_read.in.group = *m->group ? pl_sess__gid(m->group) : 0;
+  r->u.mark_read.in.group = *m->group ? pl_frame_gid(m->group) : 0;
   r->u.mark_read.in.peer = r->u.mark_read.in.group ? NULL : m->peer;
   r->u.mark_read.in.upto = m->seq;
 }

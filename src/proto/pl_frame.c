@@ -127,3 +127,16 @@ ProtobufCMessage *pl_frame_unpack(const pl_frame *f) {
     return NULL;
   return protobuf_c_message_unpack(d, NULL, f->payload_len, f->payload);
 }
+
+uint64_t pl_frame_gid(const char *g) {
+  uint64_t v = 0;
+  size_t n = g ? strlen(g) : 0;
+  if (n == 0 || n > 18 || g[0] == '0')
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (g[i] < '0' || g[i] > '9')
+      return 0;
+    v = v * 10 + (uint64_t)(g[i] - '0');
+  }
+  return v;
+}

@@ -46,6 +46,11 @@ int pl_frame_client_may_send(uint8_t type);
 /* Encodes msg as a frame of the given type into a new buffer (refcount 1). */
 pl_buf *pl_frame_encode(uint8_t type, const ProtobufCMessage *msg);
 
+/* A group id as frames carry it (Send.group, Message.group, GroupAck.group
+ * ...): 1 to 18 decimal digits, no leading zero. Its number, or 0 if g is
+ * not one (NULL included). Server and client parse it alike. */
+uint64_t pl_frame_gid(const char *g);
+
 /* Encodes msg as a frame appended to out (for single-owner output). */
 void pl_frame_append(pl_bytes *out, uint8_t type, const ProtobufCMessage *msg);
 

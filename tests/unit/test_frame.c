@@ -329,7 +329,23 @@ static void test_encode_frees_everything(void) {
   CHECK_EQ_U(pl_mem_used(), base);
 }
 
+/* Group ids as frames carry them: what server and client both accept. */
+static void test_group_ids(void) {
+  CHECK_EQ_U(pl_frame_gid("1"), 1);
+  CHECK_EQ_U(pl_frame_gid("42"), 42);
+  CHECK_EQ_U(pl_frame_gid("999999999999999999"), 999999999999999999ull); /* 18 digits */
+  CHECK_EQ_U(pl_frame_gid("1000000000000000000"), 0);                    /* 19 */
+  CHECK_EQ_U(pl_frame_gid(""), 0);
+  CHECK_EQ_U(pl_frame_gid(NULL), 0);
+  CHECK_EQ_U(pl_frame_gid("0"), 0);
+  CHECK_EQ_U(pl_frame_gid("012"), 0);
+  CHECK_EQ_U(pl_frame_gid("12a"), 0);
+  CHECK_EQ_U(pl_frame_gid("-1"), 0);
+  CHECK_EQ_U(pl_frame_gid(" 1"), 0);
+}
+
 int main(void) {
+  RUN(test_group_ids);
   RUN(test_header_layout);
   RUN(test_short_input_is_again_and_consumes_nothing);
   RUN(test_exact_frame);
