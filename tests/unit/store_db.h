@@ -111,9 +111,10 @@ static inline entry_pos group_op(pl_store *s, const account *a, uint64_t gid, in
   return p;
 }
 
-/* A message from a's device: to the group gid, or (gid 0) to the user peer. */
-static inline entry_pos msg_send(pl_store *s, const account *a, uint64_t gid, const char *peer,
-                                 const char *cid) {
+/* A message (body of len bytes) from a's device: to the group gid, or
+ * (gid 0) to the user peer. */
+static inline entry_pos msg_send_body(pl_store *s, const account *a, uint64_t gid, const char *peer,
+                                      const char *cid, const void *body, size_t len) {
   pl_store_req r = {.op = PL_STORE_SEND};
   r.user_id = a->uid;
   r.device_id = a->did;
@@ -121,13 +122,19 @@ static inline entry_pos msg_send(pl_store *s, const account *a, uint64_t gid, co
   r.u.send.in.group = gid;
   r.u.send.in.peer = gid ? NULL : peer;
   r.u.send.in.client_id = cid;
-  r.u.send.in.body = (const uint8_t *)cid;
-  r.u.send.in.body_len = strlen(cid);
+  r.u.send.in.body = body;
+  r.u.send.in.body_len = len;
   CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
   CHECK_EQ_I(r.status, PL_OK);
   entry_pos p = {r.u.send.out.msg.qid, r.u.send.out.msg.seq};
   pl_store_req_clear(&r);
   return p;
+}
+
+/* The same with the client id as its body. */
+static inline entry_pos msg_send(pl_store *s, const account *a, uint64_t gid, const char *peer,
+                                 const char *cid) {
+  return msg_send_body(s, a, gid, peer, cid, cid, strlen(cid));
 }
 
 #endif

@@ -173,18 +173,7 @@ static void test_fetch_streams_resume_per_group(void) {
 static void big_send(pl_store *s, const account *a, uint64_t gid, const char *peer, const char *cid) {
   static uint8_t body[1000];
   memset(body, 'x', sizeof body);
-  pl_store_req r = {.op = PL_STORE_SEND};
-  r.user_id = a->uid;
-  r.device_id = a->did;
-  r.u.send.in.device_name = a->device;
-  r.u.send.in.group = gid;
-  r.u.send.in.peer = gid ? NULL : peer;
-  r.u.send.in.client_id = cid;
-  r.u.send.in.body = body;
-  r.u.send.in.body_len = sizeof body;
-  CHECK_EQ_I(pl_store_call(s, &r), PL_OK);
-  CHECK_EQ_I(r.status, PL_OK);
-  pl_store_req_clear(&r);
+  msg_send_body(s, a, gid, peer, cid, body, sizeof body);
 }
 
 /* Pages are bounded in bytes too: with room for about three 1,000-byte
