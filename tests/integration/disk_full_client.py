@@ -231,10 +231,12 @@ async def scenario(url, base, mnt):
     acked, qids = [], {}
 
     # 1. The operator frees disk space. An upload under way when the disk
-    # fills is cut: the room the store gives back is for acks.
-    big = await asyncio.to_thread(upload_start, base, alice.token, 4 << 20, 300 << 10)
+    # fills is cut: the room the store gives back is for acks. (Its first
+    # 200 KiB stay in memory, under the 256 KiB write size: a spooled piece
+    # deleted at the refusal would free room the checks below count on.)
+    big = await asyncio.to_thread(upload_start, base, alice.token, 4 << 20, 200 << 10)
     refused = await full_now(alice, base, acked, "a")
-    st = await asyncio.to_thread(upload_finish, big, (4 << 20) - (300 << 10))
+    st = await asyncio.to_thread(upload_finish, big, (4 << 20) - (200 << 10))
     check(st == 503, f"an upload that was under way when the disk filled is refused (503): {st}")
     await alice.send(type="send", id="again", to="bob", body=BODY, client_ts=1)
     f = await alice.recv(("send_ack", "error"))
