@@ -182,30 +182,30 @@ async def protocol2(url):
     for i, g in enumerate(gids):
         await carol.send(type="send", id=f"p{i}", group=g, body=b64("hi"), client_ts=1)
         check((await answer(carol, "send_ack"))["seq"] == 2, "a group message's seq")
-    dave = await connect(url, version=2)
-    await dave.send(type="resume", token=d_ok["token"])
-    await dave.recv("auth_ok")
+    async def back():
+        c = await connect(url, version=2)
+        await c.send(type="resume", token=d_ok["token"])
+        await c.recv("auth_ok")
+        return c
+
+    async def ack_and_leave(c, groups):
+        await c.send(type="ack", groups=groups)
+        await c.send(type="ping", client_ts=1)  # the ack is read before the pong is written
+        await c.recv("pong")
+        await c.ws.close()
+
+    dave = await back()
     got = await group_messages(dave, 4)
     seqs = {g: [m["seq"] for m in got if m["group"] == g] for g in gids}
     check(all(seqs[g] == [1, 2] for g in gids), f"each group from seq 1, in order: {seqs}")
-    await dave.send(type="ack", groups=[{"group": gids[0], "upto_seq": 2}])  # only the first group
-    await dave.send(type="ping", client_ts=1)
-    await dave.recv("pong")
-    await dave.ws.close()
-    dave = await connect(url, version=2)
-    await dave.send(type="resume", token=d_ok["token"])
-    await dave.recv("auth_ok")
+    await ack_and_leave(dave, [{"group": gids[0], "upto_seq": 2}])  # only the first group
+    dave = await back()
     got = await group_messages(dave, 2)
     check([(m["group"], m["seq"]) for m in got] == [(gids[1], 1), (gids[1], 2)],
           f"only the group not acked comes again: {got}")
     await quiet(dave)
-    await dave.send(type="ack", groups=[{"group": gids[1], "upto_seq": "2"}])
-    await dave.send(type="ping", client_ts=1)
-    await dave.recv("pong")
-    await dave.ws.close()
-    dave = await connect(url, version=2)
-    await dave.send(type="resume", token=d_ok["token"])
-    await dave.recv("auth_ok")
+    await ack_and_leave(dave, [{"group": gids[1], "upto_seq": "2"}])
+    dave = await back()
     await quiet(dave)
     await dave.ws.close()
     await carol.ws.close()

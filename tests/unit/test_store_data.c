@@ -17,21 +17,6 @@
 #include "store_db.h"
 #include "testlib.h"
 
-static void on_post(void *ud, void *origin, pl_store_req *req) {
-  (void)ud;
-  (void)origin;
-  (void)req;
-}
-
-static void on_deliver(void *ud, const pl_msg *m, const uint64_t *devs, size_t n) {
-  (void)ud;
-  (void)m;
-  (void)devs;
-  (void)n;
-}
-
-static const pl_store_hooks hooks = {.post = on_post, .deliver = on_deliver};
-
 static pl_store *open_store(const char *dir, uint64_t token_idle_ms, uint64_t token_max_ms) {
   pl_store_config c = {.dir = dir,
                        .ttl_ms = 3600u * 1000u,
@@ -40,7 +25,7 @@ static pl_store *open_store(const char *dir, uint64_t token_idle_ms, uint64_t to
                        .token_idle_ms = token_idle_ms,
                        .token_max_ms = token_max_ms};
   pl_store *s = NULL;
-  CHECK_EQ_I(pl_store_open(&s, &pl_store_sqlite, &c, &hooks), PL_OK);
+  CHECK_EQ_I(pl_store_open(&s, &pl_store_sqlite, &c, &store_db_hooks), PL_OK);
   return s;
 }
 

@@ -16,25 +16,10 @@
 #include "store_db.h"
 #include "testlib.h"
 
-static void on_post(void *ud, void *origin, pl_store_req *req) {
-  (void)ud;
-  (void)origin;
-  (void)req;
-}
-
-static void on_deliver(void *ud, const pl_msg *m, const uint64_t *devs, size_t n) {
-  (void)ud;
-  (void)m;
-  (void)devs;
-  (void)n;
-}
-
-static const pl_store_hooks hooks = {.post = on_post, .deliver = on_deliver};
-
 static pl_store *open_store(const char *dir) {
   pl_store_config c = {.dir = dir, .ttl_ms = 3600u * 1000u, .max_devices = 4, .max_queue = 1000};
   pl_store *s = NULL;
-  CHECK_EQ_I(pl_store_open(&s, &pl_store_sqlite, &c, &hooks), PL_OK);
+  CHECK_EQ_I(pl_store_open(&s, &pl_store_sqlite, &c, &store_db_hooks), PL_OK);
   return s;
 }
 
