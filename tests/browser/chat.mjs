@@ -10,41 +10,18 @@
 // With SCREENSHOTS=DIR it saves the settings dialog at 1280 and 360 px there.
 //
 //   PARLEYD=build/parleyd PARLEY_CLI=build/parley node tests/browser/chat.mjs
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, openSync, writeFileSync } from 'node:fs';
-import { deflateSync } from 'node:zlib';
-import { createServer } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
+import { startServer as start, png } from './lib.mjs';
 
 const PARLEYD = process.env.PARLEYD, CLI = process.env.PARLEY_CLI;
 assert.ok(PARLEYD && CLI, 'PARLEYD and PARLEY_CLI must be set');
 const T = 10000;
-
-// Below the ephemeral range (32768+), so that the server's ports are not
-// taken by Chromium's own connections while the server restarts.
-const freePort = () => new Promise((resolve) => {
-  const port = 20000 + Math.floor(Math.random() * 12000);
-  const s = createServer();
-  s.once('error', () => resolve(freePort()));
-  s.listen(port, '127.0.0.1', () => s.close(() => resolve(port)));
-});
-
-async function startServer(old) {
-  const dir = old ? old.dir : mkdtempSync(join(tmpdir(), 'parley-browser-'));
-  const port = old ? old.port : await freePort(), http = old ? old.http : await freePort();
-  const log = openSync(`${dir}.log`, 'a');
-  const proc = spawn(PARLEYD, ['--data', dir, '--listen', `127.0.0.1:${port}`, '--http', `127.0.0.1:${http}`,
-    '--threads', '2', '--argon2-mem', '8', '--argon2-ops', '1', '--presence-grace', '0'],
-  { stdio: ['ignore', 'ignore', log] });
-  for (let i = 0; i < 250; i++) {
-    try { if ((await fetch(`http://127.0.0.1:${http}/healthz`)).ok) break; } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return { dir, port, http, base: `http://127.0.0.1:${http}/`, proc };
-}
+const startServer = (old) => start(PARLEYD, old);
 
 function cli(srv, user, ...args) {
   return execFileSync(CLI, ['--server', `127.0.0.1:${srv.port}`, '--user', user, '--password', `${user}-password`,
@@ -73,28 +50,6 @@ async function say(page, text) {
 const mine = (page, text) => page.locator('#messages li.mine', { has: page.locator(`.text:text-is("${text}")`) });
 async function tickIs(page, text, status) {
   await mine(page, text).locator(`.tick[data-status="${status}"]`).waitFor({ timeout: T });
-}
-
-// A real w x h RGB PNG (a gradient), made here so the test needs no image tool.
-function png(w, h) {
-  const crcTable = Array.from({ length: 256 }, (_, n) => {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    return c >>> 0;
-  });
-  const crc = (buf) => { let c = ~0; for (const b of buf) c = crcTable[(c ^ b) & 255] ^ (c >>> 8); return (~c) >>> 0; };
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type), data]);
-    const c = Buffer.alloc(4); c.writeUInt32BE(crc(td));
-    return Buffer.concat([len, td, c]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(w, 0); ihdr.writeUInt32BE(h, 4); ihdr[8] = 8; ihdr[9] = 2;
-  const raw = Buffer.alloc((w * 3 + 1) * h);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w * 3; x++) raw[y * (w * 3 + 1) + 1 + x] = (x * 4 + y * 3) & 255;
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr),
-    chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
 // Waits until the image at sel has loaded (and, with width, is that wide). A
