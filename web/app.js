@@ -1,22 +1,21 @@
-// Parley's browser client: the JSON binding of docs/protocol.md (1.2) over
-// one WebSocket, with resume after the network drops, an outbox that resends
-// unanswered messages under their ids, and recent history kept in IndexedDB
-// so it shows before the socket is up. No build step, no dependencies.
+// Parley's browser client. The protocol (connection, sign-in, outbox, positions,
+// acks, reconnects, uploads) is the SDK's, parley.mjs; this file keeps what
+// the user sees: conversations and recent history in IndexedDB (shown before
+// the socket is up), the screens, and the user's actions. No build step.
+import { Parley, webStorage, dmConv } from '/parley.mjs';
+import { linkify, dayLabel, dayKey, timeLabel, listTime, sentence, eventText, roleName, EMOJI } from '/ui.mjs';
 
-const PROTO = 'parley.json.v1';
 const $ = (id) => document.getElementById(id);
-const enc = (s) => { let b = ''; for (const c of new TextEncoder().encode(s)) b += String.fromCharCode(c); return btoa(b); };
-const dec = (b) => new TextDecoder().decode(Uint8Array.from(atob(b || ''), (c) => c.charCodeAt(0)));
-const dmConv = (a, b) => (a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`);
 const KEEP = 200; // messages kept per conversation in the browser
+const ls = webStorage(localStorage);
+if (!ls.get('device')) ls.set('device', `web-${Math.random().toString(36).slice(2, 10)}`);
+const sdk = new Parley({
+  url: `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`,
+  storage: ls,
+  clientName: 'parley-web/2',
+});
 
-// ---- local state: localStorage for small things, IndexedDB for history ----
-
-const ls = {
-  get: (k, d = null) => { const v = localStorage.getItem('parley.' + k); return v === null ? d : JSON.parse(v); },
-  set: (k, v) => localStorage.setItem('parley.' + k, JSON.stringify(v)),
-  del: (k) => localStorage.removeItem('parley.' + k),
-};
+// ---- history in IndexedDB ----
 
 let db = null;
 function openDb() {
@@ -34,6 +33,9 @@ function openDb() {
 function dbPut(store, value) {
   if (db) db.transaction(store, 'readwrite').objectStore(store).put(value);
 }
+function dbDel(store, key) {
+  if (db) db.transaction(store, 'readwrite').objectStore(store).delete(key);
+}
 function dbAll(store) {
   return new Promise((resolve) => {
     if (!db) return resolve([]);
@@ -46,23 +48,26 @@ function dbClear() {
   if (db) for (const s of ['messages', 'convs']) db.transaction(s, 'readwrite').objectStore(s).clear();
 }
 
-// conv -> { conv, title, peer, group, last_seq, read_seq, peer_delivered, peer_read, msgs: Map }
+// ---- conversations ----
+
+// conv -> { conv, title, peer, group, named, my_role, left, last_seq, read_seq,
+//           peer_delivered, peer_read, last_ts, preview, msgs: Map key -> message }
 const convs = new Map();
-let me = ls.get('user');
 let current = null;
-let outbox = new Map(Object.entries(ls.get('outbox', {}))); // id -> pending send
-const saveOutbox = () => ls.set('outbox', Object.fromEntries(outbox));
+const me = () => sdk.user;
 
 function conv(id, init = {}) {
   let c = convs.get(id);
   if (!c) {
-    c = { conv: id, title: id, peer: null, group: null, last_seq: 0, read_seq: 0, peer_delivered: 0, peer_read: 0, msgs: new Map() };
-    if (id.startsWith('dm:') && me) {
+    c = { conv: id, title: id, peer: null, group: null, last_seq: 0, read_seq: 0, peer_delivered: 0, peer_read: 0,
+      last_ts: 0, preview: '', msgs: new Map() };
+    if (id.startsWith('dm:')) {
       const [a, b] = id.slice(3).split(':');
-      c.peer = a === me ? b : a;
+      c.peer = a === me() ? b : a;
       c.title = c.peer;
     } else if (id.startsWith('g:')) {
       c.group = id.slice(2);
+      c.title = 'New group'; // until its GroupInfo names it
     }
     convs.set(id, c);
   }
@@ -73,358 +78,512 @@ function saveConv(c) {
   const { msgs, ...rest } = c;
   dbPut('convs', rest);
 }
+function dropConv(c) {
+  convs.delete(c.conv);
+  dbDel('convs', c.conv);
+  if (current === c.conv) current = null;
+}
+
+function previewOf(c, m) {
+  if (m.event) return m.text;
+  const what = m.media ? `${m.media.type.startsWith('image/') ? '📷 Photo' : '📎 File'}${m.text ? `: ${m.text}` : ''}` : m.text;
+  if (m.mine) return `You: ${what}`;
+  return c.group ? `${m.from}: ${what}` : what;
+}
+
+const msgKey = (c, m) => (m.seq ? `${c.conv}#${String(m.seq).padStart(12, '0')}` : `${c.conv}#~${m.id}`);
 function addMsg(c, m) {
-  const key = m.seq ? `${c.conv}#${String(m.seq).padStart(12, '0')}` : `${c.conv}#~${m.id}`;
+  const key = msgKey(c, m);
   if (m.seq && m.mine) c.msgs.delete(`${c.conv}#~${m.id}`); // the pending copy, now placed
-  c.msgs.set(key, { ...m, key, conv: c.conv });
+  const stored = { ...m, key, conv: c.conv };
+  c.msgs.set(key, stored);
   if (m.seq > c.last_seq) c.last_seq = m.seq;
   if (m.mine && m.seq > c.read_seq) c.read_seq = m.seq; // sending reads the conversation
-  if (m.seq) dbPut('messages', { ...m, key, conv: c.conv });
+  const ts = Number(m.server_ts) || Date.now();
+  if (ts >= c.last_ts) { c.last_ts = ts; c.preview = previewOf(c, m); }
+  if (m.seq) dbPut('messages', stored);
   while (c.msgs.size > KEEP) c.msgs.delete(c.msgs.keys().next().value);
 }
 
-// ---- the connection ----
+// ---- what the SDK reports ----
 
-let ws = null, authed = false, heartbeat = null, retry = 0, typingUntil = 0, acking = 0;
-let highwater = ls.get('qid', 0); // qids are per device: the highest one handled
-let pendingAuth = null; // {type, user, password} from the form
-let refs = 0;
-const nextRef = () => `r${++refs}`;
+sdk.on('state', (s) => {
+  $('status').textContent = { connecting: 'connecting…', online: 'online', reconnecting: 'reconnecting…' }[s] || 'offline';
+  renderComposer();
+});
 
-function setStatus(s) { $('status').textContent = s; }
-function send(frame) { if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame)); }
+sdk.on('signed_out', (e) => { wipe(); showAuth(sentence(e)); });
 
-function connect() {
-  const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-  ws = new WebSocket(url, PROTO);
-  setStatus('connecting…');
-  ws.onopen = () => send({ type: 'hello', version: 1, kind: 'KIND_WEB', client_name: 'parley-web/1' });
-  ws.onmessage = (e) => onFrame(JSON.parse(e.data));
-  ws.onclose = () => {
-    clearInterval(heartbeat);
-    dropRequests();
-    const wasAuthed = authed;
-    authed = false;
-    ws = null;
-    if (!ls.get('token') && !pendingAuth) return;
-    setStatus('reconnecting…');
-    const delay = Math.min(10000, 500 * 2 ** retry++) * (0.5 + Math.random() / 2);
-    setTimeout(connect, wasAuthed ? delay : Math.max(delay, 1000));
-  };
-}
-
-function onFrame(f) {
-  switch (f.type) {
-    case 'welcome': return onWelcome(f);
-    case 'auth_ok': return onAuthOk(f);
-    case 'error': return onError(f);
-    case 'send_ack': return onSendAck(f);
-    case 'message': return onMessage(f);
-    case 'receipt': return onReceipt(f);
-    case 'read_sync': return onReadSync(f);
-    case 'unread': return onUnread(f);
-    case 'contact_list':
-      for (const u of f.users || []) contacts.add(u);
-      return subscribe();
-    case 'presence': return onPresence(f);
-    case 'typing_event': return onTyping(f);
-    case 'group_list': return (f.groups || []).forEach(onGroupInfo);
-    case 'group_info': return onGroupInfo(f);
-    case 'settings_state': return onSettingsState(f);
-    case 'device_list': return onDeviceList(f);
-    default: return undefined; // pong, done, ...
-  }
-}
-
-function onWelcome(w) {
-  const every = Math.max(1000, (w.heartbeat_ms || 15000) / 2);
-  heartbeat = setInterval(() => send({ type: 'ping', client_ts: Date.now() }), every);
-  let device = ls.get('device');
-  if (!device) { device = 'web-' + Math.random().toString(36).slice(2, 10); ls.set('device', device); }
-  if (pendingAuth) send({ type: pendingAuth.type, user: pendingAuth.user, password: pendingAuth.password, device });
-  else if (ls.get('token')) send({ type: 'resume', token: ls.get('token') });
-}
-
-function onAuthOk(a) {
-  if (me && me !== a.user) { dbClear(); convs.clear(); highwater = 0; ls.set('qid', 0); }
-  me = a.user;
-  ls.set('user', me);
-  ls.set('token', a.token);
-  pendingAuth = null;
-  authed = true;
-  retry = 0;
-  setStatus('online');
+sdk.on('auth', () => {
   showApp();
-  send({ type: 'unread_get', ref: nextRef() });
-  send({ type: 'contacts', ref: nextRef(), op: 'CONTACT_LIST' });
-  send({ type: 'group_list_get', ref: nextRef() });
-  for (const m of outbox.values()) send(m.frame); // same ids: the server deduplicates
+  sdk.unread().then(onUnread, () => {});
+  sdk.contacts().then((l) => { contacts.clear(); for (const u of l.users || []) contacts.add(u); subscribe(); }, () => {});
+  sdk.groupList().catch(() => {}); // each group comes as a 'group' event
   if ($('settings').open) loadSettings();
-}
+});
 
-// Requests other than Send whose Error is shown to the user: ref -> {fail(e), ok(answer)}.
-const requests = new Map();
-// Only after AuthOk: any other frame before it is AUTH_REQUIRED and a close (protocol.md 6).
-function request(frame, fail, ok = () => {}) {
-  if (!authed) { fail({ code: 'ERR_OFFLINE', message: 'not connected, try again when online' }); return null; }
-  const ref = nextRef();
-  requests.set(ref, { fail, ok });
-  send({ ...frame, ref });
-  return ref;
-}
-// A request whose connection went away gets no answer: say so.
-function dropRequests() {
-  const lost = [...requests.values()];
-  requests.clear();
-  for (const q of lost) q.fail({ code: 'ERR_OFFLINE', message: 'the connection was lost before the answer' });
-}
-const waitText = (e) => `try again in ${Math.ceil((e.retry_after_ms || 1000) / 1000)} s`;
-const names = (list) => list.length < 2 ? list.join('') : `${list.slice(0, -1).join(', ')} or ${list[list.length - 1]}`;
-
-// A refused group request, as a sentence (protocol.md 9, 11.8).
-function groupError(e, users) {
-  switch (e.code) {
-    case 'ERR_NOT_ALLOWED':
-      return users.length === 1
-        ? `${users[0]} does not allow being added to groups by you.`
-        : `One of ${names(users)} does not allow being added to groups by you. Create the group without them, or ask them to add you to their contacts.`;
-    case 'ERR_UNKNOWN_PEER': return users.length === 1 ? `There is no user ${users[0]}.` : `One of ${names(users)} is not a user you can add.`;
-    case 'ERR_GROUP_FULL': return 'The group would have too many members.';
-    case 'ERR_RATE_LIMITED': return `Too many requests: ${waitText(e)}.`;
-    default: return `Not done: ${e.message || e.code}.`;
-  }
-}
-
-// Errors after which a Send is worth repeating with the same id (protocol.md §9).
-const RETRYABLE = new Set(['ERR_RATE_LIMITED', 'ERR_STORAGE_FULL', 'ERR_INTERNAL', 'ERR_SHUTTING_DOWN']);
-
-function onError(e) {
-  if (!authed) {
-    const wait = Math.ceil((e.retry_after_ms || 1000) / 1000);
-    if (e.code === 'ERR_BAD_TOKEN') { ls.del('token'); showAuth(''); }
-    else if (pendingAuth && e.code === 'ERR_RATE_LIMITED') { showAuth(`Too many attempts: try again in ${wait} s.`); pendingAuth = null; }
-    else if (pendingAuth) { showAuth(e.message || e.code); pendingAuth = null; }
-    else if (e.code === 'ERR_RATE_LIMITED') setTimeout(() => ws && ws.close(), wait * 1000); // resume again then
-    return;
-  }
-  const q = e.ref && requests.get(e.ref);
-  if (q) { requests.delete(e.ref); return q.fail(e); }
-  const m = e.ref && outbox.get(e.ref);
-  if (m && RETRYABLE.has(e.code)) { // nothing was stored: the same id again, later
-    const wait = Math.max(e.retry_after_ms || 0, 1000);
-    setTimeout(() => { if (authed && outbox.get(e.ref) === m) send(m.frame); }, wait);
-    return;
-  }
-  if (m) { // refused for good: say so on the message
-    outbox.delete(e.ref); saveOutbox();
-    const c = conv(m.conv);
-    const k = `${c.conv}#~${m.frame.id}`;
-    const pm = c.msgs.get(k);
-    if (pm) pm.failed = e.code;
-    render();
-  }
-}
-
-function onSendAck(a) {
-  const m = outbox.get(a.id);
-  if (!m) return;
-  outbox.delete(a.id); saveOutbox();
-  const c = conv(a.conv);
-  addMsg(c, { mine: true, from: me, id: a.id, seq: a.seq, text: m.text, media: m.media, server_ts: a.server_ts });
-  saveConv(c);
-  render();
-}
-
-function scheduleAck(qid) {
-  if (qid > highwater) { highwater = qid; ls.set('qid', qid); }
-  if (!acking) acking = setTimeout(() => { acking = 0; send({ type: 'ack', upto: highwater }); }, 0);
-}
-
-function onMessage(m) {
-  if (m.qid && m.qid <= highwater) return scheduleAck(m.qid); // seen before a reconnect
+sdk.on('message', (m) => {
   const c = conv(m.conv);
   if (m.group) c.group = m.group;
-  const mine = m.from === me;
-  let text = m.body ? dec(m.body) : '';
-  if (m.event) text = eventText(m.event);
-  addMsg(c, { mine, from: m.from, id: m.id, seq: m.seq, text, media: m.media, event: !!m.event, server_ts: m.server_ts });
+  if (m.event) onEvent(c, m.event);
+  const text = m.event ? eventText(m.event) : m.text;
+  addMsg(c, { mine: m.mine, from: m.from, id: m.id, seq: m.seq, text, media: m.media, event: !!m.event, server_ts: m.server_ts });
   saveConv(c);
-  if (m.qid) scheduleAck(m.qid);
-  if (c.conv === current && c.peer && !mine) send({ type: 'presence_get', ref: nextRef(), user: c.peer });
+  if (c.group && !c.named) nameGroup(c);
+  if (c.conv === current && c.peer && !m.mine) sdk.presenceGet(c.peer).catch(() => {});
   markReadIfOpen(c);
   render();
+});
+
+// A membership change: names, and whether this user is still in the group.
+function onEvent(c, e) {
+  if ((e.type === 'GE_CREATED' || e.type === 'GE_RENAMED') && e.name) Object.assign(c, { title: e.name, named: true });
+  if ((e.type === 'GE_REMOVED' || e.type === 'GE_LEFT') && e.user === me()) c.left = true;
+  if (e.type === 'GE_ADDED' && e.user === me()) c.left = false;
+  if ($('group-dialog').open && current === c.conv) loadGroup(c);
 }
 
-function eventText(e) {
-  const who = e.user || e.actor;
-  switch (e.type) {
-    case 'GE_CREATED': return `${e.actor} created the group ${e.name || ''}`;
-    case 'GE_ADDED': return `${e.actor} added ${e.user}`;
-    case 'GE_REMOVED': return `${e.actor} removed ${e.user}`;
-    case 'GE_LEFT': return `${who} left`;
-    case 'GE_RENAMED': return `${e.actor} renamed the group to ${e.name}`;
-    default: return `${who}: ${e.type}`;
+// Added to a group: its first entry names no one's group, so ask for its name.
+const naming = new Set();
+function nameGroup(c) {
+  if (naming.has(c.group) || !sdk.authed) return;
+  naming.add(c.group);
+  sdk.groupUpdate(c.group, 'GROUP_INFO').catch(() => {}).finally(() => naming.delete(c.group));
+}
+
+sdk.on('group', (g) => {
+  if (!g.group) return;
+  const c = conv(`g:${g.group}`, { title: g.name || 'Group', named: true, my_role: g.my_role || 'ROLE_NONE' });
+  c.left = c.my_role === 'ROLE_NONE';
+  c.last_seq = Math.max(c.last_seq, Number(g.last_seq) || 0);
+  if (!c.last_ts) c.last_ts = Date.now();
+  saveConv(c);
+  if (g.members && g.members.length && $('group-dialog').open && current === c.conv) renderMembers(c, g);
+  render();
+});
+
+sdk.on('sent', (a) => {
+  const c = conv(a.conv);
+  addMsg(c, { mine: true, from: me(), id: a.id, seq: a.seq, text: a.text, media: a.media, server_ts: a.server_ts });
+  saveConv(c);
+  render();
+});
+
+sdk.on('send_failed', ({ id, conv: cid, error }) => {
+  const c = convs.get(cid);
+  if (!c) return;
+  // A chat opened with someone who is not a user leaves nothing behind.
+  if (error.code === 'ERR_UNKNOWN_PEER' && c.peer && ![...c.msgs.values()].some((m) => m.seq)) {
+    dropConv(c);
+    $('new-chat-error').textContent = sentence(error, [c.peer]);
+    showList();
+  } else {
+    const m = c.msgs.get(`${cid}#~${id}`);
+    if (m) m.failed = sentence(error);
   }
-}
+  render();
+});
 
-function onReceipt(r) {
+sdk.on('receipt', (r) => {
   const c = conv(r.conv);
-  if (r.status === 'RECEIPT_DELIVERED') c.peer_delivered = Math.max(c.peer_delivered, r.seq || 0);
-  if (r.status === 'RECEIPT_READ') {
-    c.peer_read = Math.max(c.peer_read, r.seq || 0);
+  const seq = Number(r.seq) || 0;
+  if (r.status === 'delivered') c.peer_delivered = Math.max(c.peer_delivered, seq);
+  if (r.status === 'read') {
+    c.peer_read = Math.max(c.peer_read, seq);
     c.peer_delivered = Math.max(c.peer_delivered, c.peer_read);
   }
   saveConv(c);
-  if (r.qid) scheduleAck(r.qid);
   render();
-}
+});
 
-function onReadSync(r) {
+sdk.on('read_sync', (r) => {
   const c = conv(r.conv);
-  c.read_seq = Math.max(c.read_seq, r.seq || 0);
+  c.read_seq = Math.max(c.read_seq, Number(r.seq) || 0);
   saveConv(c);
-  if (r.qid) scheduleAck(r.qid);
   render();
-}
+});
 
 function onUnread(u) {
   for (const s of u.convs || []) {
     const c = conv(s.conv);
-    c.last_seq = Math.max(c.last_seq, s.last_seq || 0);
-    c.read_seq = Math.max(c.read_seq, s.read_seq || 0);
-    c.peer_delivered = Math.max(c.peer_delivered, s.peer_delivered || 0);
-    c.peer_read = Math.max(c.peer_read, s.peer_read || 0);
+    c.last_seq = Math.max(c.last_seq, Number(s.last_seq) || 0);
+    c.read_seq = Math.max(c.read_seq, Number(s.read_seq) || 0);
+    c.peer_delivered = Math.max(c.peer_delivered, Number(s.peer_delivered) || 0);
+    c.peer_read = Math.max(c.peer_read, Number(s.peer_read) || 0);
     saveConv(c);
   }
   render();
 }
 
-function onGroupInfo(g) {
-  const q = g.ref && requests.get(g.ref);
-  if (q) { requests.delete(g.ref); q.ok(g); }
-  if (!g.group) return;
-  const c = conv('g:' + g.group, { group: g.group, title: g.name || g.group });
-  c.last_seq = Math.max(c.last_seq, g.last_seq || 0);
-  saveConv(c);
-  render();
-}
+// ---- presence and typing ----
 
-const presence = new Map(); // user -> {online, last_seen}
+// Presence is shown to a user's contacts (protocol.md 11.6): the people you
+// chat with become contacts, which lets both sides see each other.
+const contacts = new Set();
+const presence = new Map(); // user -> Presence
 const followed = new Map(); // user -> visible when the subscription was made
 let subRef = null;
 function subscribe() {
-  subRef = nextRef();
-  send({ type: 'presence_subscribe', ref: subRef, users: [...contacts] });
+  const p = sdk.presenceSubscribe([...contacts]);
+  subRef = p.ref;
+  p.catch(() => {});
 }
-function onPresence(p) {
+function befriend(peer) {
+  if (contacts.has(peer)) return;
+  contacts.add(peer);
+  sdk.contacts('CONTACT_ADD', peer).then(subscribe, () => {});
+}
+sdk.on('presence', (p) => {
   presence.set(p.user, p);
   if (p.ref && p.ref === subRef) followed.set(p.user, !!p.visible);
   // Visibility is decided when subscribing (protocol.md 11.6): someone who has
   // just added us shows in a PresenceGet first; follow them again to get events.
   else if (p.ref && p.visible && contacts.has(p.user) && !followed.get(p.user)) subscribe();
   renderHead();
-}
+});
 
 const typing = new Map(); // conv -> {from, until}
-function onTyping(t) {
-  typing.set(t.conv, t.typing ? { from: t.from, until: Date.now() + (t.expires_ms || 6000) } : null);
+sdk.on('typing', (t) => {
+  const ms = t.expires_ms || 6000;
+  typing.set(t.conv, t.typing ? { from: t.from, until: Date.now() + ms } : null);
   renderHead();
-  if (t.typing) setTimeout(renderHead, (t.expires_ms || 6000) + 50);
-}
+  if (t.typing) setTimeout(renderHead, ms + 50);
+});
 
 function markReadIfOpen(c) {
-  if (!authed || current !== c.conv || document.hidden) return;
+  if (!c || !sdk.authed || current !== c.conv || document.hidden) return;
   const upto = c.last_seq;
   if (!upto || c.read_seq >= upto) return;
   c.read_seq = upto;
   saveConv(c);
-  send({ type: 'mark_read', ref: nextRef(), ...(c.group ? { group: c.group } : { peer: c.peer }), seq: upto });
+  sdk.markRead(c.conv, upto).catch(() => {});
+}
+
+// ---- rendering ----
+
+const unread = (c) => Math.max(0, c.last_seq - c.read_seq);
+const byActivity = (a, b) => b.last_ts - a.last_ts || a.title.localeCompare(b.title);
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function render() {
+  renderList();
+  renderMessages();
+  renderHead();
+  renderComposer();
+}
+
+function renderList() {
+  const ul = $('convs');
+  ul.replaceChildren();
+  for (const c of [...convs.values()].sort(byActivity)) {
+    const b = el('button');
+    b.type = 'button';
+    b.dataset.conv = c.conv;
+    b.setAttribute('aria-current', String(c.conv === current));
+    const top = el('span', 'row1');
+    top.append(el('span', 'name', c.title), el('span', 'when', listTime(c.last_ts)));
+    const bottom = el('span', 'row2');
+    bottom.append(el('span', 'preview', c.preview || ''));
+    const n = unread(c);
+    if (n && c.conv !== current) {
+      const badge = el('span', 'unread', String(n));
+      badge.setAttribute('aria-label', `${n} unread`);
+      bottom.append(badge);
+    }
+    b.append(top, bottom);
+    b.onclick = () => open(c.conv);
+    const li = el('li');
+    li.append(b);
+    ul.append(li);
+  }
+}
+
+function tick(c, m) {
+  if (m.failed) return ['failed', '!'];
+  if (!m.seq) return ['pending', '🕓'];
+  if (c.group) return ['sent', '✓'];
+  if (c.peer_read >= m.seq) return ['read', '✓✓'];
+  if (c.peer_delivered >= m.seq) return ['delivered', '✓✓'];
+  return ['sent', '✓'];
+}
+
+function messageItem(c, m) {
+  const li = el('li', m.event ? 'event' : m.mine ? 'mine' : 'theirs');
+  li.dataset.seq = m.seq || '';
+  li.dataset.key = m.key;
+  if (!m.mine && !m.event && c.group) li.append(el('span', 'from', m.from));
+  if (m.media) li.append(mediaView(m.media));
+  const text = el('span', 'text');
+  text.append(linkify(m.text || ''));
+  li.append(text);
+  if (m.event) return li;
+  const meta = el('span', 'meta');
+  const t = el('time', '', m.server_ts ? timeLabel(m.server_ts) : '');
+  if (m.server_ts) t.dateTime = new Date(Number(m.server_ts)).toISOString();
+  meta.append(t);
+  if (m.mine) {
+    const [status, mark] = tick(c, m);
+    const k = el('span', 'tick', mark);
+    k.dataset.status = status;
+    k.setAttribute('aria-label', status);
+    meta.append(' ', k);
+  }
+  li.append(meta);
+  if (m.failed) li.append(el('span', 'failed', `Not sent: ${m.failed}`));
+  return li;
+}
+
+function renderMessages() {
+  const ol = $('messages');
+  const c = current && convs.get(current);
+  if (!c) { ol.replaceChildren(); return; }
+  const atBottom = ol.scrollTop + ol.clientHeight >= ol.scrollHeight - 20;
+  ol.replaceChildren();
+  let day = null;
+  for (const m of [...c.msgs.values()].sort((a, b) => a.key.localeCompare(b.key))) {
+    const ts = m.server_ts || Date.now();
+    if (dayKey(ts) !== day) {
+      day = dayKey(ts);
+      const sep = el('li', 'day');
+      sep.setAttribute('role', 'separator');
+      sep.append(el('span', '', dayLabel(ts)));
+      ol.append(sep);
+    }
+    ol.append(messageItem(c, m));
+  }
+  if (atBottom) ol.scrollTop = ol.scrollHeight;
+}
+
+function renderHead() {
+  const c = current && convs.get(current);
+  $('chat-title').textContent = c ? c.title : 'Pick a conversation';
+  let p = '';
+  if (c && c.peer) {
+    const s = presence.get(c.peer);
+    if (s && s.visible) p = s.online ? 'online' : s.last_seen ? `last seen ${new Date(Number(s.last_seen)).toLocaleString()}` : '';
+  }
+  $('chat-presence').textContent = p;
+  $('open-group').hidden = !(c && c.group);
+  const t = c && typing.get(c.conv);
+  $('chat-typing').textContent = t && t.until > Date.now() ? `${t.from} is typing…` : '';
+}
+
+function renderComposer() {
+  const c = current && convs.get(current);
+  $('composer').hidden = !c || !!c.left;
+}
+
+// ---- moving around ----
+
+function open(id) {
+  current = id;
+  const c = convs.get(id);
+  $('app').dataset.view = 'chat';
+  $('composer-error').textContent = '';
+  if (c && c.peer) {
+    befriend(c.peer);
+    sdk.presenceGet(c.peer).catch(() => {});
+  }
+  render();
+  markReadIfOpen(c);
+  render();
+  const ol = $('messages');
+  ol.scrollTop = ol.scrollHeight;
+  if (!$('composer').hidden) $('composer-text').focus();
+}
+
+function showList() {
+  $('app').dataset.view = 'list';
+  render();
+}
+
+function showAuth(msg) {
+  for (const d of ['settings', 'group-dialog']) if ($(d).open) $(d).close();
+  $('auth').hidden = false;
+  $('app').hidden = true;
+  $('auth-error').textContent = msg || '';
+}
+function showApp() {
+  $('auth').hidden = true;
+  $('app').hidden = false;
+  $('me').textContent = me() || '';
+}
+
+// Forgets this browser's copy of the account.
+function wipe() {
+  current = null;
+  dbClear();
+  convs.clear();
+  contacts.clear();
+  presence.clear();
+}
+
+// ---- search in the cached history ----
+
+function search(q) {
+  const res = $('results');
+  $('convs').hidden = !!q;
+  res.hidden = !q;
+  res.replaceChildren();
+  if (!q) return;
+  const needle = q.toLowerCase();
+  const hits = [];
+  for (const c of convs.values()) {
+    for (const m of c.msgs.values()) if (!m.event && (m.text || '').toLowerCase().includes(needle)) hits.push([c, m]);
+  }
+  hits.sort((a, b) => (b[1].server_ts || 0) - (a[1].server_ts || 0));
+  if (!hits.length) res.append(el('li', 'none', `No message has “${q}”.`));
+  for (const [c, m] of hits.slice(0, 50)) {
+    const b = el('button');
+    b.type = 'button';
+    b.dataset.conv = c.conv;
+    const top = el('span', 'row1');
+    top.append(el('span', 'name', c.title), el('span', 'when', listTime(m.server_ts)));
+    const i = m.text.toLowerCase().indexOf(needle);
+    const snip = el('span', 'preview');
+    snip.append(`${m.mine ? 'You: ' : ''}${m.text.slice(Math.max(0, i - 30), i)}`, el('mark', '', m.text.slice(i, i + q.length)),
+      m.text.slice(i + q.length, i + q.length + 60));
+    b.append(top, snip);
+    b.onclick = () => {
+      $('search').value = '';
+      search('');
+      open(c.conv);
+      const li = $('messages').querySelector(`li[data-key="${CSS.escape(m.key)}"]`);
+      if (li) { li.classList.add('found'); li.scrollIntoView({ block: 'center' }); }
+    };
+    const li = el('li');
+    li.append(b);
+    res.append(li);
+  }
+}
+
+// ---- groups: members, roles, rename, leave ----
+
+function openGroup() {
+  const c = current && convs.get(current);
+  if (!c || !c.group) return;
+  $('group-dialog-title').textContent = c.title;
+  $('group-rename-name').value = c.title;
+  $('group-error').textContent = $('group-status').textContent = '';
+  $('group-leave').textContent = 'Leave the group';
+  delete $('group-leave').dataset.armed;
+  $('group-members').replaceChildren();
+  $('group-members').setAttribute('aria-busy', 'true');
+  if (!$('group-dialog').open) $('group-dialog').showModal();
+  loadGroup(c);
+}
+
+function loadGroup(c) {
+  sdk.groupUpdate(c.group, 'GROUP_INFO').then((g) => renderMembers(c, g), groupFailed);
+}
+
+function groupFailed(e, who = []) { $('group-error').textContent = sentence(e, who); }
+
+// What each member row offers depends on the asker's role (protocol.md 11.8).
+function renderMembers(c, g) {
+  const mine = g.my_role || 'ROLE_NONE', admin = mine === 'ROLE_ADMIN' || mine === 'ROLE_OWNER';
+  $('group-dialog-title').textContent = g.name || c.title;
+  $('group-rename').hidden = $('add-member').hidden = !admin;
+  $('group-leave').hidden = mine === 'ROLE_NONE';
+  const ul = $('group-members');
+  ul.replaceChildren();
+  ul.setAttribute('aria-busy', 'false');
+  for (const m of g.members || []) {
+    const li = el('li');
+    li.dataset.user = m.user;
+    li.append(el('span', 'member-name', m.user === me() ? `${m.user} (you)` : m.user), el('span', 'device-tag', roleName(m.role)));
+    const act = (label, fn) => {
+      const b = el('button', 'small', label);
+      b.type = 'button';
+      b.setAttribute('aria-label', `${label}: ${m.user}`);
+      b.onclick = fn;
+      li.append(b);
+    };
+    const role = m.role || 'ROLE_MEMBER';
+    if (m.user !== me() && mine === 'ROLE_OWNER' && role !== 'ROLE_OWNER') {
+      const to = role === 'ROLE_ADMIN' ? 'ROLE_MEMBER' : 'ROLE_ADMIN';
+      act(to === 'ROLE_ADMIN' ? 'Make admin' : 'Make member', () => groupOp(c, 'GROUP_SET_ROLE', { user: m.user, role: to }, [m.user]));
+    }
+    if (m.user !== me() && (mine === 'ROLE_OWNER' || (mine === 'ROLE_ADMIN' && role === 'ROLE_MEMBER'))) {
+      act('Remove', () => groupOp(c, 'GROUP_REMOVE', { user: m.user }, [m.user]));
+    }
+    ul.append(li);
+  }
+  $('group-status').textContent = `${g.member_count || (g.members || []).length} members`;
+}
+
+function groupOp(c, op, args, who) {
+  $('group-error').textContent = '';
+  return sdk.groupUpdate(c.group, op, args).then((g) => { renderMembers(c, g); return g; }, (e) => { groupFailed(e, who); return null; });
 }
 
 // ---- settings and devices (protocol.md 4: Settings, 7.7 Devices) ----
 
 function loadSettings() {
-  if (!authed) { // AuthOk loads them if the dialog is still open
+  if (!sdk.authed) { // the next AuthOk loads them if the dialog is still open
     $('settings-status').textContent = 'Waiting for the connection…';
     $('devices-status').textContent = '';
     return;
   }
   $('settings-status').textContent = 'Loading…';
-  request({ type: 'settings' }, (e) => { $('settings-status').textContent = `Could not load the settings: ${e.message || e.code}`; });
-  loadDevices({ op: 'DEVICES_LIST' }, 'Loading…');
+  sdk.settings().then((st) => { showSettings(st); $('settings-status').textContent = ''; },
+    (e) => { $('settings-status').textContent = `Could not load the settings: ${sentence(e)}`; });
+  loadDevices(sdk.devices(), 'Loading…');
 }
 
-function onSettingsState(st) {
-  const ref = st.ref;
-  if (ref) requests.delete(ref);
+function showSettings(st) {
   $('set-read-receipts').checked = !!st.read_receipts;
   $('set-last-seen').value = st.last_seen || 'LAST_SEEN_CONTACTS';
   $('set-group-add').value = st.group_add || 'GROUP_ADD_EVERYONE';
   $('privacy').disabled = false;
-  const s = $('settings-status');
-  if (s.dataset.saving === ref) { s.textContent = 'Saved.'; delete s.dataset.saving; }
-  else if (!s.dataset.saving && s.textContent === 'Loading…') s.textContent = ''; // a "Not saved" stays
 }
 
 function saveSetting(change) {
   const s = $('settings-status');
   s.textContent = 'Saving…';
-  const ref = request({ type: 'settings', ...change }, (e) => {
-    s.textContent = e.code === 'ERR_RATE_LIMITED' ? `Not saved: ${waitText(e)}.` : `Not saved: ${e.message || e.code}.`;
-    delete s.dataset.saving;
-    request({ type: 'settings' }, () => {}); // show what is in force
+  sdk.settings(change).then((st) => { showSettings(st); s.textContent = 'Saved.'; }, (e) => {
+    s.textContent = `Not saved: ${sentence(e)}`;
+    sdk.settings().then(showSettings, () => {}); // show what is in force
   });
-  if (ref) s.dataset.saving = ref;
 }
 
-function loadDevices(frame, note) {
+function loadDevices(req, note) {
   $('devices-status').textContent = note;
   $('devices').setAttribute('aria-busy', 'true');
-  request({ type: 'devices', ...frame }, (e) => {
+  req.then(showDevices, (e) => {
     $('devices').setAttribute('aria-busy', 'false');
     for (const b of $('devices').querySelectorAll('button')) b.disabled = false; // nothing changed: try again
-    $('devices-status').textContent = e.code === 'ERR_RATE_LIMITED' ? `Too many requests: ${waitText(e)}.` : `Not done: ${e.message || e.code}`;
+    $('devices-status').textContent = sentence(e);
   });
 }
 
 const when = (ms) => (ms ? new Date(Number(ms)).toLocaleString() : '—');
 
-function onDeviceList(d) {
-  if (d.ref) requests.delete(d.ref);
+function showDevices(d) {
   const ul = $('devices');
   ul.replaceChildren();
   ul.setAttribute('aria-busy', 'false');
   const list = d.devices || [];
   for (const dev of list) {
-    const li = document.createElement('li');
+    const li = el('li');
     li.dataset.device = dev.name;
     if (dev.current) li.classList.add('current');
-    const head = document.createElement('div');
-    head.className = 'device-head';
-    const name = document.createElement('strong');
-    name.className = 'device-name';
-    name.textContent = dev.name;
-    head.append(name);
-    const tag = document.createElement('span');
-    tag.className = 'device-tag';
+    const head = el('div', 'device-head');
+    const tag = el('span', 'device-tag', dev.current ? 'this device' : dev.online ? 'online' : 'offline');
     tag.dataset.state = dev.current ? 'this' : dev.online ? 'online' : 'offline';
-    tag.textContent = dev.current ? 'this device' : dev.online ? 'online' : 'offline';
-    head.append(tag);
-    li.append(head);
-    const meta = document.createElement('span');
-    meta.className = 'device-meta';
-    meta.textContent = `signed in ${when(dev.created)} · last used ${when(dev.last_used)}`;
-    li.append(meta);
+    head.append(el('strong', 'device-name', dev.name), tag);
+    li.append(head, el('span', 'device-meta', `signed in ${when(dev.created)} · last used ${when(dev.last_used)}`));
     if (!dev.current) {
-      const b = document.createElement('button');
+      const b = el('button', 'revoke', 'Sign out');
       b.type = 'button';
-      b.className = 'revoke';
-      b.textContent = 'Sign out';
       b.setAttribute('aria-label', `Sign out ${dev.name}`);
-      b.onclick = () => {
-        b.disabled = true;
-        loadDevices({ op: 'DEVICES_REVOKE', device: dev.name }, `Signing out ${dev.name}…`);
-      };
+      b.onclick = () => { b.disabled = true; loadDevices(sdk.devices('DEVICES_REVOKE', dev.name), `Signing out ${dev.name}…`); };
       li.append(b);
     }
     ul.append(li);
@@ -444,174 +603,22 @@ function openSettings() {
   $('settings-close').focus();
 }
 
-// ---- rendering ----
-
-function unread(c) { return Math.max(0, c.last_seq - c.read_seq); }
-
-function render() {
-  const ul = $('convs');
-  ul.replaceChildren();
-  const list = [...convs.values()].sort((a, b) => lastTs(b) - lastTs(a));
-  for (const c of list) {
-    const li = document.createElement('li');
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.dataset.conv = c.conv;
-    b.setAttribute('aria-current', String(c.conv === current));
-    const name = document.createElement('span');
-    name.textContent = c.title;
-    b.append(name);
-    const n = unread(c);
-    if (n && c.conv !== current) {
-      const badge = document.createElement('span');
-      badge.className = 'unread';
-      badge.textContent = String(n);
-      badge.setAttribute('aria-label', `${n} unread`);
-      b.append(badge);
-    }
-    b.onclick = () => open(c.conv);
-    li.append(b);
-    ul.append(li);
-  }
-  renderMessages();
-  renderHead();
-}
-
-function lastTs(c) {
-  let t = 0;
-  for (const m of c.msgs.values()) t = Math.max(t, m.server_ts || Date.now());
-  return t;
-}
-
-function tick(c, m) {
-  if (m.failed) return ['failed', `not sent (${m.failed})`];
-  if (!m.seq) return ['pending', '🕓'];
-  if (c.group) return ['sent', '✓'];
-  if (c.peer_read >= m.seq) return ['read', '✓✓'];
-  if (c.peer_delivered >= m.seq) return ['delivered', '✓✓'];
-  return ['sent', '✓'];
-}
-
-function renderMessages() {
-  const ol = $('messages');
-  const c = current && convs.get(current);
-  $('composer').hidden = !c;
-  if (!c) { ol.replaceChildren(); return; }
-  const atBottom = ol.scrollTop + ol.clientHeight >= ol.scrollHeight - 20;
-  ol.replaceChildren();
-  const msgs = [...c.msgs.values()].sort((a, b) => a.key.localeCompare(b.key));
-  for (const m of msgs) {
-    const li = document.createElement('li');
-    li.className = m.event ? 'event' : m.mine ? 'mine' : 'theirs';
-    li.dataset.seq = m.seq || '';
-    if (!m.mine && !m.event && c.group) {
-      const from = document.createElement('span');
-      from.className = 'from';
-      from.textContent = m.from;
-      li.append(from);
-    }
-    if (m.media) li.append(mediaView(m.media));
-    const text = document.createElement('span');
-    text.className = 'text';
-    text.textContent = m.text;
-    li.append(text);
-    if (m.mine) {
-      const [status, mark] = tick(c, m);
-      const t = document.createElement('span');
-      t.className = 'meta tick';
-      t.dataset.status = status;
-      t.textContent = mark;
-      t.setAttribute('aria-label', status);
-      li.append(t);
-    }
-    ol.append(li);
-  }
-  if (atBottom) ol.scrollTop = ol.scrollHeight;
-}
-
-function renderHead() {
-  const c = current && convs.get(current);
-  $('chat-title').textContent = c ? c.title : 'Pick a conversation';
-  let p = '';
-  if (c && c.peer) {
-    const s = presence.get(c.peer);
-    if (s && s.visible) p = s.online ? 'online' : s.last_seen ? `last seen ${new Date(s.last_seen).toLocaleString()}` : '';
-  }
-  $('chat-presence').textContent = p;
-  $('add-member').hidden = !(c && c.group);
-  const t = c && typing.get(c.conv);
-  $('chat-typing').textContent = t && t.until > Date.now() ? `${t.from} is typing…` : '';
-}
-
-// Presence is shown to a user's contacts (protocol.md 11.6): the people you
-// chat with become contacts, which lets both sides see each other.
-const contacts = new Set();
-function befriend(peer) {
-  if (contacts.has(peer)) return;
-  contacts.add(peer);
-  send({ type: 'contacts', ref: nextRef(), op: 'CONTACT_ADD', user: peer });
-  send({ type: 'contacts', ref: nextRef(), op: 'CONTACT_LIST' }); // its answer renews the subscription
-}
-
-function open(id) {
-  current = id;
-  const c = convs.get(id);
-  if (c && c.peer) {
-    befriend(c.peer);
-    send({ type: 'presence_get', ref: nextRef(), user: c.peer });
-  }
-  render();
-  markReadIfOpen(c);
-  render();
-  $('composer-text').focus();
-}
-
-function showAuth(msg) {
-  if ($('settings').open) $('settings').close();
-  $('auth').hidden = false;
-  $('app').hidden = true;
-  $('auth-error').textContent = msg || '';
-}
-function showApp() {
-  $('auth').hidden = true;
-  $('app').hidden = false;
-  $('me').textContent = me || '';
-}
-
-// ---- user actions ----
-
-function sendText(c, text, media) {
-  const id = crypto.randomUUID();
-  const frame = { type: 'send', id, body: enc(text), client_ts: Date.now(), ...(c.group ? { group: c.group } : { to: c.peer }) };
-  if (media) frame.media = { id: media.id };
-  outbox.set(id, { conv: c.conv, text, media, frame });
-  saveOutbox();
-  addMsg(c, { mine: true, from: me, id, seq: 0, text, media, server_ts: Date.now() });
-  send(frame);
-  render();
-}
-
-// ---- images (docs/protocol.md 13) ----
+// ---- photos (docs/protocol.md 13) ----
 
 const blobs = new Map(); // 'ID' or 'ID/thumb' -> Promise of an object URL, for the page's life
-const authHeader = () => ({ Authorization: `Bearer ${ls.get('token')}` });
-
-function mediaUrl(key) {
+function mediaUrl(id, thumb = false) {
+  const key = thumb ? `${id}/thumb` : id;
   if (!blobs.has(key)) {
-    blobs.set(key, fetch(`/media/${key}`, { headers: authHeader() }).then((r) => {
-      if (!r.ok) throw new Error(`HTTP ${r.status}`);
-      return r.blob();
-    }).then((b) => URL.createObjectURL(b)).catch((e) => { blobs.delete(key); throw e; }));
+    blobs.set(key, sdk.download(id, { thumb }).then((b) => URL.createObjectURL(b))
+      .catch((e) => { blobs.delete(key); throw e; }));
   }
   return blobs.get(key);
 }
 
 function mediaView(md) {
   if (!md.type.startsWith('image/')) { // a plain file: a download link
-    const a = document.createElement('a');
-    a.className = 'file';
+    const a = el('a', 'file', `📎 ${md.name || 'file'} (${Math.ceil(Number(md.size) / 1024)} KB)`);
     a.href = '#';
-    a.textContent = `📎 ${md.name || 'file'} (${Math.ceil(Number(md.size) / 1024)} KB)`;
     a.onclick = async (e) => {
       e.preventDefault();
       a.href = await mediaUrl(md.id);
@@ -621,14 +628,15 @@ function mediaView(md) {
     };
     return a;
   }
-  const img = document.createElement('img');
-  img.className = 'thumb';
+  const img = el('img', 'thumb');
   img.alt = md.name || 'photo';
   img.width = md.thumb_width || 160; // the box keeps its size before the bytes come
   img.height = md.thumb_height || 120;
   img.dataset.media = md.id;
-  mediaUrl(`${md.id}/thumb`).then((u) => { img.src = u; }).catch(() => { img.alt = 'photo unavailable'; });
+  img.tabIndex = 0;
+  mediaUrl(md.id, true).then((u) => { img.src = u; }).catch(() => { img.alt = 'photo unavailable'; });
   img.onclick = () => openViewer(md);
+  img.onkeydown = (e) => { if (e.key === 'Enter') openViewer(md); };
   return img;
 }
 
@@ -640,92 +648,140 @@ async function openViewer(md) {
   try { img.src = await mediaUrl(md.id); } catch { img.alt = 'photo unavailable'; }
 }
 
-function closeViewer() { $('viewer').hidden = true; }
-
 async function sendImage(c, file, caption) {
   const err = $('composer-error');
   err.textContent = 'Uploading…';
-  let r, body;
+  let media;
   try {
-    r = await fetch(`/media?name=${encodeURIComponent(file.name)}`, { method: 'POST', headers: authHeader(), body: file });
-    body = await r.json();
+    media = await sdk.upload(file, { name: file.name });
   } catch (e) {
     err.textContent = `Not sent: ${e.message}`;
     return;
   }
-  if (r.status !== 201) {
-    err.textContent = `Not sent: ${body.error || `HTTP ${r.status}`}`;
-    return;
-  }
   err.textContent = '';
-  sendText(c, caption, body);
+  sendText(c, caption, media);
+}
+
+// ---- user actions ----
+
+function sendText(c, text, media) {
+  const e = sdk.sendMessage({ conv: c.conv, text, media });
+  addMsg(c, { mine: true, from: me(), id: e.id, seq: 0, text, media, server_ts: Date.now() });
+  saveConv(c);
+  render();
+}
+
+function emojiPicker() {
+  const box = $('emoji-picker');
+  for (const e of EMOJI) {
+    const b = el('button', 'plain', e);
+    b.type = 'button';
+    b.setAttribute('aria-label', `Insert ${e}`);
+    b.onclick = () => {
+      const t = $('composer-text'), at = t.selectionStart ?? t.value.length;
+      t.setRangeText(e, at, t.selectionEnd ?? at, 'end');
+      toggleEmoji(false);
+      t.focus();
+    };
+    box.append(b);
+  }
+}
+function toggleEmoji(show = $('emoji-picker').hidden) {
+  $('emoji-picker').hidden = !show;
+  $('emoji').setAttribute('aria-expanded', String(show));
+  if (show) $('emoji-picker').querySelector('button').focus();
+}
+
+async function newChat(e) {
+  e.preventDefault();
+  const peer = $('new-chat-user').value.trim().toLowerCase();
+  const err = $('new-chat-error');
+  err.textContent = '';
+  if (!peer) return;
+  const id = dmConv(me(), peer);
+  if (!convs.has(id)) {
+    try {
+      await sdk.presenceGet(peer); // UNKNOWN_PEER for a name nobody has
+    } catch (x) {
+      err.textContent = sentence(x, [peer]);
+      return;
+    }
+    saveConv(conv(id, { last_ts: Date.now() }));
+  }
+  $('new-chat-user').value = '';
+  open(id);
+}
+
+function newGroup(e) {
+  e.preventDefault();
+  const members = $('new-group-members').value.split(/[\s,]+/).map((u) => u.toLowerCase()).filter((u) => u && u !== me());
+  const name = $('new-group-name').value.trim();
+  $('new-group-error').textContent = '';
+  sdk.groupCreate(name, members).then(() => { $('new-group-box').open = false; }, (x) => {
+    $('new-group-error').textContent = sentence(x, members);
+    if (!$('new-group-name').value) { // give the form back to correct it
+      $('new-group-name').value = name;
+      $('new-group-members').value = members.join(', ');
+    }
+  });
+  $('new-group-name').value = '';
+  $('new-group-members').value = '';
+}
+
+function wireGroup() {
+  $('open-group').onclick = openGroup;
+  $('group-close').onclick = () => $('group-dialog').close();
+  $('group-dialog').addEventListener('close', () => $('open-group').focus());
+  $('add-member').onsubmit = (e) => {
+    e.preventDefault();
+    const c = current && convs.get(current), user = $('add-member-user').value.trim().toLowerCase();
+    if (!c || !c.group || !user) return;
+    groupOp(c, 'GROUP_ADD', { user }, [user]).then((g) => { if (g) $('add-member-user').value = ''; });
+  };
+  $('group-rename').onsubmit = (e) => {
+    e.preventDefault();
+    const c = current && convs.get(current), name = $('group-rename-name').value.trim();
+    if (c && name) groupOp(c, 'GROUP_RENAME', { name }, []);
+  };
+  $('group-leave').onclick = () => { // twice: leaving is not undone by the leaver
+    const b = $('group-leave'), c = current && convs.get(current);
+    if (!b.dataset.armed) { b.dataset.armed = '1'; b.textContent = 'Leave: click again to confirm'; return; }
+    groupOp(c, 'GROUP_LEAVE', {}, []).then((g) => { if (g) { c.left = true; saveConv(c); $('group-dialog').close(); render(); } });
+  };
 }
 
 function wire() {
   $('auth-form').onsubmit = (e) => {
     e.preventDefault();
-    const action = e.submitter && e.submitter.value === 'register' ? 'register' : 'login';
-    pendingAuth = { type: action, user: $('auth-user').value.trim(), password: $('auth-password').value };
+    const register = e.submitter && e.submitter.value === 'register';
+    const user = $('auth-user').value.trim();
     $('auth-error').textContent = '';
-    if (ws && ws.readyState === 1) ws.close(); // a fresh session for the new credentials
-    else if (!ws) connect();
+    if (me() && me() !== user) wipe();
+    (register ? sdk.register(user, $('auth-password').value) : sdk.login(user, $('auth-password').value))
+      .catch((x) => { if (x.code !== 'ERR_CANCELLED') showAuth(sentence(x)); });
   };
-  $('sign-out').onclick = () => {
-    send({ type: 'logout' });
-    ls.del('token'); ls.del('user'); ls.del('qid'); ls.del('outbox');
-    outbox = new Map(); highwater = 0; me = null; current = null;
-    dbClear(); convs.clear();
-    showAuth('');
-  };
-  $('new-chat').onsubmit = (e) => {
-    e.preventDefault();
-    const peer = $('new-chat-user').value.trim().toLowerCase();
-    if (!peer || peer === me) return;
-    const c = conv(dmConv(me, peer));
-    saveConv(c);
-    $('new-chat-user').value = '';
-    open(c.conv);
-  };
-  $('new-group').onsubmit = (e) => {
-    e.preventDefault();
-    const members = $('new-group-members').value.split(/[\s,]+/).map((u) => u.toLowerCase()).filter((u) => u && u !== me);
-    const name = $('new-group-name').value.trim();
-    $('new-group-error').textContent = '';
-    request({ type: 'group_create', name, members }, (err) => {
-      $('new-group-error').textContent = groupError(err, members);
-      if (!$('new-group-name').value) { // give the form back to correct it
-        $('new-group-name').value = name;
-        $('new-group-members').value = members.join(', ');
-      }
-    }, () => { $('new-group-error').textContent = ''; });
-    $('new-group-name').value = '';
-    $('new-group-members').value = '';
-  };
-  $('add-member').onsubmit = (e) => {
-    e.preventDefault();
-    const c = current && convs.get(current), user = $('add-member-user').value.trim().toLowerCase();
-    if (!c || !c.group || !user) return;
-    $('composer-error').textContent = '';
-    request({ type: 'group_update', group: c.group, op: 'GROUP_ADD', user }, (err) => {
-      $('composer-error').textContent = err.code === 'ERR_FORBIDDEN' ? 'Only the group\'s admins can add members.' : groupError(err, [user]);
-    }, () => { $('add-member-user').value = ''; });
-  };
+  $('sign-out').onclick = () => { sdk.logout(); wipe(); showAuth(''); };
+  $('new-chat').onsubmit = newChat;
+  $('new-group').onsubmit = newGroup;
+  $('search').oninput = () => search($('search').value.trim());
+  $('back').onclick = showList;
+  wireGroup();
   $('open-settings').onclick = openSettings;
   $('settings-close').onclick = () => $('settings').close();
   $('settings').addEventListener('close', () => $('open-settings').focus());
   $('set-read-receipts').onchange = (e) => saveSetting({ read_receipts: e.target.checked ? 'TOGGLE_ON' : 'TOGGLE_OFF' });
   $('set-last-seen').onchange = (e) => saveSetting({ last_seen: e.target.value });
   $('set-group-add').onchange = (e) => saveSetting({ group_add: e.target.value });
-  $('revoke-others').onclick = () => loadDevices({ op: 'DEVICES_REVOKE_OTHERS' }, 'Signing out the other devices…');
+  $('revoke-others').onclick = () => loadDevices(sdk.devices('DEVICES_REVOKE_OTHERS'), 'Signing out the other devices…');
   $('composer').onsubmit = (e) => {
     e.preventDefault();
     const c = current && convs.get(current);
     const text = $('composer-text').value;
     if (!c || !text) return;
     $('composer-text').value = '';
-    typingUntil = 0;
     sendText(c, text);
   };
+  $('emoji').onclick = () => toggleEmoji();
   $('attach').onclick = () => $('attach-input').click();
   $('attach-input').onchange = () => {
     const c = current && convs.get(current), f = $('attach-input').files[0];
@@ -735,28 +791,28 @@ function wire() {
     $('composer-text').value = '';
     sendImage(c, f, caption);
   };
-  $('viewer').onclick = closeViewer;
-  document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeViewer(); });
-  $('composer-text').oninput = () => {
-    const c = current && convs.get(current);
-    if (!c || Date.now() < typingUntil) return;
-    typingUntil = Date.now() + 3000; // the server rate-limits typing; once per 3 s is plenty
-    send({ type: 'typing', typing: true, ...(c.group ? { group: c.group } : { to: c.peer }) });
-  };
-  document.addEventListener('visibilitychange', () => { const c = current && convs.get(current); if (c) markReadIfOpen(c); render(); });
+  $('viewer').onclick = () => { $('viewer').hidden = true; };
+  document.addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape') return;
+    $('viewer').hidden = true;
+    if (!$('emoji-picker').hidden) { toggleEmoji(false); $('emoji').focus(); }
+  });
+  $('composer-text').oninput = () => { if (current && $('composer-text').value) sdk.typing(current); };
+  document.addEventListener('visibilitychange', () => { markReadIfOpen(current && convs.get(current)); render(); });
 }
 
 async function main() {
   wire();
+  emojiPicker();
   db = await openDb();
-  if (ls.get('token') && me) {
+  if (sdk.token && me()) {
     // History first, from the cache; the socket catches up behind it.
     for (const c of await dbAll('convs')) convs.set(c.conv, { ...c, msgs: new Map() });
     for (const m of await dbAll('messages')) conv(m.conv).msgs.set(m.key, m);
-    for (const m of outbox.values()) addMsg(conv(m.conv), { mine: true, from: me, id: m.frame.id, seq: 0, text: m.text, media: m.media });
+    for (const e of sdk.outbox.values()) addMsg(conv(e.conv), { mine: true, from: me(), id: e.id, seq: 0, text: e.text, media: e.media });
     showApp();
     render();
-    connect();
+    sdk.resume().catch(() => {}); // a refused token comes as 'signed_out'
   } else {
     showAuth('');
   }

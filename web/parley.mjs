@@ -146,11 +146,12 @@ export class Parley {
     if (this.pendingAuth) this.pendingAuth.reject(new ParleyError('ERR_CANCELLED', 'replaced by a new sign-in'));
     return new Promise((resolve, reject) => {
       this.pendingAuth = { frame: { type, user, password, device: this.device }, resolve, reject };
-      if (this.authed) { // a fresh session for them
-        this.drop('new credentials');
+      if (this.welcomed && !this.authed && !this.stopped) { // the session waits in AUTH: try again on it
+        this.send(this.pendingAuth.frame);
+      } else if (!this.ws || this.authed || this.stopped) { // a fresh session for them
+        if (this.ws) this.drop('new credentials');
         this.connect();
-      } else if (this.welcomed) this.send(this.pendingAuth.frame);
-      else if (!this.ws) this.connect();
+      } // else: connecting, the Welcome sends them
     });
   }
 
@@ -178,12 +179,21 @@ export class Parley {
 
   /** Forgets the account on this device: token, user, positions and outbox. */
   forget() {
-    for (const k of ['token', 'user', 'device_id', 'qid', 'gmarks', 'outbox']) this.store.del(k);
+    for (const k of ['token', 'user', 'device_id', 'qid', 'gmarks']) this.store.del(k);
     this.user = null;
     this.qid = 0;
     this.gmarks = {};
-    for (const e of this.outbox.values()) clearTimeout(e.timer);
+    this.dropOutbox();
+  }
+
+  dropOutbox() {
+    for (const e of this.outbox.values()) {
+      clearTimeout(e.timer);
+      e.reject(new ParleyError('ERR_CANCELLED', 'signed out before it was sent'));
+    }
     this.outbox.clear();
+    this.inflight = 0;
+    this.saveOutbox();
   }
 
   /** Closes the connection for good (until the next login/resume); the token is kept. */
@@ -308,6 +318,7 @@ export class Parley {
   onAuthOk(a) {
     // Positions belong to a device: a different one starts from nothing (protocol.md §10.6).
     if (this.store.get('device_id') !== a.device_id || this.user !== a.user) {
+      if (this.user && this.user !== a.user) this.dropOutbox(); // another account's messages
       this.qid = 0;
       this.gmarks = {};
       this.store.set('qid', 0);
@@ -366,10 +377,12 @@ export class Parley {
   request(frame) {
     if (!this.authed) return Promise.reject(new ParleyError('ERR_OFFLINE', 'not connected'));
     const ref = `r${++this.refs}`;
-    return new Promise((resolve, reject) => {
+    const p = new Promise((resolve, reject) => {
       this.requests.set(ref, { resolve, reject });
       this.send({ ...frame, ref });
     });
+    p.ref = ref; // the answers' ref (PresenceSubscribe's Presence frames carry it too)
+    return p;
   }
 
   /** The conversation's addressing fields: {to} for a 1:1, {group} for a group. */

@@ -42,6 +42,9 @@ async function openChat(page, peer) {
   await page.click('#new-chat button');
 }
 
+// The new-group form sits in a <details>: open it (whether or not it is).
+const newGroupForm = (page) => page.locator('#new-group-box').evaluate((d) => { d.open = true; });
+
 async function say(page, text) {
   await page.fill('#composer-text', text);
   await page.click('#send');
@@ -144,6 +147,7 @@ async function run() {
     await alice.locator('#messages li.theirs .text:text-is("hello from the cli ✓")').waitFor({ timeout: T });
 
     step('a group: created in the browser, seen by its members, one message to all');
+    await newGroupForm(alice);
     await alice.fill('#new-group-name', 'team');
     await alice.fill('#new-group-members', 'bob, carol');
     await alice.click('#new-group button');
@@ -179,6 +183,7 @@ async function run() {
     assert.equal(await alice.evaluate(() => document.activeElement.id), 'open-settings');
 
     step('bob tries to make a group with alice: refused, in a sentence');
+    await newGroupForm(bob);
     await bob.fill('#new-group-name', 'with alice');
     await bob.fill('#new-group-members', 'alice');
     await bob.click('#new-group button');
@@ -270,6 +275,7 @@ async function run() {
     await tickIs(alice, 'sent while the server was down', 'read');
 
     step('bob makes a group with carol, then tries to add alice to it: refused, in a sentence');
+    await newGroupForm(bob);
     await bob.fill('#new-group-name', 'bobs');
     await bob.fill('#new-group-members', 'carol');
     await bob.click('#new-group button');
@@ -277,9 +283,11 @@ async function run() {
     await bobs.waitFor({ timeout: T });
     assert.equal(await bob.locator('#new-group-error').textContent(), '');
     await bobs.click();
+    await bob.click('#open-group');
     await bob.fill('#add-member-user', 'alice');
     await bob.click('#add-member button');
-    await bob.locator('#composer-error:text-is("alice does not allow being added to groups by you.")').waitFor({ timeout: T });
+    await bob.locator('#group-error:text-is("alice does not allow being added to groups by you.")').waitFor({ timeout: T });
+    await bob.keyboard.press('Escape');
 
     step('the client is served with revalidation headers');
     const r = await fetch(srv.base);
