@@ -108,6 +108,7 @@ typedef struct cli_chat {
   int status;  /* set by a failure that ends the chat */
   int refused; /* some message was refused */
   int lost;    /* the connection dropped (and is being re-established) */
+  int quit;    /* /quit was typed: stop reading input */
 } cli_chat;
 
 static void chat_on_message(parley *c, const parley_message *m, void *ud) {
@@ -121,6 +122,20 @@ static void chat_on_message(parley *c, const parley_message *m, void *ud) {
     return;
   }
   parley_ack_message(c, m); /* shown, so received */
+}
+
+/* Receipts, read syncs, presence and typing, as recv prints them. Everything
+ * delivered so far has been printed by now, so a queued one (qid > 0) acks
+ * the whole stream. */
+static void chat_on_event(parley *c, const parley_event *e, void *ud) {
+  cli_chat *ch = ud;
+  cli_json_event(&ch->out, e);
+  if (cli_print(&ch->out) != 0) {
+    ch->status = cli_fail(CLI_EXIT_ERR, "cannot write to standard output");
+    return;
+  }
+  if (e->qid)
+    parley_ack_delivered(c);
 }
 
 static void chat_on_send_error(parley *c, const char *id, int code, const char *message, void *ud) {
@@ -146,10 +161,33 @@ static void chat_on_state(parley *c, parley_state st, int err, void *ud) {
   }
 }
 
+static const char chat_help[] = "Type a line and press Enter to send it to %s.\n"
+                                "  /help   this text\n"
+                                "  /quit   leave (as Ctrl-D does: after the server has taken what was sent)\n"
+                                "  //text  sends \"/text\" (a line starting with one / is a command)\n";
+
+/* A line starting with '/' is a command (not sent); "//" escapes a leading
+ * slash. Returns 1 when the line was a command. */
+static int chat_command(cli_chat *ch, const char **p, size_t *n) {
+  if (*n == 0 || (*p)[0] != '/')
+    return 0;
+  if (*n > 1 && (*p)[1] == '/') {
+    (*p)++, (*n)--;
+    return 0;
+  }
+  if (*n == 5 && !memcmp(*p, "/help", 5))
+    fprintf(stderr, chat_help, ch->peer);
+  else if (*n == 5 && !memcmp(*p, "/quit", 5))
+    ch->quit = 1;
+  else
+    fprintf(stderr, "parley: unknown command %.*s (not sent); /help lists the commands\n", (int)*n, *p);
+  return 1;
+}
+
 static void chat_send_line(parley *c, cli_chat *ch, const char *p, size_t n) {
   if (n && p[n - 1] == '\r')
     n--;
-  if (n == 0)
+  if (n == 0 || ch->quit || chat_command(ch, &p, &n))
     return;
   int rc = parley_send(c, NULL, ch->peer, p, n, NULL);
   if (rc != PARLEY_OK) {
@@ -185,14 +223,23 @@ static int chat_read_stdin(parley *c, cli_chat *ch) {
 
 int cmd_chat(const cli *o) {
   cli_chat ch = {.o = o, .peer = o->pos[0]};
-  parley_callbacks cb = {
-      .on_message = chat_on_message, .on_send_error = chat_on_send_error, .on_state = chat_on_state};
+  parley_callbacks cb = {.on_message = chat_on_message,
+                         .on_event = chat_on_event,
+                         .on_send_error = chat_on_send_error,
+                         .on_state = chat_on_state};
   parley *c;
   int status = cli_open(o, &c, &cb, &ch, 0);
   if (status)
     return status;
+  /* The peer's presence as events (shown if the peer has us in their contacts, §11.6). */
+  const char *follow[] = {ch.peer};
+  int rc = parley_subscribe_wait(c, follow, 1, CLI_TIMEOUT_MS);
+  if (rc != PARLEY_OK) {
+    status = cli_error(o, rc, ch.peer);
+    goto out;
+  }
   if (isatty(STDIN_FILENO))
-    fprintf(stderr, "Chatting with %s as %s. Type a line and press Enter to send; Ctrl-D quits.\n", ch.peer,
+    fprintf(stderr, "Chatting with %s as %s. Type a line and press Enter to send; /help, /quit.\n", ch.peer,
             o->user);
   int eof = 0;
   uint64_t eof_at = 0;
@@ -206,11 +253,11 @@ int cmd_chat(const cli *o) {
       fds[n++] = (struct pollfd){.fd = fd, .events = POLLIN};
     /* The library's timers (heartbeat, reconnect) need a pass now and then. */
     poll(fds, n, eof ? 50 : 200);
-    if (!eof && fds[0].revents && chat_read_stdin(c, &ch)) {
+    if (!eof && fds[0].revents && (chat_read_stdin(c, &ch) || ch.quit)) {
       eof = 1;
       eof_at = pl_mono_ms();
     }
-    int rc = parley_run(c, 0);
+    rc = parley_run(c, 0);
     if (rc != PARLEY_OK) {
       status = cli_error(o, rc, ch.peer);
       goto out;
