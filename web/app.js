@@ -418,6 +418,7 @@ function showApp() {
 // Forgets this browser's copy of the account.
 function wipe() {
   current = null;
+  $('app').dataset.view = 'list';
   dbClear();
   convs.clear();
   contacts.clear();

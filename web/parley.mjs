@@ -137,6 +137,7 @@ export class Parley {
   /** Connects with the stored token (if there is one): resolves with the AuthOk. */
   resume() {
     if (!this.token) return Promise.reject(new ParleyError('ERR_BAD_TOKEN', 'not signed in'));
+    if (this.authed) return Promise.resolve(this.authOk);
     const p = this.waitAuth();
     if (!this.ws) this.connect();
     return p;
@@ -168,13 +169,14 @@ export class Parley {
   /** Logs this device out (protocol.md §7.3) and forgets its token, marks and outbox. */
   async logout() {
     this.stopped = true; // no reconnect once the server closes
-    if (this.authed) {
+    const ws = this.ws, authed = this.authed;
+    this.forget(); // at once: a sign-in that follows must find nothing of this account
+    if (authed) {
       const gone = new Promise((r) => { this.onGone = r; });
       this.send({ type: 'logout' });
       await Promise.race([gone, new Promise((r) => setTimeout(r, 2000))]);
     }
-    this.forget();
-    this.close('signed-out');
+    if (this.ws === ws) this.close('signed-out'); // unless a new sign-in has its own socket by now
   }
 
   /** Forgets the account on this device: token, user, positions and outbox. */
@@ -224,6 +226,9 @@ export class Parley {
     ws.onmessage = (e) => this.onFrame(JSON.parse(e.data));
     ws.onclose = () => this.onClose(ws);
     ws.onerror = () => {}; // a close follows
+    // A connection that hangs before Welcome (a black-holed network) is given up.
+    clearTimeout(this.openTimer);
+    this.openTimer = setTimeout(() => { if (ws === this.ws && !this.welcomed) this.drop('no Welcome'); }, 10000);
   }
 
   send(frame) {
@@ -245,6 +250,7 @@ export class Parley {
   onClose(ws) {
     if (ws !== this.ws) return;
     clearInterval(this.beat);
+    clearTimeout(this.openTimer);
     this.ws = null;
     const wasAuthed = this.authed;
     this.welcomed = this.authed = false;
@@ -329,6 +335,7 @@ export class Parley {
     this.store.set('token', a.token);
     this.store.set('device_id', a.device_id);
     this.authed = true;
+    this.authOk = a;
     this.retry = 0;
     const p = this.pendingAuth;
     this.pendingAuth = null;
@@ -441,6 +448,7 @@ export class Parley {
    * {id, conv, text, media, acked}; acked resolves with the SendAck or rejects with a final error.
    */
   sendMessage({ conv, to, group, text = '', media, fields = {} }) {
+    if (!this.user) throw new ParleyError('ERR_AUTH_REQUIRED', 'sign in before sending');
     if (!conv) conv = group ? `g:${group}` : dmConv(this.user, to);
     const id = newId();
     const frame = { type: 'send', id, body: b64(text), client_ts: this.serverNow(), ...this.target(conv), ...fields };

@@ -185,6 +185,17 @@ async function run() {
     await shot(bob, 'group-desktop');
     await bob.keyboard.press('Escape');
 
+    step('alice signs out; dave signs in on the same page and sees only his conversations');
+    await alice.click('#sign-out');
+    await alice.locator('#auth:not([hidden])').waitFor({ timeout: T });
+    await alice.fill('#auth-user', 'dave');
+    await alice.fill('#auth-password', 'dave-password');
+    await alice.click('#sign-in');
+    await alice.locator('#status:text-is("online")').waitFor({ timeout: T });
+    assert.equal(await alice.locator('#me').textContent(), 'dave');
+    await convButton(alice, 'readers').waitFor({ timeout: T });
+    assert.deepEqual(await convOrder(alice), ['readers']);
+
     step('the dark theme follows the system; the favicon is served');
     const light = await bob.evaluate(() => getComputedStyle(document.body).backgroundColor);
     await bob.emulateMedia({ colorScheme: 'dark' });
