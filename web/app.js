@@ -222,10 +222,10 @@ function onUnread(u) {
 const contacts = new Set();
 const presence = new Map(); // user -> Presence
 const followed = new Map(); // user -> visible when the subscription was made
-let subRef = null;
+const subRefs = new Set(); // refs of our PresenceSubscribes: their answers say what is followed
 function subscribe() {
   const p = sdk.presenceSubscribe([...contacts]);
-  subRef = p.ref;
+  subRefs.add(p.ref);
   p.catch(() => {});
 }
 function befriend(peer) {
@@ -235,9 +235,11 @@ function befriend(peer) {
 }
 sdk.on('presence', (p) => {
   presence.set(p.user, p);
-  if (p.ref && p.ref === subRef) followed.set(p.user, !!p.visible);
+  if (subRefs.has(p.ref)) followed.set(p.user, !!p.visible);
   // Visibility is decided when subscribing (protocol.md 11.6): someone who has
   // just added us shows in a PresenceGet first; follow them again to get events.
+  // Only a PresenceGet's answer may do so: were a subscription's own answers
+  // to, two subscriptions in flight would keep making new ones.
   else if (p.ref && p.visible && contacts.has(p.user) && !followed.get(p.user)) subscribe();
   renderHead();
 });

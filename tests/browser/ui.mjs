@@ -56,12 +56,16 @@ async function run() {
   const shot = async (page, name) => { if (shots) await page.screenshot({ path: join(shots, `${name}.png`) }); };
   const step = (s) => console.log(`  - ${s}`);
   let ok = false;
+  const pages = {};
   try {
-    const pages = {};
     for (const u of ['alice', 'bob', 'carol', 'dave']) {
       const ctx = await browser.newContext({ viewport: u === 'alice' ? PHONE : DESKTOP });
       pages[u] = await ctx.newPage();
       pages[u].on('pageerror', (e) => { throw e; });
+      pages[u].subscribes = 0; // PresenceSubscribe frames the page sent
+      pages[u].on('websocket', (ws) => ws.on('framesent', (f) => {
+        if (typeof f.payload === 'string' && f.payload.includes('"presence_subscribe"')) pages[u].subscribes++;
+      }));
       await signUp(pages[u], srv.base, u);
     }
     const { alice, bob, carol, dave } = pages;
@@ -196,6 +200,9 @@ async function run() {
     await convButton(alice, 'readers').waitFor({ timeout: T });
     assert.deepEqual(await convOrder(alice), ['readers']);
 
+    step('presence subscriptions stay few (their answers once fed new ones until the server cut the page)');
+    for (const [u, p] of Object.entries(pages)) assert.ok(p.subscribes > 0 && p.subscribes < 15, `${u}: ${p.subscribes}`);
+
     step('the dark theme follows the system; the favicon is served');
     const light = await bob.evaluate(() => getComputedStyle(document.body).backgroundColor);
     await bob.emulateMedia({ colorScheme: 'dark' });
@@ -210,6 +217,7 @@ async function run() {
     ok = true;
     console.log('PASS browser ui');
   } finally {
+    if (!ok && shots) for (const [u, p] of Object.entries(pages)) await p.screenshot({ path: join(shots, `fail-${u}.png`) }).catch(() => {});
     await browser.close();
     srv.proc.kill('SIGTERM');
   }
