@@ -131,6 +131,8 @@ sdk.on('message', (m) => {
   saveConv(c);
   if (c.group && !c.named) nameGroup(c);
   if (c.conv === current && c.peer && !m.mine) sdk.presenceGet(c.peer).catch(() => {});
+  // The list is redrawn whole, so it is no live region: new messages are told here.
+  if (!m.mine) $('announce').textContent = m.event ? text : `${m.from}${c.group ? ` in ${c.title}` : ''}: ${text}`;
   markReadIfOpen(c);
   render();
 });

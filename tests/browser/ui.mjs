@@ -89,6 +89,7 @@ async function run() {
     await alice.waitForFunction(() => document.querySelector('#convs .name').textContent === 'bob', null, { timeout: T });
     assert.equal(await convButton(alice, 'bob').locator('.unread').textContent(), '3');
     assert.equal(await convButton(alice, 'bob').locator('.preview').textContent(), 'and one more');
+    assert.equal(await alice.locator('#announce[role="status"]').textContent(), 'bob: and one more', 'told to screen readers');
     assert.deepEqual(await scrollWidth(alice), [PHONE.width, PHONE.width]);
     await shot(alice, 'list-phone');
 
