@@ -4,7 +4,8 @@
 // gets what it missed once each, also when its first Acks were lost and the
 // server sends the messages again; a Send whose SendAck was lost is resent
 // under the same id and stored once; a group conversation, filtered and
-// acknowledged per group (protocol 2); an upload; sign-in errors.
+// acknowledged per group (protocol 2); an upload; sign-in errors; sends
+// refused for the rate sent again after the wait.
 //
 //   PARLEYD=build/parleyd node --experimental-websocket tests/browser/sdk.mjs
 import { rmSync } from 'node:fs';
@@ -190,7 +191,37 @@ async function run() {
   const code = await new Promise((resolve) => srv.proc.on('exit', (c) => resolve(c)));
   assert.equal(code, 0, `parleyd exited with ${code} (log: ${srv.dir}.log)`);
   if (ok) rmSync(srv.dir, { recursive: true, force: true });
+  await rateLimited();
   console.log('PASS sdk: the JavaScript SDK against parleyd');
+}
+
+// A server that takes 2 sends a second after a burst of 1: the outbox sends
+// the refused ones again after retry_after_ms, same ids, and each is stored once.
+async function rateLimited() {
+  console.log('  - RATE_LIMITED sends are sent again after the wait, each stored once');
+  const srv = await startServer(PARLEYD, null, ['--send-rate', '2', '--send-burst', '1']);
+  const a = client(srv), b = client(srv);
+  let ok = false;
+  try {
+    await a.register('ann', 'ann-password');
+    await b.register('ben', 'ben-password');
+    const retries = [];
+    a.on('send_retry', (r) => retries.push(r));
+    const sent = ['r1', 'r2', 'r3', 'r4'].map((text) => a.sendMessage({ to: 'ben', text }));
+    const acks = await Promise.all(sent.map((e) => e.acked));
+    assert.ok(retries.some((r) => r.code === 'ERR_RATE_LIMITED'), 'some were refused for the rate');
+    assert.deepEqual(acks.map((x) => x.seq).sort(), [1, 2, 3, 4]);
+    await until(() => b.got.length >= 4, 'ben to get four');
+    assert.deepEqual(b.got.map((m) => m.text).sort(), ['r1', 'r2', 'r3', 'r4'], 'each once');
+    ok = true;
+  } finally {
+    a.close();
+    b.close();
+    srv.proc.kill('SIGTERM');
+  }
+  const code = await new Promise((resolve) => srv.proc.on('exit', (c) => resolve(c)));
+  assert.equal(code, 0, `parleyd exited with ${code} (log: ${srv.dir}.log)`);
+  if (ok) rmSync(srv.dir, { recursive: true, force: true });
 }
 
 run().catch((e) => { console.error('FAIL', e); process.exit(1); });
