@@ -5,7 +5,8 @@
 // server sends the messages again; a Send whose SendAck was lost is resent
 // under the same id and stored once; a group conversation, filtered and
 // acknowledged per group (protocol 2); an upload; sign-in errors; sends
-// refused for the rate sent again after the wait.
+// refused for the rate sent again after the wait; a server gone silent
+// given up after 1.5 heartbeats, and the session back when it answers again.
 //
 //   PARLEYD=build/parleyd node --experimental-websocket tests/browser/sdk.mjs
 import { rmSync } from 'node:fs';
@@ -199,7 +200,7 @@ async function run() {
 // the refused ones again after retry_after_ms, same ids, and each is stored once.
 async function rateLimited() {
   console.log('  - RATE_LIMITED sends are sent again after the wait, each stored once');
-  const srv = await startServer(PARLEYD, null, ['--send-rate', '2', '--send-burst', '1']);
+  const srv = await startServer(PARLEYD, null, ['--send-rate', '2', '--send-burst', '1', '--heartbeat-web', '2']);
   const a = client(srv), b = client(srv);
   let ok = false;
   try {
@@ -213,10 +214,18 @@ async function rateLimited() {
     assert.deepEqual(acks.map((x) => x.seq).sort(), [1, 2, 3, 4]);
     await until(() => b.got.length >= 4, 'ben to get four');
     assert.deepEqual(b.got.map((m) => m.text).sort(), ['r1', 'r2', 'r3', 'r4'], 'each once');
+
+    console.log('  - a server that stops answering is given up after 1.5 heartbeats; the client comes back');
+    srv.proc.kill('SIGSTOP');
+    await until(() => a.state === 'reconnecting', 'the silence noticed (3 s; TCP alone would not tell)', 15000);
+    srv.proc.kill('SIGCONT');
+    await until(() => a.state === 'online', 'back online', 30000);
+    assert.equal((await a.sendMessage({ to: 'ben', text: 'r5' }).acked).seq, 5);
     ok = true;
   } finally {
     a.close();
     b.close();
+    srv.proc.kill('SIGCONT');
     srv.proc.kill('SIGTERM');
   }
   const code = await new Promise((resolve) => srv.proc.on('exit', (c) => resolve(c)));
