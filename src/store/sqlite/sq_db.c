@@ -2,6 +2,7 @@
  * migrations, prepared statements, begin/commit/rollback, the TTL sweep, the
  * dispatch of a request by op, and the pl_store_sqlite vtable. The tables
  * and the caches are described in sq_internal.h. */
+#include "../pl_store_valid.h"
 #include "sq_internal.h"
 
 /* a device's cursor in a group's history (schema 10; also made by its upgrade) */
@@ -87,45 +88,6 @@ static void pl__caches_drop(pl__sq *q) {
 
 /* ---- the vtable ----------------------------------------------------------------- */
 
-/* What a request of each op must carry; the store answers one that does
- * not with INVALID_ARGUMENT before running it. */
-static int pl__register_ok(const pl_store_req *r) {
-  return r->u.reg.in.user && r->u.reg.in.device && r->u.reg.in.pwhash;
-}
-static int pl__get_user_ok(const pl_store_req *r) { return r->u.get_user.in.user != NULL; }
-static int pl__login_ok(const pl_store_req *r) { return r->u.login.in.device != NULL; }
-static int pl__send_ok(const pl_store_req *r) {
-  const pl_store_send_req *x = &r->u.send;
-  return (x->in.peer || x->in.group) && x->in.client_id && (x->in.body || !x->in.body_len);
-}
-static int pl__group_create_ok(const pl_store_req *r) {
-  return r->user_id && (r->u.group_create.in.users || !r->u.group_create.in.nusers);
-}
-static int pl__group_update_ok(const pl_store_req *r) { return r->user_id && r->u.group_update.in.group; }
-static int pl__user_ok(const pl_store_req *r) { return r->user_id != 0; }
-static int pl__mark_read_ok(const pl_store_req *r) {
-  return (r->u.mark_read.in.peer || r->u.mark_read.in.group) && r->user_id;
-}
-static int pl__group_receipts_ok(const pl_store_req *r) { return r->user_id && r->u.group_receipts.in.group; }
-static int pl__group_devices_ok(const pl_store_req *r) { return r->u.group_devices.in.group != 0; }
-static int pl__contacts_ok(const pl_store_req *r) {
-  return r->user_id && (r->u.contacts.in.contact_op == 0 || r->u.contacts.in.peer);
-}
-static int pl__block_ok(const pl_store_req *r) { return r->user_id && r->u.block.in.peer; }
-static int pl__typing_ok(const pl_store_req *r) {
-  return r->user_id && (r->u.typing.in.peer || r->u.typing.in.group);
-}
-static int pl__presence_ok(const pl_store_req *r) {
-  return r->user_id && (r->u.presence.in.users || !r->u.presence.in.nusers);
-}
-static int pl__devices_ok(const pl_store_req *r) {
-  int op = r->u.devices.in.device_op;
-  return r->user_id && op >= PL_DEVICES_LIST && op <= PL_DEVICES_REVOKE_OTHERS &&
-         (op != PL_DEVICES_REVOKE || r->u.devices.in.name);
-}
-static int pl__media_put_ok(const pl_store_req *r) { return r->user_id && r->u.media_put.in.media; }
-static int pl__media_get_ok(const pl_store_req *r) { return r->u.media_get.in.media_id != NULL; }
-
 static pl_err pl__push_token(pl__sq *q, pl_store_req *r) { return pl_sq_push_token(q->push, r); }
 static pl_err pl__push_tokens(pl__sq *q, pl_store_req *r) { return pl_sq_push_tokens(q->push, r); }
 static pl_err pl__push_enqueue(pl__sq *q, pl_store_req *r) { return pl_sq_push_enqueue(q->push, r); }
@@ -133,41 +95,40 @@ static pl_err pl__push_claim(pl__sq *q, pl_store_req *r) { return pl_sq_push_cla
 static pl_err pl__push_done(pl__sq *q, pl_store_req *r) { return pl_sq_push_done(q->push, r); }
 static pl_err pl__stats(pl__sq *q, pl_store_req *r) { return pl_sq_stats(q->db, r); }
 
-/* The backend's half of the table of ops (pl_store_ops.c has the other):
- * what checks a request of each op and what runs it. valid NULL: anything
- * goes. */
+/* The backend's third of the table of ops (pl_store_ops.c and
+ * pl_store_valid.c have the others): what runs each op. */
 static const pl_sq_op pl__sq_ops[] = {
-    [PL_STORE_REGISTER] = {pl__register_ok, pl_sq_acct_register},
-    [PL_STORE_GET_USER] = {pl__get_user_ok, pl_sq_acct_get_user},
-    [PL_STORE_LOGIN_DEVICE] = {pl__login_ok, pl_sq_acct_login_device},
-    [PL_STORE_RESUME] = {NULL, pl_sq_acct_resume},
-    [PL_STORE_LOGOUT] = {NULL, pl_sq_acct_logout},
-    [PL_STORE_SEND] = {pl__send_ok, pl_sq_conv_send},
-    [PL_STORE_FETCH] = {NULL, pl_sq_queue_fetch},
-    [PL_STORE_ACK] = {NULL, pl_sq_queue_ack},
-    [PL_STORE_MARK_READ] = {pl__mark_read_ok, pl_sq_conv_mark_read},
-    [PL_STORE_SETTINGS] = {pl__user_ok, pl_sq_acct_settings},
-    [PL_STORE_UNREAD] = {pl__user_ok, pl_sq_conv_unread},
-    [PL_STORE_CONTACTS] = {pl__contacts_ok, pl_sq_acct_contacts},
-    [PL_STORE_BLOCK] = {pl__block_ok, pl_sq_acct_block},
-    [PL_STORE_PRESENCE] = {pl__presence_ok, pl_sq_acct_presence},
-    [PL_STORE_SEEN] = {pl__user_ok, pl_sq_acct_seen},
-    [PL_STORE_TYPING] = {pl__typing_ok, pl_sq_acct_typing},
-    [PL_STORE_GROUP_CREATE] = {pl__group_create_ok, pl_sq_group_create},
-    [PL_STORE_GROUP_UPDATE] = {pl__group_update_ok, pl_sq_group_update},
-    [PL_STORE_GROUP_LIST] = {pl__user_ok, pl_sq_group_list},
-    [PL_STORE_GROUP_RECEIPTS] = {pl__group_receipts_ok, pl_sq_ghist_group_receipts},
-    [PL_STORE_MEDIA_AUTH] = {NULL, pl_sq_media_auth},
-    [PL_STORE_MEDIA_PUT] = {pl__media_put_ok, pl_sq_media_put},
-    [PL_STORE_MEDIA_GET] = {pl__media_get_ok, pl_sq_media_get},
-    [PL_STORE_GROUP_DEVICES] = {pl__group_devices_ok, pl_sq_group_devices},
-    [PL_STORE_DEVICES] = {pl__devices_ok, pl_sq_acct_devices},
-    [PL_STORE_PUSH_TOKEN] = {pl_sq_push_token_ok, pl__push_token},
-    [PL_STORE_PUSH_TOKENS] = {NULL, pl__push_tokens},
-    [PL_STORE_PUSH_ENQUEUE] = {pl_sq_push_enqueue_ok, pl__push_enqueue},
-    [PL_STORE_PUSH_CLAIM] = {pl_sq_push_claim_ok, pl__push_claim},
-    [PL_STORE_PUSH_DONE] = {pl_sq_push_done_ok, pl__push_done},
-    [PL_STORE_STATS] = {NULL, pl__stats},
+    [PL_STORE_REGISTER] = {pl_sq_acct_register},
+    [PL_STORE_GET_USER] = {pl_sq_acct_get_user},
+    [PL_STORE_LOGIN_DEVICE] = {pl_sq_acct_login_device},
+    [PL_STORE_RESUME] = {pl_sq_acct_resume},
+    [PL_STORE_LOGOUT] = {pl_sq_acct_logout},
+    [PL_STORE_SEND] = {pl_sq_conv_send},
+    [PL_STORE_FETCH] = {pl_sq_queue_fetch},
+    [PL_STORE_ACK] = {pl_sq_queue_ack},
+    [PL_STORE_MARK_READ] = {pl_sq_conv_mark_read},
+    [PL_STORE_SETTINGS] = {pl_sq_acct_settings},
+    [PL_STORE_UNREAD] = {pl_sq_conv_unread},
+    [PL_STORE_CONTACTS] = {pl_sq_acct_contacts},
+    [PL_STORE_BLOCK] = {pl_sq_acct_block},
+    [PL_STORE_PRESENCE] = {pl_sq_acct_presence},
+    [PL_STORE_SEEN] = {pl_sq_acct_seen},
+    [PL_STORE_TYPING] = {pl_sq_acct_typing},
+    [PL_STORE_GROUP_CREATE] = {pl_sq_group_create},
+    [PL_STORE_GROUP_UPDATE] = {pl_sq_group_update},
+    [PL_STORE_GROUP_LIST] = {pl_sq_group_list},
+    [PL_STORE_GROUP_RECEIPTS] = {pl_sq_ghist_group_receipts},
+    [PL_STORE_MEDIA_AUTH] = {pl_sq_media_auth},
+    [PL_STORE_MEDIA_PUT] = {pl_sq_media_put},
+    [PL_STORE_MEDIA_GET] = {pl_sq_media_get},
+    [PL_STORE_GROUP_DEVICES] = {pl_sq_group_devices},
+    [PL_STORE_DEVICES] = {pl_sq_acct_devices},
+    [PL_STORE_PUSH_TOKEN] = {pl__push_token},
+    [PL_STORE_PUSH_TOKENS] = {pl__push_tokens},
+    [PL_STORE_PUSH_ENQUEUE] = {pl__push_enqueue},
+    [PL_STORE_PUSH_CLAIM] = {pl__push_claim},
+    [PL_STORE_PUSH_DONE] = {pl__push_done},
+    [PL_STORE_STATS] = {pl__stats},
 };
 
 const pl_sq_op *pl_sq_op_get(int op) {
@@ -182,7 +143,7 @@ static pl_err pl__sq_exec(void *be, pl_store_req *r) {
   const pl_sq_op *o = pl_sq_op_get(r->op);
   if (!o)
     pl_error("store: sqlite has no operation %d (%s)", (int)r->op, pl_store_op_name(r->op));
-  if (!o || (o->valid && !o->valid(r))) {
+  if (!o || !pl_store_req_valid(r)) {
     r->status = PL_ERR_INVALID_ARGUMENT;
     return PL_OK;
   }

@@ -424,11 +424,9 @@ typedef struct pl__sq {
   pl_sq_push *push; /* the PUSH_* ops (sq_push.c) */
 } pl__sq;
 
-/* The backend's entry for one op (sq_db.c): valid says whether a request
- * carries what the op needs (NULL: anything goes), exec runs it inside the
- * open transaction. */
+/* The backend's entry for one op (sq_db.c): exec runs it inside the open
+ * transaction (pl_store_valid checked it first). */
 typedef struct pl_sq_op {
-  int (*valid)(const pl_store_req *r);
   pl_err (*exec)(pl__sq *q, pl_store_req *r);
 } pl_sq_op;
 /* The entry of op; NULL if the backend has none. */

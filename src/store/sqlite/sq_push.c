@@ -300,7 +300,7 @@ static pl_err pl__result(pl_sq_push *sp, const pl_store_req *r, const pl_store_p
   case PL_PUSH_DONE_BAD_TOKEN: return pl__bad_token(sp, x);
   case PL_PUSH_DONE_RELEASE: return pl__run_dev(sp, ST_DONE_RELEASE, x->device, x->claim, NULL);
   }
-  return PL_OK; /* unreachable: pl_sq_push_valid checks outcomes */
+  return PL_OK; /* unreachable: pl_store_req_valid checks outcomes */
 }
 
 pl_err pl_sq_push_done(pl_sq_push *sp, pl_store_req *r) {
@@ -308,26 +308,6 @@ pl_err pl_sq_push_done(pl_sq_push *sp, pl_store_req *r) {
   for (size_t i = 0; e == PL_OK && i < r->u.push_done.in.nresults; i++)
     e = pl__result(sp, r, &r->u.push_done.in.results[i]);
   return e;
-}
-
-int pl_sq_push_token_ok(const pl_store_req *r) {
-  const pl_store_push_token_req *x = &r->u.push_token;
-  return x->in.device && (!x->in.token || !*x->in.token || (x->in.user && x->in.provider && x->in.user_id));
-}
-
-int pl_sq_push_enqueue_ok(const pl_store_req *r) {
-  return r->u.push_enqueue.in.devices || !r->u.push_enqueue.in.ndevices;
-}
-
-int pl_sq_push_claim_ok(const pl_store_req *r) { return r->u.push_claim.in.limit <= 4096; }
-
-int pl_sq_push_done_ok(const pl_store_req *r) {
-  const pl_store_push_done_req *x = &r->u.push_done;
-  for (size_t i = 0; x->in.results && i < x->in.nresults; i++)
-    if (x->in.results[i].outcome < PL_PUSH_DONE_SENT || x->in.results[i].outcome > PL_PUSH_DONE_RELEASE ||
-        (x->in.results[i].outcome == PL_PUSH_DONE_BAD_TOKEN && !x->in.results[i].token))
-      return 0;
-  return x->in.results || !x->in.nresults;
 }
 
 /* ---- open: the tables, push.db, the statements ------------------------------------ */

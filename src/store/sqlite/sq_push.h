@@ -20,11 +20,6 @@ pl_err pl_sq_push_open(pl_sq_push **out, sqlite3 *db, const char *dir);
 /* Finalizes the statements (before sqlite3_close). NULL is fine. */
 void pl_sq_push_close(pl_sq_push *sp);
 
-/* Are the inputs of a PUSH_* request well formed? (PUSH_TOKENS has none.) */
-int pl_sq_push_token_ok(const pl_store_req *r);
-int pl_sq_push_enqueue_ok(const pl_store_req *r);
-int pl_sq_push_claim_ok(const pl_store_req *r);
-int pl_sq_push_done_ok(const pl_store_req *r);
 /* Run a PUSH_* request inside the open transaction: like the backend's
  * exec, PL_OK unless the transaction is broken; r->status says the rest. */
 pl_err pl_sq_push_token(pl_sq_push *sp, pl_store_req *r);
