@@ -350,9 +350,15 @@ static pl_err pl__start(pl_server *srv) {
   pl_media_store_hooks(srv->media, &sc);
   pl_store_hooks hooks;
   pl_core_store_hooks(srv->core, &hooks);
-  e = pl_store_open(&srv->store, &pl_store_sqlite, &sc, &hooks);
+  const pl_store_backend *be = pl_store_backend_for(c->store);
+  if (be == &pl_store_pg) {
+    sc.conninfo = c->store;
+    sc.disk_reserve = 0; /* the database's disk is not ours to watch */
+  }
+  e = pl_store_open(&srv->store, be, &sc, &hooks);
   if (e != PL_OK) {
-    pl_error("cannot open the store in %s: %s", c->data, pl_err_msg(e));
+    pl_error("cannot open the %s store%s%s: %s", be->name, be == &pl_store_pg ? "" : " in ",
+             be == &pl_store_pg ? "" : c->data, pl_err_msg(e));
     return e;
   }
   pl_core_set_store(srv->core, srv->store);

@@ -35,6 +35,11 @@ typedef struct pl__opt {
 #define OFF(f) offsetof(pl_config, f)
 static const pl__opt pl__opts[] = {
     {"data", "DIR", "data directory (created if missing; default ./data)", T_STR, OFF(data), 512},
+    {"store", "URL",
+     "where the durable state lives: a PostgreSQL connection string (postgresql://user@host/db, several "
+     "hosts with target_session_attrs=read-write for failover, or key=value form); default: SQLite in "
+     "--data",
+     T_STR, OFF(store), 1024},
     {"filter-words", "FILE",
      "sensitive-word list: one word or phrase per line, optionally TAB reject|mask; reloaded on SIGHUP",
      T_STR, OFF(filter_words), 512},

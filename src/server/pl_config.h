@@ -11,6 +11,9 @@
 
 typedef struct pl_config {
   char data[512];
+  /* --store: a libpq connection string or URI selects the PostgreSQL
+   * backend (pl_store_backend_for); "" or anything else: SQLite in data */
+  char store[1024];
   char filter_words[512]; /* sensitive-word list file; "" = none */
   char listen_host[64];
   int listen_port;

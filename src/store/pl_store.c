@@ -79,11 +79,25 @@ static void pl__group_changes(pl_store *s, const pl_store_req *r, int join) {
       s->hooks.group_change(s->hooks.ud, &r->changes[i]);
 }
 
+/* A message for targets; with per-device qids (queue_exact backends) one
+ * call per target, each with its own position. */
+static void pl__deliver_to(pl_store *s, const pl_msg *m, const uint64_t *t, const uint64_t *qids, size_t n) {
+  if (!qids) {
+    s->hooks.deliver(s->hooks.ud, m, t, n);
+    return;
+  }
+  pl_msg one = *m;
+  for (size_t i = 0; i < n; i++) {
+    one.qid = qids[i];
+    s->hooks.deliver(s->hooks.ud, &one, &t[i], 1);
+  }
+}
+
 static void pl__deliver_event(pl_store *s, const pl_store_event *ev, uint64_t skip) {
   if (ev->group && s->hooks.deliver_group)
     s->hooks.deliver_group(s->hooks.ud, &ev->msg, ev->group, skip);
   else if (!ev->group)
-    s->hooks.deliver(s->hooks.ud, &ev->msg, ev->targets, ev->ntargets);
+    pl__deliver_to(s, &ev->msg, ev->targets, ev->qids, ev->ntargets);
 }
 
 /* In request (= commit) order, so each device's live stream keeps qid order
@@ -99,7 +113,7 @@ static void pl__deliver_batch(pl_store *s, pl_store_req *batch) {
     if (r->op == PL_STORE_SEND && !send->out.duplicate && send->out.group && s->hooks.deliver_group)
       s->hooks.deliver_group(s->hooks.ud, &send->out.msg, send->out.group, 0);
     else if (r->op == PL_STORE_SEND && !send->out.duplicate && send->out.ntargets)
-      s->hooks.deliver(s->hooks.ud, &send->out.msg, send->out.targets, send->out.ntargets);
+      pl__deliver_to(s, &send->out.msg, send->out.targets, send->out.qids, send->out.ntargets);
     for (size_t i = 0; i < r->nevents; i++)
       pl__deliver_event(s, &r->events[i], 0);
     pl__group_changes(s, r, 0);
@@ -242,9 +256,27 @@ static int pl__any_runs(const pl_store *s, const pl_store_req *batch) {
   return 0;
 }
 
+/* A conflict with another server's transaction (PL_ERR_AGAIN: a
+ * serialization failure or deadlock the database aborted) runs the batch
+ * again, a few times: nothing of the aborted attempt was stored. */
+#define PL__CONFLICT_RETRIES 8
+
+static uint64_t pl__exec_retrying(pl_store *s, pl_store_req *batch, pl_err *e) {
+  uint64_t us = pl__exec_batch(s, batch, e);
+  for (int i = 0; *e == PL_ERR_AGAIN && i < PL__CONFLICT_RETRIES; i++) {
+    pthread_mutex_lock(&s->mu);
+    s->stats.retries++;
+    pthread_mutex_unlock(&s->mu);
+    us = pl__exec_batch(s, batch, e);
+  }
+  if (*e == PL_ERR_AGAIN) /* still conflicting: a retryable error for the clients */
+    *e = PL_ERR_STORE;
+  return us;
+}
+
 static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
   pl_err e;
-  uint64_t us = pl__exec_batch(s, batch, &e);
+  uint64_t us = pl__exec_retrying(s, batch, &e);
   if (e == PL_ERR_STORAGE_FULL) {
     pl__disk_full(s);
     if (pl__any_runs(s, batch)) /* the acks and logins of the batch, in the space just freed */
@@ -585,7 +617,11 @@ void pl_store_stop(pl_store *s) {
   if (was)
     return;
   pthread_join(s->thread, NULL);
-  s->be->close(s->bctx);
+  pthread_mutex_lock(&s->mu); /* pl_store_get_stats asks the backend under it */
+  void *bctx = s->bctx;
+  s->bctx = NULL;
+  pthread_mutex_unlock(&s->mu);
+  s->be->close(bctx);
   pl_info("store: closed (%llu requests in %llu commits)", (unsigned long long)s->stats.requests,
           (unsigned long long)s->stats.commits);
 }
@@ -605,6 +641,7 @@ void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
   pthread_mutex_lock(&s->mu);
   *st = s->stats;
   st->queued = s->queued;
+  st->backend_down = s->be->down && s->bctx ? s->be->down(s->bctx) : 0;
   pthread_mutex_unlock(&s->mu);
   st->disk_needed = pl_reserve_needed(&s->reserve);
   st->commit_hist = &s->commit_hist;

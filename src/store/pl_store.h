@@ -192,6 +192,7 @@ typedef struct pl_store_event {
   pl_msg msg;
   uint64_t *targets;
   size_t ntargets;
+  uint64_t *qids; /* each target's own qid (queue_exact backends), or NULL: msg.qid */
   uint64_t group; /* a group's history entry: to its members' devices, not targets */
 } pl_store_event;
 
@@ -368,6 +369,10 @@ typedef struct pl_store_send_req {
     pl_msg msg;              /* the committed message */
     uint64_t *targets;       /* 1:1: devices it was queued for */
     size_t ntargets;
+    /* A backend that allocates queue positions per device (queue_exact):
+     * each target's own qid, parallel to targets (msg.qid is then unused);
+     * NULL: msg.qid for every target. */
+    uint64_t *qids;
     uint64_t group; /* the group it went to (deliver to its members) */
   } out;
 } pl_store_send_req;
@@ -817,6 +822,8 @@ typedef struct pl_store_config {
   int (*blob_exists)(void *ud, const char *key);
   pl_store_rules rules;  /* set by pl_store_open from the hooks */
   uint64_t disk_reserve; /* bytes held back in <dir>/reserve for a full disk (0: none) */
+  const char *conninfo;  /* PostgreSQL: the libpq connection string or URI (--store) */
+  const char *node;      /* this server's name (push leases); NULL: none given */
 } pl_store_config;
 
 /* The backend vtable. All calls happen on the store thread, except open and
@@ -855,7 +862,18 @@ typedef struct pl_store_backend {
   /* Optional, between transactions: bytes free inside the database (pages
    * it reuses before its files grow). */
   uint64_t (*free_bytes)(void *be);
+  /* Optional, any thread: 1 while the backend cannot reach its database
+   * (a server: batches fail with INTERNAL, a retryable error, until it is
+   * back). begin, exec and commit return PL_ERR_AGAIN for a transaction
+   * the database aborted for a conflict (serialization failure, deadlock):
+   * the store runs the batch again. */
+  int (*down)(void *be);
 } pl_store_backend;
+
+extern const pl_store_backend pl_store_pg;
+/* The backend a --store value names: PostgreSQL for a libpq URI
+ * (postgres:// or postgresql://) or key=value string, else SQLite. */
+const pl_store_backend *pl_store_backend_for(const char *store);
 
 extern const pl_store_backend pl_store_sqlite;
 
@@ -923,6 +941,8 @@ typedef struct pl_store_stats {
   uint64_t disk_avail, disk_needed;        /* free bytes at the last look while full; bytes awaited */
   uint64_t db_free;                        /* ... and free inside the database then */
   int reserve_held;                        /* the reserve is held (or there is none) */
+  int backend_down;                        /* the backend cannot reach its database now */
+  uint64_t retries;                        /* batches run again after a conflict */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
 /* The backend's queue_exact (0 for a NULL store). */

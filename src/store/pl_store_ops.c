@@ -49,6 +49,7 @@ static void pl__clear_send(pl_store_req *r) {
   pl_free(r->u.send.out.conv);
   pl_msg_clear(&r->u.send.out.msg);
   pl_free(r->u.send.out.targets);
+  pl_free(r->u.send.out.qids);
 }
 
 static void pl__clear_fetch(pl_store_req *r) {
@@ -213,6 +214,7 @@ void pl_store_req_clear(pl_store_req *req) {
   for (size_t i = 0; i < req->nevents; i++) {
     pl_msg_clear(&req->events[i].msg);
     pl_free(req->events[i].targets);
+    pl_free(req->events[i].qids);
   }
   pl_free(req->events);
   for (size_t i = 0; i < req->nchanges; i++)

@@ -1,0 +1,317 @@
+/* pg_conv: conversation counters, read watermarks, the 1:1 send path with
+ * its dedup record, mark_read, unread and the store's counts, on
+ * PostgreSQL. The rules are pl_conv's, pl_privacy's and pl_receipts'. */
+#include "../../rules/pl_conv.h"
+#include "../../rules/pl_privacy.h"
+#include "../../rules/pl_receipts.h"
+#include "pg_internal.h"
+
+/* Takes the conversation's next seq and a server time that never goes
+ * back in it: one upsert, whose row lock makes a second sender to the same
+ * conversation (on any node) wait for this commit and take the next one. */
+pl_err pl_pg_conv_next(pl__pg *g, const char *conv, uint64_t now, uint64_t *seq, uint64_t *ts) {
+  PGresult *res;
+  pl_err e =
+      pl_pg_q(g, &res,
+              "INSERT INTO convs(conv, last_seq, last_ts) VALUES($1, 1, $2) ON CONFLICT(conv) DO UPDATE"
+              " SET last_seq = convs.last_seq + 1, last_ts = greatest(convs.last_ts, $2)"
+              " RETURNING last_seq, last_ts",
+              "su", conv, now);
+  if (e == PL_OK) {
+    *seq = pl_pg_col_u64(res, 0, 0);
+    *ts = pl_pg_col_u64(res, 0, 1);
+  }
+  PQclear(res);
+  return e;
+}
+
+/* Moves uid's watermarks in conv forward to read / delivered (0: that one
+ * stays) and makes the row if there is none (UNREAD lists the rows);
+ * *moved if the one given moved (pl_receipts_advance). */
+pl_err pl_pg_conv_read_move(pl__pg *g, uint64_t uid, const char *conv, uint64_t read, uint64_t delivered,
+                            int *moved) {
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res,
+                     "INSERT INTO reads(uid, conv, read_seq, delivered_seq) VALUES($1, $2, $3, $4)"
+                     " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, $3),"
+                     " delivered_seq = greatest(reads.delivered_seq, $4)"
+                     " WHERE reads.read_seq < $3 OR reads.delivered_seq < $4 RETURNING 1",
+                     "usuu", uid, conv, read, delivered);
+  *moved = e == PL_OK && PQntuples(res) > 0 && (read || delivered);
+  PQclear(res);
+  return e;
+}
+
+/* ---- send ------------------------------------------------------------------------ */
+
+/* A retry of an id committed within the TTL gets the original's place. */
+static pl_err pl__dedup_get(pl__pg *g, pl_store_req *r, uint64_t now, int *hit) {
+  PGresult *res;
+  pl_err e = pl_pg_q(
+      g, &res,
+      "SELECT conv, seq, server_ts FROM dedup WHERE device_id = $1 AND client_id = $2 AND server_ts > $3",
+      "usu", r->device_id, r->u.send.in.client_id, pl_retention_dedup_cut(g->ttl_ms, now));
+  *hit = e == PL_OK && PQntuples(res) > 0;
+  if (*hit) {
+    r->u.send.out.conv = pl_pg_col_str(res, 0, 0);
+    r->u.send.out.seq = pl_pg_col_u64(res, 0, 1);
+    r->u.send.out.server_ts = pl_pg_col_u64(res, 0, 2);
+    r->u.send.out.duplicate = 1;
+  }
+  PQclear(res);
+  return e;
+}
+
+/* The record of an accepted id. A live record already there is the same
+ * id committed meanwhile by another node: the batch runs again and finds
+ * it (an expired one the sweep has not reached is replaced). */
+#define PL__DEDUP_PUT                                                                            \
+  "INSERT INTO dedup(device_id, client_id, conv, seq, server_ts) SELECT $1, $2, $3, s, t FROM n" \
+  " ON CONFLICT(device_id, client_id) DO UPDATE SET conv = $3, seq = EXCLUDED.seq, server_ts = " \
+  "EXCLUDED.server_ts"                                                                           \
+  " WHERE dedup.server_ts <= $5 RETURNING 1"
+
+pl_err pl_pg_conv_dedup_put(pl__pg *g, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts) {
+  PGresult *res;
+  pl_err e =
+      pl_pg_q(g, &res, "WITH n AS (SELECT $4::bigint AS s, $6::bigint AS t) " PL__DEDUP_PUT, "ussuuu",
+              r->device_id, r->u.send.in.client_id, conv, seq, pl_retention_dedup_cut(g->ttl_ms, ts), ts);
+  if (e == PL_OK && PQntuples(res) == 0)
+    e = PL_ERR_AGAIN;
+  PQclear(res);
+  return e;
+}
+
+/* pl_pg_conv_next and pl_pg_conv_dedup_put in one statement (the 1:1
+ * send: one round trip fewer per message). */
+static pl_err pl__next_and_dedup(pl__pg *g, pl_store_req *r, const char *conv, uint64_t now, uint64_t *seq,
+                                 uint64_t *ts) {
+  PGresult *res;
+  pl_err e = pl_pg_q(
+      g, &res,
+      "WITH n AS (INSERT INTO convs(conv, last_seq, last_ts) VALUES($3, 1, $4) ON CONFLICT(conv)"
+      " DO UPDATE SET last_seq = convs.last_seq + 1, last_ts = greatest(convs.last_ts, $4)"
+      " RETURNING last_seq AS s, last_ts AS t),"
+      " d AS (" PL__DEDUP_PUT ") SELECT s, t, (SELECT count(*) FROM d) FROM n",
+      "ussuu", r->device_id, r->u.send.in.client_id, conv, now, pl_retention_dedup_cut(g->ttl_ms, now));
+  if (e == PL_OK) {
+    *seq = pl_pg_col_u64(res, 0, 0);
+    *ts = pl_pg_col_u64(res, 0, 1);
+    if (!pl_pg_col_u64(res, 0, 2))
+      e = PL_ERR_AGAIN;
+  }
+  PQclear(res);
+  return e;
+}
+
+void pl_pg_conv_fill_msg(pl_store_req *r, const char *from) {
+  pl_msg *m = &r->u.send.out.msg;
+  m->conv = pl_strdup(r->u.send.out.conv);
+  m->seq = r->u.send.out.seq;
+  m->from = pl_strdup(from);
+  m->from_device = pl_strdup(r->u.send.in.device_name ? r->u.send.in.device_name : "");
+  m->id = pl_strdup(r->u.send.in.client_id);
+  m->body = pl_memdup(r->u.send.in.body, r->u.send.in.body_len);
+  m->body_len = r->u.send.in.body_len;
+  m->client_ts = r->u.send.in.client_ts;
+  m->server_ts = r->u.send.out.server_ts;
+}
+
+/* The message row (refs: one per target) and its queue rows, in one
+ * statement (pl_pg_queue_put says how the positions are taken). */
+static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len) {
+  const pl_msg *m = &r->u.send.out.msg;
+  PGresult *res;
+  const char *media_id = r->u.send.in.media_id && *r->u.send.in.media_id ? r->u.send.in.media_id : NULL;
+  char *arr = pl_pg_array(r->u.send.out.targets, r->u.send.out.ntargets);
+  pl_err e = pl_pg_q(
+      g, &res,
+      "WITH m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"
+      " client_ts, server_ts, expires, refs, media_id, media)"
+      " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING mid),"
+      " " PL_PG_QUEUE_PUT("$14", "(SELECT mid FROM m)"),
+      "suusssbuuuusbs", m->conv, m->seq, r->user_id, m->from, m->from_device, m->id, (const void *)m->body,
+      m->body_len, m->client_ts, m->server_ts, pl_retention_expires(g->ttl_ms, m->server_ts),
+      pl_retention_msg_refs(r->u.send.out.ntargets), media_id, (const void *)att, att_len, arr);
+  pl_free(arr);
+  if (e == PL_OK)
+    r->u.send.out.qids = pl_pg_queue_qids(res, r->u.send.out.targets, r->u.send.out.ntargets);
+  PQclear(res);
+  if (e == PL_OK)
+    r->u.send.out.msg.qid = r->u.send.out.qids[0];
+  return e;
+}
+
+static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer, const pl_pg_user *me,
+                             const uint8_t *att, size_t att_len) {
+  char *conv = pl_conv_dm(me->name, peer->name);
+  uint64_t seq = 0, ts = 0;
+  r->u.send.out.conv = conv;
+  pl_err e = pl__next_and_dedup(g, r, conv, pl_now_ms(), &seq, &ts);
+  /* sending reads the conversation (11.4); the peer's row must exist for UNREAD */
+  if (e == PL_OK)
+    e = pl_pg_q(g, NULL,
+                "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $3, s, 0"
+                " FROM (VALUES($1::bigint, $4::bigint), ($2::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"
+                " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"
+                " WHERE reads.read_seq < EXCLUDED.read_seq",
+                "uusu", me->id, peer->id, conv, seq);
+  if (e != PL_OK)
+    return e;
+  r->u.send.out.seq = seq;
+  r->u.send.out.server_ts = ts;
+  pl_pg_conv_fill_msg(r, me->name);
+  if (r->u.send.out.ntargets)
+    e = pl__msg_insert(g, r, att, att_len);
+  if (e == PL_OK && att)
+    e = pl_pg_media_grant(g, r->u.send.in.media_id, conv);
+  return e;
+}
+
+static pl_err pl__send_dm(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len) {
+  pl_pg_user *peer = NULL, *me = NULL;
+  int full = 0;
+  pl_err e = pl_pg_user_by_name(g, r->u.send.in.peer, &peer);
+  if (e == PL_OK && peer)
+    e = pl_pg_user_get(g, r->user_id, &me);
+  if (e != PL_OK)
+    goto out;
+  r->status = pl_privacy_peer(peer != NULL, me != NULL, peer && me && peer->id == me->id, 1);
+  if (r->status == PL_OK)
+    r->status = pl_privacy_may_send(pl_pg_user_blocks(peer, me->id)); /* refused: nothing stored */
+  if (r->status != PL_OK)
+    goto out;
+  uint64_t *t = pl_malloc((peer->ndevs + me->ndevs + 1) * sizeof *t);
+  r->u.send.out.targets = t;
+  r->u.send.out.ntargets =
+      pl_conv_dm_targets(peer->devs, peer->ndevs, me->devs, me->ndevs, peer->id == me->id, r->device_id, t);
+  e = pl_pg_queue_full(g, me, t, r->u.send.out.ntargets, &full);
+  if (e == PL_OK && full) {
+    pl_store_req_clear(r);
+    r->status = PL_ERR_QUEUE_FULL;
+  } else if (e == PL_OK) {
+    e = pl__send_write(g, r, peer, me, att, att_len);
+  }
+out:
+  pl_pg_user_free(peer);
+  pl_pg_user_free(me);
+  return e;
+}
+
+pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r) {
+  int hit;
+  uint8_t *att = NULL;
+  size_t att_len = 0;
+  pl_err e = pl__dedup_get(g, r, pl_now_ms(), &hit);
+  if (e != PL_OK || hit)
+    return e;
+  if (r->u.send.in.body_len > PL_PG_MAX_BODY) {
+    r->status = PL_ERR_MESSAGE_TOO_LARGE;
+    return PL_OK;
+  }
+  /* checked before anything is written: a refused send leaves no trace */
+  if (r->u.send.in.media_id && *r->u.send.in.media_id) {
+    e = pl_pg_media_for_send(g, r, &att, &att_len);
+    if (e != PL_OK || r->status != PL_OK)
+      return e;
+  }
+  e = r->u.send.in.group ? pl_pg_group_send(g, r, att, att_len) : pl__send_dm(g, r, att, att_len);
+  pl_free(att);
+  return e;
+}
+
+/* ---- mark read and unread -------------------------------------------------------- */
+
+pl_err pl_pg_conv_mark_read(pl__pg *g, pl_store_req *r) {
+  if (r->u.mark_read.in.group)
+    return pl_pg_group_mark_read(g, r);
+  pl_pg_user *peer = NULL, *me = NULL;
+  uint64_t last = 0;
+  char *conv = NULL;
+  int moved = 0;
+  size_t nt;
+  pl_err e = pl_pg_user_by_name(g, r->u.mark_read.in.peer, &peer);
+  if (e == PL_OK && peer)
+    e = pl_pg_user_get(g, r->user_id, &me);
+  if (e != PL_OK)
+    goto out;
+  r->status = pl_privacy_peer(peer != NULL, me != NULL, peer && me && peer->id == me->id, 1);
+  if (r->status != PL_OK)
+    goto out;
+  conv = pl_conv_dm(me->name, peer->name);
+  e = pl_pg_u64(g, &last, "SELECT last_seq FROM convs WHERE conv = $1", "s", conv);
+  uint64_t seq = pl_receipts_read_upto(r->u.mark_read.in.upto, last);
+  if (e == PL_OK && seq)
+    e = pl_pg_conv_read_move(g, me->id, conv, seq, 0, &moved);
+  if (e != PL_OK || !moved)
+    goto out;
+  /* the ReadSync to my other devices, whatever the receipts settings */
+  uint64_t *t = pl_pg_queue_devs_except(me, r->device_id, &nt);
+  e = pl_pg_queue_event(g, r, PL_MSG_READ_SYNC, conv, seq, me, pl_receipts_unread(last, seq), t, nt);
+  if (e == PL_OK && pl_receipts_read_to_peer(peer->id == me->id, me->read_receipts, peer->read_receipts,
+                                             pl_pg_user_blocks(me, peer->id))) {
+    t = pl_pg_queue_devs_except(peer, 0, &nt);
+    e = pl_pg_queue_event(g, r, PL_MSG_READ, conv, seq, me, 0, t, nt);
+  }
+out:
+  pl_free(conv);
+  pl_pg_user_free(peer);
+  pl_pg_user_free(me);
+  return e;
+}
+
+pl_err pl_pg_conv_unread(pl__pg *g, pl_store_req *r) {
+  PGresult *res;
+  pl_err e =
+      pl_pg_q(g, &res,
+              "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq, COALESCE(p.delivered_seq, 0),"
+              " COALESCE(p.read_seq, 0), u.read_receipts, COALESCE(pu.read_receipts, 0),"
+              " (b.uid IS NOT NULL)::int"
+              " FROM reads r LEFT JOIN convs c ON c.conv = r.conv"
+              " LEFT JOIN reads p ON p.conv = r.conv AND p.uid <> r.uid LEFT JOIN users pu ON pu.id = p.uid"
+              " LEFT JOIN blocks b ON b.uid = p.uid AND b.blocked_uid = r.uid"
+              " JOIN users u ON u.id = r.uid WHERE r.uid = $1 ORDER BY r.conv COLLATE \"C\"",
+              "u", r->user_id);
+  if (e != PL_OK)
+    return e;
+  size_t n = (size_t)PQntuples(res);
+  r->u.unread.out.convs = pl_calloc(n + 1, sizeof *r->u.unread.out.convs);
+  for (size_t i = 0; i < n; i++) {
+    pl_conv_state *cs = &r->u.unread.out.convs[r->u.unread.out.nconvs++];
+    int row = (int)i;
+    cs->conv = pl_pg_col_str(res, row, 0);
+    cs->last_seq = pl_pg_col_u64(res, row, 1);
+    cs->read_seq = pl_pg_col_u64(res, row, 2);
+    pl_receipts_peer_marks(pl_pg_col_u64(res, row, 3), pl_pg_col_u64(res, row, 4), pl_pg_col_int(res, row, 5),
+                           pl_pg_col_int(res, row, 6), pl_pg_col_int(res, row, 7), &cs->peer_delivered,
+                           &cs->peer_read);
+  }
+  PQclear(res);
+  return pl_pg_group_unread(g, r);
+}
+
+/* STATS: one statement of counts (for a scrape interval, not per request). */
+pl_err pl_pg_conv_stats(pl__pg *g, pl_store_req *r) {
+  PGresult *res;
+  pl_store_counts *c = &r->u.stats.out.counts;
+  pl_err e = pl_pg_q(
+      g, &res,
+      "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM devices WHERE token_hash IS NOT NULL),"
+      " (SELECT count(*) FROM messages WHERE kind = 0 AND gid = 0),"
+      " (SELECT count(*) FROM queue q JOIN messages m ON m.mid = q.mid WHERE m.kind = 0),"
+      " (SELECT count(*) FROM messages WHERE kind <> 0 AND gid = 0), (SELECT count(*) FROM queue),"
+      " (SELECT count(*) FROM messages WHERE gid <> 0), (SELECT count(*) FROM dedup)",
+      NULL);
+  if (e != PL_OK)
+    return e;
+  c->users = pl_pg_col_u64(res, 0, 0);
+  c->devices = pl_pg_col_u64(res, 0, 1);
+  c->messages = pl_pg_col_u64(res, 0, 2);
+  c->message_queue = pl_pg_col_u64(res, 0, 3);
+  c->events = pl_pg_col_u64(res, 0, 4);
+  c->queue = pl_pg_col_u64(res, 0, 5);
+  c->group_history = pl_pg_col_u64(res, 0, 6);
+  c->dedup = pl_pg_col_u64(res, 0, 7);
+  PQclear(res);
+  return pl_pg_group_stats(g, c);
+}

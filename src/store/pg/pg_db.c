@@ -1,0 +1,333 @@
+/* pg_db: the PostgreSQL backend's frame: connecting and reconnecting,
+ * the query helpers, begin/commit/rollback, the TTL sweep, the dispatch of a
+ * request by op, and the pl_store_pg vtable. The tables are described in
+ * pg_internal.h and created by pg_schema.c. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "../pl_store_valid.h"
+#include "pg_internal.h"
+
+/* Reconnect attempts while the database is away: the first at once, then
+ * doubling up to this wait. Requests meanwhile fail at once with the
+ * retryable INTERNAL: a client retries with the same id and dedup holds. */
+#define PL__BACKOFF_MIN_MS 100u
+#define PL__BACKOFF_MAX_MS 2000u
+#define PL__MAX_PARAMS 16
+
+/* ---- queries --------------------------------------------------------------------- */
+
+/* SQLSTATEs of a transaction the database aborted for a conflict with
+ * another one: nothing of it stays, so the batch may simply run again. */
+static int pl__conflict(const char *state) {
+  return state && (!strcmp(state, "40001") || !strcmp(state, "40P01") || !strcmp(state, "23505"));
+}
+
+static pl_err pl__result(pl__pg *g, PGresult *res, const char *sql) {
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+    return PL_OK;
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  if (pl__conflict(state)) {
+    pl_warn("store: postgresql conflict (%s), the batch runs again: %s", state, sql);
+    return PL_ERR_AGAIN;
+  }
+  if (PQstatus(g->conn) != CONNECTION_OK) {
+    if (!atomic_exchange(&g->down, 1))
+      pl_error("store: lost the postgresql connection: %s", PQerrorMessage(g->conn));
+    g->retry_at_ms = 0; /* the next batch tries at once */
+    return PL_ERR_STORE;
+  }
+  pl_error("store: postgresql error %s (%s) in: %s", state ? state : "?",
+           res ? PQresultErrorMessage(res) : PQerrorMessage(g->conn), sql);
+  return PL_ERR_STORE;
+}
+
+static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt, va_list ap) {
+  char nums[PL__MAX_PARAMS][24];
+  const char *vals[PL__MAX_PARAMS];
+  int lens[PL__MAX_PARAMS], fmts[PL__MAX_PARAMS], n = 0;
+  for (const char *f = fmt ? fmt : ""; *f && n < PL__MAX_PARAMS; f++, n++) {
+    lens[n] = 0;
+    fmts[n] = 0;
+    switch (*f) {
+    case 'u':
+      snprintf(nums[n], sizeof nums[n], "%llu", (unsigned long long)pl_pg_clamp(va_arg(ap, uint64_t)));
+      vals[n] = nums[n];
+      break;
+    case 'i':
+      snprintf(nums[n], sizeof nums[n], "%d", va_arg(ap, int));
+      vals[n] = nums[n];
+      break;
+    case 's': vals[n] = va_arg(ap, const char *); break;
+    default: /* 'b' */
+      vals[n] = va_arg(ap, const char *);
+      lens[n] = (int)va_arg(ap, size_t);
+      fmts[n] = 1;
+      if (!vals[n] && !lens[n])
+        vals[n] = NULL;
+      else if (!vals[n])
+        vals[n] = "";
+      break;
+    }
+  }
+  if (out)
+    *out = NULL;
+  if (atomic_load(&g->down))
+    return PL_ERR_STORE;
+  g->round_trips++;
+  /* no parameters: PQexec, which also takes several statements (migrations) */
+  PGresult *res = n ? PQexecParams(g->conn, sql, n, NULL, vals, lens, fmts, 0) : PQexec(g->conn, sql);
+  pl_err e = pl__result(g, res, sql);
+  if (e == PL_OK && out)
+    *out = res;
+  else
+    PQclear(res);
+  return e;
+}
+
+pl_err pl_pg_q(pl__pg *g, PGresult **res, const char *sql, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  pl_err e = pl__vq(g, res, sql, fmt, ap);
+  va_end(ap);
+  return e;
+}
+
+pl_err pl_pg_u64(pl__pg *g, uint64_t *v, const char *sql, const char *fmt, ...) {
+  PGresult *res;
+  va_list ap;
+  va_start(ap, fmt);
+  pl_err e = pl__vq(g, &res, sql, fmt, ap);
+  va_end(ap);
+  *v = e == PL_OK && PQntuples(res) > 0 ? pl_pg_col_u64(res, 0, 0) : 0;
+  PQclear(res);
+  return e;
+}
+
+uint8_t *pl_pg_col_bytes(const PGresult *r, int row, int col, size_t *len) {
+  *len = 0;
+  if (PQgetisnull(r, row, col))
+    return NULL;
+  size_t n = 0;
+  unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+  uint8_t *v = raw ? pl_memdup(raw, n) : NULL;
+  *len = raw ? n : 0;
+  PQfreemem(raw);
+  return v;
+}
+
+char *pl_pg_array(const uint64_t *v, size_t n) {
+  char *s = pl_malloc(n * 21 + 3), *p = s;
+  *p++ = '{';
+  for (size_t i = 0; i < n; i++)
+    p += sprintf(p, "%s%llu", i ? "," : "", (unsigned long long)v[i]);
+  *p++ = '}';
+  *p = 0;
+  return s;
+}
+
+/* ---- connection ------------------------------------------------------------------- */
+
+/* (Re)connects. A multi-host string with target_session_attrs=read-write
+ * lands on whichever host is the primary now: after a failover the same
+ * string finds the promoted standby. */
+static pl_err pl__connect(pl__pg *g) {
+  if (g->conn)
+    PQfinish(g->conn);
+  g->conn = PQconnectdb(g->conninfo);
+  if (PQstatus(g->conn) != CONNECTION_OK) {
+    pl_error("store: cannot connect to postgresql: %s", PQerrorMessage(g->conn));
+    return PL_ERR_STORE;
+  }
+  PGresult *res = PQexec(g->conn, "SET synchronous_commit = on; SET client_min_messages = warning");
+  pl_err e = PQresultStatus(res) == PGRES_COMMAND_OK ? PL_OK : PL_ERR_STORE;
+  PQclear(res);
+  return e;
+}
+
+/* Between transactions while down: one attempt when its time has come. */
+static pl_err pl__reconnect(pl__pg *g) {
+  uint64_t now = pl_now_ms();
+  if (now < g->retry_at_ms)
+    return PL_ERR_STORE;
+  if (pl__connect(g) != PL_OK) {
+    g->backoff_ms = g->backoff_ms ? g->backoff_ms * 2 : PL__BACKOFF_MIN_MS;
+    if (g->backoff_ms > PL__BACKOFF_MAX_MS)
+      g->backoff_ms = PL__BACKOFF_MAX_MS;
+    g->retry_at_ms = now + g->backoff_ms;
+    return PL_ERR_STORE;
+  }
+  pl_info("store: connected to postgresql again");
+  g->backoff_ms = 0;
+  atomic_store(&g->down, 0);
+  return PL_OK;
+}
+
+/* ---- the vtable --------------------------------------------------------------------- */
+
+static pl_err pl__media_unsupported(pl__pg *g, pl_store_req *r) {
+  (void)g;
+  r->status = PL_ERR_INVALID_ARGUMENT;
+  return PL_OK;
+}
+
+typedef pl_err (*pl__exec_fn)(pl__pg *g, pl_store_req *r);
+
+/* The backend's third of the table of ops (pl_store_ops.c and
+ * pl_store_valid.c have the others): what runs each op. */
+static const pl__exec_fn pl__ops[] = {
+    [PL_STORE_REGISTER] = pl_pg_acct_register,
+    [PL_STORE_GET_USER] = pl_pg_acct_get_user,
+    [PL_STORE_LOGIN_DEVICE] = pl_pg_acct_login_device,
+    [PL_STORE_RESUME] = pl_pg_acct_resume,
+    [PL_STORE_LOGOUT] = pl_pg_acct_logout,
+    [PL_STORE_SEND] = pl_pg_conv_send,
+    [PL_STORE_FETCH] = pl_pg_queue_fetch,
+    [PL_STORE_ACK] = pl_pg_queue_ack,
+    [PL_STORE_MARK_READ] = pl_pg_conv_mark_read,
+    [PL_STORE_SETTINGS] = pl_pg_acct_settings,
+    [PL_STORE_UNREAD] = pl_pg_conv_unread,
+    [PL_STORE_CONTACTS] = pl_pg_social_contacts,
+    [PL_STORE_BLOCK] = pl_pg_social_block,
+    [PL_STORE_PRESENCE] = pl_pg_social_presence,
+    [PL_STORE_SEEN] = pl_pg_social_seen,
+    [PL_STORE_TYPING] = pl_pg_social_typing,
+    [PL_STORE_DEVICES] = pl_pg_acct_devices,
+    [PL_STORE_MEDIA_AUTH] = pl__media_unsupported,
+    [PL_STORE_STATS] = pl_pg_conv_stats,
+};
+
+static pl_err pl__pg_exec(void *be, pl_store_req *r) {
+  int op = (int)r->op;
+  pl__exec_fn fn = op >= 0 && (size_t)op < sizeof pl__ops / sizeof pl__ops[0] ? pl__ops[op] : NULL;
+  if (!fn)
+    pl_error("store: postgresql has no operation %d (%s)", op, pl_store_op_name(op));
+  if (!fn || !pl_store_req_valid(r)) {
+    r->status = PL_ERR_INVALID_ARGUMENT;
+    return PL_OK;
+  }
+  return fn(be, r);
+}
+
+static pl_err pl__pg_begin(void *be) {
+  pl__pg *g = be;
+  if (atomic_load(&g->down) && pl__reconnect(g) != PL_OK)
+    return PL_ERR_STORE;
+  /* READ COMMITTED: every counter is moved by an UPDATE that locks its row,
+   * so two nodes never take the same seq or qid, and nothing else needs a
+   * snapshot over the whole batch. */
+  return pl_pg_q(g, NULL, "BEGIN", NULL);
+}
+
+static void pl__gone_clear(pl__pg *g) {
+  for (size_t i = 0; i < g->ngone; i++)
+    pl_free(g->gone[i]);
+  g->ngone = 0;
+}
+
+static pl_err pl__pg_commit(void *be) {
+  pl__pg *g = be;
+  PGresult *res = NULL;
+  pl_err e = pl_pg_q(g, &res, "COMMIT", NULL);
+  /* COMMIT of an aborted transaction answers ROLLBACK, not an error */
+  if (e == PL_OK && strcmp(PQcmdStatus(res), "COMMIT") != 0)
+    e = PL_ERR_STORE;
+  PQclear(res);
+  for (size_t i = 0; e == PL_OK && i < g->ngone; i++)
+    if (g->blob_gone)
+      g->blob_gone(g->blob_ud, g->gone[i]);
+  pl__gone_clear(g);
+  return e;
+}
+
+static void pl__pg_rollback(void *be) {
+  pl__pg *g = be;
+  pl__gone_clear(g);
+  if (!atomic_load(&g->down) && PQtransactionStatus(g->conn) != PQTRANS_IDLE)
+    pl_pg_q(g, NULL, "ROLLBACK", NULL);
+}
+
+static int pl__pg_down(void *be) { return atomic_load(&((pl__pg *)be)->down); }
+
+/* Expired queue rows, then the messages they pointed at, then the dedup
+ * records past the TTL. Messages of other nodes' sweeps are deleted once:
+ * DELETE takes each row's lock. */
+static pl_err pl__pg_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
+  pl__pg *g = be;
+  PGresult *res = NULL;
+  *deleted = 0;
+  pl_err e = pl_pg_q(g, NULL,
+                     "WITH d AS (DELETE FROM queue q USING messages m WHERE m.mid = q.mid AND m.expires <= $1"
+                     " RETURNING q.device_id)" PL_PG_QUEUE_UNCOUNT,
+                     "u", now_ms);
+  if (e == PL_OK)
+    e = pl_pg_q(g, &res, "DELETE FROM messages WHERE expires <= $1 AND gid = 0", "u", now_ms);
+  if (e == PL_OK)
+    *deleted = strtoull(PQcmdTuples(res), NULL, 10);
+  PQclear(res);
+  if (e == PL_OK)
+    e = pl_pg_q(g, NULL, "DELETE FROM dedup WHERE server_ts <= $1", "u",
+                pl_retention_dedup_cut(g->ttl_ms, now_ms));
+  return e;
+}
+
+static void pl__pg_close(void *be) {
+  pl__pg *g = be;
+  if (!g)
+    return;
+  if (g->conn)
+    PQfinish(g->conn);
+  pl__gone_clear(g);
+  pl_free(g->gone);
+  pl_free(g->conninfo);
+  pl_free(g);
+}
+
+static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
+  pl__pg *g = pl_calloc(1, sizeof *g);
+  pl_err e = PL_ERR_STORE;
+  *out = NULL;
+  g->conninfo = pl_strdup(cfg->conninfo ? cfg->conninfo : "");
+  g->ttl_ms = cfg->ttl_ms;
+  g->max_devices = cfg->max_devices;
+  g->max_queue = cfg->max_queue;
+  g->rules = cfg->rules;
+  g->max_group = cfg->max_group ? cfg->max_group : 100000u;
+  g->group_detail = cfg->group_detail;
+  g->online = cfg->online;
+  g->online_ud = cfg->online_ud;
+  g->media_ttl_ms = pl_retention_media_ttl(cfg->media_ttl_ms, cfg->ttl_ms);
+  g->blob_gone = cfg->blob_gone;
+  g->blob_exists = cfg->blob_exists;
+  g->blob_ud = cfg->blob_ud;
+  if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK)
+    goto out;
+  pl_info("store: postgresql backend on %s:%s, database %s", PQhost(g->conn), PQport(g->conn), PQdb(g->conn));
+  *out = g;
+  g = NULL;
+  e = PL_OK;
+out:
+  pl__pg_close(g);
+  return e;
+}
+
+const pl_store_backend pl_store_pg = {
+    .name = "postgresql",
+    .queue_exact = 1, /* devices.next_qid: gap-free per device, several writers */
+    .open = pl__pg_open,
+    .close = pl__pg_close,
+    .begin = pl__pg_begin,
+    .exec = pl__pg_exec,
+    .commit = pl__pg_commit,
+    .rollback = pl__pg_rollback,
+    .expire = pl__pg_expire,
+    .down = pl__pg_down,
+};
+
+const pl_store_backend *pl_store_backend_for(const char *store) {
+  if (store &&
+      (!strncmp(store, "postgresql://", 13) || !strncmp(store, "postgres://", 11) || strchr(store, '=')))
+    return &pl_store_pg;
+  return &pl_store_sqlite;
+}

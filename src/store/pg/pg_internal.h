@@ -1,0 +1,193 @@
+/* pg_internal.h: what the files of the PostgreSQL store backend
+ * (src/store/pg/) share: the backend's struct, the query helpers, and the
+ * functions one file calls in another (pl_pg_<family>_..., after their home
+ * file). Nothing outside this folder includes it; the backend's one public
+ * name is pl_store_pg (pl_store.h).
+ *
+ * Several parleyd may run on one database, so nothing a transaction decides
+ * from is cached between transactions: every counter is read and moved under
+ * the database's row locks, in the transaction that uses it
+ * (docs/architecture.md, "The PostgreSQL backend"):
+ *   - a conversation's seq: INSERT INTO convs ... ON CONFLICT DO UPDATE SET
+ *     last_seq = convs.last_seq + 1 RETURNING (the row lock orders senders
+ *     of one conversation; other conversations do not wait);
+ *   - a device's queue position: UPDATE devices SET next_qid = next_qid + 1
+ *     RETURNING, so each device's qids are gap-free and rise in its commit
+ *     order (the backend is queue_exact);
+ *   - dedup: a row per (device_id, client_id), its primary key; a retry
+ *     that races its first attempt on another node meets the key and the
+ *     batch runs again, then finds the record.
+ *
+ * Schema (pg_schema.c; versioned migrations under pg_advisory_lock):
+ *   users, devices (next_qid), convs, messages (mid: the message; refs =
+ *   queue rows pointing at it), queue (device_id, qid) -> mid, dedup,
+ *   reads, contacts, blocks, groups, members, gcursor, greads, media,
+ *   media_grants, blobs (the media bytes), push_tokens, push_pending. */
+#ifndef PL_PG_INTERNAL_H
+#define PL_PG_INTERNAL_H
+
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/pl_log.h"
+#include "../../common/pl_mem.h"
+#include "../../common/pl_time.h"
+#include "../../rules/pl_retention.h"
+#include "../pl_store.h"
+
+#define PL_PG_FETCH_DEFAULT 256u
+#define PL_PG_FETCH_BYTES (1u << 20)
+/* As on SQLite: far above any configurable message, refused alone. */
+#define PL_PG_MAX_BODY (256u << 20)
+
+typedef struct pl__pg {
+  PGconn *conn;
+  char *conninfo;
+  uint64_t ttl_ms, media_ttl_ms;
+  uint32_t max_devices, max_queue, max_group, group_detail;
+  pl_store_rules rules;
+  int (*online)(void *ud, uint64_t device);
+  void *online_ud;
+  void (*blob_gone)(void *ud, const char *key);
+  int (*blob_exists)(void *ud, const char *key);
+  void *blob_ud;
+  atomic_int down;      /* the connection is lost (read by /healthz from other threads) */
+  uint64_t retry_at_ms; /* while down: the next reconnect attempt */
+  uint32_t backoff_ms;  /* the wait after the next failed attempt */
+  uint64_t round_trips; /* statements sent (PQexecParams) */
+  char **gone;          /* blob keys the open transaction leaves unused */
+  size_t ngone, gone_cap;
+} pl__pg;
+
+/* A user as a transaction reads it (never kept across transactions). */
+typedef struct pl_pg_user {
+  uint64_t id;
+  char *name;
+  int read_receipts, last_seen_vis, group_add;
+  uint64_t *devs; /* signed-in devices, ascending */
+  size_t ndevs;
+  uint64_t *blocked; /* users this one blocked */
+  size_t nblocked;
+} pl_pg_user;
+
+/* ---- queries (pg_db.c) ------------------------------------------------------ */
+
+/* Runs sql with parameters described by fmt, one letter each:
+ *   'u' uint64_t, 'i' int, 's' const char * (NULL: SQL NULL),
+ *   'b' const void *, size_t (bytea; NULL with 0: SQL NULL).
+ * *res (if res) gets the result to PQclear. PL_OK, PL_ERR_AGAIN for a
+ * conflict the batch should run again for (serialization failure, deadlock,
+ * a unique key another transaction took meanwhile), or PL_ERR_STORE (the
+ * connection is marked down if it broke). */
+pl_err pl_pg_q(pl__pg *g, PGresult **res, const char *sql, const char *fmt, ...);
+/* pl_pg_q's first column of its first row as a number (0: no row or NULL). */
+pl_err pl_pg_u64(pl__pg *g, uint64_t *v, const char *sql, const char *fmt, ...);
+
+static inline uint64_t pl_pg_col_u64(const PGresult *r, int row, int col) {
+  return PQgetisnull(r, row, col) ? 0 : strtoull(PQgetvalue(r, row, col), NULL, 10);
+}
+static inline int pl_pg_col_int(const PGresult *r, int row, int col) {
+  return PQgetisnull(r, row, col) ? 0 : atoi(PQgetvalue(r, row, col));
+}
+static inline char *pl_pg_col_str(const PGresult *r, int row, int col) {
+  return pl_strndup(PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
+}
+/* A bytea column (text format) as our own copy; NULL with *len 0 if NULL. */
+uint8_t *pl_pg_col_bytes(const PGresult *r, int row, int col, size_t *len);
+
+static inline uint64_t pl_pg_clamp(uint64_t v) { return v > INT64_MAX ? INT64_MAX : v; }
+
+/* Room for element n of an array that doubles (from 8) when full. */
+static inline void *pl_pg_reserve(void *p, size_t n, size_t *cap, size_t elem) {
+  if (n < *cap)
+    return p;
+  *cap = *cap ? *cap * 2 : 8;
+  return pl_realloc(p, *cap * elem);
+}
+
+/* A bigint[] literal for a parameter: "{1,2,3}" (pl_free it). */
+char *pl_pg_array(const uint64_t *v, size_t n);
+
+/* ---- schema (pg_schema.c) ------------------------------------------------------ */
+pl_err pl_pg_schema_migrate(pl__pg *g);
+
+/* ---- accounts (pg_acct.c) ------------------------------------------------------ */
+void pl_pg_user_free(pl_pg_user *u);
+pl_err pl_pg_user_get(pl__pg *g, uint64_t uid, pl_pg_user **out);
+pl_err pl_pg_user_by_name(pl__pg *g, const char *name, pl_pg_user **out);
+int pl_pg_user_blocks(const pl_pg_user *u, uint64_t uid);
+int pl_pg_user_has_dev(const pl_pg_user *u, uint64_t dev);
+pl_err pl_pg_acct_register(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_acct_get_user(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_acct_login_device(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_acct_token(pl__pg *g, pl_store_req *r, const uint8_t *hash, uint64_t *uid, uint64_t *did,
+                        char **user, char **device);
+pl_err pl_pg_acct_resume(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_acct_logout(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_acct_devices(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_acct_settings(pl__pg *g, pl_store_req *r);
+
+/* ---- social (pg_social.c) ---------------------------------------------------- */
+pl_err pl_pg_social_contacts(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_social_block(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_social_presence(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_social_seen(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_social_typing(pl__pg *g, pl_store_req *r);
+
+/* ---- queues (pg_queue.c) ---------------------------------------------------- */
+uint64_t *pl_pg_queue_devs_except(const pl_pg_user *u, uint64_t skip, size_t *n);
+/* The CTE that queues message mid (an SQL expression) for the devices of
+ * the bigint[] parameter targets: each device's counter moves under its
+ * row lock, so another node queueing for the same device waits for this
+ * commit and takes the next position (qids rise in the device's commit
+ * order, without gaps); returns (device_id, qid) rows. */
+#define PL_PG_QUEUE_PUT(targets, mid)                                                                   \
+  "t AS (UPDATE devices SET next_qid = next_qid + 1, queued = queued + 1 WHERE id = ANY(" targets       \
+  "::bigint[])"                                                                                         \
+  " RETURNING id, next_qid) INSERT INTO queue(device_id, qid, mid) SELECT id, next_qid, " mid " FROM t" \
+  " RETURNING device_id, qid"
+/* Takes the next qid of each target (gap-free per device) and queues mid
+ * there; *qids (parallel to t) gets them. */
+pl_err pl_pg_queue_put(pl__pg *g, const uint64_t *t, size_t n, uint64_t mid, uint64_t **qids);
+uint64_t *pl_pg_queue_qids(const PGresult *res, const uint64_t *t, size_t n);
+/* A CTE d of deleted queue rows' device_id, then this: their lengths follow. */
+#define PL_PG_QUEUE_UNCOUNT                                                                             \
+  " UPDATE devices SET queued = greatest(queued - c.n, 0) FROM (SELECT device_id, count(*) AS n FROM d" \
+  " GROUP BY 1) c WHERE devices.id = c.device_id"
+pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size_t n, int *full);
+pl_err pl_pg_queue_event(pl__pg *g, pl_store_req *r, int kind, const char *conv, uint64_t seq,
+                         const pl_pg_user *by, uint64_t aux, uint64_t *t, size_t n);
+pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_queue_ack(pl__pg *g, pl_store_req *r);
+
+/* ---- conversations (pg_conv.c) ------------------------------------------------- */
+pl_err pl_pg_conv_next(pl__pg *g, const char *conv, uint64_t now, uint64_t *seq, uint64_t *ts);
+pl_err pl_pg_conv_read_move(pl__pg *g, uint64_t uid, const char *conv, uint64_t read, uint64_t delivered,
+                            int *moved);
+pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_conv_mark_read(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_conv_unread(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_conv_stats(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_conv_dedup_put(pl__pg *g, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts);
+void pl_pg_conv_fill_msg(pl_store_req *r, const char *from);
+
+/* ---- groups (pg_groups.c) ------------------------------------------------------ */
+pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len);
+/* After pl_pg_queue_fetch's part: the group entries owed and out.gids. */
+pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, uint32_t limit, size_t max_bytes);
+pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_mark_read(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_unread(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_typing(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c);
+
+/* ---- media (pg_media.c) ------------------------------------------------------- */
+/* An attachment: the packed Media of an upload the sender may attach. */
+pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, uint8_t **att, size_t *len);
+/* Whoever is in conv may fetch the upload from now on. */
+pl_err pl_pg_media_grant(pl__pg *g, const char *media_id, const char *conv);
+
+#endif

@@ -1,0 +1,84 @@
+/* pg_schema: the PostgreSQL schema as a list of versioned migrations.
+ *
+ * Each migration runs in its own transaction together with the row that
+ * records its version in schema_version, so a crash leaves the database at
+ * one version or the next, never between. Several parleyd starting at once
+ * on an empty or older database take pg_advisory_lock first: one migrates,
+ * the others wait and then find nothing left to do. A server never starts
+ * on a database newer than it knows. An upgrade is the migrations after
+ * the stored version, in place: never a dump and reload. */
+#include "pg_internal.h"
+
+/* Any constant both sides agree on: "parley" in ASCII. */
+#define PL__MIGRATE_LOCK "112568778877305"
+
+static const char *const pl__migrations[] = {
+    /* 1: accounts, 1:1 messages, queues, dedup, watermarks, contacts, blocks */
+    "CREATE TABLE users(id bigserial PRIMARY KEY, name text UNIQUE NOT NULL, pwhash text NOT NULL,"
+    " created bigint NOT NULL, read_receipts int NOT NULL DEFAULT 1, last_seen bigint NOT NULL DEFAULT 0,"
+    " last_seen_vis int NOT NULL DEFAULT 2, group_add int NOT NULL DEFAULT 0);"
+    /* next_qid: the device's last queue position taken (gap-free, per device);
+     * queued: its queue rows now (the queue limits read it, not a count) */
+    "CREATE TABLE devices(id bigserial PRIMARY KEY, user_id bigint NOT NULL REFERENCES users(id),"
+    " name text NOT NULL, token_hash bytea UNIQUE, created bigint NOT NULL, token_at bigint NOT NULL,"
+    " used_at bigint NOT NULL, next_qid bigint NOT NULL DEFAULT 0, queued bigint NOT NULL DEFAULT 0,"
+    " UNIQUE(user_id, name));"
+    "CREATE TABLE convs(conv text PRIMARY KEY, last_seq bigint NOT NULL, last_ts bigint NOT NULL);"
+    "CREATE TABLE messages(mid bigserial PRIMARY KEY, conv text NOT NULL, seq bigint NOT NULL,"
+    " sender_uid bigint NOT NULL, from_name text NOT NULL, from_device text NOT NULL,"
+    " client_id text NOT NULL, body bytea NOT NULL, client_ts bigint NOT NULL, server_ts bigint NOT NULL,"
+    " expires bigint NOT NULL, refs int NOT NULL, kind int NOT NULL DEFAULT 0, aux bigint NOT NULL DEFAULT 0,"
+    " gid bigint NOT NULL DEFAULT 0, media_id text, media bytea);"
+    "CREATE INDEX messages_expires ON messages(expires);"
+    "CREATE INDEX messages_events ON messages(conv, kind, sender_uid) WHERE kind <> 0;"
+    "CREATE TABLE queue(device_id bigint NOT NULL, qid bigint NOT NULL, mid bigint NOT NULL,"
+    " PRIMARY KEY(device_id, qid));"
+    "CREATE INDEX queue_mid ON queue(mid);"
+    "CREATE TABLE dedup(device_id bigint NOT NULL, client_id text NOT NULL, conv text NOT NULL,"
+    " seq bigint NOT NULL, server_ts bigint NOT NULL, PRIMARY KEY(device_id, client_id));"
+    "CREATE INDEX dedup_ts ON dedup(server_ts);"
+    "CREATE TABLE reads(uid bigint NOT NULL, conv text NOT NULL, read_seq bigint NOT NULL,"
+    " delivered_seq bigint NOT NULL, PRIMARY KEY(uid, conv));"
+    "CREATE TABLE contacts(uid bigint NOT NULL, contact_uid bigint NOT NULL, PRIMARY KEY(uid, contact_uid));"
+    "CREATE TABLE blocks(uid bigint NOT NULL, blocked_uid bigint NOT NULL, PRIMARY KEY(uid, blocked_uid));",
+};
+
+#define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
+
+static pl_err pl__apply(pl__pg *g, int version) {
+  char ver[16];
+  snprintf(ver, sizeof ver, "%d", version);
+  pl_info("store: postgresql schema: migrating to version %d", version);
+  pl_err e = pl_pg_q(g, NULL, "BEGIN", NULL);
+  if (e == PL_OK)
+    e = pl_pg_q(g, NULL, pl__migrations[version - 1], NULL);
+  if (e == PL_OK)
+    e = pl_pg_q(g, NULL, "INSERT INTO schema_version(version, applied) VALUES($1, $2)", "iu", version,
+                pl_now_ms());
+  if (e == PL_OK)
+    e = pl_pg_q(g, NULL, "COMMIT", NULL);
+  if (e != PL_OK)
+    pl_pg_q(g, NULL, "ROLLBACK", NULL);
+  return e;
+}
+
+pl_err pl_pg_schema_migrate(pl__pg *g) {
+  uint64_t have = 0;
+  pl_err e = pl_pg_q(g, NULL, "SELECT pg_advisory_lock(" PL__MIGRATE_LOCK ")", NULL);
+  if (e != PL_OK)
+    return e;
+  e = pl_pg_q(g, NULL,
+              "CREATE TABLE IF NOT EXISTS schema_version(version int PRIMARY KEY, applied bigint NOT NULL)",
+              NULL);
+  if (e == PL_OK)
+    e = pl_pg_u64(g, &have, "SELECT COALESCE(max(version), 0) FROM schema_version", NULL);
+  if (e == PL_OK && have > PL__NMIGRATIONS) {
+    pl_error("store: postgresql schema version %llu is newer than this server's (%d)",
+             (unsigned long long)have, PL__NMIGRATIONS);
+    e = PL_ERR_STORE;
+  }
+  for (int v = (int)have + 1; e == PL_OK && v <= PL__NMIGRATIONS; v++)
+    e = pl__apply(g, v);
+  pl_pg_q(g, NULL, "SELECT pg_advisory_unlock(" PL__MIGRATE_LOCK ")", NULL);
+  return e;
+}
