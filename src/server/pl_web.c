@@ -145,6 +145,14 @@ static void pl__metrics(const pl_web *w, const pl_store_counts *counts, uint64_t
       (uint64_t)ss.reserve_held);
   pl__metric(b, "parley_store_write_failing", "gauge", "1 while the last storage transaction failed.",
              (uint64_t)ss.write_failing);
+  pl__metric(b, "parley_store_backend_down", "gauge",
+             "1 while the server cannot reach its database (PostgreSQL): requests fail with INTERNAL, a "
+             "retryable error, and it reconnects with backoff.",
+             (uint64_t)ss.backend_down);
+  pl__metric(b, "parley_store_conflict_retries_total", "counter",
+             "Batches run again because the database aborted them for a conflict with another server "
+             "(serialization failure, deadlock, a key taken meanwhile).",
+             ss.retries);
   pl__hists(b, "parley_store_commit_seconds", "Time of one commit (fsync included).", ss.commit_hist, 1,
             1e-6);
   pl__hists(b, "parley_store_batch_requests", "Requests per storage transaction (group commit).",
@@ -187,13 +195,14 @@ static void pl__text(pl_http_res *res, int status, const char *type, const char 
 }
 
 /* 200 "ok" while the store takes writes; 503 with the reason while the disk
- * is full (new messages refused) or the last transaction failed, so a
+ * is full (new messages refused), the database is out of reach
+ * (PostgreSQL), or the last transaction failed, so a
  * balancer or orchestrator stops counting on this server until it recovers
  * (docs/operations.md, "Disk full"). */
 static void pl__healthz(const pl_web *w, pl_http_res *res) {
   pl_store_stats ss;
   pl_store_get_stats(w->store, &ss);
-  if (!ss.disk_full && !ss.write_failing) {
+  if (!ss.disk_full && !ss.write_failing && !ss.backend_down) {
     pl__text(res, 200, NULL, "ok\n");
     return;
   }
@@ -205,6 +214,8 @@ static void pl__healthz(const pl_web *w, pl_http_res *res) {
                "database (%llu and %llu now); acks and logins work\n",
                (unsigned long long)ss.disk_needed, (unsigned long long)ss.disk_avail,
                (unsigned long long)ss.db_free);
+  else if (ss.backend_down)
+    pl__printf(&res->body, "database unreachable: reconnecting; requests fail with a retryable error\n");
   else
     pl__printf(&res->body, "storage writes failing: %s\n", pl_err_name(ss.write_err));
 }
