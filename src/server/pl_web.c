@@ -149,6 +149,10 @@ static void pl__metrics(const pl_web *w, const pl_store_counts *counts, uint64_t
              "1 while the server cannot reach its database (PostgreSQL): requests fail with INTERNAL, a "
              "retryable error, and it reconnects with backoff.",
              (uint64_t)ss.backend_down);
+  pl__metric(b, "parley_store_round_trips_total", "counter",
+             "Statements sent to the database server (PostgreSQL; 0 on SQLite): over "
+             "parley_store_commits_total, the round trips per batch.",
+             ss.round_trips);
   pl__metric(b, "parley_store_conflict_retries_total", "counter",
              "Batches run again because the database aborted them for a conflict with another server "
              "(serialization failure, deadlock, a key taken meanwhile).",

@@ -642,6 +642,7 @@ void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
   *st = s->stats;
   st->queued = s->queued;
   st->backend_down = s->be->down && s->bctx ? s->be->down(s->bctx) : 0;
+  st->round_trips = s->be->round_trips && s->bctx ? s->be->round_trips(s->bctx) : 0;
   pthread_mutex_unlock(&s->mu);
   st->disk_needed = pl_reserve_needed(&s->reserve);
   st->commit_hist = &s->commit_hist;

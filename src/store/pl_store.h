@@ -868,6 +868,9 @@ typedef struct pl_store_backend {
    * the database aborted for a conflict (serialization failure, deadlock):
    * the store runs the batch again. */
   int (*down)(void *be);
+  /* Optional, any thread: statements sent to the database so far (a
+   * server backend: round trips; per commit in /metrics). */
+  uint64_t (*round_trips)(void *be);
 } pl_store_backend;
 
 extern const pl_store_backend pl_store_pg;
@@ -943,6 +946,7 @@ typedef struct pl_store_stats {
   int reserve_held;                        /* the reserve is held (or there is none) */
   int backend_down;                        /* the backend cannot reach its database now */
   uint64_t retries;                        /* batches run again after a conflict */
+  uint64_t round_trips;                    /* statements sent to a database server (0: embedded) */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
 /* The backend's queue_exact (0 for a NULL store). */

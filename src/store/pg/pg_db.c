@@ -75,7 +75,7 @@ static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt
     *out = NULL;
   if (atomic_load(&g->down))
     return PL_ERR_STORE;
-  g->round_trips++;
+  atomic_fetch_add(&g->round_trips, 1);
   /* no parameters: PQexec, which also takes several statements (migrations) */
   PGresult *res = n ? PQexecParams(g->conn, sql, n, NULL, vals, lens, fmts, 0) : PQexec(g->conn, sql);
   pl_err e = pl__result(g, res, sql);
@@ -250,6 +250,8 @@ static void pl__pg_rollback(void *be) {
 
 static int pl__pg_down(void *be) { return atomic_load(&((pl__pg *)be)->down); }
 
+static uint64_t pl__pg_round_trips(void *be) { return atomic_load(&((pl__pg *)be)->round_trips); }
+
 /* Expired queue rows, then the messages they pointed at, then the dedup
  * records past the TTL. Messages of other nodes' sweeps are deleted once:
  * DELETE takes each row's lock. */
@@ -323,6 +325,7 @@ const pl_store_backend pl_store_pg = {
     .rollback = pl__pg_rollback,
     .expire = pl__pg_expire,
     .down = pl__pg_down,
+    .round_trips = pl__pg_round_trips,
 };
 
 const pl_store_backend *pl_store_backend_for(const char *store) {

@@ -54,11 +54,11 @@ typedef struct pl__pg {
   void (*blob_gone)(void *ud, const char *key);
   int (*blob_exists)(void *ud, const char *key);
   void *blob_ud;
-  atomic_int down;      /* the connection is lost (read by /healthz from other threads) */
-  uint64_t retry_at_ms; /* while down: the next reconnect attempt */
-  uint32_t backoff_ms;  /* the wait after the next failed attempt */
-  uint64_t round_trips; /* statements sent (PQexecParams) */
-  char **gone;          /* blob keys the open transaction leaves unused */
+  atomic_int down;                  /* the connection is lost (read by /healthz from other threads) */
+  uint64_t retry_at_ms;             /* while down: the next reconnect attempt */
+  uint32_t backoff_ms;              /* the wait after the next failed attempt */
+  atomic_uint_fast64_t round_trips; /* statements sent (one round trip each) */
+  char **gone;                      /* blob keys the open transaction leaves unused */
   size_t ngone, gone_cap;
 } pl__pg;
 
