@@ -318,7 +318,7 @@ async def webhook(srv, hook):
     j = got[-1]["json"]
     check(j["conv"] == "g:" + g["group"] and j["text"] == "to the team" and j["count"] == 1, str(j))
 
-    # 6b. an image message reads as a photo with its caption (protocol.md 11.9.2)
+    # 6b. an image message reads as a photo with its caption (protocol.md 14.2)
     req = urllib.request.Request(f"http://127.0.0.1:{srv.http}/media", data=png(3, 2), method="POST",
                                  headers={"Authorization": "Bearer " + alice.ok["token"]})
     with urllib.request.urlopen(req, timeout=10) as r:
