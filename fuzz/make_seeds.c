@@ -143,6 +143,23 @@ static void messages(void) {
   send_max.media = &media_ref;
   put_variants("fuzz_msg_send", &send, &send_max);
 
+  /* Send.act (protocol.md 11.9): a reaction, and every field at its largest */
+  Parley__Act act = PARLEY__ACT__INIT, act_max = PARLEY__ACT__INIT;
+  act.kind = PARLEY__ACT_KIND__ACT_REACTION;
+  act.target = 3;
+  act_max.kind = PARLEY__ACT_KIND__ACT_DELETE_FOR_ME;
+  act_max.target = act_max.reply_to = act_max.vanish_at = UINT64_MAX;
+  act_max.forwarded = 1;
+  act_max.timer_s = UINT32_MAX;
+  act_max.target_conv = utf8;
+  put_variants("fuzz_msg_act", &act, &act_max);
+  Parley__Send send_act = send, send_act_max = send_max;
+  send_act.body = (ProtobufCBinaryData){.len = 4, .data = (uint8_t *)"\xf0\x9f\x91\x8d"};
+  send_act.act = &act;
+  send_act_max.act = &act_max;
+  put_msg("fuzz_msg_send", "act_typical", &send_act);
+  put_msg("fuzz_msg_send", "act_max", &send_act_max);
+
   Parley__PushRegister preg = PARLEY__PUSH_REGISTER__INIT, preg_max = PARLEY__PUSH_REGISTER__INIT;
   preg.ref = "p1";
   preg.provider = "fcm";
@@ -734,6 +751,10 @@ static void web(void) {
       {"hello", "{\"type\":\"hello\",\"version\":1,\"kind\":\"KIND_WEB\",\"client_name\":\"web/1\"}"},
       {"send", "{\"type\":\"send\",\"id\":\"c1\",\"to\":\"bob\",\"body\":\"aOKAmWxsbw==\",\"client_ts\":"
                "\"1763900000123\"}"},
+      {"send_act", "{\"type\":\"send\",\"id\":\"c2\",\"to\":\"bob\",\"body\":\"8J+RjQ==\","
+                   "\"act\":{\"kind\":\"ACT_REACTION\",\"target\":3}}"},
+      {"message_act", "{\"type\":\"message\",\"seq\":4,\"act\":{\"kind\":4,\"timer_s\":86400,"
+                      "\"vanish_at\":\"18446744073709551615\"}}"},
       {"ack", "{\"type\":\"ack\",\"upto\":18446744073709551615}"},
       {"group_create",
        "{\"type\":\"group_create\",\"ref\":\"r\",\"name\":\"team\",\"users\":[\"bob\",\"carol\"]}"},

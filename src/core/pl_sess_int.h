@@ -108,6 +108,7 @@ typedef struct pl_sess__req {
   pl_store_gpos *gpos; /* a fetch's gafter, an ack's gacks (protocol 2) */
   char token[PL_AUTH_TOKEN_MAX];
   uint8_t *masked;   /* Send: the body with filtered words masked */
+  pl_act act;        /* Send: its act (strings point into msg) */
   uint32_t retry_ms; /* an auth step refused with RATE_LIMITED: its retry_after_ms */
 } pl_sess__req;
 
