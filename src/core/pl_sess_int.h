@@ -176,6 +176,7 @@ void pl_sess__off(pl_session *s);
 void pl_sess__push(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t hint,
                    pl_buf *frame); /* router sink */
 void pl_sess__kick(void *ep);      /* router sink */
+void pl_sess__fetch(void *ep);     /* router sink */
 int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 int pl_sess__on_ack(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 int pl_sess__on_typing(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
