@@ -35,14 +35,8 @@ static uint64_t *pl__parse_ids(const char *s, size_t *n) {
   return v;
 }
 
-/* A user and its device and block lists in one statement. */
-#define PL__USER_SQL(where)                                                                     \
-  "SELECT u.id, u.name, u.read_receipts, u.last_seen_vis, u.group_add,"                         \
-  " ARRAY(SELECT id FROM devices WHERE user_id = u.id AND token_hash IS NOT NULL ORDER BY id)," \
-  " ARRAY(SELECT blocked_uid FROM blocks WHERE uid = u.id) FROM users u WHERE " where
-
 /* The user of pl_pg_q's result (taken over); *out = NULL if none. */
-static pl_err pl__user_load(PGresult *res, pl_err e, pl_pg_user **out) {
+pl_err pl_pg_user_load(PGresult *res, pl_err e, pl_pg_user **out) {
   *out = NULL;
   if (e != PL_OK || PQntuples(res) == 0) {
     PQclear(res);
@@ -66,8 +60,8 @@ pl_err pl_pg_user_get(pl__pg *g, uint64_t uid, pl_pg_user **out) {
   *out = NULL;
   if (!uid)
     return PL_OK;
-  pl_err e = pl_pg_q(g, &res, PL__USER_SQL("u.id = $1"), "u", uid);
-  return pl__user_load(res, e, out);
+  pl_err e = pl_pg_q(g, &res, PL_PG_USER_SQL("u.id = $1"), "u", uid);
+  return pl_pg_user_load(res, e, out);
 }
 
 /* The id (and optionally the password hash) of a user name; 0: none. */
@@ -86,8 +80,8 @@ static pl_err pl__user_id(pl__pg *g, const char *name, uint64_t *uid, char **pwh
 
 pl_err pl_pg_user_by_name(pl__pg *g, const char *name, pl_pg_user **out) {
   PGresult *res;
-  pl_err e = pl_pg_q(g, &res, PL__USER_SQL("u.name = $1"), "s", name);
-  return pl__user_load(res, e, out);
+  pl_err e = pl_pg_q(g, &res, PL_PG_USER_SQL("u.name = $1"), "s", name);
+  return pl_pg_user_load(res, e, out);
 }
 
 int pl_pg_user_blocks(const pl_pg_user *u, uint64_t uid) {

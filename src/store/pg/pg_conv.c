@@ -44,24 +44,6 @@ pl_err pl_pg_conv_read_move(pl__pg *g, uint64_t uid, const char *conv, uint64_t 
 
 /* ---- send ------------------------------------------------------------------------ */
 
-/* A retry of an id committed within the TTL gets the original's place. */
-static pl_err pl__dedup_get(pl__pg *g, pl_store_req *r, uint64_t now, int *hit) {
-  PGresult *res;
-  pl_err e = pl_pg_q(
-      g, &res,
-      "SELECT conv, seq, server_ts FROM dedup WHERE device_id = $1 AND client_id = $2 AND server_ts > $3",
-      "usu", r->device_id, r->u.send.in.client_id, pl_retention_dedup_cut(g->ttl_ms, now));
-  *hit = e == PL_OK && PQntuples(res) > 0;
-  if (*hit) {
-    r->u.send.out.conv = pl_pg_col_str(res, 0, 0);
-    r->u.send.out.seq = pl_pg_col_u64(res, 0, 1);
-    r->u.send.out.server_ts = pl_pg_col_u64(res, 0, 2);
-    r->u.send.out.duplicate = 1;
-  }
-  PQclear(res);
-  return e;
-}
-
 /* The record of an accepted id. A live record already there is the same
  * id committed meanwhile by another node: the batch runs again and finds
  * it (an expired one the sweep has not reached is replaced). */
@@ -168,55 +150,84 @@ static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer,
   return e;
 }
 
-static pl_err pl__send_dm(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len) {
-  pl_pg_user *peer = NULL, *me = NULL;
+/* A 1:1 send between two loaded users (either NULL: unknown). */
+static pl_err pl__send_dm(pl__pg *g, pl_store_req *r, const pl_pg_user *peer, const pl_pg_user *me,
+                          const uint8_t *att, size_t att_len) {
   int full = 0;
-  pl_err e = pl_pg_user_by_name(g, r->u.send.in.peer, &peer);
-  if (e == PL_OK && peer)
-    e = pl_pg_user_get(g, r->user_id, &me);
-  if (e != PL_OK)
-    goto out;
   r->status = pl_privacy_peer(peer != NULL, me != NULL, peer && me && peer->id == me->id, 1);
   if (r->status == PL_OK)
     r->status = pl_privacy_may_send(pl_pg_user_blocks(peer, me->id)); /* refused: nothing stored */
   if (r->status != PL_OK)
-    goto out;
+    return PL_OK;
   uint64_t *t = pl_malloc((peer->ndevs + me->ndevs + 1) * sizeof *t);
   r->u.send.out.targets = t;
   r->u.send.out.ntargets =
       pl_conv_dm_targets(peer->devs, peer->ndevs, me->devs, me->ndevs, peer->id == me->id, r->device_id, t);
-  e = pl_pg_queue_full(g, me, t, r->u.send.out.ntargets, &full);
+  pl_err e = pl_pg_queue_full(g, me, t, r->u.send.out.ntargets, &full);
   if (e == PL_OK && full) {
     pl_store_req_clear(r);
     r->status = PL_ERR_QUEUE_FULL;
-  } else if (e == PL_OK) {
-    e = pl__send_write(g, r, peer, me, att, att_len);
+    return PL_OK;
   }
-out:
-  pl_pg_user_free(peer);
-  pl_pg_user_free(me);
-  return e;
+  return e == PL_OK ? pl__send_write(g, r, peer, me, att, att_len) : e;
+}
+
+/* What a send reads first, in one round trip (pipeline mode): its dedup
+ * record, the peer and the sender. */
+static pl_err pl__send_reads(pl__pg *g, pl_store_req *r, int *hit, pl_pg_user **peer, pl_pg_user **me) {
+  pl_pg_pipe p;
+  *peer = *me = NULL;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_pipe_add(
+      &p, "SELECT conv, seq, server_ts FROM dedup WHERE device_id = $1 AND client_id = $2 AND server_ts > $3",
+      "usu", r->device_id, r->u.send.in.client_id, pl_retention_dedup_cut(g->ttl_ms, pl_now_ms()));
+  if (!r->u.send.in.group) {
+    pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.name = $1"), "s", r->u.send.in.peer);
+    pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
+  }
+  pl_err e = pl_pg_pipe_end(&p);
+  if (e != PL_OK)
+    return e;
+  PGresult *d = p.res[0];
+  *hit = PQntuples(d) > 0;
+  if (*hit) {
+    r->u.send.out.conv = pl_pg_col_str(d, 0, 0);
+    r->u.send.out.seq = pl_pg_col_u64(d, 0, 1);
+    r->u.send.out.server_ts = pl_pg_col_u64(d, 0, 2);
+    r->u.send.out.duplicate = 1;
+  }
+  if (!*hit && !r->u.send.in.group) {
+    pl_pg_user_load(p.res[1], PL_OK, peer);
+    pl_pg_user_load(p.res[2], PL_OK, me);
+    p.res[1] = p.res[2] = NULL;
+  }
+  pl_pg_pipe_clear(&p);
+  return PL_OK;
 }
 
 pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r) {
-  int hit;
+  int hit = 0;
   uint8_t *att = NULL;
   size_t att_len = 0;
-  pl_err e = pl__dedup_get(g, r, pl_now_ms(), &hit);
+  pl_pg_user *peer = NULL, *me = NULL;
+  pl_err e = pl__send_reads(g, r, &hit, &peer, &me);
   if (e != PL_OK || hit)
-    return e;
+    goto out;
   if (r->u.send.in.body_len > PL_PG_MAX_BODY) {
     r->status = PL_ERR_MESSAGE_TOO_LARGE;
-    return PL_OK;
+    goto out;
   }
   /* checked before anything is written: a refused send leaves no trace */
   if (r->u.send.in.media_id && *r->u.send.in.media_id) {
     e = pl_pg_media_for_send(g, r, &att, &att_len);
     if (e != PL_OK || r->status != PL_OK)
-      return e;
+      goto out;
   }
-  e = r->u.send.in.group ? pl_pg_group_send(g, r, att, att_len) : pl__send_dm(g, r, att, att_len);
+  e = r->u.send.in.group ? pl_pg_group_send(g, r, att, att_len) : pl__send_dm(g, r, peer, me, att, att_len);
+out:
   pl_free(att);
+  pl_pg_user_free(peer);
+  pl_pg_user_free(me);
   return e;
 }
 

@@ -43,47 +43,121 @@ static pl_err pl__result(pl__pg *g, PGresult *res, const char *sql) {
   return PL_ERR_STORE;
 }
 
-static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt, va_list ap) {
+/* A statement's parameters in libpq's form, from pl_pg_q's fmt. */
+typedef struct pl__params {
   char nums[PL__MAX_PARAMS][24];
   const char *vals[PL__MAX_PARAMS];
-  int lens[PL__MAX_PARAMS], fmts[PL__MAX_PARAMS], n = 0;
-  for (const char *f = fmt ? fmt : ""; *f && n < PL__MAX_PARAMS; f++, n++) {
-    lens[n] = 0;
-    fmts[n] = 0;
+  int lens[PL__MAX_PARAMS], fmts[PL__MAX_PARAMS], n;
+} pl__params;
+
+static void pl__params_fill(pl__params *p, const char *fmt, va_list ap) {
+  p->n = 0;
+  for (const char *f = fmt ? fmt : ""; *f && p->n < PL__MAX_PARAMS; f++, p->n++) {
+    int n = p->n;
+    p->lens[n] = 0;
+    p->fmts[n] = 0;
     switch (*f) {
     case 'u':
-      snprintf(nums[n], sizeof nums[n], "%llu", (unsigned long long)pl_pg_clamp(va_arg(ap, uint64_t)));
-      vals[n] = nums[n];
+      snprintf(p->nums[n], sizeof p->nums[n], "%llu", (unsigned long long)pl_pg_clamp(va_arg(ap, uint64_t)));
+      p->vals[n] = p->nums[n];
       break;
     case 'i':
-      snprintf(nums[n], sizeof nums[n], "%d", va_arg(ap, int));
-      vals[n] = nums[n];
+      snprintf(p->nums[n], sizeof p->nums[n], "%d", va_arg(ap, int));
+      p->vals[n] = p->nums[n];
       break;
-    case 's': vals[n] = va_arg(ap, const char *); break;
+    case 's': p->vals[n] = va_arg(ap, const char *); break;
     default: /* 'b' */
-      vals[n] = va_arg(ap, const char *);
-      lens[n] = (int)va_arg(ap, size_t);
-      fmts[n] = 1;
-      if (!vals[n] && !lens[n])
-        vals[n] = NULL;
-      else if (!vals[n])
-        vals[n] = "";
+      p->vals[n] = va_arg(ap, const char *);
+      p->lens[n] = (int)va_arg(ap, size_t);
+      p->fmts[n] = 1;
+      if (!p->vals[n] && p->lens[n])
+        p->vals[n] = ""; /* (NULL with 0: SQL NULL) */
       break;
     }
   }
+}
+
+static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt, va_list ap) {
+  pl__params p;
+  pl__params_fill(&p, fmt, ap);
   if (out)
     *out = NULL;
   if (atomic_load(&g->down))
     return PL_ERR_STORE;
   atomic_fetch_add(&g->round_trips, 1);
   /* no parameters: PQexec, which also takes several statements (migrations) */
-  PGresult *res = n ? PQexecParams(g->conn, sql, n, NULL, vals, lens, fmts, 0) : PQexec(g->conn, sql);
+  PGresult *res =
+      p.n ? PQexecParams(g->conn, sql, p.n, NULL, p.vals, p.lens, p.fmts, 0) : PQexec(g->conn, sql);
   pl_err e = pl__result(g, res, sql);
   if (e == PL_OK && out)
     *out = res;
   else
     PQclear(res);
   return e;
+}
+
+/* ---- pipeline mode: several statements, one round trip ----------------------------- */
+
+void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g) {
+  memset(pp, 0, sizeof *pp);
+  pp->g = g;
+  if (atomic_load(&g->down) || PQenterPipelineMode(g->conn) != 1)
+    pp->err = PL_ERR_STORE;
+}
+
+void pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...) {
+  pl__params p;
+  va_list ap;
+  va_start(ap, fmt);
+  pl__params_fill(&p, fmt, ap);
+  va_end(ap);
+  if (pp->err != PL_OK || pp->n == PL_PG_PIPE_MAX) {
+    pp->err = pp->err != PL_OK ? pp->err : PL_ERR_STORE;
+    return;
+  }
+  pp->sql[pp->n] = sql;
+  if (PQsendQueryParams(pp->g->conn, sql, p.n, NULL, p.vals, p.lens, p.fmts, 0) != 1)
+    pp->err = pl__result(pp->g, NULL, sql);
+  else
+    pp->n++;
+}
+
+/* One sync, then each statement's result in order (and the NULL that ends
+ * it), then the sync's own: the connection is back out of pipeline mode. */
+pl_err pl_pg_pipe_end(pl_pg_pipe *pp) {
+  pl__pg *g = pp->g;
+  pl_err e = pp->err;
+  if (e == PL_OK || PQpipelineStatus(g->conn) == PQ_PIPELINE_ON) {
+    atomic_fetch_add(&g->round_trips, 1);
+    if (PQpipelineSync(g->conn) != 1 && e == PL_OK)
+      e = pl__result(g, NULL, "pipeline sync");
+    for (int i = 0; i < pp->n; i++) {
+      PGresult *res = PQgetResult(g->conn);
+      pl_err ei = pl__result(g, res, pp->sql[i]);
+      if (ei == PL_OK && e == PL_OK)
+        pp->res[i] = res;
+      else
+        PQclear(res);
+      e = e == PL_OK ? ei : e;
+      while (res && (res = PQgetResult(g->conn)) != NULL) /* the NULL that ends statement i */
+        PQclear(res);
+    }
+    PGresult *sync;
+    while ((sync = PQgetResult(g->conn)) != NULL && PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
+      PQclear(sync);
+    PQclear(sync);
+    PQexitPipelineMode(g->conn);
+  }
+  if (e != PL_OK)
+    pl_pg_pipe_clear(pp);
+  return e;
+}
+
+void pl_pg_pipe_clear(pl_pg_pipe *pp) {
+  for (int i = 0; i < PL_PG_PIPE_MAX; i++) {
+    PQclear(pp->res[i]);
+    pp->res[i] = NULL;
+  }
 }
 
 pl_err pl_pg_q(pl__pg *g, PGresult **res, const char *sql, const char *fmt, ...) {

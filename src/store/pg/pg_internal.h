@@ -86,6 +86,26 @@ pl_err pl_pg_q(pl__pg *g, PGresult **res, const char *sql, const char *fmt, ...)
 /* pl_pg_q's first column of its first row as a number (0: no row or NULL). */
 pl_err pl_pg_u64(pl__pg *g, uint64_t *v, const char *sql, const char *fmt, ...);
 
+/* Pipeline mode (libpq 15): statements sent one after another without
+ * waiting, their results read after one sync, so they cost one round trip
+ * together. For statements that do not depend on each other's results:
+ *   pl_pg_pipe p; pl_pg_pipe_begin(&p, g); pl_pg_pipe_add(&p, sql, fmt, ...); ...
+ *   e = pl_pg_pipe_end(&p); ... p.res[i] ...; pl_pg_pipe_clear(&p);
+ * A failure (also of a single statement: a later one is then aborted)
+ * is pl_pg_pipe_end's result, as pl_pg_q's; the results are cleared. */
+#define PL_PG_PIPE_MAX 8
+typedef struct pl_pg_pipe {
+  pl__pg *g;
+  pl_err err;
+  int n;
+  const char *sql[PL_PG_PIPE_MAX];
+  PGresult *res[PL_PG_PIPE_MAX];
+} pl_pg_pipe;
+void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g);
+void pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...);
+pl_err pl_pg_pipe_end(pl_pg_pipe *pp);
+void pl_pg_pipe_clear(pl_pg_pipe *pp);
+
 static inline uint64_t pl_pg_col_u64(const PGresult *r, int row, int col) {
   return PQgetisnull(r, row, col) ? 0 : strtoull(PQgetvalue(r, row, col), NULL, 10);
 }
@@ -116,6 +136,14 @@ pl_err pl_pg_schema_migrate(pl__pg *g);
 
 /* ---- accounts (pg_acct.c) ------------------------------------------------------ */
 void pl_pg_user_free(pl_pg_user *u);
+/* A user and its device and block lists in one statement. */
+#define PL_PG_USER_SQL(where)                                                                   \
+  "SELECT u.id, u.name, u.read_receipts, u.last_seen_vis, u.group_add,"                         \
+  " ARRAY(SELECT id FROM devices WHERE user_id = u.id AND token_hash IS NOT NULL ORDER BY id)," \
+  " ARRAY(SELECT blocked_uid FROM blocks WHERE uid = u.id) FROM users u WHERE " where
+/* The user of a PL_PG_USER_SQL result (taken over, cleared) if e is PL_OK;
+ * *out = NULL if none. */
+pl_err pl_pg_user_load(PGresult *res, pl_err e, pl_pg_user **out);
 pl_err pl_pg_user_get(pl__pg *g, uint64_t uid, pl_pg_user **out);
 pl_err pl_pg_user_by_name(pl__pg *g, const char *name, pl_pg_user **out);
 int pl_pg_user_blocks(const pl_pg_user *u, uint64_t uid);
