@@ -777,6 +777,13 @@ void pl_store_req_clear(pl_store_req *req);
  * in may lie) and marks it as op's: pl_store_submit starts with it. */
 void pl_store_req_out_begin(pl_store_req *req);
 void pl_msg_clear(pl_msg *m);
+/* For backends: appends an event (a receipt, a read sync, ...) to r->events
+ * for the deliver hook, taking t over; returns it (qids left NULL). */
+pl_store_event *pl_store_event_add(pl_store_req *r, uint64_t qid, int kind, const char *conv, uint64_t seq,
+                                   const char *by, uint64_t aux, uint64_t now, uint64_t *t, size_t n);
+/* For backends: a committed SEND's out.msg from its in and out (conv, seq,
+ * server_ts set; qid is the caller's). */
+void pl_store_send_fill_msg(pl_store_req *r, const char *from);
 void pl_group_info_clear(pl_group_info *g);
 
 /* Who may see a user's last-seen time (users.last_seen_vis). */

@@ -28,6 +28,38 @@ void pl_group_info_clear(pl_group_info *g) {
   memset(g, 0, sizeof *g);
 }
 
+pl_store_event *pl_store_event_add(pl_store_req *r, uint64_t qid, int kind, const char *conv, uint64_t seq,
+                                   const char *by, uint64_t aux, uint64_t now, uint64_t *t, size_t n) {
+  r->events = pl_realloc(r->events, (r->nevents + 1) * sizeof *r->events);
+  pl_store_event *ev = &r->events[r->nevents++];
+  memset(ev, 0, sizeof *ev);
+  ev->msg.qid = qid;
+  ev->msg.kind = kind;
+  ev->msg.aux = aux;
+  ev->msg.conv = pl_strdup(conv);
+  ev->msg.seq = seq;
+  ev->msg.from = pl_strdup(by);
+  ev->msg.from_device = pl_strdup("");
+  ev->msg.id = pl_strdup("");
+  ev->msg.server_ts = now;
+  ev->targets = t;
+  ev->ntargets = n;
+  return ev;
+}
+
+void pl_store_send_fill_msg(pl_store_req *r, const char *from) {
+  pl_msg *m = &r->u.send.out.msg;
+  m->conv = pl_strdup(r->u.send.out.conv);
+  m->seq = r->u.send.out.seq;
+  m->from = pl_strdup(from);
+  m->from_device = pl_strdup(r->u.send.in.device_name ? r->u.send.in.device_name : "");
+  m->id = pl_strdup(r->u.send.in.client_id);
+  m->body = pl_memdup(r->u.send.in.body, r->u.send.in.body_len);
+  m->body_len = r->u.send.in.body_len;
+  m->client_ts = r->u.send.in.client_ts;
+  m->server_ts = r->u.send.out.server_ts;
+}
+
 static void pl__strv_free(char **v, size_t n) {
   for (size_t i = 0; i < n; i++)
     pl_free(v[i]);

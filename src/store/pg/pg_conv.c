@@ -86,19 +86,6 @@ static pl_err pl__next_and_dedup(pl__pg *g, pl_store_req *r, const char *conv, u
   return e;
 }
 
-void pl_pg_conv_fill_msg(pl_store_req *r, const char *from) {
-  pl_msg *m = &r->u.send.out.msg;
-  m->conv = pl_strdup(r->u.send.out.conv);
-  m->seq = r->u.send.out.seq;
-  m->from = pl_strdup(from);
-  m->from_device = pl_strdup(r->u.send.in.device_name ? r->u.send.in.device_name : "");
-  m->id = pl_strdup(r->u.send.in.client_id);
-  m->body = pl_memdup(r->u.send.in.body, r->u.send.in.body_len);
-  m->body_len = r->u.send.in.body_len;
-  m->client_ts = r->u.send.in.client_ts;
-  m->server_ts = r->u.send.out.server_ts;
-}
-
 /* The message row (refs: one per target) and its queue rows, in one
  * statement (pl_pg_queue_put says how the positions are taken). */
 static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len) {
@@ -142,7 +129,7 @@ static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer,
     return e;
   r->u.send.out.seq = seq;
   r->u.send.out.server_ts = ts;
-  pl_pg_conv_fill_msg(r, me->name);
+  pl_store_send_fill_msg(r, me->name);
   if (r->u.send.out.ntargets)
     e = pl__msg_insert(g, r, att, att_len);
   if (e == PL_OK && att)

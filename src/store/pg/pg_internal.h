@@ -200,7 +200,6 @@ pl_err pl_pg_conv_mark_read(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_unread(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_stats(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_dedup_put(pl__pg *g, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts);
-void pl_pg_conv_fill_msg(pl_store_req *r, const char *from);
 
 /* ---- groups (pg_groups.c) ------------------------------------------------------ */
 pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len);

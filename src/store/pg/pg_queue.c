@@ -86,21 +86,7 @@ pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size
  * connected devices, not stored). Takes t and qids over. */
 static void pl__event_out(pl_store_req *r, int kind, const char *conv, uint64_t seq, const pl_pg_user *by,
                           uint64_t aux, uint64_t now, uint64_t *t, uint64_t *qids, size_t n) {
-  r->events = pl_realloc(r->events, (r->nevents + 1) * sizeof *r->events);
-  pl_store_event *ev = &r->events[r->nevents++];
-  memset(ev, 0, sizeof *ev);
-  ev->msg.qid = qids && n ? qids[0] : 0;
-  ev->msg.kind = kind;
-  ev->msg.aux = aux;
-  ev->msg.conv = pl_strdup(conv);
-  ev->msg.seq = seq;
-  ev->msg.from = pl_strdup(by->name);
-  ev->msg.from_device = pl_strdup("");
-  ev->msg.id = pl_strdup("");
-  ev->msg.server_ts = now;
-  ev->targets = t;
-  ev->qids = qids;
-  ev->ntargets = n;
+  pl_store_event_add(r, qids && n ? qids[0] : 0, kind, conv, seq, by->name, aux, now, t, n)->qids = qids;
 }
 
 /* A newer event of (conv, kind, by) replaces the pending one everywhere. */

@@ -168,19 +168,6 @@ pl_err pl_sq_conv_flush(pl__sq *q) {
   return PL_OK;
 }
 
-static void pl__fill_msg(pl_store_req *r, const char *from) {
-  pl_msg *m = &r->u.send.out.msg;
-  m->conv = pl_strdup(r->u.send.out.conv);
-  m->seq = r->u.send.out.seq;
-  m->from = pl_strdup(from);
-  m->from_device = pl_strdup(r->u.send.in.device_name ? r->u.send.in.device_name : "");
-  m->id = pl_strdup(r->u.send.in.client_id);
-  m->body = pl_memdup(r->u.send.in.body, r->u.send.in.body_len);
-  m->body_len = r->u.send.in.body_len;
-  m->client_ts = r->u.send.in.client_ts;
-  m->server_ts = r->u.send.out.server_ts;
-}
-
 /* Writes an accepted message: dedup row, seq, message row, queue rows. A
  * message with no target (a note to self, no other device) gets a seq and
  * a dedup row but no message row; its qid is 0. */
@@ -215,7 +202,7 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, c
   r->u.send.out.conv = conv;
   r->u.send.out.seq = seq;
   r->u.send.out.server_ts = ts;
-  pl__fill_msg(r, me->name);
+  pl_store_send_fill_msg(r, me->name);
   if (r->u.send.out.ntargets) {
     e = pl_sq_queue_msg_insert(q, r, pl_sq_expires(q, ts));
     if (e == PL_OK)

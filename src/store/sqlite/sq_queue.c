@@ -286,20 +286,7 @@ static pl_err pl__event_coalesce(pl__sq *q, int kind, const char *conv, uint64_t
  * connected devices, not stored). Takes t over. */
 void pl_sq_queue_event_out(pl_store_req *r, uint64_t qid, int kind, const char *conv, uint64_t seq,
                            const pl__user *by, uint64_t aux, uint64_t now, uint64_t *t, size_t n) {
-  r->events = pl_realloc(r->events, (r->nevents + 1) * sizeof *r->events);
-  pl_store_event *ev = &r->events[r->nevents++];
-  memset(ev, 0, sizeof *ev);
-  ev->msg.qid = qid;
-  ev->msg.kind = kind;
-  ev->msg.aux = aux;
-  ev->msg.conv = pl_strdup(conv);
-  ev->msg.seq = seq;
-  ev->msg.from = pl_strdup(by->name);
-  ev->msg.from_device = pl_strdup("");
-  ev->msg.id = pl_strdup("");
-  ev->msg.server_ts = now;
-  ev->targets = t;
-  ev->ntargets = n;
+  pl_store_event_add(r, qid, kind, conv, seq, by->name, aux, now, t, n);
 }
 
 /* Moves the connected devices of t[0..*n) to a new array (returned, with
