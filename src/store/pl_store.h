@@ -784,6 +784,12 @@ pl_store_event *pl_store_event_add(pl_store_req *r, uint64_t qid, int kind, cons
 /* For backends: a committed SEND's out.msg from its in and out (conv, seq,
  * server_ts set; qid is the caller's). */
 void pl_store_send_fill_msg(pl_store_req *r, const char *from);
+/* For backends: DEVICES by the rules of pl_devices: list fills
+ * out.devices (signed in, by id); the devices the op revokes are each
+ * logged out through logout (a LOGOUT request for the device) and named in
+ * out.targets and out.names; then the list again. */
+pl_err pl_store_devices_run(pl_store_req *r, void *be, pl_err (*list)(void *be, pl_store_req *r),
+                            pl_err (*logout)(void *be, pl_store_req *lo));
 void pl_group_info_clear(pl_group_info *g);
 
 /* Who may see a user's last-seen time (users.last_seen_vis). */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../common/pl_mem.h"
+#include "../rules/pl_devices.h"
 #include "pl_store.h"
 
 void pl_msg_clear(pl_msg *m) {
@@ -58,6 +59,43 @@ void pl_store_send_fill_msg(pl_store_req *r, const char *from) {
   m->body_len = r->u.send.in.body_len;
   m->client_ts = r->u.send.in.client_ts;
   m->server_ts = r->u.send.out.server_ts;
+}
+
+/* A revoked device into out.targets and out.names (DEVICES). */
+static void pl__revoked(pl_store_devices_req *x, const pl_device_row *d) {
+  x->out.targets = pl_realloc(x->out.targets, (x->out.ntargets + 1) * sizeof *x->out.targets);
+  x->out.targets[x->out.ntargets++] = d->id;
+  x->out.names = pl_realloc(x->out.names, (x->out.nnames + 1) * sizeof *x->out.names);
+  x->out.names[x->out.nnames++] = pl_strdup(d->name);
+}
+
+pl_err pl_store_devices_run(pl_store_req *r, void *be, pl_err (*list)(void *be, pl_store_req *r),
+                            pl_err (*logout)(void *be, pl_store_req *lo)) {
+  pl_store_devices_req *x = &r->u.devices;
+  pl_err e = list(be, r);
+  int op = x->in.device_op, found = 0, named;
+  for (size_t i = 0; e == PL_OK && i < x->out.ndevices; i++) {
+    const pl_device_row *d = &x->out.devices[i];
+    if (pl_devices_revokes(op, x->in.name, r->device_id, d->id, d->name, &named)) {
+      pl_store_req lo = {.op = PL_STORE_LOGOUT}; /* revoking is logging out */
+      lo.device_id = d->id;
+      e = logout(be, &lo);
+      pl_store_req_clear(&lo);
+      if (e == PL_OK)
+        pl__revoked(x, d);
+    }
+    found |= named;
+  }
+  if (e != PL_OK || op == PL_DEVICES_LIST)
+    return e;
+  if ((r->status = pl_devices_revoke_status(op, found, x->out.ntargets)) != PL_OK)
+    return PL_OK;
+  for (size_t i = 0; i < x->out.ndevices; i++)
+    pl_free(x->out.devices[i].name);
+  pl_free(x->out.devices);
+  x->out.devices = NULL;
+  x->out.ndevices = 0;
+  return list(be, r);
 }
 
 static void pl__strv_free(char **v, size_t n) {

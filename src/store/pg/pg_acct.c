@@ -240,41 +240,14 @@ static pl_err pl__device_list(pl__pg *g, pl_store_req *r) {
   return PL_OK;
 }
 
-static pl_err pl__revoke(pl__pg *g, pl_store_req *r, const pl_device_row *d) {
-  pl_store_req lo = {.op = PL_STORE_LOGOUT};
-  lo.device_id = d->id;
-  pl_err e = pl_pg_acct_logout(g, &lo);
-  pl_store_req_clear(&lo);
-  if (e != PL_OK)
-    return e;
-  pl_store_devices_req *x = &r->u.devices;
-  x->out.targets = pl_realloc(x->out.targets, (x->out.ntargets + 1) * sizeof *x->out.targets);
-  x->out.targets[x->out.ntargets++] = d->id;
-  x->out.names = pl_realloc(x->out.names, (x->out.nnames + 1) * sizeof *x->out.names);
-  x->out.names[x->out.nnames++] = pl_strdup(d->name);
-  return PL_OK;
-}
+static pl_err pl__list(void *be, pl_store_req *r) { return pl__device_list(be, r); }
 
-/* DEVICES: revoke (one by name, or all but the asking device), then list. */
-pl_err pl_pg_acct_devices(pl__pg *g, pl_store_req *r) {
-  pl_err e = pl__device_list(g, r);
-  int op = r->u.devices.in.device_op, found = 0, named;
-  for (size_t i = 0; e == PL_OK && i < r->u.devices.out.ndevices; i++) {
-    const pl_device_row *d = &r->u.devices.out.devices[i];
-    if (pl_devices_revokes(op, r->u.devices.in.name, r->device_id, d->id, d->name, &named))
-      e = pl__revoke(g, r, d);
-    found |= named;
-  }
-  if (e != PL_OK || op == PL_DEVICES_LIST)
-    return e;
-  if ((r->status = pl_devices_revoke_status(op, found, r->u.devices.out.ntargets)) != PL_OK)
-    return PL_OK;
-  for (size_t i = 0; i < r->u.devices.out.ndevices; i++)
-    pl_free(r->u.devices.out.devices[i].name);
-  pl_free(r->u.devices.out.devices);
-  r->u.devices.out.devices = NULL;
-  r->u.devices.out.ndevices = 0;
-  return pl__device_list(g, r);
+static pl_err pl__logout(void *be, pl_store_req *lo) { return pl_pg_acct_logout(be, lo); }
+
+/* DEVICES: revoke (one by name, or all but the asking device), then list
+ * what is still signed in (pl_store_devices_run). */
+pl_err pl_pg_acct_devices(pl__pg *be, pl_store_req *r) {
+  return pl_store_devices_run(r, be, pl__list, pl__logout);
 }
 
 /* ---- settings -------------------------------------------------------------------- */

@@ -472,42 +472,12 @@ static pl_err pl__device_list(pl__sq *q, pl_store_req *r) {
 
 /* Revoking a device is logging it out (pl_sq_acct_logout): its token and its queue
  * go. Its id and name are added to out.targets and out.names. */
-static pl_err pl__revoke(pl__sq *q, pl_store_req *r, const pl_device_row *d) {
-  pl_store_req lo = {.op = PL_STORE_LOGOUT};
-  lo.device_id = d->id;
-  pl_err e = pl_sq_acct_logout(q, &lo);
-  pl_store_req_clear(&lo);
-  if (e != PL_OK)
-    return e;
-  r->u.devices.out.targets = pl_realloc(r->u.devices.out.targets,
-                                        (r->u.devices.out.ntargets + 1) * sizeof *r->u.devices.out.targets);
-  r->u.devices.out.targets[r->u.devices.out.ntargets++] = d->id;
-  r->u.devices.out.names =
-      pl_realloc(r->u.devices.out.names, (r->u.devices.out.nnames + 1) * sizeof *r->u.devices.out.names);
-  r->u.devices.out.names[r->u.devices.out.nnames++] = pl_strdup(d->name);
-  return PL_OK;
-}
+static pl_err pl__list(void *be, pl_store_req *r) { return pl__device_list(be, r); }
+
+static pl_err pl__logout(void *be, pl_store_req *lo) { return pl_sq_acct_logout(be, lo); }
 
 /* DEVICES: revoke (one by name, or all but the asking device), then list
- * what is still signed in. An unknown name, or the asking device's own
- * (Logout is for that), is INVALID_ARGUMENT. */
-pl_err pl_sq_acct_devices(pl__sq *q, pl_store_req *r) {
-  pl_err e = pl__device_list(q, r);
-  int op = r->u.devices.in.device_op, found = 0, named;
-  for (size_t i = 0; e == PL_OK && i < r->u.devices.out.ndevices; i++) {
-    const pl_device_row *d = &r->u.devices.out.devices[i];
-    if (pl_devices_revokes(op, r->u.devices.in.name, r->device_id, d->id, d->name, &named))
-      e = pl__revoke(q, r, d);
-    found |= named;
-  }
-  if (e != PL_OK || op == PL_DEVICES_LIST)
-    return e;
-  if ((r->status = pl_devices_revoke_status(op, found, r->u.devices.out.ntargets)) != PL_OK)
-    return PL_OK;
-  for (size_t i = 0; i < r->u.devices.out.ndevices; i++)
-    pl_free(r->u.devices.out.devices[i].name);
-  pl_free(r->u.devices.out.devices);
-  r->u.devices.out.devices = NULL;
-  r->u.devices.out.ndevices = 0;
-  return pl__device_list(q, r);
+ * what is still signed in (pl_store_devices_run). */
+pl_err pl_sq_acct_devices(pl__sq *be, pl_store_req *r) {
+  return pl_store_devices_run(r, be, pl__list, pl__logout);
 }
