@@ -529,7 +529,7 @@ export class Parley {
     const e = this.outbox.get(a.id);
     if (!e) return;
     this.settle(e);
-    const ack = { ...a, text: e.text, media: e.media };
+    const ack = { ...a, text: e.text, media: e.media, act: e.frame.act };
     e.resolve(ack);
     this.emit('sent', ack);
     this.pump();

@@ -81,6 +81,9 @@ export function sentence(e, who = []) {
       return 'The server could not do it just now: try again in a moment.';
     case 'ERR_INVALID_ARGUMENT': return `The server refused it: ${e.message || 'invalid input'}.`;
     case 'ERR_UNKNOWN_MEDIA': return 'That photo or file is no longer on the server.';
+    case 'ERR_NO_TARGET': return 'That message is no longer there.';
+    case 'ERR_WINDOW_CLOSED': return 'It is too late to change that message.';
+    case 'ERR_NOT_AUTHOR': return 'Only its sender can change that message.';
     default: return `Not done: ${e.message || e.code}.`;
   }
 }

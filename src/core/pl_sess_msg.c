@@ -206,6 +206,7 @@ static void pl__send_done(pl_store_req *req) {
     a.seq = req->u.send.out.seq;
     a.server_ts = req->u.send.out.server_ts;
     a.duplicate = req->u.send.out.duplicate;
+    a.vanish_at = req->u.send.out.vanish_at;
     pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_SEND_ACK, &a.base);
   } else if (s->conn) {
     pl_sess__error_retry(s, req->status, m->id,

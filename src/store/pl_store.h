@@ -372,7 +372,8 @@ typedef struct pl_store_send_req {
     pl_msg msg;              /* the committed message */
     uint64_t *targets;       /* 1:1: devices it was queued for */
     size_t ntargets;
-    uint64_t group; /* the group it went to (deliver to its members) */
+    uint64_t group;     /* the group it went to (deliver to its members) */
+    uint64_t vanish_at; /* disappearing messages: when it vanishes (0: never) */
   } out;
 } pl_store_send_req;
 
