@@ -171,6 +171,10 @@ async function run() {
     assert.equal(await carol.locator('#messages .text:text-is("yes 😀")').count(), 0);
     assert.equal(await alice.locator('#messages .text:text-is("yes 😀")').count(), 0);
     assert.deepEqual(await scrollWidth(alice), [PHONE.width, PHONE.width]);
+    await shot(carol, 'actions-desktop');
+    await menu(mine, 'Reply'); // the menu and the reply bar on a phone
+    await shot(alice, 'actions-phone');
+    await alice.click('#composer-cancel');
 
     step('disappearing messages: carol turns them on, both pages say so; a message is gone from both after its time');
     await carol.selectOption('#disappear', '86400');
