@@ -125,7 +125,7 @@ static Parley__Message *next(int fd, uint64_t seq, int kind, uint64_t target, co
                                : m->act->target;
   CHECK_EQ_U(t, target);
   CHECK_EQ_U(m->body.len, strlen(body));
-  CHECK(m->body.len == strlen(body) && memcmp(m->body.data, body, m->body.len) == 0);
+  CHECK(m->body.len == strlen(body) && (!m->body.len || memcmp(m->body.data, body, m->body.len) == 0));
   return m;
 }
 
