@@ -176,6 +176,14 @@ void pl_sess__push(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t 
     pl__act(s, a);
 }
 
+/* Router sink: the store has something for this device that no push
+ * carried (a commit on another node). */
+void pl_sess__fetch(void *ep) {
+  pl_session *s = ep;
+  if (s->conn && s->state == PL_SESS_READY)
+    pl__act(s, pl_cursor_hint(&s->cur));
+}
+
 /* The device's presence goes with this connection (pl_sess__gone) here, not at
  * its close: the close sees state AUTH and skips it, and the newer
  * connection counted itself online already (audit finding 9: without this

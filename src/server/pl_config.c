@@ -164,6 +164,17 @@ static const pl__opt pl__opts[] = {
     {"argon2-ops", "N", "Argon2id passes for new password hashes (default 2)", T_U32, OFF(argon2_ops), 0},
     {"argon2-mem", "KIB", "Argon2id memory for new password hashes, KiB (default 65536; min 8)", T_U32,
      OFF(argon2_mem_kib), 0},
+    {"bus", "nats://HOST:PORT[,HOST:PORT...]",
+     "join a cluster: the NATS servers that carry hints, presence, typing and takeovers between the nodes "
+     "(default: none, a single node)",
+     T_STR, OFF(bus), 512},
+    {"node", "NAME", "this node's name on the bus (default: host name ':' native port)", T_STR, OFF(node),
+     64},
+    {"bus-alive", "MS", "how often this node tells the bus it is alive (default 2000)", T_U32,
+     OFF(bus_alive_ms), 0},
+    {"bus-dead", "MS",
+     "a node silent this long is declared dead and its users offline (default 6000; more than --bus-alive)",
+     T_U32, OFF(bus_dead_ms), 0},
     {"metrics-token", "TOKEN",
      "/metrics answers only with \"Authorization: Bearer TOKEN\" (16 to 255 printable characters, no '#'; "
      "default: none, /metrics is open)",
@@ -244,6 +255,8 @@ void pl_config_defaults(pl_config *c) {
   c->http_port = 7780;
   c->tls_min = 13;
   c->tls_handshake_ms = 10000;
+  c->bus_alive_ms = 2000;
+  c->bus_dead_ms = 6000;
   c->durable = 1;
   c->ttl_s = 72u * 3600u;
   c->edit_window_s = PL_ACTS_EDIT_WINDOW_S;
@@ -532,6 +545,10 @@ int pl_config_args(pl_config *c, int argc, char **argv) {
       fprintf(stderr, "parleyd: %s (see --help)\n", err);
       return -1;
     }
+  }
+  if (c->bus[0] && (c->bus_dead_ms <= c->bus_alive_ms || c->bus_alive_ms < 100)) {
+    fprintf(stderr, "parleyd: --bus-dead must be more than --bus-alive, which is at least 100\n");
+    return -1;
   }
   if ((c->tls_host[0] || c->https_host[0]) && (!c->tls_cert[0] || !c->tls_key[0])) {
     fprintf(stderr, "parleyd: --listen-tls and --https need --tls-cert and --tls-key\n");

@@ -57,6 +57,10 @@ typedef struct pl_config {
   uint32_t push_window_ms, push_backoff_ms, push_backoff_max_ms, push_attempts, push_timeout_ms,
       push_inflight;
   int push_privacy;
+  /* a cluster (docs/operations.md, "Running a cluster") */
+  char bus[512]; /* --bus nats://h:p[,h:p...]; "" = a single node */
+  char node[64]; /* --node; "" = host name ':' native port */
+  uint32_t bus_alive_ms, bus_dead_ms;
 } pl_config;
 
 void pl_config_defaults(pl_config *c);

@@ -632,6 +632,8 @@ pl_err pl_sq_conv_unread(pl__sq *q, pl_store_req *r);
 /* sq_groups.c */
 void pl_sq_group_gconv(uint64_t gid, char *buf, size_t n);
 pl_err pl_sq_group_mships(pl__sq *q, pl__user *u);
+pl_err pl_sq_group_mships_of(pl__sq *q, uint64_t uid, pl__user *tmp, pl__user **out);
+void pl_sq_group_mships_done(pl__user *tmp);
 pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role);
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r);
