@@ -56,6 +56,15 @@ static parley *client(const tl_server *s, rx *r) {
   return c;
 }
 
+/* Starts s and registers alice (a) and bob (b). */
+static void alice_and_bob(tl_server *s, rx *ra, rx *rb, parley **a, parley **b) {
+  tl_server_start(s, FAST);
+  *a = client(s, ra);
+  *b = client(s, rb);
+  CHECK_EQ_I(parley_register(*a, "alice", "alice-secret", "phone"), PARLEY_OK);
+  CHECK_EQ_I(parley_register(*b, "bob", "bob-secret", "phone"), PARLEY_OK);
+}
+
 static void pump(parley *a, parley *b, int ms) {
   for (int i = 0; i < ms / 10; i++) {
     parley_run(a, 5);
@@ -146,11 +155,9 @@ static void check_settings(const parley_settings *got, int rr, int ls, int ga) {
 }
 
 static void test_settings(void) {
-  tl_server_start(&settings_srv, FAST);
   rx ra = {0}, rb = {0};
-  parley *a = client(&settings_srv, &ra), *b = client(&settings_srv, &rb);
-  CHECK_EQ_I(parley_register(a, "alice", "alice-secret", "phone"), PARLEY_OK);
-  CHECK_EQ_I(parley_register(b, "bob", "bob-secret", "phone"), PARLEY_OK);
+  parley *a, *b;
+  alice_and_bob(&settings_srv, &ra, &rb, &a, &b);
   parley_settings now;
   CHECK_EQ_I(parley_settings_wait(a, NULL, &now, 5000), PARLEY_OK);
   check_settings(&now, PARLEY_READ_RECEIPTS_ON, PARLEY_LAST_SEEN_CONTACTS, PARLEY_GROUP_ADD_EVERYONE);
@@ -197,11 +204,9 @@ static void test_settings(void) {
 static tl_server acts_srv;
 
 static void test_message_actions(void) {
-  tl_server_start(&acts_srv, FAST);
   rx ra = {0}, rb = {0};
-  parley *a = client(&acts_srv, &ra), *b = client(&acts_srv, &rb);
-  CHECK_EQ_I(parley_register(a, "alice", "alice-secret", "phone"), PARLEY_OK);
-  CHECK_EQ_I(parley_register(b, "bob", "bob-secret", "phone"), PARLEY_OK);
+  parley *a, *b;
+  alice_and_bob(&acts_srv, &ra, &rb, &a, &b);
   parley_send_ack ack;
   CHECK_EQ_I(parley_send_wait(a, "m1", "bob", "hello", 5, &ack, 5000), PARLEY_OK);
   parley_act reply = {.kind = PARLEY_ACT_NONE, .reply_to = 1};
