@@ -153,7 +153,8 @@ static int pl_mqttgw__connect(pl_mqttgw *g, const uint8_t *p, size_t n) {
   }
   g->version = pk.version == PL_MQTT_V5 ? PL_MQTT_V5 : PL_MQTT_V311;
   if (e == PL_ERR_UNSUPPORTED_VERSION) {
-    g->version = pk.version >= PL_MQTT_V5 ? PL_MQTT_V5 : PL_MQTT_V311;
+    /* a level we do not speak: answered as 3.1.1 says [MQTT-3.1.2-2], the common ground */
+    g->version = PL_MQTT_V311;
     pl_mqttgw__refuse(g, PL_MQTT_RC_UNSUPPORTED_VERSION, PL_MQTT3_BAD_VERSION);
     return PL_MQTTGW_PAUSE;
   }
