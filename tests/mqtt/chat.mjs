@@ -18,10 +18,16 @@ const cli = (srv, user, ...args) => execFileSync(CLI, ['--server', `127.0.0.1:${
 const aliceGets = (srv) => cli(srv, 'alice', 'recv', '--wait', '1').split('\n').filter(Boolean)
   .map((l) => JSON.parse(l)).filter((m) => m.type === 'message').map((m) => [m.id, m.text]);
 
-function recorder(client) {
-  const got = [];
+// Connects, recording what arrives from the start: queued messages may come
+// in the same read as the CONNACK.
+async function connect(url, opts) {
+  const client = mqtt.connect(url, opts), got = [];
   client.on('message', (topic, payload) => got.push([topic, JSON.parse(payload.toString())]));
-  return got;
+  await new Promise((resolve, reject) => {
+    client.once('connect', resolve);
+    client.once('error', reject);
+  });
+  return { client, got };
 }
 
 const mq = await freePort();
@@ -36,8 +42,7 @@ try {
   // MQTT 5 over TCP, a persistent session
   const opts = { clientId: 'bob-js', username: 'bob', password: 'bob-password', protocolVersion: 5, clean: false,
     properties: { sessionExpiryInterval: 3600 }, reconnectPeriod: 0 };
-  let bob = await mqtt.connectAsync(`mqtt://127.0.0.1:${mq}`, opts);
-  let got = recorder(bob);
+  let { client: bob, got } = await connect(`mqtt://127.0.0.1:${mq}`, opts);
   await bob.subscribeAsync('parley/in/#', { qos: 1 });
   cli(srv, 'alice', 'send', 'bob', 'hi from the cli');
   await until(() => got.some(([t, m]) => t === 'parley/in/msg/user/alice' && m.text === 'hi from the cli'),
@@ -53,16 +58,14 @@ try {
 
   await bob.endAsync();
   cli(srv, 'alice', 'send', 'bob', 'while you were away');
-  bob = await mqtt.connectAsync(`mqtt://127.0.0.1:${mq}`, opts);
-  got = recorder(bob);
+  ({ client: bob, got } = await connect(`mqtt://127.0.0.1:${mq}`, opts));
   await until(() => got.some(([, m]) => m.text === 'while you were away'), 'the missed message', T);
   await bob.endAsync();
   console.log('PASS mqtt.js tcp v5: the persistent session gets what it missed');
 
   // MQTT 3.1.1 over WebSocket
-  const ws = await mqtt.connectAsync(`ws://127.0.0.1:${srv.http}/mqtt`, {
+  const { client: ws, got: wgot } = await connect(`ws://127.0.0.1:${srv.http}/mqtt`, {
     clientId: 'bob-jsws', username: 'bob', password: 'bob-password', protocolVersion: 4, reconnectPeriod: 0 });
-  const wgot = recorder(ws);
   await ws.publishAsync('parley/send/user/alice', JSON.stringify({ id: 'ws-js-1', text: 'over websocket' }),
     { qos: 1 });
   assert.deepEqual(aliceGets(srv), [['ws-js-1', 'over websocket']]);
