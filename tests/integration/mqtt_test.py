@@ -17,6 +17,8 @@ import time
 
 import paho.mqtt.client as mqtt
 
+import tlsca
+
 PARLEYD, CLI, TMP = os.environ["PARLEYD"], os.environ["PARLEY_CLI"], os.environ["TMP"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 PASSWORD = "secret-pass"
@@ -27,8 +29,10 @@ def free_port():
     return int(subprocess.check_output([sys.executable, os.path.join(HERE, "free_port.py")]))
 
 
-NATIVE, MQTT, HTTP = free_port(), free_port(), free_port()
+NATIVE, MQTT, HTTP, MQTT_TLS = free_port(), free_port(), free_port(), free_port()
 server = None
+ROOT = tlsca.make_ca(os.path.join(TMP, "pki"))
+CERT, KEY = tlsca.make_leaf(os.path.join(TMP, "pki"), "server")
 
 
 def check(name, ok, detail=""):
@@ -63,10 +67,11 @@ def start_server():
     server = subprocess.Popen(
         [PARLEYD, "--data", os.path.join(TMP, "data"), "--listen", f"127.0.0.1:{NATIVE}",
          "--http", f"127.0.0.1:{HTTP}", "--mqtt", f"127.0.0.1:{MQTT}", "--threads", "2",
+         "--mqtt-tls", f"127.0.0.1:{MQTT_TLS}", "--tls-cert", CERT, "--tls-key", KEY,
          "--argon2-mem", "8", "--argon2-ops", "1", "--presence-grace", "0"], stderr=log)
     with open(os.path.join(TMP, "pids"), "a") as f:
         f.write(f"{server.pid}\n")
-    if not wait_for(lambda: listening(MQTT) and listening(NATIVE) and listening(HTTP), 30):
+    if not wait_for(lambda: listening(MQTT) and listening(NATIVE) and listening(HTTP) and listening(MQTT_TLS), 30):
         raise SystemExit("parleyd did not start listening")
 
 
@@ -85,7 +90,7 @@ def recv_all(user):
 class Client:
     """A paho client that records what arrives."""
 
-    def __init__(self, cid, v5=False, clean=True, ws=False):
+    def __init__(self, cid, v5=False, clean=True, ws=False, tls=False):
         self.v5 = v5
         kw = {"protocol": mqtt.MQTTv5} if v5 else {"clean_session": clean, "protocol": mqtt.MQTTv311}
         self.c = mqtt.Client(client_id=cid, transport="websockets" if ws else "tcp", **kw)
@@ -100,7 +105,9 @@ class Client:
         self.c.on_subscribe = lambda c, u, mid, granted, *rest: self.subacks.__setitem__(mid, granted)
         self.c.on_disconnect = self._on_disconnect
         self.clean = clean
-        self.port = HTTP if ws else MQTT
+        self.port = HTTP if ws else MQTT_TLS if tls else MQTT
+        if tls:
+            self.c.tls_set(ca_certs=ROOT)  # the name checked: localhost
 
     def _on_connect(self, c, u, flags, rc, *props):
         self.connack, self.flags = rc, flags
@@ -108,11 +115,11 @@ class Client:
     def _on_disconnect(self, c, u, rc, *props):
         self.disconnect = rc
 
-    def connect(self):
+    def connect(self, host="127.0.0.1"):
         if self.v5:
-            self.c.connect("127.0.0.1", self.port, keepalive=30, clean_start=self.clean)
+            self.c.connect(host, self.port, keepalive=30, clean_start=self.clean)
         else:
-            self.c.connect("127.0.0.1", self.port, keepalive=30)
+            self.c.connect(host, self.port, keepalive=30)
         self.c.loop_start()
         return wait_for(lambda: self.connack is not None)
 
@@ -401,12 +408,22 @@ def mosquitto_clients():
     check("mosquitto-pub-stored", [m["text"] for m in recv_all("alice")] == ["from mosquitto_pub"])
 
 
+def over_tls():
+    """--mqtt-tls: paho with the CA, the server's name checked."""
+    bob = Client("bob-tls", v5=True, tls=True)
+    check("tls-connack", bob.connect("localhost") and bob.connack == 0, bob.connack)
+    info = bob.c.publish("parley/send/user/alice", json.dumps({"id": "tls-1", "text": "over tls"}), qos=1)
+    check("tls-puback", wait_for(lambda: bob.acks.get(info.mid)), bob.acks)
+    check("tls-alice-receives", [m["text"] for m in recv_all("alice")] == ["over tls"])
+    bob.close()
+
+
 def main():
     start_server()
     for u in ("alice", "bob"):
         rc, _ = cli(u, "register")
         check("register-" + u, rc == 0)
-    for step in (chat_both_ways_311, mosquitto_clients, qos2_and_v5, persistent_session, takeover, websocket,
+    for step in (chat_both_ways_311, mosquitto_clients, qos2_and_v5, persistent_session, takeover, websocket, over_tls,
                  malformed_catalogue, kill9_retry):
         try:
             step()

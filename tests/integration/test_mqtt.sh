@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The MQTT gateway with third-party clients (tests/integration/mqtt_test.py:
 # Debian's python3-paho-mqtt, 3.1.1 and 5.0, over TCP and WebSocket, and raw
-# sockets for the malformed packets), then mosquitto_pub / mosquitto_sub.
+# sockets for the malformed packets; TLS on --mqtt-tls), and mosquitto_pub /
+# mosquitto_sub.
 # Every parleyd started is killed by PID when the test ends, however it ends.
 set -euo pipefail
 PARLEYD=${PARLEYD:?PARLEYD must point at parleyd}
