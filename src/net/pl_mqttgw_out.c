@@ -110,14 +110,22 @@ static const char *pl_mqttgw__topic_name(uint8_t type, const json_t *o, int *gro
   }
 }
 
+/* A native frame's JSON form (pl_json), as an object; NULL if it has none. */
+static json_t *pl_mqttgw__json_of(const pl_buf *frame) {
+  pl_bytes text = {0};
+  json_error_t err;
+  json_t *o = NULL;
+  if (pl_json_from_frame(frame->data, frame->len, &text) == PL_OK)
+    o = json_loadb((const char *)text.p, text.len, 0, &err);
+  pl_bytes_free(&text);
+  return o;
+}
+
 /* A frame for the client as a PUBLISH of its JSON form on its topic. */
 static void pl_mqttgw__deliver(pl_mqttgw *g, uint8_t type, const pl_buf *frame) {
-  pl_bytes text = {0};
-  json_t *o = NULL;
-  json_error_t err;
-  if (pl_json_from_frame(frame->data, frame->len, &text) != PL_OK ||
-      !(o = json_loadb((const char *)text.p, text.len, 0, &err)))
-    goto out;
+  json_t *o = pl_mqttgw__json_of(frame);
+  if (!o)
+    return;
   int group;
   const char *name = pl_mqttgw__topic_name(type, o, &group);
   char topic[160];
@@ -143,7 +151,6 @@ static void pl_mqttgw__deliver(pl_mqttgw *g, uint8_t type, const pl_buf *frame) 
   free(payload); /* jansson's */
 out:
   json_decref(o);
-  pl_bytes_free(&text);
 }
 
 /* ---- answers to the client's PUBLISHes ------------------------------- */
@@ -205,12 +212,9 @@ void pl_mqttgw_output(pl_mqttgw *g, const pl_buf *frame) {
   default: break;
   }
   /* the rest is read in its JSON form: AuthOk, SendAck, Error, replies */
-  pl_bytes text = {0};
-  json_t *o = NULL;
-  json_error_t err;
-  if (pl_json_from_frame(frame->data, frame->len, &text) != PL_OK ||
-      !(o = json_loadb((const char *)text.p, text.len, 0, &err)))
-    goto out;
+  json_t *o = pl_mqttgw__json_of(frame);
+  if (!o)
+    return;
   if (f.type == PARLEY__FRAME_TYPE__FRAME_AUTH_OK && g->state == PL_MQTTGW_AUTHING)
     pl_mqttgw__connack(g, o);
   else if (f.type == PARLEY__FRAME_TYPE__FRAME_ERROR)
@@ -220,9 +224,7 @@ void pl_mqttgw_output(pl_mqttgw *g, const pl_buf *frame) {
       pl_mqttgw__deliver(g, f.type, frame); /* a QoS 0 send's, or one sent through parley/request */
   } else if (g->state == PL_MQTTGW_READY)
     pl_mqttgw__deliver(g, f.type, frame);
-out:
   json_decref(o);
-  pl_bytes_free(&text);
 }
 
 void pl_mqttgw_closing(pl_mqttgw *g) {

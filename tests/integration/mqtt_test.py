@@ -209,6 +209,14 @@ class Raw:
 
 # ---- the scenarios ----
 
+def sends(name, bob, mid, text, qos=1):
+    """bob publishes text as message id mid: acked (PUBACK / PUBCOMP), and alice has it once."""
+    info = bob.c.publish("parley/send/user/alice", json.dumps({"id": mid, "text": text}), qos=qos)
+    check(name + "-acked", wait_for(lambda: bob.acks.get(info.mid)), bob.acks)
+    got = recv_all("alice")
+    check(name + "-alice-has-it-once", [(m["id"], m["text"]) for m in got] == [(mid, text)], got)
+
+
 def chat_both_ways_311():
     """paho 3.1.1 as bob's device "bob-phone" and alice on the native protocol."""
     bob = Client("bob-phone")
@@ -241,10 +249,7 @@ def qos2_and_v5():
     """MQTT 5: QoS 2 exactly as the spec says; reason codes for refusals."""
     bob = Client("bob-tab", v5=True)
     check("v5-connack", bob.connect() and bob.connack == 0, bob.connack)
-    info = bob.c.publish("parley/send/user/alice", json.dumps({"id": "bob-q2", "text": "exactly once"}), qos=2)
-    check("v5-qos2-complete", wait_for(lambda: bob.acks.get(info.mid)), bob.acks)
-    got = recv_all("alice")
-    check("v5-qos2-stored-once", [m["id"] for m in got] == ["bob-q2"], got)
+    sends("v5-qos2", bob, "bob-q2", "exactly once", qos=2)
     bob.close()
     raw = Raw().send(connect_pkt("bob-raw5", level=5))
     p = raw.read_packet()
@@ -375,9 +380,7 @@ def websocket():
     """paho over WebSocket at /mqtt, subprotocol mqtt."""
     bob = Client("bob-ws", ws=True)
     check("ws-connack", bob.connect() and bob.connack == 0, bob.connack)
-    info = bob.c.publish("parley/send/user/alice", json.dumps({"id": "ws-1", "text": "over websocket"}), qos=1)
-    check("ws-puback", wait_for(lambda: bob.acks.get(info.mid)), bob.acks)
-    check("ws-alice-receives", [m["text"] for m in recv_all("alice")] == ["over websocket"])
+    sends("ws", bob, "ws-1", "over websocket")
     cli("alice", "send", "bob", "to the websocket")
     check("ws-bob-receives", wait_for(lambda: "to the websocket" in bob.texts()), bob.msgs)
     bob.close()
@@ -412,9 +415,7 @@ def over_tls():
     """--mqtt-tls: paho with the CA, the server's name checked."""
     bob = Client("bob-tls", v5=True, tls=True)
     check("tls-connack", bob.connect("localhost") and bob.connack == 0, bob.connack)
-    info = bob.c.publish("parley/send/user/alice", json.dumps({"id": "tls-1", "text": "over tls"}), qos=1)
-    check("tls-puback", wait_for(lambda: bob.acks.get(info.mid)), bob.acks)
-    check("tls-alice-receives", [m["text"] for m in recv_all("alice")] == ["over tls"])
+    sends("tls", bob, "tls-1", "over tls")
     bob.close()
 
 
