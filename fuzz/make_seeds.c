@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cluster/pl_busmsg.h"
 #include "common/pl_buf.h"
 #include "common/pl_mem.h"
 #include "img_fixtures.h"
@@ -142,6 +143,23 @@ static void messages(void) {
   media_ref.name = longstr;
   send_max.media = &media_ref;
   put_variants("fuzz_msg_send", &send, &send_max);
+
+  /* Send.act (protocol.md 11.9): a reaction, and every field at its largest */
+  Parley__Act act = PARLEY__ACT__INIT, act_max = PARLEY__ACT__INIT;
+  act.kind = PARLEY__ACT_KIND__ACT_REACTION;
+  act.target = 3;
+  act_max.kind = PARLEY__ACT_KIND__ACT_DELETE_FOR_ME;
+  act_max.target = act_max.reply_to = act_max.vanish_at = UINT64_MAX;
+  act_max.forwarded = 1;
+  act_max.timer_s = UINT32_MAX;
+  act_max.target_conv = utf8;
+  put_variants("fuzz_msg_act", &act, &act_max);
+  Parley__Send send_act = send, send_act_max = send_max;
+  send_act.body = (ProtobufCBinaryData){.len = 4, .data = (uint8_t *)"\xf0\x9f\x91\x8d"};
+  send_act.act = &act;
+  send_act_max.act = &act_max;
+  put_msg("fuzz_msg_send", "act_typical", &send_act);
+  put_msg("fuzz_msg_send", "act_max", &send_act_max);
 
   Parley__PushRegister preg = PARLEY__PUSH_REGISTER__INIT, preg_max = PARLEY__PUSH_REGISTER__INIT;
   preg.ref = "p1";
@@ -734,6 +752,10 @@ static void web(void) {
       {"hello", "{\"type\":\"hello\",\"version\":1,\"kind\":\"KIND_WEB\",\"client_name\":\"web/1\"}"},
       {"send", "{\"type\":\"send\",\"id\":\"c1\",\"to\":\"bob\",\"body\":\"aOKAmWxsbw==\",\"client_ts\":"
                "\"1763900000123\"}"},
+      {"send_act", "{\"type\":\"send\",\"id\":\"c2\",\"to\":\"bob\",\"body\":\"8J+RjQ==\","
+                   "\"act\":{\"kind\":\"ACT_REACTION\",\"target\":3}}"},
+      {"message_act", "{\"type\":\"message\",\"seq\":4,\"act\":{\"kind\":4,\"timer_s\":86400,"
+                      "\"vanish_at\":\"18446744073709551615\"}}"},
       {"ack", "{\"type\":\"ack\",\"upto\":18446744073709551615}"},
       {"group_create",
        "{\"type\":\"group_create\",\"ref\":\"r\",\"name\":\"team\",\"users\":[\"bob\",\"carol\"]}"},
@@ -984,6 +1006,49 @@ static void mqtt(void) {
   MQTT_SEED("oversize", 0x10, "\x30\x80\x01");
 }
 
+/* fuzz_busmsg: one message of each kind a node sends, and near misses. */
+static void busmsg_put(const char *name, const pl_busmsg *m, size_t cut) {
+  uint8_t buf[512];
+  size_t n = 0;
+  if (pl_busmsg_encode(m, buf, sizeof buf, &n) != PL_OK)
+    die("pl_busmsg_encode", name);
+  put("fuzz_busmsg", name, buf, n - cut);
+}
+
+static void busmsgs(void) {
+  static const uint64_t devs[] = {3, 4, 1u << 20};
+  static const uint8_t typing[] = {0, 0, 0, 4, 40, 8, 1, 16, 1}; /* a frame header and a few bytes */
+  pl_busmsg m = {.node_len = 9, .node = "host:7700", .incarnation = 1765000000000ull};
+  for (unsigned t = 1; t <= PL_BUSMSG_TYPE_MAX; t++) {
+    m.type = (uint8_t)t;
+    m.a = t == PL_BUSMSG_ALIVE ? 2000 : 77;
+    m.b = t == PL_BUSMSG_ATTACH || t == PL_BUSMSG_OFFLINE ? 1765000000500ull : t == PL_BUSMSG_GCHANGE;
+    int with_ids =
+        t == PL_BUSMSG_HINT || t == PL_BUSMSG_FRAME || t == PL_BUSMSG_GFRAME || t == PL_BUSMSG_GCHANGE;
+    m.nids = with_ids ? 3 : 0;
+    m.ids = with_ids ? devs : NULL;
+    int with_payload =
+        t == PL_BUSMSG_FRAME || t == PL_BUSMSG_GFRAME || t == PL_BUSMSG_ONLINE || t == PL_BUSMSG_STATE;
+    m.payload = t == PL_BUSMSG_ONLINE  ? (const uint8_t *)"alice"
+                : t == PL_BUSMSG_STATE ? (const uint8_t *)"host:7701"
+                                       : typing;
+    m.plen = !with_payload ? 0 : t == PL_BUSMSG_ONLINE ? 5 : t == PL_BUSMSG_STATE ? 9 : sizeof typing;
+    if (!with_payload)
+      m.payload = NULL;
+    char name[32];
+    snprintf(name, sizeof name, "%s", pl_busmsg_type_name(t));
+    for (char *p = name; *p; p++)
+      *p = (char)(*p - 'A' + 'a');
+    busmsg_put(name, &m, 0);
+  }
+  m.type = PL_BUSMSG_HINT;
+  m.nids = 3;
+  m.ids = devs;
+  m.plen = 0;
+  m.payload = NULL;
+  busmsg_put("hint_truncated", &m, 5);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: make_seeds CORPUS_DIR   (e.g. fuzz/corpus)\n");
@@ -1002,5 +1067,6 @@ int main(int argc, char **argv) {
   tls();
   proxy();
   mqtt();
+  busmsgs();
   return pl_mem_used() == 0 ? 0 : 1;
 }
