@@ -154,8 +154,8 @@ def packet(first, body):
     return bytes([first]) + rlen(len(body)) + body
 
 
-def connect_pkt(cid, level=4, user="bob", props=b""):
-    body = mstr("MQTT") + bytes([level, 0xC0]) + struct.pack(">H", 30)
+def connect_pkt(cid, level=4, user="bob", props=b"", keepalive=30):
+    body = mstr("MQTT") + bytes([level, 0xC0]) + struct.pack(">H", keepalive)
     if level == 5:
         body += rlen(len(props)) + props
     return packet(0x10, body + mstr(cid) + mstr(user) + mstr(PASSWORD))
@@ -310,6 +310,21 @@ def takeover():
     b.close()
 
 
+def keepalive():
+    """Keep alive 1 s and then silence: cut after 1.5 s (MQTT 5: DISCONNECT 0x8D)."""
+    r = Raw().send(connect_pkt("bob-quiet", level=5, keepalive=1))
+    check("keepalive-connack", (r.read_packet() or (0,))[0] == 0x20)
+    start = time.monotonic()
+    p = r.read_packet(timeout=15)
+    while p and p[0] & 0xF0 == 0x30:  # the Error it is published first (parley/in/error)
+        p = r.read_packet(timeout=15)
+    took = time.monotonic() - start
+    check("keepalive-disconnect-0x8d", p and p[0] == 0xE0 and p[1][:1] == b"\x8d", p)
+    check("keepalive-not-before-1.5s", took >= 1.4, took)
+    check("keepalive-closed", r.closed()[0])
+    r.close()
+
+
 def kill9_retry():
     """A QoS 1 send in flight during kill -9 is stored once after the retry."""
     global server
@@ -424,7 +439,7 @@ def main():
     for u in ("alice", "bob"):
         rc, _ = cli(u, "register")
         check("register-" + u, rc == 0)
-    for step in (chat_both_ways_311, mosquitto_clients, qos2_and_v5, persistent_session, takeover, websocket, over_tls,
+    for step in (chat_both_ways_311, mosquitto_clients, qos2_and_v5, persistent_session, takeover, websocket, over_tls, keepalive,
                  malformed_catalogue, kill9_retry):
         try:
             step()
