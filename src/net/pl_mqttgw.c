@@ -392,7 +392,7 @@ int pl_mqttgw_run(pl_mqttgw *g) {
       break;
     }
     if (off == g->in.len)
-      break; /* all handled (the buffer may be none at all) */
+      break;                      /* all handled (the buffer may be none at all) */
     if (pl_conn_out_full(g->c)) { /* more answers would only pile up */
       r = PL_MQTTGW_HOLD;
       break;
