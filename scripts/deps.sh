@@ -23,7 +23,10 @@ PKGS=(
 # and Debian's Chromium for the browser client's end-to-end tests, driven by
 # playwright-core from npm (tests/browser), which downloads no browser.
 # nats-server and haproxy: the cluster tests start real ones on loopback.
-TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools nats-server haproxy)
+# The MQTT gateway's third-party clients: paho-mqtt, mosquitto_pub/_sub, and
+# MQTT.js from npm (tests/mqtt).
+TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools nats-server haproxy python3-paho-mqtt
+  mosquitto-clients)
 tests=0
 [[ ${1:-} == --test ]] && tests=1 && PKGS+=("${TEST_PKGS[@]}")
 
@@ -34,14 +37,17 @@ for p in "${PKGS[@]}"; do
 done
 [[ $tests == 1 ]] && ! command -v node >/dev/null 2>&1 && missing+=(nodejs npm)
 
-# playwright-core for tests/browser, at the version package-lock.json pins.
+# playwright-core for tests/browser and mqtt for tests/mqtt, at the
+# versions their package-lock.json pin.
 npm_deps() {
   [[ $tests == 1 ]] || return 0
-  local dir
-  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
-  [[ -d $dir/node_modules/playwright-core ]] && return 0
-  echo "deps.sh: npm ci in tests/browser" >&2
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  local root sub
+  root="$(cd "$(dirname "$0")/.." && pwd)/tests"
+  for sub in browser/playwright-core mqtt/mqtt; do
+    [[ -d $root/${sub%%/*}/node_modules/${sub#*/} ]] && continue
+    echo "deps.sh: npm ci in tests/${sub%%/*}" >&2
+    (cd "$root/${sub%%/*}" && npm ci --no-audit --no-fund --loglevel=error)
+  done
 }
 
 if [[ ${#missing[@]} -eq 0 ]]; then

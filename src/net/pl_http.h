@@ -87,6 +87,8 @@ typedef void (*pl_http_route_fn)(void *ud, const pl_http_req *req, pl_http_res *
  * JSON form in text messages (protocol.md 1.1, 1.2). */
 #define PL_WS_PROTO_BINARY "parley.proto.v1"
 #define PL_WS_PROTO_JSON "parley.json.v1"
+/* MQTT over WebSocket, at /mqtt (protocol.md, "MQTT"). */
+#define PL_WS_PROTO_MQTT "mqtt"
 
 typedef struct pl_http_config {
   pl_tcp_config tcp;           /* host, port, backlog, max_frame (of the frames inside WebSocket) */

@@ -19,6 +19,7 @@ typedef struct pl_tcp_config {
   const pl_stream_type *type; /* the connection type (NULL: plain TCP; pl_tls_type: TLS) */
   void *type_arg;             /* its argument at accept (TLS: the pl_tls context) */
   int proxy;                  /* connections open with a PROXY v2 header (pl_proxy) */
+  int mqtt;                   /* MQTT 3.1.1 / 5.0 instead of native frames (pl_mqttgw) */
 } pl_tcp_config;
 
 /* Creates a listener on loop l (call on l's thread or before it starts). */

@@ -50,6 +50,7 @@ typedef struct pl_server {
   pl_tcp_listener **tlss;   /* --listen-tls (NULL entries when none) */
   pl_http_listener **htlss; /* --https (NULL entries when none) */
   pl_tls *tls;              /* the certificate both use (NULL: no TLS) */
+  pl_tcp_listener **mqtts;  /* --mqtt, --mqtt-tls: two per loop (NULL entries when none) */
   pl_lp **lps;              /* long-poll sessions per loop (with --http) */
   pl_web web;
   pl__loop_task *ticks; /* one per loop: what its tick sweeps */
@@ -74,6 +75,13 @@ static int pl__lock_data(pl_server *srv) {
   return 0;
 }
 
+/* fn on loop i's MQTT listeners (plain and TLS), those there are. */
+static void pl__mqtt_each(pl_server *srv, int i, void (*fn)(pl_tcp_listener *)) {
+  for (int k = 2 * i; k < 2 * i + 2; k++)
+    if (srv->mqtts[k])
+      fn(srv->mqtts[k]);
+}
+
 /* The loop's once-a-second tick (ud: the loop's pl__loop_task). */
 static void pl__tick(pl_loop *l, void *ud) {
   (void)l;
@@ -88,6 +96,9 @@ static void pl__tick(pl_loop *l, void *ud) {
     pl_http_sweep(lt->srv->htlss[lt->i], now);
   if (lt->srv->lps[lt->i])
     pl_lp_sweep(lt->srv->lps[lt->i], now);
+  for (int k = 2 * lt->i; k < 2 * lt->i + 2; k++)
+    if (lt->srv->mqtts[k])
+      pl_tcp_sweep(lt->srv->mqtts[k], now);
 }
 
 static void pl__stop_listen(pl_task *t) {
@@ -99,6 +110,7 @@ static void pl__stop_listen(pl_task *t) {
     pl_tcp_listener_close(lt->srv->tlss[lt->i]);
   if (lt->srv->htlss[lt->i])
     pl_http_listener_close(lt->srv->htlss[lt->i]);
+  pl__mqtt_each(lt->srv, lt->i, pl_tcp_listener_close);
   pl_free(lt);
 }
 
@@ -112,6 +124,7 @@ static void pl__abort_cb(uv_timer_t *timer) {
     pl_tcp_abort_all(lt->srv->tlss[lt->i]);
   if (lt->srv->htlss[lt->i])
     pl_http_abort_all(lt->srv->htlss[lt->i]);
+  pl__mqtt_each(lt->srv, lt->i, pl_tcp_abort_all);
 }
 
 static void pl__close_all(pl_task *t) {
@@ -124,6 +137,7 @@ static void pl__close_all(pl_task *t) {
     pl_tcp_close_all(lt->srv->tlss[lt->i]);
   if (lt->srv->htlss[lt->i])
     pl_http_close_all(lt->srv->htlss[lt->i]);
+  pl__mqtt_each(lt->srv, lt->i, pl_tcp_close_all);
   if (lt->srv->lps[lt->i])
     pl_lp_close_all(lt->srv->lps[lt->i]);
   /* Unreferenced: it cuts slow peers, but does not keep a finished loop up. */
@@ -183,7 +197,7 @@ static void pl__on_signal(uv_signal_t *h, int signum) {
  * the TLS connection type and the certificate. */
 static pl_err pl__tls_config(pl_server *srv, pl_tcp_config *ttc, pl_http_config *htc) {
   const pl_config *c = &srv->cfg;
-  if (!c->tls_host[0] && !c->https_host[0])
+  if (!c->tls_host[0] && !c->https_host[0] && !c->mqtt_tls_host[0])
     return PL_OK;
   pl_tls_config tcfg = {
       .cert = c->tls_cert, .key = c->tls_key, .min_version = c->tls_min, .handshake_ms = c->tls_handshake_ms};
@@ -202,6 +216,28 @@ static pl_err pl__tls_config(pl_server *srv, pl_tcp_config *ttc, pl_http_config 
   if (c->https_host[0] && htc->tcp.port && (e = pl_tcp_probe(&htc->tcp)) != PL_OK)
     return e;
   return PL_OK;
+}
+
+/* The MQTT listeners' configs (mq[0] plain, mq[1] TLS; host "" when
+ * off), from the native ones: the same limits, the TLS of --listen-tls. */
+static pl_err pl__mqtt_config(pl_server *srv, const pl_tcp_config *tc, const pl_tcp_config *ttc,
+                              pl_tcp_config mq[2]) {
+  const pl_config *c = &srv->cfg;
+  pl_err e = PL_OK;
+  mq[0] = *tc;
+  mq[0].host = c->mqtt_host;
+  mq[0].port = c->mqtt_port;
+  mq[0].mqtt = 1;
+  mq[1] = *ttc;
+  mq[1].host = c->mqtt_tls_host;
+  mq[1].port = c->mqtt_tls_port;
+  mq[1].type = &pl_tls_type;
+  mq[1].type_arg = srv->tls;
+  mq[1].mqtt = 1;
+  for (int k = 0; k < 2 && e == PL_OK; k++)
+    if (mq[k].host[0] && mq[k].port)
+      e = pl_tcp_probe(&mq[k]);
+  return e;
 }
 
 /* The login throttle's policies (pl_throttle.h) from the options. */
@@ -388,6 +424,7 @@ static pl_err pl__start(pl_server *srv) {
   srv->https = pl_calloc((size_t)srv->nloops, sizeof *srv->https);
   srv->tlss = pl_calloc((size_t)srv->nloops, sizeof *srv->tlss);
   srv->htlss = pl_calloc((size_t)srv->nloops, sizeof *srv->htlss);
+  srv->mqtts = pl_calloc((size_t)srv->nloops * 2, sizeof *srv->mqtts);
   srv->ticks = pl_calloc((size_t)srv->nloops, sizeof *srv->ticks);
   srv->lps = pl_calloc((size_t)srv->nloops, sizeof *srv->lps);
   srv->web = (pl_web){.core = srv->core,
@@ -423,6 +460,9 @@ static pl_err pl__start(pl_server *srv) {
   if ((e = pl__tls_config(srv, &ttc, &htc)) != PL_OK)
     return e;
   int ntls = c->tls_host[0] != '\0', nhttps = c->https_host[0] != '\0';
+  pl_tcp_config mq[2];
+  if ((e = pl__mqtt_config(srv, &tc, &ttc, mq)) != PL_OK)
+    return e;
   for (int i = 0; i < srv->nloops; i++) {
     srv->loops[i] = pl_loop_new(i);
     e = pl_tcp_listen(srv->loops[i], &tc, pl_core_handler(srv->core), &srv->listeners[i]);
@@ -432,6 +472,12 @@ static pl_err pl__start(pl_server *srv) {
       e = pl_tcp_listen(srv->loops[i], &ttc, pl_core_handler(srv->core), &srv->tlss[i]);
     if (e == PL_OK && nhttps)
       e = pl_http_listen(srv->loops[i], &htc, pl_core_handler(srv->core), &srv->htlss[i]);
+    for (int k = 0; k < 2 && e == PL_OK; k++)
+      if (mq[k].host[0] &&
+          (e = pl_tcp_listen(srv->loops[i], &mq[k], pl_core_handler(srv->core), &srv->mqtts[2 * i + k])) ==
+              PL_OK &&
+          mq[k].port == 0)
+        mq[k].port = pl_tcp_port(srv->mqtts[2 * i + k]);
     if (e == PL_OK && (http || nhttps))
       srv->lps[i] = pl_lp_new(srv->loops[i], i, pl_core_handler(srv->core), c->max_frame, srv->limits);
     if (e != PL_OK)
@@ -460,6 +506,9 @@ static pl_err pl__start(pl_server *srv) {
             c->tls_min == 12 ? "1.2" : "1.3");
   if (nhttps)
     pl_info("web: https://%s:%d/ (WebSocket at /ws)", c->https_host, htc.tcp.port);
+  for (int k = 0; k < 2; k++)
+    if (mq[k].host[0])
+      pl_info("mqtt: MQTT 3.1.1 and 5.0 on %s:%d%s", mq[k].host, mq[k].port, k ? " (TLS)" : "");
   if (http && !c->metrics_token[0] && strcmp(c->http_host, "127.0.0.1") && strcmp(c->http_host, "::1"))
     pl_warn("/metrics is open to whoever reaches %s:%d: set --metrics-token (docs/operations.md 11)",
             c->http_host, hc.tcp.port);
@@ -487,6 +536,7 @@ static void pl__shutdown(pl_server *srv) {
       pl_tcp_listener_free(srv->tlss[i]);
     if (srv->htlss[i])
       pl_http_listener_free(srv->htlss[i]);
+    pl__mqtt_each(srv, i, pl_tcp_listener_free);
     pl_lp_free(srv->lps[i]);
     if (keep[i])
       pl_free(keep[i]->abort_timer);
@@ -498,6 +548,7 @@ static void pl__shutdown(pl_server *srv) {
   pl_free(srv->https);
   pl_free(srv->tlss);
   pl_free(srv->htlss);
+  pl_free(srv->mqtts);
   pl_tls_free(srv->tls);
   pl_free(srv->lps);
   pl_free(srv->ticks);

@@ -19,6 +19,8 @@ typedef enum {
   T_HTTP,
   T_LISTEN_TLS,
   T_HTTPS,
+  T_MQTT,
+  T_MQTT_TLS,
   T_TLS_MIN,
   T_PROXY,
   T_DURABILITY,
@@ -48,6 +50,9 @@ static const pl__opt pl__opts[] = {
      "HTTP over TLS: the browser client, WebSocket at /ws, long-poll, uploads (default: none; needs "
      "--tls-cert and --tls-key)",
      T_HTTPS, 0, 0},
+    {"mqtt", "HOST:PORT", "MQTT 3.1.1 and 5.0 listener (default: none; protocol.md, \"MQTT\")", T_MQTT, 0, 0},
+    {"mqtt-tls", "HOST:PORT", "MQTT over TLS (default: none; needs --tls-cert and --tls-key)", T_MQTT_TLS, 0,
+     0},
     {"tls-cert", "FILE", "PEM certificate, followed by its chain; reloaded on SIGHUP", T_STR, OFF(tls_cert),
      512},
     {"tls-key", "FILE", "PEM private key of --tls-cert; reloaded on SIGHUP", T_STR, OFF(tls_key), 512},
@@ -393,6 +398,8 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
     return pl__hostport(v, c->http_host, &c->http_port);
   case T_LISTEN_TLS: return pl__hostport(v, c->tls_host, &c->tls_port);
   case T_HTTPS: return pl__hostport(v, c->https_host, &c->https_port);
+  case T_MQTT: return pl__hostport(v, c->mqtt_host, &c->mqtt_port);
+  case T_MQTT_TLS: return pl__hostport(v, c->mqtt_tls_host, &c->mqtt_tls_port);
   case T_PROXY:
     if (!strcmp(v, "off"))
       c->proxy_protocol = 0;
@@ -550,8 +557,8 @@ int pl_config_args(pl_config *c, int argc, char **argv) {
     fprintf(stderr, "parleyd: --bus-dead must be more than --bus-alive, which is at least 100\n");
     return -1;
   }
-  if ((c->tls_host[0] || c->https_host[0]) && (!c->tls_cert[0] || !c->tls_key[0])) {
-    fprintf(stderr, "parleyd: --listen-tls and --https need --tls-cert and --tls-key\n");
+  if ((c->tls_host[0] || c->https_host[0] || c->mqtt_tls_host[0]) && (!c->tls_cert[0] || !c->tls_key[0])) {
+    fprintf(stderr, "parleyd: --listen-tls, --https and --mqtt-tls need --tls-cert and --tls-key\n");
     return -1;
   }
   return 0;

@@ -25,6 +25,9 @@ typedef struct pl_config {
   int tls_min; /* 12 or 13 */
   uint32_t tls_handshake_ms;
   int proxy_protocol; /* 0 off, 1 the plain listeners, 2 every listener */
+  /* MQTT 3.1.1 / 5.0 (protocol.md, "MQTT"): plain and over TLS; "" = none */
+  char mqtt_host[64], mqtt_tls_host[64];
+  int mqtt_port, mqtt_tls_port;
   int threads;
   int durable; /* 1: fsync each group commit; 0: survive process crash only */
   uint64_t ttl_s;
