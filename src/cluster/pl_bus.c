@@ -226,8 +226,14 @@ static void pl__stop(uv_async_t *a) {
 static natsStatus pl__options(pl_bus *b) {
   natsOptions *o = NULL;
   natsStatus s = natsOptions_Create(&o);
-  if (s == NATS_OK)
-    s = natsOptions_SetURL(o, b->urls);
+  char *list = pl_malloc(strlen(b->urls) + 1), *urls[64], *save = NULL;
+  int n = 0;
+  memcpy(list, b->urls, strlen(b->urls) + 1);
+  for (char *t = strtok_r(list, ",", &save); t && n < 64; t = strtok_r(NULL, ",", &save))
+    urls[n++] = t;
+  if (s == NATS_OK) /* (a comma-separated URL fails to connect with libnats 3.4 and an event loop) */
+    s = natsOptions_SetServers(o, (const char **)urls, n);
+  pl_free(list);
   if (s == NATS_OK)
     s = natsOptions_SetName(o, b->node);
   if (s == NATS_OK)
