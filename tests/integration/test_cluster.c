@@ -197,6 +197,24 @@ static void test_takeover_across_nodes(void) {
   cluster_down();
 }
 
+/* alice sends through A to bob, who is connected to B only: A publishes one
+ * hint, B receives it (and bob's session reads its queue; what it finds
+ * there needs a shared store: test_cluster_pg). */
+static void test_hint_to_other_node(void) {
+  cluster_up();
+  users();
+  int b = back(&nb, tok[1][1]);
+  int a = back(&na, tok[0][0]);
+  int err = 0;
+  CHECK(rc_send_wait(a, "h1", "bob", "hint me", &err) > 0);
+  tl_wait_metric(&na, "parley_bus_hints_sent_total", 1, T_MS);
+  tl_wait_metric(&nb, "parley_bus_hints_received_total", 1, T_MS);
+  CHECK_EQ_I(tl_metric(&nb, "parley_bus_hints_sent_total"), 0);
+  close(a);
+  close(b);
+  cluster_down();
+}
+
 /* A node killed with kill -9: the other declares it dead within the
  * liveness window and its users go offline for their followers. */
 static void test_node_killed(void) {
@@ -277,6 +295,7 @@ int main(void) {
   RUN(test_presence_across_nodes);
   RUN(test_typing_across_nodes);
   RUN(test_takeover_across_nodes);
+  RUN(test_hint_to_other_node);
   RUN(test_node_killed);
   RUN(test_node_stopped);
   RUN(test_nats_server_killed);
