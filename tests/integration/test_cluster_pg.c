@@ -56,10 +56,8 @@ static void cluster_up(void) {
 }
 
 static void cluster_down(void) {
-  if (na.pid > 0)
-    tl_server_stop(&na);
-  if (nb.pid > 0)
-    tl_server_stop(&nb);
+  tl_server_stop(&na); /* also after a kill: its data dir goes */
+  tl_server_stop(&nb);
   tl_nats_stop(&ns);
   tl_pg_stop(&pg);
 }
