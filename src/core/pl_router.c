@@ -132,9 +132,13 @@ pl_buf *pl_router_encode(const pl_msg *m) {
   /* the store keeps the attachment packed, as the wire has it */
   if (m->media_len)
     msg.media = parley__media__unpack(NULL, m->media_len, m->media);
+  if (m->act_len) /* as is the act (protocol.md 11.9) */
+    msg.act = parley__act__unpack(NULL, m->act_len, m->act);
   pl_buf *b = pl__encode_msg(&msg);
   if (msg.media)
     parley__media__free_unpacked(msg.media, NULL);
+  if (msg.act)
+    parley__act__free_unpacked(msg.act, NULL);
   return b;
 }
 

@@ -18,8 +18,7 @@ void pl_sess__unref(pl_session *s) {
     return;
   pl_sess__pend_clear(s);
   pl_cursor_free(&s->cur);
-  pl_free(s->user);
-  pl_free(s->device);
+  pl_free(s->user); /* and s->device, in the same block */
   pl_free(s);
 }
 

@@ -353,7 +353,10 @@ static pl_err pl__start(pl_server *srv) {
                         .sweep_ms = c->sweep_s * 1000u,
                         .commit_delay_us = c->commit_delay_us,
                         .media_ttl_ms = c->media_ttl_s * 1000u,
-                        .disk_reserve = c->disk_reserve};
+                        .disk_reserve = c->disk_reserve,
+                        .acts = {.edit_ms = c->edit_window_s * 1000ull,
+                                 .delete_ms = c->delete_window_s * 1000ull,
+                                 .timer_test_ms = c->test_disappear_s * 1000ull}};
   pl_media_config mc = {.dir = c->data,
                         .max_upload = c->media_max_upload,
                         .quota = c->media_quota,

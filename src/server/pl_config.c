@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/pl_log.h"
+#include "rules/pl_acts.h"
 
 typedef enum {
   T_STR,
@@ -65,6 +66,15 @@ static const pl__opt pl__opts[] = {
      "survives a crash of parleyd but not of the machine",
      T_DURABILITY, 0, 0},
     {"ttl", "SECONDS", "message time-to-live (default 259200 = 72 h)", T_U64, OFF(ttl_s), 0},
+    {"edit-window", "SECONDS", "a message may be edited this long after it was sent (default 900)", T_U32,
+     OFF(edit_window_s), 0},
+    {"delete-window", "SECONDS",
+     "a message may be deleted for everyone this long after it was sent (default 172800 = 48 h; at most "
+     "--ttl counts)",
+     T_U32, OFF(delete_window_s), 0},
+    {"test-disappear", "SECONDS",
+     "for tests: every disappearing-message setting but off lasts SECONDS instead (default 0: as named)",
+     T_U32Z, OFF(test_disappear_s), 0},
     {"heartbeat-mobile", "SECONDS", "heartbeat interval asked of mobile clients (default 30)", T_U32,
      OFF(hb_mobile_s), 0},
     {"heartbeat-web", "SECONDS", "heartbeat interval asked of web clients (default 15)", T_U32, OFF(hb_web_s),
@@ -249,6 +259,8 @@ void pl_config_defaults(pl_config *c) {
   c->bus_dead_ms = 6000;
   c->durable = 1;
   c->ttl_s = 72u * 3600u;
+  c->edit_window_s = PL_ACTS_EDIT_WINDOW_S;
+  c->delete_window_s = PL_ACTS_DELETE_WINDOW_S;
   c->hb_mobile_s = 30;
   c->hb_web_s = 15;
   c->hb_iot_s = 60;
