@@ -24,6 +24,8 @@ PKGS=(
 # playwright-core from npm (tests/browser), which downloads no browser.
 # nats-server and haproxy: the cluster tests start real ones on loopback.
 TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools nats-server haproxy)
+# scripts/cluster.sh's store, and its smoke test (tests/integration/test_cluster_sh.sh)
+TEST_PKGS+=(postgresql)
 tests=0
 [[ ${1:-} == --test ]] && tests=1 && PKGS+=("${TEST_PKGS[@]}")
 

@@ -36,30 +36,9 @@ static tl_server na, nb;
 /* the users' tokens on each node: [node][0 alice, 1 bob] */
 static char tok[2][2][128];
 
-/* Starts node srv on the bus urls, named name. */
-static void node_start(tl_server *srv, const char *name, const char *urls) {
-  char extra[512];
-  snprintf(extra, sizeof extra, FAST " --bus %s --node %s", urls, name);
-  tl_server_start(srv, extra);
-}
-
-/* Three NATS servers; node A on the first, node B on the second (each
- * learns the others from NATS); both see each other alive. */
-static void cluster_up(void) {
-  tl_nats_start(&ns, 3);
-  node_start(&na, "A", ns.url[0]);
-  node_start(&nb, "B", ns.url[1]);
-  tl_wait_metric(&na, "parley_bus_connected", 1, T_MS);
-  tl_wait_metric(&nb, "parley_bus_connected", 1, T_MS);
-  tl_wait_metric(&na, "parley_bus_nodes_alive", 1, T_MS);
-  tl_wait_metric(&nb, "parley_bus_nodes_alive", 1, T_MS);
-}
-
-static void cluster_down(void) {
-  tl_server_stop(&na); /* also after a kill: its data dir goes */
-  tl_server_stop(&nb);
-  tl_nats_stop(&ns);
-}
+/* Three NATS servers; node A on the first, node B on the second. */
+static void cluster_up(void) { tl_nats_nodes_up(&ns, &na, &nb, FAST); }
+static void cluster_down(void) { tl_nats_nodes_down(&ns, &na, &nb); }
 
 /* alice and bob on both nodes, in that order (so with the same ids). */
 static void users(void) {

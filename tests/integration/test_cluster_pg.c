@@ -40,25 +40,16 @@ static int pg_backend(void) {
   return found;
 }
 
-static void node_start(tl_server *srv, const char *name, const char *url) {
-  char extra[512];
-  snprintf(extra, sizeof extra, FAST " --store %s --bus %s --node %s", pg.conninfo, url, name);
-  tl_server_start(srv, extra);
-}
-
+/* PostgreSQL, three NATS servers, and the two nodes on that one store. */
 static void cluster_up(void) {
+  char extra[512];
   tl_pg_start(&pg);
-  tl_nats_start(&ns, 3);
-  node_start(&na, "A", ns.url[0]);
-  node_start(&nb, "B", ns.url[1]);
-  tl_wait_metric(&na, "parley_bus_nodes_alive", 1, T_MS);
-  tl_wait_metric(&nb, "parley_bus_nodes_alive", 1, T_MS);
+  snprintf(extra, sizeof extra, FAST " --store %s", pg.conninfo);
+  tl_nats_nodes_up(&ns, &na, &nb, extra);
 }
 
 static void cluster_down(void) {
-  tl_server_stop(&na); /* also after a kill: its data dir goes */
-  tl_server_stop(&nb);
-  tl_nats_stop(&ns);
+  tl_nats_nodes_down(&ns, &na, &nb);
   tl_pg_stop(&pg);
 }
 
