@@ -7,6 +7,8 @@
 #   make fuzz            build the libFuzzer targets in build-fuzz/, run each for FUZZ_SECONDS (30)
 #   make fuzz-seeds      regenerate the committed seed corpus in fuzz/corpus/
 #   make bench ARGS=...  run parley-bench, every scenario (bench/run-all.sh if present)
+#   make cluster         a local cluster: PostgreSQL, 3 nats-servers, 3 nodes, haproxy (scripts/cluster.sh up;
+#                        CLUSTER=status|down|clean for the rest)
 #   make fmt             clang-format our sources in place
 #   make clean           remove the build directories
 #   make deps            install missing build packages (apt-get); test-deps: and the tests' (+ npm)
@@ -31,7 +33,7 @@ configure = @if [ ! -f $(1)/CMakeCache.txt ] || { [ ! -f $(1)/Makefile ] && [ ! 
 # The targets are thin wrappers whose steps must run in order (deps first);
 # CMake parallelises the builds themselves.
 .NOTPARALLEL:
-.PHONY: all build run test asan fuzz fuzz-build fuzz-seeds bench fmt clean deps test-deps
+.PHONY: all build run test asan fuzz fuzz-build fuzz-seeds bench fmt clean deps test-deps cluster
 
 all: build
 
@@ -49,6 +51,10 @@ build:
 run: deps build
 	mkdir -p data
 	build/parleyd --data ./data $(ARGS)
+
+CLUSTER ?= up
+cluster: deps build
+	scripts/cluster.sh $(CLUSTER)
 
 test: test-deps build
 	ctest --test-dir build --output-on-failure -j$(CTEST_JOBS)

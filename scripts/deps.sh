@@ -27,6 +27,8 @@ PKGS=(
 # MQTT.js from npm (tests/mqtt).
 TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools nats-server haproxy python3-paho-mqtt
   mosquitto-clients)
+# scripts/cluster.sh's store, and its smoke test (tests/integration/test_cluster_sh.sh)
+TEST_PKGS+=(postgresql)
 tests=0
 [[ ${1:-} == --test ]] && tests=1 && PKGS+=("${TEST_PKGS[@]}")
 

@@ -526,8 +526,11 @@ static void pl__shutdown(pl_server *srv) {
   pl_store_stop(srv->store); /* loops may still submit: they get SHUTTING_DOWN */
   pl__loop_task **keep = pl_calloc((size_t)srv->nloops, sizeof *keep);
   pl__post_all(srv, pl__close_all, keep);
-  for (int i = 0; i < srv->nloops; i++) {
+  for (int i = 0; i < srv->nloops; i++)
     pl_loop_join(srv->loops[i]);
+  if (srv->cfg.bus[0]) /* after the loops (their goodbyes are published), before they are freed */
+    pl_router_cluster_stop(srv->router);
+  for (int i = 0; i < srv->nloops; i++) {
     pl_loop_free(srv->loops[i]);
     pl_tcp_listener_free(srv->listeners[i]);
     if (srv->https[i])
