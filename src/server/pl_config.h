@@ -29,6 +29,7 @@ typedef struct pl_config {
   int durable; /* 1: fsync each group commit; 0: survive process crash only */
   uint64_t ttl_s;
   uint32_t hb_mobile_s, hb_web_s, hb_iot_s, hb_bot_s;
+  uint32_t db_cache_kib; /* SQLite's page cache */
   uint32_t max_frame, max_message, max_devices, max_queue, max_group, group_detail, sweep_s, commit_batch,
       commit_delay_us;
   uint32_t presence_grace_ms;
