@@ -313,29 +313,6 @@ static const pl_stream_cbs pl__tcp_cbs = {
 
 /* ---- listener --------------------------------------------------------- */
 
-void pl_tcp_addr_name(const struct sockaddr *sa, char *out, size_t cap) {
-  char ip[40] = "?";
-  int port = 0;
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-    uv_ip4_name(a, ip, sizeof ip);
-    port = ntohs(a->sin_port);
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(a, ip, sizeof ip);
-    port = ntohs(a->sin6_port);
-  }
-  snprintf(out, cap, "%s:%d", ip, port);
-}
-
-void pl_tcp_peer_name(const uv_tcp_t *tcp, char *out, size_t cap) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  out[0] = '\0';
-  if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0)
-    pl_tcp_addr_name((const struct sockaddr *)&ss, out, cap);
-}
-
 uint64_t pl_tcp_peer_key(const uv_tcp_t *tcp) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
