@@ -39,6 +39,9 @@
   X(TOO_MANY_CONNECTIONS, -37, 1, "too many connections")                 \
   X(NOT_ALLOWED, -38, 1, "the user's privacy settings do not allow this") \
   X(STORAGE_FULL, -39, 1, "the server's disk is full: try again later")   \
+  X(NO_TARGET, -45, 1, "no such message in the conversation")             \
+  X(WINDOW_CLOSED, -46, 1, "it is too late to change that message")       \
+  X(NOT_AUTHOR, -47, 1, "only its sender may change that message")        \
   X(AGAIN, -1001, 0, "need more data")                                    \
   X(NOMEM, -1002, 0, "out of memory")                                     \
   X(IO, -1003, 0, "i/o error")                                            \

@@ -108,6 +108,7 @@ typedef struct pl_sess__req {
   pl_store_gpos *gpos; /* a fetch's gafter, an ack's gacks (protocol 2) */
   char token[PL_AUTH_TOKEN_MAX];
   uint8_t *masked;   /* Send: the body with filtered words masked */
+  pl_act act;        /* Send: its act (strings point into msg) */
   uint32_t retry_ms; /* an auth step refused with RATE_LIMITED: its retry_after_ms */
 } pl_sess__req;
 
@@ -175,6 +176,7 @@ void pl_sess__off(pl_session *s);
 void pl_sess__push(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t hint,
                    pl_buf *frame); /* router sink */
 void pl_sess__kick(void *ep);      /* router sink */
+void pl_sess__fetch(void *ep);     /* router sink */
 int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 int pl_sess__on_ack(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 int pl_sess__on_typing(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);

@@ -28,6 +28,7 @@ typedef struct pl_config {
   int threads;
   int durable; /* 1: fsync each group commit; 0: survive process crash only */
   uint64_t ttl_s;
+  uint32_t edit_window_s, delete_window_s, test_disappear_s; /* message actions (protocol.md 11.9) */
   uint32_t hb_mobile_s, hb_web_s, hb_iot_s, hb_bot_s;
   uint32_t db_cache_kib; /* SQLite's page cache */
   uint32_t max_frame, max_message, max_devices, max_queue, max_group, group_detail, sweep_s, commit_batch,
@@ -57,6 +58,10 @@ typedef struct pl_config {
   uint32_t push_window_ms, push_backoff_ms, push_backoff_max_ms, push_attempts, push_timeout_ms,
       push_inflight;
   int push_privacy;
+  /* a cluster (docs/operations.md, "Running a cluster") */
+  char bus[512]; /* --bus nats://h:p[,h:p...]; "" = a single node */
+  char node[64]; /* --node; "" = host name ':' native port */
+  uint32_t bus_alive_ms, bus_dead_ms;
 } pl_config;
 
 void pl_config_defaults(pl_config *c);

@@ -268,6 +268,8 @@ static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   if (e == PL_OK)
     e = pl_sq_media_expire(q, now_ms);
   if (e == PL_OK)
+    e = pl_sq_acts_expire(q, now_ms);
+  if (e == PL_OK)
     e = pl_sq_dedup_rings_save(q); /* the sweep's transaction also saves the rings */
   *deleted = e == PL_OK ? changes[1] : 0;
   return e;
@@ -458,6 +460,8 @@ static pl_err pl__setup(pl__sq *q, int durable, uint32_t cache_kib) {
     e = pl_sq_dedup_upgrade(q->db);
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);
+  if (e == PL_OK) /* 11: message actions, a step of its own (sq_acts.c) */
+    e = pl_sq_acts_upgrade(q->db);
   pl_free(mode);
   pl_free(ver);
   return e;
@@ -482,6 +486,11 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   *out = NULL;
   snprintf(path, n, "%s/parley.db", cfg->dir);
   q->ttl_ms = cfg->ttl_ms;
+  q->acts = cfg->acts;
+  if (!q->acts.edit_ms) /* 0: the documented defaults (protocol.md 11.9) */
+    q->acts.edit_ms = PL_ACTS_EDIT_WINDOW_S * 1000ull;
+  if (!q->acts.delete_ms)
+    q->acts.delete_ms = PL_ACTS_DELETE_WINDOW_S * 1000ull;
   q->max_devices = cfg->max_devices;
   q->max_queue = cfg->max_queue;
   q->rules = cfg->rules;
