@@ -24,13 +24,17 @@ static pl_auth_attempt pl__attempt(const pl_sess__req *sr) {
   return sr->req.op == PL_STORE_REGISTER ? PL_ATTEMPT_REGISTER : PL_ATTEMPT_LOGIN;
 }
 
-static void pl__peer_addr(const pl_session *s, char out[48]) { pl_throttle_addr(s->conn->peer, out, 48); }
+static void pl__peer_addr(const pl_session *s, char out[48]) {
+  char peer[PL_ADDR_STR];
+  pl_throttle_addr(pl_addr_str(&s->conn->peer, peer), out, 48);
+}
 
 /* Answers a throttled attempt at once, without hashing. */
 static void pl__refuse(pl_session *s, const char *what, const char *user, uint64_t wait_ms) {
   uint32_t ms = wait_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)wait_ms;
+  char peer[PL_ADDR_STR];
   pl_info("conn %llu %s: %s refused: rate limited (user=%s retry_after_ms=%u)",
-          (unsigned long long)s->conn->id, s->conn->peer, what, user ? user : "-", ms);
+          (unsigned long long)s->conn->id, pl_addr_str(&s->conn->peer, peer), what, user ? user : "-", ms);
   pl_sess__error_retry(s, PL_ERR_RATE_LIMITED, NULL, ms);
 }
 
@@ -96,8 +100,10 @@ static void pl__authenticated(pl_session *s, pl_sess__req *sr, const char *user,
   m.token = sr->token;
   m.created = created;
   pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_AUTH_OK, &m.base);
-  pl_info("conn %llu %s: %s@%s authenticated (%s)", (unsigned long long)s->conn->id, s->conn->peer, s->user,
-          s->device, sr->req.op == PL_STORE_RESUME ? "token" : "password");
+  char peer[PL_ADDR_STR];
+  pl_info("conn %llu %s: %s@%s authenticated (%s)", (unsigned long long)s->conn->id,
+          pl_addr_str(&s->conn->peer, peer), s->user, s->device,
+          sr->req.op == PL_STORE_RESUME ? "token" : "password");
   pl_sess__start_sync(s);
 }
 
@@ -105,7 +111,9 @@ static void pl__authenticated(pl_session *s, pl_sess__req *sr, const char *user,
 static void pl__auth_end(pl_sess__req *sr, pl_err e) {
   pl_session *s = sr->s;
   if (e != PL_OK && s->conn) {
-    pl_info("conn %llu %s: auth failed: %s", (unsigned long long)s->conn->id, s->conn->peer, pl_err_name(e));
+    char peer[PL_ADDR_STR];
+    pl_info("conn %llu %s: auth failed: %s", (unsigned long long)s->conn->id,
+            pl_addr_str(&s->conn->peer, peer), pl_err_name(e));
     if (e == PL_ERR_BAD_CREDENTIALS || e == PL_ERR_BAD_TOKEN)
       pl__auth_failed(s, sr);
     pl_sess__error_retry(s, e, NULL, e == PL_ERR_RATE_LIMITED ? sr->retry_ms : 0);

@@ -192,8 +192,9 @@ void pl_sess__kick(void *ep) {
   pl_session *s = ep;
   if (!s->conn)
     return;
+  char peer[PL_ADDR_STR];
   pl_info("conn %llu %s: %s@%s closed: a newer connection took the device, or it was revoked",
-          (unsigned long long)s->conn->id, s->conn->peer, s->user, s->device);
+          (unsigned long long)s->conn->id, pl_addr_str(&s->conn->peer, peer), s->user, s->device);
   s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
   pl_sess__gone(s);
   s->state = PL_SESS_AUTH;

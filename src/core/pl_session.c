@@ -56,7 +56,9 @@ void pl_sess__error_why(pl_session *s, pl_err e, const char *ref, const char *wh
 void pl_sess__fatal(pl_session *s, pl_err e) {
   if (!s->conn)
     return;
-  pl_info("conn %llu %s: closing: %s", (unsigned long long)s->conn->id, s->conn->peer, pl_err_name(e));
+  char peer[PL_ADDR_STR];
+  pl_info("conn %llu %s: closing: %s", (unsigned long long)s->conn->id, pl_addr_str(&s->conn->peer, peer),
+          pl_err_name(e));
   pl_sess__error(s, e, NULL);
   pl_conn_close(s->conn);
 }
@@ -424,7 +426,8 @@ static void pl__on_open(pl_conn *c, void *ud) {
   atomic_uint_fast64_t *by_transport = pl__transport_count(core, c);
   if (by_transport)
     atomic_fetch_add_explicit(by_transport, 1, memory_order_relaxed);
-  pl_debug("conn %llu %s: open (%s)", (unsigned long long)c->id, c->peer, c->ops->name);
+  char peer[PL_ADDR_STR];
+  pl_debug("conn %llu %s: open (%s)", (unsigned long long)c->id, pl_addr_str(&c->peer, peer), c->ops->name);
 }
 
 static void pl__on_bad_input(pl_conn *c, pl_err why, void *ud) {
@@ -482,7 +485,9 @@ static void pl__on_close(pl_conn *c, void *ud) {
   if (s->state == PL_SESS_READY) {
     core->router->ops->detach(core->router, s->device_id, s->loop, s);
     pl_sess__gone(s);
-    pl_info("conn %llu %s: %s@%s disconnected", (unsigned long long)c->id, c->peer, s->user, s->device);
+    char peer[PL_ADDR_STR];
+    pl_info("conn %llu %s: %s@%s disconnected", (unsigned long long)c->id, pl_addr_str(&c->peer, peer),
+            s->user, s->device);
   }
   s->conn = NULL;
   pl_sess__off(s);

@@ -632,7 +632,7 @@ static void pl__file_done(pl_http_conn *hc) {
 void pl_http_ex_hold(pl_http_ex *x) { atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed); }
 
 pl_loop *pl_http_ex_loop(const pl_http_ex *x) { return x->loop; }
-const char *pl_http_ex_peer(const pl_http_ex *x) { return x->hc ? x->hc->c.peer : ""; }
+pl_addr pl_http_ex_peer(const pl_http_ex *x) { return x->hc ? x->hc->c.peer : (pl_addr){0}; }
 
 uint64_t pl_http_ex_peer_key(const pl_http_ex *x) { return x->peer; }
 
@@ -845,8 +845,10 @@ static int pl__admit(pl_http_conn *hc, pl_limits *lim, const struct sockaddr *sa
 static void pl_http__on_peer(pl_stream *s, const struct sockaddr *sa) {
   pl_http_conn *hc = pl__hc(s);
   if (sa)
-    pl_tcp_addr_name(sa, hc->c.peer, sizeof hc->c.peer);
-  pl_debug("http conn %llu: %s through a proxy", (unsigned long long)hc->c.id, hc->c.peer);
+    pl_addr_set(&hc->c.peer, sa);
+  char peer[PL_ADDR_STR];
+  pl_debug("http conn %llu: %s through a proxy", (unsigned long long)hc->c.id,
+           pl_addr_str(&hc->c.peer, peer));
   if (!pl__admit(hc, hc->c.limits, sa))
     pl__hard_close(hc);
 }
@@ -904,7 +906,7 @@ static void pl_http__on_connection(uv_stream_t *server, int status) {
   pl_httpreq_init(&hc->req, l->cfg.max_head, l->cfg.max_body);
   hc->req.on_head = pl__on_head;
   hc->req.ud = hc;
-  pl_tcp_peer_name(&hc->s.tcp, hc->c.peer, sizeof hc->c.peer);
+  pl_addr_of_peer(&hc->c.peer, &hc->s.tcp);
   hc->listed = 1;
   hc->next = l->conns;
   if (l->conns)

@@ -46,9 +46,9 @@ void pl_http_ex_reply(pl_http_ex *x, pl_http_res *res);
 pl_loop *pl_http_ex_loop(const pl_http_ex *x);
 /* The key the limits count the request's peer under (pl_limits_key). */
 uint64_t pl_http_ex_peer_key(const pl_http_ex *x);
-/* The client's "ip:port" ("" once the connection is gone); on the
+/* The client's address (unknown once the connection is gone); on the
  * request's loop only. */
-const char *pl_http_ex_peer(const pl_http_ex *x);
+pl_addr pl_http_ex_peer(const pl_http_ex *x);
 /* Drops a reference taken with pl_http_ex_hold without replying (a sink
  * that held x to resume it later). Any thread. */
 void pl_http_ex_release(pl_http_ex *x);

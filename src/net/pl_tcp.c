@@ -333,9 +333,10 @@ static void pl_tcp__on_peer(pl_stream *s, const struct sockaddr *sa) {
   pl_conn *c = &tc->c;
   if (sa) {
     c->ip_key = pl_limits_key(sa);
-    pl_tcp_addr_name(sa, c->peer, sizeof c->peer);
+    pl_addr_set(&c->peer, sa);
   }
-  pl_debug("conn %llu: %s through a proxy", (unsigned long long)c->id, c->peer);
+  char peer[PL_ADDR_STR];
+  pl_debug("conn %llu: %s through a proxy", (unsigned long long)c->id, pl_addr_str(&c->peer, peer));
   tc->ip_key_counted = c->limits && pl_limits_admit(c->limits, c->ip_key) == PL_OK;
   if (c->limits && !tc->ip_key_counted)
     pl_tcp__cut(tc, PL_ERR_TOO_MANY_CONNECTIONS);
@@ -350,29 +351,6 @@ static const pl_stream_cbs pl__tcp_cbs = {
 };
 
 /* ---- listener --------------------------------------------------------- */
-
-void pl_tcp_addr_name(const struct sockaddr *sa, char *out, size_t cap) {
-  char ip[40] = "?";
-  int port = 0;
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-    uv_ip4_name(a, ip, sizeof ip);
-    port = ntohs(a->sin_port);
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(a, ip, sizeof ip);
-    port = ntohs(a->sin6_port);
-  }
-  snprintf(out, cap, "%s:%d", ip, port);
-}
-
-void pl_tcp_peer_name(const uv_tcp_t *tcp, char *out, size_t cap) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  out[0] = '\0';
-  if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0)
-    pl_tcp_addr_name((const struct sockaddr *)&ss, out, cap);
-}
 
 uint64_t pl_tcp_peer_key(const uv_tcp_t *tcp) {
   struct sockaddr_storage ss;
@@ -416,7 +394,7 @@ static void pl_tcp__on_connection(uv_stream_t *server, int status) {
   /* Behind a proxy, the socket's address is the proxy's: the connection is
    * admitted once the header says whose it is (pl_tcp__on_peer). */
   tc->ip_key_counted = l->limits && !l->proxy && pl_limits_admit(l->limits, tc->c.ip_key) == PL_OK;
-  pl_tcp_peer_name(&tc->s.tcp, tc->c.peer, sizeof tc->c.peer);
+  pl_addr_of_peer(&tc->c.peer, &tc->s.tcp);
   tc->listed = 1;
   tc->next = l->conns;
   if (l->conns)

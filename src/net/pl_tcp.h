@@ -45,10 +45,6 @@ void pl_tcp_sweep(pl_tcp_listener *t, uint64_t now_mono_ms);
 /* Shared with the other listeners (pl_http). */
 /* A non-blocking socket bound to cfg's address with SO_REUSEPORT: 0 or a libuv error. */
 int pl_tcp_bind_reuseport(const pl_tcp_config *cfg, int *fd_out);
-/* "ip:port" of the peer ("" if unknown). */
-void pl_tcp_peer_name(const uv_tcp_t *tcp, char *out, size_t cap);
-/* "ip:port" of an address. */
-void pl_tcp_addr_name(const struct sockaddr *sa, char *out, size_t cap);
 /* The key the limits count the peer under (pl_limits_key). */
 uint64_t pl_tcp_peer_key(const uv_tcp_t *tcp);
 /* A failed accept (out of descriptors, say): a warning, at most once a minute. */

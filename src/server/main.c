@@ -386,6 +386,7 @@ static pl_err pl__start(pl_server *srv) {
                         .max_group = c->max_group,
                         .group_detail = c->group_detail,
                         .max_batch = c->commit_batch,
+                        .page_cache_kib = c->db_cache_kib,
                         .sweep_ms = c->sweep_s * 1000u,
                         .commit_delay_us = c->commit_delay_us,
                         .media_ttl_ms = c->media_ttl_s * 1000u,

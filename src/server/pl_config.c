@@ -108,6 +108,10 @@ static const pl__opt pl__opts[] = {
     {"group-detail", "N",
      "groups up to N members get named receipts, live receipt updates and typing (default 256)", T_U32Z,
      OFF(group_detail), 0},
+    {"db-cache", "KIB",
+     "SQLite page cache in KiB (default 2048); the OS caches the rest of the file. It is a fixed "
+     "amount: it must not grow with the connections that read their users' rows",
+     T_U32, OFF(db_cache_kib), 0},
     {"commit-batch", "N", "most requests in one storage transaction (default 4096)", T_U32, OFF(commit_batch),
      0},
     {"disk-reserve", "BYTES",
@@ -281,6 +285,7 @@ void pl_config_defaults(pl_config *c) {
   c->group_detail = 256;
   c->sweep_s = 10;
   c->commit_batch = 4096;
+  c->db_cache_kib = 2048;
   c->commit_delay_us = 250;
   c->presence_grace_ms = 5000;
   c->max_conns_per_ip = 256;

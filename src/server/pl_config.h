@@ -33,6 +33,7 @@ typedef struct pl_config {
   uint64_t ttl_s;
   uint32_t edit_window_s, delete_window_s, test_disappear_s; /* message actions (protocol.md 11.9) */
   uint32_t hb_mobile_s, hb_web_s, hb_iot_s, hb_bot_s;
+  uint32_t db_cache_kib; /* SQLite's page cache */
   uint32_t max_frame, max_message, max_devices, max_queue, max_group, group_detail, sweep_s, commit_batch,
       commit_delay_us;
   uint32_t presence_grace_ms;

@@ -805,6 +805,7 @@ typedef struct pl_store_config {
   uint32_t max_group;       /* members per group (0: 100,000) */
   uint32_t group_detail;    /* groups up to this size: receipts name members, and senders get live updates */
   uint32_t max_batch;       /* requests per transaction */
+  uint32_t page_cache_kib;  /* the backend's page cache (0: 2,048 KiB); a fixed amount, whatever the load */
   uint32_t sweep_ms;        /* how often expired messages are deleted */
   uint32_t flush_chunk;     /* cached writes per transaction at the sweep (0: 2,048) */
   uint32_t commit_delay_us; /* under load, commits start at most this often (0: no pacing) */
