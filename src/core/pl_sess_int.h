@@ -47,11 +47,13 @@ struct pl_core {
   pl_hist *delivery; /* per loop: commit -> the push on the connection's loop, us */
   int nloops;
   pl_router_sink sink;
-  pl_rules_limiter *send_limit; /* Sends per user (protocol.md 10.7) */
-  pl_rules_queue queue_rule;    /* a sender's share of a device queue */
-  pl_throttle *throttle;        /* login throttling and hashing holds, all loops */
-  pl_workers *hashers;          /* Argon2id runs here, not on libuv's shared pool */
-  atomic_uint_fast32_t hash_ms; /* how long the last Argon2id run took */
+  pl_rules_limiter *send_limit;        /* Sends per user (protocol.md 10.7) */
+  pl_rules_queue queue_rule;           /* a sender's share of a device queue */
+  pl_throttle *throttle;               /* login throttling and hashing holds, all loops */
+  pl_workers *hashers;                 /* Argon2id runs here, not on libuv's shared pool */
+  atomic_uint_fast32_t hash_ms;        /* how long the last Argon2id run took */
+  atomic_uint_fast64_t login_failures; /* wrong passwords and bad tokens */
+  atomic_int draining;                 /* new sign-ins get MAINTENANCE (pl_core_set_draining) */
 };
 
 /* HELLO --Hello--> AUTH --Register/Login/Resume--> READY (pl_session.h). */

@@ -603,6 +603,12 @@ void pl_core_set_filter(pl_core *core, pl_filter *f) {
   pl_filter_unref(old);
 }
 
+void pl_core_set_draining(pl_core *core, int on) {
+  atomic_store_explicit(&core->draining, on ? 1 : 0, memory_order_relaxed);
+}
+
+void pl_core_kick(pl_core *core, uint64_t device) { core->router->ops->kick(core->router, device); }
+
 void pl_core_free(pl_core *core) {
   pl_filter_unref(core->filter);
   pthread_mutex_destroy(&core->filter_mu);
@@ -627,4 +633,7 @@ void pl_core_get_stats(pl_core *core, pl_core_stats *st) {
   st->messages_out = atomic_load_explicit(&core->messages_out, memory_order_relaxed);
   st->sends = atomic_load_explicit(&core->sends, memory_order_relaxed);
   st->errors = atomic_load_explicit(&core->errors, memory_order_relaxed);
+  st->login_failures = atomic_load_explicit(&core->login_failures, memory_order_relaxed);
+  st->draining = atomic_load_explicit(&core->draining, memory_order_relaxed);
+  pl_presence_online_count(core->presence, &st->online_users, &st->online_devices);
 }

@@ -28,9 +28,12 @@
 #include "net/pl_lp.h"
 #include "net/pl_tcp.h"
 #include "net/pl_tls.h"
+#include "pl_admin.h"
+#include "pl_admin_tok.h"
 #include "pl_config.h"
 #include "pl_web.h"
 #include "push/pl_push.h"
+#include "rules/pl_signup.h"
 #include "store/pl_store.h"
 
 typedef struct pl__loop_task {
@@ -58,6 +61,7 @@ typedef struct pl_server {
   pl_media *media;
   pl_push *push;     /* NULL: no provider configured */
   pl_limits *limits; /* caps and budgets shared by every connection */
+  pl_admin *admin;   /* /admin/ (docs/admin.md) */
   int lock_fd;
 } pl_server;
 
@@ -164,6 +168,22 @@ static int pl__load_filter(pl_server *srv) {
   return 0;
 }
 
+/* The admin API's reload (any loop thread): the list's entries, or -1. */
+static long pl__admin_reload(void *ud, char *why, size_t n) {
+  pl_server *srv = ud;
+  pl_filter *f = NULL;
+  if (!srv->cfg.filter_words[0]) {
+    snprintf(why, n, "no --filter-words list is configured");
+    return -1;
+  }
+  if (pl_filter_load(srv->cfg.filter_words, &f, why, n) != PL_OK)
+    return -1;
+  long count = (long)pl_filter_count(f);
+  pl_core_set_filter(srv->core, f);
+  pl_info("filter-words %s: %ld entries", srv->cfg.filter_words, count);
+  return count;
+}
+
 static void pl__on_hup(uv_signal_t *h, int signum) {
   (void)signum;
   pl_server *srv = h->data;
@@ -236,6 +256,7 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   cc->max_queue = c->max_queue;
   cc->max_queue_share = c->max_queue_share;
   cc->auth_timeout_ms = c->auth_timeout_s * 1000u;
+  cc->signup = c->registration;
   pl__auth_config(c, cc);
 }
 
@@ -366,7 +387,19 @@ static pl_err pl__start(pl_server *srv) {
   srv->htlss = pl_calloc((size_t)srv->nloops, sizeof *srv->htlss);
   srv->ticks = pl_calloc((size_t)srv->nloops, sizeof *srv->ticks);
   srv->lps = pl_calloc((size_t)srv->nloops, sizeof *srv->lps);
+  pl_admin_config ac = {.data = c->data,
+                        .store = srv->store,
+                        .core = srv->core,
+                        .argon2_ops = c->argon2_ops,
+                        .argon2_mem_kib = c->argon2_mem_kib,
+                        .reload_filter = pl__admin_reload,
+                        .ud = srv,
+                        .version = PL_VERSION,
+                        .started_ms = pl_now_ms(),
+                        .signup = c->registration};
+  srv->admin = pl_admin_new(&ac);
   srv->web = (pl_web){.core = srv->core,
+                      .admin = srv->admin,
                       .store = srv->store,
                       .media = srv->media,
                       .push = srv->push,
@@ -425,8 +458,9 @@ static pl_err pl__start(pl_server *srv) {
   }
   for (int i = 0; i < srv->nloops; i++)
     pl_loop_start(srv->loops[i]);
-  pl_info("parleyd listening on %s:%d (%d loops, data %s, durability %s)", c->listen_host, tc.port,
-          srv->nloops, c->data, c->durable ? "fsync" : "process");
+  pl_info("parleyd %s listening on %s:%d (%d loops, data %s, durability %s, registration %s)", PL_VERSION,
+          c->listen_host, tc.port, srv->nloops, c->data, c->durable ? "fsync" : "process",
+          pl_signup_name(c->registration));
   if (http)
     pl_info("web: http://%s:%d/ (WebSocket at /ws, /healthz, /metrics)", c->http_host, hc.tcp.port);
   if (ntls)
@@ -484,12 +518,17 @@ static void pl__shutdown(pl_server *srv) {
   if (srv->router) /* after the core: presence and sessions use it to the end */
     srv->router->ops->free(srv->router);
   pl_limits_free(srv->limits);
+  pl_admin_free(srv->admin);
   if (srv->lock_fd > 0)
     close(srv->lock_fd);
 }
 
 int main(int argc, char **argv) {
   pl_server srv;
+  /* the data dir and every file in it are the server's alone (0700/0600) */
+  umask(077);
+  if (argc > 1 && !strcmp(argv[1], "admin-token"))
+    return pl_admin_tok_main(argc - 1, argv + 1);
   memset(&srv, 0, sizeof srv);
   srv.lock_fd = -1;
   pl_config_defaults(&srv.cfg);

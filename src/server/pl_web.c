@@ -192,7 +192,14 @@ static void pl__text(pl_http_res *res, int status, const char *type, const char 
  * (docs/operations.md, "Disk full"). */
 static void pl__healthz(const pl_web *w, pl_http_res *res) {
   pl_store_stats ss;
+  pl_core_stats cs;
   pl_store_get_stats(w->store, &ss);
+  pl_core_get_stats(w->core, &cs);
+  if (cs.draining) { /* the operator's maintenance (docs/admin.md): balancers move on */
+    pl__text(res, 503, NULL, "draining: this node is down for maintenance\n");
+    res->extra = "Retry-After: 60\r\n";
+    return;
+  }
   if (!ss.disk_full && !ss.write_failing) {
     pl__text(res, 200, NULL, "ok\n");
     return;
@@ -321,6 +328,8 @@ void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex
   } else if ((!strcmp(path, "/api/register") || !strcmp(path, "/api/login")) &&
              !strcmp(req->method, "POST")) {
     pl_lp_auth(&w->lp, req, !strcmp(path, "/api/register"), res, x);
+  } else if (w->admin && pl_admin_route(w->admin, req, path, res, x)) {
+    /* answered, or held */
   } else if (pl_media_route(w->media, req, path, res, x)) {
     /* answered, or held */
   } else if (!strcmp(path, "/healthz") && get) {

@@ -1,5 +1,5 @@
 /* pl_web: parleyd's answers to plain HTTP requests (the HTTP listener, pl_http,
- * handles /ws itself): /healthz and /metrics. */
+ * handles /ws itself): /healthz, /metrics, and /admin/ through pl_admin. */
 #ifndef PL_WEB_H
 #define PL_WEB_H
 
@@ -9,6 +9,7 @@
 #include "media/pl_media.h"
 #include "net/pl_http.h"
 #include "net/pl_lp.h"
+#include "pl_admin.h"
 #include "store/pl_store.h"
 
 typedef struct pl_web {
@@ -17,6 +18,7 @@ typedef struct pl_web {
   pl_media *media;
   pl_push *push;             /* NULL: push notifications off (the push metrics read 0) */
   pl_limits *limits;         /* connection caps and counts */
+  pl_admin *admin;           /* /admin/ (docs/admin.md) */
   pl_lp_set lp;              /* long-poll sessions, one registry per loop */
   const char *metrics_token; /* "" or NULL: /metrics is open; else it needs "Authorization: Bearer <it>" */
   /* The store's counts for /metrics (pl_web_init): the last ones, and the

@@ -157,6 +157,10 @@ pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
     r->status = PL_ERR_USER_EXISTS;
     return PL_OK;
   }
+  if (r->u.reg.in.invite && (e = pl_sq_admin_invite_take(q, r, r->u.reg.in.invite)) != PL_OK)
+    return e;
+  if (r->status != PL_OK)
+    return PL_OK;                                /* INVITE_INVALID */
   pl_privacy_settings set = PL_PRIVACY_DEFAULTS; /* group_add 0: no privacy row yet */
   pl_sq_bind_text(st, 1, r->u.reg.in.user);
   pl_sq_bind_text(st, 2, r->u.reg.in.pwhash);
@@ -171,10 +175,15 @@ pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
                            &r->u.reg.out.device_id);
 }
 
+/* A disabled account (the operator's ban, sq_admin.c) logs in no more. */
 pl_err pl_sq_acct_get_user(pl__sq *q, pl_store_req *r) {
+  int disabled = 0;
   pl_err e = pl__user_id(q, r->u.get_user.in.user, &r->u.get_user.out.user_id, &r->u.get_user.out.pwhash);
   if (e == PL_OK && !r->u.get_user.out.user_id)
     r->status = PL_ERR_BAD_CREDENTIALS;
+  else if (e == PL_OK && (e = pl_sq_admin_disabled(q, r->u.get_user.out.user_id, &disabled)) == PL_OK &&
+           disabled)
+    r->status = PL_ERR_ACCOUNT_DISABLED;
   return e;
 }
 

@@ -13,7 +13,8 @@ static const char pl__schema[] =
     "BEGIN;"
     "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
     " pwhash TEXT NOT NULL, created INTEGER NOT NULL, read_receipts INTEGER NOT NULL DEFAULT 1,"
-    " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2);"
+    " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2,"
+    " disabled INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS devices(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
     " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL,"
     " token_at INTEGER NOT NULL DEFAULT 0, used_at INTEGER NOT NULL DEFAULT 0, UNIQUE(user_id, name));"
@@ -68,7 +69,10 @@ static const char pl__schema[] =
     "CREATE INDEX IF NOT EXISTS messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
     /* privacy settings beyond the users columns (no row: the defaults) */
     "CREATE TABLE IF NOT EXISTS privacy(uid INTEGER PRIMARY KEY, group_add INTEGER NOT NULL DEFAULT 0);"
-    "PRAGMA user_version = 10;"
+    /* sign-up invites (sq_admin.c) */
+    "CREATE TABLE IF NOT EXISTS invites(code TEXT PRIMARY KEY, uses_left INTEGER NOT NULL,"
+    " expires INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
+    "PRAGMA user_version = 11;"
     "COMMIT;";
 
 static const char *const pl__sql[ST__COUNT] = {
@@ -168,6 +172,7 @@ static const pl_sq_op pl__sq_ops[] = {
     [PL_STORE_PUSH_CLAIM] = {pl_sq_push_claim_ok, pl__push_claim},
     [PL_STORE_PUSH_DONE] = {pl_sq_push_done_ok, pl__push_done},
     [PL_STORE_STATS] = {NULL, pl__stats},
+    [PL_STORE_ADMIN] = {pl_sq_admin_valid, pl_sq_admin},
 };
 
 const pl_sq_op *pl_sq_op_get(int op) {
@@ -449,6 +454,8 @@ static pl_err pl__setup(pl__sq *q, int durable) {
     e = pl__upgrade_gcursor(q);
   if (e == PL_OK) /* by the table's columns, not the version: any dir of before 10 */
     e = pl_sq_dedup_upgrade(q->db);
+  if (e == PL_OK) /* by the columns too: any dir of before 11 */
+    e = pl_sq_admin_upgrade(q->db);
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);
   pl_free(mode);

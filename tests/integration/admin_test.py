@@ -1,0 +1,304 @@
+"""The admin API (docs/admin.md), one scenario per run: `admin_test.py
+SCENARIO` against the real parleyd (PARLEYD, PARLEY_CLI). Run by the
+test_admin_*.sh wrappers. Exits 0 when every check holds; raises on the
+first that does not."""
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+import mediasrv
+from mediasrv import PARLEYD, check, wait_for
+
+TMP = tempfile.mkdtemp(prefix="parley-admin-")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Server(mediasrv.Server):
+    def token(self, name="ops"):
+        """A new admin token (parleyd admin-token create), as an operator makes it."""
+        p = subprocess.run([PARLEYD, "admin-token", "create", name, "--data", self.data], capture_output=True,
+                           text=True, timeout=30)
+        check(p.returncode == 0 and p.stdout.startswith("padm_"), f"admin-token create: {p.returncode} {p.stderr}")
+        return p.stdout.strip()
+
+    def admin(self, method, path, body=None, token=None, want=200):
+        st, _, data = self.req(method, path, json.dumps(body) if body is not None else None, token)
+        check(st == want, f"{method} {path}: {st} (want {want}) {data[:300]}")
+        return json.loads(data) if data else None
+
+
+def start(name, *extra):
+    os.makedirs(os.path.join(TMP, name), exist_ok=True)
+    return Server(TMP, name, *extra).start()
+
+
+def refusals():
+    """Off without a token; then 401 without one, with a wrong one and with
+    a user's session token; every call logged."""
+    s = start("refusals")
+    try:
+        alice = s.register("alice")
+        s.admin("GET", "/admin/users", want=404)  # no admin token exists: the API is off
+        t = s.token()
+        for tok in (None, alice, "padm_" + "x" * 43, t[:-1] + ("A" if t[-1] != "A" else "B")):
+            s.admin("GET", "/admin/users", token=tok, want=401)
+            s.admin("POST", "/admin/users/alice/disable", token=tok, want=401)
+        users = s.admin("GET", "/admin/users", token=t)
+        check([u["user"] for u in users["users"]] == ["alice"], f"users: {users}")
+        check(not users["users"][0]["disabled"], "no refused call changed anything")
+        p = subprocess.run([PARLEYD, "admin-token", "revoke", "ops", "--data", s.data], capture_output=True)
+        check(p.returncode == 0, "revoke")
+        s.admin("GET", "/admin/users", token=t, want=404)  # the last token gone: off again
+    finally:
+        s.stop()
+
+
+def calls():
+    """Every call, with the answer an operator relies on."""
+    s = start("calls", "--media-files", "1")
+    try:
+        t = s.token()
+        alice, bob = s.register("alice"), s.register("bob")
+        s.cli("alice", "send", "bob", "one")
+        s.cli("alice", "send", "bob", "two")
+        # create, then list and search, paged
+        u = s.admin("POST", "/admin/users", {"user": "carol", "password": "password-carol"}, t, want=201)
+        check(u["user"] == "carol" and u["devices"] == 0, f"create: {u}")
+        s.admin("POST", "/admin/users", {"user": "carol", "password": "password-carol"}, t, want=409)
+        s.admin("POST", "/admin/users", {"user": "Bad Name", "password": "password-x"}, t, want=400)
+        s.cli("carol", "recv")  # the created user signs in with that password
+        page = s.admin("GET", "/admin/users?limit=2", token=t)
+        check([x["user"] for x in page["users"]] == ["alice", "bob"] and page["next"] == "bob", f"page 1: {page}")
+        page = s.admin("GET", "/admin/users?limit=2&after=bob", token=t)
+        check([x["user"] for x in page["users"]] == ["carol"] and page["next"] is None, f"page 2: {page}")
+        found = s.admin("GET", "/admin/users?q=ro", token=t)
+        check([x["user"] for x in found["users"]] == ["carol"], f"search: {found}")
+        # one user: devices with their queue depth, groups, media
+        s.cli("alice", "group", "create", "team", "bob")
+        st, m = s.upload(alice, os.urandom(5000), "a.bin")
+        check(st == 201, f"upload: {st} {m}")
+        b = s.admin("GET", "/admin/users/bob", token=t)
+        queued = {d["name"]: d["queued"] for d in b["device_list"]}
+        check(queued["cli"] == 2, f"bob's queue: {b}")
+        check([g["name"] for g in b["groups"]] == ["team"] and b["groups"][0]["role"] == "member", f"groups: {b}")
+        a = s.admin("GET", "/admin/users/alice", token=t)
+        check(a["media"]["count"] == 1 and a["media"]["bytes"] >= 5000, f"alice's media: {a}")
+        s.admin("GET", "/admin/users/nobody", token=t, want=404)
+        # groups and members
+        gs = s.admin("GET", "/admin/groups", token=t)
+        check(len(gs["groups"]) == 1 and gs["groups"][0]["members"] == 2, f"groups: {gs}")
+        gid = gs["groups"][0]["id"]
+        g = s.admin("GET", f"/admin/groups/{gid}", token=t)
+        check(sorted(m["user"] for m in g["member_list"]) == ["alice", "bob"], f"group: {g}")
+        s.admin("DELETE", f"/admin/groups/{gid}/members/bob", token=t)
+        g = s.admin("GET", f"/admin/groups/{gid}", token=t)
+        check([m["user"] for m in g["member_list"]] == ["alice"], f"after remove: {g}")
+        s.admin("DELETE", f"/admin/groups/{gid}/members/bob", token=t, want=404)
+        # password reset: the old one fails, the new one works, devices signed out
+        r = s.admin("POST", "/admin/users/bob/password", {"password": "new-password-bob"}, t)
+        check(r["signed_out"] == 2, f"reset: both of bob's devices signed out: {r}")
+        check(s.cli("bob", "recv", ok=False).returncode == 4, "the old password is refused")
+        st, _, _ = s.req("POST", "/api/login", json.dumps({"user": "bob", "password": "new-password-bob"}))
+        check(st == 200, f"the new password: {st}")
+        # revoke one device, then all
+        s.cli("alice", "recv")
+        r = s.admin("POST", "/admin/users/alice/revoke", {"device": "cli"}, t)
+        check(r["signed_out"] == 1, f"revoke one: {r}")
+        s.admin("POST", "/admin/users/alice/revoke", {"device": "nope"}, t, want=404)
+        r = s.admin("POST", "/admin/users/alice/revoke", {}, t)
+        check(r["signed_out"] == 1, f"revoke all (the registering device): {r}")
+        check(s.admin("GET", "/admin/users/alice", token=t)["devices"] == 0, "none signed in")
+        # stats, the deepest queues, the filter list, drain
+        s.cli("carol", "send", "bob", "three")
+        st = s.admin("GET", "/admin/stats", token=t)
+        check(st["store"]["users"] == 3 and st["version"] and st["uptime_s"] >= 0, f"stats: {st}")
+        check(st["database_bytes"] > 0 and st["registration"] == "open", f"stats: {st}")
+        q = s.admin("GET", "/admin/queues?limit=1", token=t)["queues"]
+        check(len(q) == 1 and q[0]["user"] == "bob", f"queues: {q}")
+        s.admin("POST", "/admin/filter/reload", token=t, want=409)  # no --filter-words list
+        s.admin("POST", "/admin/drain", {"on": True}, t)
+        st, _, body = s.req("GET", "/healthz")
+        check(st == 503 and b"draining" in body, f"healthz while draining: {st} {body}")
+        p = s.cli("carol", "recv", ok=False)
+        check(p.returncode != 0 and "maintenance" in p.stderr, f"sign-in while draining: {p.returncode} {p.stderr}")
+        s.admin("POST", "/admin/drain", {"on": False}, t)
+        check(s.req("GET", "/healthz")[0] == 200, "healthz after drain off")
+        s.admin("GET", "/admin/nothing", token=t, want=404)
+    finally:
+        s.stop()
+
+
+def ban():
+    """A disabled user's live connections close and logins are refused;
+    enabled again, the user logs in."""
+    s = start("ban")
+    try:
+        t = s.token()
+        s.register("bob")
+        live = subprocess.Popen([mediasrv.CLI, "--server", f"127.0.0.1:{s.port}", "--user", "bob", "--password",
+                                 "password-bob", "--device", "cli", "recv", "--wait", "60"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=mediasrv.die_with_parent)
+        wait_for(lambda: s.admin("GET", "/admin/users/bob", token=t)["device_list"][-1].get("online"),
+                 "bob's live connection")
+        r = s.admin("POST", "/admin/users/bob/disable", token=t)
+        check(r["signed_out"] >= 1, f"disable: {r}")
+        t0 = time.time()
+        live.wait(30)
+        check(time.time() - t0 < 30 and live.returncode != 0, f"the live connection closed: {live.returncode}")
+        check(s.admin("GET", "/admin/users/bob", token=t)["disabled"], "shown disabled")
+        st, _, body = s.req("POST", "/api/login", json.dumps({"user": "bob", "password": "password-bob"}))
+        check(st != 200 and b"ERR_ACCOUNT_DISABLED" in body, f"login refused: {st} {body}")
+        p = s.cli("bob", "recv", ok=False)
+        check(p.returncode == 4 and "disabled" in p.stderr, f"CLI login refused: {p.returncode} {p.stderr}")
+        s.admin("POST", "/admin/users/bob/enable", token=t)
+        s.cli("bob", "recv")
+    finally:
+        s.stop()
+
+
+def delete():
+    """A deleted user's devices, queues, groups and media are gone; others keep theirs."""
+    s = start("delete", "--media-files", "1")
+    try:
+        t = s.token()
+        alice, bob = s.register("alice"), s.register("bob")
+        s.cli("alice", "send", "bob", "to bob")
+        s.cli("bob", "group", "create", "bobs", "alice")
+        st, m = s.upload(bob, os.urandom(7000), "b.bin")
+        check(st == 201, f"upload: {st} {m}")
+        check(len(s.blobs()) == 1, "bob's file is stored")
+        r = s.admin("DELETE", "/admin/users/bob", token=t)
+        check(r["user"] == "bob", f"delete: {r}")
+        s.admin("GET", "/admin/users/bob", token=t, want=404)
+        stats = s.admin("GET", "/admin/stats", token=t)
+        check(stats["store"]["users"] == 1 and stats["store"]["media"] == 0, f"bob's rows gone: {stats}")
+        check(all(q["user"] == "alice" for q in stats["deepest_queues"]), f"queues: {stats}")
+        wait_for(lambda: not s.blobs(), "bob's file deleted from disk")
+        g = s.admin("GET", "/admin/groups", token=t)["groups"][0]
+        members = s.admin("GET", f"/admin/groups/{g['id']}", token=t)["member_list"]
+        check([x["user"] for x in members] == ["alice"] and g["members"] == 1, f"alice inherits the group: {members}")
+        check(s.cli("bob", "recv", ok=False).returncode == 4, "bob logs in no more")
+        check(s.cli("alice", "send", "bob", "gone?", ok=False).returncode == 5, "bob is an unknown peer")
+        s.stop()
+        db = sqlite3.connect(os.path.join(s.data, "parley.db"))
+        n = db.execute("SELECT count(*) FROM queue WHERE device_id IN (3, 4)").fetchone()[0]
+        check(n == 0, f"queue rows of bob's devices: {n}")
+        for table, col in (("devices", "user_id"), ("members", "uid"), ("reads", "uid"), ("contacts", "uid")):
+            n = db.execute(f"SELECT count(*) FROM {table} WHERE {col} = 2").fetchone()[0]
+            check(n == 0, f"{table} rows of bob: {n}")
+        db.close()
+    finally:
+        s.stop()
+
+
+def signup():
+    """--registration invite and closed; invites single and multi-use, expiring."""
+    s = start("invite", "--registration", "invite")
+    try:
+        t = s.token()
+        reg = lambda user, **kw: s.req("POST", "/api/register",
+                                       json.dumps(dict({"user": user, "password": "password-" + user}, **kw)))
+        st, _, body = reg("ann")
+        check(st != 200 and b"ERR_INVITE_REQUIRED" in body, f"no code: {st} {body}")
+        st, _, body = reg("ann", invite="not-a-real-code")
+        check(st != 200 and b"ERR_INVITE_INVALID" in body, f"bad code: {st} {body}")
+        one = s.admin("POST", "/admin/invites", {}, t, want=201)["code"]
+        two = s.admin("POST", "/admin/invites", {"code": "team-2026-x", "uses": 2}, t, want=201)["code"]
+        s.admin("POST", "/admin/invites", {"code": "team-2026-x"}, t, want=409)
+        short = s.admin("POST", "/admin/invites", {"uses": 5, "expires_in": 1}, t, want=201)["code"]
+        check(reg("ann", invite=one)[0] == 200, "single-use code")
+        st, _, body = reg("ben", invite=one)
+        check(st != 200 and b"ERR_INVITE_INVALID" in body, f"used up: {st} {body}")
+        check(reg("ben", invite=two)[0] == 200 and reg("cat", invite=two)[0] == 200, "two-use code")
+        check(b"ERR_INVITE_INVALID" in reg("dan", invite=two)[2], "third use refused")
+        wait_for(lambda: not s.admin("GET", "/admin/invites", token=t)["invites"], "the 1 s code expires", 10)
+        st, _, body = reg("eve", invite=short)
+        check(st != 200 and b"ERR_INVITE_INVALID" in body, f"expired: {st} {body}")
+        p = subprocess.run([mediasrv.CLI, "--server", f"127.0.0.1:{s.port}", "--user", "fay", "--password",
+                            "password-fay", "register"], capture_output=True, text=True, timeout=60)
+        check(p.returncode == 4 and "invite" in p.stderr, f"CLI without a code: {p.returncode} {p.stderr}")
+        code = s.admin("POST", "/admin/invites", {}, t, want=201)["code"]
+        p = subprocess.run([mediasrv.CLI, "--server", f"127.0.0.1:{s.port}", "--user", "fay", "--password",
+                            "password-fay", "register", "--invite", code], capture_output=True, text=True,
+                           timeout=60)
+        check(p.returncode == 0 and "fay" in p.stdout, f"CLI with a code: {p.returncode} {p.stdout} {p.stderr}")
+    finally:
+        s.stop()
+    s = start("closed", "--registration", "closed")
+    try:
+        t = s.token()
+        st, _, body = s.req("POST", "/api/register", json.dumps({"user": "ann", "password": "password-ann",
+                                                                 "invite": "whatever-code"}))
+        check(st != 200 and b"ERR_REGISTRATION_CLOSED" in body, f"closed: {st} {body}")
+        s.admin("POST", "/admin/users", {"user": "ann", "password": "password-ann"}, t, want=201)
+        s.cli("ann", "recv")
+    finally:
+        s.stop()
+
+
+def upgrade():
+    """A data dir made by the previous release (tests/fixtures/prev-release:
+    schema 10, alice sent bob two messages) opens, upgrades itself, keeps
+    the messages, and takes the new calls."""
+    data = os.path.join(TMP, "upgrade")
+    shutil.copytree(os.path.join(HERE, "..", "fixtures", "prev-release"), data)
+    s = Server(TMP, "upgrade").start()
+    try:
+        t = s.token()
+        db = sqlite3.connect(os.path.join(data, "parley.db"))
+        cols = [r[1] for r in db.execute("PRAGMA table_info(users)")]
+        db.close()
+        check("disabled" in cols, f"users.disabled added: {cols}")
+        p = subprocess.run([mediasrv.CLI, "--server", f"127.0.0.1:{s.port}", "--user", "bob", "--password",
+                            "secret-pass", "recv"], capture_output=True, text=True, timeout=60)
+        texts = [json.loads(line)["text"] for line in p.stdout.splitlines()]
+        check(p.returncode == 0 and texts == ["hello from the previous release", "second"], f"kept: {p.stdout}")
+        s.admin("POST", "/admin/users/alice/disable", token=t)
+        check(s.admin("GET", "/admin/users/alice", token=t)["disabled"], "the new column works")
+    finally:
+        s.stop()
+
+
+def backup():
+    """An online backup while clients write, restored into a new data dir
+    and served: it holds what was committed before it."""
+    s = start("backup")
+    try:
+        t = s.token()
+        s.register("alice")
+        s.register("bob")
+        for i in range(20):
+            s.cli("alice", "send", "bob", f"m{i}")
+        b = s.admin("POST", "/admin/backup", token=t, want=201)
+        check(b["bytes"] > 0 and b["path"].startswith(s.data), f"backup: {b}")
+        check(os.stat(b["path"]).st_mode & 0o077 == 0, "the copy is the server's alone")
+        s.cli("alice", "send", "bob", "after the backup")
+    finally:
+        s.stop()
+    os.makedirs(os.path.join(TMP, "restored"))
+    shutil.copy(b["path"], os.path.join(TMP, "restored", "parley.db"))
+    r = Server(TMP, "restored").start()
+    try:
+        p = r.cli("bob", "recv")
+        texts = [json.loads(line)["text"] for line in p.stdout.splitlines()]
+        check(texts == [f"m{i}" for i in range(20)], f"restored queue: {texts}")
+    finally:
+        r.stop()
+
+
+def main():
+    try:
+        {"refusals": refusals, "calls": calls, "ban": ban, "delete": delete, "signup": signup,
+         "upgrade": upgrade, "backup": backup}[sys.argv[1]]()
+        print("PASS", sys.argv[1])
+    finally:
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
