@@ -291,10 +291,49 @@ def backup():
         r.stop()
 
 
+def ctl_cmd():
+    """parleyctl over the API: JSON lines off a terminal, its exit statuses."""
+    ctl = os.path.join(os.path.dirname(mediasrv.CLI), "parleyctl")
+    s = start("ctl")
+    try:
+        t = s.token()
+
+        def run(*args, token=t, env=None):
+            e = dict(os.environ, PARLEY_ADMIN_URL=f"http://127.0.0.1:{s.http}", **(env or {}))
+            e.pop("PARLEY_ADMIN_TOKEN", None)
+            return subprocess.run([ctl] + (["--token", token] if token else []) + list(args), capture_output=True,
+                                  text=True, timeout=60, env=e)
+
+        p = run("user", "create", "ann", env={"PARLEY_PASSWORD": "password-ann"})
+        check(p.returncode == 0 and json.loads(p.stdout)["user"] == "ann", f"create: {p.returncode} {p.stdout}")
+        run("user", "create", "bob", "--password", "password-bob")
+        p = run("users")
+        names = [json.loads(line)["user"] for line in p.stdout.splitlines()]
+        check(p.returncode == 0 and names == ["ann", "bob"], f"users as JSON lines: {p.stdout}")
+        p = run("user", "disable", "bob")
+        check(p.returncode == 0 and json.loads(p.stdout)["user"] == "bob", f"disable: {p.stdout}")
+        check(json.loads(run("user", "show", "bob").stdout)["disabled"], "shown disabled")
+        p = run("invite", "create", "--uses", "3", "--expires", "600")
+        code = json.loads(p.stdout)["code"]
+        check(p.returncode == 0 and [json.loads(x)["code"] for x in run("invites").stdout.splitlines()] == [code],
+              f"invites: {p.stdout}")
+        check(json.loads(run("stats").stdout)["store"]["users"] == 2, "stats")
+        check(run("user", "show", "nobody").returncode == 1, "refused: exit 1")
+        check(run("users", token="padm_wrong").returncode == 4, "a wrong token: exit 4")
+        check(run("users", token=None).returncode == 4, "no token: exit 4")
+        check(run("frobnicate").returncode == 2, "bad usage: exit 2")
+        p = subprocess.run([ctl, "--url", "http://127.0.0.1:1", "--token", t, "users"], capture_output=True)
+        check(p.returncode == 3, f"unreachable: exit 3 ({p.returncode})")
+        b = json.loads(run("backup").stdout)
+        check(os.path.exists(b["path"]), f"backup: {b}")
+    finally:
+        s.stop()
+
+
 def main():
     try:
         {"refusals": refusals, "calls": calls, "ban": ban, "delete": delete, "signup": signup,
-         "upgrade": upgrade, "backup": backup}[sys.argv[1]]()
+         "upgrade": upgrade, "backup": backup, "ctl": ctl_cmd}[sys.argv[1]]()
         print("PASS", sys.argv[1])
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
