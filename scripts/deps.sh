@@ -20,7 +20,7 @@ PKGS=(
 # python3-cryptography (the push test checks FCM's and APNs' JWT signatures),
 # and Debian's Chromium for the browser client's end-to-end tests, driven by
 # playwright-core from npm (tests/browser), which downloads no browser.
-TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools)
+TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools systemd)
 tests=0
 [[ ${1:-} == --test ]] && tests=1 && PKGS+=("${TEST_PKGS[@]}")
 

@@ -400,6 +400,8 @@ static pl_err pl__start(pl_server *srv) {
   srv->admin = pl_admin_new(&ac);
   srv->web = (pl_web){.core = srv->core,
                       .admin = srv->admin,
+                      .started_ms = ac.started_ms,
+                      .version = PL_VERSION,
                       .store = srv->store,
                       .media = srv->media,
                       .push = srv->push,

@@ -129,6 +129,12 @@ def calls():
         s.admin("POST", "/admin/drain", {"on": False}, t)
         check(s.req("GET", "/healthz")[0] == 200, "healthz after drain off")
         s.admin("GET", "/admin/nothing", token=t, want=404)
+        # the metrics that answer an operator's questions (counted one scrape behind)
+        want = f'parley_queue_deepest{{rank="1",user="bob",device="{q[0]["name"]}"}} {q[0]["queued"]}'
+        wait_for(lambda: want in s.req("GET", "/metrics")[2].decode(), f"{want} in /metrics")
+        check(s.metric("parley_login_failures_total") == 1, "the old password's failure counted")
+        check(s.metric("parley_database_bytes") > 0 and s.metric("parley_store_users") == 3, "sizes and users")
+        check('parley_build_info{version="' in s.req("GET", "/metrics")[2].decode(), "version")
     finally:
         s.stop()
 
