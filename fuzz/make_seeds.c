@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cluster/pl_busmsg.h"
 #include "common/pl_buf.h"
 #include "common/pl_mem.h"
 #include "img_fixtures.h"
@@ -142,6 +143,23 @@ static void messages(void) {
   media_ref.name = longstr;
   send_max.media = &media_ref;
   put_variants("fuzz_msg_send", &send, &send_max);
+
+  /* Send.act (protocol.md 11.9): a reaction, and every field at its largest */
+  Parley__Act act = PARLEY__ACT__INIT, act_max = PARLEY__ACT__INIT;
+  act.kind = PARLEY__ACT_KIND__ACT_REACTION;
+  act.target = 3;
+  act_max.kind = PARLEY__ACT_KIND__ACT_DELETE_FOR_ME;
+  act_max.target = act_max.reply_to = act_max.vanish_at = UINT64_MAX;
+  act_max.forwarded = 1;
+  act_max.timer_s = UINT32_MAX;
+  act_max.target_conv = utf8;
+  put_variants("fuzz_msg_act", &act, &act_max);
+  Parley__Send send_act = send, send_act_max = send_max;
+  send_act.body = (ProtobufCBinaryData){.len = 4, .data = (uint8_t *)"\xf0\x9f\x91\x8d"};
+  send_act.act = &act;
+  send_act_max.act = &act_max;
+  put_msg("fuzz_msg_send", "act_typical", &send_act);
+  put_msg("fuzz_msg_send", "act_max", &send_act_max);
 
   Parley__PushRegister preg = PARLEY__PUSH_REGISTER__INIT, preg_max = PARLEY__PUSH_REGISTER__INIT;
   preg.ref = "p1";
@@ -734,6 +752,10 @@ static void web(void) {
       {"hello", "{\"type\":\"hello\",\"version\":1,\"kind\":\"KIND_WEB\",\"client_name\":\"web/1\"}"},
       {"send", "{\"type\":\"send\",\"id\":\"c1\",\"to\":\"bob\",\"body\":\"aOKAmWxsbw==\",\"client_ts\":"
                "\"1763900000123\"}"},
+      {"send_act", "{\"type\":\"send\",\"id\":\"c2\",\"to\":\"bob\",\"body\":\"8J+RjQ==\","
+                   "\"act\":{\"kind\":\"ACT_REACTION\",\"target\":3}}"},
+      {"message_act", "{\"type\":\"message\",\"seq\":4,\"act\":{\"kind\":4,\"timer_s\":86400,"
+                      "\"vanish_at\":\"18446744073709551615\"}}"},
       {"ack", "{\"type\":\"ack\",\"upto\":18446744073709551615}"},
       {"group_create",
        "{\"type\":\"group_create\",\"ref\":\"r\",\"name\":\"team\",\"users\":[\"bob\",\"carol\"]}"},
@@ -937,6 +959,96 @@ static void proxy(void) {
   put("fuzz_proxy", "truncated", v4, 20);
 }
 
+/* fuzz_mqtt: a version byte (bit 0: MQTT 5; bits 1-7: max packet size / 16),
+ * then packets as paho and mosquitto send them, and the malformed ones the
+ * integration test sends. */
+static void mqtt_put(const char *name, uint8_t sel, const char *pkts, size_t n) {
+  uint8_t b[512];
+  b[0] = sel;
+  memcpy(b + 1, pkts, n);
+  put("fuzz_mqtt", name, b, n + 1);
+}
+#define MQTT_SEED(name, sel, lit) mqtt_put(name, sel, lit, sizeof(lit) - 1)
+
+static void mqtt(void) {
+  MQTT_SEED("connect311_session", 0,
+            "\x10\x1b\x00\x04MQTT\x04\xc2\x00\x3c\x00\x04"
+            "dev1\x00\x05"
+            "alice\x00\x02pw"
+            "\x82\x0e\x00\x02\x00\x03"
+            "a/#\x01\x00\x03+/b\x02"
+            "\x32\x09\x00\x03"
+            "a/b\x00\x07hi"
+            "\x40\x02\x00\x07\xc0\x00\xe0\x00");
+  MQTT_SEED("connect5_will_props", 1,
+            "\x10\x2f\x00\x04MQTT\x05\x8e\x00\x1e\x08\x11\x00\x00\x0e\x10\x21\x00\x0a\x00\x05"
+            "phone\x05\x18\x00\x00\x00\x05\x00\x03w/x\x00\x03"
+            "bye\x00\x03"
+            "bob"
+            "\x30\x06\x00\x00\x03\x23\x00\x01");
+  MQTT_SEED("publish5_user_props", 1,
+            "\x32\x17\x00\x01t\x00\x01\x0e"
+            "\x26\x00\x01k\x00\x01v"
+            "\x26\x00\x01x\x00\x01y"
+            "hey"
+            "\x40\x09\x00\x09\x87\x05\x1f\x00\x02no"
+            "\x62\x02\x00\x01\x90\x05\x00\x03\x00\x01\x87\xf0\x00");
+  MQTT_SEED("subscribe5_opts", 1,
+            "\x82\x0d\x00\x02\x02\x0b\x05\x00\x01"
+            "a\x2c\x00\x01"
+            "b\x00"
+            "\xa2\x07\x00\x03\x00\x00\x02"
+            "a/\xb0\x04\x00\x03\x00\x11");
+  MQTT_SEED("bad_length", 0, "\x30\xff\xff\xff\xff\x01");
+  MQTT_SEED("bad_utf8", 0, "\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02\x61\xff");
+  MQTT_SEED("bad_version", 0, "\x10\x0e\x00\x06MQIsdp\x03\x02\x00\x3c\x00\x00");
+  MQTT_SEED("bad_flags", 0, "\xc1\x00\x80\x06\x00\x01\x00\x01\x61\x01");
+  MQTT_SEED("oversize", 0x10, "\x30\x80\x01");
+}
+
+/* fuzz_busmsg: one message of each kind a node sends, and near misses. */
+static void busmsg_put(const char *name, const pl_busmsg *m, size_t cut) {
+  uint8_t buf[512];
+  size_t n = 0;
+  if (pl_busmsg_encode(m, buf, sizeof buf, &n) != PL_OK)
+    die("pl_busmsg_encode", name);
+  put("fuzz_busmsg", name, buf, n - cut);
+}
+
+static void busmsgs(void) {
+  static const uint64_t devs[] = {3, 4, 1u << 20};
+  static const uint8_t typing[] = {0, 0, 0, 4, 40, 8, 1, 16, 1}; /* a frame header and a few bytes */
+  pl_busmsg m = {.node_len = 9, .node = "host:7700", .incarnation = 1765000000000ull};
+  for (unsigned t = 1; t <= PL_BUSMSG_TYPE_MAX; t++) {
+    m.type = (uint8_t)t;
+    m.a = t == PL_BUSMSG_ALIVE ? 2000 : 77;
+    m.b = t == PL_BUSMSG_ATTACH || t == PL_BUSMSG_OFFLINE ? 1765000000500ull : t == PL_BUSMSG_GCHANGE;
+    int with_ids =
+        t == PL_BUSMSG_HINT || t == PL_BUSMSG_FRAME || t == PL_BUSMSG_GFRAME || t == PL_BUSMSG_GCHANGE;
+    m.nids = with_ids ? 3 : 0;
+    m.ids = with_ids ? devs : NULL;
+    int with_payload =
+        t == PL_BUSMSG_FRAME || t == PL_BUSMSG_GFRAME || t == PL_BUSMSG_ONLINE || t == PL_BUSMSG_STATE;
+    m.payload = t == PL_BUSMSG_ONLINE  ? (const uint8_t *)"alice"
+                : t == PL_BUSMSG_STATE ? (const uint8_t *)"host:7701"
+                                       : typing;
+    m.plen = !with_payload ? 0 : t == PL_BUSMSG_ONLINE ? 5 : t == PL_BUSMSG_STATE ? 9 : sizeof typing;
+    if (!with_payload)
+      m.payload = NULL;
+    char name[32];
+    snprintf(name, sizeof name, "%s", pl_busmsg_type_name(t));
+    for (char *p = name; *p; p++)
+      *p = (char)(*p - 'A' + 'a');
+    busmsg_put(name, &m, 0);
+  }
+  m.type = PL_BUSMSG_HINT;
+  m.nids = 3;
+  m.ids = devs;
+  m.plen = 0;
+  m.payload = NULL;
+  busmsg_put("hint_truncated", &m, 5);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: make_seeds CORPUS_DIR   (e.g. fuzz/corpus)\n");
@@ -954,5 +1066,7 @@ int main(int argc, char **argv) {
   images();
   tls();
   proxy();
+  mqtt();
+  busmsgs();
   return pl_mem_used() == 0 ? 0 : 1;
 }

@@ -11,6 +11,8 @@ PKGS=(
   build-essential cmake pkg-config git
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler libsodium-dev libsqlite3-dev
   libjansson-dev libwslay-dev libhttp-parser-dev libssl-dev zlib1g-dev libvips-dev libcurl4-openssl-dev
+  # the cluster bus (--bus nats://...): the NATS C client, with its libuv adapter
+  libnats-dev
   # clang for the fuzz and sanitizer builds; its ASan/UBSan/libFuzzer runtimes
   # live in libclang-rt-dev, which clang only recommends.
   clang libclang-rt-dev
@@ -20,7 +22,8 @@ PKGS=(
 # python3-cryptography (the push test checks FCM's and APNs' JWT signatures),
 # and Debian's Chromium for the browser client's end-to-end tests, driven by
 # playwright-core from npm (tests/browser), which downloads no browser.
-TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools systemd)
+# nats-server and haproxy: the cluster tests start real ones on loopback.
+TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools nats-server haproxy systemd)
 tests=0
 [[ ${1:-} == --test ]] && tests=1 && PKGS+=("${TEST_PKGS[@]}")
 

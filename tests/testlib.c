@@ -71,7 +71,7 @@ static void tl__servers_kill(int test, int rm) {
     kill(tl__servers[i].pid, SIGKILL);
     waitpid(tl__servers[i].pid, NULL, 0);
     tl__servers[i].pid = 0;
-    if (rm) /* the log (DIR.log) stays for tl_server_abandon to show */
+    if (rm && tl__servers[i].dir[0]) /* the log (DIR.log) stays for tl_server_abandon to show */
       tl_rmrf(tl__servers[i].dir);
   }
 }
@@ -162,6 +162,40 @@ static int tl__free_port(void) {
   }
   tl__fail(__FILE__, __LINE__, "free port: none found in 20000-31999");
   return -1;
+}
+
+int tl_free_port(void) { return tl__free_port(); }
+
+pid_t tl_spawn(char *const argv[], const char *log, const char *dir) {
+  tl__guard();
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+      _exit(127);
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
+    close_range(3, ~0u, 0);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  if (pid < 0)
+    tl__fail(__FILE__, __LINE__, "fork: %s", strerror(errno));
+  tl__server_add(pid, dir ? dir : "");
+  return pid;
+}
+
+void tl_spawn_kill(pid_t pid, int sig) {
+  if (pid <= 0 || !tl__server_known(pid, 0))
+    return;
+  kill(pid, sig);
+  if (sig == SIGKILL || sig == SIGTERM) {
+    waitpid(pid, NULL, 0);
+    tl__server_known(pid, 1);
+  }
 }
 
 static void tl__spawn(tl_server *s) {

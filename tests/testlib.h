@@ -84,6 +84,16 @@ void tl_server_stop(tl_server *s);
  * without a log (PARLEY_TEST_VERBOSE sends it to the terminal). */
 int tl_log_count(const tl_server *s, const char *needle);
 
+/* --- other servers a test starts (nats-server, haproxy) -------------------- */
+/* A free loopback port (below the ephemeral range). */
+int tl_free_port(void);
+/* Starts argv[0] (a path) with stderr and stdout to log, killed with the
+ * test like a parleyd (on failure, at exit, on a signal, and by the kernel
+ * if the test dies); dir (may be NULL) is removed with it. Returns its pid. */
+pid_t tl_spawn(char *const argv[], const char *log, const char *dir);
+/* Sends sig to a pid from tl_spawn; for SIGKILL/SIGTERM also reaps it. */
+void tl_spawn_kill(pid_t pid, int sig);
+
 /* --- what the server reports on /metrics ---------------------------------- */
 /* The value of an unlabelled metric (parley_store_messages ...) read from
  * GET /metrics on s's HTTP listener, from an answer whose store gauges

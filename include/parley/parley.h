@@ -75,6 +75,9 @@ extern "C" {
 #define PARLEY_E_REGISTRATION_CLOSED (-42)  /* the server's operator creates every account */
 #define PARLEY_E_ACCOUNT_DISABLED (-43)     /* the operator disabled this account */
 #define PARLEY_E_MAINTENANCE (-44)          /* the server is down for maintenance: try another or later */
+#define PARLEY_E_NO_TARGET (-45)            /* an action's target (or a reply's quote) is no message */
+#define PARLEY_E_WINDOW_CLOSED (-46)        /* too late to edit or delete that message */
+#define PARLEY_E_NOT_AUTHOR (-47)           /* only its sender (a group admin: delete) may do that */
 /* Local error codes. */
 #define PARLEY_E_CONNECT (-100)  /* cannot reach the server */
 #define PARLEY_E_TIMEOUT (-101)  /* no answer in time */
@@ -129,6 +132,28 @@ typedef struct parley_media {
   const char *name; /* file name given at upload, or "" */
 } parley_media;
 
+/* What a message does besides carrying text (docs/protocol.md 11.9): each
+ * action is a message of its own in the conversation, acting on an earlier
+ * one by its seq. */
+enum {
+  PARLEY_ACT_NONE = 0,          /* a plain message: maybe a reply (reply_to) or forwarded */
+  PARLEY_ACT_REACTION = 1,      /* body: the reaction ("" removes mine) to target */
+  PARLEY_ACT_EDIT = 2,          /* body: the new text of target */
+  PARLEY_ACT_DELETE = 3,        /* delete target for everyone */
+  PARLEY_ACT_TIMER = 4,         /* disappearing messages: timer_s (0, 86400, 604800, 7776000) */
+  PARLEY_ACT_DELETE_FOR_ME = 5, /* to myself: hide target of target_conv on my devices */
+};
+
+typedef struct parley_act {
+  int kind;                /* PARLEY_ACT_* */
+  uint64_t target;         /* REACTION, EDIT, DELETE, DELETE_FOR_ME: the seq acted on */
+  uint64_t reply_to;       /* NONE: the quoted message's seq (0: not a reply) */
+  int forwarded;           /* NONE: the body was forwarded */
+  uint32_t timer_s;        /* TIMER */
+  const char *target_conv; /* DELETE_FOR_ME (NULL or "" otherwise) */
+  uint64_t vanish_at;      /* received only: ms since the epoch when to drop the message (0: never) */
+} parley_act;
+
 /* A received message. Every pointer is valid only during the callback. */
 typedef struct parley_message {
   uint64_t qid;            /* server message id, increasing in this device's queue */
@@ -144,6 +169,7 @@ typedef struct parley_message {
   const char *group;               /* a group message: the group id ("" for 1:1) */
   const parley_group_event *event; /* a membership event of the group (body empty), or NULL */
   const parley_media *media;       /* an image or file (body is its caption), or NULL */
+  const parley_act *act;           /* what it does (docs/protocol.md 11.9), or NULL: a plain message */
 } parley_message;
 
 /* The server's ack of a sent message. Pointers valid during the callback. */
@@ -287,6 +313,18 @@ int parley_send_group_wait(parley *c, const char *id, const char *group, const v
 int parley_send_media_wait(parley *c, const char *id, const char *peer, const char *group,
                            const char *media_id, const void *caption, size_t len, parley_send_ack *ack,
                            int timeout_ms);
+
+/* A message with an action (docs/protocol.md 11.9): a reply, forward,
+ * reaction, edit, delete or timer change, to peer or (peer NULL) group.
+ * Delivered, retried and deduplicated like any message. The server refuses
+ * with NO_TARGET, WINDOW_CLOSED, NOT_AUTHOR, FORBIDDEN (a group member's
+ * timer), FILTERED, BLOCKED or INVALID_ARGUMENT (fields that do not fit the
+ * kind); act->vanish_at must be 0. */
+int parley_send_act(parley *c, const char *id, const char *peer, const char *group, const parley_act *act,
+                    const void *body, size_t len, char *id_out);
+int parley_send_act_wait(parley *c, const char *id, const char *peer, const char *group,
+                         const parley_act *act, const void *body, size_t len, parley_send_ack *ack,
+                         int timeout_ms);
 
 /* Acknowledges every delivered queue entry with qid <= upto (for auto_ack
  * off). In protocol 2 group messages are not covered: use parley_ack_message. */

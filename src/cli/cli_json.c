@@ -151,6 +151,47 @@ static void cli__group_event(pl_bytes *out, const parley_message *m) {
   pl_bytes_append(out, "}\n", 2);
 }
 
+const char *cli_act_name(int kind) {
+  static const char *const names[] = {"", "reaction", "edit", "delete", "timer", "delete_for_me"};
+  return kind > 0 && kind < (int)(sizeof names / sizeof names[0]) ? names[kind] : "";
+}
+
+/* "act":{...} with the fields that are set (protocol.md 11.9). */
+static void cli__act(pl_bytes *out, const parley_act *a) {
+  int first = 1;
+  cli__key(out, "act", 0);
+  pl_bytes_append(out, "{", 1);
+  if (a->kind) {
+    cli__key(out, "kind", first), first = 0;
+    cli_json_cstr(out, cli_act_name(a->kind));
+  }
+  const struct {
+    const char *key;
+    uint64_t v;
+  } nums[] = {{"target", a->target},
+              {"reply_to", a->reply_to},
+              {"timer_s", a->kind == PARLEY_ACT_TIMER ? a->timer_s : 0},
+              {"vanish_at", a->vanish_at}};
+  for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+    if (nums[i].v) {
+      cli__key(out, nums[i].key, first), first = 0;
+      cli__u64(out, nums[i].v);
+    }
+  if (a->kind == PARLEY_ACT_TIMER && !a->timer_s) {
+    cli__key(out, "timer_s", first), first = 0;
+    cli__u64(out, 0);
+  }
+  if (a->forwarded) {
+    cli__key(out, "forwarded", first), first = 0;
+    pl_bytes_append(out, "true", 4);
+  }
+  if (a->target_conv && *a->target_conv) {
+    cli__key(out, "target_conv", first);
+    cli_json_cstr(out, a->target_conv);
+  }
+  pl_bytes_append(out, "}", 1);
+}
+
 void cli_json_message(pl_bytes *out, const parley_message *m) {
   if (m->event) {
     cli__group_event(out, m);
@@ -195,6 +236,8 @@ void cli_json_message(pl_bytes *out, const parley_message *m) {
     cli_json_cstr(out, md->name);
     pl_bytes_append(out, "}", 1);
   }
+  if (m->act)
+    cli__act(out, m->act);
   cli__key(out, "client_ts", 0);
   cli__u64(out, m->client_ts);
   cli__key(out, "server_ts", 0);

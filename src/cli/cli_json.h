@@ -56,4 +56,7 @@ void cli_json_event(pl_bytes *out, const parley_event *e);
 /* {"user":..,"online":B,"last_seen":MS|null} (last_seen null when unknown or hidden). */
 void cli_json_presence(pl_bytes *out, const char *user, int online, uint64_t last_seen);
 
+/* An Act kind's name in JSON and chat ("reaction", ...; "" for a plain message). */
+const char *cli_act_name(int kind);
+
 #endif

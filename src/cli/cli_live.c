@@ -105,18 +105,81 @@ typedef struct cli_chat {
   const char *peer;
   pl_bytes line; /* stdin not yet split into lines */
   pl_bytes out;
-  int status;  /* set by a failure that ends the chat */
-  int refused; /* some message was refused */
-  int lost;    /* the connection dropped (and is being re-established) */
-  int quit;    /* /quit was typed: stop reading input */
+  int status;                    /* set by a failure that ends the chat */
+  int refused;                   /* some message was refused */
+  int lost;                      /* the connection dropped (and is being re-established) */
+  int quit;                      /* /quit was typed: stop reading input */
+  char conv[80];                 /* dm:<a>:<b>, the conversation of this chat */
+  uint64_t last_peer, last_mine; /* seqs the action commands default to */
+  char plain_id[65];             /* the last plain message typed: its ack gives last_mine */
 } cli_chat;
 
-static void chat_on_message(parley *c, const parley_message *m, void *ud) {
-  cli_chat *ch = ud;
+static void chat_put(cli_chat *ch, const char *s) { pl_bytes_append(&ch->out, s, strlen(s)); }
+
+static void chat_put_seq(cli_chat *ch, uint64_t seq) {
+  char b[32];
+  snprintf(b, sizeof b, "#%llu", (unsigned long long)seq);
+  chat_put(ch, b);
+}
+
+static const char *chat_timer_name(uint32_t s) {
+  return s == 86400 ? "24 hours" : s == 604800 ? "7 days" : s == 7776000 ? "90 days" : "a custom time";
+}
+
+/* An action (protocol.md 11.9) as a line starting with "* ". */
+static void chat_show_act(cli_chat *ch, const parley_message *m, const parley_act *a) {
+  chat_put(ch, "* ");
   cli_text_safe(&ch->out, m->from, strlen(m->from));
+  if (a->kind == PARLEY_ACT_REACTION) {
+    chat_put(ch, m->body_len ? " reacted " : " took back the reaction");
+    cli_text_safe(&ch->out, m->body, m->body_len);
+    chat_put(ch, " to ");
+    chat_put_seq(ch, a->target);
+  } else if (a->kind == PARLEY_ACT_EDIT) {
+    chat_put(ch, " edited ");
+    chat_put_seq(ch, a->target);
+    chat_put(ch, ": ");
+    cli_text_safe(&ch->out, m->body, m->body_len);
+  } else if (a->kind == PARLEY_ACT_DELETE) {
+    chat_put(ch, " deleted ");
+    chat_put_seq(ch, a->target);
+    chat_put(ch, ": this message was deleted");
+  } else if (a->kind == PARLEY_ACT_TIMER) {
+    chat_put(ch, a->timer_s ? " set disappearing messages to " : " turned disappearing messages off");
+    chat_put(ch, a->timer_s ? chat_timer_name(a->timer_s) : "");
+  } else {
+    chat_put(ch, " deleted ");
+    chat_put_seq(ch, a->target);
+    chat_put(ch, " for themselves");
+  }
+  chat_put(ch, "\n");
+}
+
+/* "sender: text", a reply or forward marked after the name. */
+static void chat_show(cli_chat *ch, const parley_message *m) {
+  const parley_act *a = m->act;
+  if (a && a->kind != PARLEY_ACT_NONE) {
+    chat_show_act(ch, m, a);
+    return;
+  }
+  cli_text_safe(&ch->out, m->from, strlen(m->from));
+  if (a && a->reply_to) {
+    chat_put(ch, " (reply to ");
+    chat_put_seq(ch, a->reply_to);
+    chat_put(ch, ")");
+  }
+  if (a && a->forwarded)
+    chat_put(ch, " (forwarded)");
   pl_bytes_append(&ch->out, ": ", 2);
   cli_text_safe(&ch->out, m->body, m->body ? m->body_len : 0);
   pl_bytes_append(&ch->out, "\n", 1);
+}
+
+static void chat_on_message(parley *c, const parley_message *m, void *ud) {
+  cli_chat *ch = ud;
+  chat_show(ch, m);
+  if (!strcmp(m->conv, ch->conv) && strcmp(m->from, ch->o->user) && (!m->act || !m->act->kind))
+    ch->last_peer = m->seq;
   if (cli_print(&ch->out) != 0) {
     ch->status = cli_fail(CLI_EXIT_ERR, "cannot write to standard output");
     return;
@@ -136,6 +199,13 @@ static void chat_on_event(parley *c, const parley_event *e, void *ud) {
   }
   if (e->qid)
     parley_ack_delivered(c);
+}
+
+static void chat_on_ack(parley *c, const parley_send_ack *a, void *ud) {
+  (void)c;
+  cli_chat *ch = ud;
+  if (!strcmp(a->id, ch->plain_id))
+    ch->last_mine = a->seq;
 }
 
 static void chat_on_send_error(parley *c, const char *id, int code, const char *message, void *ud) {
@@ -161,14 +231,83 @@ static void chat_on_state(parley *c, parley_state st, int err, void *ud) {
   }
 }
 
-static const char chat_help[] = "Type a line and press Enter to send it to %s.\n"
-                                "  /help   this text\n"
-                                "  /quit   leave (as Ctrl-D does: after the server has taken what was sent)\n"
-                                "  //text  sends \"/text\" (a line starting with one / is a command)\n";
+static const char chat_help[] =
+    "Type a line and press Enter to send it to %s.\n"
+    "  /help   this text\n"
+    "  /quit   leave (as Ctrl-D does: after the server has taken what was sent)\n"
+    "  /reply [#N] TEXT   reply to message N (default: their last one)\n"
+    "  /react [#N] EMOJI  react to message N (default: their last one); no EMOJI:\n"
+    "                     take your reaction back\n"
+    "  /edit [#N] TEXT    edit your message N (default: your last one)\n"
+    "  /delete [#N]       delete your message N for everyone (default: your last one)\n"
+    "  //text  sends \"/text\" (a line starting with one / is a command)\n";
 
 /* A line starting with '/' is a command (not sent); "//" escapes a leading
  * slash. Returns 1 when the line was a command. */
-static int chat_command(cli_chat *ch, const char **p, size_t *n) {
+/* Does line p[0..n) start with command word w (then a space or its end)?
+ * Then *rest is what follows the spaces after it. */
+static int chat_word(const char *p, size_t n, const char *w, const char **rest, size_t *rn) {
+  size_t wl = strlen(w);
+  if (n < wl || memcmp(p, w, wl) || (n > wl && p[wl] != ' '))
+    return 0;
+  *rest = p + wl;
+  *rn = n - wl;
+  while (*rn && **rest == ' ')
+    (*rest)++, (*rn)--;
+  return 1;
+}
+
+/* An optional "#N" at the start of the rest: N, or dflt. */
+static uint64_t chat_target(const char **p, size_t *n, uint64_t dflt) {
+  if (!*n || **p != '#')
+    return dflt;
+  uint64_t v = 0;
+  size_t i = 1;
+  for (; i < *n && (*p)[i] >= '0' && (*p)[i] <= '9' && v < UINT64_MAX / 10; i++)
+    v = v * 10 + (uint64_t)((*p)[i] - '0');
+  *p += i, *n -= i;
+  while (*n && **p == ' ')
+    (*p)++, (*n)--;
+  return v;
+}
+
+/* /reply, /react, /edit, /delete (protocol.md 11.9). Returns 1 if it was one. */
+static int chat_act_command(parley *c, cli_chat *ch, const char *p, size_t n) {
+  static const struct {
+    const char *word;
+    int kind, mine, needs_text;
+  } cmds[] = {{"/reply", PARLEY_ACT_NONE, 0, 1},
+              {"/react", PARLEY_ACT_REACTION, 0, 0},
+              {"/edit", PARLEY_ACT_EDIT, 1, 1},
+              {"/delete", PARLEY_ACT_DELETE, 1, 0}};
+  const char *rest;
+  size_t rn;
+  for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+    if (!chat_word(p, n, cmds[i].word, &rest, &rn))
+      continue;
+    uint64_t seq = chat_target(&rest, &rn, cmds[i].mine ? ch->last_mine : ch->last_peer);
+    if (!seq || (cmds[i].needs_text && !rn)) {
+      fprintf(stderr, "parley: %s needs %s (not sent); /help says how\n", cmds[i].word,
+              !seq ? "a message (#N): none to default to yet" : "a text");
+      return 1;
+    }
+    parley_act a = {.kind = cmds[i].kind};
+    if (cmds[i].kind == PARLEY_ACT_NONE)
+      a.reply_to = seq;
+    else
+      a.target = seq;
+    int rc =
+        parley_send_act(c, NULL, ch->peer, NULL, &a, rest, cmds[i].kind == PARLEY_ACT_DELETE ? 0 : rn, NULL);
+    if (rc != PARLEY_OK) {
+      cli_error(ch->o, rc, ch->peer);
+      ch->refused = 1;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+static int chat_command(parley *c, cli_chat *ch, const char **p, size_t *n) {
   if (*n == 0 || (*p)[0] != '/')
     return 0;
   if (*n > 1 && (*p)[1] == '/') {
@@ -179,6 +318,8 @@ static int chat_command(cli_chat *ch, const char **p, size_t *n) {
     fprintf(stderr, chat_help, ch->peer);
   else if (*n == 5 && !memcmp(*p, "/quit", 5))
     ch->quit = 1;
+  else if (chat_act_command(c, ch, *p, *n))
+    ;
   else
     fprintf(stderr, "parley: unknown command %.*s (not sent); /help lists the commands\n", (int)*n, *p);
   return 1;
@@ -187,9 +328,9 @@ static int chat_command(cli_chat *ch, const char **p, size_t *n) {
 static void chat_send_line(parley *c, cli_chat *ch, const char *p, size_t n) {
   if (n && p[n - 1] == '\r')
     n--;
-  if (n == 0 || ch->quit || chat_command(ch, &p, &n))
+  if (n == 0 || ch->quit || chat_command(c, ch, &p, &n))
     return;
-  int rc = parley_send(c, NULL, ch->peer, p, n, NULL);
+  int rc = parley_send(c, NULL, ch->peer, p, n, ch->plain_id);
   if (rc != PARLEY_OK) {
     cli_error(ch->o, rc, ch->peer);
     ch->refused = 1;
@@ -223,9 +364,12 @@ static int chat_read_stdin(parley *c, cli_chat *ch) {
 
 int cmd_chat(const cli *o) {
   cli_chat ch = {.o = o, .peer = o->pos[0]};
+  int lower = strcmp(o->user, ch.peer) < 0;
+  snprintf(ch.conv, sizeof ch.conv, "dm:%s:%s", lower ? o->user : ch.peer, lower ? ch.peer : o->user);
   parley_callbacks cb = {.on_message = chat_on_message,
                          .on_event = chat_on_event,
                          .on_send_error = chat_on_send_error,
+                         .on_ack = chat_on_ack,
                          .on_state = chat_on_state};
   parley *c;
   int status = cli_open(o, &c, &cb, &ch, 0);

@@ -47,6 +47,9 @@ const char *parley_strerror(int code) {
   case PARLEY_E_REGISTRATION_CLOSED: return "sign-up is closed on this server";
   case PARLEY_E_ACCOUNT_DISABLED: return "this account is disabled";
   case PARLEY_E_MAINTENANCE: return "the server is down for maintenance";
+  case PARLEY_E_NO_TARGET: return "no such message in the conversation";
+  case PARLEY_E_WINDOW_CLOSED: return "it is too late to change that message";
+  case PARLEY_E_NOT_AUTHOR: return "only its sender may change that message";
   case PARLEY_E_CONNECT: return "cannot reach the server";
   case PARLEY_E_TIMEOUT: return "no answer in time";
   case PARLEY_E_CLOSED: return "connection closed";
@@ -240,7 +243,7 @@ static void plc__random_id(char out[PLC_ID_MAX + 1]) {
 
 /* To peer, or to a group when group is set (then peer is NULL). */
 static int plc__send(parley *c, const char *id, const char *peer, const char *group, const char *media_id,
-                     const void *body, size_t len, char *id_out, plc_msg **out) {
+                     const parley_act *act, const void *body, size_t len, char *id_out, plc_msg **out) {
   const char *to = group ? group : peer;
   if (!c || !to || !*to || (len && !body))
     return PARLEY_E_ARG;
@@ -269,6 +272,16 @@ static int plc__send(parley *c, const char *id, const char *peer, const char *gr
     media.id = (char *)media_id;
     s.media = &media;
   }
+  Parley__Act pa = PARLEY__ACT__INIT;
+  if (act) {
+    pa.kind = (Parley__ActKind)act->kind;
+    pa.target = act->target;
+    pa.reply_to = act->reply_to;
+    pa.forwarded = act->forwarded != 0;
+    pa.timer_s = act->timer_s;
+    pa.target_conv = (char *)(act->target_conv ? act->target_conv : "");
+    s.act = &pa;
+  }
   pl_bytes frame = {0};
   pl_frame_append(&frame, PARLEY__FRAME_TYPE__FRAME_SEND, &s.base);
   plc_msg *m = plc_outbox_add(&c->ob, idbuf, frame.p, frame.len);
@@ -281,21 +294,21 @@ static int plc__send(parley *c, const char *id, const char *peer, const char *gr
 }
 
 int parley_send(parley *c, const char *id, const char *peer, const void *body, size_t len, char *id_out) {
-  return plc__send(c, id, peer, NULL, NULL, body, len, id_out, NULL);
+  return plc__send(c, id, peer, NULL, NULL, NULL, body, len, id_out, NULL);
 }
 
 int parley_send_group(parley *c, const char *id, const char *group, const void *body, size_t len,
                       char *id_out) {
-  return plc__send(c, id, NULL, group ? group : "", NULL, body, len, id_out, NULL);
+  return plc__send(c, id, NULL, group ? group : "", NULL, NULL, body, len, id_out, NULL);
 }
 
 static int plc__send_wait(parley *c, const char *id, const char *peer, const char *group,
-                          const char *media_id, const void *body, size_t len, parley_send_ack *ack,
-                          int timeout_ms) {
+                          const char *media_id, const parley_act *act, const void *body, size_t len,
+                          parley_send_ack *ack, int timeout_ms) {
   if (c && c->depth)
     return PARLEY_E_STATE;
   plc_msg *m;
-  int rc = plc__send(c, id, peer, group, media_id, body, len, NULL, &m);
+  int rc = plc__send(c, id, peer, group, media_id, act, body, len, NULL, &m);
   if (rc != PARLEY_OK)
     return rc;
   uint64_t deadline = pl_mono_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : c->request_timeout_ms);
@@ -322,7 +335,7 @@ static int plc__send_wait(parley *c, const char *id, const char *peer, const cha
 
 int parley_send_wait(parley *c, const char *id, const char *peer, const void *body, size_t len,
                      parley_send_ack *ack, int timeout_ms) {
-  return plc__send_wait(c, id, peer, NULL, NULL, body, len, ack, timeout_ms);
+  return plc__send_wait(c, id, peer, NULL, NULL, NULL, body, len, ack, timeout_ms);
 }
 
 int parley_send_media_wait(parley *c, const char *id, const char *peer, const char *group,
@@ -334,12 +347,27 @@ int parley_send_media_wait(parley *c, const char *id, const char *peer, const ch
                         peer    ? NULL
                         : group ? group
                                 : "",
-                        media_id, caption, len, ack, timeout_ms);
+                        media_id, NULL, caption, len, ack, timeout_ms);
 }
 
 int parley_send_group_wait(parley *c, const char *id, const char *group, const void *body, size_t len,
                            parley_send_ack *ack, int timeout_ms) {
-  return plc__send_wait(c, id, NULL, group ? group : "", NULL, body, len, ack, timeout_ms);
+  return plc__send_wait(c, id, NULL, group ? group : "", NULL, NULL, body, len, ack, timeout_ms);
+}
+
+int parley_send_act(parley *c, const char *id, const char *peer, const char *group, const parley_act *act,
+                    const void *body, size_t len, char *id_out) {
+  if (!act || act->vanish_at)
+    return PARLEY_E_ARG;
+  return plc__send(c, id, peer, peer ? NULL : group ? group : "", NULL, act, body, len, id_out, NULL);
+}
+
+int parley_send_act_wait(parley *c, const char *id, const char *peer, const char *group,
+                         const parley_act *act, const void *body, size_t len, parley_send_ack *ack,
+                         int timeout_ms) {
+  if (!act || act->vanish_at)
+    return PARLEY_E_ARG;
+  return plc__send_wait(c, id, peer, peer ? NULL : group ? group : "", NULL, act, body, len, ack, timeout_ms);
 }
 
 /* ---- requests with a ref ---------------------------------------------- */

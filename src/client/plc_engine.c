@@ -412,6 +412,17 @@ static void plc__on_message(parley *c, const Parley__Message *pm) {
                              .name = plc__s(pm->media->name)};
       m.media = &media;
     }
+    parley_act act;
+    if (pm->act) {
+      act = (parley_act){.kind = (int)pm->act->kind,
+                         .target = pm->act->target,
+                         .reply_to = pm->act->reply_to,
+                         .forwarded = pm->act->forwarded,
+                         .timer_s = pm->act->timer_s,
+                         .target_conv = plc__s(pm->act->target_conv),
+                         .vanish_at = pm->act->vanish_at};
+      m.act = &act;
+    }
     parley_group_event ev;
     if (pm->event) {
       ev = (parley_group_event){.type = (int)pm->event->type,

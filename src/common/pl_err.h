@@ -44,6 +44,9 @@
   X(REGISTRATION_CLOSED, -42, 1, "sign-up is closed on this server")        \
   X(ACCOUNT_DISABLED, -43, 1, "this account is disabled")                   \
   X(MAINTENANCE, -44, 1, "the server is down for maintenance")              \
+  X(NO_TARGET, -45, 1, "no such message in the conversation")               \
+  X(WINDOW_CLOSED, -46, 1, "it is too late to change that message")         \
+  X(NOT_AUTHOR, -47, 1, "only its sender may change that message")          \
   X(AGAIN, -1001, 0, "need more data")                                      \
   X(NOMEM, -1002, 0, "out of memory")                                       \
   X(IO, -1003, 0, "i/o error")                                              \

@@ -189,3 +189,14 @@ pl_cursor_act pl_cursor_check(pl_cursor *c, uint64_t sent) {
   pl_cursor_fetch(c);
   return PL_CURSOR_FETCH;
 }
+
+pl_cursor_act pl_cursor_hint(pl_cursor *c) {
+  if (c->state == PL_CURSOR_FETCHING) {
+    c->again = 1;
+    return PL_CURSOR_IGNORE;
+  }
+  if (c->state != PL_CURSOR_LIVE)
+    return PL_CURSOR_IGNORE;
+  pl_cursor_fetch(c);
+  return PL_CURSOR_FETCH;
+}

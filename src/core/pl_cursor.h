@@ -119,5 +119,9 @@ pl_cursor_act pl_cursor_drained(pl_cursor *c);
  * attachment. FETCH if LIVE and one of them never arrived (a lost push with
  * no later push to show the gap), else IGNORE. */
 pl_cursor_act pl_cursor_check(pl_cursor *c, uint64_t sent);
+/* A hint that the store holds something no push carried (another node
+ * committed it): FETCH if LIVE; during a fetch, fetch again after it (it
+ * may have read before that commit); else IGNORE (a drain fetches). */
+pl_cursor_act pl_cursor_hint(pl_cursor *c);
 
 #endif

@@ -49,7 +49,9 @@ struct pl_presence {
   pl_map users;   /* uid -> pl__entry, or a tagged count (see pl__count) */
   pl_map follows; /* device -> pl__follow */
   pl__timer *timers;
-  uint32_t gens; /* source of entry generations: unique, so no stale timer matches */
+  pl_presence_peer peer; /* a cluster's (peer.ud NULL: none) */
+  pl_map localn;         /* with a peer: uid -> devices of uid on this node */
+  uint32_t gens;         /* source of entry generations: unique, so no stale timer matches */
 };
 
 pl_presence *pl_presence_new(pl_router *router, uint32_t grace_ms) {
@@ -97,6 +99,7 @@ void pl_presence_free(pl_presence *p) {
   }
   pl_map_free(&p->users);
   pl_map_free(&p->follows);
+  pl_map_free(&p->localn);
   while (p->timers) { /* their handles were closed with their loops */
     pl__timer *t = p->timers;
     p->timers = t->next;
@@ -159,7 +162,7 @@ static void pl__emit(pl_presence *p, pl_buf *frame, uint64_t *devs, size_t n) {
   pl_free(devs);
 }
 
-void pl_presence_online(pl_presence *p, uint64_t uid, const char *user) {
+static void pl__online(pl_presence *p, uint64_t uid, const char *user) {
   uint64_t *devs = NULL;
   size_t n = 0;
   pl_buf *frame = NULL;
@@ -215,7 +218,7 @@ static void pl__grace_over(uv_timer_t *t) {
   uv_close((uv_handle_t *)t, pl__timer_closed);
 }
 
-void pl_presence_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t now_ms) {
+static void pl__offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t now_ms) {
   pthread_mutex_lock(&p->mu);
   uint32_t online;
   pl__entry *e = pl__find(p, uid, &online);
@@ -335,7 +338,7 @@ void pl_presence_subscribe(pl_presence *p, uint64_t device, uint64_t owner, uint
   pthread_mutex_unlock(&p->mu);
 }
 
-void pl_presence_forget(pl_presence *p, uint64_t uid, uint64_t viewer_uid) {
+void pl_presence_remote_forget(pl_presence *p, uint64_t uid, uint64_t viewer_uid) {
   pthread_mutex_lock(&p->mu);
   uint32_t online;
   pl__entry *e = pl__find(p, uid, &online);
@@ -358,11 +361,65 @@ void pl_presence_forget(pl_presence *p, uint64_t uid, uint64_t viewer_uid) {
   pthread_mutex_unlock(&p->mu);
 }
 
-void pl_presence_set_seen_visible(pl_presence *p, uint64_t uid, int visible) {
+void pl_presence_remote_seen(pl_presence *p, uint64_t uid, int visible) {
   pthread_mutex_lock(&p->mu);
   uint32_t online;
   pl__entry *e = pl__find(p, uid, &online);
   if (e)
     e->seen_visible = visible;
   pthread_mutex_unlock(&p->mu);
+}
+
+/* ---- a cluster ---------------------------------------------------------- */
+
+void pl_presence_set_peer(pl_presence *p, const pl_presence_peer *peer) { p->peer = *peer; }
+
+/* This node's count of uid's devices moves by delta; the peer hears of
+ * 0 -> 1 and 1 -> 0. */
+static void pl__local_count(pl_presence *p, uint64_t uid, int delta, const char *user, uint64_t now_ms) {
+  if (!p->peer.ud)
+    return;
+  pthread_mutex_lock(&p->mu);
+  uintptr_t n = (uintptr_t)pl_map_get(&p->localn, uid);
+  if (delta > 0) {
+    pl_map_put(&p->localn, uid, (void *)(n + 1));
+    if (n == 0)
+      p->peer.online(p->peer.ud, uid, user);
+  } else if (n) {
+    if (n == 1)
+      pl_map_del(&p->localn, uid);
+    else
+      pl_map_put(&p->localn, uid, (void *)(n - 1));
+    if (n == 1)
+      p->peer.offline(p->peer.ud, uid, now_ms);
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+void pl_presence_online(pl_presence *p, uint64_t uid, const char *user) {
+  pl__local_count(p, uid, 1, user, 0);
+  pl__online(p, uid, user);
+}
+
+void pl_presence_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t now_ms) {
+  pl__local_count(p, uid, -1, NULL, now_ms);
+  pl__offline(p, uid, loop, now_ms);
+}
+
+void pl_presence_remote_online(pl_presence *p, uint64_t uid, const char *user) { pl__online(p, uid, user); }
+
+void pl_presence_remote_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t last_seen) {
+  pl__offline(p, uid, loop, last_seen);
+}
+
+void pl_presence_forget(pl_presence *p, uint64_t uid, uint64_t viewer_uid) {
+  if (p->peer.ud)
+    p->peer.forget(p->peer.ud, uid, viewer_uid);
+  pl_presence_remote_forget(p, uid, viewer_uid);
+}
+
+void pl_presence_set_seen_visible(pl_presence *p, uint64_t uid, int visible) {
+  if (p->peer.ud)
+    p->peer.seen(p->peer.ud, uid, visible);
+  pl_presence_remote_seen(p, uid, visible);
 }

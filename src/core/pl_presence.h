@@ -49,4 +49,27 @@ void pl_presence_forget(pl_presence *p, uint64_t uid, uint64_t viewer_uid);
  * unless visible is 0. */
 void pl_presence_set_seen_visible(pl_presence *p, uint64_t uid, int visible);
 
+/* ---- a cluster: presence is cluster-wide ---------------------------------
+ * Each node tells the others (through the peer) when a user's first device
+ * connects to it or its last one goes, and what changes who may see whom;
+ * the others apply it with the _remote calls below, so that their followers
+ * hear of a user on any node. Another node with uid online counts as one
+ * device of uid. */
+typedef struct pl_presence_peer {
+  void *ud;
+  void (*online)(void *ud, uint64_t uid, const char *user);    /* first device here */
+  void (*offline)(void *ud, uint64_t uid, uint64_t last_seen); /* last device here gone */
+  void (*forget)(void *ud, uint64_t uid, uint64_t viewer_uid);
+  void (*seen)(void *ud, uint64_t uid, int visible);
+} pl_presence_peer;
+
+/* Before the loops start; the peer's calls are made under the module's
+ * lock, so each user's are in order (they must not call back in). */
+void pl_presence_set_peer(pl_presence *p, const pl_presence_peer *peer);
+/* Another node's: uid is online there / no longer (its grace runs on loop). */
+void pl_presence_remote_online(pl_presence *p, uint64_t uid, const char *user);
+void pl_presence_remote_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t last_seen);
+void pl_presence_remote_forget(pl_presence *p, uint64_t uid, uint64_t viewer_uid);
+void pl_presence_remote_seen(pl_presence *p, uint64_t uid, int visible);
+
 #endif

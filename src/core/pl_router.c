@@ -132,9 +132,13 @@ pl_buf *pl_router_encode(const pl_msg *m) {
   /* the store keeps the attachment packed, as the wire has it */
   if (m->media_len)
     msg.media = parley__media__unpack(NULL, m->media_len, m->media);
+  if (m->act_len) /* as is the act (protocol.md 11.9) */
+    msg.act = parley__act__unpack(NULL, m->act_len, m->act);
   pl_buf *b = pl__encode_msg(&msg);
   if (msg.media)
     parley__media__free_unpacked(msg.media, NULL);
+  if (msg.act)
+    parley__act__free_unpacked(msg.act, NULL);
   return b;
 }
 
@@ -157,6 +161,50 @@ static void pl__post_kick(pl__local *r, pl_loop *loop, uint64_t device, void *ep
   k->ep = ep;
   if (pl_loop_post(loop, &k->task) != PL_OK)
     pl_free(k);
+}
+
+static void pl__fetch_run(pl_task *t) {
+  pl__kick_task *k = (pl__kick_task *)t;
+  if (pl_map_get(&k->r->local[pl_loop_index(k->loop)], k->device) == k->ep && k->r->base.sink.fetch)
+    k->r->base.sink.fetch(k->ep);
+  pl_free(k);
+}
+
+/* Posts a fetch hint to each attached device of devices (all: NULL). */
+static void pl__hint_devices(pl__local *r, const uint64_t *devices, size_t n) {
+  uint64_t k;
+  void *v;
+  pthread_mutex_lock(&r->mu);
+  size_t it = 0;
+  for (size_t i = 0; devices ? i < n : pl_map_next(&r->global, &it, &k, &v); i++) {
+    pl__route *rt = devices ? pl_map_get(&r->global, devices[i]) : v;
+    if (!rt)
+      continue;
+    pl__kick_task *t = pl_malloc(sizeof *t);
+    t->task.fn = pl__fetch_run;
+    t->r = r;
+    t->loop = rt->loop;
+    t->device = devices ? devices[i] : k;
+    t->ep = rt->ep;
+    if (pl_loop_post(rt->loop, &t->task) != PL_OK) /* never blocks: fine under the lock */
+      pl_free(t);
+  }
+  pthread_mutex_unlock(&r->mu);
+}
+
+static uint64_t *pl__audience(pl__local *r, uint64_t gid, const uint64_t *skip, size_t nskip, size_t *n);
+
+static void pl__hint(pl_router *base, const uint64_t *devices, size_t n, uint64_t gid) {
+  pl__local *r = (pl__local *)base;
+  if (!gid) {
+    pl__hint_devices(r, devices, n);
+    return;
+  }
+  size_t na;
+  uint64_t *devs = pl__audience(r, gid, NULL, 0, &na);
+  if (na)
+    pl__hint_devices(r, devs, na);
+  pl_free(devs);
 }
 
 static void pl__kick_device(pl_router *base, uint64_t device) {
@@ -516,6 +564,7 @@ static const pl_router_ops pl__local_ops = {
     .push_frame = pl__push_frame,
     .push_group_frame = pl__push_group_frame,
     .kick = pl__kick_device,
+    .hint = pl__hint,
     .pushed = pl__pushed,
     .is_online = pl__is_online,
     .count = pl__count,

@@ -36,6 +36,9 @@ typedef struct pl_router_sink {
   void (*push)(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t hint, pl_buf *frame);
   /* Another connection took over this device: ep should close. */
   void (*kick)(void *ep);
+  /* Something new for ep's device is in the store that no push carried
+   * (another node committed it: a cluster's hint): read the queue. */
+  void (*fetch)(void *ep);
   /* Optional: each committed message's time from its commit to its push
    * reaching the endpoint's loop, in microseconds (/metrics); one histogram
    * per loop, indexed by pl_loop_index, so loops never share a cache line. */
@@ -67,6 +70,11 @@ typedef struct pl_router_ops {
   /* Closes the connection serving device, if any (any thread; the sink's
    * kick runs on its loop): a revoked device. */
   void (*kick)(pl_router *r, uint64_t device);
+  /* The store has something new for these devices that no push carries (a
+   * commit on another node): their endpoints here, if any, fetch (any
+   * thread). devices NULL: every attached device (the bus was cut: hints
+   * may have been lost). gid != 0: the group's live audience instead. */
+  void (*hint)(pl_router *r, const uint64_t *devices, size_t n, uint64_t gid);
   /* How many pushes the router numbered for ep's attachment to device so far
    * (0 if ep is not attached); on ep's loop thread. A receiver that got
    * fewer lost one (the idle check of pl_cursor_check). */

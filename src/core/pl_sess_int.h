@@ -69,20 +69,25 @@ typedef struct pl_sess__pend {
   pl_buf *frame;
 } pl_sess__pend;
 
+/* One per connection, so its size is a product figure (docs/architecture.md,
+ * "What a connection costs"): fields are ordered so that there are no holes,
+ * and test_idle_memory holds it under a bound. */
 typedef struct pl_session {
   pl_core *core;
   pl_conn *conn; /* NULL once the connection is gone */
   pl_loop *loop;
-  uint8_t state, kind, paused, ack_busy;
-  uint8_t proto;     /* the Hello's version: 2 makes each group a stream of its own */
-  uint32_t refs;     /* 1 for the connection + 1 per request in flight */
-  uint32_t inflight; /* sends awaiting commit */
+  uint32_t refs;      /* 1 for the connection + 1 per request in flight */
+  uint32_t inflight;  /* sends awaiting commit */
+  uint32_t fetch_gen; /* fetches submitted: only the latest one's page counts */
+  uint8_t state : 4;  /* pl_sess_state */
+  uint8_t kind : 4;   /* the Hello's client kind (0..4) */
+  uint8_t proto;      /* the Hello's version: 2 makes each group a stream of its own */
+  uint8_t paused, ack_busy;
   uint64_t user_id, device_id;
-  char *user, *device;
+  char *user, *device;         /* one block: device points into user's (pl_sess__set_names) */
   uint64_t typing_at;          /* when the last typing-on event went (rate limit) */
   uint64_t ack_want, ack_done; /* cumulative acks: asked for / committed */
   pl_cursor cur;               /* the delivery cursor: cur.last_sent is the queue's highest qid written */
-  uint32_t fetch_gen;          /* fetches submitted: only the latest one's page counts */
   uint64_t checked_at;         /* when the idle check last asked the router (pl_sess__check) */
   pl_sess__pend *pend, *pend_tail;
 } pl_session;
@@ -105,6 +110,7 @@ typedef struct pl_sess__req {
   pl_store_gpos *gpos; /* a fetch's gafter, an ack's gacks (protocol 2) */
   char token[PL_AUTH_TOKEN_MAX];
   uint8_t *masked;   /* Send: the body with filtered words masked */
+  pl_act act;        /* Send: its act (strings point into msg) */
   uint32_t retry_ms; /* an auth step refused with RATE_LIMITED: its retry_after_ms */
 } pl_sess__req;
 
@@ -172,6 +178,7 @@ void pl_sess__off(pl_session *s);
 void pl_sess__push(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t hint,
                    pl_buf *frame); /* router sink */
 void pl_sess__kick(void *ep);      /* router sink */
+void pl_sess__fetch(void *ep);     /* router sink */
 int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 int pl_sess__on_ack(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);
 int pl_sess__on_typing(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in);

@@ -176,6 +176,14 @@ void pl_sess__push(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t 
     pl__act(s, a);
 }
 
+/* Router sink: the store has something for this device that no push
+ * carried (a commit on another node). */
+void pl_sess__fetch(void *ep) {
+  pl_session *s = ep;
+  if (s->conn && s->state == PL_SESS_READY)
+    pl__act(s, pl_cursor_hint(&s->cur));
+}
+
 /* The device's presence goes with this connection (pl_sess__gone) here, not at
  * its close: the close sees state AUTH and skips it, and the newer
  * connection counted itself online already (audit finding 9: without this
@@ -229,6 +237,25 @@ static pl_filter_result pl__filter(pl_session *s, const Parley__Send *m, uint8_t
   return r;
 }
 
+/* Send.act as the rules read it; INVALID_ARGUMENT for what no stored state
+ * can make right (pl_acts_check). */
+static pl_err pl__send_act(const pl_session *s, const Parley__Send *m, pl_act *a) {
+  const Parley__Act *p = m->act;
+  memset(a, 0, sizeof *a);
+  if (!p)
+    return PL_OK;
+  a->kind = (int)p->kind;
+  a->target = p->target;
+  a->reply_to = p->reply_to;
+  a->forwarded = p->forwarded;
+  a->timer_s = p->timer_s;
+  a->target_conv = p->target_conv;
+  if (p->vanish_at || strlen(p->target_conv) > 64) /* the server's to set; a conv name is short */
+    return PL_ERR_INVALID_ARGUMENT;
+  int self = !*m->group && strcmp(m->to, s->user) == 0;
+  return pl_acts_check(a, m->body.data, m->body.len, m->media != NULL, self);
+}
+
 int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   (void)cmd;
   Parley__Send *m = (Parley__Send *)in->msg;
@@ -242,6 +269,9 @@ int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
     e = PL_ERR_INVALID_ARGUMENT;
   else if (m->body.len > s->core->cfg.max_message)
     e = PL_ERR_MESSAGE_TOO_LARGE;
+  pl_act act;
+  if (e == PL_OK)
+    e = pl__send_act(s, m, &act);
   if (e != PL_OK) {
     pl_sess__error(s, e, idlen <= PL_SESS_MAX_ID ? m->id : NULL);
     return 0;
@@ -271,6 +301,10 @@ int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
   sr->req.u.send.in.body_len = masked ? masked_len : m->body.len;
   sr->req.u.send.in.client_ts = m->client_ts;
   sr->req.u.send.in.media_id = m->media ? m->media->id : NULL;
+  if (m->act) { /* the strings stay in sr->msg until the request is freed */
+    sr->act = act;
+    sr->req.u.send.in.act = &sr->act;
+  }
   atomic_fetch_add_explicit(&s->core->sends, 1, memory_order_relaxed);
   pl_sess__submit(sr);
   if (++s->inflight >= s->core->cfg.max_inflight) {

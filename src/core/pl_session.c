@@ -18,8 +18,7 @@ void pl_sess__unref(pl_session *s) {
     return;
   pl_sess__pend_clear(s);
   pl_cursor_free(&s->cur);
-  pl_free(s->user);
-  pl_free(s->device);
+  pl_free(s->user); /* and s->device, in the same block */
   pl_free(s);
 }
 
@@ -536,7 +535,8 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
   core->delivery = pl_calloc((size_t)nloops, sizeof *core->delivery);
   for (int i = 0; i < nloops; i++)
     pl_hist_init(&core->delivery[i], pl_hist_us_bounds, pl_hist_us_n);
-  core->sink = (pl_router_sink){.push = pl_sess__push, .kick = pl_sess__kick, .delivery = core->delivery};
+  core->sink = (pl_router_sink){
+      .push = pl_sess__push, .kick = pl_sess__kick, .fetch = pl_sess__fetch, .delivery = core->delivery};
   core->router = cfg->router;
   core->router->sink = core->sink;
   core->presence = pl_presence_new(core->router, cfg->presence_grace_ms);
@@ -593,6 +593,8 @@ int pl_core_online(void *core, uint64_t device) {
   return r->ops->is_online(r, device);
 }
 const pl_conn_handler *pl_core_handler(pl_core *core) { return &core->handler; }
+pl_presence *pl_core_presence(pl_core *core) { return core->presence; }
+
 pl_router *pl_core_router(pl_core *core) { return core->router; }
 
 void pl_core_set_filter(pl_core *core, pl_filter *f) {

@@ -70,6 +70,8 @@ int pl_core_online(void *core, uint64_t device);
 /* The handler transports call. */
 const pl_conn_handler *pl_core_handler(pl_core *core);
 pl_router *pl_core_router(pl_core *core);
+/* Who is online (a cluster's bus shares it with the other nodes). */
+struct pl_presence *pl_core_presence(pl_core *core);
 void pl_core_free(pl_core *core);
 /* Replaces the sensitive-word filter every Send is checked with (takes the
  * caller's reference; NULL: none). Any thread; checks in progress finish

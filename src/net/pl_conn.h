@@ -99,8 +99,8 @@ struct pl_conn {
   /* the 4-byte fields together: an idle connection pays no padding */
   uint32_t idle_timeout_ms; /* 0 = none */
   uint32_t max_frame;       /* largest length prefix accepted */
-  int want_drain;           /* set by the handler; cleared when on_drain fires */
-  int out_held;             /* reading stopped while out_bytes > drain_mark */
+  uint8_t want_drain;       /* set by the handler; cleared when on_drain fires */
+  uint8_t out_held;         /* reading stopped while out_bytes > drain_mark */
   char peer[48];            /* "ip:port" for logs */
 };
 

@@ -36,13 +36,23 @@ struct pl_tcp_conn {
   pl_conn c; /* first: a pl_conn * is a pl_tcp_conn * */
   pl_stream s;
   pl_tcp_listener *lst;
-  pl_bytes rbuf; /* unparsed input; empty (no memory) between frames */
+  pl_bytes *rbuf; /* unparsed input; NULL (no memory, not even the pl_bytes) between frames */
   uint8_t paused;
   uint8_t cutting;        /* the handler is answering a cut: its one frame passes */
   uint8_t ip_key_counted; /* admitted by the limits: leaves them when closed */
   uint8_t listed;         /* in the listener's list, opened to the handler */
   pl_tcp_conn *prev, *next;
 };
+
+static size_t pl__rbuf_cap(const pl_tcp_conn *tc) { return tc->rbuf ? tc->rbuf->cap : 0; }
+
+static void pl__rbuf_free(pl_tcp_conn *tc) {
+  if (!tc->rbuf)
+    return;
+  pl_bytes_free(tc->rbuf);
+  pl_free(tc->rbuf);
+  tc->rbuf = NULL;
+}
 
 static uint64_t pl__next_conn_id = 1; /* guarded by pl__id_mu */
 static uv_mutex_t pl__id_mu;
@@ -68,7 +78,7 @@ static void pl_tcp__account(pl_tcp_conn *tc) {
   pl_conn *c = &tc->c;
   c->out_bytes = tc->s.out_bytes;
   if (c->limits)
-    pl_limits_account(c->limits, &c->mem_counted, tc->s.dead ? 0 : c->out_bytes + tc->rbuf.cap);
+    pl_limits_account(c->limits, &c->mem_counted, tc->s.dead ? 0 : c->out_bytes + pl__rbuf_cap(tc));
 }
 
 static void pl_tcp__check_drain(pl_tcp_conn *tc) {
@@ -95,7 +105,7 @@ static void pl_tcp__on_written(pl_stream *s) {
   if (s->dead)
     return;
   if (s->closing) {
-    pl_bytes_free(&tc->rbuf); /* its input will never be read: a big frame's bytes go now */
+    pl__rbuf_free(tc); /* its input will never be read: a big frame's bytes go now */
     if (pl_stream_idle(s))
       pl_stream_fin(s, tc->c.limits && !tc->ip_key_counted);
   }
@@ -141,7 +151,7 @@ static void pl__tcp_write(pl_conn *c, pl_buf *b) {
 static void pl_tcp__on_closed(pl_stream *s) {
   pl_tcp_conn *tc = pl__tc(s);
   pl_tcp_listener *l = tc->lst;
-  pl_bytes_free(&tc->rbuf);
+  pl__rbuf_free(tc);
   pl_tcp__account(tc);
   if (tc->ip_key_counted)
     pl_limits_leave(tc->c.limits, tc->c.ip_key);
@@ -205,11 +215,20 @@ static size_t pl__dispatch(pl_tcp_conn *tc, const uint8_t *p, size_t n) {
 }
 
 static void pl__process_rbuf(pl_tcp_conn *tc) {
-  size_t used = pl__dispatch(tc, tc->rbuf.p, tc->rbuf.len);
-  if (used >= tc->rbuf.len)
-    pl_bytes_free(&tc->rbuf); /* idle connections own no read buffer */
+  size_t used = pl__dispatch(tc, tc->rbuf->p, tc->rbuf->len);
+  if (!tc->rbuf)
+    return; /* (the handler closed it: pl_tcp__on_written freed it) */
+  if (used >= tc->rbuf->len)
+    pl__rbuf_free(tc); /* idle connections own no read buffer */
   else
-    pl_bytes_consume(&tc->rbuf, used);
+    pl_bytes_consume(tc->rbuf, used);
+}
+
+/* Keeps the bytes of a frame still arriving. */
+static void pl__rbuf_append(pl_tcp_conn *tc, const uint8_t *p, size_t n) {
+  if (!tc->rbuf)
+    tc->rbuf = pl_calloc(1, sizeof *tc->rbuf);
+  pl_bytes_append(tc->rbuf, p, n);
 }
 
 static void pl_tcp__on_data(pl_stream *s, const uint8_t *p, size_t n) {
@@ -217,17 +236,17 @@ static void pl_tcp__on_data(pl_stream *s, const uint8_t *p, size_t n) {
   if (s->closing)
     return;
   tc->c.last_rx_ms = pl_mono_ms();
-  if (tc->rbuf.len == 0) {
+  if (!tc->rbuf) {
     size_t used = pl__dispatch(tc, p, n);
     if (used < n && !s->closing)
-      pl_bytes_append(&tc->rbuf, p + used, n - used);
+      pl__rbuf_append(tc, p + used, n - used);
   } else {
-    pl_bytes_append(&tc->rbuf, p, n);
+    pl__rbuf_append(tc, p, n);
     pl__process_rbuf(tc);
   }
   /* A big frame in the making holds memory as its bytes arrive: none more
    * while all connections together hold too much. */
-  if (tc->rbuf.len > PL_LOOP_RBUF && tc->c.limits && pl_limits_memory_over(tc->c.limits))
+  if (tc->rbuf && tc->rbuf->len > PL_LOOP_RBUF && tc->c.limits && pl_limits_memory_over(tc->c.limits))
     pl__cut_counted(tc, PL_ERR_TOO_MANY_CONNECTIONS);
   pl_tcp__account(tc);
 }
@@ -245,7 +264,7 @@ static void pl__tcp_pause(pl_conn *c) {
 static void pl__read_again(pl_tcp_conn *tc) {
   if (tc->paused || tc->s.closing)
     return;
-  if (tc->rbuf.len)
+  if (tc->rbuf)
     pl__process_rbuf(tc);
   if (!tc->paused && !tc->s.closing && !tc->c.out_held)
     pl_stream_read_start(&tc->s);

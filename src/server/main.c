@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "cluster/pl_router_cluster.h"
 #include "common/pl_fs.h"
 #include "common/pl_log.h"
 #include "common/pl_mem.h"
@@ -325,6 +326,24 @@ static pl_err pl__start_push(pl_server *srv) {
   return PL_OK;
 }
 
+/* Joins the cluster's bus as --node (default: host name ':' native port). */
+static pl_err pl__join_bus(pl_server *srv, int port) {
+  const pl_config *c = &srv->cfg;
+  char node[PL_BUSMSG_MAX_NODE + 1], host[64] = "localhost";
+  if (c->node[0]) {
+    snprintf(node, sizeof node, "%s", c->node);
+  } else {
+    gethostname(host, sizeof host - 1);
+    snprintf(node, sizeof node, "%.50s:%d", host, port);
+  }
+  pl_bus_config bc = {.urls = c->bus, .node = node, .alive_ms = c->bus_alive_ms, .dead_ms = c->bus_dead_ms};
+  pl_err e = pl_router_cluster_start(srv->router, pl_core_presence(srv->core), srv->loops[0], &bc);
+  if (e != PL_OK)
+    pl_error("--bus %s --node %s: %s", c->bus, node, pl_err_msg(e));
+  srv->web.bus = pl_router_cluster_bus(srv->router);
+  return e;
+}
+
 static pl_err pl__start(pl_server *srv) {
   const pl_config *c = &srv->cfg;
   if (pl_auth_init() != PL_OK || pl_mkdirs(c->data) != 0 || pl__lock_data(srv) != 0) {
@@ -335,6 +354,8 @@ static pl_err pl__start(pl_server *srv) {
   pl_core_config cc;
   pl__core_config(c, &cc);
   cc.router = srv->router = pl_router_local_new(srv->nloops);
+  if (c->bus[0]) /* a cluster: the local router, and the bus to the other nodes */
+    cc.router = srv->router = pl_router_cluster_new(srv->router);
   srv->core = pl_core_new(&cc, srv->nloops);
   if (!(srv->limits = pl__limits(c, &cc)))
     return PL_ERR_CONFIG;
@@ -353,7 +374,10 @@ static pl_err pl__start(pl_server *srv) {
                         .sweep_ms = c->sweep_s * 1000u,
                         .commit_delay_us = c->commit_delay_us,
                         .media_ttl_ms = c->media_ttl_s * 1000u,
-                        .disk_reserve = c->disk_reserve};
+                        .disk_reserve = c->disk_reserve,
+                        .acts = {.edit_ms = c->edit_window_s * 1000ull,
+                                 .delete_ms = c->delete_window_s * 1000ull,
+                                 .timer_test_ms = c->test_disappear_s * 1000ull}};
   pl_media_config mc = {.dir = c->data,
                         .max_upload = c->media_max_upload,
                         .quota = c->media_quota,
@@ -458,6 +482,8 @@ static pl_err pl__start(pl_server *srv) {
     srv->ticks[i] = (pl__loop_task){.srv = srv, .i = i};
     pl_loop_set_tick(srv->loops[i], 1000, pl__tick, &srv->ticks[i]);
   }
+  if (c->bus[0] && (e = pl__join_bus(srv, tc.port)) != PL_OK)
+    return e;
   for (int i = 0; i < srv->nloops; i++)
     pl_loop_start(srv->loops[i]);
   pl_info("parleyd %s listening on %s:%d (%d loops, data %s, durability %s, registration %s)", PL_VERSION,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/pl_log.h"
+#include "rules/pl_acts.h"
 #include "rules/pl_signup.h"
 
 typedef enum {
@@ -73,6 +74,15 @@ static const pl__opt pl__opts[] = {
      "survives a crash of parleyd but not of the machine",
      T_DURABILITY, 0, 0},
     {"ttl", "SECONDS", "message time-to-live (default 259200 = 72 h)", T_U64, OFF(ttl_s), 0},
+    {"edit-window", "SECONDS", "a message may be edited this long after it was sent (default 900)", T_U32,
+     OFF(edit_window_s), 0},
+    {"delete-window", "SECONDS",
+     "a message may be deleted for everyone this long after it was sent (default 172800 = 48 h; at most "
+     "--ttl counts)",
+     T_U32, OFF(delete_window_s), 0},
+    {"test-disappear", "SECONDS",
+     "for tests: every disappearing-message setting but off lasts SECONDS instead (default 0: as named)",
+     T_U32Z, OFF(test_disappear_s), 0},
     {"heartbeat-mobile", "SECONDS", "heartbeat interval asked of mobile clients (default 30)", T_U32,
      OFF(hb_mobile_s), 0},
     {"heartbeat-web", "SECONDS", "heartbeat interval asked of web clients (default 15)", T_U32, OFF(hb_web_s),
@@ -162,6 +172,17 @@ static const pl__opt pl__opts[] = {
     {"argon2-ops", "N", "Argon2id passes for new password hashes (default 2)", T_U32, OFF(argon2_ops), 0},
     {"argon2-mem", "KIB", "Argon2id memory for new password hashes, KiB (default 65536; min 8)", T_U32,
      OFF(argon2_mem_kib), 0},
+    {"bus", "nats://HOST:PORT[,HOST:PORT...]",
+     "join a cluster: the NATS servers that carry hints, presence, typing and takeovers between the nodes "
+     "(default: none, a single node)",
+     T_STR, OFF(bus), 512},
+    {"node", "NAME", "this node's name on the bus (default: host name ':' native port)", T_STR, OFF(node),
+     64},
+    {"bus-alive", "MS", "how often this node tells the bus it is alive (default 2000)", T_U32,
+     OFF(bus_alive_ms), 0},
+    {"bus-dead", "MS",
+     "a node silent this long is declared dead and its users offline (default 6000; more than --bus-alive)",
+     T_U32, OFF(bus_dead_ms), 0},
     {"metrics-token", "TOKEN",
      "/metrics answers only with \"Authorization: Bearer TOKEN\" (16 to 255 printable characters, no '#'; "
      "default: none, /metrics is open)",
@@ -242,8 +263,12 @@ void pl_config_defaults(pl_config *c) {
   c->http_port = 7780;
   c->tls_min = 13;
   c->tls_handshake_ms = 10000;
+  c->bus_alive_ms = 2000;
+  c->bus_dead_ms = 6000;
   c->durable = 1;
   c->ttl_s = 72u * 3600u;
+  c->edit_window_s = PL_ACTS_EDIT_WINDOW_S;
+  c->delete_window_s = PL_ACTS_DELETE_WINDOW_S;
   c->hb_mobile_s = 30;
   c->hb_web_s = 15;
   c->hb_iot_s = 60;
@@ -572,6 +597,10 @@ int pl_config_args(pl_config *c, int argc, char **argv) {
       fprintf(stderr, "parleyd: %s (see --help)\n", err);
       return -1;
     }
+  }
+  if (c->bus[0] && (c->bus_dead_ms <= c->bus_alive_ms || c->bus_alive_ms < 100)) {
+    fprintf(stderr, "parleyd: --bus-dead must be more than --bus-alive, which is at least 100\n");
+    return -1;
   }
   if ((c->tls_host[0] || c->https_host[0]) && (!c->tls_cert[0] || !c->tls_key[0])) {
     fprintf(stderr, "parleyd: --listen-tls and --https need --tls-cert and --tls-key\n");

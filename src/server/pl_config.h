@@ -28,6 +28,7 @@ typedef struct pl_config {
   int threads;
   int durable; /* 1: fsync each group commit; 0: survive process crash only */
   uint64_t ttl_s;
+  uint32_t edit_window_s, delete_window_s, test_disappear_s; /* message actions (protocol.md 11.9) */
   uint32_t hb_mobile_s, hb_web_s, hb_iot_s, hb_bot_s;
   uint32_t max_frame, max_message, max_devices, max_queue, max_group, group_detail, sweep_s, commit_batch,
       commit_delay_us;
@@ -57,6 +58,10 @@ typedef struct pl_config {
       push_inflight;
   int push_privacy;
   int registration; /* pl_signup_mode: open, invite, closed (docs/admin.md) */
+  /* a cluster (docs/operations.md, "Running a cluster") */
+  char bus[512]; /* --bus nats://h:p[,h:p...]; "" = a single node */
+  char node[64]; /* --node; "" = host name ':' native port */
+  uint32_t bus_alive_ms, bus_dead_ms;
 } pl_config;
 
 /* parleyd's version, as --version prints it and the log says at start. */

@@ -142,6 +142,32 @@ static void pl__server_metrics(const pl_web *w, const pl_core_stats *cs, pl_byte
              w->version ? w->version : "?");
 }
 
+/* A cluster node's bus (docs/operations.md, "Running a cluster"). */
+static void pl__bus_metrics(const pl_web *w, pl_bytes *b) {
+  if (!w->bus)
+    return;
+  pl_bus_stats st;
+  pl_bus_get_stats(w->bus, &st);
+  pl__metric(b, "parley_bus_connected", "gauge", "1 while this node is connected to the cluster's NATS.",
+             (uint64_t)st.connected);
+  pl__metric(b, "parley_bus_nodes_alive", "gauge", "Other nodes heard on the bus within --bus-dead.",
+             st.nodes_alive);
+  pl__metric(b, "parley_bus_reconnects_total", "counter", "Times the connection to NATS came back.",
+             st.reconnects);
+  pl__metric(b, "parley_bus_hints_sent_total", "counter",
+             "Hints published: new entries for devices or groups served by other nodes.", st.hints_sent);
+  pl__metric(b, "parley_bus_hints_received_total", "counter", "Hints received from other nodes.",
+             st.hints_received);
+  pl__metric(b, "parley_bus_messages_sent_total", "counter", "Bus messages published.", st.sent);
+  pl__metric(b, "parley_bus_messages_received_total", "counter", "Bus messages received from other nodes.",
+             st.received);
+  pl__metric(b, "parley_bus_send_errors_total", "counter",
+             "Bus messages that could not be published (not connected yet, buffer full).", st.send_errors);
+  pl__metric(b, "parley_bus_bad_total", "counter", "Bus messages dropped as malformed.", st.bad);
+  pl__metric(b, "parley_bus_dead_nodes_total", "counter", "Nodes declared dead (silent for --bus-dead).",
+             st.dead_nodes);
+}
+
 /* Prometheus text exposition format 0.0.4. */
 static void pl__metrics(const pl_web *w, const pl_web_counted *counted, uint64_t counted_at,
                         pl_http_res *res) {
@@ -224,6 +250,7 @@ static void pl__metrics(const pl_web *w, const pl_web_counted *counted, uint64_t
   pl__metric(b, "parley_push_pending", "gauge", "Push notifications waiting (collapse window or retry).",
              ps.pending);
   pl__metric(b, "parley_push_tokens", "gauge", "Devices with a push token.", ps.tokens);
+  pl__bus_metrics(w, b);
   pl__metric(b, "parley_memory_rss_bytes", "gauge", "Resident memory of parleyd.", pl__rss());
   pl__metric(b, "parley_memory_heap_bytes", "gauge",
              "Bytes the server's allocations hold (pl_mem: its own and OpenSSL's; not SQLite's).",

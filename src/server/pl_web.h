@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 
+#include "cluster/pl_bus.h"
 #include "core/pl_session.h"
 #include "media/pl_media.h"
 #include "net/pl_http.h"
@@ -33,6 +34,7 @@ typedef struct pl_web {
   pl_limits *limits;         /* connection caps and counts */
   pl_admin *admin;           /* /admin/ (docs/admin.md) */
   pl_lp_set lp;              /* long-poll sessions, one registry per loop */
+  pl_bus *bus;               /* NULL: a single node (the bus metrics are left out) */
   const char *metrics_token; /* "" or NULL: /metrics is open; else it needs "Authorization: Bearer <it>" */
   /* The store's counts for /metrics (pl_web_init): the last ones, and the
    * count under way (one at a time), all guarded by counts_mu. */

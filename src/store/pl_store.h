@@ -31,6 +31,7 @@
 
 #include "../common/pl_err.h"
 #include "../common/pl_hist.h"
+#include "../rules/pl_acts.h"
 
 /* What a queue entry is (messages.kind). Events share the queue, the qid
  * sequence and the Ack with messages (docs/protocol.md 11.4). */
@@ -59,6 +60,8 @@ typedef struct pl_msg {
   uint64_t client_ts, server_ts; /* ms since the epoch */
   uint8_t *media;                /* an attachment: a packed parley Media (NULL: none) */
   size_t media_len;
+  uint8_t *act; /* what it does (protocol.md 11.9): a packed parley Act (NULL: a plain message) */
+  size_t act_len;
 } pl_msg;
 
 /* An uploaded file as the store keeps it (the media table, protocol.md 13).
@@ -362,6 +365,7 @@ typedef struct pl_store_send_req {
     size_t body_len;
     uint64_t client_ts;
     const char *media_id; /* an attachment (NULL: none) */
+    const pl_act *act;    /* a reply, reaction, edit, ... (NULL: a plain message); pl_acts_check passed */
   } in;
   struct {
     char *conv;              /* the conversation */
@@ -895,6 +899,7 @@ typedef struct pl_store_config {
   int (*blob_exists)(void *ud, const char *key);
   pl_store_rules rules;  /* set by pl_store_open from the hooks */
   uint64_t disk_reserve; /* bytes held back in <dir>/reserve for a full disk (0: none) */
+  pl_acts_cfg acts;      /* edit and delete windows, the disappearing test setting */
 } pl_store_config;
 
 /* The backend vtable. All calls happen on the store thread, except open and

@@ -15,6 +15,7 @@ void pl_msg_clear(pl_msg *m) {
   pl_free(m->id);
   pl_free(m->body);
   pl_free(m->media);
+  pl_free(m->act);
   memset(m, 0, sizeof *m);
 }
 

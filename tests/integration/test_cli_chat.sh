@@ -3,7 +3,8 @@
 # to: incoming messages as "sender: text", the peer's presence, typing and
 # receipts as JSON lines, /help (not sent), an unknown command (not sent),
 # "//" sending a leading slash, and /quit ending it with exit 0 once what was
-# typed before it has been stored.
+# typed before it has been stored; /react, /reply, /edit and /delete sent as
+# message actions (seen by the peer's recv) and the peer's actions shown as sentences.
 set -euo pipefail
 PARLEYD_ARGS=(--presence-grace 0)
 # shellcheck source=cli_harness.sh
@@ -50,6 +51,19 @@ until_in "$tmp/out" '{"type":"receipt","status":"delivered","conv":"dm:alice:bob
 
 expect alice-types 0 '{"ok":true}' "${A[@]}" typing bob
 until_in "$tmp/out" '{"type":"typing","user":"alice","conv":"dm:alice:bob","typing":true}' && echo "PASS chat-shows-typing"
+
+# Message actions (protocol.md 11.9): bob's chat reacts to and replies to alice's last
+# message, edits and deletes his own; alice's recv sees each as what it is.
+printf '/react \xf0\x9f\x91\x8d\n/reply hey you\n/edit hello alice!\n/delete #2\n/edit\n' >&4
+until_in "$tmp/chat-err" "/edit needs a text (not sent)" && echo "PASS chat-act-needs-text"
+expect alice-sees-acts 0 '"text":"👍","act":{"kind":"reaction","target":1}
+"text":"hey you","act":{"reply_to":1}
+"text":"hello alice!","act":{"kind":"edit","target":3}
+"text":"","act":{"kind":"delete","target":2}' bash -c "$(printf '%q ' "${A[@]}") recv --wait 3 | grep -o '\"text\":\"[^\"]*\",\"act\":{[^}]*}'"
+# ... and alice's actions read as sentences in bob's chat
+printf '/react #3 +1\n/reply #3 nice\n/quit\n' | "${A[@]}" chat bob >/dev/null 2>&1
+until_in "$tmp/out" "* alice reacted +1 to #3" && echo "PASS chat-shows-reaction"
+until_in "$tmp/out" "alice (reply to #3): nice" && echo "PASS chat-shows-reply"
 
 printf 'last words\n/quit\nnot sent after quit\n' >&4
 rc=0

@@ -659,29 +659,35 @@ pl_err pl_sq_admin_invite_take(pl__sq *q, pl_store_req *r, const char *code) {
   return e;
 }
 
-/* The schema step of this file, by the columns (not the version): a data
- * dir of any earlier schema gets users.disabled; invites is made by the
- * schema itself (CREATE TABLE IF NOT EXISTS). */
+/* Schema 12, the step of this file: users.disabled (added when the users
+ * table lacks it: a fresh database has it from the schema) and invites, in
+ * one transaction with the version, so a crash leaves either dir whole. */
 pl_err pl_sq_admin_upgrade(sqlite3 *db) {
   sqlite3_stmt *st = NULL;
-  int users = 0, has = 0, rc;
-  if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('users')", -1, &st, NULL) != SQLITE_OK)
-    return PL_ERR_STORE;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    users = 1;
-    has |= !strcmp((const char *)sqlite3_column_text(st, 0), "disabled");
+  int has = 0;
+  pl_err e = PL_ERR_STORE;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('users') WHERE name = 'disabled'", -1,
+                         &st, NULL) != SQLITE_OK)
+    goto out;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    has = sqlite3_column_int(st, 0);
+  if (!has)
+    pl_info("store: upgrading to schema 12 (users.disabled, invites)");
+  if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+    goto out;
+  if ((!has && sqlite3_exec(db, "ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0", NULL,
+                            NULL, NULL) != SQLITE_OK) ||
+      sqlite3_exec(db,
+                   "CREATE TABLE IF NOT EXISTS invites(code TEXT PRIMARY KEY, uses_left INTEGER NOT NULL,"
+                   " expires INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
+                   "PRAGMA user_version = 12; COMMIT",
+                   NULL, NULL, NULL) != SQLITE_OK) {
+    pl_error("store: schema 12 (users.disabled, invites): %s", sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    goto out;
   }
+  e = PL_OK;
+out:
   sqlite3_finalize(st);
-  if (rc != SQLITE_DONE)
-    return PL_ERR_STORE;
-  if (!users || has)
-    return PL_OK;
-  pl_info("store: upgrading the users to schema 11 (users.disabled, invites)");
-  char *err = NULL;
-  if (sqlite3_exec(db, "ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0", NULL, NULL,
-                   &err) == SQLITE_OK)
-    return PL_OK;
-  pl_error("store: cannot add users.disabled: %s", err ? err : "?");
-  sqlite3_free(err);
-  return PL_ERR_STORE;
+  return e;
 }

@@ -49,6 +49,7 @@ pl_err pl_sq_conv_get(pl__sq *q, const char *name, pl__conv **out) {
   c->name = pl_strdup(name);
   c->seq = found ? pl_sq_col_u64(st, 0) : 0;
   c->ts = found ? pl_sq_col_u64(st, 1) : 0;
+  c->timer_known = 0;
   sqlite3_reset(st);
   *out = c;
   return PL_OK;
@@ -189,11 +190,13 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, c
   uint64_t seq, ts;
   pl__conv *c;
   pl_err e = pl_sq_conv_get(q, conv, &c);
-  if (e == PL_OK) {
+  if (e == PL_OK) /* an action's target, a reply's quote, a timer (refused: nothing written) */
+    e = pl_sq_acts_check(q, r, conv, c, (pl__user *)me, 0, now);
+  if (e == PL_OK && r->status == PL_OK) {
     pl_sq_conv_peek(c, now, &seq, &ts);
     e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_DM(peer->id), seq, ts);
   }
-  if (e != PL_OK) {
+  if (e != PL_OK || r->status != PL_OK) {
     pl_free(conv);
     return e;
   }
@@ -220,7 +223,7 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, c
     if (e == PL_OK)
       pl_sq_queue_shares_add(q, r->u.send.out.targets, r->u.send.out.ntargets, me->id);
   }
-  return e;
+  return e == PL_OK ? pl_sq_acts_apply(q, r, c, 0) : e;
 }
 
 static pl_err pl__send_dm(pl__sq *q, pl_store_req *r, uint64_t now) {

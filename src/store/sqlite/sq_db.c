@@ -69,10 +69,7 @@ static const char pl__schema[] =
     "CREATE INDEX IF NOT EXISTS messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
     /* privacy settings beyond the users columns (no row: the defaults) */
     "CREATE TABLE IF NOT EXISTS privacy(uid INTEGER PRIMARY KEY, group_add INTEGER NOT NULL DEFAULT 0);"
-    /* sign-up invites (sq_admin.c) */
-    "CREATE TABLE IF NOT EXISTS invites(code TEXT PRIMARY KEY, uses_left INTEGER NOT NULL,"
-    " expires INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
-    "PRAGMA user_version = 11;"
+    "PRAGMA user_version = 10;"
     "COMMIT;";
 
 static const char *const pl__sql[ST__COUNT] = {
@@ -273,6 +270,8 @@ static pl_err pl__sq_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   if (e == PL_OK)
     e = pl_sq_media_expire(q, now_ms);
   if (e == PL_OK)
+    e = pl_sq_acts_expire(q, now_ms);
+  if (e == PL_OK)
     e = pl_sq_dedup_rings_save(q); /* the sweep's transaction also saves the rings */
   *deleted = e == PL_OK ? changes[1] : 0;
   return e;
@@ -454,10 +453,12 @@ static pl_err pl__setup(pl__sq *q, int durable) {
     e = pl__upgrade_gcursor(q);
   if (e == PL_OK) /* by the table's columns, not the version: any dir of before 10 */
     e = pl_sq_dedup_upgrade(q->db);
-  if (e == PL_OK) /* by the columns too: any dir of before 11 */
-    e = pl_sq_admin_upgrade(q->db);
   if (e == PL_OK)
     e = pl__exec_sql(q, pl__schema, NULL);
+  if (e == PL_OK) /* 11: message actions, a step of its own (sq_acts.c) */
+    e = pl_sq_acts_upgrade(q->db);
+  if (e == PL_OK) /* 12: users.disabled and invites, a step of its own (sq_admin.c) */
+    e = pl_sq_admin_upgrade(q->db);
   pl_free(mode);
   pl_free(ver);
   return e;
@@ -482,6 +483,11 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   *out = NULL;
   snprintf(path, n, "%s/parley.db", cfg->dir);
   q->ttl_ms = cfg->ttl_ms;
+  q->acts = cfg->acts;
+  if (!q->acts.edit_ms) /* 0: the documented defaults (protocol.md 11.9) */
+    q->acts.edit_ms = PL_ACTS_EDIT_WINDOW_S * 1000ull;
+  if (!q->acts.delete_ms)
+    q->acts.delete_ms = PL_ACTS_DELETE_WINDOW_S * 1000ull;
   q->max_devices = cfg->max_devices;
   q->max_queue = cfg->max_queue;
   q->rules = cfg->rules;

@@ -331,15 +331,19 @@ pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r) {
   uint64_t seq, ts;
   pl_sq_group_gconv(r->u.send.in.group, conv, sizeof conv);
   e = pl_sq_conv_get(q, conv, &c);
-  if (e == PL_OK) {
-    pl_sq_conv_peek(c, pl_now_ms(), &seq, &ts);
-    e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_GROUP(r->u.send.in.group), seq, ts);
-  }
+  if (e == PL_OK) /* an action's target, a reply's quote, a timer (refused: nothing written) */
+    e = pl_sq_acts_check(q, r, conv, c, me, r->u.send.in.group, pl_now_ms());
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  pl_sq_conv_peek(c, pl_now_ms(), &seq, &ts);
+  e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_GROUP(r->u.send.in.group), seq, ts);
   if (e == PL_OK)
     e = pl_sq_ghist_glog_put(q, r->u.send.in.group, me,
                              r->u.send.in.device_name ? r->u.send.in.device_name : "", r->u.send.in.client_id,
                              r->u.send.in.body, r->u.send.in.body_len, r->u.send.in.client_ts, PL_MSG_MESSAGE,
                              0, &r->u.send.out.msg);
+  if (e == PL_OK)
+    e = pl_sq_acts_apply(q, r, c, r->u.send.in.group);
   pl__gread *g = NULL;
   if (e == PL_OK) /* sending reads the conversation, as in 1:1 */
     e = pl__gread_get(q, r->u.send.in.group, me->id, &g);
@@ -384,12 +388,12 @@ static int pl__qid_cmp(const void *a, const void *b) {
 
 pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit, size_t max_bytes) {
   pl_store_fetch_req *f = &r->u.fetch;
-  pl__user *me = NULL;
-  pl_err e = r->user_id ? pl_sq_acct_user_get(q, r->user_id, &me) : PL_OK;
-  if (e == PL_OK && me)
-    e = pl_sq_group_mships(q, me);
-  if (e != PL_OK || !me || !me->nms)
-    return e;
+  pl__user tmp, *me = NULL;
+  if (!r->user_id)
+    return PL_OK;
+  pl_err e = pl_sq_group_mships_of(q, r->user_id, &tmp, &me);
+  if (e != PL_OK || !me->nms)
+    goto out;
   size_t cap = f->out.nmsgs, at = 0;
   uint64_t after = f->in.streams ? 0 : pl_sq_clamp(f->in.after), now = pl_sq_clamp(pl_now_ms());
   for (size_t g = 0; e == PL_OK && g < me->nms; g++) {
@@ -446,6 +450,8 @@ pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit, size
   for (size_t g = 0; g < me->nms; g++)
     if (pl_roles_member(me->ms[g].role)) /* the live audience: members only */
       f->out.gids[f->out.ngids++] = me->ms[g].gid;
+out:
+  pl_sq_group_mships_done(&tmp);
   return e;
 }
 

@@ -33,6 +33,23 @@ pl_err pl_sq_group_mships(pl__sq *q, pl__user *u) {
   return e;
 }
 
+/* The memberships of uid for a read that needs nothing else of the user:
+ * the cached user when there is one, else tmp, loaded alone and given back
+ * with pl_sq_group_mships_done. A fetch does not fill the users cache: each
+ * connection's first fetch would otherwise keep its user (name, devices,
+ * blocks) in memory as long as the cache lets it, ~200 B per idle
+ * connection that never sends. */
+pl_err pl_sq_group_mships_of(pl__sq *q, uint64_t uid, pl__user *tmp, pl__user **out) {
+  memset(tmp, 0, sizeof *tmp);
+  tmp->id = uid;
+  *out = pl_map_get(&q->users, uid);
+  if (!*out)
+    *out = tmp;
+  return pl_sq_group_mships(q, *out);
+}
+
+void pl_sq_group_mships_done(pl__user *tmp) { pl_free(tmp->ms); }
+
 /* u's role in gid (PL_ROLE_NONE if not a member). */
 pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role) {
   pl_err e = pl_sq_group_mships(q, u);

@@ -70,9 +70,9 @@
  * group positions from the global qid (members.since_qid/left_qid,
  * devices.acked) to each group's seq (since_seq/left_seq, gcursor), so that
  * no position depends on one commit order over all writers; the upgrade
- * converts them in place (pl__upgrade_gcursor in sq_db.c). 11 added
+ * converts them in place (pl__upgrade_gcursor in sq_db.c). 12 added
  * users.disabled (the operator's ban) and invites (code -> uses_left,
- * expires, created: --registration invite); sq_admin.c adds the column. */
+ * expires, created: --registration invite); sq_admin.c's step. */
 #ifndef PL_SQ_INTERNAL_H
 #define PL_SQ_INTERNAL_H
 
@@ -94,7 +94,7 @@
 #include "sq_push.h"
 #include "sq_stats.h"
 
-#define PL__SCHEMA_VERSION 11
+#define PL__SCHEMA_VERSION 12
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
  * which is also how far the server reads ahead of its commits; libparley
@@ -157,7 +157,7 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
   X(QUEUE_FROM, "SELECT COUNT(*) FROM queue q JOIN messages m ON m.qid = q.qid"                              \
                 " WHERE q.device_id = ?1 AND m.sender_uid = ?2 AND m.kind = 0")                              \
   X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"      \
-           " m.server_ts, m.kind, m.aux, m.media FROM queue q JOIN messages m ON m.qid = q.qid"              \
+           " m.server_ts, m.kind, m.aux, m.media, m.act FROM queue q JOIN messages m ON m.qid = q.qid"       \
            " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")              \
   /* the conversations an ack covers, for delivered receipts */                                              \
   X(ACK_CONVS, "SELECT m.conv, max(m.seq), m.sender_uid FROM queue q JOIN messages m ON m.qid = q.qid"       \
@@ -220,9 +220,10 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
                  " client_ts, server_ts, expires, refs, kind, aux, gid)"                                     \
                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)")                       \
   /* a device's window of a group's history: lo < seq <= hi, qid > ?4 (protocol 1; else 0) */                \
-  X(GFETCH, "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"    \
-            " aux, media FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2 AND seq <= ?3 AND qid > ?4"  \
-            " AND expires > ?5 ORDER BY seq LIMIT ?6")                                                       \
+  X(GFETCH,                                                                                                  \
+    "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"            \
+    " aux, media, act FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2 AND seq <= ?3 AND qid > ?4"     \
+    " AND expires > ?5 ORDER BY seq LIMIT ?6")                                                               \
   /* a device's cursor in a group's history (no row: none yet, read as the member's since_seq) */            \
   X(GCUR_GET, "SELECT seq FROM gcursor WHERE device_id = ?1 AND gid = ?2")                                   \
   X(GCUR_PUT, "INSERT INTO gcursor(device_id, gid, seq) VALUES(?1, ?2, ?3)"                                  \
@@ -268,6 +269,18 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
                   " AND seq <= ?3 AND kind = 0 AND sender_uid != ?4")                                        \
   X(UNREAD_GROUPS, "SELECT 'g:' || g.gid, COALESCE(c.last_seq, 0), g.read_seq FROM greads g"                 \
                    " LEFT JOIN convs c ON c.conv = 'g:' || g.gid WHERE g.uid = ?1 ORDER BY g.gid")           \
+  /* ---- message actions (sq_acts.c) ---- */                                                                \
+  X(ACT_IDX_PUT, "INSERT OR REPLACE INTO msgidx(conv, seq, qid, sender_uid, server_ts, expires, deleted)"    \
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0)")                                                       \
+  X(ACT_IDX_GET, "SELECT qid, sender_uid, server_ts, deleted FROM msgidx"                                    \
+                 " WHERE conv = ?1 AND seq = ?2 AND expires > ?3")                                           \
+  X(ACT_IDX_DEL, "UPDATE msgidx SET deleted = 1 WHERE conv = ?1 AND seq = ?2")                               \
+  X(ACT_IDX_EXPIRE, "DELETE FROM msgidx WHERE expires <= ?1")                                                \
+  X(ACT_TIMER_GET, "SELECT timer_s FROM conv_timers WHERE conv = ?1")                                        \
+  X(ACT_TIMER_PUT, "INSERT OR REPLACE INTO conv_timers(conv, timer_s) VALUES(?1, ?2)")                       \
+  X(ACT_ATTACH, "UPDATE messages SET act = ?2, expires = min(expires, ?3) WHERE qid = ?1")                   \
+  /* a group entry deleted for everyone stays a tombstone: empty, no media */                                \
+  X(ACT_TOMBSTONE, "UPDATE messages SET body = x'', media = NULL, media_id = NULL, act = ?2 WHERE qid = ?1") \
   /* ---- media ---- */                                                                                      \
   X(MEDIA_INSERT, "INSERT INTO media(id, owner, blob, thumb, type, name, size, thumb_size, width, height,"   \
                   " thumb_width, thumb_height, created, expires)"                                            \
@@ -358,6 +371,8 @@ typedef struct pl__read {
 typedef struct pl__conv {
   char *name;
   uint64_t seq, ts;
+  uint32_t timer_s; /* disappearing messages (conv_timers), once timer_known */
+  int timer_known;
   struct pl__conv *next_dirty;
   int dirty;
 } pl__conv;
@@ -424,6 +439,7 @@ typedef struct pl__sq {
   pl_store_rules rules;
   pl_map shares;
   pl_sq_push *push; /* the PUSH_* ops (sq_push.c) */
+  pl_acts_cfg acts; /* message actions' windows (sq_acts.c) */
 } pl__sq;
 
 /* The backend's entry for one op (sq_db.c): valid says whether a request
@@ -538,6 +554,19 @@ static inline uint64_t pl_sq_hash(const char *s) { return pl_hash_bytes(s, strle
 
 /* ---- across files ------------------------------------------------------------ */
 
+/* sq_acts.c: message actions (protocol.md 11.9). upgrade: schema 11, a step
+ * of its own (run on every open; does what is missing). check: before
+ * anything of a Send is written, refuses (r->status) what pl_acts refuses;
+ * gid 0 for 1:1. apply: after the message row (out.msg filled): the Act
+ * blob with vanish_at, the index of targets, a delete's removal, a timer. */
+pl_err pl_sq_acts_upgrade(sqlite3 *db);
+pl_err pl_sq_acts_check(pl__sq *q, pl_store_req *r, const char *conv, pl__conv *c, pl__user *me, uint64_t gid,
+                        uint64_t now);
+pl_err pl_sq_acts_apply(pl__sq *q, pl_store_req *r, pl__conv *c, uint64_t gid);
+pl_err pl_sq_acts_expire(pl__sq *q, uint64_t now);
+/* sq_queue.c: takes message qid out of every queue and deletes it. */
+pl_err pl_sq_queue_drop_msg(pl__sq *q, uint64_t qid);
+
 /* sq_accounts.c */
 void pl_sq_acct_users_drop(pl__sq *q);
 int pl_sq_acct_blocks(const pl__user *u, uint64_t uid);
@@ -605,6 +634,8 @@ pl_err pl_sq_conv_unread(pl__sq *q, pl_store_req *r);
 /* sq_groups.c */
 void pl_sq_group_gconv(uint64_t gid, char *buf, size_t n);
 pl_err pl_sq_group_mships(pl__sq *q, pl__user *u);
+pl_err pl_sq_group_mships_of(pl__sq *q, uint64_t uid, pl__user *tmp, pl__user **out);
+void pl_sq_group_mships_done(pl__user *tmp);
 pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role);
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r);

@@ -11,6 +11,16 @@ static void pl__shares_drop_dev(pl__sq *q, uint64_t dev) {
   pl_free(m);
 }
 
+static void pl__shares_drop_all(pl__sq *q) {
+  uint64_t k;
+  void *v;
+  for (size_t it = 0; pl_map_next(&q->shares, &it, &k, &v);) {
+    pl_map_free(v);
+    pl_free(v);
+  }
+  pl_map_free(&q->shares);
+}
+
 void pl_sq_queue_qlen_drop(pl__sq *q) {
   uint64_t k;
   void *v;
@@ -168,6 +178,12 @@ void pl_sq_queue_msg_row(sqlite3_stmt *st, pl_msg *m) {
     m->media_len = (size_t)sqlite3_column_bytes(st, 11);
     m->media = pl_memdup(sqlite3_column_blob(st, 11), m->media_len);
   }
+  m->act = NULL;
+  m->act_len = 0;
+  if (sqlite3_column_type(st, 12) == SQLITE_BLOB) {
+    m->act_len = (size_t)sqlite3_column_bytes(st, 12);
+    m->act = pl_memdup(sqlite3_column_blob(st, 12), m->act_len);
+  }
 }
 
 /* A page is bounded in entries and in bytes: a device back after a week
@@ -229,6 +245,17 @@ static pl_err pl__event_unqueue(pl__sq *q, uint64_t qid) {
     pl__qlen_add(q, pl_sq_col_u64(st, 0), -1);
   pl_err e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);
+  return e;
+}
+
+/* A message deleted for everyone leaves every queue (sq_acts.c): the
+ * senders' shares are recounted when next needed. */
+pl_err pl_sq_queue_drop_msg(pl__sq *q, uint64_t qid) {
+  pl_err e = pl__event_unqueue(q, qid);
+  if (e == PL_OK)
+    e = pl_sq_run1(q, ST_EVENT_DROP, qid);
+  if (e == PL_OK)
+    pl__shares_drop_all(q);
   return e;
 }
 

@@ -1,0 +1,33 @@
+/* natsrv: real nats-servers for the cluster tests, on free loopback ports.
+ *
+ * One server, or several joined by cluster routes (each lists the others),
+ * as a cluster's bus runs in production. Started through tl_spawn, so a
+ * failed test never leaves one running. */
+#ifndef NATSRV_H
+#define NATSRV_H
+
+#include <sys/types.h>
+
+#define TL_NATS_MAX 3
+
+typedef struct tl_nats {
+  int n;
+  pid_t pid[TL_NATS_MAX];
+  int port[TL_NATS_MAX];  /* clients */
+  int route[TL_NATS_MAX]; /* cluster routes */
+  char *dir;              /* logs */
+  char url[TL_NATS_MAX][64];
+} tl_nats;
+
+/* The nats-server program, or NULL if it is not installed. */
+const char *tl_nats_bin(void);
+/* Starts n (1..TL_NATS_MAX) servers and waits until each accepts clients. */
+void tl_nats_start(tl_nats *ns, int n);
+/* "nats://127.0.0.1:P0,nats://127.0.0.1:P1..." starting with server first. */
+void tl_nats_urls(const tl_nats *ns, int first, char *out, size_t cap);
+/* Kills server i (SIGKILL) at once. */
+void tl_nats_kill(tl_nats *ns, int i);
+/* Stops every server still running and removes the logs. */
+void tl_nats_stop(tl_nats *ns);
+
+#endif
