@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "../net/pl_conn.h"
+#include "../push/pl_hook.h"
 #include "../push/pl_push.h"
 #include "../store/pl_store.h"
 #include "pl_filter.h"
@@ -80,6 +81,10 @@ void pl_core_set_filter(pl_core *core, pl_filter *f);
 /* Maintenance: while on, Register, Login and Resume get MAINTENANCE (a
  * balancer sends them to another node; /healthz says 503). Any thread. */
 void pl_core_set_draining(pl_core *core, int on);
+/* The before-send webhook (pl_hook; docs/operations.md): every Send with a
+ * body goes to cfg->url first, on threads of its own, one at a time per
+ * connection. Set before the loops start; cfg's strings must outlive the core. */
+void pl_core_set_moderation(pl_core *core, const pl_hook_config *cfg, unsigned threads);
 /* Signs out device's live connections (an operator revoked it). Any thread. */
 void pl_core_kick(pl_core *core, uint64_t device);
 
@@ -92,6 +97,7 @@ typedef struct pl_core_stats {
   size_t ndelivery;
   uint64_t online_users, online_devices; /* signed in now (a device on two connections: once each) */
   uint64_t login_failures;               /* wrong passwords and bad tokens since start */
+  uint64_t hook_calls, hook_rejects, hook_masks, hook_errors; /* the moderation webhook */
   int draining;
 } pl_core_stats;
 void pl_core_get_stats(pl_core *core, pl_core_stats *st);

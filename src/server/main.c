@@ -401,6 +401,15 @@ static pl_err pl__start(pl_server *srv) {
     return e;
   }
   pl_core_set_store(srv->core, srv->store);
+  if (c->moderation_url[0]) { /* the strings live in srv->cfg, as long as the core */
+    pl_hook_config hc = {.url = c->moderation_url,
+                         .token = c->moderation_token,
+                         .timeout_ms = c->moderation_timeout_ms,
+                         .fail_closed = c->moderation_fail_closed};
+    pl_core_set_moderation(srv->core, &hc, c->moderation_threads);
+    pl_info("moderation: every Send's text goes to %s first (timeout %u ms, fail-%s)", c->moderation_url,
+            c->moderation_timeout_ms, c->moderation_fail_closed ? "closed" : "open");
+  }
   pl_media_set_store(srv->media, srv->store);
   if ((e = pl__start_push(srv)) != PL_OK)
     return e;

@@ -64,6 +64,21 @@ static const pl__opt pl__opts[] = {
      "connections open with a PROXY v2 header (haproxy send-proxy-v2) naming the client: on the plain "
      "listeners (--listen, --http), or on all of them (default off)",
      T_PROXY, 0, 0},
+    {"moderation-url", "URL",
+     "before-send webhook: each Send's text, sender and conversation are POSTed here as JSON and it answers "
+     "allow, reject or mask (default: none)",
+     T_STR, OFF(moderation_url), 512},
+    {"moderation-token", "TOKEN", "sent to --moderation-url as \"Authorization: Bearer TOKEN\"", T_SECRET,
+     OFF(moderation_token), 256},
+    {"moderation-timeout", "MS", "the webhook's answer must come within this (default 2000)", T_U32,
+     OFF(moderation_timeout_ms), 0},
+    {"moderation-fail-closed", "0|1",
+     "without an answer in time (or a bad one): 0 stores the message (fail-open, default), 1 refuses it "
+     "with FILTERED (fail-closed)",
+     T_BOOL, OFF(moderation_fail_closed), 0},
+    {"moderation-threads", "N",
+     "webhook calls at once, all connections (default 4; one per connection at a time)", T_U32,
+     OFF(moderation_threads), 0},
     {"registration", "open|invite|closed",
      "who may sign up: anyone (default), only with an invite code made by parleyctl invite, or nobody (the "
      "operator creates users with parleyctl user create)",
@@ -319,6 +334,8 @@ void pl_config_defaults(pl_config *c) {
   c->push_attempts = 8;
   c->push_timeout_ms = 10000;
   c->push_inflight = 64;
+  c->moderation_timeout_ms = 2000;
+  c->moderation_threads = 4;
 }
 
 static int pl__num(const char *v, unsigned long long max, unsigned long long *out) {

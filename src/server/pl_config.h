@@ -58,6 +58,10 @@ typedef struct pl_config {
       push_inflight;
   int push_privacy;
   int registration; /* pl_signup_mode: open, invite, closed (docs/admin.md) */
+  /* the before-send webhook (docs/operations.md, "Moderation webhook") */
+  char moderation_url[512], moderation_token[256];
+  uint32_t moderation_timeout_ms, moderation_threads;
+  int moderation_fail_closed;
   /* a cluster (docs/operations.md, "Running a cluster") */
   char bus[512]; /* --bus nats://h:p[,h:p...]; "" = a single node */
   char node[64]; /* --node; "" = host name ':' native port */

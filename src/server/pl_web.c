@@ -134,6 +134,15 @@ static void pl__server_metrics(const pl_web *w, const pl_core_stats *cs, pl_byte
              "Wrong passwords and bad tokens (each logged with the user and address).", cs->login_failures);
   pl__metric(b, "parley_draining", "gauge", "1 while the node is drained for maintenance.",
              (uint64_t)cs->draining);
+  pl__metric(b, "parley_moderation_calls_total", "counter", "Sends the moderation webhook was asked about.",
+             cs->hook_calls);
+  pl__metric(b, "parley_moderation_rejects_total", "counter",
+             "Sends refused after the webhook (its reject, or fail-closed).", cs->hook_rejects);
+  pl__metric(b, "parley_moderation_masks_total", "counter", "Sends stored with the webhook's masked text.",
+             cs->hook_masks);
+  pl__metric(b, "parley_moderation_errors_total", "counter",
+             "Webhook calls without a usable answer (timeout, network, bad answer): the fail policy decided.",
+             cs->hook_errors);
   pl__metric(b, "parley_uptime_seconds", "gauge", "Seconds since parleyd started.",
              (pl_now_ms() - w->started_ms) / 1000);
   pl__printf(b,

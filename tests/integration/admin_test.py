@@ -336,10 +336,67 @@ def ctl_cmd():
         s.stop()
 
 
+def moderation():
+    """The before-send webhook: allow, reject, mask; a hook too slow is
+    fail-open by default and fail-closed when asked; what it is sent."""
+    import http.server
+    import threading
+    seen = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            q = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((q, self.headers.get("Authorization")))
+            text = q["text"]
+            if text.startswith("slow"):
+                time.sleep(2)
+            answer = ({"action": "reject"} if "spam" in text else
+                      {"action": "mask", "text": text.replace("darn", "****")} if "darn" in text else
+                      {"action": "allow"})
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{hook.server_address[1]}/check"
+    for closed in (0, 1):
+        s = start(f"moderation{closed}", "--moderation-url", url, "--moderation-token", "hook-secret-0123456789",
+                  "--moderation-timeout", "500", "--moderation-fail-closed", str(closed))
+        try:
+            s.register("alice")
+            s.register("bob")
+            check(s.cli("alice", "send", "bob", "hello there").returncode == 0, "allowed")
+            p = s.cli("alice", "send", "bob", "buy spam now", ok=False)
+            check(p.returncode == 5 and "filtered" in p.stderr, f"rejected: {p.returncode} {p.stderr}")
+            check(s.cli("alice", "send", "bob", "oh darn it").returncode == 0, "masked")
+            p = s.cli("alice", "send", "bob", "slow one", ok=False)
+            check(p.returncode == (5 if closed else 0), f"slow hook, fail-{'closed' if closed else 'open'}: "
+                  f"{p.returncode} {p.stderr}")
+            texts = [json.loads(line)["text"] for line in s.cli("bob", "recv").stdout.splitlines()]
+            want = ["hello there", "oh **** it"] + ([] if closed else ["slow one"])
+            check(texts == want, f"stored: {texts} (want {want})")
+            q, auth = seen[0]
+            check(q["sender"] == "alice" and q["conversation"] == "dm:alice:bob" and q["text"] == "hello there",
+                  f"what the hook is sent: {q}")
+            check(auth == "Bearer hook-secret-0123456789", f"its token: {auth}")
+            check(s.metric("parley_moderation_errors_total") == 1, "the slow call counted")
+            seen.clear()
+        finally:
+            s.stop()
+    hook.shutdown()
+
+
 def main():
     try:
         {"refusals": refusals, "calls": calls, "ban": ban, "delete": delete, "signup": signup,
-         "upgrade": upgrade, "backup": backup, "ctl": ctl_cmd}[sys.argv[1]]()
+         "upgrade": upgrade, "backup": backup, "ctl": ctl_cmd,
+         "moderation": moderation}[sys.argv[1]]()
         print("PASS", sys.argv[1])
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
