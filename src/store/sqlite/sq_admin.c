@@ -6,7 +6,6 @@
  * Signing devices out, leaving groups and dropping media reuse the paths the
  * users' own requests take (logout, LEAVE, the media sweep's blob list), so
  * an admin action leaves the data as the user's own would. */
-#include "../../rules/pl_privacy.h"
 #include "../../rules/pl_signup.h"
 #include "sq_internal.h"
 
@@ -35,6 +34,19 @@ static pl_err pl__exec2(pl__sq *q, const char *sql, uint64_t a, uint64_t b) {
     pl_sq_bind_u64(st, 2, b);
   int rc = sqlite3_step(st);
   e = rc == SQLITE_DONE || rc == SQLITE_ROW ? PL_OK : pl_sq_sql_err(q, st, rc);
+  sqlite3_finalize(st);
+  return e;
+}
+
+/* One number sql answers. */
+static pl_err pl__exec_u64(pl__sq *q, const char *sql, uint64_t *v) {
+  sqlite3_stmt *st = NULL;
+  pl_err e = pl__prep(q, sql, &st);
+  if (e != PL_OK)
+    return e;
+  int rc = sqlite3_step(st);
+  *v = rc == SQLITE_ROW ? pl_sq_col_u64(st, 0) : 0;
+  e = rc == SQLITE_ROW ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_finalize(st);
   return e;
 }
@@ -177,13 +189,17 @@ static pl_err pl__groups_read(pl__sq *q, pl_store_req *r, uint64_t uid, uint32_t
   return e;
 }
 
+/* The uploads of uid (0: everyone's): how many, and their bytes. */
 static pl_err pl__user_media(pl__sq *q, pl_store_req *r, uint64_t uid) {
   sqlite3_stmt *st = NULL;
-  pl_err e =
-      pl__prep(q, "SELECT count(*), COALESCE(sum(size + thumb_size), 0) FROM media WHERE owner = ?1", &st);
+  pl_err e = pl__prep(q,
+                      uid ? "SELECT count(*), COALESCE(sum(size + thumb_size), 0) FROM media WHERE owner = ?1"
+                          : "SELECT count(*), COALESCE(sum(size + thumb_size), 0) FROM media",
+                      &st);
   if (e != PL_OK)
     return e;
-  pl_sq_bind_u64(st, 1, uid);
+  if (uid)
+    pl_sq_bind_u64(st, 1, uid);
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
     r->u.admin.out.media_count = pl_sq_col_u64(st, 0);
@@ -216,14 +232,7 @@ static pl_err pl__create(pl__sq *q, pl_store_req *r) {
     r->status = PL_ERR_USER_EXISTS;
     return PL_OK;
   }
-  sqlite3_stmt *st = q->st[ST_USER_INSERT];
-  pl_privacy_settings set = PL_PRIVACY_DEFAULTS;
-  pl_sq_bind_text(st, 1, r->u.admin.in.user);
-  pl_sq_bind_text(st, 2, r->u.admin.in.pwhash);
-  pl_sq_bind_u64(st, 3, pl_now_ms());
-  pl_sq_bind_u64(st, 4, (uint64_t)set.read_receipts);
-  pl_sq_bind_u64(st, 5, (uint64_t)set.last_seen);
-  e = pl_sq_run(q, st);
+  e = pl_sq_acct_user_insert(q, r->u.admin.in.user, r->u.admin.in.pwhash);
   return e == PL_OK ? pl__user_load(q, r) : e;
 }
 
@@ -518,21 +527,14 @@ static pl_err pl__stats(pl__sq *q, pl_store_req *r) {
     return e;
   r->u.admin.out.counts = c.u.stats.out.counts;
   e = pl__top_queues(q, r);
-  sqlite3_stmt *st = NULL;
-  if (e == PL_OK && (e = pl__prep(q,
-                                  "SELECT count(*), COALESCE(sum(size + thumb_size), 0),"
-                                  " (SELECT page_count * page_size FROM pragma_page_count, pragma_page_size)"
-                                  " FROM media",
-                                  &st)) == PL_OK) {
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-      r->u.admin.out.media_count = pl_sq_col_u64(st, 0);
-      r->u.admin.out.media_bytes = pl_sq_col_u64(st, 1);
-      r->u.admin.out.db_bytes = pl_sq_col_u64(st, 2);
-    }
-    e = rc == SQLITE_ROW ? PL_OK : pl_sq_sql_err(q, st, rc);
-    sqlite3_finalize(st);
-  }
+  if (e == PL_OK)
+    e = pl__user_media(q, r, 0);
+  uint64_t pages = 0, size = 0;
+  if (e == PL_OK)
+    e = pl__exec_u64(q, "PRAGMA page_count", &pages);
+  if (e == PL_OK)
+    e = pl__exec_u64(q, "PRAGMA page_size", &size);
+  r->u.admin.out.db_bytes = pages * size;
   return e;
 }
 

@@ -572,6 +572,7 @@ void pl_sq_acct_users_drop(pl__sq *q);
 int pl_sq_acct_blocks(const pl__user *u, uint64_t uid);
 pl_err pl_sq_acct_user_get(pl__sq *q, uint64_t uid, pl__user **out);
 pl_err pl_sq_acct_user_by_name(pl__sq *q, const char *name, pl__user **out);
+pl_err pl_sq_acct_user_insert(pl__sq *q, const char *name, const char *pwhash);
 pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_acct_get_user(pl__sq *q, pl_store_req *r);
 int pl_sq_acct_has_dev(const pl__user *u, uint64_t dev);
