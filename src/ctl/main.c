@@ -17,7 +17,7 @@ enum { CTL_OK = 0, CTL_REFUSED = 1, CTL_USAGE = 2, CTL_CONN = 3, CTL_AUTH = 4 };
 
 typedef struct ctl {
   const char *url, *token, *password;
-  int json;
+  int json, close;
   char *argv[16];
   int argc;
   const char *opt_q, *opt_after, *opt_limit, *opt_uses, *opt_expires, *opt_code;
@@ -43,7 +43,8 @@ static const char pl__usage[] =
     "  invite create [--uses N] [--expires SECONDS] [--code CODE] | invites | invite delete CODE\n"
     "  stats | queues [--limit N]     server figures; the deepest device queues\n"
     "  filter reload                  reload --filter-words\n"
-    "  drain on|off                   refuse new sign-ins (MAINTENANCE), /healthz 503\n"
+    "  drain on [--close] | drain off refuse new sign-ins (MAINTENANCE), /healthz 503;\n"
+    "                                 --close: and close every client session now\n"
     "  backup                         an online copy of the database into DATA/backups/\n"
     "\n"
     "exit status: 0 done, 1 refused, 2 bad usage, 3 parleyd unreachable, 4 no or wrong admin token\n";
@@ -304,7 +305,7 @@ static int pl__route(const ctl *c, char *path, size_t n, json_t **body, const ch
              (!strcmp(c->argv[1], "on") || !strcmp(c->argv[1], "off"))) {
     *method = "POST";
     snprintf(path, n, "/admin/drain");
-    *body = json_pack("{s:b}", "on", !strcmp(c->argv[1], "on"));
+    *body = json_pack("{s:b,s:b}", "on", !strcmp(c->argv[1], "on"), "close", c->close);
   } else if (!strcmp(cmd, "backup") && c->argc == 1) {
     *method = "POST";
     snprintf(path, n, "/admin/backup");
@@ -330,8 +331,8 @@ static int pl__args(ctl *c, int argc, char **argv) {
       fputs(pl__usage, stdout);
       return CTL_OK;
     }
-    if (!strcmp(a, "--json")) {
-      c->json = 1;
+    if (!strcmp(a, "--json") || !strcmp(a, "--close")) {
+      *(a[2] == 'j' ? &c->json : &c->close) = 1;
       continue;
     }
     while (k < sizeof opts / sizeof opts[0] && strcmp(a, opts[k].name))

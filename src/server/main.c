@@ -169,6 +169,25 @@ static int pl__load_filter(pl_server *srv) {
   return 0;
 }
 
+/* Maintenance (parleyctl drain on --close): every client session on this
+ * loop is told SHUTTING_DOWN and closed; plain HTTP requests go on. */
+static void pl__close_sessions(pl_task *t) {
+  pl__loop_task *lt = (pl__loop_task *)t;
+  pl_server *srv = lt->srv;
+  pl_tcp_close_all(srv->listeners[lt->i]);
+  if (srv->tlss[lt->i])
+    pl_tcp_close_all(srv->tlss[lt->i]);
+  if (srv->https[lt->i])
+    pl_http_close_sessions(srv->https[lt->i]);
+  if (srv->htlss[lt->i])
+    pl_http_close_sessions(srv->htlss[lt->i]);
+  if (srv->lps[lt->i])
+    pl_lp_close_all(srv->lps[lt->i]);
+  pl_free(lt);
+}
+
+static void pl__admin_close(void *ud) { pl__post_all(ud, pl__close_sessions, NULL); }
+
 /* The admin API's reload (any loop thread): the list's entries, or -1. */
 static long pl__admin_reload(void *ud, char *why, size_t n) {
   pl_server *srv = ud;
@@ -426,6 +445,7 @@ static pl_err pl__start(pl_server *srv) {
                         .argon2_ops = c->argon2_ops,
                         .argon2_mem_kib = c->argon2_mem_kib,
                         .reload_filter = pl__admin_reload,
+                        .close_sessions = pl__admin_close,
                         .ud = srv,
                         .version = PL_VERSION,
                         .started_ms = pl_now_ms(),

@@ -285,11 +285,14 @@ static int pl__backup(pl_admin_call *c, pl_http_res *res) {
 static int pl__local(pl_admin_call *c, const char *what, json_t *body, pl_http_res *res) {
   if (!strcmp(what, "drain")) {
     json_t *on = json_object_get(body, "on");
-    int drain = !on || json_is_true(on);
+    int drain = !on || json_is_true(on), close = drain && json_is_true(json_object_get(body, "close"));
     pl_core_set_draining(c->a->cfg.core, drain);
-    pl_warn("admin: node %s by %s: new sign-ins %s", drain ? "draining" : "back in service", c->who,
-            drain ? "get MAINTENANCE, /healthz answers 503" : "are taken again");
-    pl_admin_json_res(res, 200, json_pack("{s:b}", "draining", drain));
+    pl_warn("admin: node %s by %s: new sign-ins %s%s", drain ? "draining" : "back in service", c->who,
+            drain ? "get MAINTENANCE, /healthz answers 503" : "are taken again",
+            close ? "; closing every client session" : "");
+    if (close && c->a->cfg.close_sessions) /* they reconnect through the balancer, to another node */
+      c->a->cfg.close_sessions(c->a->cfg.ud);
+    pl_admin_json_res(res, 200, json_pack("{s:b,s:b}", "draining", drain, "closed", close));
   } else {
     char why[300] = "";
     long n = c->a->cfg.reload_filter ? c->a->cfg.reload_filter(c->a->cfg.ud, why, sizeof why) : -1;

@@ -23,6 +23,8 @@ typedef struct pl_admin_config {
   uint32_t argon2_ops, argon2_mem_kib; /* for passwords the operator sets */
   /* Reloads the word list (--filter-words): its entries, or -1 with why. */
   long (*reload_filter)(void *ud, char *why, size_t n);
+  /* Closes every client session (they are told SHUTTING_DOWN), any thread. */
+  void (*close_sessions)(void *ud);
   void *ud;
   const char *version;
   uint64_t started_ms;

@@ -121,7 +121,16 @@ def calls():
         q = s.admin("GET", "/admin/queues?limit=1", token=t)["queues"]
         check(len(q) == 1 and q[0]["user"] == "bob", f"queues: {q}")
         s.admin("POST", "/admin/filter/reload", token=t, want=409)  # no --filter-words list
-        s.admin("POST", "/admin/drain", {"on": True}, t)
+        live = subprocess.Popen([mediasrv.CLI, "--server", f"127.0.0.1:{s.port}", "--user", "carol", "--password",
+                                 "password-carol", "--device", "cli", "recv", "--wait", "60"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=mediasrv.die_with_parent)
+        wait_for(lambda: s.admin("GET", "/admin/stats", token=t)["online_devices"] == 1, "carol's live session")
+        d = s.admin("POST", "/admin/drain", {"on": True, "close": True}, t)
+        check(d == {"draining": True, "closed": True}, f"drain: {d}")
+        # closed: its client comes back (libparley reconnects) and is refused with MAINTENANCE
+        wait_for(lambda: s.admin("GET", "/admin/stats", token=t)["online_devices"] == 0, "the session closed")
+        live.kill()
+        live.wait()
         st, _, body = s.req("GET", "/healthz")
         check(st == 503 and b"draining" in body, f"healthz while draining: {st} {body}")
         p = s.cli("carol", "recv", ok=False)
