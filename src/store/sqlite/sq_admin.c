@@ -293,13 +293,17 @@ static pl_err pl__account(pl__sq *q, pl_store_req *r) {
 /* The events and audience changes of a request run on r's behalf move to r,
  * so the store delivers them after the commit like r's own. */
 static void pl__adopt(pl_store_req *r, pl_store_req *sub) {
-  r->events = pl_realloc(r->events, (r->nevents + sub->nevents + 1) * sizeof *r->events);
-  memcpy(r->events + r->nevents, sub->events, sub->nevents * sizeof *r->events);
-  r->nevents += sub->nevents;
-  r->changes = pl_realloc(r->changes, (r->nchanges + sub->nchanges + 1) * sizeof *r->changes);
-  memcpy(r->changes + r->nchanges, sub->changes, sub->nchanges * sizeof *r->changes);
-  r->nchanges += sub->nchanges;
-  r->changes_cap = r->nchanges;
+  if (sub->nevents) {
+    r->events = pl_realloc(r->events, (r->nevents + sub->nevents) * sizeof *r->events);
+    memcpy(r->events + r->nevents, sub->events, sub->nevents * sizeof *r->events);
+    r->nevents += sub->nevents;
+  }
+  if (sub->nchanges) {
+    r->changes = pl_realloc(r->changes, (r->nchanges + sub->nchanges) * sizeof *r->changes);
+    memcpy(r->changes + r->nchanges, sub->changes, sub->nchanges * sizeof *r->changes);
+    r->nchanges += sub->nchanges;
+    r->changes_cap = r->nchanges;
+  }
   pl_free(sub->events);
   pl_free(sub->changes);
   sub->events = NULL;
