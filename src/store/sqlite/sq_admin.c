@@ -176,13 +176,7 @@ static pl_err pl__groups_read(pl__sq *q, pl_store_req *r, uint64_t uid, uint32_t
       break;
     }
     a->out.groups = pl_sq_reserve(a->out.groups, a->out.ngroups, &cap, sizeof *a->out.groups);
-    pl_group_info *g = &a->out.groups[a->out.ngroups++];
-    memset(g, 0, sizeof *g);
-    g->gid = pl_sq_col_u64(st, 0);
-    g->name = pl_sq_col_str(st, 1);
-    g->description = pl_sq_col_str(st, 2);
-    g->member_count = pl_sq_col_u64(st, 3);
-    g->my_role = sqlite3_column_int(st, 4);
+    pl_sq_group_row(st, &a->out.groups[a->out.ngroups++]);
   }
   e = rc == SQLITE_DONE || rc == SQLITE_ROW ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_finalize(st);

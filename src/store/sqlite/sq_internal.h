@@ -641,6 +641,8 @@ pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role);
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r);
+/* A row of (gid, name, description, members, role) into g. */
+void pl_sq_group_row(sqlite3_stmt *st, pl_group_info *g);
 pl_err pl_sq_group_targets(pl__sq *q, int stmt, uint64_t gid, uint64_t uid, uint64_t **targets, size_t *n);
 pl_err pl_sq_group_devices(pl__sq *q, pl_store_req *r);
 
