@@ -519,7 +519,9 @@ int pl_config_load(pl_config *c, const char *path, char *err, size_t errlen) {
 }
 
 void pl_config_usage(FILE *out) {
-  fprintf(out, "usage: parleyd [OPTIONS]\n\n"
+  fprintf(out, "usage: parleyd [OPTIONS]\n"
+               "       parleyd admin-token create NAME | list | revoke NAME [--data DIR | --config FILE]\n"
+               "                (tokens for the admin API and parleyctl: docs/admin.md)\n\n"
                "Parley messaging server. Options may also be given in a config file\n"
                "(--config FILE) as 'name = value' lines; the command line wins.\n\n"
                "  --config FILE            read options from FILE first\n");
