@@ -29,6 +29,8 @@ TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools nats-s
   mosquitto-clients)
 # scripts/cluster.sh's store, and its smoke test (tests/integration/test_cluster_sh.sh)
 TEST_PKGS+=(postgresql)
+# systemd-analyze: the install test verifies the unit file
+TEST_PKGS+=(systemd)
 tests=0
 [[ ${1:-} == --test ]] && tests=1 && PKGS+=("${TEST_PKGS[@]}")
 

@@ -937,7 +937,8 @@ function wire() {
     const user = $('auth-user').value.trim();
     $('auth-error').textContent = '';
     if (me() && me() !== user) wipe();
-    (register ? sdk.register(user, $('auth-password').value) : sdk.login(user, $('auth-password').value))
+    const invite = $('auth-invite').value.trim();
+    (register ? sdk.register(user, $('auth-password').value, invite) : sdk.login(user, $('auth-password').value))
       .catch((x) => { if (x.code !== 'ERR_CANCELLED') showAuth(sentence(x)); });
   };
   $('sign-out').onclick = () => { sdk.logout(); wipe(); showAuth(''); };

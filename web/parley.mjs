@@ -156,8 +156,9 @@ export class Parley {
   /** Signs in with a password: resolves with the AuthOk frame, rejects with a ParleyError. */
   login(user, password) { return this.credentials('login', user, password); }
 
-  /** Creates the account and signs in, as login(). */
-  register(user, password) { return this.credentials('register', user, password); }
+  /** Creates the account and signs in, as login(). invite: the code a server
+   *  with --registration invite asks for (ERR_INVITE_REQUIRED without one). */
+  register(user, password, invite) { return this.credentials('register', user, password, invite); }
 
   /** Connects with the stored token (if there is one): resolves with the AuthOk. */
   resume() {
@@ -168,10 +169,12 @@ export class Parley {
     return p;
   }
 
-  credentials(type, user, password) {
+  credentials(type, user, password, invite) {
     if (this.pendingAuth) this.pendingAuth.reject(new ParleyError('ERR_CANCELLED', 'replaced by a new sign-in'));
     return new Promise((resolve, reject) => {
-      this.pendingAuth = { frame: { type, user, password, device: this.device }, resolve, reject };
+      const frame = { type, user, password, device: this.device };
+      if (invite) frame.invite = invite;
+      this.pendingAuth = { frame, resolve, reject };
       if (this.welcomed && !this.authed && !this.stopped) { // the session waits in AUTH: try again on it
         this.send(this.pendingAuth.frame);
       } else if (!this.ws || this.authed || this.stopped) { // a fresh session for them

@@ -64,7 +64,7 @@ void pl_sess__fatal(pl_session *s, pl_err e) {
 }
 
 void pl_sess__resume_reading(pl_session *s) {
-  if (s->paused && s->conn) {
+  if (s->paused && s->conn && !s->moderating) {
     s->paused = 0;
     s->conn->ops->resume(s->conn);
   }
@@ -610,10 +610,24 @@ void pl_core_set_filter(pl_core *core, pl_filter *f) {
   pl_filter_unref(old);
 }
 
+void pl_core_set_draining(pl_core *core, int on) {
+  atomic_store_explicit(&core->draining, on ? 1 : 0, memory_order_relaxed);
+}
+
+void pl_core_set_moderation(pl_core *core, const pl_hook_config *cfg, unsigned threads) {
+  core->hook = *cfg;
+  /* a queue bound: past it a Send skips the hook (pl__moderate) rather than wait without end */
+  core->moderators = pl_workers_new(threads ? threads : 4, 4096);
+}
+
+void pl_core_kick(pl_core *core, uint64_t device) { core->router->ops->kick(core->router, device); }
+
 void pl_core_free(pl_core *core) {
   pl_filter_unref(core->filter);
   pthread_mutex_destroy(&core->filter_mu);
   pl_workers_free(core->hashers);
+  if (core->moderators)
+    pl_workers_free(core->moderators);
   pl_throttle_free(core->throttle);
   pl_presence_free(core->presence);
   pl_rules_limiter_free(core->send_limit);
@@ -634,4 +648,11 @@ void pl_core_get_stats(pl_core *core, pl_core_stats *st) {
   st->messages_out = atomic_load_explicit(&core->messages_out, memory_order_relaxed);
   st->sends = atomic_load_explicit(&core->sends, memory_order_relaxed);
   st->errors = atomic_load_explicit(&core->errors, memory_order_relaxed);
+  st->login_failures = atomic_load_explicit(&core->login_failures, memory_order_relaxed);
+  st->draining = atomic_load_explicit(&core->draining, memory_order_relaxed);
+  st->hook_calls = atomic_load_explicit(&core->hook_calls, memory_order_relaxed);
+  st->hook_rejects = atomic_load_explicit(&core->hook_rejects, memory_order_relaxed);
+  st->hook_masks = atomic_load_explicit(&core->hook_masks, memory_order_relaxed);
+  st->hook_errors = atomic_load_explicit(&core->hook_errors, memory_order_relaxed);
+  pl_presence_online_count(core->presence, &st->online_users, &st->online_devices);
 }

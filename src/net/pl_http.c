@@ -968,6 +968,17 @@ void pl_http_close_all(pl_http_listener *l) {
   }
 }
 
+void pl_http_close_sessions(pl_http_listener *l) {
+  for (pl_http_conn *hc = l->conns; hc; hc = hc->next) {
+    if (hc->s.closing || !hc->ws)
+      continue;
+    if (hc->session && hc->c.h->on_shutdown)
+      hc->c.h->on_shutdown(&hc->c, hc->c.h->ud);
+    pl_ws_close(hc->ws, PL_WS_GOING_AWAY, "server going down for maintenance");
+    pl__finish(hc);
+  }
+}
+
 int pl_http_port(const pl_http_listener *l) { return pl_tcp_handle_port(&l->tcp); }
 
 size_t pl_http_count(const pl_http_listener *l, size_t *websockets) {

@@ -108,6 +108,9 @@ void pl_http_listener_free(pl_http_listener *l);
 void pl_http_abort_all(pl_http_listener *l);
 /* Graceful: WebSocket sessions are told (on_shutdown), HTTP ones closed. */
 void pl_http_close_all(pl_http_listener *l);
+/* The same for WebSocket sessions only: plain requests (an admin call
+ * asking for it among them) are answered as usual. */
+void pl_http_close_sessions(pl_http_listener *l);
 int pl_http_port(const pl_http_listener *l);
 /* Open connections, and how many of them are WebSockets. */
 size_t pl_http_count(const pl_http_listener *l, size_t *websockets);

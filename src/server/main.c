@@ -29,9 +29,12 @@
 #include "net/pl_lp.h"
 #include "net/pl_tcp.h"
 #include "net/pl_tls.h"
+#include "pl_admin.h"
+#include "pl_admin_tok.h"
 #include "pl_config.h"
 #include "pl_web.h"
 #include "push/pl_push.h"
+#include "rules/pl_signup.h"
 #include "store/pl_store.h"
 
 typedef struct pl__loop_task {
@@ -60,6 +63,7 @@ typedef struct pl_server {
   pl_media *media;
   pl_push *push;     /* NULL: no provider configured */
   pl_limits *limits; /* caps and budgets shared by every connection */
+  pl_admin *admin;   /* /admin/ (docs/admin.md) */
   int lock_fd;
 } pl_server;
 
@@ -179,6 +183,41 @@ static int pl__load_filter(pl_server *srv) {
   return 0;
 }
 
+/* Maintenance (parleyctl drain on --close): every client session on this
+ * loop is told SHUTTING_DOWN and closed; plain HTTP requests go on. */
+static void pl__close_sessions(pl_task *t) {
+  pl__loop_task *lt = (pl__loop_task *)t;
+  pl_server *srv = lt->srv;
+  pl_tcp_close_all(srv->listeners[lt->i]);
+  if (srv->tlss[lt->i])
+    pl_tcp_close_all(srv->tlss[lt->i]);
+  if (srv->https[lt->i])
+    pl_http_close_sessions(srv->https[lt->i]);
+  if (srv->htlss[lt->i])
+    pl_http_close_sessions(srv->htlss[lt->i]);
+  if (srv->lps[lt->i])
+    pl_lp_close_all(srv->lps[lt->i]);
+  pl_free(lt);
+}
+
+static void pl__admin_close(void *ud) { pl__post_all(ud, pl__close_sessions, NULL); }
+
+/* The admin API's reload (any loop thread): the list's entries, or -1. */
+static long pl__admin_reload(void *ud, char *why, size_t n) {
+  pl_server *srv = ud;
+  pl_filter *f = NULL;
+  if (!srv->cfg.filter_words[0]) {
+    snprintf(why, n, "no --filter-words list is configured");
+    return -1;
+  }
+  if (pl_filter_load(srv->cfg.filter_words, &f, why, n) != PL_OK)
+    return -1;
+  long count = (long)pl_filter_count(f);
+  pl_core_set_filter(srv->core, f);
+  pl_info("filter-words %s: %ld entries", srv->cfg.filter_words, count);
+  return count;
+}
+
 static void pl__on_hup(uv_signal_t *h, int signum) {
   (void)signum;
   pl_server *srv = h->data;
@@ -273,6 +312,7 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   cc->max_queue = c->max_queue;
   cc->max_queue_share = c->max_queue_share;
   cc->auth_timeout_ms = c->auth_timeout_s * 1000u;
+  cc->signup = c->registration;
   pl__auth_config(c, cc);
 }
 
@@ -417,6 +457,15 @@ static pl_err pl__start(pl_server *srv) {
     return e;
   }
   pl_core_set_store(srv->core, srv->store);
+  if (c->moderation_url[0]) { /* the strings live in srv->cfg, as long as the core */
+    pl_hook_config hc = {.url = c->moderation_url,
+                         .token = c->moderation_token,
+                         .timeout_ms = c->moderation_timeout_ms,
+                         .fail_closed = c->moderation_fail_closed};
+    pl_core_set_moderation(srv->core, &hc, c->moderation_threads);
+    pl_info("moderation: every Send's text goes to %s first (timeout %u ms, fail-%s)", c->moderation_url,
+            c->moderation_timeout_ms, c->moderation_fail_closed ? "closed" : "open");
+  }
   pl_media_set_store(srv->media, srv->store);
   if ((e = pl__start_push(srv)) != PL_OK)
     return e;
@@ -428,7 +477,22 @@ static pl_err pl__start(pl_server *srv) {
   srv->mqtts = pl_calloc((size_t)srv->nloops * 2, sizeof *srv->mqtts);
   srv->ticks = pl_calloc((size_t)srv->nloops, sizeof *srv->ticks);
   srv->lps = pl_calloc((size_t)srv->nloops, sizeof *srv->lps);
+  pl_admin_config ac = {.data = c->data,
+                        .store = srv->store,
+                        .core = srv->core,
+                        .argon2_ops = c->argon2_ops,
+                        .argon2_mem_kib = c->argon2_mem_kib,
+                        .reload_filter = pl__admin_reload,
+                        .close_sessions = pl__admin_close,
+                        .ud = srv,
+                        .version = PL_VERSION,
+                        .started_ms = pl_now_ms(),
+                        .signup = c->registration};
+  srv->admin = pl_admin_new(&ac);
   srv->web = (pl_web){.core = srv->core,
+                      .admin = srv->admin,
+                      .started_ms = ac.started_ms,
+                      .version = PL_VERSION,
                       .store = srv->store,
                       .media = srv->media,
                       .push = srv->push,
@@ -498,8 +562,9 @@ static pl_err pl__start(pl_server *srv) {
     return e;
   for (int i = 0; i < srv->nloops; i++)
     pl_loop_start(srv->loops[i]);
-  pl_info("parleyd listening on %s:%d (%d loops, data %s, durability %s)", c->listen_host, tc.port,
-          srv->nloops, c->data, c->durable ? "fsync" : "process");
+  pl_info("parleyd %s listening on %s:%d (%d loops, data %s, durability %s, registration %s)", PL_VERSION,
+          c->listen_host, tc.port, srv->nloops, c->data, c->durable ? "fsync" : "process",
+          pl_signup_name(c->registration));
   if (http)
     pl_info("web: http://%s:%d/ (WebSocket at /ws, /healthz, /metrics)", c->http_host, hc.tcp.port);
   if (ntls)
@@ -565,12 +630,17 @@ static void pl__shutdown(pl_server *srv) {
   if (srv->router) /* after the core: presence and sessions use it to the end */
     srv->router->ops->free(srv->router);
   pl_limits_free(srv->limits);
+  pl_admin_free(srv->admin);
   if (srv->lock_fd > 0)
     close(srv->lock_fd);
 }
 
 int main(int argc, char **argv) {
   pl_server srv;
+  /* the data dir and every file in it are the server's alone (0700/0600) */
+  umask(077);
+  if (argc > 1 && !strcmp(argv[1], "admin-token"))
+    return pl_admin_tok_main(argc - 1, argv + 1);
   memset(&srv, 0, sizeof srv);
   srv.lock_fd = -1;
   pl_config_defaults(&srv.cfg);

@@ -1,11 +1,14 @@
 #include "pl_config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/pl_log.h"
 #include "rules/pl_acts.h"
+#include "rules/pl_signup.h"
 
 typedef enum {
   T_STR,
@@ -25,6 +28,7 @@ typedef enum {
   T_PROXY,
   T_DURABILITY,
   T_LOG,
+  T_SIGNUP,
   T_SECRET /* T_STR of 16 or more printable ASCII characters, no spaces or '#' (never echoed) */
 } pl__type;
 
@@ -65,6 +69,25 @@ static const pl__opt pl__opts[] = {
      "connections open with a PROXY v2 header (haproxy send-proxy-v2) naming the client: on the plain "
      "listeners (--listen, --http), or on all of them (default off)",
      T_PROXY, 0, 0},
+    {"moderation-url", "URL",
+     "before-send webhook: each Send's text, sender and conversation are POSTed here as JSON and it answers "
+     "allow, reject or mask (default: none)",
+     T_STR, OFF(moderation_url), 512},
+    {"moderation-token", "TOKEN", "sent to --moderation-url as \"Authorization: Bearer TOKEN\"", T_SECRET,
+     OFF(moderation_token), 256},
+    {"moderation-timeout", "MS", "the webhook's answer must come within this (default 2000)", T_U32,
+     OFF(moderation_timeout_ms), 0},
+    {"moderation-fail-closed", "0|1",
+     "without an answer in time (or a bad one): 0 stores the message (fail-open, default), 1 refuses it "
+     "with FILTERED (fail-closed)",
+     T_BOOL, OFF(moderation_fail_closed), 0},
+    {"moderation-threads", "N",
+     "webhook calls at once, all connections (default 4; one per connection at a time)", T_U32,
+     OFF(moderation_threads), 0},
+    {"registration", "open|invite|closed",
+     "who may sign up: anyone (default), only with an invite code made by parleyctl invite, or nobody (the "
+     "operator creates users with parleyctl user create)",
+     T_SIGNUP, 0, 0},
     {"threads", "N", "event-loop threads (default: number of CPUs)", T_INT, OFF(threads), 0},
     {"durability", "fsync|process",
      "fsync: ack after the group commit reached the disk (default); process: ack after the write, "
@@ -321,6 +344,8 @@ void pl_config_defaults(pl_config *c) {
   c->push_attempts = 8;
   c->push_timeout_ms = 10000;
   c->push_inflight = 64;
+  c->moderation_timeout_ms = 2000;
+  c->moderation_threads = 4;
 }
 
 static int pl__num(const char *v, unsigned long long max, unsigned long long *out) {
@@ -431,6 +456,13 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
     else
       return -1;
     return 0;
+  case T_SIGNUP: {
+    int m = pl_signup_parse(v);
+    if (m < 0)
+      return -1;
+    c->registration = m;
+    return 0;
+  }
   case T_LOG: {
     int l = pl_log_parse_level(v);
     if (l < 0)
@@ -499,7 +531,9 @@ int pl_config_load(pl_config *c, const char *path, char *err, size_t errlen) {
 }
 
 void pl_config_usage(FILE *out) {
-  fprintf(out, "usage: parleyd [OPTIONS]\n\n"
+  fprintf(out, "usage: parleyd [OPTIONS]\n"
+               "       parleyd admin-token create NAME | list | revoke NAME [--data DIR | --config FILE]\n"
+               "                (tokens for the admin API and parleyctl: docs/admin.md)\n\n"
                "Parley messaging server. Options may also be given in a config file\n"
                "(--config FILE) as 'name = value' lines; the command line wins.\n\n"
                "  --config FILE            read options from FILE first\n");
@@ -511,6 +545,43 @@ void pl_config_usage(FILE *out) {
   fprintf(out, "  --help                   this text\n  --version                print the version\n");
 }
 
+/* A listener's host given as a name (localhost, a host name) becomes its
+ * first address (IPv4 first): the listeners bind numeric addresses only.
+ * "" (a listener that is off) and numeric ones stay. */
+static int pl__resolve(const char *opt, char host[64], char *err, size_t errlen) {
+  struct in6_addr a6;
+  if (!host[0] || inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
+    return 0;
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+  int rc = getaddrinfo(host, NULL, &hints, &res);
+  if (rc != 0 || !res) {
+    snprintf(err, errlen, "--%s: cannot resolve host '%s': %s (give an address such as 127.0.0.1)", opt, host,
+             rc ? gai_strerror(rc) : "no address");
+    return -1;
+  }
+  const struct addrinfo *pick = res;
+  for (const struct addrinfo *i = res; i; i = i->ai_next)
+    if (i->ai_family == AF_INET) {
+      pick = i;
+      break;
+    }
+  const void *addr = pick->ai_family == AF_INET
+                         ? (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr
+                         : (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+  char out[INET6_ADDRSTRLEN];
+  inet_ntop(pick->ai_family, addr, out, sizeof out);
+  freeaddrinfo(res);
+  snprintf(host, 64, "%s", out);
+  return 0;
+}
+
+int pl_config_resolve(pl_config *c, char *err, size_t errlen) {
+  if (pl__resolve("listen", c->listen_host, err, errlen) || pl__resolve("http", c->http_host, err, errlen) ||
+      pl__resolve("listen-tls", c->tls_host, err, errlen) || pl__resolve("https", c->https_host, err, errlen))
+    return -1;
+  return 0;
+}
+
 int pl_config_args(pl_config *c, int argc, char **argv) {
   char err[512];
   for (int i = 1; i < argc; i++) {
@@ -519,7 +590,7 @@ int pl_config_args(pl_config *c, int argc, char **argv) {
       return 1;
     }
     if (strcmp(argv[i], "--version") == 0) {
-      printf("parleyd 0.1 (protocol 1)\n");
+      printf("parleyd " PL_VERSION " (protocols 1 and 2)\n");
       return 1;
     }
     const char *file = NULL;
@@ -564,6 +635,10 @@ int pl_config_args(pl_config *c, int argc, char **argv) {
   }
   if ((c->tls_host[0] || c->https_host[0] || c->mqtt_tls_host[0]) && (!c->tls_cert[0] || !c->tls_key[0])) {
     fprintf(stderr, "parleyd: --listen-tls, --https and --mqtt-tls need --tls-cert and --tls-key\n");
+    return -1;
+  }
+  if (pl_config_resolve(c, err, sizeof err) != 0) {
+    fprintf(stderr, "parleyd: %s\n", err);
     return -1;
   }
   return 0;

@@ -61,11 +61,19 @@ typedef struct pl_config {
   uint32_t push_window_ms, push_backoff_ms, push_backoff_max_ms, push_attempts, push_timeout_ms,
       push_inflight;
   int push_privacy;
+  int registration; /* pl_signup_mode: open, invite, closed (docs/admin.md) */
+  /* the before-send webhook (docs/operations.md, "Moderation webhook") */
+  char moderation_url[512], moderation_token[256];
+  uint32_t moderation_timeout_ms, moderation_threads;
+  int moderation_fail_closed;
   /* a cluster (docs/operations.md, "Running a cluster") */
   char bus[512]; /* --bus nats://h:p[,h:p...]; "" = a single node */
   char node[64]; /* --node; "" = host name ':' native port */
   uint32_t bus_alive_ms, bus_dead_ms;
 } pl_config;
+
+/* parleyd's version, as --version prints it and the log says at start. */
+#define PL_VERSION "0.2.0"
 
 void pl_config_defaults(pl_config *c);
 /* Applies key=value (key is the long option name without dashes). Returns 0,
@@ -77,5 +85,8 @@ int pl_config_load(pl_config *c, const char *path, char *err, size_t errlen);
  * run, 1 if --help/--version was printed, -1 on error (printed). */
 int pl_config_args(pl_config *c, int argc, char **argv);
 void pl_config_usage(FILE *out);
+/* Listener hosts given as names become addresses (pl_config_args does it);
+ * -1 and a reason if one does not resolve. */
+int pl_config_resolve(pl_config *c, char *err, size_t errlen);
 
 #endif

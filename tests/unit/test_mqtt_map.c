@@ -2,8 +2,8 @@
 #include <string.h>
 
 #include "mqtt/pl_mqtt.h"
-#include "proto/pl_frame.h"
 #include "mqtt/pl_mqtt_map.h"
+#include "proto/pl_frame.h"
 #include "testlib.h"
 
 #define S(s) (const uint8_t *)(s), strlen(s)

@@ -13,7 +13,8 @@ static const char pl__schema[] =
     "BEGIN;"
     "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
     " pwhash TEXT NOT NULL, created INTEGER NOT NULL, read_receipts INTEGER NOT NULL DEFAULT 1,"
-    " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2);"
+    " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2,"
+    " disabled INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS devices(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
     " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL,"
     " token_at INTEGER NOT NULL DEFAULT 0, used_at INTEGER NOT NULL DEFAULT 0, UNIQUE(user_id, name));"
@@ -168,6 +169,7 @@ static const pl_sq_op pl__sq_ops[] = {
     [PL_STORE_PUSH_CLAIM] = {pl_sq_push_claim_ok, pl__push_claim},
     [PL_STORE_PUSH_DONE] = {pl_sq_push_done_ok, pl__push_done},
     [PL_STORE_STATS] = {NULL, pl__stats},
+    [PL_STORE_ADMIN] = {pl_sq_admin_valid, pl_sq_admin},
 };
 
 const pl_sq_op *pl_sq_op_get(int op) {
@@ -462,6 +464,8 @@ static pl_err pl__setup(pl__sq *q, int durable, uint32_t cache_kib) {
     e = pl__exec_sql(q, pl__schema, NULL);
   if (e == PL_OK) /* 11: message actions, a step of its own (sq_acts.c) */
     e = pl_sq_acts_upgrade(q->db);
+  if (e == PL_OK) /* 12: users.disabled and invites, a step of its own (sq_admin.c) */
+    e = pl_sq_admin_upgrade(q->db);
   pl_free(mode);
   pl_free(ver);
   return e;
