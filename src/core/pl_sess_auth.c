@@ -272,8 +272,9 @@ int pl_sess__on_register(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in)
   int invite = r->invite && *r->invite;
   pl_err admit = pl_signup_admit(s->core->cfg.signup, invite);
   if (admit != PL_OK) {
-    pl_info("conn %llu %s: register refused: %s (user=%s)", (unsigned long long)s->conn->id, s->conn->peer,
-            pl_err_name(admit), r->user);
+    char peer[PL_ADDR_STR];
+    pl_info("conn %llu %s: register refused: %s (user=%s)", (unsigned long long)s->conn->id,
+            pl_addr_str(&s->conn->peer, peer), pl_err_name(admit), r->user);
     pl_sess__error(s, admit, NULL);
     return 0;
   }

@@ -361,7 +361,9 @@ int pl_admin_route(pl_admin *a, const pl_http_req *req, const char *path, pl_htt
   pl_admin_call *c = pl_calloc(1, sizeof *c);
   c->a = a;
   c->x = x;
-  snprintf(c->peer, sizeof c->peer, "%s", pl_http_ex_peer(x));
+  pl_addr peer = pl_http_ex_peer(x);
+  char ps[PL_ADDR_STR];
+  snprintf(c->peer, sizeof c->peer, "%s", pl_addr_str(&peer, ps));
   snprintf(c->what, sizeof c->what, "%s %.180s", req->method, path);
   if (!pl__authorized(c, req, res))
     return 1;
