@@ -7,7 +7,11 @@
 #   make fuzz            build the libFuzzer targets in build-fuzz/, run each for FUZZ_SECONDS (30)
 #   make fuzz-seeds      regenerate the committed seed corpus in fuzz/corpus/
 #   make bench ARGS=...  run parley-bench, every scenario (bench/run-all.sh if present)
+#   make cluster         a local cluster: PostgreSQL, 3 nats-servers, 3 nodes, haproxy (scripts/cluster.sh up;
+#                        CLUSTER=status|down|clean for the rest)
 #   make fmt             clang-format our sources in place
+#   make install         build and install under PREFIX (/usr/local), into DESTDIR if set:
+#                        parleyd, parleyctl, parley, the systemd unit, a sample /etc/parley/parleyd.conf
 #   make clean           remove the build directories
 #   make deps            install missing build packages (apt-get); test-deps: and the tests' (+ npm)
 
@@ -20,6 +24,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_JOBS    ?= $(NPROC)
 BENCH_SCENARIOS ?= idle pairs drain storm
 ARGS         ?=
+PREFIX       ?= /usr/local
 
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
@@ -31,7 +36,7 @@ configure = @if [ ! -f $(1)/CMakeCache.txt ] || { [ ! -f $(1)/Makefile ] && [ ! 
 # The targets are thin wrappers whose steps must run in order (deps first);
 # CMake parallelises the builds themselves.
 .NOTPARALLEL:
-.PHONY: all build run test asan fuzz fuzz-build fuzz-seeds bench fmt clean deps test-deps
+.PHONY: install all build run test asan fuzz fuzz-build fuzz-seeds bench fmt clean deps test-deps cluster
 
 all: build
 
@@ -46,9 +51,20 @@ build:
 	$(call configure,build,-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
 	cmake --build build -j$(NPROC)
 
+# The unit file names the installed paths, so PREFIX is set at configure time.
+install:
+	$(call configure,build,-DCMAKE_BUILD_TYPE=$(BUILD_TYPE))
+	cmake -S . -B build -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build build -j$(NPROC)
+	cmake --install build
+
 run: deps build
 	mkdir -p data
 	build/parleyd --data ./data $(ARGS)
+
+CLUSTER ?= up
+cluster: deps build
+	scripts/cluster.sh $(CLUSTER)
 
 test: test-deps build
 	ctest --test-dir build --output-on-failure -j$(CTEST_JOBS)

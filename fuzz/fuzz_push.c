@@ -1,7 +1,8 @@
 /* fuzz_push: what push providers and their credentials send back to us
  * (pl_pushp): the FCM and APNs answer classifiers, the FCM service-account
  * file and token-endpoint answer parsers, and the DER-to-raw ECDSA
- * signature conversion of pl_jwt.
+ * signature conversion of pl_jwt, and the moderation webhook's answer
+ * (pl_hook_parse).
  *
  * Input: byte 0 picks the parser, bytes 1-2 an HTTP status (big endian),
  * the rest is the body. Every verdict is one of the four, a parse either
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "common/pl_mem.h"
+#include "push/pl_hook.h"
 #include "push/pl_jwt.h"
 #include "push/pl_pushp.h"
 
@@ -33,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   long status = (long)data[1] << 8 | data[2];
   const char *body = (const char *)data + 3;
   size_t len = size - 3;
-  switch (data[0] % 6) {
+  switch (data[0] % 7) {
   case 0: verdict_ok(pl_pushp_fcm_verdict(status, body, len)); break;
   case 1: verdict_ok(pl_pushp_apns_verdict(status, body, len)); break;
   case 2: verdict_ok(pl_pushp_webhook_verdict(status)); break;
@@ -59,6 +61,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *b = pl_b64url(data + 3, len);
     FUZZ_CHECK(b && strlen(b) == (len * 4 + 2) / 3);
     pl_free(b);
+    break;
+  }
+  case 6: { /* the moderation webhook's answer (pl_hook): a mask always has its text */
+    char *mask = NULL;
+    size_t mlen = 0;
+    pl_hook_verdict v = pl_hook_parse(status, body, len, &mask, &mlen);
+    FUZZ_CHECK(v <= PL_HOOK_ERROR && (v == PL_HOOK_MASK) == (mask != NULL));
+    pl_free(mask);
     break;
   }
   }

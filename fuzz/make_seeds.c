@@ -894,6 +894,9 @@ static void push(void) {
   uint8_t b[16] = {5, 0, 0};
   memcpy(b + 3, der, sizeof der);
   put("fuzz_push", "der", b, sizeof der + 3);
+  push_seed("hook_allow", 6, 200, "{\"action\":\"allow\"}");
+  push_seed("hook_mask", 6, 200, "{\"action\":\"mask\",\"text\":\"oh **** it\"}");
+  push_seed("hook_reject", 6, 200, "{\"action\":\"reject\"}");
 }
 
 /* fuzz_tls: real ClientHellos (TLS 1.3, and 1.2 at most) from OpenSSL's

@@ -20,11 +20,18 @@ PKGS=(
 )
 # Only for the tests (scripts/deps.sh --test): a third-party WebSocket client,
 # python3-cryptography (the push test checks FCM's and APNs' JWT signatures),
-# Debian's Chromium for the browser client's end-to-end tests, driven by
-# playwright-core from npm (tests/browser), which downloads no browser;
-# nats-server and haproxy: the cluster tests start real ones on loopback;
-# PostgreSQL 15, which the pg tests start on loopback (tests/pg).
-TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools nats-server haproxy postgresql)
+# and Debian's Chromium for the browser client's end-to-end tests, driven by
+# playwright-core from npm (tests/browser), which downloads no browser.
+# nats-server and haproxy: the cluster tests start real ones on loopback.
+# The MQTT gateway's third-party clients: paho-mqtt, mosquitto_pub/_sub, and
+# MQTT.js from npm (tests/mqtt).
+TEST_PKGS=(python3-websockets python3-cryptography chromium libvips-tools nats-server haproxy python3-paho-mqtt
+  mosquitto-clients)
+# PostgreSQL 15: scripts/cluster.sh's store, its smoke test (tests/integration/test_cluster_sh.sh),
+# and the pg tests, which start one on loopback (tests/pg)
+TEST_PKGS+=(postgresql)
+# systemd-analyze: the install test verifies the unit file
+TEST_PKGS+=(systemd)
 tests=0
 [[ ${1:-} == --test ]] && tests=1 && PKGS+=("${TEST_PKGS[@]}")
 
@@ -35,14 +42,17 @@ for p in "${PKGS[@]}"; do
 done
 [[ $tests == 1 ]] && ! command -v node >/dev/null 2>&1 && missing+=(nodejs npm)
 
-# playwright-core for tests/browser, at the version package-lock.json pins.
+# playwright-core for tests/browser and mqtt for tests/mqtt, at the
+# versions their package-lock.json pin.
 npm_deps() {
   [[ $tests == 1 ]] || return 0
-  local dir
-  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
-  [[ -d $dir/node_modules/playwright-core ]] && return 0
-  echo "deps.sh: npm ci in tests/browser" >&2
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  local root sub
+  root="$(cd "$(dirname "$0")/.." && pwd)/tests"
+  for sub in browser/playwright-core mqtt/mqtt; do
+    [[ -d $root/${sub%%/*}/node_modules/${sub#*/} ]] && continue
+    echo "deps.sh: npm ci in tests/${sub%%/*}" >&2
+    (cd "$root/${sub%%/*}" && npm ci --no-audit --no-fund --loglevel=error)
+  done
 }
 
 if [[ ${#missing[@]} -eq 0 ]]; then

@@ -8,6 +8,8 @@
 
 #include <sys/types.h>
 
+#include "testlib.h"
+
 #define TL_NATS_MAX 3
 
 typedef struct tl_nats {
@@ -29,5 +31,13 @@ void tl_nats_urls(const tl_nats *ns, int first, char *out, size_t cap);
 void tl_nats_kill(tl_nats *ns, int i);
 /* Stops every server still running and removes the logs. */
 void tl_nats_stop(tl_nats *ns);
+
+/* Two parleyd nodes on three NATS servers: node A ("A") on the first, B on
+ * the second (each learns the rest from NATS), started with extra (their
+ * store, speed options) and waited for until each is connected and hears
+ * the other. */
+void tl_nats_nodes_up(tl_nats *ns, tl_server *a, tl_server *b, const char *extra);
+/* Stops both nodes (also after a kill: their data dirs go) and the servers. */
+void tl_nats_nodes_down(tl_nats *ns, tl_server *a, tl_server *b);
 
 #endif

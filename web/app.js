@@ -2,7 +2,7 @@
 // acks, reconnects, uploads) is the SDK's, parley.mjs; this file keeps what
 // the user sees: conversations and recent history in IndexedDB (shown before
 // the socket is up), the screens, and the user's actions. No build step.
-import { Parley, webStorage, dmConv } from '/parley.mjs';
+import { Parley, webStorage, dmConv, actOf, reactionCounts } from '/parley.mjs';
 import { linkify, dayLabel, dayKey, timeLabel, listTime, sentence, eventText, roleName, EMOJI } from '/ui.mjs';
 
 const $ = (id) => document.getElementById(id);
@@ -123,11 +123,16 @@ sdk.on('auth', () => {
 });
 
 sdk.on('message', (m) => {
+  const a = actOf(m);
+  if (a.kind === 'delete_for_me') { hideForMe(a.targetConv, a.target); render(); return; }
+  if (a.kind && a.kind !== 'timer') { onAct(conv(m.conv), m, a); return; }
   const c = conv(m.conv);
   if (m.group) c.group = m.group;
   if (m.event) onEvent(c, m.event);
-  const text = m.event ? eventText(m.event) : m.text;
-  addMsg(c, { mine: m.mine, from: m.from, id: m.id, seq: m.seq, text, media: m.media, event: !!m.event, server_ts: m.server_ts });
+  if (a.kind === 'timer') c.timer = a.timer;
+  const text = m.event ? eventText(m.event) : a.kind === 'timer' ? timerText(m.from, a.timer) : m.text;
+  addMsg(c, { mine: m.mine, from: m.from, id: m.id, seq: m.seq, text, media: m.media, event: !!m.event || a.kind === 'timer',
+    server_ts: m.server_ts, replyTo: a.replyTo, forwarded: a.forwarded, vanishAt: a.vanishAt });
   saveConv(c);
   if (c.group && !c.named) nameGroup(c);
   if (c.conv === current && c.peer && !m.mine) sdk.presenceGet(c.peer).catch(() => {});
@@ -136,6 +141,62 @@ sdk.on('message', (m) => {
   markReadIfOpen(c);
   render();
 });
+
+// ---- message actions (protocol.md §11.9): each names an earlier message by seq ----
+
+const TIMER_NAMES = { 0: 'off', 86400: '24 hours', 604800: '7 days', 7776000: '90 days' };
+function timerText(from, s) {
+  const who = from === me() ? 'You' : from;
+  return s ? `${who} set disappearing messages to ${TIMER_NAMES[s] || `${s} s`}` : `${who} turned disappearing messages off`;
+}
+const targetOf = (c, seq) => c.msgs.get(msgKey(c, { seq }));
+
+// Applies a reaction, edit or delete to its target (if this browser has it).
+function applyAct(c, from, text, a, ts) {
+  let t = targetOf(c, a.target);
+  if (!t && a.kind === 'delete') { // a group's tombstone, or one deleted before it reached us
+    addMsg(c, { from, seq: a.target, text: '', deleted: true, server_ts: ts, mine: from === me() });
+    t = targetOf(c, a.target);
+  }
+  if (!t) return;
+  if (a.kind === 'reaction') {
+    t.reactions = { ...(t.reactions || {}) };
+    if (text) t.reactions[from] = text; else delete t.reactions[from];
+  } else if (a.kind === 'edit') {
+    Object.assign(t, { text, edited: true });
+  } else if (a.kind === 'delete') {
+    Object.assign(t, { text: '', media: null, deleted: true, reactions: {}, edited: false });
+  }
+  if (t.seq) dbPut('messages', t);
+}
+
+function onAct(c, m, a) {
+  applyAct(c, m.from, m.text, a, m.server_ts);
+  c.last_seq = Math.max(c.last_seq, Number(m.seq) || 0);
+  if (m.mine) c.read_seq = Math.max(c.read_seq, Number(m.seq) || 0);
+  saveConv(c);
+  markReadIfOpen(c);
+  render();
+}
+
+function hideForMe(cid, seq) {
+  const c = convs.get(cid), t = c && targetOf(c, seq);
+  if (!t) return;
+  c.msgs.delete(t.key);
+  dbDel('messages', t.key);
+}
+
+// Disappearing messages leave every page at their vanish time.
+function sweepVanished() {
+  const now = sdk.serverNow();
+  let gone = false;
+  for (const c of convs.values()) {
+    for (const m of [...c.msgs.values()]) {
+      if (m.vanishAt && m.vanishAt <= now) { c.msgs.delete(m.key); dbDel('messages', m.key); gone = true; }
+    }
+  }
+  if (gone) render();
+}
 
 // A membership change: names, and whether this user is still in the group.
 function onEvent(c, e) {
@@ -166,7 +227,18 @@ sdk.on('group', (g) => {
 
 sdk.on('sent', (a) => {
   const c = conv(a.conv);
-  addMsg(c, { mine: true, from: me(), id: a.id, seq: a.seq, text: a.text, media: a.media, server_ts: a.server_ts });
+  const x = actOf(a);
+  if (x.kind === 'delete_for_me') return;
+  if (x.kind && x.kind !== 'timer') { // applied when it was sent
+    c.last_seq = Math.max(c.last_seq, Number(a.seq) || 0);
+    c.read_seq = Math.max(c.read_seq, Number(a.seq) || 0);
+    saveConv(c);
+    return;
+  }
+  if (x.kind === 'timer') c.timer = x.timer;
+  addMsg(c, { mine: true, from: me(), id: a.id, seq: a.seq, text: x.kind === 'timer' ? timerText(me(), x.timer) : a.text,
+    media: a.media, server_ts: a.server_ts, event: x.kind === 'timer', replyTo: x.replyTo, forwarded: x.forwarded,
+    vanishAt: Number(a.vanish_at || 0) });
   saveConv(c);
   render();
 });
@@ -182,6 +254,7 @@ sdk.on('send_failed', ({ id, conv: cid, error }) => {
   } else {
     const m = c.msgs.get(`${cid}#~${id}`);
     if (m) m.failed = sentence(error);
+    else $('composer-error').textContent = sentence(error); // an action: nothing of it was stored
   }
   render();
 });
@@ -317,17 +390,81 @@ function tick(c, m) {
   return ['sent', '✓'];
 }
 
+function quoteOf(c, m) {
+  const t = targetOf(c, m.replyTo), q = el('blockquote', 'quote');
+  q.append(el('span', 'from', t ? (t.mine ? 'You' : t.from) : ''),
+    el('span', '', !t ? 'Message unavailable' : t.deleted ? 'This message was deleted' : (t.text || (t.media ? '📷 Photo' : '')).slice(0, 120)));
+  return q;
+}
+
+function reactionsOf(m) {
+  const box = el('span', 'reactions');
+  for (const [r, n] of reactionCounts(m.reactions)) {
+    const chip = el('span', 'reaction', n > 1 ? `${r} ${n}` : r);
+    chip.setAttribute('aria-label', `${r} from ${n} ${n === 1 ? 'person' : 'people'}`);
+    box.append(chip);
+  }
+  return box;
+}
+
+let menuFor = null; // the key of the message whose menu is open
+let composing = null; // {mode: 'reply' | 'edit', seq, conv}
+const QUICK = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
+
+function menuButton(label, fn, cls = '') {
+  const b = el('button', `plain ${cls}`.trim(), label);
+  b.type = 'button';
+  b.onclick = () => { menuFor = null; fn(); render(); };
+  return b;
+}
+
+// Reply, react, edit, delete from a message's menu.
+function messageMenu(c, m) {
+  const menu = el('div', 'msg-menu');
+  menu.setAttribute('role', 'group');
+  menu.setAttribute('aria-label', 'Message actions');
+  if (!m.deleted) {
+    menu.append(menuButton('Reply', () => startComposing(c, 'reply', m)));
+    for (const r of QUICK) {
+      const mine = (m.reactions || {})[me()] === r;
+      const b = menuButton(r, () => act(c, m, 'react', mine ? '' : r), 'react');
+      b.setAttribute('aria-label', mine ? `Take back ${r}` : `React ${r}`);
+      b.setAttribute('aria-pressed', String(mine));
+      menu.append(b);
+    }
+    if (m.mine && !m.media) menu.append(menuButton('Edit', () => startComposing(c, 'edit', m)));
+    if (m.mine || c.my_role === 'ROLE_ADMIN' || c.my_role === 'ROLE_OWNER') {
+      menu.append(menuButton('Delete for everyone', () => act(c, m, 'delete'), 'danger'));
+    }
+  }
+  menu.append(menuButton('Delete for me', () => act(c, m, 'delete_for_me')));
+  return menu;
+}
+
 function messageItem(c, m) {
   const li = el('li', m.event ? 'event' : m.mine ? 'mine' : 'theirs');
   li.dataset.seq = m.seq || '';
   li.dataset.key = m.key;
   if (!m.mine && !m.event && c.group) li.append(el('span', 'from', m.from));
-  if (m.media) li.append(mediaView(m.media));
-  const text = el('span', 'text');
-  text.append(linkify(m.text || ''));
+  if (m.forwarded && !m.deleted) li.append(el('span', 'fwd', 'Forwarded'));
+  if (m.replyTo && !m.deleted) li.append(quoteOf(c, m));
+  if (m.media && !m.deleted) li.append(mediaView(m.media));
+  const text = el('span', m.deleted ? 'text deleted' : 'text');
+  text.append(m.deleted ? 'This message was deleted' : linkify(m.text || ''));
   li.append(text);
   if (m.event) return li;
+  if (m.reactions && Object.keys(m.reactions).length) li.append(reactionsOf(m));
+  if (m.seq) {
+    const more = el('button', 'plain more', '⋯');
+    more.type = 'button';
+    more.setAttribute('aria-label', 'Message actions');
+    more.setAttribute('aria-expanded', String(menuFor === m.key));
+    more.onclick = () => { menuFor = menuFor === m.key ? null : m.key; render(); };
+    li.append(more);
+    if (menuFor === m.key) li.append(messageMenu(c, m));
+  }
   const meta = el('span', 'meta');
+  if (m.edited && !m.deleted) meta.append(el('span', 'edited', 'edited'), ' ');
   const t = el('time', '', m.server_ts ? timeLabel(m.server_ts) : '');
   if (m.server_ts) t.dateTime = new Date(Number(m.server_ts)).toISOString();
   meta.append(t);
@@ -381,6 +518,36 @@ function renderHead() {
 function renderComposer() {
   const c = current && convs.get(current);
   $('composer').hidden = !c || !!c.left;
+  const k = composing && c && composing.conv === c.conv ? composing : null;
+  $('composer-context').hidden = !k;
+  if (k) {
+    const t = targetOf(c, k.seq);
+    $('composer-context-text').textContent = `${k.mode === 'edit' ? 'Editing' : `Replying to ${t && !t.mine ? t.from : 'yourself'}`}: ${t ? t.text : ''}`;
+  }
+  $('disappear').hidden = !c || !!c.left;
+  if (c) $('disappear').value = String(c.timer || 0);
+}
+
+function startComposing(c, mode, m) {
+  composing = { mode, seq: m.seq, conv: c.conv };
+  if (mode === 'edit') $('composer-text').value = m.text;
+  $('composer-text').focus();
+}
+
+// A reaction, delete or delete-for-me from the menu: applied here at once (this
+// device does not receive its own 1:1 actions); a refusal shows as an error.
+function act(c, m, what, reaction = '') {
+  $('composer-error').textContent = '';
+  if (what === 'react') {
+    sdk.react(c.conv, m.seq, reaction);
+    applyAct(c, me(), reaction, { kind: 'reaction', target: m.seq });
+  } else if (what === 'delete') {
+    sdk.deleteForEveryone(c.conv, m.seq);
+    applyAct(c, me(), '', { kind: 'delete', target: m.seq });
+  } else {
+    sdk.deleteForMe(c.conv, m.seq);
+    hideForMe(c.conv, m.seq);
+  }
 }
 
 // ---- moving around ----
@@ -670,8 +837,16 @@ async function sendImage(c, file, caption) {
 // ---- user actions ----
 
 function sendText(c, text, media) {
-  const e = sdk.sendMessage({ conv: c.conv, text, media });
-  addMsg(c, { mine: true, from: me(), id: e.id, seq: 0, text, media, server_ts: Date.now() });
+  const k = composing && composing.conv === c.conv ? composing : null;
+  composing = null;
+  if (k && k.mode === 'edit') {
+    sdk.edit(c.conv, k.seq, text);
+    applyAct(c, me(), text, { kind: 'edit', target: k.seq });
+    render();
+    return;
+  }
+  const e = k ? sdk.reply(c.conv, k.seq, text, media) : sdk.sendMessage({ conv: c.conv, text, media });
+  addMsg(c, { mine: true, from: me(), id: e.id, seq: 0, text, media, server_ts: Date.now(), replyTo: k ? k.seq : 0 });
   saveConv(c);
   render();
 }
@@ -762,7 +937,8 @@ function wire() {
     const user = $('auth-user').value.trim();
     $('auth-error').textContent = '';
     if (me() && me() !== user) wipe();
-    (register ? sdk.register(user, $('auth-password').value) : sdk.login(user, $('auth-password').value))
+    const invite = $('auth-invite').value.trim();
+    (register ? sdk.register(user, $('auth-password').value, invite) : sdk.login(user, $('auth-password').value))
       .catch((x) => { if (x.code !== 'ERR_CANCELLED') showAuth(sentence(x)); });
   };
   $('sign-out').onclick = () => { sdk.logout(); wipe(); showAuth(''); };
@@ -787,6 +963,14 @@ function wire() {
     sendText(c, text);
   };
   $('emoji').onclick = () => toggleEmoji();
+  $('composer-cancel').onclick = () => { composing = null; $('composer-text').value = ''; render(); };
+  $('disappear').onchange = (e) => {
+    const c = current && convs.get(current);
+    if (!c) return;
+    $('composer-error').textContent = '';
+    sdk.setDisappearing(c.conv, Number(e.target.value));
+  };
+  setInterval(sweepVanished, 500);
   $('attach').onclick = () => $('attach-input').click();
   $('attach-input').onchange = () => {
     const c = current && convs.get(current), f = $('attach-input').files[0];
@@ -801,6 +985,8 @@ function wire() {
     if (e.key !== 'Escape') return;
     $('viewer').hidden = true;
     if (!$('emoji-picker').hidden) { toggleEmoji(false); $('emoji').focus(); }
+    if (menuFor) { menuFor = null; render(); }
+    if (composing) { composing = null; render(); }
   });
   $('composer-text').oninput = () => { if (current && $('composer-text').value) sdk.typing(current); };
   document.addEventListener('visibilitychange', () => { markReadIfOpen(current && convs.get(current)); render(); });
@@ -814,7 +1000,9 @@ async function main() {
     // History first, from the cache; the socket catches up behind it.
     for (const c of await dbAll('convs')) convs.set(c.conv, { ...c, msgs: new Map() });
     for (const m of await dbAll('messages')) conv(m.conv).msgs.set(m.key, m);
-    for (const e of sdk.outbox.values()) addMsg(conv(e.conv), { mine: true, from: me(), id: e.id, seq: 0, text: e.text, media: e.media });
+    for (const e of sdk.outbox.values()) {
+      if (!actOf(e.frame).kind) addMsg(conv(e.conv), { mine: true, from: me(), id: e.id, seq: 0, text: e.text, media: e.media });
+    }
     showApp();
     render();
     sdk.resume().catch(() => {}); // a refused token comes as 'signed_out'

@@ -34,6 +34,31 @@ export class ParleyError extends Error {
 /** The id of the 1:1 conversation of users a and b (protocol.md §11.1). */
 export const dmConv = (a, b) => (a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`);
 
+/** The disappearing-message settings (protocol.md §11.9), in seconds: off, 24 h, 7 d, 90 d. */
+export const DISAPPEAR = [0, 86400, 604800, 7776000];
+
+const ACT_KINDS = { ACT_REACTION: 'reaction', ACT_EDIT: 'edit', ACT_DELETE: 'delete', ACT_TIMER: 'timer',
+  ACT_DELETE_FOR_ME: 'delete_for_me', 1: 'reaction', 2: 'edit', 3: 'delete', 4: 'timer', 5: 'delete_for_me' };
+
+/**
+ * What a received message does (protocol.md §11.9), read from its `act`:
+ * {kind: null (a plain message) | 'reaction' | 'edit' | 'delete' | 'timer' | 'delete_for_me',
+ *  target, replyTo, forwarded, timer (seconds), targetConv, vanishAt (ms; 0 never)}.
+ */
+export function actOf(m) {
+  const a = m.act || {};
+  return { kind: ACT_KINDS[a.kind] || null, target: Number(a.target || 0), replyTo: Number(a.reply_to || 0),
+    forwarded: !!a.forwarded, timer: Number(a.timer_s || 0), targetConv: a.target_conv || '',
+    vanishAt: Number(a.vanish_at || 0) };
+}
+
+/** Reaction counts from {user: reaction} (one per user): [[reaction, count], ...], most first. */
+export function reactionCounts(byUser = {}) {
+  const n = new Map();
+  for (const r of Object.values(byUser)) if (r) n.set(r, (n.get(r) || 0) + 1);
+  return [...n].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+}
+
 /** A small synchronous key/value store held in memory (the default storage). */
 export function memoryStorage() {
   const m = new Map();
@@ -131,8 +156,9 @@ export class Parley {
   /** Signs in with a password: resolves with the AuthOk frame, rejects with a ParleyError. */
   login(user, password) { return this.credentials('login', user, password); }
 
-  /** Creates the account and signs in, as login(). */
-  register(user, password) { return this.credentials('register', user, password); }
+  /** Creates the account and signs in, as login(). invite: the code a server
+   *  with --registration invite asks for (ERR_INVITE_REQUIRED without one). */
+  register(user, password, invite) { return this.credentials('register', user, password, invite); }
 
   /** Connects with the stored token (if there is one): resolves with the AuthOk. */
   resume() {
@@ -143,10 +169,12 @@ export class Parley {
     return p;
   }
 
-  credentials(type, user, password) {
+  credentials(type, user, password, invite) {
     if (this.pendingAuth) this.pendingAuth.reject(new ParleyError('ERR_CANCELLED', 'replaced by a new sign-in'));
     return new Promise((resolve, reject) => {
-      this.pendingAuth = { frame: { type, user, password, device: this.device }, resolve, reject };
+      const frame = { type, user, password, device: this.device };
+      if (invite) frame.invite = invite;
+      this.pendingAuth = { frame, resolve, reject };
       if (this.welcomed && !this.authed && !this.stopped) { // the session waits in AUTH: try again on it
         this.send(this.pendingAuth.frame);
       } else if (!this.ws || this.authed || this.stopped) { // a fresh session for them
@@ -460,6 +488,28 @@ export class Parley {
     return e;
   }
 
+  // ---- message actions (protocol.md §11.9): each is a message of its own ----
+
+  act(conv, act, text = '', media) {
+    return this.sendMessage({ conv, text, media, fields: { act } });
+  }
+  /** Replies to message `seq` of conv (quoting it). */
+  reply(conv, seq, text, media) { return this.act(conv, { kind: 'ACT_NONE', reply_to: seq }, text, media); }
+  /** Sends text (and media: the original's {id}) to another conversation, marked forwarded. */
+  forward(conv, text, media) { return this.act(conv, { kind: 'ACT_NONE', forwarded: true }, text, media); }
+  /** Reacts to message `seq` (one reaction per user: a new one replaces mine; '' takes it back). */
+  react(conv, seq, reaction = '') { return this.act(conv, { kind: 'ACT_REACTION', target: seq }, reaction); }
+  /** Edits my message `seq` (within the server's edit window: else ERR_WINDOW_CLOSED). */
+  edit(conv, seq, text) { return this.act(conv, { kind: 'ACT_EDIT', target: seq }, text); }
+  /** Deletes message `seq` for everyone (mine, or any as a group admin; within the delete window). */
+  deleteForEveryone(conv, seq) { return this.act(conv, { kind: 'ACT_DELETE', target: seq }); }
+  /** Hides message `seq` of conv on my other devices (sent to myself; the other side never knows). */
+  deleteForMe(conv, seq) {
+    return this.act(dmConv(this.user, this.user), { kind: 'ACT_DELETE_FOR_ME', target: seq, target_conv: conv });
+  }
+  /** Sets the conversation's disappearing messages: one of DISAPPEAR (seconds; 0 off). */
+  setDisappearing(conv, seconds) { return this.act(conv, { kind: 'ACT_TIMER', timer_s: seconds }); }
+
   pump() {
     if (!this.authed) return;
     for (const e of this.outbox.values()) {
@@ -482,7 +532,7 @@ export class Parley {
     const e = this.outbox.get(a.id);
     if (!e) return;
     this.settle(e);
-    const ack = { ...a, text: e.text, media: e.media };
+    const ack = { ...a, text: e.text, media: e.media, act: e.frame.act };
     e.resolve(ack);
     this.emit('sent', ack);
     this.pump();

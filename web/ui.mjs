@@ -74,6 +74,11 @@ export function sentence(e, who = []) {
     case 'ERR_RATE_LIMITED': return `Too many requests: ${wait(e)}.`;
     case 'ERR_BAD_CREDENTIALS': return 'Wrong user name or password.';
     case 'ERR_USER_EXISTS': return 'That user name is taken: pick another one, or sign in.';
+    case 'ERR_INVITE_REQUIRED': return 'This server signs up only with an invite code: enter yours and sign up again.';
+    case 'ERR_INVITE_INVALID': return 'That invite code is unknown, used up or expired.';
+    case 'ERR_REGISTRATION_CLOSED': return 'Sign-up is closed on this server: ask its operator for an account.';
+    case 'ERR_ACCOUNT_DISABLED': return 'This account is disabled.';
+    case 'ERR_MAINTENANCE': return 'The server is down for maintenance: try again in a moment.';
     case 'ERR_TOO_MANY_DEVICES': return 'Too many devices are signed in: sign one out first.';
     case 'ERR_BAD_TOKEN': return 'You were signed out: please sign in again.';
     case 'ERR_OFFLINE': return 'Not connected: try again when online.';
@@ -81,6 +86,9 @@ export function sentence(e, who = []) {
       return 'The server could not do it just now: try again in a moment.';
     case 'ERR_INVALID_ARGUMENT': return `The server refused it: ${e.message || 'invalid input'}.`;
     case 'ERR_UNKNOWN_MEDIA': return 'That photo or file is no longer on the server.';
+    case 'ERR_NO_TARGET': return 'That message is no longer there.';
+    case 'ERR_WINDOW_CLOSED': return 'It is too late to change that message.';
+    case 'ERR_NOT_AUTHOR': return 'Only its sender can change that message.';
     default: return `Not done: ${e.message || e.code}.`;
   }
 }

@@ -70,6 +70,11 @@ extern "C" {
 #define PARLEY_E_TOO_MANY_CONNECTIONS (-37) /* the server's connection cap is reached */
 #define PARLEY_E_NOT_ALLOWED (-38)          /* the other user's privacy settings forbid it */
 #define PARLEY_E_STORAGE_FULL (-39)         /* the server's disk is full: not stored, retry later */
+#define PARLEY_E_INVITE_REQUIRED (-40)      /* the server signs up only with an invite code */
+#define PARLEY_E_INVITE_INVALID (-41)       /* the invite code is unknown, used up or expired */
+#define PARLEY_E_REGISTRATION_CLOSED (-42)  /* the server's operator creates every account */
+#define PARLEY_E_ACCOUNT_DISABLED (-43)     /* the operator disabled this account */
+#define PARLEY_E_MAINTENANCE (-44)          /* the server is down for maintenance: try another or later */
 #define PARLEY_E_NO_TARGET (-45)            /* an action's target (or a reply's quote) is no message */
 #define PARLEY_E_WINDOW_CLOSED (-46)        /* too late to edit or delete that message */
 #define PARLEY_E_NOT_AUTHOR (-47)           /* only its sender (a group admin: delete) may do that */
@@ -264,6 +269,11 @@ int parley_connect(parley *c);
 /* Blocking authentication calls on a connected handle. On success the handle
  * is AUTHENTICATED and parley_token() returns the session token. */
 int parley_register(parley *c, const char *user, const char *password, const char *device);
+/* parley_register with an invite code (a server with --registration invite;
+ * NULL or "": none). PARLEY_E_INVITE_REQUIRED, _INVITE_INVALID or
+ * _REGISTRATION_CLOSED when the server refuses the sign-up. */
+int parley_register_invite(parley *c, const char *user, const char *password, const char *device,
+                           const char *invite);
 int parley_login(parley *c, const char *user, const char *password, const char *device);
 int parley_resume(parley *c, const char *token);
 /* Revokes the token on the server and closes (blocking). */

@@ -1,5 +1,7 @@
 #include "cli_http.h"
 
+#include <errno.h>
+
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -63,8 +65,8 @@ int cli_http_upload(const char *base, const char *token, const char *file, char 
                     char *why, size_t whylen) {
   FILE *f = fopen(file, "rb");
   if (!f) {
-    snprintf(why, whylen, "cannot open %s", file);
-    return -1;
+    snprintf(why, whylen, "cannot open %s: %s", file, strerror(errno));
+    return CLI_HTTP_LOCAL;
   }
   fseek(f, 0, SEEK_END);
   long size = ftell(f);
@@ -122,8 +124,8 @@ int cli_http_fetch(const char *base, const char *token, const char *id, int thum
   snprintf(tmp, sizeof tmp, "%s.part", out);
   FILE *f = fopen(tmp, "wb");
   if (!f) {
-    snprintf(why, whylen, "cannot write %s", tmp);
-    return -1;
+    snprintf(why, whylen, "cannot write %s: %s", tmp, strerror(errno));
+    return CLI_HTTP_LOCAL;
   }
   struct curl_slist *h = NULL;
   CURL *c = cli__easy(url, token, &h);

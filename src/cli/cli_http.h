@@ -6,6 +6,9 @@
 
 #include <stddef.h>
 
+/* A local file could not be read or written (not the server's fault). */
+#define CLI_HTTP_LOCAL (-2)
+
 /* Uploads file to base (e.g. "http://127.0.0.1:7780"). On success returns
  * 0, the media id in id (33 bytes) and the server's JSON answer in *json
  * (malloc'd). Otherwise returns the HTTP status (or -1: no answer) with the

@@ -41,6 +41,8 @@ typedef struct cli {
   const char *wait;                                  /* recv --wait */
   int no_ack;                                        /* recv --no-ack */
   const char *image;                                 /* send --image FILE */
+  const char *invite;                                /* register --invite CODE */
+  int force;                                         /* fetch --force: overwrite OUT */
   int thumb;                                         /* fetch --thumb */
   const char *http;                                  /* --http HOST:PORT: uploads and downloads */
   const char *read_receipts, *last_seen, *group_add; /* settings --read-receipts .. */

@@ -5,10 +5,12 @@
  * "parley: <reason>" on stderr and a status that tells the kind of failure
  * (see usage()). Received messages are only acknowledged after they have
  * been written out, so a crash or a closed pipe means redelivery, never loss. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli_http.h"
 #include "cli_internal.h"
@@ -21,7 +23,9 @@ static void usage(FILE *out) {
       "usage: parley [--server HOST:PORT] [--user NAME] [--password PW] [--device NAME] COMMAND\n"
       "\n"
       "commands:\n"
-      "  register                    create the account (and its first device)\n"
+      "  register [--invite CODE]    create the account (and its first device); prints\n"
+      "                              {\"registered\":USER,\"device\":NAME}; --invite: the code a server\n"
+      "                              with sign-up by invitation asks for\n"
       "  send [--id ID] PEER TEXT    send TEXT to PEER; once the server has acked, print\n"
       "                              {\"id\":\"..\",\"conv\":\"..\",\"seq\":N,\"server_ts\":MS}\n"
       "                              (the same --id again prints the same seq: no second copy)\n"
@@ -29,8 +33,9 @@ static void usage(FILE *out) {
       "  send --image FILE PEER [CAPTION]   upload FILE (JPEG, PNG, WebP, GIF; other files if the\n"
       "                              server takes them) and send it; prints the ack with \"media\":{..}\n"
       "                              (with --group GROUP instead of PEER: to a group)\n"
-      "  fetch [--thumb] MEDIA_ID OUT  download an image or file you may see (or its thumbnail)\n"
-      "                              into OUT; recv shows image messages with \"media\":{\"id\":..}\n"
+      "  fetch [--thumb] [--force] MEDIA_ID OUT  download an image or file you may see (or its\n"
+      "                              thumbnail) into OUT, which must not exist unless --force;\n"
+      "                              recv shows image messages with \"media\":{\"id\":..}\n"
       "  recv [--wait S] [--no-ack]  print each pending message as one JSON line, then acknowledge\n"
       "                              them (unless --no-ack); exit after S seconds without a\n"
       "                              message (default 1, fractions allowed):\n"
@@ -124,6 +129,13 @@ int cli_error(const cli *o, int err, const char *peer) {
   case PARLEY_E_SHUTTING_DOWN: return cli_fail(CLI_EXIT_CONN, "server %s is shutting down", o->server);
   case PARLEY_E_BAD_CREDENTIALS: return cli_fail(CLI_EXIT_AUTH, "wrong user name or password");
   case PARLEY_E_USER_EXISTS: return cli_fail(CLI_EXIT_AUTH, "user name already taken");
+  case PARLEY_E_INVITE_REQUIRED:
+    return cli_fail(CLI_EXIT_AUTH,
+                    "this server signs up only with an invite code: parley register --invite CODE");
+  case PARLEY_E_INVITE_INVALID:
+  case PARLEY_E_REGISTRATION_CLOSED:
+  case PARLEY_E_ACCOUNT_DISABLED: return cli_fail(CLI_EXIT_AUTH, "%s", parley_strerror(err));
+  case PARLEY_E_MAINTENANCE: return cli_fail(CLI_EXIT_CONN, "server %s is down for maintenance", o->server);
   case PARLEY_E_BAD_TOKEN:
     return cli_fail(CLI_EXIT_AUTH,
                     "session ended: device '%s' logged in elsewhere (use --device NAME for a second session)",
@@ -215,6 +227,8 @@ static const char **cli_option(cli *o, const char *name) {
     return &o->group;
   if (!strcmp(name, "image"))
     return &o->image;
+  if (!strcmp(name, "invite"))
+    return &o->invite;
   if (!strcmp(name, "http"))
     return &o->http;
   if (!strcmp(name, "read-receipts"))
@@ -245,6 +259,8 @@ static int cli_parse(cli *o, int argc, char **argv) {
       o->no_ack = 1;
     } else if (!opts_done && !strcmp(a, "--thumb")) {
       o->thumb = 1;
+    } else if (!opts_done && !strcmp(a, "--force")) {
+      o->force = 1;
     } else if (!opts_done && a[0] == '-' && a[1] == '-') {
       char name[32];
       const char *eq = strchr(a + 2, '=');
@@ -306,7 +322,7 @@ static int cli_check(cli *o) {
               {"block", 1, " NAME"},
               {"unblock", 1, " NAME"},
               {"typing", 1, " PEER"},
-              {"fetch", 2, " [--thumb] MEDIA_ID OUT"},
+              {"fetch", 2, " [--thumb] [--force] MEDIA_ID OUT"},
               {"contacts", -1, " [add|remove NAME]"},
               {"group", -2, " create|add|remove|leave|members|rename|role|list ..."},
               {"push", -2, " register PROVIDER TOKEN | unregister"},
@@ -331,8 +347,10 @@ static int cli_check(cli *o) {
     return cli_fail(CLI_EXIT_USAGE, "--group is an option of 'send'");
   if (o->image && strcmp(o->cmd, "send") != 0)
     return cli_fail(CLI_EXIT_USAGE, "--image is an option of 'send'");
-  if (o->thumb && strcmp(o->cmd, "fetch") != 0)
-    return cli_fail(CLI_EXIT_USAGE, "--thumb is an option of 'fetch'");
+  if ((o->thumb || o->force) && strcmp(o->cmd, "fetch") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--thumb and --force are options of 'fetch'");
+  if (o->invite && strcmp(o->cmd, "register") != 0)
+    return cli_fail(CLI_EXIT_USAGE, "--invite is an option of 'register'");
   if ((o->read_receipts || o->last_seen || o->group_add) && strcmp(o->cmd, "settings") != 0)
     return cli_fail(CLI_EXIT_USAGE, "--read-receipts, --last-seen and --group-add are options of 'settings'");
   o->http = cli_env(o->http, "PARLEY_HTTP", NULL);
@@ -378,7 +396,7 @@ int cli_open(const cli *o, parley **pc, const parley_callbacks *cb, void *ud, in
     return cli_fail(CLI_EXIT_ERR, "cannot initialise the client library");
   int rc = parley_connect(c);
   if (rc == PARLEY_OK)
-    rc = do_register ? parley_register(c, o->user, o->password, o->device)
+    rc = do_register ? parley_register_invite(c, o->user, o->password, o->device, o->invite)
                      : parley_login(c, o->user, o->password, o->device);
   if (rc == PARLEY_E_TLS) {
     int st = cli_fail(CLI_EXIT_CONN, "TLS with server %s failed: %s", o->server, parley_tls_error(c));
@@ -407,13 +425,22 @@ int cli_print(pl_bytes *out) {
 
 /* ---- register, logout, send --------------------------------------------- */
 
+/* Says what was made: a script reads the line, a person sees it worked. */
 static int cmd_register(const cli *o) {
   parley *c;
   int rc = cli_open(o, &c, NULL, NULL, 1);
   if (rc)
     return rc;
+  pl_bytes out = {0};
+  pl_bytes_append(&out, "{\"registered\":", 14);
+  cli_json_cstr(&out, o->user);
+  pl_bytes_append(&out, ",\"device\":", 10);
+  cli_json_cstr(&out, o->device && *o->device ? o->device : "default");
+  pl_bytes_append(&out, "}\n", 2);
+  rc = cli_print(&out) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERR;
+  pl_bytes_free(&out);
   parley_free(c);
-  return CLI_EXIT_OK;
+  return rc;
 }
 
 static int cmd_logout(const cli *o) {
@@ -434,6 +461,7 @@ static int cmd_send_image(const cli *o, parley *c, const char *peer, const char 
   if (st != 0)
     return cli_fail(st == 413 || st == 415 || st == 422 ? CLI_EXIT_REFUSED
                     : st == 401                         ? CLI_EXIT_AUTH
+                    : st == CLI_HTTP_LOCAL              ? CLI_EXIT_ERR
                                                         : CLI_EXIT_CONN,
                     "upload of %s refused: %s", o->image, why);
   size_t len = caption ? strlen(caption) : 0;
@@ -445,6 +473,9 @@ static int cmd_send_image(const cli *o, parley *c, const char *peer, const char 
 static int cmd_send(const cli *o) {
   const char *peer = o->group ? o->group : o->pos[0], *text = o->pos[o->group ? 0 : 1];
   parley *c;
+  /* a missing file is the user's to fix, not a server that cannot be reached */
+  if (o->image && access(o->image, R_OK) != 0)
+    return cli_fail(CLI_EXIT_ERR, "cannot read %s: %s", o->image, strerror(errno));
   int rc = cli_open(o, &c, NULL, NULL, 0);
   if (rc)
     return rc;
@@ -490,6 +521,9 @@ static int cmd_send(const cli *o) {
 /* fetch MEDIA_ID OUT */
 static int cmd_fetch(const cli *o) {
   parley *c;
+  /* never over a file the user has (a photo of the same name) unless told */
+  if (!o->force && access(o->pos[1], F_OK) == 0)
+    return cli_fail(CLI_EXIT_ERR, "%s exists: give another name, or --force to overwrite it", o->pos[1]);
   int rc = cli_open(o, &c, NULL, NULL, 0);
   if (rc)
     return rc;
@@ -498,10 +532,10 @@ static int cmd_fetch(const cli *o) {
   parley_free(c);
   if (st == 0)
     return CLI_EXIT_OK;
-  return cli_fail(st == 403 || st == 404 ? CLI_EXIT_REFUSED
-                  : st == 401            ? CLI_EXIT_AUTH
-                  : st > 0               ? CLI_EXIT_ERR
-                                         : CLI_EXIT_CONN,
+  return cli_fail(st == 403 || st == 404           ? CLI_EXIT_REFUSED
+                  : st == 401                      ? CLI_EXIT_AUTH
+                  : st > 0 || st == CLI_HTTP_LOCAL ? CLI_EXIT_ERR
+                                                   : CLI_EXIT_CONN,
                   "cannot fetch %s: %s", o->pos[0], why);
 }
 

@@ -42,6 +42,11 @@ const char *parley_strerror(int code) {
   case PARLEY_E_TOO_MANY_CONNECTIONS: return "too many connections";
   case PARLEY_E_NOT_ALLOWED: return "the user's privacy settings do not allow this";
   case PARLEY_E_STORAGE_FULL: return "the server's disk is full: try again later";
+  case PARLEY_E_INVITE_REQUIRED: return "this server needs an invite code to sign up";
+  case PARLEY_E_INVITE_INVALID: return "unknown, used up or expired invite code";
+  case PARLEY_E_REGISTRATION_CLOSED: return "sign-up is closed on this server";
+  case PARLEY_E_ACCOUNT_DISABLED: return "this account is disabled";
+  case PARLEY_E_MAINTENANCE: return "the server is down for maintenance";
   case PARLEY_E_NO_TARGET: return "no such message in the conversation";
   case PARLEY_E_WINDOW_CLOSED: return "it is too late to change that message";
   case PARLEY_E_NOT_AUTHOR: return "only its sender may change that message";
@@ -158,14 +163,20 @@ static int plc__auth(parley *c, uint8_t type, const ProtobufCMessage *msg) {
 
 static char *plc__str(const char *s) { return (char *)(s ? s : ""); }
 
-int parley_register(parley *c, const char *user, const char *password, const char *device) {
+int parley_register_invite(parley *c, const char *user, const char *password, const char *device,
+                           const char *invite) {
   if (!c || !user || !password)
     return PARLEY_E_ARG;
   Parley__Register r = PARLEY__REGISTER__INIT;
   r.user = plc__str(user);
   r.password = plc__str(password);
   r.device = plc__str(device);
+  r.invite = plc__str(invite);
   return plc__auth(c, PARLEY__FRAME_TYPE__FRAME_REGISTER, &r.base);
+}
+
+int parley_register(parley *c, const char *user, const char *password, const char *device) {
+  return parley_register_invite(c, user, password, device, NULL);
 }
 
 int parley_login(parley *c, const char *user, const char *password, const char *device) {

@@ -36,7 +36,7 @@ struct pl_bus {
   _Atomic(natsConnection *) nc; /* NULL until the first connection */
   natsSubscription *sub;
   int warned;
-  atomic_int closing, in_handler, connected, ever_connected;
+  atomic_int closing, stopped, in_handler, connected, ever_connected;
   atomic_uint_fast64_t sent, received, hints_sent, hints_received, reconnects, dead_nodes, send_errors, bad;
   pthread_mutex_t mu; /* guards nodes */
   pl__node nodes[PL__MAX_NODES];
@@ -226,8 +226,14 @@ static void pl__stop(uv_async_t *a) {
 static natsStatus pl__options(pl_bus *b) {
   natsOptions *o = NULL;
   natsStatus s = natsOptions_Create(&o);
-  if (s == NATS_OK)
-    s = natsOptions_SetURL(o, b->urls);
+  char *list = pl_malloc(strlen(b->urls) + 1), *urls[64], *save = NULL;
+  int n = 0;
+  memcpy(list, b->urls, strlen(b->urls) + 1);
+  for (char *t = strtok_r(list, ",", &save); t && n < 64; t = strtok_r(NULL, ",", &save))
+    urls[n++] = t;
+  if (s == NATS_OK) /* (a comma-separated URL fails to connect with libnats 3.4 and an event loop) */
+    s = natsOptions_SetServers(o, (const char **)urls, n);
+  pl_free(list);
   if (s == NATS_OK)
     s = natsOptions_SetName(o, b->node);
   if (s == NATS_OK)
@@ -322,8 +328,8 @@ pl_err pl_bus_open(pl_bus **out, const pl_bus_config *cfg, const pl_bus_handlers
     return PL_ERR_CONFIG;
   }
   *out = b; /* before the thread: its first connect calls the handlers, which may publish */
-  uv_thread_create(&b->thread, pl__thread, b);
   pl_info("bus: node %s joining %s", b->node, b->urls);
+  uv_thread_create(&b->thread, pl__thread, b);
   return PL_OK;
 }
 
@@ -336,6 +342,9 @@ pl_err pl_bus_publish(pl_bus *b, pl_busmsg *m) {
   natsConnection *nc = atomic_load(&b->nc);
   pl_err e = PL_ERR_INVALID_ARGUMENT;
   if (!need || !nc)
+    goto out;
+  e = PL_ERR_SHUTTING_DOWN;
+  if (atomic_load(&b->closing)) /* nc stays valid until pl_bus_close: closed, it refuses */
     goto out;
   if (need > sizeof stack)
     buf = pl_malloc(need);
@@ -377,15 +386,22 @@ void pl_bus_get_stats(pl_bus *b, pl_bus_stats *st) {
   pthread_mutex_unlock(&b->mu);
 }
 
-void pl_bus_close(pl_bus *b) {
-  if (!b)
+void pl_bus_stop(pl_bus *b) {
+  if (!b || atomic_exchange(&b->stopped, 1))
     return;
   atomic_store(&b->closing, 1);
   uv_async_send(&b->stop);
   uv_thread_join(&b->thread);
-  /* libnats's delivery thread may be inside a handler still: let it leave */
+  /* libnats's delivery thread may be inside a handler still: let it leave
+   * (one that starts now sees closing and touches nothing) */
   for (int i = 0; i < 2000 && atomic_load(&b->in_handler); i++)
     usleep(1000);
+}
+
+void pl_bus_close(pl_bus *b) {
+  if (!b)
+    return;
+  pl_bus_stop(b);
   if (b->sub)
     natsSubscription_Destroy(b->sub);
   natsConnection_Destroy(atomic_load(&b->nc));

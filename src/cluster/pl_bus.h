@@ -64,7 +64,11 @@ int pl_bus_connected(pl_bus *b);
 /* This node's name. */
 const char *pl_bus_node(const pl_bus *b);
 void pl_bus_get_stats(pl_bus *b, pl_bus_stats *st);
-/* Disconnects, waits for a handler that is running, and joins the thread. */
+/* Disconnects, joins the thread and waits for a handler that is running:
+ * after it no handler runs and publishing fails (PL_ERR_SHUTTING_DOWN), but
+ * b stays valid for other threads still calling. */
+void pl_bus_stop(pl_bus *b);
+/* Stops (if not yet) and frees. */
 void pl_bus_close(pl_bus *b);
 
 #endif

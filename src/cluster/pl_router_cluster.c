@@ -215,6 +215,8 @@ pl_router *pl_router_cluster_new(pl_router *inner) {
   return &c->base;
 }
 
+void pl_router_cluster_stop(pl_router *r) { pl_bus_stop(((pl__cluster *)r)->bus); }
+
 pl_bus *pl_router_cluster_bus(pl_router *r) { return ((pl__cluster *)r)->bus; }
 
 /* ---- presence: this node's side (pl_presence_peer; presence's lock held) ---- */

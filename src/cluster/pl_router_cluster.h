@@ -30,6 +30,10 @@ pl_router *pl_router_cluster_new(pl_router *inner);
  * shares the sink with the inner router, hooks presence, and joins the bus
  * (in the background). loop: where remote presence's grace timers run. */
 pl_err pl_router_cluster_start(pl_router *r, pl_presence *presence, pl_loop *loop, const pl_bus_config *bus);
+/* Leaves the bus: no message of another node is applied after it (call
+ * once the loops have ended, before they are freed: what the closing
+ * connections said, detaches and users gone, was published). */
+void pl_router_cluster_stop(pl_router *r);
 /* The bus (for /metrics); NULL before start. */
 pl_bus *pl_router_cluster_bus(pl_router *r);
 

@@ -265,6 +265,19 @@ int pl_presence_is_online(pl_presence *p, uint64_t uid) {
   return online > 0;
 }
 
+void pl_presence_online_count(pl_presence *p, uint64_t *users, uint64_t *conns) {
+  uint64_t k;
+  void *v;
+  *users = *conns = 0;
+  pthread_mutex_lock(&p->mu);
+  for (size_t it = 0; pl_map_next(&p->users, &it, &k, &v);) {
+    uint32_t n = pl__tagged(v) ? pl__count(v) : ((pl__entry *)v)->online;
+    *users += n > 0;
+    *conns += n;
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
 /* Removes device from uid's followers (mu held). */
 static void pl__unfollow(pl_presence *p, uint64_t uid, uint64_t device) {
   uint32_t online;

@@ -32,6 +32,8 @@ void pl_presence_online(pl_presence *p, uint64_t uid, const char *user);
 void pl_presence_offline(pl_presence *p, uint64_t uid, pl_loop *loop, uint64_t now_ms);
 /* 1 if a device of uid is connected. */
 int pl_presence_is_online(pl_presence *p, uint64_t uid);
+/* Users online now, and their connections counted (a scan: for metrics). */
+void pl_presence_online_count(pl_presence *p, uint64_t *users, uint64_t *conns);
 
 /* device (of viewer_uid), on its connection owner (any id unique among
  * connections), now follows exactly the visible users of views;

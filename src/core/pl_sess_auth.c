@@ -7,6 +7,7 @@
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "../rules/pl_signup.h"
 #include "pl_sess_int.h"
 
 typedef struct pl__work {
@@ -24,14 +25,26 @@ static pl_auth_attempt pl__attempt(const pl_sess__req *sr) {
   return sr->req.op == PL_STORE_REGISTER ? PL_ATTEMPT_REGISTER : PL_ATTEMPT_LOGIN;
 }
 
-static void pl__peer_addr(const pl_session *s, char out[48]) { pl_throttle_addr(s->conn->peer, out, 48); }
+static void pl__peer_addr(const pl_session *s, char out[48]) {
+  char peer[PL_ADDR_STR];
+  pl_throttle_addr(pl_addr_str(&s->conn->peer, peer), out, 48);
+}
 
 /* Answers a throttled attempt at once, without hashing. */
 static void pl__refuse(pl_session *s, const char *what, const char *user, uint64_t wait_ms) {
   uint32_t ms = wait_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)wait_ms;
+  char peer[PL_ADDR_STR];
   pl_info("conn %llu %s: %s refused: rate limited (user=%s retry_after_ms=%u)",
-          (unsigned long long)s->conn->id, s->conn->peer, what, user ? user : "-", ms);
+          (unsigned long long)s->conn->id, pl_addr_str(&s->conn->peer, peer), what, user ? user : "-", ms);
   pl_sess__error_retry(s, PL_ERR_RATE_LIMITED, NULL, ms);
+}
+
+/* 1 (after answering) if the node is draining for maintenance. */
+static int pl__draining(pl_session *s) {
+  if (!atomic_load_explicit(&s->core->draining, memory_order_relaxed))
+    return 0;
+  pl_sess__error(s, PL_ERR_MAINTENANCE, NULL);
+  return 1;
 }
 
 /* 1 (after answering) if the throttle refuses this attempt now. */
@@ -54,6 +67,7 @@ static void pl__auth_failed(pl_session *s, pl_sess__req *sr) {
   char addr[48];
   pl__peer_addr(s, addr);
   pl_throttle_auth_failed(s->core->throttle, &s->core->cfg.auth, a, user, addr, pl_mono_ms());
+  atomic_fetch_add_explicit(&s->core->login_failures, 1, memory_order_relaxed);
   if (a == PL_ATTEMPT_LOGIN)
     pl_warn("auth: failed login: user=%s addr=%s conn=%llu", user, addr, (unsigned long long)s->conn->id);
   else
@@ -96,8 +110,10 @@ static void pl__authenticated(pl_session *s, pl_sess__req *sr, const char *user,
   m.token = sr->token;
   m.created = created;
   pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_AUTH_OK, &m.base);
-  pl_info("conn %llu %s: %s@%s authenticated (%s)", (unsigned long long)s->conn->id, s->conn->peer, s->user,
-          s->device, sr->req.op == PL_STORE_RESUME ? "token" : "password");
+  char peer[PL_ADDR_STR];
+  pl_info("conn %llu %s: %s@%s authenticated (%s)", (unsigned long long)s->conn->id,
+          pl_addr_str(&s->conn->peer, peer), s->user, s->device,
+          sr->req.op == PL_STORE_RESUME ? "token" : "password");
   pl_sess__start_sync(s);
 }
 
@@ -105,7 +121,9 @@ static void pl__authenticated(pl_session *s, pl_sess__req *sr, const char *user,
 static void pl__auth_end(pl_sess__req *sr, pl_err e) {
   pl_session *s = sr->s;
   if (e != PL_OK && s->conn) {
-    pl_info("conn %llu %s: auth failed: %s", (unsigned long long)s->conn->id, s->conn->peer, pl_err_name(e));
+    char peer[PL_ADDR_STR];
+    pl_info("conn %llu %s: auth failed: %s", (unsigned long long)s->conn->id,
+            pl_addr_str(&s->conn->peer, peer), pl_err_name(e));
     if (e == PL_ERR_BAD_CREDENTIALS || e == PL_ERR_BAD_TOKEN)
       pl__auth_failed(s, sr);
     pl_sess__error_retry(s, e, NULL, e == PL_ERR_RATE_LIMITED ? sr->retry_ms : 0);
@@ -251,11 +269,22 @@ int pl_sess__on_register(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in)
     pl_sess__error(s, PL_ERR_INVALID_ARGUMENT, NULL);
     return 0;
   }
-  if (pl__throttled(s, PL_ATTEMPT_REGISTER, NULL))
+  int invite = r->invite && *r->invite;
+  pl_err admit = pl_signup_admit(s->core->cfg.signup, invite);
+  if (admit != PL_OK) {
+    char peer[PL_ADDR_STR];
+    pl_info("conn %llu %s: register refused: %s (user=%s)", (unsigned long long)s->conn->id,
+            pl_addr_str(&s->conn->peer, peer), pl_err_name(admit), r->user);
+    pl_sess__error(s, admit, NULL);
+    return 0;
+  }
+  if (pl__draining(s) || pl__throttled(s, PL_ATTEMPT_REGISTER, NULL))
     return 0; /* answered */
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_REGISTER, in, pl__auth_done);
   sr->req.u.reg.in.user = r->user;
   sr->req.u.reg.in.device = dev;
+  /* an open server ignores a code; an invite server uses it up with the account */
+  sr->req.u.reg.in.invite = s->core->cfg.signup == PL_SIGNUP_INVITE ? r->invite : NULL;
   if (pl__argon(sr, 0) != PL_OK) {
     pl_sess__error_retry(s, PL_ERR_RATE_LIMITED, NULL, sr->retry_ms);
     pl_sess__req_free(sr);
@@ -273,7 +302,7 @@ int pl_sess__on_login(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
     pl_sess__error(s, PL_ERR_BAD_CREDENTIALS, NULL);
     return 0;
   }
-  if (pl__throttled(s, PL_ATTEMPT_LOGIN, r->user))
+  if (pl__draining(s) || pl__throttled(s, PL_ATTEMPT_LOGIN, r->user))
     return 0; /* answered */
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_GET_USER, in, pl__get_user_done);
   sr->req.u.get_user.in.user = r->user;
@@ -290,7 +319,7 @@ int pl_sess__on_resume(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
     pl_sess__error(s, PL_ERR_BAD_TOKEN, NULL);
     return 0;
   }
-  if (pl__throttled(s, PL_ATTEMPT_RESUME, NULL))
+  if (pl__draining(s) || pl__throttled(s, PL_ATTEMPT_RESUME, NULL))
     return 0; /* answered */
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_RESUME, in, pl__auth_done);
   pl_auth_token_hash(r->token, len, sr->req.u.resume.in.token_hash);

@@ -21,6 +21,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "../push/pl_hook.h"
 #include "pl_auth.h"
 #include "pl_cursor.h"
 #include "pl_filter.h"
@@ -47,11 +48,17 @@ struct pl_core {
   pl_hist *delivery; /* per loop: commit -> the push on the connection's loop, us */
   int nloops;
   pl_router_sink sink;
-  pl_rules_limiter *send_limit; /* Sends per user (protocol.md 10.7) */
-  pl_rules_queue queue_rule;    /* a sender's share of a device queue */
-  pl_throttle *throttle;        /* login throttling and hashing holds, all loops */
-  pl_workers *hashers;          /* Argon2id runs here, not on libuv's shared pool */
-  atomic_uint_fast32_t hash_ms; /* how long the last Argon2id run took */
+  pl_rules_limiter *send_limit;        /* Sends per user (protocol.md 10.7) */
+  pl_rules_queue queue_rule;           /* a sender's share of a device queue */
+  pl_throttle *throttle;               /* login throttling and hashing holds, all loops */
+  pl_workers *hashers;                 /* Argon2id runs here, not on libuv's shared pool */
+  atomic_uint_fast32_t hash_ms;        /* how long the last Argon2id run took */
+  atomic_uint_fast64_t login_failures; /* wrong passwords and bad tokens */
+  atomic_int draining;                 /* new sign-ins get MAINTENANCE (pl_core_set_draining) */
+  /* the before-send webhook (pl_core_set_moderation; NULL pool: off) */
+  pl_hook_config hook;
+  pl_workers *moderators;
+  atomic_uint_fast64_t hook_calls, hook_rejects, hook_masks, hook_errors;
 };
 
 /* HELLO --Hello--> AUTH --Register/Login/Resume--> READY (pl_session.h). */
@@ -81,6 +88,7 @@ typedef struct pl_session {
   uint8_t kind : 4;   /* the Hello's client kind (0..4) */
   uint8_t proto;      /* the Hello's version: 2 makes each group a stream of its own */
   uint8_t paused, ack_busy;
+  uint8_t moderating; /* a Send is with the moderation webhook: read nothing more until it is back */
   uint64_t user_id, device_id;
   char *user, *device;         /* one block: device points into user's (pl_sess__set_names) */
   uint64_t typing_at;          /* when the last typing-on event went (rate limit) */

@@ -1,6 +1,7 @@
 /* pl_sess_msg: messages. The delivery cursor (pl_session.h) that takes a
  * device's queue to its connection, Send and its SendAck after the commit,
  * the cumulative Ack, and Typing (never stored). */
+#include <stdio.h>
 #include <string.h>
 
 #include "../common/pl_log.h"
@@ -192,8 +193,9 @@ void pl_sess__kick(void *ep) {
   pl_session *s = ep;
   if (!s->conn)
     return;
+  char peer[PL_ADDR_STR];
   pl_info("conn %llu %s: %s@%s closed: a newer connection took the device, or it was revoked",
-          (unsigned long long)s->conn->id, s->conn->peer, s->user, s->device);
+          (unsigned long long)s->conn->id, pl_addr_str(&s->conn->peer, peer), s->user, s->device);
   s->core->router->ops->detach(s->core->router, s->device_id, s->loop, s);
   pl_sess__gone(s);
   s->state = PL_SESS_AUTH;
@@ -214,6 +216,7 @@ static void pl__send_done(pl_store_req *req) {
     a.seq = req->u.send.out.seq;
     a.server_ts = req->u.send.out.server_ts;
     a.duplicate = req->u.send.out.duplicate;
+    a.vanish_at = req->u.send.out.vanish_at;
     pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_SEND_ACK, &a.base);
   } else if (s->conn) {
     pl_sess__error_retry(s, req->status, m->id,
@@ -254,6 +257,96 @@ static pl_err pl__send_act(const pl_session *s, const Parley__Send *m, pl_act *a
     return PL_ERR_INVALID_ARGUMENT;
   int self = !*m->group && strcmp(m->to, s->user) == 0;
   return pl_acts_check(a, m->body.data, m->body.len, m->media != NULL, self);
+}
+
+/* ---- the moderation webhook (pl_hook) -------------------------------------- */
+
+typedef struct pl__mod {
+  pl_job job;
+  pl_sess__req *sr;
+  const pl_hook_config *cfg;
+  pl_hook_msg msg;
+  char conv[96];
+  pl_hook_verdict v;
+  char *mask;
+  size_t mask_len;
+} pl__mod;
+
+static void pl__mod_work(pl_job *j) {
+  pl__mod *md = (pl__mod *)j;
+  md->v = pl_hook_call(md->cfg, &md->msg, &md->mask, &md->mask_len);
+}
+
+/* Back on the loop: the hook's verdict, and the fail policy if it gave none. */
+static void pl__mod_done(pl_job *j) {
+  pl__mod *md = (pl__mod *)j;
+  pl_sess__req *sr = md->sr;
+  pl_session *s = sr->s;
+  pl_core *core = s->core;
+  pl_hook_verdict v = md->v;
+  atomic_fetch_add_explicit(&core->hook_calls, 1, memory_order_relaxed);
+  if (v == PL_HOOK_ERROR) {
+    atomic_fetch_add_explicit(&core->hook_errors, 1, memory_order_relaxed);
+    pl_warn("moderation: no verdict for %s@%s's message %s: %s", s->user ? s->user : "?",
+            s->device ? s->device : "?", md->msg.id,
+            core->hook.fail_closed ? "refused (fail-closed)" : "stored (fail-open)");
+    v = core->hook.fail_closed ? PL_HOOK_REJECT : PL_HOOK_ALLOW;
+  }
+  s->moderating = 0;
+  if (!s->conn || v == PL_HOOK_REJECT) {
+    if (s->conn) {
+      atomic_fetch_add_explicit(&core->hook_rejects, 1, memory_order_relaxed);
+      pl_sess__error(s, PL_ERR_FILTERED, md->msg.id);
+    }
+    s->inflight--;
+    pl_sess__req_free(sr);
+  } else {
+    if (v == PL_HOOK_MASK) {
+      atomic_fetch_add_explicit(&core->hook_masks, 1, memory_order_relaxed);
+      pl_free(sr->masked);
+      sr->masked = (uint8_t *)md->mask;
+      md->mask = NULL;
+      sr->req.u.send.in.body = sr->masked;
+      sr->req.u.send.in.body_len = md->mask_len;
+    }
+    pl_sess__submit(sr);
+  }
+  if (s->conn && s->inflight < core->cfg.max_inflight)
+    pl_sess__resume_reading(s); /* else the commits' answers resume it */
+}
+
+static void pl__mod_free(pl_job *j) {
+  pl__mod *md = (pl__mod *)j;
+  pl_free(md->mask);
+  pl_free(md);
+}
+
+/* Sends sr through the hook before the store; 0 if the hook cannot take it
+ * now (it goes on as if there were none: the queue is full, a overload the
+ * fail policy does not cover). The strings stay in sr->msg meanwhile. */
+static int pl__moderate(pl_session *s, pl_sess__req *sr, const Parley__Send *m, uint64_t gid) {
+  pl__mod *md = pl_calloc(1, sizeof *md);
+  md->sr = sr;
+  md->cfg = &s->core->hook;
+  if (gid)
+    snprintf(md->conv, sizeof md->conv, "g:%llu", (unsigned long long)gid);
+  else
+    snprintf(md->conv, sizeof md->conv, "dm:%s:%s", strcmp(s->user, m->to) < 0 ? s->user : m->to,
+             strcmp(s->user, m->to) < 0 ? m->to : s->user);
+  md->msg = (pl_hook_msg){.sender = s->user,
+                          .device = s->device,
+                          .conv = md->conv,
+                          .id = m->id,
+                          .text = sr->req.u.send.in.body,
+                          .len = sr->req.u.send.in.body_len};
+  md->job.work = pl__mod_work;
+  md->job.done = pl__mod_done;
+  md->job.release = pl__mod_free;
+  if (pl_workers_submit(s->core->moderators, pl_loop_uv(s->loop), &md->job) != PL_OK) {
+    pl_free(md);
+    return 0;
+  }
+  return 1;
 }
 
 int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
@@ -306,6 +399,11 @@ int pl_sess__on_send(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
     sr->req.u.send.in.act = &sr->act;
   }
   atomic_fetch_add_explicit(&s->core->sends, 1, memory_order_relaxed);
+  if (s->core->moderators && m->body.len && pl__moderate(s, sr, m, gid)) {
+    ++s->inflight;
+    s->paused = s->moderating = 1; /* one Send at a time in the hook: the connection's order stays */
+    return 1;
+  }
   pl_sess__submit(sr);
   if (++s->inflight >= s->core->cfg.max_inflight) {
     s->paused = 1; /* back-pressure: read no more until commits catch up */

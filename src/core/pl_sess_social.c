@@ -211,8 +211,9 @@ static void pl__logout_done(pl_store_req *req) {
   if (s->conn && req->status == PL_OK) {
     Parley__LogoutOk m = PARLEY__LOGOUT_OK__INIT;
     pl_sess__write(s, PARLEY__FRAME_TYPE__FRAME_LOGOUT_OK, &m.base);
-    pl_info("conn %llu %s: %s@%s logged out", (unsigned long long)s->conn->id, s->conn->peer, s->user,
-            s->device);
+    char peer[PL_ADDR_STR];
+    pl_info("conn %llu %s: %s@%s logged out", (unsigned long long)s->conn->id,
+            pl_addr_str(&s->conn->peer, peer), s->user, s->device);
     pl_conn_close(s->conn);
   } else if (s->conn) {
     /* Still logged in: serve the device again. */
@@ -244,8 +245,9 @@ static void pl__revoked(pl_session *s, const pl_store_req *req) {
   for (size_t i = 0; i < req->u.devices.out.ntargets; i++) {
     s->core->router->ops->kick(s->core->router, req->u.devices.out.targets[i]);
     pl_push_forget(s->core->push, req->u.devices.out.targets[i]);
-    pl_info("conn %llu %s: %s revoked device %s", (unsigned long long)s->conn->id, s->conn->peer, s->user,
-            req->u.devices.out.names[i]);
+    char peer[PL_ADDR_STR];
+    pl_info("conn %llu %s: %s revoked device %s", (unsigned long long)s->conn->id,
+            pl_addr_str(&s->conn->peer, peer), s->user, req->u.devices.out.names[i]);
   }
 }
 

@@ -56,13 +56,15 @@ void pl_sess__error_why(pl_session *s, pl_err e, const char *ref, const char *wh
 void pl_sess__fatal(pl_session *s, pl_err e) {
   if (!s->conn)
     return;
-  pl_info("conn %llu %s: closing: %s", (unsigned long long)s->conn->id, s->conn->peer, pl_err_name(e));
+  char peer[PL_ADDR_STR];
+  pl_info("conn %llu %s: closing: %s", (unsigned long long)s->conn->id, pl_addr_str(&s->conn->peer, peer),
+          pl_err_name(e));
   pl_sess__error(s, e, NULL);
   pl_conn_close(s->conn);
 }
 
 void pl_sess__resume_reading(pl_session *s) {
-  if (s->paused && s->conn) {
+  if (s->paused && s->conn && !s->moderating) {
     s->paused = 0;
     s->conn->ops->resume(s->conn);
   }
@@ -424,7 +426,8 @@ static void pl__on_open(pl_conn *c, void *ud) {
   atomic_uint_fast64_t *by_transport = pl__transport_count(core, c);
   if (by_transport)
     atomic_fetch_add_explicit(by_transport, 1, memory_order_relaxed);
-  pl_debug("conn %llu %s: open (%s)", (unsigned long long)c->id, c->peer, c->ops->name);
+  char peer[PL_ADDR_STR];
+  pl_debug("conn %llu %s: open (%s)", (unsigned long long)c->id, pl_addr_str(&c->peer, peer), c->ops->name);
 }
 
 static void pl__on_bad_input(pl_conn *c, pl_err why, void *ud) {
@@ -482,7 +485,9 @@ static void pl__on_close(pl_conn *c, void *ud) {
   if (s->state == PL_SESS_READY) {
     core->router->ops->detach(core->router, s->device_id, s->loop, s);
     pl_sess__gone(s);
-    pl_info("conn %llu %s: %s@%s disconnected", (unsigned long long)c->id, c->peer, s->user, s->device);
+    char peer[PL_ADDR_STR];
+    pl_info("conn %llu %s: %s@%s disconnected", (unsigned long long)c->id, pl_addr_str(&c->peer, peer),
+            s->user, s->device);
   }
   s->conn = NULL;
   pl_sess__off(s);
@@ -605,10 +610,24 @@ void pl_core_set_filter(pl_core *core, pl_filter *f) {
   pl_filter_unref(old);
 }
 
+void pl_core_set_draining(pl_core *core, int on) {
+  atomic_store_explicit(&core->draining, on ? 1 : 0, memory_order_relaxed);
+}
+
+void pl_core_set_moderation(pl_core *core, const pl_hook_config *cfg, unsigned threads) {
+  core->hook = *cfg;
+  /* a queue bound: past it a Send skips the hook (pl__moderate) rather than wait without end */
+  core->moderators = pl_workers_new(threads ? threads : 4, 4096);
+}
+
+void pl_core_kick(pl_core *core, uint64_t device) { core->router->ops->kick(core->router, device); }
+
 void pl_core_free(pl_core *core) {
   pl_filter_unref(core->filter);
   pthread_mutex_destroy(&core->filter_mu);
   pl_workers_free(core->hashers);
+  if (core->moderators)
+    pl_workers_free(core->moderators);
   pl_throttle_free(core->throttle);
   pl_presence_free(core->presence);
   pl_rules_limiter_free(core->send_limit);
@@ -629,4 +648,11 @@ void pl_core_get_stats(pl_core *core, pl_core_stats *st) {
   st->messages_out = atomic_load_explicit(&core->messages_out, memory_order_relaxed);
   st->sends = atomic_load_explicit(&core->sends, memory_order_relaxed);
   st->errors = atomic_load_explicit(&core->errors, memory_order_relaxed);
+  st->login_failures = atomic_load_explicit(&core->login_failures, memory_order_relaxed);
+  st->draining = atomic_load_explicit(&core->draining, memory_order_relaxed);
+  st->hook_calls = atomic_load_explicit(&core->hook_calls, memory_order_relaxed);
+  st->hook_rejects = atomic_load_explicit(&core->hook_rejects, memory_order_relaxed);
+  st->hook_masks = atomic_load_explicit(&core->hook_masks, memory_order_relaxed);
+  st->hook_errors = atomic_load_explicit(&core->hook_errors, memory_order_relaxed);
+  pl_presence_online_count(core->presence, &st->online_users, &st->online_devices);
 }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "../net/pl_conn.h"
+#include "../push/pl_hook.h"
 #include "../push/pl_push.h"
 #include "../store/pl_store.h"
 #include "pl_filter.h"
@@ -47,6 +48,7 @@ typedef struct pl_core_config {
   uint32_t argon2_threads;     /* the hashing pool's threads */
   uint32_t argon2_per_address; /* Argon2id jobs at once per source address */
   uint32_t argon2_queue;       /* Argon2id jobs waiting for a thread, all addresses */
+  int signup;                  /* who may Register: pl_signup_mode (--registration) */
   pl_router *router;           /* required: the local one (pl_router_local_new) or a cluster's;
                                   the caller's, freed after pl_core_free */
 } pl_core_config;
@@ -76,6 +78,15 @@ void pl_core_free(pl_core *core);
  * caller's reference; NULL: none). Any thread; checks in progress finish
  * with the old one. */
 void pl_core_set_filter(pl_core *core, pl_filter *f);
+/* Maintenance: while on, Register, Login and Resume get MAINTENANCE (a
+ * balancer sends them to another node; /healthz says 503). Any thread. */
+void pl_core_set_draining(pl_core *core, int on);
+/* The before-send webhook (pl_hook; docs/operations.md): every Send with a
+ * body goes to cfg->url first, on threads of its own, one at a time per
+ * connection. Set before the loops start; cfg's strings must outlive the core. */
+void pl_core_set_moderation(pl_core *core, const pl_hook_config *cfg, unsigned threads);
+/* Signs out device's live connections (an operator revoked it). Any thread. */
+void pl_core_kick(pl_core *core, uint64_t device);
 
 /* Counters (approximate, relaxed atomics) for logs and metrics. */
 #define PL_CORE_ERROR_CODES 64 /* wire error codes counted one by one */
@@ -84,6 +95,10 @@ typedef struct pl_core_stats {
   uint64_t errors_by_code[PL_CORE_ERROR_CODES]; /* by wire ErrorCode */
   const pl_hist *delivery;                      /* per loop: commit -> push, us (live) */
   size_t ndelivery;
+  uint64_t online_users, online_devices; /* signed in now (a device on two connections: once each) */
+  uint64_t login_failures;               /* wrong passwords and bad tokens since start */
+  uint64_t hook_calls, hook_rejects, hook_masks, hook_errors; /* the moderation webhook */
+  int draining;
 } pl_core_stats;
 void pl_core_get_stats(pl_core *core, pl_core_stats *st);
 

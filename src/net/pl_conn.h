@@ -15,6 +15,7 @@
 #include "../common/pl_buf.h"
 #include "../common/pl_err.h"
 #include "../proto/pl_frame.h"
+#include "pl_addr.h"
 #include "pl_limits.h"
 #include "pl_loop.h"
 
@@ -101,7 +102,7 @@ struct pl_conn {
   uint32_t max_frame;       /* largest length prefix accepted */
   uint8_t want_drain;       /* set by the handler; cleared when on_drain fires */
   uint8_t out_held;         /* reading stopped while out_bytes > drain_mark */
-  char peer[48];            /* "ip:port" for logs */
+  pl_addr peer;             /* the client (logs, throttle): pl_addr_str makes its text */
 };
 
 static inline void pl_conn_write(pl_conn *c, pl_buf *b) { c->ops->write(c, b); }

@@ -11,6 +11,7 @@
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "pl_mqttgw.h"
 #include "web/pl_json.h"
 #include "web/pl_ws.h"
 
@@ -42,6 +43,7 @@ struct pl_http_conn {
   pl_http_listener *lst;
   pl_httpreq req;     /* HTTP mode */
   pl_ws *ws;          /* WebSocket mode */
+  pl_mqttgw *gw;      /* MQTT over WebSocket (/mqtt): binary messages carry its bytes */
   pl_bytes rbuf;      /* input that waits while a request is held */
   pl_http_ex *ex;     /* the held request, if any */
   pl_http_sink *sink; /* the request whose body streams into a sink */
@@ -225,6 +227,7 @@ static void pl_http__on_closed(pl_stream *s) {
     close(hc->file_fd);
   pl_bytes_free(&hc->rbuf);
   pl_ws_free(hc->ws);
+  pl_mqttgw_free(hc->gw);
   pl_httpreq_free(&hc->req);
   pl_free(hc);
 }
@@ -265,7 +268,9 @@ static void pl__ws_write(pl_conn *c, pl_buf *b) {
     pl_http__cut(hc, PL_ERR_SLOW_CONSUMER);
     return;
   }
-  if (hc->json) {
+  if (hc->gw) {
+    pl_mqttgw_output(hc->gw, b); /* written as MQTT (pl__ws_gw_write) */
+  } else if (hc->json) {
     pl_bytes t = {0};
     if (pl_json_from_frame(b->data, b->len, &t) == PL_OK)
       pl_ws_send(hc->ws, 1, t.p, t.len);
@@ -277,10 +282,33 @@ static void pl__ws_write(pl_conn *c, pl_buf *b) {
   pl__mark(hc);
 }
 
+static void pl__ws_gw_write(void *ud, const uint8_t *p, size_t n) {
+  pl_http_conn *hc = ud;
+  if (!hc->s.closing)
+    pl_ws_send(hc->ws, 0, p, n);
+}
+
+static const pl_mqttgw_io pl__ws_gw_io = {.write = pl__ws_gw_write};
+
+/* MQTT over WebSocket: the gateway handles what is whole. Returns 1 when
+ * reading stops (the session's pause, a login, a full output). */
+static int pl__ws_gw_run(pl_http_conn *hc) {
+  int r = pl_mqttgw_run(hc->gw);
+  if (r == PL_MQTTGW_PAUSE && !hc->s.closing) {
+    hc->spaused = 1;
+    pl_stream_read_stop(&hc->s);
+  } else if (r == PL_MQTTGW_HOLD) {
+    pl_http__hold_reading(hc);
+  }
+  return r != PL_MQTTGW_MORE;
+}
+
 static void pl__ws_close(pl_conn *c) {
   pl_http_conn *hc = (pl_http_conn *)c;
   if (hc->s.closing)
     return;
+  if (hc->gw)
+    pl_mqttgw_closing(hc->gw); /* an MQTT 5 client is told why */
   pl_ws_close(hc->ws, PL_WS_NORMAL, "");
   pl__finish(hc);
 }
@@ -304,6 +332,8 @@ static void pl__ws_result(pl_http_conn *hc, pl_err e) {
  * output is over its mark. */
 static void pl__ws_go(pl_http_conn *hc) {
   if (hc->s.closing || hc->spaused || hc->c.out_held)
+    return;
+  if (hc->gw && pl__ws_gw_run(hc)) /* what waits in the gateway first */
     return;
   pl__ws_result(hc, pl_ws_resume(hc->ws));
   if (!hc->s.closing && !hc->spaused && !hc->c.out_held)
@@ -364,12 +394,17 @@ static int pl__ws_message(void *ud, int text, const uint8_t *p, size_t n) {
   pl_conn *c = &hc->c;
   if (hc->s.closing)
     return 1;
-  if (text != hc->json) {
+  if (text != hc->json) { /* MQTT too is binary */
     pl_ws_close(hc->ws, PL_WS_UNSUPPORTED,
                 text ? "text messages need the JSON subprotocol"
                      : "binary messages need the proto subprotocol");
     pl__finish(hc);
     return 1;
+  }
+  if (hc->gw) {
+    pl_mqttgw_push(hc->gw, p, n);
+    pl__update_out(hc);
+    return pl__ws_gw_run(hc);
   }
   int pause = 1;
   if (text) {
@@ -492,8 +527,11 @@ static int pl__ws_valid(const pl_http_req *q, int *status) {
   return 1;
 }
 
-/* The first subprotocol offered that we speak: 1 binary, 2 JSON, 0 none. */
-static int pl__pick_proto(const char *offered) {
+/* The first subprotocol offered that we speak: 1 binary, 2 JSON, 0 none
+ * (at /mqtt: 3 for "mqtt", the one MQTT over WebSocket names). */
+static int pl__pick_proto(const char *offered, int mqtt) {
+  if (mqtt)
+    return pl_http_has_token(offered, PL_WS_PROTO_MQTT) ? 3 : 0;
   const char *b = offered ? strstr(offered, PL_WS_PROTO_BINARY) : NULL;
   const char *j = offered ? strstr(offered, PL_WS_PROTO_JSON) : NULL;
   b = pl_http_has_token(offered, PL_WS_PROTO_BINARY) ? b : NULL;
@@ -503,7 +541,7 @@ static int pl__pick_proto(const char *offered) {
   return j ? 2 : 0;
 }
 
-static void pl__upgrade(pl_http_conn *hc, const uint8_t *rest, size_t n) {
+static void pl__upgrade(pl_http_conn *hc, const uint8_t *rest, size_t n, int mqtt) {
   const pl_http_req *q = &hc->req.req;
   pl_http_listener *l = hc->lst;
   int status;
@@ -513,7 +551,7 @@ static void pl__upgrade(pl_http_conn *hc, const uint8_t *rest, size_t n) {
   }
   char accept[29];
   pl_ws_accept_key(q->hdr[PL_H_WS_KEY], 24, accept);
-  int proto = pl__pick_proto(q->hdr[PL_H_WS_PROTOCOL]);
+  int proto = pl__pick_proto(q->hdr[PL_H_WS_PROTOCOL], mqtt);
   char head[256];
   int len = snprintf(head, sizeof head,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -521,12 +559,15 @@ static void pl__upgrade(pl_http_conn *hc, const uint8_t *rest, size_t n) {
                      accept,
                      proto == 1   ? "Sec-WebSocket-Protocol: " PL_WS_PROTO_BINARY "\r\n"
                      : proto == 2 ? "Sec-WebSocket-Protocol: " PL_WS_PROTO_JSON "\r\n"
+                     : proto == 3 ? "Sec-WebSocket-Protocol: " PL_WS_PROTO_MQTT "\r\n"
                                   : "");
   pl_stream_write_bytes(&hc->s, head, (size_t)len);
   pl_httpreq_free(&hc->req);
   hc->json = proto == 2;
   /* JSON carries bodies in base64 (4/3) and names every field */
-  size_t max_msg = hc->json ? (size_t)hc->c.max_frame * 2 + 4096 : (size_t)hc->c.max_frame + 4;
+  size_t max_msg = hc->json || mqtt ? (size_t)hc->c.max_frame * 2 + 4096 : (size_t)hc->c.max_frame + 4;
+  if (mqtt)
+    hc->gw = pl_mqttgw_new(&hc->c, &pl__ws_gw_io, hc, 0);
   hc->ws = pl_ws_new(max_msg, &pl__ws_handler, hc);
   l->websockets++;
   hc->c.ops = &pl__ws_ops;
@@ -591,7 +632,7 @@ static void pl__file_done(pl_http_conn *hc) {
 void pl_http_ex_hold(pl_http_ex *x) { atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed); }
 
 pl_loop *pl_http_ex_loop(const pl_http_ex *x) { return x->loop; }
-const char *pl_http_ex_peer(const pl_http_ex *x) { return x->hc ? x->hc->c.peer : ""; }
+pl_addr pl_http_ex_peer(const pl_http_ex *x) { return x->hc ? x->hc->c.peer : (pl_addr){0}; }
 
 uint64_t pl_http_ex_peer_key(const pl_http_ex *x) { return x->peer; }
 
@@ -673,8 +714,8 @@ static int pl__request(pl_http_conn *hc, const uint8_t *rest, size_t n) {
     return 0;
   }
   if (q->upgrade) {
-    if (!strcmp(path, "/ws"))
-      pl__upgrade(hc, rest, n);
+    if (!strcmp(path, "/ws") || !strcmp(path, "/mqtt"))
+      pl__upgrade(hc, rest, n, !strcmp(path, "/mqtt"));
     else
       pl__fail(hc, 404, NULL);
     return 0;
@@ -804,8 +845,10 @@ static int pl__admit(pl_http_conn *hc, pl_limits *lim, const struct sockaddr *sa
 static void pl_http__on_peer(pl_stream *s, const struct sockaddr *sa) {
   pl_http_conn *hc = pl__hc(s);
   if (sa)
-    pl_tcp_addr_name(sa, hc->c.peer, sizeof hc->c.peer);
-  pl_debug("http conn %llu: %s through a proxy", (unsigned long long)hc->c.id, hc->c.peer);
+    pl_addr_set(&hc->c.peer, sa);
+  char peer[PL_ADDR_STR];
+  pl_debug("http conn %llu: %s through a proxy", (unsigned long long)hc->c.id,
+           pl_addr_str(&hc->c.peer, peer));
   if (!pl__admit(hc, hc->c.limits, sa))
     pl__hard_close(hc);
 }
@@ -863,7 +906,7 @@ static void pl_http__on_connection(uv_stream_t *server, int status) {
   pl_httpreq_init(&hc->req, l->cfg.max_head, l->cfg.max_body);
   hc->req.on_head = pl__on_head;
   hc->req.ud = hc;
-  pl_tcp_peer_name(&hc->s.tcp, hc->c.peer, sizeof hc->c.peer);
+  pl_addr_of_peer(&hc->c.peer, &hc->s.tcp);
   hc->listed = 1;
   hc->next = l->conns;
   if (l->conns)
@@ -921,6 +964,17 @@ void pl_http_close_all(pl_http_listener *l) {
       hc->c.h->on_shutdown(&hc->c, hc->c.h->ud);
     if (hc->ws && !hc->s.closing)
       pl_ws_close(hc->ws, PL_WS_GOING_AWAY, "server shutting down");
+    pl__finish(hc);
+  }
+}
+
+void pl_http_close_sessions(pl_http_listener *l) {
+  for (pl_http_conn *hc = l->conns; hc; hc = hc->next) {
+    if (hc->s.closing || !hc->ws)
+      continue;
+    if (hc->session && hc->c.h->on_shutdown)
+      hc->c.h->on_shutdown(&hc->c, hc->c.h->ud);
+    pl_ws_close(hc->ws, PL_WS_GOING_AWAY, "server going down for maintenance");
     pl__finish(hc);
   }
 }

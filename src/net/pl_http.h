@@ -46,9 +46,9 @@ void pl_http_ex_reply(pl_http_ex *x, pl_http_res *res);
 pl_loop *pl_http_ex_loop(const pl_http_ex *x);
 /* The key the limits count the request's peer under (pl_limits_key). */
 uint64_t pl_http_ex_peer_key(const pl_http_ex *x);
-/* The client's "ip:port" ("" once the connection is gone); on the
+/* The client's address (unknown once the connection is gone); on the
  * request's loop only. */
-const char *pl_http_ex_peer(const pl_http_ex *x);
+pl_addr pl_http_ex_peer(const pl_http_ex *x);
 /* Drops a reference taken with pl_http_ex_hold without replying (a sink
  * that held x to resume it later). Any thread. */
 void pl_http_ex_release(pl_http_ex *x);
@@ -87,6 +87,8 @@ typedef void (*pl_http_route_fn)(void *ud, const pl_http_req *req, pl_http_res *
  * JSON form in text messages (protocol.md 1.1, 1.2). */
 #define PL_WS_PROTO_BINARY "parley.proto.v1"
 #define PL_WS_PROTO_JSON "parley.json.v1"
+/* MQTT over WebSocket, at /mqtt (protocol.md, "MQTT"). */
+#define PL_WS_PROTO_MQTT "mqtt"
 
 typedef struct pl_http_config {
   pl_tcp_config tcp;           /* host, port, backlog, max_frame (of the frames inside WebSocket) */
@@ -106,6 +108,9 @@ void pl_http_listener_free(pl_http_listener *l);
 void pl_http_abort_all(pl_http_listener *l);
 /* Graceful: WebSocket sessions are told (on_shutdown), HTTP ones closed. */
 void pl_http_close_all(pl_http_listener *l);
+/* The same for WebSocket sessions only: plain requests (an admin call
+ * asking for it among them) are answered as usual. */
+void pl_http_close_sessions(pl_http_listener *l);
 int pl_http_port(const pl_http_listener *l);
 /* Open connections, and how many of them are WebSockets. */
 size_t pl_http_count(const pl_http_listener *l, size_t *websockets);

@@ -322,7 +322,7 @@ static const pl_transport_ops pl__lp_ops = {.name = "lp",
 
 /* A new session; peer: the address of the HTTP client that opened it (what
  * the session layer's per-address limits count). */
-static pl_lp_sess *pl__open(pl_lp *lp, const char *peer) {
+static pl_lp_sess *pl__open(pl_lp *lp, pl_addr peer) {
   pl_lp_sess *s = pl_calloc(1, sizeof *s);
   unsigned char r[16];
   do {
@@ -340,7 +340,7 @@ static pl_lp_sess *pl__open(pl_lp *lp, const char *peer) {
   s->c.limits = lp->limits;
   s->c.last_rx_ms = pl_mono_ms();
   s->c.id = pl_conn_new_id();
-  snprintf(s->c.peer, sizeof s->c.peer, "%s", *peer ? peer : "long-poll");
+  s->c.peer = peer;
   s->flusher.fn = pl__flush;
   s->held_tail = &s->held;
   s->next = lp->list;
@@ -416,7 +416,7 @@ typedef struct pl__lp_req {
   pl_lp *lp;
   int op;
   char sid[48];
-  char peer[48]; /* OP_OPEN, OP_AUTH: the HTTP client's address */
+  pl_addr peer; /* OP_OPEN, OP_AUTH: the HTTP client's address */
   uint32_t wait_s;
   uint64_t ip_key; /* OP_OPEN: admitted by the limits under this key (0: not counted) */
   pl_bytes body;
@@ -526,7 +526,7 @@ void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path,
   r->lp = lp;
   r->op = op;
   snprintf(r->sid, sizeof r->sid, "%s", sid);
-  snprintf(r->peer, sizeof r->peer, "%s", pl_http_ex_peer(x));
+  r->peer = pl_http_ex_peer(x);
   r->wait_s = pl__wait_param(req->url);
   pl_bytes_append(&r->body, req->body.p, req->body.len);
   pl_http_ex_hold(x);
@@ -541,7 +541,8 @@ void pl_lp_route(const pl_lp_set *set, const pl_http_req *req, const char *path,
   }
 }
 
-/* POST /api/register and /api/login: {"user","password","device"} in, the
+/* POST /api/register and /api/login: {"user","password","device"} (and
+ * "invite" to register) in, the
  * AuthOk's fields out. Served by a one-shot session, so the rules, limits
  * and errors are exactly those of Register and Login (protocol.md 1.4). */
 void pl_lp_auth(const pl_lp_set *set, const pl_http_req *req, int reg, pl_http_res *res, pl_http_ex *x) {
@@ -549,13 +550,13 @@ void pl_lp_auth(const pl_lp_set *set, const pl_http_req *req, int reg, pl_http_r
    * lone surrogate reaches the session whole, to be refused there. */
   json_t *in = pl_json_load((const char *)req->body.p, req->body.len, 0, NULL);
   json_t *user = json_object_get(in, "user"), *pw = json_object_get(in, "password");
-  json_t *dev = json_object_get(in, "device");
+  json_t *dev = json_object_get(in, "device"), *inv = json_object_get(in, "invite");
   pl_lp *lp = NULL;
   for (int i = 0; i < set->n && !lp; i++)
     if (set->lps[i]->loop == pl_http_ex_loop(x))
       lp = set->lps[i];
   if (!json_is_object(in) || !json_is_string(user) || !json_is_string(pw) || (dev && !json_is_string(dev)) ||
-      !lp) {
+      (inv && !json_is_string(inv)) || !lp) {
     json_decref(in);
     res->status = 400;
     res->type = "application/json";
@@ -568,11 +569,13 @@ void pl_lp_auth(const pl_lp_set *set, const pl_http_req *req, int reg, pl_http_r
       json_pack("[{s:s, s:i, s:s, s:s}, {s:s, s:O, s:O, s:o}]", "type", "hello", "version", 1, "kind",
                 "KIND_WEB", "client_name", "rest", "type", reg ? "register" : "login", "user", user,
                 "password", pw, "device", dev ? json_incref(dev) : json_string(""));
+  if (reg && inv) /* the sign-up's invite code (docs/admin.md) */
+    json_object_set(json_array_get(frames, 1), "invite", inv);
   pl__lp_req *r = pl_calloc(1, sizeof *r);
   r->task.fn = pl__handle;
   r->lp = lp;
   r->op = OP_AUTH;
-  snprintf(r->peer, sizeof r->peer, "%s", pl_http_ex_peer(x));
+  r->peer = pl_http_ex_peer(x);
   char *text = json_dumps(frames, JSON_COMPACT);
   pl_bytes_append(&r->body, text, strlen(text));
   free(text);

@@ -11,6 +11,8 @@
 
 /* Writes go out in chunks of at most this many buffers per syscall. */
 #define PL__IOV_MAX 256
+/* A queue's first array: the few frames of one pass (Welcome, AuthOk, a Pong). */
+#define PL__QUEUE_FIRST 8
 /* A closing connection whose peer does not read gets this long, then is cut. */
 #define PL__CLOSE_GRACE_MS 5000
 /* A proxy sends its header at once: one that does not is cut after this. */
@@ -41,7 +43,7 @@ void pl_stream_mark(pl_stream *s) {
 
 static void pl__push(pl_stream *s, pl_buf *b) {
   if (s->qlen == s->qcap) {
-    s->qcap = s->qcap ? s->qcap * 2 : 8;
+    s->qcap = s->qcap ? s->qcap * 2 : PL__QUEUE_FIRST;
     s->q = pl_realloc(s->q, s->qcap * sizeof *s->q);
   }
   s->q[s->qlen++] = b;
@@ -167,6 +169,20 @@ static void pl__write_rest(pl_stream *s) {
   }
 }
 
+/* A queue of the first size that the write emptied gives its array back
+ * now, not at the next sweep: 19,000 idle connections that each answered a
+ * Ping would hold it for up to a second, long enough for later long-lived
+ * blocks to land after it and leave it a hole the heap cannot return.
+ * Larger arrays (a busy connection's) wait for the sweep: growing one again
+ * on every pass would cost more than it saves. */
+static void pl__queue_trim(pl_stream *s) {
+  if (s->qlen || !s->q || s->qcap > PL__QUEUE_FIRST)
+    return;
+  pl_free(s->q);
+  s->q = NULL;
+  s->qcap = 0;
+}
+
 /* One writev per chunk of up to PL__IOV_MAX buffers; what the socket does
  * not take now goes to libuv, which waits for it to become writable. */
 static void pl_stream__write(pl_stream *s) {
@@ -184,6 +200,7 @@ static void pl_stream__write(pl_stream *s) {
     if ((r < 0 || (size_t)r < total) && s->enc)
       pl__write_rest(s);
   }
+  pl__queue_trim(s);
 }
 
 static void pl__redrive(pl_stream *s);

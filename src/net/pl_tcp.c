@@ -10,6 +10,7 @@
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "pl_mqttgw.h"
 
 /* Reading also stops while this many frames wait: small answers (Pongs)
  * cost more in buffers and queue slots than their bytes say. */
@@ -26,6 +27,7 @@ struct pl_tcp_listener {
   const pl_stream_type *type; /* plain or TLS */
   void *type_arg;
   int proxy;          /* a PROXY v2 header first: admitted by the client's address once it came */
+  int mqtt;           /* MQTT clients, through a gateway each (pl_mqttgw) */
   pl_tcp_conn *conns; /* doubly linked list of open connections */
   size_t count;
   uint64_t warned_ms; /* last "cannot accept" warning */
@@ -37,6 +39,7 @@ struct pl_tcp_conn {
   pl_stream s;
   pl_tcp_listener *lst;
   pl_bytes *rbuf; /* unparsed input; NULL (no memory, not even the pl_bytes) between frames */
+  pl_mqttgw *gw;  /* an MQTT listener's: it parses the input and writes the output */
   uint8_t paused;
   uint8_t cutting;        /* the handler is answering a cut: its one frame passes */
   uint8_t ip_key_counted; /* admitted by the limits: leaves them when closed */
@@ -78,7 +81,9 @@ static void pl_tcp__account(pl_tcp_conn *tc) {
   pl_conn *c = &tc->c;
   c->out_bytes = tc->s.out_bytes;
   if (c->limits)
-    pl_limits_account(c->limits, &c->mem_counted, tc->s.dead ? 0 : c->out_bytes + pl__rbuf_cap(tc));
+    pl_limits_account(
+        c->limits, &c->mem_counted,
+        tc->s.dead ? 0 : c->out_bytes + pl__rbuf_cap(tc) + (tc->gw ? pl_mqttgw_buffered(tc->gw) : 0));
 }
 
 static void pl_tcp__check_drain(pl_tcp_conn *tc) {
@@ -142,9 +147,20 @@ static void pl__tcp_write(pl_conn *c, pl_buf *b) {
     pl__cut_counted(tc, PL_ERR_SLOW_CONSUMER);
     return;
   }
-  pl_stream_write(&tc->s, b);
+  if (tc->gw)
+    pl_mqttgw_output(tc->gw, b); /* the gateway writes what it stands for (pl_tcp__gw_write) */
+  else
+    pl_stream_write(&tc->s, b);
   pl_tcp__account(tc);
 }
+
+static void pl_tcp__gw_write(void *ud, const uint8_t *p, size_t n) {
+  pl_tcp_conn *tc = ud;
+  if (!tc->s.closing)
+    pl_stream_write_bytes(&tc->s, p, n);
+}
+
+static const pl_mqttgw_io pl__tcp_gw_io = {.write = pl_tcp__gw_write};
 
 /* ---- closing ---------------------------------------------------------- */
 
@@ -152,6 +168,8 @@ static void pl_tcp__on_closed(pl_stream *s) {
   pl_tcp_conn *tc = pl__tc(s);
   pl_tcp_listener *l = tc->lst;
   pl__rbuf_free(tc);
+  pl_mqttgw_free(tc->gw);
+  tc->gw = NULL;
   pl_tcp__account(tc);
   if (tc->ip_key_counted)
     pl_limits_leave(tc->c.limits, tc->c.ip_key);
@@ -171,6 +189,8 @@ static void pl_tcp__on_closed(pl_stream *s) {
 
 static void pl__tcp_close(pl_conn *c) {
   pl_tcp_conn *tc = (pl_tcp_conn *)c;
+  if (tc->gw && !tc->s.closing)
+    pl_mqttgw_closing(tc->gw); /* an MQTT 5 client is told why */
   pl_stream_closing(&tc->s);
 }
 
@@ -214,6 +234,19 @@ static size_t pl__dispatch(pl_tcp_conn *tc, const uint8_t *p, size_t n) {
   return off;
 }
 
+/* An MQTT connection's input: the gateway handles what is whole. */
+static void pl_tcp__gw_run(pl_tcp_conn *tc) {
+  if (tc->paused || tc->c.out_held || tc->s.closing)
+    return;
+  int r = pl_mqttgw_run(tc->gw);
+  if (r == PL_MQTTGW_PAUSE && !tc->s.closing) {
+    tc->paused = 1;
+    pl_stream_read_stop(&tc->s);
+  } else if (r == PL_MQTTGW_HOLD) {
+    pl_tcp__hold_reading(tc);
+  }
+}
+
 static void pl__process_rbuf(pl_tcp_conn *tc) {
   size_t used = pl__dispatch(tc, tc->rbuf->p, tc->rbuf->len);
   if (!tc->rbuf)
@@ -236,7 +269,10 @@ static void pl_tcp__on_data(pl_stream *s, const uint8_t *p, size_t n) {
   if (s->closing)
     return;
   tc->c.last_rx_ms = pl_mono_ms();
-  if (!tc->rbuf) {
+  if (tc->gw) {
+    pl_mqttgw_push(tc->gw, p, n);
+    pl_tcp__gw_run(tc);
+  } else if (!tc->rbuf) {
     size_t used = pl__dispatch(tc, p, n);
     if (used < n && !s->closing)
       pl__rbuf_append(tc, p + used, n - used);
@@ -246,7 +282,8 @@ static void pl_tcp__on_data(pl_stream *s, const uint8_t *p, size_t n) {
   }
   /* A big frame in the making holds memory as its bytes arrive: none more
    * while all connections together hold too much. */
-  if (tc->rbuf && tc->rbuf->len > PL_LOOP_RBUF && tc->c.limits && pl_limits_memory_over(tc->c.limits))
+  size_t held = tc->gw ? pl_mqttgw_buffered(tc->gw) : tc->rbuf ? tc->rbuf->len : 0;
+  if (held > PL_LOOP_RBUF && tc->c.limits && pl_limits_memory_over(tc->c.limits))
     pl__cut_counted(tc, PL_ERR_TOO_MANY_CONNECTIONS);
   pl_tcp__account(tc);
 }
@@ -264,7 +301,9 @@ static void pl__tcp_pause(pl_conn *c) {
 static void pl__read_again(pl_tcp_conn *tc) {
   if (tc->paused || tc->s.closing)
     return;
-  if (tc->rbuf)
+  if (tc->gw)
+    pl_tcp__gw_run(tc);
+  else if (tc->rbuf)
     pl__process_rbuf(tc);
   if (!tc->paused && !tc->s.closing && !tc->c.out_held)
     pl_stream_read_start(&tc->s);
@@ -294,9 +333,10 @@ static void pl_tcp__on_peer(pl_stream *s, const struct sockaddr *sa) {
   pl_conn *c = &tc->c;
   if (sa) {
     c->ip_key = pl_limits_key(sa);
-    pl_tcp_addr_name(sa, c->peer, sizeof c->peer);
+    pl_addr_set(&c->peer, sa);
   }
-  pl_debug("conn %llu: %s through a proxy", (unsigned long long)c->id, c->peer);
+  char peer[PL_ADDR_STR];
+  pl_debug("conn %llu: %s through a proxy", (unsigned long long)c->id, pl_addr_str(&c->peer, peer));
   tc->ip_key_counted = c->limits && pl_limits_admit(c->limits, c->ip_key) == PL_OK;
   if (c->limits && !tc->ip_key_counted)
     pl_tcp__cut(tc, PL_ERR_TOO_MANY_CONNECTIONS);
@@ -311,29 +351,6 @@ static const pl_stream_cbs pl__tcp_cbs = {
 };
 
 /* ---- listener --------------------------------------------------------- */
-
-void pl_tcp_addr_name(const struct sockaddr *sa, char *out, size_t cap) {
-  char ip[40] = "?";
-  int port = 0;
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-    uv_ip4_name(a, ip, sizeof ip);
-    port = ntohs(a->sin_port);
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(a, ip, sizeof ip);
-    port = ntohs(a->sin6_port);
-  }
-  snprintf(out, cap, "%s:%d", ip, port);
-}
-
-void pl_tcp_peer_name(const uv_tcp_t *tcp, char *out, size_t cap) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  out[0] = '\0';
-  if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) == 0)
-    pl_tcp_addr_name((const struct sockaddr *)&ss, out, cap);
-}
 
 uint64_t pl_tcp_peer_key(const uv_tcp_t *tcp) {
   struct sockaddr_storage ss;
@@ -371,11 +388,13 @@ static void pl_tcp__on_connection(uv_stream_t *server, int status) {
   tc->c.last_rx_ms = pl_mono_ms();
   tc->c.id = pl_conn_new_id();
   tc->c.limits = l->limits;
+  if (l->mqtt)
+    tc->gw = pl_mqttgw_new(&tc->c, &pl__tcp_gw_io, tc, 0);
   tc->c.ip_key = pl_tcp_peer_key(&tc->s.tcp);
   /* Behind a proxy, the socket's address is the proxy's: the connection is
    * admitted once the header says whose it is (pl_tcp__on_peer). */
   tc->ip_key_counted = l->limits && !l->proxy && pl_limits_admit(l->limits, tc->c.ip_key) == PL_OK;
-  pl_tcp_peer_name(&tc->s.tcp, tc->c.peer, sizeof tc->c.peer);
+  pl_addr_of_peer(&tc->c.peer, &tc->s.tcp);
   tc->listed = 1;
   tc->next = l->conns;
   if (l->conns)
@@ -442,6 +461,7 @@ pl_err pl_tcp_listen(pl_loop *loop, const pl_tcp_config *cfg, const pl_conn_hand
   l->type = cfg->type ? cfg->type : &pl_stream_plain;
   l->type_arg = cfg->type_arg;
   l->proxy = cfg->proxy;
+  l->mqtt = cfg->mqtt;
   l->tcp.data = l;
   pl_err e = pl_tcp_open_listener(loop, &l->tcp, cfg, pl_tcp__on_connection);
   if (e == PL_OK)

@@ -19,6 +19,7 @@ typedef struct pl_tcp_config {
   const pl_stream_type *type; /* the connection type (NULL: plain TCP; pl_tls_type: TLS) */
   void *type_arg;             /* its argument at accept (TLS: the pl_tls context) */
   int proxy;                  /* connections open with a PROXY v2 header (pl_proxy) */
+  int mqtt;                   /* MQTT 3.1.1 / 5.0 instead of native frames (pl_mqttgw) */
 } pl_tcp_config;
 
 /* Creates a listener on loop l (call on l's thread or before it starts). */
@@ -44,10 +45,6 @@ void pl_tcp_sweep(pl_tcp_listener *t, uint64_t now_mono_ms);
 /* Shared with the other listeners (pl_http). */
 /* A non-blocking socket bound to cfg's address with SO_REUSEPORT: 0 or a libuv error. */
 int pl_tcp_bind_reuseport(const pl_tcp_config *cfg, int *fd_out);
-/* "ip:port" of the peer ("" if unknown). */
-void pl_tcp_peer_name(const uv_tcp_t *tcp, char *out, size_t cap);
-/* "ip:port" of an address. */
-void pl_tcp_addr_name(const struct sockaddr *sa, char *out, size_t cap);
 /* The key the limits count the peer under (pl_limits_key). */
 uint64_t pl_tcp_peer_key(const uv_tcp_t *tcp);
 /* A failed accept (out of descriptors, say): a warning, at most once a minute. */

@@ -14,6 +14,7 @@
 #include "../common/pl_map.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "../rules/pl_acts.h"
 
 #define PL__NPROV 3
 #define PL__PREVIEW 256  /* message bytes kept for the notification text */
@@ -226,8 +227,18 @@ void pl_push_forget(pl_push *p, uint64_t device) {
 }
 
 /* Only what a person reads: messages, not receipts, read syncs or
- * membership events. */
-static int pl__visible(const pl_msg *m) { return m->kind == PL_MSG_MESSAGE; }
+ * membership events, nor actions on earlier messages (pl_acts_notifies). */
+static int pl__visible(const pl_msg *m) {
+  if (m->kind != PL_MSG_MESSAGE)
+    return 0;
+  if (!m->act_len)
+    return 1;
+  Parley__Act *a = parley__act__unpack(NULL, m->act_len, m->act);
+  int kind = a ? (int)a->kind : PL_ACT_NONE;
+  if (a)
+    parley__act__free_unpacked(a, NULL);
+  return pl_acts_notifies(kind);
+}
 
 /* What the notification may say of m: nothing that names anyone or says
  * anything in privacy mode. */

@@ -99,7 +99,10 @@ static inline uint64_t pl_acts_expires(uint64_t ttl_expires, uint64_t vanish_at)
  * message was deleted" when the delete arrives. */
 static inline int pl_acts_delete_unqueues(int kind) { return kind == PL_ACT_DELETE; }
 
-/* Is the stored message an action that makes the target a tombstone? */
-static inline int pl_acts_is_action(int kind) { return kind != PL_ACT_NONE; }
+/* Does a message of this kind wake an offline device with a push
+ * notification? Only what a person reads as new: a message, a reply, a
+ * forward; not a reaction, an edit, a delete or a timer change (they show
+ * when the app next opens). */
+static inline int pl_acts_notifies(int kind) { return kind == PL_ACT_NONE; }
 
 #endif

@@ -29,9 +29,12 @@
 #include "net/pl_lp.h"
 #include "net/pl_tcp.h"
 #include "net/pl_tls.h"
+#include "pl_admin.h"
+#include "pl_admin_tok.h"
 #include "pl_config.h"
 #include "pl_web.h"
 #include "push/pl_push.h"
+#include "rules/pl_signup.h"
 #include "store/pl_store.h"
 
 typedef struct pl__loop_task {
@@ -50,6 +53,7 @@ typedef struct pl_server {
   pl_tcp_listener **tlss;   /* --listen-tls (NULL entries when none) */
   pl_http_listener **htlss; /* --https (NULL entries when none) */
   pl_tls *tls;              /* the certificate both use (NULL: no TLS) */
+  pl_tcp_listener **mqtts;  /* --mqtt, --mqtt-tls: two per loop (NULL entries when none) */
   pl_lp **lps;              /* long-poll sessions per loop (with --http) */
   pl_web web;
   pl__loop_task *ticks; /* one per loop: what its tick sweeps */
@@ -59,6 +63,7 @@ typedef struct pl_server {
   pl_media *media;
   pl_push *push;     /* NULL: no provider configured */
   pl_limits *limits; /* caps and budgets shared by every connection */
+  pl_admin *admin;   /* /admin/ (docs/admin.md) */
   int lock_fd;
 } pl_server;
 
@@ -72,6 +77,13 @@ static int pl__lock_data(pl_server *srv) {
     return -1;
   }
   return 0;
+}
+
+/* fn on loop i's MQTT listeners (plain and TLS), those there are. */
+static void pl__mqtt_each(pl_server *srv, int i, void (*fn)(pl_tcp_listener *)) {
+  for (int k = 2 * i; k < 2 * i + 2; k++)
+    if (srv->mqtts[k])
+      fn(srv->mqtts[k]);
 }
 
 /* The loop's once-a-second tick (ud: the loop's pl__loop_task). */
@@ -88,6 +100,9 @@ static void pl__tick(pl_loop *l, void *ud) {
     pl_http_sweep(lt->srv->htlss[lt->i], now);
   if (lt->srv->lps[lt->i])
     pl_lp_sweep(lt->srv->lps[lt->i], now);
+  for (int k = 2 * lt->i; k < 2 * lt->i + 2; k++)
+    if (lt->srv->mqtts[k])
+      pl_tcp_sweep(lt->srv->mqtts[k], now);
 }
 
 static void pl__stop_listen(pl_task *t) {
@@ -99,6 +114,7 @@ static void pl__stop_listen(pl_task *t) {
     pl_tcp_listener_close(lt->srv->tlss[lt->i]);
   if (lt->srv->htlss[lt->i])
     pl_http_listener_close(lt->srv->htlss[lt->i]);
+  pl__mqtt_each(lt->srv, lt->i, pl_tcp_listener_close);
   pl_free(lt);
 }
 
@@ -112,6 +128,7 @@ static void pl__abort_cb(uv_timer_t *timer) {
     pl_tcp_abort_all(lt->srv->tlss[lt->i]);
   if (lt->srv->htlss[lt->i])
     pl_http_abort_all(lt->srv->htlss[lt->i]);
+  pl__mqtt_each(lt->srv, lt->i, pl_tcp_abort_all);
 }
 
 static void pl__close_all(pl_task *t) {
@@ -124,6 +141,7 @@ static void pl__close_all(pl_task *t) {
     pl_tcp_close_all(lt->srv->tlss[lt->i]);
   if (lt->srv->htlss[lt->i])
     pl_http_close_all(lt->srv->htlss[lt->i]);
+  pl__mqtt_each(lt->srv, lt->i, pl_tcp_close_all);
   if (lt->srv->lps[lt->i])
     pl_lp_close_all(lt->srv->lps[lt->i]);
   /* Unreferenced: it cuts slow peers, but does not keep a finished loop up. */
@@ -165,6 +183,41 @@ static int pl__load_filter(pl_server *srv) {
   return 0;
 }
 
+/* Maintenance (parleyctl drain on --close): every client session on this
+ * loop is told SHUTTING_DOWN and closed; plain HTTP requests go on. */
+static void pl__close_sessions(pl_task *t) {
+  pl__loop_task *lt = (pl__loop_task *)t;
+  pl_server *srv = lt->srv;
+  pl_tcp_close_all(srv->listeners[lt->i]);
+  if (srv->tlss[lt->i])
+    pl_tcp_close_all(srv->tlss[lt->i]);
+  if (srv->https[lt->i])
+    pl_http_close_sessions(srv->https[lt->i]);
+  if (srv->htlss[lt->i])
+    pl_http_close_sessions(srv->htlss[lt->i]);
+  if (srv->lps[lt->i])
+    pl_lp_close_all(srv->lps[lt->i]);
+  pl_free(lt);
+}
+
+static void pl__admin_close(void *ud) { pl__post_all(ud, pl__close_sessions, NULL); }
+
+/* The admin API's reload (any loop thread): the list's entries, or -1. */
+static long pl__admin_reload(void *ud, char *why, size_t n) {
+  pl_server *srv = ud;
+  pl_filter *f = NULL;
+  if (!srv->cfg.filter_words[0]) {
+    snprintf(why, n, "no --filter-words list is configured");
+    return -1;
+  }
+  if (pl_filter_load(srv->cfg.filter_words, &f, why, n) != PL_OK)
+    return -1;
+  long count = (long)pl_filter_count(f);
+  pl_core_set_filter(srv->core, f);
+  pl_info("filter-words %s: %ld entries", srv->cfg.filter_words, count);
+  return count;
+}
+
 static void pl__on_hup(uv_signal_t *h, int signum) {
   (void)signum;
   pl_server *srv = h->data;
@@ -183,7 +236,7 @@ static void pl__on_signal(uv_signal_t *h, int signum) {
  * the TLS connection type and the certificate. */
 static pl_err pl__tls_config(pl_server *srv, pl_tcp_config *ttc, pl_http_config *htc) {
   const pl_config *c = &srv->cfg;
-  if (!c->tls_host[0] && !c->https_host[0])
+  if (!c->tls_host[0] && !c->https_host[0] && !c->mqtt_tls_host[0])
     return PL_OK;
   pl_tls_config tcfg = {
       .cert = c->tls_cert, .key = c->tls_key, .min_version = c->tls_min, .handshake_ms = c->tls_handshake_ms};
@@ -202,6 +255,28 @@ static pl_err pl__tls_config(pl_server *srv, pl_tcp_config *ttc, pl_http_config 
   if (c->https_host[0] && htc->tcp.port && (e = pl_tcp_probe(&htc->tcp)) != PL_OK)
     return e;
   return PL_OK;
+}
+
+/* The MQTT listeners' configs (mq[0] plain, mq[1] TLS; host "" when
+ * off), from the native ones: the same limits, the TLS of --listen-tls. */
+static pl_err pl__mqtt_config(pl_server *srv, const pl_tcp_config *tc, const pl_tcp_config *ttc,
+                              pl_tcp_config mq[2]) {
+  const pl_config *c = &srv->cfg;
+  pl_err e = PL_OK;
+  mq[0] = *tc;
+  mq[0].host = c->mqtt_host;
+  mq[0].port = c->mqtt_port;
+  mq[0].mqtt = 1;
+  mq[1] = *ttc;
+  mq[1].host = c->mqtt_tls_host;
+  mq[1].port = c->mqtt_tls_port;
+  mq[1].type = &pl_tls_type;
+  mq[1].type_arg = srv->tls;
+  mq[1].mqtt = 1;
+  for (int k = 0; k < 2 && e == PL_OK; k++)
+    if (mq[k].host[0] && mq[k].port)
+      e = pl_tcp_probe(&mq[k]);
+  return e;
 }
 
 /* The login throttle's policies (pl_throttle.h) from the options. */
@@ -237,6 +312,7 @@ static void pl__core_config(const pl_config *c, pl_core_config *cc) {
   cc->max_queue = c->max_queue;
   cc->max_queue_share = c->max_queue_share;
   cc->auth_timeout_ms = c->auth_timeout_s * 1000u;
+  cc->signup = c->registration;
   pl__auth_config(c, cc);
 }
 
@@ -350,6 +426,7 @@ static pl_err pl__start(pl_server *srv) {
                         .max_group = c->max_group,
                         .group_detail = c->group_detail,
                         .max_batch = c->commit_batch,
+                        .page_cache_kib = c->db_cache_kib,
                         .sweep_ms = c->sweep_s * 1000u,
                         .commit_delay_us = c->commit_delay_us,
                         .media_ttl_ms = c->media_ttl_s * 1000u,
@@ -386,6 +463,15 @@ static pl_err pl__start(pl_server *srv) {
     return e;
   }
   pl_core_set_store(srv->core, srv->store);
+  if (c->moderation_url[0]) { /* the strings live in srv->cfg, as long as the core */
+    pl_hook_config hc = {.url = c->moderation_url,
+                         .token = c->moderation_token,
+                         .timeout_ms = c->moderation_timeout_ms,
+                         .fail_closed = c->moderation_fail_closed};
+    pl_core_set_moderation(srv->core, &hc, c->moderation_threads);
+    pl_info("moderation: every Send's text goes to %s first (timeout %u ms, fail-%s)", c->moderation_url,
+            c->moderation_timeout_ms, c->moderation_fail_closed ? "closed" : "open");
+  }
   pl_media_set_store(srv->media, srv->store);
   if ((e = pl__start_push(srv)) != PL_OK)
     return e;
@@ -394,9 +480,25 @@ static pl_err pl__start(pl_server *srv) {
   srv->https = pl_calloc((size_t)srv->nloops, sizeof *srv->https);
   srv->tlss = pl_calloc((size_t)srv->nloops, sizeof *srv->tlss);
   srv->htlss = pl_calloc((size_t)srv->nloops, sizeof *srv->htlss);
+  srv->mqtts = pl_calloc((size_t)srv->nloops * 2, sizeof *srv->mqtts);
   srv->ticks = pl_calloc((size_t)srv->nloops, sizeof *srv->ticks);
   srv->lps = pl_calloc((size_t)srv->nloops, sizeof *srv->lps);
+  pl_admin_config ac = {.data = c->data,
+                        .store = srv->store,
+                        .core = srv->core,
+                        .argon2_ops = c->argon2_ops,
+                        .argon2_mem_kib = c->argon2_mem_kib,
+                        .reload_filter = pl__admin_reload,
+                        .close_sessions = pl__admin_close,
+                        .ud = srv,
+                        .version = PL_VERSION,
+                        .started_ms = pl_now_ms(),
+                        .signup = c->registration};
+  srv->admin = pl_admin_new(&ac);
   srv->web = (pl_web){.core = srv->core,
+                      .admin = srv->admin,
+                      .started_ms = ac.started_ms,
+                      .version = PL_VERSION,
                       .store = srv->store,
                       .media = srv->media,
                       .push = srv->push,
@@ -429,6 +531,9 @@ static pl_err pl__start(pl_server *srv) {
   if ((e = pl__tls_config(srv, &ttc, &htc)) != PL_OK)
     return e;
   int ntls = c->tls_host[0] != '\0', nhttps = c->https_host[0] != '\0';
+  pl_tcp_config mq[2];
+  if ((e = pl__mqtt_config(srv, &tc, &ttc, mq)) != PL_OK)
+    return e;
   for (int i = 0; i < srv->nloops; i++) {
     srv->loops[i] = pl_loop_new(i);
     e = pl_tcp_listen(srv->loops[i], &tc, pl_core_handler(srv->core), &srv->listeners[i]);
@@ -438,6 +543,12 @@ static pl_err pl__start(pl_server *srv) {
       e = pl_tcp_listen(srv->loops[i], &ttc, pl_core_handler(srv->core), &srv->tlss[i]);
     if (e == PL_OK && nhttps)
       e = pl_http_listen(srv->loops[i], &htc, pl_core_handler(srv->core), &srv->htlss[i]);
+    for (int k = 0; k < 2 && e == PL_OK; k++)
+      if (mq[k].host[0] &&
+          (e = pl_tcp_listen(srv->loops[i], &mq[k], pl_core_handler(srv->core), &srv->mqtts[2 * i + k])) ==
+              PL_OK &&
+          mq[k].port == 0)
+        mq[k].port = pl_tcp_port(srv->mqtts[2 * i + k]);
     if (e == PL_OK && (http || nhttps))
       srv->lps[i] = pl_lp_new(srv->loops[i], i, pl_core_handler(srv->core), c->max_frame, srv->limits);
     if (e != PL_OK)
@@ -457,8 +568,9 @@ static pl_err pl__start(pl_server *srv) {
     return e;
   for (int i = 0; i < srv->nloops; i++)
     pl_loop_start(srv->loops[i]);
-  pl_info("parleyd listening on %s:%d (%d loops, data %s, durability %s)", c->listen_host, tc.port,
-          srv->nloops, c->data, c->durable ? "fsync" : "process");
+  pl_info("parleyd %s listening on %s:%d (%d loops, data %s, durability %s, registration %s)", PL_VERSION,
+          c->listen_host, tc.port, srv->nloops, c->data, c->durable ? "fsync" : "process",
+          pl_signup_name(c->registration));
   if (http)
     pl_info("web: http://%s:%d/ (WebSocket at /ws, /healthz, /metrics)", c->http_host, hc.tcp.port);
   if (ntls)
@@ -466,6 +578,9 @@ static pl_err pl__start(pl_server *srv) {
             c->tls_min == 12 ? "1.2" : "1.3");
   if (nhttps)
     pl_info("web: https://%s:%d/ (WebSocket at /ws)", c->https_host, htc.tcp.port);
+  for (int k = 0; k < 2; k++)
+    if (mq[k].host[0])
+      pl_info("mqtt: MQTT 3.1.1 and 5.0 on %s:%d%s", mq[k].host, mq[k].port, k ? " (TLS)" : "");
   if (http && !c->metrics_token[0] && strcmp(c->http_host, "127.0.0.1") && strcmp(c->http_host, "::1"))
     pl_warn("/metrics is open to whoever reaches %s:%d: set --metrics-token (docs/operations.md 11)",
             c->http_host, hc.tcp.port);
@@ -483,8 +598,11 @@ static void pl__shutdown(pl_server *srv) {
   pl_store_stop(srv->store); /* loops may still submit: they get SHUTTING_DOWN */
   pl__loop_task **keep = pl_calloc((size_t)srv->nloops, sizeof *keep);
   pl__post_all(srv, pl__close_all, keep);
-  for (int i = 0; i < srv->nloops; i++) {
+  for (int i = 0; i < srv->nloops; i++)
     pl_loop_join(srv->loops[i]);
+  if (srv->cfg.bus[0]) /* after the loops (their goodbyes are published), before they are freed */
+    pl_router_cluster_stop(srv->router);
+  for (int i = 0; i < srv->nloops; i++) {
     pl_loop_free(srv->loops[i]);
     pl_tcp_listener_free(srv->listeners[i]);
     if (srv->https[i])
@@ -493,6 +611,7 @@ static void pl__shutdown(pl_server *srv) {
       pl_tcp_listener_free(srv->tlss[i]);
     if (srv->htlss[i])
       pl_http_listener_free(srv->htlss[i]);
+    pl__mqtt_each(srv, i, pl_tcp_listener_free);
     pl_lp_free(srv->lps[i]);
     if (keep[i])
       pl_free(keep[i]->abort_timer);
@@ -504,6 +623,7 @@ static void pl__shutdown(pl_server *srv) {
   pl_free(srv->https);
   pl_free(srv->tlss);
   pl_free(srv->htlss);
+  pl_free(srv->mqtts);
   pl_tls_free(srv->tls);
   pl_free(srv->lps);
   pl_free(srv->ticks);
@@ -516,12 +636,17 @@ static void pl__shutdown(pl_server *srv) {
   if (srv->router) /* after the core: presence and sessions use it to the end */
     srv->router->ops->free(srv->router);
   pl_limits_free(srv->limits);
+  pl_admin_free(srv->admin);
   if (srv->lock_fd > 0)
     close(srv->lock_fd);
 }
 
 int main(int argc, char **argv) {
   pl_server srv;
+  /* the data dir and every file in it are the server's alone (0700/0600) */
+  umask(077);
+  if (argc > 1 && !strcmp(argv[1], "admin-token"))
+    return pl_admin_tok_main(argc - 1, argv + 1);
   memset(&srv, 0, sizeof srv);
   srv.lock_fd = -1;
   pl_config_defaults(&srv.cfg);

@@ -1,11 +1,14 @@
 #include "pl_config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/pl_log.h"
 #include "rules/pl_acts.h"
+#include "rules/pl_signup.h"
 
 typedef enum {
   T_STR,
@@ -19,10 +22,13 @@ typedef enum {
   T_HTTP,
   T_LISTEN_TLS,
   T_HTTPS,
+  T_MQTT,
+  T_MQTT_TLS,
   T_TLS_MIN,
   T_PROXY,
   T_DURABILITY,
   T_LOG,
+  T_SIGNUP,
   T_SECRET /* T_STR of 16 or more printable ASCII characters, no spaces or '#' (never echoed) */
 } pl__type;
 
@@ -53,6 +59,9 @@ static const pl__opt pl__opts[] = {
      "HTTP over TLS: the browser client, WebSocket at /ws, long-poll, uploads (default: none; needs "
      "--tls-cert and --tls-key)",
      T_HTTPS, 0, 0},
+    {"mqtt", "HOST:PORT", "MQTT 3.1.1 and 5.0 listener (default: none; protocol.md, \"MQTT\")", T_MQTT, 0, 0},
+    {"mqtt-tls", "HOST:PORT", "MQTT over TLS (default: none; needs --tls-cert and --tls-key)", T_MQTT_TLS, 0,
+     0},
     {"tls-cert", "FILE", "PEM certificate, followed by its chain; reloaded on SIGHUP", T_STR, OFF(tls_cert),
      512},
     {"tls-key", "FILE", "PEM private key of --tls-cert; reloaded on SIGHUP", T_STR, OFF(tls_key), 512},
@@ -65,6 +74,25 @@ static const pl__opt pl__opts[] = {
      "connections open with a PROXY v2 header (haproxy send-proxy-v2) naming the client: on the plain "
      "listeners (--listen, --http), or on all of them (default off)",
      T_PROXY, 0, 0},
+    {"moderation-url", "URL",
+     "before-send webhook: each Send's text, sender and conversation are POSTed here as JSON and it answers "
+     "allow, reject or mask (default: none)",
+     T_STR, OFF(moderation_url), 512},
+    {"moderation-token", "TOKEN", "sent to --moderation-url as \"Authorization: Bearer TOKEN\"", T_SECRET,
+     OFF(moderation_token), 256},
+    {"moderation-timeout", "MS", "the webhook's answer must come within this (default 2000)", T_U32,
+     OFF(moderation_timeout_ms), 0},
+    {"moderation-fail-closed", "0|1",
+     "without an answer in time (or a bad one): 0 stores the message (fail-open, default), 1 refuses it "
+     "with FILTERED (fail-closed)",
+     T_BOOL, OFF(moderation_fail_closed), 0},
+    {"moderation-threads", "N",
+     "webhook calls at once, all connections (default 4; one per connection at a time)", T_U32,
+     OFF(moderation_threads), 0},
+    {"registration", "open|invite|closed",
+     "who may sign up: anyone (default), only with an invite code made by parleyctl invite, or nobody (the "
+     "operator creates users with parleyctl user create)",
+     T_SIGNUP, 0, 0},
     {"threads", "N", "event-loop threads (default: number of CPUs)", T_INT, OFF(threads), 0},
     {"durability", "fsync|process",
      "fsync: ack after the group commit reached the disk (default); process: ack after the write, "
@@ -108,6 +136,10 @@ static const pl__opt pl__opts[] = {
     {"group-detail", "N",
      "groups up to N members get named receipts, live receipt updates and typing (default 256)", T_U32Z,
      OFF(group_detail), 0},
+    {"db-cache", "KIB",
+     "SQLite page cache in KiB (default 2048); the OS caches the rest of the file. It is a fixed "
+     "amount: it must not grow with the connections that read their users' rows",
+     T_U32, OFF(db_cache_kib), 0},
     {"commit-batch", "N", "most requests in one storage transaction (default 4096)", T_U32, OFF(commit_batch),
      0},
     {"disk-reserve", "BYTES",
@@ -281,6 +313,7 @@ void pl_config_defaults(pl_config *c) {
   c->group_detail = 256;
   c->sweep_s = 10;
   c->commit_batch = 4096;
+  c->db_cache_kib = 2048;
   c->commit_delay_us = 250;
   c->presence_grace_ms = 5000;
   c->max_conns_per_ip = 256;
@@ -316,6 +349,8 @@ void pl_config_defaults(pl_config *c) {
   c->push_attempts = 8;
   c->push_timeout_ms = 10000;
   c->push_inflight = 64;
+  c->moderation_timeout_ms = 2000;
+  c->moderation_threads = 4;
 }
 
 static int pl__num(const char *v, unsigned long long max, unsigned long long *out) {
@@ -398,6 +433,8 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
     return pl__hostport(v, c->http_host, &c->http_port);
   case T_LISTEN_TLS: return pl__hostport(v, c->tls_host, &c->tls_port);
   case T_HTTPS: return pl__hostport(v, c->https_host, &c->https_port);
+  case T_MQTT: return pl__hostport(v, c->mqtt_host, &c->mqtt_port);
+  case T_MQTT_TLS: return pl__hostport(v, c->mqtt_tls_host, &c->mqtt_tls_port);
   case T_PROXY:
     if (!strcmp(v, "off"))
       c->proxy_protocol = 0;
@@ -424,6 +461,13 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
     else
       return -1;
     return 0;
+  case T_SIGNUP: {
+    int m = pl_signup_parse(v);
+    if (m < 0)
+      return -1;
+    c->registration = m;
+    return 0;
+  }
   case T_LOG: {
     int l = pl_log_parse_level(v);
     if (l < 0)
@@ -492,7 +536,9 @@ int pl_config_load(pl_config *c, const char *path, char *err, size_t errlen) {
 }
 
 void pl_config_usage(FILE *out) {
-  fprintf(out, "usage: parleyd [OPTIONS]\n\n"
+  fprintf(out, "usage: parleyd [OPTIONS]\n"
+               "       parleyd admin-token create NAME | list | revoke NAME [--data DIR | --config FILE]\n"
+               "                (tokens for the admin API and parleyctl: docs/admin.md)\n\n"
                "Parley messaging server. Options may also be given in a config file\n"
                "(--config FILE) as 'name = value' lines; the command line wins.\n\n"
                "  --config FILE            read options from FILE first\n");
@@ -504,6 +550,43 @@ void pl_config_usage(FILE *out) {
   fprintf(out, "  --help                   this text\n  --version                print the version\n");
 }
 
+/* A listener's host given as a name (localhost, a host name) becomes its
+ * first address (IPv4 first): the listeners bind numeric addresses only.
+ * "" (a listener that is off) and numeric ones stay. */
+static int pl__resolve(const char *opt, char host[64], char *err, size_t errlen) {
+  struct in6_addr a6;
+  if (!host[0] || inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
+    return 0;
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+  int rc = getaddrinfo(host, NULL, &hints, &res);
+  if (rc != 0 || !res) {
+    snprintf(err, errlen, "--%s: cannot resolve host '%s': %s (give an address such as 127.0.0.1)", opt, host,
+             rc ? gai_strerror(rc) : "no address");
+    return -1;
+  }
+  const struct addrinfo *pick = res;
+  for (const struct addrinfo *i = res; i; i = i->ai_next)
+    if (i->ai_family == AF_INET) {
+      pick = i;
+      break;
+    }
+  const void *addr = pick->ai_family == AF_INET
+                         ? (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr
+                         : (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+  char out[INET6_ADDRSTRLEN];
+  inet_ntop(pick->ai_family, addr, out, sizeof out);
+  freeaddrinfo(res);
+  snprintf(host, 64, "%s", out);
+  return 0;
+}
+
+int pl_config_resolve(pl_config *c, char *err, size_t errlen) {
+  if (pl__resolve("listen", c->listen_host, err, errlen) || pl__resolve("http", c->http_host, err, errlen) ||
+      pl__resolve("listen-tls", c->tls_host, err, errlen) || pl__resolve("https", c->https_host, err, errlen))
+    return -1;
+  return 0;
+}
+
 int pl_config_args(pl_config *c, int argc, char **argv) {
   char err[512];
   for (int i = 1; i < argc; i++) {
@@ -512,7 +595,7 @@ int pl_config_args(pl_config *c, int argc, char **argv) {
       return 1;
     }
     if (strcmp(argv[i], "--version") == 0) {
-      printf("parleyd 0.1 (protocol 1)\n");
+      printf("parleyd " PL_VERSION " (protocols 1 and 2)\n");
       return 1;
     }
     const char *file = NULL;
@@ -555,8 +638,12 @@ int pl_config_args(pl_config *c, int argc, char **argv) {
     fprintf(stderr, "parleyd: --bus-dead must be more than --bus-alive, which is at least 100\n");
     return -1;
   }
-  if ((c->tls_host[0] || c->https_host[0]) && (!c->tls_cert[0] || !c->tls_key[0])) {
-    fprintf(stderr, "parleyd: --listen-tls and --https need --tls-cert and --tls-key\n");
+  if ((c->tls_host[0] || c->https_host[0] || c->mqtt_tls_host[0]) && (!c->tls_cert[0] || !c->tls_key[0])) {
+    fprintf(stderr, "parleyd: --listen-tls, --https and --mqtt-tls need --tls-cert and --tls-key\n");
+    return -1;
+  }
+  if (pl_config_resolve(c, err, sizeof err) != 0) {
+    fprintf(stderr, "parleyd: %s\n", err);
     return -1;
   }
   return 0;

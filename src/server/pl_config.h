@@ -28,11 +28,15 @@ typedef struct pl_config {
   int tls_min; /* 12 or 13 */
   uint32_t tls_handshake_ms;
   int proxy_protocol; /* 0 off, 1 the plain listeners, 2 every listener */
+  /* MQTT 3.1.1 / 5.0 (protocol.md, "MQTT"): plain and over TLS; "" = none */
+  char mqtt_host[64], mqtt_tls_host[64];
+  int mqtt_port, mqtt_tls_port;
   int threads;
   int durable; /* 1: fsync each group commit; 0: survive process crash only */
   uint64_t ttl_s;
   uint32_t edit_window_s, delete_window_s, test_disappear_s; /* message actions (protocol.md 11.9) */
   uint32_t hb_mobile_s, hb_web_s, hb_iot_s, hb_bot_s;
+  uint32_t db_cache_kib; /* SQLite's page cache */
   uint32_t max_frame, max_message, max_devices, max_queue, max_group, group_detail, sweep_s, commit_batch,
       commit_delay_us;
   uint32_t presence_grace_ms;
@@ -60,11 +64,19 @@ typedef struct pl_config {
   uint32_t push_window_ms, push_backoff_ms, push_backoff_max_ms, push_attempts, push_timeout_ms,
       push_inflight;
   int push_privacy;
+  int registration; /* pl_signup_mode: open, invite, closed (docs/admin.md) */
+  /* the before-send webhook (docs/operations.md, "Moderation webhook") */
+  char moderation_url[512], moderation_token[256];
+  uint32_t moderation_timeout_ms, moderation_threads;
+  int moderation_fail_closed;
   /* a cluster (docs/operations.md, "Running a cluster") */
   char bus[512]; /* --bus nats://h:p[,h:p...]; "" = a single node */
   char node[64]; /* --node; "" = host name ':' native port */
   uint32_t bus_alive_ms, bus_dead_ms;
 } pl_config;
+
+/* parleyd's version, as --version prints it and the log says at start. */
+#define PL_VERSION "0.2.0"
 
 void pl_config_defaults(pl_config *c);
 /* Applies key=value (key is the long option name without dashes). Returns 0,
@@ -76,5 +88,8 @@ int pl_config_load(pl_config *c, const char *path, char *err, size_t errlen);
  * run, 1 if --help/--version was printed, -1 on error (printed). */
 int pl_config_args(pl_config *c, int argc, char **argv);
 void pl_config_usage(FILE *out);
+/* Listener hosts given as names become addresses (pl_config_args does it);
+ * -1 and a reason if one does not resolve. */
+int pl_config_resolve(pl_config *c, char *err, size_t errlen);
 
 #endif

@@ -96,6 +96,61 @@ static void pl__store_counts(pl_bytes *b, const pl_store_counts *c) {
   pl__metric(b, "parley_store_media", "gauge", "Uploads recorded.", c->media);
 }
 
+/* s as a Prometheus label value: \\, \" and \n escaped (a device name is any bytes). */
+static void pl__label(const char *s, char *out, size_t cap) {
+  size_t n = 0;
+  for (; *s && n + 3 < cap; s++) {
+    if (*s == '\\' || *s == '"' || *s == '\n')
+      out[n++] = '\\';
+    out[n++] = *s == '\n' ? 'n' : *s;
+  }
+  out[n] = '\0';
+}
+
+/* The sizes and the deepest queues of the last count. */
+static void pl__sizes(const pl_web_counted *w, pl_bytes *b) {
+  pl__metric(b, "parley_database_bytes", "gauge", "Size of the database (its pages).", w->db_bytes);
+  pl__metric(b, "parley_media_bytes", "gauge", "Bytes of the uploads kept (files and thumbnails).",
+             w->media_bytes);
+  pl__printf(b,
+             "# HELP parley_queue_deepest Entries in the deepest device queues (the top %d only).\n"
+             "# TYPE parley_queue_deepest gauge\n",
+             PL_WEB_DEEPEST);
+  for (size_t i = 0; i < w->ndeepest; i++) {
+    char dev[140];
+    pl__label(w->deepest[i].device, dev, sizeof dev);
+    pl__printf(b, "parley_queue_deepest{rank=\"%zu\",user=\"%s\",device=\"%s\"} %llu\n", i + 1,
+               w->deepest[i].user, dev, (unsigned long long)w->deepest[i].queued);
+  }
+}
+
+/* Who is online, failed logins, uptime and version. */
+static void pl__server_metrics(const pl_web *w, const pl_core_stats *cs, pl_bytes *b) {
+  pl__metric(b, "parley_online_users", "gauge", "Users with at least one signed-in connection.",
+             cs->online_users);
+  pl__metric(b, "parley_online_devices", "gauge", "Signed-in connections (devices online).",
+             cs->online_devices);
+  pl__metric(b, "parley_login_failures_total", "counter",
+             "Wrong passwords and bad tokens (each logged with the user and address).", cs->login_failures);
+  pl__metric(b, "parley_draining", "gauge", "1 while the node is drained for maintenance.",
+             (uint64_t)cs->draining);
+  pl__metric(b, "parley_moderation_calls_total", "counter", "Sends the moderation webhook was asked about.",
+             cs->hook_calls);
+  pl__metric(b, "parley_moderation_rejects_total", "counter",
+             "Sends refused after the webhook (its reject, or fail-closed).", cs->hook_rejects);
+  pl__metric(b, "parley_moderation_masks_total", "counter", "Sends stored with the webhook's masked text.",
+             cs->hook_masks);
+  pl__metric(b, "parley_moderation_errors_total", "counter",
+             "Webhook calls without a usable answer (timeout, network, bad answer): the fail policy decided.",
+             cs->hook_errors);
+  pl__metric(b, "parley_uptime_seconds", "gauge", "Seconds since parleyd started.",
+             (pl_now_ms() - w->started_ms) / 1000);
+  pl__printf(b,
+             "# HELP parley_build_info parleyd's version.\n# TYPE parley_build_info gauge\n"
+             "parley_build_info{version=\"%s\"} 1\n",
+             w->version ? w->version : "?");
+}
+
 /* A cluster node's bus (docs/operations.md, "Running a cluster"). */
 static void pl__bus_metrics(const pl_web *w, pl_bytes *b) {
   if (!w->bus)
@@ -123,8 +178,9 @@ static void pl__bus_metrics(const pl_web *w, pl_bytes *b) {
 }
 
 /* Prometheus text exposition format 0.0.4. */
-static void pl__metrics(const pl_web *w, const pl_store_counts *counts, uint64_t counted_at,
+static void pl__metrics(const pl_web *w, const pl_web_counted *counted, uint64_t counted_at,
                         pl_http_res *res) {
+  const pl_store_counts *counts = counted ? &counted->counts : NULL;
   pl_core_stats cs;
   pl_store_stats ss;
   pl_core_get_stats(w->core, &cs);
@@ -192,6 +248,9 @@ static void pl__metrics(const pl_web *w, const pl_store_counts *counts, uint64_t
              "(ms since the epoch; 0: not yet).",
              counted_at);
   pl__store_counts(b, counts);
+  if (counted)
+    pl__sizes(counted, b);
+  pl__server_metrics(w, &cs, b);
   pl_media_stats ms;
   pl_media_get_stats(w->media, &ms);
   pl__metric(b, "parley_media_uploads_total", "counter", "Uploads stored.", ms.uploads);
@@ -232,7 +291,14 @@ static void pl__text(pl_http_res *res, int status, const char *type, const char 
  * (docs/operations.md, "Disk full"). */
 static void pl__healthz(const pl_web *w, pl_http_res *res) {
   pl_store_stats ss;
+  pl_core_stats cs;
   pl_store_get_stats(w->store, &ss);
+  pl_core_get_stats(w->core, &cs);
+  if (cs.draining) { /* the operator's maintenance (docs/admin.md): balancers move on */
+    pl__text(res, 503, NULL, "draining: this node is down for maintenance\n");
+    res->extra = "Retry-After: 60\r\n";
+    return;
+  }
   if (!ss.disk_full && !ss.write_failing && !ss.backend_down) {
     pl__text(res, 200, NULL, "ok\n");
     return;
@@ -274,9 +340,19 @@ static int pl__metrics_allowed(const pl_web *w, const pl_http_req *req) {
  * parley_store_counted_at_ms says from when. */
 static void pl__counted(pl_store_req *req) {
   pl_web *w = req->data;
+  const pl_store_admin_req *a = &req->u.admin;
   pthread_mutex_lock(&w->counts_mu);
   if (req->status == PL_OK) {
-    w->counts = req->u.stats.out.counts;
+    pl_web_counted *c = &w->counted;
+    c->counts = a->out.counts;
+    c->db_bytes = a->out.db_bytes;
+    c->media_bytes = a->out.media_bytes;
+    c->ndeepest = a->out.ndevices < PL_WEB_DEEPEST ? a->out.ndevices : PL_WEB_DEEPEST;
+    for (size_t i = 0; i < c->ndeepest; i++) {
+      snprintf(c->deepest[i].user, sizeof c->deepest[i].user, "%s", a->out.devices[i].user);
+      snprintf(c->deepest[i].device, sizeof c->deepest[i].device, "%s", a->out.devices[i].name);
+      c->deepest[i].queued = a->out.devices[i].queued;
+    }
     w->counts_at_ms = w->asked_at_ms;
   }
   pl_store_req_clear(req); /* before counting drops: the next scrape reuses req */
@@ -291,7 +367,7 @@ static void pl__metrics_answer(pl_web *w, const pl_http_req *req, pl_http_res *r
     return;
   }
   pthread_mutex_lock(&w->counts_mu);
-  pl_store_counts counts = w->counts;
+  pl_web_counted counted = w->counted;
   uint64_t at = w->counts_at_ms;
   int ask = !w->counting;
   if (ask) {
@@ -301,12 +377,14 @@ static void pl__metrics_answer(pl_web *w, const pl_http_req *req, pl_http_res *r
   pthread_mutex_unlock(&w->counts_mu);
   res->status = 200;
   res->type = "text/plain; version=0.0.4; charset=utf-8";
-  pl__metrics(w, at ? &counts : NULL, at, res);
+  pl__metrics(w, at ? &counted : NULL, at, res);
   /* after the answer is made: the next count must not show in this one's
    * parley_store_queue_depth */
   if (ask) {
     memset(&w->counts_req, 0, sizeof w->counts_req);
-    w->counts_req.op = PL_STORE_STATS;
+    w->counts_req.op = PL_STORE_ADMIN; /* the counts, the deepest queues and the sizes */
+    w->counts_req.u.admin.in.action = PL_ADMIN_STATS;
+    w->counts_req.u.admin.in.limit = PL_WEB_DEEPEST;
     w->counts_req.done = pl__counted; /* on the store thread: origin NULL */
     w->counts_req.data = w;
     pl_store_submit(w->store, &w->counts_req);
@@ -363,6 +441,8 @@ void pl_web_route(void *ud, const pl_http_req *req, pl_http_res *res, pl_http_ex
   } else if ((!strcmp(path, "/api/register") || !strcmp(path, "/api/login")) &&
              !strcmp(req->method, "POST")) {
     pl_lp_auth(&w->lp, req, !strcmp(path, "/api/register"), res, x);
+  } else if (w->admin && pl_admin_route(w->admin, req, path, res, x)) {
+    /* answered, or held */
   } else if (pl_media_route(w->media, req, path, res, x)) {
     /* answered, or held */
   } else if (!strcmp(path, "/healthz") && get) {

@@ -111,6 +111,7 @@ typedef enum pl_store_op {
   PL_STORE_PUSH_CLAIM,   /* lease the due rows to one sender */
   PL_STORE_PUSH_DONE,    /* what became of claimed rows */
   PL_STORE_STATS,        /* what the store holds, counted (out.counts; no input; nothing written) */
+  PL_STORE_ADMIN,        /* the operator's calls (u.admin, in.action: PL_ADMIN_*; docs/admin.md) */
 } pl_store_op;
 
 /* DEVICES: what to do before listing (the values of DevicesOp on the wire). */
@@ -294,6 +295,7 @@ typedef struct pl_store_register_req {
     const char *device;                    /* first device's name */
     const char *pwhash;                    /* Argon2id string (crypto_pwhash_str) */
     uint8_t token_hash[PL_TOKEN_HASH_LEN]; /* the device's token, hashed */
+    const char *invite;                    /* an invite code to use up (NULL: none asked) */
   } in;
   struct {
     uint64_t user_id, device_id; /* the new user and device */
@@ -377,7 +379,8 @@ typedef struct pl_store_send_req {
      * each target's own qid, parallel to targets (msg.qid is then unused);
      * NULL: msg.qid for every target. */
     uint64_t *qids;
-    uint64_t group; /* the group it went to (deliver to its members) */
+    uint64_t group;     /* the group it went to (deliver to its members) */
+    uint64_t vanish_at; /* disappearing messages: when it vanishes (0: never) */
   } out;
 } pl_store_send_req;
 
@@ -682,6 +685,81 @@ typedef struct pl_store_stats_req {
   } out;
 } pl_store_stats_req;
 
+/* ADMIN: what the operator asks (docs/admin.md). The rules of each action
+ * are the same for every backend; the backend only stores and loads. */
+typedef enum pl_admin_action {
+  PL_ADMIN_USERS = 1,  /* users whose name contains in.query, by name after in.after (paged) */
+  PL_ADMIN_USER,       /* one user: out.users[0], devices, groups, media usage */
+  PL_ADMIN_CREATE,     /* a user with in.pwhash and no device */
+  PL_ADMIN_PASSWORD,   /* set in.pwhash; every device is signed out (out.kicked) */
+  PL_ADMIN_DISABLE,    /* no login or resume; every device is signed out (out.kicked) */
+  PL_ADMIN_ENABLE,     /* undoes DISABLE */
+  PL_ADMIN_DELETE,     /* the user and everything of theirs: devices, queues, groups, media */
+  PL_ADMIN_REVOKE,     /* sign out in.device (NULL: every device) (out.kicked) */
+  PL_ADMIN_GROUPS,     /* groups by gid after in.after_id (paged) */
+  PL_ADMIN_GROUP,      /* one group (in.group): out.groups[0] and its members */
+  PL_ADMIN_REMOVE,     /* take in.user out of in.group (as if they left) */
+  PL_ADMIN_INVITE,     /* record invite in.code: in.uses, in.expires */
+  PL_ADMIN_INVITES,    /* the invites not used up or expired */
+  PL_ADMIN_INVITE_DEL, /* forget invite in.code */
+  PL_ADMIN_TOP_QUEUES, /* the in.limit deepest device queues (out.devices, with user names) */
+  PL_ADMIN_STATS,      /* out.counts, the deepest queues (as TOP_QUEUES), db and media bytes */
+  PL_ADMIN_BACKUP,     /* an online copy of the database into the new file in.path */
+} pl_admin_action;
+
+typedef struct pl_admin_user {
+  uint64_t id, created, last_seen;
+  char *name;
+  int disabled;
+  uint64_t devices; /* signed in */
+} pl_admin_user;
+
+typedef struct pl_admin_device {
+  uint64_t id, created, used_at;
+  uint64_t queued; /* entries in its queue */
+  char *name, *user;
+  int signed_in;
+} pl_admin_device;
+
+typedef struct pl_admin_invite {
+  char *code;
+  uint64_t uses_left, expires, created; /* expires: ms since the epoch, 0 never */
+} pl_admin_invite;
+
+typedef struct pl_store_admin_req {
+  struct {
+    int action;         /* pl_admin_action */
+    const char *user;   /* the user acted on */
+    const char *query;  /* USERS: part of the name ("" or NULL: all) */
+    const char *after;  /* USERS: names after this one */
+    uint64_t after_id;  /* GROUPS: gids after this one */
+    uint32_t limit;     /* USERS, GROUPS, TOP_QUEUES: at most this many (0: 100) */
+    uint64_t group;     /* GROUP, REMOVE */
+    const char *device; /* REVOKE: one device (NULL: all) */
+    const char *pwhash; /* CREATE, PASSWORD: Argon2id string */
+    const char *code;   /* INVITE, INVITE_DEL */
+    const char *path;   /* BACKUP: a file that does not exist yet */
+    uint64_t uses;      /* INVITE: registrations it allows */
+    uint64_t expires;   /* INVITE: ms since the epoch (0: never) */
+  } in;
+  struct {
+    pl_admin_user *users;
+    size_t nusers;
+    pl_admin_device *devices; /* USER: every device; TOP_QUEUES: the deepest */
+    size_t ndevices;
+    pl_group_info *groups; /* USER: its groups (my_role: its role); GROUP(S) */
+    size_t ngroups;
+    pl_admin_invite *invites;
+    size_t ninvites;
+    uint64_t media_count, media_bytes; /* USER; STATS: all uploads */
+    pl_store_counts counts;            /* STATS */
+    uint64_t db_bytes;                 /* STATS, BACKUP: the database's size */
+    uint64_t *kicked;                  /* devices signed out: their connections close */
+    size_t nkicked;
+    int more; /* USERS, GROUPS: another page follows */
+  } out;
+} pl_store_admin_req;
+
 struct pl_store_req {
   pl_store_op op;
   pl_store_done_cb done; /* called once with the result (see post hook) */
@@ -742,6 +820,7 @@ struct pl_store_req {
     pl_store_push_claim_req push_claim;
     pl_store_push_done_req push_done;
     pl_store_stats_req stats;
+    pl_store_admin_req admin;
   } u;
 };
 
@@ -761,7 +840,7 @@ typedef struct pl_store_op_info {
 
 /* The first and last ops (the table covers every op between). */
 #define PL_STORE_OP_FIRST PL_STORE_REGISTER
-#define PL_STORE_OP_LAST PL_STORE_STATS
+#define PL_STORE_OP_LAST PL_STORE_ADMIN
 
 /* The entry of op; NULL if op is not one. */
 const pl_store_op_info *pl_store_op_get(int op);
@@ -822,6 +901,7 @@ typedef struct pl_store_config {
   uint32_t max_group;       /* members per group (0: 100,000) */
   uint32_t group_detail;    /* groups up to this size: receipts name members, and senders get live updates */
   uint32_t max_batch;       /* requests per transaction */
+  uint32_t page_cache_kib;  /* the backend's page cache (0: 2,048 KiB); a fixed amount, whatever the load */
   uint32_t sweep_ms;        /* how often expired messages are deleted */
   uint32_t flush_chunk;     /* cached writes per transaction at the sweep (0: 2,048) */
   uint32_t commit_delay_us; /* under load, commits start at most this often (0: no pacing) */

@@ -209,6 +209,25 @@ static void pl__clear_push_claim(pl_store_req *r) {
   pl_free(r->u.push_claim.out.rows);
 }
 
+static void pl__clear_admin(pl_store_req *r) {
+  pl_store_admin_req *a = &r->u.admin;
+  for (size_t i = 0; i < a->out.nusers; i++)
+    pl_free(a->out.users[i].name);
+  pl_free(a->out.users);
+  for (size_t i = 0; i < a->out.ndevices; i++) {
+    pl_free(a->out.devices[i].name);
+    pl_free(a->out.devices[i].user);
+  }
+  pl_free(a->out.devices);
+  for (size_t i = 0; i < a->out.ngroups; i++)
+    pl_group_info_clear(&a->out.groups[i]);
+  pl_free(a->out.groups);
+  for (size_t i = 0; i < a->out.ninvites; i++)
+    pl_free(a->out.invites[i].code);
+  pl_free(a->out.invites);
+  pl_free(a->out.kicked);
+}
+
 /* ---- the table ----------------------------------------------------------- */
 
 /* Where an op's out lies in the request, to zero it (an op without one: 0, 0). */
@@ -254,6 +273,7 @@ static const pl__op pl__ops[] = {
     [PL_STORE_PUSH_CLAIM] = {{"push_claim", 1, 0, pl__clear_push_claim}, PL__OUT(push_claim)},
     [PL_STORE_PUSH_DONE] = {{"push_done", 1, 0, pl__clear_none}, PL__NO_OUT},
     [PL_STORE_STATS] = {{"stats", 0, 0, pl__clear_none}, PL__OUT(stats)},
+    [PL_STORE_ADMIN] = {{"admin", 1, 0, pl__clear_admin}, PL__OUT(admin)},
 };
 
 static const pl__op *pl__op_get(int op) {

@@ -56,6 +56,30 @@ static int pl__push_done_ok(const pl_store_req *r) {
   return x->in.results || !x->in.nresults;
 }
 
+static int pl__admin_ok(const pl_store_req *r) {
+  const pl_store_admin_req *a = &r->u.admin;
+  switch (a->in.action) {
+  case PL_ADMIN_USERS:
+  case PL_ADMIN_GROUPS:
+  case PL_ADMIN_INVITES:
+  case PL_ADMIN_STATS:
+  case PL_ADMIN_TOP_QUEUES: return 1;
+  case PL_ADMIN_BACKUP: return a->in.path != NULL;
+  case PL_ADMIN_CREATE:
+  case PL_ADMIN_PASSWORD: return a->in.user && a->in.pwhash;
+  case PL_ADMIN_GROUP: return a->in.group != 0;
+  case PL_ADMIN_REMOVE: return a->in.group && a->in.user;
+  case PL_ADMIN_INVITE:
+  case PL_ADMIN_INVITE_DEL: return a->in.code != NULL;
+  case PL_ADMIN_USER:
+  case PL_ADMIN_DISABLE:
+  case PL_ADMIN_ENABLE:
+  case PL_ADMIN_DELETE:
+  case PL_ADMIN_REVOKE: return a->in.user != NULL;
+  default: return 0;
+  }
+}
+
 static int (*const pl__valid[])(const pl_store_req *r) = {
     [PL_STORE_REGISTER] = pl__register_ok,
     [PL_STORE_GET_USER] = pl__get_user_ok,
@@ -81,6 +105,7 @@ static int (*const pl__valid[])(const pl_store_req *r) = {
     [PL_STORE_PUSH_ENQUEUE] = pl__push_enqueue_ok,
     [PL_STORE_PUSH_CLAIM] = pl__push_claim_ok,
     [PL_STORE_PUSH_DONE] = pl__push_done_ok,
+    [PL_STORE_ADMIN] = pl__admin_ok,
 };
 
 int pl_store_req_valid(const pl_store_req *r) {

@@ -11,7 +11,7 @@
 //   PARLEYD=build/parleyd node --experimental-websocket tests/browser/sdk.mjs
 import { rmSync } from 'node:fs';
 import assert from 'node:assert/strict';
-import { Parley, ParleyError, memoryStorage, dmConv } from '../../web/parley.mjs';
+import { Parley, ParleyError, memoryStorage, dmConv, actOf, reactionCounts } from '../../web/parley.mjs';
 import { startServer, until, png } from './lib.mjs';
 
 const PARLEYD = process.env.PARLEYD;
@@ -161,6 +161,22 @@ async function run() {
     assert.deepEqual(texts(carol, gconv), ['hi team', 'second', 'third'], 'each once, in order');
     const created = [...carol1.got, ...carol.got].filter((m) => m.conv === gconv && m.event && m.event.type === 'GE_CREATED');
     assert.equal(created.length, 1, 'the group\'s first entry once, on whichever connection got it first');
+
+    step('message actions: a reply, a reaction changed, an edit, a delete; refused ones fail with their code');
+    const base = await alice.sendMessage({ to: 'bob', text: 'act on me' }).acked;
+    const rep = await bob.reply(conv, base.seq, 'a reply').acked;
+    await bob.react(conv, base.seq, '👍').acked;
+    await bob.react(conv, base.seq, '❤️').acked;
+    await alice.edit(conv, base.seq, 'acted on').acked;
+    await alice.deleteForEveryone(conv, rep.seq).acked.then(() => assert.fail('not hers'), (e) => assert.equal(e.code, 'ERR_NOT_AUTHOR'));
+    await bob.deleteForEveryone(conv, rep.seq).acked;
+    await bob.react(conv, rep.seq, '👍').acked.then(() => assert.fail('deleted'), (e) => assert.equal(e.code, 'ERR_NO_TARGET'));
+    await until(() => alice.got.some((m) => actOf(m).kind === 'delete'), 'alice to get the delete');
+    const acts = alice.got.filter((m) => m.conv === conv && m.seq > base.seq && !m.mine).map((m) => [actOf(m).kind, actOf(m).target || actOf(m).replyTo, m.text]);
+    assert.deepEqual(acts, [[null, base.seq, 'a reply'], ['reaction', base.seq, '👍'], ['reaction', base.seq, '❤️'],
+      ['delete', rep.seq, '']]);
+    assert.deepEqual(reactionCounts({ bob: '❤️' }), [['❤️', 1]]);
+    await until(() => bob.got.some((m) => actOf(m).kind === 'edit' && m.text === 'acted on'), 'bob to get the edit');
 
     step('a refused send fails for good, with the code; an unknown user is UNKNOWN_PEER');
     await assert.rejects(alice.sendMessage({ to: 'nobody', text: 'x' }).acked, (e) => e.code === 'ERR_UNKNOWN_PEER');

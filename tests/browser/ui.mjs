@@ -4,7 +4,9 @@
 // separators; the conversation list by last activity with previews and
 // unread counts; a chat with a user who does not exist leaves nothing behind;
 // a group's name shows for a member added later; group management (roles,
-// rename, leave); the emoji picker; search in the cached history; the dark
+// rename, leave); the emoji picker; search in the cached history; reply,
+// reaction, edit and delete from a message's menu, seen on the other page;
+// disappearing messages gone from both pages after their (test) time; the dark
 // theme; the favicon. With SCREENSHOTS=DIR it saves the main screens there at
 // phone and desktop sizes (docs/screenshots/ holds the committed ones).
 //
@@ -46,7 +48,7 @@ const convOrder = (page) => page.locator('#convs .name').allTextContents();
 const scrollWidth = (page) => page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
 
 async function run() {
-  const srv = await startServer(PARLEYD);
+  const srv = await startServer(PARLEYD, undefined, ['--test-disappear', '3']);
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
@@ -140,6 +142,53 @@ async function run() {
     await alice.fill('#search', 'zebra');
     await alice.locator('#results .none:text-is("No message has “zebra”.")').waitFor({ timeout: T });
     await alice.fill('#search', '');
+
+    step('reply, reaction, edit and delete from a message\'s menu, each seen on the other page');
+    await convButton(alice, 'carol').click();
+    const bubble = (page, cls, text) => page.locator(`#messages li.${cls}`, { has: page.locator(`.text:text-is("${text}")`) });
+    const menu = async (li, label) => {
+      await li.locator('button.more').click();
+      await li.locator(`.msg-menu button[aria-label="${label}"], .msg-menu button:text-is("${label}")`).first().click();
+    };
+    await menu(bubble(alice, 'theirs', 'lunch?'), 'Reply');
+    await alice.locator('#composer-context:not([hidden])').waitFor({ timeout: T });
+    await alice.fill('#composer-text', 'sure, at noon');
+    await alice.click('#send');
+    const reply = bubble(carol, 'theirs', 'sure, at noon');
+    await reply.locator('.quote:has-text("lunch?")').waitFor({ timeout: T });
+    await menu(reply, 'React 👍');
+    const mine = alice.locator('#messages li.mine', { has: alice.locator('.quote') });
+    await mine.locator('.reaction:text-is("👍")').waitFor({ timeout: T });
+    await menu(mine, 'Edit');
+    assert.equal(await alice.inputValue('#composer-text'), 'sure, at noon');
+    await alice.fill('#composer-text', 'sure, at one');
+    await alice.click('#send');
+    const edited = bubble(carol, 'theirs', 'sure, at one');
+    await edited.locator('.edited:text-is("edited")').waitFor({ timeout: T });
+    assert.equal(await edited.locator('.reaction').textContent(), '👍', 'the reaction stays on the edited message');
+    await menu(bubble(alice, 'mine', 'yes 😀'), 'Delete for everyone');
+    await carol.locator('#messages li.theirs .text.deleted:text-is("This message was deleted")').waitFor({ timeout: T });
+    assert.equal(await carol.locator('#messages .text:text-is("yes 😀")').count(), 0);
+    assert.equal(await alice.locator('#messages .text:text-is("yes 😀")').count(), 0);
+    assert.deepEqual(await scrollWidth(alice), [PHONE.width, PHONE.width]);
+    await shot(carol, 'actions-desktop');
+    await menu(mine, 'Reply'); // the menu and the reply bar on a phone
+    await shot(alice, 'actions-phone');
+    await alice.click('#composer-cancel');
+
+    step('disappearing messages: carol turns them on, both pages say so; a message is gone from both after its time');
+    await carol.selectOption('#disappear', '86400');
+    const notice = 'set disappearing messages to 24 hours';
+    await alice.locator(`#messages li.event .text:text-is("carol ${notice}")`).waitFor({ timeout: T });
+    await carol.locator(`#messages li.event .text:text-is("You ${notice}")`).waitFor({ timeout: T });
+    assert.equal(await alice.inputValue('#disappear'), '86400');
+    await say(carol, 'this will vanish');
+    await bubble(alice, 'theirs', 'this will vanish').waitFor({ timeout: T });
+    await bubble(alice, 'theirs', 'this will vanish').waitFor({ state: 'detached', timeout: T }); // --test-disappear 3
+    await bubble(carol, 'mine', 'this will vanish').waitFor({ state: 'detached', timeout: T });
+    await carol.selectOption('#disappear', '0');
+    await alice.locator('#messages li.event .text:text-is("carol turned disappearing messages off")').waitFor({ timeout: T });
+    await alice.click('#back');
 
     step('bob makes a group; dave, added later, sees its name, not its id');
     await bob.locator('#new-group-box').evaluate((d) => { d.open = true; });

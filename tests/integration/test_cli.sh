@@ -73,7 +73,7 @@ register() { # NAME CREDENTIALS...
   local who=$1
   shift
   run "reg_$who" "$CLI" "$@" register
-  if [[ $rc -eq 0 && -z $out && -z $err ]]; then
+  if [[ $rc -eq 0 && $out == "{\"registered\":\"$who\",\"device\":\"default\"}" && -z $err ]]; then
     pass "register $who"
   else
     fail "register $who" "rc=$rc out='$out' err='$err'"

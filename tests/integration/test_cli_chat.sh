@@ -11,8 +11,8 @@ PARLEYD_ARGS=(--presence-grace 0)
 source "$(dirname "$0")/cli_harness.sh"
 A=("$CLI" --user alice)
 B=("$CLI" --user bob)
-expect register-alice 0 "" "${A[@]}" register
-expect register-bob 0 "" "${B[@]}" register
+expect register-alice 0 '{"registered":"alice","device":"default"}' "${A[@]}" register
+expect register-bob 0 '{"registered":"bob","device":"default"}' "${B[@]}" register
 expect alice-adds-bob 0 '{"contacts":["bob"]}' "${A[@]}" contacts add bob
 
 # until FILE TEXT: waits (up to 20 s) for TEXT to appear in FILE.

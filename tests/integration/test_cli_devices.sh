@@ -10,7 +10,7 @@ A=("$CLI" --user alice)
 names='import json,sys; print(" ".join(x["name"] + ":" + str(x["current"]).lower() for x in json.load(sys.stdin)["devices"]))'
 # devices [ARGS] from the phone, printed as "name:current ..."
 phone_devices() { "${A[@]}" --device phone devices "$@" | python3 -c "$names"; }
-expect register 0 "" "${A[@]}" --device phone register
+expect register 0 '{"registered":"alice","device":"phone"}' "${A[@]}" --device phone register
 expect login-laptop 0 "" "${A[@]}" --device laptop recv
 expect list 0 "phone:true laptop:false" phone_devices
 expect revoke 0 "phone:true" phone_devices revoke laptop

@@ -10,7 +10,7 @@ A=("$CLI" --user alice)
 A=("$CLI" --user alice)
 B=("$CLI" --user bob)
 C=("$CLI" --user carol)
-for u in alice bob carol; do expect "register-$u" 0 "" "$CLI" --user "$u" register; done
+for u in alice bob carol; do expect "register-$u" 0 "{\"registered\":\"$u\",\"device\":\"default\"}" "$CLI" --user "$u" register; done
 expect create 0 '{"group":"1","name":"team","description":"","role":"owner","member_count":2,"last_seq":1,"members":[{"user":"alice","role":"owner"},{"user":"bob","role":"member"}]}' \
   "${A[@]}" group create team bob
 expect send-group 0 '{"id":"g1","conv":"g:1","seq":2' \

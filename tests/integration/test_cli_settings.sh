@@ -9,7 +9,7 @@ PARLEYD_ARGS=()
 source "$(dirname "$0")/cli_harness.sh"
 A=("$CLI" --user alice)
 B=("$CLI" --user bob)
-for u in alice bob; do expect "register-$u" 0 "" "$CLI" --user "$u" register; done
+for u in alice bob; do expect "register-$u" 0 "{\"registered\":\"$u\",\"device\":\"default\"}" "$CLI" --user "$u" register; done
 expect defaults 0 '{"read_receipts":"on","last_seen":"contacts","group_add":"everyone"}' "${A[@]}" settings
 expect group-add-nobody 0 '{"read_receipts":"on","last_seen":"contacts","group_add":"nobody"}' \
   "${A[@]}" settings --group-add nobody

@@ -12,8 +12,8 @@ PARLEYD_ARGS=(--filter-words "$words")
 source "$(dirname "$0")/cli_harness.sh"
 A=("$CLI" --user alice)
 B=("$CLI" --user bob)
-expect register-alice 0 "" "${A[@]}" register
-expect register-bob 0 "" "${B[@]}" register
+expect register-alice 0 '{"registered":"alice","device":"default"}' "${A[@]}" register
+expect register-bob 0 '{"registered":"bob","device":"default"}' "${B[@]}" register
 expect contacts-empty 0 '{"contacts":[]}' "${B[@]}" contacts
 expect contacts-add 0 '{"contacts":["alice"]}' "${B[@]}" contacts add alice
 expect send 0 '{"id":"m1","conv":"dm:alice:bob","seq":1' \

@@ -25,8 +25,8 @@ for _ in $(seq 1500); do # the TLS listener opens with the plain one; be sure
 done
 unset PARLEY_SERVER
 T=(--server "tls://localhost:$tls_port" --ca "$pki/root.pem")
-expect register-alice 0 "" "$CLI" "${T[@]}" --user alice register
-expect register-bob 0 "" "$CLI" "${T[@]}" --user bob register
+expect register-alice 0 '{"registered":"alice","device":"default"}' "$CLI" "${T[@]}" --user alice register
+expect register-bob 0 '{"registered":"bob","device":"default"}' "$CLI" "${T[@]}" --user bob register
 expect send 0 '"seq":1' bash -c "$(printf '%q ' "$CLI" "${T[@]}") --user alice send bob 'hi over tls' | grep -o '\"seq\":1'"
 expect recv 0 '"text":"hi over tls"' \
   bash -c "$(printf '%q ' "$CLI" "${T[@]}") --user bob recv | grep -o '\"text\":\"hi over tls\"'"

@@ -36,32 +36,9 @@ static tl_server na, nb;
 /* the users' tokens on each node: [node][0 alice, 1 bob] */
 static char tok[2][2][128];
 
-/* Starts node srv on the bus urls, named name. */
-static void node_start(tl_server *srv, const char *name, const char *urls) {
-  char extra[512];
-  snprintf(extra, sizeof extra, FAST " --bus %s --node %s", urls, name);
-  tl_server_start(srv, extra);
-}
-
-/* Three NATS servers; node A on the first, node B on the second (each
- * learns the others from NATS); both see each other alive. */
-static void cluster_up(void) {
-  tl_nats_start(&ns, 3);
-  node_start(&na, "A", ns.url[0]);
-  node_start(&nb, "B", ns.url[1]);
-  tl_wait_metric(&na, "parley_bus_connected", 1, T_MS);
-  tl_wait_metric(&nb, "parley_bus_connected", 1, T_MS);
-  tl_wait_metric(&na, "parley_bus_nodes_alive", 1, T_MS);
-  tl_wait_metric(&nb, "parley_bus_nodes_alive", 1, T_MS);
-}
-
-static void cluster_down(void) {
-  if (na.pid > 0)
-    tl_server_stop(&na);
-  if (nb.pid > 0)
-    tl_server_stop(&nb);
-  tl_nats_stop(&ns);
-}
+/* Three NATS servers; node A on the first, node B on the second. */
+static void cluster_up(void) { tl_nats_nodes_up(&ns, &na, &nb, FAST); }
+static void cluster_down(void) { tl_nats_nodes_down(&ns, &na, &nb); }
 
 /* alice and bob on both nodes, in that order (so with the same ids). */
 static void users(void) {
@@ -197,6 +174,24 @@ static void test_takeover_across_nodes(void) {
   cluster_down();
 }
 
+/* alice sends through A to bob, who is connected to B only: A publishes one
+ * hint, B receives it (and bob's session reads its queue; what it finds
+ * there needs a shared store: test_cluster_pg). */
+static void test_hint_to_other_node(void) {
+  cluster_up();
+  users();
+  int b = back(&nb, tok[1][1]);
+  int a = back(&na, tok[0][0]);
+  int err = 0;
+  CHECK(rc_send_wait(a, "h1", "bob", "hint me", &err) > 0);
+  tl_wait_metric(&na, "parley_bus_hints_sent_total", 1, T_MS);
+  tl_wait_metric(&nb, "parley_bus_hints_received_total", 1, T_MS);
+  CHECK_EQ_I(tl_metric(&nb, "parley_bus_hints_sent_total"), 0);
+  close(a);
+  close(b);
+  cluster_down();
+}
+
 /* A node killed with kill -9: the other declares it dead within the
  * liveness window and its users go offline for their followers. */
 static void test_node_killed(void) {
@@ -206,7 +201,6 @@ static void test_node_killed(void) {
   expect_presence(b, 1, T_MS);
   uint64_t t0 = tl_now_ms();
   tl_server_kill(&na, SIGKILL);
-  na.pid = 0;
   expect_presence(b, 0, DEAD_MS);
   CHECK(tl_now_ms() - t0 >= 5000); /* by the liveness window (6 s), not sooner */
   CHECK_EQ_I(tl_metric(&nb, "parley_bus_dead_nodes_total"), 1);
@@ -277,6 +271,7 @@ int main(void) {
   RUN(test_presence_across_nodes);
   RUN(test_typing_across_nodes);
   RUN(test_takeover_across_nodes);
+  RUN(test_hint_to_other_node);
   RUN(test_node_killed);
   RUN(test_node_stopped);
   RUN(test_nats_server_killed);

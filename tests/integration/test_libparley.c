@@ -2,7 +2,7 @@
  * receive callback with auto-ack, the clock offset, and the outbox that
  * survives a server kill -9: messages queued while the server is down are
  * sent after the automatic reconnect (resume by token) and each is acked
- * and delivered exactly once. */
+ * and delivered exactly once; message actions with their act and codes. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +17,9 @@ typedef struct rx {
   int n, acks, dup_seq;
   uint64_t last_seq;
   char last_from[32];
+  int last_kind; /* the last message's act (PARLEY_ACT_*) */
+  uint64_t last_target, last_reply;
+  char last_body[32];
 } rx;
 
 static void on_message(parley *c, const parley_message *m, void *ud) {
@@ -26,6 +29,10 @@ static void on_message(parley *c, const parley_message *m, void *ud) {
     r->dup_seq++;
   r->last_seq = m->seq;
   snprintf(r->last_from, sizeof r->last_from, "%s", m->from);
+  snprintf(r->last_body, sizeof r->last_body, "%.*s", (int)m->body_len, (const char *)m->body);
+  r->last_kind = m->act ? m->act->kind : PARLEY_ACT_NONE;
+  r->last_target = m->act ? m->act->target : 0;
+  r->last_reply = m->act ? m->act->reply_to : 0;
   r->n++;
 }
 
@@ -47,6 +54,15 @@ static parley *client(const tl_server *s, rx *r) {
   CHECK(c != NULL);
   CHECK_EQ_I(parley_connect(c), PARLEY_OK);
   return c;
+}
+
+/* Starts s and registers alice (a) and bob (b). */
+static void alice_and_bob(tl_server *s, rx *ra, rx *rb, parley **a, parley **b) {
+  tl_server_start(s, FAST);
+  *a = client(s, ra);
+  *b = client(s, rb);
+  CHECK_EQ_I(parley_register(*a, "alice", "alice-secret", "phone"), PARLEY_OK);
+  CHECK_EQ_I(parley_register(*b, "bob", "bob-secret", "phone"), PARLEY_OK);
 }
 
 static void pump(parley *a, parley *b, int ms) {
@@ -139,11 +155,9 @@ static void check_settings(const parley_settings *got, int rr, int ls, int ga) {
 }
 
 static void test_settings(void) {
-  tl_server_start(&settings_srv, FAST);
   rx ra = {0}, rb = {0};
-  parley *a = client(&settings_srv, &ra), *b = client(&settings_srv, &rb);
-  CHECK_EQ_I(parley_register(a, "alice", "alice-secret", "phone"), PARLEY_OK);
-  CHECK_EQ_I(parley_register(b, "bob", "bob-secret", "phone"), PARLEY_OK);
+  parley *a, *b;
+  alice_and_bob(&settings_srv, &ra, &rb, &a, &b);
   parley_settings now;
   CHECK_EQ_I(parley_settings_wait(a, NULL, &now, 5000), PARLEY_OK);
   check_settings(&now, PARLEY_READ_RECEIPTS_ON, PARLEY_LAST_SEEN_CONTACTS, PARLEY_GROUP_ADD_EVERYONE);
@@ -185,8 +199,41 @@ static void test_settings(void) {
   parley_free(b);
 }
 
+/* Message actions (protocol.md 11.9) through parley_send_act_wait: a reply
+ * and a reaction arrive with their act; a refused edit returns its code. */
+static tl_server acts_srv;
+
+static void test_message_actions(void) {
+  rx ra = {0}, rb = {0};
+  parley *a, *b;
+  alice_and_bob(&acts_srv, &ra, &rb, &a, &b);
+  parley_send_ack ack;
+  CHECK_EQ_I(parley_send_wait(a, "m1", "bob", "hello", 5, &ack, 5000), PARLEY_OK);
+  parley_act reply = {.kind = PARLEY_ACT_NONE, .reply_to = 1};
+  CHECK_EQ_I(parley_send_act_wait(b, "r1", "alice", NULL, &reply, "hi", 2, &ack, 5000), PARLEY_OK);
+  CHECK_EQ_U(ack.seq, 2);
+  for (int i = 0; i < 500 && ra.n < 1; i++)
+    pump(a, b, 10);
+  CHECK_EQ_I(ra.last_kind, PARLEY_ACT_NONE);
+  CHECK_EQ_U(ra.last_reply, 1);
+  parley_act react = {.kind = PARLEY_ACT_REACTION, .target = 1};
+  CHECK_EQ_I(parley_send_act_wait(b, "x1", "alice", NULL, &react, "+1", 2, &ack, 5000), PARLEY_OK);
+  for (int i = 0; i < 500 && ra.n < 2; i++)
+    pump(a, b, 10);
+  CHECK_EQ_I(ra.last_kind, PARLEY_ACT_REACTION);
+  CHECK_EQ_U(ra.last_target, 1);
+  CHECK_STR(ra.last_body, "+1");
+  parley_act edit = {.kind = PARLEY_ACT_EDIT, .target = 1};
+  CHECK_EQ_I(parley_send_act_wait(b, "e1", "alice", NULL, &edit, "mine", 4, &ack, 5000), PARLEY_E_NOT_AUTHOR);
+  edit.vanish_at = 1; /* the server's to set */
+  CHECK_EQ_I(parley_send_act_wait(a, "e2", "bob", NULL, &edit, "hello!", 6, &ack, 5000), PARLEY_E_ARG);
+  parley_free(a);
+  parley_free(b);
+}
+
 int main(void) {
   RUN(test_send_receive_and_reconnect);
+  tl_run_server(&acts_srv, "test_message_actions", test_message_actions);
   tl_run_server(&limited, "test_rate_limited_sends_retried", test_rate_limited_sends_retried);
   tl_run_server(&settings_srv, "test_settings", test_settings);
   return tl_summary();

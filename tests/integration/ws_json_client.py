@@ -303,6 +303,23 @@ async def longpoll(base, url):
     got = await wendy.recv("message")
     check(got["from"] == "lena" and base64.b64decode(got["body"]).decode() == "back over HTTP", str(got))
 
+    # message actions over long-poll (protocol.md 11.9): lena reacts to wendy's message and
+    # edits hers; wendy gets both in order, as messages with their act; an edit of
+    # someone else's message is refused with its code
+    st, _ = await asyncio.to_thread(http, "POST", f"{base}/lp/{sid}", [
+        {"type": "send", "id": "l2", "to": "wendy", "body": b64("\U0001F44D"), "act": {"kind": "ACT_REACTION", "target": 1}},
+        {"type": "send", "id": "l3", "to": "wendy", "body": b64("back over HTTP!"), "act": {"kind": "ACT_EDIT", "target": 2}},
+        {"type": "send", "id": "l4", "to": "wendy", "body": b64("mine?"), "act": {"kind": "ACT_EDIT", "target": 1}}])
+    check(st == 204, f"POST actions: {st}")
+    err, seen = await poll(base, sid, "error")
+    check(err["code"] == "ERR_NOT_AUTHOR" and err["ref"] == "l4", str(err))
+    check([f["seq"] for f in seen if f["type"] == "send_ack"] == [3, 4], str(seen))
+    react = await wendy.recv("message")
+    check(react["seq"] == 3 and react["act"] == {"kind": "ACT_REACTION", "target": 1}, str(react))
+    edit = await wendy.recv("message")
+    check(edit["act"] == {"kind": "ACT_EDIT", "target": 2}
+          and base64.b64decode(edit["body"]).decode() == "back over HTTP!", str(edit))
+
     # bad JSON: 400 now, and the session ends with an Error the next GET gives
     st, body = await asyncio.to_thread(http, "POST", f"{base}/lp/{sid}", None)
     check(st == 204, f"an empty POST is fine: {st}")

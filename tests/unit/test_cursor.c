@@ -358,6 +358,31 @@ static void test_lost_last_push_found_by_check(void) {
   CHECK_EQ_I(pl_cursor_push(&c, 2, 0, 9, 0), PL_CURSOR_WRITE);
 }
 
+/* A cluster's hint (another node committed for this device; no push carries
+ * it): a live cursor fetches; one fetching already fetches once more after
+ * its page (that page may have been read before the commit); a lagging one
+ * waits for its drain, which fetches anyway. */
+static void test_hint_from_another_node(void) {
+  pl_cursor c;
+  pl_cursor_init(&c, 8);
+  CHECK_EQ_I(pl_cursor_hint(&c), PL_CURSOR_IGNORE); /* not attached */
+  pl_cursor_attach(&c);
+  pl_cursor_fetch(&c);
+  CHECK_EQ_I(pl_cursor_hint(&c), PL_CURSOR_IGNORE); /* fetching: noted */
+  CHECK_EQ_I(pl_cursor_page_end(&c, 0, 0), PL_CURSOR_FETCH);
+  CHECK_EQ_I(pl_cursor_entry(&c, 0, 5, 0), PL_CURSOR_WRITE);
+  CHECK_EQ_I(pl_cursor_page_end(&c, 0, 0), PL_CURSOR_FLUSH);
+  CHECK_EQ_I(pl_cursor_hint(&c), PL_CURSOR_FETCH); /* live */
+  CHECK_EQ_I(c.state, PL_CURSOR_FETCHING);
+  CHECK_EQ_I(pl_cursor_entry(&c, 0, 6, 0), PL_CURSOR_WRITE);
+  CHECK_EQ_I(pl_cursor_page_end(&c, 0, 0), PL_CURSOR_FLUSH);
+  CHECK_EQ_I(pl_cursor_push(&c, 1, 0, 7, 1), PL_CURSOR_LAG);
+  CHECK_EQ_I(pl_cursor_hint(&c), PL_CURSOR_IGNORE); /* lagging: the drain fetches */
+  CHECK_EQ_I(pl_cursor_drained(&c), PL_CURSOR_FETCH);
+  CHECK_EQ_U(c.last_sent, 6);
+  pl_cursor_free(&c);
+}
+
 /* A group stream (protocol 2) is exact: a push that is not the next seq
  * makes the cursor fetch, since with several writers the router may number
  * seq 6 before seq 5. Its first push on a connection starts from 0 written,
@@ -392,5 +417,6 @@ int main(void) {
   RUN(test_lost_repeated_reordered_pushes);
   RUN(test_several_writers_streams);
   RUN(test_exact_group_stream);
+  RUN(test_hint_from_another_node);
   return tl_summary();
 }

@@ -130,7 +130,7 @@ static void open_fake(pl_core *core, fake *f) {
   memset(f, 0, sizeof *f);
   f->c.ops = &fake_ops;
   f->c.h = pl_core_handler(core);
-  snprintf(f->c.peer, sizeof f->c.peer, "127.0.0.1:1");
+  f->c.peer = (pl_addr){.ip = {127, 0, 0, 1}, .port = 1, .family = 4}; /* 127.0.0.1:1 */
   f->c.h->on_open(&f->c, f->c.h->ud);
 }
 

@@ -270,6 +270,7 @@ static const pl__exec_fn pl__ops[] = {
     [PL_STORE_DEVICES] = pl_pg_acct_devices,
     [PL_STORE_MEDIA_AUTH] = pl__media_unsupported,
     [PL_STORE_STATS] = pl_pg_conv_stats,
+    [PL_STORE_ADMIN] = pl_pg_conv_admin,
 };
 
 static pl_err pl__pg_exec(void *be, pl_store_req *r) {

@@ -199,6 +199,8 @@ pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_mark_read(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_unread(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_stats(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_conv_counts(pl__pg *g, pl_store_counts *c);
+pl_err pl_pg_conv_admin(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_dedup_put(pl__pg *g, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts);
 
 /* ---- groups (pg_groups.c) ------------------------------------------------------ */

@@ -147,8 +147,19 @@ static pl_err pl__device_insert(pl__sq *q, uint64_t uid, const char *name, const
   return e;
 }
 
-pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
+/* A new user with pl_privacy's default settings (group_add 0: no privacy row yet). */
+pl_err pl_sq_acct_user_insert(pl__sq *q, const char *name, const char *pwhash) {
   sqlite3_stmt *st = q->st[ST_USER_INSERT];
+  pl_privacy_settings set = PL_PRIVACY_DEFAULTS;
+  pl_sq_bind_text(st, 1, name);
+  pl_sq_bind_text(st, 2, pwhash);
+  pl_sq_bind_u64(st, 3, pl_now_ms());
+  pl_sq_bind_u64(st, 4, (uint64_t)set.read_receipts);
+  pl_sq_bind_u64(st, 5, (uint64_t)set.last_seen);
+  return pl_sq_run(q, st);
+}
+
+pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
   uint64_t uid;
   pl_err e = pl__user_id(q, r->u.reg.in.user, &uid, NULL);
   if (e != PL_OK)
@@ -157,13 +168,11 @@ pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
     r->status = PL_ERR_USER_EXISTS;
     return PL_OK;
   }
-  pl_privacy_settings set = PL_PRIVACY_DEFAULTS; /* group_add 0: no privacy row yet */
-  pl_sq_bind_text(st, 1, r->u.reg.in.user);
-  pl_sq_bind_text(st, 2, r->u.reg.in.pwhash);
-  pl_sq_bind_u64(st, 3, pl_now_ms());
-  pl_sq_bind_u64(st, 4, (uint64_t)set.read_receipts);
-  pl_sq_bind_u64(st, 5, (uint64_t)set.last_seen);
-  e = pl_sq_run(q, st);
+  if (r->u.reg.in.invite && (e = pl_sq_admin_invite_take(q, r, r->u.reg.in.invite)) != PL_OK)
+    return e;
+  if (r->status != PL_OK)
+    return PL_OK; /* INVITE_INVALID */
+  e = pl_sq_acct_user_insert(q, r->u.reg.in.user, r->u.reg.in.pwhash);
   if (e != PL_OK)
     return e;
   r->u.reg.out.user_id = (uint64_t)sqlite3_last_insert_rowid(q->db);
@@ -171,10 +180,15 @@ pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
                            &r->u.reg.out.device_id);
 }
 
+/* A disabled account (the operator's ban, sq_admin.c) logs in no more. */
 pl_err pl_sq_acct_get_user(pl__sq *q, pl_store_req *r) {
+  int disabled = 0;
   pl_err e = pl__user_id(q, r->u.get_user.in.user, &r->u.get_user.out.user_id, &r->u.get_user.out.pwhash);
   if (e == PL_OK && !r->u.get_user.out.user_id)
     r->status = PL_ERR_BAD_CREDENTIALS;
+  else if (e == PL_OK && (e = pl_sq_admin_disabled(q, r->u.get_user.out.user_id, &disabled)) == PL_OK &&
+           disabled)
+    r->status = PL_ERR_ACCOUNT_DISABLED;
   return e;
 }
 

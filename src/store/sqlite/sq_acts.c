@@ -196,6 +196,7 @@ pl_err pl_sq_acts_apply(pl__sq *q, pl_store_req *r, pl__conv *c, uint64_t gid) {
   uint64_t vanish = pl_acts_vanish_at(pl_acts_timer_ms(&q->acts, timer_s), m->server_ts);
   uint64_t expires = pl_acts_expires(pl_sq_expires(q, m->server_ts), vanish);
   m->act = pl__pack(a, vanish, &m->act_len);
+  r->u.send.out.vanish_at = vanish;
   if (m->act && m->qid) {
     sqlite3_stmt *st = q->st[ST_ACT_ATTACH];
     pl_sq_bind_u64(st, 1, m->qid);

@@ -171,14 +171,13 @@ pl_err pl_sq_conv_flush(pl__sq *q) {
 /* Writes an accepted message: dedup row, seq, message row, queue rows. A
  * message with no target (a note to self, no other device) gets a seq and
  * a dedup row but no message row; its qid is 0. */
-static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, const pl__user *me,
-                             uint64_t now) {
+static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, pl__user *me, uint64_t now) {
   char *conv = pl_conv_dm(me->name, peer->name);
   uint64_t seq, ts;
   pl__conv *c;
   pl_err e = pl_sq_conv_get(q, conv, &c);
   if (e == PL_OK) /* an action's target, a reply's quote, a timer (refused: nothing written) */
-    e = pl_sq_acts_check(q, r, conv, c, (pl__user *)me, 0, now);
+    e = pl_sq_acts_check(q, r, conv, c, me, 0, now);
   if (e == PL_OK && r->status == PL_OK) {
     pl_sq_conv_peek(c, now, &seq, &ts);
     e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_DM(peer->id), seq, ts);

@@ -14,7 +14,8 @@ static const char pl__schema[] =
     "BEGIN;"
     "CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
     " pwhash TEXT NOT NULL, created INTEGER NOT NULL, read_receipts INTEGER NOT NULL DEFAULT 1,"
-    " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2);"
+    " last_seen INTEGER NOT NULL DEFAULT 0, last_seen_vis INTEGER NOT NULL DEFAULT 2,"
+    " disabled INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS devices(id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
     " name TEXT NOT NULL, token_hash BLOB UNIQUE, created INTEGER NOT NULL,"
     " token_at INTEGER NOT NULL DEFAULT 0, used_at INTEGER NOT NULL DEFAULT 0, UNIQUE(user_id, name));"
@@ -129,6 +130,7 @@ static const pl_sq_op pl__sq_ops[] = {
     [PL_STORE_PUSH_CLAIM] = {pl__push_claim},
     [PL_STORE_PUSH_DONE] = {pl__push_done},
     [PL_STORE_STATS] = {pl__stats},
+    [PL_STORE_ADMIN] = {pl_sq_admin},
 };
 
 const pl_sq_op *pl_sq_op_get(int op) {
@@ -366,7 +368,14 @@ static pl_err pl__upgrade_gcursor(pl__sq *q) {
 
 /* WAL; synchronous=FULL makes COMMIT fsync the WAL before it returns (the
  * server acks only after that), NORMAL survives a crash of the process. */
-static pl_err pl__setup(pl__sq *q, int durable) {
+static pl_err pl__setup(pl__sq *q, int durable, uint32_t cache_kib) {
+  char cache[64];
+  /* The page cache is SQLite's own copy of pages the OS caches anyway. At
+   * 16 MiB it held ~160 B per idle connection at 19,000 (each one's token,
+   * device and user rows were read once, at its Resume) and nothing the
+   * hot paths need: they touch the right edge of a few indexes. */
+  snprintf(cache, sizeof cache, "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%u",
+           cache_kib ? cache_kib : 2048);
   char *mode = NULL, *ver = NULL;
   pl_err e = pl__exec_sql(q, "PRAGMA journal_mode=WAL", &mode);
   if (e == PL_OK && (!mode || strcmp(mode, "wal") != 0)) {
@@ -376,7 +385,7 @@ static pl_err pl__setup(pl__sq *q, int durable) {
   if (e == PL_OK)
     e = pl__exec_sql(q, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", NULL);
   if (e == PL_OK)
-    e = pl__exec_sql(q, "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384", NULL);
+    e = pl__exec_sql(q, cache, NULL);
   if (e == PL_OK) /* see sq_disk.h */
     e = pl__exec_sql(q, PL_SQ_SECURE_DELETE, NULL);
   if (e == PL_OK)
@@ -416,6 +425,8 @@ static pl_err pl__setup(pl__sq *q, int durable) {
     e = pl__exec_sql(q, pl__schema, NULL);
   if (e == PL_OK) /* 11: message actions, a step of its own (sq_acts.c) */
     e = pl_sq_acts_upgrade(q->db);
+  if (e == PL_OK) /* 12: users.disabled and invites, a step of its own (sq_admin.c) */
+    e = pl_sq_admin_upgrade(q->db);
   pl_free(mode);
   pl_free(ver);
   return e;
@@ -467,8 +478,9 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
     goto out;
   }
   sqlite3_busy_timeout(q->db, 5000); /* a tool reading the file meanwhile */
-  if (pl__setup(q, cfg->durable) != PL_OK || pl_sq_push_open(&q->push, q->db, cfg->dir) != PL_OK ||
-      pl__prepare(q) != PL_OK || pl_sq_dedup_rings_replay(q) != PL_OK)
+  if (pl__setup(q, cfg->durable, cfg->page_cache_kib) != PL_OK ||
+      pl_sq_push_open(&q->push, q->db, cfg->dir) != PL_OK || pl__prepare(q) != PL_OK ||
+      pl_sq_dedup_rings_replay(q) != PL_OK)
     goto out;
   *out = q;
   q = NULL;

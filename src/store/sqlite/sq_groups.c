@@ -435,6 +435,15 @@ pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r) {
   return e == PL_OK ? pl__group_info(q, o.gid, o.me, 1, &r->u.group_update.out.info, &found) : e;
 }
 
+void pl_sq_group_row(sqlite3_stmt *st, pl_group_info *g) {
+  memset(g, 0, sizeof *g);
+  g->gid = pl_sq_col_u64(st, 0);
+  g->name = pl_sq_col_str(st, 1);
+  g->description = pl_sq_col_str(st, 2);
+  g->member_count = pl_sq_col_u64(st, 3);
+  g->my_role = sqlite3_column_int(st, 4);
+}
+
 pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r) {
   sqlite3_stmt *st = q->st[ST_GROUP_LIST];
   size_t cap = 0;
@@ -446,13 +455,7 @@ pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r) {
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     r->u.group_list.out.groups = pl_sq_reserve(r->u.group_list.out.groups, r->u.group_list.out.ngroups, &cap,
                                                sizeof *r->u.group_list.out.groups);
-    pl_group_info *g = &r->u.group_list.out.groups[r->u.group_list.out.ngroups++];
-    memset(g, 0, sizeof *g);
-    g->gid = pl_sq_col_u64(st, 0);
-    g->name = pl_sq_col_str(st, 1);
-    g->description = pl_sq_col_str(st, 2);
-    g->member_count = pl_sq_col_u64(st, 3);
-    g->my_role = sqlite3_column_int(st, 4);
+    pl_sq_group_row(st, &r->u.group_list.out.groups[r->u.group_list.out.ngroups++]);
   }
   e = rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);

@@ -70,7 +70,9 @@
  * group positions from the global qid (members.since_qid/left_qid,
  * devices.acked) to each group's seq (since_seq/left_seq, gcursor), so that
  * no position depends on one commit order over all writers; the upgrade
- * converts them in place (pl__upgrade_gcursor in sq_db.c). */
+ * converts them in place (pl__upgrade_gcursor in sq_db.c). 12 added
+ * users.disabled (the operator's ban) and invites (code -> uses_left,
+ * expires, created: --registration invite); sq_admin.c's step. */
 #ifndef PL_SQ_INTERNAL_H
 #define PL_SQ_INTERNAL_H
 
@@ -92,7 +94,7 @@
 #include "sq_push.h"
 #include "sq_stats.h"
 
-#define PL__SCHEMA_VERSION 11
+#define PL__SCHEMA_VERSION 12
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
  * which is also how far the server reads ahead of its commits; libparley
@@ -568,6 +570,7 @@ void pl_sq_acct_users_drop(pl__sq *q);
 int pl_sq_acct_blocks(const pl__user *u, uint64_t uid);
 pl_err pl_sq_acct_user_get(pl__sq *q, uint64_t uid, pl__user **out);
 pl_err pl_sq_acct_user_by_name(pl__sq *q, const char *name, pl__user **out);
+pl_err pl_sq_acct_user_insert(pl__sq *q, const char *name, const char *pwhash);
 pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_acct_get_user(pl__sq *q, pl_store_req *r);
 int pl_sq_acct_has_dev(const pl__user *u, uint64_t dev);
@@ -636,6 +639,8 @@ pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role);
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r);
+/* A row of (gid, name, description, members, role) into g. */
+void pl_sq_group_row(sqlite3_stmt *st, pl_group_info *g);
 pl_err pl_sq_group_targets(pl__sq *q, int stmt, uint64_t gid, uint64_t uid, uint64_t **targets, size_t *n);
 pl_err pl_sq_group_devices(pl__sq *q, pl_store_req *r);
 
@@ -667,6 +672,15 @@ pl_err pl_sq_media_auth(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_media_put(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_media_get(pl__sq *q, pl_store_req *r);
 void pl_sq_media_gone_clear(pl__sq *q);
+/* A file key an upload named: dropped after the commit unless another upload names it. */
+pl_err pl_sq_media_drop_blob(pl__sq *q, const char *key);
+
+/* sq_admin.c */
+pl_err pl_sq_admin(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_admin_disabled(pl__sq *q, uint64_t uid, int *disabled);
+/* Uses up one registration of invite code (r->status INVITE_INVALID if it admits none). */
+pl_err pl_sq_admin_invite_take(pl__sq *q, pl_store_req *r, const char *code);
+pl_err pl_sq_admin_upgrade(sqlite3 *db);
 pl_err pl_sq_media_expire(pl__sq *q, uint64_t now);
 
 #endif

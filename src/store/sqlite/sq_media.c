@@ -223,6 +223,17 @@ static void pl__gone_add(pl__sq *q, const char *key) {
   q->gone[q->ngone++] = pl_strdup(key);
 }
 
+pl_err pl_sq_media_drop_blob(pl__sq *q, const char *key) {
+  int used = 0;
+  sqlite3_stmt *u = q->st[ST_BLOB_USED];
+  pl_sq_bind_text(u, 1, key);
+  pl_err e = pl_sq_row(q, u, &used);
+  sqlite3_reset(u);
+  if (e == PL_OK && !used)
+    pl__gone_add(q, key);
+  return e;
+}
+
 void pl_sq_media_gone_clear(pl__sq *q) {
   for (size_t i = 0; i < q->ngone; i++)
     pl_free(q->gone[i]);
@@ -252,16 +263,8 @@ pl_err pl_sq_media_expire(pl__sq *q, uint64_t now) {
     if (e == PL_OK)
       e = pl_sq_run_text(q, ST_MEDIA_DEL, rows[3 * i]);
   }
-  for (size_t i = 0; i < 2 * n && e == PL_OK; i++) {
-    const char *key = rows[3 * (i / 2) + 1 + i % 2];
-    int used = 0;
-    sqlite3_stmt *u = q->st[ST_BLOB_USED];
-    pl_sq_bind_text(u, 1, key);
-    e = pl_sq_row(q, u, &used);
-    sqlite3_reset(u);
-    if (e == PL_OK && !used)
-      pl__gone_add(q, key);
-  }
+  for (size_t i = 0; i < 2 * n && e == PL_OK; i++)
+    e = pl_sq_media_drop_blob(q, rows[3 * (i / 2) + 1 + i % 2]);
   for (size_t i = 0; i < 3 * n; i++)
     pl_free(rows[i]);
   pl_free(rows);
