@@ -204,6 +204,13 @@ pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r) {
     r->status = PL_ERR_MESSAGE_TOO_LARGE;
     goto out;
   }
+  /* Message actions (reply, reaction, edit, delete, timer; protocol.md
+   * 11.9) need the target index this backend does not have yet: refused,
+   * never stored as a plain message that would show an edit as new text. */
+  if (r->u.send.in.act) {
+    r->status = PL_ERR_INVALID_ARGUMENT;
+    goto out;
+  }
   /* checked before anything is written: a refused send leaves no trace */
   if (r->u.send.in.media_id && *r->u.send.in.media_id) {
     e = pl_pg_media_for_send(g, r, &att, &att_len);
