@@ -245,6 +245,25 @@ def chat_both_ways_311():
     bob.close()
 
 
+def acts_both_ways():
+    """Message actions (protocol.md 11.9) ride in the send payload's "act", as in the
+    JSON binding: bob reacts over MQTT to alice's message (seq 1 of their chat) and
+    edits his own (seq 2); alice's device gets both, in order, with their acts."""
+    bob = Client("bob-acts")
+    check("acts-connack", bob.connect() and bob.connack == 0, bob.connack)
+    bob.c.subscribe("parley/in/#", qos=1)
+    wait_for(lambda: bob.subacks)
+    info = bob.c.publish("parley/send/user/alice", json.dumps(
+        {"id": "bob-react-1", "text": "\U0001F44D", "act": {"kind": "ACT_REACTION", "target": 1}}), qos=1)
+    check("acts-reaction-acked", wait_for(lambda: bob.acks.get(info.mid)), bob.acks)
+    info = bob.c.publish("parley/send/user/alice", json.dumps(
+        {"id": "bob-edit-1", "text": "hi alice!", "act": {"kind": "ACT_EDIT", "target": 2}}), qos=1)
+    check("acts-edit-acked", wait_for(lambda: bob.acks.get(info.mid)), bob.acks)
+    got = [(m["id"], m.get("act", {}).get("kind"), m.get("act", {}).get("target")) for m in recv_all("alice")]
+    check("acts-alice-has-them", got == [("bob-react-1", "reaction", 1), ("bob-edit-1", "edit", 2)], got)
+    bob.close()
+
+
 def qos2_and_v5():
     """MQTT 5: QoS 2 exactly as the spec says; reason codes for refusals."""
     bob = Client("bob-tab", v5=True)
@@ -439,7 +458,7 @@ def main():
     for u in ("alice", "bob"):
         rc, _ = cli(u, "register")
         check("register-" + u, rc == 0)
-    for step in (chat_both_ways_311, mosquitto_clients, qos2_and_v5, persistent_session, takeover, websocket, over_tls, keepalive,
+    for step in (chat_both_ways_311, acts_both_ways, mosquitto_clients, qos2_and_v5, persistent_session, takeover, websocket, over_tls, keepalive,
                  malformed_catalogue, kill9_retry):
         try:
             step()
