@@ -288,6 +288,10 @@ pl_err pl_sq_dedup_put(pl__sq *q, pl_store_req *r, uint64_t cref, uint64_t seq, 
   pl_sq_bind_u64(st, 3, cref);
   pl_sq_bind_u64(st, 4, seq);
   pl_sq_bind_u64(st, 5, pl_sq_clamp(ts));
+  if (r->u.send.in.act && r->u.send.in.act->kind != PL_ACT_NONE)
+    sqlite3_bind_null(st, 6); /* an action is no target (sq_acts.c) */
+  else
+    pl_sq_bind_u64(st, 6, pl_sq_clamp(r->u.send.out.vanish_at));
   pl_err e = pl_sq_run(q, st);
   return e == PL_OK ? pl__ring_push(q, r->device_id, fp, sqlite3_last_insert_rowid(q->db)) : e;
 }
