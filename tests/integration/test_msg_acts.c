@@ -376,9 +376,18 @@ static void test_disappearing_dm(void) {
   uint64_t before = tl_now_ms();
   rc_send(a, "m1", "bob", "secret");
   Parley__SendAck *k = tl_expect(a, ACK, T_MS); /* the sender learns when it vanishes too */
+  uint64_t vanish = 0;
   if (k) {
     CHECK_EQ_U(k->seq, 2);
     CHECK_EQ_U(k->vanish_at, k->server_ts + 2000);
+    vanish = k->vanish_at;
+    protobuf_c_message_free_unpacked(&k->base, NULL);
+  }
+  rc_send(a, "m1", "bob", "secret"); /* a retry's SendAck is the original's, vanish_at too */
+  k = tl_expect(a, ACK, T_MS);
+  if (k) {
+    CHECK_EQ_U(k->seq, 2);
+    CHECK_EQ_U(k->vanish_at, vanish);
     protobuf_c_message_free_unpacked(&k->base, NULL);
   }
   Parley__Message *m = next(b, 2, NONE, 0, "secret");

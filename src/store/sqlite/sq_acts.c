@@ -5,9 +5,9 @@
  *
  * An action's target is found through the dedup record its message wrote
  * anyway (sender's device, cref, seq, server_ts, kept for the TTL): schema
- * 13 gave it a vanish column (NULL for an action, which is no target) and
- * the partial index dedup_target(cref, seq), so a plain message pays one
- * small index entry and nothing else. Schema 11 wrote a msgidx row per
+ * 13 gave it a vanish column (negative for an action, which is no target)
+ * and the partial index dedup_target(cref, seq) WHERE vanish >= 0, so a
+ * plain message pays one small index entry and nothing else. Schema 11 wrote a msgidx row per
  * message instead, two more b-tree inserts that cost ~28 % of plain-send
  * throughput (docs/benchmarks.md); msgidx now holds only:
  *   msgidx      (conv, seq) -> qid, sender_uid, server_ts, expires,
@@ -58,7 +58,8 @@ out:
 }
 
 /* Schema 13: dedup.vanish and its partial index. Records written before
- * keep vanish NULL: their targets are in msgidx, as schema 11 wrote them. */
+ * keep vanish NULL (not indexed): their targets are in msgidx, as schema 11
+ * wrote them. */
 pl_err pl_sq_acts_upgrade13(sqlite3 *db) {
   sqlite3_stmt *st = NULL;
   int has = 0;
@@ -72,7 +73,7 @@ pl_err pl_sq_acts_upgrade13(sqlite3 *db) {
     goto out;
   if ((!has && sqlite3_exec(db, "ALTER TABLE dedup ADD COLUMN vanish INTEGER", NULL, NULL, NULL) != SQLITE_OK) ||
       sqlite3_exec(db,
-                   "CREATE INDEX IF NOT EXISTS dedup_target ON dedup(cref, seq) WHERE vanish IS NOT NULL;"
+                   "CREATE INDEX IF NOT EXISTS dedup_target ON dedup(cref, seq) WHERE vanish >= 0;"
                    "PRAGMA user_version = 13; COMMIT",
                    NULL, NULL, NULL) != SQLITE_OK) {
     pl_error("store: schema 13 (message targets by dedup record): %s", sqlite3_errmsg(db));

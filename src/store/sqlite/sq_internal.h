@@ -28,8 +28,9 @@
  *            when hex), cref (peer uid * 2, or gid * 2 + 1) -> seq,
  *            server_ts: outlives the message so a late retry gets its
  *            original ack (sq_dedup.c says how the conv is rebuilt);
- *            vanish: NULL for an action, else the message's vanish time
- *            (0: none), so a plain message's record is also what finds it
+ *            vanish: the message's vanish time (0: none), negated minus
+ *            one for an action (pl_sq_dedup_vanish), NULL before schema 13:
+ *            a plain message's record (vanish >= 0) is also what finds it
  *            as an action's target (partial index dedup_target, sq_acts.c).
  *            Written in append order (id) and found through an in-memory
  *            ring of fingerprints per sending device (pl_idring); the TTL
@@ -152,7 +153,7 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
   X(META_PUT, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)")                                      \
   X(DEDUP_TAIL, "SELECT id, device_id, cid FROM dedup WHERE id > ?1 ORDER BY id")                            \
   X(DEDUP_MAX, "SELECT COALESCE(max(id), 0) FROM dedup")                                                     \
-  X(DEDUP_ROW, "SELECT cid, cref, seq, server_ts FROM dedup WHERE id = ?1 AND server_ts > ?2")               \
+  X(DEDUP_ROW, "SELECT cid, cref, seq, server_ts, vanish FROM dedup WHERE id = ?1 AND server_ts > ?2")       \
   X(DEDUP_PUT, "INSERT INTO dedup(device_id, cid, cref, seq, server_ts, vanish)"                            \
                " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                           \
   X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                         \
@@ -285,7 +286,7 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
                  " WHERE conv = ?1 AND seq = ?2 AND expires > ?3")                                           \
   /* a target by its dedup record (partial index dedup_target) */                                         \
   X(ACT_DEDUP_GET, "SELECT d.server_ts, d.vanish, v.user_id FROM dedup d JOIN devices v ON v.id = d.device_id" \
-                   " WHERE d.cref = ?1 AND d.seq = ?2 AND d.vanish IS NOT NULL AND d.server_ts > ?3")        \
+                   " WHERE d.cref = ?1 AND d.seq = ?2 AND d.vanish >= 0 AND d.server_ts > ?3")               \
   /* a target's message row: in a group's history, or in a queue of the two users' devices */             \
   X(ACT_QID_GROUP, "SELECT qid FROM messages WHERE gid = ?1 AND gid != 0 AND seq = ?2")                      \
   X(ACT_QID_DM, "SELECT m.qid FROM devices v JOIN queue q ON q.device_id = v.id JOIN messages m"             \
@@ -562,6 +563,9 @@ static inline pl_err pl_sq_u64_query(pl__sq *q, int stmt, uint64_t a, uint64_t b
   sqlite3_reset(st);
   return e;
 }
+
+/* A dedup record's vanish column as a vanish time (schema 13; NULL reads 0). */
+static inline uint64_t pl_sq_dedup_vanish(int64_t v) { return (uint64_t)(v >= 0 ? v : -1 - v); }
 
 static inline uint64_t pl_sq_hash(const char *s) { return pl_hash_bytes(s, strlen(s)); }
 
