@@ -187,7 +187,9 @@ static int pb__run(const pb_scenario *sc, const pb_opts *o, pb_server *srv, cons
   if (!srv->pid)
     pb_report_note(&rep, "no server pid: no server CPU / RSS figures (use --server-pid)");
   pb_report_print(&rep, stdout, o->json);
-  int bad = res->lost || res->dup_shown || res->qid_regress || res->misrouted;
+  /* MQTT has no qids and the bench no reconnects there: any repeat is a bug */
+  int bad = res->lost || res->dup_shown || res->qid_regress || res->misrouted ||
+            (sc == &pb_scen_mqtt && (res->duplicated || res->stale));
   free(res);
   return rc != 0 ? 1 : bad ? 2 : 0;
 }
