@@ -10,6 +10,8 @@
 #   PAIRS="50 200" RATES="max 5000 20000" DURATION=10 bench/mqtt-race.sh
 #   PARLEYD_B=/path/to/other/parleyd bench/mqtt-race.sh   adds that build as
 #                                           a fourth contender (A/B in one run)
+#   ONLY="parleyd parleyd-B" REPEAT=3 ...   only those contenders, each round
+#                                           REPEAT times in alternation
 #
 # Every broker runs on loopback on a free port, with the same open-file
 # limit, and is stopped at the end (trap): the script kills only the pids it
@@ -27,6 +29,7 @@ DURATION=${DURATION:-10}
 SIZE=${SIZE:-100}
 NOFILE=${NOFILE:-$(ulimit -Hn)}
 OUT=${OUT:-$(mktemp -d /tmp/mqtt-race.XXXXXX)}
+mkdir -p "$OUT"
 TMP=$(mktemp -d /tmp/mqtt-race-run.XXXXXX)
 PIDS=()
 
@@ -117,17 +120,27 @@ run() {
   fi
 }
 
-start_mosquitto
-start_nats
 CONTENDERS="mosquitto nats-server parleyd"
 [ -n "${PARLEYD_B:-}" ] && CONTENDERS="$CONTENDERS parleyd-B"
+CONTENDERS=${ONLY:-$CONTENDERS}
+REPEAT=${REPEAT:-1}
+case " $CONTENDERS " in *" mosquitto "*) start_mosquitto ;; esac
+case " $CONTENDERS " in *" nats-server "*) start_nats ;; esac
 for pairs in $PAIRS; do
   for rate in $RATES; do
-    for name in $CONTENDERS; do
-      run "$name" "$pairs" "$rate"
+    for k in $(seq "$REPEAT"); do
+      for name in $CONTENDERS; do
+        run "$name" "$pairs" "$rate"
+        [ "$REPEAT" = 1 ] || mv "$OUT/$name-$pairs-$rate.json" "$OUT/$name#$k-$pairs-$rate.json"
+      done
     done
   done
 done
+if [ "$REPEAT" != 1 ]; then
+  NAMES=""
+  for name in $CONTENDERS; do for k in $(seq "$REPEAT"); do NAMES="$NAMES $name#$k"; done; done
+  CONTENDERS=$NAMES
+fi
 
 python3 - "$OUT" "$PAIRS" "$RATES" "$CONTENDERS" <<'EOF'
 import json, sys
