@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -193,23 +195,61 @@ char *pl_seal_format(const pl_seal *s, size_t *n) {
   return out;
 }
 
-void pl_seal_encrypt(const pl_seal *s, const uint8_t *ad, size_t adlen, const uint8_t *p, size_t n, uint8_t *out) {
+void pl_seal_encrypt(const pl_seal *s, const uint8_t *ad, size_t adlen, const uint8_t *p, size_t n,
+                     uint8_t *out) {
   out[0] = s->current;
   randombytes_buf(out + 1, PL_SEAL_NONCE_LEN);
-  crypto_aead_xchacha20poly1305_ietf_encrypt(out + 1 + PL_SEAL_NONCE_LEN, NULL, p, n, ad, adlen, NULL, out + 1,
-                                             s->key[s->current]);
+  crypto_aead_xchacha20poly1305_ietf_encrypt(out + 1 + PL_SEAL_NONCE_LEN, NULL, p, n, ad, adlen, NULL,
+                                             out + 1, s->key[s->current]);
 }
 
 uint8_t pl_seal_kid(const uint8_t *c, size_t n) { return n >= PL_SEAL_OVERHEAD ? c[0] : 0; }
 
-pl_err pl_seal_decrypt(const pl_seal *s, const uint8_t *ad, size_t adlen, const uint8_t *c, size_t n, uint8_t *out) {
+pl_err pl_seal_decrypt(const pl_seal *s, const uint8_t *ad, size_t adlen, const uint8_t *c, size_t n,
+                       uint8_t *out) {
   if (n < PL_SEAL_OVERHEAD)
     return PL_ERR_STORE;
   if (!pl_seal_has(s, c[0]))
     return PL_ERR_NOT_FOUND;
-  int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, c + 1 + PL_SEAL_NONCE_LEN,
-                                                      n - 1 - PL_SEAL_NONCE_LEN, ad, adlen, c + 1, s->key[c[0]]);
+  int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
+      out, NULL, NULL, c + 1 + PL_SEAL_NONCE_LEN, n - 1 - PL_SEAL_NONCE_LEN, ad, adlen, c + 1, s->key[c[0]]);
   return rc == 0 ? PL_OK : PL_ERR_STORE;
+}
+
+/* ---- a shared ring ---------------------------------------------------------- */
+
+struct pl_seal_ref {
+  _Atomic(pl_seal *) cur;
+  pthread_mutex_t mu;
+  pl_seal **old; /* replaced rings, freed with the ref */
+  size_t nold;
+};
+
+pl_seal_ref *pl_seal_ref_new(pl_seal *s) {
+  pl_seal_ref *r = pl_calloc(1, sizeof *r);
+  atomic_init(&r->cur, s);
+  pthread_mutex_init(&r->mu, NULL);
+  return r;
+}
+
+const pl_seal *pl_seal_ref_get(pl_seal_ref *r) { return atomic_load_explicit(&r->cur, memory_order_acquire); }
+
+void pl_seal_ref_set(pl_seal_ref *r, pl_seal *s) {
+  pthread_mutex_lock(&r->mu);
+  r->old = pl_realloc(r->old, (r->nold + 1) * sizeof *r->old);
+  r->old[r->nold++] = atomic_exchange_explicit(&r->cur, s, memory_order_acq_rel);
+  pthread_mutex_unlock(&r->mu);
+}
+
+void pl_seal_ref_free(pl_seal_ref *r) {
+  if (!r)
+    return;
+  for (size_t i = 0; i < r->nold; i++)
+    pl_seal_free(r->old[i]);
+  pl_free(r->old);
+  pl_seal_free(atomic_load(&r->cur));
+  pthread_mutex_destroy(&r->mu);
+  pl_free(r);
 }
 
 /* ---- the key file ---------------------------------------------------------- */
@@ -237,10 +277,11 @@ pl_err pl_seal_load(const char *path, pl_seal **out, char *why, size_t cap) {
   }
   e = pl_seal_parse(buf, (size_t)n, out);
   if (e != PL_OK)
-    snprintf(why, cap,
-             "key file %s holds no valid keys: each line must be \"<id 1-255> <64 hex digits>\" (parleyd keygen "
-             "makes one)",
-             path);
+    snprintf(
+        why, cap,
+        "key file %s holds no valid keys: each line must be \"<id 1-255> <64 hex digits>\" (parleyd keygen "
+        "makes one)",
+        path);
 out:
   sodium_memzero(buf, sizeof buf);
   if (fd >= 0)

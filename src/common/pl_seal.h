@@ -59,13 +59,26 @@ char *pl_seal_format(const pl_seal *s, size_t *n);
 
 /* Seals the n bytes at p with the current key and ad into out, which has
  * room for n + PL_SEAL_OVERHEAD bytes. */
-void pl_seal_encrypt(const pl_seal *s, const uint8_t *ad, size_t adlen, const uint8_t *p, size_t n, uint8_t *out);
+void pl_seal_encrypt(const pl_seal *s, const uint8_t *ad, size_t adlen, const uint8_t *p, size_t n,
+                     uint8_t *out);
 /* Opens the n sealed bytes at c into out (room for n - PL_SEAL_OVERHEAD):
  * PL_ERR_NOT_FOUND if the ring lacks its key, PL_ERR_STORE if it is too
  * short or does not open (wrong key, other ad, altered bytes). */
-pl_err pl_seal_decrypt(const pl_seal *s, const uint8_t *ad, size_t adlen, const uint8_t *c, size_t n, uint8_t *out);
+pl_err pl_seal_decrypt(const pl_seal *s, const uint8_t *ad, size_t adlen, const uint8_t *c, size_t n,
+                       uint8_t *out);
 /* The key id of a sealed record (0 if it is too short to be one). */
 uint8_t pl_seal_kid(const uint8_t *c, size_t n);
+
+/* A ring shared by threads that seal and open (the store thread, media
+ * workers) and replaced while they run (a rotation): readers take the
+ * current ring with pl_seal_ref_get and may use it until the ref is freed
+ * (a replaced ring is kept, not freed, until then). */
+typedef struct pl_seal_ref pl_seal_ref;
+pl_seal_ref *pl_seal_ref_new(pl_seal *s); /* takes s */
+const pl_seal *pl_seal_ref_get(pl_seal_ref *r);
+/* Publishes s (taken) as the ring; the old one stays valid. */
+void pl_seal_ref_set(pl_seal_ref *r, pl_seal *s);
+void pl_seal_ref_free(pl_seal_ref *r);
 
 /* Reads the key file at path, refusing one that its group or others may
  * read or write (it must be 0600 or stricter). why says what is wrong. */

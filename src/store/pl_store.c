@@ -637,6 +637,14 @@ void pl_store_close(pl_store *s) {
 
 int pl_store_queue_exact(const pl_store *s) { return s && s->be->queue_exact; }
 
+void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st) {
+  memset(st, 0, sizeof *st);
+  pthread_mutex_lock(&s->mu); /* the backend is closed under it */
+  if (s->be->seal_stats && s->bctx)
+    s->be->seal_stats(s->bctx, st);
+  pthread_mutex_unlock(&s->mu);
+}
+
 void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
   pthread_mutex_lock(&s->mu);
   *st = s->stats;

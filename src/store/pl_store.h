@@ -922,7 +922,21 @@ typedef struct pl_store_config {
   pl_acts_cfg acts;      /* edit and delete windows, the disappearing test setting */
   const char *conninfo;  /* PostgreSQL: the libpq connection string or URI (--store) */
   const char *node;      /* this server's name (push leases); NULL: none given */
+  /* Encryption at rest (pl_seal, --key-file): the ring, which may be
+   * replaced while the store runs (rotation); NULL: stored plain. A backend
+   * that cannot seal refuses to open with one. */
+  struct pl_seal_ref *seal;
 } pl_store_config;
+
+/* Encryption at rest, for /metrics: the key new records get (0: none),
+ * finished re-encryption passes, one running, and the rows per key id the
+ * last finished pass left (every row it saw ends under the current key). */
+typedef struct pl_store_seal_stats {
+  uint8_t kid;
+  int running;
+  uint64_t passes;
+  uint64_t rows[256];
+} pl_store_seal_stats;
 
 /* The backend vtable. All calls happen on the store thread, except open and
  * close (on the thread that opens/closes the store). */
@@ -969,6 +983,8 @@ typedef struct pl_store_backend {
   /* Optional, any thread: statements sent to the database so far (a
    * server backend: round trips; per commit in /metrics). */
   uint64_t (*round_trips)(void *be);
+  /* Optional, any thread: encryption at rest (zeros if absent). */
+  void (*seal_stats)(void *be, pl_store_seal_stats *out);
 } pl_store_backend;
 
 extern const pl_store_backend pl_store_pg;
@@ -1047,6 +1063,7 @@ typedef struct pl_store_stats {
   uint64_t round_trips;                    /* statements sent to a database server (0: embedded) */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
+void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st);
 /* The backend's queue_exact (0 for a NULL store). */
 int pl_store_queue_exact(const pl_store *s);
 
