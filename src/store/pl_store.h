@@ -310,6 +310,7 @@ typedef struct pl_store_get_user_req {
   struct {
     uint64_t user_id; /* 0: no such user */
     char *pwhash;     /* the stored Argon2id string */
+    int disabled;     /* the operator's ban: said only after the password checked out */
   } out;
 } pl_store_get_user_req;
 

@@ -168,6 +168,10 @@ def ban():
         check(s.admin("GET", "/admin/users/bob", token=t)["disabled"], "shown disabled")
         st, _, body = s.req("POST", "/api/login", json.dumps({"user": "bob", "password": "password-bob"}))
         check(st != 200 and b"ERR_ACCOUNT_DISABLED" in body, f"login refused: {st} {body}")
+        # regression: a wrong password must not learn that the account is banned
+        st, _, body = s.req("POST", "/api/login", json.dumps({"user": "bob", "password": "wrong-password"}))
+        check(st != 200 and b"ERR_BAD_CREDENTIALS" in body and b"DISABLED" not in body,
+              f"a wrong password on a banned account: {st} {body}")
         p = s.cli("bob", "recv", ok=False)
         check(p.returncode == 4 and "disabled" in p.stderr, f"CLI login refused: {p.returncode} {p.stderr}")
         s.admin("POST", "/admin/users/bob/enable", token=t)
