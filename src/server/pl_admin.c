@@ -228,6 +228,7 @@ static int pl__groups(pl_admin_call *c, const pl_http_req *req, const char *rest
   } else if (a->in.group && !strcmp(sub, "members") && c->user[0] && pl__method(req, "DELETE")) {
     a->in.action = PL_ADMIN_REMOVE;
     a->in.user = c->user;
+    a->in.by = c->who;
   } else {
     return pl__refuse(c, res, 404, "NOT_FOUND", "no such admin call (docs/admin.md)");
   }

@@ -736,6 +736,7 @@ typedef struct pl_store_admin_req {
     uint64_t after_id;  /* GROUPS: gids after this one */
     uint32_t limit;     /* USERS, GROUPS, TOP_QUEUES: at most this many (0: 100) */
     uint64_t group;     /* GROUP, REMOVE */
+    const char *by;     /* REMOVE: the operator (admin token name), the event's actor "admin:<by>" */
     const char *device; /* REVOKE: one device (NULL: all) */
     const char *pwhash; /* CREATE, PASSWORD: Argon2id string */
     const char *code;   /* INVITE, INVITE_DEL */

@@ -95,9 +95,14 @@ def calls():
         gid = gs["groups"][0]["id"]
         g = s.admin("GET", f"/admin/groups/{gid}", token=t)
         check(sorted(m["user"] for m in g["member_list"]) == ["alice", "bob"], f"group: {g}")
+        s.cli("alice", "recv")
         s.admin("DELETE", f"/admin/groups/{gid}/members/bob", token=t)
         g = s.admin("GET", f"/admin/groups/{gid}", token=t)
         check([m["user"] for m in g["member_list"]] == ["alice"], f"after remove: {g}")
+        # regression: the history says the operator removed bob, not that bob left
+        evs = [json.loads(x) for x in s.cli("alice", "recv").stdout.splitlines()]
+        evs = [(e.get("event"), e.get("actor"), e.get("user")) for e in evs if e.get("type") == "group_event"]
+        check(evs == [("removed", "admin:ops", "bob")], f"the removal in the group's history: {evs}")
         s.admin("DELETE", f"/admin/groups/{gid}/members/bob", token=t, want=404)
         # password reset: the old one fails, the new one works, devices signed out
         r = s.admin("POST", "/admin/users/bob/password", {"password": "new-password-bob"}, t)

@@ -356,7 +356,7 @@ static pl_err pl__remove(pl__sq *q, pl_store_req *r) {
     r->status = PL_ERR_NOT_MEMBER;
     return PL_OK;
   }
-  return pl__leave(q, r, u->id, r->u.admin.in.group);
+  return pl_sq_group_remove_by(q, r, r->u.admin.in.group, u, role, r->u.admin.in.by);
 }
 
 /* ---- delete ------------------------------------------------------------------------ */

@@ -669,6 +669,7 @@ pl_err pl_sq_group_mships_of(pl__sq *q, uint64_t uid, pl__user *tmp, pl__user **
 void pl_sq_group_mships_done(pl__user *tmp);
 pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role);
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_group_remove_by(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, int was, const char *by);
 pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r);
 /* A row of (gid, name, description, members, role) into g. */
