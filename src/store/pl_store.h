@@ -705,7 +705,7 @@ typedef enum pl_admin_action {
   PL_ADMIN_INVITE_DEL, /* forget invite in.code */
   PL_ADMIN_TOP_QUEUES, /* the in.limit deepest device queues (out.devices, with user names) */
   PL_ADMIN_STATS,      /* out.counts, the deepest queues (as TOP_QUEUES), db and media bytes */
-  PL_ADMIN_BACKUP,     /* an online copy of the database into the new file in.path */
+  PL_ADMIN_BACKUP,     /* not a store op: pl_store_backup, on a worker thread (kept for the API's answers) */
 } pl_admin_action;
 
 typedef struct pl_admin_user {
@@ -987,6 +987,10 @@ typedef struct pl_store_backend {
   uint64_t (*round_trips)(void *be);
   /* Optional, any thread: encryption at rest (zeros if absent). */
   void (*seal_stats)(void *be, pl_store_seal_stats *out);
+  /* Optional, on a thread of the caller's (never the store thread, which
+   * goes on serving): a consistent online copy of the database in dir into
+   * the new file to, its size in *bytes; USER_EXISTS if to exists. */
+  pl_err (*backup)(const char *dir, const char *to, uint64_t *bytes);
 } pl_store_backend;
 
 extern const pl_store_backend pl_store_pg;
@@ -1066,6 +1070,9 @@ typedef struct pl_store_stats {
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
 void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st);
+/* The backend's backup (a blocking call: run it on a worker thread);
+ * PL_ERR_CONFIG if the backend has none (PostgreSQL: pg_dump). */
+pl_err pl_store_backup(pl_store *s, const char *to, uint64_t *bytes);
 /* The backend's queue_exact (0 for a NULL store). */
 int pl_store_queue_exact(const pl_store *s);
 

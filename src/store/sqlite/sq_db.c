@@ -539,4 +539,5 @@ const pl_store_backend pl_store_sqlite = {
     .checkpoint = pl__sq_checkpoint,
     .free_bytes = pl__sq_free_bytes,
     .seal_stats = pl__sq_seal_stats,
+    .backup = pl_sq_admin_backup,
 };

@@ -711,6 +711,8 @@ pl_err pl_sq_media_drop_blob(pl__sq *q, const char *key);
 /* sq_admin.c */
 pl_err pl_sq_admin(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_admin_disabled(pl__sq *q, uint64_t uid, int *disabled);
+/* The backend's backup op (any thread but the store's; dir: the data dir). */
+pl_err pl_sq_admin_backup(const char *dir, const char *to, uint64_t *bytes);
 /* Uses up one registration of invite code (r->status INVITE_INVALID if it admits none). */
 pl_err pl_sq_admin_invite_take(pl__sq *q, pl_store_req *r, const char *code);
 pl_err pl_sq_admin_upgrade(sqlite3 *db);
