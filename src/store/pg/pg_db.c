@@ -346,6 +346,8 @@ static pl_err pl__pg_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   if (e == PL_OK)
     e = pl_pg_q(g, NULL, "DELETE FROM dedup WHERE server_ts <= $1", "u",
                 pl_retention_dedup_cut(g->ttl_ms, now_ms));
+  if (e == PL_OK)
+    e = pl_pg_acts_expire(g, now_ms);
   return e;
 }
 
@@ -367,6 +369,11 @@ static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
   *out = NULL;
   g->conninfo = pl_strdup(cfg->conninfo ? cfg->conninfo : "");
   g->ttl_ms = cfg->ttl_ms;
+  g->acts = cfg->acts;
+  if (!g->acts.edit_ms) /* 0: the documented defaults (protocol.md 11.9) */
+    g->acts.edit_ms = PL_ACTS_EDIT_WINDOW_S * 1000ull;
+  if (!g->acts.delete_ms)
+    g->acts.delete_ms = PL_ACTS_DELETE_WINDOW_S * 1000ull;
   g->max_devices = cfg->max_devices;
   g->max_queue = cfg->max_queue;
   g->rules = cfg->rules;

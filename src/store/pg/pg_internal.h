@@ -22,7 +22,8 @@
  *   users, devices (next_qid), convs, messages (mid: the message; refs =
  *   queue rows pointing at it), queue (device_id, qid) -> mid, dedup,
  *   reads, contacts, blocks, groups, members, gcursor, greads, media,
- *   media_grants, blobs (the media bytes), push_tokens, push_pending. */
+ *   media_grants, blobs (the media bytes), push_tokens, push_pending;
+ *   msgidx, conv_timers (message actions, pg_acts.c). */
 #ifndef PL_PG_INTERNAL_H
 #define PL_PG_INTERNAL_H
 
@@ -47,6 +48,7 @@ typedef struct pl__pg {
   PGconn *conn;
   char *conninfo;
   uint64_t ttl_ms, media_ttl_ms;
+  pl_acts_cfg acts; /* edit and delete windows, the disappearing test setting */
   uint32_t max_devices, max_queue, max_group, group_detail;
   pl_store_rules rules;
   int (*online)(void *ud, uint64_t device);
@@ -171,12 +173,12 @@ uint64_t *pl_pg_queue_devs_except(const pl_pg_user *u, uint64_t skip, size_t *n)
  * the bigint[] parameter targets: each device's counter moves under its
  * row lock, so another node queueing for the same device waits for this
  * commit and takes the next position (qids rise in the device's commit
- * order, without gaps); returns (device_id, qid) rows. */
+ * order, without gaps); returns (device_id, qid, mid) rows. */
 #define PL_PG_QUEUE_PUT(targets, mid)                                                                   \
   "t AS (UPDATE devices SET next_qid = next_qid + 1, queued = queued + 1 WHERE id = ANY(" targets       \
   "::bigint[])"                                                                                         \
   " RETURNING id, next_qid) INSERT INTO queue(device_id, qid, mid) SELECT id, next_qid, " mid " FROM t" \
-  " RETURNING device_id, qid"
+  " RETURNING device_id, qid, mid"
 /* Takes the next qid of each target (gap-free per device) and queues mid
  * there; *qids (parallel to t) gets them. */
 pl_err pl_pg_queue_put(pl__pg *g, const uint64_t *t, size_t n, uint64_t mid, uint64_t **qids);
@@ -212,6 +214,22 @@ pl_err pl_pg_group_mark_read(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_unread(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_typing(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c);
+
+/* ---- message actions (pg_acts.c) ------------------------------------------- */
+/* The conversation's timer, as a scalar subquery on the parameter conv. */
+#define PL_PG_ACTS_TIMER_SQL(conv) "SELECT COALESCE((SELECT timer_s FROM conv_timers WHERE conv = " conv "), 0)"
+/* Before anything is written: may the send's act (if any) be done by user
+ * me, whose role in group gid is role (1:1: gid 0)? Refused: the request
+ * cleared and r->status set (rules: pl_acts). */
+pl_err pl_pg_acts_check(pl__pg *g, pl_store_req *r, const char *conv, uint64_t me, uint64_t gid, int role,
+                        uint64_t now);
+/* After the seq (out.msg filled): out.msg.act and out.vanish_at under the
+ * conversation's timer timer_s; *expires: when the server deletes it. */
+void pl_pg_acts_stamp(pl__pg *g, pl_store_req *r, uint32_t timer_s, uint64_t *expires);
+/* After the message row mid (0: none): the target index, a delete for
+ * everyone, a new timer. */
+pl_err pl_pg_acts_apply(pl__pg *g, pl_store_req *r, uint64_t mid, uint64_t gid, uint64_t expires);
+pl_err pl_pg_acts_expire(pl__pg *g, uint64_t now);
 
 /* ---- media (pg_media.c) ------------------------------------------------------- */
 /* An attachment: the packed Media of an upload the sender may attach. */

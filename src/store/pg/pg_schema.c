@@ -41,6 +41,14 @@ static const char *const pl__migrations[] = {
     " delivered_seq bigint NOT NULL, PRIMARY KEY(uid, conv));"
     "CREATE TABLE contacts(uid bigint NOT NULL, contact_uid bigint NOT NULL, PRIMARY KEY(uid, contact_uid));"
     "CREATE TABLE blocks(uid bigint NOT NULL, blocked_uid bigint NOT NULL, PRIMARY KEY(uid, blocked_uid));",
+    /* 2: message actions (pg_acts.c): the packed Act of a message, the
+     * index of action targets by (conv, seq), each conversation's timer */
+    "ALTER TABLE messages ADD COLUMN act bytea;"
+    "CREATE TABLE msgidx(conv text NOT NULL, seq bigint NOT NULL, mid bigint NOT NULL,"
+    " sender_uid bigint NOT NULL, server_ts bigint NOT NULL, expires bigint NOT NULL,"
+    " deleted int NOT NULL DEFAULT 0, PRIMARY KEY(conv, seq));"
+    "CREATE INDEX msgidx_expires ON msgidx(expires);"
+    "CREATE TABLE conv_timers(conv text PRIMARY KEY, timer_s bigint NOT NULL);",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])

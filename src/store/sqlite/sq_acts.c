@@ -123,27 +123,6 @@ pl_err pl_sq_acts_check(pl__sq *q, pl_store_req *r, const char *conv, pl__conv *
   return e;
 }
 
-/* The packed Act a message carries: what the client sent, and when it
- * vanishes; NULL when there is nothing to say. */
-static uint8_t *pl__pack(const pl_act *a, uint64_t vanish_at, size_t *len) {
-  Parley__Act p = PARLEY__ACT__INIT;
-  if (a) {
-    p.kind = (Parley__ActKind)a->kind;
-    p.target = a->target;
-    p.reply_to = a->reply_to;
-    p.forwarded = a->forwarded;
-    p.timer_s = a->timer_s;
-    p.target_conv = a->target_conv && *a->target_conv ? (char *)a->target_conv : "";
-  }
-  p.vanish_at = vanish_at;
-  *len = parley__act__get_packed_size(&p);
-  if (!*len)
-    return NULL;
-  uint8_t *b = pl_malloc(*len);
-  parley__act__pack(&p, b);
-  return b;
-}
-
 /* A delete for everyone: the target is no target any more; in 1:1 it
  * leaves every queue that still holds it (nobody receives it now); in a
  * group's history it becomes a tombstone (the history is positioned by
@@ -164,7 +143,7 @@ static pl_err pl__delete(pl__sq *q, const char *conv, uint64_t seq, uint64_t gid
     return pl_sq_queue_drop_msg(q, qid);
   pl_act self = {PL_ACT_DELETE, seq, 0, 0, 0, NULL};
   size_t len;
-  uint8_t *b = pl__pack(&self, 0, &len);
+  uint8_t *b = pl_store_act_pack(&self, 0, &len);
   sqlite3_stmt *st = q->st[ST_ACT_TOMBSTONE];
   pl_sq_bind_u64(st, 1, qid);
   sqlite3_bind_blob(st, 2, b, (int)len, SQLITE_STATIC);
@@ -195,7 +174,7 @@ pl_err pl_sq_acts_apply(pl__sq *q, pl_store_req *r, pl__conv *c, uint64_t gid) {
   /* the announcement of a timer stays; everything else obeys the timer */
   uint64_t vanish = pl_acts_vanish_at(pl_acts_timer_ms(&q->acts, timer_s), m->server_ts);
   uint64_t expires = pl_acts_expires(pl_sq_expires(q, m->server_ts), vanish);
-  m->act = pl__pack(a, vanish, &m->act_len);
+  m->act = pl_store_act_pack(a, vanish, &m->act_len);
   r->u.send.out.vanish_at = vanish;
   if (m->act && m->qid) {
     sqlite3_stmt *st = q->st[ST_ACT_ATTACH];
