@@ -206,10 +206,13 @@ pl_err pl_pg_acct_resume(pl__pg *g, pl_store_req *r) {
                           &x->out.device);
 }
 
-/* A logged-out device is no longer a target and its queue goes (as on
- * SQLite: a forgotten device must not fill up and block its writers). */
+/* A logged-out device is no longer a target and its queue and push token
+ * go (as on SQLite: a forgotten device must not fill up and block its
+ * writers, nor be woken). */
 pl_err pl_pg_acct_logout(pl__pg *g, pl_store_req *r) {
   pl_err e = pl__set_token(g, r->device_id, NULL);
+  if (e == PL_OK)
+    e = pl_pg_push_forget(g, r->device_id);
   if (e != PL_OK)
     return e;
   r->u.ack.in.upto = UINT64_MAX;

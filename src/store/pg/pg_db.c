@@ -269,6 +269,11 @@ static const pl__exec_fn pl__ops[] = {
     [PL_STORE_TYPING] = pl_pg_social_typing,
     [PL_STORE_DEVICES] = pl_pg_acct_devices,
     [PL_STORE_MEDIA_AUTH] = pl__media_unsupported,
+    [PL_STORE_PUSH_TOKEN] = pl_pg_push_token,
+    [PL_STORE_PUSH_TOKENS] = pl_pg_push_tokens,
+    [PL_STORE_PUSH_ENQUEUE] = pl_pg_push_enqueue,
+    [PL_STORE_PUSH_CLAIM] = pl_pg_push_claim,
+    [PL_STORE_PUSH_DONE] = pl_pg_push_done,
     [PL_STORE_STATS] = pl_pg_conv_stats,
     [PL_STORE_ADMIN] = pl_pg_conv_admin,
 };

@@ -231,6 +231,15 @@ void pl_pg_acts_stamp(pl__pg *g, pl_store_req *r, uint32_t timer_s, uint64_t *ex
 pl_err pl_pg_acts_apply(pl__pg *g, pl_store_req *r, uint64_t mid, uint64_t gid, uint64_t expires);
 pl_err pl_pg_acts_expire(pl__pg *g, uint64_t now);
 
+/* ---- push notifications (pg_push.c) ------------------------------------------ */
+/* A device's push token and pending row go (logout, token removed). */
+pl_err pl_pg_push_forget(pl__pg *g, uint64_t device);
+pl_err pl_pg_push_token(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_push_tokens(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_push_enqueue(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_push_claim(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_push_done(pl__pg *g, pl_store_req *r);
+
 /* ---- media (pg_media.c) ------------------------------------------------------- */
 /* An attachment: the packed Media of an upload the sender may attach. */
 pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, uint8_t **att, size_t *len);

@@ -49,6 +49,13 @@ static const char *const pl__migrations[] = {
     " deleted int NOT NULL DEFAULT 0, PRIMARY KEY(conv, seq));"
     "CREATE INDEX msgidx_expires ON msgidx(expires);"
     "CREATE TABLE conv_timers(conv text PRIMARY KEY, timer_s bigint NOT NULL);",
+    /* 3: push tokens and pending notifications (pg_push.c) */
+    "CREATE TABLE push_tokens(device_id bigint PRIMARY KEY, user_id bigint NOT NULL, user_name text NOT NULL,"
+    " provider text NOT NULL, token text NOT NULL, updated bigint NOT NULL);"
+    "CREATE TABLE push_pending(device_id bigint PRIMARY KEY, user_id bigint NOT NULL, count bigint NOT NULL,"
+    " first_ms bigint NOT NULL, due_ms bigint NOT NULL, attempts int NOT NULL, claim bigint NOT NULL DEFAULT 0,"
+    " owner text, sender text, conv text, preview bytea);"
+    "CREATE INDEX push_pending_due ON push_pending(due_ms);",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
