@@ -347,3 +347,20 @@ uint8_t *pl_store_act_pack(const pl_act *a, uint64_t vanish_at, size_t *len) {
   parley__act__pack(&p, b);
   return b;
 }
+
+/* The attachment as the wire carries it: what the server stored. */
+void pl_store_media_pack(const pl_media_row *m, uint8_t **out, size_t *len) {
+  Parley__Media pm = PARLEY__MEDIA__INIT;
+  pm.id = (char *)m->id;
+  pm.type = (char *)m->type;
+  pm.size = m->size;
+  pm.width = m->width;
+  pm.height = m->height;
+  pm.thumb_width = m->thumb_width;
+  pm.thumb_height = m->thumb_height;
+  pm.thumb_size = m->thumb_size;
+  pm.name = (char *)m->name;
+  *len = parley__media__get_packed_size(&pm);
+  *out = pl_malloc(*len ? *len : 1);
+  parley__media__pack(&pm, *out);
+}

@@ -150,6 +150,10 @@ static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer,
   r->u.send.out.seq = seq;
   r->u.send.out.server_ts = ts;
   pl_store_send_fill_msg(r, me->name);
+  if (att) { /* the live copy carries the attachment as the stored row does */
+    r->u.send.out.msg.media = pl_memdup(att, att_len);
+    r->u.send.out.msg.media_len = att_len;
+  }
   pl_pg_acts_stamp(g, r, timer_s, &expires);
   if (r->u.send.out.ntargets)
     e = pl__msg_insert(g, r, att, att_len, expires, &mid);

@@ -240,12 +240,6 @@ static pl_err pl__reconnect(pl__pg *g) {
 
 /* ---- the vtable --------------------------------------------------------------------- */
 
-static pl_err pl__media_unsupported(pl__pg *g, pl_store_req *r) {
-  (void)g;
-  r->status = PL_ERR_INVALID_ARGUMENT;
-  return PL_OK;
-}
-
 typedef pl_err (*pl__exec_fn)(pl__pg *g, pl_store_req *r);
 
 /* The backend's third of the table of ops (pl_store_ops.c and
@@ -268,7 +262,9 @@ static const pl__exec_fn pl__ops[] = {
     [PL_STORE_SEEN] = pl_pg_social_seen,
     [PL_STORE_TYPING] = pl_pg_social_typing,
     [PL_STORE_DEVICES] = pl_pg_acct_devices,
-    [PL_STORE_MEDIA_AUTH] = pl__media_unsupported,
+    [PL_STORE_MEDIA_AUTH] = pl_pg_media_auth,
+    [PL_STORE_MEDIA_PUT] = pl_pg_media_put,
+    [PL_STORE_MEDIA_GET] = pl_pg_media_get,
     [PL_STORE_PUSH_TOKEN] = pl_pg_push_token,
     [PL_STORE_PUSH_TOKENS] = pl_pg_push_tokens,
     [PL_STORE_PUSH_ENQUEUE] = pl_pg_push_enqueue,
@@ -353,6 +349,8 @@ static pl_err pl__pg_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
                 pl_retention_dedup_cut(g->ttl_ms, now_ms));
   if (e == PL_OK)
     e = pl_pg_acts_expire(g, now_ms);
+  if (e == PL_OK)
+    e = pl_pg_media_expire(g, now_ms);
   return e;
 }
 

@@ -245,5 +245,11 @@ pl_err pl_pg_push_done(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, uint8_t **att, size_t *len);
 /* Whoever is in conv may fetch the upload from now on. */
 pl_err pl_pg_media_grant(pl__pg *g, const char *media_id, const char *conv);
+pl_err pl_pg_media_auth(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_media_put(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_media_get(pl__pg *g, pl_store_req *r);
+/* The sweep's part: expired uploads no message carries, and their blobs
+ * (g->gone, told to blob_gone after the commit). */
+pl_err pl_pg_media_expire(pl__pg *g, uint64_t now);
 
 #endif

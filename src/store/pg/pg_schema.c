@@ -56,6 +56,18 @@ static const char *const pl__migrations[] = {
     " first_ms bigint NOT NULL, due_ms bigint NOT NULL, attempts int NOT NULL, claim bigint NOT NULL DEFAULT 0,"
     " owner text, sender text, conv text, preview bytea);"
     "CREATE INDEX push_pending_due ON push_pending(due_ms);",
+    /* 4: uploads (pg_media.c): a row per upload naming its blobs, and the
+     * conversations it was sent to (who may fetch it) */
+    "CREATE TABLE media(id text PRIMARY KEY, owner bigint NOT NULL, blob text NOT NULL, thumb text NOT NULL,"
+    " type text NOT NULL, name text NOT NULL, size bigint NOT NULL, thumb_size bigint NOT NULL,"
+    " width bigint NOT NULL, height bigint NOT NULL, thumb_width bigint NOT NULL, thumb_height bigint NOT NULL,"
+    " created bigint NOT NULL, expires bigint NOT NULL);"
+    "CREATE INDEX media_owner ON media(owner);"
+    "CREATE INDEX media_expires ON media(expires);"
+    "CREATE INDEX media_blob ON media(blob);"
+    "CREATE INDEX media_thumb ON media(thumb);"
+    "CREATE INDEX messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
+    "CREATE TABLE media_grants(media text NOT NULL, conv text NOT NULL, PRIMARY KEY(media, conv));",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
