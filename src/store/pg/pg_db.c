@@ -262,6 +262,11 @@ static const pl__exec_fn pl__ops[] = {
     [PL_STORE_SEEN] = pl_pg_social_seen,
     [PL_STORE_TYPING] = pl_pg_social_typing,
     [PL_STORE_DEVICES] = pl_pg_acct_devices,
+    [PL_STORE_GROUP_CREATE] = pl_pg_group_create,
+    [PL_STORE_GROUP_UPDATE] = pl_pg_group_update,
+    [PL_STORE_GROUP_LIST] = pl_pg_group_list,
+    [PL_STORE_GROUP_RECEIPTS] = pl_pg_group_receipts,
+    [PL_STORE_GROUP_DEVICES] = pl_pg_group_devices,
     [PL_STORE_MEDIA_AUTH] = pl_pg_media_auth,
     [PL_STORE_MEDIA_PUT] = pl_pg_media_put,
     [PL_STORE_MEDIA_GET] = pl_pg_media_get,
@@ -340,7 +345,7 @@ static pl_err pl__pg_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
                      " RETURNING q.device_id)" PL_PG_QUEUE_UNCOUNT,
                      "u", now_ms);
   if (e == PL_OK)
-    e = pl_pg_q(g, &res, "DELETE FROM messages WHERE expires <= $1 AND gid = 0", "u", now_ms);
+    e = pl_pg_q(g, &res, "DELETE FROM messages WHERE expires <= $1", "u", now_ms);
   if (e == PL_OK)
     *deleted = strtoull(PQcmdTuples(res), NULL, 10);
   PQclear(res);

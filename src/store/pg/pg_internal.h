@@ -191,6 +191,9 @@ pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size
 pl_err pl_pg_queue_event(pl__pg *g, pl_store_req *r, int kind, const char *conv, uint64_t seq,
                          const pl_pg_user *by, uint64_t aux, uint64_t *t, size_t n);
 pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r);
+/* A fetched row (qid, conv, seq, from_name, from_device, client_id, body,
+ * client_ts, server_ts, kind, aux, media, act) as a pl_msg. */
+void pl_pg_queue_msg_row(const PGresult *res, int row, pl_msg *m);
 pl_err pl_pg_queue_ack(pl__pg *g, pl_store_req *r);
 
 /* ---- conversations (pg_conv.c) ------------------------------------------------- */
@@ -205,12 +208,29 @@ pl_err pl_pg_conv_counts(pl__pg *g, pl_store_counts *c);
 pl_err pl_pg_conv_admin(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_dedup_put(pl__pg *g, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts);
 
-/* ---- groups (pg_groups.c) ------------------------------------------------------ */
+/* ---- groups (pg_groups.c: membership; pg_ghist.c: history) ------------------ */
+void pl_pg_group_gconv(uint64_t gid, char *buf, size_t n);
+/* uid's role in gid (PL_ROLE_NONE: not a member, or no such group). */
+pl_err pl_pg_group_role(pl__pg *g, uint64_t gid, uint64_t uid, int *role);
+/* The device ids sql lists (parameters: gid, and uid unless 0), into *t. */
+pl_err pl_pg_group_targets(pl__pg *g, const char *sql, uint64_t gid, uint64_t uid, uint64_t **t, size_t *n);
+pl_err pl_pg_group_create(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_update(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_list(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_devices(pl__pg *g, pl_store_req *r);
+/* A device that starts (new, or signed in again) gets its user's groups
+ * from now on: a cursor at each group's last seq. */
+pl_err pl_pg_group_cursor_start(pl__pg *g, uint64_t uid, uint64_t dev);
+/* Appends an entry (a membership event) to gid's history; *m as sent. */
+pl_err pl_pg_ghist_put(pl__pg *g, uint64_t gid, const pl_pg_user *from, const char *device, const char *id,
+                       const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
+                       const uint8_t *act, size_t act_len, pl_msg *m);
 pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len);
 /* After pl_pg_queue_fetch's part: the group entries owed and out.gids. */
 pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, uint32_t limit, size_t max_bytes);
 pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_mark_read(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_receipts(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_unread(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_typing(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c);

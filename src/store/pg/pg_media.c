@@ -43,9 +43,18 @@ static pl_err pl__media_load(pl__pg *g, const char *id, pl_media_row *m, int *fo
   return e;
 }
 
+/* Whether conv ("dm:a:b" or "g:N") is one u takes part in now: the role
+ * is read for a group only. */
+static pl_err pl__in_conv(pl__pg *g, const pl_pg_user *u, const char *conv, int *in) {
+  uint64_t gid = pl_conv_gid(conv);
+  int role = PL_ROLE_NONE;
+  pl_err e = gid ? pl_pg_group_role(g, gid, u->id, &role) : PL_OK;
+  *in = e == PL_OK && pl_visibility_in_conv(conv, u->name, role);
+  return e;
+}
+
 /* May user u see m (pl_visibility_media)? The conversations it was sent
- * to are read only when u did not upload it. Groups are not on this
- * backend yet, so a group conversation never lets anyone in. */
+ * to are read only when u did not upload it. */
 static pl_err pl__media_visible(pl__pg *g, const pl_pg_user *u, const pl_media_row *m, int *ok) {
   PGresult *res;
   *ok = pl_visibility_owner(m->owner, u->id);
@@ -53,10 +62,8 @@ static pl_err pl__media_visible(pl__pg *g, const pl_pg_user *u, const pl_media_r
     return PL_OK;
   pl_err e = pl_pg_q(g, &res, "SELECT conv FROM media_grants WHERE media = $1", "s", m->id);
   int in = 0;
-  for (int i = 0; e == PL_OK && i < PQntuples(res) && !in; i++) {
-    const char *conv = PQgetvalue(res, i, 0);
-    in = !pl_conv_gid(conv) && pl_visibility_in_conv(conv, u->name, PL_ROLE_NONE);
-  }
+  for (int i = 0; e == PL_OK && i < PQntuples(res) && !in; i++)
+    e = pl__in_conv(g, u, PQgetvalue(res, i, 0), &in);
   PQclear(res);
   *ok = pl_visibility_media(m->owner, u->id, in);
   return e;

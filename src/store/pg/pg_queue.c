@@ -136,7 +136,7 @@ pl_err pl_pg_queue_event(pl__pg *g, pl_store_req *r, int kind, const char *conv,
 
 /* ---- fetch ---------------------------------------------------------------------- */
 
-static void pl__msg_row(const PGresult *res, int row, pl_msg *m) {
+void pl_pg_queue_msg_row(const PGresult *res, int row, pl_msg *m) {
   memset(m, 0, sizeof *m);
   m->qid = pl_pg_col_u64(res, row, 0);
   m->conv = pl_pg_col_str(res, row, 1);
@@ -175,7 +175,7 @@ pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r) {
       break;
     }
     pl_msg *m = &x->out.msgs[x->out.nmsgs++];
-    pl__msg_row(res, i, m);
+    pl_pg_queue_msg_row(res, i, m);
     bytes += m->body_len + m->media_len + 64;
   }
   PQclear(res);

@@ -68,6 +68,22 @@ static const char *const pl__migrations[] = {
     "CREATE INDEX media_thumb ON media(thumb);"
     "CREATE INDEX messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
     "CREATE TABLE media_grants(media text NOT NULL, conv text NOT NULL, PRIMARY KEY(media, conv));",
+    /* 5: groups (pg_groups.c, pg_ghist.c): the group, its members (role 0:
+     * left, owed history up to left_seq), each device's cursor in each
+     * group's history, each member's watermarks; the history itself is
+     * message rows with gid set, positioned by seq */
+    "CREATE TABLE groups(gid bigserial PRIMARY KEY, name text NOT NULL, description text NOT NULL,"
+    " created bigint NOT NULL, members bigint NOT NULL DEFAULT 0);"
+    "CREATE TABLE members(gid bigint NOT NULL, uid bigint NOT NULL, role int NOT NULL,"
+    " since_seq bigint NOT NULL, left_seq bigint NOT NULL DEFAULT 0, joined bigint NOT NULL,"
+    " PRIMARY KEY(gid, uid));"
+    "CREATE INDEX members_uid ON members(uid, gid);"
+    "CREATE TABLE gcursor(device_id bigint NOT NULL, gid bigint NOT NULL, seq bigint NOT NULL,"
+    " PRIMARY KEY(device_id, gid));"
+    "CREATE TABLE greads(gid bigint NOT NULL, uid bigint NOT NULL, delivered_seq bigint NOT NULL,"
+    " read_seq bigint NOT NULL, PRIMARY KEY(gid, uid));"
+    "CREATE INDEX greads_uid ON greads(uid);"
+    "CREATE INDEX messages_group ON messages(gid, seq) WHERE gid <> 0;",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
