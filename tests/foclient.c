@@ -38,10 +38,14 @@ static void fc__lost(fc_client *c, int silent) {
 }
 
 /* Reads one frame; a Message is recorded and acked at once (as an app that
- * shows it does). Returns the frame's type (m: the frame) or 0 on EOF or
- * silence past timeout_ms. */
+ * shows it does), a SendAck recorded whichever Send it answers. Returns the frame's type (m: the frame) or 0
+ * on EOF or silence past timeout_ms. */
 static int fc__read(fc_client *c, int timeout_ms, void **m) {
   int t = tl_recv_frame(c->fd, timeout_ms, m);
+  if (t == FC_ACKED) {
+    const Parley__SendAck *a = *m;
+    lg_acked(c->lg, c->user, a->id, a->conv, a->seq);
+  }
   if (t == FC_MESSAGE) {
     const Parley__Message *msg = *m;
     lg_shown(c->lg, c->device, msg->conv, msg->seq, msg->from, msg->id, msg->qid);
@@ -170,9 +174,7 @@ static uint64_t fc__try(fc_client *c, const Parley__Send *s, uint64_t deadline) 
     }
     if (((ProtobufCMessage *)m)->descriptor == &parley__send_ack__descriptor) {
       const Parley__SendAck *a = m;
-      uint64_t seq = strcmp(a->id, s->id) ? 0 : a->seq;
-      if (seq)
-        lg_acked(c->lg, c->user, s->id, a->conv, a->seq);
+      uint64_t seq = strcmp(a->id, s->id) ? 0 : a->seq; /* recorded by fc__read */
       fc__drop(m);
       if (seq)
         return seq;

@@ -152,3 +152,19 @@ void tl_pg_stop(tl_pg *pg) {
     pg->dir = NULL;
   }
 }
+
+int tl_pg_query(const tl_pg *pg, const char *sql, char *out, size_t cap) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd,
+           "%s/psql -X -q -At -h 127.0.0.1 -p %d -U parley -d postgres -c \"%s\" 2>/dev/null", tl_pg_bindir(),
+           pg->port, sql);
+  FILE *f = popen(cmd, "r");
+  if (!f)
+    return -1;
+  size_t n = cap ? fread(out, 1, cap - 1, f) : 0;
+  if (cap) {
+    out[n] = 0;
+    out[strcspn(out, "\n")] = 0;
+  }
+  return pclose(f) == 0 ? 0 : -1;
+}

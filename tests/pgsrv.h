@@ -7,6 +7,7 @@
 #ifndef PGSRV_H
 #define PGSRV_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 typedef struct tl_pg {
@@ -32,5 +33,8 @@ void tl_pg_crash(tl_pg *pg);
 /* Promotes a standby to primary (pg_ctl promote) and waits until it is. */
 void tl_pg_promote(tl_pg *pg);
 void tl_pg_stop(tl_pg *pg);
+/* Runs sql (no double quotes) with psql; the first line of its answer in
+ * out. 0, or -1 if psql failed. */
+int tl_pg_query(const tl_pg *pg, const char *sql, char *out, size_t cap);
 
 #endif

@@ -24,7 +24,9 @@
  *
  * Every process is started through testlib (tl_spawn): a failed check
  * ends them all. Exits 77 (skipped) without nats-server or PostgreSQL. */
+#include <glob.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -201,7 +203,9 @@ static void move_off(int v, uint64_t t0) {
     if (all[i]->node != v)
       continue;
     fc_pump(all[i], 0);
-    CHECK(all[i]->node != v);
+    if (all[i]->node == v)
+      tl__fail(__FILE__, __LINE__, "%s still on N%d after its node failed (%u failovers)", all[i]->device, v,
+               all[i]->reconnects);
     uint64_t took = tl_now_ms() - t0;
     if (took >= HEARTBEAT_S * 1000ull)
       tl__fail(__FILE__, __LINE__, "%s resumed %llu ms after its node failed", all[i]->device,
@@ -282,6 +286,33 @@ static int stale_closed(fc_client *c, int timeout_ms) {
   return 0;
 }
 
+/* kill(SIGSTOP) returns before every thread has stopped (a thread busy on
+ * another CPU stops when it next enters the kernel): wait until each one
+ * is in state T, so that nothing the test sends next is answered. */
+static void wait_stopped(pid_t pid) {
+  char pat[64];
+  snprintf(pat, sizeof pat, "/proc/%d/task/*/stat", (int)pid);
+  for (uint64_t until = tl_now_ms() + T_MS;; usleep(1000)) {
+    glob_t g;
+    int running = glob(pat, 0, NULL, &g) != 0;
+    for (size_t i = 0; !running && i < g.gl_pathc; i++) {
+      char buf[512] = "";
+      FILE *f = fopen(g.gl_pathv[i], "r");
+      size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+      if (f)
+        fclose(f);
+      buf[n] = 0;
+      const char *st = strrchr(buf, ')'); /* "pid (comm) S ...": comm may hold spaces */
+      running = st && st[1] == ' ' && st[2] != 'T' && st[2] != 't';
+    }
+    globfree(&g);
+    if (!running)
+      return;
+    if (tl_now_ms() > until)
+      tl__fail(__FILE__, __LINE__, "parleyd %d did not stop", (int)pid);
+  }
+}
+
 /* 3. SIGSTOP of node 1 with a Send in flight on it; traffic while it is
  * stopped; SIGCONT. */
 static void test_sigstop(void) {
@@ -299,12 +330,16 @@ static void test_sigstop(void) {
   CHECK(victim_sender >= 0);
   uint64_t t0 = tl_now_ms();
   CHECK(kill(node[v].pid, SIGSTOP) == 0);
+  wait_stopped(node[v].pid);
   move_off(v, t0); /* each waits SILENCE_MS, then resumes elsewhere */
   resend(victim_sender);
   for (int i = 0; i < NODES; i++)
     if (i != v)
       tl_wait_metric(&node[i], "parley_bus_nodes_alive", NODES - 2, DEAD_MS);
   traffic(10);
+  unsigned moved = 0;
+  for (int i = 0; i < 2 * PAIRS; i++)
+    moved += all[i]->reconnects;
   CHECK(kill(node[v].pid, SIGCONT) == 0);
   /* it reads the Send it was given before it stopped, finds the id stored
    * by the resend, and closes the sessions that moved (takeover) */
@@ -320,6 +355,12 @@ static void test_sigstop(void) {
   for (int i = 0; i < NODES; i++)
     tl_wait_metric(&node[i], "parley_bus_nodes_alive", NODES - 1, DEAD_MS);
   traffic(10);
+  /* the newest session wins everywhere: the node back from its stop
+   * closed none of the sessions that moved */
+  unsigned after = 0;
+  for (int i = 0; i < 2 * PAIRS; i++)
+    after += all[i]->reconnects;
+  CHECK_EQ_U(after, moved);
   settle_and_check("sigstop");
 }
 
@@ -363,6 +404,12 @@ static void test_pgfail(void) {
   snprintf(store, sizeof store,
            "postgresql://parley@127.0.0.1:%d,127.0.0.1:%d/postgres?target_session_attrs=read-write", pg.port,
            standby.port);
+  char state[64] = "";
+  for (uint64_t until = tl_now_ms() + T_MS; strcmp(state, "sync"); usleep(50 * 1000)) {
+    tl_pg_query(&pg, "SELECT sync_state FROM pg_stat_replication", state, sizeof state);
+    if (tl_now_ms() > until)
+      tl__fail(__FILE__, __LINE__, "the standby is not synchronous (sync_state '%s')", state);
+  }
   tl_nats_start(&ns, 1);
   nodes_start(store);
   users();
