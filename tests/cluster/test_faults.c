@@ -162,12 +162,26 @@ static void send_unanswered(int i) {
   tl_send_frame(snd[i].fd, PARLEY__FRAME_TYPE__FRAME_SEND, &s);
 }
 
-/* The resend of pair i's last id, until acked. */
-static void resend(int i) {
-  char id[32], body[64];
-  msg_id(id, sizeof id, i, sent[i]);
-  snprintf(body, sizeof body, "message %u of s%d", sent[i], i);
-  fc_send(&snd[i], id, rcv[i].user, body, tl_now_ms() + 60000);
+/* Pair i's ids from first to the last sent, again, in order, each until
+ * acked: what an app does with the Sends a fault left unanswered. */
+static void resend_from(int i, unsigned first) {
+  for (unsigned n = first; n <= sent[i]; n++) {
+    char id[32], body[64];
+    msg_id(id, sizeof id, i, n);
+    snprintf(body, sizeof body, "message %u of s%d", n, i);
+    fc_send(&snd[i], id, rcv[i].user, body, tl_now_ms() + 60000);
+  }
+}
+
+/* INFLIGHT Sends of every pair written, unanswered, as the fault comes;
+ * first[i] gets pair i's first. */
+#define INFLIGHT 3
+static void send_inflight(unsigned first[PAIRS]) {
+  for (int i = 0; i < PAIRS; i++) {
+    first[i] = sent[i] + 1;
+    for (int k = 0; k < INFLIGHT; k++)
+      send_unanswered(i);
+  }
 }
 
 static fc_client *all[2 * PAIRS];
@@ -187,7 +201,7 @@ static void settle_and_check(const char *scenario) {
     reconnects += all[i]->reconnects;
     worst = all[i]->worst_gap > worst ? all[i]->worst_gap : worst;
   }
-  printf("ledger %s: %zu acked, %zu ids retried, %zu redelivered (qid filter), %u failovers, longest %llu "
+  printf("ledger %s: %zu acks, %zu ids retried, %zu redelivered (qid filter), %u failovers, longest %llu "
          "ms, %zu "
          "violations\n%s",
          scenario, lg_acked_count(lg), lg_retried_count(lg), lg_redelivered_count(lg), reconnects,
@@ -238,21 +252,20 @@ static void test_across(void) {
   CHECK(hints >= PAIRS);
 }
 
-/* 2. kill -9 of each node in turn, with a Send of its sender in flight. */
+/* 2. kill -9 of each node in turn, with Sends of every sender in flight. */
 static void test_kill9(void) {
   cluster_up(1);
   users();
   list_clients();
   traffic(10);
   for (int v = 0; v < NODES; v++) {
-    for (int i = 0; i < PAIRS; i++)
-      if (snd[i].node == v)
-        send_unanswered(i);
+    unsigned first[PAIRS];
+    send_inflight(first);
     uint64_t t0 = tl_now_ms();
     tl_server_kill(&node[v], SIGKILL);
     move_off(v, t0);
     for (int i = 0; i < PAIRS; i++)
-      resend(i); /* where nothing was in flight: a duplicate, answered with its seq */
+      resend_from(i, first[i]); /* those acked meanwhile: duplicates, answered with their seq */
     traffic(10);
     tl_server_restart(&node[v]);
     for (int i = 0; i < NODES; i++)
@@ -323,16 +336,14 @@ static void test_sigstop(void) {
   for (int i = 0; i < 2 * PAIRS; i++)
     all[i]->keep_stale = 1;
   traffic(10);
-  int victim_sender = -1;
-  for (int i = 0; i < PAIRS; i++)
-    if (snd[i].node == v)
-      send_unanswered(victim_sender = i);
-  CHECK(victim_sender >= 0);
+  unsigned first[PAIRS];
+  send_inflight(first);
   uint64_t t0 = tl_now_ms();
   CHECK(kill(node[v].pid, SIGSTOP) == 0);
   wait_stopped(node[v].pid);
   move_off(v, t0); /* each waits SILENCE_MS, then resumes elsewhere */
-  resend(victim_sender);
+  for (int i = 0; i < PAIRS; i++)
+    resend_from(i, first[i]);
   for (int i = 0; i < NODES; i++)
     if (i != v)
       tl_wait_metric(&node[i], "parley_bus_nodes_alive", NODES - 2, DEAD_MS);
@@ -415,27 +426,26 @@ static void test_pgfail(void) {
   users();
   list_clients();
   traffic(10);
-  for (int i = 0; i < PAIRS; i++)
-    send_unanswered(i);
+  unsigned first[PAIRS];
+  send_inflight(first);
   tl_pg_crash(&pg);
-  /* the gap: the sends above and these get INTERNAL (retryable) or lose
-   * their connection; none is acked */
-  for (int i = 0; i < PAIRS; i++) {
-    int err = 0;
-    CHECK_EQ_U(send_once(i, &err), 0);
-    if (err != PARLEY__ERROR_CODE__ERR_INTERNAL && err != -1)
-      tl__fail(__FILE__, __LINE__, "a send in the gap got error %d, not the retryable INTERNAL", err);
-  }
+  /* the gap: the sends in flight and three more each get INTERNAL
+   * (retryable) or lose their connection; none is acked */
+  for (int i = 0; i < PAIRS; i++)
+    for (int k = 0; k < 3 && snd[i].fd >= 0; k++) {
+      int err = 0;
+      CHECK_EQ_U(send_once(i, &err), 0);
+      if (err != PARLEY__ERROR_CODE__ERR_INTERNAL && err != -1)
+        tl__fail(__FILE__, __LINE__, "a send in the gap got error %d, not the retryable INTERNAL", err);
+      if (err == -1) { /* closed: the client fails over on its next send */
+        close(snd[i].fd);
+        snd[i].fd = -1;
+      }
+    }
   uint64_t t0 = tl_now_ms();
   tl_pg_promote(&standby);
-  for (int i = 0; i < PAIRS; i++) {
-    /* the ids of the gap again, oldest first, until acked */
-    unsigned last = sent[i];
-    sent[i] = last - 1;
-    resend(i);
-    sent[i] = last;
-    resend(i);
-  }
+  for (int i = 0; i < PAIRS; i++)
+    resend_from(i, first[i]); /* the ids of the gap again, oldest first, until acked */
   printf("pgfail: every sender acked again %llu ms after the promotion began\n",
          (unsigned long long)(tl_now_ms() - t0));
   traffic(10);
