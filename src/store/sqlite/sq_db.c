@@ -427,6 +427,8 @@ static pl_err pl__setup(pl__sq *q, int durable, uint32_t cache_kib) {
     e = pl_sq_acts_upgrade(q->db);
   if (e == PL_OK) /* 12: users.disabled and invites, a step of its own (sq_admin.c) */
     e = pl_sq_admin_upgrade(q->db);
+  if (e == PL_OK) /* 13: an action's target by its dedup record (sq_acts.c) */
+    e = pl_sq_acts_upgrade13(q->db);
   pl_free(mode);
   pl_free(ver);
   return e;
