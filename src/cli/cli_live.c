@@ -190,7 +190,7 @@ static void chat_remember(cli_chat *ch, const parley_message *m) {
   if (strcmp(m->conv, ch->conv) != 0 || m->event)
     return;
   if (kind == PARLEY_ACT_NONE)
-    cli_recent_put(&ch->recent, m->seq, NULL, m->body, m->body ? m->body_len : 0, m->media != NULL);
+    cli_recent_put(&ch->recent, m->seq, NULL, m->body, m->body ? m->body_len : 0, m->media ? m->media->id : NULL);
   else if (kind == PARLEY_ACT_EDIT)
     cli_recent_edit(&ch->recent, m->act->target, m->body, m->body ? m->body_len : 0);
   else if (kind == PARLEY_ACT_DELETE)
@@ -273,8 +273,8 @@ static const char chat_help[] =
     "  /edit [#N] TEXT    edit your message N (default: your last one)\n"
     "  /delete [#N]       delete your message N for everyone (default: your last one)\n"
     "  /forward [#N] USER send message N (default: their last one) on to USER, marked\n"
-    "                     forwarded; /forward [#N] --group GROUP: to a group (text only;\n"
-    "                     the chat remembers its last 256 messages)\n"
+    "                     forwarded, with its photo or file; /forward [#N] --group GROUP:\n"
+    "                     to a group (the chat remembers its last 256 messages)\n"
     "  //text  sends \"/text\" (a line starting with one / is a command)\n";
 
 /* A line starting with '/' is a command (not sent); "//" escapes a leading
@@ -339,7 +339,7 @@ static int chat_act_command(parley *c, cli_chat *ch, const char *p, size_t n) {
       cli_error(ch->o, rc, ch->peer);
       ch->refused = 1;
     } else if (cmds[i].kind == PARLEY_ACT_NONE) {
-      cli_recent_put(&ch->recent, 0, id, rest, rn, 0);
+      cli_recent_put(&ch->recent, 0, id, rest, rn, NULL);
     } else if (cmds[i].kind == PARLEY_ACT_EDIT || cmds[i].kind == PARLEY_ACT_DELETE) {
       cli_recent_put_act(&ch->recent, id, cmds[i].kind, seq, rest, rn);
     }
@@ -349,8 +349,9 @@ static int chat_act_command(parley *c, cli_chat *ch, const char *p, size_t n) {
 }
 
 /* /forward [#N] USER or /forward [#N] --group GROUP: message N of this chat
- * (default: the peer's last one), its text as this chat last saw it, sent on
- * marked forwarded (protocol.md 11.9). Returns 1 if it was one. */
+ * (default: the peer's last one), its text as this chat last saw it and its
+ * attachment, sent on marked forwarded (protocol.md 11.9). Returns 1 if it
+ * was one. */
 static int chat_forward_command(parley *c, cli_chat *ch, const char *p, size_t n) {
   const char *rest, *g;
   size_t rn, gn;
@@ -377,14 +378,8 @@ static int chat_forward_command(parley *c, cli_chat *ch, const char *p, size_t n
             (unsigned long long)seq, CLI_RECENT_N);
     return 1;
   }
-  if (e->media) {
-    fprintf(stderr, "parley: /forward: message #%llu has an attachment, and /forward sends text only (not sent)\n",
-            (unsigned long long)seq);
-    return 1;
-  }
-  parley_act a = {.kind = PARLEY_ACT_NONE, .forwarded = 1};
   char id[65];
-  int rc = parley_send_act(c, NULL, group ? NULL : to, group ? to : NULL, &a, e->text, e->len, id);
+  int rc = parley_forward(c, NULL, group ? NULL : to, group ? to : NULL, e->media, e->text, e->len, id);
   if (rc != PARLEY_OK) {
     cli_error(ch->o, rc, to);
     ch->refused = 1;
@@ -394,7 +389,7 @@ static int chat_forward_command(parley *c, cli_chat *ch, const char *p, size_t n
   snprintf(ch->fwd[ch->fwd_next].to, sizeof ch->fwd[0].to, "%s", to);
   ch->fwd_next = (ch->fwd_next + 1) % CLI_CHAT_FWDS;
   if (!group && !strcmp(to, ch->peer))
-    cli_recent_put(&ch->recent, 0, id, e->text, e->len, 0);
+    cli_recent_put(&ch->recent, 0, id, e->text, e->len, e->media);
   return 1;
 }
 
@@ -427,7 +422,7 @@ static void chat_send_line(parley *c, cli_chat *ch, const char *p, size_t n) {
     ch->refused = 1;
     return;
   }
-  cli_recent_put(&ch->recent, 0, ch->plain_id, p, n, 0);
+  cli_recent_put(&ch->recent, 0, ch->plain_id, p, n, NULL);
 }
 
 /* Reads what stdin has; sends each complete line (and the rest at EOF).

@@ -10,12 +10,14 @@
 
 static void recent_clear(cli_recent_entry *x) {
   pl_free(x->text);
+  pl_free(x->media);
   memset(x, 0, sizeof *x);
 }
 
-void cli_recent_put(cli_recent *r, uint64_t seq, const char *id, const void *text, size_t len, int media) {
+void cli_recent_put(cli_recent *r, uint64_t seq, const char *id, const void *text, size_t len, const char *media) {
   /* Copied before the oldest entry goes: text may be that entry's own. */
   char *copy = pl_strndup(text ? text : "", text ? len : 0);
+  char *media_copy = media && *media ? pl_strdup(media) : NULL;
   cli_recent_entry *x = &r->e[r->next];
   r->next = (r->next + 1) % CLI_RECENT_N;
   recent_clear(x);
@@ -24,11 +26,11 @@ void cli_recent_put(cli_recent *r, uint64_t seq, const char *id, const void *tex
     snprintf(x->id, sizeof x->id, "%s", id);
   x->text = copy;
   x->len = text ? len : 0;
-  x->media = media;
+  x->media = media_copy;
 }
 
 void cli_recent_put_act(cli_recent *r, const char *id, int act, uint64_t seq, const void *text, size_t len) {
-  cli_recent_put(r, 0, id, text, len, 0);
+  cli_recent_put(r, 0, id, text, len, NULL);
   cli_recent_entry *x = &r->e[(r->next + CLI_RECENT_N - 1) % CLI_RECENT_N];
   x->act = act;
   x->target = seq;

@@ -22,7 +22,7 @@ typedef struct cli_recent_entry {
   char id[65];  /* the client id of a message this chat sent ("" otherwise) */
   char *text;   /* owned; NUL-terminated copy of the body (may hold NULs before len) */
   size_t len;
-  int media; /* it carried an attachment (its text is only the caption) */
+  char *media; /* owned: the id of its attachment (then text is the caption), or NULL */
 } cli_recent_entry;
 
 typedef struct cli_recent {
@@ -30,9 +30,10 @@ typedef struct cli_recent {
   size_t next; /* where the next entry goes (the oldest once the ring is full) */
 } cli_recent;
 
-/* Remembers text[0..len) as message seq (or, with seq 0, the sent message
- * id), replacing the oldest entry when full. */
-void cli_recent_put(cli_recent *r, uint64_t seq, const char *id, const void *text, size_t len, int media);
+/* Remembers text[0..len) (and the attachment media, an id, or NULL) as
+ * message seq (or, with seq 0, the sent message id), replacing the oldest
+ * entry when full. */
+void cli_recent_put(cli_recent *r, uint64_t seq, const char *id, const void *text, size_t len, const char *media);
 /* An edit (act PARLEY_ACT_EDIT, text the new one) or a delete for everyone
  * (PARLEY_ACT_DELETE) of seq that this chat sent as message id: applied by
  * its ack. */

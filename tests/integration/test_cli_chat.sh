@@ -5,9 +5,12 @@
 # "//" sending a leading slash, and /quit ending it with exit 0 once what was
 # typed before it has been stored; /react, /reply, /edit and /delete sent as
 # message actions (seen by the peer's recv) and the peer's actions shown as sentences;
-# /forward sending a message of the chat on to a third user and to a group, marked forwarded.
+# /forward sending a message of the chat (text or a file) on to a third user and to a
+# group, marked forwarded.
 set -euo pipefail
-PARLEYD_ARGS=(--presence-grace 0)
+hport=$(python3 "$(dirname "$0")/free_port.py")
+PARLEYD_ARGS=(--presence-grace 0 --http "127.0.0.1:$hport" --media-files 1)
+export PARLEY_HTTP=127.0.0.1:$hport # send --image, fetch
 # shellcheck source=cli_harness.sh
 source "$(dirname "$0")/cli_harness.sh"
 A=("$CLI" --user alice)
@@ -104,6 +107,16 @@ printf '/forward #3 --group %s\n' "$group" >&4
 expect alice-sees-group-forward 0 '"group":"'"$group"'"
 "text":"hello alice!","act":{"forwarded":true}' bash -c "$(printf '%q ' "${A[@]}") recv --wait 3 |
   grep '\"forwarded\"' | grep -o '\"group\":\"[^\"]*\"\|\"text\":\"[^\"]*\",\"act\":{[^}]*}'"
+# ... with its attachment: alice sends bob a file, bob's chat forwards it to carol by
+# default, and carol gets the same stored file, marked, with its caption.
+head -c 3000 /dev/urandom >"$tmp/doc.bin"
+media=$("${A[@]}" send --image "$tmp/doc.bin" bob "a file" | grep -o '"media":{"id":"[^"]*"' | cut -d'"' -f6)
+until_in "$tmp/out" "alice: a file" && printf '/forward carol\n' >&4
+expect carol-gets-forwarded-file 0 '"text":"a file"
+"media":{"id":"'"$media"'"
+"act":{"forwarded":true}' bash -c "$(printf '%q ' "${C[@]}") recv --wait 3 | grep '\"forwarded\"' |
+  grep -o '\"text\":\"[^\"]*\"\|\"media\":{\"id\":\"[^\"]*\"\|\"act\":{[^}]*}'"
+expect carol-fetches-forwarded-file 0 "" bash -c "$(printf '%q ' "${C[@]}") fetch $media $tmp/fwd.bin && cmp $tmp/doc.bin $tmp/fwd.bin"
 
 printf 'last words\n/quit\nnot sent after quit\n' >&4
 rc=0
