@@ -368,11 +368,11 @@ static int chat_forward_command(parley *c, cli_chat *ch, const char *p, size_t n
     return 1;
   }
   snprintf(to, sizeof to, "%.*s", (int)rn, rest);
-  const cli_recent_entry *e = cli_recent_find(&ch->recent, seq);
   if (!seq) {
     fprintf(stderr, "parley: /forward needs a message (#N): none to default to yet (not sent)\n");
     return 1;
   }
+  const cli_recent_entry *e = cli_recent_find(&ch->recent, seq);
   if (!e) {
     fprintf(stderr, "parley: /forward: message #%llu is not one of the last %d messages of this chat (not sent)\n",
             (unsigned long long)seq, CLI_RECENT_N);
