@@ -256,6 +256,8 @@ pl_err pl_sq_seal_open(pl__sq *q) {
    * the counts a key's removal is checked against are made */
   q->rekey_pending = 1;
   q->rekey_kid = pl_seal_current(q->seal);
+  atomic_store(&q->seal_running, 1);
+  atomic_store(&q->seal_kid, q->rekey_kid);
 out:
   pl_free(chk);
   pl_free(plain);
@@ -273,6 +275,8 @@ void pl_sq_seal_refresh(pl__sq *q) {
   if (pl_seal_current(q->seal) != q->rekey_kid) {
     q->rekey_kid = pl_seal_current(q->seal);
     q->rekey_pending = 1;
+    atomic_store(&q->seal_running, 1);
+    atomic_store(&q->seal_kid, q->rekey_kid);
     q->rekey_media = 0;
     q->rekey_after = 0;
     q->rekey_media_after[0] = '\0';
@@ -357,6 +361,7 @@ static pl_err pl__rekey_done(pl__sq *q) {
   if (e != PL_OK)
     return e;
   q->rekey_pending = q->rekey_media = 0;
+  atomic_store(&q->seal_running, 0);
   q->rekey_media_after[0] = '\0';
   for (unsigned k = 0; k <= PL_SEAL_MAX_KID; k++)
     atomic_store(&q->seal_rows[k], q->rekey_count[k]);
