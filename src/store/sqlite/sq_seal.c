@@ -226,17 +226,18 @@ pl_err pl_sq_seal_open(pl__sq *q) {
   size_t n, pn;
   uint64_t ids[4];
   pl_err e = pl__check_get(q, &chk, &n);
-  if (e == PL_OK)
-    e = pl__ids_used(q, ids);
   if (e != PL_OK)
     goto out;
-  if (!q->seal) {
-    if (chk || (ids[0] & ~1ull) || ids[1] || ids[2] || ids[3]) {
+  if (!q->seal) { /* the check value comes before any sealed row: no scan at a plain start */
+    if (chk) {
       pl_error("store: this data dir is encrypted (messages are sealed): start parleyd with its --key-file");
       e = PL_ERR_CONFIG;
     }
     goto out;
   }
+  e = pl__ids_used(q, ids);
+  if (e != PL_OK)
+    goto out;
   pl_err ce = chk ? pl__open(q->seal, pl_seal_kid(chk, n), 'k', "", 0, 0, chk, n, &plain, &pn) : PL_OK;
   if (ce != PL_OK) {
     pl_error("store: the key file does not open this data dir (its check value, key id %u, does not open%s):"
