@@ -32,24 +32,17 @@
 #define PL__AD_MAX 512u
 static const uint8_t pl__check_text[] = "parley-seal-check";
 
+/* messages.sk, added once (no schema version of its own: a server that
+ * does not know it reads and writes the rows as before, as plain ones). */
 pl_err pl_sq_seal_upgrade(sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  int has = 0;
-  pl_err e = PL_ERR_STORE;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'sk'", -1, &st,
-                         NULL) != SQLITE_OK)
-    goto out;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    has = sqlite3_column_int(st, 0);
+  int has =
+      sqlite3_table_column_metadata(db, "main", "messages", "sk", NULL, NULL, NULL, NULL, NULL) == SQLITE_OK;
   if (!has && sqlite3_exec(db, "ALTER TABLE messages ADD COLUMN sk INTEGER NOT NULL DEFAULT 0", NULL, NULL,
                            NULL) != SQLITE_OK) {
     pl_error("store: adding messages.sk: %s", sqlite3_errmsg(db));
-    goto out;
+    return PL_ERR_STORE;
   }
-  e = PL_OK;
-out:
-  sqlite3_finalize(st);
-  return e;
+  return PL_OK;
 }
 
 uint8_t pl_sq_seal_sk(const pl__sq *q) { return q->seal ? pl_seal_current(q->seal) : 0; }
