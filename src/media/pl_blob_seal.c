@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,8 @@ typedef struct pl__sb {
   pthread_t th;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  int kick, stop, running;
+  int kick, running;
+  atomic_int stop;             /* read by the pass between files, without mu */
   uint64_t files[256], passes; /* under mu */
   uint64_t count[256];         /* the pass's, on its thread */
 } pl__sb;
@@ -224,6 +226,8 @@ static void pl__rekey_one(void *ud, const char *key) {
   char tmp[4096];
   int in = -1;
   uint64_t n, plain = 0;
+  if (atomic_load(&b->stop)) /* shutting down: the next start's pass goes on */
+    return;
   if (b->in->ops->open(b->in, key, &in, &n) != PL_OK)
     return; /* gone meanwhile */
   int sealed = pl__sealed(in, n, &kid);
@@ -260,7 +264,7 @@ static void *pl__thread(void *arg) {
   pl__sb *b = arg;
   pthread_setname_np(pthread_self(), "pl-media-seal");
   pthread_mutex_lock(&b->mu);
-  while (!b->stop) {
+  while (!atomic_load(&b->stop)) {
     if (!b->kick) {
       pthread_cond_wait(&b->cv, &b->mu);
       continue;
@@ -302,7 +306,7 @@ void pl_blob_seal_stats(pl_blob *bb, uint64_t files[256], uint64_t *passes, int 
 static void pl__free(pl_blob *bb) {
   pl__sb *b = (pl__sb *)bb;
   pthread_mutex_lock(&b->mu);
-  b->stop = 1;
+  atomic_store(&b->stop, 1);
   pthread_cond_signal(&b->cv);
   pthread_mutex_unlock(&b->mu);
   pthread_join(b->th, NULL);

@@ -128,6 +128,11 @@ def at_rest():
     err = refused_start(s.data, "--key-file", kf)
     check("0600" in err, f"a key file others may read: {err}")
     check(key("new", kf, ok=False).returncode != 0, "key new never overwrites a key file")
+    os.chmod(kf, 0o600)
+    pgdata = os.path.join(TMP, "pg")
+    os.makedirs(pgdata)
+    err = refused_start(pgdata, "--store", "postgres://127.0.0.1:1/parley", "--key-file", kf)
+    check("SQLite store only" in err, f"PostgreSQL refuses a key: {err}")
 
 
 def rotate():

@@ -229,9 +229,9 @@ static pl_err pl__sq_flush(void *be, size_t max) {
 
 static void pl__sq_seal_stats(void *be, pl_store_seal_stats *out) {
   pl__sq *q = be;
-  out->kid = q->seal ? pl_seal_current(q->seal) : 0;
+  out->kid = atomic_load(&q->seal_kid);
   out->passes = atomic_load(&q->seal_passes);
-  out->running = q->rekey_pending;
+  out->running = atomic_load(&q->seal_running);
   for (unsigned k = 0; k < 256; k++)
     out->rows[k] = atomic_load(&q->seal_rows[k]);
 }

@@ -154,8 +154,8 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
   X(DEDUP_TAIL, "SELECT id, device_id, cid FROM dedup WHERE id > ?1 ORDER BY id")                            \
   X(DEDUP_MAX, "SELECT COALESCE(max(id), 0) FROM dedup")                                                     \
   X(DEDUP_ROW, "SELECT cid, cref, seq, server_ts, vanish FROM dedup WHERE id = ?1 AND server_ts > ?2")       \
-  X(DEDUP_PUT, "INSERT INTO dedup(device_id, cid, cref, seq, server_ts, vanish)"                            \
-               " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                           \
+  X(DEDUP_PUT, "INSERT INTO dedup(device_id, cid, cref, seq, server_ts, vanish)"                             \
+               " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                            \
   X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                         \
   X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")                    \
   X(MSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"       \
@@ -279,15 +279,16 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
   X(UNREAD_GROUPS, "SELECT 'g:' || g.gid, COALESCE(c.last_seq, 0), g.read_seq FROM greads g"                 \
                    " LEFT JOIN convs c ON c.conv = 'g:' || g.gid WHERE g.uid = ?1 ORDER BY g.gid")           \
   /* ---- message actions (sq_acts.c) ---- */                                                                \
-  /* msgidx: the deletes for everyone (and plain messages of schemas 11-12) */                             \
+  /* msgidx: the deletes for everyone (and plain messages of schemas 11-12) */                               \
   X(ACT_IDX_PUT, "INSERT OR REPLACE INTO msgidx(conv, seq, qid, sender_uid, server_ts, expires, deleted)"    \
                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1)")                                                       \
   X(ACT_IDX_GET, "SELECT qid, sender_uid, server_ts, deleted FROM msgidx"                                    \
                  " WHERE conv = ?1 AND seq = ?2 AND expires > ?3")                                           \
-  /* a target by its dedup record (partial index dedup_target) */                                         \
-  X(ACT_DEDUP_GET, "SELECT d.server_ts, d.vanish, v.user_id FROM dedup d JOIN devices v ON v.id = d.device_id" \
-                   " WHERE d.cref = ?1 AND d.seq = ?2 AND d.vanish >= 0 AND d.server_ts > ?3")               \
-  /* a target's message row: in a group's history, or in a queue of the two users' devices */             \
+  /* a target by its dedup record (partial index dedup_target) */                                            \
+  X(ACT_DEDUP_GET,                                                                                           \
+    "SELECT d.server_ts, d.vanish, v.user_id FROM dedup d JOIN devices v ON v.id = d.device_id"              \
+    " WHERE d.cref = ?1 AND d.seq = ?2 AND d.vanish >= 0 AND d.server_ts > ?3")                              \
+  /* a target's message row: in a group's history, or in a queue of the two users' devices */                \
   X(ACT_QID_GROUP, "SELECT qid FROM messages WHERE gid = ?1 AND gid != 0 AND seq = ?2")                      \
   X(ACT_QID_DM, "SELECT m.qid FROM devices v JOIN queue q ON q.device_id = v.id JOIN messages m"             \
                 " ON m.qid = q.qid WHERE v.user_id IN (?1, ?2) AND m.conv = ?3 AND m.seq = ?4 LIMIT 1")      \
@@ -468,6 +469,8 @@ typedef struct pl__sq {
   uint64_t rekey_count[256];
   _Atomic uint64_t seal_rows[256];
   _Atomic uint64_t seal_passes;
+  _Atomic int seal_running; /* rekey_pending and the key id, for other threads */
+  _Atomic uint8_t seal_kid;
 } pl__sq;
 
 /* The backend's entry for one op (sq_db.c): exec runs it inside the open
@@ -595,8 +598,8 @@ pl_err pl_sq_upgrade_column(sqlite3 *db, const char *table, const char *column, 
                             const char *sql, const char *what);
 pl_err pl_sq_acts_upgrade(sqlite3 *db);
 pl_err pl_sq_acts_upgrade13(sqlite3 *db);
-pl_err pl_sq_acts_check(pl__sq *q, pl_store_req *r, const char *conv, pl__conv *c, pl__user *me, uint64_t peer,
-                        uint64_t gid, uint64_t now);
+pl_err pl_sq_acts_check(pl__sq *q, pl_store_req *r, const char *conv, pl__conv *c, pl__user *me,
+                        uint64_t peer, uint64_t gid, uint64_t now);
 pl_err pl_sq_acts_vanish(pl__sq *q, pl_store_req *r, pl__conv *c, uint64_t ts);
 pl_err pl_sq_acts_apply(pl__sq *q, pl_store_req *r, pl__conv *c, uint64_t peer, uint64_t gid);
 pl_err pl_sq_acts_expire(pl__sq *q, uint64_t now);

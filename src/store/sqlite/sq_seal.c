@@ -32,6 +32,8 @@
 #define PL__AD_MAX 512u
 static const uint8_t pl__check_text[] = "parley-seal-check";
 
+/* messages.sk, added once (no schema version of its own: a server that
+ * does not know it reads and writes the rows as before, as plain ones). */
 pl_err pl_sq_seal_upgrade(sqlite3 *db) {
   return pl_sq_upgrade_column(db, "messages", "sk", "INTEGER NOT NULL DEFAULT 0", NULL, "messages.sk (sealing)");
 }
@@ -210,17 +212,18 @@ pl_err pl_sq_seal_open(pl__sq *q) {
   size_t n, pn;
   uint64_t ids[4];
   pl_err e = pl__check_get(q, &chk, &n);
-  if (e == PL_OK)
-    e = pl__ids_used(q, ids);
   if (e != PL_OK)
     goto out;
-  if (!q->seal) {
-    if (chk || (ids[0] & ~1ull) || ids[1] || ids[2] || ids[3]) {
+  if (!q->seal) { /* the check value comes before any sealed row: no scan at a plain start */
+    if (chk) {
       pl_error("store: this data dir is encrypted (messages are sealed): start parleyd with its --key-file");
       e = PL_ERR_CONFIG;
     }
     goto out;
   }
+  e = pl__ids_used(q, ids);
+  if (e != PL_OK)
+    goto out;
   pl_err ce = chk ? pl__open(q->seal, pl_seal_kid(chk, n), 'k', "", 0, 0, chk, n, &plain, &pn) : PL_OK;
   if (ce != PL_OK) {
     pl_error("store: the key file does not open this data dir (its check value, key id %u, does not open%s):"
@@ -240,6 +243,8 @@ pl_err pl_sq_seal_open(pl__sq *q) {
    * the counts a key's removal is checked against are made */
   q->rekey_pending = 1;
   q->rekey_kid = pl_seal_current(q->seal);
+  atomic_store(&q->seal_running, 1);
+  atomic_store(&q->seal_kid, q->rekey_kid);
 out:
   pl_free(chk);
   pl_free(plain);
@@ -257,6 +262,8 @@ void pl_sq_seal_refresh(pl__sq *q) {
   if (pl_seal_current(q->seal) != q->rekey_kid) {
     q->rekey_kid = pl_seal_current(q->seal);
     q->rekey_pending = 1;
+    atomic_store(&q->seal_running, 1);
+    atomic_store(&q->seal_kid, q->rekey_kid);
     q->rekey_media = 0;
     q->rekey_after = 0;
     q->rekey_media_after[0] = '\0';
@@ -341,6 +348,7 @@ static pl_err pl__rekey_done(pl__sq *q) {
   if (e != PL_OK)
     return e;
   q->rekey_pending = q->rekey_media = 0;
+  atomic_store(&q->seal_running, 0);
   q->rekey_media_after[0] = '\0';
   for (unsigned k = 0; k <= PL_SEAL_MAX_KID; k++)
     atomic_store(&q->seal_rows[k], q->rekey_count[k]);
