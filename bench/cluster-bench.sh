@@ -13,7 +13,8 @@
 # round trips per message (their /metrics). The cluster lives in a temp dir
 # and is torn down at the end; only what this script started is stopped.
 # Environment: PARLEYD, PARLEY_BENCH (binaries; default build-rel/ then
-# build/), PARLEY_CLUSTER_PORT (default 37000).
+# build/), PARLEY_CLUSTER_PORT (default 37000), PARLEY_CLUSTER_KEEP=1 (keep
+# the cluster's dir: its logs and data).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +32,8 @@ export PARLEY_NODE_ARGS="--log-level warn --max-queue 10000000 --max-conns-per-i
 export PARLEY_CLUSTER_DIR=$(mktemp -d /tmp/parley-cluster-bench.XXXXXX)
 base=$PARLEY_CLUSTER_PORT
 dir=$PARLEY_CLUSTER_DIR
-trap '"$repo/scripts/cluster.sh" clean >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+# PARLEY_CLUSTER_KEEP=1 stops the cluster but keeps its dir (logs, data)
+trap '"$repo/scripts/cluster.sh" down >/dev/null 2>&1 || true; [[ -n ${PARLEY_CLUSTER_KEEP:-} ]] || rm -rf "$dir"' EXIT
 
 "$repo/scripts/cluster.sh" up >/dev/null
 pgbin=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1)
