@@ -27,6 +27,9 @@ static void fc__drop(void *m) {
 
 /* Gives up the connection (kept as stale_fd when asked, for a silent node). */
 static void fc__lost(fc_client *c, int silent) {
+  silent = silent && !c->eof;
+  c->closed += c->eof;
+  c->eof = 0;
   if (c->fd >= 0) {
     if (silent && c->keep_stale && c->stale_fd < 0)
       c->stale_fd = c->fd;
@@ -66,6 +69,7 @@ static void *fc__await(fc_client *c, int want) {
     int left = (int)(until - tl_now_ms());
     void *m = NULL;
     int t = left > 0 ? fc__read(c, left, &m) : 0;
+    c->eof = t == 0 && tl_now_ms() < until; /* closed before the silence ran out */
     if (t == want || t == FC_ERROR || t == 0)
       return t ? m : NULL;
     fc__drop(m);

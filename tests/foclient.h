@@ -33,6 +33,8 @@ typedef struct fc_client {
   lg_ledger *lg;
   uint64_t upto; /* highest qid shown and acked */
   unsigned reconnects;
+  unsigned closed;    /* connections its node closed (rather than went silent on) */
+  int eof;            /* the last wait ended by a close */
   uint64_t lost_at;   /* when it last found its node dead (ms) */
   uint64_t worst_gap; /* the longest time from that to a resumed session (ms) */
 } fc_client;

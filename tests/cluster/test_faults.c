@@ -195,16 +195,16 @@ static void settle_and_check(const char *scenario) {
   fc_settle(all, 2 * PAIRS, tl_now_ms() + T_MS);
   char report[2048];
   size_t bad = lg_check(lg, report, sizeof report);
-  unsigned reconnects = 0;
+  unsigned reconnects = 0, closed = 0;
   uint64_t worst = 0;
   for (int i = 0; i < 2 * PAIRS; i++) {
     reconnects += all[i]->reconnects;
+    closed += all[i]->closed;
     worst = all[i]->worst_gap > worst ? all[i]->worst_gap : worst;
   }
-  printf("ledger %s: %zu acks, %zu ids retried, %zu redelivered (qid filter), %u failovers, longest %llu "
-         "ms, %zu "
-         "violations\n%s",
-         scenario, lg_acked_count(lg), lg_retried_count(lg), lg_redelivered_count(lg), reconnects,
+  printf("ledger %s: %zu acks, %zu ids retried, %zu redelivered (qid filter), %u failovers (%u closed by "
+         "the node), longest %llu ms, %zu violations\n%s",
+         scenario, lg_acked_count(lg), lg_retried_count(lg), lg_redelivered_count(lg), reconnects, closed,
          (unsigned long long)worst, bad, report);
   CHECK_EQ_U(bad, 0);
 }
@@ -348,9 +348,9 @@ static void test_sigstop(void) {
     if (i != v)
       tl_wait_metric(&node[i], "parley_bus_nodes_alive", NODES - 2, DEAD_MS);
   traffic(10);
-  unsigned moved = 0;
+  unsigned closed = 0;
   for (int i = 0; i < 2 * PAIRS; i++)
-    moved += all[i]->reconnects;
+    closed += all[i]->closed;
   CHECK(kill(node[v].pid, SIGCONT) == 0);
   /* it reads the Send it was given before it stopped, finds the id stored
    * by the resend, and closes the sessions that moved (takeover) */
@@ -367,11 +367,12 @@ static void test_sigstop(void) {
     tl_wait_metric(&node[i], "parley_bus_nodes_alive", NODES - 1, DEAD_MS);
   traffic(10);
   /* the newest session wins everywhere: the node back from its stop
-   * closed none of the sessions that moved */
+   * closed none of the sessions that moved (a reply slower than
+   * SILENCE_MS on a loaded machine is a failover, not a close) */
   unsigned after = 0;
   for (int i = 0; i < 2 * PAIRS; i++)
-    after += all[i]->reconnects;
-  CHECK_EQ_U(after, moved);
+    after += all[i]->closed;
+  CHECK_EQ_U(after, closed);
   settle_and_check("sigstop");
 }
 
