@@ -108,22 +108,60 @@ static void cluster_down(int failed) {
 }
 
 static int ports[NODES];
+static int nports;
 
-/* Pair i: sender s<i> on node i, receiver r<i> on node i+1. */
-static void users(void) {
+/* Pair i: sender s<i> on node i, receiver r<i> on node i+1 (or every
+ * client on the load balancer's port, when lb_port is set). */
+static void users_on(int lb_port) {
+  nports = lb_port ? 1 : NODES;
   for (int i = 0; i < NODES; i++)
-    ports[i] = node[i].port;
+    ports[i] = lb_port ? lb_port : node[i].port;
   lg = lg_new();
   for (int i = 0; i < PAIRS; i++) {
     char s[16], r[16], conv[64];
     snprintf(s, sizeof s, "s%d", i);
     snprintf(r, sizeof r, "r%d", i);
-    fc_register(&snd[i], lg, s, ports, NODES, i % NODES, SILENCE_MS);
-    fc_register(&rcv[i], lg, r, ports, NODES, (i + 1) % NODES, SILENCE_MS);
+    fc_register(&snd[i], lg, s, ports, nports, i % nports, SILENCE_MS);
+    fc_register(&rcv[i], lg, r, ports, nports, (i + 1) % nports, SILENCE_MS);
     fc_dm(conv, sizeof conv, s, r);
     lg_expect(lg, rcv[i].device, conv, r); /* what s sends */
     sent[i] = 0;
   }
+}
+
+static void users(void) { users_on(0); }
+
+/* haproxy in front of the nodes, as scripts/cluster.sh runs it (TCP,
+ * leastconn, a node out after two failed /healthz a second apart);
+ * returns its port. Killed with the test (tl_spawn). */
+static int haproxy_up(void) {
+  static const char *const bin = "/usr/sbin/haproxy";
+  char *dir = tl_tempdir(), cfg[600], log[600];
+  int port = tl_free_port();
+  snprintf(cfg, sizeof cfg, "%s/haproxy.cfg", dir);
+  snprintf(log, sizeof log, "%s/haproxy.log", dir);
+  FILE *f = fopen(cfg, "w");
+  CHECK(f != NULL);
+  fprintf(f,
+          "global\n  maxconn 4000\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n"
+          "  timeout server 1h\n  option redispatch\n  retries 2\n\nfrontend native\n  bind 127.0.0.1:%d\n"
+          "  default_backend nodes\n\nbackend nodes\n  balance leastconn\n  option httpchk GET /healthz\n",
+          port);
+  for (int i = 0; i < NODES; i++)
+    fprintf(f, "  server n%d 127.0.0.1:%d check port %d inter 1s fall 2 rise 1\n", i, node[i].port,
+            node[i].http_port);
+  fclose(f);
+  char *argv[] = {(char *)bin, "-db", "-f", cfg, NULL};
+  tl_spawn(argv, log, dir);
+  free(dir);
+  int fd = -1;
+  for (uint64_t until = tl_now_ms() + T_MS; fd < 0; usleep(20 * 1000)) {
+    fd = tl_connect(port);
+    if (fd < 0 && tl_now_ms() > until)
+      tl__fail(__FILE__, __LINE__, "haproxy did not listen on %d (see %s)", port, log);
+  }
+  close(fd);
+  return port;
 }
 
 /* --- traffic ----------------------------------------------------------------- */
@@ -273,6 +311,39 @@ static void test_kill9(void) {
     traffic(5);
   }
   settle_and_check("kill9");
+}
+
+/* 2b. The same through haproxy: the clients know only its address, and
+ * land wherever it sends them when their node dies. */
+static void test_kill9_lb(void) {
+  if (access("/usr/sbin/haproxy", X_OK) != 0) {
+    printf("skipped: haproxy is not installed (scripts/deps.sh --test)\n");
+    return;
+  }
+  cluster_up(1);
+  users_on(haproxy_up());
+  list_clients();
+  traffic(10);
+  for (int v = 0; v < NODES; v++) {
+    unsigned first[PAIRS];
+    send_inflight(first);
+    uint64_t t0 = tl_now_ms();
+    tl_server_kill(&node[v], SIGKILL);
+    for (int i = 0; i < 2 * PAIRS; i++)
+      fc_pump(all[i], 0); /* those that were on v resume through haproxy */
+    uint64_t took = tl_now_ms() - t0;
+    printf("node N%d killed: every client resumed through haproxy within %llu ms\n", v,
+           (unsigned long long)took);
+    CHECK(took < HEARTBEAT_S * 1000ull);
+    for (int i = 0; i < PAIRS; i++)
+      resend_from(i, first[i]);
+    traffic(10);
+    tl_server_restart(&node[v]);
+    for (int i = 0; i < NODES; i++)
+      tl_wait_metric(&node[i], "parley_bus_nodes_alive", NODES - 1, T_MS);
+    traffic(5);
+  }
+  settle_and_check("kill9_lb");
 }
 
 /* Reads the stale connection to its end (what the stopped node wrote
@@ -544,8 +615,8 @@ static const struct {
   const char *name;
   void (*fn)(void);
 } scenarios[] = {
-    {"across", test_across}, {"kill9", test_kill9}, {"sigstop", test_sigstop},
-    {"pgfail", test_pgfail}, {"nats", test_nats},
+    {"across", test_across},   {"kill9", test_kill9},   {"kill9_lb", test_kill9_lb},
+    {"sigstop", test_sigstop}, {"pgfail", test_pgfail}, {"nats", test_nats},
 };
 
 int main(int argc, char **argv) {
