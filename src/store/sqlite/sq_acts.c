@@ -211,27 +211,6 @@ pl_err pl_sq_acts_check(pl__sq *q, pl_store_req *r, const char *conv, pl__conv *
   return e;
 }
 
-/* The packed Act a message carries: what the client sent, and when it
- * vanishes; NULL when there is nothing to say. */
-static uint8_t *pl__pack(const pl_act *a, uint64_t vanish_at, size_t *len) {
-  Parley__Act p = PARLEY__ACT__INIT;
-  if (a) {
-    p.kind = (Parley__ActKind)a->kind;
-    p.target = a->target;
-    p.reply_to = a->reply_to;
-    p.forwarded = a->forwarded;
-    p.timer_s = a->timer_s;
-    p.target_conv = a->target_conv && *a->target_conv ? (char *)a->target_conv : "";
-  }
-  p.vanish_at = vanish_at;
-  *len = parley__act__get_packed_size(&p);
-  if (!*len)
-    return NULL;
-  uint8_t *b = pl_malloc(*len);
-  parley__act__pack(&p, b);
-  return b;
-}
-
 /* The message row of a target that only its dedup record found: in the
  * group's history, or in a queue of either user's devices (0: every
  * device has it, nothing to take back). */
@@ -278,7 +257,7 @@ static pl_err pl__delete(pl__sq *q, const pl__where *w, uint64_t seq) {
     return pl_sq_queue_drop_msg(q, t.qid);
   pl_act self = {PL_ACT_DELETE, seq, 0, 0, 0, NULL};
   size_t len;
-  uint8_t *b = pl__pack(&self, 0, &len);
+  uint8_t *b = pl_store_act_pack(&self, 0, &len);
   sqlite3_stmt *st = q->st[ST_ACT_TOMBSTONE];
   pl_sq_bind_u64(st, 1, t.qid);
   sqlite3_bind_blob(st, 2, b, (int)len, SQLITE_STATIC);
@@ -305,7 +284,7 @@ pl_err pl_sq_acts_apply(pl__sq *q, pl_store_req *r, pl__conv *c, uint64_t peer, 
   uint64_t vanish = r->u.send.out.vanish_at;
   uint64_t expires = pl_acts_expires(pl_sq_expires(q, m->server_ts), vanish);
   pl_err e = PL_OK;
-  m->act = pl__pack(a, vanish, &m->act_len);
+  m->act = pl_store_act_pack(a, vanish, &m->act_len);
   if (m->act && m->qid) {
     sqlite3_stmt *st = q->st[ST_ACT_ATTACH];
     pl_sq_bind_u64(st, 1, m->qid);

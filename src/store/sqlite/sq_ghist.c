@@ -270,13 +270,14 @@ pl_err pl_sq_ghist_glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const
   pl_sq_bind_text(st, 4, from->name);
   pl_sq_bind_text(st, 5, device);
   pl_sq_bind_text(st, 6, id);
-  sqlite3_bind_blob(st, 7, body_len ? (const void *)body : "", (int)body_len, SQLITE_STATIC);
+  pl_sq_seal_bind(q, st, 7, 'b', conv, seq, ts, body, body_len);
   pl_sq_bind_u64(st, 8, client_ts);
   pl_sq_bind_u64(st, 9, ts);
   pl_sq_bind_u64(st, 10, pl_sq_expires(q, ts));
   pl_sq_bind_u64(st, 11, (uint64_t)kind);
   pl_sq_bind_u64(st, 12, aux);
   pl_sq_bind_u64(st, 13, gid);
+  pl_sq_bind_u64(st, 14, pl_sq_seal_sk(q));
   e = pl_sq_run(q, st);
   if (e != PL_OK)
     return e;
@@ -423,7 +424,8 @@ pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit, size
       }
       f->out.msgs = pl_sq_reserve(f->out.msgs, f->out.nmsgs, &cap, sizeof *f->out.msgs);
       pl_msg *msg = &f->out.msgs[f->out.nmsgs++];
-      pl_sq_queue_msg_row(st, msg);
+      if (pl_sq_queue_msg_row(q, st, msg) != PL_OK)
+        r->status = PL_ERR_INTERNAL;
       msg->gid = m->gid;
       bytes += pl_sq_msg_weight(msg);
     }

@@ -159,14 +159,14 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
   X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                         \
   X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")                    \
   X(MSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"       \
-                " client_ts, server_ts, expires, refs, kind, aux)"                                           \
-                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")                           \
+                " client_ts, server_ts, expires, refs, kind, aux, sk)"                                       \
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")                      \
   X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                        \
   X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                          \
   X(QUEUE_FROM, "SELECT COUNT(*) FROM queue q JOIN messages m ON m.qid = q.qid"                              \
                 " WHERE q.device_id = ?1 AND m.sender_uid = ?2 AND m.kind = 0")                              \
   X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"      \
-           " m.server_ts, m.kind, m.aux, m.media, m.act FROM queue q JOIN messages m ON m.qid = q.qid"       \
+           " m.server_ts, m.kind, m.aux, m.media, m.act, m.sk FROM queue q JOIN messages m ON m.qid = q.qid" \
            " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")              \
   /* the conversations an ack covers, for delivered receipts */                                              \
   X(ACK_CONVS, "SELECT m.conv, max(m.seq), m.sender_uid FROM queue q JOIN messages m ON m.qid = q.qid"       \
@@ -226,12 +226,12 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
   X(GROUP_LIST, "SELECT g.gid, g.name, g.description, g.members, m.role FROM members m"                      \
                 " JOIN groups g ON g.gid = m.gid WHERE m.uid = ?1 AND m.role > 0 ORDER BY g.gid")            \
   X(GMSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"      \
-                 " client_ts, server_ts, expires, refs, kind, aux, gid)"                                     \
-                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)")                       \
+                 " client_ts, server_ts, expires, refs, kind, aux, gid, sk)"                                 \
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13, ?14)")                  \
   /* a device's window of a group's history: lo < seq <= hi, qid > ?4 (protocol 1; else 0) */                \
   X(GFETCH,                                                                                                  \
     "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"            \
-    " aux, media, act FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2 AND seq <= ?3 AND qid > ?4"     \
+    " aux, media, act, sk FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2 AND seq <= ?3 AND qid > ?4" \
     " AND expires > ?5 ORDER BY seq LIMIT ?6")                                                               \
   /* a device's cursor in a group's history (no row: none yet, read as the member's since_seq) */            \
   X(GCUR_GET, "SELECT seq FROM gcursor WHERE device_id = ?1 AND gid = ?2")                                   \
@@ -456,6 +456,18 @@ typedef struct pl__sq {
   pl_map shares;
   pl_sq_push *push; /* the PUSH_* ops (sq_push.c) */
   pl_acts_cfg acts; /* message actions' windows (sq_acts.c) */
+  /* encryption at rest (sq_seal.c): the ring (NULL: plain), where it is
+   * published, and the re-encryption pass: pending, for which key, its
+   * place, rows per key it has seen; what /metrics reads (any thread) */
+  const struct pl_seal *seal;
+  struct pl_seal_ref *seal_ref;
+  int rekey_pending, rekey_media; /* rekey_media: the pass is on media.name */
+  uint8_t rekey_kid;
+  char rekey_media_after[40];
+  uint64_t rekey_after, rekeyed;
+  uint64_t rekey_count[256];
+  _Atomic uint64_t seal_rows[256];
+  _Atomic uint64_t seal_passes;
 } pl__sq;
 
 /* The backend's entry for one op (sq_db.c): exec runs it inside the open
@@ -611,13 +623,33 @@ pl_err pl_sq_acct_typing(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_acct_logout(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_acct_devices(pl__sq *q, pl_store_req *r);
 
+/* sq_seal.c: encryption at rest. upgrade: messages.sk (every open). open:
+ * after the statements, refuses a wrong or missing key (PL_ERR_CONFIG).
+ * sk: the key id new rows get (0: plain). bind: the n bytes at p as
+ * parameter i of st, sealed for (col, conv, seq, ts) when there is a key.
+ * col: column i of a row sealed with key sk, opened into *out (pl_free).
+ * refresh: between transactions, takes a replaced ring. rekey: a batch of
+ * the re-encryption pass (rekey_pending), in a transaction. */
+pl_err pl_sq_seal_upgrade(sqlite3 *db);
+pl_err pl_sq_seal_open(pl__sq *q);
+uint8_t pl_sq_seal_sk(const pl__sq *q);
+void pl_sq_seal_bind(pl__sq *q, sqlite3_stmt *st, int i, char col, const char *conv, uint64_t seq,
+                     uint64_t ts, const void *p, size_t n);
+pl_err pl_sq_seal_col(pl__sq *q, sqlite3_stmt *st, int i, uint8_t sk, char col, const char *conv,
+                      uint64_t seq, uint64_t ts, uint8_t **out, size_t *n);
+/* media.name: sealed (a BLOB, ad = its media id) with a key, else TEXT. */
+void pl_sq_seal_bind_name(pl__sq *q, sqlite3_stmt *st, int i, const char *id, const char *name);
+pl_err pl_sq_seal_name(pl__sq *q, sqlite3_stmt *st, int i, const char *id, char *out, size_t cap);
+void pl_sq_seal_refresh(pl__sq *q);
+pl_err pl_sq_seal_rekey(pl__sq *q);
+
 /* sq_queue.c */
 void pl_sq_queue_qlen_drop(pl__sq *q);
 void pl_sq_queue_shares_add(pl__sq *q, const uint64_t *t, size_t n, uint64_t sender);
 pl_err pl_sq_queue_full(pl__sq *q, const pl__user *me, const uint64_t *t, size_t n, int *full);
 pl_err pl_sq_queue_msg_insert(pl__sq *q, pl_store_req *r, uint64_t expires);
 pl_err pl_sq_queue_insert(pl__sq *q, const uint64_t *t, size_t n, uint64_t qid);
-void pl_sq_queue_msg_row(sqlite3_stmt *st, pl_msg *m);
+pl_err pl_sq_queue_msg_row(pl__sq *q, sqlite3_stmt *st, pl_msg *m);
 pl_err pl_sq_queue_fetch(pl__sq *q, pl_store_req *r);
 uint64_t *pl_sq_queue_devs_except(const pl__user *u, uint64_t skip, size_t *n);
 void pl_sq_queue_event_out(pl_store_req *r, uint64_t qid, int kind, const char *conv, uint64_t seq,
@@ -660,6 +692,7 @@ pl_err pl_sq_group_mships_of(pl__sq *q, uint64_t uid, pl__user *tmp, pl__user **
 void pl_sq_group_mships_done(pl__user *tmp);
 pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role);
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_group_remove_by(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, int was, const char *by);
 pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r);
 /* A row of (gid, name, description, members, role) into g. */
@@ -701,6 +734,8 @@ pl_err pl_sq_media_drop_blob(pl__sq *q, const char *key);
 /* sq_admin.c */
 pl_err pl_sq_admin(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_admin_disabled(pl__sq *q, uint64_t uid, int *disabled);
+/* The backend's backup op (any thread but the store's; dir: the data dir). */
+pl_err pl_sq_admin_backup(const char *dir, const char *to, uint64_t *bytes);
 /* Uses up one registration of invite code (r->status INVITE_INVALID if it admits none). */
 pl_err pl_sq_admin_invite_take(pl__sq *q, pl_store_req *r, const char *code);
 pl_err pl_sq_admin_upgrade(sqlite3 *db);
