@@ -22,6 +22,8 @@
  *            INTERNAL, never an ack; the nodes reconnect by themselves
  *   nats     one NATS server of three killed: hints, presence and typing
  *            still cross the nodes
+ *   group    a group whose six members sit on three nodes (protocol 2),
+ *            through the kill9 rounds
  *
  * Every process is started through testlib (tl_spawn): a failed check
  * ends them all. Exits 77 (skipped) without nats-server or PostgreSQL. */
@@ -58,6 +60,7 @@ static tl_server node[NODES];
 static lg_ledger *lg;
 static fc_client snd[PAIRS], rcv[PAIRS];
 static unsigned sent[PAIRS];
+static char dest[PAIRS][80]; /* where pair i's sender sends: its receiver, or "g:GID" */
 
 /* --- the cluster ---------------------------------------------------------- */
 
@@ -122,11 +125,12 @@ static void users_on(int lb_port) {
     char s[16], r[16], conv[64];
     snprintf(s, sizeof s, "s%d", i);
     snprintf(r, sizeof r, "r%d", i);
-    fc_register(&snd[i], lg, s, ports, nports, i % nports, SILENCE_MS);
-    fc_register(&rcv[i], lg, r, ports, nports, (i + 1) % nports, SILENCE_MS);
+    fc_register(&snd[i], lg, s, ports, nports, i % nports, SILENCE_MS, 1);
+    fc_register(&rcv[i], lg, r, ports, nports, (i + 1) % nports, SILENCE_MS, 1);
     fc_dm(conv, sizeof conv, s, r);
     lg_expect(lg, rcv[i].device, conv, r); /* what s sends */
     sent[i] = 0;
+    snprintf(dest[i], sizeof dest[i], "%s", r);
   }
 }
 
@@ -177,7 +181,7 @@ static void traffic(int rounds) {
       char id[32], body[64];
       msg_id(id, sizeof id, i, ++sent[i]);
       snprintf(body, sizeof body, "message %u of s%d", sent[i], i);
-      fc_send(&snd[i], id, rcv[i].user, body, deadline);
+      fc_send(&snd[i], id, dest[i], body, deadline);
     }
     for (int i = 0; i < PAIRS; i++)
       fc_pump(&rcv[i], 0);
@@ -194,7 +198,10 @@ static void send_unanswered(int i) {
   snprintf(body, sizeof body, "message %u of s%d", sent[i], i);
   Parley__Send s = PARLEY__SEND__INIT;
   s.id = id;
-  s.to = rcv[i].user;
+  if (!strncmp(dest[i], "g:", 2))
+    s.group = dest[i] + 2;
+  else
+    s.to = dest[i];
   s.body.data = (uint8_t *)body;
   s.body.len = strlen(body);
   lg_tried(lg, snd[i].user, id);
@@ -208,7 +215,7 @@ static void resend_from(int i, unsigned first) {
     char id[32], body[64];
     msg_id(id, sizeof id, i, n);
     snprintf(body, sizeof body, "message %u of s%d", n, i);
-    fc_send(&snd[i], id, rcv[i].user, body, tl_now_ms() + 60000);
+    fc_send(&snd[i], id, dest[i], body, tl_now_ms() + 60000);
   }
 }
 
@@ -343,6 +350,50 @@ static void test_kill9_lb(void) {
   traffic(10);
   kill_rounds(1);
   settle_and_check("kill9_lb");
+}
+
+/* 6. A group whose members sit on three nodes: every client of the pairs
+ * (protocol 2) is a member, every sender sends to it, and every member
+ * must be shown what the others sent; then the kill rounds of kill9. */
+static void test_group(void) {
+  char tok[128], conv[80];
+  cluster_up(1);
+  for (int i = 0; i < NODES; i++)
+    ports[i] = node[i].port;
+  lg = lg_new();
+  for (int i = 0; i < PAIRS; i++) {
+    char s[16], r[16];
+    snprintf(s, sizeof s, "s%d", i);
+    snprintf(r, sizeof r, "r%d", i);
+    fc_register(&snd[i], lg, s, ports, NODES, i % NODES, SILENCE_MS, 2);
+    fc_register(&rcv[i], lg, r, ports, NODES, (i + 1) % NODES, SILENCE_MS, 2);
+  }
+  int fd = rc_open_v(node[0].port, PARLEY__CLIENT_KIND__KIND_MOBILE, 2);
+  CHECK_EQ_I(rc_auth(fd, PARLEY__FRAME_TYPE__FRAME_LOGIN, "s0", "secret-pass", "setup", tok), 0);
+  char *members[] = {"s1", "s2", "r0", "r1", "r2"};
+  Parley__GroupCreate gc = PARLEY__GROUP_CREATE__INIT;
+  gc.ref = "g";
+  gc.name = "faults";
+  gc.n_members = sizeof members / sizeof members[0];
+  gc.members = members;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_GROUP_CREATE, &gc) == 0);
+  Parley__GroupInfo *gi = rc_expect(fd, PARLEY__FRAME_TYPE__FRAME_GROUP_INFO, T_MS); /* after its events */
+  CHECK(gi && gi->base.descriptor == &parley__group_info__descriptor);
+  snprintf(conv, sizeof conv, "g:%s", gi->group);
+  lg_base(lg, conv, gi->last_seq); /* the creation's events */
+  printf("group %s: last seq %llu at creation\n", conv, (unsigned long long)gi->last_seq);
+  protobuf_c_message_free_unpacked(&gi->base, NULL);
+  close(fd);
+  list_clients();
+  for (int i = 0; i < 2 * PAIRS; i++)
+    lg_expect(lg, all[i]->device, conv, all[i]->user);
+  for (int i = 0; i < PAIRS; i++) {
+    sent[i] = 0;
+    snprintf(dest[i], sizeof dest[i], "%s", conv);
+  }
+  traffic(10);
+  kill_rounds(0);
+  settle_and_check("group");
 }
 
 /* Reads the stale connection to its end (what the stopped node wrote
@@ -614,8 +665,8 @@ static const struct {
   const char *name;
   void (*fn)(void);
 } scenarios[] = {
-    {"across", test_across},   {"kill9", test_kill9},   {"kill9_lb", test_kill9_lb},
-    {"sigstop", test_sigstop}, {"pgfail", test_pgfail}, {"nats", test_nats},
+    {"across", test_across}, {"kill9", test_kill9}, {"kill9_lb", test_kill9_lb}, {"sigstop", test_sigstop},
+    {"pgfail", test_pgfail}, {"nats", test_nats},   {"group", test_group},
 };
 
 int main(int argc, char **argv) {
