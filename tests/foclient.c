@@ -27,6 +27,9 @@ static void fc__drop(void *m) {
 
 /* Gives up the connection (kept as stale_fd when asked, for a silent node). */
 static void fc__lost(fc_client *c, int silent) {
+  silent = silent && !c->eof;
+  c->closed += c->eof;
+  c->eof = 0;
   if (c->fd >= 0) {
     if (silent && c->keep_stale && c->stale_fd < 0)
       c->stale_fd = c->fd;
@@ -35,6 +38,27 @@ static void fc__lost(fc_client *c, int silent) {
   }
   c->fd = -1;
   c->lost_at = tl_now_ms();
+}
+
+/* Version 2: a group history entry is acked by its seq in the group. */
+static void fc__ack_group(fc_client *c, const char *group, uint64_t seq) {
+  size_t i = 0, n = sizeof c->gacks / sizeof c->gacks[0];
+  while (i < n && c->gacks[i].group[0] && strcmp(c->gacks[i].group, group))
+    i++;
+  if (i == n)
+    tl__fail(__FILE__, __LINE__, "%s: more groups than the client keeps", c->device);
+  snprintf(c->gacks[i].group, sizeof c->gacks[i].group, "%s", group);
+  if (seq <= c->gacks[i].upto)
+    return;
+  c->gacks[i].upto = seq;
+  Parley__GroupAck g = PARLEY__GROUP_ACK__INIT, *gs[1] = {&g};
+  g.group = (char *)group;
+  g.upto_seq = seq;
+  Parley__Ack a = PARLEY__ACK__INIT;
+  a.n_groups = 1;
+  a.groups = gs;
+  a.upto = c->upto;
+  tl_send_frame(c->fd, PARLEY__FRAME_TYPE__FRAME_ACK, &a); /* a write error shows on the next read */
 }
 
 /* Reads one frame; a Message is recorded and acked at once (as an app that
@@ -49,7 +73,9 @@ static int fc__read(fc_client *c, int timeout_ms, void **m) {
   if (t == FC_MESSAGE) {
     const Parley__Message *msg = *m;
     lg_shown(c->lg, c->device, msg->conv, msg->seq, msg->from, msg->id, msg->qid);
-    if (msg->qid > c->upto) {
+    if (msg->group[0])
+      fc__ack_group(c, msg->group, msg->seq);
+    else if (msg->qid > c->upto) {
       Parley__Ack a = PARLEY__ACK__INIT;
       a.upto = c->upto = msg->qid;
       tl_send_frame(c->fd, PARLEY__FRAME_TYPE__FRAME_ACK, &a); /* a write error shows on the next read */
@@ -66,6 +92,7 @@ static void *fc__await(fc_client *c, int want) {
     int left = (int)(until - tl_now_ms());
     void *m = NULL;
     int t = left > 0 ? fc__read(c, left, &m) : 0;
+    c->eof = t == 0 && tl_now_ms() < until; /* closed before the silence ran out */
     if (t == want || t == FC_ERROR || t == 0)
       return t ? m : NULL;
     fc__drop(m);
@@ -80,7 +107,7 @@ static int fc__open(fc_client *c, int i, int reg) {
   if (c->fd < 0)
     return -1;
   Parley__Hello h = PARLEY__HELLO__INIT;
-  h.version = 1;
+  h.version = c->version;
   h.kind = PARLEY__CLIENT_KIND__KIND_MOBILE;
   Parley__Resume r = PARLEY__RESUME__INIT;
   r.token = c->token;
@@ -140,13 +167,14 @@ static void fc__reconnect(fc_client *c, uint64_t deadline) {
 }
 
 void fc_register(fc_client *c, lg_ledger *lg, const char *user, const int *ports, int nports, int node,
-                 int silence_ms) {
+                 int silence_ms, unsigned version) {
   memset(c, 0, sizeof *c);
   snprintf(c->user, sizeof c->user, "%s", user);
   snprintf(c->device, sizeof c->device, "%s/phone", user);
   memcpy(c->ports, ports, (size_t)nports * sizeof *ports);
   c->nports = nports;
   c->silence_ms = silence_ms;
+  c->version = version;
   c->stale_fd = -1;
   c->lg = lg;
   if (fc__open(c, node, 1) != 0)
@@ -201,7 +229,10 @@ static uint64_t fc__try(fc_client *c, const Parley__Send *s, uint64_t deadline) 
 uint64_t fc_send(fc_client *c, const char *id, const char *to, const char *body, uint64_t deadline) {
   Parley__Send s = PARLEY__SEND__INIT;
   s.id = (char *)id;
-  s.to = (char *)to;
+  if (!strncmp(to, "g:", 2))
+    s.group = (char *)to + 2;
+  else
+    s.to = (char *)to;
   s.body.data = (uint8_t *)body;
   s.body.len = strlen(body);
   s.client_ts = tl_now_ms();

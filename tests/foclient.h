@@ -28,20 +28,28 @@ typedef struct fc_client {
   int ports[FC_NODES];
   int nports;
   int silence_ms; /* no answer for this long: the node is taken for dead */
+  unsigned version; /* the protocol version it speaks (2 for groups) */
+  struct {
+    char group[40];
+    uint64_t upto; /* version 2: the group history acked up to this seq */
+  } gacks[4];
   int keep_stale; /* a node given up for silence: keep its socket in stale_fd */
   int stale_fd;   /* (the test checks that node closes it by itself) */
   lg_ledger *lg;
   uint64_t upto; /* highest qid shown and acked */
   unsigned reconnects;
+  unsigned closed;    /* connections its node closed (rather than went silent on) */
+  int eof;            /* the last wait ended by a close */
   uint64_t lost_at;   /* when it last found its node dead (ms) */
   uint64_t worst_gap; /* the longest time from that to a resumed session (ms) */
 } fc_client;
 
-/* Registers user (device "phone") on node and stays connected; fails the
- * test if it cannot. ports: the nodes' native ports, in failover order. */
+/* Registers user (device "phone") on node and stays connected, speaking
+ * protocol version (1, or 2 for group messages); fails the test if it
+ * cannot. ports: the nodes' native ports, in failover order. */
 void fc_register(fc_client *c, lg_ledger *lg, const char *user, const int *ports, int nports, int node,
-                 int silence_ms);
-/* Sends (id, to, body) until acked, failing over as needed; records the
+                 int silence_ms, unsigned version);
+/* Sends (id, to, body) until acked (to "g:GID": to the group GID), failing over as needed; records the
  * tries and the ack. Fails the test if not acked by deadline (ms). Returns
  * the seq; *conv (if not NULL) gets the conversation (static storage). */
 uint64_t fc_send(fc_client *c, const char *id, const char *to, const char *body, uint64_t deadline);

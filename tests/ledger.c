@@ -34,6 +34,7 @@ struct lg_ledger {
   LG_VEC(lg_ent) acks;
   LG_VEC(lg_ent) shown;
   LG_VEC(lg_exp) exps;
+  LG_VEC(lg_ent) bases; /* conv, seq: seqs taken before the test began */
 };
 
 /* Room for one more element of vec (aborts on OOM: a test's bookkeeping). */
@@ -66,6 +67,7 @@ void lg_free(lg_ledger *lg) {
   free(lg->acks.v);
   free(lg->shown.v);
   free(lg->exps.v);
+  free(lg->bases.v);
   free(lg);
 }
 
@@ -89,11 +91,19 @@ void lg_acked(lg_ledger *lg, const char *sender, const char *id, const char *con
   e->seq = seq;
 }
 
+/* The same queue position of the same device: its qid, or for a group
+ * history entry (qid 0) its conversation and seq. */
+static int lg__same_pos(const lg_ent *a, const char *device, const char *conv, uint64_t seq, uint64_t qid) {
+  if (strcmp(a->device, device) || a->qid != qid)
+    return 0;
+  return qid || (a->seq == seq && !strcmp(a->conv, conv));
+}
+
 void lg_shown(lg_ledger *lg, const char *device, const char *conv, uint64_t seq, const char *from,
               const char *id, uint64_t qid) {
   int again = 0;
   for (size_t i = 0; i < lg->shown.n && !again; i++)
-    again = lg->shown.v[i].qid == qid && !strcmp(lg->shown.v[i].device, device);
+    again = lg__same_pos(&lg->shown.v[i], device, conv, seq, qid);
   lg_ent *e = LG_PUSH(lg->shown);
   lg__copy(e->device, device);
   lg__copy(e->conv, conv);
@@ -109,6 +119,19 @@ void lg_expect(lg_ledger *lg, const char *device, const char *conv, const char *
   lg__copy(x->device, device);
   lg__copy(x->conv, conv);
   lg__copy(x->not_from, not_from);
+}
+
+void lg_base(lg_ledger *lg, const char *conv, uint64_t seq) {
+  lg_ent *e = LG_PUSH(lg->bases);
+  lg__copy(e->conv, conv);
+  e->seq = seq;
+}
+
+static uint64_t lg__base(const lg_ledger *lg, const char *conv) {
+  for (size_t i = 0; i < lg->bases.n; i++)
+    if (!strcmp(lg->bases.v[i].conv, conv))
+      return lg->bases.v[i].seq;
+  return 0;
 }
 
 static int lg__same_msg(const lg_ent *a, const lg_ent *b) {
@@ -194,7 +217,7 @@ static void lg__check_qids(const lg_ledger *lg, lg_rep *r) {
     const lg_ent *s = &lg->shown.v[i];
     for (size_t j = 0; s->redelivered && j < i; j++) {
       const lg_ent *f = &lg->shown.v[j];
-      if (!f->redelivered && f->qid == s->qid && !strcmp(f->device, s->device) && !lg__same_msg(f, s))
+      if (!f->redelivered && lg__same_pos(f, s->device, s->conv, s->seq, s->qid) && !lg__same_msg(f, s))
         lg__bad(r, "qid %llu on %s named %s seq %llu, then %s seq %llu", (unsigned long long)s->qid,
                 s->device, f->id, (unsigned long long)f->seq, s->id, (unsigned long long)s->seq);
     }
@@ -212,10 +235,10 @@ static void lg__check_device_stream(const lg_ledger *lg, lg_rep *r) {
       if (f->redelivered || strcmp(f->device, s->device))
         continue;
       if ((!strcmp(f->conv, s->conv) && f->seq == s->seq) ||
-          (!strcmp(f->from, s->from) && !strcmp(f->id, s->id)))
+          (s->id[0] && !strcmp(f->from, s->from) && !strcmp(f->id, s->id)))
         lg__bad(r, "shown twice on %s: %s %s seq %llu (qids %llu, %llu)", s->device, s->from, s->id,
                 (unsigned long long)s->seq, (unsigned long long)f->qid, (unsigned long long)s->qid);
-      else if (f->qid >= s->qid)
+      else if (f->qid && s->qid && f->qid >= s->qid)
         lg__bad(r, "out of order on %s: qid %llu after %llu", s->device, (unsigned long long)s->qid,
                 (unsigned long long)f->qid);
       else if (!strcmp(f->conv, s->conv) && f->seq > s->seq)
@@ -243,10 +266,15 @@ static void lg__check_convs(const lg_ledger *lg, lg_rep *r) {
   for (size_t i = 0; i < lg->shown.n; i++)
     if (!lg->shown.v[i].redelivered)
       all[n++] = lg->shown.v[i];
+  size_t kept = 0; /* what the test saw taken, not what was there before it */
+  for (size_t i = 0; i < n; i++)
+    if (all[i].seq > lg__base(lg, all[i].conv))
+      all[kept++] = all[i];
+  n = kept;
   qsort(all, n, sizeof *all, lg__by_conv_seq);
   for (size_t i = 0; i < n; i++) {
     int first = i == 0 || strcmp(all[i - 1].conv, all[i].conv);
-    uint64_t want = first ? 1 : all[i - 1].seq + 1;
+    uint64_t want = first ? lg__base(lg, all[i].conv) + 1 : all[i - 1].seq + 1;
     if (!first && all[i - 1].seq == all[i].seq) {
       if (strcmp(all[i - 1].from, all[i].from) || strcmp(all[i - 1].id, all[i].id))
         lg__bad(r, "%s seq %llu is two messages: %s's %s and %s's %s", all[i].conv,
@@ -257,7 +285,7 @@ static void lg__check_convs(const lg_ledger *lg, lg_rep *r) {
       lg__bad(r, "%s has a gap: seq %llu follows %llu", all[i].conv, (unsigned long long)all[i].seq,
               (unsigned long long)want - 1);
     for (size_t j = 0; j < i; j++)
-      if (!strcmp(all[j].conv, all[i].conv) && all[j].seq != all[i].seq &&
+      if (all[i].id[0] && !strcmp(all[j].conv, all[i].conv) && all[j].seq != all[i].seq &&
           !strcmp(all[j].from, all[i].from) && !strcmp(all[j].id, all[i].id))
         lg__bad(r, "%s's %s stored twice in %s: seq %llu and %llu", all[i].from, all[i].id, all[i].conv,
                 (unsigned long long)all[j].seq, (unsigned long long)all[i].seq);

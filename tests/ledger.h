@@ -6,7 +6,8 @@
  *
  *   - 0 acked lost: every acked message reached every device that expects
  *     its conversation (lg_expect);
- *   - 0 shown twice after qid filtering: a redelivered qid (the same
+ *   - 0 shown twice after qid filtering: a redelivered qid (or group
+ *     position, see lg_shown) (the same
  *     message again after a reconnect, before its Ack was stored) is
  *     dropped, as a client drops it; what remains holds no (conv, seq) and
  *     no (sender, client id) twice, and a qid never names two messages;
@@ -31,11 +32,17 @@ void lg_free(lg_ledger *lg);
 void lg_tried(lg_ledger *lg, const char *sender, const char *id);
 /* ... and it was acked: stored in conv at seq. */
 void lg_acked(lg_ledger *lg, const char *sender, const char *id, const char *conv, uint64_t seq);
-/* device (any name unique in the test) was shown a Message. */
+/* device (any name unique in the test) was shown a Message. A group
+ * history entry has qid 0: its position is (conv, seq). Entries without a
+ * client id (a group's membership events) take seqs but are never acked. */
 void lg_shown(lg_ledger *lg, const char *device, const char *conv, uint64_t seq, const char *from,
               const char *id, uint64_t qid);
 /* device must receive every acked message of conv not sent by user not_from. */
 void lg_expect(lg_ledger *lg, const char *device, const char *conv, const char *not_from);
+
+/* conv's seqs up to seq were taken before the test began (a group's
+ * creation events): its gap-free check starts after them. */
+void lg_base(lg_ledger *lg, const char *conv, uint64_t seq);
 
 /* Acked messages some expecting device has not been shown yet (after qid
  * filtering): a test drains its receivers until this is 0 or a deadline. */

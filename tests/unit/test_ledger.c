@@ -95,6 +95,29 @@ static void test_seq_of_two_messages(void) {
   CHECK(check(lg, "is two messages") > 0);
 }
 
+/* Group entries (qid 0) are told apart by (conv, seq); events (no id)
+ * fill seqs; seqs before the base are not the test's. */
+static void test_group_positions(void) {
+  lg_ledger *lg = lg_new();
+  lg_base(lg, "g:7", 2);
+  lg_expect(lg, "m1/phone", "g:7", "m1");
+  lg_acked(lg, "m0", "x", "g:7", 3);
+  lg_shown(lg, "m1/phone", "g:7", 2, "m0", "", 0); /* an event before the base */
+  lg_shown(lg, "m1/phone", "g:7", 3, "m0", "x", 0);
+  lg_shown(lg, "m1/phone", "g:7", 4, "m0", "", 0);  /* an event */
+  lg_shown(lg, "m1/phone", "g:7", 3, "m0", "x", 0); /* redelivered */
+  lg_acked(lg, "m2", "y", "g:7", 5);
+  lg_shown(lg, "m1/phone", "g:7", 5, "m2", "y", 0);
+  CHECK_EQ_U(lg_redelivered_count(lg), 1);
+  CHECK_EQ_U(lg_missing(lg), 0);
+  CHECK_EQ_U(check(lg, NULL), 0);
+  lg = lg_new();
+  lg_base(lg, "g:7", 2);
+  lg_acked(lg, "m0", "x", "g:7", 3);
+  lg_acked(lg, "m0", "z", "g:7", 5);
+  CHECK(check(lg, "gap: seq 5 follows 3") > 0);
+}
+
 int main(void) {
   RUN(test_clean_history_passes);
   RUN(test_acked_lost);
@@ -104,5 +127,6 @@ int main(void) {
   RUN(test_gap_in_seqs);
   RUN(test_retried_id_stored_twice);
   RUN(test_seq_of_two_messages);
+  RUN(test_group_positions);
   return tl_summary();
 }
