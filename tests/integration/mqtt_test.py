@@ -338,6 +338,28 @@ def takeover():
     b.close()
 
 
+def will_never_published():
+    """protocol.md 16.1: a will is accepted and never published. bob's client offers a
+    will that would be a send to alice and goes away without DISCONNECT (its socket just
+    closes); once a new connection of the same client id has its CONNACK, the old one is
+    gone for sure (closed or taken over). alice then gets the marker sent after it, and
+    never the will."""
+    w = Client("bob-will")
+    w.c.will_set("parley/send/user/alice", json.dumps({"id": "will-1", "text": "the will"}), qos=1)
+    check("will-connack", w.connect() and w.connack == 0, w.connack)
+    w.c.loop_stop()
+    w.c.socket().close()  # abnormal: no DISCONNECT
+    again = Client("bob-will")
+    check("will-reconnect-connack", again.connect() and again.connack == 0, again.connack)
+    info = again.c.publish("parley/send/user/alice", json.dumps({"id": "after-will", "text": "after the will"}),
+                           qos=1)
+    check("will-marker-puback", wait_for(lambda: again.acks.get(info.mid)), again.acks)
+    texts = [m["text"] for m in recv_all("alice")]
+    check("will-marker-arrives", "after the will" in texts, texts)
+    check("will-not-published", "the will" not in texts, texts)
+    again.close()
+
+
 def keepalive():
     """Keep alive 1 s and then silence: cut after 1.5 s (MQTT 5: DISCONNECT 0x8D)."""
     r = Raw().send(connect_pkt("bob-quiet", level=5, keepalive=1))
@@ -467,7 +489,7 @@ def main():
     for u in ("alice", "bob"):
         rc, _ = cli(u, "register")
         check("register-" + u, rc == 0)
-    for step in (chat_both_ways_311, acts_both_ways, mosquitto_clients, qos2_and_v5, persistent_session, takeover, websocket, over_tls, keepalive,
+    for step in (chat_both_ways_311, acts_both_ways, mosquitto_clients, qos2_and_v5, persistent_session, takeover, will_never_published, websocket, over_tls, keepalive,
                  malformed_catalogue, kill9_retry):
         try:
             step()
