@@ -321,7 +321,8 @@ static int mq_run_phase(pb_ctx *c) {
   if (o->rate > 0) {
     r->interval_us = 1e6 / (o->rate * r->n / o->conns);
     r->pace_t0 = pb_now_us();
-    r->pace_limit = o->messages ? o->messages : 0;
+    for (uint32_t k = 0; o->messages && k < r->n; k++) /* this worker's share of M */
+      r->pace_limit += r->p[k].quota;
     pb_timer_start(c->loop, &r->pace, r->pace_t0);
   } else {
     for (uint32_t k = 0; k < r->n; k++)
