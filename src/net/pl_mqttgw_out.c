@@ -153,7 +153,7 @@ static void pl_mqttgw__json_string(pl_bytes *out, const uint8_t *p, size_t n) {
       uint8_t esc[2] = {'\\', ch};
       pl_bytes_append(out, esc, 2);
     } else if (ch < 0x20 && strchr("\b\f\n\r\t", ch) && ch) { /* the short forms, as jansson writes them */
-      uint8_t esc[2] = {'\\', (uint8_t)"btnvfr"[ch - '\b']};
+      uint8_t esc[2] = {'\\', (uint8_t) "btnvfr"[ch - '\b']};
       pl_bytes_append(out, esc, 2);
     } else if (ch < 0x20) {
       uint8_t esc[6] = {'\\', 'u', '0', '0', (uint8_t)hex[ch >> 4], (uint8_t)hex[ch & 15]};
@@ -179,8 +179,8 @@ static void pl_mqttgw__deliver_msg(pl_mqttgw *g, const pl_frame *f, const pl_buf
   int group = m->group && *m->group;
   char topic[160];
   uint8_t qos;
-  size_t tn = pl_mqtt_delivery_topic(PARLEY__FRAME_TYPE__FRAME_MESSAGE, group, group ? m->group : m->from, topic,
-                                     sizeof topic, &qos);
+  size_t tn = pl_mqtt_delivery_topic(PARLEY__FRAME_TYPE__FRAME_MESSAGE, group, group ? m->group : m->from,
+                                     topic, sizeof topic, &qos);
   if (!tn)
     goto out;
   if (m->body.len && pl_utf8_check(m->body.data, m->body.len, PL_UTF8_ANY, NULL, NULL) == PL_UTF8_OK) {
