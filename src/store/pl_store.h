@@ -871,6 +871,13 @@ void pl_store_send_fill_msg(pl_store_req *r, const char *from);
  * out.targets and out.names; then the list again. */
 pl_err pl_store_devices_run(pl_store_req *r, void *be, pl_err (*list)(void *be, pl_store_req *r),
                             pl_err (*logout)(void *be, pl_store_req *lo));
+/* For backends: the packed parley.Act a message carries (protocol.md
+ * 11.9): what the client sent (a, may be NULL) and when it vanishes; NULL
+ * with *len 0 when there is nothing to say. pl_free it. */
+uint8_t *pl_store_act_pack(const pl_act *a, uint64_t vanish_at, size_t *len);
+/* For backends: an upload as a Message's attachment (packed parley.Media;
+ * pl_free *out). */
+void pl_store_media_pack(const pl_media_row *m, uint8_t **out, size_t *len);
 void pl_group_info_clear(pl_group_info *g);
 
 /* Who may see a user's last-seen time (users.last_seen_vis). */

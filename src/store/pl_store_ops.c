@@ -7,6 +7,7 @@
 
 #include "../common/pl_mem.h"
 #include "../rules/pl_devices.h"
+#include "parley.pb-c.h"
 #include "pl_store.h"
 
 void pl_msg_clear(pl_msg *m) {
@@ -324,4 +325,42 @@ void pl_store_req_out_begin(pl_store_req *req) {
   if (o && o->out_size)
     memset((char *)req + o->out_off, 0, o->out_size);
   req->out_op = o ? (int)req->op : -1;
+}
+
+/* The packed Act a message carries: what the client sent, and when it
+ * vanishes; NULL when there is nothing to say. */
+uint8_t *pl_store_act_pack(const pl_act *a, uint64_t vanish_at, size_t *len) {
+  Parley__Act p = PARLEY__ACT__INIT;
+  if (a) {
+    p.kind = (Parley__ActKind)a->kind;
+    p.target = a->target;
+    p.reply_to = a->reply_to;
+    p.forwarded = a->forwarded;
+    p.timer_s = a->timer_s;
+    p.target_conv = a->target_conv && *a->target_conv ? (char *)a->target_conv : "";
+  }
+  p.vanish_at = vanish_at;
+  *len = parley__act__get_packed_size(&p);
+  if (!*len)
+    return NULL;
+  uint8_t *b = pl_malloc(*len);
+  parley__act__pack(&p, b);
+  return b;
+}
+
+/* The attachment as the wire carries it: what the server stored. */
+void pl_store_media_pack(const pl_media_row *m, uint8_t **out, size_t *len) {
+  Parley__Media pm = PARLEY__MEDIA__INIT;
+  pm.id = (char *)m->id;
+  pm.type = (char *)m->type;
+  pm.size = m->size;
+  pm.width = m->width;
+  pm.height = m->height;
+  pm.thumb_width = m->thumb_width;
+  pm.thumb_height = m->thumb_height;
+  pm.thumb_size = m->thumb_size;
+  pm.name = (char *)m->name;
+  *len = parley__media__get_packed_size(&pm);
+  *out = pl_malloc(*len ? *len : 1);
+  parley__media__pack(&pm, *out);
 }

@@ -32,6 +32,15 @@ PROTO = "parley.json.v1"
 WINDOW_MS = 400
 
 
+def skipped(part):
+    """A part the run leaves out: PARLEY_TEST_SKIP names them, separated by
+    commas (the PostgreSQL copy of this test, tests/CMakeLists.txt)."""
+    if part in os.environ.get("PARLEY_TEST_SKIP", "").split(","):
+        print(f"SKIP {part} (PARLEY_TEST_SKIP)", file=sys.stderr)
+        return True
+    return False
+
+
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
@@ -310,25 +319,27 @@ async def webhook(srv, hook):
     quiet(hook, "tok-dave", 1)
 
     # 6. a group message pushes its offline members (not the sender)
-    g = await alice.request(want="group_info", type="group_create", name="team", members=["bob", "carol"])
-    check(g["type"] == "group_info", str(g))
-    n = len(hook.of("tok-bob"))
-    await alice.text(None, "to the team", group=g["group"])
-    got = quiet(hook, "tok-bob", n + 1)
-    j = got[-1]["json"]
-    check(j["conv"] == "g:" + g["group"] and j["text"] == "to the team" and j["count"] == 1, str(j))
+    if not skipped("webhook.group"):
+        g = await alice.request(want="group_info", type="group_create", name="team", members=["bob", "carol"])
+        check(g["type"] == "group_info", str(g))
+        n = len(hook.of("tok-bob"))
+        await alice.text(None, "to the team", group=g["group"])
+        got = quiet(hook, "tok-bob", n + 1)
+        j = got[-1]["json"]
+        check(j["conv"] == "g:" + g["group"] and j["text"] == "to the team" and j["count"] == 1, str(j))
 
     # 6b. an image message reads as a photo with its caption (protocol.md 14.2)
-    req = urllib.request.Request(f"http://127.0.0.1:{srv.http}/media", data=png(3, 2), method="POST",
-                                 headers={"Authorization": "Bearer " + alice.ok["token"]})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        media = json.loads(r.read())
-    n = len(hook.of("tok-bob"))
-    await alice.send(type="send", id="photo-1", to="bob", body=b64("at the beach"), client_ts=1,
-                     media={"id": media["id"]})
-    await alice.recv("send_ack")
-    got = quiet(hook, "tok-bob", n + 1)
-    check(got[-1]["json"]["text"] == "\U0001f4f7 Photo: at the beach", str(got[-1]["json"]))
+    if not skipped("webhook.media"):
+        req = urllib.request.Request(f"http://127.0.0.1:{srv.http}/media", data=png(3, 2), method="POST",
+                                     headers={"Authorization": "Bearer " + alice.ok["token"]})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            media = json.loads(r.read())
+        n = len(hook.of("tok-bob"))
+        await alice.send(type="send", id="photo-1", to="bob", body=b64("at the beach"), client_ts=1,
+                         media={"id": media["id"]})
+        await alice.recv("send_ack")
+        got = quiet(hook, "tok-bob", n + 1)
+        check(got[-1]["json"]["text"] == "\U0001f4f7 Photo: at the beach", str(got[-1]["json"]))
 
     # 7. a slow endpoint (5 s) does not slow delivery to an online device
     hook.delay["tok-bob"] = 5
@@ -339,8 +350,9 @@ async def webhook(srv, hook):
             await carol.recv("message", timeout=0.3)
         except asyncio.TimeoutError:
             break
+    n = len(hook.of("tok-bob"))
     await alice.text("bob", "slow push")
-    hook.wait_for("tok-bob", n + 2)  # the slow request is out now
+    hook.wait_for("tok-bob", n + 1)  # the slow request is out now
     t0 = time.time()
     await alice.text("carol", "fast")
     m = await carol.recv("message")

@@ -158,13 +158,19 @@ pl_err pl_pg_acct_login_device(pl__pg *g, pl_store_req *r) {
   r->status = pl_devices_may_sign_in(g->max_devices, u->ndevs, dev && pl_pg_user_has_dev(u, dev));
   if (r->status != PL_OK)
     goto out;
-  if (dev) { /* rotate its token */
+  if (dev) { /* rotate its token; signed in again: group history from now on */
+    int was_out = !pl_pg_user_has_dev(u, dev);
     e = pl__set_token(g, dev, r->u.login.in.token_hash);
+    if (e == PL_OK && was_out)
+      e = pl_pg_group_cursor_start(g, r->user_id, dev);
     goto out;
   }
   r->u.login.out.created = 1;
   e = pl__device_insert(g, r->user_id, r->u.login.in.device, r->u.login.in.token_hash,
                         &r->u.login.out.device_id);
+  /* group history from now on: it gets nothing older, as in 1:1 */
+  if (e == PL_OK)
+    e = pl_pg_group_cursor_start(g, r->user_id, r->u.login.out.device_id);
 out:
   pl_pg_user_free(u);
   return e;
@@ -206,10 +212,13 @@ pl_err pl_pg_acct_resume(pl__pg *g, pl_store_req *r) {
                           &x->out.device);
 }
 
-/* A logged-out device is no longer a target and its queue goes (as on
- * SQLite: a forgotten device must not fill up and block its writers). */
+/* A logged-out device is no longer a target and its queue and push token
+ * go (as on SQLite: a forgotten device must not fill up and block its
+ * writers, nor be woken). */
 pl_err pl_pg_acct_logout(pl__pg *g, pl_store_req *r) {
   pl_err e = pl__set_token(g, r->device_id, NULL);
+  if (e == PL_OK)
+    e = pl_pg_push_forget(g, r->device_id);
   if (e != PL_OK)
     return e;
   r->u.ack.in.upto = UINT64_MAX;

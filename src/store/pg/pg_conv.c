@@ -4,6 +4,7 @@
 #include "../../rules/pl_conv.h"
 #include "../../rules/pl_privacy.h"
 #include "../../rules/pl_receipts.h"
+#include "../../rules/pl_roles.h"
 #include "pg_internal.h"
 
 /* Takes the conversation's next seq and a server time that never goes
@@ -87,8 +88,10 @@ static pl_err pl__next_and_dedup(pl__pg *g, pl_store_req *r, const char *conv, u
 }
 
 /* The message row (refs: one per target) and its queue rows, in one
- * statement (pl_pg_queue_put says how the positions are taken). */
-static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len) {
+ * statement (pl_pg_queue_put says how the positions are taken); *mid gets
+ * the message's. */
+static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len, uint64_t expires,
+                             uint64_t *mid) {
   const pl_msg *m = &r->u.send.out.msg;
   PGresult *res;
   const char *media_id = r->u.send.in.media_id && *r->u.send.in.media_id ? r->u.send.in.media_id : NULL;
@@ -96,42 +99,66 @@ static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, siz
   pl_err e = pl_pg_q(
       g, &res,
       "WITH m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"
-      " client_ts, server_ts, expires, refs, media_id, media)"
-      " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING mid),"
+      " client_ts, server_ts, expires, refs, media_id, media, act)"
+      " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15) RETURNING mid),"
       " " PL_PG_QUEUE_PUT("$14", "(SELECT mid FROM m)"),
-      "suusssbuuuusbs", m->conv, m->seq, r->user_id, m->from, m->from_device, m->id, (const void *)m->body,
-      m->body_len, m->client_ts, m->server_ts, pl_retention_expires(g->ttl_ms, m->server_ts),
-      pl_retention_msg_refs(r->u.send.out.ntargets), media_id, (const void *)att, att_len, arr);
+      "suusssbuuuusbsb", m->conv, m->seq, r->user_id, m->from, m->from_device, m->id, (const void *)m->body,
+      m->body_len, m->client_ts, m->server_ts, pl_pg_clamp(expires), pl_retention_msg_refs(r->u.send.out.ntargets),
+      media_id, (const void *)att, att_len, arr, (const void *)m->act, m->act_len);
   pl_free(arr);
-  if (e == PL_OK)
+  if (e == PL_OK) {
     r->u.send.out.qids = pl_pg_queue_qids(res, r->u.send.out.targets, r->u.send.out.ntargets);
+    *mid = PQntuples(res) > 0 ? pl_pg_col_u64(res, 0, 2) : 0;
+  }
   PQclear(res);
   if (e == PL_OK)
     r->u.send.out.msg.qid = r->u.send.out.qids[0];
   return e;
 }
 
+/* After the seq, in one round trip: both read watermarks (sending reads
+ * the conversation, 11.4; the peer's row must exist for UNREAD) and the
+ * conversation's timer (read under the convs row lock the seq took). */
+static pl_err pl__after_seq(pl__pg *g, const pl_pg_user *me, const pl_pg_user *peer, const char *conv,
+                            uint64_t seq, uint32_t *timer_s) {
+  pl_pg_pipe p;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_pipe_add(&p,
+                 "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $3, s, 0"
+                 " FROM (VALUES($1::bigint, $4::bigint), ($2::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"
+                 " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"
+                 " WHERE reads.read_seq < EXCLUDED.read_seq",
+                 "uusu", me->id, peer->id, conv, seq);
+  pl_pg_pipe_add(&p, PL_PG_ACTS_TIMER_SQL("$1"), "s", conv);
+  pl_err e = pl_pg_pipe_end(&p);
+  if (e == PL_OK)
+    *timer_s = (uint32_t)pl_pg_col_u64(p.res[1], 0, 0);
+  pl_pg_pipe_clear(&p);
+  return e;
+}
+
 static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer, const pl_pg_user *me,
-                             const uint8_t *att, size_t att_len) {
-  char *conv = pl_conv_dm(me->name, peer->name);
-  uint64_t seq = 0, ts = 0;
+                             char *conv, const uint8_t *att, size_t att_len) {
+  uint64_t seq = 0, ts = 0, expires = 0, mid = 0;
+  uint32_t timer_s = 0;
   r->u.send.out.conv = conv;
   pl_err e = pl__next_and_dedup(g, r, conv, pl_now_ms(), &seq, &ts);
-  /* sending reads the conversation (11.4); the peer's row must exist for UNREAD */
   if (e == PL_OK)
-    e = pl_pg_q(g, NULL,
-                "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $3, s, 0"
-                " FROM (VALUES($1::bigint, $4::bigint), ($2::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"
-                " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"
-                " WHERE reads.read_seq < EXCLUDED.read_seq",
-                "uusu", me->id, peer->id, conv, seq);
+    e = pl__after_seq(g, me, peer, conv, seq, &timer_s);
   if (e != PL_OK)
     return e;
   r->u.send.out.seq = seq;
   r->u.send.out.server_ts = ts;
   pl_store_send_fill_msg(r, me->name);
+  if (att) { /* the live copy carries the attachment as the stored row does */
+    r->u.send.out.msg.media = pl_memdup(att, att_len);
+    r->u.send.out.msg.media_len = att_len;
+  }
+  pl_pg_acts_stamp(g, r, timer_s, &expires);
   if (r->u.send.out.ntargets)
-    e = pl__msg_insert(g, r, att, att_len);
+    e = pl__msg_insert(g, r, att, att_len, expires, &mid);
+  if (e == PL_OK)
+    e = pl_pg_acts_apply(g, r, mid, 0, expires);
   if (e == PL_OK && att)
     e = pl_pg_media_grant(g, r->u.send.in.media_id, conv);
   return e;
@@ -146,17 +173,27 @@ static pl_err pl__send_dm(pl__pg *g, pl_store_req *r, const pl_pg_user *peer, co
     r->status = pl_privacy_may_send(pl_pg_user_blocks(peer, me->id)); /* refused: nothing stored */
   if (r->status != PL_OK)
     return PL_OK;
+  char *conv = pl_conv_dm(me->name, peer->name);
+  /* an action's target, a reply's quote, a timer (refused: nothing written) */
+  pl_err e = pl_pg_acts_check(g, r, conv, me->id, 0, PL_ROLE_NONE, pl_now_ms());
+  if (e != PL_OK || r->status != PL_OK) {
+    pl_free(conv);
+    return e;
+  }
   uint64_t *t = pl_malloc((peer->ndevs + me->ndevs + 1) * sizeof *t);
   r->u.send.out.targets = t;
   r->u.send.out.ntargets =
       pl_conv_dm_targets(peer->devs, peer->ndevs, me->devs, me->ndevs, peer->id == me->id, r->device_id, t);
-  pl_err e = pl_pg_queue_full(g, me, t, r->u.send.out.ntargets, &full);
-  if (e == PL_OK && full) {
-    pl_store_req_clear(r);
-    r->status = PL_ERR_QUEUE_FULL;
-    return PL_OK;
+  e = pl_pg_queue_full(g, me, t, r->u.send.out.ntargets, &full);
+  if (e != PL_OK || full) {
+    pl_free(conv);
+    if (e == PL_OK) {
+      pl_store_req_clear(r);
+      r->status = PL_ERR_QUEUE_FULL;
+    }
+    return e;
   }
-  return e == PL_OK ? pl__send_write(g, r, peer, me, att, att_len) : e;
+  return pl__send_write(g, r, peer, me, conv, att, att_len);
 }
 
 /* What a send reads first, in one round trip (pipeline mode): its dedup
@@ -202,13 +239,6 @@ pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r) {
     goto out;
   if (r->u.send.in.body_len > PL_PG_MAX_BODY) {
     r->status = PL_ERR_MESSAGE_TOO_LARGE;
-    goto out;
-  }
-  /* Message actions (reply, reaction, edit, delete, timer; protocol.md
-   * 11.9) need the target index this backend does not have yet: refused,
-   * never stored as a plain message that would show an edit as new text. */
-  if (r->u.send.in.act) {
-    r->status = PL_ERR_INVALID_ARGUMENT;
     goto out;
   }
   /* checked before anything is written: a refused send leaves no trace */

@@ -240,12 +240,6 @@ static pl_err pl__reconnect(pl__pg *g) {
 
 /* ---- the vtable --------------------------------------------------------------------- */
 
-static pl_err pl__media_unsupported(pl__pg *g, pl_store_req *r) {
-  (void)g;
-  r->status = PL_ERR_INVALID_ARGUMENT;
-  return PL_OK;
-}
-
 typedef pl_err (*pl__exec_fn)(pl__pg *g, pl_store_req *r);
 
 /* The backend's third of the table of ops (pl_store_ops.c and
@@ -268,7 +262,19 @@ static const pl__exec_fn pl__ops[] = {
     [PL_STORE_SEEN] = pl_pg_social_seen,
     [PL_STORE_TYPING] = pl_pg_social_typing,
     [PL_STORE_DEVICES] = pl_pg_acct_devices,
-    [PL_STORE_MEDIA_AUTH] = pl__media_unsupported,
+    [PL_STORE_GROUP_CREATE] = pl_pg_group_create,
+    [PL_STORE_GROUP_UPDATE] = pl_pg_group_update,
+    [PL_STORE_GROUP_LIST] = pl_pg_group_list,
+    [PL_STORE_GROUP_RECEIPTS] = pl_pg_group_receipts,
+    [PL_STORE_GROUP_DEVICES] = pl_pg_group_devices,
+    [PL_STORE_MEDIA_AUTH] = pl_pg_media_auth,
+    [PL_STORE_MEDIA_PUT] = pl_pg_media_put,
+    [PL_STORE_MEDIA_GET] = pl_pg_media_get,
+    [PL_STORE_PUSH_TOKEN] = pl_pg_push_token,
+    [PL_STORE_PUSH_TOKENS] = pl_pg_push_tokens,
+    [PL_STORE_PUSH_ENQUEUE] = pl_pg_push_enqueue,
+    [PL_STORE_PUSH_CLAIM] = pl_pg_push_claim,
+    [PL_STORE_PUSH_DONE] = pl_pg_push_done,
     [PL_STORE_STATS] = pl_pg_conv_stats,
     [PL_STORE_ADMIN] = pl_pg_conv_admin,
 };
@@ -339,13 +345,17 @@ static pl_err pl__pg_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
                      " RETURNING q.device_id)" PL_PG_QUEUE_UNCOUNT,
                      "u", now_ms);
   if (e == PL_OK)
-    e = pl_pg_q(g, &res, "DELETE FROM messages WHERE expires <= $1 AND gid = 0", "u", now_ms);
+    e = pl_pg_q(g, &res, "DELETE FROM messages WHERE expires <= $1", "u", now_ms);
   if (e == PL_OK)
     *deleted = strtoull(PQcmdTuples(res), NULL, 10);
   PQclear(res);
   if (e == PL_OK)
     e = pl_pg_q(g, NULL, "DELETE FROM dedup WHERE server_ts <= $1", "u",
                 pl_retention_dedup_cut(g->ttl_ms, now_ms));
+  if (e == PL_OK)
+    e = pl_pg_acts_expire(g, now_ms);
+  if (e == PL_OK)
+    e = pl_pg_media_expire(g, now_ms);
   return e;
 }
 
@@ -373,6 +383,11 @@ static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
   *out = NULL;
   g->conninfo = pl_strdup(cfg->conninfo ? cfg->conninfo : "");
   g->ttl_ms = cfg->ttl_ms;
+  g->acts = cfg->acts;
+  if (!g->acts.edit_ms) /* 0: the documented defaults (protocol.md 11.9) */
+    g->acts.edit_ms = PL_ACTS_EDIT_WINDOW_S * 1000ull;
+  if (!g->acts.delete_ms)
+    g->acts.delete_ms = PL_ACTS_DELETE_WINDOW_S * 1000ull;
   g->max_devices = cfg->max_devices;
   g->max_queue = cfg->max_queue;
   g->rules = cfg->rules;

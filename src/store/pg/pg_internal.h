@@ -22,7 +22,8 @@
  *   users, devices (next_qid), convs, messages (mid: the message; refs =
  *   queue rows pointing at it), queue (device_id, qid) -> mid, dedup,
  *   reads, contacts, blocks, groups, members, gcursor, greads, media,
- *   media_grants, blobs (the media bytes), push_tokens, push_pending. */
+ *   media_grants, blobs (the media bytes), push_tokens, push_pending;
+ *   msgidx, conv_timers (message actions, pg_acts.c). */
 #ifndef PL_PG_INTERNAL_H
 #define PL_PG_INTERNAL_H
 
@@ -47,6 +48,7 @@ typedef struct pl__pg {
   PGconn *conn;
   char *conninfo;
   uint64_t ttl_ms, media_ttl_ms;
+  pl_acts_cfg acts; /* edit and delete windows, the disappearing test setting */
   uint32_t max_devices, max_queue, max_group, group_detail;
   pl_store_rules rules;
   int (*online)(void *ud, uint64_t device);
@@ -171,12 +173,12 @@ uint64_t *pl_pg_queue_devs_except(const pl_pg_user *u, uint64_t skip, size_t *n)
  * the bigint[] parameter targets: each device's counter moves under its
  * row lock, so another node queueing for the same device waits for this
  * commit and takes the next position (qids rise in the device's commit
- * order, without gaps); returns (device_id, qid) rows. */
+ * order, without gaps); returns (device_id, qid, mid) rows. */
 #define PL_PG_QUEUE_PUT(targets, mid)                                                                   \
   "t AS (UPDATE devices SET next_qid = next_qid + 1, queued = queued + 1 WHERE id = ANY(" targets       \
   "::bigint[])"                                                                                         \
   " RETURNING id, next_qid) INSERT INTO queue(device_id, qid, mid) SELECT id, next_qid, " mid " FROM t" \
-  " RETURNING device_id, qid"
+  " RETURNING device_id, qid, mid"
 /* Takes the next qid of each target (gap-free per device) and queues mid
  * there; *qids (parallel to t) gets them. */
 pl_err pl_pg_queue_put(pl__pg *g, const uint64_t *t, size_t n, uint64_t mid, uint64_t **qids);
@@ -189,6 +191,9 @@ pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size
 pl_err pl_pg_queue_event(pl__pg *g, pl_store_req *r, int kind, const char *conv, uint64_t seq,
                          const pl_pg_user *by, uint64_t aux, uint64_t *t, size_t n);
 pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r);
+/* A fetched row (qid, conv, seq, from_name, from_device, client_id, body,
+ * client_ts, server_ts, kind, aux, media, act) as a pl_msg. */
+void pl_pg_queue_msg_row(const PGresult *res, int row, pl_msg *m);
 pl_err pl_pg_queue_ack(pl__pg *g, pl_store_req *r);
 
 /* ---- conversations (pg_conv.c) ------------------------------------------------- */
@@ -203,20 +208,68 @@ pl_err pl_pg_conv_counts(pl__pg *g, pl_store_counts *c);
 pl_err pl_pg_conv_admin(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_dedup_put(pl__pg *g, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts);
 
-/* ---- groups (pg_groups.c) ------------------------------------------------------ */
+/* ---- groups (pg_groups.c: membership; pg_ghist.c: history) ------------------ */
+void pl_pg_group_gconv(uint64_t gid, char *buf, size_t n);
+/* uid's role in gid (PL_ROLE_NONE: not a member, or no such group). */
+pl_err pl_pg_group_role(pl__pg *g, uint64_t gid, uint64_t uid, int *role);
+/* The device ids sql lists (parameters: gid, and uid unless 0), into *t. */
+pl_err pl_pg_group_targets(pl__pg *g, const char *sql, uint64_t gid, uint64_t uid, uint64_t **t, size_t *n);
+pl_err pl_pg_group_create(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_update(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_list(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_devices(pl__pg *g, pl_store_req *r);
+/* A device that starts (new, or signed in again) gets its user's groups
+ * from now on: a cursor at each group's last seq. */
+pl_err pl_pg_group_cursor_start(pl__pg *g, uint64_t uid, uint64_t dev);
+/* Appends an entry (a membership event) to gid's history; *m as sent. */
+pl_err pl_pg_ghist_put(pl__pg *g, uint64_t gid, const pl_pg_user *from, const char *device, const char *id,
+                       const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
+                       const uint8_t *act, size_t act_len, pl_msg *m);
 pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len);
 /* After pl_pg_queue_fetch's part: the group entries owed and out.gids. */
 pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, uint32_t limit, size_t max_bytes);
 pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_mark_read(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_group_receipts(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_unread(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_typing(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c);
+
+/* ---- message actions (pg_acts.c) ------------------------------------------- */
+/* The conversation's timer, as a scalar subquery on the parameter conv. */
+#define PL_PG_ACTS_TIMER_SQL(conv) "SELECT COALESCE((SELECT timer_s FROM conv_timers WHERE conv = " conv "), 0)"
+/* Before anything is written: may the send's act (if any) be done by user
+ * me, whose role in group gid is role (1:1: gid 0)? Refused: the request
+ * cleared and r->status set (rules: pl_acts). */
+pl_err pl_pg_acts_check(pl__pg *g, pl_store_req *r, const char *conv, uint64_t me, uint64_t gid, int role,
+                        uint64_t now);
+/* After the seq (out.msg filled): out.msg.act and out.vanish_at under the
+ * conversation's timer timer_s; *expires: when the server deletes it. */
+void pl_pg_acts_stamp(pl__pg *g, pl_store_req *r, uint32_t timer_s, uint64_t *expires);
+/* After the message row mid (0: none): the target index, a delete for
+ * everyone, a new timer. */
+pl_err pl_pg_acts_apply(pl__pg *g, pl_store_req *r, uint64_t mid, uint64_t gid, uint64_t expires);
+pl_err pl_pg_acts_expire(pl__pg *g, uint64_t now);
+
+/* ---- push notifications (pg_push.c) ------------------------------------------ */
+/* A device's push token and pending row go (logout, token removed). */
+pl_err pl_pg_push_forget(pl__pg *g, uint64_t device);
+pl_err pl_pg_push_token(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_push_tokens(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_push_enqueue(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_push_claim(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_push_done(pl__pg *g, pl_store_req *r);
 
 /* ---- media (pg_media.c) ------------------------------------------------------- */
 /* An attachment: the packed Media of an upload the sender may attach. */
 pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, uint8_t **att, size_t *len);
 /* Whoever is in conv may fetch the upload from now on. */
 pl_err pl_pg_media_grant(pl__pg *g, const char *media_id, const char *conv);
+pl_err pl_pg_media_auth(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_media_put(pl__pg *g, pl_store_req *r);
+pl_err pl_pg_media_get(pl__pg *g, pl_store_req *r);
+/* The sweep's part: expired uploads no message carries, and their blobs
+ * (g->gone, told to blob_gone after the commit). */
+pl_err pl_pg_media_expire(pl__pg *g, uint64_t now);
 
 #endif

@@ -136,7 +136,7 @@ pl_err pl_pg_queue_event(pl__pg *g, pl_store_req *r, int kind, const char *conv,
 
 /* ---- fetch ---------------------------------------------------------------------- */
 
-static void pl__msg_row(const PGresult *res, int row, pl_msg *m) {
+void pl_pg_queue_msg_row(const PGresult *res, int row, pl_msg *m) {
   memset(m, 0, sizeof *m);
   m->qid = pl_pg_col_u64(res, row, 0);
   m->conv = pl_pg_col_str(res, row, 1);
@@ -150,6 +150,7 @@ static void pl__msg_row(const PGresult *res, int row, pl_msg *m) {
   m->kind = pl_pg_col_int(res, row, 9);
   m->aux = pl_pg_col_u64(res, row, 10);
   m->media = pl_pg_col_bytes(res, row, 11, &m->media_len);
+  m->act = pl_pg_col_bytes(res, row, 12, &m->act_len);
 }
 
 /* A page bounded in entries and bytes, as on SQLite. */
@@ -161,7 +162,7 @@ pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r) {
   pl_err e =
       pl_pg_q(g, &res,
               "SELECT q.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"
-              " m.server_ts, m.kind, m.aux, m.media FROM queue q JOIN messages m ON m.mid = q.mid"
+              " m.server_ts, m.kind, m.aux, m.media, m.act FROM queue q JOIN messages m ON m.mid = q.mid"
               " WHERE q.device_id = $1 AND q.qid > $2 AND m.expires > $3 ORDER BY q.qid LIMIT $4",
               "uuuu", r->device_id, x->in.after, pl_now_ms(), (uint64_t)limit + 1);
   if (e != PL_OK)
@@ -174,7 +175,7 @@ pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r) {
       break;
     }
     pl_msg *m = &x->out.msgs[x->out.nmsgs++];
-    pl__msg_row(res, i, m);
+    pl_pg_queue_msg_row(res, i, m);
     bytes += m->body_len + m->media_len + 64;
   }
   PQclear(res);

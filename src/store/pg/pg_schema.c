@@ -41,6 +41,49 @@ static const char *const pl__migrations[] = {
     " delivered_seq bigint NOT NULL, PRIMARY KEY(uid, conv));"
     "CREATE TABLE contacts(uid bigint NOT NULL, contact_uid bigint NOT NULL, PRIMARY KEY(uid, contact_uid));"
     "CREATE TABLE blocks(uid bigint NOT NULL, blocked_uid bigint NOT NULL, PRIMARY KEY(uid, blocked_uid));",
+    /* 2: message actions (pg_acts.c): the packed Act of a message, the
+     * index of action targets by (conv, seq), each conversation's timer */
+    "ALTER TABLE messages ADD COLUMN act bytea;"
+    "CREATE TABLE msgidx(conv text NOT NULL, seq bigint NOT NULL, mid bigint NOT NULL,"
+    " sender_uid bigint NOT NULL, server_ts bigint NOT NULL, expires bigint NOT NULL,"
+    " deleted int NOT NULL DEFAULT 0, PRIMARY KEY(conv, seq));"
+    "CREATE INDEX msgidx_expires ON msgidx(expires);"
+    "CREATE TABLE conv_timers(conv text PRIMARY KEY, timer_s bigint NOT NULL);",
+    /* 3: push tokens and pending notifications (pg_push.c) */
+    "CREATE TABLE push_tokens(device_id bigint PRIMARY KEY, user_id bigint NOT NULL, user_name text NOT NULL,"
+    " provider text NOT NULL, token text NOT NULL, updated bigint NOT NULL);"
+    "CREATE TABLE push_pending(device_id bigint PRIMARY KEY, user_id bigint NOT NULL, count bigint NOT NULL,"
+    " first_ms bigint NOT NULL, due_ms bigint NOT NULL, attempts int NOT NULL, claim bigint NOT NULL DEFAULT 0,"
+    " owner text, sender text, conv text, preview bytea);"
+    "CREATE INDEX push_pending_due ON push_pending(due_ms);",
+    /* 4: uploads (pg_media.c): a row per upload naming its blobs, and the
+     * conversations it was sent to (who may fetch it) */
+    "CREATE TABLE media(id text PRIMARY KEY, owner bigint NOT NULL, blob text NOT NULL, thumb text NOT NULL,"
+    " type text NOT NULL, name text NOT NULL, size bigint NOT NULL, thumb_size bigint NOT NULL,"
+    " width bigint NOT NULL, height bigint NOT NULL, thumb_width bigint NOT NULL, thumb_height bigint NOT NULL,"
+    " created bigint NOT NULL, expires bigint NOT NULL);"
+    "CREATE INDEX media_owner ON media(owner);"
+    "CREATE INDEX media_expires ON media(expires);"
+    "CREATE INDEX media_blob ON media(blob);"
+    "CREATE INDEX media_thumb ON media(thumb);"
+    "CREATE INDEX messages_media ON messages(media_id) WHERE media_id IS NOT NULL;"
+    "CREATE TABLE media_grants(media text NOT NULL, conv text NOT NULL, PRIMARY KEY(media, conv));",
+    /* 5: groups (pg_groups.c, pg_ghist.c): the group, its members (role 0:
+     * left, owed history up to left_seq), each device's cursor in each
+     * group's history, each member's watermarks; the history itself is
+     * message rows with gid set, positioned by seq */
+    "CREATE TABLE groups(gid bigserial PRIMARY KEY, name text NOT NULL, description text NOT NULL,"
+    " created bigint NOT NULL, members bigint NOT NULL DEFAULT 0);"
+    "CREATE TABLE members(gid bigint NOT NULL, uid bigint NOT NULL, role int NOT NULL,"
+    " since_seq bigint NOT NULL, left_seq bigint NOT NULL DEFAULT 0, joined bigint NOT NULL,"
+    " PRIMARY KEY(gid, uid));"
+    "CREATE INDEX members_uid ON members(uid, gid);"
+    "CREATE TABLE gcursor(device_id bigint NOT NULL, gid bigint NOT NULL, seq bigint NOT NULL,"
+    " PRIMARY KEY(device_id, gid));"
+    "CREATE TABLE greads(gid bigint NOT NULL, uid bigint NOT NULL, delivered_seq bigint NOT NULL,"
+    " read_seq bigint NOT NULL, PRIMARY KEY(gid, uid));"
+    "CREATE INDEX greads_uid ON greads(uid);"
+    "CREATE INDEX messages_group ON messages(gid, seq) WHERE gid <> 0;",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])

@@ -27,63 +27,25 @@
 /* Schema 11, by what is missing rather than by number (another step may
  * take the number first when branches merge), in one transaction. */
 pl_err pl_sq_acts_upgrade(sqlite3 *db) {
-  static const char tables[] =
+  return pl_sq_upgrade_column(
+      db, "messages", "act", "BLOB",
       "CREATE TABLE IF NOT EXISTS msgidx(conv TEXT NOT NULL, seq INTEGER NOT NULL, qid INTEGER NOT NULL,"
       " sender_uid INTEGER NOT NULL, server_ts INTEGER NOT NULL, expires INTEGER NOT NULL,"
       " deleted INTEGER NOT NULL, PRIMARY KEY(conv, seq)) WITHOUT ROWID;"
       "CREATE INDEX IF NOT EXISTS msgidx_expires ON msgidx(expires);"
-      "CREATE TABLE IF NOT EXISTS conv_timers(conv TEXT PRIMARY KEY, timer_s INTEGER NOT NULL) WITHOUT "
-      "ROWID;";
-  sqlite3_stmt *st = NULL;
-  int has = 0;
-  pl_err e = PL_ERR_STORE;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'act'", -1, &st,
-                         NULL) != SQLITE_OK)
-    goto out;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    has = sqlite3_column_int(st, 0);
-  if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-    goto out;
-  if ((!has && sqlite3_exec(db, "ALTER TABLE messages ADD COLUMN act BLOB", NULL, NULL, NULL) != SQLITE_OK) ||
-      sqlite3_exec(db, tables, NULL, NULL, NULL) != SQLITE_OK ||
-      sqlite3_exec(db, "PRAGMA user_version = 11; COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-    pl_error("store: schema 11 (message actions): %s", sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    goto out;
-  }
-  e = PL_OK;
-out:
-  sqlite3_finalize(st);
-  return e;
+      "CREATE TABLE IF NOT EXISTS conv_timers(conv TEXT PRIMARY KEY, timer_s INTEGER NOT NULL) WITHOUT ROWID;"
+      "PRAGMA user_version = 11",
+      "schema 11 (message actions)");
 }
 
 /* Schema 13: dedup.vanish and its partial index. Records written before
  * keep vanish NULL (not indexed): their targets are in msgidx, as schema 11
  * wrote them. */
 pl_err pl_sq_acts_upgrade13(sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  int has = 0;
-  pl_err e = PL_ERR_STORE;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('dedup') WHERE name = 'vanish'", -1, &st,
-                         NULL) != SQLITE_OK)
-    goto out;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    has = sqlite3_column_int(st, 0);
-  if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-    goto out;
-  if ((!has && sqlite3_exec(db, "ALTER TABLE dedup ADD COLUMN vanish INTEGER", NULL, NULL, NULL) != SQLITE_OK) ||
-      sqlite3_exec(db,
-                   "CREATE INDEX IF NOT EXISTS dedup_target ON dedup(cref, seq) WHERE vanish >= 0;"
-                   "PRAGMA user_version = 13; COMMIT",
-                   NULL, NULL, NULL) != SQLITE_OK) {
-    pl_error("store: schema 13 (message targets by dedup record): %s", sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    goto out;
-  }
-  e = PL_OK;
-out:
-  sqlite3_finalize(st);
-  return e;
+  return pl_sq_upgrade_column(db, "dedup", "vanish", "INTEGER",
+                              "CREATE INDEX IF NOT EXISTS dedup_target ON dedup(cref, seq) WHERE vanish >= 0;"
+                              "PRAGMA user_version = 13",
+                              "schema 13 (message targets by dedup record)");
 }
 
 /* The conversation's timer (cached in c). */
@@ -211,27 +173,6 @@ pl_err pl_sq_acts_check(pl__sq *q, pl_store_req *r, const char *conv, pl__conv *
   return e;
 }
 
-/* The packed Act a message carries: what the client sent, and when it
- * vanishes; NULL when there is nothing to say. */
-static uint8_t *pl__pack(const pl_act *a, uint64_t vanish_at, size_t *len) {
-  Parley__Act p = PARLEY__ACT__INIT;
-  if (a) {
-    p.kind = (Parley__ActKind)a->kind;
-    p.target = a->target;
-    p.reply_to = a->reply_to;
-    p.forwarded = a->forwarded;
-    p.timer_s = a->timer_s;
-    p.target_conv = a->target_conv && *a->target_conv ? (char *)a->target_conv : "";
-  }
-  p.vanish_at = vanish_at;
-  *len = parley__act__get_packed_size(&p);
-  if (!*len)
-    return NULL;
-  uint8_t *b = pl_malloc(*len);
-  parley__act__pack(&p, b);
-  return b;
-}
-
 /* The message row of a target that only its dedup record found: in the
  * group's history, or in a queue of either user's devices (0: every
  * device has it, nothing to take back). */
@@ -278,7 +219,7 @@ static pl_err pl__delete(pl__sq *q, const pl__where *w, uint64_t seq) {
     return pl_sq_queue_drop_msg(q, t.qid);
   pl_act self = {PL_ACT_DELETE, seq, 0, 0, 0, NULL};
   size_t len;
-  uint8_t *b = pl__pack(&self, 0, &len);
+  uint8_t *b = pl_store_act_pack(&self, 0, &len);
   sqlite3_stmt *st = q->st[ST_ACT_TOMBSTONE];
   pl_sq_bind_u64(st, 1, t.qid);
   sqlite3_bind_blob(st, 2, b, (int)len, SQLITE_STATIC);
@@ -305,7 +246,7 @@ pl_err pl_sq_acts_apply(pl__sq *q, pl_store_req *r, pl__conv *c, uint64_t peer, 
   uint64_t vanish = r->u.send.out.vanish_at;
   uint64_t expires = pl_acts_expires(pl_sq_expires(q, m->server_ts), vanish);
   pl_err e = PL_OK;
-  m->act = pl__pack(a, vanish, &m->act_len);
+  m->act = pl_store_act_pack(a, vanish, &m->act_len);
   if (m->act && m->qid) {
     sqlite3_stmt *st = q->st[ST_ACT_ATTACH];
     pl_sq_bind_u64(st, 1, m->qid);

@@ -73,23 +73,6 @@ static pl_err pl__media_visible(pl__sq *q, pl__user *u, const pl_media_row *m, i
   return e;
 }
 
-/* The attachment as the wire carries it: what the server stored. */
-static void pl__media_pack(const pl_media_row *m, uint8_t **out, size_t *len) {
-  Parley__Media pm = PARLEY__MEDIA__INIT;
-  pm.id = (char *)m->id;
-  pm.type = (char *)m->type;
-  pm.size = m->size;
-  pm.width = m->width;
-  pm.height = m->height;
-  pm.thumb_width = m->thumb_width;
-  pm.thumb_height = m->thumb_height;
-  pm.thumb_size = m->thumb_size;
-  pm.name = (char *)m->name;
-  *len = parley__media__get_packed_size(&pm);
-  *out = pl_malloc(*len ? *len : 1);
-  parley__media__pack(&pm, *out);
-}
-
 /* SEND with in.media_id: the sender must be able to see the media
  * (uploaded it, or got it in a message: forwarding). */
 pl_err pl_sq_media_for_send(pl__sq *q, pl_store_req *r, uint8_t **att, size_t *len) {
@@ -105,7 +88,7 @@ pl_err pl_sq_media_for_send(pl__sq *q, pl_store_req *r, uint8_t **att, size_t *l
     return e;
   if ((r->status = pl_visibility_attach(found, ok)) != PL_OK)
     return PL_OK;
-  pl__media_pack(&m, att, len);
+  pl_store_media_pack(&m, att, len);
   return PL_OK;
 }
 

@@ -1,0 +1,454 @@
+/* pg_ghist: group history on PostgreSQL: send, fetch, device cursors
+ * (acks), watermarks and receipts, typing, unread. The rules are
+ * pl_roles' (the window a device is owed, the history cap, detail), as in
+ * sq_ghist.c.
+ *
+ * A group's history is stored once: message rows with gid set, no queue
+ * rows, each positioned by its seq (gap-free per group: the convs row
+ * "g:N" is taken under its lock like a 1:1 conversation's). Each device
+ * has a cursor per group (gcursor). Entries carry qid 0: with several
+ * writers no global qid orders them against the queues, so only protocol
+ * 2 positions them (by seq, its own stream per group); a protocol 1
+ * connection, whose one stream is the qid, skips them (docs/protocol.md
+ * 10.3: a server with several writers needs protocol 2 for groups). */
+#include "../../rules/pl_receipts.h"
+#include "../../rules/pl_roles.h"
+#include "pg_internal.h"
+
+/* A row of the group's history; *mid gets its id. expires 0: the TTL's. */
+typedef struct pl__gentry {
+  uint64_t gid, seq, ts, client_ts, aux, expires;
+  int kind;
+  const char *conv, *device, *id;
+  const uint8_t *body, *act;
+  size_t body_len, act_len;
+} pl__gentry;
+
+/* Makes room for one more entry within rules.group_history: the oldest
+ * go (pl_roles_hist_excess), so no offline member makes a history grow
+ * without end (protocol.md 11.8). */
+static pl_err pl__room(pl__pg *g, uint64_t gid) {
+  uint64_t cap = g->rules.group_history, n = 0;
+  if (!cap)
+    return PL_OK;
+  pl_err e = pl_pg_u64(g, &n, "SELECT count(*) FROM messages WHERE gid = $1", "u", gid);
+  uint64_t excess = e == PL_OK ? pl_roles_hist_excess(n, cap) : 0;
+  if (excess)
+    e = pl_pg_q(g, NULL,
+                "DELETE FROM messages WHERE mid IN (SELECT mid FROM messages WHERE gid = $1 ORDER BY seq LIMIT $2)",
+                "uu", gid, excess);
+  return e;
+}
+
+static pl_err pl__insert(pl__pg *g, const pl_pg_user *from, const pl__gentry *x) {
+  pl_err e = pl__room(g, x->gid);
+  if (e != PL_OK)
+    return e;
+  return pl_pg_q(g, NULL,
+                 "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts,"
+                 " server_ts, expires, refs, kind, aux, gid, act)"
+                 " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, $14)",
+                 "suusssbuuuiuub", x->conv, x->seq, from->id, from->name, x->device, x->id,
+                 (const void *)(x->body ? x->body : (const uint8_t *)""), x->body_len, x->client_ts, x->ts,
+                 pl_pg_clamp(x->expires ? x->expires : pl_retention_expires(g->ttl_ms, x->ts)), x->kind, x->aux,
+                 x->gid, (const void *)x->act, x->act_len);
+}
+
+static void pl__fill(pl_msg *m, const pl_pg_user *from, const pl__gentry *x) {
+  memset(m, 0, sizeof *m);
+  m->gid = x->gid;
+  m->kind = x->kind;
+  m->aux = x->aux;
+  m->conv = pl_strdup(x->conv);
+  m->seq = x->seq;
+  m->from = pl_strdup(from->name);
+  m->from_device = pl_strdup(x->device);
+  m->id = pl_strdup(x->id);
+  m->body = pl_memdup(x->body_len ? (const void *)x->body : "", x->body_len);
+  m->body_len = x->body_len;
+  m->client_ts = x->client_ts;
+  m->server_ts = x->ts;
+}
+
+pl_err pl_pg_ghist_put(pl__pg *g, uint64_t gid, const pl_pg_user *from, const char *device, const char *id,
+                       const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
+                       const uint8_t *act, size_t act_len, pl_msg *m) {
+  char conv[32];
+  pl_pg_group_gconv(gid, conv, sizeof conv);
+  pl__gentry x = {.gid = gid, .client_ts = client_ts, .aux = aux, .kind = kind, .conv = conv,
+                  .device = device, .id = id, .body = body, .body_len = body_len, .act = act, .act_len = act_len};
+  pl_err e = pl_pg_conv_next(g, conv, pl_now_ms(), &x.seq, &x.ts);
+  if (e == PL_OK)
+    e = pl__insert(g, from, &x);
+  if (e == PL_OK)
+    pl__fill(m, from, &x);
+  return e;
+}
+
+/* The asking user (*me) if a member of gid (its role in *role); otherwise
+ * r->status = NOT_MEMBER and *me = NULL (also for no such group). */
+static pl_err pl__member_me(pl__pg *g, pl_store_req *r, uint64_t gid, pl_pg_user **me, int *role) {
+  int rl = PL_ROLE_NONE;
+  pl_err e = pl_pg_user_get(g, r->user_id, me);
+  if (e == PL_OK && *me)
+    e = pl_pg_group_role(g, gid, (*me)->id, &rl);
+  if (role)
+    *role = rl;
+  if (e == PL_OK && (!*me || !pl_roles_member(rl))) {
+    r->status = PL_ERR_NOT_MEMBER;
+    pl_pg_user_free(*me);
+    *me = NULL;
+  }
+  return e;
+}
+
+/* The seq, server time and the conversation's timer, with the dedup
+ * record, in one round trip after the seq (the timer under its lock). */
+static pl_err pl__send_seq(pl__pg *g, pl_store_req *r, const char *conv, pl__gentry *x, uint32_t *timer_s) {
+  uint64_t t = 0;
+  pl_err e = pl_pg_conv_next(g, conv, pl_now_ms(), &x->seq, &x->ts);
+  if (e == PL_OK)
+    e = pl_pg_conv_dedup_put(g, r, conv, x->seq, x->ts);
+  if (e == PL_OK)
+    e = pl_pg_u64(g, &t, PL_PG_ACTS_TIMER_SQL("$1"), "s", conv);
+  *timer_s = (uint32_t)t;
+  return e;
+}
+
+/* A group message: the same contract as 1:1 (dedup, seq, both clocks),
+ * stored once in the group's history. Only members may send. */
+pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len) {
+  pl_pg_user *me = NULL;
+  int role = PL_ROLE_NONE;
+  uint64_t gid = r->u.send.in.group;
+  uint32_t timer_s = 0;
+  char conv[32];
+  pl_pg_group_gconv(gid, conv, sizeof conv);
+  pl_err e = pl__member_me(g, r, gid, &me, &role);
+  if (e == PL_OK && me) /* an action's target, a reply's quote, a timer (refused: nothing written) */
+    e = pl_pg_acts_check(g, r, conv, me->id, gid, role, pl_now_ms());
+  if (e != PL_OK || !me || r->status != PL_OK)
+    goto out;
+  pl__gentry x = {.gid = gid, .client_ts = r->u.send.in.client_ts, .kind = PL_MSG_MESSAGE, .conv = conv,
+                  .device = r->u.send.in.device_name ? r->u.send.in.device_name : "",
+                  .id = r->u.send.in.client_id, .body = r->u.send.in.body, .body_len = r->u.send.in.body_len};
+  e = pl__send_seq(g, r, conv, &x, &timer_s);
+  if (e != PL_OK)
+    goto out;
+  pl_msg *m = &r->u.send.out.msg;
+  pl__fill(m, me, &x);
+  pl_pg_acts_stamp(g, r, timer_s, &x.expires);
+  x.act = m->act;
+  x.act_len = m->act_len;
+  e = pl__insert(g, me, &x);
+  uint64_t mid = 0;
+  if (e == PL_OK)
+    e = pl_pg_u64(g, &mid, "SELECT mid FROM messages WHERE gid = $1 AND seq = $2", "uu", gid, x.seq);
+  if (e == PL_OK && att) {
+    e = pl_pg_q(g, NULL, "UPDATE messages SET media_id = $2, media = $3 WHERE mid = $1", "usb", mid,
+                r->u.send.in.media_id, (const void *)att, att_len);
+    m->media = pl_memdup(att, att_len);
+    m->media_len = att_len;
+  }
+  if (e == PL_OK && att)
+    e = pl_pg_media_grant(g, r->u.send.in.media_id, conv);
+  if (e == PL_OK)
+    e = pl_pg_acts_apply(g, r, mid, gid, x.expires);
+  if (e == PL_OK) /* sending reads the conversation, as in 1:1 */
+    e = pl_pg_q(g, NULL,
+                "UPDATE greads SET read_seq = greatest(read_seq, $3), delivered_seq = greatest(delivered_seq, $3)"
+                " WHERE gid = $1 AND uid = $2",
+                "uuu", gid, me->id, x.seq);
+  if (e == PL_OK) {
+    r->u.send.out.conv = pl_strdup(conv);
+    r->u.send.out.seq = x.seq;
+    r->u.send.out.server_ts = x.ts;
+    r->u.send.out.group = gid;
+  }
+out:
+  pl_pg_user_free(me);
+  return e;
+}
+
+/* ---- fetch ---------------------------------------------------------------------- */
+
+/* The seq listed for gid in a (sorted by gid), moving *at; 0 if not listed. */
+static uint64_t pl__gpos_find(const pl_store_gpos *a, size_t n, size_t *at, uint64_t gid, int *listed) {
+  while (*at < n && a[*at].gid < gid)
+    (*at)++;
+  *listed = *at < n && a[*at].gid == gid;
+  return *listed ? a[*at].seq : 0;
+}
+
+/* The user's memberships with the device's cursor in each, by gid:
+ * gid, since_seq, left_seq, role, cursor (0: none). */
+static pl_err pl__mships(pl__pg *g, uint64_t uid, uint64_t dev, PGresult **res) {
+  return pl_pg_q(g, res,
+                 "SELECT m.gid, m.since_seq, m.left_seq, m.role, COALESCE(c.seq, 0) FROM members m"
+                 " LEFT JOIN gcursor c ON c.device_id = $2 AND c.gid = m.gid WHERE m.uid = $1 ORDER BY m.gid",
+                 "uu", uid, dev);
+}
+
+/* One group's part of a page: up to limit + 1 entries of its window. */
+static pl_err pl__gpart(pl__pg *g, pl_store_fetch_req *f, uint64_t gid, uint64_t lo, uint64_t hi, uint32_t limit,
+                        size_t max_bytes, size_t *cap) {
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res,
+                     "SELECT 0, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"
+                     " aux, media, act FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND expires > $4"
+                     " ORDER BY seq LIMIT $5",
+                     "uuuuu", gid, pl_pg_clamp(lo), pl_pg_clamp(hi), pl_now_ms(), (uint64_t)limit + 1);
+  size_t bytes = 0;
+  for (int i = 0; e == PL_OK && i < PQntuples(res); i++) {
+    if (bytes > max_bytes) {
+      f->out.more = 1;
+      break;
+    }
+    f->out.msgs = pl_pg_reserve(f->out.msgs, f->out.nmsgs, cap, sizeof *f->out.msgs);
+    pl_msg *m = &f->out.msgs[f->out.nmsgs++];
+    pl_pg_queue_msg_row(res, i, m);
+    m->gid = gid;
+    bytes += m->body_len + m->media_len + 64;
+  }
+  PQclear(res);
+  return e;
+}
+
+/* After the queue's part of a page (out.msgs): protocol 2's group streams,
+ * each from max(cursor, since_seq, the connection's position) up to
+ * left_seq for a member who left (pl_roles_owed). The queue's part comes
+ * first, then each group's in gid order, and the page is cut at limit
+ * entries: each stream's part of it is a prefix of that stream, so the
+ * next fetch goes on from each one's last. Protocol 1 gets none (the file
+ * comment says why). */
+pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, uint32_t limit, size_t max_bytes) {
+  pl_store_fetch_req *f = &r->u.fetch;
+  PGresult *ms = NULL;
+  if (!r->user_id || !f->in.streams)
+    return PL_OK;
+  pl_err e = pl__mships(g, r->user_id, r->device_id, &ms);
+  int n = e == PL_OK ? PQntuples(ms) : 0;
+  size_t cap = f->out.nmsgs + 1, at = 0;
+  f->out.msgs = pl_realloc(f->out.msgs, cap * sizeof *f->out.msgs);
+  for (int i = 0; e == PL_OK && i < n && f->out.nmsgs <= limit; i++) {
+    uint64_t gid = pl_pg_col_u64(ms, i, 0), lo, hi;
+    int listed;
+    uint64_t from = pl__gpos_find(f->in.gafter, f->in.ngafter, &at, gid, &listed);
+    if (pl_roles_owed(pl_pg_col_u64(ms, i, 1), pl_pg_col_u64(ms, i, 2), pl_pg_col_u64(ms, i, 4), from, &lo, &hi))
+      e = pl__gpart(g, f, gid, lo, hi, limit, max_bytes, &cap);
+  }
+  if (f->out.nmsgs > limit) {
+    for (size_t i = limit; i < f->out.nmsgs; i++)
+      pl_msg_clear(&f->out.msgs[i]);
+    f->out.nmsgs = limit;
+    f->out.more = 1;
+  }
+  f->out.gids = pl_malloc(((size_t)n + 1) * sizeof *f->out.gids);
+  for (int i = 0; e == PL_OK && i < n; i++)
+    if (pl_roles_member(pl_pg_col_int(ms, i, 3))) /* the live audience: members only */
+      f->out.gids[f->out.ngids++] = pl_pg_col_u64(ms, i, 0);
+  PQclear(ms);
+  return e;
+}
+
+/* ---- receipts and watermarks ---------------------------------------------------- */
+
+/* Live receipts (never stored: GroupReceiptsGet recovers a missed one) to
+ * the connected devices of the senders of gid's messages in (lo, hi].
+ * Only for groups up to group_detail members. */
+static pl_err pl__receipts_live(pl__pg *g, pl_store_req *r, uint64_t gid, uint64_t lo, uint64_t hi, int kind,
+                                const pl_pg_user *by) {
+  uint64_t size = 0;
+  PGresult *res;
+  pl_err e = pl_pg_u64(g, &size, "SELECT members FROM groups WHERE gid = $1", "u", gid);
+  if (e != PL_OK || !pl_roles_detailed(size, g->group_detail))
+    return e;
+  e = pl_pg_q(g, &res,
+              "SELECT DISTINCT sender_uid FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND kind = 0"
+              " AND sender_uid <> $4 LIMIT 64",
+              "uuuu", gid, lo, hi, by->id);
+  char conv[32];
+  pl_pg_group_gconv(gid, conv, sizeof conv);
+  for (int i = 0; e == PL_OK && i < PQntuples(res); i++) {
+    pl_pg_user *to = NULL;
+    size_t nt;
+    e = pl_pg_user_get(g, pl_pg_col_u64(res, i, 0), &to);
+    if (e == PL_OK && to && !pl_pg_user_blocks(by, to->id)) { /* none to a user the reader blocked */
+      uint64_t *t = pl_pg_queue_devs_except(to, 0, &nt);
+      uint64_t *live = pl_malloc((nt + 1) * sizeof *live);
+      size_t nlive = pl_receipts_split_live(t, &nt, live, g->online, g->online_ud);
+      if (nlive)
+        pl_store_event_add(r, 0, kind, conv, hi, by->name, 0, pl_now_ms(), live, nlive);
+      else
+        pl_free(live);
+      pl_free(t);
+    }
+    pl_pg_user_free(to);
+  }
+  PQclear(res);
+  return e;
+}
+
+/* Moves uid's watermark in gid (delivered, or read and delivered) up to
+ * seq; *was: where it was (0 and *moved 0 if it did not move). */
+static pl_err pl__greads_move(pl__pg *g, uint64_t gid, uint64_t uid, uint64_t seq, int read, uint64_t *was,
+                              int *moved) {
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res,
+                     read ? "UPDATE greads n SET read_seq = $3, delivered_seq = greatest(n.delivered_seq, $3)"
+                            " FROM greads o WHERE n.gid = $1 AND n.uid = $2 AND o.gid = n.gid AND o.uid = n.uid"
+                            " AND n.read_seq < $3 RETURNING o.read_seq"
+                          : "UPDATE greads n SET delivered_seq = $3 FROM greads o WHERE n.gid = $1 AND n.uid = $2"
+                            " AND o.gid = n.gid AND o.uid = n.uid AND n.delivered_seq < $3 RETURNING o.delivered_seq",
+                     "uuu", gid, uid, seq);
+  *moved = e == PL_OK && PQntuples(res) > 0;
+  *was = *moved ? pl_pg_col_u64(res, 0, 0) : 0;
+  PQclear(res);
+  return e;
+}
+
+/* A protocol 2 Ack moves the device's cursor in each group it names (by
+ * seq, never back, clamped to the group's last seq and to left_seq for a
+ * member who left), and with it the member's delivered watermark. A
+ * protocol 1 Ack covers no group entry (it was sent none). */
+pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r) {
+  const pl_store_ack_req *a = &r->u.ack;
+  pl_pg_user *me = NULL;
+  PGresult *ms = NULL;
+  size_t at = 0;
+  if (!r->user_id || !a->in.streams || !a->in.ngacks)
+    return PL_OK;
+  pl_err e = pl__mships(g, r->user_id, r->device_id, &ms);
+  for (int i = 0; e == PL_OK && i < PQntuples(ms); i++) {
+    uint64_t gid = pl_pg_col_u64(ms, i, 0), left = pl_pg_col_u64(ms, i, 2), last = 0, was = 0;
+    int listed, moved = 0;
+    uint64_t seq = pl__gpos_find(a->in.gacks, a->in.ngacks, &at, gid, &listed);
+    if (!listed || seq <= pl_pg_col_u64(ms, i, 4) || (left && seq > left))
+      continue;
+    e = pl_pg_u64(g, &last, "SELECT last_seq FROM convs WHERE conv = 'g:' || $1", "u", gid);
+    seq = seq < last ? seq : last;
+    if (e == PL_OK && seq)
+      e = pl_pg_q(g, NULL,
+                  "INSERT INTO gcursor(device_id, gid, seq) VALUES($1, $2, $3) ON CONFLICT(device_id, gid)"
+                  " DO UPDATE SET seq = greatest(gcursor.seq, EXCLUDED.seq)",
+                  "uuu", r->device_id, gid, seq);
+    if (e == PL_OK && seq && pl_roles_member(pl_pg_col_int(ms, i, 3)))
+      e = pl__greads_move(g, gid, r->user_id, seq, 0, &was, &moved);
+    if (e == PL_OK && moved && !me)
+      e = pl_pg_user_get(g, r->user_id, &me);
+    if (e == PL_OK && moved && me)
+      e = pl__receipts_live(g, r, gid, was, seq, PL_MSG_DELIVERED, me);
+  }
+  PQclear(ms);
+  pl_pg_user_free(me);
+  return e;
+}
+
+/* MarkRead in a group: the member's read watermark, a read sync to its
+ * other devices (stored for offline ones), live read receipts to the
+ * senders in small groups (always on in groups: the setting covers 1:1). */
+pl_err pl_pg_group_mark_read(pl__pg *g, pl_store_req *r) {
+  pl_pg_user *me = NULL;
+  uint64_t gid = r->u.mark_read.in.group, last = 0, was = 0;
+  int moved = 0;
+  size_t nt;
+  char conv[32];
+  pl_pg_group_gconv(gid, conv, sizeof conv);
+  pl_err e = pl__member_me(g, r, gid, &me, NULL);
+  if (e == PL_OK && me)
+    e = pl_pg_u64(g, &last, "SELECT last_seq FROM convs WHERE conv = $1", "s", conv);
+  uint64_t seq = r->u.mark_read.in.upto < last ? r->u.mark_read.in.upto : last;
+  if (e == PL_OK && me && seq)
+    e = pl__greads_move(g, gid, me->id, seq, 1, &was, &moved);
+  if (e == PL_OK && moved) {
+    uint64_t *t = pl_pg_queue_devs_except(me, r->device_id, &nt);
+    e = pl_pg_queue_event(g, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
+  }
+  if (e == PL_OK && moved)
+    e = pl__receipts_live(g, r, gid, was, seq, PL_MSG_READ, me);
+  pl_pg_user_free(me);
+  return e;
+}
+
+/* Counts of the other members with seq delivered / read, and their names
+ * in groups up to group_detail members. */
+pl_err pl_pg_group_receipts(pl__pg *g, pl_store_req *r) {
+  pl_store_group_receipts_req *x = &r->u.group_receipts;
+  pl_pg_user *me = NULL;
+  PGresult *res;
+  pl_err e = pl__member_me(g, r, x->in.group, &me, NULL);
+  if (e != PL_OK || !me)
+    return e;
+  e = pl_pg_q(g, &res,
+              "SELECT u.name, (r.delivered_seq >= $2)::int, (r.read_seq >= $2)::int FROM greads r"
+              " JOIN users u ON u.id = r.uid WHERE r.gid = $1 AND r.uid <> $3 ORDER BY u.name COLLATE \"C\"",
+              "uuu", x->in.group, pl_pg_clamp(x->in.upto), me->id);
+  pl_pg_user_free(me);
+  if (e != PL_OK)
+    return e;
+  size_t n = (size_t)PQntuples(res);
+  x->out.members = n;
+  x->out.detailed = pl_roles_detailed(n + 1, g->group_detail);
+  x->out.names = pl_calloc(n + 1, sizeof *x->out.names);
+  x->out.read_by = pl_calloc(n + 1, sizeof *x->out.read_by);
+  for (size_t i = 0; i < n; i++) {
+    int d = pl_pg_col_int(res, (int)i, 1), rd = pl_pg_col_int(res, (int)i, 2);
+    x->out.delivered += (uint64_t)d;
+    x->out.read += (uint64_t)rd;
+    if (x->out.detailed && d)
+      x->out.names[x->out.nnames++] = pl_pg_col_str(res, (int)i, 0);
+    if (x->out.detailed && rd)
+      x->out.read_by[x->out.nread_by++] = pl_pg_col_str(res, (int)i, 0);
+  }
+  PQclear(res);
+  return PL_OK;
+}
+
+/* UNREAD's groups, after its 1:1 conversations. */
+pl_err pl_pg_group_unread(pl__pg *g, pl_store_req *r) {
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res,
+                     "SELECT 'g:' || r.gid, COALESCE(c.last_seq, 0), r.read_seq FROM greads r"
+                     " LEFT JOIN convs c ON c.conv = 'g:' || r.gid WHERE r.uid = $1 ORDER BY r.gid",
+                     "u", r->user_id);
+  if (e != PL_OK)
+    return e;
+  size_t n = (size_t)PQntuples(res), have = r->u.unread.out.nconvs;
+  r->u.unread.out.convs = pl_realloc(r->u.unread.out.convs, (have + n + 1) * sizeof *r->u.unread.out.convs);
+  for (size_t i = 0; i < n; i++) {
+    pl_conv_state *cs = &r->u.unread.out.convs[r->u.unread.out.nconvs++];
+    memset(cs, 0, sizeof *cs);
+    cs->conv = pl_pg_col_str(res, (int)i, 0);
+    cs->last_seq = pl_pg_col_u64(res, (int)i, 1);
+    cs->read_seq = pl_pg_col_u64(res, (int)i, 2);
+  }
+  PQclear(res);
+  return PL_OK;
+}
+
+/* Typing in a group: members only; none above group_detail members (the
+ * router then sends it to the group's live audience, but the devices of
+ * members who blocked the typist: out.targets). */
+pl_err pl_pg_group_typing(pl__pg *g, pl_store_req *r) {
+  pl_store_typing_req *x = &r->u.typing;
+  pl_pg_user *me = NULL;
+  uint64_t size = 0;
+  char conv[32];
+  pl_err e = pl__member_me(g, r, x->in.group, &me, NULL);
+  if (e == PL_OK && me)
+    e = pl_pg_u64(g, &size, "SELECT members FROM groups WHERE gid = $1", "u", x->in.group);
+  if (e == PL_OK && me) {
+    pl_pg_group_gconv(x->in.group, conv, sizeof conv);
+    x->out.conv = pl_strdup(conv);
+  }
+  if (e == PL_OK && me && pl_roles_detailed(size, g->group_detail)) {
+    x->out.group = x->in.group;
+    e = pl_pg_group_targets(g,
+                            "SELECT d.id FROM members m JOIN blocks b ON b.uid = m.uid AND b.blocked_uid = $2"
+                            " JOIN devices d ON d.user_id = m.uid AND d.token_hash IS NOT NULL"
+                            " WHERE m.gid = $1 AND m.role > 0",
+                            x->in.group, me->id, &x->out.targets, &x->out.ntargets);
+  }
+  pl_pg_user_free(me);
+  return e;
+}
