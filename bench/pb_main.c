@@ -232,7 +232,8 @@ int main(int argc, char **argv) {
     return rc > 0 ? 0 : 64;
   const pb_scenario *sc = pb_scen_find(o.scenario);
   if (!sc) {
-    fprintf(stderr, "parley-bench: unknown scenario '%s' (idle, pairs, drain, storm, group, mqtt-pairs)\n", o.scenario);
+    fprintf(stderr, "parley-bench: unknown scenario '%s' (idle, pairs, drain, storm, group, mqtt-pairs)\n",
+            o.scenario);
     return 64;
   }
   pb__signals();

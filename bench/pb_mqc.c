@@ -104,11 +104,8 @@ static int pb_mqc__packet(pb_mqc *m, const pl_mqtt_pkt *pk) {
     if (m->cbs->on_puback)
       m->cbs->on_puback(m, pk->id, pk->reason);
     return m->io.fd < 0 ? -1 : 0;
-  case PL_MQTT_PINGRESP:
-    return 0;
-  default:
-    pb_mqc__fail(m, "an unexpected packet from the broker");
-    return -1;
+  case PL_MQTT_PINGRESP: return 0;
+  default: pb_mqc__fail(m, "an unexpected packet from the broker"); return -1;
   }
 }
 

@@ -150,7 +150,9 @@ static int pb__apply(pb_opts *o, const char *k, const char *v) {
   if (!strcmp(k, "mqtt"))
     return pb__str(o->mqtt, sizeof o->mqtt, v);
   if (!strcmp(k, "broker"))
-    return !strcmp(v, "plain") ? (o->broker_plain = 1, 0) : !strcmp(v, "parley") ? (o->broker_plain = 0, 0) : -1;
+    return !strcmp(v, "plain")    ? (o->broker_plain = 1, 0)
+           : !strcmp(v, "parley") ? (o->broker_plain = 0, 0)
+                                  : -1;
   if (!strcmp(k, "timeout"))
     return pb__num(v, &d) || d <= 0 ? -1 : (o->timeout = d, 0);
   return -2;

@@ -28,7 +28,7 @@ typedef struct pb_opts {
   uint32_t ack_delay_ms; /* ... or this long after the first unacknowledged one */
   double timeout;        /* seconds any phase may take before the run fails */
   int quiet;
-  int tls; /* clients connect over TLS (--listen-tls) */
+  int tls;          /* clients connect over TLS (--listen-tls) */
   char mqtt[128];   /* mqtt-pairs: the broker's MQTT HOST:PORT (our parleyd: a free port) */
   int broker_plain; /* mqtt-pairs: --broker plain (any MQTT broker, topics bench/<i>) */
   int mqtt_persist; /* mqtt-pairs: clean session 0 */

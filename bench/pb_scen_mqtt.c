@@ -84,11 +84,13 @@ static uint16_t mq_pid(uint64_t seq) { return (uint16_t)((seq - 1) % 65535u + 1u
 static size_t mq_payload(const mq_pair *p, uint64_t seq, uint64_t ts, char *out, size_t cap) {
   const mq_run *r = p->r;
   char stamp[96];
-  int sn = snprintf(stamp, sizeof stamp, "%016" PRIx64 " %u %" PRIu64 " %" PRIu64, r->c->run_id, p->i, seq, ts);
+  int sn =
+      snprintf(stamp, sizeof stamp, "%016" PRIx64 " %u %" PRIu64 " %" PRIu64, r->c->run_id, p->i, seq, ts);
   size_t want = r->c->o->size < cap ? r->c->o->size : cap - 1;
   size_t n;
   if (r->parley) {
-    int hn = snprintf(out, cap, "{\"id\":\"%016" PRIx64 ".%" PRIu64 "\",\"text\":\"%s", r->c->run_id, seq, stamp);
+    int hn =
+        snprintf(out, cap, "{\"id\":\"%016" PRIx64 ".%" PRIu64 "\",\"text\":\"%s", r->c->run_id, seq, stamp);
     n = (size_t)hn;
     while (n + 2 < want)
       out[n++] = 'x';
@@ -208,7 +210,8 @@ static void mq_on_publish(pb_mqc *m, const pl_mqtt_pkt *pk) {
   mq_run *r = p->r;
   pb_result *res = r->c->res;
   static const char in_msg[] = "parley/in/msg/";
-  if (m != &p->sub || (r->parley && (pk->topic.n < sizeof in_msg - 1 || memcmp(pk->topic.p, in_msg, sizeof in_msg - 1))))
+  if (m != &p->sub ||
+      (r->parley && (pk->topic.n < sizeof in_msg - 1 || memcmp(pk->topic.p, in_msg, sizeof in_msg - 1))))
     return; /* receipts and the like */
   uint64_t v[4];
   uint64_t now = pb_now_us();
@@ -285,7 +288,8 @@ static int mq_setup(pb_ctx *c) {
     *p = (mq_pair){.r = r, .i = i, .low = 1, .quota = mq_quota(o, i)};
   }
   r->pace = (pb_timer){.cb = mq_pace_tick, .ud = r};
-  pb_ctx_say(c, "connecting %u MQTT pairs to %s (%s)", r->n, o->mqtt, r->parley ? "parley topics" : "bench/<i>");
+  pb_ctx_say(c, "connecting %u MQTT pairs to %s (%s)", r->n, o->mqtt,
+             r->parley ? "parley topics" : "bench/<i>");
   for (uint32_t k = 0; k < r->n; k++)
     if (mq_start_pair(r, &r->p[k]) != 0)
       return -1;
@@ -321,7 +325,8 @@ static int mq_run_phase(pb_ctx *c) {
   if (o->rate > 0) {
     r->interval_us = 1e6 / (o->rate * r->n / o->conns);
     r->pace_t0 = pb_now_us();
-    r->pace_limit = o->messages ? o->messages : 0;
+    for (uint32_t k = 0; o->messages && k < r->n; k++) /* this worker's share of M */
+      r->pace_limit += r->p[k].quota;
     pb_timer_start(c->loop, &r->pace, r->pace_t0);
   } else {
     for (uint32_t k = 0; k < r->n; k++)
@@ -333,8 +338,10 @@ static int mq_run_phase(pb_ctx *c) {
   c->res->t_stop = pb_now_us();
   double wait = o->timeout < MQ_DRAIN_MAX_S ? o->timeout : MQ_DRAIN_MAX_S;
   if (pb_ctx_run(c, mq_settled, r, wait) != 0)
-    pb_ctx_say(c, "not settled after %.0f s: %" PRIu64 " publishes unacked, %" PRIu64 " of %" PRIu64
-                  " acked messages delivered", wait, r->inflight, c->res->unique, c->res->acked);
+    pb_ctx_say(c,
+               "not settled after %.0f s: %" PRIu64 " publishes unacked, %" PRIu64 " of %" PRIu64
+               " acked messages delivered",
+               wait, r->inflight, c->res->unique, c->res->acked);
   pb_ctx_sleep(c, MQ_LINGER_S);
   for (uint32_t k = 0; k < r->n; k++)
     pb_track_tally(&r->p[k].tr, r->p[k].next_seq, c->res);

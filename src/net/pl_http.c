@@ -82,9 +82,11 @@ static void pl_http__account(pl_http_conn *hc) {
   pl_conn *c = &hc->c;
   if (c->limits)
     pl_limits_account(c->limits, &c->mem_counted,
-                      hc->s.dead ? 0
-                                 : c->out_bytes + hc->rbuf.cap + hc->req.req.body.cap +
-                                       (hc->ws ? pl_ws_buffered(hc->ws) : 0));
+                      hc->s.dead
+                          ? 0
+                          : c->out_bytes + hc->rbuf.cap + hc->req.req.body.cap +
+                                (hc->ws ? pl_ws_buffered(hc->ws) : 0) +
+                                (hc->gw ? pl_mqttgw_buffered(hc->gw) + pl_mqttgw_held_bytes(hc->gw) : 0));
 }
 
 static void pl__update_out(pl_http_conn *hc) {

@@ -29,6 +29,7 @@ pl_mqttgw *pl_mqttgw_new(pl_conn *c, const pl_mqttgw_io *io, void *ud, uint32_t 
   /* JSON carries a body in base64 (4/3) and names every field */
   g->max_packet = max_packet ? max_packet : c->max_frame * 2 + 4096;
   g->version = PL_MQTT_V311; /* until CONNECT says */
+  g->recv_max = 65535;
   g->resume.fn = pl_mqttgw__on_resume;
   return g;
 }
@@ -40,6 +41,9 @@ void pl_mqttgw_free(pl_mqttgw *g) {
     pl_free(g->sends[i].ref);
   pl_free(g->sends);
   pl_free(g->outs);
+  for (size_t i = 0; i < g->nheld; i++)
+    pl_buf_unref(g->held[(g->hhead + i) % g->cheld]);
+  pl_free(g->held);
   pl_bytes_free(&g->in);
   pl_free(g);
 }
@@ -192,6 +196,8 @@ static int pl_mqttgw__connect(pl_mqttgw *g, const uint8_t *p, size_t n) {
   }
   g->clean = (pk.cflags & PL_MQTT_CF_CLEAN) != 0;
   g->client_max = PL_MQTT_HAS(&pk.props, PL_MQTT_P_MAX_PACKET) ? pk.props.u32[PL_MQTT_P_MAX_PACKET] : 0;
+  if (PL_MQTT_HAS(&pk.props, PL_MQTT_P_RECEIVE_MAX)) /* 0 is refused by the codec (a protocol error) */
+    g->recv_max = pk.props.u32[PL_MQTT_P_RECEIVE_MAX];
   /* [MQTT-3.1.2-24]: one and a half keep alive periods of silence (set at CONNACK) */
   g->keepalive_ms = (uint32_t)pk.keepalive * 1500u;
   if (PL_MQTT_HAS(&pk.props, PL_MQTT_P_AUTH_METHOD)) {
@@ -340,9 +346,10 @@ static void pl_mqttgw__puback(pl_mqttgw *g, uint16_t pid) {
   size_t i = 0, done = 0;
   while (i < g->nouts && g->outs[i].pid != pid)
     i++;
-  if (i == g->nouts)
+  if (i == g->nouts || g->outs[i].acked)
     return; /* not ours, or acknowledged before */
   g->outs[i].acked = 1;
+  g->unacked--;
   uint64_t upto = 0;
   while (done < g->nouts && g->outs[done].acked)
     upto = g->outs[done++].qid;
@@ -352,6 +359,7 @@ static void pl_mqttgw__puback(pl_mqttgw *g, uint16_t pid) {
   g->nouts -= done;
   if (upto)
     pl_mqttgw__request(g, json_pack("{s:s, s:I}", "type", "ack", "upto", (json_int_t)upto));
+  pl_mqttgw__release(g);
 }
 
 static void pl_mqttgw__subscribe(pl_mqttgw *g, const pl_mqtt_pkt *pk) {

@@ -47,6 +47,8 @@ void pl_mqttgw_push(pl_mqttgw *g, const uint8_t *p, size_t n);
 int pl_mqttgw_run(pl_mqttgw *g);
 /* Bytes waiting (for the memory bound). */
 size_t pl_mqttgw_buffered(const pl_mqttgw *g);
+/* Bytes of queue frames held back by the client's Receive Maximum. */
+size_t pl_mqttgw_held_bytes(const pl_mqttgw *g);
 
 /* A native frame the session wrote to c: translated and written. */
 void pl_mqttgw_output(pl_mqttgw *g, const pl_buf *frame);

@@ -45,6 +45,14 @@ struct pl_mqttgw {
   size_t nsends, csends;
   pl_mqttgw_out *outs; /* in the order sent (qids increase) */
   size_t nouts, couts;
+  /* Receive Maximum [MQTT-3.3.4-9]: at most recv_max QoS 1 deliveries await
+   * their PUBACK (unacked); queue frames past it wait in held, in order, as
+   * references, until PUBACKs make room. 3.1.1 has no such property: there
+   * the bound is the packet id space, 65,535. */
+  uint32_t recv_max, unacked;
+  pl_buf **held;
+  size_t hhead, nheld, cheld; /* a ring: held[(hhead + i) % cheld], i < nheld */
+  size_t held_bytes;
 };
 
 /* Encodes pk at the connection's version and writes it. */
@@ -56,6 +64,8 @@ void pl_mqttgw__refuse(pl_mqttgw *g, uint8_t rc5, uint8_t rc3);
 /* Gives the session the request obj stands for (a JSON frame; consumed).
  * Returns the session's pause, or -1 when obj is no request (nothing given). */
 int pl_mqttgw__request(pl_mqttgw *g, json_t *obj);
+/* Delivers held queue frames while the client's Receive Maximum has room. */
+void pl_mqttgw__release(pl_mqttgw *g);
 /* The MQTT 5 reason code for a wire error (a refused Send, a closed session). */
 uint8_t pl_mqttgw__reason_of(pl_err err);
 

@@ -77,6 +77,7 @@ static uint16_t pl_mqttgw__track(pl_mqttgw *g, uint64_t qid) {
   if (++g->next_pid == 0)
     g->next_pid = 1;
   g->outs[g->nouts++] = (pl_mqttgw_out){.pid = g->next_pid, .qid = qid};
+  g->unacked++;
   return g->next_pid;
 }
 
@@ -152,7 +153,7 @@ static void pl_mqttgw__json_string(pl_bytes *out, const uint8_t *p, size_t n) {
       uint8_t esc[2] = {'\\', ch};
       pl_bytes_append(out, esc, 2);
     } else if (ch < 0x20 && strchr("\b\f\n\r\t", ch) && ch) { /* the short forms, as jansson writes them */
-      uint8_t esc[2] = {'\\', (uint8_t)"btnvfr"[ch - '\b']};
+      uint8_t esc[2] = {'\\', (uint8_t) "btnvfr"[ch - '\b']};
       pl_bytes_append(out, esc, 2);
     } else if (ch < 0x20) {
       uint8_t esc[6] = {'\\', 'u', '0', '0', (uint8_t)hex[ch >> 4], (uint8_t)hex[ch & 15]};
@@ -178,8 +179,8 @@ static void pl_mqttgw__deliver_msg(pl_mqttgw *g, const pl_frame *f, const pl_buf
   int group = m->group && *m->group;
   char topic[160];
   uint8_t qos;
-  size_t tn = pl_mqtt_delivery_topic(PARLEY__FRAME_TYPE__FRAME_MESSAGE, group, group ? m->group : m->from, topic,
-                                     sizeof topic, &qos);
+  size_t tn = pl_mqtt_delivery_topic(PARLEY__FRAME_TYPE__FRAME_MESSAGE, group, group ? m->group : m->from,
+                                     topic, sizeof topic, &qos);
   if (!tn)
     goto out;
   if (m->body.len && pl_utf8_check(m->body.data, m->body.len, PL_UTF8_ANY, NULL, NULL) == PL_UTF8_OK) {
@@ -234,6 +235,48 @@ static void pl_mqttgw__error(pl_mqttgw *g, const pl_buf *frame, const json_t *o)
     pl_mqttgw__deliver(g, PARLEY__FRAME_TYPE__FRAME_ERROR, frame);
 }
 
+/* A frame of the device's queue (a QoS 1 delivery) now. */
+static void pl_mqttgw__deliver_queued(pl_mqttgw *g, const pl_frame *f, const pl_buf *frame) {
+  if (f->type == PARLEY__FRAME_TYPE__FRAME_MESSAGE)
+    pl_mqttgw__deliver_msg(g, f, frame);
+  else
+    pl_mqttgw__deliver(g, f->type, frame);
+}
+
+/* Keeps a queue frame until the client's Receive Maximum has room. The
+ * session counts it as written: what is held is bounded by what it pushes
+ * (its queue pages), and counted against the connection's memory. */
+static void pl_mqttgw__hold(pl_mqttgw *g, pl_buf *frame) {
+  if (g->nheld == g->cheld) {
+    size_t cap = g->cheld ? g->cheld * 2 : 16;
+    pl_buf **ring = pl_malloc(cap * sizeof *ring);
+    for (size_t i = 0; i < g->nheld; i++)
+      ring[i] = g->held[(g->hhead + i) % g->cheld];
+    pl_free(g->held);
+    g->held = ring;
+    g->cheld = cap;
+    g->hhead = 0;
+  }
+  g->held[(g->hhead + g->nheld++) % g->cheld] = pl_buf_ref(frame);
+  g->held_bytes += frame->len;
+}
+
+void pl_mqttgw__release(pl_mqttgw *g) {
+  while (g->nheld && g->unacked < g->recv_max && g->state == PL_MQTTGW_READY) {
+    pl_buf *b = g->held[g->hhead];
+    g->hhead = (g->hhead + 1) % g->cheld;
+    g->nheld--;
+    g->held_bytes -= b->len;
+    pl_frame f;
+    size_t used;
+    if (pl_frame_parse(b->data, b->len, UINT32_MAX, &f, &used) == PL_OK)
+      pl_mqttgw__deliver_queued(g, &f, b);
+    pl_buf_unref(b);
+  }
+}
+
+size_t pl_mqttgw_held_bytes(const pl_mqttgw *g) { return g->held_bytes; }
+
 void pl_mqttgw_output(pl_mqttgw *g, const pl_buf *frame) {
   pl_frame f;
   size_t used;
@@ -244,11 +287,15 @@ void pl_mqttgw_output(pl_mqttgw *g, const pl_buf *frame) {
   case PARLEY__FRAME_TYPE__FRAME_PONG:
   case PARLEY__FRAME_TYPE__FRAME_LOGOUT_OK: return;
   case PARLEY__FRAME_TYPE__FRAME_MESSAGE:
-    if (g->state == PL_MQTTGW_READY)
-      pl_mqttgw__deliver_msg(g, &f, frame);
-    return;
   case PARLEY__FRAME_TYPE__FRAME_RECEIPT:
   case PARLEY__FRAME_TYPE__FRAME_READ_SYNC:
+    if (g->state != PL_MQTTGW_READY)
+      return;
+    if (g->nheld || g->unacked >= g->recv_max)
+      pl_mqttgw__hold(g, (pl_buf *)frame); /* a new reference: the caller's stays theirs */
+    else
+      pl_mqttgw__deliver_queued(g, &f, frame);
+    return;
   case PARLEY__FRAME_TYPE__FRAME_PRESENCE:
   case PARLEY__FRAME_TYPE__FRAME_TYPING_EVENT:
     if (g->state == PL_MQTTGW_READY)

@@ -81,9 +81,11 @@ static void pl_tcp__account(pl_tcp_conn *tc) {
   pl_conn *c = &tc->c;
   c->out_bytes = tc->s.out_bytes;
   if (c->limits)
-    pl_limits_account(
-        c->limits, &c->mem_counted,
-        tc->s.dead ? 0 : c->out_bytes + pl__rbuf_cap(tc) + (tc->gw ? pl_mqttgw_buffered(tc->gw) : 0));
+    pl_limits_account(c->limits, &c->mem_counted,
+                      tc->s.dead
+                          ? 0
+                          : c->out_bytes + pl__rbuf_cap(tc) +
+                                (tc->gw ? pl_mqttgw_buffered(tc->gw) + pl_mqttgw_held_bytes(tc->gw) : 0));
 }
 
 static void pl_tcp__check_drain(pl_tcp_conn *tc) {

@@ -338,6 +338,86 @@ def takeover():
     b.close()
 
 
+def will_never_published():
+    """protocol.md 16.1: a will is accepted and never published. bob's client offers a
+    will that would be a send to alice and goes away without DISCONNECT (its socket just
+    closes); once a new connection of the same client id has its CONNACK, the old one is
+    gone for sure (closed or taken over). alice then gets the marker sent after it, and
+    never the will."""
+    w = Client("bob-will")
+    w.c.will_set("parley/send/user/alice", json.dumps({"id": "will-1", "text": "the will"}), qos=1)
+    check("will-connack", w.connect() and w.connack == 0, w.connack)
+    w.c.loop_stop()
+    w.c.socket().close()  # abnormal: no DISCONNECT
+    again = Client("bob-will")
+    check("will-reconnect-connack", again.connect() and again.connack == 0, again.connack)
+    info = again.c.publish("parley/send/user/alice", json.dumps({"id": "after-will", "text": "after the will"}),
+                           qos=1)
+    check("will-marker-puback", wait_for(lambda: again.acks.get(info.mid)), again.acks)
+    texts = [m["text"] for m in recv_all("alice")]
+    check("will-marker-arrives", "after the will" in texts, texts)
+    check("will-not-published", "the will" not in texts, texts)
+    again.close()
+
+
+def parse_publish_v5(first, body):
+    """(topic, packet id or None, payload) of an MQTT 5 PUBLISH."""
+    tn = struct.unpack(">H", body[:2])[0]
+    topic, i, pid = body[2:2 + tn].decode(), 2 + tn, None
+    if first & 0x06:
+        pid, i = struct.unpack(">H", body[i:i + 2])[0], i + 2
+    n, mul = 0, 1
+    while True:
+        b = body[i]
+        i += 1
+        n += (b & 0x7F) * mul
+        mul *= 128
+        if not b & 0x80:
+            break
+    return topic, pid, body[i + n:]
+
+
+def receive_maximum():
+    """MQTT 5 Receive Maximum 2: never more than two QoS 1 deliveries await a PUBACK;
+    each PUBACK lets exactly one more out, and all five arrive in order."""
+    rm2 = b"\x21\x00\x02"
+    r = Raw().send(connect_pkt("bob-rm", level=5, props=rm2))  # the device exists from now on
+    check("rm-first-connack", (r.read_packet() or (0,))[0] == 0x20)
+    r.send(packet(0xE0, b"")).close()
+    for i in range(1, 6):
+        rc, out = cli("alice", "send", "bob", "rm-%d" % i)
+        check("rm-alice-sends-%d" % i, rc == 0, out)
+    r = Raw().send(connect_pkt("bob-rm", level=5, props=rm2))
+    check("rm-connack", (r.read_packet() or (0,))[0] == 0x20)
+    texts, pending = [], []
+
+    def take(n):
+        """Reads n QoS 1 PUBLISHes, then a PINGREQ's answer: none may come before it."""
+        for _ in range(n):
+            p = r.read_packet()
+            if not p or p[0] & 0xF0 != 0x30:
+                return False
+            topic, pid, payload = parse_publish_v5(*p)
+            pending.append(pid)
+            if topic.startswith("parley/in/msg/"):
+                texts.append(json.loads(payload)["text"])
+        r.send(packet(0xC0, b""))
+        p = r.read_packet()
+        return p is not None and p[0] == 0xD0
+
+    check("rm-two-then-none", take(2) and len(pending) == 2, (texts, pending))
+    r.send(packet(0x40, struct.pack(">H", pending.pop(0))))
+    check("rm-one-puback-one-more", take(1) and len(pending) == 2, (texts, pending))
+    while pending and len(texts) < 5:
+        r.send(packet(0x40, struct.pack(">H", pending.pop(0))))
+        if not take(1):
+            break
+    check("rm-all-in-order", texts == ["rm-%d" % i for i in range(1, 6)], texts)
+    for pid in pending:
+        r.send(packet(0x40, struct.pack(">H", pid)))
+    r.send(packet(0xE0, b"")).close()
+
+
 def keepalive():
     """Keep alive 1 s and then silence: cut after 1.5 s (MQTT 5: DISCONNECT 0x8D)."""
     r = Raw().send(connect_pkt("bob-quiet", level=5, keepalive=1))
@@ -467,7 +547,7 @@ def main():
     for u in ("alice", "bob"):
         rc, _ = cli(u, "register")
         check("register-" + u, rc == 0)
-    for step in (chat_both_ways_311, acts_both_ways, mosquitto_clients, qos2_and_v5, persistent_session, takeover, websocket, over_tls, keepalive,
+    for step in (chat_both_ways_311, acts_both_ways, mosquitto_clients, qos2_and_v5, persistent_session, takeover, will_never_published, receive_maximum, websocket, over_tls, keepalive,
                  malformed_catalogue, kill9_retry):
         try:
             step()
