@@ -86,19 +86,21 @@ void pl_pg_acts_stamp(pl__pg *g, pl_store_req *r, uint32_t timer_s, uint64_t *ex
  * seq, and members reading it later learn that something was there). */
 static pl_err pl__delete(pl__pg *g, const char *conv, uint64_t seq, uint64_t gid) {
   uint64_t mid = 0;
-  pl_err e = pl_pg_u64(g, &mid, "UPDATE msgidx SET deleted = 1 WHERE conv = $1 AND seq = $2 RETURNING mid", "su",
-                       conv, seq);
+  pl_err e = pl_pg_u64(g, &mid, "UPDATE msgidx SET deleted = 1 WHERE conv = $1 AND seq = $2 RETURNING mid",
+                       "su", conv, seq);
   if (e != PL_OK || !mid)
     return e;
   if (!gid) {
-    e = pl_pg_q(g, NULL, "WITH d AS (DELETE FROM queue WHERE mid = $1 RETURNING device_id)" PL_PG_QUEUE_UNCOUNT,
-                "u", mid);
+    e = pl_pg_q(g, NULL,
+                "WITH d AS (DELETE FROM queue WHERE mid = $1 RETURNING device_id)" PL_PG_QUEUE_UNCOUNT, "u",
+                mid);
     return e == PL_OK ? pl_pg_q(g, NULL, "DELETE FROM messages WHERE mid = $1", "u", mid) : e;
   }
   pl_act self = {PL_ACT_DELETE, seq, 0, 0, 0, NULL};
   size_t len;
   uint8_t *b = pl_store_act_pack(&self, 0, &len);
-  e = pl_pg_q(g, NULL, "UPDATE messages SET body = ''::bytea, media = NULL, media_id = NULL, act = $2 WHERE mid = $1",
+  e = pl_pg_q(g, NULL,
+              "UPDATE messages SET body = ''::bytea, media = NULL, media_id = NULL, act = $2 WHERE mid = $1",
               "ub", mid, (const void *)b, len);
   pl_free(b);
   return e;

@@ -103,8 +103,9 @@ static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, siz
       " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15) RETURNING mid),"
       " " PL_PG_QUEUE_PUT("$14", "(SELECT mid FROM m)"),
       "suusssbuuuusbsb", m->conv, m->seq, r->user_id, m->from, m->from_device, m->id, (const void *)m->body,
-      m->body_len, m->client_ts, m->server_ts, pl_pg_clamp(expires), pl_retention_msg_refs(r->u.send.out.ntargets),
-      media_id, (const void *)att, att_len, arr, (const void *)m->act, m->act_len);
+      m->body_len, m->client_ts, m->server_ts, pl_pg_clamp(expires),
+      pl_retention_msg_refs(r->u.send.out.ntargets), media_id, (const void *)att, att_len, arr,
+      (const void *)m->act, m->act_len);
   pl_free(arr);
   if (e == PL_OK) {
     r->u.send.out.qids = pl_pg_queue_qids(res, r->u.send.out.targets, r->u.send.out.ntargets);
@@ -123,12 +124,13 @@ static pl_err pl__after_seq(pl__pg *g, const pl_pg_user *me, const pl_pg_user *p
                             uint64_t seq, uint32_t *timer_s) {
   pl_pg_pipe p;
   pl_pg_pipe_begin(&p, g);
-  pl_pg_pipe_add(&p,
-                 "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $3, s, 0"
-                 " FROM (VALUES($1::bigint, $4::bigint), ($2::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"
-                 " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"
-                 " WHERE reads.read_seq < EXCLUDED.read_seq",
-                 "uusu", me->id, peer->id, conv, seq);
+  pl_pg_pipe_add(
+      &p,
+      "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $3, s, 0"
+      " FROM (VALUES($1::bigint, $4::bigint), ($2::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"
+      " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"
+      " WHERE reads.read_seq < EXCLUDED.read_seq",
+      "uusu", me->id, peer->id, conv, seq);
   pl_pg_pipe_add(&p, PL_PG_ACTS_TIMER_SQL("$1"), "s", conv);
   pl_err e = pl_pg_pipe_end(&p);
   if (e == PL_OK)

@@ -237,7 +237,8 @@ pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c);
 
 /* ---- message actions (pg_acts.c) ------------------------------------------- */
 /* The conversation's timer, as a scalar subquery on the parameter conv. */
-#define PL_PG_ACTS_TIMER_SQL(conv) "SELECT COALESCE((SELECT timer_s FROM conv_timers WHERE conv = " conv "), 0)"
+#define PL_PG_ACTS_TIMER_SQL(conv) \
+  "SELECT COALESCE((SELECT timer_s FROM conv_timers WHERE conv = " conv "), 0)"
 /* Before anything is written: may the send's act (if any) be done by user
  * me, whose role in group gid is role (1:1: gid 0)? Refused: the request
  * cleared and r->status set (rules: pl_acts). */
