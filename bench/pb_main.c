@@ -187,9 +187,42 @@ static int pb__run(const pb_scenario *sc, const pb_opts *o, pb_server *srv, cons
   if (!srv->pid)
     pb_report_note(&rep, "no server pid: no server CPU / RSS figures (use --server-pid)");
   pb_report_print(&rep, stdout, o->json);
-  int bad = res->lost || res->dup_shown || res->qid_regress || res->misrouted;
+  /* MQTT has no qids and the bench no reconnects there: any repeat is a bug */
+  int bad = res->lost || res->dup_shown || res->qid_regress || res->misrouted ||
+            (sc == &pb_scen_mqtt && (res->duplicated || res->stale));
   free(res);
   return rc != 0 ? 1 : bad ? 2 : 0;
+}
+
+/* mqtt-pairs: our parleyd gets an MQTT listener on a free port; a plain
+ * broker (--broker plain) is neither started nor given users. Returns 1 if
+ * the run needs no parleyd, 0 if it does, -1 on a usage error. */
+static int pb__mqtt_opts(pb_opts *o) {
+  if (!o->mqtt[0] && (o->broker_plain || o->server[0])) {
+    fprintf(stderr, "parley-bench: mqtt-pairs needs --mqtt HOST:PORT with --broker plain or --server\n");
+    return -1;
+  }
+  if (o->broker_plain)
+    return 1;
+  if (!o->mqtt[0] && !o->server[0]) {
+    int port = pb_server_free_port();
+    size_t n = strlen(o->parleyd_args);
+    snprintf(o->mqtt, sizeof o->mqtt, "127.0.0.1:%d", port);
+    snprintf(o->parleyd_args + n, sizeof o->parleyd_args - n, " --mqtt %s", o->mqtt);
+  }
+  return 0;
+}
+
+/* A plain MQTT broker: no parleyd, no users; CPU from --server-pid. */
+static int pb__run_plain(const pb_scenario *sc, const pb_opts *o) {
+  pb_server srv;
+  memset(&srv, 0, sizeof srv);
+  if (pb_server_parse(o->mqtt, &srv.addr) != 0) {
+    fprintf(stderr, "parley-bench: bad --mqtt '%s' (want IPv4:PORT)\n", o->mqtt);
+    return 64;
+  }
+  srv.pid = (pid_t)o->server_pid;
+  return pb__run(sc, o, &srv, "/dev/null");
 }
 
 int main(int argc, char **argv) {
@@ -199,12 +232,17 @@ int main(int argc, char **argv) {
     return rc > 0 ? 0 : 64;
   const pb_scenario *sc = pb_scen_find(o.scenario);
   if (!sc) {
-    fprintf(stderr, "parley-bench: unknown scenario '%s' (idle, pairs, drain, storm)\n", o.scenario);
+    fprintf(stderr, "parley-bench: unknown scenario '%s' (idle, pairs, drain, storm, group, mqtt-pairs)\n", o.scenario);
     return 64;
   }
   pb__signals();
   pb__raise_nofile();
   sc->defaults(&o);
+  if (sc == &pb_scen_mqtt) {
+    int plain = pb__mqtt_opts(&o);
+    if (plain != 0)
+      return plain < 0 ? 64 : pb__run_plain(sc, &o);
+  }
   pb_server srv;
   pb__paths paths;
   if (pb__server(&o, &srv, &paths) != 0)

@@ -19,6 +19,8 @@ void pb_opts_usage(FILE *out) {
       "  group   one sender, a group of --members users of which N are online; M group messages at\n"
       "          --rate R/s (default 10: each fan-out alone) or, with --rate 0, --window in flight\n"
       "          (N 10000, M 200): deliveries/s, each message's last delivery, the group's memory\n"
+      "  mqtt-pairs  N MQTT publisher->subscriber pairs at QoS 1 against --mqtt HOST:PORT, parleyd's\n"
+      "          topics or (--broker plain) any broker's; --rate R total msg/s, else max speed (N 50)\n"
       "\n"
       "Options:\n"
       "  --server HOST:PORT     use a running parleyd (default: start build/parleyd or $PARLEYD)\n"
@@ -43,6 +45,10 @@ void pb_opts_usage(FILE *out) {
       "  --timeout S            longest any phase may take (default 300)\n"
       "  --json                 print one JSON object instead of the table\n"
       "  --quiet                no progress lines on stderr\n"
+      "  --mqtt HOST:PORT       mqtt-pairs: the broker (default: our parleyd, given --mqtt on a free port)\n"
+      "  --broker parley|plain  mqtt-pairs: parleyd's topic scheme with bench users (default), or any\n"
+      "                         broker: topics bench/<i>, no login, no users (give --server-pid for CPU)\n"
+      "  --mqtt-persist         mqtt-pairs: clean session 0 (the broker keeps the sessions)\n"
       "  --tls                  clients connect over TLS: our parleyd gets a throw-away certificate and\n"
       "                         --listen-tls (with --server, HOST:PORT must be a --listen-tls listener)\n");
 }
@@ -141,6 +147,10 @@ static int pb__apply(pb_opts *o, const char *k, const char *v) {
     return pb__u32(v, &o->ack_batch) || !o->ack_batch ? -1 : 0;
   if (!strcmp(k, "ack-delay"))
     return pb__u32(v, &o->ack_delay_ms) || o->ack_delay_ms > 60000 ? -1 : 0;
+  if (!strcmp(k, "mqtt"))
+    return pb__str(o->mqtt, sizeof o->mqtt, v);
+  if (!strcmp(k, "broker"))
+    return !strcmp(v, "plain") ? (o->broker_plain = 1, 0) : !strcmp(v, "parley") ? (o->broker_plain = 0, 0) : -1;
   if (!strcmp(k, "timeout"))
     return pb__num(v, &d) || d <= 0 ? -1 : (o->timeout = d, 0);
   return -2;
@@ -153,6 +163,8 @@ static int pb__flag(pb_opts *o, const char *k) {
     return o->quiet = 1;
   if (!strcmp(k, "tls"))
     return o->tls = 1;
+  if (!strcmp(k, "mqtt-persist"))
+    return o->mqtt_persist = 1;
   return 0;
 }
 

@@ -10,7 +10,8 @@
 #define PB__SETTLE_MAX_S 60.0
 
 const pb_scenario *pb_scen_find(const char *name) {
-  const pb_scenario *all[] = {&pb_scen_idle, &pb_scen_pairs, &pb_scen_drain, &pb_scen_storm, &pb_scen_group};
+  const pb_scenario *all[] = {&pb_scen_idle, &pb_scen_pairs, &pb_scen_drain, &pb_scen_storm, &pb_scen_group,
+                                 &pb_scen_mqtt};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     if (!strcmp(all[i]->name, name))
       return all[i];

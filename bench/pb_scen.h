@@ -55,7 +55,7 @@ typedef struct pb_scenario {
   void (*report)(const pb_opts *o, const pb_result *r, const pb_sample s[3], pb_report *rep);
 } pb_scenario;
 
-extern const pb_scenario pb_scen_idle, pb_scen_pairs, pb_scen_drain, pb_scen_storm, pb_scen_group;
+extern const pb_scenario pb_scen_idle, pb_scen_pairs, pb_scen_drain, pb_scen_storm, pb_scen_group, pb_scen_mqtt;
 
 /* The scenario called name, or NULL. */
 const pb_scenario *pb_scen_find(const char *name);

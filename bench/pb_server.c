@@ -64,7 +64,7 @@ int pb_server_find_bin(char *out, size_t n) {
 }
 
 /* A port nobody listens on now (the kernel's pick; a tiny race is accepted). */
-static int pb__free_port(void) {
+int pb_server_free_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof a;
@@ -221,10 +221,10 @@ int pb_server_start(pb_server *s, const char *dir, const char *args) {
       return -1;
     s->tmp = 1;
   }
-  int port = pb__free_port();
+  int port = pb_server_free_port();
   if (port < 0)
     return -1;
-  if (s->tls && ((s->plain_port = pb__free_port()) < 0 || pb__tls_cert(s) != 0))
+  if (s->tls && ((s->plain_port = pb_server_free_port()) < 0 || pb__tls_cert(s) != 0))
     return -1;
   memset(&s->addr, 0, sizeof s->addr);
   s->addr.sin_family = AF_INET;

@@ -29,6 +29,8 @@ typedef struct pb_sample {
 
 /* Parses HOST:PORT (IPv4 address or "localhost"). Returns 0 or -1. */
 int pb_server_parse(const char *hostport, struct sockaddr_in *out);
+/* A port of 127.0.0.1 nobody listens on now, or -1. */
+int pb_server_free_port(void);
 /* Finds parleyd: $PARLEYD, else next to this executable. Returns 0 or -1. */
 int pb_server_find_bin(char *out, size_t n);
 /* Starts parleyd on a free port with data dir `dir` (NULL: a new temp dir)

@@ -1052,6 +1052,27 @@ static void busmsgs(void) {
   busmsg_put("hint_truncated", &m, 5);
 }
 
+/* fuzz_seal: key files as `parleyd key` writes them, the other forms it
+ * reads, and near misses. */
+static void seals(void) {
+  static const char *const files[][2] = {
+      {"one", "# parleyd key file\n1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"},
+      {"two", "1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"
+              "2 ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100\n"},
+      {"bare_hex", "A0A1A2A3A4A5A6A7A8A9AAABACADAEAFB0B1B2B3B4B5B6B7B8B9BABBBCBDBEBF\r\n"},
+      {"tab_crlf", "255\t000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\r\n\n"},
+      {"dup_id", "3 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"
+                 "3 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"},
+      {"short_key", "1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e\n"},
+  };
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+    put("fuzz_seal", files[i][0], (const uint8_t *)files[i][1], strlen(files[i][1]));
+  uint8_t raw[32];
+  for (int i = 0; i < 32; i++)
+    raw[i] = (uint8_t)(i * 37 + 1);
+  put("fuzz_seal", "raw32", raw, sizeof raw);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: make_seeds CORPUS_DIR   (e.g. fuzz/corpus)\n");
@@ -1071,5 +1092,6 @@ int main(int argc, char **argv) {
   proxy();
   mqtt();
   busmsgs();
+  seals();
   return pl_mem_used() == 0 ? 0 : 1;
 }

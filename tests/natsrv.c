@@ -93,16 +93,16 @@ void tl_nats_stop(tl_nats *ns) {
   }
 }
 
-static void tl__node_start(tl_server *srv, const char *name, const char *url, const char *extra) {
-  char args[512];
+void tl_nats_node_start(tl_server *srv, const char *name, const char *url, const char *extra) {
+  char args[1024];
   snprintf(args, sizeof args, "%s --bus %s --node %s", extra ? extra : "", url, name);
   tl_server_start(srv, args);
 }
 
 void tl_nats_nodes_up(tl_nats *ns, tl_server *a, tl_server *b, const char *extra) {
   tl_nats_start(ns, 3);
-  tl__node_start(a, "A", ns->url[0], extra);
-  tl__node_start(b, "B", ns->url[1], extra);
+  tl_nats_node_start(a, "A", ns->url[0], extra);
+  tl_nats_node_start(b, "B", ns->url[1], extra);
   tl_server *nodes[2] = {a, b};
   for (int i = 0; i < 2; i++) {
     tl_wait_metric(nodes[i], "parley_bus_connected", 1, 10000);

@@ -32,6 +32,9 @@ void tl_nats_kill(tl_nats *ns, int i);
 /* Stops every server still running and removes the logs. */
 void tl_nats_stop(tl_nats *ns);
 
+/* A parleyd node named name on the bus at url (tl_nats_urls), started with
+ * extra (its store, speed options); does not wait for the bus. */
+void tl_nats_node_start(tl_server *srv, const char *name, const char *url, const char *extra);
 /* Two parleyd nodes on three NATS servers: node A ("A") on the first, B on
  * the second (each learns the rest from NATS), started with extra (their
  * store, speed options) and waited for until each is connected and hears

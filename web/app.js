@@ -172,8 +172,12 @@ function applyAct(c, from, text, a, ts) {
 
 function onAct(c, m, a) {
   applyAct(c, m.from, m.text, a, m.server_ts);
-  c.last_seq = Math.max(c.last_seq, Number(m.seq) || 0);
-  if (m.mine) c.read_seq = Math.max(c.read_seq, Number(m.seq) || 0);
+  const seq = Number(m.seq) || 0;
+  c.last_seq = Math.max(c.last_seq, seq);
+  if (m.mine) c.read_seq = Math.max(c.read_seq, seq);
+  // Someone else's reaction, edit or delete takes a seq but is no new message: the unread
+  // count leaves it out (the seqs kept are only those still unread).
+  else if (seq > c.read_seq) c.actSeqs = [...(c.actSeqs || []).filter((s) => s > c.read_seq), seq].slice(-500);
   saveConv(c);
   markReadIfOpen(c);
   render();
@@ -338,7 +342,7 @@ function markReadIfOpen(c) {
 
 // ---- rendering ----
 
-const unread = (c) => Math.max(0, c.last_seq - c.read_seq);
+const unread = (c) => Math.max(0, c.last_seq - c.read_seq - (c.actSeqs || []).filter((s) => s > c.read_seq).length);
 const byActivity = (a, b) => b.last_ts - a.last_ts || a.title.localeCompare(b.title);
 
 function el(tag, cls, text) {

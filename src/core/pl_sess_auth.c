@@ -183,6 +183,8 @@ static void pl__argon_done(pl_job *j) {
     return pl__auth_end(sr, PL_OK);
   if (!ok)
     return pl__auth_end(sr, verify ? PL_ERR_BAD_CREDENTIALS : PL_ERR_INTERNAL);
+  if (verify && sr->disabled) /* only now: a wrong password must not learn of the ban */
+    return pl__auth_end(sr, PL_ERR_ACCOUNT_DISABLED);
   pl_store_req_clear(&sr->req);
   if (verify) { /* GET_USER's request goes on as the LOGIN_DEVICE */
     Parley__Login *l = (Parley__Login *)sr->msg;
@@ -254,6 +256,7 @@ static void pl__get_user_done(pl_store_req *req) {
   sr->pwhash = req->u.get_user.out.pwhash;
   req->u.get_user.out.pwhash = NULL;
   sr->uid = req->u.get_user.out.user_id;
+  sr->disabled = req->u.get_user.out.disabled;
   req->done = pl__auth_done;
   pl_err e = pl__argon(sr, 1);
   if (e != PL_OK)

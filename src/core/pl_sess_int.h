@@ -112,6 +112,7 @@ typedef struct pl_sess__req {
   const pl_sess_cmd *cmd; /* the request's row (store-answered requests) */
   char *pwhash;
   uint64_t uid;        /* login: the user found by GET_USER */
+  int disabled;        /* login: ... is banned (said after the password checked out) */
   uint32_t gen;        /* a fetch: its number (pl_session.fetch_gen) */
   pl_store_gpos *gpos; /* a fetch's gafter, an ack's gacks (protocol 2) */
   char token[PL_AUTH_TOKEN_MAX];

@@ -1,5 +1,6 @@
 #include "pl_blob.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -101,6 +102,31 @@ static pl_err pl__remove(pl_blob *b, const char *key) {
   return e;
 }
 
+static pl_err pl__replace(pl_blob *b, const char *key, const char *tmp) {
+  char path[4096];
+  pl_err e = pl__path((pl__fs *)b, key, path, sizeof path, 0);
+  if (e == PL_OK && rename(tmp, path) != 0)
+    e = PL_ERR_IO;
+  if (e != PL_OK)
+    unlink(tmp);
+  return e == PL_OK ? pl__sync_dir_of(path) : e;
+}
+
+static void pl__each(pl_blob *b, void (*fn)(void *ud, const char *key), void *ud) {
+  pl__fs *f = (pl__fs *)b;
+  char sub[4096];
+  for (unsigned i = 0; i < 256; i++) {
+    snprintf(sub, sizeof sub, "%s/%02x", f->dir, i);
+    DIR *d = opendir(sub);
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+      if (pl_blob_key_valid(de->d_name))
+        fn(ud, de->d_name);
+    if (d)
+      closedir(d);
+  }
+}
+
 static const char *pl__spool(pl_blob *b) { return ((pl__fs *)b)->spool; }
 
 static void pl__free(pl_blob *b) {
@@ -118,6 +144,8 @@ static const pl_blob_ops pl__fs_ops = {
     .exists = pl__exists,
     .open = pl__open,
     .remove = pl__remove,
+    .replace_file = pl__replace,
+    .each = pl__each,
     .spool = pl__spool,
     .free = pl__free,
 };

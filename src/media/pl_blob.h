@@ -29,6 +29,10 @@ typedef struct pl_blob_ops {
   /* A descriptor to read key's bytes from, and their size. Any thread. */
   pl_err (*open)(pl_blob *b, const char *key, int *fd, uint64_t *size);
   pl_err (*remove)(pl_blob *b, const char *key);
+  /* Optional: tmp's bytes replace key's (re-encryption), and every key
+   * stored, to fn (a walk; keys put meanwhile may or may not come). */
+  pl_err (*replace_file)(pl_blob *b, const char *key, const char *tmp);
+  void (*each)(pl_blob *b, void (*fn)(void *ud, const char *key), void *ud);
   /* A directory for files on their way in (uploads being written). */
   const char *(*spool)(pl_blob *b);
   void (*free)(pl_blob *b);
@@ -41,6 +45,18 @@ struct pl_blob {
 /* Files under dir: dir/ab/abcdef... (the first two hex digits fan the
  * files out), and dir/tmp for the spool. Creates the directories. */
 pl_err pl_blob_fs_open(const char *dir, pl_blob **out);
+
+/* Sealed at rest (pl_blob_seal.c): the bytes inner keeps are sealed with
+ * the ring in ref (pl_seal), in chunks that open one by one; open returns a
+ * descriptor of the opened bytes (in memory, never on disk). inner must
+ * have replace_file and each. Takes inner. */
+struct pl_seal_ref;
+pl_err pl_blob_seal_open(pl_blob *inner, struct pl_seal_ref *ref, pl_blob **out);
+/* Re-seals, in the background, every blob not sealed with the current key
+ * (after a rotation; one pass also runs at open). */
+void pl_blob_seal_rekey(pl_blob *b);
+/* Blobs per key id the last finished pass left, the passes, one running. */
+void pl_blob_seal_stats(pl_blob *b, uint64_t files[256], uint64_t *passes, int *running);
 
 /* 1 if key is 64 lower-case hex digits (a key from anywhere else is refused). */
 int pl_blob_key_valid(const char *key);

@@ -193,6 +193,8 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
   pthread_mutex_init(&m->rs_mu, NULL);
   pl_quota_init(&m->quota, m->cfg.quota, m->cfg.max_pending);
   pl_err e = pl_blob_fs_open(dir, &m->blob);
+  if (e == PL_OK && cfg->seal) /* encryption at rest: over the files */
+    e = pl_blob_seal_open(m->blob, cfg->seal, &m->blob);
   if (e == PL_OK)
     e = pl__link_key(m, dir);
   if (e == PL_OK && VIPS_INIT("parleyd") != 0) {
@@ -240,6 +242,17 @@ void pl_media_close(pl_media *m) {
   pthread_mutex_destroy(&m->rs_mu);
   vips_shutdown();
   pl_free(m);
+}
+
+void pl_media_rekey(pl_media *m) {
+  if (m && m->cfg.seal)
+    pl_blob_seal_rekey(m->blob);
+}
+
+void pl_media_get_seal_stats(pl_media *m, pl_media_seal_stats *st) {
+  memset(st, 0, sizeof *st);
+  if (m && m->cfg.seal)
+    pl_blob_seal_stats(m->blob, st->files, &st->passes, &st->running);
 }
 
 void pl_media_get_stats(pl_media *m, pl_media_stats *st) {

@@ -24,15 +24,16 @@
 typedef struct pl_media pl_media;
 
 typedef struct pl_media_config {
-  const char *dir;      /* the data directory: files go to dir/media */
-  uint64_t max_upload;  /* bytes of one upload (0: 64 MiB) */
-  uint64_t quota;       /* bytes of media a user may keep (0: no limit) */
-  int allow_files;      /* accept what is not an image, as application/octet-stream */
-  uint32_t thumb_px;    /* the thumbnail fits this square (0: 320) */
-  pl_img_limits limits; /* what an image may claim (zeros: PL_IMG_LIMITS_DEFAULT) */
-  uint32_t link_ttl_s;  /* signed links last this long (0: 3600) */
-  uint32_t max_pending; /* unfinished resumable uploads a user may have (0: any) */
-  uint32_t workers;     /* threads that check images and make thumbnails (0: 2) */
+  const char *dir;          /* the data directory: files go to dir/media */
+  uint64_t max_upload;      /* bytes of one upload (0: 64 MiB) */
+  uint64_t quota;           /* bytes of media a user may keep (0: no limit) */
+  int allow_files;          /* accept what is not an image, as application/octet-stream */
+  uint32_t thumb_px;        /* the thumbnail fits this square (0: 320) */
+  pl_img_limits limits;     /* what an image may claim (zeros: PL_IMG_LIMITS_DEFAULT) */
+  uint32_t link_ttl_s;      /* signed links last this long (0: 3600) */
+  uint32_t max_pending;     /* unfinished resumable uploads a user may have (0: any) */
+  uint32_t workers;         /* threads that check images and make thumbnails (0: 2) */
+  struct pl_seal_ref *seal; /* blobs and thumbnails sealed at rest with this ring (NULL: plain) */
 } pl_media_config;
 
 pl_err pl_media_open(pl_media **out, const pl_media_config *cfg);
@@ -53,5 +54,16 @@ typedef struct pl_media_stats {
   uint64_t uploads, upload_bytes, refused, downloads;
 } pl_media_stats;
 void pl_media_get_stats(pl_media *m, pl_media_stats *st);
+
+/* Encryption at rest (pl_blob_seal): blobs per key id the last finished
+ * re-encryption pass left, the passes, one running (zeros: no key). */
+typedef struct pl_media_seal_stats {
+  uint64_t files[256];
+  uint64_t passes;
+  int running;
+} pl_media_seal_stats;
+void pl_media_get_seal_stats(pl_media *m, pl_media_seal_stats *st);
+/* After a rotation: re-seal the blobs in the background. */
+void pl_media_rekey(pl_media *m);
 
 #endif

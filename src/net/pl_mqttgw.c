@@ -98,8 +98,35 @@ static void pl_mqttgw__json_take(uint8_t type, ProtobufCMessage *msg, pl_json_ms
       (pl_conn_msg){.type = type, .msg = msg, .release = pl_mqttgw__json_release, .ud = owner};
 }
 
-int pl_mqttgw__request(pl_mqttgw *g, json_t *obj) {
+/* The decoded request m to the session, if its native frame would fit. */
+static int pl_mqttgw__give(pl_mqttgw *g, pl_conn_msg *m) {
   pl_conn *c = g->c;
+  if (1 + protobuf_c_message_get_packed_size(m->msg) > c->max_frame) { /* as its native frame would be */
+    m->release(m->msg, m->ud);
+    return -1;
+  }
+  return c->h->on_message(c, m, c->h->ud);
+}
+
+/* The hot path (sends, acks, requests): obj's strings came through
+ * pl_json_load (the payload) or the codec's UTF-8 check (topics,
+ * properties), so it is decoded as it is, without a text round trip. */
+int pl_mqttgw__request(pl_mqttgw *g, json_t *obj) {
+  char why[160] = "";
+  pl_conn_msg m = {0};
+  pl_err e = obj ? pl_json_obj_to_msg(obj, pl_mqttgw__json_take, &m, why, sizeof why) : PL_ERR_BAD_FRAME;
+  json_decref(obj);
+  if (e != PL_OK) {
+    pl_debug("conn %llu: MQTT request refused: %s", (unsigned long long)g->c->id, why);
+    return -1;
+  }
+  return pl_mqttgw__give(g, &m);
+}
+
+/* CONNECT's fields are MQTT strings and binary data no JSON parser saw (a
+ * password may be any bytes): they go through the JSON text, parsed as a
+ * client's text would be, so what a JSON client could not send is refused. */
+static int pl_mqttgw__request_text(pl_mqttgw *g, json_t *obj) {
   char *text = json_dumps(obj, JSON_COMPACT | JSON_ENCODE_ANY);
   json_decref(obj);
   if (!text)
@@ -109,14 +136,10 @@ int pl_mqttgw__request(pl_mqttgw *g, json_t *obj) {
   pl_err e = pl_json_to_msgs(text, strlen(text), 0, pl_mqttgw__json_take, &m, why, sizeof why);
   free(text); /* jansson's allocation */
   if (e != PL_OK) {
-    pl_debug("conn %llu: MQTT request refused: %s", (unsigned long long)c->id, why);
+    pl_debug("conn %llu: MQTT request refused: %s", (unsigned long long)g->c->id, why);
     return -1;
   }
-  if (1 + protobuf_c_message_get_packed_size(m.msg) > c->max_frame) { /* as its native frame would be */
-    m.release(m.msg, m.ud);
-    return -1;
-  }
-  return c->h->on_message(c, &m, c->h->ud);
+  return pl_mqttgw__give(g, &m);
 }
 
 /* ---- CONNECT ---------------------------------------------------------- */
@@ -127,7 +150,7 @@ static json_t *pl_mqttgw__jstr(pl_mqtt_str s) { return json_stringn_nocheck((con
 static int pl_mqttgw__login(pl_mqttgw *g, const pl_mqtt_pkt *pk) {
   json_t *hello = json_pack("{s:s, s:i, s:s, s:s}", "type", "hello", "version", 1, "kind", "KIND_IOT",
                             "client_name", "mqtt");
-  if (pl_mqttgw__request(g, hello) < 0 || g->state == PL_MQTTGW_DONE)
+  if (pl_mqttgw__request_text(g, hello) < 0 || g->state == PL_MQTTGW_DONE)
     return PL_MQTTGW_PAUSE;
   json_t *auth;
   if (pk->username.n == strlen(PL_MQTTGW_TOKEN_USER) &&
@@ -137,7 +160,7 @@ static int pl_mqttgw__login(pl_mqttgw *g, const pl_mqtt_pkt *pk) {
     auth = json_pack("{s:s, s:o, s:o, s:o}", "type", "login", "user", pl_mqttgw__jstr(pk->username),
                      "password", pl_mqttgw__jstr(pk->password), "device", pl_mqttgw__jstr(pk->client_id));
   g->state = PL_MQTTGW_AUTHING;
-  if (pl_mqttgw__request(g, auth) < 0)
+  if (pl_mqttgw__request_text(g, auth) < 0)
     pl_mqttgw__refuse(g, PL_MQTT_RC_BAD_CREDENTIALS, PL_MQTT3_BAD_CREDENTIALS);
   return PL_MQTTGW_PAUSE; /* until AuthOk or its Error */
 }

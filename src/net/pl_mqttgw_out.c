@@ -1,6 +1,5 @@
 /* pl_mqttgw: the output side, the session's native frames into MQTT
  * packets (see pl_mqttgw.h). */
-#include <sodium.h>
 #include <string.h>
 
 #include "../common/pl_log.h"
@@ -69,21 +68,6 @@ static void pl_mqttgw__connack(pl_mqttgw *g, const json_t *auth_ok) {
 
 /* ---- publishing to the client ---------------------------------------- */
 
-/* A body that is UTF-8 text is given as "text" too, for a person reading
- * mosquitto_sub. */
-static void pl_mqttgw__add_text(json_t *o) {
-  json_t *b = json_object_get(o, "body");
-  if (!json_is_string(b))
-    return;
-  size_t n = json_string_length(b), got = 0;
-  uint8_t *raw = pl_malloc(n / 4 * 3 + 3);
-  if (sodium_base642bin(raw, n / 4 * 3 + 3, json_string_value(b), n, NULL, &got, NULL,
-                        sodium_base64_VARIANT_ORIGINAL) == 0 &&
-      pl_utf8_check(raw, got, PL_UTF8_ANY, NULL, NULL) == PL_UTF8_OK)
-    json_object_set_new(o, "text", json_stringn((const char *)raw, got));
-  pl_free(raw);
-}
-
 /* Remembers a QoS 1 delivery until its PUBACK. */
 static uint16_t pl_mqttgw__track(pl_mqttgw *g, uint64_t qid) {
   if (g->nouts == g->couts) {
@@ -121,6 +105,23 @@ static json_t *pl_mqttgw__json_of(const pl_buf *frame) {
   return o;
 }
 
+/* One PUBLISH of payload on topic; a QoS 1 one is tracked until its PUBACK. */
+static void pl_mqttgw__publish_out(pl_mqttgw *g, const char *topic, size_t tn, uint8_t qos, uint64_t qid,
+                                   const void *payload, size_t n) {
+  pl_mqtt_pkt pk = {.type = PL_MQTT_PUBLISH,
+                    .qos = qos && qid ? 1 : 0,
+                    .topic = {(const uint8_t *)topic, tn},
+                    .payload = {(const uint8_t *)payload, n}};
+  if (g->version == PL_MQTT_V5)
+    pl_mqtt_prop_u32(&pk.props, PL_MQTT_P_PAYLOAD_FORMAT, 1); /* UTF-8 text */
+  /* [MQTT-3.1.2-25]: a packet over the client's maximum is dropped as if sent */
+  int too_big = g->client_max && n + tn + 32 > g->client_max;
+  if (pk.qos)
+    pk.id = pl_mqttgw__track(g, qid);
+  if (!too_big)
+    pl_mqttgw__write(g, &pk);
+}
+
 /* A frame for the client as a PUBLISH of its JSON form on its topic. */
 static void pl_mqttgw__deliver(pl_mqttgw *g, uint8_t type, const pl_buf *frame) {
   json_t *o = pl_mqttgw__json_of(frame);
@@ -131,26 +132,67 @@ static void pl_mqttgw__deliver(pl_mqttgw *g, uint8_t type, const pl_buf *frame) 
   char topic[160];
   uint8_t qos;
   size_t tn = pl_mqtt_delivery_topic(type, group, name ? name : "", topic, sizeof topic, &qos);
+  if (tn) {
+    uint64_t qid = (uint64_t)json_integer_value(json_object_get(o, "qid"));
+    char *payload = json_dumps(o, JSON_COMPACT);
+    pl_mqttgw__publish_out(g, topic, tn, qos, qid, payload, payload ? strlen(payload) : 0);
+    free(payload); /* jansson's */
+  }
+  json_decref(o);
+}
+
+/* Appends p[0..n), valid UTF-8, as a JSON string (RFC 8259 escapes). */
+static void pl_mqttgw__json_string(pl_bytes *out, const uint8_t *p, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  pl_bytes_reserve(out, n + 2);
+  pl_bytes_append(out, "\"", 1);
+  for (size_t i = 0; i < n; i++) {
+    uint8_t ch = p[i];
+    if (ch == '"' || ch == '\\') {
+      uint8_t esc[2] = {'\\', ch};
+      pl_bytes_append(out, esc, 2);
+    } else if (ch < 0x20 && strchr("\b\f\n\r\t", ch) && ch) { /* the short forms, as jansson writes them */
+      uint8_t esc[2] = {'\\', (uint8_t)"btnvfr"[ch - '\b']};
+      pl_bytes_append(out, esc, 2);
+    } else if (ch < 0x20) {
+      uint8_t esc[6] = {'\\', 'u', '0', '0', (uint8_t)hex[ch >> 4], (uint8_t)hex[ch & 15]};
+      pl_bytes_append(out, esc, 6);
+    } else {
+      pl_bytes_append(out, &ch, 1);
+    }
+  }
+  pl_bytes_append(out, "\"", 1);
+}
+
+/* A Message, the hot path: its JSON form (pl_json) is published as it
+ * comes, with "text" spliced in before the closing brace when the body is
+ * UTF-8, so the payload is the same as pl_mqttgw__deliver's without
+ * parsing the object and dumping it again (that round trip was ~15 % of
+ * parleyd's CPU under MQTT load, docs/benchmarks.md). */
+static void pl_mqttgw__deliver_msg(pl_mqttgw *g, const pl_frame *f, const pl_buf *frame) {
+  Parley__Message *m = parley__message__unpack(NULL, f->payload_len, f->payload);
+  pl_bytes text = {0};
+  if (!m || pl_json_from_frame(frame->data, frame->len, &text) != PL_OK || !text.len ||
+      text.p[text.len - 1] != '}')
+    goto out;
+  int group = m->group && *m->group;
+  char topic[160];
+  uint8_t qos;
+  size_t tn = pl_mqtt_delivery_topic(PARLEY__FRAME_TYPE__FRAME_MESSAGE, group, group ? m->group : m->from, topic,
+                                     sizeof topic, &qos);
   if (!tn)
     goto out;
-  uint64_t qid = (uint64_t)json_integer_value(json_object_get(o, "qid"));
-  if (type == PARLEY__FRAME_TYPE__FRAME_MESSAGE)
-    pl_mqttgw__add_text(o);
-  char *payload = json_dumps(o, JSON_COMPACT);
-  pl_mqtt_pkt pk = {
-      .type = PL_MQTT_PUBLISH, .qos = qos && qid ? 1 : 0, .topic = {(const uint8_t *)topic, tn}};
-  pk.payload = (pl_mqtt_str){(const uint8_t *)payload, payload ? strlen(payload) : 0};
-  if (g->version == PL_MQTT_V5)
-    pl_mqtt_prop_u32(&pk.props, PL_MQTT_P_PAYLOAD_FORMAT, 1); /* UTF-8 text */
-  /* [MQTT-3.1.2-25]: a packet over the client's maximum is dropped as if sent */
-  int too_big = g->client_max && pk.payload.n + tn + 32 > g->client_max;
-  if (pk.qos)
-    pk.id = pl_mqttgw__track(g, qid);
-  if (!too_big)
-    pl_mqttgw__write(g, &pk);
-  free(payload); /* jansson's */
+  if (m->body.len && pl_utf8_check(m->body.data, m->body.len, PL_UTF8_ANY, NULL, NULL) == PL_UTF8_OK) {
+    text.len--; /* the closing brace */
+    pl_bytes_append(&text, ",\"text\":", 8);
+    pl_mqttgw__json_string(&text, m->body.data, m->body.len);
+    pl_bytes_append(&text, "}", 1);
+  }
+  pl_mqttgw__publish_out(g, topic, tn, qos, m->qid, text.p, text.len);
 out:
-  json_decref(o);
+  pl_bytes_free(&text);
+  if (m)
+    parley__message__free_unpacked(m, NULL);
 }
 
 /* ---- answers to the client's PUBLISHes ------------------------------- */
@@ -202,6 +244,9 @@ void pl_mqttgw_output(pl_mqttgw *g, const pl_buf *frame) {
   case PARLEY__FRAME_TYPE__FRAME_PONG:
   case PARLEY__FRAME_TYPE__FRAME_LOGOUT_OK: return;
   case PARLEY__FRAME_TYPE__FRAME_MESSAGE:
+    if (g->state == PL_MQTTGW_READY)
+      pl_mqttgw__deliver_msg(g, &f, frame);
+    return;
   case PARLEY__FRAME_TYPE__FRAME_RECEIPT:
   case PARLEY__FRAME_TYPE__FRAME_READ_SYNC:
   case PARLEY__FRAME_TYPE__FRAME_PRESENCE:

@@ -32,6 +32,7 @@
 #include "pl_admin.h"
 #include "pl_admin_tok.h"
 #include "pl_config.h"
+#include "pl_keys.h"
 #include "pl_web.h"
 #include "push/pl_push.h"
 #include "rules/pl_signup.h"
@@ -64,6 +65,7 @@ typedef struct pl_server {
   pl_push *push;     /* NULL: no provider configured */
   pl_limits *limits; /* caps and budgets shared by every connection */
   pl_admin *admin;   /* /admin/ (docs/admin.md) */
+  pl_seal_ref *seal; /* --key-file's keys (NULL: stored plain) */
   int lock_fd;
 } pl_server;
 
@@ -225,6 +227,8 @@ static void pl__on_hup(uv_signal_t *h, int signum) {
     pl_warn("filter-words: keeping the list in use");
   if (srv->tls) /* a renewed certificate; connections open stay as they are */
     pl_tls_reload(srv->tls);
+  if (srv->seal) /* a rotated key file */
+    pl_keys_reload(srv->cfg.key_file, srv->seal, srv->store, srv->media);
 }
 
 static void pl__on_signal(uv_signal_t *h, int signum) {
@@ -443,7 +447,11 @@ static pl_err pl__start(pl_server *srv) {
                         .thumb_px = c->media_thumb,
                         .limits = {.max_side = 16384, .max_frames = 1000, .max_pixels = c->media_max_pixels},
                         .link_ttl_s = c->media_link_ttl_s};
-  pl_err e = pl_media_open(&srv->media, &mc);
+  pl_err e = c->key_file[0] ? pl_keys_load(c->key_file, &srv->seal) : PL_OK;
+  if (e != PL_OK)
+    return e;
+  sc.seal = mc.seal = srv->seal;
+  e = pl_media_open(&srv->media, &mc);
   if (e != PL_OK) {
     pl_error("cannot open the media store in %s/media: %s", c->data, pl_err_msg(e));
     return e;
@@ -637,6 +645,7 @@ static void pl__shutdown(pl_server *srv) {
     srv->router->ops->free(srv->router);
   pl_limits_free(srv->limits);
   pl_admin_free(srv->admin);
+  pl_seal_ref_free(srv->seal); /* after the store and the media, which use it */
   if (srv->lock_fd > 0)
     close(srv->lock_fd);
 }
@@ -647,6 +656,8 @@ int main(int argc, char **argv) {
   umask(077);
   if (argc > 1 && !strcmp(argv[1], "admin-token"))
     return pl_admin_tok_main(argc - 1, argv + 1);
+  if (argc > 1 && !strcmp(argv[1], "key"))
+    return pl_keys_main(argc - 1, argv + 1);
   memset(&srv, 0, sizeof srv);
   srv.lock_fd = -1;
   pl_config_defaults(&srv.cfg);
@@ -680,6 +691,7 @@ int main(int argc, char **argv) {
     if (srv.store)
       pl_store_close(srv.store);
     pl_media_close(srv.media);
+    pl_seal_ref_free(srv.seal);
     pl_push_global_cleanup();
     return 1;
   }

@@ -117,12 +117,37 @@ static void pl__hash_done(uv_work_t *w, int status) {
   pl_store_submit(c->a->cfg.store, &c->req);
 }
 
-/* Holds x and sends the call on: through the hashing pool if it sets a password. */
+/* A backup runs on libuv's pool, never on the store thread: a copy of a
+ * large database there would hold every send for its whole length. */
+static void pl__backup_work(uv_work_t *w) {
+  pl_admin_call *c = w->data;
+  c->req.status = pl_store_backup(c->a->cfg.store, c->path, &c->req.u.admin.out.db_bytes);
+  if (c->req.status != PL_OK && c->req.status != PL_ERR_USER_EXISTS)
+    c->req.status = PL_ERR_INTERNAL;
+}
+
+static void pl__backup_done(uv_work_t *w, int status) {
+  pl_admin_call *c = w->data;
+  if (status != 0)
+    c->req.status = PL_ERR_INTERNAL;
+  pl__done(&c->req);
+}
+
+/* Holds x and sends the call on: through the hashing pool if it sets a
+ * password, to a pool thread for a backup. */
 static void pl__submit(pl_admin_call *c, pl_http_res *res) {
   c->req.op = PL_STORE_ADMIN;
   c->req.done = pl__done; /* origin NULL: on the store thread */
   pl_http_ex_hold(c->x);
   res->status = 0;
+  if (c->req.u.admin.in.action == PL_ADMIN_BACKUP) {
+    c->work.data = c;
+    if (uv_queue_work(pl_loop_uv(pl_http_ex_loop(c->x)), &c->work, pl__backup_work, pl__backup_done) != 0) {
+      c->req.status = PL_ERR_INTERNAL;
+      pl__done(&c->req);
+    }
+    return;
+  }
   if (!c->password) {
     pl_store_submit(c->a->cfg.store, &c->req);
     return;
@@ -228,6 +253,7 @@ static int pl__groups(pl_admin_call *c, const pl_http_req *req, const char *rest
   } else if (a->in.group && !strcmp(sub, "members") && c->user[0] && pl__method(req, "DELETE")) {
     a->in.action = PL_ADMIN_REMOVE;
     a->in.user = c->user;
+    a->in.by = c->who;
   } else {
     return pl__refuse(c, res, 404, "NOT_FOUND", "no such admin call (docs/admin.md)");
   }
@@ -269,7 +295,8 @@ static int pl__invites(pl_admin_call *c, const pl_http_req *req, const char *res
   return 0;
 }
 
-/* POST /admin/backup: DATA/backups/parley-<ms>.db, made by the store. */
+/* POST /admin/backup: DATA/backups/parley-<ms>.db, made by the store's
+ * backend on a pool thread (pl__submit). */
 static int pl__backup(pl_admin_call *c, pl_http_res *res) {
   char dir[560];
   snprintf(dir, sizeof dir, "%s/backups", c->a->cfg.data);

@@ -212,6 +212,10 @@ static const pl__opt pl__opts[] = {
     {"bus-dead", "MS",
      "a node silent this long is declared dead and its users offline (default 6000; more than --bus-alive)",
      T_U32, OFF(bus_dead_ms), 0},
+    {"key-file", "FILE",
+     "encrypt message bodies and media at rest with the keys in FILE (0600; made by `parleyd key new FILE`;"
+     " reloaded on SIGHUP for key rotation; SQLite store only; default: none, stored plain)",
+     T_STR, OFF(key_file), 512},
     {"metrics-token", "TOKEN",
      "/metrics answers only with \"Authorization: Bearer TOKEN\" (16 to 255 printable characters, no '#'; "
      "default: none, /metrics is open)",
@@ -538,6 +542,7 @@ int pl_config_load(pl_config *c, const char *path, char *err, size_t errlen) {
 void pl_config_usage(FILE *out) {
   fprintf(out, "usage: parleyd [OPTIONS]\n"
                "       parleyd admin-token create NAME | list | revoke NAME [--data DIR | --config FILE]\n"
+               "       parleyd key new|add|list FILE | remove FILE ID   (the --key-file)\n"
                "                (tokens for the admin API and parleyctl: docs/admin.md)\n\n"
                "Parley messaging server. Options may also be given in a config file\n"
                "(--config FILE) as 'name = value' lines; the command line wins.\n\n"

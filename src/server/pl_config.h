@@ -58,6 +58,7 @@ typedef struct pl_config {
   uint64_t token_idle_ttl_s, token_max_ttl_s;
   int log_level;
   char metrics_token[256]; /* "" = /metrics open to whoever reaches --http */
+  char key_file[512];      /* encryption at rest (pl_keys.c); "" = stored plain */
   /* push notifications (docs/operations.md, "Push notifications") */
   char push_webhook[512], fcm_credentials[512], fcm_endpoint[256];
   char apns_key[512], apns_key_id[32], apns_team_id[32], apns_topic[256], apns_endpoint[256];

@@ -177,6 +177,40 @@ static void pl__bus_metrics(const pl_web *w, pl_bytes *b) {
              st.dead_nodes);
 }
 
+/* One series per key id with a count (of 256 possible). */
+static void pl__per_key(pl_bytes *b, const char *name, const char *help, const uint64_t *v) {
+  pl__printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+  for (unsigned k = 0; k < 256; k++)
+    if (v[k])
+      pl__printf(b, "%s{key=\"%u\"} %llu\n", name, k, (unsigned long long)v[k]);
+}
+
+/* Encryption at rest (docs/operations.md): the current key and the
+ * re-encryption passes that move everything onto it. */
+static void pl__seal_metrics(const pl_web *w, pl_bytes *b) {
+  pl_store_seal_stats ss;
+  pl_media_seal_stats ms;
+  pl_store_get_seal_stats(w->store, &ss);
+  if (!ss.kid)
+    return; /* no --key-file */
+  pl_media_get_seal_stats(w->media, &ms);
+  pl__metric(b, "parley_seal_key_id", "gauge", "The key id new records and uploads are sealed with.", ss.kid);
+  pl__metric(b, "parley_seal_store_passes_total", "counter",
+             "Finished re-encryption passes over the messages.", ss.passes);
+  pl__metric(b, "parley_seal_store_running", "gauge", "1 while a re-encryption pass over the messages runs.",
+             (uint64_t)ss.running);
+  pl__per_key(b, "parley_seal_store_rows", "Stored messages per key id, as the last finished pass left them.",
+              ss.rows);
+  pl__metric(b, "parley_seal_media_passes_total", "counter",
+             "Finished re-encryption passes over the uploads.", ms.passes);
+  pl__metric(b, "parley_seal_media_running", "gauge", "1 while a re-encryption pass over the uploads runs.",
+             (uint64_t)ms.running);
+  pl__per_key(b, "parley_seal_media_files",
+              "Upload and thumbnail files per key id (0: plain), as the last "
+              "finished pass left them.",
+              ms.files);
+}
+
 /* Prometheus text exposition format 0.0.4. */
 static void pl__metrics(const pl_web *w, const pl_web_counted *counted, uint64_t counted_at,
                         pl_http_res *res) {
@@ -259,6 +293,7 @@ static void pl__metrics(const pl_web *w, const pl_web_counted *counted, uint64_t
   pl__metric(b, "parley_media_refused_total", "counter", "Uploads refused (type, damage, size, quota, auth).",
              ms.refused);
   pl__metric(b, "parley_media_downloads_total", "counter", "Media files and thumbnails sent.", ms.downloads);
+  pl__seal_metrics(w, b);
   pl_push_stats ps;
   pl_push_get_stats(w->push, &ps);
   pl__metric(b, "parley_push_sent_total", "counter", "Push notifications a provider accepted.", ps.sent);

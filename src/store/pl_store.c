@@ -637,6 +637,19 @@ void pl_store_close(pl_store *s) {
 
 int pl_store_queue_exact(const pl_store *s) { return s && s->be->queue_exact; }
 
+pl_err pl_store_backup(pl_store *s, const char *to, uint64_t *bytes) {
+  *bytes = 0;
+  return s->be->backup ? s->be->backup(s->cfg.dir, to, bytes) : PL_ERR_CONFIG;
+}
+
+void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st) {
+  memset(st, 0, sizeof *st);
+  pthread_mutex_lock(&s->mu); /* the backend is closed under it */
+  if (s->be->seal_stats && s->bctx)
+    s->be->seal_stats(s->bctx, st);
+  pthread_mutex_unlock(&s->mu);
+}
+
 void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
   pthread_mutex_lock(&s->mu);
   *st = s->stats;

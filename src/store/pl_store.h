@@ -310,6 +310,7 @@ typedef struct pl_store_get_user_req {
   struct {
     uint64_t user_id; /* 0: no such user */
     char *pwhash;     /* the stored Argon2id string */
+    int disabled;     /* the operator's ban: said only after the password checked out */
   } out;
 } pl_store_get_user_req;
 
@@ -704,7 +705,7 @@ typedef enum pl_admin_action {
   PL_ADMIN_INVITE_DEL, /* forget invite in.code */
   PL_ADMIN_TOP_QUEUES, /* the in.limit deepest device queues (out.devices, with user names) */
   PL_ADMIN_STATS,      /* out.counts, the deepest queues (as TOP_QUEUES), db and media bytes */
-  PL_ADMIN_BACKUP,     /* an online copy of the database into the new file in.path */
+  PL_ADMIN_BACKUP,     /* not a store op: pl_store_backup, on a worker thread (kept for the API's answers) */
 } pl_admin_action;
 
 typedef struct pl_admin_user {
@@ -735,6 +736,7 @@ typedef struct pl_store_admin_req {
     uint64_t after_id;  /* GROUPS: gids after this one */
     uint32_t limit;     /* USERS, GROUPS, TOP_QUEUES: at most this many (0: 100) */
     uint64_t group;     /* GROUP, REMOVE */
+    const char *by;     /* REMOVE: the operator (admin token name), the event's actor "admin:<by>" */
     const char *device; /* REVOKE: one device (NULL: all) */
     const char *pwhash; /* CREATE, PASSWORD: Argon2id string */
     const char *code;   /* INVITE, INVITE_DEL */
@@ -929,7 +931,21 @@ typedef struct pl_store_config {
   pl_acts_cfg acts;      /* edit and delete windows, the disappearing test setting */
   const char *conninfo;  /* PostgreSQL: the libpq connection string or URI (--store) */
   const char *node;      /* this server's name (push leases); NULL: none given */
+  /* Encryption at rest (pl_seal, --key-file): the ring, which may be
+   * replaced while the store runs (rotation); NULL: stored plain. A backend
+   * that cannot seal refuses to open with one. */
+  struct pl_seal_ref *seal;
 } pl_store_config;
+
+/* Encryption at rest, for /metrics: the key new records get (0: none),
+ * finished re-encryption passes, one running, and the rows per key id the
+ * last finished pass left (every row it saw ends under the current key). */
+typedef struct pl_store_seal_stats {
+  uint8_t kid;
+  int running;
+  uint64_t passes;
+  uint64_t rows[256];
+} pl_store_seal_stats;
 
 /* The backend vtable. All calls happen on the store thread, except open and
  * close (on the thread that opens/closes the store). */
@@ -976,6 +992,12 @@ typedef struct pl_store_backend {
   /* Optional, any thread: statements sent to the database so far (a
    * server backend: round trips; per commit in /metrics). */
   uint64_t (*round_trips)(void *be);
+  /* Optional, any thread: encryption at rest (zeros if absent). */
+  void (*seal_stats)(void *be, pl_store_seal_stats *out);
+  /* Optional, on a thread of the caller's (never the store thread, which
+   * goes on serving): a consistent online copy of the database in dir into
+   * the new file to, its size in *bytes; USER_EXISTS if to exists. */
+  pl_err (*backup)(const char *dir, const char *to, uint64_t *bytes);
 } pl_store_backend;
 
 extern const pl_store_backend pl_store_pg;
@@ -1054,6 +1076,10 @@ typedef struct pl_store_stats {
   uint64_t round_trips;                    /* statements sent to a database server (0: embedded) */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
+void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st);
+/* The backend's backup (a blocking call: run it on a worker thread);
+ * PL_ERR_CONFIG if the backend has none (PostgreSQL: pg_dump). */
+pl_err pl_store_backup(pl_store *s, const char *to, uint64_t *bytes);
 /* The backend's queue_exact (0 for a NULL store). */
 int pl_store_queue_exact(const pl_store *s);
 

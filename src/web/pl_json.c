@@ -389,6 +389,10 @@ static pl_err pl__give(json_t *obj, pl_json_each_cb each, void *ud, char *why, s
   return PL_OK;
 }
 
+pl_err pl_json_obj_to_msg(json_t *obj, pl_json_each_cb each, void *ud, char *why, size_t whylen) {
+  return pl__give(obj, each, ud, why, whylen);
+}
+
 pl_err pl_json_to_msgs(const char *text, size_t len, int many, pl_json_each_cb each, void *ud, char *why,
                        size_t whylen) {
   json_error_t jerr;

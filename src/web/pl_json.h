@@ -43,6 +43,12 @@ typedef void (*pl_json_each_cb)(uint8_t type, ProtobufCMessage *msg, pl_json_msg
 pl_err pl_json_to_msgs(const char *text, size_t len, int many, pl_json_each_cb each, void *ud, char *why,
                        size_t whylen);
 
+/* One JSON object already parsed by pl_json_load (or built of strings it
+ * would have made) -> the message it stands for, given to each, as
+ * pl_json_to_msgs does for one; obj stays the caller's. Saves a gateway
+ * that builds requests as objects the dump and parse of their text. */
+pl_err pl_json_obj_to_msg(json_t *obj, pl_json_each_cb each, void *ud, char *why, size_t whylen);
+
 /* json_loadb for text from clients: a \u0000 is kept (JSON_ALLOW_NUL) and a
  * lone surrogate escape becomes a marker, so that a bad string reaches the
  * session, which refuses it with INVALID_ARGUMENT as it does a native

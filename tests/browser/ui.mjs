@@ -190,6 +190,16 @@ async function run() {
     await alice.locator('#messages li.event .text:text-is("carol turned disappearing messages off")').waitFor({ timeout: T });
     await alice.click('#back');
 
+    step('an edit takes a seq but is no unread message');
+    await convButton(alice, 'bob').click(); // carol's chat is not the one open
+    await alice.click('#back');
+    await menu(bubble(carol, 'mine', 'lunch?'), 'Edit');
+    await carol.fill('#composer-text', 'lunch at one?');
+    await carol.click('#send');
+    await say(carol, 'see you');
+    await convButton(alice, 'carol').locator('.preview:text-is("see you")').waitFor({ timeout: T });
+    assert.equal(await convButton(alice, 'carol').locator('.unread').textContent(), '1', 'the message, not the edit');
+
     step('bob makes a group; dave, added later, sees its name, not its id');
     await bob.locator('#new-group-box').evaluate((d) => { d.open = true; });
     await bob.fill('#new-group-name', 'book club');

@@ -95,9 +95,14 @@ def calls():
         gid = gs["groups"][0]["id"]
         g = s.admin("GET", f"/admin/groups/{gid}", token=t)
         check(sorted(m["user"] for m in g["member_list"]) == ["alice", "bob"], f"group: {g}")
+        s.cli("alice", "recv")
         s.admin("DELETE", f"/admin/groups/{gid}/members/bob", token=t)
         g = s.admin("GET", f"/admin/groups/{gid}", token=t)
         check([m["user"] for m in g["member_list"]] == ["alice"], f"after remove: {g}")
+        # regression: the history says the operator removed bob, not that bob left
+        evs = [json.loads(x) for x in s.cli("alice", "recv").stdout.splitlines()]
+        evs = [(e.get("event"), e.get("actor"), e.get("user")) for e in evs if e.get("type") == "group_event"]
+        check(evs == [("removed", "admin:ops", "bob")], f"the removal in the group's history: {evs}")
         s.admin("DELETE", f"/admin/groups/{gid}/members/bob", token=t, want=404)
         # password reset: the old one fails, the new one works, devices signed out
         r = s.admin("POST", "/admin/users/bob/password", {"password": "new-password-bob"}, t)
@@ -168,6 +173,10 @@ def ban():
         check(s.admin("GET", "/admin/users/bob", token=t)["disabled"], "shown disabled")
         st, _, body = s.req("POST", "/api/login", json.dumps({"user": "bob", "password": "password-bob"}))
         check(st != 200 and b"ERR_ACCOUNT_DISABLED" in body, f"login refused: {st} {body}")
+        # regression: a wrong password must not learn that the account is banned
+        st, _, body = s.req("POST", "/api/login", json.dumps({"user": "bob", "password": "wrong-password"}))
+        check(st != 200 and b"ERR_BAD_CREDENTIALS" in body and b"DISABLED" not in body,
+              f"a wrong password on a banned account: {st} {body}")
         p = s.cli("bob", "recv", ok=False)
         check(p.returncode == 4 and "disabled" in p.stderr, f"CLI login refused: {p.returncode} {p.stderr}")
         s.admin("POST", "/admin/users/bob/enable", token=t)
@@ -306,6 +315,46 @@ def backup():
         r.stop()
 
 
+def backup_live():
+    """Regression: the backup ran on the store thread and held every send
+    until it was done. With a database of 400 MB, a send made once the copy
+    has begun is acked while the copy still runs."""
+    import threading
+    data = os.path.join(TMP, "backup_live")
+    os.makedirs(data)
+    db = sqlite3.connect(os.path.join(data, "parley.db"))
+    db.execute("CREATE TABLE filler(x BLOB)")
+    db.executemany("INSERT INTO filler VALUES(randomblob(1048576))", [()] * 400)
+    db.commit()
+    db.close()
+    s = Server(TMP, "backup_live").start()
+    try:
+        t = s.token()
+        s.register("alice")
+        s.register("bob")
+        done = {}
+
+        def run():
+            done["answer"] = s.admin("POST", "/admin/backup", token=t, want=201)
+            done["at"] = time.monotonic()
+
+        th = threading.Thread(target=run)
+        th.start()
+        bdir = os.path.join(s.data, "backups")
+        wait_for(lambda: os.path.isdir(bdir) and any(os.path.getsize(os.path.join(bdir, f)) > 0
+                                                     for f in os.listdir(bdir)) or "at" in done, "the copy begins")
+        check("at" not in done, "the copy was under way when the send was made (too fast to tell)")
+        s.cli("alice", "send", "bob", "during the backup")
+        acked = time.monotonic()
+        th.join(120)
+        check("at" in done and acked < done["at"], f"the send was acked before the backup ended: {done}")
+        check(done["answer"]["bytes"] > 400 << 20, f"the copy holds the whole database: {done['answer']}")
+        texts = [json.loads(x)["text"] for x in s.cli("bob", "recv").stdout.splitlines()]
+        check(texts == ["during the backup"], f"the message: {texts}")
+    finally:
+        s.stop()
+
+
 def ctl_cmd():
     """parleyctl over the API: JSON lines off a terminal, its exit statuses."""
     ctl = os.path.join(os.path.dirname(mediasrv.CLI), "parleyctl")
@@ -404,7 +453,7 @@ def moderation():
 def main():
     try:
         {"refusals": refusals, "calls": calls, "ban": ban, "delete": delete, "signup": signup,
-         "upgrade": upgrade, "backup": backup, "ctl": ctl_cmd,
+         "upgrade": upgrade, "backup": backup, "backup_live": backup_live, "ctl": ctl_cmd,
          "moderation": moderation}[sys.argv[1]]()
         print("PASS", sys.argv[1])
     finally:

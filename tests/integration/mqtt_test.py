@@ -6,6 +6,7 @@ Environment: PARLEYD, PARLEY_CLI, TMP (a temp dir this test owns; the PIDs
 of the servers it starts go to TMP/pids for the shell's cleanup).
 Every wait has a deadline; every check prints PASS or FAIL; the exit status
 is the number of failures."""
+import base64
 import json
 import os
 import socket
@@ -238,6 +239,14 @@ def chat_both_ways_311():
     rc, _ = cli("alice", "read", "bob", "2")
     check("311-read-receipt", wait_for(lambda: any(r.get("status") == "RECEIPT_READ" and r["seq"] == 2
                                                   for r in bob.of("parley/in/receipt"))), bob.msgs)
+    # the delivery's "text" is spliced into pl_json's text (not re-dumped): every escape JSON needs
+    odd = 'a "quote" \\ back\nline\ttab é 👍 </x>'
+    rc, out = cli("alice", "send", "bob", odd)
+    check("311-odd-text-sent", rc == 0, out)
+    check("311-odd-text-exact", wait_for(lambda: odd in bob.texts()), bob.msgs)
+    last = next((m for m in (json.loads(p) for t, p in bob.msgs if t.startswith("parley/in/msg/"))
+                 if m.get("text") == odd), {})
+    check("311-odd-text-body", base64.b64decode(last.get("body", "")) == odd.encode(), last)
     # the same id again is the same message: acked, stored once
     info = bob.c.publish("parley/send/user/alice", json.dumps({"id": "bob-1", "text": "hi alice"}), qos=1)
     check("311-retry-acked", wait_for(lambda: bob.acks.get(info.mid)), bob.acks)

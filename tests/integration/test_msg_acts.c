@@ -3,6 +3,7 @@
  * disappearing messages, with two devices per user (one offline while it
  * happens), in 1:1 and in a group; the windows running out; the word
  * filter and blocking on edits and reactions. */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -375,9 +376,18 @@ static void test_disappearing_dm(void) {
   uint64_t before = tl_now_ms();
   rc_send(a, "m1", "bob", "secret");
   Parley__SendAck *k = tl_expect(a, ACK, T_MS); /* the sender learns when it vanishes too */
+  uint64_t vanish = 0;
   if (k) {
     CHECK_EQ_U(k->seq, 2);
     CHECK_EQ_U(k->vanish_at, k->server_ts + 2000);
+    vanish = k->vanish_at;
+    protobuf_c_message_free_unpacked(&k->base, NULL);
+  }
+  rc_send(a, "m1", "bob", "secret"); /* a retry's SendAck is the original's, vanish_at too */
+  k = tl_expect(a, ACK, T_MS);
+  if (k) {
+    CHECK_EQ_U(k->seq, 2);
+    CHECK_EQ_U(k->vanish_at, vanish);
     protobuf_c_message_free_unpacked(&k->base, NULL);
   }
   Parley__Message *m = next(b, 2, NONE, 0, "secret");
@@ -389,11 +399,56 @@ static void test_disappearing_dm(void) {
   next_free(b, 3, TIMER, 0, "");
   while (tl_now_ms() < before + 2500)
     usleep(50000);
+  /* seq 2 keeps its own 2 s though the timer is off now: no target */
+  act(b, "xv", "alice", REACTION, 2, THUMBS, PARLEY__ERROR_CODE__ERR_NO_TARGET);
   int l = back(tl);
   next_free(l, 1, TIMER, 604800, "");
   next_free(l, 3, TIMER, 0, ""); /* seq 2 vanished before the laptop came */
   tl_expect_nothing(l, QUIET_MS);
   close(l);
+  close(a);
+  close(b);
+}
+
+/* next, then acks it (and waits until the server has read the Ack). */
+static void next_ack(int fd, uint64_t seq, int kind, uint64_t target, const char *body) {
+  Parley__Message *m = next(fd, seq, kind, target, body);
+  if (m) {
+    rc_ack_sync(fd, m->qid);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+  }
+}
+
+/* A target outlives its message row: once every device has acked it (the
+ * row is gone) and across a restart, it can still be edited, reacted to
+ * and deleted for everyone; an action is never a target itself. */
+static void test_targets_outlive_rows(void) {
+  char ta[128], tb[128];
+  int st;
+  tl_server_start(&srv, FAST);
+  int a = dev(REG, "alice", "phone", ta);
+  int b = dev(REG, "bob", "phone", tb);
+  CHECK_EQ_U(say(a, "m1", "bob", "hello"), 1);
+  next_ack(b, 1, NONE, 0, "hello"); /* bob's phone was its only target: the row goes */
+  CHECK_EQ_U(act(b, "x1", "alice", REACTION, 1, THUMBS, 0), 2);
+  next_ack(a, 2, REACTION, 1, THUMBS);
+  close(a);
+  close(b);
+  CHECK_EQ_I(tl_server_kill_wait(&srv, SIGTERM, T_MS, &st), 1);
+  tl_server_restart(&srv);
+  a = back(ta);
+  b = back(tb);
+  CHECK_EQ_U(act(a, "e1", "bob", EDIT, 1, "hello, bob", 0), 3);
+  next_free(b, 3, EDIT, 1, "hello, bob");
+  act(a, "x2", "bob", REACTION, 2, THUMBS, PARLEY__ERROR_CODE__ERR_NO_TARGET); /* a reaction */
+  act(b, "x3", "alice", REACTION, 3, THUMBS, PARLEY__ERROR_CODE__ERR_NO_TARGET); /* an edit */
+  act(b, "e2", "alice", EDIT, 1, "bob's now", PARLEY__ERROR_CODE__ERR_NOT_AUTHOR);
+  CHECK_EQ_U(act(a, "d1", "bob", DELETE, 1, "", 0), 4);
+  next_free(b, 4, DELETE, 1, "");
+  act(b, "x4", "alice", REACTION, 1, THUMBS, PARLEY__ERROR_CODE__ERR_NO_TARGET);
+  act(a, "e3", "bob", EDIT, 1, "again", PARLEY__ERROR_CODE__ERR_NO_TARGET);
+  tl_expect_nothing(a, QUIET_MS);
+  tl_expect_nothing(b, QUIET_MS);
   close(a);
   close(b);
 }
@@ -405,5 +460,6 @@ int main(void) {
   run("filter_and_block", test_filter_and_block);
   run("group", test_group);
   run("disappearing_dm", test_disappearing_dm);
+  run("targets_outlive_rows", test_targets_outlive_rows);
   return tl_summary();
 }

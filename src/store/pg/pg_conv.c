@@ -157,7 +157,8 @@ static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer,
     r->u.send.out.msg.media_len = att_len;
   }
   pl_pg_acts_stamp(g, r, timer_s, &expires);
-  if (r->u.send.out.ntargets)
+  e = pl_pg_acts_dedup_vanish(g, r);
+  if (e == PL_OK && r->u.send.out.ntargets)
     e = pl__msg_insert(g, r, att, att_len, expires, &mid);
   if (e == PL_OK)
     e = pl_pg_acts_apply(g, r, mid, 0, expires);
@@ -204,9 +205,10 @@ static pl_err pl__send_reads(pl__pg *g, pl_store_req *r, int *hit, pl_pg_user **
   pl_pg_pipe p;
   *peer = *me = NULL;
   pl_pg_pipe_begin(&p, g);
-  pl_pg_pipe_add(
-      &p, "SELECT conv, seq, server_ts FROM dedup WHERE device_id = $1 AND client_id = $2 AND server_ts > $3",
-      "usu", r->device_id, r->u.send.in.client_id, pl_retention_dedup_cut(g->ttl_ms, pl_now_ms()));
+  pl_pg_pipe_add(&p,
+                 "SELECT conv, seq, server_ts, vanish FROM dedup WHERE device_id = $1 AND client_id = $2 AND "
+                 "server_ts > $3",
+                 "usu", r->device_id, r->u.send.in.client_id, pl_retention_dedup_cut(g->ttl_ms, pl_now_ms()));
   if (!r->u.send.in.group) {
     pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.name = $1"), "s", r->u.send.in.peer);
     pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
@@ -220,6 +222,7 @@ static pl_err pl__send_reads(pl__pg *g, pl_store_req *r, int *hit, pl_pg_user **
     r->u.send.out.conv = pl_pg_col_str(d, 0, 0);
     r->u.send.out.seq = pl_pg_col_u64(d, 0, 1);
     r->u.send.out.server_ts = pl_pg_col_u64(d, 0, 2);
+    r->u.send.out.vanish_at = pl_pg_col_u64(d, 0, 3);
     r->u.send.out.duplicate = 1;
   }
   if (!*hit && !r->u.send.in.group) {

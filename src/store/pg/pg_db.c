@@ -372,6 +372,12 @@ static void pl__pg_close(void *be) {
 }
 
 static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
+  if (cfg->seal) { /* docs/operations.md, "Encryption at rest" */
+    pl_error("store: --key-file (encryption at rest) works with the SQLite store only, not PostgreSQL;"
+             " use PostgreSQL's own (disk or tablespace) encryption");
+    *out = NULL;
+    return PL_ERR_CONFIG;
+  }
   pl__pg *g = pl_calloc(1, sizeof *g);
   pl_err e = PL_ERR_STORE;
   *out = NULL;

@@ -159,7 +159,9 @@ pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t a
   x.act = m->act;
   x.act_len = m->act_len;
   uint64_t mid = 0;
-  e = pl__insert(g, me, &x, &mid);
+  e = pl_pg_acts_dedup_vanish(g, r);
+  if (e == PL_OK)
+    e = pl__insert(g, me, &x, &mid);
   if (e == PL_OK && att) {
     e = pl_pg_q(g, NULL, "UPDATE messages SET media_id = $2, media = $3 WHERE mid = $1", "usb", mid,
                 r->u.send.in.media_id, (const void *)att, att_len);

@@ -247,6 +247,9 @@ pl_err pl_pg_acts_check(pl__pg *g, pl_store_req *r, const char *conv, uint64_t m
 /* After the seq (out.msg filled): out.msg.act and out.vanish_at under the
  * conversation's timer timer_s; *expires: when the server deletes it. */
 void pl_pg_acts_stamp(pl__pg *g, pl_store_req *r, uint32_t timer_s, uint64_t *expires);
+/* After the stamp: the dedup record keeps out.vanish_at, which a retry's
+ * SendAck repeats (nothing written without a timer). */
+pl_err pl_pg_acts_dedup_vanish(pl__pg *g, const pl_store_req *r);
 /* After the message row mid (0: none): the target index, a delete for
  * everyone, a new timer. */
 pl_err pl_pg_acts_apply(pl__pg *g, pl_store_req *r, uint64_t mid, uint64_t gid, uint64_t expires);

@@ -84,6 +84,9 @@ static const char *const pl__migrations[] = {
     " read_seq bigint NOT NULL, PRIMARY KEY(gid, uid));"
     "CREATE INDEX greads_uid ON greads(uid);"
     "CREATE INDEX messages_group ON messages(gid, seq) WHERE gid <> 0;",
+    /* 6: when an accepted message vanishes (disappearing messages), so that
+     * a retry's SendAck repeats it (pg_acts.c) */
+    "ALTER TABLE dedup ADD COLUMN vanish bigint NOT NULL DEFAULT 0;",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])

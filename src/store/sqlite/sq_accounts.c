@@ -180,15 +180,15 @@ pl_err pl_sq_acct_register(pl__sq *q, pl_store_req *r) {
                            &r->u.reg.out.device_id);
 }
 
-/* A disabled account (the operator's ban, sq_admin.c) logs in no more. */
+/* A disabled account (the operator's ban, sq_admin.c) logs in no more; the
+ * session says so only after the password checked out (out.disabled), so a
+ * wrong password tells nobody that the account is banned. */
 pl_err pl_sq_acct_get_user(pl__sq *q, pl_store_req *r) {
-  int disabled = 0;
   pl_err e = pl__user_id(q, r->u.get_user.in.user, &r->u.get_user.out.user_id, &r->u.get_user.out.pwhash);
   if (e == PL_OK && !r->u.get_user.out.user_id)
     r->status = PL_ERR_BAD_CREDENTIALS;
-  else if (e == PL_OK && (e = pl_sq_admin_disabled(q, r->u.get_user.out.user_id, &disabled)) == PL_OK &&
-           disabled)
-    r->status = PL_ERR_ACCOUNT_DISABLED;
+  else if (e == PL_OK)
+    e = pl_sq_admin_disabled(q, r->u.get_user.out.user_id, &r->u.get_user.out.disabled);
   return e;
 }
 

@@ -356,7 +356,7 @@ static pl_err pl__remove(pl__sq *q, pl_store_req *r) {
     r->status = PL_ERR_NOT_MEMBER;
     return PL_OK;
   }
-  return pl__leave(q, r, u->id, r->u.admin.in.group);
+  return pl_sq_group_remove_by(q, r, r->u.admin.in.group, u, role, r->u.admin.in.by);
 }
 
 /* ---- delete ------------------------------------------------------------------------ */
@@ -536,45 +536,44 @@ static pl_err pl__stats(pl__sq *q, pl_store_req *r) {
   return e;
 }
 
-/* SQLite's online backup: a consistent copy of the database as this
- * transaction sees it, page by page, while the server goes on (the copy is
- * made on the store thread, between batches of requests; a few hundred MB
- * a second). Not a file copy, which could catch the WAL half-written. */
-static pl_err pl__backup(pl__sq *q, pl_store_req *r) {
-  const char *to = r->u.admin.in.path;
+/* SQLite's online backup: a consistent copy of the database as of the
+ * last commit, page by page, while the server goes on. Not a file copy,
+ * which could catch the WAL half-written. It runs on a thread of the
+ * caller's (not the store thread, which serves sends meanwhile), from a
+ * reader connection of its own: in WAL mode its read transaction sees one
+ * snapshot through the whole copy while the store keeps committing, so one
+ * step over every page never restarts. dir is the data dir. */
+pl_err pl_sq_admin_backup(const char *dir, const char *to, uint64_t *bytes) {
+  char from[4096];
   sqlite3 *src = NULL, *dst = NULL;
-  pl_err e = PL_ERR_STORE;
   struct stat sb;
-  if (stat(to, &sb) == 0) {
-    r->status = PL_ERR_USER_EXISTS; /* never over an existing file */
-    return PL_OK;
-  }
-  /* from a reader of its own: the store's connection is inside the batch's
-   * write transaction, which the backup API refuses to read from; the
-   * reader sees the last commit, and nothing commits while this runs */
-  int rc = sqlite3_open_v2(sqlite3_db_filename(q->db, "main"), &src, SQLITE_OPEN_READONLY, NULL);
+  pl_err e = PL_ERR_STORE;
+  snprintf(from, sizeof from, "%s/parley.db", dir);
+  if (stat(to, &sb) == 0)
+    return PL_ERR_USER_EXISTS; /* never over an existing file */
+  int rc = sqlite3_open_v2(from, &src, SQLITE_OPEN_READONLY, NULL);
   if (rc == SQLITE_OK)
     rc = sqlite3_open_v2(to, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  if (rc == SQLITE_OK)
+    sqlite3_busy_timeout(src, 5000);
   sqlite3_backup *b = rc == SQLITE_OK ? sqlite3_backup_init(dst, "main", src, "main") : NULL;
   if (b) {
     rc = sqlite3_backup_step(b, -1);
     sqlite3_backup_finish(b);
     e = rc == SQLITE_DONE ? PL_OK : PL_ERR_STORE;
   }
-  if (e != PL_OK) {
+  if (e != PL_OK)
     pl_error("store: backup to %s failed: %s", to,
              dst   ? sqlite3_errmsg(dst)
              : src ? sqlite3_errmsg(src)
                    : "?");
-    r->status = PL_ERR_INTERNAL;
-  }
   sqlite3_close(dst);
   sqlite3_close(src);
   if (e != PL_OK)
     unlink(to);
   else if (stat(to, &sb) == 0)
-    r->u.admin.out.db_bytes = (uint64_t)sb.st_size;
-  return PL_OK; /* a failed copy fails the request, not the batch */
+    *bytes = (uint64_t)sb.st_size;
+  return e;
 }
 
 /* ---- the op, and what other ops ask of this file ------------------------------------ */
@@ -593,7 +592,6 @@ pl_err pl_sq_admin(pl__sq *q, pl_store_req *r) {
   case PL_ADMIN_INVITE_DEL: return pl__invite_del(q, r);
   case PL_ADMIN_TOP_QUEUES: return pl__top_queues(q, r);
   case PL_ADMIN_STATS: return pl__stats(q, r);
-  case PL_ADMIN_BACKUP: return pl__backup(q, r);
   default: return pl__account(q, r);
   }
 }

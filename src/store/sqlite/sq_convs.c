@@ -177,10 +177,12 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, p
   pl__conv *c;
   pl_err e = pl_sq_conv_get(q, conv, &c);
   if (e == PL_OK) /* an action's target, a reply's quote, a timer (refused: nothing written) */
-    e = pl_sq_acts_check(q, r, conv, c, me, 0, now);
+    e = pl_sq_acts_check(q, r, conv, c, me, peer->id, 0, now);
   if (e == PL_OK && r->status == PL_OK) {
     pl_sq_conv_peek(c, now, &seq, &ts);
-    e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_DM(peer->id), seq, ts);
+    e = pl_sq_acts_vanish(q, r, c, ts);
+    if (e == PL_OK)
+      e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_DM(peer->id), seq, ts);
   }
   if (e != PL_OK || r->status != PL_OK) {
     pl_free(conv);
@@ -209,7 +211,7 @@ static pl_err pl__send_write(pl__sq *q, pl_store_req *r, const pl__user *peer, p
     if (e == PL_OK)
       pl_sq_queue_shares_add(q, r->u.send.out.targets, r->u.send.out.ntargets, me->id);
   }
-  return e == PL_OK ? pl_sq_acts_apply(q, r, c, 0) : e;
+  return e == PL_OK ? pl_sq_acts_apply(q, r, c, peer->id, 0) : e;
 }
 
 static pl_err pl__send_dm(pl__sq *q, pl_store_req *r, uint64_t now) {

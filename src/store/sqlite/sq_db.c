@@ -2,6 +2,7 @@
  * migrations, prepared statements, begin/commit/rollback, the TTL sweep, the
  * dispatch of a request by op, and the pl_store_sqlite vtable. The tables
  * and the caches are described in sq_internal.h. */
+#include "../../common/pl_seal.h"
 #include "../pl_store_valid.h"
 #include "sq_internal.h"
 
@@ -166,6 +167,7 @@ static pl_err pl__sq_begin(void *be) {
     pl_sq_conv_reads_drop(q);
   if (q->gmeta.len > PL__CACHE_MAX)
     pl_sq_ghist_gmeta_drop(q);
+  pl_sq_seal_refresh(q);
   pl_err e = pl_sq_run(q, q->st[ST_BEGIN]);
   if (e == PL_OK && q->gcurs.len + q->greads.len > PL__GCACHE_MAX)
     e = pl_sq_ghist_gcache_drop(q); /* written in this transaction first */
@@ -203,9 +205,36 @@ static void pl__sq_rollback(void *be) {
     pl_error("store: cannot reload the dedup rings; retries of recent sends may be stored twice");
 }
 
-static size_t pl__sq_backlog(void *be) { return ((pl__sq *)be)->gdirty; }
+/* The cached group writes, then the re-encryption pass (sq_seal.c): both a
+ * chunk per transaction, requests served between chunks. */
+static size_t pl__sq_backlog(void *be) {
+  pl__sq *q = be;
+  return q->gdirty + (size_t)q->rekey_pending;
+}
 
-static pl_err pl__sq_flush(void *be, size_t max) { return pl_sq_ghist_gcache_flush_some(be, max); }
+static pl_err pl__sq_flush(void *be, size_t max) {
+  pl__sq *q = be;
+  if (q->gdirty || !q->rekey_pending)
+    return pl_sq_ghist_gcache_flush_some(be, max);
+  uint64_t after = q->rekey_after;
+  char media_after[sizeof q->rekey_media_after];
+  memcpy(media_after, q->rekey_media_after, sizeof media_after);
+  pl_err e = pl_sq_seal_rekey(q);
+  if (e != PL_OK) { /* the batch is rolled back: done again */
+    q->rekey_after = after;
+    memcpy(q->rekey_media_after, media_after, sizeof media_after);
+  }
+  return e;
+}
+
+static void pl__sq_seal_stats(void *be, pl_store_seal_stats *out) {
+  pl__sq *q = be;
+  out->kid = q->seal ? pl_seal_current(q->seal) : 0;
+  out->passes = atomic_load(&q->seal_passes);
+  out->running = q->rekey_pending;
+  for (unsigned k = 0; k < 256; k++)
+    out->rows[k] = atomic_load(&q->seal_rows[k]);
+}
 
 static pl_err pl__sq_checkpoint(void *be) { return pl_sq_disk_checkpoint(((pl__sq *)be)->db); }
 
@@ -427,6 +456,10 @@ static pl_err pl__setup(pl__sq *q, int durable, uint32_t cache_kib) {
     e = pl_sq_acts_upgrade(q->db);
   if (e == PL_OK) /* 12: users.disabled and invites, a step of its own (sq_admin.c) */
     e = pl_sq_admin_upgrade(q->db);
+  if (e == PL_OK) /* 13: an action's target by its dedup record (sq_acts.c) */
+    e = pl_sq_acts_upgrade13(q->db);
+  if (e == PL_OK) /* messages.sk: encryption at rest (sq_seal.c), by the column */
+    e = pl_sq_seal_upgrade(q->db);
   pl_free(mode);
   pl_free(ver);
   return e;
@@ -467,6 +500,8 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   q->blob_gone = cfg->blob_gone;
   q->blob_exists = cfg->blob_exists;
   q->blob_ud = cfg->blob_ud;
+  q->seal_ref = cfg->seal;
+  q->seal = cfg->seal ? pl_seal_ref_get(cfg->seal) : NULL;
   /* SQLite counts every allocation under a global mutex unless told not
    * to; we never read those counters. Only possible before the library
    * initialises, so a second store in one process keeps the first setting. */
@@ -480,7 +515,7 @@ static pl_err pl__sq_open(void **out, const pl_store_config *cfg) {
   sqlite3_busy_timeout(q->db, 5000); /* a tool reading the file meanwhile */
   if (pl__setup(q, cfg->durable, cfg->page_cache_kib) != PL_OK ||
       pl_sq_push_open(&q->push, q->db, cfg->dir) != PL_OK || pl__prepare(q) != PL_OK ||
-      pl_sq_dedup_rings_replay(q) != PL_OK)
+      pl_sq_seal_open(q) != PL_OK || pl_sq_dedup_rings_replay(q) != PL_OK)
     goto out;
   *out = q;
   q = NULL;
@@ -505,4 +540,6 @@ const pl_store_backend pl_store_sqlite = {
     .flush = pl__sq_flush,
     .checkpoint = pl__sq_checkpoint,
     .free_bytes = pl__sq_free_bytes,
+    .seal_stats = pl__sq_seal_stats,
+    .backup = pl_sq_admin_backup,
 };

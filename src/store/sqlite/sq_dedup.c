@@ -241,7 +241,8 @@ static pl_err pl__cref_conv(pl__sq *q, uint64_t uid, uint64_t cref, char **conv)
 }
 
 /* Is client_id one this device committed within the window and the TTL?
- * On a hit, out is filled with the original's conv, seq and server_ts. */
+ * On a hit, out is filled with the original's conv, seq, server_ts and
+ * vanish_at. */
 pl_err pl_sq_dedup_get(pl__sq *q, pl_store_req *r, uint64_t now, int *hit) {
   sqlite3_stmt *st = q->st[ST_DEDUP_ROW];
   const char *id = r->u.send.in.client_id;
@@ -259,6 +260,7 @@ pl_err pl_sq_dedup_get(pl__sq *q, pl_store_req *r, uint64_t now, int *hit) {
       uint64_t cref = pl_sq_col_u64(st, 1);
       r->u.send.out.seq = pl_sq_col_u64(st, 2);
       r->u.send.out.server_ts = pl_sq_col_u64(st, 3);
+      r->u.send.out.vanish_at = pl_sq_dedup_vanish(sqlite3_column_int64(st, 4));
       sqlite3_reset(st);
       e = pl__cref_conv(q, r->user_id, cref, &r->u.send.out.conv);
       if (e == PL_OK && !r->u.send.out.conv) {
@@ -288,6 +290,10 @@ pl_err pl_sq_dedup_put(pl__sq *q, pl_store_req *r, uint64_t cref, uint64_t seq, 
   pl_sq_bind_u64(st, 3, cref);
   pl_sq_bind_u64(st, 4, seq);
   pl_sq_bind_u64(st, 5, pl_sq_clamp(ts));
+  /* an action is no target (sq_acts.c): its vanish time is kept negated */
+  int64_t vanish = (int64_t)pl_sq_clamp(r->u.send.out.vanish_at);
+  int target = !r->u.send.in.act || r->u.send.in.act->kind == PL_ACT_NONE;
+  sqlite3_bind_int64(st, 6, target ? vanish : -1 - vanish);
   pl_err e = pl_sq_run(q, st);
   return e == PL_OK ? pl__ring_push(q, r->device_id, fp, sqlite3_last_insert_rowid(q->db)) : e;
 }

@@ -270,13 +270,14 @@ pl_err pl_sq_ghist_glog_put(pl__sq *q, uint64_t gid, const pl__user *from, const
   pl_sq_bind_text(st, 4, from->name);
   pl_sq_bind_text(st, 5, device);
   pl_sq_bind_text(st, 6, id);
-  sqlite3_bind_blob(st, 7, body_len ? (const void *)body : "", (int)body_len, SQLITE_STATIC);
+  pl_sq_seal_bind(q, st, 7, 'b', conv, seq, ts, body, body_len);
   pl_sq_bind_u64(st, 8, client_ts);
   pl_sq_bind_u64(st, 9, ts);
   pl_sq_bind_u64(st, 10, pl_sq_expires(q, ts));
   pl_sq_bind_u64(st, 11, (uint64_t)kind);
   pl_sq_bind_u64(st, 12, aux);
   pl_sq_bind_u64(st, 13, gid);
+  pl_sq_bind_u64(st, 14, pl_sq_seal_sk(q));
   e = pl_sq_run(q, st);
   if (e != PL_OK)
     return e;
@@ -332,18 +333,20 @@ pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r) {
   pl_sq_group_gconv(r->u.send.in.group, conv, sizeof conv);
   e = pl_sq_conv_get(q, conv, &c);
   if (e == PL_OK) /* an action's target, a reply's quote, a timer (refused: nothing written) */
-    e = pl_sq_acts_check(q, r, conv, c, me, r->u.send.in.group, pl_now_ms());
+    e = pl_sq_acts_check(q, r, conv, c, me, 0, r->u.send.in.group, pl_now_ms());
   if (e != PL_OK || r->status != PL_OK)
     return e;
   pl_sq_conv_peek(c, pl_now_ms(), &seq, &ts);
-  e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_GROUP(r->u.send.in.group), seq, ts);
+  e = pl_sq_acts_vanish(q, r, c, ts);
+  if (e == PL_OK)
+    e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_GROUP(r->u.send.in.group), seq, ts);
   if (e == PL_OK)
     e = pl_sq_ghist_glog_put(q, r->u.send.in.group, me,
                              r->u.send.in.device_name ? r->u.send.in.device_name : "", r->u.send.in.client_id,
                              r->u.send.in.body, r->u.send.in.body_len, r->u.send.in.client_ts, PL_MSG_MESSAGE,
                              0, &r->u.send.out.msg);
   if (e == PL_OK)
-    e = pl_sq_acts_apply(q, r, c, r->u.send.in.group);
+    e = pl_sq_acts_apply(q, r, c, 0, r->u.send.in.group);
   pl__gread *g = NULL;
   if (e == PL_OK) /* sending reads the conversation, as in 1:1 */
     e = pl__gread_get(q, r->u.send.in.group, me->id, &g);
@@ -421,7 +424,8 @@ pl_err pl_sq_ghist_fetch_groups(pl__sq *q, pl_store_req *r, uint32_t limit, size
       }
       f->out.msgs = pl_sq_reserve(f->out.msgs, f->out.nmsgs, &cap, sizeof *f->out.msgs);
       pl_msg *msg = &f->out.msgs[f->out.nmsgs++];
-      pl_sq_queue_msg_row(st, msg);
+      if (pl_sq_queue_msg_row(q, st, msg) != PL_OK)
+        r->status = PL_ERR_INTERNAL;
       msg->gid = m->gid;
       bytes += pl_sq_msg_weight(msg);
     }

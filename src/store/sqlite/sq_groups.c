@@ -268,6 +268,7 @@ typedef struct pl__gop {
   pl__user *me, *u;
   const char *name, *desc;
   int role;
+  const pl__user *actor; /* the event's actor when not me (the operator's removal) */
 } pl__gop;
 
 /* S_JOIN: the members join, owed what comes after the group's last seq so
@@ -293,6 +294,8 @@ static pl_err pl__step_join(pl__sq *q, pl_store_req *r, const pl__gop *o) {
  * would be 10,000 events to 10,000 devices (they are in GroupInfo). */
 static pl_err pl__step_event(pl__sq *q, pl_store_req *r, const pl__gop *o) {
   int type = pl_roles_event(o->op);
+  if (o->actor) /* an operator took u out: a removal by them, not u leaving */
+    return pl__gevent(q, r, o->gid, o->actor, PL_ROLES_GE_REMOVED, o->u->name, NULL, PL_ROLE_NONE);
   switch (o->op) {
   case PL_GROUP_ADD: return pl__gevent(q, r, o->gid, o->me, type, o->u->name, NULL, PL_ROLE_MEMBER);
   case PL_GROUP_SET_ROLE: return pl__gevent(q, r, o->gid, o->me, type, o->u->name, NULL, o->role);
@@ -341,6 +344,17 @@ static pl_err pl__group_run(pl__sq *q, pl_store_req *r, const pl__gop *o) {
   return e;
 }
 
+/* The operator (admin API) takes u, a member with role was, out of gid: the
+ * steps of u's own Leave (an heir if u owned it), announced as a GE_REMOVED
+ * whose actor is "admin:<by>" (never a user's name: those have no ':'). */
+pl_err pl_sq_group_remove_by(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, int was, const char *by) {
+  char name[80];
+  snprintf(name, sizeof name, "admin:%s", by && *by ? by : "operator");
+  pl__user actor = {.id = 0, .name = name};
+  pl__gop o = {.gid = gid, .op = PL_GROUP_LEAVE, .was = was, .me = u, .u = u, .actor = &actor};
+  return pl__group_run(q, r, &o);
+}
+
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r) {
   pl__user *me = NULL, *u;
   int found;
@@ -377,7 +391,8 @@ pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r) {
                me,
                r->u.group_create.in.name,
                r->u.group_create.in.description,
-               0};
+               0,
+               NULL};
   if (e == PL_OK)
     e = pl__group_run(q, r, &o);
   return e == PL_OK ? pl__group_info(q, o.gid, me, 1, &r->u.group_create.out.info, &found) : e;

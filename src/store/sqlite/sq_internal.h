@@ -27,7 +27,11 @@
  *   dedup    id (append order), device_id, cid (the client id, packed
  *            when hex), cref (peer uid * 2, or gid * 2 + 1) -> seq,
  *            server_ts: outlives the message so a late retry gets its
- *            original ack (sq_dedup.c says how the conv is rebuilt).
+ *            original ack (sq_dedup.c says how the conv is rebuilt);
+ *            vanish: the message's vanish time (0: none), negated minus
+ *            one for an action (pl_sq_dedup_vanish), NULL before schema 13:
+ *            a plain message's record (vanish >= 0) is also what finds it
+ *            as an action's target (partial index dedup_target, sq_acts.c).
  *            Written in append order (id) and found through an in-memory
  *            ring of fingerprints per sending device (pl_idring); the TTL
  *            sweep deletes the oldest ids. Nothing is keyed by a random
@@ -72,7 +76,11 @@
  * no position depends on one commit order over all writers; the upgrade
  * converts them in place (pl__upgrade_gcursor in sq_db.c). 12 added
  * users.disabled (the operator's ban) and invites (code -> uses_left,
- * expires, created: --registration invite); sq_admin.c's step. */
+ * expires, created: --registration invite); sq_admin.c's step. 11 added
+ * messages.act, msgidx and conv_timers (message actions); 13 added
+ * dedup.vanish and dedup_target, which find an action's target through the
+ * dedup record every message already writes, so msgidx keeps only deletes
+ * for everyone (and the rows schemas 11-12 wrote); sq_acts.c's steps. */
 #ifndef PL_SQ_INTERNAL_H
 #define PL_SQ_INTERNAL_H
 
@@ -94,7 +102,7 @@
 #include "sq_push.h"
 #include "sq_stats.h"
 
-#define PL__SCHEMA_VERSION 12
+#define PL__SCHEMA_VERSION 13
 /* A device's last this-many accepted ids are recognised on retry (within
  * the TTL): the protocol's limit on unanswered Sends (protocol.md 10.1),
  * which is also how far the server reads ahead of its commits; libparley
@@ -145,19 +153,20 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
   X(META_PUT, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)")                                      \
   X(DEDUP_TAIL, "SELECT id, device_id, cid FROM dedup WHERE id > ?1 ORDER BY id")                            \
   X(DEDUP_MAX, "SELECT COALESCE(max(id), 0) FROM dedup")                                                     \
-  X(DEDUP_ROW, "SELECT cid, cref, seq, server_ts FROM dedup WHERE id = ?1 AND server_ts > ?2")               \
-  X(DEDUP_PUT, "INSERT INTO dedup(device_id, cid, cref, seq, server_ts) VALUES(?1, ?2, ?3, ?4, ?5)")         \
+  X(DEDUP_ROW, "SELECT cid, cref, seq, server_ts, vanish FROM dedup WHERE id = ?1 AND server_ts > ?2")       \
+  X(DEDUP_PUT, "INSERT INTO dedup(device_id, cid, cref, seq, server_ts, vanish)"                            \
+               " VALUES(?1, ?2, ?3, ?4, ?5, ?6)")                                                           \
   X(CONV_GET, "SELECT last_seq, last_ts FROM convs WHERE conv = ?1")                                         \
   X(CONV_PUT, "INSERT OR REPLACE INTO convs(conv, last_seq, last_ts) VALUES(?1, ?2, ?3)")                    \
   X(MSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"       \
-                " client_ts, server_ts, expires, refs, kind, aux)"                                           \
-                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")                           \
+                " client_ts, server_ts, expires, refs, kind, aux, sk)"                                       \
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")                      \
   X(QUEUE_INSERT, "INSERT INTO queue(device_id, qid) VALUES(?1, ?2)")                                        \
   X(QUEUE_COUNT, "SELECT COUNT(*) FROM queue WHERE device_id = ?1")                                          \
   X(QUEUE_FROM, "SELECT COUNT(*) FROM queue q JOIN messages m ON m.qid = q.qid"                              \
                 " WHERE q.device_id = ?1 AND m.sender_uid = ?2 AND m.kind = 0")                              \
   X(FETCH, "SELECT m.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"      \
-           " m.server_ts, m.kind, m.aux, m.media, m.act FROM queue q JOIN messages m ON m.qid = q.qid"       \
+           " m.server_ts, m.kind, m.aux, m.media, m.act, m.sk FROM queue q JOIN messages m ON m.qid = q.qid" \
            " WHERE q.device_id = ?1 AND q.qid > ?2 AND m.expires > ?3 ORDER BY q.qid LIMIT ?4")              \
   /* the conversations an ack covers, for delivered receipts */                                              \
   X(ACK_CONVS, "SELECT m.conv, max(m.seq), m.sender_uid FROM queue q JOIN messages m ON m.qid = q.qid"       \
@@ -217,12 +226,12 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
   X(GROUP_LIST, "SELECT g.gid, g.name, g.description, g.members, m.role FROM members m"                      \
                 " JOIN groups g ON g.gid = m.gid WHERE m.uid = ?1 AND m.role > 0 ORDER BY g.gid")            \
   X(GMSG_INSERT, "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"      \
-                 " client_ts, server_ts, expires, refs, kind, aux, gid)"                                     \
-                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13)")                       \
+                 " client_ts, server_ts, expires, refs, kind, aux, gid, sk)"                                 \
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?12, ?13, ?14)")                  \
   /* a device's window of a group's history: lo < seq <= hi, qid > ?4 (protocol 1; else 0) */                \
   X(GFETCH,                                                                                                  \
     "SELECT qid, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"            \
-    " aux, media, act FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2 AND seq <= ?3 AND qid > ?4"     \
+    " aux, media, act, sk FROM messages WHERE gid = ?1 AND gid != 0 AND seq > ?2 AND seq <= ?3 AND qid > ?4" \
     " AND expires > ?5 ORDER BY seq LIMIT ?6")                                                               \
   /* a device's cursor in a group's history (no row: none yet, read as the member's since_seq) */            \
   X(GCUR_GET, "SELECT seq FROM gcursor WHERE device_id = ?1 AND gid = ?2")                                   \
@@ -270,11 +279,18 @@ static inline size_t pl_sq_msg_weight(const pl_msg *m) { return m->body_len + m-
   X(UNREAD_GROUPS, "SELECT 'g:' || g.gid, COALESCE(c.last_seq, 0), g.read_seq FROM greads g"                 \
                    " LEFT JOIN convs c ON c.conv = 'g:' || g.gid WHERE g.uid = ?1 ORDER BY g.gid")           \
   /* ---- message actions (sq_acts.c) ---- */                                                                \
+  /* msgidx: the deletes for everyone (and plain messages of schemas 11-12) */                             \
   X(ACT_IDX_PUT, "INSERT OR REPLACE INTO msgidx(conv, seq, qid, sender_uid, server_ts, expires, deleted)"    \
-                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0)")                                                       \
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1)")                                                       \
   X(ACT_IDX_GET, "SELECT qid, sender_uid, server_ts, deleted FROM msgidx"                                    \
                  " WHERE conv = ?1 AND seq = ?2 AND expires > ?3")                                           \
-  X(ACT_IDX_DEL, "UPDATE msgidx SET deleted = 1 WHERE conv = ?1 AND seq = ?2")                               \
+  /* a target by its dedup record (partial index dedup_target) */                                         \
+  X(ACT_DEDUP_GET, "SELECT d.server_ts, d.vanish, v.user_id FROM dedup d JOIN devices v ON v.id = d.device_id" \
+                   " WHERE d.cref = ?1 AND d.seq = ?2 AND d.vanish >= 0 AND d.server_ts > ?3")               \
+  /* a target's message row: in a group's history, or in a queue of the two users' devices */             \
+  X(ACT_QID_GROUP, "SELECT qid FROM messages WHERE gid = ?1 AND gid != 0 AND seq = ?2")                      \
+  X(ACT_QID_DM, "SELECT m.qid FROM devices v JOIN queue q ON q.device_id = v.id JOIN messages m"             \
+                " ON m.qid = q.qid WHERE v.user_id IN (?1, ?2) AND m.conv = ?3 AND m.seq = ?4 LIMIT 1")      \
   X(ACT_IDX_EXPIRE, "DELETE FROM msgidx WHERE expires <= ?1")                                                \
   X(ACT_TIMER_GET, "SELECT timer_s FROM conv_timers WHERE conv = ?1")                                        \
   X(ACT_TIMER_PUT, "INSERT OR REPLACE INTO conv_timers(conv, timer_s) VALUES(?1, ?2)")                       \
@@ -440,6 +456,18 @@ typedef struct pl__sq {
   pl_map shares;
   pl_sq_push *push; /* the PUSH_* ops (sq_push.c) */
   pl_acts_cfg acts; /* message actions' windows (sq_acts.c) */
+  /* encryption at rest (sq_seal.c): the ring (NULL: plain), where it is
+   * published, and the re-encryption pass: pending, for which key, its
+   * place, rows per key it has seen; what /metrics reads (any thread) */
+  const struct pl_seal *seal;
+  struct pl_seal_ref *seal_ref;
+  int rekey_pending, rekey_media; /* rekey_media: the pass is on media.name */
+  uint8_t rekey_kid;
+  char rekey_media_after[40];
+  uint64_t rekey_after, rekeyed;
+  uint64_t rekey_count[256];
+  _Atomic uint64_t seal_rows[256];
+  _Atomic uint64_t seal_passes;
 } pl__sq;
 
 /* The backend's entry for one op (sq_db.c): exec runs it inside the open
@@ -548,19 +576,26 @@ static inline pl_err pl_sq_u64_query(pl__sq *q, int stmt, uint64_t a, uint64_t b
   return e;
 }
 
+/* A dedup record's vanish column as a vanish time (schema 13; NULL reads 0). */
+static inline uint64_t pl_sq_dedup_vanish(int64_t v) { return (uint64_t)(v >= 0 ? v : -1 - v); }
+
 static inline uint64_t pl_sq_hash(const char *s) { return pl_hash_bytes(s, strlen(s)); }
 
 /* ---- across files ------------------------------------------------------------ */
 
-/* sq_acts.c: message actions (protocol.md 11.9). upgrade: schema 11, a step
- * of its own (run on every open; does what is missing). check: before
- * anything of a Send is written, refuses (r->status) what pl_acts refuses;
- * gid 0 for 1:1. apply: after the message row (out.msg filled): the Act
- * blob with vanish_at, the index of targets, a delete's removal, a timer. */
+/* sq_acts.c: message actions (protocol.md 11.9). upgrade, upgrade13:
+ * schemas 11 and 13, steps of their own (run on every open; they do what is
+ * missing). check: before anything of a Send is written, refuses
+ * (r->status) what pl_acts refuses; peer is the other user of a 1:1 (me for
+ * a note to self), gid the group (0 for 1:1). vanish: after check, before
+ * the dedup record (which keeps it), out.vanish_at. apply: after the
+ * message row (out.msg filled): the Act blob, a delete's removal, a timer. */
 pl_err pl_sq_acts_upgrade(sqlite3 *db);
-pl_err pl_sq_acts_check(pl__sq *q, pl_store_req *r, const char *conv, pl__conv *c, pl__user *me, uint64_t gid,
-                        uint64_t now);
-pl_err pl_sq_acts_apply(pl__sq *q, pl_store_req *r, pl__conv *c, uint64_t gid);
+pl_err pl_sq_acts_upgrade13(sqlite3 *db);
+pl_err pl_sq_acts_check(pl__sq *q, pl_store_req *r, const char *conv, pl__conv *c, pl__user *me, uint64_t peer,
+                        uint64_t gid, uint64_t now);
+pl_err pl_sq_acts_vanish(pl__sq *q, pl_store_req *r, pl__conv *c, uint64_t ts);
+pl_err pl_sq_acts_apply(pl__sq *q, pl_store_req *r, pl__conv *c, uint64_t peer, uint64_t gid);
 pl_err pl_sq_acts_expire(pl__sq *q, uint64_t now);
 /* sq_queue.c: takes message qid out of every queue and deletes it. */
 pl_err pl_sq_queue_drop_msg(pl__sq *q, uint64_t qid);
@@ -588,13 +623,33 @@ pl_err pl_sq_acct_typing(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_acct_logout(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_acct_devices(pl__sq *q, pl_store_req *r);
 
+/* sq_seal.c: encryption at rest. upgrade: messages.sk (every open). open:
+ * after the statements, refuses a wrong or missing key (PL_ERR_CONFIG).
+ * sk: the key id new rows get (0: plain). bind: the n bytes at p as
+ * parameter i of st, sealed for (col, conv, seq, ts) when there is a key.
+ * col: column i of a row sealed with key sk, opened into *out (pl_free).
+ * refresh: between transactions, takes a replaced ring. rekey: a batch of
+ * the re-encryption pass (rekey_pending), in a transaction. */
+pl_err pl_sq_seal_upgrade(sqlite3 *db);
+pl_err pl_sq_seal_open(pl__sq *q);
+uint8_t pl_sq_seal_sk(const pl__sq *q);
+void pl_sq_seal_bind(pl__sq *q, sqlite3_stmt *st, int i, char col, const char *conv, uint64_t seq,
+                     uint64_t ts, const void *p, size_t n);
+pl_err pl_sq_seal_col(pl__sq *q, sqlite3_stmt *st, int i, uint8_t sk, char col, const char *conv,
+                      uint64_t seq, uint64_t ts, uint8_t **out, size_t *n);
+/* media.name: sealed (a BLOB, ad = its media id) with a key, else TEXT. */
+void pl_sq_seal_bind_name(pl__sq *q, sqlite3_stmt *st, int i, const char *id, const char *name);
+pl_err pl_sq_seal_name(pl__sq *q, sqlite3_stmt *st, int i, const char *id, char *out, size_t cap);
+void pl_sq_seal_refresh(pl__sq *q);
+pl_err pl_sq_seal_rekey(pl__sq *q);
+
 /* sq_queue.c */
 void pl_sq_queue_qlen_drop(pl__sq *q);
 void pl_sq_queue_shares_add(pl__sq *q, const uint64_t *t, size_t n, uint64_t sender);
 pl_err pl_sq_queue_full(pl__sq *q, const pl__user *me, const uint64_t *t, size_t n, int *full);
 pl_err pl_sq_queue_msg_insert(pl__sq *q, pl_store_req *r, uint64_t expires);
 pl_err pl_sq_queue_insert(pl__sq *q, const uint64_t *t, size_t n, uint64_t qid);
-void pl_sq_queue_msg_row(sqlite3_stmt *st, pl_msg *m);
+pl_err pl_sq_queue_msg_row(pl__sq *q, sqlite3_stmt *st, pl_msg *m);
 pl_err pl_sq_queue_fetch(pl__sq *q, pl_store_req *r);
 uint64_t *pl_sq_queue_devs_except(const pl__user *u, uint64_t skip, size_t *n);
 void pl_sq_queue_event_out(pl_store_req *r, uint64_t qid, int kind, const char *conv, uint64_t seq,
@@ -637,6 +692,7 @@ pl_err pl_sq_group_mships_of(pl__sq *q, uint64_t uid, pl__user *tmp, pl__user **
 void pl_sq_group_mships_done(pl__user *tmp);
 pl_err pl_sq_group_role(pl__sq *q, pl__user *u, uint64_t gid, int *role);
 pl_err pl_sq_group_create(pl__sq *q, pl_store_req *r);
+pl_err pl_sq_group_remove_by(pl__sq *q, pl_store_req *r, uint64_t gid, pl__user *u, int was, const char *by);
 pl_err pl_sq_group_update(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_group_list(pl__sq *q, pl_store_req *r);
 /* A row of (gid, name, description, members, role) into g. */
@@ -678,6 +734,8 @@ pl_err pl_sq_media_drop_blob(pl__sq *q, const char *key);
 /* sq_admin.c */
 pl_err pl_sq_admin(pl__sq *q, pl_store_req *r);
 pl_err pl_sq_admin_disabled(pl__sq *q, uint64_t uid, int *disabled);
+/* The backend's backup op (any thread but the store's; dir: the data dir). */
+pl_err pl_sq_admin_backup(const char *dir, const char *to, uint64_t *bytes);
 /* Uses up one registration of invite code (r->status INVITE_INVALID if it admits none). */
 pl_err pl_sq_admin_invite_take(pl__sq *q, pl_store_req *r, const char *code);
 pl_err pl_sq_admin_upgrade(sqlite3 *db);

@@ -14,7 +14,7 @@ static void pl__copy(char *dst, size_t cap, const unsigned char *src) {
 static pl_err pl__media_load(pl__sq *q, const char *id, pl_media_row *m, int *found) {
   sqlite3_stmt *st = q->st[ST_MEDIA_GET];
   pl_sq_bind_text(st, 1, id);
-  pl_err e = pl_sq_row(q, st, found);
+  pl_err e = pl_sq_row(q, st, found), ne = PL_OK;
   memset(m, 0, sizeof *m);
   if (e == PL_OK && *found) {
     snprintf(m->id, sizeof m->id, "%s", id);
@@ -22,7 +22,7 @@ static pl_err pl__media_load(pl__sq *q, const char *id, pl_media_row *m, int *fo
     pl__copy(m->blob, sizeof m->blob, sqlite3_column_text(st, 1));
     pl__copy(m->thumb, sizeof m->thumb, sqlite3_column_text(st, 2));
     pl__copy(m->type, sizeof m->type, sqlite3_column_text(st, 3));
-    pl__copy(m->name, sizeof m->name, sqlite3_column_text(st, 4));
+    ne = pl_sq_seal_name(q, st, 4, id, m->name, sizeof m->name);
     m->size = pl_sq_col_u64(st, 5);
     m->thumb_size = pl_sq_col_u64(st, 6);
     m->width = (uint32_t)pl_sq_col_u64(st, 7);
@@ -33,7 +33,7 @@ static pl_err pl__media_load(pl__sq *q, const char *id, pl_media_row *m, int *fo
     m->expires = pl_sq_col_u64(st, 12);
   }
   sqlite3_reset(st);
-  return e;
+  return e != PL_OK ? e : ne; /* a name that does not open is never shown as another */
 }
 
 /* Whether conv ("dm:a:b" or "g:N") is one u takes part in now: the role
@@ -100,7 +100,8 @@ pl_err pl_sq_media_attach(pl__sq *q, pl_store_req *r, uint8_t **att, size_t len)
     sqlite3_stmt *st = q->st[ST_MEDIA_ATTACH];
     pl_sq_bind_u64(st, 1, r->u.send.out.msg.qid);
     pl_sq_bind_text(st, 2, r->u.send.in.media_id);
-    sqlite3_bind_blob(st, 3, *att, (int)len, SQLITE_STATIC);
+    const pl_msg *m = &r->u.send.out.msg;
+    pl_sq_seal_bind(q, st, 3, 'm', m->conv, m->seq, m->server_ts, *att, len);
     e = pl_sq_run(q, st);
   }
   if (e == PL_OK) {
@@ -160,7 +161,7 @@ pl_err pl_sq_media_put(pl__sq *q, pl_store_req *r) {
   pl_sq_bind_text(st, 3, m->blob);
   pl_sq_bind_text(st, 4, m->thumb);
   pl_sq_bind_text(st, 5, m->type);
-  pl_sq_bind_text(st, 6, m->name);
+  pl_sq_seal_bind_name(q, st, 6, m->id, m->name);
   pl_sq_bind_u64(st, 7, m->size);
   pl_sq_bind_u64(st, 8, m->thumb_size);
   pl_sq_bind_u64(st, 9, m->width);

@@ -130,13 +130,14 @@ pl_err pl_sq_queue_msg_insert(pl__sq *q, pl_store_req *r, uint64_t expires) {
   pl_sq_bind_text(st, 4, m->from);
   pl_sq_bind_text(st, 5, m->from_device);
   pl_sq_bind_text(st, 6, m->id);
-  sqlite3_bind_blob(st, 7, m->body, (int)m->body_len, SQLITE_STATIC);
+  pl_sq_seal_bind(q, st, 7, 'b', m->conv, m->seq, m->server_ts, m->body, m->body_len);
   pl_sq_bind_u64(st, 8, m->client_ts);
   pl_sq_bind_u64(st, 9, m->server_ts);
   pl_sq_bind_u64(st, 10, expires);
   pl_sq_bind_u64(st, 11, pl_retention_msg_refs(r->u.send.out.ntargets));
   pl_sq_bind_u64(st, 12, PL_MSG_MESSAGE);
   pl_sq_bind_u64(st, 13, 0);
+  pl_sq_bind_u64(st, 14, pl_sq_seal_sk(q));
   pl_err e = pl_sq_run(q, st);
   r->u.send.out.msg.qid = e == PL_OK ? (uint64_t)sqlite3_last_insert_rowid(q->db) : 0;
   return e;
@@ -157,7 +158,9 @@ pl_err pl_sq_queue_insert(pl__sq *q, const uint64_t *t, size_t n, uint64_t qid) 
 
 /* ---- fetch and ack ------------------------------------------------------------ */
 
-void pl_sq_queue_msg_row(sqlite3_stmt *st, pl_msg *m) {
+/* Column 13 is the row's key id (sq_seal.c). On an error (a row that does
+ * not open) *m is still whole, with the body and media empty. */
+pl_err pl_sq_queue_msg_row(pl__sq *q, sqlite3_stmt *st, pl_msg *m) {
   m->qid = pl_sq_col_u64(st, 0);
   m->gid = 0; /* a group's entry: its fetch sets it */
   m->conv = pl_sq_col_str(st, 1);
@@ -165,25 +168,25 @@ void pl_sq_queue_msg_row(sqlite3_stmt *st, pl_msg *m) {
   m->from = pl_sq_col_str(st, 3);
   m->from_device = pl_sq_col_str(st, 4);
   m->id = pl_sq_col_str(st, 5);
-  const void *body = sqlite3_column_blob(st, 6);
-  m->body_len = (size_t)sqlite3_column_bytes(st, 6);
-  m->body = pl_memdup(body, m->body_len);
   m->client_ts = pl_sq_col_u64(st, 7);
   m->server_ts = pl_sq_col_u64(st, 8);
   m->kind = (int)sqlite3_column_int(st, 9);
   m->aux = pl_sq_col_u64(st, 10);
-  m->media = NULL;
-  m->media_len = 0;
-  if (sqlite3_column_type(st, 11) == SQLITE_BLOB) {
-    m->media_len = (size_t)sqlite3_column_bytes(st, 11);
-    m->media = pl_memdup(sqlite3_column_blob(st, 11), m->media_len);
-  }
   m->act = NULL;
   m->act_len = 0;
   if (sqlite3_column_type(st, 12) == SQLITE_BLOB) {
     m->act_len = (size_t)sqlite3_column_bytes(st, 12);
     m->act = pl_memdup(sqlite3_column_blob(st, 12), m->act_len);
   }
+  uint8_t sk = (uint8_t)sqlite3_column_int(st, 13);
+  m->media = NULL;
+  m->media_len = 0;
+  pl_err e = pl_sq_seal_col(q, st, 6, sk, 'b', m->conv, m->seq, m->server_ts, &m->body, &m->body_len);
+  if (e == PL_OK && sqlite3_column_type(st, 11) == SQLITE_BLOB)
+    e = pl_sq_seal_col(q, st, 11, sk, 'm', m->conv, m->seq, m->server_ts, &m->media, &m->media_len);
+  if (!m->body)
+    m->body = pl_memdup("", 0);
+  return e;
 }
 
 /* A page is bounded in entries and in bytes: a device back after a week
@@ -195,7 +198,7 @@ pl_err pl_sq_queue_fetch(pl__sq *q, pl_store_req *r) {
   uint32_t limit = r->u.fetch.in.limit ? r->u.fetch.in.limit : PL__FETCH_DEFAULT;
   size_t max_bytes = r->u.fetch.in.max_bytes ? r->u.fetch.in.max_bytes : PL__FETCH_BYTES, bytes = 0;
   size_t cap = 0;
-  int rc;
+  int rc, sealed_bad = 0;
   pl_sq_bind_u64(st, 1, r->device_id);
   pl_sq_bind_u64(st, 2, pl_sq_clamp(r->u.fetch.in.after));
   pl_sq_bind_u64(st, 3, pl_sq_clamp(pl_now_ms()));
@@ -215,12 +218,19 @@ pl_err pl_sq_queue_fetch(pl__sq *q, pl_store_req *r) {
       r->u.fetch.out.msgs = pl_realloc(r->u.fetch.out.msgs, cap * sizeof *r->u.fetch.out.msgs);
     }
     pl_msg *m = &r->u.fetch.out.msgs[r->u.fetch.out.nmsgs++];
-    pl_sq_queue_msg_row(st, m);
+    sealed_bad |= pl_sq_queue_msg_row(q, st, m) != PL_OK;
     bytes += pl_sq_msg_weight(m);
   }
   pl_err e = rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
   sqlite3_reset(st);
-  return e == PL_OK ? pl_sq_ghist_fetch_groups(q, r, limit, max_bytes) : e;
+  if (e == PL_OK && !sealed_bad)
+    e = pl_sq_ghist_fetch_groups(q, r, limit, max_bytes);
+  if (e == PL_OK && (sealed_bad || r->status == PL_ERR_INTERNAL)) {
+    /* a row that does not open is never served as something else */
+    pl_store_req_clear(r);
+    r->status = PL_ERR_INTERNAL;
+  }
+  return e;
 }
 
 /* ---- events: receipts and read syncs (docs/protocol.md 11.4) --------------- */
@@ -328,6 +338,7 @@ pl_err pl_sq_queue_event(pl__sq *q, pl_store_req *r, int kind, const char *conv,
   pl_sq_bind_u64(st, 11, pl_retention_msg_refs(n));
   pl_sq_bind_u64(st, 12, (uint64_t)kind);
   pl_sq_bind_u64(st, 13, aux);
+  pl_sq_bind_u64(st, 14, pl_sq_seal_sk(q));
   e = pl_sq_run(q, st);
   uint64_t qid = e == PL_OK ? (uint64_t)sqlite3_last_insert_rowid(q->db) : 0;
   if (e == PL_OK)
