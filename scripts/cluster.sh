@@ -99,7 +99,9 @@ nats_up() {
 }
 
 store_args() {
-  if "$parleyd" --help 2>&1 | grep -q 'postgresql://'; then
+  # (grep reads it all: with pipefail, grep -q leaving early would fail the
+  # pipeline whenever parleyd is still writing its help, a SIGPIPE)
+  if "$parleyd" --help 2>&1 | grep 'postgresql://' >/dev/null; then
     echo "--store postgresql://parley@127.0.0.1:$pgport/postgres"
   fi
 }

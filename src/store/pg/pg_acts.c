@@ -113,16 +113,14 @@ static pl_err pl__delete(pl__pg *g, const char *conv, uint64_t seq, uint64_t gid
   return e;
 }
 
-pl_err pl_pg_acts_apply(pl__pg *g, pl_store_req *r, uint64_t mid, uint64_t gid, uint64_t expires) {
+pl_err pl_pg_acts_apply(pl__pg *g, pl_store_req *r, uint64_t mid, uint64_t gid, uint64_t expires,
+                        int indexed) {
   const pl_act *a = r->u.send.in.act;
   const pl_msg *m = &r->u.send.out.msg;
   int kind = a ? a->kind : PL_ACT_NONE;
   pl_err e = PL_OK;
-  if (kind == PL_ACT_NONE)
-    e = pl_pg_q(g, NULL,
-                "INSERT INTO msgidx(conv, seq, mid, sender_uid, server_ts, expires, deleted)"
-                " VALUES($1, $2, $3, $4, $5, $6, 0) ON CONFLICT(conv, seq) DO UPDATE SET mid = $3,"
-                " sender_uid = $4, server_ts = $5, expires = $6, deleted = 0",
+  if (kind == PL_ACT_NONE && !indexed)
+    e = pl_pg_q(g, NULL, PL_PG_ACTS_INDEX("$1", "$2", "$3", "$4", "$5", "$6") PL_PG_ACTS_INDEX_CONFLICT,
                 "suuuuu", m->conv, m->seq, mid, r->user_id, m->server_ts, pl_pg_clamp(expires));
   if (e == PL_OK && pl_acts_delete_unqueues(kind))
     e = pl__delete(g, m->conv, a->target, gid);

@@ -87,9 +87,10 @@ static pl_err pl__next_and_dedup(pl__pg *g, pl_store_req *r, const char *conv, u
   return e;
 }
 
-/* The message row (refs: one per target) and its queue rows, in one
- * statement (pl_pg_queue_put says how the positions are taken); *mid gets
- * the message's. */
+/* The message row (refs: one per target), its queue rows and, for a plain
+ * message, its row in the action targets' index, in one statement
+ * (pl_pg_queue_put says how the positions are taken); *mid gets the
+ * message's. */
 static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len, uint64_t expires,
                              uint64_t *mid) {
   const pl_msg *m = &r->u.send.out.msg;
@@ -101,11 +102,13 @@ static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, siz
       "WITH m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"
       " client_ts, server_ts, expires, refs, media_id, media, act)"
       " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15) RETURNING mid),"
-      " " PL_PG_QUEUE_PUT("$14", "(SELECT mid FROM m)"),
-      "suusssbuuuusbsb", m->conv, m->seq, r->user_id, m->from, m->from_device, m->id, (const void *)m->body,
+      " x AS (" PL_PG_ACTS_INDEX("$1", "$2::bigint", "mid", "$3::bigint", "$9::bigint",
+                                 "$10::bigint") " FROM m WHERE $16::int = 1" PL_PG_ACTS_INDEX_CONFLICT "),"
+                                                " " PL_PG_QUEUE_PUT("$14", "(SELECT mid FROM m)"),
+      "suusssbuuuusbsbi", m->conv, m->seq, r->user_id, m->from, m->from_device, m->id, (const void *)m->body,
       m->body_len, m->client_ts, m->server_ts, pl_pg_clamp(expires),
       pl_retention_msg_refs(r->u.send.out.ntargets), media_id, (const void *)att, att_len, arr,
-      (const void *)m->act, m->act_len);
+      (const void *)m->act, m->act_len, pl_pg_acts_indexed(r));
   pl_free(arr);
   if (e == PL_OK) {
     r->u.send.out.qids = pl_pg_queue_qids(res, r->u.send.out.targets, r->u.send.out.ntargets);
@@ -161,7 +164,7 @@ static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer,
   if (e == PL_OK && r->u.send.out.ntargets)
     e = pl__msg_insert(g, r, att, att_len, expires, &mid);
   if (e == PL_OK)
-    e = pl_pg_acts_apply(g, r, mid, 0, expires);
+    e = pl_pg_acts_apply(g, r, mid, 0, expires, r->u.send.out.ntargets > 0);
   if (e == PL_OK && att)
     e = pl_pg_media_grant(g, r->u.send.in.media_id, conv);
   return e;

@@ -171,7 +171,7 @@ pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t a
   if (e == PL_OK && att)
     e = pl_pg_media_grant(g, r->u.send.in.media_id, conv);
   if (e == PL_OK)
-    e = pl_pg_acts_apply(g, r, mid, gid, x.expires);
+    e = pl_pg_acts_apply(g, r, mid, gid, x.expires, 0);
   if (e == PL_OK) /* sending reads the conversation, as in 1:1 */
     e = pl_pg_q(
         g, NULL,
