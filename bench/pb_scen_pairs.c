@@ -83,6 +83,7 @@ static void pairs_teardown(pb_ctx *c) {
 static void pairs_report(const pb_opts *o, const pb_result *r, const pb_sample s[3], pb_report *rep) {
   double secs = pb_scen_secs(r->t_go, r->t_last_rx);
   pb_report_num(rep, "delivered_per_s", "delivered", (double)r->unique / secs, "msg/s");
+  pb_report_int(rep, "delivered_total", "delivered in all", r->unique);
   pb_report_latency(rep, &r->lat);
   pb_report_ack_latency(rep, &r->ack);
   pb_report_lag(rep, &r->lag);

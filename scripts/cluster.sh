@@ -12,7 +12,8 @@
 # ${TMPDIR:-/tmp}/parley-cluster), PARLEY_CLUSTER_PORT (first of the ports it
 # uses, default 27000: haproxy +1 native, +2 web; PostgreSQL +5; NATS +10..12,
 # routes +20..22; node N native +30+N, web +40+N), PARLEYD (the binary; default
-# build/parleyd, built if missing). Installs nats-server, haproxy and
+# build/parleyd, built if missing), PARLEY_NODE_ARGS (more parleyd options for
+# every node, e.g. bench/cluster-bench.sh lifts the rate limits). Installs nats-server, haproxy and
 # PostgreSQL if missing (apt-get, as scripts/deps.sh does).
 #
 # The nodes share one store when parleyd has the PostgreSQL backend (its
@@ -99,8 +100,8 @@ nats_up() {
 }
 
 store_args() {
-  # (grep reads it all: with pipefail, grep -q leaving early would fail the
-  # pipeline whenever parleyd is still writing its help, a SIGPIPE)
+  # grep reads all of it: with -q it would stop early and, under pipefail,
+  # parleyd's SIGPIPE would read as "no PostgreSQL backend"
   if "$parleyd" --help 2>&1 | grep 'postgresql://' >/dev/null; then
     echo "--store postgresql://parley@127.0.0.1:$pgport/postgres"
   fi
@@ -114,9 +115,9 @@ nodes_up() {
   for n in 1 2 3; do
     alive "$dir/node$n.pid" && continue
     mkdir -p "$dir/node$n"
-    # shellcheck disable=SC2086 # store is zero or two words
+    # shellcheck disable=SC2086 # store is zero or two words, PARLEY_NODE_ARGS any
     "$parleyd" --data "$dir/node$n" --listen 127.0.0.1:$((base + 30 + n)) --http 127.0.0.1:$((base + 40 + n)) \
-      --bus "$bus" --node "node$n" $store </dev/null >>"$dir/node$n.log" 2>&1 &
+      --bus "$bus" --node "node$n" $store ${PARLEY_NODE_ARGS:-} </dev/null >>"$dir/node$n.log" 2>&1 &
     echo $! >"$dir/node$n.pid"
   done
   for n in 1 2 3; do

@@ -84,9 +84,11 @@ function dropConv(c) {
   if (current === c.conv) current = null;
 }
 
+// A message's content in one line: its text, after what it carries.
+const contentOf = (m) => (m.media ? `${m.media.type.startsWith('image/') ? '📷 Photo' : '📎 File'}${m.text ? `: ${m.text}` : ''}` : m.text);
 function previewOf(c, m) {
   if (m.event) return m.text;
-  const what = m.media ? `${m.media.type.startsWith('image/') ? '📷 Photo' : '📎 File'}${m.text ? `: ${m.text}` : ''}` : m.text;
+  const what = contentOf(m);
   if (m.mine) return `You: ${what}`;
   return c.group ? `${m.from}: ${what}` : what;
 }
@@ -422,7 +424,7 @@ function menuButton(label, fn, cls = '') {
   return b;
 }
 
-// Reply, react, edit, delete from a message's menu.
+// Reply, react, forward, edit, delete from a message's menu.
 function messageMenu(c, m) {
   const menu = el('div', 'msg-menu');
   menu.setAttribute('role', 'group');
@@ -436,6 +438,7 @@ function messageMenu(c, m) {
       b.setAttribute('aria-pressed', String(mine));
       menu.append(b);
     }
+    menu.append(menuButton('Forward…', () => openForward(c, m)));
     if (m.mine && !m.media) menu.append(menuButton('Edit', () => startComposing(c, 'edit', m)));
     if (m.mine || c.my_role === 'ROLE_ADMIN' || c.my_role === 'ROLE_OWNER') {
       menu.append(menuButton('Delete for everyone', () => act(c, m, 'delete'), 'danger'));
@@ -554,6 +557,53 @@ function act(c, m, what, reaction = '') {
   }
 }
 
+// ---- forwarding (protocol.md §11.9): the text and the photo, sent on marked forwarded ----
+
+let forwarding = null; // {c, m}: the message the forward dialog is about
+
+function openForward(c, m) {
+  forwarding = { c, m };
+  $('forward-what').textContent = `${m.mine ? 'Your message' : `${m.from}'s message`}: ${contentOf(m).slice(0, 200)}`;
+  const ul = $('forward-list');
+  ul.replaceChildren();
+  for (const t of [...convs.values()].filter((x) => !x.left).sort(byActivity)) {
+    const b = el('button', '', t.title);
+    b.type = 'button';
+    b.dataset.conv = t.conv;
+    b.setAttribute('aria-label', `Forward to ${t.title}${t.group ? ' (group)' : ''}`);
+    b.onclick = () => forwardTo(t);
+    const li = el('li');
+    li.append(b);
+    ul.append(li);
+  }
+  $('forward-dialog').showModal();
+  (ul.querySelector('button') || $('forward-close')).focus();
+}
+
+// Sends the text (and the media, by the id this user may use) to t, shows it
+// there at once, and opens t: the forward is seen where it went.
+function forwardTo(t) {
+  const { m } = forwarding;
+  forwarding = null;
+  $('forward-dialog').close();
+  const media = m.media || undefined;
+  const e = sdk.forward(t.conv, m.text || '', media);
+  addMsg(t, { mine: true, from: me(), id: e.id, seq: 0, text: m.text || '', media, server_ts: Date.now(), forwarded: true });
+  saveConv(t);
+  open(t.conv);
+}
+
+function wireForward() {
+  $('forward-close').onclick = () => $('forward-dialog').close();
+  $('forward-dialog').addEventListener('close', () => {
+    if (!forwarding) return; // closed by a choice: the target is open
+    const { m } = forwarding;
+    forwarding = null;
+    const more = $('messages').querySelector(`li[data-key="${CSS.escape(m.key)}"] button.more`);
+    (more || $('composer-text')).focus();
+  });
+}
+
 // ---- moving around ----
 
 function open(id) {
@@ -579,7 +629,7 @@ function showList() {
 }
 
 function showAuth(msg) {
-  for (const d of ['settings', 'group-dialog']) if ($(d).open) $(d).close();
+  for (const d of ['settings', 'group-dialog', 'forward-dialog']) if ($(d).open) $(d).close();
   $('auth').hidden = false;
   $('app').hidden = true;
   $('auth-error').textContent = msg || '';
@@ -951,6 +1001,7 @@ function wire() {
   $('search').oninput = () => search($('search').value.trim());
   $('back').onclick = showList;
   wireGroup();
+  wireForward();
   $('open-settings').onclick = openSettings;
   $('settings-close').onclick = () => $('settings').close();
   $('settings').addEventListener('close', () => $('open-settings').focus());
@@ -1005,7 +1056,11 @@ async function main() {
     for (const c of await dbAll('convs')) convs.set(c.conv, { ...c, msgs: new Map() });
     for (const m of await dbAll('messages')) conv(m.conv).msgs.set(m.key, m);
     for (const e of sdk.outbox.values()) {
-      if (!actOf(e.frame).kind) addMsg(conv(e.conv), { mine: true, from: me(), id: e.id, seq: 0, text: e.text, media: e.media });
+      const a = actOf(e.frame);
+      if (!a.kind) {
+        addMsg(conv(e.conv), { mine: true, from: me(), id: e.id, seq: 0, text: e.text, media: e.media, replyTo: a.replyTo,
+          forwarded: a.forwarded });
+      }
     }
     showApp();
     render();

@@ -326,6 +326,13 @@ int parley_send_act_wait(parley *c, const char *id, const char *peer, const char
                          const parley_act *act, const void *body, size_t len, parley_send_ack *ack,
                          int timeout_ms);
 
+/* Forwards body (and, with media_id not NULL or "", the attachment of that
+ * id, one this user sent or received) to peer or (peer NULL) group, marked
+ * forwarded (docs/protocol.md 11.9): parley_send_act with a forwarded act
+ * that can carry media. Returns at once, like parley_send. */
+int parley_forward(parley *c, const char *id, const char *peer, const char *group, const char *media_id,
+                   const void *body, size_t len, char *id_out);
+
 /* Acknowledges every delivered queue entry with qid <= upto (for auto_ack
  * off). In protocol 2 group messages are not covered: use parley_ack_message. */
 int parley_ack(parley *c, uint64_t upto);

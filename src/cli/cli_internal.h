@@ -4,7 +4,8 @@
  * includes it.
  *
  *   main.c      the command line, usage, the one-shot commands, dispatch
- *   cli_live.c  the commands that stay connected: recv (--wait) and chat */
+ *   cli_live.c  the commands that stay connected: recv (--wait) and chat
+ *   cli_recent.c  chat's memory of its last messages' texts, for /forward */
 #ifndef CLI_INTERNAL_H
 #define CLI_INTERNAL_H
 

@@ -11,6 +11,7 @@
 
 #include "cli_internal.h"
 #include "cli_json.h"
+#include "cli_recent.h"
 #include "common/pl_time.h"
 
 /* ---- recv --------------------------------------------------------------- */
@@ -100,6 +101,8 @@ out:
 
 /* ---- chat --------------------------------------------------------------- */
 
+#define CLI_CHAT_FWDS 16 /* forwards whose refusal names their recipient */
+
 typedef struct cli_chat {
   const cli *o;
   const char *peer;
@@ -112,6 +115,11 @@ typedef struct cli_chat {
   char conv[80];                 /* dm:<a>:<b>, the conversation of this chat */
   uint64_t last_peer, last_mine; /* seqs the action commands default to */
   char plain_id[65];             /* the last plain message typed: its ack gives last_mine */
+  cli_recent recent;             /* texts of this conversation's last messages, for /forward */
+  struct {
+    char id[65], to[80];
+  } fwd[CLI_CHAT_FWDS]; /* the last forwards sent: whom a refusal is about */
+  size_t fwd_next;
 } cli_chat;
 
 static void chat_put(cli_chat *ch, const char *s) { pl_bytes_append(&ch->out, s, strlen(s)); }
@@ -175,9 +183,24 @@ static void chat_show(cli_chat *ch, const parley_message *m) {
   pl_bytes_append(&ch->out, "\n", 1);
 }
 
+/* Keeps what /forward needs of a message of this chat: its text, as edited,
+ * until it is deleted. */
+static void chat_remember(cli_chat *ch, const parley_message *m) {
+  int kind = m->act ? m->act->kind : PARLEY_ACT_NONE;
+  if (strcmp(m->conv, ch->conv) != 0 || m->event)
+    return;
+  if (kind == PARLEY_ACT_NONE)
+    cli_recent_put(&ch->recent, m->seq, NULL, m->body, m->body ? m->body_len : 0, m->media ? m->media->id : NULL);
+  else if (kind == PARLEY_ACT_EDIT)
+    cli_recent_edit(&ch->recent, m->act->target, m->body, m->body ? m->body_len : 0);
+  else if (kind == PARLEY_ACT_DELETE)
+    cli_recent_drop(&ch->recent, m->act->target);
+}
+
 static void chat_on_message(parley *c, const parley_message *m, void *ud) {
   cli_chat *ch = ud;
   chat_show(ch, m);
+  chat_remember(ch, m);
   if (!strcmp(m->conv, ch->conv) && strcmp(m->from, ch->o->user) && (!m->act || !m->act->kind))
     ch->last_peer = m->seq;
   if (cli_print(&ch->out) != 0) {
@@ -206,13 +229,22 @@ static void chat_on_ack(parley *c, const parley_send_ack *a, void *ud) {
   cli_chat *ch = ud;
   if (!strcmp(a->id, ch->plain_id))
     ch->last_mine = a->seq;
+  if (!strcmp(a->conv, ch->conv))
+    cli_recent_acked(&ch->recent, a->id, a->seq);
 }
 
 static void chat_on_send_error(parley *c, const char *id, int code, const char *message, void *ud) {
-  (void)c, (void)id, (void)message;
+  (void)c, (void)message;
   cli_chat *ch = ud;
-  int status = cli_error(ch->o, code, ch->peer);
   ch->refused = 1;
+  /* A refused forward is about its recipient, not about this chat's peer. */
+  for (size_t i = 0; i < CLI_CHAT_FWDS; i++) {
+    if (ch->fwd[i].id[0] && !strcmp(ch->fwd[i].id, id)) {
+      cli_error(ch->o, code, ch->fwd[i].to);
+      return;
+    }
+  }
+  int status = cli_error(ch->o, code, ch->peer);
   if (code == PARLEY_E_UNKNOWN_PEER || code == PARLEY_E_INVALID_ARGUMENT)
     ch->status = status; /* every further line would fail the same way */
 }
@@ -240,6 +272,9 @@ static const char chat_help[] =
     "                     take your reaction back\n"
     "  /edit [#N] TEXT    edit your message N (default: your last one)\n"
     "  /delete [#N]       delete your message N for everyone (default: your last one)\n"
+    "  /forward [#N] USER send message N (default: their last one) on to USER, marked\n"
+    "                     forwarded, with its photo or file; /forward [#N] --group GROUP:\n"
+    "                     to a group (the chat remembers its last 256 messages)\n"
     "  //text  sends \"/text\" (a line starting with one / is a command)\n";
 
 /* A line starting with '/' is a command (not sent); "//" escapes a leading
@@ -296,15 +331,66 @@ static int chat_act_command(parley *c, cli_chat *ch, const char *p, size_t n) {
       a.reply_to = seq;
     else
       a.target = seq;
-    int rc =
-        parley_send_act(c, NULL, ch->peer, NULL, &a, rest, cmds[i].kind == PARLEY_ACT_DELETE ? 0 : rn, NULL);
+    if (cmds[i].kind == PARLEY_ACT_DELETE)
+      rn = 0;
+    char id[65];
+    int rc = parley_send_act(c, NULL, ch->peer, NULL, &a, rest, rn, id);
     if (rc != PARLEY_OK) {
       cli_error(ch->o, rc, ch->peer);
       ch->refused = 1;
+    } else if (cmds[i].kind == PARLEY_ACT_NONE) {
+      cli_recent_put(&ch->recent, 0, id, rest, rn, NULL);
+    } else if (cmds[i].kind == PARLEY_ACT_EDIT || cmds[i].kind == PARLEY_ACT_DELETE) {
+      cli_recent_put_act(&ch->recent, id, cmds[i].kind, seq, rest, rn);
     }
     return 1;
   }
   return 0;
+}
+
+/* /forward [#N] USER or /forward [#N] --group GROUP: message N of this chat
+ * (default: the peer's last one), its text as this chat last saw it and its
+ * attachment, sent on marked forwarded (protocol.md 11.9). Returns 1 if it
+ * was one. */
+static int chat_forward_command(parley *c, cli_chat *ch, const char *p, size_t n) {
+  const char *rest, *g;
+  size_t rn, gn;
+  if (!chat_word(p, n, "/forward", &rest, &rn))
+    return 0;
+  uint64_t seq = chat_target(&rest, &rn, ch->last_peer);
+  int group = chat_word(rest, rn, "--group", &g, &gn);
+  if (group)
+    rest = g, rn = gn;
+  char to[80];
+  if (!rn || rn >= sizeof to || memchr(rest, ' ', rn)) {
+    fprintf(stderr, "parley: /forward needs whom to send it to: /forward [#N] USER, or --group GROUP "
+                    "(not sent)\n");
+    return 1;
+  }
+  snprintf(to, sizeof to, "%.*s", (int)rn, rest);
+  if (!seq) {
+    fprintf(stderr, "parley: /forward needs a message (#N): none to default to yet (not sent)\n");
+    return 1;
+  }
+  const cli_recent_entry *e = cli_recent_find(&ch->recent, seq);
+  if (!e) {
+    fprintf(stderr, "parley: /forward: message #%llu is not one of the last %d messages of this chat (not sent)\n",
+            (unsigned long long)seq, CLI_RECENT_N);
+    return 1;
+  }
+  char id[65];
+  int rc = parley_forward(c, NULL, group ? NULL : to, group ? to : NULL, e->media, e->text, e->len, id);
+  if (rc != PARLEY_OK) {
+    cli_error(ch->o, rc, to);
+    ch->refused = 1;
+    return 1;
+  }
+  snprintf(ch->fwd[ch->fwd_next].id, sizeof ch->fwd[0].id, "%s", id);
+  snprintf(ch->fwd[ch->fwd_next].to, sizeof ch->fwd[0].to, "%s", to);
+  ch->fwd_next = (ch->fwd_next + 1) % CLI_CHAT_FWDS;
+  if (!group && !strcmp(to, ch->peer))
+    cli_recent_put(&ch->recent, 0, id, e->text, e->len, e->media);
+  return 1;
 }
 
 static int chat_command(parley *c, cli_chat *ch, const char **p, size_t *n) {
@@ -318,7 +404,7 @@ static int chat_command(parley *c, cli_chat *ch, const char **p, size_t *n) {
     fprintf(stderr, chat_help, ch->peer);
   else if (*n == 5 && !memcmp(*p, "/quit", 5))
     ch->quit = 1;
-  else if (chat_act_command(c, ch, *p, *n))
+  else if (chat_act_command(c, ch, *p, *n) || chat_forward_command(c, ch, *p, *n))
     ;
   else
     fprintf(stderr, "parley: unknown command %.*s (not sent); /help lists the commands\n", (int)*n, *p);
@@ -334,7 +420,9 @@ static void chat_send_line(parley *c, cli_chat *ch, const char *p, size_t n) {
   if (rc != PARLEY_OK) {
     cli_error(ch->o, rc, ch->peer);
     ch->refused = 1;
+    return;
   }
+  cli_recent_put(&ch->recent, 0, ch->plain_id, p, n, NULL);
 }
 
 /* Reads what stdin has; sends each complete line (and the rest at EOF).
@@ -420,5 +508,6 @@ out:
   parley_free(c);
   pl_bytes_free(&ch.line);
   pl_bytes_free(&ch.out);
+  cli_recent_free(&ch.recent);
   return status;
 }

@@ -370,6 +370,13 @@ int parley_send_act_wait(parley *c, const char *id, const char *peer, const char
   return plc__send_wait(c, id, peer, peer ? NULL : group ? group : "", NULL, act, body, len, ack, timeout_ms);
 }
 
+int parley_forward(parley *c, const char *id, const char *peer, const char *group, const char *media_id,
+                   const void *body, size_t len, char *id_out) {
+  parley_act act = {.kind = PARLEY_ACT_NONE, .forwarded = 1};
+  return plc__send(c, id, peer, peer ? NULL : group ? group : "", media_id && *media_id ? media_id : NULL, &act,
+                   body, len, id_out, NULL);
+}
+
 /* ---- requests with a ref ---------------------------------------------- */
 
 /* Writes a request frame whose ref field the caller set to c->req_ref, and

@@ -4,7 +4,8 @@
 // typing; one goes away and catches up on return (history from the browser's
 // cache first); a browser user and a `parley` CLI user talk to each other;
 // a photo goes from one page to the other (thumbnail, full view, after a
-// reload too) and a file that is no image is refused with the server's reason;
+// reload too), is forwarded to a group and arrives there marked, and a file
+// that is no image is refused with the server's reason;
 // the settings dialog: who may add me to groups (a refused group shows a
 // sentence), and the list of signed-in devices, one of which is signed out.
 // With SCREENSHOTS=DIR it saves the settings dialog at 1280 and 360 px there.
@@ -255,6 +256,27 @@ async function run() {
     await bob.waitForSelector('#app:not([hidden])', { timeout: T });
     await bob.click('#convs button[data-conv="dm:alice:bob"]');
     await imgLoaded(bob, bobPhoto); // history from IndexedDB, bytes fetched again
+
+    step('bob forwards the photo to the group: alice sees it there, marked, with its thumbnail and caption');
+    const photoLi = bob.locator('#messages li.theirs', { has: bob.locator('img.thumb') });
+    const photoId = await bob.locator(bobPhoto).getAttribute('data-media');
+    await photoLi.locator('button.more').click();
+    await photoLi.locator('.msg-menu button:text-is("Forward…")').click();
+    await bob.click('#forward-list button[data-conv^="g:"]');
+    const bobFwd = bob.locator('#messages li.mine', { has: bob.locator('img.thumb') });
+    await bobFwd.locator('.tick:not([data-status="pending"])').waitFor({ timeout: T });
+    assert.equal(await bobFwd.locator('.fwd').textContent(), 'Forwarded');
+    assert.equal(await bobFwd.locator('.text').textContent(), 'a photo');
+    await alice.click('#convs button[data-conv^="g:"]');
+    const aliceFwd = '#messages li.theirs:has(.fwd) img.thumb';
+    await imgLoaded(alice, aliceFwd);
+    const aliceFwdLi = alice.locator('#messages li.theirs', { has: alice.locator('.fwd') });
+    assert.equal(await aliceFwdLi.locator('.fwd').textContent(), 'Forwarded');
+    assert.equal(await aliceFwdLi.locator('.from').textContent(), 'bob');
+    assert.equal(await aliceFwdLi.locator('.text').textContent(), 'a photo');
+    assert.equal(await alice.locator(aliceFwd).getAttribute('data-media'), photoId, 'the same stored photo, by its id');
+    const carolFwd = cli(srv, 'carol', 'recv', '--wait', '2');
+    assert.match(carolFwd, /"group":"[^"]+".*"text":"a photo".*"media":\{.*"act":\{"forwarded":true\}/);
     await bob.click('#convs button[data-conv^="g:"]'); // back where the next step expects him
     rmSync(imgDir, { recursive: true, force: true });
 

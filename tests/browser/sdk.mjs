@@ -192,6 +192,18 @@ async function run() {
     assert.equal(blob.size, media.size);
     await assert.rejects(alice.upload(Buffer.from('not an image\n')), (e) => e.status === 415);
 
+    step('bob forwards the photo to the group and a text to carol: each arrives marked forwarded, the photo by its id');
+    const photoMsg = bob.got.find((m) => m.media && m.media.id === media.id);
+    const fg = await bob.forward(gconv, photoMsg.text, photoMsg.media).acked;
+    const fd = await bob.forward(dmConv('bob', 'carol'), 'act on me').acked;
+    assert.deepEqual([fg.conv, actOf(fg).forwarded, fd.conv, actOf(fd).forwarded], [gconv, true, 'dm:bob:carol', true]);
+    const carolGot = (f) => carol.got.find((m) => m.conv === f.conv && m.seq === f.seq);
+    await until(() => carolGot(fg) && carolGot(fd), 'carol to get both forwards');
+    const [cg, cd] = [carolGot(fg), carolGot(fd)];
+    assert.deepEqual([cg.from, cg.text, cg.media.id, actOf(cg).kind, actOf(cg).forwarded], ['bob', 'a photo', media.id, null, true]);
+    assert.deepEqual([cd.from, cd.text, cd.media, actOf(cd).forwarded, actOf(cd).replyTo], ['bob', 'act on me', undefined, true, 0]);
+    assert.equal((await carol.download(media.id)).size, media.size, 'the forwarded photo downloads for carol');
+
     step('logout: the token stops working');
     const token = aliceStore.get('token');
     await alice2.logout();

@@ -5,7 +5,8 @@
 // unread counts; a chat with a user who does not exist leaves nothing behind;
 // a group's name shows for a member added later; group management (roles,
 // rename, leave); the emoji picker; search in the cached history; reply,
-// reaction, edit and delete from a message's menu, seen on the other page;
+// reaction, edit and delete from a message's menu, seen on the other page; a
+// forward through the keyboard-usable picker, marked on both pages;
 // disappearing messages gone from both pages after their (test) time; the dark
 // theme; the favicon. With SCREENSHOTS=DIR it saves the main screens there at
 // phone and desktop sizes (docs/screenshots/ holds the committed ones).
@@ -188,6 +189,35 @@ async function run() {
     await bubble(carol, 'mine', 'this will vanish').waitFor({ state: 'detached', timeout: T });
     await carol.selectOption('#disappear', '0');
     await alice.locator('#messages li.event .text:text-is("carol turned disappearing messages off")').waitFor({ timeout: T });
+
+    step('forward: alice sends carol\'s message on to bob by keyboard from a labelled picker; both see it marked');
+    await menu(bubble(alice, 'theirs', 'lunch?'), 'Forward…');
+    const picker = alice.locator('#forward-dialog');
+    await picker.waitFor({ timeout: T });
+    assert.equal(await picker.getAttribute('aria-labelledby'), 'forward-title');
+    assert.equal(await alice.locator('#forward-what').textContent(), 'carol\'s message: lunch?');
+    assert.deepEqual(await picker.locator('#forward-list button').evaluateAll((bs) => bs.map((b) => b.getAttribute('aria-label'))),
+      ['Forward to carol', 'Forward to bob'], 'the conversations, by last activity, each named');
+    assert.equal(await alice.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Forward to carol');
+    await alice.keyboard.press('Escape'); // closes it, and nothing is sent
+    await picker.waitFor({ state: 'hidden', timeout: T });
+    // Focus goes back to the message's menu button (on the dialog's close event, a task later).
+    await alice.waitForFunction(() => document.activeElement.getAttribute('aria-label') === 'Message actions', null, { timeout: T });
+    await menu(bubble(alice, 'theirs', 'lunch?'), 'Forward…');
+    await picker.waitFor({ timeout: T });
+    await alice.keyboard.press('Tab');
+    assert.equal(await alice.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Forward to bob');
+    await alice.keyboard.press('Enter');
+    await picker.waitFor({ state: 'hidden', timeout: T });
+    const sent = bubble(alice, 'mine', 'lunch?');
+    await sent.locator('.tick:not([data-status="pending"])').waitFor({ timeout: T });
+    assert.equal(await sent.locator('.fwd').textContent(), 'Forwarded');
+    assert.equal(await alice.locator('#chat-title').textContent(), 'bob', 'the forward opens where it went');
+    await convButton(bob, 'alice').click();
+    const got = bubble(bob, 'theirs', 'lunch?');
+    await got.waitFor({ timeout: T });
+    assert.equal(await got.locator('.fwd').textContent(), 'Forwarded');
+    assert.equal(await carol.locator('#messages .fwd').count(), 0, 'carol hears nothing of it');
     await alice.click('#back');
 
     step('an edit takes a seq but is no unread message');

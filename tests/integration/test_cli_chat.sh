@@ -4,24 +4,31 @@
 # receipts as JSON lines, /help (not sent), an unknown command (not sent),
 # "//" sending a leading slash, and /quit ending it with exit 0 once what was
 # typed before it has been stored; /react, /reply, /edit and /delete sent as
-# message actions (seen by the peer's recv) and the peer's actions shown as sentences.
+# message actions (seen by the peer's recv) and the peer's actions shown as sentences;
+# /forward sending a message of the chat (text or a file) on to a third user and to a
+# group, marked forwarded.
 set -euo pipefail
-PARLEYD_ARGS=(--presence-grace 0)
+hport=$(python3 "$(dirname "$0")/free_port.py")
+PARLEYD_ARGS=(--presence-grace 0 --http "127.0.0.1:$hport" --media-files 1)
+export PARLEY_HTTP=127.0.0.1:$hport # send --image, fetch
 # shellcheck source=cli_harness.sh
 source "$(dirname "$0")/cli_harness.sh"
 A=("$CLI" --user alice)
 B=("$CLI" --user bob)
+C=("$CLI" --user carol)
 expect register-alice 0 '{"registered":"alice","device":"default"}' "${A[@]}" register
 expect register-bob 0 '{"registered":"bob","device":"default"}' "${B[@]}" register
 expect alice-adds-bob 0 '{"contacts":["bob"]}' "${A[@]}" contacts add bob
 
-# until FILE TEXT: waits (up to 20 s) for TEXT to appear in FILE.
+# until FILE TEXT [PID]: waits (up to 20 s) for TEXT to appear in FILE, written by
+# the chat PID (default: bob's).
 until_in() {
   for _ in $(seq 1000); do
     if grep -qF -- "$2" "$1"; then return 0; fi
-    if ! kill -0 "$chat" 2>/dev/null; then break; fi
+    if ! kill -0 "${3:-$chat}" 2>/dev/null; then break; fi
     sleep 0.02
   done
+  if grep -qF -- "$2" "$1"; then return 0; fi # written just before the chat ended
   echo "FAIL waiting for <<$2>> in $1: $(cat "$1")"
   failed=$((failed + 1))
   return 1
@@ -64,6 +71,52 @@ expect alice-sees-acts 0 '"text":"👍","act":{"kind":"reaction","target":1}
 printf '/react #3 +1\n/reply #3 nice\n/quit\n' | "${A[@]}" chat bob >/dev/null 2>&1
 until_in "$tmp/out" "* alice reacted +1 to #3" && echo "PASS chat-shows-reaction"
 until_in "$tmp/out" "alice (reply to #3): nice" && echo "PASS chat-shows-reply"
+
+# Forwards (protocol.md 11.9): bob's chat sends on alice's #1, his own #3 as he edited it
+# and, by default, alice's last message; carol's chat shows each marked, with the exact
+# text. A deleted (#2) or unknown message, or no recipient, says so and sends nothing.
+expect register-carol 0 '{"registered":"carol","device":"default"}' "${C[@]}" register
+mkfifo "$tmp/in3"
+"${C[@]}" chat bob <"$tmp/in3" >"$tmp/out3" 2>"$tmp/chat3-err" &
+chat3=$!
+exec 5>"$tmp/in3"
+trap 'kill "$chat" "$chat3" 2>/dev/null || true; cleanup' EXIT
+until_in "$tmp/out3" '{"type":"presence","user":"bob",' "$chat3" && echo "PASS chat-carol-follows"
+printf '/forward #2 carol\n/forward #99999 carol\n/forward #1\n' >&4
+until_in "$tmp/chat-err" "/forward: message #2 is not one of the last 256 messages of this chat (not sent)" &&
+  until_in "$tmp/chat-err" "/forward: message #99999 is not one of the last 256" &&
+  until_in "$tmp/chat-err" "/forward needs whom to send it to" && echo "PASS chat-forward-refused"
+printf '/forward #1 carol\n/forward #3 carol\n/forward carol\n' >&4
+until_in "$tmp/out3" "bob (forwarded): nice" "$chat3"
+expect carol-sees-forwards 0 'bob (forwarded): hi bob
+bob (forwarded): hello alice!
+bob (forwarded): nice' grep -F 'bob (' "$tmp/out3"
+# carol forwards to nobody and to no group of hers (refused: her chat goes on, and ends
+# with exit 5), then bob's last one back to him: his chat shows it marked.
+printf '/forward #1 nosuchuser\n/forward #1 --group 999999\n/forward bob\n/quit\n' >&5
+until_in "$tmp/chat3-err" "unknown peer 'nosuchuser'" "$chat3" &&
+  until_in "$tmp/chat3-err" "no such group, or you are not a member" "$chat3" && echo "PASS chat-forward-refusals"
+until_in "$tmp/out" "carol (forwarded): nice" && echo "PASS chat-shows-forward"
+rc=0
+wait "$chat3" || rc=$?
+exec 5>&-
+expect carol-chat-exit 0 "5" echo "$rc"
+# ... and to a group: alice's recv shows it in the group, marked, with the exact text.
+group=$("${B[@]}" --device setup group create fwd alice | grep -o '"group":"[^"]*"' | cut -d'"' -f4)
+printf '/forward #3 --group %s\n' "$group" >&4
+expect alice-sees-group-forward 0 '"group":"'"$group"'"
+"text":"hello alice!","act":{"forwarded":true}' bash -c "$(printf '%q ' "${A[@]}") recv --wait 3 |
+  grep '\"forwarded\"' | grep -o '\"group\":\"[^\"]*\"\|\"text\":\"[^\"]*\",\"act\":{[^}]*}'"
+# ... with its attachment: alice sends bob a file, bob's chat forwards it to carol by
+# default, and carol gets the same stored file, marked, with its caption.
+head -c 3000 /dev/urandom >"$tmp/doc.bin"
+media=$("${A[@]}" send --image "$tmp/doc.bin" bob "a file" | grep -o '"media":{"id":"[^"]*"' | cut -d'"' -f6)
+until_in "$tmp/out" "alice: a file" && printf '/forward carol\n' >&4
+expect carol-gets-forwarded-file 0 '"text":"a file"
+"media":{"id":"'"$media"'"
+"act":{"forwarded":true}' bash -c "$(printf '%q ' "${C[@]}") recv --wait 3 | grep '\"forwarded\"' |
+  grep -o '\"text\":\"[^\"]*\"\|\"media\":{\"id\":\"[^\"]*\"\|\"act\":{[^}]*}'"
+expect carol-fetches-forwarded-file 0 "" bash -c "$(printf '%q ' "${C[@]}") fetch $media $tmp/fwd.bin && cmp $tmp/doc.bin $tmp/fwd.bin"
 
 printf 'last words\n/quit\nnot sent after quit\n' >&4
 rc=0

@@ -71,7 +71,7 @@ lb=127.0.0.1:$((PARLEY_CLUSTER_PORT + 1))
 "$PARLEY_CLI" --server "$lb" --user alice --password secret-pass register >/dev/null ||
   fail "register through haproxy"
 
-if "$PARLEYD" --help | grep -q 'postgresql://'; then
+if "$PARLEYD" --help 2>&1 | grep 'postgresql://' >/dev/null; then # not -q: see cluster.sh
   # one shared store: register bob through node 2, send through node 1, receive on node 3
   n1=127.0.0.1:$((PARLEY_CLUSTER_PORT + 31))
   n2=127.0.0.1:$((PARLEY_CLUSTER_PORT + 32))

@@ -27,63 +27,25 @@
 /* Schema 11, by what is missing rather than by number (another step may
  * take the number first when branches merge), in one transaction. */
 pl_err pl_sq_acts_upgrade(sqlite3 *db) {
-  static const char tables[] =
+  return pl_sq_upgrade_column(
+      db, "messages", "act", "BLOB",
       "CREATE TABLE IF NOT EXISTS msgidx(conv TEXT NOT NULL, seq INTEGER NOT NULL, qid INTEGER NOT NULL,"
       " sender_uid INTEGER NOT NULL, server_ts INTEGER NOT NULL, expires INTEGER NOT NULL,"
       " deleted INTEGER NOT NULL, PRIMARY KEY(conv, seq)) WITHOUT ROWID;"
       "CREATE INDEX IF NOT EXISTS msgidx_expires ON msgidx(expires);"
-      "CREATE TABLE IF NOT EXISTS conv_timers(conv TEXT PRIMARY KEY, timer_s INTEGER NOT NULL) WITHOUT "
-      "ROWID;";
-  sqlite3_stmt *st = NULL;
-  int has = 0;
-  pl_err e = PL_ERR_STORE;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'act'", -1, &st,
-                         NULL) != SQLITE_OK)
-    goto out;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    has = sqlite3_column_int(st, 0);
-  if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-    goto out;
-  if ((!has && sqlite3_exec(db, "ALTER TABLE messages ADD COLUMN act BLOB", NULL, NULL, NULL) != SQLITE_OK) ||
-      sqlite3_exec(db, tables, NULL, NULL, NULL) != SQLITE_OK ||
-      sqlite3_exec(db, "PRAGMA user_version = 11; COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-    pl_error("store: schema 11 (message actions): %s", sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    goto out;
-  }
-  e = PL_OK;
-out:
-  sqlite3_finalize(st);
-  return e;
+      "CREATE TABLE IF NOT EXISTS conv_timers(conv TEXT PRIMARY KEY, timer_s INTEGER NOT NULL) WITHOUT ROWID;"
+      "PRAGMA user_version = 11",
+      "schema 11 (message actions)");
 }
 
 /* Schema 13: dedup.vanish and its partial index. Records written before
  * keep vanish NULL (not indexed): their targets are in msgidx, as schema 11
  * wrote them. */
 pl_err pl_sq_acts_upgrade13(sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  int has = 0;
-  pl_err e = PL_ERR_STORE;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('dedup') WHERE name = 'vanish'", -1, &st,
-                         NULL) != SQLITE_OK)
-    goto out;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    has = sqlite3_column_int(st, 0);
-  if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-    goto out;
-  if ((!has && sqlite3_exec(db, "ALTER TABLE dedup ADD COLUMN vanish INTEGER", NULL, NULL, NULL) != SQLITE_OK) ||
-      sqlite3_exec(db,
-                   "CREATE INDEX IF NOT EXISTS dedup_target ON dedup(cref, seq) WHERE vanish >= 0;"
-                   "PRAGMA user_version = 13; COMMIT",
-                   NULL, NULL, NULL) != SQLITE_OK) {
-    pl_error("store: schema 13 (message targets by dedup record): %s", sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    goto out;
-  }
-  e = PL_OK;
-out:
-  sqlite3_finalize(st);
-  return e;
+  return pl_sq_upgrade_column(db, "dedup", "vanish", "INTEGER",
+                              "CREATE INDEX IF NOT EXISTS dedup_target ON dedup(cref, seq) WHERE vanish >= 0;"
+                              "PRAGMA user_version = 13",
+                              "schema 13 (message targets by dedup record)");
 }
 
 /* The conversation's timer (cached in c). */

@@ -637,31 +637,9 @@ pl_err pl_sq_admin_invite_take(pl__sq *q, pl_store_req *r, const char *code) {
  * table lacks it: a fresh database has it from the schema) and invites, in
  * one transaction with the version, so a crash leaves either dir whole. */
 pl_err pl_sq_admin_upgrade(sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  int has = 0;
-  pl_err e = PL_ERR_STORE;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('users') WHERE name = 'disabled'", -1,
-                         &st, NULL) != SQLITE_OK)
-    goto out;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    has = sqlite3_column_int(st, 0);
-  if (!has)
-    pl_info("store: upgrading to schema 12 (users.disabled, invites)");
-  if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-    goto out;
-  if ((!has && sqlite3_exec(db, "ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0", NULL,
-                            NULL, NULL) != SQLITE_OK) ||
-      sqlite3_exec(db,
-                   "CREATE TABLE IF NOT EXISTS invites(code TEXT PRIMARY KEY, uses_left INTEGER NOT NULL,"
-                   " expires INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
-                   "PRAGMA user_version = 12; COMMIT",
-                   NULL, NULL, NULL) != SQLITE_OK) {
-    pl_error("store: schema 12 (users.disabled, invites): %s", sqlite3_errmsg(db));
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    goto out;
-  }
-  e = PL_OK;
-out:
-  sqlite3_finalize(st);
-  return e;
+  return pl_sq_upgrade_column(db, "users", "disabled", "INTEGER NOT NULL DEFAULT 0",
+                              "CREATE TABLE IF NOT EXISTS invites(code TEXT PRIMARY KEY, uses_left INTEGER NOT NULL,"
+                              " expires INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
+                              "PRAGMA user_version = 12",
+                              "schema 12 (users.disabled, invites)");
 }

@@ -465,6 +465,41 @@ static pl_err pl__setup(pl__sq *q, int durable, uint32_t cache_kib) {
   return e;
 }
 
+/* A schema step: adds table.column (decl: its type and default) when the
+ * table lacks it (a fresh database has it from the schema already), then
+ * runs sql (CREATE ... IF NOT EXISTS, the version; NULL: nothing), all in one
+ * transaction, so a crash leaves the data dir before or after the step,
+ * whole. what names the step in the log. */
+pl_err pl_sq_upgrade_column(sqlite3 *db, const char *table, const char *column, const char *decl,
+                            const char *sql, const char *what) {
+  char *check = sqlite3_mprintf("SELECT count(*) FROM pragma_table_info(%Q) WHERE name = %Q", table, column);
+  char *alter = sqlite3_mprintf("ALTER TABLE \"%w\" ADD COLUMN \"%w\" %s", table, column, decl);
+  sqlite3_stmt *st = NULL;
+  int has = 0;
+  pl_err e = PL_ERR_STORE;
+  if (!check || !alter || sqlite3_prepare_v2(db, check, -1, &st, NULL) != SQLITE_OK)
+    goto out;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    has = sqlite3_column_int(st, 0);
+  if (!has)
+    pl_info("store: upgrading: %s", what);
+  if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+    goto out;
+  if ((!has && sqlite3_exec(db, alter, NULL, NULL, NULL) != SQLITE_OK) ||
+      (sql && sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) ||
+      sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    pl_error("store: %s: %s", what, sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    goto out;
+  }
+  e = PL_OK;
+out:
+  sqlite3_finalize(st);
+  sqlite3_free(check);
+  sqlite3_free(alter);
+  return e;
+}
+
 static pl_err pl__prepare(pl__sq *q) {
   for (int i = 0; i < ST__COUNT; i++) {
     int rc = sqlite3_prepare_v3(q->db, pl__sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL);

@@ -590,6 +590,9 @@ static inline uint64_t pl_sq_hash(const char *s) { return pl_hash_bytes(s, strle
  * a note to self), gid the group (0 for 1:1). vanish: after check, before
  * the dedup record (which keeps it), out.vanish_at. apply: after the
  * message row (out.msg filled): the Act blob, a delete's removal, a timer. */
+/* sq_db.c: a schema step that adds a column when missing (see there). */
+pl_err pl_sq_upgrade_column(sqlite3 *db, const char *table, const char *column, const char *decl,
+                            const char *sql, const char *what);
 pl_err pl_sq_acts_upgrade(sqlite3 *db);
 pl_err pl_sq_acts_upgrade13(sqlite3 *db);
 pl_err pl_sq_acts_check(pl__sq *q, pl_store_req *r, const char *conv, pl__conv *c, pl__user *me, uint64_t peer,

@@ -33,23 +33,7 @@
 static const uint8_t pl__check_text[] = "parley-seal-check";
 
 pl_err pl_sq_seal_upgrade(sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  int has = 0;
-  pl_err e = PL_ERR_STORE;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'sk'", -1, &st,
-                         NULL) != SQLITE_OK)
-    goto out;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    has = sqlite3_column_int(st, 0);
-  if (!has && sqlite3_exec(db, "ALTER TABLE messages ADD COLUMN sk INTEGER NOT NULL DEFAULT 0", NULL, NULL,
-                           NULL) != SQLITE_OK) {
-    pl_error("store: adding messages.sk: %s", sqlite3_errmsg(db));
-    goto out;
-  }
-  e = PL_OK;
-out:
-  sqlite3_finalize(st);
-  return e;
+  return pl_sq_upgrade_column(db, "messages", "sk", "INTEGER NOT NULL DEFAULT 0", NULL, "messages.sk (sealing)");
 }
 
 uint8_t pl_sq_seal_sk(const pl__sq *q) { return q->seal ? pl_seal_current(q->seal) : 0; }
