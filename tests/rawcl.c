@@ -1,10 +1,17 @@
 #include "rawcl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-int rc_open(int port, int kind) { return rc_open_v(port, kind, 1); }
+/* Protocol 1 unless PARLEY_TEST_PROTO says otherwise: the PostgreSQL copies
+ * of the tests that use groups speak 2, which a server with several
+ * writers needs for them (docs/architecture.md 5). */
+int rc_open(int port, int kind) {
+  const char *v = getenv("PARLEY_TEST_PROTO");
+  return rc_open_v(port, kind, v && *v ? (unsigned)atoi(v) : 1);
+}
 
 int rc_open_v(int port, int kind, unsigned version) {
   int fd = tl_connect(port);

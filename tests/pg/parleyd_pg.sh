@@ -6,6 +6,8 @@
 set -euo pipefail
 : "${PL_PG_DIR:?PL_PG_DIR: the pg_fixture.sh directory}"
 : "${PARLEYD_REAL:?PARLEYD_REAL: the parleyd binary}"
+# parleyd's subcommands (admin-token) keep their files in --data: no store
+[[ ${1:-} == admin-token ]] && exec "$PARLEYD_REAL" "$@"
 conn=$(cat "$PL_PG_DIR/conninfo")
 data=""
 args=("$@")

@@ -80,40 +80,47 @@ void pl_pg_acts_stamp(pl__pg *g, pl_store_req *r, uint32_t timer_s, uint64_t *ex
   r->u.send.out.vanish_at = vanish;
 }
 
+pl_err pl_pg_acts_dedup_vanish(pl__pg *g, const pl_store_req *r) {
+  if (!r->u.send.out.vanish_at) /* (the common case: no timer, nothing to write) */
+    return PL_OK;
+  return pl_pg_q(g, NULL, "UPDATE dedup SET vanish = $3 WHERE device_id = $1 AND client_id = $2", "usu",
+                 r->device_id, r->u.send.in.client_id, pl_pg_clamp(r->u.send.out.vanish_at));
+}
+
 /* A delete for everyone: the target is no target any more; in 1:1 it
  * leaves every queue that still holds it (nobody receives it now); in a
  * group's history it becomes a tombstone (the history is positioned by
  * seq, and members reading it later learn that something was there). */
 static pl_err pl__delete(pl__pg *g, const char *conv, uint64_t seq, uint64_t gid) {
   uint64_t mid = 0;
-  pl_err e = pl_pg_u64(g, &mid, "UPDATE msgidx SET deleted = 1 WHERE conv = $1 AND seq = $2 RETURNING mid", "su",
-                       conv, seq);
+  pl_err e = pl_pg_u64(g, &mid, "UPDATE msgidx SET deleted = 1 WHERE conv = $1 AND seq = $2 RETURNING mid",
+                       "su", conv, seq);
   if (e != PL_OK || !mid)
     return e;
   if (!gid) {
-    e = pl_pg_q(g, NULL, "WITH d AS (DELETE FROM queue WHERE mid = $1 RETURNING device_id)" PL_PG_QUEUE_UNCOUNT,
-                "u", mid);
+    e = pl_pg_q(g, NULL,
+                "WITH d AS (DELETE FROM queue WHERE mid = $1 RETURNING device_id)" PL_PG_QUEUE_UNCOUNT, "u",
+                mid);
     return e == PL_OK ? pl_pg_q(g, NULL, "DELETE FROM messages WHERE mid = $1", "u", mid) : e;
   }
   pl_act self = {PL_ACT_DELETE, seq, 0, 0, 0, NULL};
   size_t len;
   uint8_t *b = pl_store_act_pack(&self, 0, &len);
-  e = pl_pg_q(g, NULL, "UPDATE messages SET body = ''::bytea, media = NULL, media_id = NULL, act = $2 WHERE mid = $1",
+  e = pl_pg_q(g, NULL,
+              "UPDATE messages SET body = ''::bytea, media = NULL, media_id = NULL, act = $2 WHERE mid = $1",
               "ub", mid, (const void *)b, len);
   pl_free(b);
   return e;
 }
 
-pl_err pl_pg_acts_apply(pl__pg *g, pl_store_req *r, uint64_t mid, uint64_t gid, uint64_t expires) {
+pl_err pl_pg_acts_apply(pl__pg *g, pl_store_req *r, uint64_t mid, uint64_t gid, uint64_t expires,
+                        int indexed) {
   const pl_act *a = r->u.send.in.act;
   const pl_msg *m = &r->u.send.out.msg;
   int kind = a ? a->kind : PL_ACT_NONE;
   pl_err e = PL_OK;
-  if (kind == PL_ACT_NONE)
-    e = pl_pg_q(g, NULL,
-                "INSERT INTO msgidx(conv, seq, mid, sender_uid, server_ts, expires, deleted)"
-                " VALUES($1, $2, $3, $4, $5, $6, 0) ON CONFLICT(conv, seq) DO UPDATE SET mid = $3,"
-                " sender_uid = $4, server_ts = $5, expires = $6, deleted = 0",
+  if (kind == PL_ACT_NONE && !indexed)
+    e = pl_pg_q(g, NULL, PL_PG_ACTS_INDEX("$1", "$2", "$3", "$4", "$5", "$6") PL_PG_ACTS_INDEX_CONFLICT,
                 "suuuuu", m->conv, m->seq, mid, r->user_id, m->server_ts, pl_pg_clamp(expires));
   if (e == PL_OK && pl_acts_delete_unqueues(kind))
     e = pl__delete(g, m->conv, a->target, gid);

@@ -87,9 +87,10 @@ static pl_err pl__next_and_dedup(pl__pg *g, pl_store_req *r, const char *conv, u
   return e;
 }
 
-/* The message row (refs: one per target) and its queue rows, in one
- * statement (pl_pg_queue_put says how the positions are taken); *mid gets
- * the message's. */
+/* The message row (refs: one per target), its queue rows and, for a plain
+ * message, its row in the action targets' index, in one statement
+ * (pl_pg_queue_put says how the positions are taken); *mid gets the
+ * message's. */
 static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len, uint64_t expires,
                              uint64_t *mid) {
   const pl_msg *m = &r->u.send.out.msg;
@@ -101,10 +102,13 @@ static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, siz
       "WITH m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"
       " client_ts, server_ts, expires, refs, media_id, media, act)"
       " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15) RETURNING mid),"
-      " " PL_PG_QUEUE_PUT("$14", "(SELECT mid FROM m)"),
-      "suusssbuuuusbsb", m->conv, m->seq, r->user_id, m->from, m->from_device, m->id, (const void *)m->body,
-      m->body_len, m->client_ts, m->server_ts, pl_pg_clamp(expires), pl_retention_msg_refs(r->u.send.out.ntargets),
-      media_id, (const void *)att, att_len, arr, (const void *)m->act, m->act_len);
+      " x AS (" PL_PG_ACTS_INDEX("$1", "$2::bigint", "mid", "$3::bigint", "$9::bigint",
+                                 "$10::bigint") " FROM m WHERE $16::int = 1" PL_PG_ACTS_INDEX_CONFLICT "),"
+                                                " " PL_PG_QUEUE_PUT("$14", "(SELECT mid FROM m)"),
+      "suusssbuuuusbsbi", m->conv, m->seq, r->user_id, m->from, m->from_device, m->id, (const void *)m->body,
+      m->body_len, m->client_ts, m->server_ts, pl_pg_clamp(expires),
+      pl_retention_msg_refs(r->u.send.out.ntargets), media_id, (const void *)att, att_len, arr,
+      (const void *)m->act, m->act_len, pl_pg_acts_indexed(r));
   pl_free(arr);
   if (e == PL_OK) {
     r->u.send.out.qids = pl_pg_queue_qids(res, r->u.send.out.targets, r->u.send.out.ntargets);
@@ -123,12 +127,13 @@ static pl_err pl__after_seq(pl__pg *g, const pl_pg_user *me, const pl_pg_user *p
                             uint64_t seq, uint32_t *timer_s) {
   pl_pg_pipe p;
   pl_pg_pipe_begin(&p, g);
-  pl_pg_pipe_add(&p,
-                 "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $3, s, 0"
-                 " FROM (VALUES($1::bigint, $4::bigint), ($2::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"
-                 " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"
-                 " WHERE reads.read_seq < EXCLUDED.read_seq",
-                 "uusu", me->id, peer->id, conv, seq);
+  pl_pg_pipe_add(
+      &p,
+      "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $3, s, 0"
+      " FROM (VALUES($1::bigint, $4::bigint), ($2::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"
+      " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"
+      " WHERE reads.read_seq < EXCLUDED.read_seq",
+      "uusu", me->id, peer->id, conv, seq);
   pl_pg_pipe_add(&p, PL_PG_ACTS_TIMER_SQL("$1"), "s", conv);
   pl_err e = pl_pg_pipe_end(&p);
   if (e == PL_OK)
@@ -155,10 +160,11 @@ static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer,
     r->u.send.out.msg.media_len = att_len;
   }
   pl_pg_acts_stamp(g, r, timer_s, &expires);
-  if (r->u.send.out.ntargets)
+  e = pl_pg_acts_dedup_vanish(g, r);
+  if (e == PL_OK && r->u.send.out.ntargets)
     e = pl__msg_insert(g, r, att, att_len, expires, &mid);
   if (e == PL_OK)
-    e = pl_pg_acts_apply(g, r, mid, 0, expires);
+    e = pl_pg_acts_apply(g, r, mid, 0, expires, r->u.send.out.ntargets > 0);
   if (e == PL_OK && att)
     e = pl_pg_media_grant(g, r->u.send.in.media_id, conv);
   return e;
@@ -202,9 +208,10 @@ static pl_err pl__send_reads(pl__pg *g, pl_store_req *r, int *hit, pl_pg_user **
   pl_pg_pipe p;
   *peer = *me = NULL;
   pl_pg_pipe_begin(&p, g);
-  pl_pg_pipe_add(
-      &p, "SELECT conv, seq, server_ts FROM dedup WHERE device_id = $1 AND client_id = $2 AND server_ts > $3",
-      "usu", r->device_id, r->u.send.in.client_id, pl_retention_dedup_cut(g->ttl_ms, pl_now_ms()));
+  pl_pg_pipe_add(&p,
+                 "SELECT conv, seq, server_ts, vanish FROM dedup WHERE device_id = $1 AND client_id = $2 AND "
+                 "server_ts > $3",
+                 "usu", r->device_id, r->u.send.in.client_id, pl_retention_dedup_cut(g->ttl_ms, pl_now_ms()));
   if (!r->u.send.in.group) {
     pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.name = $1"), "s", r->u.send.in.peer);
     pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
@@ -218,6 +225,7 @@ static pl_err pl__send_reads(pl__pg *g, pl_store_req *r, int *hit, pl_pg_user **
     r->u.send.out.conv = pl_pg_col_str(d, 0, 0);
     r->u.send.out.seq = pl_pg_col_u64(d, 0, 1);
     r->u.send.out.server_ts = pl_pg_col_u64(d, 0, 2);
+    r->u.send.out.vanish_at = pl_pg_col_u64(d, 0, 3);
     r->u.send.out.duplicate = 1;
   }
   if (!*hit && !r->u.send.in.group) {

@@ -15,7 +15,8 @@
 #include "../../rules/pl_roles.h"
 #include "pg_internal.h"
 
-/* A row of the group's history; *mid gets its id. expires 0: the TTL's. */
+/* A row of the group's history (pl__insert: *mid gets its id). expires
+ * 0: the TTL's. */
 typedef struct pl__gentry {
   uint64_t gid, seq, ts, client_ts, aux, expires;
   int kind;
@@ -34,24 +35,26 @@ static pl_err pl__room(pl__pg *g, uint64_t gid) {
   pl_err e = pl_pg_u64(g, &n, "SELECT count(*) FROM messages WHERE gid = $1", "u", gid);
   uint64_t excess = e == PL_OK ? pl_roles_hist_excess(n, cap) : 0;
   if (excess)
-    e = pl_pg_q(g, NULL,
-                "DELETE FROM messages WHERE mid IN (SELECT mid FROM messages WHERE gid = $1 ORDER BY seq LIMIT $2)",
-                "uu", gid, excess);
+    e = pl_pg_q(
+        g, NULL,
+        "DELETE FROM messages WHERE mid IN (SELECT mid FROM messages WHERE gid = $1 ORDER BY seq LIMIT $2)",
+        "uu", gid, excess);
   return e;
 }
 
-static pl_err pl__insert(pl__pg *g, const pl_pg_user *from, const pl__gentry *x) {
+static pl_err pl__insert(pl__pg *g, const pl_pg_user *from, const pl__gentry *x, uint64_t *mid) {
   pl_err e = pl__room(g, x->gid);
   if (e != PL_OK)
     return e;
-  return pl_pg_q(g, NULL,
-                 "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts,"
-                 " server_ts, expires, refs, kind, aux, gid, act)"
-                 " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, $14)",
-                 "suusssbuuuiuub", x->conv, x->seq, from->id, from->name, x->device, x->id,
-                 (const void *)(x->body ? x->body : (const uint8_t *)""), x->body_len, x->client_ts, x->ts,
-                 pl_pg_clamp(x->expires ? x->expires : pl_retention_expires(g->ttl_ms, x->ts)), x->kind, x->aux,
-                 x->gid, (const void *)x->act, x->act_len);
+  return pl_pg_u64(
+      g, mid,
+      "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts,"
+      " server_ts, expires, refs, kind, aux, gid, act)"
+      " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, $14) RETURNING mid",
+      "suusssbuuuiuub", x->conv, x->seq, from->id, from->name, x->device, x->id,
+      (const void *)(x->body ? x->body : (const uint8_t *)""), x->body_len, x->client_ts, x->ts,
+      pl_pg_clamp(x->expires ? x->expires : pl_retention_expires(g->ttl_ms, x->ts)), x->kind, x->aux, x->gid,
+      (const void *)x->act, x->act_len);
 }
 
 static void pl__fill(pl_msg *m, const pl_pg_user *from, const pl__gentry *x) {
@@ -75,11 +78,21 @@ pl_err pl_pg_ghist_put(pl__pg *g, uint64_t gid, const pl_pg_user *from, const ch
                        const uint8_t *act, size_t act_len, pl_msg *m) {
   char conv[32];
   pl_pg_group_gconv(gid, conv, sizeof conv);
-  pl__gentry x = {.gid = gid, .client_ts = client_ts, .aux = aux, .kind = kind, .conv = conv,
-                  .device = device, .id = id, .body = body, .body_len = body_len, .act = act, .act_len = act_len};
+  pl__gentry x = {.gid = gid,
+                  .client_ts = client_ts,
+                  .aux = aux,
+                  .kind = kind,
+                  .conv = conv,
+                  .device = device,
+                  .id = id,
+                  .body = body,
+                  .body_len = body_len,
+                  .act = act,
+                  .act_len = act_len};
+  uint64_t mid;
   pl_err e = pl_pg_conv_next(g, conv, pl_now_ms(), &x.seq, &x.ts);
   if (e == PL_OK)
-    e = pl__insert(g, from, &x);
+    e = pl__insert(g, from, &x, &mid);
   if (e == PL_OK)
     pl__fill(m, from, &x);
   return e;
@@ -129,9 +142,14 @@ pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t a
     e = pl_pg_acts_check(g, r, conv, me->id, gid, role, pl_now_ms());
   if (e != PL_OK || !me || r->status != PL_OK)
     goto out;
-  pl__gentry x = {.gid = gid, .client_ts = r->u.send.in.client_ts, .kind = PL_MSG_MESSAGE, .conv = conv,
+  pl__gentry x = {.gid = gid,
+                  .client_ts = r->u.send.in.client_ts,
+                  .kind = PL_MSG_MESSAGE,
+                  .conv = conv,
                   .device = r->u.send.in.device_name ? r->u.send.in.device_name : "",
-                  .id = r->u.send.in.client_id, .body = r->u.send.in.body, .body_len = r->u.send.in.body_len};
+                  .id = r->u.send.in.client_id,
+                  .body = r->u.send.in.body,
+                  .body_len = r->u.send.in.body_len};
   e = pl__send_seq(g, r, conv, &x, &timer_s);
   if (e != PL_OK)
     goto out;
@@ -140,10 +158,10 @@ pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t a
   pl_pg_acts_stamp(g, r, timer_s, &x.expires);
   x.act = m->act;
   x.act_len = m->act_len;
-  e = pl__insert(g, me, &x);
   uint64_t mid = 0;
+  e = pl_pg_acts_dedup_vanish(g, r);
   if (e == PL_OK)
-    e = pl_pg_u64(g, &mid, "SELECT mid FROM messages WHERE gid = $1 AND seq = $2", "uu", gid, x.seq);
+    e = pl__insert(g, me, &x, &mid);
   if (e == PL_OK && att) {
     e = pl_pg_q(g, NULL, "UPDATE messages SET media_id = $2, media = $3 WHERE mid = $1", "usb", mid,
                 r->u.send.in.media_id, (const void *)att, att_len);
@@ -153,12 +171,13 @@ pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t a
   if (e == PL_OK && att)
     e = pl_pg_media_grant(g, r->u.send.in.media_id, conv);
   if (e == PL_OK)
-    e = pl_pg_acts_apply(g, r, mid, gid, x.expires);
+    e = pl_pg_acts_apply(g, r, mid, gid, x.expires, 0);
   if (e == PL_OK) /* sending reads the conversation, as in 1:1 */
-    e = pl_pg_q(g, NULL,
-                "UPDATE greads SET read_seq = greatest(read_seq, $3), delivered_seq = greatest(delivered_seq, $3)"
-                " WHERE gid = $1 AND uid = $2",
-                "uuu", gid, me->id, x.seq);
+    e = pl_pg_q(
+        g, NULL,
+        "UPDATE greads SET read_seq = greatest(read_seq, $3), delivered_seq = greatest(delivered_seq, $3)"
+        " WHERE gid = $1 AND uid = $2",
+        "uuu", gid, me->id, x.seq);
   if (e == PL_OK) {
     r->u.send.out.conv = pl_strdup(conv);
     r->u.send.out.seq = x.seq;
@@ -190,14 +209,15 @@ static pl_err pl__mships(pl__pg *g, uint64_t uid, uint64_t dev, PGresult **res) 
 }
 
 /* One group's part of a page: up to limit + 1 entries of its window. */
-static pl_err pl__gpart(pl__pg *g, pl_store_fetch_req *f, uint64_t gid, uint64_t lo, uint64_t hi, uint32_t limit,
-                        size_t max_bytes, size_t *cap) {
+static pl_err pl__gpart(pl__pg *g, pl_store_fetch_req *f, uint64_t gid, uint64_t lo, uint64_t hi,
+                        uint32_t limit, size_t max_bytes, size_t *cap) {
   PGresult *res;
-  pl_err e = pl_pg_q(g, &res,
-                     "SELECT 0, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"
-                     " aux, media, act FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND expires > $4"
-                     " ORDER BY seq LIMIT $5",
-                     "uuuuu", gid, pl_pg_clamp(lo), pl_pg_clamp(hi), pl_now_ms(), (uint64_t)limit + 1);
+  pl_err e =
+      pl_pg_q(g, &res,
+              "SELECT 0, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"
+              " aux, media, act FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND expires > $4"
+              " ORDER BY seq LIMIT $5",
+              "uuuuu", gid, pl_pg_clamp(lo), pl_pg_clamp(hi), pl_now_ms(), (uint64_t)limit + 1);
   size_t bytes = 0;
   for (int i = 0; e == PL_OK && i < PQntuples(res); i++) {
     if (bytes > max_bytes) {
@@ -234,7 +254,8 @@ pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, uint32_t limit, size_t max_
     uint64_t gid = pl_pg_col_u64(ms, i, 0), lo, hi;
     int listed;
     uint64_t from = pl__gpos_find(f->in.gafter, f->in.ngafter, &at, gid, &listed);
-    if (pl_roles_owed(pl_pg_col_u64(ms, i, 1), pl_pg_col_u64(ms, i, 2), pl_pg_col_u64(ms, i, 4), from, &lo, &hi))
+    if (pl_roles_owed(pl_pg_col_u64(ms, i, 1), pl_pg_col_u64(ms, i, 2), pl_pg_col_u64(ms, i, 4), from, &lo,
+                      &hi))
       e = pl__gpart(g, f, gid, lo, hi, limit, max_bytes, &cap);
   }
   if (f->out.nmsgs > limit) {
@@ -263,10 +284,11 @@ static pl_err pl__receipts_live(pl__pg *g, pl_store_req *r, uint64_t gid, uint64
   pl_err e = pl_pg_u64(g, &size, "SELECT members FROM groups WHERE gid = $1", "u", gid);
   if (e != PL_OK || !pl_roles_detailed(size, g->group_detail))
     return e;
-  e = pl_pg_q(g, &res,
-              "SELECT DISTINCT sender_uid FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND kind = 0"
-              " AND sender_uid <> $4 LIMIT 64",
-              "uuuu", gid, lo, hi, by->id);
+  e = pl_pg_q(
+      g, &res,
+      "SELECT DISTINCT sender_uid FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND kind = 0"
+      " AND sender_uid <> $4 LIMIT 64",
+      "uuuu", gid, lo, hi, by->id);
   char conv[32];
   pl_pg_group_gconv(gid, conv, sizeof conv);
   for (int i = 0; e == PL_OK && i < PQntuples(res); i++) {
@@ -294,13 +316,14 @@ static pl_err pl__receipts_live(pl__pg *g, pl_store_req *r, uint64_t gid, uint64
 static pl_err pl__greads_move(pl__pg *g, uint64_t gid, uint64_t uid, uint64_t seq, int read, uint64_t *was,
                               int *moved) {
   PGresult *res;
-  pl_err e = pl_pg_q(g, &res,
-                     read ? "UPDATE greads n SET read_seq = $3, delivered_seq = greatest(n.delivered_seq, $3)"
-                            " FROM greads o WHERE n.gid = $1 AND n.uid = $2 AND o.gid = n.gid AND o.uid = n.uid"
-                            " AND n.read_seq < $3 RETURNING o.read_seq"
-                          : "UPDATE greads n SET delivered_seq = $3 FROM greads o WHERE n.gid = $1 AND n.uid = $2"
-                            " AND o.gid = n.gid AND o.uid = n.uid AND n.delivered_seq < $3 RETURNING o.delivered_seq",
-                     "uuu", gid, uid, seq);
+  pl_err e = pl_pg_q(
+      g, &res,
+      read ? "UPDATE greads n SET read_seq = $3, delivered_seq = greatest(n.delivered_seq, $3)"
+             " FROM greads o WHERE n.gid = $1 AND n.uid = $2 AND o.gid = n.gid AND o.uid = n.uid"
+             " AND n.read_seq < $3 RETURNING o.read_seq"
+           : "UPDATE greads n SET delivered_seq = $3 FROM greads o WHERE n.gid = $1 AND n.uid = $2"
+             " AND o.gid = n.gid AND o.uid = n.uid AND n.delivered_seq < $3 RETURNING o.delivered_seq",
+      "uuu", gid, uid, seq);
   *moved = e == PL_OK && PQntuples(res) > 0;
   *was = *moved ? pl_pg_col_u64(res, 0, 0) : 0;
   PQclear(res);

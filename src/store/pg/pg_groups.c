@@ -76,18 +76,20 @@ static void pl__gchange(pl__pg *g, pl_store_req *r, uint64_t gid, const pl_pg_us
 static pl_err pl__member_put(pl__pg *g, pl_store_req *r, uint64_t gid, const pl_pg_user *u, int role) {
   char conv[32], *devs = pl_pg_array(u->devs, u->ndevs);
   pl_pg_group_gconv(gid, conv, sizeof conv);
-  pl_err e = pl_pg_q(
-      g, NULL,
-      "WITH s AS (SELECT COALESCE((SELECT last_seq FROM convs WHERE conv = $4), 0) AS s),"
-      " m AS (INSERT INTO members(gid, uid, role, since_seq, left_seq, joined) SELECT $1, $2, $3, s, 0, s FROM s"
-      " ON CONFLICT(gid, uid) DO UPDATE SET role = $3, since_seq = EXCLUDED.since_seq, left_seq = 0,"
-      " joined = EXCLUDED.joined),"
-      " c AS (UPDATE groups SET members = members + 1 WHERE gid = $1),"
-      " r AS (INSERT INTO greads(gid, uid, delivered_seq, read_seq) SELECT $1, $2, s, s FROM s"
-      " ON CONFLICT(gid, uid) DO UPDATE SET delivered_seq = EXCLUDED.delivered_seq, read_seq = EXCLUDED.read_seq)"
-      " INSERT INTO gcursor(device_id, gid, seq) SELECT d, $1, s FROM s, unnest($5::bigint[]) d"
-      " ON CONFLICT(device_id, gid) DO UPDATE SET seq = greatest(gcursor.seq, EXCLUDED.seq)",
-      "uuuss", gid, u->id, (uint64_t)role, conv, devs);
+  pl_err e =
+      pl_pg_q(g, NULL,
+              "WITH s AS (SELECT COALESCE((SELECT last_seq FROM convs WHERE conv = $4), 0) AS s),"
+              " m AS (INSERT INTO members(gid, uid, role, since_seq, left_seq, joined)"
+              " SELECT $1, $2, $3, s, 0, s FROM s"
+              " ON CONFLICT(gid, uid) DO UPDATE SET role = $3, since_seq = EXCLUDED.since_seq, left_seq = 0,"
+              " joined = EXCLUDED.joined),"
+              " c AS (UPDATE groups SET members = members + 1 WHERE gid = $1),"
+              " r AS (INSERT INTO greads(gid, uid, delivered_seq, read_seq) SELECT $1, $2, s, s FROM s"
+              " ON CONFLICT(gid, uid) DO UPDATE SET delivered_seq = EXCLUDED.delivered_seq, read_seq = "
+              "EXCLUDED.read_seq)"
+              " INSERT INTO gcursor(device_id, gid, seq) SELECT d, $1, s FROM s, unnest($5::bigint[]) d"
+              " ON CONFLICT(device_id, gid) DO UPDATE SET seq = greatest(gcursor.seq, EXCLUDED.seq)",
+              "uuuss", gid, u->id, (uint64_t)role, conv, devs);
   pl_free(devs);
   if (e == PL_OK)
     pl__gchange(g, r, gid, u, 1);
@@ -95,7 +97,8 @@ static pl_err pl__member_put(pl__pg *g, pl_store_req *r, uint64_t gid, const pl_
 }
 
 /* u leaves gid (removed or by itself): keeps the history owed up to left_seq. */
-static pl_err pl__member_left(pl__pg *g, pl_store_req *r, uint64_t gid, const pl_pg_user *u, uint64_t left_seq) {
+static pl_err pl__member_left(pl__pg *g, pl_store_req *r, uint64_t gid, const pl_pg_user *u,
+                              uint64_t left_seq) {
   pl_err e = pl_pg_q(g, NULL,
                      "WITH m AS (UPDATE members SET role = 0, left_seq = $3 WHERE gid = $1 AND uid = $2),"
                      " r AS (DELETE FROM greads WHERE gid = $1 AND uid = $2)"
@@ -114,11 +117,12 @@ static pl_err pl__member_left(pl__pg *g, pl_store_req *r, uint64_t gid, const pl
 static pl_err pl__group_info(pl__pg *g, uint64_t gid, uint64_t uid, int want_members, pl_group_info *gi,
                              int *found) {
   PGresult *res;
-  pl_err e = pl_pg_q(g, &res,
-                     "SELECT name, description, members, COALESCE((SELECT role FROM members WHERE gid = $1 AND"
-                     " uid = $2), 0), COALESCE((SELECT last_seq FROM convs WHERE conv = 'g:' || $1), 0)"
-                     " FROM groups WHERE gid = $1",
-                     "uu", gid, uid);
+  pl_err e =
+      pl_pg_q(g, &res,
+              "SELECT name, description, members, COALESCE((SELECT role FROM members WHERE gid = $1 AND"
+              " uid = $2), 0), COALESCE((SELECT last_seq FROM convs WHERE conv = 'g:' || $1), 0)"
+              " FROM groups WHERE gid = $1",
+              "uu", gid, uid);
   *found = e == PL_OK && PQntuples(res) > 0;
   if (*found) {
     pl_group_info_clear(gi);
@@ -132,10 +136,11 @@ static pl_err pl__group_info(pl__pg *g, uint64_t gid, uint64_t uid, int want_mem
   PQclear(res);
   if (e != PL_OK || !*found || !want_members || gi->my_role <= PL_ROLE_NONE)
     return e;
-  e = pl_pg_q(g, &res,
-              "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid WHERE m.gid = $1 AND m.role > 0"
-              " ORDER BY u.name COLLATE \"C\" LIMIT $2",
-              "uu", gid, (uint64_t)PL__GROUP_LIST_MAX);
+  e = pl_pg_q(
+      g, &res,
+      "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid WHERE m.gid = $1 AND m.role > 0"
+      " ORDER BY u.name COLLATE \"C\" LIMIT $2",
+      "uu", gid, (uint64_t)PL__GROUP_LIST_MAX);
   if (e != PL_OK)
     return e;
   size_t n = (size_t)PQntuples(res);
@@ -170,8 +175,9 @@ static pl_err pl__may_add(pl__pg *g, const pl_pg_user *u, const pl_pg_user *adde
 static pl_err pl__group_heir(pl__pg *g, pl_store_req *r, uint64_t gid, const pl_pg_user *me) {
   PGresult *res;
   pl_roles_cand best = {0}, c;
-  pl_err e = pl_pg_q(g, &res, "SELECT uid, role, joined FROM members WHERE gid = $1 AND role > 0 AND uid <> $2",
-                     "uu", gid, me->id);
+  pl_err e =
+      pl_pg_q(g, &res, "SELECT uid, role, joined FROM members WHERE gid = $1 AND role > 0 AND uid <> $2",
+              "uu", gid, me->id);
   for (int i = 0; e == PL_OK && i < PQntuples(res); i++) {
     c = (pl_roles_cand){pl_pg_col_u64(res, i, 0), pl_pg_col_u64(res, i, 2), pl_pg_col_int(res, i, 1)};
     if (pl_roles_heir_better(&c, best.uid ? &best : NULL))
@@ -270,7 +276,7 @@ static pl_err pl__create_check(pl__pg *g, pl_store_req *r, const pl_pg_user *me)
     e = pl_pg_user_by_name(g, r->u.group_create.in.users[i], &u);
     if (e == PL_OK && (!u || pl_pg_user_blocks(u, me->id)))
       r->status = PL_ERR_UNKNOWN_PEER; /* a user who blocked the creator is "unknown" too */
-    else if (e == PL_OK) /* refused by one: the whole request is */
+    else if (e == PL_OK)               /* refused by one: the whole request is */
       e = pl__may_add(g, u, me, &r->status);
     pl_pg_user_free(u);
   }
@@ -291,12 +297,19 @@ pl_err pl_pg_group_create(pl__pg *g, pl_store_req *r) {
   if (e == PL_OK && me)
     e = pl__create_check(g, r, me);
   if (e == PL_OK && r->status == PL_OK)
-    e = pl_pg_u64(g, &gid,
-                  "INSERT INTO groups(name, description, created, members) VALUES($1, $2, $3, 0) RETURNING gid",
-                  "ssu", r->u.group_create.in.name,
-                  r->u.group_create.in.description ? r->u.group_create.in.description : "", pl_now_ms());
-  pl__gop o = {gid, PL_ROLES_OP_CREATE, PL_ROLE_NONE, me, me, r->u.group_create.in.name,
-               r->u.group_create.in.description, 0};
+    e = pl_pg_u64(
+        g, &gid,
+        "INSERT INTO groups(name, description, created, members) VALUES($1, $2, $3, 0) RETURNING gid", "ssu",
+        r->u.group_create.in.name, r->u.group_create.in.description ? r->u.group_create.in.description : "",
+        pl_now_ms());
+  pl__gop o = {gid,
+               PL_ROLES_OP_CREATE,
+               PL_ROLE_NONE,
+               me,
+               me,
+               r->u.group_create.in.name,
+               r->u.group_create.in.description,
+               0};
   if (e == PL_OK && gid)
     e = pl__group_run(g, r, &o);
   if (e == PL_OK && gid)
@@ -333,7 +346,10 @@ static pl_err pl__update_load(pl__pg *g, pl_store_req *r, pl__gop *o, pl_roles_u
 
 pl_err pl_pg_group_update(pl__pg *g, pl_store_req *r) {
   const pl_store_group_update_req *x = &r->u.group_update;
-  pl__gop o = {.gid = x->in.group, .op = x->in.group_op, .name = x->in.name, .desc = x->in.description,
+  pl__gop o = {.gid = x->in.group,
+               .op = x->in.group_op,
+               .name = x->in.name,
+               .desc = x->in.description,
                .role = x->in.role};
   pl_roles_update v;
   int change = 0, found;

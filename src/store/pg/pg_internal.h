@@ -237,7 +237,8 @@ pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c);
 
 /* ---- message actions (pg_acts.c) ------------------------------------------- */
 /* The conversation's timer, as a scalar subquery on the parameter conv. */
-#define PL_PG_ACTS_TIMER_SQL(conv) "SELECT COALESCE((SELECT timer_s FROM conv_timers WHERE conv = " conv "), 0)"
+#define PL_PG_ACTS_TIMER_SQL(conv) \
+  "SELECT COALESCE((SELECT timer_s FROM conv_timers WHERE conv = " conv "), 0)"
 /* Before anything is written: may the send's act (if any) be done by user
  * me, whose role in group gid is role (1:1: gid 0)? Refused: the request
  * cleared and r->status set (rules: pl_acts). */
@@ -246,9 +247,25 @@ pl_err pl_pg_acts_check(pl__pg *g, pl_store_req *r, const char *conv, uint64_t m
 /* After the seq (out.msg filled): out.msg.act and out.vanish_at under the
  * conversation's timer timer_s; *expires: when the server deletes it. */
 void pl_pg_acts_stamp(pl__pg *g, pl_store_req *r, uint32_t timer_s, uint64_t *expires);
-/* After the message row mid (0: none): the target index, a delete for
- * everyone, a new timer. */
-pl_err pl_pg_acts_apply(pl__pg *g, pl_store_req *r, uint64_t mid, uint64_t gid, uint64_t expires);
+/* After the stamp: the dedup record keeps out.vanish_at, which a retry's
+ * SendAck repeats (nothing written without a timer). */
+pl_err pl_pg_acts_dedup_vanish(pl__pg *g, const pl_store_req *r);
+/* The upsert of a plain message's row in the action targets' index, on
+ * SQL expressions (the parameters or columns that give them). */
+#define PL_PG_ACTS_INDEX(conv, seq, mid, sender, ts, expires)                                         \
+  "INSERT INTO msgidx(conv, seq, mid, sender_uid, server_ts, expires, deleted) SELECT " conv ", " seq \
+  ", " mid ", " sender ", " ts ", " expires ", 0"
+#define PL_PG_ACTS_INDEX_CONFLICT                                                               \
+  " ON CONFLICT(conv, seq) DO UPDATE SET mid = EXCLUDED.mid, sender_uid = EXCLUDED.sender_uid," \
+  " server_ts = EXCLUDED.server_ts, expires = EXCLUDED.expires, deleted = 0"
+/* Does the send's message go in the action targets' index (a plain one)? */
+static inline int pl_pg_acts_indexed(const pl_store_req *r) {
+  return !r->u.send.in.act || r->u.send.in.act->kind == PL_ACT_NONE;
+}
+/* After the message row mid (0: none): the target index unless indexed
+ * (the row's insert did it), a delete for everyone, a new timer. */
+pl_err pl_pg_acts_apply(pl__pg *g, pl_store_req *r, uint64_t mid, uint64_t gid, uint64_t expires,
+                        int indexed);
 pl_err pl_pg_acts_expire(pl__pg *g, uint64_t now);
 
 /* ---- push notifications (pg_push.c) ------------------------------------------ */

@@ -106,13 +106,14 @@ pl_err pl_pg_media_grant(pl__pg *g, const char *media_id, const char *conv) {
 }
 
 static pl_err pl__usage(pl__pg *g, uint64_t uid, uint64_t *usage) {
-  return pl_pg_u64(g, usage, "SELECT COALESCE(sum(size + thumb_size), 0) FROM media WHERE owner = $1", "u", uid);
+  return pl_pg_u64(g, usage, "SELECT COALESCE(sum(size + thumb_size), 0) FROM media WHERE owner = $1", "u",
+                   uid);
 }
 
 pl_err pl_pg_media_auth(pl__pg *g, pl_store_req *r) {
   pl_store_media_auth_req *x = &r->u.media_auth;
-  pl_err e =
-      pl_pg_acct_token(g, r, x->in.token_hash, &x->out.user_id, &x->out.device_id, &x->out.user, &x->out.device);
+  pl_err e = pl_pg_acct_token(g, r, x->in.token_hash, &x->out.user_id, &x->out.device_id, &x->out.user,
+                              &x->out.device);
   return e == PL_OK && r->status == PL_OK ? pl__usage(g, x->out.user_id, &x->out.usage) : e;
 }
 
@@ -142,9 +143,9 @@ pl_err pl_pg_media_put(pl__pg *g, pl_store_req *r) {
               "INSERT INTO media(id, owner, blob, thumb, type, name, size, thumb_size, width, height,"
               " thumb_width, thumb_height, created, expires)"
               " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-              "susssuuuuuuuuu", m->id, r->user_id, m->blob, m->thumb, m->type, m->name, m->size, m->thumb_size,
-              (uint64_t)m->width, (uint64_t)m->height, (uint64_t)m->thumb_width, (uint64_t)m->thumb_height, now,
-              pl_pg_clamp(pl_retention_media_expires(g->media_ttl_ms, now)));
+              "susssuuuuuuuuu", m->id, r->user_id, m->blob, m->thumb, m->type, m->name, m->size,
+              m->thumb_size, (uint64_t)m->width, (uint64_t)m->height, (uint64_t)m->thumb_width,
+              (uint64_t)m->thumb_height, now, pl_pg_clamp(pl_retention_media_expires(g->media_ttl_ms, now)));
   if (e == PL_OK)
     r->u.media_put.out.usage += m->size + m->thumb_size;
   return e;

@@ -88,8 +88,8 @@ pl_err pl_pg_push_enqueue(pl__pg *g, pl_store_req *r) {
       " WHERE device_id = ANY($1::bigint[]) AND user_name IS DISTINCT FROM $7"
       " ON CONFLICT(device_id) DO UPDATE SET count = push_pending.count + 1,"
       " sender = EXCLUDED.sender, conv = EXCLUDED.conv, preview = EXCLUDED.preview",
-      "suussbs", arr, x->in.now, x->in.now + x->in.window_ms, x->in.from, x->in.conv, (const void *)x->in.text,
-      x->in.text ? x->in.text_len : 0, x->in.sender);
+      "suussbs", arr, x->in.now, x->in.now + x->in.window_ms, x->in.from, x->in.conv,
+      (const void *)x->in.text, x->in.text ? x->in.text_len : 0, x->in.sender);
   pl_free(arr);
   if (e == PL_OK)
     x->out.enqueued = strtoull(PQcmdTuples(res), NULL, 10);
@@ -124,16 +124,18 @@ pl_err pl_pg_push_claim(pl__pg *g, pl_store_req *r) {
   PGresult *res = NULL;
   pl_err e = PL_OK;
   if (x->in.limit)
-    e = pl_pg_q(g, &res,
-                "WITH due AS (SELECT p.device_id, p.due_ms AS was FROM push_pending p JOIN push_tokens t ON t.device_id = p.device_id"
-                " WHERE p.due_ms <= $1 ORDER BY p.due_ms LIMIT $2 FOR UPDATE OF p SKIP LOCKED),"
-                " c AS (UPDATE push_pending p SET due_ms = $3, owner = $4, claim = p.claim + 1 FROM due"
-                " WHERE p.device_id = due.device_id RETURNING p.*)"
-                " SELECT c.device_id, c.user_id, c.count, c.first_ms, c.claim, c.attempts, t.user_name,"
-                " t.provider, t.token, c.sender, c.conv, c.preview FROM c JOIN push_tokens t"
-                " ON t.device_id = c.device_id JOIN due ON due.device_id = c.device_id ORDER BY due.was, c.device_id",
-                "uuus", pl_pg_clamp(x->in.now), (uint64_t)x->in.limit, pl_pg_clamp(x->in.now + x->in.lease_ms),
-                x->in.owner);
+    e = pl_pg_q(
+        g, &res,
+        "WITH due AS (SELECT p.device_id, p.due_ms AS was FROM push_pending p JOIN push_tokens t ON "
+        "t.device_id = p.device_id"
+        " WHERE p.due_ms <= $1 ORDER BY p.due_ms LIMIT $2 FOR UPDATE OF p SKIP LOCKED),"
+        " c AS (UPDATE push_pending p SET due_ms = $3, owner = $4, claim = p.claim + 1 FROM due"
+        " WHERE p.device_id = due.device_id RETURNING p.*)"
+        " SELECT c.device_id, c.user_id, c.count, c.first_ms, c.claim, c.attempts, t.user_name,"
+        " t.provider, t.token, c.sender, c.conv, c.preview FROM c JOIN push_tokens t"
+        " ON t.device_id = c.device_id JOIN due ON due.device_id = c.device_id ORDER BY due.was, c.device_id",
+        "uuus", pl_pg_clamp(x->in.now), (uint64_t)x->in.limit, pl_pg_clamp(x->in.now + x->in.lease_ms),
+        x->in.owner);
   if (e != PL_OK)
     return e;
   int rows = res ? PQntuples(res) : 0;
@@ -154,8 +156,8 @@ pl_err pl_pg_push_claim(pl__pg *g, pl_store_req *r) {
  * out, which then get a window of their own. */
 static pl_err pl__sent(pl__pg *g, const pl_store_push_result *x, uint64_t now, uint64_t window) {
   PGresult *res;
-  pl_err e = pl_pg_q(g, &res, "DELETE FROM push_pending WHERE device_id = $1 AND claim = $2 AND count <= $3", "uuu",
-                     x->device, x->claim, x->count);
+  pl_err e = pl_pg_q(g, &res, "DELETE FROM push_pending WHERE device_id = $1 AND claim = $2 AND count <= $3",
+                     "uuu", x->device, x->claim, x->count);
   int gone = e == PL_OK && strtoull(PQcmdTuples(res), NULL, 10) > 0;
   PQclear(res);
   if (e != PL_OK || gone)

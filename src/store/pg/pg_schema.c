@@ -53,15 +53,15 @@ static const char *const pl__migrations[] = {
     "CREATE TABLE push_tokens(device_id bigint PRIMARY KEY, user_id bigint NOT NULL, user_name text NOT NULL,"
     " provider text NOT NULL, token text NOT NULL, updated bigint NOT NULL);"
     "CREATE TABLE push_pending(device_id bigint PRIMARY KEY, user_id bigint NOT NULL, count bigint NOT NULL,"
-    " first_ms bigint NOT NULL, due_ms bigint NOT NULL, attempts int NOT NULL, claim bigint NOT NULL DEFAULT 0,"
-    " owner text, sender text, conv text, preview bytea);"
+    " first_ms bigint NOT NULL, due_ms bigint NOT NULL, attempts int NOT NULL,"
+    " claim bigint NOT NULL DEFAULT 0, owner text, sender text, conv text, preview bytea);"
     "CREATE INDEX push_pending_due ON push_pending(due_ms);",
     /* 4: uploads (pg_media.c): a row per upload naming its blobs, and the
      * conversations it was sent to (who may fetch it) */
     "CREATE TABLE media(id text PRIMARY KEY, owner bigint NOT NULL, blob text NOT NULL, thumb text NOT NULL,"
     " type text NOT NULL, name text NOT NULL, size bigint NOT NULL, thumb_size bigint NOT NULL,"
-    " width bigint NOT NULL, height bigint NOT NULL, thumb_width bigint NOT NULL, thumb_height bigint NOT NULL,"
-    " created bigint NOT NULL, expires bigint NOT NULL);"
+    " width bigint NOT NULL, height bigint NOT NULL, thumb_width bigint NOT NULL,"
+    " thumb_height bigint NOT NULL, created bigint NOT NULL, expires bigint NOT NULL);"
     "CREATE INDEX media_owner ON media(owner);"
     "CREATE INDEX media_expires ON media(expires);"
     "CREATE INDEX media_blob ON media(blob);"
@@ -84,6 +84,9 @@ static const char *const pl__migrations[] = {
     " read_seq bigint NOT NULL, PRIMARY KEY(gid, uid));"
     "CREATE INDEX greads_uid ON greads(uid);"
     "CREATE INDEX messages_group ON messages(gid, seq) WHERE gid <> 0;",
+    /* 6: when an accepted message vanishes (disappearing messages), so that
+     * a retry's SendAck repeats it (pg_acts.c) */
+    "ALTER TABLE dedup ADD COLUMN vanish bigint NOT NULL DEFAULT 0;",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
