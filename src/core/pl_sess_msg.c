@@ -162,7 +162,11 @@ void pl_sess__push(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t 
   pl_session *s = ep;
   if (!s->conn || s->state != PL_SESS_READY)
     return;
-  if (qid == 0) { /* ephemeral (presence, typing): dropped for a slow reader */
+  /* Ephemeral (presence, typing, a live receipt): dropped for a slow
+   * reader. A group history entry (gid) is none of them even with qid 0, as
+   * PostgreSQL commits them: written here it would overtake the entries
+   * before it (found by cluster_fault_group: seq N+1 shown before N). */
+  if (qid == 0 && !gid) {
     if (s->conn->out_bytes <= s->core->cfg.out_high)
       pl_conn_write(s->conn, frame);
     return;
