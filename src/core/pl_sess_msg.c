@@ -164,9 +164,11 @@ void pl_sess__push(void *ep, uint64_t qid, uint64_t gid, uint64_t seq, uint64_t 
     return;
   /* Ephemeral (presence, typing, a live receipt): dropped for a slow
    * reader. A group history entry (gid) is none of them even with qid 0, as
-   * PostgreSQL commits them: written here it would overtake the entries
-   * before it (found by cluster_fault_group: seq N+1 shown before N). */
-  if (qid == 0 && !gid) {
+   * PostgreSQL commits them: in protocol 2 its stream places it, and written
+   * here it would overtake the entries before it (cluster_fault_group saw
+   * seq N+1 before N). Protocol 1 has no place for it (no queue position):
+   * it gets it live, as it comes, or not at all (protocol.md 10.3). */
+  if (qid == 0 && (!gid || s->proto < 2)) {
     if (s->conn->out_bytes <= s->core->cfg.out_high)
       pl_conn_write(s->conn, frame);
     return;
