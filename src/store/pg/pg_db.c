@@ -214,7 +214,13 @@ static pl_err pl__connect(pl__pg *g) {
     pl_error("store: cannot connect to postgresql: %s", PQerrorMessage(g->conn));
     return PL_ERR_STORE;
   }
-  PGresult *res = PQexec(g->conn, "SET synchronous_commit = on; SET client_min_messages = warning");
+  /* A node that stops mid-transaction (SIGSTOP, a hung host) would hold its
+   * row locks, and every node waiting on them would stall with it: the
+   * database ends such a transaction after 10 s idle (a running node sends
+   * its statements back to back; its own next statement then fails, a
+   * retryable error, and it reconnects). */
+  PGresult *res = PQexec(g->conn, "SET synchronous_commit = on; SET client_min_messages = warning;"
+                                  " SET idle_in_transaction_session_timeout = '10s'");
   pl_err e = PQresultStatus(res) == PGRES_COMMAND_OK ? PL_OK : PL_ERR_STORE;
   PQclear(res);
   return e;

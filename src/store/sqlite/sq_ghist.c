@@ -329,22 +329,22 @@ pl_err pl_sq_ghist_send_group(pl__sq *q, pl_store_req *r) {
     return e;
   char conv[32];
   pl__conv *c;
-  uint64_t seq, ts;
   pl_sq_group_gconv(r->u.send.in.group, conv, sizeof conv);
   e = pl_sq_conv_get(q, conv, &c);
   if (e == PL_OK) /* an action's target, a reply's quote, a timer (refused: nothing written) */
     e = pl_sq_acts_check(q, r, conv, c, me, 0, r->u.send.in.group, pl_now_ms());
   if (e != PL_OK || r->status != PL_OK)
     return e;
-  pl_sq_conv_peek(c, pl_now_ms(), &seq, &ts);
-  e = pl_sq_acts_vanish(q, r, c, ts);
+  /* the entry first: its seq and server_ts are what the dedup record and
+   * the vanish time are made of (a second clock reading could differ) */
+  e = pl_sq_ghist_glog_put(q, r->u.send.in.group, me, r->u.send.in.device_name ? r->u.send.in.device_name : "",
+                           r->u.send.in.client_id, r->u.send.in.body, r->u.send.in.body_len,
+                           r->u.send.in.client_ts, PL_MSG_MESSAGE, 0, &r->u.send.out.msg);
   if (e == PL_OK)
-    e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_GROUP(r->u.send.in.group), seq, ts);
+    e = pl_sq_acts_vanish(q, r, c, r->u.send.out.msg.server_ts);
   if (e == PL_OK)
-    e = pl_sq_ghist_glog_put(q, r->u.send.in.group, me,
-                             r->u.send.in.device_name ? r->u.send.in.device_name : "", r->u.send.in.client_id,
-                             r->u.send.in.body, r->u.send.in.body_len, r->u.send.in.client_ts, PL_MSG_MESSAGE,
-                             0, &r->u.send.out.msg);
+    e = pl_sq_dedup_put(q, r, PL_SQ_DEDUP_GROUP(r->u.send.in.group), r->u.send.out.msg.seq,
+                        r->u.send.out.msg.server_ts);
   if (e == PL_OK)
     e = pl_sq_acts_apply(q, r, c, 0, r->u.send.in.group);
   pl__gread *g = NULL;
