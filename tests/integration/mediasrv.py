@@ -57,19 +57,43 @@ class Server:
         self.proc = None
         self.metrics_token = None  # sent with /metrics when the server asks for one
 
-    def start(self):
-        self.proc = subprocess.Popen(
-            [PARLEYD, "--data", self.data, "--listen", f"127.0.0.1:{self.port}", "--http",
-             f"127.0.0.1:{self.http}", "--argon2-mem", "8", "--argon2-ops", "1", "--log-level", "warn"]
-            + self.extra, preexec_fn=die_with_parent)
-        deadline = time.time() + 30  # a loaded machine starts it slowly
-        while time.time() < deadline and self.proc.poll() is None:
+    def _listens(self, port):
+        """Does our parleyd hold the listening socket of port? Another test's
+        server may have taken the number between free_port() and our bind:
+        then a connect succeeds, but to the wrong server."""
+        inodes = set()
+        for name in ("/proc/net/tcp", "/proc/net/tcp6"):
             try:
-                socket.create_connection(("127.0.0.1", self.http), 0.2).close()
-                return self
+                with open(name) as f:
+                    for line in f.readlines()[1:]:
+                        col = line.split()
+                        if col[3] == "0A" and int(col[1].rsplit(":", 1)[1], 16) == port:
+                            inodes.add(col[9])
             except OSError:
+                pass
+        fds = f"/proc/{self.proc.pid}/fd"
+        try:
+            return any(os.readlink(f"{fds}/{fd}") in {f"socket:[{i}]" for i in inodes} for fd in os.listdir(fds))
+        except OSError:
+            return False
+
+    def start(self):
+        for _ in range(5):  # new port numbers when another server had ours
+            self.proc = subprocess.Popen(
+                [PARLEYD, "--data", self.data, "--listen", f"127.0.0.1:{self.port}", "--http",
+                 f"127.0.0.1:{self.http}", "--argon2-mem", "8", "--argon2-ops", "1", "--log-level", "warn"]
+                + self.extra, preexec_fn=die_with_parent)
+            deadline = time.time() + 30  # a loaded machine starts it slowly
+            while time.time() < deadline and self.proc.poll() is None:
+                if self._listens(self.http) and self._listens(self.port):
+                    return self
                 time.sleep(0.05)
-        self.proc.kill()
+            if self.proc.poll() is None:
+                break
+            self.proc.wait()
+            self.port, self.http = free_port(), free_port()
+        if self.proc.poll() is None:
+            self.proc.kill()
         self.proc.wait()
         raise AssertionError(f"parleyd did not start (exit {self.proc.returncode})")
 
