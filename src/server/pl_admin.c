@@ -299,6 +299,9 @@ static int pl__invites(pl_admin_call *c, const pl_http_req *req, const char *res
  * backend on a pool thread (pl__submit). */
 static int pl__backup(pl_admin_call *c, pl_http_res *res) {
   char dir[560];
+  const char *instead = pl_store_backup_instead(c->a->cfg.store);
+  if (instead) /* not a failure of the server's: a call this store does not take */
+    return pl__refuse(c, res, 501, "NOT_SUPPORTED", instead);
   snprintf(dir, sizeof dir, "%s/backups", c->a->cfg.data);
   if (mkdir(dir, 0700) != 0 && errno != EEXIST)
     return pl__refuse(c, res, 500, "INTERNAL", "cannot make the backups directory");

@@ -642,6 +642,10 @@ pl_err pl_store_backup(pl_store *s, const char *to, uint64_t *bytes) {
   return s->be->backup ? s->be->backup(s->cfg.dir, to, bytes) : PL_ERR_CONFIG;
 }
 
+const char *pl_store_backup_instead(const pl_store *s) {
+  return s->be->backup ? NULL : s->be->backup_instead ? s->be->backup_instead : "this store makes no backups";
+}
+
 void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st) {
   memset(st, 0, sizeof *st);
   pthread_mutex_lock(&s->mu); /* the backend is closed under it */

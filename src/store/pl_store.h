@@ -871,6 +871,21 @@ void pl_store_send_fill_msg(pl_store_req *r, const char *from);
  * out.targets and out.names; then the list again. */
 pl_err pl_store_devices_run(pl_store_req *r, void *be, pl_err (*list)(void *be, pl_store_req *r),
                             pl_err (*logout)(void *be, pl_store_req *lo));
+/* For backends, the admin op (PL_STORE_ADMIN), the same on each: */
+/* in.limit as a page size (0: 100; at most 1000). */
+uint32_t pl_store_admin_limit(const pl_store_req *r);
+/* Signs out uid's devices (only: the one named so; NULL: all) the way the
+ * user's own revoke does: devices(be, r, uid) appends uid's devices to
+ * out.devices, each signed-in one of them is logged out through logout (a
+ * LOGOUT request) and named in out.kicked; NOT_FOUND (r->status) if only
+ * names no device. */
+pl_err pl_store_admin_revoke(pl_store_req *r, void *be, uint64_t uid, const char *only,
+                             pl_err (*devices)(void *be, pl_store_req *r, uint64_t uid),
+                             pl_err (*logout)(void *be, pl_store_req *lo));
+/* The events and audience changes of sub, a request run on r's behalf (a
+ * deleted user's Leave), move to r: the store delivers them after the
+ * commit like r's own. */
+void pl_store_req_adopt(pl_store_req *r, pl_store_req *sub);
 /* For backends: the packed parley.Act a message carries (protocol.md
  * 11.9): what the client sent (a, may be NULL) and when it vanishes; NULL
  * with *len 0 when there is nothing to say. pl_free it. */
@@ -998,6 +1013,9 @@ typedef struct pl_store_backend {
    * goes on serving): a consistent online copy of the database in dir into
    * the new file to, its size in *bytes; USER_EXISTS if to exists. */
   pl_err (*backup)(const char *dir, const char *to, uint64_t *bytes);
+  /* Without backup: what the operator uses instead (the admin API's
+   * answer to POST /admin/backup). */
+  const char *backup_instead;
 } pl_store_backend;
 
 extern const pl_store_backend pl_store_pg;
@@ -1080,6 +1098,9 @@ void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st);
 /* The backend's backup (a blocking call: run it on a worker thread);
  * PL_ERR_CONFIG if the backend has none (PostgreSQL: pg_dump). */
 pl_err pl_store_backup(pl_store *s, const char *to, uint64_t *bytes);
+/* NULL if the backend makes backups (pl_store_backup); else what to use
+ * instead, for the operator. */
+const char *pl_store_backup_instead(const pl_store *s);
 /* The backend's queue_exact (0 for a NULL store). */
 int pl_store_queue_exact(const pl_store *s);
 

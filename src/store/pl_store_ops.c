@@ -99,6 +99,60 @@ pl_err pl_store_devices_run(pl_store_req *r, void *be, pl_err (*list)(void *be, 
   return list(be, r);
 }
 
+uint32_t pl_store_admin_limit(const pl_store_req *r) {
+  uint32_t n = r->u.admin.in.limit;
+  return n == 0 ? 100 : n > 1000 ? 1000 : n;
+}
+
+static void pl__kicked(pl_store_admin_req *a, uint64_t dev) {
+  a->out.kicked = pl_realloc(a->out.kicked, (a->out.nkicked + 1) * sizeof *a->out.kicked);
+  a->out.kicked[a->out.nkicked++] = dev;
+}
+
+pl_err pl_store_admin_revoke(pl_store_req *r, void *be, uint64_t uid, const char *only,
+                             pl_err (*devices)(void *be, pl_store_req *r, uint64_t uid),
+                             pl_err (*logout)(void *be, pl_store_req *lo)) {
+  pl_store_admin_req *a = &r->u.admin;
+  size_t from = a->out.ndevices;
+  int found = 0;
+  pl_err e = devices(be, r, uid);
+  for (size_t i = from; e == PL_OK && i < a->out.ndevices; i++) {
+    const pl_admin_device *d = &a->out.devices[i];
+    if (only && strcmp(only, d->name))
+      continue;
+    found = 1;
+    if (!d->signed_in)
+      continue;
+    pl_store_req lo = {.op = PL_STORE_LOGOUT, .device_id = d->id};
+    e = logout(be, &lo);
+    pl_store_req_clear(&lo);
+    if (e == PL_OK)
+      pl__kicked(a, d->id);
+  }
+  if (e == PL_OK && only && !found)
+    r->status = PL_ERR_NOT_FOUND;
+  return e;
+}
+
+void pl_store_req_adopt(pl_store_req *r, pl_store_req *sub) {
+  if (sub->nevents) {
+    r->events = pl_realloc(r->events, (r->nevents + sub->nevents) * sizeof *r->events);
+    memcpy(r->events + r->nevents, sub->events, sub->nevents * sizeof *r->events);
+    r->nevents += sub->nevents;
+  }
+  if (sub->nchanges) {
+    r->changes = pl_realloc(r->changes, (r->nchanges + sub->nchanges) * sizeof *r->changes);
+    memcpy(r->changes + r->nchanges, sub->changes, sub->nchanges * sizeof *r->changes);
+    r->nchanges += sub->nchanges;
+    r->changes_cap = r->nchanges;
+  }
+  pl_free(sub->events);
+  pl_free(sub->changes);
+  sub->events = NULL;
+  sub->changes = NULL;
+  sub->nevents = sub->nchanges = sub->changes_cap = 0;
+}
+
 static void pl__strv_free(char **v, size_t n) {
   for (size_t i = 0; i < n; i++)
     pl_free(v[i]);

@@ -16,6 +16,27 @@ from mediasrv import PARLEYD, check, wait_for
 
 TMP = tempfile.mkdtemp(prefix="parley-admin-")
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Run on the PostgreSQL backend (tests/pg/parleyd_pg.sh as PARLEYD): the
+# fixture's directory, which holds its connection string.
+PG_DIR = os.environ.get("PL_PG_DIR")
+
+
+def rows(data, sql):
+    """The first column of what sql answers in the server's database: the
+    SQLite file in its data dir, or its PostgreSQL database (one per data
+    dir, named as tests/pg/parleyd_pg.sh names it)."""
+    if not PG_DIR:
+        db = sqlite3.connect(os.path.join(data, "parley.db"))
+        try:
+            return [r[0] for r in db.execute(sql)]
+        finally:
+            db.close()
+    import hashlib
+    conn = open(os.path.join(PG_DIR, "conninfo")).read().strip()
+    name = "p_" + hashlib.md5(data.encode()).hexdigest()[:20]
+    p = subprocess.run(["psql", f"{conn} dbname={name}", "-qAtc", sql], capture_output=True, text=True, timeout=30)
+    check(p.returncode == 0, f"psql: {p.stderr}")
+    return [int(x) for x in p.stdout.split()]
 
 
 class Server(mediasrv.Server):
@@ -209,13 +230,11 @@ def delete():
         check(s.cli("bob", "recv", ok=False).returncode == 4, "bob logs in no more")
         check(s.cli("alice", "send", "bob", "gone?", ok=False).returncode == 5, "bob is an unknown peer")
         s.stop()
-        db = sqlite3.connect(os.path.join(s.data, "parley.db"))
-        n = db.execute("SELECT count(*) FROM queue WHERE device_id IN (3, 4)").fetchone()[0]
+        n = rows(s.data, "SELECT count(*) FROM queue WHERE device_id IN (3, 4)")[0]
         check(n == 0, f"queue rows of bob's devices: {n}")
         for table, col in (("devices", "user_id"), ("members", "uid"), ("reads", "uid"), ("contacts", "uid")):
-            n = db.execute(f"SELECT count(*) FROM {table} WHERE {col} = 2").fetchone()[0]
+            n = rows(s.data, f"SELECT count(*) FROM {table} WHERE {col} = 2")[0]
             check(n == 0, f"{table} rows of bob: {n}")
-        db.close()
     finally:
         s.stop()
 
@@ -288,9 +307,25 @@ def upgrade():
         s.stop()
 
 
+def backup_pg():
+    """On PostgreSQL parleyd copies no database: the call says what to use
+    instead (pg_dump, pg_basebackup), and nothing is written."""
+    s = start("backup")
+    try:
+        t = s.token()
+        s.register("alice")
+        b = s.admin("POST", "/admin/backup", token=t, want=501)
+        check(b["error"] == "NOT_SUPPORTED" and "pg_dump" in b["message"], f"backup on PostgreSQL: {b}")
+        check(not os.path.exists(os.path.join(s.data, "backups")), "no backups directory made")
+    finally:
+        s.stop()
+
+
 def backup():
     """An online backup while clients write, restored into a new data dir
     and served: it holds what was committed before it."""
+    if PG_DIR:
+        return backup_pg()
     s = start("backup")
     try:
         t = s.token()
@@ -388,8 +423,12 @@ def ctl_cmd():
         check(run("frobnicate").returncode == 2, "bad usage: exit 2")
         p = subprocess.run([ctl, "--url", "http://127.0.0.1:1", "--token", t, "users"], capture_output=True)
         check(p.returncode == 3, f"unreachable: exit 3 ({p.returncode})")
-        b = json.loads(run("backup").stdout)
-        check(os.path.exists(b["path"]), f"backup: {b}")
+        p = run("backup")
+        if PG_DIR:  # refused with what to use instead
+            check(p.returncode == 1 and "pg_dump" in p.stderr, f"backup on PostgreSQL: {p.returncode} {p.stderr}")
+        else:
+            b = json.loads(p.stdout)
+            check(os.path.exists(b["path"]), f"backup: {b}")
     finally:
         s.stop()
 

@@ -105,8 +105,17 @@ static pl_err pl__device_insert(pl__pg *g, uint64_t uid, const char *name, const
                    "usbu", uid, name, PL__TOKEN(token), pl_now_ms());
 }
 
-/* Two nodes registering one name at once: the second meets the unique
- * name, its batch runs again (PL_ERR_AGAIN) and then finds the user. */
+/* A new user with pl_privacy's default settings; *uid its id. Two nodes
+ * inserting one name at once: the second meets the unique name, its batch
+ * runs again (PL_ERR_AGAIN) and then finds the user. */
+pl_err pl_pg_acct_user_insert(pl__pg *g, const char *name, const char *pwhash, uint64_t *uid) {
+  pl_privacy_settings set = PL_PRIVACY_DEFAULTS;
+  return pl_pg_u64(g, uid,
+                   "INSERT INTO users(name, pwhash, created, read_receipts, last_seen_vis)"
+                   " VALUES($1, $2, $3, $4, $5) RETURNING id",
+                   "ssuii", name, pwhash, pl_now_ms(), set.read_receipts, set.last_seen);
+}
+
 pl_err pl_pg_acct_register(pl__pg *g, pl_store_req *r) {
   uint64_t uid;
   pl_err e = pl__user_id(g, r->u.reg.in.user, &uid, NULL);
@@ -116,21 +125,27 @@ pl_err pl_pg_acct_register(pl__pg *g, pl_store_req *r) {
     r->status = PL_ERR_USER_EXISTS;
     return PL_OK;
   }
-  pl_privacy_settings set = PL_PRIVACY_DEFAULTS;
-  e = pl_pg_u64(g, &r->u.reg.out.user_id,
-                "INSERT INTO users(name, pwhash, created, read_receipts, last_seen_vis)"
-                " VALUES($1, $2, $3, $4, $5) RETURNING id",
-                "ssuii", r->u.reg.in.user, r->u.reg.in.pwhash, pl_now_ms(), set.read_receipts, set.last_seen);
+  /* the code is used up in the transaction that makes the account */
+  if (r->u.reg.in.invite && (e = pl_pg_admin_invite_take(g, r, r->u.reg.in.invite)) != PL_OK)
+    return e;
+  if (r->status != PL_OK)
+    return PL_OK; /* INVITE_INVALID */
+  e = pl_pg_acct_user_insert(g, r->u.reg.in.user, r->u.reg.in.pwhash, &r->u.reg.out.user_id);
   if (e != PL_OK)
     return e;
   return pl__device_insert(g, r->u.reg.out.user_id, r->u.reg.in.device, r->u.reg.in.token_hash,
                            &r->u.reg.out.device_id);
 }
 
+/* A disabled account (the operator's ban, pg_admin.c) logs in no more; the
+ * session says so only after the password checked out (out.disabled), so a
+ * wrong password tells nobody that the account is banned. */
 pl_err pl_pg_acct_get_user(pl__pg *g, pl_store_req *r) {
   pl_err e = pl__user_id(g, r->u.get_user.in.user, &r->u.get_user.out.user_id, &r->u.get_user.out.pwhash);
   if (e == PL_OK && !r->u.get_user.out.user_id)
     r->status = PL_ERR_BAD_CREDENTIALS;
+  else if (e == PL_OK)
+    e = pl_pg_admin_disabled(g, r->u.get_user.out.user_id, 0, &r->u.get_user.out.disabled);
   return e;
 }
 
@@ -139,19 +154,27 @@ static pl_err pl__set_token(pl__pg *g, uint64_t dev, const uint8_t *token) {
                  "ubu", dev, token, token ? (size_t)PL_TOKEN_HASH_LEN : (size_t)0, pl_now_ms());
 }
 
+/* The password was checked against GET_USER's read, in an earlier
+ * transaction: a ban another node committed since then must still stop
+ * the sign-in. The user's row is read FOR SHARE, so a ban (an UPDATE of
+ * that row) either commits first and is seen here, or waits for this
+ * sign-in to commit and then signs its new token out. */
 pl_err pl_pg_acct_login_device(pl__pg *g, pl_store_req *r) {
   pl_pg_user *u = NULL;
   uint64_t dev = 0;
-  pl_err e = pl_pg_u64(g, &dev, "SELECT id FROM devices WHERE user_id = $1 AND name = $2", "us", r->user_id,
-                       r->u.login.in.device);
+  int disabled = 0;
+  pl_err e = pl_pg_admin_disabled(g, r->user_id, 1, &disabled);
+  if (e == PL_OK)
+    e = pl_pg_u64(g, &dev, "SELECT id FROM devices WHERE user_id = $1 AND name = $2", "us", r->user_id,
+                  r->u.login.in.device);
   if (e == PL_OK)
     e = pl_pg_user_get(g, r->user_id, &u);
   if (e != PL_OK)
     goto out;
   r->u.login.out.user_id = r->user_id;
   r->u.login.out.device_id = dev;
-  if (!u) {
-    r->status = PL_ERR_BAD_CREDENTIALS;
+  if (!u || disabled) {
+    r->status = u ? PL_ERR_ACCOUNT_DISABLED : PL_ERR_BAD_CREDENTIALS;
     goto out;
   }
   /* a known device is refused when it was logged out and the others fill the limit */

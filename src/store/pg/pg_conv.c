@@ -335,18 +335,6 @@ pl_err pl_pg_conv_unread(pl__pg *g, pl_store_req *r) {
 
 pl_err pl_pg_conv_stats(pl__pg *g, pl_store_req *r) { return pl_pg_conv_counts(g, &r->u.stats.out.counts); }
 
-/* ADMIN: only STATS (what /metrics counts) on PostgreSQL so far. */
-pl_err pl_pg_conv_admin(pl__pg *g, pl_store_req *r) {
-  if (r->u.admin.in.action != PL_ADMIN_STATS) {
-    r->status = PL_ERR_INVALID_ARGUMENT;
-    return PL_OK;
-  }
-  pl_err e = pl_pg_conv_counts(g, &r->u.admin.out.counts);
-  return e == PL_OK
-             ? pl_pg_u64(g, &r->u.admin.out.db_bytes, "SELECT pg_database_size(current_database())", NULL)
-             : e;
-}
-
 /* STATS: one statement of counts (for a scrape interval, not per request). */
 pl_err pl_pg_conv_counts(pl__pg *g, pl_store_counts *c) {
   PGresult *res;

@@ -282,7 +282,7 @@ static const pl__exec_fn pl__ops[] = {
     [PL_STORE_PUSH_CLAIM] = pl_pg_push_claim,
     [PL_STORE_PUSH_DONE] = pl_pg_push_done,
     [PL_STORE_STATS] = pl_pg_conv_stats,
-    [PL_STORE_ADMIN] = pl_pg_conv_admin,
+    [PL_STORE_ADMIN] = pl_pg_admin,
 };
 
 static pl_err pl__pg_exec(void *be, pl_store_req *r) {
@@ -419,6 +419,10 @@ out:
 const pl_store_backend pl_store_pg = {
     .name = "postgresql",
     .queue_exact = 1, /* devices.next_qid: gap-free per device, several writers */
+    /* the database is the operator's PostgreSQL: its own tools copy it
+     * consistently, with the WAL for point-in-time recovery */
+    .backup_instead = "the store is PostgreSQL: back it up with pg_dump (a logical copy) or pg_basebackup"
+                      " with WAL archiving (point-in-time recovery); docs/operations.md, Backups",
     .open = pl__pg_open,
     .close = pl__pg_close,
     .begin = pl__pg_begin,

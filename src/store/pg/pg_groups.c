@@ -203,6 +203,7 @@ typedef struct pl__gop {
   pl_pg_user *me, *u;
   const char *name, *desc;
   int role;
+  const pl_pg_user *actor; /* the event's actor when not me (the operator's removal) */
 } pl__gop;
 
 /* S_JOIN: the members join; GroupCreate's creator is the owner, a user
@@ -232,7 +233,10 @@ static pl_err pl__step_event(pl__pg *g, pl_store_req *r, const pl__gop *o) {
   case PL_GROUP_ADD: return pl__gevent(g, r, o->gid, o->me, type, o->u->name, NULL, PL_ROLE_MEMBER);
   case PL_GROUP_SET_ROLE: return pl__gevent(g, r, o->gid, o->me, type, o->u->name, NULL, o->role);
   case PL_GROUP_REMOVE:
-  case PL_GROUP_LEAVE: return pl__gevent(g, r, o->gid, o->me, type, o->u->name, NULL, PL_ROLE_NONE);
+  case PL_GROUP_LEAVE:
+    if (o->actor) /* an operator took u out: a removal by them, not u leaving */
+      return pl__gevent(g, r, o->gid, o->actor, PL_ROLES_GE_REMOVED, o->u->name, NULL, PL_ROLE_NONE);
+    return pl__gevent(g, r, o->gid, o->me, type, o->u->name, NULL, PL_ROLE_NONE);
   default: return pl__gevent(g, r, o->gid, o->me, type, NULL, o->name, 0); /* CREATE, RENAME */
   }
 }
@@ -283,6 +287,18 @@ static pl_err pl__create_check(pl__pg *g, pl_store_req *r, const pl_pg_user *me)
   return e;
 }
 
+/* The steps of u's own Leave (an heir if u owned it) under the group
+ * row's lock, announced as a GE_REMOVED whose actor is "admin:<by>" (never
+ * a user's name: those have no ':'). */
+pl_err pl_pg_group_remove_by(pl__pg *g, pl_store_req *r, uint64_t gid, pl_pg_user *u, int was, const char *by) {
+  char name[80];
+  snprintf(name, sizeof name, "admin:%s", by && *by ? by : "operator");
+  pl_pg_user actor = {.id = 0, .name = name};
+  pl__gop o = {.gid = gid, .op = PL_GROUP_LEAVE, .was = was, .me = u, .u = u, .actor = &actor};
+  pl_err e = pl_pg_q(g, NULL, "SELECT 1 FROM groups WHERE gid = $1 FOR UPDATE", "u", gid);
+  return e == PL_OK ? pl__group_run(g, r, &o) : e;
+}
+
 pl_err pl_pg_group_create(pl__pg *g, pl_store_req *r) {
   pl_pg_user *me = NULL;
   uint64_t gid = 0;
@@ -302,14 +318,13 @@ pl_err pl_pg_group_create(pl__pg *g, pl_store_req *r) {
         "INSERT INTO groups(name, description, created, members) VALUES($1, $2, $3, 0) RETURNING gid", "ssu",
         r->u.group_create.in.name, r->u.group_create.in.description ? r->u.group_create.in.description : "",
         pl_now_ms());
-  pl__gop o = {gid,
-               PL_ROLES_OP_CREATE,
-               PL_ROLE_NONE,
-               me,
-               me,
-               r->u.group_create.in.name,
-               r->u.group_create.in.description,
-               0};
+  pl__gop o = {.gid = gid,
+               .op = PL_ROLES_OP_CREATE,
+               .was = PL_ROLE_NONE,
+               .me = me,
+               .u = me,
+               .name = r->u.group_create.in.name,
+               .desc = r->u.group_create.in.description};
   if (e == PL_OK && gid)
     e = pl__group_run(g, r, &o);
   if (e == PL_OK && gid)
@@ -386,10 +401,20 @@ pl_err pl_pg_group_list(pl__pg *g, pl_store_req *r) {
                      "u", r->user_id);
   if (e != PL_OK)
     return e;
-  size_t n = (size_t)PQntuples(res);
-  x->out.groups = pl_calloc(n + 1, sizeof *x->out.groups);
-  for (size_t i = 0; i < n; i++) {
-    pl_group_info *gi = &x->out.groups[x->out.ngroups++];
+  pl_pg_group_rows(res, &x->out.groups, &x->out.ngroups, SIZE_MAX, NULL);
+  PQclear(res);
+  return PL_OK;
+}
+
+void pl_pg_group_rows(PGresult *res, pl_group_info **v, size_t *n, size_t max, int *more) {
+  size_t rows = (size_t)PQntuples(res);
+  if (rows > max) {
+    rows = max;
+    *more = 1;
+  }
+  *v = pl_calloc(rows + 1, sizeof **v);
+  for (size_t i = 0; i < rows; i++) {
+    pl_group_info *gi = &(*v)[(*n)++];
     gi->gid = pl_pg_col_u64(res, (int)i, 0);
     gi->name = pl_pg_col_str(res, (int)i, 1);
     gi->description = pl_pg_col_str(res, (int)i, 2);
@@ -397,8 +422,6 @@ pl_err pl_pg_group_list(pl__pg *g, pl_store_req *r) {
     gi->my_role = pl_pg_col_int(res, (int)i, 4);
     gi->last_seq = pl_pg_col_u64(res, (int)i, 5);
   }
-  PQclear(res);
-  return PL_OK;
 }
 
 /* The device ids sql (parameters: gid, and uid if it uses $2) lists. */

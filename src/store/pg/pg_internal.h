@@ -150,6 +150,7 @@ pl_err pl_pg_user_get(pl__pg *g, uint64_t uid, pl_pg_user **out);
 pl_err pl_pg_user_by_name(pl__pg *g, const char *name, pl_pg_user **out);
 int pl_pg_user_blocks(const pl_pg_user *u, uint64_t uid);
 int pl_pg_user_has_dev(const pl_pg_user *u, uint64_t dev);
+pl_err pl_pg_acct_user_insert(pl__pg *g, const char *name, const char *pwhash, uint64_t *uid);
 pl_err pl_pg_acct_register(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_acct_get_user(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_acct_login_device(pl__pg *g, pl_store_req *r);
@@ -205,7 +206,6 @@ pl_err pl_pg_conv_mark_read(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_unread(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_stats(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_counts(pl__pg *g, pl_store_counts *c);
-pl_err pl_pg_conv_admin(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_dedup_put(pl__pg *g, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts);
 
 /* ---- groups (pg_groups.c: membership; pg_ghist.c: history) ------------------ */
@@ -234,6 +234,23 @@ pl_err pl_pg_group_receipts(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_unread(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_typing(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c);
+
+/* The operator (admin API) takes u, a member with role was, out of gid as
+ * u's own Leave would, announced as a removal by "admin:<by>". */
+pl_err pl_pg_group_remove_by(pl__pg *g, pl_store_req *r, uint64_t gid, pl_pg_user *u, int was, const char *by);
+/* Groups as the admin API lists them (pl_pg_group_list's columns) from
+ * res, into *v (*n of them, *more if one past max was there). */
+void pl_pg_group_rows(PGresult *res, pl_group_info **v, size_t *n, size_t max, int *more);
+
+/* ---- the operator's calls (pg_admin.c) --------------------------------------- */
+pl_err pl_pg_admin(pl__pg *g, pl_store_req *r);
+/* Is uid banned? share: read its row FOR SHARE (a ban waits for the
+ * transaction, or is seen by it). */
+pl_err pl_pg_admin_disabled(pl__pg *g, uint64_t uid, int share, int *disabled);
+/* Register's invite: used up if it still admits one (pl_signup), else
+ * r->status INVITE_INVALID. Its row is locked: two nodes never both take
+ * a code's last use. */
+pl_err pl_pg_admin_invite_take(pl__pg *g, pl_store_req *r, const char *code);
 
 /* ---- message actions (pg_acts.c) ------------------------------------------- */
 /* The conversation's timer, as a scalar subquery on the parameter conv. */
@@ -288,5 +305,8 @@ pl_err pl_pg_media_get(pl__pg *g, pl_store_req *r);
 /* The sweep's part: expired uploads no message carries, and their blobs
  * (g->gone, told to blob_gone after the commit). */
 pl_err pl_pg_media_expire(pl__pg *g, uint64_t now);
+/* A deleted user's uploads go with their grants; their blobs no other
+ * upload names are told to blob_gone after the commit. */
+pl_err pl_pg_media_drop_owner(pl__pg *g, uint64_t uid);
 
 #endif

@@ -183,6 +183,24 @@ static void pl__gone_add(pl__pg *g, const char *key) {
   g->gone[g->ngone++] = pl_strdup(key);
 }
 
+/* The blobs (blob, thumb) of res's deleted uploads that no upload names
+ * any more: told to blob_gone after the commit. Clears res. */
+static pl_err pl__gone_unused(pl__pg *g, PGresult *res) {
+  pl_err e = PL_OK;
+  int n = PQntuples(res);
+  for (int i = 0; i < 2 * n && e == PL_OK; i++) {
+    const char *key = PQgetvalue(res, i / 2, i % 2);
+    uint64_t used = 0;
+    if (!*key)
+      continue;
+    e = pl_pg_u64(g, &used, "SELECT count(*) FROM media WHERE blob = $1 OR thumb = $1", "s", key);
+    if (e == PL_OK && !used)
+      pl__gone_add(g, key);
+  }
+  PQclear(res);
+  return e;
+}
+
 /* Inside the sweep: uploads past their TTL that no stored message carries
  * go with their grants, and the blobs no upload names any more are told
  * to blob_gone after the commit. */
@@ -197,17 +215,18 @@ pl_err pl_pg_media_expire(pl__pg *g, uint64_t now) {
   if (e != PL_OK)
     return e;
   int n = PQntuples(res);
-  for (int i = 0; i < 2 * n && e == PL_OK; i++) {
-    const char *key = PQgetvalue(res, i / 2, i % 2);
-    uint64_t used = 0;
-    if (!*key)
-      continue;
-    e = pl_pg_u64(g, &used, "SELECT count(*) FROM media WHERE blob = $1 OR thumb = $1", "s", key);
-    if (e == PL_OK && !used)
-      pl__gone_add(g, key);
-  }
-  PQclear(res);
+  e = pl__gone_unused(g, res);
   if (e == PL_OK && n)
     pl_info("store: %d expired upload(s) deleted", n);
   return e;
+}
+
+pl_err pl_pg_media_drop_owner(pl__pg *g, uint64_t uid) {
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res,
+                     "WITH x AS (DELETE FROM media WHERE owner = $1 RETURNING id, blob, thumb),"
+                     " gr AS (DELETE FROM media_grants WHERE media IN (SELECT id FROM x))"
+                     " SELECT blob, thumb FROM x",
+                     "u", uid);
+  return e == PL_OK ? pl__gone_unused(g, res) : e;
 }

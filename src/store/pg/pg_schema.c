@@ -87,6 +87,10 @@ static const char *const pl__migrations[] = {
     /* 6: when an accepted message vanishes (disappearing messages), so that
      * a retry's SendAck repeats it (pg_acts.c) */
     "ALTER TABLE dedup ADD COLUMN vanish bigint NOT NULL DEFAULT 0;",
+    /* 7: the operator's ban and the sign-up invites (pg_admin.c) */
+    "ALTER TABLE users ADD COLUMN disabled int NOT NULL DEFAULT 0;"
+    "CREATE TABLE invites(code text PRIMARY KEY, uses_left bigint NOT NULL, expires bigint NOT NULL,"
+    " created bigint NOT NULL);",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])

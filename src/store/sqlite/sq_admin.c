@@ -51,17 +51,6 @@ static pl_err pl__exec_u64(pl__sq *q, const char *sql, uint64_t *v) {
   return e;
 }
 
-static uint32_t pl__limit(const pl_store_req *r) {
-  uint32_t n = r->u.admin.in.limit;
-  return n == 0 ? 100 : n > 1000 ? 1000 : n;
-}
-
-static void pl__kicked(pl_store_req *r, uint64_t dev) {
-  pl_store_admin_req *a = &r->u.admin;
-  a->out.kicked = pl_realloc(a->out.kicked, (a->out.nkicked + 1) * sizeof *a->out.kicked);
-  a->out.kicked[a->out.nkicked++] = dev;
-}
-
 /* ---- users ---------------------------------------------------------------------- */
 
 #define PL__USER_COLS                                                                        \
@@ -96,7 +85,7 @@ static pl_err pl__users_read(pl__sq *q, sqlite3_stmt *st, pl_store_req *r, uint3
 
 static pl_err pl__users(pl__sq *q, pl_store_req *r) {
   sqlite3_stmt *st = NULL;
-  uint32_t max = pl__limit(r);
+  uint32_t max = pl_store_admin_limit(r);
   pl_err e =
       pl__prep(q, PL__USER_COLS "WHERE instr(u.name, ?1) > 0 AND u.name > ?2 ORDER BY u.name LIMIT ?3", &st);
   if (e != PL_OK)
@@ -232,29 +221,14 @@ static pl_err pl__create(pl__sq *q, pl_store_req *r) {
 
 /* ---- signing out, disabling ---------------------------------------------------- */
 
+static pl_err pl__devices_of(void *be, pl_store_req *r, uint64_t uid) { return pl__user_devices(be, r, uid); }
+
+static pl_err pl__logout(void *be, pl_store_req *lo) { return pl_sq_acct_logout(be, lo); }
+
 /* Signs out the user's devices (one named, or all) the way a user's own
  * revoke does: token, queue and push token go (pl_sq_acct_logout). */
 static pl_err pl__revoke_of(pl__sq *q, pl_store_req *r, uint64_t uid, const char *only) {
-  const pl_store_admin_req *a = &r->u.admin;
-  size_t from = a->out.ndevices;
-  int found = 0;
-  pl_err e = pl__user_devices(q, r, uid);
-  for (size_t i = from; e == PL_OK && i < a->out.ndevices; i++) {
-    const pl_admin_device *d = &a->out.devices[i];
-    if (only && strcmp(only, d->name))
-      continue;
-    found = 1;
-    if (!d->signed_in)
-      continue;
-    pl_store_req lo = {.op = PL_STORE_LOGOUT, .device_id = d->id};
-    e = pl_sq_acct_logout(q, &lo);
-    pl_store_req_clear(&lo);
-    if (e == PL_OK)
-      pl__kicked(r, d->id);
-  }
-  if (e == PL_OK && only && !found)
-    r->status = PL_ERR_NOT_FOUND;
-  return e;
+  return pl_store_admin_revoke(r, q, uid, only, pl__devices_of, pl__logout);
 }
 
 /* PASSWORD, DISABLE, ENABLE, REVOKE on in.user. */
@@ -284,27 +258,6 @@ static pl_err pl__account(pl__sq *q, pl_store_req *r) {
 
 /* ---- groups ---------------------------------------------------------------------- */
 
-/* The events and audience changes of a request run on r's behalf move to r,
- * so the store delivers them after the commit like r's own. */
-static void pl__adopt(pl_store_req *r, pl_store_req *sub) {
-  if (sub->nevents) {
-    r->events = pl_realloc(r->events, (r->nevents + sub->nevents) * sizeof *r->events);
-    memcpy(r->events + r->nevents, sub->events, sub->nevents * sizeof *r->events);
-    r->nevents += sub->nevents;
-  }
-  if (sub->nchanges) {
-    r->changes = pl_realloc(r->changes, (r->nchanges + sub->nchanges) * sizeof *r->changes);
-    memcpy(r->changes + r->nchanges, sub->changes, sub->nchanges * sizeof *r->changes);
-    r->nchanges += sub->nchanges;
-    r->changes_cap = r->nchanges;
-  }
-  pl_free(sub->events);
-  pl_free(sub->changes);
-  sub->events = NULL;
-  sub->changes = NULL;
-  sub->nevents = sub->nchanges = sub->changes_cap = 0;
-}
-
 /* uid leaves gid as its own Leave would (an heir if it owned the group). */
 static pl_err pl__leave(pl__sq *q, pl_store_req *r, uint64_t uid, uint64_t gid) {
   pl_store_req sub = {.op = PL_STORE_GROUP_UPDATE, .user_id = uid};
@@ -313,7 +266,7 @@ static pl_err pl__leave(pl__sq *q, pl_store_req *r, uint64_t uid, uint64_t gid) 
   pl_err e = pl_sq_group_update(q, &sub);
   if (e == PL_OK && sub.status != PL_OK)
     r->status = sub.status;
-  pl__adopt(r, &sub);
+  pl_store_req_adopt(r, &sub);
   pl_store_req_clear(&sub);
   return e;
 }
@@ -501,7 +454,7 @@ static pl_err pl__top_queues(pl__sq *q, pl_store_req *r) {
                &st);
   if (e != PL_OK)
     return e;
-  pl_sq_bind_u64(st, 1, pl__limit(r));
+  pl_sq_bind_u64(st, 1, pl_store_admin_limit(r));
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     a->out.devices = pl_sq_reserve(a->out.devices, a->out.ndevices, &cap, sizeof *a->out.devices);
     pl_admin_device *d = &a->out.devices[a->out.ndevices++];
@@ -584,7 +537,7 @@ pl_err pl_sq_admin(pl__sq *q, pl_store_req *r) {
   case PL_ADMIN_USER: return pl__user_show(q, r);
   case PL_ADMIN_CREATE: return pl__create(q, r);
   case PL_ADMIN_DELETE: return pl__delete(q, r);
-  case PL_ADMIN_GROUPS: return pl__groups_read(q, r, 0, pl__limit(r));
+  case PL_ADMIN_GROUPS: return pl__groups_read(q, r, 0, pl_store_admin_limit(r));
   case PL_ADMIN_GROUP: return pl__group(q, r);
   case PL_ADMIN_REMOVE: return pl__remove(q, r);
   case PL_ADMIN_INVITE: return pl__invite(q, r);

@@ -1,0 +1,424 @@
+/* pg_admin: PL_STORE_ADMIN on PostgreSQL (the operator's calls,
+ * docs/admin.md), the invites and the disabled flag: what sq_admin.c does
+ * on SQLite, under the same rules (pl_signup for invites, pl_roles through
+ * pg_groups.c for a removal or a deleted member's Leave, pl_devices' way of
+ * signing a device out through pl_store_admin_revoke).
+ *
+ * Several nodes share the database, so an action that changes an account
+ * (password, ban, revoke, delete) first locks the user's row FOR UPDATE:
+ * a sign-in on another node reads that row FOR SHARE in its transaction
+ * (pg_acct.c), so it either commits first and its new token is signed out
+ * here, or waits and then sees the ban or the deletion. The devices signed
+ * out go to out.kicked; the admin API closes their connections through
+ * the router, which on a cluster tells every node (KICK on the bus). */
+#include "../../rules/pl_signup.h"
+#include "pg_internal.h"
+
+/* ---- users --------------------------------------------------------------------- */
+
+#define PL__USER_COLS                                                                        \
+  "SELECT u.id, u.name, u.created, u.last_seen, u.disabled, (SELECT count(*) FROM devices d" \
+  " WHERE d.user_id = u.id AND d.token_hash IS NOT NULL) FROM users u "
+
+/* Rows of res (PL__USER_COLS) into out.users, at most max; *more if one was
+ * left. Clears res. */
+static void pl__users_read(PGresult *res, pl_store_req *r, uint32_t max) {
+  pl_store_admin_req *a = &r->u.admin;
+  size_t n = (size_t)PQntuples(res);
+  if (n > max) {
+    n = max;
+    a->out.more = 1;
+  }
+  a->out.users = pl_calloc(n + 1, sizeof *a->out.users);
+  for (int i = 0; i < (int)n; i++) {
+    pl_admin_user *u = &a->out.users[a->out.nusers++];
+    u->id = pl_pg_col_u64(res, i, 0);
+    u->name = pl_pg_col_str(res, i, 1);
+    u->created = pl_pg_col_u64(res, i, 2);
+    u->last_seen = pl_pg_col_u64(res, i, 3);
+    u->disabled = pl_pg_col_int(res, i, 4);
+    u->devices = pl_pg_col_u64(res, i, 5);
+  }
+  PQclear(res);
+}
+
+/* Names in the byte order SQLite's list uses, whatever the database's
+ * collation: the "after" of a page is the last name of the one before. */
+static pl_err pl__users(pl__pg *g, pl_store_req *r) {
+  const pl_store_admin_req *a = &r->u.admin;
+  uint32_t max = pl_store_admin_limit(r);
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res,
+                     PL__USER_COLS "WHERE strpos(u.name, $1) > 0 AND u.name > $2 COLLATE \"C\""
+                                   " ORDER BY u.name COLLATE \"C\" LIMIT $3",
+                     "ssu", a->in.query ? a->in.query : "", a->in.after ? a->in.after : "", (uint64_t)max + 1);
+  if (e == PL_OK)
+    pl__users_read(res, r, max);
+  return e;
+}
+
+/* The user in.user as out.users[0] (its row locked if lock); NOT_FOUND
+ * (status) if none. */
+static pl_err pl__user_load(pl__pg *g, pl_store_req *r, int lock) {
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res, lock ? PL__USER_COLS "WHERE u.name = $1 FOR UPDATE OF u" : PL__USER_COLS "WHERE u.name = $1",
+                     "s", r->u.admin.in.user);
+  if (e != PL_OK)
+    return e;
+  pl__users_read(res, r, 1);
+  r->u.admin.out.more = 0;
+  if (!r->u.admin.out.nusers)
+    r->status = PL_ERR_NOT_FOUND;
+  return PL_OK;
+}
+
+/* Appends uid's devices to out.devices (queued: its queue rows now). */
+static pl_err pl__user_devices(void *be, pl_store_req *r, uint64_t uid) {
+  pl_store_admin_req *a = &r->u.admin;
+  PGresult *res;
+  pl_err e = pl_pg_q(be, &res,
+                     "SELECT id, name, created, used_at, (token_hash IS NOT NULL)::int, queued FROM devices"
+                     " WHERE user_id = $1 ORDER BY id",
+                     "u", uid);
+  if (e != PL_OK)
+    return e;
+  size_t n = (size_t)PQntuples(res);
+  a->out.devices = pl_realloc(a->out.devices, (a->out.ndevices + n + 1) * sizeof *a->out.devices);
+  for (int i = 0; i < (int)n; i++) {
+    pl_admin_device *d = &a->out.devices[a->out.ndevices++];
+    memset(d, 0, sizeof *d);
+    d->id = pl_pg_col_u64(res, i, 0);
+    d->name = pl_pg_col_str(res, i, 1);
+    d->created = pl_pg_col_u64(res, i, 2);
+    d->used_at = pl_pg_col_u64(res, i, 3);
+    d->signed_in = pl_pg_col_int(res, i, 4);
+    d->queued = pl_pg_col_u64(res, i, 5);
+  }
+  PQclear(res);
+  return PL_OK;
+}
+
+/* Groups: of a user (uid != 0: my_role is theirs, all of them) or all,
+ * after in.after_id, at most max. */
+static pl_err pl__groups_read(pl__pg *g, pl_store_req *r, uint64_t uid, uint32_t max) {
+  pl_store_admin_req *a = &r->u.admin;
+  PGresult *res;
+  pl_err e = uid ? pl_pg_q(g, &res,
+                           "SELECT gr.gid, gr.name, gr.description, gr.members, m.role, 0 FROM members m"
+                           " JOIN groups gr ON gr.gid = m.gid WHERE m.uid = $1 AND m.role > 0 ORDER BY gr.gid",
+                           "u", uid)
+                 : pl_pg_q(g, &res,
+                           "SELECT gid, name, description, members, 0, 0 FROM groups WHERE gid > $1"
+                           " ORDER BY gid LIMIT $2",
+                           "uu", a->in.after_id, (uint64_t)max + 1);
+  if (e != PL_OK)
+    return e;
+  pl_pg_group_rows(res, &a->out.groups, &a->out.ngroups, max, &a->out.more);
+  PQclear(res);
+  return PL_OK;
+}
+
+/* The uploads of uid (0: everyone's): how many, and their bytes. */
+static pl_err pl__user_media(pl__pg *g, pl_store_req *r, uint64_t uid) {
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res,
+                     "SELECT count(*), COALESCE(sum(size + thumb_size), 0) FROM media"
+                     " WHERE $1 = 0 OR owner = $1",
+                     "u", uid);
+  if (e != PL_OK)
+    return e;
+  r->u.admin.out.media_count = pl_pg_col_u64(res, 0, 0);
+  r->u.admin.out.media_bytes = pl_pg_col_u64(res, 0, 1);
+  PQclear(res);
+  return PL_OK;
+}
+
+static pl_err pl__user_show(pl__pg *g, pl_store_req *r) {
+  pl_err e = pl__user_load(g, r, 0);
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  uint64_t uid = r->u.admin.out.users[0].id;
+  e = pl__user_devices(g, r, uid);
+  if (e == PL_OK)
+    e = pl__groups_read(g, r, uid, UINT32_MAX);
+  if (e == PL_OK)
+    e = pl__user_media(g, r, uid);
+  return e;
+}
+
+static pl_err pl__create(pl__pg *g, pl_store_req *r) {
+  uint64_t uid = 0;
+  pl_err e = pl_pg_u64(g, &uid, "SELECT id FROM users WHERE name = $1", "s", r->u.admin.in.user);
+  if (e != PL_OK)
+    return e;
+  if (uid) {
+    r->status = PL_ERR_USER_EXISTS;
+    return PL_OK;
+  }
+  e = pl_pg_acct_user_insert(g, r->u.admin.in.user, r->u.admin.in.pwhash, &uid);
+  return e == PL_OK ? pl__user_load(g, r, 0) : e;
+}
+
+/* ---- signing out, disabling ---------------------------------------------------- */
+
+static pl_err pl__logout(void *be, pl_store_req *lo) { return pl_pg_acct_logout(be, lo); }
+
+/* The user's devices (one named, or all) signed out as the user's own
+ * revoke does: token, queue and push token go (pl_pg_acct_logout). */
+static pl_err pl__revoke_of(pl__pg *g, pl_store_req *r, uint64_t uid, const char *only) {
+  return pl_store_admin_revoke(r, g, uid, only, pl__user_devices, pl__logout);
+}
+
+/* PASSWORD, DISABLE, ENABLE, REVOKE on in.user. */
+static pl_err pl__account(pl__pg *g, pl_store_req *r) {
+  const pl_store_admin_req *a = &r->u.admin;
+  pl_err e = pl__user_load(g, r, 1);
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  uint64_t uid = a->out.users[0].id;
+  switch (a->in.action) {
+  case PL_ADMIN_PASSWORD:
+    e = pl_pg_q(g, NULL, "UPDATE users SET pwhash = $2 WHERE id = $1", "us", uid, a->in.pwhash);
+    return e == PL_OK ? pl__revoke_of(g, r, uid, NULL) : e;
+  case PL_ADMIN_DISABLE:
+    e = pl_pg_q(g, NULL, "UPDATE users SET disabled = 1 WHERE id = $1", "u", uid);
+    if (e == PL_OK)
+      r->u.admin.out.users[0].disabled = 1;
+    return e == PL_OK ? pl__revoke_of(g, r, uid, NULL) : e;
+  case PL_ADMIN_ENABLE:
+    r->u.admin.out.users[0].disabled = 0;
+    return pl_pg_q(g, NULL, "UPDATE users SET disabled = 0 WHERE id = $1", "u", uid);
+  default: return pl__revoke_of(g, r, uid, a->in.device);
+  }
+}
+
+/* ---- groups ---------------------------------------------------------------------- */
+
+static pl_err pl__group(pl__pg *g, pl_store_req *r) {
+  pl_store_admin_req *a = &r->u.admin;
+  a->in.after_id = a->in.group - 1;
+  pl_err e = pl__groups_read(g, r, 0, 1);
+  a->out.more = 0;
+  if (e != PL_OK)
+    return e;
+  if (!a->out.ngroups || a->out.groups[0].gid != a->in.group) {
+    r->status = PL_ERR_NOT_FOUND;
+    return PL_OK;
+  }
+  pl_group_info *gi = &a->out.groups[0];
+  PGresult *res;
+  e = pl_pg_q(g, &res,
+              "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid WHERE m.gid = $1 AND m.role > 0"
+              " ORDER BY u.name COLLATE \"C\"",
+              "u", gi->gid);
+  if (e != PL_OK)
+    return e;
+  size_t n = (size_t)PQntuples(res);
+  gi->members = pl_calloc(n + 1, sizeof *gi->members);
+  for (int i = 0; i < (int)n; i++) {
+    gi->members[i].user = pl_pg_col_str(res, i, 0);
+    gi->members[i].role = pl_pg_col_int(res, i, 1);
+  }
+  gi->nmembers = n;
+  PQclear(res);
+  return PL_OK;
+}
+
+static pl_err pl__remove(pl__pg *g, pl_store_req *r) {
+  pl_pg_user *u = NULL;
+  int role = PL_ROLE_NONE;
+  pl_err e = pl_pg_user_by_name(g, r->u.admin.in.user, &u);
+  if (e == PL_OK && u)
+    e = pl_pg_group_role(g, r->u.admin.in.group, u->id, &role);
+  if (e == PL_OK && role == PL_ROLE_NONE)
+    r->status = PL_ERR_NOT_MEMBER;
+  else if (e == PL_OK)
+    e = pl_pg_group_remove_by(g, r, r->u.admin.in.group, u, role, r->u.admin.in.by);
+  pl_pg_user_free(u);
+  return e;
+}
+
+/* ---- delete ------------------------------------------------------------------------ */
+
+/* uid leaves gid as its own Leave would (an heir if it owned the group). */
+static pl_err pl__leave(pl__pg *g, pl_store_req *r, uint64_t uid, uint64_t gid) {
+  pl_store_req sub = {.op = PL_STORE_GROUP_UPDATE, .user_id = uid};
+  sub.u.group_update.in.group = gid;
+  sub.u.group_update.in.group_op = PL_GROUP_LEAVE;
+  pl_err e = pl_pg_group_update(g, &sub);
+  if (e == PL_OK && sub.status != PL_OK)
+    r->status = sub.status;
+  pl_store_req_adopt(r, &sub);
+  pl_store_req_clear(&sub);
+  return e;
+}
+
+/* What is the user's alone, in one statement: rows keyed by its id or its
+ * devices'. Its messages already in other users' queues stay theirs. */
+#define PL__USER_ROWS                                                                      \
+  "WITH d AS (SELECT id FROM devices WHERE user_id = $1),"                                 \
+  " a AS (DELETE FROM dedup WHERE device_id IN (SELECT id FROM d)),"                       \
+  " b AS (DELETE FROM gcursor WHERE device_id IN (SELECT id FROM d)),"                     \
+  " c AS (DELETE FROM push_tokens WHERE user_id = $1),"                                    \
+  " p AS (DELETE FROM push_pending WHERE user_id = $1),"                                   \
+  " m AS (DELETE FROM members WHERE uid = $1), gr AS (DELETE FROM greads WHERE uid = $1)," \
+  " r AS (DELETE FROM reads WHERE uid = $1),"                                              \
+  " ct AS (DELETE FROM contacts WHERE uid = $1 OR contact_uid = $1),"                      \
+  " bl AS (DELETE FROM blocks WHERE uid = $1 OR blocked_uid = $1)"                         \
+  " DELETE FROM devices WHERE user_id = $1"
+
+static pl_err pl__delete(pl__pg *g, pl_store_req *r) {
+  pl_store_admin_req *a = &r->u.admin;
+  pl_err e = pl__user_load(g, r, 1);
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  uint64_t uid = a->out.users[0].id;
+  e = pl__revoke_of(g, r, uid, NULL);
+  if (e == PL_OK)
+    e = pl__groups_read(g, r, uid, UINT32_MAX);
+  for (size_t i = 0; e == PL_OK && i < a->out.ngroups; i++)
+    e = pl__leave(g, r, uid, a->out.groups[i].gid);
+  if (e == PL_OK)
+    e = pl_pg_media_drop_owner(g, uid);
+  if (e == PL_OK)
+    e = pl_pg_q(g, NULL, PL__USER_ROWS, "u", uid);
+  if (e == PL_OK) /* after its devices, which name it */
+    e = pl_pg_q(g, NULL, "DELETE FROM users WHERE id = $1", "u", uid);
+  return e;
+}
+
+/* ---- invites and queues ------------------------------------------------------------ */
+
+static pl_err pl__invite(pl__pg *g, pl_store_req *r) {
+  const pl_store_admin_req *a = &r->u.admin;
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res,
+                     "INSERT INTO invites(code, uses_left, expires, created) VALUES($1, $2, $3, $4)"
+                     " ON CONFLICT(code) DO NOTHING RETURNING 1",
+                     "suuu", a->in.code, a->in.uses ? a->in.uses : 1, pl_pg_clamp(a->in.expires), pl_now_ms());
+  if (e == PL_OK && PQntuples(res) == 0)
+    r->status = PL_ERR_USER_EXISTS; /* the code is taken */
+  PQclear(res);
+  return e;
+}
+
+static pl_err pl__invites(pl__pg *g, pl_store_req *r) {
+  pl_store_admin_req *a = &r->u.admin;
+  PGresult *res;
+  uint64_t now = pl_now_ms();
+  pl_err e = pl_pg_q(g, &res,
+                     "SELECT code, uses_left, expires, created FROM invites ORDER BY created, code COLLATE \"C\"",
+                     NULL);
+  if (e != PL_OK)
+    return e;
+  int n = PQntuples(res);
+  a->out.invites = pl_calloc((size_t)n + 1, sizeof *a->out.invites);
+  for (int i = 0; i < n; i++) {
+    uint64_t left = pl_pg_col_u64(res, i, 1), exp = pl_pg_col_u64(res, i, 2);
+    if (!pl_signup_invite_ok(left, exp, now))
+      continue;
+    pl_admin_invite *v = &a->out.invites[a->out.ninvites++];
+    v->code = pl_pg_col_str(res, i, 0);
+    v->uses_left = left;
+    v->expires = exp;
+    v->created = pl_pg_col_u64(res, i, 3);
+  }
+  PQclear(res);
+  return PL_OK;
+}
+
+static pl_err pl__invite_del(pl__pg *g, pl_store_req *r) {
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res, "DELETE FROM invites WHERE code = $1 RETURNING 1", "s", r->u.admin.in.code);
+  if (e == PL_OK && PQntuples(res) == 0)
+    r->status = PL_ERR_NOT_FOUND;
+  PQclear(res);
+  return e;
+}
+
+/* The deepest queues by devices.queued, the count the queue limits keep
+ * (no count over the whole queue table). */
+static pl_err pl__top_queues(pl__pg *g, pl_store_req *r) {
+  pl_store_admin_req *a = &r->u.admin;
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res,
+                     "SELECT d.id, d.queued, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"
+                     " WHERE d.queued > 0 ORDER BY d.queued DESC, d.id LIMIT $1",
+                     "u", (uint64_t)pl_store_admin_limit(r));
+  if (e != PL_OK)
+    return e;
+  int n = PQntuples(res);
+  a->out.devices = pl_calloc((size_t)n + 1, sizeof *a->out.devices);
+  for (int i = 0; i < n; i++) {
+    pl_admin_device *d = &a->out.devices[a->out.ndevices++];
+    d->id = pl_pg_col_u64(res, i, 0);
+    d->queued = pl_pg_col_u64(res, i, 1);
+    d->name = pl_pg_col_str(res, i, 2);
+    d->user = pl_pg_col_str(res, i, 3);
+    d->signed_in = 1;
+  }
+  PQclear(res);
+  return PL_OK;
+}
+
+/* What /metrics counts, the deepest queues, the uploads, and the size of
+ * the database (pg_database_size: the whole database, indexes included). */
+static pl_err pl__stats(pl__pg *g, pl_store_req *r) {
+  pl_err e = pl_pg_conv_counts(g, &r->u.admin.out.counts);
+  if (e == PL_OK)
+    e = pl_pg_u64(g, &r->u.admin.out.db_bytes, "SELECT pg_database_size(current_database())", NULL);
+  if (e == PL_OK)
+    e = pl__top_queues(g, r);
+  if (e == PL_OK)
+    e = pl__user_media(g, r, 0);
+  return e;
+}
+
+/* ---- the op, and what other ops ask of this file ------------------------------------ */
+
+pl_err pl_pg_admin(pl__pg *g, pl_store_req *r) {
+  switch (r->u.admin.in.action) {
+  case PL_ADMIN_USERS: return pl__users(g, r);
+  case PL_ADMIN_USER: return pl__user_show(g, r);
+  case PL_ADMIN_CREATE: return pl__create(g, r);
+  case PL_ADMIN_DELETE: return pl__delete(g, r);
+  case PL_ADMIN_GROUPS: return pl__groups_read(g, r, 0, pl_store_admin_limit(r));
+  case PL_ADMIN_GROUP: return pl__group(g, r);
+  case PL_ADMIN_REMOVE: return pl__remove(g, r);
+  case PL_ADMIN_INVITE: return pl__invite(g, r);
+  case PL_ADMIN_INVITES: return pl__invites(g, r);
+  case PL_ADMIN_INVITE_DEL: return pl__invite_del(g, r);
+  case PL_ADMIN_TOP_QUEUES: return pl__top_queues(g, r);
+  case PL_ADMIN_STATS: return pl__stats(g, r);
+  case PL_ADMIN_PASSWORD:
+  case PL_ADMIN_DISABLE:
+  case PL_ADMIN_ENABLE:
+  case PL_ADMIN_REVOKE: return pl__account(g, r);
+  default: r->status = PL_ERR_INVALID_ARGUMENT; return PL_OK;
+  }
+}
+
+pl_err pl_pg_admin_disabled(pl__pg *g, uint64_t uid, int share, int *disabled) {
+  uint64_t v = 0;
+  pl_err e = pl_pg_u64(g, &v,
+                       share ? "SELECT disabled FROM users WHERE id = $1 FOR SHARE"
+                             : "SELECT disabled FROM users WHERE id = $1",
+                       "u", uid);
+  *disabled = e == PL_OK && v != 0;
+  return e;
+}
+
+pl_err pl_pg_admin_invite_take(pl__pg *g, pl_store_req *r, const char *code) {
+  PGresult *res;
+  pl_err e = pl_pg_q(g, &res, "SELECT uses_left, expires FROM invites WHERE code = $1 FOR UPDATE", "s", code);
+  if (e != PL_OK)
+    return e;
+  int ok = PQntuples(res) > 0 &&
+           pl_signup_invite_ok(pl_pg_col_u64(res, 0, 0), pl_pg_col_u64(res, 0, 1), pl_now_ms());
+  PQclear(res);
+  if (!ok) {
+    r->status = PL_ERR_INVITE_INVALID;
+    return PL_OK;
+  }
+  return pl_pg_q(g, NULL, "UPDATE invites SET uses_left = uses_left - 1 WHERE code = $1", "s", code);
+}
