@@ -2,7 +2,9 @@
  * postgresql://): sent through node A, received on node B, which learns of
  * it by a hint over the bus and reads it from the store; a hint lost while
  * B is cut from the bus is made good when B is back (every local session
- * reads its queue again). Real PostgreSQL and nats-servers, started here.
+ * reads its queue again); the operator's ban and deletion through one node
+ * close the user's sessions on both. Real PostgreSQL and nats-servers,
+ * started here.
  *
  * Exits 77 (skipped) while parleyd has no PostgreSQL backend (its --help does
  * not mention postgresql://), or without nats-server or PostgreSQL. */
@@ -100,6 +102,72 @@ static void test_lost_hint_recovered(void) {
   cluster_down();
 }
 
+/* An admin token for node s (parleyd admin-token create in its data dir). */
+static void admin_token(const tl_server *s, char tok[128]) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "'%s' admin-token create ops --data '%s' 2>/dev/null", getenv("PARLEYD"), s->dir);
+  FILE *f = popen(cmd, "r"); /* the token alone on standard output */
+  CHECK(f != NULL);
+  tok[0] = '\0';
+  if (f && fgets(tok, 128, f))
+    tok[strcspn(tok, "\r\n")] = '\0';
+  if (f)
+    pclose(f);
+  CHECK(strncmp(tok, "padm_", 5) == 0);
+}
+
+/* method path on s's admin API; its HTTP status (the answer into buf). */
+static int admin_call(const tl_server *s, const char *tok, const char *method, const char *path, char *buf,
+                      size_t cap) {
+  char req[600];
+  int fd = tl_connect(s->http_port);
+  CHECK(fd >= 0);
+  int n = snprintf(req, sizeof req,
+                   "%s %s HTTP/1.1\r\nHost: node\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                   "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+                   method, path, tok);
+  CHECK(tl_write_all(fd, req, (size_t)n) == 0);
+  tl_read_all(fd, buf, cap, T_MS);
+  close(fd);
+  return strncmp(buf, "HTTP/1.1 ", 9) == 0 ? atoi(buf + 9) : -1;
+}
+
+/* The operator bans bob and deletes carol through node A: their sessions
+ * close on every node, B's too (the signed-out devices are kicked on the
+ * bus), and neither signs in again on either node. Regression: the admin
+ * API answered INVALID_ARGUMENT on PostgreSQL. */
+static void test_admin_across_nodes(void) {
+  char tok[128], t1[128], t2[128], t3[128], buf[4096];
+  cluster_up();
+  admin_token(&na, tok);
+  int b1 = rc_open(nb.port, PARLEY__CLIENT_KIND__KIND_BOT);
+  CHECK_EQ_I(rc_auth(b1, PARLEY__FRAME_TYPE__FRAME_REGISTER, "bob", "secret-pass", "phone", t1), 0);
+  int b2 = rc_open(na.port, PARLEY__CLIENT_KIND__KIND_BOT);
+  CHECK_EQ_I(rc_auth(b2, PARLEY__FRAME_TYPE__FRAME_LOGIN, "bob", "secret-pass", "laptop", t2), 0);
+  int c1 = rc_open(nb.port, PARLEY__CLIENT_KIND__KIND_BOT);
+  CHECK_EQ_I(rc_auth(c1, PARLEY__FRAME_TYPE__FRAME_REGISTER, "carol", "secret-pass", "phone", t3), 0);
+  CHECK_EQ_I(admin_call(&na, tok, "POST", "/admin/users/bob/disable", buf, sizeof buf), 200);
+  CHECK(strstr(buf, "\"signed_out\": 2") || strstr(buf, "\"signed_out\":2"));
+  CHECK(tl_wait_closed(b1, T_MS)); /* on B, which heard of it on the bus */
+  CHECK(tl_wait_closed(b2, T_MS)); /* on A */
+  int x = rc_open(nb.port, PARLEY__CLIENT_KIND__KIND_BOT);
+  CHECK_EQ_I(rc_auth(x, PARLEY__FRAME_TYPE__FRAME_LOGIN, "bob", "secret-pass", "phone", t1),
+             PARLEY__ERROR_CODE__ERR_ACCOUNT_DISABLED);
+  close(x);
+  CHECK_EQ_I(admin_call(&na, tok, "DELETE", "/admin/users/carol", buf, sizeof buf), 200);
+  CHECK(tl_wait_closed(c1, T_MS));
+  x = rc_open(nb.port, PARLEY__CLIENT_KIND__KIND_BOT);
+  CHECK_EQ_I(rc_auth(x, PARLEY__FRAME_TYPE__FRAME_LOGIN, "carol", "secret-pass", "phone", t3),
+             PARLEY__ERROR_CODE__ERR_BAD_CREDENTIALS);
+  close(x);
+  /* admin tokens are each node's own file (docs/admin.md): B has none */
+  CHECK_EQ_I(admin_call(&nb, tok, "GET", "/admin/users", buf, sizeof buf), 404);
+  close(b1);
+  close(b2);
+  close(c1);
+  cluster_down();
+}
+
 int main(void) {
   if (!pg_backend()) {
     printf("skipped: parleyd has no PostgreSQL backend yet (--store postgresql://)\n");
@@ -111,5 +179,6 @@ int main(void) {
   }
   RUN(test_message_across_nodes);
   RUN(test_lost_hint_recovered);
+  RUN(test_admin_across_nodes);
   return tl_summary();
 }
