@@ -70,6 +70,10 @@ static void pl__fetch_done(pl_store_req *req) {
    * the later one, submitted after it, reads all it would. */
   if (!s->conn || s->state != PL_SESS_READY || s->cur.state != PL_CURSOR_FETCHING || sr->gen != s->fetch_gen)
     goto out;
+  if (req->status == PL_ERR_BAD_TOKEN) { /* signed out meanwhile, its kick missed (pl_store.h, FETCH) */
+    pl_sess__kick(s);
+    goto out;
+  }
   if (req->status != PL_OK) {
     pl_sess__fatal(s, PL_ERR_INTERNAL);
     goto out;

@@ -385,7 +385,11 @@ typedef struct pl_store_send_req {
   } out;
 } pl_store_send_req;
 
-/* FETCH: read a device's queue after a qid. */
+/* FETCH: read a device's queue after a qid. A backend that several nodes
+ * share answers BAD_TOKEN (status) for a device that is signed out: a
+ * session whose revocation was announced while its node was cut off from
+ * the others (the kick lost on the bus) closes at its next fetch, which
+ * the bus's reconnection brings about. */
 typedef struct pl_store_fetch_req {
   struct {
     uint64_t after; /* queue entries with qid > after (streams 0: group entries too) */

@@ -122,10 +122,11 @@ static int admin_call(const tl_server *s, const char *tok, const char *method, c
   char req[600];
   int fd = tl_connect(s->http_port);
   CHECK(fd >= 0);
-  int n = snprintf(req, sizeof req,
-                   "%s %s HTTP/1.1\r\nHost: node\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"
-                   "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
-                   method, path, tok);
+  int n = snprintf(
+      req, sizeof req,
+      "%s %s HTTP/1.1\r\nHost: node\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"
+      "Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+      method, path, tok);
   CHECK(tl_write_all(fd, req, (size_t)n) == 0);
   tl_read_all(fd, buf, cap, T_MS);
   close(fd);
@@ -168,6 +169,25 @@ static void test_admin_across_nodes(void) {
   cluster_down();
 }
 
+/* Regression: a ban through node A while B is cut off from the bus (its
+ * NATS server hangs): the KICK never reaches B, and bob's session there
+ * went on. Back on the bus, B's sessions read their queues again, and the
+ * fetch of a signed-out device closes its session (pl_store.h, FETCH). */
+static void test_admin_kick_lost(void) {
+  char tok[128], t1[128], buf[4096];
+  cluster_up();
+  admin_token(&na, tok);
+  int b1 = rc_open(nb.port, PARLEY__CLIENT_KIND__KIND_BOT); /* a long heartbeat: no pings needed meanwhile */
+  CHECK_EQ_I(rc_auth(b1, PARLEY__FRAME_TYPE__FRAME_REGISTER, "bob", "secret-pass", "phone", t1), 0);
+  CHECK(kill(ns.pid[1], SIGSTOP) == 0);
+  CHECK_EQ_I(admin_call(&na, tok, "POST", "/admin/users/bob/disable", buf, sizeof buf), 200);
+  CHECK(tl_wait_closed(b1, CUT_MS));
+  CHECK(tl_metric(&nb, "parley_bus_reconnects_total") >= 1); /* closed by the fetch after it, not a KICK */
+  kill(ns.pid[1], SIGCONT);
+  close(b1);
+  cluster_down();
+}
+
 int main(void) {
   if (!pg_backend()) {
     printf("skipped: parleyd has no PostgreSQL backend yet (--store postgresql://)\n");
@@ -180,5 +200,6 @@ int main(void) {
   RUN(test_message_across_nodes);
   RUN(test_lost_hint_recovered);
   RUN(test_admin_across_nodes);
+  RUN(test_admin_kick_lost);
   return tl_summary();
 }

@@ -48,10 +48,11 @@ static pl_err pl__users(pl__pg *g, pl_store_req *r) {
   const pl_store_admin_req *a = &r->u.admin;
   uint32_t max = pl_store_admin_limit(r);
   PGresult *res;
-  pl_err e = pl_pg_q(g, &res,
-                     PL__USER_COLS "WHERE strpos(u.name, $1) > 0 AND u.name > $2 COLLATE \"C\""
-                                   " ORDER BY u.name COLLATE \"C\" LIMIT $3",
-                     "ssu", a->in.query ? a->in.query : "", a->in.after ? a->in.after : "", (uint64_t)max + 1);
+  pl_err e =
+      pl_pg_q(g, &res,
+              PL__USER_COLS "WHERE strpos(u.name, $1) > 0 AND u.name > $2 COLLATE \"C\""
+                            " ORDER BY u.name COLLATE \"C\" LIMIT $3",
+              "ssu", a->in.query ? a->in.query : "", a->in.after ? a->in.after : "", (uint64_t)max + 1);
   if (e == PL_OK)
     pl__users_read(res, r, max);
   return e;
@@ -61,8 +62,9 @@ static pl_err pl__users(pl__pg *g, pl_store_req *r) {
  * (status) if none. */
 static pl_err pl__user_load(pl__pg *g, pl_store_req *r, int lock) {
   PGresult *res;
-  pl_err e = pl_pg_q(g, &res, lock ? PL__USER_COLS "WHERE u.name = $1 FOR UPDATE OF u" : PL__USER_COLS "WHERE u.name = $1",
-                     "s", r->u.admin.in.user);
+  pl_err e = pl_pg_q(
+      g, &res, lock ? PL__USER_COLS "WHERE u.name = $1 FOR UPDATE OF u" : PL__USER_COLS "WHERE u.name = $1",
+      "s", r->u.admin.in.user);
   if (e != PL_OK)
     return e;
   pl__users_read(res, r, 1);
@@ -103,14 +105,15 @@ static pl_err pl__user_devices(void *be, pl_store_req *r, uint64_t uid) {
 static pl_err pl__groups_read(pl__pg *g, pl_store_req *r, uint64_t uid, uint32_t max) {
   pl_store_admin_req *a = &r->u.admin;
   PGresult *res;
-  pl_err e = uid ? pl_pg_q(g, &res,
-                           "SELECT gr.gid, gr.name, gr.description, gr.members, m.role, 0 FROM members m"
-                           " JOIN groups gr ON gr.gid = m.gid WHERE m.uid = $1 AND m.role > 0 ORDER BY gr.gid",
-                           "u", uid)
-                 : pl_pg_q(g, &res,
-                           "SELECT gid, name, description, members, 0, 0 FROM groups WHERE gid > $1"
-                           " ORDER BY gid LIMIT $2",
-                           "uu", a->in.after_id, (uint64_t)max + 1);
+  pl_err e =
+      uid ? pl_pg_q(g, &res,
+                    "SELECT gr.gid, gr.name, gr.description, gr.members, m.role, 0 FROM members m"
+                    " JOIN groups gr ON gr.gid = m.gid WHERE m.uid = $1 AND m.role > 0 ORDER BY gr.gid",
+                    "u", uid)
+          : pl_pg_q(g, &res,
+                    "SELECT gid, name, description, members, 0, 0 FROM groups WHERE gid > $1"
+                    " ORDER BY gid LIMIT $2",
+                    "uu", a->in.after_id, (uint64_t)max + 1);
   if (e != PL_OK)
     return e;
   pl_pg_group_rows(res, &a->out.groups, &a->out.ngroups, max, &a->out.more);
@@ -205,23 +208,7 @@ static pl_err pl__group(pl__pg *g, pl_store_req *r) {
     r->status = PL_ERR_NOT_FOUND;
     return PL_OK;
   }
-  pl_group_info *gi = &a->out.groups[0];
-  PGresult *res;
-  e = pl_pg_q(g, &res,
-              "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid WHERE m.gid = $1 AND m.role > 0"
-              " ORDER BY u.name COLLATE \"C\"",
-              "u", gi->gid);
-  if (e != PL_OK)
-    return e;
-  size_t n = (size_t)PQntuples(res);
-  gi->members = pl_calloc(n + 1, sizeof *gi->members);
-  for (int i = 0; i < (int)n; i++) {
-    gi->members[i].user = pl_pg_col_str(res, i, 0);
-    gi->members[i].role = pl_pg_col_int(res, i, 1);
-  }
-  gi->nmembers = n;
-  PQclear(res);
-  return PL_OK;
+  return pl_pg_group_members(g, &a->out.groups[0]);
 }
 
 static pl_err pl__remove(pl__pg *g, pl_store_req *r) {
@@ -292,10 +279,11 @@ static pl_err pl__delete(pl__pg *g, pl_store_req *r) {
 static pl_err pl__invite(pl__pg *g, pl_store_req *r) {
   const pl_store_admin_req *a = &r->u.admin;
   PGresult *res;
-  pl_err e = pl_pg_q(g, &res,
-                     "INSERT INTO invites(code, uses_left, expires, created) VALUES($1, $2, $3, $4)"
-                     " ON CONFLICT(code) DO NOTHING RETURNING 1",
-                     "suuu", a->in.code, a->in.uses ? a->in.uses : 1, pl_pg_clamp(a->in.expires), pl_now_ms());
+  pl_err e =
+      pl_pg_q(g, &res,
+              "INSERT INTO invites(code, uses_left, expires, created) VALUES($1, $2, $3, $4)"
+              " ON CONFLICT(code) DO NOTHING RETURNING 1",
+              "suuu", a->in.code, a->in.uses ? a->in.uses : 1, pl_pg_clamp(a->in.expires), pl_now_ms());
   if (e == PL_OK && PQntuples(res) == 0)
     r->status = PL_ERR_USER_EXISTS; /* the code is taken */
   PQclear(res);
@@ -306,9 +294,9 @@ static pl_err pl__invites(pl__pg *g, pl_store_req *r) {
   pl_store_admin_req *a = &r->u.admin;
   PGresult *res;
   uint64_t now = pl_now_ms();
-  pl_err e = pl_pg_q(g, &res,
-                     "SELECT code, uses_left, expires, created FROM invites ORDER BY created, code COLLATE \"C\"",
-                     NULL);
+  pl_err e = pl_pg_q(
+      g, &res, "SELECT code, uses_left, expires, created FROM invites ORDER BY created, code COLLATE \"C\"",
+      NULL);
   if (e != PL_OK)
     return e;
   int n = PQntuples(res);

@@ -136,11 +136,16 @@ static pl_err pl__group_info(pl__pg *g, uint64_t gid, uint64_t uid, int want_mem
   PQclear(res);
   if (e != PL_OK || !*found || !want_members || gi->my_role <= PL_ROLE_NONE)
     return e;
-  e = pl_pg_q(
+  return pl_pg_group_members(g, gi);
+}
+
+pl_err pl_pg_group_members(pl__pg *g, pl_group_info *gi) {
+  PGresult *res;
+  pl_err e = pl_pg_q(
       g, &res,
       "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid WHERE m.gid = $1 AND m.role > 0"
       " ORDER BY u.name COLLATE \"C\" LIMIT $2",
-      "uu", gid, (uint64_t)PL__GROUP_LIST_MAX);
+      "uu", gi->gid, (uint64_t)PL__GROUP_LIST_MAX);
   if (e != PL_OK)
     return e;
   size_t n = (size_t)PQntuples(res);
@@ -290,7 +295,8 @@ static pl_err pl__create_check(pl__pg *g, pl_store_req *r, const pl_pg_user *me)
 /* The steps of u's own Leave (an heir if u owned it) under the group
  * row's lock, announced as a GE_REMOVED whose actor is "admin:<by>" (never
  * a user's name: those have no ':'). */
-pl_err pl_pg_group_remove_by(pl__pg *g, pl_store_req *r, uint64_t gid, pl_pg_user *u, int was, const char *by) {
+pl_err pl_pg_group_remove_by(pl__pg *g, pl_store_req *r, uint64_t gid, pl_pg_user *u, int was,
+                             const char *by) {
   char name[80];
   snprintf(name, sizeof name, "admin:%s", by && *by ? by : "operator");
   pl_pg_user actor = {.id = 0, .name = name};

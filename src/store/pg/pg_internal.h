@@ -237,7 +237,10 @@ pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c);
 
 /* The operator (admin API) takes u, a member with role was, out of gid as
  * u's own Leave would, announced as a removal by "admin:<by>". */
-pl_err pl_pg_group_remove_by(pl__pg *g, pl_store_req *r, uint64_t gid, pl_pg_user *u, int was, const char *by);
+pl_err pl_pg_group_remove_by(pl__pg *g, pl_store_req *r, uint64_t gid, pl_pg_user *u, int was,
+                             const char *by);
+/* gi's members (role > 0) by name, at most 10,000 (member_count has all). */
+pl_err pl_pg_group_members(pl__pg *g, pl_group_info *gi);
 /* Groups as the admin API lists them (pl_pg_group_list's columns) from
  * res, into *v (*n of them, *more if one past max was there). */
 void pl_pg_group_rows(PGresult *res, pl_group_info **v, size_t *n, size_t max, int *more);

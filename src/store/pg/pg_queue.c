@@ -158,15 +158,25 @@ pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r) {
   pl_store_fetch_req *x = &r->u.fetch;
   uint32_t limit = x->in.limit ? x->in.limit : PL_PG_FETCH_DEFAULT;
   size_t max_bytes = x->in.max_bytes ? x->in.max_bytes : PL_PG_FETCH_BYTES, bytes = 0;
-  PGresult *res;
-  pl_err e =
-      pl_pg_q(g, &res,
-              "SELECT q.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"
-              " m.server_ts, m.kind, m.aux, m.media, m.act FROM queue q JOIN messages m ON m.mid = q.mid"
-              " WHERE q.device_id = $1 AND q.qid > $2 AND m.expires > $3 ORDER BY q.qid LIMIT $4",
-              "uuuu", r->device_id, x->in.after, pl_now_ms(), (uint64_t)limit + 1);
-  if (e != PL_OK)
+  pl_pg_pipe p;
+  /* signed in still? (in the same round trip: pl_store.h, FETCH) */
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_pipe_add(&p, "SELECT 1 FROM devices WHERE id = $1 AND token_hash IS NOT NULL", "u", r->device_id);
+  pl_pg_pipe_add(&p,
+                 "SELECT q.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"
+                 " m.server_ts, m.kind, m.aux, m.media, m.act FROM queue q JOIN messages m ON m.mid = q.mid"
+                 " WHERE q.device_id = $1 AND q.qid > $2 AND m.expires > $3 ORDER BY q.qid LIMIT $4",
+                 "uuuu", r->device_id, x->in.after, pl_now_ms(), (uint64_t)limit + 1);
+  pl_err e = pl_pg_pipe_end(&p);
+  if (e == PL_OK && PQntuples(p.res[0]) == 0)
+    r->status = PL_ERR_BAD_TOKEN;
+  if (e != PL_OK || r->status != PL_OK) {
+    pl_pg_pipe_clear(&p);
     return e;
+  }
+  PGresult *res = p.res[1];
+  p.res[1] = NULL;
+  pl_pg_pipe_clear(&p);
   int rows = PQntuples(res);
   x->out.msgs = pl_calloc((size_t)rows + 1, sizeof *x->out.msgs);
   for (int i = 0; i < rows; i++) {

@@ -590,9 +590,10 @@ pl_err pl_sq_admin_invite_take(pl__sq *q, pl_store_req *r, const char *code) {
  * table lacks it: a fresh database has it from the schema) and invites, in
  * one transaction with the version, so a crash leaves either dir whole. */
 pl_err pl_sq_admin_upgrade(sqlite3 *db) {
-  return pl_sq_upgrade_column(db, "users", "disabled", "INTEGER NOT NULL DEFAULT 0",
-                              "CREATE TABLE IF NOT EXISTS invites(code TEXT PRIMARY KEY, uses_left INTEGER NOT NULL,"
-                              " expires INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
-                              "PRAGMA user_version = 12",
-                              "schema 12 (users.disabled, invites)");
+  return pl_sq_upgrade_column(
+      db, "users", "disabled", "INTEGER NOT NULL DEFAULT 0",
+      "CREATE TABLE IF NOT EXISTS invites(code TEXT PRIMARY KEY, uses_left INTEGER NOT NULL,"
+      " expires INTEGER NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
+      "PRAGMA user_version = 12",
+      "schema 12 (users.disabled, invites)");
 }
