@@ -875,21 +875,36 @@ void pl_store_send_fill_msg(pl_store_req *r, const char *from);
  * out.targets and out.names; then the list again. */
 pl_err pl_store_devices_run(pl_store_req *r, void *be, pl_err (*list)(void *be, pl_store_req *r),
                             pl_err (*logout)(void *be, pl_store_req *lo));
-/* For backends, the admin op (PL_STORE_ADMIN), the same on each: */
+/* For backends, the admin op (PL_STORE_ADMIN): what each action does, and
+ * in which order, is the same on every backend (pl_store_admin_account);
+ * a backend gives the loads and stores it is made of. */
+typedef struct pl_store_admin_ops {
+  /* in.user as out.users[0], its row locked for the transaction if lock
+   * (a change follows); NOT_FOUND (r->status) if there is none */
+  pl_err (*user_load)(void *be, pl_store_req *r, int lock);
+  /* appends uid's devices (all, signed in or not) to out.devices */
+  pl_err (*devices)(void *be, pl_store_req *r, uint64_t uid);
+  /* uid's groups (its role as my_role) into out.groups */
+  pl_err (*groups)(void *be, pl_store_req *r, uint64_t uid);
+  /* uid's uploads: out.media_count, out.media_bytes */
+  pl_err (*media)(void *be, pl_store_req *r, uint64_t uid);
+  /* a LOGOUT request (the user's own sign-out of a device) */
+  pl_err (*logout)(void *be, pl_store_req *lo);
+  /* a GROUP_UPDATE request (a Leave on the user's behalf) */
+  pl_err (*group_update)(void *be, pl_store_req *sub);
+  /* PASSWORD (in.pwhash), DISABLE, ENABLE: uid's row */
+  pl_err (*set)(void *be, pl_store_req *r, uint64_t uid);
+  /* DELETE's last step: uid's uploads (their files after the commit) and
+   * every row that is the user's alone, the user's own last */
+  pl_err (*drop)(void *be, uint64_t uid);
+} pl_store_admin_ops;
+/* USER, PASSWORD, DISABLE, ENABLE, REVOKE and DELETE through ops: signing
+ * out is the user's own logout of each signed-in device (out.kicked: their
+ * connections close), a deleted user leaves each group as by its own Leave
+ * (an heir if it owned one; the events are r's). */
+pl_err pl_store_admin_account(pl_store_req *r, void *be, const pl_store_admin_ops *ops);
 /* in.limit as a page size (0: 100; at most 1000). */
 uint32_t pl_store_admin_limit(const pl_store_req *r);
-/* Signs out uid's devices (only: the one named so; NULL: all) the way the
- * user's own revoke does: devices(be, r, uid) appends uid's devices to
- * out.devices, each signed-in one of them is logged out through logout (a
- * LOGOUT request) and named in out.kicked; NOT_FOUND (r->status) if only
- * names no device. */
-pl_err pl_store_admin_revoke(pl_store_req *r, void *be, uint64_t uid, const char *only,
-                             pl_err (*devices)(void *be, pl_store_req *r, uint64_t uid),
-                             pl_err (*logout)(void *be, pl_store_req *lo));
-/* The events and audience changes of sub, a request run on r's behalf (a
- * deleted user's Leave), move to r: the store delivers them after the
- * commit like r's own. */
-void pl_store_req_adopt(pl_store_req *r, pl_store_req *sub);
 /* For backends: the packed parley.Act a message carries (protocol.md
  * 11.9): what the client sent (a, may be NULL) and when it vanishes; NULL
  * with *len 0 when there is nothing to say. pl_free it. */

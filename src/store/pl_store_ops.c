@@ -109,13 +109,14 @@ static void pl__kicked(pl_store_admin_req *a, uint64_t dev) {
   a->out.kicked[a->out.nkicked++] = dev;
 }
 
-pl_err pl_store_admin_revoke(pl_store_req *r, void *be, uint64_t uid, const char *only,
-                             pl_err (*devices)(void *be, pl_store_req *r, uint64_t uid),
-                             pl_err (*logout)(void *be, pl_store_req *lo)) {
+/* uid's devices (only: the one named so; NULL: all) signed out; NOT_FOUND
+ * (r->status) if only names none. */
+static pl_err pl__revoke(pl_store_req *r, void *be, const pl_store_admin_ops *ops, uint64_t uid,
+                         const char *only) {
   pl_store_admin_req *a = &r->u.admin;
   size_t from = a->out.ndevices;
   int found = 0;
-  pl_err e = devices(be, r, uid);
+  pl_err e = ops->devices(be, r, uid);
   for (size_t i = from; e == PL_OK && i < a->out.ndevices; i++) {
     const pl_admin_device *d = &a->out.devices[i];
     if (only && strcmp(only, d->name))
@@ -124,7 +125,7 @@ pl_err pl_store_admin_revoke(pl_store_req *r, void *be, uint64_t uid, const char
     if (!d->signed_in)
       continue;
     pl_store_req lo = {.op = PL_STORE_LOGOUT, .device_id = d->id};
-    e = logout(be, &lo);
+    e = ops->logout(be, &lo);
     pl_store_req_clear(&lo);
     if (e == PL_OK)
       pl__kicked(a, d->id);
@@ -134,7 +135,9 @@ pl_err pl_store_admin_revoke(pl_store_req *r, void *be, uint64_t uid, const char
   return e;
 }
 
-void pl_store_req_adopt(pl_store_req *r, pl_store_req *sub) {
+/* The events and audience changes of sub, run on r's behalf, move to r:
+ * the store delivers them after the commit like r's own. */
+static void pl__adopt(pl_store_req *r, pl_store_req *sub) {
   if (sub->nevents) {
     r->events = pl_realloc(r->events, (r->nevents + sub->nevents) * sizeof *r->events);
     memcpy(r->events + r->nevents, sub->events, sub->nevents * sizeof *r->events);
@@ -151,6 +154,59 @@ void pl_store_req_adopt(pl_store_req *r, pl_store_req *sub) {
   sub->events = NULL;
   sub->changes = NULL;
   sub->nevents = sub->nchanges = sub->changes_cap = 0;
+}
+
+/* uid leaves gid as its own Leave would (an heir if it owned the group). */
+static pl_err pl__leave(pl_store_req *r, void *be, const pl_store_admin_ops *ops, uint64_t uid,
+                        uint64_t gid) {
+  pl_store_req sub = {.op = PL_STORE_GROUP_UPDATE, .user_id = uid};
+  sub.u.group_update.in.group = gid;
+  sub.u.group_update.in.group_op = PL_GROUP_LEAVE;
+  pl_err e = ops->group_update(be, &sub);
+  if (e == PL_OK && sub.status != PL_OK)
+    r->status = sub.status;
+  pl__adopt(r, &sub);
+  pl_store_req_clear(&sub);
+  return e;
+}
+
+/* Signed out, out of every group, then gone with all that is its alone. */
+static pl_err pl__delete(pl_store_req *r, void *be, const pl_store_admin_ops *ops, uint64_t uid) {
+  pl_store_admin_req *a = &r->u.admin;
+  pl_err e = pl__revoke(r, be, ops, uid, NULL);
+  if (e == PL_OK)
+    e = ops->groups(be, r, uid);
+  for (size_t i = 0; e == PL_OK && i < a->out.ngroups; i++)
+    e = pl__leave(r, be, ops, uid, a->out.groups[i].gid);
+  return e == PL_OK ? ops->drop(be, uid) : e;
+}
+
+pl_err pl_store_admin_account(pl_store_req *r, void *be, const pl_store_admin_ops *ops) {
+  pl_store_admin_req *a = &r->u.admin;
+  int action = a->in.action;
+  if (action != PL_ADMIN_USER && action != PL_ADMIN_DELETE && action != PL_ADMIN_REVOKE &&
+      action != PL_ADMIN_ENABLE && action != PL_ADMIN_PASSWORD && action != PL_ADMIN_DISABLE) {
+    r->status = PL_ERR_INVALID_ARGUMENT; /* not an account's */
+    return PL_OK;
+  }
+  pl_err e = ops->user_load(be, r, action != PL_ADMIN_USER);
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  uint64_t uid = a->out.users[0].id;
+  switch (action) {
+  case PL_ADMIN_USER:
+    e = ops->devices(be, r, uid);
+    if (e == PL_OK)
+      e = ops->groups(be, r, uid);
+    return e == PL_OK ? ops->media(be, r, uid) : e;
+  case PL_ADMIN_DELETE: return pl__delete(r, be, ops, uid);
+  case PL_ADMIN_REVOKE: return pl__revoke(r, be, ops, uid, a->in.device);
+  case PL_ADMIN_ENABLE: a->out.users[0].disabled = 0; return ops->set(be, r, uid);
+  default: /* PASSWORD, DISABLE: every device signed out */
+    a->out.users[0].disabled |= action == PL_ADMIN_DISABLE;
+    e = ops->set(be, r, uid);
+    return e == PL_OK ? pl__revoke(r, be, ops, uid, NULL) : e;
+  }
 }
 
 static void pl__strv_free(char **v, size_t n) {

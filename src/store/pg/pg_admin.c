@@ -1,8 +1,9 @@
 /* pg_admin: PL_STORE_ADMIN on PostgreSQL (the operator's calls,
  * docs/admin.md), the invites and the disabled flag: what sq_admin.c does
  * on SQLite, under the same rules (pl_signup for invites, pl_roles through
- * pg_groups.c for a removal or a deleted member's Leave, pl_devices' way of
- * signing a device out through pl_store_admin_revoke).
+ * pg_groups.c for a removal or a deleted member's Leave) and the same
+ * order of each account action (pl_store_admin_account, which both
+ * backends give their loads and stores: pl__ops).
  *
  * Several nodes share the database, so an action that changes an account
  * (password, ban, revoke, delete) first locks the user's row FOR UPDATE:
@@ -136,19 +137,6 @@ static pl_err pl__user_media(pl__pg *g, pl_store_req *r, uint64_t uid) {
   return PL_OK;
 }
 
-static pl_err pl__user_show(pl__pg *g, pl_store_req *r) {
-  pl_err e = pl__user_load(g, r, 0);
-  if (e != PL_OK || r->status != PL_OK)
-    return e;
-  uint64_t uid = r->u.admin.out.users[0].id;
-  e = pl__user_devices(g, r, uid);
-  if (e == PL_OK)
-    e = pl__groups_read(g, r, uid, UINT32_MAX);
-  if (e == PL_OK)
-    e = pl__user_media(g, r, uid);
-  return e;
-}
-
 static pl_err pl__create(pl__pg *g, pl_store_req *r) {
   uint64_t uid = 0;
   pl_err e = pl_pg_u64(g, &uid, "SELECT id FROM users WHERE name = $1", "s", r->u.admin.in.user);
@@ -162,38 +150,41 @@ static pl_err pl__create(pl__pg *g, pl_store_req *r) {
   return e == PL_OK ? pl__user_load(g, r, 0) : e;
 }
 
-/* ---- signing out, disabling ---------------------------------------------------- */
+/* ---- the accounts (the order of each action: pl_store_admin_account) ------------ */
 
-static pl_err pl__logout(void *be, pl_store_req *lo) { return pl_pg_acct_logout(be, lo); }
+static pl_err pl__op_load(void *be, pl_store_req *r, int lock) { return pl__user_load(be, r, lock); }
 
-/* The user's devices (one named, or all) signed out as the user's own
- * revoke does: token, queue and push token go (pl_pg_acct_logout). */
-static pl_err pl__revoke_of(pl__pg *g, pl_store_req *r, uint64_t uid, const char *only) {
-  return pl_store_admin_revoke(r, g, uid, only, pl__user_devices, pl__logout);
+static pl_err pl__op_groups(void *be, pl_store_req *r, uint64_t uid) {
+  return pl__groups_read(be, r, uid, UINT32_MAX);
 }
 
-/* PASSWORD, DISABLE, ENABLE, REVOKE on in.user. */
-static pl_err pl__account(pl__pg *g, pl_store_req *r) {
+static pl_err pl__op_media(void *be, pl_store_req *r, uint64_t uid) { return pl__user_media(be, r, uid); }
+
+static pl_err pl__op_logout(void *be, pl_store_req *lo) { return pl_pg_acct_logout(be, lo); }
+
+static pl_err pl__op_group_update(void *be, pl_store_req *sub) { return pl_pg_group_update(be, sub); }
+
+/* PASSWORD, DISABLE, ENABLE: the user's row (locked by the load). */
+static pl_err pl__op_set(void *be, pl_store_req *r, uint64_t uid) {
   const pl_store_admin_req *a = &r->u.admin;
-  pl_err e = pl__user_load(g, r, 1);
-  if (e != PL_OK || r->status != PL_OK)
-    return e;
-  uint64_t uid = a->out.users[0].id;
-  switch (a->in.action) {
-  case PL_ADMIN_PASSWORD:
-    e = pl_pg_q(g, NULL, "UPDATE users SET pwhash = $2 WHERE id = $1", "us", uid, a->in.pwhash);
-    return e == PL_OK ? pl__revoke_of(g, r, uid, NULL) : e;
-  case PL_ADMIN_DISABLE:
-    e = pl_pg_q(g, NULL, "UPDATE users SET disabled = 1 WHERE id = $1", "u", uid);
-    if (e == PL_OK)
-      r->u.admin.out.users[0].disabled = 1;
-    return e == PL_OK ? pl__revoke_of(g, r, uid, NULL) : e;
-  case PL_ADMIN_ENABLE:
-    r->u.admin.out.users[0].disabled = 0;
-    return pl_pg_q(g, NULL, "UPDATE users SET disabled = 0 WHERE id = $1", "u", uid);
-  default: return pl__revoke_of(g, r, uid, a->in.device);
-  }
+  if (a->in.action == PL_ADMIN_PASSWORD)
+    return pl_pg_q(be, NULL, "UPDATE users SET pwhash = $2 WHERE id = $1", "us", uid, a->in.pwhash);
+  return pl_pg_q(be, NULL, "UPDATE users SET disabled = $2 WHERE id = $1", "ui", uid,
+                 a->in.action == PL_ADMIN_DISABLE);
 }
+
+static pl_err pl__op_drop(void *be, uint64_t uid);
+
+static const pl_store_admin_ops pl__ops = {
+    .user_load = pl__op_load,
+    .devices = pl__user_devices,
+    .groups = pl__op_groups,
+    .media = pl__op_media,
+    .logout = pl__op_logout,
+    .group_update = pl__op_group_update,
+    .set = pl__op_set,
+    .drop = pl__op_drop,
+};
 
 /* ---- groups ---------------------------------------------------------------------- */
 
@@ -227,19 +218,6 @@ static pl_err pl__remove(pl__pg *g, pl_store_req *r) {
 
 /* ---- delete ------------------------------------------------------------------------ */
 
-/* uid leaves gid as its own Leave would (an heir if it owned the group). */
-static pl_err pl__leave(pl__pg *g, pl_store_req *r, uint64_t uid, uint64_t gid) {
-  pl_store_req sub = {.op = PL_STORE_GROUP_UPDATE, .user_id = uid};
-  sub.u.group_update.in.group = gid;
-  sub.u.group_update.in.group_op = PL_GROUP_LEAVE;
-  pl_err e = pl_pg_group_update(g, &sub);
-  if (e == PL_OK && sub.status != PL_OK)
-    r->status = sub.status;
-  pl_store_req_adopt(r, &sub);
-  pl_store_req_clear(&sub);
-  return e;
-}
-
 /* What is the user's alone, in one statement: rows keyed by its id or its
  * devices'. Its messages already in other users' queues stay theirs. */
 #define PL__USER_ROWS                                                                      \
@@ -254,24 +232,14 @@ static pl_err pl__leave(pl__pg *g, pl_store_req *r, uint64_t uid, uint64_t gid) 
   " bl AS (DELETE FROM blocks WHERE uid = $1 OR blocked_uid = $1)"                         \
   " DELETE FROM devices WHERE user_id = $1"
 
-static pl_err pl__delete(pl__pg *g, pl_store_req *r) {
-  pl_store_admin_req *a = &r->u.admin;
-  pl_err e = pl__user_load(g, r, 1);
-  if (e != PL_OK || r->status != PL_OK)
-    return e;
-  uint64_t uid = a->out.users[0].id;
-  e = pl__revoke_of(g, r, uid, NULL);
+/* DELETE's last step (pl_store_admin_account signed the user out and out
+ * of its groups before): the uploads, the rows, the user's own last (its
+ * devices name it). */
+static pl_err pl__op_drop(void *be, uint64_t uid) {
+  pl_err e = pl_pg_media_drop_owner(be, uid);
   if (e == PL_OK)
-    e = pl__groups_read(g, r, uid, UINT32_MAX);
-  for (size_t i = 0; e == PL_OK && i < a->out.ngroups; i++)
-    e = pl__leave(g, r, uid, a->out.groups[i].gid);
-  if (e == PL_OK)
-    e = pl_pg_media_drop_owner(g, uid);
-  if (e == PL_OK)
-    e = pl_pg_q(g, NULL, PL__USER_ROWS, "u", uid);
-  if (e == PL_OK) /* after its devices, which name it */
-    e = pl_pg_q(g, NULL, "DELETE FROM users WHERE id = $1", "u", uid);
-  return e;
+    e = pl_pg_q(be, NULL, PL__USER_ROWS, "u", uid);
+  return e == PL_OK ? pl_pg_q(be, NULL, "DELETE FROM users WHERE id = $1", "u", uid) : e;
 }
 
 /* ---- invites and queues ------------------------------------------------------------ */
@@ -367,9 +335,7 @@ static pl_err pl__stats(pl__pg *g, pl_store_req *r) {
 pl_err pl_pg_admin(pl__pg *g, pl_store_req *r) {
   switch (r->u.admin.in.action) {
   case PL_ADMIN_USERS: return pl__users(g, r);
-  case PL_ADMIN_USER: return pl__user_show(g, r);
   case PL_ADMIN_CREATE: return pl__create(g, r);
-  case PL_ADMIN_DELETE: return pl__delete(g, r);
   case PL_ADMIN_GROUPS: return pl__groups_read(g, r, 0, pl_store_admin_limit(r));
   case PL_ADMIN_GROUP: return pl__group(g, r);
   case PL_ADMIN_REMOVE: return pl__remove(g, r);
@@ -378,11 +344,7 @@ pl_err pl_pg_admin(pl__pg *g, pl_store_req *r) {
   case PL_ADMIN_INVITE_DEL: return pl__invite_del(g, r);
   case PL_ADMIN_TOP_QUEUES: return pl__top_queues(g, r);
   case PL_ADMIN_STATS: return pl__stats(g, r);
-  case PL_ADMIN_PASSWORD:
-  case PL_ADMIN_DISABLE:
-  case PL_ADMIN_ENABLE:
-  case PL_ADMIN_REVOKE: return pl__account(g, r);
-  default: r->status = PL_ERR_INVALID_ARGUMENT; return PL_OK;
+  default: return pl_store_admin_account(r, g, &pl__ops); /* USER and the account changes */
   }
 }
 

@@ -193,19 +193,6 @@ static pl_err pl__user_media(pl__sq *q, pl_store_req *r, uint64_t uid) {
   return e;
 }
 
-static pl_err pl__user_show(pl__sq *q, pl_store_req *r) {
-  pl_err e = pl__user_load(q, r);
-  if (e != PL_OK || r->status != PL_OK)
-    return e;
-  uint64_t uid = r->u.admin.out.users[0].id;
-  e = pl__user_devices(q, r, uid);
-  if (e == PL_OK)
-    e = pl__groups_read(q, r, uid, UINT32_MAX);
-  if (e == PL_OK)
-    e = pl__user_media(q, r, uid);
-  return e;
-}
-
 static pl_err pl__create(pl__sq *q, pl_store_req *r) {
   pl__user *u;
   pl_err e = pl_sq_acct_user_by_name(q, r->u.admin.in.user, &u);
@@ -219,57 +206,57 @@ static pl_err pl__create(pl__sq *q, pl_store_req *r) {
   return e == PL_OK ? pl__user_load(q, r) : e;
 }
 
-/* ---- signing out, disabling ---------------------------------------------------- */
+/* ---- the accounts (the order of each action: pl_store_admin_account) ------------ */
 
-static pl_err pl__devices_of(void *be, pl_store_req *r, uint64_t uid) { return pl__user_devices(be, r, uid); }
-
-static pl_err pl__logout(void *be, pl_store_req *lo) { return pl_sq_acct_logout(be, lo); }
-
-/* Signs out the user's devices (one named, or all) the way a user's own
- * revoke does: token, queue and push token go (pl_sq_acct_logout). */
-static pl_err pl__revoke_of(pl__sq *q, pl_store_req *r, uint64_t uid, const char *only) {
-  return pl_store_admin_revoke(r, q, uid, only, pl__devices_of, pl__logout);
+static pl_err pl__op_load(void *be, pl_store_req *r, int lock) {
+  (void)lock; /* one writer: the transaction holds the whole database */
+  return pl__user_load(be, r);
 }
 
-/* PASSWORD, DISABLE, ENABLE, REVOKE on in.user. */
-static pl_err pl__account(pl__sq *q, pl_store_req *r) {
+static pl_err pl__op_devices(void *be, pl_store_req *r, uint64_t uid) { return pl__user_devices(be, r, uid); }
+
+static pl_err pl__op_groups(void *be, pl_store_req *r, uint64_t uid) {
+  return pl__groups_read(be, r, uid, UINT32_MAX);
+}
+
+static pl_err pl__op_media(void *be, pl_store_req *r, uint64_t uid) { return pl__user_media(be, r, uid); }
+
+static pl_err pl__op_logout(void *be, pl_store_req *lo) { return pl_sq_acct_logout(be, lo); }
+
+static pl_err pl__op_group_update(void *be, pl_store_req *sub) { return pl_sq_group_update(be, sub); }
+
+/* PASSWORD, DISABLE, ENABLE: the user's row. */
+static pl_err pl__op_set(void *be, pl_store_req *r, uint64_t uid) {
+  pl__sq *q = be;
   const pl_store_admin_req *a = &r->u.admin;
-  pl_err e = pl__user_load(q, r);
-  if (e != PL_OK || r->status != PL_OK)
-    return e;
-  uint64_t uid = a->out.users[0].id;
+  if (a->in.action != PL_ADMIN_PASSWORD)
+    return pl__exec2(q, "UPDATE users SET disabled = ?2 WHERE id = ?1", uid,
+                     a->in.action == PL_ADMIN_DISABLE);
   sqlite3_stmt *st = NULL;
-  switch (a->in.action) {
-  case PL_ADMIN_PASSWORD:
-    if ((e = pl__prep(q, "UPDATE users SET pwhash = ?2 WHERE id = ?1", &st)) != PL_OK)
-      return e;
-    pl_sq_bind_u64(st, 1, uid);
-    pl_sq_bind_text(st, 2, a->in.pwhash);
-    e = pl_sq_run(q, st);
-    sqlite3_finalize(st);
-    return e == PL_OK ? pl__revoke_of(q, r, uid, NULL) : e;
-  case PL_ADMIN_DISABLE:
-    e = pl__exec2(q, "UPDATE users SET disabled = 1 WHERE id = ?1", uid, 0);
-    return e == PL_OK ? pl__revoke_of(q, r, uid, NULL) : e;
-  case PL_ADMIN_ENABLE: return pl__exec2(q, "UPDATE users SET disabled = 0 WHERE id = ?1", uid, 0);
-  default: return pl__revoke_of(q, r, uid, a->in.device);
-  }
-}
-
-/* ---- groups ---------------------------------------------------------------------- */
-
-/* uid leaves gid as its own Leave would (an heir if it owned the group). */
-static pl_err pl__leave(pl__sq *q, pl_store_req *r, uint64_t uid, uint64_t gid) {
-  pl_store_req sub = {.op = PL_STORE_GROUP_UPDATE, .user_id = uid};
-  sub.u.group_update.in.group = gid;
-  sub.u.group_update.in.group_op = PL_GROUP_LEAVE;
-  pl_err e = pl_sq_group_update(q, &sub);
-  if (e == PL_OK && sub.status != PL_OK)
-    r->status = sub.status;
-  pl_store_req_adopt(r, &sub);
-  pl_store_req_clear(&sub);
+  pl_err e = pl__prep(q, "UPDATE users SET pwhash = ?2 WHERE id = ?1", &st);
+  if (e != PL_OK)
+    return e;
+  pl_sq_bind_u64(st, 1, uid);
+  pl_sq_bind_text(st, 2, a->in.pwhash);
+  e = pl_sq_run(q, st);
+  sqlite3_finalize(st);
   return e;
 }
+
+static pl_err pl__op_drop(void *be, uint64_t uid);
+
+static const pl_store_admin_ops pl__ops = {
+    .user_load = pl__op_load,
+    .devices = pl__op_devices,
+    .groups = pl__op_groups,
+    .media = pl__op_media,
+    .logout = pl__op_logout,
+    .group_update = pl__op_group_update,
+    .set = pl__op_set,
+    .drop = pl__op_drop,
+};
+
+/* ---- groups ---------------------------------------------------------------------- */
 
 static pl_err pl__group(pl__sq *q, pl_store_req *r) {
   pl_store_admin_req *a = &r->u.admin;
@@ -359,19 +346,12 @@ static pl_err pl__media_drop(pl__sq *q, uint64_t uid) {
   return e;
 }
 
-static pl_err pl__delete(pl__sq *q, pl_store_req *r) {
-  pl_store_admin_req *a = &r->u.admin;
-  pl_err e = pl__user_load(q, r);
-  if (e != PL_OK || r->status != PL_OK)
-    return e;
-  uint64_t uid = a->out.users[0].id;
-  e = pl__revoke_of(q, r, uid, NULL);
-  if (e == PL_OK)
-    e = pl__groups_read(q, r, uid, UINT32_MAX);
-  for (size_t i = 0; e == PL_OK && i < a->out.ngroups; i++)
-    e = pl__leave(q, r, uid, a->out.groups[i].gid);
-  if (e == PL_OK)
-    e = pl__media_drop(q, uid);
+/* DELETE's last step: the uploads, then the rows, then the caches that
+ * knew the user (pl_store_admin_account signed it out and out of its
+ * groups before). */
+static pl_err pl__op_drop(void *be, uint64_t uid) {
+  pl__sq *q = be;
+  pl_err e = pl__media_drop(q, uid);
   /* the rings hold the devices' recent ids: saved first, so none of them is
    * left unsaved when they are dropped with the devices' rows below */
   if (e == PL_OK && (e = pl_sq_dedup_rings_save(q)) == PL_OK)
@@ -534,9 +514,7 @@ pl_err pl_sq_admin_backup(const char *dir, const char *to, uint64_t *bytes) {
 pl_err pl_sq_admin(pl__sq *q, pl_store_req *r) {
   switch (r->u.admin.in.action) {
   case PL_ADMIN_USERS: return pl__users(q, r);
-  case PL_ADMIN_USER: return pl__user_show(q, r);
   case PL_ADMIN_CREATE: return pl__create(q, r);
-  case PL_ADMIN_DELETE: return pl__delete(q, r);
   case PL_ADMIN_GROUPS: return pl__groups_read(q, r, 0, pl_store_admin_limit(r));
   case PL_ADMIN_GROUP: return pl__group(q, r);
   case PL_ADMIN_REMOVE: return pl__remove(q, r);
@@ -545,7 +523,7 @@ pl_err pl_sq_admin(pl__sq *q, pl_store_req *r) {
   case PL_ADMIN_INVITE_DEL: return pl__invite_del(q, r);
   case PL_ADMIN_TOP_QUEUES: return pl__top_queues(q, r);
   case PL_ADMIN_STATS: return pl__stats(q, r);
-  default: return pl__account(q, r);
+  default: return pl_store_admin_account(r, q, &pl__ops); /* USER and the account changes */
   }
 }
 
