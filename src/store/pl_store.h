@@ -897,12 +897,17 @@ typedef struct pl_store_admin_ops {
   /* DELETE's last step: uid's uploads (their files after the commit) and
    * every row that is the user's alone, the user's own last */
   pl_err (*drop)(void *be, uint64_t uid);
+  /* the other actions (USERS, CREATE, GROUPS, GROUP, REMOVE, INVITE,
+   * INVITES, INVITE_DEL, TOP_QUEUES, STATS), each a load or a store */
+  pl_err (*action[PL_ADMIN_BACKUP + 1])(void *be, pl_store_req *r);
 } pl_store_admin_ops;
-/* USER, PASSWORD, DISABLE, ENABLE, REVOKE and DELETE through ops: signing
- * out is the user's own logout of each signed-in device (out.kicked: their
- * connections close), a deleted user leaves each group as by its own Leave
- * (an heir if it owned one; the events are r's). */
-pl_err pl_store_admin_account(pl_store_req *r, void *be, const pl_store_admin_ops *ops);
+/* The admin op through ops. USER, PASSWORD, DISABLE, ENABLE, REVOKE and
+ * DELETE are made of ops' steps here: signing out is the user's own
+ * logout of each signed-in device (out.kicked: their connections close),
+ * a deleted user leaves each group as by its own Leave (an heir if it
+ * owned one; the events are r's). An action with no step:
+ * INVALID_ARGUMENT. */
+pl_err pl_store_admin_run(pl_store_req *r, void *be, const pl_store_admin_ops *ops);
 /* in.limit as a page size (0: 100; at most 1000). */
 uint32_t pl_store_admin_limit(const pl_store_req *r);
 /* For backends: the packed parley.Act a message carries (protocol.md

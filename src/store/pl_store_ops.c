@@ -181,12 +181,15 @@ static pl_err pl__delete(pl_store_req *r, void *be, const pl_store_admin_ops *op
   return e == PL_OK ? ops->drop(be, uid) : e;
 }
 
-pl_err pl_store_admin_account(pl_store_req *r, void *be, const pl_store_admin_ops *ops) {
+pl_err pl_store_admin_run(pl_store_req *r, void *be, const pl_store_admin_ops *ops) {
   pl_store_admin_req *a = &r->u.admin;
   int action = a->in.action;
   if (action != PL_ADMIN_USER && action != PL_ADMIN_DELETE && action != PL_ADMIN_REVOKE &&
       action != PL_ADMIN_ENABLE && action != PL_ADMIN_PASSWORD && action != PL_ADMIN_DISABLE) {
-    r->status = PL_ERR_INVALID_ARGUMENT; /* not an account's */
+    int known = action >= 0 && action <= PL_ADMIN_BACKUP && ops->action[action];
+    if (known)
+      return ops->action[action](be, r);
+    r->status = PL_ERR_INVALID_ARGUMENT;
     return PL_OK;
   }
   pl_err e = ops->user_load(be, r, action != PL_ADMIN_USER);

@@ -45,7 +45,8 @@ static void pl__users_read(PGresult *res, pl_store_req *r, uint32_t max) {
 
 /* Names in the byte order SQLite's list uses, whatever the database's
  * collation: the "after" of a page is the last name of the one before. */
-static pl_err pl__users(pl__pg *g, pl_store_req *r) {
+static pl_err pl__users(void *be, pl_store_req *r) {
+  pl__pg *g = be;
   const pl_store_admin_req *a = &r->u.admin;
   uint32_t max = pl_store_admin_limit(r);
   PGresult *res;
@@ -137,7 +138,8 @@ static pl_err pl__user_media(pl__pg *g, pl_store_req *r, uint64_t uid) {
   return PL_OK;
 }
 
-static pl_err pl__create(pl__pg *g, pl_store_req *r) {
+static pl_err pl__create(void *be, pl_store_req *r) {
+  pl__pg *g = be;
   uint64_t uid = 0;
   pl_err e = pl_pg_u64(g, &uid, "SELECT id FROM users WHERE name = $1", "s", r->u.admin.in.user);
   if (e != PL_OK)
@@ -173,22 +175,10 @@ static pl_err pl__op_set(void *be, pl_store_req *r, uint64_t uid) {
                  a->in.action == PL_ADMIN_DISABLE);
 }
 
-static pl_err pl__op_drop(void *be, uint64_t uid);
-
-static const pl_store_admin_ops pl__ops = {
-    .user_load = pl__op_load,
-    .devices = pl__user_devices,
-    .groups = pl__op_groups,
-    .media = pl__op_media,
-    .logout = pl__op_logout,
-    .group_update = pl__op_group_update,
-    .set = pl__op_set,
-    .drop = pl__op_drop,
-};
-
 /* ---- groups ---------------------------------------------------------------------- */
 
-static pl_err pl__group(pl__pg *g, pl_store_req *r) {
+static pl_err pl__group(void *be, pl_store_req *r) {
+  pl__pg *g = be;
   pl_store_admin_req *a = &r->u.admin;
   a->in.after_id = a->in.group - 1;
   pl_err e = pl__groups_read(g, r, 0, 1);
@@ -202,7 +192,8 @@ static pl_err pl__group(pl__pg *g, pl_store_req *r) {
   return pl_pg_group_members(g, &a->out.groups[0]);
 }
 
-static pl_err pl__remove(pl__pg *g, pl_store_req *r) {
+static pl_err pl__remove(void *be, pl_store_req *r) {
+  pl__pg *g = be;
   pl_pg_user *u = NULL;
   int role = PL_ROLE_NONE;
   pl_err e = pl_pg_user_by_name(g, r->u.admin.in.user, &u);
@@ -244,7 +235,8 @@ static pl_err pl__op_drop(void *be, uint64_t uid) {
 
 /* ---- invites and queues ------------------------------------------------------------ */
 
-static pl_err pl__invite(pl__pg *g, pl_store_req *r) {
+static pl_err pl__invite(void *be, pl_store_req *r) {
+  pl__pg *g = be;
   const pl_store_admin_req *a = &r->u.admin;
   PGresult *res;
   pl_err e =
@@ -258,7 +250,8 @@ static pl_err pl__invite(pl__pg *g, pl_store_req *r) {
   return e;
 }
 
-static pl_err pl__invites(pl__pg *g, pl_store_req *r) {
+static pl_err pl__invites(void *be, pl_store_req *r) {
+  pl__pg *g = be;
   pl_store_admin_req *a = &r->u.admin;
   PGresult *res;
   uint64_t now = pl_now_ms();
@@ -283,7 +276,8 @@ static pl_err pl__invites(pl__pg *g, pl_store_req *r) {
   return PL_OK;
 }
 
-static pl_err pl__invite_del(pl__pg *g, pl_store_req *r) {
+static pl_err pl__invite_del(void *be, pl_store_req *r) {
+  pl__pg *g = be;
   PGresult *res;
   pl_err e = pl_pg_q(g, &res, "DELETE FROM invites WHERE code = $1 RETURNING 1", "s", r->u.admin.in.code);
   if (e == PL_OK && PQntuples(res) == 0)
@@ -294,7 +288,8 @@ static pl_err pl__invite_del(pl__pg *g, pl_store_req *r) {
 
 /* The deepest queues by devices.queued, the count the queue limits keep
  * (no count over the whole queue table). */
-static pl_err pl__top_queues(pl__pg *g, pl_store_req *r) {
+static pl_err pl__top_queues(void *be, pl_store_req *r) {
+  pl__pg *g = be;
   pl_store_admin_req *a = &r->u.admin;
   PGresult *res;
   pl_err e = pl_pg_q(g, &res,
@@ -319,7 +314,8 @@ static pl_err pl__top_queues(pl__pg *g, pl_store_req *r) {
 
 /* What /metrics counts, the deepest queues, the uploads, and the size of
  * the database (pg_database_size: the whole database, indexes included). */
-static pl_err pl__stats(pl__pg *g, pl_store_req *r) {
+static pl_err pl__stats(void *be, pl_store_req *r) {
+  pl__pg *g = be;
   pl_err e = pl_pg_conv_counts(g, &r->u.admin.out.counts);
   if (e == PL_OK)
     e = pl_pg_u64(g, &r->u.admin.out.db_bytes, "SELECT pg_database_size(current_database())", NULL);
@@ -332,21 +328,33 @@ static pl_err pl__stats(pl__pg *g, pl_store_req *r) {
 
 /* ---- the op, and what other ops ask of this file ------------------------------------ */
 
-pl_err pl_pg_admin(pl__pg *g, pl_store_req *r) {
-  switch (r->u.admin.in.action) {
-  case PL_ADMIN_USERS: return pl__users(g, r);
-  case PL_ADMIN_CREATE: return pl__create(g, r);
-  case PL_ADMIN_GROUPS: return pl__groups_read(g, r, 0, pl_store_admin_limit(r));
-  case PL_ADMIN_GROUP: return pl__group(g, r);
-  case PL_ADMIN_REMOVE: return pl__remove(g, r);
-  case PL_ADMIN_INVITE: return pl__invite(g, r);
-  case PL_ADMIN_INVITES: return pl__invites(g, r);
-  case PL_ADMIN_INVITE_DEL: return pl__invite_del(g, r);
-  case PL_ADMIN_TOP_QUEUES: return pl__top_queues(g, r);
-  case PL_ADMIN_STATS: return pl__stats(g, r);
-  default: return pl_store_admin_account(r, g, &pl__ops); /* USER and the account changes */
-  }
+/* GROUPS: a page of every group. */
+static pl_err pl__groups_page(void *be, pl_store_req *r) {
+  return pl__groups_read(be, r, 0, pl_store_admin_limit(r));
 }
+
+static const pl_store_admin_ops pl__ops = {
+    .user_load = pl__op_load,
+    .devices = pl__user_devices,
+    .groups = pl__op_groups,
+    .media = pl__op_media,
+    .logout = pl__op_logout,
+    .group_update = pl__op_group_update,
+    .set = pl__op_set,
+    .drop = pl__op_drop,
+    .action = {[PL_ADMIN_USERS] = pl__users,
+               [PL_ADMIN_CREATE] = pl__create,
+               [PL_ADMIN_GROUPS] = pl__groups_page,
+               [PL_ADMIN_GROUP] = pl__group,
+               [PL_ADMIN_REMOVE] = pl__remove,
+               [PL_ADMIN_INVITE] = pl__invite,
+               [PL_ADMIN_INVITES] = pl__invites,
+               [PL_ADMIN_INVITE_DEL] = pl__invite_del,
+               [PL_ADMIN_TOP_QUEUES] = pl__top_queues,
+               [PL_ADMIN_STATS] = pl__stats},
+};
+
+pl_err pl_pg_admin(pl__pg *g, pl_store_req *r) { return pl_store_admin_run(r, g, &pl__ops); }
 
 pl_err pl_pg_admin_disabled(pl__pg *g, uint64_t uid, int share, int *disabled) {
   uint64_t v = 0;

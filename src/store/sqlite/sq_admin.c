@@ -83,7 +83,8 @@ static pl_err pl__users_read(pl__sq *q, sqlite3_stmt *st, pl_store_req *r, uint3
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? PL_OK : pl_sq_sql_err(q, st, rc);
 }
 
-static pl_err pl__users(pl__sq *q, pl_store_req *r) {
+static pl_err pl__users(void *be, pl_store_req *r) {
+  pl__sq *q = be;
   sqlite3_stmt *st = NULL;
   uint32_t max = pl_store_admin_limit(r);
   pl_err e =
@@ -193,7 +194,8 @@ static pl_err pl__user_media(pl__sq *q, pl_store_req *r, uint64_t uid) {
   return e;
 }
 
-static pl_err pl__create(pl__sq *q, pl_store_req *r) {
+static pl_err pl__create(void *be, pl_store_req *r) {
+  pl__sq *q = be;
   pl__user *u;
   pl_err e = pl_sq_acct_user_by_name(q, r->u.admin.in.user, &u);
   if (e != PL_OK)
@@ -243,22 +245,10 @@ static pl_err pl__op_set(void *be, pl_store_req *r, uint64_t uid) {
   return e;
 }
 
-static pl_err pl__op_drop(void *be, uint64_t uid);
-
-static const pl_store_admin_ops pl__ops = {
-    .user_load = pl__op_load,
-    .devices = pl__op_devices,
-    .groups = pl__op_groups,
-    .media = pl__op_media,
-    .logout = pl__op_logout,
-    .group_update = pl__op_group_update,
-    .set = pl__op_set,
-    .drop = pl__op_drop,
-};
-
 /* ---- groups ---------------------------------------------------------------------- */
 
-static pl_err pl__group(pl__sq *q, pl_store_req *r) {
+static pl_err pl__group(void *be, pl_store_req *r) {
+  pl__sq *q = be;
   pl_store_admin_req *a = &r->u.admin;
   a->in.after_id = a->in.group - 1;
   pl_err e = pl__groups_read(q, r, 0, 1);
@@ -284,7 +274,8 @@ static pl_err pl__group(pl__sq *q, pl_store_req *r) {
   return e;
 }
 
-static pl_err pl__remove(pl__sq *q, pl_store_req *r) {
+static pl_err pl__remove(void *be, pl_store_req *r) {
+  pl__sq *q = be;
   pl__user *u;
   int role = PL_ROLE_NONE;
   pl_err e = pl_sq_acct_user_by_name(q, r->u.admin.in.user, &u);
@@ -365,7 +356,8 @@ static pl_err pl__op_drop(void *be, uint64_t uid) {
 
 /* ---- invites and queues ------------------------------------------------------------ */
 
-static pl_err pl__invite(pl__sq *q, pl_store_req *r) {
+static pl_err pl__invite(void *be, pl_store_req *r) {
+  pl__sq *q = be;
   const pl_store_admin_req *a = &r->u.admin;
   sqlite3_stmt *st = NULL;
   pl_err e = pl__prep(
@@ -383,7 +375,8 @@ static pl_err pl__invite(pl__sq *q, pl_store_req *r) {
   return e;
 }
 
-static pl_err pl__invites(pl__sq *q, pl_store_req *r) {
+static pl_err pl__invites(void *be, pl_store_req *r) {
+  pl__sq *q = be;
   pl_store_admin_req *a = &r->u.admin;
   sqlite3_stmt *st = NULL;
   size_t cap = 0;
@@ -408,7 +401,8 @@ static pl_err pl__invites(pl__sq *q, pl_store_req *r) {
   return e;
 }
 
-static pl_err pl__invite_del(pl__sq *q, pl_store_req *r) {
+static pl_err pl__invite_del(void *be, pl_store_req *r) {
+  pl__sq *q = be;
   sqlite3_stmt *st = NULL;
   pl_err e = pl__prep(q, "DELETE FROM invites WHERE code = ?1", &st);
   if (e != PL_OK)
@@ -421,7 +415,8 @@ static pl_err pl__invite_del(pl__sq *q, pl_store_req *r) {
   return e;
 }
 
-static pl_err pl__top_queues(pl__sq *q, pl_store_req *r) {
+static pl_err pl__top_queues(void *be, pl_store_req *r) {
+  pl__sq *q = be;
   pl_store_admin_req *a = &r->u.admin;
   sqlite3_stmt *st = NULL;
   size_t cap = 0;
@@ -450,7 +445,8 @@ static pl_err pl__top_queues(pl__sq *q, pl_store_req *r) {
   return e;
 }
 
-static pl_err pl__stats(pl__sq *q, pl_store_req *r) {
+static pl_err pl__stats(void *be, pl_store_req *r) {
+  pl__sq *q = be;
   pl_store_req c = {.op = PL_STORE_STATS};
   pl_err e = pl_sq_stats(q->db, &c);
   r->status = c.status;
@@ -511,21 +507,33 @@ pl_err pl_sq_admin_backup(const char *dir, const char *to, uint64_t *bytes) {
 
 /* ---- the op, and what other ops ask of this file ------------------------------------ */
 
-pl_err pl_sq_admin(pl__sq *q, pl_store_req *r) {
-  switch (r->u.admin.in.action) {
-  case PL_ADMIN_USERS: return pl__users(q, r);
-  case PL_ADMIN_CREATE: return pl__create(q, r);
-  case PL_ADMIN_GROUPS: return pl__groups_read(q, r, 0, pl_store_admin_limit(r));
-  case PL_ADMIN_GROUP: return pl__group(q, r);
-  case PL_ADMIN_REMOVE: return pl__remove(q, r);
-  case PL_ADMIN_INVITE: return pl__invite(q, r);
-  case PL_ADMIN_INVITES: return pl__invites(q, r);
-  case PL_ADMIN_INVITE_DEL: return pl__invite_del(q, r);
-  case PL_ADMIN_TOP_QUEUES: return pl__top_queues(q, r);
-  case PL_ADMIN_STATS: return pl__stats(q, r);
-  default: return pl_store_admin_account(r, q, &pl__ops); /* USER and the account changes */
-  }
+/* GROUPS: a page of every group. */
+static pl_err pl__groups_page(void *be, pl_store_req *r) {
+  return pl__groups_read(be, r, 0, pl_store_admin_limit(r));
 }
+
+static const pl_store_admin_ops pl__ops = {
+    .user_load = pl__op_load,
+    .devices = pl__op_devices,
+    .groups = pl__op_groups,
+    .media = pl__op_media,
+    .logout = pl__op_logout,
+    .group_update = pl__op_group_update,
+    .set = pl__op_set,
+    .drop = pl__op_drop,
+    .action = {[PL_ADMIN_USERS] = pl__users,
+               [PL_ADMIN_CREATE] = pl__create,
+               [PL_ADMIN_GROUPS] = pl__groups_page,
+               [PL_ADMIN_GROUP] = pl__group,
+               [PL_ADMIN_REMOVE] = pl__remove,
+               [PL_ADMIN_INVITE] = pl__invite,
+               [PL_ADMIN_INVITES] = pl__invites,
+               [PL_ADMIN_INVITE_DEL] = pl__invite_del,
+               [PL_ADMIN_TOP_QUEUES] = pl__top_queues,
+               [PL_ADMIN_STATS] = pl__stats},
+};
+
+pl_err pl_sq_admin(pl__sq *q, pl_store_req *r) { return pl_store_admin_run(r, q, &pl__ops); }
 
 pl_err pl_sq_admin_disabled(pl__sq *q, uint64_t uid, int *disabled) {
   sqlite3_stmt *st = NULL;
