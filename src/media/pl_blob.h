@@ -21,6 +21,8 @@ typedef struct pl_blob pl_blob;
 
 typedef struct pl_blob_ops {
   const char *name;
+  /* open reads across the network (pl_blob_pg): not on an event loop */
+  int remote;
   /* Takes the file at tmp (on the same file system as the store's spool
    * directory) as the bytes of key; if key is there already, tmp is just
    * removed. Any thread. */

@@ -14,6 +14,7 @@
 #include "common/pl_log.h"
 #include "common/pl_mem.h"
 #include "core/pl_auth.h"
+#include "media/pl_blob_pg.h"
 
 /* ---- store requests from a loop ------------------------------------------ */
 
@@ -166,6 +167,25 @@ static pl_err pl__link_key(pl_media *m, const char *dir) {
   return ok ? PL_OK : PL_ERR_IO;
 }
 
+/* Files under dir, sealed with --key-file; or, on a PostgreSQL store, the
+ * database, with only the spool (uploads on their way in) on this node's
+ * disk. */
+static pl_err pl__blob_open(pl_media *m, const char *dir) {
+  char spool[4096 + 8];
+  if (m->cfg.blob_pg && m->cfg.seal) { /* as the store says (pg_db.c), and before it */
+    pl_error("media: --key-file (encryption at rest) works with the SQLite store only, not PostgreSQL");
+    return PL_ERR_CONFIG;
+  }
+  if (m->cfg.blob_pg) {
+    snprintf(spool, sizeof spool, "%s/tmp", dir);
+    return pl_blob_pg_open(m->cfg.blob_pg, spool, &m->blob);
+  }
+  pl_err e = pl_blob_fs_open(dir, &m->blob);
+  if (e == PL_OK && m->cfg.seal) /* encryption at rest: over the files */
+    e = pl_blob_seal_open(m->blob, m->cfg.seal, &m->blob);
+  return e;
+}
+
 static void pl__vips_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer ud) {
   (void)domain;
   (void)level;
@@ -192,9 +212,7 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
   snprintf(dir, sizeof dir, "%s/media", cfg->dir);
   pthread_mutex_init(&m->rs_mu, NULL);
   pl_quota_init(&m->quota, m->cfg.quota, m->cfg.max_pending);
-  pl_err e = pl_blob_fs_open(dir, &m->blob);
-  if (e == PL_OK && cfg->seal) /* encryption at rest: over the files */
-    e = pl_blob_seal_open(m->blob, cfg->seal, &m->blob);
+  pl_err e = pl__blob_open(m, dir);
   if (e == PL_OK)
     e = pl__link_key(m, dir);
   if (e == PL_OK && VIPS_INIT("parleyd") != 0) {
@@ -205,8 +223,11 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
     e = pl_mpool_new(1, "pl-media-io", NULL, &m->io);
   if (e == PL_OK)
     e = pl_mpool_new(m->cfg.workers, "pl-media", vips_thread_shutdown, &m->work);
+  if (e == PL_OK && m->blob->ops->remote) /* two downloads read at once; more wait their turn */
+    e = pl_mpool_new(2, "pl-media-dl", NULL, &m->dl);
   if (e != PL_OK) {
     pl_mpool_free(m->io);
+    pl_mpool_free(m->work);
     if (m->blob)
       m->blob->ops->free(m->blob);
     pl_quota_free(&m->quota);
@@ -232,6 +253,7 @@ void pl_media_close(pl_media *m) {
     return;
   pl_mpool_free(m->io); /* idle: the loops, which wait for their jobs, have ended */
   pl_mpool_free(m->work);
+  pl_mpool_free(m->dl);
   m->blob->ops->free(m->blob);
   void *v;
   uint64_t k;

@@ -451,6 +451,9 @@ static pl_err pl__start(pl_server *srv) {
   if (e != PL_OK)
     return e;
   sc.seal = mc.seal = srv->seal;
+  const pl_store_backend *be = pl_store_backend_for(c->store);
+  if (be == &pl_store_pg) /* the bytes where every node finds them */
+    mc.blob_pg = c->store;
   e = pl_media_open(&srv->media, &mc);
   if (e != PL_OK) {
     pl_error("cannot open the media store in %s/media: %s", c->data, pl_err_msg(e));
@@ -459,7 +462,6 @@ static pl_err pl__start(pl_server *srv) {
   pl_media_store_hooks(srv->media, &sc);
   pl_store_hooks hooks;
   pl_core_store_hooks(srv->core, &hooks);
-  const pl_store_backend *be = pl_store_backend_for(c->store);
   if (be == &pl_store_pg) {
     sc.conninfo = c->store;
     sc.disk_reserve = 0; /* the database's disk is not ours to watch */
