@@ -323,6 +323,25 @@ static pl_err pl__remove(pl_blob *b, const char *key) {
   return e;
 }
 
+pl_err pl_blob_pg_secret(pl_blob *b, const char *name, uint8_t *out, size_t n) {
+  pl__pgb *p = (pl__pgb *)b;
+  PGresult *r = NULL;
+  const char *v[] = {name};
+  PGconn *c = pl__take(p);
+  pl_err e = c ? pl__q(c, NULL, "INSERT INTO secrets(name, value) VALUES($1, $2) ON CONFLICT DO NOTHING", 1, v, out,
+                       (int)n)
+               : PL_ERR_IO;
+  if (e == PL_OK)
+    e = pl__q(c, &r, "SELECT value FROM secrets WHERE name = $1", 1, v, NULL, 0);
+  if (e == PL_OK && (PQntuples(r) != 1 || (size_t)PQgetlength(r, 0, 0) != n))
+    e = PL_ERR_STORE;
+  if (e == PL_OK)
+    memcpy(out, PQgetvalue(r, 0, 0), n);
+  PQclear(r);
+  pl__give(p, c);
+  return e;
+}
+
 static const char *pl__spool(pl_blob *b) { return ((pl__pgb *)b)->spool; }
 
 static void pl__free(pl_blob *b) {

@@ -12,5 +12,8 @@
  * after the media, makes the tables). No replace_file nor each: no
  * re-encryption at rest on PostgreSQL. */
 pl_err pl_blob_pg_open(const char *conninfo, const char *spool, pl_blob **out);
+/* The shared secret called name (n bytes): out's bytes if the database
+ * has none yet (the first caller's win), then the database's in out. */
+pl_err pl_blob_pg_secret(pl_blob *b, const char *name, uint8_t *out, size_t n);
 
 #endif

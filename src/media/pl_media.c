@@ -145,10 +145,22 @@ void pl_media_store_hooks(pl_media *m, pl_store_config *sc) {
   sc->blob_ud = m;
 }
 
-void pl_media_set_store(pl_media *m, pl_store *store) { m->store = store; }
+/* On PostgreSQL, the key that signs links is the database's, so a link one
+ * node signed opens on any other (the tables are there once the store is
+ * open). The first node's candidate wins: its key file's, if it had one
+ * before the cluster (its links stay good), else random. */
+pl_err pl_media_set_store(pl_media *m, pl_store *store) {
+  m->store = store;
+  if (!m->cfg.blob_pg)
+    return PL_OK;
+  pl_err e = pl_blob_pg_secret(m->blob, "media_link_key", m->link_key, sizeof m->link_key);
+  if (e != PL_OK)
+    pl_error("media: cannot read the link key from postgresql: %s", pl_err_msg(e));
+  return e;
+}
 
 /* The key that signs links: made once, kept in the data directory, so
- * links survive a restart. */
+ * links survive a restart (on PostgreSQL: pl_media_set_store). */
 static pl_err pl__link_key(pl_media *m, const char *dir) {
   char path[4096 + 16];
   snprintf(path, sizeof path, "%s/link.key", dir);
@@ -159,6 +171,8 @@ static pl_err pl__link_key(pl_media *m, const char *dir) {
     return n == (ssize_t)sizeof m->link_key ? PL_OK : PL_ERR_IO;
   }
   randombytes_buf(m->link_key, sizeof m->link_key);
+  if (m->cfg.blob_pg) /* a candidate for the database's (pl_media_set_store); no file */
+    return PL_OK;
   fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0)
     return PL_ERR_IO;

@@ -482,7 +482,8 @@ static pl_err pl__start(pl_server *srv) {
     pl_info("moderation: every Send's text goes to %s first (timeout %u ms, fail-%s)", c->moderation_url,
             c->moderation_timeout_ms, c->moderation_fail_closed ? "closed" : "open");
   }
-  pl_media_set_store(srv->media, srv->store);
+  if ((e = pl_media_set_store(srv->media, srv->store)) != PL_OK)
+    return e;
   if ((e = pl__start_push(srv)) != PL_OK)
     return e;
   srv->loops = pl_calloc((size_t)srv->nloops, sizeof *srv->loops);

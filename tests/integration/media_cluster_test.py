@@ -1,7 +1,7 @@
 """Media across nodes on one PostgreSQL (issue 15, docs/architecture.md 17):
 two real parleyd on one database, no shared directory. An image and a file
 uploaded through node A download byte-identical through node B (thumbnails
-too, ranges too), B never holds the bytes on its disk, the same bytes put
+too, ranges too, and links A signed), B never holds the bytes on its disk, the same bytes put
 through both nodes at once are stored once, and an upload the sweep expires
 is gone for both nodes, its blobs removed once although both nodes sweep.
 
@@ -96,6 +96,14 @@ def across(a, b):
     b.cli("bob", "fetch", ack["media"]["id"], fetched)
     with open(fetched, "rb") as got_f:
         check(got_f.read() == on_a, "bob's fetch through B")
+    # a link A signs opens through B (the link key is the database's)
+    st, _, body = a.req("POST", f"/media/{m['id']}/link", b"", a.login("alice"))
+    link = json.loads(body)
+    check(st == 200, f"a signed link from A: {st} {body}")
+    st, _, data = b.req("GET", link["url"])
+    check(st == 200 and data == on_a, f"A's signed link through B: {st}")
+    st, _, data = b.req("GET", link["thumb_url"])
+    check(st == 200 and data == th_a, f"A's signed thumbnail link through B: {st}")
     never_on_disk(b, big, on_a, th_a)
     never_on_disk(a, big)  # A's spool is emptied too: the bytes are in the database only
     check(len(a.blobs()) == 3, f"one blob each: image, thumbnail, file: {a.blobs()}")

@@ -93,7 +93,9 @@ static const char *const pl__migrations[] = {
      * out of line without PostgreSQL's compression (it would not shrink them) */
     "CREATE TABLE blobs(key text PRIMARY KEY, size bigint NOT NULL, created bigint NOT NULL);"
     "CREATE TABLE blob_chunks(key text NOT NULL, n int NOT NULL, bytes bytea NOT NULL, PRIMARY KEY(key, n));"
-    "ALTER TABLE blob_chunks ALTER COLUMN bytes SET STORAGE EXTERNAL;",
+    "ALTER TABLE blob_chunks ALTER COLUMN bytes SET STORAGE EXTERNAL;"
+    /* and what every node must hold alike: the key that signs media links */
+    "CREATE TABLE secrets(name text PRIMARY KEY, value bytea NOT NULL);",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
