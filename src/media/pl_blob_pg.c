@@ -136,17 +136,46 @@ static pl_err pl__q(PGconn *c, PGresult **out, const char *sql, int n, const cha
 
 /* ---- the ops -------------------------------------------------------------------- */
 
-static int pl__have(PGconn *c, const char *key) {
-  PGresult *r;
-  const char *v[] = {key};
-  if (pl__q(c, &r, "SELECT 1 FROM blobs WHERE key = $1", 1, v, NULL, 0) != PL_OK)
-    return -1;
-  int n = PQntuples(r);
-  PQclear(r);
-  return n > 0;
+/* What one op does on a connection, with its arguments. */
+typedef struct pl__call {
+  const char *key, *tmp, *name;
+  int fd;
+  uint64_t size;
+  uint8_t *out;
+  size_t n;
+} pl__call;
+
+/* fn on a pooled connection; when it failed because the connection broke
+ * (the database restarted, a proxy dropped it), once more on a new one:
+ * every op is safe to repeat (a put's transaction was rolled back whole). */
+static pl_err pl__run(pl__pgb *p, pl_err (*fn)(pl__pgb *p, PGconn *c, pl__call *a), pl__call *a) {
+  pl_err e = PL_ERR_IO;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    PGconn *c = pl__take(p);
+    if (!c)
+      return PL_ERR_IO;
+    e = fn(p, c, a);
+    int broken = PQstatus(c) != CONNECTION_OK;
+    pl__give(p, c);
+    if (e == PL_OK || !broken)
+      break;
+    pl_warn("media: the postgresql connection for blobs broke; trying once more on a new one");
+  }
+  return e;
 }
 
-/* tmp's bytes as chunks, then the row that makes them visible, in one
+static pl_err pl__have(pl__pgb *p, PGconn *c, pl__call *a) {
+  PGresult *r;
+  const char *v[] = {a->key};
+  (void)p;
+  pl_err e = pl__q(c, &r, "SELECT 1 FROM blobs WHERE key = $1", 1, v, NULL, 0);
+  if (e == PL_OK)
+    a->n = (size_t)PQntuples(r);
+  PQclear(r);
+  return e;
+}
+
+/* a->tmp's bytes as chunks, then the row that makes them visible, in one
  * transaction. Another node putting the same key at once (the same bytes:
  * the key is their hash) waits on the first's rows and then adds nothing. */
 static pl_err pl__stream(PGconn *c, const char *key, int fd, uint64_t size, uint8_t *buf) {
@@ -178,44 +207,37 @@ static pl_err pl__stream(PGconn *c, const char *key, int fd, uint64_t size, uint
   return e; /* on failure pl__give rolls back */
 }
 
+static pl_err pl__put_on(pl__pgb *p, PGconn *c, pl__call *a) {
+  pl_err e = pl__have(p, c, a);
+  if (e != PL_OK || a->n) /* stored already: the same bytes, keep those */
+    return e;
+  uint8_t *buf = pl_malloc(PL__CHUNK);
+  e = pl__stream(c, a->key, a->fd, a->size, buf);
+  pl_free(buf);
+  return e;
+}
+
 static pl_err pl__put(pl_blob *b, const char *key, const char *tmp) {
-  pl__pgb *p = (pl__pgb *)b;
-  pl_err e = pl_blob_key_valid(key) ? PL_OK : PL_ERR_INVALID_ARGUMENT;
-  PGconn *c = e == PL_OK ? pl__take(p) : NULL;
-  int fd = -1, have = 0;
+  pl__call a = {.key = key, .fd = -1};
   struct stat st;
-  uint8_t *buf = NULL;
-  if (e == PL_OK && !c)
-    e = PL_ERR_IO;
-  if (e == PL_OK && (have = pl__have(c, key)) < 0)
-    e = PL_ERR_IO;
-  if (e != PL_OK || have) /* stored already: the same bytes, keep those */
-    goto out;
-  fd = open(tmp, O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || fstat(fd, &st) != 0) {
+  pl_err e = pl_blob_key_valid(key) ? PL_OK : PL_ERR_INVALID_ARGUMENT;
+  if (e == PL_OK && ((a.fd = open(tmp, O_RDONLY | O_CLOEXEC)) < 0 || fstat(a.fd, &st) != 0)) {
     pl_error("media: cannot read %s: %s", tmp, strerror(errno));
     e = PL_ERR_IO;
-    goto out;
   }
-  buf = pl_malloc(PL__CHUNK);
-  e = pl__stream(c, key, fd, (uint64_t)st.st_size, buf);
-out:
-  pl_free(buf);
-  if (fd >= 0)
-    close(fd);
-  pl__give(p, c);
+  if (e == PL_OK) {
+    a.size = (uint64_t)st.st_size;
+    e = pl__run((pl__pgb *)b, pl__put_on, &a);
+  }
+  if (a.fd >= 0)
+    close(a.fd);
   unlink(tmp);
   return e;
 }
 
 static int pl__exists(pl_blob *b, const char *key) {
-  pl__pgb *p = (pl__pgb *)b;
-  if (!pl_blob_key_valid(key))
-    return 0;
-  PGconn *c = pl__take(p);
-  int have = c ? pl__have(c, key) : -1;
-  pl__give(p, c);
-  return have > 0;
+  pl__call a = {.key = key};
+  return pl_blob_key_valid(key) && pl__run((pl__pgb *)b, pl__have, &a) == PL_OK && a.n > 0;
 }
 
 /* A file of no name in the spool directory (on the node's disk, gone with
@@ -270,76 +292,84 @@ static pl_err pl__fetch(PGconn *c, const char *key, int fd, uint64_t size) {
   return e;
 }
 
-static pl_err pl__open(pl_blob *b, const char *key, int *fd, uint64_t *size) {
-  pl__pgb *p = (pl__pgb *)b;
+static pl_err pl__open_on(pl__pgb *p, PGconn *c, pl__call *a) {
   PGresult *r = NULL;
-  const char *v[] = {key};
-  *fd = -1;
-  if (!pl_blob_key_valid(key))
-    return PL_ERR_INVALID_ARGUMENT;
-  PGconn *c = pl__take(p);
-  pl_err e = c ? pl__q(c, &r, "SELECT size FROM blobs WHERE key = $1", 1, v, NULL, 0) : PL_ERR_IO;
+  const char *v[] = {a->key};
+  pl_err e = pl__q(c, &r, "SELECT size FROM blobs WHERE key = $1", 1, v, NULL, 0);
   if (e == PL_OK && PQntuples(r) == 0)
     e = PL_ERR_NOT_FOUND;
   if (e == PL_OK) { /* binary int8: network order */
     const uint8_t *s = (const uint8_t *)PQgetvalue(r, 0, 0);
-    *size = 0;
+    a->size = 0;
     for (int i = 0; i < 8; i++)
-      *size = *size << 8 | s[i];
+      a->size = a->size << 8 | s[i];
   }
   PQclear(r);
-  if (e == PL_OK && (*fd = pl__anon(p)) < 0) {
-    pl_error("media: no file to spool blob %s into: %s", key, strerror(errno));
+  if (e == PL_OK && (a->fd = pl__anon(p)) < 0) {
+    pl_error("media: no file to spool blob %s into: %s", a->key, strerror(errno));
     e = PL_ERR_IO;
   }
   if (e == PL_OK)
-    e = pl__fetch(c, key, *fd, *size);
-  if (e == PL_OK && lseek(*fd, 0, SEEK_SET) != 0)
+    e = pl__fetch(c, a->key, a->fd, a->size);
+  if (e == PL_OK && lseek(a->fd, 0, SEEK_SET) != 0)
     e = PL_ERR_IO;
-  pl__give(p, c);
-  if (e != PL_OK && *fd >= 0) {
-    close(*fd);
-    *fd = -1;
+  if (e != PL_OK && a->fd >= 0) {
+    close(a->fd);
+    a->fd = -1;
   }
+  return e;
+}
+
+static pl_err pl__open(pl_blob *b, const char *key, int *fd, uint64_t *size) {
+  pl__call a = {.key = key, .fd = -1};
+  *fd = -1;
+  if (!pl_blob_key_valid(key))
+    return PL_ERR_INVALID_ARGUMENT;
+  pl_err e = pl__run((pl__pgb *)b, pl__open_on, &a);
+  *fd = a.fd;
+  *size = a.size;
   return e;
 }
 
 /* Both tables in one transaction; removing what another node removed
  * already deletes nothing and succeeds. */
-static pl_err pl__remove(pl_blob *b, const char *key) {
-  pl__pgb *p = (pl__pgb *)b;
-  const char *v[] = {key};
-  if (!pl_blob_key_valid(key))
-    return PL_ERR_INVALID_ARGUMENT;
-  PGconn *c = pl__take(p);
-  pl_err e = c ? pl__q(c, NULL, "BEGIN", 0, NULL, NULL, 0) : PL_ERR_IO;
+static pl_err pl__remove_on(pl__pgb *p, PGconn *c, pl__call *a) {
+  const char *v[] = {a->key};
+  (void)p;
+  pl_err e = pl__q(c, NULL, "BEGIN", 0, NULL, NULL, 0);
   if (e == PL_OK)
     e = pl__q(c, NULL, "DELETE FROM blobs WHERE key = $1", 1, v, NULL, 0);
   if (e == PL_OK)
     e = pl__q(c, NULL, "DELETE FROM blob_chunks WHERE key = $1", 1, v, NULL, 0);
   if (e == PL_OK)
     e = pl__q(c, NULL, "COMMIT", 0, NULL, NULL, 0);
-  pl__give(p, c);
+  return e;
+}
+
+static pl_err pl__remove(pl_blob *b, const char *key) {
+  pl__call a = {.key = key};
+  return pl_blob_key_valid(key) ? pl__run((pl__pgb *)b, pl__remove_on, &a) : PL_ERR_INVALID_ARGUMENT;
+}
+
+static pl_err pl__secret_on(pl__pgb *p, PGconn *c, pl__call *a) {
+  PGresult *r = NULL;
+  const char *v[] = {a->name};
+  (void)p;
+  pl_err e = pl__q(c, NULL, "INSERT INTO secrets(name, value) VALUES($1, $2) ON CONFLICT DO NOTHING", 1, v, a->out,
+                   (int)a->n);
+  if (e == PL_OK)
+    e = pl__q(c, &r, "SELECT value FROM secrets WHERE name = $1", 1, v, NULL, 0);
+  if (e == PL_OK && (PQntuples(r) != 1 || (size_t)PQgetlength(r, 0, 0) != a->n))
+    e = PL_ERR_STORE;
+  if (e == PL_OK)
+    memcpy(a->out, PQgetvalue(r, 0, 0), a->n);
+  PQclear(r);
   return e;
 }
 
 pl_err pl_blob_pg_secret(pl_blob *b, const char *name, uint8_t *out, size_t n) {
-  pl__pgb *p = (pl__pgb *)b;
-  PGresult *r = NULL;
-  const char *v[] = {name};
-  PGconn *c = pl__take(p);
-  pl_err e = c ? pl__q(c, NULL, "INSERT INTO secrets(name, value) VALUES($1, $2) ON CONFLICT DO NOTHING", 1, v, out,
-                       (int)n)
-               : PL_ERR_IO;
-  if (e == PL_OK)
-    e = pl__q(c, &r, "SELECT value FROM secrets WHERE name = $1", 1, v, NULL, 0);
-  if (e == PL_OK && (PQntuples(r) != 1 || (size_t)PQgetlength(r, 0, 0) != n))
-    e = PL_ERR_STORE;
-  if (e == PL_OK)
-    memcpy(out, PQgetvalue(r, 0, 0), n);
-  PQclear(r);
-  pl__give(p, c);
-  return e;
+  pl__call a = {.name = name, .out = out, .n = n};
+  return pl__run((pl__pgb *)b, pl__secret_on, &a);
 }
 
 static const char *pl__spool(pl_blob *b) { return ((pl__pgb *)b)->spool; }

@@ -145,6 +145,45 @@ void pl_media_store_hooks(pl_media *m, pl_store_config *sc) {
   sc->blob_ud = m;
 }
 
+typedef struct pl__import {
+  pl_media *m;
+  const char *dir;
+  unsigned moved, failed;
+} pl__import;
+
+/* One file of the file store into the database, under a second name in the
+ * spool (put_file takes that); the file goes once the database has it. */
+static void pl__import_one(void *ud, const char *key) {
+  pl__import *im = ud;
+  char from[4200], tmp[4200];
+  snprintf(from, sizeof from, "%s/%.2s/%s", im->dir, key, key);
+  snprintf(tmp, sizeof tmp, "%s/import-%s", im->m->blob->ops->spool(im->m->blob), key);
+  unlink(tmp);
+  if (link(from, tmp) == 0 && im->m->blob->ops->put_file(im->m->blob, key, tmp) == PL_OK && unlink(from) == 0) {
+    im->moved++;
+    *strrchr(from, '/') = '\0';
+    rmdir(from); /* the fan-out directory, once empty */
+  } else {
+    im->failed++;
+  }
+}
+
+/* Blobs a node stored in its own directory before its store was
+ * PostgreSQL (an upgrade, or a single node becoming a cluster's first)
+ * move into the database, so that every node serves them; the files go. */
+static pl_err pl__import_files(pl_media *m, const char *dir) {
+  pl_blob *fs = NULL;
+  pl__import im = {.m = m, .dir = dir};
+  pl_err e = pl_blob_fs_open(dir, &fs);
+  if (e != PL_OK)
+    return e;
+  fs->ops->each(fs, pl__import_one, &im);
+  fs->ops->free(fs);
+  if (im.moved || im.failed)
+    pl_info("media: %u blob(s) of %s moved into postgresql, %u could not be", im.moved, dir, im.failed);
+  return im.failed ? PL_ERR_IO : PL_OK;
+}
+
 /* On PostgreSQL, the key that signs links is the database's, so a link one
  * node signed opens on any other (the tables are there once the store is
  * open). The first node's candidate wins: its key file's, if it had one
@@ -153,10 +192,18 @@ pl_err pl_media_set_store(pl_media *m, pl_store *store) {
   m->store = store;
   if (!m->cfg.blob_pg)
     return PL_OK;
+  char dir[4096 + 8];
   pl_err e = pl_blob_pg_secret(m->blob, "media_link_key", m->link_key, sizeof m->link_key);
-  if (e != PL_OK)
+  if (e != PL_OK) {
     pl_error("media: cannot read the link key from postgresql: %s", pl_err_msg(e));
-  return e;
+    return e;
+  }
+  snprintf(dir, sizeof dir, "%s/media", m->cfg.dir);
+  /* what could not move stays, served by no node, and the next start
+   * tries again: no reason to refuse this one */
+  if (pl__import_files(m, dir) != PL_OK)
+    pl_warn("media: blobs are left in %s that postgresql does not have; a restart tries again", dir);
+  return PL_OK;
 }
 
 /* The key that signs links: made once, kept in the data directory, so

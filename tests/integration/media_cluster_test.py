@@ -123,8 +123,15 @@ def across(a, b):
     check(len(a.blobs()) == 4, f"the same bytes are stored once: {a.blobs()}")
     check(psql("SELECT count(*) FROM blob_chunks WHERE key NOT IN (SELECT key FROM blobs)") == ["0"],
           "no chunk without its blob")
-    key = lambda mid: a.req("GET", f"/media/{mid}", token=alice)[1]["etag"].strip('"')
-    return {"image_key": key(m["id"]), "sent": ack["media"]["id"]}
+    image_key = a.req("GET", f"/media/{m['id']}", token=alice)[1]["etag"].strip('"')
+    # the database drops every connection (a restart, a failover): the nodes
+    # connect again, and B serves the file again, without a crash
+    psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+         f" WHERE datname = '{DB}' AND pid <> pg_backend_pid()")
+    wait_for(lambda: b.req("GET", f"/media/{f['id']}", token=alice_b)[:3:2] == (200, big),
+             "B serves the file again after the database dropped its connections")
+    check(a.proc.poll() is None and b.proc.poll() is None, "both nodes still run")
+    return {"image_key": image_key, "sent": ack["media"]["id"]}
 
 
 def expiry(up, img):
@@ -164,7 +171,16 @@ def main():
     psql(f"CREATE DATABASE {DB}", db="postgres")
     try:
         a = Node("a").start()
+        # B was a node of its own before (its blobs in files): they move into the database
+        old = os.urandom(5000)
+        old_key = hashlib.sha256(old).hexdigest()
+        os.makedirs(os.path.join(TMP, "b", "media", old_key[:2]))
+        with open(os.path.join(TMP, "b", "media", old_key[:2], old_key), "wb") as f:
+            f.write(old)
         b = Node("b").start()
+        check(old_key in b.blobs(), "a file of the node's own file store is moved into the database")
+        check(not os.path.exists(os.path.join(TMP, "b", "media", old_key[:2], old_key)), "and its file is gone")
+        psql(f"DELETE FROM blob_chunks WHERE key = '{old_key}'; DELETE FROM blobs WHERE key = '{old_key}'")
         try:
             up = across(a, b)
         finally:
