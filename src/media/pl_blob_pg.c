@@ -247,19 +247,6 @@ static int pl__anon(pl__pgb *p) {
   return fd >= 0 ? fd : memfd_create("parley-blob", MFD_CLOEXEC);
 }
 
-static int pl__write_all(int fd, const char *p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
 /* The chunks one row at a time (single-row mode): memory holds one chunk
  * whatever the blob's size. They must add up to the blobs row's size (a
  * remove between the two reads leaves fewer). */
@@ -277,7 +264,7 @@ static pl_err pl__fetch(PGconn *c, const char *key, int fd, uint64_t size) {
     if (st == PGRES_SINGLE_TUPLE && e == PL_OK) {
       size_t n = (size_t)PQgetlength(r, 0, 0);
       got += n;
-      if (pl__write_all(fd, PQgetvalue(r, 0, 0), n) != 0) {
+      if (pl_write_full(fd, PQgetvalue(r, 0, 0), n) != 0) {
         pl_error("media: cannot spool blob %s: %s", key, strerror(errno));
         e = PL_ERR_IO;
       }
