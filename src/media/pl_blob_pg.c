@@ -63,7 +63,10 @@ static PGconn *pl__take(pl__pgb *p) {
     return c;
   if (c)
     PQfinish(c);
-  c = PQconnectdb(p->conninfo);
+  /* a database that does not answer costs a call 10 s, not the TCP
+   * timeout's minutes (the connection string's own connect_timeout wins) */
+  const char *const kw[] = {"connect_timeout", "dbname", NULL}, *const val[] = {"10", p->conninfo, NULL};
+  c = PQconnectdbParams(kw, val, 1);
   int ok = PQstatus(c) == CONNECTION_OK;
   if (ok) { /* a put's transaction streams from a local file: never idle long */
     PGresult *r = PQexec(c, "SET client_min_messages = warning; SET idle_in_transaction_session_timeout = '60s'");
