@@ -77,11 +77,24 @@ static void pl__link_answer(pl__dl *d, pl_http_res *res) {
   pl_media_json_res(res, 200, j);
 }
 
+static const char *pl__key(const pl__dl *d) {
+  const pl_media_row *r = &d->sreq.req.u.media_get.out.media;
+  return d->thumb ? r->thumb : r->blob;
+}
+
+/* If-None-Match names the blob's ETag (its key, the bytes' hash, quoted):
+ * a revalidation, answered 304 without reading the bytes. */
+static int pl__revalidated(const pl__dl *d) {
+  char etag[70];
+  snprintf(etag, sizeof etag, "\"%s\"", pl__key(d));
+  return d->inm && strstr(d->inm, etag);
+}
+
 /* The file, whole or the range asked for, with the headers caches need;
  * d->fd and d->size are the blob's (d->open_e: why there is none). */
 static void pl__file_answer(pl__dl *d, pl_http_res *res) {
   const pl_media_row *r = &d->sreq.req.u.media_get.out.media;
-  const char *key = d->thumb ? r->thumb : r->blob;
+  const char *key = pl__key(d);
   uint64_t size = d->size, first = 0, last = 0;
   static _Thread_local char extra[512]; /* pl_http_ex_reply copies it */
   char etag[70];
@@ -94,7 +107,7 @@ static void pl__file_answer(pl__dl *d, pl_http_res *res) {
                etag, img ? "" : "Content-Disposition: attachment\r\n");
   res->type = d->thumb ? "image/jpeg" : pl__static_type(r->type);
   res->extra = extra;
-  if (d->inm && strstr(d->inm, etag)) { /* the key is the bytes' hash: no need to read them */
+  if (pl__revalidated(d)) {
     res->status = 304;
     return;
   }
@@ -139,11 +152,6 @@ static void pl__answer(pl__dl *d) {
   pl__dl_free(d);
 }
 
-static const char *pl__key(const pl__dl *d) {
-  const pl_media_row *r = &d->sreq.req.u.media_get.out.media;
-  return d->thumb ? r->thumb : r->blob;
-}
-
 static void pl__open_work(pl_mjob *j) {
   pl__dl *d = (pl__dl *)((char *)j - offsetof(pl__dl, job));
   d->open_e = d->m->blob->ops->open(d->m->blob, pl__key(d), &d->fd, &d->size);
@@ -161,8 +169,7 @@ static void pl__get_done(pl_media_mreq *r) {
     pl__dl_free(d);
     return;
   }
-  /* a revalidation (If-None-Match names the key, the bytes' hash) needs no bytes */
-  if (!file || (d->inm && strstr(d->inm, pl__key(d)))) {
+  if (!file || pl__revalidated(d)) {
     pl__answer(d);
     return;
   }
