@@ -4,6 +4,7 @@
  * same bytes are stored once however often they are uploaded. The store of
  * records (pl_store's media table) says which keys are in use; the blob
  * store only keeps bytes. pl_blob_fs keeps them as files under a directory;
+ * pl_blob_pg (pl_blob_pg.h) in PostgreSQL, for nodes sharing that store;
  * an S3-compatible store implements the same ops (put: a PUT of the object
  * named by the key; open: a GET through a local spool file, or the caller
  * redirects to a presigned URL instead). */
