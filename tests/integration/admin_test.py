@@ -21,24 +21,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PG_DIR = os.environ.get("PL_PG_DIR")
 
 
-def rows(data, sql):
-    """The first column of what sql answers in the server's database: the
-    SQLite file in its data dir, or its PostgreSQL database (one per data
-    dir, named as tests/pg/parleyd_pg.sh names it)."""
-    if not PG_DIR:
-        db = sqlite3.connect(os.path.join(data, "parley.db"))
-        try:
-            return [r[0] for r in db.execute(sql)]
-        finally:
-            db.close()
-    import hashlib
-    conn = open(os.path.join(PG_DIR, "conninfo")).read().strip()
-    name = "p_" + hashlib.md5(data.encode()).hexdigest()[:20]
-    p = subprocess.run(["psql", f"{conn} dbname={name}", "-qAtc", sql], capture_output=True, text=True, timeout=30)
-    check(p.returncode == 0, f"psql: {p.stderr}")
-    return [int(x) for x in p.stdout.split()]
-
-
 class Server(mediasrv.Server):
     def token(self, name="ops"):
         """A new admin token (parleyd admin-token create), as an operator makes it."""
@@ -230,11 +212,11 @@ def delete():
         check(s.cli("bob", "recv", ok=False).returncode == 4, "bob logs in no more")
         check(s.cli("alice", "send", "bob", "gone?", ok=False).returncode == 5, "bob is an unknown peer")
         s.stop()
-        n = rows(s.data, "SELECT count(*) FROM queue WHERE device_id IN (3, 4)")[0]
-        check(n == 0, f"queue rows of bob's devices: {n}")
+        n = s.query("SELECT count(*) FROM queue WHERE device_id IN (3, 4)")
+        check(n == ["0"], f"queue rows of bob's devices: {n}")
         for table, col in (("devices", "user_id"), ("members", "uid"), ("reads", "uid"), ("contacts", "uid")):
-            n = rows(s.data, f"SELECT count(*) FROM {table} WHERE {col} = 2")[0]
-            check(n == 0, f"{table} rows of bob: {n}")
+            n = s.query(f"SELECT count(*) FROM {table} WHERE {col} = 2")
+            check(n == ["0"], f"{table} rows of bob: {n}")
     finally:
         s.stop()
 

@@ -151,7 +151,30 @@ class Server:
         m = re.search(rf"^{name} (\d+)", body.decode(), re.M)
         return int(m.group(1))
 
+    def query(self, sql):
+        """The first column of what sql answers in the server's database: the
+        SQLite file in its data dir or, on PostgreSQL (the pg label's wrapper,
+        tests/pg/parleyd_pg.sh: one database per --data), its database."""
+        pg = os.environ.get("PL_PG_DIR")
+        if not pg:
+            import sqlite3
+            db = sqlite3.connect(os.path.join(self.data, "parley.db"))
+            try:
+                return [str(r[0]) for r in db.execute(sql)]
+            finally:
+                db.close()
+        import hashlib
+        with open(os.path.join(pg, "conninfo")) as f:
+            conn = f.read().strip()
+        db = "p_" + hashlib.md5(self.data.encode()).hexdigest()[:20]
+        return subprocess.run(["psql", f"{conn} dbname={db}", "-qAtc", sql], capture_output=True, text=True,
+                              check=True).stdout.split()
+
     def blobs(self):
+        """The blob keys stored: files under the data directory, or, on PostgreSQL,
+        the blobs table, where a PostgreSQL store keeps them."""
+        if os.environ.get("PL_PG_DIR"):
+            return self.query("SELECT key FROM blobs ORDER BY key")
         d = os.path.join(self.data, "media")
         return sorted(f for sub in os.listdir(d) if len(sub) == 2
                       for f in os.listdir(os.path.join(d, sub)))
