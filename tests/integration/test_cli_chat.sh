@@ -108,9 +108,12 @@ bob (forwarded): hello alice!
 bob (forwarded): nice' grep -F 'bob (' "$tmp/out3"
 # carol forwards to nobody and to no group of hers (refused: her chat goes on, and ends
 # with exit 5), then bob's last one back to him: his chat shows it marked.
-say 5 "$chat3" '/forward #1 nosuchuser\n/forward #1 --group 999999\n/forward bob\n/quit\n'
+# A reaction the server refuses (a space in it) is told as the command's: not as
+# an unknown peer, and the chat goes on.
+say 5 "$chat3" '/forward #1 nosuchuser\n/forward #1 --group 999999\n/react #1 two words\n/forward bob\n/quit\n'
 until_in "$tmp/chat3-err" "unknown peer 'nosuchuser'" "$chat3" &&
   until_in "$tmp/chat3-err" "no such group, or you are not a member" "$chat3" && echo "PASS chat-forward-refusals"
+until_in "$tmp/chat3-err" "parley: /react refused by the server: " "$chat3" && echo "PASS chat-act-refused"
 until_in "$tmp/out" "carol (forwarded): nice" && echo "PASS chat-shows-forward"
 rc=0
 wait "$chat3" || rc=$?
