@@ -307,12 +307,6 @@ static pl_err pl__pg_begin(void *be) {
   return pl_pg_q(g, NULL, "BEGIN", NULL);
 }
 
-static void pl__gone_clear(pl__pg *g) {
-  for (size_t i = 0; i < g->ngone; i++)
-    pl_free(g->gone[i]);
-  g->ngone = 0;
-}
-
 static pl_err pl__pg_commit(void *be) {
   pl__pg *g = be;
   PGresult *res = NULL;
@@ -321,16 +315,11 @@ static pl_err pl__pg_commit(void *be) {
   if (e == PL_OK && strcmp(PQcmdStatus(res), "COMMIT") != 0)
     e = PL_ERR_STORE;
   PQclear(res);
-  for (size_t i = 0; e == PL_OK && i < g->ngone; i++)
-    if (g->blob_gone)
-      g->blob_gone(g->blob_ud, g->gone[i]);
-  pl__gone_clear(g);
   return e;
 }
 
 static void pl__pg_rollback(void *be) {
   pl__pg *g = be;
-  pl__gone_clear(g);
   if (!atomic_load(&g->down) && PQtransactionStatus(g->conn) != PQTRANS_IDLE)
     pl_pg_q(g, NULL, "ROLLBACK", NULL);
 }
@@ -371,8 +360,6 @@ static void pl__pg_close(void *be) {
     return;
   if (g->conn)
     PQfinish(g->conn);
-  pl__gone_clear(g);
-  pl_free(g->gone);
   pl_free(g->conninfo);
   pl_free(g);
 }
@@ -402,9 +389,8 @@ static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
   g->online = cfg->online;
   g->online_ud = cfg->online_ud;
   g->media_ttl_ms = pl_retention_media_ttl(cfg->media_ttl_ms, cfg->ttl_ms);
-  g->blob_gone = cfg->blob_gone;
-  g->blob_exists = cfg->blob_exists;
-  g->blob_ud = cfg->blob_ud;
+  /* cfg->blob_gone, blob_exists: not for this store, whose blobs are in its
+   * own database (pl_blob_pg) and go in its own transactions (pg_media.c) */
   if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK)
     goto out;
   pl_info("store: postgresql backend on %s:%s, database %s", PQhost(g->conn), PQport(g->conn), PQdb(g->conn));
