@@ -58,13 +58,15 @@ void tl_nats_start(tl_nats *ns, int n) {
   }
   for (int i = 0; i < ns->n; i++)
     tl__nats_one(ns, i);
+  /* Its own process on its ports (a connect could reach another test's
+   * server that took the number first). */
   for (int i = 0; i < ns->n; i++) {
-    int fd = -1;
-    for (uint64_t until = tl_now_ms() + 10000; fd < 0 && tl_now_ms() < until; usleep(20000))
-      fd = tl_connect(ns->port[i]);
-    if (fd < 0)
-      tl__fail(__FILE__, __LINE__, "nats-server %d did not listen on %d (see %s)", i, ns->port[i], ns->dir);
-    close(fd);
+    int up = 0;
+    for (uint64_t until = tl_now_ms() + 10000; !up && tl_now_ms() < until; usleep(20000))
+      up = tl_pid_listens(ns->pid[i], ns->port[i]) && (ns->n == 1 || tl_pid_listens(ns->pid[i], ns->route[i]));
+    if (!up)
+      tl__fail(__FILE__, __LINE__, "nats-server %d did not listen on %d and %d (taken? see %s)", i, ns->port[i],
+               ns->route[i], ns->dir);
   }
 }
 

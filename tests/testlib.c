@@ -4,6 +4,7 @@
 #include "testlib.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -220,7 +221,51 @@ void tl_spawn_kill(pid_t pid, int sig) {
   }
 }
 
-static void tl__spawn(tl_server *s) {
+int tl_pid_listens(pid_t pid, int port) {
+  unsigned long inodes[64];
+  int n = 0;
+  static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+  for (size_t t = 0; t < 2; t++) {
+    FILE *f = fopen(tables[t], "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+      unsigned lport, st;
+      unsigned long inode;
+      /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+      if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport, &st,
+                 &inode) == 3 &&
+          st == 0x0A /* LISTEN */ && (int)lport == port && n < 64)
+        inodes[n++] = inode;
+    }
+    if (f)
+      fclose(f);
+  }
+  char path[64], link[64], want[64];
+  snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+  DIR *d = n ? opendir(path) : NULL;
+  int found = 0;
+  for (struct dirent *e; d && !found && (e = readdir(d));) {
+    char fdp[340];
+    snprintf(fdp, sizeof fdp, "%s/%s", path, e->d_name);
+    ssize_t len = readlink(fdp, link, sizeof link - 1);
+    if (len <= 0)
+      continue;
+    link[len] = 0;
+    for (int i = 0; i < n && !found; i++) {
+      snprintf(want, sizeof want, "socket:[%lu]", inodes[i]);
+      found = !strcmp(link, want);
+    }
+  }
+  if (d)
+    closedir(d);
+  return found;
+}
+
+/* Starts parleyd on s's ports; 0 once it holds both listening sockets, 1
+ * if it exited first (its log says why: a port another test's server took
+ * meanwhile, say). A connect alone would not do: it succeeds as well when
+ * another test's server holds the port, and the test would talk to that. */
+static int tl__spawn_once(tl_server *s) {
   const char *bin = getenv("PARLEYD");
   if (!bin)
     tl__fail(__FILE__, __LINE__, "PARLEYD is not set");
@@ -264,38 +309,53 @@ static void tl__spawn(tl_server *s) {
   }
   s->pid = pid;
   tl__server_add(pid, s->dir);
-  /* Wait until it accepts. */
-  for (int i = 0; i < 600; i++) {
-    int fd = tl_connect(s->port);
-    if (fd >= 0) {
-      close(fd);
-      return;
-    }
+  /* Until it holds both its listeners (30 s: a loaded machine starts it
+   * slowly, the PostgreSQL wrapper first creates its database). */
+  for (int i = 0; i < 1500; i++) {
+    if (tl_pid_listens(pid, s->port) && tl_pid_listens(pid, s->http_port))
+      return 0;
     int st;
     if (waitpid(pid, &st, WNOHANG) == pid) {
       tl__server_known(pid, 1);
       s->pid = 0;
-      tl__fail(__FILE__, __LINE__, "parleyd exited during start-up (see %s.log)", s->dir);
+      return 1;
     }
     usleep(20000);
   }
-  tl__fail(__FILE__, __LINE__, "parleyd did not start listening");
+  tl__fail(__FILE__, __LINE__, "parleyd did not start listening on %d and %d (see %s.log)", s->port, s->http_port,
+           s->dir);
+  return 1;
 }
 
-void tl_server_start(tl_server *s, const char *extra_args) {
-  memset(s, 0, sizeof *s);
-  s->dir = tl_tempdir();
+static void tl__pick_ports(tl_server *s) {
   s->port = tl__free_port();
   do
     s->http_port = tl__free_port();
   while (s->http_port == s->port);
   snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
-  if (extra_args)
-    snprintf(s->extra, sizeof s->extra, "%s", extra_args);
-  tl__spawn(s);
 }
 
-void tl_server_restart(tl_server *s) { tl__spawn(s); }
+void tl_server_start(tl_server *s, const char *extra_args) {
+  memset(s, 0, sizeof *s);
+  s->dir = tl_tempdir();
+  if (extra_args)
+    snprintf(s->extra, sizeof s->extra, "%s", extra_args);
+  /* New port numbers when it could not have them (another test's server
+   * took one between tl_free_port and the bind). */
+  for (int tries = 0; tries < 5; tries++) {
+    tl__pick_ports(s);
+    if (tl__spawn_once(s) == 0)
+      return;
+  }
+  tl__fail(__FILE__, __LINE__, "parleyd exited during start-up, 5 times (see %s.log)", s->dir);
+}
+
+/* The same ports: the test knows them. */
+void tl_server_restart(tl_server *s) {
+  if (tl__spawn_once(s) != 0)
+    tl__fail(__FILE__, __LINE__, "parleyd exited during start-up on %d and %d (see %s.log)", s->port,
+             s->http_port, s->dir);
+}
 
 int tl_server_kill(tl_server *s, int sig) {
   int st = 0;

@@ -85,8 +85,12 @@ void tl_server_stop(tl_server *s);
 int tl_log_count(const tl_server *s, const char *needle);
 
 /* --- other servers a test starts (nats-server, haproxy) -------------------- */
-/* A free loopback port (below the ephemeral range). */
+/* A free loopback port (below the ephemeral range). Free when asked: a
+ * server started on it must still be checked to hold it (tl_pid_listens). */
 int tl_free_port(void);
+/* Does process pid hold a listening TCP socket on port (/proc/net/tcp*'s
+ * inode among /proc/PID/fd's sockets)? Not just anyone answering there. */
+int tl_pid_listens(pid_t pid, int port);
 /* Starts argv[0] (a path) with stderr and stdout to log, killed with the
  * test like a parleyd (on failure, at exit, on a signal, and by the kernel
  * if the test dies); dir (may be NULL) is removed with it. Returns its pid. */

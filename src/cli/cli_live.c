@@ -101,7 +101,7 @@ out:
 
 /* ---- chat --------------------------------------------------------------- */
 
-#define CLI_CHAT_FWDS 16 /* forwards whose refusal names their recipient */
+#define CLI_CHAT_CMDS 16 /* commands whose refusal is told as theirs */
 
 typedef struct cli_chat {
   const cli *o;
@@ -117,9 +117,9 @@ typedef struct cli_chat {
   char plain_id[65];             /* the last plain message typed: its ack gives last_mine */
   cli_recent recent;             /* texts of this conversation's last messages, for /forward */
   struct {
-    char id[65], to[80];
-  } fwd[CLI_CHAT_FWDS]; /* the last forwards sent: whom a refusal is about */
-  size_t fwd_next;
+    char id[65], to[80], word[12];
+  } cmds[CLI_CHAT_CMDS]; /* the last actions and forwards sent: what a refusal is about */
+  size_t cmd_next;
 } cli_chat;
 
 static void chat_put(cli_chat *ch, const char *s) { pl_bytes_append(&ch->out, s, strlen(s)); }
@@ -237,10 +237,14 @@ static void chat_on_send_error(parley *c, const char *id, int code, const char *
   (void)c, (void)message;
   cli_chat *ch = ud;
   ch->refused = 1;
-  /* A refused forward is about its recipient, not about this chat's peer. */
-  for (size_t i = 0; i < CLI_CHAT_FWDS; i++) {
-    if (ch->fwd[i].id[0] && !strcmp(ch->fwd[i].id, id)) {
-      cli_error(ch->o, code, ch->fwd[i].to);
+  /* A refused action or forward is about that command (a forward's about
+   * its recipient), not about this chat's peer: the chat goes on. */
+  for (size_t i = 0; i < CLI_CHAT_CMDS; i++) {
+    if (ch->cmds[i].id[0] && !strcmp(ch->cmds[i].id, id)) {
+      if (code == PARLEY_E_INVALID_ARGUMENT) /* not the name: what the command carried */
+        fprintf(stderr, "parley: %s refused by the server: %s\n", ch->cmds[i].word, parley_strerror(code));
+      else
+        cli_error(ch->o, code, ch->cmds[i].to);
       return;
     }
   }
@@ -292,6 +296,15 @@ static int chat_word(const char *p, size_t n, const char *w, const char **rest, 
   return 1;
 }
 
+/* Remembers a command's message id: its refusal, if one comes, is told as
+ * the command's (chat_on_send_error). */
+static void chat_sent_cmd(cli_chat *ch, const char *id, const char *to, const char *word) {
+  snprintf(ch->cmds[ch->cmd_next].id, sizeof ch->cmds[0].id, "%s", id);
+  snprintf(ch->cmds[ch->cmd_next].to, sizeof ch->cmds[0].to, "%s", to);
+  snprintf(ch->cmds[ch->cmd_next].word, sizeof ch->cmds[0].word, "%s", word);
+  ch->cmd_next = (ch->cmd_next + 1) % CLI_CHAT_CMDS;
+}
+
 /* An optional "#N" at the start of the rest: N, or dflt. */
 static uint64_t chat_target(const char **p, size_t *n, uint64_t dflt) {
   if (!*n || **p != '#')
@@ -335,6 +348,8 @@ static int chat_act_command(parley *c, cli_chat *ch, const char *p, size_t n) {
       rn = 0;
     char id[65];
     int rc = parley_send_act(c, NULL, ch->peer, NULL, &a, rest, rn, id);
+    if (rc == PARLEY_OK)
+      chat_sent_cmd(ch, id, ch->peer, cmds[i].word);
     if (rc != PARLEY_OK) {
       cli_error(ch->o, rc, ch->peer);
       ch->refused = 1;
@@ -385,9 +400,7 @@ static int chat_forward_command(parley *c, cli_chat *ch, const char *p, size_t n
     ch->refused = 1;
     return 1;
   }
-  snprintf(ch->fwd[ch->fwd_next].id, sizeof ch->fwd[0].id, "%s", id);
-  snprintf(ch->fwd[ch->fwd_next].to, sizeof ch->fwd[0].to, "%s", to);
-  ch->fwd_next = (ch->fwd_next + 1) % CLI_CHAT_FWDS;
+  chat_sent_cmd(ch, id, to, "/forward");
   if (!group && !strcmp(to, ch->peer))
     cli_recent_put(&ch->recent, 0, id, e->text, e->len, e->media);
   return 1;

@@ -1,11 +1,12 @@
 #include "pl_bus.h"
 
-#include <nats/adapters/libuv.h>
+#include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
@@ -219,7 +220,7 @@ static void pl__stop(uv_async_t *a) {
   uv_close((uv_handle_t *)&b->stop, pl__closed);
   if (b->sub)
     natsSubscription_Unsubscribe(b->sub);
-  if (atomic_load(&b->nc)) /* detaches: the adapter closes its handles */
+  if (atomic_load(&b->nc))
     natsConnection_Close(atomic_load(&b->nc));
 }
 
@@ -250,9 +251,13 @@ static natsStatus pl__options(pl_bus *b) {
     s = natsOptions_SetReconnectedCB(o, pl__on_connected, b);
   if (s == NATS_OK)
     s = natsOptions_SetDisconnectedCB(o, pl__on_disconnected, b);
-  if (s == NATS_OK)
-    s = natsOptions_SetEventLoop(o, &b->loop, natsLibuv_Attach, natsLibuv_Read, natsLibuv_Write,
-                                 natsLibuv_Detach);
+  /* No event loop (natsOptions_SetEventLoop): libnats's own read and flush
+   * threads drive the socket. With its libuv adapter, libnats 3.4's ping
+   * timer thread closes a stale socket while the bus loop may still be
+   * registering it with epoll, which libuv answers with abort(): a node
+   * whose NATS server hung could die instead of reconnecting (a likely
+   * cause of test_cluster_pg's lost hint failing under load: B's client
+   * saw its connection end, B logged nothing). */
   if (s != NATS_OK)
     natsOptions_Destroy(o);
   else
@@ -261,9 +266,8 @@ static natsStatus pl__options(pl_bus *b) {
 }
 
 /* The first connection is made here, on the bus thread, and retried by a
- * timer until a server answers: libnats's own retry (RetryOnFailedConnect)
- * would attach the socket from its reconnect thread, which the libuv adapter
- * refuses for a first attach. Later reconnects are libnats's. */
+ * timer until a server answers (a warning once, not one per attempt). Later
+ * reconnects are libnats's, for ever. */
 static void pl__try_connect(uv_timer_t *t) {
   pl_bus *b = t->data;
   natsConnection *nc = NULL;
@@ -284,7 +288,6 @@ static void pl__try_connect(uv_timer_t *t) {
 static void pl__thread(void *arg) {
   pl_bus *b = arg;
   pthread_setname_np(pthread_self(), "pl-bus");
-  natsLibuv_SetThreadLocalLoop(&b->loop);
   pl__try_connect(&b->retry);
   uv_timer_start(&b->alive, pl__alive, 0, b->cfg.alive_ms);
   uv_timer_start(&b->sweep, pl__sweep, b->cfg.alive_ms / 4, b->cfg.alive_ms / 4);
@@ -306,7 +309,6 @@ pl_err pl_bus_open(pl_bus **out, const pl_bus_config *cfg, const pl_bus_handlers
   b->urls = pl__urls(cfg->urls);
   b->incarnation = pl__wall_ms();
   pthread_mutex_init(&b->mu, NULL);
-  natsLibuv_Init();
   uv_loop_init(&b->loop);
   uv_async_init(&b->loop, &b->stop, pl__stop);
   b->stop.data = b;

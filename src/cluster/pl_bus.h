@@ -5,12 +5,13 @@
  * the truth, so a message lost on the bus costs a delay, never data.
  *
  * Threads. The bus has a thread and a libuv loop of its own ("pl-bus"):
- * libnats's libuv adapter drives the NATS socket on it, and its timers send
- * ALIVE every alive_ms and sweep the node table. Not on a client loop: those
- * are one per core and equal (SO_REUSEPORT), so a bus on one of them would
- * make it special and put bus bursts in its clients' latency; not on the
- * main thread, which only waits for signals. Publishing is thread-safe
- * (libnats queues the bytes and wakes the bus loop). Received messages come
+ * it makes the first connection, and its timers send ALIVE every alive_ms
+ * and sweep the node table; libnats's own threads read and flush the NATS
+ * socket and reconnect. Not on a client loop: those are one per core and
+ * equal (SO_REUSEPORT), so a bus on one of them would make it special and
+ * put bus bursts in its clients' latency; not on the main thread, which only
+ * waits for signals. Publishing is thread-safe (libnats queues the bytes and
+ * wakes its flusher). Received messages come
  * to on_msg on libnats's delivery thread, one at a time in arrival order
  * (NATS keeps each publisher's order); the handlers must be thread-safe.
  *

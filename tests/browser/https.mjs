@@ -7,24 +7,17 @@
 // fails). Two users sign up over https, chat over wss, and the ticks come.
 //
 //   PARLEYD=build/parleyd node tests/browser/https.mjs
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, openSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
+import { spawnListening } from './lib.mjs';
 
 const PARLEYD = process.env.PARLEYD;
 assert.ok(PARLEYD, 'PARLEYD must be set');
 const T = 10000;
-
-const freePort = () => new Promise((resolve) => {
-  const port = 20000 + Math.floor(Math.random() * 12000);
-  const s = createServer();
-  s.once('error', () => resolve(freePort()));
-  s.listen(port, '127.0.0.1', () => s.close(() => resolve(port)));
-});
 
 // A CA and a leaf for localhost it signs; returns the leaf's SPKI hash (base64 SHA-256).
 function makePki(dir) {
@@ -44,11 +37,10 @@ function makePki(dir) {
 async function run() {
   const dir = mkdtempSync(join(tmpdir(), 'parley-https-'));
   const spki = makePki(dir);
-  const port = await freePort(), https = await freePort();
-  const proc = spawn(PARLEYD, ['--data', join(dir, 'data'), '--listen', `127.0.0.1:${port}`, '--http', 'off',
-    '--https', `127.0.0.1:${https}`, '--tls-cert', join(dir, 'srv.pem'), '--tls-key', join(dir, 'srv.key'),
-    '--threads', '2', '--argon2-mem', '8', '--argon2-ops', '1', '--presence-grace', '0'],
-  { stdio: ['ignore', 'ignore', openSync(join(dir, 'parleyd.log'), 'a')] });
+  const { proc, ports: [, https] } = await spawnListening(PARLEYD, 2, ([port, tls]) => ['--data', join(dir, 'data'),
+    '--listen', `127.0.0.1:${port}`, '--http', 'off', '--https', `127.0.0.1:${tls}`, '--tls-cert',
+    join(dir, 'srv.pem'), '--tls-key', join(dir, 'srv.key'), '--threads', '2', '--argon2-mem', '8', '--argon2-ops',
+    '1', '--presence-grace', '0'], openSync(join(dir, 'parleyd.log'), 'a'));
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,

@@ -34,6 +34,21 @@ until_in() {
   return 1
 }
 
+# say FD PID FORMAT ARGS...: types into a chat's input (fd FD, the chat PID). A chat
+# that ended early is a failure told as such, with how it ended and what it said;
+# written to at once, the script would die of SIGPIPE (no reader) and say nothing.
+# shellcheck disable=SC2059 # the format is the caller's, as printf's
+say() {
+  local fd=$1 who=$2 rc=0
+  shift 2
+  if kill -0 "$who" 2>/dev/null && (trap '' PIPE && printf "$@" >&"$fd") 2>/dev/null; then return 0; fi
+  wait "$who" || rc=$?
+  echo "FAIL the chat (pid $who) ended early, exit $rc, before it was sent: $(printf "$@" | head -c 200)"
+  echo "  its stderr: $(cat "$tmp/chat-err" "$tmp/chat3-err" 2>/dev/null | tail -n 5)"
+  failed=$((failed + 1))
+  exit 1
+}
+
 mkfifo "$tmp/in"
 "${B[@]}" chat alice <"$tmp/in" >"$tmp/out" 2>"$tmp/chat-err" &
 chat=$!
@@ -47,9 +62,9 @@ until_in "$tmp/out" "alice: hi bob" && echo "PASS chat-shows-message"
 # alice's send was a connection of hers: she came online (and went again)
 until_in "$tmp/out" '{"type":"presence","user":"alice","online":true,' && echo "PASS chat-presence-event"
 
-printf '/help\n' >&4
+say 4 "$chat" '/help\n'
 until_in "$tmp/chat-err" "/quit   leave" && echo "PASS chat-help"
-printf '/frobnicate\n//slash at the start\nhello alice\n' >&4
+say 4 "$chat" '/frobnicate\n//slash at the start\nhello alice\n'
 until_in "$tmp/chat-err" "unknown command /frobnicate (not sent)" && echo "PASS chat-unknown-command"
 expect alice-recv 0 '"/slash at the start"
 "hello alice"' bash -c "$(printf '%q ' "${A[@]}") recv --wait 3 | grep -o '\"text\":\"[^\"]*\"' | cut -d: -f2"
@@ -61,7 +76,7 @@ until_in "$tmp/out" '{"type":"typing","user":"alice","conv":"dm:alice:bob","typi
 
 # Message actions (protocol.md 11.9): bob's chat reacts to and replies to alice's last
 # message, edits and deletes his own; alice's recv sees each as what it is.
-printf '/react \xf0\x9f\x91\x8d\n/reply hey you\n/edit hello alice!\n/delete #2\n/edit\n' >&4
+say 4 "$chat" '/react \xf0\x9f\x91\x8d\n/reply hey you\n/edit hello alice!\n/delete #2\n/edit\n'
 until_in "$tmp/chat-err" "/edit needs a text (not sent)" && echo "PASS chat-act-needs-text"
 expect alice-sees-acts 0 '"text":"👍","act":{"kind":"reaction","target":1}
 "text":"hey you","act":{"reply_to":1}
@@ -82,20 +97,23 @@ chat3=$!
 exec 5>"$tmp/in3"
 trap 'kill "$chat" "$chat3" 2>/dev/null || true; cleanup' EXIT
 until_in "$tmp/out3" '{"type":"presence","user":"bob",' "$chat3" && echo "PASS chat-carol-follows"
-printf '/forward #2 carol\n/forward #99999 carol\n/forward #1\n' >&4
+say 4 "$chat" '/forward #2 carol\n/forward #99999 carol\n/forward #1\n'
 until_in "$tmp/chat-err" "/forward: message #2 is not one of the last 256 messages of this chat (not sent)" &&
   until_in "$tmp/chat-err" "/forward: message #99999 is not one of the last 256" &&
   until_in "$tmp/chat-err" "/forward needs whom to send it to" && echo "PASS chat-forward-refused"
-printf '/forward #1 carol\n/forward #3 carol\n/forward carol\n' >&4
+say 4 "$chat" '/forward #1 carol\n/forward #3 carol\n/forward carol\n'
 until_in "$tmp/out3" "bob (forwarded): nice" "$chat3"
 expect carol-sees-forwards 0 'bob (forwarded): hi bob
 bob (forwarded): hello alice!
 bob (forwarded): nice' grep -F 'bob (' "$tmp/out3"
 # carol forwards to nobody and to no group of hers (refused: her chat goes on, and ends
 # with exit 5), then bob's last one back to him: his chat shows it marked.
-printf '/forward #1 nosuchuser\n/forward #1 --group 999999\n/forward bob\n/quit\n' >&5
+# A reaction the server refuses (a space in it) is told as the command's: not as
+# an unknown peer, and the chat goes on.
+say 5 "$chat3" '/forward #1 nosuchuser\n/forward #1 --group 999999\n/react #1 two words\n/forward bob\n/quit\n'
 until_in "$tmp/chat3-err" "unknown peer 'nosuchuser'" "$chat3" &&
   until_in "$tmp/chat3-err" "no such group, or you are not a member" "$chat3" && echo "PASS chat-forward-refusals"
+until_in "$tmp/chat3-err" "parley: /react refused by the server: " "$chat3" && echo "PASS chat-act-refused"
 until_in "$tmp/out" "carol (forwarded): nice" && echo "PASS chat-shows-forward"
 rc=0
 wait "$chat3" || rc=$?
@@ -103,7 +121,7 @@ exec 5>&-
 expect carol-chat-exit 0 "5" echo "$rc"
 # ... and to a group: alice's recv shows it in the group, marked, with the exact text.
 group=$("${B[@]}" --device setup group create fwd alice | grep -o '"group":"[^"]*"' | cut -d'"' -f4)
-printf '/forward #3 --group %s\n' "$group" >&4
+say 4 "$chat" '/forward #3 --group %s\n' "$group"
 expect alice-sees-group-forward 0 '"group":"'"$group"'"
 "text":"hello alice!","act":{"forwarded":true}' bash -c "$(printf '%q ' "${A[@]}") recv --wait 3 |
   grep '\"forwarded\"' | grep -o '\"group\":\"[^\"]*\"\|\"text\":\"[^\"]*\",\"act\":{[^}]*}'"
@@ -111,14 +129,14 @@ expect alice-sees-group-forward 0 '"group":"'"$group"'"
 # default, and carol gets the same stored file, marked, with its caption.
 head -c 3000 /dev/urandom >"$tmp/doc.bin"
 media=$("${A[@]}" send --image "$tmp/doc.bin" bob "a file" | grep -o '"media":{"id":"[^"]*"' | cut -d'"' -f6)
-until_in "$tmp/out" "alice: a file" && printf '/forward carol\n' >&4
+until_in "$tmp/out" "alice: a file" && say 4 "$chat" '/forward carol\n'
 expect carol-gets-forwarded-file 0 '"text":"a file"
 "media":{"id":"'"$media"'"
 "act":{"forwarded":true}' bash -c "$(printf '%q ' "${C[@]}") recv --wait 3 | grep '\"forwarded\"' |
   grep -o '\"text\":\"[^\"]*\"\|\"media\":{\"id\":\"[^\"]*\"\|\"act\":{[^}]*}'"
 expect carol-fetches-forwarded-file 0 "" bash -c "$(printf '%q ' "${C[@]}") fetch $media $tmp/fwd.bin && cmp $tmp/doc.bin $tmp/fwd.bin"
 
-printf 'last words\n/quit\nnot sent after quit\n' >&4
+say 4 "$chat" 'last words\n/quit\nnot sent after quit\n'
 rc=0
 for _ in $(seq 1000); do kill -0 "$chat" 2>/dev/null || break; sleep 0.02; done
 kill "$chat" 2>/dev/null && echo "FAIL chat still running 20 s after /quit" && failed=$((failed + 1))

@@ -8,7 +8,9 @@
  *
  * Exits 77 (skipped) while parleyd has no PostgreSQL backend (its --help does
  * not mention postgresql://), or without nats-server or PostgreSQL. */
+#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -63,6 +65,34 @@ static void expect_msg(int fd, const char *id, const char *body, int timeout_ms)
   protobuf_c_message_free_unpacked(&m->base, NULL);
 }
 
+/* Is the node's process still running (not exited, not a zombie)? */
+static int node_running(const tl_server *s) {
+  char path[64], st = 0;
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)s->pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return 0;
+  int ok = fscanf(f, "%*d (%*[^)]) %c", &st) == 1;
+  fclose(f);
+  return ok && st != 'Z';
+}
+
+/* expect_msg on a node's client, for up to timeout_ms, failing at once if
+ * the node died meanwhile: a crash is not a message late. */
+static void expect_msg_from(const tl_server *node, int fd, const char *id, const char *body, int timeout_ms) {
+  for (uint64_t end = tl_now_ms() + (uint64_t)timeout_ms;;) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 200) > 0)
+      break;
+    if (!node_running(node))
+      tl__fail(__FILE__, __LINE__, "node %s (pid %d) died while its client waited (its log: %s.log)", node->addr,
+               (int)node->pid, node->dir);
+    if (tl_now_ms() >= end)
+      tl__fail(__FILE__, __LINE__, "no message within %d ms", timeout_ms);
+  }
+  expect_msg(fd, id, body, T_MS);
+}
+
 /* alice sends through A; bob, connected to B, gets it once. */
 static void test_message_across_nodes(void) {
   char ta[128], tb[128];
@@ -94,7 +124,7 @@ static void test_lost_hint_recovered(void) {
   CHECK(kill(ns.pid[1], SIGSTOP) == 0);
   int err = 0;
   CHECK(rc_send_wait(a, "m2", "bob", "sent while B was cut off", &err) > 0);
-  expect_msg(b, "m2", "sent while B was cut off", CUT_MS);
+  expect_msg_from(&nb, b, "m2", "sent while B was cut off", CUT_MS);
   CHECK(tl_metric(&nb, "parley_bus_reconnects_total") >= 1);
   kill(ns.pid[1], SIGCONT);
   close(a);

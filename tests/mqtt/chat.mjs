@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
-import { freePort, startServer, until } from '../browser/lib.mjs';
+import { startServer, until } from '../browser/lib.mjs';
 
 const PARLEYD = process.env.PARLEYD, CLI = process.env.PARLEY_CLI;
 assert.ok(PARLEYD && CLI, 'PARLEYD and PARLEY_CLI must be set');
@@ -30,8 +30,8 @@ async function connect(url, opts) {
   return { client, got };
 }
 
-const mq = await freePort();
-const srv = await startServer(PARLEYD, null, ['--mqtt', `127.0.0.1:${mq}`]);
+const srv = await startServer(PARLEYD, null, [], ['--mqtt']);
+const mq = srv.more['--mqtt'];
 let failed = false;
 try {
   await until(async () => {
