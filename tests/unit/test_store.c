@@ -225,6 +225,33 @@ static void test_register_and_get_user(void) {
   free(dir);
 }
 
+/* GET_USER read the account before the operator's ban; the sign-in that
+ * follows (its own batch) is still refused, and no token is stored. */
+static void test_ban_between_password_and_sign_in(void) {
+  char *dir = tl_tempdir();
+  pl_store_config c = base_cfg(dir);
+  pl_store *s = open_store(&c);
+  account a = reg(s, "alice", "phone", 1);
+  pl_store_req g = {.op = PL_STORE_GET_USER};
+  g.u.get_user.in.user = "alice";
+  CHECK_EQ_I(pl_store_call(s, &g), PL_OK);
+  CHECK_EQ_I(g.u.get_user.out.disabled, 0);
+  pl_store_req_clear(&g);
+  pl_store_req b = {.op = PL_STORE_ADMIN};
+  b.u.admin.in.action = PL_ADMIN_DISABLE;
+  b.u.admin.in.user = "alice";
+  CHECK_EQ_I(pl_store_call(s, &b), PL_OK);
+  pl_store_req_clear(&b);
+  account l = a;
+  CHECK_EQ_I(login(s, &l, "laptop", 2, NULL), PL_ERR_ACCOUNT_DISABLED);
+  pl_store_req r;
+  CHECK_EQ_I(resume(s, 2, &r), PL_ERR_BAD_TOKEN);
+  pl_store_req_clear(&r);
+  pl_store_close(s);
+  tl_rmrf(dir);
+  free(dir);
+}
+
 static void test_login_device_and_token_rotation(void) {
   char *dir = tl_tempdir();
   pl_store_config c = base_cfg(dir);
@@ -1440,6 +1467,7 @@ int main(void) {
   pl_log_set_level(PL_LOG_WARN);
   RUN(test_register_and_get_user);
   RUN(test_login_device_and_token_rotation);
+  RUN(test_ban_between_password_and_sign_in);
   RUN(test_max_devices);
   RUN(test_logout_revokes);
   RUN(test_logout_drops_queue_and_stops_targeting);

@@ -221,9 +221,21 @@ int pl_sq_acct_has_dev(const pl__user *u, uint64_t dev) {
   return 0;
 }
 
+/* The password was checked against GET_USER's read, in an earlier batch:
+ * a ban committed since then must still stop the sign-in (the store thread
+ * runs one batch at a time, so a ban after this one signs the new token
+ * out). */
 pl_err pl_sq_acct_login_device(pl__sq *q, pl_store_req *r) {
   pl__user *u;
-  pl_err e = pl__device_by_name(q, r->user_id, r->u.login.in.device, &r->u.login.out.device_id);
+  int disabled = 0;
+  pl_err e = pl_sq_admin_disabled(q, r->user_id, &disabled);
+  if (e != PL_OK)
+    return e;
+  if (disabled) {
+    r->status = PL_ERR_ACCOUNT_DISABLED;
+    return PL_OK;
+  }
+  e = pl__device_by_name(q, r->user_id, r->u.login.in.device, &r->u.login.out.device_id);
   if (e != PL_OK)
     return e;
   r->u.login.out.user_id = r->user_id;
