@@ -13,7 +13,7 @@
  * retryable INTERNAL: a client retries with the same id and dedup holds. */
 #define PL__BACKOFF_MIN_MS 100u
 #define PL__BACKOFF_MAX_MS 2000u
-#define PL__MAX_PARAMS 16
+#define PL__MAX_PARAMS 24
 
 /* ---- queries --------------------------------------------------------------------- */
 
@@ -27,6 +27,8 @@ static pl_err pl__result(pl__pg *g, PGresult *res, const char *sql) {
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
     return PL_OK;
+  if (st == PGRES_PIPELINE_ABORTED) /* skipped after an earlier statement's error, which was told */
+    return PL_ERR_STORE;
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
   if (pl__conflict(state)) {
     pl_warn("store: postgresql conflict (%s), the batch runs again: %s", state, sql);
@@ -77,6 +79,8 @@ static void pl__params_fill(pl__params *p, const char *fmt, va_list ap) {
   }
 }
 
+static void pl__pipe_send(pl_pg_pipe *pp, const char *sql, const pl__params *p);
+
 static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt, va_list ap) {
   pl__params p;
   pl__params_fill(&p, fmt, ap);
@@ -84,6 +88,18 @@ static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt
     *out = NULL;
   if (atomic_load(&g->down))
     return PL_ERR_STORE;
+  if (g->begin_pending) { /* the transaction's BEGIN goes with its first statement */
+    pl_pg_pipe pp;
+    pl_pg_pipe_begin(&pp, g);
+    pl__pipe_send(&pp, sql, &p);
+    pl_err e = pl_pg_pipe_end(&pp);
+    if (e == PL_OK && out) {
+      *out = pp.res[0];
+      pp.res[0] = NULL;
+    }
+    pl_pg_pipe_clear(&pp);
+    return e;
+  }
   atomic_fetch_add(&g->round_trips, 1);
   /* no parameters: PQexec, which also takes several statements (migrations) */
   PGresult *res =
@@ -98,32 +114,60 @@ static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt
 
 /* ---- pipeline mode: several statements, one round trip ----------------------------- */
 
+/* A transaction's BEGIN is not sent alone: the pipe (or statement) that
+ * follows takes it along as its first statement (pl__pg_begin). */
 void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g) {
   memset(pp, 0, sizeof *pp);
   pp->g = g;
-  if (atomic_load(&g->down) || PQenterPipelineMode(g->conn) != 1)
+  if (atomic_load(&g->down) || PQenterPipelineMode(g->conn) != 1) {
     pp->err = PL_ERR_STORE;
-}
-
-void pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...) {
-  pl__params p;
-  va_list ap;
-  va_start(ap, fmt);
-  pl__params_fill(&p, fmt, ap);
-  va_end(ap);
-  if (pp->err != PL_OK || pp->n == PL_PG_PIPE_MAX) {
-    pp->err = pp->err != PL_OK ? pp->err : PL_ERR_STORE;
     return;
   }
+  if (g->begin_pending) {
+    g->begin_pending = 0;
+    pp->lead = 1;
+    if (PQsendQueryParams(g->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1)
+      pp->err = pl__result(g, NULL, "BEGIN");
+  }
+}
+
+static void pl__pipe_send(pl_pg_pipe *pp, const char *sql, const pl__params *p) {
+  if (pp->err != PL_OK)
+    return;
+  pp->sql = pl_pg_reserve(pp->sql, (size_t)pp->n, &pp->cap, sizeof *pp->sql);
   pp->sql[pp->n] = sql;
-  if (PQsendQueryParams(pp->g->conn, sql, p.n, NULL, p.vals, p.lens, p.fmts, 0) != 1)
+  if (PQsendQueryParams(pp->g->conn, sql, p->n, NULL, p->vals, p->lens, p->fmts, 0) != 1)
     pp->err = pl__result(pp->g, NULL, sql);
   else
     pp->n++;
 }
 
+int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...) {
+  pl__params p;
+  va_list ap;
+  va_start(ap, fmt);
+  pl__params_fill(&p, fmt, ap);
+  va_end(ap);
+  pl__pipe_send(pp, sql, &p);
+  return pp->n - 1;
+}
+
+/* The next result of the pipeline, and the NULL that ends it. */
+static pl_err pl__pipe_next(pl__pg *g, const char *sql, PGresult **keep) {
+  PGresult *res = PQgetResult(g->conn);
+  pl_err e = pl__result(g, res, sql);
+  if (e == PL_OK && keep)
+    *keep = res;
+  else
+    PQclear(res);
+  while (res && (res = PQgetResult(g->conn)) != NULL)
+    PQclear(res);
+  return e;
+}
+
 /* One sync, then each statement's result in order (and the NULL that ends
- * it), then the sync's own: the connection is back out of pipeline mode. */
+ * it), then the sync's own: the connection is back out of pipeline mode.
+ * However many statements: one round trip (/metrics counts it as one). */
 pl_err pl_pg_pipe_end(pl_pg_pipe *pp) {
   pl__pg *g = pp->g;
   pl_err e = pp->err;
@@ -131,16 +175,14 @@ pl_err pl_pg_pipe_end(pl_pg_pipe *pp) {
     atomic_fetch_add(&g->round_trips, 1);
     if (PQpipelineSync(g->conn) != 1 && e == PL_OK)
       e = pl__result(g, NULL, "pipeline sync");
+    pp->res = pl_calloc((size_t)pp->n + 1, sizeof *pp->res);
+    if (pp->lead) {
+      pl_err el = pl__pipe_next(g, "BEGIN", NULL);
+      e = e == PL_OK ? el : e;
+    }
     for (int i = 0; i < pp->n; i++) {
-      PGresult *res = PQgetResult(g->conn);
-      pl_err ei = pl__result(g, res, pp->sql[i]);
-      if (ei == PL_OK && e == PL_OK)
-        pp->res[i] = res;
-      else
-        PQclear(res);
+      pl_err ei = pl__pipe_next(g, pp->sql[i], e == PL_OK ? &pp->res[i] : NULL);
       e = e == PL_OK ? ei : e;
-      while (res && (res = PQgetResult(g->conn)) != NULL) /* the NULL that ends statement i */
-        PQclear(res);
     }
     PGresult *sync;
     while ((sync = PQgetResult(g->conn)) != NULL && PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
@@ -154,10 +196,14 @@ pl_err pl_pg_pipe_end(pl_pg_pipe *pp) {
 }
 
 void pl_pg_pipe_clear(pl_pg_pipe *pp) {
-  for (int i = 0; i < PL_PG_PIPE_MAX; i++) {
+  for (int i = 0; pp->res && i < pp->n; i++)
     PQclear(pp->res[i]);
-    pp->res[i] = NULL;
-  }
+  pl_free(pp->res);
+  pl_free(pp->sql);
+  pp->res = NULL;
+  pp->sql = NULL;
+  pp->n = 0;
+  pp->cap = 0;
 }
 
 pl_err pl_pg_q(pl__pg *g, PGresult **res, const char *sql, const char *fmt, ...) {
@@ -301,10 +347,35 @@ static pl_err pl__pg_begin(void *be) {
   pl__pg *g = be;
   if (atomic_load(&g->down) && pl__reconnect(g) != PL_OK)
     return PL_ERR_STORE;
-  /* READ COMMITTED: every counter is moved by an UPDATE that locks its row,
-   * so two nodes never take the same seq or qid, and nothing else needs a
-   * snapshot over the whole batch. */
-  return pl_pg_q(g, NULL, "BEGIN", NULL);
+  /* READ COMMITTED: every counter is moved by an UPDATE (or a read FOR
+   * UPDATE) that locks its row, so two nodes never take the same seq or
+   * qid, and nothing else needs a snapshot over the whole batch. BEGIN is
+   * not a round trip of its own: it goes with the first statement. */
+  g->begin_pending = 1;
+  return PL_OK;
+}
+
+/* The batch pipeline (pg_batch.c) takes the runs of plain 1:1 sends; any
+ * other request runs alone, as exec would, after the writes before it
+ * were read. The last run's writes stay pending: COMMIT follows them in
+ * the same round trip (pl__pg_commit). */
+static pl_err pl__pg_exec_batch(void *be, pl_store_req *batch) {
+  pl__pg *g = be;
+  pl_err e = PL_OK;
+  for (pl_store_req *r = batch; e == PL_OK && r; r = r->next) {
+    if (r->status != PL_OK)
+      continue;
+    if (pl_pg_batch_fits(g, r)) {
+      e = pl_pg_batch_add(g, r);
+      continue;
+    }
+    e = pl_pg_batch_run(g);
+    if (e == PL_OK && pl_pg_batch_pending(g))
+      e = pl_pg_batch_sync(g, 0);
+    if (e == PL_OK)
+      e = pl__pg_exec(g, r);
+  }
+  return e == PL_OK ? pl_pg_batch_run(g) : e;
 }
 
 static void pl__gone_clear(pl__pg *g) {
@@ -316,11 +387,18 @@ static void pl__gone_clear(pl__pg *g) {
 static pl_err pl__pg_commit(void *be) {
   pl__pg *g = be;
   PGresult *res = NULL;
-  pl_err e = pl_pg_q(g, &res, "COMMIT", NULL);
-  /* COMMIT of an aborted transaction answers ROLLBACK, not an error */
-  if (e == PL_OK && strcmp(PQcmdStatus(res), "COMMIT") != 0)
-    e = PL_ERR_STORE;
-  PQclear(res);
+  pl_err e = PL_OK;
+  if (pl_pg_batch_pending(g)) {
+    e = pl_pg_batch_sync(g, 1); /* (checks the COMMIT's answer too) */
+  } else if (g->begin_pending) { /* nothing ran: no transaction was opened */
+    g->begin_pending = 0;
+  } else {
+    e = pl_pg_q(g, &res, "COMMIT", NULL);
+    /* COMMIT of an aborted transaction answers ROLLBACK, not an error */
+    if (e == PL_OK && strcmp(PQcmdStatus(res), "COMMIT") != 0)
+      e = PL_ERR_STORE;
+    PQclear(res);
+  }
   for (size_t i = 0; e == PL_OK && i < g->ngone; i++)
     if (g->blob_gone)
       g->blob_gone(g->blob_ud, g->gone[i]);
@@ -331,6 +409,8 @@ static pl_err pl__pg_commit(void *be) {
 static void pl__pg_rollback(void *be) {
   pl__pg *g = be;
   pl__gone_clear(g);
+  pl_pg_batch_drop(g); /* (reads what pending writes answered) */
+  g->begin_pending = 0;
   if (!atomic_load(&g->down) && PQtransactionStatus(g->conn) != PQTRANS_IDLE)
     pl_pg_q(g, NULL, "ROLLBACK", NULL);
 }
@@ -372,6 +452,7 @@ static void pl__pg_close(void *be) {
   if (g->conn)
     PQfinish(g->conn);
   pl__gone_clear(g);
+  pl_pg_batch_free(g);
   pl_free(g->gone);
   pl_free(g->conninfo);
   pl_free(g);
@@ -423,6 +504,7 @@ const pl_store_backend pl_store_pg = {
     .close = pl__pg_close,
     .begin = pl__pg_begin,
     .exec = pl__pg_exec,
+    .exec_batch = pl__pg_exec_batch,
     .commit = pl__pg_commit,
     .rollback = pl__pg_rollback,
     .expire = pl__pg_expire,
