@@ -36,11 +36,11 @@
 typedef struct pl__fs {
   pl_store_req *r;
   pl_pg_user *me, *peer;
-  PGresult *lens;        /* (device, queued) of both users' devices; NULL: no limit */
-  int live, expired;     /* its dedup record: live (a duplicate), or expired (replaced) */
-  int go;                /* it writes */
-  struct pl__fs *twin;   /* an earlier send of the run with the same device and id */
-  int wres;              /* go: its statement's index in the pending pipe */
+  PGresult *lens;      /* (device, queued) of both users' devices; NULL: no limit */
+  int live, expired;   /* its dedup record: live (a duplicate), or expired (replaced) */
+  int go;              /* it writes */
+  struct pl__fs *twin; /* an earlier send of the run with the same device and id */
+  int wres;            /* go: its statement's index in the pending pipe */
   uint32_t timer_s;
 } pl__fs;
 
@@ -50,6 +50,60 @@ struct pl_pg_batch {
   pl_pg_pipe w; /* the writes sent, not yet read */
   int pending;
 };
+
+/* The conversation's row (locked, or new), then one statement for the
+ * rest; queue rows (device_id, qid, mid) come back. $1 conv, $2 seq,
+ * $3 server_ts, $4 device, $5 client id, $6 vanish, $7 sender, $8 peer,
+ * $9 from, $10 from_device, $11 body, $12 client_ts, $13 expires, $14 refs,
+ * $15 act, $16 targets, $17 indexed (a plain message), $18 any targets. */
+#define PL__WRITE(convs)                                                                                   \
+  "WITH c AS (" convs "),"                                                                                 \
+  " d AS (INSERT INTO dedup(device_id, client_id, conv, seq, server_ts, vanish)"                           \
+  " VALUES($4, $5, $1, $2, $3, $6)),"                                                                      \
+  " r AS (INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $1, s, 0"        \
+  " FROM (VALUES($7::bigint, $2::bigint), ($8::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"             \
+  " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"           \
+  " WHERE reads.read_seq < EXCLUDED.read_seq),"                                                            \
+  " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts," \
+  " server_ts, expires, refs, act) SELECT $1, $2, $7, $9, $10, $5, $11, $12, $3, $13, $14, $15"            \
+  " WHERE $18::int = 1 RETURNING mid),"                                                                    \
+  " x AS (" PL_PG_ACTS_INDEX("$1", "$2::bigint", "COALESCE((SELECT mid FROM m), 0)", "$7::bigint",         \
+                             "$3::bigint",                                                                 \
+                             "$13::bigint") " WHERE $17::int = 1" PL_PG_ACTS_INDEX_CONFLICT                \
+                                            "), " PL_PG_QUEUE_PUT("$16", "(SELECT mid FROM m)")
+
+/* The pipeline's statements, prepared on each connection (pl_pg_batch_stmts). */
+enum {
+  PL__DEDUP,
+  PL__PEER,
+  PL__ME,
+  PL__LENS,
+  PL__LOCK,
+  PL__TIMER,
+  PL__UNDEDUP,
+  PL__WNEW,
+  PL__WNEXT,
+  PL__NSTMTS
+};
+static const pl_pg_stmt pl__st[PL__NSTMTS] = {
+    [PL__DEDUP] = {"pl_b_dedup", "SELECT conv, seq, server_ts, vanish, (server_ts > $3)::int FROM dedup"
+                                 " WHERE device_id = $1 AND client_id = $2"},
+    [PL__PEER] = {"pl_b_peer", PL_PG_USER_SQL("u.name = $1")},
+    [PL__ME] = {"pl_b_me", PL_PG_USER_SQL("u.id = $1")},
+    [PL__LENS] = {"pl_b_lens", "SELECT d.id, d.queued FROM devices d JOIN users u ON u.id = d.user_id"
+                               " WHERE u.name = $1 OR u.id = $2"},
+    [PL__LOCK] = {"pl_b_lock", "SELECT last_seq, last_ts FROM convs WHERE conv = $1 FOR UPDATE"},
+    [PL__TIMER] = {"pl_b_timer", PL_PG_ACTS_TIMER_SQL("$1")},
+    [PL__UNDEDUP] = {"pl_b_undedup",
+                     "DELETE FROM dedup WHERE device_id = $1 AND client_id = $2 AND server_ts <= $3"},
+    [PL__WNEW] = {"pl_b_wnew", PL__WRITE("INSERT INTO convs(conv, last_seq, last_ts) VALUES($1, $2, $3)")},
+    [PL__WNEXT] = {"pl_b_wnext", PL__WRITE("UPDATE convs SET last_seq = $2, last_ts = $3 WHERE conv = $1")},
+};
+
+const pl_pg_stmt *pl_pg_batch_stmts(size_t *n) {
+  *n = PL__NSTMTS;
+  return pl__st;
+}
 
 int pl_pg_batch_fits(const pl__pg *g, const pl_store_req *r) {
   (void)g;
@@ -101,17 +155,11 @@ static pl_err pl__reads(pl__pg *g, struct pl_pg_batch *b) {
   pl_pg_pipe_begin(&p, g);
   for (size_t i = 0; i < b->n; i++) {
     const pl_store_req *r = b->fs[i].r;
-    pl_pg_pipe_add(&p,
-                   "SELECT conv, seq, server_ts, vanish, (server_ts > $3)::int FROM dedup"
-                   " WHERE device_id = $1 AND client_id = $2",
-                   "usu", r->device_id, r->u.send.in.client_id, cut);
-    pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.name = $1"), "s", r->u.send.in.peer);
-    pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
+    pl_pg_pipe_addp(&p, &pl__st[PL__DEDUP], "usu", r->device_id, r->u.send.in.client_id, cut);
+    pl_pg_pipe_addp(&p, &pl__st[PL__PEER], "s", r->u.send.in.peer);
+    pl_pg_pipe_addp(&p, &pl__st[PL__ME], "u", r->user_id);
     if (per == 4)
-      pl_pg_pipe_add(&p,
-                     "SELECT d.id, d.queued FROM devices d JOIN users u ON u.id = d.user_id"
-                     " WHERE u.name = $1 OR u.id = $2",
-                     "su", r->u.send.in.peer, r->user_id);
+      pl_pg_pipe_addp(&p, &pl__st[PL__LENS], "su", r->u.send.in.peer, r->user_id);
   }
   pl_err e = pl_pg_pipe_end(&p);
   for (size_t i = 0; e == PL_OK && i < b->n; i++) {
@@ -146,7 +194,8 @@ static pl_err pl__reads(pl__pg *g, struct pl_pg_batch *b) {
  * duplicate (the client sent it twice before the first was answered). */
 static pl__fs *pl__twin(struct pl_pg_batch *b, const pl__fs *f) {
   for (pl__fs *o = b->fs; o < f; o++)
-    if (o->go && o->r->device_id == f->r->device_id && !strcmp(o->r->u.send.in.client_id, f->r->u.send.in.client_id))
+    if (o->go && o->r->device_id == f->r->device_id &&
+        !strcmp(o->r->u.send.in.client_id, f->r->u.send.in.client_id))
       return o;
   return NULL;
 }
@@ -217,16 +266,15 @@ static pl_err pl__locks(pl__pg *g, struct pl_pg_batch *b, pl__conv *cv) {
   pl_pg_pipe_begin(&p, g);
   for (size_t i = 0; i < b->n; i++)
     if (b->fs[i].go)
-      pl_pg_pipe_add(&p, "SELECT last_seq, last_ts FROM convs WHERE conv = $1 FOR UPDATE", "s",
-                     b->fs[i].r->u.send.out.conv);
+      pl_pg_pipe_addp(&p, &pl__st[PL__LOCK], "s", b->fs[i].r->u.send.out.conv);
   /* after every lock: a timer committed before them is seen */
   for (size_t i = 0; i < b->n; i++)
     if (b->fs[i].go)
-      pl_pg_pipe_add(&p, PL_PG_ACTS_TIMER_SQL("$1"), "s", b->fs[i].r->u.send.out.conv);
+      pl_pg_pipe_addp(&p, &pl__st[PL__TIMER], "s", b->fs[i].r->u.send.out.conv);
   for (size_t i = 0; i < b->n; i++)
     if (b->fs[i].go && b->fs[i].expired)
-      pl_pg_pipe_add(&p, "DELETE FROM dedup WHERE device_id = $1 AND client_id = $2 AND server_ts <= $3",
-                     "usu", b->fs[i].r->device_id, b->fs[i].r->u.send.in.client_id, cut);
+      pl_pg_pipe_addp(&p, &pl__st[PL__UNDEDUP], "usu", b->fs[i].r->device_id, b->fs[i].r->u.send.in.client_id,
+                      cut);
   pl_err e = pl_pg_pipe_end(&p);
   int k = 0, ngo = 0;
   for (size_t i = 0; i < b->n; i++)
@@ -248,28 +296,6 @@ static pl_err pl__locks(pl__pg *g, struct pl_pg_batch *b, pl__conv *cv) {
 }
 
 /* ---- 3: the writes ----------------------------------------------------------- */
-
-/* The conversation's row (locked, or new), then one statement for the
- * rest; queue rows (device_id, qid, mid) come back. $1 conv, $2 seq,
- * $3 server_ts, $4 device, $5 client id, $6 vanish, $7 sender, $8 peer,
- * $9 from, $10 from_device, $11 body, $12 client_ts, $13 expires, $14 refs,
- * $15 act, $16 targets, $17 indexed (a plain message), $18 any targets. */
-#define PL__WRITE(convs)                                                                                      \
-  "WITH c AS (" convs "),"                                                                                    \
-  " d AS (INSERT INTO dedup(device_id, client_id, conv, seq, server_ts, vanish)"                             \
-  " VALUES($4, $5, $1, $2, $3, $6)),"                                                                         \
-  " r AS (INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $1, s, 0"           \
-  " FROM (VALUES($7::bigint, $2::bigint), ($8::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"                \
-  " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"              \
-  " WHERE reads.read_seq < EXCLUDED.read_seq),"                                                               \
-  " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts,"    \
-  " server_ts, expires, refs, act) SELECT $1, $2, $7, $9, $10, $5, $11, $12, $3, $13, $14, $15"               \
-  " WHERE $18::int = 1 RETURNING mid),"                                                                       \
-  " x AS (" PL_PG_ACTS_INDEX("$1", "$2::bigint", "COALESCE((SELECT mid FROM m), 0)", "$7::bigint",            \
-                             "$3::bigint", "$13::bigint") " WHERE $17::int = 1" PL_PG_ACTS_INDEX_CONFLICT "), " \
-  PL_PG_QUEUE_PUT("$16", "(SELECT mid FROM m)")
-static const char *const pl__write_new = PL__WRITE("INSERT INTO convs(conv, last_seq, last_ts) VALUES($1, $2, $3)");
-static const char *const pl__write_next = PL__WRITE("UPDATE convs SET last_seq = $2, last_ts = $3 WHERE conv = $1");
 
 /* The seq and time f takes (after the conversation's last, in request
  * order), its message as sent, and its statement into the pipe. */
@@ -295,11 +321,12 @@ static void pl__write(pl__pg *g, struct pl_pg_batch *b, pl__fs *f, pl__conv *c, 
   pl_pg_acts_stamp(g, r, f->timer_s, &expires);
   const pl_msg *m = &s->out.msg;
   char *arr = pl_pg_array(s->out.targets, s->out.ntargets);
-  f->wres = pl_pg_pipe_add(&b->w, fresh ? pl__write_new : pl__write_next, "suuusuuussbuuubsii", m->conv,
-                           m->seq, m->server_ts, r->device_id, m->id, pl_pg_clamp(s->out.vanish_at), r->user_id,
-                           f->peer->id, m->from, m->from_device, (const void *)m->body, m->body_len,
-                           m->client_ts, pl_pg_clamp(expires), pl_retention_msg_refs(s->out.ntargets),
-                           (const void *)m->act, m->act_len, arr, pl_pg_acts_indexed(r), s->out.ntargets > 0);
+  f->wres =
+      pl_pg_pipe_addp(&b->w, &pl__st[fresh ? PL__WNEW : PL__WNEXT], "suuusuuussbuuubsii", m->conv, m->seq,
+                      m->server_ts, r->device_id, m->id, pl_pg_clamp(s->out.vanish_at), r->user_id,
+                      f->peer->id, m->from, m->from_device, (const void *)m->body, m->body_len, m->client_ts,
+                      pl_pg_clamp(expires), pl_retention_msg_refs(s->out.ntargets), (const void *)m->act,
+                      m->act_len, arr, pl_pg_acts_indexed(r), s->out.ntargets > 0);
   pl_free(arr);
 }
 

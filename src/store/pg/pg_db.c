@@ -142,6 +142,23 @@ static void pl__pipe_send(pl_pg_pipe *pp, const char *sql, const pl__params *p) 
     pp->n++;
 }
 
+int pl_pg_pipe_addp(pl_pg_pipe *pp, const pl_pg_stmt *st, const char *fmt, ...) {
+  pl__params p;
+  va_list ap;
+  va_start(ap, fmt);
+  pl__params_fill(&p, fmt, ap);
+  va_end(ap);
+  if (pp->err != PL_OK)
+    return pp->n - 1;
+  pp->sql = pl_pg_reserve(pp->sql, (size_t)pp->n, &pp->cap, sizeof *pp->sql);
+  pp->sql[pp->n] = st->sql;
+  if (PQsendQueryPrepared(pp->g->conn, st->name, p.n, p.vals, p.lens, p.fmts, 0) != 1)
+    pp->err = pl__result(pp->g, NULL, st->sql);
+  else
+    pp->n++;
+  return pp->n - 1;
+}
+
 int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...) {
   pl__params p;
   va_list ap;
@@ -272,12 +289,27 @@ static pl_err pl__connect(pl__pg *g) {
   return e;
 }
 
+/* The hot statements, parsed and planned once per connection (after the
+ * migrations, which create what they name). */
+static pl_err pl__prepare(pl__pg *g) {
+  size_t n;
+  const pl_pg_stmt *st = pl_pg_batch_stmts(&n);
+  for (size_t i = 0; i < n; i++) {
+    PGresult *res = PQprepare(g->conn, st[i].name, st[i].sql, 0, NULL);
+    pl_err e = pl__result(g, res, st[i].sql);
+    PQclear(res);
+    if (e != PL_OK)
+      return e;
+  }
+  return PL_OK;
+}
+
 /* Between transactions while down: one attempt when its time has come. */
 static pl_err pl__reconnect(pl__pg *g) {
   uint64_t now = pl_now_ms();
   if (now < g->retry_at_ms)
     return PL_ERR_STORE;
-  if (pl__connect(g) != PL_OK) {
+  if (pl__connect(g) != PL_OK || pl__prepare(g) != PL_OK) {
     g->backoff_ms = g->backoff_ms ? g->backoff_ms * 2 : PL__BACKOFF_MIN_MS;
     if (g->backoff_ms > PL__BACKOFF_MAX_MS)
       g->backoff_ms = PL__BACKOFF_MAX_MS;
@@ -486,7 +518,7 @@ static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
   g->blob_gone = cfg->blob_gone;
   g->blob_exists = cfg->blob_exists;
   g->blob_ud = cfg->blob_ud;
-  if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK)
+  if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK || pl__prepare(g) != PL_OK)
     goto out;
   pl_info("store: postgresql backend on %s:%s, database %s", PQhost(g->conn), PQport(g->conn), PQdb(g->conn));
   *out = g;

@@ -110,6 +110,12 @@ typedef struct pl_pg_pipe {
 void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g);
 int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...);
 pl_err pl_pg_pipe_end(pl_pg_pipe *pp);
+/* A statement prepared on every connection (named; pl_pg_batch_stmts). */
+typedef struct pl_pg_stmt {
+  const char *name, *sql;
+} pl_pg_stmt;
+/* pl_pg_pipe_add of a prepared statement: no parsing and planning per call. */
+int pl_pg_pipe_addp(pl_pg_pipe *pp, const pl_pg_stmt *st, const char *fmt, ...);
 void pl_pg_pipe_clear(pl_pg_pipe *pp);
 
 static inline uint64_t pl_pg_col_u64(const PGresult *r, int row, int col) {
@@ -150,6 +156,8 @@ pl_err pl_pg_batch_run(pl__pg *g);
  * behind them, in the same round trip) into their requests. */
 pl_err pl_pg_batch_sync(pl__pg *g, int commit);
 int pl_pg_batch_pending(const pl__pg *g);
+/* The statements the pipeline runs, to prepare on each connection. */
+const pl_pg_stmt *pl_pg_batch_stmts(size_t *n);
 /* Forgets the run and any pending writes (the transaction rolls back). */
 void pl_pg_batch_drop(pl__pg *g);
 void pl_pg_batch_free(pl__pg *g);
