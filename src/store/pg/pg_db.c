@@ -79,7 +79,7 @@ static void pl__params_fill(pl__params *p, const char *fmt, va_list ap) {
   }
 }
 
-static void pl__pipe_send(pl_pg_pipe *pp, const char *sql, const pl__params *p);
+static void pl__pipe_send(pl_pg_pipe *pp, const char *name, const char *sql, const pl__params *p);
 
 static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt, va_list ap) {
   pl__params p;
@@ -91,7 +91,7 @@ static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt
   if (g->begin_pending) { /* the transaction's BEGIN goes with its first statement */
     pl_pg_pipe pp;
     pl_pg_pipe_begin(&pp, g);
-    pl__pipe_send(&pp, sql, &p);
+    pl__pipe_send(&pp, NULL, sql, &p);
     pl_err e = pl_pg_pipe_end(&pp);
     if (e == PL_OK && out) {
       *out = pp.res[0];
@@ -131,12 +131,15 @@ void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g) {
   }
 }
 
-static void pl__pipe_send(pl_pg_pipe *pp, const char *sql, const pl__params *p) {
+/* A statement into the pipe: prepared (name) or sql with its parameters. */
+static void pl__pipe_send(pl_pg_pipe *pp, const char *name, const char *sql, const pl__params *p) {
   if (pp->err != PL_OK)
     return;
   pp->sql = pl_pg_reserve(pp->sql, (size_t)pp->n, &pp->cap, sizeof *pp->sql);
   pp->sql[pp->n] = sql;
-  if (PQsendQueryParams(pp->g->conn, sql, p->n, NULL, p->vals, p->lens, p->fmts, 0) != 1)
+  int ok = name ? PQsendQueryPrepared(pp->g->conn, name, p->n, p->vals, p->lens, p->fmts, 0)
+                : PQsendQueryParams(pp->g->conn, sql, p->n, NULL, p->vals, p->lens, p->fmts, 0);
+  if (ok != 1)
     pp->err = pl__result(pp->g, NULL, sql);
   else
     pp->n++;
@@ -148,14 +151,7 @@ int pl_pg_pipe_addp(pl_pg_pipe *pp, const pl_pg_stmt *st, const char *fmt, ...) 
   va_start(ap, fmt);
   pl__params_fill(&p, fmt, ap);
   va_end(ap);
-  if (pp->err != PL_OK)
-    return pp->n - 1;
-  pp->sql = pl_pg_reserve(pp->sql, (size_t)pp->n, &pp->cap, sizeof *pp->sql);
-  pp->sql[pp->n] = st->sql;
-  if (PQsendQueryPrepared(pp->g->conn, st->name, p.n, p.vals, p.lens, p.fmts, 0) != 1)
-    pp->err = pl__result(pp->g, NULL, st->sql);
-  else
-    pp->n++;
+  pl__pipe_send(pp, st->name, st->sql, &p);
   return pp->n - 1;
 }
 
@@ -165,7 +161,7 @@ int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...) {
   va_start(ap, fmt);
   pl__params_fill(&p, fmt, ap);
   va_end(ap);
-  pl__pipe_send(pp, sql, &p);
+  pl__pipe_send(pp, NULL, sql, &p);
   return pp->n - 1;
 }
 
