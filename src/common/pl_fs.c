@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "pl_mem.h"
 
@@ -40,4 +41,17 @@ char *pl_read_file(const char *path, size_t max, size_t *len) {
   }
   fclose(f);
   return buf;
+}
+
+int pl_write_full(int fd, const void *p, size_t n) {
+  size_t put = 0;
+  while (put < n) {
+    ssize_t w = write(fd, (const char *)p + put, n - put);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return -1;
+    put += (size_t)w;
+  }
+  return 0;
 }

@@ -11,4 +11,7 @@ int pl_mkdirs(const char *dir);
  * length in *len; NULL if it cannot be read or is longer. */
 char *pl_read_file(const char *path, size_t max, size_t *len);
 
+/* All n bytes of p to fd (short writes and EINTR resumed); 0, or -1 with errno. */
+int pl_write_full(int fd, const void *p, size_t n);
+
 #endif

@@ -4,6 +4,7 @@
  * same bytes are stored once however often they are uploaded. The store of
  * records (pl_store's media table) says which keys are in use; the blob
  * store only keeps bytes. pl_blob_fs keeps them as files under a directory;
+ * pl_blob_pg (pl_blob_pg.h) in PostgreSQL, for nodes sharing that store;
  * an S3-compatible store implements the same ops (put: a PUT of the object
  * named by the key; open: a GET through a local spool file, or the caller
  * redirects to a presigned URL instead). */
@@ -21,6 +22,8 @@ typedef struct pl_blob pl_blob;
 
 typedef struct pl_blob_ops {
   const char *name;
+  /* open reads across the network (pl_blob_pg): not on an event loop */
+  int remote;
   /* Takes the file at tmp (on the same file system as the store's spool
    * directory) as the bytes of key; if key is there already, tmp is just
    * removed. Any thread. */

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/pl_fs.h"
 #include "common/pl_log.h"
 #include "common/pl_mem.h"
 #include "common/pl_seal.h"
@@ -67,24 +68,11 @@ static int pl__read_full(int fd, void *p, size_t n) {
   return 0;
 }
 
-static int pl__write_full(int fd, const void *p, size_t n) {
-  size_t put = 0;
-  while (put < n) {
-    ssize_t w = write(fd, (const char *)p + put, n - put);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    put += (size_t)w;
-  }
-  return 0;
-}
-
 /* The size bytes of in (from its offset) sealed into out for key. */
 static pl_err pl__seal_fd(const pl_seal *s, const char *key, int in, uint64_t size, int out) {
   uint8_t *p = pl_malloc(PL__CHUNK), *c = pl_malloc(PL__REC), ad[PL_BLOB_KEY_LEN + 9];
   uint64_t n = size ? (size + PL__CHUNK - 1) / PL__CHUNK : 1;
-  pl_err e = pl__write_full(out, PL__MAGIC, PL__MAGIC_LEN) == 0 ? PL_OK : PL_ERR_IO;
+  pl_err e = pl_write_full(out, PL__MAGIC, PL__MAGIC_LEN) == 0 ? PL_OK : PL_ERR_IO;
   for (uint64_t i = 0; i < n && e == PL_OK; i++) {
     size_t len = (size_t)(size - i * PL__CHUNK < PL__CHUNK ? size - i * PL__CHUNK : PL__CHUNK);
     if (pl__read_full(in, p, len) != 0) {
@@ -92,7 +80,7 @@ static pl_err pl__seal_fd(const pl_seal *s, const char *key, int in, uint64_t si
       break;
     }
     pl_seal_encrypt(s, ad, pl__ad(ad, key, i, i == n - 1), p, len, c);
-    if (pl__write_full(out, c, len + PL_SEAL_OVERHEAD) != 0)
+    if (pl_write_full(out, c, len + PL_SEAL_OVERHEAD) != 0)
       e = PL_ERR_IO;
   }
   pl_free(p);
@@ -126,7 +114,7 @@ static pl_err pl__open_fd(const pl_seal *s, const char *key, int in, uint64_t si
       break;
     }
     e = pl_seal_decrypt(s, ad, pl__ad(ad, key, i, i == n - 1), c, len, p);
-    if (e == PL_OK && pl__write_full(out, p, len - PL_SEAL_OVERHEAD) != 0)
+    if (e == PL_OK && pl_write_full(out, p, len - PL_SEAL_OVERHEAD) != 0)
       e = PL_ERR_IO;
     *plain += len - PL_SEAL_OVERHEAD;
   }

@@ -14,6 +14,7 @@
 #include "common/pl_log.h"
 #include "common/pl_mem.h"
 #include "core/pl_auth.h"
+#include "media/pl_blob_pg.h"
 
 /* ---- store requests from a loop ------------------------------------------ */
 
@@ -144,10 +145,69 @@ void pl_media_store_hooks(pl_media *m, pl_store_config *sc) {
   sc->blob_ud = m;
 }
 
-void pl_media_set_store(pl_media *m, pl_store *store) { m->store = store; }
+typedef struct pl__import {
+  pl_media *m;
+  const char *dir;
+  unsigned moved, failed;
+} pl__import;
+
+/* One file of the file store into the database, under a second name in the
+ * spool (put_file takes that); the file goes once the database has it. */
+static void pl__import_one(void *ud, const char *key) {
+  pl__import *im = ud;
+  char from[4200], tmp[4200];
+  snprintf(from, sizeof from, "%s/%.2s/%s", im->dir, key, key);
+  snprintf(tmp, sizeof tmp, "%s/import-%s", im->m->blob->ops->spool(im->m->blob), key);
+  unlink(tmp);
+  if (link(from, tmp) == 0 && im->m->blob->ops->put_file(im->m->blob, key, tmp) == PL_OK && unlink(from) == 0) {
+    im->moved++;
+    *strrchr(from, '/') = '\0';
+    rmdir(from); /* the fan-out directory, once empty */
+  } else {
+    im->failed++;
+  }
+}
+
+/* Blobs a node stored in its own directory before its store was
+ * PostgreSQL (an upgrade, or a single node becoming a cluster's first)
+ * move into the database, so that every node serves them; the files go. */
+static pl_err pl__import_files(pl_media *m, const char *dir) {
+  pl_blob *fs = NULL;
+  pl__import im = {.m = m, .dir = dir};
+  pl_err e = pl_blob_fs_open(dir, &fs);
+  if (e != PL_OK)
+    return e;
+  fs->ops->each(fs, pl__import_one, &im);
+  fs->ops->free(fs);
+  if (im.moved || im.failed)
+    pl_info("media: %u blob(s) of %s moved into postgresql, %u could not be", im.moved, dir, im.failed);
+  return im.failed ? PL_ERR_IO : PL_OK;
+}
+
+/* On PostgreSQL, the key that signs links is the database's, so a link one
+ * node signed opens on any other (the tables are there once the store is
+ * open). The first node's candidate wins: its key file's, if it had one
+ * before the cluster (its links stay good), else random. */
+pl_err pl_media_set_store(pl_media *m, pl_store *store) {
+  m->store = store;
+  if (!m->cfg.blob_pg)
+    return PL_OK;
+  char dir[4096 + 8];
+  pl_err e = pl_blob_pg_secret(m->blob, "media_link_key", m->link_key, sizeof m->link_key);
+  if (e != PL_OK) {
+    pl_error("media: cannot read the link key from postgresql: %s", pl_err_msg(e));
+    return e;
+  }
+  snprintf(dir, sizeof dir, "%s/media", m->cfg.dir);
+  /* what could not move stays, served by no node, and the next start
+   * tries again: no reason to refuse this one */
+  if (pl__import_files(m, dir) != PL_OK)
+    pl_warn("media: blobs are left in %s that postgresql does not have; a restart tries again", dir);
+  return PL_OK;
+}
 
 /* The key that signs links: made once, kept in the data directory, so
- * links survive a restart. */
+ * links survive a restart (on PostgreSQL: pl_media_set_store). */
 static pl_err pl__link_key(pl_media *m, const char *dir) {
   char path[4096 + 16];
   snprintf(path, sizeof path, "%s/link.key", dir);
@@ -158,12 +218,33 @@ static pl_err pl__link_key(pl_media *m, const char *dir) {
     return n == (ssize_t)sizeof m->link_key ? PL_OK : PL_ERR_IO;
   }
   randombytes_buf(m->link_key, sizeof m->link_key);
+  if (m->cfg.blob_pg) /* a candidate for the database's (pl_media_set_store); no file */
+    return PL_OK;
   fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0)
     return PL_ERR_IO;
   int ok = write(fd, m->link_key, sizeof m->link_key) == (ssize_t)sizeof m->link_key && fsync(fd) == 0;
   close(fd);
   return ok ? PL_OK : PL_ERR_IO;
+}
+
+/* Files under dir, sealed with --key-file; or, on a PostgreSQL store, the
+ * database, with only the spool (uploads on their way in) on this node's
+ * disk. */
+static pl_err pl__blob_open(pl_media *m, const char *dir) {
+  char spool[4096 + 8];
+  if (m->cfg.blob_pg && m->cfg.seal) { /* as the store says (pg_db.c), and before it */
+    pl_error("media: --key-file (encryption at rest) works with the SQLite store only, not PostgreSQL");
+    return PL_ERR_CONFIG;
+  }
+  if (m->cfg.blob_pg) {
+    snprintf(spool, sizeof spool, "%s/tmp", dir);
+    return pl_blob_pg_open(m->cfg.blob_pg, spool, &m->blob);
+  }
+  pl_err e = pl_blob_fs_open(dir, &m->blob);
+  if (e == PL_OK && m->cfg.seal) /* encryption at rest: over the files */
+    e = pl_blob_seal_open(m->blob, m->cfg.seal, &m->blob);
+  return e;
 }
 
 static void pl__vips_log(const gchar *domain, GLogLevelFlags level, const gchar *msg, gpointer ud) {
@@ -192,9 +273,7 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
   snprintf(dir, sizeof dir, "%s/media", cfg->dir);
   pthread_mutex_init(&m->rs_mu, NULL);
   pl_quota_init(&m->quota, m->cfg.quota, m->cfg.max_pending);
-  pl_err e = pl_blob_fs_open(dir, &m->blob);
-  if (e == PL_OK && cfg->seal) /* encryption at rest: over the files */
-    e = pl_blob_seal_open(m->blob, cfg->seal, &m->blob);
+  pl_err e = pl__blob_open(m, dir);
   if (e == PL_OK)
     e = pl__link_key(m, dir);
   if (e == PL_OK && VIPS_INIT("parleyd") != 0) {
@@ -205,8 +284,11 @@ pl_err pl_media_open(pl_media **out, const pl_media_config *cfg) {
     e = pl_mpool_new(1, "pl-media-io", NULL, &m->io);
   if (e == PL_OK)
     e = pl_mpool_new(m->cfg.workers, "pl-media", vips_thread_shutdown, &m->work);
+  if (e == PL_OK && m->blob->ops->remote) /* two downloads read at once; more wait their turn */
+    e = pl_mpool_new(2, "pl-media-dl", NULL, &m->dl);
   if (e != PL_OK) {
     pl_mpool_free(m->io);
+    pl_mpool_free(m->work);
     if (m->blob)
       m->blob->ops->free(m->blob);
     pl_quota_free(&m->quota);
@@ -232,6 +314,7 @@ void pl_media_close(pl_media *m) {
     return;
   pl_mpool_free(m->io); /* idle: the loops, which wait for their jobs, have ended */
   pl_mpool_free(m->work);
+  pl_mpool_free(m->dl);
   m->blob->ops->free(m->blob);
   void *v;
   uint64_t k;

@@ -34,12 +34,17 @@ typedef struct pl_media_config {
   uint32_t max_pending;     /* unfinished resumable uploads a user may have (0: any) */
   uint32_t workers;         /* threads that check images and make thumbnails (0: 2) */
   struct pl_seal_ref *seal; /* blobs and thumbnails sealed at rest with this ring (NULL: plain) */
+  /* the PostgreSQL store's conninfo: blobs go to its database (pl_blob_pg),
+   * every node sharing it serves every upload; NULL: files under dir/media */
+  const char *blob_pg;
 } pl_media_config;
 
 pl_err pl_media_open(pl_media **out, const pl_media_config *cfg);
 /* The blob hooks the store needs (blob_gone, blob_exists). */
 void pl_media_store_hooks(pl_media *m, pl_store_config *sc);
-void pl_media_set_store(pl_media *m, pl_store *store);
+/* The store, once open; on PostgreSQL also the link key the nodes share
+ * (an error if the database does not answer). */
+pl_err pl_media_set_store(pl_media *m, pl_store *store);
 void pl_media_close(pl_media *m);
 
 /* pl_http_open_fn for POST /media (NULL for other requests). */

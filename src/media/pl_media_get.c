@@ -28,9 +28,15 @@ typedef struct pl__dl {
   char id[33];
   int thumb, link, head;
   char *range, *if_range, *inm;
+  pl_mjob job; /* the blob's open, off the loop when the blob store is remote */
+  int fd;      /* the blob's, until the answer takes it */
+  uint64_t size;
+  pl_err open_e;
 } pl__dl;
 
 static void pl__dl_free(pl__dl *d) {
+  if (d->fd >= 0)
+    close(d->fd);
   pl_store_req_clear(&d->sreq.req);
   pl_free(d->range);
   pl_free(d->if_range);
@@ -71,29 +77,29 @@ static void pl__link_answer(pl__dl *d, pl_http_res *res) {
   pl_media_json_res(res, 200, j);
 }
 
-/* The file, whole or the range asked for, with the headers caches need. */
+static const char *pl__key(const pl__dl *d) {
+  const pl_media_row *r = &d->sreq.req.u.media_get.out.media;
+  return d->thumb ? r->thumb : r->blob;
+}
+
+/* If-None-Match names the blob's ETag (its key, the bytes' hash, quoted):
+ * a revalidation, answered 304 without reading the bytes. */
+static int pl__revalidated(const pl__dl *d) {
+  char etag[70];
+  snprintf(etag, sizeof etag, "\"%s\"", pl__key(d));
+  return d->inm && strstr(d->inm, etag);
+}
+
+/* The file, whole or the range asked for, with the headers caches need;
+ * d->fd and d->size are the blob's (d->open_e: why there is none). */
 static void pl__file_answer(pl__dl *d, pl_http_res *res) {
   const pl_media_row *r = &d->sreq.req.u.media_get.out.media;
-  const char *key = d->thumb ? r->thumb : r->blob;
-  int fd;
-  uint64_t size, first = 0, last = 0;
-  if (!*key) {
-    pl_media_error_res(res, 404, "no thumbnail");
-    return;
-  }
-  pl_err e = d->m->blob->ops->open(d->m->blob, key, &fd, &size);
-  if (e != PL_OK) {
-    pl_error("media: blob %s of %s: %s", key, r->id, pl_err_msg(e));
-    pl_media_error_res(res, 503, "the file is not available");
-    return;
-  }
+  const char *key = pl__key(d);
+  uint64_t size = d->size, first = 0, last = 0;
   static _Thread_local char extra[512]; /* pl_http_ex_reply copies it */
   char etag[70];
   snprintf(etag, sizeof etag, "\"%s\"", key);
   int img = !strncmp(d->thumb ? "image/jpeg" : r->type, "image/", 6);
-  int range = d->range && (!d->if_range || !strcmp(d->if_range, etag))
-                  ? pl_http_range(d->range, size, &first, &last)
-                  : 0;
   int n =
       snprintf(extra, sizeof extra,
                "ETag: %s\r\nCache-Control: private, max-age=31536000, immutable\r\nAccept-Ranges: bytes\r\n"
@@ -101,13 +107,20 @@ static void pl__file_answer(pl__dl *d, pl_http_res *res) {
                etag, img ? "" : "Content-Disposition: attachment\r\n");
   res->type = d->thumb ? "image/jpeg" : pl__static_type(r->type);
   res->extra = extra;
-  if (d->inm && strstr(d->inm, etag)) {
-    close(fd);
+  if (pl__revalidated(d)) {
     res->status = 304;
     return;
   }
+  if (d->open_e != PL_OK) {
+    pl_error("media: blob %s of %s: %s", key, r->id, pl_err_msg(d->open_e));
+    res->extra = NULL;
+    pl_media_error_res(res, 503, "the file is not available");
+    return;
+  }
+  int range = d->range && (!d->if_range || !strcmp(d->if_range, etag))
+                  ? pl_http_range(d->range, size, &first, &last)
+                  : 0;
   if (range < 0) {
-    close(fd);
     snprintf(extra + n, sizeof extra - (size_t)n, "Content-Range: bytes */%llu\r\n",
              (unsigned long long)size);
     res->type = "application/json";
@@ -115,7 +128,8 @@ static void pl__file_answer(pl__dl *d, pl_http_res *res) {
     return;
   }
   res->has_file = 1;
-  res->file_fd = fd;
+  res->file_fd = d->fd;
+  d->fd = -1; /* the answer's now */
   res->file_off = range ? first : 0;
   res->file_len = range ? last - first + 1 : size;
   res->status = range ? 206 : 200;
@@ -125,10 +139,9 @@ static void pl__file_answer(pl__dl *d, pl_http_res *res) {
   atomic_fetch_add_explicit(&d->m->downloads, 1, memory_order_relaxed);
 }
 
-static void pl__get_done(pl_media_mreq *r) {
-  pl__dl *d = (pl__dl *)r;
+static void pl__answer(pl__dl *d) {
   pl_http_res res = {0};
-  switch (r->req.status) {
+  switch (d->sreq.req.status) {
   case PL_OK: d->link ? pl__link_answer(d, &res) : pl__file_answer(d, &res); break;
   case PL_ERR_BAD_TOKEN: pl_media_error_res(&res, 401, "bad token"); break;
   case PL_ERR_FORBIDDEN: pl_media_error_res(&res, 403, "you may not see this media"); break;
@@ -137,6 +150,37 @@ static void pl__get_done(pl_media_mreq *r) {
   }
   pl_http_ex_reply(d->x, &res);
   pl__dl_free(d);
+}
+
+static void pl__open_work(pl_mjob *j) {
+  pl__dl *d = (pl__dl *)((char *)j - offsetof(pl__dl, job));
+  d->open_e = d->m->blob->ops->open(d->m->blob, pl__key(d), &d->fd, &d->size);
+}
+
+static void pl__open_done(pl_mjob *j) { pl__answer((pl__dl *)((char *)j - offsetof(pl__dl, job))); }
+
+static void pl__get_done(pl_media_mreq *r) {
+  pl__dl *d = (pl__dl *)r;
+  int file = r->req.status == PL_OK && !d->link;
+  if (file && !*pl__key(d)) {
+    pl_http_res res = {0};
+    pl_media_error_res(&res, 404, "no thumbnail");
+    pl_http_ex_reply(d->x, &res);
+    pl__dl_free(d);
+    return;
+  }
+  if (!file || pl__revalidated(d)) {
+    pl__answer(d);
+    return;
+  }
+  /* a database's blob (pl_blob_pg) is read on media's download threads, not
+   * here, where it would hold up every connection of this loop */
+  d->job.work = pl__open_work;
+  d->job.done = pl__open_done;
+  if (d->m->blob->ops->remote && pl_mpool_submit(d->m->dl, pl_loop_uv(r->loop), &d->job) == PL_OK)
+    return;
+  pl__open_work(&d->job);
+  pl__answer(d);
 }
 
 static char *pl__dup(const char *s) { return s ? pl_strdup(s) : NULL; }
@@ -159,6 +203,7 @@ void pl_media_get_route(pl_media *m, const pl_http_req *req, const char *id, pl_
   pl__dl *d = pl_calloc(1, sizeof *d);
   d->m = m;
   d->x = x;
+  d->fd = -1;
   memcpy(d->id, id, 32);
   d->thumb = thumb;
   d->link = link;

@@ -35,6 +35,7 @@ struct pl_media {
   /* media's own threads, apart from libuv's pool where logins hash: one
    * for spool writes (short), cfg.workers for processing (long) */
   pl_mpool *io, *work;
+  pl_mpool *dl; /* downloads' blob reads when the blob store is remote (pl_blob_pg), else NULL */
   pthread_mutex_t rs_mu;
   pl_map rs;         /* id's first 16 hex digits -> pl__rs (pl_media_up.c) */
   pl_quota quota;    /* the quota, and what unfinished uploads reserve of it (under rs_mu) */

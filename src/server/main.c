@@ -451,6 +451,9 @@ static pl_err pl__start(pl_server *srv) {
   if (e != PL_OK)
     return e;
   sc.seal = mc.seal = srv->seal;
+  const pl_store_backend *be = pl_store_backend_for(c->store);
+  if (be == &pl_store_pg) /* the bytes where every node finds them */
+    mc.blob_pg = c->store;
   e = pl_media_open(&srv->media, &mc);
   if (e != PL_OK) {
     pl_error("cannot open the media store in %s/media: %s", c->data, pl_err_msg(e));
@@ -459,7 +462,6 @@ static pl_err pl__start(pl_server *srv) {
   pl_media_store_hooks(srv->media, &sc);
   pl_store_hooks hooks;
   pl_core_store_hooks(srv->core, &hooks);
-  const pl_store_backend *be = pl_store_backend_for(c->store);
   if (be == &pl_store_pg) {
     sc.conninfo = c->store;
     sc.disk_reserve = 0; /* the database's disk is not ours to watch */
@@ -480,7 +482,8 @@ static pl_err pl__start(pl_server *srv) {
     pl_info("moderation: every Send's text goes to %s first (timeout %u ms, fail-%s)", c->moderation_url,
             c->moderation_timeout_ms, c->moderation_fail_closed ? "closed" : "open");
   }
-  pl_media_set_store(srv->media, srv->store);
+  if ((e = pl_media_set_store(srv->media, srv->store)) != PL_OK)
+    return e;
   if ((e = pl__start_push(srv)) != PL_OK)
     return e;
   srv->loops = pl_calloc((size_t)srv->nloops, sizeof *srv->loops);

@@ -152,6 +152,18 @@ class Server:
         return int(m.group(1))
 
     def blobs(self):
+        """The blob keys stored: files under the data directory, or, on PostgreSQL
+        (the pg label's wrapper, tests/pg/parleyd_pg.sh: one database per --data),
+        the blobs table, where a PostgreSQL store keeps them."""
+        pg = os.environ.get("PL_PG_DIR")
+        if pg:
+            import hashlib
+            with open(os.path.join(pg, "conninfo")) as f:
+                conn = f.read().strip()
+            db = "p_" + hashlib.md5(self.data.encode()).hexdigest()[:20]
+            out = subprocess.run(["psql", f"{conn} dbname={db}", "-qAtc", "SELECT key FROM blobs ORDER BY key"],
+                                 capture_output=True, text=True, check=True).stdout
+            return out.split()
         d = os.path.join(self.data, "media")
         return sorted(f for sub in os.listdir(d) if len(sub) == 2
                       for f in os.listdir(os.path.join(d, sub)))

@@ -406,12 +406,6 @@ static pl_err pl__pg_exec_batch(void *be, pl_store_req *batch) {
   return e == PL_OK ? pl_pg_batch_run(g) : e;
 }
 
-static void pl__gone_clear(pl__pg *g) {
-  for (size_t i = 0; i < g->ngone; i++)
-    pl_free(g->gone[i]);
-  g->ngone = 0;
-}
-
 static pl_err pl__pg_commit(void *be) {
   pl__pg *g = be;
   PGresult *res = NULL;
@@ -427,16 +421,11 @@ static pl_err pl__pg_commit(void *be) {
       e = PL_ERR_STORE;
     PQclear(res);
   }
-  for (size_t i = 0; e == PL_OK && i < g->ngone; i++)
-    if (g->blob_gone)
-      g->blob_gone(g->blob_ud, g->gone[i]);
-  pl__gone_clear(g);
   return e;
 }
 
 static void pl__pg_rollback(void *be) {
   pl__pg *g = be;
-  pl__gone_clear(g);
   pl_pg_batch_drop(g); /* (reads what pending writes answered) */
   g->begin_pending = 0;
   if (!atomic_load(&g->down) && PQtransactionStatus(g->conn) != PQTRANS_IDLE)
@@ -479,9 +468,7 @@ static void pl__pg_close(void *be) {
     return;
   if (g->conn)
     PQfinish(g->conn);
-  pl__gone_clear(g);
   pl_pg_batch_free(g);
-  pl_free(g->gone);
   pl_free(g->conninfo);
   pl_free(g);
 }
@@ -511,9 +498,8 @@ static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
   g->online = cfg->online;
   g->online_ud = cfg->online_ud;
   g->media_ttl_ms = pl_retention_media_ttl(cfg->media_ttl_ms, cfg->ttl_ms);
-  g->blob_gone = cfg->blob_gone;
-  g->blob_exists = cfg->blob_exists;
-  g->blob_ud = cfg->blob_ud;
+  /* cfg->blob_gone, blob_exists: not for this store, whose blobs are in its
+   * own database (pl_blob_pg) and go in its own transactions (pg_media.c) */
   if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK || pl__prepare(g) != PL_OK)
     goto out;
   pl_info("store: postgresql backend on %s:%s, database %s", PQhost(g->conn), PQport(g->conn), PQdb(g->conn));

@@ -22,7 +22,8 @@
  *   users, devices (next_qid), convs, messages (mid: the message; refs =
  *   queue rows pointing at it), queue (device_id, qid) -> mid, dedup,
  *   reads, contacts, blocks, groups, members, gcursor, greads, media,
- *   media_grants, blobs (the media bytes), push_tokens, push_pending;
+ *   media_grants, blobs and blob_chunks (the media bytes, pl_blob_pg),
+ *   push_tokens, push_pending;
  *   msgidx, conv_timers (message actions, pg_acts.c). */
 #ifndef PL_PG_INTERNAL_H
 #define PL_PG_INTERNAL_H
@@ -53,17 +54,12 @@ typedef struct pl__pg {
   pl_store_rules rules;
   int (*online)(void *ud, uint64_t device);
   void *online_ud;
-  void (*blob_gone)(void *ud, const char *key);
-  int (*blob_exists)(void *ud, const char *key);
-  void *blob_ud;
   atomic_int down;                  /* the connection is lost (read by /healthz from other threads) */
   uint64_t retry_at_ms;             /* while down: the next reconnect attempt */
   uint32_t backoff_ms;              /* the wait after the next failed attempt */
   atomic_uint_fast64_t round_trips; /* round trips: a statement, or a pipeline's sync */
   int begin_pending;                /* BEGIN is owed: it goes with the next statement or pipe */
   struct pl_pg_batch *batch;        /* the batch pipeline's state (pg_batch.c), NULL: none yet */
-  char **gone;                      /* blob keys the open transaction leaves unused */
-  size_t ngone, gone_cap;
 } pl__pg;
 
 /* A user as a transaction reads it (never kept across transactions). */
@@ -321,8 +317,8 @@ pl_err pl_pg_media_grant(pl__pg *g, const char *media_id, const char *conv);
 pl_err pl_pg_media_auth(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_media_put(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_media_get(pl__pg *g, pl_store_req *r);
-/* The sweep's part: expired uploads no message carries, and their blobs
- * (g->gone, told to blob_gone after the commit). */
+/* The sweep's part: expired uploads no message carries, and the blobs
+ * none names any more (in the same transaction). */
 pl_err pl_pg_media_expire(pl__pg *g, uint64_t now);
 
 #endif

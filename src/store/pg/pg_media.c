@@ -2,9 +2,11 @@
  * quota usage, attaching media to a message, and their expiry. The rules
  * are pl_visibility's and pl_quota's, as on SQLite (sq_media.c).
  *
- * The bytes stay in the blob store the media layer writes (pl_blob, under
- * --data/media): every node that serves an upload must reach the same
- * directory. docs/architecture.md 17 says what a cluster needs. */
+ * The bytes are in the same database (blobs, blob_chunks: the media
+ * layer's pl_blob_pg writes and reads them). This file only decides, in the
+ * transactions that record and expire uploads, whether a blob is there and
+ * when one goes, so that across nodes a blob is removed exactly once and
+ * never under an upload being recorded (docs/architecture.md 17). */
 #include "../../rules/pl_conv.h"
 #include "../../rules/pl_quota.h"
 #include "../../rules/pl_visibility.h"
@@ -132,9 +134,15 @@ pl_err pl_pg_media_put(pl__pg *g, pl_store_req *r) {
     r->status = PL_ERR_QUOTA;
     return PL_OK;
   }
-  /* the sweep may have dropped these bytes since the uploader found them */
-  if (g->blob_exists &&
-      (!g->blob_exists(g->blob_ud, m->blob) || (*m->thumb && !g->blob_exists(g->blob_ud, m->thumb)))) {
+  /* a sweep (of any node) may have dropped these bytes since the uploader
+   * found them: their rows, locked until this commits, say (pl__blob_lock) */
+  uint64_t have = 0, want = *m->thumb && strcmp(m->thumb, m->blob) ? 2 : 1;
+  e = pl_pg_u64(g, &have,
+                "SELECT count(*) FROM (SELECT key FROM blobs WHERE key IN ($1, $2) ORDER BY key FOR SHARE) k", "ss",
+                m->blob, m->thumb);
+  if (e != PL_OK)
+    return e;
+  if (have != want) {
     r->status = PL_ERR_AGAIN;
     return PL_OK;
   }
@@ -173,19 +181,34 @@ pl_err pl_pg_media_get(pl__pg *g, pl_store_req *r) {
   return e;
 }
 
-static void pl__gone_add(pl__pg *g, const char *key) {
-  if (!*key)
-    return;
-  for (size_t i = 0; i < g->ngone; i++)
-    if (!strcmp(g->gone[i], key))
-      return;
-  g->gone = pl_pg_reserve(g->gone, g->ngone, &g->gone_cap, sizeof *g->gone);
-  g->gone[g->ngone++] = pl_strdup(key);
+static int pl__keycmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Removes blob key if no upload names it any more. The blob's row is locked
+ * first, and only then are the uploads counted (a new statement: it sees
+ * what committed while it waited): an upload being recorded holds the row
+ * FOR SHARE (pl_pg_media_put), so either it committed first and is counted,
+ * or it finds the blob gone and stores the bytes again. Two sweeps that
+ * each dropped an upload of the same blob take the lock in turn: the
+ * second counts after the first's commit, so exactly one removes it. */
+static pl_err pl__blob_drop(pl__pg *g, const char *key, int *dropped) {
+  uint64_t there = 0, used = 0;
+  *dropped = 0;
+  pl_err e = pl_pg_u64(g, &there, "SELECT count(*) FROM (SELECT 1 FROM blobs WHERE key = $1 FOR UPDATE) b", "s", key);
+  if (e == PL_OK && there)
+    e = pl_pg_u64(g, &used, "SELECT count(*) FROM media WHERE blob = $1 OR thumb = $1", "s", key);
+  if (e != PL_OK || !there || used)
+    return e; /* none (another node's sweep took it), or in use */
+  e = pl_pg_q(g, NULL, "DELETE FROM blob_chunks WHERE key = $1", "s", key);
+  if (e == PL_OK)
+    e = pl_pg_q(g, NULL, "DELETE FROM blobs WHERE key = $1", "s", key);
+  *dropped = e == PL_OK;
+  return e;
 }
 
 /* Inside the sweep: uploads past their TTL that no stored message carries
- * go with their grants, and the blobs no upload names any more are told
- * to blob_gone after the commit. */
+ * go with their grants, and the blobs no upload names any more with them,
+ * in this transaction. The blobs are locked in key order, as uploads lock
+ * theirs, so two transactions never wait on each other in a circle. */
 pl_err pl_pg_media_expire(pl__pg *g, uint64_t now) {
   PGresult *res;
   pl_err e = pl_pg_q(g, &res,
@@ -196,18 +219,21 @@ pl_err pl_pg_media_expire(pl__pg *g, uint64_t now) {
                      "u", pl_pg_clamp(now));
   if (e != PL_OK)
     return e;
-  int n = PQntuples(res);
-  for (int i = 0; i < 2 * n && e == PL_OK; i++) {
-    const char *key = PQgetvalue(res, i / 2, i % 2);
-    uint64_t used = 0;
-    if (!*key)
-      continue;
-    e = pl_pg_u64(g, &used, "SELECT count(*) FROM media WHERE blob = $1 OR thumb = $1", "s", key);
-    if (e == PL_OK && !used)
-      pl__gone_add(g, key);
+  int n = PQntuples(res), nk = 0, blobs = 0;
+  char **keys = pl_malloc((size_t)(2 * n + 1) * sizeof *keys);
+  for (int i = 0; i < 2 * n; i++)
+    if (*PQgetvalue(res, i / 2, i % 2))
+      keys[nk++] = PQgetvalue(res, i / 2, i % 2);
+  qsort(keys, (size_t)nk, sizeof *keys, pl__keycmp);
+  for (int i = 0; i < nk && e == PL_OK; i++) {
+    int dropped = 0;
+    if (i == 0 || strcmp(keys[i], keys[i - 1]))
+      e = pl__blob_drop(g, keys[i], &dropped);
+    blobs += dropped;
   }
+  pl_free(keys);
   PQclear(res);
   if (e == PL_OK && n)
-    pl_info("store: %d expired upload(s) deleted", n);
+    pl_info("store: %d expired upload(s) deleted, %d blob(s) with them", n, blobs);
   return e;
 }

@@ -87,6 +87,15 @@ static const char *const pl__migrations[] = {
     /* 6: when an accepted message vanishes (disappearing messages), so that
      * a retry's SendAck repeats it (pg_acts.c) */
     "ALTER TABLE dedup ADD COLUMN vanish bigint NOT NULL DEFAULT 0;",
+    /* 7: the media bytes (pl_blob_pg.c), where every node reaches them: a
+     * blob's chunks, then its row, in one transaction; no foreign key, as
+     * the chunks come first. The chunks are images and archives, stored
+     * out of line without PostgreSQL's compression (it would not shrink them) */
+    "CREATE TABLE blobs(key text PRIMARY KEY, size bigint NOT NULL, created bigint NOT NULL);"
+    "CREATE TABLE blob_chunks(key text NOT NULL, n int NOT NULL, bytes bytea NOT NULL, PRIMARY KEY(key, n));"
+    "ALTER TABLE blob_chunks ALTER COLUMN bytes SET STORAGE EXTERNAL;"
+    /* and what every node must hold alike: the key that signs media links */
+    "CREATE TABLE secrets(name text PRIMARY KEY, value bytea NOT NULL);",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
