@@ -145,24 +145,27 @@ static void pl__pipe_send(pl_pg_pipe *pp, const char *name, const char *sql, con
     pp->n++;
 }
 
-int pl_pg_pipe_addp(pl_pg_pipe *pp, const pl_pg_stmt *st, const char *fmt, ...) {
+static int pl__pipe_vadd(pl_pg_pipe *pp, const char *name, const char *sql, const char *fmt, va_list ap) {
   pl__params p;
-  va_list ap;
-  va_start(ap, fmt);
   pl__params_fill(&p, fmt, ap);
-  va_end(ap);
-  pl__pipe_send(pp, st->name, st->sql, &p);
+  pl__pipe_send(pp, name, sql, &p);
   return pp->n - 1;
 }
 
-int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...) {
-  pl__params p;
+int pl_pg_pipe_addp(pl_pg_pipe *pp, const pl_pg_stmt *st, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  pl__params_fill(&p, fmt, ap);
+  int i = pl__pipe_vadd(pp, st->name, st->sql, fmt, ap);
   va_end(ap);
-  pl__pipe_send(pp, NULL, sql, &p);
-  return pp->n - 1;
+  return i;
+}
+
+int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int i = pl__pipe_vadd(pp, NULL, sql, fmt, ap);
+  va_end(ap);
+  return i;
 }
 
 /* The next result of the pipeline, and the NULL that ends it. */
