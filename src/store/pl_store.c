@@ -152,11 +152,13 @@ static int pl__grows(const pl_store_req *r) {
 static uint64_t pl__exec_batch(pl_store *s, pl_store_req *batch, pl_err *e) {
   uint64_t us = 0;
   *e = s->be->begin(s->bctx);
-  for (pl_store_req *r = batch; *e == PL_OK && r; r = r->next) {
+  for (pl_store_req *r = batch; r; r = r->next)
     r->status = s->full && pl__grows(r) ? PL_ERR_STORAGE_FULL : PL_OK;
+  if (*e == PL_OK && s->be->exec_batch)
+    *e = s->be->exec_batch(s->bctx, batch);
+  for (pl_store_req *r = batch; !s->be->exec_batch && *e == PL_OK && r; r = r->next)
     if (r->status == PL_OK)
       *e = s->be->exec(s->bctx, r);
-  }
   if (*e == PL_OK)
     us = pl__commit_timed(s, e);
   if (*e != PL_OK) {

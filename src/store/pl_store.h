@@ -1004,6 +1004,13 @@ typedef struct pl_store_backend {
    * Returns PL_OK unless the transaction itself is broken (then the whole
    * batch is rolled back and every request fails with PL_ERR_INTERNAL). */
   pl_err (*exec)(void *be, pl_store_req *req);
+  /* Optional: runs every request of the batch (linked by next) whose
+   * status is PL_OK, in order, inside the open transaction, with the
+   * results exec would give one by one; a server backend sends them in
+   * pipeline mode (a batch: a few round trips, not a few per request). Its
+   * writes may be read only at commit, so a request's out is complete
+   * after commit. Returns as exec does. */
+  pl_err (*exec_batch)(void *be, pl_store_req *batch);
   pl_err (*commit)(void *be);
   /* Undo the transaction and forget any cache that may hold its effects. */
   void (*rollback)(void *be);
@@ -1028,8 +1035,9 @@ typedef struct pl_store_backend {
    * the database aborted for a conflict (serialization failure, deadlock):
    * the store runs the batch again. */
   int (*down)(void *be);
-  /* Optional, any thread: statements sent to the database so far (a
-   * server backend: round trips; per commit in /metrics). */
+  /* Optional, any thread: round trips to the database so far (a statement,
+   * or a pipeline's sync however many statements it carried; per commit in
+   * /metrics). */
   uint64_t (*round_trips)(void *be);
   /* Optional, any thread: encryption at rest (zeros if absent). */
   void (*seal_stats)(void *be, pl_store_seal_stats *out);

@@ -304,6 +304,42 @@ static void test_acked_just_before_kill9_survives(void) {
   close(bob);
 }
 
+/* One id twice in one write: both Sends usually land in one store batch
+ * (on PostgreSQL, one run of the batch pipeline). The second is the first's
+ * duplicate (its seq, its server time), the sends around them take the
+ * next seqs in order, and the receiver gets one copy. */
+static void test_same_id_twice_in_one_write(void) {
+  tl_server_start(&srv, FAST);
+  int alice = sign_in(0, "alice", "phone", NULL);
+  int bob = sign_in(0, "bob", "phone", NULL);
+  const char *ids[] = {"w-0", "w-dup", "w-1", "w-dup", "w-2"};
+  const uint64_t seqs[] = {1, 2, 3, 2, 4};
+  pl_bytes b = {0};
+  for (int i = 0; i < 5; i++)
+    put_send(&b, ids[i], "bob", ids[i], strlen(ids[i]), 1000 + (uint64_t)i);
+  CHECK(tl_write_all(alice, b.p, b.len) == 0);
+  pl_bytes_free(&b);
+  uint64_t dup_ts = 0;
+  for (int i = 0; i < 5; i++) {
+    Parley__SendAck *a = tl_expect(alice, SEND_ACK, T_MS);
+    CHECK_STR(a->id, ids[i]);
+    CHECK_EQ_U(a->seq, seqs[i]);
+    CHECK_EQ_I(a->duplicate, i == 3);
+    if (i == 1)
+      dup_ts = a->server_ts;
+    if (i == 3)
+      CHECK_EQ_U(a->server_ts, dup_ts);
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+  }
+  expect_msg(bob, "w-0", 1);
+  expect_msg(bob, "w-dup", 2);
+  expect_msg(bob, "w-1", 3);
+  expect_msg(bob, "w-2", 4);
+  tl_expect_nothing(bob, 500); /* one copy only */
+  close(alice);
+  close(bob);
+}
+
 static void test_retried_id_same_seq(void) {
   tl_server_start(&srv, FAST);
   char atok[128], btok[128];
@@ -503,6 +539,7 @@ int main(void) {
   run("test_offline_delivery_across_kill9", test_offline_delivery_across_kill9);
   run("test_acked_just_before_kill9_survives", test_acked_just_before_kill9_survives);
   run("test_retried_id_same_seq", test_retried_id_same_seq);
+  run("test_same_id_twice_in_one_write", test_same_id_twice_in_one_write);
   run("test_1000_pipelined_in_order", test_1000_pipelined_in_order);
   run("test_devices_and_delete_after_all_acked", test_devices_and_delete_after_all_acked);
   run("test_device_linked_later_gets_nothing_older", test_device_linked_later_gets_nothing_older);

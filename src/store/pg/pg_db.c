@@ -13,7 +13,7 @@
  * retryable INTERNAL: a client retries with the same id and dedup holds. */
 #define PL__BACKOFF_MIN_MS 100u
 #define PL__BACKOFF_MAX_MS 2000u
-#define PL__MAX_PARAMS 16
+#define PL__MAX_PARAMS 24
 
 /* ---- queries --------------------------------------------------------------------- */
 
@@ -27,6 +27,8 @@ static pl_err pl__result(pl__pg *g, PGresult *res, const char *sql) {
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
     return PL_OK;
+  if (st == PGRES_PIPELINE_ABORTED) /* skipped after an earlier statement's error, which was told */
+    return PL_ERR_STORE;
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
   if (pl__conflict(state)) {
     pl_warn("store: postgresql conflict (%s), the batch runs again: %s", state, sql);
@@ -77,6 +79,8 @@ static void pl__params_fill(pl__params *p, const char *fmt, va_list ap) {
   }
 }
 
+static void pl__pipe_send(pl_pg_pipe *pp, const char *name, const char *sql, const pl__params *p);
+
 static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt, va_list ap) {
   pl__params p;
   pl__params_fill(&p, fmt, ap);
@@ -84,6 +88,18 @@ static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt
     *out = NULL;
   if (atomic_load(&g->down))
     return PL_ERR_STORE;
+  if (g->begin_pending) { /* the transaction's BEGIN goes with its first statement */
+    pl_pg_pipe pp;
+    pl_pg_pipe_begin(&pp, g);
+    pl__pipe_send(&pp, NULL, sql, &p);
+    pl_err e = pl_pg_pipe_end(&pp);
+    if (e == PL_OK && out) {
+      *out = pp.res[0];
+      pp.res[0] = NULL;
+    }
+    pl_pg_pipe_clear(&pp);
+    return e;
+  }
   atomic_fetch_add(&g->round_trips, 1);
   /* no parameters: PQexec, which also takes several statements (migrations) */
   PGresult *res =
@@ -98,32 +114,76 @@ static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt
 
 /* ---- pipeline mode: several statements, one round trip ----------------------------- */
 
+/* A transaction's BEGIN is not sent alone: the pipe (or statement) that
+ * follows takes it along as its first statement (pl__pg_begin). */
 void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g) {
   memset(pp, 0, sizeof *pp);
   pp->g = g;
-  if (atomic_load(&g->down) || PQenterPipelineMode(g->conn) != 1)
+  if (atomic_load(&g->down) || PQenterPipelineMode(g->conn) != 1) {
     pp->err = PL_ERR_STORE;
-}
-
-void pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...) {
-  pl__params p;
-  va_list ap;
-  va_start(ap, fmt);
-  pl__params_fill(&p, fmt, ap);
-  va_end(ap);
-  if (pp->err != PL_OK || pp->n == PL_PG_PIPE_MAX) {
-    pp->err = pp->err != PL_OK ? pp->err : PL_ERR_STORE;
     return;
   }
+  if (g->begin_pending) {
+    g->begin_pending = 0;
+    pp->lead = 1;
+    if (PQsendQueryParams(g->conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) != 1)
+      pp->err = pl__result(g, NULL, "BEGIN");
+  }
+}
+
+/* A statement into the pipe: prepared (name) or sql with its parameters. */
+static void pl__pipe_send(pl_pg_pipe *pp, const char *name, const char *sql, const pl__params *p) {
+  if (pp->err != PL_OK)
+    return;
+  pp->sql = pl_pg_reserve(pp->sql, (size_t)pp->n, &pp->cap, sizeof *pp->sql);
   pp->sql[pp->n] = sql;
-  if (PQsendQueryParams(pp->g->conn, sql, p.n, NULL, p.vals, p.lens, p.fmts, 0) != 1)
+  int ok = name ? PQsendQueryPrepared(pp->g->conn, name, p->n, p->vals, p->lens, p->fmts, 0)
+                : PQsendQueryParams(pp->g->conn, sql, p->n, NULL, p->vals, p->lens, p->fmts, 0);
+  if (ok != 1)
     pp->err = pl__result(pp->g, NULL, sql);
   else
     pp->n++;
 }
 
+static int pl__pipe_vadd(pl_pg_pipe *pp, const char *name, const char *sql, const char *fmt, va_list ap) {
+  pl__params p;
+  pl__params_fill(&p, fmt, ap);
+  pl__pipe_send(pp, name, sql, &p);
+  return pp->n - 1;
+}
+
+int pl_pg_pipe_addp(pl_pg_pipe *pp, const pl_pg_stmt *st, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int i = pl__pipe_vadd(pp, st->name, st->sql, fmt, ap);
+  va_end(ap);
+  return i;
+}
+
+int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int i = pl__pipe_vadd(pp, NULL, sql, fmt, ap);
+  va_end(ap);
+  return i;
+}
+
+/* The next result of the pipeline, and the NULL that ends it. */
+static pl_err pl__pipe_next(pl__pg *g, const char *sql, PGresult **keep) {
+  PGresult *res = PQgetResult(g->conn);
+  pl_err e = pl__result(g, res, sql);
+  if (e == PL_OK && keep)
+    *keep = res;
+  else
+    PQclear(res);
+  while (res && (res = PQgetResult(g->conn)) != NULL)
+    PQclear(res);
+  return e;
+}
+
 /* One sync, then each statement's result in order (and the NULL that ends
- * it), then the sync's own: the connection is back out of pipeline mode. */
+ * it), then the sync's own: the connection is back out of pipeline mode.
+ * However many statements: one round trip (/metrics counts it as one). */
 pl_err pl_pg_pipe_end(pl_pg_pipe *pp) {
   pl__pg *g = pp->g;
   pl_err e = pp->err;
@@ -131,16 +191,14 @@ pl_err pl_pg_pipe_end(pl_pg_pipe *pp) {
     atomic_fetch_add(&g->round_trips, 1);
     if (PQpipelineSync(g->conn) != 1 && e == PL_OK)
       e = pl__result(g, NULL, "pipeline sync");
+    pp->res = pl_calloc((size_t)pp->n + 1, sizeof *pp->res);
+    if (pp->lead) {
+      pl_err el = pl__pipe_next(g, "BEGIN", NULL);
+      e = e == PL_OK ? el : e;
+    }
     for (int i = 0; i < pp->n; i++) {
-      PGresult *res = PQgetResult(g->conn);
-      pl_err ei = pl__result(g, res, pp->sql[i]);
-      if (ei == PL_OK && e == PL_OK)
-        pp->res[i] = res;
-      else
-        PQclear(res);
+      pl_err ei = pl__pipe_next(g, pp->sql[i], e == PL_OK ? &pp->res[i] : NULL);
       e = e == PL_OK ? ei : e;
-      while (res && (res = PQgetResult(g->conn)) != NULL) /* the NULL that ends statement i */
-        PQclear(res);
     }
     PGresult *sync;
     while ((sync = PQgetResult(g->conn)) != NULL && PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
@@ -154,10 +212,14 @@ pl_err pl_pg_pipe_end(pl_pg_pipe *pp) {
 }
 
 void pl_pg_pipe_clear(pl_pg_pipe *pp) {
-  for (int i = 0; i < PL_PG_PIPE_MAX; i++) {
+  for (int i = 0; pp->res && i < pp->n; i++)
     PQclear(pp->res[i]);
-    pp->res[i] = NULL;
-  }
+  pl_free(pp->res);
+  pl_free(pp->sql);
+  pp->res = NULL;
+  pp->sql = NULL;
+  pp->n = 0;
+  pp->cap = 0;
 }
 
 pl_err pl_pg_q(pl__pg *g, PGresult **res, const char *sql, const char *fmt, ...) {
@@ -226,12 +288,27 @@ static pl_err pl__connect(pl__pg *g) {
   return e;
 }
 
+/* The hot statements, parsed and planned once per connection (after the
+ * migrations, which create what they name). */
+static pl_err pl__prepare(pl__pg *g) {
+  size_t n;
+  const pl_pg_stmt *st = pl_pg_batch_stmts(&n);
+  for (size_t i = 0; i < n; i++) {
+    PGresult *res = PQprepare(g->conn, st[i].name, st[i].sql, 0, NULL);
+    pl_err e = pl__result(g, res, st[i].sql);
+    PQclear(res);
+    if (e != PL_OK)
+      return e;
+  }
+  return PL_OK;
+}
+
 /* Between transactions while down: one attempt when its time has come. */
 static pl_err pl__reconnect(pl__pg *g) {
   uint64_t now = pl_now_ms();
   if (now < g->retry_at_ms)
     return PL_ERR_STORE;
-  if (pl__connect(g) != PL_OK) {
+  if (pl__connect(g) != PL_OK || pl__prepare(g) != PL_OK) {
     g->backoff_ms = g->backoff_ms ? g->backoff_ms * 2 : PL__BACKOFF_MIN_MS;
     if (g->backoff_ms > PL__BACKOFF_MAX_MS)
       g->backoff_ms = PL__BACKOFF_MAX_MS;
@@ -301,25 +378,59 @@ static pl_err pl__pg_begin(void *be) {
   pl__pg *g = be;
   if (atomic_load(&g->down) && pl__reconnect(g) != PL_OK)
     return PL_ERR_STORE;
-  /* READ COMMITTED: every counter is moved by an UPDATE that locks its row,
-   * so two nodes never take the same seq or qid, and nothing else needs a
-   * snapshot over the whole batch. */
-  return pl_pg_q(g, NULL, "BEGIN", NULL);
+  /* READ COMMITTED: every counter is moved by an UPDATE (or a read FOR
+   * UPDATE) that locks its row, so two nodes never take the same seq or
+   * qid, and nothing else needs a snapshot over the whole batch. BEGIN is
+   * not a round trip of its own: it goes with the first statement. */
+  g->begin_pending = 1;
+  return PL_OK;
+}
+
+/* The batch pipeline (pg_batch.c) takes the runs of plain 1:1 sends; any
+ * other request runs alone, as exec would, after the writes before it
+ * were read. The last run's writes stay pending: COMMIT follows them in
+ * the same round trip (pl__pg_commit). */
+static pl_err pl__pg_exec_batch(void *be, pl_store_req *batch) {
+  pl__pg *g = be;
+  pl_err e = PL_OK;
+  for (pl_store_req *r = batch; e == PL_OK && r; r = r->next) {
+    if (r->status != PL_OK)
+      continue;
+    if (pl_pg_batch_fits(g, r)) {
+      e = pl_pg_batch_add(g, r);
+      continue;
+    }
+    e = pl_pg_batch_run(g);
+    if (e == PL_OK && pl_pg_batch_pending(g))
+      e = pl_pg_batch_sync(g, 0);
+    if (e == PL_OK)
+      e = pl__pg_exec(g, r);
+  }
+  return e == PL_OK ? pl_pg_batch_run(g) : e;
 }
 
 static pl_err pl__pg_commit(void *be) {
   pl__pg *g = be;
   PGresult *res = NULL;
-  pl_err e = pl_pg_q(g, &res, "COMMIT", NULL);
-  /* COMMIT of an aborted transaction answers ROLLBACK, not an error */
-  if (e == PL_OK && strcmp(PQcmdStatus(res), "COMMIT") != 0)
-    e = PL_ERR_STORE;
-  PQclear(res);
+  pl_err e = PL_OK;
+  if (pl_pg_batch_pending(g)) {
+    e = pl_pg_batch_sync(g, 1); /* (checks the COMMIT's answer too) */
+  } else if (g->begin_pending) { /* nothing ran: no transaction was opened */
+    g->begin_pending = 0;
+  } else {
+    e = pl_pg_q(g, &res, "COMMIT", NULL);
+    /* COMMIT of an aborted transaction answers ROLLBACK, not an error */
+    if (e == PL_OK && strcmp(PQcmdStatus(res), "COMMIT") != 0)
+      e = PL_ERR_STORE;
+    PQclear(res);
+  }
   return e;
 }
 
 static void pl__pg_rollback(void *be) {
   pl__pg *g = be;
+  pl_pg_batch_drop(g); /* (reads what pending writes answered) */
+  g->begin_pending = 0;
   if (!atomic_load(&g->down) && PQtransactionStatus(g->conn) != PQTRANS_IDLE)
     pl_pg_q(g, NULL, "ROLLBACK", NULL);
 }
@@ -360,6 +471,7 @@ static void pl__pg_close(void *be) {
     return;
   if (g->conn)
     PQfinish(g->conn);
+  pl_pg_batch_free(g);
   pl_free(g->conninfo);
   pl_free(g);
 }
@@ -391,7 +503,7 @@ static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
   g->media_ttl_ms = pl_retention_media_ttl(cfg->media_ttl_ms, cfg->ttl_ms);
   /* cfg->blob_gone, blob_exists: not for this store, whose blobs are in its
    * own database (pl_blob_pg) and go in its own transactions (pg_media.c) */
-  if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK)
+  if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK || pl__prepare(g) != PL_OK)
     goto out;
   pl_info("store: postgresql backend on %s:%s, database %s", PQhost(g->conn), PQport(g->conn), PQdb(g->conn));
   *out = g;
@@ -413,6 +525,7 @@ const pl_store_backend pl_store_pg = {
     .close = pl__pg_close,
     .begin = pl__pg_begin,
     .exec = pl__pg_exec,
+    .exec_batch = pl__pg_exec_batch,
     .commit = pl__pg_commit,
     .rollback = pl__pg_rollback,
     .expire = pl__pg_expire,

@@ -57,7 +57,9 @@ typedef struct pl__pg {
   atomic_int down;                  /* the connection is lost (read by /healthz from other threads) */
   uint64_t retry_at_ms;             /* while down: the next reconnect attempt */
   uint32_t backoff_ms;              /* the wait after the next failed attempt */
-  atomic_uint_fast64_t round_trips; /* statements sent (one round trip each) */
+  atomic_uint_fast64_t round_trips; /* round trips: a statement, or a pipeline's sync */
+  int begin_pending;                /* BEGIN is owed: it goes with the next statement or pipe */
+  struct pl_pg_batch *batch;        /* the batch pipeline's state (pg_batch.c), NULL: none yet */
 } pl__pg;
 
 /* A user as a transaction reads it (never kept across transactions). */
@@ -87,21 +89,29 @@ pl_err pl_pg_u64(pl__pg *g, uint64_t *v, const char *sql, const char *fmt, ...);
 /* Pipeline mode (libpq 15): statements sent one after another without
  * waiting, their results read after one sync, so they cost one round trip
  * together. For statements that do not depend on each other's results:
- *   pl_pg_pipe p; pl_pg_pipe_begin(&p, g); pl_pg_pipe_add(&p, sql, fmt, ...); ...
+ *   pl_pg_pipe p; pl_pg_pipe_begin(&p, g); i = pl_pg_pipe_add(&p, sql, fmt, ...); ...
  *   e = pl_pg_pipe_end(&p); ... p.res[i] ...; pl_pg_pipe_clear(&p);
+ * (any number of statements; pl_pg_pipe_add returns the statement's index).
  * A failure (also of a single statement: a later one is then aborted)
- * is pl_pg_pipe_end's result, as pl_pg_q's; the results are cleared. */
-#define PL_PG_PIPE_MAX 8
+ * is pl_pg_pipe_end's result, as pl_pg_q's; the results are cleared.
+ * A transaction's pending BEGIN (pl__pg.begin_pending) is sent first. */
 typedef struct pl_pg_pipe {
   pl__pg *g;
   pl_err err;
-  int n;
-  const char *sql[PL_PG_PIPE_MAX];
-  PGresult *res[PL_PG_PIPE_MAX];
+  int n, lead; /* statements; lead: BEGIN went before them */
+  size_t cap;
+  const char **sql;
+  PGresult **res; /* after pl_pg_pipe_end: n results */
 } pl_pg_pipe;
 void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g);
-void pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...);
+int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...);
 pl_err pl_pg_pipe_end(pl_pg_pipe *pp);
+/* A statement prepared on every connection (named; pl_pg_batch_stmts). */
+typedef struct pl_pg_stmt {
+  const char *name, *sql;
+} pl_pg_stmt;
+/* pl_pg_pipe_add of a prepared statement: no parsing and planning per call. */
+int pl_pg_pipe_addp(pl_pg_pipe *pp, const pl_pg_stmt *st, const char *fmt, ...);
 void pl_pg_pipe_clear(pl_pg_pipe *pp);
 
 static inline uint64_t pl_pg_col_u64(const PGresult *r, int row, int col) {
@@ -128,6 +138,25 @@ static inline void *pl_pg_reserve(void *p, size_t n, size_t *cap, size_t elem) {
 
 /* A bigint[] literal for a parameter: "{1,2,3}" (pl_free it). */
 char *pl_pg_array(const uint64_t *v, size_t n);
+
+/* ---- the batch pipeline (pg_batch.c) --------------------------------------------- */
+/* Is r a request the batch pipeline runs (a plain 1:1 send)? */
+int pl_pg_batch_fits(const pl__pg *g, const pl_store_req *r);
+/* Takes r into the current run of such requests. */
+pl_err pl_pg_batch_add(pl__pg *g, pl_store_req *r);
+/* Runs the current run: its reads in one round trip, its row locks and
+ * timers in a second, then sends its writes in pipeline mode without
+ * waiting (pending: pl_pg_batch_sync reads them). */
+pl_err pl_pg_batch_run(pl__pg *g);
+/* Reads the pending writes' results (with commit: after a COMMIT sent
+ * behind them, in the same round trip) into their requests. */
+pl_err pl_pg_batch_sync(pl__pg *g, int commit);
+int pl_pg_batch_pending(const pl__pg *g);
+/* The statements the pipeline runs, to prepare on each connection. */
+const pl_pg_stmt *pl_pg_batch_stmts(size_t *n);
+/* Forgets the run and any pending writes (the transaction rolls back). */
+void pl_pg_batch_drop(pl__pg *g);
+void pl_pg_batch_free(pl__pg *g);
 
 /* ---- schema (pg_schema.c) ------------------------------------------------------ */
 pl_err pl_pg_schema_migrate(pl__pg *g);
@@ -185,6 +214,13 @@ uint64_t *pl_pg_queue_qids(const PGresult *res, const uint64_t *t, size_t n);
   " UPDATE devices SET queued = greatest(queued - c.n, 0) FROM (SELECT device_id, count(*) AS n FROM d" \
   " GROUP BY 1) c WHERE devices.id = c.device_id"
 pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size_t n, int *full);
+/* pl_pg_queue_full's rule on lengths already read (lens parallel to t);
+ * mine (or NULL): rows of me's messages the open batch queues at each
+ * target and has not written yet (added to what the database counts). */
+pl_err pl_pg_queue_admit(pl__pg *g, const pl_pg_user *me, const uint64_t *t, const uint64_t *lens,
+                         const uint64_t *mine, size_t n, int *full);
+/* Are queue limits configured at all (else no length needs reading)? */
+static inline int pl_pg_queue_limited(const pl__pg *g) { return g->max_queue || g->rules.queue_admit; }
 pl_err pl_pg_queue_event(pl__pg *g, pl_store_req *r, int kind, const char *conv, uint64_t seq,
                          const pl_pg_user *by, uint64_t aux, uint64_t *t, size_t n);
 pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r);

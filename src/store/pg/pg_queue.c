@@ -39,21 +39,43 @@ pl_err pl_pg_queue_put(pl__pg *g, const uint64_t *t, size_t n, uint64_t mid, uin
 
 typedef struct pl__share_arg {
   pl__pg *g;
-  uint64_t dev, sender;
+  uint64_t dev, sender, pending; /* pending: rows the open batch queues there, not yet written */
 } pl__share_arg;
 
 static pl_err pl__share_count(void *arg, uint64_t *n) {
   pl__share_arg *a = arg;
-  return pl_pg_u64(a->g, n,
+  pl_err e = pl_pg_u64(a->g, n,
                    "SELECT count(*) FROM queue q JOIN messages m ON m.mid = q.mid"
                    " WHERE q.device_id = $1 AND m.sender_uid = $2 AND m.kind = 0",
                    "uu", a->dev, a->sender);
+  *n += a->pending;
+  return e;
+}
+
+pl_err pl_pg_queue_admit(pl__pg *g, const pl_pg_user *me, const uint64_t *t, const uint64_t *lens,
+                         const uint64_t *mine, size_t n, int *full) {
+  pl_err e = PL_OK;
+  *full = 0;
+  for (size_t i = 0; i < n && !*full; i++) {
+    uint64_t len = lens[i];
+    if (!g->rules.queue_admit) {
+      *full = len >= g->max_queue;
+      continue;
+    }
+    pl__share_arg a = {g, t[i], me->id, mine ? mine[i] : 0};
+    e = g->rules.queue_admit(g->rules.ud, len, pl_pg_user_has_dev(me, t[i]), pl__share_count, &a);
+    *full = e == PL_ERR_QUEUE_FULL;
+    if (e != PL_OK && !*full)
+      break;
+    e = PL_OK;
+  }
+  return e;
 }
 
 pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size_t n, int *full) {
   PGresult *res;
   *full = 0;
-  if ((!g->max_queue && !g->rules.queue_admit) || !n)
+  if (!pl_pg_queue_limited(g) || !n)
     return PL_OK;
   /* every target's length in one statement */
   char *arr = pl_pg_array(t, n);
@@ -63,19 +85,7 @@ pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size
     return e;
   uint64_t *lens = pl_pg_queue_qids(res, t, n); /* (device, length) rows, like (device, qid) */
   PQclear(res);
-  for (size_t i = 0; i < n && !*full; i++) {
-    uint64_t len = lens[i];
-    if (!g->rules.queue_admit) {
-      *full = len >= g->max_queue;
-      continue;
-    }
-    pl__share_arg a = {g, t[i], me->id};
-    e = g->rules.queue_admit(g->rules.ud, len, pl_pg_user_has_dev(me, t[i]), pl__share_count, &a);
-    *full = e == PL_ERR_QUEUE_FULL;
-    if (e != PL_OK && !*full)
-      break;
-    e = PL_OK;
-  }
+  e = pl_pg_queue_admit(g, me, t, lens, NULL, n, full);
   pl_free(lens);
   return e;
 }
