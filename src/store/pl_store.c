@@ -164,8 +164,12 @@ static uint64_t pl__exec_batch(pl_store *s, pl_store_req *batch, pl_err *e) {
   if (*e != PL_OK) {
     pl_error("store: transaction of a batch failed (%s); rolling back", pl_err_name(*e));
     s->be->rollback(s->bctx);
+    /* out_begin, not clear: the request may run again (a conflict's retry,
+     * the disk-full pass), and its outputs must be freed and zeroed before
+     * each run. A plain clear leaves no op to free by, so a second failed
+     * run kept the first's counts (a fetch's nmsgs) over a new array. */
     for (pl_store_req *r = batch; r; r = r->next) {
-      pl_store_req_clear(r);
+      pl_store_req_out_begin(r);
       r->status = *e == PL_ERR_STORAGE_FULL && pl__grows(r) ? PL_ERR_STORAGE_FULL : PL_ERR_INTERNAL;
     }
   }

@@ -1306,6 +1306,8 @@ static void test_process_crash_keeps_commits(void) {
 
 static struct {
   int begins, commits, rollbacks;
+  int again;    /* commits of a batch with a FETCH still to fail as a conflict would */
+  int fetching; /* this transaction ran a FETCH */
   pthread_mutex_t gate_mu;
   pthread_cond_t gate_cv;
   int gate_open, gate_entered;
@@ -1320,10 +1322,15 @@ static void fk_close(void *be) { (void)be; }
 static pl_err fk_begin(void *be) {
   (void)be;
   fk.begins++;
+  fk.fetching = 0;
   return PL_OK;
 }
 static pl_err fk_commit(void *be) {
   (void)be;
+  if (fk.again > 0 && fk.fetching) {
+    fk.again--;
+    return PL_ERR_AGAIN;
+  }
   fk.commits++;
   return PL_OK;
 }
@@ -1360,6 +1367,12 @@ static pl_err fk_exec(void *be, pl_store_req *r) {
     r->u.send.out.ntargets = 1;
     return PL_OK;
   }
+  if (r->op == PL_STORE_FETCH) { /* one entry, as pl_pg_queue_fetch fills them */
+    fk.fetching = 1;
+    r->u.fetch.out.msgs = pl_calloc(2, sizeof *r->u.fetch.out.msgs);
+    r->u.fetch.out.msgs[r->u.fetch.out.nmsgs++].qid = 5;
+    return PL_OK;
+  }
   return r->op == PL_STORE_ACK ? PL_ERR_STORE : PL_OK;
 }
 
@@ -1389,7 +1402,7 @@ static void gate_open(void) {
 static pl_store *fake_open(pl_store_req *gate, waiter *w) {
   pl_store_config c = {.dir = "(fake)"};
   pl_store *s = NULL;
-  fk.begins = fk.commits = fk.rollbacks = 0;
+  fk.begins = fk.commits = fk.rollbacks = fk.again = 0;
   fk.gate_open = fk.gate_entered = 0;
   rec_reset();
   CHECK_EQ_I(pl_store_open(&s, &fake, &c, &hooks), PL_OK);
@@ -1436,6 +1449,32 @@ static void test_batch_failure_fails_every_request(void) {
   pl_store_get_stats(s, &st);
   CHECK_EQ_U(st.fails, 2);
   CHECK_EQ_U(st.commits, 1);
+  pl_store_close(s);
+  waiter_destroy(&w);
+}
+
+/* A batch that conflicts twice, then commits: each run starts from empty
+ * outputs (a second failed run once kept the first's count over the next
+ * run's array: a heap overflow in a fetch on PostgreSQL under deadlocks). */
+static void test_batch_conflicts_twice_then_commits(void) {
+  waiter w;
+  waiter_init(&w);
+  pl_store_req gate, f;
+  pl_store *s = fake_open(&gate, &w);
+  memset(&f, 0, sizeof f);
+  f.op = PL_STORE_FETCH;
+  f.done = count_done;
+  f.data = &w;
+  pl_store_submit(s, &f);
+  fk.again = 2;
+  gate_open();
+  waiter_wait(&w, 2);
+  CHECK_EQ_I(f.status, PL_OK);
+  CHECK_EQ_U(f.u.fetch.out.nmsgs, 1);
+  CHECK_EQ_U(f.u.fetch.out.msgs[0].qid, 5);
+  CHECK_EQ_I(fk.again, 0);
+  CHECK_EQ_I(fk.rollbacks, 2);
+  pl_store_req_clear(&f);
   pl_store_close(s);
   waiter_destroy(&w);
 }
@@ -1487,6 +1526,7 @@ int main(void) {
   RUN(test_durable_reopen);
   RUN(test_process_crash_keeps_commits);
   RUN(test_batch_failure_fails_every_request);
+  RUN(test_batch_conflicts_twice_then_commits);
   RUN(test_deliver_before_post_in_order);
   RUN(test_commit_pacing);
   RUN(test_dedup_rings_saved_and_replayed);
