@@ -479,6 +479,20 @@ void pl_sess__gone(pl_session *s) {
   pl_sess__submit(sr);
 }
 
+/* Closing has begun: the device stops being a live destination now. The
+ * peer may see the socket closed before on_close (one loop pass later), and
+ * a live-only event decided meanwhile (a ReadSync from another device: qid
+ * 0 for an online device) would go to a connection that never delivers it;
+ * detached, it is queued for the device's next session instead. */
+static void pl__on_closing(pl_conn *c, void *ud) {
+  pl_core *core = ud;
+  pl_session *s = c->session;
+  if (s && s->state == PL_SESS_READY) {
+    core->router->ops->detach(core->router, s->device_id, s->loop, s);
+    pl_sess__off(s);
+  }
+}
+
 static void pl__on_close(pl_conn *c, void *ud) {
   pl_core *core = ud;
   pl_session *s = c->session;
@@ -558,6 +572,7 @@ pl_core *pl_core_new(const pl_core_config *cfg, int nloops) {
       .on_idle = pl__on_idle,
       .on_drain = pl__on_drain,
       .on_shutdown = pl__on_shutdown,
+      .on_closing = pl__on_closing,
       .on_close = pl__on_close,
       .ud = core,
   };

@@ -77,6 +77,12 @@ typedef struct pl_conn_handler {
   void (*on_drain)(pl_conn *c, void *ud);
   /* The server is stopping: say so and close. */
   void (*on_shutdown)(pl_conn *c, void *ud);
+  /* Optional: the connection has begun to close (the peer ended, an error,
+   * pl_conn_close). Queued output may still go out, but nothing more is
+   * read, and what is pushed now may never arrive: a handler stops counting
+   * it as a live destination here, not at on_close, which comes after the
+   * socket is closed (the peer may act on that close meanwhile). */
+  void (*on_closing)(pl_conn *c, void *ud);
   /* The connection is gone; the handler must not touch c afterwards. */
   void (*on_close)(pl_conn *c, void *ud);
   void *ud;

@@ -192,6 +192,12 @@ static void pl__ex_unref(pl_http_ex *x) {
   }
 }
 
+static void pl_http__on_closing(pl_stream *s) {
+  pl_http_conn *hc = pl__hc(s);
+  if (hc->listed && hc->session && hc->c.h->on_closing)
+    hc->c.h->on_closing(&hc->c, hc->c.h->ud);
+}
+
 static void pl_http__on_closed(pl_stream *s) {
   pl_http_conn *hc = pl__hc(s);
   pl_http_listener *l = hc->lst;
@@ -860,6 +866,7 @@ static const pl_stream_cbs pl__http_cbs = {
     .on_eof = pl_http__on_eof,
     .on_fill = pl__on_fill,
     .on_written = pl_http__on_written,
+    .on_closing = pl_http__on_closing,
     .on_closed = pl_http__on_closed,
     .on_peer = pl_http__on_peer,
 };

@@ -260,6 +260,8 @@ static void pl__close(pl_conn *c) {
     return;
   s->closing = 1;
   s->closed_at = pl_mono_ms();
+  if (!s->told && s->c.h->on_closing)
+    s->c.h->on_closing(&s->c, s->c.h->ud);
   pl__mark(s);
 }
 

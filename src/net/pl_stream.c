@@ -339,9 +339,16 @@ static void pl__closed_cb(uv_handle_t *h) {
   s->cb->on_closed(s); /* frees s */
 }
 
+/* Once, whichever way closing begins. */
+static void pl__closing_begins(pl_stream *s) {
+  if (!s->closing && s->cb->on_closing)
+    s->cb->on_closing(s);
+}
+
 void pl_stream_abort(pl_stream *s) {
   if (s->dead)
     return;
+  pl__closing_begins(s);
   s->dead = s->closing = 1;
   s->reading = 0;
   uv_close((uv_handle_t *)&s->tcp, pl__closed_cb);
@@ -350,6 +357,7 @@ void pl_stream_abort(pl_stream *s) {
 void pl_stream_closing(pl_stream *s) {
   if (s->closing)
     return;
+  pl__closing_begins(s);
   s->closing = 1;
   s->closing_since = pl_mono_ms();
   pl_stream_read_stop(s);

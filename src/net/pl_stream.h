@@ -39,6 +39,9 @@ typedef struct pl_stream_cbs {
   /* Output moved (written, or found nothing to write): drain checks, and a
    * closing owner calls pl_stream_fin once all is out. */
   void (*on_written)(pl_stream *s);
+  /* Optional: closing has begun (pl_stream_closing or pl_stream_abort,
+   * once): the owner's peer may see the socket closed before on_closed. */
+  void (*on_closing)(pl_stream *s);
   /* The socket is closed and the stream's own memory released: the owner
    * frees itself (the stream is embedded in it). */
   void (*on_closed)(pl_stream *s);

@@ -166,6 +166,12 @@ static const pl_mqttgw_io pl__tcp_gw_io = {.write = pl_tcp__gw_write};
 
 /* ---- closing ---------------------------------------------------------- */
 
+static void pl_tcp__on_closing(pl_stream *s) {
+  pl_tcp_conn *tc = pl__tc(s);
+  if (tc->listed && tc->c.h->on_closing)
+    tc->c.h->on_closing(&tc->c, tc->c.h->ud);
+}
+
 static void pl_tcp__on_closed(pl_stream *s) {
   pl_tcp_conn *tc = pl__tc(s);
   pl_tcp_listener *l = tc->lst;
@@ -348,6 +354,7 @@ static const pl_stream_cbs pl__tcp_cbs = {
     .on_data = pl_tcp__on_data,
     .on_eof = pl_tcp__on_eof,
     .on_written = pl_tcp__on_written,
+    .on_closing = pl_tcp__on_closing,
     .on_closed = pl_tcp__on_closed,
     .on_peer = pl_tcp__on_peer,
 };
