@@ -171,8 +171,15 @@ static int pl__on_hello(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) 
   const pl_core_config *cfg = &s->core->cfg;
   s->kind = h->kind <= 4 ? (uint8_t)h->kind : 0;
   s->proto = (uint8_t)h->version;
-  /* protocol 1 merges the groups into the queue's stream: never gap-free */
-  s->cur.queue_exact = s->proto >= 2 && pl_store_queue_exact(s->core->store);
+  /* A backend with gap-free per-device positions (PostgreSQL) makes the
+   * queue's stream exact in both protocols: there a protocol 1 session gets
+   * group entries live only (qid 0), so its stream 0 holds queue positions
+   * alone. It must be exact: with several writers, another node's commit
+   * (qid N, told by a hint that may be late or lost) and this node's next
+   * one (N+1, pushed here) show only as a gap, and a cursor that wrote N+1
+   * had skipped N for good (cluster_fault_pgfail lost three acked messages
+   * that way). */
+  s->cur.queue_exact = pl_store_queue_exact(s->core->store);
   s->state = PL_SESS_AUTH;
   uint32_t hb = cfg->heartbeat_ms[s->kind];
   s->conn->deadline_ms = 0;

@@ -132,6 +132,43 @@ static void test_lost_hint_recovered(void) {
   cluster_down();
 }
 
+/* Regression: bob (protocol 1) on B. alice's message through A commits
+ * qid 1 while B is cut from the bus (its hint is lost); carol's through B
+ * commits qid 2 and is pushed to bob at once. bob's cursor took the push
+ * as next and skipped qid 1 for good (the refetch after B's return reads
+ * after qid 2): a protocol 1 session's queue was not counted gap-free on
+ * PostgreSQL. The gap must make it read the store first, so bob gets
+ * alice's message, then carol's. */
+static void test_lost_hint_then_local_push(void) {
+  char ta[128], tb[128], tc[128];
+  cluster_up();
+  int a = rc_open(na.port, PARLEY__CLIENT_KIND__KIND_BOT);
+  CHECK_EQ_I(rc_auth(a, PARLEY__FRAME_TYPE__FRAME_REGISTER, "alice", "secret-pass", "phone", ta), 0);
+  int c = rc_open(nb.port, PARLEY__CLIENT_KIND__KIND_BOT);
+  CHECK_EQ_I(rc_auth(c, PARLEY__FRAME_TYPE__FRAME_REGISTER, "carol", "secret-pass", "phone", tc), 0);
+  int b = rc_open_v(nb.port, PARLEY__CLIENT_KIND__KIND_BOT, 1);
+  CHECK_EQ_I(rc_auth(b, PARLEY__FRAME_TYPE__FRAME_REGISTER, "bob", "secret-pass", "phone", tb), 0);
+  CHECK(kill(ns.pid[1], SIGSTOP) == 0);
+  int err = 0;
+  CHECK(rc_send_wait(a, "m1", "bob", "from A, its hint lost", &err) > 0);
+  CHECK(rc_send_wait(c, "m2", "bob", "from B, pushed", &err) > 0);
+  Parley__Message *m = tl_expect(b, PARLEY__FRAME_TYPE__FRAME_MESSAGE, T_MS);
+  CHECK_STR(m->from, "alice");
+  CHECK_STR(m->id, "m1");
+  CHECK_EQ_U(m->qid, 1);
+  protobuf_c_message_free_unpacked(&m->base, NULL);
+  m = tl_expect(b, PARLEY__FRAME_TYPE__FRAME_MESSAGE, T_MS);
+  CHECK_STR(m->from, "carol");
+  CHECK_STR(m->id, "m2");
+  CHECK_EQ_U(m->qid, 2);
+  protobuf_c_message_free_unpacked(&m->base, NULL);
+  kill(ns.pid[1], SIGCONT);
+  close(a);
+  close(b);
+  close(c);
+  cluster_down();
+}
+
 /* An admin token for node s (parleyd admin-token create in its data dir). */
 static void admin_token(const tl_server *s, char tok[128]) {
   char cmd[1200];
@@ -229,6 +266,7 @@ int main(void) {
   }
   RUN(test_message_across_nodes);
   RUN(test_lost_hint_recovered);
+  RUN(test_lost_hint_then_local_push);
   RUN(test_admin_across_nodes);
   RUN(test_admin_kick_lost);
   return tl_summary();
