@@ -278,11 +278,14 @@ static pl_err pl__connect(pl__pg *g) {
   }
   /* A node that stops mid-transaction (SIGSTOP, a hung host) would hold its
    * row locks, and every node waiting on them would stall with it: the
-   * database ends such a transaction after 10 s idle (a running node sends
+   * database ends such a transaction after 4 s idle (a running node sends
    * its statements back to back; its own next statement then fails, a
-   * retryable error, and it reconnects). */
+   * retryable error, and it reconnects). 4 s, not more: a client that gives
+   * up a silent node (3 s at most in the tests) and resumes elsewhere waits
+   * on those locks, and must be back within one heartbeat (10 s);
+   * cluster_fault_sigstop took 12 s under load with 10. */
   PGresult *res = PQexec(g->conn, "SET synchronous_commit = on; SET client_min_messages = warning;"
-                                  " SET idle_in_transaction_session_timeout = '10s'");
+                                  " SET idle_in_transaction_session_timeout = '4s'");
   pl_err e = PQresultStatus(res) == PGRES_COMMAND_OK ? PL_OK : PL_ERR_STORE;
   PQclear(res);
   return e;
