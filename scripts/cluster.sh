@@ -13,7 +13,8 @@
 # uses, default 27000: haproxy +1 native, +2 web; PostgreSQL +5; NATS +10..12,
 # routes +20..22; node N native +30+N, web +40+N), PARLEYD (the binary; default
 # build/parleyd, built if missing), PARLEY_NODE_ARGS (more parleyd options for
-# every node, e.g. bench/cluster-bench.sh lifts the rate limits). Installs nats-server, haproxy and
+# every node, e.g. bench/cluster-bench.sh lifts the rate limits), PARLEY_PG_OPTS
+# (more postgres options at its start, e.g. "-c deadlock_timeout=100ms"). Installs nats-server, haproxy and
 # PostgreSQL if missing (apt-get, as scripts/deps.sh does).
 #
 # The nodes share one store when parleyd has the PostgreSQL backend (its
@@ -79,7 +80,7 @@ pg_up() {
   fi
   if ! pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     pg_run "$bin/pg_ctl" -D "$data" -l "$dir/pg/postgres.log" -w -t 30 \
-      -o "-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1" start >/dev/null ||
+      -o "-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1 ${PARLEY_PG_OPTS:-}" start >/dev/null ||
       die "PostgreSQL did not start: see $dir/pg/postgres.log"
   fi
 }

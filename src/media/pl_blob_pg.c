@@ -168,7 +168,7 @@ static pl_err pl__run(pl__pgb *p, pl_err (*fn)(pl__pgb *p, PGconn *c, pl__call *
 }
 
 static pl_err pl__have(pl__pgb *p, PGconn *c, pl__call *a) {
-  PGresult *r;
+  PGresult *r = NULL;
   const char *v[] = {a->key};
   (void)p;
   pl_err e = pl__q(c, &r, "SELECT 1 FROM blobs WHERE key = $1", 1, v, NULL, 0);
