@@ -165,3 +165,13 @@ int rc_back(int port, const char *token) {
   CHECK_EQ_I(rc_resume(fd, token), 0);
   return fd;
 }
+
+void rc_store_barrier(int fd) {
+  Parley__UnreadGet g = PARLEY__UNREAD_GET__INIT;
+  g.ref = "barrier";
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_UNREAD_GET, &g) == 0);
+  Parley__Unread *u = rc_expect(fd, PARLEY__FRAME_TYPE__FRAME_UNREAD, 10000);
+  CHECK(u != NULL && u->base.descriptor == &parley__unread__descriptor);
+  if (u)
+    protobuf_c_message_free_unpacked(&u->base, NULL);
+}

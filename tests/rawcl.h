@@ -22,6 +22,10 @@ void rc_send(int fd, const char *id, const char *to, const char *body);
 void *rc_expect(int fd, int type, int timeout_ms);
 /* Sends and waits for the SendAck; returns its seq (0 if an Error came: *err gets the code). */
 uint64_t rc_send_wait(int fd, const char *id, const char *to, const char *body, int *err);
+/* An UnreadGet answered: the node's store runs requests in order, so every
+ * one this session submitted before (its first fetch after sign-in, say)
+ * has completed. */
+void rc_store_barrier(int fd);
 /* Collects up to max Messages (stops after timeout_ms of silence); returns the count. */
 size_t rc_collect(int fd, Parley__Message **out, size_t max, int timeout_ms);
 void rc_free_msgs(Parley__Message **m, size_t n);

@@ -121,6 +121,9 @@ static void test_lost_hint_recovered(void) {
   CHECK_EQ_I(rc_auth(a, PARLEY__FRAME_TYPE__FRAME_REGISTER, "alice", "secret-pass", "phone", ta), 0);
   int b = rc_open(nb.port, PARLEY__CLIENT_KIND__KIND_BOT); /* a long heartbeat: no pings needed meanwhile */
   CHECK_EQ_I(rc_auth(b, PARLEY__FRAME_TYPE__FRAME_REGISTER, "bob", "secret-pass", "phone", tb), 0);
+  /* bob's first fetch done: on a loaded machine it ran after m2's commit
+   * and read it, with no hint needed (the check below then failed) */
+  rc_store_barrier(b);
   CHECK(kill(ns.pid[1], SIGSTOP) == 0);
   int err = 0;
   CHECK(rc_send_wait(a, "m2", "bob", "sent while B was cut off", &err) > 0);
@@ -246,6 +249,7 @@ static void test_admin_kick_lost(void) {
   admin_token(&na, tok);
   int b1 = rc_open(nb.port, PARLEY__CLIENT_KIND__KIND_BOT); /* a long heartbeat: no pings needed meanwhile */
   CHECK_EQ_I(rc_auth(b1, PARLEY__FRAME_TYPE__FRAME_REGISTER, "bob", "secret-pass", "phone", t1), 0);
+  rc_store_barrier(b1); /* its first fetch done before the ban (else it reads the ban, no KICK needed) */
   CHECK(kill(ns.pid[1], SIGSTOP) == 0);
   CHECK_EQ_I(admin_call(&na, tok, "POST", "/admin/users/bob/disable", buf, sizeof buf), 200);
   CHECK(tl_wait_closed(b1, CUT_MS));
