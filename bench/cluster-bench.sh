@@ -86,7 +86,7 @@ n = j.get('delivered_total') or 1
 # the counters span the bench's whole run (connecting, the measured phase,
 # the drain): per message over everything delivered in it
 print(f"| {name} | {j['delivered_per_s']:,.0f} | {j['lat_p50_us'] / 1000:.1f} ms | {j['lat_p99_us'] / 1000:.1f} ms"
-      f" | {j.get('lost')} / {j.get('duplicated')} | {nt / hz * 1e6 / n:.1f} | {pt / hz * 1e6 / n:.1f}"
+      f" | {j.get('lost')} / {j.get('duplicated_shown')} ({j.get('redelivered')}, {j.get('disconnects')}) | {nt / hz * 1e6 / n:.1f} | {pt / hz * 1e6 / n:.1f}"
       f" | {wal / n:,.0f} | {rt / n:.3f} |")
 EOF
   rm -f "$out" "$out.err"
@@ -94,7 +94,7 @@ EOF
 
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; $pairs pairs, ${secs}s, rate ${rate/#0/max}"
 echo
-echo "| path | delivered msg/s | p50 | p99 | lost / dup | nodes' CPU µs/msg | PostgreSQL CPU µs/msg | WAL B/msg | store round trips/msg |"
+echo "| path | delivered msg/s | p50 | p99 | lost / shown twice (redelivered, disconnects) | nodes' CPU µs/msg | PostgreSQL CPU µs/msg | WAL B/msg | store round trips/msg |"
 echo "|---|---|---|---|---|---|---|---|---|"
 round "1 node (node1 direct)" "127.0.0.1:$((base + 31))"
 # the users exist and their tokens work on every node: the second round

@@ -14,7 +14,8 @@
 # routes +20..22; node N native +30+N, web +40+N), PARLEYD (the binary; default
 # build/parleyd, built if missing), PARLEY_NODE_ARGS (more parleyd options for
 # every node, e.g. bench/cluster-bench.sh lifts the rate limits), PARLEY_PG_OPTS
-# (more postgres options at its start, e.g. "-c deadlock_timeout=100ms"). Installs nats-server, haproxy and
+# (postgres options at its start; default "-c deadlock_timeout=100ms", see
+# docs/operations.md; set it empty for PostgreSQL's own 1 s). Installs nats-server, haproxy and
 # PostgreSQL if missing (apt-get, as scripts/deps.sh does).
 #
 # The nodes share one store when parleyd has the PostgreSQL backend (its
@@ -80,7 +81,7 @@ pg_up() {
   fi
   if ! pg_run "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
     pg_run "$bin/pg_ctl" -D "$data" -l "$dir/pg/postgres.log" -w -t 30 \
-      -o "-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1 ${PARLEY_PG_OPTS:-}" start >/dev/null ||
+      -o "-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1 ${PARLEY_PG_OPTS--c deadlock_timeout=100ms}" start >/dev/null ||
       die "PostgreSQL did not start: see $dir/pg/postgres.log"
   fi
 }
