@@ -167,7 +167,14 @@ static void pl__on_nats_msg(natsConnection *nc, natsSubscription *sub, natsMsg *
     snprintf(name, sizeof name, "%.*s", (int)m.node_len, m.node);
     b->h.on_node_dead(b->h.ud, name, old_inc);
   }
-  if (fresh && m.type == PL_BUSMSG_ALIVE) { /* new or back: ask it for what it serves */
+  /* New or back: ask it for what it serves, whatever its first message is.
+   * Asking on its ALIVE only lost a node for good: a node continued after
+   * SIGSTOP may first send something else (its request for our state, when
+   * it has declared us dead while it was stopped and then heard our ALIVE);
+   * that marked it alive, its ALIVE then was not news, and its users stayed
+   * offline here (test_node_stopped, under load). A repeated announcement
+   * is harmless: each user counts once. */
+  if (fresh) {
     pl_busmsg st = {.type = PL_BUSMSG_STATE, .plen = m.node_len, .payload = (const uint8_t *)m.node};
     pl_bus_publish(b, &st);
   }
