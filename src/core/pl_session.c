@@ -504,6 +504,9 @@ static void pl__on_close(pl_conn *c, void *ud) {
   pl_core *core = ud;
   pl_session *s = c->session;
   if (s->state == PL_SESS_READY) {
+    /* Again after on_closing: a sign-in that completed after closing began
+     * attached the device anew. The router drops only this endpoint, so a
+     * repeat costs one lookup per connection. */
     core->router->ops->detach(core->router, s->device_id, s->loop, s);
     pl_sess__gone(s);
     char peer[PL_ADDR_STR];

@@ -37,11 +37,17 @@ until_in() {
 # say FD PID FORMAT ARGS...: types into a chat's input (fd FD, the chat PID). A chat
 # that ended early is a failure told as such, with how it ended and what it said;
 # written to at once, the script would die of SIGPIPE (no reader) and say nothing.
+# The text goes in one write(): bash's printf writes its stdout a line at a time, so
+# in "/quit\nmore\n" the chat could quit between two lines and the last write fail
+# with EPIPE (a false "ended early", seen under load). dd copies the text (under
+# PIPE_BUF, so atomic) in one write.
 # shellcheck disable=SC2059 # the format is the caller's, as printf's
 say() {
   local fd=$1 who=$2 rc=0
   shift 2
-  if kill -0 "$who" 2>/dev/null && (trap '' PIPE && printf "$@" >&"$fd") 2>/dev/null; then return 0; fi
+  printf "$@" >"$tmp/say"
+  if kill -0 "$who" 2>/dev/null &&
+    (trap '' PIPE && dd if="$tmp/say" bs=4096 count=1 status=none >&"$fd") 2>/dev/null; then return 0; fi
   wait "$who" || rc=$?
   echo "FAIL the chat (pid $who) ended early, exit $rc, before it was sent: $(printf "$@" | head -c 200)"
   echo "  its stderr: $(cat "$tmp/chat-err" "$tmp/chat3-err" 2>/dev/null | tail -n 5)"
