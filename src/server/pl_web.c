@@ -273,6 +273,10 @@ static void pl__metrics(const pl_web *w, const pl_web_counted *counted, uint64_t
              "Batches run again because the database aborted them for a conflict with another server "
              "(serialization failure, deadlock, a key taken meanwhile).",
              ss.retries);
+  pl__metric(b, "parley_store_conflict_splits_total", "counter",
+             "Batches that still conflicted after their re-runs and ran in parts, each in its own "
+             "transaction (a part that still conflicts alone fails with a retryable error).",
+             ss.splits);
   pl__hists(b, "parley_store_commit_seconds", "Time of one commit (fsync included).", ss.commit_hist, 1,
             1e-6);
   pl__hists(b, "parley_store_batch_requests", "Requests per storage transaction (group commit).",

@@ -266,14 +266,72 @@ static int pl__any_runs(const pl_store *s, const pl_store_req *batch) {
  * serialization failure or deadlock the database aborted) runs the batch
  * again, a few times: nothing of the aborted attempt was stored. */
 #define PL__CONFLICT_RETRIES 8
+/* The retries of each part of a batch split after its own ran out. */
+#define PL__SPLIT_RETRIES 3
 
-static uint64_t pl__exec_retrying(pl_store *s, pl_store_req *batch, pl_err *e) {
+static uint64_t pl__exec_retrying(pl_store *s, pl_store_req *batch, int retries, pl_err *e) {
   uint64_t us = pl__exec_batch(s, batch, e);
-  for (int i = 0; *e == PL_ERR_AGAIN && i < PL__CONFLICT_RETRIES; i++) {
+  for (int i = 0; *e == PL_ERR_AGAIN && i < retries; i++) {
     pthread_mutex_lock(&s->mu);
     s->stats.retries++;
     pthread_mutex_unlock(&s->mu);
     us = pl__exec_batch(s, batch, e);
+  }
+  return us;
+}
+
+static uint64_t pl__exec_split(pl_store *s, pl_store_req *batch, size_t n, pl_err *e, size_t *done);
+
+/* A batch still conflicting after its retries runs in halves, each in its
+ * own transaction with a few retries (and halves of those likewise): one
+ * request that keeps meeting another server's (a fetch behind a hot device
+ * row, say) then no longer fails all the others, nor they it, and a lone
+ * request that still conflicts fails alone. The halves commit in order, and
+ * after one that failed the rest fails too (the retryable INTERNAL, as the
+ * batch's failure left them): a session's requests are in the batch in
+ * the order it sent them, and a failed send followed by a stored later one
+ * would reorder its conversation. *done: how many requests, from the
+ * first, committed. */
+static uint64_t pl__exec_halves(pl_store *s, pl_store_req *batch, size_t n, pl_err *e, size_t *done) {
+  size_t h = n / 2, d1 = 0, d2 = 0;
+  pl_store_req *last = batch;
+  for (size_t i = 1; i < h; i++)
+    last = last->next;
+  pl_store_req *rest = last->next;
+  last->next = NULL;
+  uint64_t us = pl__exec_split(s, batch, h, e, &d1);
+  last->next = rest;
+  if (d1 == h)
+    us += pl__exec_split(s, rest, n - h, e, &d2);
+  *done = d1 + d2;
+  return us;
+}
+
+static uint64_t pl__exec_split(pl_store *s, pl_store_req *batch, size_t n, pl_err *e, size_t *done) {
+  uint64_t us = pl__exec_retrying(s, batch, PL__SPLIT_RETRIES, e);
+  *done = *e == PL_OK ? n : 0;
+  if (*e == PL_ERR_AGAIN && n > 1)
+    return us + pl__exec_halves(s, batch, n, e, done);
+  return us;
+}
+
+/* Runs the batch (n requests) with its retries, split if they run out.
+ * PL_OK when any of it committed: the requests tell their own outcome, and
+ * *failed counts those that failed with a transaction. */
+static uint64_t pl__exec_all(pl_store *s, pl_store_req *batch, size_t n, pl_err *e, size_t *failed) {
+  size_t done = 0;
+  uint64_t us = pl__exec_retrying(s, batch, PL__CONFLICT_RETRIES, e);
+  *failed = *e == PL_OK ? 0 : n;
+  if (*e == PL_ERR_AGAIN && n > 1) {
+    pl_warn("store: a batch of %zu requests still conflicts after %d runs: it runs in parts", n,
+            PL__CONFLICT_RETRIES + 1);
+    pthread_mutex_lock(&s->mu);
+    s->stats.splits++;
+    pthread_mutex_unlock(&s->mu);
+    us += pl__exec_halves(s, batch, n, e, &done);
+    *failed = n - done;
+    if (done)
+      *e = PL_OK;
   }
   if (*e == PL_ERR_AGAIN) /* still conflicting: a retryable error for the clients */
     *e = PL_ERR_STORE;
@@ -282,11 +340,14 @@ static uint64_t pl__exec_retrying(pl_store *s, pl_store_req *batch, pl_err *e) {
 
 static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
   pl_err e;
-  uint64_t us = pl__exec_retrying(s, batch, &e);
+  size_t failed;
+  uint64_t us = pl__exec_all(s, batch, n, &e, &failed);
   if (e == PL_ERR_STORAGE_FULL) {
     pl__disk_full(s);
-    if (pl__any_runs(s, batch)) /* the acks and logins of the batch, in the space just freed */
+    if (pl__any_runs(s, batch)) { /* the acks and logins of the batch, in the space just freed */
       us = pl__exec_batch(s, batch, &e);
+      failed = e == PL_OK ? 0 : n;
+    }
   }
   uint64_t msgs = 0;
   for (pl_store_req *r = batch; e == PL_OK && r; r = r->next)
@@ -297,7 +358,7 @@ static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
   s->stats.commits += e == PL_OK;
   s->stats.commit_us_total += us;
   s->stats.messages += msgs;
-  s->stats.fails += e == PL_OK ? 0 : n;
+  s->stats.fails += failed;
   /* a batch of nothing but refused sends is the disk-full state, which
    * disk_full tells (it would otherwise stay "failing" after the recovery) */
   s->stats.write_failing = e != PL_OK && e != PL_ERR_STORAGE_FULL;

@@ -1123,6 +1123,7 @@ typedef struct pl_store_stats {
   int reserve_held;                        /* the reserve is held (or there is none) */
   int backend_down;                        /* the backend cannot reach its database now */
   uint64_t retries;                        /* batches run again after a conflict */
+  uint64_t splits;                         /* batches run in parts, their retries spent */
   uint64_t round_trips;                    /* statements sent to a database server (0: embedded) */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);

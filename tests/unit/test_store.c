@@ -1308,6 +1308,11 @@ static struct {
   int begins, commits, rollbacks;
   int again;    /* commits of a batch with a FETCH still to fail as a conflict would */
   int fetching; /* this transaction ran a FETCH */
+  int sending;  /* ... a SEND */
+  int pair;     /* a transaction with a FETCH and a SEND conflicts, always */
+  uint64_t poison; /* a SEND of this qid (client_ts) conflicts, always, even alone */
+  int poisoned;    /* this transaction ran it */
+  int ran[8];      /* SENDs run, by qid (< 8), committed or not */
   pthread_mutex_t gate_mu;
   pthread_cond_t gate_cv;
   int gate_open, gate_entered;
@@ -1322,11 +1327,13 @@ static void fk_close(void *be) { (void)be; }
 static pl_err fk_begin(void *be) {
   (void)be;
   fk.begins++;
-  fk.fetching = 0;
+  fk.fetching = fk.sending = fk.poisoned = 0;
   return PL_OK;
 }
 static pl_err fk_commit(void *be) {
   (void)be;
+  if (fk.poisoned || (fk.pair && fk.fetching && fk.sending))
+    return PL_ERR_AGAIN;
   if (fk.again > 0 && fk.fetching) {
     fk.again--;
     return PL_ERR_AGAIN;
@@ -1359,6 +1366,10 @@ static pl_err fk_exec(void *be, pl_store_req *r) {
     return PL_OK;
   }
   if (r->op == PL_STORE_SEND) {
+    fk.sending = 1;
+    fk.poisoned |= fk.poison && r->u.send.in.client_ts == fk.poison;
+    if (r->u.send.in.client_ts < 8)
+      fk.ran[r->u.send.in.client_ts]++;
     r->u.send.out.conv = pl_strdup("dm:a:b");
     r->u.send.out.msg.conv = pl_strdup("dm:a:b");
     r->u.send.out.msg.qid = r->u.send.in.client_ts;
@@ -1403,6 +1414,9 @@ static pl_store *fake_open(pl_store_req *gate, waiter *w) {
   pl_store_config c = {.dir = "(fake)"};
   pl_store *s = NULL;
   fk.begins = fk.commits = fk.rollbacks = fk.again = 0;
+  fk.pair = 0;
+  fk.poison = 0;
+  memset(fk.ran, 0, sizeof fk.ran);
   fk.gate_open = fk.gate_entered = 0;
   rec_reset();
   CHECK_EQ_I(pl_store_open(&s, &fake, &c, &hooks), PL_OK);
@@ -1479,6 +1493,73 @@ static void test_batch_conflicts_twice_then_commits(void) {
   waiter_destroy(&w);
 }
 
+/* A batch whose FETCH and SENDs keep conflicting (as a fetch behind a device
+ * row other nodes' sends hold): after its retries it runs in halves, then
+ * halves of those, and every request commits on its own instead of all
+ * failing (a session's fetch failing so ended it). */
+static void test_batch_split_after_retries(void) {
+  waiter w;
+  waiter_init(&w);
+  pl_store_req gate, x, f, y;
+  pl_store *s = fake_open(&gate, &w);
+  fk.pair = 1;
+  fake_send(s, &x, 1, NULL, &w);
+  memset(&f, 0, sizeof f);
+  f.op = PL_STORE_FETCH;
+  f.done = count_done;
+  f.data = &w;
+  pl_store_submit(s, &f);
+  fake_send(s, &y, 2, NULL, &w);
+  gate_open();
+  waiter_wait(&w, 4);
+  CHECK_EQ_I(x.status, PL_OK);
+  CHECK_EQ_I(f.status, PL_OK);
+  CHECK_EQ_I(y.status, PL_OK);
+  CHECK_EQ_U(f.u.fetch.out.nmsgs, 1);
+  CHECK_EQ_U(rec_count(), 2); /* both sends delivered, in order */
+  CHECK_EQ_U(rec.qids[0], 1);
+  CHECK_EQ_U(rec.qids[1], 2);
+  pl_store_stats st;
+  pl_store_get_stats(s, &st);
+  CHECK_EQ_U(st.splits, 1);
+  CHECK_EQ_U(st.fails, 0);
+  CHECK_EQ_I(fk.commits, 4); /* the gate's, then x alone, f alone, y alone */
+  pl_store_req_clear(&x);
+  pl_store_req_clear(&f);
+  pl_store_req_clear(&y);
+  pl_store_close(s);
+  waiter_destroy(&w);
+}
+
+/* A send that conflicts even alone fails (retryable), and so does every
+ * request after it in the batch, without running: a client's later send
+ * stored after its earlier one failed would reorder the conversation. */
+static void test_batch_split_keeps_order(void) {
+  waiter w;
+  waiter_init(&w);
+  pl_store_req gate, x, y, z;
+  pl_store *s = fake_open(&gate, &w);
+  fk.poison = 2;
+  fake_send(s, &x, 1, NULL, &w);
+  fake_send(s, &y, 2, NULL, &w);
+  fake_send(s, &z, 3, NULL, &w);
+  gate_open();
+  waiter_wait(&w, 4);
+  CHECK_EQ_I(x.status, PL_OK); /* before it: committed in the first half */
+  CHECK_EQ_I(y.status, PL_ERR_INTERNAL);
+  CHECK_EQ_I(z.status, PL_ERR_INTERNAL);
+  CHECK_EQ_U(rec_count(), 1);
+  CHECK_EQ_U(rec.qids[0], 1);
+  CHECK_EQ_I(fk.ran[3], 9 + 4); /* in the batch's runs and its second half's, never after y failed */
+  pl_store_stats st;
+  pl_store_get_stats(s, &st);
+  CHECK_EQ_U(st.fails, 2);
+  CHECK_EQ_U(st.splits, 1);
+  pl_store_req_clear(&x);
+  pl_store_close(s);
+  waiter_destroy(&w);
+}
+
 static void test_deliver_before_post_in_order(void) {
   waiter w;
   waiter_init(&w);
@@ -1527,6 +1608,8 @@ int main(void) {
   RUN(test_process_crash_keeps_commits);
   RUN(test_batch_failure_fails_every_request);
   RUN(test_batch_conflicts_twice_then_commits);
+  RUN(test_batch_split_after_retries);
+  RUN(test_batch_split_keeps_order);
   RUN(test_deliver_before_post_in_order);
   RUN(test_commit_pacing);
   RUN(test_dedup_rings_saved_and_replayed);

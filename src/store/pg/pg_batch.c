@@ -60,10 +60,8 @@ struct pl_pg_batch {
   "WITH c AS (" convs "),"                                                                                 \
   " d AS (INSERT INTO dedup(device_id, client_id, conv, seq, server_ts, vanish)"                           \
   " VALUES($4, $5, $1, $2, $3, $6)),"                                                                      \
-  " r AS (INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $1, s, 0"        \
-  " FROM (VALUES($7::bigint, $2::bigint), ($8::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"             \
-  " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"           \
-  " WHERE reads.read_seq < EXCLUDED.read_seq),"                                                            \
+  " r AS (" PL_PG_READS_MINE("$7::bigint", "$1", "$2::bigint") "),"                                        \
+  " rp AS (" PL_PG_READS_PEER("$7::bigint", "$8::bigint", "$1") "),"                                       \
   " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts," \
   " server_ts, expires, refs, act) SELECT $1, $2, $7, $9, $10, $5, $11, $12, $3, $13, $14, $15"            \
   " WHERE $18::int = 1 RETURNING mid),"                                                                    \

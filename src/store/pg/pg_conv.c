@@ -129,10 +129,8 @@ static pl_err pl__after_seq(pl__pg *g, const pl_pg_user *me, const pl_pg_user *p
   pl_pg_pipe_begin(&p, g);
   pl_pg_pipe_add(
       &p,
-      "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT DISTINCT ON (u) u, $3, s, 0"
-      " FROM (VALUES($1::bigint, $4::bigint), ($2::bigint, 0::bigint)) v(u, s) ORDER BY u, s DESC"
-      " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"
-      " WHERE reads.read_seq < EXCLUDED.read_seq",
+      "WITH p AS (" PL_PG_READS_PEER("$1::bigint", "$2::bigint", "$3") ") "
+      PL_PG_READS_MINE("$1::bigint", "$3", "$4::bigint"),
       "uusu", me->id, peer->id, conv, seq);
   pl_pg_pipe_add(&p, PL_PG_ACTS_TIMER_SQL("$1"), "s", conv);
   pl_err e = pl_pg_pipe_end(&p);

@@ -193,6 +193,24 @@ pl_err pl_pg_social_presence(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_social_seen(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_social_typing(pl__pg *g, pl_store_req *r);
 
+/* ---- read watermarks of a send (pg_conv.c, pg_batch.c) ------------------------ */
+/* Sending reads the conversation (protocol.md 11.4): the sender's read
+ * watermark moves to the new seq (MINE, an upsert), and the peer's row is
+ * made if there is none, as UNREAD lists the rows (PEER). PEER never locks
+ * the peer's row: ON CONFLICT DO NOTHING takes no lock on a row that is
+ * there, where DO UPDATE ... WHERE locks it even when the WHERE is false.
+ * That lock made the send wait on the peer's own ack (its delivered
+ * watermark in the same row) and, with the device rows both take, deadlock
+ * with it across nodes (docs/benchmarks.md, "Deadlocks between nodes").
+ * Arguments: SQL expressions of bigint (me, peer, seq) and text (conv). */
+#define PL_PG_READS_MINE(me, conv, seq)                                                                  \
+  "INSERT INTO reads(uid, conv, read_seq, delivered_seq) VALUES(" me ", " conv ", " seq ", 0)"           \
+  " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"         \
+  " WHERE reads.read_seq < EXCLUDED.read_seq"
+#define PL_PG_READS_PEER(me, peer, conv)                                                                 \
+  "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT " peer ", " conv ", 0, 0 WHERE " peer   \
+  " <> " me " ON CONFLICT(uid, conv) DO NOTHING"
+
 /* ---- queues (pg_queue.c) ---------------------------------------------------- */
 uint64_t *pl_pg_queue_devs_except(const pl_pg_user *u, uint64_t skip, size_t *n);
 /* The CTE that queues message mid (an SQL expression) for the devices of
