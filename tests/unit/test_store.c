@@ -1306,10 +1306,10 @@ static void test_process_crash_keeps_commits(void) {
 
 static struct {
   int begins, commits, rollbacks;
-  int again;    /* commits of a batch with a FETCH still to fail as a conflict would */
-  int fetching; /* this transaction ran a FETCH */
-  int sending;  /* ... a SEND */
-  int pair;     /* a transaction with a FETCH and a SEND conflicts, always */
+  int again;       /* commits of a batch with a FETCH still to fail as a conflict would */
+  int fetching;    /* this transaction ran a FETCH */
+  int sending;     /* ... a SEND */
+  int pair;        /* a transaction with a FETCH and a SEND conflicts, always */
   uint64_t poison; /* a SEND of this qid (client_ts) conflicts, always, even alone */
   int poisoned;    /* this transaction ran it */
   int ran[8];      /* SENDs run, by qid (< 8), committed or not */

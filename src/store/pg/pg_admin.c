@@ -80,10 +80,11 @@ static pl_err pl__user_load(pl__pg *g, pl_store_req *r, int lock) {
 static pl_err pl__user_devices(void *be, pl_store_req *r, uint64_t uid) {
   pl_store_admin_req *a = &r->u.admin;
   PGresult *res;
-  pl_err e = pl_pg_q(be, &res,
-                     "SELECT id, name, created, used_at, (token_hash IS NOT NULL)::int, queued FROM devices"
-                     " WHERE user_id = $1 ORDER BY id",
-                     "u", uid);
+  pl_err e =
+      pl_pg_q(be, &res,
+              "SELECT d.id, d.name, d.created, d.used_at, (d.token_hash IS NOT NULL)::int, " PL_PG_QUEUED(
+                  "d") " FROM devices d WHERE d.user_id = $1 ORDER BY d.id",
+              "u", uid);
   if (e != PL_OK)
     return e;
   size_t n = (size_t)PQntuples(res);
@@ -215,6 +216,7 @@ static pl_err pl__remove(void *be, pl_store_req *r) {
   "WITH d AS (SELECT id FROM devices WHERE user_id = $1),"                                 \
   " a AS (DELETE FROM dedup WHERE device_id IN (SELECT id FROM d)),"                       \
   " b AS (DELETE FROM gcursor WHERE device_id IN (SELECT id FROM d)),"                     \
+  " dq AS (DELETE FROM dequeued WHERE device_id IN (SELECT id FROM d)),"                   \
   " c AS (DELETE FROM push_tokens WHERE user_id = $1),"                                    \
   " p AS (DELETE FROM push_pending WHERE user_id = $1),"                                   \
   " m AS (DELETE FROM members WHERE uid = $1), gr AS (DELETE FROM greads WHERE uid = $1)," \
@@ -286,15 +288,16 @@ static pl_err pl__invite_del(void *be, pl_store_req *r) {
   return e;
 }
 
-/* The deepest queues by devices.queued, the count the queue limits keep
- * (no count over the whole queue table). */
+/* The deepest queues by the length the queue limits keep (PL_PG_QUEUED:
+ * no count over the whole queue table). */
 static pl_err pl__top_queues(void *be, pl_store_req *r) {
   pl__pg *g = be;
   pl_store_admin_req *a = &r->u.admin;
   PGresult *res;
   pl_err e = pl_pg_q(g, &res,
-                     "SELECT d.id, d.queued, d.name, u.name FROM devices d JOIN users u ON u.id = d.user_id"
-                     " WHERE d.queued > 0 ORDER BY d.queued DESC, d.id LIMIT $1",
+                     "SELECT * FROM (SELECT d.id, " PL_PG_QUEUED(
+                         "d") " AS q, d.name, u.name FROM devices d"
+                              " JOIN users u ON u.id = d.user_id) x WHERE q > 0 ORDER BY q DESC, id LIMIT $1",
                      "u", (uint64_t)pl_store_admin_limit(r));
   if (e != PL_OK)
     return e;

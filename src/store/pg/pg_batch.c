@@ -5,7 +5,9 @@
  *   1. reads (with the transaction's BEGIN): each send's dedup record, its
  *      peer and its sender, the queue lengths of both users' devices;
  *   2. the conversations' rows locked (SELECT ... FOR UPDATE: their last
- *      seq and time), then their timers (read after the locks, so a timer
+ *      seq and time) in conv order, the target devices' rows in id order
+ *      (the same order on every node: no deadlock between runs), then
+ *      their timers (read after the locks, so a timer
  *      another node set and committed meanwhile is seen), and an expired
  *      dedup record the sweep has not reached deleted;
  *   3. one self-contained statement per send (the conversation's new seq,
@@ -56,19 +58,26 @@ struct pl_pg_batch {
  * $3 server_ts, $4 device, $5 client id, $6 vanish, $7 sender, $8 peer,
  * $9 from, $10 from_device, $11 body, $12 client_ts, $13 expires, $14 refs,
  * $15 act, $16 targets, $17 indexed (a plain message), $18 any targets. */
-#define PL__WRITE(convs)                                                                                   \
-  "WITH c AS (" convs "),"                                                                                 \
-  " d AS (INSERT INTO dedup(device_id, client_id, conv, seq, server_ts, vanish)"                           \
-  " VALUES($4, $5, $1, $2, $3, $6)),"                                                                      \
-  " r AS (" PL_PG_READS_MINE("$7::bigint", "$1", "$2::bigint") "),"                                        \
-  " rp AS (" PL_PG_READS_PEER("$7::bigint", "$8::bigint", "$1") "),"                                       \
-  " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts," \
-  " server_ts, expires, refs, act) SELECT $1, $2, $7, $9, $10, $5, $11, $12, $3, $13, $14, $15"            \
-  " WHERE $18::int = 1 RETURNING mid),"                                                                    \
-  " x AS (" PL_PG_ACTS_INDEX("$1", "$2::bigint", "COALESCE((SELECT mid FROM m), 0)", "$7::bigint",         \
-                             "$3::bigint",                                                                 \
-                             "$13::bigint") " WHERE $17::int = 1" PL_PG_ACTS_INDEX_CONFLICT                \
-                                            "), " PL_PG_QUEUE_PUT("$16", "(SELECT mid FROM m)")
+#define PL__WRITE(convs)                                                                                    \
+  "WITH c AS (" convs "),"                                                                                  \
+  " d AS (INSERT INTO dedup(device_id, client_id, conv, seq, server_ts, vanish)"                            \
+  " VALUES($4, $5, $1, $2, $3, $6)),"                                                                       \
+  " r AS (" PL_PG_READS_MINE(                                                                               \
+      "$7::bigint", "$1",                                                                                   \
+      "$2::bigint") "),"                                                                                    \
+                    " rp AS (" PL_PG_READS_PEER(                                                            \
+                        "$7::bigint", "$8::bigint",                                                         \
+                        "$1") "),"                                                                          \
+                              " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, " \
+                              "client_id, body, client_ts,"                                                 \
+                              " server_ts, expires, refs, act) SELECT $1, $2, $7, $9, $10, $5, $11, $12, "  \
+                              "$3, $13, $14, $15"                                                           \
+                              " WHERE $18::int = 1 RETURNING mid),"                                         \
+                              " x AS (" PL_PG_ACTS_INDEX(                                                   \
+                                  "$1", "$2::bigint", "COALESCE((SELECT mid FROM m), 0)", "$7::bigint",     \
+                                  "$3::bigint",                                                             \
+                                  "$13::bigint") " WHERE $17::int = 1" PL_PG_ACTS_INDEX_CONFLICT            \
+                                                 "), " PL_PG_QUEUE_PUT("$16", "(SELECT mid FROM m)")
 
 /* The pipeline's statements, prepared on each connection (pl_pg_batch_stmts). */
 enum {
@@ -77,6 +86,7 @@ enum {
   PL__ME,
   PL__LENS,
   PL__LOCK,
+  PL__DEVLOCK,
   PL__TIMER,
   PL__UNDEDUP,
   PL__WNEW,
@@ -88,9 +98,12 @@ static const pl_pg_stmt pl__st[PL__NSTMTS] = {
                                  " WHERE device_id = $1 AND client_id = $2"},
     [PL__PEER] = {"pl_b_peer", PL_PG_USER_SQL("u.name = $1")},
     [PL__ME] = {"pl_b_me", PL_PG_USER_SQL("u.id = $1")},
-    [PL__LENS] = {"pl_b_lens", "SELECT d.id, d.queued FROM devices d JOIN users u ON u.id = d.user_id"
-                               " WHERE u.name = $1 OR u.id = $2"},
+    [PL__LENS] = {"pl_b_lens",
+                  "SELECT d.id, " PL_PG_QUEUED("d") " FROM devices d JOIN users u ON u.id = d.user_id"
+                                                    " WHERE u.name = $1 OR u.id = $2"},
     [PL__LOCK] = {"pl_b_lock", "SELECT last_seq, last_ts FROM convs WHERE conv = $1 FOR UPDATE"},
+    [PL__DEVLOCK] = {"pl_b_devlock",
+                     "SELECT 1 FROM devices WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE"},
     [PL__TIMER] = {"pl_b_timer", PL_PG_ACTS_TIMER_SQL("$1")},
     [PL__UNDEDUP] = {"pl_b_undedup",
                      "DELETE FROM dedup WHERE device_id = $1 AND client_id = $2 AND server_ts <= $3"},
@@ -258,13 +271,53 @@ typedef struct pl__conv {
   int exists; /* a row to UPDATE (else: INSERT it) */
 } pl__conv;
 
+/* A writing send of the run, to sort by conversation. */
+typedef struct pl__lockee {
+  const char *conv;
+  size_t i;
+} pl__lockee;
+
+static int pl__by_conv(const void *a, const void *b) {
+  const pl__lockee *x = a, *y = b;
+  int c = strcmp(x->conv, y->conv);
+  return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* Every target device of the run's writing sends, as a bigint[] literal. */
+static char *pl__run_devices(const struct pl_pg_batch *b) {
+  size_t n = 0, cap = 0;
+  uint64_t *all = NULL;
+  for (size_t i = 0; i < b->n; i++)
+    for (size_t j = 0; b->fs[i].go && j < b->fs[i].r->u.send.out.ntargets; j++) {
+      all = pl_pg_reserve(all, n, &cap, sizeof *all);
+      all[n++] = b->fs[i].r->u.send.out.targets[j];
+    }
+  char *arr = pl_pg_array(all, n);
+  pl_free(all);
+  return arr;
+}
+
+/* The run's row locks, all taken here and in one order on every node:
+ * the conversations' rows by conv, then the target devices' rows by id
+ * (the writes' next_qid then finds them held). Taken one send at a time,
+ * as the writes reach them, two nodes' runs met each other's rows in
+ * opposite orders and deadlocked, each wait lasting deadlock_timeout
+ * (docs/benchmarks.md, "Deadlocks between nodes"). */
 static pl_err pl__locks(pl__pg *g, struct pl_pg_batch *b, pl__conv *cv) {
   pl_pg_pipe p;
   uint64_t cut = pl_retention_dedup_cut(g->ttl_ms, pl_now_ms());
-  pl_pg_pipe_begin(&p, g);
+  size_t ngo = 0, *at = pl_malloc((b->n + 1) * sizeof *at);
+  pl__lockee *order = pl_malloc((b->n + 1) * sizeof *order);
   for (size_t i = 0; i < b->n; i++)
     if (b->fs[i].go)
-      pl_pg_pipe_addp(&p, &pl__st[PL__LOCK], "s", b->fs[i].r->u.send.out.conv);
+      order[ngo++] = (pl__lockee){b->fs[i].r->u.send.out.conv, i};
+  qsort(order, ngo, sizeof *order, pl__by_conv);
+  pl_pg_pipe_begin(&p, g);
+  for (size_t k = 0; k < ngo; k++)
+    at[order[k].i] = (size_t)pl_pg_pipe_addp(&p, &pl__st[PL__LOCK], "s", order[k].conv);
+  char *devs = pl__run_devices(b);
+  pl_pg_pipe_addp(&p, &pl__st[PL__DEVLOCK], "s", devs);
+  pl_free(devs);
   /* after every lock: a timer committed before them is seen */
   for (size_t i = 0; i < b->n; i++)
     if (b->fs[i].go)
@@ -274,22 +327,22 @@ static pl_err pl__locks(pl__pg *g, struct pl_pg_batch *b, pl__conv *cv) {
       pl_pg_pipe_addp(&p, &pl__st[PL__UNDEDUP], "usu", b->fs[i].r->device_id, b->fs[i].r->u.send.in.client_id,
                       cut);
   pl_err e = pl_pg_pipe_end(&p);
-  int k = 0, ngo = 0;
-  for (size_t i = 0; i < b->n; i++)
-    ngo += b->fs[i].go;
+  size_t k = 0;
   for (size_t i = 0; e == PL_OK && i < b->n; i++) {
     pl__fs *f = &b->fs[i];
     if (!f->go)
       continue;
-    const PGresult *l = p.res[k];
+    const PGresult *l = p.res[at[i]];
     cv[i].conv = f->r->u.send.out.conv;
     cv[i].exists = PQntuples(l) > 0;
     cv[i].seq = cv[i].exists ? pl_pg_col_u64(l, 0, 0) : 0;
     cv[i].ts = cv[i].exists ? pl_pg_col_u64(l, 0, 1) : 0;
-    f->timer_s = (uint32_t)pl_pg_col_u64(p.res[ngo + k], 0, 0);
+    f->timer_s = (uint32_t)pl_pg_col_u64(p.res[ngo + 1 + k], 0, 0);
     k++;
   }
   pl_pg_pipe_clear(&p);
+  pl_free(order);
+  pl_free(at);
   return e;
 }
 

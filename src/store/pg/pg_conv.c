@@ -127,11 +127,10 @@ static pl_err pl__after_seq(pl__pg *g, const pl_pg_user *me, const pl_pg_user *p
                             uint64_t seq, uint32_t *timer_s) {
   pl_pg_pipe p;
   pl_pg_pipe_begin(&p, g);
-  pl_pg_pipe_add(
-      &p,
-      "WITH p AS (" PL_PG_READS_PEER("$1::bigint", "$2::bigint", "$3") ") "
-      PL_PG_READS_MINE("$1::bigint", "$3", "$4::bigint"),
-      "uusu", me->id, peer->id, conv, seq);
+  pl_pg_pipe_add(&p,
+                 "WITH p AS (" PL_PG_READS_PEER("$1::bigint", "$2::bigint",
+                                                "$3") ") " PL_PG_READS_MINE("$1::bigint", "$3", "$4::bigint"),
+                 "uusu", me->id, peer->id, conv, seq);
   pl_pg_pipe_add(&p, PL_PG_ACTS_TIMER_SQL("$1"), "s", conv);
   pl_err e = pl_pg_pipe_end(&p);
   if (e == PL_OK)

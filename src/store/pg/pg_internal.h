@@ -203,12 +203,12 @@ pl_err pl_pg_social_typing(pl__pg *g, pl_store_req *r);
  * watermark in the same row) and, with the device rows both take, deadlock
  * with it across nodes (docs/benchmarks.md, "Deadlocks between nodes").
  * Arguments: SQL expressions of bigint (me, peer, seq) and text (conv). */
-#define PL_PG_READS_MINE(me, conv, seq)                                                                  \
-  "INSERT INTO reads(uid, conv, read_seq, delivered_seq) VALUES(" me ", " conv ", " seq ", 0)"           \
-  " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"         \
+#define PL_PG_READS_MINE(me, conv, seq)                                                          \
+  "INSERT INTO reads(uid, conv, read_seq, delivered_seq) VALUES(" me ", " conv ", " seq ", 0)"   \
+  " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)" \
   " WHERE reads.read_seq < EXCLUDED.read_seq"
-#define PL_PG_READS_PEER(me, peer, conv)                                                                 \
-  "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT " peer ", " conv ", 0, 0 WHERE " peer   \
+#define PL_PG_READS_PEER(me, peer, conv)                                                              \
+  "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT " peer ", " conv ", 0, 0 WHERE " peer \
   " <> " me " ON CONFLICT(uid, conv) DO NOTHING"
 
 /* ---- queues (pg_queue.c) ---------------------------------------------------- */
@@ -219,18 +219,30 @@ uint64_t *pl_pg_queue_devs_except(const pl_pg_user *u, uint64_t skip, size_t *n)
  * commit and takes the next position (qids rise in the device's commit
  * order, without gaps); returns (device_id, qid, mid) rows. */
 #define PL_PG_QUEUE_PUT(targets, mid)                                                                   \
-  "t AS (UPDATE devices SET next_qid = next_qid + 1, queued = queued + 1 WHERE id = ANY(" targets       \
-  "::bigint[])"                                                                                         \
+  "t AS (UPDATE devices SET next_qid = next_qid + 1 WHERE id = ANY(" targets "::bigint[])"              \
   " RETURNING id, next_qid) INSERT INTO queue(device_id, qid, mid) SELECT id, next_qid, " mid " FROM t" \
   " RETURNING device_id, qid, mid"
 /* Takes the next qid of each target (gap-free per device) and queues mid
  * there; *qids (parallel to t) gets them. */
 pl_err pl_pg_queue_put(pl__pg *g, const uint64_t *t, size_t n, uint64_t mid, uint64_t **qids);
 uint64_t *pl_pg_queue_qids(const PGresult *res, const uint64_t *t, size_t n);
+/* A device's queue length without a count over its rows: the positions it
+ * was given (next_qid, one per queue row ever, gap-free) less the rows
+ * deleted since (dequeued.n). The two live in different tables so that a
+ * device's ack, which adds to its dequeued row, never waits on the device
+ * row that other nodes' sends lock for next_qid (with one counter in the
+ * device row, sends and acks deadlocked: docs/benchmarks.md, "Deadlocks
+ * between nodes"). d: the devices row's alias. (devices.queued, the
+ * counter before schema 9, is no longer kept.) */
+#define PL_PG_QUEUED(d) "(" d ".next_qid - COALESCE((SELECT n FROM dequeued WHERE device_id = " d ".id), 0))"
+/* Adds n rows deleted from device's queue: SQL expressions (bigint). */
+#define PL_PG_DEQUEUED(device, n)                                                       \
+  "INSERT INTO dequeued(device_id, n) VALUES(" device ", " n ") ON CONFLICT(device_id)" \
+  " DO UPDATE SET n = dequeued.n + EXCLUDED.n"
 /* A CTE d of deleted queue rows' device_id, then this: their lengths follow. */
-#define PL_PG_QUEUE_UNCOUNT                                                                             \
-  " UPDATE devices SET queued = greatest(queued - c.n, 0) FROM (SELECT device_id, count(*) AS n FROM d" \
-  " GROUP BY 1) c WHERE devices.id = c.device_id"
+#define PL_PG_QUEUE_UNCOUNT                                                          \
+  " INSERT INTO dequeued(device_id, n) SELECT device_id, count(*) FROM d GROUP BY 1" \
+  " ON CONFLICT(device_id) DO UPDATE SET n = dequeued.n + EXCLUDED.n"
 pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size_t n, int *full);
 /* pl_pg_queue_full's rule on lengths already read (lens parallel to t);
  * mine (or NULL): rows of me's messages the open batch queues at each

@@ -45,9 +45,9 @@ typedef struct pl__share_arg {
 static pl_err pl__share_count(void *arg, uint64_t *n) {
   pl__share_arg *a = arg;
   pl_err e = pl_pg_u64(a->g, n,
-                   "SELECT count(*) FROM queue q JOIN messages m ON m.mid = q.mid"
-                   " WHERE q.device_id = $1 AND m.sender_uid = $2 AND m.kind = 0",
-                   "uu", a->dev, a->sender);
+                       "SELECT count(*) FROM queue q JOIN messages m ON m.mid = q.mid"
+                       " WHERE q.device_id = $1 AND m.sender_uid = $2 AND m.kind = 0",
+                       "uu", a->dev, a->sender);
   *n += a->pending;
   return e;
 }
@@ -79,7 +79,8 @@ pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size
     return PL_OK;
   /* every target's length in one statement */
   char *arr = pl_pg_array(t, n);
-  pl_err e = pl_pg_q(g, &res, "SELECT id, queued FROM devices WHERE id = ANY($1::bigint[])", "s", arr);
+  pl_err e = pl_pg_q(
+      g, &res, "SELECT d.id, " PL_PG_QUEUED("d") " FROM devices d WHERE d.id = ANY($1::bigint[])", "s", arr);
   pl_free(arr);
   if (e != PL_OK)
     return e;
@@ -267,8 +268,8 @@ pl_err pl_pg_queue_ack(pl__pg *g, pl_store_req *r) {
   }
   PQclear(res);
   if (r->u.ack.out.removed)
-    e = pl_pg_q(g, NULL, "UPDATE devices SET queued = greatest(queued - $2, 0) WHERE id = $1", "uu",
-                r->device_id, r->u.ack.out.removed);
+    e = pl_pg_q(g, NULL, PL_PG_DEQUEUED("$1::bigint", "$2::bigint"), "uu", r->device_id,
+                r->u.ack.out.removed);
   if (e == PL_OK && ngone) {
     char *arr = pl_pg_array(gone, ngone);
     e = pl_pg_q(g, NULL, "DELETE FROM messages WHERE mid = ANY($1::bigint[]) AND refs <= 0", "s", arr);

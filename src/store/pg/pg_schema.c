@@ -18,7 +18,7 @@ static const char *const pl__migrations[] = {
     " created bigint NOT NULL, read_receipts int NOT NULL DEFAULT 1, last_seen bigint NOT NULL DEFAULT 0,"
     " last_seen_vis int NOT NULL DEFAULT 2, group_add int NOT NULL DEFAULT 0);"
     /* next_qid: the device's last queue position taken (gap-free, per device);
-     * queued: its queue rows now (the queue limits read it, not a count) */
+     * queued: its queue rows then (until schema 9: PL_PG_QUEUED) */
     "CREATE TABLE devices(id bigserial PRIMARY KEY, user_id bigint NOT NULL REFERENCES users(id),"
     " name text NOT NULL, token_hash bytea UNIQUE, created bigint NOT NULL, token_at bigint NOT NULL,"
     " used_at bigint NOT NULL, next_qid bigint NOT NULL DEFAULT 0, queued bigint NOT NULL DEFAULT 0,"
@@ -100,6 +100,12 @@ static const char *const pl__migrations[] = {
     "ALTER TABLE users ADD COLUMN disabled int NOT NULL DEFAULT 0;"
     "CREATE TABLE invites(code text PRIMARY KEY, uses_left bigint NOT NULL, expires bigint NOT NULL,"
     " created bigint NOT NULL);",
+    /* 9: a device's queue length as next_qid less the rows deleted since
+     * (dequeued), so that an ack no longer locks the device row that sends
+     * lock for next_qid (pg_internal.h, PL_PG_QUEUED). devices.queued stays
+     * for a node of version 8 still running during the upgrade. */
+    "CREATE TABLE dequeued(device_id bigint PRIMARY KEY, n bigint NOT NULL);"
+    "INSERT INTO dequeued(device_id, n) SELECT id, next_qid - queued FROM devices WHERE next_qid > queued;",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
