@@ -104,8 +104,8 @@ static const char *const pl__migrations[] = {
      * (dequeued), so that an ack no longer locks the device row that sends
      * lock for next_qid (pg_internal.h, PL_PG_QUEUED). devices.queued stays
      * for a node of version 8 still running during the upgrade. */
-    "CREATE TABLE dequeued(device_id bigint PRIMARY KEY, n bigint NOT NULL);"
-    "INSERT INTO dequeued(device_id, n) SELECT id, next_qid - queued FROM devices WHERE next_qid > queued;",
+    ("CREATE TABLE dequeued(device_id bigint PRIMARY KEY, n bigint NOT NULL);"
+     "INSERT INTO dequeued(device_id, n) SELECT id, next_qid - queued FROM devices WHERE next_qid > queued;"),
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
