@@ -58,26 +58,21 @@ struct pl_pg_batch {
  * $3 server_ts, $4 device, $5 client id, $6 vanish, $7 sender, $8 peer,
  * $9 from, $10 from_device, $11 body, $12 client_ts, $13 expires, $14 refs,
  * $15 act, $16 targets, $17 indexed (a plain message), $18 any targets. */
-#define PL__WRITE(convs)                                                                                    \
-  "WITH c AS (" convs "),"                                                                                  \
-  " d AS (INSERT INTO dedup(device_id, client_id, conv, seq, server_ts, vanish)"                            \
-  " VALUES($4, $5, $1, $2, $3, $6)),"                                                                       \
-  " r AS (" PL_PG_READS_MINE(                                                                               \
-      "$7::bigint", "$1",                                                                                   \
-      "$2::bigint") "),"                                                                                    \
-                    " rp AS (" PL_PG_READS_PEER(                                                            \
-                        "$7::bigint", "$8::bigint",                                                         \
-                        "$1") "),"                                                                          \
-                              " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, " \
-                              "client_id, body, client_ts,"                                                 \
-                              " server_ts, expires, refs, act) SELECT $1, $2, $7, $9, $10, $5, $11, $12, "  \
-                              "$3, $13, $14, $15"                                                           \
-                              " WHERE $18::int = 1 RETURNING mid),"                                         \
-                              " x AS (" PL_PG_ACTS_INDEX(                                                   \
-                                  "$1", "$2::bigint", "COALESCE((SELECT mid FROM m), 0)", "$7::bigint",     \
-                                  "$3::bigint",                                                             \
-                                  "$13::bigint") " WHERE $17::int = 1" PL_PG_ACTS_INDEX_CONFLICT            \
-                                                 "), " PL_PG_QUEUE_PUT("$16", "(SELECT mid FROM m)")
+#define PL__READ_MINE " r AS (" PL_PG_READS_MINE("$7::bigint", "$1", "$2::bigint") "),"
+#define PL__READ_PEER " rp AS (" PL_PG_READS_PEER("$7::bigint", "$8::bigint", "$1") "),"
+#define PL__MESSAGE                                                                                        \
+  " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts," \
+  " server_ts, expires, refs, act) SELECT $1, $2, $7, $9, $10, $5, $11, $12, $3, $13, $14, $15"            \
+  " WHERE $18::int = 1 RETURNING mid),"
+#define PL__INDEX                                                                                         \
+  " x AS (" PL_PG_ACTS_INDEX("$1", "$2::bigint", "COALESCE((SELECT mid FROM m), 0)", "$7::bigint",        \
+                             "$3::bigint", "$13::bigint") " WHERE $17::int = 1" PL_PG_ACTS_INDEX_CONFLICT \
+                                                          "), "
+#define PL__WRITE(convs)                                                                                 \
+  "WITH c AS (" convs "),"                                                                               \
+  " d AS (INSERT INTO dedup(device_id, client_id, conv, seq, server_ts, vanish)"                         \
+  " VALUES($4, $5, $1, $2, $3, $6))," PL__READ_MINE PL__READ_PEER PL__MESSAGE PL__INDEX PL_PG_QUEUE_PUT( \
+      "$16", "(SELECT mid FROM m)")
 
 /* The pipeline's statements, prepared on each connection (pl_pg_batch_stmts). */
 enum {

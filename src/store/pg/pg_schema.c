@@ -102,8 +102,8 @@ static const char *const pl__migrations[] = {
     " created bigint NOT NULL);",
     /* 9: a device's queue length as next_qid less the rows deleted since
      * (dequeued), so that an ack no longer locks the device row that sends
-     * lock for next_qid (pg_internal.h, PL_PG_QUEUED). devices.queued stays
-     * for a node of version 8 still running during the upgrade. */
+     * lock for next_qid (pg_internal.h, PL_PG_QUEUED). devices.queued is
+     * left in place, unused (operations.md 1.2: stop the old nodes first). */
     ("CREATE TABLE dequeued(device_id bigint PRIMARY KEY, n bigint NOT NULL);"
      "INSERT INTO dequeued(device_id, n) SELECT id, next_qid - queued FROM devices WHERE next_qid > queued;"),
 };
