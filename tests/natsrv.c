@@ -46,28 +46,49 @@ static void tl__nats_one(tl_nats *ns, int i) {
   snprintf(ns->url[i], sizeof ns->url[i], "nats://127.0.0.1:%d", ns->port[i]);
 }
 
+/* Waits (10 s) for every server to hold its ports in its own process (a
+ * connect could reach another test's server that took the number first).
+ * Returns the first one that did not, or -1. */
+static int tl__nats_wait(const tl_nats *ns) {
+  for (int i = 0; i < ns->n; i++) {
+    int up = 0;
+    for (uint64_t until = tl_now_ms() + 10000; !up && tl_now_ms() < until; usleep(20000))
+      up =
+          tl_pid_listens(ns->pid[i], ns->port[i]) && (ns->n == 1 || tl_pid_listens(ns->pid[i], ns->route[i]));
+    if (!up)
+      return i;
+  }
+  return -1;
+}
+
+/* A free port is free when asked, not when nats-server binds it: another
+ * test running beside this one may take it between the two (CI saw "bind:
+ * address already in use" for a route port under ctest -j2). So a set of
+ * servers that does not come up is stopped and started again on new ports,
+ * a few times, before the test fails. */
+#define TL__NATS_TRIES 4
+
 void tl_nats_start(tl_nats *ns, int n) {
   memset(ns, 0, sizeof *ns);
   if (!tl_nats_bin())
     tl__fail(__FILE__, __LINE__, "nats-server is not installed (scripts/deps.sh --test)");
   ns->n = n < 1 ? 1 : n > TL_NATS_MAX ? TL_NATS_MAX : n;
   ns->dir = tl_tempdir();
-  for (int i = 0; i < ns->n; i++) {
-    ns->port[i] = tl_free_port();
-    ns->route[i] = tl_free_port();
+  int down = -1;
+  for (int t = 0; t < TL__NATS_TRIES; t++) {
+    for (int i = 0; i < ns->n; i++) {
+      ns->port[i] = tl_free_port();
+      ns->route[i] = tl_free_port();
+    }
+    for (int i = 0; i < ns->n; i++)
+      tl__nats_one(ns, i);
+    if ((down = tl__nats_wait(ns)) < 0)
+      return;
+    for (int i = 0; i < ns->n; i++)
+      tl_nats_kill(ns, i);
   }
-  for (int i = 0; i < ns->n; i++)
-    tl__nats_one(ns, i);
-  /* Its own process on its ports (a connect could reach another test's
-   * server that took the number first). */
-  for (int i = 0; i < ns->n; i++) {
-    int up = 0;
-    for (uint64_t until = tl_now_ms() + 10000; !up && tl_now_ms() < until; usleep(20000))
-      up = tl_pid_listens(ns->pid[i], ns->port[i]) && (ns->n == 1 || tl_pid_listens(ns->pid[i], ns->route[i]));
-    if (!up)
-      tl__fail(__FILE__, __LINE__, "nats-server %d did not listen on %d and %d (taken? see %s)", i, ns->port[i],
-               ns->route[i], ns->dir);
-  }
+  tl__fail(__FILE__, __LINE__, "nats-server %d did not listen on %d and %d, %d times (see %s)", down,
+           ns->port[down], ns->route[down], TL__NATS_TRIES, ns->dir);
 }
 
 void tl_nats_urls(const tl_nats *ns, int first, char *out, size_t cap) {
