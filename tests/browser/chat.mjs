@@ -38,9 +38,14 @@ async function signUp(page, base, user, button = '#sign-up') {
   await page.waitForFunction(() => document.getElementById('status').textContent === 'online', null, { timeout: T });
 }
 
+// Opens the chat with peer and waits until it is the open one: a new chat opens
+// after a presence round trip, and a message typed before that went to the chat
+// open until then (seen under ASan: "hi carol" waited in alice's chat with bob).
 async function openChat(page, peer) {
   await page.fill('#new-chat-user', peer);
   await page.click('#new-chat button');
+  await page.locator(`#convs button[aria-current="true"][data-conv^="dm:${peer}:"],`
+    + ` #convs button[aria-current="true"][data-conv$=":${peer}"]`).waitFor({ timeout: T });
 }
 
 // The new-group form sits in a <details>: open it (whether or not it is).
