@@ -163,6 +163,8 @@ def access_and_ranges(s, alice, bob, carol, m):
     recv = [json.loads(l) for l in s.cli("bob", "recv").stdout.splitlines()]
     check(len(recv) == 1 and recv[0]["text"] == "look" and recv[0]["media"]["id"] == ack["media"]["id"],
           f"recv shows the image message with its media id: {recv}")
+    # the file's name as stored (PostgreSQL once stored a pointer's value here)
+    check(recv[0]["media"]["name"] == "img640x480.jpg", f"the receiver sees the file's name: {recv[0]['media']}")
     sent = ack["media"]["id"]
     fetched = os.path.join(TMP, "fetched.jpg")
     s.cli("bob", "fetch", sent, fetched)

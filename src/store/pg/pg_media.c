@@ -151,7 +151,7 @@ pl_err pl_pg_media_put(pl__pg *g, pl_store_req *r) {
               "INSERT INTO media(id, owner, blob, thumb, type, name, size, thumb_size, width, height,"
               " thumb_width, thumb_height, created, expires)"
               " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-              "susssuuuuuuuuu", m->id, r->user_id, m->blob, m->thumb, m->type, m->name, m->size,
+              "sussssuuuuuuuu", m->id, r->user_id, m->blob, m->thumb, m->type, m->name, m->size,
               m->thumb_size, (uint64_t)m->width, (uint64_t)m->height, (uint64_t)m->thumb_width,
               (uint64_t)m->thumb_height, now, pl_pg_clamp(pl_retention_media_expires(g->media_ttl_ms, now)));
   if (e == PL_OK)
