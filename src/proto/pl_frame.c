@@ -1,5 +1,6 @@
 #include "pl_frame.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "../common/pl_mem.h"
@@ -131,12 +132,12 @@ ProtobufCMessage *pl_frame_unpack(const pl_frame *f) {
 uint64_t pl_frame_gid(const char *g) {
   uint64_t v = 0;
   size_t n = g ? strlen(g) : 0;
-  if (n == 0 || n > 18 || g[0] == '0')
+  if (n == 0 || n > 19 || g[0] == '0')
     return 0;
   for (size_t i = 0; i < n; i++) {
     if (g[i] < '0' || g[i] > '9')
       return 0;
-    v = v * 10 + (uint64_t)(g[i] - '0');
+    v = v * 10 + (uint64_t)(g[i] - '0'); /* 19 digits stay below 2^64 */
   }
-  return v;
+  return v <= (uint64_t)INT64_MAX ? v : 0; /* a database's bigint */
 }

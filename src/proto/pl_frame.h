@@ -47,8 +47,9 @@ int pl_frame_client_may_send(uint8_t type);
 pl_buf *pl_frame_encode(uint8_t type, const ProtobufCMessage *msg);
 
 /* A group id as frames carry it (Send.group, Message.group, GroupAck.group
- * ...): 1 to 18 decimal digits, no leading zero. Its number, or 0 if g is
- * not one (NULL included). Server and client parse it alike. */
+ * ...): a decimal number from 1 to 2^63 - 1 (a sharded store's ids carry
+ * their bucket in bits 48 and up: 19 digits), no leading zero. Its number,
+ * or 0 if g is not one (NULL included). Server and client parse it alike. */
 uint64_t pl_frame_gid(const char *g);
 
 /* Encodes msg as a frame appended to out (for single-owner output). */

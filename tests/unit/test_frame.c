@@ -334,7 +334,10 @@ static void test_group_ids(void) {
   CHECK_EQ_U(pl_frame_gid("1"), 1);
   CHECK_EQ_U(pl_frame_gid("42"), 42);
   CHECK_EQ_U(pl_frame_gid("999999999999999999"), 999999999999999999ull); /* 18 digits */
-  CHECK_EQ_U(pl_frame_gid("1000000000000000000"), 0);                    /* 19 */
+  CHECK_EQ_U(pl_frame_gid("4611404543450677249"), 4611404543450677249ull); /* bucket 16383 << 48 | 1 */
+  CHECK_EQ_U(pl_frame_gid("9223372036854775807"), 9223372036854775807ull); /* 2^63 - 1 */
+  CHECK_EQ_U(pl_frame_gid("9223372036854775808"), 0);                      /* past a bigint */
+  CHECK_EQ_U(pl_frame_gid("10000000000000000000"), 0);                     /* 20 digits */
   CHECK_EQ_U(pl_frame_gid(""), 0);
   CHECK_EQ_U(pl_frame_gid(NULL), 0);
   CHECK_EQ_U(pl_frame_gid("0"), 0);
