@@ -66,8 +66,9 @@ static int tl__pg_run(const tl_pg *pg, const char *what, const char *args) {
 }
 
 /* Starts postgres on pg's data dir (opts: more "-c name=value" settings,
- * NULL-terminated, or NULL) and waits until it takes connections. */
-static void tl__pg_postgres(tl_pg *pg, const char *const *opts) {
+ * NULL-terminated, or NULL) and waits until it takes connections. 0, or -1
+ * if it exited first (its port taken meanwhile, as a rule). */
+static int tl__pg_postgres_once(tl_pg *pg, const char *const *opts) {
   char data[600], log[600], postgres[300], port[16], cmd[700];
   snprintf(data, sizeof data, "%s/data", pg->dir);
   snprintf(log, sizeof log, "%s/postgres.log", pg->dir);
@@ -93,11 +94,29 @@ static void tl__pg_postgres(tl_pg *pg, const char *const *opts) {
   argv[a] = NULL;
   pg->pid = tl_spawn(argv, log, NULL);
   for (uint64_t until = tl_now_ms() + 30000;; usleep(50000)) {
+    siginfo_t si;
     snprintf(cmd, sizeof cmd, "%s/pg_isready -q -h 127.0.0.1 -p %d", tl_pg_bindir(), pg->port);
     if (system(cmd) == 0)
-      return;
+      return 0;
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)pg->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pg->pid) {
+      tl_spawn_kill(pg->pid, SIGKILL); /* reaps it, and the test forgets it */
+      pg->pid = 0;
+      return -1;
+    }
     if (tl_now_ms() > until)
       tl__fail(__FILE__, __LINE__, "PostgreSQL did not start (see %s)", log);
+  }
+}
+
+/* The first start: a port tl_free_port found free can be taken by a test
+ * running beside before postgres binds it; then again on another port. */
+static void tl__pg_postgres(tl_pg *pg, const char *const *opts) {
+  for (int attempt = 0; tl__pg_postgres_once(pg, opts) != 0; attempt++) {
+    if (attempt == 4)
+      tl__fail(__FILE__, __LINE__, "PostgreSQL exited at start 5 times (see %s/postgres.log)", pg->dir);
+    pg->port = tl_free_port();
+    snprintf(pg->conninfo, sizeof pg->conninfo, "postgresql://parley@127.0.0.1:%d/postgres", pg->port);
   }
 }
 
