@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../common/pl_utf8.h"
+#include "../rules/pl_bucket.h"
 
 static char pl__dummy[crypto_pwhash_STRBYTES];
 
@@ -34,9 +35,10 @@ int pl_auth_verify(const char *hash, const char *pw, size_t len) {
 
 void pl_auth_dummy_verify(const char *pw, size_t len) { (void)pl_auth_verify(pl__dummy, pw, len); }
 
-void pl_auth_new_token(char token[PL_AUTH_TOKEN_MAX], uint8_t hash[32]) {
+void pl_auth_new_token(char token[PL_AUTH_TOKEN_MAX], uint8_t hash[32], uint32_t bucket) {
   uint8_t raw[32];
   randombytes_buf(raw, sizeof raw);
+  pl_bucket_token_put(raw, bucket);
   sodium_bin2base64(token, PL_AUTH_TOKEN_MAX, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   pl_auth_token_hash(token, strlen(token), hash);
   sodium_memzero(raw, sizeof raw);

@@ -21,8 +21,10 @@ pl_err pl_auth_hash(const char *pw, size_t len, char out[PL_AUTH_HASH_MAX], uint
 int pl_auth_verify(const char *hash, const char *pw, size_t len);
 /* Burns the same time as a verify, for unknown users (no user enumeration by timing). */
 void pl_auth_dummy_verify(const char *pw, size_t len);
-/* A new random token and the hash the store keeps of it. */
-void pl_auth_new_token(char token[PL_AUTH_TOKEN_MAX], uint8_t hash[32]);
+/* A new token for a user of home bucket `bucket` (pl_bucket.h: its first
+ * two bytes, so that a sharded store finds the user's shard from the token
+ * alone; 240 random bits follow) and the hash the store keeps of it. */
+void pl_auth_new_token(char token[PL_AUTH_TOKEN_MAX], uint8_t hash[32], uint32_t bucket);
 /* The stored hash of a presented token. */
 void pl_auth_token_hash(const char *token, size_t len, uint8_t hash[32]);
 

@@ -7,6 +7,7 @@
 #include "../common/pl_log.h"
 #include "../common/pl_mem.h"
 #include "../common/pl_time.h"
+#include "../rules/pl_bucket.h"
 #include "../rules/pl_signup.h"
 #include "pl_sess_int.h"
 
@@ -191,9 +192,10 @@ static void pl__argon_done(pl_job *j) {
     sr->req.op = PL_STORE_LOGIN_DEVICE;
     sr->req.user_id = sr->uid;
     sr->req.u.login.in.device = l->device && *l->device ? l->device : "default";
-    pl_auth_new_token(sr->token, sr->req.u.login.in.token_hash);
+    pl_auth_new_token(sr->token, sr->req.u.login.in.token_hash, pl_bucket_of_name(l->user, strlen(l->user)));
   } else {
-    pl_auth_new_token(sr->token, sr->req.u.reg.in.token_hash);
+    const char *name = ((Parley__Register *)sr->msg)->user;
+    pl_auth_new_token(sr->token, sr->req.u.reg.in.token_hash, pl_bucket_of_name(name, strlen(name)));
     sr->req.u.reg.in.pwhash = sr->pwhash;
   }
   pl_sess__submit(sr);
@@ -326,6 +328,9 @@ int pl_sess__on_resume(pl_session *s, const pl_sess_cmd *cmd, pl_conn_msg *in) {
     return 0; /* answered */
   pl_sess__req *sr = pl_sess__req_new(s, PL_STORE_RESUME, in, pl__auth_done);
   pl_auth_token_hash(r->token, len, sr->req.u.resume.in.token_hash);
+  uint32_t bucket;
+  if (pl_bucket_token_get(r->token, len, &bucket) == 0)
+    sr->req.route = 1 + bucket; /* the user's shard */
   pl_sess__submit(sr);
   s->paused = 1;
   return 1;

@@ -35,6 +35,7 @@
 #include "common/pl_log.h"
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
+#include "rules/pl_bucket.h"
 
 /* 1 MiB: a row PostgreSQL moves out of line once (TOAST), few rows per
  * blob, and the most one call holds in memory. */
@@ -69,7 +70,8 @@ static PGconn *pl__take(pl__pgb *p) {
   c = PQconnectdbParams(kw, val, 1);
   int ok = PQstatus(c) == CONNECTION_OK;
   if (ok) { /* a put's transaction streams from a local file: never idle long */
-    PGresult *r = PQexec(c, "SET client_min_messages = warning; SET idle_in_transaction_session_timeout = '60s'");
+    PGresult *r =
+        PQexec(c, "SET client_min_messages = warning; SET idle_in_transaction_session_timeout = '60s'");
     ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
   }
@@ -110,8 +112,8 @@ static void pl__give(pl__pgb *p, PGconn *c) {
 
 /* One statement with text parameters (and, with blen, a last binary one);
  * 0 on success, with the result in *out if out. */
-static pl_err pl__q(PGconn *c, PGresult **out, const char *sql, int n, const char *const *vals, const void *bin,
-                    int blen) {
+static pl_err pl__q(PGconn *c, PGresult **out, const char *sql, int n, const char *const *vals,
+                    const void *bin, int blen) {
   const char *v[4];
   int lens[4] = {0}, fmts[4] = {0};
   for (int i = 0; i < n; i++)
@@ -125,8 +127,8 @@ static pl_err pl__q(PGconn *c, PGresult **out, const char *sql, int n, const cha
   PGresult *r = PQexecParams(c, sql, n, NULL, v, lens, fmts, 1);
   ExecStatusType st = PQresultStatus(r);
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-    pl_error("media: postgresql blob store: %s", PQstatus(c) == CONNECTION_OK ? PQresultErrorMessage(r)
-                                                                               : PQerrorMessage(c));
+    pl_error("media: postgresql blob store: %s",
+             PQstatus(c) == CONNECTION_OK ? PQresultErrorMessage(r) : PQerrorMessage(c));
     PQclear(r);
     return PL_ERR_IO;
   }
@@ -195,16 +197,16 @@ static pl_err pl__stream(PGconn *c, const char *key, int fd, uint64_t size, uint
     }
     snprintf(num, sizeof num, "%d", n);
     const char *v[] = {key, num};
-    e = pl__q(c, NULL, "INSERT INTO blob_chunks(key, n, bytes) VALUES($1, $2, $3) ON CONFLICT DO NOTHING", 2, v,
-              buf, (int)want);
+    e = pl__q(c, NULL, "INSERT INTO blob_chunks(key, n, bytes) VALUES($1, $2, $3) ON CONFLICT DO NOTHING", 2,
+              v, buf, (int)want);
     off += want;
   }
   snprintf(sz, sizeof sz, "%llu", (unsigned long long)size);
   snprintf(now, sizeof now, "%llu", (unsigned long long)pl_now_ms());
   const char *v[] = {key, sz, now};
   if (e == PL_OK)
-    e = pl__q(c, NULL, "INSERT INTO blobs(key, size, created) VALUES($1, $2, $3) ON CONFLICT DO NOTHING", 3, v,
-              NULL, 0);
+    e = pl__q(c, NULL, "INSERT INTO blobs(key, size, created) VALUES($1, $2, $3) ON CONFLICT DO NOTHING", 3,
+              v, NULL, 0);
   if (e == PL_OK)
     e = pl__q(c, NULL, "COMMIT", 0, NULL, NULL, 0);
   return e; /* on failure pl__give rolls back */
@@ -257,7 +259,8 @@ static pl_err pl__fetch(PGconn *c, const char *key, int fd, uint64_t size) {
   const char *v[] = {key};
   uint64_t got = 0;
   pl_err e = PL_OK;
-  if (!PQsendQueryParams(c, "SELECT bytes FROM blob_chunks WHERE key = $1 ORDER BY n", 1, NULL, v, NULL, NULL, 1) ||
+  if (!PQsendQueryParams(c, "SELECT bytes FROM blob_chunks WHERE key = $1 ORDER BY n", 1, NULL, v, NULL, NULL,
+                         1) ||
       !PQsetSingleRowMode(c)) {
     pl_error("media: postgresql blob store: %s", PQerrorMessage(c));
     return PL_ERR_IO;
@@ -345,8 +348,8 @@ static pl_err pl__secret_on(pl__pgb *p, PGconn *c, pl__call *a) {
   PGresult *r = NULL;
   const char *v[] = {a->name};
   (void)p;
-  pl_err e = pl__q(c, NULL, "INSERT INTO secrets(name, value) VALUES($1, $2) ON CONFLICT DO NOTHING", 1, v, a->out,
-                   (int)a->n);
+  pl_err e = pl__q(c, NULL, "INSERT INTO secrets(name, value) VALUES($1, $2) ON CONFLICT DO NOTHING", 1, v,
+                   a->out, (int)a->n);
   if (e == PL_OK)
     e = pl__q(c, &r, "SELECT value FROM secrets WHERE name = $1", 1, v, NULL, 0);
   if (e == PL_OK && (PQntuples(r) != 1 || (size_t)PQgetlength(r, 0, 0) != a->n))
@@ -357,8 +360,18 @@ static pl_err pl__secret_on(pl__pgb *p, PGconn *c, pl__call *a) {
   return e;
 }
 
+static const pl_blob_ops pl__shard_ops;
+
+typedef struct pl__shards {
+  pl_blob base;
+  unsigned n;
+  pl_blob **shard; /* [n] */
+} pl__shards;
+
 pl_err pl_blob_pg_secret(pl_blob *b, const char *name, uint8_t *out, size_t n) {
   pl__call a = {.name = name, .out = out, .n = n};
+  if (b->ops == &pl__shard_ops) /* a server-wide secret: shard 0's */
+    b = ((pl__shards *)b)->shard[0];
   return pl__run((pl__pgb *)b, pl__secret_on, &a);
 }
 
@@ -403,5 +416,81 @@ pl_err pl_blob_pg_open(const char *conninfo, const char *spool, pl_blob **out) {
   }
   /* no connection yet: the store, opened next, makes the tables */
   *out = &p->base;
+  return PL_OK;
+}
+
+/* ---- shards ------------------------------------------------------------------- */
+
+/* A sharded store's blobs: each on its owner's shard, named by the bucket
+ * in the key's first 4 hex digits (pl_media_work.c gives keys it), beside
+ * the media rows that pg_media.c keeps in the same transactions. */
+static pl_blob *pl__shard_of(pl_blob *b, const char *key) {
+  pl__shards *s = (pl__shards *)b;
+  uint32_t bucket = 0;
+  if (pl_bucket_of_key(key, &bucket) != 0)
+    bucket = 0;
+  return s->shard[pl_bucket_shard(bucket, s->n)];
+}
+
+static pl_err pl__shard_put(pl_blob *b, const char *key, const char *tmp) {
+  pl_blob *t = pl__shard_of(b, key);
+  return t->ops->put_file(t, key, tmp);
+}
+
+static int pl__shard_exists(pl_blob *b, const char *key) {
+  pl_blob *t = pl__shard_of(b, key);
+  return t->ops->exists(t, key);
+}
+
+static pl_err pl__shard_open(pl_blob *b, const char *key, int *fd, uint64_t *size) {
+  pl_blob *t = pl__shard_of(b, key);
+  return t->ops->open(t, key, fd, size);
+}
+
+static pl_err pl__shard_remove(pl_blob *b, const char *key) {
+  pl_blob *t = pl__shard_of(b, key);
+  return t->ops->remove(t, key);
+}
+
+static const char *pl__shard_spool(pl_blob *b) {
+  pl_blob *t = ((pl__shards *)b)->shard[0];
+  return t->ops->spool(t);
+}
+
+static void pl__shard_free(pl_blob *b) {
+  pl__shards *s = (pl__shards *)b;
+  if (!s)
+    return;
+  for (unsigned i = 0; i < s->n; i++)
+    if (s->shard[i])
+      s->shard[i]->ops->free(s->shard[i]);
+  pl_free(s->shard);
+  pl_free(s);
+}
+
+static const pl_blob_ops pl__shard_ops = {
+    .name = "postgresql shards",
+    .remote = 1,
+    .put_file = pl__shard_put,
+    .exists = pl__shard_exists,
+    .open = pl__shard_open,
+    .remove = pl__shard_remove,
+    .spool = pl__shard_spool,
+    .free = pl__shard_free,
+};
+
+pl_err pl_blob_pg_open_shards(const char *const *conninfo, unsigned n, const char *spool, pl_blob **out) {
+  pl__shards *s = pl_calloc(1, sizeof *s);
+  pl_err e = PL_OK;
+  s->base.ops = &pl__shard_ops;
+  s->n = n;
+  s->shard = pl_calloc(n, sizeof *s->shard);
+  for (unsigned i = 0; i < n && e == PL_OK; i++)
+    e = pl_blob_pg_open(conninfo[i], spool, &s->shard[i]); /* one spool: every shard's uploads start there */
+  if (e != PL_OK) {
+    pl__shard_free(&s->base);
+    return e;
+  }
+  *out = &s->base;
   return PL_OK;
 }

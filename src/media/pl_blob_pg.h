@@ -12,6 +12,10 @@
  * after the media, makes the tables). No replace_file nor each: no
  * re-encryption at rest on PostgreSQL. */
 pl_err pl_blob_pg_open(const char *conninfo, const char *spool, pl_blob **out);
+/* A sharded store's (--store-shard): n databases, conninfo[0] shard 0; a
+ * key goes to the shard of the bucket in its first 4 hex digits
+ * (pl_bucket_of_key). Secrets are shard 0's. */
+pl_err pl_blob_pg_open_shards(const char *const *conninfo, unsigned n, const char *spool, pl_blob **out);
 /* The shared secret called name (n bytes): out's bytes if the database
  * has none yet (the first caller's win), then the database's in out. */
 pl_err pl_blob_pg_secret(pl_blob *b, const char *name, uint8_t *out, size_t n);

@@ -15,6 +15,7 @@
 #include "common/pl_mem.h"
 #include "core/pl_auth.h"
 #include "media/pl_blob_pg.h"
+#include "rules/pl_bucket.h"
 
 /* ---- store requests from a loop ------------------------------------------ */
 
@@ -55,12 +56,14 @@ void pl_media_error_res(pl_http_res *res, int status, const char *why) {
   pl_media_json_res(res, status, json_pack("{s:s,s:i}", "error", why, "status", status));
 }
 
-int pl_media_bearer(const pl_http_req *req, uint8_t hash[PL_TOKEN_HASH_LEN]) {
+int pl_media_bearer(const pl_http_req *req, uint8_t hash[PL_TOKEN_HASH_LEN], uint32_t *route) {
   const char *a = pl_http_bearer(req);
   size_t n = a ? strlen(a) : 0;
   if (n == 0 || n >= PL_AUTH_TOKEN_MAX)
     return 0;
   pl_auth_token_hash(a, n, hash);
+  uint32_t bucket;
+  *route = pl_bucket_token_get(a, n, &bucket) == 0 ? 1 + bucket : 0; /* the user's shard */
   return 1;
 }
 
@@ -159,7 +162,8 @@ static void pl__import_one(void *ud, const char *key) {
   snprintf(from, sizeof from, "%s/%.2s/%s", im->dir, key, key);
   snprintf(tmp, sizeof tmp, "%s/import-%s", im->m->blob->ops->spool(im->m->blob), key);
   unlink(tmp);
-  if (link(from, tmp) == 0 && im->m->blob->ops->put_file(im->m->blob, key, tmp) == PL_OK && unlink(from) == 0) {
+  if (link(from, tmp) == 0 && im->m->blob->ops->put_file(im->m->blob, key, tmp) == PL_OK &&
+      unlink(from) == 0) {
     im->moved++;
     *strrchr(from, '/') = '\0';
     rmdir(from); /* the fan-out directory, once empty */
@@ -239,6 +243,11 @@ static pl_err pl__blob_open(pl_media *m, const char *dir) {
   }
   if (m->cfg.blob_pg) {
     snprintf(spool, sizeof spool, "%s/tmp", dir);
+    if (m->cfg.sharded > 1) { /* the array is the caller's: read here only */
+      pl_err e = pl_blob_pg_open_shards(m->cfg.blob_shards, m->cfg.sharded, spool, &m->blob);
+      m->cfg.blob_shards = NULL;
+      return e;
+    }
     return pl_blob_pg_open(m->cfg.blob_pg, spool, &m->blob);
   }
   pl_err e = pl_blob_fs_open(dir, &m->blob);

@@ -37,6 +37,11 @@ typedef struct pl_media_config {
   /* the PostgreSQL store's conninfo: blobs go to its database (pl_blob_pg),
    * every node sharing it serves every upload; NULL: files under dir/media */
   const char *blob_pg;
+  /* The store is sharded (--store-shard): blob_shards[0 .. sharded-1]
+   * (blob_shards[0] = blob_pg) hold the blobs of each shard's users; media
+   * ids and blob keys begin with their owner's bucket (pl_bucket.h) */
+  unsigned sharded;
+  const char *const *blob_shards;
 } pl_media_config;
 
 pl_err pl_media_open(pl_media **out, const pl_media_config *cfg);

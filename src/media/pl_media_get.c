@@ -214,7 +214,7 @@ void pl_media_get_route(pl_media *m, const pl_http_req *req, const char *id, pl_
   d->sreq.req.u.media_get.in.media_id = d->id;
   if (!link && pl__signed_ok(m, req->url, d->id, thumb)) {
     d->sreq.req.u.media_get.in.any_user = 1;
-  } else if (!pl_media_bearer(req, d->sreq.req.u.media_get.in.token_hash)) {
+  } else if (!pl_media_bearer(req, d->sreq.req.u.media_get.in.token_hash, &d->sreq.req.route)) {
     pl__dl_free(d);
     pl_media_error_res(res, 401, "a token or a signed link is needed");
     res->extra = "WWW-Authenticate: Bearer\r\n";

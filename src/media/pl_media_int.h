@@ -60,8 +60,9 @@ void pl_media_mreq_submit(pl_media *m, pl_media_mreq *r, pl_loop *loop, void (*f
 /* j (consumed) as the body of res, with status. */
 void pl_media_json_res(pl_http_res *res, int status, json_t *j);
 void pl_media_error_res(pl_http_res *res, int status, const char *why);
-/* "Bearer <token>" -> the hash the store keeps of the token; 0 if none. */
-int pl_media_bearer(const pl_http_req *req, uint8_t hash[PL_TOKEN_HASH_LEN]);
+/* "Bearer <token>" -> the hash the store keeps of the token and the
+ * store route it carries (pl_store_req.route); 0 if none. */
+int pl_media_bearer(const pl_http_req *req, uint8_t hash[PL_TOKEN_HASH_LEN], uint32_t *route);
 /* The value of query parameter k (percent-decoded, at most cap-1 bytes). */
 int pl_media_query(const char *url, const char *k, char *out, size_t cap);
 /* A file name as given, made safe to show and to put in a header. */

@@ -17,6 +17,7 @@
 #include "common/pl_log.h"
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
+#include "rules/pl_bucket.h"
 
 /* Upload bytes gather here and go to disk in one write. */
 #define PL__WBUF (256u << 10)
@@ -167,6 +168,7 @@ static void pl__write(pl__up *u) {
 static void pl__work(pl_mjob *j) {
   pl__up *u = (pl__up *)((char *)j - offsetof(pl__up, pjob));
   memset(&u->res, 0, sizeof u->res);
+  u->res.row.owner = u->user_id; /* a sharded store's keys carry its bucket */
   pl_media_work_process(u->m, u->fd, u->tmp, u->off, &u->res);
 }
 
@@ -193,6 +195,8 @@ static void pl__work_done(pl_mjob *j) {
   uint8_t rnd[16];
   randombytes_buf(rnd, sizeof rnd);
   pl_media_hex(rnd, sizeof rnd, res->row.id);
+  if (u->m->cfg.sharded) /* its first 4 hex digits: the owner's bucket, which a link finds it by */
+    pl_bucket_media_put(res->row.id, pl_bucket_of_id(u->user_id));
   snprintf(res->row.name, sizeof res->row.name, "%s", u->name);
   pl_store_req_clear(&u->sreq.req);
   memset(&u->sreq.req, 0, sizeof u->sreq.req);
@@ -594,7 +598,7 @@ int pl_media_up_route(pl_media *m, const pl_http_req *req, const char *path, pl_
     pl_media_error_res(res, 400, "Upload-Length is needed");
     return 1;
   }
-  if (!pl_media_bearer(req, q->sreq.req.u.media_auth.in.token_hash)) {
+  if (!pl_media_bearer(req, q->sreq.req.u.media_auth.in.token_hash, &q->sreq.req.route)) {
     pl_free(q);
     pl_media_error_res(res, 401, "a token is needed");
     return 1;
@@ -691,7 +695,8 @@ pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x
   if (!patch && (strcmp(req->method, "POST") || plen != 6 || strncmp(req->url, "/media", 6)))
     return NULL;
   uint8_t th[PL_TOKEN_HASH_LEN];
-  if (!pl_media_bearer(req, th) || pl__disk_full(m)) {
+  uint32_t route = 0;
+  if (!pl_media_bearer(req, th, &route) || pl__disk_full(m)) {
     *status = pl__disk_full(m) ? 503 : 401;
     atomic_fetch_add_explicit(&m->refused, 1, memory_order_relaxed);
     return NULL;
@@ -721,6 +726,7 @@ pl_http_sink *pl_media_upload(pl_media *m, const pl_http_req *req, pl_http_ex *x
   pl_http_ex_hold(x);
   memcpy(u->sreq.req.u.media_auth.in.token_hash, th, sizeof th);
   u->sreq.req.op = PL_STORE_MEDIA_AUTH;
+  u->sreq.req.route = route;
   u->busy++;
   pl_media_mreq_submit(m, &u->sreq, u->loop, pl__auth_done); /* may answer at once (shutdown) */
   return &u->sink;

@@ -11,6 +11,7 @@
 #include <vips/vips.h>
 
 #include "common/pl_log.h"
+#include "rules/pl_bucket.h"
 
 /* Output that is hashed as it is written. */
 typedef struct pl__hfile {
@@ -46,8 +47,16 @@ static FILE *pl__spool_file(pl_media *m, const char *what, char *path, size_t ca
   return f;
 }
 
+/* On a sharded store a blob lives on its owner's shard: its key's first 4
+ * hex digits become the owner's bucket (the blob store routes by them), so
+ * equal bytes are stored once per bucket, not once per server. */
+static void pl__key_bucket(const pl_media *m, char key[65], uint64_t owner) {
+  if (m->cfg.sharded)
+    pl_bucket_media_put(key, pl_bucket_of_id(owner));
+}
+
 /* Flushes, syncs and closes o's file; then it becomes the blob of its hash. */
-static pl_err pl__hcommit(pl_media *m, pl__hfile *o, const char *path, char key[65]) {
+static pl_err pl__hcommit(pl_media *m, pl__hfile *o, const char *path, char key[65], uint64_t owner) {
   int bad = fflush(o->f) != 0 || fsync(fileno(o->f)) != 0;
   bad |= fclose(o->f) != 0;
   o->f = NULL;
@@ -56,6 +65,7 @@ static pl_err pl__hcommit(pl_media *m, pl__hfile *o, const char *path, char key[
     return PL_ERR_IO;
   }
   pl__hfinal(o, key);
+  pl__key_bucket(m, key, owner);
   return m->blob->ops->put_file(m->blob, key, path);
 }
 
@@ -116,7 +126,7 @@ static pl_err pl__thumb(pl_media *m, const char *path, pl_media_row *row) {
     e = PL_ERR_IO;
     goto out;
   }
-  e = pl__hcommit(m, &o, tpath, row->thumb);
+  e = pl__hcommit(m, &o, tpath, row->thumb, row->owner);
   row->thumb_size = len;
   row->thumb_width = (uint32_t)vips_image_get_width(t);
   row->thumb_height = (uint32_t)vips_image_get_height(t);
@@ -161,7 +171,7 @@ static void pl__image(pl_media *m, const uint8_t *p, size_t n, pl_img_type t, pl
     return;
   }
   res->row.size = o.n;
-  res->e = pl__hcommit(m, &o, path, res->row.blob);
+  res->e = pl__hcommit(m, &o, path, res->row.blob, res->row.owner);
   snprintf(res->row.type, sizeof res->row.type, "%s", pl_img_mime(t));
   int turned = info.orientation >= 5 && info.orientation <= 8; /* shown a quarter turn round */
   res->row.width = turned ? info.height : info.width;
@@ -179,6 +189,7 @@ static void pl__plain(pl_media *m, int fd, const char *tmp, const uint8_t *p, si
   }
   crypto_hash_sha256(d, p, n);
   pl_media_hex(d, sizeof d, res->row.blob);
+  pl__key_bucket(m, res->row.blob, res->row.owner);
   snprintf(res->row.type, sizeof res->row.type, "application/octet-stream");
   res->row.size = n;
   /* the blob store takes a second name of the spool file, so the spool stays

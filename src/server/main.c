@@ -403,6 +403,32 @@ static pl_err pl__join_bus(pl_server *srv, int port) {
   return e;
 }
 
+/* The store: one, or with --store-shard one per shard, linked so that
+ * srv->store routes every request to its shard (pl_store_link). */
+static pl_err pl__store_open(pl_server *srv, const pl_store_backend *be, pl_store_config *sc,
+                             const pl_store_hooks *hooks) {
+  const pl_config *c = &srv->cfg;
+  pl_store *stores[PL_CONFIG_SHARDS + 1] = {0};
+  unsigned n = c->nshards + 1;
+  pl_err e = PL_OK;
+  sc->nshards = n;
+  for (unsigned i = 0; i < n && e == PL_OK; i++) {
+    sc->shard = i;
+    if (i)
+      sc->conninfo = c->shards[i - 1];
+    e = pl_store_open(&stores[i], be, sc, hooks);
+  }
+  if (e != PL_OK) {
+    for (unsigned i = 0; i < n; i++)
+      pl_store_close(stores[i]);
+    return e;
+  }
+  if (n > 1)
+    pl_info("store: %u shards (docs/scaling.md, step 1: users of different shards do not meet yet)", n);
+  pl_store_link(stores, n);
+  srv->store = stores[0];
+  return PL_OK;
+}
 static pl_err pl__start(pl_server *srv) {
   const pl_config *c = &srv->cfg;
   if (pl_auth_init() != PL_OK || pl_mkdirs(c->data) != 0 || pl__lock_data(srv) != 0) {
@@ -454,6 +480,17 @@ static pl_err pl__start(pl_server *srv) {
   const pl_store_backend *be = pl_store_backend_for(c->store);
   if (be == &pl_store_pg) /* the bytes where every node finds them */
     mc.blob_pg = c->store;
+  if (c->nshards && be != &pl_store_pg) {
+    pl_error("--store-shard needs --store to be PostgreSQL (postgresql://...)");
+    return PL_ERR_CONFIG;
+  }
+  const char *shard_uri[PL_CONFIG_SHARDS + 1] = {c->store};
+  for (unsigned i = 0; i < c->nshards; i++)
+    shard_uri[i + 1] = c->shards[i];
+  if (c->nshards) { /* each user's uploads on its shard */
+    mc.sharded = c->nshards + 1;
+    mc.blob_shards = shard_uri;
+  }
   e = pl_media_open(&srv->media, &mc);
   if (e != PL_OK) {
     pl_error("cannot open the media store in %s/media: %s", c->data, pl_err_msg(e));
@@ -466,7 +503,7 @@ static pl_err pl__start(pl_server *srv) {
     sc.conninfo = c->store;
     sc.disk_reserve = 0; /* the database's disk is not ours to watch */
   }
-  e = pl_store_open(&srv->store, be, &sc, &hooks);
+  e = pl__store_open(srv, be, &sc, &hooks);
   if (e != PL_OK) {
     pl_error("cannot open the %s store%s%s: %s", be->name, be == &pl_store_pg ? "" : " in ",
              be == &pl_store_pg ? "" : c->data, pl_err_msg(e));

@@ -29,6 +29,7 @@ typedef enum {
   T_DURABILITY,
   T_LOG,
   T_SIGNUP,
+  T_SHARD, /* appended to shards[] */
   T_SECRET /* T_STR of 16 or more printable ASCII characters, no spaces or '#' (never echoed) */
 } pl__type;
 
@@ -47,6 +48,11 @@ static const pl__opt pl__opts[] = {
      "hosts with target_session_attrs=read-write for failover, or key=value form); default: SQLite in "
      "--data",
      T_STR, OFF(store), 1024},
+    {"store-shard", "URL",
+     "another PostgreSQL database as the next shard (repeat for more; --store is shard 0; the same order "
+     "on every node, always). Step 1 of sharding (docs/scaling.md): users of different shards do not "
+     "see each other yet; not for production",
+     T_SHARD, 0, 0},
     {"filter-words", "FILE",
      "sensitive-word list: one word or phrase per line, optionally TAB reject|mask; reloaded on SIGHUP",
      T_STR, OFF(filter_words), 512},
@@ -472,6 +478,11 @@ static int pl__apply(pl_config *c, const pl__opt *o, const char *v) {
     c->registration = m;
     return 0;
   }
+  case T_SHARD:
+    if (!*v || strlen(v) >= sizeof c->shards[0] || c->nshards >= PL_CONFIG_SHARDS)
+      return -1;
+    snprintf(c->shards[c->nshards++], sizeof c->shards[0], "%s", v);
+    return 0;
   case T_LOG: {
     int l = pl_log_parse_level(v);
     if (l < 0)

@@ -9,11 +9,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define PL_CONFIG_SHARDS 15 /* --store-shard given at most this often */
+
 typedef struct pl_config {
   char data[512];
   /* --store: a libpq connection string or URI selects the PostgreSQL
    * backend (pl_store_backend_for); "" or anything else: SQLite in data */
   char store[1024];
+  /* --store-shard (repeated): PostgreSQL shards 1, 2, ... after --store's
+   * shard 0, in the order given (docs/scaling.md; step 1: islands) */
+  char shards[PL_CONFIG_SHARDS][1024];
+  unsigned nshards;
   char filter_words[512]; /* sensitive-word list file; "" = none */
   char listen_host[64];
   int listen_port;

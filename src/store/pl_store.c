@@ -16,6 +16,7 @@
 #include "../common/pl_time.h"
 #include "../rules/pl_retention.h"
 #include "pl_reserve.h"
+#include "pl_store_int.h"
 
 #define PL__DEFAULT_SWEEP_MS 10000u
 #define PL__DEFAULT_FLUSH_CHUNK 2048u
@@ -39,6 +40,16 @@ typedef struct pl__call {
   int finished;
 } pl__call;
 
+/* Linked shards (pl_store_link): every store of the set points to it. */
+typedef struct pl__link {
+  pl_store **stores;
+  unsigned n;
+  /* The hooks after a commit (deliver, done callbacks run on the store
+   * thread) were written for one store thread: the router gathers a
+   * commit's pushes per loop until deliver_end. Shards take turns there. */
+  pthread_mutex_t post_mu;
+} pl__link;
+
 struct pl_store {
   const pl_store_backend *be;
   void *bctx;
@@ -59,12 +70,13 @@ struct pl_store {
   pl_reserve reserve;              /* store thread only (after open) */
   int full;                        /* the disk is full: SEND and MEDIA_PUT are refused (store thread) */
   uint64_t next_probe;             /* mono ms: the next look at free space while unreserved */
+  pl__link *link;                  /* linked shards (NULL: one store) */
 };
 
 /* ---- handing requests back ---------------------------------------------- */
 
 /* The last touch of req: after post the request belongs to another thread. */
-static void pl__hand_back(pl_store *s, pl_store_req *req) {
+void pl_store__hand_back(pl_store *s, pl_store_req *req) {
   if (req->origin && s->hooks.post)
     s->hooks.post(s->hooks.ud, req->origin, req);
   else if (req->done)
@@ -128,7 +140,7 @@ static void pl__hand_back_batch(pl_store *s, pl_store_req *batch) {
   while (batch) {
     pl_store_req *next = batch->next;
     batch->next = NULL;
-    pl__hand_back(s, batch);
+    pl_store__hand_back(s, batch);
     batch = next;
   }
 }
@@ -367,9 +379,13 @@ static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
   pl_hist_add(&s->batch_hist, n);
   if (e == PL_OK)
     pl_hist_add(&s->commit_hist, us);
+  if (s->link)
+    pthread_mutex_lock(&s->link->post_mu);
   if (e == PL_OK)
     pl__deliver_batch(s, batch);
   pl__hand_back_batch(s, batch);
+  if (s->link)
+    pthread_mutex_unlock(&s->link->post_mu);
 }
 
 static pl_err pl__sweep_once(pl_store *s, uint64_t now_ms, uint64_t *deleted) {
@@ -606,6 +622,28 @@ static void pl__token_cutoffs(const pl_store_config *cfg, pl_store_req *req) {
 }
 
 void pl_store_submit(pl_store *s, pl_store_req *req) {
+  if (s->link)
+    pl_store__submit_linked(s->link->stores, s->link->n, req);
+  else
+    pl_store__enqueue(s, req);
+}
+
+void pl_store_link(pl_store **stores, unsigned n) {
+  if (n < 2)
+    return;
+  pl__link *l = pl_calloc(1, sizeof *l);
+  l->stores = pl_malloc(n * sizeof *l->stores);
+  memcpy(l->stores, stores, n * sizeof *l->stores);
+  l->n = n;
+  pthread_mutex_init(&l->post_mu, NULL);
+  for (unsigned i = 0; i < n; i++)
+    stores[i]->link = l;
+}
+
+/* The head of a linked set stands for all of it (stop, close, stats). */
+static int pl__is_head(const pl_store *s) { return s->link && s->link->stores[0] == s; }
+
+void pl_store__enqueue(pl_store *s, pl_store_req *req) {
   pl_store_req_out_begin(req);
   req->status = PL_OK;
   req->next = NULL;
@@ -617,7 +655,7 @@ void pl_store_submit(pl_store *s, pl_store_req *req) {
   if (s->closing && !(s->running && pthread_equal(pthread_self(), s->thread))) {
     pthread_mutex_unlock(&s->mu);
     req->status = PL_ERR_SHUTTING_DOWN;
-    pl__hand_back(s, req);
+    pl_store__hand_back(s, req);
     return;
   }
   if (s->tail)
@@ -675,7 +713,16 @@ out:
   return w.err;
 }
 
+static void pl__stop_one(pl_store *s);
+
 void pl_store_stop(pl_store *s) {
+  pl__stop_one(s);
+  /* then the other shards: shard 0's last commits may still submit to them */
+  for (unsigned i = 1; pl__is_head(s) && i < s->link->n; i++)
+    pl__stop_one(s->link->stores[i]);
+}
+
+static void pl__stop_one(pl_store *s) {
   pthread_mutex_lock(&s->mu);
   int was = s->closing;
   s->closing = 1;
@@ -693,13 +740,25 @@ void pl_store_stop(pl_store *s) {
           (unsigned long long)s->stats.commits);
 }
 
+static void pl__free_one(pl_store *s) {
+  pl_reserve_free(&s->reserve);
+  pl__sync_destroy(s);
+  pl_free(s);
+}
+
 void pl_store_close(pl_store *s) {
   if (!s)
     return;
   pl_store_stop(s);
-  pl_reserve_free(&s->reserve);
-  pl__sync_destroy(s);
-  pl_free(s);
+  pl__link *l = pl__is_head(s) ? s->link : NULL;
+  if (l) {
+    for (unsigned i = 1; i < l->n; i++)
+      pl__free_one(l->stores[i]);
+    pthread_mutex_destroy(&l->post_mu);
+    pl_free(l->stores);
+    pl_free(l);
+  }
+  pl__free_one(s);
 }
 
 int pl_store_queue_exact(const pl_store *s) { return s && s->be->queue_exact; }
@@ -721,7 +780,30 @@ void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st) {
   pthread_mutex_unlock(&s->mu);
 }
 
+static void pl__stats_one(pl_store *s, pl_store_stats *st);
+
+/* A linked set's: the counters summed over its shards; the histograms,
+ * disk and failure state are shard 0's, backend_down any shard's. */
 void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
+  pl__stats_one(s, st);
+  for (unsigned i = 1; pl__is_head(s) && i < s->link->n; i++) {
+    pl_store_stats o;
+    pl__stats_one(s->link->stores[i], &o);
+    st->commits += o.commits;
+    st->requests += o.requests;
+    st->messages += o.messages;
+    st->fails += o.fails;
+    st->commit_us_total += o.commit_us_total;
+    st->queued += o.queued;
+    st->retries += o.retries;
+    st->splits += o.splits;
+    st->round_trips += o.round_trips;
+    st->backend_down |= o.backend_down;
+    st->write_failing |= o.write_failing;
+  }
+}
+
+static void pl__stats_one(pl_store *s, pl_store_stats *st) {
   pthread_mutex_lock(&s->mu);
   *st = s->stats;
   st->queued = s->queued;

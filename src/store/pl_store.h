@@ -783,6 +783,11 @@ struct pl_store_req {
    * pl_store_submit from the config's token lifetimes). */
   uint64_t token_used_after, token_issued_after;
 
+  /* RESUME, MEDIA_AUTH, MEDIA_GET with a token: 1 + the bucket the token
+   * carries (pl_bucket_token_get), which names the shard to ask when the
+   * store is sharded; 0: none given (shard 0). */
+  uint32_t route;
+
   /* What any op may leave for the store thread to deliver after its commit
    * (owned by the request): new queue entries (ACK: delivered receipts;
    * MARK_READ: a read receipt and a read sync; GROUP_*: membership events)
@@ -970,6 +975,10 @@ typedef struct pl_store_config {
   pl_acts_cfg acts;      /* edit and delete windows, the disappearing test setting */
   const char *conninfo;  /* PostgreSQL: the libpq connection string or URI (--store) */
   const char *node;      /* this server's name (push leases); NULL: none given */
+  /* Sharding (docs/scaling.md): this store is shard `shard` of `nshards`
+   * (0 of 0 or 1: unsharded). A sharded backend gives new ids their bucket
+   * (pl_bucket.h) and refuses a database that was another shard. */
+  unsigned shard, nshards;
   /* Encryption at rest (pl_seal, --key-file): the ring, which may be
    * replaced while the store runs (rotation); NULL: stored plain. A backend
    * that cannot seal refuses to open with one. */
@@ -1091,6 +1100,14 @@ typedef struct pl_store_hooks {
 /* Opens the backend and starts the store thread. */
 pl_err pl_store_open(pl_store **out, const pl_store_backend *be, const pl_store_config *cfg,
                      const pl_store_hooks *hooks);
+/* Sharding (docs/scaling.md 7, step 1): n stores opened on n databases
+ * (cfg.shard 0 .. n-1 of cfg.nshards n) are linked into one: a request
+ * submitted to any of them runs on the shard of the user it concerns
+ * (pl_route_shard), and those that concern every shard (counts, the
+ * operator's lists, the push sender's claims) run on each, their answers
+ * merged. stores[0] then stands for all: stop, close and the stats of it
+ * cover every shard. The array is copied. */
+void pl_store_link(pl_store **stores, unsigned n);
 /* Queues a request (any thread). After pl_store_close starts, fails the
  * request with PL_ERR_SHUTTING_DOWN through the normal done path, except
  * one submitted on the store thread (by a hook or a done callback with no

@@ -78,8 +78,10 @@ check send-4 0 "${A[@]}" send bob four # bob's queue: 2 of 3
 stop
 
 # back to version 8: the length in devices.queued, as that version kept it
+# (and what later migrations made undone: 10, shard_info)
+latest=$(sql "SELECT max(version) FROM schema_version")
 sql "UPDATE devices d SET queued = d.next_qid - COALESCE((SELECT n FROM dequeued WHERE device_id = d.id), 0);
-     DROP TABLE dequeued; DELETE FROM schema_version WHERE version = 9;"
+     DROP TABLE dequeued; DROP TABLE IF EXISTS shard_info; DELETE FROM schema_version WHERE version >= 9;"
 want="2 4"
 got=$(sql "SELECT d.queued || ' ' || d.next_qid FROM devices d JOIN users u ON u.id = d.user_id WHERE u.name = 'bob'")
 if [[ $got == "$want" ]]; then echo "PASS version-8-state"; else
@@ -87,10 +89,10 @@ if [[ $got == "$want" ]]; then echo "PASS version-8-state"; else
   failed=$((failed + 1))
 fi
 
-start # migrates to 9
+start # migrates to 9 (and on)
 got=$(sql "SELECT max(version) FROM schema_version")
-if [[ $got == 9 ]]; then echo "PASS migrated-to-9"; else
-  echo "FAIL migrated-to-9: schema version $got"
+if [[ $got == "$latest" && $latest -ge 9 ]]; then echo "PASS migrated-to-9"; else
+  echo "FAIL migrated-to-9: schema version $got (want $latest)"
   failed=$((failed + 1))
 fi
 # 2 queued: one more fits the limit of 3, the next is refused (5: refused by the server)

@@ -1,6 +1,9 @@
 /* pg_acct: users, devices and tokens (register, login, resume, logout, the
  * devices op) and settings, on PostgreSQL. The rules are the same modules
  * the SQLite backend asks (pl_devices, pl_privacy, pl_retention). */
+#include <string.h>
+
+#include "../../rules/pl_bucket.h"
 #include "../../rules/pl_devices.h"
 #include "../../rules/pl_privacy.h"
 #include "pg_internal.h"
@@ -100,8 +103,10 @@ int pl_pg_user_has_dev(const pl_pg_user *u, uint64_t dev) {
 static pl_err pl__device_insert(pl__pg *g, uint64_t uid, const char *name, const uint8_t *token,
                                 uint64_t *id) {
   return pl_pg_u64(g, id,
-                   "INSERT INTO devices(user_id, name, token_hash, created, token_at, used_at)"
-                   " VALUES($1, $2, $3, $4, $4, $4) RETURNING id",
+                   /* the id carries its user's bucket (pl_bucket.h; 0 unsharded) */
+                   "INSERT INTO devices(id, user_id, name, token_hash, created, token_at, used_at)"
+                   " VALUES(($1::bigint >> 48 << 48) | nextval('devices_id_seq'), $1, $2, $3, $4, $4, $4)"
+                   " RETURNING id",
                    "usbu", uid, name, PL__TOKEN(token), pl_now_ms());
 }
 
@@ -110,10 +115,12 @@ static pl_err pl__device_insert(pl__pg *g, uint64_t uid, const char *name, const
  * runs again (PL_ERR_AGAIN) and then finds the user. */
 pl_err pl_pg_acct_user_insert(pl__pg *g, const char *name, const char *pwhash, uint64_t *uid) {
   pl_privacy_settings set = PL_PRIVACY_DEFAULTS;
+  /* sharded: the id carries the name's bucket, which names its shard */
+  uint64_t bucket = g->nshards > 1 ? pl_bucket_of_name(name, strlen(name)) : 0;
   return pl_pg_u64(g, uid,
-                   "INSERT INTO users(name, pwhash, created, read_receipts, last_seen_vis)"
-                   " VALUES($1, $2, $3, $4, $5) RETURNING id",
-                   "ssuii", name, pwhash, pl_now_ms(), set.read_receipts, set.last_seen);
+                   "INSERT INTO users(id, name, pwhash, created, read_receipts, last_seen_vis)"
+                   " VALUES(($6::bigint << 48) | nextval('users_id_seq'), $1, $2, $3, $4, $5) RETURNING id",
+                   "ssuiiu", name, pwhash, pl_now_ms(), set.read_receipts, set.last_seen, bucket);
 }
 
 pl_err pl_pg_acct_register(pl__pg *g, pl_store_req *r) {

@@ -417,7 +417,7 @@ static pl_err pl__pg_commit(void *be) {
   PGresult *res = NULL;
   pl_err e = PL_OK;
   if (pl_pg_batch_pending(g)) {
-    e = pl_pg_batch_sync(g, 1); /* (checks the COMMIT's answer too) */
+    e = pl_pg_batch_sync(g, 1);  /* (checks the COMMIT's answer too) */
   } else if (g->begin_pending) { /* nothing ran: no transaction was opened */
     g->begin_pending = 0;
   } else {
@@ -506,8 +506,13 @@ static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
   g->media_ttl_ms = pl_retention_media_ttl(cfg->media_ttl_ms, cfg->ttl_ms);
   /* cfg->blob_gone, blob_exists: not for this store, whose blobs are in its
    * own database (pl_blob_pg) and go in its own transactions (pg_media.c) */
-  if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK || pl__prepare(g) != PL_OK)
+  g->shard = cfg->shard;
+  g->nshards = cfg->nshards > 1 ? cfg->nshards : 1;
+  if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK)
     goto out;
+  if ((e = pl_pg_schema_shard(g, g->shard, g->nshards)) != PL_OK || (e = pl__prepare(g)) != PL_OK)
+    goto out;
+  e = PL_ERR_STORE;
   pl_info("store: postgresql backend on %s:%s, database %s", PQhost(g->conn), PQport(g->conn), PQdb(g->conn));
   *out = g;
   g = NULL;

@@ -321,9 +321,11 @@ pl_err pl_pg_group_create(pl__pg *g, pl_store_req *r) {
   if (e == PL_OK && r->status == PL_OK)
     e = pl_pg_u64(
         g, &gid,
-        "INSERT INTO groups(name, description, created, members) VALUES($1, $2, $3, 0) RETURNING gid", "ssu",
-        r->u.group_create.in.name, r->u.group_create.in.description ? r->u.group_create.in.description : "",
-        pl_now_ms());
+        /* the gid carries its creator's bucket (pl_bucket.h; 0 unsharded) */
+        "INSERT INTO groups(gid, name, description, created, members)"
+        " VALUES(($4::bigint >> 48 << 48) | nextval('groups_gid_seq'), $1, $2, $3, 0) RETURNING gid",
+        "ssuu", r->u.group_create.in.name,
+        r->u.group_create.in.description ? r->u.group_create.in.description : "", pl_now_ms(), r->user_id);
   pl__gop o = {.gid = gid,
                .op = PL_ROLES_OP_CREATE,
                .was = PL_ROLE_NONE,

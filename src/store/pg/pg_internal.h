@@ -60,6 +60,7 @@ typedef struct pl__pg {
   atomic_uint_fast64_t round_trips; /* round trips: a statement, or a pipeline's sync */
   int begin_pending;                /* BEGIN is owed: it goes with the next statement or pipe */
   struct pl_pg_batch *batch;        /* the batch pipeline's state (pg_batch.c), NULL: none yet */
+  unsigned shard, nshards;          /* this database's place in a sharded store (0 of 1: none) */
 } pl__pg;
 
 /* A user as a transaction reads it (never kept across transactions). */
@@ -160,6 +161,8 @@ void pl_pg_batch_free(pl__pg *g);
 
 /* ---- schema (pg_schema.c) ------------------------------------------------------ */
 pl_err pl_pg_schema_migrate(pl__pg *g);
+/* Records or checks the database's shard (pg_schema.c); CONFIG if it was another. */
+pl_err pl_pg_schema_shard(pl__pg *g, unsigned shard, unsigned nshards);
 
 /* ---- accounts (pg_acct.c) ------------------------------------------------------ */
 void pl_pg_user_free(pl_pg_user *u);

@@ -106,6 +106,9 @@ static const char *const pl__migrations[] = {
      * left in place, unused (operations.md 1.2: stop the old nodes first). */
     ("CREATE TABLE dequeued(device_id bigint PRIMARY KEY, n bigint NOT NULL);"
      "INSERT INTO dequeued(device_id, n) SELECT id, next_qid - queued FROM devices WHERE next_qid > queued;"),
+    /* 10: which shard this database is (docs/scaling.md 7): written by the
+     * first server to open it (pl_pg_schema_shard), checked by every later one */
+    "CREATE TABLE shard_info(one int PRIMARY KEY CHECK (one = 1), shard int NOT NULL, shards int NOT NULL);",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
@@ -145,5 +148,41 @@ pl_err pl_pg_schema_migrate(pl__pg *g) {
   for (int v = (int)have + 1; e == PL_OK && v <= PL__NMIGRATIONS; v++)
     e = pl__apply(g, v);
   pl_pg_q(g, NULL, "SELECT pg_advisory_unlock(" PL__MIGRATE_LOCK ")", NULL);
+  return e;
+}
+
+/* The database's place in a sharded store, recorded once and then held to:
+ * a server given the shards in another order, or another number of them,
+ * would look for users where they are not (and make a second account of a
+ * name). A database that served one store with users in it cannot become a
+ * shard of several: its ids carry no bucket (the mover would be needed). */
+pl_err pl_pg_schema_shard(pl__pg *g, unsigned shard, unsigned nshards) {
+  if (nshards < 1)
+    nshards = 1;
+  uint64_t users = 0, have_shard = 0, have_n = 0;
+  pl_err e = pl_pg_u64(g, &have_n, "SELECT COALESCE((SELECT shards FROM shard_info), 0)", NULL);
+  if (e == PL_OK && !have_n) {
+    e = pl_pg_u64(g, &users, "SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1) u", NULL);
+    if (e == PL_OK && users && nshards > 1) {
+      pl_error("store: shard %u of %u: this database already holds the users of an unsharded store;"
+               " it can be shard 0 of 1 only (moving its users onto shards is not built yet)",
+               shard, nshards);
+      return PL_ERR_CONFIG;
+    }
+    if (e == PL_OK)
+      e = pl_pg_q(g, NULL,
+                  "INSERT INTO shard_info(one, shard, shards) VALUES(1, $1, $2) ON CONFLICT DO NOTHING", "ii",
+                  (int)shard, (int)nshards);
+  }
+  if (e == PL_OK)
+    e = pl_pg_u64(g, &have_n, "SELECT shards FROM shard_info", NULL);
+  if (e == PL_OK)
+    e = pl_pg_u64(g, &have_shard, "SELECT shard FROM shard_info", NULL);
+  if (e == PL_OK && (have_shard != shard || have_n != nshards)) {
+    pl_error("store: this database is shard %llu of %llu, but was given as shard %u of %u"
+             " (--store is shard 0, each --store-shard the next, in the order first used)",
+             (unsigned long long)have_shard, (unsigned long long)have_n, shard, nshards);
+    return PL_ERR_CONFIG;
+  }
   return e;
 }

@@ -1,0 +1,280 @@
+/* pl_store_shard: a request's shard, and the requests that run on every
+ * shard (docs/scaling.md 7, step 1).
+ *
+ * A user's rows live on the shard of its home bucket (pl_bucket.h): a
+ * request goes there, found from what it carries: the asking user's id,
+ * a name (sign-up, sign-in), a token's bucket (resume, media) or a group
+ * id. In this step shards are islands: a user meets only the users of its
+ * own shard (others are unknown peers there), so one shard answers every
+ * request but those below, which concern the whole server and run on each
+ * shard as a copy of the request (a "kid"), their answers merged into the
+ * request by the last kid to finish. */
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/pl_mem.h"
+#include "../rules/pl_bucket.h"
+#include "pl_store_int.h"
+
+static int pl__of_id(uint64_t id, unsigned n) { return (int)pl_bucket_shard(pl_bucket_of_id(id), n); }
+
+static int pl__of_name(const char *name, unsigned n) {
+  return name ? (int)pl_bucket_shard(pl_bucket_of_name(name, strlen(name)), n) : 0;
+}
+
+static int pl__of_route(uint32_t route, unsigned n) { return route ? (int)pl_bucket_shard(route - 1, n) : 0; }
+
+static int pl__admin(const pl_store_admin_req *a, unsigned n) {
+  switch (a->in.action) {
+  case PL_ADMIN_USERS:
+  case PL_ADMIN_GROUPS:
+  case PL_ADMIN_TOP_QUEUES:
+  case PL_ADMIN_STATS:
+  case PL_ADMIN_INVITE: /* an invite is good on every shard (its uses count per shard) */
+  case PL_ADMIN_INVITE_DEL: return PL_ROUTE_EACH;
+  case PL_ADMIN_GROUP:
+  case PL_ADMIN_REMOVE: return pl__of_id(a->in.group, n);
+  case PL_ADMIN_INVITES: return 0; /* every shard holds the same codes */
+  default: return pl__of_name(a->in.user, n);
+  }
+}
+
+int pl_store_route(const pl_store_req *r, unsigned n) {
+  switch (r->op) {
+  case PL_STORE_REGISTER: return pl__of_name(r->u.reg.in.user, n);
+  case PL_STORE_GET_USER: return pl__of_name(r->u.get_user.in.user, n);
+  case PL_STORE_RESUME:
+  case PL_STORE_MEDIA_AUTH: return pl__of_route(r->route, n);
+  case PL_STORE_MEDIA_GET: {
+    uint32_t b;
+    if (r->u.media_get.in.any_user && r->u.media_get.in.media_id &&
+        pl_bucket_of_media(r->u.media_get.in.media_id, &b) == 0)
+      return (int)pl_bucket_shard(b, n);
+    return pl__of_route(r->route, n);
+  }
+  case PL_STORE_GROUP_DEVICES: return pl__of_id(r->u.group_devices.in.group, n);
+  case PL_STORE_PUSH_TOKEN: return pl__of_id(r->u.push_token.in.device, n);
+  case PL_STORE_PUSH_ENQUEUE:
+    /* a message's devices: all on its conversation's shard in this step */
+    return r->u.push_enqueue.in.ndevices ? pl__of_id(r->u.push_enqueue.in.devices[0], n) : 0;
+  case PL_STORE_PUSH_DONE: return PL_ROUTE_SPLIT;
+  case PL_STORE_PUSH_TOKENS:
+  case PL_STORE_PUSH_CLAIM:
+  case PL_STORE_STATS: return PL_ROUTE_EACH;
+  case PL_STORE_ADMIN: return pl__admin(&r->u.admin, n);
+  default: /* the asker's: an ACK without receipts names only its device */
+    return pl__of_id(r->user_id ? r->user_id : r->device_id, n);
+  }
+}
+
+/* ---- on every shard -------------------------------------------------------- */
+
+typedef struct pl__fan {
+  pl_store_req *req; /* the caller's */
+  pl_store *home;    /* hands req back */
+  unsigned n;
+  atomic_uint left;
+  pl_store_req *kids;          /* [n] */
+  pl_store_push_result *parts; /* SPLIT: results regrouped by shard */
+} pl__fan;
+
+static void pl__kid_take(pl_store_req *kid) {
+  /* what was moved out is zeroed, so clearing the kid frees only the rest */
+  pl_store_req_clear(kid);
+}
+
+/* STATS and ADMIN STATS: the counts, summed. */
+static void pl__add_counts(pl_store_counts *to, const pl_store_counts *c) {
+  to->users += c->users;
+  to->devices += c->devices;
+  to->messages += c->messages;
+  to->message_queue += c->message_queue;
+  to->events += c->events;
+  to->queue += c->queue;
+  to->group_history += c->group_history;
+  to->groups += c->groups;
+  to->members += c->members;
+  to->dedup += c->dedup;
+  to->media += c->media;
+}
+
+static int pl__by_name(const void *a, const void *b) {
+  return strcmp(((const pl_admin_user *)a)->name, ((const pl_admin_user *)b)->name);
+}
+
+static int pl__by_gid(const void *a, const void *b) {
+  uint64_t x = ((const pl_group_info *)a)->gid, y = ((const pl_group_info *)b)->gid;
+  return x < y ? -1 : x > y;
+}
+
+static int pl__by_queued(const void *a, const void *b) {
+  uint64_t x = ((const pl_admin_device *)a)->queued, y = ((const pl_admin_device *)b)->queued;
+  return x > y ? -1 : x < y;
+}
+
+/* Gathers kids' arrays of elements of size sz (at offset arr/cnt in each
+ * kid's request) into one array; the kids' arrays are emptied. */
+static void *pl__gather(pl__fan *f, size_t arr_off, size_t cnt_off, size_t sz, size_t *total) {
+  *total = 0;
+  for (unsigned i = 0; i < f->n; i++)
+    *total += *(size_t *)((char *)&f->kids[i] + cnt_off);
+  char *all = pl_calloc(*total + 1, sz), *at = all;
+  for (unsigned i = 0; i < f->n; i++) {
+    char *k = (char *)&f->kids[i];
+    void **a = (void **)(k + arr_off);
+    size_t *c = (size_t *)(k + cnt_off);
+    if (*c)
+      memcpy(at, *a, *c * sz);
+    at += *c * sz;
+    pl_free(*a);
+    *a = NULL;
+    *c = 0;
+  }
+  return all;
+}
+
+#define PL__GATHER(f, member, count, total)                                      \
+  pl__gather((f), offsetof(pl_store_req, member), offsetof(pl_store_req, count), \
+             sizeof *((pl_store_req *)0)->member, (total))
+
+/* A sorted list cut at limit: the elements past it are freed. */
+static void pl__cut_users(pl_store_admin_req *a, size_t limit) {
+  qsort(a->out.users, a->out.nusers, sizeof *a->out.users, pl__by_name);
+  while (a->out.nusers > limit) {
+    a->out.more = 1;
+    pl_free(a->out.users[--a->out.nusers].name);
+  }
+}
+
+static void pl__cut_devices(pl_store_admin_req *a, size_t limit) {
+  qsort(a->out.devices, a->out.ndevices, sizeof *a->out.devices, pl__by_queued);
+  while (a->out.ndevices > limit) {
+    pl_admin_device *d = &a->out.devices[--a->out.ndevices];
+    pl_free(d->name);
+    pl_free(d->user);
+  }
+}
+
+static void pl__cut_groups(pl_store_admin_req *a, size_t limit) {
+  qsort(a->out.groups, a->out.ngroups, sizeof *a->out.groups, pl__by_gid);
+  while (a->out.ngroups > limit) {
+    a->out.more = 1;
+    pl_group_info_clear(&a->out.groups[--a->out.ngroups]);
+  }
+}
+
+static void pl__merge_admin(pl__fan *f) {
+  pl_store_admin_req *a = &f->req->u.admin;
+  size_t limit = pl_store_admin_limit(f->req);
+  for (unsigned i = 0; i < f->n; i++) {
+    const pl_store_admin_req *k = &f->kids[i].u.admin;
+    pl__add_counts(&a->out.counts, &k->out.counts);
+    a->out.db_bytes += k->out.db_bytes;
+    a->out.media_count += k->out.media_count;
+    a->out.media_bytes += k->out.media_bytes;
+    a->out.more |= k->out.more;
+  }
+  a->out.users = PL__GATHER(f, u.admin.out.users, u.admin.out.nusers, &a->out.nusers);
+  a->out.devices = PL__GATHER(f, u.admin.out.devices, u.admin.out.ndevices, &a->out.ndevices);
+  a->out.groups = PL__GATHER(f, u.admin.out.groups, u.admin.out.ngroups, &a->out.ngroups);
+  pl__cut_users(a, limit);
+  pl__cut_groups(a, limit);
+  pl__cut_devices(a, limit);
+}
+
+static void pl__merge(pl__fan *f) {
+  pl_store_req *r = f->req;
+  switch (r->op) {
+  case PL_STORE_STATS:
+    for (unsigned i = 0; i < f->n; i++)
+      pl__add_counts(&r->u.stats.out.counts, &f->kids[i].u.stats.out.counts);
+    break;
+  case PL_STORE_PUSH_TOKENS:
+    r->u.push_tokens.out.tokens =
+        PL__GATHER(f, u.push_tokens.out.tokens, u.push_tokens.out.ntokens, &r->u.push_tokens.out.ntokens);
+    break;
+  case PL_STORE_PUSH_CLAIM: {
+    pl_store_push_claim_req *c = &r->u.push_claim;
+    for (unsigned i = 0; i < f->n; i++) {
+      const pl_store_push_claim_req *k = &f->kids[i].u.push_claim;
+      c->out.pending += k->out.pending;
+      if (k->out.next_due && (!c->out.next_due || k->out.next_due < c->out.next_due))
+        c->out.next_due = k->out.next_due;
+    }
+    c->out.rows = PL__GATHER(f, u.push_claim.out.rows, u.push_claim.out.nrows, &c->out.nrows);
+    break;
+  }
+  case PL_STORE_ADMIN: pl__merge_admin(f); break;
+  default: break;
+  }
+}
+
+/* The last kid to finish merges and hands the request back. */
+static void pl__kid_done(pl_store_req *kid) {
+  pl__fan *f = kid->data;
+  if (atomic_fetch_sub_explicit(&f->left, 1, memory_order_acq_rel) != 1)
+    return;
+  pl_store_req *r = f->req;
+  r->status = PL_OK;
+  for (unsigned i = 0; i < f->n && r->status == PL_OK; i++)
+    r->status = f->kids[i].status;
+  if (r->status == PL_OK)
+    pl__merge(f);
+  for (unsigned i = 0; i < f->n; i++)
+    pl__kid_take(&f->kids[i]);
+  pl_store *home = f->home;
+  pl_free(f->kids);
+  pl_free(f->parts);
+  pl_free(f);
+  pl_store__hand_back(home, r);
+}
+
+/* PUSH_DONE's results by shard: kid i gets those of shard i's devices. */
+static void pl__split(pl__fan *f, const pl_store_push_done_req *d) {
+  f->parts = pl_calloc(d->in.nresults + 1, sizeof *f->parts);
+  size_t at = 0;
+  for (unsigned i = 0; i < f->n; i++) {
+    pl_store_push_done_req *k = &f->kids[i].u.push_done;
+    k->in.results = f->parts + at;
+    k->in.nresults = 0;
+    for (size_t j = 0; j < d->in.nresults; j++)
+      if (pl__of_id(d->in.results[j].device, f->n) == (int)i) {
+        f->parts[at++] = d->in.results[j];
+        k->in.nresults++;
+      }
+  }
+}
+
+static void pl__fan_out(pl_store *const *stores, unsigned n, pl_store_req *req, int split) {
+  pl_store_req_out_begin(req);
+  pl__fan *f = pl_calloc(1, sizeof *f);
+  f->req = req;
+  f->home = stores[0];
+  f->n = n;
+  atomic_init(&f->left, n);
+  f->kids = pl_calloc(n, sizeof *f->kids);
+  for (unsigned i = 0; i < n; i++) {
+    pl_store_req *k = &f->kids[i];
+    k->op = req->op;
+    k->user_id = req->user_id;
+    k->device_id = req->device_id;
+    k->route = req->route;
+    memcpy(&k->u, &req->u, sizeof k->u); /* the in: borrowed from req, as req borrows it */
+    k->done = pl__kid_done;
+    k->data = f;
+  }
+  if (split)
+    pl__split(f, &req->u.push_done);
+  for (unsigned i = 0; i < n; i++)
+    pl_store__enqueue(stores[i], &f->kids[i]);
+}
+
+void pl_store__submit_linked(pl_store *const *stores, unsigned n, pl_store_req *req) {
+  int to = pl_store_route(req, n);
+  if (to >= 0)
+    pl_store__enqueue(stores[to < (int)n ? to : 0], req);
+  else
+    pl__fan_out(stores, n, req, to == PL_ROUTE_SPLIT);
+}

@@ -1,0 +1,539 @@
+#!/usr/bin/env bash
+# Sharding, step 1 (docs/scaling.md 7, "Routing"): two PostgreSQL instances as
+# two shards, parleyd --store A --store-shard B.
+#
+# A user's home bucket is FNV-1a 64 of its name mod 16384, its shard
+# bucket * K / 16384; ids carry the bucket (id >> 48). Checked here:
+#  1. users on both shards register (names picked by the hash, below);
+#  2. users and devices rows are on the home shard only, their ids >> 48
+#     the bucket;
+#  3. same-shard chat on both shards: send, the queue row on the home shard,
+#     recv exactly once, delivered receipts, groups (gid >> 48: the creator's
+#     bucket);
+#  4. across shards (islands in this step) send, contacts add, presence,
+#     group add and group create answer exactly as for a user that does not
+#     exist (UNKNOWN_PEER: the CLI's exit 5 and message), nothing stored on
+#     either shard;
+#  5. a second device, settings, contacts, a push token and an upload of a
+#     shard 1 user land on shard 1 only (and the upload downloads);
+#  6. Resume with a saved token (JSON WebSocket) on both shards, its
+#     token_hash on the home shard only;
+#  7. the shards swapped, one shard less, one shard more: parleyd refuses to
+#     start (non-zero exit, an error line naming the shard); the right order
+#     again serves what was queued before, and the saved token still works;
+#  8. a database used by a single-node parleyd (with a user) refuses to
+#     become a shard (as shard 0 or as shard 1).
+# The first shard's database is on the ctest pg fixture, the second on a
+# PostgreSQL of this test's own (pg_fixture.sh), stopped at exit.
+set -euo pipefail
+: "${PARLEYD:?PARLEYD must point to the parleyd binary}"
+: "${PARLEY_CLI:?PARLEY_CLI must point to the parley binary}"
+: "${PL_PG_DIR:?PL_PG_DIR: the pg fixture directory}"
+: "${PL_PG_FIXTURE:?PL_PG_FIXTURE: tests/pg/pg_fixture.sh}"
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/parley-shards-XXXXXX")
+chmod 711 "$tmp" # the postgres user reaches $tmp/pg2
+pg1port=$(cat "$PL_PG_DIR/port")
+pg2port=
+port=$(python3 "$here/../integration/free_port.py")
+hport=$(python3 "$here/../integration/free_port.py")
+deadport=$(python3 "$here/../integration/free_port.py") # the push webhook: nobody listens
+export PARLEY_SERVER=127.0.0.1:$port PARLEY_HTTP=127.0.0.1:$hport PARLEY_PASSWORD=secret-pass
+PY=/usr/bin/python3 # Debian's, with python3-websockets
+pid=
+log=
+failed=0
+tag=$$_$RANDOM
+db0=p_shard0_$tag db1=p_shard1_$tag # the two shards
+dbc=p_shard2_$tag                   # a third shard, only offered (refused)
+dbs=p_single_$tag                   # used single-node first
+dbf1=p_fresh1_$tag dbf2=p_fresh2_$tag
+dbs_pg1=("$db0" "$dbc" "$dbs")
+dbs_pg2=("$db1" "$dbf1" "$dbf2")
+uri1() { echo "postgresql://postgres@127.0.0.1:$pg1port/$1"; }
+uri2() { echo "postgresql://postgres@127.0.0.1:$pg2port/$1"; }
+
+die_with_us=()
+if command -v setpriv >/dev/null; then die_with_us=(setpriv --pdeathsig KILL); fi
+
+# shellcheck disable=SC2317 # run by the EXIT trap
+cleanup() {
+  if [[ -n $pid ]]; then
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  if [[ $failed -ne 0 ]]; then
+    local f
+    for f in "$tmp"/parleyd.*.log; do
+      [[ -f $f ]] || continue
+      echo "--- $(basename "$f") (last 30 lines)" >&2
+      tail -n 30 "$f" >&2
+    done
+  fi
+  local d
+  for d in "${dbs_pg1[@]}"; do
+    psql "$(uri1 postgres)" -qXc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true
+  done
+  if [[ -n $pg2port ]]; then
+    for d in "${dbs_pg2[@]}"; do
+      psql "$(uri2 postgres)" -qXc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true
+    done
+  fi
+  bash "$PL_PG_FIXTURE" stop "$tmp/pg2" >/dev/null 2>&1 || true
+  # the fixture deletes its files in the background: $tmp goes once they are gone (5 s at most)
+  local i
+  for ((i = 0; i < 50; i++)); do
+    rm -rf "$tmp" 2>/dev/null || true
+    [[ -e $tmp ]] || break
+    sleep 0.1
+  done
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+
+pass() { echo "PASS $1"; }
+fail() {
+  echo "FAIL $1: $2"
+  failed=$((failed + 1))
+}
+# same NAME GOT WANT
+same() { if [[ $2 == "$3" ]]; then pass "$1"; else fail "$1" "got <<$2>>, want <<$3>>"; fi; }
+# run NAME WANT_RC CMD...: PASS when the exit status is WANT_RC; stdout in $tmp/out, stderr in $tmp/err
+run() {
+  local name=$1 want=$2 rc=0
+  shift 2
+  "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+  if [[ $rc == "$want" ]]; then
+    pass "$name"
+  else
+    fail "$name" "exit $rc (want $want): stdout <<$(head -c 2000 "$tmp/out")>> stderr <<$(head -c 2000 "$tmp/err")>>"
+  fi
+}
+# q SHARD SQL: one psql answer on shard 0 or 1 (fields joined by |); an error's text otherwise
+q() { psql "${SHARD_URI[$1]}" -qAtX -v ON_ERROR_STOP=1 -c "$2" 2>&1 || true; }
+# jfield FILE KEY...: a field of the first JSON line of FILE ("" if there is none)
+jfield() {
+  python3 - "$@" <<'EOF' 2>/dev/null || true
+import json, sys
+try:
+    d = json.loads(open(sys.argv[1]).readline())
+    for k in sys.argv[2:]:
+        d = d[k]
+    print(d)
+except Exception:
+    print("")
+EOF
+}
+# count_msgs FILE TEXT: the messages in recv's output FILE with that text
+count_msgs() {
+  python3 - "$1" "$2" <<'EOF' 2>&1 || true
+import json, sys
+n = 0
+for line in open(sys.argv[1]):
+    if line.strip():
+        d = json.loads(line)
+        n += d.get("type") == "message" and d.get("text") == sys.argv[2]
+print(n)
+EOF
+}
+# has_receipt FILE BY SEQ: 1 if recv's output FILE has BY's delivered receipt for SEQ
+has_receipt() {
+  python3 - "$1" "$2" "$3" <<'EOF' 2>&1 || true
+import json, sys
+hit = 0
+for line in open(sys.argv[1]):
+    if line.strip():
+        d = json.loads(line)
+        hit |= (d.get("type") == "receipt" and d.get("status") == "delivered"
+                and d.get("by") == sys.argv[2] and str(d.get("seq")) == sys.argv[3])
+print(int(hit))
+EOF
+}
+# in SQL: the rows whose body holds TEXT
+body_has() { echo "position(convert_to('$1', 'UTF8') in body) > 0"; }
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+nlog=0
+# launch STORE-ARGS...: parleyd in the background on the test's ports, its log in $log
+launch() {
+  nlog=$((nlog + 1))
+  log=$tmp/parleyd.$nlog.log
+  ${die_with_us[@]+"${die_with_us[@]}"} "$PARLEYD" "$@" --data "$tmp/data" --listen "127.0.0.1:$port" \
+    --http "127.0.0.1:$hport" --threads 2 --argon2-mem 8 --argon2-ops 1 --login-rate 0 --register-rate 0 \
+    --push-webhook "http://127.0.0.1:$deadport/push" 2>>"$log" &
+  pid=$!
+}
+# start STORE-ARGS...: parleyd serving (both listeners) within 60 s, or the test ends here
+start() {
+  launch "$@"
+  for _ in $(seq 3000); do
+    if listening "$port" && listening "$hport"; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.02
+  done
+  fail "start" "parleyd ($*) did not start listening on $port and $hport"
+  exit 1
+}
+# stop: SIGTERM, gone within 30 s
+stop() {
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    fail "stop" "parleyd still running 30 s after SIGTERM"
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+  pid=
+}
+# refused NAME STORE-ARGS...: parleyd exits non-zero within 30 s without
+# serving, and its log has an error line that names the shard
+refused() {
+  local name=$1 rc=0 served=0 i
+  shift
+  launch "$@"
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    if ((served == 0)) && listening "$port"; then
+      served=1
+      i=270 # serving: 3 s more to see it exit
+    fi
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    if ((served)); then
+      fail "$name" "parleyd ($*) started and serves"
+    else
+      fail "$name" "parleyd ($*) still running after 30 s"
+    fi
+    stop
+    return 0
+  fi
+  wait "$pid" || rc=$?
+  pid=
+  if ((served)); then
+    fail "$name" "parleyd ($*) accepted connections before it exited ($rc)"
+  elif [[ $rc == 0 ]]; then
+    fail "$name" "parleyd ($*) exited 0"
+  elif awk 'tolower($0) ~ /shard/ && $0 !~ /unknown option/ &&
+             ($0 ~ /^[0-9][0-9-]*T[0-9:.]+Z +error / || $0 ~ /^parleyd: /) { f = 1 } END { exit !f }' "$log"; then
+    pass "$name"
+  else
+    fail "$name" "exit $rc, but no error line naming the shard in the log: $(tail -n 5 "$log")"
+  fi
+}
+
+# ---- names: two users homed on each shard (K = 2), by the hash ------------
+read -r -a picked <<<"$(python3 - <<'EOF'
+def bucket(name):
+    h = 14695981039346656037
+    for b in name.encode():
+        h = ((h ^ b) * 1099511628211) % (1 << 64)
+    return h % 16384
+def shard(name):
+    return bucket(name) * 2 // 16384
+out = []
+for prefix, want, n in (("amy", 0, 2), ("ben", 1, 2), ("ghost", 0, 1)):
+    names = [f"{prefix}{i}" for i in range(1000) if shard(f"{prefix}{i}") == want][:n]
+    out += [f"{x} {bucket(x)}" for x in names]
+print(" ".join(out))
+EOF
+)"
+A0=${picked[0]} A1=${picked[2]} B0=${picked[4]} B1=${picked[6]} GHOST=${picked[8]}
+declare -A BUCKET=([$A0]=${picked[1]} [$A1]=${picked[3]} [$B0]=${picked[5]} [$B1]=${picked[7]})
+declare -A HOMESH
+USERS=("$A0" "$A1" "$B0" "$B1")
+for u in "${USERS[@]}"; do HOMESH[$u]=$((BUCKET[$u] * 2 / 16384)); done
+echo "users: $A0 (bucket ${BUCKET[$A0]}), $A1 (${BUCKET[$A1]}) on shard 0; $B0 (${BUCKET[$B0]}), $B1 (${BUCKET[$B1]}) on shard 1; $GHOST never registers"
+if [[ ${HOMESH[$A0]}${HOMESH[$A1]}${HOMESH[$B0]}${HOMESH[$B1]} != 0011 ]]; then
+  fail "names" "the names' shards are ${HOMESH[*]}"
+  exit 1
+fi
+cli() { # cli USER [--device D] ARGS...
+  local u=$1
+  shift
+  "$PARLEY_CLI" --user "$u" "$@"
+}
+
+# ---- the second PostgreSQL, the databases ---------------------------------
+if ! bash "$PL_PG_FIXTURE" start "$tmp/pg2" >"$tmp/pg2.out" 2>&1; then
+  fail "pg2" "the second PostgreSQL did not start: $(cat "$tmp/pg2.out")"
+  exit 1
+fi
+pg2port=$(cat "$tmp/pg2/port")
+for d in "${dbs_pg1[@]}"; do psql "$(uri1 postgres)" -qXv ON_ERROR_STOP=1 -c "CREATE DATABASE $d" >/dev/null; done
+for d in "${dbs_pg2[@]}"; do psql "$(uri2 postgres)" -qXv ON_ERROR_STOP=1 -c "CREATE DATABASE $d" >/dev/null; done
+SHARD_URI=("$(uri1 "$db0")" "$(uri2 "$db1")")
+RIGHT=(--store "${SHARD_URI[0]}" --store-shard "${SHARD_URI[1]}")
+
+# a small PNG for the upload, a JSON WebSocket client for Resume
+python3 -c "import sys; sys.path.insert(0, '$here/../integration'); from testimg import png; open(sys.argv[1], 'wb').write(png(24, 16))" "$tmp/pic.png"
+cat >"$tmp/ws.py" <<'EOF'
+"""ws.py login HPORT USER PASSWORD DEVICE TOKENFILE: sign in over the JSON
+WebSocket (protocol.md 1.1-1.2), keep the token; ws.py resume HPORT TOKENFILE
+TO TEXT: a new connection resumes with the kept token and sends TEXT to TO.
+Prints one JSON line; exits non-zero (with the reason) otherwise."""
+import asyncio, base64, json, sys, time
+import websockets
+
+async def frame(ws, want, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            sys.exit(f"no {want} frame within {timeout} s")
+        f = json.loads(await asyncio.wait_for(ws.recv(), left))
+        if f.get("type") == "error":
+            sys.exit("error frame: " + json.dumps(f))
+        if f.get("type") == want:
+            return f
+
+async def main():
+    mode, hport = sys.argv[1], sys.argv[2]
+    async with websockets.connect(f"ws://127.0.0.1:{hport}/ws", subprotocols=["parley.json.v1"],
+                                  open_timeout=20, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "hello", "version": 2, "kind": "KIND_BOT",
+                                  "client_name": "pg-shards-test/1"}))
+        await frame(ws, "welcome")
+        if mode == "login":
+            user, password, device, tokfile = sys.argv[3:7]
+            await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": device}))
+            ok = await frame(ws, "auth_ok")
+            with open(tokfile, "w") as f:
+                f.write(ok["token"])
+            print(json.dumps({"user": ok["user"], "device": ok["device"], "device_id": int(ok["device_id"])}))
+        else:
+            tokfile, to, text = sys.argv[3:6]
+            with open(tokfile) as f:
+                token = f.read().strip()
+            await ws.send(json.dumps({"type": "resume", "token": token}))
+            ok = await frame(ws, "auth_ok")
+            cid = "resume-%d" % time.time_ns()
+            await ws.send(json.dumps({"type": "send", "id": cid, "to": to,
+                                      "body": base64.b64encode(text.encode()).decode(),
+                                      "client_ts": int(time.time() * 1000)}))
+            ack = await frame(ws, "send_ack")
+            print(json.dumps({"user": ok["user"], "device": ok["device"], "device_id": int(ok["device_id"]),
+                              "id": ack.get("id"), "seq": int(ack.get("seq", 0))}))
+
+asyncio.run(main())
+EOF
+# token_hash: BLAKE2b-256 of the token (protocol.md 7.2), as hex
+token_hash() { python3 -c 'import hashlib, sys; print(hashlib.blake2b(open(sys.argv[1]).read().strip().encode(), digest_size=32).hexdigest())' "$1"; }
+
+# recv_once NAME USER TEXT: USER's recv shows TEXT exactly once, and a second recv not again
+recv_once() {
+  local name=$1 u=$2 text=$3
+  run "$name-recv" 0 cli "$u" recv --wait 2
+  cp "$tmp/out" "$tmp/recv.$name"
+  same "$name-arrives-once" "$(count_msgs "$tmp/recv.$name" "$text")" 1
+  run "$name-recv-again" 0 cli "$u" recv --wait 0.5
+  same "$name-not-again" "$(count_msgs "$tmp/out" "$text")" 0
+}
+# receipt_to NAME USER BY SEQ: USER's recv shows BY's delivered receipt of SEQ within 20 s
+receipt_to() {
+  local name=$1 u=$2 by=$3 seq=$4 deadline=$((SECONDS + 20))
+  : >"$tmp/receipts"
+  while ((SECONDS < deadline)); do
+    cli "$u" recv --wait 1 >>"$tmp/receipts" 2>/dev/null || true
+    if [[ $(has_receipt "$tmp/receipts" "$by" "$seq") == 1 ]]; then
+      pass "$name"
+      return 0
+    fi
+  done
+  fail "$name" "no delivered receipt by $by for seq $seq in 20 s: $(head -c 2000 "$tmp/receipts")"
+}
+# unknown_like NAME PEER ARGS...: the command with %PEER% as PEER, a user of
+# the other shard, answers exactly as with %PEER% a user that does not exist
+unknown_like() {
+  local name=$1 peer=$2 a rcg=0 rcp=0 eg ep
+  shift 2
+  local g=() p=()
+  for a in "$@"; do
+    g+=("${a//%PEER%/$GHOST}")
+    p+=("${a//%PEER%/$peer}")
+  done
+  "${g[@]}" >"$tmp/g.out" 2>"$tmp/g.err" || rcg=$?
+  "${p[@]}" >"$tmp/p.out" 2>"$tmp/p.err" || rcp=$?
+  eg=$(sed "s/$GHOST/NAME/g" "$tmp/g.err")
+  ep=$(sed "s/$peer/NAME/g" "$tmp/p.err")
+  if [[ $rcg != 5 || $eg != *"unknown peer"* ]]; then
+    fail "$name" "the baseline with '$GHOST' (no such user) gave exit $rcg: <<$(cat "$tmp/g.out")>> <<$eg>>"
+  elif [[ $rcp == "$rcg" && $ep == "$eg" && ! -s $tmp/p.out ]]; then
+    pass "$name"
+  else
+    fail "$name" "with '$peer': exit $rcp, stdout <<$(cat "$tmp/p.out")>>, stderr <<$(cat "$tmp/p.err")>>; with '$GHOST' (no such user): exit $rcg, stderr <<$(cat "$tmp/g.err")>>"
+  fi
+}
+
+# ==== 1. register users of both shards ======================================
+start "${RIGHT[@]}"
+for u in "${USERS[@]}"; do
+  run "register-$u" 0 cli "$u" register
+  same "register-$u-says" "$(cat "$tmp/out")" "{\"registered\":\"$u\",\"device\":\"default\"}"
+done
+
+# ==== 2. users and devices on their home shard only ==========================
+same "shard0-users" "$(q 0 "SELECT string_agg(name, ',' ORDER BY name) FROM users")" "$A0,$A1"
+same "shard1-users" "$(q 1 "SELECT string_agg(name, ',' ORDER BY name) FROM users")" "$B0,$B1"
+declare -A UID_OF
+for u in "${USERS[@]}"; do
+  h=${HOMESH[$u]} o=$((1 - HOMESH[$u])) b=${BUCKET[$u]}
+  UID_OF[$u]=$(q "$h" "SELECT id FROM users WHERE name = '$u'")
+  [[ ${UID_OF[$u]} =~ ^[0-9]+$ ]] || UID_OF[$u]=0
+  same "user-$u-id-bucket" "$(q "$h" "SELECT count(*) || ' ' || min(id >> 48) FROM users WHERE name = '$u'")" "1 $b"
+  same "user-$u-not-on-shard$o" "$(q "$o" "SELECT count(*) FROM users WHERE name = '$u' OR id >> 48 = $b")" 0
+  same "devices-$u-on-shard$h" \
+    "$(q "$h" "SELECT count(*) || ' ' || count(*) FILTER (WHERE id >> 48 = $b) || ' ' || count(token_hash) FROM devices WHERE user_id = ${UID_OF[$u]}")" "1 1 1"
+  same "devices-$u-not-on-shard$o" "$(q "$o" "SELECT count(*) FROM devices WHERE user_id = ${UID_OF[$u]} OR id >> 48 = $b")" 0
+done
+
+# ==== 3. same-shard chat on both shards ======================================
+# dm X Y SHARD: X sends Y a text; stored and queued on SHARD only; Y gets it once; X the receipt
+dm() {
+  local x=$1 y=$2 s=$3 text seq
+  text="hello $y from $x $RANDOM$RANDOM"
+  run "send-$x-$y" 0 cli "$x" send "$y" "$text"
+  seq=$(jfield "$tmp/out" seq)
+  same "send-$x-$y-stored-on-shard$s" \
+    "$(q "$s" "SELECT count(*) FROM queue WHERE device_id IN (SELECT id FROM devices WHERE user_id = ${UID_OF[$y]}) AND mid IN (SELECT mid FROM messages WHERE $(body_has "$text"))")" 1
+  same "send-$x-$y-not-on-shard$((1 - s))" "$(q $((1 - s)) "SELECT count(*) FROM messages WHERE $(body_has "$text")")" 0
+  recv_once "dm-$x-$y" "$y" "$text"
+  receipt_to "receipt-$y-to-$x" "$x" "$y" "${seq:-0}"
+}
+dm "$A0" "$A1" 0
+dm "$B0" "$B1" 1
+dm "$B1" "$B0" 1
+# groups: the gid carries the creator's bucket, the group lives on its shard
+declare -A GID
+group_on() {
+  local x=$1 y=$2 s=$3 gid text b=${BUCKET[$1]}
+  run "group-create-$x" 0 cli "$x" group create "team-$x" "$y"
+  gid=$(jfield "$tmp/out" group)
+  [[ $gid =~ ^[0-9]+$ ]] || gid=0
+  GID[$x]=$gid
+  same "group-$x-gid-bucket" "$((gid >> 48))" "$b"
+  same "group-$x-on-shard$s" "$(q "$s" "SELECT count(*) || ' ' || (SELECT count(*) FROM members WHERE gid = $gid) FROM groups WHERE gid = $gid")" "1 2"
+  same "group-$x-not-on-shard$((1 - s))" "$(q $((1 - s)) "SELECT count(*) FROM groups WHERE gid = $gid OR gid >> 48 = $b")" 0
+  text="group text from $x $RANDOM$RANDOM"
+  run "group-send-$x" 0 cli "$x" send --group "$gid" "$text"
+  recv_once "group-$x-$y" "$y" "$text"
+}
+group_on "$A0" "$A1" 0
+group_on "$B0" "$B1" 1
+
+# ==== 4. across shards: as a user that does not exist ========================
+conv() { if [[ $1 < $2 ]]; then echo "dm:$1:$2"; else echo "dm:$2:$1"; fi; }
+xtext="across the shards $RANDOM$RANDOM"
+unknown_like "send-$A0-to-$B0-unknown-peer" "$B0" cli "$A0" send %PEER% "$xtext"
+unknown_like "send-$B1-to-$A1-unknown-peer" "$A1" cli "$B1" send %PEER% "$xtext"
+unknown_like "contacts-add-$A0-$B1-unknown-peer" "$B1" cli "$A0" contacts add %PEER%
+unknown_like "presence-$B0-of-$A0-unknown-peer" "$A0" cli "$B0" presence %PEER%
+unknown_like "group-add-$B0-to-group-of-$A0-unknown-peer" "$B0" cli "$A0" group add "${GID[$A0]}" %PEER%
+unknown_like "group-create-$B0-with-$A1-unknown-peer" "$A1" cli "$B0" group create cross %PEER%
+for s in 0 1; do
+  same "nothing-stored-across-on-shard$s" \
+    "$(q $s "SELECT (SELECT count(*) FROM messages WHERE $(body_has "$xtext")) + (SELECT count(*) FROM convs WHERE conv IN ('$(conv "$A0" "$B0")', '$(conv "$B1" "$A1")')) + (SELECT count(*) FROM dedup WHERE conv IN ('$(conv "$A0" "$B0")', '$(conv "$B1" "$A1")'))")" 0
+  same "contacts-across-not-stored-on-shard$s" "$(q $s "SELECT count(*) FROM contacts WHERE uid = ${UID_OF[$A0]} OR contact_uid = ${UID_OF[$B1]}")" 0
+  same "groups-only-the-two-on-shard$s" "$(q $s "SELECT count(*) || ' ' || (SELECT count(*) FROM members) FROM groups")" "1 2"
+done
+
+# ==== 5. a shard 1 user's state on shard 1 only ==============================
+b=${BUCKET[$B0]}
+run "second-device-$B0" 0 cli "$B0" --device other devices
+same "second-device-$B0-ids" "$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))["devices"]
+print(",".join(sorted(x["name"] for x in d)), all(x["id"] >> 48 == int(sys.argv[2]) for x in d))' "$tmp/out" "$b" 2>&1)" "default,other True"
+same "devices-$B0-on-shard1" \
+  "$(q 1 "SELECT string_agg(name, ',' ORDER BY name) || ' ' || bool_and(id >> 48 = $b) || ' ' || count(token_hash) FROM devices WHERE user_id = ${UID_OF[$B0]}")" "default,other true 2"
+same "devices-$B0-not-on-shard0" "$(q 0 "SELECT count(*) FROM devices WHERE user_id = ${UID_OF[$B0]} OR id >> 48 = $b")" 0
+
+run "settings-$B0" 0 cli "$B0" settings --read-receipts off --last-seen nobody
+same "settings-$B0-says" "$(jfield "$tmp/out" read_receipts) $(jfield "$tmp/out" last_seen)" "off nobody"
+same "settings-$B0-on-shard1" "$(q 1 "SELECT string_agg(name || '=' || read_receipts, ',' ORDER BY name) FROM users")" "$B0=0,$B1=1"
+same "settings-not-on-shard0" "$(q 0 "SELECT count(*) FROM users WHERE read_receipts <> 1 OR id = ${UID_OF[$B0]}")" 0
+
+run "contacts-add-$B0-$B1" 0 cli "$B0" contacts add "$B1"
+same "contacts-$B0-says" "$(cat "$tmp/out")" "{\"contacts\":[\"$B1\"]}"
+run "contacts-add-$A0-$A1" 0 cli "$A0" contacts add "$A1"
+same "contacts-on-shard1" "$(q 1 "SELECT string_agg(uid || '>' || contact_uid, ',') FROM contacts")" "${UID_OF[$B0]}>${UID_OF[$B1]}"
+same "contacts-on-shard0" "$(q 0 "SELECT string_agg(uid || '>' || contact_uid, ',') FROM contacts")" "${UID_OF[$A0]}>${UID_OF[$A1]}"
+
+ptok=push-token-$RANDOM$RANDOM
+run "push-register-$B0" 0 cli "$B0" push register webhook "$ptok"
+same "push-token-$B0-on-shard1" \
+  "$(q 1 "SELECT count(*) FROM push_tokens WHERE token = '$ptok' AND user_id = ${UID_OF[$B0]} AND user_name = '$B0' AND device_id >> 48 = $b")" 1
+same "push-token-$B0-not-on-shard0" "$(q 0 "SELECT count(*) FROM push_tokens")" 0
+
+caption="a picture $RANDOM$RANDOM"
+run "send-image-$B0-$B1" 0 cli "$B0" send --image "$tmp/pic.png" "$B1" "$caption"
+mid=$(jfield "$tmp/out" media id)
+[[ $mid =~ ^[0-9a-zA-Z_-]+$ ]] || mid=none
+same "media-$B0-on-shard1" "$(q 1 "SELECT count(*) FROM media WHERE id = '$mid' AND owner = ${UID_OF[$B0]}")" 1
+same "media-not-on-shard0" "$(q 0 "SELECT count(*) FROM media")" 0
+# the id, and the keys of its bytes and thumbnail, begin with the owner's bucket;
+# the bytes are on the owner's shard (beside the row that decides when they go)
+hexb=$(printf '%04x' "${BUCKET[$B0]}")
+same "media-id-carries-bucket" "${mid:0:4}" "$hexb"
+same "blobs-$B0-on-shard1" "$(q 1 "SELECT count(*) FROM media m JOIN blobs b ON b.key IN (m.blob, m.thumb)
+  WHERE m.id = '$mid' AND b.key LIKE '$hexb%'")" 2
+same "blobs-not-on-shard0" "$(q 0 "SELECT count(*) FROM blobs")" 0
+recv_once "image-$B0-$B1" "$B1" "$caption"
+same "image-$B0-$B1-media-id" "$(grep -c "\"media\":{\"id\":\"$mid\"" "$tmp/recv.image-$B0-$B1" || true)" 1
+run "fetch-image-$B1" 0 cli "$B1" fetch "$mid" "$tmp/fetched.png"
+same "fetched-is-png" "$(head -c 8 "$tmp/fetched.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" 89504e470d0a1a0a
+
+# ==== 6. Resume with a saved token, on both shards ===========================
+# ws_resume_ok NAME USER TO: USER's saved token resumes; the session sends TO a text TO receives once
+ws_resume_ok() {
+  local name=$1 u=$2 to=$3 text
+  text="resumed $u to $to $RANDOM$RANDOM"
+  run "$name" 0 "$PY" "$tmp/ws.py" resume "$hport" "$tmp/token.$u" "$to" "$text"
+  same "$name-as" "$(jfield "$tmp/out" user) $(jfield "$tmp/out" device) $(jfield "$tmp/out" device_id)" "$u ws ${DEVID[$u]}"
+  recv_once "$name-$to" "$to" "$text"
+}
+declare -A DEVID
+for u in "$B1" "$A1"; do
+  h=${HOMESH[$u]}
+  run "ws-login-$u" 0 "$PY" "$tmp/ws.py" login "$hport" "$u" "$PARLEY_PASSWORD" ws "$tmp/token.$u"
+  DEVID[$u]=$(jfield "$tmp/out" device_id)
+  [[ ${DEVID[$u]} =~ ^[0-9]+$ ]] || DEVID[$u]=0
+  same "ws-device-$u-bucket" "$((DEVID[$u] >> 48))" "${BUCKET[$u]}"
+  th=$(token_hash "$tmp/token.$u" 2>/dev/null || echo 00)
+  same "token-$u-on-shard$h" "$(q "$h" "SELECT count(*) FROM devices WHERE token_hash = decode('$th', 'hex') AND id = ${DEVID[$u]} AND user_id = ${UID_OF[$u]}")" 1
+  same "token-$u-not-on-shard$((1 - h))" "$(q $((1 - h)) "SELECT count(*) FROM devices WHERE token_hash = decode('$th', 'hex') OR id = ${DEVID[$u]}")" 0
+done
+ws_resume_ok "resume-$B1" "$B1" "$B0"
+ws_resume_ok "resume-$A1" "$A1" "$A0"
+
+# ==== 7. the shards in another order or number: refused; the right order serves
+queued="queued before the restart $RANDOM$RANDOM"
+run "send-$A1-$A0-before-restart" 0 cli "$A1" send "$A0" "$queued"
+stop
+refused "refuse-swapped-shards" --store "${SHARD_URI[1]}" --store-shard "${SHARD_URI[0]}"
+refused "refuse-one-shard-of-two" --store "${SHARD_URI[0]}"
+refused "refuse-three-shards" "${RIGHT[@]}" --store-shard "$(uri1 "$dbc")"
+start "${RIGHT[@]}"
+pass "restart-right-order"
+same "shard0-users-after" "$(q 0 "SELECT string_agg(name, ',' ORDER BY name) FROM users")" "$A0,$A1"
+same "shard1-users-after" "$(q 1 "SELECT string_agg(name, ',' ORDER BY name) FROM users")" "$B0,$B1"
+recv_once "after-restart-$A0" "$A0" "$queued"
+after="after the restart $RANDOM$RANDOM"
+run "send-$A0-$A1-after-restart" 0 cli "$A0" send "$A1" "$after"
+recv_once "after-restart-$A1" "$A1" "$after"
+ws_resume_ok "resume-after-restart-$B1" "$B1" "$B0"
+stop
+
+# ==== 8. a single-node database does not become a shard =====================
+start --store "$(uri1 "$dbs")"
+run "single-node-register" 0 cli "$A0" register
+stop
+refused "refuse-single-node-db-as-shard0" --store "$(uri1 "$dbs")" --store-shard "$(uri2 "$dbf1")"
+refused "refuse-single-node-db-as-shard1" --store "$(uri2 "$dbf2")" --store-shard "$(uri1 "$dbs")"
+
+if [[ $failed -eq 0 ]]; then echo "all passed"; else echo "$failed failed"; fi
+exit $((failed ? 1 : 0))

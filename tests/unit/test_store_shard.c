@@ -1,0 +1,139 @@
+/* Linked shards (pl_store_link, pl_store_shard.c): a request runs on the
+ * shard of the user it concerns, found from a name, a token's bucket or an
+ * id; counts and the operator's lists run on every shard and are merged.
+ * Two SQLite stores stand for two databases here: placement and merging are
+ * the router's, whatever the backend (the PostgreSQL test, pg_test_shards,
+ * checks ids and the shard record on real databases). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "rules/pl_bucket.h"
+#include "store/pl_store_int.h"
+#include "store_db.h"
+
+/* "alice" is in bucket 14599 (shard 1 of 2), "bob" in 2644 (shard 0) */
+#define ALICE_BUCKET 14599u
+
+/* a sign-up through the linked set: its status */
+static pl_err signup(pl_store *s, const char *user, unsigned tok) {
+  pl_store_req r = {.op = PL_STORE_REGISTER};
+  r.u.reg.in.user = user;
+  r.u.reg.in.device = "phone";
+  r.u.reg.in.pwhash = "x";
+  token(r.u.reg.in.token_hash, tok);
+  pl_err e = pl_store_call(s, &r);
+  pl_store_req_clear(&r);
+  return e;
+}
+
+static void test_requests_run_on_their_users_shard(void) {
+  char *dir[2] = {tl_tempdir(), tl_tempdir()};
+  pl_store *s[2];
+  for (unsigned i = 0; i < 2; i++) {
+    pl_store_config c = {
+        .dir = dir[i], .ttl_ms = 3600000, .max_devices = 4, .max_queue = 1000, .shard = i, .nshards = 2};
+    CHECK_EQ_I(pl_store_open(&s[i], &pl_store_sqlite, &c, &store_db_hooks), PL_OK);
+  }
+  pl_store_link(s, 2);
+  /* sign-up by name: each account on its home shard, whichever store is asked */
+  CHECK_EQ_I(signup(s[0], "alice", 1), PL_OK);
+  CHECK_EQ_I(signup(s[1], "bob", 2), PL_OK);
+  CHECK_EQ_I(db_count(dir[1], "users"), 1);
+  CHECK_EQ_I(db_count(dir[0], "users"), 1);
+  CHECK_EQ_I(signup(s[0], "alice", 3), PL_ERR_USER_EXISTS); /* found there again */
+
+  pl_store_req g = {.op = PL_STORE_GET_USER};
+  g.u.get_user.in.user = "alice";
+  CHECK_EQ_I(pl_store_call(s[0], &g), PL_OK);
+  CHECK(g.u.get_user.out.user_id != 0);
+  pl_store_req_clear(&g);
+
+  /* a token's bucket names its shard: without it, shard 0 does not know it */
+  pl_store_req r = {.op = PL_STORE_RESUME};
+  token(r.u.resume.in.token_hash, 1);
+  r.route = 1 + ALICE_BUCKET;
+  CHECK_EQ_I(pl_store_call(s[0], &r), PL_OK);
+  CHECK_STR(r.u.resume.out.user, "alice");
+  pl_store_req_clear(&r);
+  memset(&r, 0, sizeof r);
+  r.op = PL_STORE_RESUME;
+  token(r.u.resume.in.token_hash, 1);
+  CHECK_EQ_I(pl_store_call(s[0], &r), PL_ERR_BAD_TOKEN);
+  pl_store_req_clear(&r);
+
+  /* counted on both and summed */
+  pl_store_req st = {.op = PL_STORE_STATS};
+  CHECK_EQ_I(pl_store_call(s[1], &st), PL_OK);
+  CHECK_EQ_U(st.u.stats.out.counts.users, 2);
+  CHECK_EQ_U(st.u.stats.out.counts.devices, 2);
+  pl_store_req_clear(&st);
+
+  /* the operator's list: both shards' users, merged in name order, paged */
+  CHECK_EQ_I(signup(s[0], "carol", 4), PL_OK);
+  pl_store_req a = {.op = PL_STORE_ADMIN};
+  a.u.admin.in.action = PL_ADMIN_USERS;
+  a.u.admin.in.limit = 2;
+  CHECK_EQ_I(pl_store_call(s[0], &a), PL_OK);
+  CHECK_EQ_U(a.u.admin.out.nusers, 2);
+  CHECK_STR(a.u.admin.out.users[0].name, "alice");
+  CHECK_STR(a.u.admin.out.users[1].name, "bob");
+  CHECK_EQ_I(a.u.admin.out.more, 1);
+  pl_store_req_clear(&a);
+  memset(&a, 0, sizeof a);
+  a.op = PL_STORE_ADMIN;
+  a.u.admin.in.action = PL_ADMIN_USERS;
+  a.u.admin.in.limit = 2;
+  a.u.admin.in.after = "bob";
+  CHECK_EQ_I(pl_store_call(s[0], &a), PL_OK);
+  CHECK_EQ_U(a.u.admin.out.nusers, 1);
+  CHECK_STR(a.u.admin.out.users[0].name, "carol");
+  CHECK_EQ_I(a.u.admin.out.more, 0);
+  pl_store_req_clear(&a);
+
+  pl_store_close(s[0]); /* closes both */
+  for (unsigned i = 0; i < 2; i++) {
+    tl_rmrf(dir[i]);
+    free(dir[i]);
+  }
+}
+
+static void test_route(void) {
+  pl_store_req r = {.op = PL_STORE_FETCH};
+  r.user_id = pl_bucket_id(ALICE_BUCKET, 7);
+  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, 4), 3);
+  r.user_id = 7; /* bucket 0 */
+  CHECK_EQ_I(pl_store_route(&r, 2), 0);
+  memset(&r, 0, sizeof r);
+  r.op = PL_STORE_GET_USER;
+  r.u.get_user.in.user = "bob";
+  CHECK_EQ_I(pl_store_route(&r, 2), 0);
+  r.u.get_user.in.user = "alice";
+  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  memset(&r, 0, sizeof r);
+  r.op = PL_STORE_GROUP_DEVICES;
+  r.u.group_devices.in.group = pl_bucket_id(ALICE_BUCKET, 3);
+  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  memset(&r, 0, sizeof r);
+  r.op = PL_STORE_MEDIA_GET;
+  r.u.media_get.in.any_user = 1;
+  r.u.media_get.in.media_id = "39070000000000000000000000000000";
+  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  r.op = PL_STORE_PUSH_CLAIM;
+  CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_EACH);
+  r.op = PL_STORE_PUSH_DONE;
+  CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_SPLIT);
+  memset(&r, 0, sizeof r);
+  r.op = PL_STORE_ADMIN;
+  r.u.admin.in.action = PL_ADMIN_DISABLE;
+  r.u.admin.in.user = "alice";
+  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  r.u.admin.in.action = PL_ADMIN_STATS;
+  CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_EACH);
+}
+
+int main(void) {
+  RUN(test_route);
+  RUN(test_requests_run_on_their_users_shard);
+  return tl_summary();
+}
