@@ -21,6 +21,7 @@
 #  7. the shards swapped, one shard less, one shard more: parleyd refuses to
 #     start (non-zero exit, an error line naming the shard); the right order
 #     again serves what was queued before, and the saved token still works;
+#  7b. a second node on the same shards: sent through one, read through the other;
 #  8. a database used by a single-node parleyd (with a user) refuses to
 #     become a shard (as shard 0 or as shard 1).
 # The first shard's database is on the ctest pg fixture, the second on a
@@ -41,6 +42,7 @@ deadport=$(python3 "$here/../integration/free_port.py") # the push webhook: nobo
 export PARLEY_SERVER=127.0.0.1:$port PARLEY_HTTP=127.0.0.1:$hport PARLEY_PASSWORD=secret-pass
 PY=/usr/bin/python3 # Debian's, with python3-websockets
 pid=
+pid2= # a second node (7b)
 log=
 failed=0
 tag=$$_$RANDOM
@@ -58,13 +60,15 @@ if command -v setpriv >/dev/null; then die_with_us=(setpriv --pdeathsig KILL); f
 
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
-  if [[ -n $pid ]]; then
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
+  local p
+  for p in "$pid" "$pid2"; do
+    [[ -n $p ]] || continue
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
   if [[ $failed -ne 0 ]]; then
     local f
-    for f in "$tmp"/parleyd.*.log; do
+    for f in "$tmp"/parleyd.*.log; do # (node2's too)
       [[ -f $f ]] || continue
       echo "--- $(basename "$f") (last 30 lines)" >&2
       tail -n 30 "$f" >&2
@@ -526,6 +530,33 @@ after="after the restart $RANDOM$RANDOM"
 run "send-$A0-$A1-after-restart" 0 cli "$A0" send "$A1" "$after"
 recv_once "after-restart-$A1" "$A1" "$after"
 ws_resume_ok "resume-after-restart-$B1" "$B1" "$B0"
+
+# ==== 7b. a second node on the same two shards ==================================
+# Every node links its own store per shard: a message sent through one node is
+# read through the other, on both shards (no bus: the reader's fresh connection
+# fetches it from the store, as after a reconnect).
+port2=$(python3 "$here/../integration/free_port.py")
+hport2=$(python3 "$here/../integration/free_port.py")
+${die_with_us[@]+"${die_with_us[@]}"} "$PARLEYD" "${RIGHT[@]}" --data "$tmp/data2" --listen "127.0.0.1:$port2" \
+  --http "127.0.0.1:$hport2" --threads 2 --argon2-mem 8 --argon2-ops 1 --login-rate 0 --register-rate 0 \
+  2>>"$tmp/parleyd.node2.log" &
+pid2=$!
+for _ in $(seq 3000); do
+  if listening "$port2"; then break; fi
+  kill -0 "$pid2" 2>/dev/null || break
+  sleep 0.02
+done
+if listening "$port2"; then pass "node2-serves"; else fail "node2-serves" "the second node did not listen on $port2"; fi
+via2="through node 2 $RANDOM$RANDOM"
+run "node2-send-$A1-$A0" 0 env PARLEY_SERVER="127.0.0.1:$port2" "$PARLEY_CLI" --user "$A1" send "$A0" "$via2"
+recv_once "node1-reads-$A0" "$A0" "$via2"
+via1="through node 1 $RANDOM$RANDOM"
+run "node1-send-$B0-$B1" 0 cli "$B0" send "$B1" "$via1"
+run "node2-recv-$B1" 0 env PARLEY_SERVER="127.0.0.1:$port2" "$PARLEY_CLI" --user "$B1" recv --wait 2
+same "node2-reads-$B1-once" "$(count_msgs "$tmp/out" "$via1")" 1
+kill -TERM "$pid2" 2>/dev/null || true
+wait "$pid2" 2>/dev/null || true
+pid2=
 stop
 
 # ==== 8. a single-node database does not become a shard =====================
