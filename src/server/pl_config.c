@@ -605,6 +605,7 @@ int pl_config_resolve(pl_config *c, char *err, size_t errlen) {
 
 int pl_config_args(pl_config *c, int argc, char **argv) {
   char err[512];
+  int shards_given = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       pl_config_usage(stdout);
@@ -645,6 +646,9 @@ int pl_config_args(pl_config *c, int argc, char **argv) {
     }
     if (strcmp(key, "config") == 0)
       continue;
+    /* a list too: the command line's replaces the config files' */
+    if (strcmp(key, "store-shard") == 0 && !shards_given++)
+      c->nshards = 0;
     if (pl_config_set(c, key, val, err, sizeof err) != 0) {
       fprintf(stderr, "parleyd: %s (see --help)\n", err);
       return -1;

@@ -521,7 +521,10 @@ stop
 refused "refuse-swapped-shards" --store "${SHARD_URI[1]}" --store-shard "${SHARD_URI[0]}"
 refused "refuse-one-shard-of-two" --store "${SHARD_URI[0]}"
 refused "refuse-three-shards" "${RIGHT[@]}" --store-shard "$(uri1 "$dbc")"
-start "${RIGHT[@]}"
+# a config file's list is replaced by the command line's (the command line wins):
+# with the two lists added together this would be three shards, and refused
+printf 'store-shard = %s\n' "$(uri1 "$dbc")" >"$tmp/shards.conf"
+start --config "$tmp/shards.conf" "${RIGHT[@]}"
 pass "restart-right-order"
 same "shard0-users-after" "$(q 0 "SELECT string_agg(name, ',' ORDER BY name) FROM users")" "$A0,$A1"
 same "shard1-users-after" "$(q 1 "SELECT string_agg(name, ',' ORDER BY name) FROM users")" "$B0,$B1"
