@@ -710,6 +710,12 @@ typedef enum pl_admin_action {
   PL_ADMIN_TOP_QUEUES, /* the in.limit deepest device queues (out.devices, with user names) */
   PL_ADMIN_STATS,      /* out.counts, the deepest queues (as TOP_QUEUES), db and media bytes */
   PL_ADMIN_BACKUP,     /* not a store op: pl_store_backup, on a worker thread (kept for the API's answers) */
+  /* Not the operator's: a sign-up on another shard than the invites'
+   * (pl_store_shard.c) takes a use of in.code there first (INVITE_INVALID
+   * if none is left), and gives it back if the sign-up then fails. */
+  PL_ADMIN_INVITE_TAKE,
+  PL_ADMIN_INVITE_GIVE,
+  PL_ADMIN_NACTIONS
 } pl_admin_action;
 
 typedef struct pl_admin_user {
@@ -904,7 +910,7 @@ typedef struct pl_store_admin_ops {
   pl_err (*drop)(void *be, uint64_t uid);
   /* the other actions (USERS, CREATE, GROUPS, GROUP, REMOVE, INVITE,
    * INVITES, INVITE_DEL, TOP_QUEUES, STATS), each a load or a store */
-  pl_err (*action[PL_ADMIN_BACKUP + 1])(void *be, pl_store_req *r);
+  pl_err (*action[PL_ADMIN_NACTIONS])(void *be, pl_store_req *r);
 } pl_store_admin_ops;
 /* The admin op through ops. USER, PASSWORD, DISABLE, ENABLE, REVOKE and
  * DELETE are made of ops' steps here: signing out is the user's own

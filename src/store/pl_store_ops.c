@@ -186,7 +186,7 @@ pl_err pl_store_admin_run(pl_store_req *r, void *be, const pl_store_admin_ops *o
   int action = a->in.action;
   if (action != PL_ADMIN_USER && action != PL_ADMIN_DELETE && action != PL_ADMIN_REVOKE &&
       action != PL_ADMIN_ENABLE && action != PL_ADMIN_PASSWORD && action != PL_ADMIN_DISABLE) {
-    int known = action >= 0 && action <= PL_ADMIN_BACKUP && ops->action[action];
+    int known = action >= 0 && action < PL_ADMIN_NACTIONS && ops->action[action];
     if (known)
       return ops->action[action](be, r);
     r->status = PL_ERR_INVALID_ARGUMENT;

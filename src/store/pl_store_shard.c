@@ -31,12 +31,14 @@ static int pl__admin(const pl_store_admin_req *a, unsigned n) {
   case PL_ADMIN_USERS:
   case PL_ADMIN_GROUPS:
   case PL_ADMIN_TOP_QUEUES:
-  case PL_ADMIN_STATS:
-  case PL_ADMIN_INVITE: /* an invite is good on every shard (its uses count per shard) */
-  case PL_ADMIN_INVITE_DEL: return PL_ROUTE_EACH;
+  case PL_ADMIN_STATS: return PL_ROUTE_EACH;
   case PL_ADMIN_GROUP:
   case PL_ADMIN_REMOVE: return pl__of_id(a->in.group, n);
-  case PL_ADMIN_INVITES: return 0; /* every shard holds the same codes */
+  case PL_ADMIN_INVITE: /* the invites live on shard 0 (a sign-up elsewhere: pl__signup_start) */
+  case PL_ADMIN_INVITES:
+  case PL_ADMIN_INVITE_DEL:
+  case PL_ADMIN_INVITE_TAKE:
+  case PL_ADMIN_INVITE_GIVE: return 0;
   default: return pl__of_name(a->in.user, n);
   }
 }
@@ -271,9 +273,93 @@ static void pl__fan_out(pl_store *const *stores, unsigned n, pl_store_req *req, 
     pl_store__enqueue(stores[i], &f->kids[i]);
 }
 
+/* ---- a sign-up with an invite, on another shard than the invites' ----------
+ *
+ * Shard 0 keeps the invites. A sign-up on shard k takes a use of its code
+ * there first (its own transaction: INVITE_INVALID ends it), then registers
+ * on shard k without the code, and gives the use back if that fails (the
+ * name taken, the database away). A crash between the two transactions
+ * loses the use, never grants one more. */
+
+typedef struct pl__signup {
+  pl_store_req *req; /* the caller's REGISTER */
+  pl_store *invites, *home;
+  pl_store_done_cb done; /* req's own, while it runs as the saga's */
+  void *origin, *data;
+  const char *invite;
+  pl_store_req side; /* INVITE_TAKE, then INVITE_GIVE */
+} pl__signup;
+
+static void pl__signup_end(pl__signup *u, pl_err status) {
+  pl_store_req *r = u->req;
+  pl_store *back = u->invites;
+  r->done = u->done;
+  r->origin = u->origin;
+  r->data = u->data;
+  r->u.reg.in.invite = u->invite;
+  if (status != PL_OK)
+    r->status = status;
+  pl_store_req_clear(&u->side);
+  pl_free(u);
+  pl_store__hand_back(back, r);
+}
+
+static void pl__signup_given(pl_store_req *side) { pl__signup_end(side->data, PL_OK); }
+
+static void pl__signup_registered(pl_store_req *r) {
+  pl__signup *u = r->data;
+  if (r->status == PL_OK) {
+    pl__signup_end(u, PL_OK);
+    return;
+  }
+  pl_store_req_clear(&u->side);
+  memset(&u->side, 0, sizeof u->side);
+  u->side.op = PL_STORE_ADMIN;
+  u->side.u.admin.in.action = PL_ADMIN_INVITE_GIVE;
+  u->side.u.admin.in.code = u->invite;
+  u->side.done = pl__signup_given;
+  u->side.data = u;
+  pl_store__enqueue(u->invites, &u->side);
+}
+
+static void pl__signup_taken(pl_store_req *side) {
+  pl__signup *u = side->data;
+  if (side->status != PL_OK) { /* INVITE_INVALID, or the database */
+    pl__signup_end(u, side->status);
+    return;
+  }
+  pl_store_req *r = u->req;
+  r->u.reg.in.invite = NULL; /* used up on shard 0 */
+  r->done = pl__signup_registered;
+  r->origin = NULL;
+  r->data = u;
+  pl_store__enqueue(u->home, r);
+}
+
+static void pl__signup_start(pl_store *invites, pl_store *home, pl_store_req *req) {
+  pl__signup *u = pl_calloc(1, sizeof *u);
+  pl_store_req_out_begin(req);
+  req->status = PL_OK;
+  u->req = req;
+  u->invites = invites;
+  u->home = home;
+  u->done = req->done;
+  u->origin = req->origin;
+  u->data = req->data;
+  u->invite = req->u.reg.in.invite;
+  u->side.op = PL_STORE_ADMIN;
+  u->side.u.admin.in.action = PL_ADMIN_INVITE_TAKE;
+  u->side.u.admin.in.code = u->invite;
+  u->side.done = pl__signup_taken;
+  u->side.data = u;
+  pl_store__enqueue(invites, &u->side);
+}
+
 void pl_store__submit_linked(pl_store *const *stores, unsigned n, pl_store_req *req) {
   int to = pl_store_route(req, n);
-  if (to >= 0)
+  if (to > 0 && to < (int)n && req->op == PL_STORE_REGISTER && req->u.reg.in.invite)
+    pl__signup_start(stores[0], stores[to], req);
+  else if (to >= 0)
     pl_store__enqueue(stores[to < (int)n ? to : 0], req);
   else
     pl__fan_out(stores, n, req, to == PL_ROUTE_SPLIT);

@@ -70,6 +70,8 @@ static int pl__admin_ok(const pl_store_req *r) {
   case PL_ADMIN_GROUP: return a->in.group != 0;
   case PL_ADMIN_REMOVE: return a->in.group && a->in.user;
   case PL_ADMIN_INVITE:
+  case PL_ADMIN_INVITE_TAKE:
+  case PL_ADMIN_INVITE_GIVE:
   case PL_ADMIN_INVITE_DEL: return a->in.code != NULL;
   case PL_ADMIN_USER:
   case PL_ADMIN_DISABLE:

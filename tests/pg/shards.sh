@@ -22,6 +22,8 @@
 #     start (non-zero exit, an error line naming the shard); the right order
 #     again serves what was queued before, and the saved token still works;
 #  7b. a second node on the same shards: sent through one, read through the other;
+#  7c. an invite made through the admin API lives on shard 0; a shard 1 name
+#     signs up with it (its use taken there), a second one cannot;
 #  8. a database used by a single-node parleyd (with a user) refuses to
 #     become a shard (as shard 0 or as shard 1).
 # The first shard's database is on the ctest pg fixture, the second on a
@@ -240,13 +242,14 @@ def bucket(name):
 def shard(name):
     return bucket(name) * 2 // 16384
 out = []
-for prefix, want, n in (("amy", 0, 2), ("ben", 1, 2), ("ghost", 0, 1)):
+for prefix, want, n in (("amy", 0, 2), ("ben", 1, 2), ("ghost", 0, 1), ("ivy", 1, 2)):
     names = [f"{prefix}{i}" for i in range(1000) if shard(f"{prefix}{i}") == want][:n]
     out += [f"{x} {bucket(x)}" for x in names]
 print(" ".join(out))
 EOF
 )"
 A0=${picked[0]} A1=${picked[2]} B0=${picked[4]} B1=${picked[6]} GHOST=${picked[8]}
+I0=${picked[10]} I1=${picked[12]} # sign up with an invite in 7c
 declare -A BUCKET=([$A0]=${picked[1]} [$A1]=${picked[3]} [$B0]=${picked[5]} [$B1]=${picked[7]})
 declare -A HOMESH
 USERS=("$A0" "$A1" "$B0" "$B1")
@@ -560,6 +563,24 @@ same "node2-reads-$B1-once" "$(count_msgs "$tmp/out" "$via1")" 1
 kill -TERM "$pid2" 2>/dev/null || true
 wait "$pid2" 2>/dev/null || true
 pid2=
+stop
+
+# ==== 7c. sign-up by invitation: the invites on shard 0, used from shard 1 =====
+# A code made through the admin API lives on shard 0 only; a shard 1 name
+# signing up with it takes its one use there, and a second name cannot.
+start "${RIGHT[@]}" --registration invite
+atok=$("$PARLEYD" admin-token create shards --data "$tmp/data" 2>/dev/null | tail -n 1)
+curl -s -X POST -H "Authorization: Bearer $atok" -H 'Content-Type: application/json' \
+  -d '{"uses": 1}' "http://127.0.0.1:$hport/admin/invites" >"$tmp/invite.json" || true
+code=$(jfield "$tmp/invite.json" code)
+same "invite-made" "$([[ -n $code && $code != null ]] && echo yes)" yes
+same "invite-on-shard0" "$(q 0 "SELECT count(*) FROM invites WHERE code = '$code'")" 1
+same "invite-not-on-shard1" "$(q 1 "SELECT count(*) FROM invites")" 0
+run "invite-signup-$I0" 0 cli "$I0" register --invite "$code"
+same "invite-$I0-on-shard1" "$(q 1 "SELECT count(*) FROM users WHERE name = '$I0'")" 1
+same "invite-used-on-shard0" "$(q 0 "SELECT uses_left FROM invites WHERE code = '$code'")" 0
+run "invite-used-up-$I1" 4 cli "$I1" register --invite "$code"
+same "invite-$I1-not-made" "$(q 1 "SELECT count(*) FROM users WHERE name = '$I1'")" 0
 stop
 
 # ==== 8. a single-node database does not become a shard =====================

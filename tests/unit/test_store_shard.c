@@ -14,16 +14,70 @@
 /* "alice" is in bucket 14599 (shard 1 of 2), "bob" in 2644 (shard 0) */
 #define ALICE_BUCKET 14599u
 
-/* a sign-up through the linked set: its status */
-static pl_err signup(pl_store *s, const char *user, unsigned tok) {
+/* a sign-up through the linked set (with an invite code, or NULL): its status */
+static pl_err signup_with(pl_store *s, const char *user, unsigned tok, const char *invite) {
   pl_store_req r = {.op = PL_STORE_REGISTER};
   r.u.reg.in.user = user;
+  r.u.reg.in.invite = invite;
   r.u.reg.in.device = "phone";
   r.u.reg.in.pwhash = "x";
   token(r.u.reg.in.token_hash, tok);
   pl_err e = pl_store_call(s, &r);
   pl_store_req_clear(&r);
   return e;
+}
+
+static pl_err signup(pl_store *s, const char *user, unsigned tok) { return signup_with(s, user, tok, NULL); }
+
+/* uses left of the one invite the operator sees (-1: none listed) */
+static long long invite_uses(pl_store *s) {
+  pl_store_req a = {.op = PL_STORE_ADMIN};
+  a.u.admin.in.action = PL_ADMIN_INVITES;
+  CHECK_EQ_I(pl_store_call(s, &a), PL_OK);
+  long long n = a.u.admin.out.ninvites == 1 ? (long long)a.u.admin.out.invites[0].uses_left : -1;
+  pl_store_req_clear(&a);
+  return n;
+}
+
+/* Shard 0 keeps the invites; a sign-up on shard 1 takes a use there first
+ * and gives it back when the sign-up fails. */
+static void test_invites_on_shard0(void) {
+  char *dir[2] = {tl_tempdir(), tl_tempdir()};
+  pl_store *s[2];
+  for (unsigned i = 0; i < 2; i++) {
+    pl_store_config c = {
+        .dir = dir[i], .ttl_ms = 3600000, .max_devices = 4, .max_queue = 1000, .shard = i, .nshards = 2};
+    CHECK_EQ_I(pl_store_open(&s[i], &pl_store_sqlite, &c, &store_db_hooks), PL_OK);
+  }
+  pl_store_link(s, 2);
+  pl_store_req a = {.op = PL_STORE_ADMIN};
+  a.u.admin.in.action = PL_ADMIN_INVITE;
+  a.u.admin.in.code = "c1";
+  a.u.admin.in.uses = 2;
+  CHECK_EQ_I(pl_store_call(s[1], &a), PL_OK);
+  pl_store_req_clear(&a);
+  CHECK_EQ_I(db_count(dir[0], "invites"), 1);
+  CHECK_EQ_I(db_count(dir[1], "invites"), 0);
+
+  /* alice and erin live on shard 1, bob on shard 0 */
+  CHECK_EQ_I(signup_with(s[0], "alice", 1, "c1"), PL_OK);
+  CHECK_EQ_I(db_count(dir[1], "users"), 1);
+  CHECK_EQ_I(invite_uses(s[0]), 1);
+  CHECK_EQ_I(signup_with(s[0], "alice", 2, "c1"), PL_ERR_USER_EXISTS);
+  CHECK_EQ_I(invite_uses(s[0]), 1); /* given back */
+  CHECK_EQ_I(signup_with(s[0], "erin", 3, "nope"), PL_ERR_INVITE_INVALID);
+  CHECK_EQ_I(db_count(dir[1], "users"), 1);
+  CHECK_EQ_I(signup_with(s[1], "bob", 4, "c1"), PL_OK); /* on shard 0: in one transaction */
+  CHECK_EQ_I(invite_uses(s[0]), -1);                    /* used up: no longer listed */
+  CHECK_EQ_I(signup_with(s[0], "erin", 5, "c1"), PL_ERR_INVITE_INVALID);
+  CHECK_EQ_I(db_count(dir[1], "users"), 1);
+  CHECK_EQ_I(db_count(dir[0], "users"), 1);
+
+  pl_store_close(s[0]);
+  for (unsigned i = 0; i < 2; i++) {
+    tl_rmrf(dir[i]);
+    free(dir[i]);
+  }
 }
 
 static void test_requests_run_on_their_users_shard(void) {
@@ -135,5 +189,6 @@ static void test_route(void) {
 int main(void) {
   RUN(test_route);
   RUN(test_requests_run_on_their_users_shard);
+  RUN(test_invites_on_shard0);
   return tl_summary();
 }

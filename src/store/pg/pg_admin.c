@@ -336,6 +336,15 @@ static pl_err pl__groups_page(void *be, pl_store_req *r) {
   return pl__groups_read(be, r, 0, pl_store_admin_limit(r));
 }
 
+static pl_err pl__invite_take(void *be, pl_store_req *r) {
+  return pl_pg_admin_invite_take(be, r, r->u.admin.in.code);
+}
+
+static pl_err pl__invite_give(void *be, pl_store_req *r) {
+  return pl_pg_q(be, NULL, "UPDATE invites SET uses_left = uses_left + 1 WHERE code = $1", "s",
+                 r->u.admin.in.code);
+}
+
 static const pl_store_admin_ops pl__ops = {
     .user_load = pl__op_load,
     .devices = pl__user_devices,
@@ -353,6 +362,8 @@ static const pl_store_admin_ops pl__ops = {
                [PL_ADMIN_INVITE] = pl__invite,
                [PL_ADMIN_INVITES] = pl__invites,
                [PL_ADMIN_INVITE_DEL] = pl__invite_del,
+               [PL_ADMIN_INVITE_TAKE] = pl__invite_take,
+               [PL_ADMIN_INVITE_GIVE] = pl__invite_give,
                [PL_ADMIN_TOP_QUEUES] = pl__top_queues,
                [PL_ADMIN_STATS] = pl__stats},
 };

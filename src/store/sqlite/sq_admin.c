@@ -415,6 +415,22 @@ static pl_err pl__invite_del(void *be, pl_store_req *r) {
   return e;
 }
 
+static pl_err pl__invite_take(void *be, pl_store_req *r) {
+  return pl_sq_admin_invite_take(be, r, r->u.admin.in.code);
+}
+
+static pl_err pl__invite_give(void *be, pl_store_req *r) {
+  pl__sq *q = be;
+  sqlite3_stmt *st = NULL;
+  pl_err e = pl__prep(q, "UPDATE invites SET uses_left = uses_left + 1 WHERE code = ?1", &st);
+  if (e != PL_OK)
+    return e;
+  pl_sq_bind_text(st, 1, r->u.admin.in.code);
+  e = pl_sq_run(q, st);
+  sqlite3_finalize(st);
+  return e;
+}
+
 static pl_err pl__top_queues(void *be, pl_store_req *r) {
   pl__sq *q = be;
   pl_store_admin_req *a = &r->u.admin;
@@ -529,6 +545,8 @@ static const pl_store_admin_ops pl__ops = {
                [PL_ADMIN_INVITE] = pl__invite,
                [PL_ADMIN_INVITES] = pl__invites,
                [PL_ADMIN_INVITE_DEL] = pl__invite_del,
+               [PL_ADMIN_INVITE_TAKE] = pl__invite_take,
+               [PL_ADMIN_INVITE_GIVE] = pl__invite_give,
                [PL_ADMIN_TOP_QUEUES] = pl__top_queues,
                [PL_ADMIN_STATS] = pl__stats},
 };
