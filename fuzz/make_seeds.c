@@ -1073,6 +1073,26 @@ static void seals(void) {
   put("fuzz_seal", "raw32", raw, sizeof raw);
 }
 
+/* fuzz_ids: group ids at their bounds, tokens, media ids and names. */
+static void ids(void) {
+  static const char *const seeds[][2] = {
+      {"gid_1", "1"},
+      {"gid_18", "999999999999999999"},
+      {"gid_max", "9223372036854775807"},
+      {"gid_past_max", "9223372036854775808"},
+      {"gid_20", "10000000000000000000"},
+      {"gid_lead0", "012"},
+      {"token", "OQfT2pM4s8Yk1cQxw0Y9lQp2nN6v7mZ0aBcDeFgHiJk"},
+      {"token_short", "OQf"},
+      {"token_bad", "OQ+T"},
+      {"media", "3907ceaa3d2743ec561dfef9c959d990"},
+      {"media_upper", "3907CEAA3D2743EC561DFEF9C959D990"},
+      {"name", "Alice"},
+  };
+  for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++)
+    put("fuzz_ids", seeds[i][0], (const uint8_t *)seeds[i][1], strlen(seeds[i][1]));
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: make_seeds CORPUS_DIR   (e.g. fuzz/corpus)\n");
@@ -1093,5 +1113,6 @@ int main(int argc, char **argv) {
   mqtt();
   busmsgs();
   seals();
+  ids();
   return pl_mem_used() == 0 ? 0 : 1;
 }
