@@ -8,10 +8,12 @@
 /* Protocol 1 unless PARLEY_TEST_PROTO says otherwise: the PostgreSQL copies
  * of the tests that use groups speak 2, which a server with several
  * writers needs for them (docs/architecture.md 5). */
-int rc_open(int port, int kind) {
+unsigned rc_proto(void) {
   const char *v = getenv("PARLEY_TEST_PROTO");
-  return rc_open_v(port, kind, v && *v ? (unsigned)atoi(v) : 1);
+  return v && *v ? (unsigned)atoi(v) : 1;
 }
+
+int rc_open(int port, int kind) { return rc_open_v(port, kind, rc_proto()); }
 
 int rc_open_v(int port, int kind, unsigned version) {
   int fd = tl_connect(port);
@@ -130,6 +132,20 @@ void rc_free_msgs(Parley__Message **m, size_t n) {
 void rc_ack(int fd, uint64_t upto) {
   Parley__Ack a = PARLEY__ACK__INIT;
   a.upto = upto;
+  CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_ACK, &a) == 0);
+}
+
+void rc_ack_entry(int fd, uint64_t qid, const char *group, uint64_t seq) {
+  if (rc_proto() < 2) {
+    rc_ack(fd, qid);
+    return;
+  }
+  Parley__Ack a = PARLEY__ACK__INIT;
+  Parley__GroupAck ga = PARLEY__GROUP_ACK__INIT, *gap = &ga;
+  ga.group = (char *)group;
+  ga.upto_seq = seq;
+  a.groups = &gap;
+  a.n_groups = 1;
   CHECK(tl_send_frame(fd, PARLEY__FRAME_TYPE__FRAME_ACK, &a) == 0);
 }
 

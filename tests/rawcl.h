@@ -8,6 +8,8 @@
 #include "parley.pb-c.h"
 #include "testlib.h"
 
+/* The protocol version rc_open speaks: PARLEY_TEST_PROTO, else 1. */
+unsigned rc_proto(void);
 /* Connects and does Hello/Welcome (kind: Parley__ClientKind). Fails the test on error. */
 int rc_open(int port, int kind);
 /* The same, speaking protocol version (1 or 2). */
@@ -30,6 +32,9 @@ void rc_store_barrier(int fd);
 size_t rc_collect(int fd, Parley__Message **out, size_t max, int timeout_ms);
 void rc_free_msgs(Parley__Message **m, size_t n);
 void rc_ack(int fd, uint64_t upto);
+/* Acks a group entry received: by its qid in protocol 1 (one stream), by
+ * its group and seq in protocol 2 (Ack.groups: a stream per group). */
+void rc_ack_entry(int fd, uint64_t qid, const char *group, uint64_t seq);
 /* Acks, then waits for the answer to a Ping (frames before it are dropped):
  * the server has read the Ack and handed it to the store before anything
  * asked after this returns, on any connection (the store runs requests in

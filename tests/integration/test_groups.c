@@ -529,13 +529,13 @@ static void test_group_receipts_and_read_sync(void) {
   drain_ack(carol);
   tl_skip_events = 0;
   send_group(alice, "a1", "hello", 0, 2);
-  rc_ack(alice, pre_qid);
+  rc_ack_entry(alice, pre_qid, gid, 2);
   group_receipts(alice, 2, 2, 0, 0, "", "");
   uint64_t q = next_msg(bob, "alice", "hello", 2);
-  rc_ack(bob, q);
+  rc_ack_entry(bob, q, gid, 2);
   next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_DELIVERED, "bob", 2);
   q = next_msg(tablet, "alice", "hello", 2);
-  rc_ack(tablet, q); /* bob's second device: no second receipt */
+  rc_ack_entry(tablet, q, gid, 2); /* bob's second device: no second receipt */
   tl_expect_nothing(alice, QUIET_MS);
   group_receipts(alice, 2, 2, 1, 0, "bob", "");
   mark_read_group(bob, 2);
@@ -550,7 +550,7 @@ static void test_group_receipts_and_read_sync(void) {
   group_receipts(alice, 2, 2, 1, 1, "bob", "bob");
   /* carol has it too, later */
   q = next_msg(carol, "alice", "hello", 2);
-  rc_ack(carol, q);
+  rc_ack_entry(carol, q, gid, 2);
   next_group_receipt(alice, PARLEY__RECEIPT_STATUS__RECEIPT_DELIVERED, "carol", 2);
   /* carol asks: the others are alice (the sender: sending reads) and bob */
   group_receipts(carol, 2, 2, 2, 2, "alice,bob", "alice,bob");

@@ -54,42 +54,39 @@ pl_err pl_pg_conv_read_move(pl__pg *g, uint64_t uid, const char *conv, uint64_t 
   "EXCLUDED.server_ts"                                                                           \
   " WHERE dedup.server_ts <= $5 RETURNING 1"
 
-pl_err pl_pg_conv_dedup_put(pl__pg *g, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts) {
-  PGresult *res;
-  pl_err e =
-      pl_pg_q(g, &res, "WITH n AS (SELECT $4::bigint AS s, $6::bigint AS t) " PL__DEDUP_PUT, "ussuuu",
-              r->device_id, r->u.send.in.client_id, conv, seq, pl_retention_dedup_cut(g->ttl_ms, ts), ts);
-  if (e == PL_OK && PQntuples(res) == 0)
-    e = PL_ERR_AGAIN;
-  PQclear(res);
-  return e;
-}
-
-/* pl_pg_conv_next and pl_pg_conv_dedup_put in one statement (the 1:1
- * send: one round trip fewer per message). */
-static pl_err pl__next_and_dedup(pl__pg *g, pl_store_req *r, const char *conv, uint64_t now, uint64_t *seq,
-                                 uint64_t *ts) {
-  PGresult *res;
-  pl_err e = pl_pg_q(
-      g, &res,
+/* pl_pg_conv_next and the dedup record in one statement (a send: one
+ * round trip fewer per message); pl_pg_conv_next_dedup_read reads it. */
+int pl_pg_conv_next_dedup_add(pl__pg *g, pl_pg_pipe *p, pl_store_req *r, const char *conv, uint64_t now) {
+  return pl_pg_pipe_add(
+      p,
       "WITH n AS (INSERT INTO convs(conv, last_seq, last_ts) VALUES($3, 1, $4) ON CONFLICT(conv)"
       " DO UPDATE SET last_seq = convs.last_seq + 1, last_ts = greatest(convs.last_ts, $4)"
       " RETURNING last_seq AS s, last_ts AS t),"
       " d AS (" PL__DEDUP_PUT ") SELECT s, t, (SELECT count(*) FROM d) FROM n",
       "ussuu", r->device_id, r->u.send.in.client_id, conv, now, pl_retention_dedup_cut(g->ttl_ms, now));
-  if (e == PL_OK) {
-    *seq = pl_pg_col_u64(res, 0, 0);
-    *ts = pl_pg_col_u64(res, 0, 1);
-    if (!pl_pg_col_u64(res, 0, 2))
-      e = PL_ERR_AGAIN;
-  }
-  PQclear(res);
+}
+
+pl_err pl_pg_conv_next_dedup_read(const PGresult *res, uint64_t *seq, uint64_t *ts) {
+  *seq = pl_pg_col_u64(res, 0, 0);
+  *ts = pl_pg_col_u64(res, 0, 1);
+  return pl_pg_col_u64(res, 0, 2) ? PL_OK : PL_ERR_AGAIN;
+}
+
+static pl_err pl__next_and_dedup(pl__pg *g, pl_store_req *r, const char *conv, uint64_t now, uint64_t *seq,
+                                 uint64_t *ts) {
+  pl_pg_pipe p;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_conv_next_dedup_add(g, &p, r, conv, now);
+  pl_err e = pl_pg_pipe_end(&p);
+  if (e == PL_OK)
+    e = pl_pg_conv_next_dedup_read(p.res[0], seq, ts);
+  pl_pg_pipe_clear(&p);
   return e;
 }
 
 /* The message row (refs: one per target), its queue rows and, for a plain
  * message, its row in the action targets' index, in one statement
- * (pl_pg_queue_put says how the positions are taken); *mid gets the
+ * (PL_PG_QUEUE_PUT says how the positions are taken); *mid gets the
  * message's. */
 static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len, uint64_t expires,
                              uint64_t *mid) {
@@ -200,19 +197,23 @@ static pl_err pl__send_dm(pl__pg *g, pl_store_req *r, const pl_pg_user *peer, co
 }
 
 /* What a send reads first, in one round trip (pipeline mode): its dedup
- * record, the peer and the sender. */
-static pl_err pl__send_reads(pl__pg *g, pl_store_req *r, int *hit, pl_pg_user **peer, pl_pg_user **me) {
+ * record, the sender, and the peer (1:1) or the sender's role (a group). */
+static pl_err pl__send_reads(pl__pg *g, pl_store_req *r, int *hit, pl_pg_user **peer, pl_pg_user **me,
+                             int *role) {
   pl_pg_pipe p;
   *peer = *me = NULL;
+  *role = PL_ROLE_NONE;
   pl_pg_pipe_begin(&p, g);
   pl_pg_pipe_add(&p,
                  "SELECT conv, seq, server_ts, vanish FROM dedup WHERE device_id = $1 AND client_id = $2 AND "
                  "server_ts > $3",
                  "usu", r->device_id, r->u.send.in.client_id, pl_retention_dedup_cut(g->ttl_ms, pl_now_ms()));
-  if (!r->u.send.in.group) {
+  pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
+  if (!r->u.send.in.group)
     pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.name = $1"), "s", r->u.send.in.peer);
-    pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
-  }
+  else
+    pl_pg_pipe_add(&p, "SELECT role FROM members WHERE gid = $1 AND uid = $2", "uu", r->u.send.in.group,
+                   r->user_id);
   pl_err e = pl_pg_pipe_end(&p);
   if (e != PL_OK)
     return e;
@@ -224,11 +225,15 @@ static pl_err pl__send_reads(pl__pg *g, pl_store_req *r, int *hit, pl_pg_user **
     r->u.send.out.server_ts = pl_pg_col_u64(d, 0, 2);
     r->u.send.out.vanish_at = pl_pg_col_u64(d, 0, 3);
     r->u.send.out.duplicate = 1;
-  }
-  if (!*hit && !r->u.send.in.group) {
-    pl_pg_user_load(p.res[1], PL_OK, peer);
-    pl_pg_user_load(p.res[2], PL_OK, me);
-    p.res[1] = p.res[2] = NULL;
+  } else {
+    pl_pg_user_load(p.res[1], PL_OK, me);
+    p.res[1] = NULL;
+    if (!r->u.send.in.group) {
+      pl_pg_user_load(p.res[2], PL_OK, peer);
+      p.res[2] = NULL;
+    } else if (PQntuples(p.res[2]) > 0) {
+      *role = pl_pg_col_int(p.res[2], 0, 0);
+    }
   }
   pl_pg_pipe_clear(&p);
   return PL_OK;
@@ -239,7 +244,8 @@ pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r) {
   uint8_t *att = NULL;
   size_t att_len = 0;
   pl_pg_user *peer = NULL, *me = NULL;
-  pl_err e = pl__send_reads(g, r, &hit, &peer, &me);
+  int role;
+  pl_err e = pl__send_reads(g, r, &hit, &peer, &me, &role);
   if (e != PL_OK || hit)
     goto out;
   if (r->u.send.in.body_len > PL_PG_MAX_BODY) {
@@ -252,7 +258,8 @@ pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r) {
     if (e != PL_OK || r->status != PL_OK)
       goto out;
   }
-  e = r->u.send.in.group ? pl_pg_group_send(g, r, att, att_len) : pl__send_dm(g, r, peer, me, att, att_len);
+  e = r->u.send.in.group ? pl_pg_group_send(g, r, me, role, att, att_len)
+                         : pl__send_dm(g, r, peer, me, att, att_len);
 out:
   pl_free(att);
   pl_pg_user_free(peer);
@@ -270,11 +277,18 @@ pl_err pl_pg_conv_mark_read(pl__pg *g, pl_store_req *r) {
   char *conv = NULL;
   int moved = 0;
   size_t nt;
-  pl_err e = pl_pg_user_by_name(g, r->u.mark_read.in.peer, &peer);
-  if (e == PL_OK && peer)
-    e = pl_pg_user_get(g, r->user_id, &me);
+  pl_pg_pipe p;
+  pl_pg_evs q = {0};
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.name = $1"), "s", r->u.mark_read.in.peer);
+  pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
+  pl_err e = pl_pg_pipe_end(&p);
   if (e != PL_OK)
     goto out;
+  pl_pg_user_load(p.res[0], PL_OK, &peer);
+  pl_pg_user_load(p.res[1], PL_OK, &me);
+  p.res[0] = p.res[1] = NULL;
+  pl_pg_pipe_clear(&p);
   r->status = pl_privacy_peer(peer != NULL, me != NULL, peer && me && peer->id == me->id, 1);
   if (r->status != PL_OK)
     goto out;
@@ -285,14 +299,21 @@ pl_err pl_pg_conv_mark_read(pl__pg *g, pl_store_req *r) {
     e = pl_pg_conv_read_move(g, me->id, conv, seq, 0, &moved);
   if (e != PL_OK || !moved)
     goto out;
-  /* the ReadSync to my other devices, whatever the receipts settings */
+  /* the ReadSync to my other devices, whatever the receipts settings, and
+   * the receipt to the peer: one round trip */
+  pl_pg_pipe_begin(&p, g);
   uint64_t *t = pl_pg_queue_devs_except(me, r->device_id, &nt);
-  e = pl_pg_queue_event(g, r, PL_MSG_READ_SYNC, conv, seq, me, pl_receipts_unread(last, seq), t, nt);
-  if (e == PL_OK && pl_receipts_read_to_peer(peer->id == me->id, me->read_receipts, peer->read_receipts,
-                                             pl_pg_user_blocks(me, peer->id))) {
+  pl_pg_queue_event_add(g, &p, &q, r, PL_MSG_READ_SYNC, conv, seq, me, pl_receipts_unread(last, seq), t, nt);
+  if (pl_receipts_read_to_peer(peer->id == me->id, me->read_receipts, peer->read_receipts,
+                               pl_pg_user_blocks(me, peer->id))) {
     t = pl_pg_queue_devs_except(peer, 0, &nt);
-    e = pl_pg_queue_event(g, r, PL_MSG_READ, conv, seq, me, 0, t, nt);
+    pl_pg_queue_event_add(g, &p, &q, r, PL_MSG_READ, conv, seq, me, 0, t, nt);
   }
+  e = pl_pg_pipe_end(&p);
+  if (e == PL_OK)
+    pl_pg_queue_event_done(&q, &p, r);
+  pl_free(q.v);
+  pl_pg_pipe_clear(&p);
 out:
   pl_free(conv);
   pl_pg_user_free(peer);

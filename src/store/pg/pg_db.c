@@ -119,7 +119,16 @@ static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt
 void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g) {
   memset(pp, 0, sizeof *pp);
   pp->g = g;
-  if (atomic_load(&g->down) || PQenterPipelineMode(g->conn) != 1) {
+  if (atomic_load(&g->down))
+    pp->err = PL_ERR_STORE;
+}
+
+/* Pipeline mode is entered with the first statement, so that a pipe that
+ * gets none costs no round trip (and leaves a pending BEGIN pending). */
+static void pl__pipe_start(pl_pg_pipe *pp) {
+  pl__pg *g = pp->g;
+  pp->started = 1;
+  if (PQenterPipelineMode(g->conn) != 1) {
     pp->err = PL_ERR_STORE;
     return;
   }
@@ -133,6 +142,8 @@ void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g) {
 
 /* A statement into the pipe: prepared (name) or sql with its parameters. */
 static void pl__pipe_send(pl_pg_pipe *pp, const char *name, const char *sql, const pl__params *p) {
+  if (pp->err == PL_OK && !pp->started)
+    pl__pipe_start(pp);
   if (pp->err != PL_OK)
     return;
   pp->sql = pl_pg_reserve(pp->sql, (size_t)pp->n, &pp->cap, sizeof *pp->sql);
@@ -187,6 +198,12 @@ static pl_err pl__pipe_next(pl__pg *g, const char *sql, PGresult **keep) {
 pl_err pl_pg_pipe_end(pl_pg_pipe *pp) {
   pl__pg *g = pp->g;
   pl_err e = pp->err;
+  if (!pp->started) { /* nothing sent */
+    pp->res = pl_calloc(1, sizeof *pp->res);
+    if (e != PL_OK)
+      pl_pg_pipe_clear(pp);
+    return e;
+  }
   if (e == PL_OK || PQpipelineStatus(g->conn) == PQ_PIPELINE_ON) {
     atomic_fetch_add(&g->round_trips, 1);
     if (PQpipelineSync(g->conn) != 1 && e == PL_OK)
@@ -294,14 +311,17 @@ static pl_err pl__connect(pl__pg *g) {
 /* The hot statements, parsed and planned once per connection (after the
  * migrations, which create what they name). */
 static pl_err pl__prepare(pl__pg *g) {
-  size_t n;
-  const pl_pg_stmt *st = pl_pg_batch_stmts(&n);
-  for (size_t i = 0; i < n; i++) {
-    PGresult *res = PQprepare(g->conn, st[i].name, st[i].sql, 0, NULL);
-    pl_err e = pl__result(g, res, st[i].sql);
-    PQclear(res);
-    if (e != PL_OK)
-      return e;
+  const pl_pg_stmt *(*tables[])(size_t *) = {pl_pg_batch_stmts, pl_pg_queue_stmts};
+  for (size_t k = 0; k < sizeof tables / sizeof tables[0]; k++) {
+    size_t n;
+    const pl_pg_stmt *st = tables[k](&n);
+    for (size_t i = 0; i < n; i++) {
+      PGresult *res = PQprepare(g->conn, st[i].name, st[i].sql, 0, NULL);
+      pl_err e = pl__result(g, res, st[i].sql);
+      PQclear(res);
+      if (e != PL_OK)
+        return e;
+    }
   }
   return PL_OK;
 }

@@ -102,9 +102,18 @@ pl_err pl_pg_ghist_put(pl__pg *g, uint64_t gid, const pl_pg_user *from, const ch
  * r->status = NOT_MEMBER and *me = NULL (also for no such group). */
 static pl_err pl__member_me(pl__pg *g, pl_store_req *r, uint64_t gid, pl_pg_user **me, int *role) {
   int rl = PL_ROLE_NONE;
-  pl_err e = pl_pg_user_get(g, r->user_id, me);
-  if (e == PL_OK && *me)
-    e = pl_pg_group_role(g, gid, (*me)->id, &rl);
+  pl_pg_pipe p;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
+  pl_pg_pipe_add(&p, "SELECT role FROM members WHERE gid = $1 AND uid = $2", "uu", gid, r->user_id);
+  pl_err e = pl_pg_pipe_end(&p);
+  *me = NULL;
+  if (e == PL_OK) {
+    pl_pg_user_load(p.res[0], PL_OK, me);
+    p.res[0] = NULL;
+    rl = PQntuples(p.res[1]) > 0 ? pl_pg_col_int(p.res[1], 0, 0) : PL_ROLE_NONE;
+  }
+  pl_pg_pipe_clear(&p);
   if (role)
     *role = rl;
   if (e == PL_OK && (!*me || !pl_roles_member(rl))) {
@@ -115,33 +124,91 @@ static pl_err pl__member_me(pl__pg *g, pl_store_req *r, uint64_t gid, pl_pg_user
   return e;
 }
 
-/* The seq, server time and the conversation's timer, with the dedup
- * record, in one round trip after the seq (the timer under its lock). */
-static pl_err pl__send_seq(pl__pg *g, pl_store_req *r, const char *conv, pl__gentry *x, uint32_t *timer_s) {
-  uint64_t t = 0;
-  pl_err e = pl_pg_conv_next(g, conv, pl_now_ms(), &x->seq, &x->ts);
+/* After the reads, in one round trip: the seq and server time with the
+ * dedup record, then (under the convs row lock the seq took) the
+ * conversation's timer and the history's length for pl__room. */
+static pl_err pl__send_seq(pl__pg *g, pl_store_req *r, const char *conv, pl__gentry *x, uint32_t *timer_s,
+                           uint64_t *len) {
+  pl_pg_pipe p;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_conv_next_dedup_add(g, &p, r, conv, pl_now_ms());
+  pl_pg_pipe_add(&p, PL_PG_ACTS_TIMER_SQL("$1"), "s", conv);
+  if (g->rules.group_history)
+    pl_pg_pipe_add(&p, "SELECT count(*) FROM messages WHERE gid = $1", "u", x->gid);
+  pl_err e = pl_pg_pipe_end(&p);
   if (e == PL_OK)
-    e = pl_pg_conv_dedup_put(g, r, conv, x->seq, x->ts);
+    e = pl_pg_conv_next_dedup_read(p.res[0], &x->seq, &x->ts);
+  if (e == PL_OK) {
+    *timer_s = (uint32_t)pl_pg_col_u64(p.res[1], 0, 0);
+    *len = g->rules.group_history ? pl_pg_col_u64(p.res[2], 0, 0) : 0;
+  }
+  pl_pg_pipe_clear(&p);
+  return e;
+}
+
+/* The writes of a group message, in one round trip: the oldest entries
+ * past the history cap (pl_roles_hist_excess), the dedup record's vanish
+ * time, the entry with its attachment and its row in the action targets'
+ * index, the attachment's grant, and the sender's watermarks (sending
+ * reads the conversation, as in 1:1). *mid gets the entry's. */
+static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *me, const pl__gentry *x,
+                             uint64_t len, const uint8_t *att, size_t att_len, uint64_t *mid) {
+  pl_pg_pipe p;
+  uint64_t excess = g->rules.group_history ? pl_roles_hist_excess(len, g->rules.group_history) : 0;
+  const char *media_id = att ? r->u.send.in.media_id : NULL;
+  pl_pg_pipe_begin(&p, g);
+  if (excess)
+    pl_pg_pipe_add(
+        &p,
+        "DELETE FROM messages WHERE mid IN (SELECT mid FROM messages WHERE gid = $1 ORDER BY seq LIMIT $2)",
+        "uu", x->gid, excess);
+  if (r->u.send.out.vanish_at)
+    pl_pg_pipe_add(&p, "UPDATE dedup SET vanish = $3 WHERE device_id = $1 AND client_id = $2", "usu",
+                   r->device_id, r->u.send.in.client_id, pl_pg_clamp(r->u.send.out.vanish_at));
+  int at = pl_pg_pipe_add(
+      &p,
+      "WITH m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"
+      " client_ts, server_ts, expires, refs, kind, aux, gid, act, media_id, media)"
+      " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11, $12, $13, $14, $15, $16) RETURNING mid),"
+      " x AS (" PL_PG_ACTS_INDEX("$1", "$2::bigint", "mid", "$3::bigint", "$9::bigint",
+                                 "$10::bigint") " FROM m WHERE $17::int = 1" PL_PG_ACTS_INDEX_CONFLICT
+                                                ") SELECT mid FROM m",
+      "suusssbuuuiuubsbi", x->conv, x->seq, me->id, me->name, x->device, x->id,
+      (const void *)(x->body ? x->body : (const uint8_t *)""), x->body_len, x->client_ts, x->ts,
+      pl_pg_clamp(x->expires), x->kind, x->aux, x->gid, (const void *)x->act, x->act_len, media_id,
+      (const void *)att, att_len, pl_pg_acts_indexed(r));
+  if (att)
+    pl_pg_media_grant_add(g, &p, media_id, x->conv);
+  pl_pg_pipe_add(
+      &p,
+      "UPDATE greads SET read_seq = greatest(read_seq, $3), delivered_seq = greatest(delivered_seq, $3)"
+      " WHERE gid = $1 AND uid = $2",
+      "uuu", x->gid, me->id, x->seq);
+  pl_err e = pl_pg_pipe_end(&p);
   if (e == PL_OK)
-    e = pl_pg_u64(g, &t, PL_PG_ACTS_TIMER_SQL("$1"), "s", conv);
-  *timer_s = (uint32_t)t;
+    *mid = pl_pg_col_u64(p.res[at], 0, 0);
+  pl_pg_pipe_clear(&p);
   return e;
 }
 
 /* A group message: the same contract as 1:1 (dedup, seq, both clocks),
- * stored once in the group's history. Only members may send. */
-pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len) {
-  pl_pg_user *me = NULL;
-  int role = PL_ROLE_NONE;
-  uint64_t gid = r->u.send.in.group;
+ * stored once in the group's history. Only members may send (me and role:
+ * pl__send_reads'). Three round trips for a plain message: the reads, the
+ * seq, the writes. */
+pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const pl_pg_user *me, int role, const uint8_t *att,
+                        size_t att_len) {
+  uint64_t gid = r->u.send.in.group, len = 0, mid = 0;
   uint32_t timer_s = 0;
   char conv[32];
   pl_pg_group_gconv(gid, conv, sizeof conv);
-  pl_err e = pl__member_me(g, r, gid, &me, &role);
-  if (e == PL_OK && me) /* an action's target, a reply's quote, a timer (refused: nothing written) */
-    e = pl_pg_acts_check(g, r, conv, me->id, gid, role, pl_now_ms());
-  if (e != PL_OK || !me || r->status != PL_OK)
-    goto out;
+  if (!me || !pl_roles_member(role)) {
+    r->status = PL_ERR_NOT_MEMBER;
+    return PL_OK;
+  }
+  /* an action's target, a reply's quote, a timer (refused: nothing written) */
+  pl_err e = pl_pg_acts_check(g, r, conv, me->id, gid, role, pl_now_ms());
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
   pl__gentry x = {.gid = gid,
                   .client_ts = r->u.send.in.client_ts,
                   .kind = PL_MSG_MESSAGE,
@@ -150,42 +217,27 @@ pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t a
                   .id = r->u.send.in.client_id,
                   .body = r->u.send.in.body,
                   .body_len = r->u.send.in.body_len};
-  e = pl__send_seq(g, r, conv, &x, &timer_s);
+  e = pl__send_seq(g, r, conv, &x, &timer_s, &len);
   if (e != PL_OK)
-    goto out;
+    return e;
   pl_msg *m = &r->u.send.out.msg;
   pl__fill(m, me, &x);
   pl_pg_acts_stamp(g, r, timer_s, &x.expires);
   x.act = m->act;
   x.act_len = m->act_len;
-  uint64_t mid = 0;
-  e = pl_pg_acts_dedup_vanish(g, r);
-  if (e == PL_OK)
-    e = pl__insert(g, me, &x, &mid);
+  e = pl__send_write(g, r, me, &x, len, att, att_len, &mid);
   if (e == PL_OK && att) {
-    e = pl_pg_q(g, NULL, "UPDATE messages SET media_id = $2, media = $3 WHERE mid = $1", "usb", mid,
-                r->u.send.in.media_id, (const void *)att, att_len);
     m->media = pl_memdup(att, att_len);
     m->media_len = att_len;
   }
-  if (e == PL_OK && att)
-    e = pl_pg_media_grant(g, r->u.send.in.media_id, conv);
   if (e == PL_OK)
-    e = pl_pg_acts_apply(g, r, mid, gid, x.expires, 0);
-  if (e == PL_OK) /* sending reads the conversation, as in 1:1 */
-    e = pl_pg_q(
-        g, NULL,
-        "UPDATE greads SET read_seq = greatest(read_seq, $3), delivered_seq = greatest(delivered_seq, $3)"
-        " WHERE gid = $1 AND uid = $2",
-        "uuu", gid, me->id, x.seq);
+    e = pl_pg_acts_apply(g, r, mid, gid, x.expires, pl_pg_acts_indexed(r));
   if (e == PL_OK) {
     r->u.send.out.conv = pl_strdup(conv);
     r->u.send.out.seq = x.seq;
     r->u.send.out.server_ts = x.ts;
     r->u.send.out.group = gid;
   }
-out:
-  pl_pg_user_free(me);
   return e;
 }
 
@@ -200,26 +252,30 @@ static uint64_t pl__gpos_find(const pl_store_gpos *a, size_t n, size_t *at, uint
 }
 
 /* The user's memberships with the device's cursor in each, by gid:
- * gid, since_seq, left_seq, role, cursor (0: none). */
-static pl_err pl__mships(pl__pg *g, uint64_t uid, uint64_t dev, PGresult **res) {
-  return pl_pg_q(g, res,
-                 "SELECT m.gid, m.since_seq, m.left_seq, m.role, COALESCE(c.seq, 0) FROM members m"
-                 " LEFT JOIN gcursor c ON c.device_id = $2 AND c.gid = m.gid WHERE m.uid = $1 ORDER BY m.gid",
-                 "uu", uid, dev);
+ * gid, since_seq, left_seq, role, cursor (0: none). $1 user, $2 device. */
+#define PL__MSHIPS_SQL                                                               \
+  "SELECT m.gid, m.since_seq, m.left_seq, m.role, COALESCE(c.seq, 0) FROM members m" \
+  " LEFT JOIN gcursor c ON c.device_id = $2 AND c.gid = m.gid WHERE m.uid = $1 ORDER BY m.gid"
+
+int pl_pg_group_fetch_add(pl_pg_pipe *p, const pl_store_req *r) {
+  if (!r->user_id || !r->u.fetch.in.streams)
+    return -1;
+  return pl_pg_pipe_add(p, PL__MSHIPS_SQL, "uu", r->user_id, r->device_id);
 }
 
 /* One group's part of a page: up to limit + 1 entries of its window. */
-static pl_err pl__gpart(pl__pg *g, pl_store_fetch_req *f, uint64_t gid, uint64_t lo, uint64_t hi,
-                        uint32_t limit, size_t max_bytes, size_t *cap) {
-  PGresult *res;
-  pl_err e =
-      pl_pg_q(g, &res,
-              "SELECT 0, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"
-              " aux, media, act FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND expires > $4"
-              " ORDER BY seq LIMIT $5",
-              "uuuuu", gid, pl_pg_clamp(lo), pl_pg_clamp(hi), pl_now_ms(), (uint64_t)limit + 1);
+static void pl__gpart_add(pl_pg_pipe *p, uint64_t gid, uint64_t lo, uint64_t hi, uint32_t limit) {
+  pl_pg_pipe_add(p,
+                 "SELECT 0, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"
+                 " aux, media, act FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND expires > $4"
+                 " ORDER BY seq LIMIT $5",
+                 "uuuuu", gid, pl_pg_clamp(lo), pl_pg_clamp(hi), pl_now_ms(), (uint64_t)limit + 1);
+}
+
+static void pl__gpart_read(pl_store_fetch_req *f, const PGresult *res, uint64_t gid, size_t max_bytes,
+                           size_t *cap) {
   size_t bytes = 0;
-  for (int i = 0; e == PL_OK && i < PQntuples(res); i++) {
+  for (int i = 0; i < PQntuples(res); i++) {
     if (bytes > max_bytes) {
       f->out.more = 1;
       break;
@@ -230,8 +286,6 @@ static pl_err pl__gpart(pl__pg *g, pl_store_fetch_req *f, uint64_t gid, uint64_t
     m->gid = gid;
     bytes += m->body_len + m->media_len + 64;
   }
-  PQclear(res);
-  return e;
 }
 
 /* After the queue's part of a page (out.msgs): protocol 2's group streams,
@@ -239,25 +293,34 @@ static pl_err pl__gpart(pl__pg *g, pl_store_fetch_req *f, uint64_t gid, uint64_t
  * left_seq for a member who left (pl_roles_owed). The queue's part comes
  * first, then each group's in gid order, and the page is cut at limit
  * entries: each stream's part of it is a prefix of that stream, so the
- * next fetch goes on from each one's last. Protocol 1 gets none (the file
- * comment says why). */
-pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, uint32_t limit, size_t max_bytes) {
+ * next fetch goes on from each one's last. Every group's part is read in
+ * one round trip. Protocol 1 gets none (the file comment says why). */
+pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, PGresult *ms, uint32_t limit, size_t max_bytes) {
   pl_store_fetch_req *f = &r->u.fetch;
-  PGresult *ms = NULL;
-  if (!r->user_id || !f->in.streams)
+  pl_pg_pipe p;
+  if (!ms)
     return PL_OK;
-  pl_err e = pl__mships(g, r->user_id, r->device_id, &ms);
-  int n = e == PL_OK ? PQntuples(ms) : 0;
+  int n = PQntuples(ms), *part = pl_malloc(((size_t)n + 1) * sizeof *part);
   size_t cap = f->out.nmsgs + 1, at = 0;
   f->out.msgs = pl_realloc(f->out.msgs, cap * sizeof *f->out.msgs);
-  for (int i = 0; e == PL_OK && i < n && f->out.nmsgs <= limit; i++) {
+  pl_pg_pipe_begin(&p, g);
+  for (int i = 0; i < n; i++) {
     uint64_t gid = pl_pg_col_u64(ms, i, 0), lo, hi;
     int listed;
     uint64_t from = pl__gpos_find(f->in.gafter, f->in.ngafter, &at, gid, &listed);
+    part[i] = -1;
     if (pl_roles_owed(pl_pg_col_u64(ms, i, 1), pl_pg_col_u64(ms, i, 2), pl_pg_col_u64(ms, i, 4), from, &lo,
-                      &hi))
-      e = pl__gpart(g, f, gid, lo, hi, limit, max_bytes, &cap);
+                      &hi)) {
+      part[i] = p.n;
+      pl__gpart_add(&p, gid, lo, hi, limit);
+    }
   }
+  pl_err e = pl_pg_pipe_end(&p);
+  for (int i = 0; e == PL_OK && i < n && f->out.nmsgs <= limit; i++)
+    if (part[i] >= 0)
+      pl__gpart_read(f, p.res[part[i]], pl_pg_col_u64(ms, i, 0), max_bytes, &cap);
+  pl_pg_pipe_clear(&p);
+  pl_free(part);
   if (f->out.nmsgs > limit) {
     for (size_t i = limit; i < f->out.nmsgs; i++)
       pl_msg_clear(&f->out.msgs[i]);
@@ -279,23 +342,30 @@ pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, uint32_t limit, size_t max_
  * Only for groups up to group_detail members. */
 static pl_err pl__receipts_live(pl__pg *g, pl_store_req *r, uint64_t gid, uint64_t lo, uint64_t hi, int kind,
                                 const pl_pg_user *by) {
-  uint64_t size = 0;
-  PGresult *res;
-  pl_err e = pl_pg_u64(g, &size, "SELECT members FROM groups WHERE gid = $1", "u", gid);
-  if (e != PL_OK || !pl_roles_detailed(size, g->group_detail))
-    return e;
-  e = pl_pg_q(
-      g, &res,
+  pl_pg_pipe p, u;
+  char conv[32];
+  pl_pg_group_gconv(gid, conv, sizeof conv);
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_pipe_add(&p, "SELECT members FROM groups WHERE gid = $1", "u", gid);
+  pl_pg_pipe_add(
+      &p,
       "SELECT DISTINCT sender_uid FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND kind = 0"
       " AND sender_uid <> $4 LIMIT 64",
       "uuuu", gid, lo, hi, by->id);
-  char conv[32];
-  pl_pg_group_gconv(gid, conv, sizeof conv);
-  for (int i = 0; e == PL_OK && i < PQntuples(res); i++) {
+  pl_err e = pl_pg_pipe_end(&p);
+  if (e != PL_OK)
+    return e;
+  int n = pl_roles_detailed(pl_pg_col_u64(p.res[0], 0, 0), g->group_detail) ? PQntuples(p.res[1]) : 0;
+  pl_pg_pipe_begin(&u, g); /* the senders, in one round trip */
+  for (int i = 0; i < n; i++)
+    pl_pg_pipe_add(&u, PL_PG_USER_SQL("u.id = $1"), "u", pl_pg_col_u64(p.res[1], i, 0));
+  e = pl_pg_pipe_end(&u);
+  for (int i = 0; e == PL_OK && i < n; i++) {
     pl_pg_user *to = NULL;
     size_t nt;
-    e = pl_pg_user_get(g, pl_pg_col_u64(res, i, 0), &to);
-    if (e == PL_OK && to && !pl_pg_user_blocks(by, to->id)) { /* none to a user the reader blocked */
+    pl_pg_user_load(u.res[i], PL_OK, &to);
+    u.res[i] = NULL;
+    if (to && !pl_pg_user_blocks(by, to->id)) { /* none to a user the reader blocked */
       uint64_t *t = pl_pg_queue_devs_except(to, 0, &nt);
       uint64_t *live = pl_malloc((nt + 1) * sizeof *live);
       size_t nlive = pl_receipts_split_live(t, &nt, live, g->online, g->online_ud);
@@ -307,26 +377,39 @@ static pl_err pl__receipts_live(pl__pg *g, pl_store_req *r, uint64_t gid, uint64
     }
     pl_pg_user_free(to);
   }
-  PQclear(res);
+  pl_pg_pipe_clear(&u);
+  pl_pg_pipe_clear(&p);
   return e;
 }
 
 /* Moves uid's watermark in gid (delivered, or read and delivered) up to
- * seq; *was: where it was (0 and *moved 0 if it did not move). */
-static pl_err pl__greads_move(pl__pg *g, uint64_t gid, uint64_t uid, uint64_t seq, int read, uint64_t *was,
-                              int *moved) {
-  PGresult *res;
-  pl_err e = pl_pg_q(
-      g, &res,
+ * seq, as a statement of a pipe; pl__greads_moved reads its result: 1 and
+ * *was (where it was) if it moved. */
+static int pl__greads_add(pl_pg_pipe *p, uint64_t gid, uint64_t uid, uint64_t seq, int read) {
+  return pl_pg_pipe_add(
+      p,
       read ? "UPDATE greads n SET read_seq = $3, delivered_seq = greatest(n.delivered_seq, $3)"
              " FROM greads o WHERE n.gid = $1 AND n.uid = $2 AND o.gid = n.gid AND o.uid = n.uid"
              " AND n.read_seq < $3 RETURNING o.read_seq"
            : "UPDATE greads n SET delivered_seq = $3 FROM greads o WHERE n.gid = $1 AND n.uid = $2"
              " AND o.gid = n.gid AND o.uid = n.uid AND n.delivered_seq < $3 RETURNING o.delivered_seq",
       "uuu", gid, uid, seq);
-  *moved = e == PL_OK && PQntuples(res) > 0;
-  *was = *moved ? pl_pg_col_u64(res, 0, 0) : 0;
-  PQclear(res);
+}
+
+static int pl__greads_moved(const PGresult *res, uint64_t *was) {
+  int moved = PQntuples(res) > 0;
+  *was = moved ? pl_pg_col_u64(res, 0, 0) : 0;
+  return moved;
+}
+
+static pl_err pl__greads_move(pl__pg *g, uint64_t gid, uint64_t uid, uint64_t seq, int read, uint64_t *was,
+                              int *moved) {
+  pl_pg_pipe p;
+  pl_pg_pipe_begin(&p, g);
+  pl__greads_add(&p, gid, uid, seq, read);
+  pl_err e = pl_pg_pipe_end(&p);
+  *moved = e == PL_OK && pl__greads_moved(p.res[0], was);
+  pl_pg_pipe_clear(&p);
   return e;
 }
 
@@ -337,32 +420,68 @@ static pl_err pl__greads_move(pl__pg *g, uint64_t gid, uint64_t uid, uint64_t se
 pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r) {
   const pl_store_ack_req *a = &r->u.ack;
   pl_pg_user *me = NULL;
-  PGresult *ms = NULL;
-  size_t at = 0;
+  pl_pg_pipe p, w;
+  size_t at = 0, nmv = 0;
   if (!r->user_id || !a->in.streams || !a->in.ngacks)
     return PL_OK;
-  pl_err e = pl__mships(g, r->user_id, r->device_id, &ms);
-  for (int i = 0; e == PL_OK && i < PQntuples(ms); i++) {
-    uint64_t gid = pl_pg_col_u64(ms, i, 0), left = pl_pg_col_u64(ms, i, 2), last = 0, was = 0;
-    int listed, moved = 0;
+  /* 1: the memberships, the groups' last seqs, the user */
+  uint64_t *gids = pl_malloc(a->in.ngacks * sizeof *gids);
+  for (size_t i = 0; i < a->in.ngacks; i++)
+    gids[i] = a->in.gacks[i].gid;
+  char *arr = pl_pg_array(gids, a->in.ngacks);
+  pl_free(gids);
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_pipe_add(&p, PL__MSHIPS_SQL, "uu", r->user_id, r->device_id);
+  pl_pg_pipe_add(&p,
+                 "SELECT x.gid, COALESCE(c.last_seq, 0) FROM unnest($1::bigint[]) AS x(gid)"
+                 " LEFT JOIN convs c ON c.conv = 'g:' || x.gid",
+                 "s", arr);
+  pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
+  pl_free(arr);
+  pl_err e = pl_pg_pipe_end(&p);
+  if (e != PL_OK)
+    return e;
+  pl_pg_user_load(p.res[2], PL_OK, &me);
+  p.res[2] = NULL;
+  /* 2: each cursor that moves, with the member's delivered watermark */
+  PGresult *ms = p.res[0], *lasts = p.res[1];
+  int n = PQntuples(ms);
+  struct {
+    uint64_t gid, seq;
+    int at; /* the watermark's statement; -1: none */
+  } *mv = pl_malloc(((size_t)n + 1) * sizeof *mv);
+  pl_pg_pipe_begin(&w, g);
+  for (int i = 0; i < n; i++) {
+    uint64_t gid = pl_pg_col_u64(ms, i, 0), left = pl_pg_col_u64(ms, i, 2), last = 0;
+    int listed;
     uint64_t seq = pl__gpos_find(a->in.gacks, a->in.ngacks, &at, gid, &listed);
     if (!listed || seq <= pl_pg_col_u64(ms, i, 4) || (left && seq > left))
       continue;
-    e = pl_pg_u64(g, &last, "SELECT last_seq FROM convs WHERE conv = 'g:' || $1", "u", gid);
+    for (int j = 0; j < PQntuples(lasts); j++)
+      if (pl_pg_col_u64(lasts, j, 0) == gid)
+        last = pl_pg_col_u64(lasts, j, 1);
     seq = seq < last ? seq : last;
-    if (e == PL_OK && seq)
-      e = pl_pg_q(g, NULL,
-                  "INSERT INTO gcursor(device_id, gid, seq) VALUES($1, $2, $3) ON CONFLICT(device_id, gid)"
-                  " DO UPDATE SET seq = greatest(gcursor.seq, EXCLUDED.seq)",
-                  "uuu", r->device_id, gid, seq);
-    if (e == PL_OK && seq && pl_roles_member(pl_pg_col_int(ms, i, 3)))
-      e = pl__greads_move(g, gid, r->user_id, seq, 0, &was, &moved);
-    if (e == PL_OK && moved && !me)
-      e = pl_pg_user_get(g, r->user_id, &me);
-    if (e == PL_OK && moved && me)
-      e = pl__receipts_live(g, r, gid, was, seq, PL_MSG_DELIVERED, me);
+    if (!seq)
+      continue;
+    pl_pg_pipe_add(&w,
+                   "INSERT INTO gcursor(device_id, gid, seq) VALUES($1, $2, $3) ON CONFLICT(device_id, gid)"
+                   " DO UPDATE SET seq = greatest(gcursor.seq, EXCLUDED.seq)",
+                   "uuu", r->device_id, gid, seq);
+    mv[nmv].gid = gid;
+    mv[nmv].seq = seq;
+    mv[nmv].at = pl_roles_member(pl_pg_col_int(ms, i, 3)) ? pl__greads_add(&w, gid, r->user_id, seq, 0) : -1;
+    nmv++;
   }
-  PQclear(ms);
+  e = pl_pg_pipe_end(&w);
+  /* 3: live receipts where a watermark moved */
+  for (size_t i = 0; e == PL_OK && i < nmv && me; i++) {
+    uint64_t was;
+    if (mv[i].at >= 0 && pl__greads_moved(w.res[mv[i].at], &was))
+      e = pl__receipts_live(g, r, mv[i].gid, was, mv[i].seq, PL_MSG_DELIVERED, me);
+  }
+  pl_pg_pipe_clear(&w);
+  pl_pg_pipe_clear(&p);
+  pl_free(mv);
   pl_pg_user_free(me);
   return e;
 }

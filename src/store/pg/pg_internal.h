@@ -95,11 +95,13 @@ pl_err pl_pg_u64(pl__pg *g, uint64_t *v, const char *sql, const char *fmt, ...);
  * (any number of statements; pl_pg_pipe_add returns the statement's index).
  * A failure (also of a single statement: a later one is then aborted)
  * is pl_pg_pipe_end's result, as pl_pg_q's; the results are cleared.
- * A transaction's pending BEGIN (pl__pg.begin_pending) is sent first. */
+ * A transaction's pending BEGIN (pl__pg.begin_pending) is sent first.
+ * A pipe given no statement sends nothing and costs no round trip. */
 typedef struct pl_pg_pipe {
   pl__pg *g;
   pl_err err;
   int n, lead; /* statements; lead: BEGIN went before them */
+  int started; /* in pipeline mode (from the first statement) */
   size_t cap;
   const char **sql;
   PGresult **res; /* after pl_pg_pipe_end: n results */
@@ -225,9 +227,7 @@ uint64_t *pl_pg_queue_devs_except(const pl_pg_user *u, uint64_t skip, size_t *n)
   "t AS (UPDATE devices SET next_qid = next_qid + 1 WHERE id = ANY(" targets "::bigint[])"              \
   " RETURNING id, next_qid) INSERT INTO queue(device_id, qid, mid) SELECT id, next_qid, " mid " FROM t" \
   " RETURNING device_id, qid, mid"
-/* Takes the next qid of each target (gap-free per device) and queues mid
- * there; *qids (parallel to t) gets them. */
-pl_err pl_pg_queue_put(pl__pg *g, const uint64_t *t, size_t n, uint64_t mid, uint64_t **qids);
+/* Each target's qid (parallel to t) from PL_PG_QUEUE_PUT's rows. */
 uint64_t *pl_pg_queue_qids(const PGresult *res, const uint64_t *t, size_t n);
 /* A device's queue length without a count over its rows: the positions it
  * was given (next_qid, one per queue row ever, gap-free) less the rows
@@ -254,8 +254,28 @@ pl_err pl_pg_queue_admit(pl__pg *g, const pl_pg_user *me, const uint64_t *t, con
                          const uint64_t *mine, size_t n, int *full);
 /* Are queue limits configured at all (else no length needs reading)? */
 static inline int pl_pg_queue_limited(const pl__pg *g) { return g->max_queue || g->rules.queue_admit; }
+/* An event for targets (taken over): pushed at once to the connected
+ * ones, stored for the others (one statement), replacing the pending one
+ * of its kind where it coalesces (pl_receipts_replaces_pending). */
 pl_err pl_pg_queue_event(pl__pg *g, pl_store_req *r, int kind, const char *conv, uint64_t seq,
                          const pl_pg_user *by, uint64_t aux, uint64_t *t, size_t n);
+/* The same for several events in one round trip: each _add puts its
+ * statement (if any device is offline) into p; after pl_pg_pipe_end
+ * succeeded, pl_pg_queue_event_done gives the stored events their qids.
+ * The caller frees q.v either way. */
+typedef struct pl_pg_evs {
+  struct {
+    size_t ev; /* index in r->events */
+    int at;    /* the statement's in the pipe */
+  } * v;
+  size_t n, cap;
+} pl_pg_evs;
+void pl_pg_queue_event_add(pl__pg *g, pl_pg_pipe *p, pl_pg_evs *q, pl_store_req *r, int kind,
+                           const char *conv, uint64_t seq, const pl_pg_user *by, uint64_t aux, uint64_t *t,
+                           size_t n);
+void pl_pg_queue_event_done(pl_pg_evs *q, pl_pg_pipe *p, pl_store_req *r);
+/* The queue's statements, prepared on each connection as the batch's. */
+const pl_pg_stmt *pl_pg_queue_stmts(size_t *n);
 pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r);
 /* A fetched row (qid, conv, seq, from_name, from_device, client_id, body,
  * client_ts, server_ts, kind, aux, media, act) as a pl_msg. */
@@ -264,6 +284,11 @@ pl_err pl_pg_queue_ack(pl__pg *g, pl_store_req *r);
 
 /* ---- conversations (pg_conv.c) ------------------------------------------------- */
 pl_err pl_pg_conv_next(pl__pg *g, const char *conv, uint64_t now, uint64_t *seq, uint64_t *ts);
+/* A send's next seq and its dedup record, as one statement of a pipe; then
+ * its result read (PL_ERR_AGAIN: another node committed the id meanwhile,
+ * the batch runs again and finds it). */
+int pl_pg_conv_next_dedup_add(pl__pg *g, pl_pg_pipe *p, pl_store_req *r, const char *conv, uint64_t now);
+pl_err pl_pg_conv_next_dedup_read(const PGresult *res, uint64_t *seq, uint64_t *ts);
 pl_err pl_pg_conv_read_move(pl__pg *g, uint64_t uid, const char *conv, uint64_t read, uint64_t delivered,
                             int *moved);
 pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r);
@@ -271,7 +296,6 @@ pl_err pl_pg_conv_mark_read(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_unread(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_stats(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_conv_counts(pl__pg *g, pl_store_counts *c);
-pl_err pl_pg_conv_dedup_put(pl__pg *g, pl_store_req *r, const char *conv, uint64_t seq, uint64_t ts);
 
 /* ---- groups (pg_groups.c: membership; pg_ghist.c: history) ------------------ */
 void pl_pg_group_gconv(uint64_t gid, char *buf, size_t n);
@@ -290,9 +314,15 @@ pl_err pl_pg_group_cursor_start(pl__pg *g, uint64_t uid, uint64_t dev);
 pl_err pl_pg_ghist_put(pl__pg *g, uint64_t gid, const pl_pg_user *from, const char *device, const char *id,
                        const uint8_t *body, size_t body_len, uint64_t client_ts, int kind, uint64_t aux,
                        const uint8_t *act, size_t act_len, pl_msg *m);
-pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len);
+/* A group message by me (NULL: unknown) with the role pl__send_reads read. */
+pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const pl_pg_user *me, int role, const uint8_t *att,
+                        size_t att_len);
 /* After pl_pg_queue_fetch's part: the group entries owed and out.gids. */
-pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, uint32_t limit, size_t max_bytes);
+/* A fetch's groups: _add puts the memberships' statement into the fetch's
+ * first pipe (its index; -1: none asked); pl_pg_group_fetch takes its
+ * result (or NULL) over and reads every group's part in one round trip. */
+int pl_pg_group_fetch_add(pl_pg_pipe *p, const pl_store_req *r);
+pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, PGresult *ms, uint32_t limit, size_t max_bytes);
 pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_mark_read(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_receipts(pl__pg *g, pl_store_req *r);
@@ -367,6 +397,8 @@ pl_err pl_pg_push_done(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, uint8_t **att, size_t *len);
 /* Whoever is in conv may fetch the upload from now on. */
 pl_err pl_pg_media_grant(pl__pg *g, const char *media_id, const char *conv);
+/* The same as statements of a pipe. */
+void pl_pg_media_grant_add(pl__pg *g, pl_pg_pipe *p, const char *media_id, const char *conv);
 pl_err pl_pg_media_auth(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_media_put(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_media_get(pl__pg *g, pl_store_req *r);

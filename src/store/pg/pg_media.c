@@ -95,13 +95,17 @@ pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, uint8_t **att, size_t *l
 
 /* After a send carrying it: the conversation may fetch it, and it lives a
  * TTL past this message (the message row already names it). */
+void pl_pg_media_grant_add(pl__pg *g, pl_pg_pipe *p, const char *media_id, const char *conv) {
+  pl_pg_pipe_add(p, "INSERT INTO media_grants(media, conv) VALUES($1, $2) ON CONFLICT DO NOTHING", "ss",
+                 media_id, conv);
+  pl_pg_pipe_add(p, "UPDATE media SET expires = greatest(expires, $2) WHERE id = $1", "su", media_id,
+                 pl_pg_clamp(pl_retention_media_expires(g->media_ttl_ms, pl_now_ms())));
+}
+
 pl_err pl_pg_media_grant(pl__pg *g, const char *media_id, const char *conv) {
   pl_pg_pipe p;
   pl_pg_pipe_begin(&p, g);
-  pl_pg_pipe_add(&p, "INSERT INTO media_grants(media, conv) VALUES($1, $2) ON CONFLICT DO NOTHING", "ss",
-                 media_id, conv);
-  pl_pg_pipe_add(&p, "UPDATE media SET expires = greatest(expires, $2) WHERE id = $1", "su", media_id,
-                 pl_pg_clamp(pl_retention_media_expires(g->media_ttl_ms, pl_now_ms())));
+  pl_pg_media_grant_add(g, &p, media_id, conv);
   pl_err e = pl_pg_pipe_end(&p);
   pl_pg_pipe_clear(&p);
   return e;
@@ -138,8 +142,8 @@ pl_err pl_pg_media_put(pl__pg *g, pl_store_req *r) {
    * found them: their rows, locked until this commits, say (pl__blob_lock) */
   uint64_t have = 0, want = *m->thumb && strcmp(m->thumb, m->blob) ? 2 : 1;
   e = pl_pg_u64(g, &have,
-                "SELECT count(*) FROM (SELECT key FROM blobs WHERE key IN ($1, $2) ORDER BY key FOR SHARE) k", "ss",
-                m->blob, m->thumb);
+                "SELECT count(*) FROM (SELECT key FROM blobs WHERE key IN ($1, $2) ORDER BY key FOR SHARE) k",
+                "ss", m->blob, m->thumb);
   if (e != PL_OK)
     return e;
   if (have != want) {
@@ -193,7 +197,8 @@ static int pl__keycmp(const void *a, const void *b) { return strcmp(*(char *cons
 static pl_err pl__blob_drop(pl__pg *g, const char *key, int *dropped) {
   uint64_t there = 0, used = 0;
   *dropped = 0;
-  pl_err e = pl_pg_u64(g, &there, "SELECT count(*) FROM (SELECT 1 FROM blobs WHERE key = $1 FOR UPDATE) b", "s", key);
+  pl_err e = pl_pg_u64(g, &there, "SELECT count(*) FROM (SELECT 1 FROM blobs WHERE key = $1 FOR UPDATE) b",
+                       "s", key);
   if (e == PL_OK && there)
     e = pl_pg_u64(g, &used, "SELECT count(*) FROM media WHERE blob = $1 OR thumb = $1", "s", key);
   if (e != PL_OK || !there || used)

@@ -25,16 +25,6 @@ uint64_t *pl_pg_queue_qids(const PGresult *res, const uint64_t *t, size_t n) {
   return qids;
 }
 
-pl_err pl_pg_queue_put(pl__pg *g, const uint64_t *t, size_t n, uint64_t mid, uint64_t **qids) {
-  PGresult *res;
-  char *arr = pl_pg_array(t, n);
-  pl_err e = pl_pg_q(g, &res, "WITH " PL_PG_QUEUE_PUT("$1", "$2::bigint"), "su", arr, mid);
-  pl_free(arr);
-  *qids = e == PL_OK ? pl_pg_queue_qids(res, t, n) : NULL;
-  PQclear(res);
-  return e;
-}
-
 /* ---- the queue limits (pl_store_rules.queue_admit) ---------------------------- */
 
 typedef struct pl__share_arg {
@@ -93,56 +83,110 @@ pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size
 
 /* ---- events: receipts and read syncs (docs/protocol.md 11.4) --------------- */
 
+/* One event stored in one statement: the pending one of (conv, kind, by)
+ * replaced when the kind coalesces (its queue rows, with the lengths they
+ * leave, and its message go), the message, its queue rows with each
+ * target's next qid. $1 conv, $2 seq, $3 by, $4 by's name, $5 now,
+ * $6 expires, $7 refs, $8 kind, $9 aux, $10 coalesce (1/0), $11 targets. */
+#define PL__EVENT_SQL                                                                                      \
+  "WITH o AS (SELECT mid FROM messages WHERE $10::int = 1 AND conv = $1 AND kind = $8 AND sender_uid = $3" \
+  " AND kind <> 0), d AS (DELETE FROM queue WHERE mid IN (SELECT mid FROM o) RETURNING device_id),"        \
+  " u AS (" PL_PG_QUEUE_UNCOUNT "), x AS (DELETE FROM messages WHERE mid IN (SELECT mid FROM o)),"         \
+  " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts," \
+  " server_ts, expires, refs, kind, aux) VALUES($1, $2, $3, $4, '', '', '', 0, $5, $6, $7, $8, $9)"        \
+  " RETURNING mid), " PL_PG_QUEUE_PUT("$11", "(SELECT mid FROM m)")
+
+/* An Ack's queue rows go, and each message loses a reference per row (two
+ * devices acking one message on two nodes meet on the message's row lock;
+ * whichever is second sees refs reach 0); the lengths follow. Each
+ * message comes back (mid, refs left, rows, conv, seq, kind, sender) for
+ * the delivered receipts and the deletion of those left with none. */
+#define PL__ACK_SQL                                                                                  \
+  "WITH d AS (DELETE FROM queue WHERE device_id = $1 AND qid <= $2 RETURNING mid),"                  \
+  " c AS (SELECT mid, count(*) AS n FROM d GROUP BY mid),"                                           \
+  " u AS (UPDATE messages m SET refs = m.refs - c.n FROM c WHERE m.mid = c.mid"                      \
+  " RETURNING m.mid, m.refs, c.n, m.conv, m.seq, m.kind, m.sender_uid),"                             \
+  " q AS (INSERT INTO dequeued(device_id, n) SELECT $1::bigint, count(*) FROM d HAVING count(*) > 0" \
+  " ON CONFLICT(device_id) DO UPDATE SET n = dequeued.n + EXCLUDED.n)"                               \
+  " SELECT mid, refs, n, conv, seq, kind, sender_uid FROM u ORDER BY conv, sender_uid, seq"
+
+/* The acking user's delivered watermark of a conversation, moved forward
+ * only: a row back when it moved. $1 user, $2 conv, $3 seq. */
+#define PL__DELIVERED_SQL                                                                                    \
+  "INSERT INTO reads(uid, conv, read_seq, delivered_seq) VALUES($1, $2, 0, $3) ON CONFLICT(uid, conv)"       \
+  " DO UPDATE SET delivered_seq = EXCLUDED.delivered_seq WHERE reads.delivered_seq < EXCLUDED.delivered_seq" \
+  " RETURNING 1"
+
+/* Prepared on each connection with the batch's (pl_pg_queue_stmts). */
+enum { PL__Q_EVENT, PL__Q_ACK, PL__Q_DELIVERED, PL__Q_USER, PL__Q_NSTMTS };
+static const pl_pg_stmt pl__qst[PL__Q_NSTMTS] = {
+    [PL__Q_EVENT] = {"pl_q_event", PL__EVENT_SQL},
+    [PL__Q_ACK] = {"pl_q_ack", PL__ACK_SQL},
+    [PL__Q_DELIVERED] = {"pl_q_delivered", PL__DELIVERED_SQL},
+    [PL__Q_USER] = {"pl_q_user", PL_PG_USER_SQL("u.id = $1")},
+};
+
+const pl_pg_stmt *pl_pg_queue_stmts(size_t *n) {
+  *n = PL__Q_NSTMTS;
+  return pl__qst;
+}
+
 /* Records an event for the deliver hook (qid 0 and no qids: pushed to
- * connected devices, not stored). Takes t and qids over. */
-static void pl__event_out(pl_store_req *r, int kind, const char *conv, uint64_t seq, const pl_pg_user *by,
-                          uint64_t aux, uint64_t now, uint64_t *t, uint64_t *qids, size_t n) {
-  pl_store_event_add(r, qids && n ? qids[0] : 0, kind, conv, seq, by->name, aux, now, t, n)->qids = qids;
+ * connected devices, not stored); its index in r->events. Takes t over. */
+static size_t pl__event_out(pl_store_req *r, int kind, const char *conv, uint64_t seq, const pl_pg_user *by,
+                            uint64_t aux, uint64_t now, uint64_t *t, size_t n) {
+  pl_store_event_add(r, 0, kind, conv, seq, by->name, aux, now, t, n);
+  return r->nevents - 1;
 }
 
-/* A newer event of (conv, kind, by) replaces the pending one everywhere. */
-static pl_err pl__event_coalesce(pl__pg *g, int kind, const char *conv, uint64_t by) {
-  pl_err e = pl_pg_q(
-      g, NULL,
-      "WITH d AS (DELETE FROM queue WHERE mid IN (SELECT mid FROM messages WHERE conv = $1 AND kind = $2"
-      " AND sender_uid = $3 AND kind <> 0) RETURNING device_id)" PL_PG_QUEUE_UNCOUNT,
-      "siu", conv, kind, by);
-  if (e == PL_OK)
-    e = pl_pg_q(g, NULL,
-                "DELETE FROM messages WHERE conv = $1 AND kind = $2 AND sender_uid = $3 AND kind <> 0", "siu",
-                conv, kind, by);
-  return e;
-}
-
-/* An event for targets (taken over): pushed at once to the connected
- * ones, queued durably for the others, replacing the pending one. */
-pl_err pl_pg_queue_event(pl__pg *g, pl_store_req *r, int kind, const char *conv, uint64_t seq,
-                         const pl_pg_user *by, uint64_t aux, uint64_t *t, size_t n) {
-  uint64_t now = pl_now_ms(), mid = 0, *qids = NULL;
+void pl_pg_queue_event_add(pl__pg *g, pl_pg_pipe *p, pl_pg_evs *q, pl_store_req *r, int kind,
+                           const char *conv, uint64_t seq, const pl_pg_user *by, uint64_t aux, uint64_t *t,
+                           size_t n) {
+  uint64_t now = pl_now_ms();
   uint64_t *live = pl_malloc((n + 1) * sizeof *live);
   size_t nlive = pl_receipts_split_live(t, &n, live, g->online, g->online_ud);
   if (nlive)
-    pl__event_out(r, kind, conv, seq, by, aux, now, live, NULL, nlive);
+    pl__event_out(r, kind, conv, seq, by, aux, now, live, nlive);
   else
     pl_free(live);
-  pl_err e = n && pl_receipts_replaces_pending(kind) ? pl__event_coalesce(g, kind, conv, by->id) : PL_OK;
-  if (e == PL_OK && n)
-    e = pl_pg_u64(
-        g, &mid,
-        "INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts,"
-        " server_ts, expires, refs, kind, aux) VALUES($1, $2, $3, $4, '', '', '', 0, $5, $6, $7, $8, $9)"
-        " RETURNING mid",
-        "suusuuuiu", conv, seq, by->id, by->name, now, pl_retention_expires(g->ttl_ms, now),
-        pl_retention_msg_refs(n), kind, aux);
-  if (e == PL_OK && n)
-    e = pl_pg_queue_put(g, t, n, mid, &qids);
-  if (e != PL_OK || !n) {
+  if (!n) {
     pl_free(t);
-    pl_free(qids);
-    return e;
+    return;
   }
-  pl__event_out(r, kind, conv, seq, by, aux, now, t, qids, n);
-  return PL_OK;
+  char *arr = pl_pg_array(t, n);
+  q->v = pl_pg_reserve(q->v, q->n, &q->cap, sizeof *q->v);
+  q->v[q->n].at = pl_pg_pipe_addp(p, &pl__qst[PL__Q_EVENT], "suusuuuiuis", conv, seq, by->id, by->name, now,
+                                  pl_retention_expires(g->ttl_ms, now), pl_retention_msg_refs(n), kind, aux,
+                                  pl_receipts_replaces_pending(kind), arr);
+  q->v[q->n++].ev = pl__event_out(r, kind, conv, seq, by, aux, now, t, n);
+  pl_free(arr);
+}
+
+void pl_pg_queue_event_done(pl_pg_evs *q, pl_pg_pipe *p, pl_store_req *r) {
+  for (size_t i = 0; i < q->n; i++) {
+    pl_store_event *ev = &r->events[q->v[i].ev];
+    ev->qids = pl_pg_queue_qids(p->res[q->v[i].at], ev->targets, ev->ntargets);
+    ev->msg.qid = ev->ntargets ? ev->qids[0] : 0;
+  }
+  pl_free(q->v);
+  memset(q, 0, sizeof *q);
+}
+
+/* An event for targets (taken over): pushed at once to the connected
+ * ones, queued durably for the others (one round trip), replacing the
+ * pending one. */
+pl_err pl_pg_queue_event(pl__pg *g, pl_store_req *r, int kind, const char *conv, uint64_t seq,
+                         const pl_pg_user *by, uint64_t aux, uint64_t *t, size_t n) {
+  pl_pg_pipe p;
+  pl_pg_evs q = {0};
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_queue_event_add(g, &p, &q, r, kind, conv, seq, by, aux, t, n);
+  pl_err e = pl_pg_pipe_end(&p);
+  if (e == PL_OK)
+    pl_pg_queue_event_done(&q, &p, r);
+  pl_free(q.v);
+  pl_pg_pipe_clear(&p);
+  return e;
 }
 
 /* ---- fetch ---------------------------------------------------------------------- */
@@ -170,7 +214,8 @@ pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r) {
   uint32_t limit = x->in.limit ? x->in.limit : PL_PG_FETCH_DEFAULT;
   size_t max_bytes = x->in.max_bytes ? x->in.max_bytes : PL_PG_FETCH_BYTES, bytes = 0;
   pl_pg_pipe p;
-  /* signed in still? (in the same round trip: pl_store.h, FETCH) */
+  /* signed in still? (in the same round trip: pl_store.h, FETCH), and the
+   * memberships for the groups' part */
   pl_pg_pipe_begin(&p, g);
   pl_pg_pipe_add(&p, "SELECT 1 FROM devices WHERE id = $1 AND token_hash IS NOT NULL", "u", r->device_id);
   pl_pg_pipe_add(&p,
@@ -178,6 +223,7 @@ pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r) {
                  " m.server_ts, m.kind, m.aux, m.media, m.act FROM queue q JOIN messages m ON m.mid = q.mid"
                  " WHERE q.device_id = $1 AND q.qid > $2 AND m.expires > $3 ORDER BY q.qid LIMIT $4",
                  "uuuu", r->device_id, x->in.after, pl_now_ms(), (uint64_t)limit + 1);
+  int mi = pl_pg_group_fetch_add(&p, r);
   pl_err e = pl_pg_pipe_end(&p);
   if (e == PL_OK && PQntuples(p.res[0]) == 0)
     r->status = PL_ERR_BAD_TOKEN;
@@ -185,8 +231,10 @@ pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r) {
     pl_pg_pipe_clear(&p);
     return e;
   }
-  PGresult *res = p.res[1];
+  PGresult *res = p.res[1], *ms = mi >= 0 ? p.res[mi] : NULL;
   p.res[1] = NULL;
+  if (mi >= 0)
+    p.res[mi] = NULL;
   pl_pg_pipe_clear(&p);
   int rows = PQntuples(res);
   x->out.msgs = pl_calloc((size_t)rows + 1, sizeof *x->out.msgs);
@@ -200,81 +248,115 @@ pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r) {
     bytes += m->body_len + m->media_len + 64;
   }
   PQclear(res);
-  return pl_pg_group_fetch(g, r, limit, max_bytes);
+  return pl_pg_group_fetch(g, r, ms, limit, max_bytes);
 }
 
 /* ---- ack -------------------------------------------------------------------------- */
 
-/* Delivered receipts for an ack: once per conversation whose delivered
- * watermark of the acking user moves, to every device of the sender. */
-static pl_err pl__delivered(pl__pg *g, pl_store_req *r) {
-  PGresult *res;
-  pl_pg_user *me = NULL, *sender = NULL;
+/* What an Ack's deletion found: per conversation of plain messages from
+ * others, the highest seq acked and its sender; the messages left with no
+ * reference. */
+typedef struct pl__acked {
+  struct {
+    const char *conv;
+    uint64_t seq, sender;
+    int at, sender_at; /* the watermark's and the sender's statements */
+  } * c;
+  size_t nc;
+  uint64_t *gone;
+  size_t ngone;
+} pl__acked;
+
+static void pl__acked_read(pl_store_req *r, const PGresult *res, pl__acked *k) {
+  int rows = PQntuples(res);
+  k->c = pl_calloc((size_t)rows + 1, sizeof *k->c);
+  k->gone = pl_malloc(((size_t)rows + 1) * sizeof *k->gone);
+  for (int i = 0; i < rows; i++) { /* ordered by conv, sender, seq */
+    r->u.ack.out.removed += pl_pg_col_u64(res, i, 2);
+    if (PQgetisnull(res, i, 1) || atoll(PQgetvalue(res, i, 1)) <= 0)
+      k->gone[k->ngone++] = pl_pg_col_u64(res, i, 0);
+    uint64_t sender = pl_pg_col_u64(res, i, 6);
+    if (!r->user_id || pl_pg_col_int(res, i, 5) != 0 || sender == r->user_id)
+      continue;
+    const char *conv = PQgetvalue(res, i, 3);
+    if (!k->nc || strcmp(k->c[k->nc - 1].conv, conv) || k->c[k->nc - 1].sender != sender)
+      k->nc++;
+    k->c[k->nc - 1].conv = conv;
+    k->c[k->nc - 1].seq = pl_pg_col_u64(res, i, 4);
+    k->c[k->nc - 1].sender = sender;
+  }
+}
+
+/* Delivered receipts: once per conversation whose delivered watermark of
+ * the acking user moves, to every device of the sender, blocks allowing.
+ * The watermarks move in conv order (one lock order on every node). */
+static pl_err pl__delivered(pl__pg *g, pl_store_req *r, pl_pg_pipe *p, pl__acked *k) {
+  pl_pg_user *me = NULL;
+  pl_pg_pipe ev;
+  pl_pg_evs q = {0};
   size_t nt;
-  pl_err e = pl_pg_q(g, &res,
-                     "SELECT m.conv, max(m.seq), m.sender_uid FROM queue q JOIN messages m ON m.mid = q.mid"
-                     " WHERE q.device_id = $1 AND q.qid <= $2 AND m.kind = 0 AND m.sender_uid <> $3"
-                     " GROUP BY m.conv, m.sender_uid",
-                     "uuu", r->device_id, r->u.ack.in.upto, r->user_id);
+  int me_at = pl_pg_pipe_addp(p, &pl__qst[PL__Q_USER], "u", r->user_id);
+  for (size_t i = 0; i < k->nc; i++) {
+    k->c[i].at = pl_pg_pipe_addp(p, &pl__qst[PL__Q_DELIVERED], "usu", r->user_id, k->c[i].conv, k->c[i].seq);
+    k->c[i].sender_at = pl_pg_pipe_addp(p, &pl__qst[PL__Q_USER], "u", k->c[i].sender);
+  }
+  pl_err e = pl_pg_pipe_end(p);
   if (e != PL_OK)
     return e;
-  if (PQntuples(res) > 0)
-    e = pl_pg_user_get(g, r->user_id, &me);
-  for (int i = 0; i < PQntuples(res) && e == PL_OK && me; i++) {
-    const char *conv = PQgetvalue(res, i, 0);
-    uint64_t seq = pl_pg_col_u64(res, i, 1);
-    int moved = 0;
-    e = pl_pg_conv_read_move(g, me->id, conv, 0, seq, &moved);
-    if (e != PL_OK || !moved)
+  pl_pg_user_load(p->res[me_at], PL_OK, &me);
+  p->res[me_at] = NULL;
+  pl_pg_pipe_begin(&ev, g);
+  for (size_t i = 0; i < k->nc && me; i++) {
+    pl_pg_user *sender = NULL;
+    if (PQntuples(p->res[k->c[i].at]) == 0)
       continue;
-    e = pl_pg_user_get(g, pl_pg_col_u64(res, i, 2), &sender);
-    if (e == PL_OK && sender && pl_receipts_delivered_to_sender(pl_pg_user_blocks(me, sender->id))) {
+    pl_pg_user_load(p->res[k->c[i].sender_at], PL_OK, &sender);
+    p->res[k->c[i].sender_at] = NULL;
+    if (sender && pl_receipts_delivered_to_sender(pl_pg_user_blocks(me, sender->id))) {
       uint64_t *t = pl_pg_queue_devs_except(sender, 0, &nt);
-      e = pl_pg_queue_event(g, r, PL_MSG_DELIVERED, conv, seq, me, 0, t, nt);
+      pl_pg_queue_event_add(g, &ev, &q, r, PL_MSG_DELIVERED, k->c[i].conv, k->c[i].seq, me, 0, t, nt);
     }
     pl_pg_user_free(sender);
-    sender = NULL;
   }
-  PQclear(res);
+  e = pl_pg_pipe_end(&ev);
+  if (e == PL_OK)
+    pl_pg_queue_event_done(&q, &ev, r);
+  pl_free(q.v);
+  pl_pg_pipe_clear(&ev);
   pl_pg_user_free(me);
   return e;
 }
 
-/* The queue rows go, each message loses a reference per row, and a
- * message with none left goes: two statements, whatever the number of
- * entries. Two devices acking one message on two nodes meet on the
- * message's row lock; whichever is second sees refs reach 0. */
+/* Groups first (their own path), then the queue: one round trip deletes
+ * the rows, a second deletes the messages left unreferenced and moves the
+ * delivered watermarks, a third (only for devices not connected) stores
+ * the receipts. */
 pl_err pl_pg_queue_ack(pl__pg *g, pl_store_req *r) {
-  PGresult *res;
-  pl_err e = r->user_id ? pl__delivered(g, r) : PL_OK;
-  if (e == PL_OK)
-    e = pl_pg_group_ack(g, r);
-  if (e == PL_OK)
-    e = pl_pg_q(
-        g, &res,
-        "WITH d AS (DELETE FROM queue WHERE device_id = $1 AND qid <= $2 RETURNING mid),"
-        " c AS (SELECT mid, count(*) AS n FROM d GROUP BY mid)"
-        " UPDATE messages m SET refs = m.refs - c.n FROM c WHERE m.mid = c.mid RETURNING m.mid, m.refs, c.n",
-        "uu", r->device_id, r->u.ack.in.upto);
+  PGresult *res = NULL;
+  pl__acked k = {0};
+  pl_pg_pipe p;
+  pl_err e = pl_pg_group_ack(g, r);
   if (e != PL_OK)
     return e;
-  int rows = PQntuples(res);
-  uint64_t *gone = pl_malloc(((size_t)rows + 1) * sizeof *gone);
-  size_t ngone = 0;
-  for (int i = 0; i < rows; i++) {
-    r->u.ack.out.removed += pl_pg_col_u64(res, i, 2);
-    if (PQgetisnull(res, i, 1) || atoll(PQgetvalue(res, i, 1)) <= 0)
-      gone[ngone++] = pl_pg_col_u64(res, i, 0);
-  }
-  PQclear(res);
-  if (r->u.ack.out.removed)
-    e = pl_pg_q(g, NULL, PL_PG_DEQUEUED("$1::bigint", "$2::bigint"), "uu", r->device_id,
-                r->u.ack.out.removed);
-  if (e == PL_OK && ngone) {
-    char *arr = pl_pg_array(gone, ngone);
-    e = pl_pg_q(g, NULL, "DELETE FROM messages WHERE mid = ANY($1::bigint[]) AND refs <= 0", "s", arr);
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_pipe_addp(&p, &pl__qst[PL__Q_ACK], "uu", r->device_id, r->u.ack.in.upto);
+  e = pl_pg_pipe_end(&p);
+  if (e != PL_OK)
+    return e;
+  res = p.res[0];
+  p.res[0] = NULL;
+  pl_pg_pipe_clear(&p);
+  pl__acked_read(r, res, &k);
+  pl_pg_pipe_begin(&p, g);
+  if (k.ngone) {
+    char *arr = pl_pg_array(k.gone, k.ngone);
+    pl_pg_pipe_add(&p, "DELETE FROM messages WHERE mid = ANY($1::bigint[]) AND refs <= 0", "s", arr);
     pl_free(arr);
   }
-  pl_free(gone);
+  e = k.nc ? pl__delivered(g, r, &p, &k) : pl_pg_pipe_end(&p);
+  pl_pg_pipe_clear(&p);
+  pl_free(k.c);
+  pl_free(k.gone);
+  PQclear(res);
   return e;
 }
