@@ -620,6 +620,31 @@ static void typing_in_group(int want) {
   close(carol);
 }
 
+/* A member that connects after it joined gets the group's messages live,
+ * on protocol 1 too: there, on PostgreSQL, the store gives no group entries
+ * (docs/protocol.md 10.3), so only the group's live audience brings them,
+ * and a fetch names the device's groups for that whatever the protocol.
+ * Regression: on PostgreSQL a protocol 1 device that connected after it
+ * joined was in no audience and got nothing. */
+static void test_member_back_on_v1_gets_live(void) {
+  start();
+  char ta[128], tb[128];
+  int alice = user("alice", ta), bob = user("bob", tb);
+  const char *m[] = {"bob"};
+  create(alice, m, 1);
+  drain_ack(alice);
+  drain_ack(bob);
+  close(bob);
+  bob = rc_open_v(srv.port, PARLEY__CLIENT_KIND__KIND_MOBILE, 1);
+  CHECK_EQ_I(rc_resume(bob, tb), 0);
+  drain_ack(bob);
+  rc_store_barrier(bob); /* its first fetch (which names its groups) is done */
+  send_group(alice, "a1", "hello", 0, 2);
+  next_msg(bob, "alice", "hello", 2);
+  close(bob);
+  close(alice);
+}
+
 static void test_typing_in_group(void) {
   start();
   typing_in_group(1);
@@ -662,6 +687,7 @@ int main(void) {
   run("test_list_and_leave", test_list_and_leave);
   run("test_v2_group_streams", test_v2_group_streams);
   run("test_group_receipts_and_read_sync", test_group_receipts_and_read_sync);
+  run("test_member_back_on_v1_gets_live", test_member_back_on_v1_gets_live);
   run("test_typing_in_group", test_typing_in_group);
   run("test_typing_blocked_in_group", test_typing_blocked_in_group);
   return tl_summary();

@@ -258,7 +258,7 @@ static uint64_t pl__gpos_find(const pl_store_gpos *a, size_t n, size_t *at, uint
   " LEFT JOIN gcursor c ON c.device_id = $2 AND c.gid = m.gid WHERE m.uid = $1 ORDER BY m.gid"
 
 int pl_pg_group_fetch_add(pl_pg_pipe *p, const pl_store_req *r) {
-  if (!r->user_id || !r->u.fetch.in.streams)
+  if (!r->user_id)
     return -1;
   return pl_pg_pipe_add(p, PL__MSHIPS_SQL, "uu", r->user_id, r->device_id);
 }
@@ -294,7 +294,10 @@ static void pl__gpart_read(pl_store_fetch_req *f, const PGresult *res, uint64_t 
  * first, then each group's in gid order, and the page is cut at limit
  * entries: each stream's part of it is a prefix of that stream, so the
  * next fetch goes on from each one's last. Every group's part is read in
- * one round trip. Protocol 1 gets none (the file comment says why). */
+ * one round trip. Protocol 1 gets no entries (the file comment says why),
+ * but its groups, like protocol 2's: out.gids makes the device one of
+ * each group's live audience, so it gets what is committed while it is
+ * connected (without them, only a device connected when it joined did). */
 pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, PGresult *ms, uint32_t limit, size_t max_bytes) {
   pl_store_fetch_req *f = &r->u.fetch;
   pl_pg_pipe p;
@@ -309,8 +312,8 @@ pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, PGresult *ms, uint32_t limi
     int listed;
     uint64_t from = pl__gpos_find(f->in.gafter, f->in.ngafter, &at, gid, &listed);
     part[i] = -1;
-    if (pl_roles_owed(pl_pg_col_u64(ms, i, 1), pl_pg_col_u64(ms, i, 2), pl_pg_col_u64(ms, i, 4), from, &lo,
-                      &hi)) {
+    if (f->in.streams && pl_roles_owed(pl_pg_col_u64(ms, i, 1), pl_pg_col_u64(ms, i, 2),
+                                       pl_pg_col_u64(ms, i, 4), from, &lo, &hi)) {
       part[i] = p.n;
       pl__gpart_add(&p, gid, lo, hi, limit);
     }
