@@ -14,6 +14,7 @@
 #include "common/pl_log.h"
 #include "common/pl_mem.h"
 #include "core/pl_auth.h"
+#include "media/pl_blob_cache.h"
 #include "media/pl_blob_pg.h"
 #include "rules/pl_bucket.h"
 
@@ -197,7 +198,7 @@ pl_err pl_media_set_store(pl_media *m, pl_store *store) {
   if (!m->cfg.blob_pg)
     return PL_OK;
   char dir[4096 + 8];
-  pl_err e = pl_blob_pg_secret(m->blob, "media_link_key", m->link_key, sizeof m->link_key);
+  pl_err e = pl_blob_pg_secret(m->blob_db, "media_link_key", m->link_key, sizeof m->link_key);
   if (e != PL_OK) {
     pl_error("media: cannot read the link key from postgresql: %s", pl_err_msg(e));
     return e;
@@ -243,12 +244,21 @@ static pl_err pl__blob_open(pl_media *m, const char *dir) {
   }
   if (m->cfg.blob_pg) {
     snprintf(spool, sizeof spool, "%s/tmp", dir);
+    pl_err e;
     if (m->cfg.sharded > 1) { /* the array is the caller's: read here only */
-      pl_err e = pl_blob_pg_open_shards(m->cfg.blob_shards, m->cfg.sharded, spool, &m->blob);
+      e = pl_blob_pg_open_shards(m->cfg.blob_shards, m->cfg.sharded, spool, &m->blob);
       m->cfg.blob_shards = NULL;
-      return e;
+    } else {
+      e = pl_blob_pg_open(m->cfg.blob_pg, spool, &m->blob);
     }
-    return pl_blob_pg_open(m->cfg.blob_pg, spool, &m->blob);
+    m->blob_db = m->blob;
+    if (e == PL_OK && m->cfg.blob_cache) { /* a copy of what this node serves, on its own disk */
+      char cache[4096 + 16];
+      snprintf(cache, sizeof cache, "%s/blobcache", dir);
+      e = pl_blob_cache_open(m->blob_db, cache, m->cfg.blob_cache, &m->blob);
+      m->blob_db = e == PL_OK ? m->blob_db : NULL;
+    }
+    return e;
   }
   pl_err e = pl_blob_fs_open(dir, &m->blob);
   if (e == PL_OK && m->cfg.seal) /* encryption at rest: over the files */
@@ -352,4 +362,11 @@ void pl_media_get_stats(pl_media *m, pl_media_stats *st) {
   st->upload_bytes = atomic_load_explicit(&m->upload_bytes, memory_order_relaxed);
   st->refused = atomic_load_explicit(&m->refused, memory_order_relaxed);
   st->downloads = atomic_load_explicit(&m->downloads, memory_order_relaxed);
+  pl_blob_cache_stats cs;
+  pl_blob_cache_stats_get(m->blob, &cs);
+  st->cache_hits = cs.hits;
+  st->cache_misses = cs.misses;
+  st->cache_evictions = cs.evictions;
+  st->cache_files = cs.files;
+  st->cache_bytes = cs.bytes;
 }

@@ -42,6 +42,9 @@ typedef struct pl_media_config {
    * ids and blob keys begin with their owner's bucket (pl_bucket.h) */
   unsigned sharded;
   const char *const *blob_shards;
+  /* With blob_pg: bytes of blobs this node keeps a copy of, under
+   * dir/blobcache (pl_blob_cache.h); 0: none */
+  uint64_t blob_cache;
 } pl_media_config;
 
 pl_err pl_media_open(pl_media **out, const pl_media_config *cfg);
@@ -62,6 +65,9 @@ int pl_media_route(pl_media *m, const pl_http_req *req, const char *path, pl_htt
 /* Counters for /metrics. */
 typedef struct pl_media_stats {
   uint64_t uploads, upload_bytes, refused, downloads;
+  /* the blob cache (zeros: none): opens served from a copy, from the
+   * database, copies dropped for room; copies kept now and their bytes */
+  uint64_t cache_hits, cache_misses, cache_evictions, cache_files, cache_bytes;
 } pl_media_stats;
 void pl_media_get_stats(pl_media *m, pl_media_stats *st);
 

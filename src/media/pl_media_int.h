@@ -31,6 +31,7 @@
 struct pl_media {
   pl_media_config cfg;
   pl_blob *blob;
+  pl_blob *blob_db; /* on PostgreSQL: the database's blob store (blob, or what blob caches) */
   pl_store *store;
   /* media's own threads, apart from libuv's pool where logins hash: one
    * for spool writes (short), cfg.workers for processing (long) */

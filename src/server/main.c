@@ -467,6 +467,7 @@ static pl_err pl__start(pl_server *srv) {
   pl_media_config mc = {.dir = c->data,
                         .max_upload = c->media_max_upload,
                         .quota = c->media_quota,
+                        .blob_cache = c->media_cache,
                         .max_pending = c->media_max_unfinished,
                         .workers = c->media_workers,
                         .allow_files = c->media_files,

@@ -186,6 +186,12 @@ static const pl__opt pl__opts[] = {
     {"media-quota", "BYTES",
      "bytes of uploads a user may keep at once (default 1073741824 = 1 GiB; 0 = no limit)", T_U64Z,
      OFF(media_quota), 0},
+    {"media-cache", "BYTES",
+     "on a PostgreSQL store: bytes of uploads this node keeps a copy of on its own disk "
+     "(DATA/media/blobcache), "
+     "the least recently served going first, so repeated downloads skip the database (default 268435456 = "
+     "256 MiB; 0 = none)",
+     T_U64Z, OFF(media_cache), 0},
     {"media-max-unfinished", "N",
      "unfinished resumable uploads a user may have at once (default 16; 0 = no limit)", T_U32Z,
      OFF(media_max_unfinished), 0},
@@ -334,6 +340,7 @@ void pl_config_defaults(pl_config *c) {
   c->disk_reserve = 64u << 20;
   c->media_max_upload = 64u << 20;
   c->media_quota = 1ull << 30;
+  c->media_cache = 256ull << 20;
   c->media_max_unfinished = 16;
   c->media_workers = 2;
   c->media_max_pixels = 50000000;

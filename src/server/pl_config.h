@@ -53,6 +53,7 @@ typedef struct pl_config {
   uint64_t max_conn_output, max_conn_memory;
   uint64_t disk_reserve; /* bytes held back for a full disk (docs/operations.md, "Disk full") */
   uint64_t media_max_upload, media_quota, media_ttl_s, media_max_pixels;
+  uint64_t media_cache; /* --media-cache: bytes of blobs a node on PostgreSQL keeps a copy of */
   uint32_t media_thumb, media_link_ttl_s, media_max_unfinished;
   int media_files;
   int media_workers;

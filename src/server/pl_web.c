@@ -297,6 +297,15 @@ static void pl__metrics(const pl_web *w, const pl_web_counted *counted, uint64_t
   pl__metric(b, "parley_media_refused_total", "counter", "Uploads refused (type, damage, size, quota, auth).",
              ms.refused);
   pl__metric(b, "parley_media_downloads_total", "counter", "Media files and thumbnails sent.", ms.downloads);
+  pl__metric(b, "parley_media_cache_hits_total", "counter",
+             "Media reads served from this node's copy (--media-cache, PostgreSQL store).", ms.cache_hits);
+  pl__metric(b, "parley_media_cache_misses_total", "counter",
+             "Media reads that went to the database's blob store (--media-cache).", ms.cache_misses);
+  pl__metric(b, "parley_media_cache_evictions_total", "counter",
+             "Copies dropped to keep the media cache within --media-cache.", ms.cache_evictions);
+  pl__metric(b, "parley_media_cache_files", "gauge", "Blobs this node keeps a copy of.", ms.cache_files);
+  pl__metric(b, "parley_media_cache_bytes", "gauge", "Bytes of the copies (at most --media-cache).",
+             ms.cache_bytes);
   pl__seal_metrics(w, b);
   pl_push_stats ps;
   pl_push_get_stats(w->push, &ps);

@@ -4,6 +4,9 @@ uploaded through node A download byte-identical through node B (thumbnails
 too, ranges too, and links A signed), B never holds the bytes on its disk, the same bytes put
 through both nodes at once are stored once, and an upload the sweep expires
 is gone for both nodes, its blobs removed once although both nodes sweep.
+A and B run without the media cache (--media-cache 0); a third node C runs
+with it: a second download through C is served from its copy, byte-identical,
+and the copies stay within the size given.
 
 Run by test_media_cluster.sh in the pg label: PL_PG_DIR is the pg fixture's
 directory (its conninfo), PARLEYD the real parleyd, PARLEY_CLI the CLI."""
@@ -33,8 +36,9 @@ def psql(sql, db=DB):
 
 
 class Node(mediasrv.Server):
-    def __init__(self, name, *extra):
-        super().__init__(TMP, name, "--store", f"{CONN} dbname={DB}", "--media-files", "1", *extra)
+    def __init__(self, name, *extra, cache="0"):
+        super().__init__(TMP, name, "--store", f"{CONN} dbname={DB}", "--media-files", "1",
+                         "--media-cache", cache, *extra)
 
     def blobs(self):
         return psql("SELECT key FROM blobs ORDER BY key")
@@ -134,6 +138,61 @@ def across(a, b):
     return {"image_key": image_key, "sent": ack["media"]["id"]}
 
 
+def cached(a):
+    """Node C keeps a copy of what it serves (--media-cache 4000000: one copy
+    at most 500,000 bytes): the first download through C reads the database,
+    the second C's copy, byte-identical; an upload through C is kept as it
+    goes in; a blob over an eighth of the size is served, never kept; the
+    copies stay within the size (the least recently served go)."""
+    c = Node("c", cache="4000000").start()
+    try:
+        alice_a = alice_c = c.login("alice")  # a token is the database's: good on every node
+        data = os.urandom(300000)
+        st, m = a.upload(alice_a, data, "cached.bin")
+        check(st == 201, f"upload through A: {st} {m}")
+        hits, misses = c.metric("parley_media_cache_hits_total"), c.metric("parley_media_cache_misses_total")
+        for i in range(2):
+            st, _, got = c.req("GET", f"/media/{m['id']}", token=alice_c)
+            check(st == 200 and got == data, f"download {i + 1} through C: {st} {len(got)}")
+        check(c.metric("parley_media_cache_misses_total") == misses + 1, "the first through C reads the database")
+        check(c.metric("parley_media_cache_hits_total") == hits + 1, "the second is served from C's copy")
+        never_on_disk(a, data)  # A runs without the cache
+        mine = os.urandom(200000)
+        st, m2 = c.upload(alice_c, mine, "mine.bin")
+        check(st == 201, f"upload through C: {st} {m2}")
+        st, _, got = c.req("GET", f"/media/{m2['id']}", token=alice_c)
+        check(st == 200 and got == mine, f"C's own upload downloads: {st}")
+        check(c.metric("parley_media_cache_hits_total") == hits + 2, "an upload through C is kept as it goes in")
+        big = os.urandom(600000)
+        st, m3 = a.upload(alice_a, big, "big.bin")
+        for i in range(2):
+            st, _, got = c.req("GET", f"/media/{m3['id']}", token=alice_c)
+            check(st == 200 and got == big, f"a blob over an eighth through C: {st}")
+        check(c.metric("parley_media_cache_misses_total") == misses + 3, "a blob over an eighth is never kept")
+        # more than fits: the copies stay within 4,000,000 bytes, and every
+        # blob still downloads whole (from the database when its copy went)
+        many = [os.urandom(450000) for _ in range(12)]
+        ids = [a.upload(alice_a, d, f"m{i}.bin")[1]["id"] for i, d in enumerate(many)]
+        for _ in range(2):
+            for mid, d in zip(ids, many):
+                st, _, got = c.req("GET", f"/media/{mid}", token=alice_c)
+                check(st == 200 and got == d, f"{mid} through C: {st}")
+        check(c.metric("parley_media_cache_bytes") <= 4000000, "the copies stay within --media-cache")
+        check(c.metric("parley_media_cache_evictions_total") > 0, "the oldest copies went")
+        cache_dir = os.path.join(c.data, "media", "blobcache")
+        on_disk = sum(os.path.getsize(p) for p in files_under(cache_dir))
+        check(on_disk == c.metric("parley_media_cache_bytes"), f"the files are what the gauge says: {on_disk}")
+    finally:
+        c.stop()
+    # a restart starts with no copies (one half written when the machine
+    # stopped is never trusted)
+    c = Node("c", cache="4000000").start()
+    try:
+        check(not list(files_under(os.path.join(c.data, "media", "blobcache"))), "a restart empties the cache")
+    finally:
+        c.stop()
+
+
 def expiry(up, img):
     """Both nodes restarted with a TTL of a second and a sweep every second:
     uploads no stored message carries go, for both nodes, with the blobs no
@@ -187,6 +246,11 @@ def main():
             a.stop()
             b.stop()
         expiry(up, png(200, 120))
+        a = Node("a").start()
+        try:
+            cached(a)
+        finally:
+            a.stop()
     finally:
         subprocess.run(["psql", f"{CONN} dbname=postgres", "-qAtc", f"DROP DATABASE IF EXISTS {DB}"],
                        capture_output=True)
