@@ -82,11 +82,6 @@ typedef struct pl__fan {
   pl_store_push_result *parts; /* SPLIT: results regrouped by shard */
 } pl__fan;
 
-static void pl__kid_take(pl_store_req *kid) {
-  /* what was moved out is zeroed, so clearing the kid frees only the rest */
-  pl_store_req_clear(kid);
-}
-
 /* STATS and ADMIN STATS: the counts, summed. */
 static void pl__add_counts(pl_store_counts *to, const pl_store_counts *c) {
   to->users += c->users;
@@ -224,8 +219,8 @@ static void pl__kid_done(pl_store_req *kid) {
     r->status = f->kids[i].status;
   if (r->status == PL_OK)
     pl__merge(f);
-  for (unsigned i = 0; i < f->n; i++)
-    pl__kid_take(&f->kids[i]);
+  for (unsigned i = 0; i < f->n; i++) /* what was merged out is zeroed: only the rest is freed */
+    pl_store_req_clear(&f->kids[i]);
   pl_store *home = f->home;
   pl_free(f->kids);
   pl_free(f->parts);

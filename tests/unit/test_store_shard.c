@@ -39,17 +39,31 @@ static long long invite_uses(pl_store *s) {
   return n;
 }
 
-/* Shard 0 keeps the invites; a sign-up on shard 1 takes a use there first
- * and gives it back when the sign-up fails. */
-static void test_invites_on_shard0(void) {
-  char *dir[2] = {tl_tempdir(), tl_tempdir()};
-  pl_store *s[2];
+/* Two SQLite stores, each in a temp dir, linked as shards 0 and 1. */
+static void shards_open(char *dir[2], pl_store *s[2]) {
   for (unsigned i = 0; i < 2; i++) {
+    dir[i] = tl_tempdir();
     pl_store_config c = {
         .dir = dir[i], .ttl_ms = 3600000, .max_devices = 4, .max_queue = 1000, .shard = i, .nshards = 2};
     CHECK_EQ_I(pl_store_open(&s[i], &pl_store_sqlite, &c, &store_db_hooks), PL_OK);
   }
   pl_store_link(s, 2);
+}
+
+static void shards_close(char *dir[2], pl_store *s[2]) {
+  pl_store_close(s[0]); /* closes both */
+  for (unsigned i = 0; i < 2; i++) {
+    tl_rmrf(dir[i]);
+    free(dir[i]);
+  }
+}
+
+/* Shard 0 keeps the invites; a sign-up on shard 1 takes a use there first
+ * and gives it back when the sign-up fails. */
+static void test_invites_on_shard0(void) {
+  char *dir[2];
+  pl_store *s[2];
+  shards_open(dir, s);
   pl_store_req a = {.op = PL_STORE_ADMIN};
   a.u.admin.in.action = PL_ADMIN_INVITE;
   a.u.admin.in.code = "c1";
@@ -73,22 +87,13 @@ static void test_invites_on_shard0(void) {
   CHECK_EQ_I(db_count(dir[1], "users"), 1);
   CHECK_EQ_I(db_count(dir[0], "users"), 1);
 
-  pl_store_close(s[0]);
-  for (unsigned i = 0; i < 2; i++) {
-    tl_rmrf(dir[i]);
-    free(dir[i]);
-  }
+  shards_close(dir, s);
 }
 
 static void test_requests_run_on_their_users_shard(void) {
-  char *dir[2] = {tl_tempdir(), tl_tempdir()};
+  char *dir[2];
   pl_store *s[2];
-  for (unsigned i = 0; i < 2; i++) {
-    pl_store_config c = {
-        .dir = dir[i], .ttl_ms = 3600000, .max_devices = 4, .max_queue = 1000, .shard = i, .nshards = 2};
-    CHECK_EQ_I(pl_store_open(&s[i], &pl_store_sqlite, &c, &store_db_hooks), PL_OK);
-  }
-  pl_store_link(s, 2);
+  shards_open(dir, s);
   /* sign-up by name: each account on its home shard, whichever store is asked */
   CHECK_EQ_I(signup(s[0], "alice", 1), PL_OK);
   CHECK_EQ_I(signup(s[1], "bob", 2), PL_OK);
@@ -144,11 +149,7 @@ static void test_requests_run_on_their_users_shard(void) {
   CHECK_EQ_I(a.u.admin.out.more, 0);
   pl_store_req_clear(&a);
 
-  pl_store_close(s[0]); /* closes both */
-  for (unsigned i = 0; i < 2; i++) {
-    tl_rmrf(dir[i]);
-    free(dir[i]);
-  }
+  shards_close(dir, s);
 }
 
 static void test_route(void) {
