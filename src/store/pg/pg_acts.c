@@ -80,10 +80,10 @@ void pl_pg_acts_stamp(pl__pg *g, pl_store_req *r, uint32_t timer_s, uint64_t *ex
   r->u.send.out.vanish_at = vanish;
 }
 
-pl_err pl_pg_acts_dedup_vanish(pl__pg *g, const pl_store_req *r) {
+void pl_pg_acts_dedup_vanish_add(pl_pg_pipe *p, const pl_store_req *r) {
   if (!r->u.send.out.vanish_at) /* (the common case: no timer, nothing to write) */
-    return PL_OK;
-  return pl_pg_q(g, NULL, "UPDATE dedup SET vanish = $3 WHERE device_id = $1 AND client_id = $2", "usu",
+    return;
+  pl_pg_pipe_add(p, "UPDATE dedup SET vanish = $3 WHERE device_id = $1 AND client_id = $2", "usu",
                  r->device_id, r->u.send.in.client_id, pl_pg_clamp(r->u.send.out.vanish_at));
 }
 

@@ -85,17 +85,16 @@ static pl_err pl__next_and_dedup(pl__pg *g, pl_store_req *r, const char *conv, u
 }
 
 /* The message row (refs: one per target), its queue rows and, for a plain
- * message, its row in the action targets' index, in one statement
- * (PL_PG_QUEUE_PUT says how the positions are taken); *mid gets the
- * message's. */
-static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, size_t att_len, uint64_t expires,
-                             uint64_t *mid) {
+ * message, its row in the action targets' index, as one statement of p
+ * (PL_PG_QUEUE_PUT says how the positions are taken); its index in p.
+ * pl__msg_inserted reads the qids and the message's id from its result. */
+static int pl__msg_insert_add(pl_pg_pipe *p, pl_store_req *r, const uint8_t *att, size_t att_len,
+                              uint64_t expires) {
   const pl_msg *m = &r->u.send.out.msg;
-  PGresult *res;
   const char *media_id = r->u.send.in.media_id && *r->u.send.in.media_id ? r->u.send.in.media_id : NULL;
   char *arr = pl_pg_array(r->u.send.out.targets, r->u.send.out.ntargets);
-  pl_err e = pl_pg_q(
-      g, &res,
+  int at = pl_pg_pipe_add(
+      p,
       "WITH m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"
       " client_ts, server_ts, expires, refs, media_id, media, act)"
       " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15) RETURNING mid),"
@@ -107,14 +106,13 @@ static pl_err pl__msg_insert(pl__pg *g, pl_store_req *r, const uint8_t *att, siz
       pl_retention_msg_refs(r->u.send.out.ntargets), media_id, (const void *)att, att_len, arr,
       (const void *)m->act, m->act_len, pl_pg_acts_indexed(r));
   pl_free(arr);
-  if (e == PL_OK) {
-    r->u.send.out.qids = pl_pg_queue_qids(res, r->u.send.out.targets, r->u.send.out.ntargets);
-    *mid = PQntuples(res) > 0 ? pl_pg_col_u64(res, 0, 2) : 0;
-  }
-  PQclear(res);
-  if (e == PL_OK)
-    r->u.send.out.msg.qid = r->u.send.out.qids[0];
-  return e;
+  return at;
+}
+
+static void pl__msg_inserted(pl_store_req *r, const PGresult *res, uint64_t *mid) {
+  r->u.send.out.qids = pl_pg_queue_qids(res, r->u.send.out.targets, r->u.send.out.ntargets);
+  *mid = PQntuples(res) > 0 ? pl_pg_col_u64(res, 0, 2) : 0;
+  r->u.send.out.msg.qid = r->u.send.out.qids[0];
 }
 
 /* After the seq, in one round trip: both read watermarks (sending reads
@@ -154,13 +152,21 @@ static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer,
     r->u.send.out.msg.media_len = att_len;
   }
   pl_pg_acts_stamp(g, r, timer_s, &expires);
-  e = pl_pg_acts_dedup_vanish(g, r);
-  if (e == PL_OK && r->u.send.out.ntargets)
-    e = pl__msg_insert(g, r, att, att_len, expires, &mid);
+  /* the writes that need nothing of each other's, in one round trip: the
+   * dedup record's vanish time, the message with its queue rows, the
+   * attachment's grant */
+  pl_pg_pipe p;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_acts_dedup_vanish_add(&p, r);
+  int at = r->u.send.out.ntargets ? pl__msg_insert_add(&p, r, att, att_len, expires) : -1;
+  if (att)
+    pl_pg_media_grant_add(g, &p, r->u.send.in.media_id, conv);
+  e = pl_pg_pipe_end(&p);
+  if (e == PL_OK && at >= 0)
+    pl__msg_inserted(r, p.res[at], &mid);
+  pl_pg_pipe_clear(&p);
   if (e == PL_OK)
     e = pl_pg_acts_apply(g, r, mid, 0, expires, r->u.send.out.ntargets > 0);
-  if (e == PL_OK && att)
-    e = pl_pg_media_grant(g, r->u.send.in.media_id, conv);
   return e;
 }
 

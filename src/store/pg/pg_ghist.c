@@ -162,9 +162,7 @@ static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *me, c
         &p,
         "DELETE FROM messages WHERE mid IN (SELECT mid FROM messages WHERE gid = $1 ORDER BY seq LIMIT $2)",
         "uu", x->gid, excess);
-  if (r->u.send.out.vanish_at)
-    pl_pg_pipe_add(&p, "UPDATE dedup SET vanish = $3 WHERE device_id = $1 AND client_id = $2", "usu",
-                   r->device_id, r->u.send.in.client_id, pl_pg_clamp(r->u.send.out.vanish_at));
+  pl_pg_acts_dedup_vanish_add(&p, r);
   int at = pl_pg_pipe_add(
       &p,
       "WITH m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"

@@ -363,8 +363,8 @@ pl_err pl_pg_acts_check(pl__pg *g, pl_store_req *r, const char *conv, uint64_t m
  * conversation's timer timer_s; *expires: when the server deletes it. */
 void pl_pg_acts_stamp(pl__pg *g, pl_store_req *r, uint32_t timer_s, uint64_t *expires);
 /* After the stamp: the dedup record keeps out.vanish_at, which a retry's
- * SendAck repeats (nothing written without a timer). */
-pl_err pl_pg_acts_dedup_vanish(pl__pg *g, const pl_store_req *r);
+ * SendAck repeats; a statement of p (none without a timer). */
+void pl_pg_acts_dedup_vanish_add(pl_pg_pipe *p, const pl_store_req *r);
 /* The upsert of a plain message's row in the action targets' index, on
  * SQL expressions (the parameters or columns that give them). */
 #define PL_PG_ACTS_INDEX(conv, seq, mid, sender, ts, expires)                                         \
