@@ -411,7 +411,11 @@ static pl_err pl__store_open(pl_server *srv, const pl_store_backend *be, pl_stor
   pl_store *stores[PL_CONFIG_SHARDS + 1] = {0};
   unsigned n = c->nshards + 1;
   pl_err e = PL_OK;
+  const char *uris[PL_CONFIG_SHARDS + 1] = {c->store};
+  for (unsigned i = 1; i < n; i++)
+    uris[i] = c->shards[i - 1];
   sc->nshards = n;
+  sc->shard_conninfo = n > 1 ? uris : NULL;
   for (unsigned i = 0; i < n && e == PL_OK; i++) {
     sc->shard = i;
     if (i)
@@ -424,7 +428,7 @@ static pl_err pl__store_open(pl_server *srv, const pl_store_backend *be, pl_stor
     return e;
   }
   if (n > 1)
-    pl_info("store: %u shards (docs/scaling.md, step 1: users of different shards do not meet yet)", n);
+    pl_info("store: %u shards (docs/scaling.md: plain 1:1 messages cross shards; the rest does not yet)", n);
   pl_store_link(stores, n);
   srv->store = stores[0];
   return PL_OK;

@@ -20,6 +20,7 @@
 
 #define PL__DEFAULT_SWEEP_MS 10000u
 #define PL__DEFAULT_FLUSH_CHUNK 2048u
+#define PL__RELAY_MS 1000u /* the backend's relay (between shards) runs this often */
 #define PL__DEFAULT_BATCH 1024u
 #define PL__FULL_PROBE_MS 1000u /* while the disk is full, free space is looked at this often */
 
@@ -407,6 +408,21 @@ static pl_err pl__sweep_once(pl_store *s, uint64_t now_ms, uint64_t *deleted) {
   return e;
 }
 
+/* What the relay (a backend's work between shards) queued: delivered as a
+ * commit's messages are, taking turns with the other shards' commits. */
+static void pl__relay_deliver(void *ud, const pl_msg *m, const uint64_t *t, const uint64_t *qids, size_t n) {
+  pl_store *s = ud;
+  if (!s->hooks.deliver)
+    return;
+  if (s->link)
+    pthread_mutex_lock(&s->link->post_mu);
+  pl__deliver_to(s, m, t, qids, n);
+  if (s->hooks.deliver_end)
+    s->hooks.deliver_end(s->hooks.ud);
+  if (s->link)
+    pthread_mutex_unlock(&s->link->post_mu);
+}
+
 static size_t pl__backlog(const pl_store *s) { return s->be->backlog ? s->be->backlog(s->bctx) : 0; }
 
 /* The sweep's first part: the backend's cached writes (group cursors and
@@ -483,6 +499,7 @@ static void *pl__thread(void *arg) {
   uint64_t sweep_ms = s->cfg.sweep_ms ? s->cfg.sweep_ms : PL__DEFAULT_SWEEP_MS;
   size_t max = s->cfg.max_batch ? s->cfg.max_batch : PL__DEFAULT_BATCH;
   uint64_t next_sweep = pl_mono_ms() + sweep_ms, last_start = 0, until;
+  uint64_t next_relay = pl_mono_ms() + PL__RELAY_MS;
   int yield = 0, flush_failed = 0; /* yield: queued requests go before the next chunk */
   pthread_mutex_lock(&s->mu);
   for (;;) {
@@ -507,6 +524,11 @@ static void *pl__thread(void *arg) {
       next_sweep = pl_mono_ms() + sweep_ms;
       yield = flush_failed = 0;
       pthread_mutex_lock(&s->mu);
+    } else if (s->be->relay && pl_mono_ms() >= next_relay && !(yield && s->head)) {
+      pthread_mutex_unlock(&s->mu);
+      s->be->relay(s->bctx, pl__relay_deliver, s);
+      next_relay = pl_mono_ms() + PL__RELAY_MS;
+      pthread_mutex_lock(&s->mu);
     } else if (s->head && pl__pace(s, max, last_start, &until)) {
       struct timespec ts;
       pl__deadline_us(&ts, until);
@@ -524,7 +546,8 @@ static void *pl__thread(void *arg) {
       break;
     } else {
       struct timespec ts;
-      pl__deadline(&ts, pl__unreserved(s) && s->next_probe < next_sweep ? s->next_probe : next_sweep);
+      uint64_t wake = pl__unreserved(s) && s->next_probe < next_sweep ? s->next_probe : next_sweep;
+      pl__deadline(&ts, s->be->relay && next_relay < wake ? next_relay : wake);
       s->idle = 1;
       pthread_cond_timedwait(&s->wake, &s->mu, &ts);
       s->idle = 0;

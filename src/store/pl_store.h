@@ -877,6 +877,10 @@ void pl_msg_clear(pl_msg *m);
  * for the deliver hook, taking t over; returns it (qids left NULL). */
 pl_store_event *pl_store_event_add(pl_store_req *r, uint64_t qid, int kind, const char *conv, uint64_t seq,
                                    const char *by, uint64_t aux, uint64_t now, uint64_t *t, size_t n);
+/* Is r a plain SEND (no attachment; no message action, or a plain reply or
+ * forward)? A sharded store routes these 1:1 to their conversation's shard
+ * and copies them across (docs/scaling.md 2); PostgreSQL batches them. */
+int pl_store_send_plain(const pl_store_req *r);
 /* For backends: a committed SEND's out.msg from its in and out (conv, seq,
  * server_ts set; qid is the caller's). */
 void pl_store_send_fill_msg(pl_store_req *r, const char *from);
@@ -985,6 +989,10 @@ typedef struct pl_store_config {
    * (0 of 0 or 1: unsharded). A sharded backend gives new ids their bucket
    * (pl_bucket.h) and refuses a database that was another shard. */
   unsigned shard, nshards;
+  /* Every shard's connection string, [nshards] (NULL: unsharded): a send
+   * between users of two shards copies its message to the other shard
+   * (docs/scaling.md 2), on a connection of this store's own. */
+  const char *const *shard_conninfo;
   /* Encryption at rest (pl_seal, --key-file): the ring, which may be
    * replaced while the store runs (rotation); NULL: stored plain. A backend
    * that cannot seal refuses to open with one. */
@@ -1031,6 +1039,13 @@ typedef struct pl_store_backend {
   void (*rollback)(void *be);
   /* Inside a transaction: delete messages and dedup entries past their TTL. */
   pl_err (*expire)(void *be, uint64_t now_ms, uint64_t *deleted);
+  /* Optional, between transactions, about once a second: finish the work
+   * that crashed or failed nodes left between two shards (a sharded
+   * store's outbox, docs/scaling.md 2); what it queues for devices goes to
+   * deliver(ud, m, targets, qids, n), as a commit's messages do. */
+  void (*relay)(void *be,
+                void (*deliver)(void *ud, const pl_msg *m, const uint64_t *t, const uint64_t *qids, size_t n),
+                void *ud);
   /* Optional: how many cached writes wait (may over-count), and inside a
    * transaction, write up to max of them. The sweep writes them a chunk per
    * transaction, with queued requests served between chunks, before expire. */

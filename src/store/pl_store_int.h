@@ -16,7 +16,7 @@ void pl_store__submit_linked(pl_store *const *stores, unsigned n, pl_store_req *
  * one of these. */
 enum {
   PL_ROUTE_EACH = -1,  /* on every shard, the answers merged */
-  PL_ROUTE_SPLIT = -2, /* PUSH_DONE: each shard gets the results of its devices */
+  PL_ROUTE_SPLIT = -2, /* PUSH_ENQUEUE, PUSH_DONE: each shard gets its devices' part */
 };
 int pl_store_route(const pl_store_req *req, unsigned n);
 

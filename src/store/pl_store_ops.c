@@ -49,6 +49,12 @@ pl_store_event *pl_store_event_add(pl_store_req *r, uint64_t qid, int kind, cons
   return ev;
 }
 
+int pl_store_send_plain(const pl_store_req *r) {
+  const pl_store_send_req *s = &r->u.send;
+  return r->op == PL_STORE_SEND && (!s->in.media_id || !*s->in.media_id) &&
+         (!s->in.act || s->in.act->kind == PL_ACT_NONE);
+}
+
 void pl_store_send_fill_msg(pl_store_req *r, const char *from) {
   pl_msg *m = &r->u.send.out.msg;
   m->conv = pl_strdup(r->u.send.out.conv);

@@ -1,14 +1,17 @@
 /* pl_store_shard: a request's shard, and the requests that run on every
- * shard (docs/scaling.md 7, step 1).
+ * shard (docs/scaling.md 7, steps 1 and 2).
  *
  * A user's rows live on the shard of its home bucket (pl_bucket.h): a
  * request goes there, found from what it carries: the asking user's id,
  * a name (sign-up, sign-in), a token's bucket (resume, media) or a group
- * id. In this step shards are islands: a user meets only the users of its
- * own shard (others are unknown peers there), so one shard answers every
- * request but those below, which concern the whole server and run on each
- * shard as a copy of the request (a "kid"), their answers merged into the
- * request by the last kid to finish. */
+ * id. A plain 1:1 send goes to its conversation's shard, that of the
+ * pair's lower bucket (the sender's id and the peer's name give both),
+ * which copies it to the other user's shard (pg_relay.c). Other requests
+ * still meet only the users of their own shard (others are unknown peers
+ * there), so one shard answers every request but those below, which
+ * concern the whole server and run on each shard as a copy of the request
+ * (a "kid"), their answers merged into the request by the last kid to
+ * finish; and push notifications, split by their devices' shards. */
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -43,8 +46,18 @@ static int pl__admin(const pl_store_admin_req *a, unsigned n) {
   }
 }
 
+/* A plain 1:1 send: its conversation's shard, the pair's lower bucket's. */
+static int pl__of_send(const pl_store_req *r, unsigned n) {
+  const pl_store_send_req *s = &r->u.send;
+  if (s->in.group || !s->in.peer || !pl_store_send_plain(r))
+    return pl__of_id(r->user_id, n);
+  uint32_t me = pl_bucket_of_id(r->user_id), peer = pl_bucket_of_name(s->in.peer, strlen(s->in.peer));
+  return (int)pl_bucket_shard(me < peer ? me : peer, n);
+}
+
 int pl_store_route(const pl_store_req *r, unsigned n) {
   switch (r->op) {
+  case PL_STORE_SEND: return pl__of_send(r, n);
   case PL_STORE_REGISTER: return pl__of_name(r->u.reg.in.user, n);
   case PL_STORE_GET_USER: return pl__of_name(r->u.get_user.in.user, n);
   case PL_STORE_RESUME:
@@ -58,9 +71,7 @@ int pl_store_route(const pl_store_req *r, unsigned n) {
   }
   case PL_STORE_GROUP_DEVICES: return pl__of_id(r->u.group_devices.in.group, n);
   case PL_STORE_PUSH_TOKEN: return pl__of_id(r->u.push_token.in.device, n);
-  case PL_STORE_PUSH_ENQUEUE:
-    /* a message's devices: all on its conversation's shard in this step */
-    return r->u.push_enqueue.in.ndevices ? pl__of_id(r->u.push_enqueue.in.devices[0], n) : 0;
+  case PL_STORE_PUSH_ENQUEUE: /* a message's devices: on both users' shards */
   case PL_STORE_PUSH_DONE: return PL_ROUTE_SPLIT;
   case PL_STORE_PUSH_TOKENS:
   case PL_STORE_PUSH_CLAIM:
@@ -79,7 +90,8 @@ typedef struct pl__fan {
   unsigned n;
   atomic_uint left;
   pl_store_req *kids;          /* [n] */
-  pl_store_push_result *parts; /* SPLIT: results regrouped by shard */
+  pl_store_push_result *parts; /* SPLIT: PUSH_DONE's results regrouped by shard */
+  uint64_t *devs;              /* SPLIT: PUSH_ENQUEUE's devices regrouped by shard */
 } pl__fan;
 
 /* STATS and ADMIN STATS: the counts, summed. */
@@ -204,6 +216,10 @@ static void pl__merge(pl__fan *f) {
     break;
   }
   case PL_STORE_ADMIN: pl__merge_admin(f); break;
+  case PL_STORE_PUSH_ENQUEUE:
+    for (unsigned i = 0; i < f->n; i++)
+      r->u.push_enqueue.out.enqueued += f->kids[i].u.push_enqueue.out.enqueued;
+    break;
   default: break;
   }
 }
@@ -224,8 +240,25 @@ static void pl__kid_done(pl_store_req *kid) {
   pl_store *home = f->home;
   pl_free(f->kids);
   pl_free(f->parts);
+  pl_free(f->devs);
   pl_free(f);
   pl_store__hand_back(home, r);
+}
+
+/* PUSH_ENQUEUE's devices by shard: kid i gets shard i's. */
+static void pl__split_devices(pl__fan *f, const pl_store_push_enqueue_req *q) {
+  f->devs = pl_calloc(q->in.ndevices + 1, sizeof *f->devs);
+  size_t at = 0;
+  for (unsigned i = 0; i < f->n; i++) {
+    pl_store_push_enqueue_req *k = &f->kids[i].u.push_enqueue;
+    k->in.devices = f->devs + at;
+    k->in.ndevices = 0;
+    for (size_t j = 0; j < q->in.ndevices; j++)
+      if (pl__of_id(q->in.devices[j], f->n) == (int)i) {
+        f->devs[at++] = q->in.devices[j];
+        k->in.ndevices++;
+      }
+  }
 }
 
 /* PUSH_DONE's results by shard: kid i gets those of shard i's devices. */
@@ -262,7 +295,9 @@ static void pl__fan_out(pl_store *const *stores, unsigned n, pl_store_req *req, 
     k->done = pl__kid_done;
     k->data = f;
   }
-  if (split)
+  if (split && req->op == PL_STORE_PUSH_ENQUEUE)
+    pl__split_devices(f, &req->u.push_enqueue);
+  else if (split)
     pl__split(f, &req->u.push_done);
   for (unsigned i = 0; i < n; i++)
     pl_store__enqueue(stores[i], &f->kids[i]);

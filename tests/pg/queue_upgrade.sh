@@ -78,10 +78,11 @@ check send-4 0 "${A[@]}" send bob four # bob's queue: 2 of 3
 stop
 
 # back to version 8: the length in devices.queued, as that version kept it
-# (and what later migrations made undone: 10, shard_info)
+# (and what later migrations made undone: 10, shard_info; 11, outbox and relay)
 latest=$(sql "SELECT max(version) FROM schema_version")
 sql "UPDATE devices d SET queued = d.next_qid - COALESCE((SELECT n FROM dequeued WHERE device_id = d.id), 0);
-     DROP TABLE dequeued; DROP TABLE IF EXISTS shard_info; DELETE FROM schema_version WHERE version >= 9;"
+     DROP TABLE dequeued; DROP TABLE IF EXISTS shard_info; DROP TABLE IF EXISTS outbox; DROP TABLE IF EXISTS relay;
+     DELETE FROM schema_version WHERE version >= 9;"
 want="2 4"
 got=$(sql "SELECT d.queued || ' ' || d.next_qid FROM devices d JOIN users u ON u.id = d.user_id WHERE u.name = 'bob'")
 if [[ $got == "$want" ]]; then echo "PASS version-8-state"; else

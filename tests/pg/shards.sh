@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sharding, step 1 (docs/scaling.md 7, "Routing"): two PostgreSQL instances as
-# two shards, parleyd --store A --store-shard B.
+# Sharding, steps 1 and 2 (docs/scaling.md 7: routing; 1:1 messages across
+# shards): two PostgreSQL instances as two shards, parleyd --store A
+# --store-shard B.
 #
 # A user's home bucket is FNV-1a 64 of its name mod 16384, its shard
 # bucket * K / 16384; ids carry the bucket (id >> 48). Checked here:
@@ -10,10 +11,13 @@
 #  3. same-shard chat on both shards: send, the queue row on the home shard,
 #     recv exactly once, delivered receipts, groups (gid >> 48: the creator's
 #     bucket);
-#  4. across shards (islands in this step) send, contacts add, presence,
-#     group add and group create answer exactly as for a user that does not
-#     exist (UNKNOWN_PEER: the CLI's exit 5 and message), nothing stored on
-#     either shard;
+#  4. across shards, a plain message in either direction: committed on the
+#     conversation's shard (shard 0: the pair's lower bucket; its counter
+#     and dedup record there only), copied to the other user's shard (the
+#     relay guard there at its seq, the outbox empty after), received once;
+#     contacts add, presence, group add and group create (not across
+#     shards yet) answer exactly as for a user that does not exist
+#     (UNKNOWN_PEER: the CLI's exit 5 and message), nothing stored;
 #  5. a second device, settings, contacts, a push token and an upload of a
 #     shard 1 user land on shard 1 only (and the upload downloads);
 #  6. Resume with a saved token (JSON WebSocket) on both shards, its
@@ -25,7 +29,16 @@
 #  7c. an invite made through the admin API lives on shard 0; a shard 1 name
 #     signs up with it (its use taken there), a second one cannot;
 #  8. a database used by a single-node parleyd (with a user) refuses to
-#     become a shard (as shard 0 or as shard 1).
+#     become a shard (as shard 0 or as shard 1);
+#  9. across shards through two nodes at once: four users each send N
+#     messages to their partner on the other shard, alternating nodes; each
+#     recipient gets each exactly once in seq order, and a second device of
+#     a shard 1 sender (copied its own messages too) sees its conversation
+#     gap-free; then a node is killed between T1 and T2 (T2 held by a lock
+#     on shard 1's relay table until T1's outbox row shows on shard 0): the
+#     other node's sweep copies the message, the recipient gets it once,
+#     the sender's retry with the same id gets the same seq, and the outbox
+#     is empty.
 # The first shard's database is on the ctest pg fixture, the second on a
 # PostgreSQL of this test's own (pg_fixture.sh), stopped at exit.
 set -euo pipefail
@@ -155,6 +168,19 @@ for line in open(sys.argv[1]):
 print(int(hit))
 EOF
 }
+# until_q NAME SHARD SQL WANT: SQL's answer on SHARD becomes WANT within 30 s
+until_q() {
+  local i got
+  for ((i = 0; i < 600; i++)); do
+    got=$(q "$2" "$3")
+    if [[ $got == "$4" ]]; then
+      pass "$1"
+      return 0
+    fi
+    sleep 0.05
+  done
+  fail "$1" "got <<$got>>, want <<$4>> within 30 s"
+}
 # in SQL: the rows whose body holds TEXT
 body_has() { echo "position(convert_to('$1', 'UTF8') in body) > 0"; }
 
@@ -166,7 +192,7 @@ launch() {
   log=$tmp/parleyd.$nlog.log
   ${die_with_us[@]+"${die_with_us[@]}"} "$PARLEYD" "$@" --data "$tmp/data" --listen "127.0.0.1:$port" \
     --http "127.0.0.1:$hport" --threads 2 --argon2-mem 8 --argon2-ops 1 --login-rate 0 --register-rate 0 \
-    --push-webhook "http://127.0.0.1:$deadport/push" 2>>"$log" &
+    --argon2-per-address 16 --push-webhook "http://127.0.0.1:$deadport/push" 2>>"$log" &
   pid=$!
 }
 # start STORE-ARGS...: parleyd serving (both listeners) within 60 s, or the test ends here
@@ -432,18 +458,36 @@ group_on() {
 group_on "$A0" "$A1" 0
 group_on "$B0" "$B1" 1
 
-# ==== 4. across shards: as a user that does not exist ========================
+# ==== 4. across shards: plain messages cross; the rest not yet ==============
 conv() { if [[ $1 < $2 ]]; then echo "dm:$1:$2"; else echo "dm:$2:$1"; fi; }
-xtext="across the shards $RANDOM$RANDOM"
-unknown_like "send-$A0-to-$B0-unknown-peer" "$B0" cli "$A0" send %PEER% "$xtext"
-unknown_like "send-$B1-to-$A1-unknown-peer" "$A1" cli "$B1" send %PEER% "$xtext"
+# xdm X Y: X sends Y a text across the shards
+xdm() {
+  local x=$1 y=$2 text seq c ys=${HOMESH[$2]}
+  text="across from $x to $y $RANDOM$RANDOM"
+  c=$(conv "$x" "$y")
+  run "xsend-$x-$y" 0 cli "$x" send "$y" "$text"
+  seq=$(jfield "$tmp/out" seq)
+  [[ $seq =~ ^[0-9]+$ ]] || seq=0
+  same "xsend-$x-$y-conv" "$(jfield "$tmp/out" conv)" "$c"
+  same "xsend-$x-$y-counter-on-shard0" "$(q 0 "SELECT last_seq FROM convs WHERE conv = '$c'")" "$seq"
+  same "xsend-$x-$y-dedup-on-shard0" "$(q 0 "SELECT count(*) FROM dedup WHERE conv = '$c' AND seq = $seq")" 1
+  same "xsend-$x-$y-not-on-shard1" \
+    "$(q 1 "SELECT (SELECT count(*) FROM convs WHERE conv = '$c') + (SELECT count(*) FROM dedup WHERE conv = '$c')")" 0
+  same "xsend-$x-$y-queued-on-shard$ys" \
+    "$(q "$ys" "SELECT count(*) FROM queue WHERE device_id IN (SELECT id FROM devices WHERE user_id = ${UID_OF[$y]}) AND mid IN (SELECT mid FROM messages WHERE conv = '$c' AND seq = $seq AND $(body_has "$text"))")" 1
+  same "xsend-$x-$y-relayed" "$(q 1 "SELECT upto FROM relay WHERE conv = '$c'")" "$seq"
+  same "xsend-$x-$y-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")" 0
+  recv_once "xdm-$x-$y" "$y" "$text"
+}
+xdm "$A0" "$B0" # T1 here, T2 to the recipient's shard
+xdm "$B0" "$A0" # T1 on the recipient's shard; the sender's own shard gets the copy's guard
+xdm "$B1" "$A1"
+xdm "$A1" "$B1"
 unknown_like "contacts-add-$A0-$B1-unknown-peer" "$B1" cli "$A0" contacts add %PEER%
 unknown_like "presence-$B0-of-$A0-unknown-peer" "$A0" cli "$B0" presence %PEER%
 unknown_like "group-add-$B0-to-group-of-$A0-unknown-peer" "$B0" cli "$A0" group add "${GID[$A0]}" %PEER%
 unknown_like "group-create-$B0-with-$A1-unknown-peer" "$A1" cli "$B0" group create cross %PEER%
 for s in 0 1; do
-  same "nothing-stored-across-on-shard$s" \
-    "$(q $s "SELECT (SELECT count(*) FROM messages WHERE $(body_has "$xtext")) + (SELECT count(*) FROM convs WHERE conv IN ('$(conv "$A0" "$B0")', '$(conv "$B1" "$A1")')) + (SELECT count(*) FROM dedup WHERE conv IN ('$(conv "$A0" "$B0")', '$(conv "$B1" "$A1")'))")" 0
   same "contacts-across-not-stored-on-shard$s" "$(q $s "SELECT count(*) FROM contacts WHERE uid = ${UID_OF[$A0]} OR contact_uid = ${UID_OF[$B1]}")" 0
   same "groups-only-the-two-on-shard$s" "$(q $s "SELECT count(*) || ' ' || (SELECT count(*) FROM members) FROM groups")" "1 2"
 done
@@ -543,16 +587,20 @@ ws_resume_ok "resume-after-restart-$B1" "$B1" "$B0"
 # fetches it from the store, as after a reconnect).
 port2=$(python3 "$here/../integration/free_port.py")
 hport2=$(python3 "$here/../integration/free_port.py")
-${die_with_us[@]+"${die_with_us[@]}"} "$PARLEYD" "${RIGHT[@]}" --data "$tmp/data2" --listen "127.0.0.1:$port2" \
-  --http "127.0.0.1:$hport2" --threads 2 --argon2-mem 8 --argon2-ops 1 --login-rate 0 --register-rate 0 \
-  2>>"$tmp/parleyd.node2.log" &
-pid2=$!
-for _ in $(seq 3000); do
-  if listening "$port2"; then break; fi
-  kill -0 "$pid2" 2>/dev/null || break
-  sleep 0.02
-done
-if listening "$port2"; then pass "node2-serves"; else fail "node2-serves" "the second node did not listen on $port2"; fi
+# start_node2 NAME: a second node on the same shards, serving within 60 s
+start_node2() {
+  ${die_with_us[@]+"${die_with_us[@]}"} "$PARLEYD" "${RIGHT[@]}" --data "$tmp/data2" --listen "127.0.0.1:$port2" \
+    --http "127.0.0.1:$hport2" --threads 2 --argon2-mem 8 --argon2-ops 1 --login-rate 0 --register-rate 0 \
+    --argon2-per-address 16 2>>"$tmp/parleyd.node2.log" &
+  pid2=$!
+  for _ in $(seq 3000); do
+    if listening "$port2"; then break; fi
+    kill -0 "$pid2" 2>/dev/null || break
+    sleep 0.02
+  done
+  if listening "$port2"; then pass "$1"; else fail "$1" "the second node did not listen on $port2"; fi
+}
+start_node2 node2-serves
 via2="through node 2 $RANDOM$RANDOM"
 run "node2-send-$A1-$A0" 0 env PARLEY_SERVER="127.0.0.1:$port2" "$PARLEY_CLI" --user "$A1" send "$A0" "$via2"
 recv_once "node1-reads-$A0" "$A0" "$via2"
@@ -582,6 +630,175 @@ same "invite-used-on-shard0" "$(q 0 "SELECT uses_left FROM invites WHERE code = 
 run "invite-used-up-$I1" 4 cli "$I1" register --invite "$code"
 same "invite-$I1-not-made" "$(q 1 "SELECT count(*) FROM users WHERE name = '$I1'")" 0
 stop
+
+# ==== 9. across shards through two nodes at once; a node killed between T1 and T2
+start "${RIGHT[@]}"
+start_node2 x-node2-serves
+N=12
+declare -A PARTNER=([$A0]=$B0 [$B0]=$A0 [$A1]=$B1 [$B1]=$A1)
+# each user sends N messages to its partner, one after another, alternating the nodes
+for u in "${USERS[@]}"; do
+  (
+    for ((i = 1; i <= N; i++)); do
+      srv=127.0.0.1:$port
+      ((i % 2)) || srv=127.0.0.1:$port2
+      PARLEY_SERVER=$srv "$PARLEY_CLI" --user "$u" send "${PARTNER[$u]}" "x9 $u $i" >>"$tmp/x9.sent.$u" 2>&1 || echo "FAILED $i" >>"$tmp/x9.sent.$u"
+    done
+  ) &
+done
+wait_senders() { local j; for j in $(jobs -p); do [[ $j == "$pid" || $j == "$pid2" ]] || wait "$j" || true; done; }
+wait_senders
+for u in "${USERS[@]}"; do
+  if [[ $(grep -c '"seq"' "$tmp/x9.sent.$u") == "$N" ]]; then pass "x9-sent-$u"; else fail "x9-sent-$u" "$(cat "$tmp/x9.sent.$u")"; fi
+done
+# recv_all USER DEVICE FILE WANT: recv (acking) until FILE has WANT x9 messages, 60 s at most
+recv_all() {
+  local u=$1 d=$2 f=$3 want=$4 deadline=$((SECONDS + 60))
+  : >"$f"
+  while ((SECONDS < deadline)); do
+    cli "$u" --device "$d" recv --wait 1 >>"$f" 2>/dev/null || true
+    (($(grep -c '"text":"x9 ' "$f") >= want)) && break
+  done
+}
+# x9_check NAME FILE CONV SENDERS...: each SENDER's N texts exactly once, seqs rising in arrival order
+x9_check() {
+  local name=$1 f=$2 c=$3
+  shift 3
+  same "$name" "$(python3 - "$f" "$c" "$N" "$@" <<'EOF2' 2>&1
+import json, sys
+f, conv, n, senders = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+got, seqs = {}, []
+for line in open(f):
+    if not line.strip():
+        continue
+    d = json.loads(line)
+    if d.get("type") != "message" or not d.get("text", "").startswith("x9 "):
+        continue
+    if d["conv"] != conv:
+        print("wrong conv", d["conv"]); sys.exit()
+    got[d["text"]] = got.get(d["text"], 0) + 1
+    seqs.append(int(d["seq"]))
+want = {f"x9 {s} {i}" for s in senders for i in range(1, n + 1)}
+missing, twice, extra = want - set(got), [t for t, k in got.items() if k > 1], set(got) - want
+if missing or twice or extra:
+    print("missing", sorted(missing), "twice", twice, "extra", sorted(extra))
+elif seqs != sorted(seqs) or len(set(seqs)) != len(seqs):
+    print("out of order", seqs)
+else:
+    print("ok")
+EOF2
+)" ok
+}
+for u in "${USERS[@]}"; do
+  p=${PARTNER[$u]}
+  recv_all "$u" default "$tmp/x9.recv.$u" "$N"
+  x9_check "x9-$u-gets-$p-once-in-order" "$tmp/x9.recv.$u" "$(conv "$u" "$p")" "$p"
+done
+# B0's second device: both sides of its conversation with A0, every seq once, gap-free
+recv_all "$B0" other "$tmp/x9.recv.other" $((2 * N))
+x9_check "x9-$B0-other-device-both-sides" "$tmp/x9.recv.other" "$(conv "$A0" "$B0")" "$A0" "$B0"
+same "x9-$B0-other-device-gap-free" "$(python3 -c '
+import json, sys
+s = [int(d["seq"]) for d in map(json.loads, filter(str.strip, open(sys.argv[1]))) if d.get("type") == "message" and d["text"].startswith("x9 ")]
+print("ok" if s and s == list(range(s[0], s[0] + len(s))) else s)' "$tmp/x9.recv.other" 2>&1)" ok
+same "x9-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")" 0
+
+# node 1 killed between T1 and T2: T2 waits on a lock of shard 1's relay table
+psql "${SHARD_URI[1]}" -qX -c "BEGIN" -c "LOCK TABLE relay IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(120)" >/dev/null 2>&1 &
+lockpid=$!
+for _ in $(seq 200); do
+  [[ $(q 1 "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'relay' AND l.mode = 'AccessExclusiveLock' AND l.granted") == 1 ]] && break
+  sleep 0.05
+done
+ktext="killed between T1 and T2 $RANDOM$RANDOM"
+kid=kill-$RANDOM$RANDOM
+"$PARLEY_CLI" --user "$A0" send --id "$kid" "$B0" "$ktext" >"$tmp/k.out" 2>&1 &
+ksend=$!
+until_q "kill-t1-committed-t2-held" 0 "SELECT count(*) FROM outbox WHERE $(body_has "$ktext")" 1
+kill -9 "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+pid=
+wait "$ksend" 2>/dev/null || true
+same "kill-copy-not-made-yet" "$(q 1 "SELECT count(*) FROM messages WHERE $(body_has "$ktext")")" 0
+kill "$lockpid" 2>/dev/null || true
+q 1 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$lockpid" 2>/dev/null || true
+# node 2's sweep copies it: B0 gets it once, on both devices
+: >"$tmp/k.recv"
+deadline=$((SECONDS + 30))
+while ((SECONDS < deadline)); do
+  env PARLEY_SERVER="127.0.0.1:$port2" "$PARLEY_CLI" --user "$B0" recv --wait 1 >>"$tmp/k.recv" 2>/dev/null || true
+  [[ $(count_msgs "$tmp/k.recv" "$ktext") -ge 1 ]] && break
+done
+same "kill-swept-arrives-once" "$(count_msgs "$tmp/k.recv" "$ktext")" 1
+run "kill-other-device" 0 env PARLEY_SERVER="127.0.0.1:$port2" "$PARLEY_CLI" --user "$B0" --device other recv --wait 1
+same "kill-swept-other-device-once" "$(count_msgs "$tmp/out" "$ktext")" 1
+kseq=$(q 0 "SELECT seq FROM dedup WHERE client_id = '$kid'")
+run "kill-retry-same-id" 0 env PARLEY_SERVER="127.0.0.1:$port2" "$PARLEY_CLI" --user "$A0" send --id "$kid" "$B0" "$ktext"
+same "kill-retry-same-seq" "$(jfield "$tmp/out" seq)" "$kseq"
+run "kill-retry-not-again" 0 env PARLEY_SERVER="127.0.0.1:$port2" "$PARLEY_CLI" --user "$B0" recv --wait 1
+same "kill-retry-not-shown-again" "$(count_msgs "$tmp/out" "$ktext")" 0
+same "kill-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")" 0
+same "kill-swept-by-node2" "$(($(grep -c 'the sweep copied' "$tmp/parleyd.node2.log") >= 1))" 1
+
+# node 2 killed after T2 committed, before the outbox row went: the copy is
+# made again by node 1's sweep, and the relay guard makes it add nothing.
+# T2 waits on the relay table's lock on shard 1 until a SHARE lock on the
+# outbox on shard 0 (which lets the copier read its rows FOR UPDATE but not
+# delete them) is held.
+start "${RIGHT[@]}"
+psql "${SHARD_URI[1]}" -qX -c "BEGIN" -c "LOCK TABLE relay IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(120)" >/dev/null 2>&1 &
+lockpid=$!
+# held NAME SHARD TABLE MODE: the lock is granted within 10 s
+held() {
+  local i
+  for ((i = 0; i < 200; i++)); do
+    [[ $(q "$2" "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = '$3' AND l.mode = '$4' AND l.granted") == 1 ]] && return 0
+    sleep 0.05
+  done
+  fail "$1" "no $4 on $3 (shard $2) within 10 s"
+}
+held "kill2-relay-locked" 1 relay AccessExclusiveLock
+k2text="killed after T2 $RANDOM$RANDOM"
+k2id=kill2-$RANDOM$RANDOM
+env PARLEY_SERVER="127.0.0.1:$port2" "$PARLEY_CLI" --user "$A0" send --id "$k2id" "$B0" "$k2text" >"$tmp/k2.out" 2>&1 &
+ksend=$!
+until_q "kill2-t1-committed" 0 "SELECT count(*) FROM outbox WHERE $(body_has "$k2text")" 1
+psql "${SHARD_URI[0]}" -qX -c "BEGIN" -c "LOCK TABLE outbox IN SHARE MODE" -c "SELECT pg_sleep(120)" >/dev/null 2>&1 &
+sharepid=$!
+held "kill2-outbox-share-locked" 0 outbox ShareLock
+kill "$lockpid" 2>/dev/null || true
+q 1 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$lockpid" 2>/dev/null || true
+# the copy committed on shard 1 (by the first try, or node 2's sweep after a timeout)
+until_q "kill2-t2-committed" 1 "SELECT count(*) FROM messages WHERE $(body_has "$k2text")" 1
+same "kill2-outbox-row-stays" "$(q 0 "SELECT count(*) FROM outbox WHERE $(body_has "$k2text")")" 1
+# node 2's delete waits on the SHARE lock; killed, its backend goes (the
+# server checks the client every second while a statement runs) before the
+# lock does, so that the delete (and the COMMIT piped behind it) never runs
+delpid=$(q 0 "SELECT pid FROM pg_stat_activity WHERE query LIKE 'DELETE FROM outbox%' AND wait_event_type = 'Lock' LIMIT 1")
+kill -9 "$pid2" 2>/dev/null || true
+wait "$pid2" 2>/dev/null || true
+pid2=
+same "kill2-delete-waits" "$([[ $delpid =~ ^[0-9]+$ ]] && echo yes)" yes
+until_q "kill2-delete-never-ran" 0 "SELECT count(*) FROM pg_stat_activity WHERE pid = ${delpid:-0}" 0
+wait "$ksend" 2>/dev/null || true
+kill "$sharepid" 2>/dev/null || true
+q 0 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$sharepid" 2>/dev/null || true
+# node 1's sweep copies it again (the guard: nothing added) and deletes the row
+until_q "kill2-outbox-emptied-by-node1" 0 "SELECT count(*) FROM outbox" 0
+same "kill2-swept-by-node1" "$(($(grep -c 'the sweep copied' "$log") >= 1))" 1
+same "kill2-one-copy-on-shard1" \
+  "$(q 1 "SELECT count(*) || ' ' || sum(refs) || ' ' || (SELECT count(*) FROM queue WHERE mid IN (SELECT mid FROM messages WHERE $(body_has "$k2text"))) FROM messages WHERE $(body_has "$k2text")")" "1 2 2"
+run "kill2-recv" 0 cli "$B0" recv --wait 1
+same "kill2-arrives-once" "$(count_msgs "$tmp/out" "$k2text")" 1
+run "kill2-other-device" 0 cli "$B0" --device other recv --wait 1
+same "kill2-other-device-once" "$(count_msgs "$tmp/out" "$k2text")" 1
+stop
+kill -TERM "$pid2" 2>/dev/null || true
+wait "$pid2" 2>/dev/null || true
+pid2=
 
 # ==== 8. a single-node database does not become a shard =====================
 start --store "$(uri1 "$dbs")"

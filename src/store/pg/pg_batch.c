@@ -39,6 +39,11 @@ typedef struct pl__fs {
   pl_store_req *r;
   pl_pg_user *me, *peer;
   PGresult *lens;      /* (device, queued) of both users' devices; NULL: no limit */
+  PGresult *lens2;     /* across shards: those of the other shard's user */
+  int other;           /* across shards (docs/scaling.md 2): the other user's shard; -1: none */
+  int at[5];           /* the reads' indexes (PL__AT_*; -1: none) */
+  unsigned char there; /* bit k: read k is in the other shard's pipe */
+  int failed;          /* the other shard could not be read: a retryable error */
   int live, expired;   /* its dedup record: live (a duplicate), or expired (replaced) */
   int go;              /* it writes */
   struct pl__fs *twin; /* an earlier send of the run with the same device and id */
@@ -57,8 +62,11 @@ struct pl_pg_batch {
  * rest; queue rows (device_id, qid, mid) come back. $1 conv, $2 seq,
  * $3 server_ts, $4 device, $5 client id, $6 vanish, $7 sender, $8 peer,
  * $9 from, $10 from_device, $11 body, $12 client_ts, $13 expires, $14 refs,
- * $15 act, $16 targets, $17 indexed (a plain message), $18 any targets. */
-#define PL__READ_MINE " r AS (" PL_PG_READS_MINE("$7::bigint", "$1", "$2::bigint") "),"
+ * $15 act, $16 targets, $17 indexed (a plain message), $18 any targets,
+ * $19 the sender lives on this shard (its read watermark is here; across
+ * shards the peer's row is made here only if the peer lives here: $8 is
+ * then the sender's own id, which READS_PEER skips). */
+#define PL__READ_MINE " r AS (" PL_PG_READS_MINE_IF("$7::bigint", "$1", "$2::bigint", "$19::int = 1") "),"
 #define PL__READ_PEER " rp AS (" PL_PG_READS_PEER("$7::bigint", "$8::bigint", "$1") "),"
 #define PL__MESSAGE                                                                                        \
   " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body, client_ts," \
@@ -115,9 +123,7 @@ int pl_pg_batch_fits(const pl__pg *g, const pl_store_req *r) {
   (void)g;
   if (r->op != PL_STORE_SEND || r->u.send.in.group || !pl_store_req_valid(r))
     return 0;
-  const pl_act *a = r->u.send.in.act;
-  return (!r->u.send.in.media_id || !*r->u.send.in.media_id) && r->u.send.in.body_len <= PL_PG_MAX_BODY &&
-         (!a || a->kind == PL_ACT_NONE);
+  return pl_store_send_plain(r) && r->u.send.in.body_len <= PL_PG_MAX_BODY;
 }
 
 int pl_pg_batch_pending(const pl__pg *g) { return g->batch && g->batch->pending; }
@@ -126,8 +132,9 @@ static void pl__fs_free(pl__fs *f) {
   pl_pg_user_free(f->me);
   pl_pg_user_free(f->peer);
   PQclear(f->lens);
+  PQclear(f->lens2);
   f->me = f->peer = NULL;
-  f->lens = NULL;
+  f->lens = f->lens2 = NULL;
 }
 
 static void pl__run_clear(struct pl_pg_batch *b) {
@@ -154,43 +161,122 @@ pl_err pl_pg_batch_add(pl__pg *g, pl_store_req *r) {
 
 /* ---- 1: the reads ------------------------------------------------------------ */
 
+/* A send between users of two shards (docs/scaling.md 2) runs here, on
+ * the conversation's shard (pl_store_shard.c): f->other is the shard of
+ * the user who lives elsewhere, whose rows are read there (-1: both here). */
+static void pl__where(const pl__pg *g, pl__fs *f) {
+  f->other = -1;
+  if (g->nshards < 2)
+    return;
+  unsigned me = pl_pg_shard_of_id(g, f->r->user_id), peer = pl_pg_shard_of_name(g, f->r->u.send.in.peer);
+  if (me != g->shard && peer == g->shard)
+    f->other = (int)me;
+  else if (peer != g->shard && me == g->shard)
+    f->other = (int)peer;
+}
+
+enum { PL__AT_DEDUP, PL__AT_PEER, PL__AT_ME, PL__AT_LENS, PL__AT_LENS2 };
+
+static void pl__at(pl__fs *f, int k, pl_pg_pipe *p, int there, const pl_pg_stmt *st, const char *fmt,
+                   const pl_store_req *r) {
+  if (there)
+    f->there |= (unsigned char)(1u << k);
+  if (fmt[0] == 's' && fmt[1] == 'u')
+    f->at[k] = pl_pg_pipe_addp(p, st, fmt, r->u.send.in.peer, r->user_id);
+  else if (fmt[0] == 's')
+    f->at[k] = pl_pg_pipe_addp(p, st, fmt, r->u.send.in.peer);
+  else
+    f->at[k] = pl_pg_pipe_addp(p, st, fmt, r->user_id);
+}
+
+/* The reads of one send into the pipes: here (p), or the other shard's (o). */
+static void pl__reads_add(pl__pg *g, pl__fs *f, pl_pg_pipe *p, pl_pg_pipe *o, uint64_t cut) {
+  const pl_store_req *r = f->r;
+  int peer_there = f->other >= 0 && pl_pg_shard_of_name(g, r->u.send.in.peer) != g->shard;
+  int me_there = f->other >= 0 && !peer_there;
+  memset(f->at, -1, sizeof f->at);
+  f->at[PL__AT_DEDUP] =
+      pl_pg_pipe_addp(p, &pl__st[PL__DEDUP], "usu", r->device_id, r->u.send.in.client_id, cut);
+  pl__at(f, PL__AT_PEER, peer_there ? o : p, peer_there, &pl__st[PL__PEER], "s", r);
+  pl__at(f, PL__AT_ME, me_there ? o : p, me_there, &pl__st[PL__ME], "u", r);
+  if (pl_pg_queue_limited(g)) { /* each shard's lengths of its own user's devices */
+    pl__at(f, PL__AT_LENS, p, 0, &pl__st[PL__LENS], "su", r);
+    if (f->other >= 0)
+      pl__at(f, PL__AT_LENS2, o, 1, &pl__st[PL__LENS], "su", r);
+  }
+}
+
+/* Read k of f's, taken over (NULL: none). */
+static PGresult *pl__take(pl__fs *f, int k, pl_pg_pipe *p, pl_pg_pipe *o) {
+  if (f->at[k] < 0)
+    return NULL;
+  pl_pg_pipe *in = f->there & (1u << k) ? o : p;
+  PGresult *res = in->res[f->at[k]];
+  in->res[f->at[k]] = NULL;
+  return res;
+}
+
+/* One send's reads taken from the pipes' results. */
+static void pl__reads_take(pl__fs *f, pl_pg_pipe *p, pl_pg_pipe *o) {
+  PGresult *d = p->res[f->at[PL__AT_DEDUP]];
+  if (PQntuples(d) > 0 && pl_pg_col_int(d, 0, 4)) {
+    pl_store_send_req *s = &f->r->u.send;
+    f->live = 1;
+    s->out.conv = pl_pg_col_str(d, 0, 0);
+    s->out.seq = pl_pg_col_u64(d, 0, 1);
+    s->out.server_ts = pl_pg_col_u64(d, 0, 2);
+    s->out.vanish_at = pl_pg_col_u64(d, 0, 3);
+    s->out.duplicate = 1;
+    return;
+  }
+  f->expired = PQntuples(d) > 0;
+  pl_pg_user_load(pl__take(f, PL__AT_PEER, p, o), PL_OK, &f->peer);
+  pl_pg_user_load(pl__take(f, PL__AT_ME, p, o), PL_OK, &f->me);
+  f->lens = pl__take(f, PL__AT_LENS, p, o);
+  f->lens2 = pl__take(f, PL__AT_LENS2, p, o);
+}
+
+/* The run's reads: one round trip here, and one to each other shard its
+ * sends' other users live on (after this one's). A shard that cannot be
+ * read fails only the sends that needed it, with a retryable error. */
 static pl_err pl__reads(pl__pg *g, struct pl_pg_batch *b) {
-  pl_pg_pipe p;
   uint64_t cut = pl_retention_dedup_cut(g->ttl_ms, pl_now_ms());
-  int per = pl_pg_queue_limited(g) ? 4 : 3;
+  unsigned k = g->nshards > 1 ? g->nshards : 1;
+  pl_pg_pipe p, *o = pl_calloc(k, sizeof *o);
+  pl_err *oe = pl_calloc(k, sizeof *oe);
   pl_pg_pipe_begin(&p, g);
   for (size_t i = 0; i < b->n; i++) {
-    const pl_store_req *r = b->fs[i].r;
-    pl_pg_pipe_addp(&p, &pl__st[PL__DEDUP], "usu", r->device_id, r->u.send.in.client_id, cut);
-    pl_pg_pipe_addp(&p, &pl__st[PL__PEER], "s", r->u.send.in.peer);
-    pl_pg_pipe_addp(&p, &pl__st[PL__ME], "u", r->user_id);
-    if (per == 4)
-      pl_pg_pipe_addp(&p, &pl__st[PL__LENS], "su", r->u.send.in.peer, r->user_id);
-  }
-  pl_err e = pl_pg_pipe_end(&p);
-  for (size_t i = 0; e == PL_OK && i < b->n; i++) {
     pl__fs *f = &b->fs[i];
-    PGresult *d = p.res[i * per];
-    if (PQntuples(d) > 0 && pl_pg_col_int(d, 0, 4)) {
-      pl_store_send_req *s = &f->r->u.send;
-      f->live = 1;
-      s->out.conv = pl_pg_col_str(d, 0, 0);
-      s->out.seq = pl_pg_col_u64(d, 0, 1);
-      s->out.server_ts = pl_pg_col_u64(d, 0, 2);
-      s->out.vanish_at = pl_pg_col_u64(d, 0, 3);
-      s->out.duplicate = 1;
+    pl__where(g, f);
+    pl__pg *l = f->other >= 0 ? pl_pg_link(g, (unsigned)f->other) : NULL;
+    if (f->other >= 0 && !l) {
+      f->failed = 1;
       continue;
     }
-    f->expired = PQntuples(d) > 0;
-    pl_pg_user_load(p.res[i * per + 1], PL_OK, &f->peer);
-    pl_pg_user_load(p.res[i * per + 2], PL_OK, &f->me);
-    p.res[i * per + 1] = p.res[i * per + 2] = NULL;
-    if (per == 4) {
-      f->lens = p.res[i * per + 3];
-      p.res[i * per + 3] = NULL;
+    if (l && !o[f->other].g)
+      pl_pg_pipe_begin(&o[f->other], l);
+    pl__reads_add(g, f, &p, f->other >= 0 ? &o[f->other] : NULL, cut);
+  }
+  pl_err e = pl_pg_pipe_end(&p);
+  for (unsigned j = 0; j < k; j++)
+    oe[j] = o[j].g ? pl_pg_pipe_end(&o[j]) : PL_OK;
+  for (size_t i = 0; e == PL_OK && i < b->n; i++) {
+    pl__fs *f = &b->fs[i];
+    if (!f->failed && f->other >= 0 && oe[f->other] != PL_OK)
+      f->failed = 1;
+    if (f->failed) {
+      pl_store_req_clear(f->r);
+      f->r->status = PL_ERR_STORE; /* retryable (INTERNAL): the other shard is away */
+      continue;
     }
+    pl__reads_take(f, &p, f->other >= 0 ? &o[f->other] : NULL);
   }
   pl_pg_pipe_clear(&p);
+  for (unsigned j = 0; j < k; j++)
+    if (o[j].g)
+      pl_pg_pipe_clear(&o[j]);
+  pl_free(o);
+  pl_free(oe);
   return e;
 }
 
@@ -213,6 +299,12 @@ static uint64_t *pl__lens(struct pl_pg_batch *b, const pl__fs *f, uint64_t **min
   const uint64_t *t = f->r->u.send.out.targets;
   size_t n = f->r->u.send.out.ntargets;
   uint64_t *lens = pl_pg_queue_qids(f->lens, t, n); /* (device, length) rows, like (device, qid) */
+  if (f->lens2) { /* the other shard's devices: each device is in one of the two */
+    uint64_t *there = pl_pg_queue_qids(f->lens2, t, n);
+    for (size_t i = 0; i < n; i++)
+      lens[i] += there[i];
+    pl_free(there);
+  }
   *mine = pl_calloc(n + 1, sizeof **mine);
   for (const pl__fs *o = b->fs; o < f; o++)
     for (size_t j = 0; o->go && j < o->r->u.send.out.ntargets; j++)
@@ -222,6 +314,15 @@ static uint64_t *pl__lens(struct pl_pg_batch *b, const pl__fs *f, uint64_t **min
           (*mine)[i] += o->r->user_id == f->r->user_id;
         }
   return lens;
+}
+
+/* Keeps the devices of this shard among t[n]; returns how many. */
+static size_t pl__here(const pl__pg *g, uint64_t *t, size_t n) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (pl_pg_shard_of_id(g, t[i]) == g->shard)
+      t[k++] = t[i];
+  return k;
 }
 
 /* As pl__send_dm (pg_conv.c) up to the seq: who may send, to which
@@ -254,6 +355,8 @@ static pl_err pl__decide(pl__pg *g, struct pl_pg_batch *b, pl__fs *f) {
     return PL_OK;
   }
   r->u.send.out.conv = pl_conv_dm(me->name, peer->name);
+  if (f->other >= 0) /* the other shard's devices get the copy (T2, pg_relay.c) */
+    r->u.send.out.ntargets = pl__here(g, t, r->u.send.out.ntargets);
   f->go = e == PL_OK;
   return e;
 }
@@ -367,13 +470,18 @@ static void pl__write(pl__pg *g, struct pl_pg_batch *b, pl__fs *f, pl__conv *c, 
   pl_pg_acts_stamp(g, r, f->timer_s, &expires);
   const pl_msg *m = &s->out.msg;
   char *arr = pl_pg_array(s->out.targets, s->out.ntargets);
-  f->wres =
-      pl_pg_pipe_addp(&b->w, &pl__st[fresh ? PL__WNEW : PL__WNEXT], "suuusuuussbuuubsii", m->conv, m->seq,
-                      m->server_ts, r->device_id, m->id, pl_pg_clamp(s->out.vanish_at), r->user_id,
-                      f->peer->id, m->from, m->from_device, (const void *)m->body, m->body_len, m->client_ts,
-                      pl_pg_clamp(expires), pl_retention_msg_refs(s->out.ntargets), (const void *)m->act,
-                      m->act_len, arr, pl_pg_acts_indexed(r), s->out.ntargets > 0);
+  const pl_pg_user *there = NULL; /* across shards: the user of the other shard */
+  if (f->other >= 0)
+    there = pl_pg_shard_of_id(g, f->peer->id) != g->shard ? f->peer : f->me;
+  f->wres = pl_pg_pipe_addp(&b->w, &pl__st[fresh ? PL__WNEW : PL__WNEXT], "suuusuuussbuuubsiii", m->conv,
+                            m->seq, m->server_ts, r->device_id, m->id, pl_pg_clamp(s->out.vanish_at),
+                            r->user_id, there == f->peer ? f->me->id : f->peer->id, m->from, m->from_device,
+                            (const void *)m->body, m->body_len, m->client_ts, pl_pg_clamp(expires),
+                            pl_retention_msg_refs(s->out.ntargets), (const void *)m->act, m->act_len, arr,
+                            pl_pg_acts_indexed(r), s->out.ntargets > 0, there != f->me);
   pl_free(arr);
+  if (there) /* T1's outbox row, in the same transaction */
+    pl_pg_relay_add(g, &b->w, r, (unsigned)f->other, there->id, expires);
 }
 
 pl_err pl_pg_batch_run(pl__pg *g) {
@@ -384,7 +492,7 @@ pl_err pl_pg_batch_run(pl__pg *g) {
   int ngo = 0;
   pl_err e = pl__reads(g, b);
   for (size_t i = 0; e == PL_OK && i < b->n; i++)
-    if (!b->fs[i].live) {
+    if (!b->fs[i].live && !b->fs[i].failed) {
       e = pl__decide(g, b, &b->fs[i]);
       ngo += b->fs[i].go;
     }

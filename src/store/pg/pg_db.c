@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "../../rules/pl_bucket.h"
 #include "../pl_store_valid.h"
 #include "pg_internal.h"
 
@@ -301,8 +302,21 @@ static pl_err pl__connect(pl__pg *g) {
    * up a silent node (3 s at most in the tests) and resumes elsewhere waits
    * on those locks, and must be back within one heartbeat (10 s);
    * cluster_fault_sigstop took 12 s under load with 10. */
-  PGresult *res = PQexec(g->conn, "SET synchronous_commit = on; SET client_min_messages = warning;"
-                                  " SET idle_in_transaction_session_timeout = '4s'");
+  /* A link (pl_pg_link) copies to another shard after its own store's
+   * commit: a shard that hangs holds that store up for 3 s at most, after
+   * which the sweep retries. */
+  /* A node killed while its statement waits on a lock: the database sees
+   * the client gone within a second and rolls back, rather than running
+   * the statements piped behind it (a COMMIT among them) once the lock
+   * comes. */
+  PGresult *res =
+      PQexec(g->conn, g->is_link ? "SET synchronous_commit = on; SET client_min_messages = warning;"
+                                   " SET idle_in_transaction_session_timeout = '4s';"
+                                   " SET client_connection_check_interval = '1s';"
+                                   " SET statement_timeout = '3s'"
+                                 : "SET synchronous_commit = on; SET client_min_messages = warning;"
+                                   " SET idle_in_transaction_session_timeout = '4s';"
+                                   " SET client_connection_check_interval = '1s'");
   pl_err e = PQresultStatus(res) == PGRES_COMMAND_OK ? PL_OK : PL_ERR_STORE;
   PQclear(res);
   return e;
@@ -311,7 +325,7 @@ static pl_err pl__connect(pl__pg *g) {
 /* The hot statements, parsed and planned once per connection (after the
  * migrations, which create what they name). */
 static pl_err pl__prepare(pl__pg *g) {
-  const pl_pg_stmt *(*tables[])(size_t *) = {pl_pg_batch_stmts, pl_pg_queue_stmts};
+  const pl_pg_stmt *(*tables[])(size_t *) = {pl_pg_batch_stmts, pl_pg_queue_stmts, pl_pg_relay_stmts};
   for (size_t k = 0; k < sizeof tables / sizeof tables[0]; k++) {
     size_t n;
     const pl_pg_stmt *st = tables[k](&n);
@@ -342,6 +356,21 @@ static pl_err pl__reconnect(pl__pg *g) {
   g->backoff_ms = 0;
   atomic_store(&g->down, 0);
   return PL_OK;
+}
+
+pl__pg *pl_pg_link(pl__pg *g, unsigned j) {
+  pl__pg *l = g->links && j < g->nshards ? g->links[j] : NULL;
+  if (!l || (atomic_load(&l->down) && pl__reconnect(l) != PL_OK))
+    return NULL;
+  return l;
+}
+
+unsigned pl_pg_shard_of_id(const pl__pg *g, uint64_t id) {
+  return pl_bucket_shard(pl_bucket_of_id(id), g->nshards);
+}
+
+unsigned pl_pg_shard_of_name(const pl__pg *g, const char *name) {
+  return pl_bucket_shard(pl_bucket_of_name(name, strlen(name)), g->nshards);
 }
 
 /* ---- the vtable --------------------------------------------------------------------- */
@@ -447,12 +476,15 @@ static pl_err pl__pg_commit(void *be) {
       e = PL_ERR_STORE;
     PQclear(res);
   }
+  if (e == PL_OK)
+    pl_pg_relay_after(g); /* committed: the copies owed to other shards */
   return e;
 }
 
 static void pl__pg_rollback(void *be) {
   pl__pg *g = be;
   pl_pg_batch_drop(g); /* (reads what pending writes answered) */
+  pl_pg_relay_drop(g);
   g->begin_pending = 0;
   if (!atomic_load(&g->down) && PQtransactionStatus(g->conn) != PQTRANS_IDLE)
     pl_pg_q(g, NULL, "ROLLBACK", NULL);
@@ -460,7 +492,14 @@ static void pl__pg_rollback(void *be) {
 
 static int pl__pg_down(void *be) { return atomic_load(&((pl__pg *)be)->down); }
 
-static uint64_t pl__pg_round_trips(void *be) { return atomic_load(&((pl__pg *)be)->round_trips); }
+/* (the links' too: the copies to other shards are this store's work) */
+static uint64_t pl__pg_round_trips(void *be) {
+  const pl__pg *g = be;
+  uint64_t n = atomic_load(&g->round_trips);
+  for (unsigned j = 0; g->links && j < g->nshards; j++)
+    n += g->links[j] ? atomic_load(&g->links[j]->round_trips) : 0;
+  return n;
+}
 
 /* Expired queue rows, then the messages they pointed at, then the dedup
  * records past the TTL. Messages of other nodes' sweeps are deleted once:
@@ -481,6 +520,8 @@ static pl_err pl__pg_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   if (e == PL_OK)
     e = pl_pg_q(g, NULL, "DELETE FROM dedup WHERE server_ts <= $1", "u",
                 pl_retention_dedup_cut(g->ttl_ms, now_ms));
+  if (e == PL_OK) /* copies owed of messages gone by now: none is needed */
+    e = pl_pg_q(g, NULL, "DELETE FROM outbox WHERE expires <= $1", "u", now_ms);
   if (e == PL_OK)
     e = pl_pg_acts_expire(g, now_ms);
   if (e == PL_OK)
@@ -494,6 +535,10 @@ static void pl__pg_close(void *be) {
     return;
   if (g->conn)
     PQfinish(g->conn);
+  for (unsigned j = 0; g->links && j < g->nshards; j++)
+    pl__pg_close(g->links[j]);
+  pl_free(g->links);
+  pl_pg_relay_free(g);
   pl_pg_batch_free(g);
   pl_free(g->conninfo);
   pl_free(g);
@@ -528,6 +573,20 @@ static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
    * own database (pl_blob_pg) and go in its own transactions (pg_media.c) */
   g->shard = cfg->shard;
   g->nshards = cfg->nshards > 1 ? cfg->nshards : 1;
+  if (g->nshards > 1 && cfg->shard_conninfo) { /* connected at first use (pl_pg_link) */
+    g->links = pl_calloc(g->nshards, sizeof *g->links);
+    for (unsigned j = 0; j < g->nshards; j++) {
+      if (j == g->shard)
+        continue;
+      pl__pg *l = g->links[j] = pl_calloc(1, sizeof *l);
+      l->conninfo = pl_strdup(cfg->shard_conninfo[j]);
+      l->is_link = 1;
+      l->shard = j;
+      l->nshards = g->nshards;
+      l->ttl_ms = g->ttl_ms;
+      atomic_init(&l->down, 1);
+    }
+  }
   if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK)
     goto out;
   if ((e = pl_pg_schema_shard(g, g->shard, g->nshards)) != PL_OK || (e = pl__prepare(g)) != PL_OK)
@@ -557,6 +616,7 @@ const pl_store_backend pl_store_pg = {
     .commit = pl__pg_commit,
     .rollback = pl__pg_rollback,
     .expire = pl__pg_expire,
+    .relay = pl_pg_relay_sweep,
     .down = pl__pg_down,
     .round_trips = pl__pg_round_trips,
 };

@@ -61,6 +61,12 @@ typedef struct pl__pg {
   int begin_pending;                /* BEGIN is owed: it goes with the next statement or pipe */
   struct pl_pg_batch *batch;        /* the batch pipeline's state (pg_batch.c), NULL: none yet */
   unsigned shard, nshards;          /* this database's place in a sharded store (0 of 1: none) */
+  /* Sharded: a connection of this store's own to each other shard
+   * ([nshards], NULL at shard; connected at first use, pl_pg_link), and
+   * the run's sends whose copies go there after the commit (pg_relay.c). */
+  struct pl__pg **links;
+  int is_link; /* this is one of them */
+  struct pl_pg_relay *relay;
 } pl__pg;
 
 /* A user as a transaction reads it (never kept across transactions). */
@@ -161,6 +167,33 @@ const pl_pg_stmt *pl_pg_batch_stmts(size_t *n);
 void pl_pg_batch_drop(pl__pg *g);
 void pl_pg_batch_free(pl__pg *g);
 
+/* ---- between shards (pg_db.c: the links; pg_relay.c: the copies) ------------ */
+/* The connection to shard j (NULL: j is this shard, or it cannot be
+ * reached now; a later call tries again after a backoff). */
+pl__pg *pl_pg_link(pl__pg *g, unsigned j);
+/* The shard of a user id, a device id, a name. */
+unsigned pl_pg_shard_of_id(const pl__pg *g, uint64_t id);
+unsigned pl_pg_shard_of_name(const pl__pg *g, const char *name);
+/* The outbox's statements, prepared on each connection as the batch's. */
+const pl_pg_stmt *pl_pg_relay_stmts(size_t *n);
+/* T1's outbox row for r (a plain 1:1 send written in the run: its out.msg
+ * filled), owed to shard target for user uid, into the pipe p; r joins
+ * the sends whose copies pl_pg_relay_after makes once the run committed. */
+void pl_pg_relay_add(pl__pg *g, pl_pg_pipe *p, pl_store_req *r, unsigned target, uint64_t uid,
+                     uint64_t expires);
+/* After the commit: the outbox rows of the committed run's conversations
+ * copied to their shards (T2), their devices added to the sends' targets
+ * (the deliver hook then pushes or hints them). A failure leaves the rows
+ * to the sweep (pl_pg_relay_sweep) and is not the commit's. */
+void pl_pg_relay_after(pl__pg *g);
+/* The run rolled back: no copies owed. */
+void pl_pg_relay_drop(pl__pg *g);
+void pl_pg_relay_free(pl__pg *g);
+/* The backend's relay op (pl_store_backend.relay). */
+void pl_pg_relay_sweep(void *be,
+                       void (*deliver)(void *ud, const pl_msg *m, const uint64_t *t, const uint64_t *qids,
+                                       size_t n),
+                       void *ud);
 /* ---- schema (pg_schema.c) ------------------------------------------------------ */
 pl_err pl_pg_schema_migrate(pl__pg *g);
 /* Records or checks the database's shard (pg_schema.c); CONFIG if it was another. */
@@ -208,9 +241,11 @@ pl_err pl_pg_social_typing(pl__pg *g, pl_store_req *r);
  * watermark in the same row) and, with the device rows both take, deadlock
  * with it across nodes (docs/benchmarks.md, "Deadlocks between nodes").
  * Arguments: SQL expressions of bigint (me, peer, seq) and text (conv). */
-#define PL_PG_READS_MINE(me, conv, seq)                                                          \
-  "INSERT INTO reads(uid, conv, read_seq, delivered_seq) VALUES(" me ", " conv ", " seq ", 0)"   \
-  " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)" \
+#define PL_PG_READS_MINE(me, conv, seq) PL_PG_READS_MINE_IF(me, conv, seq, "true")
+/* The same if the SQL condition cond holds (the user lives on this shard). */
+#define PL_PG_READS_MINE_IF(me, conv, seq, cond)                                                          \
+  "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT " me ", " conv ", " seq ", 0 WHERE " cond \
+  " ON CONFLICT(uid, conv) DO UPDATE SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq)"          \
   " WHERE reads.read_seq < EXCLUDED.read_seq"
 #define PL_PG_READS_PEER(me, peer, conv)                                                              \
   "INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT " peer ", " conv ", 0, 0 WHERE " peer \
