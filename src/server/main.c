@@ -428,7 +428,9 @@ static pl_err pl__store_open(pl_server *srv, const pl_store_backend *be, pl_stor
     return e;
   }
   if (n > 1)
-    pl_info("store: %u shards (docs/scaling.md: plain 1:1 messages cross shards; the rest does not yet)", n);
+    pl_info("store: %u shards (docs/scaling.md: text messages, receipts, contacts and presence cross shards;"
+            " attachments, message actions and groups do not yet)",
+            n);
   pl_store_link(stores, n);
   srv->store = stores[0];
   return PL_OK;

@@ -14,10 +14,13 @@
 #  4. across shards, a plain message in either direction: committed on the
 #     conversation's shard (shard 0: the pair's lower bucket; its counter
 #     and dedup record there only), copied to the other user's shard (the
-#     relay guard there at its seq, the outbox empty after), received once;
-#     contacts add, presence, group add and group create (not across
-#     shards yet) answer exactly as for a user that does not exist
-#     (UNKNOWN_PEER: the CLI's exit 5 and message), nothing stored;
+#     relay guard there at its seq, the outbox empty after), received once,
+#     its delivered receipt back to the sender; read receipts both ways and
+#     UnreadGet's marks on both shards; a contact added across (on its
+#     owner's shard, listed by name), presence and typing across, a block
+#     across refusing a send (nothing stored) until unblocked; group add
+#     and group create (not across shards yet) answer exactly as for a user
+#     that does not exist (UNKNOWN_PEER: the CLI's exit 5 and message);
 #  5. a second device, settings, contacts, a push token and an upload of a
 #     shard 1 user land on shard 1 only (and the upload downloads);
 #  6. Resume with a saved token (JSON WebSocket) on both shards, its
@@ -155,15 +158,16 @@ for line in open(sys.argv[1]):
 print(n)
 EOF
 }
-# has_receipt FILE BY SEQ: 1 if recv's output FILE has BY's delivered receipt for SEQ
+# has_receipt FILE BY SEQ [STATUS]: 1 if recv's output FILE has BY's receipt
+# (delivered, or STATUS) for SEQ
 has_receipt() {
-  python3 - "$1" "$2" "$3" <<'EOF' 2>&1 || true
+  python3 - "$1" "$2" "$3" "${4:-delivered}" <<'EOF' 2>&1 || true
 import json, sys
 hit = 0
 for line in open(sys.argv[1]):
     if line.strip():
         d = json.loads(line)
-        hit |= (d.get("type") == "receipt" and d.get("status") == "delivered"
+        hit |= (d.get("type") == "receipt" and d.get("status") == sys.argv[4]
                 and d.get("by") == sys.argv[2] and str(d.get("seq")) == sys.argv[3])
 print(int(hit))
 EOF
@@ -307,7 +311,9 @@ python3 -c "import sys; sys.path.insert(0, '$here/../integration'); from testimg
 cat >"$tmp/ws.py" <<'EOF'
 """ws.py login HPORT USER PASSWORD DEVICE TOKENFILE: sign in over the JSON
 WebSocket (protocol.md 1.1-1.2), keep the token; ws.py resume HPORT TOKENFILE
-TO TEXT: a new connection resumes with the kept token and sends TEXT to TO.
+TO TEXT: a new connection resumes with the kept token and sends TEXT to TO;
+ws.py unread HPORT USER PASSWORD CONV: signs in (device "unread") and prints
+CONV's state from UnreadGet (last_seq read_seq peer_delivered peer_read).
 Prints one JSON line; exits non-zero (with the reason) otherwise."""
 import asyncio, base64, json, sys, time
 import websockets
@@ -331,6 +337,17 @@ async def main():
         await ws.send(json.dumps({"type": "hello", "version": 2, "kind": "KIND_BOT",
                                   "client_name": "pg-shards-test/1"}))
         await frame(ws, "welcome")
+        if mode == "unread":
+            user, password, conv = sys.argv[3:6]
+            await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": "unread"}))
+            await frame(ws, "auth_ok")
+            await ws.send(json.dumps({"type": "unread_get", "ref": "u1"}))
+            got = await frame(ws, "unread")
+            for c in got.get("convs", []):
+                if c.get("conv") == conv:
+                    print(" ".join(str(int(c.get(k, 0))) for k in ("last_seq", "read_seq", "peer_delivered", "peer_read")))
+                    return
+            sys.exit(f"no {conv} in {json.dumps(got)}")
         if mode == "login":
             user, password, device, tokfile = sys.argv[3:7]
             await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": device}))
@@ -366,18 +383,19 @@ recv_once() {
   run "$name-recv-again" 0 cli "$u" recv --wait 0.5
   same "$name-not-again" "$(count_msgs "$tmp/out" "$text")" 0
 }
-# receipt_to NAME USER BY SEQ: USER's recv shows BY's delivered receipt of SEQ within 20 s
+# receipt_to NAME USER BY SEQ [STATUS]: USER's recv shows BY's delivered (or
+# STATUS) receipt of SEQ within 20 s
 receipt_to() {
-  local name=$1 u=$2 by=$3 seq=$4 deadline=$((SECONDS + 20))
+  local name=$1 u=$2 by=$3 seq=$4 status=${5:-delivered} deadline=$((SECONDS + 20))
   : >"$tmp/receipts"
   while ((SECONDS < deadline)); do
     cli "$u" recv --wait 1 >>"$tmp/receipts" 2>/dev/null || true
-    if [[ $(has_receipt "$tmp/receipts" "$by" "$seq") == 1 ]]; then
+    if [[ $(has_receipt "$tmp/receipts" "$by" "$seq" "$status") == 1 ]]; then
       pass "$name"
       return 0
     fi
   done
-  fail "$name" "no delivered receipt by $by for seq $seq in 20 s: $(head -c 2000 "$tmp/receipts")"
+  fail "$name" "no $status receipt by $by for seq $seq in 20 s: $(head -c 2000 "$tmp/receipts")"
 }
 # unknown_like NAME PEER ARGS...: the command with %PEER% as PEER, a user of
 # the other shard, answers exactly as with %PEER% a user that does not exist
@@ -474,21 +492,53 @@ xdm() {
   same "xsend-$x-$y-not-on-shard1" \
     "$(q 1 "SELECT (SELECT count(*) FROM convs WHERE conv = '$c') + (SELECT count(*) FROM dedup WHERE conv = '$c')")" 0
   same "xsend-$x-$y-queued-on-shard$ys" \
-    "$(q "$ys" "SELECT count(*) FROM queue WHERE device_id IN (SELECT id FROM devices WHERE user_id = ${UID_OF[$y]}) AND mid IN (SELECT mid FROM messages WHERE conv = '$c' AND seq = $seq AND $(body_has "$text"))")" 1
-  same "xsend-$x-$y-relayed" "$(q 1 "SELECT upto FROM relay WHERE conv = '$c'")" "$seq"
+    "$(q "$ys" "SELECT count(*) > 0 AND count(*) = (SELECT count(*) FROM devices WHERE user_id = ${UID_OF[$y]} AND token_hash IS NOT NULL) FROM queue WHERE device_id IN (SELECT id FROM devices WHERE user_id = ${UID_OF[$y]}) AND mid IN (SELECT mid FROM messages WHERE conv = '$c' AND seq = $seq AND $(body_has "$text"))")" t
+  same "xsend-$x-$y-relayed" "$(q 1 "SELECT upto FROM relay WHERE stream = '$c'")" "$seq"
   same "xsend-$x-$y-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")" 0
   recv_once "xdm-$x-$y" "$y" "$text"
+  XSEQ=$seq
+  # the delivered receipt (made on the recipient's shard by its ack) reaches the sender
+  receipt_to "xreceipt-$y-to-$x" "$x" "$y" "$seq"
 }
 xdm "$A0" "$B0" # T1 here, T2 to the recipient's shard
 xdm "$B0" "$A0" # T1 on the recipient's shard; the sender's own shard gets the copy's guard
 xdm "$B1" "$A1"
 xdm "$A1" "$B1"
-unknown_like "contacts-add-$A0-$B1-unknown-peer" "$B1" cli "$A0" contacts add %PEER%
-unknown_like "presence-$B0-of-$A0-unknown-peer" "$A0" cli "$B0" presence %PEER%
+# read receipts both ways, and what UnreadGet says of the conversation on
+# each side: (last seq, own read mark, the peer's delivered and read marks)
+# x_read X Y: Y read X's last message (XSEQ): the read receipt reaches X,
+# and X's UnreadGet has every mark at XSEQ
+x_read() {
+  local x=$1 y=$2
+  run "xread-$y-marks" 0 cli "$y" read "$x" "$XSEQ"
+  same "xread-$y-says" "$(cat "$tmp/out")" '{"ok":true}'
+  receipt_to "xreceipt-read-$y-to-$x" "$x" "$y" "$XSEQ" read
+  run "xunread-$x" 0 "$PY" "$tmp/ws.py" unread "$hport" "$x" "$PARLEY_PASSWORD" "$(conv "$x" "$y")"
+  same "xunread-$x-marks" "$(cat "$tmp/out")" "$XSEQ $XSEQ $XSEQ $XSEQ"
+}
+x_read "$A1" "$B1" # the conversation's shard (0) reads marks copied in from shard 1
+xdm "$B1" "$A1"
+x_read "$B1" "$A1" # shard 1: its last seq is the last copied in
+# contacts, presence, typing and blocks across shards: each a row of its owner's, here
+run "xcontacts-add-$A0-$B1" 0 cli "$A0" contacts add "$B1"
+same "xcontacts-$A0-lists-$B1" "$(cat "$tmp/out")" "{\"contacts\":[\"$B1\"]}"
+same "xcontacts-$A0-on-shard0" "$(q 0 "SELECT count(*) FROM contacts WHERE uid = ${UID_OF[$A0]} AND contact_uid = ${UID_OF[$B1]}")" 1
+same "xcontacts-$A0-not-on-shard1" "$(q 1 "SELECT count(*) FROM contacts WHERE uid = ${UID_OF[$A0]}")" 0
+run "xpresence-$B1-of-$A0" 0 cli "$B1" presence "$A0"
+same "xpresence-$B1-of-$A0-user" "$(jfield "$tmp/out" user)" "$A0"
+run "xtyping-$A0-to-$B0" 0 cli "$A0" typing "$B0"
+run "xblock-$B0-blocks-$A0" 0 cli "$B0" block "$A0"
+same "xblock-on-shard1" "$(q 1 "SELECT count(*) FROM blocks WHERE uid = ${UID_OF[$B0]} AND blocked_uid = ${UID_OF[$A0]}")" 1
+btext="while blocked $RANDOM$RANDOM"
+run "xblock-$A0-refused" 5 cli "$A0" send "$B0" "$btext"
+same "xblock-$A0-refused-says" "$(grep -c "does not accept your messages" "$tmp/err")" 1
+same "xblock-nothing-stored" "$(q 0 "SELECT count(*) FROM messages WHERE $(body_has "$btext")")$(q 1 "SELECT count(*) FROM messages WHERE $(body_has "$btext")")" 00
+run "xblock-$B0-unblocks-$A0" 0 cli "$B0" unblock "$A0"
+xdm "$A0" "$B0"
+# groups are not across shards yet (step 4)
 unknown_like "group-add-$B0-to-group-of-$A0-unknown-peer" "$B0" cli "$A0" group add "${GID[$A0]}" %PEER%
 unknown_like "group-create-$B0-with-$A1-unknown-peer" "$A1" cli "$B0" group create cross %PEER%
 for s in 0 1; do
-  same "contacts-across-not-stored-on-shard$s" "$(q $s "SELECT count(*) FROM contacts WHERE uid = ${UID_OF[$A0]} OR contact_uid = ${UID_OF[$B1]}")" 0
   same "groups-only-the-two-on-shard$s" "$(q $s "SELECT count(*) || ' ' || (SELECT count(*) FROM members) FROM groups")" "1 2"
 done
 
@@ -512,7 +562,8 @@ run "contacts-add-$B0-$B1" 0 cli "$B0" contacts add "$B1"
 same "contacts-$B0-says" "$(cat "$tmp/out")" "{\"contacts\":[\"$B1\"]}"
 run "contacts-add-$A0-$A1" 0 cli "$A0" contacts add "$A1"
 same "contacts-on-shard1" "$(q 1 "SELECT string_agg(uid || '>' || contact_uid, ',') FROM contacts")" "${UID_OF[$B0]}>${UID_OF[$B1]}"
-same "contacts-on-shard0" "$(q 0 "SELECT string_agg(uid || '>' || contact_uid, ',') FROM contacts")" "${UID_OF[$A0]}>${UID_OF[$A1]}"
+same "contacts-on-shard0" "$(q 0 "SELECT string_agg(uid || '>' || contact_uid, ',' ORDER BY contact_uid) FROM contacts")" \
+  "${UID_OF[$A0]}>${UID_OF[$A1]},${UID_OF[$A0]}>${UID_OF[$B1]}" # (the second from 4)
 
 ptok=push-token-$RANDOM$RANDOM
 run "push-register-$B0" 0 cli "$B0" push register webhook "$ptok"

@@ -284,22 +284,32 @@ pl_err pl_pg_conv_mark_read(pl__pg *g, pl_store_req *r) {
   int moved = 0;
   size_t nt;
   pl_pg_pipe p;
+  pl_pg_xpipe x;
   pl_pg_evs q = {0};
   pl_pg_pipe_begin(&p, g);
-  pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.name = $1"), "s", r->u.mark_read.in.peer);
-  pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
-  pl_err e = pl_pg_pipe_end(&p);
+  pl_pg_xpipe_begin(&x, g, &p); /* the peer: on its shard */
+  long peer_at = pl_pg_xpipe_user_by_name(&x, r->u.mark_read.in.peer),
+       me_at = pl_pg_xpipe_user(&x, r->user_id);
+  pl_err e = pl_pg_xpipe_end(&x), pe = PL_OK, me_e = PL_OK;
+  if (e == PL_OK) {
+    pl_pg_user_load(pl_pg_xpipe_take(&x, peer_at, &pe), PL_OK, &peer);
+    pl_pg_user_load(pl_pg_xpipe_take(&x, me_at, &me_e), PL_OK, &me);
+    e = pe != PL_OK ? pe : me_e;
+  }
+  pl_pg_xpipe_clear(&x);
+  pl_pg_pipe_clear(&p);
   if (e != PL_OK)
     goto out;
-  pl_pg_user_load(p.res[0], PL_OK, &peer);
-  pl_pg_user_load(p.res[1], PL_OK, &me);
-  p.res[0] = p.res[1] = NULL;
-  pl_pg_pipe_clear(&p);
   r->status = pl_privacy_peer(peer != NULL, me != NULL, peer && me && peer->id == me->id, 1);
   if (r->status != PL_OK)
     goto out;
   conv = pl_conv_dm(me->name, peer->name);
-  e = pl_pg_u64(g, &last, "SELECT last_seq FROM convs WHERE conv = $1", "s", conv);
+  /* the conversation's last seq: its counter if it lives here, else the
+   * last copied in from its shard (every plain message is) */
+  e = pl_pg_u64(g, &last,
+                "SELECT greatest((SELECT last_seq FROM convs WHERE conv = $1),"
+                " (SELECT upto FROM relay WHERE stream = $1), 0)",
+                "s", conv);
   uint64_t seq = pl_receipts_read_upto(r->u.mark_read.in.upto, last);
   if (e == PL_OK && seq)
     e = pl_pg_conv_read_move(g, me->id, conv, seq, 0, &moved);
@@ -327,14 +337,20 @@ out:
   return e;
 }
 
+/* A conversation with a user of another shard (docs/scaling.md 2): its
+ * last seq is the last copied in here if it lives there (relay), and the
+ * peer's marks are the receipts copied in (pg_relay.c mirrors them into
+ * the peer's reads row here; the peer's own user row is not here, and the
+ * receipts came only if its settings let them). */
 pl_err pl_pg_conv_unread(pl__pg *g, pl_store_req *r) {
   PGresult *res;
   pl_err e =
       pl_pg_q(g, &res,
-              "SELECT r.conv, COALESCE(c.last_seq, 0), r.read_seq, COALESCE(p.delivered_seq, 0),"
-              " COALESCE(p.read_seq, 0), u.read_receipts, COALESCE(pu.read_receipts, 0),"
+              "SELECT r.conv, greatest(c.last_seq, rl.upto, 0), r.read_seq, COALESCE(p.delivered_seq, 0),"
+              " COALESCE(p.read_seq, 0), u.read_receipts,"
+              " COALESCE(pu.read_receipts, CASE WHEN p.uid IS NULL THEN 0 ELSE 1 END),"
               " (b.uid IS NOT NULL)::int"
-              " FROM reads r LEFT JOIN convs c ON c.conv = r.conv"
+              " FROM reads r LEFT JOIN convs c ON c.conv = r.conv LEFT JOIN relay rl ON rl.stream = r.conv"
               " LEFT JOIN reads p ON p.conv = r.conv AND p.uid <> r.uid LEFT JOIN users pu ON pu.id = p.uid"
               " LEFT JOIN blocks b ON b.uid = p.uid AND b.blocked_uid = r.uid"
               " JOIN users u ON u.id = r.uid WHERE r.uid = $1 ORDER BY r.conv COLLATE \"C\"",

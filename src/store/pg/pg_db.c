@@ -5,7 +5,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "../../rules/pl_bucket.h"
 #include "../pl_store_valid.h"
 #include "pg_internal.h"
 
@@ -363,14 +362,6 @@ pl__pg *pl_pg_link(pl__pg *g, unsigned j) {
   if (!l || (atomic_load(&l->down) && pl__reconnect(l) != PL_OK))
     return NULL;
   return l;
-}
-
-unsigned pl_pg_shard_of_id(const pl__pg *g, uint64_t id) {
-  return pl_bucket_shard(pl_bucket_of_id(id), g->nshards);
-}
-
-unsigned pl_pg_shard_of_name(const pl__pg *g, const char *name) {
-  return pl_bucket_shard(pl_bucket_of_name(name, strlen(name)), g->nshards);
 }
 
 /* ---- the vtable --------------------------------------------------------------------- */

@@ -174,6 +174,31 @@ pl__pg *pl_pg_link(pl__pg *g, unsigned j);
 /* The shard of a user id, a device id, a name. */
 unsigned pl_pg_shard_of_id(const pl__pg *g, uint64_t id);
 unsigned pl_pg_shard_of_name(const pl__pg *g, const char *name);
+/* Reads of users wherever they live (pg_link.c): each into the pipe of its
+ * shard (here: the caller's pipe), all sent by _end before any is waited
+ * for; _take gives a read's result (taken over; NULL with *e if its shard
+ * could not be read). Handles are -1 for a shard that cannot be reached. */
+typedef struct pl_pg_xpipe {
+  pl__pg *g;
+  pl_pg_pipe *here;  /* the caller's */
+  pl_pg_pipe *there; /* [nshards]: begun at first use */
+  pl_err *err;       /* [nshards]: each one's end */
+} pl_pg_xpipe;
+void pl_pg_xpipe_begin(pl_pg_xpipe *x, pl__pg *g, pl_pg_pipe *here);
+/* A PL_PG_USER_SQL read of a user by id or name (pl_pg_user_load it). */
+long pl_pg_xpipe_user(pl_pg_xpipe *x, uint64_t uid);
+long pl_pg_xpipe_user_by_name(pl_pg_xpipe *x, const char *name);
+/* Ends here (its result: as pl_pg_pipe_end's) and every other pipe. */
+pl_err pl_pg_xpipe_end(pl_pg_xpipe *x);
+PGresult *pl_pg_xpipe_take(pl_pg_xpipe *x, long h, pl_err *e);
+/* Clears the other shards' pipes (here is the caller's to clear). */
+void pl_pg_xpipe_clear(pl_pg_xpipe *x);
+/* The names of users ids[n] wherever they live, into names[n] (those
+ * still NULL: taken over; a user that is gone leaves its NULL). */
+pl_err pl_pg_xpipe_names(pl__pg *g, const uint64_t *ids, size_t n, char **names);
+/* The connection of uid's shard: g itself, or a link (NULL: unreachable). */
+pl__pg *pl_pg_home(pl__pg *g, uint64_t uid);
+pl__pg *pl_pg_home_of_name(pl__pg *g, const char *name);
 /* The outbox's statements, prepared on each connection as the batch's. */
 const pl_pg_stmt *pl_pg_relay_stmts(size_t *n);
 /* T1's outbox row for r (a plain 1:1 send written in the run: its out.msg
@@ -181,6 +206,14 @@ const pl_pg_stmt *pl_pg_relay_stmts(size_t *n);
  * the sends whose copies pl_pg_relay_after makes once the run committed. */
 void pl_pg_relay_add(pl__pg *g, pl_pg_pipe *p, pl_store_req *r, unsigned target, uint64_t uid,
                      uint64_t expires);
+/* The same for a receipt (kind) by by to devices t[n] of shard target
+ * that were not connected (the connected ones got it pushed). */
+void pl_pg_relay_add_event(pl__pg *g, pl_pg_pipe *p, pl_store_req *r, unsigned target, int kind,
+                           const char *conv, uint64_t seq, const pl_pg_user *by, uint64_t aux, uint64_t now,
+                           const uint64_t *t, size_t n);
+/* A copy's stream: a conversation's messages (kind 0: its name) or one
+ * kind of its receipts ("conv#kind"); pl_free it. */
+char *pl_pg_relay_stream(const char *conv, int kind);
 /* After the commit: the outbox rows of the committed run's conversations
  * copied to their shards (T2), their devices added to the sends' targets
  * (the deliver hook then pushes or hints them). A failure leaves the rows

@@ -153,6 +153,11 @@ void pl_pg_queue_event_add(pl__pg *g, pl_pg_pipe *p, pl_pg_evs *q, pl_store_req 
     pl_free(t);
     return;
   }
+  if (g->nshards > 1 && pl_pg_shard_of_id(g, t[0]) != g->shard) { /* one user's devices: one shard */
+    pl_pg_relay_add_event(g, p, r, pl_pg_shard_of_id(g, t[0]), kind, conv, seq, by, aux, now, t, n);
+    pl_free(t);
+    return;
+  }
   char *arr = pl_pg_array(t, n);
   q->v = pl_pg_reserve(q->v, q->n, &q->cap, sizeof *q->v);
   q->v[q->n].at = pl_pg_pipe_addp(p, &pl__qst[PL__Q_EVENT], "suusuuuiuis", conv, seq, by->id, by->name, now,
@@ -260,7 +265,8 @@ typedef struct pl__acked {
   struct {
     const char *conv;
     uint64_t seq, sender;
-    int at, sender_at; /* the watermark's and the sender's statements */
+    int at;         /* the watermark's statement */
+    long sender_at; /* the sender's read (on its shard: pl_pg_xpipe) */
   } * c;
   size_t nc;
   uint64_t *gone;
@@ -292,17 +298,21 @@ static void pl__acked_read(pl_store_req *r, const PGresult *res, pl__acked *k) {
  * The watermarks move in conv order (one lock order on every node). */
 static pl_err pl__delivered(pl__pg *g, pl_store_req *r, pl_pg_pipe *p, pl__acked *k) {
   pl_pg_user *me = NULL;
+  pl_pg_xpipe x;
   pl_pg_pipe ev;
   pl_pg_evs q = {0};
   size_t nt;
   int me_at = pl_pg_pipe_addp(p, &pl__qst[PL__Q_USER], "u", r->user_id);
+  pl_pg_xpipe_begin(&x, g, p);
   for (size_t i = 0; i < k->nc; i++) {
     k->c[i].at = pl_pg_pipe_addp(p, &pl__qst[PL__Q_DELIVERED], "usu", r->user_id, k->c[i].conv, k->c[i].seq);
-    k->c[i].sender_at = pl_pg_pipe_addp(p, &pl__qst[PL__Q_USER], "u", k->c[i].sender);
+    k->c[i].sender_at = pl_pg_xpipe_user(&x, k->c[i].sender);
   }
-  pl_err e = pl_pg_pipe_end(p);
-  if (e != PL_OK)
+  pl_err e = pl_pg_xpipe_end(&x), xe;
+  if (e != PL_OK) {
+    pl_pg_xpipe_clear(&x);
     return e;
+  }
   pl_pg_user_load(p->res[me_at], PL_OK, &me);
   p->res[me_at] = NULL;
   pl_pg_pipe_begin(&ev, g);
@@ -310,8 +320,8 @@ static pl_err pl__delivered(pl__pg *g, pl_store_req *r, pl_pg_pipe *p, pl__acked
     pl_pg_user *sender = NULL;
     if (PQntuples(p->res[k->c[i].at]) == 0)
       continue;
-    pl_pg_user_load(p->res[k->c[i].sender_at], PL_OK, &sender);
-    p->res[k->c[i].sender_at] = NULL;
+    /* (a sender on a shard that cannot be reached now gets no receipt) */
+    pl_pg_user_load(pl_pg_xpipe_take(&x, k->c[i].sender_at, &xe), PL_OK, &sender);
     if (sender && pl_receipts_delivered_to_sender(pl_pg_user_blocks(me, sender->id))) {
       uint64_t *t = pl_pg_queue_devs_except(sender, 0, &nt);
       pl_pg_queue_event_add(g, &ev, &q, r, PL_MSG_DELIVERED, k->c[i].conv, k->c[i].seq, me, 0, t, nt);
@@ -323,6 +333,7 @@ static pl_err pl__delivered(pl__pg *g, pl_store_req *r, pl_pg_pipe *p, pl__acked
     pl_pg_queue_event_done(&q, &ev, r);
   pl_free(q.v);
   pl_pg_pipe_clear(&ev);
+  pl_pg_xpipe_clear(&x);
   pl_pg_user_free(me);
   return e;
 }

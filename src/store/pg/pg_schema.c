@@ -109,17 +109,22 @@ static const char *const pl__migrations[] = {
     /* 10: which shard this database is (docs/scaling.md 7): written by the
      * first server to open it (pl_pg_schema_shard), checked by every later one */
     "CREATE TABLE shard_info(one int PRIMARY KEY CHECK (one = 1), shard int NOT NULL, shards int NOT NULL);",
-    /* 11: 1:1 messages between users of two shards (docs/scaling.md 2,
-     * pg_relay.c): on the conversation's shard, each message's copy owed to
-     * the other shard (self-contained: what the copy stores there), until
-     * it committed there; on the receiving shard, each conversation's last
-     * seq copied in (the guard that makes a copy idempotent and in order) */
-    "CREATE TABLE outbox(target int NOT NULL, conv text NOT NULL, seq bigint NOT NULL, created bigint NOT NULL,"
-    " uid bigint NOT NULL, sender_uid bigint NOT NULL, from_name text NOT NULL, from_device text NOT NULL,"
-    " from_did bigint NOT NULL, client_id text NOT NULL, body bytea NOT NULL, client_ts bigint NOT NULL,"
-    " server_ts bigint NOT NULL, expires bigint NOT NULL, act bytea, PRIMARY KEY(target, conv, seq));"
+    /* 11: 1:1 messages and receipts between users of two shards
+     * (docs/scaling.md 2, pg_relay.c): on the shard where one was
+     * committed, each copy owed to the other shard (self-contained: what
+     * the copy stores there), until it committed there; a stream is a
+     * conversation's messages (its name) or one kind of its receipts
+     * ("conv#kind"). On the receiving shard, each stream's last seq copied
+     * in: the guard that makes a copy idempotent and in order */
+    "CREATE TABLE outbox(target int NOT NULL, stream text NOT NULL, seq bigint NOT NULL, created bigint NOT "
+    "NULL,"
+    " conv text NOT NULL, kind int NOT NULL, aux bigint NOT NULL, uid bigint NOT NULL, devs bigint[],"
+    " sender_uid bigint NOT NULL, from_name text NOT NULL, from_device text NOT NULL, from_did bigint NOT "
+    "NULL,"
+    " client_id text NOT NULL, body bytea NOT NULL, client_ts bigint NOT NULL, server_ts bigint NOT NULL,"
+    " expires bigint NOT NULL, act bytea, PRIMARY KEY(target, stream, seq));"
     "CREATE INDEX outbox_created ON outbox(target, created);"
-    "CREATE TABLE relay(conv text PRIMARY KEY, upto bigint NOT NULL);",
+    "CREATE TABLE relay(stream text PRIMARY KEY, upto bigint NOT NULL);",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])

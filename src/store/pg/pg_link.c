@@ -1,0 +1,143 @@
+/* pg_link: reads of users who may live on another shard (docs/scaling.md
+ * 2, "What T1 knows of the user homed elsewhere"): each read goes into the
+ * pipe of its user's shard, the caller's own pipe for this one, a pipe on
+ * the link (pl_pg_link) for another, and all are sent before any is
+ * waited for. A read from another shard is outside this transaction, at
+ * READ COMMITTED, as fresh as a read here before any lock. */
+#include "../../rules/pl_bucket.h"
+#include "pg_internal.h"
+
+unsigned pl_pg_shard_of_id(const pl__pg *g, uint64_t id) {
+  return pl_bucket_shard(pl_bucket_of_id(id), g->nshards);
+}
+
+unsigned pl_pg_shard_of_name(const pl__pg *g, const char *name) {
+  return pl_bucket_shard(pl_bucket_of_name(name, strlen(name)), g->nshards);
+}
+
+/* The statements prepared on every connection (pg_queue.c's, pg_batch.c's). */
+static const pl_pg_stmt pl__by_id = {"pl_q_user", PL_PG_USER_SQL("u.id = $1")};
+static const pl_pg_stmt pl__by_name = {"pl_b_peer", PL_PG_USER_SQL("u.name = $1")};
+
+void pl_pg_xpipe_begin(pl_pg_xpipe *x, pl__pg *g, pl_pg_pipe *here) {
+  memset(x, 0, sizeof *x);
+  x->g = g;
+  x->here = here;
+  if (g->nshards > 1) {
+    x->there = pl_calloc(g->nshards, sizeof *x->there);
+    x->err = pl_calloc(g->nshards, sizeof *x->err);
+  }
+}
+
+/* The pipe of shard j's reads (NULL: j cannot be reached now). */
+static pl_pg_pipe *pl__pipe(pl_pg_xpipe *x, unsigned j) {
+  if (!x->there || j == x->g->shard || j >= x->g->nshards)
+    return x->here;
+  if (!x->there[j].g) {
+    pl__pg *l = pl_pg_link(x->g, j);
+    if (!l)
+      return NULL;
+    pl_pg_pipe_begin(&x->there[j], l);
+  }
+  return &x->there[j];
+}
+
+static long pl__handle(const pl_pg_xpipe *x, const pl_pg_pipe *p, int at) {
+  unsigned j = p == x->here ? x->g->shard : (unsigned)(p - x->there);
+  return (long)j << 32 | (long)at;
+}
+
+long pl_pg_xpipe_user(pl_pg_xpipe *x, uint64_t uid) {
+  pl_pg_pipe *p = pl__pipe(x, x->g->nshards > 1 ? pl_pg_shard_of_id(x->g, uid) : 0);
+  return p ? pl__handle(x, p, pl_pg_pipe_addp(p, &pl__by_id, "u", uid)) : -1;
+}
+
+long pl_pg_xpipe_user_by_name(pl_pg_xpipe *x, const char *name) {
+  pl_pg_pipe *p = pl__pipe(x, x->g->nshards > 1 ? pl_pg_shard_of_name(x->g, name) : 0);
+  return p ? pl__handle(x, p, pl_pg_pipe_addp(p, &pl__by_name, "s", name)) : -1;
+}
+
+pl_err pl_pg_xpipe_end(pl_pg_xpipe *x) {
+  pl_err e = pl_pg_pipe_end(x->here);
+  for (unsigned j = 0; x->there && j < x->g->nshards; j++)
+    if (x->there[j].g)
+      x->err[j] = pl_pg_pipe_end(&x->there[j]);
+  return e;
+}
+
+PGresult *pl_pg_xpipe_take(pl_pg_xpipe *x, long h, pl_err *e) {
+  unsigned j = (unsigned)(h >> 32);
+  int at = (int)(h & 0xffffffff);
+  pl_pg_pipe *p = h < 0 ? NULL : j == x->g->shard || !x->there ? x->here : &x->there[j];
+  *e = h < 0 ? PL_ERR_STORE : p == x->here ? PL_OK : x->err[j];
+  if (*e != PL_OK || !p->res)
+    return NULL;
+  PGresult *res = p->res[at];
+  p->res[at] = NULL;
+  return res;
+}
+
+void pl_pg_xpipe_clear(pl_pg_xpipe *x) {
+  for (unsigned j = 0; x->there && j < x->g->nshards; j++)
+    if (x->there[j].g)
+      pl_pg_pipe_clear(&x->there[j]);
+  pl_free(x->there);
+  pl_free(x->err);
+  x->there = NULL;
+  x->err = NULL;
+}
+
+pl_err pl_pg_xpipe_names(pl__pg *g, const uint64_t *ids, size_t n, char **names) {
+  pl_pg_pipe p;
+  pl_pg_xpipe x;
+  unsigned k = g->nshards > 1 ? g->nshards : 1;
+  long *at = pl_malloc(k * sizeof *at);
+  pl_err e, xe = PL_OK;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_xpipe_begin(&x, g, &p);
+  for (unsigned j = 0; j < k; j++) { /* one read per shard with any of them */
+    size_t m = 0;
+    uint64_t *mine = pl_malloc((n + 1) * sizeof *mine);
+    for (size_t i = 0; i < n; i++)
+      if (k == 1 || pl_pg_shard_of_id(g, ids[i]) == j)
+        mine[m++] = ids[i];
+    at[j] = -2;
+    if (m) {
+      char *arr = pl_pg_array(mine, m);
+      pl_pg_pipe *to = pl__pipe(&x, j);
+      at[j] = to ? pl__handle(&x, to,
+                              pl_pg_pipe_add(to, "SELECT id, name FROM users WHERE id = ANY($1::bigint[])",
+                                             "s", arr))
+                 : -1;
+      pl_free(arr);
+    }
+    pl_free(mine);
+  }
+  e = pl_pg_xpipe_end(&x);
+  for (unsigned j = 0; e == PL_OK && j < k; j++) {
+    if (at[j] == -2)
+      continue;
+    PGresult *res = pl_pg_xpipe_take(&x, at[j], &xe);
+    for (int row = 0; row < PQntuples(res); row++)
+      for (size_t i = 0; i < n; i++)
+        if (!names[i] && ids[i] == pl_pg_col_u64(res, row, 0))
+          names[i] = pl_pg_col_str(res, row, 1);
+    PQclear(res);
+    if (xe != PL_OK)
+      e = xe;
+  }
+  pl_pg_xpipe_clear(&x);
+  pl_pg_pipe_clear(&p);
+  pl_free(at);
+  return e;
+}
+
+pl__pg *pl_pg_home(pl__pg *g, uint64_t uid) {
+  unsigned j = g->nshards > 1 ? pl_pg_shard_of_id(g, uid) : g->shard;
+  return j == g->shard ? g : pl_pg_link(g, j);
+}
+
+pl__pg *pl_pg_home_of_name(pl__pg *g, const char *name) {
+  unsigned j = g->nshards > 1 ? pl_pg_shard_of_name(g, name) : g->shard;
+  return j == g->shard ? g : pl_pg_link(g, j);
+}
