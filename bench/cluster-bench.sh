@@ -18,6 +18,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 pairs=${1:-100}
 secs=${2:-10}
 rate=${3:-0}
@@ -39,15 +41,6 @@ trap '"$repo/scripts/cluster.sh" down >/dev/null 2>&1 || true; [[ -n ${PARLEY_CL
 pgbin=$(compgen -G '/usr/lib/postgresql/*/bin' | sort -V | tail -n 1)
 psql_q() { "$pgbin/psql" -h 127.0.0.1 -p $((base + 5)) -U parley -d postgres -Atc "$1"; }
 
-# utime + stime in clock ticks of the given pids (those that still run)
-ticks() {
-  local t=0 p
-  for p in "$@"; do
-    [[ -r /proc/$p/stat ]] || continue
-    t=$((t + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
 node_pids() { cat "$dir"/node{1,2,3}.pid; }
 pg_pids() { # the postmaster and its children
   local pm

@@ -230,6 +230,7 @@ int main(int argc, char **argv) {
   int rc = pb_opts_parse(&o, argc, argv);
   if (rc != 0)
     return rc > 0 ? 0 : 64;
+  pb_users_mixed(o.names_mixed);
   const pb_scenario *sc = pb_scen_find(o.scenario);
   if (!sc) {
     fprintf(stderr, "parley-bench: unknown scenario '%s' (idle, pairs, drain, storm, group, mqtt-pairs)\n",

@@ -45,6 +45,9 @@ void pb_opts_usage(FILE *out) {
       "  --timeout S            longest any phase may take (default 300)\n"
       "  --json                 print one JSON object instead of the table\n"
       "  --quiet                no progress lines on stderr\n"
+      "  --names seq|mixed      bench users pb<i> (default), or pb<i>x<hash of i>: names that differ\n"
+      "                         in every byte, so that a sharded store's users spread over its shards\n"
+      "                         (sequential names share their home bucket's high bits)\n"
       "  --mqtt HOST:PORT       mqtt-pairs: the broker (default: our parleyd, given --mqtt on a free port)\n"
       "  --broker parley|plain  mqtt-pairs: parleyd's topic scheme with bench users (default), or any\n"
       "                         broker: topics bench/<i>, no login, no users (give --server-pid for CPU)\n"
@@ -153,6 +156,8 @@ static int pb__apply(pb_opts *o, const char *k, const char *v) {
     return !strcmp(v, "plain")    ? (o->broker_plain = 1, 0)
            : !strcmp(v, "parley") ? (o->broker_plain = 0, 0)
                                   : -1;
+  if (!strcmp(k, "names"))
+    return !strcmp(v, "mixed") ? (o->names_mixed = 1, 0) : !strcmp(v, "seq") ? (o->names_mixed = 0, 0) : -1;
   if (!strcmp(k, "timeout"))
     return pb__num(v, &d) || d <= 0 ? -1 : (o->timeout = d, 0);
   return -2;

@@ -29,6 +29,7 @@ typedef struct pb_opts {
   double timeout;        /* seconds any phase may take before the run fails */
   int quiet;
   int tls;          /* clients connect over TLS (--listen-tls) */
+  int names_mixed;  /* --names mixed: user names that spread over shards (pb_users_name) */
   char mqtt[128];   /* mqtt-pairs: the broker's MQTT HOST:PORT (our parleyd: a free port) */
   int broker_plain; /* mqtt-pairs: --broker plain (any MQTT broker, topics bench/<i>) */
   int mqtt_persist; /* mqtt-pairs: clean session 0 */

@@ -164,8 +164,8 @@ static int group_create(pb_ctx *c, gstate *st) {
     return pb_ctx_fail(c, "the sender could not connect");
   char name[40], **names = pl_calloc(o->members, sizeof *names);
   for (uint32_t i = 0; i < o->members; i++) {
-    names[i] = pl_malloc(16);
-    pb_users_name(i + 1, names[i], 16);
+    names[i] = pl_malloc(32);
+    pb_users_name(i + 1, names[i], 32);
   }
   snprintf(name, sizeof name, "bench-%" PRIu64, c->run_id);
   Parley__GroupCreate g = PARLEY__GROUP_CREATE__INIT;

@@ -8,7 +8,16 @@
 
 #include "common/pl_mem.h"
 
-void pb_users_name(uint32_t i, char *out, size_t outlen) { snprintf(out, outlen, "pb%u", i); }
+static int pb__mixed; /* set before the workers fork: each inherits it */
+
+void pb_users_mixed(int on) { pb__mixed = on; }
+
+void pb_users_name(uint32_t i, char *out, size_t outlen) {
+  if (pb__mixed) /* Knuth's multiplicative hash: neighbours differ in every hex digit */
+    snprintf(out, outlen, "pb%ux%08x", i, (unsigned)(i * 2654435761u));
+  else
+    snprintf(out, outlen, "pb%u", i);
+}
 
 /* Parses "pb<i> <token>"; returns the index or -1. */
 static long pb__parse_line(char *line, char **token) {

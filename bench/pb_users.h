@@ -29,6 +29,8 @@ void pb_users_close(pb_users *u);
 
 /* The user name of index i ("pb<i>"). */
 void pb_users_name(uint32_t i, char *out, size_t outlen);
+/* --names mixed: pb_users_name gives pb<i>x<8 hex digits> (before any fork). */
+void pb_users_mixed(int on);
 /* The cached token of index i, or NULL. */
 const char *pb_users_token(const pb_users *u, uint32_t i);
 /* Records a new token for index i (in memory and in the file). */
