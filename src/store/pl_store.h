@@ -878,8 +878,7 @@ void pl_msg_clear(pl_msg *m);
 pl_store_event *pl_store_event_add(pl_store_req *r, uint64_t qid, int kind, const char *conv, uint64_t seq,
                                    const char *by, uint64_t aux, uint64_t now, uint64_t *t, size_t n);
 /* Is r a plain SEND (no attachment; no message action, or a plain reply or
- * forward)? A sharded store routes these 1:1 to their conversation's shard
- * and copies them across (docs/scaling.md 2); PostgreSQL batches them. */
+ * forward)? PostgreSQL's batch pipeline takes these (pg_batch.c). */
 int pl_store_send_plain(const pl_store_req *r);
 /* For backends: a committed SEND's out.msg from its in and out (conv, seq,
  * server_ts set; qid is the caller's). */

@@ -46,10 +46,12 @@ static int pl__admin(const pl_store_admin_req *a, unsigned n) {
   }
 }
 
-/* A plain 1:1 send: its conversation's shard, the pair's lower bucket's. */
+/* A 1:1 send without an attachment: its conversation's shard, the pair's
+ * lower bucket's (an attachment's media row is on the uploader's shard:
+ * not across shards yet). */
 static int pl__of_send(const pl_store_req *r, unsigned n) {
   const pl_store_send_req *s = &r->u.send;
-  if (s->in.group || !s->in.peer || !pl_store_send_plain(r))
+  if (s->in.group || !s->in.peer || (s->in.media_id && *s->in.media_id))
     return pl__of_id(r->user_id, n);
   uint32_t me = pl_bucket_of_id(r->user_id), peer = pl_bucket_of_name(s->in.peer, strlen(s->in.peer));
   return (int)pl_bucket_shard(me < peer ? me : peer, n);

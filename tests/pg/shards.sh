@@ -313,7 +313,9 @@ cat >"$tmp/ws.py" <<'EOF'
 WebSocket (protocol.md 1.1-1.2), keep the token; ws.py resume HPORT TOKENFILE
 TO TEXT: a new connection resumes with the kept token and sends TEXT to TO;
 ws.py unread HPORT USER PASSWORD CONV: signs in (device "unread") and prints
-CONV's state from UnreadGet (last_seq read_seq peer_delivered peer_read).
+CONV's state from UnreadGet (last_seq read_seq peer_delivered peer_read);
+ws.py act HPORT USER PASSWORD TO KIND TARGET TEXT: signs in (device "act")
+and sends TEXT to TO with act {kind: KIND, target: TARGET}, prints the ack.
 Prints one JSON line; exits non-zero (with the reason) otherwise."""
 import asyncio, base64, json, sys, time
 import websockets
@@ -337,6 +339,17 @@ async def main():
         await ws.send(json.dumps({"type": "hello", "version": 2, "kind": "KIND_BOT",
                                   "client_name": "pg-shards-test/1"}))
         await frame(ws, "welcome")
+        if mode == "act":
+            user, password, to, kind, target, text = sys.argv[3:9]
+            await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": "act"}))
+            await frame(ws, "auth_ok")
+            await ws.send(json.dumps({"type": "send", "id": "act-%d" % time.time_ns(), "to": to,
+                                      "body": base64.b64encode(text.encode()).decode(),
+                                      "client_ts": int(time.time() * 1000),
+                                      "act": {"kind": kind, "target": int(target)}}))
+            ack = await frame(ws, "send_ack")
+            print(json.dumps({"seq": int(ack.get("seq", 0))}))
+            return
         if mode == "unread":
             user, password, conv = sys.argv[3:6]
             await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": "unread"}))
@@ -535,6 +548,33 @@ same "xblock-$A0-refused-says" "$(grep -c "does not accept your messages" "$tmp/
 same "xblock-nothing-stored" "$(q 0 "SELECT count(*) FROM messages WHERE $(body_has "$btext")")$(q 1 "SELECT count(*) FROM messages WHERE $(body_has "$btext")")" 00
 run "xblock-$B0-unblocks-$A0" 0 cli "$B0" unblock "$A0"
 xdm "$A0" "$B0"
+# message actions across: a delete for everyone takes the copy out of the
+# other shard's queue before it was fetched; an edit and a reaction arrive
+dtext="to be deleted $RANDOM$RANDOM"
+run "xact-send-$A0-$B0" 0 cli "$A0" send "$B0" "$dtext"
+dseq=$(jfield "$tmp/out" seq)
+same "xact-copy-queued-on-shard1" "$(q 1 "SELECT count(*) FROM messages WHERE $(body_has "$dtext")")" 1
+run "xact-delete-$A0" 0 "$PY" "$tmp/ws.py" act "$hport" "$A0" "$PARLEY_PASSWORD" "$B0" ACT_DELETE "${dseq:-0}" ""
+same "xact-copy-gone-on-shard1" "$(q 1 "SELECT count(*) FROM messages WHERE $(body_has "$dtext")")" 0
+run "xact-$B0-recv" 0 cli "$B0" recv --wait 1
+same "xact-deleted-not-shown" "$(count_msgs "$tmp/out" "$dtext")" 0
+same "xact-delete-arrives" "$(python3 -c '
+import json, sys
+print(sum(1 for d in map(json.loads, filter(str.strip, open(sys.argv[1])))
+          if d.get("type") == "message" and (d.get("act") or {}).get("kind") == "delete"
+          and int((d.get("act") or {}).get("target", 0)) == int(sys.argv[2])))' "$tmp/out" "${dseq:-0}" 2>&1)" 1
+# (the actions' senders sign in as device "act": B0's devices are counted later)
+etext="edited $RANDOM$RANDOM"
+run "xact-send2-$B1-$A1" 0 cli "$B1" send "$A1" "original $RANDOM"
+eseq=$(jfield "$tmp/out" seq)
+run "xact-edit-$B1" 0 "$PY" "$tmp/ws.py" act "$hport" "$B1" "$PARLEY_PASSWORD" "$A1" ACT_EDIT "${eseq:-0}" "$etext"
+run "xact-react-$A1" 0 "$PY" "$tmp/ws.py" act "$hport" "$A1" "$PARLEY_PASSWORD" "$B1" ACT_REACTION "${eseq:-0}" "+1"
+run "xact-$A1-recv" 0 cli "$A1" recv --wait 1
+same "xact-edit-arrives-at-$A1" "$(count_msgs "$tmp/out" "$etext")" 1
+run "xact-$B1-recv" 0 cli "$B1" recv --wait 1
+same "xact-edit-copied-to-$B1-other-devices" "$(count_msgs "$tmp/out" "$etext")" 1
+same "xact-reaction-arrives-at-$B1" "$(count_msgs "$tmp/out" "+1")" 1
+same "xact-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")$(q 1 "SELECT count(*) FROM outbox")" 00
 # groups are not across shards yet (step 4)
 unknown_like "group-add-$B0-to-group-of-$A0-unknown-peer" "$B0" cli "$A0" group add "${GID[$A0]}" %PEER%
 unknown_like "group-create-$B0-with-$A1-unknown-peer" "$A1" cli "$B0" group create cross %PEER%

@@ -118,14 +118,16 @@ static void pl__msg_inserted(pl_store_req *r, const PGresult *res, uint64_t *mid
 /* After the seq, in one round trip: both read watermarks (sending reads
  * the conversation, 11.4; the peer's row must exist for UNREAD) and the
  * conversation's timer (read under the convs row lock the seq took). */
-static pl_err pl__after_seq(pl__pg *g, const pl_pg_user *me, const pl_pg_user *peer, const char *conv,
-                            uint64_t seq, uint32_t *timer_s) {
+/* there: across shards, the user of the other shard (its read marks are
+ * made there, by the copy: pg_relay.c), else NULL. */
+static pl_err pl__after_seq(pl__pg *g, const pl_pg_user *me, const pl_pg_user *peer, const pl_pg_user *there,
+                            const char *conv, uint64_t seq, uint32_t *timer_s) {
   pl_pg_pipe p;
   pl_pg_pipe_begin(&p, g);
   pl_pg_pipe_add(&p,
-                 "WITH p AS (" PL_PG_READS_PEER("$1::bigint", "$2::bigint",
-                                                "$3") ") " PL_PG_READS_MINE("$1::bigint", "$3", "$4::bigint"),
-                 "uusu", me->id, peer->id, conv, seq);
+                 "WITH p AS (" PL_PG_READS_PEER("$1::bigint", "$2::bigint", "$3") ") " PL_PG_READS_MINE_IF(
+                     "$1::bigint", "$3", "$4::bigint", "$5::int = 1"),
+                 "uusui", me->id, there == peer ? me->id : peer->id, conv, seq, there != me);
   pl_pg_pipe_add(&p, PL_PG_ACTS_TIMER_SQL("$1"), "s", conv);
   pl_err e = pl_pg_pipe_end(&p);
   if (e == PL_OK)
@@ -135,13 +137,13 @@ static pl_err pl__after_seq(pl__pg *g, const pl_pg_user *me, const pl_pg_user *p
 }
 
 static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer, const pl_pg_user *me,
-                             char *conv, const uint8_t *att, size_t att_len) {
+                             const pl_pg_user *there, char *conv, const uint8_t *att, size_t att_len) {
   uint64_t seq = 0, ts = 0, expires = 0, mid = 0;
   uint32_t timer_s = 0;
   r->u.send.out.conv = conv;
   pl_err e = pl__next_and_dedup(g, r, conv, pl_now_ms(), &seq, &ts);
   if (e == PL_OK)
-    e = pl__after_seq(g, me, peer, conv, seq, &timer_s);
+    e = pl__after_seq(g, me, peer, there, conv, seq, &timer_s);
   if (e != PL_OK)
     return e;
   r->u.send.out.seq = seq;
@@ -161,6 +163,8 @@ static pl_err pl__send_write(pl__pg *g, pl_store_req *r, const pl_pg_user *peer,
   int at = r->u.send.out.ntargets ? pl__msg_insert_add(&p, r, att, att_len, expires) : -1;
   if (att)
     pl_pg_media_grant_add(g, &p, r->u.send.in.media_id, conv);
+  if (there) /* T1's outbox row, in the same transaction (docs/scaling.md 2) */
+    pl_pg_relay_add(g, &p, r, pl_pg_shard_of_id(g, there->id), there->id, expires);
   e = pl_pg_pipe_end(&p);
   if (e == PL_OK && at >= 0)
     pl__msg_inserted(r, p.res[at], &mid);
@@ -199,7 +203,21 @@ static pl_err pl__send_dm(pl__pg *g, pl_store_req *r, const pl_pg_user *peer, co
     }
     return e;
   }
-  return pl__send_write(g, r, peer, me, conv, att, att_len);
+  /* across shards: the user of the other shard gets the copy (T2), its
+   * devices are not queued here */
+  const pl_pg_user *there = NULL;
+  if (g->nshards > 1 && pl_pg_shard_of_id(g, peer->id) != g->shard)
+    there = peer;
+  else if (g->nshards > 1 && pl_pg_shard_of_id(g, me->id) != g->shard)
+    there = me;
+  if (there) {
+    size_t k = 0;
+    for (size_t i = 0; i < r->u.send.out.ntargets; i++)
+      if (pl_pg_shard_of_id(g, t[i]) == g->shard)
+        t[k++] = t[i];
+    r->u.send.out.ntargets = k;
+  }
+  return pl__send_write(g, r, peer, me, there, conv, att, att_len);
 }
 
 /* What a send reads first, in one round trip (pipeline mode): its dedup
@@ -207,22 +225,30 @@ static pl_err pl__send_dm(pl__pg *g, pl_store_req *r, const pl_pg_user *peer, co
 static pl_err pl__send_reads(pl__pg *g, pl_store_req *r, int *hit, pl_pg_user **peer, pl_pg_user **me,
                              int *role) {
   pl_pg_pipe p;
+  pl_pg_xpipe x;
+  pl_err xe = PL_OK;
+  long me_at, peer_at = -1;
   *peer = *me = NULL;
   *role = PL_ROLE_NONE;
   pl_pg_pipe_begin(&p, g);
+  pl_pg_xpipe_begin(&x, g, &p); /* a 1:1 send's users: each on its shard */
   pl_pg_pipe_add(&p,
                  "SELECT conv, seq, server_ts, vanish FROM dedup WHERE device_id = $1 AND client_id = $2 AND "
                  "server_ts > $3",
                  "usu", r->device_id, r->u.send.in.client_id, pl_retention_dedup_cut(g->ttl_ms, pl_now_ms()));
-  pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
-  if (!r->u.send.in.group)
-    pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.name = $1"), "s", r->u.send.in.peer);
+  int role_at = -1;
+  if (r->u.send.in.group)
+    role_at = pl_pg_pipe_add(&p, "SELECT role FROM members WHERE gid = $1 AND uid = $2", "uu",
+                             r->u.send.in.group, r->user_id);
   else
-    pl_pg_pipe_add(&p, "SELECT role FROM members WHERE gid = $1 AND uid = $2", "uu", r->u.send.in.group,
-                   r->user_id);
-  pl_err e = pl_pg_pipe_end(&p);
-  if (e != PL_OK)
+    peer_at = pl_pg_xpipe_user_by_name(&x, r->u.send.in.peer);
+  me_at = pl_pg_xpipe_user(&x, r->user_id);
+  pl_err e = pl_pg_xpipe_end(&x);
+  if (e != PL_OK) {
+    pl_pg_xpipe_clear(&x);
+    pl_pg_pipe_clear(&p);
     return e;
+  }
   PGresult *d = p.res[0];
   *hit = PQntuples(d) > 0;
   if (*hit) {
@@ -232,17 +258,22 @@ static pl_err pl__send_reads(pl__pg *g, pl_store_req *r, int *hit, pl_pg_user **
     r->u.send.out.vanish_at = pl_pg_col_u64(d, 0, 3);
     r->u.send.out.duplicate = 1;
   } else {
-    pl_pg_user_load(p.res[1], PL_OK, me);
-    p.res[1] = NULL;
+    pl_pg_user_load(pl_pg_xpipe_take(&x, me_at, &xe), PL_OK, me);
+    e = xe;
     if (!r->u.send.in.group) {
-      pl_pg_user_load(p.res[2], PL_OK, peer);
-      p.res[2] = NULL;
-    } else if (PQntuples(p.res[2]) > 0) {
-      *role = pl_pg_col_int(p.res[2], 0, 0);
+      pl_pg_user_load(pl_pg_xpipe_take(&x, peer_at, &xe), PL_OK, peer);
+      e = e == PL_OK ? xe : e;
+    } else if (PQntuples(p.res[role_at]) > 0) {
+      *role = pl_pg_col_int(p.res[role_at], 0, 0);
     }
   }
+  pl_pg_xpipe_clear(&x);
   pl_pg_pipe_clear(&p);
-  return PL_OK;
+  if (e != PL_OK) { /* a shard away: this send fails (retryable), not the batch */
+    r->status = e;
+    e = PL_OK;
+  }
+  return e;
 }
 
 pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r) {
@@ -252,7 +283,7 @@ pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r) {
   pl_pg_user *peer = NULL, *me = NULL;
   int role;
   pl_err e = pl__send_reads(g, r, &hit, &peer, &me, &role);
-  if (e != PL_OK || hit)
+  if (e != PL_OK || hit || r->status != PL_OK)
     goto out;
   if (r->u.send.in.body_len > PL_PG_MAX_BODY) {
     r->status = PL_ERR_MESSAGE_TOO_LARGE;
@@ -294,11 +325,11 @@ pl_err pl_pg_conv_mark_read(pl__pg *g, pl_store_req *r) {
   if (e == PL_OK) {
     pl_pg_user_load(pl_pg_xpipe_take(&x, peer_at, &pe), PL_OK, &peer);
     pl_pg_user_load(pl_pg_xpipe_take(&x, me_at, &me_e), PL_OK, &me);
-    e = pe != PL_OK ? pe : me_e;
+    r->status = pe != PL_OK ? pe : me_e; /* a shard away: this request fails (retryable), not the batch */
   }
   pl_pg_xpipe_clear(&x);
   pl_pg_pipe_clear(&p);
-  if (e != PL_OK)
+  if (e != PL_OK || r->status != PL_OK)
     goto out;
   r->status = pl_privacy_peer(peer != NULL, me != NULL, peer && me && peer->id == me->id, 1);
   if (r->status != PL_OK)

@@ -27,6 +27,7 @@
  * the guard says all that an earlier one would.) */
 #include <stdio.h>
 
+#include "../../rules/pl_acts.h"
 #include "pg_internal.h"
 
 #define PL__GRACE_MS 2000u /* the sweep leaves younger rows to their own node */
@@ -84,16 +85,26 @@ enum {
 
 /* A message ($1 stream, $2 seq, $3 conv, $4 uid, $5 sender, $6 from,
  * $7 from_device, $8 from_did, $9 client_id, $10 body, $11 client_ts,
- * $12 server_ts, $13 expires, $14 act): the receiving user's read
- * watermarks as on one shard (the sender's: read up to it; the peer's: a
- * row if none); the message queued for the user's signed-in devices but
- * the sending one, read now (a device signed in since T1 gets it too). */
+ * $12 server_ts, $13 expires, $14 act, $15 the seq a delete for everyone
+ * takes out, else 0): the receiving user's read watermarks as on one
+ * shard (the sender's: read up to it; the peer's: a row if none); the
+ * deleted message's copy out of every queue here, as pl__delete
+ * (pg_acts.c) does on the conversation's shard; the message queued for the
+ * user's signed-in devices but the sending one, read now (a device signed
+ * in since T1 gets it too). */
 #define PL__MINE PL_PG_READS_MINE_IF("$4::bigint", "$3", "$2::bigint", "$4::bigint = $5::bigint")
 #define PL__PEER PL_PG_READS_PEER("$5::bigint", "$4::bigint", "$3")
+#define PL__UNQUEUE                                                                                  \
+  " dd AS (SELECT mid FROM messages WHERE $15::bigint > 0 AND EXISTS(SELECT 1 FROM g) AND conv = $3" \
+  " AND seq = $15::bigint AND kind = 0),"                                                            \
+  " dq AS (DELETE FROM queue WHERE mid IN (SELECT mid FROM dd) RETURNING device_id),"                \
+  " du AS (INSERT INTO dequeued(device_id, n) SELECT device_id, count(*) FROM dq GROUP BY 1"         \
+  " ON CONFLICT(device_id) DO UPDATE SET n = dequeued.n + EXCLUDED.n),"                              \
+  " dm AS (DELETE FROM messages WHERE mid IN (SELECT mid FROM dd)),"
 #define PL__COPY_SQL                                                                                      \
   PL__GUARD " tg AS (SELECT id FROM devices WHERE user_id = $4::bigint AND token_hash IS NOT NULL"        \
             " AND id <> $8::bigint AND EXISTS(SELECT 1 FROM g)),"                                         \
-            " rm AS (" PL__MINE "), rp AS (" PL__PEER "),"                                                \
+            " rm AS (" PL__MINE "), rp AS (" PL__PEER ")," PL__UNQUEUE                                    \
             " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body," \
             " client_ts, server_ts, expires, refs, act) SELECT $3, $2::bigint, $5::bigint, $6, $7, $9,"   \
             " $10::bytea, $11::bigint, $12::bigint, $13::bigint, (SELECT count(*) FROM tg), $14::bytea"   \
@@ -165,9 +176,11 @@ static void pl__owe(pl__pg *g, pl_store_req *r, unsigned target, const char *str
 void pl_pg_relay_add(pl__pg *g, pl_pg_pipe *p, pl_store_req *r, unsigned target, uint64_t uid,
                      uint64_t expires) {
   const pl_msg *m = &r->u.send.out.msg;
+  const pl_act *a = r->u.send.in.act; /* a delete for everyone: its target leaves the queues there too */
+  uint64_t unqueue = a && pl_acts_delete_unqueues(a->kind) ? a->target : 0;
   pl_pg_pipe_addp(p, &pl__st[PL__OUTBOX], "isuusiusuussusbuuub", (int)target, m->conv, m->seq, pl_now_ms(),
-                  m->conv, 0, (uint64_t)0, NULL, uid, r->user_id, m->from, m->from_device, r->device_id,
-                  m->id, (const void *)m->body, m->body_len, m->client_ts, m->server_ts, pl_pg_clamp(expires),
+                  m->conv, 0, unqueue, NULL, uid, r->user_id, m->from, m->from_device, r->device_id, m->id,
+                  (const void *)m->body, m->body_len, m->client_ts, m->server_ts, pl_pg_clamp(expires),
                   (const void *)m->act, m->act_len);
   pl__owe(g, r, target, m->conv, m->seq, 1);
 }
@@ -283,9 +296,9 @@ static pl_err pl__t2(pl__pg *l, pl__copied *c) {
       pl_pg_pipe_addp(&p, &pl__st[PL__COPY_EV], "ssssssssss", V(STREAM), V(SEQ), V(CONV), V(KIND), V(AUX),
                       V(DEVS), V(SENDER), V(FROM), V(SERVER_TS), V(EXPIRES));
     else
-      pl_pg_pipe_addp(&p, &pl__st[PL__COPY], "ssssssssssssss", V(STREAM), V(SEQ), V(CONV), V(UID), V(SENDER),
+      pl_pg_pipe_addp(&p, &pl__st[PL__COPY], "sssssssssssssss", V(STREAM), V(SEQ), V(CONV), V(UID), V(SENDER),
                       V(FROM), V(FROM_DEVICE), V(FROM_DID), V(ID), V(BODY), V(CLIENT_TS), V(SERVER_TS),
-                      V(EXPIRES), V(ACT));
+                      V(EXPIRES), V(ACT), V(AUX));
 #undef V
   }
   int ci = pl_pg_pipe_add(&p, "COMMIT", NULL);

@@ -20,14 +20,14 @@ static pl_err pl__me_and_peer(pl__pg *g, pl_store_req *r, const char *peer_name,
   long peer_at = pl_pg_xpipe_user_by_name(&x, peer_name), me_at = pl_pg_xpipe_user(&x, r->user_id);
   pl_err e = pl_pg_xpipe_end(&x);
   if (e == PL_OK) {
-    pl_pg_user_load(pl_pg_xpipe_take(&x, peer_at, &xe), PL_OK, peer);
-    e = xe;
+    pl_err pe;
+    pl_pg_user_load(pl_pg_xpipe_take(&x, peer_at, &pe), PL_OK, peer);
     pl_pg_user_load(pl_pg_xpipe_take(&x, me_at, &xe), PL_OK, me);
-    e = e == PL_OK ? xe : e;
+    r->status = pe != PL_OK ? pe : xe; /* a shard away: this request fails (retryable), not the batch */
   }
   pl_pg_xpipe_clear(&x);
   pl_pg_pipe_clear(&p);
-  if (e != PL_OK)
+  if (e != PL_OK || r->status != PL_OK)
     return e;
   r->status = pl_privacy_peer(*peer != NULL, *me != NULL, *me && *peer && (*me)->id == (*peer)->id, 0);
   return PL_OK;
