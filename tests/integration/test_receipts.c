@@ -147,6 +147,10 @@ static void test_receipts_reach_offline_sender_once(void) {
   int a = dev_open(REG, "alice", "phone", ta);
   close(dev_open(REG, "bob", "phone", tb));
   send_n(a, "bob", 3, "m");
+  /* Offline for sure: the server's close seen before Bob acks (a plain close
+   * raced the ack, and the receipt went live to the dying connection). */
+  shutdown(a, SHUT_WR);
+  CHECK(tl_wait_closed(a, T_MS));
   close(a);
   int b = dev_resume(tb);
   uint64_t q1 = next_message(b, 1);
