@@ -500,6 +500,8 @@ static void *pl__thread(void *arg) {
   size_t max = s->cfg.max_batch ? s->cfg.max_batch : PL__DEFAULT_BATCH;
   uint64_t next_sweep = pl_mono_ms() + sweep_ms, last_start = 0, until;
   uint64_t next_relay = pl_mono_ms() + PL__RELAY_MS;
+  /* only a sharded store has work between shards: one alone never wakes for it */
+  int relays = s->be->relay && s->cfg.nshards > 1;
   int yield = 0, flush_failed = 0; /* yield: queued requests go before the next chunk */
   pthread_mutex_lock(&s->mu);
   for (;;) {
@@ -524,7 +526,7 @@ static void *pl__thread(void *arg) {
       next_sweep = pl_mono_ms() + sweep_ms;
       yield = flush_failed = 0;
       pthread_mutex_lock(&s->mu);
-    } else if (s->be->relay && pl_mono_ms() >= next_relay && !(yield && s->head)) {
+    } else if (relays && pl_mono_ms() >= next_relay && !(yield && s->head)) {
       pthread_mutex_unlock(&s->mu);
       s->be->relay(s->bctx, pl__relay_deliver, s);
       next_relay = pl_mono_ms() + PL__RELAY_MS;
@@ -547,7 +549,7 @@ static void *pl__thread(void *arg) {
     } else {
       struct timespec ts;
       uint64_t wake = pl__unreserved(s) && s->next_probe < next_sweep ? s->next_probe : next_sweep;
-      pl__deadline(&ts, s->be->relay && next_relay < wake ? next_relay : wake);
+      pl__deadline(&ts, relays && next_relay < wake ? next_relay : wake);
       s->idle = 1;
       pthread_cond_timedwait(&s->wake, &s->mu, &ts);
       s->idle = 0;

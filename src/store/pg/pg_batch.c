@@ -3,7 +3,10 @@
  * docs/architecture.md, "PostgreSQL backend"):
  *
  *   1. reads (with the transaction's BEGIN): each send's dedup record, its
- *      peer and its sender, the queue lengths of both users' devices;
+ *      peer and its sender, the queue lengths of both users' devices; on a
+ *      sharded store, a user homed on another shard is read there, through
+ *      the link to that shard (pl_pg_link), sent before this round trip is
+ *      waited for, so the two overlap;
  *   2. the conversations' rows locked (SELECT ... FOR UPDATE: their last
  *      seq and time) in conv order, the target devices' rows in id order
  *      (the same order on every node: no deadlock between runs), then
@@ -13,7 +16,9 @@
  *   3. one self-contained statement per send (the conversation's new seq,
  *      the dedup record, both read watermarks, the message, its row in the
  *      action targets' index, its queue rows with each device's next qid),
- *      then COMMIT (pl__pg_commit) in the same round trip.
+ *      then COMMIT (pl__pg_commit) in the same round trip; a send to a
+ *      user of another shard also writes its outbox row in it, and the
+ *      copy follows the commit (pg_relay.c).
  *
  * Between 2 and 3 the rules decide in C as on the per-request path
  * (pg_conv.c): pl_privacy, pl_conv, pl_acts, pl_retention, the queue
@@ -257,6 +262,9 @@ static pl_err pl__reads(pl__pg *g, struct pl_pg_batch *b) {
       pl_pg_pipe_begin(&o[f->other], l);
     pl__reads_add(g, f, &p, f->other >= 0 ? &o[f->other] : NULL, cut);
   }
+  for (unsigned j = 0; j < k; j++) /* the other shards' reads sent first: they overlap ours */
+    if (o[j].g)
+      pl_pg_pipe_send(&o[j]);
   pl_err e = pl_pg_pipe_end(&p);
   for (unsigned j = 0; j < k; j++)
     oe[j] = o[j].g ? pl_pg_pipe_end(&o[j]) : PL_OK;

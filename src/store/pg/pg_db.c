@@ -192,6 +192,15 @@ static pl_err pl__pipe_next(pl__pg *g, const char *sql, PGresult **keep) {
   return e;
 }
 
+void pl_pg_pipe_send(pl_pg_pipe *pp) {
+  if (!pp->started || pp->synced || PQpipelineStatus(pp->g->conn) != PQ_PIPELINE_ON)
+    return;
+  pp->synced = 1;
+  atomic_fetch_add(&pp->g->round_trips, 1);
+  if (PQpipelineSync(pp->g->conn) != 1 && pp->err == PL_OK) /* it flushes: the server has them */
+    pp->err = pl__result(pp->g, NULL, "pipeline sync");
+}
+
 /* One sync, then each statement's result in order (and the NULL that ends
  * it), then the sync's own: the connection is back out of pipeline mode.
  * However many statements: one round trip (/metrics counts it as one). */
@@ -205,9 +214,8 @@ pl_err pl_pg_pipe_end(pl_pg_pipe *pp) {
     return e;
   }
   if (e == PL_OK || PQpipelineStatus(g->conn) == PQ_PIPELINE_ON) {
-    atomic_fetch_add(&g->round_trips, 1);
-    if (PQpipelineSync(g->conn) != 1 && e == PL_OK)
-      e = pl__result(g, NULL, "pipeline sync");
+    pl_pg_pipe_send(pp);
+    e = e == PL_OK ? pp->err : e;
     pp->res = pl_calloc((size_t)pp->n + 1, sizeof *pp->res);
     if (pp->lead) {
       pl_err el = pl__pipe_next(g, "BEGIN", NULL);
@@ -293,29 +301,29 @@ static pl_err pl__connect(pl__pg *g) {
     pl_error("store: cannot connect to postgresql: %s", PQerrorMessage(g->conn));
     return PL_ERR_STORE;
   }
-  /* A node that stops mid-transaction (SIGSTOP, a hung host) would hold its
-   * row locks, and every node waiting on them would stall with it: the
-   * database ends such a transaction after 4 s idle (a running node sends
-   * its statements back to back; its own next statement then fails, a
-   * retryable error, and it reconnects). 4 s, not more: a client that gives
-   * up a silent node (3 s at most in the tests) and resumes elsewhere waits
-   * on those locks, and must be back within one heartbeat (10 s);
-   * cluster_fault_sigstop took 12 s under load with 10. */
-  /* A link (pl_pg_link) copies to another shard after its own store's
-   * commit: a shard that hangs holds that store up for 3 s at most, after
-   * which the sweep retries. */
-  /* A node killed while its statement waits on a lock: the database sees
-   * the client gone within a second and rolls back, rather than running
-   * the statements piped behind it (a COMMIT among them) once the lock
-   * comes. */
-  PGresult *res =
-      PQexec(g->conn, g->is_link ? "SET synchronous_commit = on; SET client_min_messages = warning;"
-                                   " SET idle_in_transaction_session_timeout = '4s';"
-                                   " SET client_connection_check_interval = '1s';"
-                                   " SET statement_timeout = '3s'"
-                                 : "SET synchronous_commit = on; SET client_min_messages = warning;"
-                                   " SET idle_in_transaction_session_timeout = '4s';"
-                                   " SET client_connection_check_interval = '1s'");
+  /* Every session:
+   * - idle_in_transaction_session_timeout: a node that stops
+   *   mid-transaction (SIGSTOP, a hung host) would hold its row locks, and
+   *   every node waiting on them would stall with it: the database ends
+   *   such a transaction after 4 s idle (a running node sends its
+   *   statements back to back; its own next statement then fails, a
+   *   retryable error, and it reconnects). 4 s, not more: a client that
+   *   gives up a silent node (3 s at most in the tests) and resumes
+   *   elsewhere waits on those locks, and must be back within one
+   *   heartbeat (10 s); cluster_fault_sigstop took 12 s under load with 10.
+   * - client_connection_check_interval: a node killed while its statement
+   *   waits on a lock is seen gone within a second and rolled back, rather
+   *   than the statements piped behind it (a COMMIT among them) running
+   *   once the lock comes.
+   * A link (pl_pg_link) also gets statement_timeout: it copies to another
+   * shard after its own store's commit, so a shard that hangs holds that
+   * store up for 3 s at most, after which the sweep retries. */
+  char set[320];
+  snprintf(set, sizeof set, "%s%s",
+           "SET synchronous_commit = on; SET client_min_messages = warning;"
+           " SET idle_in_transaction_session_timeout = '4s'; SET client_connection_check_interval = '1s'",
+           g->is_link ? "; SET statement_timeout = '3s'" : "");
+  PGresult *res = PQexec(g->conn, set);
   pl_err e = PQresultStatus(res) == PGRES_COMMAND_OK ? PL_OK : PL_ERR_STORE;
   PQclear(res);
   return e;
@@ -511,7 +519,7 @@ static pl_err pl__pg_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   if (e == PL_OK)
     e = pl_pg_q(g, NULL, "DELETE FROM dedup WHERE server_ts <= $1", "u",
                 pl_retention_dedup_cut(g->ttl_ms, now_ms));
-  if (e == PL_OK) /* copies owed of messages gone by now: none is needed */
+  if (e == PL_OK && g->nshards > 1) /* copies owed of messages gone by now: none is needed */
     e = pl_pg_q(g, NULL, "DELETE FROM outbox WHERE expires <= $1", "u", now_ms);
   if (e == PL_OK)
     e = pl_pg_acts_expire(g, now_ms);

@@ -108,6 +108,7 @@ typedef struct pl_pg_pipe {
   pl_err err;
   int n, lead; /* statements; lead: BEGIN went before them */
   int started; /* in pipeline mode (from the first statement) */
+  int synced;  /* its sync sent (pl_pg_pipe_send): only the results are left */
   size_t cap;
   const char **sql;
   PGresult **res; /* after pl_pg_pipe_end: n results */
@@ -115,6 +116,10 @@ typedef struct pl_pg_pipe {
 void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g);
 int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...);
 pl_err pl_pg_pipe_end(pl_pg_pipe *pp);
+/* Sends the pipe's sync now, its results read by pl_pg_pipe_end later:
+ * pipes on several connections (shards) sent first, then each ended, wait
+ * for their round trips side by side. */
+void pl_pg_pipe_send(pl_pg_pipe *pp);
 /* A statement prepared on every connection (named; pl_pg_batch_stmts). */
 typedef struct pl_pg_stmt {
   const char *name, *sql;

@@ -58,6 +58,9 @@ long pl_pg_xpipe_user_by_name(pl_pg_xpipe *x, const char *name) {
 }
 
 pl_err pl_pg_xpipe_end(pl_pg_xpipe *x) {
+  for (unsigned j = 0; x->there && j < x->g->nshards; j++) /* sent before any is waited for */
+    if (x->there[j].g)
+      pl_pg_pipe_send(&x->there[j]);
   pl_err e = pl_pg_pipe_end(x->here);
   for (unsigned j = 0; x->there && j < x->g->nshards; j++)
     if (x->there[j].g)
