@@ -4,7 +4,7 @@
  * A user's rows live on the shard of its home bucket (pl_bucket.h): a
  * request goes there, found from what it carries: the asking user's id,
  * a name (sign-up, sign-in), a token's bucket (resume, media) or a group
- * id. A plain 1:1 send goes to its conversation's shard, that of the
+ * id. A 1:1 send goes to its conversation's shard, that of the
  * pair's lower bucket (the sender's id and the peer's name give both),
  * which copies it to the other user's shard (pg_relay.c). Other requests
  * still meet only the users of their own shard (others are unknown peers
@@ -46,12 +46,12 @@ static int pl__admin(const pl_store_admin_req *a, unsigned n) {
   }
 }
 
-/* A 1:1 send without an attachment: its conversation's shard, the pair's
- * lower bucket's (an attachment's media row is on the uploader's shard:
- * not across shards yet). */
+/* A 1:1 send: its conversation's shard, the pair's lower bucket's (an
+ * attachment's upload is read and granted on its owner's shard from
+ * there, pg_media.c). A group's: still the sender's. */
 static int pl__of_send(const pl_store_req *r, unsigned n) {
   const pl_store_send_req *s = &r->u.send;
-  if (s->in.group || !s->in.peer || (s->in.media_id && *s->in.media_id))
+  if (s->in.group || !s->in.peer)
     return pl__of_id(r->user_id, n);
   uint32_t me = pl_bucket_of_id(r->user_id), peer = pl_bucket_of_name(s->in.peer, strlen(s->in.peer));
   return (int)pl_bucket_shard(me < peer ? me : peer, n);

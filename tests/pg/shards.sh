@@ -315,7 +315,9 @@ TO TEXT: a new connection resumes with the kept token and sends TEXT to TO;
 ws.py unread HPORT USER PASSWORD CONV: signs in (device "unread") and prints
 CONV's state from UnreadGet (last_seq read_seq peer_delivered peer_read);
 ws.py act HPORT USER PASSWORD TO KIND TARGET TEXT: signs in (device "act")
-and sends TEXT to TO with act {kind: KIND, target: TARGET}, prints the ack.
+and sends TEXT to TO with act {kind: KIND, target: TARGET}, prints the ack;
+ws.py fwd HPORT USER PASSWORD TO MEDIA_ID TEXT: the same with the upload
+MEDIA_ID attached (a forward), prints the ack or the error's code.
 Prints one JSON line; exits non-zero (with the reason) otherwise."""
 import asyncio, base64, json, sys, time
 import websockets
@@ -349,6 +351,22 @@ async def main():
                                       "act": {"kind": kind, "target": int(target)}}))
             ack = await frame(ws, "send_ack")
             print(json.dumps({"seq": int(ack.get("seq", 0))}))
+            return
+        if mode == "fwd":
+            user, password, to, media_id, text = sys.argv[3:8]
+            await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": "act"}))
+            await frame(ws, "auth_ok")
+            await ws.send(json.dumps({"type": "send", "id": "fwd-%d" % time.time_ns(), "to": to,
+                                      "body": base64.b64encode(text.encode()).decode(),
+                                      "client_ts": int(time.time() * 1000), "media": {"id": media_id}}))
+            while True:
+                f = json.loads(await asyncio.wait_for(ws.recv(), 20))
+                if f.get("type") in ("send_ack", "error"):
+                    break
+            if f["type"] == "error":
+                print(json.dumps({"error": f.get("code")}))
+                sys.exit(5)
+            print(json.dumps({"seq": int(f.get("seq", 0))}))
             return
         if mode == "unread":
             user, password, conv = sys.argv[3:6]
@@ -628,6 +646,58 @@ recv_once "image-$B0-$B1" "$B1" "$caption"
 same "image-$B0-$B1-media-id" "$(grep -c "\"media\":{\"id\":\"$mid\"" "$tmp/recv.image-$B0-$B1" || true)" 1
 run "fetch-image-$B1" 0 cli "$B1" fetch "$mid" "$tmp/fetched.png"
 same "fetched-is-png" "$(head -c 8 "$tmp/fetched.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" 89504e470d0a1a0a
+
+# attachments across shards: the upload, its grants and its bytes stay on
+# the uploader's shard; the message is copied with its attachment; whoever
+# may see the upload fetches it through the node's own shard, wherever it lives
+png_magic() { head -c 8 "$1" 2>/dev/null | od -An -tx1 | tr -d ' \n'; }
+xcap="across $RANDOM$RANDOM"
+xconv=$(conv "$A1" "$B0")
+run "ximage-send-$B0-$A1" 0 cli "$B0" send --image "$tmp/pic.png" "$A1" "$xcap"
+xmid=$(jfield "$tmp/out" media id)
+[[ $xmid =~ ^[0-9a-f]+$ ]] || xmid=none
+same "ximage-upload-on-shard1-only" "$(q 1 "SELECT count(*) FROM media WHERE id = '$xmid'") $(q 0 "SELECT count(*) FROM media")" "1 0"
+same "ximage-grant-on-shard1-only" \
+  "$(q 1 "SELECT string_agg(conv, ',') FROM media_grants WHERE media = '$xmid'") $(q 0 "SELECT count(*) FROM media_grants")" "$xconv 0"
+same "ximage-committed-on-shard0" "$(q 0 "SELECT count(*) FROM messages WHERE media_id = '$xmid' AND conv = '$xconv' AND media IS NOT NULL")" 1
+recv_once "ximage-$B0-$A1" "$A1" "$xcap"
+same "ximage-$A1-sees-media-id" "$(grep -c "\"media\":{\"id\":\"$xmid\"" "$tmp/recv.ximage-$B0-$A1" || true)" 1
+run "ximage-fetch-$A1" 0 cli "$A1" fetch "$xmid" "$tmp/x1.png"
+same "ximage-fetched-by-$A1-is-png" "$(png_magic "$tmp/x1.png")" 89504e470d0a1a0a
+run "ximage-thumb-$A1" 0 cli "$A1" fetch --thumb "$xmid" "$tmp/x1t.jpg"
+# the sender's other device gets T2's copy, attachment and all
+run "ximage-$B0-other-recv" 0 cli "$B0" --device other recv --wait 2
+same "ximage-$B0-other-gets-copy-with-media" "$(grep "$xcap" "$tmp/out" | grep -c "\"media\":{\"id\":\"$xmid\"" || true)" 1
+# no grant, no fetch: on the upload's shard or off it
+run "ximage-fetch-$B1-refused" 5 cli "$B1" fetch "$xmid" "$tmp/xb1.png"
+same "ximage-fetch-$B1-refused-403" "$(grep -c 403 "$tmp/err")" 1
+run "ximage-fetch-$A0-refused" 5 cli "$A0" fetch "$xmid" "$tmp/xa0.png"
+same "ximage-fetch-$A0-refused-403" "$(grep -c 403 "$tmp/err")" 1
+# a forward: A1 (shard 0) may attach it, and its grant goes to shard 1
+# before the send commits; B1, who may not see it, cannot attach it
+run "ximage-fwd-$B1-refused" 5 "$PY" "$tmp/ws.py" fwd "$hport" "$B1" "$PARLEY_PASSWORD" "$A0" "$xmid" "no"
+same "ximage-fwd-$B1-refused-says" "$(jfield "$tmp/out" error)" ERR_UNKNOWN_MEDIA
+fconv=$(conv "$A0" "$A1")
+run "ximage-fwd-$A1-$A0" 0 "$PY" "$tmp/ws.py" fwd "$hport" "$A1" "$PARLEY_PASSWORD" "$A0" "$xmid" "fwd $xcap"
+same "ximage-fwd-grants-on-shard1" \
+  "$(q 1 "SELECT string_agg(conv, ',' ORDER BY conv COLLATE \"C\") FROM media_grants WHERE media = '$xmid'") $(q 0 "SELECT count(*) FROM media_grants")" \
+  "$(printf '%s\n' "$xconv" "$fconv" | LC_ALL=C sort | paste -sd,) 0"
+run "ximage-fwd-$A0-recv" 0 cli "$A0" recv --wait 2
+same "ximage-fwd-$A0-sees-media-id" "$(grep "fwd $xcap" "$tmp/out" | grep -c "\"media\":{\"id\":\"$xmid\"" || true)" 1
+run "ximage-fetch-$A0-after-fwd" 0 cli "$A0" fetch "$xmid" "$tmp/xa0.png"
+same "ximage-fetched-by-$A0-is-png" "$(png_magic "$tmp/xa0.png")" 89504e470d0a1a0a
+# the other way: shard 0's upload to a shard 1 user, committed on shard 0
+ycap="across back $RANDOM$RANDOM"
+run "ximage-send-$A0-$B1" 0 cli "$A0" send --image "$tmp/pic.png" "$B1" "$ycap"
+ymid=$(jfield "$tmp/out" media id)
+[[ $ymid =~ ^[0-9a-f]+$ ]] || ymid=none
+same "ximage2-upload-and-grant-on-shard0" \
+  "$(q 0 "SELECT count(*) FROM media_grants WHERE media = '$ymid' AND conv = '$(conv "$A0" "$B1")'") $(q 1 "SELECT count(*) FROM media WHERE id = '$ymid'")" "1 0"
+same "ximage2-copy-on-shard1" "$(q 1 "SELECT count(*) FROM messages WHERE media_id = '$ymid' AND media IS NOT NULL")" 1
+recv_once "ximage2-$A0-$B1" "$B1" "$ycap"
+run "ximage2-fetch-$B1" 0 cli "$B1" fetch "$ymid" "$tmp/y1.png"
+same "ximage2-fetched-by-$B1-is-png" "$(png_magic "$tmp/y1.png")" 89504e470d0a1a0a
+same "ximage-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")$(q 1 "SELECT count(*) FROM outbox")" 00
 
 # ==== 6. Resume with a saved token, on both shards ===========================
 # ws_resume_ok NAME USER TO: USER's saved token resumes; the session sends TO a text TO receives once

@@ -178,6 +178,20 @@ static void test_route(void) {
   CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_EACH);
   r.op = PL_STORE_PUSH_DONE;
   CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_SPLIT);
+  /* a 1:1 send: the conversation's shard, the pair's lower bucket's, with
+   * an attachment or without; a group's: the sender's */
+  memset(&r, 0, sizeof r);
+  r.op = PL_STORE_SEND;
+  r.user_id = pl_bucket_id(ALICE_BUCKET, 7);
+  r.u.send.in.peer = "bob";
+  CHECK_EQ_I(pl_store_route(&r, 2), 0);
+  r.u.send.in.media_id = "39070000000000000000000000000000";
+  CHECK_EQ_I(pl_store_route(&r, 2), 0);
+  r.u.send.in.peer = "alice";
+  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  r.u.send.in.peer = NULL;
+  r.u.send.in.group = pl_bucket_id(0, 3);
+  CHECK_EQ_I(pl_store_route(&r, 2), 1);
   memset(&r, 0, sizeof r);
   r.op = PL_STORE_ADMIN;
   r.u.admin.in.action = PL_ADMIN_DISABLE;

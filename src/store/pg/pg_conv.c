@@ -217,6 +217,10 @@ static pl_err pl__send_dm(pl__pg *g, pl_store_req *r, const pl_pg_user *peer, co
         t[k++] = t[i];
     r->u.send.out.ntargets = k;
   }
+  if (att && (r->status = pl_pg_media_grant_away(g, r->u.send.in.media_id, conv)) != PL_OK) {
+    pl_free(conv); /* the upload's shard away: this send fails (retryable), nothing written */
+    return PL_OK;
+  }
   return pl__send_write(g, r, peer, me, there, conv, att, att_len);
 }
 
@@ -291,7 +295,7 @@ pl_err pl_pg_conv_send(pl__pg *g, pl_store_req *r) {
   }
   /* checked before anything is written: a refused send leaves no trace */
   if (r->u.send.in.media_id && *r->u.send.in.media_id) {
-    e = pl_pg_media_for_send(g, r, &att, &att_len);
+    e = pl_pg_media_for_send(g, r, me, &att, &att_len);
     if (e != PL_OK || r->status != PL_OK)
       goto out;
   }

@@ -207,6 +207,8 @@ pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const pl_pg_user *me, int ro
   pl_err e = pl_pg_acts_check(g, r, conv, me->id, gid, role, pl_now_ms());
   if (e != PL_OK || r->status != PL_OK)
     return e;
+  if (att && (r->status = pl_pg_media_grant_away(g, r->u.send.in.media_id, conv)) != PL_OK)
+    return PL_OK; /* the upload's shard away: this send fails (retryable), nothing written */
   pl__gentry x = {.gid = gid,
                   .client_ts = r->u.send.in.client_ts,
                   .kind = PL_MSG_MESSAGE,

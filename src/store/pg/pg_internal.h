@@ -204,6 +204,10 @@ pl_err pl_pg_xpipe_names(pl__pg *g, const uint64_t *ids, size_t n, char **names)
 /* The connection of uid's shard: g itself, or a link (NULL: unreachable). */
 pl__pg *pl_pg_home(pl__pg *g, uint64_t uid);
 pl__pg *pl_pg_home_of_name(pl__pg *g, const char *name);
+/* An upload's: its owner's shard, which its id names (pl_bucket_of_media;
+ * an id that names none: g's). _is: whether that is g's own. */
+pl__pg *pl_pg_home_of_media(pl__pg *g, const char *media_id);
+int pl_pg_home_of_media_is(const pl__pg *g, const char *media_id);
 /* The outbox's statements, prepared on each connection as the batch's. */
 const pl_pg_stmt *pl_pg_relay_stmts(size_t *n);
 /* T1's outbox row for r (a plain 1:1 send written in the run: its out.msg
@@ -466,12 +470,16 @@ pl_err pl_pg_push_claim(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_push_done(pl__pg *g, pl_store_req *r);
 
 /* ---- media (pg_media.c) ------------------------------------------------------- */
-/* An attachment: the packed Media of an upload the sender may attach. */
-pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, uint8_t **att, size_t *len);
-/* Whoever is in conv may fetch the upload from now on. */
-pl_err pl_pg_media_grant(pl__pg *g, const char *media_id, const char *conv);
-/* The same as statements of a pipe. */
+/* An attachment: the packed Media of an upload the sender me (NULL:
+ * unknown) may attach, read on the upload's shard; r->status says why
+ * not (PL_ERR_STORE: that shard is away, retryable). */
+pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, const pl_pg_user *me, uint8_t **att, size_t *len);
+/* Whoever is in conv may fetch the upload from now on: as statements of
+ * g's pipe when the upload lives on g's shard, else nothing. */
 void pl_pg_media_grant_add(pl__pg *g, pl_pg_pipe *p, const char *media_id, const char *conv);
+/* The same on the upload's shard when that is another one, committed
+ * there at once (before the send's own commit); else nothing. */
+pl_err pl_pg_media_grant_away(pl__pg *g, const char *media_id, const char *conv);
 pl_err pl_pg_media_auth(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_media_put(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_media_get(pl__pg *g, pl_store_req *r);

@@ -144,3 +144,19 @@ pl__pg *pl_pg_home_of_name(pl__pg *g, const char *name) {
   unsigned j = g->nshards > 1 ? pl_pg_shard_of_name(g, name) : g->shard;
   return j == g->shard ? g : pl_pg_link(g, j);
 }
+
+static unsigned pl__shard_of_media(const pl__pg *g, const char *media_id) {
+  uint32_t b;
+  if (g->nshards < 2 || !media_id || pl_bucket_of_media(media_id, &b) != 0)
+    return g->shard;
+  return pl_bucket_shard(b, g->nshards);
+}
+
+int pl_pg_home_of_media_is(const pl__pg *g, const char *media_id) {
+  return pl__shard_of_media(g, media_id) == g->shard;
+}
+
+pl__pg *pl_pg_home_of_media(pl__pg *g, const char *media_id) {
+  unsigned j = pl__shard_of_media(g, media_id);
+  return j == g->shard ? g : pl_pg_link(g, j);
+}

@@ -6,7 +6,13 @@
  * layer's pl_blob_pg writes and reads them). This file only decides, in the
  * transactions that record and expire uploads, whether a blob is there and
  * when one goes, so that across nodes a blob is removed exactly once and
- * never under an upload being recorded (docs/architecture.md 17). */
+ * never under an upload being recorded (docs/architecture.md 17).
+ *
+ * A sharded store keeps an upload, its grants and its bytes on its owner's
+ * shard (the id's first four hex digits are the owner's bucket): whoever
+ * attaches or downloads it reads it there, through the link to that shard
+ * (pl_pg_home_of_media), and a send's grant is written there before the
+ * send commits (docs/scaling.md 2, "Attachments"). */
 #include "../../rules/pl_conv.h"
 #include "../../rules/pl_quota.h"
 #include "../../rules/pl_visibility.h"
@@ -45,48 +51,85 @@ static pl_err pl__media_load(pl__pg *g, const char *id, pl_media_row *m, int *fo
   return e;
 }
 
+/* An error of a read on at: g's own (returned: g's transaction failed),
+ * or another shard's (kept in *away: the request fails, retryable, and
+ * g's transaction goes on). */
+static pl_err pl__on(const pl__pg *g, const pl__pg *at, pl_err e, pl_err *away) {
+  if (e == PL_OK || at == g)
+    return e;
+  *away = e;
+  return PL_OK;
+}
+
 /* Whether conv ("dm:a:b" or "g:N") is one u takes part in now: the role
- * is read for a group only. */
-static pl_err pl__in_conv(pl__pg *g, const pl_pg_user *u, const char *conv, int *in) {
+ * is read for a group only, on the group's shard (g: the asker's store). */
+static pl_err pl__in_conv(pl__pg *g, const pl_pg_user *u, const char *conv, int *in, pl_err *away) {
   uint64_t gid = pl_conv_gid(conv);
   int role = PL_ROLE_NONE;
-  pl_err e = gid ? pl_pg_group_role(g, gid, u->id, &role) : PL_OK;
-  *in = e == PL_OK && pl_visibility_in_conv(conv, u->name, role);
-  return e;
+  pl_err e = PL_OK;
+  *in = 0;
+  if (gid) {
+    pl__pg *h = pl_pg_home(g, gid);
+    if (!h) {
+      *away = PL_ERR_STORE;
+      return PL_OK;
+    }
+    if ((e = pl__on(g, h, pl_pg_group_role(h, gid, u->id, &role), away)) != PL_OK || *away != PL_OK)
+      return e;
+  }
+  *in = pl_visibility_in_conv(conv, u->name, role);
+  return PL_OK;
 }
 
 /* May user u see m (pl_visibility_media)? The conversations it was sent
- * to are read only when u did not upload it. */
-static pl_err pl__media_visible(pl__pg *g, const pl_pg_user *u, const pl_media_row *m, int *ok) {
-  PGresult *res;
+ * to are read (on mg, the upload's store) only when u did not upload it. */
+static pl_err pl__media_visible(pl__pg *g, pl__pg *mg, const pl_pg_user *u, const pl_media_row *m, int *ok,
+                                pl_err *away) {
+  PGresult *res = NULL;
   *ok = pl_visibility_owner(m->owner, u->id);
   if (*ok)
     return PL_OK;
-  pl_err e = pl_pg_q(g, &res, "SELECT conv FROM media_grants WHERE media = $1", "s", m->id);
+  pl_err e =
+      pl__on(g, mg, pl_pg_q(mg, &res, "SELECT conv FROM media_grants WHERE media = $1", "s", m->id), away);
   int in = 0;
-  for (int i = 0; e == PL_OK && i < PQntuples(res) && !in; i++)
-    e = pl__in_conv(g, u, PQgetvalue(res, i, 0), &in);
+  for (int i = 0; e == PL_OK && *away == PL_OK && i < PQntuples(res) && !in; i++)
+    e = pl__in_conv(g, u, PQgetvalue(res, i, 0), &in, away);
   PQclear(res);
   *ok = pl_visibility_media(m->owner, u->id, in);
   return e;
 }
 
-/* SEND with in.media_id: the sender must be able to see the media
- * (uploaded it, or got it in a message: forwarding). */
-pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, uint8_t **att, size_t *len) {
-  pl_pg_user *me = NULL;
+/* The upload's row (*found) and whether u may see it (*ok), read on its
+ * owner's shard; *away: a read on another shard failed. */
+static pl_err pl__media_find(pl__pg *g, const pl_pg_user *u, const char *id, pl_media_row *m, int *found,
+                             int *ok, pl_err *away) {
+  pl__pg *mg = pl_pg_home_of_media(g, id);
+  *found = *ok = 0;
+  *away = PL_OK;
+  memset(m, 0, sizeof *m);
+  if (!mg) {
+    *away = PL_ERR_STORE;
+    return PL_OK;
+  }
+  pl_err e = pl__on(g, mg, pl__media_load(mg, id, m, found), away);
+  if (e == PL_OK && *away == PL_OK && *found && u)
+    e = pl__media_visible(g, mg, u, m, ok, away);
+  return e;
+}
+
+pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, const pl_pg_user *me, uint8_t **att, size_t *len) {
   pl_media_row m;
   int found = 0, ok = 0;
+  pl_err away = PL_OK;
   *att = NULL;
   *len = 0;
-  pl_err e = pl_pg_user_get(g, r->user_id, &me);
-  if (e == PL_OK && me)
-    e = pl__media_load(g, r->u.send.in.media_id, &m, &found);
-  if (e == PL_OK && found)
-    e = pl__media_visible(g, me, &m, &ok);
-  pl_pg_user_free(me);
+  pl_err e = me ? pl__media_find(g, me, r->u.send.in.media_id, &m, &found, &ok, &away) : PL_OK;
   if (e != PL_OK)
     return e;
+  if (away != PL_OK) { /* its shard away: this send fails (retryable), not its batch */
+    r->status = away;
+    return PL_OK;
+  }
   if ((r->status = pl_visibility_attach(found, ok)) != PL_OK)
     return PL_OK;
   pl_store_media_pack(&m, att, len);
@@ -95,17 +138,34 @@ pl_err pl_pg_media_for_send(pl__pg *g, pl_store_req *r, uint8_t **att, size_t *l
 
 /* After a send carrying it: the conversation may fetch it, and it lives a
  * TTL past this message (the message row already names it). */
-void pl_pg_media_grant_add(pl__pg *g, pl_pg_pipe *p, const char *media_id, const char *conv) {
+static void pl__grant_add(pl__pg *g, pl_pg_pipe *p, const char *media_id, const char *conv) {
   pl_pg_pipe_add(p, "INSERT INTO media_grants(media, conv) VALUES($1, $2) ON CONFLICT DO NOTHING", "ss",
                  media_id, conv);
   pl_pg_pipe_add(p, "UPDATE media SET expires = greatest(expires, $2) WHERE id = $1", "su", media_id,
                  pl_pg_clamp(pl_retention_media_expires(g->media_ttl_ms, pl_now_ms())));
 }
 
-pl_err pl_pg_media_grant(pl__pg *g, const char *media_id, const char *conv) {
+void pl_pg_media_grant_add(pl__pg *g, pl_pg_pipe *p, const char *media_id, const char *conv) {
+  if (pl_pg_home_of_media_is(g, media_id))
+    pl__grant_add(g, p, media_id, conv);
+}
+
+/* The grant on the upload's shard when that is another: committed there
+ * first, so that no one ever holds a message whose attachment it may not
+ * fetch yet. A send that fails after it leaves a grant to a conversation
+ * its sender takes part in and meant to share the upload with. Copies of
+ * the message on other shards name the upload (messages.media_id there);
+ * the upload outlives them: its expiry moves a media TTL (never shorter
+ * than a message's) past this send. */
+pl_err pl_pg_media_grant_away(pl__pg *g, const char *media_id, const char *conv) {
+  if (pl_pg_home_of_media_is(g, media_id))
+    return PL_OK;
+  pl__pg *mg = pl_pg_home_of_media(g, media_id);
+  if (!mg)
+    return PL_ERR_STORE;
   pl_pg_pipe p;
-  pl_pg_pipe_begin(&p, g);
-  pl_pg_media_grant_add(g, &p, media_id, conv);
+  pl_pg_pipe_begin(&p, mg); /* one implicit transaction: both statements or none */
+  pl__grant_add(g, &p, media_id, conv);
   pl_err e = pl_pg_pipe_end(&p);
   pl_pg_pipe_clear(&p);
   return e;
@@ -166,7 +226,7 @@ pl_err pl_pg_media_put(pl__pg *g, pl_store_req *r) {
 pl_err pl_pg_media_get(pl__pg *g, pl_store_req *r) {
   pl_store_media_get_req *x = &r->u.media_get;
   pl_pg_user *u = NULL;
-  int found = 0, ok = 1;
+  int found = 0, ok = 0;
   pl_err e = PL_OK;
   if (!x->in.any_user) {
     e = pl_pg_acct_token(g, r, x->in.token_hash, &x->out.user_id, &x->out.device_id, &x->out.user,
@@ -175,13 +235,14 @@ pl_err pl_pg_media_get(pl__pg *g, pl_store_req *r) {
       return e;
     e = pl_pg_user_get(g, x->out.user_id, &u);
   }
+  pl_err away = PL_OK;
   if (e == PL_OK)
-    e = pl__media_load(g, x->in.media_id, &x->out.media, &found);
-  if (e == PL_OK && found && u)
-    e = pl__media_visible(g, u, &x->out.media, &ok);
+    e = pl__media_find(g, u, x->in.media_id, &x->out.media, &found, &ok, &away);
+  if (x->in.any_user)
+    ok = 1; /* the server's own read (a signed link, a push's preview) */
   pl_pg_user_free(u);
-  if (e == PL_OK)
-    r->status = pl_visibility_download(found, ok);
+  if (e == PL_OK) /* the upload's shard away: this download fails (retryable) */
+    r->status = away != PL_OK ? away : pl_visibility_download(found, ok);
   return e;
 }
 

@@ -66,11 +66,13 @@ enum {
   PL__C_SERVER_TS,
   PL__C_EXPIRES,
   PL__C_ACT,
+  PL__C_MEDIA_ID,
+  PL__C_MEDIA,
   PL__NCOLS
 };
 #define PL__COLS                                                                                            \
   "stream, seq, conv, kind, aux, devs, uid, sender_uid, from_name, from_device, from_did, client_id, body," \
-  " client_ts, server_ts, expires, act"
+  " client_ts, server_ts, expires, act, media_id, media"
 
 /* T2, per row: the guard moves (or nothing else happens), then what the
  * copy stores. Returns (device_id, qid, mid) rows. */
@@ -86,7 +88,8 @@ enum {
 /* A message ($1 stream, $2 seq, $3 conv, $4 uid, $5 sender, $6 from,
  * $7 from_device, $8 from_did, $9 client_id, $10 body, $11 client_ts,
  * $12 server_ts, $13 expires, $14 act, $15 the seq a delete for everyone
- * takes out, else 0): the receiving user's read watermarks as on one
+ * takes out, else 0, $16 its attachment's upload id, $17 the attachment
+ * (the upload stays on its owner's shard, pg_media.c)): the receiving user's read watermarks as on one
  * shard (the sender's: read up to it; the peer's: a row if none); the
  * deleted message's copy out of every queue here, as pl__delete
  * (pg_acts.c) does on the conversation's shard; the message queued for the
@@ -101,14 +104,14 @@ enum {
   " du AS (INSERT INTO dequeued(device_id, n) SELECT device_id, count(*) FROM dq GROUP BY 1"         \
   " ON CONFLICT(device_id) DO UPDATE SET n = dequeued.n + EXCLUDED.n),"                              \
   " dm AS (DELETE FROM messages WHERE mid IN (SELECT mid FROM dd)),"
-#define PL__COPY_SQL                                                                                      \
-  PL__GUARD " tg AS (SELECT id FROM devices WHERE user_id = $4::bigint AND token_hash IS NOT NULL"        \
-            " AND id <> $8::bigint AND EXISTS(SELECT 1 FROM g)),"                                         \
-            " rm AS (" PL__MINE "), rp AS (" PL__PEER ")," PL__UNQUEUE                                    \
-            " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body," \
-            " client_ts, server_ts, expires, refs, act) SELECT $3, $2::bigint, $5::bigint, $6, $7, $9,"   \
-            " $10::bytea, $11::bigint, $12::bigint, $13::bigint, (SELECT count(*) FROM tg), $14::bytea"   \
-            " WHERE EXISTS(SELECT 1 FROM tg) RETURNING mid)," PL__PUT
+#define PL__COPY_SQL                                                                                         \
+  PL__GUARD " tg AS (SELECT id FROM devices WHERE user_id = $4::bigint AND token_hash IS NOT NULL"           \
+            " AND id <> $8::bigint AND EXISTS(SELECT 1 FROM g)),"                                            \
+            " rm AS (" PL__MINE "), rp AS (" PL__PEER ")," PL__UNQUEUE                                       \
+            " m AS (INSERT INTO messages(conv, seq, sender_uid, from_name, from_device, client_id, body,"    \
+            " client_ts, server_ts, expires, refs, act, media_id, media) SELECT $3, $2::bigint, $5::bigint," \
+            " $6, $7, $9, $10::bytea, $11::bigint, $12::bigint, $13::bigint, (SELECT count(*) FROM tg),"     \
+            " $14::bytea, $16, $17::bytea WHERE EXISTS(SELECT 1 FROM tg) RETURNING mid)," PL__PUT
 
 /* A receipt ($1 stream, $2 seq, $3 conv, $4 kind, $5 aux, $6 devices,
  * $7 by, $8 by's name, $9 server_ts, $10 expires) for the devices that
@@ -139,9 +142,9 @@ enum { PL__OUTBOX, PL__DEVLOCK, PL__COPY, PL__COPY_EV, PL__OWED, PL__OLD, PL__DO
 static const pl_pg_stmt pl__st[PL__NSTMTS] = {
     [PL__OUTBOX] = {"pl_r_outbox",
                     "INSERT INTO outbox(target, stream, seq, created, conv, kind, aux, devs, uid, sender_uid,"
-                    " from_name, from_device, from_did, client_id, body, client_ts, server_ts, expires, act)"
-                    " VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
-                    " $19)"},
+                    " from_name, from_device, from_did, client_id, body, client_ts, server_ts, expires, act,"
+                    " media_id, media) VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,"
+                    " $15, $16, $17, $18, $19, $20, $21)"},
     /* the devices T2 queues for, locked first and in id order, as the
      * batch's T1 locks them: no deadlock with the receiving shard's sends */
     [PL__DEVLOCK] = {"pl_r_devlock", "SELECT 1 FROM devices WHERE user_id = ANY($1::bigint[])"
@@ -178,10 +181,12 @@ void pl_pg_relay_add(pl__pg *g, pl_pg_pipe *p, pl_store_req *r, unsigned target,
   const pl_msg *m = &r->u.send.out.msg;
   const pl_act *a = r->u.send.in.act; /* a delete for everyone: its target leaves the queues there too */
   uint64_t unqueue = a && pl_acts_delete_unqueues(a->kind) ? a->target : 0;
-  pl_pg_pipe_addp(p, &pl__st[PL__OUTBOX], "isuusiusuussusbuuub", (int)target, m->conv, m->seq, pl_now_ms(),
+  const char *media_id =
+      m->media && r->u.send.in.media_id && *r->u.send.in.media_id ? r->u.send.in.media_id : NULL;
+  pl_pg_pipe_addp(p, &pl__st[PL__OUTBOX], "isuusiusuussusbuuubsb", (int)target, m->conv, m->seq, pl_now_ms(),
                   m->conv, 0, unqueue, NULL, uid, r->user_id, m->from, m->from_device, r->device_id, m->id,
                   (const void *)m->body, m->body_len, m->client_ts, m->server_ts, pl_pg_clamp(expires),
-                  (const void *)m->act, m->act_len);
+                  (const void *)m->act, m->act_len, media_id, (const void *)m->media, m->media_len);
   pl__owe(g, r, target, m->conv, m->seq, 1);
 }
 
@@ -190,9 +195,10 @@ void pl_pg_relay_add_event(pl__pg *g, pl_pg_pipe *p, pl_store_req *r, unsigned t
                            const uint64_t *t, size_t n) {
   char *stream = pl_pg_relay_stream(conv, kind);
   char *devs = pl_pg_array(t, n);
-  pl_pg_pipe_addp(p, &pl__st[PL__OUTBOX], "isuusiusuussusbuuub", (int)target, stream, seq, now, conv, kind,
+  pl_pg_pipe_addp(p, &pl__st[PL__OUTBOX], "isuusiusuussusbuuubsb", (int)target, stream, seq, now, conv, kind,
                   aux, devs, (uint64_t)0, by->id, by->name, "", (uint64_t)0, "", (const void *)"", (size_t)0,
-                  (uint64_t)0, now, pl_retention_expires(g->ttl_ms, now), (const void *)NULL, (size_t)0);
+                  (uint64_t)0, now, pl_retention_expires(g->ttl_ms, now), (const void *)NULL, (size_t)0,
+                  (const char *)NULL, (const void *)NULL, (size_t)0);
   pl_free(devs);
   pl__owe(g, r, target, stream, seq, 0);
   pl_free(stream);
@@ -296,9 +302,9 @@ static pl_err pl__t2(pl__pg *l, pl__copied *c) {
       pl_pg_pipe_addp(&p, &pl__st[PL__COPY_EV], "ssssssssss", V(STREAM), V(SEQ), V(CONV), V(KIND), V(AUX),
                       V(DEVS), V(SENDER), V(FROM), V(SERVER_TS), V(EXPIRES));
     else
-      pl_pg_pipe_addp(&p, &pl__st[PL__COPY], "sssssssssssssss", V(STREAM), V(SEQ), V(CONV), V(UID), V(SENDER),
-                      V(FROM), V(FROM_DEVICE), V(FROM_DID), V(ID), V(BODY), V(CLIENT_TS), V(SERVER_TS),
-                      V(EXPIRES), V(ACT), V(AUX));
+      pl_pg_pipe_addp(&p, &pl__st[PL__COPY], "sssssssssssssssss", V(STREAM), V(SEQ), V(CONV), V(UID),
+                      V(SENDER), V(FROM), V(FROM_DEVICE), V(FROM_DID), V(ID), V(BODY), V(CLIENT_TS),
+                      V(SERVER_TS), V(EXPIRES), V(ACT), V(AUX), V(MEDIA_ID), V(MEDIA));
 #undef V
   }
   int ci = pl_pg_pipe_add(&p, "COMMIT", NULL);
@@ -391,6 +397,7 @@ static void pl__msg(const PGresult *r, int i, pl_msg *m) {
   m->client_ts = pl_pg_col_u64(r, i, PL__C_CLIENT_TS);
   m->server_ts = pl_pg_col_u64(r, i, PL__C_SERVER_TS);
   m->act = pl_pg_col_bytes(r, i, PL__C_ACT, &m->act_len);
+  m->media = pl_pg_col_bytes(r, i, PL__C_MEDIA, &m->media_len);
   m->kind = pl_pg_col_int(r, i, PL__C_KIND);
   m->aux = pl_pg_col_u64(r, i, PL__C_AUX);
 }

@@ -125,6 +125,9 @@ static const char *const pl__migrations[] = {
     " expires bigint NOT NULL, act bytea, PRIMARY KEY(target, stream, seq));"
     "CREATE INDEX outbox_created ON outbox(target, created);"
     "CREATE TABLE relay(stream text PRIMARY KEY, upto bigint NOT NULL);",
+    /* 12: a message's attachment crosses shards with it (the upload and its
+     * grants stay on the uploader's shard: pg_media.c) */
+    "ALTER TABLE outbox ADD COLUMN media_id text, ADD COLUMN media bytea;",
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
