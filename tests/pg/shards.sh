@@ -272,7 +272,7 @@ def bucket(name):
 def shard(name):
     return bucket(name) * 2 // 16384
 out = []
-for prefix, want, n in (("amy", 0, 2), ("ben", 1, 2), ("ghost", 0, 1), ("ivy", 1, 2)):
+for prefix, want, n in (("amy", 0, 2), ("ben", 1, 2), ("ghost", 0, 1), ("ivy", 1, 2), ("quin", 0, 2), ("quin", 1, 1)):
     names = [f"{prefix}{i}" for i in range(1000) if shard(f"{prefix}{i}") == want][:n]
     out += [f"{x} {bucket(x)}" for x in names]
 print(" ".join(out))
@@ -280,6 +280,7 @@ EOF
 )"
 A0=${picked[0]} A1=${picked[2]} B0=${picked[4]} B1=${picked[6]} GHOST=${picked[8]}
 I0=${picked[10]} I1=${picked[12]} # sign up with an invite in 7c
+Q0=${picked[14]} R0=${picked[16]} Q1=${picked[18]} # the queue limits across shards in 10
 declare -A BUCKET=([$A0]=${picked[1]} [$A1]=${picked[3]} [$B0]=${picked[5]} [$B1]=${picked[7]})
 declare -A HOMESH
 USERS=("$A0" "$A1" "$B0" "$B1")
@@ -960,6 +961,35 @@ stop
 kill -TERM "$pid2" 2>/dev/null || true
 wait "$pid2" 2>/dev/null || true
 pid2=
+
+# ==== 10. the queue limits across shards =====================================
+# Q0 and R0 (shard 0) send to Q1 (shard 1): their conversations are on shard
+# 0, and what --max-queue 3 and a sender's share of it (67%: 2) count is
+# Q1's queue on shard 1, on the batch's path (a plain send) and on the
+# per-request path (a reaction) alike
+start "${RIGHT[@]}" --max-queue 3 --max-queue-share 67
+for u in "$Q0" "$R0" "$Q1"; do run "qlimit-register-$u" 0 cli "$u" register; done
+q1queue() { q 1 "SELECT count(*) FROM queue WHERE device_id IN (SELECT id FROM devices WHERE user_id = (SELECT id FROM users WHERE name = '$Q1'))"; }
+for i in 1 2; do run "qlimit-$Q0-send-$i" 0 cli "$Q0" send "$Q1" "q $i"; done
+qseq=$(jfield "$tmp/out" seq)
+# Q0 holds its share: refused
+run "qlimit-share-send-refused" 5 cli "$Q0" send "$Q1" "q 3"
+same "qlimit-share-send-refused-says" "$(grep -c "queue full" "$tmp/err")" 1
+run "qlimit-share-reaction-refused" 1 "$PY" "$tmp/ws.py" act "$hport" "$Q0" "$PARLEY_PASSWORD" "$Q1" ACT_REACTION "${qseq:-0}" "+1"
+same "qlimit-share-reaction-refused-says" "$(grep -c ERR_QUEUE_FULL "$tmp/err")" 1
+run "qlimit-$R0-send-1" 0 cli "$R0" send "$Q1" "r 1"
+rseq=$(jfield "$tmp/out" seq)
+# the queue is full (R0 is within its share): refused
+run "qlimit-full-send-refused" 5 cli "$R0" send "$Q1" "r 2"
+same "qlimit-full-send-refused-says" "$(grep -c "queue full" "$tmp/err")" 1
+run "qlimit-full-reaction-refused" 1 "$PY" "$tmp/ws.py" act "$hport" "$R0" "$PARLEY_PASSWORD" "$Q1" ACT_REACTION "${rseq:-0}" "+1"
+same "qlimit-full-reaction-refused-says" "$(grep -c ERR_QUEUE_FULL "$tmp/err")" 1
+same "qlimit-nothing-more-queued" "$(q1queue)" 3
+run "qlimit-recv" 0 cli "$Q1" recv --wait 1
+same "qlimit-the-three-arrive" \
+  "$(count_msgs "$tmp/out" "q 1")$(count_msgs "$tmp/out" "q 2")$(count_msgs "$tmp/out" "r 1")$(count_msgs "$tmp/out" "q 3")$(count_msgs "$tmp/out" "r 2")" 11100
+run "qlimit-reaction-after-recv" 0 "$PY" "$tmp/ws.py" act "$hport" "$R0" "$PARLEY_PASSWORD" "$Q1" ACT_REACTION "${rseq:-0}" "+1"
+stop
 
 # ==== 8. a single-node database does not become a shard =====================
 start --store "$(uri1 "$dbs")"

@@ -32,14 +32,21 @@ typedef struct pl__share_arg {
   uint64_t dev, sender, pending; /* pending: rows the open batch queues there, not yet written */
 } pl__share_arg;
 
+/* Counted where the device lives (its id names its shard). Another shard
+ * that cannot be read counts none: a limit is a guard against a flood, and
+ * the send goes on as it would with the lengths read a moment before. */
 static pl_err pl__share_count(void *arg, uint64_t *n) {
   pl__share_arg *a = arg;
-  pl_err e = pl_pg_u64(a->g, n,
-                       "SELECT count(*) FROM queue q JOIN messages m ON m.mid = q.mid"
-                       " WHERE q.device_id = $1 AND m.sender_uid = $2 AND m.kind = 0",
-                       "uu", a->dev, a->sender);
+  pl__pg *h = pl_pg_home(a->g, a->dev);
+  pl_err e = PL_OK;
+  *n = 0;
+  if (h)
+    e = pl_pg_u64(h, n,
+                  "SELECT count(*) FROM queue q JOIN messages m ON m.mid = q.mid"
+                  " WHERE q.device_id = $1 AND m.sender_uid = $2 AND m.kind = 0",
+                  "uu", a->dev, a->sender);
   *n += a->pending;
-  return e;
+  return h == a->g ? e : PL_OK;
 }
 
 pl_err pl_pg_queue_admit(pl__pg *g, const pl_pg_user *me, const uint64_t *t, const uint64_t *lens,
@@ -62,21 +69,47 @@ pl_err pl_pg_queue_admit(pl__pg *g, const pl_pg_user *me, const uint64_t *t, con
   return e;
 }
 
+/* The lengths of t[n] on shard j (every target's when unsharded) into
+ * lens, in one statement there. Another shard that cannot be read leaves
+ * its devices' lengths at 0 (pl__share_count says why). */
+static pl_err pl__lens_on(pl__pg *g, unsigned j, const uint64_t *t, size_t n, uint64_t *lens) {
+  uint64_t *mine = pl_malloc((n + 1) * sizeof *mine);
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (g->nshards < 2 || pl_pg_shard_of_id(g, t[i]) == j)
+      mine[m++] = t[i];
+  pl__pg *h = !m ? NULL : g->nshards < 2 || j == g->shard ? g : pl_pg_link(g, j);
+  pl_err e = PL_OK;
+  if (h) {
+    PGresult *res = NULL;
+    char *arr = pl_pg_array(mine, m);
+    e = pl_pg_q(h, &res, "SELECT d.id, " PL_PG_QUEUED("d") " FROM devices d WHERE d.id = ANY($1::bigint[])", "s",
+                arr);
+    pl_free(arr);
+    if (e == PL_OK) {
+      uint64_t *l = pl_pg_queue_qids(res, t, n); /* (device, length) rows, like (device, qid) */
+      for (size_t i = 0; i < n; i++)
+        lens[i] = l[i] ? l[i] : lens[i];
+      pl_free(l);
+    }
+    PQclear(res);
+  }
+  pl_free(mine);
+  return h == g ? e : PL_OK;
+}
+
 pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size_t n, int *full) {
-  PGresult *res;
   *full = 0;
   if (!pl_pg_queue_limited(g) || !n)
     return PL_OK;
-  /* every target's length in one statement */
-  char *arr = pl_pg_array(t, n);
-  pl_err e = pl_pg_q(
-      g, &res, "SELECT d.id, " PL_PG_QUEUED("d") " FROM devices d WHERE d.id = ANY($1::bigint[])", "s", arr);
-  pl_free(arr);
-  if (e != PL_OK)
-    return e;
-  uint64_t *lens = pl_pg_queue_qids(res, t, n); /* (device, length) rows, like (device, qid) */
-  PQclear(res);
-  e = pl_pg_queue_admit(g, me, t, lens, NULL, n, full);
+  /* every target's length, read on its shard (a user of another one: the
+   * per-request path's sends across shards) */
+  uint64_t *lens = pl_calloc(n + 1, sizeof *lens);
+  pl_err e = PL_OK;
+  for (unsigned j = 0; e == PL_OK && j < (g->nshards < 2 ? 1 : g->nshards); j++)
+    e = pl__lens_on(g, j, t, n, lens);
+  if (e == PL_OK)
+    e = pl_pg_queue_admit(g, me, t, lens, NULL, n, full);
   pl_free(lens);
   return e;
 }
