@@ -94,6 +94,9 @@ static void pl__store_counts(pl_bytes *b, const pl_store_counts *c) {
   pl__metric(b, "parley_store_dedup_records", "gauge", "Client message ids kept to answer retries (TTL).",
              c->dedup);
   pl__metric(b, "parley_store_media", "gauge", "Uploads recorded.", c->media);
+  pl__metric(b, "parley_store_outbox", "gauge",
+             "Copies owed to other shards and not made yet (rises while a shard is away; 0 unsharded).",
+             c->outbox);
 }
 
 /* s as a Prometheus label value: \\, \" and \n escaped (a device name is any bytes). */

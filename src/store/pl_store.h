@@ -146,6 +146,7 @@ typedef struct pl_store_counts {
   uint64_t members;       /* active group memberships (role > 0) */
   uint64_t dedup;         /* dedup records: accepted client ids kept for retries (TTL) */
   uint64_t media;         /* uploads recorded */
+  uint64_t outbox;        /* copies owed to other shards, not made yet (a sharded store; else 0) */
 } pl_store_counts;
 
 /* Group roles and operations: the values of GroupRole / GroupOp on the wire. */

@@ -109,6 +109,7 @@ static void pl__add_counts(pl_store_counts *to, const pl_store_counts *c) {
   to->members += c->members;
   to->dedup += c->dedup;
   to->media += c->media;
+  to->outbox += c->outbox;
 }
 
 static int pl__by_name(const void *a, const void *b) {

@@ -882,6 +882,18 @@ wait "$pid" 2>/dev/null || true
 pid=
 wait "$ksend" 2>/dev/null || true
 same "kill-copy-not-made-yet" "$(q 1 "SELECT count(*) FROM messages WHERE $(body_has "$ktext")")" 0
+# metric_until NAME HPORT METRIC VALUE: the node's /metrics shows it within 20 s
+# (the store's counts are taken one scrape behind)
+metric_until() {
+  local v= deadline=$((SECONDS + 20))
+  while ((SECONDS < deadline)); do
+    v=$(curl -s "http://127.0.0.1:$2/metrics" | awk -v m="$3" '$1 == m { print $2 }')
+    [[ $v == "$4" ]] && break
+    sleep 0.2
+  done
+  same "$1" "$v" "$4"
+}
+metric_until "kill-outbox-owed-on-metrics" "$hport2" parley_store_outbox 1
 kill "$lockpid" 2>/dev/null || true
 q 1 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()" >/dev/null
 wait "$lockpid" 2>/dev/null || true
@@ -901,6 +913,7 @@ same "kill-retry-same-seq" "$(jfield "$tmp/out" seq)" "$kseq"
 run "kill-retry-not-again" 0 env PARLEY_SERVER="127.0.0.1:$port2" "$PARLEY_CLI" --user "$B0" recv --wait 1
 same "kill-retry-not-shown-again" "$(count_msgs "$tmp/out" "$ktext")" 0
 same "kill-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")" 0
+metric_until "kill-outbox-none-on-metrics" "$hport2" parley_store_outbox 0
 same "kill-swept-by-node2" "$(($(grep -c 'the sweep copied' "$tmp/parleyd.node2.log") >= 1))" 1
 
 # node 2 killed after T2 committed, before the outbox row went: the copy is

@@ -460,12 +460,13 @@ pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c) {
   PGresult *res;
   pl_err e = pl_pg_q(g, &res,
                      "SELECT (SELECT count(*) FROM groups), (SELECT count(*) FROM members WHERE role > 0),"
-                     " (SELECT count(*) FROM media)",
+                     " (SELECT count(*) FROM media), (SELECT count(*) FROM outbox)",
                      NULL);
   if (e == PL_OK) {
     c->groups = pl_pg_col_u64(res, 0, 0);
     c->members = pl_pg_col_u64(res, 0, 1);
     c->media = pl_pg_col_u64(res, 0, 2);
+    c->outbox = pl_pg_col_u64(res, 0, 3);
   }
   PQclear(res);
   return e;
