@@ -437,7 +437,7 @@ pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r) {
   pl_pg_pipe_add(&p, PL__MSHIPS_SQL, "uu", r->user_id, r->device_id);
   pl_pg_pipe_add(&p,
                  "SELECT x.gid, COALESCE(c.last_seq, 0) FROM unnest($1::bigint[]) AS x(gid)"
-                 " LEFT JOIN convs c ON c.conv = 'g:' || x.gid",
+                 " LEFT JOIN convs c ON c.conv = 'g:' || x.gid ORDER BY x.gid",
                  "s", arr);
   pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
   pl_free(arr);
@@ -448,7 +448,7 @@ pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r) {
   p.res[2] = NULL;
   /* 2: each cursor that moves, with the member's delivered watermark */
   PGresult *ms = p.res[0], *lasts = p.res[1];
-  int n = PQntuples(ms);
+  int n = PQntuples(ms), nl = PQntuples(lasts), j = 0;
   struct {
     uint64_t gid, seq;
     int at; /* the watermark's statement; -1: none */
@@ -460,9 +460,10 @@ pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r) {
     uint64_t seq = pl__gpos_find(a->in.gacks, a->in.ngacks, &at, gid, &listed);
     if (!listed || seq <= pl_pg_col_u64(ms, i, 4) || (left && seq > left))
       continue;
-    for (int j = 0; j < PQntuples(lasts); j++)
-      if (pl_pg_col_u64(lasts, j, 0) == gid)
-        last = pl_pg_col_u64(lasts, j, 1);
+    while (j < nl && pl_pg_col_u64(lasts, j, 0) < gid) /* both by gid: one walk */
+      j++;
+    if (j < nl && pl_pg_col_u64(lasts, j, 0) == gid)
+      last = pl_pg_col_u64(lasts, j, 1);
     seq = seq < last ? seq : last;
     if (!seq)
       continue;
