@@ -9,6 +9,9 @@
 # to the other.
 #
 #   bench/shards-ab.sh [PAIRS [SECONDS [RATE [ROUNDS]]]]  (defaults 50, 10, 0 = max speed, 2)
+#   PARLEYD_OLD=path/to/old/parleyd bench/shards-ab.sh ...  the old build against this one
+#                                   (an A/B of a change), on two shards both times, or on
+#                                   one with SHARDS=1
 #
 # Rounds alternate (1 shard, 2 shards, 1, 2, ...), each on fresh databases.
 # Per round: delivered msg/s and latency (parley-bench's), parleyd's CPU
@@ -28,6 +31,8 @@ rate=${3:-0}
 rounds=${4:-2}
 pick() { for b in "$repo/build-rel/$1" "$repo/build/$1"; do [[ -x $b ]] && { echo "$b"; return; }; done; echo "$1: not built" >&2; exit 1; }
 parleyd=${PARLEYD:-$(pick parleyd)}
+old=${PARLEYD_OLD:-}
+k_ab=${SHARDS:-2}
 bench=${PARLEY_BENCH:-$(pick parley-bench)}
 dir=$(mktemp -d /tmp/parley-shards-ab.XXXXXX)
 chmod 711 "$dir"
@@ -63,10 +68,10 @@ outbox_rows() { # rows the outbox ever took (inserts counted by PostgreSQL), bot
 }
 hz=$(getconf CLK_TCK)
 
-serve() { # n STORE-ARGS...: parleyd on fresh data dir n, serving
+serve() { # n STORE-ARGS...: parleyd ($bin) on fresh data dir n, serving
   local n=$1
   shift
-  "$parleyd" "$@" --data "$dir/data$n" --listen "127.0.0.1:$port" --http "127.0.0.1:$hport" \
+  "$bin" "$@" --data "$dir/data$n" --listen "127.0.0.1:$port" --http "127.0.0.1:$hport" \
     --log-level warn --max-queue 10000000 --max-conns-per-ip 0 --send-rate 0 --login-rate 0 --register-rate 0 \
     --argon2-per-address 1024 --argon2-queue 100000 2>>"$dir/parleyd.$n.log" &
   pid=$!
@@ -78,8 +83,8 @@ unserve() {
   pid=
 }
 
-round() { # name shards(1|2) n
-  local name=$1 k=$2 n=$3 db=ab_$3 out p0 q0 r0 p1 q1 r1 x
+round() { # name shards(1|2) n [parleyd]
+  local name=$1 k=$2 n=$3 db=ab_$3 out p0 q0 r0 p1 q1 r1 x bin=${4:-$parleyd}
   out=$(mktemp)
   psql "$(uri A postgres)" -qXc "CREATE DATABASE $db" >/dev/null
   psql "$(uri B postgres)" -qXc "CREATE DATABASE $db" >/dev/null
@@ -118,6 +123,11 @@ echo
 echo "| store | delivered msg/s | p50 | p99 | lost / shown twice | copied across | parleyd CPU µs/msg | PostgreSQL CPU µs/msg (both) | store round trips/msg |"
 echo "|---|---:|---:|---:|---|---:|---:|---:|---:|"
 for ((i = 1; i <= rounds; i++)); do
-  round "1 shard" 1 "$((2 * i - 1))"
-  round "2 shards" 2 "$((2 * i))"
+  if [[ -n $old ]]; then
+    round "$k_ab shard(s), old" "$k_ab" "$((2 * i - 1))" "$old"
+    round "$k_ab shard(s), new" "$k_ab" "$((2 * i))"
+  else
+    round "1 shard" 1 "$((2 * i - 1))"
+    round "2 shards" 2 "$((2 * i))"
+  fi
 done
