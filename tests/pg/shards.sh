@@ -318,7 +318,8 @@ CONV's state from UnreadGet (last_seq read_seq peer_delivered peer_read);
 ws.py act HPORT USER PASSWORD TO KIND TARGET TEXT: signs in (device "act")
 and sends TEXT to TO with act {kind: KIND, target: TARGET}, prints the ack;
 ws.py fwd HPORT USER PASSWORD TO MEDIA_ID TEXT: the same with the upload
-MEDIA_ID attached (a forward), prints the ack or the error's code.
+MEDIA_ID attached (a forward; TO "group:N": to group N), prints the ack or
+the error's code.
 Prints one JSON line; exits non-zero (with the reason) otherwise."""
 import asyncio, base64, json, sys, time
 import websockets
@@ -357,7 +358,8 @@ async def main():
             user, password, to, media_id, text = sys.argv[3:8]
             await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": "act"}))
             await frame(ws, "auth_ok")
-            await ws.send(json.dumps({"type": "send", "id": "fwd-%d" % time.time_ns(), "to": to,
+            dest = {"group": to[6:]} if to.startswith("group:") else {"to": to}
+            await ws.send(json.dumps({"type": "send", "id": "fwd-%d" % time.time_ns(), **dest,
                                       "body": base64.b64encode(text.encode()).decode(),
                                       "client_ts": int(time.time() * 1000), "media": {"id": media_id}}))
             while True:
@@ -687,6 +689,16 @@ run "ximage-fwd-$A0-recv" 0 cli "$A0" recv --wait 2
 same "ximage-fwd-$A0-sees-media-id" "$(grep "fwd $xcap" "$tmp/out" | grep -c "\"media\":{\"id\":\"$xmid\"" || true)" 1
 run "ximage-fetch-$A0-after-fwd" 0 cli "$A0" fetch "$xmid" "$tmp/xa0.png"
 same "ximage-fetched-by-$A0-is-png" "$(png_magic "$tmp/xa0.png")" 89504e470d0a1a0a
+# a forward into A1's shard 0 group with A0: its grant (g:N) goes to shard 1,
+# and a member's download is allowed by the role read on the group's shard
+gconv="g:${GID[$A0]}"
+run "ximage-fwd-$A1-group" 0 "$PY" "$tmp/ws.py" fwd "$hport" "$A1" "$PARLEY_PASSWORD" "group:${GID[$A0]}" "$xmid" "gfwd $xcap"
+same "ximage-fwd-group-grant-on-shard1" "$(q 1 "SELECT count(*) FROM media_grants WHERE media = '$xmid' AND conv = '$gconv'") $(q 0 "SELECT count(*) FROM media_grants")" "1 0"
+run "ximage-fwd-group-$A0-recv" 0 cli "$A0" recv --wait 2
+same "ximage-fwd-group-$A0-sees-media-id" "$(grep "gfwd $xcap" "$tmp/out" | grep -c "\"media\":{\"id\":\"$xmid\"" || true)" 1
+q 1 "DELETE FROM media_grants WHERE media = '$xmid' AND conv = '$fconv'" >/dev/null # only the group's grant lets A0 in now
+run "ximage-fetch-$A0-as-group-member" 0 cli "$A0" fetch "$xmid" "$tmp/xa0g.png"
+same "ximage-fetched-by-$A0-as-member-is-png" "$(png_magic "$tmp/xa0g.png")" 89504e470d0a1a0a
 # the other way: shard 0's upload to a shard 1 user, committed on shard 0
 ycap="across back $RANDOM$RANDOM"
 run "ximage-send-$A0-$B1" 0 cli "$A0" send --image "$tmp/pic.png" "$B1" "$ycap"
