@@ -272,6 +272,13 @@ static void pl__metrics(const pl_web *w, const pl_web_counted *counted, uint64_t
              "Statements sent to the database server (PostgreSQL; 0 on SQLite): over "
              "parley_store_commits_total, the round trips per batch.",
              ss.round_trips);
+  pl__metric(b, "parley_store_relay_copies_total", "counter",
+             "Outbox rows (messages and receipts) carried to another shard (sharded PostgreSQL; else 0).",
+             ss.relay_copies);
+  pl__metric(b, "parley_store_relay_swept_total", "counter",
+             "Of those, rows the once-a-second sweep carried: their node died between commit and copy, "
+             "or the shard was away.",
+             ss.relay_swept);
   pl__metric(b, "parley_store_conflict_retries_total", "counter",
              "Batches run again because the database aborted them for a conflict with another server "
              "(serialization failure, deadlock, a key taken meanwhile).",

@@ -823,6 +823,8 @@ void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
     st->retries += o.retries;
     st->splits += o.splits;
     st->round_trips += o.round_trips;
+    st->relay_copies += o.relay_copies;
+    st->relay_swept += o.relay_swept;
     st->backend_down |= o.backend_down;
     st->write_failing |= o.write_failing;
   }
@@ -834,6 +836,9 @@ static void pl__stats_one(pl_store *s, pl_store_stats *st) {
   st->queued = s->queued;
   st->backend_down = s->be->down && s->bctx ? s->be->down(s->bctx) : 0;
   st->round_trips = s->be->round_trips && s->bctx ? s->be->round_trips(s->bctx) : 0;
+  st->relay_copies = st->relay_swept = 0;
+  if (s->be->relayed && s->bctx)
+    s->be->relayed(s->bctx, &st->relay_copies, &st->relay_swept);
   pthread_mutex_unlock(&s->mu);
   st->disk_needed = pl_reserve_needed(&s->reserve);
   st->commit_hist = &s->commit_hist;

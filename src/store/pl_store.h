@@ -1069,6 +1069,9 @@ typedef struct pl_store_backend {
    * or a pipeline's sync however many statements it carried; per commit in
    * /metrics). */
   uint64_t (*round_trips)(void *be);
+  /* Optional, any thread: copies made on other shards so far (a sharded
+   * store's outbox rows), and how many of them the relay's sweep made. */
+  void (*relayed)(void *be, uint64_t *copies, uint64_t *swept);
   /* Optional, any thread: encryption at rest (zeros if absent). */
   void (*seal_stats)(void *be, pl_store_seal_stats *out);
   /* Optional, on a thread of the caller's (never the store thread, which
@@ -1163,6 +1166,7 @@ typedef struct pl_store_stats {
   uint64_t retries;                        /* batches run again after a conflict */
   uint64_t splits;                         /* batches run in parts, their retries spent */
   uint64_t round_trips;                    /* statements sent to a database server (0: embedded) */
+  uint64_t relay_copies, relay_swept;      /* copies made on other shards; of them by the sweep */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
 void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st);

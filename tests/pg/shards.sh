@@ -596,6 +596,8 @@ run "xact-$B1-recv" 0 cli "$B1" recv --wait 1
 same "xact-edit-copied-to-$B1-other-devices" "$(count_msgs "$tmp/out" "$etext")" 1
 same "xact-reaction-arrives-at-$B1" "$(count_msgs "$tmp/out" "+1")" 1
 same "xact-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")$(q 1 "SELECT count(*) FROM outbox")" 00
+copies=$(curl -s "http://127.0.0.1:$hport/metrics" | awk '$1 == "parley_store_relay_copies_total" { print $2 }')
+same "xcopies-on-metrics" "$((${copies:-0} >= 10))" 1
 # groups are not across shards yet (step 4)
 unknown_like "group-add-$B0-to-group-of-$A0-unknown-peer" "$B0" cli "$A0" group add "${GID[$A0]}" %PEER%
 unknown_like "group-create-$B0-with-$A1-unknown-peer" "$A1" cli "$B0" group create cross %PEER%
@@ -927,6 +929,8 @@ same "kill-retry-not-shown-again" "$(count_msgs "$tmp/out" "$ktext")" 0
 same "kill-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")" 0
 metric_until "kill-outbox-none-on-metrics" "$hport2" parley_store_outbox 0
 same "kill-swept-by-node2" "$(($(grep -c 'the sweep copied' "$tmp/parleyd.node2.log") >= 1))" 1
+swept=$(curl -s "http://127.0.0.1:$hport2/metrics" | awk '$1 == "parley_store_relay_swept_total" { print $2 }')
+same "kill-swept-on-node2-metrics" "$((${swept:-0} >= 1))" 1
 
 # node 2 killed after T2 committed, before the outbox row went: the copy is
 # made again by node 1's sweep, and the relay guard makes it add nothing.

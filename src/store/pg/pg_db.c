@@ -491,6 +491,12 @@ static void pl__pg_rollback(void *be) {
 
 static int pl__pg_down(void *be) { return atomic_load(&((pl__pg *)be)->down); }
 
+static void pl__pg_relayed(void *be, uint64_t *copies, uint64_t *swept) {
+  const pl__pg *g = be;
+  *copies = atomic_load(&g->copies);
+  *swept = atomic_load(&g->swept);
+}
+
 /* (the links' too: the copies to other shards are this store's work) */
 static uint64_t pl__pg_round_trips(void *be) {
   const pl__pg *g = be;
@@ -618,6 +624,7 @@ const pl_store_backend pl_store_pg = {
     .relay = pl_pg_relay_sweep,
     .down = pl__pg_down,
     .round_trips = pl__pg_round_trips,
+    .relayed = pl__pg_relayed,
 };
 
 const pl_store_backend *pl_store_backend_for(const char *store) {

@@ -58,6 +58,8 @@ typedef struct pl__pg {
   uint64_t retry_at_ms;             /* while down: the next reconnect attempt */
   uint32_t backoff_ms;              /* the wait after the next failed attempt */
   atomic_uint_fast64_t round_trips; /* round trips: a statement, or a pipeline's sync */
+  atomic_uint_fast64_t copies;      /* outbox rows copied to other shards (pg_relay.c) ... */
+  atomic_uint_fast64_t swept;       /* ... of them by the sweep */
   int begin_pending;                /* BEGIN is owed: it goes with the next statement or pipe */
   struct pl_pg_batch *batch;        /* the batch pipeline's state (pg_batch.c), NULL: none yet */
   unsigned shard, nshards;          /* this database's place in a sharded store (0 of 1: none) */

@@ -512,6 +512,7 @@ void pl_pg_relay_after(pl__pg *g) {
               pl_err_name(e));
       continue;
     }
+    atomic_fetch_add(&g->copies, (uint64_t)c.n);
     for (int r = 0; r < c.n; r++)
       pl__give(o, target, &c, r);
     pl__copied_clear(&c);
@@ -540,6 +541,8 @@ void pl_pg_relay_sweep(void *be,
         break;
       }
       pl_info("store: shard %u: the sweep copied %d messages to shard %u", g->shard, c.n, target);
+      atomic_fetch_add(&g->copies, (uint64_t)c.n);
+      atomic_fetch_add(&g->swept, (uint64_t)c.n);
       for (int i = 0; i < c.n; i++) {
         if (!PQntuples(c.queued[i]))
           continue;
