@@ -200,10 +200,19 @@ pl_err pl_pg_xpipe_end(pl_pg_xpipe *x);
 PGresult *pl_pg_xpipe_take(pl_pg_xpipe *x, long h, pl_err *e);
 /* Clears the other shards' pipes (here is the caller's to clear). */
 void pl_pg_xpipe_clear(pl_pg_xpipe *x);
+/* One statement sql ($1: a bigint[] literal) per shard holding any of
+ * ids[n] (users or devices: their ids name their shard), over those that
+ * live there, each into that shard's pipe; at[k] for shard k (k < shards,
+ * or at[0] unsharded): its handle for pl_pg_xpipe_take, -2 if no id lives
+ * there, -1 if that shard cannot be reached. */
+void pl_pg_xpipe_each(pl_pg_xpipe *x, const char *sql, const uint64_t *ids, size_t n, long *at);
 /* The names of users ids[n] wherever they live, into names[n] (those
  * still NULL: taken over; a user that is gone leaves its NULL). */
 pl_err pl_pg_xpipe_names(pl__pg *g, const uint64_t *ids, size_t n, char **names);
-/* The connection of uid's shard: g itself, or a link (NULL: unreachable). */
+/* The connection of shard j: g itself (its own, or unsharded), or a link
+ * (NULL: unreachable). */
+pl__pg *pl_pg_at(pl__pg *g, unsigned j);
+/* The connection of uid's shard (pl_pg_at). */
 pl__pg *pl_pg_home(pl__pg *g, uint64_t uid);
 pl__pg *pl_pg_home_of_name(pl__pg *g, const char *name);
 /* An upload's: its owner's shard, which its id names (pl_bucket_of_media;

@@ -90,6 +90,25 @@ void pl_pg_xpipe_clear(pl_pg_xpipe *x) {
   x->err = NULL;
 }
 
+void pl_pg_xpipe_each(pl_pg_xpipe *x, const char *sql, const uint64_t *ids, size_t n, long *at) {
+  unsigned k = x->g->nshards > 1 ? x->g->nshards : 1;
+  uint64_t *mine = pl_malloc((n + 1) * sizeof *mine);
+  for (unsigned j = 0; j < k; j++) {
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+      if (k == 1 || pl_pg_shard_of_id(x->g, ids[i]) == j)
+        mine[m++] = ids[i];
+    at[j] = -2;
+    if (!m)
+      continue;
+    char *arr = pl_pg_array(mine, m);
+    pl_pg_pipe *to = pl__pipe(x, k == 1 ? x->g->shard : j);
+    at[j] = to ? pl__handle(x, to, pl_pg_pipe_add(to, sql, "s", arr)) : -1;
+    pl_free(arr);
+  }
+  pl_free(mine);
+}
+
 pl_err pl_pg_xpipe_names(pl__pg *g, const uint64_t *ids, size_t n, char **names) {
   pl_pg_pipe p;
   pl_pg_xpipe x;
@@ -98,24 +117,7 @@ pl_err pl_pg_xpipe_names(pl__pg *g, const uint64_t *ids, size_t n, char **names)
   pl_err e, xe = PL_OK;
   pl_pg_pipe_begin(&p, g);
   pl_pg_xpipe_begin(&x, g, &p);
-  for (unsigned j = 0; j < k; j++) { /* one read per shard with any of them */
-    size_t m = 0;
-    uint64_t *mine = pl_malloc((n + 1) * sizeof *mine);
-    for (size_t i = 0; i < n; i++)
-      if (k == 1 || pl_pg_shard_of_id(g, ids[i]) == j)
-        mine[m++] = ids[i];
-    at[j] = -2;
-    if (m) {
-      char *arr = pl_pg_array(mine, m);
-      pl_pg_pipe *to = pl__pipe(&x, j);
-      at[j] = to ? pl__handle(&x, to,
-                              pl_pg_pipe_add(to, "SELECT id, name FROM users WHERE id = ANY($1::bigint[])",
-                                             "s", arr))
-                 : -1;
-      pl_free(arr);
-    }
-    pl_free(mine);
-  }
+  pl_pg_xpipe_each(&x, "SELECT id, name FROM users WHERE id = ANY($1::bigint[])", ids, n, at);
   e = pl_pg_xpipe_end(&x);
   for (unsigned j = 0; e == PL_OK && j < k; j++) {
     if (at[j] == -2)
@@ -135,14 +137,14 @@ pl_err pl_pg_xpipe_names(pl__pg *g, const uint64_t *ids, size_t n, char **names)
   return e;
 }
 
+pl__pg *pl_pg_at(pl__pg *g, unsigned j) { return g->nshards < 2 || j == g->shard ? g : pl_pg_link(g, j); }
+
 pl__pg *pl_pg_home(pl__pg *g, uint64_t uid) {
-  unsigned j = g->nshards > 1 ? pl_pg_shard_of_id(g, uid) : g->shard;
-  return j == g->shard ? g : pl_pg_link(g, j);
+  return pl_pg_at(g, g->nshards > 1 ? pl_pg_shard_of_id(g, uid) : 0);
 }
 
 pl__pg *pl_pg_home_of_name(pl__pg *g, const char *name) {
-  unsigned j = g->nshards > 1 ? pl_pg_shard_of_name(g, name) : g->shard;
-  return j == g->shard ? g : pl_pg_link(g, j);
+  return pl_pg_at(g, g->nshards > 1 ? pl_pg_shard_of_name(g, name) : 0);
 }
 
 static unsigned pl__shard_of_media(const pl__pg *g, const char *media_id) {
@@ -157,6 +159,5 @@ int pl_pg_home_of_media_is(const pl__pg *g, const char *media_id) {
 }
 
 pl__pg *pl_pg_home_of_media(pl__pg *g, const char *media_id) {
-  unsigned j = pl__shard_of_media(g, media_id);
-  return j == g->shard ? g : pl_pg_link(g, j);
+  return pl_pg_at(g, pl__shard_of_media(g, media_id));
 }

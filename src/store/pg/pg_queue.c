@@ -69,48 +69,38 @@ pl_err pl_pg_queue_admit(pl__pg *g, const pl_pg_user *me, const uint64_t *t, con
   return e;
 }
 
-/* The lengths of t[n] on shard j (every target's when unsharded) into
- * lens, in one statement there. Another shard that cannot be read leaves
- * its devices' lengths at 0 (pl__share_count says why). */
-static pl_err pl__lens_on(pl__pg *g, unsigned j, const uint64_t *t, size_t n, uint64_t *lens) {
-  uint64_t *mine = pl_malloc((n + 1) * sizeof *mine);
-  size_t m = 0;
-  for (size_t i = 0; i < n; i++)
-    if (g->nshards < 2 || pl_pg_shard_of_id(g, t[i]) == j)
-      mine[m++] = t[i];
-  pl__pg *h = !m ? NULL : g->nshards < 2 || j == g->shard ? g : pl_pg_link(g, j);
-  pl_err e = PL_OK;
-  if (h) {
-    PGresult *res = NULL;
-    char *arr = pl_pg_array(mine, m);
-    e = pl_pg_q(h, &res, "SELECT d.id, " PL_PG_QUEUED("d") " FROM devices d WHERE d.id = ANY($1::bigint[])", "s",
-                arr);
-    pl_free(arr);
-    if (e == PL_OK) {
-      uint64_t *l = pl_pg_queue_qids(res, t, n); /* (device, length) rows, like (device, qid) */
-      for (size_t i = 0; i < n; i++)
-        lens[i] = l[i] ? l[i] : lens[i];
-      pl_free(l);
-    }
-    PQclear(res);
-  }
-  pl_free(mine);
-  return h == g ? e : PL_OK;
-}
-
 pl_err pl_pg_queue_full(pl__pg *g, const pl_pg_user *me, const uint64_t *t, size_t n, int *full) {
   *full = 0;
   if (!pl_pg_queue_limited(g) || !n)
     return PL_OK;
-  /* every target's length, read on its shard (a user of another one: the
-   * per-request path's sends across shards) */
+  /* every target's length on its shard (a user of another one: the
+   * per-request path's sends across shards), one statement per shard, all
+   * sent before any is waited for. Another shard that cannot be read leaves
+   * its devices' lengths at 0 (pl__share_count says why). */
+  unsigned k = g->nshards > 1 ? g->nshards : 1;
+  long *at = pl_malloc(k * sizeof *at);
   uint64_t *lens = pl_calloc(n + 1, sizeof *lens);
-  pl_err e = PL_OK;
-  for (unsigned j = 0; e == PL_OK && j < (g->nshards < 2 ? 1 : g->nshards); j++)
-    e = pl__lens_on(g, j, t, n, lens);
+  pl_pg_pipe p;
+  pl_pg_xpipe x;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_xpipe_begin(&x, g, &p);
+  pl_pg_xpipe_each(&x, "SELECT d.id, " PL_PG_QUEUED("d") " FROM devices d WHERE d.id = ANY($1::bigint[])", t,
+                   n, at);
+  pl_err e = pl_pg_xpipe_end(&x), xe;
+  for (unsigned j = 0; e == PL_OK && j < k; j++) {
+    PGresult *res = at[j] == -2 ? NULL : pl_pg_xpipe_take(&x, at[j], &xe);
+    uint64_t *l = res ? pl_pg_queue_qids(res, t, n) : NULL; /* (device, length) rows, like (device, qid) */
+    for (size_t i = 0; l && i < n; i++)
+      lens[i] = l[i] ? l[i] : lens[i];
+    pl_free(l);
+    PQclear(res);
+  }
+  pl_pg_xpipe_clear(&x);
+  pl_pg_pipe_clear(&p);
   if (e == PL_OK)
     e = pl_pg_queue_admit(g, me, t, lens, NULL, n, full);
   pl_free(lens);
+  pl_free(at);
   return e;
 }
 
