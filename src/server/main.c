@@ -428,8 +428,8 @@ static pl_err pl__store_open(pl_server *srv, const pl_store_backend *be, pl_stor
     return e;
   }
   if (n > 1)
-    pl_info("store: %u shards (docs/scaling.md: messages, attachments, receipts, contacts and presence cross"
-            " shards; groups do not yet)",
+    pl_info("store: %u shards (docs/scaling.md: messages, attachments, receipts, contacts, presence and"
+            " groups cross shards; the mover is not built)",
             n);
   pl_store_link(stores, n);
   srv->store = stores[0];

@@ -50,8 +50,8 @@ static const pl__opt pl__opts[] = {
      T_STR, OFF(store), 1024},
     {"store-shard", "URL",
      "another PostgreSQL database as the next shard (repeat for more; --store is shard 0; the same order "
-     "on every node, always). Sharding steps 1-3 (docs/scaling.md): messages, attachments, actions, "
-     "receipts, contacts, blocks and presence cross shards; groups not yet; not for production",
+     "on every node, always). Sharding steps 1-4 (docs/scaling.md): messages, attachments, actions, "
+     "receipts, contacts, blocks, presence and groups cross shards; no mover yet; not for production",
      T_SHARD, 0, 0},
     {"filter-words", "FILE",
      "sensitive-word list: one word or phrase per line, optionally TAB reject|mask; reloaded on SIGHUP",

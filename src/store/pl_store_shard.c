@@ -6,12 +6,14 @@
  * a name (sign-up, sign-in), a token's bucket (resume, media) or a group
  * id. A 1:1 send goes to its conversation's shard, that of the
  * pair's lower bucket (the sender's id and the peer's name give both),
- * which copies it to the other user's shard (pg_relay.c). Other requests
- * still meet only the users of their own shard (others are unknown peers
- * there), so one shard answers every request but those below, which
- * concern the whole server and run on each shard as a copy of the request
- * (a "kid"), their answers merged into the request by the last kid to
- * finish; and push notifications, split by their devices' shards. */
+ * which copies it to the other user's shard (pg_relay.c). A request that
+ * names a group goes to the group's shard (its id's bucket: its
+ * creator's), which reads its members' users on their shards
+ * (pg_groups.c). One shard answers every request but those below, which
+ * concern the whole server or the asker's groups on every shard and run
+ * on each shard as a copy of the request (a "kid"), their answers merged
+ * into the request by the last kid to finish; and push notifications,
+ * split by their devices' shards. */
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -48,10 +50,12 @@ static int pl__admin(const pl_store_admin_req *a, unsigned n) {
 
 /* A 1:1 send: its conversation's shard, the pair's lower bucket's (an
  * attachment's upload is read and granted on its owner's shard from
- * there, pg_media.c). A group's: still the sender's. */
+ * there, pg_media.c). A group's: the group's. */
 static int pl__of_send(const pl_store_req *r, unsigned n) {
   const pl_store_send_req *s = &r->u.send;
-  if (s->in.group || !s->in.peer)
+  if (s->in.group)
+    return pl__of_id(s->in.group, n);
+  if (!s->in.peer)
     return pl__of_id(r->user_id, n);
   uint32_t me = pl_bucket_of_id(r->user_id), peer = pl_bucket_of_name(s->in.peer, strlen(s->in.peer));
   return (int)pl_bucket_shard(me < peer ? me : peer, n);
@@ -72,6 +76,17 @@ int pl_store_route(const pl_store_req *r, unsigned n) {
     return pl__of_route(r->route, n);
   }
   case PL_STORE_GROUP_DEVICES: return pl__of_id(r->u.group_devices.in.group, n);
+  case PL_STORE_GROUP_UPDATE: return pl__of_id(r->u.group_update.in.group, n);
+  case PL_STORE_GROUP_RECEIPTS: return pl__of_id(r->u.group_receipts.in.group, n);
+  case PL_STORE_GROUP_LIST: return PL_ROUTE_EACH; /* the asker's groups live on any shard */
+  case PL_STORE_MARK_READ:
+    if (r->u.mark_read.in.group)
+      return pl__of_id(r->u.mark_read.in.group, n);
+    return pl__of_id(r->user_id, n);
+  case PL_STORE_TYPING:
+    if (r->u.typing.in.group)
+      return pl__of_id(r->u.typing.in.group, n);
+    return pl__of_id(r->user_id, n);
   case PL_STORE_PUSH_TOKEN: return pl__of_id(r->u.push_token.in.device, n);
   case PL_STORE_PUSH_ENQUEUE: /* a message's devices: on both users' shards */
   case PL_STORE_PUSH_DONE: return PL_ROUTE_SPLIT;
@@ -219,6 +234,12 @@ static void pl__merge(pl__fan *f) {
     break;
   }
   case PL_STORE_ADMIN: pl__merge_admin(f); break;
+  case PL_STORE_GROUP_LIST: { /* each shard's by gid, the shards in gid order: sorted again all the same */
+    pl_store_group_list_req *l = &r->u.group_list;
+    l->out.groups = PL__GATHER(f, u.group_list.out.groups, u.group_list.out.ngroups, &l->out.ngroups);
+    qsort(l->out.groups, l->out.ngroups, sizeof *l->out.groups, pl__by_gid);
+    break;
+  }
   case PL_STORE_PUSH_ENQUEUE:
     for (unsigned i = 0; i < f->n; i++)
       r->u.push_enqueue.out.enqueued += f->kids[i].u.push_enqueue.out.enqueued;

@@ -78,10 +78,12 @@ check send-4 0 "${A[@]}" send bob four # bob's queue: 2 of 3
 stop
 
 # back to version 8: the length in devices.queued, as that version kept it
-# (and what later migrations made undone: 10, shard_info; 11, outbox and relay)
+# (and what later migrations made undone: 10, shard_info; 11, outbox and relay;
+# 13, the members' names)
 latest=$(sql "SELECT max(version) FROM schema_version")
 sql "UPDATE devices d SET queued = d.next_qid - COALESCE((SELECT n FROM dequeued WHERE device_id = d.id), 0);
      DROP TABLE dequeued; DROP TABLE IF EXISTS shard_info; DROP TABLE IF EXISTS outbox; DROP TABLE IF EXISTS relay;
+     ALTER TABLE members DROP COLUMN IF EXISTS name;
      DELETE FROM schema_version WHERE version >= 9;"
 want="2 4"
 got=$(sql "SELECT d.queued || ' ' || d.next_qid FROM devices d JOIN users u ON u.id = d.user_id WHERE u.name = 'bob'")

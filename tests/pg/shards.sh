@@ -18,9 +18,9 @@
 #     its delivered receipt back to the sender; read receipts both ways and
 #     UnreadGet's marks on both shards; a contact added across (on its
 #     owner's shard, listed by name), presence and typing across, a block
-#     across refusing a send (nothing stored) until unblocked; group add
-#     and group create (not across shards yet) answer exactly as for a user
-#     that does not exist (UNKNOWN_PEER: the CLI's exit 5 and message);
+#     across refusing a send (nothing stored) until unblocked; a group of
+#     a shard 1 user with shard 0 members and a shard 1 user in a shard 0
+#     group (step 4, "xgroup" below);
 #  5. a second device, settings, contacts, a push token and an upload of a
 #     shard 1 user land on shard 1 only (and the upload downloads);
 #  6. Resume with a saved token (JSON WebSocket) on both shards, its
@@ -431,28 +431,6 @@ receipt_to() {
   done
   fail "$name" "no $status receipt by $by for seq $seq in 20 s: $(head -c 2000 "$tmp/receipts")"
 }
-# unknown_like NAME PEER ARGS...: the command with %PEER% as PEER, a user of
-# the other shard, answers exactly as with %PEER% a user that does not exist
-unknown_like() {
-  local name=$1 peer=$2 a rcg=0 rcp=0 eg ep
-  shift 2
-  local g=() p=()
-  for a in "$@"; do
-    g+=("${a//%PEER%/$GHOST}")
-    p+=("${a//%PEER%/$peer}")
-  done
-  "${g[@]}" >"$tmp/g.out" 2>"$tmp/g.err" || rcg=$?
-  "${p[@]}" >"$tmp/p.out" 2>"$tmp/p.err" || rcp=$?
-  eg=$(sed "s/$GHOST/NAME/g" "$tmp/g.err")
-  ep=$(sed "s/$peer/NAME/g" "$tmp/p.err")
-  if [[ $rcg != 5 || $eg != *"unknown peer"* ]]; then
-    fail "$name" "the baseline with '$GHOST' (no such user) gave exit $rcg: <<$(cat "$tmp/g.out")>> <<$eg>>"
-  elif [[ $rcp == "$rcg" && $ep == "$eg" && ! -s $tmp/p.out ]]; then
-    pass "$name"
-  else
-    fail "$name" "with '$peer': exit $rcp, stdout <<$(cat "$tmp/p.out")>>, stderr <<$(cat "$tmp/p.err")>>; with '$GHOST' (no such user): exit $rcg, stderr <<$(cat "$tmp/g.err")>>"
-  fi
-}
 
 # ==== 1. register users of both shards ======================================
 start "${RIGHT[@]}"
@@ -598,11 +576,69 @@ same "xact-reaction-arrives-at-$B1" "$(count_msgs "$tmp/out" "+1")" 1
 same "xact-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")$(q 1 "SELECT count(*) FROM outbox")" 00
 copies=$(curl -s "http://127.0.0.1:$hport/metrics" | awk '$1 == "parley_store_relay_copies_total" { print $2 }')
 same "xcopies-on-metrics" "$((${copies:-0} >= 10))" 1
-# groups are not across shards yet (step 4)
-unknown_like "group-add-$B0-to-group-of-$A0-unknown-peer" "$B0" cli "$A0" group add "${GID[$A0]}" %PEER%
-unknown_like "group-create-$B0-with-$A1-unknown-peer" "$A1" cli "$B0" group create cross %PEER%
+# ---- groups across shards (step 4): a group lives on its creator's shard
+# with its members of any shard (their names beside their ids), their
+# cursors and watermarks and its history; a member's fetch reads the
+# memberships of every shard and each group's part on the group's shard
+# group: GX made by B0 (shard 1) with A0 and A1 (shard 0)
+run "xgroup-create-$B0" 0 cli "$B0" group create "cross" "$A1" "$A0"
+XG=$(jfield "$tmp/out" group)
+[[ $XG =~ ^[0-9]+$ ]] || XG=0
+same "xgroup-gid-bucket" "$((XG >> 48))" "${BUCKET[$B0]}"
+same "xgroup-on-shard1-only" "$(q 1 "SELECT count(*) FROM groups WHERE gid = $XG") $(q 0 "SELECT count(*) FROM groups WHERE gid = $XG")" "1 0"
+same "xgroup-members-on-shard1" "$(q 1 "SELECT string_agg(name, ',' ORDER BY name) FROM members WHERE gid = $XG AND role > 0")" \
+  "$(printf '%s\n' "$A0" "$A1" "$B0" | sort | paste -sd,)"
+same "xgroup-member-ids-from-their-shards" "$(q 1 "SELECT count(*) FROM members WHERE gid = $XG AND uid >> 48 IN (${BUCKET[$A0]}, ${BUCKET[$A1]})")" 2
+# a message into it by a member of the other shard, through the group's shard
+xtext="cross group text $RANDOM$RANDOM"
+run "xgroup-send-$A1" 0 cli "$A1" send --group "$XG" "$xtext"
+xseq=$(jfield "$tmp/out" seq)
+same "xgroup-entry-on-shard1-only" "$(q 1 "SELECT count(*) FROM messages WHERE gid = $XG AND $(body_has "$xtext")") $(q 0 "SELECT count(*) FROM messages WHERE $(body_has "$xtext")")" "1 0"
+recv_once "xgroup-$A0" "$A0" "$xtext"
+recv_once "xgroup-$B0" "$B0" "$xtext"
+# the ack of a shard 0 device moved its cursor and its watermark on shard 1
+a0devs=$(q 0 "SELECT string_agg(id::text, ',') FROM devices WHERE user_id = (SELECT id FROM users WHERE name = '$A0')")
+same "xgroup-$A0-cursor-on-shard1" "$(q 1 "SELECT count(*) FROM gcursor WHERE gid = $XG AND device_id IN (${a0devs:-0}) AND seq >= ${xseq:-1}")" 1
+same "xgroup-cursors-not-on-shard0" "$(q 0 "SELECT count(*) FROM gcursor WHERE gid = $XG")" 0
+run "xgroup-receipts-$A1" 0 cli "$A1" group receipts "$XG" "${xseq:-1}"
+same "xgroup-receipts-delivered" "$(jfield "$tmp/out" delivered)" 2
+# the groups of a shard 0 user on both shards, by id
+run "xgroup-list-$A0" 0 cli "$A0" group list
+same "xgroup-list-$A0" "$(python3 -c 'import json, sys; print(" ".join(str(g["group"]) for g in json.load(open(sys.argv[1]))["groups"]))' "$tmp/out" 2>&1)" "${GID[$A0]} $XG"
+# a new device of a shard 0 member starts at the group's end on shard 1:
+# what came before is not sent to it
+run "xgroup-$A0-second-device" 0 cli "$A0" --device second recv --wait 1
+same "xgroup-$A0-second-device-no-history" "$(count_msgs "$tmp/out" "$xtext")" 0
+same "xgroup-$A0-second-cursor-on-shard1" "$(q 1 "SELECT count(*) FROM gcursor WHERE gid = $XG AND seq >= ${xseq:-1} AND device_id = (SELECT max(device_id) FROM gcursor WHERE gid = $XG AND device_id >> 48 = ${BUCKET[$A0]})")" 1
+# read across: the watermark on shard 1, the read sync to the other device
+# (through the outbox to shard 0), UnreadGet through shard 0
+run "xgroup-read-$A0" 0 cli "$A0" group read "$XG" "${xseq:-1}"
+run "xgroup-read-sync-$A0-second" 0 cli "$A0" --device second recv --wait 2
+same "xgroup-read-sync-$A0-second" "$(python3 -c '
+import json, sys
+print(sum(1 for l in open(sys.argv[1]) if l.strip() and (lambda d: d.get("type") == "read_sync" and d.get("conv") == sys.argv[2] and d.get("seq") == int(sys.argv[3]))(json.loads(l))))' "$tmp/out" "g:$XG" "${xseq:-1}" 2>&1)" 1
+until_q "xgroup-read-on-shard1" 1 "SELECT read_seq FROM greads WHERE gid = $XG AND uid = (SELECT uid FROM members WHERE gid = $XG AND name = '$A0')" "${xseq:-1}"
+run "xgroup-unread-$A0" 0 "$PY" "$tmp/ws.py" unread "$hport" "$A0" "$PARLEY_PASSWORD" "g:$XG"
+same "xgroup-unread-$A0" "$(cut -d' ' -f1-2 "$tmp/out")" "${xseq:-1} ${xseq:-1}"
+same "xgroup-no-reads-mirror" "$(q 0 "SELECT count(*) FROM reads WHERE conv LIKE 'g:%'")" 0
+# a shard 1 user added to A0's shard 0 group sends there; removed, it may not
+run "xgroup-add-$B1" 0 cli "$A0" group add "${GID[$A0]}" "$B1"
+same "xgroup-$B1-member-on-shard0" "$(q 0 "SELECT name FROM members WHERE gid = ${GID[$A0]} AND role > 0 AND uid >> 48 = ${BUCKET[$B1]}")" "$B1"
+ytext="into a shard 0 group from shard 1 $RANDOM$RANDOM"
+run "xgroup-send-$B1" 0 cli "$B1" send --group "${GID[$A0]}" "$ytext"
+recv_once "xgroup-$A1-from-$B1" "$A1" "$ytext"
+recv_once "xgroup-$A0-from-$B1" "$A0" "$ytext"
+run "xgroup-members-${GID[$A0]}" 0 cli "$B1" group members "${GID[$A0]}"
+same "xgroup-members-listed" "$(python3 -c 'import json, sys; print(",".join(m["user"] for m in json.load(open(sys.argv[1]))["members"]))' "$tmp/out" 2>&1)" \
+  "$(printf '%s\n' "$A0" "$A1" "$B1" | LC_ALL=C sort | paste -sd,)"
+run "xgroup-remove-$B1" 0 cli "$A0" group remove "${GID[$A0]}" "$B1"
+run "xgroup-send-removed-$B1" 5 cli "$B1" send --group "${GID[$A0]}" "after removal"
+same "xgroup-removed-stored-nothing" "$(q 0 "SELECT count(*) FROM messages WHERE $(body_has "after removal")")$(q 1 "SELECT count(*) FROM messages WHERE $(body_has "after removal")")" 00
+# a name that does not exist is still an unknown peer
+run "xgroup-add-ghost" 5 cli "$A0" group add "${GID[$A0]}" "$GHOST"
+same "xgroup-add-ghost-unknown-peer" "$(grep -c "unknown peer" "$tmp/err")" 1
 for s in 0 1; do
-  same "groups-only-the-two-on-shard$s" "$(q $s "SELECT count(*) || ' ' || (SELECT count(*) FROM members) FROM groups")" "1 2"
+  same "groups-on-shard$s" "$(q $s "SELECT count(*) FROM groups")" $((s + 1))
 done
 
 # ==== 5. a shard 1 user's state on shard 1 only ==============================
@@ -878,6 +914,29 @@ import json, sys
 s = [int(d["seq"]) for d in map(json.loads, filter(str.strip, open(sys.argv[1]))) if d.get("type") == "message" and d["text"].startswith("x9 ")]
 print("ok" if s and s == list(range(s[0], s[0] + len(s))) else s)' "$tmp/x9.recv.other" 2>&1)" ok
 same "x9-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")" 0
+# the group of both shards (XG, on shard 1: B0 with A0 and A1 of shard 0),
+# its three members sending at once through both nodes: each member's
+# device gets every entry once, in seq order, the group's seqs gap-free
+GSENDERS=("$B0" "$A0" "$A1")
+for u in "${GSENDERS[@]}"; do
+  (
+    for ((i = 1; i <= N; i++)); do
+      srv=127.0.0.1:$port
+      ((i % 2)) || srv=127.0.0.1:$port2
+      PARLEY_SERVER=$srv "$PARLEY_CLI" --user "$u" send --group "$XG" "x9 g-$u $i" >>"$tmp/x9g.sent.$u" 2>&1 || echo "FAILED $i" >>"$tmp/x9g.sent.$u"
+    done
+  ) &
+done
+wait_senders
+for u in "${GSENDERS[@]}"; do
+  if [[ $(grep -c '"seq"' "$tmp/x9g.sent.$u") == "$N" ]]; then pass "x9g-sent-$u"; else fail "x9g-sent-$u" "$(cat "$tmp/x9g.sent.$u")"; fi
+done
+for u in "${GSENDERS[@]}"; do
+  recv_all "$u" default "$tmp/x9g.recv.$u" $((3 * N))
+  x9_check "x9g-$u-gets-all-once-in-order" "$tmp/x9g.recv.$u" "g:$XG" "g-$B0" "g-$A0" "g-$A1"
+done
+same "x9g-seqs-gap-free-on-shard1" "$(q 1 "SELECT count(*) = max(seq) - min(seq) + 1 AND count(*) = $((3 * N)) FROM messages WHERE gid = $XG AND position(convert_to('x9 g-', 'UTF8') in body) > 0")" t
+same "x9g-none-on-shard0" "$(q 0 "SELECT count(*) FROM messages WHERE gid = $XG")" 0
 
 # node 1 killed between T1 and T2: T2 waits on a lock of shard 1's relay table
 psql "${SHARD_URI[1]}" -qX -c "BEGIN" -c "LOCK TABLE relay IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(120)" >/dev/null 2>&1 &

@@ -179,7 +179,7 @@ static void test_route(void) {
   r.op = PL_STORE_PUSH_DONE;
   CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_SPLIT);
   /* a 1:1 send: the conversation's shard, the pair's lower bucket's, with
-   * an attachment or without; a group's: the sender's */
+   * an attachment or without; a group's: the group's */
   memset(&r, 0, sizeof r);
   r.op = PL_STORE_SEND;
   r.user_id = pl_bucket_id(ALICE_BUCKET, 7);
@@ -191,7 +191,33 @@ static void test_route(void) {
   CHECK_EQ_I(pl_store_route(&r, 2), 1);
   r.u.send.in.peer = NULL;
   r.u.send.in.group = pl_bucket_id(0, 3);
+  CHECK_EQ_I(pl_store_route(&r, 2), 0);
+  /* every request naming a group: the group's shard, whoever asks; the
+   * asker's groups: every shard's */
+  memset(&r, 0, sizeof r);
+  r.user_id = pl_bucket_id(0, 7);
+  r.op = PL_STORE_GROUP_UPDATE;
+  r.u.group_update.in.group = pl_bucket_id(ALICE_BUCKET, 3);
   CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  r.op = PL_STORE_GROUP_RECEIPTS;
+  r.u.group_receipts.in.group = pl_bucket_id(ALICE_BUCKET, 3);
+  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  memset(&r.u, 0, sizeof r.u);
+  r.op = PL_STORE_MARK_READ;
+  r.u.mark_read.in.group = pl_bucket_id(ALICE_BUCKET, 3);
+  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  r.u.mark_read.in.group = 0;
+  r.u.mark_read.in.peer = "alice";
+  CHECK_EQ_I(pl_store_route(&r, 2), 0); /* 1:1: the reader's */
+  memset(&r.u, 0, sizeof r.u);
+  r.op = PL_STORE_TYPING;
+  r.u.typing.in.group = pl_bucket_id(ALICE_BUCKET, 3);
+  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  memset(&r.u, 0, sizeof r.u);
+  r.op = PL_STORE_GROUP_CREATE;
+  CHECK_EQ_I(pl_store_route(&r, 2), 0); /* the creator's: the gid takes its bucket */
+  r.op = PL_STORE_GROUP_LIST;
+  CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_EACH);
   memset(&r, 0, sizeof r);
   r.op = PL_STORE_ADMIN;
   r.u.admin.in.action = PL_ADMIN_DISABLE;

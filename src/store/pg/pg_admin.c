@@ -197,8 +197,10 @@ static pl_err pl__remove(void *be, pl_store_req *r) {
   pl__pg *g = be;
   pl_pg_user *u = NULL;
   int role = PL_ROLE_NONE;
-  pl_err e = pl_pg_user_by_name(g, r->u.admin.in.user, &u);
-  if (e == PL_OK && u)
+  pl_err e = pl_pg_user_find(g, r, 0, r->u.admin.in.user, &u); /* (on its shard: the group's is g) */
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  if (u)
     e = pl_pg_group_role(g, r->u.admin.in.group, u->id, &role);
   if (e == PL_OK && role == PL_ROLE_NONE)
     r->status = PL_ERR_NOT_MEMBER;

@@ -10,7 +10,14 @@
  * writers no global qid orders them against the queues, so only protocol
  * 2 positions them (by seq, its own stream per group); a protocol 1
  * connection, whose one stream is the qid, skips them (docs/protocol.md
- * 10.3: a server with several writers needs protocol 2 for groups). */
+ * 10.3: a server with several writers needs protocol 2 for groups).
+ *
+ * Sharded, all of a group's rows live on its shard (pg_groups.c), where
+ * its requests run; only a device's fetch and ack run on the device's
+ * shard: they read the memberships of every shard and each group's part
+ * on its own, and move cursors and watermarks there through the link (a
+ * cursor never moves back, so an ack's write there that is lost is made
+ * good by the next). */
 #include "../../rules/pl_receipts.h"
 #include "../../rules/pl_roles.h"
 #include "pg_internal.h"
@@ -103,20 +110,27 @@ pl_err pl_pg_ghist_put(pl__pg *g, uint64_t gid, const pl_pg_user *from, const ch
 static pl_err pl__member_me(pl__pg *g, pl_store_req *r, uint64_t gid, pl_pg_user **me, int *role) {
   int rl = PL_ROLE_NONE;
   pl_pg_pipe p;
+  pl_pg_xpipe x;
+  pl_err xe = PL_OK;
   pl_pg_pipe_begin(&p, g);
-  pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
-  pl_pg_pipe_add(&p, "SELECT role FROM members WHERE gid = $1 AND uid = $2", "uu", gid, r->user_id);
-  pl_err e = pl_pg_pipe_end(&p);
+  pl_pg_xpipe_begin(&x, g, &p); /* the user on its shard, the role here */
+  long at = pl_pg_xpipe_user(&x, r->user_id);
+  int ri = pl_pg_pipe_add(&p, "SELECT role FROM members WHERE gid = $1 AND uid = $2", "uu", gid, r->user_id);
+  pl_err e = pl_pg_xpipe_end(&x);
   *me = NULL;
   if (e == PL_OK) {
-    pl_pg_user_load(p.res[0], PL_OK, me);
-    p.res[0] = NULL;
-    rl = PQntuples(p.res[1]) > 0 ? pl_pg_col_int(p.res[1], 0, 0) : PL_ROLE_NONE;
+    pl_pg_user_load(pl_pg_xpipe_take(&x, at, &xe), PL_OK, me);
+    rl = PQntuples(p.res[ri]) > 0 ? pl_pg_col_int(p.res[ri], 0, 0) : PL_ROLE_NONE;
   }
+  pl_pg_xpipe_clear(&x);
   pl_pg_pipe_clear(&p);
   if (role)
     *role = rl;
-  if (e == PL_OK && (!*me || !pl_roles_member(rl))) {
+  if (e == PL_OK && xe != PL_OK) { /* the user's shard away: retryable */
+    r->status = xe;
+    pl_pg_user_free(*me);
+    *me = NULL;
+  } else if (e == PL_OK && (!*me || !pl_roles_member(rl))) {
     r->status = PL_ERR_NOT_MEMBER;
     pl_pg_user_free(*me);
     *me = NULL;
@@ -257,19 +271,55 @@ static uint64_t pl__gpos_find(const pl_store_gpos *a, size_t n, size_t *at, uint
   "SELECT m.gid, m.since_seq, m.left_seq, m.role, COALESCE(c.seq, 0) FROM members m" \
   " LEFT JOIN gcursor c ON c.device_id = $2 AND c.gid = m.gid WHERE m.uid = $1 ORDER BY m.gid"
 
-int pl_pg_group_fetch_add(pl_pg_pipe *p, const pl_store_req *r) {
-  if (!r->user_id)
-    return -1;
-  return pl_pg_pipe_add(p, PL__MSHIPS_SQL, "uu", r->user_id, r->device_id);
+void pl_pg_group_fetch_add(pl_pg_xpipe *x, const pl_store_req *r, long *at) {
+  for (unsigned j = 0; j < pl_pg_shards(x->g); j++) {
+    pl_pg_pipe *p = r->user_id ? pl_pg_xpipe_at(x, j) : NULL;
+    at[j] = !r->user_id ? -2
+            : p ? pl_pg_xpipe_handle(x, p, pl_pg_pipe_add(p, PL__MSHIPS_SQL, "uu", r->user_id, r->device_id))
+                : -1;
+  }
+}
+
+/* A membership as PL__MSHIPS_SQL reads it. */
+typedef struct pl__mship {
+  uint64_t gid, since, left, cursor;
+  int role;
+} pl__mship;
+
+static int pl__by_gid(const void *a, const void *b) {
+  uint64_t x = ((const pl__mship *)a)->gid, y = ((const pl__mship *)b)->gid;
+  return x < y ? -1 : x > y;
+}
+
+/* The memberships read on every shard (at[j]; a shard that could not be
+ * read adds none), by gid. */
+static pl__mship *pl__mships(pl_pg_xpipe *x, const long *at, size_t *n) {
+  pl__mship *v = NULL;
+  size_t cap = 0;
+  *n = 0;
+  for (unsigned j = 0; j < pl_pg_shards(x->g); j++) {
+    pl_err xe = PL_OK;
+    PGresult *res = at[j] < 0 ? NULL : pl_pg_xpipe_take(x, at[j], &xe);
+    for (int i = 0; i < PQntuples(res); i++) {
+      v = pl_pg_reserve(v, *n, &cap, sizeof *v);
+      v[(*n)++] = (pl__mship){pl_pg_col_u64(res, i, 0), pl_pg_col_u64(res, i, 1), pl_pg_col_u64(res, i, 2),
+                              pl_pg_col_u64(res, i, 4), pl_pg_col_int(res, i, 3)};
+    }
+    PQclear(res);
+  }
+  if (*n > 1)
+    qsort(v, *n, sizeof *v, pl__by_gid);
+  return v;
 }
 
 /* One group's part of a page: up to limit + 1 entries of its window. */
-static void pl__gpart_add(pl_pg_pipe *p, uint64_t gid, uint64_t lo, uint64_t hi, uint32_t limit) {
-  pl_pg_pipe_add(p,
-                 "SELECT 0, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"
-                 " aux, media, act FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND expires > $4"
-                 " ORDER BY seq LIMIT $5",
-                 "uuuuu", gid, pl_pg_clamp(lo), pl_pg_clamp(hi), pl_now_ms(), (uint64_t)limit + 1);
+static int pl__gpart_add(pl_pg_pipe *p, uint64_t gid, uint64_t lo, uint64_t hi, uint32_t limit) {
+  return pl_pg_pipe_add(
+      p,
+      "SELECT 0, conv, seq, from_name, from_device, client_id, body, client_ts, server_ts, kind,"
+      " aux, media, act FROM messages WHERE gid = $1 AND seq > $2 AND seq <= $3 AND expires > $4"
+      " ORDER BY seq LIMIT $5",
+      "uuuuu", gid, pl_pg_clamp(lo), pl_pg_clamp(hi), pl_now_ms(), (uint64_t)limit + 1);
 }
 
 static void pl__gpart_read(pl_store_fetch_req *f, const PGresult *res, uint64_t gid, size_t max_bytes,
@@ -298,30 +348,37 @@ static void pl__gpart_read(pl_store_fetch_req *f, const PGresult *res, uint64_t 
  * but its groups, like protocol 2's: out.gids makes the device one of
  * each group's live audience, so it gets what is committed while it is
  * connected (without them, only a device connected when it joined did). */
-pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, PGresult *ms, uint32_t limit, size_t max_bytes) {
+pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, pl_pg_xpipe *x, const long *ms_at, uint32_t limit,
+                         size_t max_bytes) {
   pl_store_fetch_req *f = &r->u.fetch;
   pl_pg_pipe p;
-  if (!ms)
+  pl_pg_xpipe y;
+  size_t n, cap = f->out.nmsgs + 1, at = 0;
+  if (!r->user_id)
     return PL_OK;
-  int n = PQntuples(ms), *part = pl_malloc(((size_t)n + 1) * sizeof *part);
-  size_t cap = f->out.nmsgs + 1, at = 0;
+  pl__mship *ms = pl__mships(x, ms_at, &n);
+  long *part = pl_malloc((n + 1) * sizeof *part);
   f->out.msgs = pl_realloc(f->out.msgs, cap * sizeof *f->out.msgs);
   pl_pg_pipe_begin(&p, g);
-  for (int i = 0; i < n; i++) {
-    uint64_t gid = pl_pg_col_u64(ms, i, 0), lo, hi;
+  pl_pg_xpipe_begin(&y, g, &p); /* each part on its group's shard */
+  for (size_t i = 0; i < n; i++) {
+    uint64_t lo, hi;
     int listed;
-    uint64_t from = pl__gpos_find(f->in.gafter, f->in.ngafter, &at, gid, &listed);
-    part[i] = -1;
-    if (f->in.streams && pl_roles_owed(pl_pg_col_u64(ms, i, 1), pl_pg_col_u64(ms, i, 2),
-                                       pl_pg_col_u64(ms, i, 4), from, &lo, &hi)) {
-      part[i] = p.n;
-      pl__gpart_add(&p, gid, lo, hi, limit);
+    uint64_t from = pl__gpos_find(f->in.gafter, f->in.ngafter, &at, ms[i].gid, &listed);
+    part[i] = -2;
+    if (f->in.streams && pl_roles_owed(ms[i].since, ms[i].left, ms[i].cursor, from, &lo, &hi)) {
+      pl_pg_pipe *to = pl_pg_xpipe_at(&y, pl_pg_shard_of_id(g, ms[i].gid));
+      part[i] = to ? pl_pg_xpipe_handle(&y, to, pl__gpart_add(to, ms[i].gid, lo, hi, limit)) : -1;
     }
   }
-  pl_err e = pl_pg_pipe_end(&p);
-  for (int i = 0; e == PL_OK && i < n && f->out.nmsgs <= limit; i++)
-    if (part[i] >= 0)
-      pl__gpart_read(f, p.res[part[i]], pl_pg_col_u64(ms, i, 0), max_bytes, &cap);
+  pl_err e = pl_pg_xpipe_end(&y), xe;
+  for (size_t i = 0; e == PL_OK && i < n && f->out.nmsgs <= limit; i++) {
+    PGresult *res = part[i] == -2 ? NULL : pl_pg_xpipe_take(&y, part[i], &xe);
+    if (res) /* (none: its shard away, this group's part is left for a later page) */
+      pl__gpart_read(f, res, ms[i].gid, max_bytes, &cap);
+    PQclear(res);
+  }
+  pl_pg_xpipe_clear(&y);
   pl_pg_pipe_clear(&p);
   pl_free(part);
   if (f->out.nmsgs > limit) {
@@ -330,11 +387,11 @@ pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, PGresult *ms, uint32_t limi
     f->out.nmsgs = limit;
     f->out.more = 1;
   }
-  f->out.gids = pl_malloc(((size_t)n + 1) * sizeof *f->out.gids);
-  for (int i = 0; e == PL_OK && i < n; i++)
-    if (pl_roles_member(pl_pg_col_int(ms, i, 3))) /* the live audience: members only */
-      f->out.gids[f->out.ngids++] = pl_pg_col_u64(ms, i, 0);
-  PQclear(ms);
+  f->out.gids = pl_malloc((n + 1) * sizeof *f->out.gids);
+  for (size_t i = 0; e == PL_OK && i < n; i++)
+    if (pl_roles_member(ms[i].role)) /* the live audience: members only */
+      f->out.gids[f->out.ngids++] = ms[i].gid;
+  pl_free(ms);
   return e;
 }
 
@@ -342,13 +399,16 @@ pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, PGresult *ms, uint32_t limi
 
 /* Live receipts (never stored: GroupReceiptsGet recovers a missed one) to
  * the connected devices of the senders of gid's messages in (lo, hi].
- * Only for groups up to group_detail members. */
-static pl_err pl__receipts_live(pl__pg *g, pl_store_req *r, uint64_t gid, uint64_t lo, uint64_t hi, int kind,
-                                const pl_pg_user *by) {
+ * Only for groups up to group_detail members. The group is read on h (its
+ * shard's connection), each sender on its own shard (a sender whose shard
+ * is away gets none: GroupReceiptsGet). */
+static pl_err pl__receipts_live(pl__pg *g, pl__pg *h, pl_store_req *r, uint64_t gid, uint64_t lo, uint64_t hi,
+                                int kind, const pl_pg_user *by) {
   pl_pg_pipe p, u;
+  pl_pg_xpipe x;
   char conv[32];
   pl_pg_group_gconv(gid, conv, sizeof conv);
-  pl_pg_pipe_begin(&p, g);
+  pl_pg_pipe_begin(&p, h);
   pl_pg_pipe_add(&p, "SELECT members FROM groups WHERE gid = $1", "u", gid);
   pl_pg_pipe_add(
       &p,
@@ -359,15 +419,17 @@ static pl_err pl__receipts_live(pl__pg *g, pl_store_req *r, uint64_t gid, uint64
   if (e != PL_OK)
     return e;
   int n = pl_roles_detailed(pl_pg_col_u64(p.res[0], 0, 0), g->group_detail) ? PQntuples(p.res[1]) : 0;
+  long *at = pl_malloc(((size_t)n + 1) * sizeof *at);
   pl_pg_pipe_begin(&u, g); /* the senders, in one round trip */
+  pl_pg_xpipe_begin(&x, g, &u);
   for (int i = 0; i < n; i++)
-    pl_pg_pipe_add(&u, PL_PG_USER_SQL("u.id = $1"), "u", pl_pg_col_u64(p.res[1], i, 0));
-  e = pl_pg_pipe_end(&u);
+    at[i] = pl_pg_xpipe_user(&x, pl_pg_col_u64(p.res[1], i, 0));
+  e = pl_pg_xpipe_end(&x);
   for (int i = 0; e == PL_OK && i < n; i++) {
     pl_pg_user *to = NULL;
+    pl_err xe;
     size_t nt;
-    pl_pg_user_load(u.res[i], PL_OK, &to);
-    u.res[i] = NULL;
+    pl_pg_user_load(pl_pg_xpipe_take(&x, at[i], &xe), PL_OK, &to);
     if (to && !pl_pg_user_blocks(by, to->id)) { /* none to a user the reader blocked */
       uint64_t *t = pl_pg_queue_devs_except(to, 0, &nt);
       uint64_t *live = pl_malloc((nt + 1) * sizeof *live);
@@ -380,8 +442,10 @@ static pl_err pl__receipts_live(pl__pg *g, pl_store_req *r, uint64_t gid, uint64
     }
     pl_pg_user_free(to);
   }
+  pl_pg_xpipe_clear(&x);
   pl_pg_pipe_clear(&u);
   pl_pg_pipe_clear(&p);
+  pl_free(at);
   return e;
 }
 
@@ -416,36 +480,31 @@ static pl_err pl__greads_move(pl__pg *g, uint64_t gid, uint64_t uid, uint64_t se
   return e;
 }
 
-/* A protocol 2 Ack moves the device's cursor in each group it names (by
+/* The part of an Ack for the groups of one shard (h, its connection;
+ * acks[n], by gid): moves the device's cursor in each group it names (by
  * seq, never back, clamped to the group's last seq and to left_seq for a
- * member who left), and with it the member's delivered watermark. A
- * protocol 1 Ack covers no group entry (it was sent none). */
-pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r) {
-  const pl_store_ack_req *a = &r->u.ack;
-  pl_pg_user *me = NULL;
+ * member who left), and with it the member's delivered watermark, then
+ * the live receipts where that moved. me: the user (NULL: gone). */
+static pl_err pl__ack_at(pl__pg *g, pl__pg *h, pl_store_req *r, const pl_pg_user *me,
+                         const pl_store_gpos *acks, size_t nacks) {
   pl_pg_pipe p, w;
   size_t at = 0, nmv = 0;
-  if (!r->user_id || !a->in.streams || !a->in.ngacks)
-    return PL_OK;
-  /* 1: the memberships, the groups' last seqs, the user */
-  uint64_t *gids = pl_malloc(a->in.ngacks * sizeof *gids);
-  for (size_t i = 0; i < a->in.ngacks; i++)
-    gids[i] = a->in.gacks[i].gid;
-  char *arr = pl_pg_array(gids, a->in.ngacks);
+  /* 1: the memberships, the groups' last seqs */
+  uint64_t *gids = pl_malloc(nacks * sizeof *gids);
+  for (size_t i = 0; i < nacks; i++)
+    gids[i] = acks[i].gid;
+  char *arr = pl_pg_array(gids, nacks);
   pl_free(gids);
-  pl_pg_pipe_begin(&p, g);
+  pl_pg_pipe_begin(&p, h);
   pl_pg_pipe_add(&p, PL__MSHIPS_SQL, "uu", r->user_id, r->device_id);
   pl_pg_pipe_add(&p,
                  "SELECT x.gid, COALESCE(c.last_seq, 0) FROM unnest($1::bigint[]) AS x(gid)"
                  " LEFT JOIN convs c ON c.conv = 'g:' || x.gid ORDER BY x.gid",
                  "s", arr);
-  pl_pg_pipe_add(&p, PL_PG_USER_SQL("u.id = $1"), "u", r->user_id);
   pl_free(arr);
   pl_err e = pl_pg_pipe_end(&p);
   if (e != PL_OK)
     return e;
-  pl_pg_user_load(p.res[2], PL_OK, &me);
-  p.res[2] = NULL;
   /* 2: each cursor that moves, with the member's delivered watermark */
   PGresult *ms = p.res[0], *lasts = p.res[1];
   int n = PQntuples(ms), nl = PQntuples(lasts), j = 0;
@@ -453,11 +512,11 @@ pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r) {
     uint64_t gid, seq;
     int at; /* the watermark's statement; -1: none */
   } *mv = pl_malloc(((size_t)n + 1) * sizeof *mv);
-  pl_pg_pipe_begin(&w, g);
+  pl_pg_pipe_begin(&w, h);
   for (int i = 0; i < n; i++) {
     uint64_t gid = pl_pg_col_u64(ms, i, 0), left = pl_pg_col_u64(ms, i, 2), last = 0;
     int listed;
-    uint64_t seq = pl__gpos_find(a->in.gacks, a->in.ngacks, &at, gid, &listed);
+    uint64_t seq = pl__gpos_find(acks, nacks, &at, gid, &listed);
     if (!listed || seq <= pl_pg_col_u64(ms, i, 4) || (left && seq > left))
       continue;
     while (j < nl && pl_pg_col_u64(lasts, j, 0) < gid) /* both by gid: one walk */
@@ -481,11 +540,37 @@ pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r) {
   for (size_t i = 0; e == PL_OK && i < nmv && me; i++) {
     uint64_t was;
     if (mv[i].at >= 0 && pl__greads_moved(w.res[mv[i].at], &was))
-      e = pl__receipts_live(g, r, mv[i].gid, was, mv[i].seq, PL_MSG_DELIVERED, me);
+      e = pl__receipts_live(g, h, r, mv[i].gid, was, mv[i].seq, PL_MSG_DELIVERED, me);
   }
   pl_pg_pipe_clear(&w);
   pl_pg_pipe_clear(&p);
   pl_free(mv);
+  return e;
+}
+
+/* A protocol 2 Ack's groups, on each group's shard (the Ack runs on the
+ * device's). A protocol 1 Ack covers no group entry (it was sent none).
+ * A write on another shard is outside this transaction and its failure
+ * is not the Ack's: a cursor only moves forward, so the next Ack makes it
+ * good (until then the device may be sent those entries again, and drops
+ * them by their seq). */
+pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r) {
+  const pl_store_ack_req *a = &r->u.ack;
+  pl_pg_user *me = NULL;
+  if (!r->user_id || !a->in.streams || !a->in.ngacks)
+    return PL_OK;
+  pl_err e = pl_pg_user_get(g, r->user_id, &me); /* (an Ack runs on its user's shard) */
+  for (size_t i = 0, k; e == PL_OK && i < a->in.ngacks; i = k) {
+    unsigned j = pl_pg_shard_of_id(g, a->in.gacks[i].gid);
+    for (k = i + 1; k < a->in.ngacks && pl_pg_shard_of_id(g, a->in.gacks[k].gid) == j;)
+      k++;
+    pl__pg *h = pl_pg_at(g, j);
+    pl_err he = h ? pl__ack_at(g, h, r, me, a->in.gacks + i, k - i) : PL_ERR_STORE;
+    if (h == g)
+      e = he;
+    else if (he != PL_OK)
+      pl_warn("store: shard %u: an ack's group cursors not moved (the next ack moves them)", j);
+  }
   pl_pg_user_free(me);
   return e;
 }
@@ -511,7 +596,7 @@ pl_err pl_pg_group_mark_read(pl__pg *g, pl_store_req *r) {
     e = pl_pg_queue_event(g, r, PL_MSG_READ_SYNC, conv, seq, me, last - seq, t, nt);
   }
   if (e == PL_OK && moved)
-    e = pl__receipts_live(g, r, gid, was, seq, PL_MSG_READ, me);
+    e = pl__receipts_live(g, g, r, gid, was, seq, PL_MSG_READ, me);
   pl_pg_user_free(me);
   return e;
 }
@@ -526,8 +611,9 @@ pl_err pl_pg_group_receipts(pl__pg *g, pl_store_req *r) {
   if (e != PL_OK || !me)
     return e;
   e = pl_pg_q(g, &res,
-              "SELECT u.name, (r.delivered_seq >= $2)::int, (r.read_seq >= $2)::int FROM greads r"
-              " JOIN users u ON u.id = r.uid WHERE r.gid = $1 AND r.uid <> $3 ORDER BY u.name COLLATE \"C\"",
+              "SELECT m.name, (r.delivered_seq >= $2)::int, (r.read_seq >= $2)::int FROM greads r"
+              " JOIN members m ON m.gid = r.gid AND m.uid = r.uid WHERE r.gid = $1 AND r.uid <> $3"
+              " ORDER BY m.name COLLATE \"C\"",
               "uuu", x->in.group, pl_pg_clamp(x->in.upto), me->id);
   pl_pg_user_free(me);
   if (e != PL_OK)
@@ -550,26 +636,49 @@ pl_err pl_pg_group_receipts(pl__pg *g, pl_store_req *r) {
   return PL_OK;
 }
 
-/* UNREAD's groups, after its 1:1 conversations. */
+/* UNREAD's groups, after its 1:1 conversations: read on every shard, in
+ * shard order, which is gid order (a gid's top bits are its bucket). A
+ * shard away fails the request (retryable): a group left out would read
+ * as all read. */
 pl_err pl_pg_group_unread(pl__pg *g, pl_store_req *r) {
-  PGresult *res;
-  pl_err e = pl_pg_q(g, &res,
-                     "SELECT 'g:' || r.gid, COALESCE(c.last_seq, 0), r.read_seq FROM greads r"
-                     " LEFT JOIN convs c ON c.conv = 'g:' || r.gid WHERE r.uid = $1 ORDER BY r.gid",
-                     "u", r->user_id);
-  if (e != PL_OK)
-    return e;
-  size_t n = (size_t)PQntuples(res), have = r->u.unread.out.nconvs;
-  r->u.unread.out.convs = pl_realloc(r->u.unread.out.convs, (have + n + 1) * sizeof *r->u.unread.out.convs);
-  for (size_t i = 0; i < n; i++) {
-    pl_conv_state *cs = &r->u.unread.out.convs[r->u.unread.out.nconvs++];
-    memset(cs, 0, sizeof *cs);
-    cs->conv = pl_pg_col_str(res, (int)i, 0);
-    cs->last_seq = pl_pg_col_u64(res, (int)i, 1);
-    cs->read_seq = pl_pg_col_u64(res, (int)i, 2);
+  unsigned k = pl_pg_shards(g);
+  long *at = pl_malloc(k * sizeof *at);
+  pl_pg_pipe p;
+  pl_pg_xpipe x;
+  pl_err xe = PL_OK;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_xpipe_begin(&x, g, &p);
+  for (unsigned j = 0; j < k; j++) {
+    pl_pg_pipe *to = pl_pg_xpipe_at(&x, j);
+    at[j] =
+        to ? pl_pg_xpipe_handle(&x, to,
+                                pl_pg_pipe_add(to,
+                                               "SELECT 'g:' || r.gid, COALESCE(c.last_seq, 0), r.read_seq"
+                                               " FROM greads r LEFT JOIN convs c ON c.conv = 'g:' || r.gid"
+                                               " WHERE r.uid = $1 ORDER BY r.gid",
+                                               "u", r->user_id))
+           : -1;
   }
-  PQclear(res);
-  return PL_OK;
+  pl_err e = pl_pg_xpipe_end(&x);
+  for (unsigned j = 0; e == PL_OK && j < k; j++) {
+    PGresult *res = pl_pg_xpipe_take(&x, at[j], &xe);
+    if (xe != PL_OK)
+      r->status = xe;
+    size_t n = (size_t)PQntuples(res), have = r->u.unread.out.nconvs;
+    r->u.unread.out.convs = pl_realloc(r->u.unread.out.convs, (have + n + 1) * sizeof *r->u.unread.out.convs);
+    for (size_t i = 0; i < n; i++) {
+      pl_conv_state *cs = &r->u.unread.out.convs[r->u.unread.out.nconvs++];
+      memset(cs, 0, sizeof *cs);
+      cs->conv = pl_pg_col_str(res, (int)i, 0);
+      cs->last_seq = pl_pg_col_u64(res, (int)i, 1);
+      cs->read_seq = pl_pg_col_u64(res, (int)i, 2);
+    }
+    PQclear(res);
+  }
+  pl_pg_xpipe_clear(&x);
+  pl_pg_pipe_clear(&p);
+  pl_free(at);
+  return e;
 }
 
 /* Typing in a group: members only; none above group_detail members (the
@@ -588,12 +697,15 @@ pl_err pl_pg_group_typing(pl__pg *g, pl_store_req *r) {
     x->out.conv = pl_strdup(conv);
   }
   if (e == PL_OK && me && pl_roles_detailed(size, g->group_detail)) {
+    char cond[128]; /* a member's blocks are on its shard */
+    unsigned away;
+    snprintf(cond, sizeof cond,
+             " AND EXISTS(SELECT 1 FROM blocks b WHERE b.uid = d.user_id AND b.blocked_uid = %llu)",
+             (unsigned long long)me->id);
     x->out.group = x->in.group;
-    e = pl_pg_group_targets(g,
-                            "SELECT d.id FROM members m JOIN blocks b ON b.uid = m.uid AND b.blocked_uid = $2"
-                            " JOIN devices d ON d.user_id = m.uid AND d.token_hash IS NOT NULL"
-                            " WHERE m.gid = $1 AND m.role > 0",
-                            x->in.group, me->id, &x->out.targets, &x->out.ntargets);
+    e = pl_pg_group_member_devices(g, x->in.group, cond, &x->out.targets, &x->out.ntargets, &away);
+    if (e == PL_OK && away) /* who blocked the typist is not known: none see it */
+      r->status = PL_ERR_STORE;
   }
   pl_pg_user_free(me);
   return e;

@@ -6,7 +6,14 @@
  * Several nodes may change one group at once: an update first locks the
  * group's row (SELECT ... FOR UPDATE), so the checks it makes (roles, the
  * member count) hold until it commits; events take the group's next seq
- * under the conversation row's lock like any group message (pg_ghist.c). */
+ * under the conversation row's lock like any group message (pg_ghist.c).
+ *
+ * Sharded, a group lives on its creator's shard (its id's bucket) with
+ * its members (of any shard, each with its name), their cursors and
+ * watermarks and its history; every request naming it runs there
+ * (pl_store_shard.c). The users themselves, their settings, contacts and
+ * devices are read on their own shards (pl_pg_user_find, pl_pg_xpipe),
+ * before anything is written. */
 #include "../../rules/pl_roles.h"
 #include "pg_internal.h"
 
@@ -21,12 +28,26 @@ pl_err pl_pg_group_role(pl__pg *g, uint64_t gid, uint64_t uid, int *role) {
   return e;
 }
 
+/* On every shard: the user's groups may live on any. Another shard's
+ * failure is not the sign-in's: the device is then owed that shard's
+ * groups from each membership's start, as before it had a cursor. */
 pl_err pl_pg_group_cursor_start(pl__pg *g, uint64_t uid, uint64_t dev) {
-  return pl_pg_q(g, NULL,
-                 "INSERT INTO gcursor(device_id, gid, seq) SELECT $2, m.gid, COALESCE(c.last_seq, 0)"
-                 " FROM members m LEFT JOIN convs c ON c.conv = 'g:' || m.gid WHERE m.uid = $1"
-                 " ON CONFLICT(device_id, gid) DO UPDATE SET seq = greatest(gcursor.seq, EXCLUDED.seq)",
-                 "uu", uid, dev);
+  pl_err e = PL_OK;
+  for (unsigned j = 0; e == PL_OK && j < pl_pg_shards(g); j++) {
+    pl__pg *h = pl_pg_at(g, j);
+    pl_err he =
+        !h ? PL_ERR_STORE
+           : pl_pg_q(h, NULL,
+                     "INSERT INTO gcursor(device_id, gid, seq) SELECT $2, m.gid, COALESCE(c.last_seq, 0)"
+                     " FROM members m LEFT JOIN convs c ON c.conv = 'g:' || m.gid WHERE m.uid = $1"
+                     " ON CONFLICT(device_id, gid) DO UPDATE SET seq = greatest(gcursor.seq, EXCLUDED.seq)",
+                     "uu", uid, dev);
+    if (h == g)
+      e = he;
+    else if (he != PL_OK)
+      pl_warn("store: shard %u: device %llu's group cursors not started", j, (unsigned long long)dev);
+  }
+  return e;
 }
 
 /* A membership event in gid's history, delivered to its members. The
@@ -79,17 +100,17 @@ static pl_err pl__member_put(pl__pg *g, pl_store_req *r, uint64_t gid, const pl_
   pl_err e =
       pl_pg_q(g, NULL,
               "WITH s AS (SELECT COALESCE((SELECT last_seq FROM convs WHERE conv = $4), 0) AS s),"
-              " m AS (INSERT INTO members(gid, uid, role, since_seq, left_seq, joined)"
-              " SELECT $1, $2, $3, s, 0, s FROM s"
+              " m AS (INSERT INTO members(gid, uid, role, since_seq, left_seq, joined, name)"
+              " SELECT $1, $2, $3, s, 0, s, $6 FROM s"
               " ON CONFLICT(gid, uid) DO UPDATE SET role = $3, since_seq = EXCLUDED.since_seq, left_seq = 0,"
-              " joined = EXCLUDED.joined),"
+              " joined = EXCLUDED.joined, name = $6),"
               " c AS (UPDATE groups SET members = members + 1 WHERE gid = $1),"
               " r AS (INSERT INTO greads(gid, uid, delivered_seq, read_seq) SELECT $1, $2, s, s FROM s"
               " ON CONFLICT(gid, uid) DO UPDATE SET delivered_seq = EXCLUDED.delivered_seq, read_seq = "
               "EXCLUDED.read_seq)"
               " INSERT INTO gcursor(device_id, gid, seq) SELECT d, $1, s FROM s, unnest($5::bigint[]) d"
               " ON CONFLICT(device_id, gid) DO UPDATE SET seq = greatest(gcursor.seq, EXCLUDED.seq)",
-              "uuuss", gid, u->id, (uint64_t)role, conv, devs);
+              "uuusss", gid, u->id, (uint64_t)role, conv, devs, u->name);
   pl_free(devs);
   if (e == PL_OK)
     pl__gchange(g, r, gid, u, 1);
@@ -143,9 +164,8 @@ pl_err pl_pg_group_members(pl__pg *g, pl_group_info *gi) {
   PGresult *res;
   pl_err e = pl_pg_q(
       g, &res,
-      "SELECT u.name, m.role FROM members m JOIN users u ON u.id = m.uid WHERE m.gid = $1 AND m.role > 0"
-      " ORDER BY u.name COLLATE \"C\" LIMIT $2",
-      "uu", gi->gid, (uint64_t)PL__GROUP_LIST_MAX);
+      "SELECT name, role FROM members WHERE gid = $1 AND role > 0 ORDER BY name COLLATE \"C\" LIMIT $2", "uu",
+      gi->gid, (uint64_t)PL__GROUP_LIST_MAX);
   if (e != PL_OK)
     return e;
   size_t n = (size_t)PQntuples(res);
@@ -159,17 +179,23 @@ pl_err pl_pg_group_members(pl__pg *g, pl_group_info *gi) {
   return PL_OK;
 }
 
-/* *verdict: may adder add u to a group (u's setting and contacts, by the
- * core's rule)? */
+/* *verdict: may adder add u to a group (u's setting and contacts, read on
+ * u's shard, by the core's rule)? That shard away: PL_ERR_STORE. */
 static pl_err pl__may_add(pl__pg *g, const pl_pg_user *u, const pl_pg_user *adder, pl_err *verdict) {
   uint64_t contact = 0;
   *verdict = PL_OK;
   if (!g->rules.may_add || u->id == adder->id)
     return PL_OK;
-  pl_err e = u->group_add > PL_GROUP_ADD_EVERYONE
-                 ? pl_pg_u64(g, &contact, "SELECT count(*) FROM contacts WHERE uid = $1 AND contact_uid = $2",
+  pl__pg *h = pl_pg_home(g, u->id);
+  pl_err e = !h ? PL_ERR_STORE
+             : u->group_add > PL_GROUP_ADD_EVERYONE
+                 ? pl_pg_u64(h, &contact, "SELECT count(*) FROM contacts WHERE uid = $1 AND contact_uid = $2",
                              "uu", u->id, adder->id)
                  : PL_OK;
+  if (e != PL_OK && h != g) { /* (g's own failure is its transaction's) */
+    *verdict = PL_ERR_STORE;
+    return PL_OK;
+  }
   if (e == PL_OK)
     *verdict = g->rules.may_add(g->rules.ud, u->group_add, contact != 0);
   return e;
@@ -180,24 +206,23 @@ static pl_err pl__may_add(pl__pg *g, const pl_pg_user *u, const pl_pg_user *adde
 static pl_err pl__group_heir(pl__pg *g, pl_store_req *r, uint64_t gid, const pl_pg_user *me) {
   PGresult *res;
   pl_roles_cand best = {0}, c;
-  pl_err e =
-      pl_pg_q(g, &res, "SELECT uid, role, joined FROM members WHERE gid = $1 AND role > 0 AND uid <> $2",
-              "uu", gid, me->id);
+  int at = -1;
+  pl_err e = pl_pg_q(g, &res,
+                     "SELECT uid, role, joined, name FROM members WHERE gid = $1 AND role > 0 AND uid <> $2",
+                     "uu", gid, me->id);
   for (int i = 0; e == PL_OK && i < PQntuples(res); i++) {
     c = (pl_roles_cand){pl_pg_col_u64(res, i, 0), pl_pg_col_u64(res, i, 2), pl_pg_col_int(res, i, 1)};
-    if (pl_roles_heir_better(&c, best.uid ? &best : NULL))
+    if (pl_roles_heir_better(&c, best.uid ? &best : NULL)) {
       best = c;
+      at = i;
+    }
   }
-  PQclear(res);
-  pl_pg_user *heir = NULL;
-  if (e == PL_OK && best.uid)
-    e = pl_pg_user_get(g, best.uid, &heir);
-  if (e == PL_OK && heir) /* (none: the owner was the last member) */
-    e = pl_pg_q(g, NULL, "UPDATE members SET role = $3 WHERE gid = $1 AND uid = $2", "uuu", gid, heir->id,
+  if (e == PL_OK && at >= 0) /* (none: the owner was the last member) */
+    e = pl_pg_q(g, NULL, "UPDATE members SET role = $3 WHERE gid = $1 AND uid = $2", "uuu", gid, best.uid,
                 (uint64_t)PL_ROLE_OWNER);
-  if (e == PL_OK && heir)
-    e = pl__gevent(g, r, gid, me, PL_ROLES_GE_ROLE, heir->name, NULL, PL_ROLE_OWNER);
-  pl_pg_user_free(heir);
+  if (e == PL_OK && at >= 0)
+    e = pl__gevent(g, r, gid, me, PL_ROLES_GE_ROLE, PQgetvalue(res, at, 3), NULL, PL_ROLE_OWNER);
+  PQclear(res);
   return e;
 }
 
@@ -209,6 +234,8 @@ typedef struct pl__gop {
   const char *name, *desc;
   int role;
   const pl_pg_user *actor; /* the event's actor when not me (the operator's removal) */
+  pl_pg_user **users;      /* GroupCreate's members, read by pl__create_check */
+  size_t nusers;
 } pl__gop;
 
 /* S_JOIN: the members join; GroupCreate's creator is the owner, a user
@@ -217,15 +244,11 @@ static pl_err pl__step_join(pl__pg *g, pl_store_req *r, const pl__gop *o) {
   if (o->op == PL_GROUP_ADD)
     return pl__member_put(g, r, o->gid, o->u, PL_ROLE_MEMBER);
   pl_err e = pl__member_put(g, r, o->gid, o->me, PL_ROLE_OWNER);
-  for (size_t i = 0; e == PL_OK && i < r->u.group_create.in.nusers; i++) {
+  for (size_t i = 0; e == PL_OK && i < o->nusers; i++) {
     int role = PL_ROLE_NONE;
-    pl_pg_user *u = NULL;
-    e = pl_pg_user_by_name(g, r->u.group_create.in.users[i], &u);
-    if (e == PL_OK && u)
-      e = pl_pg_group_role(g, o->gid, u->id, &role);
-    if (e == PL_OK && u && role == PL_ROLE_NONE) /* named twice, or the creator */
-      e = pl__member_put(g, r, o->gid, u, PL_ROLE_MEMBER);
-    pl_pg_user_free(u);
+    e = pl_pg_group_role(g, o->gid, o->users[i]->id, &role);
+    if (e == PL_OK && role == PL_ROLE_NONE) /* named twice, or the creator */
+      e = pl__member_put(g, r, o->gid, o->users[i], PL_ROLE_MEMBER);
   }
   return e;
 }
@@ -277,17 +300,20 @@ static pl_err pl__group_run(pl__pg *g, pl_store_req *r, const pl__gop *o) {
 }
 
 /* Every named user exists, has not blocked the creator and may be added
- * by them; otherwise r->status says why and nothing is made. */
-static pl_err pl__create_check(pl__pg *g, pl_store_req *r, const pl_pg_user *me) {
+ * by them (o->users: each read on its shard, pl_pg_user_find); otherwise
+ * r->status says why and nothing is made. */
+static pl_err pl__create_check(pl__pg *g, pl_store_req *r, const pl_pg_user *me, pl__gop *o) {
   pl_err e = PL_OK;
+  o->users = pl_calloc(r->u.group_create.in.nusers + 1, sizeof *o->users);
   for (size_t i = 0; e == PL_OK && r->status == PL_OK && i < r->u.group_create.in.nusers; i++) {
     pl_pg_user *u = NULL;
-    e = pl_pg_user_by_name(g, r->u.group_create.in.users[i], &u);
-    if (e == PL_OK && (!u || pl_pg_user_blocks(u, me->id)))
-      r->status = PL_ERR_UNKNOWN_PEER; /* a user who blocked the creator is "unknown" too */
-    else if (e == PL_OK)               /* refused by one: the whole request is */
+    e = pl_pg_user_find(g, r, 0, r->u.group_create.in.users[i], &u);
+    if (e == PL_OK && r->status == PL_OK && (!u || pl_pg_user_blocks(u, me->id)))
+      r->status = PL_ERR_UNKNOWN_PEER;         /* a user who blocked the creator is "unknown" too */
+    else if (e == PL_OK && r->status == PL_OK) /* refused by one: the whole request is */
       e = pl__may_add(g, u, me, &r->status);
-    pl_pg_user_free(u);
+    if (u)
+      o->users[o->nusers++] = u;
   }
   return e;
 }
@@ -313,11 +339,15 @@ pl_err pl_pg_group_create(pl__pg *g, pl_store_req *r) {
                                     r->u.group_create.in.nusers, g->max_group);
   if (r->status != PL_OK)
     return PL_OK;
-  pl_err e = pl_pg_user_get(g, r->user_id, &me);
+  pl__gop o = {.op = PL_ROLES_OP_CREATE,
+               .was = PL_ROLE_NONE,
+               .name = r->u.group_create.in.name,
+               .desc = r->u.group_create.in.description};
+  pl_err e = pl_pg_user_get(g, r->user_id, &me); /* (routed to the creator's shard) */
   if (e == PL_OK && !me)
     r->status = PL_ERR_INVALID_ARGUMENT;
   if (e == PL_OK && me)
-    e = pl__create_check(g, r, me);
+    e = pl__create_check(g, r, me, &o);
   if (e == PL_OK && r->status == PL_OK)
     e = pl_pg_u64(
         g, &gid,
@@ -326,17 +356,15 @@ pl_err pl_pg_group_create(pl__pg *g, pl_store_req *r) {
         " VALUES(($4::bigint >> 48 << 48) | nextval('groups_gid_seq'), $1, $2, $3, 0) RETURNING gid",
         "ssuu", r->u.group_create.in.name,
         r->u.group_create.in.description ? r->u.group_create.in.description : "", pl_now_ms(), r->user_id);
-  pl__gop o = {.gid = gid,
-               .op = PL_ROLES_OP_CREATE,
-               .was = PL_ROLE_NONE,
-               .me = me,
-               .u = me,
-               .name = r->u.group_create.in.name,
-               .desc = r->u.group_create.in.description};
+  o.gid = gid;
+  o.me = o.u = me;
   if (e == PL_OK && gid)
     e = pl__group_run(g, r, &o);
   if (e == PL_OK && gid)
     e = pl__group_info(g, gid, me->id, 1, &r->u.group_create.out.info, &found);
+  for (size_t i = 0; i < o.nusers; i++)
+    pl_pg_user_free(o.users[i]);
+  pl_free(o.users);
   pl_pg_user_free(me);
   return e;
 }
@@ -348,16 +376,16 @@ static pl_err pl__update_load(pl__pg *g, pl_store_req *r, pl__gop *o, pl_roles_u
   int mine = PL_ROLE_NONE, theirs = PL_ROLE_NONE;
   pl_err e = pl_pg_q(g, NULL, "SELECT 1 FROM groups WHERE gid = $1 FOR UPDATE", "u", o->gid);
   if (e == PL_OK)
-    e = pl_pg_user_get(g, r->user_id, &o->me);
+    e = pl_pg_user_find(g, r, r->user_id, NULL, &o->me);
   if (e == PL_OK && o->me)
     e = pl_pg_group_role(g, o->gid, o->me->id, &mine);
   *v = (pl_roles_update){.op = o->op, .mine = mine, .new_role = o->role, .name = o->name, .desc = o->desc};
-  if (e != PL_OK || mine == PL_ROLE_NONE)
+  if (e != PL_OK || mine == PL_ROLE_NONE || r->status != PL_OK)
     return e;
   theirs = mine; /* LEAVE: the actor is the one who goes */
   if (o->op == PL_GROUP_ADD || o->op == PL_GROUP_REMOVE || o->op == PL_GROUP_SET_ROLE) {
     theirs = PL_ROLE_NONE;
-    e = r->u.group_update.in.peer ? pl_pg_user_by_name(g, r->u.group_update.in.peer, &o->u) : PL_OK;
+    e = r->u.group_update.in.peer ? pl_pg_user_find(g, r, 0, r->u.group_update.in.peer, &o->u) : PL_OK;
     if (e == PL_OK && o->u)
       e = pl_pg_group_role(g, o->gid, o->u->id, &theirs);
     v->peer = o->u != NULL;
@@ -377,7 +405,7 @@ pl_err pl_pg_group_update(pl__pg *g, pl_store_req *r) {
   pl_roles_update v;
   int change = 0, found;
   pl_err e = pl__update_load(g, r, &o, &v);
-  if (e == PL_OK)
+  if (e == PL_OK && r->status == PL_OK) /* (else another shard was away) */
     r->status = pl_roles_update_check(&v, &change);
   if (e == PL_OK && r->status == PL_OK && change && o.op == PL_GROUP_ADD) { /* who may add, then room */
     e = pl__may_add(g, o.u, o.me, &r->status);
@@ -446,14 +474,62 @@ pl_err pl_pg_group_targets(pl__pg *g, const char *sql, uint64_t gid, uint64_t ui
   return PL_OK;
 }
 
+static int pl__by_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+pl_err pl_pg_group_member_devices(pl__pg *g, uint64_t gid, const char *cond, uint64_t **t, size_t *n,
+                                  unsigned *away) {
+  uint64_t *uids = NULL;
+  size_t nu = 0, cap = 0;
+  unsigned k = pl_pg_shards(g);
+  long *at = pl_malloc(k * sizeof *at);
+  pl_err xe = PL_OK,
+         e = pl_pg_group_targets(g, "SELECT uid FROM members WHERE gid = $1 AND role > 0 ORDER BY uid", gid,
+                                 0, &uids, &nu);
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT d.id FROM devices d WHERE d.user_id = ANY($1::bigint[]) AND d.token_hash IS NOT NULL%s",
+           cond ? cond : "");
+  pl_pg_pipe p;
+  pl_pg_xpipe x;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_xpipe_begin(&x, g, &p);
+  if (e == PL_OK)
+    pl_pg_xpipe_each(&x, sql, uids, nu, at);
+  if (e == PL_OK)
+    e = pl_pg_xpipe_end(&x);
+  *t = NULL;
+  *n = 0;
+  *away = 0;
+  for (unsigned j = 0; e == PL_OK && j < k; j++) {
+    PGresult *res = at[j] == -2 ? NULL : pl_pg_xpipe_take(&x, at[j], &xe);
+    for (int i = 0; res && i < PQntuples(res); i++) {
+      *t = pl_pg_reserve(*t, *n, &cap, sizeof **t);
+      (*t)[(*n)++] = pl_pg_col_u64(res, i, 0);
+    }
+    PQclear(res);
+    *away += xe != PL_OK && at[j] != -2;
+    xe = PL_OK;
+  }
+  if (e == PL_OK && !*t)
+    *t = pl_calloc(1, sizeof **t);
+  else if (e == PL_OK)
+    qsort(*t, *n, sizeof **t, pl__by_u64);
+  pl_pg_xpipe_clear(&x);
+  pl_pg_pipe_clear(&p);
+  pl_free(uids);
+  pl_free(at);
+  return e;
+}
+
 /* Every logged-in device of the group's current members (push looks for
  * the offline ones among them; nothing is written). */
 pl_err pl_pg_group_devices(pl__pg *g, pl_store_req *r) {
   pl_store_group_devices_req *x = &r->u.group_devices;
-  return pl_pg_group_targets(g,
-                             "SELECT d.id FROM members m JOIN devices d ON d.user_id = m.uid"
-                             " AND d.token_hash IS NOT NULL WHERE m.gid = $1 AND m.role > 0 ORDER BY d.id",
-                             x->in.group, 0, &x->out.targets, &x->out.ntargets);
+  unsigned away; /* (a push is a hint: those members' devices get none) */
+  return pl_pg_group_member_devices(g, x->in.group, NULL, &x->out.targets, &x->out.ntargets, &away);
 }
 
 pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c) {

@@ -198,6 +198,10 @@ long pl_pg_xpipe_user_by_name(pl_pg_xpipe *x, const char *name);
 /* Ends here (its result: as pl_pg_pipe_end's) and every other pipe. */
 pl_err pl_pg_xpipe_end(pl_pg_xpipe *x);
 PGresult *pl_pg_xpipe_take(pl_pg_xpipe *x, long h, pl_err *e);
+/* The pipe of shard j's statements (here for this shard; NULL: j cannot be
+ * reached now), and the handle of its statement at for pl_pg_xpipe_take. */
+pl_pg_pipe *pl_pg_xpipe_at(pl_pg_xpipe *x, unsigned j);
+long pl_pg_xpipe_handle(const pl_pg_xpipe *x, const pl_pg_pipe *p, int at);
 /* Clears the other shards' pipes (here is the caller's to clear). */
 void pl_pg_xpipe_clear(pl_pg_xpipe *x);
 /* One statement sql ($1: a bigint[] literal) per shard holding any of
@@ -212,6 +216,12 @@ pl_err pl_pg_xpipe_names(pl__pg *g, const uint64_t *ids, size_t n, char **names)
 /* The connection of shard j: g itself (its own, or unsharded), or a link
  * (NULL: unreachable). */
 pl__pg *pl_pg_at(pl__pg *g, unsigned j);
+/* How many shards (1 unsharded). */
+unsigned pl_pg_shards(const pl__pg *g);
+/* A user read on its own shard, by id (name NULL) or by name: *out (NULL:
+ * none). Another shard's failure is r's (r->status, retryable; PL_OK
+ * returned): g's transaction goes on. */
+pl_err pl_pg_user_find(pl__pg *g, pl_store_req *r, uint64_t uid, const char *name, pl_pg_user **out);
 /* The connection of uid's shard (pl_pg_at). */
 pl__pg *pl_pg_home(pl__pg *g, uint64_t uid);
 pl__pg *pl_pg_home_of_name(pl__pg *g, const char *name);
@@ -395,6 +405,12 @@ pl_err pl_pg_group_create(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_update(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_list(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_devices(pl__pg *g, pl_store_req *r);
+/* The signed-in devices of gid's members (on g, the group's shard), each
+ * read on its user's shard where the SQL condition cond (after "WHERE ...",
+ * on devices d; NULL: none) holds, by id into *t; *away: how many shards
+ * could not be read (their members' devices left out). */
+pl_err pl_pg_group_member_devices(pl__pg *g, uint64_t gid, const char *cond, uint64_t **t, size_t *n,
+                                  unsigned *away);
 /* A device that starts (new, or signed in again) gets its user's groups
  * from now on: a cursor at each group's last seq. */
 pl_err pl_pg_group_cursor_start(pl__pg *g, uint64_t uid, uint64_t dev);
@@ -405,12 +421,16 @@ pl_err pl_pg_ghist_put(pl__pg *g, uint64_t gid, const pl_pg_user *from, const ch
 /* A group message by me (NULL: unknown) with the role pl__send_reads read. */
 pl_err pl_pg_group_send(pl__pg *g, pl_store_req *r, const pl_pg_user *me, int role, const uint8_t *att,
                         size_t att_len);
-/* After pl_pg_queue_fetch's part: the group entries owed and out.gids. */
-/* A fetch's groups: _add puts the memberships' statement into the fetch's
- * first pipe (its index; -1: none asked); pl_pg_group_fetch takes its
- * result (or NULL) over and reads every group's part in one round trip. */
-int pl_pg_group_fetch_add(pl_pg_pipe *p, const pl_store_req *r);
-pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, PGresult *ms, uint32_t limit, size_t max_bytes);
+/* A fetch's groups, after pl_pg_queue_fetch's part: _add puts the
+ * memberships' statement of every shard (the user's groups may live on
+ * any) into the fetch's first round trip (x: its pipes; at[shards]: the
+ * handles, -2 for none asked); pl_pg_group_fetch reads them after
+ * pl_pg_xpipe_end and every group's part on the group's shard, in one
+ * more round trip, into the page and out.gids. A shard that cannot be
+ * read leaves its groups out of this page (they stay owed). */
+void pl_pg_group_fetch_add(pl_pg_xpipe *x, const pl_store_req *r, long *at);
+pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, pl_pg_xpipe *x, const long *at, uint32_t limit,
+                         size_t max_bytes);
 pl_err pl_pg_group_ack(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_mark_read(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_receipts(pl__pg *g, pl_store_req *r);

@@ -47,6 +47,10 @@ static long pl__handle(const pl_pg_xpipe *x, const pl_pg_pipe *p, int at) {
   return (long)j << 32 | (long)at;
 }
 
+pl_pg_pipe *pl_pg_xpipe_at(pl_pg_xpipe *x, unsigned j) { return pl__pipe(x, j); }
+
+long pl_pg_xpipe_handle(const pl_pg_xpipe *x, const pl_pg_pipe *p, int at) { return pl__handle(x, p, at); }
+
 long pl_pg_xpipe_user(pl_pg_xpipe *x, uint64_t uid) {
   pl_pg_pipe *p = pl__pipe(x, x->g->nshards > 1 ? pl_pg_shard_of_id(x->g, uid) : 0);
   return p ? pl__handle(x, p, pl_pg_pipe_addp(p, &pl__by_id, "u", uid)) : -1;
@@ -146,6 +150,23 @@ pl__pg *pl_pg_home(pl__pg *g, uint64_t uid) {
 pl__pg *pl_pg_home_of_name(pl__pg *g, const char *name) {
   return pl_pg_at(g, g->nshards > 1 ? pl_pg_shard_of_name(g, name) : 0);
 }
+
+pl_err pl_pg_user_find(pl__pg *g, pl_store_req *r, uint64_t uid, const char *name, pl_pg_user **out) {
+  pl__pg *h = name ? pl_pg_home_of_name(g, name) : pl_pg_home(g, uid);
+  *out = NULL;
+  if (!h) {
+    r->status = PL_ERR_STORE;
+    return PL_OK;
+  }
+  pl_err e = name ? pl_pg_user_by_name(h, name, out) : pl_pg_user_get(h, uid, out);
+  if (e != PL_OK && h != g) { /* that shard's failure: this request's, not g's transaction's */
+    r->status = e;
+    return PL_OK;
+  }
+  return e;
+}
+
+unsigned pl_pg_shards(const pl__pg *g) { return g->nshards > 1 ? g->nshards : 1; }
 
 static unsigned pl__shard_of_media(const pl__pg *g, const char *media_id) {
   uint32_t b;

@@ -242,41 +242,41 @@ pl_err pl_pg_queue_fetch(pl__pg *g, pl_store_req *r) {
   uint32_t limit = x->in.limit ? x->in.limit : PL_PG_FETCH_DEFAULT;
   size_t max_bytes = x->in.max_bytes ? x->in.max_bytes : PL_PG_FETCH_BYTES, bytes = 0;
   pl_pg_pipe p;
+  pl_pg_xpipe xp;
+  long *ms_at = pl_malloc(pl_pg_shards(g) * sizeof *ms_at);
   /* signed in still? (in the same round trip: pl_store.h, FETCH), and the
-   * memberships for the groups' part */
+   * memberships for the groups' part (on every shard) */
   pl_pg_pipe_begin(&p, g);
+  pl_pg_xpipe_begin(&xp, g, &p);
   pl_pg_pipe_add(&p, "SELECT 1 FROM devices WHERE id = $1 AND token_hash IS NOT NULL", "u", r->device_id);
   pl_pg_pipe_add(&p,
                  "SELECT q.qid, m.conv, m.seq, m.from_name, m.from_device, m.client_id, m.body, m.client_ts,"
                  " m.server_ts, m.kind, m.aux, m.media, m.act FROM queue q JOIN messages m ON m.mid = q.mid"
                  " WHERE q.device_id = $1 AND q.qid > $2 AND m.expires > $3 ORDER BY q.qid LIMIT $4",
                  "uuuu", r->device_id, x->in.after, pl_now_ms(), (uint64_t)limit + 1);
-  int mi = pl_pg_group_fetch_add(&p, r);
-  pl_err e = pl_pg_pipe_end(&p);
+  pl_pg_group_fetch_add(&xp, r, ms_at);
+  pl_err e = pl_pg_xpipe_end(&xp);
   if (e == PL_OK && PQntuples(p.res[0]) == 0)
     r->status = PL_ERR_BAD_TOKEN;
-  if (e != PL_OK || r->status != PL_OK) {
-    pl_pg_pipe_clear(&p);
-    return e;
-  }
-  PGresult *res = p.res[1], *ms = mi >= 0 ? p.res[mi] : NULL;
-  p.res[1] = NULL;
-  if (mi >= 0)
-    p.res[mi] = NULL;
-  pl_pg_pipe_clear(&p);
-  int rows = PQntuples(res);
-  x->out.msgs = pl_calloc((size_t)rows + 1, sizeof *x->out.msgs);
-  for (int i = 0; i < rows; i++) {
-    if (x->out.nmsgs == limit || bytes > max_bytes) {
-      x->out.more = 1;
-      break;
+  if (e == PL_OK && r->status == PL_OK) {
+    PGresult *res = p.res[1];
+    int rows = PQntuples(res);
+    x->out.msgs = pl_calloc((size_t)rows + 1, sizeof *x->out.msgs);
+    for (int i = 0; i < rows; i++) {
+      if (x->out.nmsgs == limit || bytes > max_bytes) {
+        x->out.more = 1;
+        break;
+      }
+      pl_msg *m = &x->out.msgs[x->out.nmsgs++];
+      pl_pg_queue_msg_row(res, i, m);
+      bytes += m->body_len + m->media_len + 64;
     }
-    pl_msg *m = &x->out.msgs[x->out.nmsgs++];
-    pl_pg_queue_msg_row(res, i, m);
-    bytes += m->body_len + m->media_len + 64;
+    e = pl_pg_group_fetch(g, r, &xp, ms_at, limit, max_bytes);
   }
-  PQclear(res);
-  return pl_pg_group_fetch(g, r, ms, limit, max_bytes);
+  pl_pg_xpipe_clear(&xp);
+  pl_pg_pipe_clear(&p);
+  pl_free(ms_at);
+  return e;
 }
 
 /* ---- ack -------------------------------------------------------------------------- */

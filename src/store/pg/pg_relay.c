@@ -117,11 +117,13 @@ enum {
  * $7 by, $8 by's name, $9 server_ts, $10 expires) for the devices that
  * were not connected when it was made: the pending one of its kind
  * replaced, as on one shard (PL__EVENT_SQL, pg_queue.c); and the by
- * user's watermark mirrored here, which UNREAD reports as the peer's. */
+ * user's watermark mirrored here, which UNREAD reports as the peer's (a
+ * receipt's only: a group's read sync to the reader's devices mirrors
+ * nothing, its watermark is greads', on the group's shard). */
 #define PL__MIRROR                                                                                      \
   " w AS (INSERT INTO reads(uid, conv, read_seq, delivered_seq) SELECT $7::bigint, $3,"                 \
   " CASE WHEN $4::int = 2 THEN $2::bigint ELSE 0 END, CASE WHEN $4::int = 1 THEN $2::bigint ELSE 0 END" \
-  " WHERE EXISTS(SELECT 1 FROM g) ON CONFLICT(uid, conv) DO UPDATE"                                     \
+  " WHERE $4::int IN (1, 2) AND EXISTS(SELECT 1 FROM g) ON CONFLICT(uid, conv) DO UPDATE"               \
   " SET read_seq = greatest(reads.read_seq, EXCLUDED.read_seq),"                                        \
   " delivered_seq = greatest(reads.delivered_seq, EXCLUDED.delivered_seq)),"
 #define PL__COPY_EV_SQL                                                                             \

@@ -128,6 +128,11 @@ static const char *const pl__migrations[] = {
     /* 12: a message's attachment crosses shards with it (the upload and its
      * grants stay on the uploader's shard: pg_media.c) */
     "ALTER TABLE outbox ADD COLUMN media_id text, ADD COLUMN media bytea;",
+    /* 13: a member's name beside its id, so that a group's shard lists its
+     * members (and names an heir) without reading users of other shards
+     * (docs/scaling.md 7, step 4). A name never changes. */
+    ("ALTER TABLE members ADD COLUMN name text NOT NULL DEFAULT '';"
+     "UPDATE members m SET name = u.name FROM users u WHERE u.id = m.uid;"),
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
