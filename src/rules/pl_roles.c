@@ -131,6 +131,14 @@ int pl_roles_owed(uint64_t since, uint64_t left, uint64_t cursor, uint64_t after
   return *lo < *hi;
 }
 
+uint64_t pl_roles_trim_upto(const pl_roles_hold *h, size_t n) {
+  uint64_t upto = UINT64_MAX, lo, hi;
+  for (size_t i = 0; i < n; i++)
+    if (pl_roles_owed(h[i].since, h[i].left, h[i].cursor, 0, &lo, &hi) && lo < upto)
+      upto = lo;
+  return upto;
+}
+
 uint64_t pl_roles_hist_excess(uint64_t entries, uint64_t cap) {
   return cap && entries >= cap ? entries - cap + 1 : 0;
 }

@@ -143,6 +143,18 @@ size_t pl_roles_heir(const pl_roles_cand *c, size_t n);
  * the device asks to start. Returns 0 if nothing can be owed (lo >= hi). */
 int pl_roles_owed(uint64_t since, uint64_t left, uint64_t cursor, uint64_t after, uint64_t *lo, uint64_t *hi);
 
+/* One signed-in device of a member (present, or gone with history owed)
+ * as the sweep sees it: the membership's since/left, the device's cursor
+ * (0: none). */
+typedef struct pl_roles_hold {
+  uint64_t since, left, cursor;
+} pl_roles_hold;
+/* How far the sweep may delete a group's history (seq <= the result):
+ * below the lowest point a device is still owed entries after
+ * (pl_roles_owed); a device of a member who left that has all it was
+ * owed holds nothing; with no device holding, all of it (UINT64_MAX). */
+uint64_t pl_roles_trim_upto(const pl_roles_hold *h, size_t n);
+
 /* How many of the oldest entries of a history holding entries go before
  * one more joins it, when it may keep cap (0: no bound). */
 uint64_t pl_roles_hist_excess(uint64_t entries, uint64_t cap);

@@ -415,6 +415,37 @@ static void test_v2_group_streams(void) {
   close(bob);
 }
 
+/* Protocol 2, on either store: the sweep deletes a group's entries once
+ * every member device has acknowledged them, and not before. Alice's
+ * device has all four; with bob's at seq 2, only 1-2 go; once his is at
+ * the end, the rest. (It must not wait for the TTL: protocol.md 11.8.) */
+static void test_v2_history_deleted_when_all_have_it(void) {
+  start();
+  char ta[128], tb[128], g[2][24] = {"", ""};
+  uint64_t f[2], l[2];
+  int alice = user("alice", ta), bob = user("bob", tb);
+  const char *m[] = {"bob"};
+  close(bob);
+  close(alice);
+  alice = bob_v2(ta);
+  create(alice, m, 1);
+  snprintf(g[0], sizeof g[0], "%s", gid);
+  send_group(alice, "a1", "one", 0, 2);
+  send_group(alice, "a2", "two", 0, 3);
+  send_group(alice, "a3", "three", 0, 4);
+  ack_groups(alice, g[0], 4, NULL, 0);
+  bob = bob_v2(tb);
+  collect_streams(bob, 4, g, f, l); /* bob's device, signed in before, is owed all */
+  CHECK_EQ_U(f[0], 1);
+  CHECK_EQ_U(l[0], 4);
+  ack_groups(bob, g[0], 2, NULL, 0);
+  tl_wait_metric(&srv, HISTORY, 2, T_MS); /* one deletion up to bob's cursor: 3-4 stay */
+  ack_groups(bob, g[0], 4, NULL, 0);
+  tl_wait_metric(&srv, HISTORY, 0, T_MS);
+  close(bob);
+  close(alice);
+}
+
 /* GroupListGet lists my groups; after leaving, the group is gone from it. */
 static void test_list_and_leave(void) {
   start();
@@ -686,6 +717,7 @@ int main(void) {
   run("test_offline_member_500_then_deleted", test_offline_member_500_then_deleted);
   run("test_list_and_leave", test_list_and_leave);
   run("test_v2_group_streams", test_v2_group_streams);
+  run("test_v2_history_deleted_when_all_have_it", test_v2_history_deleted_when_all_have_it);
   run("test_group_receipts_and_read_sync", test_group_receipts_and_read_sync);
   run("test_member_back_on_v1_gets_live", test_member_back_on_v1_gets_live);
   run("test_typing_in_group", test_typing_in_group);

@@ -844,7 +844,7 @@ same "invite-$I1-not-made" "$(q 1 "SELECT count(*) FROM users WHERE name = '$I1'
 stop
 
 # ==== 9. across shards through two nodes at once; a node killed between T1 and T2
-start "${RIGHT[@]}"
+start "${RIGHT[@]}" --sweep-interval 1
 start_node2 x-node2-serves
 N=12
 declare -A PARTNER=([$A0]=$B0 [$B0]=$A0 [$A1]=$B1 [$B1]=$A1)
@@ -937,6 +937,28 @@ for u in "${GSENDERS[@]}"; do
 done
 same "x9g-seqs-gap-free-on-shard1" "$(q 1 "SELECT count(*) = max(seq) - min(seq) + 1 AND count(*) = $((3 * N)) FROM messages WHERE gid = $XG AND position(convert_to('x9 g-', 'UTF8') in body) > 0")" t
 same "x9g-none-on-shard0" "$(q 0 "SELECT count(*) FROM messages WHERE gid = $XG")" 0
+# XG's history goes once every member device has it (pg_gtrim.c), its
+# members' devices read on their shards: all but A0's "second" device (its
+# cursor at xseq, where it started) take what they are owed; the sweep then
+# deletes up to xseq and keeps the rest for "second"; once that one has
+# them, the history is empty
+for u in "${GSENDERS[@]}"; do
+  for d in $(q "${HOMESH[$u]}" "SELECT d.name FROM devices d JOIN users u ON u.id = d.user_id WHERE u.name = '$u' AND d.token_hash IS NOT NULL AND d.name NOT IN ('default', 'second')"); do
+    run "x9g-$u-$d-recv" 0 cli "$u" --device "$d" recv --wait 1
+  done
+done
+until_q "x9g-trimmed-up-to-the-second-device" 1 "SELECT count(*) FROM messages WHERE gid = $XG AND seq <= ${xseq:-1}" 0
+same "x9g-kept-for-the-second-device" "$(q 1 "SELECT count(*) FROM messages WHERE gid = $XG AND seq > ${xseq:-1}")" $((3 * N))
+# (its queue holds x9's 1:1 messages too: only the group's entries are counted)
+: >"$tmp/x9g.recv.second"
+deadline=$((SECONDS + 60))
+while ((SECONDS < deadline)); do
+  cli "$A0" --device second recv --wait 1 >>"$tmp/x9g.recv.second" 2>/dev/null || true
+  (($(grep -c "\"conv\":\"g:$XG\".*\"text\":\"x9 g-" "$tmp/x9g.recv.second") >= 3 * N)) && break
+done
+grep "\"conv\":\"g:$XG\"" "$tmp/x9g.recv.second" >"$tmp/x9g.recv.second.g" || true
+x9_check "x9g-second-device-gets-all-once" "$tmp/x9g.recv.second.g" "g:$XG" "g-$B0" "g-$A0" "g-$A1"
+until_q "x9g-history-gone" 1 "SELECT count(*) FROM messages WHERE gid = $XG" 0
 
 # node 1 killed between T1 and T2: T2 waits on a lock of shard 1's relay table
 psql "${SHARD_URI[1]}" -qX -c "BEGIN" -c "LOCK TABLE relay IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(120)" >/dev/null 2>&1 &

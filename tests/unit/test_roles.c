@@ -270,6 +270,24 @@ static void test_owed(void) {
   CHECK_EQ_U(lo, 0);
 }
 
+/* How far the sweep deletes a group's history: up to the lowest point a
+ * member device is owed from; a device of a member who left that has all
+ * its window holds nothing; none holding: everything. */
+static void test_trim_upto(void) {
+  pl_roles_hold h[] = {
+      {100, 0, 150}, /* acknowledged up to 150 */
+      {100, 0, 0},   /* no cursor: owed from its join */
+      {10, 120, 130} /* left at 120, has it all */
+  };
+  CHECK_EQ_U(pl_roles_trim_upto(h, 3), 100);
+  CHECK_EQ_U(pl_roles_trim_upto(h, 1), 150);
+  CHECK_EQ_U(pl_roles_trim_upto(h + 2, 1), UINT64_MAX);
+  h[2].cursor = 40; /* left, still owed (40, 120] */
+  CHECK_EQ_U(pl_roles_trim_upto(h + 2, 1), 40);
+  CHECK_EQ_U(pl_roles_trim_upto(h, 3), 40);
+  CHECK_EQ_U(pl_roles_trim_upto(NULL, 0), UINT64_MAX);
+}
+
 static void test_history_bound(void) {
   CHECK_EQ_U(pl_roles_hist_excess(10, 0), 0); /* no bound */
   CHECK_EQ_U(pl_roles_hist_excess(0, 5), 0);
@@ -290,6 +308,7 @@ int main(void) {
   RUN(test_steps_order);
   RUN(test_heir);
   RUN(test_owed);
+  RUN(test_trim_upto);
   RUN(test_history_bound);
   return tl_summary();
 }

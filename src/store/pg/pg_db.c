@@ -506,8 +506,9 @@ static uint64_t pl__pg_round_trips(void *be) {
   return n;
 }
 
-/* Expired queue rows, then the messages they pointed at, then the dedup
- * records past the TTL. Messages of other nodes' sweeps are deleted once:
+/* Expired queue rows, then the messages they pointed at, the group
+ * histories' entries every member device has, then the dedup records
+ * past the TTL. Messages of other nodes' sweeps are deleted once:
  * DELETE takes each row's lock. */
 static pl_err pl__pg_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   pl__pg *g = be;
@@ -522,6 +523,8 @@ static pl_err pl__pg_expire(void *be, uint64_t now_ms, uint64_t *deleted) {
   if (e == PL_OK)
     *deleted = strtoull(PQcmdTuples(res), NULL, 10);
   PQclear(res);
+  if (e == PL_OK) /* what every member device of a group has (pg_gtrim.c) */
+    e = pl_pg_gtrim(g, deleted);
   if (e == PL_OK)
     e = pl_pg_q(g, NULL, "DELETE FROM dedup WHERE server_ts <= $1", "u",
                 pl_retention_dedup_cut(g->ttl_ms, now_ms));

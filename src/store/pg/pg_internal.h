@@ -69,6 +69,7 @@ typedef struct pl__pg {
   struct pl__pg **links;
   int is_link; /* this is one of them */
   struct pl_pg_relay *relay;
+  uint64_t gtrim_after; /* the sweep's trimming goes on after this gid (pg_gtrim.c) */
 } pl__pg;
 
 /* A user as a transaction reads it (never kept across transactions). */
@@ -437,6 +438,9 @@ pl_err pl_pg_group_receipts(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_unread(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_typing(pl__pg *g, pl_store_req *r);
 pl_err pl_pg_group_stats(pl__pg *g, pl_store_counts *c);
+/* The sweep's trimming (pg_gtrim.c): the next groups' histories deleted up
+ * to what every member device has; *deleted counts the entries. */
+pl_err pl_pg_gtrim(pl__pg *g, uint64_t *deleted);
 
 /* The operator (admin API) takes u, a member with role was, out of gid as
  * u's own Leave would, announced as a removal by "admin:<by>". */
