@@ -871,6 +871,7 @@ recv_all() {
     cli "$u" --device "$d" recv --wait 1 >>"$f" 2>/dev/null || true
     (($(grep -c '"text":"x9 ' "$f") >= want)) && break
   done
+  return 0 # (out of time: the check after it fails, and the test goes on)
 }
 # x9_check NAME FILE CONV SENDERS...: each SENDER's N texts exactly once, seqs rising in arrival order
 x9_check() {

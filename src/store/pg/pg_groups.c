@@ -482,45 +482,24 @@ static int pl__by_u64(const void *a, const void *b) {
 pl_err pl_pg_group_member_devices(pl__pg *g, uint64_t gid, const char *cond, uint64_t **t, size_t *n,
                                   unsigned *away) {
   uint64_t *uids = NULL;
-  size_t nu = 0, cap = 0;
-  unsigned k = pl_pg_shards(g);
-  long *at = pl_malloc(k * sizeof *at);
-  pl_err xe = PL_OK,
-         e = pl_pg_group_targets(g, "SELECT uid FROM members WHERE gid = $1 AND role > 0 ORDER BY uid", gid,
+  size_t nu = 0, nd = 0;
+  pl_pg_dev *d = NULL;
+  unsigned char *off = pl_calloc(pl_pg_shards(g), 1);
+  pl_err e = pl_pg_group_targets(g, "SELECT uid FROM members WHERE gid = $1 AND role > 0 ORDER BY uid", gid,
                                  0, &uids, &nu);
-  char sql[256];
-  snprintf(sql, sizeof sql,
-           "SELECT d.id FROM devices d WHERE d.user_id = ANY($1::bigint[]) AND d.token_hash IS NOT NULL%s",
-           cond ? cond : "");
-  pl_pg_pipe p;
-  pl_pg_xpipe x;
-  pl_pg_pipe_begin(&p, g);
-  pl_pg_xpipe_begin(&x, g, &p);
   if (e == PL_OK)
-    pl_pg_xpipe_each(&x, sql, uids, nu, at);
-  if (e == PL_OK)
-    e = pl_pg_xpipe_end(&x);
-  *t = NULL;
-  *n = 0;
+    e = pl_pg_xdevices(g, uids, nu, cond, &d, &nd, off);
+  *t = pl_calloc(nd + 1, sizeof **t);
+  *n = e == PL_OK ? nd : 0;
+  for (size_t i = 0; i < *n; i++)
+    (*t)[i] = d[i].id;
+  qsort(*t, *n, sizeof **t, pl__by_u64);
   *away = 0;
-  for (unsigned j = 0; e == PL_OK && j < k; j++) {
-    PGresult *res = at[j] == -2 ? NULL : pl_pg_xpipe_take(&x, at[j], &xe);
-    for (int i = 0; res && i < PQntuples(res); i++) {
-      *t = pl_pg_reserve(*t, *n, &cap, sizeof **t);
-      (*t)[(*n)++] = pl_pg_col_u64(res, i, 0);
-    }
-    PQclear(res);
-    *away += xe != PL_OK && at[j] != -2;
-    xe = PL_OK;
-  }
-  if (e == PL_OK && !*t)
-    *t = pl_calloc(1, sizeof **t);
-  else if (e == PL_OK)
-    qsort(*t, *n, sizeof **t, pl__by_u64);
-  pl_pg_xpipe_clear(&x);
-  pl_pg_pipe_clear(&p);
+  for (unsigned j = 0; j < pl_pg_shards(g); j++)
+    *away += off[j];
+  pl_free(off);
+  pl_free(d);
   pl_free(uids);
-  pl_free(at);
   return e;
 }
 

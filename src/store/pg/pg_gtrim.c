@@ -23,18 +23,13 @@
 #define PL__GROUPS 64u
 #define PL__MEMBERS 5000u
 
-/* A signed-in device and its user, by user then id. */
-typedef struct pl__dev {
-  uint64_t uid, id;
-} pl__dev;
-
 static int pl__by_uid(const void *a, const void *b) {
-  const pl__dev *x = a, *y = b;
+  const pl_pg_dev *x = a, *y = b;
   return x->uid != y->uid ? (x->uid < y->uid ? -1 : 1) : (x->id > y->id) - (x->id < y->id);
 }
 
 /* The first of uid's devices in v[n] (sorted), or n. */
-static size_t pl__first(const pl__dev *v, size_t n, uint64_t uid) {
+static size_t pl__first(const pl_pg_dev *v, size_t n, uint64_t uid) {
   size_t lo = 0, hi = n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -62,49 +57,23 @@ static uint64_t pl__cursor(const PGresult *res, uint64_t gid, uint64_t dev) {
              : 0;
 }
 
-/* The signed-in devices of the members in ms (gid, uid, ...), each read on
- * its user's shard; *away[k]: shard k could not be read. */
-static pl_err pl__devices(pl__pg *g, const PGresult *ms, pl__dev **out, size_t *n, unsigned char *away) {
-  unsigned k = pl_pg_shards(g);
-  size_t nu = (size_t)PQntuples(ms), cap = 0;
+/* The signed-in devices of the members in ms (gid, uid, ...), by user. */
+static pl_err pl__devices(pl__pg *g, const PGresult *ms, pl_pg_dev **out, size_t *n, unsigned char *away) {
+  size_t nu = (size_t)PQntuples(ms);
   uint64_t *uids = pl_malloc((nu + 1) * sizeof *uids);
-  long *at = pl_malloc(k * sizeof *at);
   for (size_t i = 0; i < nu; i++)
     uids[i] = pl_pg_col_u64(ms, (int)i, 1);
-  pl_pg_pipe p;
-  pl_pg_xpipe x;
-  pl_err xe = PL_OK;
-  pl_pg_pipe_begin(&p, g);
-  pl_pg_xpipe_begin(&x, g, &p);
-  pl_pg_xpipe_each(
-      &x, "SELECT user_id, id FROM devices WHERE user_id = ANY($1::bigint[]) AND token_hash IS NOT NULL",
-      uids, nu, at);
-  pl_err e = pl_pg_xpipe_end(&x);
-  *out = NULL;
-  *n = 0;
-  for (unsigned j = 0; e == PL_OK && j < k; j++) {
-    PGresult *res = at[j] == -2 ? NULL : pl_pg_xpipe_take(&x, at[j], &xe);
-    away[j] = at[j] != -2 && xe != PL_OK;
-    for (int i = 0; res && i < PQntuples(res); i++) {
-      *out = pl_pg_reserve(*out, *n, &cap, sizeof **out);
-      (*out)[(*n)++] = (pl__dev){pl_pg_col_u64(res, i, 0), pl_pg_col_u64(res, i, 1)};
-    }
-    PQclear(res);
-    xe = PL_OK;
-  }
-  if (*n > 1)
+  pl_err e = pl_pg_xdevices(g, uids, nu, NULL, out, n, away);
+  if (e == PL_OK && *n > 1)
     qsort(*out, *n, sizeof **out, pl__by_uid);
-  pl_pg_xpipe_clear(&x);
-  pl_pg_pipe_clear(&p);
   pl_free(uids);
-  pl_free(at);
   return e;
 }
 
 /* The rows of ms for group gid from *at on (sorted by gid), as holds: one
  * per signed-in device of each member; 0 if a member's shard is away. */
 static int pl__holds(pl__pg *g, const PGresult *ms, int *at, uint64_t gid, const PGresult *cur,
-                     const pl__dev *d, size_t nd, const unsigned char *away, pl_roles_hold **h, size_t *nh,
+                     const pl_pg_dev *d, size_t nd, const unsigned char *away, pl_roles_hold **h, size_t *nh,
                      size_t *cap) {
   int ok = 1;
   *nh = 0;
@@ -150,7 +119,7 @@ pl_err pl_pg_gtrim(pl__pg *g, uint64_t *deleted) {
   pl_free(arr);
   e = pl_pg_pipe_end(&p);
   /* 2: their devices, after (the file comment says why) */
-  pl__dev *d = NULL;
+  pl_pg_dev *d = NULL;
   size_t nd = 0, nh = 0, cap = 0;
   unsigned char *away = pl_calloc(pl_pg_shards(g), 1);
   if (e == PL_OK)

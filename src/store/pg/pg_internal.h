@@ -214,6 +214,15 @@ void pl_pg_xpipe_each(pl_pg_xpipe *x, const char *sql, const uint64_t *ids, size
 /* The names of users ids[n] wherever they live, into names[n] (those
  * still NULL: taken over; a user that is gone leaves its NULL). */
 pl_err pl_pg_xpipe_names(pl__pg *g, const uint64_t *ids, size_t n, char **names);
+/* The signed-in devices (user id, device id) of users uids[n], each read on
+ * its user's shard where the SQL condition cond (NULL: none; appended after
+ * "WHERE ...", on devices d) holds, into *out (pl_free it); away[k] for
+ * each shard k: it could not be read (its users' devices left out). */
+typedef struct pl_pg_dev {
+  uint64_t uid, id;
+} pl_pg_dev;
+pl_err pl_pg_xdevices(pl__pg *g, const uint64_t *uids, size_t n, const char *cond, pl_pg_dev **out,
+                      size_t *nout, unsigned char *away);
 /* The connection of shard j: g itself (its own, or unsharded), or a link
  * (NULL: unreachable). */
 pl__pg *pl_pg_at(pl__pg *g, unsigned j);

@@ -141,6 +141,41 @@ pl_err pl_pg_xpipe_names(pl__pg *g, const uint64_t *ids, size_t n, char **names)
   return e;
 }
 
+pl_err pl_pg_xdevices(pl__pg *g, const uint64_t *uids, size_t n, const char *cond, pl_pg_dev **out,
+                      size_t *nout, unsigned char *away) {
+  unsigned k = pl_pg_shards(g);
+  long *at = pl_malloc(k * sizeof *at);
+  size_t cap = 0;
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT d.user_id, d.id FROM devices d WHERE d.user_id = ANY($1::bigint[])"
+           " AND d.token_hash IS NOT NULL%s",
+           cond ? cond : "");
+  pl_pg_pipe p;
+  pl_pg_xpipe x;
+  pl_err xe = PL_OK;
+  pl_pg_pipe_begin(&p, g);
+  pl_pg_xpipe_begin(&x, g, &p);
+  pl_pg_xpipe_each(&x, sql, uids, n, at);
+  pl_err e = pl_pg_xpipe_end(&x);
+  *out = NULL;
+  *nout = 0;
+  for (unsigned j = 0; e == PL_OK && j < k; j++) {
+    PGresult *res = at[j] == -2 ? NULL : pl_pg_xpipe_take(&x, at[j], &xe);
+    away[j] = at[j] != -2 && xe != PL_OK;
+    for (int i = 0; res && i < PQntuples(res); i++) {
+      *out = pl_pg_reserve(*out, *nout, &cap, sizeof **out);
+      (*out)[(*nout)++] = (pl_pg_dev){pl_pg_col_u64(res, i, 0), pl_pg_col_u64(res, i, 1)};
+    }
+    PQclear(res);
+    xe = PL_OK;
+  }
+  pl_pg_xpipe_clear(&x);
+  pl_pg_pipe_clear(&p);
+  pl_free(at);
+  return e;
+}
+
 pl__pg *pl_pg_at(pl__pg *g, unsigned j) { return g->nshards < 2 || j == g->shard ? g : pl_pg_link(g, j); }
 
 pl__pg *pl_pg_home(pl__pg *g, uint64_t uid) {
