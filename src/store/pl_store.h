@@ -716,6 +716,10 @@ typedef enum pl_admin_action {
    * if none is left), and gives it back if the sign-up then fails. */
   PL_ADMIN_INVITE_TAKE,
   PL_ADMIN_INVITE_GIVE,
+  /* Not the operator's either: in.user, a user of another shard, leaves
+   * every group of this shard as by its own Leave (a DELETE on the user's
+   * shard runs it on every other shard first, pl_store_shard.c). */
+  PL_ADMIN_LEAVE_GROUPS,
   PL_ADMIN_NACTIONS
 } pl_admin_action;
 
@@ -923,6 +927,10 @@ typedef struct pl_store_admin_ops {
  * owned one; the events are r's). An action with no step:
  * INVALID_ARGUMENT. */
 pl_err pl_store_admin_run(pl_store_req *r, void *be, const pl_store_admin_ops *ops);
+/* uid leaves gid as by its own Leave (an heir if it owned the group), on
+ * r's behalf (the events are r's). */
+pl_err pl_store_admin_leave(pl_store_req *r, void *be, const pl_store_admin_ops *ops, uint64_t uid,
+                            uint64_t gid);
 /* in.limit as a page size (0: 100; at most 1000). */
 uint32_t pl_store_admin_limit(const pl_store_req *r);
 /* For backends: the packed parley.Act a message carries (protocol.md

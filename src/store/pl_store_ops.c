@@ -162,9 +162,8 @@ static void pl__adopt(pl_store_req *r, pl_store_req *sub) {
   sub->nevents = sub->nchanges = sub->changes_cap = 0;
 }
 
-/* uid leaves gid as its own Leave would (an heir if it owned the group). */
-static pl_err pl__leave(pl_store_req *r, void *be, const pl_store_admin_ops *ops, uint64_t uid,
-                        uint64_t gid) {
+pl_err pl_store_admin_leave(pl_store_req *r, void *be, const pl_store_admin_ops *ops, uint64_t uid,
+                            uint64_t gid) {
   pl_store_req sub = {.op = PL_STORE_GROUP_UPDATE, .user_id = uid};
   sub.u.group_update.in.group = gid;
   sub.u.group_update.in.group_op = PL_GROUP_LEAVE;
@@ -183,7 +182,7 @@ static pl_err pl__delete(pl_store_req *r, void *be, const pl_store_admin_ops *op
   if (e == PL_OK)
     e = ops->groups(be, r, uid);
   for (size_t i = 0; e == PL_OK && i < a->out.ngroups; i++)
-    e = pl__leave(r, be, ops, uid, a->out.groups[i].gid);
+    e = pl_store_admin_leave(r, be, ops, uid, a->out.groups[i].gid);
   return e == PL_OK ? ops->drop(be, uid) : e;
 }
 

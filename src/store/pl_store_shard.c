@@ -409,10 +409,80 @@ static void pl__signup_start(pl_store *invites, pl_store *home, pl_store_req *re
   pl_store__enqueue(invites, &u->side);
 }
 
+/* ---- an account deleted: first out of the other shards' groups ----------
+ *
+ * A user's groups may live on any shard; its DELETE runs on its own, which
+ * takes it out of that shard's groups. So every other shard first takes
+ * it out of its own (LEAVE_GROUPS, each its own transaction, side by side),
+ * and only when all of them did does the DELETE run; a failure (a shard
+ * away) ends it there with that error, the user still there, and the
+ * operator's retry goes on from the groups left. */
+
+typedef struct pl__erase {
+  pl_store_req *req; /* the caller's DELETE */
+  pl_store *home;
+  unsigned n;
+  atomic_uint left;
+  atomic_int status;  /* the first side's failure */
+  pl_store_req *side; /* [n]: LEAVE_GROUPS on each shard but home */
+} pl__erase;
+
+static void pl__erase_side_done(pl_store_req *side) {
+  pl__erase *x = side->data;
+  int ok = PL_OK;
+  if (side->status != PL_OK && side->status != PL_ERR_NOT_FOUND) /* (none: DELETE says so) */
+    atomic_compare_exchange_strong(&x->status, &ok, (int)side->status);
+  if (atomic_fetch_sub_explicit(&x->left, 1, memory_order_acq_rel) != 1)
+    return;
+  pl_store_req *r = x->req;
+  pl_store *home = x->home;
+  pl_err status = (pl_err)atomic_load(&x->status);
+  for (unsigned i = 0; i < x->n; i++)
+    pl_store_req_clear(&x->side[i]);
+  pl_free(x->side);
+  pl_free(x);
+  if (status != PL_OK) {
+    r->status = status;
+    pl_store__hand_back(home, r);
+  } else {
+    pl_store__enqueue(home, r);
+  }
+}
+
+static void pl__erase_start(pl_store *const *stores, unsigned n, unsigned to, pl_store_req *req) {
+  pl__erase *x = pl_calloc(1, sizeof *x);
+  unsigned k = 0;
+  pl_store_req_out_begin(req);
+  req->status = PL_OK;
+  x->req = req;
+  x->home = stores[to];
+  x->n = n;
+  atomic_init(&x->left, n - 1);
+  atomic_init(&x->status, PL_OK);
+  x->side = pl_calloc(n, sizeof *x->side);
+  for (unsigned j = 0; j < n; j++) {
+    if (j == to)
+      continue;
+    pl_store_req *s = &x->side[k++];
+    s->op = PL_STORE_ADMIN;
+    s->u.admin.in.action = PL_ADMIN_LEAVE_GROUPS;
+    s->u.admin.in.user = req->u.admin.in.user; /* (borrowed: req outlives the sides) */
+    s->done = pl__erase_side_done;
+    s->data = x;
+  }
+  x->n = k;
+  for (unsigned j = 0, i = 0; j < n; j++)
+    if (j != to)
+      pl_store__enqueue(stores[j], &x->side[i++]);
+}
+
 void pl_store__submit_linked(pl_store *const *stores, unsigned n, pl_store_req *req) {
   int to = pl_store_route(req, n);
   if (to > 0 && to < (int)n && req->op == PL_STORE_REGISTER && req->u.reg.in.invite)
     pl__signup_start(stores[0], stores[to], req);
+  else if (to >= 0 && to < (int)n && n > 1 && req->op == PL_STORE_ADMIN &&
+           req->u.admin.in.action == PL_ADMIN_DELETE)
+    pl__erase_start(stores, n, (unsigned)to, req);
   else if (to >= 0)
     pl_store__enqueue(stores[to < (int)n ? to : 0], req);
   else

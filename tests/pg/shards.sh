@@ -841,6 +841,19 @@ same "invite-$I0-on-shard1" "$(q 1 "SELECT count(*) FROM users WHERE name = '$I0
 same "invite-used-on-shard0" "$(q 0 "SELECT uses_left FROM invites WHERE code = '$code'")" 0
 run "invite-used-up-$I1" 4 cli "$I1" register --invite "$code"
 same "invite-$I1-not-made" "$(q 1 "SELECT count(*) FROM users WHERE name = '$I1'")" 0
+# the operator deletes the shard 1 user I0, a member of A0's shard 0 group:
+# it leaves that group first (as by its own Leave: the members see it go)
+run "xdelete-$I0-added" 0 cli "$A0" group add "${GID[$A0]}" "$I0"
+same "xdelete-$I0-member-on-shard0" "$(q 0 "SELECT count(*) FROM members WHERE gid = ${GID[$A0]} AND name = '$I0' AND role > 0")" 1
+same "xdelete-$I0" "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE -H "Authorization: Bearer $atok" "http://127.0.0.1:$hport/admin/users/$I0")" 200
+same "xdelete-$I0-gone-from-shard1" "$(q 1 "SELECT count(*) FROM users WHERE name = '$I0'")" 0
+same "xdelete-$I0-not-a-member-on-shard0" "$(q 0 "SELECT count(*) FROM members WHERE gid = ${GID[$A0]} AND name = '$I0' AND role > 0")" 0
+run "xdelete-members-listed" 0 cli "$A1" group members "${GID[$A0]}"
+same "xdelete-members-listed-without-$I0" "$(grep -c "\"$I0\"" "$tmp/out")" 0
+run "xdelete-$A1-sees-it-go" 0 cli "$A1" recv --wait 1
+same "xdelete-$A1-sees-it-go" "$(python3 -c '
+import json, sys
+print(sum(1 for l in open(sys.argv[1]) if l.strip() and (lambda d: d.get("type") == "group_event" and d.get("user") == sys.argv[2])(json.loads(l))))' "$tmp/out" "$I0" 2>&1)" 2
 stop
 
 # ==== 9. across shards through two nodes at once; a node killed between T1 and T2

@@ -347,6 +347,26 @@ static pl_err pl__invite_give(void *be, pl_store_req *r) {
                  r->u.admin.in.code);
 }
 
+static const pl_store_admin_ops pl__ops;
+
+/* LEAVE_GROUPS: a user of another shard (read there) out of this shard's
+ * groups, each as by its own Leave; none: NOT_FOUND. */
+static pl_err pl__leave_groups(void *be, pl_store_req *r) {
+  pl__pg *g = be;
+  pl_pg_user *u = NULL;
+  PGresult *res = NULL;
+  pl_err e = pl_pg_user_find(g, r, 0, r->u.admin.in.user, &u);
+  if (e == PL_OK && r->status == PL_OK && !u)
+    r->status = PL_ERR_NOT_FOUND;
+  if (e == PL_OK && u)
+    e = pl_pg_q(g, &res, "SELECT gid FROM members WHERE uid = $1 AND role > 0 ORDER BY gid", "u", u->id);
+  for (int i = 0; e == PL_OK && u && i < PQntuples(res); i++)
+    e = pl_store_admin_leave(r, g, &pl__ops, u->id, pl_pg_col_u64(res, i, 0));
+  PQclear(res);
+  pl_pg_user_free(u);
+  return e;
+}
+
 static const pl_store_admin_ops pl__ops = {
     .user_load = pl__op_load,
     .devices = pl__user_devices,
@@ -366,6 +386,7 @@ static const pl_store_admin_ops pl__ops = {
                [PL_ADMIN_INVITE_DEL] = pl__invite_del,
                [PL_ADMIN_INVITE_TAKE] = pl__invite_take,
                [PL_ADMIN_INVITE_GIVE] = pl__invite_give,
+               [PL_ADMIN_LEAVE_GROUPS] = pl__leave_groups,
                [PL_ADMIN_TOP_QUEUES] = pl__top_queues,
                [PL_ADMIN_STATS] = pl__stats},
 };
