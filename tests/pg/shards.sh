@@ -41,7 +41,12 @@
 #     on shard 1's relay table until T1's outbox row shows on shard 0): the
 #     other node's sweep copies the message, the recipient gets it once,
 #     the sender's retry with the same id gets the same seq, and the outbox
-#     is empty.
+#     is empty; a group of both shards written through both nodes at once,
+#     then its history trimmed once every member device has it;
+# 10. the queue limits of a shard 1 recipient of shard 0 senders;
+# 11. shard 1's PostgreSQL stopped: shard 0's users go on (1:1, a shard 0
+#     group), a send into a shard 1 group is retried by the client until the
+#     shard is back, then stored once and received once.
 # The first shard's database is on the ctest pg fixture, the second on a
 # PostgreSQL of this test's own (pg_fixture.sh), stopped at exit.
 set -euo pipefail
@@ -1113,6 +1118,49 @@ run "qlimit-recv" 0 cli "$Q1" recv --wait 1
 same "qlimit-the-three-arrive" \
   "$(count_msgs "$tmp/out" "q 1")$(count_msgs "$tmp/out" "q 2")$(count_msgs "$tmp/out" "r 1")$(count_msgs "$tmp/out" "q 3")$(count_msgs "$tmp/out" "r 2")" 11100
 run "qlimit-reaction-after-recv" 0 "$PY" "$tmp/ws.py" act "$hport" "$R0" "$PARLEY_PASSWORD" "$Q1" ACT_REACTION "${rseq:-0}" "+1"
+stop
+
+# ==== 11. shard 1 away, and back ==============================================
+# While shard 1's PostgreSQL is down, what needs only shard 0 goes on: a 1:1
+# message between two shard 0 users and a message in A0's shard 0 group, and
+# their fetches (which leave the shard 1 group XG for later). A send into XG
+# gets a retryable error (ERR_INTERNAL), which the client retries; once the
+# shard is back, it is stored once and each member gets it once.
+start "${RIGHT[@]}"
+pg2ctl() { # stop|start: shard 1's PostgreSQL, on its port
+  local bin=${PG_BIN:-/usr/lib/postgresql/15/bin} as=()
+  [[ $(id -u) != 0 ]] || as=(runuser -u postgres --)
+  if [[ $1 == stop ]]; then
+    "${as[@]}" "$bin/pg_ctl" -D "$tmp/pg2/cluster" -m fast -w -t 30 stop >/dev/null
+  else
+    "${as[@]}" "$bin/pg_ctl" -D "$tmp/pg2/cluster" -l "$tmp/pg2/server.log" -w -t 60 \
+      -o "-p $pg2port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$tmp/pg2 -c max_connections=300 -c fsync=off -c full_page_writes=off" \
+      start >/dev/null
+  fi
+}
+internal_errors() { curl -s "http://127.0.0.1:$hport/metrics" | awk '$1 == "parley_errors_total{code=\"ERR_INTERNAL\"}" { print $2 + 0 }'; }
+pg2ctl stop
+atext="while shard 1 is away $RANDOM$RANDOM"
+run "away-send-$A0-$A1" 0 cli "$A0" send "$A1" "$atext"
+agtext="in a shard 0 group while shard 1 is away $RANDOM$RANDOM"
+run "away-group-send-$A0" 0 cli "$A0" send --group "${GID[$A0]}" "$agtext"
+run "away-recv-$A1" 0 cli "$A1" recv --wait 1
+same "away-recv-$A1-both" "$(count_msgs "$tmp/out" "$atext")$(count_msgs "$tmp/out" "$agtext")" 11
+e0=$(internal_errors)
+xtext2="into the shard 1 group across the gap $RANDOM$RANDOM"
+"$PARLEY_CLI" --user "$A1" send --group "$XG" "$xtext2" >"$tmp/gap.out" 2>&1 &
+gsend=$!
+deadline=$((SECONDS + 20))
+while ((SECONDS < deadline)) && (($(internal_errors) <= ${e0:-0})); do sleep 0.2; done
+same "away-xgroup-send-retryable" "$(($(internal_errors) > ${e0:-0}))" 1
+same "away-xgroup-not-stored-yet" "$(q 0 "SELECT count(*) FROM messages WHERE $(body_has "$xtext2")")" 0
+pg2ctl start
+grc=0
+wait "$gsend" || grc=$?
+same "away-xgroup-send-acked-once-back" "$grc $([[ -n $(jfield "$tmp/gap.out" seq) ]] && echo acked)" "0 acked"
+same "away-xgroup-stored-once" "$(q 1 "SELECT count(*) FROM messages WHERE gid = $XG AND $(body_has "$xtext2")")" 1
+recv_once "away-xgroup-$A0" "$A0" "$xtext2"
+recv_once "away-xgroup-$B0" "$B0" "$xtext2"
 stop
 
 # ==== 8. a single-node database does not become a shard =====================
