@@ -720,6 +720,9 @@ typedef enum pl_admin_action {
    * every group of this shard as by its own Leave (a DELETE on the user's
    * shard runs it on every other shard first, pl_store_shard.c). */
   PL_ADMIN_LEAVE_GROUPS,
+  /* ... and in.user's groups of this shard into out.groups (USER on the
+   * user's shard gathers them from every other shard). */
+  PL_ADMIN_USER_GROUPS,
   PL_ADMIN_NACTIONS
 } pl_admin_action;
 

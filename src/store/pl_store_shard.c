@@ -409,6 +409,37 @@ static void pl__signup_start(pl_store *invites, pl_store *home, pl_store_req *re
   pl_store__enqueue(invites, &u->side);
 }
 
+/* ---- requests about one user on the other shards (the sagas below) ------- */
+
+/* action about user on every shard but to, each handed to done with data:
+ * [*k] of them (pl_free the array after clearing each). */
+static pl_store_req *pl__sides(unsigned n, unsigned to, int action, const char *user, pl_store_done_cb done,
+                               void *data, unsigned *k) {
+  pl_store_req *v = pl_calloc(n, sizeof *v);
+  *k = 0;
+  for (unsigned j = 0; j < n; j++) {
+    if (j == to)
+      continue;
+    pl_store_req *s = &v[(*k)++];
+    s->op = PL_STORE_ADMIN;
+    s->u.admin.in.action = action;
+    s->u.admin.in.user = user; /* (borrowed: the caller's request outlives the sides) */
+    s->done = done;
+    s->data = data;
+  }
+  return v;
+}
+
+/* Sends side[] (from pl__sides) to their shards, and home (if not NULL) to to. */
+static void pl__sides_send(pl_store *const *stores, unsigned n, unsigned to, pl_store_req *side,
+                           pl_store_req *home) {
+  for (unsigned j = 0, i = 0; j < n; j++)
+    if (j != to)
+      pl_store__enqueue(stores[j], &side[i++]);
+    else if (home)
+      pl_store__enqueue(stores[j], home);
+}
+
 /* ---- an account deleted: first out of the other shards' groups ----------
  *
  * A user's groups may live on any shard; its DELETE runs on its own, which
@@ -451,29 +482,83 @@ static void pl__erase_side_done(pl_store_req *side) {
 
 static void pl__erase_start(pl_store *const *stores, unsigned n, unsigned to, pl_store_req *req) {
   pl__erase *x = pl_calloc(1, sizeof *x);
-  unsigned k = 0;
   pl_store_req_out_begin(req);
   req->status = PL_OK;
   x->req = req;
   x->home = stores[to];
-  x->n = n;
   atomic_init(&x->left, n - 1);
   atomic_init(&x->status, PL_OK);
-  x->side = pl_calloc(n, sizeof *x->side);
-  for (unsigned j = 0; j < n; j++) {
-    if (j == to)
-      continue;
-    pl_store_req *s = &x->side[k++];
-    s->op = PL_STORE_ADMIN;
-    s->u.admin.in.action = PL_ADMIN_LEAVE_GROUPS;
-    s->u.admin.in.user = req->u.admin.in.user; /* (borrowed: req outlives the sides) */
-    s->done = pl__erase_side_done;
-    s->data = x;
+  x->side = pl__sides(n, to, PL_ADMIN_LEAVE_GROUPS, req->u.admin.in.user, pl__erase_side_done, x, &x->n);
+  pl__sides_send(stores, n, to, x->side, NULL);
+}
+
+/* ---- the operator's view of a user: its groups of every shard --------------
+ *
+ * USER runs on the user's shard, which lists that shard's groups; every
+ * other shard lists its own at the same time (USER_GROUPS), merged by gid
+ * into the answer when all are done. A shard away fails it (retryable). */
+
+typedef struct pl__view {
+  pl_store_req *req; /* the caller's USER, run on home as the saga's */
+  pl_store *home;
+  unsigned n;
+  atomic_uint left;
+  pl_store_req *side;    /* [n]: USER_GROUPS on each shard but home */
+  pl_store_done_cb done; /* req's own, while it runs as the saga's */
+  void *origin, *data;
+} pl__view;
+
+static void pl__view_merge(pl_store_req *r, pl_store_req *side, size_t nside) {
+  pl_store_admin_req *a = &r->u.admin;
+  for (size_t i = 0; i < nside && r->status == PL_OK; i++) {
+    pl_store_admin_req *k = &side[i].u.admin;
+    if (side[i].status != PL_OK && side[i].status != PL_ERR_NOT_FOUND)
+      r->status = side[i].status;
+    else if (k->out.ngroups) { /* taken over: the side's array keeps no element */
+      a->out.groups =
+          pl_realloc(a->out.groups, (a->out.ngroups + k->out.ngroups + 1) * sizeof *a->out.groups);
+      memcpy(a->out.groups + a->out.ngroups, k->out.groups, k->out.ngroups * sizeof *k->out.groups);
+      a->out.ngroups += k->out.ngroups;
+      k->out.ngroups = 0;
+    }
   }
-  x->n = k;
-  for (unsigned j = 0, i = 0; j < n; j++)
-    if (j != to)
-      pl_store__enqueue(stores[j], &x->side[i++]);
+  if (r->status == PL_OK && a->out.ngroups > 1)
+    qsort(a->out.groups, a->out.ngroups, sizeof *a->out.groups, pl__by_gid);
+}
+
+static void pl__view_part_done(pl__view *v) {
+  if (atomic_fetch_sub_explicit(&v->left, 1, memory_order_acq_rel) != 1)
+    return;
+  pl_store_req *r = v->req;
+  pl_store *home = v->home;
+  r->done = v->done;
+  r->origin = v->origin;
+  r->data = v->data;
+  if (r->status == PL_OK)
+    pl__view_merge(r, v->side, v->n);
+  for (unsigned i = 0; i < v->n; i++)
+    pl_store_req_clear(&v->side[i]);
+  pl_free(v->side);
+  pl_free(v);
+  pl_store__hand_back(home, r);
+}
+
+static void pl__view_home_done(pl_store_req *r) { pl__view_part_done(r->data); }
+static void pl__view_side_done(pl_store_req *s) { pl__view_part_done(s->data); }
+
+static void pl__view_start(pl_store *const *stores, unsigned n, unsigned to, pl_store_req *req) {
+  pl__view *v = pl_calloc(1, sizeof *v);
+  v->req = req;
+  v->home = stores[to];
+  v->done = req->done;
+  v->origin = req->origin;
+  v->data = req->data;
+  atomic_init(&v->left, n); /* the sides and home */
+  v->side = pl__sides(n, to, PL_ADMIN_USER_GROUPS, req->u.admin.in.user, pl__view_side_done, v, &v->n);
+  req->done = pl__view_home_done;
+  req->origin = NULL;
+  req->data = v;
+  pl__sides_send(stores, n, to, v->side, req);
 }
 
 void pl_store__submit_linked(pl_store *const *stores, unsigned n, pl_store_req *req) {
@@ -483,6 +568,9 @@ void pl_store__submit_linked(pl_store *const *stores, unsigned n, pl_store_req *
   else if (to >= 0 && to < (int)n && n > 1 && req->op == PL_STORE_ADMIN &&
            req->u.admin.in.action == PL_ADMIN_DELETE)
     pl__erase_start(stores, n, (unsigned)to, req);
+  else if (to >= 0 && to < (int)n && n > 1 && req->op == PL_STORE_ADMIN &&
+           req->u.admin.in.action == PL_ADMIN_USER)
+    pl__view_start(stores, n, (unsigned)to, req);
   else if (to >= 0)
     pl_store__enqueue(stores[to < (int)n ? to : 0], req);
   else

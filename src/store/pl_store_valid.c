@@ -78,6 +78,7 @@ static int pl__admin_ok(const pl_store_req *r) {
   case PL_ADMIN_ENABLE:
   case PL_ADMIN_DELETE:
   case PL_ADMIN_LEAVE_GROUPS:
+  case PL_ADMIN_USER_GROUPS:
   case PL_ADMIN_REVOKE: return a->in.user != NULL;
   default: return 0;
   }

@@ -846,6 +846,9 @@ same "invite-$I0-on-shard1" "$(q 1 "SELECT count(*) FROM users WHERE name = '$I0
 same "invite-used-on-shard0" "$(q 0 "SELECT uses_left FROM invites WHERE code = '$code'")" 0
 run "invite-used-up-$I1" 4 cli "$I1" register --invite "$code"
 same "invite-$I1-not-made" "$(q 1 "SELECT count(*) FROM users WHERE name = '$I1'")" 0
+# the operator's view of a shard 0 user lists its groups of both shards
+curl -s -H "Authorization: Bearer $atok" "http://127.0.0.1:$hport/admin/users/$A0" >"$tmp/auser.json" || true
+same "xview-$A0-groups-of-both-shards" "$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(" ".join(str(g["id"]) for g in d["groups"]) if "groups" in d else d)' "$tmp/auser.json" 2>&1)" "${GID[$A0]} $XG"
 # the operator deletes the shard 1 user I0, a member of A0's shard 0 group:
 # it leaves that group first (as by its own Leave: the members see it go)
 run "xdelete-$I0-added" 0 cli "$A0" group add "${GID[$A0]}" "$I0"

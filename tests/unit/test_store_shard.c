@@ -29,6 +29,15 @@ static pl_err signup_with(pl_store *s, const char *user, unsigned tok, const cha
 
 static pl_err signup(pl_store *s, const char *user, unsigned tok) { return signup_with(s, user, tok, NULL); }
 
+/* The operator's action on user through the linked set, into *a (clear it). */
+static pl_err user_action(pl_store *s, int action, const char *user, pl_store_req *a) {
+  memset(a, 0, sizeof *a);
+  a->op = PL_STORE_ADMIN;
+  a->u.admin.in.action = action;
+  a->u.admin.in.user = user;
+  return pl_store_call(s, a);
+}
+
 /* uses left of the one invite the operator sees (-1: none listed) */
 static long long invite_uses(pl_store *s) {
   pl_store_req a = {.op = PL_STORE_ADMIN};
@@ -147,6 +156,21 @@ static void test_requests_run_on_their_users_shard(void) {
   CHECK_EQ_U(a.u.admin.out.nusers, 1);
   CHECK_STR(a.u.admin.out.users[0].name, "carol");
   CHECK_EQ_I(a.u.admin.out.more, 0);
+  pl_store_req_clear(&a);
+
+  /* the operator's view of alice: her groups asked of every shard while
+   * hers answers (shard 0 knows no alice: NOT_FOUND there is no error);
+   * deleted: out of every shard's groups first, then gone from hers */
+  CHECK_EQ_I(user_action(s[0], PL_ADMIN_USER, "alice", &a), PL_OK);
+  CHECK_EQ_U(a.u.admin.out.nusers, 1);
+  CHECK_STR(a.u.admin.out.nusers ? a.u.admin.out.users[0].name : "", "alice");
+  CHECK_EQ_U(a.u.admin.out.ngroups, 0);
+  pl_store_req_clear(&a);
+  CHECK_EQ_I(user_action(s[0], PL_ADMIN_DELETE, "alice", &a), PL_OK);
+  pl_store_req_clear(&a);
+  CHECK_EQ_I(db_count(dir[1], "users"), 0);
+  CHECK_EQ_I(db_count(dir[0], "users"), 2);
+  CHECK_EQ_I(user_action(s[0], PL_ADMIN_USER, "alice", &a), PL_ERR_NOT_FOUND);
   pl_store_req_clear(&a);
 
   shards_close(dir, s);

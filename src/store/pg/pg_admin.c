@@ -129,7 +129,7 @@ static pl_err pl__user_media(pl__pg *g, pl_store_req *r, uint64_t uid) {
   PGresult *res;
   pl_err e = pl_pg_q(g, &res,
                      "SELECT count(*), COALESCE(sum(size + thumb_size), 0) FROM media"
-                     " WHERE $1 = 0 OR owner = $1",
+                     " WHERE $1::bigint = 0 OR owner = $1",
                      "u", uid);
   if (e != PL_OK)
     return e;
@@ -350,19 +350,19 @@ static pl_err pl__invite_give(void *be, pl_store_req *r) {
 static const pl_store_admin_ops pl__ops;
 
 /* LEAVE_GROUPS: a user of another shard (read there) out of this shard's
- * groups, each as by its own Leave; none: NOT_FOUND. */
-static pl_err pl__leave_groups(void *be, pl_store_req *r) {
+ * groups, each as by its own Leave; USER_GROUPS: its groups here (its role
+ * as my_role). None: NOT_FOUND. */
+static pl_err pl__user_groups(void *be, pl_store_req *r) {
   pl__pg *g = be;
   pl_pg_user *u = NULL;
-  PGresult *res = NULL;
   pl_err e = pl_pg_user_find(g, r, 0, r->u.admin.in.user, &u);
   if (e == PL_OK && r->status == PL_OK && !u)
     r->status = PL_ERR_NOT_FOUND;
   if (e == PL_OK && u)
-    e = pl_pg_q(g, &res, "SELECT gid FROM members WHERE uid = $1 AND role > 0 ORDER BY gid", "u", u->id);
-  for (int i = 0; e == PL_OK && u && i < PQntuples(res); i++)
-    e = pl_store_admin_leave(r, g, &pl__ops, u->id, pl_pg_col_u64(res, i, 0));
-  PQclear(res);
+    e = pl__groups_read(g, r, u->id, UINT32_MAX);
+  for (size_t i = 0;
+       e == PL_OK && u && r->u.admin.in.action == PL_ADMIN_LEAVE_GROUPS && i < r->u.admin.out.ngroups; i++)
+    e = pl_store_admin_leave(r, g, &pl__ops, u->id, r->u.admin.out.groups[i].gid);
   pl_pg_user_free(u);
   return e;
 }
@@ -386,7 +386,8 @@ static const pl_store_admin_ops pl__ops = {
                [PL_ADMIN_INVITE_DEL] = pl__invite_del,
                [PL_ADMIN_INVITE_TAKE] = pl__invite_take,
                [PL_ADMIN_INVITE_GIVE] = pl__invite_give,
-               [PL_ADMIN_LEAVE_GROUPS] = pl__leave_groups,
+               [PL_ADMIN_LEAVE_GROUPS] = pl__user_groups,
+               [PL_ADMIN_USER_GROUPS] = pl__user_groups,
                [PL_ADMIN_TOP_QUEUES] = pl__top_queues,
                [PL_ADMIN_STATS] = pl__stats},
 };

@@ -528,6 +528,23 @@ static pl_err pl__groups_page(void *be, pl_store_req *r) {
   return pl__groups_read(be, r, 0, pl_store_admin_limit(r));
 }
 
+static const pl_store_admin_ops pl__ops;
+
+/* LEAVE_GROUPS and USER_GROUPS (pl_store.h), which linked stores ask of
+ * each other: a SQLite store is never a shard of several databases, so
+ * the user is one of its own or NOT_FOUND, and its groups are here. */
+static pl_err pl__user_groups(void *be, pl_store_req *r) {
+  pl_err e = pl__user_load(be, r);
+  if (e != PL_OK || r->status != PL_OK)
+    return e;
+  uint64_t uid = r->u.admin.out.users[0].id;
+  e = pl__groups_read(be, r, uid, UINT32_MAX);
+  for (size_t i = 0;
+       e == PL_OK && r->u.admin.in.action == PL_ADMIN_LEAVE_GROUPS && i < r->u.admin.out.ngroups; i++)
+    e = pl_store_admin_leave(r, be, &pl__ops, uid, r->u.admin.out.groups[i].gid);
+  return e;
+}
+
 static const pl_store_admin_ops pl__ops = {
     .user_load = pl__op_load,
     .devices = pl__op_devices,
@@ -547,6 +564,8 @@ static const pl_store_admin_ops pl__ops = {
                [PL_ADMIN_INVITE_DEL] = pl__invite_del,
                [PL_ADMIN_INVITE_TAKE] = pl__invite_take,
                [PL_ADMIN_INVITE_GIVE] = pl__invite_give,
+               [PL_ADMIN_LEAVE_GROUPS] = pl__user_groups,
+               [PL_ADMIN_USER_GROUPS] = pl__user_groups,
                [PL_ADMIN_TOP_QUEUES] = pl__top_queues,
                [PL_ADMIN_STATS] = pl__stats},
 };
