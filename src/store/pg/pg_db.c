@@ -171,6 +171,10 @@ int pl_pg_pipe_addp(pl_pg_pipe *pp, const pl_pg_stmt *st, const char *fmt, ...) 
   return i;
 }
 
+int pl_pg_pipe_vadd(pl_pg_pipe *pp, const char *sql, const char *fmt, va_list ap) {
+  return pl__pipe_vadd(pp, NULL, sql, fmt, ap);
+}
+
 int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

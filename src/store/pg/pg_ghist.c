@@ -272,12 +272,10 @@ static uint64_t pl__gpos_find(const pl_store_gpos *a, size_t n, size_t *at, uint
   " LEFT JOIN gcursor c ON c.device_id = $2 AND c.gid = m.gid WHERE m.uid = $1 ORDER BY m.gid"
 
 void pl_pg_group_fetch_add(pl_pg_xpipe *x, const pl_store_req *r, long *at) {
-  for (unsigned j = 0; j < pl_pg_shards(x->g); j++) {
-    pl_pg_pipe *p = r->user_id ? pl_pg_xpipe_at(x, j) : NULL;
-    at[j] = !r->user_id ? -2
-            : p ? pl_pg_xpipe_handle(x, p, pl_pg_pipe_add(p, PL__MSHIPS_SQL, "uu", r->user_id, r->device_id))
-                : -1;
-  }
+  if (r->user_id)
+    pl_pg_xpipe_every(x, at, PL__MSHIPS_SQL, "uu", r->user_id, r->device_id);
+  for (unsigned j = 0; !r->user_id && j < pl_pg_shards(x->g); j++)
+    at[j] = -2;
 }
 
 /* A membership as PL__MSHIPS_SQL reads it. */
@@ -286,13 +284,9 @@ typedef struct pl__mship {
   int role;
 } pl__mship;
 
-static int pl__by_gid(const void *a, const void *b) {
-  uint64_t x = ((const pl__mship *)a)->gid, y = ((const pl__mship *)b)->gid;
-  return x < y ? -1 : x > y;
-}
-
 /* The memberships read on every shard (at[j]; a shard that could not be
- * read adds none), by gid. */
+ * read adds none), by gid: each shard's are, and the shards hold
+ * contiguous gid ranges in their order (a gid's top bits are its bucket). */
 static pl__mship *pl__mships(pl_pg_xpipe *x, const long *at, size_t *n) {
   pl__mship *v = NULL;
   size_t cap = 0;
@@ -307,8 +301,6 @@ static pl__mship *pl__mships(pl_pg_xpipe *x, const long *at, size_t *n) {
     }
     PQclear(res);
   }
-  if (*n > 1)
-    qsort(v, *n, sizeof *v, pl__by_gid);
   return v;
 }
 
@@ -648,17 +640,10 @@ pl_err pl_pg_group_unread(pl__pg *g, pl_store_req *r) {
   pl_err xe = PL_OK;
   pl_pg_pipe_begin(&p, g);
   pl_pg_xpipe_begin(&x, g, &p);
-  for (unsigned j = 0; j < k; j++) {
-    pl_pg_pipe *to = pl_pg_xpipe_at(&x, j);
-    at[j] =
-        to ? pl_pg_xpipe_handle(&x, to,
-                                pl_pg_pipe_add(to,
-                                               "SELECT 'g:' || r.gid, COALESCE(c.last_seq, 0), r.read_seq"
-                                               " FROM greads r LEFT JOIN convs c ON c.conv = 'g:' || r.gid"
-                                               " WHERE r.uid = $1 ORDER BY r.gid",
-                                               "u", r->user_id))
-           : -1;
-  }
+  pl_pg_xpipe_every(&x, at,
+                    "SELECT 'g:' || r.gid, COALESCE(c.last_seq, 0), r.read_seq FROM greads r"
+                    " LEFT JOIN convs c ON c.conv = 'g:' || r.gid WHERE r.uid = $1 ORDER BY r.gid",
+                    "u", r->user_id);
   pl_err e = pl_pg_xpipe_end(&x);
   for (unsigned j = 0; e == PL_OK && j < k; j++) {
     PGresult *res = pl_pg_xpipe_take(&x, at[j], &xe);

@@ -29,6 +29,7 @@
 #define PL_PG_INTERNAL_H
 
 #include <libpq-fe.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -118,6 +119,7 @@ typedef struct pl_pg_pipe {
 } pl_pg_pipe;
 void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g);
 int pl_pg_pipe_add(pl_pg_pipe *pp, const char *sql, const char *fmt, ...);
+int pl_pg_pipe_vadd(pl_pg_pipe *pp, const char *sql, const char *fmt, va_list ap);
 pl_err pl_pg_pipe_end(pl_pg_pipe *pp);
 /* Sends the pipe's sync now, its results read by pl_pg_pipe_end later:
  * pipes on several connections (shards) sent first, then each ended, wait
@@ -199,6 +201,10 @@ long pl_pg_xpipe_user_by_name(pl_pg_xpipe *x, const char *name);
 /* Ends here (its result: as pl_pg_pipe_end's) and every other pipe. */
 pl_err pl_pg_xpipe_end(pl_pg_xpipe *x);
 PGresult *pl_pg_xpipe_take(pl_pg_xpipe *x, long h, pl_err *e);
+/* The same statement (sql, fmt and its parameters) on every shard, each in
+ * that shard's pipe; at[k] for shard k (k < shards, or at[0] unsharded):
+ * its handle for pl_pg_xpipe_take, -1 if that shard cannot be reached. */
+void pl_pg_xpipe_every(pl_pg_xpipe *x, long *at, const char *sql, const char *fmt, ...);
 /* The pipe of shard j's statements (here for this shard; NULL: j cannot be
  * reached now), and the handle of its statement at for pl_pg_xpipe_take. */
 pl_pg_pipe *pl_pg_xpipe_at(pl_pg_xpipe *x, unsigned j);

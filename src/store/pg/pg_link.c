@@ -49,6 +49,19 @@ static long pl__handle(const pl_pg_xpipe *x, const pl_pg_pipe *p, int at) {
 
 pl_pg_pipe *pl_pg_xpipe_at(pl_pg_xpipe *x, unsigned j) { return pl__pipe(x, j); }
 
+void pl_pg_xpipe_every(pl_pg_xpipe *x, long *at, const char *sql, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  for (unsigned j = 0; j < pl_pg_shards(x->g); j++) {
+    pl_pg_pipe *p = pl__pipe(x, j);
+    va_list each;
+    va_copy(each, ap);
+    at[j] = p ? pl__handle(x, p, pl_pg_pipe_vadd(p, sql, fmt, each)) : -1;
+    va_end(each);
+  }
+  va_end(ap);
+}
+
 long pl_pg_xpipe_handle(const pl_pg_xpipe *x, const pl_pg_pipe *p, int at) { return pl__handle(x, p, at); }
 
 long pl_pg_xpipe_user(pl_pg_xpipe *x, uint64_t uid) {
