@@ -36,6 +36,7 @@
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
 #include "rules/pl_bucket.h"
+#include "store/pl_shardmap.h"
 
 /* 1 MiB: a row PostgreSQL moves out of line once (TOAST), few rows per
  * blob, and the most one call holds in memory. */
@@ -366,6 +367,7 @@ typedef struct pl__shards {
   pl_blob base;
   unsigned n;
   pl_blob **shard; /* [n] */
+  const struct pl_shardmap *map;
 } pl__shards;
 
 pl_err pl_blob_pg_secret(pl_blob *b, const char *name, uint8_t *out, size_t n) {
@@ -429,7 +431,7 @@ static pl_blob *pl__shard_of(pl_blob *b, const char *key) {
   uint32_t bucket = 0;
   if (pl_bucket_of_key(key, &bucket) != 0)
     bucket = 0;
-  return s->shard[pl_bucket_shard(bucket, s->n)];
+  return s->shard[pl_shardmap_of(s->map, bucket, s->n)];
 }
 
 static pl_err pl__shard_put(pl_blob *b, const char *key, const char *tmp) {
@@ -479,11 +481,13 @@ static const pl_blob_ops pl__shard_ops = {
     .free = pl__shard_free,
 };
 
-pl_err pl_blob_pg_open_shards(const char *const *conninfo, unsigned n, const char *spool, pl_blob **out) {
+pl_err pl_blob_pg_open_shards(const char *const *conninfo, unsigned n, const struct pl_shardmap *map,
+                              const char *spool, pl_blob **out) {
   pl__shards *s = pl_calloc(1, sizeof *s);
   pl_err e = PL_OK;
   s->base.ops = &pl__shard_ops;
   s->n = n;
+  s->map = map;
   s->shard = pl_calloc(n, sizeof *s->shard);
   for (unsigned i = 0; i < n && e == PL_OK; i++)
     e = pl_blob_pg_open(conninfo[i], spool, &s->shard[i]); /* one spool: every shard's uploads start there */

@@ -14,8 +14,11 @@
 pl_err pl_blob_pg_open(const char *conninfo, const char *spool, pl_blob **out);
 /* A sharded store's (--store-shard): n databases, conninfo[0] shard 0; a
  * key goes to the shard of the bucket in its first 4 hex digits
- * (pl_bucket_of_key). Secrets are shard 0's. */
-pl_err pl_blob_pg_open_shards(const char *const *conninfo, unsigned n, const char *spool, pl_blob **out);
+ * (pl_bucket_of_key), as the node's bucket map has it now (map, which the
+ * caller keeps; NULL: the formula's). Secrets are shard 0's. */
+struct pl_shardmap;
+pl_err pl_blob_pg_open_shards(const char *const *conninfo, unsigned n, const struct pl_shardmap *map,
+                              const char *spool, pl_blob **out);
 /* The shared secret called name (n bytes): out's bytes if the database
  * has none yet (the first caller's win), then the database's in out. */
 pl_err pl_blob_pg_secret(pl_blob *b, const char *name, uint8_t *out, size_t n);

@@ -246,7 +246,7 @@ static pl_err pl__blob_open(pl_media *m, const char *dir) {
     snprintf(spool, sizeof spool, "%s/tmp", dir);
     pl_err e;
     if (m->cfg.sharded > 1) { /* the array is the caller's: read here only */
-      e = pl_blob_pg_open_shards(m->cfg.blob_shards, m->cfg.sharded, spool, &m->blob);
+      e = pl_blob_pg_open_shards(m->cfg.blob_shards, m->cfg.sharded, m->cfg.shardmap, spool, &m->blob);
       m->cfg.blob_shards = NULL;
     } else {
       e = pl_blob_pg_open(m->cfg.blob_pg, spool, &m->blob);

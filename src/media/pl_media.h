@@ -42,6 +42,7 @@ typedef struct pl_media_config {
    * ids and blob keys begin with their owner's bucket (pl_bucket.h) */
   unsigned sharded;
   const char *const *blob_shards;
+  const struct pl_shardmap *shardmap; /* the node's bucket map (pl_shardmap.h), kept by the caller */
   /* With blob_pg: bytes of blobs this node keeps a copy of, under
    * dir/blobcache (pl_blob_cache.h); 0: none */
   uint64_t blob_cache;

@@ -36,6 +36,8 @@
 #include "pl_web.h"
 #include "push/pl_push.h"
 #include "rules/pl_signup.h"
+#include "store/pl_move.h"
+#include "store/pl_shardmap.h"
 #include "store/pl_store.h"
 
 typedef struct pl__loop_task {
@@ -62,10 +64,11 @@ typedef struct pl_server {
   pl_router *router; /* the core's; local now, a cluster's later */
   pl_store *store;
   pl_media *media;
-  pl_push *push;     /* NULL: no provider configured */
-  pl_limits *limits; /* caps and budgets shared by every connection */
-  pl_admin *admin;   /* /admin/ (docs/admin.md) */
-  pl_seal_ref *seal; /* --key-file's keys (NULL: stored plain) */
+  pl_push *push;         /* NULL: no provider configured */
+  pl_limits *limits;     /* caps and budgets shared by every connection */
+  pl_admin *admin;       /* /admin/ (docs/admin.md) */
+  pl_seal_ref *seal;     /* --key-file's keys (NULL: stored plain) */
+  pl_shardmap *shardmap; /* sharded: the buckets moved (pl_shardmap.h); NULL: not sharded */
   int lock_fd;
 } pl_server;
 
@@ -429,7 +432,7 @@ static pl_err pl__store_open(pl_server *srv, const pl_store_backend *be, pl_stor
   }
   if (n > 1)
     pl_info("store: %u shards (docs/scaling.md: messages, attachments, receipts, contacts, presence and"
-            " groups cross shards; the mover is not built)",
+            " groups cross shards; parleyd move-buckets moves buckets between them)",
             n);
   pl_store_link(stores, n);
   srv->store = stores[0];
@@ -495,8 +498,10 @@ static pl_err pl__start(pl_server *srv) {
   for (unsigned i = 0; i < c->nshards; i++)
     shard_uri[i + 1] = c->shards[i];
   if (c->nshards) { /* each user's uploads on its shard */
+    srv->shardmap = pl_shardmap_new();
     mc.sharded = c->nshards + 1;
     mc.blob_shards = shard_uri;
+    mc.shardmap = sc.shardmap = srv->shardmap;
   }
   e = pl_media_open(&srv->media, &mc);
   if (e != PL_OK) {
@@ -693,6 +698,7 @@ static void pl__shutdown(pl_server *srv) {
   pl_limits_free(srv->limits);
   pl_admin_free(srv->admin);
   pl_seal_ref_free(srv->seal); /* after the store and the media, which use it */
+  pl_shardmap_free(srv->shardmap);
   if (srv->lock_fd > 0)
     close(srv->lock_fd);
 }
@@ -705,6 +711,8 @@ int main(int argc, char **argv) {
     return pl_admin_tok_main(argc - 1, argv + 1);
   if (argc > 1 && !strcmp(argv[1], "key"))
     return pl_keys_main(argc - 1, argv + 1);
+  if (argc > 1 && !strcmp(argv[1], "move-buckets"))
+    return pl_move_main(argc - 1, argv + 1);
   memset(&srv, 0, sizeof srv);
   srv.lock_fd = -1;
   pl_config_defaults(&srv.cfg);
@@ -739,6 +747,7 @@ int main(int argc, char **argv) {
       pl_store_close(srv.store);
     pl_media_close(srv.media);
     pl_seal_ref_free(srv.seal);
+    pl_shardmap_free(srv.shardmap);
     pl_push_global_cleanup();
     return 1;
   }

@@ -50,8 +50,9 @@ static const pl__opt pl__opts[] = {
      T_STR, OFF(store), 1024},
     {"store-shard", "URL",
      "another PostgreSQL database as the next shard (repeat for more; --store is shard 0; the same order "
-     "on every node, always). Sharding steps 1-4 (docs/scaling.md): messages, attachments, actions, "
-     "receipts, contacts, blocks, presence and groups cross shards; no mover yet; not for production",
+     "on every node, always). Sharding steps 1-5 (docs/scaling.md): messages, attachments, actions, "
+     "receipts, contacts, blocks, presence and groups cross shards; parleyd move-buckets moves buckets "
+     "between shards; not for production",
      T_SHARD, 0, 0},
     {"filter-words", "FILE",
      "sensitive-word list: one word or phrase per line, optionally TAB reject|mask; reloaded on SIGHUP",
@@ -558,13 +559,16 @@ int pl_config_load(pl_config *c, const char *path, char *err, size_t errlen) {
 }
 
 void pl_config_usage(FILE *out) {
-  fprintf(out, "usage: parleyd [OPTIONS]\n"
-               "       parleyd admin-token create NAME | list | revoke NAME [--data DIR | --config FILE]\n"
-               "       parleyd key new|add|list FILE | remove FILE ID   (the --key-file)\n"
-               "                (tokens for the admin API and parleyctl: docs/admin.md)\n\n"
-               "Parley messaging server. Options may also be given in a config file\n"
-               "(--config FILE) as 'name = value' lines; the command line wins.\n\n"
-               "  --config FILE            read options from FILE first\n");
+  fprintf(out,
+          "usage: parleyd [OPTIONS]\n"
+          "       parleyd admin-token create NAME | list | revoke NAME [--data DIR | --config FILE]\n"
+          "       parleyd key new|add|list FILE | remove FILE ID   (the --key-file)\n"
+          "       parleyd move-buckets LO[-HI] --to SHARD --store URI --store-shard URI ... [--grace S]\n"
+          "                (buckets to another shard while the nodes run: docs/operations.md 16.2)\n"
+          "                (tokens for the admin API and parleyctl: docs/admin.md)\n\n"
+          "Parley messaging server. Options may also be given in a config file\n"
+          "(--config FILE) as 'name = value' lines; the command line wins.\n\n"
+          "  --config FILE            read options from FILE first\n");
   for (size_t i = 0; i < PL__NOPTS; i++) {
     char left[64];
     snprintf(left, sizeof left, "--%s %s", pl__opts[i].name, pl__opts[i].arg);

@@ -648,7 +648,7 @@ static void pl__token_cutoffs(const pl_store_config *cfg, pl_store_req *req) {
 
 void pl_store_submit(pl_store *s, pl_store_req *req) {
   if (s->link)
-    pl_store__submit_linked(s->link->stores, s->link->n, req);
+    pl_store__submit_linked(s->link->stores, s->link->n, s->cfg.shardmap, req);
   else
     pl_store__enqueue(s, req);
 }

@@ -1004,6 +1004,9 @@ typedef struct pl_store_config {
    * between users of two shards copies its message to the other shard
    * (docs/scaling.md 2), on a connection of this store's own. */
   const char *const *shard_conninfo;
+  /* Sharded: the node's map of moved buckets (pl_shardmap.h), shared by
+   * every shard's store, the router and the blob store; NULL: none moved. */
+  struct pl_shardmap *shardmap;
   /* Encryption at rest (pl_seal, --key-file): the ring, which may be
    * replaced while the store runs (rotation); NULL: stored plain. A backend
    * that cannot seal refuses to open with one. */

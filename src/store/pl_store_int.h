@@ -10,7 +10,8 @@ void pl_store__enqueue(pl_store *s, pl_store_req *req);
 /* Hands a finished request back to its submitter (post hook or done). */
 void pl_store__hand_back(pl_store *s, pl_store_req *req);
 /* Routes req to the shard(s) of a linked set of n stores. */
-void pl_store__submit_linked(pl_store *const *stores, unsigned n, pl_store_req *req);
+void pl_store__submit_linked(pl_store *const *stores, unsigned n, const struct pl_shardmap *m,
+                             pl_store_req *req);
 
 /* Where a request runs in a set of n shards (n > 1): a shard's index, or
  * one of these. */
@@ -18,6 +19,6 @@ enum {
   PL_ROUTE_EACH = -1,  /* on every shard, the answers merged */
   PL_ROUTE_SPLIT = -2, /* PUSH_ENQUEUE, PUSH_DONE: each shard gets its devices' part */
 };
-int pl_store_route(const pl_store_req *req, unsigned n);
+int pl_store_route(const pl_store_req *req, const struct pl_shardmap *m, unsigned n);
 
 #endif

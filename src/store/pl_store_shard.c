@@ -21,81 +21,86 @@
 
 #include "../common/pl_mem.h"
 #include "../rules/pl_bucket.h"
+#include "pl_shardmap.h"
 #include "pl_store_int.h"
 
-static int pl__of_id(uint64_t id, unsigned n) { return (int)pl_bucket_shard(pl_bucket_of_id(id), n); }
-
-static int pl__of_name(const char *name, unsigned n) {
-  return name ? (int)pl_bucket_shard(pl_bucket_of_name(name, strlen(name)), n) : 0;
+static int pl__of_id(uint64_t id, const pl_shardmap *m, unsigned n) {
+  return (int)pl_shardmap_of(m, pl_bucket_of_id(id), n);
 }
 
-static int pl__of_route(uint32_t route, unsigned n) { return route ? (int)pl_bucket_shard(route - 1, n) : 0; }
+static int pl__of_name(const char *name, const pl_shardmap *m, unsigned n) {
+  return name ? (int)pl_shardmap_of(m, pl_bucket_of_name(name, strlen(name)), n) : 0;
+}
 
-static int pl__admin(const pl_store_admin_req *a, unsigned n) {
+static int pl__of_route(uint32_t route, const pl_shardmap *m, unsigned n) {
+  return route ? (int)pl_shardmap_of(m, route - 1, n) : 0;
+}
+
+static int pl__admin(const pl_store_admin_req *a, const pl_shardmap *m, unsigned n) {
   switch (a->in.action) {
   case PL_ADMIN_USERS:
   case PL_ADMIN_GROUPS:
   case PL_ADMIN_TOP_QUEUES:
   case PL_ADMIN_STATS: return PL_ROUTE_EACH;
   case PL_ADMIN_GROUP:
-  case PL_ADMIN_REMOVE: return pl__of_id(a->in.group, n);
+  case PL_ADMIN_REMOVE: return pl__of_id(a->in.group, m, n);
   case PL_ADMIN_INVITE: /* the invites live on shard 0 (a sign-up elsewhere: pl__signup_start) */
   case PL_ADMIN_INVITES:
   case PL_ADMIN_INVITE_DEL:
   case PL_ADMIN_INVITE_TAKE:
   case PL_ADMIN_INVITE_GIVE: return 0;
-  default: return pl__of_name(a->in.user, n);
+  default: return pl__of_name(a->in.user, m, n);
   }
 }
 
 /* A 1:1 send: its conversation's shard, the pair's lower bucket's (an
  * attachment's upload is read and granted on its owner's shard from
  * there, pg_media.c). A group's: the group's. */
-static int pl__of_send(const pl_store_req *r, unsigned n) {
+static int pl__of_send(const pl_store_req *r, const pl_shardmap *m, unsigned n) {
   const pl_store_send_req *s = &r->u.send;
   if (s->in.group)
-    return pl__of_id(s->in.group, n);
+    return pl__of_id(s->in.group, m, n);
   if (!s->in.peer)
-    return pl__of_id(r->user_id, n);
+    return pl__of_id(r->user_id, m, n);
   uint32_t me = pl_bucket_of_id(r->user_id), peer = pl_bucket_of_name(s->in.peer, strlen(s->in.peer));
-  return (int)pl_bucket_shard(me < peer ? me : peer, n);
+  return (int)pl_shardmap_of(m, me < peer ? me : peer, n);
 }
 
-int pl_store_route(const pl_store_req *r, unsigned n) {
+int pl_store_route(const pl_store_req *r, const pl_shardmap *m, unsigned n) {
   switch (r->op) {
-  case PL_STORE_SEND: return pl__of_send(r, n);
-  case PL_STORE_REGISTER: return pl__of_name(r->u.reg.in.user, n);
-  case PL_STORE_GET_USER: return pl__of_name(r->u.get_user.in.user, n);
+  case PL_STORE_SEND: return pl__of_send(r, m, n);
+  case PL_STORE_REGISTER: return pl__of_name(r->u.reg.in.user, m, n);
+  case PL_STORE_GET_USER: return pl__of_name(r->u.get_user.in.user, m, n);
   case PL_STORE_RESUME:
-  case PL_STORE_MEDIA_AUTH: return pl__of_route(r->route, n);
+  case PL_STORE_MEDIA_AUTH: return pl__of_route(r->route, m, n);
   case PL_STORE_MEDIA_GET: {
     uint32_t b;
     if (r->u.media_get.in.any_user && r->u.media_get.in.media_id &&
         pl_bucket_of_media(r->u.media_get.in.media_id, &b) == 0)
-      return (int)pl_bucket_shard(b, n);
-    return pl__of_route(r->route, n);
+      return (int)pl_shardmap_of(m, b, n);
+    return pl__of_route(r->route, m, n);
   }
-  case PL_STORE_GROUP_DEVICES: return pl__of_id(r->u.group_devices.in.group, n);
-  case PL_STORE_GROUP_UPDATE: return pl__of_id(r->u.group_update.in.group, n);
-  case PL_STORE_GROUP_RECEIPTS: return pl__of_id(r->u.group_receipts.in.group, n);
+  case PL_STORE_GROUP_DEVICES: return pl__of_id(r->u.group_devices.in.group, m, n);
+  case PL_STORE_GROUP_UPDATE: return pl__of_id(r->u.group_update.in.group, m, n);
+  case PL_STORE_GROUP_RECEIPTS: return pl__of_id(r->u.group_receipts.in.group, m, n);
   case PL_STORE_GROUP_LIST: return PL_ROUTE_EACH; /* the asker's groups live on any shard */
   case PL_STORE_MARK_READ:
     if (r->u.mark_read.in.group)
-      return pl__of_id(r->u.mark_read.in.group, n);
-    return pl__of_id(r->user_id, n);
+      return pl__of_id(r->u.mark_read.in.group, m, n);
+    return pl__of_id(r->user_id, m, n);
   case PL_STORE_TYPING:
     if (r->u.typing.in.group)
-      return pl__of_id(r->u.typing.in.group, n);
-    return pl__of_id(r->user_id, n);
-  case PL_STORE_PUSH_TOKEN: return pl__of_id(r->u.push_token.in.device, n);
+      return pl__of_id(r->u.typing.in.group, m, n);
+    return pl__of_id(r->user_id, m, n);
+  case PL_STORE_PUSH_TOKEN: return pl__of_id(r->u.push_token.in.device, m, n);
   case PL_STORE_PUSH_ENQUEUE: /* a message's devices: on both users' shards */
   case PL_STORE_PUSH_DONE: return PL_ROUTE_SPLIT;
   case PL_STORE_PUSH_TOKENS:
   case PL_STORE_PUSH_CLAIM:
   case PL_STORE_STATS: return PL_ROUTE_EACH;
-  case PL_STORE_ADMIN: return pl__admin(&r->u.admin, n);
+  case PL_STORE_ADMIN: return pl__admin(&r->u.admin, m, n);
   default: /* the asker's: an ACK without receipts names only its device */
-    return pl__of_id(r->user_id ? r->user_id : r->device_id, n);
+    return pl__of_id(r->user_id ? r->user_id : r->device_id, m, n);
   }
 }
 
@@ -104,6 +109,7 @@ int pl_store_route(const pl_store_req *r, unsigned n) {
 typedef struct pl__fan {
   pl_store_req *req; /* the caller's */
   pl_store *home;    /* hands req back */
+  const pl_shardmap *map;
   unsigned n;
   atomic_uint left;
   pl_store_req *kids;          /* [n] */
@@ -278,7 +284,7 @@ static void pl__split_devices(pl__fan *f, const pl_store_push_enqueue_req *q) {
     k->in.devices = f->devs + at;
     k->in.ndevices = 0;
     for (size_t j = 0; j < q->in.ndevices; j++)
-      if (pl__of_id(q->in.devices[j], f->n) == (int)i) {
+      if (pl__of_id(q->in.devices[j], f->map, f->n) == (int)i) {
         f->devs[at++] = q->in.devices[j];
         k->in.ndevices++;
       }
@@ -294,19 +300,21 @@ static void pl__split(pl__fan *f, const pl_store_push_done_req *d) {
     k->in.results = f->parts + at;
     k->in.nresults = 0;
     for (size_t j = 0; j < d->in.nresults; j++)
-      if (pl__of_id(d->in.results[j].device, f->n) == (int)i) {
+      if (pl__of_id(d->in.results[j].device, f->map, f->n) == (int)i) {
         f->parts[at++] = d->in.results[j];
         k->in.nresults++;
       }
   }
 }
 
-static void pl__fan_out(pl_store *const *stores, unsigned n, pl_store_req *req, int split) {
+static void pl__fan_out(pl_store *const *stores, unsigned n, const pl_shardmap *m, pl_store_req *req,
+                        int split) {
   pl_store_req_out_begin(req);
   pl__fan *f = pl_calloc(1, sizeof *f);
   f->req = req;
   f->home = stores[0];
   f->n = n;
+  f->map = m;
   atomic_init(&f->left, n);
   f->kids = pl_calloc(n, sizeof *f->kids);
   for (unsigned i = 0; i < n; i++) {
@@ -561,8 +569,8 @@ static void pl__view_start(pl_store *const *stores, unsigned n, unsigned to, pl_
   pl__sides_send(stores, n, to, v->side, req);
 }
 
-void pl_store__submit_linked(pl_store *const *stores, unsigned n, pl_store_req *req) {
-  int to = pl_store_route(req, n);
+void pl_store__submit_linked(pl_store *const *stores, unsigned n, const pl_shardmap *m, pl_store_req *req) {
+  int to = pl_store_route(req, m, n);
   if (to > 0 && to < (int)n && req->op == PL_STORE_REGISTER && req->u.reg.in.invite)
     pl__signup_start(stores[0], stores[to], req);
   else if (to >= 0 && to < (int)n && n > 1 && req->op == PL_STORE_ADMIN &&
@@ -574,5 +582,5 @@ void pl_store__submit_linked(pl_store *const *stores, unsigned n, pl_store_req *
   else if (to >= 0)
     pl_store__enqueue(stores[to < (int)n ? to : 0], req);
   else
-    pl__fan_out(stores, n, req, to == PL_ROUTE_SPLIT);
+    pl__fan_out(stores, n, m, req, to == PL_ROUTE_SPLIT);
 }

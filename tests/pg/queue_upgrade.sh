@@ -79,11 +79,12 @@ stop
 
 # back to version 8: the length in devices.queued, as that version kept it
 # (and what later migrations made undone: 10, shard_info; 11, outbox and relay;
-# 13, the members' names)
+# 13, the members' names; 14, the bucket map and the fence's function)
 latest=$(sql "SELECT max(version) FROM schema_version")
 sql "UPDATE devices d SET queued = d.next_qid - COALESCE((SELECT n FROM dequeued WHERE device_id = d.id), 0);
      DROP TABLE dequeued; DROP TABLE IF EXISTS shard_info; DROP TABLE IF EXISTS outbox; DROP TABLE IF EXISTS relay;
      ALTER TABLE members DROP COLUMN IF EXISTS name;
+     DROP TABLE IF EXISTS map_epoch; DROP TABLE IF EXISTS bucket_map; DROP FUNCTION IF EXISTS pl_fence();
      DELETE FROM schema_version WHERE version >= 9;"
 want="2 4"
 got=$(sql "SELECT d.queued || ' ' || d.next_qid FROM devices d JOIN users u ON u.id = d.user_id WHERE u.name = 'bob'")

@@ -25,7 +25,7 @@
 #     shard 1 user land on shard 1 only (and the upload downloads);
 #  6. Resume with a saved token (JSON WebSocket) on both shards, its
 #     token_hash on the home shard only;
-#  7. the shards swapped, one shard less, one shard more: parleyd refuses to
+#  7. the shards swapped, one shard less, a shard given twice: parleyd refuses to
 #     start (non-zero exit, an error line naming the shard); the right order
 #     again serves what was queued before, and the saved token still works;
 #  7b. a second node on the same shards: sent through one, read through the other;
@@ -55,6 +55,8 @@ set -euo pipefail
 : "${PL_PG_DIR:?PL_PG_DIR: the pg fixture directory}"
 : "${PL_PG_FIXTURE:?PL_PG_FIXTURE: tests/pg/pg_fixture.sh}"
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=checks.sh
+. "$here/checks.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/parley-shards-XXXXXX")
 chmod 711 "$tmp" # the postgres user reaches $tmp/pg2
 pg1port=$(cat "$PL_PG_DIR/port")
@@ -70,10 +72,9 @@ log=
 failed=0
 tag=$$_$RANDOM
 db0=p_shard0_$tag db1=p_shard1_$tag # the two shards
-dbc=p_shard2_$tag                   # a third shard, only offered (refused)
 dbs=p_single_$tag                   # used single-node first
 dbf1=p_fresh1_$tag dbf2=p_fresh2_$tag
-dbs_pg1=("$db0" "$dbc" "$dbs")
+dbs_pg1=("$db0" "$dbs")
 dbs_pg2=("$db1" "$dbf1" "$dbf2")
 uri1() { echo "postgresql://postgres@127.0.0.1:$pg1port/$1"; }
 uri2() { echo "postgresql://postgres@127.0.0.1:$pg2port/$1"; }
@@ -106,38 +107,10 @@ cleanup() {
       psql "$(uri2 postgres)" -qXc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true
     done
   fi
-  bash "$PL_PG_FIXTURE" stop "$tmp/pg2" >/dev/null 2>&1 || true
-  # the fixture deletes its files in the background: $tmp goes once they are gone (5 s at most)
-  local i
-  for ((i = 0; i < 50; i++)); do
-    rm -rf "$tmp" 2>/dev/null || true
-    [[ -e $tmp ]] || break
-    sleep 0.1
-  done
+  drop_tmp
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT HUP
-
-pass() { echo "PASS $1"; }
-fail() {
-  echo "FAIL $1: $2"
-  failed=$((failed + 1))
-}
-# same NAME GOT WANT
-same() { if [[ $2 == "$3" ]]; then pass "$1"; else fail "$1" "got <<$2>>, want <<$3>>"; fi; }
-# run NAME WANT_RC CMD...: PASS when the exit status is WANT_RC; stdout in $tmp/out, stderr in $tmp/err
-run() {
-  local name=$1 want=$2 rc=0
-  shift 2
-  "$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
-  if [[ $rc == "$want" ]]; then
-    pass "$name"
-  else
-    fail "$name" "exit $rc (want $want): stdout <<$(head -c 2000 "$tmp/out")>> stderr <<$(head -c 2000 "$tmp/err")>>"
-  fi
-}
-# q SHARD SQL: one psql answer on shard 0 or 1 (fields joined by |); an error's text otherwise
-q() { psql "${SHARD_URI[$1]}" -qAtX -v ON_ERROR_STOP=1 -c "$2" 2>&1 || true; }
 # jfield FILE KEY...: a field of the first JSON line of FILE ("" if there is none)
 jfield() {
   python3 - "$@" <<'EOF' 2>/dev/null || true
@@ -784,10 +757,12 @@ run "send-$A1-$A0-before-restart" 0 cli "$A1" send "$A0" "$queued"
 stop
 refused "refuse-swapped-shards" --store "${SHARD_URI[1]}" --store-shard "${SHARD_URI[0]}"
 refused "refuse-one-shard-of-two" --store "${SHARD_URI[0]}"
-refused "refuse-three-shards" "${RIGHT[@]}" --store-shard "$(uri1 "$dbc")"
+# a shard may be added at the end (a new database: tests/pg/move.sh), but not
+# one that is already another shard
+refused "refuse-shard1-again-as-shard2" "${RIGHT[@]}" --store-shard "${SHARD_URI[1]}"
 # a config file's list is replaced by the command line's (the command line wins):
-# with the two lists added together this would be three shards, and refused
-printf 'store-shard = %s\n' "$(uri1 "$dbc")" >"$tmp/shards.conf"
+# with the two lists added together shard 0 would be shard 2 too, and refused
+printf 'store-shard = %s\n' "${SHARD_URI[0]}" >"$tmp/shards.conf"
 start --config "$tmp/shards.conf" "${RIGHT[@]}"
 pass "restart-right-order"
 same "shard0-users-after" "$(q 0 "SELECT string_agg(name, ',' ORDER BY name) FROM users")" "$A0,$A1"

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "rules/pl_bucket.h"
+#include "store/pl_shardmap.h"
 #include "store/pl_store_int.h"
 #include "store_db.h"
 
@@ -179,80 +180,127 @@ static void test_requests_run_on_their_users_shard(void) {
 static void test_route(void) {
   pl_store_req r = {.op = PL_STORE_FETCH};
   r.user_id = pl_bucket_id(ALICE_BUCKET, 7);
-  CHECK_EQ_I(pl_store_route(&r, 2), 1);
-  CHECK_EQ_I(pl_store_route(&r, 4), 3);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 4), 3);
   r.user_id = 7; /* bucket 0 */
-  CHECK_EQ_I(pl_store_route(&r, 2), 0);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 0);
   memset(&r, 0, sizeof r);
   r.op = PL_STORE_GET_USER;
   r.u.get_user.in.user = "bob";
-  CHECK_EQ_I(pl_store_route(&r, 2), 0);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 0);
   r.u.get_user.in.user = "alice";
-  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 1);
   memset(&r, 0, sizeof r);
   r.op = PL_STORE_GROUP_DEVICES;
   r.u.group_devices.in.group = pl_bucket_id(ALICE_BUCKET, 3);
-  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 1);
   memset(&r, 0, sizeof r);
   r.op = PL_STORE_MEDIA_GET;
   r.u.media_get.in.any_user = 1;
   r.u.media_get.in.media_id = "39070000000000000000000000000000";
-  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 1);
   r.op = PL_STORE_PUSH_CLAIM;
-  CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_EACH);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), PL_ROUTE_EACH);
   r.op = PL_STORE_PUSH_DONE;
-  CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_SPLIT);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), PL_ROUTE_SPLIT);
   /* a 1:1 send: the conversation's shard, the pair's lower bucket's, with
    * an attachment or without; a group's: the group's */
   memset(&r, 0, sizeof r);
   r.op = PL_STORE_SEND;
   r.user_id = pl_bucket_id(ALICE_BUCKET, 7);
   r.u.send.in.peer = "bob";
-  CHECK_EQ_I(pl_store_route(&r, 2), 0);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 0);
   r.u.send.in.media_id = "39070000000000000000000000000000";
-  CHECK_EQ_I(pl_store_route(&r, 2), 0);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 0);
   r.u.send.in.peer = "alice";
-  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 1);
   r.u.send.in.peer = NULL;
   r.u.send.in.group = pl_bucket_id(0, 3);
-  CHECK_EQ_I(pl_store_route(&r, 2), 0);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 0);
   /* every request naming a group: the group's shard, whoever asks; the
    * asker's groups: every shard's */
   memset(&r, 0, sizeof r);
   r.user_id = pl_bucket_id(0, 7);
   r.op = PL_STORE_GROUP_UPDATE;
   r.u.group_update.in.group = pl_bucket_id(ALICE_BUCKET, 3);
-  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 1);
   r.op = PL_STORE_GROUP_RECEIPTS;
   r.u.group_receipts.in.group = pl_bucket_id(ALICE_BUCKET, 3);
-  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 1);
   memset(&r.u, 0, sizeof r.u);
   r.op = PL_STORE_MARK_READ;
   r.u.mark_read.in.group = pl_bucket_id(ALICE_BUCKET, 3);
-  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 1);
   r.u.mark_read.in.group = 0;
   r.u.mark_read.in.peer = "alice";
-  CHECK_EQ_I(pl_store_route(&r, 2), 0); /* 1:1: the reader's */
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 0); /* 1:1: the reader's */
   memset(&r.u, 0, sizeof r.u);
   r.op = PL_STORE_TYPING;
   r.u.typing.in.group = pl_bucket_id(ALICE_BUCKET, 3);
-  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 1);
   memset(&r.u, 0, sizeof r.u);
   r.op = PL_STORE_GROUP_CREATE;
-  CHECK_EQ_I(pl_store_route(&r, 2), 0); /* the creator's: the gid takes its bucket */
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 0); /* the creator's: the gid takes its bucket */
   r.op = PL_STORE_GROUP_LIST;
-  CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_EACH);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), PL_ROUTE_EACH);
   memset(&r, 0, sizeof r);
   r.op = PL_STORE_ADMIN;
   r.u.admin.in.action = PL_ADMIN_DISABLE;
   r.u.admin.in.user = "alice";
-  CHECK_EQ_I(pl_store_route(&r, 2), 1);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), 1);
   r.u.admin.in.action = PL_ADMIN_STATS;
-  CHECK_EQ_I(pl_store_route(&r, 2), PL_ROUTE_EACH);
+  CHECK_EQ_I(pl_store_route(&r, NULL, 2), PL_ROUTE_EACH);
+}
+
+/* A moved bucket routes to its new shard; the others stay with the formula;
+ * an older epoch's map is not taken over a newer one. */
+static void test_route_moved(void) {
+  pl_shardmap *m = pl_shardmap_new();
+  pl_store_req r = {.op = PL_STORE_FETCH};
+  r.user_id = pl_bucket_id(ALICE_BUCKET, 7);
+  CHECK_EQ_U(pl_shardmap_epoch(m), 0);
+  CHECK_EQ_I(pl_store_route(&r, m, 2), 1);
+  uint32_t b[] = {ALICE_BUCKET, 5}, to[] = {0, 1};
+  CHECK_EQ_I(pl_shardmap_take(m, 3, b, to, 2), 1);
+  CHECK_EQ_U(pl_shardmap_epoch(m), 3);
+  CHECK_EQ_I(pl_store_route(&r, m, 2), 0);
+  CHECK_EQ_U(pl_shardmap_of(m, 5, 2), 1);
+  CHECK_EQ_U(pl_shardmap_of(m, ALICE_BUCKET + 1, 2), 1); /* its neighbour was not moved */
+  CHECK_EQ_U(pl_shardmap_of(m, 6, 2), 0);
+  r.op = PL_STORE_GET_USER;
+  r.u.get_user.in.user = "alice";
+  CHECK_EQ_I(pl_store_route(&r, m, 2), 0);
+  CHECK_EQ_I(pl_shardmap_take(m, 3, b, to, 1), 0); /* not newer */
+  CHECK_EQ_U(pl_shardmap_of(m, 5, 2), 1);
+  CHECK_EQ_I(pl_shardmap_take(m, 4, b + 1, to + 1, 1), 1); /* alice's bucket back where the formula has it */
+  CHECK_EQ_U(pl_shardmap_of(m, ALICE_BUCKET, 2), 1);
+  CHECK_EQ_U(pl_shardmap_of(m, 5, 2), 1);
+  CHECK_EQ_U(pl_shardmap_of(m, 5, 1), 0); /* a shard the node does not have: the formula */
+  pl_shardmap_free(m);
+}
+
+/* A shard added to a store of two holds only the buckets moved to it: the
+ * formula still spreads the others over the first two. */
+static void test_route_added_shard(void) {
+  pl_shardmap *m = pl_shardmap_new();
+  pl_shardmap_set_base(m, 2);
+  CHECK_EQ_U(pl_shardmap_base(m), 2);
+  CHECK_EQ_U(pl_shardmap_of(m, ALICE_BUCKET, 3), 1); /* 14599 * 2 / 16384: 1 (with 3: 2) */
+  CHECK_EQ_U(pl_shardmap_of(m, 100, 3), 0);
+  uint32_t b[] = {ALICE_BUCKET}, to[] = {2};
+  CHECK_EQ_I(pl_shardmap_take(m, 1, b, to, 1), 1);
+  CHECK_EQ_U(pl_shardmap_of(m, ALICE_BUCKET, 3), 2);
+  CHECK_EQ_U(pl_shardmap_of(m, ALICE_BUCKET - 1, 3), 1);
+  pl_store_req r = {.op = PL_STORE_GET_USER};
+  r.u.get_user.in.user = "alice";
+  CHECK_EQ_I(pl_store_route(&r, m, 3), 2);
+  pl_shardmap_free(m);
 }
 
 int main(void) {
   RUN(test_route);
+  RUN(test_route_moved);
+  RUN(test_route_added_shard);
   RUN(test_requests_run_on_their_users_shard);
   RUN(test_invites_on_shard0);
   return tl_summary();

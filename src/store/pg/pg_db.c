@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "../pl_shardmap.h"
 #include "../pl_store_valid.h"
 #include "pg_internal.h"
 
@@ -30,6 +31,12 @@ static pl_err pl__result(pl__pg *g, PGresult *res, const char *sql) {
   if (st == PGRES_PIPELINE_ABORTED) /* skipped after an earlier statement's error, which was told */
     return PL_ERR_STORE;
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  if (state && !strcmp(state, PL_PG_FENCED)) { /* a bucket moved: read the map, the client retries */
+    if (!g->map_stale)
+      pl_info("store: shard %u refused a write for an older bucket map: reading the map again", g->shard);
+    g->map_stale = 1;
+    return PL_ERR_STORE;
+  }
   if (pl__conflict(state)) {
     pl_warn("store: postgresql conflict (%s), the batch runs again: %s", state, sql);
     return PL_ERR_AGAIN;
@@ -88,6 +95,7 @@ static pl_err pl__vq(pl__pg *g, PGresult **out, const char *sql, const char *fmt
     *out = NULL;
   if (atomic_load(&g->down))
     return PL_ERR_STORE;
+  pl_pg_map_sync(g);
   if (g->begin_pending) { /* the transaction's BEGIN goes with its first statement */
     pl_pg_pipe pp;
     pl_pg_pipe_begin(&pp, g);
@@ -121,6 +129,8 @@ void pl_pg_pipe_begin(pl_pg_pipe *pp, pl__pg *g) {
   pp->g = g;
   if (atomic_load(&g->down))
     pp->err = PL_ERR_STORE;
+  else
+    pl_pg_map_sync(g);
 }
 
 /* Pipeline mode is entered with the first statement, so that a pipe that
@@ -301,6 +311,7 @@ static pl_err pl__connect(pl__pg *g) {
   if (g->conn)
     PQfinish(g->conn);
   g->conn = PQconnectdb(g->conninfo);
+  g->epoch_told = 0; /* a new session has no parley.epoch */
   if (PQstatus(g->conn) != CONNECTION_OK) {
     pl_error("store: cannot connect to postgresql: %s", PQerrorMessage(g->conn));
     return PL_ERR_STORE;
@@ -585,6 +596,7 @@ static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
    * own database (pl_blob_pg) and go in its own transactions (pg_media.c) */
   g->shard = cfg->shard;
   g->nshards = cfg->nshards > 1 ? cfg->nshards : 1;
+  g->map = g->nshards > 1 ? cfg->shardmap : NULL;
   if (g->nshards > 1 && cfg->shard_conninfo) { /* connected at first use (pl_pg_link) */
     g->links = pl_calloc(g->nshards, sizeof *g->links);
     for (unsigned j = 0; j < g->nshards; j++) {
@@ -596,12 +608,18 @@ static pl_err pl__pg_open(void **out, const pl_store_config *cfg) {
       l->shard = j;
       l->nshards = g->nshards;
       l->ttl_ms = g->ttl_ms;
+      l->map = cfg->shardmap;
       atomic_init(&l->down, 1);
     }
   }
   if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK)
     goto out;
-  if ((e = pl_pg_schema_shard(g, g->shard, g->nshards)) != PL_OK || (e = pl__prepare(g)) != PL_OK)
+  unsigned base = g->map ? pl_shardmap_base(g->map) : 0; /* shard 0, opened first, gives it */
+  if ((e = pl_pg_schema_shard(g, g->shard, g->nshards, &base)) != PL_OK || (e = pl__prepare(g)) != PL_OK)
+    goto out;
+  if (g->map && !g->shard)
+    pl_shardmap_set_base(g->map, base);
+  if (g->map && (e = pl_pg_map_load(g)) != PL_OK) /* buckets moved before this server started */
     goto out;
   e = PL_ERR_STORE;
   pl_info("store: postgresql backend on %s:%s, database %s", PQhost(g->conn), PQport(g->conn), PQdb(g->conn));
@@ -612,6 +630,21 @@ out:
   pl__pg_close(g);
   return e;
 }
+
+pl__pg *pl_pg_session(const char *conninfo, unsigned shard, unsigned nshards, unsigned *base) {
+  pl__pg *g = pl_calloc(1, sizeof *g);
+  g->conninfo = pl_strdup(conninfo);
+  g->shard = shard;
+  g->nshards = nshards;
+  if (pl__connect(g) != PL_OK || pl_pg_schema_migrate(g) != PL_OK ||
+      pl_pg_schema_shard(g, shard, nshards, base) != PL_OK || pl__prepare(g) != PL_OK) {
+    pl__pg_close(g);
+    return NULL;
+  }
+  return g;
+}
+
+void pl_pg_session_free(pl__pg *g) { pl__pg_close(g); }
 
 const pl_store_backend pl_store_pg = {
     .name = "postgresql",

@@ -71,6 +71,15 @@ typedef struct pl__pg {
   int is_link; /* this is one of them */
   struct pl_pg_relay *relay;
   uint64_t gtrim_after; /* the sweep's trimming goes on after this gid (pg_gtrim.c) */
+  /* Sharded: the node's bucket map (pl_shardmap.h; NULL unsharded), the
+   * epoch this session last told its database (the parley.epoch setting
+   * the fence compares, pg_map.c), and whether the database refused a
+   * write for an older map (SQLSTATE PLMAP): the map is read again before
+   * the next statement outside a transaction. */
+  struct pl_shardmap *map;
+  uint64_t epoch_told;
+  uint64_t map_refused; /* the epoch of a map naming shards this node lacks (said once) */
+  int map_stale;
 } pl__pg;
 
 /* A user as a transaction reads it (never kept across transactions). */
@@ -83,6 +92,34 @@ typedef struct pl_pg_user {
   uint64_t *blocked; /* users this one blocked */
   size_t nblocked;
 } pl_pg_user;
+
+/* A session of the database conninfo, shard `shard` of nshards, outside
+ * any store (the mover's): connected, its schema current and its place
+ * checked (*base as pl_pg_schema_shard's: open shard 0 first), the hot
+ * statements prepared; NULL if any of it failed (logged). */
+pl__pg *pl_pg_session(const char *conninfo, unsigned shard, unsigned nshards, unsigned *base);
+void pl_pg_session_free(pl__pg *g);
+
+/* ---- the bucket map (pg_map.c, docs/scaling.md 4) ----------------------------- */
+
+/* Reads the database's bucket map (map_epoch, bucket_map) into g->map if
+ * it is newer than the one held. */
+pl_err pl_pg_map_load(pl__pg *g);
+/* Outside a transaction: the map read again if the database refused a
+ * write for an older one, and this session's parley.epoch set to the map
+ * held (pg_db.c calls it before every statement or pipe). */
+void pl_pg_map_sync(pl__pg *g);
+/* Once a second (the relay sweep): the map read again if the database's
+ * epoch moved on (a node that only reads would not learn of it). */
+void pl_pg_map_poll(pl__pg *g);
+/* The mover's, in its transaction on g (the shard buckets lo..hi moved
+ * to from shard `from`): the outbox rows now owed to g's own users (those
+ * owed to from's users of the buckets, and those of conversations that
+ * came with the buckets for g's users) copied here as a T2 would, and
+ * deleted. *n: how many. */
+pl_err pl_pg_relay_local(pl__pg *g, unsigned from, uint32_t lo, uint32_t hi, int *n);
+/* The SQLSTATE of a write the fence refused (pl_fence, schema 14). */
+#define PL_PG_FENCED "PLMAP"
 
 /* ---- queries (pg_db.c) ------------------------------------------------------ */
 
@@ -275,8 +312,10 @@ void pl_pg_relay_sweep(void *be,
                        void *ud);
 /* ---- schema (pg_schema.c) ------------------------------------------------------ */
 pl_err pl_pg_schema_migrate(pl__pg *g);
+/* The newest schema version this server knows. */
+int pl_pg_schema_latest(void);
 /* Records or checks the database's shard (pg_schema.c); CONFIG if it was another. */
-pl_err pl_pg_schema_shard(pl__pg *g, unsigned shard, unsigned nshards);
+pl_err pl_pg_schema_shard(pl__pg *g, unsigned shard, unsigned nshards, unsigned *base);
 
 /* ---- accounts (pg_acct.c) ------------------------------------------------------ */
 void pl_pg_user_free(pl_pg_user *u);

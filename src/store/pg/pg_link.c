@@ -5,14 +5,15 @@
  * waited for. A read from another shard is outside this transaction, at
  * READ COMMITTED, as fresh as a read here before any lock. */
 #include "../../rules/pl_bucket.h"
+#include "../pl_shardmap.h"
 #include "pg_internal.h"
 
 unsigned pl_pg_shard_of_id(const pl__pg *g, uint64_t id) {
-  return pl_bucket_shard(pl_bucket_of_id(id), g->nshards);
+  return pl_shardmap_of(g->map, pl_bucket_of_id(id), g->nshards);
 }
 
 unsigned pl_pg_shard_of_name(const pl__pg *g, const char *name) {
-  return pl_bucket_shard(pl_bucket_of_name(name, strlen(name)), g->nshards);
+  return pl_shardmap_of(g->map, pl_bucket_of_name(name, strlen(name)), g->nshards);
 }
 
 /* The statements prepared on every connection (pg_queue.c's, pg_batch.c's). */
@@ -220,7 +221,7 @@ static unsigned pl__shard_of_media(const pl__pg *g, const char *media_id) {
   uint32_t b;
   if (g->nshards < 2 || !media_id || pl_bucket_of_media(media_id, &b) != 0)
     return g->shard;
-  return pl_bucket_shard(b, g->nshards);
+  return pl_shardmap_of(g->map, b, g->nshards);
 }
 
 int pl_pg_home_of_media_is(const pl__pg *g, const char *media_id) {

@@ -286,6 +286,22 @@ static void pl__locks(const PGresult *rows, char **uids, char **devs) {
   *d = 0;
 }
 
+/* The copies of the outbox rows c->rows into the pipe p. */
+static void pl__t2_add(pl_pg_pipe *p, const pl__copied *c) {
+  for (int i = 0; i < c->n; i++) {
+    const PGresult *r = c->rows;
+#define V(col) pl__val(r, i, PL__C_##col)
+    if (pl_pg_col_int(r, i, PL__C_KIND))
+      pl_pg_pipe_addp(p, &pl__st[PL__COPY_EV], "ssssssssss", V(STREAM), V(SEQ), V(CONV), V(KIND), V(AUX),
+                      V(DEVS), V(SENDER), V(FROM), V(SERVER_TS), V(EXPIRES));
+    else
+      pl_pg_pipe_addp(p, &pl__st[PL__COPY], "sssssssssssssssss", V(STREAM), V(SEQ), V(CONV), V(UID),
+                      V(SENDER), V(FROM), V(FROM_DEVICE), V(FROM_DID), V(ID), V(BODY), V(CLIENT_TS),
+                      V(SERVER_TS), V(EXPIRES), V(ACT), V(AUX), V(MEDIA_ID), V(MEDIA));
+#undef V
+  }
+}
+
 /* T2 on the link l: one transaction, one round trip (the values go as
  * the outbox's text, bytea as its hex form). */
 static pl_err pl__t2(pl__pg *l, pl__copied *c) {
@@ -297,18 +313,7 @@ static pl_err pl__t2(pl__pg *l, pl__copied *c) {
   pl_pg_pipe_addp(&p, &pl__st[PL__DEVLOCK], "ss", uids, devs);
   pl_free(uids);
   pl_free(devs);
-  for (int i = 0; i < c->n; i++) {
-    const PGresult *r = c->rows;
-#define V(col) pl__val(r, i, PL__C_##col)
-    if (pl_pg_col_int(r, i, PL__C_KIND))
-      pl_pg_pipe_addp(&p, &pl__st[PL__COPY_EV], "ssssssssss", V(STREAM), V(SEQ), V(CONV), V(KIND), V(AUX),
-                      V(DEVS), V(SENDER), V(FROM), V(SERVER_TS), V(EXPIRES));
-    else
-      pl_pg_pipe_addp(&p, &pl__st[PL__COPY], "sssssssssssssssss", V(STREAM), V(SEQ), V(CONV), V(UID),
-                      V(SENDER), V(FROM), V(FROM_DEVICE), V(FROM_DID), V(ID), V(BODY), V(CLIENT_TS),
-                      V(SERVER_TS), V(EXPIRES), V(ACT), V(AUX), V(MEDIA_ID), V(MEDIA));
-#undef V
-  }
+  pl__t2_add(&p, c);
   int ci = pl_pg_pipe_add(&p, "COMMIT", NULL);
   pl_err e = pl_pg_pipe_end(&p);
   /* COMMIT of an aborted transaction answers ROLLBACK, not an error */
@@ -531,6 +536,7 @@ void pl_pg_relay_sweep(void *be,
   pl__pg *g = be;
   if (!g->links || atomic_load(&g->down))
     return;
+  pl_pg_map_poll(g); /* every store thread hears of a move within a second */
   char cut[24];
   snprintf(cut, sizeof cut, "%llu", (unsigned long long)(pl_now_ms() - PL__GRACE_MS));
   for (unsigned target = 0; target < g->nshards; target++) {
@@ -561,4 +567,32 @@ void pl_pg_relay_sweep(void *be,
       pl__copied_clear(&c);
     }
   }
+}
+
+/* ---- the mover's ------------------------------------------------------------- */
+
+pl_err pl_pg_relay_local(pl__pg *g, unsigned from, uint32_t lo, uint32_t hi, int *n) {
+  pl__copied c;
+  pl_pg_pipe p;
+  memset(&c, 0, sizeof c);
+  *n = 0;
+  pl_err e = pl_pg_q(g, &c.rows,
+                     "SELECT " PL__COLS " FROM outbox WHERE target = $1 OR (target = $2 AND (uid >> 48)"
+                     " BETWEEN $3 AND $4) ORDER BY stream, seq",
+                     "iiii", (int)g->shard, (int)from, (int)lo, (int)hi);
+  if (e != PL_OK || !(c.n = PQntuples(c.rows))) {
+    PQclear(c.rows);
+    return e;
+  }
+  pl_pg_pipe_begin(&p, g);
+  pl__t2_add(&p, &c);
+  e = pl_pg_pipe_end(&p);
+  pl_pg_pipe_clear(&p);
+  if (e == PL_OK)
+    e = pl_pg_q(g, NULL,
+                "DELETE FROM outbox WHERE target = $1 OR (target = $2 AND (uid >> 48) BETWEEN $3 AND $4)",
+                "iiii", (int)g->shard, (int)from, (int)lo, (int)hi);
+  *n = c.n;
+  PQclear(c.rows);
+  return e;
 }

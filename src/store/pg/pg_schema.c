@@ -133,9 +133,23 @@ static const char *const pl__migrations[] = {
      * (docs/scaling.md 7, step 4). A name never changes. */
     ("ALTER TABLE members ADD COLUMN name text NOT NULL DEFAULT '';"
      "UPDATE members m SET name = u.name FROM users u WHERE u.id = m.uid;"),
+    /* 14: the bucket map (docs/scaling.md 4, pg_move.c, pg_map.c): its
+     * epoch, the buckets moved (each with its shard now and the one it
+     * left, whose rows the mover deletes once nodes had time to hear), and
+     * the fence's trigger function: the mover puts it on every table, to
+     * refuse the writes of a session that routes by an older map */
+    ("CREATE TABLE map_epoch(one int PRIMARY KEY CHECK (one = 1), epoch bigint NOT NULL);"
+     "INSERT INTO map_epoch(one, epoch) VALUES(1, 0);"
+     "CREATE TABLE bucket_map(bucket int PRIMARY KEY, shard int NOT NULL, was int NOT NULL,"
+     " epoch bigint NOT NULL);"
+     "CREATE FUNCTION pl_fence() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+     " RAISE EXCEPTION 'parley: buckets moved (map epoch %); this session routes by epoch %', TG_ARGV[0],"
+     " coalesce(nullif(current_setting('parley.epoch', true), ''), '0') USING ERRCODE = 'PLMAP'; END $$;"),
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
+
+int pl_pg_schema_latest(void) { return PL__NMIGRATIONS; }
 
 static pl_err pl__apply(pl__pg *g, int version) {
   char ver[16];
@@ -176,11 +190,16 @@ pl_err pl_pg_schema_migrate(pl__pg *g) {
 }
 
 /* The database's place in a sharded store, recorded once and then held to:
- * a server given the shards in another order, or another number of them,
- * would look for users where they are not (and make a second account of a
- * name). A database that served one store with users in it cannot become a
- * shard of several: its ids carry no bucket (the mover would be needed). */
-pl_err pl_pg_schema_shard(pl__pg *g, unsigned shard, unsigned nshards) {
+ * a server given the shards in another order, or fewer of them, would look
+ * for users where they are not (and make a second account of a name). The
+ * record is (this shard, the shards the store began with: the base the
+ * bucket formula spreads over). More shards than the base may be given:
+ * a new, empty database becomes an added shard, which holds the buckets
+ * the mover brings it (docs/scaling.md 4). *base: shard 0's record, which
+ * shard 0 (opened first) gives and the others are checked against. A
+ * database that served an unsharded store with users cannot become a
+ * shard of several: its ids carry no bucket (nor can that store grow). */
+pl_err pl_pg_schema_shard(pl__pg *g, unsigned shard, unsigned nshards, unsigned *base) {
   if (nshards < 1)
     nshards = 1;
   uint64_t users = 0, have_shard = 0, have_n = 0;
@@ -193,20 +212,28 @@ pl_err pl_pg_schema_shard(pl__pg *g, unsigned shard, unsigned nshards) {
                shard, nshards);
       return PL_ERR_CONFIG;
     }
+    unsigned k = shard && *base ? *base : nshards; /* an added shard: the store's base */
     if (e == PL_OK)
       e = pl_pg_q(g, NULL,
                   "INSERT INTO shard_info(one, shard, shards) VALUES(1, $1, $2) ON CONFLICT DO NOTHING", "ii",
-                  (int)shard, (int)nshards);
+                  (int)shard, (int)k);
+    if (e == PL_OK && shard >= k)
+      pl_info("store: shard %u added (the store began with %u): it holds the buckets moved to it", shard, k);
   }
   if (e == PL_OK)
     e = pl_pg_u64(g, &have_n, "SELECT shards FROM shard_info", NULL);
   if (e == PL_OK)
     e = pl_pg_u64(g, &have_shard, "SELECT shard FROM shard_info", NULL);
-  if (e == PL_OK && (have_shard != shard || have_n != nshards)) {
-    pl_error("store: this database is shard %llu of %llu, but was given as shard %u of %u"
-             " (--store is shard 0, each --store-shard the next, in the order first used)",
+  if (e != PL_OK)
+    return e;
+  if (!shard)
+    *base = (unsigned)have_n;
+  if (have_shard != shard || have_n != *base || nshards < have_n || (have_n == 1 && nshards > 1)) {
+    pl_error("store: this database is shard %llu of a store of %llu, but was given as shard %u of %u"
+             " (--store is shard 0, each --store-shard the next, in the order first used; shards may"
+             " be added at the end, not taken away)",
              (unsigned long long)have_shard, (unsigned long long)have_n, shard, nshards);
     return PL_ERR_CONFIG;
   }
-  return e;
+  return PL_OK;
 }

@@ -1,0 +1,384 @@
+#!/usr/bin/env bash
+# The mover (docs/scaling.md 4 and 7, step 5): `parleyd move-buckets` moves
+# one bucket from shard 0 to shard 1 of two PostgreSQL shards while clients
+# send through two nodes, and nothing acked is lost, nothing arrives twice,
+# order holds. The bucket's user M has:
+#  - a conversation homed on shard 0 that stays there (with LO, a lower
+#    bucket of shard 0) and becomes a conversation across shards;
+#  - a conversation homed in its bucket that moves and stays across shards
+#    (with HI, a higher bucket of shard 0);
+#  - a conversation homed in its bucket, across shards before, that moves to
+#    its other side's shard and is one shard's after (with FAR, shard 1);
+#  - a group it created (the group's rows move with it), an upload sent to
+#    LO, a contact, two devices, messages waiting in both devices' queues.
+# While LO and FAR send to M, M sends to FAR and LO sends into the group,
+# alternating the two nodes and retrying what the fence refuses, the
+# mover runs. Checked after: every send acked once; each device receives
+# every message once, each conversation in seq order, the moved ones
+# gap-free; M's rows (user, devices, queues, contacts, upload, group,
+# conversations) on shard 1 only once the grace is over; the map (epoch 1,
+# the bucket on shard 1) on both shards and taken by both nodes; the fence
+# refuses a session of an older map; a sign-up of a name of the bucket lands
+# on shard 1; a node started after the move routes by the new map; the
+# mover run again finds it done; bad usage exits 2. Then a third, new
+# database is added as shard 2 (the nodes restarted with it), FAR's bucket
+# moves there from shard 1 while M and FAR write to each other, and a node
+# given only the first two shards refuses to start.
+# The first shard's database is on the ctest pg fixture, the second on a
+# PostgreSQL of this test's own (pg_fixture.sh), stopped at exit.
+set -euo pipefail
+: "${PARLEYD:?PARLEYD must point to the parleyd binary}"
+: "${PARLEY_CLI:?PARLEY_CLI must point to the parley binary}"
+: "${PL_PG_DIR:?PL_PG_DIR: the pg fixture directory}"
+: "${PL_PG_FIXTURE:?PL_PG_FIXTURE: tests/pg/pg_fixture.sh}"
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=checks.sh
+. "$here/checks.sh"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/parley-move-XXXXXX")
+chmod 711 "$tmp" # the postgres user reaches $tmp/pg2
+pg1port=$(cat "$PL_PG_DIR/port")
+pg2port=
+fp() { python3 "$here/../integration/free_port.py"; }
+PORT=("$(fp)" "$(fp)") HPORT=("$(fp)" "$(fp)")
+export PARLEY_PASSWORD=secret-pass
+PID=("" "")
+failed=0
+tag=$$_$RANDOM
+db0=p_move0_$tag db1=p_move1_$tag db2=p_move2_$tag
+uri1() { echo "postgresql://postgres@127.0.0.1:$pg1port/$1"; }
+uri2() { echo "postgresql://postgres@127.0.0.1:$pg2port/$1"; }
+die_with_us=()
+if command -v setpriv >/dev/null; then die_with_us=(setpriv --pdeathsig KILL); fi
+
+# shellcheck disable=SC2317 # run by the EXIT trap
+cleanup() {
+  local p j
+  for p in "${PID[@]}"; do
+    [[ -n $p ]] || continue
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  for j in $(jobs -p); do kill -9 "$j" 2>/dev/null || true; done
+  if [[ $failed -ne 0 ]]; then
+    for p in "$tmp"/node*.log "$tmp"/mover*.err; do
+      [[ -f $p ]] || continue
+      echo "--- $(basename "$p") (last 30 lines)" >&2
+      tail -n 30 "$p" >&2
+    done
+  fi
+  if [[ -n ${PL_KEEP:-} ]]; then # debugging: the databases and files stay
+    echo "kept: $tmp, databases $db0 $db1" >&2
+    return 0
+  fi
+  psql "$(uri1 postgres)" -qXc "DROP DATABASE IF EXISTS $db0 WITH (FORCE)" >/dev/null 2>&1 || true
+  psql "$(uri1 postgres)" -qXc "DROP DATABASE IF EXISTS $db2 WITH (FORCE)" >/dev/null 2>&1 || true
+  [[ -z $pg2port ]] || psql "$(uri2 postgres)" -qXc "DROP DATABASE IF EXISTS $db1 WITH (FORCE)" >/dev/null 2>&1 || true
+  drop_tmp
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+jfield() { python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])' "$1" "$2" 2>/dev/null || true; }
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# node I: parleyd number I (0 or 1) on the shards, serving within 60 s
+node() {
+  local i=$1
+  ${die_with_us[@]+"${die_with_us[@]}"} "$PARLEYD" "${SHARDS[@]}" --data "$tmp/data$i" \
+    --listen "127.0.0.1:${PORT[$i]}" --http "127.0.0.1:${HPORT[$i]}" --threads 2 --argon2-mem 8 \
+    --argon2-ops 1 --login-rate 0 --register-rate 0 --argon2-per-address 64 --sweep-interval 1 \
+    2>>"$tmp/node$i.log" &
+  PID[i]=$!
+  for _ in $(seq 3000); do
+    if listening "${PORT[$i]}" && listening "${HPORT[$i]}"; then
+      pass "node$i-serves"
+      return 0
+    fi
+    kill -0 "${PID[$i]}" 2>/dev/null || break
+    sleep 0.02
+  done
+  fail "node$i-serves" "parleyd did not listen on ${PORT[$i]}"
+  exit 1
+}
+node_stop() {
+  local i=$1
+  [[ -n ${PID[$i]} ]] || return 0
+  kill -TERM "${PID[$i]}" 2>/dev/null || true
+  wait "${PID[$i]}" 2>/dev/null || true
+  PID[i]=
+}
+# cli NODE USER ARGS...: the parley client through node NODE
+cli() {
+  local i=$1 u=$2
+  shift 2
+  PARLEY_SERVER=127.0.0.1:${PORT[$i]} PARLEY_HTTP=127.0.0.1:${HPORT[$i]} "$PARLEY_CLI" --user "$u" "$@"
+}
+conv() { if [[ $1 < $2 ]]; then echo "dm:$1:$2"; else echo "dm:$2:$1"; fi; }
+
+# ---- names, by the hash (FNV-1a 64 mod 16384; shard = bucket * 2 / 16384) ----
+read -r M BM LO HI FAR NEW <<<"$(python3 - <<'EOF'
+def bucket(name):
+    h = 14695981039346656037
+    for b in name.encode():
+        h = ((h ^ b) * 1099511628211) % (1 << 64)
+    return h % 16384
+m = next(f"mv{i}" for i in range(10**6) if 2000 <= bucket(f"mv{i}") <= 6000)
+bm = bucket(m)
+lo = next(f"lo{i}" for i in range(10**6) if bucket(f"lo{i}") < bm)
+hi = next(f"hi{i}" for i in range(10**6) if bm < bucket(f"hi{i}") < 8192)
+far = next(f"far{i}" for i in range(10**6) if bucket(f"far{i}") >= 8192)
+new = next(f"nw{i}" for i in range(10**7) if bucket(f"nw{i}") == bm)
+print(m, bm, lo, hi, far, new)
+EOF
+)"
+echo "moving bucket $BM ($M, later $NEW) from shard 0 to shard 1; $LO and $HI stay on shard 0, $FAR is on shard 1"
+
+# ---- the second PostgreSQL, the databases, two nodes ----------------------
+if ! bash "$PL_PG_FIXTURE" start "$tmp/pg2" >"$tmp/pg2.out" 2>&1; then
+  fail "pg2" "the second PostgreSQL did not start: $(cat "$tmp/pg2.out")"
+  exit 1
+fi
+pg2port=$(cat "$tmp/pg2/port")
+psql "$(uri1 postgres)" -qXv ON_ERROR_STOP=1 -c "CREATE DATABASE $db0" >/dev/null
+psql "$(uri2 postgres)" -qXv ON_ERROR_STOP=1 -c "CREATE DATABASE $db1" >/dev/null
+SHARD_URI=("$(uri1 "$db0")" "$(uri2 "$db1")")
+SHARDS=(--store "${SHARD_URI[0]}" --store-shard "${SHARD_URI[1]}")
+node 0
+node 1
+
+# ---- before the move ---------------------------------------------------------
+for u in "$M" "$LO" "$HI" "$FAR"; do run "register-$u" 0 cli 0 "$u" register; done
+run "register-$M-other" 0 cli 0 "$M" --device other recv --wait 0
+same "before-$M-on-shard0" "$(q 0 "SELECT count(*) FROM users WHERE name = '$M' AND id >> 48 = $BM")" 1
+run "contact-$M-$LO" 0 cli 0 "$M" contacts add "$LO"
+run "group-create" 0 cli 0 "$M" group create moved "$LO" "$FAR"
+G=$(jfield "$tmp/out" group)
+same "group-on-shard0" "$(q 0 "SELECT count(*) FROM groups WHERE gid = ${G:-0} AND gid >> 48 = $BM")" 1
+python3 -c "import sys; sys.path.insert(0, '$here/../integration'); from testimg import png; open(sys.argv[1], 'wb').write(png(24, 16))" "$tmp/pic.png"
+run "image-$M-$LO" 0 cli 0 "$M" send --image "$tmp/pic.png" "$LO" "a picture"
+MEDIA=$(python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).readline())["media"]["id"])' "$tmp/out" 2>/dev/null || true)
+same "image-on-shard0" "$(q 0 "SELECT count(*) FROM media WHERE id = '$MEDIA'")" 1
+# waiting in M's queues when the bucket moves
+run "pre-$LO" 0 cli 0 "$LO" send "$M" "pre $LO"
+run "pre-$HI" 0 cli 0 "$HI" send "$M" "pre $HI"
+run "pre-$FAR" 0 cli 1 "$FAR" send "$M" "pre $FAR"
+run "pre-$M-$FAR" 0 cli 0 "$M" send "$FAR" "pre $M"
+run "pre-group" 0 cli 1 "$LO" send --group "${G:-0}" "pre g"
+
+# ---- the move, while LO and FAR send to M, M to FAR, LO into the group --------
+N=15
+# sender NAME USER DEVICE TO-ARGS...: N messages "mv NAME i", alternating the
+# nodes. A send the client gave up on (its sign-in refused while the
+# shards are fenced) is sent again with the same id, as an app does: the
+# server stores it once.
+sender() {
+  local name=$1 u=$2 d=$3 i try ok
+  shift 3
+  : >"$tmp/sent.$name"
+  for ((i = 1; i <= N; i++)); do
+    ok=0
+    for ((try = 0; try < 50 && !ok; try++)); do
+      if cli $(((i + try) % 2)) "$u" --device "$d" send --id "mv-$name-$i" "$@" "mv $name $i" \
+        >>"$tmp/sent.$name" 2>>"$tmp/sent.$name.err"; then
+        ok=1
+      else
+        sleep 0.2
+      fi
+    done
+    ((ok)) || echo "FAILED $i" >>"$tmp/sent.$name"
+  done
+}
+sender lo "$LO" default "$M" &
+s1=$!
+sender far "$FAR" default "$M" &
+s2=$!
+sender m "$M" default "$FAR" &
+s3=$!
+sender g "$LO" gsend --group "${G:-0}" &
+s4=$!
+# the mover starts once every sender has had some acked
+for ((i = 0; i < 600; i++)); do
+  n=0
+  for s in lo far m g; do (($(grep -c '"seq"' "$tmp/sent.$s" 2>/dev/null || true) >= 3)) && n=$((n + 1)); done
+  ((n == 4)) && break
+  sleep 0.05
+done
+same "senders-started" "$n" 4
+rc=0
+"$PARLEYD" move-buckets "$BM" --to 1 "${SHARDS[@]}" --grace 2 >"$tmp/mover.out" 2>"$tmp/mover.err" || rc=$?
+same "mover-exit" "$rc" 0
+for s in $s1 $s2 $s3 $s4; do wait "$s" || true; done
+for s in lo far m g; do
+  same "sent-$s-all-acked" "$(grep -c '"seq"' "$tmp/sent.$s")" "$N"
+done
+same "mover-refusals-seen" "$(grep -c 'refused a write for an older bucket map' "$tmp"/node*.log | awk -F: '{s += $2} END {print (s > 0)}')" 1
+
+# ---- where things are now ---------------------------------------------------
+for k in 0 1; do
+  same "map-shard$k" "$(q $k "SELECT shard || '|' || was || '|' || epoch FROM bucket_map WHERE bucket = $BM")" "1|0|1"
+  same "epoch-shard$k" "$(q $k "SELECT epoch FROM map_epoch")" 1
+done
+for i in 0 1; do
+  same "node$i-took-the-map" "$(grep -c 'bucket map epoch 1 taken' "$tmp/node$i.log" | awk '{print ($1 > 0)}')" 1
+done
+same "user-on-shard1" "$(q 1 "SELECT count(*) FROM users WHERE name = '$M'")" 1
+same "user-gone-from-shard0" "$(q 0 "SELECT count(*) FROM users WHERE name = '$M'")" 0
+same "devices-on-shard1" "$(q 1 "SELECT count(*) FROM devices WHERE user_id >> 48 = $BM")" 2
+same "devices-gone-from-shard0" "$(q 0 "SELECT count(*) FROM devices WHERE user_id >> 48 = $BM")" 0
+same "contact-on-shard1" "$(q 1 "SELECT count(*) FROM contacts WHERE uid >> 48 = $BM")" 1
+same "group-on-shard1" "$(q 1 "SELECT count(*) FROM groups WHERE gid = ${G:-0}")|$(q 1 "SELECT count(*) FROM members WHERE gid = ${G:-0}")" "1|3"
+same "group-gone-from-shard0" "$(q 0 "SELECT count(*) FROM groups WHERE gid = ${G:-0}")|$(q 0 "SELECT count(*) FROM messages WHERE gid = ${G:-0}")" "0|0"
+same "media-on-shard1" "$(q 1 "SELECT count(*) FROM media WHERE id = '$MEDIA'")|$(q 0 "SELECT count(*) FROM media WHERE id = '$MEDIA'")" "1|0"
+c_hi=$(conv "$M" "$HI") c_far=$(conv "$M" "$FAR") c_lo=$(conv "$M" "$LO")
+same "conv-$HI-moved" "$(q 1 "SELECT count(*) FROM convs WHERE conv = '$c_hi'")|$(q 0 "SELECT count(*) FROM convs WHERE conv = '$c_hi'")" "1|0"
+same "conv-$FAR-moved" "$(q 1 "SELECT last_seq FROM convs WHERE conv = '$c_far'")|$(q 0 "SELECT count(*) FROM convs WHERE conv = '$c_far'")" "$((2 + 2 * N))|0"
+same "conv-$LO-stays" "$(q 0 "SELECT count(*) FROM convs WHERE conv = '$c_lo'")|$(q 1 "SELECT count(*) FROM convs WHERE conv = '$c_lo'")" "1|0"
+same "queues-gone-from-shard0" "$(q 0 "SELECT count(*) FROM queue WHERE device_id >> 48 = $BM")" 0
+
+# ---- what each device receives ------------------------------------------------
+# recv_until NODE USER DEVICE FILE WANT: recv (acking) until FILE has WANT messages, 60 s at most
+recv_until() {
+  local i=$1 u=$2 d=$3 f=$4 want=$5 deadline=$((SECONDS + 60))
+  : >"$f"
+  while ((SECONDS < deadline)); do
+    cli "$i" "$u" --device "$d" recv --wait 1 >>"$f" 2>/dev/null || true
+    (($(grep -c '"type":"message"' "$f") >= want)) && break
+  done
+  return 0
+}
+# ledger NAME FILE WANT-TEXTS...: each text once; per conversation, seqs rising
+# (GAPFREE=conv: that conversation's seqs also without a hole)
+ledger() {
+  local name=$1 f=$2
+  shift 2
+  same "$name" "$(python3 - "$f" "${GAPFREE:-}" "$@" <<'EOF'
+import json, sys
+f, gapfree, want = sys.argv[1], sys.argv[2], sys.argv[3:]
+got, seqs = {}, {}
+for line in open(f):
+    if not line.strip():
+        continue
+    d = json.loads(line)
+    if d.get("type") != "message":
+        continue
+    got[d["text"]] = got.get(d["text"], 0) + 1
+    seqs.setdefault(d["conv"], []).append(int(d["seq"]))
+missing, twice = sorted(set(want) - set(got)), sorted(t for t, k in got.items() if k > 1)
+bad = [c for c, s in seqs.items() if s != sorted(s) or len(set(s)) != len(s)]
+holes = [c for c, s in seqs.items() if c == gapfree and s != list(range(s[0], s[0] + len(s)))]
+print("ok" if not (missing or twice or bad or holes) else f"missing {missing} twice {twice} unordered {bad} holes {holes} {seqs}")
+EOF
+)" ok
+}
+texts() { # texts NAME: "mv NAME 1" .. "mv NAME N"
+  local i
+  for ((i = 1; i <= N; i++)); do echo "mv $1 $i"; done
+}
+mapfile -t want_m < <(echo "pre $LO"; echo "pre $HI"; echo "pre $FAR"; echo "pre g"; texts lo; texts far; texts g)
+recv_until 1 "$M" default "$tmp/recv.m" "${#want_m[@]}"
+ledger "m-gets-each-once-in-order" "$tmp/recv.m" "${want_m[@]}"
+# M's other device also gets what M sent to FAR (a copy for the sender's devices)
+mapfile -t want_o < <(printf '%s\n' "${want_m[@]}"; echo "pre $M"; texts m)
+recv_until 0 "$M" other "$tmp/recv.o" "${#want_o[@]}"
+GAPFREE=$c_far ledger "m-other-gets-each-once-gap-free" "$tmp/recv.o" "${want_o[@]}"
+mapfile -t want_far < <(echo "pre $M"; echo "pre g"; texts m; texts g)
+recv_until 0 "$FAR" default "$tmp/recv.far" "${#want_far[@]}"
+ledger "far-gets-each-once-in-order" "$tmp/recv.far" "${want_far[@]}"
+
+# ---- after: through the new shard ---------------------------------------------
+run "after-$M-$LO" 0 cli 0 "$M" send "$LO" "after to $LO"
+run "after-$LO-recv" 0 cli 1 "$LO" recv --wait 2
+same "after-$LO-gets-it" "$(grep -c '"text":"after to '"$LO"'"' "$tmp/out")" 1
+run "after-group-send" 0 cli 1 "$FAR" send --group "${G:-0}" "after g"
+run "after-$M-recv" 0 cli 0 "$M" recv --wait 2
+same "after-$M-gets-group" "$(grep -c '"text":"after g"' "$tmp/out")" 1
+run "after-group-list" 0 cli 1 "$LO" group list
+same "after-group-listed" "$(python3 -c 'import json, sys; print(sum(str(g["group"]) == sys.argv[2] for g in json.load(open(sys.argv[1]))["groups"]))' "$tmp/out" "${G:-0}" 2>&1)" 1
+run "after-contacts" 0 cli 1 "$M" contacts
+same "after-contacts-kept" "$(grep -c "\"$LO\"" "$tmp/out")" 1
+run "after-image-fetch" 0 cli 1 "$LO" fetch "$MEDIA" "$tmp/pic.got"
+same "after-image-bytes" "$(cmp -s "$tmp/pic.got" "$tmp/pic.png" && echo same)" same
+run "register-$NEW" 0 cli 1 "$NEW" register
+same "new-user-on-shard1" "$(q 1 "SELECT count(*) FROM users WHERE name = '$NEW' AND id >> 48 = $BM")|$(q 0 "SELECT count(*) FROM users WHERE name = '$NEW'")" "1|0"
+
+# the fence: a session that routes by an older map may not write on either shard
+for k in 0 1; do
+  same "fence-refuses-shard$k" "$(q $k "INSERT INTO contacts(uid, contact_uid) VALUES(1, 2)" | grep -c 'buckets moved')" 1
+  same "fence-passes-epoch1-shard$k" "$(q $k "SET parley.epoch = 1; INSERT INTO contacts(uid, contact_uid) VALUES(1, 2); DELETE FROM contacts WHERE uid = 1")" ""
+done
+
+# a node started after the move reads the map at start
+node_stop 1
+: >"$tmp/node1.log"
+node 1
+run "restarted-node-send" 0 cli 1 "$M" send "$HI" "after to $HI"
+run "restarted-node-recv" 0 cli 1 "$HI" recv --wait 2
+same "restarted-node-delivers" "$(grep -c '"text":"after to '"$HI"'"' "$tmp/out")" 1
+same "restarted-node-map-at-start" "$(grep -c 'bucket map epoch 1 taken' "$tmp/node1.log" | awk '{print ($1 > 0)}')" 1
+
+# the mover again: done already; bad usage
+run "mover-again" 0 "$PARLEYD" move-buckets "$BM" --to 1 "${SHARDS[@]}" --grace 0
+same "mover-again-says-done" "$(grep -c 'already' "$tmp/err")" 1
+same "mover-again-map-unchanged" "$(q 0 "SELECT epoch FROM map_epoch")|$(q 1 "SELECT epoch FROM map_epoch")" "1|1"
+run "mover-usage-no-to" 2 "$PARLEYD" move-buckets "$BM" "${SHARDS[@]}"
+run "mover-usage-range" 2 "$PARLEYD" move-buckets 16384 --to 1 "${SHARDS[@]}"
+run "mover-not-one-shard" 1 "$PARLEYD" move-buckets 8000-8300 --to 0 "${SHARDS[@]}"
+
+# ---- a shard added: a new database at the end, FAR's bucket moved to it --------
+BF=$(python3 -c 'import sys
+h = 14695981039346656037
+for b in sys.argv[1].encode():
+    h = ((h ^ b) * 1099511628211) % (1 << 64)
+print(h % 16384)' "$FAR")
+psql "$(uri1 postgres)" -qXv ON_ERROR_STOP=1 -c "CREATE DATABASE $db2" >/dev/null
+SHARD_URI+=("$(uri1 "$db2")")
+node_stop 0
+node_stop 1
+SHARDS=(--store "${SHARD_URI[0]}" --store-shard "${SHARD_URI[1]}" --store-shard "${SHARD_URI[2]}")
+node 0
+node 1
+same "added-shard-recorded" "$(q 2 "SELECT shard || '|' || shards FROM shard_info")" "2|2"
+same "added-shard-logged" "$(grep -c 'shard 2 added' "$tmp/node0.log" | awk '{print ($1 > 0)}')" 1
+same "added-shard-holds-nothing" "$(q 2 "SELECT count(*) FROM users")" 0
+run "added-shard-$FAR-still-on-1" 0 cli 0 "$FAR" send "$M" "before the second move"
+sender m2 "$M" default "$FAR" &
+s1=$!
+sender far2 "$FAR" default "$M" &
+s2=$!
+for ((i = 0; i < 600; i++)); do
+  (($(grep -c '"seq"' "$tmp/sent.m2" 2>/dev/null || true) >= 3)) && break
+  sleep 0.05
+done
+run "mover-to-added-shard" 0 "$PARLEYD" move-buckets "$BF" --to 2 "${SHARDS[@]}" --grace 1
+wait "$s1" || true
+wait "$s2" || true
+same "sent-m2-all-acked" "$(grep -c '"seq"' "$tmp/sent.m2")" "$N"
+same "sent-far2-all-acked" "$(grep -c '"seq"' "$tmp/sent.far2")" "$N"
+for k in 0 1 2; do
+  same "map2-shard$k" "$(q $k "SELECT epoch FROM map_epoch")|$(q $k "SELECT shard FROM bucket_map WHERE bucket = $BF")" "2|2"
+done
+same "far-on-shard2" "$(q 2 "SELECT count(*) FROM users WHERE name = '$FAR'")|$(q 1 "SELECT count(*) FROM users WHERE name = '$FAR'")" "1|0"
+same "conv-far-on-shard1" "$(q 1 "SELECT count(*) FROM convs WHERE conv = '$c_far'")" 1
+mapfile -t want_far2 < <(texts m2)
+recv_until 0 "$FAR" default "$tmp/recv.far2" "${#want_far2[@]}"
+ledger "far-gets-m2-once-in-order" "$tmp/recv.far2" "${want_far2[@]}"
+mapfile -t want_m2 < <(echo "before the second move"; texts far2)
+recv_until 1 "$M" default "$tmp/recv.m2" "${#want_m2[@]}"
+ledger "m-gets-far2-once-in-order" "$tmp/recv.m2" "${want_m2[@]}"
+mapfile -t want_o2 < <(echo "before the second move"; texts far2; texts m2)
+recv_until 0 "$M" other "$tmp/recv.o2" "${#want_o2[@]}"
+ledger "m-other-gets-both-once-in-order" "$tmp/recv.o2" "${want_o2[@]}"
+# a node given fewer shards than the map names does not start
+node_stop 1
+SHARDS=(--store "${SHARD_URI[0]}" --store-shard "${SHARD_URI[1]}")
+rc=0
+timeout 60 "$PARLEYD" "${SHARDS[@]}" --data "$tmp/data1" --listen "127.0.0.1:${PORT[1]}" \
+  --http "127.0.0.1:${HPORT[1]}" 2>"$tmp/short.err" || rc=$?
+same "two-of-three-refused" "$rc|$(grep -c 'restart it with every shard' "$tmp/short.err")" "1|1"
+
+node_stop 0
+node_stop 1
+if [[ $failed -ne 0 ]]; then
+  echo "$failed check(s) failed"
+  exit 1
+fi
+echo "all passed"
