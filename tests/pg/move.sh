@@ -21,9 +21,13 @@
 # refuses a session of an older map; a sign-up of a name of the bucket lands
 # on shard 1; a node started after the move routes by the new map; the
 # mover run again finds it done; bad usage exits 2. Then a third, new
-# database is added as shard 2 (the nodes restarted with it), FAR's bucket
-# moves there from shard 1 while M and FAR write to each other, and a node
-# given only the first two shards refuses to start.
+# database is added as shard 2 (the nodes restarted with it); FAR's bucket
+# moves there from shard 1 while M and FAR write to each other and LO
+# writes to FAR (copies owed to shard 1 re-addressed to shard 2); user X's
+# bucket moves from shard 1 to shard 0, the shard of its conversation with
+# LO, while they write to each other (the copies owed to X made by the
+# move); every message once and in order; a node given only the first two
+# shards refuses to start.
 # The first shard's database is on the ctest pg fixture, the second on a
 # PostgreSQL of this test's own (pg_fixture.sh), stopped at exit.
 set -euo pipefail
@@ -115,7 +119,7 @@ cli() {
 conv() { if [[ $1 < $2 ]]; then echo "dm:$1:$2"; else echo "dm:$2:$1"; fi; }
 
 # ---- names, by the hash (FNV-1a 64 mod 16384; shard = bucket * 2 / 16384) ----
-read -r M BM LO HI FAR NEW <<<"$(python3 - <<'EOF'
+read -r M BM LO HI FAR NEW X BF BX Y BY <<<"$(python3 - <<'EOF'
 def bucket(name):
     h = 14695981039346656037
     for b in name.encode():
@@ -126,8 +130,10 @@ bm = bucket(m)
 lo = next(f"lo{i}" for i in range(10**6) if bucket(f"lo{i}") < bm)
 hi = next(f"hi{i}" for i in range(10**6) if bm < bucket(f"hi{i}") < 8192)
 far = next(f"far{i}" for i in range(10**6) if bucket(f"far{i}") >= 8192)
+x = next(f"x{i}" for i in range(10**6) if bucket(f"x{i}") >= 8192 and bucket(f"x{i}") != bucket(far))
+y = next(f"y{i}" for i in range(10**6) if bucket(f"y{i}") >= 8192 and bucket(f"y{i}") not in (bucket(far), bucket(x)))
 new = next(f"nw{i}" for i in range(10**7) if bucket(f"nw{i}") == bm)
-print(m, bm, lo, hi, far, new)
+print(m, bm, lo, hi, far, new, x, bucket(far), bucket(x), y, bucket(y))
 EOF
 )"
 echo "moving bucket $BM ($M, later $NEW) from shard 0 to shard 1; $LO and $HI stay on shard 0, $FAR is on shard 1"
@@ -146,7 +152,7 @@ node 0
 node 1
 
 # ---- before the move ---------------------------------------------------------
-for u in "$M" "$LO" "$HI" "$FAR"; do run "register-$u" 0 cli 0 "$u" register; done
+for u in "$M" "$LO" "$HI" "$FAR" "$X" "$Y"; do run "register-$u" 0 cli 0 "$u" register; done
 run "register-$M-other" 0 cli 0 "$M" --device other recv --wait 0
 same "before-$M-on-shard0" "$(q 0 "SELECT count(*) FROM users WHERE name = '$M' AND id >> 48 = $BM")" 1
 run "contact-$M-$LO" 0 cli 0 "$M" contacts add "$LO"
@@ -323,12 +329,7 @@ run "mover-usage-no-to" 2 "$PARLEYD" move-buckets "$BM" "${SHARDS[@]}"
 run "mover-usage-range" 2 "$PARLEYD" move-buckets 16384 --to 1 "${SHARDS[@]}"
 run "mover-not-one-shard" 1 "$PARLEYD" move-buckets 8000-8300 --to 0 "${SHARDS[@]}"
 
-# ---- a shard added: a new database at the end, FAR's bucket moved to it --------
-BF=$(python3 -c 'import sys
-h = 14695981039346656037
-for b in sys.argv[1].encode():
-    h = ((h ^ b) * 1099511628211) % (1 << 64)
-print(h % 16384)' "$FAR")
+# ---- a shard added: a new database at the end, then two more moves ------------
 psql "$(uri1 postgres)" -qXv ON_ERROR_STOP=1 -c "CREATE DATABASE $db2" >/dev/null
 SHARD_URI+=("$(uri1 "$db2")")
 node_stop 0
@@ -340,33 +341,112 @@ same "added-shard-recorded" "$(q 2 "SELECT shard || '|' || shards FROM shard_inf
 same "added-shard-logged" "$(grep -c 'shard 2 added' "$tmp/node0.log" | awk '{print ($1 > 0)}')" 1
 same "added-shard-holds-nothing" "$(q 2 "SELECT count(*) FROM users")" 0
 run "added-shard-$FAR-still-on-1" 0 cli 0 "$FAR" send "$M" "before the second move"
-sender m2 "$M" default "$FAR" &
-s1=$!
-sender far2 "$FAR" default "$M" &
-s2=$!
-for ((i = 0; i < 600; i++)); do
-  (($(grep -c '"seq"' "$tmp/sent.m2" 2>/dev/null || true) >= 3)) && break
-  sleep 0.05
-done
-run "mover-to-added-shard" 0 "$PARLEYD" move-buckets "$BF" --to 2 "${SHARDS[@]}" --grace 1
-wait "$s1" || true
-wait "$s2" || true
-same "sent-m2-all-acked" "$(grep -c '"seq"' "$tmp/sent.m2")" "$N"
-same "sent-far2-all-acked" "$(grep -c '"seq"' "$tmp/sent.far2")" "$N"
+# move_during NAME BUCKET TO SENDERS...: the bucket moved while the senders
+# ("name user device to-args", one word each but the last) send
+move_during() {
+  local name=$1 b=$2 to=$3 sp=() i k a u d t
+  shift 3
+  for a in "$@"; do
+    read -r k u d t <<<"$a"
+    sender "$k" "$u" "$d" "$t" &
+    sp+=($!)
+  done
+  for ((i = 0; i < 600; i++)); do
+    (($(grep -c '"seq"' "$tmp/sent.${1%% *}" 2>/dev/null || true) >= 3)) && break
+    sleep 0.05
+  done
+  run "$name" 0 "$PARLEYD" move-buckets "$b" --to "$to" "${SHARDS[@]}" --grace 1
+  cp "$tmp/err" "$tmp/mover.$name.err"
+  for i in "${sp[@]}"; do wait "$i" || true; done
+  for a in "$@"; do
+    k=${a%% *}
+    same "sent-$k-all-acked" "$(grep -c '"seq"' "$tmp/sent.$k")" "$N"
+  done
+}
+# FAR's bucket to the new shard: LO's messages to FAR are owed to shard 1 on
+# shard 0 when the bucket moves, and go to shard 2 (re-addressed)
+move_during mover-to-added-shard "$BF" 2 "m2 $M default $FAR" "far2 $FAR default $M" "lof $LO default $FAR"
 for k in 0 1 2; do
   same "map2-shard$k" "$(q $k "SELECT epoch FROM map_epoch")|$(q $k "SELECT shard FROM bucket_map WHERE bucket = $BF")" "2|2"
 done
 same "far-on-shard2" "$(q 2 "SELECT count(*) FROM users WHERE name = '$FAR'")|$(q 1 "SELECT count(*) FROM users WHERE name = '$FAR'")" "1|0"
 same "conv-far-on-shard1" "$(q 1 "SELECT count(*) FROM convs WHERE conv = '$c_far'")" 1
-mapfile -t want_far2 < <(texts m2)
+mapfile -t want_far2 < <(texts m2; texts lof)
 recv_until 0 "$FAR" default "$tmp/recv.far2" "${#want_far2[@]}"
-ledger "far-gets-m2-once-in-order" "$tmp/recv.far2" "${want_far2[@]}"
+ledger "far-gets-m2-and-lof-once-in-order" "$tmp/recv.far2" "${want_far2[@]}"
 mapfile -t want_m2 < <(echo "before the second move"; texts far2)
 recv_until 1 "$M" default "$tmp/recv.m2" "${#want_m2[@]}"
 ledger "m-gets-far2-once-in-order" "$tmp/recv.m2" "${want_m2[@]}"
 mapfile -t want_o2 < <(echo "before the second move"; texts far2; texts m2)
 recv_until 0 "$M" other "$tmp/recv.o2" "${#want_o2[@]}"
 ledger "m-other-gets-both-once-in-order" "$tmp/recv.o2" "${want_o2[@]}"
+# X's bucket from shard 1 to shard 0, where its conversation with LO lives:
+# what shard 0 owes X then is copied in by the move itself, before LO's
+# next message goes to X directly
+move_during mover-to-the-conversations-shard "$BX" 0 "lox $LO default $X" "xlo $X default $LO"
+same "x-on-shard0" "$(q 0 "SELECT count(*) FROM users WHERE name = '$X'")|$(q 1 "SELECT count(*) FROM users WHERE name = '$X'")" "1|0"
+mapfile -t want_x < <(texts lox)
+recv_until 1 "$X" default "$tmp/recv.x" "${#want_x[@]}"
+ledger "x-gets-lox-once-in-order" "$tmp/recv.x" "${want_x[@]}"
+mapfile -t want_lo < <(texts xlo)
+recv_until 0 "$LO" default "$tmp/recv.lo" "${#want_lo[@]}"
+ledger "lo-gets-xlo-once-in-order" "$tmp/recv.lo" "${want_lo[@]}"
+same "outbox-empty-after" "$(q 0 "SELECT count(*) FROM outbox")|$(q 1 "SELECT count(*) FROM outbox")|$(q 2 "SELECT count(*) FROM outbox")" "0|0|0"
+# ---- copies owed when the move happens, made sure of: nodes down ----------------
+# pending NAME SHARD TEXT: LO's TEXT to Y committed on shard 0 (LO's, the
+# conversation's) and its copy to Y's shard SHARD not made: the copy waits
+# on a lock there, then both nodes are killed
+pending() {
+  local name=$1 k=$2 text=$3 lockpid sendpid
+  psql "${SHARD_URI[$k]}" -qX -c "BEGIN" -c "LOCK TABLE relay IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(120)" \
+    >/dev/null 2>&1 &
+  lockpid=$!
+  for _ in $(seq 200); do
+    [[ $(q "$k" "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'relay'
+      AND l.mode = 'AccessExclusiveLock' AND l.granted") == 1 ]] && break
+    sleep 0.05
+  done
+  cli 0 "$LO" send --id "$name" "$Y" "$text" >"$tmp/pending.$name" 2>&1 &
+  sendpid=$!
+  for _ in $(seq 600); do
+    [[ $(q 0 "SELECT count(*) FROM outbox WHERE client_id = '$name' AND target = $k") == 1 ]] && break
+    sleep 0.05
+  done
+  same "$name-owed-to-shard$k" "$(q 0 "SELECT count(*) FROM outbox WHERE client_id = '$name' AND target = $k")" 1
+  for i in 0 1; do
+    kill -9 "${PID[$i]}" 2>/dev/null || true
+    wait "${PID[$i]}" 2>/dev/null || true
+    PID[i]=
+  done
+  kill "$sendpid" "$lockpid" 2>/dev/null || true
+  wait "$sendpid" "$lockpid" 2>/dev/null || true
+  q "$k" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()" >/dev/null
+}
+run "y-first" 0 cli 0 "$LO" send "$Y" "to y first"
+pending pend-readdressed 1 "owed to y on shard 1"
+run "mover-readdresses" 0 "$PARLEYD" move-buckets "$BY" --to 2 "${SHARDS[@]}" --grace 0
+same "mover-readdressed-one" "$(grep -c 'shard 0 fenced at epoch 4; 1 copies owed to shard 1 now owed to shard 2' "$tmp/err")" 1
+same "readdressed-row" "$(q 0 "SELECT target FROM outbox WHERE client_id = 'pend-readdressed'")" 2
+node 0
+node 1
+for _ in $(seq 600); do # a node's sweep copies it to shard 2
+  [[ $(q 0 "SELECT count(*) FROM outbox WHERE client_id = 'pend-readdressed'") == 0 ]] && break
+  sleep 0.05
+done
+same "readdressed-copied" "$(q 0 "SELECT count(*) FROM outbox WHERE client_id = 'pend-readdressed'")" 0
+pending pend-made-by-move 2 "owed to y on shard 2"
+run "mover-makes-owed-copy" 0 "$PARLEYD" move-buckets "$BY" --to 0 "${SHARDS[@]}" --grace 0
+same "mover-made-one" "$(grep -c 'shard 0: 1 copies owed to its new users made there' "$tmp/err")" 1
+same "made-row-gone" "$(q 0 "SELECT count(*) FROM outbox WHERE client_id = 'pend-made-by-move'")" 0
+node 0
+node 1
+mapfile -t want_y < <(echo "to y first"; echo "owed to y on shard 1"; echo "owed to y on shard 2")
+recv_until 1 "$Y" default "$tmp/recv.y" "${#want_y[@]}"
+ledger "y-gets-each-once-in-order" "$tmp/recv.y" "${want_y[@]}"
+run "y-after" 0 cli 0 "$LO" send "$Y" "to y after"
+run "y-after-recv" 0 cli 1 "$Y" recv --wait 2
+same "y-after-once" "$(grep -c '"text":"to y after"' "$tmp/out")" 1
+
 # a node given fewer shards than the map names does not start
 node_stop 1
 SHARDS=(--store "${SHARD_URI[0]}" --store-shard "${SHARD_URI[1]}")

@@ -472,9 +472,14 @@ static pl_err pl__step2(pl__mv *mv) {
     e = pl__freeze(g);
     if (e == PL_OK)
       e = pl__fence(g, mv->epoch);
-    if (e == PL_OK)
-      e = pl__x(g, "UPDATE outbox SET target = %u WHERE target = %u AND %s", mv->to, mv->from,
-                pl__in(mv, "uid"));
+    uint64_t moved = 0;
+    if (e == PL_OK) {
+      char *q = pl__sql("WITH u AS (UPDATE outbox SET target = %u WHERE target = %u AND %s RETURNING 1)"
+                        " SELECT count(*) FROM u",
+                        mv->to, mv->from, pl__in(mv, "uid"));
+      e = pl_pg_u64(g, &moved, q, NULL);
+      pl_free(q);
+    }
     if (e == PL_OK && k == mv->to)
       e = pl_pg_relay_local(g, mv->from, mv->lo, mv->hi, &local);
     if (e == PL_OK && k == mv->to)
@@ -483,8 +488,8 @@ static pl_err pl__step2(pl__mv *mv) {
       e = pl__x(g, "COMMIT");
     pl__rollback(g);
     if (e == PL_OK)
-      pl_info("move: shard %u fenced at epoch %llu%s", k, (unsigned long long)mv->epoch,
-              k == mv->to ? "" : "");
+      pl_info("move: shard %u fenced at epoch %llu; %llu copies owed to shard %u now owed to shard %u", k,
+              (unsigned long long)mv->epoch, (unsigned long long)moved, mv->from, mv->to);
     if (e == PL_OK && local)
       pl_info("move: shard %u: %d copies owed to its new users made there", k, local);
   }
