@@ -418,9 +418,19 @@ pending() {
     wait "${PID[$i]}" 2>/dev/null || true
     PID[i]=
   done
-  kill "$sendpid" "$lockpid" 2>/dev/null || true
-  wait "$sendpid" "$lockpid" 2>/dev/null || true
+  kill "$sendpid" 2>/dev/null || true
+  wait "$sendpid" 2>/dev/null || true
+  # the dead nodes' sessions there first (a copy waiting on the lock would
+  # commit once it is gone), then the lock
+  local others="datname = current_database() AND pid <> pg_backend_pid() AND query NOT LIKE '%pg_sleep(120)%'"
+  q "$k" "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE $others" >/dev/null
+  for _ in $(seq 200); do
+    [[ $(q "$k" "SELECT count(*) FROM pg_stat_activity WHERE $others") == 0 ]] && break
+    sleep 0.05
+  done
   q "$k" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()" >/dev/null
+  wait "$lockpid" 2>/dev/null || true
+  same "$name-not-copied" "$(q "$k" "SELECT count(*) FROM messages WHERE client_id = '$name'")" 0
 }
 run "y-first" 0 cli 0 "$LO" send "$Y" "to y first"
 pending pend-readdressed 1 "owed to y on shard 1"
