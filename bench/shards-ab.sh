@@ -12,6 +12,9 @@
 #   PARLEYD_OLD=path/to/old/parleyd bench/shards-ab.sh ...  the old build against this one
 #                                   (an A/B of a change), on two shards both times, or on
 #                                   one with SHARDS=1
+#   FENCE=1 bench/shards-ab.sh ...  two shards, without and with the mover's fence (an
+#                                   empty bucket moved before the measured run, so that
+#                                   every table has the fence's trigger: docs/scaling.md 4)
 #
 # Rounds alternate (1 shard, 2 shards, 1, 2, ...), each on fresh databases.
 # Per round: delivered msg/s and latency (parley-bench's), parleyd's CPU
@@ -83,8 +86,8 @@ unserve() {
   pid=
 }
 
-round() { # name shards(1|2) n [parleyd]
-  local name=$1 k=$2 n=$3 db=ab_$3 out p0 q0 r0 p1 q1 r1 x bin=${4:-$parleyd}
+round() { # name shards(1|2) n [parleyd [fence]]
+  local name=$1 k=$2 n=$3 db=ab_$3 out p0 q0 r0 p1 q1 r1 x bin=${4:-$parleyd} fence=${5:-}
   out=$(mktemp)
   psql "$(uri A postgres)" -qXc "CREATE DATABASE $db" >/dev/null
   psql "$(uri B postgres)" -qXc "CREATE DATABASE $db" >/dev/null
@@ -97,6 +100,9 @@ round() { # name shards(1|2) n [parleyd]
   "$bench" --server "127.0.0.1:$port" --state "$dir/state$n" --names mixed pairs --conns "$pairs" --duration 1 >/dev/null 2>&1 || true
   unserve
   x=$(outbox_rows "$db")
+  if [[ -n $fence ]]; then # bucket 8191 (shard 0's last) to shard 1: the fence on both
+    "$bin" move-buckets 8191 --to 1 "${store[@]}" --grace 0 2>>"$dir/mover.$n.log" >/dev/null
+  fi
   serve "$n" "${store[@]}"
   p0=$(ticks "$pid"); q0=$(ticks $(pg_pids)); r0=$(metric parley_store_round_trips_total)
   local args=(--server "127.0.0.1:$port" --server-pid "$pid" --state "$dir/state$n" --names mixed pairs --conns "$pairs"
@@ -123,7 +129,10 @@ echo
 echo "| store | delivered msg/s | p50 | p99 | lost / shown twice | copied across | parleyd CPU µs/msg | PostgreSQL CPU µs/msg (both) | store round trips/msg |"
 echo "|---|---:|---:|---:|---|---:|---:|---:|---:|"
 for ((i = 1; i <= rounds; i++)); do
-  if [[ -n $old ]]; then
+  if [[ -n ${FENCE:-} ]]; then
+    round "2 shards" 2 "$((2 * i - 1))"
+    round "2 shards, fenced" 2 "$((2 * i))" "$parleyd" fence
+  elif [[ -n $old ]]; then
     round "$k_ab shard(s), old" "$k_ab" "$((2 * i - 1))" "$old"
     round "$k_ab shard(s), new" "$k_ab" "$((2 * i))"
   else

@@ -92,12 +92,14 @@ static pl_err pl__x(pl__pg *g, const char *fmt, ...) {
   return e;
 }
 
-/* "(col >> 48) BETWEEN lo AND hi": the row's id names a bucket moved. */
+/* The row's id names a bucket moved: as a range of ids, which the
+ * tables' indexes on their ids serve (ids are bucket << 48 | n). */
 static const char *pl__in(const pl__mv *mv, const char *col) {
-  static char buf[8][96];
+  static char buf[8][128];
   static int k;
   char *b = buf[k++ % 8];
-  snprintf(b, sizeof buf[0], "((%s) >> 48) BETWEEN %u AND %u", col, mv->lo, mv->hi);
+  snprintf(b, sizeof buf[0], "(%s BETWEEN %llu AND %llu)", col, (unsigned long long)mv->lo << 48,
+           (((unsigned long long)mv->hi + 1) << 48) - 1);
   return b;
 }
 
@@ -312,8 +314,10 @@ static pl_err pl__copy_renumbered(pl__mv *mv) {
   if (e == PL_OK) {
     const char *c = PQgetvalue(cols, 0, 0);
     e = pl__x(t,
-              "UPDATE mv_messages m SET refs = (SELECT count(*) FROM mv_queue q WHERE q.mid = m.mid)"
-              " WHERE gid = 0;"
+              "ANALYZE mv_messages; ANALYZE mv_queue; ANALYZE mv_msgidx;"
+              "UPDATE mv_messages m SET refs = coalesce(c.n, 0) FROM mv_messages o LEFT JOIN"
+              " (SELECT mid, count(*) n FROM mv_queue GROUP BY mid) c ON c.mid = o.mid"
+              " WHERE o.mid = m.mid AND m.gid = 0;"
               "ALTER TABLE mv_messages ADD COLUMN new_mid bigint;"
               "UPDATE mv_messages SET new_mid = nextval(pg_get_serial_sequence('messages', 'mid'));"
               "INSERT INTO messages(mid, %1$s) SELECT new_mid, %1$s FROM mv_messages;"
