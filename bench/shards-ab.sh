@@ -12,7 +12,7 @@
 #   PARLEYD_OLD=path/to/old/parleyd bench/shards-ab.sh ...  the old build against this one
 #                                   (an A/B of a change), on two shards both times, or on
 #                                   one with SHARDS=1
-#   FENCE=1 bench/shards-ab.sh ...  two shards, without and with the mover's fence (an
+#   FENCE=1 bench/shards-ab.sh ...  two shards, without and with the mover's fence up (an
 #                                   empty bucket moved before the measured run, so that
 #                                   every table has the fence's trigger: docs/scaling.md 4)
 #
@@ -101,7 +101,7 @@ round() { # name shards(1|2) n [parleyd [fence]]
   unserve
   x=$(outbox_rows "$db")
   if [[ -n $fence ]]; then # bucket 8191 (shard 0's last) to shard 1: the fence on both
-    "$bin" move-buckets 8191 --to 1 "${store[@]}" --grace 0 2>>"$dir/mover.$n.log" >/dev/null
+    "$bin" move-buckets 8191 --to 1 "${store[@]}" --grace 0 --keep-fence 2>>"$dir/mover.$n.log" >/dev/null
   fi
   serve "$n" "${store[@]}"
   p0=$(ticks "$pid"); q0=$(ticks $(pg_pids)); r0=$(metric parley_store_round_trips_total)

@@ -18,7 +18,8 @@
 # gap-free; M's rows (user, devices, queues, contacts, upload, group,
 # conversations) on shard 1 only once the grace is over; the map (epoch 1,
 # the bucket on shard 1) on both shards and taken by both nodes; the fence
-# refuses a session of an older map; a sign-up of a name of the bucket lands
+# refuses a session of an older map (kept up with --keep-fence), and comes
+# down when the move is run again without it; a sign-up of a name of the bucket lands
 # on shard 1; a node started after the move routes by the new map; the
 # mover run again finds it done; bad usage exits 2. Then a third, new
 # database is added as shard 2 (the nodes restarted with it); FAR's bucket
@@ -210,7 +211,7 @@ for ((i = 0; i < 600; i++)); do
 done
 same "senders-started" "$n" 4
 rc=0
-"$PARLEYD" move-buckets "$BM" --to 1 "${SHARDS[@]}" --grace 2 >"$tmp/mover.out" 2>"$tmp/mover.err" || rc=$?
+"$PARLEYD" move-buckets "$BM" --to 1 "${SHARDS[@]}" --grace 2 --keep-fence >"$tmp/mover.out" 2>"$tmp/mover.err" || rc=$?
 same "mover-exit" "$rc" 0
 for s in $s1 $s2 $s3 $s4; do wait "$s" || true; done
 for s in lo far m g; do
@@ -325,6 +326,10 @@ same "restarted-node-map-at-start" "$(grep -c 'bucket map epoch 1 taken' "$tmp/n
 run "mover-again" 0 "$PARLEYD" move-buckets "$BM" --to 1 "${SHARDS[@]}" --grace 0
 same "mover-again-says-done" "$(grep -c 'already' "$tmp/err")" 1
 same "mover-again-map-unchanged" "$(q 0 "SELECT epoch FROM map_epoch")|$(q 1 "SELECT epoch FROM map_epoch")" "1|1"
+# (without --keep-fence) the fence comes down: a session of epoch 0 writes again
+fenced() { q "$1" "SELECT count(*) FROM pg_trigger WHERE tgname = 'pl_fence'"; }
+same "mover-again-fence-down" "$(fenced 0)|$(fenced 1)" "0|0"
+same "fence-down-writes" "$(q 0 "INSERT INTO contacts(uid, contact_uid) VALUES(1, 2); DELETE FROM contacts WHERE uid = 1")" ""
 run "mover-usage-no-to" 2 "$PARLEYD" move-buckets "$BM" "${SHARDS[@]}"
 run "mover-usage-range" 2 "$PARLEYD" move-buckets 16384 --to 1 "${SHARDS[@]}"
 run "mover-not-one-shard" 1 "$PARLEYD" move-buckets 8000-8300 --to 0 "${SHARDS[@]}"
@@ -355,7 +360,7 @@ move_during() {
     (($(grep -c '"seq"' "$tmp/sent.${1%% *}" 2>/dev/null || true) >= 3)) && break
     sleep 0.05
   done
-  run "$name" 0 "$PARLEYD" move-buckets "$b" --to "$to" "${SHARDS[@]}" --grace 1
+  run "$name" 0 "$PARLEYD" move-buckets "$b" --to "$to" "${SHARDS[@]}" --grace 1 --keep-fence
   cp "$tmp/err" "$tmp/mover.$name.err"
   for i in "${sp[@]}"; do wait "$i" || true; done
   for a in "$@"; do
@@ -434,7 +439,7 @@ pending() {
 }
 run "y-first" 0 cli 0 "$LO" send "$Y" "to y first"
 pending pend-readdressed 1 "owed to y on shard 1"
-run "mover-readdresses" 0 "$PARLEYD" move-buckets "$BY" --to 2 "${SHARDS[@]}" --grace 0
+run "mover-readdresses" 0 "$PARLEYD" move-buckets "$BY" --to 2 "${SHARDS[@]}" --grace 0 --keep-fence
 same "mover-readdressed-one" "$(grep -c 'shard 0 fenced at epoch 4; 1 copies owed to shard 1 now owed to shard 2' "$tmp/err")" 1
 same "readdressed-row" "$(q 0 "SELECT target FROM outbox WHERE client_id = 'pend-readdressed'")" 2
 node 0
@@ -445,7 +450,9 @@ for _ in $(seq 600); do # a node's sweep copies it to shard 2
 done
 same "readdressed-copied" "$(q 0 "SELECT count(*) FROM outbox WHERE client_id = 'pend-readdressed'")" 0
 pending pend-made-by-move 2 "owed to y on shard 2"
+same "fence-up-before" "$(fenced 0)|$(fenced 1)|$(fenced 2)" "23|23|23"
 run "mover-makes-owed-copy" 0 "$PARLEYD" move-buckets "$BY" --to 0 "${SHARDS[@]}" --grace 0
+same "fence-down-after" "$(fenced 0)|$(fenced 1)|$(fenced 2)|$(grep -c 'the fence comes down in' "$tmp/err")" "0|0|0|1"
 same "mover-made-one" "$(grep -c 'shard 0: 1 copies owed to its new users made there' "$tmp/err")" 1
 same "made-row-gone" "$(q 0 "SELECT count(*) FROM outbox WHERE client_id = 'pend-made-by-move'")" 0
 node 0

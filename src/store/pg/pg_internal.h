@@ -78,7 +78,8 @@ typedef struct pl__pg {
    * the next statement outside a transaction. */
   struct pl_shardmap *map;
   uint64_t epoch_told;
-  uint64_t map_refused; /* the epoch of a map naming shards this node lacks (said once) */
+  uint64_t map_checked_ms; /* when this session last read its database's epoch (pl_mono_ms) */
+  uint64_t map_refused;    /* the epoch of a map naming shards this node lacks (said once) */
   int map_stale;
 } pl__pg;
 
@@ -112,6 +113,11 @@ void pl_pg_map_sync(pl__pg *g);
 /* Once a second (the relay sweep): the map read again if the database's
  * epoch moved on (a node that only reads would not learn of it). */
 void pl_pg_map_poll(pl__pg *g);
+/* The map's lease: a session reads its database's epoch before a
+ * statement if it has not for this long (a node stopped and resumed, or
+ * busy, routes by a map at most this old). The mover takes its fence down
+ * only once every node must have read the new map (pg_move.c). */
+#define PL_PG_MAP_LEASE_MS 3000u
 /* The mover's, in its transaction on g (the shard buckets lo..hi moved
  * to from shard `from`): the outbox rows now owed to g's own users (those
  * owed to from's users of the buckets, and those of conversations that

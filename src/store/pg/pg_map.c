@@ -18,6 +18,7 @@ pl_err pl_pg_map_load(pl__pg *g) {
   PGresult *res = NULL;
   int stale = g->map_stale;
   g->map_stale = 0; /* the statement below goes out without loading again */
+  g->map_checked_ms = pl_mono_ms();
   pl_err e = pl_pg_q(
       g, &res,
       "SELECT e.epoch, b.bucket, b.shard FROM map_epoch e LEFT JOIN bucket_map b ON b.epoch <= e.epoch"
@@ -63,26 +64,36 @@ pl_err pl_pg_map_load(pl__pg *g) {
 void pl_pg_map_sync(pl__pg *g) {
   if (!g->map || !g->conn || PQtransactionStatus(g->conn) != PQTRANS_IDLE)
     return;
-  if (!g->map_stale && g->epoch_told == pl_shardmap_epoch(g->map))
+  uint64_t now = pl_mono_ms();
+  int lapsed = now - g->map_checked_ms > PL_PG_MAP_LEASE_MS;
+  if (!g->map_stale && !lapsed && g->epoch_told == pl_shardmap_epoch(g->map))
     return;
   /* before a pending BEGIN, not with it: a setting made in a transaction
    * that rolls back is undone */
   int begin = g->begin_pending;
   g->begin_pending = 0;
+  if (lapsed && !g->map_stale) { /* the lease: the map confirmed before a write */
+    uint64_t epoch = 0;
+    g->map_checked_ms = now; /* first: pl_pg_u64 comes back here */
+    if (pl_pg_u64(g, &epoch, "SELECT epoch FROM map_epoch", NULL) != PL_OK)
+      g->map_checked_ms = 0;
+    else if (epoch > pl_shardmap_epoch(g->map))
+      g->map_stale = 1;
+  }
   if (!g->map_stale || pl_pg_map_load(g) == PL_OK) {
     uint64_t epoch = pl_shardmap_epoch(g->map);
-    char v[24];
-    snprintf(v, sizeof v, "%llu", (unsigned long long)epoch);
-    g->epoch_told = epoch; /* first: pl_pg_q comes back here */
-    if (pl_pg_q(g, NULL, "SELECT set_config('parley.epoch', $1, false)", "s", v) != PL_OK)
-      g->epoch_told = (uint64_t)-1; /* told nothing: again next time */
+    if (g->epoch_told != epoch) {
+      char v[24];
+      snprintf(v, sizeof v, "%llu", (unsigned long long)epoch);
+      g->epoch_told = epoch; /* first: pl_pg_q comes back here */
+      if (pl_pg_q(g, NULL, "SELECT set_config('parley.epoch', $1, false)", "s", v) != PL_OK)
+        g->epoch_told = (uint64_t)-1; /* told nothing: again next time */
+    }
   }
   g->begin_pending = begin;
 }
 
 void pl_pg_map_poll(pl__pg *g) {
-  uint64_t epoch = 0;
-  if (g->map && pl_pg_u64(g, &epoch, "SELECT epoch FROM map_epoch", NULL) == PL_OK &&
-      epoch > pl_shardmap_epoch(g->map))
-    pl_pg_map_load(g);
+  g->map_checked_ms = 0; /* the lease lapses: sync asks */
+  pl_pg_map_sync(g);
 }

@@ -60,6 +60,7 @@ typedef struct pl__mv {
   char *names;    /* the buckets' users' names, a text[] expression */
   char *convs;    /* the conversations homed in the buckets, a text[] expression */
   unsigned grace_s;
+  int keep_fence; /* --keep-fence: the fence stays up after the move */
 } pl__mv;
 
 static char *pl__vsql(const char *fmt, va_list ap) {
@@ -508,7 +509,10 @@ static pl_err pl__step3(pl__mv *mv) {
     if (e == PL_OK)
       e = pl__note(mv, g);
     if (e == PL_OK)
-      e = pl__x(g, "UPDATE map_epoch SET epoch = greatest(epoch, %llu)", (unsigned long long)mv->epoch);
+      e = pl__x(g,
+                "UPDATE map_epoch SET epoch = greatest(epoch, %1$llu); UPDATE bucket_map SET at ="
+                " (extract(epoch FROM clock_timestamp()) * 1000)::bigint WHERE epoch = %1$llu AND at = 0",
+                (unsigned long long)mv->epoch);
     if (e == PL_OK && k == mv->from) /* S's pending pushes would go out twice: T has them */
       e = pl__x(g, "DELETE FROM push_pending WHERE %s", pl__in(mv, "device_id"));
     if (e == PL_OK)
@@ -518,6 +522,38 @@ static pl_err pl__step3(pl__mv *mv) {
   if (e == PL_OK)
     pl_info("move: buckets %u..%u are on shard %u from map epoch %llu", mv->lo, mv->hi, mv->to,
             (unsigned long long)mv->epoch);
+  return e;
+}
+
+/* The fence down on every shard once no node can route by a map older
+ * than the move's: the map's lease (PL_PG_MAP_LEASE_MS) plus the longest
+ * a node's transaction may sit idle (4 s, pg_db.c) after the publication.
+ * Until then every written statement pays for it (benchmarks.md). */
+#define PL__FENCE_HOLD_MS (PL_PG_MAP_LEASE_MS + 5000u)
+
+static pl_err pl__unfence(pl__mv *mv) {
+  uint64_t wait = 0;
+  char *q =
+      pl__sql("SELECT greatest(0, coalesce(max(at), 0) + %u - (extract(epoch FROM clock_timestamp()) * 1000)"
+              "::bigint) FROM bucket_map WHERE epoch = %llu",
+              PL__FENCE_HOLD_MS, (unsigned long long)mv->epoch);
+  pl_err e = pl_pg_u64(mv->db[mv->to], &wait, q, NULL);
+  pl_free(q);
+  if (e == PL_OK && wait) {
+    pl_info("move: the fence comes down in %llu ms (every node has read the map by then)",
+            (unsigned long long)wait);
+    usleep((useconds_t)(wait * 1000));
+  }
+  for (unsigned k = 0; e == PL_OK && k < mv->n; k++) {
+    e = pl__x(mv->db[k], "BEGIN");
+    for (size_t i = 0; e == PL_OK && i < PL__NFENCED; i++)
+      e = pl__x(mv->db[k], "DROP TRIGGER IF EXISTS pl_fence ON %s", pl__fenced[i]);
+    if (e == PL_OK)
+      e = pl__x(mv->db[k], "COMMIT");
+    pl__rollback(mv->db[k]);
+  }
+  if (e == PL_OK)
+    pl_info("move: the fence is down on every shard");
   return e;
 }
 
@@ -611,13 +647,17 @@ static pl_err pl__where(pl__mv *mv, pl_shardmap *m, uint64_t *noted, unsigned *w
 }
 
 static int pl__usage(void) {
-  fprintf(stderr,
-          "usage: parleyd move-buckets LO[-HI] --to SHARD --store URI --store-shard URI ... [--grace S]\n"
-          "  moves buckets LO..HI (0..%u) from the shard that holds them to shard SHARD (0: --store, 1: the\n"
-          "  first --store-shard, ...) while the nodes run; give the shards as the nodes are given them.\n"
-          "  --grace S: seconds between the move and the deletion of the rows the old shard kept (10)\n"
-          "  Run it again after a failure: it finishes or redoes the move. docs/operations.md 16.2\n",
-          PL_BUCKETS - 1);
+  fprintf(
+      stderr,
+      "usage: parleyd move-buckets LO[-HI] --to SHARD --store URI --store-shard URI ... [--grace S]\n"
+      "                            [--keep-fence]\n"
+      "  moves buckets LO..HI (0..%u) from the shard that holds them to shard SHARD (0: --store, 1: the\n"
+      "  first --store-shard, ...) while the nodes run; give the shards as the nodes are given them.\n"
+      "  --grace S: seconds between the move and the deletion of the rows the old shard kept (10)\n"
+      "  --keep-fence: leave the fence up after the move (it costs each written statement a few\n"
+      "  microseconds; by default it comes down %u s after the move; run the move again to take it down)\n"
+      "  Run it again after a failure: it finishes or redoes the move. docs/operations.md 16.2\n",
+      PL_BUCKETS - 1, PL__FENCE_HOLD_MS / 1000);
   return 2;
 }
 
@@ -652,6 +692,8 @@ static pl_err pl__run(pl__mv *mv) {
       if ((e = pl__step3(mv)) == PL_OK)
         e = pl__step4(mv, (unsigned)w);
     }
+    if (e == PL_OK && !mv->keep_fence)
+      e = pl__unfence(mv);
     goto out;
   }
   if (!one) {
@@ -678,6 +720,8 @@ static pl_err pl__run(pl__mv *mv) {
   }
   if (e == PL_OK)
     e = pl__step4(mv, mv->from);
+  if (e == PL_OK && !mv->keep_fence)
+    e = pl__unfence(mv);
 out:
   pl_shardmap_free(m);
   return e;
@@ -715,6 +759,8 @@ int pl_move_main(int argc, char **argv) {
       uris[n++] = argv[++i];
     } else if (!strcmp(a, "--to") && v) {
       to = strtol(argv[++i], NULL, 10);
+    } else if (!strcmp(a, "--keep-fence")) {
+      mv.keep_fence = 1;
     } else if (!strcmp(a, "--grace") && v) {
       mv.grace_s = (unsigned)strtoul(argv[++i], NULL, 10);
     } else if (a[0] != '-' && !range) {

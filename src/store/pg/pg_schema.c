@@ -134,14 +134,15 @@ static const char *const pl__migrations[] = {
     ("ALTER TABLE members ADD COLUMN name text NOT NULL DEFAULT '';"
      "UPDATE members m SET name = u.name FROM users u WHERE u.id = m.uid;"),
     /* 14: the bucket map (docs/scaling.md 4, pg_move.c, pg_map.c): its
-     * epoch, the buckets moved (each with its shard now and the one it
-     * left, whose rows the mover deletes once nodes had time to hear), and
+     * epoch, the buckets moved (each with its shard now, the one it left,
+     * whose rows the mover deletes once nodes had time to hear, and when
+     * the move was published, in the database's ms), and
      * the fence's trigger function: the mover puts it on every table, to
      * refuse the writes of a session that routes by an older map */
     ("CREATE TABLE map_epoch(one int PRIMARY KEY CHECK (one = 1), epoch bigint NOT NULL);"
      "INSERT INTO map_epoch(one, epoch) VALUES(1, 0);"
      "CREATE TABLE bucket_map(bucket int PRIMARY KEY, shard int NOT NULL, was int NOT NULL,"
-     " epoch bigint NOT NULL);"
+     " epoch bigint NOT NULL, at bigint NOT NULL DEFAULT 0);"
      "CREATE FUNCTION pl_fence() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
      " RAISE EXCEPTION 'parley: buckets moved (map epoch %); this session routes by epoch %', TG_ARGV[0],"
      " coalesce(nullif(current_setting('parley.epoch', true), ''), '0') USING ERRCODE = 'PLMAP'; END $$;"),
