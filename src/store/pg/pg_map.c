@@ -6,7 +6,11 @@
  * parley.epoch is older than the move's (SQLSTATE PLMAP): a node that did
  * not hear of a move cannot write where a bucket no longer lives. Each
  * session says which epoch it routes by before its next statement after
- * the node took a newer map, so a node pays for this once per move. */
+ * the node took a newer map, so a node pays for this once per move. And
+ * each session holds the map on a lease: before a statement, if it has not
+ * read its database's epoch for PL_PG_MAP_LEASE_MS, it does, so a node
+ * stopped or busy for a while never writes by an old map once it goes on;
+ * the mover counts on that to take its fence down. */
 #include <stdio.h>
 
 #include "../pl_shardmap.h"
