@@ -371,8 +371,8 @@ move_during() {
 # FAR's bucket to the new shard: LO's messages to FAR are owed to shard 1 on
 # shard 0 when the bucket moves, and go to shard 2 (re-addressed)
 move_during mover-to-added-shard "$BF" 2 "m2 $M default $FAR" "far2 $FAR default $M" "lof $LO default $FAR"
-for k in 0 1 2; do
-  same "map2-shard$k" "$(q $k "SELECT epoch FROM map_epoch")|$(q $k "SELECT shard FROM bucket_map WHERE bucket = $BF")" "2|2"
+for k in 0 1 2; do # (the added shard holds the whole map: the first move's bucket too)
+  same "map2-shard$k" "$(q $k "SELECT epoch FROM map_epoch")|$(q $k "SELECT shard FROM bucket_map WHERE bucket = $BF")|$(q $k "SELECT shard FROM bucket_map WHERE bucket = $BM")" "2|2|1"
 done
 same "far-on-shard2" "$(q 2 "SELECT count(*) FROM users WHERE name = '$FAR'")|$(q 1 "SELECT count(*) FROM users WHERE name = '$FAR'")" "1|0"
 same "conv-far-on-shard1" "$(q 1 "SELECT count(*) FROM convs WHERE conv = '$c_far'")" 1

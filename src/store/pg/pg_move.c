@@ -60,7 +60,8 @@ typedef struct pl__mv {
   char *names;    /* the buckets' users' names, a text[] expression */
   char *convs;    /* the conversations homed in the buckets, a text[] expression */
   unsigned grace_s;
-  int keep_fence; /* --keep-fence: the fence stays up after the move */
+  int keep_fence;  /* --keep-fence: the fence stays up after the move */
+  char *held_rows; /* the published map's bucket_map rows, a VALUES list (NULL: none) */
 } pl__mv;
 
 static char *pl__vsql(const char *fmt, va_list ap) {
@@ -506,6 +507,10 @@ static pl_err pl__step3(pl__mv *mv) {
   for (unsigned k = 0; e == PL_OK && k < mv->n; k++) {
     pl__pg *g = mv->db[k];
     e = pl__x(g, "BEGIN");
+    if (e == PL_OK && mv->held_rows) /* the whole map: a shard added since has none of it */
+      e = pl__x(
+          g, "INSERT INTO bucket_map(bucket, shard, was, epoch, at) VALUES %s ON CONFLICT(bucket) DO NOTHING",
+          mv->held_rows);
     if (e == PL_OK)
       e = pl__note(mv, g);
     if (e == PL_OK)
@@ -622,6 +627,16 @@ static pl_err pl__where(pl__mv *mv, pl_shardmap *m, uint64_t *noted, unsigned *w
     g->map = m; /* loads into m */
     e = pl_pg_map_load(g);
     g->map = NULL;
+  }
+  if (e == PL_OK) { /* its rows, for the shards that lack them (step 3) */
+    PGresult *res = NULL;
+    e = pl_pg_q(mv->db[at], &res,
+                "SELECT string_agg(format('(%s,%s,%s,%s,%s)', bucket, shard, was, epoch, at), ',')"
+                " FROM bucket_map WHERE epoch <= (SELECT epoch FROM map_epoch)",
+                NULL);
+    if (e == PL_OK && !PQgetisnull(res, 0, 0))
+      mv->held_rows = pl_strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
   }
   mv->held = best;
   for (unsigned k = 0; e == PL_OK && k < mv->n; k++) {
@@ -791,6 +806,7 @@ int pl_move_main(int argc, char **argv) {
       pl_pg_session_free(mv.db[k]);
   pl_free(mv.names);
   pl_free(mv.convs);
+  pl_free(mv.held_rows);
   if (e != PL_OK) {
     pl_error("move: failed (%s); run it again to finish or redo it", pl_err_msg(e));
     return 1;
