@@ -1,6 +1,8 @@
 /* pl_bucket: name, id, token and media id to bucket; bucket to shard. */
 #include "pl_bucket.h"
 
+#include <string.h>
+
 uint32_t pl_bucket_of_name(const char *name, size_t len) {
   uint64_t h = UINT64_C(14695981039346656037);
   for (size_t i = 0; i < len; i++) {
@@ -76,4 +78,16 @@ void pl_bucket_media_put(char id[4], uint32_t bucket) {
   bucket %= PL_BUCKETS;
   for (int i = 3; i >= 0; i--, bucket >>= 4)
     id[i] = hex[bucket & 15];
+}
+
+/* Names hold no ':' (pl_auth.h), so the first one after "dm:" splits the
+ * two sides. */
+int pl_bucket_of_dm(const char *conv, uint32_t *bucket) {
+  if (strncmp(conv, "dm:", 3) != 0)
+    return -1;
+  const char *a = conv + 3, *b = strchr(a, ':');
+  if (!b || b == a || !b[1])
+    return -1;
+  *bucket = pl_bucket_of_pair(pl_bucket_of_name(a, (size_t)(b - a)), pl_bucket_of_name(b + 1, strlen(b + 1)));
+  return 0;
 }

@@ -21,6 +21,15 @@
  * (ASCII), mod PL_BUCKETS. Fixed forever: stored ids and tokens depend on it. */
 uint32_t pl_bucket_of_name(const char *name, size_t len);
 
+/* The home bucket of a 1:1 conversation between users of buckets a and b:
+ * the lower one, so that both sides' sends agree on its shard (the router)
+ * and a move finds the conversations it takes (the mover). */
+static inline uint32_t pl_bucket_of_pair(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+/* The home bucket of the 1:1 conversation named conv ("dm:<a>:<b>",
+ * pl_conv.h) into *bucket; -1 for a name that is not one. */
+int pl_bucket_of_dm(const char *conv, uint32_t *bucket);
+
 /* The bucket an id carries (0 for an unsharded store's ids). */
 static inline uint32_t pl_bucket_of_id(uint64_t id) { return (uint32_t)(id >> PL_BUCKET_SHIFT) % PL_BUCKETS; }
 

@@ -63,7 +63,7 @@ static int pl__of_send(const pl_store_req *r, const pl_shardmap *m, unsigned n) 
   if (!s->in.peer)
     return pl__of_id(r->user_id, m, n);
   uint32_t me = pl_bucket_of_id(r->user_id), peer = pl_bucket_of_name(s->in.peer, strlen(s->in.peer));
-  return (int)pl_shardmap_of(m, me < peer ? me : peer, n);
+  return (int)pl_shardmap_of(m, pl_bucket_of_pair(me, peer), n);
 }
 
 int pl_store_route(const pl_store_req *r, const pl_shardmap *m, unsigned n) {

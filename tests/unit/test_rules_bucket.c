@@ -69,6 +69,25 @@ static void test_a_media_id_carries_its_bucket(void) {
   CHECK_EQ_I(pl_bucket_of_media("0123456789abcdef0123456789abcdef0", &b), -1); /* long */
 }
 
+static void test_a_pair_is_homed_in_its_lower_bucket(void) {
+  uint32_t b = 99;
+  CHECK_EQ_U(pl_bucket_of_pair(14599, 2644), 2644);
+  CHECK_EQ_U(pl_bucket_of_pair(2644, 14599), 2644);
+  CHECK_EQ_I(pl_bucket_of_dm("dm:alice:bob", &b), 0);
+  CHECK_EQ_U(b, 2644); /* bob's, alice's is 14599 */
+  CHECK_EQ_I(pl_bucket_of_dm("dm:ALICE:zed", &b), 0);
+  CHECK_EQ_U(b, pl_bucket_of_pair(14599, pl_bucket_of_name("zed", 3)));
+  CHECK_EQ_I(pl_bucket_of_dm("dm:alice:alice", &b), 0); /* a note to self */
+  CHECK_EQ_U(b, 14599);
+  b = 99; /* not a 1:1 conversation: b untouched */
+  CHECK_EQ_I(pl_bucket_of_dm("g:42", &b), -1);
+  CHECK_EQ_I(pl_bucket_of_dm("dm:alice", &b), -1);
+  CHECK_EQ_I(pl_bucket_of_dm("dm::bob", &b), -1);
+  CHECK_EQ_I(pl_bucket_of_dm("dm:alice:", &b), -1);
+  CHECK_EQ_I(pl_bucket_of_dm("", &b), -1);
+  CHECK_EQ_U(b, 99);
+}
+
 int main(void) {
   CHECK(sodium_init() >= 0);
   RUN(test_a_name_hashes_to_a_fixed_bucket);
@@ -76,5 +95,6 @@ int main(void) {
   RUN(test_an_id_carries_its_bucket);
   RUN(test_a_token_carries_its_bucket);
   RUN(test_a_media_id_carries_its_bucket);
+  RUN(test_a_pair_is_homed_in_its_lower_bucket);
   return tl_summary();
 }

@@ -201,14 +201,10 @@ static pl_err pl__list(pl__mv *mv, const char *sql, int (*keep)(const pl__mv *, 
   return PL_OK;
 }
 
-/* A 1:1 conversation is homed in the pair's lower bucket (pl_store_shard.c). */
+/* Whether conv is a 1:1 conversation homed in the buckets moved. */
 static int pl__homed(const pl__mv *mv, const char *conv) {
-  const char *a = conv + 3, *b = strchr(a, ':');
-  if (strncmp(conv, "dm:", 3) != 0 || !b)
-    return 0;
-  uint32_t ba = pl_bucket_of_name(a, (size_t)(b - a)), bb = pl_bucket_of_name(b + 1, strlen(b + 1));
-  uint32_t home = ba < bb ? ba : bb;
-  return home >= mv->lo && home <= mv->hi;
+  uint32_t home;
+  return pl_bucket_of_dm(conv, &home) == 0 && home >= mv->lo && home <= mv->hi;
 }
 
 /* What S holds of the buckets, and what T might hold of them from a move
