@@ -23,7 +23,6 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 pairs=${1:-100}
 secs=${2:-10}
 rate=${3:-0}
-pick() { for b in "$repo/build-rel/$1" "$repo/build/$1"; do [[ -x $b ]] && { echo "$b"; return; }; done; echo "$1: not built" >&2; exit 1; }
 export PARLEYD=${PARLEYD:-$(pick parleyd)}
 bench=${PARLEY_BENCH:-$(pick parley-bench)}
 export PARLEY_CLUSTER_PORT=${PARLEY_CLUSTER_PORT:-37000}

@@ -15,9 +15,10 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
 sizes=("$@")
 ((${#sizes[@]})) || sizes=(1000 10000 100000)
-pick() { for b in "$repo/build-rel/$1" "$repo/build/$1"; do [[ -x $b ]] && { echo "$b"; return; }; done; echo "$1: not built" >&2; exit 1; }
 parleyd=${PARLEYD:-$(pick parleyd)}
 cli=${PARLEY_CLI:-$(pick parley)}
 dir=$(mktemp -d /tmp/parley-move-pause.XXXXXX)
@@ -25,13 +26,12 @@ chmod 711 "$dir"
 pid=
 cleanup() {
   [[ -z $pid ]] || kill -9 "$pid" 2>/dev/null || true
-  bash "$repo/tests/pg/pg_fixture.sh" stop "$dir/pgA" >/dev/null 2>&1 || true
-  bash "$repo/tests/pg/pg_fixture.sh" stop "$dir/pgB" >/dev/null 2>&1 || true
+  pg_two stop "$dir"
   rm -rf "$dir"
 }
 trap cleanup EXIT
-for s in A B; do bash "$repo/tests/pg/pg_fixture.sh" start "$dir/pg$s" >/dev/null; done
-uri() { echo "postgresql://postgres@127.0.0.1:$(cat "$dir/pg$1/port")/$2"; }
+pg_two start "$dir"
+uri() { pg_uri "$dir" "$@"; }
 psql "$(uri A postgres)" -qXc "CREATE DATABASE mp" >/dev/null
 psql "$(uri B postgres)" -qXc "CREATE DATABASE mp" >/dev/null
 store=(--store "$(uri A mp)" --store-shard "$(uri B mp)")

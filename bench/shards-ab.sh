@@ -32,7 +32,6 @@ pairs=${1:-50}
 secs=${2:-10}
 rate=${3:-0}
 rounds=${4:-2}
-pick() { for b in "$repo/build-rel/$1" "$repo/build/$1"; do [[ -x $b ]] && { echo "$b"; return; }; done; echo "$1: not built" >&2; exit 1; }
 parleyd=${PARLEYD:-$(pick parleyd)}
 old=${PARLEYD_OLD:-}
 k_ab=${SHARDS:-2}
@@ -42,13 +41,12 @@ chmod 711 "$dir"
 pid=
 cleanup() {
   [[ -z $pid ]] || kill -9 "$pid" 2>/dev/null || true
-  bash "$repo/tests/pg/pg_fixture.sh" stop "$dir/pgA" >/dev/null 2>&1 || true
-  bash "$repo/tests/pg/pg_fixture.sh" stop "$dir/pgB" >/dev/null 2>&1 || true
+  pg_two stop "$dir"
   rm -rf "$dir"
 }
 trap cleanup EXIT
-for s in A B; do bash "$repo/tests/pg/pg_fixture.sh" start "$dir/pg$s" >/dev/null; done
-uri() { echo "postgresql://postgres@127.0.0.1:$(cat "$dir/pg$1/port")/$2"; }
+pg_two start "$dir"
+uri() { pg_uri "$dir" "$@"; }
 port=$(python3 "$repo/tests/integration/free_port.py")
 hport=$(python3 "$repo/tests/integration/free_port.py")
 
