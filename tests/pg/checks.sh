@@ -1,8 +1,23 @@
-# checks.sh: the check helpers the shard tests share (sourced by shards.sh
-# and move.sh). Each check prints "PASS NAME" or "FAIL NAME: why" and counts
+# checks.sh: the set-up and check helpers the shard tests share (sourced
+# by shards.sh and move.sh). Each check prints "PASS NAME" or "FAIL NAME: why" and counts
 # failures in $failed; run keeps a command's output in $tmp/out and
 # $tmp/err; q asks shard K's database ($SHARD_URI[K]).
-# shellcheck shell=bash disable=SC2154 # $tmp, $failed and SHARD_URI are the sourcing test's
+# shellcheck shell=bash disable=SC2154,SC2034 # $tmp, $failed, SHARD_URI, the ports: the sourcing test's
+
+# shard_env NAME: checks the environment ctest gives (the binaries, the pg
+# fixture), makes $tmp (parley-NAME-*, which the postgres user reaches: the
+# test's own PostgreSQL goes in $tmp/pg2) and sets $pg1port (the ctest
+# fixture's port; $pg2port is the test's to set)
+shard_env() {
+  : "${PARLEYD:?PARLEYD must point to the parleyd binary}"
+  : "${PARLEY_CLI:?PARLEY_CLI must point to the parley binary}"
+  : "${PL_PG_DIR:?PL_PG_DIR: the pg fixture directory}"
+  : "${PL_PG_FIXTURE:?PL_PG_FIXTURE: tests/pg/pg_fixture.sh}"
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/parley-$1-XXXXXX")
+  chmod 711 "$tmp"
+  pg1port=$(cat "$PL_PG_DIR/port")
+  pg2port=
+}
 
 pass() { echo "PASS $1"; }
 fail() {

@@ -50,17 +50,10 @@
 # The first shard's database is on the ctest pg fixture, the second on a
 # PostgreSQL of this test's own (pg_fixture.sh), stopped at exit.
 set -euo pipefail
-: "${PARLEYD:?PARLEYD must point to the parleyd binary}"
-: "${PARLEY_CLI:?PARLEY_CLI must point to the parley binary}"
-: "${PL_PG_DIR:?PL_PG_DIR: the pg fixture directory}"
-: "${PL_PG_FIXTURE:?PL_PG_FIXTURE: tests/pg/pg_fixture.sh}"
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=checks.sh
 . "$here/checks.sh"
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/parley-shards-XXXXXX")
-chmod 711 "$tmp" # the postgres user reaches $tmp/pg2
-pg1port=$(cat "$PL_PG_DIR/port")
-pg2port=
+shard_env shards
 port=$(python3 "$here/../integration/free_port.py")
 hport=$(python3 "$here/../integration/free_port.py")
 deadport=$(python3 "$here/../integration/free_port.py") # the push webhook: nobody listens
