@@ -58,7 +58,8 @@
   X(BAD_MEDIA, -1009, 0, "malformed or truncated image")                    \
   X(MEDIA_TOO_LARGE, -1010, 0, "image too large (size or frames)")          \
   X(MEDIA_TYPE, -1011, 0, "not an image of a supported type")               \
-  X(QUOTA, -1012, 0, "media quota exceeded")
+  X(QUOTA, -1012, 0, "media quota exceeded")                                \
+  X(MOVED, -1013, 0, "a shard refused a write for an older bucket map")
 
 typedef enum pl_err {
 #define PL__ERR_ENUM(name, val, wire, msg) PL_ERR_##name = (val),

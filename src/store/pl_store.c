@@ -175,7 +175,8 @@ static uint64_t pl__exec_batch(pl_store *s, pl_store_req *batch, pl_err *e) {
   if (*e == PL_OK)
     us = pl__commit_timed(s, e);
   if (*e != PL_OK) {
-    pl_error("store: transaction of a batch failed (%s); rolling back", pl_err_name(*e));
+    if (*e != PL_ERR_MOVED) /* a move's refusal is expected, and the backend told it */
+      pl_error("store: transaction of a batch failed (%s); rolling back", pl_err_name(*e));
     s->be->rollback(s->bctx);
     /* out_begin, not clear: the request may run again (a conflict's retry,
      * the disk-full pass), and its outputs must be freed and zeroed before
@@ -373,8 +374,11 @@ static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
   s->stats.messages += msgs;
   s->stats.fails += failed;
   /* a batch of nothing but refused sends is the disk-full state, which
-   * disk_full tells (it would otherwise stay "failing" after the recovery) */
-  s->stats.write_failing = e != PL_OK && e != PL_ERR_STORAGE_FULL;
+   * disk_full tells (it would otherwise stay "failing" after the recovery);
+   * a batch a move's fence refused is not a failing store either: the next
+   * one goes through with the new map, and /healthz must not take the node
+   * out of the load balancer meanwhile */
+  s->stats.write_failing = e != PL_OK && e != PL_ERR_STORAGE_FULL && e != PL_ERR_MOVED;
   s->stats.write_err = e;
   pthread_mutex_unlock(&s->mu);
   pl_hist_add(&s->batch_hist, n);

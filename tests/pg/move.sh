@@ -211,6 +211,8 @@ for s in lo far m g; do
   same "sent-$s-all-acked" "$(grep -c '"seq"' "$tmp/sent.$s")" "$N"
 done
 same "mover-refusals-seen" "$(grep -c 'refused a write for an older bucket map' "$tmp"/node*.log | awk -F: '{s += $2} END {print (s > 0)}')" 1
+# each refusal told once, at info: not again as a failed batch (an error)
+same "mover-refusals-no-errors" "$(cat "$tmp"/node*.log | grep -c 'transaction of a batch failed')" 0
 
 # ---- where things are now ---------------------------------------------------
 for k in 0 1; do

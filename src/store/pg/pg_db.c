@@ -35,7 +35,7 @@ static pl_err pl__result(pl__pg *g, PGresult *res, const char *sql) {
     if (!g->map_stale)
       pl_info("store: shard %u refused a write for an older bucket map: reading the map again", g->shard);
     g->map_stale = 1;
-    return PL_ERR_STORE;
+    return PL_ERR_MOVED;
   }
   if (pl__conflict(state)) {
     pl_warn("store: postgresql conflict (%s), the batch runs again: %s", state, sql);
