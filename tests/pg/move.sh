@@ -19,7 +19,8 @@
 # conversations) on shard 1 only once the grace is over; the map (epoch 1,
 # the bucket on shard 1) on both shards and taken by both nodes; the fence
 # refuses a session of an older map (kept up with --keep-fence), and comes
-# down when the move is run again without it; a sign-up of a name of the bucket lands
+# down when the move is run again without it; a mover started while another
+# holds the movers' lock exits 3 and changes nothing; a sign-up of a name of the bucket lands
 # on shard 1; a node started after the move routes by the new map; the
 # mover run again finds it done; bad usage exits 2. Then a third, new
 # database is added as shard 2 (the nodes restarted with it); FAR's bucket
@@ -317,12 +318,27 @@ run "restarted-node-recv" 0 cli 1 "$HI" recv --wait 2
 same "restarted-node-delivers" "$(grep -c '"text":"after to '"$HI"'"' "$tmp/out")" 1
 same "restarted-node-map-at-start" "$(grep -c 'bucket map epoch 1 taken' "$tmp/node1.log" | awk '{print ($1 > 0)}')" 1
 
+fenced() { q "$1" "SELECT count(*) FROM pg_trigger WHERE tgname = 'pl_fence'"; }
+# one move at a time: while another mover holds the movers' lock on shard 0
+# (here a psql session stands in for it), a mover does nothing and exits 3
+psql "${SHARD_URI[0]}" -qX -c "SELECT pg_advisory_lock(8097879414873353590)" -c "SELECT pg_sleep(121)" \
+  >/dev/null 2>&1 &
+lockpid=$!
+for _ in $(seq 200); do
+  [[ $(q 0 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == 1 ]] && break
+  sleep 0.05
+done
+run "mover-while-another-runs" 3 "$PARLEYD" move-buckets "$BM" --to 1 "${SHARDS[@]}" --grace 0
+same "mover-while-another-says-so" "$(grep -c 'another move is running' "$tmp/err")" 1
+same "mover-while-another-changed-nothing" "$(q 0 "SELECT epoch FROM map_epoch")|$(fenced 0)|$(fenced 1)" "1|23|23"
+q 0 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(121)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$lockpid" 2>/dev/null || true
+
 # the mover again: done already; bad usage
 run "mover-again" 0 "$PARLEYD" move-buckets "$BM" --to 1 "${SHARDS[@]}" --grace 0
 same "mover-again-says-done" "$(grep -c 'already' "$tmp/err")" 1
 same "mover-again-map-unchanged" "$(q 0 "SELECT epoch FROM map_epoch")|$(q 1 "SELECT epoch FROM map_epoch")" "1|1"
 # (without --keep-fence) the fence comes down: a session of epoch 0 writes again
-fenced() { q "$1" "SELECT count(*) FROM pg_trigger WHERE tgname = 'pl_fence'"; }
 same "mover-again-fence-down" "$(fenced 0)|$(fenced 1)" "0|0"
 same "fence-down-writes" "$(q 0 "INSERT INTO contacts(uid, contact_uid) VALUES(1, 2); DELETE FROM contacts WHERE uid = 1")" ""
 run "mover-usage-no-to" 2 "$PARLEYD" move-buckets "$BM" "${SHARDS[@]}"

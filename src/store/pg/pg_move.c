@@ -40,6 +40,8 @@
 #include "pg_internal.h"
 
 #define PL__MAX_SHARDS 64
+/* The movers' advisory lock, on shard 0 ("parleymv" as a bigint). */
+#define PL__MOVE_LOCK "8097879414873353590"
 
 /* Every table a node's store writes: the fence's. The blob store's
  * sessions are not the store's (they route by the map, pl_blob_pg.c):
@@ -62,6 +64,7 @@ typedef struct pl__mv {
   unsigned grace_s;
   int keep_fence;  /* --keep-fence: the fence stays up after the move */
   char *held_rows; /* the published map's bucket_map rows, a VALUES list (NULL: none) */
+  int busy;        /* another mover holds the lock: this one did nothing */
 } pl__mv;
 
 static char *pl__vsql(const char *fmt, va_list ap) {
@@ -667,9 +670,26 @@ static int pl__usage(void) {
       "  --grace S: seconds between the move and the deletion of the rows the old shard kept (10)\n"
       "  --keep-fence: leave the fence up after the move (it costs each written statement a few\n"
       "  microseconds; by default it comes down %u s after the move; run the move again to take it down)\n"
-      "  Run it again after a failure: it finishes or redoes the move. docs/operations.md 16.2\n",
+      "  Run it again after a failure: it finishes or redoes the move. One move at a time: while\n"
+      "  another runs on the same shards it exits 3 and does nothing. docs/operations.md 16.2\n",
       PL_BUCKETS - 1, PL__FENCE_HOLD_MS / 1000);
   return 2;
+}
+
+/* One move at a time: a second mover would read the map the first is
+ * changing, take the same epoch and publish over it. Every mover is given
+ * shard 0 (--store), so one lock there is enough. It is the session's: it
+ * goes with the mover's connection, also when the mover dies. */
+static pl_err pl__lock(pl__mv *mv) {
+  uint64_t got = 0;
+  pl_err e = pl_pg_u64(mv->db[0], &got, "SELECT pg_try_advisory_lock(" PL__MOVE_LOCK ")::int", NULL);
+  if (e == PL_OK && !got) {
+    pl_error("move: another move is running on these shards (it holds the movers' lock on shard 0):"
+             " run this one once it has ended");
+    mv->busy = 1;
+    e = PL_ERR_AGAIN;
+  }
+  return e;
 }
 
 static pl_err pl__run(pl__mv *mv) {
@@ -677,7 +697,9 @@ static pl_err pl__run(pl__mv *mv) {
   pl_shardmap_set_base(m, mv->base);
   uint64_t noted = 0;
   unsigned was = 0;
-  pl_err e = pl__where(mv, m, &noted, &was);
+  pl_err e = pl__lock(mv);
+  if (e == PL_OK)
+    e = pl__where(mv, m, &noted, &was);
   if (e != PL_OK)
     goto out;
   mv->epoch = noted ? noted : mv->held + 1;
@@ -803,6 +825,8 @@ int pl_move_main(int argc, char **argv) {
   pl_free(mv.names);
   pl_free(mv.convs);
   pl_free(mv.held_rows);
+  if (mv.busy)
+    return 3;
   if (e != PL_OK) {
     pl_error("move: failed (%s); run it again to finish or redo it", pl_err_msg(e));
     return 1;
