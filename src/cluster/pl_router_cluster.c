@@ -143,6 +143,12 @@ static void pl__hint(pl_router *base, const uint64_t *devices, size_t n, uint64_
   c->inner->ops->hint(c->inner, devices, n, gid);
 }
 
+/* A move: each node took the map itself, so nothing goes on the bus. */
+static void pl__hint_buckets(pl_router *base, const uint64_t *bits) {
+  pl__cluster *c = (pl__cluster *)base;
+  c->inner->ops->hint_buckets(c->inner, bits);
+}
+
 static uint64_t pl__pushed(pl_router *base, uint64_t device, pl_loop *loop, void *ep) {
   pl__cluster *c = (pl__cluster *)base;
   return c->inner->ops->pushed(c->inner, device, loop, ep);
@@ -201,6 +207,7 @@ static const pl_router_ops pl__cluster_ops = {
     .push_group_frame = pl__push_group_frame,
     .kick = pl__kick,
     .hint = pl__hint,
+    .hint_buckets = pl__hint_buckets,
     .pushed = pl__pushed,
     .is_online = pl__is_online,
     .count = pl__count,

@@ -9,6 +9,7 @@
 #include "../common/pl_time.h"
 #include "../proto/pl_frame.h"
 #include "../proto/pl_strings.h"
+#include "../rules/pl_bucket.h"
 
 typedef struct pl__route {
   pl_loop *loop;
@@ -170,15 +171,21 @@ static void pl__fetch_run(pl_task *t) {
   pl_free(k);
 }
 
-/* Posts a fetch hint to each attached device of devices (all: NULL). */
-static void pl__hint_devices(pl__local *r, const uint64_t *devices, size_t n) {
+static int pl__bit(const uint64_t *bits, uint64_t device) {
+  uint32_t b = pl_bucket_of_id(device);
+  return (int)(bits[b / 64] >> (b % 64) & 1);
+}
+
+/* Posts a fetch hint to each attached device of devices (all: NULL; of
+ * those, only the devices of the buckets in bits, if not NULL). */
+static void pl__hint_devices(pl__local *r, const uint64_t *devices, size_t n, const uint64_t *bits) {
   uint64_t k;
   void *v;
   pthread_mutex_lock(&r->mu);
   size_t it = 0;
   for (size_t i = 0; devices ? i < n : pl_map_next(&r->global, &it, &k, &v); i++) {
     pl__route *rt = devices ? pl_map_get(&r->global, devices[i]) : v;
-    if (!rt)
+    if (!rt || (bits && !pl__bit(bits, devices ? devices[i] : k)))
       continue;
     pl__kick_task *t = pl_malloc(sizeof *t);
     t->task.fn = pl__fetch_run;
@@ -197,14 +204,18 @@ static uint64_t *pl__audience(pl__local *r, uint64_t gid, const uint64_t *skip, 
 static void pl__hint(pl_router *base, const uint64_t *devices, size_t n, uint64_t gid) {
   pl__local *r = (pl__local *)base;
   if (!gid) {
-    pl__hint_devices(r, devices, n);
+    pl__hint_devices(r, devices, n, NULL);
     return;
   }
   size_t na;
   uint64_t *devs = pl__audience(r, gid, NULL, 0, &na);
   if (na)
-    pl__hint_devices(r, devs, na);
+    pl__hint_devices(r, devs, na, NULL);
   pl_free(devs);
+}
+
+static void pl__hint_buckets(pl_router *base, const uint64_t *bits) {
+  pl__hint_devices((pl__local *)base, NULL, 0, bits);
 }
 
 static void pl__kick_device(pl_router *base, uint64_t device) {
@@ -565,6 +576,7 @@ static const pl_router_ops pl__local_ops = {
     .push_group_frame = pl__push_group_frame,
     .kick = pl__kick_device,
     .hint = pl__hint,
+    .hint_buckets = pl__hint_buckets,
     .pushed = pl__pushed,
     .is_online = pl__is_online,
     .count = pl__count,

@@ -75,6 +75,11 @@ typedef struct pl_router_ops {
    * thread). devices NULL: every attached device (the bus was cut: hints
    * may have been lost). gid != 0: the group's live audience instead. */
   void (*hint)(pl_router *r, const uint64_t *devices, size_t n, uint64_t gid);
+  /* Every attached device whose id's bucket (pl_bucket_of_id) has its bit
+   * set in bits (bucket b: bits[b / 64] >> b % 64 & 1) fetches, here only
+   * (any thread): this node took a bucket map that moved those buckets,
+   * and the mover queued copies for their devices (pl_store_hooks.moved). */
+  void (*hint_buckets)(pl_router *r, const uint64_t *bits);
   /* How many pushes the router numbered for ep's attachment to device so far
    * (0 if ep is not attached); on ep's loop thread. A receiver that got
    * fewer lost one (the idle check of pl_cursor_check). */

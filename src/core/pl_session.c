@@ -600,6 +600,14 @@ static pl_err pl__may_add(void *ud, int setting, int contact) {
   return pl_rules_may_add(setting, contact);
 }
 
+/* A move (a sharded store): the devices of the buckets moved read their
+ * queues, where the mover may have queued copies. */
+static void pl__store_moved(void *ud, const uint64_t *bits) {
+  pl_router *r = ((pl_core *)ud)->router;
+  if (r->ops->hint_buckets)
+    r->ops->hint_buckets(r, bits);
+}
+
 void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks) {
   hooks->post = pl__store_post;
   hooks->deliver = pl__store_deliver;
@@ -608,6 +616,7 @@ void pl_core_store_hooks(pl_core *core, pl_store_hooks *hooks) {
   hooks->deliver_group = pl__store_deliver_group;
   hooks->group_change = pl__store_group_change;
   hooks->device_groups = pl__store_device_groups;
+  hooks->moved = pl__store_moved;
   hooks->ud = core;
   hooks->rules = (pl_store_rules){.queue_admit = pl__queue_admit,
                                   .may_add = pl__may_add,

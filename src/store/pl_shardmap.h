@@ -39,4 +39,11 @@ uint64_t pl_shardmap_epoch(const pl_shardmap *m);
  * held. 1: taken; 0: the one held is as new. */
 int pl_shardmap_take(pl_shardmap *m, uint64_t epoch, const uint32_t *bucket, const uint32_t *shard, size_t n);
 
+/* The buckets whose shard a take changed since the last call, a bit each
+ * (bucket b: bits[b / 64] >> b % 64 & 1), cleared here: the connected
+ * devices of those buckets read their queues again, for the copies the
+ * mover made there (pg_move.c, step 2). 1 if any. */
+#define PL_SHARDMAP_WORDS 256 /* PL_BUCKETS / 64 */
+int pl_shardmap_changed(pl_shardmap *m, uint64_t bits[PL_SHARDMAP_WORDS]);
+
 #endif

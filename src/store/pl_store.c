@@ -16,6 +16,7 @@
 #include "../common/pl_time.h"
 #include "../rules/pl_retention.h"
 #include "pl_reserve.h"
+#include "pl_shardmap.h"
 #include "pl_store_int.h"
 
 #define PL__DEFAULT_SWEEP_MS 10000u
@@ -72,6 +73,7 @@ struct pl_store {
   int full;                        /* the disk is full: SEND and MEDIA_PUT are refused (store thread) */
   uint64_t next_probe;             /* mono ms: the next look at free space while unreserved */
   pl__link *link;                  /* linked shards (NULL: one store) */
+  uint64_t map_seen;               /* the bucket map's epoch when this thread last looked */
 };
 
 /* ---- handing requests back ---------------------------------------------- */
@@ -427,6 +429,20 @@ static void pl__relay_deliver(void *ud, const pl_msg *m, const uint64_t *t, cons
     pthread_mutex_unlock(&s->link->post_mu);
 }
 
+/* A map taken since this thread last looked (by any store thread of the
+ * node, on a refusal or its poll): the connected devices of the buckets it
+ * moved read their queues again (hooks.moved). One atomic load when
+ * nothing changed; the first thread to look takes the changed buckets. */
+static void pl__moved_check(pl_store *s) {
+  uint64_t epoch = pl_shardmap_epoch(s->cfg.shardmap);
+  if (epoch == s->map_seen || !s->hooks.moved)
+    return;
+  s->map_seen = epoch;
+  uint64_t bits[PL_SHARDMAP_WORDS];
+  if (pl_shardmap_changed(s->cfg.shardmap, bits))
+    s->hooks.moved(s->hooks.ud, bits);
+}
+
 static size_t pl__backlog(const pl_store *s) { return s->be->backlog ? s->be->backlog(s->bctx) : 0; }
 
 /* The sweep's first part: the backend's cached writes (group cursors and
@@ -533,6 +549,7 @@ static void *pl__thread(void *arg) {
     } else if (relays && pl_mono_ms() >= next_relay && !(yield && s->head)) {
       pthread_mutex_unlock(&s->mu);
       s->be->relay(s->bctx, pl__relay_deliver, s);
+      pl__moved_check(s);
       next_relay = pl_mono_ms() + PL__RELAY_MS;
       pthread_mutex_lock(&s->mu);
     } else if (s->head && pl__pace(s, max, last_start, &until)) {
@@ -545,6 +562,7 @@ static void *pl__thread(void *arg) {
       pl_store_req *batch = pl__take(s, max, &n);
       pthread_mutex_unlock(&s->mu);
       pl__run_batch(s, batch, n);
+      pl__moved_check(s);
       yield = 0;
       pthread_mutex_lock(&s->mu);
     } else if (s->closing) {

@@ -1131,6 +1131,11 @@ typedef struct pl_store_hooks {
   void (*deliver_group)(void *ud, const pl_msg *m, uint64_t group, uint64_t skip);
   void (*group_change)(void *ud, const pl_group_change *c);
   void (*device_groups)(void *ud, uint64_t device, const uint64_t *gids, size_t n);
+  /* Optional, sharded, on a store thread: the node took a map that moved
+   * buckets (bits: a bit per bucket, pl_shardmap_changed). Their devices'
+   * queues may hold what no commit of this node delivered (the copies the
+   * mover made), so those connected read them again. */
+  void (*moved)(void *ud, const uint64_t *bits);
   void *ud;
   pl_store_rules rules; /* optional: the product's rules (their own ud) */
 } pl_store_hooks;

@@ -28,8 +28,10 @@
 # writes to FAR (copies owed to shard 1 re-addressed to shard 2); user X's
 # bucket moves from shard 1 to shard 0, the shard of its conversation with
 # LO, while they write to each other (the copies owed to X made by the
-# move); every message once and in order; a node given only the first two
-# shards refuses to start.
+# move); every message once and in order; Z's bucket moves to the shard of
+# its conversation with LO while Z's device is connected, and a copy the
+# move made reaches that device; a node given only the first two shards
+# refuses to start.
 # The first shard's database is on the ctest pg fixture, the second on a
 # PostgreSQL of this test's own (pg_fixture.sh), stopped at exit.
 set -euo pipefail
@@ -114,7 +116,7 @@ cli() {
 conv() { if [[ $1 < $2 ]]; then echo "dm:$1:$2"; else echo "dm:$2:$1"; fi; }
 
 # ---- names, by the hash (FNV-1a 64 mod 16384; shard = bucket * 2 / 16384) ----
-read -r M BM LO HI FAR NEW X BF BX Y BY <<<"$(python3 - <<'EOF'
+read -r M BM LO HI FAR NEW X BF BX Y BY Z BZ <<<"$(python3 - <<'EOF'
 def bucket(name):
     h = 14695981039346656037
     for b in name.encode():
@@ -127,8 +129,9 @@ hi = next(f"hi{i}" for i in range(10**6) if bm < bucket(f"hi{i}") < 8192)
 far = next(f"far{i}" for i in range(10**6) if bucket(f"far{i}") >= 8192)
 x = next(f"x{i}" for i in range(10**6) if bucket(f"x{i}") >= 8192 and bucket(f"x{i}") != bucket(far))
 y = next(f"y{i}" for i in range(10**6) if bucket(f"y{i}") >= 8192 and bucket(f"y{i}") not in (bucket(far), bucket(x)))
+z = next(f"z{i}" for i in range(10**6) if bucket(f"z{i}") >= 8192 and bucket(f"z{i}") not in (bucket(far), bucket(x), bucket(y)))
 new = next(f"nw{i}" for i in range(10**7) if bucket(f"nw{i}") == bm)
-print(m, bm, lo, hi, far, new, x, bucket(far), bucket(x), y, bucket(y))
+print(m, bm, lo, hi, far, new, x, bucket(far), bucket(x), y, bucket(y), z, bucket(z))
 EOF
 )"
 echo "moving bucket $BM ($M, later $NEW) from shard 0 to shard 1; $LO and $HI stay on shard 0, $FAR is on shard 1"
@@ -147,7 +150,7 @@ node 0
 node 1
 
 # ---- before the move ---------------------------------------------------------
-for u in "$M" "$LO" "$HI" "$FAR" "$X" "$Y"; do run "register-$u" 0 cli 0 "$u" register; done
+for u in "$M" "$LO" "$HI" "$FAR" "$X" "$Y" "$Z"; do run "register-$u" 0 cli 0 "$u" register; done
 run "register-$M-other" 0 cli 0 "$M" --device other recv --wait 0
 same "before-$M-on-shard0" "$(q 0 "SELECT count(*) FROM users WHERE name = '$M' AND id >> 48 = $BM")" 1
 run "contact-$M-$LO" 0 cli 0 "$M" contacts add "$LO"
@@ -474,6 +477,58 @@ ledger "y-gets-each-once-in-order" "$tmp/recv.y" "${want_y[@]}"
 run "y-after" 0 cli 0 "$LO" send "$Y" "to y after"
 run "y-after-recv" 0 cli 1 "$Y" recv --wait 2
 same "y-after-once" "$(grep -c '"text":"to y after"' "$tmp/out")" 1
+
+# ---- a copy the move makes reaches a device already connected ------------------
+# Z (shard 1) moves to shard 0, its conversation with LO's. Z's device is
+# connected through node 1 and has read what it had. The move is held in
+# its copy (a lock on shard 0's blocks, which the copy writes there, while
+# Z's shard is frozen) as LO sends to Z through node 0: that commits on
+# shard 0, and its copy to shard 1 waits on the freeze, then the fence
+# refuses it, so the move makes it on shard 0. Node 1 did not commit it and
+# no bus runs here: Z's device reads it because node 1, taking the map,
+# has the devices of the buckets moved read their queues.
+run "z-first" 0 cli 0 "$LO" send "$Z" "to z first"
+cli 1 "$Z" recv --wait 60 >"$tmp/recv.z" 2>&1 &
+zpid=$!
+for _ in $(seq 600); do
+  grep -q '"text":"to z first"' "$tmp/recv.z" && break
+  sleep 0.05
+done
+same "z-connected" "$(grep -c '"text":"to z first"' "$tmp/recv.z")" 1
+psql "${SHARD_URI[0]}" -qX -c "BEGIN" -c "LOCK TABLE blocks IN SHARE MODE" -c "SELECT pg_sleep(123)" >/dev/null 2>&1 &
+lockpid=$!
+blocks_waiting() {
+  q 0 "SELECT count(*) FILTER (WHERE l.granted)::text || '|' || count(*) FILTER (WHERE NOT l.granted)
+    FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'blocks' AND l.mode <> 'AccessShareLock'"
+}
+for _ in $(seq 200); do [[ $(blocks_waiting) == "1|0" ]] && break; sleep 0.05; done
+"$PARLEYD" move-buckets "$BZ" --to 0 "${SHARDS[@]}" --grace 0 >"$tmp/mover.z.out" 2>"$tmp/mover.z.err" &
+mvpid=$!
+for _ in $(seq 600); do [[ $(blocks_waiting) == "1|1" ]] && break; sleep 0.05; done
+same "z-move-held-in-its-copy" "$(blocks_waiting)" "1|1"
+cli 0 "$LO" send --id z-live "$Z" "made by the move" >"$tmp/send.z" 2>&1 &
+sendpid=$!
+for _ in $(seq 600); do
+  [[ $(q 0 "SELECT count(*) FROM outbox WHERE client_id = 'z-live' AND target = 1") == 1 ]] && break
+  sleep 0.05
+done
+same "z-live-owed-to-shard1" "$(q 0 "SELECT count(*) FROM outbox WHERE client_id = 'z-live' AND target = 1")" 1
+q 0 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(123)%' AND pid <> pg_backend_pid()" >/dev/null
+wait "$lockpid" 2>/dev/null || true
+for _ in $(seq 600); do # 30 s: the node takes the map within a second of its publication
+  grep -q '"text":"made by the move"' "$tmp/recv.z" && break
+  sleep 0.05
+done
+same "z-live-reaches-the-connected-device" "$(grep -c '"text":"made by the move"' "$tmp/recv.z")" 1
+kill "$zpid" 2>/dev/null || true
+wait "$zpid" 2>/dev/null || true
+rc=0
+wait "$mvpid" || rc=$?
+same "mover-z-exit" "$rc" 0
+same "mover-z-made-the-copy" "$(grep -c 'shard 0: 1 copies owed to its new users made there' "$tmp/mover.z.err")" 1
+wait "$sendpid" 2>/dev/null || true
+same "z-live-acked" "$(grep -c '"seq"' "$tmp/send.z")" 1
+same "z-on-shard0" "$(q 0 "SELECT count(*) FROM users WHERE name = '$Z'")|$(q 1 "SELECT count(*) FROM users WHERE name = '$Z'")" "1|0"
 
 # a node given fewer shards than the map names does not start
 node_stop 1

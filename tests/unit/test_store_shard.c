@@ -252,6 +252,14 @@ static void test_route(void) {
   CHECK_EQ_I(pl_store_route(&r, NULL, 2), PL_ROUTE_EACH);
 }
 
+static unsigned count_bits(const uint64_t *bits) {
+  unsigned n = 0;
+  for (unsigned w = 0; w < PL_SHARDMAP_WORDS; w++)
+    n += (unsigned)__builtin_popcountll(bits[w]);
+  return n;
+}
+static int has_bit(const uint64_t *bits, uint32_t b) { return (int)(bits[b / 64] >> (b % 64) & 1); }
+
 /* A moved bucket routes to its new shard; the others stay with the formula;
  * an older epoch's map is not taken over a newer one. */
 static void test_route_moved(void) {
@@ -261,9 +269,17 @@ static void test_route_moved(void) {
   CHECK_EQ_U(pl_shardmap_epoch(m), 0);
   CHECK_EQ_I(pl_store_route(&r, m, 2), 1);
   uint32_t b[] = {ALICE_BUCKET, 5}, to[] = {0, 1};
+  uint64_t bits[PL_SHARDMAP_WORDS];
+  CHECK_EQ_I(pl_shardmap_changed(m, bits), 0);
   CHECK_EQ_I(pl_shardmap_take(m, 3, b, to, 2), 1);
   CHECK_EQ_U(pl_shardmap_epoch(m), 3);
   CHECK_EQ_I(pl_store_route(&r, m, 2), 0);
+  /* the buckets whose shard changed, once: their connected devices read again */
+  CHECK_EQ_I(pl_shardmap_changed(m, bits), 1);
+  CHECK_EQ_U(count_bits(bits), 2);
+  CHECK(has_bit(bits, ALICE_BUCKET) && has_bit(bits, 5));
+  CHECK_EQ_I(pl_shardmap_changed(m, bits), 0);
+  CHECK_EQ_U(count_bits(bits), 0);
   CHECK_EQ_U(pl_shardmap_of(m, 5, 2), 1);
   CHECK_EQ_U(pl_shardmap_of(m, ALICE_BUCKET + 1, 2), 1); /* its neighbour was not moved */
   CHECK_EQ_U(pl_shardmap_of(m, 6, 2), 0);
@@ -273,6 +289,9 @@ static void test_route_moved(void) {
   CHECK_EQ_I(pl_shardmap_take(m, 3, b, to, 1), 0); /* not newer */
   CHECK_EQ_U(pl_shardmap_of(m, 5, 2), 1);
   CHECK_EQ_I(pl_shardmap_take(m, 4, b + 1, to + 1, 1), 1); /* alice's bucket back where the formula has it */
+  CHECK_EQ_I(pl_shardmap_changed(m, bits), 1);             /* alice's only: 5 stays on shard 1 */
+  CHECK_EQ_U(count_bits(bits), 1);
+  CHECK(has_bit(bits, ALICE_BUCKET));
   CHECK_EQ_U(pl_shardmap_of(m, ALICE_BUCKET, 2), 1);
   CHECK_EQ_U(pl_shardmap_of(m, 5, 2), 1);
   CHECK_EQ_U(pl_shardmap_of(m, 5, 1), 0); /* a shard the node does not have: the formula */
