@@ -287,6 +287,10 @@ static void pl__metrics(const pl_web *w, const pl_web_counted *counted, uint64_t
              "Batches that still conflicted after their re-runs and ran in parts, each in its own "
              "transaction (a part that still conflicts alone fails with a retryable error).",
              ss.splits);
+  pl__metric(b, "parley_store_fenced_total", "counter",
+             "Batches a shard refused because this node routed by an older bucket map (a move: the "
+             "clients retry). Rising outside a move: a move was left half done, run it again.",
+             ss.fenced);
   pl__hists(b, "parley_store_commit_seconds", "Time of one commit (fsync included).", ss.commit_hist, 1,
             1e-6);
   pl__hists(b, "parley_store_batch_requests", "Requests per storage transaction (group commit).",

@@ -381,6 +381,7 @@ static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
    * one goes through with the new map, and /healthz must not take the node
    * out of the load balancer meanwhile */
   s->stats.write_failing = e != PL_OK && e != PL_ERR_STORAGE_FULL && e != PL_ERR_MOVED;
+  s->stats.fenced += e == PL_ERR_MOVED;
   s->stats.write_err = e;
   pthread_mutex_unlock(&s->mu);
   pl_hist_add(&s->batch_hist, n);
@@ -844,6 +845,7 @@ void pl_store_get_stats(pl_store *s, pl_store_stats *st) {
     st->queued += o.queued;
     st->retries += o.retries;
     st->splits += o.splits;
+    st->fenced += o.fenced;
     st->round_trips += o.round_trips;
     st->relay_copies += o.relay_copies;
     st->relay_swept += o.relay_swept;

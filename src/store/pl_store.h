@@ -1184,6 +1184,7 @@ typedef struct pl_store_stats {
   int backend_down;                        /* the backend cannot reach its database now */
   uint64_t retries;                        /* batches run again after a conflict */
   uint64_t splits;                         /* batches run in parts, their retries spent */
+  uint64_t fenced;                         /* batches a move's fence refused (PL_ERR_MOVED) */
   uint64_t round_trips;                    /* statements sent to a database server (0: embedded) */
   uint64_t relay_copies, relay_swept;      /* copies made on other shards; of them by the sweep */
 } pl_store_stats;

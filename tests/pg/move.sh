@@ -217,6 +217,9 @@ done
 same "mover-refusals-seen" "$(grep -c 'refused a write for an older bucket map' "$tmp"/node*.log | awk -F: '{s += $2} END {print (s > 0)}')" 1
 # each refusal told once, at info: not again as a failed batch (an error)
 same "mover-refusals-no-errors" "$(cat "$tmp"/node*.log | grep -c 'transaction of a batch failed')" 0
+# ... and counted (/metrics: the senders' batches the fence refused)
+fenced_total() { curl -sf "http://127.0.0.1:${HPORT[$1]}/metrics" | awk '$1 == "parley_store_fenced_total" { n = $2 } END { print n + 0 }'; }
+same "mover-refusals-counted" "$(($(fenced_total 0) + $(fenced_total 1) > 0))" 1
 
 # ---- where things are now ---------------------------------------------------
 for k in 0 1; do
