@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -221,6 +222,32 @@ void tl_spawn_kill(pid_t pid, int sig) {
   }
 }
 
+void tl__sigstop(const char *file, int line, pid_t pid, int timeout_ms) {
+  if (kill(pid, SIGSTOP) != 0)
+    tl__fail(file, line, "SIGSTOP %d: %s", (int)pid, strerror(errno));
+  char pat[64];
+  snprintf(pat, sizeof pat, "/proc/%d/task/*/stat", (int)pid);
+  for (uint64_t until = tl_now_ms() + (uint64_t)timeout_ms;; usleep(1000)) {
+    glob_t g;
+    int running = glob(pat, 0, NULL, &g) != 0;
+    for (size_t i = 0; !running && i < g.gl_pathc; i++) {
+      char buf[512] = "";
+      FILE *f = fopen(g.gl_pathv[i], "r");
+      size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+      if (f)
+        fclose(f);
+      buf[n] = 0;
+      const char *st = strrchr(buf, ')'); /* "tid (comm) S ...": comm may hold spaces */
+      running = st && st[1] == ' ' && st[2] != 'T' && st[2] != 't';
+    }
+    globfree(&g);
+    if (!running)
+      return;
+    if (tl_now_ms() > until)
+      tl__fail(file, line, "process %d did not stop within %d ms of SIGSTOP", (int)pid, timeout_ms);
+  }
+}
+
 int tl_pid_listens(pid_t pid, int port) {
   unsigned long inodes[64];
   int n = 0;
@@ -232,8 +259,8 @@ int tl_pid_listens(pid_t pid, int port) {
       unsigned lport, st;
       unsigned long inode;
       /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
-      if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport, &st,
-                 &inode) == 3 &&
+      if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport,
+                 &st, &inode) == 3 &&
           st == 0x0A /* LISTEN */ && (int)lport == port && n < 64)
         inodes[n++] = inode;
     }
@@ -322,8 +349,8 @@ static int tl__spawn_once(tl_server *s) {
     }
     usleep(20000);
   }
-  tl__fail(__FILE__, __LINE__, "parleyd did not start listening on %d and %d (see %s.log)", s->port, s->http_port,
-           s->dir);
+  tl__fail(__FILE__, __LINE__, "parleyd did not start listening on %d and %d (see %s.log)", s->port,
+           s->http_port, s->dir);
   return 1;
 }
 

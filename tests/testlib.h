@@ -97,6 +97,13 @@ int tl_pid_listens(pid_t pid, int port);
 pid_t tl_spawn(char *const argv[], const char *log, const char *dir);
 /* Sends sig to a pid from tl_spawn; for SIGKILL/SIGTERM also reaps it. */
 void tl_spawn_kill(pid_t pid, int sig);
+/* Sends SIGSTOP to pid and waits until every one of its threads has
+ * stopped (state T in /proc/PID/task/N/stat); fails the test if they have
+ * not within timeout_ms. kill returns before that: each thread stops when
+ * it next runs, and on a loaded machine one may still do some work first
+ * (a nats-server forward the very message the test meant it to lose). */
+#define tl_sigstop(pid, timeout_ms) tl__sigstop(__FILE__, __LINE__, pid, timeout_ms)
+void tl__sigstop(const char *file, int line, pid_t pid, int timeout_ms);
 
 /* --- what the server reports on /metrics ---------------------------------- */
 /* The value of an unlabelled metric (parley_store_messages ...) read from

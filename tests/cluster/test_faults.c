@@ -27,7 +27,6 @@
  *
  * Every process is started through testlib (tl_spawn): a failed check
  * ends them all. Exits 77 (skipped) without nats-server or PostgreSQL. */
-#include <glob.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -420,33 +419,6 @@ static int stale_closed(fc_client *c, int timeout_ms) {
   return 0;
 }
 
-/* kill(SIGSTOP) returns before every thread has stopped (a thread busy on
- * another CPU stops when it next enters the kernel): wait until each one
- * is in state T, so that nothing the test sends next is answered. */
-static void wait_stopped(pid_t pid) {
-  char pat[64];
-  snprintf(pat, sizeof pat, "/proc/%d/task/*/stat", (int)pid);
-  for (uint64_t until = tl_now_ms() + T_MS;; usleep(1000)) {
-    glob_t g;
-    int running = glob(pat, 0, NULL, &g) != 0;
-    for (size_t i = 0; !running && i < g.gl_pathc; i++) {
-      char buf[512] = "";
-      FILE *f = fopen(g.gl_pathv[i], "r");
-      size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-      if (f)
-        fclose(f);
-      buf[n] = 0;
-      const char *st = strrchr(buf, ')'); /* "pid (comm) S ...": comm may hold spaces */
-      running = st && st[1] == ' ' && st[2] != 'T' && st[2] != 't';
-    }
-    globfree(&g);
-    if (!running)
-      return;
-    if (tl_now_ms() > until)
-      tl__fail(__FILE__, __LINE__, "parleyd %d did not stop", (int)pid);
-  }
-}
-
 /* 3. SIGSTOP of node 1 with a Send in flight on it; traffic while it is
  * stopped; SIGCONT. */
 static void test_sigstop(void) {
@@ -460,9 +432,8 @@ static void test_sigstop(void) {
   unsigned first[PAIRS];
   send_inflight(first);
   uint64_t t0 = tl_now_ms();
-  CHECK(kill(node[v].pid, SIGSTOP) == 0);
-  wait_stopped(node[v].pid);
-  move_off(v, t0); /* each waits SILENCE_MS, then resumes elsewhere */
+  tl_sigstop(node[v].pid, T_MS); /* every thread stopped: one busy on the Send could finish it */
+  move_off(v, t0);               /* each waits SILENCE_MS, then resumes elsewhere */
   for (int i = 0; i < PAIRS; i++)
     resend_from(i, first[i]);
   for (int i = 0; i < NODES; i++)

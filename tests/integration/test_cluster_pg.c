@@ -85,8 +85,8 @@ static void expect_msg_from(const tl_server *node, int fd, const char *id, const
     if (poll(&p, 1, 200) > 0)
       break;
     if (!node_running(node))
-      tl__fail(__FILE__, __LINE__, "node %s (pid %d) died while its client waited (its log: %s.log)", node->addr,
-               (int)node->pid, node->dir);
+      tl__fail(__FILE__, __LINE__, "node %s (pid %d) died while its client waited (its log: %s.log)",
+               node->addr, (int)node->pid, node->dir);
     if (tl_now_ms() >= end)
       tl__fail(__FILE__, __LINE__, "no message within %d ms", timeout_ms);
   }
@@ -124,7 +124,10 @@ static void test_lost_hint_recovered(void) {
   /* bob's first fetch done: on a loaded machine it ran after m2's commit
    * and read it, with no hint needed (the check below then failed) */
   rc_store_barrier(b);
-  CHECK(kill(ns.pid[1], SIGSTOP) == 0);
+  /* stopped for good before the send: a kill alone let B's server, not yet
+   * stopped on a loaded machine, forward m2's hint (m2 came within 5 ms,
+   * with no reconnect, and the check below failed) */
+  tl_sigstop(ns.pid[1], T_MS);
   int err = 0;
   CHECK(rc_send_wait(a, "m2", "bob", "sent while B was cut off", &err) > 0);
   expect_msg_from(&nb, b, "m2", "sent while B was cut off", CUT_MS);
@@ -151,7 +154,7 @@ static void test_lost_hint_then_local_push(void) {
   CHECK_EQ_I(rc_auth(c, PARLEY__FRAME_TYPE__FRAME_REGISTER, "carol", "secret-pass", "phone", tc), 0);
   int b = rc_open_v(nb.port, PARLEY__CLIENT_KIND__KIND_BOT, 1);
   CHECK_EQ_I(rc_auth(b, PARLEY__FRAME_TYPE__FRAME_REGISTER, "bob", "secret-pass", "phone", tb), 0);
-  CHECK(kill(ns.pid[1], SIGSTOP) == 0);
+  tl_sigstop(ns.pid[1], T_MS);
   int err = 0;
   CHECK(rc_send_wait(a, "m1", "bob", "from A, its hint lost", &err) > 0);
   CHECK(rc_send_wait(c, "m2", "bob", "from B, pushed", &err) > 0);
@@ -250,7 +253,7 @@ static void test_admin_kick_lost(void) {
   int b1 = rc_open(nb.port, PARLEY__CLIENT_KIND__KIND_BOT); /* a long heartbeat: no pings needed meanwhile */
   CHECK_EQ_I(rc_auth(b1, PARLEY__FRAME_TYPE__FRAME_REGISTER, "bob", "secret-pass", "phone", t1), 0);
   rc_store_barrier(b1); /* its first fetch done before the ban (else it reads the ban, no KICK needed) */
-  CHECK(kill(ns.pid[1], SIGSTOP) == 0);
+  tl_sigstop(ns.pid[1], T_MS);
   CHECK_EQ_I(admin_call(&na, tok, "POST", "/admin/users/bob/disable", buf, sizeof buf), 200);
   CHECK(tl_wait_closed(b1, CUT_MS));
   CHECK(tl_metric(&nb, "parley_bus_reconnects_total") >= 1); /* closed by the fetch after it, not a KICK */
