@@ -177,7 +177,10 @@ static uint64_t pl__exec_batch(pl_store *s, pl_store_req *batch, pl_err *e) {
   if (*e == PL_OK)
     us = pl__commit_timed(s, e);
   if (*e != PL_OK) {
-    if (*e != PL_ERR_MOVED) /* a move's refusal is expected, and the backend told it */
+    /* not for a move's refusal (expected, and the backend told it) nor a
+     * conflict (the backend warned, and the batch runs again: pl__exec_all
+     * tells if it never gets through) */
+    if (*e != PL_ERR_MOVED && *e != PL_ERR_AGAIN)
       pl_error("store: transaction of a batch failed (%s); rolling back", pl_err_name(*e));
     s->be->rollback(s->bctx);
     /* out_begin, not clear: the request may run again (a conflict's retry,
@@ -346,8 +349,13 @@ static uint64_t pl__exec_all(pl_store *s, pl_store_req *batch, size_t n, pl_err 
     pthread_mutex_unlock(&s->mu);
     us += pl__exec_halves(s, batch, n, e, &done);
     *failed = n - done;
+    if (*failed && *e == PL_ERR_AGAIN)
+      pl_error("store: %zu of %zu requests failed: their part still conflicted after its re-runs", *failed,
+               n);
     if (done)
       *e = PL_OK;
+  } else if (*e == PL_ERR_AGAIN) {
+    pl_error("store: %zu requests failed: their transaction still conflicted after its re-runs", n);
   }
   if (*e == PL_ERR_AGAIN) /* still conflicting: a retryable error for the clients */
     *e = PL_ERR_STORE;
