@@ -163,12 +163,36 @@ static int pl__grows(const pl_store_req *r) {
   return o && o->grows;
 }
 
+/* A request routed by an older map than the one held now, whose bucket
+ * the newer map put on another shard, does not run here: it fails with the
+ * retryable INTERNAL (PL_ERR_MOVED) and the client's retry goes the right
+ * way. Run here, it would pass the old shard's fence (the backend tells
+ * the database the newer epoch at begin) and commit where the mover has
+ * already copied from: lost when the mover deletes what it left (seen: an
+ * acked group message, routed before the node took the map and run
+ * after). Called after begin, so the map read here is at least as new as
+ * the epoch the backend told. */
+static void pl__reroute(pl_store *s, pl_store_req *batch) {
+  const pl_shardmap *m = s->cfg.shardmap;
+  uint64_t now = m ? pl_shardmap_epoch(m) + 1 : 0;
+  for (pl_store_req *r = batch; r; r = r->next) {
+    if (!r->routed_at || r->routed_at == now || r->status != PL_OK)
+      continue;
+    int to = pl_store_route(r, m, s->cfg.nshards);
+    if (to >= (int)s->cfg.nshards)
+      to = 0; /* as pl_store__submit_linked sends it */
+    if (to >= 0 && (unsigned)to != s->cfg.shard)
+      r->status = PL_ERR_MOVED;
+  }
+}
+
 /* Runs one batch in one transaction. Returns the time commit() took. */
 static uint64_t pl__exec_batch(pl_store *s, pl_store_req *batch, pl_err *e) {
   uint64_t us = 0;
   *e = s->be->begin(s->bctx);
   for (pl_store_req *r = batch; r; r = r->next)
     r->status = s->full && pl__grows(r) ? PL_ERR_STORAGE_FULL : PL_OK;
+  pl__reroute(s, batch);
   if (*e == PL_OK && s->be->exec_batch)
     *e = s->be->exec_batch(s->bctx, batch);
   for (pl_store_req *r = batch; !s->be->exec_batch && *e == PL_OK && r; r = r->next)

@@ -802,6 +802,11 @@ struct pl_store_req {
    * store is sharded; 0: none given (shard 0). */
   uint32_t route;
 
+  /* Store-private, sharded: 1 + the bucket map's epoch when the request was
+   * routed to its shard (0: not routed by the map). The store thread routes
+   * it again if the map moved on before it ran (pl_store.c, pl__reroute). */
+  uint64_t routed_at;
+
   /* What any op may leave for the store thread to deliver after its commit
    * (owned by the request): new queue entries (ACK: delivered receipts;
    * MARK_READ: a read receipt and a read sync; GROUP_*: membership events)

@@ -570,7 +570,11 @@ static void pl__view_start(pl_store *const *stores, unsigned n, unsigned to, pl_
 }
 
 void pl_store__submit_linked(pl_store *const *stores, unsigned n, const pl_shardmap *m, pl_store_req *req) {
+  /* the epoch first: a map taken meanwhile makes the stamp older than the
+   * route, and the store thread then only checks the route again */
+  uint64_t at = m ? pl_shardmap_epoch(m) + 1 : 0;
   int to = pl_store_route(req, m, n);
+  req->routed_at = 0; /* the flows across shards below send their parts where they mean to */
   if (to > 0 && to < (int)n && req->op == PL_STORE_REGISTER && req->u.reg.in.invite)
     pl__signup_start(stores[0], stores[to], req);
   else if (to >= 0 && to < (int)n && n > 1 && req->op == PL_STORE_ADMIN &&
@@ -579,8 +583,9 @@ void pl_store__submit_linked(pl_store *const *stores, unsigned n, const pl_shard
   else if (to >= 0 && to < (int)n && n > 1 && req->op == PL_STORE_ADMIN &&
            req->u.admin.in.action == PL_ADMIN_USER)
     pl__view_start(stores, n, (unsigned)to, req);
-  else if (to >= 0)
+  else if (to >= 0) {
+    req->routed_at = at;
     pl_store__enqueue(stores[to < (int)n ? to : 0], req);
-  else
+  } else
     pl__fan_out(stores, n, m, req, to == PL_ROUTE_SPLIT);
 }

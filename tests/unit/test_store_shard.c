@@ -4,8 +4,10 @@
  * Two SQLite stores stand for two databases here: placement and merging are
  * the router's, whatever the backend (the PostgreSQL test, pg_test_shards,
  * checks ids and the shard record on real databases). */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rules/pl_bucket.h"
 #include "store/pl_shardmap.h"
@@ -260,6 +262,72 @@ static unsigned count_bits(const uint64_t *bits) {
 }
 static int has_bit(const uint64_t *bits, uint32_t b) { return (int)(bits[b / 64] >> (b % 64) & 1); }
 
+static atomic_int stale_done;
+static void on_stale_done(pl_store_req *r) {
+  (void)r;
+  atomic_store(&stale_done, 1);
+}
+
+/* r put on store s's queue as the router would have at map epoch `at`; its
+ * status once run. */
+static pl_err run_routed_at(pl_store *s, pl_store_req *r, uint64_t at) {
+  atomic_store(&stale_done, 0);
+  r->done = on_stale_done;
+  r->routed_at = at + 1;
+  pl_store__enqueue(s, r);
+  for (uint64_t until = tl_now_ms() + 10000; !atomic_load(&stale_done) && tl_now_ms() < until;)
+    usleep(1000);
+  CHECK(atomic_load(&stale_done));
+  return r->status;
+}
+
+/* A request routed by an older map than the one held when it runs, whose
+ * bucket the newer map puts on another shard, does not run where it was
+ * sent: run there, a write would pass that shard's fence (the session
+ * tells the newer epoch) and commit after the mover copied from it, lost.
+ * It fails with PL_ERR_MOVED (a retryable INTERNAL for the client). A
+ * request whose shard the newer map did not change runs. */
+static void test_stale_route_refused(void) {
+  char *dir[2];
+  pl_store *s[2];
+  pl_shardmap *m = pl_shardmap_new();
+  for (unsigned i = 0; i < 2; i++) {
+    dir[i] = tl_tempdir();
+    pl_store_config c = {.dir = dir[i],
+                         .ttl_ms = 3600000,
+                         .max_devices = 4,
+                         .max_queue = 1000,
+                         .shard = i,
+                         .nshards = 2,
+                         .shardmap = m};
+    CHECK_EQ_I(pl_store_open(&s[i], &pl_store_sqlite, &c, &store_db_hooks), PL_OK);
+  }
+  pl_store_link(s, 2);
+  CHECK_EQ_I(signup(s[0], "alice", 1), PL_OK); /* bucket 14599: shard 1 */
+  CHECK_EQ_I(signup(s[0], "bob", 2), PL_OK);   /* bucket 2644: shard 0 */
+  pl_store_req r = {.op = PL_STORE_GET_USER};
+  r.u.get_user.in.user = "alice";
+  CHECK_EQ_I(run_routed_at(s[1], &r, 0), PL_OK); /* the map has not moved: it runs */
+  pl_store_req_clear(&r);
+  uint32_t b[] = {ALICE_BUCKET}, to[] = {0};
+  CHECK_EQ_I(pl_shardmap_take(m, 1, b, to, 1), 1); /* alice's bucket moved to shard 0 */
+  r = (pl_store_req){.op = PL_STORE_GET_USER};
+  r.u.get_user.in.user = "alice";
+  CHECK_EQ_I(run_routed_at(s[1], &r, 0), PL_ERR_MOVED); /* sent to shard 1 at epoch 0 */
+  pl_store_req_clear(&r);
+  r = (pl_store_req){.op = PL_STORE_GET_USER};
+  r.u.get_user.in.user = "alice";
+  CHECK_EQ_I(run_routed_at(s[0], &r, 1),
+             PL_ERR_BAD_CREDENTIALS); /* routed at epoch 1: runs (no row moved here) */
+  pl_store_req_clear(&r);
+  r = (pl_store_req){.op = PL_STORE_GET_USER};
+  r.u.get_user.in.user = "bob";
+  CHECK_EQ_I(run_routed_at(s[0], &r, 0), PL_OK); /* bob's bucket did not move */
+  pl_store_req_clear(&r);
+  shards_close(dir, s);
+  pl_shardmap_free(m);
+}
+
 /* A moved bucket routes to its new shard; the others stay with the formula;
  * an older epoch's map is not taken over a newer one. */
 static void test_route_moved(void) {
@@ -319,6 +387,7 @@ static void test_route_added_shard(void) {
 int main(void) {
   RUN(test_route);
   RUN(test_route_moved);
+  RUN(test_stale_route_refused);
   RUN(test_route_added_shard);
   RUN(test_requests_run_on_their_users_shard);
   RUN(test_invites_on_shard0);

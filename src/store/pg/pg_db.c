@@ -447,7 +447,12 @@ static pl_err pl__pg_begin(void *be) {
   /* READ COMMITTED: every counter is moved by an UPDATE (or a read FOR
    * UPDATE) that locks its row, so two nodes never take the same seq or
    * qid, and nothing else needs a snapshot over the whole batch. BEGIN is
-   * not a round trip of its own: it goes with the first statement. */
+   * not a round trip of its own: it goes with the first statement. The
+   * map's epoch is told now, before the store checks the batch's routes
+   * against the map, and held until the transaction ends (epoch_held). */
+  g->epoch_held = 0;
+  pl_pg_map_sync(g);
+  g->epoch_held = 1;
   g->begin_pending = 1;
   return PL_OK;
 }
@@ -490,6 +495,7 @@ static pl_err pl__pg_commit(void *be) {
       e = PL_ERR_STORE;
     PQclear(res);
   }
+  g->epoch_held = 0; /* the transaction is over (its pipe, BEGIN included, went out held) */
   if (e == PL_OK)
     pl_pg_relay_after(g); /* committed: the copies owed to other shards */
   return e;
@@ -497,6 +503,7 @@ static pl_err pl__pg_commit(void *be) {
 
 static void pl__pg_rollback(void *be) {
   pl__pg *g = be;
+  g->epoch_held = 0;
   pl_pg_batch_drop(g); /* (reads what pending writes answered) */
   pl_pg_relay_drop(g);
   g->begin_pending = 0;

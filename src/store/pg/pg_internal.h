@@ -81,6 +81,12 @@ typedef struct pl__pg {
   uint64_t map_checked_ms; /* when this session last read its database's epoch (pl_mono_ms) */
   uint64_t map_refused;    /* the epoch of a map naming shards this node lacks (said once) */
   int map_stale;
+  /* Between a store transaction's begin and its end: the epoch told at
+   * begin stays (pl_pg_map_sync does nothing), since the store checked its
+   * requests' routes against the map as it was then (pl_store.c,
+   * pl__reroute); told a newer one before the transaction's first
+   * statement, a request routed by the older map would pass the fence. */
+  int epoch_held;
 } pl__pg;
 
 /* A user as a transaction reads it (never kept across transactions). */

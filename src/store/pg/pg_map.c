@@ -66,7 +66,7 @@ pl_err pl_pg_map_load(pl__pg *g) {
 }
 
 void pl_pg_map_sync(pl__pg *g) {
-  if (!g->map || !g->conn || PQtransactionStatus(g->conn) != PQTRANS_IDLE)
+  if (!g->map || !g->conn || g->epoch_held || PQtransactionStatus(g->conn) != PQTRANS_IDLE)
     return;
   uint64_t now = pl_mono_ms();
   int lapsed = now - g->map_checked_ms > PL_PG_MAP_LEASE_MS;
