@@ -324,21 +324,38 @@ run "restarted-node-recv" 0 cli 1 "$HI" recv --wait 2
 same "restarted-node-delivers" "$(grep -c '"text":"after to '"$HI"'"' "$tmp/out")" 1
 same "restarted-node-map-at-start" "$(grep -c 'bucket map epoch 1 taken' "$tmp/node1.log" | awk '{print ($1 > 0)}')" 1
 
+# wait_q SHARD SQL WANT: until shard K's answer to SQL is WANT (30 s at most)
+wait_q() {
+  local i
+  for ((i = 0; i < 600; i++)); do
+    [[ $(q "$1" "$2") == "$3" ]] && return 0
+    sleep 0.05
+  done
+}
+# hold SHARD SECS SQL...: a psql session on shard K that runs the statements,
+# then sleeps SECS (a number no other session sleeps: release finds it by
+# it), in the background; release SHARD SECS ends it
+hold() {
+  local k=$1 secs=$2 args=() a
+  shift 2
+  for a in "$@"; do args+=(-c "$a"); done
+  psql "${SHARD_URI[$k]}" -qX "${args[@]}" -c "SELECT pg_sleep($secs)" >/dev/null 2>&1 &
+  HELD[$secs]=$!
+}
+release() {
+  q "$1" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep($2)%' AND pid <> pg_backend_pid()" >/dev/null
+  wait "${HELD[$2]}" 2>/dev/null || true
+}
+declare -A HELD=()
 fenced() { q "$1" "SELECT count(*) FROM pg_trigger WHERE tgname = 'pl_fence'"; }
 # one move at a time: while another mover holds the movers' lock on shard 0
 # (here a psql session stands in for it), a mover does nothing and exits 3
-psql "${SHARD_URI[0]}" -qX -c "SELECT pg_advisory_lock(8097879414873353590)" -c "SELECT pg_sleep(121)" \
-  >/dev/null 2>&1 &
-lockpid=$!
-for _ in $(seq 200); do
-  [[ $(q 0 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted") == 1 ]] && break
-  sleep 0.05
-done
+hold 0 121 "SELECT pg_advisory_lock(8097879414873353590)"
+wait_q 0 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted" 1
 run "mover-while-another-runs" 3 "$PARLEYD" move-buckets "$BM" --to 1 "${SHARDS[@]}" --grace 0
 same "mover-while-another-says-so" "$(grep -c 'another move is running' "$tmp/err")" 1
 same "mover-while-another-changed-nothing" "$(q 0 "SELECT epoch FROM map_epoch")|$(fenced 0)|$(fenced 1)" "1|23|23"
-q 0 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(121)%' AND pid <> pg_backend_pid()" >/dev/null
-wait "$lockpid" 2>/dev/null || true
+release 0 121
 
 # the mover again: done already; bad usage
 run "mover-again" 0 "$PARLEYD" move-buckets "$BM" --to 1 "${SHARDS[@]}" --grace 0
@@ -419,21 +436,13 @@ same "outbox-empty-after" "$(q 0 "SELECT count(*) FROM outbox")|$(q 1 "SELECT co
 # conversation's) and its copy to Y's shard SHARD not made: the copy waits
 # on a lock there, then both nodes are killed
 pending() {
-  local name=$1 k=$2 text=$3 lockpid sendpid
-  psql "${SHARD_URI[$k]}" -qX -c "BEGIN" -c "LOCK TABLE relay IN ACCESS EXCLUSIVE MODE" -c "SELECT pg_sleep(120)" \
-    >/dev/null 2>&1 &
-  lockpid=$!
-  for _ in $(seq 200); do
-    [[ $(q "$k" "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'relay'
-      AND l.mode = 'AccessExclusiveLock' AND l.granted") == 1 ]] && break
-    sleep 0.05
-  done
+  local name=$1 k=$2 text=$3 sendpid
+  hold "$k" 120 "BEGIN" "LOCK TABLE relay IN ACCESS EXCLUSIVE MODE"
+  wait_q "$k" "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'relay'
+    AND l.mode = 'AccessExclusiveLock' AND l.granted" 1
   cli 0 "$LO" send --id "$name" "$Y" "$text" >"$tmp/pending.$name" 2>&1 &
   sendpid=$!
-  for _ in $(seq 600); do
-    [[ $(q 0 "SELECT count(*) FROM outbox WHERE client_id = '$name' AND target = $k") == 1 ]] && break
-    sleep 0.05
-  done
+  wait_q 0 "SELECT count(*) FROM outbox WHERE client_id = '$name' AND target = $k" 1
   same "$name-owed-to-shard$k" "$(q 0 "SELECT count(*) FROM outbox WHERE client_id = '$name' AND target = $k")" 1
   for i in 0 1; do
     kill -9 "${PID[$i]}" 2>/dev/null || true
@@ -446,12 +455,8 @@ pending() {
   # commit once it is gone), then the lock
   local others="datname = current_database() AND pid <> pg_backend_pid() AND query NOT LIKE '%pg_sleep(120)%'"
   q "$k" "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE $others" >/dev/null
-  for _ in $(seq 200); do
-    [[ $(q "$k" "SELECT count(*) FROM pg_stat_activity WHERE $others") == 0 ]] && break
-    sleep 0.05
-  done
-  q "$k" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()" >/dev/null
-  wait "$lockpid" 2>/dev/null || true
+  wait_q "$k" "SELECT count(*) FROM pg_stat_activity WHERE $others" 0
+  release "$k" 120
   same "$name-not-copied" "$(q "$k" "SELECT count(*) FROM messages WHERE client_id = '$name'")" 0
 }
 run "y-first" 0 cli 0 "$LO" send "$Y" "to y first"
@@ -498,8 +503,7 @@ for _ in $(seq 600); do
   sleep 0.05
 done
 same "z-connected" "$(grep -c '"text":"to z first"' "$tmp/recv.z")" 1
-psql "${SHARD_URI[0]}" -qX -c "BEGIN" -c "LOCK TABLE blocks IN SHARE MODE" -c "SELECT pg_sleep(123)" >/dev/null 2>&1 &
-lockpid=$!
+hold 0 123 "BEGIN" "LOCK TABLE blocks IN SHARE MODE"
 blocks_waiting() {
   q 0 "SELECT count(*) FILTER (WHERE l.granted)::text || '|' || count(*) FILTER (WHERE NOT l.granted)
     FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'blocks' AND l.mode <> 'AccessShareLock'"
@@ -511,13 +515,9 @@ for _ in $(seq 600); do [[ $(blocks_waiting) == "1|1" ]] && break; sleep 0.05; d
 same "z-move-held-in-its-copy" "$(blocks_waiting)" "1|1"
 cli 0 "$LO" send --id z-live "$Z" "made by the move" >"$tmp/send.z" 2>&1 &
 sendpid=$!
-for _ in $(seq 600); do
-  [[ $(q 0 "SELECT count(*) FROM outbox WHERE client_id = 'z-live' AND target = 1") == 1 ]] && break
-  sleep 0.05
-done
+wait_q 0 "SELECT count(*) FROM outbox WHERE client_id = 'z-live' AND target = 1" 1
 same "z-live-owed-to-shard1" "$(q 0 "SELECT count(*) FROM outbox WHERE client_id = 'z-live' AND target = 1")" 1
-q 0 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(123)%' AND pid <> pg_backend_pid()" >/dev/null
-wait "$lockpid" 2>/dev/null || true
+release 0 123
 for _ in $(seq 600); do # 30 s: the node takes the map within a second of its publication
   grep -q '"text":"made by the move"' "$tmp/recv.z" && break
   sleep 0.05
