@@ -765,6 +765,14 @@ out:
  * the mover does that itself, a few times, after a short pause. */
 #define PL__MOVE_TRIES 5
 
+/* What a run read of the shards (pl__lists, pl__where), freed. */
+static void pl__forget(pl__mv *mv) {
+  pl_free(mv->names);
+  pl_free(mv->convs);
+  pl_free(mv->held_rows);
+  mv->names = mv->convs = mv->held_rows = NULL;
+}
+
 static pl_err pl__run_again(pl__mv *mv) {
   pl_err e = pl__run(mv);
   for (int i = 1; e == PL_ERR_AGAIN && !mv->busy && i < PL__MOVE_TRIES; i++) {
@@ -772,10 +780,7 @@ static pl_err pl__run_again(pl__mv *mv) {
             PL__MOVE_TRIES);
     for (unsigned k = 0; k < mv->n; k++)
       pl__rollback(mv->db[k]);
-    pl_free(mv->names);
-    pl_free(mv->convs);
-    pl_free(mv->held_rows);
-    mv->names = mv->convs = mv->held_rows = NULL;
+    pl__forget(mv);
     usleep(100000u << i);
     e = pl__run(mv);
   }
@@ -844,9 +849,7 @@ int pl_move_main(int argc, char **argv) {
   for (unsigned k = 0; k < n; k++)
     if (mv.db[k])
       pl_pg_session_free(mv.db[k]);
-  pl_free(mv.names);
-  pl_free(mv.convs);
-  pl_free(mv.held_rows);
+  pl__forget(&mv);
   if (mv.busy)
     return 3;
   if (e != PL_OK) {
