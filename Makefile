@@ -26,6 +26,11 @@ BENCH_SCENARIOS ?= idle pairs drain storm
 ARGS         ?=
 PREFIX       ?= /usr/local
 
+# The tests' Python modules are Debian's (python3-websockets, paho-mqtt, ...,
+# installed by test-deps): a python3 of pyenv or a virtualenv ahead on PATH
+# would not see them, so Debian's comes first.
+export PATH := /usr/bin:$(PATH)
+
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 # Configures directory $(1) with CMake arguments $(2) unless it already holds
