@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../common/pl_buf.h"
+#include "../common/pl_jsonu64.h"
 #include "../common/pl_mem.h"
 
 void pl_pushp_req_clear(pl_pushp_req *r) {
@@ -61,8 +62,8 @@ static void pl__wh_free(void *st) {
 
 static pl_err pl__wh_build(void *st, const pl_push_note *n, uint64_t now_ms, pl_pushp_req *req) {
   (void)now_ms;
-  json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "provider", "webhook", "token", n->token, "user",
-                        n->user, "device", (json_int_t)n->device, "badge", (json_int_t)n->badge, "count",
+  json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:I, s:I}", "provider", "webhook", "token", n->token, "user",
+                        n->user, "device", pl_json_u64(n->device), "badge", (json_int_t)n->badge, "count",
                         (json_int_t)n->count);
   if (!o)
     return PL_ERR_INVALID_ARGUMENT;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pl_jsonu64.h"
 #include "common/pl_mem.h"
 #include "common/pl_time.h"
 #include "pl_admin_int.h"
@@ -30,13 +31,13 @@ void pl_admin_error_res(pl_http_res *res, int status, const char *code, const ch
 }
 
 json_t *pl_admin_json_user(const pl_admin_user *u) {
-  return json_pack("{s:s,s:I,s:I,s:I,s:b,s:I}", "user", u->name, "id", (json_int_t)u->id, "created",
+  return json_pack("{s:s,s:o,s:I,s:I,s:b,s:I}", "user", u->name, "id", pl_json_u64(u->id), "created",
                    (json_int_t)u->created, "last_seen", (json_int_t)u->last_seen, "disabled", u->disabled,
                    "devices", (json_int_t)u->devices);
 }
 
 static json_t *pl__device(const pl_admin_device *d, pl_core *core) {
-  json_t *j = json_pack("{s:s,s:I,s:I,s:b}", "name", d->name, "id", (json_int_t)d->id, "queued",
+  json_t *j = json_pack("{s:s,s:o,s:I,s:b}", "name", d->name, "id", pl_json_u64(d->id), "queued",
                         (json_int_t)d->queued, "signed_in", d->signed_in);
   if (d->user)
     json_object_set_new(j, "user", json_string(d->user));
@@ -56,7 +57,7 @@ static json_t *pl__devices(const pl_store_admin_req *a, pl_core *core) {
 }
 
 static json_t *pl__group(const pl_group_info *g, int with_role) {
-  json_t *j = json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)g->gid, "name", g->name, "description",
+  json_t *j = json_pack("{s:o,s:s,s:s,s:I}", "id", pl_json_u64(g->gid), "name", g->name, "description",
                         g->description, "members", (json_int_t)g->member_count);
   if (with_role)
     json_object_set_new(j, "role", json_string(pl__role(g->my_role)));
@@ -132,12 +133,11 @@ static json_t *pl__ok(const pl_admin_call *c, int *status) {
   case PL_ADMIN_CREATE: *status = 201; return pl_admin_json_user(&a->out.users[0]);
   case PL_ADMIN_GROUPS:
     return json_pack("{s:o,s:o}", "groups", pl__groups(a, 0), "next",
-                     a->out.more && a->out.ngroups
-                         ? json_integer((json_int_t)a->out.groups[a->out.ngroups - 1].gid)
-                         : json_null());
+                     a->out.more && a->out.ngroups ? pl_json_u64(a->out.groups[a->out.ngroups - 1].gid)
+                                                   : json_null());
   case PL_ADMIN_GROUP: return pl__group(&a->out.groups[0], 0);
   case PL_ADMIN_REMOVE:
-    return json_pack("{s:I,s:s}", "group", (json_int_t)a->in.group, "removed", a->in.user);
+    return json_pack("{s:o,s:s}", "group", pl_json_u64(a->in.group), "removed", a->in.user);
   case PL_ADMIN_INVITE:
     *status = 201;
     return json_pack("{s:s,s:I,s:I}", "code", a->in.code, "uses", (json_int_t)(a->in.uses ? a->in.uses : 1),

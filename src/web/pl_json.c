@@ -7,13 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/pl_jsonu64.h"
 #include "common/pl_mem.h"
 #include "common/pl_utf8.h"
 #include "proto/pl_frame.h"
-
-/* 64-bit integers above this go out as strings (JavaScript numbers are exact
- * up to 2^53 - 1); both forms are read. */
-#define PL__MAX_SAFE 9007199254740991ULL
 
 /* ---- decoding: JSON -> a message in an arena -> protobuf bytes ---------- */
 
@@ -448,11 +445,7 @@ static json_t *pl__out_value(const ProtobufCFieldDescriptor *f, const void *slot
     uint64_t v = *(const uint64_t *)slot;
     if (!v && !always)
       return NULL;
-    if (v <= PL__MAX_SAFE)
-      return json_integer((json_int_t)v);
-    char buf[24];
-    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
-    return json_string(buf);
+    return pl_json_u64(v); /* a string above 2^53 - 1; both forms are read */
   }
   case PROTOBUF_C_TYPE_BOOL:
     return *(const protobuf_c_boolean *)slot || always ? json_boolean(*(const protobuf_c_boolean *)slot)

@@ -73,7 +73,7 @@ async def scenario(url):
     alice = await connect(url)
     await alice.send(type="register", user="alice", password="alice-password", device="browser")
     a_ok = await alice.recv("auth_ok")
-    check(a_ok["user"] == "alice" and a_ok["token"] and a_ok["device_id"] > 0 and a_ok["created"], str(a_ok))
+    check(a_ok["user"] == "alice" and a_ok["token"] and int(a_ok["device_id"]) > 0 and a_ok["created"], str(a_ok))
 
     bob = await connect(url)
     await bob.send(type="register", user="bob", password="bob-password", device="laptop")
@@ -361,7 +361,7 @@ async def rest(base, url):
     check(st == 400 and e["error"] == "ERR_INVALID_ARGUMENT", f"no password: {st} {e}")
     st, ok = await asyncio.to_thread(http, "POST", f"{base}/api/login",
                                      {"user": "rita", "password": "rita-password", "device": "tablet"})
-    check(st == 200 and ok["device_id"] > 0 and "created" not in ok, f"login: {st} {ok}")
+    check(st == 200 and int(ok["device_id"]) > 0 and "created" not in ok, f"login: {st} {ok}")
     c = await connect(url)
     await c.send(type="resume", token=ok["token"])
     back = await c.recv("auth_ok")
