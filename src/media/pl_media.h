@@ -37,9 +37,12 @@ typedef struct pl_media_config {
   /* the PostgreSQL store's conninfo: blobs go to its database (pl_blob_pg),
    * every node sharing it serves every upload; NULL: files under dir/media */
   const char *blob_pg;
-  /* The store is sharded (--store-shard): blob_shards[0 .. sharded-1]
-   * (blob_shards[0] = blob_pg) hold the blobs of each shard's users; media
-   * ids and blob keys begin with their owner's bucket (pl_bucket.h) */
+  /* The store is PostgreSQL, with `sharded` databases (1: one): media ids
+   * and blob keys begin with their owner's bucket (pl_bucket.h), which
+   * routes them once the store has several (or is given more later, and
+   * buckets move); with several (--store-shard), blob_shards[0 ..
+   * sharded-1] (blob_shards[0] = blob_pg) hold the blobs of each shard's
+   * users. 0: no bucket in them (the SQLite store, which never shards) */
   unsigned sharded;
   const char *const *blob_shards;
   const struct pl_shardmap *shardmap; /* the node's bucket map (pl_shardmap.h), kept by the caller */

@@ -488,8 +488,10 @@ static pl_err pl__start(pl_server *srv) {
     return e;
   sc.seal = mc.seal = srv->seal;
   const pl_store_backend *be = pl_store_backend_for(c->store);
-  if (be == &pl_store_pg) /* the bytes where every node finds them */
+  if (be == &pl_store_pg) { /* the bytes where every node finds them */
     mc.blob_pg = c->store;
+    mc.sharded = 1; /* named by their owner's bucket: the store may take shards later */
+  }
   if (c->nshards && be != &pl_store_pg) {
     pl_error("--store-shard needs --store to be PostgreSQL (postgresql://...)");
     return PL_ERR_CONFIG;

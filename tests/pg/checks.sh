@@ -2,7 +2,7 @@
 # by shards.sh and move.sh). Each check prints "PASS NAME" or "FAIL NAME: why" and counts
 # failures in $failed; run keeps a command's output in $tmp/out and
 # $tmp/err; q asks shard K's database ($SHARD_URI[K]).
-# shellcheck shell=bash disable=SC2154,SC2034 # $tmp, $failed, SHARD_URI, the ports: the sourcing test's
+# shellcheck shell=bash disable=SC2154,SC2034 # $tmp, $failed, SHARD_URI, $served, the ports: the sourcing test's
 
 # shard_env NAME: checks the environment ctest gives (the binaries, the pg
 # fixture), makes $tmp (parley-NAME-*, which the postgres user reaches: the
@@ -36,6 +36,28 @@ run() {
   else
     fail "$name" "exit $rc (want $want): stdout <<$(head -c 2000 "$tmp/out")>> stderr <<$(head -c 2000 "$tmp/err")>>"
   fi
+}
+# serve LOG PORT HPORT ARGS...: parleyd on ARGS (the stores, --data, ...)
+# with the tests' settings, listening on 127.0.0.1:PORT and :HPORT, its
+# stderr appended to LOG; waits until both listen (60 s at most). $served:
+# its pid (set also when it fails: the caller's to stop). 1: it exited or
+# did not listen in time.
+serve() {
+  local log=$1 p=$2 hp=$3 i die=()
+  shift 3
+  if command -v setpriv >/dev/null; then die=(setpriv --pdeathsig KILL); fi
+  ${die[@]+"${die[@]}"} "$PARLEYD" "$@" --listen "127.0.0.1:$p" --http "127.0.0.1:$hp" --threads 2 \
+    --argon2-mem 8 --argon2-ops 1 --login-rate 0 --register-rate 0 --argon2-per-address 64 \
+    --sweep-interval 1 2>>"$log" &
+  served=$!
+  for ((i = 0; i < 3000; i++)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$hp") 2>/dev/null; then
+      return 0
+    fi
+    kill -0 "$served" 2>/dev/null || return 1
+    sleep 0.02
+  done
+  return 1
 }
 # q SHARD SQL: one psql answer on shard K (fields joined by |); an error's text otherwise
 q() { psql "${SHARD_URI[$1]}" -qAtX -v ON_ERROR_STOP=1 -c "$2" 2>&1 || true; }

@@ -48,8 +48,6 @@ tag=$$_$RANDOM
 db0=p_move0_$tag db1=p_move1_$tag db2=p_move2_$tag
 uri1() { echo "postgresql://postgres@127.0.0.1:$pg1port/$1"; }
 uri2() { echo "postgresql://postgres@127.0.0.1:$pg2port/$1"; }
-die_with_us=()
-if command -v setpriv >/dev/null; then die_with_us=(setpriv --pdeathsig KILL); fi
 
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
@@ -79,24 +77,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT HUP
 jfield() { python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])' "$1" "$2" 2>/dev/null || true; }
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # node I: parleyd number I (0 or 1) on the shards, serving within 60 s
 node() {
-  local i=$1
-  ${die_with_us[@]+"${die_with_us[@]}"} "$PARLEYD" "${SHARDS[@]}" --data "$tmp/data$i" \
-    --listen "127.0.0.1:${PORT[$i]}" --http "127.0.0.1:${HPORT[$i]}" --threads 2 --argon2-mem 8 \
-    --argon2-ops 1 --login-rate 0 --register-rate 0 --argon2-per-address 64 --sweep-interval 1 \
-    2>>"$tmp/node$i.log" &
-  PID[i]=$!
-  for _ in $(seq 3000); do
-    if listening "${PORT[$i]}" && listening "${HPORT[$i]}"; then
-      pass "node$i-serves"
-      return 0
-    fi
-    kill -0 "${PID[$i]}" 2>/dev/null || break
-    sleep 0.02
-  done
+  local i=$1 ok=0
+  serve "$tmp/node$i.log" "${PORT[$i]}" "${HPORT[$i]}" "${SHARDS[@]}" --data "$tmp/data$i" || ok=$?
+  PID[i]=$served
+  if ((ok == 0)); then
+    pass "node$i-serves"
+    return 0
+  fi
   fail "node$i-serves" "parleyd did not listen on ${PORT[$i]}"
   exit 1
 }

@@ -31,8 +31,9 @@
 #  7b. a second node on the same shards: sent through one, read through the other;
 #  7c. an invite made through the admin API lives on shard 0; a shard 1 name
 #     signs up with it (its use taken there), a second one cannot;
-#  8. a database used by a single-node parleyd (with a user) refuses to
-#     become a shard (as shard 0 or as shard 1);
+#  8. a database used by a single-node parleyd (with a user) becomes shard
+#     0 of a store given a second database (its user served: tests/pg/grow.sh
+#     has the rest), and refuses to be shard 1 of another;
 #  9. across shards through two nodes at once: four users each send N
 #     messages to their partner on the other shard, alternating nodes; each
 #     recipient gets each exactly once in seq order, and a second device of
@@ -278,104 +279,8 @@ for d in "${dbs_pg2[@]}"; do psql "$(uri2 postgres)" -qXv ON_ERROR_STOP=1 -c "CR
 SHARD_URI=("$(uri1 "$db0")" "$(uri2 "$db1")")
 RIGHT=(--store "${SHARD_URI[0]}" --store-shard "${SHARD_URI[1]}")
 
-# a small PNG for the upload, a JSON WebSocket client for Resume
+# a small PNG for the upload
 python3 -c "import sys; sys.path.insert(0, '$here/../integration'); from testimg import png; open(sys.argv[1], 'wb').write(png(24, 16))" "$tmp/pic.png"
-cat >"$tmp/ws.py" <<'EOF'
-"""ws.py login HPORT USER PASSWORD DEVICE TOKENFILE: sign in over the JSON
-WebSocket (protocol.md 1.1-1.2), keep the token; ws.py resume HPORT TOKENFILE
-TO TEXT: a new connection resumes with the kept token and sends TEXT to TO;
-ws.py unread HPORT USER PASSWORD CONV: signs in (device "unread") and prints
-CONV's state from UnreadGet (last_seq read_seq peer_delivered peer_read);
-ws.py act HPORT USER PASSWORD TO KIND TARGET TEXT: signs in (device "act")
-and sends TEXT to TO with act {kind: KIND, target: TARGET}, prints the ack;
-ws.py fwd HPORT USER PASSWORD TO MEDIA_ID TEXT: the same with the upload
-MEDIA_ID attached (a forward; TO "group:N": to group N), prints the ack or
-the error's code.
-Prints one JSON line; exits non-zero (with the reason) otherwise."""
-import asyncio, base64, json, sys, time
-import websockets
-
-async def frame(ws, want, timeout=20):
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            sys.exit(f"no {want} frame within {timeout} s")
-        f = json.loads(await asyncio.wait_for(ws.recv(), left))
-        if f.get("type") == "error":
-            sys.exit("error frame: " + json.dumps(f))
-        if f.get("type") == want:
-            return f
-
-async def main():
-    mode, hport = sys.argv[1], sys.argv[2]
-    async with websockets.connect(f"ws://127.0.0.1:{hport}/ws", subprotocols=["parley.json.v1"],
-                                  open_timeout=20, max_size=None) as ws:
-        await ws.send(json.dumps({"type": "hello", "version": 2, "kind": "KIND_BOT",
-                                  "client_name": "pg-shards-test/1"}))
-        await frame(ws, "welcome")
-        if mode == "act":
-            user, password, to, kind, target, text = sys.argv[3:9]
-            await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": "act"}))
-            await frame(ws, "auth_ok")
-            await ws.send(json.dumps({"type": "send", "id": "act-%d" % time.time_ns(), "to": to,
-                                      "body": base64.b64encode(text.encode()).decode(),
-                                      "client_ts": int(time.time() * 1000),
-                                      "act": {"kind": kind, "target": int(target)}}))
-            ack = await frame(ws, "send_ack")
-            print(json.dumps({"seq": int(ack.get("seq", 0))}))
-            return
-        if mode == "fwd":
-            user, password, to, media_id, text = sys.argv[3:8]
-            await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": "act"}))
-            await frame(ws, "auth_ok")
-            dest = {"group": to[6:]} if to.startswith("group:") else {"to": to}
-            await ws.send(json.dumps({"type": "send", "id": "fwd-%d" % time.time_ns(), **dest,
-                                      "body": base64.b64encode(text.encode()).decode(),
-                                      "client_ts": int(time.time() * 1000), "media": {"id": media_id}}))
-            while True:
-                f = json.loads(await asyncio.wait_for(ws.recv(), 20))
-                if f.get("type") in ("send_ack", "error"):
-                    break
-            if f["type"] == "error":
-                print(json.dumps({"error": f.get("code")}))
-                sys.exit(5)
-            print(json.dumps({"seq": int(f.get("seq", 0))}))
-            return
-        if mode == "unread":
-            user, password, conv = sys.argv[3:6]
-            await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": "unread"}))
-            await frame(ws, "auth_ok")
-            await ws.send(json.dumps({"type": "unread_get", "ref": "u1"}))
-            got = await frame(ws, "unread")
-            for c in got.get("convs", []):
-                if c.get("conv") == conv:
-                    print(" ".join(str(int(c.get(k, 0))) for k in ("last_seq", "read_seq", "peer_delivered", "peer_read")))
-                    return
-            sys.exit(f"no {conv} in {json.dumps(got)}")
-        if mode == "login":
-            user, password, device, tokfile = sys.argv[3:7]
-            await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": device}))
-            ok = await frame(ws, "auth_ok")
-            with open(tokfile, "w") as f:
-                f.write(ok["token"])
-            print(json.dumps({"user": ok["user"], "device": ok["device"], "device_id": int(ok["device_id"])}))
-        else:
-            tokfile, to, text = sys.argv[3:6]
-            with open(tokfile) as f:
-                token = f.read().strip()
-            await ws.send(json.dumps({"type": "resume", "token": token}))
-            ok = await frame(ws, "auth_ok")
-            cid = "resume-%d" % time.time_ns()
-            await ws.send(json.dumps({"type": "send", "id": cid, "to": to,
-                                      "body": base64.b64encode(text.encode()).decode(),
-                                      "client_ts": int(time.time() * 1000)}))
-            ack = await frame(ws, "send_ack")
-            print(json.dumps({"user": ok["user"], "device": ok["device"], "device_id": int(ok["device_id"]),
-                              "id": ack.get("id"), "seq": int(ack.get("seq", 0))}))
-
-asyncio.run(main())
-EOF
 # token_hash: BLAKE2b-256 of the token (protocol.md 7.2), as hex
 token_hash() { python3 -c 'import hashlib, sys; print(hashlib.blake2b(open(sys.argv[1]).read().strip().encode(), digest_size=32).hexdigest())' "$1"; }
 
@@ -503,7 +408,7 @@ x_read() {
   run "xread-$y-marks" 0 cli "$y" read "$x" "$XSEQ"
   same "xread-$y-says" "$(cat "$tmp/out")" '{"ok":true}'
   receipt_to "xreceipt-read-$y-to-$x" "$x" "$y" "$XSEQ" read
-  run "xunread-$x" 0 "$PY" "$tmp/ws.py" unread "$hport" "$x" "$PARLEY_PASSWORD" "$(conv "$x" "$y")"
+  run "xunread-$x" 0 "$PY" "$here/ws_client.py" unread "$hport" "$x" "$PARLEY_PASSWORD" "$(conv "$x" "$y")"
   same "xunread-$x-marks" "$(cat "$tmp/out")" "$XSEQ $XSEQ $XSEQ $XSEQ"
 }
 x_read "$A1" "$B1" # the conversation's shard (0) reads marks copied in from shard 1
@@ -531,7 +436,7 @@ dtext="to be deleted $RANDOM$RANDOM"
 run "xact-send-$A0-$B0" 0 cli "$A0" send "$B0" "$dtext"
 dseq=$(jfield "$tmp/out" seq)
 same "xact-copy-queued-on-shard1" "$(q 1 "SELECT count(*) FROM messages WHERE $(body_has "$dtext")")" 1
-run "xact-delete-$A0" 0 "$PY" "$tmp/ws.py" act "$hport" "$A0" "$PARLEY_PASSWORD" "$B0" ACT_DELETE "${dseq:-0}" ""
+run "xact-delete-$A0" 0 "$PY" "$here/ws_client.py" act "$hport" "$A0" "$PARLEY_PASSWORD" "$B0" ACT_DELETE "${dseq:-0}" ""
 same "xact-copy-gone-on-shard1" "$(q 1 "SELECT count(*) FROM messages WHERE $(body_has "$dtext")")" 0
 run "xact-$B0-recv" 0 cli "$B0" recv --wait 1
 same "xact-deleted-not-shown" "$(count_msgs "$tmp/out" "$dtext")" 0
@@ -544,8 +449,8 @@ print(sum(1 for d in map(json.loads, filter(str.strip, open(sys.argv[1])))
 etext="edited $RANDOM$RANDOM"
 run "xact-send2-$B1-$A1" 0 cli "$B1" send "$A1" "original $RANDOM"
 eseq=$(jfield "$tmp/out" seq)
-run "xact-edit-$B1" 0 "$PY" "$tmp/ws.py" act "$hport" "$B1" "$PARLEY_PASSWORD" "$A1" ACT_EDIT "${eseq:-0}" "$etext"
-run "xact-react-$A1" 0 "$PY" "$tmp/ws.py" act "$hport" "$A1" "$PARLEY_PASSWORD" "$B1" ACT_REACTION "${eseq:-0}" "+1"
+run "xact-edit-$B1" 0 "$PY" "$here/ws_client.py" act "$hport" "$B1" "$PARLEY_PASSWORD" "$A1" ACT_EDIT "${eseq:-0}" "$etext"
+run "xact-react-$A1" 0 "$PY" "$here/ws_client.py" act "$hport" "$A1" "$PARLEY_PASSWORD" "$B1" ACT_REACTION "${eseq:-0}" "+1"
 run "xact-$A1-recv" 0 cli "$A1" recv --wait 1
 same "xact-edit-arrives-at-$A1" "$(count_msgs "$tmp/out" "$etext")" 1
 run "xact-$B1-recv" 0 cli "$B1" recv --wait 1
@@ -596,7 +501,7 @@ same "xgroup-read-sync-$A0-second" "$(python3 -c '
 import json, sys
 print(sum(1 for l in open(sys.argv[1]) if l.strip() and (lambda d: d.get("type") == "read_sync" and d.get("conv") == sys.argv[2] and d.get("seq") == int(sys.argv[3]))(json.loads(l))))' "$tmp/out" "g:$XG" "${xseq:-1}" 2>&1)" 1
 until_q "xgroup-read-on-shard1" 1 "SELECT read_seq FROM greads WHERE gid = $XG AND uid = (SELECT uid FROM members WHERE gid = $XG AND name = '$A0')" "${xseq:-1}"
-run "xgroup-unread-$A0" 0 "$PY" "$tmp/ws.py" unread "$hport" "$A0" "$PARLEY_PASSWORD" "g:$XG"
+run "xgroup-unread-$A0" 0 "$PY" "$here/ws_client.py" unread "$hport" "$A0" "$PARLEY_PASSWORD" "g:$XG"
 same "xgroup-unread-$A0" "$(cut -d' ' -f1-2 "$tmp/out")" "${xseq:-1} ${xseq:-1}"
 same "xgroup-no-reads-mirror" "$(q 0 "SELECT count(*) FROM reads WHERE conv LIKE 'g:%'")" 0
 # a shard 1 user added to A0's shard 0 group sends there; removed, it may not
@@ -694,10 +599,10 @@ run "ximage-fetch-$A0-refused" 5 cli "$A0" fetch "$xmid" "$tmp/xa0.png"
 same "ximage-fetch-$A0-refused-403" "$(grep -c 403 "$tmp/err")" 1
 # a forward: A1 (shard 0) may attach it, and its grant goes to shard 1
 # before the send commits; B1, who may not see it, cannot attach it
-run "ximage-fwd-$B1-refused" 5 "$PY" "$tmp/ws.py" fwd "$hport" "$B1" "$PARLEY_PASSWORD" "$A0" "$xmid" "no"
+run "ximage-fwd-$B1-refused" 5 "$PY" "$here/ws_client.py" fwd "$hport" "$B1" "$PARLEY_PASSWORD" "$A0" "$xmid" "no"
 same "ximage-fwd-$B1-refused-says" "$(jfield "$tmp/out" error)" ERR_UNKNOWN_MEDIA
 fconv=$(conv "$A0" "$A1")
-run "ximage-fwd-$A1-$A0" 0 "$PY" "$tmp/ws.py" fwd "$hport" "$A1" "$PARLEY_PASSWORD" "$A0" "$xmid" "fwd $xcap"
+run "ximage-fwd-$A1-$A0" 0 "$PY" "$here/ws_client.py" fwd "$hport" "$A1" "$PARLEY_PASSWORD" "$A0" "$xmid" "fwd $xcap"
 same "ximage-fwd-grants-on-shard1" \
   "$(q 1 "SELECT string_agg(conv, ',' ORDER BY conv COLLATE \"C\") FROM media_grants WHERE media = '$xmid'") $(q 0 "SELECT count(*) FROM media_grants")" \
   "$(printf '%s\n' "$xconv" "$fconv" | LC_ALL=C sort | paste -sd,) 0"
@@ -708,7 +613,7 @@ same "ximage-fetched-by-$A0-is-png" "$(png_magic "$tmp/xa0.png")" 89504e470d0a1a
 # a forward into A1's shard 0 group with A0: its grant (g:N) goes to shard 1,
 # and a member's download is allowed by the role read on the group's shard
 gconv="g:${GID[$A0]}"
-run "ximage-fwd-$A1-group" 0 "$PY" "$tmp/ws.py" fwd "$hport" "$A1" "$PARLEY_PASSWORD" "group:${GID[$A0]}" "$xmid" "gfwd $xcap"
+run "ximage-fwd-$A1-group" 0 "$PY" "$here/ws_client.py" fwd "$hport" "$A1" "$PARLEY_PASSWORD" "group:${GID[$A0]}" "$xmid" "gfwd $xcap"
 same "ximage-fwd-group-grant-on-shard1" "$(q 1 "SELECT count(*) FROM media_grants WHERE media = '$xmid' AND conv = '$gconv'") $(q 0 "SELECT count(*) FROM media_grants")" "1 0"
 run "ximage-fwd-group-$A0-recv" 0 cli "$A0" recv --wait 2
 same "ximage-fwd-group-$A0-sees-media-id" "$(grep "gfwd $xcap" "$tmp/out" | grep -c "\"media\":{\"id\":\"$xmid\"" || true)" 1
@@ -733,14 +638,14 @@ same "ximage-outbox-empty" "$(q 0 "SELECT count(*) FROM outbox")$(q 1 "SELECT co
 ws_resume_ok() {
   local name=$1 u=$2 to=$3 text
   text="resumed $u to $to $RANDOM$RANDOM"
-  run "$name" 0 "$PY" "$tmp/ws.py" resume "$hport" "$tmp/token.$u" "$to" "$text"
+  run "$name" 0 "$PY" "$here/ws_client.py" resume "$hport" "$tmp/token.$u" "$to" "$text"
   same "$name-as" "$(jfield "$tmp/out" user) $(jfield "$tmp/out" device) $(jfield "$tmp/out" device_id)" "$u ws ${DEVID[$u]}"
   recv_once "$name-$to" "$to" "$text"
 }
 declare -A DEVID
 for u in "$B1" "$A1"; do
   h=${HOMESH[$u]}
-  run "ws-login-$u" 0 "$PY" "$tmp/ws.py" login "$hport" "$u" "$PARLEY_PASSWORD" ws "$tmp/token.$u"
+  run "ws-login-$u" 0 "$PY" "$here/ws_client.py" login "$hport" "$u" "$PARLEY_PASSWORD" ws "$tmp/token.$u"
   DEVID[$u]=$(jfield "$tmp/out" device_id)
   [[ ${DEVID[$u]} =~ ^[0-9]+$ ]] || DEVID[$u]=0
   same "ws-device-$u-bucket" "$((DEVID[$u] >> 48))" "${BUCKET[$u]}"
@@ -977,7 +882,7 @@ same "kill-copy-not-made-yet" "$(q 1 "SELECT count(*) FROM messages WHERE $(body
 # metric_until NAME HPORT METRIC VALUE: the node's /metrics shows it within 20 s
 # (the store's counts are taken one scrape behind)
 metric_until() {
-  local v= deadline=$((SECONDS + 20))
+  local v='' deadline=$((SECONDS + 20))
   while ((SECONDS < deadline)); do
     v=$(curl -s "http://127.0.0.1:$2/metrics" | awk -v m="$3" '$1 == m { print $2 }')
     [[ $v == "$4" ]] && break
@@ -1082,20 +987,20 @@ qseq=$(jfield "$tmp/out" seq)
 # Q0 holds its share: refused
 run "qlimit-share-send-refused" 5 cli "$Q0" send "$Q1" "q 3"
 same "qlimit-share-send-refused-says" "$(grep -c "queue full" "$tmp/err")" 1
-run "qlimit-share-reaction-refused" 1 "$PY" "$tmp/ws.py" act "$hport" "$Q0" "$PARLEY_PASSWORD" "$Q1" ACT_REACTION "${qseq:-0}" "+1"
+run "qlimit-share-reaction-refused" 1 "$PY" "$here/ws_client.py" act "$hport" "$Q0" "$PARLEY_PASSWORD" "$Q1" ACT_REACTION "${qseq:-0}" "+1"
 same "qlimit-share-reaction-refused-says" "$(grep -c ERR_QUEUE_FULL "$tmp/err")" 1
 run "qlimit-$R0-send-1" 0 cli "$R0" send "$Q1" "r 1"
 rseq=$(jfield "$tmp/out" seq)
 # the queue is full (R0 is within its share): refused
 run "qlimit-full-send-refused" 5 cli "$R0" send "$Q1" "r 2"
 same "qlimit-full-send-refused-says" "$(grep -c "queue full" "$tmp/err")" 1
-run "qlimit-full-reaction-refused" 1 "$PY" "$tmp/ws.py" act "$hport" "$R0" "$PARLEY_PASSWORD" "$Q1" ACT_REACTION "${rseq:-0}" "+1"
+run "qlimit-full-reaction-refused" 1 "$PY" "$here/ws_client.py" act "$hport" "$R0" "$PARLEY_PASSWORD" "$Q1" ACT_REACTION "${rseq:-0}" "+1"
 same "qlimit-full-reaction-refused-says" "$(grep -c ERR_QUEUE_FULL "$tmp/err")" 1
 same "qlimit-nothing-more-queued" "$(q1queue)" 3
 run "qlimit-recv" 0 cli "$Q1" recv --wait 1
 same "qlimit-the-three-arrive" \
   "$(count_msgs "$tmp/out" "q 1")$(count_msgs "$tmp/out" "q 2")$(count_msgs "$tmp/out" "r 1")$(count_msgs "$tmp/out" "q 3")$(count_msgs "$tmp/out" "r 2")" 11100
-run "qlimit-reaction-after-recv" 0 "$PY" "$tmp/ws.py" act "$hport" "$R0" "$PARLEY_PASSWORD" "$Q1" ACT_REACTION "${rseq:-0}" "+1"
+run "qlimit-reaction-after-recv" 0 "$PY" "$here/ws_client.py" act "$hport" "$R0" "$PARLEY_PASSWORD" "$Q1" ACT_REACTION "${rseq:-0}" "+1"
 stop
 
 # ==== 11. shard 1 away, and back ==============================================
@@ -1141,11 +1046,13 @@ recv_once "away-xgroup-$A0" "$A0" "$xtext2"
 recv_once "away-xgroup-$B0" "$B0" "$xtext2"
 stop
 
-# ==== 8. a single-node database does not become a shard =====================
+# ==== 8. a single-node database grows; it is not another store's shard 1 ====
 start --store "$(uri1 "$dbs")"
 run "single-node-register" 0 cli "$A0" register
 stop
-refused "refuse-single-node-db-as-shard0" --store "$(uri1 "$dbs")" --store-shard "$(uri2 "$dbf1")"
+start --store "$(uri1 "$dbs")" --store-shard "$(uri2 "$dbf1")"
+run "single-node-db-grows" 0 cli "$A0" recv --wait 0
+stop
 refused "refuse-single-node-db-as-shard1" --store "$(uri2 "$dbf2")" --store-shard "$(uri1 "$dbs")"
 
 if [[ $failed -eq 0 ]]; then echo "all passed"; else echo "$failed failed"; fi

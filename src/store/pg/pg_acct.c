@@ -115,8 +115,9 @@ static pl_err pl__device_insert(pl__pg *g, uint64_t uid, const char *name, const
  * runs again (PL_ERR_AGAIN) and then finds the user. */
 pl_err pl_pg_acct_user_insert(pl__pg *g, const char *name, const char *pwhash, uint64_t *uid) {
   pl_privacy_settings set = PL_PRIVACY_DEFAULTS;
-  /* sharded: the id carries the name's bucket, which names its shard */
-  uint64_t bucket = g->nshards > 1 ? pl_bucket_of_name(name, strlen(name)) : 0;
+  /* the id carries the name's bucket, which names its shard (a store of
+   * one database too, so that it can grow; 0 in one made before schema 15) */
+  uint64_t bucket = g->bucketed ? pl_bucket_of_name(name, strlen(name)) : 0;
   return pl_pg_u64(g, uid,
                    "INSERT INTO users(id, name, pwhash, created, read_receipts, last_seen_vis)"
                    " VALUES(($6::bigint << 48) | nextval('users_id_seq'), $1, $2, $3, $4, $5) RETURNING id",

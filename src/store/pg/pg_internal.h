@@ -64,6 +64,7 @@ typedef struct pl__pg {
   int begin_pending;                /* BEGIN is owed: it goes with the next statement or pipe */
   struct pl_pg_batch *batch;        /* the batch pipeline's state (pg_batch.c), NULL: none yet */
   unsigned shard, nshards;          /* this database's place in a sharded store (0 of 1: none) */
+  int bucketed;                     /* new ids carry their bucket (shard_info.bucketed): it can grow */
   /* Sharded: a connection of this store's own to each other shard
    * ([nshards], NULL at shard; connected at first use, pl_pg_link), and
    * the run's sends whose copies go there after the commit (pg_relay.c). */

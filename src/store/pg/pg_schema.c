@@ -146,6 +146,13 @@ static const char *const pl__migrations[] = {
      "CREATE FUNCTION pl_fence() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
      " RAISE EXCEPTION 'parley: buckets moved (map epoch %); this session routes by epoch %', TG_ARGV[0],"
      " coalesce(nullif(current_setting('parley.epoch', true), ''), '0') USING ERRCODE = 'PLMAP'; END $$;"),
+    /* 15: whether the store's ids carry their bucket (docs/scaling.md 4,
+     * "Growing a store of one database"): every store's do, even one
+     * database's, so that shards can be added to it later; a store of one
+     * database that gave ids before this version has users whose ids do
+     * not (bucket 0 for all), and can only stay one database */
+    ("ALTER TABLE shard_info ADD COLUMN bucketed boolean NOT NULL DEFAULT true;"
+     "UPDATE shard_info SET bucketed = (shards > 1 OR NOT EXISTS (SELECT 1 FROM users));"),
 };
 
 #define PL__NMIGRATIONS (int)(sizeof pl__migrations / sizeof pl__migrations[0])
@@ -194,30 +201,36 @@ pl_err pl_pg_schema_migrate(pl__pg *g) {
  * a server given the shards in another order, or fewer of them, would look
  * for users where they are not (and make a second account of a name). The
  * record is (this shard, the shards the store began with: the base the
- * bucket formula spreads over). More shards than the base may be given:
- * a new, empty database becomes an added shard, which holds the buckets
- * the mover brings it (docs/scaling.md 4). *base: shard 0's record, which
- * shard 0 (opened first) gives and the others are checked against. A
- * database that served an unsharded store with users cannot become a
- * shard of several: its ids carry no bucket (nor can that store grow). */
+ * bucket formula spreads over, whether its ids carry their bucket). More
+ * shards than the base may be given: a new, empty database becomes an
+ * added shard, which holds the buckets the mover brings it (docs/scaling.md
+ * 4), and so may a store that began with one database. *base: shard 0's
+ * record, which shard 0 (opened first) gives and the others are checked
+ * against. A database that gave ids before they carried a bucket (schema
+ * 15) and has users cannot become a shard of several: each of its users
+ * would be in bucket 0, whatever its name. */
+static pl_err pl__unbucketed(unsigned shard, unsigned nshards) {
+  pl_error("store: shard %u of %u: this database's users were made before ids carried their bucket"
+           " (schema 15), so it can only be a store of one database: it cannot take more shards",
+           shard, nshards);
+  return PL_ERR_CONFIG;
+}
+
 pl_err pl_pg_schema_shard(pl__pg *g, unsigned shard, unsigned nshards, unsigned *base) {
   if (nshards < 1)
     nshards = 1;
-  uint64_t users = 0, have_shard = 0, have_n = 0;
+  uint64_t users = 0, have_shard = 0, have_n = 0, bucketed = 0;
   pl_err e = pl_pg_u64(g, &have_n, "SELECT COALESCE((SELECT shards FROM shard_info), 0)", NULL);
-  if (e == PL_OK && !have_n) {
+  if (e == PL_OK && !have_n) { /* the first server to open it (or one older than schema 10) */
     e = pl_pg_u64(g, &users, "SELECT count(*) FROM (SELECT 1 FROM users LIMIT 1) u", NULL);
-    if (e == PL_OK && users && nshards > 1) {
-      pl_error("store: shard %u of %u: this database already holds the users of an unsharded store;"
-               " it can be shard 0 of 1 only (moving its users onto shards is not built yet)",
-               shard, nshards);
-      return PL_ERR_CONFIG;
-    }
+    if (e == PL_OK && users && nshards > 1) /* refused before it records a place it cannot hold */
+      return pl__unbucketed(shard, nshards);
     unsigned k = shard && *base ? *base : nshards; /* an added shard: the store's base */
     if (e == PL_OK)
       e = pl_pg_q(g, NULL,
-                  "INSERT INTO shard_info(one, shard, shards) VALUES(1, $1, $2) ON CONFLICT DO NOTHING", "ii",
-                  (int)shard, (int)k);
+                  "INSERT INTO shard_info(one, shard, shards, bucketed) VALUES(1, $1, $2, $3 = 0)"
+                  " ON CONFLICT DO NOTHING",
+                  "iiu", (int)shard, (int)k, users);
     if (e == PL_OK && shard >= k)
       pl_info("store: shard %u added (the store began with %u): it holds the buckets moved to it", shard, k);
   }
@@ -225,11 +238,16 @@ pl_err pl_pg_schema_shard(pl__pg *g, unsigned shard, unsigned nshards, unsigned 
     e = pl_pg_u64(g, &have_n, "SELECT shards FROM shard_info", NULL);
   if (e == PL_OK)
     e = pl_pg_u64(g, &have_shard, "SELECT shard FROM shard_info", NULL);
+  if (e == PL_OK)
+    e = pl_pg_u64(g, &bucketed, "SELECT CASE WHEN bucketed THEN 1 ELSE 0 END FROM shard_info", NULL);
   if (e != PL_OK)
     return e;
+  g->bucketed = (int)bucketed;
+  if (nshards > 1 && !bucketed)
+    return pl__unbucketed(shard, nshards);
   if (!shard)
     *base = (unsigned)have_n;
-  if (have_shard != shard || have_n != *base || nshards < have_n || (have_n == 1 && nshards > 1)) {
+  if (have_shard != shard || have_n != *base || nshards < have_n) {
     pl_error("store: this database is shard %llu of a store of %llu, but was given as shard %u of %u"
              " (--store is shard 0, each --store-shard the next, in the order first used; shards may"
              " be added at the end, not taken away)",
