@@ -89,6 +89,7 @@ typedef struct pl_session {
   uint8_t proto;      /* the Hello's version: 2 makes each group a stream of its own */
   uint8_t paused, ack_busy;
   uint8_t moderating; /* a Send is with the moderation webhook: read nothing more until it is back */
+  uint8_t partial; /* the last page left some groups unread (a shard away): fetch again at the idle check */
   uint64_t user_id, device_id;
   char *user, *device;         /* one block: device points into user's (pl_sess__set_names) */
   uint64_t typing_at;          /* when the last typing-on event went (rate limit) */

@@ -78,6 +78,7 @@ static void pl__fetch_done(pl_store_req *req) {
     pl_sess__fatal(s, PL_ERR_INTERNAL);
     goto out;
   }
+  s->partial = req->u.fetch.out.partial != 0;
   for (size_t i = 0; i < req->u.fetch.out.nmsgs; i++) {
     /* A page of big messages would pile up: on LAG the rest stays in the
      * queue for the fetch after the drain, so a slow reader costs one mark. */
@@ -148,7 +149,10 @@ void pl_sess__off(pl_session *s) {
 }
 
 /* At most once per heartbeat interval, whatever the client's pace: one
- * router look-up, and a fetch only when a numbered push never arrived. */
+ * router look-up, and a fetch only when a numbered push never arrived, or
+ * when the last page left groups unread (their shard away, a sharded
+ * store): no hint may come for what was committed before, so the device
+ * would otherwise wait for the group's next message. */
 void pl_sess__check(pl_session *s) {
   if (s->state != PL_SESS_READY || s->cur.state != PL_CURSOR_LIVE)
     return;
@@ -156,6 +160,10 @@ void pl_sess__check(pl_session *s) {
   if (s->checked_at && now - s->checked_at < s->core->cfg.heartbeat_ms[s->kind])
     return;
   s->checked_at = now;
+  if (s->partial) {
+    pl_sess__start_sync(s);
+    return;
+  }
   uint64_t sent = s->core->router->ops->pushed(s->core->router, s->device_id, s->loop, s);
   pl__act(s, pl_cursor_check(&s->cur, sent));
 }

@@ -409,7 +409,11 @@ typedef struct pl_store_fetch_req {
   struct {
     pl_msg *msgs; /* in qid order */
     size_t nmsgs;
-    int more;       /* more messages remain after these */
+    int more; /* more messages remain after these */
+    /* Some of what the device may be owed was not read: a shard holding
+     * its groups (or their memberships) was away (a sharded store). The
+     * page is good; the session fetches again at its next idle check. */
+    int partial;
     uint64_t *gids; /* the groups the device receives (active ones) */
     size_t ngids;
   } out;

@@ -47,7 +47,9 @@
 # 10. the queue limits of a shard 1 recipient of shard 0 senders;
 # 11. shard 1's PostgreSQL stopped: shard 0's users go on (1:1, a shard 0
 #     group), a send into a shard 1 group is retried by the client until the
-#     shard is back, then stored once and received once.
+#     shard is back, then stored once and received once; a device that
+#     connected while shard 1 was away and stays connected gets what waited
+#     there once it is back, with no new message to hint it.
 # The first shard's database is on the ctest pg fixture, the second on a
 # PostgreSQL of this test's own (pg_fixture.sh), stopped at exit.
 set -euo pipefail
@@ -1044,6 +1046,31 @@ same "away-xgroup-send-acked-once-back" "$grc $([[ -n $(jfield "$tmp/gap.out" se
 same "away-xgroup-stored-once" "$(q 1 "SELECT count(*) FROM messages WHERE gid = $XG AND $(body_has "$xtext2")")" 1
 recv_once "away-xgroup-$A0" "$A0" "$xtext2"
 recv_once "away-xgroup-$B0" "$B0" "$xtext2"
+stop
+
+# ---- 11b. a connection whose first fetch found shard 1 away gets what waited
+# there once it is back, with no new message to hint it: a group message
+# committed on shard 1 for A0's device while it was offline; shard 1 stops;
+# the device connects (its fetch leaves XG for later) and stays connected,
+# pinging; shard 1 starts. The idle check at its next ping (heartbeat 1 s
+# here) fetches again and the message comes on that connection, once.
+start "${RIGHT[@]}" --heartbeat-bot 1
+xtext3="waiting on shard 1 for a connected device $RANDOM$RANDOM"
+run "stranded-send" 0 cli "$A1" send --group "$XG" "$xtext3"
+pg2ctl stop
+: >"$tmp/stay.out"
+"$PY" "$here/ws_client.py" stay "$hport" "$A0" "$PARLEY_PASSWORD" default "$xtext3" "$tmp/stay.out" 2>"$tmp/stay.err" &
+stay=$!
+for ((i = 0; i < 300; i++)); do
+  grep -q '^ready$' "$tmp/stay.out" && break
+  kill -0 "$stay" 2>/dev/null || break
+  sleep 0.1
+done
+same "stranded-connected" "$(grep -c '^ready$' "$tmp/stay.out")" 1
+pg2ctl start
+src=0
+wait "$stay" || src=$?
+same "stranded-arrives-on-the-same-connection-once" "$src $(grep -cxF "$xtext3" "$tmp/stay.out")" "0 1"
 stop
 
 # ==== 8. a single-node database grows; it is not another store's shard 1 ====

@@ -10,7 +10,9 @@ ws_client.py act HPORT USER PASSWORD TO KIND TARGET TEXT: signs in (device
 "act") and sends TEXT to TO with act {kind: KIND, target: TARGET}, prints the
 ack; ws_client.py fwd HPORT USER PASSWORD TO MEDIA_ID TEXT: the same with the
 upload MEDIA_ID attached (a forward; TO "group:N": to group N), prints the ack
-or the error's code.
+or the error's code;
+ws_client.py stay HPORT USER PASSWORD DEVICE TEXT OUTFILE: one connection that
+stays, pinging, until TEXT comes (below).
 Prints one JSON line; exits non-zero (with the reason) otherwise."""
 import asyncio, base64, json, sys, time
 import websockets
@@ -73,6 +75,33 @@ async def main():
                     print(" ".join(str(int(c.get(k, 0))) for k in ("last_seq", "read_seq", "peer_delivered", "peer_read")))
                     return
             sys.exit(f"no {conv} in {json.dumps(got)}")
+        if mode == "stay":
+            # stay USER PASSWORD DEVICE TEXT OUTFILE: one connection that
+            # pings every 0.3 s and never reconnects; writes "ready" once
+            # signed in, then each message's text as it comes; exits 0 once
+            # TEXT came (and 2 s more passed without it again), 3 if it came
+            # twice, 4 if not within 45 s
+            user, password, device, want, outf = sys.argv[3:8]
+            await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": device}))
+            await frame(ws, "auth_ok")
+            out = open(outf, "a")
+            print("ready", file=out, flush=True)
+            start, ping, seen, until = time.monotonic(), 0.0, 0, None
+            while time.monotonic() - start < 45 and (until is None or time.monotonic() < until):
+                if time.monotonic() - ping > 0.3:
+                    await ws.send(json.dumps({"type": "ping", "client_ts": int(time.time() * 1000)}))
+                    ping = time.monotonic()
+                try:
+                    f = json.loads(await asyncio.wait_for(ws.recv(), 0.3))
+                except asyncio.TimeoutError:
+                    continue
+                if f.get("type") == "message":
+                    text = base64.b64decode(f.get("body", "")).decode(errors="replace")
+                    print(text, file=out, flush=True)
+                    if text == want:
+                        seen += 1
+                        until = time.monotonic() + 2
+            sys.exit(0 if seen == 1 else 3 if seen > 1 else 4)
         if mode == "login":
             user, password, device, tokfile = sys.argv[3:7]
             await ws.send(json.dumps({"type": "login", "user": user, "password": password, "device": device}))

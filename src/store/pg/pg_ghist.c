@@ -287,13 +287,15 @@ typedef struct pl__mship {
 /* The memberships read on every shard (at[j]; a shard that could not be
  * read adds none), by gid: each shard's are, and the shards hold
  * contiguous gid ranges in their order (a gid's top bits are its bucket). */
-static pl__mship *pl__mships(pl_pg_xpipe *x, const long *at, size_t *n) {
+static pl__mship *pl__mships(pl_pg_xpipe *x, const long *at, size_t *n, int *partial) {
   pl__mship *v = NULL;
   size_t cap = 0;
   *n = 0;
   for (unsigned j = 0; j < pl_pg_shards(x->g); j++) {
     pl_err xe = PL_OK;
     PGresult *res = at[j] < 0 ? NULL : pl_pg_xpipe_take(x, at[j], &xe);
+    if (at[j] < 0 || xe != PL_OK) /* that shard away: its groups are not known this time */
+      *partial = 1;
     for (int i = 0; i < PQntuples(res); i++) {
       v = pl_pg_reserve(v, *n, &cap, sizeof *v);
       v[(*n)++] = (pl__mship){pl_pg_col_u64(res, i, 0), pl_pg_col_u64(res, i, 1), pl_pg_col_u64(res, i, 2),
@@ -348,7 +350,7 @@ pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, pl_pg_xpipe *x, const long 
   size_t n, cap = f->out.nmsgs + 1, at = 0;
   if (!r->user_id)
     return PL_OK;
-  pl__mship *ms = pl__mships(x, ms_at, &n);
+  pl__mship *ms = pl__mships(x, ms_at, &n, &f->out.partial);
   long *part = pl_malloc((n + 1) * sizeof *part);
   f->out.msgs = pl_realloc(f->out.msgs, cap * sizeof *f->out.msgs);
   pl_pg_pipe_begin(&p, g);
@@ -366,8 +368,10 @@ pl_err pl_pg_group_fetch(pl__pg *g, pl_store_req *r, pl_pg_xpipe *x, const long 
   pl_err e = pl_pg_xpipe_end(&y), xe;
   for (size_t i = 0; e == PL_OK && i < n && f->out.nmsgs <= limit; i++) {
     PGresult *res = part[i] == -2 ? NULL : pl_pg_xpipe_take(&y, part[i], &xe);
-    if (res) /* (none: its shard away, this group's part is left for a later page) */
+    if (res) /* (none: its shard away, this group's part is left for a later fetch) */
       pl__gpart_read(f, res, ms[i].gid, max_bytes, &cap);
+    else if (part[i] != -2)
+      f->out.partial = 1;
     PQclear(res);
   }
   pl_pg_xpipe_clear(&y);
