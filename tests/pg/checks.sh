@@ -59,6 +59,34 @@ serve() {
   done
   return 1
 }
+# up NAME LOG PORT HPORT ARGS...: serve, then "PASS NAME-serves"; or the
+# FAIL, the process stopped, and the test ends here
+up() {
+  local name=$1 rc=0
+  shift
+  serve "$@" || rc=$?
+  if ((rc == 0)); then
+    pass "$name-serves"
+    return 0
+  fi
+  kill -9 "$served" 2>/dev/null || true
+  fail "$name-serves" "parleyd did not listen on $2 and $3 within 60 s"
+  exit 1
+}
+# recv_until FILE WANT PATTERN CMD...: runs CMD (a recv, which acks what it
+# prints) again and again, its output appended to FILE (emptied first),
+# until FILE has WANT lines matching PATTERN, 60 s at most (out of time,
+# the check after it fails and the test goes on)
+recv_until() {
+  local f=$1 want=$2 pat=$3 deadline=$((SECONDS + 60))
+  shift 3
+  : >"$f"
+  while ((SECONDS < deadline)); do
+    "$@" >>"$f" 2>/dev/null || true
+    (($(grep -c -- "$pat" "$f") >= want)) && break
+  done
+  return 0
+}
 # q SHARD SQL: one psql answer on shard K (fields joined by |); an error's text otherwise
 q() { psql "${SHARD_URI[$1]}" -qAtX -v ON_ERROR_STOP=1 -c "$2" 2>&1 || true; }
 # drop_tmp: the test's own PostgreSQL ($tmp/pg2) stopped and $tmp removed;

@@ -63,16 +63,10 @@ trap 'exit 143' TERM INT HUP
 
 # node NAME STORE-ARGS...: parleyd on the given databases, serving within 60 s
 node() {
-  local name=$1 ok=0
+  local name=$1
   shift
-  serve "$tmp/node.log" "$PORT" "$HPORT" "$@" --data "$tmp/data" || ok=$?
+  up "$name" "$tmp/node.log" "$PORT" "$HPORT" "$@" --data "$tmp/data"
   PID=$served
-  if ((ok == 0)); then
-    pass "$name-serves"
-    return 0
-  fi
-  fail "$name-serves" "parleyd did not listen on $PORT"
-  exit 1
 }
 node_stop() {
   [[ -n $PID ]] || return 0
@@ -89,15 +83,7 @@ jfield() { python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).read
 # got FILE: the texts of the messages in a recv's output, in the order received, one per line
 got() { python3 -c 'import json, sys; [print(d["text"]) for d in map(json.loads, filter(str.strip, open(sys.argv[1]))) if d.get("type") == "message"]' "$1"; }
 # recv_all USER DEVICE FILE WANT: recv (acking) until FILE has WANT messages, 60 s at most
-recv_all() {
-  local u=$1 d=$2 f=$3 want=$4 deadline=$((SECONDS + 60))
-  : >"$f"
-  while ((SECONDS < deadline)); do
-    cli "$u" --device "$d" recv --wait 1 >>"$f" 2>/dev/null || true
-    (($(grep -c '"type":"message"' "$f") >= want)) && break
-  done
-  return 0
-}
+recv_all() { recv_until "$3" "$4" '"type":"message"' cli "$1" --device "$2" recv --wait 1; }
 
 # names by the hash (FNV-1a 64 mod 16384): A and B in two buckets, NEW in B's
 read -r A BA B BB NEW <<<"$(python3 - <<'EOF'

@@ -80,15 +80,9 @@ jfield() { python3 -c 'import json, sys; print(json.loads(open(sys.argv[1]).read
 
 # node I: parleyd number I (0 or 1) on the shards, serving within 60 s
 node() {
-  local i=$1 ok=0
-  serve "$tmp/node$i.log" "${PORT[$i]}" "${HPORT[$i]}" "${SHARDS[@]}" --data "$tmp/data$i" || ok=$?
+  local i=$1
+  up "node$i" "$tmp/node$i.log" "${PORT[$i]}" "${HPORT[$i]}" "${SHARDS[@]}" --data "$tmp/data$i"
   PID[i]=$served
-  if ((ok == 0)); then
-    pass "node$i-serves"
-    return 0
-  fi
-  fail "node$i-serves" "parleyd did not listen on ${PORT[$i]}"
-  exit 1
 }
 node_stop() {
   local i=$1
@@ -234,16 +228,8 @@ same "conv-$LO-stays" "$(q 0 "SELECT count(*) FROM convs WHERE conv = '$c_lo'")|
 same "queues-gone-from-shard0" "$(q 0 "SELECT count(*) FROM queue WHERE device_id >> 48 = $BM")" 0
 
 # ---- what each device receives ------------------------------------------------
-# recv_until NODE USER DEVICE FILE WANT: recv (acking) until FILE has WANT messages, 60 s at most
-recv_until() {
-  local i=$1 u=$2 d=$3 f=$4 want=$5 deadline=$((SECONDS + 60))
-  : >"$f"
-  while ((SECONDS < deadline)); do
-    cli "$i" "$u" --device "$d" recv --wait 1 >>"$f" 2>/dev/null || true
-    (($(grep -c '"type":"message"' "$f") >= want)) && break
-  done
-  return 0
-}
+# recv_dev NODE USER DEVICE FILE WANT: recv (acking) until FILE has WANT messages, 60 s at most
+recv_dev() { recv_until "$4" "$5" '"type":"message"' cli "$1" "$2" --device "$3" recv --wait 1; }
 # ledger NAME FILE WANT-TEXTS...: each text once; per conversation, seqs rising
 # (GAPFREE=conv: that conversation's seqs also without a hole)
 ledger() {
@@ -273,14 +259,14 @@ texts() { # texts NAME: "mv NAME 1" .. "mv NAME N"
   for ((i = 1; i <= N; i++)); do echo "mv $1 $i"; done
 }
 mapfile -t want_m < <(echo "pre $LO"; echo "pre $HI"; echo "pre $FAR"; echo "pre g"; texts lo; texts far; texts g)
-recv_until 1 "$M" default "$tmp/recv.m" "${#want_m[@]}"
+recv_dev 1 "$M" default "$tmp/recv.m" "${#want_m[@]}"
 ledger "m-gets-each-once-in-order" "$tmp/recv.m" "${want_m[@]}"
 # M's other device also gets what M sent to FAR (a copy for the sender's devices)
 mapfile -t want_o < <(printf '%s\n' "${want_m[@]}"; echo "pre $M"; texts m)
-recv_until 0 "$M" other "$tmp/recv.o" "${#want_o[@]}"
+recv_dev 0 "$M" other "$tmp/recv.o" "${#want_o[@]}"
 GAPFREE=$c_far ledger "m-other-gets-each-once-gap-free" "$tmp/recv.o" "${want_o[@]}"
 mapfile -t want_far < <(echo "pre $M"; echo "pre g"; texts m; texts g)
-recv_until 0 "$FAR" default "$tmp/recv.far" "${#want_far[@]}"
+recv_dev 0 "$FAR" default "$tmp/recv.far" "${#want_far[@]}"
 ledger "far-gets-each-once-in-order" "$tmp/recv.far" "${want_far[@]}"
 
 # ---- after: through the new shard ---------------------------------------------
@@ -401,13 +387,13 @@ done
 same "far-on-shard2" "$(q 2 "SELECT count(*) FROM users WHERE name = '$FAR'")|$(q 1 "SELECT count(*) FROM users WHERE name = '$FAR'")" "1|0"
 same "conv-far-on-shard1" "$(q 1 "SELECT count(*) FROM convs WHERE conv = '$c_far'")" 1
 mapfile -t want_far2 < <(texts m2; texts lof)
-recv_until 0 "$FAR" default "$tmp/recv.far2" "${#want_far2[@]}"
+recv_dev 0 "$FAR" default "$tmp/recv.far2" "${#want_far2[@]}"
 ledger "far-gets-m2-and-lof-once-in-order" "$tmp/recv.far2" "${want_far2[@]}"
 mapfile -t want_m2 < <(echo "before the second move"; texts far2)
-recv_until 1 "$M" default "$tmp/recv.m2" "${#want_m2[@]}"
+recv_dev 1 "$M" default "$tmp/recv.m2" "${#want_m2[@]}"
 ledger "m-gets-far2-once-in-order" "$tmp/recv.m2" "${want_m2[@]}"
 mapfile -t want_o2 < <(echo "before the second move"; texts far2; texts m2)
-recv_until 0 "$M" other "$tmp/recv.o2" "${#want_o2[@]}"
+recv_dev 0 "$M" other "$tmp/recv.o2" "${#want_o2[@]}"
 ledger "m-other-gets-both-once-in-order" "$tmp/recv.o2" "${want_o2[@]}"
 # X's bucket from shard 1 to shard 0, where its conversation with LO lives:
 # what shard 0 owes X then is copied in by the move itself, before LO's
@@ -415,10 +401,10 @@ ledger "m-other-gets-both-once-in-order" "$tmp/recv.o2" "${want_o2[@]}"
 move_during mover-to-the-conversations-shard "$BX" 0 "lox $LO default $X" "xlo $X default $LO"
 same "x-on-shard0" "$(q 0 "SELECT count(*) FROM users WHERE name = '$X'")|$(q 1 "SELECT count(*) FROM users WHERE name = '$X'")" "1|0"
 mapfile -t want_x < <(texts lox)
-recv_until 1 "$X" default "$tmp/recv.x" "${#want_x[@]}"
+recv_dev 1 "$X" default "$tmp/recv.x" "${#want_x[@]}"
 ledger "x-gets-lox-once-in-order" "$tmp/recv.x" "${want_x[@]}"
 mapfile -t want_lo < <(texts xlo)
-recv_until 0 "$LO" default "$tmp/recv.lo" "${#want_lo[@]}"
+recv_dev 0 "$LO" default "$tmp/recv.lo" "${#want_lo[@]}"
 ledger "lo-gets-xlo-once-in-order" "$tmp/recv.lo" "${want_lo[@]}"
 same "outbox-empty-after" "$(q 0 "SELECT count(*) FROM outbox")|$(q 1 "SELECT count(*) FROM outbox")|$(q 2 "SELECT count(*) FROM outbox")" "0|0|0"
 # ---- copies owed when the move happens, made sure of: nodes down ----------------
@@ -470,7 +456,7 @@ same "made-row-gone" "$(q 0 "SELECT count(*) FROM outbox WHERE client_id = 'pend
 node 0
 node 1
 mapfile -t want_y < <(echo "to y first"; echo "owed to y on shard 1"; echo "owed to y on shard 2")
-recv_until 1 "$Y" default "$tmp/recv.y" "${#want_y[@]}"
+recv_dev 1 "$Y" default "$tmp/recv.y" "${#want_y[@]}"
 ledger "y-gets-each-once-in-order" "$tmp/recv.y" "${want_y[@]}"
 run "y-after" 0 cli 0 "$LO" send "$Y" "to y after"
 run "y-after-recv" 0 cli 1 "$Y" recv --wait 2

@@ -767,15 +767,7 @@ for u in "${USERS[@]}"; do
   if [[ $(grep -c '"seq"' "$tmp/x9.sent.$u") == "$N" ]]; then pass "x9-sent-$u"; else fail "x9-sent-$u" "$(cat "$tmp/x9.sent.$u")"; fi
 done
 # recv_all USER DEVICE FILE WANT: recv (acking) until FILE has WANT x9 messages, 60 s at most
-recv_all() {
-  local u=$1 d=$2 f=$3 want=$4 deadline=$((SECONDS + 60))
-  : >"$f"
-  while ((SECONDS < deadline)); do
-    cli "$u" --device "$d" recv --wait 1 >>"$f" 2>/dev/null || true
-    (($(grep -c '"text":"x9 ' "$f") >= want)) && break
-  done
-  return 0 # (out of time: the check after it fails, and the test goes on)
-}
+recv_all() { recv_until "$3" "$4" '"text":"x9 ' cli "$1" --device "$2" recv --wait 1; }
 # x9_check NAME FILE CONV SENDERS...: each SENDER's N texts exactly once, seqs rising in arrival order
 x9_check() {
   local name=$1 f=$2 c=$3
