@@ -73,7 +73,8 @@ struct pl_store {
   int full;                        /* the disk is full: SEND and MEDIA_PUT are refused (store thread) */
   uint64_t next_probe;             /* mono ms: the next look at free space while unreserved */
   pl__link *link;                  /* linked shards (NULL: one store) */
-  uint64_t map_seen;               /* the bucket map's epoch when this thread last looked */
+  uint64_t rerouted; /* (mu) requests refused before sending: routed by an older map (stats.fenced) */
+  uint64_t map_seen; /* the bucket map's epoch when this thread last looked */
 };
 
 /* ---- handing requests back ---------------------------------------------- */
@@ -174,15 +175,22 @@ static int pl__grows(const pl_store_req *r) {
  * the epoch the backend told. */
 static void pl__reroute(pl_store *s, pl_store_req *batch) {
   const pl_shardmap *m = s->cfg.shardmap;
-  uint64_t now = m ? pl_shardmap_epoch(m) + 1 : 0;
+  uint64_t now = m ? pl_shardmap_epoch(m) + 1 : 0, n = 0;
   for (pl_store_req *r = batch; r; r = r->next) {
     if (!r->routed_at || r->routed_at == now || r->status != PL_OK)
       continue;
     int to = pl_store_route(r, m, s->cfg.nshards);
     if (to >= (int)s->cfg.nshards)
       to = 0; /* as pl_store__submit_linked sends it */
-    if (to >= 0 && (unsigned)to != s->cfg.shard)
+    if (to >= 0 && (unsigned)to != s->cfg.shard) {
       r->status = PL_ERR_MOVED;
+      n++;
+    }
+  }
+  if (n) {
+    pthread_mutex_lock(&s->mu);
+    s->rerouted += n;
+    pthread_mutex_unlock(&s->mu);
   }
 }
 
@@ -413,7 +421,6 @@ static void pl__run_batch(pl_store *s, pl_store_req *batch, size_t n) {
    * one goes through with the new map, and /healthz must not take the node
    * out of the load balancer meanwhile */
   s->stats.write_failing = e != PL_OK && e != PL_ERR_STORAGE_FULL && e != PL_ERR_MOVED;
-  s->stats.fenced += e == PL_ERR_MOVED;
   s->stats.write_err = e;
   pthread_mutex_unlock(&s->mu);
   pl_hist_add(&s->batch_hist, n);
@@ -892,6 +899,7 @@ static void pl__stats_one(pl_store *s, pl_store_stats *st) {
   st->queued = s->queued;
   st->backend_down = s->be->down && s->bctx ? s->be->down(s->bctx) : 0;
   st->round_trips = s->be->round_trips && s->bctx ? s->be->round_trips(s->bctx) : 0;
+  st->fenced = (s->be->fenced && s->bctx ? s->be->fenced(s->bctx) : 0) + s->rerouted;
   st->relay_copies = st->relay_swept = 0;
   if (s->be->relayed && s->bctx)
     s->be->relayed(s->bctx, &st->relay_copies, &st->relay_swept);

@@ -1092,6 +1092,10 @@ typedef struct pl_store_backend {
    * or a pipeline's sync however many statements it carried; per commit in
    * /metrics). */
   uint64_t (*round_trips)(void *be);
+  /* Optional, any thread: writes a shard's fence refused so far (a move:
+   * this node routed by an older bucket map), whatever made them: a
+   * batch, a copy to another shard, the sweep, a write through a link. */
+  uint64_t (*fenced)(void *be);
   /* Optional, any thread: copies made on other shards so far (a sharded
    * store's outbox rows), and how many of them the relay's sweep made. */
   void (*relayed)(void *be, uint64_t *copies, uint64_t *swept);
@@ -1193,9 +1197,10 @@ typedef struct pl_store_stats {
   int backend_down;                        /* the backend cannot reach its database now */
   uint64_t retries;                        /* batches run again after a conflict */
   uint64_t splits;                         /* batches run in parts, their retries spent */
-  uint64_t fenced;                         /* batches a move's fence refused (PL_ERR_MOVED) */
-  uint64_t round_trips;                    /* statements sent to a database server (0: embedded) */
-  uint64_t relay_copies, relay_swept;      /* copies made on other shards; of them by the sweep */
+  uint64_t
+      fenced; /* writes refused for an older bucket map: by a shard's fence, or by the store before sending */
+  uint64_t round_trips;               /* statements sent to a database server (0: embedded) */
+  uint64_t relay_copies, relay_swept; /* copies made on other shards; of them by the sweep */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
 void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st);

@@ -315,6 +315,9 @@ static void test_stale_route_refused(void) {
   r.u.get_user.in.user = "alice";
   CHECK_EQ_I(run_routed_at(s[1], &r, 0), PL_ERR_MOVED); /* sent to shard 1 at epoch 0 */
   pl_store_req_clear(&r);
+  pl_store_stats st;
+  pl_store_get_stats(s[1], &st);
+  CHECK_EQ_I((int)st.fenced, 1); /* counted (/metrics: parley_store_fenced_total) */
   r = (pl_store_req){.op = PL_STORE_GET_USER};
   r.u.get_user.in.user = "alice";
   CHECK_EQ_I(run_routed_at(s[0], &r, 1),

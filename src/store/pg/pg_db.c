@@ -32,6 +32,7 @@ static pl_err pl__result(pl__pg *g, PGresult *res, const char *sql) {
     return PL_ERR_STORE;
   const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
   if (state && !strcmp(state, PL_PG_FENCED)) { /* a bucket moved: read the map, the client retries */
+    atomic_fetch_add(&g->fenced, 1);
     if (!g->map_stale)
       pl_info("store: shard %u refused a write for an older bucket map: reading the map again", g->shard);
     g->map_stale = 1;
@@ -528,6 +529,14 @@ static uint64_t pl__pg_round_trips(void *be) {
   return n;
 }
 
+static uint64_t pl__pg_fenced(void *be) {
+  const pl__pg *g = be;
+  uint64_t n = atomic_load(&g->fenced);
+  for (unsigned j = 0; g->links && j < g->nshards; j++)
+    n += g->links[j] ? atomic_load(&g->links[j]->fenced) : 0;
+  return n;
+}
+
 /* Expired queue rows, then the messages they pointed at, the group
  * histories' entries every member device has, then the dedup records
  * past the TTL. Messages of other nodes' sweeps are deleted once:
@@ -671,6 +680,7 @@ const pl_store_backend pl_store_pg = {
     .relay = pl_pg_relay_sweep,
     .down = pl__pg_down,
     .round_trips = pl__pg_round_trips,
+    .fenced = pl__pg_fenced,
     .relayed = pl__pg_relayed,
 };
 

@@ -59,6 +59,7 @@ typedef struct pl__pg {
   uint64_t retry_at_ms;             /* while down: the next reconnect attempt */
   uint32_t backoff_ms;              /* the wait after the next failed attempt */
   atomic_uint_fast64_t round_trips; /* round trips: a statement, or a pipeline's sync */
+  atomic_uint_fast64_t fenced;      /* statements a move's fence refused (PLMAP) */
   atomic_uint_fast64_t copies;      /* outbox rows copied to other shards (pg_relay.c) ... */
   atomic_uint_fast64_t swept;       /* ... of them by the sweep */
   int begin_pending;                /* BEGIN is owed: it goes with the next statement or pipe */
