@@ -3,6 +3,7 @@
  * request by op, and the pl_store_pg vtable. The tables are described in
  * pg_internal.h and created by pg_schema.c. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "../pl_shardmap.h"
@@ -520,22 +521,18 @@ static void pl__pg_relayed(void *be, uint64_t *copies, uint64_t *swept) {
   *swept = atomic_load(&g->swept);
 }
 
-/* (the links' too: the copies to other shards are this store's work) */
-static uint64_t pl__pg_round_trips(void *be) {
-  const pl__pg *g = be;
-  uint64_t n = atomic_load(&g->round_trips);
+/* The counter at offset off of g and of its links (the copies to other
+ * shards are this store's work). */
+static uint64_t pl__sum(pl__pg *g, size_t off) {
+  uint64_t n = atomic_load((atomic_uint_fast64_t *)((char *)g + off));
   for (unsigned j = 0; g->links && j < g->nshards; j++)
-    n += g->links[j] ? atomic_load(&g->links[j]->round_trips) : 0;
+    n += g->links[j] ? atomic_load((atomic_uint_fast64_t *)((char *)g->links[j] + off)) : 0;
   return n;
 }
 
-static uint64_t pl__pg_fenced(void *be) {
-  const pl__pg *g = be;
-  uint64_t n = atomic_load(&g->fenced);
-  for (unsigned j = 0; g->links && j < g->nshards; j++)
-    n += g->links[j] ? atomic_load(&g->links[j]->fenced) : 0;
-  return n;
-}
+static uint64_t pl__pg_round_trips(void *be) { return pl__sum(be, offsetof(pl__pg, round_trips)); }
+
+static uint64_t pl__pg_fenced(void *be) { return pl__sum(be, offsetof(pl__pg, fenced)); }
 
 /* Expired queue rows, then the messages they pointed at, the group
  * histories' entries every member device has, then the dedup records
