@@ -73,8 +73,8 @@ struct pl_store {
   int full;                        /* the disk is full: SEND and MEDIA_PUT are refused (store thread) */
   uint64_t next_probe;             /* mono ms: the next look at free space while unreserved */
   pl__link *link;                  /* linked shards (NULL: one store) */
-  uint64_t rerouted; /* (mu) requests refused before sending: routed by an older map (stats.fenced) */
-  uint64_t map_seen; /* the bucket map's epoch when this thread last looked */
+  uint64_t rerouted;               /* (mu) requests refused before sending (stats.fenced) */
+  uint64_t map_seen;               /* the bucket map's epoch when this thread last looked */
 };
 
 /* ---- handing requests back ---------------------------------------------- */

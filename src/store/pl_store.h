@@ -1197,10 +1197,9 @@ typedef struct pl_store_stats {
   int backend_down;                        /* the backend cannot reach its database now */
   uint64_t retries;                        /* batches run again after a conflict */
   uint64_t splits;                         /* batches run in parts, their retries spent */
-  uint64_t
-      fenced; /* writes refused for an older bucket map: by a shard's fence, or by the store before sending */
-  uint64_t round_trips;               /* statements sent to a database server (0: embedded) */
-  uint64_t relay_copies, relay_swept; /* copies made on other shards; of them by the sweep */
+  uint64_t fenced;                         /* writes refused for an older bucket map (a move) */
+  uint64_t round_trips;                    /* statements sent to a database server (0: embedded) */
+  uint64_t relay_copies, relay_swept;      /* copies made on other shards; of them by the sweep */
 } pl_store_stats;
 void pl_store_get_stats(pl_store *s, pl_store_stats *st);
 void pl_store_get_seal_stats(pl_store *s, pl_store_seal_stats *st);
